@@ -1,0 +1,22 @@
+#!/usr/bin/env node
+// Runs the Prisma CLI offline. Prisma downloads native engines unless these
+// variables name files that exist; on the paths we use (generate, migrate diff)
+// the engines are never executed, so any existing file will do.
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const placeholder = fileURLToPath(import.meta.url);
+const require = createRequire(import.meta.url);
+const cli = require.resolve('prisma/build/index.js');
+const env = {
+  ...process.env,
+  PRISMA_SCHEMA_ENGINE_BINARY: process.env.PRISMA_SCHEMA_ENGINE_BINARY ?? placeholder,
+  PRISMA_QUERY_ENGINE_LIBRARY: process.env.PRISMA_QUERY_ENGINE_LIBRARY ?? placeholder,
+  // The schema's datasource names DATABASE_URL; generate never connects.
+  DATABASE_URL: process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres',
+  PRISMA_HIDE_UPDATE_MESSAGE: '1',
+  CHECKPOINT_DISABLE: '1',
+};
+const result = spawnSync(process.execPath, [cli, ...process.argv.slice(2)], { stdio: 'inherit', env });
+process.exit(result.status ?? 1);

@@ -1,0 +1,106 @@
+// People who sign in: create, verify a password, and the claims oidc-provider asks for.
+import { randomUUID } from 'node:crypto';
+import type { Account, FindAccount } from 'oidc-provider';
+import type { Prisma } from '../persistence/database.js';
+import type { PasswordHasher } from './passwords.js';
+
+export class AccountError extends Error {
+  override name = 'AccountError';
+}
+
+export interface NewUser {
+  email: string;
+  name?: string;
+  password: string;
+  emailVerified?: boolean;
+}
+
+export interface UserView {
+  id: string;
+  email: string;
+  name: string | null;
+  emailVerified: boolean;
+}
+
+const MIN_PASSWORD_LENGTH = 8;
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+/** Emails compare case-insensitively; we keep them lower-cased (NFC) so the unique index agrees. */
+export function normalizeEmail(email: string): string {
+  return email.trim().normalize('NFC').toLowerCase();
+}
+
+export class Accounts {
+  constructor(
+    private readonly prisma: Prisma,
+    private readonly hasher: PasswordHasher,
+  ) {}
+
+  async create(input: NewUser): Promise<UserView> {
+    const email = normalizeEmail(input.email);
+    if (!EMAIL.test(email)) throw new AccountError(`"${input.email}" is not an email address`);
+    if (input.password.length < MIN_PASSWORD_LENGTH) {
+      throw new AccountError(`the password must be at least ${MIN_PASSWORD_LENGTH} characters`);
+    }
+    const exists = await this.prisma.user.findUnique({ where: { email }, select: { id: true } });
+    if (exists) throw new AccountError(`a user with email ${email} already exists`);
+    const hash = await this.hasher.hash(input.password);
+    return this.prisma.user.create({
+      data: {
+        id: randomUUID(),
+        email,
+        name: input.name?.trim() || null,
+        emailVerified: input.emailVerified ?? false,
+        password: { create: { hash } },
+      },
+      select: { id: true, email: true, name: true, emailVerified: true },
+    });
+  }
+
+  /** The user's id when the password is right; undefined otherwise, in the same time either way. */
+  async verifyPassword(email: string, password: string): Promise<string | undefined> {
+    const user = await this.prisma.user.findUnique({
+      where: { email: normalizeEmail(email) },
+      select: { id: true, password: { select: { hash: true } } },
+    });
+    if (!user?.password) {
+      await this.hasher.verifyDecoy(password);
+      return undefined;
+    }
+    return (await this.hasher.verify(user.password.hash, password)) ? user.id : undefined;
+  }
+
+  async find(id: string): Promise<UserView | undefined> {
+    const user = await this.prisma.user.findUnique({
+      where: { id },
+      select: { id: true, email: true, name: true, emailVerified: true },
+    });
+    return user ?? undefined;
+  }
+
+  /** oidc-provider's findAccount: the provider filters the claims by granted scope (see `claims` in configuration). */
+  readonly findAccount: FindAccount = async (_ctx, sub) => {
+    if (!isUuid(sub)) return undefined;
+    const user = await this.prisma.user.findUnique({
+      where: { id: sub },
+      select: { id: true, email: true, name: true, emailVerified: true, updatedAt: true },
+    });
+    if (!user) return undefined;
+    const account: Account = {
+      accountId: user.id,
+      claims: () => ({
+        sub: user.id,
+        email: user.email,
+        email_verified: user.emailVerified,
+        ...(user.name ? { name: user.name } : {}),
+        updated_at: Math.floor(user.updatedAt.getTime() / 1000),
+      }),
+    };
+    return account;
+  };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+function isUuid(value: string): boolean {
+  return UUID.test(value);
+}

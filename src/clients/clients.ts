@@ -1,0 +1,126 @@
+// Applications registered by an operator. Stored in their own table; the
+// provider reads them through ClientAdapter (src/provider/client-adapter.ts).
+import { randomBytes } from 'node:crypto';
+import type { Prisma } from '../persistence/database.js';
+import { sha256 } from '../persistence/hash.js';
+
+export class ClientError extends Error {
+  override name = 'ClientError';
+}
+
+export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
+export type GrantType = (typeof GRANT_TYPES)[number];
+
+export interface NewClient {
+  name: string;
+  redirectUris: string[];
+  postLogoutRedirectUris?: string[];
+  grantTypes?: GrantType[];
+  scope?: string;
+  public?: boolean;
+  idTokenSignedResponseAlg?: 'ES256' | 'EdDSA' | 'RS256';
+}
+
+export interface CreatedClient {
+  client_id: string;
+  client_secret?: string;
+}
+
+export interface ClientView {
+  clientId: string;
+  name: string;
+  public: boolean;
+  redirectUris: string[];
+  postLogoutRedirectUris: string[];
+  grantTypes: string[];
+  scope: string;
+  createdAt: Date;
+}
+
+/** Metadata in the shape of RFC 7591 / OIDC Dynamic Registration, as oidc-provider reads it. */
+export interface StoredMetadata {
+  redirect_uris: string[];
+  post_logout_redirect_uris: string[];
+  grant_types: string[];
+  response_types: string[];
+  scope: string;
+  token_endpoint_auth_method: 'none' | 'client_secret_basic';
+  id_token_signed_response_alg?: string;
+}
+
+export const DEFAULT_SCOPE = 'openid profile email offline_access';
+
+function checkUri(uri: string, what: string): string {
+  let url: URL;
+  try {
+    url = new URL(uri);
+  } catch {
+    throw new ClientError(`${what} "${uri}" is not an absolute URI`);
+  }
+  if (url.hash) throw new ClientError(`${what} "${uri}" must not have a fragment (RFC 6749 §3.1.2)`);
+  return uri;
+}
+
+export class Clients {
+  constructor(private readonly prisma: Prisma) {}
+
+  async create(input: NewClient): Promise<CreatedClient> {
+    const name = input.name.trim();
+    if (!name) throw new ClientError('a client needs a name');
+    const grantTypes = [...new Set(input.grantTypes?.length ? input.grantTypes : ['authorization_code', 'refresh_token'])];
+    for (const type of grantTypes) {
+      if (!GRANT_TYPES.includes(type as GrantType)) throw new ClientError(`unknown grant type "${type}" (use ${GRANT_TYPES.join(', ')})`);
+    }
+    const redirectUris = input.redirectUris.map((uri) => checkUri(uri, 'redirect URI'));
+    if (grantTypes.includes('authorization_code') && redirectUris.length === 0) {
+      throw new ClientError('an authorization_code client needs at least one --redirect-uri');
+    }
+    if (input.public && grantTypes.includes('client_credentials')) {
+      throw new ClientError('a public client cannot use client_credentials');
+    }
+    const metadata: StoredMetadata = {
+      redirect_uris: redirectUris,
+      post_logout_redirect_uris: (input.postLogoutRedirectUris ?? []).map((uri) => checkUri(uri, 'post-logout redirect URI')),
+      grant_types: grantTypes,
+      response_types: grantTypes.includes('authorization_code') ? ['code'] : [],
+      scope: (input.scope ?? DEFAULT_SCOPE).split(/\s+/).filter(Boolean).join(' '),
+      token_endpoint_auth_method: input.public ? 'none' : 'client_secret_basic',
+      ...(input.idTokenSignedResponseAlg ? { id_token_signed_response_alg: input.idTokenSignedResponseAlg } : {}),
+    };
+    const clientId = randomBytes(16).toString('base64url');
+    const secret = input.public ? undefined : randomBytes(32).toString('base64url');
+    await this.prisma.client.create({
+      data: { clientId, name, metadata: metadata as object, clientSecretHash: secret ? sha256(secret) : null },
+    });
+    return secret ? { client_id: clientId, client_secret: secret } : { client_id: clientId };
+  }
+
+  async list(): Promise<ClientView[]> {
+    const rows = await this.prisma.client.findMany({
+      orderBy: { createdAt: 'asc' },
+      select: { clientId: true, name: true, metadata: true, clientSecretHash: true, createdAt: true },
+    });
+    return rows.map((row) => {
+      const metadata = row.metadata as unknown as StoredMetadata;
+      return {
+        clientId: row.clientId,
+        name: row.name,
+        public: !row.clientSecretHash,
+        redirectUris: metadata.redirect_uris,
+        postLogoutRedirectUris: metadata.post_logout_redirect_uris,
+        grantTypes: metadata.grant_types,
+        scope: metadata.scope,
+        createdAt: row.createdAt,
+      };
+    });
+  }
+
+  /** Deletes the client and everything issued to it. */
+  async delete(clientId: string): Promise<void> {
+    const [, deleted] = await this.prisma.$transaction([
+      this.prisma.providerArtifact.deleteMany({ where: { OR: [{ clientId }, { payload: { path: ['clientId'], equals: clientId } }] } }),
+      this.prisma.client.deleteMany({ where: { clientId } }),
+    ]);
+    if (deleted.count === 0) throw new ClientError(`no client with id ${clientId}`);
+  }
+}

@@ -1,0 +1,121 @@
+// The only reader of process.env: environment → one typed, validated Config.
+import path from 'node:path';
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const durationPattern = /^(\d+)\s*(s|m|h|d)?$/;
+const unitSeconds = { s: 1, m: 60, h: 3600, d: 86400 } as const;
+
+/** "90", "90s", "15m", "12h", "14d" → seconds. */
+export function parseDuration(value: string): number {
+  const match = durationPattern.exec(value.trim());
+  if (!match) throw new ConfigError(`"${value}" is not a duration (use e.g. 90s, 15m, 12h, 14d)`);
+  return Number(match[1]) * unitSeconds[(match[2] ?? 's') as keyof typeof unitSeconds];
+}
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value, ctx) => {
+      try {
+        return parseDuration(value);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    });
+
+const integer = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
+
+const schema = z.object({
+  PORT: integer(3000, 0, 65535),
+  HOST: z.string().default('0.0.0.0'),
+  ISSUER: z.url({ protocol: /^https?$/ }).optional(),
+  ISSUER_NAME: z.string().min(1).default('Portcullis'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// connection string')
+    .optional(),
+  DATABASE_POOL_SIZE: integer(10, 1, 200),
+  DATA_DIR: z.string().default('./data'),
+  COOKIE_KEYS: z
+    .string()
+    .optional()
+    .transform((value) => value?.split(',').map((key) => key.trim()).filter(Boolean))
+    .refine((keys) => !keys || keys.every((key) => key.length >= 32), 'each key must be at least 32 characters'),
+  SIGNING_ALG: z.enum(['ES256', 'EdDSA']).default('ES256'),
+  ARGON2_MEMORY_KIB: integer(19456, 1024, 4194304),
+  ARGON2_TIME_COST: integer(2, 1, 100),
+  ARGON2_PARALLELISM: integer(1, 1, 64),
+  ACCESS_TOKEN_TTL: duration('1h'),
+  ID_TOKEN_TTL: duration('1h'),
+  REFRESH_TOKEN_TTL: duration('14d'),
+  AUTHORIZATION_CODE_TTL: duration('60s'),
+  SESSION_TTL: duration('14d'),
+  INTERACTION_TTL: duration('1h'),
+  GRANT_TTL: duration('365d'),
+  KEY_REFRESH_INTERVAL: duration('30s'),
+  TRUST_PROXY: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+});
+
+export interface Config {
+  port: number;
+  host: string;
+  issuer: string;
+  issuerName: string;
+  database: { kind: 'postgres'; url: string; poolSize: number } | { kind: 'embedded'; dataDir: string };
+  cookieKeys?: string[];
+  signingAlg: 'ES256' | 'EdDSA';
+  argon2: { memoryCost: number; timeCost: number; parallelism: number };
+  ttl: {
+    accessToken: number;
+    idToken: number;
+    refreshToken: number;
+    authorizationCode: number;
+    session: number;
+    interaction: number;
+    grant: number;
+  };
+  keyRefreshInterval: number;
+  trustProxy: boolean;
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`).join('\n');
+    throw new ConfigError(`invalid configuration:\n${problems}`);
+  }
+  const e = result.data;
+  const issuer = (e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    issuer,
+    issuerName: e.ISSUER_NAME,
+    database: e.DATABASE_URL
+      ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE }
+      : { kind: 'embedded', dataDir: path.resolve(e.DATA_DIR) },
+    cookieKeys: e.COOKIE_KEYS,
+    signingAlg: e.SIGNING_ALG,
+    argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
+    ttl: {
+      accessToken: e.ACCESS_TOKEN_TTL,
+      idToken: e.ID_TOKEN_TTL,
+      refreshToken: e.REFRESH_TOKEN_TTL,
+      authorizationCode: e.AUTHORIZATION_CODE_TTL,
+      session: e.SESSION_TTL,
+      interaction: e.INTERACTION_TTL,
+      grant: e.GRANT_TTL,
+    },
+    keyRefreshInterval: e.KEY_REFRESH_INTERVAL,
+    trustProxy: e.TRUST_PROXY,
+    logLevel: e.LOG_LEVEL,
+  };
+}

@@ -1,0 +1,68 @@
+// What a person sees when a browser request fails: what happened and what to do,
+// in words, with a short reference instead of internals.
+import type { Context } from 'koa';
+import { renderPage, type PageContext } from './views.js';
+
+interface Explanation {
+  heading: string;
+  message: string;
+  advice: string;
+}
+
+const START_AGAIN = 'Go back to the application and start signing in again.';
+
+const explanations: Record<string, Explanation> = {
+  invalid_client: {
+    heading: 'Unknown application',
+    message: 'The application that sent you here is not registered.',
+    advice: 'Contact the application\'s developer; there is nothing you can do from here.',
+  },
+  invalid_redirect_uri: {
+    heading: 'Unexpected return address',
+    message: 'The application asked to send you back to an address it did not register, so we stopped here to keep you safe.',
+    advice: 'Contact the application\'s developer.',
+  },
+  session_not_found: {
+    heading: 'Your sign-in expired',
+    message: 'We could not find your sign-in in progress: it took too long, or your browser did not keep our cookie.',
+    advice: START_AGAIN,
+  },
+  invalid_request: {
+    heading: 'The request could not be understood',
+    message: 'The application sent an incomplete or malformed request.',
+    advice: START_AGAIN,
+  },
+  not_found: {
+    heading: 'Page not found',
+    message: 'There is nothing at this address.',
+    advice: START_AGAIN,
+  },
+  server_error: {
+    heading: 'Something went wrong on our side',
+    message: 'We could not complete your request.',
+    advice: 'Try again in a moment. If it keeps happening, contact the administrator with the reference below.',
+  },
+};
+
+export interface ErrorOut {
+  error: string;
+  error_description?: string;
+}
+
+/** Renders the error page for an OAuth-style error, as HTML on ctx. */
+export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, reference?: string): void {
+  const known = explanations[out.error];
+  const explanation = known ?? {
+    heading: 'We could not complete your request',
+    message: out.error_description ?? out.error,
+    advice: START_AGAIN,
+  };
+  ctx.type = 'html';
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = renderPage(page, 'error', {
+    ...explanation,
+    // Our own descriptions are safe to show (escaped); internal errors are not.
+    message: known && out.error !== 'server_error' && out.error_description ? `${explanation.message} (${out.error_description})` : explanation.message,
+    reference,
+  });
+}

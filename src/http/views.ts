@@ -1,0 +1,20 @@
+// Renders views/*.eta with auto-escaping into the shared layout.
+import type { IncomingMessage } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { Eta } from 'eta';
+import { styleNonce } from './security-headers.js';
+
+const eta = new Eta({
+  views: fileURLToPath(new URL('../../views', import.meta.url)),
+  autoEscape: true,
+  cache: process.env.NODE_ENV !== 'development',
+});
+
+export interface PageContext {
+  req: IncomingMessage;
+  issuerName: string;
+}
+
+export function renderPage(page: PageContext, view: string, data: Record<string, unknown>): string {
+  return eta.render(view, { ...data, issuerName: page.issuerName, nonce: styleNonce(page.req) });
+}

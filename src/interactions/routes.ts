@@ -1,0 +1,163 @@
+// The pages oidc-provider leaves to the host: login and consent, after the
+// shape of its example/routes/koa.js. GET shows the page for the current
+// prompt; POSTs finish the prompt and hand the browser back to the provider.
+import { randomUUID } from 'node:crypto';
+import Router from '@koa/router';
+import type { Context, Next } from 'koa';
+import { errors } from 'oidc-provider';
+import type { Accounts } from '../accounts/accounts.js';
+import type { Config } from '../config.js';
+import { renderErrorPage } from '../http/error-pages.js';
+import { BodyError, readForm } from '../http/form-body.js';
+import { renderPage } from '../http/views.js';
+import type { Logger } from '../logger.js';
+import type { ProviderHost } from '../provider/host.js';
+import { describeClaims, describeScopes } from './scope-descriptions.js';
+
+export interface InteractionDeps {
+  host: ProviderHost;
+  accounts: Accounts;
+  config: Config;
+  logger: Logger;
+}
+
+// Deliberately one message for both failures, so that the page does not tell
+// which emails have accounts.
+const WRONG_CREDENTIALS = 'The email or password is not right. Check both and try again.';
+
+class WrongPrompt extends Error {
+  override name = 'WrongPrompt';
+}
+
+export function interactionRoutes({ host, accounts, config, logger }: InteractionDeps): Router {
+  const router = new Router({ prefix: '/interaction/:uid' });
+  const page = (ctx: Context) => ({ req: ctx.req, issuerName: config.issuerName });
+
+  router.use(async (ctx: Context, next: Next) => {
+    ctx.set('Cache-Control', 'no-store');
+    try {
+      await next();
+    } catch (error) {
+      if (error instanceof errors.SessionNotFound) {
+        ctx.status = 400;
+        renderErrorPage(ctx, page(ctx), { error: 'session_not_found' });
+      } else if (error instanceof WrongPrompt) {
+        ctx.status = 400;
+        renderErrorPage(ctx, page(ctx), { error: 'session_not_found' });
+      } else if (error instanceof errors.OIDCProviderError) {
+        ctx.status = error.statusCode;
+        renderErrorPage(ctx, page(ctx), { error: error.error, error_description: error.error_description });
+      } else if (error instanceof BodyError) {
+        ctx.status = 413;
+        renderErrorPage(ctx, page(ctx), { error: 'invalid_request', error_description: error.message });
+      } else {
+        const reference = randomUUID().slice(0, 8);
+        logger.error('interaction failed', { reference, error: error instanceof Error ? error.stack : String(error) });
+        ctx.status = 500;
+        renderErrorPage(ctx, page(ctx), { error: 'server_error' }, reference);
+      }
+    }
+  });
+
+  const details = async (ctx: Context, expected?: string) => {
+    const provider = host.current;
+    const interaction = await provider.interactionDetails(ctx.req, ctx.res);
+    if (interaction.uid !== ctx.params.uid) throw new errors.SessionNotFound('interaction does not match this browser');
+    if (expected && interaction.prompt.name !== expected) throw new WrongPrompt(expected);
+    const client = await provider.Client.find(String(interaction.params.client_id));
+    if (!client) throw new errors.InvalidClient('client not found');
+    return { provider, interaction, client };
+  };
+
+  const showLogin = (ctx: Context, uid: string, clientName: string, fields: { email?: string; error?: string } = {}) => {
+    ctx.type = 'html';
+    ctx.body = renderPage(page(ctx), 'login', { uid, clientName, ...fields });
+  };
+
+  router.get('/', async (ctx) => {
+    const { provider, interaction, client } = await details(ctx);
+    const clientName = client.clientName ?? client.clientId;
+    if (interaction.prompt.name === 'login') {
+      const hint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
+      return showLogin(ctx, interaction.uid, clientName, { email: hint });
+    }
+    if (interaction.prompt.name === 'consent') {
+      const detailsOf = interaction.prompt.details as {
+        missingOIDCScope?: string[];
+        missingOIDCClaims?: string[];
+        missingResourceScopes?: Record<string, string[]>;
+      };
+      const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
+      const permissions = [
+        ...describeScopes(detailsOf.missingOIDCScope ?? []),
+        ...describeClaims(detailsOf.missingOIDCClaims ?? []),
+        ...Object.values(detailsOf.missingResourceScopes ?? {}).flatMap((scopes) => describeScopes(scopes)),
+      ];
+      ctx.type = 'html';
+      ctx.body = renderPage(page(ctx), 'consent', {
+        uid: interaction.uid,
+        clientName,
+        userLabel: user ? (user.name ? `${user.name} (${user.email})` : user.email) : 'you',
+        permissions: [...new Set(permissions)],
+      });
+      return;
+    }
+    void provider;
+    throw new WrongPrompt(interaction.prompt.name);
+  });
+
+  router.post('/login', async (ctx) => {
+    const { provider, interaction, client } = await details(ctx, 'login');
+    const form = await readForm(ctx);
+    const email = form.email?.trim() ?? '';
+    const password = form.password ?? '';
+    const accountId = email && password ? await accounts.verifyPassword(email, password) : undefined;
+    if (!accountId) {
+      logger.info('login failed', { interaction: interaction.uid });
+      ctx.status = 401;
+      return showLogin(ctx, interaction.uid, client.clientName ?? client.clientId, { email, error: WRONG_CREDENTIALS });
+    }
+    await provider.interactionFinished(
+      ctx.req,
+      ctx.res,
+      { login: { accountId, amr: ['pwd'] } },
+      { mergeWithLastSubmission: false },
+    );
+    ctx.respond = false;
+  });
+
+  router.post('/confirm', async (ctx) => {
+    const { provider, interaction } = await details(ctx, 'consent');
+    const accountId = interaction.session?.accountId;
+    if (!accountId) throw new errors.SessionNotFound('no account in session');
+    const clientId = String(interaction.params.client_id);
+    const existing = interaction.grantId ? await provider.Grant.find(interaction.grantId) : undefined;
+    const grant = existing ?? new provider.Grant({ accountId, clientId });
+    const missing = interaction.prompt.details as {
+      missingOIDCScope?: string[];
+      missingOIDCClaims?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    await provider.interactionFinished(ctx.req, ctx.res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+    ctx.respond = false;
+  });
+
+  router.post('/abort', async (ctx) => {
+    const { provider } = await details(ctx);
+    await provider.interactionFinished(
+      ctx.req,
+      ctx.res,
+      { error: 'access_denied', error_description: 'End-User denied the request' },
+      { mergeWithLastSubmission: false },
+    );
+    ctx.respond = false;
+  });
+
+  return router;
+}

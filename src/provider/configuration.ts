@@ -1,0 +1,129 @@
+// oidc-provider Configuration built from our Config and services. Protocol
+// behaviour is the library's; this file only chooses among its options.
+import { randomUUID } from 'node:crypto';
+import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
+import { errors } from 'oidc-provider';
+import type { Accounts } from '../accounts/accounts.js';
+import type { Config } from '../config.js';
+import { renderErrorPage } from '../http/error-pages.js';
+import { renderPage } from '../http/views.js';
+import type { Logger } from '../logger.js';
+import type { Prisma } from '../persistence/database.js';
+import { ArtifactAdapter, findGrantId } from './adapter.js';
+import { ClientAdapter } from './client-adapter.js';
+
+export interface ProviderServices {
+  config: Config;
+  prisma: Prisma;
+  accounts: Accounts;
+  logger: Logger;
+  signingKeys: object[];
+  cookieKeys: string[];
+}
+
+/** Standard claims released per scope (OIDC Core §5.4). */
+export const CLAIMS = {
+  openid: ['sub'],
+  profile: ['name', 'updated_at'],
+  email: ['email', 'email_verified'],
+};
+
+export const SCOPES = ['openid', 'offline_access', 'profile', 'email'];
+
+export function buildConfiguration(services: ProviderServices): Configuration {
+  const { config, prisma, accounts, logger } = services;
+  const clientAdapter = new ClientAdapter(prisma);
+  const page = (ctx: KoaContextWithOIDC) => ({ req: ctx.req, issuerName: config.issuerName });
+
+  return {
+    adapter: (name: string) => (name === 'Client' ? clientAdapter : new ArtifactAdapter(name, prisma)),
+    clients: [],
+    clientDefaults: {
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: config.signingAlg,
+    },
+    findAccount: accounts.findAccount,
+    claims: CLAIMS,
+    scopes: SCOPES,
+    conformIdTokenClaims: true,
+    responseTypes: ['code'],
+    // S256 only; required for public clients (RFC 9700 §2.1.1), honoured when any client sends it.
+    pkce: { required: (_ctx, client) => client.clientAuthMethod === 'none' },
+    cookies: {
+      keys: services.cookieKeys,
+      long: { signed: true, httpOnly: true, sameSite: 'lax' },
+      short: { signed: true, httpOnly: true, sameSite: 'lax' },
+    },
+    jwks: { keys: services.signingKeys as never },
+    enabledJWA: {
+      idTokenSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],
+      userinfoSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],
+      introspectionSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],
+      authorizationSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],
+    },
+    features: {
+      devInteractions: { enabled: false },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+      clientCredentials: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx, form) => {
+          ctx.type = 'html';
+          ctx.set('Cache-Control', 'no-store');
+          ctx.body = renderPage(page(ctx), 'logout', { form, clientName: ctx.oidc.client?.clientName });
+        },
+        postLogoutSuccessSource: async (ctx) => {
+          ctx.type = 'html';
+          ctx.body = renderPage(page(ctx), 'signed-out', { clientName: ctx.oidc.client?.clientName });
+        },
+      },
+    },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    // Refresh tokens: with offline_access, for clients allowed the grant; a new
+    // one on every use, and a reused one revokes the grant (RFC 9700 §4.14.2).
+    issueRefreshToken: async (_ctx, client, code) =>
+      client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
+    rotateRefreshToken: true,
+    // Consent is remembered per person and client, beyond the browser session
+    // that gave it: look the grant up in the database when the session has none.
+    loadExistingGrant: async (ctx) => {
+      const clientId = ctx.oidc.client!.clientId;
+      const accountId = ctx.oidc.session!.accountId;
+      const grantId =
+        ctx.oidc.result?.consent?.grantId ??
+        ctx.oidc.session!.grantIdFor(clientId) ??
+        (accountId ? await findGrantId(prisma, accountId, clientId) : undefined);
+      if (!grantId) return undefined;
+      const grant = await ctx.oidc.provider.Grant.find(grantId);
+      // A grant is only reused for the person and client it was given by.
+      if (!grant || grant.accountId !== accountId || grant.clientId !== clientId) return undefined;
+      return grant;
+    },
+    ttl: {
+      AccessToken: config.ttl.accessToken,
+      AuthorizationCode: config.ttl.authorizationCode,
+      ClientCredentials: config.ttl.accessToken,
+      IdToken: config.ttl.idToken,
+      Interaction: config.ttl.interaction,
+      Session: config.ttl.session,
+      Grant: config.ttl.grant,
+      RefreshToken: config.ttl.refreshToken,
+    },
+    renderError: async (ctx, out, error) => {
+      const reference = randomUUID().slice(0, 8);
+      if (out.error === 'server_error') {
+        logger.error('provider error', { reference, route: ctx.oidc?.route, error: errorSummary(error) });
+      }
+      const shown = error instanceof errors.SessionNotFound ? { error: 'session_not_found' } : out;
+      renderErrorPage(ctx, page(ctx), shown, out.error === 'server_error' ? reference : undefined);
+    },
+  };
+}
+
+function errorSummary(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}

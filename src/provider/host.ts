@@ -1,0 +1,36 @@
+// Holds the provider instance the app serves. oidc-provider takes its key set at
+// construction, so when another instance (or the CLI) rotates keys we build a
+// new provider and swap it in; state lives in the database, so nothing is lost.
+import type Provider from 'oidc-provider';
+import type { Logger } from '../logger.js';
+import type { Prisma } from '../persistence/database.js';
+import { loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
+import type { ProviderServices } from './configuration.js';
+import { createProvider } from './provider.js';
+
+type HostServices = Omit<ProviderServices, 'signingKeys'>;
+
+export class ProviderHost {
+  private constructor(
+    private readonly services: HostServices,
+    public current: Provider,
+    private version: string,
+  ) {}
+
+  static async create(services: HostServices): Promise<ProviderHost> {
+    const [version, signingKeys] = await Promise.all([signingKeysVersion(services.prisma), loadSigningKeys(services.prisma)]);
+    return new ProviderHost(services, createProvider({ ...services, signingKeys }), version);
+  }
+
+  /** Rebuilds the provider if the published signing keys changed. Returns whether it did. */
+  async refresh(): Promise<boolean> {
+    const prisma: Prisma = this.services.prisma;
+    const version = await signingKeysVersion(prisma);
+    if (version === this.version) return false;
+    const signingKeys = await loadSigningKeys(prisma);
+    this.current = createProvider({ ...this.services, signingKeys });
+    this.version = version;
+    (this.services.logger as Logger).info('signing keys changed; provider reloaded', { keys: signingKeys.length });
+    return true;
+  }
+}

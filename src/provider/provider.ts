@@ -1,0 +1,28 @@
+// Builds an oidc-provider instance from the current key set. A new instance is
+// built when the published keys change (rotation), see ProviderHost.
+import { timingSafeEqual } from 'node:crypto';
+import Provider from 'oidc-provider';
+import { sha256 } from '../persistence/hash.js';
+import { buildConfiguration, type ProviderServices } from './configuration.js';
+
+export function createProvider(services: ProviderServices): Provider {
+  const provider = new Provider(services.config.issuer, buildConfiguration(services));
+  provider.proxy = services.config.trustProxy;
+
+  // Client secrets are stored as SHA-256 digests (see ClientAdapter), so the
+  // presented secret is digested before the constant-time comparison. Our
+  // clients authenticate with client_secret_basic/post only, the one place the
+  // library compares secrets; HS* algorithms (which need the plain secret) are
+  // not offered to them.
+  provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
+    if (typeof this.clientSecret !== 'string' || typeof actual !== 'string') return false;
+    const expected = Buffer.from(this.clientSecret);
+    const presented = Buffer.from(sha256(actual));
+    return expected.length === presented.length && timingSafeEqual(expected, presented);
+  };
+
+  provider.on('server_error', (ctx, error) => {
+    services.logger.error('provider server_error', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });
+  });
+  return provider;
+}

@@ -1,0 +1,62 @@
+// A running Portcullis: services, provider, HTTP server, and the timers that
+// keep it current (key refresh, expired-row sweep). Owns all their lifetimes.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app.js';
+import type { Config } from './config.js';
+import { loadCookieKeys } from './keys/cookie-keys.js';
+import { createLogger, type Logger } from './logger.js';
+import { sweepExpired } from './provider/adapter.js';
+import { ProviderHost } from './provider/host.js';
+import { openServices, type Services } from './services.js';
+
+const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
+
+export interface RunningServer {
+  url: string;
+  services: Services;
+  host: ProviderHost;
+  close(): Promise<void>;
+}
+
+export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+  const services = await openServices(config);
+  const { prisma } = services.database;
+  let server: http.Server | undefined;
+  const timers: NodeJS.Timeout[] = [];
+  const close = async () => {
+    timers.forEach(clearInterval);
+    if (server) {
+      server.closeIdleConnections();
+      await new Promise<void>((resolve) => server!.close(() => resolve()));
+    }
+    await services.close();
+  };
+  try {
+    const cookieKeys = await loadCookieKeys(prisma, config.cookieKeys);
+    const host = await ProviderHost.create({ config, prisma, accounts: services.accounts, logger, cookieKeys });
+    const app = createApp({ config, host, accounts: services.accounts, logger });
+
+    server = http.createServer(app.callback());
+    // Keep-alive must outlast common proxies' idle timeouts.
+    server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve, reject) => {
+      server!.once('error', reject);
+      server!.listen(config.port, config.host, () => resolve());
+    });
+
+    const background = (name: string, task: () => Promise<unknown>) => () =>
+      task().catch((error: Error) => logger.error(`${name} failed`, { error: error.message }));
+    timers.push(setInterval(background('key refresh', () => host.refresh()), config.keyRefreshInterval * 1000).unref());
+    const sweep = background('sweep', () => sweepExpired(prisma));
+    timers.push(setInterval(sweep, SWEEP_INTERVAL_MS).unref());
+    void sweep();
+
+    const { port } = server.address() as AddressInfo;
+    logger.info('portcullis listening', { issuer: config.issuer, port, database: config.database.kind });
+    return { url: `http://localhost:${port}`, services, host, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
