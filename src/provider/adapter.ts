@@ -37,7 +37,12 @@ export class ArtifactAdapter implements Adapter {
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
     const key = sha256(id);
     const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
-    const json = JSON.stringify(payload);
+    // The payload repeats the id as `jti`: drop it, find() puts it back. Grant
+    // ids stay, as tokens' payloads name their grant anyway and a grant id
+    // alone authorizes nothing.
+    const { jti, ...rest } = payload;
+    const json = JSON.stringify(this.kind === 'Grant' ? payload : rest);
+    void jti;
     const grantId = payload.grantId ?? null;
     const uid = payload.uid ?? null;
     const userCode = payload.userCode ?? null;
@@ -57,9 +62,12 @@ export class ArtifactAdapter implements Adapter {
       where: { kind_id: { kind: this.kind, id: sha256(id) } },
       select: { payload: true, expiresAt: true, consumedAt: true },
     });
-    return toPayload(row);
+    const payload = toPayload(row);
+    return payload && { ...payload, jti: id };
   }
 
+  // Found by uid, a Session comes back without its id (the cookie value, kept
+  // only hashed); the provider only reads such sessions, never saves them.
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
     const row = await this.prisma.providerArtifact.findFirst({
       where: { kind: this.kind, uid },

@@ -65,8 +65,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     },
     features: {
       devInteractions: { enabled: false },
-      introspection: { enabled: true },
-      revocation: { enabled: true },
+      // A client learns about, and may revoke, only the tokens issued to it
+      // (RFC 7662 §4, RFC 7009 §2.1): the library's default lets any
+      // confidential client introspect any token.
+      introspection: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       userinfo: { enabled: true },
       clientCredentials: { enabled: true },
       rpInitiatedLogout: {

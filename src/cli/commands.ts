@@ -1,0 +1,185 @@
+// Each `portcullis` command: parse its options, call a service, print the result.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { GrantType } from '../clients/clients.js';
+import type { Config } from '../config.js';
+import { listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
+import type { Services } from '../services.js';
+import { UsageError } from './usage.js';
+
+export interface Io {
+  out(text: string): void;
+  readStdin(): Promise<string>;
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+function parse(args: string[], options: Options, positionals = 0) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  if (parsed.positionals.length !== positionals) {
+    throw new UsageError(positionals ? `expected ${positionals} argument(s), got ${parsed.positionals.length}` : 'unexpected argument');
+  }
+  return parsed;
+}
+
+function required(value: unknown, flag: string): string {
+  if (typeof value !== 'string' || !value.trim()) throw new UsageError(`${flag} is required`);
+  return value;
+}
+
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+
+export type Command = (args: string[], services: () => Promise<Services>, io: Io) => Promise<void>;
+
+export const clientCreate: Command = async (args, open, io) => {
+  const { values } = parse(args, {
+    name: { type: 'string' },
+    'redirect-uri': { type: 'string', multiple: true },
+    'post-logout-redirect-uri': { type: 'string', multiple: true },
+    'grant-type': { type: 'string', multiple: true },
+    scope: { type: 'string' },
+    public: { type: 'boolean' },
+    'id-token-alg': { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const alg = values['id-token-alg'] as string | undefined;
+  if (alg && !['ES256', 'EdDSA', 'RS256'].includes(alg)) throw new UsageError('--id-token-alg must be ES256, EdDSA or RS256');
+  const name = required(values.name, '--name');
+  const services = await open();
+  const created = await services.clients.create({
+    name,
+    redirectUris: (values['redirect-uri'] as string[] | undefined) ?? [],
+    postLogoutRedirectUris: values['post-logout-redirect-uri'] as string[] | undefined,
+    grantTypes: values['grant-type'] as GrantType[] | undefined,
+    scope: values.scope as string | undefined,
+    public: Boolean(values.public),
+    idTokenSignedResponseAlg: alg as 'ES256' | 'EdDSA' | 'RS256' | undefined,
+  });
+  if (values.json) return io.out(json(created));
+  io.out(`client_id:     ${created.client_id}\n`);
+  if (created.client_secret) io.out(`client_secret: ${created.client_secret}\n(shown once: only a hash is stored)\n`);
+};
+
+export const clientList: Command = async (args, open, io) => {
+  const { values } = parse(args, { json: { type: 'boolean' } });
+  const clients = await (await open()).clients.list();
+  if (values.json) {
+    return io.out(
+      json(
+        clients.map((client) => ({
+          client_id: client.clientId,
+          client_name: client.name,
+          public: client.public,
+          redirect_uris: client.redirectUris,
+          post_logout_redirect_uris: client.postLogoutRedirectUris,
+          grant_types: client.grantTypes,
+          scope: client.scope,
+          created_at: client.createdAt.toISOString(),
+        })),
+      ),
+    );
+  }
+  if (clients.length === 0) return io.out('no clients\n');
+  for (const client of clients) {
+    io.out(`${client.clientId}  ${client.name}  ${client.public ? 'public' : 'confidential'}  ${client.redirectUris.join(' ')}\n`);
+  }
+};
+
+export const clientDelete: Command = async (args, open, io) => {
+  const { positionals } = parse(args, {}, 1);
+  await (await open()).clients.delete(positionals[0]!);
+  io.out(`deleted client ${positionals[0]}\n`);
+};
+
+export const userCreate: Command = async (args, open, io) => {
+  const { values } = parse(args, {
+    email: { type: 'string' },
+    name: { type: 'string' },
+    'password-stdin': { type: 'boolean' },
+    'email-verified': { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
+  const email = required(values.email, '--email');
+  // Passwords come only from stdin: arguments are visible to every user of the machine.
+  if (!values['password-stdin']) throw new UsageError('--password-stdin is required (pipe the password in)');
+  const password = (await io.readStdin()).replace(/\r?\n$/, '');
+  if (!password) throw new UsageError('no password on standard input');
+  const user = await (await open()).accounts.create({
+    email,
+    name: values.name as string | undefined,
+    password,
+    emailVerified: Boolean(values['email-verified']),
+  });
+  if (values.json) return io.out(json({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified }));
+  io.out(`created user ${user.email} (${user.id})\n`);
+};
+
+/** How long a rotated key stays published: every instance must notice, then all it signed must expire. */
+export function keepPublishedFor(config: Config): number {
+  const clockSkew = 60;
+  return Math.max(config.ttl.idToken, config.ttl.accessToken) + config.keyRefreshInterval + clockSkew;
+}
+
+function printKeys(keys: KeyInfo[], io: Io, asJson: boolean): void {
+  if (asJson) {
+    return io.out(
+      json(
+        keys.map((key) => ({
+          kid: key.kid,
+          alg: key.alg,
+          status: key.status,
+          created_at: key.createdAt.toISOString(),
+          publish_until: key.publishUntil?.toISOString() ?? null,
+        })),
+      ),
+    );
+  }
+  for (const key of keys) {
+    const until = key.publishUntil ? `  published until ${key.publishUntil.toISOString()}` : '';
+    io.out(`${key.kid}  ${key.alg.padEnd(6)}  ${key.status}${until}\n`);
+  }
+}
+
+export const keysList: Command = async (args, open, io) => {
+  const { values } = parse(args, { json: { type: 'boolean' } });
+  printKeys(await listSigningKeys((await open()).database.prisma), io, Boolean(values.json));
+};
+
+export const keysRotate: Command = async (args, open, io) => {
+  const { values } = parse(args, { json: { type: 'boolean' } });
+  const services = await open();
+  const keys = await rotateSigningKeys(services.database.prisma, keepPublishedFor(services.config));
+  if (!values.json) {
+    io.out(`rotated; running servers sign with the new key within ${services.config.keyRefreshInterval}s\n`);
+  }
+  printKeys(keys, io, Boolean(values.json));
+};
+
+export const keysRetire: Command = async (args, open, io) => {
+  const { positionals } = parse(args, {}, 1);
+  await retireSigningKey((await open()).database.prisma, positionals[0]!);
+  io.out(`retired key ${positionals[0]}\n`);
+};
+
+export const migrateCommand: Command = async (args, open, io) => {
+  parse(args, {});
+  // Opening the services applies pending migrations; say what the database holds now.
+  const services = await open();
+  const { applied, alreadyApplied } = await services.database.migrate();
+  io.out(`database is up to date (${alreadyApplied + applied.length} migrations)\n`);
+};
+
+export const COMMANDS: Record<string, Command> = {
+  'client create': clientCreate,
+  'client list': clientList,
+  'client delete': clientDelete,
+  'user create': userCreate,
+  'keys list': keysList,
+  'keys rotate': keysRotate,
+  'keys retire': keysRetire,
+  migrate: migrateCommand,
+};

@@ -1,0 +1,51 @@
+// `portcullis` entry: pick the command, open the services lazily (so usage
+// errors never touch the database), turn every known error into one line.
+import { AccountError } from '../accounts/accounts.js';
+import { ClientError } from '../clients/clients.js';
+import { ConfigError, loadConfig } from '../config.js';
+import { KeyError } from '../keys/signing-keys.js';
+import { MigrationError } from '../persistence/migrations.js';
+import { openServices, type Services } from '../services.js';
+import { COMMANDS, type Io } from './commands.js';
+import { USAGE, UsageError } from './usage.js';
+
+const DOMAIN_ERRORS = [AccountError, ClientError, ConfigError, KeyError, MigrationError];
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
+    io.out(USAGE);
+    return argv.length === 0 ? 2 : 0;
+  }
+  const twoWords = `${argv[0]} ${argv[1] ?? ''}`;
+  const [name, args] = COMMANDS[twoWords] ? [twoWords, argv.slice(2)] : [argv[0]!, argv.slice(1)];
+  const command = COMMANDS[name];
+  let services: Services | undefined;
+  try {
+    if (!command) throw new UsageError(`unknown command "${argv.slice(0, 2).join(' ')}"`);
+    await command(args, async () => (services ??= await openServices(loadConfig())), io);
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`portcullis: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (DOMAIN_ERRORS.some((kind) => error instanceof kind)) {
+      process.stderr.write(`portcullis: ${(error as Error).message}\n`);
+      return 1;
+    }
+    process.stderr.write(`portcullis: unexpected error: ${(error as Error)?.message ?? String(error)}\n`);
+    return 1;
+  } finally {
+    await services?.close();
+  }
+}
+
+const code = await run(process.argv.slice(2), { out: (text) => process.stdout.write(text), readStdin });
+process.exitCode = code;

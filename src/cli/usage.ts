@@ -1,0 +1,27 @@
+export const USAGE = `Usage: portcullis <command> [options]
+
+Clients
+  client create --name NAME --redirect-uri URI [--redirect-uri URI ...]
+                [--post-logout-redirect-uri URI ...] [--grant-type TYPE ...]
+                [--scope "openid profile email offline_access"] [--public]
+                [--id-token-alg ES256|EdDSA|RS256] [--json]
+  client list [--json]
+  client delete CLIENT_ID
+
+Users
+  user create --email EMAIL [--name NAME] --password-stdin [--email-verified] [--json]
+
+Signing keys
+  keys list [--json]
+  keys rotate [--json]
+  keys retire KID
+
+Database
+  migrate                 apply pending migrations (the server also does this at start)
+
+Configuration comes from the environment (DATABASE_URL, DATA_DIR, ...); see README.md.
+`;
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}

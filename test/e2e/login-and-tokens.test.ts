@@ -1,0 +1,166 @@
+// A third-party app logs a person in with openid-client (authorization code +
+// PKCE) and uses the tokens; a resource server checks them with jose.
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256 } from '../../src/persistence/hash.js';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { discover, logIn, POST_LOGOUT_URI, REDIRECT_URI } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
+
+const alice = { email: 'alice@example.com', password: 'correct horse battery staple' };
+
+let pc: TestPortcullis;
+let app: { client_id: string; client_secret?: string };
+let rp: oidc.Configuration;
+
+beforeAll(async () => {
+  pc = await startPortcullis();
+  await pc.createUser(alice.email, alice.password, 'Alice Liddell');
+  app = await pc.createClient({ name: 'Photo App', redirectUris: [REDIRECT_URI], postLogoutRedirectUris: [POST_LOGOUT_URI] });
+  rp = await discover(pc.issuer, app.client_id, app.client_secret);
+});
+
+afterAll(async () => {
+  await pc?.close();
+});
+
+describe('a confidential client doing authorization code + PKCE', () => {
+  it('gets an ID token signed with a key from the JWKS, with the person as subject', async () => {
+    const { tokens, seen } = await logIn(new UserAgent(), rp, 'openid profile email', alice);
+    expect(seen).toEqual(['login', 'consent']);
+    const jwks = createRemoteJWKSet(new URL(rp.serverMetadata().jwks_uri!));
+    const { payload, protectedHeader } = await jwtVerify(tokens.id_token!, jwks, { issuer: pc.issuer, audience: app.client_id });
+    expect(protectedHeader.alg).toBe('ES256');
+    expect(payload.sub).toMatch(/^[0-9a-f-]{36}$/);
+    expect(tokens.token_type.toLowerCase()).toBe('bearer');
+    expect(tokens.refresh_token).toBeUndefined(); // no offline_access asked
+  });
+
+  it('serves userinfo with the claims of the granted scopes only', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid email', alice);
+    const claims = tokens.claims()!;
+    const info = await oidc.fetchUserInfo(rp, tokens.access_token, claims.sub);
+    expect(info).toMatchObject({ sub: claims.sub, email: 'alice@example.com', email_verified: false });
+    expect(info.name).toBeUndefined();
+
+    const withProfile = await logIn(new UserAgent(), rp, 'openid profile', alice);
+    const profile = await oidc.fetchUserInfo(rp, withProfile.tokens.access_token, claims.sub);
+    expect(profile.name).toBe('Alice Liddell');
+    expect(profile.email).toBeUndefined();
+  });
+
+  it('signs ID tokens with RS256 for a client that asks for it', async () => {
+    const legacy = await pc.createClient({ name: 'Legacy', redirectUris: [REDIRECT_URI], idTokenAlg: 'RS256' });
+    const legacyRp = await discover(pc.issuer, legacy.client_id, legacy.client_secret);
+    const { tokens } = await logIn(new UserAgent(), legacyRp, 'openid', alice);
+    expect(decodeProtectedHeader(tokens.id_token!).alg).toBe('RS256');
+    const jwks = createRemoteJWKSet(new URL(rp.serverMetadata().jwks_uri!));
+    await jwtVerify(tokens.id_token!, jwks, { issuer: pc.issuer, audience: legacy.client_id });
+  });
+});
+
+describe('refresh tokens', () => {
+  it('are issued with offline_access and rotate on every use', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    expect(tokens.refresh_token).toBeTruthy();
+    const first = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
+    expect(first.refresh_token).toBeTruthy();
+    expect(first.refresh_token).not.toBe(tokens.refresh_token);
+    const second = await oidc.refreshTokenGrant(rp, first.refresh_token!);
+    expect(second.access_token).toBeTruthy();
+  });
+
+  it('a reused refresh token revokes the whole grant', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    const rotated = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
+
+    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+
+    // Everything issued under the grant is gone: the rotated-in refresh token and the access tokens.
+    await expect(oidc.refreshTokenGrant(rp, rotated.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect((await oidc.tokenIntrospection(rp, rotated.access_token)).active).toBe(false);
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+  });
+
+  it('are not issued to a client not allowed the refresh_token grant', async () => {
+    const noRefresh = await pc.createClient({ name: 'No Refresh', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code'] });
+    const noRefreshRp = await discover(pc.issuer, noRefresh.client_id, noRefresh.client_secret);
+    const { tokens } = await logIn(new UserAgent(), noRefreshRp, 'openid offline_access', alice, { prompt: 'consent' });
+    expect(tokens.refresh_token).toBeUndefined();
+  });
+});
+
+describe('introspection and revocation', () => {
+  it('introspection describes an active access token', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid email', alice);
+    const result = await oidc.tokenIntrospection(rp, tokens.access_token);
+    expect(result).toMatchObject({ active: true, client_id: app.client_id, sub: tokens.claims()!.sub, token_type: 'Bearer' });
+    expect(result.scope!.split(' ').sort()).toEqual(['email', 'openid']);
+    expect(result.exp).toBeGreaterThan(Date.now() / 1000);
+  });
+
+  it('a revoked access token is inactive and no longer opens userinfo', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid email', alice);
+    await oidc.tokenRevocation(rp, tokens.access_token);
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+    await expect(oidc.fetchUserInfo(rp, tokens.access_token, tokens.claims()!.sub)).rejects.toBeDefined();
+  });
+
+  it('revoking a refresh token ends the tokens issued with it', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    await oidc.tokenRevocation(rp, tokens.refresh_token!);
+    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+  });
+
+  it('introspection needs client authentication', async () => {
+    const response = await fetch(`${pc.issuer}/token/introspection`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'token=whatever',
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: 'invalid_request' });
+  });
+});
+
+describe('what the database holds', () => {
+  it('keeps only SHA-256 digests of token ids, so a dump yields no usable token', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    const prisma = pc.server.services.database.prisma;
+    const rows = await prisma.providerArtifact.findMany({ select: { id: true, payload: true } });
+    const dump = JSON.stringify(rows);
+    for (const token of [tokens.access_token, tokens.refresh_token!]) {
+      expect(dump).not.toContain(token);
+      expect(rows.some((row) => row.id === sha256(token))).toBe(true);
+    }
+    const secrets = await prisma.client.findMany({ select: { clientSecretHash: true } });
+    expect(JSON.stringify(secrets)).not.toContain(app.client_secret);
+    const passwords = await prisma.password.findMany({ select: { hash: true } });
+    expect(passwords.every((row) => row.hash.startsWith('$argon2id$'))).toBe(true);
+  });
+});
+
+describe('RP-initiated logout', () => {
+  it('signs the person out after confirmation, sends them back, and the next login asks for the password', async () => {
+    const ua = new UserAgent();
+    const { tokens } = await logIn(ua, rp, 'openid', alice);
+    const endSession = oidc.buildEndSessionUrl(rp, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: POST_LOGOUT_URI });
+    const confirm = await ua.open(endSession.href, {}, POST_LOGOUT_URI);
+    expect(confirm.status).toBe(200);
+    expect(confirm.html).toContain('Sign out');
+    const action = /<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"/.exec(confirm.html)?.[1] ?? UserAgent.formAction(confirm, '/confirm');
+    const done = await ua.post(confirm, action, { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
+    expect(done.url.startsWith(POST_LOGOUT_URI)).toBe(true);
+
+    const again = await logIn(ua, rp, 'openid', alice);
+    expect(again.seen[0]).toBe('login');
+    // The logged-out session's tokens no longer work.
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+  });
+});
+
+afterAll(() => {
+  expect(pc?.errors ?? []).toEqual([]);
+});

@@ -1,0 +1,121 @@
+// Starts the real server on a fresh database, and runs the real CLI against it.
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+import { freshDatabase, type TestDatabase } from './database.js';
+
+const BIN = fileURLToPath(new URL('../../bin/portcullis.mjs', import.meta.url));
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface TestPortcullis {
+  issuer: string;
+  env: Record<string, string>;
+  database: TestDatabase;
+  server: RunningServer;
+  /** Error lines the server logged; tests assert there are none they did not expect. */
+  errors: string[];
+  cli(args: string[], stdin?: string): Promise<CliResult>;
+  createClient(options: ClientOptions): Promise<{ client_id: string; client_secret?: string }>;
+  createUser(email: string, password: string, name?: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ClientOptions {
+  name: string;
+  redirectUris?: string[];
+  postLogoutRedirectUris?: string[];
+  grantTypes?: string[];
+  scope?: string;
+  public?: boolean;
+  idTokenAlg?: string;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function runCli(args: string[], env: Record<string, string>, stdin?: string): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(stdin ?? '');
+  });
+}
+
+/** Cheap argon2 parameters: tests exercise the real hasher, just not its cost. */
+export const TEST_ENV = {
+  ARGON2_MEMORY_KIB: '1024',
+  ARGON2_TIME_COST: '1',
+  LOG_LEVEL: 'warn',
+};
+
+export async function startPortcullis(extraEnv: Record<string, string> = {}): Promise<TestPortcullis> {
+  const database = await freshDatabase();
+  const port = await freePort();
+  const env = { ...TEST_ENV, ...database.env, PORT: String(port), HOST: '127.0.0.1', ISSUER: `http://localhost:${port}`, ...extraEnv };
+  const errors: string[] = [];
+  const logger = createLogger('warn', (line) => {
+    if (line.includes('"level":"error"')) errors.push(line);
+  });
+  let server: RunningServer;
+  try {
+    server = await startServer(loadConfig(env), logger);
+  } catch (error) {
+    await database.drop();
+    throw error;
+  }
+  const cli = (args: string[], stdin?: string) => runCli(args, env, stdin);
+  return {
+    issuer: env.ISSUER,
+    env,
+    database,
+    server,
+    errors,
+    cli,
+    async createClient(options) {
+      const args = ['client', 'create', '--name', options.name, '--json'];
+      for (const uri of options.redirectUris ?? []) args.push('--redirect-uri', uri);
+      for (const uri of options.postLogoutRedirectUris ?? []) args.push('--post-logout-redirect-uri', uri);
+      for (const type of options.grantTypes ?? []) args.push('--grant-type', type);
+      if (options.scope) args.push('--scope', options.scope);
+      if (options.public) args.push('--public');
+      if (options.idTokenAlg) args.push('--id-token-alg', options.idTokenAlg);
+      const result = await cli(args);
+      if (result.code !== 0) throw new Error(`client create failed: ${result.stderr}`);
+      return JSON.parse(result.stdout);
+    },
+    async createUser(email, password, name) {
+      const args = ['user', 'create', '--email', email, '--password-stdin'];
+      if (name) args.push('--name', name);
+      const result = await cli(args, `${password}\n`);
+      if (result.code !== 0) throw new Error(`user create failed: ${result.stderr}`);
+    },
+    async close() {
+      await server.close();
+      await database.drop();
+    },
+  };
+}

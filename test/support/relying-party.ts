@@ -1,0 +1,91 @@
+// A relying party built on openid-client v6, as a third-party app would use it.
+import * as oidc from 'openid-client';
+import { UserAgent, type Page } from './user-agent.js';
+
+export const REDIRECT_URI = 'http://127.0.0.1:9999/callback';
+export const POST_LOGOUT_URI = 'http://127.0.0.1:9999/signed-out';
+
+export async function discover(issuer: string, clientId: string, clientSecret?: string): Promise<oidc.Configuration> {
+  return oidc.discovery(new URL(issuer), clientId, clientSecret, clientSecret ? undefined : oidc.None(), {
+    execute: [oidc.allowInsecureRequests],
+  });
+}
+
+export interface AuthorizationRequest {
+  url: URL;
+  verifier: string;
+  state: string;
+  nonce: string;
+}
+
+export async function authorizationRequest(
+  config: oidc.Configuration,
+  scope: string,
+  extra: Record<string, string> = {},
+): Promise<AuthorizationRequest> {
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  const nonce = oidc.randomNonce();
+  const url = oidc.buildAuthorizationUrl(config, {
+    redirect_uri: REDIRECT_URI,
+    scope,
+    state,
+    nonce,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    ...extra,
+  });
+  return { url, verifier, state, nonce };
+}
+
+export type PageKind = 'login' | 'consent' | 'callback' | 'other';
+
+export function pageKind(page: Page): PageKind {
+  if (page.url.startsWith(REDIRECT_URI)) return 'callback';
+  if (/action="\/interaction\/[^"]+\/login"/.test(page.html)) return 'login';
+  if (/action="\/interaction\/[^"]+\/confirm"/.test(page.html)) return 'consent';
+  return 'other';
+}
+
+/** Opens the authorization URL in the user agent; stops at the first page or at the callback. */
+export function visit(ua: UserAgent, url: URL | string): Promise<Page> {
+  return ua.open(url.toString(), {}, REDIRECT_URI);
+}
+
+export function signIn(ua: UserAgent, page: Page, email: string, password: string): Promise<Page> {
+  return ua.post(page, UserAgent.formAction(page, '/login'), { email, password }, REDIRECT_URI);
+}
+
+export function allow(ua: UserAgent, page: Page): Promise<Page> {
+  return ua.post(page, UserAgent.formAction(page, '/confirm'), {}, REDIRECT_URI);
+}
+
+export function deny(ua: UserAgent, page: Page): Promise<Page> {
+  return ua.post(page, UserAgent.formAction(page, '/abort'), {}, REDIRECT_URI);
+}
+
+/** The whole journey for a fresh person: login (if asked), consent (if asked), callback. */
+export async function logIn(
+  ua: UserAgent,
+  config: oidc.Configuration,
+  scope: string,
+  credentials: { email: string; password: string },
+  extra: Record<string, string> = {},
+) {
+  const request = await authorizationRequest(config, scope, extra);
+  let page = await visit(ua, request.url);
+  const seen: PageKind[] = [];
+  for (let step = 0; step < 4 && pageKind(page) !== 'callback'; step++) {
+    const kind = pageKind(page);
+    seen.push(kind);
+    if (kind === 'login') page = await signIn(ua, page, credentials.email, credentials.password);
+    else if (kind === 'consent') page = await allow(ua, page);
+    else throw new Error(`unexpected page ${page.url} (${page.status}):\n${page.html.slice(0, 1500)}`);
+  }
+  const tokens = await oidc.authorizationCodeGrant(config, new URL(page.url), {
+    pkceCodeVerifier: request.verifier,
+    expectedState: request.state,
+    expectedNonce: request.nonce,
+  });
+  return { tokens, seen, callback: page.url };
+}
