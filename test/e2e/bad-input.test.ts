@@ -1,0 +1,193 @@
+// Bad input gets the standard OAuth error, never a 500 and never a redirect to
+// an address the client did not register.
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { allow, authorizationRequest, discover, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
+
+const carol = { email: 'carol@example.com', password: 'carols password' };
+
+let pc: TestPortcullis;
+let client: { client_id: string; client_secret?: string };
+let rp: oidc.Configuration;
+
+beforeAll(async () => {
+  pc = await startPortcullis({ AUTHORIZATION_CODE_TTL: '2s' });
+  await pc.createUser(carol.email, carol.password);
+  client = await pc.createClient({ name: 'Shop', redirectUris: [REDIRECT_URI] });
+  rp = await discover(pc.issuer, client.client_id, client.client_secret);
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+async function codeFor(ua = new UserAgent()) {
+  const request = await authorizationRequest(rp, 'openid');
+  const consentOrBack = await signIn(ua, await visit(ua, request.url), carol.email, carol.password);
+  const back = consentOrBack.url.startsWith(REDIRECT_URI) ? consentOrBack : await allow(ua, consentOrBack);
+  return { request, callback: new URL(back.url) };
+}
+
+function basic(id: string, secret: string) {
+  return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+}
+
+async function token(body: Record<string, string>, auth = basic(client.client_id, client.client_secret!)) {
+  const response = await fetch(`${pc.issuer}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth },
+    body: new URLSearchParams(body).toString(),
+  });
+  return { status: response.status, type: response.headers.get('content-type'), body: await response.json() };
+}
+
+describe('the authorization endpoint', () => {
+  it('shows an error page, not a redirect, for an unknown client', async () => {
+    const url = `${pc.issuer}/auth?client_id=nope&response_type=code&scope=openid&redirect_uri=${encodeURIComponent(REDIRECT_URI)}`;
+    const response = await fetch(url, { redirect: 'manual' });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('location')).toBeNull();
+    const html = await response.text();
+    expect(html).toContain('Unknown application');
+    expect(html).not.toMatch(/at .*\.(js|ts):\d+/); // no stack trace
+  });
+
+  it('shows an error page, not a redirect, for an unregistered redirect_uri', async () => {
+    const request = await authorizationRequest(rp, 'openid', { redirect_uri: 'https://evil.example/steal' });
+    const response = await fetch(request.url, { redirect: 'manual' });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('location')).toBeNull();
+    expect(await response.text()).toContain('Unexpected return address');
+  });
+
+  it('rejects PKCE methods other than S256', async () => {
+    const request = await authorizationRequest(rp, 'openid', { code_challenge_method: 'plain' });
+    const page = await visit(new UserAgent(), request.url);
+    expect(new URL(page.url).searchParams.get('error')).toBe('invalid_request');
+  });
+
+  it('rejects an unsupported response_type with a redirect to the registered URI', async () => {
+    const request = await authorizationRequest(rp, 'openid', { response_type: 'token' });
+    const page = await visit(new UserAgent(), request.url);
+    expect(page.url.startsWith(REDIRECT_URI), page.url).toBe(true);
+    // The implicit response type answers in the fragment (OAuth 2.0 Multiple Response Types §5).
+    const answer = new URLSearchParams(new URL(page.url).hash.slice(1) || new URL(page.url).search);
+    expect(answer.get('error')).toBe('unsupported_response_type');
+  });
+
+  it('shows a friendly page for an interaction that does not exist in this browser', async () => {
+    const response = await fetch(`${pc.issuer}/interaction/does-not-exist`);
+    expect(response.status).toBe(400);
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    expect(await response.text()).toContain('Your sign-in expired');
+  });
+});
+
+describe('the token endpoint', () => {
+  it('answers a malformed request with invalid_request JSON', async () => {
+    const result = await token({ grant_type: 'authorization_code' });
+    expect(result.status).toBe(400);
+    expect(result.type).toMatch(/application\/json/);
+    expect(result.body.error).toBe('invalid_request');
+  });
+
+  it('answers an unknown grant type with unsupported_grant_type', async () => {
+    const result = await token({ grant_type: 'password', username: 'x', password: 'y' });
+    expect(result.body.error).toBe('unsupported_grant_type');
+  });
+
+  it('answers a wrong client secret with invalid_client', async () => {
+    const result = await token({ grant_type: 'client_credentials' }, basic(client.client_id, 'wrong'));
+    expect(result.status).toBe(401);
+    expect(result.body.error).toBe('invalid_client');
+  });
+
+  it('answers an unknown code with invalid_grant', async () => {
+    const result = await token({ grant_type: 'authorization_code', code: 'nope', redirect_uri: REDIRECT_URI, code_verifier: 'x'.repeat(43) });
+    expect(result.body.error).toBe('invalid_grant');
+  });
+
+  it('answers a wrong PKCE verifier with invalid_grant', async () => {
+    const { callback } = await codeFor();
+    const result = await token({
+      grant_type: 'authorization_code',
+      code: callback.searchParams.get('code')!,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: oidc.randomPKCECodeVerifier(),
+    });
+    expect(result.body.error).toBe('invalid_grant');
+  });
+
+  it('a reused code is refused and revokes the tokens it gave', async () => {
+    const { request, callback } = await codeFor();
+    const tokens = await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    const again = await token({
+      grant_type: 'authorization_code',
+      code: callback.searchParams.get('code')!,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: request.verifier,
+    });
+    expect(again.body.error).toBe('invalid_grant');
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+  });
+
+  it('two concurrent redemptions of one code give tokens at most once', async () => {
+    const { request, callback } = await codeFor();
+    const body = {
+      grant_type: 'authorization_code',
+      code: callback.searchParams.get('code')!,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: request.verifier,
+    };
+    const results = await Promise.all([token(body), token(body), token(body)]);
+    expect(results.filter((result) => result.status === 200).length).toBeLessThanOrEqual(1);
+    for (const result of results.filter((r) => r.status !== 200)) expect(result.body.error).toBe('invalid_grant');
+  });
+
+  it('an expired code is refused', async () => {
+    const { request, callback } = await codeFor();
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const result = await token({
+      grant_type: 'authorization_code',
+      code: callback.searchParams.get('code')!,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: request.verifier,
+    });
+    expect(result.body.error).toBe('invalid_grant');
+  });
+
+  it('a client cannot introspect or revoke another client\'s tokens', async () => {
+    const { request, callback } = await codeFor();
+    const tokens = await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    const other = await pc.createClient({ name: 'Other', redirectUris: [REDIRECT_URI] });
+    const otherRp = await discover(pc.issuer, other.client_id, other.client_secret);
+    expect((await oidc.tokenIntrospection(otherRp, tokens.access_token)).active).toBe(false);
+    await oidc.tokenRevocation(otherRp, tokens.access_token).catch(() => undefined);
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+  });
+});
+
+describe('other endpoints', () => {
+  it('userinfo without a token is 401 with WWW-Authenticate', async () => {
+    const response = await fetch(`${pc.issuer}/me`);
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toMatch(/^Bearer/);
+  });
+
+  it('an unknown path is a 404, not a 500', async () => {
+    const response = await fetch(`${pc.issuer}/nope`);
+    expect(response.status).toBe(404);
+  });
+
+  it('a huge form body is refused', async () => {
+    const response = await fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `grant_type=client_credentials&x=${'a'.repeat(200_000)}`,
+    });
+    expect(response.status).toBeLessThan(500);
+  });
+});

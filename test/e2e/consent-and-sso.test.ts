@@ -1,0 +1,144 @@
+// What a person sees: login, consent, remembered consent, single sign-on, deny.
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { allow, authorizationRequest, deny, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
+
+const bob = { email: 'bob@example.com', password: 'a long enough password' };
+
+let pc: TestPortcullis;
+let appA: oidc.Configuration;
+let appB: oidc.Configuration;
+
+beforeAll(async () => {
+  pc = await startPortcullis();
+  await pc.createUser(bob.email, bob.password, 'Bob <script>alert(1)</script>');
+  const a = await pc.createClient({ name: 'Calendar & Co', redirectUris: [REDIRECT_URI] });
+  const b = await pc.createClient({ name: 'Notes', redirectUris: [REDIRECT_URI], public: true });
+  appA = await discover(pc.issuer, a.client_id, a.client_secret);
+  appB = await discover(pc.issuer, b.client_id);
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+describe('login page', () => {
+  it('has labelled Email and Password inputs and a Sign in button', async () => {
+    const page = await visit(new UserAgent(), (await authorizationRequest(appA, 'openid')).url);
+    expect(page.status).toBe(200);
+    expect(page.html).toMatch(/<label for="email">Email<\/label>/);
+    expect(page.html).toMatch(/<input id="email" name="email" type="email"/);
+    expect(page.html).toMatch(/<label for="password">Password<\/label>/);
+    expect(page.html).toMatch(/<button[^>]*type="submit">Sign in<\/button>/);
+    expect(page.html).not.toMatch(/<script|https?:\/\/[^"]*\.(css|js)/); // no script, no external assets
+  });
+
+  it('a wrong password re-shows the login page with one message for either mistake', async () => {
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(appA, 'openid')).url);
+    const wrongPassword = await signIn(ua, login, bob.email, 'not the password');
+    const unknownEmail = await signIn(ua, wrongPassword, 'nobody@example.com', bob.password);
+    for (const page of [wrongPassword, unknownEmail]) {
+      expect(page.status).toBe(401);
+      expect(pageKind(page)).toBe('login');
+      expect(page.html).toContain('role="alert"');
+    }
+    const message = (html: string) => /role="alert">([^<]*)</.exec(html)?.[1];
+    expect(message(wrongPassword.html)).toBe(message(unknownEmail.html));
+    // And the right password then works in the same interaction.
+    const consent = await signIn(ua, unknownEmail, bob.email, bob.password);
+    expect(pageKind(consent)).toBe('consent');
+  });
+});
+
+describe('consent', () => {
+  it('names the client and lists each requested scope in plain words, escaped', async () => {
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(appA, 'openid profile email offline_access', { prompt: 'consent' })).url);
+    const consent = await signIn(ua, login, bob.email, bob.password);
+    expect(pageKind(consent)).toBe('consent');
+    expect(consent.html).toContain('Calendar &amp; Co');
+    expect(consent.html).toContain('See your name');
+    expect(consent.html).toContain('See your email address');
+    expect(consent.html).toContain('Keep access while you are not using it');
+    expect(consent.html).toMatch(/>Allow<\/button>/);
+    expect(consent.html).toMatch(/>Deny<\/button>/);
+    expect(consent.html).not.toContain('<script>alert(1)</script>');
+    expect(consent.html).toContain('&lt;script&gt;');
+  });
+
+  it('Deny sends access_denied back to the client', async () => {
+    const ua = new UserAgent();
+    const request = await authorizationRequest(appA, 'openid');
+    const consent = await signIn(ua, await visit(ua, request.url), bob.email, bob.password);
+    const back = await deny(ua, consent);
+    const callback = new URL(back.url);
+    expect(`${callback.origin}${callback.pathname}`).toBe(REDIRECT_URI);
+    expect(callback.searchParams.get('error')).toBe('access_denied');
+    expect(callback.searchParams.get('state')).toBe(request.state);
+    await expect(
+      oidc.authorizationCodeGrant(appA, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state }),
+    ).rejects.toMatchObject({ error: 'access_denied' });
+  });
+
+  it('is remembered per person and client, and new scopes ask only for those', async () => {
+    const ua = new UserAgent();
+    const first = await logIn(ua, appA, 'openid email', bob);
+    expect(first.seen).toEqual(['login', 'consent']);
+
+    const again = await logIn(ua, appA, 'openid email', bob);
+    expect(again.seen).toEqual([]);
+
+    // In a new browser the password is needed again, but not the consent.
+    const elsewhere = await logIn(new UserAgent(), appA, 'openid email', bob);
+    expect(elsewhere.seen).toEqual(['login']);
+
+    const more = await authorizationRequest(appA, 'openid email profile');
+    const consent = await visit(ua, more.url);
+    expect(pageKind(consent)).toBe('consent');
+    expect(consent.html).toContain('See your name');
+    expect(consent.html).not.toContain('See your email address');
+    const back = await allow(ua, consent);
+    const tokens = await oidc.authorizationCodeGrant(appA, new URL(back.url), {
+      pkceCodeVerifier: more.verifier,
+      expectedState: more.state,
+      expectedNonce: more.nonce,
+    });
+    expect(tokens.scope?.split(' ').sort()).toEqual(['email', 'openid', 'profile']);
+  });
+});
+
+describe('single sign-on', () => {
+  it('after login through client A, client B asks for consent but not the password', async () => {
+    const ua = new UserAgent();
+    const a = await logIn(ua, appA, 'openid', bob);
+    expect(a.seen[0]).toBe('login');
+    const b = await logIn(ua, appB, 'openid', bob);
+    expect(b.seen).toEqual(['consent']);
+    expect(b.tokens.claims()!.sub).toBe(a.tokens.claims()!.sub);
+  });
+
+  it('a public client must use PKCE', async () => {
+    const url = oidc.buildAuthorizationUrl(appB, { redirect_uri: REDIRECT_URI, scope: 'openid', state: 'xyz' });
+    const page = await visit(new UserAgent(), url);
+    const callback = new URL(page.url);
+    expect(callback.searchParams.get('error')).toBe('invalid_request');
+    expect(callback.searchParams.get("error_description")).toMatch(/PKCE/);
+  });
+
+  it('prompt=login asks for the password even within a session', async () => {
+    const ua = new UserAgent();
+    await logIn(ua, appA, 'openid', bob);
+    const forced = await logIn(ua, appA, 'openid', bob, { prompt: 'login' });
+    expect(forced.seen[0]).toBe('login');
+  });
+
+  it('prompt=none without a session returns login_required', async () => {
+    const request = await authorizationRequest(appA, 'openid', { prompt: 'none' });
+    const page = await visit(new UserAgent(), request.url);
+    expect(new URL(page.url).searchParams.get('error')).toBe('login_required');
+  });
+});
