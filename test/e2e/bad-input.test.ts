@@ -41,7 +41,7 @@ async function token(body: Record<string, string>, auth = basic(client.client_id
     headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth },
     body: new URLSearchParams(body).toString(),
   });
-  return { status: response.status, type: response.headers.get('content-type'), body: await response.json() };
+  return { status: response.status, type: response.headers.get('content-type'), body: (await response.json()) as { error?: string } };
 }
 
 describe('the authorization endpoint', () => {

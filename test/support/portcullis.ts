@@ -7,7 +7,7 @@ import { createLogger } from '../../src/logger.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { freshDatabase, type TestDatabase } from './database.js';
 
-const BIN = fileURLToPath(new URL('../../bin/portcullis.mjs', import.meta.url));
+const BIN = fileURLToPath(new URL('../../src/cli/portcullis.mjs', import.meta.url));
 
 export interface CliResult {
   code: number;

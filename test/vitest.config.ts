@@ -1,8 +1,10 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 // The same suite runs twice: on the embedded PGlite and on a PostgreSQL server
 // (TEST_DATABASE_URL, default the local one). Each test file gets its own database.
 export default defineConfig({
+  root: fileURLToPath(new URL('..', import.meta.url)),
   test: {
     testTimeout: 60_000,
     hookTimeout: 120_000,

@@ -18,5 +18,9 @@ const env = {
   PRISMA_HIDE_UPDATE_MESSAGE: '1',
   CHECKPOINT_DISABLE: '1',
 };
-const result = spawnSync(process.execPath, [cli, ...process.argv.slice(2)], { stdio: 'inherit', env });
+const config = fileURLToPath(new URL('./prisma.config.ts', import.meta.url));
+const args = process.argv.slice(2);
+// The config file lives in prisma/ to keep the project root to its fixed layout.
+const withConfig = ['generate', 'migrate', 'db', 'validate', 'format', 'studio'].includes(args[0]) ? [...args, '--config', config] : args;
+const result = spawnSync(process.execPath, [cli, ...withConfig], { stdio: 'inherit', env });
 process.exit(result.status ?? 1);

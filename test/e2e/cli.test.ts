@@ -1,0 +1,213 @@
+// The operator's side: the `portcullis` CLI, run as a separate process against
+// the same database as a running server (or with no server at all).
+import { spawn } from 'node:child_process';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshDatabase } from '../support/database.js';
+import { freePort, runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
+import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
+
+let pc: TestPortcullis;
+
+beforeAll(async () => {
+  pc = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s' });
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+const noStackTrace = (text: string) => expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
+
+describe('portcullis client', () => {
+  it('create --json prints the id and a secret once; list shows the client without it', async () => {
+    const created = await pc.cli([
+      'client', 'create', '--name', 'Inventory', '--redirect-uri', 'https://inventory.example/cb',
+      '--redirect-uri', 'https://inventory.example/cb2', '--scope', 'openid email', '--json',
+    ]);
+    expect(created.code).toBe(0);
+    const { client_id, client_secret } = JSON.parse(created.stdout);
+    expect(client_id).toMatch(/^[\w-]{16,}$/);
+    expect(client_secret).toMatch(/^[\w-]{40,}$/);
+
+    const listed = await pc.cli(['client', 'list', '--json']);
+    const entry = JSON.parse(listed.stdout).find((client: { client_id: string }) => client.client_id === client_id);
+    expect(entry).toMatchObject({
+      client_name: 'Inventory',
+      public: false,
+      redirect_uris: ['https://inventory.example/cb', 'https://inventory.example/cb2'],
+      scope: 'openid email',
+    });
+    expect(listed.stdout).not.toContain(client_secret);
+  });
+
+  it('--public creates a client without a secret', async () => {
+    const created = await pc.cli(['client', 'create', '--name', 'SPA', '--redirect-uri', REDIRECT_URI, '--public', '--json']);
+    expect(created.code).toBe(0);
+    expect(JSON.parse(created.stdout)).toEqual({ client_id: expect.any(String) });
+  });
+
+  it('delete removes a client, which the server then no longer knows', async () => {
+    const { client_id, client_secret } = await pc.createClient({ name: 'Doomed', redirectUris: [REDIRECT_URI] });
+    await pc.createUser('dora@example.com', 'doras password');
+    const rp = await discover(pc.issuer, client_id, client_secret);
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid', { email: 'dora@example.com', password: 'doras password' });
+
+    const deleted = await pc.cli(['client', 'delete', client_id]);
+    expect(deleted.code).toBe(0);
+    const response = await fetch(`${pc.issuer}/auth?client_id=${client_id}&response_type=code&scope=openid&redirect_uri=${REDIRECT_URI}`);
+    expect(response.status).toBe(400);
+    // Its tokens went with it.
+    const me = await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+    expect(me.status).toBe(401);
+
+    const again = await pc.cli(['client', 'delete', client_id]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(`no client with id ${client_id}`);
+  });
+
+  it.each([
+    [['client', 'create', '--redirect-uri', REDIRECT_URI], 2, '--name is required'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--bogus'], 2, "Unknown option '--bogus'"],
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'not a uri'], 1, 'is not an absolute URI'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#frag'], 1, 'must not have a fragment'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 1, 'unknown grant type'],
+    [['client', 'create', '--name', 'X'], 1, 'needs at least one --redirect-uri'],
+    [['client', 'delete'], 2, 'expected 1 argument'],
+    [['client', 'frobnicate'], 2, 'unknown command'],
+    [['nonsense'], 2, 'unknown command'],
+    [[], 2, 'Usage: portcullis'],
+  ])('%j exits %i with a clear message', async (args, code, message) => {
+    const result = await pc.cli(args as string[]);
+    expect(result.code).toBe(code);
+    expect(result.stderr + result.stdout).toContain(message);
+    noStackTrace(result.stderr);
+  });
+});
+
+describe('portcullis user', () => {
+  it('creates a user from a password on stdin; emails are unique, case-insensitively', async () => {
+    const created = await pc.cli(['user', 'create', '--email', 'Erin@Example.com', '--name', 'Erin', '--password-stdin', '--json'], 'erins password\n');
+    expect(created.code).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({ email: 'erin@example.com', name: 'Erin', email_verified: false });
+    const duplicate = await pc.cli(['user', 'create', '--email', 'erin@example.COM', '--password-stdin'], 'another password\n');
+    expect(duplicate.code).toBe(1);
+    expect(duplicate.stderr).toContain('already exists');
+  });
+
+  it('refuses a password on the command line, an empty or short password', async () => {
+    const noStdin = await pc.cli(['user', 'create', '--email', 'x@example.com', '--password', 'secret123']);
+    expect(noStdin.code).toBe(2);
+    const empty = await pc.cli(['user', 'create', '--email', 'x@example.com', '--password-stdin'], '');
+    expect(empty.code).toBe(2);
+    const short = await pc.cli(['user', 'create', '--email', 'x@example.com', '--password-stdin'], 'short\n');
+    expect(short.code).toBe(1);
+    expect(short.stderr).toContain('at least 8 characters');
+    const badEmail = await pc.cli(['user', 'create', '--email', 'not-an-email', '--password-stdin'], 'long enough\n');
+    expect(badEmail.code).toBe(1);
+  });
+});
+
+describe('portcullis keys', () => {
+  it('rotate makes a new key current on the running server while the old one keeps verifying', async () => {
+    const { client_id, client_secret } = await pc.createClient({ name: 'Keys', redirectUris: [REDIRECT_URI] });
+    await pc.createUser('kim@example.com', 'kims password');
+    const rp = await discover(pc.issuer, client_id, client_secret);
+    const kim = { email: 'kim@example.com', password: 'kims password' };
+    // A resource server that fetched the JWKS once and caches it.
+    const jwks = createRemoteJWKSet(new URL(`${pc.issuer}/jwks`), { cooldownDuration: 0 });
+    const before = await logIn(new UserAgent(), rp, 'openid', kim);
+    const oldKid = decodeProtectedHeader(before.tokens.id_token!).kid;
+    await jwtVerify(before.tokens.id_token!, jwks, { issuer: pc.issuer });
+
+    const listed = JSON.parse((await pc.cli(['keys', 'list', '--json'])).stdout);
+    expect(listed.filter((key: { status: string }) => key.status === 'current').map((key: { alg: string }) => key.alg).sort()).toEqual(['ES256', 'RS256']);
+
+    const rotated = await pc.cli(['keys', 'rotate', '--json']);
+    expect(rotated.code).toBe(0);
+    const keys = JSON.parse(rotated.stdout) as { kid: string; alg: string; status: string; publish_until: string | null }[];
+    const newKid = keys.find((key) => key.alg === 'ES256' && key.status === 'current')!.kid;
+    expect(newKid).not.toBe(oldKid);
+    expect(keys.find((key) => key.kid === oldKid)).toMatchObject({ status: 'published' });
+
+    // Within the refresh interval the server signs with the new key...
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const after = await logIn(new UserAgent(), rp, 'openid', kim);
+    expect(decodeProtectedHeader(after.tokens.id_token!).kid).toBe(newKid);
+    // ...and the cached JWKS verifies both, refetching once for the new kid.
+    await jwtVerify(after.tokens.id_token!, jwks, { issuer: pc.issuer });
+    await jwtVerify(before.tokens.id_token!, jwks, { issuer: pc.issuer });
+    const published = (await (await fetch(`${pc.issuer}/jwks`)).json()) as { keys: { kid: string }[] };
+    expect(published.keys.map((key) => key.kid)).toEqual(expect.arrayContaining([oldKid, newKid]));
+    expect(JSON.stringify(published)).not.toMatch(/"d":/); // public parts only
+
+    const retireEarly = await pc.cli(['keys', 'retire', oldKid!]);
+    expect(retireEarly.code).toBe(1);
+    expect(retireEarly.stderr).toContain('may still verify unexpired tokens until');
+    const retireCurrent = await pc.cli(['keys', 'retire', newKid]);
+    expect(retireCurrent.code).toBe(1);
+    expect(retireCurrent.stderr).toContain('is current');
+  });
+});
+
+describe('without a running server', () => {
+  it('the CLI creates the database, and the server started later serves what it made', async () => {
+    const database = await freshDatabase();
+    const env = { ...TEST_ENV, ...database.env };
+    try {
+      const migrated = await runCli(['migrate'], env);
+      expect(migrated.code).toBe(0);
+      expect(migrated.stdout).toContain('up to date');
+      const created = await runCli(['client', 'create', '--name', 'Early', '--redirect-uri', REDIRECT_URI, '--json'], env);
+      expect(created.code).toBe(0);
+      const { client_id } = JSON.parse(created.stdout);
+
+      const port = await freePort();
+      const server = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+        env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      server.stdout.on('data', (chunk) => (output += chunk));
+      server.stderr.on('data', (chunk) => (output += chunk));
+      await waitFor(() => output.includes('portcullis listening'), 60_000, () => output);
+      const listed = await runCli(['client', 'list', '--json'], env);
+      expect(JSON.parse(listed.stdout).map((client: { client_id: string }) => client.client_id)).toContain(client_id);
+      const discovery = await fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`);
+      expect(discovery.status).toBe(200);
+
+      // SIGTERM shuts down cleanly.
+      const exited = new Promise<number | null>((resolve) => server.once('exit', (code) => resolve(code)));
+      server.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it('the server refuses to start on bad configuration, naming the variable', async () => {
+    const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+        env: { ...process.env, PORT: 'eighty', ARGON2_MEMORY_KIB: '12' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      child.once('exit', (code) => resolve({ code, stderr }));
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('PORT');
+    expect(result.stderr).toContain('ARGON2_MEMORY_KIB');
+    noStackTrace(result.stderr);
+  });
+});
+
+async function waitFor(condition: () => boolean, timeoutMs: number, describe: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out; output so far:\n${describe()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
