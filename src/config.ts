@@ -59,6 +59,7 @@ const schema = z.object({
   INTERACTION_TTL: duration('1h'),
   GRANT_TTL: duration('365d'),
   KEY_REFRESH_INTERVAL: duration('30s'),
+  SWEEP_INTERVAL: duration('10m'),
   TRUST_PROXY: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
@@ -82,6 +83,7 @@ export interface Config {
     grant: number;
   };
   keyRefreshInterval: number;
+  sweepInterval: number;
   trustProxy: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
@@ -115,6 +117,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       grant: e.GRANT_TTL,
     },
     keyRefreshInterval: e.KEY_REFRESH_INTERVAL,
+    sweepInterval: e.SWEEP_INTERVAL,
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
   };

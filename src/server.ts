@@ -10,8 +10,6 @@ import { sweepExpired } from './provider/adapter.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
 
-const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
-
 export interface RunningServer {
   url: string;
   services: Services;
@@ -49,7 +47,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       task().catch((error: Error) => logger.error(`${name} failed`, { error: error.message }));
     timers.push(setInterval(background('key refresh', () => host.refresh()), config.keyRefreshInterval * 1000).unref());
     const sweep = background('sweep', () => sweepExpired(prisma));
-    timers.push(setInterval(sweep, SWEEP_INTERVAL_MS).unref());
+    timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());
     void sweep();
 
     const { port } = server.address() as AddressInfo;
