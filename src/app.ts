@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import Koa from 'koa';
 import type { Accounts } from './accounts/accounts.js';
+import type { Apis } from './apis/apis.js';
 import type { Config } from './config.js';
 import { securityHeaders } from './http/security-headers.js';
 import { interactionRoutes } from './interactions/routes.js';
@@ -13,6 +14,7 @@ export interface AppDeps {
   config: Config;
   host: ProviderHost;
   accounts: Accounts;
+  apis: Apis;
   logger: Logger;
 }
 

@@ -32,8 +32,8 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   };
   try {
     const cookieKeys = await loadCookieKeys(prisma, config.cookieKeys);
-    const host = await ProviderHost.create({ config, prisma, accounts: services.accounts, logger, cookieKeys });
-    const app = createApp({ config, host, accounts: services.accounts, logger });
+    const host = await ProviderHost.create({ config, prisma, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
+    const app = createApp({ config, host, accounts: services.accounts, apis: services.apis, logger });
 
     server = http.createServer(app.callback());
     // Keep-alive must outlast common proxies' idle timeouts.

@@ -1,6 +1,7 @@
 // Opens the database and builds the services both fronts (HTTP app, CLI) use.
 import { Accounts } from './accounts/accounts.js';
 import { PasswordHasher } from './accounts/passwords.js';
+import { Apis } from './apis/apis.js';
 import { Clients } from './clients/clients.js';
 import type { Config } from './config.js';
 import { ensureSigningKeys } from './keys/signing-keys.js';
@@ -10,6 +11,7 @@ export interface Services {
   config: Config;
   database: Database;
   accounts: Accounts;
+  apis: Apis;
   clients: Clients;
   close(): Promise<void>;
 }
@@ -28,6 +30,7 @@ export async function openServices(config: Config): Promise<Services> {
     config,
     database,
     accounts: new Accounts(database.prisma, new PasswordHasher(config.argon2)),
+    apis: new Apis(database.prisma),
     clients: new Clients(database.prisma),
     close: () => database.close(),
   };

@@ -173,7 +173,73 @@ export const migrateCommand: Command = async (args, open, io) => {
   io.out(`database is up to date (${alreadyApplied + applied.length} migrations)\n`);
 };
 
+export const apiCreate: Command = async (args, open, io) => {
+  const { values } = parse(args, {
+    identifier: { type: 'string' },
+    name: { type: 'string' },
+    scope: { type: 'string', multiple: true },
+    'token-format': { type: 'string' },
+    ttl: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const identifier = required(values.identifier, '--identifier');
+  const format = values['token-format'] as string | undefined;
+  if (format !== undefined && format !== 'jwt' && format !== 'opaque') throw new UsageError('--token-format must be jwt or opaque');
+  const api = await (await open()).apis.create({
+    identifier,
+    name: values.name as string | undefined,
+    scopes: (values.scope as string[] | undefined) ?? [],
+    tokenFormat: format as 'jwt' | 'opaque' | undefined,
+    ttl: values.ttl as string | undefined,
+  });
+  const shown = {
+    identifier: api.identifier,
+    name: api.name,
+    scopes: api.scopes.map((scope) => scope.name),
+    token_format: api.tokenFormat,
+    access_token_ttl: api.accessTokenTtl,
+    // The API's own credentials, for token introspection.
+    client_id: api.clientId,
+    client_secret: api.clientSecret,
+  };
+  if (values.json) return io.out(json(shown));
+  io.out(`API ${shown.identifier} (${shown.token_format} tokens, ${shown.access_token_ttl}s)\n`);
+  io.out(`introspection client_id:     ${shown.client_id}\nintrospection client_secret: ${shown.client_secret}\n(shown once: only a hash is stored)\n`);
+};
+
+export const apiList: Command = async (args, open, io) => {
+  const { values } = parse(args, { json: { type: 'boolean' } });
+  const apis = await (await open()).apis.list();
+  if (values.json) {
+    return io.out(
+      json(
+        apis.map((api) => ({
+          identifier: api.identifier,
+          name: api.name,
+          scopes: api.scopes,
+          token_format: api.tokenFormat,
+          access_token_ttl: api.accessTokenTtl,
+          client_id: api.clientId,
+        })),
+      ),
+    );
+  }
+  if (apis.length === 0) return io.out('no APIs\n');
+  for (const api of apis) {
+    io.out(`${api.identifier}  ${api.name}  ${api.tokenFormat}  ${api.scopes.map((scope) => scope.name).join(' ')}\n`);
+  }
+};
+
+export const apiDelete: Command = async (args, open, io) => {
+  const { positionals } = parse(args, {}, 1);
+  await (await open()).apis.delete(positionals[0]!);
+  io.out(`deleted API ${positionals[0]}\n`);
+};
+
 export const COMMANDS: Record<string, Command> = {
+  'api create': apiCreate,
+  'api list': apiList,
+  'api delete': apiDelete,
   'client create': clientCreate,
   'client list': clientList,
   'client delete': clientDelete,

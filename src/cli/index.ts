@@ -1,6 +1,7 @@
 // `portcullis` entry: pick the command, open the services lazily (so usage
 // errors never touch the database), turn every known error into one line.
 import { AccountError } from '../accounts/accounts.js';
+import { ApiError } from '../apis/apis.js';
 import { ClientError } from '../clients/clients.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { KeyError } from '../keys/signing-keys.js';
@@ -9,7 +10,7 @@ import { openServices, type Services } from '../services.js';
 import { COMMANDS, type Io } from './commands.js';
 import { USAGE, UsageError } from './usage.js';
 
-const DOMAIN_ERRORS = [AccountError, ClientError, ConfigError, KeyError, MigrationError];
+const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, KeyError, MigrationError];
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input');

@@ -8,6 +8,12 @@ Clients
   client list [--json]
   client delete CLIENT_ID
 
+APIs (resource servers)
+  api create --identifier URI --scope NAME[=DESCRIPTION] [--scope ...] [--name NAME]
+             [--token-format jwt|opaque] [--ttl 15m] [--json]
+  api list [--json]
+  api delete IDENTIFIER
+
 Users
   user create --email EMAIL [--name NAME] --password-stdin [--email-verified] [--json]
 

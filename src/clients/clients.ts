@@ -2,6 +2,7 @@
 // provider reads them through ClientAdapter (src/provider/client-adapter.ts).
 import { randomBytes } from 'node:crypto';
 import type { Prisma } from '../persistence/database.js';
+import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { sha256 } from '../persistence/hash.js';
 
 export class ClientError extends Error {
@@ -43,8 +44,10 @@ export interface StoredMetadata {
   post_logout_redirect_uris: string[];
   grant_types: string[];
   response_types: string[];
-  scope: string;
+  scope?: string;
   token_endpoint_auth_method: 'none' | 'client_secret_basic';
+  /** API scopes the client may obtain, space-separated; `scope` keeps the OpenID Connect ones. */
+  api_scopes?: string;
   id_token_signed_response_alg?: string;
 }
 
@@ -78,12 +81,16 @@ export class Clients {
     if (input.public && grantTypes.includes('client_credentials')) {
       throw new ClientError('a public client cannot use client_credentials');
     }
+    const scopes = [...new Set((input.scope ?? DEFAULT_SCOPE).split(/\s+/).filter(Boolean))];
+    const apiScopes = scopes.filter((scope) => !OIDC_SCOPES.includes(scope));
     const metadata: StoredMetadata = {
       redirect_uris: redirectUris,
       post_logout_redirect_uris: (input.postLogoutRedirectUris ?? []).map((uri) => checkUri(uri, 'post-logout redirect URI')),
       grant_types: grantTypes,
       response_types: grantTypes.includes('authorization_code') ? ['code'] : [],
-      scope: (input.scope ?? DEFAULT_SCOPE).split(/\s+/).filter(Boolean).join(' '),
+      // oidc-provider refuses an empty `scope`; absent, it means "any OpenID scope".
+      ...(scopes.some((scope) => OIDC_SCOPES.includes(scope)) ? { scope: scopes.filter((scope) => OIDC_SCOPES.includes(scope)).join(' ') } : {}),
+      ...(apiScopes.length ? { api_scopes: apiScopes.join(' ') } : {}),
       token_endpoint_auth_method: input.public ? 'none' : 'client_secret_basic',
       ...(input.idTokenSignedResponseAlg ? { id_token_signed_response_alg: input.idTokenSignedResponseAlg } : {}),
     };
@@ -97,6 +104,7 @@ export class Clients {
 
   async list(): Promise<ClientView[]> {
     const rows = await this.prisma.client.findMany({
+      where: { api: null },
       orderBy: { createdAt: 'asc' },
       select: { clientId: true, name: true, metadata: true, clientSecretHash: true, createdAt: true },
     });
@@ -109,7 +117,7 @@ export class Clients {
         redirectUris: metadata.redirect_uris,
         postLogoutRedirectUris: metadata.post_logout_redirect_uris,
         grantTypes: metadata.grant_types,
-        scope: metadata.scope,
+        scope: [metadata.scope, metadata.api_scopes].filter(Boolean).join(' '),
         createdAt: row.createdAt,
       };
     });
@@ -117,6 +125,8 @@ export class Clients {
 
   /** Deletes the client and everything issued to it. */
   async delete(clientId: string): Promise<void> {
+    const api = await this.prisma.api.findUnique({ where: { clientId }, select: { identifier: true } });
+    if (api) throw new ClientError(`client ${clientId} holds the credentials of API ${api.identifier}; use \`portcullis api delete\``);
     const [, deleted] = await this.prisma.$transaction([
       this.prisma.providerArtifact.deleteMany({ where: { OR: [{ clientId }, { payload: { path: ['clientId'], equals: clientId } }] } }),
       this.prisma.client.deleteMany({ where: { clientId } }),

@@ -6,17 +6,19 @@ import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
+import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { renderErrorPage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import type { ProviderHost } from '../provider/host.js';
-import { describeClaims, describeScopes } from './scope-descriptions.js';
+import { describeApiScopes, describeClaims, describeScopes } from './scope-descriptions.js';
 
 export interface InteractionDeps {
   host: ProviderHost;
   accounts: Accounts;
+  apis: Apis;
   config: Config;
   logger: Logger;
 }
@@ -29,7 +31,7 @@ class WrongPrompt extends Error {
   override name = 'WrongPrompt';
 }
 
-export function interactionRoutes({ host, accounts, config, logger }: InteractionDeps): Router {
+export function interactionRoutes({ host, accounts, apis, config, logger }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const page = (ctx: Context) => ({ req: ctx.req, issuerName: config.issuerName });
 
@@ -88,10 +90,15 @@ export function interactionRoutes({ host, accounts, config, logger }: Interactio
         missingResourceScopes?: Record<string, string[]>;
       };
       const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
+      const apiPermissions = await Promise.all(
+        Object.entries(detailsOf.missingResourceScopes ?? {}).map(async ([indicator, scopes]) =>
+          describeApiScopes(await apis.find(indicator), scopes),
+        ),
+      );
       const permissions = [
         ...describeScopes(detailsOf.missingOIDCScope ?? []),
         ...describeClaims(detailsOf.missingOIDCClaims ?? []),
-        ...Object.values(detailsOf.missingResourceScopes ?? {}).flatMap((scopes) => describeScopes(scopes)),
+        ...apiPermissions.flat(),
       ];
       ctx.type = 'html';
       ctx.body = renderPage(page(ctx), 'consent', {

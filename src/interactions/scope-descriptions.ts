@@ -1,3 +1,5 @@
+import type { ApiView } from '../apis/apis.js';
+
 // Requested scopes in the words a person reads on the consent page.
 const DESCRIPTIONS: Record<string, string> = {
   openid: 'Confirm that it is you when you sign in',
@@ -14,6 +16,14 @@ const CLAIM_DESCRIPTIONS: Record<string, string> = {
 
 export function describeScopes(scopes: Iterable<string>): string[] {
   return [...scopes].map((scope) => DESCRIPTIONS[scope] ?? `Use the permission “${scope}”`);
+}
+
+/** An API's scopes: its registered description, or the scope named with the API it belongs to. */
+export function describeApiScopes(api: ApiView | undefined, scopes: Iterable<string>): string[] {
+  return [...scopes].map((name) => {
+    const described = api?.scopes.find((scope) => scope.name === name)?.description;
+    return described ? `${described} (${api!.name})` : `Use the permission “${name}” on ${api?.name ?? 'an API'}`;
+  });
 }
 
 export function describeClaims(claims: Iterable<string>): string[] {

@@ -11,7 +11,7 @@ export class ClientAdapter implements Adapter {
   async find(id: string): Promise<AdapterPayload | undefined> {
     const row = await this.prisma.client.findUnique({
       where: { clientId: id },
-      select: { clientId: true, name: true, metadata: true, clientSecretHash: true },
+      select: { clientId: true, name: true, metadata: true, clientSecretHash: true, api: { select: { identifier: true } } },
     });
     if (!row) return undefined;
     const metadata = row.metadata as unknown as StoredMetadata;
@@ -21,6 +21,7 @@ export class ClientAdapter implements Adapter {
       client_name: row.name,
       // The digest stands in for the secret; see compareClientSecret in configuration.ts.
       ...(row.clientSecretHash ? { client_secret: row.clientSecretHash } : {}),
+      ...(row.api ? { api: row.api.identifier } : {}),
     } as AdapterPayload;
   }
 

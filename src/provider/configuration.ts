@@ -4,10 +4,12 @@ import { randomUUID } from 'node:crypto';
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
+import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { renderErrorPage } from '../http/error-pages.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
+import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
 import type { Prisma } from '../persistence/database.js';
 import { ArtifactAdapter, findGrantId } from './adapter.js';
 import { ClientAdapter } from './client-adapter.js';
@@ -16,22 +18,14 @@ export interface ProviderServices {
   config: Config;
   prisma: Prisma;
   accounts: Accounts;
+  apis: Apis;
   logger: Logger;
   signingKeys: object[];
   cookieKeys: string[];
 }
 
-/** Standard claims released per scope (OIDC Core §5.4). */
-export const CLAIMS = {
-  openid: ['sub'],
-  profile: ['name', 'updated_at'],
-  email: ['email', 'email_verified'],
-};
-
-export const SCOPES = ['openid', 'offline_access', 'profile', 'email'];
-
 export function buildConfiguration(services: ProviderServices): Configuration {
-  const { config, prisma, accounts, logger } = services;
+  const { config, prisma, accounts, apis, logger } = services;
   const clientAdapter = new ClientAdapter(prisma);
   const page = (ctx: KoaContextWithOIDC) => ({ req: ctx.req, issuerName: config.issuerName });
 
@@ -45,8 +39,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       id_token_signed_response_alg: config.signingAlg,
     },
     findAccount: accounts.findAccount,
-    claims: CLAIMS,
-    scopes: SCOPES,
+    claims: OIDC_CLAIMS,
+    // `api`: set by ClientAdapter on the credentials of a registered API.
+    // `api_scopes`: the API scopes a client may obtain (`scope` holds only
+    // OpenID Connect scopes, which the library validates against `scopes`).
+    extraClientMetadata: { properties: ['api', 'api_scopes'] },
+    scopes: OIDC_SCOPES,
     conformIdTokenClaims: true,
     responseTypes: ['code'],
     // S256 only; required for public clients (RFC 9700 §2.1.1), honoured when any client sends it.
@@ -65,13 +63,45 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     },
     features: {
       devInteractions: { enabled: false },
-      // A client learns about, and may revoke, only the tokens issued to it
-      // (RFC 7662 §4, RFC 7009 §2.1): the library's default lets any
-      // confidential client introspect any token.
-      introspection: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      // A client learns only about the tokens issued to it, and an API only
+      // about the tokens meant for it (RFC 7662 §4): the library's default
+      // lets any confidential client introspect any token.
+      introspection: {
+        enabled: true,
+        allowedPolicy: async (_ctx, client, token) => {
+          const api = (client as unknown as { api?: string }).api;
+          if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api);
+          return token.clientId === client.clientId;
+        },
+      },
       revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       userinfo: { enabled: true },
       clientCredentials: { enabled: true },
+      // RFC 8707: `resource` names a registered API; its tokens carry it as
+      // `aud`, only its scopes, and its format and lifetime.
+      resourceIndicators: {
+        enabled: true,
+        // At the token endpoint, without `resource`, use the one the grant was for.
+        defaultResource: async (_ctx, _client, oneOf) => oneOf?.[0],
+        useGrantedResource: async () => true,
+        getResourceServerInfo: async (ctx, indicator, client) => {
+          const api = await apis.find(indicator);
+          if (!api) throw new errors.InvalidTarget(`${indicator} is not a registered API`);
+          // A client gets an API's scopes only when its registration allows them.
+          const allowed = new Set(String((client as unknown as { api_scopes?: string }).api_scopes ?? '').split(' '));
+          const requested = String(ctx.oidc.params?.scope ?? '').split(' ');
+          const apiScopes = api.scopes.map((scope) => scope.name);
+          const refused = requested.filter((scope) => apiScopes.includes(scope) && !allowed.has(scope));
+          if (refused.length) throw new errors.InvalidScope('requested scope is not allowed for this client', refused.join(' '));
+          return {
+            scope: apiScopes.filter((scope) => allowed.has(scope)).join(' '),
+            audience: api.identifier,
+            accessTokenTTL: api.accessTokenTtl,
+            accessTokenFormat: api.tokenFormat,
+            ...(api.tokenFormat === 'jwt' ? { jwt: { sign: { alg: config.signingAlg } } } : {}),
+          };
+        },
+      },
       rpInitiatedLogout: {
         enabled: true,
         logoutSource: async (ctx, form) => {
@@ -91,6 +121,9 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     issueRefreshToken: async (_ctx, client, code) =>
       client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     rotateRefreshToken: true,
+    // A client-credentials token's subject is the client itself (RFC 9068 §2.2),
+    // so introspection names it as it does the person for other tokens.
+    extraTokenClaims: async (_ctx, token) => (token.kind === 'ClientCredentials' ? { sub: token.clientId } : undefined),
     // Consent is remembered per person and client, beyond the browser session
     // that gave it: look the grant up in the database when the session has none.
     loadExistingGrant: async (ctx) => {
@@ -107,9 +140,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       return grant;
     },
     ttl: {
-      AccessToken: config.ttl.accessToken,
+      // A registered API's own lifetime wins over the default (portcullis api create --ttl).
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
       AuthorizationCode: config.ttl.authorizationCode,
-      ClientCredentials: config.ttl.accessToken,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
       IdToken: config.ttl.idToken,
       Interaction: config.ttl.interaction,
       Session: config.ttl.session,
@@ -125,6 +159,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       renderErrorPage(ctx, page(ctx), shown, out.error === 'server_error' ? reference : undefined);
     },
   };
+}
+
+function audiences(token: { aud?: string | string[] }): string[] {
+  if (!token.aud) return [];
+  return Array.isArray(token.aud) ? token.aud : [token.aud];
 }
 
 function errorSummary(error: unknown): string {

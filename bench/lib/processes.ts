@@ -1,0 +1,228 @@
+// The processes the harness runs: Portcullis, the baseline, the example
+// resource server, the CLI, the load generator. Each is its own OS process.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+/** The repository the harness benchmarks: the current directory when it is a Portcullis checkout (npm run sets it). */
+export const ROOT = existsSync(path.join(process.cwd(), 'src', 'main.ts'))
+  ? process.cwd()
+  : fileURLToPath(new URL('../..', import.meta.url));
+export const BENCH_DIR = fileURLToPath(new URL('..', import.meta.url));
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Resident set size of a process in MiB (Linux /proc; `ps` elsewhere). */
+export function rssMiB(pid: number | undefined): number | null {
+  if (!pid) return null;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = /^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1];
+    return kib ? Math.round((Number(kib) / 1024) * 10) / 10 : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface ServiceOptions {
+  name: string;
+  /** Script path relative to ROOT, run with `node --import tsx`. */
+  script: string;
+  env: Record<string, string>;
+  nodeArgs?: string[];
+  /** Ready when a GET of this URL answers with one of these statuses. */
+  readyUrl: string;
+  readyStatuses?: number[];
+  timeoutMs?: number;
+}
+
+/** A long-running child: started, waited for, measured, stopped. */
+export class Service {
+  private output: string[] = [];
+  private exited?: { code: number | null; signal: NodeJS.Signals | null };
+  private exitPromise: Promise<void>;
+  /** Lines the service logged at error level (JSON logs) or that look like crashes. */
+  readonly errorLines: string[] = [];
+
+  private constructor(
+    readonly name: string,
+    private readonly child: ChildProcess,
+  ) {
+    const collect = (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line.trim()) continue;
+        this.output.push(line);
+        if (this.output.length > 200) this.output.shift();
+        if (line.includes('"level":"error"') && this.errorLines.length < 50) this.errorLines.push(line);
+      }
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    this.exitPromise = new Promise((resolve) => {
+      child.once('exit', (code, signal) => {
+        this.exited = { code, signal };
+        resolve();
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  rss(): number | null {
+    return this.exited ? null : rssMiB(this.child.pid);
+  }
+
+  recentOutput(lines = 30): string {
+    return this.output.slice(-lines).join('\n');
+  }
+
+  static async start(options: ServiceOptions): Promise<Service> {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', options.script], {
+      cwd: ROOT,
+      env: { ...baseEnv(), ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const service = new Service(options.name, child);
+    const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+    const statuses = options.readyStatuses ?? [200];
+    while (Date.now() < deadline) {
+      if (service.exited) {
+        throw new Error(`${options.name} exited during start (code ${service.exited.code}):\n${service.recentOutput()}`);
+      }
+      try {
+        const response = await fetch(options.readyUrl, { signal: AbortSignal.timeout(2000) });
+        await response.arrayBuffer();
+        if (statuses.includes(response.status)) return service;
+      } catch {
+        // not listening yet
+      }
+      await sleep(100);
+    }
+    await service.stop();
+    throw new Error(`${options.name} did not become ready within ${(options.timeoutMs ?? 60_000) / 1000}s:\n${service.recentOutput()}`);
+  }
+
+  /** SIGTERM (the services shut down cleanly and write CPU profiles), SIGKILL after 15 s. */
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    this.child.kill('SIGTERM');
+    const killer = setTimeout(() => this.child.kill('SIGKILL'), 15_000);
+    await this.exitPromise;
+    clearTimeout(killer);
+  }
+}
+
+/** The environment every child inherits: enough to find node, npm's tools and a temp dir, nothing else of ours. */
+function baseEnv(): Record<string, string> {
+  const keep = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'SystemRoot', 'NODE_OPTIONS', 'UV_THREADPOOL_SIZE'];
+  return Object.fromEntries(keep.filter((key) => process.env[key] !== undefined).map((key) => [key, process.env[key]!]));
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a node script (relative to ROOT) to completion. */
+export function runNode(args: string[], env: Record<string, string>, stdin?: string, tsx = false): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...(tsx ? ['--import', 'tsx'] : []), ...args], {
+      cwd: ROOT,
+      env: { ...baseEnv(), ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(stdin ?? '');
+  });
+}
+
+/** `portcullis …` through the real CLI, with the server's environment. */
+export async function portcullisCli(args: string[], env: Record<string, string>, stdin?: string): Promise<RunResult> {
+  return runNode(['src/cli/portcullis.mjs', ...args], env, stdin);
+}
+
+export async function cliJson<T>(args: string[], env: Record<string, string>, stdin?: string): Promise<T> {
+  const result = await portcullisCli([...args, '--json'], env, stdin);
+  if (result.code !== 0) throw new Error(`portcullis ${args.slice(0, 2).join(' ')} failed (exit ${result.code}): ${result.stderr.trim()}`);
+  return JSON.parse(result.stdout) as T;
+}
+
+export interface BenchDatabase {
+  env: Record<string, string>;
+  /** Connection string of the benchmark database itself (PostgreSQL only). */
+  url?: string;
+  label: string;
+  drop(): Promise<void>;
+}
+
+/** A fresh PostgreSQL database on the given server, dropped at the end. */
+export async function createPostgresDatabase(serverUrl: string): Promise<BenchDatabase> {
+  const name = `portcullis_bench_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: serverUrl });
+  await admin.connect();
+  let version: string;
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+    version = (await admin.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    env: { DATABASE_URL: url.toString() },
+    url: url.toString(),
+    label: `PostgreSQL ${version.split(' ')[0]} at ${url.host}`,
+    async drop() {
+      const client = new pg.Client({ connectionString: serverUrl });
+      await client.connect();
+      try {
+        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+/** A fresh embedded PGlite data directory (short path: its Unix socket lives inside), removed at the end. */
+export async function createPgliteDatabase(): Promise<BenchDatabase> {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const os = await import('node:os');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pcb-'));
+  let version = '';
+  try {
+    const pkg = path.join(ROOT, 'node_modules', '@electric-sql', 'pglite', 'package.json');
+    version = ` ${(JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version}`;
+  } catch {
+    // version unknown
+  }
+  return {
+    env: { DATA_DIR: dir },
+    label: `embedded PGlite${version} (in the Portcullis process)`,
+    drop: () => rm(dir, { recursive: true, force: true }),
+  };
+}

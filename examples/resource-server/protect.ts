@@ -1,0 +1,132 @@
+// Bearer-token protection for a Koa API, against a Portcullis issuer.
+// JWT access tokens (RFC 9068) are verified offline against the issuer's JWKS;
+// opaque ones are introspected (RFC 7662) with the API's own credentials.
+// Failures answer 401/403 with the WWW-Authenticate header of RFC 6750 §3.
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import type { Context, Middleware, Next } from 'koa';
+
+export interface ProtectOptions {
+  /** The Portcullis issuer, e.g. http://localhost:3000 */
+  issuer: string;
+  /** This API's identifier, as registered with `portcullis api create --identifier`. */
+  audience: string;
+  /** Credentials printed by `portcullis api create`; needed only for opaque tokens. */
+  introspection?: { clientId: string; clientSecret: string };
+}
+
+export interface AccessToken {
+  sub?: string;
+  client_id?: string;
+  scope: string[];
+  exp?: number;
+  claims: JWTPayload | Record<string, unknown>;
+}
+
+class BearerError extends Error {
+  constructor(
+    readonly status: 401 | 403,
+    readonly code: 'invalid_token' | 'insufficient_scope' | undefined,
+    description: string,
+    readonly scope?: string,
+  ) {
+    super(description);
+  }
+}
+
+interface IssuerMetadata {
+  jwks_uri: string;
+  introspection_endpoint: string;
+}
+
+const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/;
+const ALGORITHMS = ['ES256', 'EdDSA', 'RS256'];
+
+export function createTokenVerifier(options: ProtectOptions) {
+  const issuer = options.issuer.replace(/\/+$/, '');
+  let metadata: Promise<IssuerMetadata> | undefined;
+  let jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+
+  const discover = () =>
+    (metadata ??= fetch(`${issuer}/.well-known/openid-configuration`).then(async (response) => {
+      if (!response.ok) {
+        metadata = undefined;
+        throw new Error(`discovery failed with ${response.status}`);
+      }
+      return (await response.json()) as IssuerMetadata;
+    }));
+
+  async function verifyJwt(token: string): Promise<AccessToken> {
+    jwks ??= createRemoteJWKSet(new URL((await discover()).jwks_uri));
+    try {
+      // RFC 9068 §4: typ at+jwt, our issuer, our audience, an asymmetric algorithm, not expired.
+      const { payload } = await jwtVerify(token, jwks, { issuer, audience: options.audience, typ: 'at+jwt', algorithms: ALGORITHMS });
+      return { sub: payload.sub, client_id: payload.client_id as string | undefined, scope: scopesOf(payload.scope), exp: payload.exp, claims: payload };
+    } catch (error) {
+      if (error instanceof joseErrors.JOSEError) throw new BearerError(401, 'invalid_token', describeJoseError(error));
+      throw error;
+    }
+  }
+
+  async function introspect(token: string): Promise<AccessToken> {
+    if (!options.introspection) throw new BearerError(401, 'invalid_token', 'opaque tokens are not accepted here');
+    const { clientId, clientSecret } = options.introspection;
+    const response = await fetch((await discover()).introspection_endpoint, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+    });
+    if (!response.ok) throw new Error(`introspection failed with ${response.status}`);
+    const result = (await response.json()) as Record<string, unknown>;
+    if (result.active !== true) throw new BearerError(401, 'invalid_token', 'the token is not active');
+    const audiences = Array.isArray(result.aud) ? result.aud : [result.aud];
+    if (!audiences.includes(options.audience)) throw new BearerError(401, 'invalid_token', 'the token is not meant for this API');
+    if (result.iss !== undefined && result.iss !== issuer) throw new BearerError(401, 'invalid_token', 'the token is from another issuer');
+    return { sub: result.sub as string | undefined, client_id: result.client_id as string | undefined, scope: scopesOf(result.scope), exp: result.exp as number | undefined, claims: result };
+  }
+
+  return (token: string) => (JWT_SHAPE.test(token) ? verifyJwt(token) : introspect(token));
+}
+
+/** Koa middleware: a valid token for this API with every scope in `required`, else 401/403. */
+export function requireToken(verify: ReturnType<typeof createTokenVerifier>, ...required: string[]): Middleware {
+  return async (ctx: Context, next: Next) => {
+    try {
+      const header = ctx.get('authorization');
+      const match = /^Bearer ([\w.~+/-]+=*)$/i.exec(header);
+      if (!match) {
+        // RFC 6750 §3.1: no error code when the request carried no token at all.
+        throw new BearerError(401, header ? 'invalid_token' : undefined, header ? 'malformed Authorization header' : 'a bearer token is required');
+      }
+      const token = await verify(match[1]!);
+      const missing = required.filter((scope) => !token.scope.includes(scope));
+      if (missing.length) throw new BearerError(403, 'insufficient_scope', `requires ${required.join(' ')}`, required.join(' '));
+      ctx.state.token = token;
+    } catch (error) {
+      if (!(error instanceof BearerError)) throw error;
+      const params = [`realm="api"`];
+      if (error.code) params.push(`error="${error.code}"`, `error_description="${error.message.replace(/["\\]/g, '')}"`);
+      if (error.scope) params.push(`scope="${error.scope}"`);
+      ctx.status = error.status;
+      ctx.set('WWW-Authenticate', `Bearer ${params.join(', ')}`);
+      ctx.body = { error: error.code ?? 'unauthorized', error_description: error.message };
+      return;
+    }
+    await next();
+  };
+}
+
+function scopesOf(scope: unknown): string[] {
+  return typeof scope === 'string' ? scope.split(' ').filter(Boolean) : [];
+}
+
+function describeJoseError(error: joseErrors.JOSEError): string {
+  if (error instanceof joseErrors.JWTExpired) return 'the token has expired';
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return `the token's ${error.claim} claim is not accepted`;
+  if (error instanceof joseErrors.JWKSNoMatchingKey) return 'the token was not signed by a key of the issuer';
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'the token signature is invalid';
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'the token algorithm is not accepted';
+  return 'the token is invalid';
+}

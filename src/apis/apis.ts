@@ -1,0 +1,143 @@
+// Resource servers (APIs): registered with their identifier (the `aud` of
+// their tokens), their scopes, a token format, and credentials of their own
+// for introspection.
+import { randomBytes } from 'node:crypto';
+import type { StoredMetadata } from '../clients/clients.js';
+import { parseDuration } from '../config.js';
+import type { Prisma } from '../persistence/database.js';
+import { sha256 } from '../persistence/hash.js';
+
+export class ApiError extends Error {
+  override name = 'ApiError';
+}
+
+export type TokenFormat = 'jwt' | 'opaque';
+
+export interface ApiScope {
+  name: string;
+  description?: string;
+}
+
+export interface ApiView {
+  identifier: string;
+  name: string;
+  scopes: ApiScope[];
+  tokenFormat: TokenFormat;
+  accessTokenTtl: number;
+  clientId: string;
+}
+
+export interface NewApi {
+  identifier: string;
+  name?: string;
+  /** "read:orders" or "read:orders=See your orders" */
+  scopes: string[];
+  tokenFormat?: TokenFormat;
+  ttl?: string;
+}
+
+// RFC 6749 §3.3 scope-token characters, minus '=' which separates a description.
+const SCOPE_TOKEN = /^[\x21\x23-\x3c\x3e-\x5b\x5d-\x7e]+$/;
+const RESERVED_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access', 'address', 'phone']);
+const MAX_TTL = 24 * 3600;
+
+export function parseScope(spec: string): ApiScope {
+  const index = spec.indexOf('=');
+  const name = (index === -1 ? spec : spec.slice(0, index)).trim();
+  const description = index === -1 ? undefined : spec.slice(index + 1).trim() || undefined;
+  if (!SCOPE_TOKEN.test(name)) throw new ApiError(`"${name}" is not a valid scope name (RFC 6749 §3.3)`);
+  if (RESERVED_SCOPES.has(name)) throw new ApiError(`"${name}" is an OpenID Connect scope, not an API scope`);
+  return description ? { name, description } : { name };
+}
+
+function checkIdentifier(identifier: string): string {
+  let url: URL;
+  try {
+    url = new URL(identifier);
+  } catch {
+    throw new ApiError(`"${identifier}" is not an absolute URI`);
+  }
+  // RFC 8707 §2: an absolute URI without a fragment.
+  if (url.hash || identifier.includes('#')) throw new ApiError(`"${identifier}" must not have a fragment (RFC 8707 §2)`);
+  return identifier;
+}
+
+function toView(row: { identifier: string; name: string; scopes: unknown; tokenFormat: string; accessTokenTtl: number; clientId: string }): ApiView {
+  return {
+    identifier: row.identifier,
+    name: row.name,
+    scopes: row.scopes as ApiScope[],
+    tokenFormat: row.tokenFormat as TokenFormat,
+    accessTokenTtl: row.accessTokenTtl,
+    clientId: row.clientId,
+  };
+}
+
+const SELECT = { identifier: true, name: true, scopes: true, tokenFormat: true, accessTokenTtl: true, clientId: true } as const;
+
+export class Apis {
+  constructor(private readonly prisma: Prisma) {}
+
+  async create(input: NewApi): Promise<ApiView & { clientSecret: string }> {
+    const identifier = checkIdentifier(input.identifier.trim());
+    const scopes = input.scopes.map(parseScope);
+    if (scopes.length === 0) throw new ApiError('an API needs at least one --scope');
+    if (new Set(scopes.map((scope) => scope.name)).size !== scopes.length) throw new ApiError('a scope is listed twice');
+    const tokenFormat = input.tokenFormat ?? 'jwt';
+    if (tokenFormat !== 'jwt' && tokenFormat !== 'opaque') throw new ApiError('--token-format must be jwt or opaque');
+    let accessTokenTtl: number;
+    try {
+      accessTokenTtl = parseDuration(input.ttl ?? '15m');
+    } catch (error) {
+      throw new ApiError((error as Error).message);
+    }
+    if (accessTokenTtl < 1 || accessTokenTtl > MAX_TTL) throw new ApiError('--ttl must be between 1s and 24h');
+    const existing = await this.prisma.api.findUnique({ where: { identifier }, select: { identifier: true } });
+    if (existing) throw new ApiError(`an API with identifier ${identifier} already exists`);
+
+    const name = input.name?.trim() || new URL(identifier).host || identifier;
+    const clientId = randomBytes(16).toString('base64url');
+    const clientSecret = randomBytes(32).toString('base64url');
+    // The API's own credentials: a client that can authenticate but has no grants.
+    const metadata: StoredMetadata = {
+      redirect_uris: [],
+      post_logout_redirect_uris: [],
+      grant_types: [],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+    };
+    const row = await this.prisma.api.create({
+      data: {
+        identifier,
+        name,
+        scopes: scopes as object[],
+        tokenFormat,
+        accessTokenTtl,
+        client: { create: { clientId, name: `${name} (API)`, metadata: metadata as object, clientSecretHash: sha256(clientSecret) } },
+      },
+      select: SELECT,
+    });
+    return { ...toView(row), clientSecret };
+  }
+
+  async list(): Promise<ApiView[]> {
+    return (await this.prisma.api.findMany({ orderBy: { createdAt: 'asc' }, select: SELECT })).map(toView);
+  }
+
+  async find(identifier: string): Promise<ApiView | undefined> {
+    const row = await this.prisma.api.findUnique({ where: { identifier }, select: SELECT });
+    return row ? toView(row) : undefined;
+  }
+
+  async findByClientId(clientId: string): Promise<ApiView | undefined> {
+    const row = await this.prisma.api.findUnique({ where: { clientId }, select: SELECT });
+    return row ? toView(row) : undefined;
+  }
+
+  /** Deletes the API and its credentials; tokens already issued for it expire on their own. */
+  async delete(identifier: string): Promise<void> {
+    const api = await this.prisma.api.findUnique({ where: { identifier }, select: { clientId: true } });
+    if (!api) throw new ApiError(`no API with identifier ${identifier}`);
+    await this.prisma.client.delete({ where: { clientId: api.clientId } });
+  }
+}

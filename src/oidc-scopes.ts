@@ -1,0 +1,8 @@
+/** The OpenID Connect scopes Portcullis serves, and the claims each releases (OIDC Core §5.4). */
+export const OIDC_CLAIMS = {
+  openid: ['sub'],
+  profile: ['name', 'updated_at'],
+  email: ['email', 'email_verified'],
+};
+
+export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'];

@@ -1,0 +1,301 @@
+// APIs protected by Portcullis: registered resource servers, JWT and opaque
+// access tokens, introspection with the API's own credentials, the example API.
+import type { Server } from 'node:http';
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createResourceServer } from '../../examples/resource-server/app.js';
+import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
+
+const ORDERS = 'https://orders.example.com';
+const BILLING = 'https://billing.example.com';
+const REPORTS = 'https://reports.example.com';
+const SHORT = 'https://short-lived.example.com';
+const dana = { email: 'dana@example.com', password: 'danas password' };
+
+interface ApiCredentials {
+  identifier: string;
+  client_id: string;
+  client_secret: string;
+}
+
+let pc: TestPortcullis;
+let web: oidc.Configuration;
+let machine: oidc.Configuration;
+let machineId: string;
+const apis: Record<string, ApiCredentials> = {};
+const servers: Server[] = [];
+let ordersApi: string;
+let billingApi: string;
+
+async function createApi(args: string[]): Promise<ApiCredentials> {
+  const result = await pc.cli(['api', 'create', ...args, '--json']);
+  if (result.code !== 0) throw new Error(result.stderr);
+  return JSON.parse(result.stdout);
+}
+
+async function serve(options: Parameters<typeof createResourceServer>[0]): Promise<string> {
+  const port = await freePort();
+  const server = createResourceServer(options).listen(port, '127.0.0.1');
+  servers.push(server);
+  await new Promise((resolve) => server.once('listening', resolve));
+  return `http://127.0.0.1:${port}`;
+}
+
+function call(base: string, token?: string, method = 'GET') {
+  return fetch(`${base}/orders`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+}
+
+beforeAll(async () => {
+  pc = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s' });
+  apis.orders = await createApi(['--identifier', ORDERS, '--name', 'Orders', '--scope', 'read:orders=See your orders', '--scope', 'write:orders=Place orders for you', '--token-format', 'jwt']);
+  apis.billing = await createApi(['--identifier', BILLING, '--scope', 'read:orders', '--scope', 'read:invoices', '--token-format', 'opaque']);
+  apis.reports = await createApi(['--identifier', REPORTS, '--scope', 'read:reports', '--token-format', 'opaque']);
+  apis.short = await createApi(['--identifier', SHORT, '--scope', 'read:orders', '--token-format', 'jwt', '--ttl', '1s']);
+  await pc.createUser(dana.email, dana.password, 'Dana');
+  const webClient = await pc.createClient({
+    name: 'Storefront',
+    redirectUris: [REDIRECT_URI],
+    scope: 'openid profile offline_access read:orders write:orders read:invoices',
+  });
+  web = await discover(pc.issuer, webClient.client_id, webClient.client_secret);
+  const machineClient = await pc.createClient({ name: 'Warehouse robot', grantTypes: ['client_credentials'], scope: 'read:orders read:invoices' });
+  machineId = machineClient.client_id;
+  machine = await discover(pc.issuer, machineClient.client_id, machineClient.client_secret);
+  ordersApi = await serve({ issuer: pc.issuer, audience: ORDERS });
+  billingApi = await serve({
+    issuer: pc.issuer,
+    audience: BILLING,
+    introspection: { clientId: apis.billing.client_id, clientSecret: apis.billing.client_secret },
+  });
+});
+
+afterAll(async () => {
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+const machineToken = (resource: string, scope: string) => oidc.clientCredentialsGrant(machine, { resource, scope });
+
+describe('registered APIs and resource indicators', () => {
+  it('consent names the API scopes in plain words, and the token is a JWT for that API only', async () => {
+    const ua = new UserAgent();
+    const request = await authorizationRequest(web, 'openid read:orders read:invoices', { resource: ORDERS });
+    const consent = await signIn(ua, await visit(ua, request.url), dana.email, dana.password);
+    expect(pageKind(consent)).toBe('consent');
+    expect(consent.html).toContain('See your orders (Orders)');
+    expect(consent.html).not.toContain('read:invoices');
+
+    const { tokens } = await logIn(ua, web, 'openid read:orders read:invoices', dana, { resource: ORDERS });
+    const header = decodeProtectedHeader(tokens.access_token);
+    const claims = decodeJwt(tokens.access_token);
+    expect(header).toMatchObject({ typ: 'at+jwt', alg: 'ES256' });
+    expect(claims).toMatchObject({ iss: pc.issuer, aud: ORDERS, scope: 'read:orders', client_id: web.clientMetadata().client_id });
+    for (const claim of ['sub', 'exp', 'iat', 'jti']) expect(claims[claim]).toBeDefined();
+    expect(claims.sub).toBe(tokens.claims()!.sub);
+
+    // A resource server verifies it offline: the JWKS is all it needs.
+    await jwtVerify(tokens.access_token, createRemoteJWKSet(new URL(`${pc.issuer}/jwks`)), { issuer: pc.issuer, audience: ORDERS, typ: 'at+jwt' });
+    const read = await call(ordersApi, tokens.access_token);
+    expect(read.status).toBe(200);
+    const write = await call(ordersApi, tokens.access_token, 'POST');
+    expect(write.status).toBe(403);
+    expect(write.headers.get('www-authenticate')).toBe('Bearer realm="api", error="insufficient_scope", error_description="requires write:orders", scope="write:orders"');
+  });
+
+  it('an unregistered resource is invalid_target', async () => {
+    await expect(machineToken('https://unknown.example.com', 'read:orders')).rejects.toMatchObject({ error: 'invalid_target' });
+  });
+});
+
+describe('client credentials', () => {
+  it('a machine client gets a JWT for an API with the scopes it is allowed', async () => {
+    const tokens = await machineToken(ORDERS, 'read:orders');
+    expect(decodeJwt(tokens.access_token)).toMatchObject({ aud: ORDERS, scope: 'read:orders', sub: machineId, client_id: machineId });
+    expect((await call(ordersApi, tokens.access_token)).status).toBe(200);
+  });
+
+  it('asking for a scope the client is not allowed is invalid_scope', async () => {
+    await expect(machineToken(ORDERS, 'write:orders')).rejects.toMatchObject({ error: 'invalid_scope' });
+  });
+});
+
+describe('introspection by an API', () => {
+  it('an opaque token is introspected by its API with the API\'s own credentials', async () => {
+    const tokens = await machineToken(BILLING, 'read:invoices');
+    expect(tokens.access_token).not.toContain('.');
+    const billing = await discover(pc.issuer, apis.billing.client_id, apis.billing.client_secret);
+    const result = await oidc.tokenIntrospection(billing, tokens.access_token);
+    expect(result).toMatchObject({ active: true, scope: 'read:invoices', client_id: machineId, sub: machineId, aud: BILLING, iss: pc.issuer });
+    expect(result.exp).toBeGreaterThan(Date.now() / 1000);
+    // The example API accepts it, without read:orders it cannot read orders.
+    expect((await call(billingApi, tokens.access_token)).status).toBe(403);
+    const withOrders = await machineToken(BILLING, 'read:orders');
+    expect((await call(billingApi, withOrders.access_token)).status).toBe(200);
+  });
+
+  it('an API never learns about tokens meant for another API', async () => {
+    const tokens = await machineToken(BILLING, 'read:invoices');
+    const reports = await discover(pc.issuer, apis.reports.client_id, apis.reports.client_secret);
+    expect(await oidc.tokenIntrospection(reports, tokens.access_token)).toEqual({ active: false });
+  });
+
+  it('a revoked token is inactive at once, and the example API refuses it', async () => {
+    const tokens = await machineToken(BILLING, 'read:orders');
+    expect((await call(billingApi, tokens.access_token)).status).toBe(200);
+    await oidc.tokenRevocation(machine, tokens.access_token);
+    const refused = await call(billingApi, tokens.access_token);
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toContain('error="invalid_token"');
+  });
+
+  it('revoking a refresh token ends the access tokens derived from it; a rotated-away one is inactive', async () => {
+    const ua = new UserAgent();
+    const { tokens } = await logIn(ua, web, 'openid offline_access read:orders', dana, { resource: BILLING, prompt: 'consent' });
+    const billing = await discover(pc.issuer, apis.billing.client_id, apis.billing.client_secret);
+    expect((await oidc.tokenIntrospection(billing, tokens.access_token)).active).toBe(true);
+
+    const rotated = await oidc.refreshTokenGrant(web, tokens.refresh_token!);
+    expect((await oidc.tokenIntrospection(web, tokens.refresh_token!)).active).toBe(false);
+    expect((await oidc.tokenIntrospection(billing, rotated.access_token)).aud).toBe(BILLING);
+
+    await oidc.tokenRevocation(web, rotated.refresh_token!);
+    expect((await oidc.tokenIntrospection(billing, rotated.access_token)).active).toBe(false);
+    expect((await oidc.tokenIntrospection(billing, tokens.access_token)).active).toBe(false);
+    expect((await call(billingApi, rotated.access_token)).status).toBe(401);
+  });
+});
+
+describe('key rotation', () => {
+  it('a resource server with a cached JWKS keeps working across a rotation', async () => {
+    const before = await machineToken(ORDERS, 'read:orders');
+    expect((await call(ordersApi, before.access_token)).status).toBe(200); // caches the JWKS
+
+    expect((await pc.cli(['keys', 'rotate'])).code).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 2500)); // > KEY_REFRESH_INTERVAL
+
+    const after = await machineToken(ORDERS, 'read:orders');
+    expect(decodeProtectedHeader(after.access_token).kid).not.toBe(decodeProtectedHeader(before.access_token).kid);
+    expect((await call(ordersApi, after.access_token)).status).toBe(200);
+    expect((await call(ordersApi, before.access_token)).status).toBe(200);
+  });
+});
+
+describe('tokens the example API must refuse', () => {
+  const expectInvalid = async (token: string | undefined, described?: RegExp) => {
+    const response = await call(ordersApi, token);
+    expect(response.status).toBe(401);
+    const challenge = response.headers.get('www-authenticate')!;
+    if (token === undefined) expect(challenge).toBe('Bearer realm="api"');
+    else expect(challenge).toMatch(/^Bearer realm="api", error="invalid_token"/);
+    if (described) expect(challenge).toMatch(described);
+  };
+  const forge = async (header: Record<string, unknown>, claims: Record<string, unknown>) => {
+    const { privateKey } = await generateKeyPair('ES256');
+    return new SignJWT(claims).setProtectedHeader({ alg: 'ES256', ...header }).sign(privateKey);
+  };
+  const goodClaims = async () => decodeJwt((await machineToken(ORDERS, 'read:orders')).access_token);
+
+  it('no token at all', () => expectInvalid(undefined));
+
+  it('a token for another API (wrong aud)', async () => {
+    const other = await machineToken(SHORT, 'read:orders');
+    await expectInvalid(other.access_token, /aud/);
+  });
+
+  it('an ID token (wrong typ)', async () => {
+    const { tokens } = await logIn(new UserAgent(), web, 'openid', dana);
+    await expectInvalid(tokens.id_token);
+  });
+
+  it('alg none', async () => {
+    const claims = await goodClaims();
+    const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    await expectInvalid(`${encode({ alg: 'none', typ: 'at+jwt' })}.${encode(claims)}.`);
+    await expectInvalid(`${encode({ alg: 'none', typ: 'at+jwt' })}.${encode(claims)}.c2ln`);
+  });
+
+  it('an unknown kid', async () => {
+    await expectInvalid(await forge({ typ: 'at+jwt', kid: 'not-a-key-of-ours' }, await goodClaims()));
+  });
+
+  it('an expired token', async () => {
+    const machineShort = await machineToken(SHORT, 'read:orders');
+    const shortApi = await serve({ issuer: pc.issuer, audience: SHORT });
+    expect((await call(shortApi, machineShort.access_token)).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    const response = await call(shortApi, machineShort.access_token);
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toContain('expired');
+  });
+
+  it('a tampered payload or signature', async () => {
+    const token = (await machineToken(ORDERS, 'read:orders')).access_token;
+    const [header, payload, signature] = token.split('.');
+    const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString());
+    const widened = Buffer.from(JSON.stringify({ ...claims, scope: 'read:orders write:orders' })).toString('base64url');
+    await expectInvalid(`${header}.${widened}.${signature}`, /signature/);
+    const flipped = signature!.slice(0, 10) + (signature![10] === 'A' ? 'B' : 'A') + signature!.slice(11);
+    await expectInvalid(`${header}.${payload}.${flipped}`);
+  });
+
+  it('a token from another issuer', async () => {
+    const other = await startPortcullis();
+    try {
+      const api = await other.cli(['api', 'create', '--identifier', ORDERS, '--scope', 'read:orders', '--json']);
+      expect(api.code).toBe(0);
+      const client = await other.createClient({ name: 'Elsewhere', grantTypes: ['client_credentials'], scope: 'read:orders' });
+      const elsewhere = await discover(other.issuer, client.client_id, client.client_secret);
+      const foreign = await oidc.clientCredentialsGrant(elsewhere, { resource: ORDERS, scope: 'read:orders' });
+      expect(decodeJwt(foreign.access_token).aud).toBe(ORDERS);
+      await expectInvalid(foreign.access_token);
+      // And a forged token claiming our issuer, signed by a key we never published.
+      const { privateKey, publicKey } = await generateKeyPair('ES256');
+      const jwk = await exportJWK(publicKey);
+      const forged = await new SignJWT(await goodClaims()).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', jwk }).sign(privateKey);
+      await expectInvalid(forged);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('introspection calls none of these active', async () => {
+    const orders = await discover(pc.issuer, apis.orders.client_id, apis.orders.client_secret);
+    for (const token of ['random-opaque-value', await forge({ typ: 'at+jwt' }, await goodClaims())]) {
+      const result = await oidc.tokenIntrospection(orders, token).catch((error) => { throw new Error(JSON.stringify(error.cause ?? error)); });
+      expect(result.active).toBe(false);
+    }
+  });
+});
+
+describe('portcullis api', () => {
+  it('lists and deletes APIs; bad definitions get clear errors', async () => {
+    const listed = JSON.parse((await pc.cli(['api', 'list', '--json'])).stdout) as { identifier: string; scopes: unknown[] }[];
+    expect(listed.map((api) => api.identifier)).toEqual(expect.arrayContaining([ORDERS, BILLING, REPORTS]));
+    expect(JSON.stringify(listed)).not.toContain(apis.orders.client_secret);
+    // API credentials are not listed among clients.
+    expect((await pc.cli(['client', 'list'])).stdout).not.toContain(apis.orders.client_id);
+
+    const temp = await createApi(['--identifier', 'https://temp.example.com', '--scope', 'x:y']);
+    expect((await pc.cli(['api', 'delete', temp.identifier])).code).toBe(0);
+    await expect(machineToken('https://temp.example.com', 'x:y')).rejects.toMatchObject({ error: 'invalid_target' });
+
+    for (const [args, message] of [
+      [['--identifier', ORDERS, '--scope', 'a'], 'already exists'],
+      [['--identifier', 'not a uri', '--scope', 'a'], 'not an absolute URI'],
+      [['--identifier', 'https://x.example/#frag', '--scope', 'a'], 'fragment'],
+      [['--identifier', 'https://x.example/'], 'at least one --scope'],
+      [['--identifier', 'https://x.example/', '--scope', 'openid'], 'OpenID Connect scope'],
+      [['--identifier', 'https://x.example/', '--scope', 'a', '--ttl', 'forever'], 'not a duration'],
+    ] as [string[], string][]) {
+      const result = await pc.cli(['api', 'create', ...args]);
+      expect(result.code, message).toBe(1);
+      expect(result.stderr).toContain(message);
+    }
+    const badFormat = await pc.cli(['api', 'create', '--identifier', 'https://x.example/', '--scope', 'a', '--token-format', 'xml']);
+    expect(badFormat.code).toBe(2);
+  });
+});
