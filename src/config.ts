@@ -59,6 +59,10 @@ const schema = z.object({
   INTERACTION_TTL: duration('1h'),
   GRANT_TTL: duration('365d'),
   KEY_REFRESH_INTERVAL: duration('30s'),
+  // ≥ KEY_REFRESH_INTERVAL + 30 s: every instance publishes a new key, and a
+  // resource server that fetched the old JWKS may refetch (jose waits 30 s
+  // between refetches), before anything is signed with it.
+  KEY_ACTIVATION_DELAY: duration('90s'),
   SWEEP_INTERVAL: duration('10m'),
   TRUST_PROXY: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
@@ -83,6 +87,7 @@ export interface Config {
     grant: number;
   };
   keyRefreshInterval: number;
+  keyActivationDelay: number;
   sweepInterval: number;
   trustProxy: boolean;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -117,6 +122,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       grant: e.GRANT_TTL,
     },
     keyRefreshInterval: e.KEY_REFRESH_INTERVAL,
+    keyActivationDelay: e.KEY_ACTIVATION_DELAY,
     sweepInterval: e.SWEEP_INTERVAL,
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,

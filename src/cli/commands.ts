@@ -118,10 +118,14 @@ export const userCreate: Command = async (args, open, io) => {
   io.out(`created user ${user.email} (${user.id})\n`);
 };
 
-/** How long a rotated key stays published: every instance must notice, then all it signed must expire. */
-export function keepPublishedFor(config: Config): number {
+/**
+ * How long a replaced key stays published after the new one activates: every
+ * instance must notice, then all it signed (ID tokens, access tokens of any
+ * API) must expire.
+ */
+export function keepPublishedFor(config: Config, apiTokenTtls: number[]): number {
   const clockSkew = 60;
-  return Math.max(config.ttl.idToken, config.ttl.accessToken) + config.keyRefreshInterval + clockSkew;
+  return Math.max(config.ttl.idToken, config.ttl.accessToken, ...apiTokenTtls) + config.keyRefreshInterval + clockSkew;
 }
 
 function printKeys(keys: KeyInfo[], io: Io, asJson: boolean): void {
@@ -133,13 +137,19 @@ function printKeys(keys: KeyInfo[], io: Io, asJson: boolean): void {
           alg: key.alg,
           status: key.status,
           created_at: key.createdAt.toISOString(),
+          activates_at: key.activatesAt.toISOString(),
           publish_until: key.publishUntil?.toISOString() ?? null,
         })),
       ),
     );
   }
   for (const key of keys) {
-    const until = key.publishUntil ? `  published until ${key.publishUntil.toISOString()}` : '';
+    const until =
+      key.status === 'next'
+        ? `  signs from ${key.activatesAt.toISOString()}`
+        : key.publishUntil
+          ? `  published until ${key.publishUntil.toISOString()}`
+          : '';
     io.out(`${key.kid}  ${key.alg.padEnd(6)}  ${key.status}${until}\n`);
   }
 }
@@ -150,11 +160,18 @@ export const keysList: Command = async (args, open, io) => {
 };
 
 export const keysRotate: Command = async (args, open, io) => {
-  const { values } = parse(args, { json: { type: 'boolean' } });
+  const { values } = parse(args, { json: { type: 'boolean' }, now: { type: 'boolean' } });
   const services = await open();
-  const keys = await rotateSigningKeys(services.database.prisma, keepPublishedFor(services.config));
+  const { config } = services;
+  // --now is for a compromised key: resource servers that fetched the JWKS
+  // moments ago may refuse new tokens until they refetch it.
+  const activationDelay = values.now ? 0 : config.keyActivationDelay;
+  const apiTtls = (await services.apis.list()).map((api) => api.accessTokenTtl);
+  const keys = await rotateSigningKeys(services.database.prisma, { activationDelay, keepPublishedFor: keepPublishedFor(config, apiTtls) });
   if (!values.json) {
-    io.out(`rotated; running servers sign with the new key within ${services.config.keyRefreshInterval}s\n`);
+    io.out(
+      `rotated: the new keys are published now and every running server signs with them within ${activationDelay + config.keyRefreshInterval}s\n`,
+    );
   }
   printKeys(keys, io, Boolean(values.json));
 };

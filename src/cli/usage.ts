@@ -19,7 +19,7 @@ Users
 
 Signing keys
   keys list [--json]
-  keys rotate [--json]
+  keys rotate [--now] [--json]
   keys retire KID
 
 Database

@@ -14,8 +14,9 @@ export interface KeyInfo {
   kid: string;
   alg: string;
   createdAt: Date;
-  /** `current` signs; `published` only verifies; `expired` can be retired. */
-  status: 'current' | 'published' | 'expired';
+  /** `next` is published and will sign; `current` signs; `published` only verifies; `expired` can be retired. */
+  status: 'next' | 'current' | 'published' | 'expired';
+  activatesAt: Date;
   publishUntil: Date | null;
 }
 
@@ -39,67 +40,95 @@ export async function ensureSigningKeys(prisma: Prisma, primaryAlg: 'ES256' | 'E
   }
 }
 
-/** Private JWKs to hand to oidc-provider: current keys first, so they are the ones chosen to sign. */
-export async function loadSigningKeys(prisma: Prisma): Promise<JWK[]> {
-  const rows = await prisma.signingKey.findMany({
-    where: { OR: [{ publishUntil: null }, { publishUntil: { gt: new Date() } }] },
-    orderBy: [{ rotatedAt: { sort: 'asc', nulls: 'first' } }, { createdAt: 'desc' }],
-    select: { jwk: true },
-  });
-  return rows.map((row) => row.jwk as JWK);
+interface KeyTimes {
+  kid: string;
+  activatesAt: Date;
+  rotatedAt: Date | null;
+  publishUntil: Date | null;
 }
 
-/** A fingerprint of the published key set, so instances notice a rotation cheaply. */
+const isPublished = (key: KeyTimes, now: number) => !key.publishUntil || key.publishUntil.getTime() > now;
+const isActive = (key: KeyTimes, now: number) => key.activatesAt.getTime() <= now;
+
+/**
+ * Private JWKs to hand to oidc-provider, which signs with the first key of an
+ * algorithm: active keys first, newest first; keys not yet active come last,
+ * published so that resource servers learn them before they sign anything.
+ */
+export async function loadSigningKeys(prisma: Prisma): Promise<JWK[]> {
+  const rows = await prisma.signingKey.findMany({
+    select: { kid: true, jwk: true, activatesAt: true, rotatedAt: true, publishUntil: true },
+  });
+  const now = Date.now();
+  return rows
+    .filter((row) => isPublished(row, now))
+    .sort((a, b) => Number(isActive(b, now)) - Number(isActive(a, now)) || b.activatesAt.getTime() - a.activatesAt.getTime())
+    .map((row) => row.jwk as JWK);
+}
+
+/** A fingerprint of which keys are published and which sign now, so instances notice a change cheaply. */
 export async function signingKeysVersion(prisma: Prisma): Promise<string> {
   const rows = await prisma.signingKey.findMany({
-    select: { kid: true, rotatedAt: true, publishUntil: true },
+    select: { kid: true, activatesAt: true, rotatedAt: true, publishUntil: true },
     orderBy: { kid: 'asc' },
   });
   const now = Date.now();
   return rows
-    .filter((row) => !row.publishUntil || row.publishUntil.getTime() > now)
-    .map((row) => `${row.kid}:${row.rotatedAt ? 'r' : 'c'}`)
+    .filter((row) => isPublished(row, now))
+    .map((row) => `${row.kid}:${isActive(row, now) ? 'a' : 'p'}`)
     .join(',');
 }
 
 /**
- * Makes a new key current for every algorithm in use. The previous keys stay
- * published for `keepPublishedFor` seconds: long enough for every instance to
- * pick up the new key and for everything the old one signed to expire.
+ * Adds a new key for every algorithm in use, published at once and signing
+ * after `activationDelay` seconds. The keys it replaces stay published for
+ * `keepPublishedFor` seconds after that: long enough for everything they
+ * signed to expire.
  */
-export async function rotateSigningKeys(prisma: Prisma, keepPublishedFor: number): Promise<KeyInfo[]> {
+export async function rotateSigningKeys(prisma: Prisma, options: { activationDelay: number; keepPublishedFor: number }): Promise<KeyInfo[]> {
   const current = await prisma.signingKey.findMany({ where: { rotatedAt: null }, select: { kid: true, alg: true } });
   if (current.length === 0) throw new KeyError('there are no signing keys yet; start the server or run `portcullis migrate` first');
-  const now = new Date();
-  const publishUntil = new Date(now.getTime() + keepPublishedFor * 1000);
+  const activatesAt = new Date(Date.now() + options.activationDelay * 1000);
+  const publishUntil = new Date(activatesAt.getTime() + options.keepPublishedFor * 1000);
   const fresh = await Promise.all([...new Set(current.map((key) => key.alg))].map((alg) => generate(alg as SigningAlg)));
   await prisma.$transaction([
-    prisma.signingKey.updateMany({ where: { kid: { in: current.map((key) => key.kid) } }, data: { rotatedAt: now, publishUntil } }),
-    ...fresh.map(({ kid, jwk }) => prisma.signingKey.create({ data: { kid, alg: jwk.alg!, jwk: jwk as object } })),
+    prisma.signingKey.updateMany({
+      where: { kid: { in: current.map((key) => key.kid) } },
+      data: { rotatedAt: activatesAt, publishUntil },
+    }),
+    ...fresh.map(({ kid, jwk }) => prisma.signingKey.create({ data: { kid, alg: jwk.alg!, jwk: jwk as object, activatesAt } })),
   ]);
   return listSigningKeys(prisma);
 }
 
 export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {
   const rows = await prisma.signingKey.findMany({
-    orderBy: [{ rotatedAt: { sort: 'asc', nulls: 'first' } }, { createdAt: 'desc' }],
-    select: { kid: true, alg: true, createdAt: true, rotatedAt: true, publishUntil: true },
+    orderBy: [{ activatesAt: 'desc' }, { alg: 'asc' }],
+    select: { kid: true, alg: true, createdAt: true, activatesAt: true, rotatedAt: true, publishUntil: true },
   });
   const now = Date.now();
   return rows.map((row) => ({
     kid: row.kid,
     alg: row.alg,
     createdAt: row.createdAt,
+    activatesAt: row.activatesAt,
     publishUntil: row.publishUntil,
-    status: !row.rotatedAt ? 'current' : row.publishUntil && row.publishUntil.getTime() <= now ? 'expired' : 'published',
+    status: statusOf(row, now),
   }));
+}
+
+function statusOf(key: KeyTimes, now: number): KeyInfo['status'] {
+  if (!isActive(key, now)) return 'next';
+  if (!key.rotatedAt || key.rotatedAt.getTime() > now) return 'current';
+  return isPublished(key, now) ? 'published' : 'expired';
 }
 
 /** Deletes a rotated key, but only once nothing it signed can still be valid. */
 export async function retireSigningKey(prisma: Prisma, kid: string): Promise<void> {
-  const key = await prisma.signingKey.findUnique({ where: { kid }, select: { rotatedAt: true, publishUntil: true } });
+  const key = await prisma.signingKey.findUnique({ where: { kid }, select: { kid: true, activatesAt: true, rotatedAt: true, publishUntil: true } });
   if (!key) throw new KeyError(`no signing key with kid ${kid}`);
-  if (!key.rotatedAt) throw new KeyError(`key ${kid} is current; run \`portcullis keys rotate\` first`);
+  const status = statusOf(key, Date.now());
+  if (status === 'current' || status === 'next') throw new KeyError(`key ${kid} is ${status}; run \`portcullis keys rotate\` first`);
   if (key.publishUntil && key.publishUntil.getTime() > Date.now()) {
     throw new KeyError(
       `key ${kid} may still verify unexpired tokens until ${key.publishUntil.toISOString()}; retire it after that`,

@@ -11,7 +11,7 @@ import { UserAgent } from '../support/user-agent.js';
 let pc: TestPortcullis;
 
 beforeAll(async () => {
-  pc = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s' });
+  pc = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '1s' });
 });
 
 afterAll(async () => {
@@ -128,12 +128,19 @@ describe('portcullis keys', () => {
     const rotated = await pc.cli(['keys', 'rotate', '--json']);
     expect(rotated.code).toBe(0);
     const keys = JSON.parse(rotated.stdout) as { kid: string; alg: string; status: string; publish_until: string | null }[];
-    const newKid = keys.find((key) => key.alg === 'ES256' && key.status === 'current')!.kid;
+    // The new key is published at once and signs after the activation delay.
+    const newKid = keys.find((key) => key.alg === 'ES256' && key.status === 'next')!.kid;
     expect(newKid).not.toBe(oldKid);
-    expect(keys.find((key) => key.kid === oldKid)).toMatchObject({ status: 'published' });
+    expect(keys.find((key) => key.kid === oldKid)).toMatchObject({ status: 'current' });
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // > KEY_REFRESH_INTERVAL
+    const prepublished = (await (await fetch(`${pc.issuer}/jwks`)).json()) as { keys: { kid: string }[] };
+    expect(prepublished.keys.map((key) => key.kid)).toContain(newKid);
 
-    // Within the refresh interval the server signs with the new key...
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    // Within activation delay + refresh interval the server signs with the new key...
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const relisted = JSON.parse((await pc.cli(['keys', 'list', '--json'])).stdout) as { kid: string; status: string }[];
+    expect(relisted.find((key) => key.kid === oldKid)!.status).toBe('published');
+    expect(relisted.find((key) => key.kid === newKid)!.status).toBe('current');
     const after = await logIn(new UserAgent(), rp, 'openid', kim);
     expect(decodeProtectedHeader(after.tokens.id_token!).kid).toBe(newKid);
     // ...and the cached JWKS verifies both, refetching once for the new kid.
