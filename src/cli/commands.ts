@@ -44,6 +44,10 @@ export const clientCreate: Command = async (args, open, io) => {
     scope: { type: 'string' },
     public: { type: 'boolean' },
     'id-token-alg': { type: 'string' },
+    'logo-uri': { type: 'string' },
+    'client-uri': { type: 'string' },
+    'policy-uri': { type: 'string' },
+    'tos-uri': { type: 'string' },
     json: { type: 'boolean' },
   });
   const alg = values['id-token-alg'] as string | undefined;
@@ -58,6 +62,10 @@ export const clientCreate: Command = async (args, open, io) => {
     scope: values.scope as string | undefined,
     public: Boolean(values.public),
     idTokenSignedResponseAlg: alg as 'ES256' | 'EdDSA' | 'RS256' | undefined,
+    logoUri: values['logo-uri'] as string | undefined,
+    clientUri: values['client-uri'] as string | undefined,
+    policyUri: values['policy-uri'] as string | undefined,
+    tosUri: values['tos-uri'] as string | undefined,
   });
   if (values.json) return io.out(json(created));
   io.out(`client_id:     ${created.client_id}\n`);

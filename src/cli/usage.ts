@@ -4,7 +4,8 @@ Clients
   client create --name NAME --redirect-uri URI [--redirect-uri URI ...]
                 [--post-logout-redirect-uri URI ...] [--grant-type TYPE ...]
                 [--scope "openid profile email offline_access"] [--public]
-                [--id-token-alg ES256|EdDSA|RS256] [--json]
+                [--id-token-alg ES256|EdDSA|RS256] [--logo-uri URI] [--client-uri URI]
+                [--policy-uri URI] [--tos-uri URI] [--json]
   client list [--json]
   client delete CLIENT_ID
 

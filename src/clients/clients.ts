@@ -20,6 +20,11 @@ export interface NewClient {
   scope?: string;
   public?: boolean;
   idTokenSignedResponseAlg?: 'ES256' | 'EdDSA' | 'RS256';
+  /** Shown on the consent page (OIDC Dynamic Client Registration §2). */
+  logoUri?: string;
+  clientUri?: string;
+  policyUri?: string;
+  tosUri?: string;
 }
 
 export interface CreatedClient {
@@ -48,6 +53,10 @@ export interface StoredMetadata {
   token_endpoint_auth_method: 'none' | 'client_secret_basic';
   /** API scopes the client may obtain, space-separated; `scope` keeps the OpenID Connect ones. */
   api_scopes?: string;
+  logo_uri?: string;
+  client_uri?: string;
+  policy_uri?: string;
+  tos_uri?: string;
   id_token_signed_response_alg?: string;
 }
 
@@ -62,6 +71,13 @@ function checkUri(uri: string, what: string): string {
   }
   if (url.hash) throw new ClientError(`${what} "${uri}" must not have a fragment (RFC 6749 §3.1.2)`);
   return uri;
+}
+
+/** Pages show these to people: only web addresses, never javascript: or data:. */
+function checkWebUri(uri: string, what: string): string {
+  const checked = checkUri(uri, what);
+  if (!/^https?:$/.test(new URL(checked).protocol)) throw new ClientError(`${what} "${uri}" must be an http(s) address`);
+  return checked;
 }
 
 export class Clients {
@@ -93,6 +109,10 @@ export class Clients {
       ...(apiScopes.length ? { api_scopes: apiScopes.join(' ') } : {}),
       token_endpoint_auth_method: input.public ? 'none' : 'client_secret_basic',
       ...(input.idTokenSignedResponseAlg ? { id_token_signed_response_alg: input.idTokenSignedResponseAlg } : {}),
+      ...(input.logoUri ? { logo_uri: checkWebUri(input.logoUri, 'logo URI') } : {}),
+      ...(input.clientUri ? { client_uri: checkWebUri(input.clientUri, 'client URI') } : {}),
+      ...(input.policyUri ? { policy_uri: checkWebUri(input.policyUri, 'policy URI') } : {}),
+      ...(input.tosUri ? { tos_uri: checkWebUri(input.tosUri, 'terms of service URI') } : {}),
     };
     const clientId = randomBytes(16).toString('base64url');
     const secret = input.public ? undefined : randomBytes(32).toString('base64url');

@@ -10,6 +10,7 @@ import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { renderErrorPage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
+import { safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import type { ProviderHost } from '../provider/host.js';
@@ -106,6 +107,10 @@ export function interactionRoutes({ host, accounts, apis, config, logger }: Inte
         clientName,
         userLabel: user ? (user.name ? `${user.name} (${user.email})` : user.email) : 'you',
         permissions: [...new Set(permissions)],
+        logoUri: safeUrl(client.logoUri),
+        clientUri: safeUrl(client.clientUri),
+        policyUri: safeUrl(client.policyUri),
+        tosUri: safeUrl(client.tosUri),
       });
       return;
     }

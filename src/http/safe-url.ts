@@ -1,0 +1,17 @@
+/**
+ * A client-supplied address we may put in a page: https, or http on a loopback
+ * host (development). Anything else (javascript:, data:, plain http on the
+ * internet) is not shown.
+ */
+export function safeUrl(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol === 'https:') return url.href;
+  if (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)) return url.href;
+  return undefined;
+}

@@ -1,0 +1,260 @@
+// A person in a real browser (Debian's Chromium via playwright-core), signing in
+// to relying-party apps built on openid-client. Screenshots of every page go to
+// test/artifacts/ for a reviewer.
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchBrowser, snapshot } from '../support/browser.js';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { startRpApp, type RpApp } from '../support/rp-app.js';
+
+const frida = { email: 'frida@example.com', password: 'fridas secret words', name: 'Frida Kahlo' };
+
+let pc: TestPortcullis;
+let browser: Browser;
+let photos: RpApp;
+let notes: RpApp;
+const contexts: BrowserContext[] = [];
+
+async function registerClient(name: string, extra: string[] = []) {
+  return async ({ redirectUri, postLogoutRedirectUri }: { redirectUri: string; postLogoutRedirectUri: string }) => {
+    const result = await pc.cli([
+      'client', 'create', '--name', name, '--redirect-uri', redirectUri, '--post-logout-redirect-uri', postLogoutRedirectUri, ...extra, '--json',
+    ]);
+    if (result.code !== 0) throw new Error(result.stderr);
+    return JSON.parse(result.stdout) as { client_id: string; client_secret?: string };
+  };
+}
+
+beforeAll(async () => {
+  pc = await startPortcullis({ ISSUER_NAME: 'Acme Identity' });
+  await pc.createUser(frida.email, frida.password, frida.name);
+  photos = await startRpApp(pc.issuer, await registerClient('Photo Album', [
+    '--client-uri', 'https://photos.example.com', '--policy-uri', 'https://photos.example.com/privacy', '--tos-uri', 'https://photos.example.com/terms',
+  ]));
+  notes = await startRpApp(pc.issuer, await registerClient('Notes', ['--public']));
+  browser = await launchBrowser();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await photos?.close();
+  await notes?.close();
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+async function newPage(viewport = { width: 1280, height: 800 }): Promise<Page> {
+  const context = await browser.newContext({ viewport });
+  contexts.push(context);
+  const page = await context.newPage();
+  // A page's console errors (a CSP violation, say) fail the journey.
+  const problems: string[] = [];
+  page.on('console', (message) => message.type() === 'error' && problems.push(message.text()));
+  page.on('pageerror', (error) => problems.push(error.message));
+  (page as Page & { problems: string[] }).problems = problems;
+  return page;
+}
+
+const problemsOf = (page: Page) => (page as Page & { problems: string[] }).problems;
+
+async function signIn(page: Page, journey: string, password = frida.password) {
+  await expect(page.getByRole('heading', { name: 'Sign in' })).toBeTruthy();
+  await snapshot(page, journey, '1-login');
+  await page.getByLabel('Email').fill(frida.email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+describe('journeys', () => {
+  it('first login and consent for client A lands back signed in with the name shown', async () => {
+    const page = await newPage();
+    await page.goto(`${photos.url}/login`);
+    expect(new URL(page.url()).pathname).toMatch(/^\/interaction\//);
+    expect(await page.title()).toBe('Sign in · Acme Identity');
+    await signIn(page, 'first-login');
+
+    await page.getByRole('button', { name: 'Allow' }).waitFor();
+    await snapshot(page, 'first-login', '2-consent');
+    const consent = await page.locator('main').innerText();
+    expect(consent).toContain('Photo Album wants to access your account');
+    expect(consent).toContain('See your name');
+    expect(consent).toContain('See your email address');
+    expect(await page.getByRole('link', { name: 'Privacy policy' }).getAttribute('href')).toBe('https://photos.example.com/privacy');
+    expect(await page.getByRole('link', { name: 'Terms of service' }).getAttribute('href')).toBe('https://photos.example.com/terms');
+    await page.getByRole('button', { name: 'Allow' }).click();
+
+    await page.locator('#user').waitFor();
+    await snapshot(page, 'first-login', '3-signed-in');
+    expect(page.url().startsWith(photos.url)).toBe(true);
+    expect(await page.locator('#user').innerText()).toBe(frida.name);
+    expect(problemsOf(page)).toEqual([]);
+  });
+
+  it('SSO: signed in through client A, client B asks only for consent', async () => {
+    const page = await newPage();
+    await page.goto(`${photos.url}/login`);
+    await signIn(page, 'sso');
+    await page.locator('#user').waitFor();
+
+    await page.goto(`${notes.url}/login`);
+    await page.getByRole('button', { name: 'Allow' }).waitFor();
+    await snapshot(page, 'sso', '2-consent-for-notes');
+    expect(await page.getByLabel('Password').count()).toBe(0);
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.locator('#user').waitFor();
+    expect(page.url().startsWith(notes.url)).toBe(true);
+    await snapshot(page, 'sso', '3-signed-in-to-notes');
+  });
+
+  it('remembered consent: signing in again goes straight back to the app', async () => {
+    const page = await newPage();
+    await page.goto(`${photos.url}/login`);
+    await signIn(page, 'remembered-consent');
+    await page.locator('#user').waitFor(); // consent given in the first journey is remembered
+    await page.goto(`${photos.url}/login`);
+    await page.locator('#user').waitFor();
+    await snapshot(page, 'remembered-consent', '2-straight-back');
+    expect(await page.locator('#user').innerText()).toBe(frida.name);
+  });
+
+  it('Deny returns access_denied to the app', async () => {
+    const page = await newPage();
+    const denied = await startRpApp(pc.issuer, await registerClient('Denied App'));
+    try {
+      await page.goto(`${denied.url}/login`);
+      await signIn(page, 'deny');
+      await page.getByRole('button', { name: 'Deny' }).click();
+      await page.locator('#error').waitFor();
+      await snapshot(page, 'deny', '2-back-at-app');
+      expect(await page.locator('#error').innerText()).toBe('access_denied');
+    } finally {
+      await denied.close();
+    }
+  });
+
+  it('a wrong password shows an announced message; the right one then works', async () => {
+    const page = await newPage();
+    await page.goto(`${photos.url}/login`);
+    await signIn(page, 'wrong-password', 'not my password');
+    const alert = page.getByRole('alert');
+    await alert.waitFor();
+    await snapshot(page, 'wrong-password', '2-error');
+    expect(await alert.innerText()).toContain('email or password is not right');
+    expect(await page.getByLabel('Email').inputValue()).toBe(frida.email);
+    await page.getByLabel('Password').fill(frida.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#user').waitFor();
+  });
+
+  it('RP-initiated logout asks for confirmation, and then a new login needs the password', async () => {
+    const page = await newPage();
+    await page.goto(`${photos.url}/login`);
+    await signIn(page, 'logout');
+    await page.locator('#user').waitFor();
+
+    await page.getByRole('link', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    await snapshot(page, 'logout', '2-confirm');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.locator('#signed-out').waitFor();
+    expect(page.url()).toBe(`${photos.url}/`);
+    await snapshot(page, 'logout', '3-back-at-app');
+
+    await page.goto(`${photos.url}/login`);
+    await page.getByLabel('Password').waitFor();
+    await snapshot(page, 'logout', '4-login-again');
+  });
+
+  it('keyboard only: login and consent without a mouse', async () => {
+    const page = await newPage();
+    const keyboardApp = await startRpApp(pc.issuer, await registerClient('Keyboard App'));
+    try {
+      await page.goto(`${keyboardApp.url}/login`);
+      // The email field has focus on arrival; Tab moves to password, then to Sign in.
+      expect(await page.evaluate(() => document.activeElement?.id)).toBe('email');
+      await page.keyboard.type(frida.email);
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate(() => document.activeElement?.id)).toBe('password');
+      await page.keyboard.type(frida.password);
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Sign in');
+      await snapshot(page, 'keyboard', '1-focus-on-sign-in');
+      await page.keyboard.press('Enter');
+
+      await page.getByRole('button', { name: 'Allow' }).waitFor();
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Allow');
+      await snapshot(page, 'keyboard', '2-focus-on-allow');
+      await page.keyboard.press('Enter');
+      await page.locator('#user').waitFor();
+    } finally {
+      await keyboardApp.close();
+    }
+  });
+
+  it('at 360 px wide no page scrolls sideways', async () => {
+    const page = await newPage({ width: 360, height: 740 });
+    const wide = async (step: string) => {
+      await snapshot(page, 'phone', step);
+      return page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+    };
+    const phoneApp = await startRpApp(pc.issuer, await registerClient('A Client With A Rather Long Name For A Small Screen'));
+    try {
+      await page.goto(`${phoneApp.url}/login`);
+      expect(await wide('1-login')).toBe(false);
+      await page.getByLabel('Email').fill(frida.email);
+      await page.getByLabel('Password').fill('wrong password here');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('alert').waitFor();
+      expect(await wide('2-login-error')).toBe(false);
+      await page.getByLabel('Password').fill(frida.password);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('button', { name: 'Allow' }).waitFor();
+      expect(await wide('3-consent')).toBe(false);
+      await page.goto(`${pc.issuer}/auth?client_id=unknown&response_type=code&scope=openid`);
+      expect(await wide('4-error')).toBe(false);
+    } finally {
+      await phoneApp.close();
+    }
+  });
+});
+
+describe('pages', () => {
+  it('carry strict security headers and work without JavaScript', async () => {
+    const context = await browser.newContext({ javaScriptEnabled: false });
+    contexts.push(context);
+    const page = await context.newPage();
+    const response = await page.goto(`${photos.url}/login`);
+    const headers = response!.headers();
+    expect(headers['content-security-policy']).toMatch(/default-src 'none'/);
+    expect(headers['content-security-policy']).toMatch(/frame-ancestors 'none'/);
+    expect(headers['content-security-policy']).toMatch(/style-src 'nonce-[^']+'/);
+    expect(headers['x-content-type-options']).toBe('nosniff');
+    expect(headers['referrer-policy']).toBe('no-referrer');
+    expect(headers['cache-control']).toBe('no-store');
+    // Styles applied under the CSP: the button is not the browser default.
+    const background = await page.getByRole('button', { name: 'Sign in' }).evaluate((button) => getComputedStyle(button).backgroundColor);
+    expect(background).toBe('rgb(29, 78, 216)');
+    await page.getByLabel('Email').fill(frida.email);
+    await page.getByLabel('Password').fill(frida.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.locator('#user').or(page.getByRole('button', { name: 'Allow' })).waitFor();
+    if (await page.getByRole('button', { name: 'Allow' }).count()) await page.getByRole('button', { name: 'Allow' }).click();
+    await page.locator('#user').waitFor();
+  });
+
+  it('an expired or lost sign-in explains itself with no internals', async () => {
+    const page = await newPage();
+    await page.goto(`${photos.url}/login`);
+    await page.getByLabel('Email').waitFor();
+    await page.context().clearCookies();
+    await page.getByLabel('Email').fill(frida.email);
+    await page.getByLabel('Password').fill(frida.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Your sign-in expired' }).waitFor();
+    await snapshot(page, 'errors', 'cookie-lost');
+    const text = await page.locator('main').innerText();
+    expect(text).toContain('Go back to the application');
+    expect(text).not.toMatch(/Error:|at \w+ \(|SessionNotFound/);
+  });
+});
