@@ -65,6 +65,14 @@ async function signIn(page: Page, journey: string, password = frida.password) {
   await page.getByRole('button', { name: 'Sign in' }).click();
 }
 
+/** Signs in and allows if asked (whether consent is asked depends on earlier journeys). */
+async function signInToApp(page: Page, journey: string) {
+  await signIn(page, journey);
+  await page.locator('#user').or(page.getByRole('button', { name: 'Allow' })).waitFor();
+  if (await page.getByRole('button', { name: 'Allow' }).count()) await page.getByRole('button', { name: 'Allow' }).click();
+  await page.locator('#user').waitFor();
+}
+
 describe('journeys', () => {
   it('first login and consent for client A lands back signed in with the name shown', async () => {
     const page = await newPage();
@@ -93,8 +101,7 @@ describe('journeys', () => {
   it('SSO: signed in through client A, client B asks only for consent', async () => {
     const page = await newPage();
     await page.goto(`${photos.url}/login`);
-    await signIn(page, 'sso');
-    await page.locator('#user').waitFor();
+    await signInToApp(page, 'sso');
 
     await page.goto(`${notes.url}/login`);
     await page.getByRole('button', { name: 'Allow' }).waitFor();
@@ -109,8 +116,7 @@ describe('journeys', () => {
   it('remembered consent: signing in again goes straight back to the app', async () => {
     const page = await newPage();
     await page.goto(`${photos.url}/login`);
-    await signIn(page, 'remembered-consent');
-    await page.locator('#user').waitFor(); // consent given in the first journey is remembered
+    await signInToApp(page, 'remembered-consent');
     await page.goto(`${photos.url}/login`);
     await page.locator('#user').waitFor();
     await snapshot(page, 'remembered-consent', '2-straight-back');
@@ -149,8 +155,7 @@ describe('journeys', () => {
   it('RP-initiated logout asks for confirmation, and then a new login needs the password', async () => {
     const page = await newPage();
     await page.goto(`${photos.url}/login`);
-    await signIn(page, 'logout');
-    await page.locator('#user').waitFor();
+    await signInToApp(page, 'logout');
 
     await page.getByRole('link', { name: 'Sign out' }).click();
     await page.getByRole('button', { name: 'Sign out' }).waitFor();
@@ -235,12 +240,89 @@ describe('pages', () => {
     // Styles applied under the CSP: the button is not the browser default.
     const background = await page.getByRole('button', { name: 'Sign in' }).evaluate((button) => getComputedStyle(button).backgroundColor);
     expect(background).toBe('rgb(29, 78, 216)');
-    await page.getByLabel('Email').fill(frida.email);
-    await page.getByLabel('Password').fill(frida.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.locator('#user').or(page.getByRole('button', { name: 'Allow' })).waitFor();
-    if (await page.getByRole('button', { name: 'Allow' }).count()) await page.getByRole('button', { name: 'Allow' }).click();
-    await page.locator('#user').waitFor();
+    await signInToApp(page, 'no-javascript');
+  });
+
+  it('signing out with no app to return to ends on the "you are signed out" page', async () => {
+    const page = await newPage();
+    await page.goto(`${photos.url}/login`);
+    await signInToApp(page, 'signed-out');
+    await page.goto(`${pc.issuer}/session/end`);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'You are signed out' }).waitFor();
+    await snapshot(page, 'signed-out', '1-signed-out');
+    expect(await page.title()).toBe('Signed out · Acme Identity');
+  });
+
+  it('errors a person can meet explain what happened, in the same layout', async () => {
+    const page = await newPage();
+    const cases: [string, string, string][] = [
+      ['unknown-client', `${pc.issuer}/auth?client_id=nobody&response_type=code&scope=openid&redirect_uri=https://x.example/cb`, 'Unknown application'],
+      ['bad-redirect-uri', `${photos.url}/login`, 'Unexpected return address'],
+      ['unknown-interaction', `${pc.issuer}/interaction/no-such-thing`, 'Your sign-in expired'],
+    ];
+    for (const [name, url, heading] of cases) {
+      if (name === 'bad-redirect-uri') {
+        // The app's login link, with the redirect_uri swapped for one it never registered.
+        const response = await fetch(url, { redirect: 'manual' });
+        const target = new URL(response.headers.get('location')!);
+        target.searchParams.set('redirect_uri', 'https://attacker.example/cb');
+        await page.goto(target.href);
+      } else {
+        await page.goto(url);
+      }
+      await page.getByRole('heading', { name: heading }).waitFor();
+      await snapshot(page, 'errors', name);
+      expect(await page.locator('header').innerText()).toBe('Acme Identity');
+      expect(await page.getByRole('alert').count()).toBe(1);
+    }
+  });
+
+  it('text meets WCAG AA contrast (4.5:1) on every element of the login and consent pages', async () => {
+    const page = await newPage();
+    const contrastApp = await startRpApp(pc.issuer, await registerClient('Contrast', ['--policy-uri', 'https://c.example/p']));
+    try {
+      await page.goto(`${contrastApp.url}/login`);
+      await page.getByLabel('Email').fill(frida.email);
+      await page.getByLabel('Password').fill('wrong password!');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('alert').waitFor();
+      const checkPage = () =>
+        page.evaluate(() => {
+          const parse = (color: string) => (color.match(/[\d.]+/g) ?? []).map(Number);
+          const luminance = ([r, g, b]: number[]) => {
+            const channel = (value: number) => {
+              const c = value / 255;
+              return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+            };
+            return 0.2126 * channel(r!) + 0.7152 * channel(g!) + 0.0722 * channel(b!);
+          };
+          const background = (element: Element | null): number[] => {
+            for (let node = element; node; node = node.parentElement) {
+              const color = parse(getComputedStyle(node).backgroundColor);
+              if (color.length === 3 || (color.length === 4 && color[3]! > 0)) return color.slice(0, 3);
+            }
+            return [255, 255, 255];
+          };
+          const failures: string[] = [];
+          for (const element of document.querySelectorAll('body *')) {
+            const own = [...element.childNodes].some((node) => node.nodeType === 3 && node.textContent!.trim());
+            if (!own) continue;
+            const fg = luminance(parse(getComputedStyle(element).color));
+            const bg = luminance(background(element));
+            const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+            if (ratio < 4.5) failures.push(`${element.tagName} "${element.textContent!.trim().slice(0, 30)}": ${ratio.toFixed(2)}`);
+          }
+          return failures;
+        });
+      expect(await checkPage()).toEqual([]);
+      await page.getByLabel('Password').fill(frida.password);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('button', { name: 'Allow' }).waitFor();
+      expect(await checkPage()).toEqual([]);
+    } finally {
+      await contrastApp.close();
+    }
   });
 
   it('an expired or lost sign-in explains itself with no internals', async () => {

@@ -241,6 +241,19 @@ describe('tokens the example API must refuse', () => {
     expect(response.headers.get('www-authenticate')).toContain('expired');
   });
 
+  it('an expired opaque token, at the example API and at introspection', async () => {
+    const api = await createApi(['--identifier', 'https://short-opaque.example.com', '--scope', 'read:orders', '--token-format', 'opaque', '--ttl', '1s']);
+    const base = await serve({ issuer: pc.issuer, audience: api.identifier, introspection: { clientId: api.client_id, clientSecret: api.client_secret } });
+    const robot = await pc.createClient({ name: 'Short robot', grantTypes: ['client_credentials'], scope: 'read:orders' });
+    const robotRp = await discover(pc.issuer, robot.client_id, robot.client_secret);
+    const tokens = await oidc.clientCredentialsGrant(robotRp, { resource: api.identifier, scope: 'read:orders' });
+    expect((await call(base, tokens.access_token)).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    expect((await call(base, tokens.access_token)).status).toBe(401);
+    const introspector = await discover(pc.issuer, api.client_id, api.client_secret);
+    expect((await oidc.tokenIntrospection(introspector, tokens.access_token)).active).toBe(false);
+  });
+
   it('a tampered payload or signature', async () => {
     const token = (await machineToken(ORDERS, 'read:orders')).access_token;
     const [header, payload, signature] = token.split('.');
