@@ -5,23 +5,33 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { StoredMetadata } from '../clients/clients.js';
 import type { Prisma } from '../persistence/database.js';
 
+interface ClientRow {
+  client_id: string;
+  name: string;
+  metadata: unknown;
+  client_secret_hash: string | null;
+  api: string | null;
+}
+
 export class ClientAdapter implements Adapter {
   constructor(private readonly prisma: Prisma) {}
 
+  // Every token request looks its client up: one round trip, the API join included
+  // (Prisma would load the relation with a second query).
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const row = await this.prisma.client.findUnique({
-      where: { clientId: id },
-      select: { clientId: true, name: true, metadata: true, clientSecretHash: true, api: { select: { identifier: true } } },
-    });
+    const [row] = await this.prisma.$queryRaw<ClientRow[]>`
+      SELECT c.client_id, c.name, c.metadata, c.client_secret_hash, a.identifier AS api
+      FROM clients c LEFT JOIN apis a ON a.client_id = c.client_id
+      WHERE c.client_id = ${id}`;
     if (!row) return undefined;
     const metadata = row.metadata as unknown as StoredMetadata;
     return {
       ...metadata,
-      client_id: row.clientId,
+      client_id: row.client_id,
       client_name: row.name,
-      // The digest stands in for the secret; see compareClientSecret in configuration.ts.
-      ...(row.clientSecretHash ? { client_secret: row.clientSecretHash } : {}),
-      ...(row.api ? { api: row.api.identifier } : {}),
+      // The digest stands in for the secret; see compareClientSecret in provider.ts.
+      ...(row.client_secret_hash ? { client_secret: row.client_secret_hash } : {}),
+      ...(row.api ? { api: row.api } : {}),
     } as AdapterPayload;
   }
 

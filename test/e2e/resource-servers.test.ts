@@ -54,7 +54,8 @@ beforeAll(async () => {
   apis.orders = await createApi(['--identifier', ORDERS, '--name', 'Orders', '--scope', 'read:orders=See your orders', '--scope', 'write:orders=Place orders for you', '--token-format', 'jwt']);
   apis.billing = await createApi(['--identifier', BILLING, '--scope', 'read:orders', '--scope', 'read:invoices', '--token-format', 'opaque']);
   apis.reports = await createApi(['--identifier', REPORTS, '--scope', 'read:reports', '--token-format', 'opaque']);
-  apis.short = await createApi(['--identifier', SHORT, '--scope', 'read:orders', '--token-format', 'jwt', '--ttl', '1s']);
+  // Lifetimes are whole seconds: 3 s leaves room to use a token before it expires.
+  apis.short = await createApi(['--identifier', SHORT, '--scope', 'read:orders', '--token-format', 'jwt', '--ttl', '3s']);
   await pc.createUser(dana.email, dana.password, 'Dana');
   const webClient = await pc.createClient({
     name: 'Storefront',
@@ -235,20 +236,20 @@ describe('tokens the example API must refuse', () => {
     const machineShort = await machineToken(SHORT, 'read:orders');
     const shortApi = await serve({ issuer: pc.issuer, audience: SHORT });
     expect((await call(shortApi, machineShort.access_token)).status).toBe(200);
-    await new Promise((resolve) => setTimeout(resolve, 2100));
+    await new Promise((resolve) => setTimeout(resolve, 4100));
     const response = await call(shortApi, machineShort.access_token);
     expect(response.status).toBe(401);
     expect(response.headers.get('www-authenticate')).toContain('expired');
   });
 
   it('an expired opaque token, at the example API and at introspection', async () => {
-    const api = await createApi(['--identifier', 'https://short-opaque.example.com', '--scope', 'read:orders', '--token-format', 'opaque', '--ttl', '1s']);
+    const api = await createApi(['--identifier', 'https://short-opaque.example.com', '--scope', 'read:orders', '--token-format', 'opaque', '--ttl', '3s']);
     const base = await serve({ issuer: pc.issuer, audience: api.identifier, introspection: { clientId: api.client_id, clientSecret: api.client_secret } });
     const robot = await pc.createClient({ name: 'Short robot', grantTypes: ['client_credentials'], scope: 'read:orders' });
     const robotRp = await discover(pc.issuer, robot.client_id, robot.client_secret);
     const tokens = await oidc.clientCredentialsGrant(robotRp, { resource: api.identifier, scope: 'read:orders' });
     expect((await call(base, tokens.access_token)).status).toBe(200);
-    await new Promise((resolve) => setTimeout(resolve, 2100));
+    await new Promise((resolve) => setTimeout(resolve, 4100));
     expect((await call(base, tokens.access_token)).status).toBe(401);
     const introspector = await discover(pc.issuer, api.client_id, api.client_secret);
     expect((await oidc.tokenIntrospection(introspector, tokens.access_token)).active).toBe(false);
