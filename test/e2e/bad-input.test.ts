@@ -13,7 +13,7 @@ let client: { client_id: string; client_secret?: string };
 let rp: oidc.Configuration;
 
 beforeAll(async () => {
-  pc = await startPortcullis({ AUTHORIZATION_CODE_TTL: '2s' });
+  pc = await startPortcullis({ AUTHORIZATION_CODE_TTL: '3s' });
   await pc.createUser(carol.email, carol.password);
   client = await pc.createClient({ name: 'Shop', redirectUris: [REDIRECT_URI] });
   rp = await discover(pc.issuer, client.client_id, client.client_secret);
@@ -149,7 +149,7 @@ describe('the token endpoint', () => {
 
   it('an expired code is refused', async () => {
     const { request, callback } = await codeFor();
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await new Promise((resolve) => setTimeout(resolve, 4100));
     const result = await token({
       grant_type: 'authorization_code',
       code: callback.searchParams.get('code')!,
