@@ -7,7 +7,7 @@ import { UserAgent } from '../support/user-agent.js';
 let pc: TestPortcullis;
 
 beforeAll(async () => {
-  pc = await startPortcullis({ INTERACTION_TTL: '1s', SWEEP_INTERVAL: '1s' });
+  pc = await startPortcullis({ INTERACTION_TTL: '3s', SWEEP_INTERVAL: '1s' });
 });
 
 afterAll(async () => {
@@ -23,7 +23,7 @@ it('expired interactions are removed by the sweeper, and an expired one shows a 
   const prisma = pc.server.services.database.prisma;
   expect(await prisma.providerArtifact.count({ where: { kind: 'Interaction' } })).toBe(1);
 
-  await new Promise((resolve) => setTimeout(resolve, 3500));
+  await new Promise((resolve) => setTimeout(resolve, 5500));
   expect(await prisma.providerArtifact.count({ where: { kind: 'Interaction' } })).toBe(0);
 
   const late = await ua.open(login.url);
