@@ -6,7 +6,7 @@ import { createApp } from './app.js';
 import type { Config } from './config.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
-import { sweepExpired } from './provider/adapter.js';
+import { sweepExpired } from './provider/artifacts.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
 
@@ -32,7 +32,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   };
   try {
     const cookieKeys = await loadCookieKeys(prisma, config.cookieKeys);
-    const host = await ProviderHost.create({ config, prisma, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
+    const host = await ProviderHost.create({ config, prisma, sql: services.database.sql, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
     const app = createApp({ config, host, accounts: services.accounts, apis: services.apis, logger });
 
     server = http.createServer(app.callback());

@@ -3,7 +3,14 @@
 // `find`, and caches the validated client by a hash of what we return.
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { StoredMetadata } from '../clients/clients.js';
-import type { Prisma } from '../persistence/database.js';
+import type { Sql } from '../persistence/database.js';
+
+const FIND_CLIENT = {
+  name: 'client-find',
+  text: `SELECT c.client_id, c.name, c.metadata, c.client_secret_hash, a.identifier AS api
+         FROM clients c LEFT JOIN apis a ON a.client_id = c.client_id
+         WHERE c.client_id = $1`,
+} as const;
 
 interface ClientRow {
   client_id: string;
@@ -14,15 +21,13 @@ interface ClientRow {
 }
 
 export class ClientAdapter implements Adapter {
-  constructor(private readonly prisma: Prisma) {}
+  constructor(private readonly sql: Sql) {}
 
-  // Every token request looks its client up: one round trip, the API join included
-  // (Prisma would load the relation with a second query).
+  // Every token request looks its client up: one round trip on the pg pool
+  // (see persistence/database.ts), the API join included.
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const [row] = await this.prisma.$queryRaw<ClientRow[]>`
-      SELECT c.client_id, c.name, c.metadata, c.client_secret_hash, a.identifier AS api
-      FROM clients c LEFT JOIN apis a ON a.client_id = c.client_id
-      WHERE c.client_id = ${id}`;
+    const { rows } = await this.sql.query<ClientRow>(FIND_CLIENT, [id]);
+    const row = rows[0];
     if (!row) return undefined;
     const metadata = row.metadata as unknown as StoredMetadata;
     return {

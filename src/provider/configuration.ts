@@ -10,13 +10,15 @@ import { renderErrorPage } from '../http/error-pages.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
-import type { Prisma } from '../persistence/database.js';
-import { ArtifactAdapter, findGrantId } from './adapter.js';
+import type { Prisma, Sql } from '../persistence/database.js';
+import { ArtifactAdapter } from './adapter.js';
+import { findGrantId } from './artifacts.js';
 import { ClientAdapter } from './client-adapter.js';
 
 export interface ProviderServices {
   config: Config;
   prisma: Prisma;
+  sql: Sql;
   accounts: Accounts;
   apis: Apis;
   logger: Logger;
@@ -25,12 +27,12 @@ export interface ProviderServices {
 }
 
 export function buildConfiguration(services: ProviderServices): Configuration {
-  const { config, prisma, accounts, apis, logger } = services;
-  const clientAdapter = new ClientAdapter(prisma);
+  const { config, prisma, sql, accounts, apis, logger } = services;
+  const clientAdapter = new ClientAdapter(sql);
   const page = (ctx: KoaContextWithOIDC) => ({ req: ctx.req, issuerName: config.issuerName });
 
   return {
-    adapter: (name: string) => (name === 'Client' ? clientAdapter : new ArtifactAdapter(name, prisma)),
+    adapter: (name: string) => (name === 'Client' ? clientAdapter : new ArtifactAdapter(name, sql)),
     clients: [],
     clientDefaults: {
       grant_types: ['authorization_code', 'refresh_token'],
