@@ -2,11 +2,14 @@
 // keep it current (key refresh, expired-row sweep). Owns all their lifetimes.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { AdapterPayload } from 'oidc-provider';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
+import { CLIENT_CHANGES_CHANNEL } from './clients/client-changes.js';
 import { sweepExpired } from './provider/artifacts.js';
+import { ClientCache } from './provider/client-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
 
@@ -32,7 +35,12 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   };
   try {
     const cookieKeys = await loadCookieKeys(prisma, config.cookieKeys);
-    const host = await ProviderHost.create({ config, prisma, sql: services.database.sql, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
+    const clientCache = new ClientCache<AdapterPayload>();
+    clientCache.subscription = await services.database.subscribe(CLIENT_CHANGES_CHANNEL, {
+      onMessage: (clientId) => clientCache.invalidate(clientId),
+      onReset: () => clientCache.clear(),
+    });
+    const host = await ProviderHost.create({ config, prisma, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
     const app = createApp({ config, host, accounts: services.accounts, apis: services.apis, logger });
 
     server = http.createServer(app.callback());

@@ -2,6 +2,7 @@
 // their tokens), their scopes, a token format, and credentials of their own
 // for introspection.
 import { randomBytes } from 'node:crypto';
+import { announceClientChange } from '../clients/client-changes.js';
 import type { StoredMetadata } from '../clients/clients.js';
 import { parseDuration } from '../config.js';
 import type { Prisma } from '../persistence/database.js';
@@ -138,6 +139,9 @@ export class Apis {
   async delete(identifier: string): Promise<void> {
     const api = await this.prisma.api.findUnique({ where: { identifier }, select: { clientId: true } });
     if (!api) throw new ApiError(`no API with identifier ${identifier}`);
-    await this.prisma.client.delete({ where: { clientId: api.clientId } });
+    await this.prisma.$transaction([
+      this.prisma.client.delete({ where: { clientId: api.clientId } }),
+      announceClientChange(this.prisma, api.clientId),
+    ]);
   }
 }

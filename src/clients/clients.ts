@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Prisma } from '../persistence/database.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
+import { announceClientChange } from './client-changes.js';
 import { sha256 } from '../persistence/hash.js';
 
 export class ClientError extends Error {
@@ -150,6 +151,7 @@ export class Clients {
     const [, deleted] = await this.prisma.$transaction([
       this.prisma.providerArtifact.deleteMany({ where: { OR: [{ clientId }, { payload: { path: ['clientId'], equals: clientId } }] } }),
       this.prisma.client.deleteMany({ where: { clientId } }),
+      announceClientChange(this.prisma, clientId),
     ]);
     if (deleted.count === 0) throw new ClientError(`no client with id ${clientId}`);
   }

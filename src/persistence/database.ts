@@ -20,6 +20,18 @@ export interface Sql {
   query<Row extends object = Record<string, unknown>>(statement: Statement, values: unknown[]): Promise<{ rows: Row[]; rowCount: number }>;
 }
 
+/** A LISTEN on a dedicated connection; `live` is false while it is down (then nothing may be cached). */
+export interface Subscription {
+  readonly live: boolean;
+  close(): Promise<void>;
+}
+
+export interface Subscriber {
+  onMessage(payload: string): void;
+  /** Called whenever the connection is (re)established or lost: caches start over either way. */
+  onReset(): void;
+}
+
 export interface Database {
   prisma: PrismaClient;
   /**
@@ -29,6 +41,12 @@ export interface Database {
    */
   sql: Sql;
   kind: Config['database']['kind'];
+  /**
+   * LISTEN for NOTIFYs on `channel`. PostgreSQL only: PGlite runs every socket
+   * connection in one session, where notifications reach whichever connection
+   * happens to be executing, so the embedded database offers none (undefined).
+   */
+  subscribe(channel: string, subscriber: Subscriber): Promise<Subscription | undefined>;
   migrate(): Promise<MigrationResult>;
   close(): Promise<void>;
 }
@@ -53,15 +71,81 @@ export async function openDatabase(database: Config['database']): Promise<Databa
       return { rows: result.rows, rowCount: result.rowCount ?? 0 };
     },
   };
+  const subscriptions = new Set<Subscription>();
   return {
     prisma,
     sql,
     kind: database.kind,
+    async subscribe(channel, subscriber) {
+      if (database.kind !== 'postgres') return undefined;
+      const subscription = await listen(connectionString, channel, subscriber);
+      subscriptions.add(subscription);
+      return subscription;
+    },
     migrate: () => migrate(connectionString),
     async close() {
+      await Promise.all([...subscriptions].map((subscription) => subscription.close()));
       await prisma.$disconnect();
       await pool.end();
       await embedded?.close();
+    },
+  };
+}
+
+const RECONNECT_MS = 1000;
+
+/** LISTEN on its own connection, reconnecting after a loss; `live` only while listening. */
+async function listen(connectionString: string, channel: string, subscriber: Subscriber): Promise<Subscription> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`invalid channel name ${channel}`);
+  let client: pg.Client | undefined;
+  let live = false;
+  let closed = false;
+  let retry: NodeJS.Timeout | undefined;
+
+  const lost = () => {
+    if (client) {
+      client.removeAllListeners();
+      client.on('error', () => undefined);
+      void client.end().catch(() => undefined);
+      client = undefined;
+    }
+    if (live) subscriber.onReset();
+    live = false;
+    if (!closed) retry = setTimeout(() => void connect(), RECONNECT_MS).unref();
+  };
+
+  const connect = async () => {
+    const next = new pg.Client({ connectionString });
+    client = next;
+    next.on('error', lost);
+    next.on('end', lost);
+    next.on('notification', (message) => {
+      if (message.channel === channel && message.payload !== undefined) subscriber.onMessage(message.payload);
+    });
+    try {
+      await next.connect();
+      await next.query(`LISTEN ${channel}`);
+      subscriber.onReset(); // anything cached before this moment may have missed a notification
+      live = true;
+    } catch {
+      if (client === next) lost();
+    }
+  };
+
+  await connect();
+  return {
+    get live() {
+      return live;
+    },
+    async close() {
+      closed = true;
+      clearTimeout(retry);
+      live = false;
+      const current = client;
+      client = undefined;
+      current?.removeAllListeners();
+      current?.on('error', () => undefined);
+      await current?.end().catch(() => undefined);
     },
   };
 }

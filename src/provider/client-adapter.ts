@@ -4,6 +4,7 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { StoredMetadata } from '../clients/clients.js';
 import type { Sql } from '../persistence/database.js';
+import type { ClientCache } from './client-cache.js';
 
 const FIND_CLIENT = {
   name: 'client-find',
@@ -21,11 +22,19 @@ interface ClientRow {
 }
 
 export class ClientAdapter implements Adapter {
-  constructor(private readonly sql: Sql) {}
+  constructor(
+    private readonly sql: Sql,
+    private readonly cache: ClientCache<AdapterPayload>,
+  ) {}
 
-  // Every token request looks its client up: one round trip on the pg pool
-  // (see persistence/database.ts), the API join included.
   async find(id: string): Promise<AdapterPayload | undefined> {
+    const found = await this.cache.get(id, () => this.load(id));
+    // A copy: the cached value must not be changed by whoever receives it.
+    return found && structuredClone(found);
+  }
+
+  // One round trip on the pg pool (see persistence/database.ts), the API join included.
+  private async load(id: string): Promise<AdapterPayload | undefined> {
     const { rows } = await this.sql.query<ClientRow>(FIND_CLIENT, [id]);
     const row = rows[0];
     if (!row) return undefined;

@@ -1,7 +1,7 @@
 // oidc-provider Configuration built from our Config and services. Protocol
 // behaviour is the library's; this file only chooses among its options.
 import { randomUUID } from 'node:crypto';
-import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
+import type { AdapterPayload, Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { Apis } from '../apis/apis.js';
@@ -14,11 +14,13 @@ import type { Prisma, Sql } from '../persistence/database.js';
 import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import { ClientAdapter } from './client-adapter.js';
+import type { ClientCache } from './client-cache.js';
 
 export interface ProviderServices {
   config: Config;
   prisma: Prisma;
   sql: Sql;
+  clientCache: ClientCache<AdapterPayload>;
   accounts: Accounts;
   apis: Apis;
   logger: Logger;
@@ -28,7 +30,7 @@ export interface ProviderServices {
 
 export function buildConfiguration(services: ProviderServices): Configuration {
   const { config, prisma, sql, accounts, apis, logger } = services;
-  const clientAdapter = new ClientAdapter(sql);
+  const clientAdapter = new ClientAdapter(sql, services.clientCache);
   const page = (ctx: KoaContextWithOIDC) => ({ req: ctx.req, issuerName: config.issuerName });
 
   return {

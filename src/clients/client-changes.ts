@@ -1,0 +1,10 @@
+// Instances cache registered clients (provider/client-cache.ts); whoever
+// changes or deletes one announces it on this channel, in the same transaction.
+import type { Prisma } from '../persistence/database.js';
+
+export const CLIENT_CHANGES_CHANNEL = 'portcullis_client_changes';
+
+/** A statement announcing a change to `clientId`; run it inside the changing transaction. */
+export function announceClientChange(prisma: Prisma, clientId: string) {
+  return prisma.$executeRaw`SELECT pg_notify(${CLIENT_CHANGES_CHANNEL}, ${clientId})`;
+}
