@@ -29,7 +29,7 @@ export async function openServices(config: Config): Promise<Services> {
   return {
     config,
     database,
-    accounts: new Accounts(database.prisma, new PasswordHasher(config.argon2)),
+    accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2)),
     apis: new Apis(database.prisma),
     clients: new Clients(database.prisma),
     close: () => database.close(),

@@ -1,7 +1,7 @@
 // People who sign in: create, verify a password, and the claims oidc-provider asks for.
 import { randomUUID } from 'node:crypto';
 import type { Account, FindAccount } from 'oidc-provider';
-import type { Prisma } from '../persistence/database.js';
+import type { Prisma, Sql } from '../persistence/database.js';
 import type { PasswordHasher } from './passwords.js';
 
 export class AccountError extends Error {
@@ -30,9 +30,25 @@ export function normalizeEmail(email: string): string {
   return email.trim().normalize('NFC').toLowerCase();
 }
 
+// findAccount runs on every refresh, userinfo and code exchange: on the pg
+// pool directly, like the provider adapter (see persistence/database.ts).
+const FIND_ACCOUNT = {
+  name: 'account-find',
+  text: 'SELECT id, email, name, email_verified, updated_at FROM users WHERE id = $1::uuid',
+} as const;
+
+interface AccountRow {
+  id: string;
+  email: string;
+  name: string | null;
+  email_verified: boolean;
+  updated_at: Date;
+}
+
 export class Accounts {
   constructor(
     private readonly prisma: Prisma,
+    private readonly sql: Sql,
     private readonly hasher: PasswordHasher,
   ) {}
 
@@ -81,19 +97,17 @@ export class Accounts {
   /** oidc-provider's findAccount: the provider filters the claims by granted scope (see `claims` in configuration). */
   readonly findAccount: FindAccount = async (_ctx, sub) => {
     if (!isUuid(sub)) return undefined;
-    const user = await this.prisma.user.findUnique({
-      where: { id: sub },
-      select: { id: true, email: true, name: true, emailVerified: true, updatedAt: true },
-    });
+    const { rows } = await this.sql.query<AccountRow>(FIND_ACCOUNT, [sub]);
+    const user = rows[0];
     if (!user) return undefined;
     const account: Account = {
       accountId: user.id,
       claims: () => ({
         sub: user.id,
         email: user.email,
-        email_verified: user.emailVerified,
+        email_verified: user.email_verified,
         ...(user.name ? { name: user.name } : {}),
-        updated_at: Math.floor(user.updatedAt.getTime() / 1000),
+        updated_at: Math.floor(user.updated_at.getTime() / 1000),
       }),
     };
     return account;

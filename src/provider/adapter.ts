@@ -23,6 +23,7 @@ const GRANT_BOUND = [
 const SINGLE_USE = new Set(['AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
 
 interface ArtifactRow {
+  kind?: string;
   payload: AdapterPayload;
   expires_at: Date | null;
   consumed_at: Date | null;
@@ -38,7 +39,8 @@ const SQL = {
              user_code = EXCLUDED.user_code, account_id = EXCLUDED.account_id,
              client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at`,
   },
-  find: { name: 'artifact-find', text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND id = $2' },
+  // By digest alone, every kind at once: see find().
+  find: { name: 'artifact-find', text: 'SELECT kind, payload, expires_at, consumed_at FROM provider_artifacts WHERE id = $1' },
   findByUid: { name: 'artifact-find-uid', text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND uid = $2 LIMIT 1' },
   findByUserCode: {
     name: 'artifact-find-user-code',
@@ -53,15 +55,33 @@ const SQL = {
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
 } as const;
 
+/**
+ * Work shared by the adapters of one database. The provider often asks for
+ * one value as several kinds at once (introspection looks a token up as an
+ * AccessToken and as ClientCredentials in parallel), and revokes a grant once
+ * per grant-bound model, concurrently: each is one statement, shared while in
+ * flight. Nothing outlives its statement, so nothing can be stale.
+ */
+interface InFlight {
+  lookups: Map<string, Promise<ArtifactRow[]>>;
+  revocations: Map<string, Promise<void>>;
+}
+const inFlight = new WeakMap<Sql, InFlight>();
+
 export class ArtifactAdapter implements Adapter {
-  // revokeByGrantId is called once per grant-bound model, concurrently; the
-  // first call deletes them all in one statement and the others share it.
-  private static readonly revocations = new Map<string, Promise<void>>();
+  private readonly shared: InFlight;
 
   constructor(
     private readonly kind: string,
     private readonly sql: Sql,
-  ) {}
+  ) {
+    let shared = inFlight.get(sql);
+    if (!shared) {
+      shared = { lookups: new Map(), revocations: new Map() };
+      inFlight.set(sql, shared);
+    }
+    this.shared = shared;
+  }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
     const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
@@ -85,8 +105,16 @@ export class ArtifactAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const { rows } = await this.sql.query<ArtifactRow>(SQL.find, [this.kind, sha256(id)]);
-    const payload = toPayload(rows[0]);
+    const key = sha256(id);
+    let lookup = this.shared.lookups.get(key);
+    if (!lookup) {
+      lookup = this.sql
+        .query<ArtifactRow>(SQL.find, [key])
+        .then(({ rows }) => rows)
+        .finally(() => this.shared.lookups.delete(key));
+      this.shared.lookups.set(key, lookup);
+    }
+    const payload = toPayload((await lookup).find((row) => row.kind === this.kind));
     return payload && { ...payload, jti: id };
   }
 
@@ -120,13 +148,14 @@ export class ArtifactAdapter implements Adapter {
   }
 
   revokeByGrantId(grantId: string): Promise<void> {
-    const pending = ArtifactAdapter.revocations.get(grantId);
+    const { revocations } = this.shared;
+    const pending = revocations.get(grantId);
     if (pending) return pending;
     const revocation = this.sql
       .query(SQL.revoke, [grantId, GRANT_BOUND])
       .then(() => undefined)
-      .finally(() => ArtifactAdapter.revocations.delete(grantId));
-    ArtifactAdapter.revocations.set(grantId, revocation);
+      .finally(() => revocations.delete(grantId));
+    revocations.set(grantId, revocation);
     return revocation;
   }
 }
