@@ -8,6 +8,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Sql } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
+import { keep, take } from './request-scope.js';
 
 /** Models whose rows belong to a grant and go when it is revoked. */
 const GRANT_BOUND = [
@@ -29,6 +30,14 @@ interface ArtifactRow {
   consumed_at: Date | null;
 }
 
+interface TokenRow extends ArtifactRow {
+  grant_payload: AdapterPayload | null;
+  grant_expires_at: Date | null;
+  grant_consumed_at: Date | null;
+}
+
+const grantKey = (grantId: string) => `grant:${sha256(grantId)}`;
+
 const SQL = {
   upsert: {
     name: 'artifact-upsert',
@@ -39,8 +48,17 @@ const SQL = {
              user_code = EXCLUDED.user_code, account_id = EXCLUDED.account_id,
              client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at`,
   },
-  // By digest alone, every kind at once: see find().
-  find: { name: 'artifact-find', text: 'SELECT kind, payload, expires_at, consumed_at FROM provider_artifacts WHERE id = $1' },
+  // By digest alone, every kind at once (see find()), with the grant the token
+  // belongs to: its key is the SHA-256 (base64url) of grant_id, as sha256() below.
+  find: {
+    name: 'artifact-find',
+    text: `SELECT t.kind, t.payload, t.expires_at, t.consumed_at,
+                  g.payload AS grant_payload, g.expires_at AS grant_expires_at, g.consumed_at AS grant_consumed_at
+           FROM provider_artifacts t
+           LEFT JOIN provider_artifacts g ON g.kind = 'Grant'
+             AND g.id = rtrim(translate(encode(sha256(convert_to(t.grant_id, 'UTF8')), 'base64'), '+/', '-_'), '=')
+           WHERE t.id = $1`,
+  },
   findByUid: { name: 'artifact-find-uid', text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND uid = $2 LIMIT 1' },
   findByUserCode: {
     name: 'artifact-find-user-code',
@@ -63,7 +81,7 @@ const SQL = {
  * flight. Nothing outlives its statement, so nothing can be stale.
  */
 interface InFlight {
-  lookups: Map<string, Promise<ArtifactRow[]>>;
+  lookups: Map<string, Promise<TokenRow[]>>;
   revocations: Map<string, Promise<void>>;
 }
 const inFlight = new WeakMap<Sql, InFlight>();
@@ -105,16 +123,28 @@ export class ArtifactAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
+    if (this.kind === 'Grant') {
+      // Read with its token moments ago in this request? (see request-scope.ts)
+      const kept = take<ArtifactRow | null>(grantKey(id));
+      if (kept !== undefined) return kept ? toPayload(kept) : undefined;
+    }
     const key = sha256(id);
     let lookup = this.shared.lookups.get(key);
     if (!lookup) {
       lookup = this.sql
-        .query<ArtifactRow>(SQL.find, [key])
+        .query<TokenRow>(SQL.find, [key])
         .then(({ rows }) => rows)
         .finally(() => this.shared.lookups.delete(key));
       this.shared.lookups.set(key, lookup);
     }
-    const payload = toPayload((await lookup).find((row) => row.kind === this.kind));
+    const row = (await lookup).find((candidate) => candidate.kind === this.kind);
+    const payload = toPayload(row);
+    if (payload?.grantId && row) {
+      keep(
+        grantKey(payload.grantId),
+        row.grant_payload ? { payload: row.grant_payload, expires_at: row.grant_expires_at, consumed_at: row.grant_consumed_at } : null,
+      );
+    }
     return payload && { ...payload, jti: id };
   }
 
