@@ -8,6 +8,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Sql } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
+import { ArtifactWriter } from './artifact-writer.js';
 import { keep, take } from './request-scope.js';
 
 /** Models whose rows belong to a grant and go when it is revoked. */
@@ -39,15 +40,6 @@ interface TokenRow extends ArtifactRow {
 const grantKey = (grantId: string) => `grant:${sha256(grantId)}`;
 
 const SQL = {
-  upsert: {
-    name: 'artifact-upsert',
-    text: `INSERT INTO provider_artifacts (kind, id, payload, grant_id, uid, user_code, account_id, client_id, expires_at)
-           VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9)
-           ON CONFLICT (kind, id) DO UPDATE SET
-             payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, uid = EXCLUDED.uid,
-             user_code = EXCLUDED.user_code, account_id = EXCLUDED.account_id,
-             client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at`,
-  },
   // By digest alone, every kind at once (see find()), with the grant the token
   // belongs to: its key is the SHA-256 (base64url) of grant_id, as sha256() below.
   find: {
@@ -83,6 +75,7 @@ const SQL = {
 interface InFlight {
   lookups: Map<string, Promise<TokenRow[]>>;
   revocations: Map<string, Promise<void>>;
+  writer: ArtifactWriter;
 }
 const inFlight = new WeakMap<Sql, InFlight>();
 
@@ -95,7 +88,7 @@ export class ArtifactAdapter implements Adapter {
   ) {
     let shared = inFlight.get(sql);
     if (!shared) {
-      shared = { lookups: new Map(), revocations: new Map() };
+      shared = { lookups: new Map(), revocations: new Map(), writer: new ArtifactWriter(sql) };
       inFlight.set(sql, shared);
     }
     this.shared = shared;
@@ -109,17 +102,17 @@ export class ArtifactAdapter implements Adapter {
     const { jti, ...rest } = payload;
     void jti;
     const isGrant = this.kind === 'Grant';
-    await this.sql.query(SQL.upsert, [
-      this.kind,
-      sha256(id),
-      JSON.stringify(isGrant ? payload : rest),
-      payload.grantId ?? null,
-      payload.uid ?? null,
-      payload.userCode ?? null,
-      isGrant ? (payload.accountId ?? null) : null,
-      isGrant ? (payload.clientId ?? null) : null,
+    await this.shared.writer.upsert({
+      kind: this.kind,
+      id: sha256(id),
+      payload: JSON.stringify(isGrant ? payload : rest),
+      grantId: payload.grantId ?? null,
+      uid: payload.uid ?? null,
+      userCode: payload.userCode ?? null,
+      accountId: isGrant ? (payload.accountId ?? null) : null,
+      clientId: isGrant ? (payload.clientId ?? null) : null,
       expiresAt,
-    ]);
+    });
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
