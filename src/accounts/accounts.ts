@@ -1,6 +1,7 @@
 // People who sign in: create, verify a password, and the claims oidc-provider asks for.
 import { randomUUID } from 'node:crypto';
 import type { Account, FindAccount } from 'oidc-provider';
+import { Batcher } from '../persistence/batcher.js';
 import type { Prisma, Sql } from '../persistence/database.js';
 import type { PasswordHasher } from './passwords.js';
 
@@ -32,9 +33,10 @@ export function normalizeEmail(email: string): string {
 
 // findAccount runs on every refresh, userinfo and code exchange: on the pg
 // pool directly, like the provider adapter (see persistence/database.ts).
-const FIND_ACCOUNT = {
-  name: 'account-find',
-  text: 'SELECT id, email, name, email_verified, updated_at FROM users WHERE id = $1::uuid',
+// Batched like the adapter's lookups (persistence/batcher.ts).
+const FIND_ACCOUNTS = {
+  name: 'account-find-many',
+  text: 'SELECT id, email, name, email_verified, updated_at FROM users WHERE id = ANY($1::uuid[])',
 } as const;
 
 interface AccountRow {
@@ -46,11 +48,18 @@ interface AccountRow {
 }
 
 export class Accounts {
+  private readonly byId: Batcher<string, AccountRow | undefined>;
+
   constructor(
     private readonly prisma: Prisma,
-    private readonly sql: Sql,
+    sql: Sql,
     private readonly hasher: PasswordHasher,
-  ) {}
+  ) {
+    this.byId = new Batcher(async (ids) => {
+      const { rows } = await sql.query<AccountRow>(FIND_ACCOUNTS, [ids]);
+      return new Map(rows.map((row) => [row.id, row]));
+    });
+  }
 
   async create(input: NewUser): Promise<UserView> {
     const email = normalizeEmail(input.email);
@@ -97,8 +106,7 @@ export class Accounts {
   /** oidc-provider's findAccount: the provider filters the claims by granted scope (see `claims` in configuration). */
   readonly findAccount: FindAccount = async (_ctx, sub) => {
     if (!isUuid(sub)) return undefined;
-    const { rows } = await this.sql.query<AccountRow>(FIND_ACCOUNT, [sub]);
-    const user = rows[0];
+    const user = await this.byId.load(sub.toLowerCase());
     if (!user) return undefined;
     const account: Account = {
       accountId: user.id,

@@ -7,6 +7,7 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Sql } from '../persistence/database.js';
+import { Batcher } from '../persistence/batcher.js';
 import { sha256 } from '../persistence/hash.js';
 import { ArtifactWriter } from './artifact-writer.js';
 import { keep, take } from './request-scope.js';
@@ -32,6 +33,7 @@ interface ArtifactRow {
 }
 
 interface TokenRow extends ArtifactRow {
+  id: string;
   grant_payload: AdapterPayload | null;
   grant_expires_at: Date | null;
   grant_consumed_at: Date | null;
@@ -43,22 +45,26 @@ const SQL = {
   // By digest alone, every kind at once (see find()), with the grant the token
   // belongs to: its key is the SHA-256 (base64url) of grant_id, as sha256() below.
   find: {
-    name: 'artifact-find',
-    text: `SELECT t.kind, t.payload, t.expires_at, t.consumed_at,
+    name: 'artifact-find-many',
+    text: `SELECT t.id, t.kind, t.payload, t.expires_at, t.consumed_at,
                   g.payload AS grant_payload, g.expires_at AS grant_expires_at, g.consumed_at AS grant_consumed_at
            FROM provider_artifacts t
            LEFT JOIN provider_artifacts g ON g.kind = 'Grant'
              AND g.id = rtrim(translate(encode(sha256(convert_to(t.grant_id, 'UTF8')), 'base64'), '+/', '-_'), '=')
-           WHERE t.id = $1`,
+           WHERE t.id = ANY($1::text[])`,
   },
   findByUid: { name: 'artifact-find-uid', text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND uid = $2 LIMIT 1' },
   findByUserCode: {
     name: 'artifact-find-user-code',
     text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = $2 LIMIT 1',
   },
+  // Marks rows consumed, answering which it marked: a row already consumed is not.
   consume: {
-    name: 'artifact-consume',
-    text: 'UPDATE provider_artifacts SET consumed_at = now() WHERE kind = $1 AND id = $2 AND consumed_at IS NULL',
+    name: 'artifact-consume-many',
+    text: `UPDATE provider_artifacts a SET consumed_at = now()
+           FROM unnest($1::text[], $2::text[]) AS u(id, kind)
+           WHERE a.id = u.id AND a.kind = u.kind AND a.consumed_at IS NULL
+           RETURNING a.id, a.kind`,
   },
   grantOf: { name: 'artifact-grant-of', text: 'SELECT grant_id FROM provider_artifacts WHERE kind = $1 AND id = $2' },
   destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2' },
@@ -66,16 +72,49 @@ const SQL = {
 } as const;
 
 /**
- * Work shared by the adapters of one database. The provider often asks for
- * one value as several kinds at once (introspection looks a token up as an
- * AccessToken and as ClientCredentials in parallel), and revokes a grant once
- * per grant-bound model, concurrently: each is one statement, shared while in
- * flight. Nothing outlives its statement, so nothing can be stale.
+ * Work shared by the adapters of one database. Lookups, consumptions and
+ * saves made in one event-loop turn (by concurrent requests, or by one request
+ * asking for a token as several kinds at once, as introspection does) go to
+ * the database as one statement each (persistence/batcher.ts). A grant is
+ * revoked once per grant-bound model, concurrently: one statement, shared
+ * while in flight. Nothing outlives its statement, so nothing can be stale.
  */
 interface InFlight {
-  lookups: Map<string, Promise<TokenRow[]>>;
+  finder: Batcher<string, TokenRow[]>;
+  consumer: Batcher<string, boolean>;
   revocations: Map<string, Promise<void>>;
   writer: ArtifactWriter;
+}
+
+let consumeCalls = 0;
+
+function sharedWork(sql: Sql): InFlight {
+  return {
+    finder: new Batcher(async (keys) => {
+      const { rows } = await sql.query<TokenRow>(SQL.find, [keys]);
+      const byId = new Map<string, TokenRow[]>(keys.map((key) => [key, []]));
+      for (const row of rows) byId.get(row.id)!.push(row);
+      return byId;
+    }),
+    // Keys are `kind \0 id \0 call`, one per consume() call: two calls for one
+    // row in one batch (a replay racing the legitimate use) must not both win.
+    consumer: new Batcher(async (keys) => {
+      const rowsOf = keys.map((key) => key.split('\u0000') as [string, string, string]);
+      const { rows } = await sql.query<{ id: string; kind: string }>(SQL.consume, [
+        rowsOf.map(([, id]) => id),
+        rowsOf.map(([kind]) => kind),
+      ]);
+      const unclaimed = new Set(rows.map((row) => `${row.kind}\u0000${row.id}`));
+      return new Map(
+        keys.map((key, index) => {
+          const [kind, id] = rowsOf[index]!;
+          return [key, unclaimed.delete(`${kind}\u0000${id}`)];
+        }),
+      );
+    }),
+    revocations: new Map(),
+    writer: new ArtifactWriter(sql),
+  };
 }
 const inFlight = new WeakMap<Sql, InFlight>();
 
@@ -88,7 +127,7 @@ export class ArtifactAdapter implements Adapter {
   ) {
     let shared = inFlight.get(sql);
     if (!shared) {
-      shared = { lookups: new Map(), revocations: new Map(), writer: new ArtifactWriter(sql) };
+      shared = sharedWork(sql);
       inFlight.set(sql, shared);
     }
     this.shared = shared;
@@ -121,16 +160,7 @@ export class ArtifactAdapter implements Adapter {
       const kept = take<ArtifactRow | null>(grantKey(id));
       if (kept !== undefined) return kept ? toPayload(kept) : undefined;
     }
-    const key = sha256(id);
-    let lookup = this.shared.lookups.get(key);
-    if (!lookup) {
-      lookup = this.sql
-        .query<TokenRow>(SQL.find, [key])
-        .then(({ rows }) => rows)
-        .finally(() => this.shared.lookups.delete(key));
-      this.shared.lookups.set(key, lookup);
-    }
-    const row = (await lookup).find((candidate) => candidate.kind === this.kind);
+    const row = (await this.shared.finder.load(sha256(id))).find((candidate) => candidate.kind === this.kind);
     const payload = toPayload(row);
     if (payload?.grantId && row) {
       keep(
@@ -155,8 +185,8 @@ export class ArtifactAdapter implements Adapter {
 
   async consume(id: string): Promise<void> {
     const key = sha256(id);
-    const { rowCount } = await this.sql.query(SQL.consume, [this.kind, key]);
-    if (rowCount === 0 && SINGLE_USE.has(this.kind)) {
+    const marked = await this.shared.consumer.load(`${this.kind}\u0000${key}\u0000${++consumeCalls}`);
+    if (!marked && SINGLE_USE.has(this.kind)) {
       // Another request consumed it between the provider's check and this
       // write: a replay. Treat it as the provider treats a detected reuse —
       // revoke everything issued under the grant — and fail this request.

@@ -142,7 +142,7 @@ describe('the token endpoint', () => {
       redirect_uri: REDIRECT_URI,
       code_verifier: request.verifier,
     };
-    const results = await Promise.all([token(body), token(body), token(body)]);
+    const results = await Promise.all(Array.from({ length: 8 }, () => token(body)));
     expect(results.filter((result) => result.status === 200).length).toBeLessThanOrEqual(1);
     for (const result of results.filter((r) => r.status !== 200)) expect(result.body.error).toBe('invalid_grant');
   });

@@ -83,6 +83,18 @@ describe('refresh tokens', () => {
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
   });
 
+  it('of eight concurrent uses of one refresh token at most one succeeds, and the grant is revoked', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    const results = await Promise.allSettled(Array.from({ length: 8 }, () => oidc.refreshTokenGrant(rp, tokens.refresh_token!)));
+    const succeeded = results.filter((result) => result.status === 'fulfilled') as PromiseFulfilledResult<oidc.TokenEndpointResponse>[];
+    expect(succeeded.length).toBeLessThanOrEqual(1);
+    for (const result of results) if (result.status === 'rejected') expect(result.reason).toMatchObject({ error: 'invalid_grant' });
+    // A replay was seen, so whatever the winner got is revoked with the grant.
+    for (const { value } of succeeded) {
+      await expect(oidc.refreshTokenGrant(rp, value.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    }
+  });
+
   it('are not issued to a client not allowed the refresh_token grant', async () => {
     const noRefresh = await pc.createClient({ name: 'No Refresh', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code'] });
     const noRefreshRp = await discover(pc.issuer, noRefresh.client_id, noRefresh.client_secret);
