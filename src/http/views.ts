@@ -1,8 +1,8 @@
 // Renders views/*.eta with auto-escaping into the shared layout.
-import type { IncomingMessage } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { Eta } from 'eta';
-import { styleNonce } from './security-headers.js';
+import { allowInlineStyle } from './security-headers.js';
 
 const eta = new Eta({
   views: fileURLToPath(new URL('../../views', import.meta.url)),
@@ -11,10 +11,10 @@ const eta = new Eta({
 });
 
 export interface PageContext {
-  req: IncomingMessage;
+  res: ServerResponse;
   issuerName: string;
 }
 
 export function renderPage(page: PageContext, view: string, data: Record<string, unknown>): string {
-  return eta.render(view, { ...data, issuerName: page.issuerName, nonce: styleNonce(page.req) });
+  return eta.render(view, { ...data, issuerName: page.issuerName, nonce: allowInlineStyle(page.res) });
 }

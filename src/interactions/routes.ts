@@ -34,7 +34,7 @@ class WrongPrompt extends Error {
 
 export function interactionRoutes({ host, accounts, apis, config, logger }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
-  const page = (ctx: Context) => ({ req: ctx.req, issuerName: config.issuerName });
+  const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
 
   router.use(async (ctx: Context, next: Next) => {
     ctx.set('Cache-Control', 'no-store');

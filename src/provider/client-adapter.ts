@@ -27,10 +27,10 @@ export class ClientAdapter implements Adapter {
     private readonly cache: ClientCache<AdapterPayload>,
   ) {}
 
-  async find(id: string): Promise<AdapterPayload | undefined> {
-    const found = await this.cache.get(id, () => this.load(id));
-    // A copy: the cached value must not be changed by whoever receives it.
-    return found && structuredClone(found);
+  // The cached value is shared by every request: frozen (see load), so that
+  // nobody can change it for the others; oidc-provider copies what it keeps.
+  find(id: string): Promise<AdapterPayload | undefined> {
+    return this.cache.get(id, () => this.load(id));
   }
 
   // One round trip on the pg pool (see persistence/database.ts), the API join included.
@@ -39,14 +39,14 @@ export class ClientAdapter implements Adapter {
     const row = rows[0];
     if (!row) return undefined;
     const metadata = row.metadata as unknown as StoredMetadata;
-    return {
+    return deepFreeze({
       ...metadata,
       client_id: row.client_id,
       client_name: row.name,
       // The digest stands in for the secret; see compareClientSecret in provider.ts.
       ...(row.client_secret_hash ? { client_secret: row.client_secret_hash } : {}),
       ...(row.api ? { api: row.api } : {}),
-    } as AdapterPayload;
+    }) as AdapterPayload;
   }
 
   // Clients are managed with the CLI; dynamic registration is not enabled, so
@@ -63,4 +63,9 @@ export class ClientAdapter implements Adapter {
   async findByUid(): Promise<undefined> {}
   async findByUserCode(): Promise<undefined> {}
   async revokeByGrantId(): Promise<void> {}
+}
+
+function deepFreeze<T extends object>(value: T): T {
+  for (const member of Object.values(value)) if (member && typeof member === 'object') deepFreeze(member);
+  return Object.freeze(value);
 }

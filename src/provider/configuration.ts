@@ -31,7 +31,7 @@ export interface ProviderServices {
 export function buildConfiguration(services: ProviderServices): Configuration {
   const { config, prisma, sql, accounts, apis, logger } = services;
   const clientAdapter = new ClientAdapter(sql, services.clientCache);
-  const page = (ctx: KoaContextWithOIDC) => ({ req: ctx.req, issuerName: config.issuerName });
+  const page = (ctx: KoaContextWithOIDC) => ({ res: ctx.res, issuerName: config.issuerName });
 
   return {
     adapter: (name: string) => (name === 'Client' ? clientAdapter : new ArtifactAdapter(name, sql)),
