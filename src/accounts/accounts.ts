@@ -39,6 +39,11 @@ const FIND_ACCOUNTS = {
   text: 'SELECT id, email, name, email_verified, updated_at FROM users WHERE id = ANY($1::uuid[])',
 } as const;
 
+const PASSWORD_OF = {
+  name: 'account-password',
+  text: 'SELECT u.id, p.hash FROM users u JOIN passwords p ON p.user_id = u.id WHERE u.email = $1',
+} as const;
+
 interface AccountRow {
   id: string;
   email: string;
@@ -52,7 +57,7 @@ export class Accounts {
 
   constructor(
     private readonly prisma: Prisma,
-    sql: Sql,
+    private readonly sql: Sql,
     private readonly hasher: PasswordHasher,
   ) {
     this.byId = new Batcher(async (ids) => {
@@ -84,23 +89,20 @@ export class Accounts {
 
   /** The user's id when the password is right; undefined otherwise, in the same time either way. */
   async verifyPassword(email: string, password: string): Promise<string | undefined> {
-    const user = await this.prisma.user.findUnique({
-      where: { email: normalizeEmail(email) },
-      select: { id: true, password: { select: { hash: true } } },
-    });
-    if (!user?.password) {
+    // On the sign-in path: one statement on the pg pool (see persistence/database.ts).
+    const { rows } = await this.sql.query<{ id: string; hash: string }>(PASSWORD_OF, [normalizeEmail(email)]);
+    const user = rows[0];
+    if (!user) {
       await this.hasher.verifyDecoy(password);
       return undefined;
     }
-    return (await this.hasher.verify(user.password.hash, password)) ? user.id : undefined;
+    return (await this.hasher.verify(user.hash, password)) ? user.id : undefined;
   }
 
   async find(id: string): Promise<UserView | undefined> {
-    const user = await this.prisma.user.findUnique({
-      where: { id },
-      select: { id: true, email: true, name: true, emailVerified: true },
-    });
-    return user ?? undefined;
+    if (!isUuid(id)) return undefined;
+    const user = await this.byId.load(id.toLowerCase());
+    return user && { id: user.id, email: user.email, name: user.name, emailVerified: user.email_verified };
   }
 
   /** oidc-provider's findAccount: the provider filters the claims by granted scope (see `claims` in configuration). */

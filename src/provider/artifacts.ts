@@ -1,6 +1,6 @@
 // Queries over stored provider artifacts that are ours rather than the
 // adapter contract's: housekeeping and remembered consent.
-import type { Prisma } from '../persistence/database.js';
+import type { Prisma, Sql } from '../persistence/database.js';
 
 /** Deletes expired rows; run periodically by the server. */
 export async function sweepExpired(prisma: Prisma): Promise<number> {
@@ -8,12 +8,16 @@ export async function sweepExpired(prisma: Prisma): Promise<number> {
   return count;
 }
 
+const GRANT_OF = {
+  name: 'grant-of-account-client',
+  text: `SELECT payload->>'jti' AS jti FROM provider_artifacts
+         WHERE kind = 'Grant' AND account_id = $1 AND client_id = $2 AND (expires_at IS NULL OR expires_at > now())
+         ORDER BY created_at DESC LIMIT 1`,
+} as const;
+
 /** The id of the grant a person gave a client, if any (remembered consent across sessions). */
-export async function findGrantId(prisma: Prisma, accountId: string, clientId: string): Promise<string | undefined> {
-  const row = await prisma.providerArtifact.findFirst({
-    where: { kind: 'Grant', accountId, clientId, OR: [{ expiresAt: null }, { expiresAt: { gt: new Date() } }] },
-    orderBy: { createdAt: 'desc' },
-    select: { payload: true },
-  });
-  return (row?.payload as { jti?: string } | undefined)?.jti;
+export async function findGrantId(sql: Sql, accountId: string, clientId: string): Promise<string | undefined> {
+  // On every authorization without a grant in the session: on the pg pool (see persistence/database.ts).
+  const { rows } = await sql.query<{ jti: string | null }>(GRANT_OF, [accountId, clientId]);
+  return rows[0]?.jti ?? undefined;
 }

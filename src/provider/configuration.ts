@@ -136,7 +136,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       const grantId =
         ctx.oidc.result?.consent?.grantId ??
         ctx.oidc.session!.grantIdFor(clientId) ??
-        (accountId ? await findGrantId(prisma, accountId, clientId) : undefined);
+        (accountId ? await findGrantId(sql, accountId, clientId) : undefined);
       if (!grantId) return undefined;
       const grant = await ctx.oidc.provider.Grant.find(grantId);
       // A grant is only reused for the person and client it was given by.
