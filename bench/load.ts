@@ -22,6 +22,8 @@ export type Scenario =
       path: string;
       headers: Record<string, string>;
       body?: string;
+      /** Bodies to send in turn instead of `body` (e.g. distinct tokens, so that concurrent requests differ). */
+      bodies?: string[];
       expectStatus: number;
       /** A 200 that lacks this text counts as an error (e.g. `"active":true` for introspection). */
       expectBody?: string;
@@ -67,6 +69,12 @@ export interface PhaseResult {
   http_requests: number;
   http_rps: number;
   pool_used?: number;
+  /** Seconds into the phase when the refresh-token pool ran out (the phase is measured up to there). */
+  pool_exhausted_after_s?: number;
+  /** CPU seconds the load generator itself used in this phase. */
+  cpu_seconds: number;
+  /** CPU seconds the load-generator process used in all, start-up included. */
+  process_cpu_seconds: number;
 }
 
 interface Counters {
@@ -77,6 +85,8 @@ interface Counters {
   requests: number;
   /** Refresh tokens handed to requests (sent, whether or not answered before the phase ended). */
   poolUsed: number;
+  /** When the refresh-token pool ran out, if it did. */
+  exhaustedAt?: number;
 }
 
 // Per-connection context autocannon hands to setupRequest/onResponse.
@@ -106,6 +116,8 @@ function percentile(sorted: number[], p: number): number {
 function buildRequests(scenario: Scenario, counters: Counters, control: { stop(): void }): Request[] {
   const now = () => performance.now();
   if (scenario.kind === 'fixed') {
+    let turn = 0;
+    const bodies = scenario.bodies;
     return [
       {
         method: scenario.method,
@@ -114,7 +126,7 @@ function buildRequests(scenario: Scenario, counters: Counters, control: { stop()
         body: scenario.body,
         setupRequest: (request, context) => {
           context.started = now();
-          return request;
+          return bodies ? { ...request, body: bodies[turn++ % bodies.length] } : request;
         },
         onResponse: (status, body, context) => {
           counters.requests++;
@@ -137,8 +149,9 @@ function buildRequests(scenario: Scenario, counters: Counters, control: { stop()
         setupRequest: (request, context) => {
           const token = scenario.pool[next];
           if (token === undefined) {
-            // Out of fresh tokens: stop, and count what is still sent as errors
-            // of the harness (the pool is sized from the warm-up's rate).
+            // Out of fresh tokens (the pool is sized from the warm-up's rate):
+            // the measurement ends here; what is still sent is not counted.
+            counters.exhaustedAt ??= now();
             control.stop();
             context.exhausted = true;
           } else {
@@ -150,7 +163,8 @@ function buildRequests(scenario: Scenario, counters: Counters, control: { stop()
         },
         onResponse: (status, body, context) => {
           counters.requests++;
-          if (context.exhausted) return fail(counters, 'refresh token pool exhausted', 'the harness ran out of unused refresh tokens');
+          // Answers after the pool ran out fall outside the measured interval.
+          if (context.exhausted || counters.exhaustedAt !== undefined) return;
           if (status !== 200) return fail(counters, `status ${status}`, body);
           if (!body.includes('"refresh_token"')) return fail(counters, 'no rotated refresh token', body);
           counters.completed++;
@@ -344,6 +358,8 @@ async function runPhase(spec: LoadSpec, phase: Phase, scenario: Scenario): Promi
     },
   };
   const requests = buildRequests(scenario, counters, control);
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
   const result = await new Promise<any>((resolve, reject) => {
     instance = autocannon(
       {
@@ -358,11 +374,13 @@ async function runPhase(spec: LoadSpec, phase: Phase, scenario: Scenario): Promi
       (error: Error | null, output: unknown) => (error ? reject(error) : resolve(output)),
     );
   });
+  const cpu = process.cpuUsage(cpuBefore);
   // Connection errors and timeouts are counted by autocannon itself.
   if (result.errors - result.timeouts > 0) counters.errors.connection = result.errors - result.timeouts;
   if (result.timeouts > 0) counters.errors.timeout = result.timeouts;
   const latencies = counters.latencies.sort((a, b) => a - b);
-  const seconds = result.duration as number;
+  const exhaustedAfter = counters.exhaustedAt === undefined ? undefined : Math.round(counters.exhaustedAt - started) / 1000;
+  const seconds = exhaustedAfter ?? (result.duration as number);
   const used = scenario.kind === 'refresh' ? counters.poolUsed : undefined;
   return {
     label: phase.label,
@@ -379,6 +397,9 @@ async function runPhase(spec: LoadSpec, phase: Phase, scenario: Scenario): Promi
     http_requests: counters.requests,
     http_rps: Math.round((counters.requests / seconds) * 10) / 10,
     ...(used !== undefined ? { pool_used: used } : {}),
+    ...(exhaustedAfter !== undefined ? { pool_exhausted_after_s: exhaustedAfter } : {}),
+    cpu_seconds: Math.round((cpu.user + cpu.system) / 1e4) / 100,
+    process_cpu_seconds: 0,
   };
 }
 
@@ -394,6 +415,8 @@ async function main(): Promise<void> {
     // The next phase presents only tokens this one did not send.
     if (scenario.kind === 'refresh') scenario = { ...scenario, pool: scenario.pool.slice(result.pool_used ?? 0) };
   }
+  const total = process.cpuUsage();
+  for (const result of results) result.process_cpu_seconds = Math.round((total.user + total.system) / 1e4) / 100;
   writeFileSync(resultFile, JSON.stringify(results));
 }
 

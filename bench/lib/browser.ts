@@ -30,7 +30,7 @@ export class Browser {
       headers['content-type'] = 'application/x-www-form-urlencoded';
       body = new URLSearchParams(init.form).toString();
     }
-    const response = await fetch(url, { method: init.method ?? (body ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
+    const response = await fetch(url, { method: init.method ?? (init.form ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
     this.store(url.pathname, response.headers.getSetCookie());
     const location = response.headers.get('location') ?? undefined;
     return { url: url.href, status: response.status, location: location && new URL(location, url).href, body: await response.text() };

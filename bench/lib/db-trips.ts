@@ -29,13 +29,20 @@ function label(sql: string, params: string[]): string {
   const verb = (/^\w+/.exec(text)?.[0] ?? '?').toUpperCase();
   if (['BEGIN', 'COMMIT', 'ROLLBACK', 'SET', 'SHOW'].includes(verb)) return verb;
   const table = /\b(?:FROM|INTO|UPDATE)\s+(?:"?\w+"?\.)?"?(\w+)"?/i.exec(text)?.[1] ?? '?';
-  const kind = table === 'provider_artifacts' ? params.find((param) => ARTIFACT_KINDS.has(param)) : undefined;
-  return kind ? `${verb} ${table} (${kind})` : `${verb} ${table}`;
+  // A kind bound as a value, or as an array of values (statements that write several rows).
+  const kinds = new Set<string>();
+  if (table === 'provider_artifacts') {
+    for (const param of params) {
+      const values = param.startsWith('{') && param.endsWith('}') ? param.slice(1, -1).split(',').map((value) => value.replace(/^"|"$/g, '')) : [param];
+      for (const value of values) if (ARTIFACT_KINDS.has(value)) kinds.add(value);
+    }
+  }
+  return kinds.size ? `${verb} ${table} (${[...kinds].sort().join(', ')})` : `${verb} ${table}`;
 }
 
 /** Reads the frontend messages of one connection. */
 class FrontendParser {
-  private buffer = Buffer.alloc(0);
+  private buffer: Buffer = Buffer.alloc(0);
   private startup = true;
   private readonly statements = new Map<string, string>();
   private pending?: { sql: string; params: string[] };
@@ -96,8 +103,8 @@ function bindParams(body: Buffer, offset: number): string[] {
       const length = body.readInt32BE(offset);
       offset += 4;
       if (length > 0) {
-        // Only short values can be an artifact kind; skip decoding the rest.
-        if (length <= 40) params.push(body.toString('utf8', offset, offset + length));
+        // Only short values can be an artifact kind (or an array of a few); skip decoding the rest.
+        if (length <= 400) params.push(body.toString('utf8', offset, offset + length));
         offset += length;
       }
     }

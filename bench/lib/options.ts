@@ -16,6 +16,8 @@ export interface Options {
   /** DATABASE_POOL_SIZE for Portcullis; undefined keeps its default. */
   poolSize?: number;
   users: number;
+  /** Seconds of steady client_credentials load on Portcullis to watch its RSS (0: none). */
+  soak: number;
   baseline: boolean;
   dbTrips: boolean;
   cpuProf: boolean;
@@ -39,6 +41,8 @@ export const USAGE = `npm run bench -- [flags]
   --argon2-parallelism N  argon2id lanes (default 1)
   --pool-size N           Portcullis DATABASE_POOL_SIZE (default: Portcullis's own default, 10)
   --users N               people who log in during interactive_login (default 4; smoke 1)
+  --soak S                seconds of steady client_credentials load to check that Portcullis's
+                          RSS is stable (default 60; smoke 0 = none)
   --only a,b              run only these scenarios (${SCENARIOS.join(', ')})
   --no-baseline           skip the in-memory oidc-provider baseline
   --no-db-trips           skip counting database round trips per request
@@ -77,6 +81,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
         'argon2-parallelism': { type: 'string' },
         'pool-size': { type: 'string' },
         users: { type: 'string' },
+        soak: { type: 'string' },
         only: { type: 'string' },
         'no-baseline': { type: 'boolean' },
         'no-db-trips': { type: 'boolean' },
@@ -113,6 +118,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     },
     poolSize: values['pool-size'] === undefined ? undefined : positive(values['pool-size'], '--pool-size', 10),
     users: positive(values.users, '--users', smoke ? 1 : 4),
+    soak: values.soak === '0' ? 0 : positive(values.soak, '--soak', smoke ? 0 : 60, false),
     baseline: !values['no-baseline'],
     dbTrips: !values['no-db-trips'],
     cpuProf: Boolean(values['cpu-prof']),

@@ -59,6 +59,9 @@ export class Service {
   /** Lines the service logged at error level (JSON logs) or that look like crashes. */
   readonly errorLines: string[] = [];
 
+  /** Wall-clock time of the spawn, to place the process's CPU profile samples in time. */
+  readonly startedAt = Date.now();
+
   private constructor(
     readonly name: string,
     private readonly child: ChildProcess,
@@ -225,4 +228,31 @@ export async function createPgliteDatabase(): Promise<BenchDatabase> {
     label: `embedded PGlite${version} (in the Portcullis process)`,
     drop: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); null elsewhere. */
+export function cpuSeconds(pid: number | undefined): number | null {
+  if (!pid) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
+const CLOCK_TICKS = 100; // USER_HZ, 100 on every Linux architecture Node supports
+
+/** CPU seconds the whole machine has spent busy (all cores, all processes), from /proc/stat; null elsewhere. */
+export function machineBusySeconds(): number | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal ...: busy is all but idle and iowait.
+    const total = fields.slice(0, 8).reduce((sum, value) => sum + value, 0);
+    return (total - fields[3]! - fields[4]!) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
 }

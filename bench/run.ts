@@ -1,0 +1,885 @@
+// `npm run bench`: starts Portcullis (and the in-memory baseline) as their own
+// processes on a fresh database, seeds them through the CLI, drives each
+// scenario with autocannon from a separate process, and writes
+// bench/results/latest.json and docs/benchmarks.md. See docs/benchmarks.md.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import argon2 from 'argon2';
+import pg from 'pg';
+import type { LoadSpec, PhaseResult, Scenario } from './load.js';
+import { authorize, basicAuth, Browser, consentAgain, tokenRequest, type Client, type Person } from './lib/browser.js';
+import { startTripCounter, type TripCount } from './lib/db-trips.js';
+import { meetsOwaspMinimum, parseOptions, USAGE, UsageError, type Options, type ScenarioName } from './lib/options.js';
+import {
+  BENCH_DIR,
+  cliJson,
+  cpuSeconds,
+  createPgliteDatabase,
+  createPostgresDatabase,
+  freePort,
+  machineBusySeconds,
+  portcullisCli,
+  ROOT,
+  runNode,
+  Service,
+  sleep,
+  type BenchDatabase,
+} from './lib/processes.js';
+import { summarise } from './profile-summary.js';
+import { writeJson, writeMarkdown, type Figures, type PortcullisFigures, type Report, type ScenarioReport } from './lib/report.js';
+
+const REDIRECT_URI = 'http://127.0.0.1:9/callback';
+const AUDIENCE = 'https://api.example.com';
+const REFRESH_SCOPE = 'openid offline_access';
+const LOGIN_SCOPE = 'openid email';
+const RESOURCE_SERVER = 'examples/resource-server/server.ts';
+
+const began = performance.now();
+const log = (message: string) => process.stdout.write(`[bench ${((performance.now() - began) / 1000).toFixed(1).padStart(5)}s] ${message}\n`);
+const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
+
+/** A server under load: Portcullis or the baseline. */
+interface Target {
+  name: 'portcullis' | 'baseline';
+  url: string;
+  service: Service;
+  client: Client;
+  /** Unused refresh tokens, made on demand. */
+  refreshTokens(count: number): Promise<string[]>;
+  /** A rough guess of its refresh rate, to size the warm-up's pool. */
+  expectedRefreshRate: number;
+  /** Measured pool = warm-up rate × duration × this (minting is cheap for the baseline, slow for Portcullis). */
+  poolMargin: number;
+}
+
+interface Measured {
+  result: PhaseResult;
+  rssStart: number | null;
+  rssEnd: number | null;
+  cpuCores: Record<string, number | null>;
+  cpuMsPerOp: Record<string, number | null>;
+}
+
+class Harness {
+  private readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-'));
+  private loadRuns = 0;
+  private dbStats?: pg.Client;
+  rssMax: number | null = null;
+  /** Measured phases on Portcullis, in wall-clock time, for the CPU profile. */
+  readonly portcullisPhases: Array<{ scenario: string; from: number; to: number }> = [];
+  currentScenario = '';
+  firstMeasureStart?: { at: number; rss: number | null };
+  lastMeasureEnd?: { at: number; rss: number | null };
+
+  constructor(
+    readonly options: Options,
+    readonly database: BenchDatabase,
+  ) {}
+
+  async connectStats(): Promise<void> {
+    if (!this.database.url) return;
+    this.dbStats = new pg.Client({ connectionString: this.database.url });
+    await this.dbStats.connect();
+  }
+
+  /** CPU seconds used so far by the PostgreSQL backends serving the benchmark database. */
+  private async databaseCpu(): Promise<Map<number, number> | null> {
+    if (!this.dbStats) return null;
+    const { rows } = await this.dbStats.query<{ pid: number }>(
+      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+    );
+    const cpu = new Map<number, number>();
+    for (const { pid } of rows) {
+      const seconds = cpuSeconds(pid);
+      if (seconds !== null) cpu.set(pid, seconds);
+    }
+    return cpu;
+  }
+
+  async runLoad(spec: LoadSpec): Promise<PhaseResult[]> {
+    const run = ++this.loadRuns;
+    const specFile = path.join(this.tmp, `spec-${run}.json`);
+    const resultFile = path.join(this.tmp, `result-${run}.json`);
+    writeFileSync(specFile, JSON.stringify(spec));
+    const outcome = await runNode([path.join(BENCH_DIR, 'load.ts'), specFile, resultFile], {}, undefined, true);
+    if (outcome.code !== 0 || !existsSync(resultFile)) {
+      throw new Error(`load generator failed (exit ${outcome.code}): ${outcome.stderr.trim().slice(-1500)}`);
+    }
+    const results = JSON.parse(readFileSync(resultFile, 'utf8')) as PhaseResult[];
+    rmSync(specFile, { force: true });
+    rmSync(resultFile, { force: true });
+    return results;
+  }
+
+  spec(url: string, scenario: Scenario, label: string, seconds: number): LoadSpec {
+    return { url, connections: this.options.connections, phases: [{ label, seconds }], scenario };
+  }
+
+  async warmup(url: string, scenario: Scenario): Promise<PhaseResult> {
+    const [result] = await this.runLoad(this.spec(url, scenario, 'warm-up', this.options.warmup));
+    return result!;
+  }
+
+  /** One measured phase, with the RSS and CPU of the process under load around it. */
+  async measure(url: string, scenario: Scenario, service: Service, trackPortcullis: boolean, seconds = this.options.duration): Promise<Measured> {
+    const rssStart = service.rss();
+    const machineBusy = machineBusySeconds();
+    const serviceCpu = cpuSeconds(service.pid);
+    const databaseCpu = trackPortcullis ? await this.databaseCpu() : null;
+    const startedAt = Date.now();
+    if (trackPortcullis) this.firstMeasureStart ??= { at: startedAt, rss: rssStart };
+    const [result] = await this.runLoad(this.spec(url, scenario, 'measure', seconds));
+    const rssEnd = service.rss();
+    if (trackPortcullis) {
+      this.lastMeasureEnd = { at: Date.now(), rss: rssEnd };
+      this.portcullisPhases.push({ scenario: this.currentScenario, from: startedAt, to: Date.now() });
+    }
+    const serviceCpuEnd = cpuSeconds(service.pid);
+    const machineBusyEnd = machineBusySeconds();
+    let database: number | null = null;
+    if (databaseCpu) {
+      const after = (await this.databaseCpu())!;
+      database = 0;
+      for (const [pid, seconds] of after) database += seconds - (databaseCpu.get(pid) ?? 0);
+    }
+    const cpu: Record<string, number | null> = {
+      [service.name]: serviceCpu === null || serviceCpuEnd === null ? null : serviceCpuEnd - serviceCpu,
+      ...(trackPortcullis ? { database: database } : {}),
+      load_generator: result!.cpu_seconds,
+    };
+    // Everything else the machine did meanwhile (the harness, PostgreSQL's background
+    // writers, and any other program): a large figure means the run was disturbed.
+    const ours =
+      Object.values(cpu).reduce<number>((sum, value) => sum + (value ?? 0), 0) + (result!.process_cpu_seconds - result!.cpu_seconds);
+    const other = machineBusy === null || machineBusyEnd === null ? null : Math.max(0, machineBusyEnd - machineBusy - ours);
+    // Averaged over the whole window (the load generator's start and exit included), not just the phase.
+    const otherCores = other === null ? null : round(other / ((Date.now() - startedAt) / 1000));
+    if (otherCores !== null && otherCores > 0.3) {
+      log(`warning: ${otherCores} cores were busy with other work during this measurement; its figures may be low`);
+    }
+    const per = (divisor: number, digits: number, scale = 1) =>
+      Object.fromEntries(Object.entries(cpu).map(([who, value]) => [who, value === null || divisor <= 0 ? null : round((value * scale) / divisor, digits)]));
+    // When a refresh pool ran out, the processes' CPU covers more than the measured interval.
+    const exact = result!.pool_exhausted_after_s === undefined;
+    return {
+      result: result!,
+      rssStart,
+      rssEnd,
+      cpuCores: exact ? { ...per(result!.seconds, 2), other: otherCores } : {},
+      cpuMsPerOp: exact ? per(result!.completed, 3, 1000) : {},
+    };
+  }
+
+  sampleRss(service: Service): NodeJS.Timeout {
+    return setInterval(() => {
+      const rss = service.rss();
+      if (rss !== null) this.rssMax = Math.max(this.rssMax ?? 0, rss);
+    }, 1000).unref();
+  }
+
+  async close(): Promise<void> {
+    await this.dbStats?.end().catch(() => undefined);
+    rmSync(this.tmp, { recursive: true, force: true });
+  }
+}
+
+function ratio(entry: ScenarioReport): number | null {
+  return entry.portcullis && entry.baseline && entry.baseline.rps > 0 ? round(entry.portcullis.rps / entry.baseline.rps) : null;
+}
+
+function figures(measured: Measured): Figures {
+  const r = measured.result;
+  return {
+    rps: r.rate,
+    p50_ms: r.p50_ms,
+    p99_ms: r.p99_ms,
+    errors: r.errors,
+    seconds: r.seconds,
+    connections: r.connections,
+    completed: r.completed,
+    http_rps: r.http_rps,
+    ...(r.errors ? { error_kinds: r.error_kinds, error_sample: r.error_sample } : {}),
+    cpu_cores: measured.cpuCores,
+    cpu_ms_per_op: measured.cpuMsPerOp,
+  };
+}
+
+function portcullisFigures(measured: Measured): PortcullisFigures {
+  return { ...figures(measured), rss_mb_start: measured.rssStart, rss_mb_end: measured.rssEnd };
+}
+
+async function measureArgon2(options: Options): Promise<{ cpu: number; wall: number }> {
+  const params: argon2.HashOptions = {
+    type: argon2.argon2id,
+    memoryCost: options.argon2.memoryKib,
+    timeCost: options.argon2.timeCost,
+    parallelism: options.argon2.parallelism,
+  };
+  const password = randomBytes(12).toString('base64url');
+  const hash = await argon2.hash(password, params);
+  await argon2.verify(hash, password); // warm the native module and the allocator
+  const runs = options.smoke ? 5 : 30;
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  for (let i = 0; i < runs; i++) {
+    if (!(await argon2.verify(hash, password))) throw new Error('argon2 verify failed');
+  }
+  const cpu = process.cpuUsage(cpuBefore);
+  return { cpu: (cpu.user + cpu.system) / 1e6 / runs, wall: (performance.now() - started) / 1000 / runs };
+}
+
+/** The fixed-request scenarios, identical for Portcullis and the baseline. */
+function clientCredentialsScenario(client: Client): Scenario {
+  return {
+    kind: 'fixed',
+    method: 'POST',
+    path: '/token',
+    headers: { authorization: basicAuth(client), 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials',
+    expectStatus: 200,
+    expectBody: '"access_token"',
+  };
+}
+
+/** Distinct tokens in turn: with one token, concurrent requests would ask for the same row. */
+function introspectionScenario(client: Client, tokens: string[]): Scenario {
+  return {
+    kind: 'fixed',
+    method: 'POST',
+    path: '/token/introspection',
+    headers: { authorization: basicAuth(client), 'content-type': 'application/x-www-form-urlencoded' },
+    bodies: tokens.map((token) => new URLSearchParams({ token, token_type_hint: 'access_token' }).toString()),
+    expectStatus: 200,
+    expectBody: '"active":true',
+  };
+}
+
+/**
+ * Refresh with rotation. The warm-up runs on a first pool; the measured phase
+ * gets a pool sized from the warm-up's rate (× the target's poolMargin, plus a
+ * few per connection), so that every request presents a token never presented
+ * before. Should it still run out, the measurement ends there (and says so).
+ */
+async function refreshRun(harness: Harness, target: Target, trackPortcullis: boolean): Promise<{ measured: Measured; pool: number; poolSeconds: number }> {
+  const { options } = harness;
+  const scenario = (pool: string[]): Scenario => ({
+    kind: 'refresh',
+    path: '/token',
+    authorization: basicAuth(target.client),
+    pool,
+  });
+  let started = performance.now();
+  // A smoke run keeps the pools small (pool-making is the slow part): running out
+  // just ends its short measurement early.
+  const warmPool = await target.refreshTokens(
+    options.smoke ? options.connections * 4 : Math.ceil(options.warmup * target.expectedRefreshRate) + options.connections * 4,
+  );
+  let poolSeconds = (performance.now() - started) / 1000;
+  const warm = await harness.warmup(target.url, scenario(warmPool));
+  const leftover = warmPool.slice(warm.pool_used ?? warmPool.length);
+  const needed = options.smoke ? options.connections * 8 : Math.ceil(warm.rate * options.duration * target.poolMargin) + options.connections * 8;
+  started = performance.now();
+  const more = needed > leftover.length ? await target.refreshTokens(needed - leftover.length) : [];
+  poolSeconds += (performance.now() - started) / 1000;
+  const pool = [...leftover, ...more];
+  const measured = await harness.measure(target.url, scenario(pool), target.service, trackPortcullis);
+  return { measured, pool: warmPool.length + more.length, poolSeconds };
+}
+
+async function main(): Promise<number> {
+  let options: Options;
+  try {
+    const parsed = parseOptions(process.argv.slice(2));
+    if (parsed === 'help') {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    options = parsed;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`bench: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    throw error;
+  }
+  const command = `npm run bench${options.argv.length ? ` -- ${options.argv.join(' ')}` : ''}`;
+  const cores = os.availableParallelism();
+  log(`${command}: ${options.duration} s per scenario after ${options.warmup} s warm-up, ${options.connections} connections, ${cores} cores`);
+
+  // Before anything else runs, so that nothing competes with the measurement.
+  const a2 = await measureArgon2(options);
+  const ceiling = cores / a2.cpu;
+  log(`argon2id m=${options.argon2.memoryKib} KiB t=${options.argon2.timeCost} p=${options.argon2.parallelism}: ` +
+    `${round(a2.cpu * 1000, 1)} ms CPU per verify → ceiling ${round(ceiling, 1)} logins/s on ${cores} cores`);
+
+  let database: BenchDatabase;
+  try {
+    database = options.database === 'postgres' ? await createPostgresDatabase(options.serverUrl) : await createPgliteDatabase();
+  } catch (error) {
+    process.stderr.write(`bench: cannot create the benchmark database on ${options.serverUrl} (${(error as Error).message}); start PostgreSQL there, pass --database-url, or use --pglite\n`);
+    return 1;
+  }
+  log(`database: ${database.label}`);
+  const harness = new Harness(options, database);
+  const services: Service[] = [];
+  // Ctrl-C: the children get the signal too and stop; drop the database before leaving.
+  const interrupted = () => {
+    log('interrupted: stopping the servers and dropping the benchmark database');
+    void Promise.all(services.map((service) => service.stop().catch(() => undefined)))
+      .then(() => database.drop())
+      .finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  const scenarios = new Map<ScenarioName, ScenarioReport>();
+  let portcullis: Service | undefined;
+  let poolSize: number | string = options.poolSize ?? 'default (10)';
+  let soak: Report['portcullis_process']['soak'] = null;
+  try {
+    await harness.connectStats();
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}`;
+    const env: Record<string, string> = {
+      ...database.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ISSUER: issuer,
+      LOG_LEVEL: 'warn',
+      ARGON2_MEMORY_KIB: String(options.argon2.memoryKib),
+      ARGON2_TIME_COST: String(options.argon2.timeCost),
+      ARGON2_PARALLELISM: String(options.argon2.parallelism),
+      ...(options.poolSize ? { DATABASE_POOL_SIZE: String(options.poolSize) } : {}),
+    };
+    if (options.database === 'pglite') poolSize = '1 (PGlite)';
+    const profileDir = path.join(BENCH_DIR, 'results', 'profiles');
+    if (options.cpuProf) mkdirSync(profileDir, { recursive: true });
+    portcullis = await Service.start({
+      name: 'portcullis',
+      script: 'src/main.ts',
+      env,
+      nodeArgs: options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      readyUrl: `${issuer}/.well-known/openid-configuration`,
+    });
+    services.push(portcullis);
+    harness.sampleRss(portcullis);
+    log(`portcullis listening at ${issuer} (pid ${portcullis.pid}, RSS ${portcullis.rss()} MiB)`);
+
+    // Seed through the CLI, as an operator would, while the server runs.
+    const client = await cliJson<Client>(
+      ['client', 'create', '--name', 'Benchmark', '--redirect-uri', REDIRECT_URI,
+        '--grant-type', 'client_credentials', '--grant-type', 'authorization_code', '--grant-type', 'refresh_token',
+        '--scope', `${REFRESH_SCOPE} email`],
+      env,
+    );
+    const people: Person[] = Array.from({ length: options.users }, (_, i) => ({
+      email: `bench-${i + 1}@example.com`,
+      password: randomBytes(12).toString('base64url'),
+    }));
+    const createUser = (person: Person) => cliJson(['user', 'create', '--email', person.email, '--password-stdin'], env, `${person.password}\n`);
+    // PGlite: one CLI at a time joins the server's socket.
+    if (options.database === 'pglite') for (const person of people) await createUser(person);
+    else await Promise.all(people.map(createUser));
+    log(`seeded client ${client.client_id} and ${people.length} user(s) with the CLI`);
+
+    // Refresh tokens for Portcullis come from the real flow: each browser signs in
+    // once (offline_access, prompt=consent), then repeats consent → code → token.
+    const browsers: Browser[] = [];
+    const refreshParams = { client, redirectUri: REDIRECT_URI, scope: REFRESH_SCOPE, prompt: 'consent' };
+    const portcullisTarget: Target = {
+      name: 'portcullis',
+      url: issuer,
+      service: portcullis,
+      client,
+      expectedRefreshRate: 600,
+      poolMargin: 1.4,
+      async refreshTokens(count) {
+        const tokens: string[] = [];
+        const wanted = Math.min(options.connections, Math.max(1, count));
+        const signedIn = browsers.length;
+        await Promise.all(
+          Array.from({ length: Math.max(0, wanted - signedIn) }, async (_, i) => {
+            const browser = new Browser(issuer);
+            const first = await authorize(browser, refreshParams, people[(signedIn + i) % people.length]!);
+            if (!first.refresh_token) throw new Error('the code exchange issued no refresh token');
+            tokens.push(first.refresh_token);
+            browsers.push(browser);
+          }),
+        );
+        let remaining = count - tokens.length;
+        await Promise.all(
+          browsers.slice(0, wanted).map(async (browser) => {
+            while (remaining > 0) {
+              remaining--;
+              const issued = await consentAgain(browser, refreshParams);
+              if (!issued.refresh_token) throw new Error('the code exchange issued no refresh token');
+              tokens.push(issued.refresh_token);
+            }
+          }),
+        );
+        return tokens.slice(0, count);
+      },
+    };
+
+    let baselineTarget: Target | undefined;
+    const wantBaseline = options.baseline && options.only.some((name) => ['client_credentials', 'refresh_token', 'introspection'].includes(name));
+    if (wantBaseline) {
+      const listed = await cliJson<Array<{ client_id: string; redirect_uris: string[]; post_logout_redirect_uris: string[]; grant_types: string[]; scope: string }>>(['client', 'list'], env);
+      const metadata = listed.find((entry) => entry.client_id === client.client_id)!;
+      const basePort = await freePort();
+      const baseUrl = `http://127.0.0.1:${basePort}`;
+      const baseline = await Service.start({
+        name: 'baseline',
+        script: path.join(BENCH_DIR, 'baseline.ts'),
+        env: {
+          PORT: String(basePort),
+          ISSUER: baseUrl,
+          BASELINE_CLIENT: JSON.stringify({
+            client_id: metadata.client_id,
+            client_secret: client.client_secret,
+            redirect_uris: metadata.redirect_uris,
+            post_logout_redirect_uris: metadata.post_logout_redirect_uris,
+            grant_types: metadata.grant_types,
+            response_types: ['code'],
+            // The OpenID Connect scopes the baseline knows (an API's scopes are Portcullis's own).
+            scope: metadata.scope.split(' ').filter((scope) => ['openid', 'offline_access', 'profile', 'email'].includes(scope)).join(' '),
+            token_endpoint_auth_method: 'client_secret_basic',
+            id_token_signed_response_alg: 'ES256',
+          }),
+        },
+        readyUrl: `${baseUrl}/.well-known/openid-configuration`,
+      });
+      services.push(baseline);
+      log(`baseline (bare oidc-provider, in-memory adapter) at ${baseUrl}`);
+      baselineTarget = {
+        name: 'baseline',
+        url: baseUrl,
+        service: baseline,
+        client,
+        expectedRefreshRate: 3000,
+        poolMargin: 2.5,
+        async refreshTokens(count) {
+          const tokens: string[] = [];
+          while (tokens.length < count) {
+            const response = await fetch(`${baseUrl}/__bench/refresh-tokens`, {
+              method: 'POST',
+              body: JSON.stringify({ count: Math.min(5000, count - tokens.length), scope: REFRESH_SCOPE }),
+            });
+            if (!response.ok) throw new Error(`baseline pool: ${response.status} ${await response.text()}`);
+            tokens.push(...((await response.json()) as { tokens: string[] }).tokens);
+          }
+          return tokens;
+        },
+      };
+    }
+
+    const report = (name: ScenarioName, entry: Omit<ScenarioReport, 'name' | 'notes' | 'ratio' | 'met'> & { notes?: string[] }) => {
+      const scenario: ScenarioReport = { name, ratio: null, met: null, notes: [], ...entry } as ScenarioReport;
+      scenarios.set(name, scenario);
+      return scenario;
+    };
+    const wanted = (name: ScenarioName) => options.only.includes(name);
+    const attempt = async (name: ScenarioName, base: { unit: ScenarioReport['unit']; description: string; target: string }, body: (entry: ScenarioReport) => Promise<void>) => {
+      if (!wanted(name)) return;
+      const entry = report(name, { ...base, portcullis: null, baseline: null });
+      harness.currentScenario = name;
+      log(`${name} …`);
+      try {
+        await body(entry);
+        const p = entry.portcullis;
+        if (p) {
+          log(`${name}: ${p.rps} ${entry.unit}, p50 ${p.p50_ms} ms, p99 ${p.p99_ms} ms, ${p.errors} errors` +
+            (entry.baseline ? `; baseline ${entry.baseline.rps} (${entry.ratio}×)` : ''));
+        } else if (entry.skipped) {
+          log(`${name}: skipped (${entry.skipped})`);
+        }
+      } catch (error) {
+        entry.failed = (error as Error).message;
+        log(`${name}: FAILED ${entry.failed}`);
+      }
+    };
+    const fixed3 = '≥ 0.8× baseline, p99 < 50 ms, no errors';
+
+    /** Runs the same scenario against Portcullis and the baseline; fills in figures and ratio. */
+    const versus = async (entry: ScenarioReport, make: (target: Target) => Promise<Scenario>) => {
+      await harness.warmup(portcullisTarget.url, await make(portcullisTarget));
+      const measured = await harness.measure(portcullisTarget.url, await make(portcullisTarget), portcullis!, true);
+      entry.portcullis = portcullisFigures(measured);
+      if (baselineTarget) {
+        const scenario = await make(baselineTarget);
+        await harness.warmup(baselineTarget.url, scenario);
+        entry.baseline = figures(await harness.measure(baselineTarget.url, scenario, baselineTarget.service, false));
+        entry.ratio = ratio(entry);
+      }
+    };
+
+    await attempt('client_credentials', { unit: 'requests/s', description: 'POST /token client_credentials, client_secret_basic', target: fixed3 }, (entry) =>
+      versus(entry, async (target) => clientCredentialsScenario(target.client)),
+    );
+
+    await attempt('refresh_token', { unit: 'requests/s', description: 'POST /token refresh_token with rotation, a fresh token per request', target: '≥ 0.6× baseline, p99 < 50 ms, no errors' }, async (entry) => {
+      const own = await refreshRun(harness, portcullisTarget, true);
+      entry.portcullis = portcullisFigures(own.measured);
+      entry.notes.push(`Portcullis pool: ${own.pool} refresh tokens made through consent and code exchange in ${round(own.poolSeconds, 1)} s.`);
+      const ranOut = (measured: Measured, who: string) => {
+        const after = measured.result.pool_exhausted_after_s;
+        if (after !== undefined) entry.notes.push(`${who}'s refresh-token pool ran out after ${after} s; figures cover those ${after} s.`);
+      };
+      ranOut(own.measured, 'Portcullis');
+      if (baselineTarget) {
+        const base = await refreshRun(harness, baselineTarget, false);
+        entry.baseline = figures(base.measured);
+        entry.notes.push(`Baseline pool: ${base.pool} refresh tokens minted with the provider's Grant and RefreshToken models.`);
+        ranOut(base.measured, 'The baseline');
+        entry.ratio = ratio(entry);
+      }
+    });
+
+    // Valid opaque access tokens of each server, from refreshes at its real token endpoint.
+    const INTROSPECTED_TOKENS = options.smoke ? 32 : 100;
+    const introspectionTokens = new Map<Target, string[]>();
+    const accessTokensOf = async (target: Target) => {
+      let tokens = introspectionTokens.get(target);
+      if (!tokens) {
+        const browser = new Browser(target.url);
+        tokens = [];
+        for (const refresh of await target.refreshTokens(INTROSPECTED_TOKENS)) {
+          tokens.push((await tokenRequest(browser, target.client, { grant_type: 'refresh_token', refresh_token: refresh })).access_token);
+        }
+        introspectionTokens.set(target, tokens);
+      }
+      return tokens;
+    };
+    await attempt('introspection', { unit: 'requests/s', description: `POST /token/introspection of valid opaque access tokens (${INTROSPECTED_TOKENS} in turn)`, target: fixed3 }, (entry) =>
+      versus(entry, async (target) => introspectionScenario(target.client, await accessTokensOf(target))),
+    );
+
+    const loginScenario: Scenario = {
+      kind: 'login',
+      clientId: client.client_id,
+      authorization: basicAuth(client),
+      redirectUri: REDIRECT_URI,
+      scope: LOGIN_SCOPE,
+      users: people,
+    };
+    await attempt('interactive_login', { unit: 'logins/s', description: 'authorization request, login form, consent, code exchange in a fresh browser', target: '≥ 0.85 × cores / argon2 CPU per verify, no errors' }, async (entry) => {
+      await harness.warmup(issuer, loginScenario);
+      // A login takes long enough under load that a one-second smoke would see none finish.
+      const measured = await harness.measure(issuer, loginScenario, portcullis!, true, options.smoke ? Math.max(options.duration, 3) : undefined);
+      entry.portcullis = portcullisFigures(measured);
+      entry.notes.push(
+        `${round(measured.result.http_rps, 0)} HTTP requests/s (8 per login); latency is that of a whole login. ` +
+          `Ceiling from argon2 alone: ${round(ceiling, 1)} logins/s; achieved ${round((100 * entry.portcullis.rps) / ceiling, 0)}%.`,
+      );
+    });
+
+    // RSS over a steady load: the same requests for --soak seconds, sampled every second.
+    if (options.soak > 0 && scenarios.get('client_credentials')?.portcullis) {
+      log(`RSS soak: ${options.soak} s of client_credentials …`);
+      const samples: number[] = [];
+      const sampler = setInterval(() => {
+        const rss = portcullis!.rss();
+        if (rss !== null) samples.push(rss);
+      }, 1000);
+      const startRss = portcullis.rss();
+      try {
+        const [result] = await harness.runLoad(harness.spec(issuer, clientCredentialsScenario(client), 'soak', options.soak));
+        const endRss = portcullis.rss();
+        if (endRss !== null) samples.push(endRss);
+        soak = {
+          workload: 'client_credentials',
+          seconds: result!.seconds,
+          requests: result!.completed,
+          errors: result!.errors,
+          rss_mb_start: startRss,
+          rss_mb_end: endRss,
+          rss_mb_max: samples.length ? Math.max(...samples) : null,
+          rss_mb_samples: samples,
+        };
+        log(`RSS soak: ${soak.rss_mb_start} → ${soak.rss_mb_end} MiB (peak ${soak.rss_mb_max}) over ${soak.requests} requests, ${soak.errors} errors`);
+      } finally {
+        clearInterval(sampler);
+      }
+    }
+
+    await attempt('jwt_verify', { unit: 'requests/s', description: 'GET /orders on the example resource server with a JWT access token', target: 'no errors' }, async (entry) => {
+      if (!existsSync(path.join(ROOT, RESOURCE_SERVER))) {
+        entry.skipped = `${RESOURCE_SERVER} does not exist yet`;
+        return;
+      }
+      const created = await portcullisCli(
+        ['api', 'create', '--identifier', AUDIENCE, '--scope', 'read:orders', '--scope', 'write:orders', '--token-format', 'jwt', '--json'],
+        env,
+      );
+      if (created.code !== 0) {
+        entry.skipped = /unknown command/.test(created.stderr)
+          ? '`portcullis api create` is not available yet'
+          : `portcullis api create failed: ${created.stderr.trim().split('\n')[0]}`;
+        return;
+      }
+      // A machine client allowed the API's read scope, as in the example's README.
+      const robot = await cliJson<Client>(['client', 'create', '--name', 'Benchmark robot', '--grant-type', 'client_credentials', '--scope', 'read:orders'], env);
+      const browser = new Browser(issuer);
+      const { access_token: jwt } = await tokenRequest(browser, robot, {
+        grant_type: 'client_credentials',
+        resource: AUDIENCE,
+        scope: 'read:orders',
+      });
+      if (jwt.split('.').length !== 3) throw new Error('the access token for the API is not a JWT');
+      const rsPort = await freePort();
+      const rsUrl = `http://127.0.0.1:${rsPort}`;
+      const resourceServer = await Service.start({
+        name: 'resource-server',
+        script: RESOURCE_SERVER,
+        env: { PORT: String(rsPort), ISSUER: issuer, AUDIENCE },
+        readyUrl: `${rsUrl}/orders`,
+        readyStatuses: [401],
+      });
+      services.push(resourceServer);
+      const scenario: Scenario = {
+        kind: 'fixed',
+        method: 'GET',
+        path: '/orders',
+        headers: { authorization: `Bearer ${jwt}` },
+        expectStatus: 200,
+      };
+      await harness.warmup(rsUrl, scenario);
+      const measured = await harness.measure(rsUrl, scenario, resourceServer, false);
+      entry.portcullis = { ...portcullisFigures(measured) };
+      entry.notes.push('Served by the example resource server alone (JWKS fetched once from Portcullis, then cached); RSS is the resource server\'s.');
+      await resourceServer.stop();
+    });
+
+    // Database round trips per operation, on a second Portcullis whose PostgreSQL
+    // connections pass through a counting relay; the timed process is untouched.
+    if (options.dbTrips && database.url) {
+      try {
+        await countRoundTrips(harness, env, database.url, client, people, scenarios, portcullisTarget, (target) => accessTokensOf(target));
+      } catch (error) {
+        log(`round-trip count failed: ${(error as Error).message}`);
+      }
+    }
+  } finally {
+    for (const service of services.reverse()) await service.stop().catch(() => undefined);
+    await harness.close();
+    await database.drop().catch((error: Error) => log(`could not drop the benchmark database: ${error.message}`));
+  }
+
+  if (options.cpuProf && portcullis?.pid) {
+    const dir = path.join(BENCH_DIR, 'results', 'profiles');
+    // The main thread's profile: CPU.<date>.<time>.<pid>.0.<seq>.cpuprofile
+    const main = readdirSync(dir).filter((file) => file.includes(`.${portcullis!.pid}.0.`) && file.endsWith('.cpuprofile'));
+    for (const file of main) {
+      const profile = JSON.parse(readFileSync(path.join(dir, file), 'utf8'));
+      // One summary per measured phase: profile time ≈ wall time since the spawn.
+      const sections = harness.portcullisPhases.map(({ scenario, from, to }) => {
+        const window = { from: (from - portcullis!.startedAt) / 1000, to: (to - portcullis!.startedAt) / 1000 };
+        return `## ${scenario} (measured phase)\n${summarise(profile, 15, window)}`;
+      });
+      const text = [`## whole run\n${summarise(profile, 15)}`, ...sections].join('\n\n');
+      const summaryFile = path.join(dir, file.replace(/\.cpuprofile$/, '.summary.txt'));
+      writeFileSync(summaryFile, `${text}\n`);
+      log(`CPU profile of Portcullis: ${path.relative(ROOT, path.join(dir, file))}; summary per scenario in ${path.relative(ROOT, summaryFile)}`);
+    }
+  }
+
+  // Targets.
+  const argonReport: Report['argon2'] = {
+    type: 'argon2id',
+    memory_kib: options.argon2.memoryKib,
+    time_cost: options.argon2.timeCost,
+    parallelism: options.argon2.parallelism,
+    owasp_minimum_met: meetsOwaspMinimum(options.argon2),
+    cpu_seconds_per_verify: round(a2.cpu, 4),
+    wall_seconds_per_verify: round(a2.wall, 4),
+    login_ceiling_per_s: round(ceiling, 1),
+    login_fraction_of_ceiling: null,
+  };
+  for (const scenario of scenarios.values()) {
+    // A scenario that completed nothing is broken, whatever its error count says.
+    for (const [who, run] of [['Portcullis', scenario.portcullis], ['baseline', scenario.baseline]] as const) {
+      if (run && run.completed === 0) scenario.failed ??= `${who} completed no ${scenario.unit.replace('/s', '')} in ${run.seconds} s`;
+    }
+    const p = scenario.portcullis;
+    scenario.ratio = ratio(scenario);
+    // A smoke run checks that everything works; its figures are not measurements.
+    if (!p || options.smoke) continue;
+    const clean = p.errors === 0;
+    const fast = p.p99_ms < 50;
+    if (scenario.name === 'client_credentials' || scenario.name === 'introspection') {
+      scenario.met = scenario.ratio === null ? null : scenario.ratio >= 0.8 && fast && clean;
+    } else if (scenario.name === 'refresh_token') {
+      scenario.met = scenario.ratio === null ? null : scenario.ratio >= 0.6 && fast && clean;
+    } else if (scenario.name === 'interactive_login') {
+      argonReport.login_fraction_of_ceiling = round(p.rps / ceiling);
+      scenario.met = p.rps >= 0.85 * ceiling && clean;
+    } else {
+      scenario.met = clean;
+    }
+  }
+  // The load generator closes its connections when a phase ends; requests still
+  // in flight are aborted, and Portcullis logs some of those at error level.
+  const isAbort = (line: string) => /Error: aborted|ECONNRESET|socket hang up|request aborted/.test(line);
+  const errorLines = portcullis?.errorLines.filter((line) => !isAbort(line)) ?? [];
+  const abortLines = portcullis?.errorLines.filter(isAbort) ?? [];
+  const start = harness.firstMeasureStart;
+  const end = harness.lastMeasureEnd;
+  const result: Report = {
+    generated_at: new Date().toISOString(),
+    command,
+    smoke: options.smoke,
+    machine: {
+      cores,
+      cpu: os.cpus()[0]?.model.trim() ?? 'unknown',
+      memory_gib: round(os.totalmem() / 2 ** 30, 1),
+      os: `${os.type()} ${os.release()}`,
+      node: process.version,
+      database: database.label,
+      load_generator: `autocannon ${autocannonVersion()} (separate process)`,
+    },
+    settings: {
+      duration_s: options.duration,
+      warmup_s: options.warmup,
+      connections: options.connections,
+      database_pool_size: poolSize,
+      users: options.users,
+    },
+    argon2: argonReport,
+    portcullis_process: {
+      rss_mb_start: start?.rss ?? null,
+      rss_mb_end: end?.rss ?? null,
+      rss_mb_max: harness.rssMax,
+      seconds: start && end ? round((end.at - start.at) / 1000, 0) : null,
+      // Judged on the soak: under the same load for a minute, RSS should end within 10% of where it began.
+      stable: soak?.rss_mb_start && soak.rss_mb_end ? soak.rss_mb_end <= soak.rss_mb_start * 1.1 : null,
+      soak,
+      error_log_lines: errorLines.length,
+      aborted_request_log_lines: abortLines.length,
+    },
+    scenarios: [...scenarios.values()],
+  };
+  writeJson(path.resolve(ROOT, options.output.json), result);
+  writeMarkdown(path.resolve(ROOT, options.output.markdown), result);
+  for (const scenario of result.scenarios) {
+    const p = scenario.portcullis;
+    const status = scenario.skipped ? `skipped: ${scenario.skipped}` : scenario.failed ? `FAILED: ${scenario.failed}` : '';
+    log(
+      `${scenario.name.padEnd(18)} ` +
+        (p && !scenario.failed
+          ? `${String(p.rps).padStart(8)} ${scenario.unit}  p50 ${p.p50_ms} ms  p99 ${p.p99_ms} ms  errors ${p.errors}` +
+            (scenario.ratio !== null ? `  ${scenario.ratio}× baseline` : '') +
+            `  target ${scenario.met ? 'met' : scenario.met === false ? 'MISSED' : '–'}`
+          : status),
+    );
+  }
+  log(`wrote ${options.output.json} and ${options.output.markdown}`);
+  if (errorLines.length) log(`Portcullis logged ${errorLines.length} error line(s), e.g.: ${errorLines[0]}`);
+  if (abortLines.length) log(`Portcullis logged ${abortLines.length} error line(s) for requests the load generator abandoned at the end of a phase (not counted as errors)`);
+
+  const failed = result.scenarios.filter((scenario) => scenario.failed);
+  const withErrors = result.scenarios.filter((scenario) => (scenario.portcullis?.errors ?? 0) + (scenario.baseline?.errors ?? 0) > 0);
+  if (failed.length) return 1;
+  if (options.smoke && (withErrors.length || errorLines.length > 0)) {
+    log(`smoke: errors in ${withErrors.map((scenario) => scenario.name).join(', ') || 'the Portcullis log'}`);
+    return 1;
+  }
+  return 0;
+}
+
+async function countRoundTrips(
+  harness: Harness,
+  env: Record<string, string>,
+  databaseUrl: string,
+  client: Client,
+  people: Person[],
+  scenarios: Map<ScenarioName, ScenarioReport>,
+  main: Target,
+  accessTokensOf: (target: Target) => Promise<string[]>,
+): Promise<void> {
+  const upstream = new URL(databaseUrl);
+  const counter = await startTripCounter({ host: upstream.hostname, port: Number(upstream.port || 5432) });
+  const relayed = new URL(databaseUrl);
+  relayed.host = `127.0.0.1:${counter.port}`;
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const service = await Service.start({
+    name: 'portcullis (round-trip counting)',
+    script: 'src/main.ts',
+    // No background refresh or sweep while counting.
+    env: { ...env, DATABASE_URL: relayed.toString(), PORT: String(port), ISSUER: url, KEY_REFRESH_INTERVAL: '1d', SWEEP_INTERVAL: '1d' },
+    readyUrl: `${url}/.well-known/openid-configuration`,
+  });
+  const browser = new Browser(url);
+  const runs = harness.options.smoke ? 3 : 20;
+  const count = async (name: ScenarioName, operations: number, operation: (i: number) => Promise<unknown>): Promise<TripCount | undefined> => {
+    const entry = scenarios.get(name);
+    if (!entry?.portcullis) return undefined;
+    await operation(-1); // the first request of a kind may do one-off work
+    await sleep(200);
+    const before = counter.snapshot();
+    for (let i = 0; i < operations; i++) await operation(i);
+    await sleep(200);
+    const trips = counter.since(before, operations);
+    entry.portcullis.db_round_trips = trips;
+    log(`${name}: ${trips.total} database round trips per operation`);
+    return trips;
+  };
+  // The same operations from `connections` concurrent clients: what batching of
+  // concurrent requests' statements (if any) saves under load.
+  const concurrency = harness.options.connections;
+  const concurrent = async (name: ScenarioName, operation: (i: number) => Promise<unknown>) => {
+    const entry = scenarios.get(name);
+    if (!entry?.portcullis) return;
+    const total = concurrency * (harness.options.smoke ? 2 : 10);
+    const before = counter.snapshot();
+    let next = 0;
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (next < total) await operation(next++);
+    }));
+    await sleep(200);
+    entry.portcullis.db_round_trips_concurrent = { concurrency, ...counter.since(before, total) };
+    log(`${name}: ${entry.portcullis.db_round_trips_concurrent.total} database round trips per operation at ${concurrency} concurrent requests`);
+  };
+  try {
+    const clientCredentials = () => tokenRequest(browser, client, { grant_type: 'client_credentials' });
+    await count('client_credentials', runs, clientCredentials);
+    await concurrent('client_credentials', clientCredentials);
+    if (scenarios.get('refresh_token')?.portcullis) {
+      const pool = await main.refreshTokens(runs + 1 + concurrency * (harness.options.smoke ? 2 : 10));
+      const refresh = (i: number) => tokenRequest(browser, client, { grant_type: 'refresh_token', refresh_token: pool.pop()! });
+      await count('refresh_token', runs, refresh);
+      await concurrent('refresh_token', refresh);
+    }
+    if (scenarios.get('introspection')?.portcullis) {
+      const tokens = await accessTokensOf(main);
+      const introspect = (i: number) =>
+        tokenRequest(browser, client, { token: tokens[Math.abs(i) % tokens.length]!, token_type_hint: 'access_token' }, '/token/introspection');
+      await count('introspection', runs, introspect);
+      await concurrent('introspection', introspect);
+    }
+    const logins = harness.options.smoke ? 1 : 3;
+    await count('interactive_login', logins, (i) =>
+      authorize(new Browser(url), { client, redirectUri: REDIRECT_URI, scope: LOGIN_SCOPE, prompt: 'consent' }, people[Math.max(0, i) % people.length]!),
+    );
+  } finally {
+    await service.stop();
+    await counter.close();
+  }
+}
+
+function autocannonVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(path.join(ROOT, 'node_modules', 'autocannon', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '';
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: Error) => {
+    process.stderr.write(`bench: ${error.stack ?? error.message}\n`);
+    process.exit(1);
+  },
+);
