@@ -75,6 +75,7 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#frag'], 1, 'must not have a fragment'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 1, 'unknown grant type'],
     [['client', 'create', '--name', 'X'], 1, 'needs at least one --redirect-uri'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--logo-uri', 'javascript:alert(1)'], 1, 'must be an http(s) address'],
     [['client', 'delete'], 2, 'expected 1 argument'],
     [['client', 'frobnicate'], 2, 'unknown command'],
     [['nonsense'], 2, 'unknown command'],
