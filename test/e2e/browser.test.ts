@@ -175,8 +175,8 @@ describe('journeys', () => {
     const keyboardApp = await startRpApp(pc.issuer, await registerClient('Keyboard App'));
     try {
       await page.goto(`${keyboardApp.url}/login`);
-      // The email field has focus on arrival; Tab moves to password, then to Sign in.
-      expect(await page.evaluate(() => document.activeElement?.id)).toBe('email');
+      // The email field has focus on arrival (autofocus lands just after load); Tab moves to password, then to Sign in.
+      await page.waitForFunction(() => document.activeElement?.id === 'email', undefined, { timeout: 5000 });
       await page.keyboard.type(frida.email);
       await page.keyboard.press('Tab');
       expect(await page.evaluate(() => document.activeElement?.id)).toBe('password');
