@@ -36,8 +36,9 @@ export interface Database {
   prisma: PrismaClient;
   /**
    * The pg pool Prisma runs on, for the few statements on the token hot path
-   * (see provider/adapter.ts): Prisma's JS query path costs ~430 µs of CPU per
-   * statement on these machines against ~80 µs for the same statement through pg.
+   * (see provider/adapter.ts): Prisma's JS query path costs ~300-400 µs of CPU per
+   * statement on these machines against ~50 µs for the same statement through pg
+   * (bench/query-cost.ts).
    */
   sql: Sql;
   kind: Config['database']['kind'];
