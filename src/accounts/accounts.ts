@@ -60,8 +60,8 @@ export class Accounts {
     private readonly sql: Sql,
     private readonly hasher: PasswordHasher,
   ) {
-    this.byId = new Batcher(async (ids) => {
-      const { rows } = await sql.query<AccountRow>(FIND_ACCOUNTS, [ids]);
+    this.byId = new Batcher(async (entries) => {
+      const { rows } = await sql.query<AccountRow>(FIND_ACCOUNTS, [entries.map(([id]) => id)]);
       return new Map(rows.map((row) => [row.id, row]));
     });
   }

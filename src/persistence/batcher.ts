@@ -11,21 +11,35 @@ interface Waiter<V> {
   reject(error: unknown): void;
 }
 
-export class Batcher<K, V> {
-  private pending = new Map<K, Waiter<V>[]>();
+interface Pending<V, I> {
+  input: I;
+  waiters: Waiter<V>[];
+}
+
+export class Batcher<K, V, I = undefined> {
+  private pending = new Map<K, Pending<V, I>>();
   private scheduled = false;
 
-  /** `run` receives distinct keys and answers every one of them. */
-  constructor(private readonly run: (keys: K[]) => Promise<Map<K, V>>) {}
+  /**
+   * `run` receives each distinct key once, with the input of its latest
+   * load() (for writes: what a sequence of them would leave), and answers
+   * every key; all loads of a key get that answer.
+   */
+  constructor(private readonly run: (entries: [K, I][]) => Promise<Map<K, V>>) {}
 
-  load(key: K): Promise<V> {
+  load(key: K, input?: I): Promise<V> {
     return new Promise<V>((resolve, reject) => {
-      const waiters = this.pending.get(key);
-      if (waiters) waiters.push({ resolve, reject });
-      else this.pending.set(key, [{ resolve, reject }]);
+      const pending = this.pending.get(key);
+      if (pending) {
+        pending.input = input as I;
+        pending.waiters.push({ resolve, reject });
+      } else {
+        this.pending.set(key, { input: input as I, waiters: [{ resolve, reject }] });
+      }
       if (this.pending.size >= MAX_BATCH) this.flush();
       else if (!this.scheduled) {
         this.scheduled = true;
+        // One turn of the event loop: long enough for concurrent requests to join.
         setImmediate(() => this.flush());
       }
     });
@@ -36,12 +50,12 @@ export class Batcher<K, V> {
     if (this.pending.size === 0) return;
     const batch = this.pending;
     this.pending = new Map();
-    this.run([...batch.keys()]).then(
+    this.run([...batch].map(([key, { input }]) => [key, input])).then(
       (results) => {
-        for (const [key, waiters] of batch) for (const waiter of waiters) waiter.resolve(results.get(key) as V);
+        for (const [key, { waiters }] of batch) for (const waiter of waiters) waiter.resolve(results.get(key) as V);
       },
       (error) => {
-        for (const waiters of batch.values()) for (const waiter of waiters) waiter.reject(error);
+        for (const { waiters } of batch.values()) for (const waiter of waiters) waiter.reject(error);
       },
     );
   }

@@ -90,7 +90,8 @@ let consumeCalls = 0;
 
 function sharedWork(sql: Sql): InFlight {
   return {
-    finder: new Batcher(async (keys) => {
+    finder: new Batcher(async (entries) => {
+      const keys = entries.map(([key]) => key);
       const { rows } = await sql.query<TokenRow>(SQL.find, [keys]);
       const byId = new Map<string, TokenRow[]>(keys.map((key) => [key, []]));
       for (const row of rows) byId.get(row.id)!.push(row);
@@ -98,7 +99,8 @@ function sharedWork(sql: Sql): InFlight {
     }),
     // Keys are `kind \0 id \0 call`, one per consume() call: two calls for one
     // row in one batch (a replay racing the legitimate use) must not both win.
-    consumer: new Batcher(async (keys) => {
+    consumer: new Batcher(async (entries) => {
+      const keys = entries.map(([key]) => key);
       const rowsOf = keys.map((key) => key.split('\u0000') as [string, string, string]);
       const { rows } = await sql.query<{ id: string; kind: string }>(SQL.consume, [
         rowsOf.map(([, id]) => id),
