@@ -35,7 +35,12 @@ export interface Window {
   to: number;
 }
 
-export function summarise(profile: Profile, top = 25, window?: Window): string {
+/**
+ * `operations`: how many operations the window completed; the summary then also
+ * gives microseconds per operation, comparable across processes (e.g. Portcullis
+ * against the baseline in the same scenario).
+ */
+export function summarise(profile: Profile, top = 25, window?: Window, operations?: number): string {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const self = new Map<number, number>();
   let elapsed = 0;
@@ -91,9 +96,11 @@ export function summarise(profile: Profile, top = 25, window?: Window): string {
     }
     for (const who of seen) inclusive.set(who, (inclusive.get(who) ?? 0) + time);
   }
-  const pct = (value: number) => `${((100 * value) / busy).toFixed(1).padStart(5)}%`;
+  const pct = (value: number) =>
+    `${((100 * value) / busy).toFixed(1).padStart(5)}%` + (operations ? `  ${(value / operations).toFixed(1).padStart(6)} µs/op` : '');
   const lines = [
-    `profile: ${(total / 1e6).toFixed(1)} s sampled, ${(busy / 1e6).toFixed(1)} s busy on the main thread (percentages of busy time)`,
+    `profile: ${(total / 1e6).toFixed(1)} s sampled, ${(busy / 1e6).toFixed(1)} s busy on the main thread (percentages of busy time)` +
+      (operations ? `; ${operations} operations, ${(busy / operations).toFixed(1)} µs of main thread each` : ''),
     '',
     'self time by package / file:',
     ...[...owners.entries()].sort(([, a], [, b]) => b - a).slice(0, top).map(([who, time]) => `  ${pct(time)}  ${who}`),

@@ -21,7 +21,11 @@ export interface Options {
   baseline: boolean;
   dbTrips: boolean;
   cpuProf: boolean;
+  /** Leave the benchmark database in place (to inspect it) instead of dropping it. */
+  keepDatabase: boolean;
   only: ScenarioName[];
+  /** Only rewrite the markdown from the JSON of an earlier run. */
+  renderOnly: boolean;
   output: { json: string; markdown: string };
   /** The flags as given, for the report's "command used". */
   argv: string[];
@@ -46,9 +50,14 @@ export const USAGE = `npm run bench -- [flags]
   --only a,b              run only these scenarios (${SCENARIOS.join(', ')})
   --no-baseline           skip the in-memory oidc-provider baseline
   --no-db-trips           skip counting database round trips per request
-  --cpu-prof              write V8 CPU profiles of Portcullis to bench/results/profiles/
-  --json FILE             where to write the JSON (default bench/results/latest.json)
-  --markdown FILE         where to write the report (default docs/benchmarks.md)
+  --cpu-prof              write V8 CPU profiles of Portcullis and the baseline to
+                          bench/results/profiles/, with a summary per scenario (µs per operation)
+  --keep-database         leave the benchmark database (or PGlite directory) in place to inspect it
+  --json FILE             where to write the JSON (default bench/results/latest.json;
+                          smoke: bench/results/smoke.json)
+  --markdown FILE         where to write the report (default docs/benchmarks.md;
+                          smoke: bench/results/smoke.md)
+  --render-only           rewrite the report from the JSON of the last run, without running anything
   --help
 `;
 
@@ -86,8 +95,10 @@ export function parseOptions(argv: string[]): Options | 'help' {
         'no-baseline': { type: 'boolean' },
         'no-db-trips': { type: 'boolean' },
         'cpu-prof': { type: 'boolean' },
+        'keep-database': { type: 'boolean' },
         json: { type: 'string' },
         markdown: { type: 'string' },
+        'render-only': { type: 'boolean' },
         help: { type: 'boolean' },
       },
     }));
@@ -122,8 +133,14 @@ export function parseOptions(argv: string[]): Options | 'help' {
     baseline: !values['no-baseline'],
     dbTrips: !values['no-db-trips'],
     cpuProf: Boolean(values['cpu-prof']),
+    keepDatabase: Boolean(values['keep-database']),
     only: only as ScenarioName[],
-    output: { json: values.json ?? 'bench/results/latest.json', markdown: values.markdown ?? 'docs/benchmarks.md' },
+    renderOnly: Boolean(values['render-only']),
+    // A smoke run is no measurement: it leaves the published figures alone.
+    output: {
+      json: values.json ?? (smoke ? 'bench/results/smoke.json' : 'bench/results/latest.json'),
+      markdown: values.markdown ?? (smoke ? 'bench/results/smoke.md' : 'docs/benchmarks.md'),
+    },
     argv,
   };
 }

@@ -100,6 +100,23 @@ export interface Report {
   scenarios: ScenarioReport[];
 }
 
+/**
+ * RSS under a steady load saws up and down with garbage collection, so its
+ * start and end points alone say little. What grows with a leak is the level it
+ * falls back to: the lowest RSS of the soak's last third, against its first third.
+ */
+export function soakTroughs(soak: Report['portcullis_process']['soak']): { first: number; last: number } | null {
+  const samples = soak?.rss_mb_samples ?? [];
+  if (samples.length < 6) return null;
+  const third = Math.floor(samples.length / 3);
+  return { first: Math.min(...samples.slice(0, third)), last: Math.min(...samples.slice(-third)) };
+}
+
+export function soakIsStable(soak: Report['portcullis_process']['soak']): boolean | null {
+  const troughs = soakTroughs(soak);
+  return troughs ? troughs.last <= troughs.first * 1.1 : null;
+}
+
 export function writeJson(file: string, report: Report): void {
   mkdirSync(path.dirname(file), { recursive: true });
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
@@ -118,7 +135,7 @@ before relying on any figure below. Everything from "Latest run" down is written
 npm run bench                      # PostgreSQL at 127.0.0.1:5432 (user postgres), about 5 minutes
 npm run bench -- --pglite          # the embedded PGlite instead
 npm run bench -- --smoke           # ~1 s per scenario, about 30 s: checks that the harness works (CI)
-npm run bench -- --cpu-prof        # also profile Portcullis; a summary per scenario lands next to the profile
+npm run bench -- --cpu-prof        # also profile Portcullis and the baseline: summaries per scenario in bench/results/profiles/
 npm run bench -- --help            # duration, warm-up, connections, argon2 cost, --only, ...
 \`\`\`
 
@@ -128,8 +145,9 @@ The harness creates (and drops) its own database, starts Portcullis as its own p
 tokens, \`client_secret_basic\`, refresh-token rotation), and drives each scenario with
 [autocannon](https://github.com/mcollina/autocannon) from a separate process (\`bench/load.ts\`):
 a warm-up, then a fixed duration at a fixed number of connections. It writes
-\`bench/results/latest.json\` and this file, and exits non-zero when a scenario fails (with
-\`--smoke\`, also when any request failed).
+\`bench/results/latest.json\` and this file (a smoke run writes \`bench/results/smoke.json\` and
+\`smoke.md\` instead), and exits non-zero when a scenario fails (with \`--smoke\`, also when any
+request failed).
 
 | Scenario | One operation |
 |---|---|
@@ -240,10 +258,14 @@ export function renderMarkdown(report: Report, previous?: string): string {
   lines.push('');
   if (rp.soak) {
     const k = rp.soak;
+    const troughs = soakTroughs(k);
     lines.push(
       `Portcullis RSS under ${fmt(k.seconds, 0)} s of steady \`${k.workload}\` load (${fmt(k.requests, 0)} requests, ${k.errors} errors): ` +
         `${fmt(k.rss_mb_start)} MiB at the start, ${fmt(k.rss_mb_end)} MiB at the end, peak ${fmt(k.rss_mb_max)} MiB` +
-        (rp.stable === null ? '.' : rp.stable ? ' — stable (the end is within 10% of the start).' : ' — **grew by more than 10%**.'),
+        (troughs
+          ? `; lowest ${fmt(troughs.first)} MiB in the first third and ${fmt(troughs.last)} MiB in the last third` +
+            (rp.stable ? ' — stable (the level garbage collection returns to rose by less than 10%).' : ' — **the level garbage collection returns to rose by more than 10%**.')
+          : '.'),
       '',
     );
   }
@@ -273,6 +295,8 @@ function escapeCell(text: string): string {
 
 export function writeMarkdown(file: string, report: Report): void {
   mkdirSync(path.dirname(file), { recursive: true });
+  // Judged the same way whichever version of the harness wrote the JSON.
+  if (report.portcullis_process.soak) report.portcullis_process.stable = soakIsStable(report.portcullis_process.soak);
   const previous = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
   writeFileSync(file, renderMarkdown(report, previous));
 }

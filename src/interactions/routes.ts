@@ -50,6 +50,9 @@ export function interactionRoutes({ host, accounts, apis, config, logger }: Inte
       } else if (error instanceof errors.OIDCProviderError) {
         ctx.status = error.statusCode;
         renderErrorPage(ctx, page(ctx), { error: error.error, error_description: error.error_description });
+      } else if (ctx.req.aborted || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
+        // The browser went away mid-request: nothing to answer, nothing wrong here.
+        logger.info('interaction request aborted by the client', { path: ctx.path });
       } else if (error instanceof BodyError) {
         ctx.status = 413;
         renderErrorPage(ctx, page(ctx), { error: 'invalid_request', error_description: error.message });

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * SHA-256, base64url. Token ids, codes and client secrets are 128+ bit random
@@ -6,5 +6,5 @@ import { createHash } from 'node:crypto';
  * keeping lookups by id a single indexed equality.
  */
 export function sha256(value: string): string {
-  return createHash('sha256').update(value).digest('base64url');
+  return hash('sha256', value, 'base64url');
 }
