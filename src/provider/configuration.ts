@@ -29,7 +29,7 @@ export interface ProviderServices {
 }
 
 export function buildConfiguration(services: ProviderServices): Configuration {
-  const { config, prisma, sql, accounts, apis, logger } = services;
+  const { config, sql, accounts, apis, logger } = services;
   const clientAdapter = new ClientAdapter(sql, services.clientCache);
   const page = (ctx: KoaContextWithOIDC) => ({ res: ctx.res, issuerName: config.issuerName });
 
