@@ -68,8 +68,20 @@ export async function openDatabase(database: Config['database']): Promise<Databa
   const prepare = database.kind === 'postgres';
   const sql: Sql = {
     async query<Row extends object>(statement: Statement, values: unknown[]) {
-      const result = await pool.query<Row>(prepare ? { name: statement.name, text: statement.text, values } : { text: statement.text, values });
-      return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+      const config = prepare ? { name: statement.name, text: statement.text, values } : { text: statement.text, values };
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const result = await pool.query<Row>(config);
+          return { rows: result.rows, rowCount: result.rowCount ?? 0 };
+        } catch (error) {
+          // Each statement here runs alone in its own transaction, so one that
+          // PostgreSQL chose as a deadlock victim was rolled back whole and
+          // running it again is the same as having run it a moment later.
+          // Batched writes touch many rows (one person's concurrent flows share
+          // a grant), where a deadlock with another batch is possible.
+          if (attempt >= DEADLOCK_ATTEMPTS || !isDeadlock(error)) throw error;
+        }
+      }
     },
   };
   const subscriptions = new Set<Subscription>();
@@ -94,6 +106,12 @@ export async function openDatabase(database: Config['database']): Promise<Databa
 }
 
 const RECONNECT_MS = 1000;
+const DEADLOCK_ATTEMPTS = 3;
+
+/** SQLSTATE 40P01 deadlock_detected. */
+function isDeadlock(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '40P01';
+}
 
 /** LISTEN on its own connection, reconnecting after a loss; `live` only while listening. */
 async function listen(connectionString: string, channel: string, subscriber: Subscriber): Promise<Subscription> {

@@ -28,13 +28,19 @@ const UPSERT_MANY = {
            client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at`,
 } as const;
 
+export function byPrimaryKey(a: { id: string; kind: string }, b: { id: string; kind: string }): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0;
+}
+
 export class ArtifactWriter {
   // Keyed by row, so two saves of one row in one turn become the later one.
   private readonly batcher: Batcher<string, void, ArtifactRecord>;
 
   constructor(sql: Sql) {
     this.batcher = new Batcher(async (entries) => {
-      const records = entries.map(([, record]) => record);
+      // In primary-key order, so two batches sharing rows lock them in the same
+      // order and cannot deadlock on each other.
+      const records = entries.map(([, record]) => record).sort(byPrimaryKey);
       const column = <K extends keyof ArtifactRecord>(name: K) => records.map((record) => record[name]);
       await sql.query(UPSERT_MANY, [
         column('kind'),

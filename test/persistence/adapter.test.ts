@@ -1,8 +1,10 @@
 // The oidc-provider adapter contract, against a real database: what the
 // provider relies on when requests race each other.
+import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase, type Database } from '../../src/persistence/database.js';
+import { sha256 } from '../../src/persistence/hash.js';
 import { ArtifactAdapter } from '../../src/provider/adapter.js';
 import { freshDatabase, type TestDatabase } from '../support/database.js';
 import { TEST_ENV } from '../support/portcullis.js';
@@ -64,3 +66,41 @@ it('revokeByGrantId removes every token of the grant and nothing else', async ()
   for (const [i, adapter] of kinds.entries()) expect(await adapter.find(`g2-${i}`)).toBeUndefined();
   expect(await kinds[0]!.find('other')).toBeDefined();
 });
+
+// PGlite has one session for everything, so only a server can deadlock.
+it.runIf(process.env.TEST_DATABASE === 'postgres')(
+  'a batched save chosen as a deadlock victim is retried and lands',
+  async () => {
+    const sessions = new ArtifactAdapter('Session', db.sql);
+    await Promise.all(['s-1', 's-2'].map((id) => sessions.upsert(id, { kind: 'Session', jti: id, accountId: 'before' }, 600)));
+    // The batch locks its rows in primary-key order: take the later one first.
+    const [first, second] = ['s-1', 's-2'].sort((a, b) => (sha256(a) < sha256(b) ? -1 : 1)) as [string, string];
+    const other = new pg.Client({ connectionString: testDb.env.DATABASE_URL });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      // The other transaction waits long before looking for deadlocks, so ours is the victim.
+      await other.query("SET LOCAL deadlock_timeout = '20s'");
+      const touch = "UPDATE provider_artifacts SET payload = payload || '{\"accountId\":\"other\"}' WHERE kind = 'Session' AND id = $1";
+      await other.query(touch, [sha256(second)]);
+
+      const batch = Promise.all([first, second].map((id) => sessions.upsert(id, { kind: 'Session', jti: id, accountId: 'after' }, 600)));
+      batch.catch(() => undefined);
+      // Wait until the batch holds `first` and waits for `second` ...
+      for (let waited = 0; ; waited += 20) {
+        const { rows } = await other.query("SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'");
+        if (rows[0].n > 0) break;
+        if (waited > 5000) throw new Error('the batch never waited for the row lock');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // ... then close the cycle. PostgreSQL aborts the batch; this goes through.
+      await other.query(touch, [sha256(first)]);
+      await other.query('COMMIT');
+      await batch;
+    } finally {
+      await other.end();
+    }
+    for (const id of [first, second]) expect(await sessions.find(id)).toMatchObject({ accountId: 'after' });
+  },
+  30_000,
+);
