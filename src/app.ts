@@ -9,7 +9,6 @@ import { securityHeaders } from './http/security-headers.js';
 import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
 import type { ProviderHost } from './provider/host.js';
-import { inRequestScope } from './provider/request-scope.js';
 
 export interface AppDeps {
   config: Config;
@@ -59,7 +58,7 @@ export function createApp(deps: AppDeps): Koa {
       callbacks.set(provider, callback);
     }
     ctx.respond = false;
-    await inRequestScope(() => callback(ctx.req, ctx.res));
+    await callback(ctx.req, ctx.res);
   });
   return app;
 }

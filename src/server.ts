@@ -9,7 +9,7 @@ import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
 import { CLIENT_CHANGES_CHANNEL } from './clients/client-changes.js';
 import { sweepExpired } from './provider/artifacts.js';
-import { ClientCache } from './provider/client-cache.js';
+import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
 
@@ -35,11 +35,8 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   };
   try {
     const cookieKeys = await loadCookieKeys(prisma, config.cookieKeys);
-    const clientCache = new ClientCache<AdapterPayload>();
-    clientCache.subscription = await services.database.subscribe(CLIENT_CHANGES_CHANNEL, {
-      onMessage: (clientId) => clientCache.invalidate(clientId),
-      onReset: () => clientCache.clear(),
-    });
+    const clientCache = await new NotifiedCache<AdapterPayload>().listen(services.database, CLIENT_CHANGES_CHANNEL);
+    await services.accounts.listenForChanges(services.database);
     const host = await ProviderHost.create({ config, prisma, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
     const app = createApp({ config, host, accounts: services.accounts, apis: services.apis, logger });
 

@@ -2,7 +2,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Account, FindAccount } from 'oidc-provider';
 import { Batcher } from '../persistence/batcher.js';
-import type { Prisma, Sql } from '../persistence/database.js';
+import type { Database, Prisma, Sql } from '../persistence/database.js';
+import { NotifiedCache } from '../persistence/notified-cache.js';
 import type { PasswordHasher } from './passwords.js';
 
 export class AccountError extends Error {
@@ -31,9 +32,10 @@ export function normalizeEmail(email: string): string {
   return email.trim().normalize('NFC').toLowerCase();
 }
 
-// findAccount runs on every refresh, userinfo and code exchange: on the pg
-// pool directly, like the provider adapter (see persistence/database.ts).
-// Batched like the adapter's lookups (persistence/batcher.ts).
+// findAccount runs on every refresh, userinfo and code exchange: cached
+// (persistence/notified-cache.ts), and otherwise on the pg pool directly, like
+// the provider adapter (see persistence/database.ts), batched like the
+// adapter's lookups (persistence/batcher.ts).
 const FIND_ACCOUNTS = {
   name: 'account-find-many',
   text: 'SELECT id, email, name, email_verified, updated_at FROM users WHERE id = ANY($1::uuid[])',
@@ -43,6 +45,9 @@ const PASSWORD_OF = {
   name: 'account-password',
   text: 'SELECT u.id, p.hash FROM users u JOIN passwords p ON p.user_id = u.id WHERE u.email = $1',
 } as const;
+
+/** A trigger on `users` (migration 20261130094000_user_changes) announces every update and delete here. */
+export const USER_CHANGES_CHANNEL = 'portcullis_user_changes';
 
 interface AccountRow {
   id: string;
@@ -54,6 +59,8 @@ interface AccountRow {
 
 export class Accounts {
   private readonly byId: Batcher<string, AccountRow | undefined>;
+  // Caches nothing until listenForChanges(): the CLI reads once and exits.
+  private readonly cache = new NotifiedCache<AccountRow>();
 
   constructor(
     private readonly prisma: Prisma,
@@ -64,6 +71,16 @@ export class Accounts {
       const { rows } = await sql.query<AccountRow>(FIND_ACCOUNTS, [entries.map(([id]) => id)]);
       return new Map(rows.map((row) => [row.id, row]));
     });
+  }
+
+  /** Serve account lookups from memory while a change feed tells us what to forget (a server, on PostgreSQL). */
+  async listenForChanges(database: Database): Promise<void> {
+    await this.cache.listen(database, USER_CHANGES_CHANNEL);
+  }
+
+  private load(id: string): Promise<AccountRow | undefined> {
+    const key = id.toLowerCase();
+    return this.cache.get(key, () => this.byId.load(key));
   }
 
   async create(input: NewUser): Promise<UserView> {
@@ -101,14 +118,14 @@ export class Accounts {
 
   async find(id: string): Promise<UserView | undefined> {
     if (!isUuid(id)) return undefined;
-    const user = await this.byId.load(id.toLowerCase());
+    const user = await this.load(id);
     return user && { id: user.id, email: user.email, name: user.name, emailVerified: user.email_verified };
   }
 
   /** oidc-provider's findAccount: the provider filters the claims by granted scope (see `claims` in configuration). */
   readonly findAccount: FindAccount = async (_ctx, sub) => {
     if (!isUuid(sub)) return undefined;
-    const user = await this.byId.load(sub.toLowerCase());
+    const user = await this.load(sub);
     if (!user) return undefined;
     const account: Account = {
       accountId: user.id,

@@ -1,4 +1,4 @@
-// Instances cache registered clients (provider/client-cache.ts); whoever
+// Instances cache registered clients (persistence/notified-cache.ts); whoever
 // changes or deletes one announces it on this channel, in the same transaction.
 import type { Prisma } from '../persistence/database.js';
 

@@ -4,7 +4,7 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { StoredMetadata } from '../clients/clients.js';
 import type { Sql } from '../persistence/database.js';
-import type { ClientCache } from './client-cache.js';
+import type { NotifiedCache } from '../persistence/notified-cache.js';
 
 const FIND_CLIENT = {
   name: 'client-find',
@@ -24,7 +24,7 @@ interface ClientRow {
 export class ClientAdapter implements Adapter {
   constructor(
     private readonly sql: Sql,
-    private readonly cache: ClientCache<AdapterPayload>,
+    private readonly cache: NotifiedCache<AdapterPayload>,
   ) {}
 
   // The cached value is shared by every request: frozen (see load), so that

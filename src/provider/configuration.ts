@@ -14,13 +14,13 @@ import type { Prisma, Sql } from '../persistence/database.js';
 import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import { ClientAdapter } from './client-adapter.js';
-import type { ClientCache } from './client-cache.js';
+import type { NotifiedCache } from '../persistence/notified-cache.js';
 
 export interface ProviderServices {
   config: Config;
   prisma: Prisma;
   sql: Sql;
-  clientCache: ClientCache<AdapterPayload>;
+  clientCache: NotifiedCache<AdapterPayload>;
   accounts: Accounts;
   apis: Apis;
   logger: Logger;

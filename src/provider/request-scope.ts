@@ -2,21 +2,27 @@
 // it belongs to (one statement instead of two, see adapter.ts); the grant is
 // kept here for the Grant lookup that follows in the same request, and for no
 // other request, so it is never staler than the token read beside it.
-import { AsyncLocalStorage } from 'node:async_hooks';
+//
+// The request is the one oidc-provider is serving (`Provider.ctx`, its own
+// AsyncLocalStorage): a second AsyncLocalStorage of ours would make every
+// promise on the token path pay for another propagation. Outside a provider
+// request (our interaction routes) nothing is kept and lookups just query.
+import { Provider } from 'oidc-provider';
 
-const scope = new AsyncLocalStorage<Map<string, unknown>>();
-
-export function inRequestScope<T>(fn: () => T): T {
-  return scope.run(new Map(), fn);
-}
+const scratch = new WeakMap<object, Map<string, unknown>>();
 
 export function keep(key: string, value: unknown): void {
-  scope.getStore()?.set(key, value);
+  const request = Provider.ctx;
+  if (!request) return;
+  let store = scratch.get(request);
+  if (!store) scratch.set(request, (store = new Map()));
+  store.set(key, value);
 }
 
 /** Takes what this request kept under `key`, once. */
 export function take<T>(key: string): T | undefined {
-  const store = scope.getStore();
+  const request = Provider.ctx;
+  const store = request && scratch.get(request);
   const value = store?.get(key) as T | undefined;
   if (value !== undefined) store!.delete(key);
   return value;

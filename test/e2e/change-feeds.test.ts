@@ -1,8 +1,12 @@
-// Instances keep registered clients in memory between requests; a change made
-// anywhere (the CLI, another instance) must still take effect at once.
+// Instances keep registered clients and accounts in memory between requests;
+// a change made anywhere (the CLI, another instance, SQL) must still take
+// effect at once.
+import * as oidc from 'openid-client';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
 
 let pc: TestPortcullis;
 
@@ -47,7 +51,7 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
     const { rowCount } = await admin.query(
       "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
     );
-    expect(rowCount).toBe(1);
+    expect(rowCount).toBe(2); // clients and users
     // A deletion now is announced to nobody; the server must still see it.
     expect((await pc.cli(['client', 'delete', client.client_id])).code).toBe(0);
     expect((await clientCredentials(client)).status).toBe(401);
@@ -55,7 +59,7 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
     // The feed reconnects, and changes are seen again.
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const { rows } = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'");
-    expect(rows[0].n).toBe(1);
+    expect(rows[0].n).toBe(2);
     await admin.end();
     const another = await robot();
     expect((await clientCredentials(another)).status).toBe(200);
@@ -63,3 +67,34 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
     expect((await clientCredentials(another)).status).toBe(401);
   },
 );
+
+/** A connection to the server's database from outside: PostgreSQL, or the embedded one through its socket. */
+function outsideConnection(): pg.Client {
+  const connectionString =
+    pc.env.DATABASE_URL ?? `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(pc.env.DATA_DIR!)}&port=5432`;
+  return new pg.Client({ connectionString });
+}
+
+it('a person renamed or deleted with plain SQL is seen at once by userinfo and refresh', async () => {
+  const bob = { email: 'bob@example.com', password: 'a long enough password' };
+  await pc.createUser(bob.email, bob.password, 'Bob');
+  const app = await pc.createClient({ name: 'Notes', redirectUris: [REDIRECT_URI], scope: 'openid profile offline_access' });
+  const rp = await discover(pc.issuer, app.client_id, app.client_secret);
+  const { tokens } = await logIn(new UserAgent(), rp, 'openid profile offline_access', bob, { prompt: 'consent' });
+  const sub = tokens.claims()!.sub;
+  expect(sub).toMatch(/^[0-9a-f-]{36}$/); // inlined below: simple-protocol statements only (see embedded.ts)
+  // Read twice, so that a cache (where there is one) holds the account.
+  for (let i = 0; i < 2; i++) expect(await oidc.fetchUserInfo(rp, tokens.access_token, sub)).toMatchObject({ name: 'Bob' });
+  const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
+
+  const admin = outsideConnection();
+  await admin.connect();
+  try {
+    await admin.query(`UPDATE users SET name = 'Robert', updated_at = now() WHERE id = '${sub}'`);
+    expect(await oidc.fetchUserInfo(rp, refreshed.access_token, sub)).toMatchObject({ name: 'Robert' });
+    await admin.query(`DELETE FROM users WHERE id = '${sub}'`);
+  } finally {
+    await admin.end();
+  }
+  await expect(oidc.refreshTokenGrant(rp, refreshed.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+});

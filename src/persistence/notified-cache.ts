@@ -1,10 +1,10 @@
-// Registered clients, kept in memory between token requests. Every token,
-// introspection and revocation request looks its client up (often twice), and
-// each lookup is a database round trip; clients change rarely. An entry lives
-// until a change to that client is announced (NOTIFY, see
-// clients/client-changes.ts), and at most MAX_AGE_MS in any case. While the
-// LISTEN connection is down, or on the embedded database, nothing is cached.
-import type { Subscription } from '../persistence/database.js';
+// Rows that change rarely but are read on every token request (registered
+// clients; accounts, which every refresh, code exchange and userinfo reads),
+// kept in memory between requests. An entry lives until a change to that row
+// is announced (NOTIFY: clients/client-changes.ts, and a trigger on users),
+// and at most MAX_AGE_MS in any case. While the LISTEN connection is down, or
+// on the embedded database (which has no NOTIFY), nothing is cached.
+import type { Database, Subscription } from './database.js';
 
 const MAX_AGE_MS = 60_000;
 const MAX_ENTRIES = 10_000;
@@ -14,7 +14,7 @@ interface Entry<T> {
   loadedAt: number;
 }
 
-export class ClientCache<T> {
+export class NotifiedCache<T> {
   private readonly entries = new Map<string, Entry<T>>();
   private generation = 0;
   subscription?: Subscription;
@@ -31,6 +31,15 @@ export class ClientCache<T> {
       this.entries.set(id, { value, loadedAt: Date.now() });
     }
     return value;
+  }
+
+  /** Listens on `channel`, whose payloads are the ids of changed rows. */
+  async listen(database: Database, channel: string): Promise<this> {
+    this.subscription = await database.subscribe(channel, {
+      onMessage: (id) => this.invalidate(id),
+      onReset: () => this.clear(),
+    });
+    return this;
   }
 
   invalidate(id: string): void {
