@@ -55,11 +55,29 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());
     void sweep();
 
+    if (config.database.kind === 'postgres') await warnIfAutovacuumOff(services, logger);
+
     const { port } = server.address() as AddressInfo;
     logger.info('portcullis listening', { issuer: config.issuer, port, database: config.database.kind });
     return { url: `http://localhost:${port}`, services, host, close };
   } catch (error) {
     await close();
     throw error;
+  }
+}
+
+/**
+ * provider_artifacts churns (every refresh consumes one row and writes two).
+ * Without autovacuum its dead rows pile up and its statistics never appear;
+ * the hot path is written to plan well without them, but the table still
+ * bloats. Say so once, at start, where an operator looks.
+ */
+async function warnIfAutovacuumOff(services: Services, logger: Logger): Promise<void> {
+  const { rows } = await services.database.sql.query<{ autovacuum: string }>(
+    { name: 'setting-autovacuum', text: "SELECT current_setting('autovacuum') AS autovacuum" },
+    [],
+  );
+  if (rows[0]?.autovacuum === 'off') {
+    logger.warn('autovacuum is off on the database server: expired and consumed token rows will bloat provider_artifacts; turn it on (autovacuum = on in postgresql.conf)');
   }
 }

@@ -187,9 +187,12 @@ export async function createPostgresDatabase(serverUrl: string): Promise<BenchDa
   const admin = new pg.Client({ connectionString: serverUrl });
   await admin.connect();
   let version: string;
+  let autovacuum: string;
   try {
     await admin.query(`CREATE DATABASE ${name}`);
     version = (await admin.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
+    // Reported because it changes what a churning table costs (see src/server.ts).
+    autovacuum = (await admin.query<{ autovacuum: string }>('SHOW autovacuum')).rows[0]!.autovacuum;
   } finally {
     await admin.end();
   }
@@ -198,7 +201,7 @@ export async function createPostgresDatabase(serverUrl: string): Promise<BenchDa
   return {
     env: { DATABASE_URL: url.toString() },
     url: url.toString(),
-    label: `PostgreSQL ${version.split(' ')[0]} at ${url.host}`,
+    label: `PostgreSQL ${version.split(' ')[0]} at ${url.host} (autovacuum ${autovacuum})`,
     async drop() {
       const client = new pg.Client({ connectionString: serverUrl });
       await client.connect();

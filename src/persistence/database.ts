@@ -58,7 +58,19 @@ export async function openDatabase(database: Config['database']): Promise<Databa
   // PGlite runs one query at a time whatever the pool size; one connection
   // avoids interleaving through its multiplexer.
   const max = database.kind === 'postgres' ? database.poolSize : 1;
-  const pool = new pg.Pool({ connectionString, max });
+  // A named statement's plan is cached per connection; after five runs
+  // PostgreSQL may settle on a generic plan, made once from the statistics of
+  // that moment. provider_artifacts grows from nothing to many thousand rows in
+  // minutes, and where autovacuum is off nothing re-plans: a sequential scan
+  // chosen while the table held a page of rows was still used at 80k rows and
+  // cut refresh and introspection throughput fourfold (seen with auto_explain).
+  // Every statement this pool runs is a lookup by key that an index serves, so
+  // sequential scans are priced out for its sessions rather than re-planning
+  // every execution (force_custom_plan measured 2-4x the database CPU per
+  // request). A statement with no index to use still runs, as a seq scan.
+  // `options` given in DATABASE_URL replace this one (pg lets the URL win).
+  const options = database.kind === 'postgres' ? '-c enable_seqscan=off' : undefined;
+  const pool = new pg.Pool({ connectionString, max, ...(options ? { options } : {}) });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });

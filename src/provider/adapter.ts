@@ -44,13 +44,21 @@ const grantKey = (grantId: string) => `grant:${sha256(grantId)}`;
 const SQL = {
   // By digest alone, every kind at once (see find()), with the grant the token
   // belongs to: its key is the SHA-256 (base64url) of grant_id, as sha256() below.
+  // The grant is a LATERAL ... LIMIT 1 so that it is always one primary-key
+  // probe per token found: as a plain join, a generic plan made without
+  // statistics (autovacuum off, or before the first analyze) hashed every
+  // grant in the table on every call.
   find: {
     name: 'artifact-find-many',
     text: `SELECT t.id, t.kind, t.payload, t.expires_at, t.consumed_at,
                   g.payload AS grant_payload, g.expires_at AS grant_expires_at, g.consumed_at AS grant_consumed_at
            FROM provider_artifacts t
-           LEFT JOIN provider_artifacts g ON g.kind = 'Grant'
-             AND g.id = rtrim(translate(encode(sha256(convert_to(t.grant_id, 'UTF8')), 'base64'), '+/', '-_'), '=')
+           LEFT JOIN LATERAL (
+             SELECT payload, expires_at, consumed_at FROM provider_artifacts
+             WHERE kind = 'Grant'
+               AND id = rtrim(translate(encode(sha256(convert_to(t.grant_id, 'UTF8')), 'base64'), '+/', '-_'), '=')
+             LIMIT 1
+           ) g ON true
            WHERE t.id = ANY($1::text[])`,
   },
   findByUid: { name: 'artifact-find-uid', text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND uid = $2 LIMIT 1' },
