@@ -5,12 +5,12 @@
 // (see persistence/database.ts for the measured difference); the table, its
 // indexes and migrations stay Prisma's.
 import type { Adapter, AdapterPayload } from 'oidc-provider';
-import { errors } from 'oidc-provider';
+import { errors, Provider } from 'oidc-provider';
 import type { Sql } from '../persistence/database.js';
 import { Batcher } from '../persistence/batcher.js';
 import { sha256 } from '../persistence/hash.js';
 import { ArtifactWriter } from './artifact-writer.js';
-import { keep, take } from './request-scope.js';
+import { deferUntilResponse, keep, take } from './request-scope.js';
 
 /** Models whose rows belong to a grant and go when it is revoked. */
 const GRANT_BOUND = [
@@ -21,6 +21,13 @@ const GRANT_BOUND = [
   'BackchannelAuthenticationRequest',
   'PreAuthorizedCode',
 ];
+
+/**
+ * Models the token endpoint saves and never reads back in the same request:
+ * their saves there may overlap the rest of the request (see
+ * deferUntilResponse); the response still waits for them.
+ */
+const DEFERRABLE = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials']);
 
 /** Models whose single use must be enforced atomically (RFC 6749 §4.1.2, §10.5; RFC 9700 §4.14.2). */
 const SINGLE_USE = new Set(['AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
@@ -151,7 +158,7 @@ export class ArtifactAdapter implements Adapter {
     const { jti, ...rest } = payload;
     void jti;
     const isGrant = this.kind === 'Grant';
-    await this.shared.writer.upsert({
+    const write = this.shared.writer.upsert({
       kind: this.kind,
       id: sha256(id),
       payload: JSON.stringify(isGrant ? payload : rest),
@@ -162,6 +169,8 @@ export class ArtifactAdapter implements Adapter {
       clientId: isGrant ? (payload.clientId ?? null) : null,
       expiresAt,
     });
+    if (DEFERRABLE.has(this.kind) && Provider.ctx?.oidc?.route === 'token' && deferUntilResponse(write)) return;
+    await write;
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {

@@ -4,6 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import Provider from 'oidc-provider';
 import { sha256 } from '../persistence/hash.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
+import { settleDeferredWrites } from './request-scope.js';
 
 export function createProvider(services: ProviderServices): Provider {
   const provider = new Provider(services.config.issuer, buildConfiguration(services));
@@ -20,6 +21,20 @@ export function createProvider(services: ProviderServices): Provider {
     const presented = Buffer.from(sha256(actual));
     return expected.length === presented.length && timingSafeEqual(expected, presented);
   };
+
+  // Runs around every route, before Koa sends what it built: a token response
+  // goes out only once the tokens in it are stored (see deferUntilResponse).
+  provider.use(async (ctx, next) => {
+    try {
+      await next();
+    } finally {
+      await settleDeferredWrites(ctx).catch((error: Error) => {
+        provider.emit('server_error', ctx, error);
+        ctx.status = 500;
+        ctx.body = { error: 'server_error', error_description: 'oops! something went wrong' };
+      });
+    }
+  });
 
   provider.on('server_error', (ctx, error) => {
     services.logger.error('provider server_error', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });

@@ -27,3 +27,32 @@ export function take<T>(key: string): T | undefined {
   if (value !== undefined) store!.delete(key);
   return value;
 }
+
+const deferred = new WeakMap<object, Promise<unknown>[]>();
+
+/**
+ * Lets a save finish while the provider goes on building its response, which
+ * then waits for it (settleDeferredWrites, run by a provider middleware after
+ * every route): nothing is acknowledged before it is durable, but saves made
+ * one after another in a request (a refresh token, then its access token)
+ * share one batch and one commit instead of waiting in turn. False outside a
+ * provider request: the caller must wait itself.
+ */
+export function deferUntilResponse(write: Promise<unknown>): boolean {
+  const request = Provider.ctx;
+  if (!request) return false;
+  // Settled by settleDeferredWrites; until then a failure must not count as unhandled.
+  write.catch(() => undefined);
+  let writes = deferred.get(request);
+  if (!writes) deferred.set(request, (writes = []));
+  writes.push(write);
+  return true;
+}
+
+/** Waits for every save deferred by this request; rejects if any failed. */
+export async function settleDeferredWrites(request: object): Promise<void> {
+  for (let writes = deferred.get(request); writes; writes = deferred.get(request)) {
+    deferred.delete(request);
+    await Promise.all(writes);
+  }
+}
