@@ -158,7 +158,10 @@ export function interactionRoutes({ host, accounts, apis, config, logger }: Inte
     for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
       grant.addResourceScope(indicator, scopes.join(' '));
     }
-    const grantId = await grant.save();
+    // A consent asked again (prompt=consent) for what the grant already holds
+    // changes nothing: saving it would only rewrite the row (its expiry stays).
+    const adds = Boolean(missing.missingOIDCScope?.length || missing.missingOIDCClaims?.length || Object.keys(missing.missingResourceScopes ?? {}).length);
+    const grantId = existing && !adds ? interaction.grantId! : await grant.save();
     await provider.interactionFinished(ctx.req, ctx.res, { consent: { grantId } }, { mergeWithLastSubmission: true });
     ctx.respond = false;
   });
