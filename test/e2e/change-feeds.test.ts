@@ -68,6 +68,13 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
   },
 );
 
+// A NOTIFY reaches the server's LISTEN connection asynchronously, moments
+// after the change commits: "at once" means within this, not before the
+// next request that happens to be faster than the notification.
+const NOTIFY_DELIVERY_MS = 250;
+
+const delivered = () => new Promise((resolve) => setTimeout(resolve, NOTIFY_DELIVERY_MS));
+
 /** A connection to the server's database from outside: PostgreSQL, or the embedded one through its socket. */
 function outsideConnection(): pg.Client {
   const connectionString =
@@ -91,10 +98,12 @@ it('a person renamed or deleted with plain SQL is seen at once by userinfo and r
   await admin.connect();
   try {
     await admin.query(`UPDATE users SET name = 'Robert', updated_at = now() WHERE id = '${sub}'`);
+    await delivered();
     expect(await oidc.fetchUserInfo(rp, refreshed.access_token, sub)).toMatchObject({ name: 'Robert' });
     await admin.query(`DELETE FROM users WHERE id = '${sub}'`);
   } finally {
     await admin.end();
   }
+  await delivered();
   await expect(oidc.refreshTokenGrant(rp, refreshed.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
 });

@@ -152,7 +152,7 @@ describe('portcullis keys', () => {
     expect(JSON.stringify(published)).not.toMatch(/"d":/); // public parts only
 
     const retireEarly = await pc.cli(['keys', 'retire', oldKid!]);
-    expect(retireEarly.code).toBe(1);
+    expect(retireEarly.code, retireEarly.stderr).toBe(1);
     expect(retireEarly.stderr).toContain('may still verify unexpired tokens until');
     const retireCurrent = await pc.cli(['keys', 'retire', newKid]);
     expect(retireCurrent.code).toBe(1);
