@@ -44,9 +44,13 @@ export function createApp(deps: AppDeps): Koa {
   });
   app.use(securityHeaders);
 
+  // Only /interaction/* is ours; token traffic (most requests) skips the
+  // router's matching altogether on its way to the provider.
   const interactions = interactionRoutes(deps);
-  app.use(interactions.routes());
-  app.use(interactions.allowedMethods());
+  // (@koa/router's context types do not line up with Koa's plain Middleware.)
+  const routes = interactions.routes() as unknown as Koa.Middleware;
+  const allowedMethods = interactions.allowedMethods() as unknown as Koa.Middleware;
+  app.use((ctx, next) => (ctx.path.startsWith('/interaction/') ? routes(ctx, () => allowedMethods(ctx, next)) : next()));
 
   // Delegate to whichever provider instance is current (see ProviderHost).
   const callbacks = new WeakMap<object, ReturnType<Koa['callback']>>();
