@@ -40,7 +40,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const host = await ProviderHost.create({ config, prisma, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
     const app = createApp({ config, host, accounts: services.accounts, apis: services.apis, logger });
 
-    server = http.createServer(app.callback());
+    server = http.createServer(app);
     // Keep-alive must outlast common proxies' idle timeouts.
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
