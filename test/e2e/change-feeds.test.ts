@@ -19,32 +19,20 @@ afterAll(async () => {
   await pc?.close();
 });
 
-async function clientCredentials(client: { client_id: string; client_secret?: string }) {
-  const response = await fetch(`${pc.issuer}/token`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      authorization: `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`,
-    },
-    body: 'grant_type=client_credentials',
-  });
-  return { status: response.status, body: (await response.json()) as { error?: string } };
-}
-
 const robot = () => pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
 
 it('a client deleted right after use is refused on the next request', async () => {
   const client = await robot();
-  for (let i = 0; i < 3; i++) expect((await clientCredentials(client)).status).toBe(200);
+  for (let i = 0; i < 3; i++) expect((await pc.clientCredentials(client)).status).toBe(200);
   expect((await pc.cli(['client', 'delete', client.client_id])).code).toBe(0);
-  expect(await clientCredentials(client)).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+  expect(await pc.clientCredentials(client)).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
 });
 
 it.runIf(process.env.TEST_DATABASE === 'postgres')(
   'while the change feed is down nothing is served from memory, and it comes back by itself',
   async () => {
     const client = await robot();
-    expect((await clientCredentials(client)).status).toBe(200);
+    expect((await pc.clientCredentials(client)).status).toBe(200);
     // Cut the server's LISTEN connection, as a database failover would.
     const admin = new pg.Client({ connectionString: pc.env.DATABASE_URL });
     await admin.connect();
@@ -54,7 +42,7 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
     expect(rowCount).toBe(2); // clients and users
     // A deletion now is announced to nobody; the server must still see it.
     expect((await pc.cli(['client', 'delete', client.client_id])).code).toBe(0);
-    expect((await clientCredentials(client)).status).toBe(401);
+    expect((await pc.clientCredentials(client)).status).toBe(401);
 
     // The feed reconnects, and changes are seen again.
     await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -62,9 +50,9 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
     expect(rows[0].n).toBe(2);
     await admin.end();
     const another = await robot();
-    expect((await clientCredentials(another)).status).toBe(200);
+    expect((await pc.clientCredentials(another)).status).toBe(200);
     expect((await pc.cli(['client', 'delete', another.client_id])).code).toBe(0);
-    expect((await clientCredentials(another)).status).toBe(401);
+    expect((await pc.clientCredentials(another)).status).toBe(401);
   },
 );
 
@@ -74,13 +62,6 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
 const NOTIFY_DELIVERY_MS = 250;
 
 const delivered = () => new Promise((resolve) => setTimeout(resolve, NOTIFY_DELIVERY_MS));
-
-/** A connection to the server's database from outside: PostgreSQL, or the embedded one through its socket. */
-function outsideConnection(): pg.Client {
-  const connectionString =
-    pc.env.DATABASE_URL ?? `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(pc.env.DATA_DIR!)}&port=5432`;
-  return new pg.Client({ connectionString });
-}
 
 it('a person renamed or deleted with plain SQL is seen at once by userinfo and refresh', async () => {
   const bob = { email: 'bob@example.com', password: 'a long enough password' };
@@ -94,7 +75,7 @@ it('a person renamed or deleted with plain SQL is seen at once by userinfo and r
   for (let i = 0; i < 2; i++) expect(await oidc.fetchUserInfo(rp, tokens.access_token, sub)).toMatchObject({ name: 'Bob' });
   const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
 
-  const admin = outsideConnection();
+  const admin = pc.outsideConnection();
   await admin.connect();
   try {
     await admin.query(`UPDATE users SET name = 'Robert', updated_at = now() WHERE id = '${sub}'`);

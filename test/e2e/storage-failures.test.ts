@@ -10,10 +10,7 @@ let admin: pg.Client;
 
 beforeAll(async () => {
   pc = await startPortcullis();
-  // Simple-protocol statements only: on the embedded database this goes through its socket (see embedded.ts).
-  admin = new pg.Client({
-    connectionString: pc.env.DATABASE_URL ?? `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(pc.env.DATA_DIR!)}&port=5432`,
-  });
+  admin = pc.outsideConnection();
   await admin.connect();
 });
 
@@ -22,28 +19,16 @@ afterAll(async () => {
   await pc?.close();
 });
 
-async function clientCredentials(client: { client_id: string; client_secret?: string }) {
-  const response = await fetch(`${pc.issuer}/token`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      authorization: `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`,
-    },
-    body: 'grant_type=client_credentials',
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
-
 it('a token whose save fails is not handed out, and the next one is', async () => {
   const robot = await pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
-  expect((await clientCredentials(robot)).status).toBe(200);
+  expect((await pc.clientCredentials(robot)).status).toBe(200);
 
   await admin.query(`CREATE FUNCTION refuse_tokens() RETURNS trigger LANGUAGE plpgsql AS $$
                      BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$`);
   await admin.query(`CREATE TRIGGER refuse_tokens BEFORE INSERT ON provider_artifacts
                      FOR EACH ROW WHEN (NEW.kind = 'ClientCredentials') EXECUTE FUNCTION refuse_tokens()`);
   try {
-    const refused = await clientCredentials(robot);
+    const refused = await pc.clientCredentials(robot);
     expect(refused.status).toBe(500);
     expect(refused.body).toEqual({ error: 'server_error', error_description: 'oops! something went wrong' });
     expect(refused.body.access_token).toBeUndefined();
@@ -51,7 +36,7 @@ it('a token whose save fails is not handed out, and the next one is', async () =
     await admin.query('DROP TRIGGER refuse_tokens ON provider_artifacts');
     await admin.query('DROP FUNCTION refuse_tokens()');
   }
-  const { status, body } = await clientCredentials(robot);
+  const { status, body } = await pc.clientCredentials(robot);
   expect(status).toBe(200);
   const introspected = await fetch(`${pc.issuer}/token/introspection`, {
     method: 'POST',

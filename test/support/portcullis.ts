@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer, type RunningServer } from '../../src/server.js';
@@ -25,6 +26,14 @@ export interface TestPortcullis {
   cli(args: string[], stdin?: string): Promise<CliResult>;
   createClient(options: ClientOptions): Promise<{ client_id: string; client_secret?: string }>;
   createUser(email: string, password: string, name?: string): Promise<void>;
+  /** POST /token grant_type=client_credentials with client_secret_basic. */
+  clientCredentials(client: { client_id: string; client_secret?: string }): Promise<{ status: number; body: Record<string, unknown> }>;
+  /**
+   * A connection to the server's database from outside: PostgreSQL, or the
+   * embedded one through its socket (simple-protocol statements only there, see
+   * src/persistence/embedded.ts). Not connected yet.
+   */
+  outsideConnection(): pg.Client;
   close(): Promise<void>;
 }
 
@@ -112,6 +121,22 @@ export async function startPortcullis(extraEnv: Record<string, string> = {}): Pr
       if (name) args.push('--name', name);
       const result = await cli(args, `${password}\n`);
       if (result.code !== 0) throw new Error(`user create failed: ${result.stderr}`);
+    },
+    async clientCredentials(client) {
+      const response = await fetch(`${env.ISSUER}/token`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`,
+        },
+        body: 'grant_type=client_credentials',
+      });
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    },
+    outsideConnection() {
+      const { DATABASE_URL, DATA_DIR } = database.env;
+      const connectionString = DATABASE_URL ?? `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(DATA_DIR!)}&port=5432`;
+      return new pg.Client({ connectionString });
     },
     async close() {
       await server.close();
