@@ -28,7 +28,7 @@ const UPSERT_MANY = {
            client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at`,
 } as const;
 
-export function byPrimaryKey(a: { id: string; kind: string }, b: { id: string; kind: string }): number {
+function byPrimaryKey(a: { id: string; kind: string }, b: { id: string; kind: string }): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0;
 }
 
