@@ -15,6 +15,12 @@ type Options = NonNullable<ParseArgsConfig['options']>;
 
 function parse(args: string[], options: Options, positionals = 0) {
   let parsed;
+  // A command that takes no options reads every argument as one of its
+  // arguments: client ids (base64url) and key ids (JWK thumbprints) may begin
+  // with "-", and `client delete -8UZ…` must not be taken for a flag.
+  if (Object.keys(options).length === 0 && positionals > 0) {
+    args = args[0] === '--' ? args : ['--', ...args];
+  }
   try {
     parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
   } catch (error) {

@@ -77,6 +77,9 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X'], 1, 'needs at least one --redirect-uri'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--logo-uri', 'javascript:alert(1)'], 1, 'must be an http(s) address'],
     [['client', 'delete'], 2, 'expected 1 argument'],
+    // Generated ids are base64url and may begin with "-": an id, not a flag.
+    [['client', 'delete', '-8UZGHAHOJzCIPTmAFiP6I'], 1, 'no client with id -8UZGHAHOJzCIPTmAFiP6I'],
+    [['keys', 'retire', '-x0Qb8VGSmNp0aW25emkLk'], 1, '-x0Qb8VGSmNp0aW25emkLk'],
     [['client', 'frobnicate'], 2, 'unknown command'],
     [['nonsense'], 2, 'unknown command'],
     [[], 2, 'Usage: portcullis'],
