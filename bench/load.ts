@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { percentile } from './lib/percentile.js';
 // autocannon ships no types; the surface used here is small.
 // @ts-expect-error no declaration file
 import autocannon from 'autocannon';
@@ -49,6 +50,8 @@ export interface LoadSpec {
   connections: number;
   phases: Phase[];
   scenario: Scenario;
+  /** Return every latency (latencies_ms), so that slices of one measurement can be merged exactly. */
+  keepLatencies?: boolean;
 }
 
 export interface PhaseResult {
@@ -71,6 +74,8 @@ export interface PhaseResult {
   pool_used?: number;
   /** Seconds into the phase when the refresh-token pool ran out (the phase is measured up to there). */
   pool_exhausted_after_s?: number;
+  /** Every completed operation's latency in ms, sorted (with keepLatencies). */
+  latencies_ms?: number[];
   /** CPU seconds the load generator itself used in this phase. */
   cpu_seconds: number;
   /** CPU seconds the load-generator process used in all, start-up included. */
@@ -107,11 +112,6 @@ function fail(counters: Counters, kind: string, detail: string): void {
   counters.sample ??= detail.slice(0, 400);
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return Math.round(sorted[index]! * 100) / 100;
-}
 
 function buildRequests(scenario: Scenario, counters: Counters, control: { stop(): void }): Request[] {
   const now = () => performance.now();
@@ -398,6 +398,7 @@ async function runPhase(spec: LoadSpec, phase: Phase, scenario: Scenario): Promi
     http_rps: Math.round((counters.requests / seconds) * 10) / 10,
     ...(used !== undefined ? { pool_used: used } : {}),
     ...(exhaustedAfter !== undefined ? { pool_exhausted_after_s: exhaustedAfter } : {}),
+    ...(spec.keepLatencies ? { latencies_ms: latencies.map((ms) => Math.round(ms * 100) / 100) } : {}),
     cpu_seconds: Math.round((cpu.user + cpu.system) / 1e4) / 100,
     process_cpu_seconds: 0,
   };

@@ -29,25 +29,26 @@ export function owner(url: string, functionName: string): string {
   return url.replace(/^file:\/\//, '');
 }
 
-/** Only the samples between these offsets (seconds from the start of the profile). */
+/** Only the samples between these offsets (seconds from the start of the profile); several: their union. */
 export interface Window {
   from: number;
   to: number;
 }
 
 /**
- * `operations`: how many operations the window completed; the summary then also
+ * `operations`: how many operations the windows completed; the summary then also
  * gives microseconds per operation, comparable across processes (e.g. Portcullis
  * against the baseline in the same scenario).
  */
-export function summarise(profile: Profile, top = 25, window?: Window, operations?: number): string {
+export function summarise(profile: Profile, top = 25, window?: Window | Window[], operations?: number): string {
+  const windows = window === undefined ? undefined : Array.isArray(window) ? window : [window];
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const self = new Map<number, number>();
   let elapsed = 0;
   profile.samples.forEach((id, index) => {
     const delta = profile.timeDeltas[index] ?? 0;
     elapsed += delta;
-    if (window && (elapsed < window.from * 1e6 || elapsed > window.to * 1e6)) return;
+    if (windows && !windows.some(({ from, to }) => elapsed >= from * 1e6 && elapsed <= to * 1e6)) return;
     self.set(id, (self.get(id) ?? 0) + delta);
   });
   const total = [...self.values()].reduce((sum, value) => sum + value, 0);

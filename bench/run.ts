@@ -9,6 +9,7 @@ import path from 'node:path';
 import argon2 from 'argon2';
 import pg from 'pg';
 import type { LoadSpec, PhaseResult, Scenario } from './load.js';
+import { percentile } from './lib/percentile.js';
 import { authorize, basicAuth, Browser, consentAgain, tokenRequest, type Client, type Person } from './lib/browser.js';
 import { startTripCounter, type TripCount } from './lib/db-trips.js';
 import { meetsOwaspMinimum, parseOptions, USAGE, UsageError, type Options, type ScenarioName } from './lib/options.js';
@@ -54,12 +55,90 @@ interface Target {
   poolMargin: number;
 }
 
+/** One server's share of an interleaved measurement (Harness.interleave). */
+interface Lane {
+  url: string;
+  service: Service;
+  /** Count the database's CPU (Portcullis's lane). */
+  track: boolean;
+  /** The scenario of the next slice, or null when there is nothing left to send. */
+  next(): Scenario | null;
+  done?(result: PhaseResult): void;
+}
+
 interface Measured {
   result: PhaseResult;
   rssStart: number | null;
   rssEnd: number | null;
   cpuCores: Record<string, number | null>;
   cpuMsPerOp: Record<string, number | null>;
+  /** What the figures above are made of, to merge slices (see combine()). */
+  raw: {
+    /** CPU seconds per process over the slice. */
+    cpu: Record<string, number | null>;
+    /** CPU seconds of everything else on the machine, and the wall seconds that was over. */
+    other: number | null;
+    wall: number;
+  };
+}
+
+/** Figures per second and per operation from a (possibly merged) measurement. */
+function derive(result: PhaseResult, rssStart: number | null, rssEnd: number | null, raw: Measured['raw']): Measured {
+  const per = (divisor: number, digits: number, scale = 1) =>
+    Object.fromEntries(Object.entries(raw.cpu).map(([who, value]) => [who, value === null || divisor <= 0 ? null : round((value * scale) / divisor, digits)]));
+  // When a refresh pool ran out, the processes' CPU covers more than the measured interval.
+  const exact = result.pool_exhausted_after_s === undefined;
+  return {
+    result,
+    rssStart,
+    rssEnd,
+    cpuCores: exact ? { ...per(result.seconds, 2), other: raw.other === null ? null : round(raw.other / raw.wall) } : {},
+    cpuMsPerOp: exact ? per(result.completed, 3, 1000) : {},
+    raw,
+  };
+}
+
+const sum = (values: Array<number | null | undefined>): number | null =>
+  values.some((value) => value === null || value === undefined) ? null : values.reduce<number>((total, value) => total + value!, 0);
+
+/** One measurement from its slices: counts and CPU add up, latencies merge exactly. */
+function combine(slices: Measured[]): Measured {
+  if (slices.length === 1) return slices[0]!;
+  const results = slices.map((slice) => slice.result);
+  const latencies = results.flatMap((result) => result.latencies_ms ?? []).sort((a, b) => a - b);
+  const seconds = sum(results.map((result) => result.seconds))!;
+  const completed = sum(results.map((result) => result.completed))!;
+  const requests = sum(results.map((result) => result.http_requests))!;
+  const errorKinds: Record<string, number> = {};
+  for (const result of results) for (const [kind, count] of Object.entries(result.error_kinds)) errorKinds[kind] = (errorKinds[kind] ?? 0) + count;
+  const exhausted = results.findIndex((result) => result.pool_exhausted_after_s !== undefined);
+  const poolUsed = sum(results.map((result) => result.pool_used));
+  const merged: PhaseResult = {
+    label: 'measure',
+    seconds: round(seconds, 3),
+    connections: results[0]!.connections,
+    completed,
+    rate: round(completed / seconds, 1),
+    p50_ms: percentile(latencies, 50),
+    p99_ms: percentile(latencies, 99),
+    max_ms: percentile(latencies, 100),
+    errors: sum(results.map((result) => result.errors))!,
+    error_kinds: errorKinds,
+    ...(results.find((result) => result.error_sample) ? { error_sample: results.find((result) => result.error_sample)!.error_sample } : {}),
+    http_requests: requests,
+    http_rps: round(requests / seconds, 1),
+    ...(poolUsed !== null ? { pool_used: poolUsed } : {}),
+    ...(exhausted >= 0 ? { pool_exhausted_after_s: round(seconds, 3) } : {}),
+    cpu_seconds: round(sum(results.map((result) => result.cpu_seconds))!, 2),
+    process_cpu_seconds: round(sum(results.map((result) => result.process_cpu_seconds))!, 2),
+  };
+  const cpu: Record<string, number | null> = {};
+  for (const who of Object.keys(slices[0]!.raw.cpu)) cpu[who] = sum(slices.map((slice) => slice.raw.cpu[who]));
+  return derive(merged, slices[0]!.rssStart, slices.at(-1)!.rssEnd, {
+    cpu,
+    other: sum(slices.map((slice) => slice.raw.other)),
+    wall: sum(slices.map((slice) => slice.raw.wall))!,
+  });
 }
 
 class Harness {
@@ -113,8 +192,8 @@ class Harness {
     return results;
   }
 
-  spec(url: string, scenario: Scenario, label: string, seconds: number): LoadSpec {
-    return { url, connections: this.options.connections, phases: [{ label, seconds }], scenario };
+  spec(url: string, scenario: Scenario, label: string, seconds: number, keepLatencies = false): LoadSpec {
+    return { url, connections: this.options.connections, phases: [{ label, seconds }], scenario, keepLatencies };
   }
 
   async warmup(url: string, scenario: Scenario): Promise<PhaseResult> {
@@ -130,7 +209,7 @@ class Harness {
     const databaseCpu = trackPortcullis ? await this.databaseCpu() : null;
     const startedAt = Date.now();
     if (trackPortcullis) this.firstMeasureStart ??= { at: startedAt, rss: rssStart };
-    const [result] = await this.runLoad(this.spec(url, scenario, 'measure', seconds));
+    const [result] = await this.runLoad(this.spec(url, scenario, 'measure', seconds, true));
     const rssEnd = service.rss();
     if (trackPortcullis) this.lastMeasureEnd = { at: Date.now(), rss: rssEnd };
     this.phases.push({ service, scenario: this.currentScenario, from: startedAt, to: Date.now(), operations: result!.completed });
@@ -153,21 +232,42 @@ class Harness {
       Object.values(cpu).reduce<number>((sum, value) => sum + (value ?? 0), 0) + (result!.process_cpu_seconds - result!.cpu_seconds);
     const other = machineBusy === null || machineBusyEnd === null ? null : Math.max(0, machineBusyEnd - machineBusy - ours);
     // Averaged over the whole window (the load generator's start and exit included), not just the phase.
-    const otherCores = other === null ? null : round(other / ((Date.now() - startedAt) / 1000));
+    const wall = (Date.now() - startedAt) / 1000;
+    const otherCores = other === null ? null : round(other / wall);
     if (otherCores !== null && otherCores > 0.3) {
       log(`warning: ${otherCores} cores were busy with other work during this measurement; its figures may be low`);
     }
-    const per = (divisor: number, digits: number, scale = 1) =>
-      Object.fromEntries(Object.entries(cpu).map(([who, value]) => [who, value === null || divisor <= 0 ? null : round((value * scale) / divisor, digits)]));
-    // When a refresh pool ran out, the processes' CPU covers more than the measured interval.
-    const exact = result!.pool_exhausted_after_s === undefined;
-    return {
-      result: result!,
-      rssStart,
-      rssEnd,
-      cpuCores: exact ? { ...per(result!.seconds, 2), other: otherCores } : {},
-      cpuMsPerOp: exact ? per(result!.completed, 3, 1000) : {},
-    };
+    return derive(result!, rssStart, rssEnd, { cpu, other, wall });
+  }
+
+  /**
+   * Measures every lane for the configured duration in `rounds` slices, the
+   * lanes taking turns P B B P P B … (ABBA), so that drift and bursts of other
+   * work on a shared machine land on all of them alike instead of on whichever
+   * ran during the burst. A lane whose next() has nothing left (a refresh
+   * pool ran out) sits out the remaining slices. With one lane: one slice.
+   */
+  async interleave(lanes: Lane[]): Promise<Measured[]> {
+    const rounds = lanes.length > 1 ? this.options.rounds : 1;
+    const seconds = this.options.duration / rounds;
+    const slices: Measured[][] = lanes.map(() => []);
+    for (let round = 0; round < rounds; round++) {
+      const order = lanes.map((_, index) => index);
+      if (round % 2 === 1) order.reverse();
+      for (const index of order) {
+        const lane = lanes[index]!;
+        const scenario = lane.next();
+        if (!scenario) continue;
+        const measured = await this.measure(lane.url, scenario, lane.service, lane.track, seconds);
+        lane.done?.(measured.result);
+        slices[index]!.push(measured);
+        if (rounds > 1) log(`  slice ${round + 1}/${rounds} ${lane.service.name}: ${measured.result.rate}/s, p99 ${measured.result.p99_ms} ms`);
+      }
+    }
+    return slices.map((list, index) => {
+      if (list.length === 0) throw new Error(`${lanes[index]!.service.name}: nothing measured`);
+      return combine(list);
+    });
   }
 
   sampleRss(service: Service): NodeJS.Timeout {
@@ -208,7 +308,7 @@ function portcullisFigures(measured: Measured): PortcullisFigures {
   return { ...figures(measured), rss_mb_start: measured.rssStart, rss_mb_end: measured.rssEnd };
 }
 
-async function measureArgon2(options: Options): Promise<{ cpu: number; wall: number }> {
+async function measureArgon2(options: Options): Promise<{ cpu: number; wall: number; allCoresRate: number }> {
   const params: argon2.HashOptions = {
     type: argon2.argon2id,
     memoryCost: options.argon2.memoryKib,
@@ -230,7 +330,18 @@ async function measureArgon2(options: Options): Promise<{ cpu: number; wall: num
     const cpu = process.cpuUsage(cpuBefore);
     measured.push({ cpu: (cpu.user + cpu.system) / 1e6 / runs, wall: (performance.now() - started) / 1000 / runs });
   }
-  return measured.sort((a, b) => a.cpu - b.cpu)[Math.floor(batches / 2)]!;
+  const median = measured.sort((a, b) => a.cpu - b.cpu)[Math.floor(batches / 2)]!;
+  // Then every core at once, as under a login load: verifications share the
+  // memory bus and the caches (19 MiB each), so this rate can fall short of cores ÷ CPU.
+  const chains = os.availableParallelism();
+  const perChain = options.smoke ? 2 : 8;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: chains }, async () => {
+      for (let i = 0; i < perChain; i++) if (!(await argon2.verify(hash, password))) throw new Error('argon2 verify failed');
+    }),
+  );
+  return { ...median, allCoresRate: (chains * perChain) / ((performance.now() - started) / 1000) };
 }
 
 /** The fixed-request scenarios, identical for Portcullis and the baseline. */
@@ -260,12 +371,13 @@ function introspectionScenario(client: Client, tokens: string[]): Scenario {
 }
 
 /**
- * Refresh with rotation. The warm-up runs on a first pool; the measured phase
- * gets a pool sized from the warm-up's rate (× the target's poolMargin, plus a
- * few per connection), so that every request presents a token never presented
- * before. Should it still run out, the measurement ends there (and says so).
+ * Refresh with rotation, before the measurement: the warm-up runs on a first
+ * pool; the measured pool is sized from the warm-up's rate (× the target's
+ * poolMargin, plus a few per connection), so that every request presents a
+ * token never presented before. Should it still run out, the measurement ends
+ * there (and says so).
  */
-async function refreshRun(harness: Harness, target: Target, trackPortcullis: boolean): Promise<{ measured: Measured; pool: number; poolSeconds: number }> {
+async function prepareRefresh(harness: Harness, target: Target): Promise<{ lane: Lane; made: number; poolSeconds: number }> {
   const { options } = harness;
   const scenario = (pool: string[]): Scenario => ({
     kind: 'refresh',
@@ -286,9 +398,20 @@ async function refreshRun(harness: Harness, target: Target, trackPortcullis: boo
   started = performance.now();
   const more = needed > leftover.length ? await target.refreshTokens(needed - leftover.length) : [];
   poolSeconds += (performance.now() - started) / 1000;
-  const pool = [...leftover, ...more];
-  const measured = await harness.measure(target.url, scenario(pool), target.service, trackPortcullis);
-  return { measured, pool: warmPool.length + more.length, poolSeconds };
+  let pool = [...leftover, ...more];
+  let exhausted = false;
+  const lane: Lane = {
+    url: target.url,
+    service: target.service,
+    track: target.name === 'portcullis',
+    next: () => (exhausted || pool.length === 0 ? null : scenario(pool)),
+    // The next slice presents only tokens this one did not send.
+    done(result) {
+      pool = pool.slice(result.pool_used ?? pool.length);
+      exhausted ||= result.pool_exhausted_after_s !== undefined;
+    },
+  };
+  return { lane, made: warmPool.length + more.length, poolSeconds };
 }
 
 async function main(): Promise<number> {
@@ -322,7 +445,8 @@ async function main(): Promise<number> {
   const a2 = await measureArgon2(options);
   const ceiling = cores / a2.cpu;
   log(`argon2id m=${options.argon2.memoryKib} KiB t=${options.argon2.timeCost} p=${options.argon2.parallelism}: ` +
-    `${round(a2.cpu * 1000, 1)} ms CPU per verify → ceiling ${round(ceiling, 1)} logins/s on ${cores} cores`);
+    `${round(a2.cpu * 1000, 1)} ms CPU per verify → ceiling ${round(ceiling, 1)} logins/s on ${cores} cores; ` +
+    `${round(a2.allCoresRate, 1)} verifies/s with every core verifying`);
 
   let database: BenchDatabase;
   try {
@@ -518,13 +642,17 @@ async function main(): Promise<number> {
 
     /** Runs the same scenario against Portcullis and the baseline; fills in figures and ratio. */
     const versus = async (entry: ScenarioReport, make: (target: Target) => Promise<Scenario>) => {
-      await harness.warmup(portcullisTarget.url, await make(portcullisTarget));
-      const measured = await harness.measure(portcullisTarget.url, await make(portcullisTarget), portcullis!, true);
-      entry.portcullis = portcullisFigures(measured);
-      if (baselineTarget) {
-        const scenario = await make(baselineTarget);
-        await harness.warmup(baselineTarget.url, scenario);
-        entry.baseline = figures(await harness.measure(baselineTarget.url, scenario, baselineTarget.service, false));
+      const targets = baselineTarget ? [portcullisTarget, baselineTarget] : [portcullisTarget];
+      const lanes: Lane[] = [];
+      for (const target of targets) {
+        const scenario = await make(target);
+        await harness.warmup(target.url, scenario);
+        lanes.push({ url: target.url, service: target.service, track: target.name === 'portcullis', next: () => scenario });
+      }
+      const [own, base] = await harness.interleave(lanes);
+      entry.portcullis = portcullisFigures(own!);
+      if (base) {
+        entry.baseline = figures(base);
         entry.ratio = ratio(entry);
       }
     };
@@ -534,19 +662,20 @@ async function main(): Promise<number> {
     );
 
     await attempt('refresh_token', { unit: 'requests/s', description: 'POST /token refresh_token with rotation, a fresh token per request', target: '≥ 0.6× baseline, p99 < 50 ms, no errors' }, async (entry) => {
-      const own = await refreshRun(harness, portcullisTarget, true);
-      entry.portcullis = portcullisFigures(own.measured);
-      entry.notes.push(`Portcullis pool: ${own.pool} refresh tokens made through consent and code exchange in ${round(own.poolSeconds, 1)} s.`);
+      const own = await prepareRefresh(harness, portcullisTarget);
+      entry.notes.push(`Portcullis pool: ${own.made} refresh tokens made through consent and code exchange in ${round(own.poolSeconds, 1)} s.`);
+      const base = baselineTarget ? await prepareRefresh(harness, baselineTarget) : undefined;
+      if (base) entry.notes.push(`Baseline pool: ${base.made} refresh tokens minted with the provider's Grant and RefreshToken models.`);
+      const [ownMeasured, baseMeasured] = await harness.interleave(base ? [own.lane, base.lane] : [own.lane]);
       const ranOut = (measured: Measured, who: string) => {
         const after = measured.result.pool_exhausted_after_s;
-        if (after !== undefined) entry.notes.push(`${who}'s refresh-token pool ran out after ${after} s; figures cover those ${after} s.`);
+        if (after !== undefined) entry.notes.push(`${who}'s refresh-token pool ran out after ${after} s of measurement; figures cover those ${after} s.`);
       };
-      ranOut(own.measured, 'Portcullis');
-      if (baselineTarget) {
-        const base = await refreshRun(harness, baselineTarget, false);
-        entry.baseline = figures(base.measured);
-        entry.notes.push(`Baseline pool: ${base.pool} refresh tokens minted with the provider's Grant and RefreshToken models.`);
-        ranOut(base.measured, 'The baseline');
+      entry.portcullis = portcullisFigures(ownMeasured!);
+      ranOut(ownMeasured!, 'Portcullis');
+      if (baseMeasured) {
+        entry.baseline = figures(baseMeasured);
+        ranOut(baseMeasured, 'The baseline');
         entry.ratio = ratio(entry);
       }
     });
@@ -585,7 +714,9 @@ async function main(): Promise<number> {
       entry.portcullis = portcullisFigures(measured);
       entry.notes.push(
         `${round(measured.result.http_rps, 0)} HTTP requests/s (8 per login); latency is that of a whole login. ` +
-          `Ceiling from argon2 alone: ${round(ceiling, 1)} logins/s; achieved ${round((100 * entry.portcullis.rps) / ceiling, 0)}%.`,
+          `Ceiling from argon2 alone: ${round(ceiling, 1)} logins/s; achieved ${round((100 * entry.portcullis.rps) / ceiling, 0)}%. ` +
+          `With every core verifying at once argon2 alone managed ${round(a2.allCoresRate, 1)} verifies/s; ` +
+          `achieved ${round((100 * entry.portcullis.rps) / a2.allCoresRate, 0)}% of that.`,
       );
     });
 
@@ -691,13 +822,17 @@ async function main(): Promise<number> {
       const main = readdirSync(dir).filter((file) => file.includes(`.${service.pid}.0.`) && file.endsWith('.cpuprofile'));
       for (const file of main) {
         const profile = JSON.parse(readFileSync(path.join(dir, file), 'utf8'));
-        // One summary per measured phase: profile time ≈ wall time since the spawn.
-        const sections = harness.phases
-          .filter((phase) => phase.service === service)
-          .map(({ scenario, from, to, operations }) => {
-            const window = { from: (from - service.startedAt) / 1000, to: (to - service.startedAt) / 1000 };
-            return `## ${scenario} (measured phase)\n${summarise(profile, 15, window, operations)}`;
-          });
+        // One summary per scenario, over its measured slices: profile time ≈ wall time since the spawn.
+        const byScenario = new Map<string, { windows: Array<{ from: number; to: number }>; operations: number }>();
+        for (const { scenario, from, to, operations } of harness.phases.filter((phase) => phase.service === service)) {
+          const entry = byScenario.get(scenario) ?? { windows: [], operations: 0 };
+          entry.windows.push({ from: (from - service.startedAt) / 1000, to: (to - service.startedAt) / 1000 });
+          entry.operations += operations;
+          byScenario.set(scenario, entry);
+        }
+        const sections = [...byScenario].map(
+          ([scenario, { windows, operations }]) => `## ${scenario} (measured ${windows.length > 1 ? `in ${windows.length} slices` : 'phase'})\n${summarise(profile, 15, windows, operations)}`,
+        );
         const text = [`# ${service.name}`, `## whole run\n${summarise(profile, 15)}`, ...sections].join('\n\n');
         const summaryFile = path.join(dir, `${service.name}.${file.replace(/\.cpuprofile$/, '.summary.txt')}`);
         writeFileSync(summaryFile, `${text}\n`);
@@ -716,6 +851,7 @@ async function main(): Promise<number> {
     cpu_seconds_per_verify: round(a2.cpu, 4),
     wall_seconds_per_verify: round(a2.wall, 4),
     login_ceiling_per_s: round(ceiling, 1),
+    all_cores_verifies_per_s: round(a2.allCoresRate, 1),
     login_fraction_of_ceiling: null,
   };
   for (const scenario of scenarios.values()) {
@@ -763,6 +899,7 @@ async function main(): Promise<number> {
     settings: {
       duration_s: options.duration,
       warmup_s: options.warmup,
+      rounds: options.rounds,
       connections: options.connections,
       database_pool_size: poolSize,
       users: options.users,

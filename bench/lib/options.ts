@@ -11,6 +11,12 @@ export interface Options {
   serverUrl: string;
   duration: number;
   warmup: number;
+  /**
+   * Slices each scenario's measurement is cut into, Portcullis and the baseline
+   * taking turns (ABBA): a burst of other work on a shared machine then lands
+   * on both instead of on one.
+   */
+  rounds: number;
   connections: number;
   argon2: { memoryKib: number; timeCost: number; parallelism: number };
   /** DATABASE_POOL_SIZE for Portcullis; undefined keeps its default. */
@@ -39,6 +45,8 @@ export const USAGE = `npm run bench -- [flags]
                           (default postgresql://postgres@127.0.0.1:5432/postgres)
   --duration S            measured seconds per scenario (default 10; smoke 1)
   --warmup S              warm-up seconds before each measurement (default 3; smoke 0.5)
+  --rounds N              cut each measurement into N slices, Portcullis and the baseline
+                          taking turns (P B B P ...), so that noise lands on both (default 4; smoke 1)
   --connections N         concurrent connections of the load generator (default 16)
   --argon2-memory KIB     argon2id memory cost (default 19456 = 19 MiB, the OWASP minimum)
   --argon2-time N         argon2id iterations (default 2)
@@ -84,6 +92,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
         'database-url': { type: 'string' },
         duration: { type: 'string' },
         warmup: { type: 'string' },
+        rounds: { type: 'string' },
         connections: { type: 'string' },
         'argon2-memory': { type: 'string' },
         'argon2-time': { type: 'string' },
@@ -121,6 +130,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     serverUrl,
     duration: positive(values.duration, '--duration', smoke ? 1 : 10, false),
     warmup: positive(values.warmup, '--warmup', smoke ? 0.5 : 3, false),
+    rounds: positive(values.rounds, '--rounds', smoke ? 1 : 4),
     connections: positive(values.connections, '--connections', 16),
     argon2: {
       memoryKib: positive(values['argon2-memory'], '--argon2-memory', 19456),

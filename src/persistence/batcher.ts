@@ -16,16 +16,33 @@ interface Pending<V, I> {
   waiters: Waiter<V>[];
 }
 
+export interface BatcherOptions {
+  /**
+   * Statements of this batcher running at once. While that many are out, new
+   * loads wait and join the next statement when one returns (group commit):
+   * the busier the server, the larger the batches, instead of many small
+   * statements each paying a round trip. Unbounded by default.
+   */
+  maxInFlight?: number;
+}
+
 export class Batcher<K, V, I = undefined> {
   private pending = new Map<K, Pending<V, I>>();
   private scheduled = false;
+  private inFlight = 0;
+  private readonly maxInFlight: number;
 
   /**
    * `run` receives each distinct key once, with the input of its latest
    * load() (for writes: what a sequence of them would leave), and answers
    * every key; all loads of a key get that answer.
    */
-  constructor(private readonly run: (entries: [K, I][]) => Promise<Map<K, V>>) {}
+  constructor(
+    private readonly run: (entries: [K, I][]) => Promise<Map<K, V>>,
+    options: BatcherOptions = {},
+  ) {
+    this.maxInFlight = options.maxInFlight ?? Infinity;
+  }
 
   load(key: K, input?: I): Promise<V> {
     return new Promise<V>((resolve, reject) => {
@@ -47,16 +64,25 @@ export class Batcher<K, V, I = undefined> {
 
   private flush(): void {
     this.scheduled = false;
-    if (this.pending.size === 0) return;
+    // Full: the statement that returns first takes what gathered meanwhile.
+    if (this.pending.size === 0 || this.inFlight >= this.maxInFlight) return;
     const batch = this.pending;
     this.pending = new Map();
+    this.inFlight++;
     this.run([...batch].map(([key, { input }]) => [key, input])).then(
       (results) => {
+        this.returned();
         for (const [key, { waiters }] of batch) for (const waiter of waiters) waiter.resolve(results.get(key) as V);
       },
       (error) => {
+        this.returned();
         for (const { waiters } of batch.values()) for (const waiter of waiters) waiter.reject(error);
       },
     );
+  }
+
+  private returned(): void {
+    this.inFlight--;
+    if (this.pending.size > 0 && !this.scheduled) this.flush();
   }
 }

@@ -103,6 +103,10 @@ interface InFlight {
 
 let consumeCalls = 0;
 
+// Two statements of a kind at once: one runs while the next gathers whatever
+// the requests of the meantime ask for (see persistence/batcher.ts).
+const READS = { maxInFlight: 2 };
+
 function sharedWork(sql: Sql): InFlight {
   return {
     finder: new Batcher(async (entries) => {
@@ -111,7 +115,7 @@ function sharedWork(sql: Sql): InFlight {
       const byId = new Map<string, TokenRow[]>(keys.map((key) => [key, []]));
       for (const row of rows) byId.get(row.id)!.push(row);
       return byId;
-    }),
+    }, READS),
     // Keys are `kind \0 id \0 call`, one per consume() call: two calls for one
     // row in one batch (a replay racing the legitimate use) must not both win.
     consumer: new Batcher(async (entries) => {
@@ -128,7 +132,7 @@ function sharedWork(sql: Sql): InFlight {
           return [key, unclaimed.delete(`${kind}\u0000${id}`)];
         }),
       );
-    }),
+    }, READS),
     revocations: new Map(),
     writer: new ArtifactWriter(sql),
   };

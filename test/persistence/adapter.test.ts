@@ -105,6 +105,56 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
   30_000,
 );
 
+// Group commit: one save statement at a time; what is saved meanwhile waits
+// and goes in the next one (artifact-writer.ts). A row lock held from outside
+// keeps the first statement running for as long as the test needs.
+it.runIf(process.env.TEST_DATABASE === 'postgres')(
+  'saves made while a save is in flight wait for it, then share one statement',
+  async () => {
+    const sessions = new ArtifactAdapter('Session', db.sql);
+    await sessions.upsert('held', { kind: 'Session', jti: 'held', accountId: 'before' }, 600);
+    const other = new pg.Client({ connectionString: testDb.env.DATABASE_URL });
+    await other.connect();
+    const later = Array.from({ length: 5 }, (_, i) => `later-${i}`);
+    try {
+      await other.query('BEGIN');
+      await other.query("SELECT 1 FROM provider_artifacts WHERE kind = 'Session' AND id = $1 FOR UPDATE", [sha256('held')]);
+      const first = sessions.upsert('held', { kind: 'Session', jti: 'held', accountId: 'after' }, 600);
+      for (let waited = 0; ; waited += 20) {
+        const { rows } = await other.query("SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'");
+        if (rows[0].n > 0) break;
+        if (waited > 5000) throw new Error('the first save never waited for the row lock');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // Each in an event-loop turn of its own: without group commit, a statement each.
+      const saves: Promise<void>[] = [];
+      for (const id of later) {
+        saves.push(sessions.upsert(id, { kind: 'Session', jti: id, accountId: 'later' }, 600));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      let landed = false;
+      void Promise.all(saves).then(() => (landed = true));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(landed).toBe(false);
+      await other.query('COMMIT');
+      await first;
+      await Promise.all(saves);
+      expect(landed).toBe(true);
+      // Rows written by one statement (an autocommit transaction) share its transaction id.
+      const { rows } = await other.query('SELECT DISTINCT xmin::text FROM provider_artifacts WHERE kind = $1 AND id = ANY($2)', [
+        'Session',
+        later.map(sha256),
+      ]);
+      expect(rows).toHaveLength(1);
+    } finally {
+      await other.end();
+    }
+    expect(await sessions.find('held')).toMatchObject({ accountId: 'after' });
+    for (const id of later) expect(await sessions.find(id)).toMatchObject({ accountId: 'later' });
+  },
+  30_000,
+);
+
 // A table that grows from nothing while a server runs (autovacuum may be off,
 // as on the machines these tests run on) must still be read through its
 // indexes: plans made while it was tiny must not be kept.
