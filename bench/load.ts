@@ -1,7 +1,8 @@
 // The load generator process: autocannon's programmatic API, run apart from
-// every server it loads. `node --import tsx bench/load.ts SPEC.json RESULT.json`
-// runs each phase of the spec (warm-up, measurement) and writes one result per
-// phase. Latency is timed per request here (sub-millisecond resolution): from
+// every server it loads. The harness keeps one running for the whole benchmark
+// (`load.ts --serve`, specs and results over IPC); by hand,
+// `node --import tsx bench/load.ts SPEC.json RESULT.json` runs each phase of
+// the spec (warm-up, measurement) and writes one result per phase. Latency is timed per request here (sub-millisecond resolution): from
 // building the request to parsing its response, as autocannon itself does.
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -78,7 +79,7 @@ export interface PhaseResult {
   latencies_ms?: number[];
   /** CPU seconds the load generator itself used in this phase. */
   cpu_seconds: number;
-  /** CPU seconds the load-generator process used in all, start-up included. */
+  /** CPU seconds the load-generator process used for the whole spec (all its phases; with a file spec, start-up excluded). */
   process_cpu_seconds: number;
 }
 
@@ -404,10 +405,8 @@ async function runPhase(spec: LoadSpec, phase: Phase, scenario: Scenario): Promi
   };
 }
 
-async function main(): Promise<void> {
-  const [specFile, resultFile] = process.argv.slice(2);
-  if (!specFile || !resultFile) throw new Error('usage: load.ts SPEC.json RESULT.json');
-  const spec = JSON.parse(readFileSync(specFile, 'utf8')) as LoadSpec;
+async function run(spec: LoadSpec): Promise<PhaseResult[]> {
+  const cpuBefore = process.cpuUsage();
   const results: PhaseResult[] = [];
   let scenario = spec.scenario;
   for (const phase of spec.phases) {
@@ -416,9 +415,30 @@ async function main(): Promise<void> {
     // The next phase presents only tokens this one did not send.
     if (scenario.kind === 'refresh') scenario = { ...scenario, pool: scenario.pool.slice(result.pool_used ?? 0) };
   }
-  const total = process.cpuUsage();
+  const total = process.cpuUsage(cpuBefore);
   for (const result of results) result.process_cpu_seconds = Math.round((total.user + total.system) / 1e4) / 100;
-  writeFileSync(resultFile, JSON.stringify(results));
+  return results;
+}
+
+type Reply = { results: PhaseResult[] } | { error: string };
+
+async function main(): Promise<void> {
+  const [specFile, resultFile] = process.argv.slice(2);
+  if (specFile === '--serve') {
+    // One process for a whole benchmark, so that its JIT is warm for every
+    // measured slice instead of each slice paying for a fresh process's start.
+    process.on('message', (message: { spec: LoadSpec }) => {
+      run(message.spec).then(
+        (results) => process.send!({ results } satisfies Reply),
+        (error: Error) => process.send!({ error: String(error?.stack ?? error) } satisfies Reply),
+      );
+    });
+    process.once('disconnect', () => process.exit(0));
+    return;
+  }
+  if (!specFile || !resultFile) throw new Error('usage: load.ts SPEC.json RESULT.json | load.ts --serve (IPC)');
+  const spec = JSON.parse(readFileSync(specFile, 'utf8')) as LoadSpec;
+  writeFileSync(resultFile, JSON.stringify(await run(spec)));
 }
 
 await main();

@@ -3,7 +3,7 @@
 // scenario with autocannon from a separate process, and writes
 // bench/results/latest.json and docs/benchmarks.md. See docs/benchmarks.md.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import argon2 from 'argon2';
@@ -23,7 +23,7 @@ import {
   machineBusySeconds,
   portcullisCli,
   ROOT,
-  runNode,
+  LoadGenerator,
   Service,
   sleep,
   type BenchDatabase,
@@ -54,6 +54,9 @@ interface Target {
   /** Measured pool = warm-up rate × duration × this (minting is cheap for the baseline, slow for Portcullis). */
   poolMargin: number;
 }
+
+/** Unmeasured load before each interleaved slice (Harness.interleave). */
+const SETTLE_SECONDS = 1;
 
 /** One server's share of an interleaved measurement (Harness.interleave). */
 interface Lane {
@@ -142,8 +145,7 @@ function combine(slices: Measured[]): Measured {
 }
 
 class Harness {
-  private readonly tmp = mkdtempSync(path.join(os.tmpdir(), 'portcullis-bench-'));
-  private loadRuns = 0;
+  private loadGenerator?: LoadGenerator;
   private dbStats?: pg.Client;
   rssMax: number | null = null;
   /** Measured phases, in wall-clock time, for the CPU profiles. */
@@ -177,19 +179,9 @@ class Harness {
     return cpu;
   }
 
-  async runLoad(spec: LoadSpec): Promise<PhaseResult[]> {
-    const run = ++this.loadRuns;
-    const specFile = path.join(this.tmp, `spec-${run}.json`);
-    const resultFile = path.join(this.tmp, `result-${run}.json`);
-    writeFileSync(specFile, JSON.stringify(spec));
-    const outcome = await runNode([path.join(BENCH_DIR, 'load.ts'), specFile, resultFile], {}, undefined, true);
-    if (outcome.code !== 0 || !existsSync(resultFile)) {
-      throw new Error(`load generator failed (exit ${outcome.code}): ${outcome.stderr.trim().slice(-1500)}`);
-    }
-    const results = JSON.parse(readFileSync(resultFile, 'utf8')) as PhaseResult[];
-    rmSync(specFile, { force: true });
-    rmSync(resultFile, { force: true });
-    return results;
+  runLoad(spec: LoadSpec): Promise<PhaseResult[]> {
+    this.loadGenerator ??= new LoadGenerator(path.join(BENCH_DIR, 'load.ts'));
+    return this.loadGenerator.run(spec);
   }
 
   spec(url: string, scenario: Scenario, label: string, seconds: number, keepLatencies = false): LoadSpec {
@@ -244,8 +236,9 @@ class Harness {
    * Measures every lane for the configured duration in `rounds` slices, the
    * lanes taking turns P B B P P B … (ABBA), so that drift and bursts of other
    * work on a shared machine land on all of them alike instead of on whichever
-   * ran during the burst. A lane whose next() has nothing left (a refresh
-   * pool ran out) sits out the remaining slices. With one lane: one slice.
+   * ran during the burst. Each slice starts after SETTLE_SECONDS of
+   * unmeasured load on its server. A lane whose next() has nothing left (a
+   * refresh pool ran out) sits out the remaining slices. With one lane: one slice.
    */
   async interleave(lanes: Lane[]): Promise<Measured[]> {
     const rounds = lanes.length > 1 ? this.options.rounds : 1;
@@ -256,8 +249,15 @@ class Harness {
       if (round % 2 === 1) order.reverse();
       for (const index of order) {
         const lane = lanes[index]!;
-        const scenario = lane.next();
+        let scenario = lane.next();
         if (!scenario) continue;
+        if (rounds > 1) {
+          // The other lane just had the machine: a second of load, unmeasured,
+          // brings this server back to the steady state it left.
+          lane.done?.((await this.runLoad(this.spec(lane.url, scenario, 'settle', SETTLE_SECONDS)))[0]!);
+          scenario = lane.next();
+          if (!scenario) continue;
+        }
         const measured = await this.measure(lane.url, scenario, lane.service, lane.track, seconds);
         lane.done?.(measured.result);
         slices[index]!.push(measured);
@@ -278,8 +278,8 @@ class Harness {
   }
 
   async close(): Promise<void> {
+    await this.loadGenerator?.close().catch(() => undefined);
     await this.dbStats?.end().catch(() => undefined);
-    rmSync(this.tmp, { recursive: true, force: true });
   }
 }
 
@@ -394,7 +394,9 @@ async function prepareRefresh(harness: Harness, target: Target): Promise<{ lane:
   let poolSeconds = (performance.now() - started) / 1000;
   const warm = await harness.warmup(target.url, scenario(warmPool));
   const leftover = warmPool.slice(warm.pool_used ?? warmPool.length);
-  const needed = options.smoke ? options.connections * 8 : Math.ceil(warm.rate * options.duration * target.poolMargin) + options.connections * 8;
+  // Interleaved slices are each preceded by SETTLE_SECONDS of (unmeasured) refreshes too.
+  const seconds = options.duration + (options.rounds > 1 ? options.rounds * SETTLE_SECONDS : 0);
+  const needed = options.smoke ? options.connections * 8 : Math.ceil(warm.rate * seconds * target.poolMargin) + options.connections * 8;
   started = performance.now();
   const more = needed > leftover.length ? await target.refreshTokens(needed - leftover.length) : [];
   poolSeconds += (performance.now() - started) / 1000;

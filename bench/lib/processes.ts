@@ -7,6 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import type { LoadSpec, PhaseResult } from '../load.js';
 
 /** The repository the harness benchmarks: the current directory when it is a Portcullis checkout (npm run sets it). */
 export const ROOT = existsSync(path.join(process.cwd(), 'src', 'main.ts'))
@@ -160,6 +161,56 @@ export function runNode(args: string[], env: Record<string, string>, stdin?: str
     child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
     child.stdin.end(stdin ?? '');
   });
+}
+
+/**
+ * The load generator (bench/load.ts --serve) as one long-lived child process,
+ * driven over IPC one spec at a time: every slice of a measurement then runs
+ * in a process whose JIT is already warm, as the servers' are.
+ */
+export class LoadGenerator {
+  private readonly child: ChildProcess;
+  private stderr = '';
+  private pending?: { resolve(results: PhaseResult[]): void; reject(error: Error): void };
+  private exited = false;
+
+  constructor(script: string) {
+    this.child = spawn(process.execPath, ['--import', 'tsx', script, '--serve'], {
+      cwd: ROOT,
+      env: baseEnv(),
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    this.child.stderr!.on('data', (chunk) => (this.stderr = (this.stderr + chunk).slice(-4000)));
+    this.child.on('message', (reply: { results: PhaseResult[] } | { error: string }) => {
+      const pending = this.pending;
+      this.pending = undefined;
+      if ('results' in reply) pending?.resolve(reply.results);
+      else pending?.reject(new Error(`load generator failed: ${reply.error.slice(-1500)}`));
+    });
+    this.child.once('exit', (code) => {
+      this.exited = true;
+      this.pending?.reject(new Error(`load generator exited (${code}): ${this.stderr.trim().slice(-1500)}`));
+      this.pending = undefined;
+    });
+  }
+
+  run(spec: LoadSpec): Promise<PhaseResult[]> {
+    if (this.exited) return Promise.reject(new Error(`load generator is gone: ${this.stderr.trim().slice(-1500)}`));
+    if (this.pending) return Promise.reject(new Error('load generator is busy'));
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.child.send({ spec });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.exited) return;
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.disconnect();
+    const killer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(killer);
+  }
 }
 
 /** `portcullis …` through the real CLI, with the server's environment. */

@@ -151,7 +151,7 @@ tokens, \`client_secret_basic\`, refresh-token rotation), and drives each scenar
 a warm-up, then a fixed duration at a fixed number of connections. Where there is a baseline
 (the first three scenarios), both servers are warmed up and the measured duration is cut into
 slices (\`--rounds\`, 4 by default) that Portcullis and the baseline take in turn, P B B P P B B P,
-so that a burst of other work on a shared machine, or a slow drift, lands on both rather than
+each after a second of unmeasured load on its server, so that a burst of other work on a shared machine, or a slow drift, lands on both rather than
 on whichever happened to run then; the slices' counts add up and their latencies are merged
 before the percentiles are taken. It writes
 \`bench/results/latest.json\` and this file (a smoke run writes \`bench/results/smoke.json\` and
