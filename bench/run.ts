@@ -532,7 +532,7 @@ async function main(): Promise<number> {
       service: portcullis,
       client,
       expectedRefreshRate: 600,
-      poolMargin: 1.25,
+      poolMargin: 1.6,
       async refreshTokens(count) {
         const tokens: string[] = [];
         const wanted = Math.min(options.connections, Math.max(1, count));

@@ -62,6 +62,11 @@ export class Batcher<K, V, I = undefined> {
     });
   }
 
+  /** Whether `key` waits for the next statement (not yet sent). */
+  queued(key: K): boolean {
+    return this.pending.has(key);
+  }
+
   private flush(): void {
     this.scheduled = false;
     // Full: the statement that returns first takes what gathered meanwhile.

@@ -10,7 +10,7 @@ import type { Sql } from '../persistence/database.js';
 import { Batcher } from '../persistence/batcher.js';
 import { sha256 } from '../persistence/hash.js';
 import { ArtifactWriter } from './artifact-writer.js';
-import { deferUntilResponse, keep, take } from './request-scope.js';
+import { deferUntilResponse, keep, peek, take } from './request-scope.js';
 
 /** Models whose rows belong to a grant and go when it is revoked. */
 const GRANT_BOUND = [
@@ -48,6 +48,15 @@ interface TokenRow extends ArtifactRow {
 
 const grantKey = (grantId: string) => `grant:${sha256(grantId)}`;
 
+/** The consumption a token exchange made in this request (request-scope.ts). */
+const HELD_CONSUMPTION = 'consumption';
+interface HeldConsumption {
+  call: string;
+  marked: Promise<boolean>;
+}
+
+const atTokenEndpoint = () => Provider.ctx?.oidc?.route === 'token';
+
 const SQL = {
   // By digest alone, every kind at once (see find()), with the grant the token
   // belongs to: its key is the SHA-256 (base64url) of grant_id, as sha256() below.
@@ -73,38 +82,28 @@ const SQL = {
     name: 'artifact-find-user-code',
     text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = $2 LIMIT 1',
   },
-  // Marks rows consumed, answering which it marked: a row already consumed is not.
-  consume: {
-    name: 'artifact-consume-many',
-    text: `UPDATE provider_artifacts a SET consumed_at = now()
-           FROM unnest($1::text[], $2::text[]) AS u(id, kind)
-           WHERE a.id = u.id AND a.kind = u.kind AND a.consumed_at IS NULL
-           RETURNING a.id, a.kind`,
-  },
   grantOf: { name: 'artifact-grant-of', text: 'SELECT grant_id FROM provider_artifacts WHERE kind = $1 AND id = $2' },
   destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2' },
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
 } as const;
 
 /**
- * Work shared by the adapters of one database. Lookups, consumptions and
- * saves made in one event-loop turn (by concurrent requests, or by one request
- * asking for a token as several kinds at once, as introspection does) go to
- * the database as one statement each (persistence/batcher.ts). A grant is
+ * Work shared by the adapters of one database. Lookups made in one event-loop
+ * turn (by concurrent requests, or by one request asking for a token as
+ * several kinds at once, as introspection does) go to the database as one
+ * statement (persistence/batcher.ts); consumptions and saves share the
+ * writer's statements (artifact-writer.ts). A grant is
  * revoked once per grant-bound model, concurrently: one statement, shared
  * while in flight. Nothing outlives its statement, so nothing can be stale.
  */
 interface InFlight {
   finder: Batcher<string, TokenRow[]>;
-  consumer: Batcher<string, boolean>;
   revocations: Map<string, Promise<void>>;
   writer: ArtifactWriter;
 }
 
-let consumeCalls = 0;
-
-// Two statements of a kind at once: one runs while the next gathers whatever
-// the requests of the meantime ask for (see persistence/batcher.ts).
+// Two lookups at once: one runs while the next gathers whatever the requests
+// of the meantime ask for (see persistence/batcher.ts).
 const READS = { maxInFlight: 2 };
 
 function sharedWork(sql: Sql): InFlight {
@@ -115,23 +114,6 @@ function sharedWork(sql: Sql): InFlight {
       const byId = new Map<string, TokenRow[]>(keys.map((key) => [key, []]));
       for (const row of rows) byId.get(row.id)!.push(row);
       return byId;
-    }, READS),
-    // Keys are `kind \0 id \0 call`, one per consume() call: two calls for one
-    // row in one batch (a replay racing the legitimate use) must not both win.
-    consumer: new Batcher(async (entries) => {
-      const keys = entries.map(([key]) => key);
-      const rowsOf = keys.map((key) => key.split('\u0000') as [string, string, string]);
-      const { rows } = await sql.query<{ id: string; kind: string }>(SQL.consume, [
-        rowsOf.map(([, id]) => id),
-        rowsOf.map(([kind]) => kind),
-      ]);
-      const unclaimed = new Set(rows.map((row) => `${row.kind}\u0000${row.id}`));
-      return new Map(
-        keys.map((key, index) => {
-          const [kind, id] = rowsOf[index]!;
-          return [key, unclaimed.delete(`${kind}\u0000${id}`)];
-        }),
-      );
     }, READS),
     revocations: new Map(),
     writer: new ArtifactWriter(sql),
@@ -162,7 +144,8 @@ export class ArtifactAdapter implements Adapter {
     const { jti, ...rest } = payload;
     void jti;
     const isGrant = this.kind === 'Grant';
-    const write = this.shared.writer.upsert({
+    const deferrable = DEFERRABLE.has(this.kind) && atTokenEndpoint();
+    const record = {
       kind: this.kind,
       id: sha256(id),
       payload: JSON.stringify(isGrant ? payload : rest),
@@ -172,8 +155,12 @@ export class ArtifactAdapter implements Adapter {
       accountId: isGrant ? (payload.accountId ?? null) : null,
       clientId: isGrant ? (payload.clientId ?? null) : null,
       expiresAt,
-    });
-    if (DEFERRABLE.has(this.kind) && Provider.ctx?.oidc?.route === 'token' && deferUntilResponse(write)) return;
+    };
+    // Tokens issued by an exchange that consumed a code or refresh token land
+    // only if that consumption wins (see consume()).
+    const held = deferrable ? peek<HeldConsumption>(HELD_CONSUMPTION) : undefined;
+    const write = held ? this.shared.writer.saveIfConsumed(record, held.call, held.marked) : this.shared.writer.upsert(record);
+    if (deferrable && deferUntilResponse(write)) return;
     await write;
   }
 
@@ -208,15 +195,25 @@ export class ArtifactAdapter implements Adapter {
 
   async consume(id: string): Promise<void> {
     const key = sha256(id);
-    const marked = await this.shared.consumer.load(`${this.kind}\u0000${key}\u0000${++consumeCalls}`);
-    if (!marked && SINGLE_USE.has(this.kind)) {
+    const { call, marked } = this.shared.writer.consume(this.kind, key);
+    const checked = marked.then(async (won) => {
+      if (won || !SINGLE_USE.has(this.kind)) return;
       // Another request consumed it between the provider's check and this
       // write: a replay. Treat it as the provider treats a detected reuse —
       // revoke everything issued under the grant — and fail this request.
       const { rows } = await this.sql.query<{ grant_id: string | null }>(SQL.grantOf, [this.kind, key]);
       if (rows[0]?.grant_id) await this.revokeByGrantId(rows[0].grant_id);
       throw new errors.InvalidGrant('grant request is invalid');
+    });
+    // At the token endpoint the exchange goes on at once: the tokens it saves
+    // next join this consumption's statement, stored only if it wins, and the
+    // response waits for the outcome (a lost race answers invalid_grant, see
+    // provider.ts). One statement and one commit instead of two in turn.
+    if (SINGLE_USE.has(this.kind) && atTokenEndpoint() && deferUntilResponse(checked)) {
+      keep(HELD_CONSUMPTION, { call, marked } satisfies HeldConsumption);
+      return;
     }
+    await checked;
   }
 
   async destroy(id: string): Promise<void> {

@@ -7,6 +7,11 @@
 // together in the next (group commit). Under load the batches grow with it
 // (16 concurrent client_credentials grants: 0.14 statements per grant, was
 // 0.57 with a statement per event-loop turn); when idle, a save waits for no one.
+//
+// Consumptions (marking a code or refresh token used) go through here too, so
+// that a token exchange's consumption and the tokens it issues can share one
+// statement: those saves are made conditional on the consumption winning
+// (see ArtifactAdapter.consume), and a replay that loses stores nothing.
 import { Batcher } from '../persistence/batcher.js';
 import type { Sql } from '../persistence/database.js';
 
@@ -22,46 +27,146 @@ export interface ArtifactRecord {
   expiresAt: Date | null;
 }
 
-const UPSERT_MANY = {
-  name: 'artifact-upsert-many',
-  text: `INSERT INTO provider_artifacts (kind, id, payload, grant_id, uid, user_code, account_id, client_id, expires_at)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
-         ON CONFLICT (id, kind) DO UPDATE SET
+type Operation =
+  | { op: 'save'; record: ArtifactRecord; requires?: string }
+  | { op: 'consume'; kind: string; id: string };
+
+const COLUMNS = `kind, id, payload, grant_id, uid, user_code, account_id, client_id, expires_at`;
+const ROWS = `unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])`;
+const ON_CONFLICT = `ON CONFLICT (id, kind) DO UPDATE SET
            payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, uid = EXCLUDED.uid,
            user_code = EXCLUDED.user_code, account_id = EXCLUDED.account_id,
-           client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at`,
+           client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at`;
+
+const SQL = {
+  save: {
+    name: 'artifact-upsert-many',
+    text: `INSERT INTO provider_artifacts (${COLUMNS}) SELECT * FROM ${ROWS} ${ON_CONFLICT}`,
+  },
+  // Marks rows consumed, answering which it marked: a row already consumed is not.
+  consume: {
+    name: 'artifact-consume-many',
+    text: `UPDATE provider_artifacts a SET consumed_at = now()
+           FROM unnest($1::text[], $2::text[]) AS u(id, kind)
+           WHERE a.id = u.id AND a.kind = u.kind AND a.consumed_at IS NULL
+           RETURNING a.id, a.kind`,
+  },
+  // Both at once: a row whose save names a consumption ($10, $11: the consumed
+  // row's id and kind) is stored only if this statement's consumption
+  // ($12, $13) marked that row.
+  consumeAndSave: {
+    name: 'artifact-consume-and-save',
+    text: `WITH consumed AS (
+             UPDATE provider_artifacts a SET consumed_at = now()
+             FROM unnest($12::text[], $13::text[]) AS u(id, kind)
+             WHERE a.id = u.id AND a.kind = u.kind AND a.consumed_at IS NULL
+             RETURNING a.id, a.kind
+           ), saved AS (
+             INSERT INTO provider_artifacts (${COLUMNS})
+             SELECT ${COLUMNS} FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                                           $9::timestamptz[], $10::text[], $11::text[])
+                    AS r(${COLUMNS}, requires_id, requires_kind)
+             WHERE r.requires_id IS NULL
+                OR EXISTS (SELECT 1 FROM consumed c WHERE c.id = r.requires_id AND c.kind = r.requires_kind)
+             ${ON_CONFLICT}
+             RETURNING 1
+           )
+           SELECT id, kind FROM consumed`,
+  },
 } as const;
+
+const rowKey = (kind: string, id: string) => `${kind}\u0000${id}`;
 
 function byPrimaryKey(a: { id: string; kind: string }, b: { id: string; kind: string }): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0;
 }
 
-export class ArtifactWriter {
-  // Keyed by row, so two saves of one row in one turn become the later one.
-  private readonly batcher: Batcher<string, void, ArtifactRecord>;
+let consumeCalls = 0;
 
-  constructor(sql: Sql) {
-    this.batcher = new Batcher(async (entries) => {
-      // In primary-key order, so two batches sharing rows lock them in the same
-      // order and cannot deadlock on each other.
-      const records = entries.map(([, record]) => record).sort(byPrimaryKey);
-      const column = <K extends keyof ArtifactRecord>(name: K) => records.map((record) => record[name]);
-      await sql.query(UPSERT_MANY, [
-        column('kind'),
-        column('id'),
-        column('payload'),
-        column('grantId'),
-        column('uid'),
-        column('userCode'),
-        column('accountId'),
-        column('clientId'),
-        column('expiresAt'),
-      ]);
-      return new Map();
-    }, { maxInFlight: 1 });
+/** The rows as the statements' nine column arrays ($1 … $9). */
+function columns(records: ArtifactRecord[]): unknown[][] {
+  const names = ['kind', 'id', 'payload', 'grantId', 'uid', 'userCode', 'accountId', 'clientId', 'expiresAt'] as const;
+  return names.map((name) => records.map((record) => record[name]));
+}
+
+export class ArtifactWriter {
+  // Saves are keyed by row, so two saves of one row in one batch become the
+  // later one; consumptions by call, so that two calls for one row in one
+  // batch (a replay racing the legitimate use) cannot both win.
+  private readonly batcher: Batcher<string, boolean, Operation>;
+
+  constructor(private readonly sql: Sql) {
+    this.batcher = new Batcher((entries) => this.write(entries), { maxInFlight: 1 });
   }
 
   upsert(record: ArtifactRecord): Promise<void> {
-    return this.batcher.load(`${record.kind}\u0000${record.id}`, record);
+    return this.batcher.load(`save\u0000${rowKey(record.kind, record.id)}`, { op: 'save', record }).then(() => undefined);
+  }
+
+  /**
+   * Marks a row consumed. `call` names this consumption for saves that depend
+   * on it (saveIfConsumed); the promise says whether this call marked the row.
+   */
+  consume(kind: string, id: string): { call: string; marked: Promise<boolean> } {
+    const call = `consume\u0000${rowKey(kind, id)}\u0000${++consumeCalls}`;
+    return { call, marked: this.batcher.load(call, { op: 'consume', kind, id }) };
+  }
+
+  /**
+   * Saves the row only if consumption `call` marks its row. In the same
+   * statement when that consumption has not gone out yet; else after it.
+   */
+  saveIfConsumed(record: ArtifactRecord, call: string, marked: Promise<boolean>): Promise<void> {
+    if (!this.batcher.queued(call)) return marked.then((won) => (won ? this.upsert(record) : undefined));
+    return this.batcher
+      .load(`save\u0000${rowKey(record.kind, record.id)}`, { op: 'save', record, requires: call })
+      .then(() => undefined);
+  }
+
+  private async write(entries: [string, Operation][]): Promise<Map<string, boolean>> {
+    const consumes = entries.flatMap(([call, operation]) => (operation.op === 'consume' ? [{ call, kind: operation.kind, id: operation.id }] : []));
+    let saves = entries.flatMap(([, operation]) => (operation.op === 'save' ? [operation] : []));
+    const answers = new Map<string, boolean>();
+    // The first call for a row stands for it; the others lose, and so do the saves that depend on them.
+    const standing = new Map<string, (typeof consumes)[number]>();
+    for (const consume of consumes) {
+      const row = rowKey(consume.kind, consume.id);
+      if (standing.has(row)) answers.set(consume.call, false);
+      else standing.set(row, consume);
+    }
+    const standingCalls = new Map([...standing.values()].map((consume) => [consume.call, consume]));
+    saves = saves.filter((save) => !save.requires || standingCalls.has(save.requires));
+    // In primary-key order, so two batches sharing rows lock them in the same
+    // order and cannot deadlock on each other.
+    const marks = [...standing.values()].sort(byPrimaryKey);
+    const records = saves.map((save) => save.record).sort(byPrimaryKey);
+    const requiresOf = new Map(saves.map((save) => [rowKey(save.record.kind, save.record.id), save.requires && standingCalls.get(save.requires)]));
+    const answer = (rows: { id: string; kind: string }[]) => {
+      const marked = new Set(rows.map((row) => rowKey(row.kind, row.id)));
+      for (const consume of marks) answers.set(consume.call, marked.has(rowKey(consume.kind, consume.id)));
+    };
+
+    if (marks.length === 0) {
+      await this.sql.query(SQL.save, columns(records));
+    } else if (records.length === 0 || records.some((record) => standing.has(rowKey(record.kind, record.id)))) {
+      // Nothing to save, or a row both consumed and saved: one statement may
+      // change a row only once, so consume first, then save what still stands.
+      const { rows } = await this.sql.query<{ id: string; kind: string }>(SQL.consume, [marks.map((m) => m.id), marks.map((m) => m.kind)]);
+      answer(rows);
+      const kept = saves.filter((save) => !save.requires || answers.get(save.requires));
+      if (kept.length > 0) await this.sql.query(SQL.save, columns(kept.map((save) => save.record).sort(byPrimaryKey)));
+      return answers;
+    } else {
+      const requires = records.map((record) => requiresOf.get(rowKey(record.kind, record.id)) || null);
+      const { rows } = await this.sql.query<{ id: string; kind: string }>(SQL.consumeAndSave, [
+        ...columns(records),
+        requires.map((consume) => consume?.id ?? null),
+        requires.map((consume) => consume?.kind ?? null),
+        marks.map((m) => m.id),
+        marks.map((m) => m.kind),
+      ]);
+      answer(rows);
+    }
+    return answers;
   }
 }

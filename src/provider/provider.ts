@@ -1,7 +1,7 @@
 // Builds an oidc-provider instance from the current key set. A new instance is
 // built when the published keys change (rotation), see ProviderHost.
 import { timingSafeEqual } from 'node:crypto';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 import { sha256 } from '../persistence/hash.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { settleDeferredWrites } from './request-scope.js';
@@ -24,11 +24,20 @@ export function createProvider(services: ProviderServices): Provider {
 
   // Runs around every route, before Koa sends what it built: a token response
   // goes out only once the tokens in it are stored (see deferUntilResponse).
+  // What it built is replaced by an OAuth error if a deferred write failed: a
+  // code or refresh token consumed meanwhile by a replay (invalid_grant, its
+  // tokens were never stored), or the database (server_error).
   provider.use(async (ctx, next) => {
     try {
       await next();
     } finally {
       await settleDeferredWrites(ctx).catch((error: Error) => {
+        if (error instanceof errors.OIDCProviderError && error.expose) {
+          provider.emit('grant.error', ctx, error);
+          ctx.status = error.statusCode;
+          ctx.body = { error: error.error, error_description: error.error_description };
+          return;
+        }
         provider.emit('server_error', ctx, error);
         ctx.status = 500;
         ctx.body = { error: 'server_error', error_description: 'oops! something went wrong' };

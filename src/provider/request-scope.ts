@@ -28,6 +28,12 @@ export function take<T>(key: string): T | undefined {
   return value;
 }
 
+/** What this request kept under `key`, left in place. */
+export function peek<T>(key: string): T | undefined {
+  const request = Provider.ctx;
+  return (request && scratch.get(request)?.get(key)) as T | undefined;
+}
+
 const deferred = new WeakMap<object, Promise<unknown>[]>();
 
 /**

@@ -6,6 +6,7 @@ import { loadConfig } from '../../src/config.js';
 import { openDatabase, type Database } from '../../src/persistence/database.js';
 import { sha256 } from '../../src/persistence/hash.js';
 import { ArtifactAdapter } from '../../src/provider/adapter.js';
+import { ArtifactWriter } from '../../src/provider/artifact-writer.js';
 import { freshDatabase, type TestDatabase } from '../support/database.js';
 import { TEST_ENV } from '../support/portcullis.js';
 
@@ -37,6 +38,39 @@ it('of two consumptions of one token in the same instant, exactly one wins and t
     expect((result as PromiseRejectedResult).reason).toMatchObject({ error: 'invalid_grant' });
   }
   expect(await access.find('at-1')).toBeUndefined();
+});
+
+it('tokens saved on a consumption are stored only if that consumption wins', async () => {
+  // What a token exchange does (ArtifactAdapter.consume, then upsert): the new
+  // tokens ride on the consumption, in its statement when they can.
+  const writer = new ArtifactWriter(db.sql);
+  const access = new ArtifactAdapter('AccessToken', db.sql);
+  await refresh().upsert('rt-race', { kind: 'RefreshToken', grantId: 'grant-race', jti: 'rt-race' }, 3600);
+  const token = (id: string) => ({
+    kind: 'AccessToken',
+    id: sha256(id),
+    payload: JSON.stringify({ kind: 'AccessToken', grantId: 'grant-race' }),
+    grantId: 'grant-race',
+    uid: null,
+    userCode: null,
+    accountId: null,
+    clientId: null,
+    expiresAt: new Date(Date.now() + 60_000),
+  });
+  // Two exchanges of one refresh token in the same instant: one statement.
+  const first = writer.consume('RefreshToken', sha256('rt-race'));
+  const second = writer.consume('RefreshToken', sha256('rt-race'));
+  const saves = [writer.saveIfConsumed(token('at-first'), first.call, first.marked), writer.saveIfConsumed(token('at-second'), second.call, second.marked)];
+  expect(await first.marked).toBe(true);
+  expect(await second.marked).toBe(false);
+  await Promise.all(saves);
+  expect(await access.find('at-first')).toMatchObject({ grantId: 'grant-race' });
+  expect(await access.find('at-second')).toBeUndefined();
+  // A later replay whose consumption went out before its save.
+  const third = writer.consume('RefreshToken', sha256('rt-race'));
+  expect(await third.marked).toBe(false);
+  await writer.saveIfConsumed(token('at-third'), third.call, third.marked);
+  expect(await access.find('at-third')).toBeUndefined();
 });
 
 it('finds what it saved, marks consumption, and forgets destroyed and expired rows', async () => {
