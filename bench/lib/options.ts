@@ -44,7 +44,7 @@ export const USAGE = `npm run bench -- [flags]
   --database-url URL      PostgreSQL server to create the benchmark database on
                           (default postgresql://postgres@127.0.0.1:5432/postgres)
   --duration S            measured seconds per scenario (default 10; smoke 1)
-  --warmup S              warm-up seconds before each measurement (default 3; smoke 0.5)
+  --warmup S              warm-up seconds before each measurement (default 5; smoke 0.5)
   --rounds N              cut each measurement into N slices, Portcullis and the baseline
                           taking turns (P B B P ...), so that noise lands on both (default 4; smoke 1)
   --connections N         concurrent connections of the load generator (default 16)
@@ -129,7 +129,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     database: values.pglite ? 'pglite' : 'postgres',
     serverUrl,
     duration: positive(values.duration, '--duration', smoke ? 1 : 10, false),
-    warmup: positive(values.warmup, '--warmup', smoke ? 0.5 : 3, false),
+    warmup: positive(values.warmup, '--warmup', smoke ? 0.5 : 5, false),
     rounds: positive(values.rounds, '--rounds', smoke ? 1 : 4),
     connections: positive(values.connections, '--connections', 16),
     argon2: {
