@@ -26,8 +26,10 @@ export interface TripCount {
 
 function label(sql: string, params: string[]): string {
   const text = sql.replace(/\s+/g, ' ').trim();
-  const verb = (/^\w+/.exec(text)?.[0] ?? '?').toUpperCase();
+  let verb = (/^\w+/.exec(text)?.[0] ?? '?').toUpperCase();
   if (['BEGIN', 'COMMIT', 'ROLLBACK', 'SET', 'SHOW'].includes(verb)) return verb;
+  // A WITH statement by what it does: e.g. UPDATE+INSERT (a consumption and the tokens it issues).
+  if (verb === 'WITH') verb = [...new Set(text.toUpperCase().match(/\b(?:UPDATE|INSERT|DELETE)\b/g) ?? ['SELECT'])].join('+');
   const table = /\b(?:FROM|INTO|UPDATE)\s+(?:"?\w+"?\.)?"?(\w+)"?/i.exec(text)?.[1] ?? '?';
   // A kind bound as a value, or as an array of values (statements that write several rows).
   const kinds = new Set<string>();
