@@ -125,7 +125,6 @@ export class ArtifactWriter {
 
   private async write(entries: [string, Operation][]): Promise<Map<string, boolean>> {
     const consumes = entries.flatMap(([call, operation]) => (operation.op === 'consume' ? [{ call, kind: operation.kind, id: operation.id }] : []));
-    let saves = entries.flatMap(([, operation]) => (operation.op === 'save' ? [operation] : []));
     const answers = new Map<string, boolean>();
     // The first call for a row stands for it; the others lose, and so do the saves that depend on them.
     const standing = new Map<string, (typeof consumes)[number]>();
@@ -135,12 +134,14 @@ export class ArtifactWriter {
       else standing.set(row, consume);
     }
     const standingCalls = new Map([...standing.values()].map((consume) => [consume.call, consume]));
-    saves = saves.filter((save) => !save.requires || standingCalls.has(save.requires));
     // In primary-key order, so two batches sharing rows lock them in the same
     // order and cannot deadlock on each other.
     const marks = [...standing.values()].sort(byPrimaryKey);
-    const records = saves.map((save) => save.record).sort(byPrimaryKey);
-    const requiresOf = new Map(saves.map((save) => [rowKey(save.record.kind, save.record.id), save.requires && standingCalls.get(save.requires)]));
+    const saves = entries
+      .flatMap(([, operation]) => (operation.op === 'save' ? [operation] : []))
+      .filter((save) => !save.requires || standingCalls.has(save.requires))
+      .sort((a, b) => byPrimaryKey(a.record, b.record));
+    const records = saves.map((save) => save.record);
     const answer = (rows: { id: string; kind: string }[]) => {
       const marked = new Set(rows.map((row) => rowKey(row.kind, row.id)));
       for (const consume of marks) answers.set(consume.call, marked.has(rowKey(consume.kind, consume.id)));
@@ -153,11 +154,10 @@ export class ArtifactWriter {
       // change a row only once, so consume first, then save what still stands.
       const { rows } = await this.sql.query<{ id: string; kind: string }>(SQL.consume, [marks.map((m) => m.id), marks.map((m) => m.kind)]);
       answer(rows);
-      const kept = saves.filter((save) => !save.requires || answers.get(save.requires));
-      if (kept.length > 0) await this.sql.query(SQL.save, columns(kept.map((save) => save.record).sort(byPrimaryKey)));
-      return answers;
+      const kept = saves.filter((save) => !save.requires || answers.get(save.requires)).map((save) => save.record);
+      if (kept.length > 0) await this.sql.query(SQL.save, columns(kept));
     } else {
-      const requires = records.map((record) => requiresOf.get(rowKey(record.kind, record.id)) || null);
+      const requires = saves.map((save) => (save.requires ? standingCalls.get(save.requires)! : null));
       const { rows } = await this.sql.query<{ id: string; kind: string }>(SQL.consumeAndSave, [
         ...columns(records),
         requires.map((consume) => consume?.id ?? null),
