@@ -11,7 +11,9 @@ import { UserAgent } from '../support/user-agent.js';
 let pc: TestPortcullis;
 
 beforeAll(async () => {
-  pc = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '1s' });
+  // Activation is long enough that `keys rotate` still lists its key as next
+  // on a slow machine (with 1 s, a PGlite CLI run under load outlasted it).
+  pc = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '5s' });
 });
 
 afterAll(async () => {
@@ -131,7 +133,7 @@ describe('portcullis keys', () => {
 
     const rotated = await pc.cli(['keys', 'rotate', '--json']);
     expect(rotated.code).toBe(0);
-    const keys = JSON.parse(rotated.stdout) as { kid: string; alg: string; status: string; publish_until: string | null }[];
+    const keys = JSON.parse(rotated.stdout) as { kid: string; alg: string; status: string; activates_at: string; publish_until: string | null }[];
     // The new key is published at once and signs after the activation delay.
     const newKid = keys.find((key) => key.alg === 'ES256' && key.status === 'next')!.kid;
     expect(newKid).not.toBe(oldKid);
@@ -140,8 +142,9 @@ describe('portcullis keys', () => {
     const prepublished = (await (await fetch(`${pc.issuer}/jwks`)).json()) as { keys: { kid: string }[] };
     expect(prepublished.keys.map((key) => key.kid)).toContain(newKid);
 
-    // Within activation delay + refresh interval the server signs with the new key...
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Once the activation delay has passed, and a refresh interval more, the server signs with the new key...
+    const activatesAt = Date.parse(keys.find((key) => key.kid === newKid)!.activates_at);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, activatesAt - Date.now()) + 1100));
     const relisted = JSON.parse((await pc.cli(['keys', 'list', '--json'])).stdout) as { kid: string; status: string }[];
     expect(relisted.find((key) => key.kid === oldKid)!.status).toBe('published');
     expect(relisted.find((key) => key.kid === newKid)!.status).toBe('current');
