@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type Koa from 'koa';
 import type Provider from 'oidc-provider';
 import type { Accounts } from './accounts/accounts.js';
+import type { SignInThrottle } from './accounts/sign-in-throttle.js';
 import type { Apis } from './apis/apis.js';
 import type { Config } from './config.js';
 import { securityHeaders } from './http/security-headers.js';
@@ -17,6 +18,7 @@ export interface AppDeps {
   config: Config;
   host: ProviderHost;
   accounts: Accounts;
+  signInThrottle: SignInThrottle;
   apis: Apis;
   logger: Logger;
 }

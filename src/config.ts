@@ -1,6 +1,8 @@
 // The only reader of process.env: environment → one typed, validated Config.
 import path from 'node:path';
 import { z } from 'zod';
+import type { ThrottlePolicy } from './accounts/sign-in-throttle.js';
+import type { EncryptionKeySource } from './keys/sealed-secrets.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -47,6 +49,13 @@ const schema = z.object({
     .optional()
     .transform((value) => value?.split(',').map((key) => key.trim()).filter(Boolean))
     .refine((keys) => !keys || keys.every((key) => key.length >= 32), 'each key must be at least 32 characters'),
+  // Seal private signing keys and cookie keys in the database (keys/sealed-secrets.ts).
+  ENCRYPTION_KEYS: z
+    .string()
+    .optional()
+    .transform((value) => value?.split(',').map((key) => key.trim()).filter(Boolean))
+    .refine((keys) => !keys || keys.every((key) => key.length >= 32), 'each key must be at least 32 characters'),
+  ENCRYPTION_KEY_FILE: z.string().min(1).optional(),
   SIGNING_ALG: z.enum(['ES256', 'EdDSA']).default('ES256'),
   ARGON2_MEMORY_KIB: integer(19456, 1024, 4194304),
   ARGON2_TIME_COST: integer(2, 1, 100),
@@ -58,6 +67,9 @@ const schema = z.object({
   SESSION_TTL: duration('14d'),
   INTERACTION_TTL: duration('1h'),
   GRANT_TTL: duration('365d'),
+  SIGN_IN_MAX_FAILURES: integer(10, 1, 10_000),
+  SIGN_IN_MAX_FAILURES_PER_ADDRESS: integer(100, 1, 1_000_000),
+  SIGN_IN_FAILURE_WINDOW: duration('15m'),
   KEY_REFRESH_INTERVAL: duration('30s'),
   // ≥ KEY_REFRESH_INTERVAL + 30 s: every instance publishes a new key, and a
   // resource server that fetched the old JWKS may refetch (jose waits 30 s
@@ -75,6 +87,7 @@ export interface Config {
   issuerName: string;
   database: { kind: 'postgres'; url: string; poolSize: number } | { kind: 'embedded'; dataDir: string };
   cookieKeys?: string[];
+  encryption: EncryptionKeySource;
   signingAlg: 'ES256' | 'EdDSA';
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   ttl: {
@@ -86,6 +99,7 @@ export interface Config {
     interaction: number;
     grant: number;
   };
+  signInThrottle: ThrottlePolicy;
   keyRefreshInterval: number;
   keyActivationDelay: number;
   sweepInterval: number;
@@ -110,6 +124,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE }
       : { kind: 'embedded', dataDir: path.resolve(e.DATA_DIR) },
     cookieKeys: e.COOKIE_KEYS,
+    encryption: e.ENCRYPTION_KEYS?.length
+      ? { kind: 'env', keys: e.ENCRYPTION_KEYS }
+      : { kind: 'file', path: path.resolve(e.ENCRYPTION_KEY_FILE ?? path.join(e.DATA_DIR, 'encryption.key')) },
     signingAlg: e.SIGNING_ALG,
     argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
     ttl: {
@@ -120,6 +137,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       session: e.SESSION_TTL,
       interaction: e.INTERACTION_TTL,
       grant: e.GRANT_TTL,
+    },
+    signInThrottle: {
+      maxFailuresPerAccount: e.SIGN_IN_MAX_FAILURES,
+      maxFailuresPerAddress: e.SIGN_IN_MAX_FAILURES_PER_ADDRESS,
+      window: e.SIGN_IN_FAILURE_WINDOW,
     },
     keyRefreshInterval: e.KEY_REFRESH_INTERVAL,
     keyActivationDelay: e.KEY_ACTIVATION_DELAY,

@@ -34,11 +34,11 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     await services.close();
   };
   try {
-    const cookieKeys = await loadCookieKeys(prisma, config.cookieKeys);
+    const cookieKeys = await loadCookieKeys(prisma, services.sealer, config.cookieKeys);
     const clientCache = await new NotifiedCache<AdapterPayload>().listen(services.database, CLIENT_CHANGES_CHANNEL);
     await services.accounts.listenForChanges(services.database);
-    const host = await ProviderHost.create({ config, prisma, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
-    const app = createApp({ config, host, accounts: services.accounts, apis: services.apis, logger });
+    const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
+    const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, apis: services.apis, logger });
 
     server = http.createServer(app);
     // Keep-alive must outlast common proxies' idle timeouts.
@@ -56,6 +56,13 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     void sweep();
 
     if (config.database.kind === 'postgres') await warnIfAutovacuumOff(services, logger);
+    if (config.encryption.kind === 'file' && (services.encryptionKeyGenerated || config.database.kind === 'postgres')) {
+      // With PostgreSQL there may be other instances, and each must open what the others sealed.
+      logger.warn('secrets in the database are sealed with the key in a local file; keep it, back it up apart from the database, and give every instance the same key (or set ENCRYPTION_KEYS)', {
+        file: config.encryption.path,
+        key: services.sealer.sealingKeyId,
+      });
+    }
 
     const { port } = server.address() as AddressInfo;
     logger.info('portcullis listening', { issuer: config.issuer, port, database: config.database.kind });

@@ -1,9 +1,11 @@
 // Opens the database and builds the services both fronts (HTTP app, CLI) use.
 import { Accounts } from './accounts/accounts.js';
 import { PasswordHasher } from './accounts/passwords.js';
+import { SignInThrottle } from './accounts/sign-in-throttle.js';
 import { Apis } from './apis/apis.js';
 import { Clients } from './clients/clients.js';
 import type { Config } from './config.js';
+import { loadSealer, type SecretSealer } from './keys/sealed-secrets.js';
 import { ensureSigningKeys } from './keys/signing-keys.js';
 import { openDatabase, type Database } from './persistence/database.js';
 
@@ -11,17 +13,24 @@ export interface Services {
   config: Config;
   database: Database;
   accounts: Accounts;
+  signInThrottle: SignInThrottle;
   apis: Apis;
   clients: Clients;
+  /** Seals the secrets the database keeps for later use (signing and cookie keys). */
+  sealer: SecretSealer;
+  /** Whether the encryption key file was created by this start (no ENCRYPTION_KEYS, first run). */
+  encryptionKeyGenerated: boolean;
   close(): Promise<void>;
 }
 
-/** Opens the database, applies migrations and makes sure signing keys exist. */
+/** Opens the database, applies migrations and makes sure signing keys exist, sealed. */
 export async function openServices(config: Config): Promise<Services> {
+  // Before the database: a missing or unreadable key must stop us before anything is written.
+  const { sealer, generated } = await loadSealer(config.encryption);
   const database = await openDatabase(config.database);
   try {
     await database.migrate();
-    await ensureSigningKeys(database.prisma, config.signingAlg);
+    await ensureSigningKeys(database.prisma, sealer, config.signingAlg);
   } catch (error) {
     await database.close();
     throw error;
@@ -30,8 +39,11 @@ export async function openServices(config: Config): Promise<Services> {
     config,
     database,
     accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2)),
+    signInThrottle: new SignInThrottle(database.sql, config.signInThrottle),
     apis: new Apis(database.prisma),
     clients: new Clients(database.prisma),
+    sealer,
+    encryptionKeyGenerated: generated,
     close: () => database.close(),
   };
 }

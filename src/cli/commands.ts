@@ -181,7 +181,7 @@ export const keysRotate: Command = async (args, open, io) => {
   // moments ago may refuse new tokens until they refetch it.
   const activationDelay = values.now ? 0 : config.keyActivationDelay;
   const apiTtls = (await services.apis.list()).map((api) => api.accessTokenTtl);
-  const keys = await rotateSigningKeys(services.database.prisma, { activationDelay, keepPublishedFor: keepPublishedFor(config, apiTtls) });
+  const keys = await rotateSigningKeys(services.database.prisma, services.sealer, { activationDelay, keepPublishedFor: keepPublishedFor(config, apiTtls) });
   if (!values.json) {
     io.out(
       `rotated: the new keys are published now and every running server signs with them within ${activationDelay + config.keyRefreshInterval}s\n`,

@@ -4,13 +4,14 @@ import { AccountError } from '../accounts/accounts.js';
 import { ApiError } from '../apis/apis.js';
 import { ClientError } from '../clients/clients.js';
 import { ConfigError, loadConfig } from '../config.js';
+import { SealError } from '../keys/sealed-secrets.js';
 import { KeyError } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
 import { openServices, type Services } from '../services.js';
 import { COMMANDS, type Io } from './commands.js';
 import { USAGE, UsageError } from './usage.js';
 
-const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, KeyError, MigrationError];
+const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, KeyError, MigrationError, SealError];
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input');

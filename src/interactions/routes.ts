@@ -6,6 +6,7 @@ import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
+import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { renderErrorPage } from '../http/error-pages.js';
@@ -19,6 +20,7 @@ import { describeApiScopes, describeClaims, describeScopes } from './scope-descr
 export interface InteractionDeps {
   host: ProviderHost;
   accounts: Accounts;
+  signInThrottle: SignInThrottle;
   apis: Apis;
   config: Config;
   logger: Logger;
@@ -27,12 +29,16 @@ export interface InteractionDeps {
 // Deliberately one message for both failures, so that the page does not tell
 // which emails have accounts.
 const WRONG_CREDENTIALS = 'The email or password is not right. Check both and try again.';
+const tooManyFailures = (seconds: number) => {
+  const minutes = Math.ceil(seconds / 60);
+  return `Too many failed sign-ins. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
+};
 
 class WrongPrompt extends Error {
   override name = 'WrongPrompt';
 }
 
-export function interactionRoutes({ host, accounts, apis, config, logger }: InteractionDeps): Router {
+export function interactionRoutes({ host, accounts, signInThrottle, apis, config, logger }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
 
@@ -126,12 +132,26 @@ export function interactionRoutes({ host, accounts, apis, config, logger }: Inte
     const form = await readForm(ctx);
     const email = form.email?.trim() ?? '';
     const password = form.password ?? '';
-    const accountId = email && password ? await accounts.verifyPassword(email, password) : undefined;
+    const clientName = client.clientName ?? client.clientId;
+    if (!email || !password) {
+      ctx.status = 401;
+      return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
+    }
+    const decision = await signInThrottle.check(email, ctx.ip);
+    if (!decision.allowed) {
+      logger.warn('sign-in refused: too many failures', { interaction: interaction.uid, retryAfter: decision.retryAfter });
+      ctx.status = 429;
+      ctx.set('Retry-After', String(decision.retryAfter));
+      return showLogin(ctx, interaction.uid, clientName, { email, error: tooManyFailures(decision.retryAfter) });
+    }
+    const accountId = await accounts.verifyPassword(email, password);
     if (!accountId) {
+      await signInThrottle.recordFailure(email, ctx.ip);
       logger.info('login failed', { interaction: interaction.uid });
       ctx.status = 401;
-      return showLogin(ctx, interaction.uid, client.clientName ?? client.clientId, { email, error: WRONG_CREDENTIALS });
+      return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
+    if (decision.accountHasFailures) await signInThrottle.recordSuccess(email);
     await provider.interactionFinished(
       ctx.req,
       ctx.res,

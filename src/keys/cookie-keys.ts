@@ -1,14 +1,28 @@
 // Keys that sign oidc-provider's cookies. From COOKIE_KEYS when set, otherwise
-// generated once and kept in the database so every instance accepts the others' cookies.
+// generated once and kept in the database, sealed (see sealed-secrets.ts), so
+// every instance accepts the others' cookies.
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Prisma } from '../persistence/database.js';
+import { SecretSealer } from './sealed-secrets.js';
 
-export async function loadCookieKeys(prisma: Prisma, fromEnv?: string[]): Promise<string[]> {
+const sealContext = (id: string) => `cookie key ${id}`;
+
+export async function loadCookieKeys(prisma: Prisma, sealer: SecretSealer, fromEnv?: string[]): Promise<string[]> {
   if (fromEnv?.length) return fromEnv;
-  const existing = await prisma.cookieKey.findMany({ orderBy: { createdAt: 'desc' }, select: { secret: true } });
-  if (existing.length) return existing.map((key) => key.secret);
-  const secret = randomBytes(32).toString('base64url');
-  await prisma.cookieKey.create({ data: { id: randomUUID(), secret } });
-  // Two instances starting together may both create one; all verify, the newest signs.
-  return (await prisma.cookieKey.findMany({ orderBy: { createdAt: 'desc' }, select: { secret: true } })).map((key) => key.secret);
+  const stored = () => prisma.cookieKey.findMany({ orderBy: { createdAt: 'desc' }, select: { id: true, secret: true } });
+  let rows = await stored();
+  if (rows.length === 0) {
+    const id = randomUUID();
+    await prisma.cookieKey.create({ data: { id, secret: sealer.seal(randomBytes(32).toString('base64url'), sealContext(id)) } });
+    // Two instances starting together may both create one; all verify, the newest signs.
+    rows = await stored();
+  }
+  return Promise.all(
+    rows.map(async ({ id, secret }) => {
+      if (SecretSealer.isSealed(secret)) return sealer.open(secret, sealContext(id));
+      // Stored in the plain by an earlier version: seal it where it is (unless another instance just did).
+      await prisma.cookieKey.updateMany({ where: { id, secret }, data: { secret: sealer.seal(secret, sealContext(id)) } });
+      return secret;
+    }),
+  );
 }

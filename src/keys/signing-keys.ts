@@ -1,8 +1,10 @@
 // Signing keys live in the database so every instance serves the same JWKS.
 // The newest key of each algorithm signs; rotated keys stay published until
-// nothing they signed can still be valid (`publishUntil`).
+// nothing they signed can still be valid (`publishUntil`). A row holds the
+// public JWK in the plain and the private one sealed (see sealed-secrets.ts).
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { Prisma } from '../persistence/database.js';
+import type { SecretSealer } from './sealed-secrets.js';
 
 export type SigningAlg = 'ES256' | 'EdDSA' | 'RS256';
 
@@ -20,24 +22,42 @@ export interface KeyInfo {
   publishUntil: Date | null;
 }
 
-async function generate(alg: SigningAlg): Promise<{ kid: string; jwk: JWK }> {
+// The members of a JWK that are private (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
+const PRIVATE_MEMBERS = new Set(['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']);
+
+const publicPart = (jwk: JWK): JWK => Object.fromEntries(Object.entries(jwk).filter(([name]) => !PRIVATE_MEMBERS.has(name))) as JWK;
+const sealContext = (kid: string) => `signing key ${kid}`;
+
+/** A new key pair as the row to store: the public JWK, and the private one sealed. */
+async function generate(alg: SigningAlg, sealer: SecretSealer): Promise<{ kid: string; alg: SigningAlg; jwk: object; privateJwk: string }> {
   const { privateKey } = await generateKeyPair(alg, alg === 'RS256' ? { modulusLength: 2048, extractable: true } : { extractable: true });
-  const jwk = await exportJWK(privateKey);
-  const kid = await calculateJwkThumbprint(jwk);
-  return { kid, jwk: { ...jwk, kid, alg, use: 'sig' } };
+  const exported = await exportJWK(privateKey);
+  const kid = await calculateJwkThumbprint(exported);
+  const jwk: JWK = { ...exported, kid, alg, use: 'sig' };
+  return { kid, alg, jwk: publicPart(jwk), privateJwk: sealer.seal(JSON.stringify(jwk), sealContext(kid)) };
 }
 
 /**
- * Creates the first key of each algorithm we sign with if none is active.
- * RS256 is always available because some relying parties support nothing else.
+ * Seals keys stored in the plain by earlier versions, then creates the first
+ * key of each algorithm we sign with if none is active. RS256 is always
+ * available because some relying parties support nothing else.
  */
-export async function ensureSigningKeys(prisma: Prisma, primaryAlg: 'ES256' | 'EdDSA'): Promise<void> {
+export async function ensureSigningKeys(prisma: Prisma, sealer: SecretSealer, primaryAlg: 'ES256' | 'EdDSA'): Promise<void> {
+  const stored = await prisma.signingKey.findMany({ select: { kid: true, jwk: true, privateJwk: true } });
+  for (const row of stored) {
+    // Every start opens every key: a wrong ENCRYPTION_KEYS stops the server or
+    // CLI here, before it adds keys sealed under another key than the rest.
+    const jwk = openPrivateJwk(row, sealer);
+    if (row.privateJwk) continue;
+    // `privateJwk: null` again in the filter: of two instances upgrading at once, the second changes nothing.
+    await prisma.signingKey.updateMany({
+      where: { kid: row.kid, privateJwk: null },
+      data: { jwk: publicPart(jwk) as object, privateJwk: sealer.seal(JSON.stringify(jwk), sealContext(row.kid)) },
+    });
+  }
   const active = await prisma.signingKey.findMany({ where: { rotatedAt: null }, select: { alg: true } });
   const missing = ([primaryAlg, 'RS256'] as SigningAlg[]).filter((alg) => !active.some((key) => key.alg === alg));
-  for (const alg of missing) {
-    const { kid, jwk } = await generate(alg);
-    await prisma.signingKey.create({ data: { kid, alg, jwk: jwk as object } });
-  }
+  for (const alg of missing) await prisma.signingKey.create({ data: await generate(alg, sealer) });
 }
 
 interface KeyTimes {
@@ -55,15 +75,26 @@ const isActive = (key: KeyTimes, now: number) => key.activatesAt.getTime() <= no
  * algorithm: active keys first, newest first; keys not yet active come last,
  * published so that resource servers learn them before they sign anything.
  */
-export async function loadSigningKeys(prisma: Prisma): Promise<JWK[]> {
+export async function loadSigningKeys(prisma: Prisma, sealer: SecretSealer): Promise<JWK[]> {
   const rows = await prisma.signingKey.findMany({
-    select: { kid: true, jwk: true, activatesAt: true, rotatedAt: true, publishUntil: true },
+    select: { kid: true, jwk: true, privateJwk: true, activatesAt: true, rotatedAt: true, publishUntil: true },
   });
   const now = Date.now();
   return rows
     .filter((row) => isPublished(row, now))
     .sort((a, b) => Number(isActive(b, now)) - Number(isActive(a, now)) || b.activatesAt.getTime() - a.activatesAt.getTime())
-    .map((row) => row.jwk as JWK);
+    .map((row) => openPrivateJwk(row, sealer));
+}
+
+/**
+ * A row's private JWK. During a rolling upgrade an older server may still
+ * write a key in the plain; it is used as it is, and the next start seals it.
+ */
+function openPrivateJwk(row: { kid: string; jwk?: unknown; privateJwk: string | null }, sealer: SecretSealer): JWK {
+  if (row.privateJwk) return JSON.parse(sealer.open(row.privateJwk, sealContext(row.kid))) as JWK;
+  const plain = row.jwk as JWK | undefined;
+  if (!plain?.d) throw new KeyError(`signing key ${row.kid} has no private key`);
+  return plain;
 }
 
 /** A fingerprint of which keys are published and which sign now, so instances notice a change cheaply. */
@@ -85,18 +116,22 @@ export async function signingKeysVersion(prisma: Prisma): Promise<string> {
  * `keepPublishedFor` seconds after that: long enough for everything they
  * signed to expire.
  */
-export async function rotateSigningKeys(prisma: Prisma, options: { activationDelay: number; keepPublishedFor: number }): Promise<KeyInfo[]> {
+export async function rotateSigningKeys(
+  prisma: Prisma,
+  sealer: SecretSealer,
+  options: { activationDelay: number; keepPublishedFor: number },
+): Promise<KeyInfo[]> {
   const current = await prisma.signingKey.findMany({ where: { rotatedAt: null }, select: { kid: true, alg: true } });
   if (current.length === 0) throw new KeyError('there are no signing keys yet; start the server or run `portcullis migrate` first');
   const activatesAt = new Date(Date.now() + options.activationDelay * 1000);
   const publishUntil = new Date(activatesAt.getTime() + options.keepPublishedFor * 1000);
-  const fresh = await Promise.all([...new Set(current.map((key) => key.alg))].map((alg) => generate(alg as SigningAlg)));
+  const fresh = await Promise.all([...new Set(current.map((key) => key.alg))].map((alg) => generate(alg as SigningAlg, sealer)));
   await prisma.$transaction([
     prisma.signingKey.updateMany({
       where: { kid: { in: current.map((key) => key.kid) } },
       data: { rotatedAt: activatesAt, publishUntil },
     }),
-    ...fresh.map(({ kid, jwk }) => prisma.signingKey.create({ data: { kid, alg: jwk.alg!, jwk: jwk as object, activatesAt } })),
+    ...fresh.map((key) => prisma.signingKey.create({ data: { ...key, activatesAt } })),
   ]);
   return listSigningKeys(prisma);
 }

@@ -2,10 +2,14 @@
 // adapter contract's: housekeeping and remembered consent.
 import type { Prisma, Sql } from '../persistence/database.js';
 
-/** Deletes expired rows; run periodically by the server. */
+/** Deletes expired rows (and sign-in failure counts whose window ended); run periodically by the server. */
 export async function sweepExpired(prisma: Prisma): Promise<number> {
-  const { count } = await prisma.providerArtifact.deleteMany({ where: { expiresAt: { lt: new Date() } } });
-  return count;
+  const now = new Date();
+  const [artifacts, failures] = await Promise.all([
+    prisma.providerArtifact.deleteMany({ where: { expiresAt: { lt: now } } }),
+    prisma.signInFailure.deleteMany({ where: { expiresAt: { lt: now } } }),
+  ]);
+  return artifacts.count + failures.count;
 }
 
 const GRANT_OF = {

@@ -4,11 +4,12 @@
 import type Provider from 'oidc-provider';
 import type { Logger } from '../logger.js';
 import type { Prisma } from '../persistence/database.js';
+import type { SecretSealer } from '../keys/sealed-secrets.js';
 import { loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
 import type { ProviderServices } from './configuration.js';
 import { createProvider } from './provider.js';
 
-type HostServices = Omit<ProviderServices, 'signingKeys'>;
+type HostServices = Omit<ProviderServices, 'signingKeys'> & { sealer: SecretSealer };
 
 export class ProviderHost {
   private constructor(
@@ -18,7 +19,7 @@ export class ProviderHost {
   ) {}
 
   static async create(services: HostServices): Promise<ProviderHost> {
-    const [version, signingKeys] = await Promise.all([signingKeysVersion(services.prisma), loadSigningKeys(services.prisma)]);
+    const [version, signingKeys] = await Promise.all([signingKeysVersion(services.prisma), loadSigningKeys(services.prisma, services.sealer)]);
     return new ProviderHost(services, createProvider({ ...services, signingKeys }), version);
   }
 
@@ -27,7 +28,7 @@ export class ProviderHost {
     const prisma: Prisma = this.services.prisma;
     const version = await signingKeysVersion(prisma);
     if (version === this.version) return false;
-    const signingKeys = await loadSigningKeys(prisma);
+    const signingKeys = await loadSigningKeys(prisma, this.services.sealer);
     this.current = createProvider({ ...this.services, signingKeys });
     this.version = version;
     (this.services.logger as Logger).info('signing keys changed; provider reloaded', { keys: signingKeys.length });

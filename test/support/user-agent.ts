@@ -5,6 +5,8 @@ export interface Page {
   url: string;
   status: number;
   html: string;
+  /** The served page's response headers (absent when the walk stopped at a redirect). */
+  headers?: Headers;
 }
 
 interface StoredCookie {
@@ -17,6 +19,9 @@ interface StoredCookie {
 export class UserAgent {
   private readonly jar = new Map<string, StoredCookie>();
 
+  /** `headers`: sent with every request (e.g. X-Forwarded-For, to stand for a browser elsewhere). */
+  constructor(private readonly headers: Record<string, string> = {}) {}
+
   /** Follows redirects until a page is served, or a redirect leaves for `stopAt`'s origin+path. */
   async open(url: string, init: RequestInit = {}, stopAt?: string): Promise<Page> {
     let current = new URL(url);
@@ -27,7 +32,7 @@ export class UserAgent {
       current = location;
       response = await this.send(current, { method: 'GET' });
     }
-    return { url: current.href, status: response.status, html: await response.text() };
+    return { url: current.href, status: response.status, html: await response.text(), headers: response.headers };
   }
 
   async post(page: Page, action: string, fields: Record<string, string>, stopAt?: string): Promise<Page> {
@@ -61,7 +66,7 @@ export class UserAgent {
   }
 
   private async send(url: URL, init: RequestInit): Promise<Response> {
-    const headers = new Headers(init.headers);
+    const headers = new Headers({ ...this.headers, ...Object.fromEntries(new Headers(init.headers)) });
     const cookie = this.cookieHeader(url);
     if (cookie) headers.set('cookie', cookie);
     const response = await fetch(url, { ...init, headers, redirect: 'manual' });

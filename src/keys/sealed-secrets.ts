@@ -1,0 +1,126 @@
+// Secrets the server must use again later (private signing keys, cookie keys)
+// cannot be hashed like passwords or token ids, so they are sealed before they
+// reach the database: AES-256-GCM under an encryption key that never enters
+// it. A database dump or backup alone then signs nothing and forges no cookie.
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+export class SealError extends Error {
+  override name = 'SealError';
+}
+
+/** Where the encryption keys come from: ENCRYPTION_KEYS, or a key file made on first start. */
+export type EncryptionKeySource = { kind: 'env'; keys: string[] } | { kind: 'file'; path: string };
+
+const VERSION = 'v1';
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+interface EncryptionKey {
+  /** Names the key in what it sealed, so a value sealed under a key no longer configured is reported as such. */
+  id: string;
+  key: Buffer;
+}
+
+export class SecretSealer {
+  private readonly keys: EncryptionKey[];
+
+  /** `secrets`: high-entropy strings of 32+ characters; the first seals, every one opens. */
+  constructor(secrets: string[]) {
+    if (secrets.length === 0) throw new SealError('at least one encryption key is required');
+    this.keys = secrets.map((secret) => {
+      if (secret.length < 32) throw new SealError('each encryption key must be at least 32 characters');
+      // Operators paste any long random string; HKDF turns it into exactly 256 bits.
+      const key = Buffer.from(hkdfSync('sha256', secret, 'portcullis', 'secrets at rest v1', 32));
+      return { id: createHash('sha256').update(key).digest('base64url').slice(0, 8), key };
+    });
+  }
+
+  /** Only values in this format are sealed; a legacy row stored in plain never contains it. */
+  static isSealed(value: string): boolean {
+    return value.startsWith(`${VERSION}.`);
+  }
+
+  /**
+   * `context` names what is sealed (e.g. the row's key): it is authenticated
+   * with the ciphertext, so a sealed value copied into another row does not open.
+   */
+  seal(plaintext: string, context: string): string {
+    const { id, key } = this.keys[0]!;
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', key, iv);
+    cipher.setAAD(Buffer.from(context));
+    const body = Buffer.concat([iv, cipher.update(plaintext, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+    return `${VERSION}.${id}.${body.toString('base64url')}`;
+  }
+
+  open(sealed: string, context: string): string {
+    const [version, id, encoded] = sealed.split('.');
+    if (version !== VERSION || !id || !encoded) throw new SealError(`${context} is not sealed in a format this version reads`);
+    const entry = this.keys.find((candidate) => candidate.id === id);
+    if (!entry) {
+      throw new SealError(
+        `${context} was sealed with encryption key ${id}, which is not configured (configured: ${this.keys.map((k) => k.id).join(', ')}); ` +
+          'set ENCRYPTION_KEYS to include the key it was sealed with',
+      );
+    }
+    const body = Buffer.from(encoded, 'base64url');
+    if (body.length < IV_BYTES + TAG_BYTES) throw new SealError(`${context} is truncated`);
+    const decipher = createDecipheriv('aes-256-gcm', entry.key, body.subarray(0, IV_BYTES));
+    decipher.setAAD(Buffer.from(context));
+    decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
+    try {
+      return Buffer.concat([decipher.update(body.subarray(IV_BYTES, body.length - TAG_BYTES)), decipher.final()]).toString('utf8');
+    } catch {
+      throw new SealError(`${context} failed authentication: it was altered, or belongs to another row`);
+    }
+  }
+
+  /** The id of the key that seals, for logs; never the key. */
+  get sealingKeyId(): string {
+    return this.keys[0]!.id;
+  }
+}
+
+/**
+ * The sealer for a configuration. Without ENCRYPTION_KEYS, a key is generated
+ * once into the key file (owner-only) and read from there on later starts.
+ * Returns whether the key was generated now, so the server can say so.
+ */
+export async function loadSealer(source: EncryptionKeySource): Promise<{ sealer: SecretSealer; generated: boolean }> {
+  if (source.kind === 'env') return { sealer: new SecretSealer(source.keys), generated: false };
+  const existing = await readKeyFile(source.path);
+  if (existing) return { sealer: new SecretSealer([existing]), generated: false };
+  await mkdir(path.dirname(source.path), { recursive: true });
+  try {
+    // 'wx': of two processes starting together (server and CLI), one creates it and the other reads it.
+    await writeFile(source.path, `${randomBytes(32).toString('base64url')}\n`, { flag: 'wx', mode: 0o600 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new SealError(`cannot create the encryption key file ${source.path}: ${(error as Error).message}`);
+    return loadSealer(source);
+  }
+  const created = await readKeyFile(source.path);
+  return { sealer: new SecretSealer([created!]), generated: true };
+}
+
+async function readKeyFile(file: string): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new SealError(`cannot read the encryption key file ${file}: ${(error as Error).message}`);
+  }
+  const key = text.trim();
+  // A concurrent creator may not have written it yet; an empty file is not a key.
+  if (!key) return readKeyFileAgain(file);
+  return key;
+}
+
+async function readKeyFileAgain(file: string): Promise<string> {
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const key = (await readFile(file, 'utf8')).trim();
+  if (!key) throw new SealError(`the encryption key file ${file} is empty; delete it only if the database holds no sealed secrets yet`);
+  return key;
+}

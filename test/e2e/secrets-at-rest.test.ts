@@ -1,0 +1,145 @@
+// Private signing keys and cookie keys are sealed in the database: what a dump
+// of it holds signs nothing, the server still signs with them, rows stored in
+// the plain by earlier versions are sealed in place, and a wrong encryption key
+// stops the server and the CLI before they change anything.
+import { createHmac } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { startServer, type RunningServer } from '../../src/server.js';
+import { runCli, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { REDIRECT_URI } from '../support/relying-party.js';
+
+const API = 'https://sealed.example.com';
+const SEALED = /^v1\.[\w-]{8}\.[\w-]{40,}$/;
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
+
+let pc: TestPortcullis;
+let server: RunningServer;
+let robot: { client_id: string; client_secret?: string };
+let web: { client_id: string };
+
+interface KeyRow {
+  kid: string;
+  jwk: JWK;
+  private_jwk: string | null;
+}
+
+async function query<T>(text: string, values: unknown[] = []): Promise<T[]> {
+  const db = pc.outsideConnection();
+  await db.connect();
+  try {
+    return (await db.query(text, values)).rows as T[];
+  } finally {
+    await db.end();
+  }
+}
+
+const signingKeys = () => query<KeyRow>('SELECT kid, jwk, private_jwk FROM signing_keys ORDER BY kid');
+const cookieKeys = () => query<{ id: string; secret: string }>('SELECT id, secret FROM cookie_keys ORDER BY created_at DESC');
+
+/** A JWT access token for the API, and the kid that signed it, verified against the served JWKS. */
+async function signedToken(): Promise<string> {
+  const rp = await oidc.discovery(new URL(pc.issuer), robot.client_id, robot.client_secret, undefined, { execute: [oidc.allowInsecureRequests] });
+  const { access_token } = await oidc.clientCredentialsGrant(rp, { resource: API, scope: 'read' });
+  await jwtVerify(access_token, createRemoteJWKSet(new URL(`${pc.issuer}/jwks`)), { issuer: pc.issuer, audience: API });
+  return decodeProtectedHeader(access_token).kid!;
+}
+
+async function restart(env: Record<string, string> = pc.env): Promise<RunningServer> {
+  return startServer(loadConfig(env), createLogger('silent'));
+}
+
+beforeAll(async () => {
+  pc = await startPortcullis();
+  server = pc.server;
+  const api = await pc.cli(['api', 'create', '--identifier', API, '--scope', 'read', '--token-format', 'jwt']);
+  if (api.code !== 0) throw new Error(api.stderr);
+  robot = await pc.createClient({ name: 'Sealed robot', grantTypes: ['client_credentials'], scope: 'read' });
+  web = await pc.createClient({ name: 'Sealed web app', redirectUris: [REDIRECT_URI] });
+});
+
+afterAll(async () => {
+  await server?.close();
+  await pc?.database.drop();
+});
+
+it('stores only public JWKs and sealed private keys and cookie keys, and signs with the keys it unseals', async () => {
+  const rows = await signingKeys();
+  expect(rows.map((row) => row.jwk.alg).sort()).toEqual(['ES256', 'RS256']);
+  for (const row of rows) {
+    for (const member of PRIVATE_MEMBERS) expect(row.jwk).not.toHaveProperty(member);
+    expect(row.private_jwk).toMatch(SEALED);
+  }
+  const served = (await (await fetch(`${pc.issuer}/jwks`)).json()) as { keys: JWK[] };
+  expect(served.keys.map((key) => key.kid).sort()).toEqual(rows.map((row) => row.kid));
+
+  const cookies = await cookieKeys();
+  expect(cookies.length).toBeGreaterThan(0);
+  for (const row of cookies) expect(row.secret).toMatch(SEALED);
+
+  expect(rows.map((row) => row.kid)).toContain(await signedToken());
+
+  // Without ENCRYPTION_KEYS the key was generated into a file only its owner can read.
+  const { encryption } = loadConfig(pc.env);
+  expect(encryption.kind).toBe('file');
+  const file = await stat((encryption as { path: string }).path);
+  expect(file.mode & 0o077).toBe(0);
+});
+
+it('seals signing and cookie keys an earlier version stored in the plain, and keeps using them', async () => {
+  // An ES256 key as earlier versions stored it: the whole private JWK in `jwk`.
+  const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+  const exported = await exportJWK(privateKey);
+  const kid = await calculateJwkThumbprint(exported);
+  const legacyJwk = { ...exported, kid, alg: 'ES256', use: 'sig' };
+  const legacyCookieSecret = 'an-earlier-versions-cookie-key-kept-in-the-plain';
+  await query(`UPDATE signing_keys SET rotated_at = now(), publish_until = now() + interval '1 day' WHERE alg = 'ES256'`);
+  await query(`INSERT INTO signing_keys (kid, alg, jwk, activates_at) VALUES ($1, 'ES256', $2, now())`, [kid, JSON.stringify(legacyJwk)]);
+  await query(`INSERT INTO cookie_keys (id, secret, created_at) VALUES ('legacy', $1, now() + interval '1 minute')`, [legacyCookieSecret]);
+
+  await server.close();
+  server = await restart();
+
+  const legacy = (await signingKeys()).find((row) => row.kid === kid)!;
+  for (const member of PRIVATE_MEMBERS) expect(legacy.jwk).not.toHaveProperty(member);
+  expect(legacy.jwk).toMatchObject({ kid, x: exported.x, y: exported.y });
+  expect(legacy.private_jwk).toMatch(SEALED);
+  expect(JSON.stringify(await signingKeys())).not.toContain(exported.d);
+  expect(await signedToken()).toBe(kid);
+
+  const [newest] = await cookieKeys();
+  expect(newest!.id).toBe('legacy');
+  expect(newest!.secret).toMatch(SEALED);
+  expect(newest!.secret).not.toContain(legacyCookieSecret);
+  // The newest cookie key still signs cookies: the unsealed secret is the one stored before.
+  const authorize = new URL(`${pc.issuer}/auth`);
+  authorize.search = new URLSearchParams({ client_id: web.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }).toString();
+  const response = await fetch(authorize, { redirect: 'manual' });
+  expect(response.status).toBe(303);
+  const set = response.headers.getSetCookie();
+  const cookie = set.map((line) => line.split(';')[0]!).find((pair) => pair.startsWith('_interaction='));
+  const signature = set.map((line) => line.split(';')[0]!).find((pair) => pair.startsWith('_interaction.sig='))?.split('=')[1];
+  expect(cookie && signature).toBeTruthy();
+  const expected = createHmac('sha1', legacyCookieSecret).update(cookie!).digest('base64').replace(/\//g, '_').replace(/\+/g, '-').replace(/=+$/, '');
+  expect(signature).toBe(expected);
+});
+
+it('refuses a wrong encryption key, in the CLI and at start, and changes nothing', async () => {
+  const before = { keys: await signingKeys(), cookies: await cookieKeys() };
+  const wrong = { ...pc.env, ENCRYPTION_KEYS: 'a-different-encryption-key-of-more-than-32-characters' };
+
+  const rotate = await runCli(['keys', 'rotate'], wrong);
+  expect(rotate.code).toBe(1);
+  expect(rotate.stderr).toMatch(/^portcullis: signing key \S+ was sealed with encryption key [\w-]{8}, which is not configured/);
+
+  await server.close();
+  await expect(restart(wrong)).rejects.toThrow(/was sealed with encryption key [\w-]{8}, which is not configured/);
+  server = await restart();
+  expect(await signingKeys()).toEqual(before.keys);
+  expect(await cookieKeys()).toEqual(before.cookies);
+  expect(before.keys.map((row) => row.kid)).toContain(await signedToken());
+});

@@ -1,0 +1,106 @@
+// Online password guessing is limited: per email and per client address, for
+// known and unknown emails alike, across a window that ends by itself.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type * as oidc from 'openid-client';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { authorizationRequest, discover, pageKind, signIn, visit } from '../support/relying-party.js';
+import { UserAgent, type Page } from '../support/user-agent.js';
+
+const WINDOW_SECONDS = 4;
+const alice = { email: 'alice@example.com', password: 'alices long password' };
+const bob = { email: 'bob@example.com', password: 'bobs long password' };
+
+let pc: TestPortcullis;
+let rp: oidc.Configuration;
+
+beforeAll(async () => {
+  pc = await startPortcullis({
+    SIGN_IN_MAX_FAILURES: '3',
+    SIGN_IN_MAX_FAILURES_PER_ADDRESS: '5',
+    SIGN_IN_FAILURE_WINDOW: `${WINDOW_SECONDS}s`,
+    // Browsers at different addresses, told apart by X-Forwarded-For.
+    TRUST_PROXY: 'true',
+  });
+  await pc.createUser(alice.email, alice.password);
+  await pc.createUser(bob.email, bob.password);
+  const app = await pc.createClient({ name: 'Throttled app', redirectUris: ['http://127.0.0.1:9999/callback'] });
+  rp = await discover(pc.issuer, app.client_id, app.client_secret);
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+/** A browser at `address` on the login page of a fresh authorization request. */
+async function loginPage(address: string): Promise<{ ua: UserAgent; page: Page }> {
+  const ua = new UserAgent({ 'x-forwarded-for': address });
+  const page = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
+  expect(pageKind(page)).toBe('login');
+  return { ua, page };
+}
+
+async function attempt(address: string, email: string, password: string): Promise<Page> {
+  const { ua, page } = await loginPage(address);
+  return signIn(ua, page, email, password);
+}
+
+function expectRefused(page: Page): number {
+  expect(page.status).toBe(429);
+  expect(page.html).toContain('Too many failed sign-ins');
+  expect(pageKind(page)).toBe('login');
+  const retryAfter = Number(page.headers?.get('retry-after'));
+  expect(retryAfter).toBeGreaterThanOrEqual(1);
+  expect(retryAfter).toBeLessThanOrEqual(WINDOW_SECONDS);
+  return retryAfter;
+}
+
+const wait = (seconds: number) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+
+it('refuses an email after too many wrong passwords, the right one too, until the window ends; others sign in meanwhile', async () => {
+  for (let i = 0; i < 3; i++) {
+    const page = await attempt('203.0.113.1', alice.email, 'a wrong guess');
+    expect(page.status).toBe(401);
+    expect(page.html).toContain('The email or password is not right');
+  }
+  // From another address as well: the limit protects the account, wherever the guesses come from.
+  const retryAfter = expectRefused(await attempt('203.0.113.2', alice.email, alice.password));
+  expect(pageKind(await attempt('203.0.113.3', bob.email, bob.password))).toBe('consent');
+
+  await wait(retryAfter + 0.5);
+  expect(pageKind(await attempt('203.0.113.1', alice.email, alice.password))).toBe('consent');
+});
+
+it('treats an unknown email the same, so the refusal reveals no accounts', async () => {
+  for (let i = 0; i < 3; i++) expect((await attempt('203.0.113.10', 'nobody@example.com', 'a guess')).status).toBe(401);
+  expectRefused(await attempt('203.0.113.11', 'nobody@example.com', 'a guess'));
+});
+
+it('refuses an address that tries too many emails, even with a right password; other addresses are not affected', async () => {
+  for (let i = 0; i < 5; i++) expect((await attempt('198.51.100.9', `guess${i}@example.com`, 'a guess')).status).toBe(401);
+  expectRefused(await attempt('198.51.100.9', bob.email, bob.password));
+  expect(pageKind(await attempt('198.51.100.10', bob.email, bob.password))).toBe('consent');
+});
+
+it('a right password clears the count of that email', async () => {
+  const carol = { email: 'carol@example.com', password: 'carols long password' };
+  await pc.createUser(carol.email, carol.password);
+  for (let i = 0; i < 2; i++) expect((await attempt('192.0.2.1', carol.email, 'typo')).status).toBe(401);
+  expect(pageKind(await attempt('192.0.2.1', carol.email, carol.password))).toBe('consent');
+  for (let i = 0; i < 2; i++) expect((await attempt('192.0.2.2', carol.email, 'typo')).status).toBe(401);
+  expect(pageKind(await attempt('192.0.2.2', carol.email, carol.password))).toBe('consent');
+});
+
+it('stores neither emails nor addresses in its counters', async () => {
+  const db = pc.outsideConnection();
+  await db.connect();
+  try {
+    const { rows } = await db.query<{ key: string }>('SELECT key FROM sign_in_failures');
+    expect(rows.length).toBeGreaterThan(0);
+    for (const { key } of rows) {
+      expect(key).toMatch(/^(account|address):[\w-]{43}$/);
+    }
+  } finally {
+    await db.end();
+  }
+});
