@@ -24,7 +24,7 @@ export type ThrottleDecision = { allowed: true; accountHasFailures: boolean } | 
 
 const COUNTS = {
   name: 'sign-in-failures-find',
-  text: `SELECT key, failures, ceil(extract(epoch FROM expires_at - now()))::int AS seconds_left
+  text: `SELECT key, failures, ceil(date_part('epoch', expires_at - now()))::int AS seconds_left
          FROM sign_in_failures WHERE key = ANY($1::text[]) AND expires_at > now()`,
 } as const;
 
