@@ -56,6 +56,28 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
   },
 );
 
+it('a client changed in the database and announced is served with its new metadata on the next request', async () => {
+  const client = await robot();
+  for (let i = 0; i < 3; i++) expect((await pc.clientCredentials(client)).status).toBe(200);
+  const db = pc.outsideConnection();
+  await db.connect();
+  try {
+    // What an administrator's script would do: change the row and announce it, in one transaction.
+    // (Literals, not parameters: the embedded database's socket speaks the simple protocol only; ids are base64url.)
+    await db.query(`BEGIN;
+      UPDATE clients SET metadata = metadata || '{"grant_types": ["authorization_code"], "response_types": ["code"], "redirect_uris": ["https://app.example.com/callback"]}' WHERE client_id = '${client.client_id}';
+      SELECT pg_notify('portcullis_client_changes', '${client.client_id}');
+      COMMIT`);
+  } finally {
+    await db.end();
+  }
+  await delivered();
+  // Now a web app's client, no longer allowed client credentials.
+  const after = await pc.clientCredentials(client);
+  expect(after.status).toBe(400);
+  expect(after.body.error_description).toBe('requested grant type is not allowed for this client');
+});
+
 // A NOTIFY reaches the server's LISTEN connection asynchronously, moments
 // after the change commits: "at once" means within this, not before the
 // next request that happens to be faster than the notification.
