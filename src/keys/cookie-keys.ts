@@ -18,10 +18,14 @@ export async function loadCookieKeys(prisma: Prisma, sealer: SecretSealer, fromE
     rows = await stored();
   }
   return Promise.all(
-    rows.map(async ({ id, secret }) => {
-      if (SecretSealer.isSealed(secret)) return sealer.open(secret, sealContext(id));
-      // Stored in the plain by an earlier version: seal it where it is (unless another instance just did).
-      await prisma.cookieKey.updateMany({ where: { id, secret }, data: { secret: sealer.seal(secret, sealContext(id)) } });
+    rows.map(async ({ id, secret: stored }) => {
+      const sealed = SecretSealer.isSealed(stored);
+      const secret = sealed ? sealer.open(stored, sealContext(id)) : stored;
+      if (!sealed || !sealer.isCurrent(stored)) {
+        // In the plain (an earlier version) or under an encryption key that no longer
+        // seals: sealed again where it is, unless another instance just did.
+        await prisma.cookieKey.updateMany({ where: { id, secret: stored }, data: { secret: sealer.seal(secret, sealContext(id)) } });
+      }
       return secret;
     }),
   );

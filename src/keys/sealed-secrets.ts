@@ -55,6 +55,11 @@ export class SecretSealer {
     return `${VERSION}.${id}.${body.toString('base64url')}`;
   }
 
+  /** Whether `sealed` was sealed with the key that seals now; if not, it is due to be sealed again. */
+  isCurrent(sealed: string): boolean {
+    return sealed.split('.')[1] === this.keys[0]!.id;
+  }
+
   open(sealed: string, context: string): string {
     const [version, id, encoded] = sealed.split('.');
     if (version !== VERSION || !id || !encoded) throw new SealError(`${context} is not sealed in a format this version reads`);

@@ -38,7 +38,8 @@ async function generate(alg: SigningAlg, sealer: SecretSealer): Promise<{ kid: s
 }
 
 /**
- * Seals keys stored in the plain by earlier versions, then creates the first
+ * Seals keys stored in the plain by earlier versions or under an encryption key
+ * that no longer seals, then creates the first
  * key of each algorithm we sign with if none is active. RS256 is always
  * available because some relying parties support nothing else.
  */
@@ -48,10 +49,13 @@ export async function ensureSigningKeys(prisma: Prisma, sealer: SecretSealer, pr
     // Every start opens every key: a wrong ENCRYPTION_KEYS stops the server or
     // CLI here, before it adds keys sealed under another key than the rest.
     const jwk = openPrivateJwk(row, sealer);
-    if (row.privateJwk) continue;
-    // `privateJwk: null` again in the filter: of two instances upgrading at once, the second changes nothing.
+    if (row.privateJwk && sealer.isCurrent(row.privateJwk)) continue;
+    // In the plain (an earlier version) or sealed with a key that no longer
+    // seals (ENCRYPTION_KEYS rotated): sealed again with the current one, so
+    // the old key can be dropped after one start. The old value in the filter:
+    // of two instances doing this at once, the second changes nothing.
     await prisma.signingKey.updateMany({
-      where: { kid: row.kid, privateJwk: null },
+      where: { kid: row.kid, privateJwk: row.privateJwk },
       data: { jwk: publicPart(jwk) as object, privateJwk: sealer.seal(JSON.stringify(jwk), sealContext(row.kid)) },
     });
   }

@@ -3,7 +3,7 @@
 // the plain by earlier versions are sealed in place, and a wrong encryption key
 // stops the server and the CLI before they change anything.
 import { createHmac } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -142,4 +142,30 @@ it('refuses a wrong encryption key, in the CLI and at start, and changes nothing
   expect(await signingKeys()).toEqual(before.keys);
   expect(await cookieKeys()).toEqual(before.cookies);
   expect(before.keys.map((row) => row.kid)).toContain(await signedToken());
+});
+
+it('moves every sealed secret to a new encryption key listed first, after which the old key can go', async () => {
+  const { encryption } = loadConfig(pc.env);
+  const oldKey = (await readFile((encryption as { path: string }).path, 'utf8')).trim();
+  const newKey = 'the-new-encryption-key-of-this-deployment-0123456789';
+  const keyIdOf = (sealed: string) => sealed.split('.')[1];
+  const before = await signingKeys();
+  const oldId = keyIdOf(before[0]!.private_jwk!);
+  for (const row of before) expect(keyIdOf(row.private_jwk!)).toBe(oldId);
+
+  await server.close();
+  server = await restart({ ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` });
+  const moved = await signingKeys();
+  expect(moved.map((row) => row.kid)).toEqual(before.map((row) => row.kid));
+  const newId = keyIdOf(moved[0]!.private_jwk!);
+  expect(newId).not.toBe(oldId);
+  for (const row of moved) expect(keyIdOf(row.private_jwk!)).toBe(newId);
+  for (const row of await cookieKeys()) expect(keyIdOf(row.secret)).toBe(newId);
+
+  await server.close();
+  server = await restart({ ...pc.env, ENCRYPTION_KEYS: newKey });
+  expect(before.map((row) => row.kid)).toContain(await signedToken());
+  const withOldKey = await runCli(['keys', 'list'], { ...pc.env, ENCRYPTION_KEYS: oldKey });
+  expect(withOldKey.code).toBe(1);
+  expect(withOldKey.stderr).toContain(`was sealed with encryption key ${newId}, which is not configured`);
 });
