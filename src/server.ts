@@ -56,6 +56,9 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     void sweep();
 
     if (config.database.kind === 'postgres') await warnIfAutovacuumOff(services, logger);
+    if (config.encryption.kind === 'file' && services.encryptionKeyExposed) {
+      logger.warn('the encryption key file can be read by others than its owner; restrict it (chmod 600)', { file: config.encryption.path });
+    }
     if (config.encryption.kind === 'file' && (services.encryptionKeyGenerated || config.database.kind === 'postgres')) {
       // With PostgreSQL there may be other instances, and each must open what the others sealed.
       logger.warn('secrets in the database are sealed with the key in a local file; keep it, back it up apart from the database, and give every instance the same key (or set ENCRYPTION_KEYS)', {

@@ -20,13 +20,15 @@ export interface Services {
   sealer: SecretSealer;
   /** Whether the encryption key file was created by this start (no ENCRYPTION_KEYS, first run). */
   encryptionKeyGenerated: boolean;
+  /** Whether the encryption key file may be read by others than its owner. */
+  encryptionKeyExposed: boolean;
   close(): Promise<void>;
 }
 
 /** Opens the database, applies migrations and makes sure signing keys exist, sealed. */
 export async function openServices(config: Config): Promise<Services> {
   // Before the database: a missing or unreadable key must stop us before anything is written.
-  const { sealer, generated } = await loadSealer(config.encryption);
+  const { sealer, generated, exposed } = await loadSealer(config.encryption);
   const database = await openDatabase(config.database);
   try {
     await database.migrate();
@@ -44,6 +46,7 @@ export async function openServices(config: Config): Promise<Services> {
     clients: new Clients(database.prisma),
     sealer,
     encryptionKeyGenerated: generated,
+    encryptionKeyExposed: exposed,
     close: () => database.close(),
   };
 }

@@ -3,7 +3,7 @@
 // reach the database: AES-256-GCM under an encryption key that never enters
 // it. A database dump or backup alone then signs nothing and forges no cookie.
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export class SealError extends Error {
@@ -91,12 +91,17 @@ export class SecretSealer {
 /**
  * The sealer for a configuration. Without ENCRYPTION_KEYS, a key is generated
  * once into the key file (owner-only) and read from there on later starts.
- * Returns whether the key was generated now, so the server can say so.
+ * Returns whether the key was generated now, and whether the file is readable
+ * by others than its owner, so the server can say so.
  */
-export async function loadSealer(source: EncryptionKeySource): Promise<{ sealer: SecretSealer; generated: boolean }> {
-  if (source.kind === 'env') return { sealer: new SecretSealer(source.keys), generated: false };
+export async function loadSealer(source: EncryptionKeySource): Promise<{ sealer: SecretSealer; generated: boolean; exposed: boolean }> {
+  if (source.kind === 'env') return { sealer: new SecretSealer(source.keys), generated: false, exposed: false };
   const existing = await readKeyFile(source.path);
-  if (existing) return { sealer: new SecretSealer([existing]), generated: false };
+  if (existing) {
+    // Like ssh with a private key: say so when others than the owner may read it.
+    const exposed = ((await stat(source.path)).mode & 0o077) !== 0;
+    return { sealer: new SecretSealer([existing]), generated: false, exposed };
+  }
   await mkdir(path.dirname(source.path), { recursive: true });
   try {
     // 'wx': of two processes starting together (server and CLI), one creates it and the other reads it.
@@ -106,7 +111,7 @@ export async function loadSealer(source: EncryptionKeySource): Promise<{ sealer:
     return loadSealer(source);
   }
   const created = await readKeyFile(source.path);
-  return { sealer: new SecretSealer([created!]), generated: true };
+  return { sealer: new SecretSealer([created!]), generated: true, exposed: false };
 }
 
 async function readKeyFile(file: string): Promise<string | undefined> {

@@ -3,7 +3,7 @@
 // the plain by earlier versions are sealed in place, and a wrong encryption key
 // stops the server and the CLI before they change anything.
 import { createHmac } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { chmod, readFile, stat } from 'node:fs/promises';
 import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -49,8 +49,8 @@ async function signedToken(): Promise<string> {
   return decodeProtectedHeader(access_token).kid!;
 }
 
-async function restart(env: Record<string, string> = pc.env): Promise<RunningServer> {
-  return startServer(loadConfig(env), createLogger('silent'));
+async function restart(env: Record<string, string> = pc.env, log?: (line: string) => void): Promise<RunningServer> {
+  return startServer(loadConfig(env), log ? createLogger('warn', log) : createLogger('silent'));
 }
 
 beforeAll(async () => {
@@ -142,6 +142,23 @@ it('refuses a wrong encryption key, in the CLI and at start, and changes nothing
   expect(await signingKeys()).toEqual(before.keys);
   expect(await cookieKeys()).toEqual(before.cookies);
   expect(before.keys.map((row) => row.kid)).toContain(await signedToken());
+});
+
+it('warns at start when the key file can be read by others than its owner', async () => {
+  const { path } = loadConfig(pc.env).encryption as { path: string };
+  const lines: string[] = [];
+  await server.close();
+  await chmod(path, 0o644);
+  try {
+    server = await restart(pc.env, (line) => lines.push(line));
+  } finally {
+    await chmod(path, 0o600);
+  }
+  expect(lines.filter((line) => line.includes('can be read by others than its owner'))).toHaveLength(1);
+  await server.close();
+  lines.length = 0;
+  server = await restart(pc.env, (line) => lines.push(line));
+  expect(lines.filter((line) => line.includes('can be read by others than its owner'))).toHaveLength(0);
 });
 
 it('moves every sealed secret to a new encryption key listed first, after which the old key can go', async () => {
