@@ -38,10 +38,10 @@ async function generate(alg: SigningAlg, sealer: SecretSealer): Promise<{ kid: s
 }
 
 /**
- * Seals keys stored in the plain by earlier versions or under an encryption key
- * that no longer seals, then creates the first
- * key of each algorithm we sign with if none is active. RS256 is always
- * available because some relying parties support nothing else.
+ * Seals keys stored in the plain by earlier versions, or under an encryption
+ * key that no longer seals, then creates the first key of each algorithm we
+ * sign with if none is active. RS256 is always available because some relying
+ * parties support nothing else.
  */
 export async function ensureSigningKeys(prisma: Prisma, sealer: SecretSealer, primaryAlg: 'ES256' | 'EdDSA'): Promise<void> {
   const stored = await prisma.signingKey.findMany({ select: { kid: true, jwk: true, privateJwk: true } });
