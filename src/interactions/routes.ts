@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
-import { errors } from 'oidc-provider';
+import { errors, type InteractionResults } from 'oidc-provider';
+import type Provider from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
@@ -33,6 +34,23 @@ const tooManyFailures = (seconds: number) => {
   const minutes = Math.ceil(seconds / 60);
   return `Too many failed sign-ins. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
 };
+
+type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
+
+/**
+ * What provider.interactionFinished does, with the interaction this request
+ * already loaded (details() below): the library's own would load it, and its
+ * session, again — a statement or two more per sign-in and consent. The same
+ * steps: the result (merged with the previous submission unless asked not to,
+ * or an error), saved for the rest of the interaction's lifetime, and a 303 to
+ * the authorization endpoint, which resumes the request.
+ */
+async function finish(ctx: Context, interaction: Interaction, result: InteractionResults, { mergeWithLastSubmission }: { mergeWithLastSubmission: boolean }) {
+  interaction.result = mergeWithLastSubmission && !('error' in result) ? { ...interaction.lastSubmission, ...result } : result;
+  await interaction.save(interaction.exp - Math.floor(Date.now() / 1000));
+  ctx.status = 303; // kept by redirect(): the browser follows it with a GET
+  ctx.redirect(interaction.returnTo);
+}
 
 class WrongPrompt extends Error {
   override name = 'WrongPrompt';
@@ -152,13 +170,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
     if (decision.accountHasFailures) await signInThrottle.recordSuccess(email);
-    await provider.interactionFinished(
-      ctx.req,
-      ctx.res,
-      { login: { accountId, amr: ['pwd'] } },
-      { mergeWithLastSubmission: false },
-    );
-    ctx.respond = false;
+    await finish(ctx, interaction, { login: { accountId, amr: ['pwd'] } }, { mergeWithLastSubmission: false });
   });
 
   router.post('/confirm', async (ctx) => {
@@ -182,19 +194,12 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     // changes nothing: saving it would only rewrite the row (its expiry stays).
     const adds = Boolean(missing.missingOIDCScope?.length || missing.missingOIDCClaims?.length || Object.keys(missing.missingResourceScopes ?? {}).length);
     const grantId = existing && !adds ? interaction.grantId! : await grant.save();
-    await provider.interactionFinished(ctx.req, ctx.res, { consent: { grantId } }, { mergeWithLastSubmission: true });
-    ctx.respond = false;
+    await finish(ctx, interaction, { consent: { grantId } }, { mergeWithLastSubmission: true });
   });
 
   router.post('/abort', async (ctx) => {
-    const { provider } = await details(ctx);
-    await provider.interactionFinished(
-      ctx.req,
-      ctx.res,
-      { error: 'access_denied', error_description: 'End-User denied the request' },
-      { mergeWithLastSubmission: false },
-    );
-    ctx.respond = false;
+    const { interaction } = await details(ctx);
+    await finish(ctx, interaction, { error: 'access_denied', error_description: 'End-User denied the request' }, { mergeWithLastSubmission: false });
   });
 
   return router;
