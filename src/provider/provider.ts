@@ -1,7 +1,7 @@
 // Builds an oidc-provider instance from the current key set. A new instance is
 // built when the published keys change (rotation), see ProviderHost.
 import { timingSafeEqual } from 'node:crypto';
-import Provider, { errors } from 'oidc-provider';
+import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { sha256 } from '../persistence/hash.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { settleDeferredWrites } from './request-scope.js';
@@ -30,6 +30,7 @@ export function createProvider(services: ProviderServices): Provider {
   provider.use(async (ctx, next) => {
     try {
       await next();
+      useUnauthorizedClient(ctx as unknown as KoaContextWithOIDC);
     } finally {
       await settleDeferredWrites(ctx).catch((error: Error) => {
         if (error instanceof errors.OIDCProviderError && error.expose) {
@@ -49,4 +50,24 @@ export function createProvider(services: ProviderServices): Provider {
     services.logger.error('provider server_error', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });
   });
   return provider;
+}
+
+/**
+ * RFC 6749 §5.2: a client asking for a grant type it is not allowed gets
+ * `unauthorized_client`; oidc-provider answers `invalid_request` (with the
+ * description "requested grant type is not allowed for this client"). The
+ * cases are told apart by what was asked, not by the description: the client
+ * authenticated, one supported grant type named, and that one not allowed to
+ * it: after client authentication the token endpoint checks nothing else that
+ * answers invalid_request before it checks exactly this. (Our interaction
+ * pages run through here too, without ctx.oidc.)
+ */
+function useUnauthorizedClient(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: string } | undefined;
+  if (ctx.oidc?.route !== 'token' || ctx.status !== 400 || body?.error !== 'invalid_request') return;
+  const client = ctx.oidc.client;
+  const grantType = ctx.oidc.params?.grant_type;
+  // An unsupported grant type is unsupported_grant_type, checked before; a repeated one is not a string.
+  if (!client || typeof grantType !== 'string' || client.grantTypeAllowed(grantType)) return;
+  ctx.body = { ...body, error: 'unauthorized_client' };
 }

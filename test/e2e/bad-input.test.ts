@@ -36,10 +36,15 @@ function basic(id: string, secret: string) {
 }
 
 async function token(body: Record<string, string>, auth = basic(client.client_id, client.client_secret!)) {
+  return tokenRaw(new URLSearchParams(body).toString(), auth);
+}
+
+/** A form body as it is, repeated parameters included. */
+async function tokenRaw(form: string, auth = basic(client.client_id, client.client_secret!)) {
   const response = await fetch(`${pc.issuer}/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth },
-    body: new URLSearchParams(body).toString(),
+    body: form,
   });
   return { status: response.status, type: response.headers.get('content-type'), body: (await response.json()) as { error?: string } };
 }
@@ -97,6 +102,19 @@ describe('the token endpoint', () => {
   it('answers an unknown grant type with unsupported_grant_type', async () => {
     const result = await token({ grant_type: 'password', username: 'x', password: 'y' });
     expect(result.body.error).toBe('unsupported_grant_type');
+  });
+
+  it('answers a grant type the client may not use with unauthorized_client (RFC 6749 §5.2)', async () => {
+    // The shop is registered for authorization_code and refresh_token only.
+    const result = await token({ grant_type: 'client_credentials' });
+    expect(result.status).toBe(400);
+    expect(result.body).toEqual({ error: 'unauthorized_client', error_description: 'requested grant type is not allowed for this client' });
+  });
+
+  it('answers a repeated grant_type with invalid_request, not unauthorized_client', async () => {
+    const result = await tokenRaw('grant_type=client_credentials&grant_type=client_credentials');
+    expect(result.status).toBe(400);
+    expect(result.body.error).toBe('invalid_request');
   });
 
   it('answers a wrong client secret with invalid_client', async () => {
