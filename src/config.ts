@@ -31,6 +31,14 @@ const duration = (fallback: string) =>
       }
     });
 
+/** A comma-separated list of secrets, each long enough to be a key; the first is the one in use. */
+const secretList = () =>
+  z
+    .string()
+    .optional()
+    .transform((value) => value?.split(',').map((key) => key.trim()).filter(Boolean))
+    .refine((keys) => !keys || keys.every((key) => key.length >= 32), 'each key must be at least 32 characters');
+
 const integer = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
 
 const schema = z.object({
@@ -44,17 +52,9 @@ const schema = z.object({
     .optional(),
   DATABASE_POOL_SIZE: integer(10, 1, 200),
   DATA_DIR: z.string().default('./data'),
-  COOKIE_KEYS: z
-    .string()
-    .optional()
-    .transform((value) => value?.split(',').map((key) => key.trim()).filter(Boolean))
-    .refine((keys) => !keys || keys.every((key) => key.length >= 32), 'each key must be at least 32 characters'),
+  COOKIE_KEYS: secretList(),
   // Seal private signing keys and cookie keys in the database (keys/sealed-secrets.ts).
-  ENCRYPTION_KEYS: z
-    .string()
-    .optional()
-    .transform((value) => value?.split(',').map((key) => key.trim()).filter(Boolean))
-    .refine((keys) => !keys || keys.every((key) => key.length >= 32), 'each key must be at least 32 characters'),
+  ENCRYPTION_KEYS: secretList(),
   ENCRYPTION_KEY_FILE: z.string().min(1).optional(),
   SIGNING_ALG: z.enum(['ES256', 'EdDSA']).default('ES256'),
   ARGON2_MEMORY_KIB: integer(19456, 1024, 4194304),

@@ -42,6 +42,7 @@ const CLEAR = { name: 'sign-in-failures-clear', text: 'DELETE FROM sign_in_failu
 
 const accountKey = (email: string) => `account:${sha256(normalizeEmail(email))}`;
 const addressKey = (address: string) => `address:${sha256(address)}`;
+const keysFor = (email: string, address: string) => [addressKey(address), ...(email ? [accountKey(email)] : [])];
 
 export class SignInThrottle {
   constructor(
@@ -51,8 +52,7 @@ export class SignInThrottle {
 
   /** Whether a sign-in for this email from this address may be tried now. */
   async check(email: string, address: string): Promise<ThrottleDecision> {
-    const keys = [addressKey(address), ...(email ? [accountKey(email)] : [])];
-    const { rows } = await this.sql.query<{ key: string; failures: number; seconds_left: number }>(COUNTS, [keys]);
+    const { rows } = await this.sql.query<{ key: string; failures: number; seconds_left: number }>(COUNTS, [keysFor(email, address)]);
     let retryAfter = 0;
     let accountHasFailures = false;
     for (const row of rows) {
@@ -65,8 +65,7 @@ export class SignInThrottle {
   }
 
   async recordFailure(email: string, address: string): Promise<void> {
-    const keys = [addressKey(address), ...(email ? [accountKey(email)] : [])];
-    await this.sql.query(RECORD, [keys, this.policy.window]);
+    await this.sql.query(RECORD, [keysFor(email, address), this.policy.window]);
   }
 
   /**

@@ -114,7 +114,7 @@ export async function loadSealer(source: EncryptionKeySource): Promise<{ sealer:
   return { sealer: new SecretSealer([created!]), generated: true, exposed: false };
 }
 
-async function readKeyFile(file: string): Promise<string | undefined> {
+async function readKeyFile(file: string, retries = 1): Promise<string | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -123,14 +123,11 @@ async function readKeyFile(file: string): Promise<string | undefined> {
     throw new SealError(`cannot read the encryption key file ${file}: ${(error as Error).message}`);
   }
   const key = text.trim();
+  if (key) return key;
   // A concurrent creator may not have written it yet; an empty file is not a key.
-  if (!key) return readKeyFileAgain(file);
-  return key;
-}
-
-async function readKeyFileAgain(file: string): Promise<string> {
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  const key = (await readFile(file, 'utf8')).trim();
-  if (!key) throw new SealError(`the encryption key file ${file} is empty; delete it only if the database holds no sealed secrets yet`);
-  return key;
+  if (retries > 0) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return readKeyFile(file, retries - 1);
+  }
+  throw new SealError(`the encryption key file ${file} is empty; delete it only if the database holds no sealed secrets yet`);
 }
