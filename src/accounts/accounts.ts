@@ -4,6 +4,7 @@ import type { Account, FindAccount } from 'oidc-provider';
 import { Batcher } from '../persistence/batcher.js';
 import type { Database, Prisma, Sql } from '../persistence/database.js';
 import { NotifiedCache } from '../persistence/notified-cache.js';
+import { storable } from '../persistence/nul.js';
 import type { PasswordHasher } from './passwords.js';
 
 export class AccountError extends Error {
@@ -107,7 +108,9 @@ export class Accounts {
   /** The user's id when the password is right; undefined otherwise, in the same time either way. */
   async verifyPassword(email: string, password: string): Promise<string | undefined> {
     // On the sign-in path: one statement on the pg pool (see persistence/database.ts).
-    const { rows } = await this.sql.query<{ id: string; hash: string }>(PASSWORD_OF, [normalizeEmail(email)]);
+    // An email no column can hold belongs to nobody: the decoy below keeps the timing.
+    const normalized = normalizeEmail(email);
+    const { rows } = storable(normalized) ? await this.sql.query<{ id: string; hash: string }>(PASSWORD_OF, [normalized]) : { rows: [] };
     const user = rows[0];
     if (!user) {
       await this.hasher.verifyDecoy(password);

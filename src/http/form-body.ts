@@ -10,6 +10,8 @@ export class BodyError extends Error {
 
 export async function readForm(ctx: Context): Promise<Record<string, string>> {
   if (!ctx.is('application/x-www-form-urlencoded')) return {};
+  // Refused before reading when announced: the connection then closes after the answer.
+  if (Number(ctx.get('content-length')) > LIMIT) throw new BodyError('request body too large');
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of ctx.req) {

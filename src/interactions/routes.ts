@@ -74,12 +74,14 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       } else if (error instanceof errors.OIDCProviderError) {
         ctx.status = error.statusCode;
         renderErrorPage(ctx, page(ctx), { error: error.error, error_description: error.error_description });
+      } else if (error instanceof BodyError) {
+        // Checked before the abort below: a body cut short by us is not the browser going away.
+        ctx.status = 413;
+        ctx.set('Connection', 'close'); // the rest of the body is not read
+        renderErrorPage(ctx, page(ctx), { error: 'invalid_request', error_description: error.message });
       } else if (ctx.req.aborted || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
         // The browser went away mid-request: nothing to answer, nothing wrong here.
         logger.info('interaction request aborted by the client', { path: ctx.path });
-      } else if (error instanceof BodyError) {
-        ctx.status = 413;
-        renderErrorPage(ctx, page(ctx), { error: 'invalid_request', error_description: error.message });
       } else {
         const reference = randomUUID().slice(0, 8);
         logger.error('interaction failed', { reference, error: error instanceof Error ? error.stack : String(error) });

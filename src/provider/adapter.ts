@@ -9,6 +9,7 @@ import { errors, Provider } from 'oidc-provider';
 import type { Sql } from '../persistence/database.js';
 import { Batcher } from '../persistence/batcher.js';
 import { sha256 } from '../persistence/hash.js';
+import { jsonHoldsNul } from '../persistence/nul.js';
 import { ArtifactWriter } from './artifact-writer.js';
 import { deferUntilResponse, keep, peek, take } from './request-scope.js';
 
@@ -144,11 +145,16 @@ export class ArtifactAdapter implements Adapter {
     const { jti, ...rest } = payload;
     void jti;
     const isGrant = this.kind === 'Grant';
+    const json = JSON.stringify(isGrant ? payload : rest);
+    // A request parameter with U+0000 (a state, a login_hint) ends up in the
+    // payload, which jsonb cannot store: the request is refused as OAuth
+    // invalid_request (an authorization request's error goes back to the client).
+    if (jsonHoldsNul(json)) throw new errors.InvalidRequest('request parameters must not contain the NUL character');
     const deferrable = DEFERRABLE.has(this.kind) && atTokenEndpoint();
     const record = {
       kind: this.kind,
       id: sha256(id),
-      payload: JSON.stringify(isGrant ? payload : rest),
+      payload: json,
       grantId: payload.grantId ?? null,
       uid: payload.uid ?? null,
       userCode: payload.userCode ?? null,

@@ -5,6 +5,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { StoredMetadata } from '../clients/clients.js';
 import type { Sql } from '../persistence/database.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
+import { storable } from '../persistence/nul.js';
 
 const FIND_CLIENT = {
   name: 'client-find',
@@ -30,6 +31,8 @@ export class ClientAdapter implements Adapter {
   // The cached value is shared by every request: frozen (see load), so that
   // nobody can change it for the others; oidc-provider copies what it keeps.
   find(id: string): Promise<AdapterPayload | undefined> {
+    // A client_id with U+0000 names no client (see persistence/nul.ts): invalid_client, not a database error.
+    if (!storable(id)) return Promise.resolve(undefined);
     return this.cache.get(id, () => this.load(id));
   }
 

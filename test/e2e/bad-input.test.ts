@@ -3,7 +3,7 @@
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const carol = { email: 'carol@example.com', password: 'carols password' };
@@ -24,8 +24,8 @@ afterAll(async () => {
   await pc?.close();
 });
 
-async function codeFor(ua = new UserAgent()) {
-  const request = await authorizationRequest(rp, 'openid');
+async function codeFor(ua = new UserAgent(), extra: Record<string, string> = {}) {
+  const request = await authorizationRequest(rp, 'openid', extra);
   const consentOrBack = await signIn(ua, await visit(ua, request.url), carol.email, carol.password);
   const back = consentOrBack.url.startsWith(REDIRECT_URI) ? consentOrBack : await allow(ua, consentOrBack);
   return { request, callback: new URL(back.url) };
@@ -43,7 +43,7 @@ async function token(body: Record<string, string>, auth = basic(client.client_id
 async function tokenRaw(form: string, auth = basic(client.client_id, client.client_secret!)) {
   const response = await fetch(`${pc.issuer}/token`, {
     method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: auth },
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(auth ? { authorization: auth } : {}) },
     body: form,
   });
   return { status: response.status, type: response.headers.get('content-type'), body: (await response.json()) as { error?: string } };
@@ -81,6 +81,33 @@ describe('the authorization endpoint', () => {
     // The implicit response type answers in the fragment (OAuth 2.0 Multiple Response Types §5).
     const answer = new URLSearchParams(new URL(page.url).hash.slice(1) || new URL(page.url).search);
     expect(answer.get('error')).toBe('unsupported_response_type');
+  });
+
+  // PostgreSQL's text and jsonb cannot hold U+0000; the parameters end up in
+  // the stored interaction, where the database would refuse them (a 500).
+  it.each(['state', 'nonce', 'login_hint', 'ui_locales'])('refuses a %s with a NUL character with invalid_request at the client', async (name) => {
+    const request = await authorizationRequest(rp, 'openid', { [name]: 'before\u0000after' });
+    const page = await visit(new UserAgent(), request.url);
+    expect(page.url.startsWith(REDIRECT_URI), page.url).toBe(true);
+    const answer = new URL(page.url).searchParams;
+    expect(answer.get('error')).toBe('invalid_request');
+    expect(answer.get('error_description')).toMatch(/NUL/);
+  });
+
+  it('accepts a state holding a backslash followed by u0000 (text, not the character)', async () => {
+    const state = 'x\\u0000y';
+    const { request, callback } = await codeFor(new UserAgent(), { state });
+    expect(callback.searchParams.get('error')).toBeNull();
+    expect(callback.searchParams.get('state')).toBe(state);
+    const tokens = await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: state, expectedNonce: request.nonce });
+    expect(tokens.access_token).toBeTruthy();
+  });
+
+  it('shows the unknown-application page for a client_id with a NUL character', async () => {
+    const url = `${pc.issuer}/auth?client_id=${encodeURIComponent(`${client.client_id}\u0000`)}&response_type=code&scope=openid`;
+    const response = await fetch(url, { redirect: 'manual' });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('Unknown application');
   });
 
   it('shows a friendly page for an interaction that does not exist in this browser', async () => {
@@ -121,6 +148,12 @@ describe('the token endpoint', () => {
     const result = await token({ grant_type: 'client_credentials' }, basic(client.client_id, 'wrong'));
     expect(result.status).toBe(401);
     expect(result.body.error).toBe('invalid_client');
+  });
+
+  it('answers a client_id with a NUL character with invalid_client', async () => {
+    const response = await tokenRaw(`grant_type=client_credentials&client_id=${client.client_id}%00&client_secret=${client.client_secret}`, '');
+    expect(response.status).toBe(401);
+    expect(response.body.error).toBe('invalid_client');
   });
 
   it('answers an unknown code with invalid_grant', async () => {
@@ -185,6 +218,38 @@ describe('the token endpoint', () => {
     expect((await oidc.tokenIntrospection(otherRp, tokens.access_token)).active).toBe(false);
     await oidc.tokenRevocation(otherRp, tokens.access_token).catch(() => undefined);
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+  });
+});
+
+describe('the sign-in form', () => {
+  it('answers an email with a NUL character as a wrong email or password', async () => {
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
+    const page = await signIn(ua, login, `${carol.email}\u0000`, carol.password);
+    expect(page.status).toBe(401);
+    expect(page.html).toContain('The email or password is not right');
+  });
+
+  // Checked with the length announced and without (chunked): both are refused
+  // with a page, not dropped, and the sign-in can go on afterwards.
+  it.each([
+    ['with Content-Length', (body: string) => body],
+    ['chunked', (body: string) => new Blob([body]).stream()],
+  ])('refuses an oversized form post %s with 413 and a page', async (_how, asBody) => {
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
+    const action = new URL(UserAgent.formAction(login, '/login'), login.url).href;
+    const body = new URLSearchParams({ email: carol.email, password: carol.password, filler: 'a'.repeat(40_000) }).toString();
+    const page = await ua.open(action, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: asBody(body),
+      duplex: 'half',
+    } as RequestInit);
+    expect(page.status).toBe(413);
+    expect(page.html).toContain('request body too large');
+    const back = await signIn(ua, login, carol.email, carol.password);
+    expect(['consent', 'callback']).toContain(pageKind(back));
   });
 });
 
