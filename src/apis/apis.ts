@@ -7,6 +7,7 @@ import type { StoredMetadata } from '../clients/clients.js';
 import { parseDuration } from '../config.js';
 import type { Prisma } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
+import { storable } from '../persistence/nul.js';
 
 export class ApiError extends Error {
   override name = 'ApiError';
@@ -126,6 +127,8 @@ export class Apis {
   }
 
   async find(identifier: string): Promise<ApiView | undefined> {
+    // A resource indicator from a request may hold U+0000, which names no API (see persistence/nul.ts).
+    if (!storable(identifier)) return undefined;
     const row = await this.prisma.api.findUnique({ where: { identifier }, select: SELECT });
     return row ? toView(row) : undefined;
   }

@@ -156,6 +156,13 @@ describe('the token endpoint', () => {
     expect(response.body.error).toBe('invalid_client');
   });
 
+  it('answers a resource indicator with a NUL character with invalid_target', async () => {
+    const machine = await pc.createClient({ name: 'Batch job', grantTypes: ['client_credentials'] });
+    const response = await token({ grant_type: 'client_credentials', resource: 'https://api.example/\u0000' }, basic(machine.client_id, machine.client_secret!));
+    expect(response.status).toBe(400);
+    expect(response.body.error).toBe('invalid_target');
+  });
+
   it('answers an unknown code with invalid_grant', async () => {
     const result = await token({ grant_type: 'authorization_code', code: 'nope', redirect_uri: REDIRECT_URI, code_verifier: 'x'.repeat(43) });
     expect(result.body.error).toBe('invalid_grant');
