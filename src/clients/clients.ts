@@ -74,7 +74,7 @@ function checkUri(uri: string, what: string): string {
   return uri;
 }
 
-/** Pages show these to people: only web addresses, never javascript: or data:. */
+/** Only web addresses, never javascript: or data: (pages show some of these to people). */
 function checkWebUri(uri: string, what: string): string {
   const checked = checkUri(uri, what);
   if (!/^https?:$/.test(new URL(checked).protocol)) throw new ClientError(`${what} "${uri}" must be an http(s) address`);
@@ -91,7 +91,10 @@ export class Clients {
     for (const type of grantTypes) {
       if (!GRANT_TYPES.includes(type as GrantType)) throw new ClientError(`unknown grant type "${type}" (use ${GRANT_TYPES.join(', ')})`);
     }
-    const redirectUris = input.redirectUris.map((uri) => checkUri(uri, 'redirect URI'));
+    // Clients here are web clients (oidc-provider's default application_type),
+    // which the provider refuses at every request unless their addresses are
+    // http(s): refused here instead, when the client is made.
+    const redirectUris = input.redirectUris.map((uri) => checkWebUri(uri, 'redirect URI'));
     if (grantTypes.includes('authorization_code') && redirectUris.length === 0) {
       throw new ClientError('an authorization_code client needs at least one --redirect-uri');
     }
@@ -102,7 +105,7 @@ export class Clients {
     const apiScopes = scopes.filter((scope) => !OIDC_SCOPES.includes(scope));
     const metadata: StoredMetadata = {
       redirect_uris: redirectUris,
-      post_logout_redirect_uris: (input.postLogoutRedirectUris ?? []).map((uri) => checkUri(uri, 'post-logout redirect URI')),
+      post_logout_redirect_uris: (input.postLogoutRedirectUris ?? []).map((uri) => checkWebUri(uri, 'post-logout redirect URI')),
       grant_types: grantTypes,
       response_types: grantTypes.includes('authorization_code') ? ['code'] : [],
       // oidc-provider refuses an empty `scope`; absent, it means "any OpenID scope".

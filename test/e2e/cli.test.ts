@@ -78,6 +78,9 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 1, 'unknown grant type'],
     [['client', 'create', '--name', 'X'], 1, 'needs at least one --redirect-uri'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--logo-uri', 'javascript:alert(1)'], 1, 'must be an http(s) address'],
+    // The provider refuses a web client whose addresses are not http(s) at every request: refused when made.
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'javascript:alert(1)'], 1, 'redirect URI "javascript:alert(1)" must be an http(s) address'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--post-logout-redirect-uri', 'data:text/html,hi'], 1, 'must be an http(s) address'],
     [['client', 'delete'], 2, 'expected 1 argument'],
     // Generated ids are base64url and may begin with "-": an id, not a flag.
     [['client', 'delete', '-8UZGHAHOJzCIPTmAFiP6I'], 1, 'no client with id -8UZGHAHOJzCIPTmAFiP6I'],
