@@ -49,6 +49,7 @@ export const clientCreate: Command = async (args, open, io) => {
     'grant-type': { type: 'string', multiple: true },
     scope: { type: 'string' },
     public: { type: 'boolean' },
+    native: { type: 'boolean' },
     'id-token-alg': { type: 'string' },
     'logo-uri': { type: 'string' },
     'client-uri': { type: 'string' },
@@ -67,6 +68,7 @@ export const clientCreate: Command = async (args, open, io) => {
     grantTypes: values['grant-type'] as GrantType[] | undefined,
     scope: values.scope as string | undefined,
     public: Boolean(values.public),
+    native: Boolean(values.native),
     idTokenSignedResponseAlg: alg as 'ES256' | 'EdDSA' | 'RS256' | undefined,
     logoUri: values['logo-uri'] as string | undefined,
     clientUri: values['client-uri'] as string | undefined,
@@ -88,6 +90,7 @@ export const clientList: Command = async (args, open, io) => {
           client_id: client.clientId,
           client_name: client.name,
           public: client.public,
+          application_type: client.native ? 'native' : 'web',
           redirect_uris: client.redirectUris,
           post_logout_redirect_uris: client.postLogoutRedirectUris,
           grant_types: client.grantTypes,
@@ -99,7 +102,7 @@ export const clientList: Command = async (args, open, io) => {
   }
   if (clients.length === 0) return io.out('no clients\n');
   for (const client of clients) {
-    io.out(`${client.clientId}  ${client.name}  ${client.public ? 'public' : 'confidential'}  ${client.redirectUris.join(' ')}\n`);
+    io.out(`${client.clientId}  ${client.name}  ${client.native ? 'native' : client.public ? 'public' : 'confidential'}  ${client.redirectUris.join(' ')}\n`);
   }
 };
 

@@ -20,6 +20,8 @@ export interface NewClient {
   grantTypes?: GrantType[];
   scope?: string;
   public?: boolean;
+  /** A native app (RFC 8252): public, with a private-use scheme, loopback or claimed https redirect. */
+  native?: boolean;
   idTokenSignedResponseAlg?: 'ES256' | 'EdDSA' | 'RS256';
   /** Shown on the consent page (OIDC Dynamic Client Registration §2). */
   logoUri?: string;
@@ -37,6 +39,7 @@ export interface ClientView {
   clientId: string;
   name: string;
   public: boolean;
+  native: boolean;
   redirectUris: string[];
   postLogoutRedirectUris: string[];
   grantTypes: string[];
@@ -52,6 +55,8 @@ export interface StoredMetadata {
   response_types: string[];
   scope?: string;
   token_endpoint_auth_method: 'none' | 'client_secret_basic';
+  /** Absent: `web`, oidc-provider's default. */
+  application_type?: 'native';
   /** API scopes the client may obtain, space-separated; `scope` keeps the OpenID Connect ones. */
   api_scopes?: string;
   logo_uri?: string;
@@ -81,6 +86,27 @@ function checkWebUri(uri: string, what: string): string {
   return checked;
 }
 
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+/**
+ * A native app's redirect (RFC 8252 §7): a private-use scheme named after a
+ * domain the app controls, in reverse order (com.example.app:/callback); a
+ * loopback address over http, where any port is accepted at request time
+ * (§7.3); or a claimed https address that is not loopback (§7.2).
+ */
+function checkNativeRedirectUri(uri: string, what: string): string {
+  const url = new URL(checkUri(uri, what));
+  const scheme = url.protocol.slice(0, -1);
+  if (scheme === 'http') {
+    if (!LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}": a native app's http address must be loopback (127.0.0.1, [::1]; RFC 8252 §7.3)`);
+  } else if (scheme === 'https') {
+    if (LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}": a native app's loopback address uses http (RFC 8252 §7.3)`);
+  } else if (!scheme.includes('.')) {
+    throw new ClientError(`${what} "${uri}": a native app's private-use scheme must be a domain it controls in reverse order, e.g. com.example.app (RFC 8252 §7.1)`);
+  }
+  return uri;
+}
+
 export class Clients {
   constructor(private readonly prisma: Prisma) {}
 
@@ -91,27 +117,30 @@ export class Clients {
     for (const type of grantTypes) {
       if (!GRANT_TYPES.includes(type as GrantType)) throw new ClientError(`unknown grant type "${type}" (use ${GRANT_TYPES.join(', ')})`);
     }
-    // Clients here are web clients (oidc-provider's default application_type),
-    // which the provider refuses at every request unless their addresses are
-    // http(s): refused here instead, when the client is made.
-    const redirectUris = input.redirectUris.map((uri) => checkWebUri(uri, 'redirect URI'));
+    // The provider refuses, at every request, a client whose addresses do not
+    // fit its application type: refused here instead, when the client is made.
+    const checkRedirect = input.native ? checkNativeRedirectUri : checkWebUri;
+    const redirectUris = input.redirectUris.map((uri) => checkRedirect(uri, 'redirect URI'));
     if (grantTypes.includes('authorization_code') && redirectUris.length === 0) {
       throw new ClientError('an authorization_code client needs at least one --redirect-uri');
     }
-    if (input.public && grantTypes.includes('client_credentials')) {
-      throw new ClientError('a public client cannot use client_credentials');
+    // A native app cannot keep a secret (RFC 8252 §8.5): it is a public client.
+    const isPublic = Boolean(input.public || input.native);
+    if (isPublic && grantTypes.includes('client_credentials')) {
+      throw new ClientError(`a ${input.native ? 'native' : 'public'} client cannot use client_credentials`);
     }
     const scopes = [...new Set((input.scope ?? DEFAULT_SCOPE).split(/\s+/).filter(Boolean))];
     const apiScopes = scopes.filter((scope) => !OIDC_SCOPES.includes(scope));
     const metadata: StoredMetadata = {
       redirect_uris: redirectUris,
-      post_logout_redirect_uris: (input.postLogoutRedirectUris ?? []).map((uri) => checkWebUri(uri, 'post-logout redirect URI')),
+      post_logout_redirect_uris: (input.postLogoutRedirectUris ?? []).map((uri) => checkRedirect(uri, 'post-logout redirect URI')),
       grant_types: grantTypes,
       response_types: grantTypes.includes('authorization_code') ? ['code'] : [],
       // oidc-provider refuses an empty `scope`; absent, it means "any OpenID scope".
       ...(scopes.some((scope) => OIDC_SCOPES.includes(scope)) ? { scope: scopes.filter((scope) => OIDC_SCOPES.includes(scope)).join(' ') } : {}),
       ...(apiScopes.length ? { api_scopes: apiScopes.join(' ') } : {}),
-      token_endpoint_auth_method: input.public ? 'none' : 'client_secret_basic',
+      token_endpoint_auth_method: isPublic ? 'none' : 'client_secret_basic',
+      ...(input.native ? { application_type: 'native' as const } : {}),
       ...(input.idTokenSignedResponseAlg ? { id_token_signed_response_alg: input.idTokenSignedResponseAlg } : {}),
       ...(input.logoUri ? { logo_uri: checkWebUri(input.logoUri, 'logo URI') } : {}),
       ...(input.clientUri ? { client_uri: checkWebUri(input.clientUri, 'client URI') } : {}),
@@ -119,7 +148,7 @@ export class Clients {
       ...(input.tosUri ? { tos_uri: checkWebUri(input.tosUri, 'terms of service URI') } : {}),
     };
     const clientId = randomBytes(16).toString('base64url');
-    const secret = input.public ? undefined : randomBytes(32).toString('base64url');
+    const secret = isPublic ? undefined : randomBytes(32).toString('base64url');
     await this.prisma.client.create({
       data: { clientId, name, metadata: metadata as object, clientSecretHash: secret ? sha256(secret) : null },
     });
@@ -138,6 +167,7 @@ export class Clients {
         clientId: row.clientId,
         name: row.name,
         public: !row.clientSecretHash,
+        native: metadata.application_type === 'native',
         redirectUris: metadata.redirect_uris,
         postLogoutRedirectUris: metadata.post_logout_redirect_uris,
         grantTypes: metadata.grant_types,

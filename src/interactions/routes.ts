@@ -16,6 +16,7 @@ import { safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import type { ProviderHost } from '../provider/host.js';
+import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { describeApiScopes, describeClaims, describeScopes } from './scope-descriptions.js';
 
 export interface InteractionDeps {
@@ -125,17 +126,22 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
           describeApiScopes(await apis.find(indicator), scopes),
         ),
       );
-      const permissions = [
+      const missing = [
         ...describeScopes(detailsOf.missingOIDCScope ?? []),
         ...describeClaims(detailsOf.missingOIDCClaims ?? []),
         ...apiPermissions.flat(),
       ];
+      // Asked again for access the person already gave (prompt=consent, or a
+      // native app, which is asked every time: RFC 8252 §8.6): the page lists
+      // what the request asks for, not an empty list.
+      const permissions = missing.length > 0 ? missing : await describeRequested(interaction.params);
       ctx.type = 'html';
       ctx.body = renderPage(page(ctx), 'consent', {
         uid: interaction.uid,
         clientName,
         userLabel: user ? (user.name ? `${user.name} (${user.email})` : user.email) : 'you',
         permissions: [...new Set(permissions)],
+        askedEveryTime: client.applicationType === 'native',
         logoUri: safeUrl(client.logoUri),
         clientUri: safeUrl(client.clientUri),
         policyUri: safeUrl(client.policyUri),
@@ -146,6 +152,15 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     void provider;
     throw new WrongPrompt(interaction.prompt.name);
   });
+
+  /** What an authorization request asks for: its OpenID scopes, and its API's scopes when it names one. */
+  const describeRequested = async (params: Record<string, unknown>): Promise<string[]> => {
+    const scopes = typeof params.scope === 'string' ? params.scope.split(' ').filter(Boolean) : [];
+    const oidcScopes = scopes.filter((scope) => OIDC_SCOPES.includes(scope));
+    const api = typeof params.resource === 'string' ? await apis.find(params.resource) : undefined;
+    const apiScopes = api ? scopes.filter((scope) => api.scopes.some((known) => known.name === scope)) : [];
+    return [...describeScopes(oidcScopes), ...describeApiScopes(api, apiScopes)];
+  };
 
   router.post('/login', async (ctx) => {
     const { provider, interaction, client } = await details(ctx, 'login');

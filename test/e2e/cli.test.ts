@@ -81,6 +81,12 @@ describe('portcullis client', () => {
     // The provider refuses a web client whose addresses are not http(s) at every request: refused when made.
     [['client', 'create', '--name', 'X', '--redirect-uri', 'javascript:alert(1)'], 1, 'redirect URI "javascript:alert(1)" must be an http(s) address'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--post-logout-redirect-uri', 'data:text/html,hi'], 1, 'must be an http(s) address'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'com.example.app:/callback'], 1, 'must be an http(s) address'],
+    [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://app.example/callback'], 1, 'must be loopback'],
+    [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'https://127.0.0.1/callback'], 1, 'loopback address uses http'],
+    [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'myapp:/callback'], 1, 'reverse order'],
+    [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'javascript:alert(1)'], 1, 'reverse order'],
+    [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://127.0.0.1/cb', '--grant-type', 'client_credentials'], 1, 'a native client cannot use client_credentials'],
     [['client', 'delete'], 2, 'expected 1 argument'],
     // Generated ids are base64url and may begin with "-": an id, not a flag.
     [['client', 'delete', '-8UZGHAHOJzCIPTmAFiP6I'], 1, 'no client with id -8UZGHAHOJzCIPTmAFiP6I'],

@@ -44,6 +44,7 @@ export interface ClientOptions {
   grantTypes?: string[];
   scope?: string;
   public?: boolean;
+  native?: boolean;
   idTokenAlg?: string;
 }
 
@@ -111,6 +112,7 @@ export async function startPortcullis(extraEnv: Record<string, string> = {}): Pr
       for (const type of options.grantTypes ?? []) args.push('--grant-type', type);
       if (options.scope) args.push('--scope', options.scope);
       if (options.public) args.push('--public');
+      if (options.native) args.push('--native');
       if (options.idTokenAlg) args.push('--id-token-alg', options.idTokenAlg);
       const result = await cli(args);
       if (result.code !== 0) throw new Error(`client create failed: ${result.stderr}`);
