@@ -1,6 +1,6 @@
 // Each `portcullis` command: parse its options, call a service, print the result.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { GrantType } from '../clients/clients.js';
+import { ClientError, type GrantType } from '../clients/clients.js';
 import type { Config } from '../config.js';
 import { listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
 import type { Services } from '../services.js';
@@ -61,6 +61,13 @@ export const clientCreate: Command = async (args, open, io) => {
   if (alg && !['ES256', 'EdDSA', 'RS256'].includes(alg)) throw new UsageError('--id-token-alg must be ES256, EdDSA or RS256');
   const name = required(values.name, '--name');
   const services = await open();
+  if (alg) {
+    // The provider refuses, at every request, a client whose ID token algorithm it holds no key for.
+    const algs = new Set((await listSigningKeys(services.database.prisma)).filter((key) => key.status === 'current').map((key) => key.alg));
+    if (!algs.has(alg)) {
+      throw new ClientError(`no current signing key for ${alg}: the keys are ${[...algs].sort().join(' and ')} (SIGNING_ALG sets the algorithm besides RS256)`);
+    }
+  }
   const created = await services.clients.create({
     name,
     redirectUris: (values['redirect-uri'] as string[] | undefined) ?? [],

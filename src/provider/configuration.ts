@@ -42,6 +42,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       token_endpoint_auth_method: 'client_secret_basic',
       id_token_signed_response_alg: config.signingAlg,
     },
+    // What our clients can use: secrets are kept only as digests (see
+    // compareClientSecret in provider.ts), so client_secret_jwt (an HMAC keyed
+    // with the plain secret) cannot be checked, and clients register no keys
+    // for private_key_jwt. Discovery advertises only these.
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
     findAccount: accounts.findAccount,
     claims: OIDC_CLAIMS,
     // `api`: set by ClientAdapter on the credentials of a registered API.

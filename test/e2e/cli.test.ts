@@ -82,6 +82,8 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--redirect-uri', 'javascript:alert(1)'], 1, 'redirect URI "javascript:alert(1)" must be an http(s) address'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--post-logout-redirect-uri', 'data:text/html,hi'], 1, 'must be an http(s) address'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'com.example.app:/callback'], 1, 'must be an http(s) address'],
+    // The test server signs with ES256 (and RS256): an EdDSA client could never be served.
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'EdDSA'], 1, 'no current signing key for EdDSA: the keys are ES256 and RS256'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://app.example/callback'], 1, 'must be loopback'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'https://127.0.0.1/callback'], 1, 'loopback address uses http'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'myapp:/callback'], 1, 'reverse order'],

@@ -154,6 +154,29 @@ describe('what the database holds', () => {
   });
 });
 
+describe('client authentication', () => {
+  // Secrets are stored as digests, so an HMAC keyed with the plain secret
+  // (client_secret_jwt) cannot be checked, and clients register no keys for
+  // private_key_jwt: discovery must not offer them to a library choosing a method.
+  it('discovery offers only the methods a client can use, and both secret methods work', async () => {
+    const metadata = rp.serverMetadata();
+    expect(metadata.token_endpoint_auth_methods_supported).toEqual(['client_secret_basic', 'client_secret_post', 'none']);
+    expect(metadata.token_endpoint_auth_signing_alg_values_supported).toBeUndefined();
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    const viaPost = await oidc.discovery(new URL(pc.issuer), app.client_id, app.client_secret, oidc.ClientSecretPost(app.client_secret!), {
+      execute: [oidc.allowInsecureRequests],
+    });
+    expect((await oidc.refreshTokenGrant(viaPost, tokens.refresh_token!)).access_token).toBeTruthy();
+  });
+
+  it('a client_secret_jwt assertion is refused with invalid_client', async () => {
+    const viaJwt = await oidc.discovery(new URL(pc.issuer), app.client_id, app.client_secret, oidc.ClientSecretJwt(app.client_secret!), {
+      execute: [oidc.allowInsecureRequests],
+    });
+    await expect(oidc.clientCredentialsGrant(viaJwt)).rejects.toMatchObject({ error: 'invalid_client' });
+  });
+});
+
 describe('RP-initiated logout', () => {
   it('signs the person out after confirmation, sends them back, and the next login asks for the password', async () => {
     const ua = new UserAgent();
