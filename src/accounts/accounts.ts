@@ -86,6 +86,8 @@ export class Accounts {
 
   async create(input: NewUser): Promise<UserView> {
     const email = normalizeEmail(input.email);
+    // RFC 5321 §4.5.3.1.3: a path, and so an address, has at most 254 characters.
+    if (email.length > 254) throw new AccountError('an email address has at most 254 characters');
     if (!EMAIL.test(email)) throw new AccountError(`"${input.email}" is not an email address`);
     if (input.password.length < MIN_PASSWORD_LENGTH) {
       throw new AccountError(`the password must be at least ${MIN_PASSWORD_LENGTH} characters`);

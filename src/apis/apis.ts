@@ -3,7 +3,7 @@
 // for introspection.
 import { randomBytes } from 'node:crypto';
 import { announceClientChange } from '../clients/client-changes.js';
-import type { StoredMetadata } from '../clients/clients.js';
+import { MAX_URI_LENGTH, type StoredMetadata } from '../clients/clients.js';
 import { parseDuration } from '../config.js';
 import type { Prisma } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
@@ -53,6 +53,7 @@ export function parseScope(spec: string): ApiScope {
 }
 
 function checkIdentifier(identifier: string): string {
+  if (identifier.length > MAX_URI_LENGTH) throw new ApiError(`an API identifier has at most ${MAX_URI_LENGTH} characters`);
   let url: URL;
   try {
     url = new URL(identifier);

@@ -68,7 +68,14 @@ export interface StoredMetadata {
 
 export const DEFAULT_SCOPE = 'openid profile email offline_access';
 
+/**
+ * Longer addresses are refused: browsers and proxies cut URLs at a few
+ * thousand characters, and an indexed column cannot hold much more.
+ */
+export const MAX_URI_LENGTH = 2048;
+
 function checkUri(uri: string, what: string): string {
+  if (uri.length > MAX_URI_LENGTH) throw new ClientError(`a ${what} has at most ${MAX_URI_LENGTH} characters`);
   let url: URL;
   try {
     url = new URL(uri);

@@ -1,5 +1,6 @@
 // The operator's side: the `portcullis` CLI, run as a separate process against
 // the same database as a running server (or with no server at all).
+import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -82,6 +83,7 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--redirect-uri', 'javascript:alert(1)'], 1, 'redirect URI "javascript:alert(1)" must be an http(s) address'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--post-logout-redirect-uri', 'data:text/html,hi'], 1, 'must be an http(s) address'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'com.example.app:/callback'], 1, 'must be an http(s) address'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', `https://x.example/${randomBytes(2000).toString('hex')}`], 1, 'a redirect URI has at most 2048 characters'],
     // The test server signs with ES256 (and RS256): an EdDSA client could never be served.
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'EdDSA'], 1, 'no current signing key for EdDSA: the keys are ES256 and RS256'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://app.example/callback'], 1, 'must be loopback'],
@@ -124,6 +126,10 @@ describe('portcullis user', () => {
     expect(short.stderr).toContain('at least 8 characters');
     const badEmail = await pc.cli(['user', 'create', '--email', 'not-an-email', '--password-stdin'], 'long enough\n');
     expect(badEmail.code).toBe(1);
+    // Random, so that PostgreSQL cannot compress it into an index entry.
+    const longEmail = await pc.cli(['user', 'create', '--email', `${randomBytes(2000).toString('hex')}@example.com`, '--password-stdin'], 'long enough\n');
+    expect(longEmail.code).toBe(1);
+    expect(longEmail.stderr).toContain('at most 254 characters');
   });
 });
 

@@ -1,5 +1,6 @@
 // APIs protected by Portcullis: registered resource servers, JWT and opaque
 // access tokens, introspection with the API's own credentials, the example API.
+import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
@@ -311,6 +312,7 @@ describe('portcullis api', () => {
       [['--identifier', ORDERS, '--scope', 'a'], 'already exists'],
       [['--identifier', 'not a uri', '--scope', 'a'], 'not an absolute URI'],
       [['--identifier', 'https://x.example/#frag', '--scope', 'a'], 'fragment'],
+      [['--identifier', `https://x.example/${randomBytes(2000).toString('hex')}`, '--scope', 'a'], 'at most 2048 characters'],
       [['--identifier', 'https://x.example/'], 'at least one --scope'],
       [['--identifier', 'https://x.example/', '--scope', 'openid'], 'OpenID Connect scope'],
       [['--identifier', 'https://x.example/', '--scope', 'a', '--ttl', 'forever'], 'not a duration'],
