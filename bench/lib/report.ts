@@ -153,7 +153,10 @@ a warm-up, then a fixed duration at a fixed number of connections. Where there i
 slices (\`--rounds\`, 4 by default) that Portcullis and the baseline take in turn, P B B P P B B P,
 each after a second of unmeasured load on its server, so that a burst of other work on a shared machine, or a slow drift, lands on both rather than
 on whichever happened to run then; the slices' counts add up and their latencies are merged
-before the percentiles are taken. It writes
+before the percentiles are taken. Where the PostgreSQL server runs with autovacuum off, the
+harness runs \`VACUUM (ANALYZE)\` on its database before each scenario and after making a
+refresh-token pool, as autovacuum would have by then and as pgbench does before its runs: a
+scenario then meets the dead rows it makes itself, not those of the scenarios before it. It writes
 \`bench/results/latest.json\` and this file (a smoke run writes \`bench/results/smoke.json\` and
 \`smoke.md\` instead), and exits non-zero when a scenario fails (with \`--smoke\`, also when any
 request failed).
