@@ -728,6 +728,21 @@ async function main(): Promise<number> {
           `With every core verifying at once argon2 alone managed ${round(a2.allCoresRate, 1)} verifies/s; ` +
           `achieved ${round((100 * entry.portcullis.rps) / a2.allCoresRate, 0)}% of that.`,
       );
+      // What the target leaves for everything but argon2, next to what a login used:
+      // the arithmetic behind whether the target is within reach on this machine.
+      const used = Object.values(measured.cpuMsPerOp).filter((ms): ms is number => ms !== null);
+      if (used.length > 0) {
+        const atTarget = (1000 * cores) / (0.85 * ceiling);
+        const argonAlone = a2.cpu * 1000;
+        const argonAllCores = (1000 * cores) / a2.allCoresRate;
+        const total = used.reduce((sum, ms) => sum + ms, 0);
+        entry.notes.push(
+          `CPU budget: at the target a login may use ${round(atTarget, 1)} ms of CPU on all processes together; ` +
+            `argon2 takes ${round(argonAlone, 1)} ms of it (${round(argonAllCores, 1)} ms per verify with every core verifying), ` +
+            `leaving ${round(atTarget - argonAlone, 1)} ms (${round(Math.max(0, atTarget - argonAllCores), 1)} ms) for the 8 requests, their statements and the load generator. ` +
+            `This run used ${round(total, 1)} ms per login in all, ${round(total - argonAlone, 1)} ms of it besides argon2.`,
+        );
+      }
     });
 
     // RSS over a steady load: the same requests for --soak seconds, sampled every second.
