@@ -68,11 +68,17 @@ export async function openDatabase(database: Config['database']): Promise<Databa
   // sequential scans are priced out for its sessions rather than re-planning
   // every execution (force_custom_plan measured 2-4x the database CPU per
   // request). A statement with no index to use still runs, as a seq scan.
+  // For the same reason every statement keeps its generic plan: left to
+  // choose, PostgreSQL estimated `id = ANY($1)` at hundreds of rows for the
+  // generic plan, so it planned the token lookup afresh at every execution
+  // (0.34 ms of a 0.42 ms lookup; half the database time of a login, seen
+  // with log_min_duration_statement). Generic plans of key lookups under
+  // enable_seqscan=off are index scans whatever the table's size.
   // JIT compilation is off too: a generic plan's estimates for `= ANY($1)`
   // grow with the table until its cost passes jit_above_cost, and then every
   // key lookup spent ~10 ms compiling (seen with EXPLAIN ANALYZE at 190k rows).
   // `options` given in DATABASE_URL replace these (pg lets the URL win).
-  const options = database.kind === 'postgres' ? '-c enable_seqscan=off -c jit=off' : undefined;
+  const options = database.kind === 'postgres' ? '-c enable_seqscan=off -c jit=off -c plan_cache_mode=force_generic_plan' : undefined;
   const pool = new pg.Pool({ connectionString, max, ...(options ? { options } : {}) });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
