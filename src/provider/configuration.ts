@@ -13,6 +13,7 @@ import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
 import type { Prisma, Sql } from '../persistence/database.js';
 import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
+import { CookieSigner } from '../keys/cookie-signer.js';
 import { ClientAdapter } from './client-adapter.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 
@@ -59,7 +60,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // S256 only; required for public clients (RFC 9700 §2.1.1), honoured when any client sends it.
     pkce: { required: (_ctx, client) => client.clientAuthMethod === 'none' },
     cookies: {
-      keys: services.cookieKeys,
+      keys: new CookieSigner(services.cookieKeys),
       long: { signed: true, httpOnly: true, sameSite: 'lax' },
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
     },

@@ -65,6 +65,16 @@ export class UserAgent {
     this.jar.clear();
   }
 
+  /** The value of the stored cookie `name` (any path), if there is one. */
+  cookie(name: string): string | undefined {
+    return [...this.jar.values()].find((cookie) => cookie.name === name)?.value;
+  }
+
+  /** Changes the value of every stored cookie `name`, as a tampering browser would. */
+  alterCookie(name: string, change: (value: string) => string): void {
+    for (const cookie of this.jar.values()) if (cookie.name === name) cookie.value = change(cookie.value);
+  }
+
   private async send(url: URL, init: RequestInit): Promise<Response> {
     const headers = new Headers({ ...this.headers, ...Object.fromEntries(new Headers(init.headers)) });
     const cookie = this.cookieHeader(url);
