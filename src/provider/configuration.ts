@@ -8,12 +8,12 @@ import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { renderErrorPage } from '../http/error-pages.js';
 import { renderPage } from '../http/views.js';
+import { CookieSigner } from '../keys/cookie-signer.js';
 import type { Logger } from '../logger.js';
 import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
 import type { Prisma, Sql } from '../persistence/database.js';
 import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
-import { CookieSigner } from '../keys/cookie-signer.js';
 import { ClientAdapter } from './client-adapter.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 
