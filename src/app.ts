@@ -9,6 +9,7 @@ import type { Accounts } from './accounts/accounts.js';
 import type { SignInThrottle } from './accounts/sign-in-throttle.js';
 import type { Apis } from './apis/apis.js';
 import type { Config } from './config.js';
+import type { InFlightRequests } from './http/in-flight.js';
 import { securityHeaders } from './http/security-headers.js';
 import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
@@ -21,6 +22,8 @@ export interface AppDeps {
   signInThrottle: SignInThrottle;
   apis: Apis;
   logger: Logger;
+  /** Every request's handling is tracked here, for shutdown to wait on. */
+  inFlight: InFlightRequests;
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -33,7 +36,7 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
  * profile charged ~44 µs per token request to koa with two layers).
  */
 export function createApp(deps: AppDeps): RequestHandler {
-  const { host, logger } = deps;
+  const { host, logger, inFlight } = deps;
   const middleware = [requestLog(logger), securityHeaders, interactionPages(deps)];
   const callbacks = new WeakMap<Provider, ReturnType<Koa['callback']>>();
   return (req, res) => {
@@ -49,7 +52,7 @@ export function createApp(deps: AppDeps): RequestHandler {
       callback = provider.callback();
       callbacks.set(provider, callback);
     }
-    void callback(req, res);
+    inFlight.track(callback(req, res));
   };
 }
 

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { AdapterPayload } from 'oidc-provider';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
+import { InFlightRequests } from './http/in-flight.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
 import { CLIENT_CHANGES_CHANNEL } from './clients/client-changes.js';
@@ -12,6 +13,9 @@ import { sweepExpired } from './provider/artifacts.js';
 import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
+
+/** How long shutdown waits for requests still being handled before it closes the database anyway. */
+const SHUTDOWN_GRACE_MS = 10_000;
 
 export interface RunningServer {
   url: string;
@@ -25,20 +29,28 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const { prisma } = services.database;
   let server: http.Server | undefined;
   const timers: NodeJS.Timeout[] = [];
-  const close = async () => {
-    timers.forEach(clearInterval);
-    if (server) {
-      server.closeIdleConnections();
-      await new Promise<void>((resolve) => server!.close(() => resolve()));
-    }
-    await services.close();
-  };
+  const inFlight = new InFlightRequests();
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      timers.forEach(clearInterval);
+      if (server) {
+        server.closeIdleConnections();
+        await new Promise<void>((resolve) => server!.close(() => resolve()));
+      }
+      // The connections are gone, but a request whose client hung up may still
+      // be writing: the database stays open for it (see http/in-flight.ts).
+      if (!(await inFlight.drained(SHUTDOWN_GRACE_MS))) {
+        logger.warn('closing the database with requests still being handled', { requests: inFlight.size, waitedMs: SHUTDOWN_GRACE_MS });
+      }
+      await services.close();
+    })());
   try {
     const cookieKeys = await loadCookieKeys(prisma, services.sealer, config.cookieKeys);
     const clientCache = await new NotifiedCache<AdapterPayload>().listen(services.database, CLIENT_CHANGES_CHANNEL);
     await services.accounts.listenForChanges(services.database);
     const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
-    const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, apis: services.apis, logger });
+    const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, apis: services.apis, logger, inFlight });
 
     server = http.createServer(app);
     // Keep-alive must outlast common proxies' idle timeouts.
