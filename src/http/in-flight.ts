@@ -9,11 +9,14 @@ export class InFlightRequests {
 
   track(handling: Promise<unknown>): void {
     this.count++;
-    const done = () => {
-      if (--this.count === 0) for (const resolve of this.waiting.splice(0)) resolve();
-    };
-    handling.then(done, done);
+    handling.then(this.settled, this.settled);
   }
+
+  // One function for every request: a closure made per request costs more
+  // than the count (tsx names each one with a defineProperty).
+  private readonly settled = (): void => {
+    if (--this.count === 0) for (const resolve of this.waiting.splice(0)) resolve();
+  };
 
   get size(): number {
     return this.count;

@@ -89,6 +89,12 @@ function columns(records: ArtifactRecord[]): unknown[][] {
   return names.map((name) => records.map((record) => record[name]));
 }
 
+/** Which consumptions marked their row: those whose row the statement returned. */
+function answer(rows: { id: string; kind: string }[], marks: { call: string; id: string; kind: string }[], answers: Map<string, boolean>): void {
+  const marked = new Set(rows.map((row) => rowKey(row.kind, row.id)));
+  for (const consume of marks) answers.set(consume.call, marked.has(rowKey(consume.kind, consume.id)));
+}
+
 export class ArtifactWriter {
   // Saves are keyed by row, so two saves of one row in one batch become the
   // later one; consumptions by call, so that two calls for one row in one
@@ -142,10 +148,6 @@ export class ArtifactWriter {
       .filter((save) => !save.requires || standingCalls.has(save.requires))
       .sort((a, b) => byPrimaryKey(a.record, b.record));
     const records = saves.map((save) => save.record);
-    const answer = (rows: { id: string; kind: string }[]) => {
-      const marked = new Set(rows.map((row) => rowKey(row.kind, row.id)));
-      for (const consume of marks) answers.set(consume.call, marked.has(rowKey(consume.kind, consume.id)));
-    };
 
     if (marks.length === 0) {
       await this.sql.query(SQL.save, columns(records));
@@ -153,7 +155,7 @@ export class ArtifactWriter {
       // Nothing to save, or a row both consumed and saved: one statement may
       // change a row only once, so consume first, then save what still stands.
       const { rows } = await this.sql.query<{ id: string; kind: string }>(SQL.consume, [marks.map((m) => m.id), marks.map((m) => m.kind)]);
-      answer(rows);
+      answer(rows, marks, answers);
       const kept = saves.filter((save) => !save.requires || answers.get(save.requires)).map((save) => save.record);
       if (kept.length > 0) await this.sql.query(SQL.save, columns(kept));
     } else {
@@ -165,7 +167,7 @@ export class ArtifactWriter {
         marks.map((m) => m.id),
         marks.map((m) => m.kind),
       ]);
-      answer(rows);
+      answer(rows, marks, answers);
     }
     return answers;
   }
