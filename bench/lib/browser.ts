@@ -2,6 +2,13 @@
 // Path, manual redirects, form posts), and the OAuth steps the harness takes
 // to seed tokens. Setup only: the measured load comes from autocannon.
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+
+// node:http with kept-alive sockets rather than fetch: filling the refresh-token
+// pool takes tens of thousands of these requests, and fetch cost the harness as
+// much CPU per request as the server spent answering it.
+const agents = { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
 
 export interface Response {
   url: string;
@@ -10,13 +17,12 @@ export interface Response {
   body: string;
 }
 
-interface Cookie {
-  value: string;
-  path: string;
-}
-
 export class Browser {
-  private readonly jar = new Map<string, Cookie>();
+  // By path, then name. Every interaction leaves cookies scoped to its own
+  // path (/interaction/<uid>, /auth/<uid>) that live for minutes; a browser
+  // filling the refresh-token pool collects thousands, so a request looks up
+  // the paths that can match it instead of scanning them all.
+  private readonly jar = new Map<string, Map<string, string>>();
 
   constructor(private readonly origin: string) {}
 
@@ -30,17 +36,20 @@ export class Browser {
       headers['content-type'] = 'application/x-www-form-urlencoded';
       body = new URLSearchParams(init.form).toString();
     }
-    const response = await fetch(url, { method: init.method ?? (init.form ? 'POST' : 'GET'), headers, body, redirect: 'manual' });
-    this.store(url.pathname, response.headers.getSetCookie());
-    const location = response.headers.get('location') ?? undefined;
-    return { url: url.href, status: response.status, location: location && new URL(location, url).href, body: await response.text() };
+    if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
+    const method = init.method ?? (init.form ? 'POST' : 'GET');
+    const response = await send(url, method, headers, body);
+    this.store(url.pathname, response.headers['set-cookie'] ?? []);
+    const location = response.headers.location;
+    return { url: url.href, status: response.status, location: location && new URL(location, url).href, body: response.body };
   }
 
   private cookieHeader(pathname: string): string {
-    return [...this.jar.entries()]
-      .filter(([, cookie]) => pathMatches(pathname, cookie.path))
-      .map(([key, cookie]) => `${key.slice(0, key.indexOf(';'))}=${cookie.value}`)
-      .join('; ');
+    const pairs: string[] = [];
+    for (const cookiePath of matchingPaths(pathname)) {
+      for (const [name, value] of this.jar.get(cookiePath) ?? []) pairs.push(`${name}=${value}`);
+    }
+    return pairs.join('; ');
   }
 
   private store(pathname: string, setCookies: string[]): void {
@@ -57,15 +66,36 @@ export class Browser {
         if (key.toLowerCase() === 'expires' && Date.parse(attributeValue) <= Date.now()) expired = true;
         if (key.toLowerCase() === 'max-age' && Number(attributeValue) <= 0) expired = true;
       }
-      const key = `${name};${cookiePath}`;
-      if (expired) this.jar.delete(key);
-      else this.jar.set(key, { value, path: cookiePath });
+      let cookies = this.jar.get(cookiePath);
+      if (!cookies) this.jar.set(cookiePath, (cookies = new Map()));
+      if (expired) cookies.delete(name);
+      else cookies.set(name, value);
     }
   }
 }
 
-export function pathMatches(requestPath: string, cookiePath: string): boolean {
-  return requestPath === cookiePath || requestPath.startsWith(cookiePath.endsWith('/') ? cookiePath : `${cookiePath}/`);
+function send(url: URL, method: string, headers: Record<string, string>, body?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  const protocol = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const request = protocol.request(url, { method, headers, agent: agents[url.protocol as keyof typeof agents] }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+/** The cookie paths that match a request path (RFC 6265 §5.1.4): its prefixes at each slash, with and without it. */
+export function matchingPaths(requestPath: string): string[] {
+  const paths = ['/'];
+  for (let slash = requestPath.indexOf('/', 1); slash !== -1; slash = requestPath.indexOf('/', slash + 1)) {
+    paths.push(requestPath.slice(0, slash), requestPath.slice(0, slash + 1));
+  }
+  if (requestPath !== '/') paths.push(requestPath);
+  return paths;
 }
 
 export interface Client {
