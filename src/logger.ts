@@ -10,6 +10,8 @@ export interface Logger {
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
+  /** Whether lines at `level` are written: callers skip building what would be dropped. */
+  enabled(level: Level): boolean;
 }
 
 export function createLogger(level: Config['logLevel'], write: (line: string) => void = (line) => process.stdout.write(line)): Logger {
@@ -18,5 +20,5 @@ export function createLogger(level: Config['logLevel'], write: (line: string) =>
     if (LEVELS[at] < threshold) return;
     write(`${JSON.stringify({ time: new Date().toISOString(), level: at, message, ...fields })}\n`);
   };
-  return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
+  return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error'), enabled: (at) => LEVELS[at] >= threshold };
 }

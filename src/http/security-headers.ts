@@ -27,7 +27,7 @@ export function allowInlineStyle(res: ServerResponse): string {
   return nonce;
 }
 
-export const securityHeaders: Middleware = async (ctx, next) => {
+export const securityHeaders: Middleware = (ctx, next) => {
   ctx.set({
     'Content-Security-Policy': BASE_POLICY,
     'X-Content-Type-Options': 'nosniff',
@@ -35,5 +35,5 @@ export const securityHeaders: Middleware = async (ctx, next) => {
     'X-Frame-Options': 'DENY',
     'Cross-Origin-Opener-Policy': 'same-origin',
   });
-  await next();
+  return next();
 };
