@@ -136,7 +136,7 @@ before relying on any figure below. Everything from "Latest run" down is written
 ## Running it
 
 \`\`\`sh
-npm run bench                      # PostgreSQL at 127.0.0.1:5432 (user postgres), about 7 minutes
+npm run bench                      # PostgreSQL at 127.0.0.1:5432 (user postgres), about 6 minutes
 npm run bench -- --pglite          # the embedded PGlite instead
 npm run bench -- --smoke           # ~1 s per scenario, about 30 s: checks that the harness works (CI)
 npm run bench -- --cpu-prof        # also profile Portcullis and the baseline: summaries per scenario in bench/results/profiles/
