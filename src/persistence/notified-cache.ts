@@ -33,6 +33,13 @@ export class NotifiedCache<T> {
     return value;
   }
 
+  /** What get(id) would answer without loading, if anything: the same object until the row changes. */
+  peek(id: string): T | undefined {
+    if (!this.subscription?.live) return undefined;
+    const cached = this.entries.get(id);
+    return cached && Date.now() - cached.loadedAt < MAX_AGE_MS ? cached.value : undefined;
+  }
+
   /** Listens on `channel`, whose payloads are the ids of changed rows. */
   async listen(database: Database, channel: string): Promise<this> {
     this.subscription = await database.subscribe(channel, {
