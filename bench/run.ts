@@ -739,7 +739,7 @@ async function main(): Promise<number> {
         entry.notes.push(
           `CPU budget: at the target a login may use ${round(atTarget, 1)} ms of CPU on all processes together; ` +
             `argon2 takes ${round(argonAlone, 1)} ms of it (${round(argonAllCores, 1)} ms per verify with every core verifying), ` +
-            `leaving ${round(atTarget - argonAlone, 1)} ms (${round(Math.max(0, atTarget - argonAllCores), 1)} ms) for the 8 requests, their statements and the load generator. ` +
+            `leaving ${round(atTarget - argonAlone, 1)} ms (${atTarget > argonAllCores ? `${round(atTarget - argonAllCores, 1)} ms` : 'nothing'}) for the 8 requests, their statements and the load generator. ` +
             `This run used ${round(total, 1)} ms per login in all, ${round(total - argonAlone, 1)} ms of it besides argon2.`,
         );
       }
