@@ -52,6 +52,8 @@ export function createApp(deps: AppDeps): RequestHandler {
       callback = provider.callback();
       callbacks.set(provider, callback);
     }
+    // Shutting down: no connection is kept alive for another request.
+    if (inFlight.draining) res.shouldKeepAlive = false;
     inFlight.track(callback(req, res));
   };
 }

@@ -33,14 +33,25 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      const deadline = Date.now() + SHUTDOWN_GRACE_MS;
       timers.forEach(clearInterval);
+      inFlight.draining = true;
       if (server) {
+        const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
+        // server.close() waits for every connection to end, and Node keeps a
+        // connection alive after a response that began before it (for
+        // keepAliveTimeout, 65 s): each is closed as soon as it is idle, and
+        // whatever is still open at the deadline is cut.
+        const idle = setInterval(() => server!.closeIdleConnections(), 50);
+        const cut = setTimeout(() => server!.closeAllConnections(), SHUTDOWN_GRACE_MS);
         server.closeIdleConnections();
-        await new Promise<void>((resolve) => server!.close(() => resolve()));
+        await closed;
+        clearInterval(idle);
+        clearTimeout(cut);
       }
       // The connections are gone, but a request whose client hung up may still
       // be writing: the database stays open for it (see http/in-flight.ts).
-      if (!(await inFlight.drained(SHUTDOWN_GRACE_MS))) {
+      if (!(await inFlight.drained(Math.max(0, deadline - Date.now())))) {
         logger.warn('closing the database with requests still being handled', { requests: inFlight.size, waitedMs: SHUTDOWN_GRACE_MS });
       }
       await services.close();
@@ -60,8 +71,9 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       server!.listen(config.port, config.host, () => resolve());
     });
 
+    // Tracked like requests: shutdown lets a running sweep or refresh finish.
     const background = (name: string, task: () => Promise<unknown>) => () =>
-      task().catch((error: Error) => logger.error(`${name} failed`, { error: error.message }));
+      inFlight.track(task().catch((error: Error) => logger.error(`${name} failed`, { error: error.message })));
     timers.push(setInterval(background('key refresh', () => host.refresh()), config.keyRefreshInterval * 1000).unref());
     const sweep = background('sweep', () => sweepExpired(prisma));
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());

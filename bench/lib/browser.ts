@@ -88,14 +88,17 @@ function send(url: URL, method: string, headers: Record<string, string>, body?: 
   });
 }
 
-/** The cookie paths that match a request path (RFC 6265 §5.1.4): its prefixes at each slash, with and without it. */
+/**
+ * The cookie paths that match a request path (RFC 6265 §5.1.4): its prefixes
+ * at each slash, with and without it; longest first, the order cookies are sent in (§5.4).
+ */
 export function matchingPaths(requestPath: string): string[] {
-  const paths = ['/'];
+  const paths = new Set(['/']);
   for (let slash = requestPath.indexOf('/', 1); slash !== -1; slash = requestPath.indexOf('/', slash + 1)) {
-    paths.push(requestPath.slice(0, slash), requestPath.slice(0, slash + 1));
+    paths.add(requestPath.slice(0, slash)).add(requestPath.slice(0, slash + 1));
   }
-  if (requestPath !== '/') paths.push(requestPath);
-  return paths;
+  paths.add(requestPath);
+  return [...paths].reverse();
 }
 
 export interface Client {

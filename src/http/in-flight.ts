@@ -1,11 +1,14 @@
-// Requests whose handling has not finished. A client that hangs up does not
-// stop its request's handler: the socket closes, but the handler may still be
+// Work whose handling has not finished: requests, and the server's own
+// background tasks (sweep, key refresh). A client that hangs up does not stop
+// its request's handler: the socket closes, but the handler may still be
 // consuming a code or writing a session. Shutdown waits for these before it
 // closes the database, or they would fail half done (seen in the benchmark:
 // logins aborted at the end of a run met a closed pool and logged errors).
 export class InFlightRequests {
   private count = 0;
   private waiting: Array<() => void> = [];
+  /** Set when shutdown begins: responses from then on close their connection. */
+  draining = false;
 
   track(handling: Promise<unknown>): void {
     this.count++;

@@ -139,6 +139,8 @@ export class ArtifactAdapter implements Adapter {
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
     const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
+    // A lifetime beyond what a Date holds would be written as no expiry at all.
+    if (expiresAt && Number.isNaN(expiresAt.getTime())) throw new RangeError(`${this.kind} lifetime out of range: ${expiresIn} s`);
     // The payload repeats the id as `jti`: drop it, find() puts it back. Grant
     // ids stay, as tokens' payloads name their grant anyway and a grant id
     // alone authorizes nothing.

@@ -1,9 +1,11 @@
 // Shutting down while a request is still being handled: its client may have
 // hung up already, but its handler goes on, and the database must stay open
 // until it has finished (src/http/in-flight.ts).
+import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
 import { expect, it } from 'vitest';
-import { startPortcullis } from '../support/portcullis.js';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 
 // PGlite runs every connection in one session: an outside transaction cannot
 // hold a lock against the server's statements there.
@@ -32,12 +34,7 @@ it.skipIf(embedded)('a request whose client hung up finishes its writes before t
       () => 'answered',
       () => 'hung up',
     );
-    const waiting = async () =>
-      (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]!.n;
-    for (let tries = 0; (await waiting()) === 0; tries++) {
-      if (tries > 200) throw new Error('the token request never reached the database');
-      await sleep(10);
-    }
+    await heldAtTheLock(admin);
     hangUp.abort();
     expect(await request).toBe('hung up');
 
@@ -56,3 +53,62 @@ it.skipIf(embedded)('a request whose client hung up finishes its writes before t
     await pc.close();
   }
 });
+
+it.skipIf(embedded)('a kept-alive connection whose response began before shutdown does not hold it up', async () => {
+  const pc = await startPortcullis();
+  const admin = pc.outsideConnection();
+  await admin.connect();
+  const agent = new http.Agent({ keepAlive: true });
+  try {
+    const robot = await pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'] });
+    await admin.query('BEGIN');
+    await admin.query('LOCK TABLE clients IN ACCESS EXCLUSIVE MODE');
+    // A proxy's connection: kept alive after its response, never closed by the client.
+    const answered = tokenRequest(pc, robot, agent);
+    await heldAtTheLock(admin);
+
+    const closing = pc.server.close();
+    await sleep(100);
+    await admin.query('COMMIT');
+    expect((await answered).status).toBe(200);
+    // Node would keep that connection open for its keep-alive timeout (65 s) and
+    // server.close() would wait for it; shutdown closes it once it is idle.
+    const started = Date.now();
+    await closing;
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(pc.errors).toEqual([]);
+  } finally {
+    agent.destroy();
+    await admin.end();
+    await pc.close();
+  }
+});
+
+/** Waits until one of the server's statements waits for the lock the test holds. */
+async function heldAtTheLock(admin: pg.Client): Promise<void> {
+  const waiting = async () =>
+    (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]!.n;
+  for (let tries = 0; (await waiting()) === 0; tries++) {
+    if (tries > 200) throw new Error('the token request never reached the database');
+    await sleep(10);
+  }
+}
+
+function tokenRequest(pc: TestPortcullis, client: { client_id: string; client_secret?: string }, agent: http.Agent): Promise<{ status: number }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(`${pc.issuer}/token`, {
+      method: 'POST',
+      agent,
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`,
+      },
+    });
+    request.on('response', (response) => {
+      response.resume();
+      response.on('end', () => resolve({ status: response.statusCode ?? 0 }));
+    });
+    request.on('error', reject);
+    request.end('grant_type=client_credentials');
+  });
+}
