@@ -24,6 +24,20 @@ export interface TripCount {
   byStatement: Record<string, number>;
 }
 
+/** The values a parameter binds: itself, an array's elements, or the `kind` of each row of a JSON array of rows. */
+function boundKinds(param: string): string[] {
+  if (param.startsWith('{') && param.endsWith('}')) return param.slice(1, -1).split(',').map((value) => value.replace(/^"|"$/g, ''));
+  if (param.startsWith('[') && param.endsWith(']')) {
+    try {
+      const rows: unknown = JSON.parse(param);
+      if (Array.isArray(rows)) return rows.map((row) => (row && typeof row === 'object' ? String((row as { kind?: unknown }).kind) : ''));
+    } catch {
+      // Not JSON: a value like any other.
+    }
+  }
+  return [param];
+}
+
 function label(sql: string, params: string[]): string {
   const text = sql.replace(/\s+/g, ' ').trim();
   let verb = (/^\w+/.exec(text)?.[0] ?? '?').toUpperCase();
@@ -35,8 +49,7 @@ function label(sql: string, params: string[]): string {
   const kinds = new Set<string>();
   if (table === 'provider_artifacts') {
     for (const param of params) {
-      const values = param.startsWith('{') && param.endsWith('}') ? param.slice(1, -1).split(',').map((value) => value.replace(/^"|"$/g, '')) : [param];
-      for (const value of values) if (ARTIFACT_KINDS.has(value)) kinds.add(value);
+      for (const value of boundKinds(param)) if (ARTIFACT_KINDS.has(value)) kinds.add(value);
     }
   }
   return kinds.size ? `${verb} ${table} (${[...kinds].sort().join(', ')})` : `${verb} ${table}`;
