@@ -118,8 +118,9 @@ function bindParams(body: Buffer, offset: number): string[] {
       const length = body.readInt32BE(offset);
       offset += 4;
       if (length > 0) {
-        // Only short values can be an artifact kind (or an array of a few); skip decoding the rest.
-        if (length <= 400) params.push(body.toString('utf8', offset, offset + length));
+        // Only short values can be an artifact kind (or an array of a few), or the
+        // writer's JSON rows (opening with '['); skip decoding the rest.
+        if (length <= 400 || body[offset] === 0x5b) params.push(body.toString('utf8', offset, offset + length));
         offset += length;
       }
     }
