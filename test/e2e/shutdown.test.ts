@@ -22,15 +22,7 @@ it.skipIf(embedded)('a request whose client hung up finishes its writes before t
     await admin.query('BEGIN');
     await admin.query('LOCK TABLE clients IN ACCESS EXCLUSIVE MODE');
     const hangUp = new AbortController();
-    const request = fetch(`${pc.issuer}/token`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/x-www-form-urlencoded',
-        authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}`,
-      },
-      body: 'grant_type=client_credentials',
-      signal: hangUp.signal,
-    }).then(
+    const request = tokenRequest(pc, robot, { signal: hangUp.signal }).then(
       () => 'answered',
       () => 'hung up',
     );
@@ -64,7 +56,7 @@ it.skipIf(embedded)('a kept-alive connection whose response began before shutdow
     await admin.query('BEGIN');
     await admin.query('LOCK TABLE clients IN ACCESS EXCLUSIVE MODE');
     // A proxy's connection: kept alive after its response, never closed by the client.
-    const answered = tokenRequest(pc, robot, agent);
+    const answered = tokenRequest(pc, robot, { agent });
     await heldAtTheLock(admin);
 
     const closing = pc.server.close();
@@ -94,11 +86,16 @@ async function heldAtTheLock(admin: pg.Client): Promise<void> {
   }
 }
 
-function tokenRequest(pc: TestPortcullis, client: { client_id: string; client_secret?: string }, agent: http.Agent): Promise<{ status: number }> {
+/** POST /token client_credentials over node:http, on `agent` if given; `signal` hangs up. */
+function tokenRequest(
+  pc: TestPortcullis,
+  client: { client_id: string; client_secret?: string },
+  options: { agent?: http.Agent; signal?: AbortSignal },
+): Promise<{ status: number }> {
   return new Promise((resolve, reject) => {
     const request = http.request(`${pc.issuer}/token`, {
       method: 'POST',
-      agent,
+      ...options,
       headers: {
         'content-type': 'application/x-www-form-urlencoded',
         authorization: `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`,
