@@ -15,12 +15,14 @@ import { startTripCounter, type TripCount } from './lib/db-trips.js';
 import { meetsOwaspMinimum, parseOptions, USAGE, UsageError, type Options, type ScenarioName } from './lib/options.js';
 import {
   BENCH_DIR,
+  buildPortcullis,
   cliJson,
   cpuSeconds,
   createPgliteDatabase,
   createPostgresDatabase,
   freePort,
   machineBusySeconds,
+  PORTCULLIS_MAIN,
   portcullisCli,
   ROOT,
   LoadGenerator,
@@ -450,6 +452,8 @@ async function main(): Promise<number> {
   const cores = os.availableParallelism();
   log(`${command}: ${options.duration} s per scenario after ${options.warmup} s warm-up, ${options.connections} connections, ${cores} cores`);
 
+  // Portcullis runs as `npm start` runs it: compiled, without a loader.
+  await buildPortcullis();
   // Before anything else runs, so that nothing competes with the measurement.
   const a2 = await measureArgon2(options);
   const ceiling = cores / a2.cpu;
@@ -502,7 +506,7 @@ async function main(): Promise<number> {
     const profileArgs = options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
     portcullis = await Service.start({
       name: 'portcullis',
-      script: 'src/main.ts',
+      script: PORTCULLIS_MAIN,
       env,
       nodeArgs: profileArgs,
       readyUrl: `${issuer}/.well-known/openid-configuration`,
@@ -988,7 +992,7 @@ async function countRoundTrips(
   const url = `http://127.0.0.1:${port}`;
   const service = await Service.start({
     name: 'portcullis (round-trip counting)',
-    script: 'src/main.ts',
+    script: PORTCULLIS_MAIN,
     // No background refresh or sweep while counting.
     env: { ...env, DATABASE_URL: relayed.toString(), PORT: String(port), ISSUER: url, KEY_REFRESH_INTERVAL: '1d', SWEEP_INTERVAL: '1d' },
     readyUrl: `${url}/.well-known/openid-configuration`,

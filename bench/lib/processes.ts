@@ -42,7 +42,7 @@ export function rssMiB(pid: number | undefined): number | null {
 
 export interface ServiceOptions {
   name: string;
-  /** Script path relative to ROOT, run with `node --import tsx`. */
+  /** Script path relative to ROOT: a `.ts` file runs through tsx's loader, a `.js` file as it is. */
   script: string;
   env: Record<string, string>;
   nodeArgs?: string[];
@@ -98,7 +98,8 @@ export class Service {
   }
 
   static async start(options: ServiceOptions): Promise<Service> {
-    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', options.script], {
+    const loader = options.script.endsWith('.ts') ? ['--import', 'tsx'] : [];
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...loader, options.script], {
       cwd: ROOT,
       env: { ...baseEnv(), ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -143,6 +144,16 @@ export interface RunResult {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+/** Portcullis as `npm start` runs it: the compiled build (see buildPortcullis). */
+export const PORTCULLIS_MAIN = 'dist/main.js';
+
+/** Compiles src/ into dist/ as `npm start` does first (`tsc -b`: nothing to do when it is up to date). */
+export async function buildPortcullis(): Promise<void> {
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const { code, stdout, stderr } = await runNode([tsc, '-b', 'tsconfig.build.json'], {});
+  if (code !== 0) throw new Error(`building Portcullis (tsc -b tsconfig.build.json) failed:\n${(stdout + stderr).trim().slice(-3000)}`);
 }
 
 /** Runs a node script (relative to ROOT) to completion. */

@@ -144,7 +144,7 @@ npm run bench -- --help            # duration, warm-up, connections, argon2 cost
 \`\`\`
 
 The harness creates (and drops) its own database, starts Portcullis as its own process
-(\`node --import tsx src/main.ts\`), seeds a confidential client, users and an API with the
+as \`npm start\` runs it (compiled, \`node dist/main.js\`), seeds a confidential client, users and an API with the
 \`portcullis\` CLI, starts the baseline (\`bench/baseline.ts\`: the same client metadata, opaque
 tokens, \`client_secret_basic\`, refresh-token rotation), and drives each scenario with
 [autocannon](https://github.com/mcollina/autocannon) from a separate process (\`bench/load.ts\`):
