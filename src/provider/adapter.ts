@@ -49,6 +49,14 @@ interface TokenRow extends ArtifactRow {
 
 const grantKey = (grantId: string) => `grant:${sha256(grantId)}`;
 
+/** A Grant's row as read alongside something else (its token, or the grant of an account and client). */
+export type GrantRow = Omit<ArtifactRow, 'kind'>;
+
+/** Keeps a grant just read for this request's Grant lookup of it (see find()). */
+export function keepGrant(grantId: string, row: GrantRow): void {
+  keep(grantKey(grantId), row);
+}
+
 /** The consumption a token exchange made in this request (request-scope.ts). */
 const HELD_CONSUMPTION = 'consumption';
 interface HeldConsumption {
@@ -174,8 +182,9 @@ export class ArtifactAdapter implements Adapter {
 
   async find(id: string): Promise<AdapterPayload | undefined> {
     if (this.kind === 'Grant') {
-      // Read with its token moments ago in this request? (see request-scope.ts)
-      const kept = take<ArtifactRow | null>(grantKey(id));
+      // Read moments ago in this request, with its token or as the grant of
+      // an account and client (artifacts.ts)? See request-scope.ts.
+      const kept = take<GrantRow | null>(grantKey(id));
       if (kept !== undefined) return kept ? toPayload(kept) : undefined;
     }
     const row = (await this.shared.finder.load(sha256(id))).find((candidate) => candidate.kind === this.kind);

@@ -1,6 +1,7 @@
 // Queries over stored provider artifacts that are ours rather than the
 // adapter contract's: housekeeping and remembered consent.
 import type { Prisma, Sql } from '../persistence/database.js';
+import { keepGrant, type GrantRow } from './adapter.js';
 
 /** Deletes expired rows (and sign-in failure counts whose window ended); run periodically by the server. */
 export async function sweepExpired(prisma: Prisma): Promise<number> {
@@ -14,14 +15,22 @@ export async function sweepExpired(prisma: Prisma): Promise<number> {
 
 const GRANT_OF = {
   name: 'grant-of-account-client',
-  text: `SELECT payload->>'jti' AS jti FROM provider_artifacts
+  text: `SELECT payload->>'jti' AS jti, payload, expires_at, consumed_at FROM provider_artifacts
          WHERE kind = 'Grant' AND account_id = $1 AND client_id = $2 AND (expires_at IS NULL OR expires_at > now())
          ORDER BY created_at DESC LIMIT 1`,
 } as const;
 
-/** The id of the grant a person gave a client, if any (remembered consent across sessions). */
+/**
+ * The id of the grant a person gave a client, if any (remembered consent
+ * across sessions). The grant itself is kept for the Grant lookup the
+ * provider makes next in the same request (see request-scope.ts), which then
+ * needs no statement of its own.
+ */
 export async function findGrantId(sql: Sql, accountId: string, clientId: string): Promise<string | undefined> {
   // On every authorization without a grant in the session: on the pg pool (see persistence/database.ts).
-  const { rows } = await sql.query<{ jti: string | null }>(GRANT_OF, [accountId, clientId]);
-  return rows[0]?.jti ?? undefined;
+  const { rows } = await sql.query<{ jti: string | null } & GrantRow>(GRANT_OF, [accountId, clientId]);
+  const row = rows[0];
+  if (!row?.jti) return undefined;
+  keepGrant(row.jti, row);
+  return row.jti;
 }
