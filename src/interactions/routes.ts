@@ -172,7 +172,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
-    const decision = await signInThrottle.check(email, ctx.ip);
+    const decision = await signInThrottle.attempt(email, ctx.ip);
     if (!decision.allowed) {
       logger.warn('sign-in refused: too many failures', { interaction: interaction.uid, retryAfter: decision.retryAfter });
       ctx.status = 429;
@@ -181,12 +181,12 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     }
     const accountId = await accounts.verifyPassword(email, password);
     if (!accountId) {
-      await signInThrottle.recordFailure(email, ctx.ip);
+      // Counted already: an attempt is a failure until it succeeds.
       logger.info('login failed', { interaction: interaction.uid });
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
-    if (decision.accountHasFailures) await signInThrottle.recordSuccess(email);
+    await signInThrottle.succeeded(email, ctx.ip);
     await finish(ctx, interaction, { login: { accountId, amr: ['pwd'] } }, { mergeWithLastSubmission: false });
   });
 

@@ -91,6 +91,28 @@ it('a right password clears the count of that email', async () => {
   expect(pageKind(await attempt('192.0.2.2', carol.email, carol.password))).toBe('consent');
 });
 
+it('holds the limit against guesses sent at once: no more passwords are checked than it allows', async () => {
+  const dave = { email: 'dave@example.com', password: 'daves long password' };
+  await pc.createUser(dave.email, dave.password);
+  // Each guess from its own address, so that only the email's limit (3) applies.
+  const pages = await Promise.all(Array.from({ length: 8 }, (_, i) => loginPage(`192.0.2.${100 + i}`)));
+  const answers = await Promise.all(pages.map(({ ua, page }) => signIn(ua, page, dave.email, 'a wrong guess')));
+  const statuses = answers.map((page) => page.status).sort();
+  expect(statuses.filter((status) => status === 401)).toHaveLength(3);
+  expect(statuses.filter((status) => status === 429)).toHaveLength(5);
+});
+
+it('counts sign-ins in progress only until they succeed: right passwords at once are all let in', async () => {
+  const erin = { email: 'erin@example.com', password: 'erins long password' };
+  await pc.createUser(erin.email, erin.password);
+  for (let round = 0; round < 2; round++) {
+    // Three at once from one address, as many as the email's limit allows in flight.
+    const pages = await Promise.all(Array.from({ length: 3 }, () => loginPage('192.0.2.200')));
+    const answers = await Promise.all(pages.map(({ ua, page }) => signIn(ua, page, erin.email, erin.password)));
+    for (const page of answers) expect(pageKind(page)).toBe('consent');
+  }
+});
+
 it('stores neither emails nor addresses in its counters', async () => {
   const db = pc.outsideConnection();
   await db.connect();
