@@ -46,7 +46,10 @@ export function createApp(deps: AppDeps): RequestHandler {
       // Errors are rendered where they happen; anything reaching Koa's handler is logged once here.
       const koa = provider as unknown as Koa; // the provider's typings omit Koa's 'error' event
       koa.silent = true;
-      koa.on('error', (error: Error) => logger.error('unhandled', { error: error.stack ?? String(error) }));
+      koa.on('error', (error: Error) => {
+        if (clientFault(error)) logger.debug('request failed on the client side', { error: `${error.name}: ${error.message}` });
+        else logger.error('unhandled', { error: error.stack ?? String(error) });
+      });
       // provider.use() runs these ahead of the provider's own routes.
       for (const fn of middleware) provider.use(fn);
       callback = provider.callback();
@@ -56,6 +59,20 @@ export function createApp(deps: AppDeps): RequestHandler {
     if (inFlight.draining) res.shouldKeepAlive = false;
     inFlight.track(callback(req, res));
   };
+}
+
+// Connection errors a client causes: it hung up or reset, or sent bytes that
+// are not HTTP after a request (Koa hears of them through the response that
+// could not be finished).
+const CLIENT_CONNECTION_ERRORS = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/**
+ * Whether an error reaching Koa's handler is the client's doing rather than
+ * ours: not worth an error line, which any client could otherwise write at will.
+ */
+function clientFault(error: Error & { code?: unknown; status?: unknown; expose?: unknown }): boolean {
+  if (typeof error.code === 'string' && (error.code.startsWith('HPE_') || CLIENT_CONNECTION_ERRORS.has(error.code))) return true;
+  return error.expose === true && typeof error.status === 'number' && error.status < 500;
 }
 
 function requestLog(logger: Logger): Koa.Middleware {

@@ -4,7 +4,7 @@
 // token request, so they go straight to the pg pool Prisma itself runs on
 // (see persistence/database.ts for the measured difference); the table, its
 // indexes and migrations stay Prisma's.
-import type { Adapter, AdapterPayload } from 'oidc-provider';
+import type { Adapter, AdapterPayload, KoaContextWithOIDC } from 'oidc-provider';
 import { errors, Provider } from 'oidc-provider';
 import type { Sql } from '../persistence/database.js';
 import { Batcher } from '../persistence/batcher.js';
@@ -25,8 +25,8 @@ const GRANT_BOUND = [
 
 /**
  * Models the token endpoint saves and never reads back in the same request:
- * their saves there may overlap the rest of the request (see
- * deferUntilResponse); the response still waits for them.
+ * their saves there wait until the response is built, and are made only if it
+ * is a success (see deferUntilResponse); the response waits for them.
  */
 const DEFERRABLE = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials']);
 
@@ -57,11 +57,13 @@ export function keepGrant(grantId: string, row: GrantRow): void {
   keep(grantKey(grantId), row);
 }
 
-/** The consumption a token exchange made in this request (request-scope.ts). */
+/**
+ * The consumption a token exchange deferred in this request (request-scope.ts):
+ * `started` once the deferred saves are made, the consumption first.
+ */
 const HELD_CONSUMPTION = 'consumption';
 interface HeldConsumption {
-  call: string;
-  marked: Promise<boolean>;
+  started?: { call: string; marked: Promise<boolean> };
 }
 
 const atTokenEndpoint = () => Provider.ctx?.oidc?.route === 'token';
@@ -175,9 +177,11 @@ export class ArtifactAdapter implements Adapter {
     // Tokens issued by an exchange that consumed a code or refresh token land
     // only if that consumption wins (see consume()).
     const held = deferrable ? peek<HeldConsumption>(HELD_CONSUMPTION) : undefined;
-    const write = held ? this.shared.writer.saveIfConsumed(record, held.call, held.marked) : this.shared.writer.upsert(record);
-    if (deferrable && deferUntilResponse(write)) return;
-    await write;
+    const { writer } = this.shared;
+    // A held consumption was deferred before this save, so it has started by the time this runs.
+    const save = () => (held ? writer.saveIfConsumed(record, held.started!.call, held.started!.marked) : writer.upsert(record));
+    if (deferrable && deferUntilResponse(save)) return;
+    await save();
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -212,25 +216,42 @@ export class ArtifactAdapter implements Adapter {
 
   async consume(id: string): Promise<void> {
     const key = sha256(id);
-    const { call, marked } = this.shared.writer.consume(this.kind, key);
-    const checked = marked.then(async (won) => {
-      if (won || !SINGLE_USE.has(this.kind)) return;
-      // Another request consumed it between the provider's check and this
-      // write: a replay. Treat it as the provider treats a detected reuse —
-      // revoke everything issued under the grant — and fail this request.
-      const { rows } = await this.sql.query<{ grant_id: string | null }>(SQL.grantOf, [this.kind, key]);
-      if (rows[0]?.grant_id) await this.revokeByGrantId(rows[0].grant_id);
-      throw new errors.InvalidGrant('grant request is invalid');
-    });
-    // At the token endpoint the exchange goes on at once: the tokens it saves
-    // next join this consumption's statement, stored only if it wins, and the
-    // response waits for the outcome (a lost race answers invalid_grant, see
-    // provider.ts). One statement and one commit instead of two in turn.
-    if (SINGLE_USE.has(this.kind) && atTokenEndpoint() && deferUntilResponse(checked)) {
-      keep(HELD_CONSUMPTION, { call, marked } satisfies HeldConsumption);
-      return;
+    const request = Provider.ctx;
+    // At the token endpoint the consumption waits, with the tokens the
+    // exchange then saves, for the response: they go out together, the tokens
+    // stored only if the consumption wins (one statement and one commit), and
+    // only if the request succeeds, so that a request that fails leaves the
+    // code or refresh token as it was. A lost race answers invalid_grant
+    // (see provider.ts).
+    if (SINGLE_USE.has(this.kind) && atTokenEndpoint()) {
+      const held: HeldConsumption = {};
+      const deferred = deferUntilResponse(() => {
+        const { call, marked } = this.shared.writer.consume(this.kind, key);
+        held.started = { call, marked };
+        return this.checkConsumption(key, marked, request);
+      });
+      if (deferred) {
+        keep(HELD_CONSUMPTION, held);
+        return;
+      }
     }
-    await checked;
+    await this.checkConsumption(key, this.shared.writer.consume(this.kind, key).marked, request);
+  }
+
+  /** Fails the request if another consumed the row first: a replay, which revokes the grant. */
+  private async checkConsumption(key: string, marked: Promise<boolean>, request: KoaContextWithOIDC | undefined): Promise<void> {
+    if ((await marked) || !SINGLE_USE.has(this.kind)) return;
+    // Another request consumed it between the provider's check and this
+    // write. Treat it as the provider treats a reuse it detects itself (its
+    // revoke helper, with the default revokeGrantPolicy): every token issued
+    // under the grant, and the grant itself, so that consent is asked again.
+    const { rows } = await this.sql.query<{ grant_id: string | null }>(SQL.grantOf, [this.kind, key]);
+    const grantId = rows[0]?.grant_id;
+    if (grantId) {
+      await Promise.all([this.revokeByGrantId(grantId), this.sql.query(SQL.destroy, ['Grant', sha256(grantId)])]);
+      request?.oidc.provider.emit('grant.revoked', request, grantId);
+    }
+    throw new errors.InvalidGrant('grant request is invalid');
   }
 
   async destroy(id: string): Promise<void> {

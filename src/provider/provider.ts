@@ -8,7 +8,8 @@ import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { settleDeferredWrites } from './request-scope.js';
 
 export function createProvider(services: ProviderServices): Provider {
-  const provider = new Provider(services.config.issuer, buildConfiguration(services));
+  const configuration = buildConfiguration(services);
+  const provider = new Provider(services.config.issuer, configuration);
   provider.proxy = services.config.trustProxy;
 
   // Client secrets are stored as SHA-256 digests (see ClientAdapter), so the
@@ -26,28 +27,51 @@ export function createProvider(services: ProviderServices): Provider {
   keepBuiltClients(provider, services.clientCache);
 
   // Runs around every route, before Koa sends what it built: a token response
-  // goes out only once the tokens in it are stored (see deferUntilResponse).
-  // What it built is replaced by an OAuth error if a deferred write failed: a
-  // code or refresh token consumed meanwhile by a replay (invalid_grant, its
-  // tokens were never stored), or the database (server_error).
+  // goes out only once the tokens in it are stored, and a failed one stores
+  // nothing (see deferUntilResponse). What it built is replaced by an OAuth
+  // error if a deferred write failed: a code or refresh token consumed
+  // meanwhile by a replay (invalid_grant, its tokens were never stored), or
+  // the database (server_error).
   provider.use(async (ctx, next) => {
+    let escaped: unknown;
     try {
       await next();
       useUnauthorizedClient(ctx as unknown as KoaContextWithOIDC);
-    } finally {
-      await settleDeferredWrites(ctx).catch((error: Error) => {
-        if (error instanceof errors.OIDCProviderError && error.expose) {
-          provider.emit('grant.error', ctx, error);
-          ctx.status = error.statusCode;
-          ctx.body = { error: error.error, error_description: error.error_description };
-          return;
-        }
-        provider.emit('server_error', ctx, error);
-        ctx.status = 500;
-        ctx.body = { error: 'server_error', error_description: 'oops! something went wrong' };
-      });
+    } catch (error) {
+      escaped = error;
     }
+    await settleDeferredWrites(ctx, escaped === undefined && ctx.status < 400).catch((error: Error) => {
+      if (error instanceof errors.OIDCProviderError && error.expose) {
+        provider.emit('grant.error', ctx, error);
+        ctx.status = error.statusCode;
+        ctx.body = { error: error.error, error_description: error.error_description };
+        return;
+      }
+      provider.emit('server_error', ctx, error);
+      ctx.status = 500;
+      ctx.body = { error: 'server_error', error_description: 'oops! something went wrong' };
+    });
+    if (escaped !== undefined) await renderEscapedError(ctx as unknown as KoaContextWithOIDC, escaped);
   });
+
+  /**
+   * An error thrown outside a route's own error handler: the session that
+   * oidc-provider saves after the route (its ensureSessionSave) can still
+   * fail, on a request parameter stored in it that the database refuses, or on
+   * the database itself. Answered as the library's handler answers inside a
+   * route: a page for a browser, OAuth error JSON otherwise.
+   */
+  async function renderEscapedError(ctx: KoaContextWithOIDC, error: unknown): Promise<void> {
+    const exposed = error instanceof errors.OIDCProviderError && error.expose;
+    if (!exposed) provider.emit('server_error', ctx, error as Error);
+    const out = exposed
+      ? { error: error.error, ...(error.error_description ? { error_description: error.error_description } : {}) }
+      : { error: 'server_error', error_description: 'oops! something went wrong' };
+    ctx.status = exposed ? error.statusCode : 500;
+    ctx.remove('Location');
+    if (ctx.accepts('json', 'html') === 'html') await configuration.renderError!(ctx, out, error as Error);
+    else ctx.body = out;
+  }
 
   provider.on('server_error', (ctx, error) => {
     services.logger.error('provider server_error', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });

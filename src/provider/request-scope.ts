@@ -34,31 +34,37 @@ export function peek<T>(key: string): T | undefined {
   return (request && scratch.get(request)?.get(key)) as T | undefined;
 }
 
-const deferred = new WeakMap<object, Promise<unknown>[]>();
+const deferred = new WeakMap<object, Array<() => Promise<unknown>>>();
 
 /**
- * Lets a save finish while the provider goes on building its response, which
- * then waits for it (settleDeferredWrites, run by a provider middleware after
- * every route): nothing is acknowledged before it is durable, but saves made
- * one after another in a request (a refresh token, then its access token)
- * share one batch and one commit instead of waiting in turn. False outside a
- * provider request: the caller must wait itself.
+ * Holds a save until the route has built its response (settleDeferredWrites,
+ * run by a provider middleware after every route), and makes it then only if
+ * that response is a success: a token request that fails (an unknown
+ * `resource`, say, checked after the code or refresh token was consumed)
+ * changes nothing, and the client may try again. A successful response still
+ * waits for its saves, so nothing is acknowledged before it is durable, and
+ * a request's saves go out together, in the order they were made: one batch
+ * and one commit (persistence/batcher.ts). False outside a provider request:
+ * the caller must save and wait itself.
  */
-export function deferUntilResponse(write: Promise<unknown>): boolean {
+export function deferUntilResponse(save: () => Promise<unknown>): boolean {
   const request = Provider.ctx;
   if (!request) return false;
-  // Settled by settleDeferredWrites; until then a failure must not count as unhandled.
-  write.catch(() => undefined);
-  let writes = deferred.get(request);
-  if (!writes) deferred.set(request, (writes = []));
-  writes.push(write);
+  let saves = deferred.get(request);
+  if (!saves) deferred.set(request, (saves = []));
+  saves.push(save);
   return true;
 }
 
-/** Waits for every save deferred by this request; rejects if any failed. */
-export async function settleDeferredWrites(request: object): Promise<void> {
-  for (let writes = deferred.get(request); writes; writes = deferred.get(request)) {
+/**
+ * Makes the saves this request deferred if its response `succeeded`, and
+ * waits for them (rejects if any failed); drops them otherwise.
+ */
+export async function settleDeferredWrites(request: object, succeeded: boolean): Promise<void> {
+  for (let saves = deferred.get(request); saves; saves = deferred.get(request)) {
     deferred.delete(request);
-    await Promise.all(writes);
+    if (!succeeded) return;
+    // Started together, in order: a consumption before the saves that depend on it (adapter.ts).
+    await Promise.all(saves.map((save) => save()));
   }
 }

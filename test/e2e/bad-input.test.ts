@@ -1,5 +1,6 @@
 // Bad input gets the standard OAuth error, never a 500 and never a redirect to
 // an address the client did not register.
+import net from 'node:net';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
@@ -192,6 +193,21 @@ describe('the token endpoint', () => {
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
   });
 
+  it('a code exchange refused for its resource leaves the code usable', async () => {
+    const { request, callback } = await codeFor();
+    const exchange = {
+      grant_type: 'authorization_code',
+      code: callback.searchParams.get('code')!,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: request.verifier,
+    };
+    const refused = await token({ ...exchange, resource: 'https://unregistered.example/' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error).toBe('invalid_target');
+    const tokens = await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+  });
+
   it('two concurrent redemptions of one code give tokens at most once', async () => {
     const { request, callback } = await codeFor();
     const body = {
@@ -270,6 +286,28 @@ describe('other endpoints', () => {
   it('an unknown path is a 404, not a 500', async () => {
     const response = await fetch(`${pc.issuer}/nope`);
     expect(response.status).toBe(404);
+  });
+
+  it('a logout request with a NUL character gets an error page or OAuth JSON, with the security headers', async () => {
+    const page = await fetch(`${pc.issuer}/session/end?state=%00`, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(400);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect(await page.text()).toContain('The request could not be understood');
+    const json = await fetch(`${pc.issuer}/session/end?state=%00`, { headers: { accept: 'application/json' } });
+    expect(json.status).toBe(400);
+    expect(await json.json()).toMatchObject({ error: 'invalid_request' });
+  });
+
+  it('a client that sends garbage after a request cannot write error lines to the log', async () => {
+    const errorsBefore = pc.errors.length;
+    const { host, port } = new URL(pc.issuer);
+    const socket = net.connect(Number(port), host.split(':')[0]);
+    socket.write('GET /jwks HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n');
+    socket.resume();
+    await new Promise((resolve) => socket.on('close', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(pc.errors.slice(errorsBefore)).toEqual([]);
   });
 
   it('a huge form body is refused', async () => {

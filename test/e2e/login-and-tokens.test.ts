@@ -72,7 +72,8 @@ describe('refresh tokens', () => {
   });
 
   it('a reused refresh token revokes the whole grant', async () => {
-    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    const ua = new UserAgent();
+    const { tokens } = await logIn(ua, rp, 'openid offline_access', alice, { prompt: 'consent' });
     const rotated = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
 
     await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
@@ -81,10 +82,13 @@ describe('refresh tokens', () => {
     await expect(oidc.refreshTokenGrant(rp, rotated.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     expect((await oidc.tokenIntrospection(rp, rotated.access_token)).active).toBe(false);
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+    // The grant itself is gone too: the next authorization asks for consent again.
+    expect((await logIn(ua, rp, 'openid offline_access', alice)).seen).toEqual(['consent']);
   });
 
   it('of eight concurrent uses of one refresh token at most one succeeds, and the grant is revoked', async () => {
-    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    const ua = new UserAgent();
+    const { tokens } = await logIn(ua, rp, 'openid offline_access', alice, { prompt: 'consent' });
     const results = await Promise.allSettled(Array.from({ length: 8 }, () => oidc.refreshTokenGrant(rp, tokens.refresh_token!)));
     const succeeded = results.filter((result) => result.status === 'fulfilled') as PromiseFulfilledResult<oidc.TokenEndpointResponse>[];
     expect(succeeded.length).toBeLessThanOrEqual(1);
@@ -93,6 +97,20 @@ describe('refresh tokens', () => {
     for (const { value } of succeeded) {
       await expect(oidc.refreshTokenGrant(rp, value.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     }
+    // As with a reuse seen one request after another, the grant itself is gone: consent is asked again.
+    expect((await logIn(ua, rp, 'openid offline_access', alice)).seen).toEqual(['consent']);
+  });
+
+  it('a refresh refused for its resource leaves the refresh token usable', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    // The library consumes the refresh token before it checks the resource; the failed request must not.
+    await expect(
+      oidc.refreshTokenGrant(rp, tokens.refresh_token!, { resource: 'https://unregistered.example/' }),
+    ).rejects.toMatchObject({ error: 'invalid_target' });
+    const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
+    expect((await oidc.tokenIntrospection(rp, refreshed.access_token)).active).toBe(true);
+    // Nothing of the failed request was stored: the first success is no reuse.
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
   });
 
   it('are not issued to a client not allowed the refresh_token grant', async () => {
