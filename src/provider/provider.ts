@@ -7,6 +7,9 @@ import type { NotifiedCache } from '../persistence/notified-cache.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { settleDeferredWrites } from './request-scope.js';
 
+/** What the library answers for an error of its own (its err_out helper); details stay in the log. */
+const SERVER_ERROR = { error: 'server_error', error_description: 'oops! something went wrong' } as const;
+
 export function createProvider(services: ProviderServices): Provider {
   const configuration = buildConfiguration(services);
   const provider = new Provider(services.config.issuer, configuration);
@@ -49,7 +52,7 @@ export function createProvider(services: ProviderServices): Provider {
       }
       provider.emit('server_error', ctx, error);
       ctx.status = 500;
-      ctx.body = { error: 'server_error', error_description: 'oops! something went wrong' };
+      ctx.body = SERVER_ERROR;
     });
     if (escaped !== undefined) await renderEscapedError(ctx as unknown as KoaContextWithOIDC, escaped);
   });
@@ -66,7 +69,7 @@ export function createProvider(services: ProviderServices): Provider {
     if (!exposed) provider.emit('server_error', ctx, error as Error);
     const out = exposed
       ? { error: error.error, ...(error.error_description ? { error_description: error.error_description } : {}) }
-      : { error: 'server_error', error_description: 'oops! something went wrong' };
+      : SERVER_ERROR;
     ctx.status = exposed ? error.statusCode : 500;
     ctx.remove('Location');
     if (ctx.accepts('json', 'html') === 'html') await configuration.renderError!(ctx, out, error as Error);
