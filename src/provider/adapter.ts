@@ -94,7 +94,7 @@ const SQL = {
     text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = $2 LIMIT 1',
   },
   grantOf: { name: 'artifact-grant-of', text: 'SELECT grant_id FROM provider_artifacts WHERE kind = $1 AND id = $2' },
-  destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2' },
+  destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2 RETURNING 1' },
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
 } as const;
 
@@ -255,7 +255,15 @@ export class ArtifactAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
-    await this.sql.query(SQL.destroy, [this.kind, sha256(id)]);
+    const { rowCount } = await this.sql.query(SQL.destroy, [this.kind, sha256(id)]);
+    // The provider resumes an authorization by reading its finished
+    // interaction and then destroying it, without checking that it was still
+    // there: two resumes at once (a double submit) would both go on and give
+    // two authorization codes. The one that did not destroy it is answered as
+    // a resume after the interaction was used.
+    if (!rowCount && this.kind === 'Interaction' && Provider.ctx?.oidc?.route === 'resume') {
+      throw new errors.SessionNotFound('interaction session not found');
+    }
   }
 
   revokeByGrantId(grantId: string): Promise<void> {

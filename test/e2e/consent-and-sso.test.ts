@@ -125,6 +125,22 @@ describe('consent', () => {
   });
 });
 
+describe('a finished interaction', () => {
+  it('resumed twice at once (a double submit) gives one authorization code, not two', async () => {
+    await logIn(new UserAgent(), appA, 'openid', bob); // consent given, so the resume goes straight to the code
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(appA, 'openid')).url);
+    const resume = await ua.post(login, UserAgent.formAction(login, '/login'), { email: bob.email, password: bob.password }, `${pc.issuer}/auth/`);
+    expect(resume.url).toMatch(/\/auth\//);
+    const answers = await Promise.all([ua.open(resume.url, {}, REDIRECT_URI), ua.open(resume.url, {}, REDIRECT_URI)]);
+    const codes = answers.filter((page) => new URL(page.url).searchParams.has('code'));
+    expect(codes).toHaveLength(1);
+    const other = answers.find((page) => !codes.includes(page))!;
+    expect(other.status).toBe(400);
+    expect(other.html).toContain('Your sign-in expired');
+  });
+});
+
 describe('single sign-on', () => {
   it('after login through client A, client B asks for consent but not the password', async () => {
     const ua = new UserAgent();
