@@ -8,11 +8,13 @@
 // every instance enforces the same limits. Keys are digests: the table holds
 // neither emails nor addresses.
 //
-// Each sign-in is counted as a failure before its password is verified, in
-// the same statement that reads the counts, and given back if the password is
-// right. A check that only read the counts would let concurrent guesses all
-// pass it before any of them was recorded: thirty at once, against a limit of
-// ten, all got their password verified.
+// Guesses sent at once would all read the counts before any of them failed:
+// thirty concurrent wrong passwords all got verified against a limit of ten.
+// So each process also counts the sign-ins it is verifying, per key, and lets
+// no more run at once than the failures left allow; the others wait their
+// turn (a burst of right passwords is let in, a little later) and then read
+// the counts their predecessors left. Across instances the bound is per
+// instance: each lets at most the failures left through at a time.
 import { sha256 } from '../persistence/hash.js';
 import type { Sql } from '../persistence/database.js';
 import { normalizeEmail } from './accounts.js';
@@ -26,63 +28,104 @@ export interface ThrottlePolicy {
   window: number;
 }
 
-export type ThrottleDecision = { allowed: true } | { allowed: false; retryAfter: number };
+/** A sign-in's outcome: refused (too many failures), or the verification's answer. */
+export type ThrottledSignIn = { refused: true; retryAfter: number } | { refused: false; accountId: string | undefined };
 
-// Counts one more attempt against each key, answering the counts after it; a
-// counter whose window has ended starts over, in the same statement.
-const CLAIM = {
-  name: 'sign-in-failures-claim',
+/** How long a sign-in waits for its turn behind others for the same email or address. */
+const MAX_WAIT_MS = 5_000;
+
+const COUNTS = {
+  name: 'sign-in-failures-find',
+  text: `SELECT key, failures, ceil(date_part('epoch', expires_at - now()))::int AS seconds_left
+         FROM sign_in_failures WHERE key = ANY($1::text[]) AND expires_at > now()`,
+} as const;
+
+// A counter whose window has ended starts over, in the same statement.
+const RECORD = {
+  name: 'sign-in-failures-record',
   text: `INSERT INTO sign_in_failures AS f (key, failures, expires_at)
          SELECT key, 1, now() + make_interval(secs => $2) FROM unnest($1::text[]) AS key
          ON CONFLICT (key) DO UPDATE SET
            failures = CASE WHEN f.expires_at <= now() THEN 1 ELSE f.failures + 1 END,
-           expires_at = CASE WHEN f.expires_at <= now() THEN EXCLUDED.expires_at ELSE f.expires_at END
-         RETURNING key, failures, ceil(date_part('epoch', expires_at - now()))::int AS seconds_left`,
+           expires_at = CASE WHEN f.expires_at <= now() THEN EXCLUDED.expires_at ELSE f.expires_at END`,
 } as const;
 
-// Gives back the attempts counted on these keys ($1) and clears those ($2).
-const RELEASE = {
-  name: 'sign-in-failures-release',
-  text: `WITH cleared AS (DELETE FROM sign_in_failures WHERE key = ANY($2::text[]))
-         UPDATE sign_in_failures SET failures = failures - 1
-         WHERE key = ANY($1::text[]) AND failures > 0 AND expires_at > now()`,
-} as const;
+const CLEAR = { name: 'sign-in-failures-clear', text: 'DELETE FROM sign_in_failures WHERE key = $1' } as const;
 
 const accountKey = (email: string) => `account:${sha256(normalizeEmail(email))}`;
 const addressKey = (address: string) => `address:${sha256(address)}`;
 const keysFor = (email: string, address: string) => [addressKey(address), ...(email ? [accountKey(email)] : [])];
 
 export class SignInThrottle {
+  /** Sign-ins this process is verifying, per key. */
+  private readonly verifying = new Map<string, number>();
+
   constructor(
     private readonly sql: Sql,
     private readonly policy: ThrottlePolicy,
   ) {}
 
   /**
-   * Whether a sign-in for this email from this address may be tried now. An
-   * allowed attempt counts as a failure until succeeded() says otherwise; a
-   * refused one is not counted.
+   * Verifies a sign-in with `verify` (the account id, or undefined for a wrong
+   * email or password) unless the email or the address has no failures left,
+   * and records the outcome before the next sign-in for them reads it.
    */
-  async attempt(email: string, address: string): Promise<ThrottleDecision> {
+  async signIn(email: string, address: string, verify: () => Promise<string | undefined>): Promise<ThrottledSignIn> {
     const keys = keysFor(email, address);
-    const { rows } = await this.sql.query<{ key: string; failures: number; seconds_left: number }>(CLAIM, [keys, this.policy.window]);
-    let retryAfter = 0;
-    for (const row of rows) {
-      const limit = row.key.startsWith('account:') ? this.policy.maxFailuresPerAccount : this.policy.maxFailuresPerAddress;
-      // This attempt is among the counted: past the limit, the ones before it used it up.
-      if (row.failures > limit) retryAfter = Math.max(retryAfter, row.seconds_left, 1);
+    const deadline = Date.now() + MAX_WAIT_MS;
+    for (;;) {
+      // Taken before the counts are read: two sign-ins here cannot both pass
+      // one reading of them.
+      if (keys.every((key) => this.running(key) < this.limit(key))) {
+        this.take(keys);
+        try {
+          const { rows } = await this.sql.query<{ key: string; failures: number; seconds_left: number }>(COUNTS, [keys]);
+          let retryAfter = 0;
+          let turn = true;
+          for (const row of rows) {
+            const limit = this.limit(row.key);
+            if (row.failures >= limit) retryAfter = Math.max(retryAfter, row.seconds_left, 1);
+            // This one and the others running may fail too: no more at once than the failures left.
+            else if (row.failures + this.running(row.key) > limit) turn = false;
+          }
+          if (retryAfter > 0) return { refused: true, retryAfter };
+          if (turn) {
+            const accountId = await verify();
+            if (!accountId) await this.sql.query(RECORD, [keys, this.policy.window]);
+            // A right password clears the email's count (not the address's:
+            // one account an attacker owns must not reset their count against
+            // the others).
+            else if (rows.some((row) => row.key.startsWith('account:'))) await this.sql.query(CLEAR, [accountKey(email)]);
+            return { refused: false, accountId };
+          }
+        } finally {
+          this.give(keys);
+        }
+      }
+      if (Date.now() >= deadline) return { refused: true, retryAfter: 1 };
+      await sleep(10 + Math.random() * 20);
     }
-    if (retryAfter === 0) return { allowed: true };
-    await this.sql.query(RELEASE, [keys, []]);
-    return { allowed: false, retryAfter };
   }
 
-  /**
-   * The password was right: this attempt is no failure, and the email's count
-   * is cleared (not the address's: one account an attacker owns must not
-   * reset their count against the others).
-   */
-  async succeeded(email: string, address: string): Promise<void> {
-    await this.sql.query(RELEASE, [[addressKey(address)], [accountKey(email)]]);
+  private limit(key: string): number {
+    return key.startsWith('account:') ? this.policy.maxFailuresPerAccount : this.policy.maxFailuresPerAddress;
+  }
+
+  private running(key: string): number {
+    return this.verifying.get(key) ?? 0;
+  }
+
+  private take(keys: string[]): void {
+    for (const key of keys) this.verifying.set(key, this.running(key) + 1);
+  }
+
+  private give(keys: string[]): void {
+    for (const key of keys) {
+      const left = this.running(key) - 1;
+      if (left > 0) this.verifying.set(key, left);
+      else this.verifying.delete(key);
+    }
   }
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

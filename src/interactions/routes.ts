@@ -172,21 +172,19 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
-    const decision = await signInThrottle.attempt(email, ctx.ip);
-    if (!decision.allowed) {
-      logger.warn('sign-in refused: too many failures', { interaction: interaction.uid, retryAfter: decision.retryAfter });
+    const outcome = await signInThrottle.signIn(email, ctx.ip, () => accounts.verifyPassword(email, password));
+    if (outcome.refused) {
+      logger.warn('sign-in refused: too many failures', { interaction: interaction.uid, retryAfter: outcome.retryAfter });
       ctx.status = 429;
-      ctx.set('Retry-After', String(decision.retryAfter));
-      return showLogin(ctx, interaction.uid, clientName, { email, error: tooManyFailures(decision.retryAfter) });
+      ctx.set('Retry-After', String(outcome.retryAfter));
+      return showLogin(ctx, interaction.uid, clientName, { email, error: tooManyFailures(outcome.retryAfter) });
     }
-    const accountId = await accounts.verifyPassword(email, password);
+    const { accountId } = outcome;
     if (!accountId) {
-      // Counted already: an attempt is a failure until it succeeds.
       logger.info('login failed', { interaction: interaction.uid });
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
-    await signInThrottle.succeeded(email, ctx.ip);
     await finish(ctx, interaction, { login: { accountId, amr: ['pwd'] } }, { mergeWithLastSubmission: false });
   });
 

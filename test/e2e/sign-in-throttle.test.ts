@@ -102,15 +102,13 @@ it('holds the limit against guesses sent at once: no more passwords are checked 
   expect(statuses.filter((status) => status === 429)).toHaveLength(5);
 });
 
-it('counts sign-ins in progress only until they succeed: right passwords at once are all let in', async () => {
+it('lets a burst of right passwords for one email in, a few at a time, none refused', async () => {
   const erin = { email: 'erin@example.com', password: 'erins long password' };
   await pc.createUser(erin.email, erin.password);
-  for (let round = 0; round < 2; round++) {
-    // Three at once from one address, as many as the email's limit allows in flight.
-    const pages = await Promise.all(Array.from({ length: 3 }, () => loginPage('192.0.2.200')));
-    const answers = await Promise.all(pages.map(({ ua, page }) => signIn(ua, page, erin.email, erin.password)));
-    for (const page of answers) expect(pageKind(page)).toBe('consent');
-  }
+  // Twice the email's limit (3) at once, each from its own address.
+  const pages = await Promise.all(Array.from({ length: 6 }, (_, i) => loginPage(`192.0.2.${200 + i}`)));
+  const answers = await Promise.all(pages.map(({ ua, page }) => signIn(ua, page, erin.email, erin.password)));
+  for (const page of answers) expect(pageKind(page)).toBe('consent');
 });
 
 it('stores neither emails nor addresses in its counters', async () => {
