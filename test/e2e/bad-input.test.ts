@@ -32,6 +32,16 @@ async function codeFor(ua = new UserAgent(), extra: Record<string, string> = {})
   return { request, callback: new URL(back.url) };
 }
 
+/** The token request form that redeems the code of `codeFor()`. */
+function exchangeOf({ request, callback }: Awaited<ReturnType<typeof codeFor>>) {
+  return {
+    grant_type: 'authorization_code',
+    code: callback.searchParams.get('code')!,
+    redirect_uri: REDIRECT_URI,
+    code_verifier: request.verifier,
+  };
+}
+
 function basic(id: string, secret: string) {
   return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 }
@@ -195,13 +205,7 @@ describe('the token endpoint', () => {
 
   it('a code exchange refused for its resource leaves the code usable', async () => {
     const { request, callback } = await codeFor();
-    const exchange = {
-      grant_type: 'authorization_code',
-      code: callback.searchParams.get('code')!,
-      redirect_uri: REDIRECT_URI,
-      code_verifier: request.verifier,
-    };
-    const refused = await token({ ...exchange, resource: 'https://unregistered.example/' });
+    const refused = await token({ ...exchangeOf({ request, callback }), resource: 'https://unregistered.example/' });
     expect(refused.status).toBe(400);
     expect(refused.body.error).toBe('invalid_target');
     const tokens = await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
@@ -209,13 +213,7 @@ describe('the token endpoint', () => {
   });
 
   it('two concurrent redemptions of one code give tokens at most once', async () => {
-    const { request, callback } = await codeFor();
-    const body = {
-      grant_type: 'authorization_code',
-      code: callback.searchParams.get('code')!,
-      redirect_uri: REDIRECT_URI,
-      code_verifier: request.verifier,
-    };
+    const body = exchangeOf(await codeFor());
     const results = await Promise.all(Array.from({ length: 8 }, () => token(body)));
     expect(results.filter((result) => result.status === 200).length).toBeLessThanOrEqual(1);
     for (const result of results.filter((r) => r.status !== 200)) expect(result.body.error).toBe('invalid_grant');

@@ -3,13 +3,10 @@
 // until it has finished (src/http/in-flight.ts).
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type pg from 'pg';
 import { expect, it } from 'vitest';
+import { embedded, heldAtTheLock } from '../support/locks.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 
-// PGlite runs every connection in one session: an outside transaction cannot
-// hold a lock against the server's statements there.
-const embedded = (process.env.TEST_DATABASE ?? 'pglite') === 'pglite';
 
 it.skipIf(embedded)('a request whose client hung up finishes its writes before the database closes', async () => {
   const pc = await startPortcullis();
@@ -76,15 +73,6 @@ it.skipIf(embedded)('a kept-alive connection whose response began before shutdow
   }
 });
 
-/** Waits until one of the server's statements waits for the lock the test holds. */
-async function heldAtTheLock(admin: pg.Client): Promise<void> {
-  const waiting = async () =>
-    (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]!.n;
-  for (let tries = 0; (await waiting()) === 0; tries++) {
-    if (tries > 200) throw new Error('the token request never reached the database');
-    await sleep(10);
-  }
-}
 
 /** POST /token client_credentials over node:http, on `agent` if given; `signal` hangs up. */
 function tokenRequest(

@@ -5,16 +5,13 @@
 // the token's row so that the consumptions wait until all the reads are done.
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as oidc from 'openid-client';
-import type pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sha256 } from '../../src/persistence/hash.js';
+import { embedded, heldAtTheLock } from '../support/locks.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
-// PGlite runs every connection in one session: an outside transaction cannot
-// hold a lock against the server's statements there.
-const embedded = (process.env.TEST_DATABASE ?? 'pglite') === 'pglite';
 
 const dana = { email: 'dana@example.com', password: 'danas long password' };
 
@@ -59,13 +56,3 @@ it.skipIf(embedded)('concurrent uses of one refresh token that all read it unuse
     await admin.end();
   }
 });
-
-/** Waits until one of the server's statements waits for the lock the test holds. */
-async function heldAtTheLock(admin: pg.Client): Promise<void> {
-  const waiting = async () =>
-    (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]!.n;
-  for (let tries = 0; (await waiting()) === 0; tries++) {
-    if (tries > 200) throw new Error('no refresh request reached the database');
-    await sleep(10);
-  }
-}

@@ -1,0 +1,18 @@
+// Holding the server's statements at a lock from outside: PostgreSQL only
+// (PGlite runs every connection in one session, where an outside transaction
+// cannot hold a lock against the server's statements).
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+
+/** Whether the tests run on the embedded database, where no outside lock can hold the server. */
+export const embedded = (process.env.TEST_DATABASE ?? 'pglite') === 'pglite';
+
+/** Waits until one of the server's statements waits for a lock the test holds on `admin`. */
+export async function heldAtTheLock(admin: pg.Client): Promise<void> {
+  const waiting = async () =>
+    (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]!.n;
+  for (let tries = 0; (await waiting()) === 0; tries++) {
+    if (tries > 200) throw new Error('no statement of the server reached the lock');
+    await sleep(10);
+  }
+}
