@@ -12,9 +12,11 @@
 // thirty concurrent wrong passwords all got verified against a limit of ten.
 // So each process also counts the sign-ins it is verifying, per key, and lets
 // no more run at once than the failures left allow; the others wait their
-// turn (a burst of right passwords is let in, a little later) and then read
-// the counts their predecessors left. Across instances the bound is per
-// instance: each lets at most the failures left through at a time.
+// turn (a burst of right passwords is let in, a little later). Reading the
+// counts and deciding, and recording an outcome and finishing, take turns per
+// key, so a decision never pairs counts read before a failure was recorded
+// with a running number taken after it finished. Across instances the bound
+// is per instance: each lets at most the failures left through at a time.
 import { sha256 } from '../persistence/hash.js';
 import type { Sql } from '../persistence/database.js';
 import { normalizeEmail } from './accounts.js';
@@ -30,6 +32,9 @@ export interface ThrottlePolicy {
 
 /** A sign-in's outcome: refused (too many failures), or the verification's answer. */
 export type ThrottledSignIn = { refused: true; retryAfter: number } | { refused: false; accountId: string | undefined };
+
+/** What a sign-in's reading of the counts decided: refused, or whether it may verify now. */
+type Decision = { retryAfter: number } | { turn: boolean; accountHasFailures: boolean };
 
 /** How long a sign-in waits for its turn behind others for the same email or address. */
 const MAX_WAIT_MS = 5_000;
@@ -59,6 +64,8 @@ const keysFor = (email: string, address: string) => [addressKey(address), ...(em
 export class SignInThrottle {
   /** Sign-ins this process is verifying, per key. */
   private readonly verifying = new Map<string, number>();
+  /** Per key, the end of the last decision or outcome queued for it (see inTurn). */
+  private readonly turns = new Map<string, Promise<void>>();
 
   constructor(
     private readonly sql: Sql,
@@ -71,40 +78,73 @@ export class SignInThrottle {
    * and records the outcome before the next sign-in for them reads it.
    */
   async signIn(email: string, address: string, verify: () => Promise<string | undefined>): Promise<ThrottledSignIn> {
-    const keys = keysFor(email, address);
+    // Sorted, so that sign-ins sharing keys take them in one order and cannot wait on each other.
+    const keys = keysFor(email, address).sort();
     const deadline = Date.now() + MAX_WAIT_MS;
     for (;;) {
-      // Taken before the counts are read: two sign-ins here cannot both pass
-      // one reading of them.
-      if (keys.every((key) => this.running(key) < this.limit(key))) {
-        this.take(keys);
+      const decision = await this.inTurn<Decision>(keys, async () => {
+        const { rows } = await this.sql.query<{ key: string; failures: number; seconds_left: number }>(COUNTS, [keys]);
+        const failures = new Map(rows.map((row) => [row.key, row]));
+        let retryAfter = 0;
+        for (const row of rows) {
+          if (row.failures >= this.limit(row.key)) retryAfter = Math.max(retryAfter, row.seconds_left, 1);
+        }
+        if (retryAfter > 0) return { retryAfter };
+        // Those already verifying may fail too: no more at once than the failures left.
+        const turn = keys.every((key) => (failures.get(key)?.failures ?? 0) + this.running(key) < this.limit(key));
+        if (turn) this.take(keys);
+        return { turn, accountHasFailures: failures.has(accountKey(email)) };
+      });
+      if ('retryAfter' in decision) return { refused: true, retryAfter: decision.retryAfter };
+      if (decision.turn) {
+        let accountId: string | undefined;
         try {
-          const { rows } = await this.sql.query<{ key: string; failures: number; seconds_left: number }>(COUNTS, [keys]);
-          let retryAfter = 0;
-          let turn = true;
-          for (const row of rows) {
-            const limit = this.limit(row.key);
-            if (row.failures >= limit) retryAfter = Math.max(retryAfter, row.seconds_left, 1);
-            // This one and the others running may fail too: no more at once than the failures left.
-            else if (row.failures + this.running(row.key) > limit) turn = false;
-          }
-          if (retryAfter > 0) return { refused: true, retryAfter };
-          if (turn) {
-            const accountId = await verify();
+          accountId = await verify();
+        } catch (error) {
+          this.give(keys);
+          throw error;
+        }
+        await this.inTurn(keys, async () => {
+          try {
             if (!accountId) await this.sql.query(RECORD, [keys, this.policy.window]);
             // A right password clears the email's count (not the address's:
             // one account an attacker owns must not reset their count against
             // the others).
-            else if (rows.some((row) => row.key.startsWith('account:'))) await this.sql.query(CLEAR, [accountKey(email)]);
-            return { refused: false, accountId };
+            else if (decision.accountHasFailures) await this.sql.query(CLEAR, [accountKey(email)]);
+          } finally {
+            this.give(keys);
           }
-        } finally {
-          this.give(keys);
-        }
+        });
+        return { refused: false, accountId };
       }
       if (Date.now() >= deadline) return { refused: true, retryAfter: 1 };
       await sleep(10 + Math.random() * 20);
     }
+  }
+
+  /** Runs `task` when no other decision or outcome for any of `keys` is in progress here. */
+  private async inTurn<T>(keys: string[], task: () => Promise<T>): Promise<T> {
+    const releases: Array<() => void> = [];
+    try {
+      for (const key of keys) releases.push(await this.turnFor(key));
+      return await task();
+    } finally {
+      for (const release of releases.reverse()) release();
+    }
+  }
+
+  /** Waits for `key`'s turn; the function returned ends it. */
+  private async turnFor(key: string): Promise<() => void> {
+    const before = this.turns.get(key) ?? Promise.resolve();
+    let end!: () => void;
+    const mine = new Promise<void>((resolve) => (end = resolve));
+    const queue = before.then(() => mine);
+    this.turns.set(key, queue);
+    await before;
+    return () => {
+      end();
+      if (this.turns.get(key) === queue) this.turns.delete(key);
+    };
   }
 
   private limit(key: string): number {
