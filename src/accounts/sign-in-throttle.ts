@@ -17,6 +17,7 @@
 // key, so a decision never pairs counts read before a failure was recorded
 // with a running number taken after it finished. Across instances the bound
 // is per instance: each lets at most the failures left through at a time.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256 } from '../persistence/hash.js';
 import type { Sql } from '../persistence/database.js';
 import { normalizeEmail } from './accounts.js';
@@ -167,5 +168,3 @@ export class SignInThrottle {
     }
   }
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -34,7 +34,10 @@ export function createProvider(services: ProviderServices): Provider {
   // nothing (see deferUntilResponse). What it built is replaced by an OAuth
   // error if a deferred write failed: a code or refresh token consumed
   // meanwhile by a replay (invalid_grant, its tokens were never stored), or
-  // the database (server_error).
+  // the database (server_error). So is what a route built when an error
+  // escapes the route's own error handler: the session oidc-provider saves
+  // after the route (its ensureSessionSave) can still fail, on a request
+  // parameter stored in it that the database refuses, or on the database.
   provider.use(async (ctx, next) => {
     let escaped: unknown;
     try {
@@ -43,30 +46,22 @@ export function createProvider(services: ProviderServices): Provider {
     } catch (error) {
       escaped = error;
     }
-    await settleDeferredWrites(ctx, escaped === undefined && ctx.status < 400).catch((error: Error) => {
-      if (error instanceof errors.OIDCProviderError && error.expose) {
-        provider.emit('grant.error', ctx, error);
-        ctx.status = error.statusCode;
-        ctx.body = { error: error.error, error_description: error.error_description };
-        return;
-      }
-      provider.emit('server_error', ctx, error);
-      ctx.status = 500;
-      ctx.body = SERVER_ERROR;
-    });
-    if (escaped !== undefined) await renderEscapedError(ctx as unknown as KoaContextWithOIDC, escaped);
+    const oidcCtx = ctx as unknown as KoaContextWithOIDC;
+    await settleDeferredWrites(ctx, escaped === undefined && ctx.status < 400).catch((error: unknown) =>
+      answerWithError(oidcCtx, error, 'grant.error'),
+    );
+    if (escaped !== undefined) await answerWithError(oidcCtx, escaped);
   });
 
   /**
-   * An error thrown outside a route's own error handler: the session that
-   * oidc-provider saves after the route (its ensureSessionSave) can still
-   * fail, on a request parameter stored in it that the database refuses, or on
-   * the database itself. Answered as the library's handler answers inside a
-   * route: a page for a browser, OAuth error JSON otherwise.
+   * Replaces the response with `error`, as the library's handler answers
+   * inside a route: a page for a browser, OAuth error JSON otherwise; details
+   * of an internal error only in the log.
    */
-  async function renderEscapedError(ctx: KoaContextWithOIDC, error: unknown): Promise<void> {
+  async function answerWithError(ctx: KoaContextWithOIDC, error: unknown, exposedEvent?: string): Promise<void> {
     const exposed = error instanceof errors.OIDCProviderError && error.expose;
     if (!exposed) provider.emit('server_error', ctx, error as Error);
+    else if (exposedEvent) provider.emit(exposedEvent, ctx, error);
     const out = exposed
       ? { error: error.error, ...(error.error_description ? { error_description: error.error_description } : {}) }
       : SERVER_ERROR;
