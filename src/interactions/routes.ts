@@ -15,6 +15,7 @@ import { BodyError, readForm } from '../http/form-body.js';
 import { safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
+import { sha256 } from '../persistence/hash.js';
 import type { ProviderHost } from '../provider/host.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { describeApiScopes, describeClaims, describeScopes } from './scope-descriptions.js';
@@ -52,6 +53,9 @@ async function finish(ctx: Context, interaction: Interaction, result: Interactio
   ctx.status = 303; // kept by redirect(): the browser follows it with a GET
   ctx.redirect(interaction.returnTo);
 }
+
+/** The id of the grant a consent in this interaction creates (see POST /confirm). */
+const grantIdFor = (uid: string) => sha256(`grant of interaction ${uid}`);
 
 class WrongPrompt extends Error {
   override name = 'WrongPrompt';
@@ -194,7 +198,11 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     if (!accountId) throw new errors.SessionNotFound('no account in session');
     const clientId = String(interaction.params.client_id);
     const existing = interaction.grantId ? await provider.Grant.find(interaction.grantId) : undefined;
-    const grant = existing ?? new provider.Grant({ accountId, clientId });
+    // A new grant's id comes from the interaction, so that consent posted
+    // more than once at once (a double click) saves one grant, not several of
+    // which all but one would be left unused for their whole lifetime. A grant
+    // id is no credential: nothing is gained by knowing it.
+    const grant = existing ?? new provider.Grant({ jti: grantIdFor(interaction.uid), accountId, clientId });
     const missing = interaction.prompt.details as {
       missingOIDCScope?: string[];
       missingOIDCClaims?: string[];

@@ -139,6 +139,30 @@ describe('a finished interaction', () => {
     expect(other.status).toBe(400);
     expect(other.html).toContain('Your sign-in expired');
   });
+
+  it('posted five times at once (a double click) saves one grant', async () => {
+    const app = await pc.createClient({ name: 'Impatient', redirectUris: [REDIRECT_URI] });
+    const config = await discover(pc.issuer, app.client_id, app.client_secret);
+    const ua = new UserAgent();
+    const consent = await signIn(ua, await visit(ua, (await authorizationRequest(config, 'openid email')).url), bob.email, bob.password);
+    expect(pageKind(consent)).toBe('consent');
+    const action = UserAgent.formAction(consent, '/confirm');
+    // Each post stops at the redirect to the authorization endpoint: the resume is another step.
+    const posts = await Promise.all(Array.from({ length: 5 }, () => ua.post(consent, action, {}, `${pc.issuer}/auth/`)));
+    for (const post of posts) expect(post.url).toMatch(/\/auth\//);
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      expect(app.client_id).toMatch(/^[\w-]+$/); // inlined: simple-protocol statements only on the embedded database
+      const { rows } = await db.query(`SELECT count(*)::int AS n FROM provider_artifacts WHERE kind = 'Grant' AND client_id = '${app.client_id}'`);
+      expect(rows[0].n).toBe(1);
+    } finally {
+      await db.end();
+    }
+    // And the consent given is the one the code is issued under.
+    const callback = await ua.open(posts[0]!.url, {}, REDIRECT_URI);
+    expect(new URL(callback.url).searchParams.has('code')).toBe(true);
+  });
 });
 
 describe('single sign-on', () => {
