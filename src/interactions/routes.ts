@@ -202,7 +202,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     // more than once at once (a double click) saves one grant, not several of
     // which all but one would be left unused for their whole lifetime. A grant
     // id is no credential: nothing is gained by knowing it.
-    const grant = existing ?? new provider.Grant({ jti: grantIdFor(interaction.uid), accountId, clientId });
+    const grant = existing ?? Object.assign(new provider.Grant({ accountId, clientId }), { jti: grantIdFor(interaction.uid) });
     const missing = interaction.prompt.details as {
       missingOIDCScope?: string[];
       missingOIDCClaims?: string[];
