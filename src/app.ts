@@ -3,13 +3,14 @@
 // Koa app.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type Koa from 'koa';
+import Koa from 'koa';
 import type Provider from 'oidc-provider';
 import type { Accounts } from './accounts/accounts.js';
 import type { SignInThrottle } from './accounts/sign-in-throttle.js';
 import type { Apis } from './apis/apis.js';
 import type { Config } from './config.js';
 import type { InFlightRequests } from './http/in-flight.js';
+import { renderErrorPage } from './http/error-pages.js';
 import { securityHeaders } from './http/security-headers.js';
 import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
@@ -37,7 +38,7 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
  */
 export function createApp(deps: AppDeps): RequestHandler {
   const { host, logger, inFlight } = deps;
-  const middleware = [requestLog(logger), securityHeaders, interactionPages(deps)];
+  const middleware = [requestLog(logger), securityHeaders(deps.config.issuer), interactionPages(deps)];
   const callbacks = new WeakMap<Provider, ReturnType<Koa['callback']>>();
   return (req, res) => {
     const provider = host.current;
@@ -52,6 +53,9 @@ export function createApp(deps: AppDeps): RequestHandler {
       });
       // provider.use() runs these ahead of the provider's own routes.
       for (const fn of middleware) provider.use(fn);
+      // Koa's own use() puts this after the provider's routes (its use() puts
+      // middleware ahead of them), so only a request no route answered gets here.
+      Koa.prototype.use.call(provider, notFound(deps.config));
       callback = provider.callback();
       callbacks.set(provider, callback);
     }
@@ -110,4 +114,17 @@ function interactionPages(deps: AppDeps): Koa.Middleware {
   const routes = interactions.routes() as unknown as Koa.Middleware;
   const allowedMethods = interactions.allowedMethods() as unknown as Koa.Middleware;
   return (ctx, next) => (ctx.path.startsWith('/interaction/') ? routes(ctx, () => allowedMethods(ctx, next)) : next());
+}
+
+/** An address nothing serves: the error page for a browser, JSON otherwise, instead of Koa's plain "Not Found". */
+function notFound(config: Config): Koa.Middleware {
+  return (ctx) => {
+    if (ctx.body != null || ctx.status !== 404) return;
+    ctx.status = 404;
+    if (ctx.accepts('json', 'html') === 'html') {
+      renderErrorPage(ctx, { res: ctx.res, issuerName: config.issuerName }, { error: 'not_found' });
+    } else {
+      ctx.body = { error: 'not_found', error_description: 'nothing is served at this address' };
+    }
+  };
 }

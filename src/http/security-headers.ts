@@ -27,13 +27,25 @@ export function allowInlineStyle(res: ServerResponse): string {
   return nonce;
 }
 
-export const securityHeaders: Middleware = (ctx, next) => {
-  ctx.set({
-    'Content-Security-Policy': BASE_POLICY,
-    'X-Content-Type-Options': 'nosniff',
-    'Referrer-Policy': 'no-referrer',
-    'X-Frame-Options': 'DENY',
-    'Cross-Origin-Opener-Policy': 'same-origin',
-  });
-  return next();
+const COMMON_HEADERS = {
+  'Content-Security-Policy': BASE_POLICY,
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'X-Frame-Options': 'DENY',
+  'Cross-Origin-Opener-Policy': 'same-origin',
 };
+
+/**
+ * Headers for every response. An https issuer also gets HSTS (RFC 6797): a
+ * browser then never tries plain http for it, whatever a link or a network
+ * says; sent even when TLS ends at a proxy in front, since the browser sees
+ * the issuer's scheme. No includeSubDomains: the issuer's parent domain may
+ * serve other things.
+ */
+export function securityHeaders(issuer: string): Middleware {
+  const headers = issuer.startsWith('https:') ? { ...COMMON_HEADERS, 'Strict-Transport-Security': 'max-age=31536000' } : COMMON_HEADERS;
+  return (ctx, next) => {
+    ctx.set(headers);
+    return next();
+  };
+}

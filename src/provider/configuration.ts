@@ -57,6 +57,9 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     scopes: OIDC_SCOPES,
     conformIdTokenClaims: true,
     responseTypes: ['code'],
+    // OpenID Connect Core §3.1.2.1: redirect_uri is required in every
+    // authorization request, even from a client that registered only one.
+    allowOmittingSingleRegisteredRedirectUri: false,
     // S256 only; required for public clients (RFC 9700 §2.1.1), honoured when any client sends it.
     pkce: { required: (_ctx, client) => client.clientAuthMethod === 'none' },
     cookies: {
@@ -75,16 +78,29 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       devInteractions: { enabled: false },
       // A client learns only about the tokens issued to it, and an API only
       // about the tokens meant for it (RFC 7662 §4): the library's default
-      // lets any confidential client introspect any token.
+      // lets any confidential client introspect any token. A public client
+      // learns nothing: it proves no identity, and RFC 7662 §2.1 requires
+      // some authorization at this endpoint, against token scanning.
       introspection: {
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => {
+          if (client.clientAuthMethod === 'none') return false;
           const api = (client as unknown as { api?: string }).api;
           if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api);
           return token.clientId === client.clientId;
         },
       },
-      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      // RFC 7009 §2.1: a token issued to another client is not revoked, and
+      // the client is told so; a public client, which proves no identity,
+      // learns nothing either way.
+      revocation: {
+        enabled: true,
+        allowedPolicy: async (_ctx, client, token) => {
+          if (token.clientId === client.clientId) return true;
+          if (client.clientAuthMethod === 'none') return false;
+          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+        },
+      },
       userinfo: { enabled: true },
       clientCredentials: { enabled: true },
       // RFC 8707: `resource` names a registered API; its tokens carry it as
@@ -119,9 +135,16 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           ctx.set('Cache-Control', 'no-store');
           ctx.body = renderPage(page(ctx), 'logout', { form, clientName: ctx.oidc.client?.clientName });
         },
+        // Reached after either choice on the logout page: "Stay signed in"
+        // ends only the asking client's part of the session (if a client
+        // asked), so the page says what is true of the session now.
         postLogoutSuccessSource: async (ctx) => {
+          const session = await ctx.oidc.provider.Session.get(ctx);
           ctx.type = 'html';
-          ctx.body = renderPage(page(ctx), 'signed-out', { clientName: ctx.oidc.client?.clientName });
+          ctx.body = renderPage(page(ctx), 'signed-out', {
+            clientName: ctx.oidc.client?.clientName,
+            stillSignedIn: Boolean(session.accountId),
+          });
         },
       },
     },

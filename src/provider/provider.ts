@@ -27,6 +27,7 @@ export function createProvider(services: ProviderServices): Provider {
     return expected.length === presented.length && timingSafeEqual(expected, presented);
   };
 
+  registeredScopesOnly(provider);
   keepBuiltClients(provider, services.clientCache);
 
   // Runs around every route, before Koa sends what it built: a token response
@@ -42,7 +43,7 @@ export function createProvider(services: ProviderServices): Provider {
     let escaped: unknown;
     try {
       await next();
-      useUnauthorizedClient(ctx as unknown as KoaContextWithOIDC);
+      followTheStandards(ctx as unknown as KoaContextWithOIDC);
     } catch (error) {
       escaped = error;
     }
@@ -78,6 +79,25 @@ export function createProvider(services: ProviderServices): Provider {
 }
 
 /**
+ * A client registered without any OpenID Connect scope (only an API's, or
+ * none) may ask for none: the library reads a missing `scope` as "any of the
+ * provider's scopes", and refuses an empty one in the metadata. The blank
+ * allowlist set here on the built client, after the metadata was validated,
+ * is one the library's checks (authorization request, client credentials)
+ * treat as a list that names no scope, so asking for one is invalid_scope.
+ * (Scopes of APIs are checked against `api_scopes`, see configuration.ts.)
+ */
+function registeredScopesOnly(provider: Provider): void {
+  const Client = provider.Client;
+  const find = Client.find.bind(Client);
+  Client.find = async (id: string) => {
+    const client = await find(id);
+    if (client && client.scope === undefined) (client as { scope?: string }).scope = ' ';
+    return client;
+  };
+}
+
+/**
  * oidc-provider builds a Client once per distinct metadata, and finds it again
  * on every request by a SHA-256 of the JSON of what the adapter returned: about
  * 3 µs of the main thread's 125 µs per client-credentials grant. The client
@@ -106,6 +126,50 @@ function keepBuiltClients(provider: Provider, clientCache: NotifiedCache<Adapter
 }
 
 /**
+ * Where the library's answer departs from the RFCs, the answer they ask for.
+ * Runs before the deferred writes are settled, so that an answer turned into
+ * an error stores nothing.
+ */
+function followTheStandards(ctx: KoaContextWithOIDC): void {
+  const route = ctx.oidc?.route;
+  if (route === 'token') {
+    // RFC 6749 §5.1 asks for both; the library sends only Cache-Control.
+    ctx.set('Pragma', 'no-cache');
+    useUnauthorizedClient(ctx);
+    refuseWhenNoScopeIsGranted(ctx);
+  } else if (route === 'introspection') {
+    inactiveForStructuredTokens(ctx);
+  }
+}
+
+/**
+ * A token request naming scopes of which none can be granted (none is known,
+ * say) would get a token without a `scope` in the response, which RFC 6749
+ * §5.1 reads as "all you asked for". invalid_scope says what happened.
+ */
+function refuseWhenNoScopeIsGranted(ctx: KoaContextWithOIDC): void {
+  if (ctx.status !== 200) return;
+  // As sent: the library drops the scopes it does not know from params.
+  const requested = (ctx.oidc as { body?: Record<string, unknown> }).body?.scope;
+  const body = ctx.body as { access_token?: unknown; scope?: unknown } | undefined;
+  if (typeof requested !== 'string' || !requested.trim() || !body?.access_token || body.scope !== undefined) return;
+  ctx.status = 400;
+  ctx.body = { error: 'invalid_scope', error_description: 'none of the requested scopes can be granted' };
+}
+
+/**
+ * The library refuses to introspect a JWT (unsupported_token_type, an RFC 7009
+ * error code); RFC 7662 §2.2 answers a token the caller may not introspect
+ * with `{"active": false}`. An API verifies its JWTs with the JWKS instead.
+ */
+function inactiveForStructuredTokens(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: string } | undefined;
+  if (ctx.status !== 400 || body?.error !== 'unsupported_token_type') return;
+  ctx.status = 200;
+  ctx.body = { active: false };
+}
+
+/**
  * RFC 6749 §5.2: a client asking for a grant type it is not allowed gets
  * `unauthorized_client`; oidc-provider answers `invalid_request` (with the
  * description "requested grant type is not allowed for this client"). The
@@ -117,7 +181,7 @@ function keepBuiltClients(provider: Provider, clientCache: NotifiedCache<Adapter
  */
 function useUnauthorizedClient(ctx: KoaContextWithOIDC): void {
   const body = ctx.body as { error?: string } | undefined;
-  if (ctx.oidc?.route !== 'token' || ctx.status !== 400 || body?.error !== 'invalid_request') return;
+  if (ctx.status !== 400 || body?.error !== 'invalid_request') return;
   const client = ctx.oidc.client;
   const grantType = ctx.oidc.params?.grant_type;
   // An unsupported grant type is unsupported_grant_type, checked before; a repeated one is not a string.

@@ -79,6 +79,15 @@ describe('the authorization endpoint', () => {
     expect(await response.text()).toContain('Unexpected return address');
   });
 
+  it('shows an error page, not a redirect, when redirect_uri is missing, even for a client with one (OIDC Core §3.1.2.1)', async () => {
+    const request = await authorizationRequest(rp, 'openid');
+    request.url.searchParams.delete('redirect_uri');
+    const response = await fetch(request.url, { redirect: 'manual' });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('location')).toBeNull();
+    expect(await response.text()).toContain('redirect_uri');
+  });
+
   it('rejects PKCE methods other than S256', async () => {
     const request = await authorizationRequest(rp, 'openid', { code_challenge_method: 'plain' });
     const page = await visit(new UserAgent(), request.url);
@@ -237,8 +246,33 @@ describe('the token endpoint', () => {
     const other = await pc.createClient({ name: 'Other', redirectUris: [REDIRECT_URI] });
     const otherRp = await discover(pc.issuer, other.client_id, other.client_secret);
     expect((await oidc.tokenIntrospection(otherRp, tokens.access_token)).active).toBe(false);
-    await oidc.tokenRevocation(otherRp, tokens.access_token).catch(() => undefined);
+    // RFC 7009 §2.1: refused, and the client is told.
+    await expect(oidc.tokenRevocation(otherRp, tokens.access_token)).rejects.toMatchObject({ error: 'invalid_request' });
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+  });
+
+  it('a public client learns nothing from introspection, not even about its own tokens (RFC 7662 §2.1)', async () => {
+    const spa = await pc.createClient({ name: 'SPA', redirectUris: [REDIRECT_URI], public: true });
+    const spaRp = await discover(pc.issuer, spa.client_id);
+    const request = await authorizationRequest(spaRp, 'openid');
+    const ua = new UserAgent();
+    const consentOrBack = await signIn(ua, await visit(ua, request.url), carol.email, carol.password);
+    const back = consentOrBack.url.startsWith(REDIRECT_URI) ? consentOrBack : await allow(ua, consentOrBack);
+    const tokens = await oidc.authorizationCodeGrant(spaRp, new URL(back.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    expect(await oidc.tokenIntrospection(spaRp, tokens.access_token)).toEqual({ active: false });
+    // It still works where it is meant to: at userinfo.
+    expect((await oidc.fetchUserInfo(spaRp, tokens.access_token, tokens.claims()!.sub)).sub).toBe(tokens.claims()!.sub);
+  });
+
+  it('token responses carry Pragma: no-cache besides Cache-Control: no-store (RFC 6749 §5.1)', async () => {
+    const response = await fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(client.client_id, client.client_secret!) },
+      body: new URLSearchParams(exchangeOf(await codeFor())).toString(),
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    expect(response.headers.get('pragma')).toBe('no-cache');
   });
 });
 
@@ -281,9 +315,29 @@ describe('other endpoints', () => {
     expect(response.headers.get('www-authenticate')).toMatch(/^Bearer/);
   });
 
-  it('an unknown path is a 404, not a 500', async () => {
+  it('an unknown path is a 404 page for a browser and JSON otherwise, not a 500', async () => {
     const response = await fetch(`${pc.issuer}/nope`);
     expect(response.status).toBe(404);
+    expect(await response.json()).toMatchObject({ error: 'not_found' });
+    const page = await fetch(`${pc.issuer}/nope/deeper?x=1`, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(404);
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    const html = await page.text();
+    expect(html).toContain('<title>Page not found · ');
+    expect(html).toContain('There is nothing at this address.');
+  });
+
+  it('an https issuer gets Strict-Transport-Security; a plain http one does not', async () => {
+    expect((await fetch(`${pc.issuer}/.well-known/openid-configuration`)).headers.get('strict-transport-security')).toBeNull();
+    const secure = await startPortcullis({ ISSUER: 'https://id.example.test' });
+    try {
+      // TLS ends in front of the server; the browser sees the issuer's scheme.
+      const response = await fetch(`http://127.0.0.1:${secure.env.PORT}/.well-known/openid-configuration`);
+      expect(response.headers.get('strict-transport-security')).toBe('max-age=31536000');
+      expect(((await response.json()) as { issuer: string }).issuer).toBe('https://id.example.test');
+    } finally {
+      await secure.close();
+    }
   });
 
   it('a logout request with a NUL character gets an error page or OAuth JSON, with the security headers', async () => {

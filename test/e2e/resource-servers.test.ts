@@ -124,6 +124,25 @@ describe('client credentials', () => {
   it('asking for a scope the client is not allowed is invalid_scope', async () => {
     await expect(machineToken(ORDERS, 'write:orders')).rejects.toMatchObject({ error: 'invalid_scope' });
   });
+
+  it('a client registered with API scopes only may not ask for OpenID Connect scopes', async () => {
+    await expect(oidc.clientCredentialsGrant(machine, { scope: 'openid profile' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    await expect(oidc.clientCredentialsGrant(machine, { scope: 'offline_access' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    // Nor through the authorization endpoint.
+    const app = await pc.createClient({ name: 'Orders only', redirectUris: [REDIRECT_URI], scope: 'read:orders' });
+    const rp = await discover(pc.issuer, app.client_id, app.client_secret);
+    const page = await visit(new UserAgent(), (await authorizationRequest(rp, 'openid email')).url);
+    expect(new URL(page.url).searchParams.get('error')).toBe('invalid_scope');
+  });
+
+  it('asking only for scopes that are not granted is invalid_scope, not a token without a scope', async () => {
+    // RFC 6749 §5.1: a response without `scope` means "what was asked for".
+    await expect(machineToken(ORDERS, 'no-such-scope')).rejects.toMatchObject({ error: 'invalid_scope' });
+    await expect(oidc.clientCredentialsGrant(machine, { scope: 'no-such-scope' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    // Partly grantable: the token, and `scope` says what it holds.
+    const tokens = await machineToken(ORDERS, 'read:orders no-such-scope');
+    expect(tokens.scope).toBe('read:orders');
+  });
 });
 
 describe('introspection by an API', () => {
@@ -289,9 +308,10 @@ describe('tokens the example API must refuse', () => {
   it('introspection calls none of these active', async () => {
     const orders = await discover(pc.issuer, apis.orders.client_id, apis.orders.client_secret);
     expect((await oidc.tokenIntrospection(orders, 'random-opaque-value')).active).toBe(false);
-    // Structured (JWT) access tokens are self-contained: oidc-provider declines to introspect them.
+    // Structured (JWT) access tokens are verified with the JWKS, not introspected:
+    // RFC 7662 §2.2 answers a token the caller may not introspect with active: false.
     for (const token of [await forge({ typ: 'at+jwt' }, await goodClaims()), (await machineToken(ORDERS, 'read:orders')).access_token]) {
-      await expect(oidc.tokenIntrospection(orders, token)).rejects.toMatchObject({ error: 'unsupported_token_type' });
+      expect(await oidc.tokenIntrospection(orders, token)).toEqual({ active: false });
     }
   });
 });
