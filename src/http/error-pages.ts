@@ -24,7 +24,7 @@ const explanations: Record<string, Explanation> = {
   },
   session_not_found: {
     heading: 'Your sign-in expired',
-    message: 'We could not find your sign-in in progress: it took too long, or your browser did not keep our cookie.',
+    message: 'We could not find your sign-in in progress: it is already finished, it took too long, or your browser did not keep our cookie.',
     advice: START_AGAIN,
   },
   invalid_request: {

@@ -5,7 +5,9 @@ const DESCRIPTIONS: Record<string, string> = {
   openid: 'Confirm that it is you when you sign in',
   profile: 'See your name',
   email: 'See your email address and whether it is verified',
-  offline_access: 'Keep access while you are not using it, until you sign out of it or revoke it',
+  // Honest about what lasts: a grant with offline_access outlives signing out
+  // (the provider keeps it, see README), and there is no self-service page to end it.
+  offline_access: 'Keep access while you are not using it, even after you sign out',
 };
 
 const CLAIM_DESCRIPTIONS: Record<string, string> = {

@@ -89,6 +89,8 @@ describe('journeys', () => {
     expect(consent).toContain('See your email address');
     expect(await page.getByRole('link', { name: 'Privacy policy' }).getAttribute('href')).toBe('https://photos.example.com/privacy');
     expect(await page.getByRole('link', { name: 'Terms of service' }).getAttribute('href')).toBe('https://photos.example.com/terms');
+    // Links that open a new tab say so (WCAG G201).
+    expect(await page.getByRole('link', { name: 'Privacy policy (opens in a new tab)', exact: true }).count()).toBe(1);
     await page.getByRole('button', { name: 'Allow' }).click();
 
     await page.locator('#user').waitFor();
@@ -197,17 +199,19 @@ describe('journeys', () => {
     }
   });
 
-  it('at 360 px wide no page scrolls sideways', async () => {
-    const page = await newPage({ width: 360, height: 740 });
+  it('at 320 px wide no page scrolls sideways, long names included (WCAG 1.4.10)', async () => {
+    const page = await newPage({ width: 320, height: 640 });
+    const longEmail = 'christopher.montgomery-worthington@engineering.example-company.com';
+    await pc.createUser(longEmail, frida.password, 'Christopher Montgomery-Worthington');
     const wide = async (step: string) => {
       await snapshot(page, 'phone', step);
       return page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
     };
-    const phoneApp = await startRpApp(pc.issuer, await registerClient('A Client With A Rather Long Name For A Small Screen'));
+    const phoneApp = await startRpApp(pc.issuer, await registerClient('A Client With A Rather Long Name For A Small Screen, AndOneWordLongerThanAnyPhone'));
     try {
       await page.goto(`${phoneApp.url}/login`);
       expect(await wide('1-login')).toBe(false);
-      await page.getByLabel('Email').fill(frida.email);
+      await page.getByLabel('Email').fill(longEmail);
       await page.getByLabel('Password').fill('wrong password here');
       await page.getByRole('button', { name: 'Sign in' }).click();
       await page.getByRole('alert').waitFor();
@@ -254,6 +258,21 @@ describe('pages', () => {
     expect(await page.title()).toBe('Signed out · Acme Identity');
   });
 
+  it('"Stay signed in" on the sign-out page says so, and the session goes on', async () => {
+    const page = await newPage();
+    await page.goto(`${photos.url}/login`);
+    await signInToApp(page, 'stay-signed-in');
+    await page.goto(`${pc.issuer}/session/end`);
+    await page.getByRole('button', { name: 'Stay signed in' }).click();
+    await page.getByRole('heading', { name: 'You are still signed in' }).waitFor();
+    await snapshot(page, 'stay-signed-in', '1-still-signed-in');
+    expect(await page.title()).toBe('Still signed in · Acme Identity');
+    expect(await page.locator('main').innerText()).not.toContain('signed out');
+    // And it is true: the app gets the person back without a password.
+    await page.goto(`${photos.url}/login`);
+    await page.locator('#user').waitFor();
+  });
+
   it('errors a person can meet explain what happened, in the same layout', async () => {
     const page = await newPage();
     const cases: [string, string, string][] = [
@@ -273,6 +292,7 @@ describe('pages', () => {
       }
       await page.getByRole('heading', { name: heading }).waitFor();
       await snapshot(page, 'errors', name);
+      expect(await page.title()).toBe(`${heading} · Acme Identity`);
       expect(await page.locator('header').innerText()).toBe('Acme Identity');
       expect(await page.getByRole('alert').count()).toBe(1);
     }
@@ -315,11 +335,22 @@ describe('pages', () => {
           }
           return failures;
         });
-      expect(await checkPage()).toEqual([]);
+      // Both colour schemes: the pages follow the system's (prefers-color-scheme).
+      const bothSchemes = async (step: string) => {
+        for (const colorScheme of ['light', 'dark'] as const) {
+          await page.emulateMedia({ colorScheme });
+          const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+          expect(background).toBe(colorScheme === 'dark' ? 'rgb(17, 24, 39)' : 'rgb(243, 244, 246)');
+          await snapshot(page, 'contrast', `${step}-${colorScheme}`);
+          expect(await checkPage()).toEqual([]);
+        }
+        await page.emulateMedia({ colorScheme: 'light' });
+      };
+      await bothSchemes('1-login-error');
       await page.getByLabel('Password').fill(frida.password);
       await page.getByRole('button', { name: 'Sign in' }).click();
       await page.getByRole('button', { name: 'Allow' }).waitFor();
-      expect(await checkPage()).toEqual([]);
+      await bothSchemes('2-consent');
     } finally {
       await contrastApp.close();
     }
