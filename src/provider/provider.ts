@@ -137,9 +137,32 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
     ctx.set('Pragma', 'no-cache');
     useUnauthorizedClient(ctx);
     refuseWhenNoScopeIsGranted(ctx);
+    useInvalidClientWithoutCredentials(ctx);
   } else if (route === 'introspection') {
     inactiveForStructuredTokens(ctx);
+    useInvalidClientWithoutCredentials(ctx);
+  } else if (route === 'revocation' || route === 'pushed_authorization_request') {
+    useInvalidClientWithoutCredentials(ctx);
   }
+}
+
+/**
+ * RFC 6749 §5.2 counts "no client authentication included" as invalid_client;
+ * the library answers invalid_request. Told apart by the request, not the
+ * description: it was read (params exist), it names no client in any way a
+ * client authenticates (Authorization header, client_id, client_assertion,
+ * attestation), and no client was found; the endpoints check nothing before
+ * client authentication that would fail such a request with invalid_request.
+ */
+function useInvalidClientWithoutCredentials(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: string } | undefined;
+  if (ctx.status !== 400 || body?.error !== 'invalid_request' || ctx.oidc.client) return;
+  const params = ctx.oidc.params;
+  if (!params || params.client_id !== undefined || params.client_assertion !== undefined) return;
+  if (ctx.get('authorization') || ctx.get('oauth-client-attestation')) return;
+  ctx.status = 401;
+  ctx.body = { error: 'invalid_client', error_description: 'client authentication is required' };
+  ctx.set('WWW-Authenticate', `Basic realm="${ctx.oidc.issuer}"`);
 }
 
 /**

@@ -144,14 +144,21 @@ describe('introspection and revocation', () => {
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
   });
 
-  it('introspection needs client authentication', async () => {
-    const response = await fetch(`${pc.issuer}/token/introspection`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: 'token=whatever',
-    });
-    expect(response.status).toBe(400);
-    expect(await response.json()).toMatchObject({ error: 'invalid_request' });
+  it('introspection, revocation and the token endpoint without client authentication are invalid_client (RFC 6749 §5.2)', async () => {
+    for (const [path, body] of [['/token/introspection', 'token=whatever'], ['/token/revocation', 'token=whatever'], ['/token', 'grant_type=client_credentials']]) {
+      const response = await fetch(`${pc.issuer}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body,
+      });
+      expect(response.status).toBe(401);
+      expect(response.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
+      expect(await response.json()).toMatchObject({ error: 'invalid_client' });
+    }
+    // A request that cannot be read is still invalid_request.
+    const unreadable = await fetch(`${pc.issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(unreadable.status).toBe(400);
+    expect(await unreadable.json()).toMatchObject({ error: 'invalid_request' });
   });
 });
 
