@@ -57,6 +57,22 @@ async function finish(ctx: Context, interaction: Interaction, result: Interactio
 /** The id of the grant a consent in this interaction creates (see POST /confirm). */
 const grantIdFor = (uid: string) => sha256(`grant of interaction ${uid}`);
 
+/**
+ * The same authorization request, asking for a fresh sign-in (OIDC Core
+ * §3.1.2.1 prompt=login): how someone who is not the person signed in on
+ * this browser signs in as themselves. Hints about who should sign in are
+ * left out, since they name the other person.
+ */
+function signInAgain(provider: Provider, params: Record<string, unknown>): string {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (typeof value === 'string' && !['prompt', 'login_hint', 'id_token_hint'].includes(name)) query.set(name, value);
+  }
+  const others = typeof params.prompt === 'string' ? params.prompt.split(' ').filter((prompt) => prompt && prompt !== 'login') : [];
+  query.set('prompt', ['login', ...others].join(' '));
+  return `${provider.pathFor('authorization')}?${query}`;
+}
+
 class WrongPrompt extends Error {
   override name = 'WrongPrompt';
 }
@@ -147,13 +163,13 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
         permissions: [...new Set(permissions)],
         askedEveryTime: client.applicationType === 'native',
         logoUri: safeUrl(client.logoUri),
+        switchAccount: signInAgain(provider, interaction.params),
         clientUri: safeUrl(client.clientUri),
         policyUri: safeUrl(client.policyUri),
         tosUri: safeUrl(client.tosUri),
       });
       return;
     }
-    void provider;
     throw new WrongPrompt(interaction.prompt.name);
   });
 

@@ -115,6 +115,34 @@ describe('journeys', () => {
     await snapshot(page, 'sso', '3-signed-in-to-notes');
   });
 
+  it('"Not you?" on the consent page: someone else signs in on the same browser', async () => {
+    const diego = { email: 'diego@example.com', password: 'diegos own password', name: 'Diego Rivera' };
+    await pc.createUser(diego.email, diego.password, diego.name);
+    const page = await newPage();
+    await page.goto(`${photos.url}/login`);
+    await signInToApp(page, 'not-you');
+    const tablet = await startRpApp(pc.issuer, await registerClient('Shared Tablet'));
+    try {
+      await page.goto(`${tablet.url}/login`);
+      await page.getByRole('button', { name: 'Allow' }).waitFor();
+      await snapshot(page, 'not-you', '2-consent-as-frida');
+      await page.getByRole('link', { name: 'Not you? Use another account' }).click();
+      await page.getByLabel('Email').fill(diego.email);
+      await page.getByLabel('Password').fill(diego.password);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      // Frida's session ends (oidc-provider's self-submitting form, under our CSP), then Diego consents.
+      await page.getByRole('button', { name: 'Allow' }).waitFor();
+      expect(await page.locator('main').innerText()).toContain(diego.email);
+      await snapshot(page, 'not-you', '3-consent-as-diego');
+      await page.getByRole('button', { name: 'Allow' }).click();
+      await page.locator('#user').waitFor();
+      expect(await page.locator('#user').innerText()).toBe(diego.name);
+      expect(problemsOf(page)).toEqual([]);
+    } finally {
+      await tablet.close();
+    }
+  });
+
   it('remembered consent: signing in again goes straight back to the app', async () => {
     const page = await newPage();
     await page.goto(`${photos.url}/login`);
@@ -189,6 +217,9 @@ describe('journeys', () => {
       await page.keyboard.press('Enter');
 
       await page.getByRole('button', { name: 'Allow' }).waitFor();
+      // In reading order: the way out for someone else, then the choice.
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Not you? Use another account');
       await page.keyboard.press('Tab');
       expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Allow');
       await snapshot(page, 'keyboard', '2-focus-on-allow');

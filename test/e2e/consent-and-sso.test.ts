@@ -175,6 +175,38 @@ describe('a finished interaction', () => {
 });
 
 describe('single sign-on', () => {
+  it('"Not you?" on the consent page signs someone else in for the same request', async () => {
+    const eve = { email: 'eve@example.com', password: 'eves own password' };
+    await pc.createUser(eve.email, eve.password, 'Eve');
+    const ua = new UserAgent();
+    const bobs = await logIn(ua, appA, 'openid', bob); // Bob is signed in on this browser
+    const app = await pc.createClient({ name: 'Shared Tablet', redirectUris: [REDIRECT_URI] });
+    const rp = await discover(pc.issuer, app.client_id, app.client_secret);
+    const request = await authorizationRequest(rp, 'openid', { login_hint: bob.email });
+    const consent = await visit(ua, request.url);
+    expect(pageKind(consent)).toBe('consent');
+    expect(consent.html).toContain('bob@example.com');
+    const link = /<a href="([^"]+)">Not you\? Use another account<\/a>/.exec(consent.html)?.[1];
+    expect(link).toBeDefined();
+    const login = await visit(ua, new URL(link!.replace(/&amp;/g, '&'), pc.issuer));
+    expect(pageKind(login)).toBe('login');
+    expect(login.html).not.toContain('bob@example.com'); // the hint named the other person
+    // oidc-provider ends Bob's session before Eve's begins: a form the browser submits by itself.
+    const handOver = await signIn(ua, login, eve.email, eve.password);
+    const endSession = UserAgent.formAction(handOver, '/session/end/confirm');
+    const eveConsent = await ua.post(handOver, endSession, UserAgent.hiddenFields(handOver), REDIRECT_URI);
+    expect(pageKind(eveConsent)).toBe('consent');
+    expect(eveConsent.html).toContain('eve@example.com');
+    const callback = await allow(ua, eveConsent);
+    const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.url), {
+      pkceCodeVerifier: request.verifier,
+      expectedState: request.state,
+      expectedNonce: request.nonce,
+    });
+    expect(tokens.claims()!.sub).not.toBe(bobs.tokens.claims()!.sub);
+    expect((await oidc.fetchUserInfo(rp, tokens.access_token, tokens.claims()!.sub)).sub).toBe(tokens.claims()!.sub);
+  });
+
   it('after login through client A, client B asks for consent but not the password', async () => {
     const ua = new UserAgent();
     const a = await logIn(ua, appA, 'openid', bob);
