@@ -25,7 +25,7 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
-  const services = await openServices(config);
+  const services = await openServices(config, 'server');
   const { prisma } = services.database;
   let server: http.Server | undefined;
   const timers: NodeJS.Timeout[] = [];

@@ -8,6 +8,7 @@ import type { Config } from './config.js';
 import { loadSealer, type SecretSealer } from './keys/sealed-secrets.js';
 import { ensureSigningKeys } from './keys/signing-keys.js';
 import { openDatabase, type Database } from './persistence/database.js';
+import type { EmbeddedRole } from './persistence/embedded.js';
 
 export interface Services {
   config: Config;
@@ -26,13 +27,14 @@ export interface Services {
 }
 
 /** Opens the database, applies migrations and makes sure signing keys exist, sealed. */
-export async function openServices(config: Config): Promise<Services> {
+export async function openServices(config: Config, role: EmbeddedRole): Promise<Services> {
   // Before the database: a missing or unreadable key must stop us before anything is written.
   const { sealer, generated, exposed } = await loadSealer(config.encryption);
-  const database = await openDatabase(config.database);
+  const database = await openDatabase(config.database, role);
   try {
     await database.migrate();
     await ensureSigningKeys(database.prisma, sealer, config.signingAlg);
+    await database.ready();
   } catch (error) {
     await database.close();
     throw error;

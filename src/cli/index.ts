@@ -7,11 +7,12 @@ import { ConfigError, loadConfig } from '../config.js';
 import { SealError } from '../keys/sealed-secrets.js';
 import { KeyError } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
+import { EmbeddedDatabaseBusy } from '../persistence/embedded.js';
 import { openServices, type Services } from '../services.js';
 import { COMMANDS, type Io } from './commands.js';
 import { USAGE, UsageError } from './usage.js';
 
-const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, KeyError, MigrationError, SealError];
+const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, EmbeddedDatabaseBusy, KeyError, MigrationError, SealError];
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input');
@@ -31,7 +32,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   let services: Services | undefined;
   try {
     if (!command) throw new UsageError(`unknown command "${argv.slice(0, 2).join(' ')}"`);
-    await command(args, async () => (services ??= await openServices(loadConfig())), io);
+    await command(args, async () => (services ??= await openServices(loadConfig(), 'cli')), io);
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {

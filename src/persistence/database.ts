@@ -4,7 +4,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
-import { openEmbedded } from './embedded.js';
+import { openEmbedded, type EmbeddedRole } from './embedded.js';
 import { migrate, type MigrationResult } from './migrations.js';
 
 export type Prisma = PrismaClient;
@@ -49,11 +49,14 @@ export interface Database {
    */
   subscribe(channel: string, subscriber: Subscriber): Promise<Subscription | undefined>;
   migrate(): Promise<MigrationResult>;
+  /** The schema is migrated and keys exist: a CLI may now join the embedded database. */
+  ready(): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function openDatabase(database: Config['database']): Promise<Database> {
-  const embedded = database.kind === 'embedded' ? await openEmbedded(database.dataDir) : undefined;
+/** `role`: a server holds the embedded database for others; a CLI joins a server's (see embedded.ts). */
+export async function openDatabase(database: Config['database'], role: EmbeddedRole): Promise<Database> {
+  const embedded = database.kind === 'embedded' ? await openEmbedded(database.dataDir, role) : undefined;
   const connectionString = embedded ? embedded.connectionString : (database as { url: string }).url;
   // PGlite runs one query at a time whatever the pool size; one connection
   // avoids interleaving through its multiplexer.
@@ -117,6 +120,7 @@ export async function openDatabase(database: Config['database']): Promise<Databa
       return subscription;
     },
     migrate: () => migrate(connectionString),
+    ready: async () => embedded?.ready(),
     async close() {
       await Promise.all([...subscriptions].map((subscription) => subscription.close()));
       await prisma.$disconnect();

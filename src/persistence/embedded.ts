@@ -1,27 +1,50 @@
 // The zero-setup database: PostgreSQL compiled to WebAssembly (PGlite), with its
-// data under DATA_DIR. PGlite lives inside one process, so the process that opens
-// it also serves it on a Unix socket in the data directory; any other process
-// (the CLI while the server runs) connects through that socket instead of
-// opening the files a second time, which would corrupt them.
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+// data under DATA_DIR. PGlite lives inside one process, and two processes
+// opening its files at once corrupt them beyond repair. So one process holds
+// the directory, decided by a lock file created atomically (O_EXCL):
+// - a server that holds it serves the database on a Unix socket in the
+//   directory, and a CLI started meanwhile connects through that socket;
+// - a CLI that holds it works alone, and a server or another CLI started
+//   meanwhile waits for it to finish (CLI commands are short);
+// - a second server is refused: several instances need PostgreSQL.
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 
 const SOCKET_PORT = 5432;
-const OWNER_FILE = 'portcullis-owner.json';
+const LOCK_FILE = 'portcullis.lock';
+/** How long a process waits for a CLI to finish, or for a starting server's socket. */
+const WAIT_MS = 60_000;
+const POLL_MS = 100;
+
+export type EmbeddedRole = 'server' | 'cli';
 
 export interface EmbeddedDatabase {
   connectionString: string;
-  /** True when this process opened PGlite; false when it joined another process's. */
+  /** True when this process opened PGlite; false when it joined a server's. */
   owner: boolean;
+  /** Says in the lock that the schema is migrated: until then a CLI waits rather than joins. */
+  ready(): Promise<void>;
   close(): Promise<void>;
 }
 
-function connectionStringFor(dir: string): string {
+/** The embedded database is held by a process this one cannot share it with. */
+export class EmbeddedDatabaseBusy extends Error {
+  override name = 'EmbeddedDatabaseBusy';
+}
+
+interface Holder {
+  pid: number;
+  role: EmbeddedRole;
+  ready?: boolean;
+}
+
+function connectionStringFor(dir: string, port: number): string {
   // libpq convention: host is the directory, the socket is `.s.PGSQL.<port>` inside it.
-  return `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(dir)}&port=${SOCKET_PORT}`;
+  return `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(dir)}&port=${port}`;
 }
 
 function socketAnswers(socketPath: string): Promise<boolean> {
@@ -35,43 +58,126 @@ function socketAnswers(socketPath: string): Promise<boolean> {
   });
 }
 
-async function runningOwner(dataDir: string): Promise<boolean> {
-  let owner: { pid: number };
+function alive(pid: number): boolean {
+  if (pid === process.pid) return false; // a lock left by an earlier life of this pid (a container restarted)
   try {
-    owner = JSON.parse(await readFile(path.join(dataDir, OWNER_FILE), 'utf8'));
-  } catch {
-    return false; // no owner file: nobody holds the database
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
   }
-  try {
-    process.kill(owner.pid, 0);
-  } catch {
-    return false; // the owner died without cleaning up
-  }
-  return socketAnswers(path.join(dataDir, `.s.PGSQL.${SOCKET_PORT}`));
 }
 
-export async function openEmbedded(dataDir: string): Promise<EmbeddedDatabase> {
-  await mkdir(dataDir, { recursive: true });
-  if (await runningOwner(dataDir)) {
-    return { connectionString: connectionStringFor(dataDir), owner: false, close: async () => undefined };
+async function readHolder(lockPath: string): Promise<Holder | undefined> {
+  try {
+    const holder = JSON.parse(await readFile(lockPath, 'utf8')) as Partial<Holder>;
+    return typeof holder.pid === 'number' && (holder.role === 'server' || holder.role === 'cli') ? (holder as Holder) : undefined;
+  } catch {
+    return undefined; // gone, or being written this instant
   }
+}
+
+const holderOf = (role: EmbeddedRole, ready: boolean) => JSON.stringify({ pid: process.pid, role, ready, startedAt: new Date().toISOString() });
+
+async function tryLock(lockPath: string, role: EmbeddedRole): Promise<boolean> {
+  try {
+    await writeFile(lockPath, holderOf(role, false), { flag: 'wx', mode: 0o600 });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+}
+
+/**
+ * Removes the lock of a process that died without cleaning up. Moved aside
+ * first and checked, so that a lock another starting process took meanwhile
+ * is put back rather than deleted.
+ */
+async function breakStaleLock(lockPath: string, stale: Holder): Promise<void> {
+  const aside = `${lockPath}.${process.pid}.stale`;
+  try {
+    await rename(lockPath, aside);
+  } catch {
+    return; // someone else broke it first
+  }
+  const moved = await readHolder(aside);
+  if (moved && moved.pid !== stale.pid) {
+    await writeFile(lockPath, await readFile(aside), { flag: 'wx', mode: 0o600 }).catch(() => undefined);
+  }
+  await rm(aside, { force: true });
+}
+
+/**
+ * Opens the embedded database in `dataDir` for a server or a CLI, or joins the
+ * server that holds it (a CLI only). The directory is made private to its
+ * owner: it holds the database files and the encryption key.
+ */
+export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise<EmbeddedDatabase> {
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await chmod(dataDir, 0o700);
+  const lockPath = path.join(dataDir, LOCK_FILE);
   const socketPath = path.join(dataDir, `.s.PGSQL.${SOCKET_PORT}`);
-  await rm(socketPath, { force: true });
-  const db = await PGlite.create(path.join(dataDir, 'pgdata'));
-  // The multiplexer keeps a transaction's statements together; a few
-  // connections let the CLI work while the server runs.
-  const server = new PGLiteSocketServer({ db, path: socketPath, maxConnections: 16 });
-  await server.start();
-  const ownerFile = path.join(dataDir, OWNER_FILE);
-  await writeFile(ownerFile, JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() }));
+  const deadline = Date.now() + WAIT_MS;
+  while (!(await tryLock(lockPath, role))) {
+    const holder = await readHolder(lockPath);
+    if (holder && !alive(holder.pid)) {
+      await breakStaleLock(lockPath, holder);
+      continue;
+    }
+    if (holder?.role === 'server') {
+      if (role === 'server') {
+        throw new EmbeddedDatabaseBusy(
+          `the embedded database in ${dataDir} is served by another Portcullis server (pid ${holder.pid}); ` +
+            'several instances need PostgreSQL (DATABASE_URL)',
+        );
+      }
+      // Joined once its migrations are done: the CLI's own would run beside them.
+      if (holder.ready && (await socketAnswers(socketPath))) {
+        return { connectionString: connectionStringFor(dataDir, SOCKET_PORT), owner: false, ready: async () => undefined, close: async () => undefined };
+      }
+    }
+    if (Date.now() > deadline) {
+      throw new EmbeddedDatabaseBusy(
+        `the embedded database in ${dataDir} is held by process ${holder?.pid ?? '?'}, which did not ` +
+          `${holder?.role === 'server' ? 'answer' : 'finish'} within ${WAIT_MS / 1000} s; if no Portcullis process is running, delete ${lockPath}`,
+      );
+    }
+    await sleep(POLL_MS);
+  }
+
+  // A server serves the database at the known socket; a CLI that holds the
+  // directory serves nobody, and talks to PGlite through a socket of its own.
+  const port = role === 'server' ? SOCKET_PORT : process.pid;
+  const servedAt = path.join(dataDir, `.s.PGSQL.${port}`);
+  let db: PGlite | undefined;
+  let server: PGLiteSocketServer | undefined;
+  const release = async () => {
+    await server?.stop();
+    await db?.close();
+    await rm(servedAt, { force: true });
+    await rm(lockPath, { force: true });
+  };
+  try {
+    db = await PGlite.create(path.join(dataDir, 'pgdata'));
+    await rm(servedAt, { force: true });
+    // The multiplexer keeps a transaction's statements together; a few
+    // connections let the CLI work while the server runs.
+    server = new PGLiteSocketServer({ db, path: servedAt, maxConnections: 16 });
+    await server.start();
+  } catch (error) {
+    await release().catch(() => undefined);
+    throw error;
+  }
   return {
-    connectionString: connectionStringFor(dataDir),
+    connectionString: connectionStringFor(dataDir, port),
     owner: true,
-    async close() {
-      await server.stop();
-      await db.close();
-      await rm(ownerFile, { force: true });
-      await rm(socketPath, { force: true });
+    async ready() {
+      // Replaced in one rename: the lock is never absent, so nobody can take it meanwhile.
+      const next = `${lockPath}.${process.pid}.next`;
+      await writeFile(next, holderOf(role, true), { mode: 0o600 });
+      await rename(next, lockPath);
     },
+    close: release,
   };
 }

@@ -2,9 +2,11 @@
 // the same database as a running server (or with no server at all).
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { stat } from 'node:fs/promises';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/database.js';
+import { embedded } from '../support/locks.js';
 import { freePort, runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
 import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
@@ -214,6 +216,48 @@ describe('without a running server', () => {
       server.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {
+      await database.drop();
+    }
+  });
+
+  // Two processes opening PGlite's files at once corrupt them beyond repair:
+  // "start the server, then create users" in one script must not do that.
+  it.skipIf(!embedded)('on the embedded database, a server and CLIs started at once all succeed, and a second server is refused', async () => {
+    const database = await freshDatabase();
+    const env = { ...TEST_ENV, ...database.env };
+    const start = (port: number) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+        env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const run = { child, output: '', exited: new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))) };
+      child.stdout.on('data', (chunk) => (run.output += chunk));
+      child.stderr.on('data', (chunk) => (run.output += chunk));
+      return run;
+    };
+    const server = start(await freePort());
+    try {
+      const clis = await Promise.all(
+        [1, 2, 3].map((n) => runCli(['user', 'create', '--email', `early${n}@example.com`, '--password-stdin'], env, 'a long enough password\n')),
+      );
+      for (const cli of clis) expect(cli.code, cli.stderr).toBe(0);
+      await waitFor(() => server.output.includes('portcullis listening'), 60_000, () => server.output);
+
+      const second = start(await freePort());
+      expect(await second.exited).toBe(1);
+      expect(second.output).toContain('is served by another Portcullis server');
+      noStackTrace(second.output);
+
+      // What the CLIs made is there, and the first server still serves.
+      const again = await runCli(['user', 'create', '--email', 'early2@example.com', '--password-stdin'], env, 'a long enough password\n');
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain('already');
+      // The directory holds the database files and the encryption key: its owner's alone.
+      expect((await stat(database.env.DATA_DIR!)).mode & 0o777).toBe(0o700);
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    } finally {
+      server.child.kill('SIGKILL');
       await database.drop();
     }
   });

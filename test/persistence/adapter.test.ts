@@ -15,7 +15,7 @@ let db: Database;
 
 beforeAll(async () => {
   testDb = await freshDatabase();
-  db = await openDatabase(loadConfig({ ...TEST_ENV, ...testDb.env }).database);
+  db = await openDatabase(loadConfig({ ...TEST_ENV, ...testDb.env }).database, 'server');
   await db.migrate();
 });
 
