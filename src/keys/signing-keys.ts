@@ -72,12 +72,25 @@ interface KeyTimes {
 }
 
 const isPublished = (key: KeyTimes, now: number) => !key.publishUntil || key.publishUntil.getTime() > now;
-const isActive = (key: KeyTimes, now: number) => key.activatesAt.getTime() <= now;
+
+/**
+ * A key signs from its activation until it is rotated out. One rotated out
+ * before it activated (an immediate rotation while a rotation waited) never
+ * signs: it is only published.
+ */
+function statusOf(key: KeyTimes, now: number): KeyInfo['status'] {
+  const signsFrom = key.activatesAt.getTime();
+  const signsUntil = key.rotatedAt?.getTime() ?? Infinity;
+  if (now < signsFrom && signsUntil > signsFrom) return 'next';
+  if (now >= signsFrom && now < signsUntil) return 'current';
+  return isPublished(key, now) ? 'published' : 'expired';
+}
 
 /**
  * Private JWKs to hand to oidc-provider, which signs with the first key of an
- * algorithm: active keys first, newest first; keys not yet active come last,
- * published so that resource servers learn them before they sign anything.
+ * algorithm: current keys first, newest first; then the keys that only verify
+ * (rotated out, or not active yet: published so that resource servers learn
+ * them before they sign anything).
  */
 export async function loadSigningKeys(prisma: Prisma, sealer: SecretSealer): Promise<JWK[]> {
   const rows = await prisma.signingKey.findMany({
@@ -86,9 +99,11 @@ export async function loadSigningKeys(prisma: Prisma, sealer: SecretSealer): Pro
   const now = Date.now();
   return rows
     .filter((row) => isPublished(row, now))
-    .sort((a, b) => Number(isActive(b, now)) - Number(isActive(a, now)) || b.activatesAt.getTime() - a.activatesAt.getTime())
+    .sort((a, b) => rank(a, now) - rank(b, now) || b.activatesAt.getTime() - a.activatesAt.getTime())
     .map((row) => openPrivateJwk(row, sealer));
 }
+
+const rank = (key: KeyTimes, now: number) => (statusOf(key, now) === 'current' ? 0 : 1);
 
 /**
  * A row's private JWK. During a rolling upgrade an older server may still
@@ -110,7 +125,7 @@ export async function signingKeysVersion(prisma: Prisma): Promise<string> {
   const now = Date.now();
   return rows
     .filter((row) => isPublished(row, now))
-    .map((row) => `${row.kid}:${isActive(row, now) ? 'a' : 'p'}`)
+    .map((row) => `${row.kid}:${statusOf(row, now)}`)
     .join(',');
 }
 
@@ -125,9 +140,15 @@ export async function rotateSigningKeys(
   sealer: SecretSealer,
   options: { activationDelay: number; keepPublishedFor: number },
 ): Promise<KeyInfo[]> {
-  const current = await prisma.signingKey.findMany({ where: { rotatedAt: null }, select: { kid: true, alg: true } });
-  if (current.length === 0) throw new KeyError('there are no signing keys yet; start the server or run `portcullis migrate` first');
   const activatesAt = new Date(Date.now() + options.activationDelay * 1000);
+  // Replaced: every key that would still sign at the new keys' activation,
+  // a key waiting from an earlier rotation included (an immediate rotation
+  // after a scheduled one must not be undone when the scheduled key activates).
+  const current = await prisma.signingKey.findMany({
+    where: { OR: [{ rotatedAt: null }, { rotatedAt: { gt: activatesAt } }] },
+    select: { kid: true, alg: true },
+  });
+  if (current.length === 0) throw new KeyError('there are no signing keys yet; start the server or run `portcullis migrate` first');
   const publishUntil = new Date(activatesAt.getTime() + options.keepPublishedFor * 1000);
   const fresh = await Promise.all([...new Set(current.map((key) => key.alg))].map((alg) => generate(alg as SigningAlg, sealer)));
   await prisma.$transaction([
@@ -154,12 +175,6 @@ export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {
     publishUntil: row.publishUntil,
     status: statusOf(row, now),
   }));
-}
-
-function statusOf(key: KeyTimes, now: number): KeyInfo['status'] {
-  if (!isActive(key, now)) return 'next';
-  if (!key.rotatedAt || key.rotatedAt.getTime() > now) return 'current';
-  return isPublished(key, now) ? 'published' : 'expired';
 }
 
 /** Deletes a rotated key, but only once nothing it signed can still be valid. */

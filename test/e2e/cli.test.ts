@@ -183,6 +183,28 @@ describe('portcullis keys', () => {
     expect(retireCurrent.code).toBe(1);
     expect(retireCurrent.stderr).toContain('is current');
   });
+
+  it('rotate --now while a rotation waits: the new key signs at once, and the waiting key never does', async () => {
+    const { client_id, client_secret } = await pc.createClient({ name: 'Emergency', redirectUris: [REDIRECT_URI] });
+    const lee = { email: 'lee@example.com', password: 'lees password' };
+    await pc.createUser(lee.email, lee.password);
+    const rp = await discover(pc.issuer, client_id, client_secret);
+    type Key = { kid: string; alg: string; status: string; activates_at: string };
+    const scheduled = JSON.parse((await pc.cli(['keys', 'rotate', '--json'])).stdout) as Key[];
+    const waiting = scheduled.find((key) => key.alg === 'ES256' && key.status === 'next')!;
+    const immediate = JSON.parse((await pc.cli(['keys', 'rotate', '--now', '--json'])).stdout) as Key[];
+    const emergency = immediate.filter((key) => key.alg === 'ES256' && key.status === 'current');
+    expect(emergency).toHaveLength(1);
+    expect(emergency[0]!.kid).not.toBe(waiting.kid);
+    expect(immediate.find((key) => key.kid === waiting.kid)!.status).toBe('published'); // it will never sign
+
+    const signer = async () => decodeProtectedHeader((await logIn(new UserAgent(), rp, 'openid', lee)).tokens.id_token!).kid;
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // > KEY_REFRESH_INTERVAL
+    expect(await signer()).toBe(emergency[0]!.kid);
+    // Past the waiting key's activation, and a refresh interval more: still the emergency key.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(waiting.activates_at) - Date.now()) + 1100));
+    expect(await signer()).toBe(emergency[0]!.kid);
+  });
 });
 
 describe('without a running server', () => {
