@@ -18,13 +18,20 @@ export function parseDuration(value: string): number {
   return Number(match[1]) * unitSeconds[(match[2] ?? 's') as keyof typeof unitSeconds];
 }
 
-const duration = (fallback: string) =>
+// Node's timers hold at most 2^31-1 ms (about 24.8 days); a longer interval
+// fires at once, every millisecond.
+const MAX_TIMER_SECONDS = 24 * 86400;
+
+const duration = (fallback: string, { min = 1, max = Infinity }: { min?: number; max?: number } = {}) =>
   z
     .string()
     .default(fallback)
     .transform((value, ctx) => {
       try {
-        return parseDuration(value);
+        const seconds = parseDuration(value);
+        if (seconds < min) throw new ConfigError(`"${value}" is shorter than the least allowed, ${min} s`);
+        if (seconds > max) throw new ConfigError(`"${value}" is longer than the most allowed, ${max / 86400} days`);
+        return seconds;
       } catch (error) {
         ctx.addIssue({ code: 'custom', message: (error as Error).message });
         return z.NEVER;
@@ -70,12 +77,12 @@ const schema = z.object({
   SIGN_IN_MAX_FAILURES: integer(10, 1, 10_000),
   SIGN_IN_MAX_FAILURES_PER_ADDRESS: integer(100, 1, 1_000_000),
   SIGN_IN_FAILURE_WINDOW: duration('15m'),
-  KEY_REFRESH_INTERVAL: duration('30s'),
+  KEY_REFRESH_INTERVAL: duration('30s', { max: MAX_TIMER_SECONDS }),
   // ≥ KEY_REFRESH_INTERVAL + 30 s: every instance publishes a new key, and a
   // resource server that fetched the old JWKS may refetch (jose waits 30 s
   // between refetches), before anything is signed with it.
-  KEY_ACTIVATION_DELAY: duration('90s'),
-  SWEEP_INTERVAL: duration('10m'),
+  KEY_ACTIVATION_DELAY: duration('90s', { min: 0 }),
+  SWEEP_INTERVAL: duration('10m', { max: MAX_TIMER_SECONDS }),
   TRUST_PROXY: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
@@ -108,7 +115,8 @@ export interface Config {
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const result = schema.safeParse(env);
+  // A variable set to nothing (`PORT=` in a compose file) counts as unset, not as 0 or "".
+  const result = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== '')));
   if (!result.success) {
     const problems = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`).join('\n');
     throw new ConfigError(`invalid configuration:\n${problems}`);

@@ -80,6 +80,14 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     void sweep();
 
     if (config.database.kind === 'postgres') await warnIfAutovacuumOff(services, logger);
+    if (config.keyActivationDelay < config.keyRefreshInterval + 30) {
+      // Every instance publishes a new key within a refresh interval, and a
+      // resource server with a cached JWKS refetches at most every 30 s (jose).
+      logger.warn('KEY_ACTIVATION_DELAY is shorter than KEY_REFRESH_INTERVAL + 30 s: after `keys rotate`, a resource server may meet a signature by a key it cannot fetch yet', {
+        keyActivationDelay: config.keyActivationDelay,
+        keyRefreshInterval: config.keyRefreshInterval,
+      });
+    }
     if (config.encryption.kind === 'file' && services.encryptionKeyExposed) {
       logger.warn('the encryption key file can be read by others than its owner; restrict it (chmod 600)', { file: config.encryption.path });
     }

@@ -284,10 +284,19 @@ describe('without a running server', () => {
     }
   });
 
-  it('the server refuses to start on bad configuration, naming the variable', async () => {
+  it.each([
+    [{ PORT: 'eighty', ARGON2_MEMORY_KIB: '12' }, ['PORT', 'ARGON2_MEMORY_KIB'], []],
+    // Timers that would spin (0, or beyond what a Node timer holds), a token that expires at once;
+    // a variable set to nothing counts as unset.
+    [
+      { PORT: '', KEY_REFRESH_INTERVAL: '0', SWEEP_INTERVAL: '30d', ACCESS_TOKEN_TTL: '0s' },
+      ['KEY_REFRESH_INTERVAL', 'shorter than the least allowed', 'SWEEP_INTERVAL', 'longer than the most allowed', 'ACCESS_TOKEN_TTL'],
+      ['PORT'],
+    ],
+  ])('the server refuses to start on bad configuration, naming the variable (%j)', async (env, named, notNamed) => {
     const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-        env: { ...process.env, PORT: 'eighty', ARGON2_MEMORY_KIB: '12' },
+        env: { ...process.env, ...env },
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let stderr = '';
@@ -295,8 +304,8 @@ describe('without a running server', () => {
       child.once('exit', (code) => resolve({ code, stderr }));
     });
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain('PORT');
-    expect(result.stderr).toContain('ARGON2_MEMORY_KIB');
+    for (const text of named) expect(result.stderr).toContain(text);
+    for (const text of notNamed) expect(result.stderr).not.toContain(text);
     noStackTrace(result.stderr);
   });
 });
