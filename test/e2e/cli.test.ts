@@ -284,6 +284,34 @@ describe('without a running server', () => {
     }
   });
 
+  it('npm start serves, and a SIGTERM sent to npm reaches the server, which shuts down cleanly', async () => {
+    const database = await freshDatabase();
+    const port = await freePort();
+    const npm = spawn('npm', ['start'], {
+      env: { ...process.env, ...TEST_ENV, ...database.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    npm.stdout.on('data', (chunk) => (output += chunk));
+    npm.stderr.on('data', (chunk) => (output += chunk));
+    const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
+    try {
+      await waitFor(() => output.includes('portcullis listening'), 120_000, () => output);
+      expect((await fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`)).status).toBe(200);
+      npm.kill('SIGTERM');
+      await exited;
+      await waitFor(() => output.includes('"shutting down"'), 15_000, () => output);
+      // Nothing was left running: the port stops answering.
+      const answers = () => fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`).then(() => true, () => false);
+      const deadline = Date.now() + 15_000;
+      while ((await answers()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(await answers()).toBe(false);
+    } finally {
+      npm.kill('SIGKILL');
+      await database.drop();
+    }
+  });
+
   it.each([
     [{ PORT: 'eighty', ARGON2_MEMORY_KIB: '12' }, ['PORT', 'ARGON2_MEMORY_KIB'], []],
     // Timers that would spin (0, or beyond what a Node timer holds), a token that expires at once;
