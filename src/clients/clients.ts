@@ -59,6 +59,12 @@ export interface StoredMetadata {
   application_type?: 'native';
   /** API scopes the client may obtain, space-separated; `scope` keeps the OpenID Connect ones. */
   api_scopes?: string;
+  /**
+   * The same per API, as resolved when the client was made: an API created
+   * later that reuses a scope name gives it to nobody. Absent in clients made
+   * before it existed, for which `api_scopes` counts for every API.
+   */
+  api_scopes_by_api?: Record<string, string>;
   logo_uri?: string;
   client_uri?: string;
   policy_uri?: string;
@@ -138,6 +144,7 @@ export class Clients {
     }
     const scopes = [...new Set((input.scope ?? DEFAULT_SCOPE).split(/\s+/).filter(Boolean))];
     const apiScopes = scopes.filter((scope) => !OIDC_SCOPES.includes(scope));
+    const byApi = await this.apisDefining(apiScopes);
     const metadata: StoredMetadata = {
       redirect_uris: redirectUris,
       post_logout_redirect_uris: (input.postLogoutRedirectUris ?? []).map((uri) => checkRedirect(uri, 'post-logout redirect URI')),
@@ -145,7 +152,7 @@ export class Clients {
       response_types: grantTypes.includes('authorization_code') ? ['code'] : [],
       // oidc-provider refuses an empty `scope`; absent, it means "any OpenID scope".
       ...(scopes.some((scope) => OIDC_SCOPES.includes(scope)) ? { scope: scopes.filter((scope) => OIDC_SCOPES.includes(scope)).join(' ') } : {}),
-      ...(apiScopes.length ? { api_scopes: apiScopes.join(' ') } : {}),
+      ...(apiScopes.length ? { api_scopes: apiScopes.join(' '), api_scopes_by_api: byApi } : {}),
       token_endpoint_auth_method: isPublic ? 'none' : 'client_secret_basic',
       ...(input.native ? { application_type: 'native' as const } : {}),
       ...(input.idTokenSignedResponseAlg ? { id_token_signed_response_alg: input.idTokenSignedResponseAlg } : {}),
@@ -160,6 +167,21 @@ export class Clients {
       data: { clientId, name, metadata: metadata as object, clientSecretHash: secret ? sha256(secret) : null },
     });
     return secret ? { client_id: clientId, client_secret: secret } : { client_id: clientId };
+  }
+
+  /** Which registered APIs define each of `scopes`; a scope no API defines is refused. */
+  private async apisDefining(scopes: string[]): Promise<Record<string, string>> {
+    if (scopes.length === 0) return {};
+    const apis = await this.prisma.api.findMany({ select: { identifier: true, scopes: true } });
+    const byApi: Record<string, string> = {};
+    for (const scope of scopes) {
+      const defining = apis.filter((api) => (api.scopes as { name: string }[]).some((defined) => defined.name === scope));
+      if (defining.length === 0) {
+        throw new ClientError(`no API defines the scope "${scope}" (OpenID Connect scopes are ${OIDC_SCOPES.join(', ')}; create the API first with \`portcullis api create\`)`);
+      }
+      for (const api of defining) byApi[api.identifier] = byApi[api.identifier] ? `${byApi[api.identifier]} ${scope}` : scope;
+    }
+    return byApi;
   }
 
   async list(): Promise<ClientView[]> {

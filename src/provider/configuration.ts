@@ -51,9 +51,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     findAccount: accounts.findAccount,
     claims: OIDC_CLAIMS,
     // `api`: set by ClientAdapter on the credentials of a registered API.
-    // `api_scopes`: the API scopes a client may obtain (`scope` holds only
-    // OpenID Connect scopes, which the library validates against `scopes`).
-    extraClientMetadata: { properties: ['api', 'api_scopes'] },
+    // `api_scopes` (and per API, `api_scopes_by_api`): the API scopes a client
+    // may obtain (`scope` holds only OpenID Connect scopes, which the library
+    // validates against `scopes`).
+    extraClientMetadata: { properties: ['api', 'api_scopes', 'api_scopes_by_api'] },
     scopes: OIDC_SCOPES,
     conformIdTokenClaims: true,
     responseTypes: ['code'],
@@ -113,8 +114,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         getResourceServerInfo: async (ctx, indicator, client) => {
           const api = await apis.find(indicator);
           if (!api) throw new errors.InvalidTarget(`${indicator} is not a registered API`);
-          // A client gets an API's scopes only when its registration allows them.
-          const allowed = new Set(String((client as unknown as { api_scopes?: string }).api_scopes ?? '').split(' '));
+          // A client gets an API's scopes only when its registration allows them
+          // for this API (see StoredMetadata.api_scopes_by_api).
+          const registered = client as unknown as { api_scopes?: string; api_scopes_by_api?: Record<string, string> };
+          const names = registered.api_scopes_by_api ? registered.api_scopes_by_api[api.identifier] : registered.api_scopes;
+          const allowed = new Set(String(names ?? '').split(' '));
           const requested = String(ctx.oidc.params?.scope ?? '').split(' ');
           const apiScopes = api.scopes.map((scope) => scope.name);
           const refused = requested.filter((scope) => apiScopes.includes(scope) && !allowed.has(scope));

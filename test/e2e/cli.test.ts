@@ -93,6 +93,7 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'myapp:/callback'], 1, 'reverse order'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'javascript:alert(1)'], 1, 'reverse order'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://127.0.0.1/cb', '--grant-type', 'client_credentials'], 1, 'a native client cannot use client_credentials'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--scope', 'openid bogus:scope'], 1, 'no API defines the scope "bogus:scope"'],
     [['client', 'delete'], 2, 'expected 1 argument'],
     // Generated ids are base64url and may begin with "-": an id, not a flag.
     [['client', 'delete', '-8UZGHAHOJzCIPTmAFiP6I'], 1, 'no client with id -8UZGHAHOJzCIPTmAFiP6I'],

@@ -125,6 +125,18 @@ describe('client credentials', () => {
     await expect(machineToken(ORDERS, 'write:orders')).rejects.toMatchObject({ error: 'invalid_scope' });
   });
 
+  it('an API created later that reuses a scope name does not give it to clients made before it', async () => {
+    const robot = await pc.createClient({ name: 'Invoice robot', grantTypes: ['client_credentials'], scope: 'read:invoices' });
+    const robotRp = await discover(pc.issuer, robot.client_id, robot.client_secret);
+    const later = await createApi(['--identifier', 'https://later.example.com', '--scope', 'read:invoices', '--token-format', 'opaque']);
+    await expect(oidc.clientCredentialsGrant(robotRp, { resource: later.identifier, scope: 'read:invoices' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    expect((await oidc.clientCredentialsGrant(robotRp, { resource: BILLING, scope: 'read:invoices' })).scope).toBe('read:invoices');
+    // A client made now, naming the scope, gets it from both.
+    const newer = await pc.createClient({ name: 'Newer robot', grantTypes: ['client_credentials'], scope: 'read:invoices' });
+    const newerRp = await discover(pc.issuer, newer.client_id, newer.client_secret);
+    expect((await oidc.clientCredentialsGrant(newerRp, { resource: later.identifier, scope: 'read:invoices' })).scope).toBe('read:invoices');
+  });
+
   it('a client registered with API scopes only may not ask for OpenID Connect scopes', async () => {
     await expect(oidc.clientCredentialsGrant(machine, { scope: 'openid profile' })).rejects.toMatchObject({ error: 'invalid_scope' });
     await expect(oidc.clientCredentialsGrant(machine, { scope: 'offline_access' })).rejects.toMatchObject({ error: 'invalid_scope' });
