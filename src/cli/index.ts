@@ -32,6 +32,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
   let services: Services | undefined;
   try {
     if (!command) throw new UsageError(`unknown command "${argv.slice(0, 2).join(' ')}"`);
+    // Help for a command is the usage (every command is in it), whatever else was given.
+    if (args.includes('--help') || args.includes('-h')) {
+      io.out(USAGE);
+      return 0;
+    }
     await command(args, async () => (services ??= await openServices(loadConfig(), 'cli')), io);
     return 0;
   } catch (error) {
@@ -50,5 +55,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
   }
 }
 
+// Output piped into a reader that stopped (`portcullis keys list | head -1`): done, not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw error;
+});
 const code = await run(process.argv.slice(2), { out: (text) => process.stdout.write(text), readStdin });
 process.exitCode = code;

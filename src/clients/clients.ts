@@ -102,6 +102,18 @@ function checkWebUri(uri: string, what: string): string {
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 
 /**
+ * An address shown on the consent page (logo, about, privacy, terms): only
+ * what the page would show (see http/safe-url.ts), refused here rather than
+ * left out there without a word.
+ */
+function checkShownUri(uri: string, what: string): string {
+  const checked = checkWebUri(uri, what);
+  const url = new URL(checked);
+  if (url.protocol !== 'https:' && !LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}" must be https (or http on localhost), as the consent page shows no other`);
+  return checked;
+}
+
+/**
  * A native app's redirect (RFC 8252 §7): a private-use scheme named after a
  * domain the app controls, in reverse order (com.example.app:/callback); a
  * loopback address over http, where any port is accepted at request time
@@ -156,10 +168,10 @@ export class Clients {
       token_endpoint_auth_method: isPublic ? 'none' : 'client_secret_basic',
       ...(input.native ? { application_type: 'native' as const } : {}),
       ...(input.idTokenSignedResponseAlg ? { id_token_signed_response_alg: input.idTokenSignedResponseAlg } : {}),
-      ...(input.logoUri ? { logo_uri: checkWebUri(input.logoUri, 'logo URI') } : {}),
-      ...(input.clientUri ? { client_uri: checkWebUri(input.clientUri, 'client URI') } : {}),
-      ...(input.policyUri ? { policy_uri: checkWebUri(input.policyUri, 'policy URI') } : {}),
-      ...(input.tosUri ? { tos_uri: checkWebUri(input.tosUri, 'terms of service URI') } : {}),
+      ...(input.logoUri ? { logo_uri: checkShownUri(input.logoUri, 'logo URI') } : {}),
+      ...(input.clientUri ? { client_uri: checkShownUri(input.clientUri, 'client URI') } : {}),
+      ...(input.policyUri ? { policy_uri: checkShownUri(input.policyUri, 'policy URI') } : {}),
+      ...(input.tosUri ? { tos_uri: checkShownUri(input.tosUri, 'terms of service URI') } : {}),
     };
     const clientId = randomBytes(16).toString('base64url');
     const secret = isPublic ? undefined : randomBytes(32).toString('base64url');

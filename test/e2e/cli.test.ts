@@ -94,11 +94,15 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'javascript:alert(1)'], 1, 'reverse order'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://127.0.0.1/cb', '--grant-type', 'client_credentials'], 1, 'a native client cannot use client_credentials'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--scope', 'openid bogus:scope'], 1, 'no API defines the scope "bogus:scope"'],
+    // The consent page shows only https (or http on localhost) addresses: others are refused, not dropped unseen.
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--client-uri', 'http://example.com/home'], 1, 'must be https (or http on localhost)'],
     [['client', 'delete'], 2, 'expected 1 argument'],
     // Generated ids are base64url and may begin with "-": an id, not a flag.
     [['client', 'delete', '-8UZGHAHOJzCIPTmAFiP6I'], 1, 'no client with id -8UZGHAHOJzCIPTmAFiP6I'],
     [['keys', 'retire', '-x0Qb8VGSmNp0aW25emkLk'], 1, '-x0Qb8VGSmNp0aW25emkLk'],
     [['client', 'frobnicate'], 2, 'unknown command'],
+    [['client', 'create', '--help'], 0, 'Usage: portcullis'],
+    [['client', 'delete', '--help'], 0, 'Usage: portcullis'],
     [['nonsense'], 2, 'unknown command'],
     [[], 2, 'Usage: portcullis'],
   ])('%j exits %i with a clear message', async (args, code, message) => {
@@ -183,6 +187,19 @@ describe('portcullis keys', () => {
     const retireCurrent = await pc.cli(['keys', 'retire', newKid]);
     expect(retireCurrent.code).toBe(1);
     expect(retireCurrent.stderr).toContain('is current');
+  });
+
+  it('output cut short by its reader (`keys list | head -1`) ends quietly', async () => {
+    const child = spawn(process.execPath, ['src/cli/portcullis.mjs', 'keys', 'list'], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...pc.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.destroy(); // the reader is gone before the first line
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
   });
 
   it('rotate --now while a rotation waits: the new key signs at once, and the waiting key never does', async () => {
