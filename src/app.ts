@@ -99,12 +99,21 @@ function requestLog(logger: Logger): Koa.Middleware {
       logger.debug('request', {
         id: requestId,
         method: ctx.method,
-        path: ctx.path,
+        path: loggedPath(ctx.path),
         status: ctx.status,
         ms: Math.round(performance.now() - started),
       });
     }
   };
+}
+
+/**
+ * A request's path as logged: the id of a sign-in in progress (an
+ * interaction, or its resume at the authorization endpoint) is left out, as
+ * every id is kept only as a digest where it is stored.
+ */
+function loggedPath(path: string): string {
+  return path.replace(/^\/(interaction|auth)\/[^/]+/, '/$1/:uid');
 }
 
 /** Only /interaction/* is ours; token traffic (most requests) skips the router's matching altogether. */

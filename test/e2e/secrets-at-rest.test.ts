@@ -11,7 +11,8 @@ import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { runCli, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { REDIRECT_URI } from '../support/relying-party.js';
+import { authorizationRequest, discover, REDIRECT_URI, visit } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
 
 const API = 'https://sealed.example.com';
 const SEALED = /^v1\.[\w-]{8}\.[\w-]{40,}$/;
@@ -20,7 +21,7 @@ const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
 let pc: TestPortcullis;
 let server: RunningServer;
 let robot: { client_id: string; client_secret?: string };
-let web: { client_id: string };
+let web: { client_id: string; client_secret?: string };
 
 interface KeyRow {
   kid: string;
@@ -49,8 +50,8 @@ async function signedToken(): Promise<string> {
   return decodeProtectedHeader(access_token).kid!;
 }
 
-async function restart(env: Record<string, string> = pc.env, log?: (line: string) => void): Promise<RunningServer> {
-  return startServer(loadConfig(env), log ? createLogger('warn', log) : createLogger('silent'));
+async function restart(env: Record<string, string> = pc.env, log?: (line: string) => void, level: 'warn' | 'debug' = 'warn'): Promise<RunningServer> {
+  return startServer(loadConfig(env), log ? createLogger(level, log) : createLogger('silent'));
 }
 
 beforeAll(async () => {
@@ -65,6 +66,18 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
   await pc?.database.drop();
+});
+
+it('debug request lines name the route of a sign-in in progress, never its id (ids are stored only as digests)', async () => {
+  const lines: string[] = [];
+  await server.close();
+  server = await restart(pc.env, (line) => lines.push(line), 'debug');
+  const rp = await discover(pc.issuer, web.client_id, web.client_secret);
+  const login = await visit(new UserAgent(), (await authorizationRequest(rp, 'openid')).url);
+  const uid = /\/interaction\/([^/?#]+)/.exec(login.url)![1]!;
+  const requests = lines.filter((line) => line.includes('"message":"request"'));
+  expect(requests.some((line) => line.includes('"path":"/interaction/:uid"'))).toBe(true);
+  expect(lines.join('\n')).not.toContain(uid);
 });
 
 it('stores only public JWKs and sealed private keys and cookie keys, and signs with the keys it unseals', async () => {
