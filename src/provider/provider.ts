@@ -125,6 +125,9 @@ function keepBuiltClients(provider: Provider, clientCache: NotifiedCache<Adapter
   };
 }
 
+/** The endpoints where a client authenticates. */
+const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocation', 'pushed_authorization_request']);
+
 /**
  * Where the library's answer departs from the RFCs, the answer they ask for.
  * Runs before the deferred writes are settled, so that an answer turned into
@@ -132,18 +135,16 @@ function keepBuiltClients(provider: Provider, clientCache: NotifiedCache<Adapter
  */
 function followTheStandards(ctx: KoaContextWithOIDC): void {
   const route = ctx.oidc?.route;
+  if (route === undefined || !CLIENT_AUTHENTICATED_ROUTES.has(route)) return;
   if (route === 'token') {
     // RFC 6749 §5.1 asks for both; the library sends only Cache-Control.
     ctx.set('Pragma', 'no-cache');
     useUnauthorizedClient(ctx);
     refuseWhenNoScopeIsGranted(ctx);
-    useInvalidClientWithoutCredentials(ctx);
   } else if (route === 'introspection') {
     inactiveForStructuredTokens(ctx);
-    useInvalidClientWithoutCredentials(ctx);
-  } else if (route === 'revocation' || route === 'pushed_authorization_request') {
-    useInvalidClientWithoutCredentials(ctx);
   }
+  useInvalidClientWithoutCredentials(ctx);
 }
 
 /**
