@@ -25,6 +25,13 @@ export interface UserView {
   emailVerified: boolean;
 }
 
+export interface UserListing extends UserView {
+  createdAt: Date;
+}
+
+/** What ending a user's access removed, by kind of provider artifact (Session, Grant, RefreshToken, ...). */
+export type Removed = Record<string, number>;
+
 const MIN_PASSWORD_LENGTH = 8;
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
@@ -46,6 +53,23 @@ const PASSWORD_OF = {
   name: 'account-password',
   text: 'SELECT u.id, p.hash FROM users u JOIN passwords p ON p.user_id = u.id WHERE u.email = $1',
 } as const;
+
+/**
+ * Everything the provider keeps for one account ($1): sessions, grants, and
+ * the codes and tokens issued under them (their payloads name the account),
+ * and sign-ins in progress, whose interaction names the account in the
+ * session it started from or in the login it finished. A scan of the
+ * payloads, as `client delete` makes: an operator's command, not a request's.
+ */
+const ARTIFACTS_OF_ACCOUNT = `
+  account_id = $1
+  OR payload->>'accountId' = $1
+  OR (kind = 'Interaction' AND (payload #>> '{session,accountId}' = $1 OR payload #>> '{result,login,accountId}' = $1))`;
+
+/** Only what keeps the account signed in: its sessions and its sign-ins in progress. */
+const SIGN_INS_OF_ACCOUNT = `
+  (kind = 'Session' AND payload->>'accountId' = $1)
+  OR (kind = 'Interaction' AND (payload #>> '{session,accountId}' = $1 OR payload #>> '{result,login,accountId}' = $1))`;
 
 /** A trigger on `users` (migration 20261130094000_user_changes) announces every update and delete here. */
 export const USER_CHANGES_CHANNEL = 'portcullis_user_changes';
@@ -89,9 +113,7 @@ export class Accounts {
     // RFC 5321 §4.5.3.1.3: a path, and so an address, has at most 254 characters.
     if (email.length > 254) throw new AccountError('an email address has at most 254 characters');
     if (!EMAIL.test(email)) throw new AccountError(`"${input.email}" is not an email address`);
-    if (input.password.length < MIN_PASSWORD_LENGTH) {
-      throw new AccountError(`the password must be at least ${MIN_PASSWORD_LENGTH} characters`);
-    }
+    checkPassword(input.password);
     const exists = await this.prisma.user.findUnique({ where: { email }, select: { id: true } });
     if (exists) throw new AccountError(`a user with email ${email} already exists`);
     const hash = await this.hasher.hash(input.password);
@@ -105,6 +127,66 @@ export class Accounts {
       },
       select: { id: true, email: true, name: true, emailVerified: true },
     });
+  }
+
+  async list(): Promise<UserListing[]> {
+    return this.prisma.user.findMany({
+      orderBy: { createdAt: 'asc' },
+      select: { id: true, email: true, name: true, emailVerified: true, createdAt: true },
+    });
+  }
+
+  /**
+   * Replaces the password and signs the user out everywhere: their sessions
+   * and sign-ins in progress end, in the same transaction, so whoever knew
+   * the old one is not left signed in. Consents and the tokens issued under
+   * them stay (revokeAccess takes those).
+   */
+  async setPassword(who: string, password: string): Promise<{ user: UserView; removed: Removed }> {
+    checkPassword(password);
+    const user = await this.resolve(who);
+    const hash = await this.hasher.hash(password);
+    const [, rows] = await this.prisma.$transaction([
+      this.prisma.password.upsert({ where: { userId: user.id }, update: { hash }, create: { userId: user.id, hash } }),
+      this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${SIGN_INS_OF_ACCOUNT} RETURNING kind`, user.id),
+    ]);
+    return { user, removed: countByKind(rows) };
+  }
+
+  /**
+   * Ends everything the user was given: sessions, sign-ins in progress,
+   * consents (grants), and every code, access token and refresh token issued
+   * under them, in one transaction. JWT access tokens already issued are
+   * verified by APIs without asking us, and stay valid until they expire.
+   */
+  async revokeAccess(who: string): Promise<{ user: UserView; removed: Removed }> {
+    const user = await this.resolve(who);
+    const rows = await this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${ARTIFACTS_OF_ACCOUNT} RETURNING kind`, user.id);
+    return { user, removed: countByKind(rows) };
+  }
+
+  /** Deletes the user, their password and everything revokeAccess ends, in one transaction. */
+  async delete(who: string): Promise<{ user: UserView; removed: Removed }> {
+    const user = await this.resolve(who);
+    // The user first: from then on no sign-in finds them to start anything new.
+    const [, rows] = await this.prisma.$transaction([
+      this.prisma.user.delete({ where: { id: user.id } }),
+      this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${ARTIFACTS_OF_ACCOUNT} RETURNING kind`, user.id),
+    ]);
+    return { user, removed: countByKind(rows) };
+  }
+
+  /** A user named as the CLI names them: by email (any case) or by id. */
+  private async resolve(who: string): Promise<UserView> {
+    const select = { id: true, email: true, name: true, emailVerified: true } as const;
+    const email = normalizeEmail(who);
+    const user = isUuid(who)
+      ? await this.prisma.user.findUnique({ where: { id: who.toLowerCase() }, select })
+      : storable(email) && email.length <= 254
+        ? await this.prisma.user.findUnique({ where: { email }, select })
+        : null;
+    if (!user) throw new AccountError(`no user ${who}`);
+    return user;
   }
 
   /** The user's id when the password is right; undefined otherwise, in the same time either way. */
@@ -144,6 +226,16 @@ export class Accounts {
     };
     return account;
   };
+}
+
+function checkPassword(password: string): void {
+  if (password.length < MIN_PASSWORD_LENGTH) throw new AccountError(`the password must be at least ${MIN_PASSWORD_LENGTH} characters`);
+}
+
+function countByKind(rows: { kind: string }[]): Removed {
+  const removed: Removed = {};
+  for (const { kind } of rows) removed[kind] = (removed[kind] ?? 0) + 1;
+  return removed;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -123,6 +123,11 @@ export class SignInThrottle {
     }
   }
 
+  /** Clears the email's failures: an operator has just set a new password for it. */
+  async forgive(email: string): Promise<void> {
+    await this.sql.query(CLEAR, [accountKey(email)]);
+  }
+
   /** Runs `task` when no other decision or outcome for any of `keys` is in progress here. */
   private async inTurn<T>(keys: string[], task: () => Promise<T>): Promise<T> {
     const releases: Array<() => void> = [];

@@ -1,5 +1,6 @@
 // Each `portcullis` command: parse its options, call a service, print the result.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { Removed } from '../accounts/accounts.js';
 import { ClientError, type GrantType } from '../clients/clients.js';
 import type { Config } from '../config.js';
 import { listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
@@ -140,6 +141,61 @@ export const userCreate: Command = async (args, open, io) => {
   });
   if (values.json) return io.out(json({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified }));
   io.out(`created user ${user.email} (${user.id})\n`);
+};
+
+export const userList: Command = async (args, open, io) => {
+  const { values } = parse(args, { json: { type: 'boolean' } });
+  const users = await (await open()).accounts.list();
+  if (values.json) {
+    return io.out(
+      json(users.map((user) => ({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified, created_at: user.createdAt.toISOString() }))),
+    );
+  }
+  if (users.length === 0) return io.out('no users\n');
+  for (const user of users) io.out(`${user.id}  ${user.email}${user.name ? `  ${user.name}` : ''}${user.emailVerified ? '  (verified)' : ''}\n`);
+};
+
+/** What ending a user's access removed, in words: "2 sessions, 3 consents". */
+function describeRemoved(removed: Removed): string {
+  const count = (kinds: string[]) => Object.entries(removed).reduce((sum, [kind, n]) => sum + (kinds.includes(kind) ? n : 0), 0);
+  const known = ['Session', 'Interaction', 'Grant'];
+  const parts: [number, string, string][] = [
+    [count(['Session']), 'session', 'sessions'],
+    [count(['Interaction']), 'sign-in in progress', 'sign-ins in progress'],
+    [count(['Grant']), 'consent', 'consents'],
+    [Object.entries(removed).reduce((sum, [kind, n]) => sum + (known.includes(kind) ? 0 : n), 0), 'code or token', 'codes and tokens'],
+  ];
+  const said = parts.filter(([n]) => n > 0).map(([n, one, many]) => `${n} ${n === 1 ? one : many}`);
+  return said.length ? said.join(', ') : 'nothing';
+}
+
+const removedJson = (user: { id: string; email: string }, removed: Removed) => json({ id: user.id, email: user.email, removed });
+
+export const userSetPassword: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, json: { type: 'boolean' } }, 1);
+  if (!values['password-stdin']) throw new UsageError('--password-stdin is required (pipe the password in)');
+  const password = (await io.readStdin()).replace(/\r?\n$/, '');
+  if (!password) throw new UsageError('no password on standard input');
+  const services = await open();
+  const { user, removed } = await services.accounts.setPassword(positionals[0]!, password);
+  // Locked out by failed guesses? The new password is usable at once.
+  await services.signInThrottle.forgive(user.email);
+  if (values.json) return io.out(removedJson(user, removed));
+  io.out(`new password set for ${user.email}; signed out everywhere (ended: ${describeRemoved(removed)})\n`);
+};
+
+export const userRevoke: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const { user, removed } = await (await open()).accounts.revokeAccess(positionals[0]!);
+  if (values.json) return io.out(removedJson(user, removed));
+  io.out(`revoked everything given to ${user.email} (${describeRemoved(removed)})\n`);
+};
+
+export const userDelete: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const { user, removed } = await (await open()).accounts.delete(positionals[0]!);
+  if (values.json) return io.out(removedJson(user, removed));
+  io.out(`deleted user ${user.email} (${user.id}) and ${describeRemoved(removed)}\n`);
 };
 
 /**
@@ -285,6 +341,10 @@ export const COMMANDS: Record<string, Command> = {
   'client list': clientList,
   'client delete': clientDelete,
   'user create': userCreate,
+  'user list': userList,
+  'user set-password': userSetPassword,
+  'user revoke': userRevoke,
+  'user delete': userDelete,
   'keys list': keysList,
   'keys rotate': keysRotate,
   'keys retire': keysRetire,

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/database.js';
 import { embedded } from '../support/locks.js';
 import { freePort, runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
-import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
+import * as oidc from 'openid-client';
+import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 let pc: TestPortcullis;
@@ -137,6 +138,135 @@ describe('portcullis user', () => {
     const longEmail = await pc.cli(['user', 'create', '--email', `${randomBytes(2000).toString('hex')}@example.com`, '--password-stdin'], 'long enough\n');
     expect(longEmail.code).toBe(1);
     expect(longEmail.stderr).toContain('at most 254 characters');
+  });
+});
+
+/** Whether the user agent is still signed in at the server: an authorization request with prompt=none. */
+async function stillSignedIn(ua: UserAgent, rp: oidc.Configuration): Promise<boolean> {
+  const request = await authorizationRequest(rp, 'openid', { prompt: 'none' });
+  const page = await visit(ua, request.url);
+  const error = new URL(page.url).searchParams.get('error');
+  expect([null, 'login_required']).toContain(error);
+  return error === null;
+}
+
+/** The login page's answer to a password: signed in (a redirect on), or the page again with its status. */
+async function tryPassword(rp: oidc.Configuration, email: string, password: string): Promise<number> {
+  const ua = new UserAgent();
+  const page = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
+  const after = await signIn(ua, page, email, password);
+  return pageKind(after) === 'login' ? after.status : 200;
+}
+
+describe('portcullis user: list, set-password, revoke, delete', () => {
+  let rp: oidc.Configuration;
+  beforeAll(async () => {
+    const { client_id, client_secret } = await pc.createClient({ name: 'People', redirectUris: [REDIRECT_URI], scope: 'openid email offline_access' });
+    rp = await discover(pc.issuer, client_id, client_secret);
+  });
+
+  const offline = (email: string, password: string, ua = new UserAgent()) =>
+    logIn(ua, rp, 'openid offline_access', { email, password }, { prompt: 'consent' });
+
+  it('list shows each user once, without anything secret', async () => {
+    await pc.createUser('lena@example.com', 'lenas password', 'Lena');
+    const listed = await pc.cli(['user', 'list', '--json']);
+    expect(listed.code).toBe(0);
+    const lena = (JSON.parse(listed.stdout) as { id: string; email: string }[]).filter((user) => user.email === 'lena@example.com');
+    expect(lena).toEqual([{ id: expect.stringMatching(/^[0-9a-f-]{36}$/), email: 'lena@example.com', name: 'Lena', email_verified: false, created_at: expect.any(String) }]);
+    expect(listed.stdout).not.toMatch(/argon2|password/);
+    const text = await pc.cli(['user', 'list']);
+    expect(text.stdout).toContain(`${lena[0]!.id}  lena@example.com  Lena`);
+  });
+
+  it('set-password: the old password stops working, every session ends, a lockout is lifted, and apps keep their access', async () => {
+    await pc.createUser('milo@example.com', 'milos old password');
+    const first = new UserAgent();
+    const second = new UserAgent();
+    const { tokens } = await offline('milo@example.com', 'milos old password', first);
+    await logIn(second, rp, 'openid', { email: 'milo@example.com', password: 'milos old password' });
+    expect(await stillSignedIn(first, rp)).toBe(true);
+    // Locked out by guesses (SIGN_IN_MAX_FAILURES, 10 by default).
+    for (let i = 0; i < 10; i++) expect(await tryPassword(rp, 'milo@example.com', `wrong guess ${i}`)).toBe(401);
+    expect(await tryPassword(rp, 'milo@example.com', 'milos old password')).toBe(429);
+
+    const changed = await pc.cli(['user', 'set-password', 'Milo@Example.com', '--password-stdin', '--json'], 'milos new password\n');
+    expect(changed.stderr).toBe('');
+    expect(changed.code).toBe(0);
+    expect(JSON.parse(changed.stdout)).toMatchObject({ email: 'milo@example.com', removed: { Session: 2 } });
+
+    expect(await stillSignedIn(first, rp)).toBe(false);
+    expect(await stillSignedIn(second, rp)).toBe(false);
+    expect(await tryPassword(rp, 'milo@example.com', 'milos old password')).toBe(401);
+    expect(await tryPassword(rp, 'milo@example.com', 'milos new password')).toBe(200);
+    // The consent given with offline_access stands: the app's refresh token still works.
+    const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
+    expect(refreshed.access_token).toBeTruthy();
+  });
+
+  it('revoke: sessions, consents, codes and tokens end; the user stays and is asked to consent again', async () => {
+    await pc.createUser('nora@example.com', 'noras password');
+    const ua = new UserAgent();
+    const { tokens } = await offline('nora@example.com', 'noras password', ua);
+    const userinfo = () => fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+    expect((await userinfo()).status).toBe(200);
+
+    const revoked = await pc.cli(['user', 'revoke', 'nora@example.com']);
+    expect(revoked.code).toBe(0);
+    expect(revoked.stdout).toMatch(/^revoked everything given to nora@example\.com \(1 session, 1 consent, \d+ codes and tokens\)\n$/);
+
+    expect(await stillSignedIn(ua, rp)).toBe(false);
+    expect((await userinfo()).status).toBe(401);
+    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    const again = await logIn(new UserAgent(), rp, 'openid', { email: 'nora@example.com', password: 'noras password' });
+    expect(again.seen).toEqual(['login', 'consent']);
+  });
+
+  it('delete: the user and everything given to them go; by email or by id; twice is an error', async () => {
+    await pc.createUser('otto@example.com', 'ottos password');
+    await pc.createUser('pia@example.com', 'pias password');
+    const ua = new UserAgent();
+    const { tokens } = await offline('otto@example.com', 'ottos password', ua);
+
+    const deleted = await pc.cli(['user', 'delete', 'otto@example.com', '--json']);
+    expect(deleted.code).toBe(0);
+    expect(JSON.parse(deleted.stdout)).toMatchObject({ email: 'otto@example.com', removed: { Session: 1, Grant: 1, RefreshToken: 1 } });
+    expect(await stillSignedIn(ua, rp)).toBe(false);
+    expect((await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).status).toBe(401);
+    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect(await tryPassword(rp, 'otto@example.com', 'ottos password')).toBe(401);
+
+    const pia = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string }[]).find((user) => user.email === 'pia@example.com')!;
+    const byId = await pc.cli(['user', 'delete', pia.id]);
+    expect(byId.stdout).toBe(`deleted user pia@example.com (${pia.id}) and nothing\n`);
+    const emails = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { email: string }[]).map((user) => user.email);
+    expect(emails).not.toContain('otto@example.com');
+    expect(emails).not.toContain('pia@example.com');
+
+    const twice = await pc.cli(['user', 'delete', 'otto@example.com']);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toContain('no user otto@example.com');
+  });
+
+  it.each([
+    [['user', 'delete'], 2, 'expected 1 argument'],
+    [['user', 'revoke', 'a@example.com', 'b@example.com'], 2, 'expected 1 argument'],
+    [['user', 'set-password', 'lena@example.com'], 2, '--password-stdin is required'],
+    [['user', 'set-password', 'nobody@example.com', '--password-stdin'], 1, 'no user nobody@example.com'],
+    [['user', 'revoke', `${'x'.repeat(300)}@example.com`], 1, 'no user'],
+    [['user', 'delete', '--help'], 0, 'user delete EMAIL|ID'],
+  ])('%j exits %i with a clear message', async (args, code, message) => {
+    const result = await pc.cli(args as string[], 'long enough password\n');
+    expect(result.code).toBe(code);
+    expect(result.stderr + result.stdout).toContain(message);
+    noStackTrace(result.stderr);
+  });
+
+  it('set-password refuses a short password and changes nothing', async () => {
+    const short = await pc.cli(['user', 'set-password', 'lena@example.com', '--password-stdin'], 'short\n');
+    expect(short.code).toBe(1);
+    expect(short.stderr).toContain('at least 8 characters');
+    expect(await tryPassword(rp, 'lena@example.com', 'lenas password')).toBe(200);
   });
 });
 
