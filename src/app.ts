@@ -11,9 +11,11 @@ import type { Apis } from './apis/apis.js';
 import type { Config } from './config.js';
 import type { InFlightRequests } from './http/in-flight.js';
 import { renderErrorPage } from './http/error-pages.js';
+import { healthProbes } from './http/health.js';
 import { securityHeaders } from './http/security-headers.js';
 import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
+import type { Sql } from './persistence/database.js';
 import type { ProviderHost } from './provider/host.js';
 
 export interface AppDeps {
@@ -23,6 +25,8 @@ export interface AppDeps {
   signInThrottle: SignInThrottle;
   apis: Apis;
   logger: Logger;
+  /** The database, for the readiness probe. */
+  sql: Sql;
   /** Every request's handling is tracked here, for shutdown to wait on. */
   inFlight: InFlightRequests;
 }
@@ -38,7 +42,7 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
  */
 export function createApp(deps: AppDeps): RequestHandler {
   const { host, logger, inFlight } = deps;
-  const middleware = [requestLog(logger), securityHeaders(deps.config.issuer), interactionPages(deps)];
+  const middleware = [requestLog(logger), securityHeaders(deps.config.issuer), healthProbes(deps.sql), interactionPages(deps)];
   const callbacks = new WeakMap<Provider, ReturnType<Koa['callback']>>();
   return (req, res) => {
     const provider = host.current;

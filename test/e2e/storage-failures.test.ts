@@ -51,3 +51,46 @@ it('a token whose save fails is not handed out, and the next one is', async () =
   expect(pc.errors.some((line) => line.includes('disk full (simulated)'))).toBe(true);
   expect(pc.errors.join('\n')).not.toContain(body.access_token as string);
 });
+
+it('the health probes: liveness and readiness answer without credentials, and are not cached', async () => {
+  for (const [path, body] of [
+    ['/healthz', { status: 'ok' }],
+    ['/readyz', { status: 'ready' }],
+  ] as const) {
+    const response = await fetch(`${pc.issuer}${path}`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('cache-control')).toBe('no-store');
+    expect(await response.json()).toEqual(body);
+    expect((await fetch(`${pc.issuer}${path}`, { method: 'HEAD' })).status).toBe(200);
+  }
+  const post = await fetch(`${pc.issuer}/readyz`, { method: 'POST' });
+  expect(post.status).toBe(405);
+  expect(post.headers.get('allow')).toBe('GET, HEAD');
+});
+
+it('readiness follows the database: 503 while it refuses connections, 200 once it is back; liveness stays 200', async (context) => {
+  // The embedded database lives in the server's own process: it cannot be taken away from it.
+  if (pc.database.kind !== 'postgres') return context.skip();
+  const { rows } = await admin.query<{ name: string; pid: number }>('SELECT current_database() AS name, pg_backend_pid() AS pid');
+  const { name, pid: ours } = rows[0]!;
+  // From another database: PostgreSQL will not close the one a session is in.
+  const serverUrl = new URL(pc.env.DATABASE_URL!);
+  serverUrl.pathname = '/postgres';
+  const server = new pg.Client({ connectionString: serverUrl.toString() });
+  await server.connect();
+  try {
+    await server.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS false`);
+    // The server's connections (pool, change feeds), not this test's.
+    await server.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> $2', [name, ours]);
+    const down = await fetch(`${pc.issuer}/readyz`);
+    expect(down.status).toBe(503);
+    expect(await down.json()).toEqual({ status: 'unavailable', reason: 'the database does not answer' });
+    expect((await fetch(`${pc.issuer}/healthz`)).status).toBe(200);
+  } finally {
+    await server.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
+    await server.end();
+  }
+  const up = await fetch(`${pc.issuer}/readyz`);
+  expect(up.status).toBe(200);
+  expect(pc.errors.filter((line) => !line.includes('disk full (simulated)'))).toEqual([]);
+});

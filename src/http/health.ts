@@ -1,0 +1,44 @@
+// Probes for whatever runs Portcullis (compose, Kubernetes, a load balancer):
+// /healthz says the process answers requests (liveness: restart it if not),
+// /readyz also that its database answers (readiness: send it traffic). Neither
+// says anything about clients, users or keys, and neither is logged as an
+// error when the database is down: the probe's answer is the report.
+import type { Middleware, ParameterizedContext } from 'koa';
+import type { Sql } from '../persistence/database.js';
+
+/** How long readiness waits for the database; probes commonly time out at 1–5 s. */
+const DATABASE_TIMEOUT_MS = 2_000;
+
+const PING = { name: 'health-ping', text: 'SELECT 1' } as const;
+
+export function healthProbes(sql: Sql): Middleware {
+  // Not async itself: every other request passes through here, without an extra promise.
+  return (ctx, next) => (ctx.path === '/healthz' || ctx.path === '/readyz' ? answer(ctx, sql) : next());
+}
+
+async function answer(ctx: ParameterizedContext, sql: Sql): Promise<void> {
+  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
+    ctx.status = 405;
+    ctx.set('Allow', 'GET, HEAD');
+    ctx.body = { error: 'invalid_request', error_description: `${ctx.method} is not allowed here` };
+    return;
+  }
+  ctx.set('Cache-Control', 'no-store');
+  if (ctx.path === '/healthz') {
+    ctx.body = { status: 'ok' };
+    return;
+  }
+  const database = await databaseAnswers(sql);
+  ctx.status = database ? 200 : 503;
+  ctx.body = database ? { status: 'ready' } : { status: 'unavailable', reason: 'the database does not answer' };
+}
+
+async function databaseAnswers(sql: Sql): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), DATABASE_TIMEOUT_MS)));
+  try {
+    return await Promise.race([sql.query(PING, []).then(() => true, () => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
