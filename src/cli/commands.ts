@@ -19,8 +19,11 @@ function parse(args: string[], options: Options, positionals = 0) {
   // A command that takes no options reads every argument as one of its
   // arguments: client ids (base64url) and key ids (JWK thumbprints) may begin
   // with "-", and `client delete -8UZ…` must not be taken for a flag.
-  if (Object.keys(options).length === 0 && positionals > 0) {
-    args = args[0] === '--' ? args : ['--', ...args];
+  // The same for commands whose options are all flags: the flags are picked
+  // out by name, and the rest are arguments (`client rotate-secret -8UZ… --json`).
+  if (positionals > 0 && Object.values(options).every((option) => option.type === 'boolean') && !args.includes('--')) {
+    const flag = (arg: string) => arg.startsWith('--') && arg.slice(2) in options;
+    args = [...args.filter(flag), '--', ...args.filter((arg) => !flag(arg))];
   }
   try {
     parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
@@ -118,6 +121,13 @@ export const clientDelete: Command = async (args, open, io) => {
   const { positionals } = parse(args, {}, 1);
   await (await open()).clients.delete(positionals[0]!);
   io.out(`deleted client ${positionals[0]}\n`);
+};
+
+export const clientRotateSecret: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const rotated = await (await open()).clients.rotateSecret(positionals[0]!);
+  if (values.json) return io.out(json(rotated));
+  io.out(`client_id:     ${rotated.client_id}\nclient_secret: ${rotated.client_secret}\n(shown once: only a hash is stored; the old secret no longer works)\n`);
 };
 
 export const userCreate: Command = async (args, open, io) => {
@@ -340,6 +350,7 @@ export const COMMANDS: Record<string, Command> = {
   'client create': clientCreate,
   'client list': clientList,
   'client delete': clientDelete,
+  'client rotate-secret': clientRotateSecret,
   'user create': userCreate,
   'user list': userList,
   'user set-password': userSetPassword,

@@ -8,6 +8,7 @@ Clients
                 [--policy-uri URI] [--tos-uri URI] [--json]
   client list [--json]
   client delete CLIENT_ID
+  client rotate-secret CLIENT_ID [--json]   a new secret; the old one stops working at once
 
 APIs (resource servers)
   api create --identifier URI --scope NAME[=DESCRIPTION] [--scope ...] [--name NAME]

@@ -218,6 +218,25 @@ export class Clients {
     });
   }
 
+  /**
+   * A new secret for a confidential client, or for an API's introspection
+   * credentials; the old one stops working at once (on every instance: the
+   * change is announced in the same transaction). What was issued with the
+   * old one stays valid.
+   */
+  async rotateSecret(clientId: string): Promise<Required<CreatedClient>> {
+    const secret = randomBytes(32).toString('base64url');
+    const [updated] = await this.prisma.$transaction([
+      this.prisma.client.updateMany({ where: { clientId, clientSecretHash: { not: null } }, data: { clientSecretHash: sha256(secret) } }),
+      announceClientChange(this.prisma, clientId),
+    ]);
+    if (updated.count === 0) {
+      const exists = await this.prisma.client.count({ where: { clientId } });
+      throw new ClientError(exists ? `client ${clientId} is public: it has no secret` : `no client with id ${clientId}`);
+    }
+    return { client_id: clientId, client_secret: secret };
+  }
+
   /** Deletes the client and everything issued to it. */
   async delete(clientId: string): Promise<void> {
     const api = await this.prisma.api.findUnique({ where: { clientId }, select: { identifier: true } });

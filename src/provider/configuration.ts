@@ -121,10 +121,20 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           const allowed = new Set(String(names ?? '').split(' '));
           const requested = String(ctx.oidc.params?.scope ?? '').split(' ');
           const apiScopes = api.scopes.map((scope) => scope.name);
+          const grantable = apiScopes.filter((scope) => allowed.has(scope));
+          // RFC 8707 §2: a client registered for none of this API's scopes gets no token for it.
+          if (grantable.length === 0) throw new errors.InvalidTarget(`this client may not access ${api.identifier}`);
           const refused = requested.filter((scope) => apiScopes.includes(scope) && !allowed.has(scope));
           if (refused.length) throw new errors.InvalidScope('requested scope is not allowed for this client', refused.join(' '));
+          // Where the request itself names the scopes, it must name one of this
+          // API's: a token would otherwise carry the API's audience, and the
+          // person's subject, with nothing asked for or consented to there
+          // (RFC 6749 §3.3: fail the request rather than assume a default).
+          if (requestNamesScopes(ctx) && !requested.some((scope) => grantable.includes(scope))) {
+            throw new errors.InvalidScope(`request at least one scope of ${api.identifier}`, '');
+          }
           return {
-            scope: apiScopes.filter((scope) => allowed.has(scope)).join(' '),
+            scope: grantable.join(' '),
             audience: api.identifier,
             accessTokenTTL: api.accessTokenTtl,
             accessTokenFormat: api.tokenFormat,
@@ -205,4 +215,15 @@ function audiences(token: { aud?: string | string[] }): string[] {
 
 function errorSummary(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/**
+ * Whether the scopes of the token being asked for come from this request: an
+ * authorization request (directly or pushed) and a client-credentials grant.
+ * A code exchange or a refresh takes them from the grant the person consented to.
+ */
+function requestNamesScopes(ctx: KoaContextWithOIDC): boolean {
+  const route = ctx.oidc?.route;
+  if (route === 'authorization' || route === 'pushed_authorization_request') return true;
+  return route === 'token' && ctx.oidc.params?.grant_type === 'client_credentials';
 }

@@ -176,7 +176,8 @@ function refuseWhenNoScopeIsGranted(ctx: KoaContextWithOIDC): void {
   // As sent: the library drops the scopes it does not know from params.
   const requested = (ctx.oidc as { body?: Record<string, unknown> }).body?.scope;
   const body = ctx.body as { access_token?: unknown; scope?: unknown } | undefined;
-  if (typeof requested !== 'string' || !requested.trim() || !body?.access_token || body.scope !== undefined) return;
+  // An empty `scope` in the response says the same as none.
+  if (typeof requested !== 'string' || !requested.trim() || !body?.access_token || (body.scope !== undefined && body.scope !== '')) return;
   ctx.status = 400;
   ctx.body = { error: 'invalid_scope', error_description: 'none of the requested scopes can be granted' };
 }

@@ -74,6 +74,37 @@ describe('portcullis client', () => {
     expect(again.stderr).toContain(`no client with id ${client_id}`);
   });
 
+  it('rotate-secret: the new secret works at once and the old one no longer does; tokens already issued stay valid', async () => {
+    const robot = await pc.createClient({ name: 'Rotor', grantTypes: ['client_credentials'], scope: 'openid' });
+    const before = await pc.clientCredentials(robot);
+    expect(before.status).toBe(200);
+
+    const rotated = await pc.cli(['client', 'rotate-secret', robot.client_id, '--json']);
+    expect(rotated.code).toBe(0);
+    const { client_id, client_secret } = JSON.parse(rotated.stdout);
+    expect(client_id).toBe(robot.client_id);
+    expect(client_secret).toMatch(/^[\w-]{40,}$/);
+    expect(client_secret).not.toBe(robot.client_secret);
+
+    const old = await pc.clientCredentials(robot);
+    expect(old.status).toBe(401);
+    expect(old.body.error).toBe('invalid_client');
+    const renewed = { client_id, client_secret };
+    expect((await pc.clientCredentials(renewed)).status).toBe(200);
+    const introspected = await fetch(`${pc.issuer}/token/introspection`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${client_id}:${client_secret}`).toString('base64')}` },
+      body: new URLSearchParams({ token: before.body.access_token as string }),
+    });
+    expect(await introspected.json()).toMatchObject({ active: true, client_id });
+
+    const spa = await pc.cli(['client', 'create', '--name', 'SPA', '--redirect-uri', REDIRECT_URI, '--public', '--json']);
+    const publicId = JSON.parse(spa.stdout).client_id as string;
+    const refused = await pc.cli(['client', 'rotate-secret', publicId]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`client ${publicId} is public: it has no secret`);
+  });
+
   it.each([
     [['client', 'create', '--redirect-uri', REDIRECT_URI], 2, '--name is required'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--bogus'], 2, "Unknown option '--bogus'"],
@@ -98,6 +129,9 @@ describe('portcullis client', () => {
     // The consent page shows only https (or http on localhost) addresses: others are refused, not dropped unseen.
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--client-uri', 'http://example.com/home'], 1, 'must be https (or http on localhost)'],
     [['client', 'delete'], 2, 'expected 1 argument'],
+    [['client', 'rotate-secret'], 2, 'expected 1 argument'],
+    // An id that begins with "-" before a flag: still the id.
+    [['client', 'rotate-secret', '-8UZGHAHOJzCIPTmAFiP6I', '--json'], 1, 'no client with id -8UZGHAHOJzCIPTmAFiP6I'],
     // Generated ids are base64url and may begin with "-": an id, not a flag.
     [['client', 'delete', '-8UZGHAHOJzCIPTmAFiP6I'], 1, 'no client with id -8UZGHAHOJzCIPTmAFiP6I'],
     [['keys', 'retire', '-x0Qb8VGSmNp0aW25emkLk'], 1, '-x0Qb8VGSmNp0aW25emkLk'],

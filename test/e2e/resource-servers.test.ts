@@ -129,7 +129,8 @@ describe('client credentials', () => {
     const robot = await pc.createClient({ name: 'Invoice robot', grantTypes: ['client_credentials'], scope: 'read:invoices' });
     const robotRp = await discover(pc.issuer, robot.client_id, robot.client_secret);
     const later = await createApi(['--identifier', 'https://later.example.com', '--scope', 'read:invoices', '--token-format', 'opaque']);
-    await expect(oidc.clientCredentialsGrant(robotRp, { resource: later.identifier, scope: 'read:invoices' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    // Registered for none of its scopes: no token for it at all (RFC 8707 §2).
+    await expect(oidc.clientCredentialsGrant(robotRp, { resource: later.identifier, scope: 'read:invoices' })).rejects.toMatchObject({ error: 'invalid_target' });
     expect((await oidc.clientCredentialsGrant(robotRp, { resource: BILLING, scope: 'read:invoices' })).scope).toBe('read:invoices');
     // A client made now, naming the scope, gets it from both.
     const newer = await pc.createClient({ name: 'Newer robot', grantTypes: ['client_credentials'], scope: 'read:invoices' });
@@ -145,6 +146,22 @@ describe('client credentials', () => {
     const rp = await discover(pc.issuer, app.client_id, app.client_secret);
     const page = await visit(new UserAgent(), (await authorizationRequest(rp, 'openid email')).url);
     expect(new URL(page.url).searchParams.get('error')).toBe('invalid_scope');
+  });
+
+  it('no token for an API the client is registered for none of the scopes of, nor one that names none of its scopes', async () => {
+    // The robot may use Orders and Billing scopes, none of Reports'.
+    await expect(oidc.clientCredentialsGrant(machine, { resource: REPORTS })).rejects.toMatchObject({ error: 'invalid_target' });
+    await expect(oidc.clientCredentialsGrant(machine, { resource: REPORTS, scope: 'read:orders' })).rejects.toMatchObject({ error: 'invalid_target' });
+    // Registered for Orders, but asking for none of its scopes: a token would carry the audience and nothing else.
+    await expect(oidc.clientCredentialsGrant(machine, { resource: ORDERS })).rejects.toMatchObject({ error: 'invalid_scope' });
+
+    // The same at the authorization endpoint: no token for an API that the consent page did not show.
+    const spa = await pc.createClient({ name: 'Sign-in only', redirectUris: [REDIRECT_URI], scope: 'openid', public: true });
+    const spaRp = await discover(pc.issuer, spa.client_id);
+    const refused = await visit(new UserAgent(), (await authorizationRequest(spaRp, 'openid', { resource: ORDERS })).url);
+    expect(new URL(refused.url).searchParams.get('error')).toBe('invalid_target');
+    const unscoped = await visit(new UserAgent(), (await authorizationRequest(web, 'openid', { resource: ORDERS })).url);
+    expect(new URL(unscoped.url).searchParams.get('error')).toBe('invalid_scope');
   });
 
   it('asking only for scopes that are not granted is invalid_scope, not a token without a scope', async () => {
