@@ -12,6 +12,7 @@ import type { Config } from './config.js';
 import type { InFlightRequests } from './http/in-flight.js';
 import { renderErrorPage } from './http/error-pages.js';
 import { healthProbes } from './http/health.js';
+import { loggedPath } from './http/log-redaction.js';
 import { securityHeaders } from './http/security-headers.js';
 import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
@@ -109,15 +110,6 @@ function requestLog(logger: Logger): Koa.Middleware {
       });
     }
   };
-}
-
-/**
- * A request's path as logged: the id of a sign-in in progress (an
- * interaction, or its resume at the authorization endpoint) is left out, as
- * every id is kept only as a digest where it is stored.
- */
-function loggedPath(path: string): string {
-  return path.replace(/^\/(interaction|auth)\/[^/]+/, '/$1/:uid');
 }
 
 /** Only /interaction/* is ours; token traffic (most requests) skips the router's matching altogether. */

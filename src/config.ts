@@ -83,7 +83,15 @@ const schema = z.object({
   // between refetches), before anything is signed with it.
   KEY_ACTIVATION_DELAY: duration('90s', { min: 0 }),
   SWEEP_INTERVAL: duration('10m', { max: MAX_TIMER_SECONDS }),
-  TRUST_PROXY: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
+  // How many proxies stand in front: `true` is one. The client's address is
+  // the one the farthest of them appended to X-Forwarded-For; what the client
+  // wrote there itself, to the left, is never taken (it would choose its own
+  // address for the sign-in throttle).
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .refine((value) => /^(true|false|[1-9])$/.test(value), 'must be true, false, or the number of proxies in front (1-9)')
+    .transform((value) => (value === 'false' ? 0 : value === 'true' ? 1 : Number(value))),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
 });
 
@@ -110,7 +118,8 @@ export interface Config {
   keyRefreshInterval: number;
   keyActivationDelay: number;
   sweepInterval: number;
-  trustProxy: boolean;
+  /** Proxies in front whose X-Forwarded-* headers are trusted; 0: none. */
+  trustProxy: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
 

@@ -12,6 +12,7 @@ import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { renderErrorPage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
+import { interactionReference, loggedPath } from '../http/log-redaction.js';
 import { safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
@@ -102,7 +103,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
         renderErrorPage(ctx, page(ctx), { error: 'invalid_request', error_description: error.message });
       } else if (ctx.req.aborted || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
         // The browser went away mid-request: nothing to answer, nothing wrong here.
-        logger.info('interaction request aborted by the client', { path: ctx.path });
+        logger.info('interaction request aborted by the client', { path: loggedPath(ctx.path) });
       } else {
         const reference = randomUUID().slice(0, 8);
         logger.error('interaction failed', { reference, error: error instanceof Error ? error.stack : String(error) });
@@ -194,14 +195,14 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     }
     const outcome = await signInThrottle.signIn(email, ctx.ip, () => accounts.verifyPassword(email, password));
     if (outcome.refused) {
-      logger.warn('sign-in refused: too many failures', { interaction: interaction.uid, retryAfter: outcome.retryAfter });
+      logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), retryAfter: outcome.retryAfter });
       ctx.status = 429;
       ctx.set('Retry-After', String(outcome.retryAfter));
       return showLogin(ctx, interaction.uid, clientName, { email, error: tooManyFailures(outcome.retryAfter) });
     }
     const { accountId } = outcome;
     if (!accountId) {
-      logger.info('login failed', { interaction: interaction.uid });
+      logger.info('login failed', { interaction: interactionReference(interaction.uid) });
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }

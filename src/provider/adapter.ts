@@ -157,7 +157,7 @@ export class ArtifactAdapter implements Adapter {
     const { jti, ...rest } = payload;
     void jti;
     const isGrant = this.kind === 'Grant';
-    const json = JSON.stringify(isGrant ? payload : rest);
+    const json = JSON.stringify(isGrant ? payload : this.kind === 'Interaction' ? withoutLiveIds(rest, id) : rest);
     // A request parameter with U+0000 (a state, a login_hint) ends up in the
     // payload, which jsonb cannot store: the request is refused as OAuth
     // invalid_request (an authorization request's error goes back to the client).
@@ -199,6 +199,7 @@ export class ArtifactAdapter implements Adapter {
         row.grant_payload ? { payload: row.grant_payload, expires_at: row.grant_expires_at, consumed_at: row.grant_consumed_at } : null,
       );
     }
+    if (payload && this.kind === 'Interaction') return withLiveIds(payload, id);
     return payload && { ...payload, jti: id };
   }
 
@@ -277,6 +278,31 @@ export class ArtifactAdapter implements Adapter {
     revocations.set(grantId, revocation);
     return revocation;
   }
+}
+
+// An interaction's payload names two live ids besides its own: its uid again,
+// in the address the sign-in resumes at (`returnTo`, .../auth/:uid), and the
+// session's id (the session cookie's value) in `session.cookie`, which the
+// library writes for an app that wants it and never reads. The uid is put
+// back from the id it is found by; the session's id is not kept. `{uid}` cannot
+// occur in an address the library built: URLs percent-encode braces.
+const UID_IN_RETURN_TO = '{uid}';
+
+function withoutLiveIds(payload: AdapterPayload, uid: string): AdapterPayload {
+  const { returnTo, session } = payload as { returnTo?: unknown; session?: Record<string, unknown> };
+  const stored: AdapterPayload = { ...payload };
+  if (typeof returnTo === 'string') stored.returnTo = returnTo.split(uid).join(UID_IN_RETURN_TO);
+  if (session && 'cookie' in session) {
+    const { cookie, ...rest } = session;
+    void cookie;
+    (stored as { session?: unknown }).session = rest;
+  }
+  return stored;
+}
+
+function withLiveIds(payload: AdapterPayload, uid: string): AdapterPayload {
+  const { returnTo } = payload as { returnTo?: unknown };
+  return typeof returnTo === 'string' ? { ...payload, returnTo: returnTo.split(UID_IN_RETURN_TO).join(uid), jti: uid } : { ...payload, jti: uid };
 }
 
 function toPayload(row: ArtifactRow | undefined): AdapterPayload | undefined {

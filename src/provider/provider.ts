@@ -1,6 +1,7 @@
 // Builds an oidc-provider instance from the current key set. A new instance is
 // built when the published keys change (rotation), see ProviderHost.
 import { timingSafeEqual } from 'node:crypto';
+import type Koa from 'koa';
 import Provider, { errors, type AdapterPayload, type KoaContextWithOIDC } from 'oidc-provider';
 import { sha256 } from '../persistence/hash.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
@@ -13,7 +14,10 @@ const SERVER_ERROR = { error: 'server_error', error_description: 'oops! somethin
 export function createProvider(services: ProviderServices): Provider {
   const configuration = buildConfiguration(services);
   const provider = new Provider(services.config.issuer, configuration);
-  provider.proxy = services.config.trustProxy;
+  provider.proxy = services.config.trustProxy > 0;
+  // Only the entries the trusted proxies appended: the client writes the rest.
+  provider.maxIpsCount = services.config.trustProxy;
+  pinToIssuer(provider, services.config.issuer);
 
   // Client secrets are stored as SHA-256 digests (see ClientAdapter), so the
   // presented secret is digested before the constant-time comparison. Our
@@ -123,6 +127,26 @@ function keepBuiltClients(provider: Provider, clientCache: NotifiedCache<Adapter
     }
     return client;
   };
+}
+
+/**
+ * Every request is taken as addressed to the issuer, whatever its Host or
+ * X-Forwarded-Host: the library builds its URLs (discovery's endpoints, form
+ * actions, redirects to its own pages) from the request, and a forged host
+ * would send clients' secrets and codes, or an API's key lookups, elsewhere
+ * (OIDC Discovery §4.3; a cache in front keyed without the host would keep the
+ * forgery). So is the scheme: Portcullis speaks plain HTTP, so an https issuer
+ * means TLS ends in front of it, and its cookies must be Secure (Koa gives a
+ * cookie Secure only on a request it takes as https). Set once on the Koa
+ * app's request prototype, so no request pays for it.
+ */
+function pinToIssuer(provider: Provider, issuer: string): void {
+  const { protocol, host } = new URL(issuer);
+  const scheme = protocol.slice(0, -1);
+  Object.defineProperties((provider as unknown as Koa).request, {
+    protocol: { get: () => scheme, configurable: true },
+    host: { get: () => host, configurable: true },
+  });
 }
 
 /** The endpoints where a client authenticates. */

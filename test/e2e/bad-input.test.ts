@@ -1,5 +1,6 @@
 // Bad input gets the standard OAuth error, never a 500 and never a redirect to
 // an address the client did not register.
+import http from 'node:http';
 import net from 'node:net';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -327,16 +328,56 @@ describe('other endpoints', () => {
     expect(html).toContain('There is nothing at this address.');
   });
 
-  it('an https issuer gets Strict-Transport-Security; a plain http one does not', async () => {
+  it('an https issuer gets Strict-Transport-Security and Secure cookies; a plain http one does not', async () => {
     expect((await fetch(`${pc.issuer}/.well-known/openid-configuration`)).headers.get('strict-transport-security')).toBeNull();
+    // The default: no proxy trusted, no X-Forwarded-Proto from one.
     const secure = await startPortcullis({ ISSUER: 'https://id.example.test' });
     try {
       // TLS ends in front of the server; the browser sees the issuer's scheme.
       const response = await fetch(`http://127.0.0.1:${secure.env.PORT}/.well-known/openid-configuration`);
       expect(response.headers.get('strict-transport-security')).toBe('max-age=31536000');
       expect(((await response.json()) as { issuer: string }).issuer).toBe('https://id.example.test');
+      const app = await secure.createClient({ name: 'Behind TLS', redirectUris: ['http://127.0.0.1:9999/callback'], public: true });
+      const authorize = new URL(`http://127.0.0.1:${secure.env.PORT}/auth`);
+      authorize.search = new URLSearchParams({
+        client_id: app.client_id, response_type: 'code', scope: 'openid', redirect_uri: 'http://127.0.0.1:9999/callback',
+        code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
+      }).toString();
+      const started = await fetch(authorize, { redirect: 'manual' });
+      expect(started.status).toBe(303);
+      expect(started.headers.get('location')).toMatch(/^https:\/\/id\.example\.test\/interaction\/|^\/interaction\//);
+      const cookies = started.headers.getSetCookie();
+      expect(cookies.length).toBeGreaterThan(0);
+      for (const cookie of cookies) expect(cookie.toLowerCase().split(/;\s*/)).toContain('secure');
     } finally {
       await secure.close();
+    }
+    const plain = await fetch(`${pc.issuer}/.well-known/openid-configuration`);
+    expect(plain.status).toBe(200);
+  });
+
+  it('every address the server names is on the issuer, whatever Host or X-Forwarded-Host a request carries', async () => {
+    const proxied = await startPortcullis({ TRUST_PROXY: 'true' });
+    try {
+      const forged: Record<string, string>[] = [{ host: 'evil.example' }, { 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' }];
+      for (const headers of forged) {
+        for (const server of [pc, proxied]) {
+          // node:http, which sends the Host header as given (fetch would replace it).
+          const discovery = await new Promise<Record<string, unknown>>((resolve, reject) => {
+            http
+              .get({ host: '127.0.0.1', port: Number(server.env.PORT), path: '/.well-known/openid-configuration', headers }, (response) => {
+                let body = '';
+                response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk)).on('end', () => resolve(JSON.parse(body)));
+              })
+              .on('error', reject);
+          });
+          const urls = Object.entries(discovery).filter(([key, value]) => key.endsWith('_endpoint') || key.endsWith('_uri') || key === 'issuer');
+          expect(urls.length).toBeGreaterThan(5);
+          for (const [, value] of urls) expect(String(value).startsWith(`${server.issuer}/`) || value === server.issuer).toBe(true);
+        }
+      }
+    } finally {
+      await proxied.close();
     }
   });
 

@@ -11,7 +11,7 @@ import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { runCli, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { authorizationRequest, discover, REDIRECT_URI, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const API = 'https://sealed.example.com';
@@ -73,11 +73,37 @@ it('debug request lines name the route of a sign-in in progress, never its id (i
   await server.close();
   server = await restart(pc.env, (line) => lines.push(line), 'debug');
   const rp = await discover(pc.issuer, web.client_id, web.client_secret);
-  const login = await visit(new UserAgent(), (await authorizationRequest(rp, 'openid')).url);
+  const ua = new UserAgent();
+  const login = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
   const uid = /\/interaction\/([^/?#]+)/.exec(login.url)![1]!;
+  // A failed sign-in is logged at info level, with a reference to the sign-in rather than its id.
+  expect((await signIn(ua, login, 'nobody@example.com', 'a wrong password')).status).toBe(401);
   const requests = lines.filter((line) => line.includes('"message":"request"'));
   expect(requests.some((line) => line.includes('"path":"/interaction/:uid"'))).toBe(true);
+  expect(lines.some((line) => line.includes('"message":"login failed"') && /"interaction":"[\w-]{12}"/.test(line))).toBe(true);
   expect(lines.join('\n')).not.toContain(uid);
+});
+
+it('stored sign-ins in progress name neither their own id nor the session cookie of the browser', async () => {
+  await pc.createUser('sam@example.com', 'sams long password');
+  const rp = await discover(pc.issuer, web.client_id, web.client_secret);
+  const ua = new UserAgent();
+  const request = await authorizationRequest(rp, 'openid');
+  const consent = await signIn(ua, await visit(ua, request.url), 'sam@example.com', 'sams long password');
+  expect(pageKind(consent)).toBe('consent');
+  // The consent step's interaction started from a session: the library records the session in it.
+  const uid = /\/interaction\/([^/?#]+)/.exec(consent.url)![1]!;
+  const session = ua.cookie('_session')!;
+  expect(session).toBeTruthy();
+  const rows = await query<{ kind: string; payload: string }>('SELECT kind, payload::text AS payload FROM provider_artifacts');
+  const interaction = rows.filter((row) => row.kind === 'Interaction' && row.payload.includes('"accountId"'));
+  expect(interaction.length).toBeGreaterThan(0);
+  const dump = rows.map((row) => row.payload).join('\n');
+  expect(dump).not.toContain(uid);
+  expect(dump).not.toContain(session);
+  // And the sign-in still goes on: the library reads back what it stored.
+  const done = await allow(ua, consent);
+  expect(pageKind(done)).toBe('callback');
 });
 
 it('stores only public JWKs and sealed private keys and cookie keys, and signs with the keys it unseals', async () => {

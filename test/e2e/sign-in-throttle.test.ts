@@ -82,6 +82,13 @@ it('refuses an address that tries too many emails, even with a right password; o
   expect(pageKind(await attempt('198.51.100.10', bob.email, bob.password))).toBe('consent');
 });
 
+it('takes the address the proxy appended, not the ones the client wrote before it in X-Forwarded-For', async () => {
+  // One proxy in front (TRUST_PROXY=true): it appends the address it saw to whatever the client sent.
+  for (let i = 0; i < 5; i++) expect((await attempt(`203.0.113.${i}, 198.51.100.77`, `spoof${i}@example.com`, 'a guess')).status).toBe(401);
+  expectRefused(await attempt('203.0.113.99, 198.51.100.77', bob.email, bob.password));
+  expect(pageKind(await attempt('198.51.100.78', bob.email, bob.password))).toBe('consent');
+});
+
 it('a right password clears the count of that email', async () => {
   const carol = { email: 'carol@example.com', password: 'carols long password' };
   await pc.createUser(carol.email, carol.password);
