@@ -43,7 +43,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     config,
     database,
     accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2)),
-    signInThrottle: new SignInThrottle(database.sql, config.signInThrottle),
+    signInThrottle: new SignInThrottle(database.sql, config.signInThrottle, sealer.keyedDigest('sign-in throttle keys v1')),
     apis: new Apis(database.prisma),
     clients: new Clients(database.prisma),
     sealer,

@@ -5,8 +5,10 @@
 // until the window ends, without verifying the password (so a flood costs no
 // argon2 time). Unknown emails are counted like known ones, so the refusal
 // tells nobody which emails have accounts. Counters live in the database, so
-// every instance enforces the same limits. Keys are digests: the table holds
-// neither emails nor addresses.
+// every instance enforces the same limits. Keys are keyed digests (HMAC under
+// a key derived from the encryption key): the table holds neither emails nor
+// addresses, nor digests anyone could reverse by trying every IPv4 address or
+// a list of emails.
 //
 // Guesses sent at once would all read the counts before any of them failed:
 // thirty concurrent wrong passwords all got verified against a limit of ten.
@@ -18,7 +20,6 @@
 // with a running number taken after it finished. Across instances the bound
 // is per instance: each lets at most the failures left through at a time.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { sha256 } from '../persistence/hash.js';
 import type { Sql } from '../persistence/database.js';
 import { normalizeEmail } from './accounts.js';
 
@@ -58,9 +59,8 @@ const RECORD = {
 
 const CLEAR = { name: 'sign-in-failures-clear', text: 'DELETE FROM sign_in_failures WHERE key = $1' } as const;
 
-const accountKey = (email: string) => `account:${sha256(normalizeEmail(email))}`;
-const addressKey = (address: string) => `address:${sha256(address)}`;
-const keysFor = (email: string, address: string) => [addressKey(address), ...(email ? [accountKey(email)] : [])];
+/** A keyed, one-way digest (base64url) of an email or address. */
+export type KeyedDigest = (value: string) => string;
 
 export class SignInThrottle {
   /** Sign-ins this process is verifying, per key. */
@@ -71,7 +71,16 @@ export class SignInThrottle {
   constructor(
     private readonly sql: Sql,
     private readonly policy: ThrottlePolicy,
+    private readonly digest: KeyedDigest,
   ) {}
+
+  private accountKey(email: string): string {
+    return `account:${this.digest(normalizeEmail(email))}`;
+  }
+
+  private keysFor(email: string, address: string): string[] {
+    return [`address:${this.digest(address)}`, ...(email ? [this.accountKey(email)] : [])];
+  }
 
   /**
    * Verifies a sign-in with `verify` (the account id, or undefined for a wrong
@@ -80,7 +89,7 @@ export class SignInThrottle {
    */
   async signIn(email: string, address: string, verify: () => Promise<string | undefined>): Promise<ThrottledSignIn> {
     // Sorted, so that sign-ins sharing keys take them in one order and cannot wait on each other.
-    const keys = keysFor(email, address).sort();
+    const keys = this.keysFor(email, address).sort();
     const deadline = Date.now() + MAX_WAIT_MS;
     for (;;) {
       const decision = await this.inTurn<Decision>(keys, async () => {
@@ -94,7 +103,7 @@ export class SignInThrottle {
         // Those already verifying may fail too: no more at once than the failures left.
         const turn = keys.every((key) => (failures.get(key)?.failures ?? 0) + this.running(key) < this.limit(key));
         if (turn) this.take(keys);
-        return { turn, accountHasFailures: failures.has(accountKey(email)) };
+        return { turn, accountHasFailures: failures.has(this.accountKey(email)) };
       });
       if ('retryAfter' in decision) return { refused: true, retryAfter: decision.retryAfter };
       if (decision.turn) {
@@ -111,7 +120,7 @@ export class SignInThrottle {
             // A right password clears the email's count (not the address's:
             // one account an attacker owns must not reset their count against
             // the others).
-            else if (decision.accountHasFailures) await this.sql.query(CLEAR, [accountKey(email)]);
+            else if (decision.accountHasFailures) await this.sql.query(CLEAR, [this.accountKey(email)]);
           } finally {
             this.give(keys);
           }
@@ -125,7 +134,7 @@ export class SignInThrottle {
 
   /** Clears the email's failures: an operator has just set a new password for it. */
   async forgive(email: string): Promise<void> {
-    await this.sql.query(CLEAR, [accountKey(email)]);
+    await this.sql.query(CLEAR, [this.accountKey(email)]);
   }
 
   /** Runs `task` when no other decision or outcome for any of `keys` is in progress here. */

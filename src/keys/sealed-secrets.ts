@@ -2,7 +2,7 @@
 // cannot be hashed like passwords or token ids, so they are sealed before they
 // reach the database: AES-256-GCM under an encryption key that never enters
 // it. A database dump or backup alone then signs nothing and forges no cookie.
-import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -35,6 +35,17 @@ export class SecretSealer {
       const key = Buffer.from(hkdfSync('sha256', secret, 'portcullis', 'secrets at rest v1', 32));
       return { id: createHash('sha256').update(key).digest('base64url').slice(0, 8), key };
     });
+  }
+
+  /**
+   * An HMAC-SHA256 (base64url) under a key derived from the current
+   * encryption key for `purpose` alone: a digest of a guessable value (an
+   * address, an email) that only the holder of the encryption key can
+   * compute. A new encryption key gives new digests.
+   */
+  keyedDigest(purpose: string): (value: string) => string {
+    const key = Buffer.from(hkdfSync('sha256', this.keys[0]!.key, 'portcullis', purpose, 32));
+    return (value) => createHmac('sha256', key).update(value).digest('base64url');
   }
 
   /** Only values in this format are sealed; a legacy row stored in plain never contains it. */

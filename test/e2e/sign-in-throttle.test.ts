@@ -1,5 +1,6 @@
 // Online password guessing is limited: per email and per client address, for
 // known and unknown emails alike, across a window that ends by itself.
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type * as oidc from 'openid-client';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
@@ -127,6 +128,11 @@ it('stores neither emails nor addresses in its counters', async () => {
     for (const { key } of rows) {
       expect(key).toMatch(/^(account|address):[\w-]{43}$/);
     }
+    // Nor digests anyone could reverse by trying addresses or emails: they are keyed.
+    const plain = (value: string) => createHash('sha256').update(value).digest('base64url');
+    const keys = rows.map((row) => row.key.split(':')[1]);
+    expect(keys).not.toContain(plain('198.51.100.9'));
+    expect(keys).not.toContain(plain('guess0@example.com'));
   } finally {
     await db.end();
   }
