@@ -165,7 +165,7 @@ export const userList: Command = async (args, open, io) => {
   for (const user of users) io.out(`${user.id}  ${user.email}${user.name ? `  ${user.name}` : ''}${user.emailVerified ? '  (verified)' : ''}\n`);
 };
 
-/** What ending a user's access removed, in words: "2 sessions, 3 consents". */
+/** What ending a user's access removed, in words ("2 sessions, 3 consents"); empty for nothing. */
 function describeRemoved(removed: Removed): string {
   const count = (kinds: string[]) => Object.entries(removed).reduce((sum, [kind, n]) => sum + (kinds.includes(kind) ? n : 0), 0);
   const known = ['Session', 'Interaction', 'Grant'];
@@ -176,7 +176,7 @@ function describeRemoved(removed: Removed): string {
     [Object.entries(removed).reduce((sum, [kind, n]) => sum + (known.includes(kind) ? 0 : n), 0), 'code or token', 'codes and tokens'],
   ];
   const said = parts.filter(([n]) => n > 0).map(([n, one, many]) => `${n} ${n === 1 ? one : many}`);
-  return said.length ? said.join(', ') : 'nothing';
+  return said.join(', ');
 }
 
 const removedJson = (user: { id: string; email: string }, removed: Removed) => json({ id: user.id, email: user.email, removed });
@@ -191,21 +191,24 @@ export const userSetPassword: Command = async (args, open, io) => {
   // Locked out by failed guesses? The new password is usable at once.
   await services.signInThrottle.forgive(user.email);
   if (values.json) return io.out(removedJson(user, removed));
-  io.out(`new password set for ${user.email}; signed out everywhere (ended: ${describeRemoved(removed)})\n`);
+  const ended = describeRemoved(removed);
+  io.out(`new password set for ${user.email}; ${ended ? `signed out everywhere (ended ${ended})` : 'no session was open'}\n`);
 };
 
 export const userRevoke: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   const { user, removed } = await (await open()).accounts.revokeAccess(positionals[0]!);
   if (values.json) return io.out(removedJson(user, removed));
-  io.out(`revoked everything given to ${user.email} (${describeRemoved(removed)})\n`);
+  const ended = describeRemoved(removed);
+  io.out(ended ? `revoked everything given to ${user.email}: ended ${ended}\n` : `nothing to revoke for ${user.email}\n`);
 };
 
 export const userDelete: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   const { user, removed } = await (await open()).accounts.delete(positionals[0]!);
   if (values.json) return io.out(removedJson(user, removed));
-  io.out(`deleted user ${user.email} (${user.id}) and ${describeRemoved(removed)}\n`);
+  const ended = describeRemoved(removed);
+  io.out(`deleted user ${user.email} (${user.id})${ended ? `; ended ${ended}` : ''}\n`);
 };
 
 /**

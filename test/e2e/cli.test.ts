@@ -247,7 +247,7 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
 
     const revoked = await pc.cli(['user', 'revoke', 'nora@example.com']);
     expect(revoked.code).toBe(0);
-    expect(revoked.stdout).toMatch(/^revoked everything given to nora@example\.com \(1 session, 1 consent, \d+ codes and tokens\)\n$/);
+    expect(revoked.stdout).toMatch(/^revoked everything given to nora@example\.com: ended 1 session, 1 consent, \d+ codes and tokens\n$/);
 
     expect(await stillSignedIn(ua, rp)).toBe(false);
     expect((await userinfo()).status).toBe(401);
@@ -272,7 +272,7 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
 
     const pia = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string }[]).find((user) => user.email === 'pia@example.com')!;
     const byId = await pc.cli(['user', 'delete', pia.id]);
-    expect(byId.stdout).toBe(`deleted user pia@example.com (${pia.id}) and nothing\n`);
+    expect(byId.stdout).toBe(`deleted user pia@example.com (${pia.id})\n`);
     const emails = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { email: string }[]).map((user) => user.email);
     expect(emails).not.toContain('otto@example.com');
     expect(emails).not.toContain('pia@example.com');
