@@ -46,7 +46,7 @@ export function normalizeEmail(email: string): string {
 // adapter's lookups (persistence/batcher.ts).
 const FIND_ACCOUNTS = {
   name: 'account-find-many',
-  text: 'SELECT id, email, name, email_verified, updated_at FROM users WHERE id = ANY($1::uuid[])',
+  text: 'SELECT id, email, name, email_verified, updated_at, signed_out_at, revoked_at FROM users WHERE id = ANY($1::uuid[])',
 } as const;
 
 const PASSWORD_OF = {
@@ -80,6 +80,8 @@ interface AccountRow {
   name: string | null;
   email_verified: boolean;
   updated_at: Date;
+  signed_out_at: Date | null;
+  revoked_at: Date | null;
 }
 
 export class Accounts {
@@ -139,15 +141,18 @@ export class Accounts {
   /**
    * Replaces the password and signs the user out everywhere: their sessions
    * and sign-ins in progress end, in the same transaction, so whoever knew
-   * the old one is not left signed in. Consents and the tokens issued under
-   * them stay (revokeAccess takes those).
+   * the old one is not left signed in. The rows go, and the cut-off
+   * (signed_out_at) refuses what a request in flight saves back, or a
+   * sign-in that read the old hash before this committed (see findAccount).
+   * Consents and the tokens issued under them stay (revokeAccess takes those).
    */
   async setPassword(who: string, password: string): Promise<{ user: UserView; removed: Removed }> {
     checkPassword(password);
     const user = await this.resolve(who);
     const hash = await this.hasher.hash(password);
-    const [, rows] = await this.prisma.$transaction([
+    const [, , rows] = await this.prisma.$transaction([
       this.prisma.password.upsert({ where: { userId: user.id }, update: { hash }, create: { userId: user.id, hash } }),
+      this.prisma.$executeRaw`UPDATE users SET signed_out_at = now() WHERE id = ${user.id}::uuid`,
       this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${SIGN_INS_OF_ACCOUNT} RETURNING kind`, user.id),
     ]);
     return { user, removed: countByKind(rows) };
@@ -156,19 +161,24 @@ export class Accounts {
   /**
    * Ends everything the user was given: sessions, sign-ins in progress,
    * consents (grants), and every code, access token and refresh token issued
-   * under them, in one transaction. JWT access tokens already issued are
-   * verified by APIs without asking us, and stay valid until they expire.
+   * under them, in one transaction, with cut-offs (signed_out_at,
+   * revoked_at) that refuse whatever a request in flight saves back. JWT
+   * access tokens already issued are verified by APIs without asking us, and
+   * stay valid until they expire.
    */
   async revokeAccess(who: string): Promise<{ user: UserView; removed: Removed }> {
     const user = await this.resolve(who);
-    const rows = await this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${ARTIFACTS_OF_ACCOUNT} RETURNING kind`, user.id);
+    const [, rows] = await this.prisma.$transaction([
+      this.prisma.$executeRaw`UPDATE users SET signed_out_at = now(), revoked_at = now() WHERE id = ${user.id}::uuid`,
+      this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${ARTIFACTS_OF_ACCOUNT} RETURNING kind`, user.id),
+    ]);
     return { user, removed: countByKind(rows) };
   }
 
   /** Deletes the user, their password and everything revokeAccess ends, in one transaction. */
   async delete(who: string): Promise<{ user: UserView; removed: Removed }> {
     const user = await this.resolve(who);
-    // The user first: from then on no sign-in finds them to start anything new.
+    // A request in flight that saves something of theirs back finds no account for it.
     const [, rows] = await this.prisma.$transaction([
       this.prisma.user.delete({ where: { id: user.id } }),
       this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${ARTIFACTS_OF_ACCOUNT} RETURNING kind`, user.id),
@@ -209,11 +219,25 @@ export class Accounts {
     return user && { id: user.id, email: user.email, name: user.name, emailVerified: user.email_verified };
   }
 
+  /**
+   * Whether a session of `accountId` that signed in at `loginTs` (epoch
+   * seconds) still stands: the account exists, and no cut-off (`user
+   * set-password`, `user revoke`) came after the sign-in.
+   */
+  async isSignedIn(accountId: string, loginTs: number | undefined): Promise<boolean> {
+    const user = isUuid(accountId) ? await this.load(accountId) : undefined;
+    return Boolean(user) && !before(loginTs, user!.signed_out_at);
+  }
+
   /** oidc-provider's findAccount: the provider filters the claims by granted scope (see `claims` in configuration). */
-  readonly findAccount: FindAccount = async (_ctx, sub) => {
+  readonly findAccount: FindAccount = async (_ctx, sub, token) => {
     if (!isUuid(sub)) return undefined;
     const user = await this.load(sub);
     if (!user) return undefined;
+    // A code or token issued before `user revoke` is not this account's any
+    // more: the library refuses it (invalid_grant, invalid_token). Sessions:
+    // see isSignedIn.
+    if (token && before(token.iat, user.revoked_at)) return undefined;
     const account: Account = {
       accountId: user.id,
       claims: () => ({
@@ -226,6 +250,16 @@ export class Accounts {
     };
     return account;
   };
+}
+
+/**
+ * Whether a time in epoch seconds falls before a cut-off. Seconds are all the
+ * library keeps, so the cut-off's own second counts as before it: a sign-in in
+ * that second, after it, is asked again, rather than one before it let through.
+ */
+function before(epochSeconds: number | undefined, cutoff: Date | null): boolean {
+  if (!cutoff) return false;
+  return epochSeconds === undefined || epochSeconds < Math.ceil(cutoff.getTime() / 1000);
 }
 
 function checkPassword(password: string): void {

@@ -22,7 +22,7 @@ function parse(args: string[], options: Options, positionals = 0) {
   // The same for commands whose options are all flags: the flags are picked
   // out by name, and the rest are arguments (`client rotate-secret -8UZ… --json`).
   if (positionals > 0 && Object.values(options).every((option) => option.type === 'boolean') && !args.includes('--')) {
-    const flag = (arg: string) => arg.startsWith('--') && arg.slice(2) in options;
+    const flag = (arg: string) => arg.startsWith('--') && Object.hasOwn(options, arg.slice(2));
     args = [...args.filter(flag), '--', ...args.filter((arg) => !flag(arg))];
   }
   try {

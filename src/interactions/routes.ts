@@ -193,6 +193,10 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
+    // The sign-in's time is taken before the password is read: a new password
+    // set meanwhile (its cut-off, see Accounts.findAccount) then refuses a
+    // session signed in with the old one.
+    const signedInAt = Math.floor(Date.now() / 1000);
     const outcome = await signInThrottle.signIn(email, ctx.ip, () => accounts.verifyPassword(email, password));
     if (outcome.refused) {
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), retryAfter: outcome.retryAfter });
@@ -206,7 +210,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
-    await finish(ctx, interaction, { login: { accountId, amr: ['pwd'] } }, { mergeWithLastSubmission: false });
+    await finish(ctx, interaction, { login: { accountId, amr: ['pwd'], ts: signedInAt } }, { mergeWithLastSubmission: false });
   });
 
   router.post('/confirm', async (ctx) => {

@@ -3,6 +3,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
 import Provider, { errors, type AdapterPayload, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Accounts } from '../accounts/accounts.js';
 import { sha256 } from '../persistence/hash.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
@@ -32,6 +33,7 @@ export function createProvider(services: ProviderServices): Provider {
   };
 
   registeredScopesOnly(provider);
+  honourSignOuts(provider, services.accounts);
   keepBuiltClients(provider, services.clientCache);
 
   // Runs around every route, before Koa sends what it built: a token response
@@ -102,6 +104,27 @@ function registeredScopesOnly(provider: Provider): void {
 }
 
 /**
+ * A session of a person an operator signed out (`user set-password`, `user
+ * revoke`) or deleted is not found, whatever row a request in flight saved
+ * back after the sessions were deleted (the library saves the session at the
+ * end of every request): the library then starts a new, empty session and
+ * the person signs in again. Refusing the account instead (findAccount) would
+ * leave a session that names an account and has none, which the library's
+ * consent check does not expect.
+ */
+function honourSignOuts(provider: Provider, accounts: Accounts): void {
+  // (The library's typings make find generic over the class; these are Sessions.)
+  type SessionLookup = (id: string) => Promise<{ accountId?: string; loginTs?: number } | undefined>;
+  const Session = provider.Session as unknown as { find: SessionLookup; findByUid: SessionLookup };
+  const find = Session.find.bind(Session);
+  const findByUid = Session.findByUid.bind(Session);
+  const stands = async (session: Awaited<ReturnType<SessionLookup>>) =>
+    session?.accountId && !(await accounts.isSignedIn(session.accountId, session.loginTs)) ? undefined : session;
+  Session.find = async (id) => stands(await find(id));
+  Session.findByUid = async (uid) => stands(await findByUid(uid));
+}
+
+/**
  * oidc-provider builds a Client once per distinct metadata, and finds it again
  * on every request by a SHA-256 of the JSON of what the adapter returned: about
  * 3 µs of the main thread's 125 µs per client-credentials grant. The client
@@ -141,13 +164,31 @@ function keepBuiltClients(provider: Provider, clientCache: NotifiedCache<Adapter
  * app's request prototype, so no request pays for it.
  */
 function pinToIssuer(provider: Provider, issuer: string): void {
-  const { protocol, host } = new URL(issuer);
+  const { protocol, host, origin } = new URL(issuer);
   const scheme = protocol.slice(0, -1);
   Object.defineProperties((provider as unknown as Koa).request, {
     protocol: { get: () => scheme, configurable: true },
     host: { get: () => host, configurable: true },
+    // Koa takes a request target in absolute form (`GET http://elsewhere/...`,
+    // which a server must accept, RFC 9112 §3.2.2) as the whole URL: only its
+    // path and query count here.
+    href: {
+      get(this: { originalUrl: string }) {
+        return origin + this.originalUrl.replace(ABSOLUTE_FORM, '');
+      },
+      configurable: true,
+    },
+    URL: {
+      get(this: { href: string }) {
+        return new URL(this.href);
+      },
+      configurable: true,
+    },
   });
 }
+
+/** The scheme and authority of a request target in absolute form. */
+const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i;
 
 /** The endpoints where a client authenticates. */
 const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocation', 'pushed_authorization_request']);

@@ -345,7 +345,7 @@ describe('other endpoints', () => {
       }).toString();
       const started = await fetch(authorize, { redirect: 'manual' });
       expect(started.status).toBe(303);
-      expect(started.headers.get('location')).toMatch(/^https:\/\/id\.example\.test\/interaction\/|^\/interaction\//);
+      expect(started.headers.get('location')).toMatch(/^\/interaction\//);
       const cookies = started.headers.getSetCookie();
       expect(cookies.length).toBeGreaterThan(0);
       for (const cookie of cookies) expect(cookie.toLowerCase().split(/;\s*/)).toContain('secure');
@@ -376,6 +376,19 @@ describe('other endpoints', () => {
           for (const [, value] of urls) expect(String(value).startsWith(`${server.issuer}/`) || value === server.issuer).toBe(true);
         }
       }
+      // A request target in absolute form names a host too: it counts no more than Host.
+      const raw = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(pc.env.PORT), '127.0.0.1', () => {
+          socket.write('GET http://evil.example/.well-known/openid-configuration HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n');
+        });
+        let received = '';
+        socket.setEncoding('utf8').on('data', (chunk: string) => (received += chunk)).on('end', () => resolve(received)).on('error', reject);
+      });
+      expect(raw).toMatch(/^HTTP\/1\.1 200/);
+      const body = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as Record<string, string>;
+      expect(body.authorization_endpoint).toBe(`${pc.issuer}/auth`);
+      expect(body.token_endpoint).toBe(`${pc.issuer}/token`);
+      expect(raw).not.toContain('evil.example');
     } finally {
       await proxied.close();
     }

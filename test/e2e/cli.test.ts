@@ -184,12 +184,15 @@ async function stillSignedIn(ua: UserAgent, rp: oidc.Configuration): Promise<boo
   return error === null;
 }
 
-/** The login page's answer to a password: signed in (a redirect on), or the page again with its status. */
+/** The login page's answer to a password: 200 when signed in (on to consent or the client), or the login page's status. */
 async function tryPassword(rp: oidc.Configuration, email: string, password: string): Promise<number> {
   const ua = new UserAgent();
   const page = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
   const after = await signIn(ua, page, email, password);
-  return pageKind(after) === 'login' ? after.status : 200;
+  const kind = pageKind(after);
+  if (kind === 'consent' || kind === 'callback') return 200;
+  if (kind === 'login') return after.status;
+  throw new Error(`unexpected page after signing in: ${after.status} ${after.url}`);
 }
 
 describe('portcullis user: list, set-password, revoke, delete', () => {
@@ -236,6 +239,52 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     // The consent given with offline_access stands: the app's refresh token still works.
     const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
     expect(refreshed.access_token).toBeTruthy();
+  });
+
+  /** Runs `change` while keeping a copy of the user's rows of `kinds`, and puts them back after it, as requests in flight would save them. */
+  async function savedBack(email: string, kinds: string[], change: () => Promise<void>): Promise<void> {
+    const { id } = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string }[]).find((user) => user.email === email)!;
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      // Literal statements: the embedded database's socket takes no parameters.
+      const table = `saved_${randomBytes(4).toString('hex')}`;
+      const list = kinds.map((kind) => `'${kind}'`).join(', ');
+      await db.query(`CREATE TABLE ${table} AS SELECT * FROM provider_artifacts WHERE kind IN (${list}) AND (payload->>'accountId' = '${id}' OR account_id = '${id}')`);
+      const { rows } = await db.query(`SELECT count(*)::int AS n FROM ${table}`);
+      expect(rows[0].n).toBeGreaterThanOrEqual(kinds.length);
+      await change();
+      await db.query(`INSERT INTO provider_artifacts SELECT * FROM ${table} ON CONFLICT DO NOTHING`);
+      await db.query(`DROP TABLE ${table}`);
+    } finally {
+      await db.end();
+    }
+  }
+
+  it('set-password: a session that a request in flight saves back, or a sign-in that read the old password, is refused', async () => {
+    await pc.createUser('quinn@example.com', 'quinns old password');
+    const ua = new UserAgent();
+    await logIn(ua, rp, 'openid', { email: 'quinn@example.com', password: 'quinns old password' });
+    await savedBack('quinn@example.com', ['Session'], async () => {
+      expect((await pc.cli(['user', 'set-password', 'quinn@example.com', '--password-stdin'], 'quinns new password\n')).code).toBe(0);
+    });
+    expect(await stillSignedIn(ua, rp)).toBe(false);
+    // Signing in again, with the new password, is honoured.
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // past the cut-off's second
+    await logIn(ua, rp, 'openid', { email: 'quinn@example.com', password: 'quinns new password' });
+    expect(await stillSignedIn(ua, rp)).toBe(true);
+  });
+
+  it('revoke: a code, refresh token or session that a request in flight saves back is refused', async () => {
+    await pc.createUser('rita@example.com', 'ritas password');
+    const ua = new UserAgent();
+    const { tokens } = await offline('rita@example.com', 'ritas password', ua);
+    await savedBack('rita@example.com', ['Session', 'Grant', 'RefreshToken', 'AccessToken'], async () => {
+      expect((await pc.cli(['user', 'revoke', 'rita@example.com'])).code).toBe(0);
+    });
+    expect(await stillSignedIn(ua, rp)).toBe(false);
+    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect((await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).status).toBe(401);
   });
 
   it('revoke: sessions, consents, codes and tokens end; the user stays and is asked to consent again', async () => {
