@@ -142,8 +142,8 @@ export class Accounts {
    * Replaces the password and signs the user out everywhere: their sessions
    * and sign-ins in progress end, in the same transaction, so whoever knew
    * the old one is not left signed in. The rows go, and the cut-off
-   * (signed_out_at) refuses what a request in flight saves back, or a
-   * sign-in that read the old hash before this committed (see findAccount).
+   * (signed_out_at) refuses what a request in flight saves back, and a
+   * sign-in that read the old hash in an earlier second (see isSignedIn).
    * Consents and the tokens issued under them stay (revokeAccess takes those).
    */
   async setPassword(who: string, password: string): Promise<{ user: UserView; removed: Removed }> {
@@ -253,13 +253,14 @@ export class Accounts {
 }
 
 /**
- * Whether a time in epoch seconds falls before a cut-off. Seconds are all the
- * library keeps, so the cut-off's own second counts as before it: a sign-in in
- * that second, after it, is asked again, rather than one before it let through.
+ * Whether a time in epoch seconds falls before a cut-off's second. Seconds are
+ * all the library keeps, so what happened in the cut-off's own second counts:
+ * a person signing in with their new password at once must not be asked
+ * again. What a request in flight saves back signed in earlier than that.
  */
 function before(epochSeconds: number | undefined, cutoff: Date | null): boolean {
   if (!cutoff) return false;
-  return epochSeconds === undefined || epochSeconds < Math.ceil(cutoff.getTime() / 1000);
+  return epochSeconds === undefined || epochSeconds < Math.floor(cutoff.getTime() / 1000);
 }
 
 function checkPassword(password: string): void {

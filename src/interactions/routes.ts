@@ -194,8 +194,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
     // The sign-in's time is taken before the password is read: a new password
-    // set meanwhile (its cut-off, see Accounts.findAccount) then refuses a
-    // session signed in with the old one.
+    // set in a later second (its cut-off, see Accounts.isSignedIn) then
+    // refuses a session signed in with the old one.
     const signedInAt = Math.floor(Date.now() / 1000);
     const outcome = await signInThrottle.signIn(email, ctx.ip, () => accounts.verifyPassword(email, password));
     if (outcome.refused) {
