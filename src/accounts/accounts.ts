@@ -61,15 +61,11 @@ const PASSWORD_OF = {
  * session it started from or in the login it finished. A scan of the
  * payloads, as `client delete` makes: an operator's command, not a request's.
  */
-const ARTIFACTS_OF_ACCOUNT = `
-  account_id = $1
-  OR payload->>'accountId' = $1
-  OR (kind = 'Interaction' AND (payload #>> '{session,accountId}' = $1 OR payload #>> '{result,login,accountId}' = $1))`;
+const INTERACTIONS_OF_ACCOUNT = `(kind = 'Interaction' AND (payload #>> '{session,accountId}' = $1 OR payload #>> '{result,login,accountId}' = $1))`;
+const ARTIFACTS_OF_ACCOUNT = `account_id = $1 OR payload->>'accountId' = $1 OR ${INTERACTIONS_OF_ACCOUNT}`;
 
 /** Only what keeps the account signed in: its sessions and its sign-ins in progress. */
-const SIGN_INS_OF_ACCOUNT = `
-  (kind = 'Session' AND payload->>'accountId' = $1)
-  OR (kind = 'Interaction' AND (payload #>> '{session,accountId}' = $1 OR payload #>> '{result,login,accountId}' = $1))`;
+const SIGN_INS_OF_ACCOUNT = `(kind = 'Session' AND payload->>'accountId' = $1) OR ${INTERACTIONS_OF_ACCOUNT}`;
 
 /** A trigger on `users` (migration 20261130094000_user_changes) announces every update and delete here. */
 export const USER_CHANGES_CHANNEL = 'portcullis_user_changes';
@@ -153,7 +149,7 @@ export class Accounts {
     const [, , rows] = await this.prisma.$transaction([
       this.prisma.password.upsert({ where: { userId: user.id }, update: { hash }, create: { userId: user.id, hash } }),
       this.prisma.$executeRaw`UPDATE users SET signed_out_at = now() WHERE id = ${user.id}::uuid`,
-      this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${SIGN_INS_OF_ACCOUNT} RETURNING kind`, user.id),
+      this.deleteArtifacts(SIGN_INS_OF_ACCOUNT, user.id),
     ]);
     return { user, removed: countByKind(rows) };
   }
@@ -170,7 +166,7 @@ export class Accounts {
     const user = await this.resolve(who);
     const [, rows] = await this.prisma.$transaction([
       this.prisma.$executeRaw`UPDATE users SET signed_out_at = now(), revoked_at = now() WHERE id = ${user.id}::uuid`,
-      this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${ARTIFACTS_OF_ACCOUNT} RETURNING kind`, user.id),
+      this.deleteArtifacts(ARTIFACTS_OF_ACCOUNT, user.id),
     ]);
     return { user, removed: countByKind(rows) };
   }
@@ -181,9 +177,14 @@ export class Accounts {
     // A request in flight that saves something of theirs back finds no account for it.
     const [, rows] = await this.prisma.$transaction([
       this.prisma.user.delete({ where: { id: user.id } }),
-      this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${ARTIFACTS_OF_ACCOUNT} RETURNING kind`, user.id),
+      this.deleteArtifacts(ARTIFACTS_OF_ACCOUNT, user.id),
     ]);
     return { user, removed: countByKind(rows) };
+  }
+
+  /** Deletes the provider artifacts `where` picks for account `id` ($1); answers the kind of each. */
+  private deleteArtifacts(where: string, id: string) {
+    return this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${where} RETURNING kind`, id);
   }
 
   /** A user named as the CLI names them: by email (any case) or by id. */

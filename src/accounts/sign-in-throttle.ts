@@ -78,9 +78,6 @@ export class SignInThrottle {
     return `account:${this.digest(normalizeEmail(email))}`;
   }
 
-  private keysFor(email: string, address: string): string[] {
-    return [`address:${this.digest(address)}`, ...(email ? [this.accountKey(email)] : [])];
-  }
 
   /**
    * Verifies a sign-in with `verify` (the account id, or undefined for a wrong
@@ -89,7 +86,9 @@ export class SignInThrottle {
    */
   async signIn(email: string, address: string, verify: () => Promise<string | undefined>): Promise<ThrottledSignIn> {
     // Sorted, so that sign-ins sharing keys take them in one order and cannot wait on each other.
-    const keys = this.keysFor(email, address).sort();
+    // Keyed digests cost an HMAC each: made once per sign-in.
+    const account = email ? this.accountKey(email) : undefined;
+    const keys = [`address:${this.digest(address)}`, ...(account ? [account] : [])].sort();
     const deadline = Date.now() + MAX_WAIT_MS;
     for (;;) {
       const decision = await this.inTurn<Decision>(keys, async () => {
@@ -103,7 +102,7 @@ export class SignInThrottle {
         // Those already verifying may fail too: no more at once than the failures left.
         const turn = keys.every((key) => (failures.get(key)?.failures ?? 0) + this.running(key) < this.limit(key));
         if (turn) this.take(keys);
-        return { turn, accountHasFailures: failures.has(this.accountKey(email)) };
+        return { turn, accountHasFailures: account !== undefined && failures.has(account) };
       });
       if ('retryAfter' in decision) return { refused: true, retryAfter: decision.retryAfter };
       if (decision.turn) {
@@ -120,7 +119,7 @@ export class SignInThrottle {
             // A right password clears the email's count (not the address's:
             // one account an attacker owns must not reset their count against
             // the others).
-            else if (decision.accountHasFailures) await this.sql.query(CLEAR, [this.accountKey(email)]);
+            else if (decision.accountHasFailures) await this.sql.query(CLEAR, [account]);
           } finally {
             this.give(keys);
           }

@@ -167,16 +167,22 @@ export const userList: Command = async (args, open, io) => {
 
 /** What ending a user's access removed, in words ("2 sessions, 3 consents"); empty for nothing. */
 function describeRemoved(removed: Removed): string {
-  const count = (kinds: string[]) => Object.entries(removed).reduce((sum, [kind, n]) => sum + (kinds.includes(kind) ? n : 0), 0);
-  const known = ['Session', 'Interaction', 'Grant'];
-  const parts: [number, string, string][] = [
-    [count(['Session']), 'session', 'sessions'],
-    [count(['Interaction']), 'sign-in in progress', 'sign-ins in progress'],
-    [count(['Grant']), 'consent', 'consents'],
-    [Object.entries(removed).reduce((sum, [kind, n]) => sum + (known.includes(kind) ? 0 : n), 0), 'code or token', 'codes and tokens'],
-  ];
-  const said = parts.filter(([n]) => n > 0).map(([n, one, many]) => `${n} ${n === 1 ? one : many}`);
-  return said.join(', ');
+  // Every other kind (codes, access and refresh tokens) is counted as "codes and tokens".
+  const words: Record<string, [string, string]> = {
+    Session: ['session', 'sessions'],
+    Interaction: ['sign-in in progress', 'sign-ins in progress'],
+    Grant: ['consent', 'consents'],
+    other: ['code or token', 'codes and tokens'],
+  };
+  const counts = new Map<string, number>(Object.keys(words).map((bucket) => [bucket, 0]));
+  for (const [kind, n] of Object.entries(removed)) {
+    const bucket = Object.hasOwn(words, kind) ? kind : 'other';
+    counts.set(bucket, counts.get(bucket)! + n);
+  }
+  return [...counts]
+    .filter(([, n]) => n > 0)
+    .map(([bucket, n]) => `${n} ${words[bucket]![n === 1 ? 0 : 1]}`)
+    .join(', ');
 }
 
 const removedJson = (user: { id: string; email: string }, removed: Removed) => json({ id: user.id, email: user.email, removed });
