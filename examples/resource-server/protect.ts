@@ -1,9 +1,12 @@
-// Bearer-token protection for a Koa API, against a Portcullis issuer.
+// Access-token protection for a Koa API, against a Portcullis issuer.
 // JWT access tokens (RFC 9068) are verified offline against the issuer's JWKS;
 // opaque ones are introspected (RFC 7662) with the API's own credentials.
-// Failures answer 401/403 with the WWW-Authenticate header of RFC 6750 §3.
+// A token bound to a client's key (DPoP, RFC 9449) is accepted only with a
+// proof of that key, never as a plain Bearer token. Failures answer 401/403
+// with the WWW-Authenticate header of RFC 6750 §3 (RFC 9449 §7.1 for DPoP).
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
 import type { Context, Middleware, Next } from 'koa';
+import { DPOP_ALGORITHMS, DpopProofs, ProofError } from './dpop.js';
 
 export interface ProtectOptions {
   /** The Portcullis issuer, e.g. http://localhost:3000 */
@@ -12,6 +15,12 @@ export interface ProtectOptions {
   audience: string;
   /** Credentials printed by `portcullis api create`; needed only for opaque tokens. */
   introspection?: { clientId: string; clientSecret: string };
+  /**
+   * This API's origin as clients call it (`https://api.example.com`), which
+   * DPoP proofs name. Defaults to the request's own origin: set it when a
+   * proxy in front changes the scheme or host.
+   */
+  origin?: string;
 }
 
 export interface AccessToken {
@@ -19,13 +28,26 @@ export interface AccessToken {
   client_id?: string;
   scope: string[];
   exp?: number;
+  /** The thumbprint of the key the token is bound to (`cnf.jkt`), for a DPoP-bound token. */
+  jkt?: string;
   claims: JWTPayload | Record<string, unknown>;
 }
 
-class BearerError extends Error {
+type Scheme = 'Bearer' | 'DPoP';
+
+/** Verifies an access token for this API; what requireToken needs besides. */
+export interface TokenVerifier {
+  (token: string): Promise<AccessToken>;
+  /** ProtectOptions.origin, without a trailing slash. */
+  readonly origin?: string;
+  /** The DPoP proofs this API has accepted, so that none is accepted twice. */
+  readonly proofs: DpopProofs;
+}
+
+class TokenError extends Error {
   constructor(
     readonly status: 401 | 403,
-    readonly code: 'invalid_token' | 'insufficient_scope' | undefined,
+    readonly code: 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | undefined,
     description: string,
     readonly scope?: string,
   ) {
@@ -41,7 +63,7 @@ interface IssuerMetadata {
 const JWT_SHAPE = /^[\w-]+\.[\w-]+\.[\w-]+$/;
 const ALGORITHMS = ['ES256', 'EdDSA', 'RS256'];
 
-export function createTokenVerifier(options: ProtectOptions) {
+export function createTokenVerifier(options: ProtectOptions): TokenVerifier {
   const issuer = options.issuer.replace(/\/+$/, '');
   let metadata: Promise<IssuerMetadata> | undefined;
   let jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
@@ -60,15 +82,15 @@ export function createTokenVerifier(options: ProtectOptions) {
     try {
       // RFC 9068 §4: typ at+jwt, our issuer, our audience, an asymmetric algorithm, not expired.
       const { payload } = await jwtVerify(token, jwks, { issuer, audience: options.audience, typ: 'at+jwt', algorithms: ALGORITHMS });
-      return { sub: payload.sub, client_id: payload.client_id as string | undefined, scope: scopesOf(payload.scope), exp: payload.exp, claims: payload };
+      return { sub: payload.sub, client_id: payload.client_id as string | undefined, scope: scopesOf(payload.scope), exp: payload.exp, jkt: jktOf(payload.cnf), claims: payload };
     } catch (error) {
-      if (error instanceof joseErrors.JOSEError) throw new BearerError(401, 'invalid_token', describeJoseError(error));
+      if (error instanceof joseErrors.JOSEError) throw new TokenError(401, 'invalid_token', describeJoseError(error));
       throw error;
     }
   }
 
   async function introspect(token: string): Promise<AccessToken> {
-    if (!options.introspection) throw new BearerError(401, 'invalid_token', 'opaque tokens are not accepted here');
+    if (!options.introspection) throw new TokenError(401, 'invalid_token', 'opaque tokens are not accepted here');
     const { clientId, clientSecret } = options.introspection;
     const response = await fetch((await discover()).introspection_endpoint, {
       method: 'POST',
@@ -80,42 +102,79 @@ export function createTokenVerifier(options: ProtectOptions) {
     });
     if (!response.ok) throw new Error(`introspection failed with ${response.status}`);
     const result = (await response.json()) as Record<string, unknown>;
-    if (result.active !== true) throw new BearerError(401, 'invalid_token', 'the token is not active');
+    if (result.active !== true) throw new TokenError(401, 'invalid_token', 'the token is not active');
     const audiences = Array.isArray(result.aud) ? result.aud : [result.aud];
-    if (!audiences.includes(options.audience)) throw new BearerError(401, 'invalid_token', 'the token is not meant for this API');
-    if (result.iss !== undefined && result.iss !== issuer) throw new BearerError(401, 'invalid_token', 'the token is from another issuer');
-    return { sub: result.sub as string | undefined, client_id: result.client_id as string | undefined, scope: scopesOf(result.scope), exp: result.exp as number | undefined, claims: result };
+    if (!audiences.includes(options.audience)) throw new TokenError(401, 'invalid_token', 'the token is not meant for this API');
+    if (result.iss !== undefined && result.iss !== issuer) throw new TokenError(401, 'invalid_token', 'the token is from another issuer');
+    return {
+      sub: result.sub as string | undefined,
+      client_id: result.client_id as string | undefined,
+      scope: scopesOf(result.scope),
+      exp: result.exp as number | undefined,
+      jkt: jktOf(result.cnf),
+      claims: result,
+    };
   }
 
-  return (token: string) => (JWT_SHAPE.test(token) ? verifyJwt(token) : introspect(token));
+  const verify = (token: string) => (JWT_SHAPE.test(token) ? verifyJwt(token) : introspect(token));
+  return Object.assign(verify, { origin: options.origin?.replace(/\/+$/, ''), proofs: new DpopProofs() });
 }
 
 /** Koa middleware: a valid token for this API with every scope in `required`, else 401/403. */
-export function requireToken(verify: ReturnType<typeof createTokenVerifier>, ...required: string[]): Middleware {
+export function requireToken(verify: TokenVerifier, ...required: string[]): Middleware {
   return async (ctx: Context, next: Next) => {
+    const header = ctx.get('authorization');
+    const match = /^(Bearer|DPoP) ([\w.~+/-]+=*)$/i.exec(header);
+    const scheme: Scheme | undefined = match ? (match[1]!.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer') : undefined;
     try {
-      const header = ctx.get('authorization');
-      const match = /^Bearer ([\w.~+/-]+=*)$/i.exec(header);
       if (!match) {
         // RFC 6750 §3.1: no error code when the request carried no token at all.
-        throw new BearerError(401, header ? 'invalid_token' : undefined, header ? 'malformed Authorization header' : 'a bearer token is required');
+        throw new TokenError(401, header ? 'invalid_token' : undefined, header ? 'malformed Authorization header' : 'an access token is required');
       }
-      const token = await verify(match[1]!);
+      const accessToken = match[2]!;
+      const token = await verify(accessToken);
+      if (token.jkt) {
+        // RFC 9449 §7.2: a bound token presented as Bearer is refused, or its binding would mean nothing.
+        if (scheme !== 'DPoP') throw new TokenError(401, 'invalid_token', 'the token is DPoP-bound: send it with the DPoP scheme and a proof');
+        const url = `${verify.origin ?? `${ctx.protocol}://${ctx.host}`}${ctx.path}`;
+        await verify.proofs.check(ctx.req.headers.dpop, { method: ctx.method, url, accessToken, jkt: token.jkt }).catch((error: unknown) => {
+          throw error instanceof ProofError ? new TokenError(401, 'invalid_dpop_proof', error.message) : error;
+        });
+      } else if (scheme === 'DPoP') {
+        throw new TokenError(401, 'invalid_token', 'the token is not DPoP-bound: send it with the Bearer scheme');
+      }
       const missing = required.filter((scope) => !token.scope.includes(scope));
-      if (missing.length) throw new BearerError(403, 'insufficient_scope', `requires ${required.join(' ')}`, required.join(' '));
+      if (missing.length) throw new TokenError(403, 'insufficient_scope', `requires ${required.join(' ')}`, required.join(' '));
       ctx.state.token = token;
     } catch (error) {
-      if (!(error instanceof BearerError)) throw error;
-      const params = [`realm="api"`];
-      if (error.code) params.push(`error="${error.code}"`, `error_description="${error.message.replace(/["\\]/g, '')}"`);
-      if (error.scope) params.push(`scope="${error.scope}"`);
+      if (!(error instanceof TokenError)) throw error;
       ctx.status = error.status;
-      ctx.set('WWW-Authenticate', `Bearer ${params.join(', ')}`);
+      ctx.set('WWW-Authenticate', challenges(error, scheme));
       ctx.body = { error: error.code ?? 'unauthorized', error_description: error.message };
       return;
     }
     await next();
   };
+}
+
+/**
+ * The challenge for the scheme the client used. A refused Bearer request (or
+ * one without a token) is also told that DPoP is accepted, and with which
+ * algorithms (RFC 9449 §7.1): the token may be one that needs it.
+ */
+function challenges(error: TokenError, scheme: Scheme | undefined): string[] {
+  const params = [`realm="api"`];
+  if (error.code) params.push(`error="${error.code}"`, `error_description="${error.message.replace(/["\\]/g, '')}"`);
+  if (error.scope) params.push(`scope="${error.scope}"`);
+  const algs = `algs="${DPOP_ALGORITHMS.join(' ')}"`;
+  if (scheme === 'DPoP') return [`DPoP ${[...params, algs].join(', ')}`];
+  const bearer = `Bearer ${params.join(', ')}`;
+  return error.status === 401 ? [bearer, `DPoP realm="api", ${algs}`] : [bearer];
+}
+
+function jktOf(cnf: unknown): string | undefined {
+  const jkt = (cnf as { jkt?: unknown } | undefined)?.jkt;
+  return typeof jkt === 'string' ? jkt : undefined;
 }
 
 function scopesOf(scope: unknown): string[] {

@@ -44,8 +44,17 @@ export class SecretSealer {
    * compute. A new encryption key gives new digests.
    */
   keyedDigest(purpose: string): (value: string) => string {
-    const key = Buffer.from(hkdfSync('sha256', this.keys[0]!.key, 'portcullis', purpose, 32));
+    const key = this.derivedKey(purpose);
     return (value) => createHmac('sha256', key).update(value).digest('base64url');
+  }
+
+  /**
+   * 256 bits derived from the current encryption key for `purpose` alone:
+   * the same on every instance given the same key, and useless for anything
+   * else (HKDF's info separates the purposes).
+   */
+  derivedKey(purpose: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.keys[0]!.key, 'portcullis', purpose, 32));
   }
 
   /** Only values in this format are sealed; a legacy row stored in plain never contains it. */

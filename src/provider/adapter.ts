@@ -93,6 +93,16 @@ const SQL = {
     name: 'artifact-find-user-code',
     text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = $2 LIMIT 1',
   },
+  // Stores a row unless a live one (not expired, by the caller's clock, as
+  // toPayload judges) is there: one statement, so of two at once exactly one
+  // stores it, the other waiting on the first's row lock and then finding it.
+  claim: {
+    name: 'artifact-claim',
+    text: `INSERT INTO provider_artifacts (kind, id, payload, expires_at) VALUES ($1, $2, $3::jsonb, $4)
+           ON CONFLICT (id, kind) DO UPDATE SET payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, consumed_at = NULL
+           WHERE provider_artifacts.expires_at <= $5
+           RETURNING 1`,
+  },
   grantOf: { name: 'artifact-grant-of', text: 'SELECT grant_id FROM provider_artifacts WHERE kind = $1 AND id = $2' },
   destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2 RETURNING 1' },
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
@@ -201,6 +211,19 @@ export class ArtifactAdapter implements Adapter {
     }
     if (payload && this.kind === 'Interaction') return withLiveIds(payload, id);
     return payload && { ...payload, jti: id };
+  }
+
+  /**
+   * Stores `payload` under `id` for `expiresIn` seconds unless a live row
+   * has it already; whether this call stored it. For what must happen once
+   * (a DPoP proof's jti): the library's find-then-save lets concurrent
+   * requests, whose lookups share one statement here, all find nothing.
+   */
+  async claim(id: string, payload: AdapterPayload, expiresIn: number): Promise<boolean> {
+    const now = Date.now();
+    const expiresAt = new Date(now + Math.max(1, expiresIn) * 1000);
+    const { rowCount } = await this.sql.query(SQL.claim, [this.kind, sha256(id), JSON.stringify(payload), expiresAt, new Date(now)]);
+    return rowCount === 1;
   }
 
   // Found by uid, a Session comes back without its id (the cookie value, kept

@@ -27,6 +27,8 @@ export interface ProviderServices {
   logger: Logger;
   signingKeys: object[];
   cookieKeys: string[];
+  /** 32 bytes, the same on every instance: DPoP nonces one instance issues, another accepts. */
+  dpopNonceSecret: Buffer;
 }
 
 export function buildConfiguration(services: ProviderServices): Configuration {
@@ -103,6 +105,14 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         },
       },
       userinfo: { enabled: true },
+      // RFC 9449: a client that sends a DPoP proof gets access tokens bound to
+      // its key (a public client's refresh tokens too), which an API accepts
+      // only with a proof of that key (examples/resource-server/protect.ts).
+      // Every proof is used once (the replay check is atomic, see provider.ts).
+      // Nonces are offered, not required: a client whose clock is off by more
+      // than the library's 5-minute window is told to use one (use_dpop_nonce)
+      // rather than refused outright.
+      dPoP: { enabled: true, nonceSecret: services.dpopNonceSecret, requireNonce: () => false, allowReplay: false },
       clientCredentials: { enabled: true },
       // RFC 8707: `resource` names a registered API; its tokens carry it as
       // `aud`, only its scopes, and its format and lifetime.

@@ -248,7 +248,8 @@ describe('tokens the example API must refuse', () => {
     const response = await call(ordersApi, token);
     expect(response.status).toBe(401);
     const challenge = response.headers.get('www-authenticate')!;
-    if (token === undefined) expect(challenge).toBe('Bearer realm="api"');
+    // Without a token, either scheme may do (RFC 9449 §7.1): both challenges.
+    if (token === undefined) expect(challenge).toBe('Bearer realm="api", DPoP realm="api", algs="ES256 EdDSA Ed25519"');
     else expect(challenge).toMatch(/^Bearer realm="api", error="invalid_token"/);
     if (described) expect(challenge).toMatch(described);
   };

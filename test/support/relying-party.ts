@@ -71,6 +71,7 @@ export async function logIn(
   scope: string,
   credentials: { email: string; password: string },
   extra: Record<string, string> = {},
+  options: { DPoP?: oidc.DPoPHandle } = {},
 ) {
   const request = await authorizationRequest(config, scope, extra);
   let page = await visit(ua, request.url);
@@ -86,6 +87,6 @@ export async function logIn(
     pkceCodeVerifier: request.verifier,
     expectedState: request.state,
     expectedNonce: request.nonce,
-  });
+  }, undefined, options);
   return { tokens, seen, callback: page.url };
 }

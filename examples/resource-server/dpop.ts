@@ -1,0 +1,102 @@
+// DPoP proofs at a protected resource (RFC 9449 §4.3, §7.1). A DPoP-bound
+// access token names the thumbprint of its client's key (`cnf.jkt`); each
+// request must carry a fresh proof, signed with that key, for this very
+// request (method, URL) and this very token (`ath`). A stolen token is
+// useless without the key.
+import { createHash } from 'node:crypto';
+import { calculateJwkThumbprint, EmbeddedJWK, errors as joseErrors, jwtVerify, type JWK } from 'jose';
+
+/** The algorithms Portcullis accepts for proofs (its `dpop_signing_alg_values_supported`). */
+export const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'Ed25519'];
+
+/** How far a proof's `iat` may be from our clock, either way, in seconds (as Portcullis allows). */
+const IAT_WINDOW = 300;
+
+export class ProofError extends Error {}
+
+export interface ProofRequest {
+  method: string;
+  /** The URL the request was sent to, as the client saw it; query and fragment are ignored. */
+  url: string;
+  /** The access token presented with the proof. */
+  accessToken: string;
+  /** The thumbprint the access token is bound to. */
+  jkt: string;
+}
+
+/**
+ * Checks DPoP proofs for one API process. A proof is accepted once: its
+ * `jti` is remembered until its `iat` leaves the window, after which the
+ * proof is refused as too old anyway. The memory is per process; several
+ * instances behind a balancer each keep their own, so a proof replayed to
+ * another instance within the window is not caught there (RFC 9449 §11.1
+ * lets an API use server-provided nonces for tighter replay protection).
+ */
+export class DpopProofs {
+  private readonly seen = new Map<string, number>();
+  private nextSweep = 0;
+
+  constructor(private readonly now: () => number = () => Math.floor(Date.now() / 1000)) {}
+
+  /** The proof in the request's `DPoP` header values, checked against `request`; throws ProofError. */
+  async check(headerValues: string | string[] | undefined, request: ProofRequest): Promise<void> {
+    const proof = single(headerValues);
+    let payload: Record<string, unknown>;
+    let jwk: JWK;
+    try {
+      const verified = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: DPOP_ALGORITHMS });
+      payload = verified.payload;
+      jwk = verified.protectedHeader.jwk!;
+    } catch (error) {
+      if (error instanceof joseErrors.JOSEError) throw new ProofError(describe(error));
+      throw error;
+    }
+    if (typeof payload.jti !== 'string' || !payload.jti) throw new ProofError('the DPoP proof has no jti');
+    if (typeof payload.iat !== 'number') throw new ProofError('the DPoP proof has no iat');
+    const now = this.now();
+    if (Math.abs(now - payload.iat) > IAT_WINDOW) throw new ProofError('the DPoP proof is not recent');
+    if (payload.htm !== request.method) throw new ProofError('the DPoP proof was made for another method');
+    if (typeof payload.htu !== 'string' || withoutQuery(payload.htu) !== withoutQuery(request.url)) {
+      throw new ProofError('the DPoP proof was made for another URL');
+    }
+    if (payload.ath !== createHash('sha256').update(request.accessToken).digest('base64url')) {
+      throw new ProofError('the DPoP proof was made for another access token');
+    }
+    if ((await calculateJwkThumbprint(jwk)) !== request.jkt) throw new ProofError('the DPoP proof is not signed with the key the token is bound to');
+    this.remember(`${request.jkt}.${payload.jti}`, payload.iat + IAT_WINDOW, now);
+  }
+
+  private remember(key: string, until: number, now: number): void {
+    if (now >= this.nextSweep) {
+      for (const [seenKey, expires] of this.seen) if (expires < now) this.seen.delete(seenKey);
+      this.nextSweep = now + 30;
+    }
+    const expires = this.seen.get(key);
+    if (expires !== undefined && expires >= now) throw new ProofError('the DPoP proof was already used');
+    this.seen.set(key, until);
+  }
+}
+
+/** Exactly one proof (RFC 9449 §4.3 check 1); Node joins repeated headers with ", ". */
+function single(values: string | string[] | undefined): string {
+  const all = (Array.isArray(values) ? values : values === undefined ? [] : [values]).flatMap((value) => value.split(','));
+  if (all.length === 0 || !all[0]!.trim()) throw new ProofError('a DPoP proof is required with a DPoP-bound token');
+  if (all.length > 1) throw new ProofError('send exactly one DPoP proof');
+  return all[0]!.trim();
+}
+
+/** A URL without query and fragment, normalised (RFC 9449 §4.3 check 9: RFC 3986 §6.2.2 and §6.2.3). */
+function withoutQuery(url: string): string | undefined {
+  const parsed = URL.parse(url);
+  if (!parsed) return undefined;
+  parsed.search = '';
+  parsed.hash = '';
+  return parsed.href;
+}
+
+function describe(error: joseErrors.JOSEError): string {
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'the DPoP proof algorithm is not accepted';
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'the DPoP proof signature is invalid';
+  if (error instanceof joseErrors.JWTClaimValidationFailed) return `the DPoP proof's ${error.claim} is not accepted`;
+  return 'the DPoP proof is invalid';
+}
