@@ -13,6 +13,7 @@ import type { InFlightRequests } from './http/in-flight.js';
 import { renderErrorPage } from './http/error-pages.js';
 import { healthProbes } from './http/health.js';
 import { loggedPath } from './http/log-redaction.js';
+import { cacheablePublicDocuments } from './http/public-documents.js';
 import { securityHeaders } from './http/security-headers.js';
 import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
@@ -43,7 +44,13 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
  */
 export function createApp(deps: AppDeps): RequestHandler {
   const { host, logger, inFlight } = deps;
-  const middleware = [requestLog(logger), securityHeaders(deps.config.issuer), healthProbes(deps.sql), interactionPages(deps)];
+  const middleware = [
+    requestLog(logger),
+    securityHeaders(deps.config.issuer),
+    cacheablePublicDocuments(deps.config),
+    healthProbes(deps.sql),
+    interactionPages(deps),
+  ];
   const callbacks = new WeakMap<Provider, ReturnType<Koa['callback']>>();
   return (req, res) => {
     const provider = host.current;

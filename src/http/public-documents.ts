@@ -1,0 +1,44 @@
+// Discovery and the JWKS are the same for every caller and change rarely, so
+// relying parties, APIs and the HTTP caches between may keep them: each is
+// sent with a lifetime and an ETag, and a refetch that finds nothing new is a
+// 304 without a body.
+//
+// The JWKS may be kept only as long as key rotation allows: a new key is
+// published on every instance within KEY_REFRESH_INTERVAL of `keys rotate`
+// and signs KEY_ACTIVATION_DELAY after it, so a copy taken just before an
+// instance published the key must be gone by then (README, Keys).
+import { createHash } from 'node:crypto';
+import type { Middleware } from 'koa';
+
+/** How long discovery may be kept: it changes only with a new deployment. */
+const DISCOVERY_MAX_AGE = 3600;
+
+export function cacheablePublicDocuments(keys: { keyActivationDelay: number; keyRefreshInterval: number }): Middleware {
+  const lifetimes: Record<string, number> = {
+    '/.well-known/openid-configuration': DISCOVERY_MAX_AGE,
+    '/jwks': Math.max(0, keys.keyActivationDelay - keys.keyRefreshInterval),
+  };
+  return (ctx, next) => {
+    const maxAge = lifetimes[ctx.path];
+    if (maxAge === undefined || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
+    return next().then(() => {
+      if (ctx.status !== 200 || ctx.body == null) return;
+      ctx.set('Cache-Control', maxAge > 0 ? `public, max-age=${maxAge}` : 'no-cache');
+      const body = typeof ctx.body === 'string' ? ctx.body : JSON.stringify(ctx.body);
+      const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+      ctx.set('ETag', etag);
+      // Not Koa's ctx.fresh: it ignores If-None-Match when the request also
+      // says Cache-Control: no-cache, which fetch() adds to every conditional
+      // request. That directive is for caches; the origin answers the
+      // condition (RFC 9110 §13.1.2). A 304 goes out without the body.
+      if (matches(ctx.get('If-None-Match'), etag)) ctx.status = 304;
+    });
+  };
+}
+
+/** Whether an If-None-Match header names `etag` (weak comparison, RFC 9110 §8.8.3.2), or is `*`. */
+function matches(header: string, etag: string): boolean {
+  if (!header) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
+}

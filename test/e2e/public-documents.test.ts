@@ -1,0 +1,66 @@
+// Discovery and the JWKS may be kept by whoever fetches them (and by caches
+// between), for as long as key rotation allows, and refetched cheaply.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+
+let pc: TestPortcullis;
+
+beforeAll(async () => {
+  pc = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '90s' });
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+const get = (path: string, headers: Record<string, string> = {}) => fetch(`${pc.issuer}${path}`, { headers });
+
+describe('cacheable public documents', () => {
+  it('the JWKS may be kept until a key published since could sign, and a refetch with its ETag is a 304', async () => {
+    const first = await get('/jwks');
+    expect(first.status).toBe(200);
+    // KEY_ACTIVATION_DELAY − KEY_REFRESH_INTERVAL: a copy taken before a new key reached every instance is gone before it signs.
+    expect(first.headers.get('cache-control')).toBe('public, max-age=89');
+    const etag = first.headers.get('etag')!;
+    expect(etag).toMatch(/^"[\w-]+"$/);
+    const kids = ((await first.json()) as { keys: { kid: string }[] }).keys.map((key) => key.kid);
+
+    const again = await get('/jwks', { 'if-none-match': etag });
+    expect(again.status).toBe(304);
+    expect(await again.text()).toBe('');
+    expect((await get('/jwks', { 'if-none-match': '"something-else"' })).status).toBe(200);
+
+    // A rotation publishes new keys: the document, and so its ETag, changes on the next refresh.
+    expect((await pc.cli(['keys', 'rotate'])).code).toBe(0);
+    let rotated: Response | undefined;
+    for (let waited = 0; waited < 150; waited++) {
+      rotated = await get('/jwks', { 'if-none-match': etag });
+      if (rotated.status === 200) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(rotated!.status).toBe(200);
+    expect(rotated!.headers.get('etag')).not.toBe(etag);
+    const published = ((await rotated!.json()) as { keys: { kid: string }[] }).keys.map((key) => key.kid);
+    expect(published).toEqual(expect.arrayContaining(kids));
+    expect(published.length).toBeGreaterThan(kids.length);
+  });
+
+  it('discovery may be kept for an hour, with an ETag', async () => {
+    const first = await get('/.well-known/openid-configuration');
+    expect(first.status).toBe(200);
+    expect(first.headers.get('cache-control')).toBe('public, max-age=3600');
+    const etag = first.headers.get('etag')!;
+    expect(etag).toBeTruthy();
+    const again = await fetch(`${pc.issuer}/.well-known/openid-configuration`, { method: 'HEAD', headers: { 'if-none-match': etag } });
+    expect(again.status).toBe(304);
+  });
+
+  it('protocol responses are not made cacheable', async () => {
+    const token = await fetch(`${pc.issuer}/token`, { method: 'POST' });
+    expect(token.headers.get('cache-control') ?? '').not.toMatch(/public/);
+    expect(token.headers.get('etag')).toBeNull();
+    const unknown = await get('/jwks/other');
+    expect(unknown.headers.get('cache-control') ?? '').not.toMatch(/public/);
+  });
+});
