@@ -222,4 +222,13 @@ describe('DPoP at Portcullis', () => {
     expect(refreshed.token_type.toLowerCase()).toBe('dpop');
     expect(await oidc.fetchUserInfo(spa, refreshed.access_token, sub, { DPoP })).toMatchObject({ sub });
   });
+
+  it('a code bound to a key at the authorization request (dpop_jkt) is redeemed only with that key', async () => {
+    const key = await oidc.randomDPoPKeyPair('ES256');
+    const bound = { prompt: 'consent', dpop_jkt: await thumbprint(key) };
+    const thief = oidc.getDPoPHandle(spa, await oidc.randomDPoPKeyPair('ES256'));
+    await expect(logIn(new UserAgent(), spa, 'openid', erin, bound, { DPoP: thief })).rejects.toMatchObject({ error: 'invalid_grant' });
+    const { tokens } = await logIn(new UserAgent(), spa, 'openid', erin, bound, { DPoP: oidc.getDPoPHandle(spa, key) });
+    expect(tokens.token_type.toLowerCase()).toBe('dpop');
+  });
 });
