@@ -11,6 +11,8 @@ export const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'Ed25519'];
 
 /** How far a proof's `iat` may be from our clock, either way, in seconds (as Portcullis allows). */
 const IAT_WINDOW = 300;
+/** How long each generation of remembered proofs lasts (see DpopProofs.remember). */
+const GENERATION = 2 * IAT_WINDOW;
 
 export class ProofError extends Error {}
 
@@ -25,55 +27,69 @@ export interface ProofRequest {
 }
 
 /**
- * Checks DPoP proofs for one API process. A proof is accepted once: its
- * `jti` is remembered until its `iat` leaves the window, after which the
- * proof is refused as too old anyway. The memory is per process; several
- * instances behind a balancer each keep their own, so a proof replayed to
- * another instance within the window is not caught there (RFC 9449 §11.1
- * lets an API use server-provided nonces for tighter replay protection).
+ * Checks DPoP proofs for one API process. A proof is accepted once: it is
+ * remembered (as a digest of key and jti, whatever their length) for at
+ * least as long as its `iat` could still be accepted, in two generations of
+ * IAT_WINDOW × 2 each: the older is dropped whole when a new one starts, so
+ * forgetting costs nothing per request. Memory grows with the rate of DPoP
+ * requests, about 100 bytes each for 10 to 20 minutes. The memory is per
+ * process: several instances behind a balancer each keep their own, so a
+ * proof replayed to another instance within the window is not caught there
+ * (RFC 9449 §11.1 lets an API use nonces of its own for that).
  */
 export class DpopProofs {
-  private readonly seen = new Map<string, number>();
-  private nextSweep = 0;
+  private current = new Set<string>();
+  private previous = new Set<string>();
+  private generationEnds: number;
 
-  constructor(private readonly now: () => number = () => Math.floor(Date.now() / 1000)) {}
+  constructor(private readonly now: () => number = () => Math.floor(Date.now() / 1000)) {
+    this.generationEnds = now() + GENERATION;
+  }
 
   /** The proof in the request's `DPoP` header values, checked against `request`; throws ProofError. */
   async check(headerValues: string | string[] | undefined, request: ProofRequest): Promise<void> {
     const proof = single(headerValues);
     let payload: Record<string, unknown>;
-    let jwk: JWK;
+    let thumbprint: string;
     try {
       const verified = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: DPOP_ALGORITHMS });
       payload = verified.payload;
-      jwk = verified.protectedHeader.jwk!;
+      thumbprint = await calculateJwkThumbprint(verified.protectedHeader.jwk as JWK);
     } catch (error) {
-      if (error instanceof joseErrors.JOSEError) throw new ProofError(describe(error));
-      throw error;
+      // Not only jose's errors: WebCrypto refuses a malformed key (a point off the curve) with its own.
+      throw new ProofError(error instanceof joseErrors.JOSEError ? describe(error) : 'the DPoP proof is invalid');
     }
     if (typeof payload.jti !== 'string' || !payload.jti) throw new ProofError('the DPoP proof has no jti');
     if (typeof payload.iat !== 'number') throw new ProofError('the DPoP proof has no iat');
     const now = this.now();
     if (Math.abs(now - payload.iat) > IAT_WINDOW) throw new ProofError('the DPoP proof is not recent');
     if (payload.htm !== request.method) throw new ProofError('the DPoP proof was made for another method');
-    if (typeof payload.htu !== 'string' || withoutQuery(payload.htu) !== withoutQuery(request.url)) {
+    const expected = withoutQuery(request.url);
+    if (!expected) throw new ProofError('the request URL is not valid');
+    if (typeof payload.htu !== 'string' || withoutQuery(payload.htu) !== expected) {
       throw new ProofError('the DPoP proof was made for another URL');
     }
     if (payload.ath !== createHash('sha256').update(request.accessToken).digest('base64url')) {
       throw new ProofError('the DPoP proof was made for another access token');
     }
-    if ((await calculateJwkThumbprint(jwk)) !== request.jkt) throw new ProofError('the DPoP proof is not signed with the key the token is bound to');
-    this.remember(`${request.jkt}.${payload.jti}`, payload.iat + IAT_WINDOW, now);
+    if (thumbprint !== request.jkt) throw new ProofError('the DPoP proof is not signed with the key the token is bound to');
+    this.remember(createHash('sha256').update(`${request.jkt}.${payload.jti}`).digest('base64url'), now);
   }
 
-  private remember(key: string, until: number, now: number): void {
-    if (now >= this.nextSweep) {
-      for (const [seenKey, expires] of this.seen) if (expires < now) this.seen.delete(seenKey);
-      this.nextSweep = now + 30;
+  /**
+   * A proof first seen at t is acceptable until its iat + IAT_WINDOW, at most
+   * t + 2 × IAT_WINDOW (an iat that far ahead): it stays in `current` or
+   * `previous` for at least one GENERATION of that length.
+   */
+  private remember(digest: string, now: number): void {
+    if (now >= this.generationEnds) {
+      // A whole generation (or more) passed: what `previous` held can no longer be accepted.
+      this.previous = now >= this.generationEnds + GENERATION ? new Set() : this.current;
+      this.current = new Set();
+      this.generationEnds = now + GENERATION;
     }
-    const expires = this.seen.get(key);
-    if (expires !== undefined && expires >= now) throw new ProofError('the DPoP proof was already used');
-    this.seen.set(key, until);
+    if (this.current.has(digest) || this.previous.has(digest)) throw new ProofError('the DPoP proof was already used');
+    this.current.add(digest);
   }
 }
 

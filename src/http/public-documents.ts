@@ -12,18 +12,24 @@ import type { Middleware } from 'koa';
 
 /** How long discovery may be kept: it changes only with a new deployment. */
 const DISCOVERY_MAX_AGE = 3600;
+/**
+ * The longest the JWKS may be kept whatever the rotation settings: a key
+ * removed from it (`keys retire`) should not live on in caches for long.
+ */
+const JWKS_MAX_AGE = 300;
 
 export function cacheablePublicDocuments(keys: { keyActivationDelay: number; keyRefreshInterval: number }): Middleware {
   const lifetimes: Record<string, number> = {
     '/.well-known/openid-configuration': DISCOVERY_MAX_AGE,
-    '/jwks': Math.max(0, keys.keyActivationDelay - keys.keyRefreshInterval),
+    '/jwks': Math.min(JWKS_MAX_AGE, Math.max(0, keys.keyActivationDelay - keys.keyRefreshInterval)),
   };
   return (ctx, next) => {
     const maxAge = lifetimes[ctx.path];
     if (maxAge === undefined || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
     return next().then(() => {
       if (ctx.status !== 200 || ctx.body == null) return;
-      ctx.set('Cache-Control', maxAge > 0 ? `public, max-age=${maxAge}` : 'no-cache');
+      // must-revalidate: a cache may not serve a copy past its age (when the server is unreachable, say).
+      ctx.set('Cache-Control', maxAge > 0 ? `public, max-age=${maxAge}, must-revalidate` : 'no-cache');
       const body = typeof ctx.body === 'string' ? ctx.body : JSON.stringify(ctx.body);
       const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
       ctx.set('ETag', etag);

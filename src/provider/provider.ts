@@ -132,12 +132,19 @@ function honourSignOuts(provider: Provider, accounts: Accounts): void {
  * in all of them (11 tokens from one proof, measured). The check is one
  * conditional insert instead. The row's id is the library's own, a digest of
  * issuer (the client) and jti.
+ *
+ * The library asks for the proof to be remembered for its acceptance window
+ * (`exp` = now + 5 minutes), but a proof is accepted while its `iat` is
+ * within 5 minutes of the clock either way: one made 5 minutes ahead stays
+ * acceptable for 10. It is remembered for the window once more, so that it
+ * cannot be used again once forgotten.
  */
 function checkReplaysAtomically(provider: Provider, replays: ArtifactAdapter): void {
   const ReplayDetection = provider.ReplayDetection as unknown as { unique(iss: string, jti: string, exp: number): Promise<boolean> };
   ReplayDetection.unique = (iss, jti, exp) => {
     const now = Math.floor(Date.now() / 1000);
-    return replays.claim(hash('sha256', `${iss}${jti}`, 'base64url'), { iss, iat: now, exp, kind: 'ReplayDetection' }, exp - now);
+    const window = exp - now;
+    return replays.claim(hash('sha256', `${iss}${jti}`, 'base64url'), { iss, iat: now, exp: exp + window, kind: 'ReplayDetection' }, 2 * window);
   };
 }
 

@@ -114,7 +114,8 @@ describe('DPoP-bound access tokens', () => {
   });
 
   it('the example API refuses proofs made for another request, token or time, and any proof twice', async () => {
-    const key = await oidc.randomDPoPKeyPair('ES256');
+    // Extractable: one proof below shows the private key in its header (refused for that alone).
+    const key = await oidc.randomDPoPKeyPair('ES256', { extractable: true });
     const tokens = await oidc.clientCredentialsGrant(machine, { resource: ORDERS, scope: 'read:orders' }, { DPoP: oidc.getDPoPHandle(machine, key) });
     const other = await oidc.clientCredentialsGrant(machine, { resource: ORDERS, scope: 'read:orders' }, { DPoP: oidc.getDPoPHandle(machine, key) });
     const at = tokens.access_token;
@@ -145,8 +146,11 @@ describe('DPoP-bound access tokens', () => {
       'wrong typ': await new SignJWT({ ...good, jti: randomUUID(), iat: now() })
         .setProtectedHeader({ alg: 'ES256', typ: 'JWT', jwk: await exportJWK(key.publicKey) })
         .sign(key.privateKey),
+      'a key off its curve': await new SignJWT({ ...good, jti: randomUUID(), iat: now() })
+        .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: { kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA' } })
+        .sign(key.privateKey),
       'a private key in the header': await new SignJWT({ ...good, jti: randomUUID(), iat: now() })
-        .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: await exportJWK((await oidc.randomDPoPKeyPair('ES256', { extractable: true })).privateKey) })
+        .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: await exportJWK(key.privateKey) })
         .sign(key.privateKey),
     };
     for (const [what, dpop] of Object.entries(refused)) {
@@ -184,6 +188,27 @@ describe('DPoP at Portcullis', () => {
     for (const response of responses.filter((r) => r.status === 400)) expect(await response.json()).toMatchObject({ error: 'invalid_grant' });
     // And later, one at a time, still once.
     expect((await tokenRequest({ dpop })).status).toBe(400);
+  });
+
+  it('a proof made ahead of the clock is remembered for as long as it could be accepted', async () => {
+    // Accepted while its iat is within 5 minutes either way: one made 5 minutes
+    // ahead stays acceptable for 10, so it must be remembered for 10.
+    const key = await oidc.randomDPoPKeyPair('ES256');
+    const jti = randomUUID();
+    const ahead = await proof(key, { htm: 'POST', htu: `${pc.issuer}/token`, jti, iat: now() + 295 });
+    expect((await tokenRequest({ dpop: ahead })).status).toBe(200);
+    expect((await tokenRequest({ dpop: ahead })).status).toBe(400);
+    // The row (ids are stored as digests; the library's id is itself a digest of client and jti).
+    const id = createHash('sha256').update(createHash('sha256').update(`${machineCredentials.client_id}${jti}`).digest('base64url')).digest('base64url');
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      const { rows } = await db.query(`SELECT extract(epoch FROM expires_at) AS expires FROM provider_artifacts WHERE kind = 'ReplayDetection' AND id = '${id}'`);
+      expect(rows).toHaveLength(1);
+      expect(Number(rows[0].expires)).toBeGreaterThanOrEqual(now() + 295 + 295);
+    } finally {
+      await db.end();
+    }
   });
 
   it('a client whose clock is off is told to use a nonce, and gets its token with it', async () => {

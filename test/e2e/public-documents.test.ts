@@ -21,7 +21,7 @@ describe('cacheable public documents', () => {
     const first = await get('/jwks');
     expect(first.status).toBe(200);
     // KEY_ACTIVATION_DELAY − KEY_REFRESH_INTERVAL: a copy taken before a new key reached every instance is gone before it signs.
-    expect(first.headers.get('cache-control')).toBe('public, max-age=89');
+    expect(first.headers.get('cache-control')).toBe('public, max-age=89, must-revalidate');
     const etag = first.headers.get('etag')!;
     expect(etag).toMatch(/^"[\w-]+"$/);
     const kids = ((await first.json()) as { keys: { kid: string }[] }).keys.map((key) => key.kid);
@@ -49,7 +49,7 @@ describe('cacheable public documents', () => {
   it('discovery may be kept for an hour, with an ETag', async () => {
     const first = await get('/.well-known/openid-configuration');
     expect(first.status).toBe(200);
-    expect(first.headers.get('cache-control')).toBe('public, max-age=3600');
+    expect(first.headers.get('cache-control')).toBe('public, max-age=3600, must-revalidate');
     const etag = first.headers.get('etag')!;
     expect(etag).toBeTruthy();
     const again = await fetch(`${pc.issuer}/.well-known/openid-configuration`, { method: 'HEAD', headers: { 'if-none-match': etag } });
