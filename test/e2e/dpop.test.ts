@@ -7,6 +7,9 @@ import { calculateJwkThumbprint, decodeJwt, exportJWK, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createResourceServer } from '../../examples/resource-server/app.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { startServer } from '../../src/server.js';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
@@ -226,6 +229,32 @@ describe('DPoP at Portcullis', () => {
     expect(await madeUp.json()).toMatchObject({ error: 'use_dpop_nonce' });
   });
 
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a nonce one instance gave is accepted by another', async () => {
+    // A second instance of the same deployment: same database, same encryption key, same issuer, its own port.
+    const port = await freePort();
+    const second = await startServer(loadConfig({ ...pc.env, PORT: String(port) }), createLogger('silent'));
+    try {
+      const key = await oidc.randomDPoPKeyPair('ES256');
+      const htu = `${pc.issuer}/token`;
+      const stale = await tokenRequest({ dpop: await proof(key, { htm: 'POST', htu, iat: now() - 900 }) });
+      const nonce = stale.headers.get('dpop-nonce');
+      expect(nonce).toBeTruthy();
+      const basic = Buffer.from(`${machineCredentials.client_id}:${machineCredentials.client_secret}`).toString('base64');
+      const elsewhere = await fetch(`http://127.0.0.1:${port}/token`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${basic}`,
+          'content-type': 'application/x-www-form-urlencoded',
+          dpop: await proof(key, { htm: 'POST', htu, iat: now() - 900, nonce }),
+        },
+        body: new URLSearchParams({ grant_type: 'client_credentials', resource: ORDERS, scope: 'read:orders' }),
+      });
+      expect(await elsewhere.json()).toMatchObject({ token_type: 'DPoP' });
+    } finally {
+      await second.close();
+    }
+  });
+
   it('a public client signs in with DPoP: its tokens and refresh token are bound to its key', async () => {
     const key = await oidc.randomDPoPKeyPair('ES256');
     const DPoP = oidc.getDPoPHandle(spa, key);
@@ -238,6 +267,12 @@ describe('DPoP at Portcullis', () => {
     expect(me).toMatchObject({ sub, name: 'Erin' });
     const asBearer = await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } });
     expect(asBearer.status).toBe(401);
+    // One proof, sent to UserInfo in several requests at once, is honoured once.
+    const once = await proof(key, { htm: 'GET', htu: `${pc.issuer}/me`, ath: digest(tokens.access_token) });
+    const all = await Promise.all(
+      Array.from({ length: 8 }, () => fetch(`${pc.issuer}/me`, { headers: { authorization: `DPoP ${tokens.access_token}`, dpop: once } })),
+    );
+    expect(all.map((response) => response.status).sort()).toEqual([200, ...Array(7).fill(401)]);
 
     // The refresh token is no use without the key (and the failed tries leave it usable).
     const thief = oidc.getDPoPHandle(spa, await oidc.randomDPoPKeyPair('ES256'));
