@@ -6,10 +6,10 @@ import type { Server } from 'node:http';
 import { calculateJwkThumbprint, decodeJwt, exportJWK, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createResourceServer } from '../../examples/resource-server/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer } from '../../src/server.js';
+import { serveExampleApi } from '../support/example-api.js';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
@@ -30,13 +30,7 @@ const servers: Server[] = [];
 const now = () => Math.floor(Date.now() / 1000);
 const digest = (token: string) => createHash('sha256').update(token).digest('base64url');
 
-async function serve(options: Parameters<typeof createResourceServer>[0]): Promise<string> {
-  const port = await freePort();
-  const server = createResourceServer(options).listen(port, '127.0.0.1');
-  servers.push(server);
-  await new Promise((resolve) => server.once('listening', resolve));
-  return `http://127.0.0.1:${port}`;
-}
+const serve = (options: Parameters<typeof serveExampleApi>[0]) => serveExampleApi(options, servers);
 
 /** A proof signed with `key`, with these claims over sensible defaults (a fresh jti, iat now). */
 async function proof(key: CryptoKeyPair, claims: Record<string, unknown>): Promise<string> {

@@ -5,8 +5,8 @@ import type { Server } from 'node:http';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createResourceServer } from '../../examples/resource-server/app.js';
-import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { serveExampleApi } from '../support/example-api.js';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
@@ -37,13 +37,7 @@ async function createApi(args: string[]): Promise<ApiCredentials> {
   return JSON.parse(result.stdout);
 }
 
-async function serve(options: Parameters<typeof createResourceServer>[0]): Promise<string> {
-  const port = await freePort();
-  const server = createResourceServer(options).listen(port, '127.0.0.1');
-  servers.push(server);
-  await new Promise((resolve) => server.once('listening', resolve));
-  return `http://127.0.0.1:${port}`;
-}
+const serve = (options: Parameters<typeof serveExampleApi>[0]) => serveExampleApi(options, servers);
 
 function call(base: string, token?: string, method = 'GET') {
   return fetch(`${base}/orders`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
