@@ -1,0 +1,137 @@
+// What discovery advertises for authorization requests works as a client
+// would use it: pushed authorization requests (RFC 9126) and every response
+// mode (query, fragment, form_post).
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { UserAgent, type Page } from '../support/user-agent.js';
+
+const finn = { email: 'finn@example.com', password: 'finns password' };
+
+let pc: TestPortcullis;
+let web: oidc.Configuration;
+let spa: oidc.Configuration;
+
+beforeAll(async () => {
+  pc = await startPortcullis();
+  await pc.createUser(finn.email, finn.password, 'Finn');
+  const webClient = await pc.createClient({ name: 'Web', redirectUris: [REDIRECT_URI], scope: 'openid profile' });
+  web = await discover(pc.issuer, webClient.client_id, webClient.client_secret);
+  const spaClient = await pc.createClient({ name: 'SPA', public: true, redirectUris: [REDIRECT_URI], scope: 'openid profile' });
+  spa = await discover(pc.issuer, spaClient.client_id);
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+/** Signs in and consents, from the authorization URL to whatever page comes after consent. */
+async function through(ua: UserAgent, url: URL | string): Promise<Page> {
+  let page = await visit(ua, url);
+  if (pageKind(page) === 'login') page = await signIn(ua, page, finn.email, finn.password);
+  if (pageKind(page) === 'consent') page = await allow(ua, page);
+  return page;
+}
+
+async function pkce() {
+  const verifier = oidc.randomPKCECodeVerifier();
+  return { verifier, params: { code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' } };
+}
+
+describe('pushed authorization requests (RFC 9126)', () => {
+  it.each([
+    ['a confidential client', () => web],
+    ['a public client', () => spa],
+  ])('%s pushes its request and signs the person in with the request_uri alone', async (_, config) => {
+    const { verifier, params } = await pkce();
+    const state = oidc.randomState();
+    const nonce = oidc.randomNonce();
+    const url = await oidc.buildAuthorizationUrlWithPAR(config(), { redirect_uri: REDIRECT_URI, scope: 'openid profile', state, nonce, ...params });
+    // The browser carries only the client and the reference, never the request itself.
+    expect([...url.searchParams.keys()].sort()).toEqual(['client_id', 'request_uri']);
+    expect(url.searchParams.get('request_uri')).toMatch(/^urn:ietf:params:oauth:request_uri:/);
+
+    const callback = await through(new UserAgent(), url);
+    expect(pageKind(callback)).toBe('callback');
+    const tokens = await oidc.authorizationCodeGrant(config(), new URL(callback.url), { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce });
+    expect(tokens.claims()).toMatchObject({ iss: pc.issuer, nonce });
+  });
+
+  it('a request_uri is good for one authorization request', async () => {
+    const { params } = await pkce();
+    const url = await oidc.buildAuthorizationUrlWithPAR(web, { redirect_uri: REDIRECT_URI, scope: 'openid', state: oidc.randomState(), ...params });
+    const ua = new UserAgent();
+    expect(pageKind(await through(ua, url))).toBe('callback');
+    // Used: the second visit is an error page (the request's redirect_uri is not
+    // known without the request, so nothing goes back to the client), never a code.
+    const again = await visit(new UserAgent(), url);
+    expect(pageKind(again)).toBe('other');
+    expect(again.status).toBe(400);
+    expect(again.html).not.toContain('code=');
+  });
+
+  it('a pushed request is checked when it is pushed: an unregistered redirect_uri is refused there', async () => {
+    await expect(
+      oidc.buildAuthorizationUrlWithPAR(web, { redirect_uri: 'https://attacker.example/callback', scope: 'openid', ...(await pkce()).params }),
+    ).rejects.toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('redirect_uri') });
+  });
+
+  it('pushing needs client authentication from a confidential client', async () => {
+    const response = await fetch(`${pc.issuer}/request`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: web.clientMetadata().client_id, response_type: 'code', redirect_uri: REDIRECT_URI, scope: 'openid' }),
+    });
+    expect(response.status).toBe(401);
+    expect(await response.json()).toMatchObject({ error: 'invalid_client' });
+  });
+});
+
+describe('response modes', () => {
+  it('fragment: the code comes back in the fragment', async () => {
+    const { verifier, params } = await pkce();
+    const request = await authorizationRequest(web, 'openid', { response_mode: 'fragment', ...params });
+    const callback = await through(new UserAgent(), request.url);
+    expect(pageKind(callback)).toBe('callback');
+    const url = new URL(callback.url);
+    expect(url.search).toBe('');
+    const fragment = new URLSearchParams(url.hash.slice(1));
+    expect(fragment.get('state')).toBe(request.state);
+    expect(fragment.get('iss')).toBe(pc.issuer);
+    // The client moves the fragment into the query it hands its library.
+    const tokens = await oidc.authorizationCodeGrant(web, new URL(`${REDIRECT_URI}?${fragment}`), {
+      pkceCodeVerifier: verifier,
+      expectedState: request.state,
+      expectedNonce: request.nonce,
+    });
+    expect(tokens.access_token).toBeTruthy();
+  });
+
+  it('form_post: a page posts the code to the client, allowed by its Content-Security-Policy', async () => {
+    const { verifier, params } = await pkce();
+    const request = await authorizationRequest(web, 'openid', { response_mode: 'form_post', ...params });
+    const page = await through(new UserAgent(), request.url);
+    expect(page.status).toBe(200);
+    const form = /<form[^>]*method="post"[^>]*action="([^"]+)"/i.exec(page.html) ?? /<form[^>]*action="([^"]+)"[^>]*method="post"/i.exec(page.html);
+    expect(form?.[1]).toBe(REDIRECT_URI);
+    const fields = Object.fromEntries([...page.html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    expect(fields).toMatchObject({ state: request.state, iss: pc.issuer });
+    expect(fields.code).toBeTruthy();
+    // The page submits itself with the one inline script the policy allows by its hash.
+    const script = /<script>([\s\S]*?)<\/script>/.exec(page.html)?.[1];
+    expect(script).toBeTruthy();
+    const { createHash } = await import('node:crypto');
+    expect(page.headers?.get('content-security-policy')).toContain(`'sha256-${createHash('sha256').update(script!).digest('base64')}'`);
+
+    // What the client's callback receives: a POST with the fields.
+    const posted = new Request(REDIRECT_URI, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(fields as Record<string, string>),
+    });
+    const tokens = await oidc.authorizationCodeGrant(web, posted, { pkceCodeVerifier: verifier, expectedState: request.state, expectedNonce: request.nonce });
+    expect(tokens.access_token).toBeTruthy();
+  });
+});
