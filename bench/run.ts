@@ -516,11 +516,12 @@ async function main(): Promise<number> {
     harness.sampleRss(portcullis);
     log(`portcullis listening at ${issuer} (pid ${portcullis.pid}, RSS ${portcullis.rss()} MiB)`);
 
-    // Seed through the CLI, as an operator would, while the server runs.
+    // Seed through the CLI, as an operator would, while the server runs. ES256
+    // ID tokens (a refresh issues one), as the baseline's client has: like for like.
     const client = await cliJson<Client>(
       ['client', 'create', '--name', 'Benchmark', '--redirect-uri', REDIRECT_URI,
         '--grant-type', 'client_credentials', '--grant-type', 'authorization_code', '--grant-type', 'refresh_token',
-        '--scope', `${REFRESH_SCOPE} email`],
+        '--scope', `${REFRESH_SCOPE} email`, '--id-token-alg', 'ES256'],
       env,
     );
     const people: Person[] = Array.from({ length: options.users }, (_, i) => ({

@@ -13,7 +13,6 @@ import type { InFlightRequests } from './http/in-flight.js';
 import { renderErrorPage } from './http/error-pages.js';
 import { healthProbes } from './http/health.js';
 import { loggedPath } from './http/log-redaction.js';
-import { cacheablePublicDocuments } from './http/public-documents.js';
 import { securityHeaders } from './http/security-headers.js';
 import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
@@ -47,7 +46,6 @@ export function createApp(deps: AppDeps): RequestHandler {
   const middleware = [
     requestLog(logger),
     securityHeaders(deps.config.issuer),
-    cacheablePublicDocuments(deps.config),
     healthProbes(deps.sql),
     interactionPages(deps),
   ];

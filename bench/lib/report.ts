@@ -146,7 +146,8 @@ npm run bench -- --help            # duration, warm-up, connections, argon2 cost
 The harness creates (and drops) its own database, starts Portcullis as its own process
 as \`npm start\` runs it (compiled, \`node dist/main.js\`), seeds a confidential client, users and an API with the
 \`portcullis\` CLI, starts the baseline (\`bench/baseline.ts\`: the same client metadata, opaque
-tokens, \`client_secret_basic\`, refresh-token rotation), and drives each scenario with
+tokens, \`client_secret_basic\`, refresh-token rotation, ES256 ID tokens: the benchmark client is
+registered with \`--id-token-alg ES256\`), and drives each scenario with
 [autocannon](https://github.com/mcollina/autocannon) from a separate process (\`bench/load.ts\`):
 a warm-up, then a fixed duration at a fixed number of connections. Where there is a baseline
 (the first three scenarios), both servers are warmed up and the measured duration is cut into

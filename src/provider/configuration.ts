@@ -43,13 +43,31 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
-      id_token_signed_response_alg: config.signingAlg,
+      // What OpenID Connect Registration §2 says a client that names no
+      // algorithm expects, and what Core §15.1 makes every OP support: RP
+      // libraries told nothing else (openid-client v5, express-openid-connect)
+      // refuse any other. ES256 or EdDSA is a client's choice (--id-token-alg).
+      id_token_signed_response_alg: 'RS256',
     },
     // What our clients can use: secrets are kept only as digests (see
     // compareClientSecret in provider.ts), so client_secret_jwt (an HMAC keyed
     // with the plain secret) cannot be checked, and clients register no keys
     // for private_key_jwt. Discovery advertises only these.
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
+    // RFC 8414 §2 reads a missing list as client_secret_basic only. A public
+    // client may revoke its tokens; it learns nothing from introspection
+    // (see features.introspection), so `none` is not offered there.
+    discovery: {
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+    },
+    // A browser may call the token and userinfo endpoints only for a public
+    // client (a single-page app), and only from the origin of one of its
+    // redirect URIs; a confidential client's secret never belongs in a browser.
+    clientBasedCORS: (ctx, origin, client) =>
+      origin !== 'null' &&
+      (ctx.oidc.route === 'userinfo' || client.clientAuthMethod === 'none') &&
+      client.redirectUris!.some((uri) => URL.parse(uri)?.origin === origin),
     findAccount: accounts.findAccount,
     claims: OIDC_CLAIMS,
     // `api`: set by ClientAdapter on the credentials of a registered API.
@@ -58,7 +76,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // validates against `scopes`).
     extraClientMetadata: { properties: ['api', 'api_scopes', 'api_scopes_by_api'] },
     scopes: OIDC_SCOPES,
-    conformIdTokenClaims: true,
+    // The ID token carries the claims of the scopes granted (name, email, ...),
+    // as well as UserInfo: RP libraries (Auth.js, express-openid-connect) take
+    // the person's profile from the ID token. Core §5.4 has them returned from
+    // UserInfo when an access token is issued, and does not keep them out of
+    // the ID token; the token goes from us to the client directly.
+    conformIdTokenClaims: false,
     responseTypes: ['code'],
     // OpenID Connect Core §3.1.2.1: redirect_uri is required in every
     // authorization request, even from a client that registered only one.

@@ -4,6 +4,7 @@ import { hash, timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
 import Provider, { errors, type AdapterPayload, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
+import { cacheablePublicDocuments } from '../http/public-documents.js';
 import { sha256 } from '../persistence/hash.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import { ArtifactAdapter } from './adapter.js';
@@ -33,6 +34,9 @@ export function createProvider(services: ProviderServices): Provider {
     return expected.length === presented.length && timingSafeEqual(expected, presented);
   };
 
+  // Outermost, so that the caching headers and ETag are made from the
+  // discovery document as it is finally sent (see followTheStandards).
+  provider.use(cacheablePublicDocuments(services.config));
   registeredScopesOnly(provider);
   honourSignOuts(provider, services.accounts);
   keepBuiltClients(provider, services.clientCache);
@@ -224,6 +228,7 @@ const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocati
  */
 function followTheStandards(ctx: KoaContextWithOIDC): void {
   const route = ctx.oidc?.route;
+  if (route === 'discovery') listOnlyClaimsIssued(ctx);
   if (route === undefined || !CLIENT_AUTHENTICATED_ROUTES.has(route)) return;
   if (route === 'token') {
     // RFC 6749 §5.1 asks for both; the library sends only Cache-Control.
@@ -234,6 +239,16 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
     inactiveForStructuredTokens(ctx);
   }
   useInvalidClientWithoutCredentials(ctx);
+}
+
+/**
+ * Discovery's claims_supported names the claims the OP may supply (Discovery
+ * §3). The library always lists `sid`, which it issues only to clients of
+ * front- or back-channel logout, or through the claims parameter: all off here.
+ */
+function listOnlyClaimsIssued(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { claims_supported?: unknown } | undefined;
+  if (Array.isArray(body?.claims_supported)) body.claims_supported = body.claims_supported.filter((claim) => claim !== 'sid');
 }
 
 /**

@@ -135,3 +135,33 @@ describe('response modes', () => {
     expect(tokens.access_token).toBeTruthy();
   });
 });
+
+describe('browsers at the token endpoint (CORS)', () => {
+  const REDIRECT_ORIGIN = new URL(REDIRECT_URI).origin;
+  const exchange = (config: oidc.Configuration, origin: string, secret?: string) =>
+    fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      headers: { origin, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code',
+        code: 'no-such-code',
+        redirect_uri: REDIRECT_URI,
+        code_verifier: oidc.randomPKCECodeVerifier(),
+        client_id: config.clientMetadata().client_id,
+        ...(secret ? { client_secret: secret } : {}),
+      }),
+    });
+
+  it('a public client may be called from the origin of its redirect URIs, and from no other', async () => {
+    const allowed = await exchange(spa, REDIRECT_ORIGIN);
+    expect(await allowed.json()).toMatchObject({ error: 'invalid_grant' });
+    expect(allowed.headers.get('access-control-allow-origin')).toBe(REDIRECT_ORIGIN);
+    const elsewhere = await exchange(spa, 'https://elsewhere.example');
+    expect(elsewhere.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('a confidential client is never called from a browser', async () => {
+    const response = await exchange(web, REDIRECT_ORIGIN, web.clientMetadata().client_secret as string);
+    expect(response.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});

@@ -31,7 +31,8 @@ describe('a confidential client doing authorization code + PKCE', () => {
     expect(seen).toEqual(['login', 'consent']);
     const jwks = createRemoteJWKSet(new URL(rp.serverMetadata().jwks_uri!));
     const { payload, protectedHeader } = await jwtVerify(tokens.id_token!, jwks, { issuer: pc.issuer, audience: app.client_id });
-    expect(protectedHeader.alg).toBe('ES256');
+    // RS256: what a client that names no algorithm expects (OpenID Connect Registration §2).
+    expect(protectedHeader.alg).toBe('RS256');
     expect(payload.sub).toMatch(/^[0-9a-f-]{36}$/);
     expect(tokens.token_type.toLowerCase()).toBe('bearer');
     expect(tokens.refresh_token).toBeUndefined(); // no offline_access asked
@@ -50,13 +51,13 @@ describe('a confidential client doing authorization code + PKCE', () => {
     expect(profile.email).toBeUndefined();
   });
 
-  it('signs ID tokens with RS256 for a client that asks for it', async () => {
-    const legacy = await pc.createClient({ name: 'Legacy', redirectUris: [REDIRECT_URI], idTokenAlg: 'RS256' });
-    const legacyRp = await discover(pc.issuer, legacy.client_id, legacy.client_secret);
-    const { tokens } = await logIn(new UserAgent(), legacyRp, 'openid', alice);
-    expect(decodeProtectedHeader(tokens.id_token!).alg).toBe('RS256');
+  it('signs ID tokens with ES256 for a client that asks for it', async () => {
+    const modern = await pc.createClient({ name: 'Modern', redirectUris: [REDIRECT_URI], idTokenAlg: 'ES256' });
+    const modernRp = await discover(pc.issuer, modern.client_id, modern.client_secret);
+    const { tokens } = await logIn(new UserAgent(), modernRp, 'openid', alice);
+    expect(decodeProtectedHeader(tokens.id_token!).alg).toBe('ES256');
     const jwks = createRemoteJWKSet(new URL(rp.serverMetadata().jwks_uri!));
-    await jwtVerify(tokens.id_token!, jwks, { issuer: pc.issuer, audience: legacy.client_id });
+    await jwtVerify(tokens.id_token!, jwks, { issuer: pc.issuer, audience: modern.client_id });
   });
 });
 

@@ -16,6 +16,30 @@ afterAll(async () => {
 
 const get = (path: string, headers: Record<string, string> = {}) => fetch(`${pc.issuer}${path}`, { headers });
 
+describe('discovery says what works', () => {
+  it('names what a client may use, and no claim that is never issued', async () => {
+    const metadata = (await (await get('/.well-known/openid-configuration')).json()) as Record<string, unknown>;
+    expect(metadata).toMatchObject({
+      issuer: pc.issuer,
+      authorization_endpoint: `${pc.issuer}/auth`,
+      token_endpoint: `${pc.issuer}/token`,
+      userinfo_endpoint: `${pc.issuer}/me`,
+      jwks_uri: `${pc.issuer}/jwks`,
+      response_types_supported: ['code'],
+      subject_types_supported: ['public'],
+      code_challenge_methods_supported: ['S256'],
+      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+      // RFC 8414 §2 would read a missing list as client_secret_basic alone.
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+    });
+    // OpenID Connect Core §15.1: RS256 is mandatory to implement.
+    expect(metadata.id_token_signing_alg_values_supported).toContain('RS256');
+    expect(metadata.claims_supported).toEqual(expect.arrayContaining(['sub', 'name', 'email', 'email_verified', 'auth_time', 'iss']));
+    expect(metadata.claims_supported).not.toContain('sid');
+  });
+});
+
 describe('cacheable public documents', () => {
   it('the JWKS may be kept until a key published since could sign, and a refetch with its ETag is a 304', async () => {
     const first = await get('/jwks');
