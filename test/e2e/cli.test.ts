@@ -356,7 +356,8 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
 
 describe('portcullis keys', () => {
   it('rotate makes a new key current on the running server while the old one keeps verifying', async () => {
-    const { client_id, client_secret } = await pc.createClient({ name: 'Keys', redirectUris: [REDIRECT_URI] });
+    // ES256 ID tokens: the rotation followed below is the ES256 key's.
+    const { client_id, client_secret } = await pc.createClient({ name: 'Keys', redirectUris: [REDIRECT_URI], idTokenAlg: 'ES256' });
     await pc.createUser('kim@example.com', 'kims password');
     const rp = await discover(pc.issuer, client_id, client_secret);
     const kim = { email: 'kim@example.com', password: 'kims password' };
@@ -417,7 +418,7 @@ describe('portcullis keys', () => {
   });
 
   it('rotate --now while a rotation waits: the new key signs at once, and the waiting key never does', async () => {
-    const { client_id, client_secret } = await pc.createClient({ name: 'Emergency', redirectUris: [REDIRECT_URI] });
+    const { client_id, client_secret } = await pc.createClient({ name: 'Emergency', redirectUris: [REDIRECT_URI], idTokenAlg: 'ES256' });
     const lee = { email: 'lee@example.com', password: 'lees password' };
     await pc.createUser(lee.email, lee.password);
     const rp = await discover(pc.issuer, client_id, client_secret);
