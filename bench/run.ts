@@ -454,9 +454,10 @@ async function main(): Promise<number> {
 
   // Portcullis runs as `npm start` runs it: compiled, without a loader.
   await buildPortcullis();
-  // Before anything else runs, so that nothing competes with the measurement.
-  const a2 = await measureArgon2(options);
-  const ceiling = cores / a2.cpu;
+  // Before anything else runs, so that nothing competes with the measurement;
+  // again right after the logins (see interactive_login), the faster of the two counting.
+  let a2 = await measureArgon2(options);
+  let ceiling = cores / a2.cpu;
   log(`argon2id m=${options.argon2.memoryKib} KiB t=${options.argon2.timeCost} p=${options.argon2.parallelism}: ` +
     `${round(a2.cpu * 1000, 1)} ms CPU per verify → ceiling ${round(ceiling, 1)} logins/s on ${cores} cores; ` +
     `${round(a2.allCoresRate, 1)} verifies/s with every core verifying`);
@@ -727,6 +728,18 @@ async function main(): Promise<number> {
       // A login takes long enough under load that a one-second smoke would see none finish.
       const measured = await harness.measure(issuer, loginScenario, portcullis!, true, options.smoke ? Math.max(options.duration, 3) : undefined);
       entry.portcullis = portcullisFigures(measured);
+      // argon2's cost, measured once more now, next to the logins: on a shared
+      // machine it moves (21 to 50 ms per verify between runs here), and a
+      // ceiling measured while something else ran would make the target easy.
+      // The faster measurement sets the ceiling: the stricter target.
+      const first = a2;
+      const again = await measureArgon2(options);
+      if (again.cpu < a2.cpu) a2 = { ...again, allCoresRate: Math.max(again.allCoresRate, first.allCoresRate) };
+      ceiling = cores / a2.cpu;
+      entry.notes.push(
+        `argon2id CPU per verify: ${round(first.cpu * 1000, 1)} ms measured before anything ran, ${round(again.cpu * 1000, 1)} ms right after the logins; ` +
+          `the ceiling and the budget below use the faster.`,
+      );
       entry.notes.push(
         `${round(measured.result.http_rps, 0)} HTTP requests/s (8 per login); latency is that of a whole login. ` +
           `Ceiling from argon2 alone: ${round(ceiling, 1)} logins/s; achieved ${round((100 * entry.portcullis.rps) / ceiling, 0)}%. ` +

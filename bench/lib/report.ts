@@ -174,7 +174,9 @@ Latencies are per operation (a request, or a whole login), timed in the load gen
 *Errors* are responses other than the expected status and body, connection errors and
 timeouts. The *ratio* is Portcullis's rate over the baseline's in the same run. The argon2id
 *login ceiling* is cores ÷ CPU seconds per verification, measured by the harness before
-anything else runs. *RSS* is read from \`/proc\` at the start and end of each measurement and
+anything else runs and again right after the logins, the faster of the two counting (on a
+shared machine argon2's cost moves between runs, and a slow measurement would make the target
+easy). *RSS* is read from \`/proc\` at the start and end of each measurement and
 through a steady \`client_credentials\` soak (\`--soak\`, 60 s). *Database round trips* are
 counted on a second, unmeasured Portcullis process whose PostgreSQL connections pass
 through a counting relay (\`bench/lib/db-trips.ts\`), one request at a time and with 16 at once.
