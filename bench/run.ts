@@ -731,10 +731,14 @@ async function main(): Promise<number> {
       // argon2's cost, measured once more now, next to the logins: on a shared
       // machine it moves (21 to 50 ms per verify between runs here), and a
       // ceiling measured while something else ran would make the target easy.
-      // The faster measurement sets the ceiling: the stricter target.
+      // The faster measurement sets the ceiling: the stricter target. (Each
+      // figure the faster of its two: CPU and wall per verify, and the rate with every core verifying.)
       const first = a2;
       const again = await measureArgon2(options);
-      if (again.cpu < a2.cpu) a2 = { ...again, allCoresRate: Math.max(again.allCoresRate, first.allCoresRate) };
+      a2 = {
+        ...(again.cpu < first.cpu ? { cpu: again.cpu, wall: again.wall } : { cpu: first.cpu, wall: first.wall }),
+        allCoresRate: Math.max(again.allCoresRate, first.allCoresRate),
+      };
       ceiling = cores / a2.cpu;
       entry.notes.push(
         `argon2id CPU per verify: ${round(first.cpu * 1000, 1)} ms measured before anything ran, ${round(again.cpu * 1000, 1)} ms right after the logins; ` +

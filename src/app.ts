@@ -13,11 +13,13 @@ import type { InFlightRequests } from './http/in-flight.js';
 import { renderErrorPage } from './http/error-pages.js';
 import { healthProbes } from './http/health.js';
 import { loggedPath } from './http/log-redaction.js';
+import { cacheablePublicDocuments } from './http/public-documents.js';
 import { securityHeaders } from './http/security-headers.js';
 import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
 import type { Sql } from './persistence/database.js';
 import type { ProviderHost } from './provider/host.js';
+import { listOnlyClaimsIssued } from './provider/provider.js';
 
 export interface AppDeps {
   config: Config;
@@ -46,6 +48,10 @@ export function createApp(deps: AppDeps): RequestHandler {
   const middleware = [
     requestLog(logger),
     securityHeaders(deps.config.issuer),
+    // Caching headers for discovery and the JWKS, made from what the inner
+    // correction leaves of discovery (Koa runs the inner one's tail first).
+    cacheablePublicDocuments(deps.config),
+    listOnlyClaimsIssued,
     healthProbes(deps.sql),
     interactionPages(deps),
   ];

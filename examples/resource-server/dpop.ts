@@ -56,8 +56,10 @@ export class DpopProofs {
       payload = verified.payload;
       thumbprint = await calculateJwkThumbprint(verified.protectedHeader.jwk as JWK);
     } catch (error) {
-      // Not only jose's errors: WebCrypto refuses a malformed key (a point off the curve) with its own.
-      throw new ProofError(error instanceof joseErrors.JOSEError ? describe(error) : 'the DPoP proof is invalid');
+      if (error instanceof joseErrors.JOSEError) throw new ProofError(describe(error));
+      // WebCrypto refuses a malformed key (a point off the curve) with errors of its own.
+      if (error instanceof DOMException || error instanceof TypeError) throw new ProofError('the DPoP proof key is invalid');
+      throw error;
     }
     if (typeof payload.jti !== 'string' || !payload.jti) throw new ProofError('the DPoP proof has no jti');
     if (typeof payload.iat !== 'number') throw new ProofError('the DPoP proof has no iat');

@@ -136,7 +136,8 @@ export function requireToken(verify: TokenVerifier, ...required: string[]): Midd
       if (token.jkt) {
         // RFC 9449 §7.2: a bound token presented as Bearer is refused, or its binding would mean nothing.
         if (scheme !== 'DPoP') throw new TokenError(401, 'invalid_token', 'the token is DPoP-bound: send it with the DPoP scheme and a proof');
-        const url = `${verify.origin ?? `${ctx.protocol}://${ctx.host}`}${ctx.path}`;
+        // originalUrl: the path as the client sent it, also when a router mounted this under a prefix.
+        const url = `${verify.origin ?? `${ctx.protocol}://${ctx.host}`}${ctx.originalUrl}`;
         await verify.proofs.check(ctx.req.headers.dpop, { method: ctx.method, url, accessToken, jkt: token.jkt }).catch((error: unknown) => {
           throw error instanceof ProofError ? new TokenError(401, 'invalid_dpop_proof', error.message) : error;
         });

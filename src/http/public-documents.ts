@@ -19,15 +19,19 @@ const DISCOVERY_MAX_AGE = 3600;
 const JWKS_MAX_AGE = 300;
 
 export function cacheablePublicDocuments(keys: { keyActivationDelay: number; keyRefreshInterval: number }): Middleware {
+  // By the provider's route, not the path: it serves discovery at two
+  // addresses (OpenID Connect's and RFC 8414's), with or without a trailing slash.
   const lifetimes: Record<string, number> = {
-    '/.well-known/openid-configuration': DISCOVERY_MAX_AGE,
-    '/jwks': Math.min(JWKS_MAX_AGE, Math.max(0, keys.keyActivationDelay - keys.keyRefreshInterval)),
+    discovery: DISCOVERY_MAX_AGE,
+    jwks: Math.min(JWKS_MAX_AGE, Math.max(0, keys.keyActivationDelay - keys.keyRefreshInterval)),
   };
   return (ctx, next) => {
-    const maxAge = lifetimes[ctx.path];
-    if (maxAge === undefined || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
+    // Other requests pass straight through, without a promise of this middleware's.
+    if ((ctx.method !== 'GET' && ctx.method !== 'HEAD') || !/^\/(\.well-known\/|jwks)/i.test(ctx.path)) return next();
     return next().then(() => {
-      if (ctx.status !== 200 || ctx.body == null) return;
+      const route = (ctx as { oidc?: { route?: string } }).oidc?.route;
+      const maxAge = route === undefined ? undefined : lifetimes[route];
+      if (maxAge === undefined || ctx.status !== 200 || ctx.body == null) return;
       // must-revalidate: a cache may not serve a copy past its age (when the server is unreachable, say).
       ctx.set('Cache-Control', maxAge > 0 ? `public, max-age=${maxAge}, must-revalidate` : 'no-cache');
       const body = typeof ctx.body === 'string' ? ctx.body : JSON.stringify(ctx.body);

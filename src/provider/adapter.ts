@@ -222,7 +222,11 @@ export class ArtifactAdapter implements Adapter {
   async claim(id: string, payload: AdapterPayload, expiresIn: number): Promise<boolean> {
     const now = Date.now();
     const expiresAt = new Date(now + Math.max(1, expiresIn) * 1000);
-    const { rowCount } = await this.sql.query(SQL.claim, [this.kind, sha256(id), JSON.stringify(payload), expiresAt, new Date(now)]);
+    // As upsert(): a lifetime beyond what a Date holds, or a NUL jsonb refuses, is the request's fault.
+    if (Number.isNaN(expiresAt.getTime())) throw new errors.InvalidRequest(`${this.kind} lifetime out of range`);
+    const json = JSON.stringify(payload);
+    if (jsonHoldsNul(json)) throw new errors.InvalidRequest('request parameters must not contain the NUL character');
+    const { rowCount } = await this.sql.query(SQL.claim, [this.kind, sha256(id), json, expiresAt, new Date(now)]);
     return rowCount === 1;
   }
 

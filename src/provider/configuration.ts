@@ -61,9 +61,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
       revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
     },
-    // A browser may call the token and userinfo endpoints only for a public
-    // client (a single-page app), and only from the origin of one of its
-    // redirect URIs; a confidential client's secret never belongs in a browser.
+    // The library's default rule, made ours (it warns until one is given): a
+    // browser may call UserInfo for any client, and the token, revocation and
+    // PAR endpoints only for a public client (a single-page app), always from
+    // the origin of one of the client's redirect URIs. A confidential client's
+    // secret never belongs in a browser.
     clientBasedCORS: (ctx, origin, client) =>
       origin !== 'null' &&
       (ctx.oidc.route === 'userinfo' || client.clientAuthMethod === 'none') &&

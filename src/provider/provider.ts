@@ -4,7 +4,6 @@ import { hash, timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
 import Provider, { errors, type AdapterPayload, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
-import { cacheablePublicDocuments } from '../http/public-documents.js';
 import { sha256 } from '../persistence/hash.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import { ArtifactAdapter } from './adapter.js';
@@ -34,9 +33,6 @@ export function createProvider(services: ProviderServices): Provider {
     return expected.length === presented.length && timingSafeEqual(expected, presented);
   };
 
-  // Outermost, so that the caching headers and ETag are made from the
-  // discovery document as it is finally sent (see followTheStandards).
-  provider.use(cacheablePublicDocuments(services.config));
   registeredScopesOnly(provider);
   honourSignOuts(provider, services.accounts);
   keepBuiltClients(provider, services.clientCache);
@@ -131,24 +127,27 @@ function honourSignOuts(provider: Provider, accounts: Accounts): void {
 }
 
 /**
- * A DPoP proof is accepted once (RFC 9449 §11.1). The library checks with a
- * lookup and then a save, so a proof sent in several requests at once passed
- * in all of them (11 tokens from one proof, measured). The check is one
- * conditional insert instead. The row's id is the library's own, a digest of
- * issuer (the client) and jti.
+ * What must be used once is checked once (RFC 9449 §11.1 for DPoP proofs; the
+ * library's other callers, client assertions and attestations, are off here
+ * but would be served the same way). The library checks with a lookup and
+ * then a save, so a proof sent in several requests at once passed in all of
+ * them (11 tokens from one proof, measured). The check is one conditional
+ * insert instead. The row's id is the library's own, a digest of issuer (the
+ * client) and jti.
  *
- * The library asks for the proof to be remembered for its acceptance window
- * (`exp` = now + 5 minutes), but a proof is accepted while its `iat` is
- * within 5 minutes of the clock either way: one made 5 minutes ahead stays
- * acceptable for 10. It is remembered for the window once more, so that it
- * cannot be used again once forgotten.
+ * The library asks for a row until `exp`: for a DPoP proof, the end of its
+ * acceptance window (now + 5 minutes). But a proof is accepted while its
+ * `iat` is within 5 minutes of the clock either way, so one made 5 minutes
+ * ahead stays acceptable for 10: every row is kept for the window past `exp`.
  */
+const REPLAY_WINDOW = 300;
+
 function checkReplaysAtomically(provider: Provider, replays: ArtifactAdapter): void {
   const ReplayDetection = provider.ReplayDetection as unknown as { unique(iss: string, jti: string, exp: number): Promise<boolean> };
   ReplayDetection.unique = (iss, jti, exp) => {
     const now = Math.floor(Date.now() / 1000);
-    const window = exp - now;
-    return replays.claim(hash('sha256', `${iss}${jti}`, 'base64url'), { iss, iat: now, exp: exp + window, kind: 'ReplayDetection' }, 2 * window);
+    const until = Math.max(now, exp) + REPLAY_WINDOW;
+    return replays.claim(hash('sha256', `${iss}${jti}`, 'base64url'), { iss, iat: now, exp: until, kind: 'ReplayDetection' }, until - now);
   };
 }
 
@@ -228,7 +227,6 @@ const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocati
  */
 function followTheStandards(ctx: KoaContextWithOIDC): void {
   const route = ctx.oidc?.route;
-  if (route === 'discovery') listOnlyClaimsIssued(ctx);
   if (route === undefined || !CLIENT_AUTHENTICATED_ROUTES.has(route)) return;
   if (route === 'token') {
     // RFC 6749 §5.1 asks for both; the library sends only Cache-Control.
@@ -245,11 +243,17 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
  * Discovery's claims_supported names the claims the OP may supply (Discovery
  * §3). The library always lists `sid`, which it issues only to clients of
  * front- or back-channel logout, or through the claims parameter: all off here.
+ * A middleware of its own (see app.ts for its place), not part of
+ * followTheStandards: the discovery document must be final before its ETag is
+ * made (http/public-documents.ts).
  */
-function listOnlyClaimsIssued(ctx: KoaContextWithOIDC): void {
-  const body = ctx.body as { claims_supported?: unknown } | undefined;
-  if (Array.isArray(body?.claims_supported)) body.claims_supported = body.claims_supported.filter((claim) => claim !== 'sid');
-}
+export const listOnlyClaimsIssued: Koa.Middleware = (ctx, next) =>
+  ctx.path.startsWith('/.well-known/')
+    ? next().then(() => {
+        const body = (ctx as unknown as KoaContextWithOIDC).oidc?.route === 'discovery' ? (ctx.body as { claims_supported?: unknown }) : undefined;
+        if (Array.isArray(body?.claims_supported)) body.claims_supported = body.claims_supported.filter((claim) => claim !== 'sid');
+      })
+    : next();
 
 /**
  * RFC 6749 §5.2 counts "no client authentication included" as invalid_client;

@@ -78,6 +78,11 @@ describe('cacheable public documents', () => {
     expect(etag).toBeTruthy();
     const again = await fetch(`${pc.issuer}/.well-known/openid-configuration`, { method: 'HEAD', headers: { 'if-none-match': etag } });
     expect(again.status).toBe(304);
+    // The same document at RFC 8414's address, and the JWKS whatever the case of its path: cached alike.
+    const oauth = await get('/.well-known/oauth-authorization-server');
+    expect(oauth.headers.get('cache-control')).toBe('public, max-age=3600, must-revalidate');
+    expect(((await oauth.json()) as { claims_supported: string[] }).claims_supported).not.toContain('sid');
+    expect((await get('/JWKS')).headers.get('cache-control')).toBe('public, max-age=89, must-revalidate');
   });
 
   it('protocol responses are not made cacheable', async () => {
