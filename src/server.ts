@@ -60,7 +60,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const cookieKeys = await loadCookieKeys(prisma, services.sealer, config.cookieKeys);
     const clientCache = await new NotifiedCache<AdapterPayload>().listen(services.database, CLIENT_CHANGES_CHANNEL);
     await services.accounts.listenForChanges(services.database);
-    const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys, dpopNonceSecret: services.sealer.derivedKey('dpop nonces v1') });
+    const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
     const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, apis: services.apis, logger, sql: services.database.sql, inFlight });
 
     server = http.createServer(app);

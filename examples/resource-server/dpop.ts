@@ -3,7 +3,7 @@
 // request must carry a fresh proof, signed with that key, for this very
 // request (method, URL) and this very token (`ath`). A stolen token is
 // useless without the key.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { calculateJwkThumbprint, EmbeddedJWK, errors as joseErrors, jwtVerify, type JWK } from 'jose';
 
 /** The algorithms Portcullis accepts for proofs (its `dpop_signing_alg_values_supported`). */
@@ -71,11 +71,11 @@ export class DpopProofs {
     if (typeof payload.htu !== 'string' || withoutQuery(payload.htu) !== expected) {
       throw new ProofError('the DPoP proof was made for another URL');
     }
-    if (payload.ath !== createHash('sha256').update(request.accessToken).digest('base64url')) {
+    if (payload.ath !== sha256(request.accessToken)) {
       throw new ProofError('the DPoP proof was made for another access token');
     }
     if (thumbprint !== request.jkt) throw new ProofError('the DPoP proof is not signed with the key the token is bound to');
-    this.remember(createHash('sha256').update(`${request.jkt}.${payload.jti}`).digest('base64url'), now);
+    this.remember(sha256(`${request.jkt}.${payload.jti}`), now);
   }
 
   /**
@@ -110,6 +110,11 @@ function withoutQuery(url: string): string | undefined {
   parsed.search = '';
   parsed.hash = '';
   return parsed.href;
+}
+
+/** SHA-256, base64url: how `ath` names the token, and how a seen proof is remembered. */
+function sha256(value: string): string {
+  return hash('sha256', value, 'base64url');
 }
 
 function describe(error: joseErrors.JOSEError): string {

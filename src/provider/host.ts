@@ -9,16 +9,18 @@ import { loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
 import type { ProviderServices } from './configuration.js';
 import { createProvider } from './provider.js';
 
-type HostServices = Omit<ProviderServices, 'signingKeys'> & { sealer: SecretSealer };
+type HostServices = Omit<ProviderServices, 'signingKeys' | 'dpopNonceSecret'> & { sealer: SecretSealer };
 
 export class ProviderHost {
   private constructor(
-    private readonly services: HostServices,
+    private readonly services: HostServices & Pick<ProviderServices, 'dpopNonceSecret'>,
     public current: Provider,
     private version: string,
   ) {}
 
-  static async create(services: HostServices): Promise<ProviderHost> {
+  static async create(hostServices: HostServices): Promise<ProviderHost> {
+    // Derived from the encryption key, so every instance issues and accepts the same nonces.
+    const services = { ...hostServices, dpopNonceSecret: hostServices.sealer.derivedKey('dpop nonces v1') };
     const [version, signingKeys] = await Promise.all([signingKeysVersion(services.prisma), loadSigningKeys(services.prisma, services.sealer)]);
     return new ProviderHost(services, createProvider({ ...services, signingKeys }), version);
   }

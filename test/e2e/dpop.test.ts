@@ -47,10 +47,10 @@ function getOrders(base: string, headers: Record<string, string>): Promise<Respo
   return fetch(`${base}/orders`, { headers });
 }
 
-/** A client-credentials token request with client_secret_basic and these headers. */
-function tokenRequest(headers: Record<string, string>, resource = ORDERS): Promise<Response> {
+/** A client-credentials token request with client_secret_basic and these headers, to `base` (an instance; by default the issuer). */
+function tokenRequest(headers: Record<string, string>, resource = ORDERS, base = pc.issuer): Promise<Response> {
   const basic = Buffer.from(`${machineCredentials.client_id}:${machineCredentials.client_secret}`).toString('base64');
-  return fetch(`${pc.issuer}/token`, {
+  return fetch(`${base}/token`, {
     method: 'POST',
     headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded', ...headers },
     body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope: 'read:orders' }),
@@ -196,7 +196,7 @@ describe('DPoP at Portcullis', () => {
     expect((await tokenRequest({ dpop: ahead })).status).toBe(200);
     expect((await tokenRequest({ dpop: ahead })).status).toBe(400);
     // The row (ids are stored as digests; the library's id is itself a digest of client and jti).
-    const id = createHash('sha256').update(createHash('sha256').update(`${machineCredentials.client_id}${jti}`).digest('base64url')).digest('base64url');
+    const id = digest(digest(`${machineCredentials.client_id}${jti}`));
     const db = pc.outsideConnection();
     await db.connect();
     try {
@@ -233,16 +233,7 @@ describe('DPoP at Portcullis', () => {
       const stale = await tokenRequest({ dpop: await proof(key, { htm: 'POST', htu, iat: now() - 900 }) });
       const nonce = stale.headers.get('dpop-nonce');
       expect(nonce).toBeTruthy();
-      const basic = Buffer.from(`${machineCredentials.client_id}:${machineCredentials.client_secret}`).toString('base64');
-      const elsewhere = await fetch(`http://127.0.0.1:${port}/token`, {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${basic}`,
-          'content-type': 'application/x-www-form-urlencoded',
-          dpop: await proof(key, { htm: 'POST', htu, iat: now() - 900, nonce }),
-        },
-        body: new URLSearchParams({ grant_type: 'client_credentials', resource: ORDERS, scope: 'read:orders' }),
-      });
+      const elsewhere = await tokenRequest({ dpop: await proof(key, { htm: 'POST', htu, iat: now() - 900, nonce }) }, ORDERS, `http://127.0.0.1:${port}`);
       expect(await elsewhere.json()).toMatchObject({ token_type: 'DPoP' });
     } finally {
       await second.close();
