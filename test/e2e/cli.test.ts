@@ -356,16 +356,22 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
 
 describe('portcullis keys', () => {
   it('rotate makes a new key current on the running server while the old one keeps verifying', async () => {
-    // ES256 ID tokens: the rotation followed below is the ES256 key's.
+    // Followed in detail: the ES256 key, through a client that asked for ES256
+    // ID tokens. The RS256 key (every other client's ID tokens) rotates with it.
     const { client_id, client_secret } = await pc.createClient({ name: 'Keys', redirectUris: [REDIRECT_URI], idTokenAlg: 'ES256' });
+    const rs256 = await pc.createClient({ name: 'Keys RS256', redirectUris: [REDIRECT_URI] });
     await pc.createUser('kim@example.com', 'kims password');
     const rp = await discover(pc.issuer, client_id, client_secret);
+    const rsRp = await discover(pc.issuer, rs256.client_id, rs256.client_secret);
     const kim = { email: 'kim@example.com', password: 'kims password' };
     // A resource server that fetched the JWKS once and caches it.
     const jwks = createRemoteJWKSet(new URL(`${pc.issuer}/jwks`), { cooldownDuration: 0 });
     const before = await logIn(new UserAgent(), rp, 'openid', kim);
     const oldKid = decodeProtectedHeader(before.tokens.id_token!).kid;
     await jwtVerify(before.tokens.id_token!, jwks, { issuer: pc.issuer });
+    const rsBefore = await logIn(new UserAgent(), rsRp, 'openid', kim);
+    const rsOldHeader = decodeProtectedHeader(rsBefore.tokens.id_token!);
+    expect(rsOldHeader.alg).toBe('RS256');
 
     const listed = JSON.parse((await pc.cli(['keys', 'list', '--json'])).stdout);
     expect(listed.filter((key: { status: string }) => key.status === 'current').map((key: { alg: string }) => key.alg).sort()).toEqual(['ES256', 'RS256']);
@@ -392,8 +398,15 @@ describe('portcullis keys', () => {
     // ...and the cached JWKS verifies both, refetching once for the new kid.
     await jwtVerify(after.tokens.id_token!, jwks, { issuer: pc.issuer });
     await jwtVerify(before.tokens.id_token!, jwks, { issuer: pc.issuer });
+    // So does the RS256 key: rotated in the same step, its successor signs now.
+    const rsNewKid = keys.find((key) => key.alg === 'RS256' && key.status === 'next')!.kid;
+    expect(relisted.find((key) => key.kid === rsOldHeader.kid)!.status).toBe('published');
+    const rsAfter = await logIn(new UserAgent(), rsRp, 'openid', kim);
+    expect(decodeProtectedHeader(rsAfter.tokens.id_token!)).toMatchObject({ alg: 'RS256', kid: rsNewKid });
+    await jwtVerify(rsAfter.tokens.id_token!, jwks, { issuer: pc.issuer });
+    await jwtVerify(rsBefore.tokens.id_token!, jwks, { issuer: pc.issuer });
     const published = (await (await fetch(`${pc.issuer}/jwks`)).json()) as { keys: { kid: string }[] };
-    expect(published.keys.map((key) => key.kid)).toEqual(expect.arrayContaining([oldKid, newKid]));
+    expect(published.keys.map((key) => key.kid)).toEqual(expect.arrayContaining([oldKid, newKid, rsOldHeader.kid, rsNewKid]));
     expect(JSON.stringify(published)).not.toMatch(/"d":/); // public parts only
 
     const retireEarly = await pc.cli(['keys', 'retire', oldKid!]);
