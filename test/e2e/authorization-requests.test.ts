@@ -138,30 +138,53 @@ describe('response modes', () => {
 
 describe('browsers at the token endpoint (CORS)', () => {
   const REDIRECT_ORIGIN = new URL(REDIRECT_URI).origin;
-  const exchange = (config: oidc.Configuration, origin: string, secret?: string) =>
+  /** A real code for `config`, from a sign-in and consent, with its PKCE verifier. */
+  async function codeFor(config: oidc.Configuration): Promise<{ code: string; verifier: string }> {
+    const { verifier, params } = await pkce();
+    const url = oidc.buildAuthorizationUrl(config, { redirect_uri: REDIRECT_URI, scope: 'openid', ...params });
+    const callback = await through(new UserAgent(), url);
+    expect(pageKind(callback)).toBe('callback');
+    return { code: new URL(callback.url).searchParams.get('code')!, verifier };
+  }
+  const exchange = (config: oidc.Configuration, origin: string, grant: { code: string; verifier: string }, secret?: string) =>
     fetch(`${pc.issuer}/token`, {
       method: 'POST',
       headers: { origin, 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({
         grant_type: 'authorization_code',
-        code: 'no-such-code',
+        code: grant.code,
         redirect_uri: REDIRECT_URI,
-        code_verifier: oidc.randomPKCECodeVerifier(),
+        code_verifier: grant.verifier,
         client_id: config.clientMetadata().client_id,
         ...(secret ? { client_secret: secret } : {}),
       }),
     });
 
   it('a public client may be called from the origin of its redirect URIs, and from no other', async () => {
-    const allowed = await exchange(spa, REDIRECT_ORIGIN);
-    expect(await allowed.json()).toMatchObject({ error: 'invalid_grant' });
-    expect(allowed.headers.get('access-control-allow-origin')).toBe(REDIRECT_ORIGIN);
-    const elsewhere = await exchange(spa, 'https://elsewhere.example');
+    const grant = await codeFor(spa);
+    // Refused before the code is looked at: the browser learns nothing, and the code stays usable.
+    const elsewhere = await exchange(spa, 'https://elsewhere.example', grant);
+    expect(elsewhere.status).toBe(400);
     expect(elsewhere.headers.get('access-control-allow-origin')).toBeNull();
+    expect(await elsewhere.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('origin') });
+
+    const allowed = await exchange(spa, REDIRECT_ORIGIN, grant);
+    expect(allowed.headers.get('access-control-allow-origin')).toBe(REDIRECT_ORIGIN);
+    expect(allowed.status).toBe(200);
+    expect(await allowed.json()).toMatchObject({ token_type: 'Bearer', access_token: expect.any(String), id_token: expect.any(String) });
   });
 
   it('a confidential client is never called from a browser', async () => {
-    const response = await exchange(web, REDIRECT_ORIGIN, web.clientMetadata().client_secret as string);
+    const secret = web.clientMetadata().client_secret as string;
+    const grant = await codeFor(web);
+    const response = await exchange(web, REDIRECT_ORIGIN, grant, secret);
+    expect(response.status).toBe(400);
     expect(response.headers.get('access-control-allow-origin')).toBeNull();
+    expect(await response.json()).toMatchObject({ error: 'invalid_request' });
+    // The same request without an Origin (a server, not a browser) redeems the code.
+    const tokens = await oidc.authorizationCodeGrant(web, new URL(`${REDIRECT_URI}?code=${grant.code}&iss=${encodeURIComponent(pc.issuer)}`), {
+      pkceCodeVerifier: grant.verifier,
+    });
+    expect(tokens.access_token).toBeTruthy();
   });
 });
