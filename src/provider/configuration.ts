@@ -90,9 +90,19 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     allowOmittingSingleRegisteredRedirectUri: false,
     // S256 only; required for public clients (RFC 9700 §2.1.1), honoured when any client sends it.
     pkce: { required: (_ctx, client) => client.clientAuthMethod === 'none' },
+    // OpenID Connect Core §3.1.2.1 and RP-Initiated Logout §2: the
+    // authorization and logout endpoints take POST as well as GET.
+    enableHttpPostMethods: true,
     cookies: {
       keys: new CookieSigner(services.cookieKeys),
-      long: { signed: true, httpOnly: true, sameSite: 'lax' },
+      // The session cookie (long) must go with an authorization request that
+      // another site's page POSTs here, or the request would not find the
+      // person signed in (single sign-on, prompt=none): SameSite=None, which
+      // the library requires for POST. Browsers take it only with Secure, which
+      // an https issuer's cookies carry; an http issuer's (local development)
+      // cannot, and are sent as Lax instead (see laxCookiesOverHttp in
+      // provider.ts). Interaction cookies (short) only ever go to our own pages.
+      long: { signed: true, httpOnly: true, sameSite: 'none' },
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
     },
     jwks: { keys: services.signingKeys as never },

@@ -20,6 +20,7 @@ export function createProvider(services: ProviderServices): Provider {
   // Only the entries the trusted proxies appended: the client writes the rest.
   provider.maxIpsCount = services.config.trustProxy;
   pinToIssuer(provider, services.config.issuer);
+  if (new URL(services.config.issuer).protocol === 'http:') laxCookiesOverHttp(provider);
 
   // Client secrets are stored as SHA-256 digests (see ClientAdapter), so the
   // presented secret is digested before the constant-time comparison. Our
@@ -211,6 +212,38 @@ function pinToIssuer(provider: Provider, issuer: string): void {
       },
       configurable: true,
     },
+  });
+}
+
+/**
+ * An http issuer's cookies cannot be Secure (Koa refuses, and so do browsers
+ * but on localhost), and browsers drop a SameSite=None cookie that is not:
+ * the session cookie, SameSite=None for POSTed authorization requests (see
+ * configuration.ts), would never be kept. Over http it is sent as Lax, as
+ * before POST was supported. A development setup loses little: an app on
+ * another port of the same host is the same site, so its POSTs still carry
+ * the cookie; only a POST from another site asks the person to sign in again.
+ * Set once on the Koa app's context prototype, like pinToIssuer.
+ */
+function laxCookiesOverHttp(provider: Provider): void {
+  const context = (provider as unknown as Koa).context;
+  const cookies = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(context), 'cookies');
+  if (!cookies?.get || !cookies.set) throw new Error("Koa's context has no cookies accessor to wrap");
+  const adjusted = new WeakSet<object>();
+  Object.defineProperty(context, 'cookies', {
+    get(this: Koa.Context) {
+      const jar = cookies.get!.call(this) as Koa.Context['cookies'];
+      if (!adjusted.has(jar)) {
+        adjusted.add(jar);
+        const set = jar.set.bind(jar);
+        jar.set = (name, value, options) => set(name, value, options?.sameSite === 'none' ? { ...options, sameSite: 'lax' } : options);
+      }
+      return jar;
+    },
+    set(this: Koa.Context, jar: unknown) {
+      cookies.set!.call(this, jar);
+    },
+    configurable: true,
   });
 }
 

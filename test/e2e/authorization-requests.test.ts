@@ -1,10 +1,11 @@
 // What discovery advertises for authorization requests works as a client
-// would use it: pushed authorization requests (RFC 9126) and every response
-// mode (query, fragment, form_post).
+// would use it: pushed authorization requests (RFC 9126), every response
+// mode (query, fragment, form_post), and POST at the authorization and logout
+// endpoints.
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, discover, pageKind, POST_LOGOUT_URI, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const finn = { email: 'finn@example.com', password: 'finns password' };
@@ -186,5 +187,77 @@ describe('browsers at the token endpoint (CORS)', () => {
       pkceCodeVerifier: grant.verifier,
     });
     expect(tokens.access_token).toBeTruthy();
+  });
+});
+
+describe('POST at the authorization and logout endpoints (Core §3.1.2.1, RP-Initiated Logout §2)', () => {
+  const form = (fields: Record<string, string>): RequestInit => ({
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(fields).toString(),
+  });
+  /** The session cookie as set: its attributes, lower-cased. */
+  const sessionCookie = (ua: UserAgent) =>
+    ua.setCookieHeaders.filter((header) => header.startsWith('_session=')).map((header) => header.toLowerCase().split(/;\s*/).slice(1));
+
+  it('sign-in, single sign-on with prompt=none and sign-out, each requested by POST', async () => {
+    const app = await pc.createClient({ name: 'Poster', redirectUris: [REDIRECT_URI], postLogoutRedirectUris: [POST_LOGOUT_URI], scope: 'openid profile' });
+    const rp = await discover(pc.issuer, app.client_id, app.client_secret);
+    const ua = new UserAgent();
+    const authorize = async (extra: Record<string, string> = {}) => {
+      const { verifier, params } = await pkce();
+      const state = oidc.randomState();
+      const fields = { client_id: app.client_id, response_type: 'code', scope: 'openid profile', redirect_uri: REDIRECT_URI, state, ...params, ...extra };
+      return { verifier, state, page: await ua.open(`${pc.issuer}/auth`, form(fields), REDIRECT_URI) };
+    };
+
+    const first = await authorize();
+    expect(pageKind(first.page)).toBe('login');
+    const callback = await allow(ua, await signIn(ua, first.page, finn.email, finn.password));
+    const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.url), { pkceCodeVerifier: first.verifier, expectedState: first.state });
+    expect(tokens.claims()).toMatchObject({ iss: pc.issuer, name: 'Finn' });
+    // An http issuer's session cookie cannot be Secure, so it is not SameSite=None, which browsers would drop.
+    expect(sessionCookie(ua).at(-1)).toEqual(expect.arrayContaining(['samesite=lax', 'httponly']));
+
+    // The session is found by a POSTed request: no page, straight back with a code.
+    const again = await authorize({ prompt: 'none' });
+    const code = new URL(again.page.url);
+    expect(code.origin + code.pathname).toBe(REDIRECT_URI);
+    expect(code.searchParams.get('error')).toBeNull();
+    expect(code.searchParams.get('state')).toBe(again.state);
+    await oidc.authorizationCodeGrant(rp, code, { pkceCodeVerifier: again.verifier, expectedState: again.state });
+
+    const confirm = await ua.open(`${pc.issuer}/session/end`, form({ id_token_hint: tokens.id_token!, post_logout_redirect_uri: POST_LOGOUT_URI, state: 'bye' }), POST_LOGOUT_URI);
+    expect(confirm.status).toBe(200);
+    expect(confirm.html).toContain('Sign out');
+    const action = /<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"/.exec(confirm.html)![1]!;
+    const done = await ua.post(confirm, action, { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
+    expect(new URL(done.url).searchParams.get('state')).toBe('bye');
+    const signedOut = new URL((await authorize({ prompt: 'none' })).page.url);
+    expect(signedOut.searchParams.get('error')).toBe('login_required');
+  });
+
+  it('an https issuer sends the session cookie SameSite=None and Secure, so that another site\'s POST carries it', async () => {
+    const secure = await startPortcullis({ ISSUER: 'https://id.example.test' });
+    try {
+      const app = await secure.createClient({ name: 'Behind TLS', redirectUris: [REDIRECT_URI], scope: 'openid' });
+      await secure.createUser(finn.email, finn.password, 'Finn');
+      // TLS ends in front of the server: the browser sees https://id.example.test.
+      const local = `http://127.0.0.1:${secure.env.PORT}`;
+      const ua = new UserAgent({}, (url) => (url.origin === secure.issuer ? new URL(url.pathname + url.search, local) : url));
+      const { params } = await pkce();
+      const fields = { client_id: app.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, ...params };
+      const login = await ua.open(`${secure.issuer}/auth`, form(fields), REDIRECT_URI);
+      expect(pageKind(login)).toBe('login');
+      const consent = await signIn(ua, login, finn.email, finn.password);
+      expect(pageKind(consent)).toBe('consent');
+      expect(sessionCookie(ua).at(-1)).toEqual(expect.arrayContaining(['samesite=none', 'secure', 'httponly']));
+      // Interaction cookies only ever go to our own pages: still Lax.
+      const interaction = ua.setCookieHeaders.filter((header) => header.startsWith('_interaction='));
+      expect(interaction.length).toBeGreaterThan(0);
+      for (const header of interaction) expect(header.toLowerCase()).toContain('samesite=lax');
+    } finally {
+      await secure.close();
+    }
   });
 });

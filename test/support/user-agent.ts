@@ -18,9 +18,18 @@ interface StoredCookie {
 
 export class UserAgent {
   private readonly jar = new Map<string, StoredCookie>();
+  /** Every Set-Cookie header received, as sent, for checking a cookie's attributes. */
+  readonly setCookieHeaders: string[] = [];
 
-  /** `headers`: sent with every request (e.g. X-Forwarded-For, to stand for a browser elsewhere). */
-  constructor(private readonly headers: Record<string, string> = {}) {}
+  /**
+   * `headers`: sent with every request (e.g. X-Forwarded-For, to stand for a browser elsewhere).
+   * `route`: where a request for a URL actually goes (a TLS proxy in front of an https issuer,
+   * say); cookies and redirects follow the URL the browser sees.
+   */
+  constructor(
+    private readonly headers: Record<string, string> = {},
+    private readonly route: (url: URL) => URL = (url) => url,
+  ) {}
 
   /** Follows redirects until a page is served, or a redirect leaves for `stopAt`'s origin+path. */
   async open(url: string, init: RequestInit = {}, stopAt?: string): Promise<Page> {
@@ -79,7 +88,8 @@ export class UserAgent {
     const headers = new Headers({ ...this.headers, ...Object.fromEntries(new Headers(init.headers)) });
     const cookie = this.cookieHeader(url);
     if (cookie) headers.set('cookie', cookie);
-    const response = await fetch(url, { ...init, headers, redirect: 'manual' });
+    const response = await fetch(this.route(url), { ...init, headers, redirect: 'manual' });
+    this.setCookieHeaders.push(...response.headers.getSetCookie());
     this.store(url, response.headers.getSetCookie());
     return response;
   }
