@@ -242,7 +242,15 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       Grant: config.ttl.grant,
       RefreshToken: config.ttl.refreshToken,
     },
+    // Called for a request that prefers HTML. Only the endpoints a browser is
+    // sent to answer with a page; the others answer OAuth error JSON whatever
+    // the Accept header (RFC 6749 §5.2, RFC 6750 §3, RFC 7662 §2.3): clients
+    // such as Java's HttpURLConnection send one that ranks text/html first.
     renderError: async (ctx, out, error) => {
+      if (!BROWSER_ROUTES.has(ctx.oidc?.route)) {
+        ctx.body = out; // (a server_error is logged by its event, see provider.ts)
+        return;
+      }
       const reference = randomUUID().slice(0, 8);
       if (out.error === 'server_error') {
         logger.error('provider error', { reference, route: ctx.oidc?.route, error: errorSummary(error) });
@@ -252,6 +260,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     },
   };
 }
+
+/**
+ * Where a browser is sent: the provider's routes for people, and ours (no
+ * provider route: the interaction pages). The other routes serve clients and APIs.
+ */
+const BROWSER_ROUTES = new Set<string | undefined>([undefined, 'authorization', 'resume', 'end_session', 'end_session_confirm', 'end_session_success']);
 
 function audiences(token: { aud?: string | string[] }): string[] {
   if (!token.aud) return [];

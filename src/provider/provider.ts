@@ -289,22 +289,53 @@ export const listOnlyClaimsIssued: Koa.Middleware = (ctx, next) =>
     : next();
 
 /**
- * RFC 6749 §5.2 counts "no client authentication included" as invalid_client;
- * the library answers invalid_request. Told apart by the request, not the
- * description: it was read (params exist), it names no client in any way a
- * client authenticates (Authorization header, client_id, client_assertion,
- * attestation), and no client was found; the endpoints check nothing before
- * client authentication that would fail such a request with invalid_request.
+ * RFC 6749 §5.2 counts "no client authentication included" as invalid_client,
+ * and a failed attempt through the Authorization header as a 401 with a
+ * challenge; the library answers both invalid_request. Told apart by the
+ * request, not the description: no client was found, and either the request
+ * was read (params exist) and names no client in any way a client
+ * authenticates (Authorization header, client_id, client_assertion,
+ * attestation), or its Authorization header is not client_secret_basic's
+ * form. The endpoints check nothing before client authentication that would
+ * fail the first kind with invalid_request; a request of the second kind has
+ * failed to authenticate whatever else is wrong with it.
  */
 function useInvalidClientWithoutCredentials(ctx: KoaContextWithOIDC): void {
   const body = ctx.body as { error?: string } | undefined;
   if (ctx.status !== 400 || body?.error !== 'invalid_request' || ctx.oidc.client) return;
-  const params = ctx.oidc.params;
-  if (!params || params.client_id !== undefined || params.client_assertion !== undefined) return;
-  if (ctx.get('authorization') || ctx.get('oauth-client-attestation')) return;
+  const authorization = ctx.get('authorization');
+  let description: string;
+  if (authorization) {
+    if (isBasicCredentials(authorization)) return;
+    description = 'the Authorization header does not hold a client id and secret (client_secret_basic)';
+  } else {
+    const params = ctx.oidc.params;
+    if (!params || params.client_id !== undefined || params.client_assertion !== undefined) return;
+    if (ctx.get('oauth-client-attestation')) return;
+    description = 'client authentication is required';
+  }
   ctx.status = 401;
-  ctx.body = { error: 'invalid_client', error_description: 'client authentication is required' };
+  ctx.body = { error: 'invalid_client', error_description: description };
   ctx.set('WWW-Authenticate', `Basic realm="${ctx.oidc.issuer}"`);
+}
+
+/**
+ * Whether an Authorization header is HTTP Basic holding a client id and a
+ * secret, both non-empty and form-urlencoded (RFC 6749 §2.3.1).
+ */
+function isBasicCredentials(header: string): boolean {
+  const match = /^basic +([A-Za-z0-9+/]+={0,2}) *$/i.exec(header);
+  if (!match) return false;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0 || colon === decoded.length - 1) return false;
+  try {
+    decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
+    decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

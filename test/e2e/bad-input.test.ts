@@ -171,6 +171,34 @@ describe('the token endpoint', () => {
     expect(result.body.error).toBe('invalid_client');
   });
 
+  it('answers an Authorization header that is not a client id and secret with 401 invalid_client and a challenge (RFC 6749 §5.2)', async () => {
+    const b64 = (text: string) => Buffer.from(text).toString('base64');
+    const headers = [
+      'Basic !!!!',
+      'Basic ',
+      `Basic ${b64('no colon')}`,
+      'Bearer some-token',
+      `Basic ${b64(`${client.client_id}:`)}`, // no secret
+      `Basic ${b64(':secret')}`, // no id
+      `Basic ${b64('%zz:secret')}`, // not form-urlencoded
+    ];
+    for (const header of headers) {
+      for (const path of ['/token', '/token/introspection']) {
+        const response = await fetch(`${pc.issuer}${path}`, {
+          method: 'POST',
+          headers: { authorization: header, 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ grant_type: 'client_credentials', token: 'x' }),
+        });
+        expect([header, path, response.status]).toEqual([header, path, 401]);
+        expect(response.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
+        expect(await response.json()).toMatchObject({ error: 'invalid_client' });
+      }
+    }
+    // Well-formed credentials with something else wrong keep their own error.
+    const repeated = await tokenRaw('grant_type=client_credentials&grant_type=client_credentials');
+    expect([repeated.status, repeated.body.error]).toEqual([400, 'invalid_request']);
+  });
+
   it('answers a client_id with a NUL character with invalid_client', async () => {
     const response = await tokenRaw(`grant_type=client_credentials&client_id=${client.client_id}%00&client_secret=${client.client_secret}`, '');
     expect(response.status).toBe(401);
@@ -310,6 +338,28 @@ describe('the sign-in form', () => {
 });
 
 describe('other endpoints', () => {
+  it('endpoints for clients and APIs answer OAuth error JSON even to an Accept that ranks HTML first', async () => {
+    // What Java's HttpURLConnection sends by default.
+    const accept = 'text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2';
+    const wrong = basic(client.client_id, 'not the secret');
+    const calls: [string, RequestInit, number, string][] = [
+      ['/token', { method: 'POST', headers: { authorization: wrong }, body: new URLSearchParams({ grant_type: 'client_credentials' }) }, 401, 'invalid_client'],
+      ['/token', { method: 'POST', body: new URLSearchParams({ grant_type: 'nonsense', client_id: client.client_id }) }, 401, 'invalid_client'],
+      ['/token/introspection', { method: 'POST', headers: { authorization: wrong }, body: new URLSearchParams({ token: 'x' }) }, 401, 'invalid_client'],
+      ['/token/revocation', { method: 'POST', headers: { authorization: wrong }, body: new URLSearchParams({ token: 'x' }) }, 401, 'invalid_client'],
+      ['/request', { method: 'POST', headers: { authorization: wrong }, body: new URLSearchParams({ response_type: 'code' }) }, 401, 'invalid_client'],
+      ['/me', { headers: { authorization: 'Bearer not-a-token' } }, 401, 'invalid_token'],
+    ];
+    for (const [path, init, status, error] of calls) {
+      const response = await fetch(`${pc.issuer}${path}`, { ...init, headers: { ...init.headers, accept } });
+      expect([path, response.status, response.headers.get('content-type')]).toEqual([path, status, expect.stringContaining('application/json')]);
+      expect(await response.json()).toMatchObject({ error });
+    }
+    // Where a browser is sent, a page still.
+    const page = await fetch(`${pc.issuer}/auth?client_id=nobody&response_type=code&scope=openid`, { headers: { accept } });
+    expect(page.headers.get('content-type')).toContain('text/html');
+  });
+
   it('userinfo without a token is 401 with WWW-Authenticate', async () => {
     const response = await fetch(`${pc.issuer}/me`);
     expect(response.status).toBe(401);
