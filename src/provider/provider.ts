@@ -35,6 +35,7 @@ export function createProvider(services: ProviderServices): Provider {
   };
 
   registeredScopesOnly(provider);
+  refuseUnauthorizedResponseTypes(provider);
   honourSignOuts(provider, services.accounts);
   keepBuiltClients(provider, services.clientCache);
   checkReplaysAtomically(provider, new ArtifactAdapter('ReplayDetection', services.sql));
@@ -103,6 +104,23 @@ function registeredScopesOnly(provider: Provider): void {
     const client = await find(id);
     if (client && client.scope === undefined) (client as { scope?: string }).scope = ' ';
     return client;
+  };
+}
+
+/**
+ * RFC 6749 §4.1.2.1: a client that may not use the authorization code flow (a
+ * client-credentials-only client) is told unauthorized_client; the library
+ * answers invalid_request. It asks the client model only at that check (the
+ * response type itself is known to be supported by then), so the model
+ * answers with the error instead of false; the library redirects it to the
+ * client as it would its own.
+ */
+function refuseUnauthorizedResponseTypes(provider: Provider): void {
+  const prototype = provider.Client.prototype as unknown as { responseTypeAllowed(type: string): boolean };
+  const allowed = prototype.responseTypeAllowed;
+  prototype.responseTypeAllowed = function responseTypeAllowed(type: string) {
+    if (allowed.call(this, type)) return true;
+    throw new errors.UnauthorizedClient('requested response_type is not allowed for this client');
   };
 }
 

@@ -104,6 +104,16 @@ describe('the authorization endpoint', () => {
     expect(answer.get('error')).toBe('unsupported_response_type');
   });
 
+  it('answers a client that may not use the code flow with unauthorized_client at its redirect URI (RFC 6749 §4.1.2.1)', async () => {
+    const robot = await pc.createClient({ name: 'Robot', redirectUris: [REDIRECT_URI], grantTypes: ['client_credentials'] });
+    const robotRp = await discover(pc.issuer, robot.client_id, robot.client_secret);
+    const request = await authorizationRequest(robotRp, 'openid', { state: 'robot' });
+    const page = await visit(new UserAgent(), request.url);
+    const answer = new URL(page.url);
+    expect(answer.origin + answer.pathname).toBe(REDIRECT_URI);
+    expect(Object.fromEntries(answer.searchParams)).toMatchObject({ error: 'unauthorized_client', state: 'robot', iss: pc.issuer });
+  });
+
   // PostgreSQL's text and jsonb cannot hold U+0000; the parameters end up in
   // the stored interaction, where the database would refuse them (a 500).
   it.each(['state', 'nonce', 'login_hint', 'ui_locales'])('refuses a %s with a NUL character with invalid_request at the client', async (name) => {
