@@ -84,6 +84,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // UserInfo when an access token is issued, and does not keep them out of
     // the ID token; the token goes from us to the client directly.
     conformIdTokenClaims: false,
+    // RFC 6749 §3.3: a request for nothing this server grants (no scope, or
+    // only unknown ones, and no API) fails with invalid_scope at once; the
+    // library would have the person sign in first and then answer
+    // access_denied. The library runs these validators after its own checks
+    // of scope, redirect URI and resource, at the authorization and PAR endpoints.
+    extraParams: { scope: requestSomethingGrantable },
     responseTypes: ['code'],
     // OpenID Connect Core §3.1.2.1: redirect_uri is required in every
     // authorization request, even from a client that registered only one.
@@ -259,6 +265,15 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       renderErrorPage(ctx, page(ctx), shown, out.error === 'server_error' ? reference : undefined);
     },
   };
+}
+
+/** See extraParams: an API's scopes were checked with its `resource` (getResourceServerInfo). */
+async function requestSomethingGrantable(ctx: KoaContextWithOIDC, scope: unknown): Promise<void> {
+  if (ctx.oidc.params?.resource !== undefined) return;
+  const requested = typeof scope === 'string' ? scope : undefined;
+  if (requested?.split(' ').some((name) => OIDC_SCOPES.includes(name))) return;
+  // The scope member of the answer names what was refused; none when nothing was asked for.
+  throw new errors.InvalidScope(`request at least one of the scopes ${OIDC_SCOPES.join(', ')}, or an API's scopes with its resource`, requested as string);
 }
 
 /**

@@ -104,6 +104,26 @@ describe('the authorization endpoint', () => {
     expect(answer.get('error')).toBe('unsupported_response_type');
   });
 
+  it('refuses a request for no scope, or only unknown ones, with invalid_scope before anyone signs in (RFC 6749 §3.3)', async () => {
+    for (const scope of [undefined, 'photos', 'openid-ish profile-ish']) {
+      const request = await authorizationRequest(rp, 'openid', { state: 'nothing' });
+      request.url.searchParams.delete('nonce'); // an OpenID Connect parameter: without openid, invalid_request
+      if (scope === undefined) request.url.searchParams.delete('scope');
+      else request.url.searchParams.set('scope', scope);
+      const page = await visit(new UserAgent(), request.url); // straight back: no sign-in page on the way
+      const answer = new URL(page.url);
+      expect([scope, answer.origin + answer.pathname]).toEqual([scope, REDIRECT_URI]);
+      expect(Object.fromEntries(answer.searchParams)).toMatchObject({ error: 'invalid_scope', state: 'nothing', iss: pc.issuer });
+    }
+    // Pushed (RFC 9126): refused when pushed.
+    const pushed = await fetch(`${pc.issuer}/request`, {
+      method: 'POST',
+      headers: { authorization: basic(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: client.client_id, response_type: 'code', redirect_uri: REDIRECT_URI, scope: 'photos', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }),
+    });
+    expect([pushed.status, ((await pushed.json()) as { error: string }).error]).toEqual([400, 'invalid_scope']);
+  });
+
   it('answers a client that may not use the code flow with unauthorized_client at its redirect URI (RFC 6749 §4.1.2.1)', async () => {
     const robot = await pc.createClient({ name: 'Robot', redirectUris: [REDIRECT_URI], grantTypes: ['client_credentials'] });
     const robotRp = await discover(pc.issuer, robot.client_id, robot.client_secret);
