@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
+import { decodeJwt } from 'jose';
 import { errors, type InteractionResults } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
@@ -72,6 +73,17 @@ function signInAgain(provider: Provider, params: Record<string, unknown>): strin
   const others = typeof params.prompt === 'string' ? params.prompt.split(' ').filter((prompt) => prompt && prompt !== 'login') : [];
   query.set('prompt', ['login', ...others].join(' '));
   return `${provider.pathFor('authorization')}?${query}`;
+}
+
+/**
+ * The subject of a request's id_token_hint. The library verified the token
+ * (signature, issuer, audience) when it took the request; its subject is the
+ * account id (public subject identifiers).
+ */
+function hintedSubject(hint: unknown): string | undefined {
+  if (typeof hint !== 'string') return undefined;
+  const { sub } = decodeJwt(hint);
+  return typeof sub === 'string' ? sub : undefined;
 }
 
 class WrongPrompt extends Error {
@@ -209,6 +221,16 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       logger.info('login failed', { interaction: interactionReference(interaction.uid) });
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
+    }
+    // OpenID Connect Core §3.1.2.1: a request whose id_token_hint names
+    // someone else gets an error, not the code of whoever signed in. (With a
+    // session and prompt=none the library checks this itself.)
+    const hinted = hintedSubject(interaction.params.id_token_hint);
+    if (hinted !== undefined && hinted !== accountId) {
+      logger.info('login refused: not the person id_token_hint names', { interaction: interactionReference(interaction.uid) });
+      const error = { error: 'login_required', error_description: 'the End-User who signed in is not the one id_token_hint names' };
+      await finish(ctx, interaction, error, { mergeWithLastSubmission: false });
+      return;
     }
     await finish(ctx, interaction, { login: { accountId, amr: ['pwd'], ts: signedInAt } }, { mergeWithLastSubmission: false });
   });

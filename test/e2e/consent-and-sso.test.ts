@@ -223,6 +223,23 @@ describe('single sign-on', () => {
     expect(callback.searchParams.get("error_description")).toMatch(/PKCE/);
   });
 
+  it('a request whose id_token_hint names someone else gets login_required when another person signs in (Core §3.1.2.1)', async () => {
+    const dana = { email: 'dana@example.com', password: 'danas own password' };
+    await pc.createUser(dana.email, dana.password, 'Dana');
+    const bobs = await logIn(new UserAgent(), appA, 'openid', bob);
+    // Another browser, where nobody is signed in: Dana signs in, though the app named Bob.
+    const ua = new UserAgent();
+    const request = await authorizationRequest(appA, 'openid', { id_token_hint: bobs.tokens.id_token! });
+    const login = await visit(ua, request.url);
+    expect(pageKind(login)).toBe('login');
+    const back = new URL((await signIn(ua, login, dana.email, dana.password)).url);
+    expect(back.origin + back.pathname).toBe(REDIRECT_URI);
+    expect(Object.fromEntries(back.searchParams)).toMatchObject({ error: 'login_required', state: request.state });
+    // The person the hint names signs in as usual.
+    const asBob = await logIn(new UserAgent(), appA, 'openid', bob, { id_token_hint: bobs.tokens.id_token! });
+    expect(asBob.tokens.claims()!.sub).toBe(bobs.tokens.claims()!.sub);
+  });
+
   it('prompt=login asks for the password even within a session', async () => {
     const ua = new UserAgent();
     await logIn(ua, appA, 'openid', bob);
