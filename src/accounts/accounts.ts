@@ -33,7 +33,13 @@ export interface UserListing extends UserView {
 export type Removed = Record<string, number>;
 
 const MIN_PASSWORD_LENGTH = 8;
-const EMAIL = /^[^\s@]+@[^\s@]+$/;
+const MAX_PASSWORD_LENGTH = 1024;
+const MAX_NAME_LENGTH = 200;
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
+// What a browser lets a person type into the sign-in form's type=email field
+// (the HTML Standard's valid e-mail address): an address outside it could
+// never sign in.
+const EMAIL = /^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
 /** Emails compare case-insensitively; we keep them lower-cased (NFC) so the unique index agrees. */
 export function normalizeEmail(email: string): string {
@@ -112,6 +118,8 @@ export class Accounts {
     if (email.length > 254) throw new AccountError('an email address has at most 254 characters');
     if (!EMAIL.test(email)) throw new AccountError(`"${input.email}" is not an email address`);
     checkPassword(input.password);
+    const name = input.name?.trim() || null;
+    checkName(name);
     const exists = await this.prisma.user.findUnique({ where: { email }, select: { id: true } });
     if (exists) throw new AccountError(`a user with email ${email} already exists`);
     const hash = await this.hasher.hash(input.password);
@@ -119,7 +127,7 @@ export class Accounts {
       data: {
         id: randomUUID(),
         email,
-        name: input.name?.trim() || null,
+        name,
         emailVerified: input.emailVerified ?? false,
         password: { create: { hash } },
       },
@@ -266,6 +274,16 @@ function before(epochSeconds: number | undefined, cutoff: Date | null): boolean 
 
 function checkPassword(password: string): void {
   if (password.length < MIN_PASSWORD_LENGTH) throw new AccountError(`the password must be at least ${MIN_PASSWORD_LENGTH} characters`);
+  // Longer than the sign-in form carries (form-body.ts), or with characters
+  // no one can type into it: a password no one could ever sign in with.
+  if (password.length > MAX_PASSWORD_LENGTH) throw new AccountError(`the password must be at most ${MAX_PASSWORD_LENGTH} characters`);
+  if (CONTROL_CHARACTERS.test(password)) throw new AccountError('the password must not contain control characters');
+}
+
+/** A person's display name: shown on consent pages and in ID tokens. */
+function checkName(name: string | null): void {
+  if (name && name.length > MAX_NAME_LENGTH) throw new AccountError(`a name has at most ${MAX_NAME_LENGTH} characters`);
+  if (name && CONTROL_CHARACTERS.test(name)) throw new AccountError('a name must not contain control characters');
 }
 
 function countByKind(rows: { kind: string }[]): Removed {

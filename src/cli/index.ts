@@ -18,7 +18,12 @@ async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input');
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+  try {
+    // Not the lenient decoder: it would turn any invalid bytes into U+FFFD, so that other bytes would match too.
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new UsageError('standard input is not UTF-8 text');
+  }
 }
 
 export async function run(argv: string[], io: Io): Promise<number> {

@@ -132,12 +132,17 @@ function checkNativeRedirectUri(uri: string, what: string): string {
   return uri;
 }
 
+const MAX_CLIENT_NAME_LENGTH = 200;
+
 export class Clients {
   constructor(private readonly prisma: Prisma) {}
 
   async create(input: NewClient): Promise<CreatedClient> {
     const name = input.name.trim();
     if (!name) throw new ClientError('a client needs a name');
+    // Shown on every consent page, where a long name would push the rest away.
+    if (name.length > MAX_CLIENT_NAME_LENGTH) throw new ClientError(`a client name has at most ${MAX_CLIENT_NAME_LENGTH} characters`);
+    if (/[\u0000-\u001f\u007f]/.test(name)) throw new ClientError('a client name must not contain control characters');
     const grantTypes = [...new Set(input.grantTypes?.length ? input.grantTypes : ['authorization_code', 'refresh_token'])];
     for (const type of grantTypes) {
       if (!GRANT_TYPES.includes(type as GrantType)) throw new ClientError(`unknown grant type "${type}" (use ${GRANT_TYPES.join(', ')})`);

@@ -173,6 +173,31 @@ describe('portcullis user', () => {
     expect(longEmail.code).toBe(1);
     expect(longEmail.stderr).toContain('at most 254 characters');
   });
+
+  it('refuses what no one could sign in with or should see: long or untypeable passwords, addresses a browser will not send, long names', async () => {
+    const create = (email: string, password: string | Buffer, name?: string) =>
+      pc.cli(['user', 'create', '--email', email, ...(name === undefined ? [] : ['--name', name]), '--password-stdin'], password);
+    const refusals: [Promise<{ code: number; stderr: string }>, number, string][] = [
+      [create('long@example.com', `${'p'.repeat(1025)}\n`), 1, 'at most 1024 characters'],
+      [create('nul@example.com', 'pass\u0000word\n'), 1, 'control characters'],
+      // Invalid UTF-8 would otherwise be read as U+FFFD, which any other invalid bytes match.
+      [create('bytes@example.com', Buffer.from([0xff, 0xfe, 0xfd, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x0a])), 2, 'not UTF-8'],
+      [create('<script>@example.com', 'long enough\n'), 1, 'is not an email address'],
+      [create('name@example.com', 'long enough\n', 'N'.repeat(201)), 1, 'at most 200 characters'],
+      [pc.cli(['client', 'create', '--name', 'C'.repeat(201), '--redirect-uri', REDIRECT_URI]), 1, 'at most 200 characters'],
+    ];
+    for (const [result, code, message] of refusals) {
+      const { code: actual, stderr } = await result;
+      expect([message, actual]).toEqual([message, code]);
+      expect(stderr).toContain(message);
+      expect(stderr).not.toMatch(/\n\s+at /); // one line, no stack
+    }
+    const emails = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { email: string }[]).map((user) => user.email);
+    for (const refused of ['long@example.com', 'nul@example.com', 'bytes@example.com', 'name@example.com']) expect(emails).not.toContain(refused);
+    // At the limits, and with the address forms a browser sends, it works.
+    const fine = await create("o'neil+tag@mail.example-host.org", `${'p'.repeat(1024)}\n`, 'N'.repeat(200));
+    expect(fine.code, fine.stderr).toBe(0);
+  });
 });
 
 /** Whether the user agent is still signed in at the server: an authorization request with prompt=none. */

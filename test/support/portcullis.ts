@@ -23,7 +23,7 @@ export interface TestPortcullis {
   server: RunningServer;
   /** Error lines the server logged; tests assert there are none they did not expect. */
   errors: string[];
-  cli(args: string[], stdin?: string): Promise<CliResult>;
+  cli(args: string[], stdin?: string | Buffer): Promise<CliResult>;
   createClient(options: ClientOptions): Promise<{ client_id: string; client_secret?: string }>;
   createUser(email: string, password: string, name?: string): Promise<void>;
   /** POST /token grant_type=client_credentials with client_secret_basic. */
@@ -59,7 +59,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-export function runCli(args: string[], env: Record<string, string>, stdin?: string): Promise<CliResult> {
+export function runCli(args: string[], env: Record<string, string>, stdin?: string | Buffer): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
@@ -97,7 +97,7 @@ export async function startPortcullis(extraEnv: Record<string, string> = {}): Pr
     await database.drop();
     throw error;
   }
-  const cli = (args: string[], stdin?: string) => runCli(args, env, stdin);
+  const cli = (args: string[], stdin?: string | Buffer) => runCli(args, env, stdin);
   return {
     issuer: env.ISSUER,
     env,
