@@ -276,9 +276,15 @@ export const keysRotate: Command = async (args, open, io) => {
 };
 
 export const keysRetire: Command = async (args, open, io) => {
-  const { positionals } = parse(args, {}, 1);
-  await retireSigningKey((await open()).database.prisma, positionals[0]!);
-  io.out(`retired key ${positionals[0]}\n`);
+  const { values, positionals } = parse(args, { compromised: { type: 'boolean' } }, 1);
+  const compromised = Boolean(values.compromised);
+  const { database, config } = await open();
+  await retireSigningKey(database.prisma, positionals[0]!, { compromised });
+  io.out(
+    compromised
+      ? `retired key ${positionals[0]}: every running server stops publishing it within ${config.keyRefreshInterval}s, and what it signed stops verifying wherever the JWKS is fetched again\n`
+      : `retired key ${positionals[0]}\n`,
+  );
 };
 
 export const migrateCommand: Command = async (args, open, io) => {

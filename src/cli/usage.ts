@@ -26,7 +26,7 @@ Users
 Signing keys
   keys list [--json]
   keys rotate [--now] [--json]
-  keys retire KID
+  keys retire KID [--compromised]
 
 Database
   migrate                 apply pending migrations (the server also does this at start)

@@ -177,15 +177,21 @@ export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {
   }));
 }
 
-/** Deletes a rotated key, but only once nothing it signed can still be valid. */
-export async function retireSigningKey(prisma: Prisma, kid: string): Promise<void> {
+/**
+ * Deletes a rotated key, but only once nothing it signed can still be valid;
+ * a `compromised` key at once, whatever it signed: tokens forged with it must
+ * stop verifying, and the genuine ones it signed stop with them.
+ */
+export async function retireSigningKey(prisma: Prisma, kid: string, options: { compromised?: boolean } = {}): Promise<void> {
   const key = await prisma.signingKey.findUnique({ where: { kid }, select: { kid: true, activatesAt: true, rotatedAt: true, publishUntil: true } });
   if (!key) throw new KeyError(`no signing key with kid ${kid}`);
   const status = statusOf(key, Date.now());
-  if (status === 'current' || status === 'next') throw new KeyError(`key ${kid} is ${status}; run \`portcullis keys rotate\` first`);
-  if (key.publishUntil && key.publishUntil.getTime() > Date.now()) {
+  if (status === 'current' || status === 'next') {
+    throw new KeyError(`key ${kid} is ${status}; run \`portcullis keys rotate${options.compromised ? ' --now' : ''}\` first`);
+  }
+  if (!options.compromised && key.publishUntil && key.publishUntil.getTime() > Date.now()) {
     throw new KeyError(
-      `key ${kid} may still verify unexpired tokens until ${key.publishUntil.toISOString()}; retire it after that`,
+      `key ${kid} may still verify unexpired tokens until ${key.publishUntil.toISOString()}; retire it after that (or now with --compromised)`,
     );
   }
   await prisma.signingKey.delete({ where: { kid } });

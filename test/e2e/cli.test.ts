@@ -478,6 +478,39 @@ describe('portcullis keys', () => {
   });
 });
 
+describe('a compromised signing key', () => {
+  it('rotate --now, then retire --compromised: it leaves the JWKS at once, and what it signed no longer verifies', async () => {
+    const { client_id, client_secret } = await pc.createClient({ name: 'Leaked', redirectUris: [REDIRECT_URI], idTokenAlg: 'ES256' });
+    const max = { email: 'max@example.com', password: 'maxs password' };
+    await pc.createUser(max.email, max.password);
+    const rp = await discover(pc.issuer, client_id, client_secret);
+    const signedByLeaked = (await logIn(new UserAgent(), rp, 'openid', max)).tokens.id_token!;
+    const leaked = decodeProtectedHeader(signedByLeaked).kid!;
+
+    const rotated = await pc.cli(['keys', 'rotate', '--now', '--json']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const successor = (JSON.parse(rotated.stdout) as { kid: string; alg: string; status: string }[]).find((key) => key.alg === 'ES256' && key.status === 'current')!.kid;
+    const current = await pc.cli(['keys', 'retire', successor, '--compromised']);
+    expect([current.code, current.stderr]).toEqual([1, expect.stringContaining('is current')]);
+    const early = await pc.cli(['keys', 'retire', leaked]);
+    expect([early.code, early.stderr]).toEqual([1, expect.stringContaining('--compromised')]);
+
+    const retired = await pc.cli(['keys', 'retire', leaked, '--compromised']);
+    expect(retired.code, retired.stderr).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // > KEY_REFRESH_INTERVAL
+    const published = (await (await fetch(`${pc.issuer}/jwks`)).json()) as { keys: { kid: string }[] };
+    expect(published.keys.map((key) => key.kid)).not.toContain(leaked);
+    expect(published.keys.map((key) => key.kid)).toContain(successor);
+    // A resource server fetching the JWKS now refuses what the leaked key signed...
+    const jwks = createRemoteJWKSet(new URL(`${pc.issuer}/jwks`));
+    await expect(jwtVerify(signedByLeaked, jwks, { issuer: pc.issuer })).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
+    // ...and accepts what the server signs now.
+    const fresh = (await logIn(new UserAgent(), rp, 'openid', max)).tokens.id_token!;
+    expect(decodeProtectedHeader(fresh).kid).toBe(successor);
+    await jwtVerify(fresh, jwks, { issuer: pc.issuer });
+  });
+});
+
 describe('without a running server', () => {
   it('the CLI creates the database, and the server started later serves what it made', async () => {
     const database = await freshDatabase();
