@@ -51,7 +51,16 @@ const integer = (fallback: number, min: number, max: number) => z.coerce.number(
 const schema = z.object({
   PORT: integer(3000, 0, 65535),
   HOST: z.string().default('0.0.0.0'),
-  ISSUER: z.url({ protocol: /^https?$/ }).optional(),
+  // The origin alone: Portcullis serves its endpoints at the root, so an
+  // issuer with a path would name endpoints it does not serve; an issuer has
+  // no query or fragment (RFC 8414 §2), nor credentials.
+  ISSUER: z
+    .url({ protocol: /^https?$/ })
+    .refine((value) => {
+      const url = new URL(value);
+      return url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
+    }, 'must be the origin alone (https://id.example.com): no path, query, fragment or credentials')
+    .optional(),
   ISSUER_NAME: z.string().min(1).default('Portcullis'),
   DATABASE_URL: z
     .string()

@@ -618,6 +618,9 @@ describe('without a running server', () => {
 
   it.each([
     [{ PORT: 'eighty', ARGON2_MEMORY_KIB: '12' }, ['PORT', 'ARGON2_MEMORY_KIB'], []],
+    // Endpoints are served at the root: an issuer with a path would name addresses nothing serves.
+    [{ ISSUER: 'https://id.example.com/auth-server' }, ['ISSUER', 'no path'], []],
+    [{ ISSUER: 'http://localhost:3000?x=1' }, ['ISSUER', 'no path, query'], []],
     // Timers that would spin (0, or beyond what a Node timer holds), a token that expires at once;
     // a variable set to nothing counts as unset.
     [
