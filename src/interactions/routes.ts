@@ -232,6 +232,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       await finish(ctx, interaction, error, { mergeWithLastSubmission: false });
       return;
     }
+    logger.info('signed in', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
     await finish(ctx, interaction, { login: { accountId, amr: ['pwd'], ts: signedInAt } }, { mergeWithLastSubmission: false });
   });
 

@@ -82,6 +82,15 @@ export function createProvider(services: ProviderServices): Provider {
     else ctx.body = out;
   }
 
+  // For the audit trail. At the token endpoint a grant is revoked only because
+  // a code or refresh token was presented again: taken for theft (RFC 9700
+  // §4.14.2), so worth a warning. Elsewhere it is a client's revocation or a
+  // logout. Ids only: a grant id authorizes nothing.
+  provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
+    const fields = { route: ctx.oidc?.route, client: ctx.oidc?.client?.clientId, grant: grantId };
+    if (ctx.oidc?.route === 'token') services.logger.warn('grant revoked: a code or refresh token was used twice', fields);
+    else services.logger.info('grant revoked', fields);
+  });
   provider.on('server_error', (ctx, error) => {
     services.logger.error('provider server_error', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });
   });

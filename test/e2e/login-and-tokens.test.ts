@@ -85,6 +85,14 @@ describe('refresh tokens', () => {
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
     // The grant itself is gone too: the next authorization asks for consent again.
     expect((await logIn(ua, rp, 'openid offline_access', alice)).seen).toEqual(['consent']);
+    // The audit trail has the theft, by ids only, and the sign-in before it.
+    const warning = pc.log.find((line) => line.includes('"message":"grant revoked: a code or refresh token was used twice"'));
+    expect(warning).toBeDefined();
+    expect(JSON.parse(warning!)).toMatchObject({ level: 'warn', route: 'token', client: rp.clientMetadata().client_id, grant: expect.any(String) });
+    expect(pc.log.some((line) => line.includes('"message":"signed in"') && line.includes(`"client":"${rp.clientMetadata().client_id}"`))).toBe(true);
+    for (const token of [tokens.refresh_token!, rotated.refresh_token!, tokens.access_token, rotated.access_token]) {
+      expect(pc.log.join('\n')).not.toContain(token);
+    }
   });
 
   it('of eight concurrent uses of one refresh token at most one succeeds, and the grant is revoked', async () => {

@@ -23,6 +23,8 @@ export interface TestPortcullis {
   server: RunningServer;
   /** Error lines the server logged; tests assert there are none they did not expect. */
   errors: string[];
+  /** Every line the server logged at info level and above. */
+  log: string[];
   cli(args: string[], stdin?: string | Buffer): Promise<CliResult>;
   createClient(options: ClientOptions): Promise<{ client_id: string; client_secret?: string }>;
   createUser(email: string, password: string, name?: string): Promise<void>;
@@ -87,7 +89,9 @@ export async function startPortcullis(extraEnv: Record<string, string> = {}): Pr
   const port = await freePort();
   const env = { ...TEST_ENV, ...database.env, PORT: String(port), HOST: '127.0.0.1', ISSUER: `http://localhost:${port}`, ...extraEnv };
   const errors: string[] = [];
-  const logger = createLogger('warn', (line) => {
+  const log: string[] = [];
+  const logger = createLogger('info', (line) => {
+    log.push(line);
     if (line.includes('"level":"error"')) errors.push(line);
   });
   let server: RunningServer;
@@ -104,6 +108,7 @@ export async function startPortcullis(extraEnv: Record<string, string> = {}): Pr
     database,
     server,
     errors,
+    log,
     cli,
     async createClient(options) {
       const args = ['client', 'create', '--name', options.name, '--json'];
