@@ -26,8 +26,13 @@ async function readStdin(): Promise<string> {
   }
 }
 
+/** The first words of two-word commands: client, user, api, keys. */
+const GROUPS = new Set(Object.keys(COMMANDS).filter((name) => name.includes(' ')).map((name) => name.split(' ')[0]!));
+
 export async function run(argv: string[], io: Io): Promise<number> {
-  if (argv.length === 0 || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
+  // Help, for the whole CLI or a group of commands (`portcullis client --help`): the usage.
+  const asksHelp = (arg: string | undefined) => arg === '--help' || arg === '-h';
+  if (argv.length === 0 || argv[0] === 'help' || asksHelp(argv[0]) || (argv.length === 2 && GROUPS.has(argv[0]!) && asksHelp(argv[1]))) {
     io.out(USAGE);
     return argv.length === 0 ? 2 : 0;
   }

@@ -138,6 +138,9 @@ describe('portcullis client', () => {
     [['client', 'frobnicate'], 2, 'unknown command'],
     [['client', 'create', '--help'], 0, 'Usage: portcullis'],
     [['client', 'delete', '--help'], 0, 'Usage: portcullis'],
+    [['client', '--help'], 0, 'Usage: portcullis'],
+    [['keys', '-h'], 0, 'Usage: portcullis'],
+    [['nonsense', '--help'], 2, 'unknown command'],
     [['nonsense'], 2, 'unknown command'],
     [[], 2, 'Usage: portcullis'],
   ])('%j exits %i with a clear message', async (args, code, message) => {
