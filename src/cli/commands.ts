@@ -1,7 +1,7 @@
 // Each `portcullis` command: parse its options, call a service, print the result.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Removed } from '../accounts/accounts.js';
-import { ClientError, type GrantType } from '../clients/clients.js';
+import { ClientError, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import type { Config } from '../config.js';
 import { listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
 import type { Services } from '../services.js';
@@ -61,17 +61,10 @@ export const clientCreate: Command = async (args, open, io) => {
     'tos-uri': { type: 'string' },
     json: { type: 'boolean' },
   });
-  const alg = values['id-token-alg'] as string | undefined;
-  if (alg && !['ES256', 'EdDSA', 'RS256'].includes(alg)) throw new UsageError('--id-token-alg must be ES256, EdDSA or RS256');
+  const alg = idTokenAlg(values['id-token-alg']);
   const name = required(values.name, '--name');
   const services = await open();
-  if (alg) {
-    // The provider refuses, at every request, a client whose ID token algorithm it holds no key for.
-    const algs = new Set((await listSigningKeys(services.database.prisma)).filter((key) => key.status === 'current').map((key) => key.alg));
-    if (!algs.has(alg)) {
-      throw new ClientError(`no current signing key for ${alg}: the keys are ${[...algs].sort().join(' and ')} (SIGNING_ALG sets the algorithm besides RS256)`);
-    }
-  }
+  await checkSigningKeyFor(services, alg);
   const created = await services.clients.create({
     name,
     redirectUris: (values['redirect-uri'] as string[] | undefined) ?? [],
@@ -91,26 +84,77 @@ export const clientCreate: Command = async (args, open, io) => {
   if (created.client_secret) io.out(`client_secret: ${created.client_secret}\n(shown once: only a hash is stored)\n`);
 };
 
+export const clientUpdate: Command = async (args, open, io) => {
+  // The id first, always: a base64url id may begin with "-", even "--".
+  const [clientId, ...rest] = args;
+  if (!clientId || /^--[a-z-]+$/.test(clientId)) throw new UsageError('expected the CLIENT_ID first: client update CLIENT_ID [options]');
+  const { values } = parse(
+    rest,
+    {
+      name: { type: 'string' },
+      'redirect-uri': { type: 'string', multiple: true },
+      'post-logout-redirect-uri': { type: 'string', multiple: true },
+      'grant-type': { type: 'string', multiple: true },
+      scope: { type: 'string' },
+      'id-token-alg': { type: 'string' },
+      'logo-uri': { type: 'string' },
+      'client-uri': { type: 'string' },
+      'policy-uri': { type: 'string' },
+      'tos-uri': { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  );
+  const changes: ClientChanges = {
+    name: values.name as string | undefined,
+    redirectUris: values['redirect-uri'] as string[] | undefined,
+    postLogoutRedirectUris: values['post-logout-redirect-uri'] as string[] | undefined,
+    grantTypes: values['grant-type'] as GrantType[] | undefined,
+    scope: values.scope as string | undefined,
+    idTokenSignedResponseAlg: idTokenAlg(values['id-token-alg']),
+    logoUri: values['logo-uri'] as string | undefined,
+    clientUri: values['client-uri'] as string | undefined,
+    policyUri: values['policy-uri'] as string | undefined,
+    tosUri: values['tos-uri'] as string | undefined,
+  };
+  if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
+  const services = await open();
+  await checkSigningKeyFor(services, changes.idTokenSignedResponseAlg);
+  const client = await services.clients.update(clientId, changes);
+  if (values.json) return io.out(json(clientJson(client)));
+  io.out(`updated client ${client.clientId}\n`);
+};
+
+function idTokenAlg(value: unknown): 'ES256' | 'EdDSA' | 'RS256' | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'ES256' && value !== 'EdDSA' && value !== 'RS256') throw new UsageError('--id-token-alg must be ES256, EdDSA or RS256');
+  return value;
+}
+
+/** The provider refuses, at every request, a client whose ID token algorithm it holds no key for. */
+async function checkSigningKeyFor(services: Services, alg: string | undefined): Promise<void> {
+  if (!alg) return;
+  const algs = new Set((await listSigningKeys(services.database.prisma)).filter((key) => key.status === 'current').map((key) => key.alg));
+  if (!algs.has(alg)) {
+    throw new ClientError(`no current signing key for ${alg}: the keys are ${[...algs].sort().join(' and ')} (SIGNING_ALG sets the algorithm besides RS256)`);
+  }
+}
+
+const clientJson = (client: ClientView) => ({
+  client_id: client.clientId,
+  client_name: client.name,
+  public: client.public,
+  application_type: client.native ? 'native' : 'web',
+  redirect_uris: client.redirectUris,
+  post_logout_redirect_uris: client.postLogoutRedirectUris,
+  grant_types: client.grantTypes,
+  scope: client.scope,
+  created_at: client.createdAt.toISOString(),
+});
+
 export const clientList: Command = async (args, open, io) => {
   const { values } = parse(args, { json: { type: 'boolean' } });
   const clients = await (await open()).clients.list();
-  if (values.json) {
-    return io.out(
-      json(
-        clients.map((client) => ({
-          client_id: client.clientId,
-          client_name: client.name,
-          public: client.public,
-          application_type: client.native ? 'native' : 'web',
-          redirect_uris: client.redirectUris,
-          post_logout_redirect_uris: client.postLogoutRedirectUris,
-          grant_types: client.grantTypes,
-          scope: client.scope,
-          created_at: client.createdAt.toISOString(),
-        })),
-      ),
-    );
-  }
+  if (values.json) return io.out(json(clients.map(clientJson)));
   if (clients.length === 0) return io.out('no clients\n');
   for (const client of clients) {
     io.out(`${client.clientId}  ${client.name}  ${client.native ? 'native' : client.public ? 'public' : 'confidential'}  ${client.redirectUris.join(' ')}\n`);
@@ -364,6 +408,7 @@ export const COMMANDS: Record<string, Command> = {
   'api delete': apiDelete,
   'client create': clientCreate,
   'client list': clientList,
+  'client update': clientUpdate,
   'client delete': clientDelete,
   'client rotate-secret': clientRotateSecret,
   'user create': userCreate,

@@ -30,6 +30,11 @@ export interface NewClient {
   tosUri?: string;
 }
 
+/** What `client update` may change; absent: kept. An empty shown address removes it. */
+export type ClientChanges = Partial<
+  Pick<NewClient, 'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'grantTypes' | 'scope' | 'idTokenSignedResponseAlg' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri'>
+>;
+
 export interface CreatedClient {
   client_id: string;
   client_secret?: string;
@@ -138,6 +143,61 @@ export class Clients {
   constructor(private readonly prisma: Prisma) {}
 
   async create(input: NewClient): Promise<CreatedClient> {
+    const { name, metadata, isPublic } = await this.registration(input);
+    const clientId = randomBytes(16).toString('base64url');
+    const secret = isPublic ? undefined : randomBytes(32).toString('base64url');
+    await this.prisma.client.create({
+      data: { clientId, name, metadata: metadata as object, clientSecretHash: secret ? sha256(secret) : null },
+    });
+    return secret ? { client_id: clientId, client_secret: secret } : { client_id: clientId };
+  }
+
+  /**
+   * Changes what is given in `changes` and keeps the rest, checked as at
+   * creation; the client keeps its id, secret and everything issued to it.
+   * Every instance sees the change at once (announced in the same transaction).
+   * Whether it is public or native is what it was made as: another kind of
+   * client is another registration.
+   */
+  async update(clientId: string, changes: ClientChanges): Promise<ClientView> {
+    const row = await this.prisma.client.findUnique({
+      where: { clientId },
+      select: { name: true, metadata: true, clientSecretHash: true, api: { select: { identifier: true } } },
+    });
+    if (!row) throw new ClientError(`no client with id ${clientId}`);
+    if (row.api) throw new ClientError(`client ${clientId} holds the credentials of API ${row.api.identifier}; it has nothing to update`);
+    const stored = row.metadata as unknown as StoredMetadata;
+    const orUnset = (value: string | undefined) => (value === '' ? undefined : value);
+    const { name, metadata } = await this.registration({
+      name: changes.name ?? row.name,
+      redirectUris: changes.redirectUris ?? stored.redirect_uris,
+      postLogoutRedirectUris: changes.postLogoutRedirectUris ?? stored.post_logout_redirect_uris,
+      grantTypes: (changes.grantTypes ?? stored.grant_types) as GrantType[],
+      scope: changes.scope ?? [stored.scope, stored.api_scopes].filter(Boolean).join(' '),
+      public: !row.clientSecretHash,
+      native: stored.application_type === 'native',
+      idTokenSignedResponseAlg: (changes.idTokenSignedResponseAlg ?? stored.id_token_signed_response_alg) as NewClient['idTokenSignedResponseAlg'],
+      logoUri: changes.logoUri !== undefined ? orUnset(changes.logoUri) : stored.logo_uri,
+      clientUri: changes.clientUri !== undefined ? orUnset(changes.clientUri) : stored.client_uri,
+      policyUri: changes.policyUri !== undefined ? orUnset(changes.policyUri) : stored.policy_uri,
+      tosUri: changes.tosUri !== undefined ? orUnset(changes.tosUri) : stored.tos_uri,
+    });
+    if (changes.scope === undefined) {
+      // The API scopes stay as resolved when they were given (see StoredMetadata.api_scopes_by_api).
+      delete metadata.api_scopes;
+      delete metadata.api_scopes_by_api;
+      if (stored.api_scopes) metadata.api_scopes = stored.api_scopes;
+      if (stored.api_scopes_by_api) metadata.api_scopes_by_api = stored.api_scopes_by_api;
+    }
+    await this.prisma.$transaction([
+      this.prisma.client.update({ where: { clientId }, data: { name, metadata: metadata as object } }),
+      announceClientChange(this.prisma, clientId),
+    ]);
+    return (await this.list()).find((client) => client.clientId === clientId)!;
+  }
+
+  /** A registration's checked name and metadata, for create() and update(). */
+  private async registration(input: NewClient): Promise<{ name: string; metadata: StoredMetadata; isPublic: boolean }> {
     const name = input.name.trim();
     if (!name) throw new ClientError('a client needs a name');
     // Shown on every consent page, where a long name would push the rest away.
@@ -178,12 +238,7 @@ export class Clients {
       ...(input.policyUri ? { policy_uri: checkShownUri(input.policyUri, 'policy URI') } : {}),
       ...(input.tosUri ? { tos_uri: checkShownUri(input.tosUri, 'terms of service URI') } : {}),
     };
-    const clientId = randomBytes(16).toString('base64url');
-    const secret = isPublic ? undefined : randomBytes(32).toString('base64url');
-    await this.prisma.client.create({
-      data: { clientId, name, metadata: metadata as object, clientSecretHash: secret ? sha256(secret) : null },
-    });
-    return secret ? { client_id: clientId, client_secret: secret } : { client_id: clientId };
+    return { name, metadata, isPublic };
   }
 
   /** Which registered APIs define each of `scopes`; a scope no API defines is refused. */

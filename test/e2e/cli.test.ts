@@ -74,6 +74,64 @@ describe('portcullis client', () => {
     expect(again.stderr).toContain(`no client with id ${client_id}`);
   });
 
+  it('update changes a registration in place: the server uses it at once; the id, secret and tokens stay', async () => {
+    const { client_id, client_secret } = await pc.createClient({ name: 'Before', redirectUris: [REDIRECT_URI], postLogoutRedirectUris: [REDIRECT_URI] });
+    await pc.createUser('uma@example.com', 'umas password');
+    const rp = await discover(pc.issuer, client_id, client_secret);
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid', { email: 'uma@example.com', password: 'umas password' });
+
+    const moved = 'http://127.0.0.1:9999/moved-callback';
+    const updated = await pc.cli(['client', 'update', client_id, '--name', 'After', '--redirect-uri', moved, '--logo-uri', 'https://example.com/logo.png', '--json']);
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(JSON.parse(updated.stdout)).toMatchObject({ client_id, client_name: 'After', redirect_uris: [moved], post_logout_redirect_uris: [REDIRECT_URI] });
+    const authorize = (redirectUri: string) =>
+      visit(new UserAgent(), `${pc.issuer}/auth?${new URLSearchParams({ client_id, response_type: 'code', scope: 'openid', redirect_uri: redirectUri })}`);
+    const atOld = await authorize(REDIRECT_URI);
+    expect(atOld.status).toBe(400); // an error page, never a redirect to an address no longer registered
+    const atNew = await authorize(moved);
+    expect(pageKind(atNew)).toBe('login');
+    expect(atNew.html).toContain('<strong>After</strong>');
+    // The same credentials, and what was issued before, still work.
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+
+    const removed = await pc.cli(['client', 'update', client_id, '--logo-uri', '', '--json']);
+    expect(removed.code, removed.stderr).toBe(0);
+    const refusals: [string[], number, string][] = [
+      [['client', 'update', client_id], 2, 'nothing to change'],
+      [['client', 'update', '--name', 'x'], 2, 'CLIENT_ID first'],
+      [['client', 'update', 'no-such-client', '--name', 'x'], 1, 'no client with id no-such-client'],
+      [['client', 'update', client_id, '--redirect-uri', 'javascript:alert(1)'], 1, 'must be an http(s) address'],
+      [['client', 'update', client_id, '--grant-type', 'implicit'], 1, 'unknown grant type'],
+    ];
+    for (const [args, code, message] of refusals) {
+      const result = await pc.cli(args);
+      expect([args, result.code]).toEqual([args, code]);
+      expect(result.stderr).toContain(message);
+    }
+    // Refused changes changed nothing.
+    const listed = (JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_id: string; redirect_uris: string[] }[]).find((c) => c.client_id === client_id);
+    expect(listed!.redirect_uris).toEqual([moved]);
+  });
+
+  it('update keeps a client\'s API scopes as they were given, unless --scope replaces them', async () => {
+    const api = 'https://inventory.example.com';
+    expect((await pc.cli(['api', 'create', '--identifier', api, '--scope', 'read:stock'])).code).toBe(0);
+    const robot = await pc.createClient({ name: 'Stocktaker', grantTypes: ['client_credentials'], scope: 'read:stock' });
+    const grant = async () => {
+      const response = await fetch(`${pc.issuer}/token`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}` },
+        body: new URLSearchParams({ grant_type: 'client_credentials', resource: api, scope: 'read:stock' }),
+      });
+      return { status: response.status, body: (await response.json()) as { scope?: string; error?: string } };
+    };
+    expect(await grant()).toMatchObject({ status: 200, body: { scope: 'read:stock' } });
+    expect((await pc.cli(['client', 'update', robot.client_id, '--name', 'Stocktaker 2'])).code).toBe(0);
+    expect(await grant()).toMatchObject({ status: 200, body: { scope: 'read:stock' } });
+    expect((await pc.cli(['client', 'update', robot.client_id, '--scope', 'openid'])).code).toBe(0);
+    expect(await grant()).toMatchObject({ status: 400, body: { error: 'invalid_target' } });
+  });
+
   it('rotate-secret: the new secret works at once and the old one no longer does; tokens already issued stay valid', async () => {
     const robot = await pc.createClient({ name: 'Rotor', grantTypes: ['client_credentials'], scope: 'openid' });
     const before = await pc.clientCredentials(robot);
