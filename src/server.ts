@@ -67,7 +67,8 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     // Keep-alive must outlast common proxies' idle timeouts.
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
-      server!.once('error', reject);
+      // Named by the variables that chose the address (an unknown HOST, a PORT in use).
+      server!.once('error', (error: Error) => reject(new Error(`cannot listen on HOST=${config.host} PORT=${config.port}: ${error.message}`)));
       server!.listen(config.port, config.host, () => resolve());
     });
 

@@ -32,7 +32,11 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
   const { sealer, generated, exposed } = await loadSealer(config.encryption);
   const database = await openDatabase(config.database, role);
   try {
-    await database.migrate();
+    await database.migrate().catch((error: Error & { code?: string }) => {
+      // The first statement: an address or credentials that do not work are DATABASE_URL's.
+      if (config.database.kind === 'postgres' && isConnectionFailure(error)) throw new Error(`cannot reach the database at DATABASE_URL: ${error.message}`);
+      throw error;
+    });
     await ensureSigningKeys(database.prisma, sealer, config.signingAlg);
     await database.ready();
   } catch (error) {
@@ -51,4 +55,10 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     encryptionKeyExposed: exposed,
     close: () => database.close(),
   };
+}
+
+/** Errors of connecting (address, network, authentication), not of what a statement did. */
+function isConnectionFailure(error: Error & { code?: string }): boolean {
+  const code = error.code ?? '';
+  return ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ECONNRESET'].includes(code) || code.startsWith('28') || code === '3D000';
 }

@@ -120,7 +120,11 @@ export async function loadSealer(source: EncryptionKeySource): Promise<{ sealer:
   if (existing) {
     // Like ssh with a private key: say so when others than the owner may read it.
     const exposed = ((await stat(source.path)).mode & 0o077) !== 0;
-    return { sealer: new SecretSealer([existing]), generated: false, exposed };
+    try {
+      return { sealer: new SecretSealer([existing]), generated: false, exposed };
+    } catch (error) {
+      throw new SealError(`the encryption key file ${source.path} (ENCRYPTION_KEY_FILE): ${(error as Error).message}`);
+    }
   }
   await mkdir(path.dirname(source.path), { recursive: true });
   try {

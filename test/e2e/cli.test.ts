@@ -2,7 +2,10 @@
 // the same database as a running server (or with no server at all).
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/database.js';
@@ -703,6 +706,35 @@ describe('without a running server', () => {
     for (const text of named) expect(result.stderr).toContain(text);
     for (const text of notNamed) expect(result.stderr).not.toContain(text);
     noStackTrace(result.stderr);
+  });
+});
+
+describe('start-up failures name what to fix', () => {
+  const start = (env: Record<string, string>) =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...process.env, ...TEST_ENV, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      child.once('exit', (code) => resolve({ code, stderr }));
+    });
+
+  it.each([
+    ['an address nothing can listen on', () => ({ HOST: 'no-such-host.invalid' }), 'HOST=no-such-host.invalid'],
+    ['a database that does not answer', () => ({ DATABASE_URL: 'postgresql://postgres@127.0.0.1:1/portcullis' }), 'DATABASE_URL'],
+    ['an encryption key file holding a short key', (dir: string) => {
+      writeFileSync(path.join(dir, 'short.key'), 'too short\n', { mode: 0o600 });
+      return { ENCRYPTION_KEY_FILE: path.join(dir, 'short.key') };
+    }, 'ENCRYPTION_KEY_FILE'],
+  ])('%s', async (_, env, named) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-start-'));
+    try {
+      const result = await start({ DATA_DIR: path.join(dir, 'data'), PORT: String(await freePort()), ...env(dir) });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(named);
+      noStackTrace(result.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
