@@ -5,7 +5,7 @@ import { SignInThrottle } from './accounts/sign-in-throttle.js';
 import { Apis } from './apis/apis.js';
 import { Clients } from './clients/clients.js';
 import type { Config } from './config.js';
-import { loadSealer, type SecretSealer } from './keys/sealed-secrets.js';
+import { loadSealer, openKeyFile, type SecretSealer } from './keys/sealed-secrets.js';
 import { ensureSigningKeys } from './keys/signing-keys.js';
 import { openDatabase, type Database } from './persistence/database.js';
 import type { EmbeddedRole } from './persistence/embedded.js';
@@ -28,21 +28,26 @@ export interface Services {
 
 /** Opens the database, applies migrations and makes sure signing keys exist, sealed. */
 export async function openServices(config: Config, role: EmbeddedRole): Promise<Services> {
-  // Before the database: a missing or unreadable key must stop us before anything is written.
-  const { sealer, generated, exposed } = await loadSealer(config.encryption);
+  // A key file that is there but unreadable stops us before the database is
+  // opened; one that is not there yet is made once the database is known to
+  // hold nothing sealed (see loadSealer).
+  if (config.encryption.kind === 'file') await openKeyFile(config.encryption.path);
   const database = await openDatabase(config.database, role);
+  let loaded: Awaited<ReturnType<typeof loadSealer>>;
   try {
     await database.migrate().catch((error: Error & { code?: string }) => {
       // The first statement: an address or credentials that do not work are DATABASE_URL's.
       if (config.database.kind === 'postgres' && isConnectionFailure(error)) throw new Error(`cannot reach the database at DATABASE_URL: ${error.message}`);
       throw error;
     });
-    await ensureSigningKeys(database.prisma, sealer, config.signingAlg);
+    loaded = await loadSealer(config.encryption, async () => (await database.prisma.signingKey.count()) + (await database.prisma.cookieKey.count()) === 0);
+    await ensureSigningKeys(database.prisma, loaded.sealer, config.signingAlg);
     await database.ready();
   } catch (error) {
     await database.close();
     throw error;
   }
+  const { sealer, generated, exposed } = loaded;
   return {
     config,
     database,

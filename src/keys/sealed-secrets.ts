@@ -110,21 +110,29 @@ export class SecretSealer {
 
 /**
  * The sealer for a configuration. Without ENCRYPTION_KEYS, a key is generated
- * once into the key file (owner-only) and read from there on later starts.
- * Returns whether the key was generated now, and whether the file is readable
- * by others than its owner, so the server can say so.
+ * once into the key file (owner-only) and read from there on later starts;
+ * generated only if `mayGenerate` agrees (the database holds nothing sealed
+ * yet), so that a start pointed at the wrong key file, or at none, writes no
+ * key that could never open what is stored. Returns whether the key was
+ * generated now, and whether the file is readable by others than its owner,
+ * so the server can say so.
  */
-export async function loadSealer(source: EncryptionKeySource): Promise<{ sealer: SecretSealer; generated: boolean; exposed: boolean }> {
+export async function loadSealer(
+  source: EncryptionKeySource,
+  mayGenerate: () => Promise<boolean> = async () => true,
+): Promise<{ sealer: SecretSealer; generated: boolean; exposed: boolean }> {
   if (source.kind === 'env') return { sealer: new SecretSealer(source.keys), generated: false, exposed: false };
-  const existing = await readKeyFile(source.path);
+  const existing = await openKeyFile(source.path);
   if (existing) {
     // Like ssh with a private key: say so when others than the owner may read it.
     const exposed = ((await stat(source.path)).mode & 0o077) !== 0;
-    try {
-      return { sealer: new SecretSealer([existing]), generated: false, exposed };
-    } catch (error) {
-      throw new SealError(`the encryption key file ${source.path} (ENCRYPTION_KEY_FILE): ${(error as Error).message}`);
-    }
+    return { sealer: existing, generated: false, exposed };
+  }
+  if (!(await mayGenerate())) {
+    throw new SealError(
+      `the encryption key file ${source.path} does not exist, and the database holds keys sealed with an encryption key: ` +
+        'set ENCRYPTION_KEYS, or ENCRYPTION_KEY_FILE, to that key',
+    );
   }
   await mkdir(path.dirname(source.path), { recursive: true });
   try {
@@ -136,6 +144,17 @@ export async function loadSealer(source: EncryptionKeySource): Promise<{ sealer:
   }
   const created = await readKeyFile(source.path);
   return { sealer: new SecretSealer([created!]), generated: true, exposed: false };
+}
+
+/** The sealer of an existing key file; undefined if there is none yet. Unreadable, empty or short: an error. */
+export async function openKeyFile(file: string): Promise<SecretSealer | undefined> {
+  const key = await readKeyFile(file);
+  if (!key) return undefined;
+  try {
+    return new SecretSealer([key]);
+  } catch (error) {
+    throw new SealError(`the encryption key file ${file} (ENCRYPTION_KEY_FILE): ${(error as Error).message}`);
+  }
 }
 
 async function readKeyFile(file: string, retries = 1): Promise<string | undefined> {

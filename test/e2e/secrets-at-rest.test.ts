@@ -3,7 +3,10 @@
 // the plain by earlier versions are sealed in place, and a wrong encryption key
 // stops the server and the CLI before they change anything.
 import { createHmac } from 'node:crypto';
-import { chmod, readFile, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -181,6 +184,20 @@ it('refuses a wrong encryption key, in the CLI and at start, and changes nothing
   expect(await signingKeys()).toEqual(before.keys);
   expect(await cookieKeys()).toEqual(before.cookies);
   expect(before.keys.map((row) => row.kid)).toContain(await signedToken());
+});
+
+it('given no key where a database holds sealed keys, writes no new key and says what to set', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'portcullis-key-'));
+  try {
+    const missing = join(dir, 'elsewhere', 'encryption.key');
+    const result = await runCli(['keys', 'list'], { ...pc.env, ENCRYPTION_KEY_FILE: missing });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`the encryption key file ${missing} does not exist, and the database holds keys sealed with an encryption key`);
+    // A key made now could never open what is stored: none is made.
+    expect(existsSync(missing)).toBe(false);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 it('warns at start when the key file can be read by others than its owner', async () => {
