@@ -145,9 +145,11 @@ const inFlight = new WeakMap<Sql, InFlight>();
 export class ArtifactAdapter implements Adapter {
   private readonly shared: InFlight;
 
+  /** `sealer`: seals the pushed request id a stored sign-in in progress names (see withoutLiveIds). */
   constructor(
     private readonly kind: string,
     private readonly sql: Sql,
+    private readonly sealer?: PayloadSealer,
   ) {
     let shared = inFlight.get(sql);
     if (!shared) {
@@ -167,7 +169,7 @@ export class ArtifactAdapter implements Adapter {
     const { jti, ...rest } = payload;
     void jti;
     const isGrant = this.kind === 'Grant';
-    const json = JSON.stringify(isGrant ? payload : this.kind === 'Interaction' ? withoutLiveIds(rest, id) : rest);
+    const json = JSON.stringify(isGrant ? payload : this.kind === 'Interaction' ? withoutLiveIds(rest, id, this.sealer) : rest);
     // A request parameter with U+0000 (a state, a login_hint) ends up in the
     // payload, which jsonb cannot store: the request is refused as OAuth
     // invalid_request (an authorization request's error goes back to the client).
@@ -209,7 +211,7 @@ export class ArtifactAdapter implements Adapter {
         row.grant_payload ? { payload: row.grant_payload, expires_at: row.grant_expires_at, consumed_at: row.grant_consumed_at } : null,
       );
     }
-    if (payload && this.kind === 'Interaction') return withLiveIds(payload, id);
+    if (payload && this.kind === 'Interaction') return withLiveIds(payload, id, this.sealer);
     return payload && { ...payload, jti: id };
   }
 
@@ -307,16 +309,27 @@ export class ArtifactAdapter implements Adapter {
   }
 }
 
-// An interaction's payload names two live ids besides its own: its uid again,
-// in the address the sign-in resumes at (`returnTo`, .../auth/:uid), and the
+// An interaction's payload names live ids besides its own: its uid again, in
+// the address the sign-in resumes at (`returnTo`, .../auth/:uid); the
 // session's id (the session cookie's value) in `session.cookie`, which the
-// library writes for an app that wants it and never reads. The uid is put
-// back from the id it is found by; the session's id is not kept. `{uid}` cannot
+// library writes for an app that wants it and never reads; and, for a pushed
+// authorization request, that request's id (`parJti`, the end of its
+// request_uri), which the library reads back to use the request up. The uid
+// is put back from the id it is found by; the session's id is not kept; the
+// pushed request's id is kept sealed, bound to the interaction. `{uid}` cannot
 // occur in an address the library built: URLs percent-encode braces.
 const UID_IN_RETURN_TO = '{uid}';
 
-function withoutLiveIds(payload: AdapterPayload, uid: string): AdapterPayload {
-  const { returnTo, session } = payload as { returnTo?: unknown; session?: Record<string, unknown> };
+/** Seals and opens a value bound to a context (keys/sealed-secrets.ts). */
+export interface PayloadSealer {
+  seal(plaintext: string, context: string): string;
+  open(sealed: string, context: string): string;
+}
+
+const parContext = (uid: string) => `pushed request of interaction ${sha256(uid)}`;
+
+function withoutLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer | undefined): AdapterPayload {
+  const { returnTo, session, parJti } = payload as { returnTo?: unknown; session?: Record<string, unknown>; parJti?: unknown };
   const stored: AdapterPayload = { ...payload };
   if (typeof returnTo === 'string') stored.returnTo = returnTo.split(uid).join(UID_IN_RETURN_TO);
   if (session && 'cookie' in session) {
@@ -324,12 +337,27 @@ function withoutLiveIds(payload: AdapterPayload, uid: string): AdapterPayload {
     void cookie;
     (stored as { session?: unknown }).session = rest;
   }
+  if (typeof parJti === 'string') {
+    if (sealer) (stored as { parJti?: string }).parJti = sealer.seal(parJti, parContext(uid));
+    else delete (stored as { parJti?: string }).parJti;
+  }
   return stored;
 }
 
-function withLiveIds(payload: AdapterPayload, uid: string): AdapterPayload {
-  const { returnTo } = payload as { returnTo?: unknown };
-  return typeof returnTo === 'string' ? { ...payload, returnTo: returnTo.split(UID_IN_RETURN_TO).join(uid), jti: uid } : { ...payload, jti: uid };
+function withLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer | undefined): AdapterPayload {
+  const { returnTo, parJti } = payload as { returnTo?: unknown; parJti?: unknown };
+  const live: AdapterPayload = { ...payload, jti: uid };
+  if (typeof returnTo === 'string') live.returnTo = returnTo.split(UID_IN_RETURN_TO).join(uid);
+  if (typeof parJti === 'string') {
+    // One that no configured encryption key opens (dropped since) is left out:
+    // the pushed request then is not used up here, and expires within a minute.
+    try {
+      (live as { parJti?: string }).parJti = sealer!.open(parJti, parContext(uid));
+    } catch {
+      delete (live as { parJti?: string }).parJti;
+    }
+  }
+  return live;
 }
 
 function toPayload(row: ArtifactRow | undefined): AdapterPayload | undefined {

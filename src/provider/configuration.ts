@@ -16,6 +16,7 @@ import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import { ClientAdapter } from './client-adapter.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
+import type { SecretSealer } from '../keys/sealed-secrets.js';
 
 export interface ProviderServices {
   config: Config;
@@ -29,6 +30,8 @@ export interface ProviderServices {
   cookieKeys: string[];
   /** 32 bytes, the same on every instance: DPoP nonces one instance issues, another accepts. */
   dpopNonceSecret: Buffer;
+  /** Seals what a stored payload must keep but not in the plain (see adapter.ts). */
+  sealer: SecretSealer;
 }
 
 export function buildConfiguration(services: ProviderServices): Configuration {
@@ -37,7 +40,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   const page = (ctx: KoaContextWithOIDC) => ({ res: ctx.res, issuerName: config.issuerName });
 
   return {
-    adapter: (name: string) => (name === 'Client' ? clientAdapter : new ArtifactAdapter(name, sql)),
+    adapter: (name: string) => (name === 'Client' ? clientAdapter : new ArtifactAdapter(name, sql, services.sealer)),
     clients: [],
     clientDefaults: {
       grant_types: ['authorization_code', 'refresh_token'],

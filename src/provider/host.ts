@@ -4,12 +4,11 @@
 import type Provider from 'oidc-provider';
 import type { Logger } from '../logger.js';
 import type { Prisma } from '../persistence/database.js';
-import type { SecretSealer } from '../keys/sealed-secrets.js';
 import { loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
 import type { ProviderServices } from './configuration.js';
 import { createProvider } from './provider.js';
 
-type HostServices = Omit<ProviderServices, 'signingKeys' | 'dpopNonceSecret'> & { sealer: SecretSealer };
+type HostServices = Omit<ProviderServices, 'signingKeys' | 'dpopNonceSecret'>;
 
 export class ProviderHost {
   private constructor(

@@ -109,6 +109,31 @@ it('stored sign-ins in progress name neither their own id nor the session cookie
   expect(pageKind(done)).toBe('callback');
 });
 
+it('a sign-in from a pushed request stores the request id only sealed, and still uses the request up', async () => {
+  await pc.createUser('pia@example.com', 'pias long password');
+  const rp = await discover(pc.issuer, web.client_id, web.client_secret);
+  const verifier = oidc.randomPKCECodeVerifier();
+  const url = await oidc.buildAuthorizationUrlWithPAR(rp, {
+    redirect_uri: REDIRECT_URI,
+    scope: 'openid',
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+  });
+  const requestId = url.searchParams.get('request_uri')!.split(':').at(-1)!;
+  const ua = new UserAgent();
+  const consent = await signIn(ua, await visit(ua, url), 'pia@example.com', 'pias long password');
+  expect(pageKind(consent)).toBe('consent');
+  const rows = await query<{ payload: string }>("SELECT payload::text AS payload FROM provider_artifacts WHERE kind = 'Interaction'");
+  expect(rows.some((row) => row.payload.includes('"parJti"'))).toBe(true);
+  expect(rows.map((row) => row.payload).join('\n')).not.toContain(requestId);
+  const done = await allow(ua, consent);
+  expect(pageKind(done)).toBe('callback');
+  // Used up on the way: the same request_uri starts nothing now (RFC 9126 §4).
+  const again = await visit(new UserAgent(), url);
+  expect(pageKind(again)).not.toBe('login');
+  expect(again.status).toBe(400);
+});
+
 it('stores only public JWKs and sealed private keys and cookie keys, and signs with the keys it unseals', async () => {
   const rows = await signingKeys();
   expect(rows.map((row) => row.jwk.alg).sort()).toEqual(['ES256', 'RS256']);
