@@ -71,7 +71,7 @@ export function createApp(deps: AppDeps): RequestHandler {
       for (const fn of middleware) provider.use(fn);
       // Koa's own use() puts this after the provider's routes (its use() puts
       // middleware ahead of them), so only a request no route answered gets here.
-      Koa.prototype.use.call(provider, notFound(deps.config));
+      Koa.prototype.use.call(provider, notFound(deps.config, allowedMethodsOf(provider)));
       callback = provider.callback();
       callbacks.set(provider, callback);
     }
@@ -132,15 +132,52 @@ function interactionPages(deps: AppDeps): Koa.Middleware {
   return (ctx, next) => (ctx.path.startsWith('/interaction/') ? routes(ctx, () => allowedMethods(ctx, next)) : next());
 }
 
-/** An address nothing serves: the error page for a browser, JSON otherwise, instead of Koa's plain "Not Found". */
-function notFound(config: Config): Koa.Middleware {
+/**
+ * The methods each address takes, for a request no route answered: the
+ * provider's routes (where its configuration puts them) and our pages. Its
+ * router matches paths case-insensitively, with or without a trailing slash.
+ */
+function allowedMethodsOf(provider: Provider): (path: string) => string[] | undefined {
+  const escape = (path: string) => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const at = (route: string, suffix = '') => new RegExp(`^${escape(provider.pathFor(route))}${suffix}/?$`, 'i');
+  const table: [RegExp, string[]][] = [
+    [at('authorization'), ['GET', 'POST']],
+    [at('authorization', '/[^/]+'), ['GET']],
+    [at('token'), ['POST']],
+    [at('introspection'), ['POST']],
+    [at('revocation'), ['POST']],
+    [at('pushed_authorization_request'), ['POST']],
+    [at('userinfo'), ['GET', 'POST']],
+    [at('jwks'), ['GET']],
+    [at('end_session'), ['GET', 'POST']],
+    [at('end_session', '/confirm'), ['POST']],
+    [at('end_session', '/success'), ['GET']],
+    [/^\/\.well-known\/(openid-configuration|oauth-authorization-server)\/?$/i, ['GET']],
+    [/^\/interaction\/[^/]+\/?$/, ['GET']],
+    [/^\/interaction\/[^/]+\/(login|confirm|abort)\/?$/, ['POST']],
+  ];
+  return (path) => table.find(([pattern]) => pattern.test(path))?.[1];
+}
+
+/**
+ * An address nothing serves, or not with this method (405, with Allow as RFC
+ * 9110 §15.5.6 asks): the error page for a browser, JSON otherwise, instead
+ * of Koa's plain "Not Found".
+ */
+function notFound(config: Config, allowedMethods: (path: string) => string[] | undefined): Koa.Middleware {
   return (ctx) => {
     if (ctx.body != null || ctx.status !== 404) return;
-    ctx.status = 404;
+    const allowed = allowedMethods(ctx.path);
+    const wrongMethod = allowed !== undefined && !allowed.includes(ctx.method) && !(ctx.method === 'HEAD' && allowed.includes('GET'));
+    const out = wrongMethod
+      ? { error: 'method_not_allowed', error_description: `${ctx.method} is not allowed here; use ${allowed.join(' or ')}` }
+      : { error: 'not_found', error_description: 'nothing is served at this address' };
+    ctx.status = wrongMethod ? 405 : 404;
+    if (wrongMethod) ctx.set('Allow', allowed.join(', '));
     if (ctx.accepts('json', 'html') === 'html') {
-      renderErrorPage(ctx, { res: ctx.res, issuerName: config.issuerName }, { error: 'not_found' });
+      renderErrorPage(ctx, { res: ctx.res, issuerName: config.issuerName }, { error: out.error });
     } else {
-      ctx.body = { error: 'not_found', error_description: 'nothing is served at this address' };
+      ctx.body = out;
     }
   };
 }

@@ -37,6 +37,11 @@ const explanations: Record<string, Explanation> = {
     message: 'There is nothing at this address.',
     advice: START_AGAIN,
   },
+  method_not_allowed: {
+    heading: 'This page cannot be opened this way',
+    message: 'This address takes only forms sent from the sign-in pages, or only links.',
+    advice: START_AGAIN,
+  },
   server_error: {
     heading: 'Something went wrong on our side',
     message: 'We could not complete your request.',

@@ -390,6 +390,29 @@ describe('other endpoints', () => {
     expect(page.headers.get('content-type')).toContain('text/html');
   });
 
+  it('a method an address does not take is 405 with Allow (RFC 9110 §15.5.6), as JSON or a page', async () => {
+    const cases: [string, string, string][] = [
+      ['GET', '/token', 'POST'],
+      ['GET', '/token/introspection', 'POST'],
+      ['DELETE', '/me', 'GET, POST'],
+      ['POST', '/jwks', 'GET'],
+      ['PUT', '/auth', 'GET, POST'],
+      ['POST', '/.well-known/openid-configuration', 'GET'],
+      ['GET', '/session/end/confirm', 'POST'],
+    ];
+    for (const [method, path, allow] of cases) {
+      const response = await fetch(`${pc.issuer}${path}`, { method });
+      expect([method, path, response.status, response.headers.get('allow')]).toEqual([method, path, 405, allow]);
+      expect(await response.json()).toMatchObject({ error: 'method_not_allowed' });
+    }
+    const page = await fetch(`${pc.issuer}/interaction/some-uid/login`, { headers: { accept: 'text/html' } });
+    expect([page.status, page.headers.get('allow')]).toEqual([405, 'POST']);
+    expect(await page.text()).toContain('<title>This page cannot be opened this way');
+    // HEAD is GET without the body, and an address nothing serves stays a 404.
+    expect((await fetch(`${pc.issuer}/jwks`, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(`${pc.issuer}/tokens`, { method: 'POST' })).status).toBe(404);
+  });
+
   it('userinfo without a token is 401 with WWW-Authenticate', async () => {
     const response = await fetch(`${pc.issuer}/me`);
     expect(response.status).toBe(401);
