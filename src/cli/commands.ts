@@ -3,7 +3,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Removed } from '../accounts/accounts.js';
 import { ClientError, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import type { Config } from '../config.js';
-import { listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
+import { keepPublishedFor, listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
 import type { Services } from '../services.js';
 import { UsageError } from './usage.js';
 
@@ -260,16 +260,6 @@ export const userDelete: Command = async (args, open, io) => {
   const ended = describeRemoved(removed);
   io.out(`deleted user ${user.email} (${user.id})${ended ? `; ended ${ended}` : ''}\n`);
 };
-
-/**
- * How long a replaced key stays published after the new one activates: every
- * instance must notice, then all it signed (ID tokens, access tokens of any
- * API) must expire.
- */
-export function keepPublishedFor(config: Config, apiTokenTtls: number[]): number {
-  const clockSkew = 60;
-  return Math.max(config.ttl.idToken, config.ttl.accessToken, ...apiTokenTtls) + config.keyRefreshInterval + clockSkew;
-}
 
 function printKeys(keys: KeyInfo[], io: Io, asJson: boolean): void {
   if (asJson) {

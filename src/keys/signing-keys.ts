@@ -3,6 +3,7 @@
 // nothing they signed can still be valid (`publishUntil`). A row holds the
 // public JWK in the plain and the private one sealed (see sealed-secrets.ts).
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
+import type { Config } from '../config.js';
 import type { Prisma } from '../persistence/database.js';
 import type { SecretSealer } from './sealed-secrets.js';
 
@@ -159,6 +160,30 @@ export async function rotateSigningKeys(
     ...fresh.map((key) => prisma.signingKey.create({ data: { ...key, activatesAt } })),
   ]);
   return listSigningKeys(prisma);
+}
+
+/**
+ * How long a replaced key stays published after the new one activates: every
+ * instance must notice, then all it signed (ID tokens, access tokens of any
+ * API) must expire.
+ */
+export function keepPublishedFor(config: Pick<Config, 'ttl' | 'keyRefreshInterval'>, apiTokenTtls: number[]): number {
+  const clockSkew = 60;
+  return Math.max(config.ttl.idToken, config.ttl.accessToken, ...apiTokenTtls) + config.keyRefreshInterval + clockSkew;
+}
+
+/**
+ * Keeps every replaced key published at least `seconds` past its rotation.
+ * `keys rotate` sets the window from the lifetimes of the environment it runs
+ * in; a server whose tokens live longer lengthens it (never shortens it), so
+ * that `keys retire` cannot take a key that still verifies its tokens.
+ * Returns how many keys it changed.
+ */
+export async function keepReplacedKeysPublished(prisma: Prisma, seconds: number): Promise<number> {
+  return prisma.$executeRaw`
+    UPDATE signing_keys SET publish_until = rotated_at + make_interval(secs => ${seconds}::double precision)
+    WHERE rotated_at IS NOT NULL AND publish_until IS NOT NULL
+      AND publish_until < rotated_at + make_interval(secs => ${seconds}::double precision)`;
 }
 
 export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {

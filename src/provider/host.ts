@@ -4,7 +4,7 @@
 import type Provider from 'oidc-provider';
 import type { Logger } from '../logger.js';
 import type { Prisma } from '../persistence/database.js';
-import { loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
+import { keepPublishedFor, keepReplacedKeysPublished, loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
 import type { ProviderServices } from './configuration.js';
 import { createProvider } from './provider.js';
 
@@ -20,6 +20,7 @@ export class ProviderHost {
   static async create(hostServices: HostServices): Promise<ProviderHost> {
     // Derived from the encryption key, so every instance issues and accepts the same nonces.
     const services = { ...hostServices, dpopNonceSecret: hostServices.sealer.derivedKey('dpop nonces v1') };
+    await keepReplacedKeys(services);
     const [version, signingKeys] = await Promise.all([signingKeysVersion(services.prisma), loadSigningKeys(services.prisma, services.sealer)]);
     return new ProviderHost(services, createProvider({ ...services, signingKeys }), version);
   }
@@ -29,10 +30,18 @@ export class ProviderHost {
     const prisma: Prisma = this.services.prisma;
     const version = await signingKeysVersion(prisma);
     if (version === this.version) return false;
+    await keepReplacedKeys(this.services);
     const signingKeys = await loadSigningKeys(prisma, this.services.sealer);
     this.current = createProvider({ ...this.services, signingKeys });
     this.version = version;
     (this.services.logger as Logger).info('signing keys changed; provider reloaded', { keys: signingKeys.length });
     return true;
   }
+}
+
+/** Replaced keys stay published for as long as this server's tokens live (see keepReplacedKeysPublished). */
+async function keepReplacedKeys(services: Pick<HostServices, 'prisma' | 'config' | 'apis' | 'logger'>): Promise<void> {
+  const apiTtls = (await services.apis.list()).map((api) => api.accessTokenTtl);
+  const lengthened = await keepReplacedKeysPublished(services.prisma, keepPublishedFor(services.config, apiTtls));
+  if (lengthened > 0) services.logger.info('replaced signing keys stay published for as long as tokens of this server live', { keys: lengthened });
 }

@@ -542,6 +542,29 @@ describe('portcullis keys', () => {
   });
 });
 
+describe('replaced keys stay published as long as the server\'s tokens live', () => {
+  it('a rotation run with shorter lifetimes than the server\'s is lengthened by the server, so retire refuses', async () => {
+    // The CLI's environment says tokens live a second; the server's, an hour (the default).
+    const short = { ...pc.env, ACCESS_TOKEN_TTL: '1s', ID_TOKEN_TTL: '1s' };
+    type Key = { kid: string; alg: string; status: string; activates_at: string; publish_until: string | null };
+    const before = new Set((JSON.parse((await pc.cli(['keys', 'list', '--json'])).stdout) as Key[]).filter((key) => key.status === 'current').map((key) => key.kid));
+    const rotated = JSON.parse((await runCli(['keys', 'rotate', '--now', '--json'], short)).stdout) as Key[];
+    const replaced = rotated.filter((key) => before.has(key.kid));
+    expect(replaced.length).toBe(2); // ES256 and RS256
+    const activatedAt = (kid: string) => Date.parse(rotated.find((key) => key.kid !== kid && key.status === 'current')!.activates_at);
+    for (const key of replaced) expect(Date.parse(key.publish_until!) - activatedAt(key.kid)).toBeLessThan(3600_000);
+
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // > KEY_REFRESH_INTERVAL: the server has seen the rotation
+    const listed = JSON.parse((await pc.cli(['keys', 'list', '--json'])).stdout) as Key[];
+    for (const { kid } of replaced) {
+      const key = listed.find((candidate) => candidate.kid === kid)!;
+      expect(Date.parse(key.publish_until!) - activatedAt(kid)).toBeGreaterThanOrEqual(3600_000);
+      const retire = await runCli(['keys', 'retire', kid], short);
+      expect([retire.code, retire.stderr]).toEqual([1, expect.stringContaining('may still verify unexpired tokens')]);
+    }
+  });
+});
+
 describe('a compromised signing key', () => {
   it('rotate --now, then retire --compromised: it leaves the JWKS at once, and what it signed no longer verifies', async () => {
     const { client_id, client_secret } = await pc.createClient({ name: 'Leaked', redirectUris: [REDIRECT_URI], idTokenAlg: 'ES256' });
