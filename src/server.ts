@@ -9,6 +9,7 @@ import { InFlightRequests } from './http/in-flight.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
 import { CLIENT_CHANGES_CHANNEL } from './clients/client-changes.js';
+import { SIGNING_KEY_CHANGES_CHANNEL } from './keys/key-changes.js';
 import { sweepExpired } from './provider/artifacts.js';
 import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
@@ -75,7 +76,10 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     // Tracked like requests: shutdown lets a running sweep or refresh finish.
     const background = (name: string, task: () => Promise<unknown>) => () =>
       inFlight.track(task().catch((error: Error) => logger.error(`${name} failed`, { error: error.message })));
-    timers.push(setInterval(background('key refresh', () => host.refresh()), config.keyRefreshInterval * 1000).unref());
+    const refreshKeys = background('key refresh', () => host.refresh());
+    timers.push(setInterval(refreshKeys, config.keyRefreshInterval * 1000).unref());
+    // On PostgreSQL a change to the keys is announced (keys/key-changes.ts): reload at once.
+    await services.database.subscribe(SIGNING_KEY_CHANGES_CHANNEL, { onMessage: refreshKeys, onReset: refreshKeys });
     const sweep = background('sweep', () => sweepExpired(prisma));
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());
     void sweep();

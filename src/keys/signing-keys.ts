@@ -4,6 +4,7 @@
 // public JWK in the plain and the private one sealed (see sealed-secrets.ts).
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { Config } from '../config.js';
+import { announceSigningKeyChange } from './key-changes.js';
 import type { Prisma } from '../persistence/database.js';
 import type { SecretSealer } from './sealed-secrets.js';
 
@@ -158,6 +159,7 @@ export async function rotateSigningKeys(
       data: { rotatedAt: activatesAt, publishUntil },
     }),
     ...fresh.map((key) => prisma.signingKey.create({ data: { ...key, activatesAt } })),
+    announceSigningKeyChange(prisma),
   ]);
   return listSigningKeys(prisma);
 }
@@ -219,6 +221,6 @@ export async function retireSigningKey(prisma: Prisma, kid: string, options: { c
       `key ${kid} may still verify unexpired tokens until ${key.publishUntil.toISOString()}; retire it after that (or now with --compromised)`,
     );
   }
-  await prisma.signingKey.delete({ where: { kid } });
+  await prisma.$transaction([prisma.signingKey.delete({ where: { kid } }), announceSigningKeyChange(prisma)]);
 }
 

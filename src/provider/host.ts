@@ -25,8 +25,19 @@ export class ProviderHost {
     return new ProviderHost(services, createProvider({ ...services, signingKeys }), version);
   }
 
-  /** Rebuilds the provider if the published signing keys changed. Returns whether it did. */
-  async refresh(): Promise<boolean> {
+  private refreshing?: Promise<boolean>;
+
+  /**
+   * Rebuilds the provider if the published signing keys changed. Returns
+   * whether it did. Calls while one runs share it (a timer and an announced
+   * change may ask at once).
+   */
+  refresh(): Promise<boolean> {
+    this.refreshing ??= this.reload().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  private async reload(): Promise<boolean> {
     const prisma: Prisma = this.services.prisma;
     const version = await signingKeysVersion(prisma);
     if (version === this.version) return false;

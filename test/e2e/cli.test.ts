@@ -542,6 +542,33 @@ describe('portcullis keys', () => {
   });
 });
 
+describe('key changes on PostgreSQL', () => {
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('reach running servers at once, not a refresh interval later', async () => {
+    const slow = await startPortcullis({ KEY_REFRESH_INTERVAL: '1h', KEY_ACTIVATION_DELAY: '2h' });
+    try {
+      const published = async () => ((await (await fetch(`${slow.issuer}/jwks`)).json()) as { keys: { kid: string }[] }).keys.map((key) => key.kid);
+      const within = async (condition: (kids: string[]) => boolean) => {
+        const deadline = Date.now() + 5000;
+        for (let kids = await published(); !condition(kids); kids = await published()) {
+          if (Date.now() > deadline) throw new Error(`not seen within 5 s; published: ${kids.join(' ')}`);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      };
+      const old = await published();
+      type Key = { kid: string; status: string };
+      const rotated = JSON.parse((await slow.cli(['keys', 'rotate', '--now', '--json'])).stdout) as Key[];
+      const fresh = rotated.filter((key) => key.status === 'current').map((key) => key.kid);
+      expect(fresh).toHaveLength(2);
+      await within((kids) => fresh.every((kid) => kids.includes(kid)));
+      const retired = await slow.cli(['keys', 'retire', old[0]!, '--compromised']);
+      expect(retired.code, retired.stderr).toBe(0);
+      await within((kids) => !kids.includes(old[0]!));
+    } finally {
+      await slow.close();
+    }
+  });
+});
+
 describe('replaced keys stay published as long as the server\'s tokens live', () => {
   it('a rotation run with shorter lifetimes than the server\'s is lengthened by the server, so retire refuses', async () => {
     // The CLI's environment says tokens live a second; the server's, an hour (the default).
