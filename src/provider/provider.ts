@@ -287,7 +287,9 @@ const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocati
  */
 function followTheStandards(ctx: KoaContextWithOIDC): void {
   const route = ctx.oidc?.route;
-  if (route === undefined || !CLIENT_AUTHENTICATED_ROUTES.has(route)) return;
+  if (route === undefined) return;
+  useContentTooLarge(ctx);
+  if (!CLIENT_AUTHENTICATED_ROUTES.has(route)) return;
   if (route === 'token') {
     // RFC 6749 §5.1 asks for both; the library sends only Cache-Control.
     ctx.set('Pragma', 'no-cache');
@@ -297,6 +299,21 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
     inactiveForStructuredTokens(ctx);
   }
   useInvalidClientWithoutCredentials(ctx);
+}
+
+/** What the library reads of a request body at most (its lib/shared/selective_body.js). */
+const BODY_LIMIT = 56 * 1024;
+
+/**
+ * A body announced larger than the library reads is refused as 413 Content
+ * Too Large (RFC 9110 §15.5.14), with a description that says so; the library
+ * answers 400 "failed to parse the request body".
+ */
+function useContentTooLarge(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: string } | undefined;
+  if (ctx.status !== 400 || body?.error !== 'invalid_request' || !(ctx.request.length > BODY_LIMIT)) return;
+  ctx.status = 413;
+  ctx.body = { error: 'invalid_request', error_description: `the request body is larger than ${BODY_LIMIT / 1024} KiB` };
 }
 
 /**
