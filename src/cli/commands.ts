@@ -45,66 +45,24 @@ const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
 
 export type Command = (args: string[], services: () => Promise<Services>, io: Io) => Promise<void>;
 
-export const clientCreate: Command = async (args, open, io) => {
-  const { values } = parse(args, {
-    name: { type: 'string' },
-    'redirect-uri': { type: 'string', multiple: true },
-    'post-logout-redirect-uri': { type: 'string', multiple: true },
-    'grant-type': { type: 'string', multiple: true },
-    scope: { type: 'string' },
-    public: { type: 'boolean' },
-    native: { type: 'boolean' },
-    'id-token-alg': { type: 'string' },
-    'logo-uri': { type: 'string' },
-    'client-uri': { type: 'string' },
-    'policy-uri': { type: 'string' },
-    'tos-uri': { type: 'string' },
-    json: { type: 'boolean' },
-  });
-  const alg = idTokenAlg(values['id-token-alg']);
-  const name = required(values.name, '--name');
-  const services = await open();
-  await checkSigningKeyFor(services, alg);
-  const created = await services.clients.create({
-    name,
-    redirectUris: (values['redirect-uri'] as string[] | undefined) ?? [],
-    postLogoutRedirectUris: values['post-logout-redirect-uri'] as string[] | undefined,
-    grantTypes: values['grant-type'] as GrantType[] | undefined,
-    scope: values.scope as string | undefined,
-    public: Boolean(values.public),
-    native: Boolean(values.native),
-    idTokenSignedResponseAlg: alg as 'ES256' | 'EdDSA' | 'RS256' | undefined,
-    logoUri: values['logo-uri'] as string | undefined,
-    clientUri: values['client-uri'] as string | undefined,
-    policyUri: values['policy-uri'] as string | undefined,
-    tosUri: values['tos-uri'] as string | undefined,
-  });
-  if (values.json) return io.out(json(created));
-  io.out(`client_id:     ${created.client_id}\n`);
-  if (created.client_secret) io.out(`client_secret: ${created.client_secret}\n(shown once: only a hash is stored)\n`);
-};
+/** The options of a registration that `client create` and `client update` share. */
+const REGISTRATION_OPTIONS = {
+  name: { type: 'string' },
+  'redirect-uri': { type: 'string', multiple: true },
+  'post-logout-redirect-uri': { type: 'string', multiple: true },
+  'grant-type': { type: 'string', multiple: true },
+  scope: { type: 'string' },
+  'id-token-alg': { type: 'string' },
+  'logo-uri': { type: 'string' },
+  'client-uri': { type: 'string' },
+  'policy-uri': { type: 'string' },
+  'tos-uri': { type: 'string' },
+  json: { type: 'boolean' },
+} as const satisfies Options;
 
-export const clientUpdate: Command = async (args, open, io) => {
-  // The id first, always: a base64url id may begin with "-", even "--".
-  const [clientId, ...rest] = args;
-  if (!clientId || /^--[a-z-]+$/.test(clientId)) throw new UsageError('expected the CLIENT_ID first: client update CLIENT_ID [options]');
-  const { values } = parse(
-    rest,
-    {
-      name: { type: 'string' },
-      'redirect-uri': { type: 'string', multiple: true },
-      'post-logout-redirect-uri': { type: 'string', multiple: true },
-      'grant-type': { type: 'string', multiple: true },
-      scope: { type: 'string' },
-      'id-token-alg': { type: 'string' },
-      'logo-uri': { type: 'string' },
-      'client-uri': { type: 'string' },
-      'policy-uri': { type: 'string' },
-      'tos-uri': { type: 'string' },
-      json: { type: 'boolean' },
-    },
-  );
-  const changes: ClientChanges = {
+/** The registration the shared options give; what they leave out stays undefined. */
+function registrationOf(values: Record<string, unknown>): ClientChanges {
+  return {
     name: values.name as string | undefined,
     redirectUris: values['redirect-uri'] as string[] | undefined,
     postLogoutRedirectUris: values['post-logout-redirect-uri'] as string[] | undefined,
@@ -116,6 +74,32 @@ export const clientUpdate: Command = async (args, open, io) => {
     policyUri: values['policy-uri'] as string | undefined,
     tosUri: values['tos-uri'] as string | undefined,
   };
+}
+
+export const clientCreate: Command = async (args, open, io) => {
+  const { values } = parse(args, { ...REGISTRATION_OPTIONS, public: { type: 'boolean' }, native: { type: 'boolean' } });
+  const registration = registrationOf(values);
+  const name = required(values.name, '--name');
+  const services = await open();
+  await checkSigningKeyFor(services, registration.idTokenSignedResponseAlg);
+  const created = await services.clients.create({
+    ...registration,
+    name,
+    redirectUris: registration.redirectUris ?? [],
+    public: Boolean(values.public),
+    native: Boolean(values.native),
+  });
+  if (values.json) return io.out(json(created));
+  io.out(`client_id:     ${created.client_id}\n`);
+  if (created.client_secret) io.out(`client_secret: ${created.client_secret}\n(shown once: only a hash is stored)\n`);
+};
+
+export const clientUpdate: Command = async (args, open, io) => {
+  // The id first, always: a base64url id may begin with "-", even "--".
+  const [clientId, ...rest] = args;
+  if (!clientId || /^--[a-z-]+$/.test(clientId)) throw new UsageError('expected the CLIENT_ID first: client update CLIENT_ID [options]');
+  const { values } = parse(rest, REGISTRATION_OPTIONS);
+  const changes = registrationOf(values);
   if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
   const services = await open();
   await checkSigningKeyFor(services, changes.idTokenSignedResponseAlg);
