@@ -12,6 +12,7 @@ import type { Config } from './config.js';
 import type { InFlightRequests } from './http/in-flight.js';
 import { renderErrorPage } from './http/error-pages.js';
 import { healthProbes } from './http/health.js';
+import { allowedMethodsOf, refuseMethod, takes } from './http/methods.js';
 import { loggedPath } from './http/log-redaction.js';
 import { cacheablePublicDocuments } from './http/public-documents.js';
 import { securityHeaders } from './http/security-headers.js';
@@ -133,33 +134,6 @@ function interactionPages(deps: AppDeps): Koa.Middleware {
 }
 
 /**
- * The methods each address takes, for a request no route answered: the
- * provider's routes (where its configuration puts them) and our pages. Its
- * router matches paths case-insensitively, with or without a trailing slash.
- */
-function allowedMethodsOf(provider: Provider): (path: string) => string[] | undefined {
-  const escape = (path: string) => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const at = (route: string, suffix = '') => new RegExp(`^${escape(provider.pathFor(route))}${suffix}/?$`, 'i');
-  const table: [RegExp, string[]][] = [
-    [at('authorization'), ['GET', 'POST']],
-    [at('authorization', '/[^/]+'), ['GET']],
-    [at('token'), ['POST']],
-    [at('introspection'), ['POST']],
-    [at('revocation'), ['POST']],
-    [at('pushed_authorization_request'), ['POST']],
-    [at('userinfo'), ['GET', 'POST']],
-    [at('jwks'), ['GET']],
-    [at('end_session'), ['GET', 'POST']],
-    [at('end_session', '/confirm'), ['POST']],
-    [at('end_session', '/success'), ['GET']],
-    [/^\/\.well-known\/(openid-configuration|oauth-authorization-server)\/?$/i, ['GET']],
-    [/^\/interaction\/[^/]+\/?$/, ['GET']],
-    [/^\/interaction\/[^/]+\/(login|confirm|abort)\/?$/, ['POST']],
-  ];
-  return (path) => table.find(([pattern]) => pattern.test(path))?.[1];
-}
-
-/**
  * An address nothing serves, or not with this method (405, with Allow as RFC
  * 9110 §15.5.6 asks): the error page for a browser, JSON otherwise, instead
  * of Koa's plain "Not Found".
@@ -168,12 +142,9 @@ function notFound(config: Config, allowedMethods: (path: string) => string[] | u
   return (ctx) => {
     if (ctx.body != null || ctx.status !== 404) return;
     const allowed = allowedMethods(ctx.path);
-    const wrongMethod = allowed !== undefined && !allowed.includes(ctx.method) && !(ctx.method === 'HEAD' && allowed.includes('GET'));
-    const out = wrongMethod
-      ? { error: 'method_not_allowed', error_description: `${ctx.method} is not allowed here; use ${allowed.join(' or ')}` }
-      : { error: 'not_found', error_description: 'nothing is served at this address' };
-    ctx.status = wrongMethod ? 405 : 404;
-    if (wrongMethod) ctx.set('Allow', allowed.join(', '));
+    let out = { error: 'not_found', error_description: 'nothing is served at this address' };
+    if (allowed && !takes(allowed, ctx.method)) out = refuseMethod(ctx, allowed);
+    else ctx.status = 404;
     if (ctx.accepts('json', 'html') === 'html') {
       renderErrorPage(ctx, { res: ctx.res, issuerName: config.issuerName }, { error: out.error });
     } else {

@@ -56,10 +56,10 @@ const schema = z.object({
   // no query or fragment (RFC 8414 §2), nor credentials.
   ISSUER: z
     .url({ protocol: /^https?$/ })
-    .refine((value) => {
-      const url = new URL(value);
-      return url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
-    }, 'must be the origin alone (https://id.example.com): no path, query, fragment or credentials')
+    // As written, it is every token's `iss`: exactly the origin, as a URL
+    // parser writes it (lower-case host, no default port), with no path,
+    // query, fragment or credentials; a trailing slash is dropped.
+    .refine((value) => value.replace(/\/$/, '') === new URL(value).origin, 'must be the origin alone, as in https://id.example.com: lower-case, no default port, path, query, fragment or credentials')
     .optional(),
   ISSUER_NAME: z.string().min(1).default('Portcullis'),
   DATABASE_URL: z

@@ -69,7 +69,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
       // Named by the variables that chose the address (an unknown HOST, a PORT in use).
-      server!.once('error', (error: Error) => reject(new Error(`cannot listen on HOST=${config.host} PORT=${config.port}: ${error.message}`)));
+      server!.once('error', (error: Error) => reject(new Error(`cannot listen on HOST=${config.host} PORT=${config.port}: ${error.message}`, { cause: error })));
       server!.listen(config.port, config.host, () => resolve());
     });
 
@@ -79,7 +79,8 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const refreshKeys = background('key refresh', () => host.refresh());
     timers.push(setInterval(refreshKeys, config.keyRefreshInterval * 1000).unref());
     // On PostgreSQL a change to the keys is announced (keys/key-changes.ts): reload at once.
-    await services.database.subscribe(SIGNING_KEY_CHANGES_CHANNEL, { onMessage: refreshKeys, onReset: refreshKeys });
+    // What was announced while the feed was down, the timer catches up with.
+    await services.database.subscribe(SIGNING_KEY_CHANGES_CHANNEL, { onMessage: refreshKeys, onReset: () => undefined });
     const sweep = background('sweep', () => sweepExpired(prisma));
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());
     void sweep();

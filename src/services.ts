@@ -37,7 +37,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
   try {
     await database.migrate().catch((error: Error & { code?: string }) => {
       // The first statement: an address or credentials that do not work are DATABASE_URL's.
-      if (config.database.kind === 'postgres' && isConnectionFailure(error)) throw new Error(`cannot reach the database at DATABASE_URL: ${error.message}`);
+      if (config.database.kind === 'postgres' && isConnectionFailure(error)) throw new Error(`cannot reach the database at DATABASE_URL: ${error.message}`, { cause: error });
       throw error;
     });
     loaded = await loadSealer(config.encryption, async () => (await database.prisma.signingKey.count()) + (await database.prisma.cookieKey.count()) === 0);

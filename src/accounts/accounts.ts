@@ -1,5 +1,6 @@
 // People who sign in: create, verify a password, and the claims oidc-provider asks for.
 import { randomUUID } from 'node:crypto';
+import { CONTROL_CHARACTERS, UNSHOWABLE } from '../display-text.js';
 import type { Account, FindAccount } from 'oidc-provider';
 import { Batcher } from '../persistence/batcher.js';
 import type { Database, Prisma, Sql } from '../persistence/database.js';
@@ -35,7 +36,6 @@ export type Removed = Record<string, number>;
 const MIN_PASSWORD_LENGTH = 8;
 const MAX_PASSWORD_LENGTH = 1024;
 const MAX_NAME_LENGTH = 200;
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 // What a browser lets a person type into the sign-in form's type=email field
 // (the HTML Standard's valid e-mail address): an address outside it could
 // never sign in.
@@ -283,7 +283,7 @@ function checkPassword(password: string): void {
 /** A person's display name: shown on consent pages and in ID tokens. */
 function checkName(name: string | null): void {
   if (name && name.length > MAX_NAME_LENGTH) throw new AccountError(`a name has at most ${MAX_NAME_LENGTH} characters`);
-  if (name && CONTROL_CHARACTERS.test(name)) throw new AccountError('a name must not contain control characters');
+  if (name && UNSHOWABLE.test(name)) throw new AccountError('a name must not contain control characters or bidirectional overrides');
 }
 
 function countByKind(rows: { kind: string }[]): Removed {

@@ -296,11 +296,11 @@ export const keysRotate: Command = async (args, open, io) => {
 export const keysRetire: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { compromised: { type: 'boolean' } }, 1);
   const compromised = Boolean(values.compromised);
-  const { database, config } = await open();
+  const { database } = await open();
   await retireSigningKey(database.prisma, positionals[0]!, { compromised });
   io.out(
     compromised
-      ? `retired key ${positionals[0]}: every running server stops publishing it within ${config.keyRefreshInterval}s, and what it signed stops verifying wherever the JWKS is fetched again\n`
+      ? `retired key ${positionals[0]}: running servers stop publishing it at once on PostgreSQL (within their KEY_REFRESH_INTERVAL on the embedded database), and what it signed stops verifying wherever the JWKS is fetched again\n`
       : `retired key ${positionals[0]}\n`,
   );
 };

@@ -2,6 +2,7 @@
 // provider reads them through ClientAdapter (src/provider/client-adapter.ts).
 import { randomBytes } from 'node:crypto';
 import type { Prisma } from '../persistence/database.js';
+import { UNSHOWABLE } from '../display-text.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { announceClientChange } from './client-changes.js';
 import { sha256 } from '../persistence/hash.js';
@@ -139,6 +140,23 @@ function checkNativeRedirectUri(uri: string, what: string): string {
 
 const MAX_CLIENT_NAME_LENGTH = 200;
 
+const VIEW_COLUMNS = { clientId: true, name: true, metadata: true, clientSecretHash: true, createdAt: true } as const;
+
+function toView(row: { clientId: string; name: string; metadata: unknown; clientSecretHash: string | null; createdAt: Date }): ClientView {
+  const metadata = row.metadata as StoredMetadata;
+  return {
+    clientId: row.clientId,
+    name: row.name,
+    public: !row.clientSecretHash,
+    native: metadata.application_type === 'native',
+    redirectUris: metadata.redirect_uris,
+    postLogoutRedirectUris: metadata.post_logout_redirect_uris,
+    grantTypes: metadata.grant_types,
+    scope: [metadata.scope, metadata.api_scopes].filter(Boolean).join(' '),
+    createdAt: row.createdAt,
+  };
+}
+
 export class Clients {
   constructor(private readonly prisma: Prisma) {}
 
@@ -171,9 +189,12 @@ export class Clients {
     const { name, metadata } = await this.registration({
       name: changes.name ?? row.name,
       redirectUris: changes.redirectUris ?? stored.redirect_uris,
-      postLogoutRedirectUris: changes.postLogoutRedirectUris ?? stored.post_logout_redirect_uris,
+      // `--post-logout-redirect-uri ""` clears them.
+      postLogoutRedirectUris: changes.postLogoutRedirectUris?.filter(Boolean) ?? stored.post_logout_redirect_uris,
       grantTypes: (changes.grantTypes ?? stored.grant_types) as GrantType[],
-      scope: changes.scope ?? [stored.scope, stored.api_scopes].filter(Boolean).join(' '),
+      // Unchanged API scopes are copied as stored below, not resolved again:
+      // an API deleted since would make any change fail.
+      scope: changes.scope ?? stored.scope ?? '',
       public: !row.clientSecretHash,
       native: stored.application_type === 'native',
       idTokenSignedResponseAlg: (changes.idTokenSignedResponseAlg ?? stored.id_token_signed_response_alg) as NewClient['idTokenSignedResponseAlg'],
@@ -184,16 +205,14 @@ export class Clients {
     });
     if (changes.scope === undefined) {
       // The API scopes stay as resolved when they were given (see StoredMetadata.api_scopes_by_api).
-      delete metadata.api_scopes;
-      delete metadata.api_scopes_by_api;
       if (stored.api_scopes) metadata.api_scopes = stored.api_scopes;
       if (stored.api_scopes_by_api) metadata.api_scopes_by_api = stored.api_scopes_by_api;
     }
-    await this.prisma.$transaction([
-      this.prisma.client.update({ where: { clientId }, data: { name, metadata: metadata as object } }),
+    const [updated] = await this.prisma.$transaction([
+      this.prisma.client.update({ where: { clientId }, data: { name, metadata: metadata as object }, select: VIEW_COLUMNS }),
       announceClientChange(this.prisma, clientId),
     ]);
-    return (await this.list()).find((client) => client.clientId === clientId)!;
+    return toView(updated);
   }
 
   /** A registration's checked name and metadata, for create() and update(). */
@@ -202,7 +221,7 @@ export class Clients {
     if (!name) throw new ClientError('a client needs a name');
     // Shown on every consent page, where a long name would push the rest away.
     if (name.length > MAX_CLIENT_NAME_LENGTH) throw new ClientError(`a client name has at most ${MAX_CLIENT_NAME_LENGTH} characters`);
-    if (/[\u0000-\u001f\u007f]/.test(name)) throw new ClientError('a client name must not contain control characters');
+    if (UNSHOWABLE.test(name)) throw new ClientError('a client name must not contain control characters or bidirectional overrides');
     const grantTypes = [...new Set(input.grantTypes?.length ? input.grantTypes : ['authorization_code', 'refresh_token'])];
     for (const type of grantTypes) {
       if (!GRANT_TYPES.includes(type as GrantType)) throw new ClientError(`unknown grant type "${type}" (use ${GRANT_TYPES.join(', ')})`);
@@ -257,25 +276,8 @@ export class Clients {
   }
 
   async list(): Promise<ClientView[]> {
-    const rows = await this.prisma.client.findMany({
-      where: { api: null },
-      orderBy: { createdAt: 'asc' },
-      select: { clientId: true, name: true, metadata: true, clientSecretHash: true, createdAt: true },
-    });
-    return rows.map((row) => {
-      const metadata = row.metadata as unknown as StoredMetadata;
-      return {
-        clientId: row.clientId,
-        name: row.name,
-        public: !row.clientSecretHash,
-        native: metadata.application_type === 'native',
-        redirectUris: metadata.redirect_uris,
-        postLogoutRedirectUris: metadata.post_logout_redirect_uris,
-        grantTypes: metadata.grant_types,
-        scope: [metadata.scope, metadata.api_scopes].filter(Boolean).join(' '),
-        createdAt: row.createdAt,
-      };
-    });
+    const rows = await this.prisma.client.findMany({ where: { api: null }, orderBy: { createdAt: 'asc' }, select: VIEW_COLUMNS });
+    return rows.map(toView);
   }
 
   /**

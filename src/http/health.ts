@@ -5,6 +5,7 @@
 // error when the database is down: the probe's answer is the report.
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Sql } from '../persistence/database.js';
+import { refuseMethod, takes } from './methods.js';
 
 /** How long readiness waits for the database; probes commonly time out at 1–5 s. */
 const DATABASE_TIMEOUT_MS = 2_000;
@@ -17,10 +18,8 @@ export function healthProbes(sql: Sql): Middleware {
 }
 
 async function answer(ctx: ParameterizedContext, sql: Sql): Promise<void> {
-  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
-    ctx.status = 405;
-    ctx.set('Allow', 'GET, HEAD');
-    ctx.body = { error: 'invalid_request', error_description: `${ctx.method} is not allowed here` };
+  if (!takes(['GET'], ctx.method)) {
+    ctx.body = refuseMethod(ctx, ['GET']);
     return;
   }
   ctx.set('Cache-Control', 'no-store');

@@ -62,13 +62,14 @@ const grantIdFor = (uid: string) => sha256(`grant of interaction ${uid}`);
 /**
  * The same authorization request, asking for a fresh sign-in (OIDC Core
  * §3.1.2.1 prompt=login): how someone who is not the person signed in on
- * this browser signs in as themselves. Hints about who should sign in are
- * left out, since they name the other person.
+ * this browser signs in as themselves. login_hint is left out, since it
+ * names the other person to the form; id_token_hint stays, as the app's
+ * requirement: if it named someone else, the app gets login_required.
  */
 function signInAgain(provider: Provider, params: Record<string, unknown>): string {
   const query = new URLSearchParams();
   for (const [name, value] of Object.entries(params)) {
-    if (typeof value === 'string' && !['prompt', 'login_hint', 'id_token_hint'].includes(name)) query.set(name, value);
+    if (typeof value === 'string' && !['prompt', 'login_hint'].includes(name)) query.set(name, value);
   }
   const others = typeof params.prompt === 'string' ? params.prompt.split(' ').filter((prompt) => prompt && prompt !== 'login') : [];
   query.set('prompt', ['login', ...others].join(' '));

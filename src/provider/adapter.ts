@@ -151,6 +151,7 @@ export class ArtifactAdapter implements Adapter {
     private readonly sql: Sql,
     private readonly sealer?: PayloadSealer,
   ) {
+    if (kind === 'Interaction' && !sealer) throw new TypeError('an Interaction adapter needs a sealer for the ids its rows keep (see withoutLiveIds)');
     let shared = inFlight.get(sql);
     if (!shared) {
       shared = sharedWork(sql);
@@ -337,10 +338,7 @@ function withoutLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSea
     void cookie;
     (stored as { session?: unknown }).session = rest;
   }
-  if (typeof parJti === 'string') {
-    if (sealer) (stored as { parJti?: string }).parJti = sealer.seal(parJti, parContext(uid));
-    else delete (stored as { parJti?: string }).parJti;
-  }
+  if (typeof parJti === 'string') (stored as { parJti?: string }).parJti = sealer!.seal(parJti, parContext(uid));
   return stored;
 }
 

@@ -273,11 +273,15 @@ export function buildConfiguration(services: ProviderServices): Configuration {
 /** See extraParams: an API's scopes were checked with its `resource` (getResourceServerInfo). */
 async function requestSomethingGrantable(ctx: KoaContextWithOIDC, scope: unknown): Promise<void> {
   if (ctx.oidc.params?.resource !== undefined) return;
-  const requested = typeof scope === 'string' ? scope : undefined;
-  if (requested?.split(' ').some((name) => OIDC_SCOPES.includes(name))) return;
-  // The scope member of the answer names what was refused; none when nothing was asked for.
-  throw new errors.InvalidScope(`request at least one of the scopes ${OIDC_SCOPES.join(', ')}, or an API's scopes with its resource`, requested as string);
+  // By now the library has dropped unknown scopes, and offline_access unless
+  // consent is asked for (prompt=consent), which alone grants no access.
+  if (typeof scope === 'string' && scope.split(' ').some((name) => GRANTING_SCOPES.includes(name))) return;
+  // No scope member: the request's own scopes are gone by now.
+  throw new errors.InvalidScope(`request at least one of the scopes ${GRANTING_SCOPES.join(', ')}, or an API's scopes with its resource`, undefined as unknown as string);
 }
+
+/** The OpenID Connect scopes that grant something by themselves. */
+const GRANTING_SCOPES = OIDC_SCOPES.filter((scope) => scope !== 'offline_access');
 
 /**
  * Where a browser is sent: the provider's routes for people, and ours (no

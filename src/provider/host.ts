@@ -26,15 +26,30 @@ export class ProviderHost {
   }
 
   private refreshing?: Promise<boolean>;
+  private again?: Promise<boolean>;
 
   /**
    * Rebuilds the provider if the published signing keys changed. Returns
-   * whether it did. Calls while one runs share it (a timer and an announced
-   * change may ask at once).
+   * whether it did. One runs at a time; a call while one runs (an announced
+   * change during a timer's reload, which may have read the keys before the
+   * change) gets one more run after it, shared by every call meanwhile.
    */
   refresh(): Promise<boolean> {
-    this.refreshing ??= this.reload().finally(() => (this.refreshing = undefined));
-    return this.refreshing;
+    if (!this.refreshing) {
+      this.refreshing = this.reload().finally(() => (this.refreshing = undefined));
+      return this.refreshing;
+    }
+    this.again ??= this.refreshing.then(
+      () => {
+        this.again = undefined;
+        return this.refresh();
+      },
+      () => {
+        this.again = undefined;
+        return this.refresh();
+      },
+    );
+    return this.again;
   }
 
   private async reload(): Promise<boolean> {

@@ -365,21 +365,32 @@ function useInvalidClientWithoutCredentials(ctx: KoaContextWithOIDC): void {
 
 /**
  * Whether an Authorization header is HTTP Basic holding a client id and a
- * secret, both non-empty and form-urlencoded (RFC 6749 §2.3.1).
+ * secret, both non-empty, form-urlencoded and of printable ASCII (RFC 6749
+ * §2.3.1, §A.1–A.2), read as the library reads it (lib/shared/client_auth.js):
+ * anything else it refuses as invalid_request.
  */
 function isBasicCredentials(header: string): boolean {
-  const match = /^basic +([A-Za-z0-9+/]+={0,2}) *$/i.exec(header);
-  if (!match) return false;
-  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const parts = header.split(' ');
+  if (parts.length !== 2 || parts[0]!.toLowerCase() !== 'basic' || !isBase64(parts[1]!)) return false;
+  const decoded = Buffer.from(parts[1]!, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
-  if (colon <= 0 || colon === decoded.length - 1) return false;
+  if (colon <= 0) return false;
   try {
-    decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' '));
-    decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' '));
-    return true;
+    return [decoded.slice(0, colon), decoded.slice(colon + 1)].every((token) => {
+      const value = decodeURIComponent(token.replace(/\+/g, '%20'));
+      return value !== '' && /^[\x20-\x7E]+$/.test(value);
+    });
   } catch {
     return false;
   }
+}
+
+/** Base64 with its padding right, or none (the library's rule). */
+function isBase64(text: string): boolean {
+  const match = /^([A-Za-z0-9+/]*)(={0,2})$/.exec(text);
+  if (!match?.[1]) return false;
+  const remainder = match[1].length % 4;
+  return match[2] ? (match[1].length + match[2].length) % 4 === 0 && match[2].length === 4 - remainder : remainder !== 1;
 }
 
 /**

@@ -105,7 +105,7 @@ describe('the authorization endpoint', () => {
   });
 
   it('refuses a request for no scope, or only unknown ones, with invalid_scope before anyone signs in (RFC 6749 §3.3)', async () => {
-    for (const scope of [undefined, 'photos', 'openid-ish profile-ish']) {
+    for (const scope of [undefined, 'photos', 'openid-ish profile-ish', 'offline_access']) {
       const request = await authorizationRequest(rp, 'openid', { state: 'nothing' });
       request.url.searchParams.delete('nonce'); // an OpenID Connect parameter: without openid, invalid_request
       if (scope === undefined) request.url.searchParams.delete('scope');
@@ -114,6 +114,8 @@ describe('the authorization endpoint', () => {
       const answer = new URL(page.url);
       expect([scope, answer.origin + answer.pathname]).toEqual([scope, REDIRECT_URI]);
       expect(Object.fromEntries(answer.searchParams)).toMatchObject({ error: 'invalid_scope', state: 'nothing', iss: pc.issuer });
+      expect(answer.searchParams.has('scope')).toBe(false);
+      expect(answer.searchParams.get('error_description')).not.toContain('offline_access');
     }
     // Pushed (RFC 9126): refused when pushed.
     const pushed = await fetch(`${pc.issuer}/request`, {
@@ -211,6 +213,9 @@ describe('the token endpoint', () => {
       `Basic ${b64(`${client.client_id}:`)}`, // no secret
       `Basic ${b64(':secret')}`, // no id
       `Basic ${b64('%zz:secret')}`, // not form-urlencoded
+      `Basic  ${b64(`${client.client_id}:x`)}`, // two spaces
+      `Basic ${b64('ab:c').replace(/==$/, '=')}`, // padding cut short (YWI6Yw=)
+      `Basic ${b64('cli%C3%A9nt:secret')}`, // an id outside printable ASCII
     ];
     for (const header of headers) {
       for (const path of ['/token', '/token/introspection']) {
@@ -227,6 +232,10 @@ describe('the token endpoint', () => {
     // Well-formed credentials with something else wrong keep their own error.
     const repeated = await tokenRaw('grant_type=client_credentials&grant_type=client_credentials');
     expect([repeated.status, repeated.body.error]).toEqual([400, 'invalid_request']);
+    // And unusual but valid ones work: percent-encoding, '+' for a space, unpadded base64.
+    const odd = await pc.createClient({ name: 'Odd', grantTypes: ['client_credentials'], scope: 'openid' });
+    const unpadded = Buffer.from(`${encodeURIComponent(odd.client_id)}:${encodeURIComponent(odd.client_secret!)}`).toString('base64').replace(/=+$/, '');
+    expect((await token({ grant_type: 'client_credentials' }, `Basic ${unpadded}`)).status).toBe(200);
   });
 
   it('answers a client_id with a NUL character with invalid_client', async () => {
@@ -394,12 +403,14 @@ describe('other endpoints', () => {
     const cases: [string, string, string][] = [
       ['GET', '/token', 'POST'],
       ['GET', '/token/introspection', 'POST'],
-      ['DELETE', '/me', 'GET, POST'],
-      ['POST', '/jwks', 'GET'],
-      ['PUT', '/auth', 'GET, POST'],
-      ['POST', '/.well-known/openid-configuration', 'GET'],
+      ['DELETE', '/me', 'GET, POST, HEAD'],
+      ['POST', '/jwks', 'GET, HEAD'],
+      ['PUT', '/auth', 'GET, POST, HEAD'],
+      ['POST', '/.well-known/openid-configuration', 'GET, HEAD'],
       ['GET', '/session/end/confirm', 'POST'],
     ];
+    // The health probes answer in the same shape.
+    cases.push(['POST', '/readyz', 'GET, HEAD']);
     for (const [method, path, allow] of cases) {
       const response = await fetch(`${pc.issuer}${path}`, { method });
       expect([method, path, response.status, response.headers.get('allow')]).toEqual([method, path, 405, allow]);

@@ -39,7 +39,7 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
     const { rowCount } = await admin.query(
       "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
     );
-    expect(rowCount).toBe(2); // clients and users
+    expect(rowCount).toBe(3); // clients, users and signing keys
     // A deletion now is announced to nobody; the server must still see it.
     expect((await pc.cli(['client', 'delete', client.client_id])).code).toBe(0);
     expect((await pc.clientCredentials(client)).status).toBe(401);
@@ -47,7 +47,7 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
     // The feed reconnects, and changes are seen again.
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const { rows } = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'");
-    expect(rows[0].n).toBe(2);
+    expect(rows[0].n).toBe(3);
     await admin.end();
     const another = await robot();
     expect((await pc.clientCredentials(another)).status).toBe(200);

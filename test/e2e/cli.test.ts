@@ -97,8 +97,9 @@ describe('portcullis client', () => {
     // The same credentials, and what was issued before, still work.
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
 
-    const removed = await pc.cli(['client', 'update', client_id, '--logo-uri', '', '--json']);
+    const removed = await pc.cli(['client', 'update', client_id, '--logo-uri', '', '--post-logout-redirect-uri', '', '--json']);
     expect(removed.code, removed.stderr).toBe(0);
+    expect(JSON.parse(removed.stdout)).toMatchObject({ post_logout_redirect_uris: [] });
     const refusals: [string[], number, string][] = [
       [['client', 'update', client_id], 2, 'nothing to change'],
       [['client', 'update', '--name', 'x'], 2, 'CLIENT_ID first'],
@@ -133,6 +134,13 @@ describe('portcullis client', () => {
     expect(await grant()).toMatchObject({ status: 200, body: { scope: 'read:stock' } });
     expect((await pc.cli(['client', 'update', robot.client_id, '--scope', 'openid'])).code).toBe(0);
     expect(await grant()).toMatchObject({ status: 400, body: { error: 'invalid_target' } });
+
+    // A client whose API is gone can still be changed in other ways.
+    const stale = await pc.createClient({ name: 'Orphan', grantTypes: ['client_credentials'], scope: 'openid read:stock' });
+    expect((await pc.cli(['api', 'delete', api])).code).toBe(0);
+    const renamed = await pc.cli(['client', 'update', stale.client_id, '--name', 'Orphan 2', '--json']);
+    expect(renamed.code, renamed.stderr).toBe(0);
+    expect(JSON.parse(renamed.stdout)).toMatchObject({ client_name: 'Orphan 2', scope: 'openid read:stock' });
   });
 
   it('rotate-secret: the new secret works at once and the old one no longer does; tokens already issued stay valid', async () => {
@@ -570,24 +578,25 @@ describe('key changes on PostgreSQL', () => {
 });
 
 describe('replaced keys stay published as long as the server\'s tokens live', () => {
-  it('a rotation run with shorter lifetimes than the server\'s is lengthened by the server, so retire refuses', async () => {
-    // The CLI's environment says tokens live a second; the server's, an hour (the default).
-    const short = { ...pc.env, ACCESS_TOKEN_TTL: '1s', ID_TOKEN_TTL: '1s' };
-    type Key = { kid: string; alg: string; status: string; activates_at: string; publish_until: string | null };
-    const before = new Set((JSON.parse((await pc.cli(['keys', 'list', '--json'])).stdout) as Key[]).filter((key) => key.status === 'current').map((key) => key.kid));
-    const rotated = JSON.parse((await runCli(['keys', 'rotate', '--now', '--json'], short)).stdout) as Key[];
-    const replaced = rotated.filter((key) => before.has(key.kid));
-    expect(replaced.length).toBe(2); // ES256 and RS256
-    const activatedAt = (kid: string) => Date.parse(rotated.find((key) => key.kid !== kid && key.status === 'current')!.activates_at);
-    for (const key of replaced) expect(Date.parse(key.publish_until!) - activatedAt(key.kid)).toBeLessThan(3600_000);
+  it('a rotation run with shorter lifetimes than the server\'s is lengthened by the server, which keys retire then goes by', async () => {
+    // The server's tokens live three hours; the CLI's environment says a second.
+    const server = await startPortcullis({ ACCESS_TOKEN_TTL: '3h', KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '5s' });
+    try {
+      const short = { ...server.env, ACCESS_TOKEN_TTL: '1s', ID_TOKEN_TTL: '1s' };
+      type Key = { kid: string; alg: string; status: string; activates_at: string; publish_until: string | null };
+      const before = new Set((JSON.parse((await server.cli(['keys', 'list', '--json'])).stdout) as Key[]).map((key) => key.kid));
+      const rotated = JSON.parse((await runCli(['keys', 'rotate', '--now', '--json'], short)).stdout) as Key[];
+      const replaced = rotated.filter((key) => before.has(key.kid));
+      expect(replaced.length).toBe(2); // ES256 and RS256
+      const activatedAt = Date.parse(rotated.find((key) => key.status === 'current')!.activates_at);
+      const window = (key: Key) => Date.parse(key.publish_until!) - activatedAt;
+      for (const key of replaced) expect(window(key)).toBeLessThan(3 * 3600_000);
 
-    await new Promise((resolve) => setTimeout(resolve, 1100)); // > KEY_REFRESH_INTERVAL: the server has seen the rotation
-    const listed = JSON.parse((await pc.cli(['keys', 'list', '--json'])).stdout) as Key[];
-    for (const { kid } of replaced) {
-      const key = listed.find((candidate) => candidate.kid === kid)!;
-      expect(Date.parse(key.publish_until!) - activatedAt(kid)).toBeGreaterThanOrEqual(3600_000);
-      const retire = await runCli(['keys', 'retire', kid], short);
-      expect([retire.code, retire.stderr]).toEqual([1, expect.stringContaining('may still verify unexpired tokens')]);
+      await new Promise((resolve) => setTimeout(resolve, 1100)); // > KEY_REFRESH_INTERVAL: the server has seen the rotation
+      const listed = JSON.parse((await server.cli(['keys', 'list', '--json'])).stdout) as Key[];
+      for (const { kid } of replaced) expect(window(listed.find((key) => key.kid === kid)!)).toBeGreaterThanOrEqual(3 * 3600_000);
+    } finally {
+      await server.close();
     }
   });
 });
@@ -733,8 +742,12 @@ describe('without a running server', () => {
   it.each([
     [{ PORT: 'eighty', ARGON2_MEMORY_KIB: '12' }, ['PORT', 'ARGON2_MEMORY_KIB'], []],
     // Endpoints are served at the root: an issuer with a path would name addresses nothing serves.
-    [{ ISSUER: 'https://id.example.com/auth-server' }, ['ISSUER', 'no path'], []],
-    [{ ISSUER: 'http://localhost:3000?x=1' }, ['ISSUER', 'no path, query'], []],
+    [{ ISSUER: 'https://id.example.com/auth-server' }, ['ISSUER', 'the origin alone'], []],
+    [{ ISSUER: 'http://localhost:3000?x=1' }, ['ISSUER', 'the origin alone'], []],
+    // Every token's iss is ISSUER as written: it must be the origin exactly as a URL parser writes it.
+    [{ ISSUER: 'https://ID.example.com' }, ['ISSUER', 'lower-case'], []],
+    [{ ISSUER: 'https://id.example.com:443' }, ['ISSUER', 'no default port'], []],
+    [{ ISSUER: 'https://id.example.com/?' }, ['ISSUER', 'the origin alone'], []],
     // Timers that would spin (0, or beyond what a Node timer holds), a token that expires at once;
     // a variable set to nothing counts as unset.
     [

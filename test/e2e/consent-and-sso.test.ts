@@ -238,6 +238,22 @@ describe('single sign-on', () => {
     // The person the hint names signs in as usual.
     const asBob = await logIn(new UserAgent(), appA, 'openid', bob, { id_token_hint: bobs.tokens.id_token! });
     expect(asBob.tokens.claims()!.sub).toBe(bobs.tokens.claims()!.sub);
+
+    // Nor does "Not you?" on the consent page get round it: Bob is signed in, the app asks for Bob, Dana signs in.
+    const bobsBrowser = new UserAgent();
+    await logIn(bobsBrowser, appA, 'openid', bob);
+    const again = await authorizationRequest(appA, 'openid', { id_token_hint: bobs.tokens.id_token!, prompt: 'consent' });
+    const consent = await visit(bobsBrowser, again.url);
+    expect(pageKind(consent)).toBe('consent');
+    const link = /<a href="([^"]+)">Not you\? Use another account<\/a>/.exec(consent.html)![1]!.replace(/&amp;/g, '&');
+    const switched = await visit(bobsBrowser, new URL(link, pc.issuer));
+    expect(pageKind(switched)).toBe('login');
+    let page = await signIn(bobsBrowser, switched, dana.email, dana.password);
+    // oidc-provider ends Bob's session before Dana's begins: a form the browser submits by itself.
+    if (!page.url.startsWith(REDIRECT_URI)) page = await bobsBrowser.post(page, UserAgent.formAction(page, '/session/end/confirm'), UserAgent.hiddenFields(page), REDIRECT_URI);
+    const answer = new URL(page.url);
+    expect(answer.origin + answer.pathname).toBe(REDIRECT_URI);
+    expect(answer.searchParams.get('error')).toBe('login_required');
   });
 
   it('prompt=login asks for the password even within a session', async () => {

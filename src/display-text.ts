@@ -1,0 +1,12 @@
+// What text a person typed may hold, for names shown on pages and in tokens,
+// and for passwords typed into the sign-in form.
+
+/** Control characters (C0, DEL, C1): no form sends them, and no page shows them. */
+export const CONTROL_CHARACTERS = /\p{Cc}/u;
+
+/**
+ * What a name shown on the consent page or put in an ID token must not hold:
+ * control characters, and bidirectional overrides and isolates, which would
+ * reorder the text shown around them (a client name that reads as another's).
+ */
+export const UNSHOWABLE = /\p{Cc}|[\u202A-\u202E\u2066-\u2069]/u;
