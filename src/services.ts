@@ -40,8 +40,14 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
       if (config.database.kind === 'postgres' && isConnectionFailure(error)) throw new Error(`cannot reach the database at DATABASE_URL: ${error.message}`, { cause: error });
       throw error;
     });
-    loaded = await loadSealer(config.encryption, async () => (await database.prisma.signingKey.count()) + (await database.prisma.cookieKey.count()) === 0);
-    await ensureSigningKeys(database.prisma, loaded.sealer, config.signingAlg);
+    // One process at a time checks for sealed keys and makes the first ones:
+    // two first starts at once (two replicas, a CLI beside a server) would
+    // each find none and each make a set, under different encryption keys.
+    loaded = await database.exclusively(async () => {
+      const sealing = await loadSealer(config.encryption, async () => (await database.prisma.signingKey.count()) + (await database.prisma.cookieKey.count()) === 0);
+      await ensureSigningKeys(database.prisma, sealing.sealer, config.signingAlg);
+      return sealing;
+    });
     await database.ready();
   } catch (error) {
     await database.close();

@@ -49,6 +49,13 @@ export interface Database {
    */
   subscribe(channel: string, subscriber: Subscriber): Promise<Subscription | undefined>;
   migrate(): Promise<MigrationResult>;
+  /**
+   * Runs `work` while no other process runs its own `exclusively` on this
+   * database (a PostgreSQL advisory lock; the embedded database has one
+   * process at a time anyway): for what checks the database and then acts
+   * on it, such as making the first keys.
+   */
+  exclusively<T>(work: () => Promise<T>): Promise<T>;
   /** The schema is migrated and keys exist: a CLI may now join the embedded database. */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -120,6 +127,19 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
       return subscription;
     },
     migrate: () => migrate(connectionString),
+    async exclusively(work) {
+      if (database.kind !== 'postgres') return work();
+      // A connection of its own holds the lock (a session lock, released by
+      // unlocking or by the connection ending), while the work uses the pool.
+      const holder = new pg.Client({ connectionString });
+      await holder.connect();
+      try {
+        await holder.query('SELECT pg_advisory_lock($1)', [EXCLUSIVE_LOCK]);
+        return await work();
+      } finally {
+        await holder.end().catch(() => undefined);
+      }
+    },
     ready: async () => embedded?.ready(),
     async close() {
       await Promise.all([...subscriptions].map((subscription) => subscription.close()));
@@ -131,6 +151,8 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
 }
 
 const RECONNECT_MS = 1000;
+/** The advisory lock of exclusively(): any constant of our own (Prisma's migrations use another). */
+const EXCLUSIVE_LOCK = 0x706f7274; // 'port'
 const DEADLOCK_ATTEMPTS = 3;
 
 /** SQLSTATE 40P01 deadlock_detected. */

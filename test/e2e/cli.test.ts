@@ -2,7 +2,7 @@
 // the same database as a running server (or with no server at all).
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -635,6 +635,25 @@ describe('a compromised signing key', () => {
 });
 
 describe('without a running server', () => {
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('two first starts at once, each with a key file of its own: one makes the keys, the other stops and makes none', async () => {
+    const database = await freshDatabase();
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-first-'));
+    try {
+      const start = (name: string) => runCli(['keys', 'list', '--json'], { ...TEST_ENV, ...database.env, ENCRYPTION_KEY_FILE: path.join(dir, name, 'encryption.key') });
+      const results = await Promise.all([start('a'), start('b'), start('c')]);
+      expect(results.map((result) => result.code).sort()).toEqual([0, 1, 1]);
+      for (const result of results.filter((r) => r.code === 1)) expect(result.stderr).toContain('the database holds keys sealed with an encryption key');
+      // One set of keys, which the one key file made opens.
+      const made = ['a', 'b', 'c'].filter((name) => existsSync(path.join(dir, name, 'encryption.key')));
+      expect(made).toHaveLength(1);
+      const listed = JSON.parse(results.find((result) => result.code === 0)!.stdout) as { alg: string; status: string }[];
+      expect(listed.map((key) => `${key.alg} ${key.status}`).sort()).toEqual(['ES256 current', 'RS256 current']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      await database.drop();
+    }
+  });
+
   it('the CLI creates the database, and the server started later serves what it made', async () => {
     const database = await freshDatabase();
     const env = { ...TEST_ENV, ...database.env };
