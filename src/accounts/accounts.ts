@@ -12,6 +12,13 @@ export class AccountError extends Error {
   override name = 'AccountError';
 }
 
+/** What `user update` may change; absent: kept. An empty name removes it. */
+export interface UserChanges {
+  email?: string;
+  name?: string;
+  emailVerified?: boolean;
+}
+
 export interface NewUser {
   email: string;
   name?: string;
@@ -113,10 +120,7 @@ export class Accounts {
   }
 
   async create(input: NewUser): Promise<UserView> {
-    const email = normalizeEmail(input.email);
-    // RFC 5321 §4.5.3.1.3: a path, and so an address, has at most 254 characters.
-    if (email.length > 254) throw new AccountError('an email address has at most 254 characters');
-    if (!EMAIL.test(email)) throw new AccountError(`"${input.email}" is not an email address`);
+    const email = checkEmail(input.email);
     checkPassword(input.password);
     const name = input.name?.trim() || null;
     checkName(name);
@@ -140,6 +144,34 @@ export class Accounts {
       orderBy: { createdAt: 'asc' },
       select: { id: true, email: true, name: true, emailVerified: true, createdAt: true },
     });
+  }
+
+  /**
+   * Changes a user's name, email or whether the email is verified; what is
+   * not given stays. A new email is unverified unless said otherwise. Every
+   * instance sees the change at once (a trigger announces it): ID tokens and
+   * UserInfo carry the new values from then on. Nothing else changes: the
+   * user stays signed in, and their consents and tokens stay.
+   */
+  async update(who: string, changes: UserChanges): Promise<UserView> {
+    const user = await this.resolve(who);
+    const data: { email?: string; name?: string | null; emailVerified?: boolean } = {};
+    if (changes.email !== undefined) {
+      const email = checkEmail(changes.email);
+      if (email !== user.email) {
+        data.email = email;
+        data.emailVerified = false;
+      }
+    }
+    if (changes.name !== undefined) {
+      data.name = changes.name.trim() || null;
+      checkName(data.name);
+    }
+    if (changes.emailVerified !== undefined) data.emailVerified = changes.emailVerified;
+    if (data.email && (await this.prisma.user.findUnique({ where: { email: data.email }, select: { id: true } }))) {
+      throw new AccountError(`a user with email ${data.email} already exists`);
+    }
+    return this.prisma.user.update({ where: { id: user.id }, data, select: { id: true, email: true, name: true, emailVerified: true } });
   }
 
   /**
@@ -270,6 +302,15 @@ export class Accounts {
 function before(epochSeconds: number | undefined, cutoff: Date | null): boolean {
   if (!cutoff) return false;
   return epochSeconds === undefined || epochSeconds < Math.floor(cutoff.getTime() / 1000);
+}
+
+/** The address as stored (normalized), if it is one a person can sign in with. */
+function checkEmail(input: string): string {
+  const email = normalizeEmail(input);
+  // RFC 5321 §4.5.3.1.3: a path, and so an address, has at most 254 characters.
+  if (email.length > 254) throw new AccountError('an email address has at most 254 characters');
+  if (!EMAIL.test(email)) throw new AccountError(`"${input}" is not an email address`);
+  return email;
 }
 
 function checkPassword(password: string): void {

@@ -229,6 +229,24 @@ export const userSetPassword: Command = async (args, open, io) => {
   io.out(`new password set for ${user.email}; ${ended ? `signed out everywhere (ended ${ended})` : 'no session was open'}\n`);
 };
 
+export const userUpdate: Command = async (args, open, io) => {
+  const { values, positionals } = parse(
+    args,
+    { email: { type: 'string' }, name: { type: 'string' }, 'email-verified': { type: 'boolean' }, 'email-unverified': { type: 'boolean' }, json: { type: 'boolean' } },
+    1,
+  );
+  if (values['email-verified'] && values['email-unverified']) throw new UsageError('--email-verified and --email-unverified exclude each other');
+  const changes = {
+    email: values.email as string | undefined,
+    name: values.name as string | undefined,
+    emailVerified: values['email-verified'] ? true : values['email-unverified'] ? false : undefined,
+  };
+  if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
+  const user = await (await open()).accounts.update(positionals[0]!, changes);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified }));
+  io.out(`updated user ${user.email} (${user.id})\n`);
+};
+
 export const userRevoke: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   const { user, removed } = await (await open()).accounts.revokeAccess(positionals[0]!);
@@ -387,6 +405,7 @@ export const COMMANDS: Record<string, Command> = {
   'client rotate-secret': clientRotateSecret,
   'user create': userCreate,
   'user list': userList,
+  'user update': userUpdate,
   'user set-password': userSetPassword,
   'user revoke': userRevoke,
   'user delete': userDelete,

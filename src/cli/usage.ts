@@ -24,6 +24,8 @@ APIs (resource servers)
 Users
   user create --email EMAIL [--name NAME] --password-stdin [--email-verified] [--json]
   user list [--json]
+  user update EMAIL|ID [--email EMAIL] [--name NAME] [--email-verified | --email-unverified] [--json]
+                                    a new email is unverified unless --email-verified
   user set-password EMAIL|ID --password-stdin [--json]   also signs the user out everywhere
   user revoke EMAIL|ID [--json]     ends sessions, consents and the tokens issued under them
   user delete EMAIL|ID [--json]     the user and everything revoke ends

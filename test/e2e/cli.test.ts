@@ -443,6 +443,39 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     noStackTrace(result.stderr);
   });
 
+  it('update changes name and email in place: tokens carry them at once, a new email signs in and is unverified', async () => {
+    const { client_id, client_secret } = await pc.createClient({ name: 'Profile', redirectUris: [REDIRECT_URI] });
+    const rp = await discover(pc.issuer, client_id, client_secret);
+    await pc.cli(['user', 'create', '--email', 'val@example.com', '--name', 'Val', '--email-verified', '--password-stdin'], 'vals password\n');
+    const before = await logIn(new UserAgent(), rp, 'openid profile email', { email: 'val@example.com', password: 'vals password' });
+    expect(before.tokens.claims()).toMatchObject({ name: 'Val', email: 'val@example.com', email_verified: true });
+
+    const updated = await pc.cli(['user', 'update', 'VAL@example.com', '--name', 'Valerie', '--email', 'Valerie@Example.com', '--json']);
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(JSON.parse(updated.stdout)).toMatchObject({ email: 'valerie@example.com', name: 'Valerie', email_verified: false });
+    // The same person (sub), with the new values; the old address no longer signs in.
+    const after = await logIn(new UserAgent(), rp, 'openid profile email', { email: 'valerie@example.com', password: 'vals password' });
+    expect(after.tokens.claims()).toMatchObject({ sub: before.tokens.claims()!.sub, name: 'Valerie', email: 'valerie@example.com', email_verified: false });
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
+    expect((await signIn(ua, login, 'val@example.com', 'vals password')).status).toBe(401);
+    expect((await pc.cli(['user', 'update', 'valerie@example.com', '--email-verified', '--name', '', '--json'])).stdout).toMatch(/"email_verified": true/);
+
+    await pc.cli(['user', 'create', '--email', 'taken@example.com', '--password-stdin'], 'takens password\n');
+    const refusals: [string[], number, string][] = [
+      [['user', 'update', 'valerie@example.com', '--email', 'TAKEN@example.com'], 1, 'already exists'],
+      [['user', 'update', 'valerie@example.com', '--email', '<script>@example.com'], 1, 'is not an email address'],
+      [['user', 'update', 'valerie@example.com'], 2, 'nothing to change'],
+      [['user', 'update', 'valerie@example.com', '--email-verified', '--email-unverified'], 2, 'exclude each other'],
+      [['user', 'update', 'nobody@example.com', '--name', 'X'], 1, 'no user nobody@example.com'],
+    ];
+    for (const [args, code, message] of refusals) {
+      const result = await pc.cli(args);
+      expect([args, result.code]).toEqual([args, code]);
+      expect(result.stderr).toContain(message);
+    }
+  });
+
   it('set-password refuses a short password and changes nothing', async () => {
     const short = await pc.cli(['user', 'set-password', 'lena@example.com', '--password-stdin'], 'short\n');
     expect(short.code).toBe(1);
