@@ -10,7 +10,7 @@ import { MigrationError } from '../persistence/migrations.js';
 import { EmbeddedDatabaseBusy } from '../persistence/embedded.js';
 import { openServices, type Services } from '../services.js';
 import { COMMANDS, type Io } from './commands.js';
-import { USAGE, UsageError } from './usage.js';
+import { USAGE, UsageError, usageOf } from './usage.js';
 
 const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, EmbeddedDatabaseBusy, KeyError, MigrationError, SealError];
 
@@ -51,7 +51,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`portcullis: ${error.message}\n\n${USAGE}`);
+      process.stderr.write(`portcullis: ${error.message}\n\n${Object.hasOwn(COMMANDS, name) ? usageOf(name) : USAGE}`);
       return 2;
     }
     if (DOMAIN_ERRORS.some((kind) => error instanceof kind)) {

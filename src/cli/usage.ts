@@ -41,6 +41,20 @@ Database
 Configuration comes from the environment (DATABASE_URL, DATA_DIR, ...); see README.md.
 `;
 
+/**
+ * The usage of one command (its lines in USAGE), for a usage error in it: the
+ * whole text would bury the one-line error above it.
+ */
+export function usageOf(command: string): string {
+  const lines = USAGE.split('\n');
+  const start = lines.findIndex((line) => line === `  ${command}` || line.startsWith(`  ${command} `));
+  if (start === -1) return USAGE;
+  let end = start + 1;
+  while (end < lines.length && /^ {4,}\S/.test(lines[end]!)) end++;
+  const own = lines.slice(start, end).map((line, index) => `${index === 0 ? '  portcullis ' : '             '}${line.slice(2)}`);
+  return `Usage:\n${own.join('\n')}\n\nportcullis --help lists every command.\n`;
+}
+
 export class UsageError extends Error {
   override name = 'UsageError';
 }
