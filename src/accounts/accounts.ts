@@ -124,8 +124,7 @@ export class Accounts {
     checkPassword(input.password);
     const name = input.name?.trim() || null;
     checkName(name);
-    const exists = await this.prisma.user.findUnique({ where: { email }, select: { id: true } });
-    if (exists) throw new AccountError(`a user with email ${email} already exists`);
+    await this.assertEmailFree(email);
     const hash = await this.hasher.hash(input.password);
     return this.prisma.user.create({
       data: {
@@ -168,9 +167,7 @@ export class Accounts {
       checkName(data.name);
     }
     if (changes.emailVerified !== undefined) data.emailVerified = changes.emailVerified;
-    if (data.email && (await this.prisma.user.findUnique({ where: { email: data.email }, select: { id: true } }))) {
-      throw new AccountError(`a user with email ${data.email} already exists`);
-    }
+    if (data.email) await this.assertEmailFree(data.email);
     return this.prisma.user.update({ where: { id: user.id }, data, select: { id: true, email: true, name: true, emailVerified: true } });
   }
 
@@ -225,6 +222,11 @@ export class Accounts {
   /** Deletes the provider artifacts `where` picks for account `id` ($1); answers the kind of each. */
   private deleteArtifacts(where: string, id: string) {
     return this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${where} RETURNING kind`, id);
+  }
+
+  private async assertEmailFree(email: string): Promise<void> {
+    const exists = await this.prisma.user.findUnique({ where: { email }, select: { id: true } });
+    if (exists) throw new AccountError(`a user with email ${email} already exists`);
   }
 
   /** A user named as the CLI names them: by email (any case) or by id. */

@@ -301,8 +301,7 @@ export const keysRotate: Command = async (args, open, io) => {
   // --now is for a compromised key: resource servers that fetched the JWKS
   // moments ago may refuse new tokens until they refetch it.
   const activationDelay = values.now ? 0 : config.keyActivationDelay;
-  const apiTtls = (await services.apis.list()).map((api) => api.accessTokenTtl);
-  const keys = await rotateSigningKeys(services.database.prisma, services.sealer, { activationDelay, keepPublishedFor: keepPublishedFor(config, apiTtls) });
+  const keys = await rotateSigningKeys(services.database.prisma, services.sealer, { activationDelay, keepPublishedFor: await keepPublishedFor(config, services.apis) });
   if (!values.json) {
     io.out(
       `rotated: the new keys are published now and every running server signs with them within ${activationDelay + config.keyRefreshInterval}s\n`,

@@ -167,11 +167,15 @@ export async function rotateSigningKeys(
 /**
  * How long a replaced key stays published after the new one activates: every
  * instance must notice, then all it signed (ID tokens, access tokens of any
- * API) must expire.
+ * registered API) must expire.
  */
-export function keepPublishedFor(config: Pick<Config, 'ttl' | 'keyRefreshInterval'>, apiTokenTtls: number[]): number {
+export async function keepPublishedFor(
+  config: Pick<Config, 'ttl' | 'keyRefreshInterval'>,
+  apis: { list(): Promise<{ accessTokenTtl: number }[]> },
+): Promise<number> {
   const clockSkew = 60;
-  return Math.max(config.ttl.idToken, config.ttl.accessToken, ...apiTokenTtls) + config.keyRefreshInterval + clockSkew;
+  const apiTtls = (await apis.list()).map((api) => api.accessTokenTtl);
+  return Math.max(config.ttl.idToken, config.ttl.accessToken, ...apiTtls) + config.keyRefreshInterval + clockSkew;
 }
 
 /**

@@ -26,30 +26,28 @@ export class ProviderHost {
   }
 
   private refreshing?: Promise<boolean>;
-  private again?: Promise<boolean>;
+  private askedAgain = false;
 
   /**
    * Rebuilds the provider if the published signing keys changed. Returns
    * whether it did. One runs at a time; a call while one runs (an announced
    * change during a timer's reload, which may have read the keys before the
-   * change) gets one more run after it, shared by every call meanwhile.
+   * change) makes it look once more before it ends.
    */
   refresh(): Promise<boolean> {
-    if (!this.refreshing) {
-      this.refreshing = this.reload().finally(() => (this.refreshing = undefined));
+    if (this.refreshing) {
+      this.askedAgain = true;
       return this.refreshing;
     }
-    this.again ??= this.refreshing.then(
-      () => {
-        this.again = undefined;
-        return this.refresh();
-      },
-      () => {
-        this.again = undefined;
-        return this.refresh();
-      },
-    );
-    return this.again;
+    this.refreshing = (async () => {
+      let changed = false;
+      do {
+        this.askedAgain = false;
+        changed = (await this.reload()) || changed;
+      } while (this.askedAgain);
+      return changed;
+    })().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
   }
 
   private async reload(): Promise<boolean> {
@@ -67,7 +65,6 @@ export class ProviderHost {
 
 /** Replaced keys stay published for as long as this server's tokens live (see keepReplacedKeysPublished). */
 async function keepReplacedKeys(services: Pick<HostServices, 'prisma' | 'config' | 'apis' | 'logger'>): Promise<void> {
-  const apiTtls = (await services.apis.list()).map((api) => api.accessTokenTtl);
-  const lengthened = await keepReplacedKeysPublished(services.prisma, keepPublishedFor(services.config, apiTtls));
+  const lengthened = await keepReplacedKeysPublished(services.prisma, await keepPublishedFor(services.config, services.apis));
   if (lengthened > 0) services.logger.info('replaced signing keys stay published for as long as tokens of this server live', { keys: lengthened });
 }
