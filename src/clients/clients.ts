@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Prisma } from '../persistence/database.js';
 import { UNSHOWABLE } from '../display-text.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
-import { announceClientChange } from './client-changes.js';
+import { announceClientChange, CLIENT_CHANGES_CHANNEL } from './client-changes.js';
 import { sha256 } from '../persistence/hash.js';
 
 export class ClientError extends Error {
@@ -178,9 +178,20 @@ export class Clients {
    * client is another registration.
    */
   async update(clientId: string, changes: ClientChanges): Promise<ClientView> {
+    // Compare-and-set on updated_at: an update that another one overtook
+    // between its read and its write starts again from what that one stored,
+    // so two operators changing different fields at once both keep theirs.
+    for (;;) {
+      const updated = await this.updateOnce(clientId, changes);
+      if (updated) return updated;
+    }
+  }
+
+  /** One attempt of update(): undefined when the row changed since it was read. */
+  private async updateOnce(clientId: string, changes: ClientChanges): Promise<ClientView | undefined> {
     const row = await this.prisma.client.findUnique({
       where: { clientId },
-      select: { name: true, metadata: true, clientSecretHash: true, api: { select: { identifier: true } } },
+      select: { name: true, metadata: true, clientSecretHash: true, updatedAt: true, api: { select: { identifier: true } } },
     });
     if (!row) throw new ClientError(`no client with id ${clientId}`);
     if (row.api) throw new ClientError(`client ${clientId} holds the credentials of API ${row.api.identifier}; it has nothing to update`);
@@ -208,11 +219,17 @@ export class Clients {
       if (stored.api_scopes) metadata.api_scopes = stored.api_scopes;
       if (stored.api_scopes_by_api) metadata.api_scopes_by_api = stored.api_scopes_by_api;
     }
-    const [updated] = await this.prisma.$transaction([
-      this.prisma.client.update({ where: { clientId }, data: { name, metadata: metadata as object }, select: VIEW_COLUMNS }),
-      announceClientChange(this.prisma, clientId),
-    ]);
-    return toView(updated);
+    // One statement, the announcement included: on the embedded database a
+    // CLI shares its session with the server, so no transaction is left open.
+    const changed = await this.prisma.$queryRaw<unknown[]>`
+      WITH changed AS (
+        UPDATE clients SET name = ${name}, metadata = ${JSON.stringify(metadata)}::jsonb, updated_at = now()
+        WHERE client_id = ${clientId} AND updated_at = ${row.updatedAt}
+        RETURNING client_id
+      )
+      SELECT client_id FROM changed, LATERAL (SELECT pg_notify(${CLIENT_CHANGES_CHANNEL}, changed.client_id)) AS announced`;
+    if (changed.length === 0) return undefined;
+    return toView(await this.prisma.client.findUniqueOrThrow({ where: { clientId }, select: VIEW_COLUMNS }));
   }
 
   /** A registration's checked name and metadata, for create() and update(). */

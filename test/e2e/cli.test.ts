@@ -143,6 +143,36 @@ describe('portcullis client', () => {
     expect(JSON.parse(renamed.stdout)).toMatchObject({ client_name: 'Orphan 2', scope: 'openid read:stock' });
   });
 
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('two updates of one client at once, changing different fields: both changes stay', async () => {
+    const { client_id } = await pc.createClient({ name: 'Raced', redirectUris: ['https://raced.example/cb'] });
+    // One connection holds the row, so that both updates read it and then wait
+    // to write it; another watches (inside a transaction, pg_stat_activity is a snapshot).
+    const [holder, watcher] = [pc.outsideConnection(), pc.outsideConnection()];
+    await Promise.all([holder.connect(), watcher.connect()]);
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM clients WHERE client_id = $1 FOR UPDATE', [client_id]);
+      const renaming = pc.cli(['client', 'update', client_id, '--name', 'Raced 2']);
+      const rescoping = pc.cli(['client', 'update', client_id, '--scope', 'openid email']);
+      const waiting = async () =>
+        Number((await watcher.query(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].count);
+      const deadline = Date.now() + 20_000;
+      while ((await waiting()) < 2) {
+        if (Date.now() > deadline) throw new Error('the two updates never waited for the row');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await holder.query('COMMIT');
+      for (const result of await Promise.all([renaming, rescoping])) expect(result.code, result.stderr).toBe(0);
+    } finally {
+      await Promise.all([holder.end(), watcher.end()]);
+    }
+    const listed = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_id: string }[];
+    expect(listed.find((client) => client.client_id === client_id)).toMatchObject({
+      client_name: 'Raced 2',
+      scope: 'openid email',
+    });
+  });
+
   it('rotate-secret: the new secret works at once and the old one no longer does; tokens already issued stay valid', async () => {
     const robot = await pc.createClient({ name: 'Rotor', grantTypes: ['client_credentials'], scope: 'openid' });
     const before = await pc.clientCredentials(robot);
