@@ -105,6 +105,11 @@ const SQL = {
   },
   grantOf: { name: 'artifact-grant-of', text: 'SELECT grant_id FROM provider_artifacts WHERE kind = $1 AND id = $2' },
   destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2 RETURNING 1' },
+  // A session is ended, not deleted: see endSession().
+  endSession: {
+    name: 'artifact-end-session',
+    text: `UPDATE provider_artifacts SET consumed_at = now(), payload = '{}'::jsonb, uid = NULL WHERE kind = 'Session' AND id = $1`,
+  },
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
 } as const;
 
@@ -205,6 +210,7 @@ export class ArtifactAdapter implements Adapter {
       if (kept !== undefined) return kept ? toPayload(kept) : undefined;
     }
     const row = (await this.shared.finder.load(sha256(id))).find((candidate) => candidate.kind === this.kind);
+    if (isEndedSession(this.kind, row)) return undefined;
     const payload = toPayload(row);
     if (payload?.grantId && row) {
       keep(
@@ -237,7 +243,7 @@ export class ArtifactAdapter implements Adapter {
   // only hashed); the provider only reads such sessions, never saves them.
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
     const { rows } = await this.sql.query<ArtifactRow>(SQL.findByUid, [this.kind, uid]);
-    return toPayload(rows[0]);
+    return isEndedSession(this.kind, rows[0]) ? undefined : toPayload(rows[0]);
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
@@ -286,6 +292,7 @@ export class ArtifactAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
+    if (this.kind === 'Session') return this.endSession(id);
     const { rowCount } = await this.sql.query(SQL.destroy, [this.kind, sha256(id)]);
     // The provider resumes an authorization by reading its finished
     // interaction and then destroying it, without checking that it was still
@@ -295,6 +302,19 @@ export class ArtifactAdapter implements Adapter {
     if (!rowCount && this.kind === 'Interaction' && Provider.ctx?.oidc?.route === 'resume') {
       throw new errors.SessionNotFound('interaction session not found');
     }
+  }
+
+  /**
+   * Sign-out (and the old id of a session given a new one at sign-in). Every
+   * request that loaded the session saves it back when it ends (the library's
+   * session middleware): one that loaded it before the sign-out and ends after
+   * it would write a deleted row back, signing the person in again for the
+   * session's whole lifetime. So the row stays, emptied and marked ended
+   * (consumed_at) until it would have expired: the writer never updates an
+   * ended session (artifact-writer.ts), and lookups do not find one.
+   */
+  private async endSession(id: string): Promise<void> {
+    await this.sql.query(SQL.endSession, [sha256(id)]);
   }
 
   revokeByGrantId(grantId: string): Promise<void> {
@@ -356,6 +376,11 @@ function withLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer
     }
   }
   return live;
+}
+
+/** A session signed out of (see ArtifactAdapter.endSession): as good as absent. */
+function isEndedSession(kind: string, row: ArtifactRow | undefined): boolean {
+  return kind === 'Session' && !!row?.consumed_at;
 }
 
 function toPayload(row: ArtifactRow | undefined): AdapterPayload | undefined {

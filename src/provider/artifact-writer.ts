@@ -37,10 +37,13 @@ const COLUMNS = `kind, id, payload, grant_id, uid, user_code, account_id, client
 // payload as an array element (about 1.5 µs of the main thread per row).
 const ROW_TYPES = `kind text, id text, payload jsonb, grant_id text, uid text, user_code text, account_id text, client_id text, expires_at timestamptz`;
 const ROWS = `jsonb_to_recordset($1::jsonb) AS r(${ROW_TYPES})`;
+// An ended session (consumed_at, see ArtifactAdapter.endSession) stays ended:
+// a request that loaded it before the sign-out saves it back when it ends.
 const ON_CONFLICT = `ON CONFLICT (id, kind) DO UPDATE SET
            payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, uid = EXCLUDED.uid,
            user_code = EXCLUDED.user_code, account_id = EXCLUDED.account_id,
-           client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at`;
+           client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at
+         WHERE provider_artifacts.kind <> 'Session' OR provider_artifacts.consumed_at IS NULL`;
 
 const SQL = {
   save: {

@@ -263,6 +263,25 @@ describe('single sign-on', () => {
     expect(forced.seen[0]).toBe('login');
   });
 
+  it('signing out holds against requests the browser made with the session meanwhile (each saves the session back when it ends)', async () => {
+    for (let round = 0; round < 3; round++) {
+      const ua = new UserAgent();
+      await logIn(ua, appA, 'openid', bob);
+      const logout = await ua.open(`${pc.issuer}/session/end`);
+      const confirm = UserAgent.formAction(logout, '/session/end/confirm');
+      // Silent authorizations (an app's hidden iframe, say) in flight as the person clicks "Sign out".
+      const silently = async () => visit(ua, (await authorizationRequest(appA, 'openid', { prompt: 'none' })).url);
+      const [signedOut] = await Promise.all([
+        ua.post(logout, confirm, { ...UserAgent.hiddenFields(logout), logout: 'yes' }),
+        silently(), silently(), silently(), silently(),
+      ]);
+      expect(signedOut.status).toBe(200);
+      // Whichever session cookie the browser kept, nobody is signed in on it.
+      const after = await visit(ua, (await authorizationRequest(appA, 'openid', { prompt: 'none' })).url);
+      expect(new URL(after.url).searchParams.get('error'), `round ${round}`).toBe('login_required');
+    }
+  });
+
   it('prompt=none without a session returns login_required', async () => {
     const request = await authorizationRequest(appA, 'openid', { prompt: 'none' });
     const page = await visit(new UserAgent(), request.url);

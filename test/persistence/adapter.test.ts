@@ -222,3 +222,21 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
   },
   30_000,
 );
+
+it('a session signed out of stays signed out when a request that loaded it before saves it back after', async () => {
+  const sessions = new ArtifactAdapter('Session', db.sql);
+  await sessions.upsert('session-1', { kind: 'Session', accountId: 'account-1', uid: 'uid-1', jti: 'session-1' }, 3600);
+  const loaded = await sessions.find('session-1');
+  expect(loaded).toMatchObject({ accountId: 'account-1' });
+  await sessions.destroy('session-1');
+  await sessions.upsert('session-1', loaded!, 3600); // the in-flight request's save, at its end
+  expect(await sessions.find('session-1')).toBeUndefined();
+  expect(await sessions.findByUid('uid-1')).toBeUndefined();
+  // What is left says nothing about whose session it was.
+  const { rows } = await db.sql.query<{ payload: unknown }>({ text: `SELECT payload FROM provider_artifacts WHERE kind = 'Session' AND id = $1` }, [sha256('session-1')]);
+  expect(rows).toEqual([{ payload: {} }]);
+  // Other sessions are saved and changed as ever.
+  await sessions.upsert('session-2', { kind: 'Session', accountId: 'account-2', jti: 'session-2' }, 3600);
+  await sessions.upsert('session-2', { kind: 'Session', accountId: 'account-3', jti: 'session-2' }, 3600);
+  expect(await sessions.find('session-2')).toMatchObject({ accountId: 'account-3' });
+});
