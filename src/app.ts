@@ -12,7 +12,7 @@ import type { Config } from './config.js';
 import type { InFlightRequests } from './http/in-flight.js';
 import { renderErrorPage } from './http/error-pages.js';
 import { healthProbes } from './http/health.js';
-import { allowedMethodsOf, refuseMethod, takes } from './http/methods.js';
+import { allowedMethodsOf, answerOptions, refuseMethod, takes, type Address } from './http/methods.js';
 import { loggedPath } from './http/log-redaction.js';
 import { cacheablePublicDocuments } from './http/public-documents.js';
 import { securityHeaders } from './http/security-headers.js';
@@ -46,16 +46,6 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
  */
 export function createApp(deps: AppDeps): RequestHandler {
   const { host, logger, inFlight } = deps;
-  const middleware = [
-    requestLog(logger),
-    securityHeaders(deps.config.issuer),
-    // Caching headers for discovery and the JWKS, made from what the inner
-    // correction leaves of discovery (Koa runs the inner one's tail first).
-    cacheablePublicDocuments(deps.config),
-    listOnlyClaimsIssued,
-    healthProbes(deps.sql),
-    interactionPages(deps),
-  ];
   const callbacks = new WeakMap<Provider, ReturnType<Koa['callback']>>();
   return (req, res) => {
     const provider = host.current;
@@ -68,11 +58,23 @@ export function createApp(deps: AppDeps): RequestHandler {
         if (clientFault(error)) logger.debug('request failed on the client side', { error: `${error.name}: ${error.message}` });
         else logger.error('unhandled', { error: error.stack ?? String(error) });
       });
+      const addresses = allowedMethodsOf(provider);
       // provider.use() runs these ahead of the provider's own routes.
+      const middleware = [
+        requestLog(logger),
+        securityHeaders(deps.config.issuer),
+        // Caching headers for discovery and the JWKS, made from what the inner
+        // correction leaves of discovery (Koa runs the inner one's tail first).
+        cacheablePublicDocuments(deps.config),
+        listOnlyClaimsIssued,
+        answerOptions(addresses),
+        healthProbes(deps.sql),
+        interactionPages(deps),
+      ];
       for (const fn of middleware) provider.use(fn);
       // Koa's own use() puts this after the provider's routes (its use() puts
       // middleware ahead of them), so only a request no route answered gets here.
-      Koa.prototype.use.call(provider, notFound(deps.config, allowedMethodsOf(provider)));
+      Koa.prototype.use.call(provider, notFound(deps.config, addresses));
       callback = provider.callback();
       callbacks.set(provider, callback);
     }
@@ -138,14 +140,16 @@ function interactionPages(deps: AppDeps): Koa.Middleware {
  * 9110 §15.5.6 asks): the error page for a browser, JSON otherwise, instead
  * of Koa's plain "Not Found".
  */
-function notFound(config: Config, allowedMethods: (path: string) => string[] | undefined): Koa.Middleware {
+function notFound(config: Config, addresses: (path: string) => Address | undefined): Koa.Middleware {
   return (ctx) => {
     if (ctx.body != null || ctx.status !== 404) return;
-    const allowed = allowedMethods(ctx.path);
+    const address = addresses(ctx.path);
     let out = { error: 'not_found', error_description: 'nothing is served at this address' };
-    if (allowed && !takes(allowed, ctx.method)) out = refuseMethod(ctx, allowed);
+    if (address && !takes(address.methods, ctx.method)) out = refuseMethod(ctx, address.methods);
     else ctx.status = 404;
-    if (ctx.accepts('json', 'html') === 'html') {
+    // A client or API address answers JSON whatever Accept prefers (as the
+    // provider's own errors there); a page, or an address nobody serves, a page if preferred.
+    if ((!address || address.page) && ctx.accepts('json', 'html') === 'html') {
       renderErrorPage(ctx, { res: ctx.res, issuerName: config.issuerName }, { error: out.error });
     } else {
       ctx.body = out;

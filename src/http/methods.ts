@@ -1,33 +1,63 @@
 // Which methods each address takes, and the answer to a request with another
 // one: 405 with Allow (RFC 9110 §15.5.6), in one shape for every address.
-import type { Context } from 'koa';
+import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
+
+/** What an address takes, and whether a browser is sent there (its errors are pages). */
+export interface Address {
+  methods: string[];
+  page: boolean;
+}
 
 /**
  * The methods each address takes, for a request no route answered: the
- * provider's routes (where its configuration puts them) and our pages. Its
- * router matches paths case-insensitively, with or without a trailing slash.
+ * provider's routes (where its configuration puts them), our pages and the
+ * health probes. Routes match paths case-insensitively, with or without a
+ * trailing slash, as the provider's and our routers do.
  */
-export function allowedMethodsOf(provider: Provider): (path: string) => string[] | undefined {
+export function allowedMethodsOf(provider: Provider): (path: string) => Address | undefined {
   const escape = (path: string) => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const at = (route: string, suffix = '') => new RegExp(`^${escape(provider.pathFor(route))}${suffix}/?$`, 'i');
-  const table: [RegExp, string[]][] = [
-    [at('authorization'), ['GET', 'POST']],
-    [at('authorization', '/[^/]+'), ['GET']],
-    [at('token'), ['POST']],
-    [at('introspection'), ['POST']],
-    [at('revocation'), ['POST']],
-    [at('pushed_authorization_request'), ['POST']],
-    [at('userinfo'), ['GET', 'POST']],
-    [at('jwks'), ['GET']],
-    [at('end_session'), ['GET', 'POST']],
-    [at('end_session', '/confirm'), ['POST']],
-    [at('end_session', '/success'), ['GET']],
-    [/^\/\.well-known\/(openid-configuration|oauth-authorization-server)\/?$/i, ['GET']],
-    [/^\/interaction\/[^/]+\/?$/, ['GET']],
-    [/^\/interaction\/[^/]+\/(login|confirm|abort)\/?$/, ['POST']],
+  const page = (methods: string[]) => ({ methods, page: true });
+  const api = (methods: string[]) => ({ methods, page: false });
+  const table: [RegExp, Address][] = [
+    [at('authorization'), page(['GET', 'POST'])],
+    [at('authorization', '/[^/]+'), page(['GET'])],
+    [at('token'), api(['POST'])],
+    [at('introspection'), api(['POST'])],
+    [at('revocation'), api(['POST'])],
+    [at('pushed_authorization_request'), api(['POST'])],
+    [at('userinfo'), api(['GET', 'POST'])],
+    [at('jwks'), api(['GET'])],
+    [at('end_session'), page(['GET', 'POST'])],
+    [at('end_session', '/confirm'), page(['POST'])],
+    [at('end_session', '/success'), page(['GET'])],
+    [/^\/\.well-known\/(openid-configuration|oauth-authorization-server)\/?$/i, api(['GET'])],
+    [/^\/interaction\/[^/]+\/?$/i, page(['GET'])],
+    [/^\/interaction\/[^/]+\/(login|confirm|abort)\/?$/i, page(['POST'])],
+    [/^\/(healthz|readyz)$/, api(['GET'])], // health.ts: these paths exactly
   ];
   return (path) => table.find(([pattern]) => pattern.test(path))?.[1];
+}
+
+/**
+ * OPTIONS that is not a CORS preflight (those the provider answers where it
+ * allows CORS): what the address takes, in Allow (RFC 9110 §9.3.7). The
+ * provider's CORS routes would otherwise end such a request with a bare 404.
+ */
+export function answerOptions(addresses: (path: string) => Address | undefined): Middleware {
+  return (ctx, next) => {
+    if (ctx.method !== 'OPTIONS' || (ctx.get('Origin') && ctx.get('Access-Control-Request-Method'))) return next();
+    const address = addresses(ctx.path);
+    if (!address) return next();
+    ctx.status = 204;
+    ctx.set('Allow', [...withHead(address.methods), 'OPTIONS'].join(', '));
+    return undefined;
+  };
+}
+
+function withHead(methods: string[]): string[] {
+  return methods.includes('GET') && !methods.includes('HEAD') ? [...methods, 'HEAD'] : methods;
 }
 
 /** Whether `method` is one of `allowed`; HEAD goes wherever GET does. */
@@ -37,8 +67,7 @@ export function takes(allowed: string[], method: string): boolean {
 
 /** Answers 405 with Allow; the body (JSON) is what it returns, for the caller to send or render. */
 export function refuseMethod(ctx: Context, allowed: string[]): { error: string; error_description: string } {
-  const allow = allowed.includes('GET') && !allowed.includes('HEAD') ? [...allowed, 'HEAD'] : allowed;
   ctx.status = 405;
-  ctx.set('Allow', allow.join(', '));
+  ctx.set('Allow', withHead(allowed).join(', '));
   return { error: 'method_not_allowed', error_description: `${ctx.method} is not allowed here; use ${allowed.join(' or ')}` };
 }

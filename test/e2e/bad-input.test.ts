@@ -411,17 +411,53 @@ describe('other endpoints', () => {
     ];
     // The health probes answer in the same shape.
     cases.push(['POST', '/readyz', 'GET, HEAD']);
-    for (const [method, path, allow] of cases) {
-      const response = await fetch(`${pc.issuer}${path}`, { method });
-      expect([method, path, response.status, response.headers.get('allow')]).toEqual([method, path, 405, allow]);
-      expect(await response.json()).toMatchObject({ error: 'method_not_allowed' });
+    // JSON at a client's or an API's address even when Accept prefers HTML, as a browser's does;
+    // a page where a browser is sent (/auth, /session/end/…), if preferred.
+    const pages = new Set(['/auth', '/session/end/confirm']);
+    for (const accept of ['*/*', 'text/html,application/xhtml+xml,*/*;q=0.8']) {
+      for (const [method, path, allow] of cases) {
+        const response = await fetch(`${pc.issuer}${path}`, { method, headers: { accept } });
+        expect([method, path, response.status, response.headers.get('allow')]).toEqual([method, path, 405, allow]);
+        if (pages.has(path) && accept.startsWith('text/html')) expect(await response.text()).toContain('<title>This page cannot be opened this way');
+        else expect(await response.json()).toMatchObject({ error: 'method_not_allowed' });
+      }
     }
-    const page = await fetch(`${pc.issuer}/interaction/some-uid/login`, { headers: { accept: 'text/html' } });
-    expect([page.status, page.headers.get('allow')]).toEqual([405, 'POST']);
-    expect(await page.text()).toContain('<title>This page cannot be opened this way');
+    // Where a browser is sent, a page; the path's case does not matter, as to the routers.
+    for (const path of ['/interaction/some-uid/login', '/interaction/some-uid/LOGIN', '/Interaction/some-uid/Confirm/']) {
+      const page = await fetch(`${pc.issuer}${path}`, { headers: { accept: 'text/html' } });
+      expect([path, page.status, page.headers.get('allow')]).toEqual([path, 405, 'POST']);
+      expect(await page.text()).toContain('<title>This page cannot be opened this way');
+    }
     // HEAD is GET without the body, and an address nothing serves stays a 404.
     expect((await fetch(`${pc.issuer}/jwks`, { method: 'HEAD' })).status).toBe(200);
     expect((await fetch(`${pc.issuer}/tokens`, { method: 'POST' })).status).toBe(404);
+  });
+
+  it('OPTIONS that is not a CORS preflight says what the address takes (RFC 9110 §9.3.7); preflights stay CORS', async () => {
+    const cases: [string, string][] = [
+      ['/token', 'POST, OPTIONS'],
+      ['/token/introspection', 'POST, OPTIONS'],
+      ['/me', 'GET, POST, HEAD, OPTIONS'],
+      ['/jwks', 'GET, HEAD, OPTIONS'],
+      ['/.well-known/openid-configuration', 'GET, HEAD, OPTIONS'],
+      ['/auth', 'GET, POST, HEAD, OPTIONS'],
+      ['/session/end/confirm', 'POST, OPTIONS'],
+      ['/interaction/some-uid/login', 'POST, OPTIONS'],
+      ['/healthz', 'GET, HEAD, OPTIONS'],
+    ];
+    for (const [path, allow] of cases) {
+      for (const headers of [{}, { origin: 'https://app.example' }]) {
+        const response = await fetch(`${pc.issuer}${path}`, { method: 'OPTIONS', headers });
+        expect([path, response.status, response.headers.get('allow')]).toEqual([path, 204, allow]);
+      }
+    }
+    const preflight = await fetch(`${pc.issuer}/token`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    expect((await fetch(`${pc.issuer}/tokens`, { method: 'OPTIONS' })).status).toBe(404);
   });
 
   it('userinfo without a token is 401 with WWW-Authenticate', async () => {

@@ -233,7 +233,7 @@ it('a session signed out of stays signed out when a request that loaded it befor
   expect(await sessions.find('session-1')).toBeUndefined();
   expect(await sessions.findByUid('uid-1')).toBeUndefined();
   // What is left says nothing about whose session it was.
-  const { rows } = await db.sql.query<{ payload: unknown }>({ text: `SELECT payload FROM provider_artifacts WHERE kind = 'Session' AND id = $1` }, [sha256('session-1')]);
+  const { rows } = await db.sql.query<{ payload: unknown }>({ name: 'test-ended-session', text: `SELECT payload FROM provider_artifacts WHERE kind = 'Session' AND id = $1` }, [sha256('session-1')]);
   expect(rows).toEqual([{ payload: {} }]);
   // Other sessions are saved and changed as ever.
   await sessions.upsert('session-2', { kind: 'Session', accountId: 'account-2', jti: 'session-2' }, 3600);
