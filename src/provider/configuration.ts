@@ -12,6 +12,7 @@ import { CookieSigner } from '../keys/cookie-signer.js';
 import type { Logger } from '../logger.js';
 import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
 import type { Prisma, Sql } from '../persistence/database.js';
+import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
 import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import { ClientAdapter } from './client-adapter.js';
@@ -264,7 +265,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       if (out.error === 'server_error') {
         logger.error('provider error', { reference, route: ctx.oidc?.route, error: errorSummary(error) });
       }
-      const shown = error instanceof errors.SessionNotFound ? { error: 'session_not_found' } : out;
+      let shown = error instanceof errors.SessionNotFound ? { error: 'session_not_found' } : out;
+      if (isBodyTooLarge(error)) {
+        answerBodyTooLarge(ctx);
+        shown = { error: 'invalid_request', error_description: BODY_TOO_LARGE };
+      }
       renderErrorPage(ctx, page(ctx), shown, out.error === 'server_error' ? reference : undefined);
     },
   };

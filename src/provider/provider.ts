@@ -6,6 +6,7 @@ import Provider, { errors, type AdapterPayload, type KoaContextWithOIDC } from '
 import type { Accounts } from '../accounts/accounts.js';
 import { sha256 } from '../persistence/hash.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
+import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
 import { ArtifactAdapter } from './adapter.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { settleDeferredWrites } from './request-scope.js';
@@ -80,6 +81,15 @@ export function createProvider(services: ProviderServices): Provider {
     ctx.remove('Location');
     if (ctx.accepts('json', 'html') === 'html') await configuration.renderError!(ctx, out, error as Error);
     else ctx.body = out;
+  }
+
+  // The library emits these with the error once it has answered it (as JSON, or
+  // a page by renderError, which makes its own 413 page: configuration.ts); all
+  // with the same arguments, whatever the typings' one overload per name.
+  for (const event of REQUEST_ERROR_EVENTS) {
+    provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
+      if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
+    });
   }
 
   // For the audit trail. At the token endpoint a grant is revoked only because
@@ -277,6 +287,18 @@ function laxCookiesOverHttp(provider: Provider): void {
 /** The scheme and authority of a request target in absolute form. */
 const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i;
 
+/** The error events of the routes that read a request body (the library's lib/helpers/initialize_app.js). */
+const REQUEST_ERROR_EVENTS = [
+  'authorization.error',
+  'grant.error',
+  'userinfo.error',
+  'introspection.error',
+  'revocation.error',
+  'pushed_authorization_request.error',
+  'end_session.error',
+  'end_session_confirm.error',
+] as const;
+
 /** The endpoints where a client authenticates. */
 const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocation', 'pushed_authorization_request']);
 
@@ -301,19 +323,14 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
   useInvalidClientWithoutCredentials(ctx);
 }
 
-/** What the library reads of a request body at most (its lib/shared/selective_body.js). */
-const BODY_LIMIT = 56 * 1024;
+/** Requests the library refused for the length of their body (see body-limit.ts), marked by its error events. */
+const bodiesTooLarge = new WeakSet<object>();
 
-/**
- * A body announced larger than the library reads is refused as 413 Content
- * Too Large (RFC 9110 §15.5.14), with a description that says so; the library
- * answers 400 "failed to parse the request body".
- */
+/** Where such a refusal was answered as OAuth error JSON, 413 with a description that says so. */
 function useContentTooLarge(ctx: KoaContextWithOIDC): void {
-  const body = ctx.body as { error?: string } | undefined;
-  if (ctx.status !== 400 || body?.error !== 'invalid_request' || !(ctx.request.length > BODY_LIMIT)) return;
-  ctx.status = 413;
-  ctx.body = { error: 'invalid_request', error_description: `the request body is larger than ${BODY_LIMIT / 1024} KiB` };
+  if (!bodiesTooLarge.has(ctx) || ctx.status !== 400) return;
+  answerBodyTooLarge(ctx);
+  ctx.body = { error: 'invalid_request', error_description: BODY_TOO_LARGE };
 }
 
 /**

@@ -446,7 +446,7 @@ describe('other endpoints', () => {
       ['/healthz', 'GET, HEAD, OPTIONS'],
     ];
     for (const [path, allow] of cases) {
-      for (const headers of [{}, { origin: 'https://app.example' }]) {
+      for (const headers of [{}, { origin: 'https://app.example' }] as Record<string, string>[]) {
         const response = await fetch(`${pc.issuer}${path}`, { method: 'OPTIONS', headers });
         expect([path, response.status, response.headers.get('allow')]).toEqual([path, 204, allow]);
       }
@@ -566,15 +566,32 @@ describe('other endpoints', () => {
     expect(pc.errors.slice(errorsBefore)).toEqual([]);
   });
 
-  it('a huge form body is refused as 413 Content Too Large, saying so', async () => {
-    for (const path of ['/token', '/token/introspection', '/token/revocation', '/request', '/me']) {
-      const response = await fetch(`${pc.issuer}${path}`, {
+  it('a huge form body is refused as 413 Content Too Large, saying so, announced or chunked, as JSON or a page', async () => {
+    const form = `grant_type=client_credentials&token=x&x=${'a'.repeat(200_000)}`;
+    // With Content-Length, and chunked (no length known until the library has read past its limit).
+    const bodies: [string, () => RequestInit][] = [
+      ['announced', () => ({ body: form })],
+      ['chunked', () => ({ body: new Blob([form]).stream(), duplex: 'half' } as RequestInit)],
+    ];
+    const send = (path: string, how: () => RequestInit, accept = '*/*') =>
+      fetch(`${pc.issuer}${path}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(client.client_id, client.client_secret!) },
-        body: `grant_type=client_credentials&token=x&x=${'a'.repeat(200_000)}`,
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(client.client_id, client.client_secret!), accept },
+        ...how(),
       });
-      expect([path, response.status]).toEqual([path, 413]);
-      expect(await response.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('larger than') });
+    for (const [kind, how] of bodies) {
+      for (const path of ['/token', '/token/introspection', '/token/revocation', '/request', '/me', '/session/end']) {
+        const response = await send(path, how);
+        expect([kind, path, response.status]).toEqual([kind, path, 413]);
+        expect(await response.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('larger than 56 KiB') });
+        if (path === '/me') expect(response.headers.get('www-authenticate')).toContain('error_description="the request body is larger than 56 KiB"');
+      }
+      // Where a browser is sent, a page that says so (always, at the authorization endpoint).
+      for (const [path, accept] of [['/auth', 'text/html'], ['/auth', '*/*'], ['/session/end', 'text/html']]) {
+        const response = await send(path!, how, accept);
+        expect([kind, path, response.status]).toEqual([kind, path, 413]);
+        expect(await response.text()).toContain('larger than 56 KiB');
+      }
     }
   });
 });
