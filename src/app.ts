@@ -68,6 +68,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         cacheablePublicDocuments(deps.config),
         listOnlyClaimsIssued,
         answerOptions(addresses),
+        refuseEncodedBodies(deps.config, addresses),
         healthProbes(deps.sql),
         interactionPages(deps),
       ];
@@ -147,12 +148,38 @@ function notFound(config: Config, addresses: (path: string) => Address | undefin
     let out = { error: 'not_found', error_description: 'nothing is served at this address' };
     if (address && !takes(address.methods, ctx.method)) out = refuseMethod(ctx, address.methods);
     else ctx.status = 404;
-    // A client or API address answers JSON whatever Accept prefers (as the
-    // provider's own errors there); a page, or an address nobody serves, a page if preferred.
-    if ((!address || address.page) && ctx.accepts('json', 'html') === 'html') {
-      renderErrorPage(ctx, { res: ctx.res, issuerName: config.issuerName }, { error: out.error });
-    } else {
-      ctx.body = out;
-    }
+    answer(ctx, config, address, out, false);
   };
+}
+
+/**
+ * A body in a content coding (gzip, say): neither the provider nor our pages
+ * decode one, and read as it is it would be taken for an empty or a garbled
+ * form. 415 with `Accept-Encoding: identity` (RFC 9110 §15.5.16, §12.5.3).
+ */
+function refuseEncodedBodies(config: Config, addresses: (path: string) => Address | undefined): Koa.Middleware {
+  return (ctx, next) => {
+    const coding = ctx.get('Content-Encoding').trim().toLowerCase();
+    const hasBody = ctx.request.length > 0 || ctx.get('Transfer-Encoding') !== '';
+    if (!coding || coding === 'identity' || !hasBody) return next();
+    ctx.status = 415;
+    ctx.set('Accept-Encoding', 'identity');
+    ctx.set('Connection', 'close'); // the body is not read
+    const out = { error: 'invalid_request', error_description: 'the request body must not be compressed (Content-Encoding)' };
+    answer(ctx, config, addresses(ctx.path), out, true);
+    return undefined;
+  };
+}
+
+/**
+ * An error for a request no route took: a client's or an API's address
+ * answers JSON whatever Accept prefers (as the provider's own errors there);
+ * a page, or an address nobody serves, a page if preferred.
+ */
+function answer(ctx: Koa.Context, config: Config, address: Address | undefined, out: { error: string; error_description: string }, describe: boolean): void {
+  if ((!address || address.page) && ctx.accepts('json', 'html') === 'html') {
+    renderErrorPage(ctx, { res: ctx.res, issuerName: config.issuerName }, describe ? out : { error: out.error });
+  } else {
+    ctx.body = out;
+  }
 }

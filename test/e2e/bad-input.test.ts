@@ -2,6 +2,7 @@
 // an address the client did not register.
 import http from 'node:http';
 import net from 'node:net';
+import { gzipSync } from 'node:zlib';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
@@ -201,6 +202,27 @@ describe('the token endpoint', () => {
     const result = await token({ grant_type: 'client_credentials' }, basic(client.client_id, 'wrong'));
     expect(result.status).toBe(401);
     expect(result.body.error).toBe('invalid_client');
+  });
+
+  it('a compressed request body is refused with 415 and Accept-Encoding: identity, never read as a form', async () => {
+    const form = new URLSearchParams({ grant_type: 'client_credentials' }).toString();
+    const send = (path: string, coding: string, body: BodyInit, accept = '*/*') =>
+      fetch(`${pc.issuer}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': coding, authorization: basic(client.client_id, client.client_secret!), accept },
+        body,
+      });
+    for (const [coding, body] of [['gzip', gzipSync(form)], ['gzip', form], ['br', form], ['x-unknown', form]] as const) {
+      const response = await send('/token', coding, body);
+      expect([coding, response.status, response.headers.get('accept-encoding')]).toEqual([coding, 415, 'identity']);
+      expect(await response.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('Content-Encoding') });
+    }
+    // Where a browser is sent, a page.
+    const page = await send('/interaction/some-uid/login', 'gzip', gzipSync('email=a&password=b'), 'text/html');
+    expect([page.status, page.headers.get('content-type')]).toEqual([415, 'text/html; charset=utf-8']);
+    // identity is no coding at all: the form is read (this client may not use the grant it names).
+    const plain = await send('/token', 'identity', form);
+    expect([plain.status, await plain.json()]).toEqual([400, expect.objectContaining({ error: 'unauthorized_client' })]);
   });
 
   it('every 401 invalid_client carries a challenge (RFC 9110 §15.5.2), credentials in the body or the header', async () => {
