@@ -179,7 +179,9 @@ export class ArtifactAdapter implements Adapter {
     // A request parameter with U+0000 (a state, a login_hint) ends up in the
     // payload, which jsonb cannot store: the request is refused as OAuth
     // invalid_request (an authorization request's error goes back to the client).
-    if (jsonHoldsNul(json)) throw new errors.InvalidRequest('request parameters must not contain the NUL character');
+    if (jsonHoldsNul(json) || (this.kind === 'PushedAuthorizationRequest' && pushedParamsHoldNul(payload))) {
+      throw new errors.InvalidRequest('request parameters must not contain the NUL character');
+    }
     const deferrable = DEFERRABLE.has(this.kind) && atTokenEndpoint();
     const record = {
       kind: this.kind,
@@ -376,6 +378,16 @@ function withLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer
     }
   }
   return live;
+}
+
+/**
+ * A pushed request keeps its parameters as a JWT, where a NUL is base64url
+ * like the rest: stored, it would be refused only when used at /auth. Refused
+ * at the push instead (RFC 9126 §2.1: validated as an authorization request).
+ */
+function pushedParamsHoldNul(payload: AdapterPayload): boolean {
+  const claims = typeof payload.request === 'string' ? payload.request.split('.')[1] : undefined;
+  return claims !== undefined && jsonHoldsNul(Buffer.from(claims, 'base64url').toString('utf8'));
 }
 
 /** A session signed out of (see ArtifactAdapter.endSession): as good as absent. */

@@ -148,6 +148,21 @@ describe('the authorization endpoint', () => {
     expect(answer.get('error_description')).toMatch(/NUL/);
   });
 
+  it('refuses a pushed request holding a NUL character at the push, not when it is used (RFC 9126 §2.1)', async () => {
+    const push = (extra: Record<string, string>) =>
+      fetch(`${pc.issuer}/request`, {
+        method: 'POST',
+        headers: { authorization: basic(client.client_id, client.client_secret!) },
+        body: new URLSearchParams({ client_id: client.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, code_challenge: 'x'.repeat(43), code_challenge_method: 'S256', ...extra }),
+      });
+    for (const name of ['state', 'nonce', 'login_hint']) {
+      const response = await push({ [name]: 'before\u0000after' });
+      expect([name, response.status]).toEqual([name, 400]);
+      expect(await response.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringMatching(/NUL/) });
+    }
+    expect((await push({ state: 'x\\u0000y' })).status).toBe(201); // a backslash and "u0000": text
+  });
+
   it('accepts a state holding a backslash followed by u0000 (text, not the character)', async () => {
     const state = 'x\\u0000y';
     const { request, callback } = await codeFor(new UserAgent(), { state });
