@@ -321,16 +321,6 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
     inactiveForStructuredTokens(ctx);
   }
   useInvalidClientWithoutCredentials(ctx);
-  challengeEveryUnauthorized(ctx);
-}
-
-/**
- * A 401 must name a scheme to authenticate with (RFC 9110 §15.5.2): the
- * library sends one only when the client used the Authorization header, not
- * for a wrong secret in the body or a missing one.
- */
-function challengeEveryUnauthorized(ctx: KoaContextWithOIDC): void {
-  if (ctx.status === 401 && !ctx.response.get('WWW-Authenticate')) ctx.set('WWW-Authenticate', `Basic realm="${ctx.oidc.issuer}"`);
 }
 
 /** Requests the library refused for the length of their body (see body-limit.ts), marked by its error events. */

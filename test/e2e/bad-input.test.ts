@@ -240,27 +240,6 @@ describe('the token endpoint', () => {
     expect([plain.status, await plain.json()]).toEqual([400, expect.objectContaining({ error: 'unauthorized_client' })]);
   });
 
-  it('every 401 invalid_client carries a challenge (RFC 9110 §15.5.2), credentials in the body or the header', async () => {
-    const attempts: [string, Record<string, string>, Record<string, string>][] = [
-      ['secret in the body, wrong', { client_id: client.client_id, client_secret: 'wrong' }, {}],
-      ['client_id alone, of a confidential client', { client_id: client.client_id }, {}],
-      ['secret in the header, wrong', {}, { authorization: basic(client.client_id, 'wrong') }],
-    ];
-    const params: Record<string, Record<string, string>> = {
-      '/token': { grant_type: 'client_credentials' },
-      '/token/introspection': { token: 'x' },
-      '/token/revocation': { token: 'x' },
-      '/request': { response_type: 'code', scope: 'openid', redirect_uri: 'https://app.example/cb' },
-    };
-    for (const [path, extra] of Object.entries(params)) {
-      for (const [how, credentials, headers] of attempts) {
-        const response = await fetch(`${pc.issuer}${path}`, { method: 'POST', headers, body: new URLSearchParams({ ...extra, ...credentials }) });
-        expect([path, how, response.status, response.headers.get('www-authenticate')?.split(',')[0]]).toEqual([path, how, 401, `Basic realm="${pc.issuer}"`]);
-        expect(await response.json()).toMatchObject({ error: 'invalid_client' });
-      }
-    }
-  });
-
   it('answers an Authorization header that is not a client id and secret with 401 invalid_client and a challenge (RFC 6749 §5.2)', async () => {
     const b64 = (text: string) => Buffer.from(text).toString('base64');
     const headers = [
