@@ -3,6 +3,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AdapterPayload } from 'oidc-provider';
+import { VERSION } from './version.js';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
 import { InFlightRequests } from './http/in-flight.js';
@@ -106,7 +107,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     }
 
     const { port } = server.address() as AddressInfo;
-    logger.info('portcullis listening', { issuer: config.issuer, port, database: config.database.kind });
+    logger.info('portcullis listening', { version: VERSION, issuer: config.issuer, port, database: config.database.kind });
     return { url: `http://localhost:${port}`, services, host, close };
   } catch (error) {
     await close();

@@ -11,6 +11,7 @@ import { EmbeddedDatabaseBusy } from '../persistence/embedded.js';
 import { openServices, type Services } from '../services.js';
 import { COMMANDS, type Io } from './commands.js';
 import { USAGE, UsageError, usageOf } from './usage.js';
+import { VERSION } from '../version.js';
 
 const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, EmbeddedDatabaseBusy, KeyError, MigrationError, SealError];
 
@@ -31,6 +32,10 @@ const GROUPS = new Set(Object.keys(COMMANDS).filter((name) => name.includes(' ')
 
 export async function run(argv: string[], io: Io): Promise<number> {
   // Help, for the whole CLI or a group of commands (`portcullis client --help`): the usage.
+  if (argv.length === 1 && argv[0] === '--version') {
+    io.out(`portcullis ${VERSION}\n`);
+    return 0;
+  }
   const asksHelp = (arg: string | undefined) => arg === '--help' || arg === '-h';
   if (argv.length === 0 || argv[0] === 'help' || asksHelp(argv[0]) || (argv.length === 2 && GROUPS.has(argv[0]!) && asksHelp(argv[1]))) {
     io.out(USAGE);

@@ -2,7 +2,7 @@
 // the same database as a running server (or with no server at all).
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -247,6 +247,13 @@ describe('portcullis client', () => {
     expect(result.code).toBe(code);
     expect(result.stderr + result.stdout).toContain(message);
     noStackTrace(result.stderr);
+  });
+
+  it('--version prints the version of package.json, which the server\'s start-up line also names', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const result = await pc.cli(['--version']);
+    expect([result.code, result.stdout]).toEqual([0, `portcullis ${version}\n`]);
+    expect(pc.log.find((line) => line.includes('portcullis listening'))).toContain(`"version":"${version}"`);
   });
 
   it('a usage error shows the usage of its own command, not every command\'s', async () => {
