@@ -108,7 +108,9 @@ const SQL = {
   // A session is ended, not deleted: see endSession().
   endSession: {
     name: 'artifact-end-session',
-    text: `UPDATE provider_artifacts SET consumed_at = now(), payload = '{}'::jsonb, uid = NULL WHERE kind = 'Session' AND id = $1`,
+    text: `UPDATE provider_artifacts SET consumed_at = now(), payload = '{}'::jsonb, uid = NULL,
+             expires_at = LEAST(expires_at, now() + interval '1 hour')
+           WHERE kind = 'Session' AND id = $1`,
   },
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
 } as const;
@@ -312,8 +314,10 @@ export class ArtifactAdapter implements Adapter {
    * session middleware): one that loaded it before the sign-out and ends after
    * it would write a deleted row back, signing the person in again for the
    * session's whole lifetime. So the row stays, emptied and marked ended
-   * (consumed_at) until it would have expired: the writer never updates an
-   * ended session (artifact-writer.ts), and lookups do not find one.
+   * (consumed_at): the writer never updates an ended session
+   * (artifact-writer.ts), and lookups do not find one. For an hour, far longer
+   * than any request runs, then the sweep takes it: a session's id is also
+   * replaced, and the old one ended, at every sign-in and consent.
    */
   private async endSession(id: string): Promise<void> {
     await this.sql.query(SQL.endSession, [sha256(id)]);

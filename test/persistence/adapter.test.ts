@@ -225,16 +225,20 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
 
 it('a session signed out of stays signed out when a request that loaded it before saves it back after', async () => {
   const sessions = new ArtifactAdapter('Session', db.sql);
-  await sessions.upsert('session-1', { kind: 'Session', accountId: 'account-1', uid: 'uid-1', jti: 'session-1' }, 3600);
+  await sessions.upsert('session-1', { kind: 'Session', accountId: 'account-1', uid: 'uid-1', jti: 'session-1' }, 14 * 86400);
   const loaded = await sessions.find('session-1');
   expect(loaded).toMatchObject({ accountId: 'account-1' });
   await sessions.destroy('session-1');
   await sessions.upsert('session-1', loaded!, 3600); // the in-flight request's save, at its end
   expect(await sessions.find('session-1')).toBeUndefined();
   expect(await sessions.findByUid('uid-1')).toBeUndefined();
-  // What is left says nothing about whose session it was.
-  const { rows } = await db.sql.query<{ payload: unknown }>({ name: 'test-ended-session', text: `SELECT payload FROM provider_artifacts WHERE kind = 'Session' AND id = $1` }, [sha256('session-1')]);
-  expect(rows).toEqual([{ payload: {} }]);
+  // What is left says nothing about whose session it was, and goes within the hour (the sweep).
+  const { rows } = await db.sql.query<{ payload: unknown; expires_at: Date }>(
+    { name: 'test-ended-session', text: `SELECT payload, expires_at FROM provider_artifacts WHERE kind = 'Session' AND id = $1` },
+    [sha256('session-1')],
+  );
+  expect(rows).toEqual([{ payload: {}, expires_at: expect.any(Date) }]);
+  expect(rows[0]!.expires_at.getTime()).toBeLessThanOrEqual(Date.now() + 3600_000 + 5_000);
   // Other sessions are saved and changed as ever.
   await sessions.upsert('session-2', { kind: 'Session', accountId: 'account-2', jti: 'session-2' }, 3600);
   await sessions.upsert('session-2', { kind: 'Session', accountId: 'account-3', jti: 'session-2' }, 3600);
