@@ -68,6 +68,10 @@ interface HeldConsumption {
 
 const atTokenEndpoint = () => Provider.ctx?.oidc?.route === 'token';
 
+/** The id a session of this request is replacing (see ArtifactAdapter.destroy), until its new id is saved. */
+const REPLACED_SESSION = 'replaced session';
+const REPLACED_SESSION_BY = 'replacing session';
+
 const SQL = {
   // By digest alone, every kind at once (see find()), with the grant the token
   // belongs to: its key is the SHA-256 (base64url) of grant_id, as sha256() below.
@@ -88,7 +92,13 @@ const SQL = {
            ) g ON true
            WHERE t.id = ANY($1::text[])`,
   },
-  findByUid: { name: 'artifact-find-uid', text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND uid = $2 LIMIT 1' },
+  // A session's uid stays when its id is replaced (see replaceSession): the
+  // ended rows of its earlier ids keep it, and only the live one is found.
+  findByUid: {
+    name: 'artifact-find-uid',
+    text: `SELECT payload, expires_at, consumed_at FROM provider_artifacts
+           WHERE kind = $1 AND uid = $2 AND (kind <> 'Session' OR consumed_at IS NULL) LIMIT 1`,
+  },
   findByUserCode: {
     name: 'artifact-find-user-code',
     text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = $2 LIMIT 1',
@@ -105,12 +115,27 @@ const SQL = {
   },
   grantOf: { name: 'artifact-grant-of', text: 'SELECT grant_id FROM provider_artifacts WHERE kind = $1 AND id = $2' },
   destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2 RETURNING 1' },
-  // A session is ended, not deleted: see endSession().
-  endSession: {
-    name: 'artifact-end-session',
-    text: `UPDATE provider_artifacts SET consumed_at = now(), payload = '{}'::jsonb, uid = NULL,
+  // Sessions are ended, not deleted (see replaceSession and signOut): an ended
+  // row is emptied, keeps its uid, and goes within the hour.
+  replaceSession: {
+    name: 'artifact-replace-session',
+    text: `WITH old AS (
+             UPDATE provider_artifacts SET consumed_at = now(), payload = '{}'::jsonb,
+                    expires_at = LEAST(expires_at, now() + interval '1 hour')
+             WHERE kind = 'Session' AND id = $1 AND consumed_at IS NULL
+             RETURNING 1
+           )
+           INSERT INTO provider_artifacts (kind, id, payload, uid, expires_at)
+           SELECT 'Session', $2, $3::jsonb, $4, $5 FROM old
+           ON CONFLICT (id, kind) DO NOTHING`,
+  },
+  sessionUid: { name: 'artifact-session-uid', text: `SELECT uid FROM provider_artifacts WHERE kind = 'Session' AND id = $1` },
+  signOut: {
+    name: 'artifact-sign-out',
+    text: `UPDATE provider_artifacts SET consumed_at = COALESCE(consumed_at, now()), payload = '{"signedOut": true}'::jsonb,
              expires_at = LEAST(expires_at, now() + interval '1 hour')
-           WHERE kind = 'Session' AND id = $1`,
+           WHERE kind = 'Session' AND (id = $1 OR uid = $2) AND NOT (payload ? 'signedOut')
+           RETURNING 1`,
   },
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
 } as const;
@@ -183,6 +208,13 @@ export class ArtifactAdapter implements Adapter {
     // invalid_request (an authorization request's error goes back to the client).
     if (jsonHoldsNul(json) || (this.kind === 'PushedAuthorizationRequest' && pushedParamsHoldNul(payload))) {
       throw new errors.InvalidRequest('request parameters must not contain the NUL character');
+    }
+    if (this.kind === 'Session') {
+      const replaced = take<string>(REPLACED_SESSION);
+      // (A second save in the request, once replaced, is an ordinary one.)
+      if (replaced !== undefined && replaced !== id && peek(REPLACED_SESSION_BY) !== id) {
+        return this.replaceSession(replaced, id, json, payload.uid ?? null, expiresAt);
+      }
     }
     const deferrable = DEFERRABLE.has(this.kind) && atTokenEndpoint();
     const record = {
@@ -296,7 +328,16 @@ export class ArtifactAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
-    if (this.kind === 'Session') return this.endSession(id);
+    if (this.kind === 'Session') {
+      // The library replaces a session's id at every sign-in and consent
+      // (Session.save: destroy the old id, then save under the new one).
+      const session = Provider.ctx?.oidc?.session as { id?: string; oldId?: string } | undefined;
+      if (session?.oldId === id && session.id !== id) {
+        keep(REPLACED_SESSION, id); // done with the new id's save (upsert)
+        return;
+      }
+      return this.signOut(id);
+    }
     const { rowCount } = await this.sql.query(SQL.destroy, [this.kind, sha256(id)]);
     // The provider resumes an authorization by reading its finished
     // interaction and then destroying it, without checking that it was still
@@ -308,19 +349,37 @@ export class ArtifactAdapter implements Adapter {
     }
   }
 
+  // Every request that loaded a session saves it back when it ends (the
+  // library's session middleware), so a deleted session row would come back:
+  // a request that loaded the session before a sign-out and ends after it
+  // would sign the person in again for the session's whole lifetime. Ended
+  // rows stay instead, and are never updated (artifact-writer.ts) nor found.
+
   /**
-   * Sign-out (and the old id of a session given a new one at sign-in). Every
-   * request that loaded the session saves it back when it ends (the library's
-   * session middleware): one that loaded it before the sign-out and ends after
-   * it would write a deleted row back, signing the person in again for the
-   * session's whole lifetime. So the row stays, emptied and marked ended
-   * (consumed_at): the writer never updates an ended session
-   * (artifact-writer.ts), and lookups do not find one. For an hour, far longer
-   * than any request runs, then the sweep takes it: a session's id is also
-   * replaced, and the old one ended, at every sign-in and consent.
+   * A session's new id, saved only if the old one was still live, in one
+   * statement: the replacement and a sign-out (signOut) lock the old row, so
+   * whichever comes second sees what the first did. A replacement that loses
+   * stores nothing, and the browser's new cookie names no session.
    */
-  private async endSession(id: string): Promise<void> {
-    await this.sql.query(SQL.endSession, [sha256(id)]);
+  private async replaceSession(oldId: string, id: string, json: string, uid: string | null, expiresAt: Date | null): Promise<void> {
+    await this.sql.query(SQL.replaceSession, [sha256(oldId), sha256(id), json, uid, expiresAt]);
+    keep(REPLACED_SESSION_BY, id);
+  }
+
+  /**
+   * Signs out of the session `id` names and of every id it has had or is
+   * being given (its uid). Repeated until a pass finds nothing more: a pass
+   * that waited for a replacement of a row does not see the row that
+   * replacement made, the next one does; and no replacement can start from
+   * a row already ended.
+   */
+  private async signOut(id: string): Promise<void> {
+    const key = sha256(id);
+    const uid = (await this.sql.query<{ uid: string | null }>(SQL.sessionUid, [key])).rows[0]?.uid ?? null;
+    for (let pass = 0; pass < 10; pass++) {
+      const { rowCount } = await this.sql.query(SQL.signOut, [key, uid]);
+      if (rowCount === 0) return;
+    }
   }
 
   revokeByGrantId(grantId: string): Promise<void> {

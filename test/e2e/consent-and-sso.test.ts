@@ -282,6 +282,42 @@ describe('single sign-on', () => {
     }
   });
 
+  it('signing out holds against a consent finishing at the same moment, which gives the session a new id', async () => {
+    let signedOut = 0;
+    for (let round = 0; round < 6; round++) {
+      const ua = new UserAgent();
+      await logIn(ua, appA, 'openid', bob);
+      const logout = await ua.open(`${pc.issuer}/session/end`);
+      const request = await authorizationRequest(appB, 'openid', { prompt: 'consent' });
+      const consent = await visit(ua, request.url);
+      expect(pageKind(consent)).toBe('consent');
+      // Allow, up to the redirect that finishes the authorization (/auth/:uid, where the session gets its new id).
+      const allowed = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
+      const [finished, confirmed] = await Promise.all([
+        visit(ua, allowed.url),
+        ua.open(new URL(UserAgent.formAction(logout, '/session/end/confirm'), pc.issuer).href, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ ...UserAgent.hiddenFields(logout), logout: 'yes' }).toString(),
+        }),
+      ]);
+      // A sign-out that said it succeeded must hold (one that raced a stale
+      // cookie may be refused instead, and can be tried again).
+      if (!confirmed.url.includes('/session/end/success')) continue;
+      signedOut++;
+      const after = await visit(ua, (await authorizationRequest(appA, 'openid', { prompt: 'none' })).url);
+      expect(new URL(after.url).searchParams.get('error'), `round ${round}`).toBe('login_required');
+      // The code the consent gave was tied to the session: it is worth nothing now.
+      const callback = new URL(finished.url);
+      if (callback.searchParams.get('code')) {
+        await expect(
+          oidc.authorizationCodeGrant(appB, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce }),
+        ).rejects.toMatchObject({ error: 'invalid_grant' });
+      }
+    }
+    expect(signedOut).toBeGreaterThan(0);
+  });
+
   it('prompt=none without a session returns login_required', async () => {
     const request = await authorizationRequest(appA, 'openid', { prompt: 'none' });
     const page = await visit(new UserAgent(), request.url);

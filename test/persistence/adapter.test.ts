@@ -237,7 +237,7 @@ it('a session signed out of stays signed out when a request that loaded it befor
     { name: 'test-ended-session', text: `SELECT payload, expires_at FROM provider_artifacts WHERE kind = 'Session' AND id = $1` },
     [sha256('session-1')],
   );
-  expect(rows).toEqual([{ payload: {}, expires_at: expect.any(Date) }]);
+  expect(rows).toEqual([{ payload: { signedOut: true }, expires_at: expect.any(Date) }]);
   expect(rows[0]!.expires_at.getTime()).toBeLessThanOrEqual(Date.now() + 3600_000 + 5_000);
   // Other sessions are saved and changed as ever.
   await sessions.upsert('session-2', { kind: 'Session', accountId: 'account-2', jti: 'session-2' }, 3600);
