@@ -133,8 +133,11 @@ function interactionPages(deps: AppDeps): Koa.Middleware {
   // (@koa/router's context types do not line up with Koa's plain Middleware.)
   const routes = interactions.routes() as unknown as Koa.Middleware;
   const allowedMethods = interactions.allowedMethods() as unknown as Koa.Middleware;
-  return (ctx, next) => (ctx.path.startsWith('/interaction/') ? routes(ctx, () => allowedMethods(ctx, next)) : next());
+  return (ctx, next) => (INTERACTION_PATH.test(ctx.path) ? routes(ctx, () => allowedMethods(ctx, next)) : next());
 }
+
+/** As @koa/router matches (and the 405 table, http/methods.ts): whatever the case. */
+const INTERACTION_PATH = /^\/interaction\//i;
 
 /**
  * An address nothing serves, or not with this method (405, with Allow as RFC
@@ -160,13 +163,16 @@ function notFound(config: Config, addresses: (path: string) => Address | undefin
 function refuseEncodedBodies(config: Config, addresses: (path: string) => Address | undefined): Koa.Middleware {
   return (ctx, next) => {
     const coding = ctx.get('Content-Encoding').trim().toLowerCase();
+    if (!coding || coding === 'identity') return next();
     const hasBody = ctx.request.length > 0 || ctx.get('Transfer-Encoding') !== '';
-    if (!coding || coding === 'identity' || !hasBody) return next();
+    // An address nothing serves, or not by this method, is answered as such (404, 405).
+    const address = addresses(ctx.path);
+    if (!hasBody || !address || !takes(address.methods, ctx.method)) return next();
     ctx.status = 415;
     ctx.set('Accept-Encoding', 'identity');
     ctx.set('Connection', 'close'); // the body is not read
     const out = { error: 'invalid_request', error_description: 'the request body must not be compressed (Content-Encoding)' };
-    answer(ctx, config, addresses(ctx.path), out, true);
+    answer(ctx, config, address, out, true);
     return undefined;
   };
 }

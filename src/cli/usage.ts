@@ -38,6 +38,7 @@ Signing keys
 Database
   migrate                 apply pending migrations (the server also does this at start)
 
+Version
   --version               this copy's version (also in the server's "portcullis listening" line)
 
 Configuration comes from the environment (DATABASE_URL, DATA_DIR, ...); see README.md.

@@ -68,6 +68,6 @@ export function takes(allowed: string[], method: string): boolean {
 /** Answers 405 with Allow; the body (JSON) is what it returns, for the caller to send or render. */
 export function refuseMethod(ctx: Context, allowed: string[]): { error: string; error_description: string } {
   ctx.status = 405;
-  ctx.set('Allow', withHead(allowed).join(', '));
+  ctx.set('Allow', [...withHead(allowed), 'OPTIONS'].join(', ')); // OPTIONS: answerOptions
   return { error: 'method_not_allowed', error_description: `${ctx.method} is not allowed here; use ${allowed.join(' or ')}` };
 }

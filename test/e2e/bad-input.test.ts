@@ -235,6 +235,9 @@ describe('the token endpoint', () => {
     // Where a browser is sent, a page.
     const page = await send('/interaction/some-uid/login', 'gzip', gzipSync('email=a&password=b'), 'text/html');
     expect([page.status, page.headers.get('content-type')]).toEqual([415, 'text/html; charset=utf-8']);
+    // An address nothing serves, or not by this method, is answered as such first.
+    expect((await send('/tokens', 'gzip', gzipSync(form))).status).toBe(404);
+    expect((await send('/jwks', 'gzip', gzipSync(form))).status).toBe(405);
     // identity is no coding at all: the form is read (this client may not use the grant it names).
     const plain = await send('/token', 'identity', form);
     expect([plain.status, await plain.json()]).toEqual([400, expect.objectContaining({ error: 'unauthorized_client' })]);
@@ -438,16 +441,16 @@ describe('other endpoints', () => {
 
   it('a method an address does not take is 405 with Allow (RFC 9110 §15.5.6), as JSON or a page', async () => {
     const cases: [string, string, string][] = [
-      ['GET', '/token', 'POST'],
-      ['GET', '/token/introspection', 'POST'],
-      ['DELETE', '/me', 'GET, POST, HEAD'],
-      ['POST', '/jwks', 'GET, HEAD'],
-      ['PUT', '/auth', 'GET, POST, HEAD'],
-      ['POST', '/.well-known/openid-configuration', 'GET, HEAD'],
-      ['GET', '/session/end/confirm', 'POST'],
+      ['GET', '/token', 'POST, OPTIONS'],
+      ['GET', '/token/introspection', 'POST, OPTIONS'],
+      ['DELETE', '/me', 'GET, POST, HEAD, OPTIONS'],
+      ['POST', '/jwks', 'GET, HEAD, OPTIONS'],
+      ['PUT', '/auth', 'GET, POST, HEAD, OPTIONS'],
+      ['POST', '/.well-known/openid-configuration', 'GET, HEAD, OPTIONS'],
+      ['GET', '/session/end/confirm', 'POST, OPTIONS'],
     ];
     // The health probes answer in the same shape.
-    cases.push(['POST', '/readyz', 'GET, HEAD']);
+    cases.push(['POST', '/readyz', 'GET, HEAD, OPTIONS']);
     // JSON at a client's or an API's address even when Accept prefers HTML, as a browser's does;
     // a page where a browser is sent (/auth, /session/end/…), if preferred.
     const pages = new Set(['/auth', '/session/end/confirm']);
@@ -462,8 +465,11 @@ describe('other endpoints', () => {
     // Where a browser is sent, a page; the path's case does not matter, as to the routers.
     for (const path of ['/interaction/some-uid/login', '/interaction/some-uid/LOGIN', '/Interaction/some-uid/Confirm/']) {
       const page = await fetch(`${pc.issuer}${path}`, { headers: { accept: 'text/html' } });
-      expect([path, page.status, page.headers.get('allow')]).toEqual([path, 405, 'POST']);
+      expect([path, page.status, page.headers.get('allow')]).toEqual([path, 405, 'POST, OPTIONS']);
       expect(await page.text()).toContain('<title>This page cannot be opened this way');
+      // …and the method it allows reaches the page's handler (here: no such sign-in), not a 404.
+      const posted = await fetch(`${pc.issuer}${path}`, { method: 'POST', headers: { accept: 'text/html' }, body: new URLSearchParams({ email: 'a@example.com' }) });
+      expect([path, posted.status]).toEqual([path, 400]);
     }
     // HEAD is GET without the body, and an address nothing serves stays a 404.
     expect((await fetch(`${pc.issuer}/jwks`, { method: 'HEAD' })).status).toBe(200);

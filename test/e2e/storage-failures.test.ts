@@ -65,7 +65,7 @@ it('the health probes: liveness and readiness answer without credentials, and ar
   }
   const post = await fetch(`${pc.issuer}/readyz`, { method: 'POST' });
   expect(post.status).toBe(405);
-  expect(post.headers.get('allow')).toBe('GET, HEAD');
+  expect(post.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
 });
 
 it('readiness follows the database: 503 while it refuses connections, 200 once it is back; liveness stays 200', async (context) => {
