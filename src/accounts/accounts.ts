@@ -62,6 +62,7 @@ const FIND_ACCOUNTS = {
   text: 'SELECT id, email, name, email_verified, updated_at, signed_out_at, revoked_at FROM users WHERE id = ANY($1::uuid[])',
 } as const;
 
+const PASSWORD_NOW = { name: 'account-password-now', text: 'SELECT hash FROM passwords WHERE user_id = $1::uuid' } as const;
 const PASSWORD_OF = {
   name: 'account-password',
   text: 'SELECT u.id, p.hash FROM users u JOIN passwords p ON p.user_id = u.id WHERE u.email = $1',
@@ -244,6 +245,14 @@ export class Accounts {
 
   /** The user's id when the password is right; undefined otherwise, in the same time either way. */
   async verifyPassword(email: string, password: string): Promise<string | undefined> {
+    return (await this.checkPassword(email, password))?.accountId;
+  }
+
+  /**
+   * As verifyPassword, with the credential it checked (opaque): for
+   * passwordStands() once the sign-in is saved.
+   */
+  async checkPassword(email: string, password: string): Promise<{ accountId: string; credential: string } | undefined> {
     // On the sign-in path: one statement on the pg pool (see persistence/database.ts).
     // An email no column can hold belongs to nobody: the decoy below keeps the timing.
     const normalized = normalizeEmail(email);
@@ -253,7 +262,18 @@ export class Accounts {
       await this.hasher.verifyDecoy(password);
       return undefined;
     }
-    return (await this.hasher.verify(user.hash, password)) ? user.id : undefined;
+    return (await this.hasher.verify(user.hash, password)) ? { accountId: user.id, credential: user.hash } : undefined;
+  }
+
+  /**
+   * Whether the password checked as `credential` is still the account's. A
+   * sign-in saved after `user set-password` deleted the sign-ins in progress
+   * would otherwise stand on the old password; one saved before it is among
+   * those it deletes.
+   */
+  async passwordStands(accountId: string, credential: string): Promise<boolean> {
+    const { rows } = await this.sql.query<{ hash: string }>(PASSWORD_NOW, [accountId]);
+    return rows[0]?.hash === credential;
   }
 
   async find(id: string): Promise<UserView | undefined> {

@@ -210,7 +210,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     // set in a later second (its cut-off, see Accounts.isSignedIn) then
     // refuses a session signed in with the old one.
     const signedInAt = Math.floor(Date.now() / 1000);
-    const outcome = await signInThrottle.signIn(email, ctx.ip, () => accounts.verifyPassword(email, password));
+    let checked: { accountId: string; credential: string } | undefined;
+    const outcome = await signInThrottle.signIn(email, ctx.ip, async () => (checked = await accounts.checkPassword(email, password))?.accountId);
     if (outcome.refused) {
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), retryAfter: outcome.retryAfter });
       ctx.status = 429;
@@ -233,8 +234,18 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       await finish(ctx, interaction, error, { mergeWithLastSubmission: false });
       return;
     }
-    logger.info('signed in', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
     await finish(ctx, interaction, { login: { accountId, amr: ['pwd'], ts: signedInAt } }, { mergeWithLastSubmission: false });
+    // `user set-password` deletes the sign-ins in progress with the old
+    // password, in its transaction: one saved after that is undone here.
+    if (!(await accounts.passwordStands(accountId, checked!.credential))) {
+      interaction.result = undefined;
+      await interaction.save(interaction.exp - Math.floor(Date.now() / 1000));
+      logger.info('login failed: the password changed meanwhile', { interaction: interactionReference(interaction.uid) });
+      ctx.remove('Location');
+      ctx.status = 401;
+      return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
+    }
+    logger.info('signed in', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
   });
 
   router.post('/confirm', async (ctx) => {

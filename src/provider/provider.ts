@@ -162,6 +162,17 @@ function honourSignOuts(provider: Provider, accounts: Accounts): void {
     session?.accountId && !(await accounts.isSignedIn(session.accountId, session.loginTs)) ? undefined : session;
   Session.find = async (id) => stands(await find(id));
   Session.findByUid = async (uid) => stands(await findByUid(uid));
+  // A finished sign-in waiting to be resumed (/auth/:uid) stands only as a
+  // session would: the resume signs the person in and goes on to a code in
+  // the same request, before any session is looked up again.
+  type InteractionLookup = (id: string) => Promise<{ result?: { login?: { accountId?: string; ts?: number } } } | undefined>;
+  const Interaction = provider.Interaction as unknown as { find: InteractionLookup };
+  const findInteraction = Interaction.find.bind(Interaction);
+  Interaction.find = async (id) => {
+    const interaction = await findInteraction(id);
+    const login = interaction?.result?.login;
+    return login?.accountId && !(await accounts.isSignedIn(login.accountId, login.ts)) ? undefined : interaction;
+  };
 }
 
 /**

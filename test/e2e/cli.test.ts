@@ -13,6 +13,7 @@ import { embedded } from '../support/locks.js';
 import { freePort, runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
 import * as oidc from 'openid-client';
 import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { sha256 } from '../../src/persistence/hash.js';
 import { UserAgent } from '../support/user-agent.js';
 
 let pc: TestPortcullis;
@@ -356,6 +357,39 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     expect(listed.stdout).not.toMatch(/argon2|password/);
     const text = await pc.cli(['user', 'list']);
     expect(text.stdout).toContain(`${lena[0]!.id}  lena@example.com  Lena`);
+  });
+
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('set-password: a sign-in that checked the old password and is saved after the change is refused', async () => {
+    await pc.createUser('nell@example.com', 'nells old password');
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(rp, 'openid offline_access', { prompt: 'consent' })).url);
+    expect(pageKind(login)).toBe('login');
+    const uid = /\/interaction\/([^/]+)\/login/.exec(login.html)![1]!;
+    // Hold the sign-in's row, so that the sign-in checks the old password and
+    // then waits to save itself while the password changes.
+    const [holder, watcher] = [pc.outsideConnection(), pc.outsideConnection()];
+    await Promise.all([holder.connect(), watcher.connect()]);
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'Interaction' AND id = $1 FOR UPDATE`, [sha256(uid)]);
+      const signingIn = signIn(ua, login, 'nell@example.com', 'nells old password');
+      const deadline = Date.now() + 20_000;
+      const waiting = async () =>
+        Number((await watcher.query(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].count);
+      while ((await waiting()) < 1) {
+        if (Date.now() > deadline) throw new Error('the sign-in never waited for its row');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const changed = await pc.cli(['user', 'set-password', 'nell@example.com', '--password-stdin'], 'nells new password\n');
+      expect(changed.code, changed.stderr).toBe(0);
+      await holder.query('COMMIT');
+      const answer = await signingIn;
+      expect([answer.status, pageKind(answer)]).toEqual([401, 'login']);
+    } finally {
+      await Promise.all([holder.end(), watcher.end()]);
+    }
+    expect(await stillSignedIn(ua, rp)).toBe(false);
+    expect(await tryPassword(rp, 'nell@example.com', 'nells new password')).toBe(200);
   });
 
   it('set-password: the old password stops working, every session ends, a lockout is lifted, and apps keep their access', async () => {
