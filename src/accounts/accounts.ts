@@ -62,6 +62,7 @@ const FIND_ACCOUNTS = {
   text: 'SELECT id, email, name, email_verified, updated_at, signed_out_at, revoked_at FROM users WHERE id = ANY($1::uuid[])',
 } as const;
 
+const REVOKED_AT = { name: 'account-revoked-at', text: 'SELECT revoked_at FROM users WHERE id = $1::uuid' } as const;
 const PASSWORD_NOW = { name: 'account-password-now', text: 'SELECT hash FROM passwords WHERE user_id = $1::uuid' } as const;
 const PASSWORD_OF = {
   name: 'account-password',
@@ -290,6 +291,17 @@ export class Accounts {
   async isSignedIn(accountId: string, loginTs: number | undefined): Promise<boolean> {
     const user = isUuid(accountId) ? await this.load(accountId) : undefined;
     return Boolean(user) && !before(loginTs, user!.signed_out_at);
+  }
+
+  /**
+   * What `user revoke` and `user delete` change, read from the database (not
+   * the cache, which hears of a change a moment later): a consent compares it
+   * before and after saving its grant, since either deletes grants in its
+   * transaction and a grant saved after that would come back.
+   */
+  async accessState(accountId: string): Promise<string> {
+    const { rows } = isUuid(accountId) ? await this.sql.query<{ revoked_at: Date | null }>(REVOKED_AT, [accountId]) : { rows: [] };
+    return rows[0] ? String(rows[0].revoked_at?.getTime() ?? 'never revoked') : 'deleted';
   }
 
   /** oidc-provider's findAccount: the provider filters the claims by granted scope (see `claims` in configuration). */

@@ -253,6 +253,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     const accountId = interaction.session?.accountId;
     if (!accountId) throw new errors.SessionNotFound('no account in session');
     const clientId = String(interaction.params.client_id);
+    const access = await accounts.accessState(accountId);
     const existing = interaction.grantId ? await provider.Grant.find(interaction.grantId) : undefined;
     // A new grant's id comes from the interaction, so that consent posted
     // more than once at once (a double click) saves one grant, not several of
@@ -273,6 +274,15 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     // changes nothing: saving it would only rewrite the row (its expiry stays).
     const adds = Boolean(missing.missingOIDCScope?.length || missing.missingOIDCClaims?.length || Object.keys(missing.missingResourceScopes ?? {}).length);
     const grantId = existing && !adds ? interaction.grantId! : await grant.save();
+    // `user revoke` (or delete) deletes grants in its transaction: a grant
+    // saved after that would bring the consent back. Undone, and the person
+    // starts again (and finds themselves signed out).
+    if ((await accounts.accessState(accountId)) !== access) {
+      await grant.destroy();
+      await interaction.destroy();
+      logger.info('consent refused: the account was revoked meanwhile', { interaction: interactionReference(interaction.uid) });
+      throw new errors.SessionNotFound('the account was revoked while consent was given');
+    }
     await finish(ctx, interaction, { consent: { grantId } }, { mergeWithLastSubmission: true });
   });
 

@@ -464,6 +464,44 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     expect((await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).status).toBe(401);
   });
 
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('revoke: a consent given at the same moment does not bring the consent back', async () => {
+    await pc.createUser('sara@example.com', 'saras password');
+    const ua = new UserAgent();
+    await logIn(ua, rp, 'openid', { email: 'sara@example.com', password: 'saras password' });
+    const consent = await visit(ua, (await authorizationRequest(rp, 'openid email', { prompt: 'consent' })).url);
+    expect(pageKind(consent)).toBe('consent');
+    const { id } = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string }[]).find((user) => user.email === 'sara@example.com')!;
+    // Hold the grant's row: the revoke waits to delete it, then the consent waits to save it, in that order.
+    const [holder, watcher] = [pc.outsideConnection(), pc.outsideConnection()];
+    await Promise.all([holder.connect(), watcher.connect()]);
+    const waiting = async (count: number) => {
+      const deadline = Date.now() + 20_000;
+      const waiters = async () =>
+        Number((await watcher.query(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].count);
+      while ((await waiters()) < count) {
+        if (Date.now() > deadline) throw new Error(`fewer than ${count} statements ever waited for the grant`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    try {
+      await holder.query('BEGIN');
+      const { rowCount } = await holder.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'Grant' AND account_id = $1 FOR UPDATE`, [id]);
+      expect(rowCount).toBe(1);
+      const revoking = pc.cli(['user', 'revoke', 'sara@example.com']);
+      await waiting(1);
+      const consenting = ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), REDIRECT_URI);
+      await waiting(2);
+      await holder.query('COMMIT');
+      expect((await revoking).code).toBe(0);
+      const answer = await consenting;
+      expect([answer.status, answer.url.startsWith(REDIRECT_URI)]).toEqual([400, false]);
+    } finally {
+      await Promise.all([holder.end(), watcher.end()]);
+    }
+    const again = await logIn(new UserAgent(), rp, 'openid', { email: 'sara@example.com', password: 'saras password' });
+    expect(again.seen).toEqual(['login', 'consent']);
+  });
+
   it('revoke: sessions, consents, codes and tokens end; the user stays and is asked to consent again', async () => {
     await pc.createUser('nora@example.com', 'noras password');
     const ua = new UserAgent();
