@@ -117,13 +117,21 @@ const SQL = {
   destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2 RETURNING 1' },
   // Sessions are ended, not deleted (see replaceSession and signOut): an ended
   // row is emptied, keeps its uid, and goes within the hour.
+  // The old row is locked first: a sign-out that got there before has marked
+  // it (and this finds nothing to replace); one that comes after waits, then
+  // sees the new row (signOut's next pass). A row another request replaced a
+  // moment ago (two tabs finishing at once) still has its successor made: the
+  // library gives each its own session, and a sign-out ends them all (uid).
   replaceSession: {
     name: 'artifact-replace-session',
     text: `WITH old AS (
-             UPDATE provider_artifacts SET consumed_at = now(), payload = '{}'::jsonb,
-                    expires_at = LEAST(expires_at, now() + interval '1 hour')
-             WHERE kind = 'Session' AND id = $1 AND consumed_at IS NULL
-             RETURNING 1
+             SELECT id FROM provider_artifacts
+             WHERE kind = 'Session' AND id = $1 AND NOT (payload ? 'signedOut')
+             FOR UPDATE
+           ), ended AS (
+             UPDATE provider_artifacts a SET consumed_at = now(), payload = '{}'::jsonb,
+                    expires_at = LEAST(a.expires_at, now() + interval '1 hour')
+             FROM old WHERE a.kind = 'Session' AND a.id = old.id AND a.consumed_at IS NULL
            )
            INSERT INTO provider_artifacts (kind, id, payload, uid, expires_at)
            SELECT 'Session', $2, $3::jsonb, $4, $5 FROM old

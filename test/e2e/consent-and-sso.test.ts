@@ -318,6 +318,27 @@ describe('single sign-on', () => {
     expect(signedOut).toBeGreaterThan(0);
   });
 
+  it('two tabs finishing consent at once both leave the person signed in, and one sign-out ends both', async () => {
+    for (let round = 0; round < 5; round++) {
+      const ua = new UserAgent();
+      await logIn(ua, appA, 'openid', bob);
+      // Two consents, each up to the redirect that finishes it (/auth/:uid, where the session gets a new id).
+      const requests = [await authorizationRequest(appA, 'openid', { prompt: 'consent' }), await authorizationRequest(appB, 'openid', { prompt: 'consent' })];
+      const pages = [];
+      for (const request of requests) pages.push(await visit(ua, request.url));
+      const allowed = [];
+      for (const page of pages) allowed.push(await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.hiddenFields(page), `${pc.issuer}/auth/`));
+      const finished = await Promise.all(allowed.map((page) => visit(ua, page.url)));
+      for (const page of finished) expect(new URL(page.url).searchParams.get('code'), `round ${round}`).toBeTruthy();
+      const silently = async () => new URL((await visit(ua, (await authorizationRequest(appA, 'openid', { prompt: 'none' })).url)).url).searchParams.get('error');
+      expect(await silently(), `round ${round}`).toBeNull();
+      const logout = await ua.open(`${pc.issuer}/session/end`);
+      const signedOut = await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
+      expect(signedOut.url).toContain('/session/end/success');
+      expect(await silently(), `round ${round}`).toBe('login_required');
+    }
+  });
+
   it('prompt=none without a session returns login_required', async () => {
     const request = await authorizationRequest(appA, 'openid', { prompt: 'none' });
     const page = await visit(new UserAgent(), request.url);
