@@ -294,14 +294,14 @@ export class Accounts {
   }
 
   /**
-   * What `user revoke` and `user delete` change, read from the database (not
-   * the cache, which hears of a change a moment later): a consent compares it
-   * before and after saving its grant, since either deletes grants in its
-   * transaction and a grant saved after that would come back.
+   * Whether `user revoke` or `user delete` came at or after `epochSeconds`,
+   * read from the database, not the cache (which hears of a change a moment
+   * later). See POST /confirm (interactions/routes.ts).
    */
-  async accessState(accountId: string): Promise<string> {
+  async revokedSince(accountId: string, epochSeconds: number): Promise<boolean> {
     const { rows } = isUuid(accountId) ? await this.sql.query<{ revoked_at: Date | null }>(REVOKED_AT, [accountId]) : { rows: [] };
-    return rows[0] ? String(rows[0].revoked_at?.getTime() ?? 'never revoked') : 'deleted';
+    const revokedAt = rows[0] ? rows[0].revoked_at : new Date(); // gone: deleted
+    return revokedAt !== null && Math.floor(revokedAt.getTime() / 1000) >= epochSeconds;
   }
 
   /** oidc-provider's findAccount: the provider filters the claims by granted scope (see `claims` in configuration). */

@@ -253,7 +253,6 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     const accountId = interaction.session?.accountId;
     if (!accountId) throw new errors.SessionNotFound('no account in session');
     const clientId = String(interaction.params.client_id);
-    const access = await accounts.accessState(accountId);
     const existing = interaction.grantId ? await provider.Grant.find(interaction.grantId) : undefined;
     // A new grant's id comes from the interaction, so that consent posted
     // more than once at once (a double click) saves one grant, not several of
@@ -274,14 +273,16 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     // changes nothing: saving it would only rewrite the row (its expiry stays).
     const adds = Boolean(missing.missingOIDCScope?.length || missing.missingOIDCClaims?.length || Object.keys(missing.missingResourceScopes ?? {}).length);
     const grantId = existing && !adds ? interaction.grantId! : await grant.save();
-    // `user revoke` (or delete) deletes grants in its transaction: a grant
-    // saved after that would bring the consent back. Undone, and the person
-    // starts again (and finds themselves signed out).
-    if ((await accounts.accessState(accountId)) !== access) {
+    // `user revoke` (or delete) deletes the account's grants and
+    // interactions in its transaction: a grant saved after that would bring
+    // the consent back. This interaction gone once the grant is saved, and a
+    // revoke since it began (its second counts), mean one came meanwhile: the
+    // grant is undone, and the person starts again (signed out). Gone without
+    // a revoke is a double submit, or set-password, which keeps consents.
+    if (!(await provider.Interaction.find(interaction.uid)) && (await accounts.revokedSince(accountId, interaction.iat ?? 0))) {
       await grant.destroy();
-      await interaction.destroy();
-      logger.info('consent refused: the account was revoked meanwhile', { interaction: interactionReference(interaction.uid) });
-      throw new errors.SessionNotFound('the account was revoked while consent was given');
+      logger.info('consent refused: the account was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
+      throw new errors.SessionNotFound('the account was signed out while consent was given');
     }
     await finish(ctx, interaction, { consent: { grantId } }, { mergeWithLastSubmission: true });
   });
