@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { CONTROL_CHARACTERS, UNSHOWABLE } from '../display-text.js';
 import type { Account, FindAccount } from 'oidc-provider';
+import { sha256 } from '../persistence/hash.js';
 import { Batcher } from '../persistence/batcher.js';
 import type { Database, Prisma, Sql } from '../persistence/database.js';
 import { NotifiedCache } from '../persistence/notified-cache.js';
@@ -62,8 +63,11 @@ const FIND_ACCOUNTS = {
   text: 'SELECT id, email, name, email_verified, updated_at, signed_out_at, revoked_at FROM users WHERE id = ANY($1::uuid[])',
 } as const;
 
-const REVOKED_AT = { name: 'account-revoked-at', text: 'SELECT revoked_at FROM users WHERE id = $1::uuid' } as const;
-const PASSWORD_NOW = { name: 'account-password-now', text: 'SELECT hash FROM passwords WHERE user_id = $1::uuid' } as const;
+// FOR SHARE: a user revoke or set-password still open holds these rows; the
+// read waits for it to commit and sees what it wrote, where a plain read would
+// see what was there before, in the moment between its delete and its commit.
+const REVOKED_AT = { name: 'account-revoked-at', text: 'SELECT revoked_at FROM users WHERE id = $1::uuid FOR SHARE' } as const;
+const PASSWORD_NOW = { name: 'account-password-now', text: 'SELECT hash FROM passwords WHERE user_id = $1::uuid FOR SHARE' } as const;
 const PASSWORD_OF = {
   name: 'account-password',
   text: 'SELECT u.id, p.hash FROM users u JOIN passwords p ON p.user_id = u.id WHERE u.email = $1',
@@ -250,8 +254,8 @@ export class Accounts {
   }
 
   /**
-   * As verifyPassword, with the credential it checked (opaque): for
-   * passwordStands() once the sign-in is saved.
+   * As verifyPassword, with the credential it checked (opaque: a digest of
+   * the stored hash, which the sign-in's result keeps): for passwordStands().
    */
   async checkPassword(email: string, password: string): Promise<{ accountId: string; credential: string } | undefined> {
     // On the sign-in path: one statement on the pg pool (see persistence/database.ts).
@@ -263,7 +267,7 @@ export class Accounts {
       await this.hasher.verifyDecoy(password);
       return undefined;
     }
-    return (await this.hasher.verify(user.hash, password)) ? { accountId: user.id, credential: user.hash } : undefined;
+    return (await this.hasher.verify(user.hash, password)) ? { accountId: user.id, credential: sha256(user.hash) } : undefined;
   }
 
   /**
@@ -273,8 +277,9 @@ export class Accounts {
    * those it deletes.
    */
   async passwordStands(accountId: string, credential: string): Promise<boolean> {
+    if (!isUuid(accountId)) return false;
     const { rows } = await this.sql.query<{ hash: string }>(PASSWORD_NOW, [accountId]);
-    return rows[0]?.hash === credential;
+    return rows[0] !== undefined && sha256(rows[0].hash) === credential;
   }
 
   async find(id: string): Promise<UserView | undefined> {

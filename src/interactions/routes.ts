@@ -234,7 +234,9 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       await finish(ctx, interaction, error, { mergeWithLastSubmission: false });
       return;
     }
-    await finish(ctx, interaction, { login: { accountId, amr: ['pwd'], ts: signedInAt } }, { mergeWithLastSubmission: false });
+    // `credential` (see Accounts.checkPassword) lets the resume check the password too (provider.ts).
+    const login = { accountId, amr: ['pwd'], ts: signedInAt, credential: checked!.credential };
+    await finish(ctx, interaction, { login }, { mergeWithLastSubmission: false });
     // `user set-password` deletes the sign-ins in progress with the old
     // password, in its transaction: one saved after that is undone here.
     if (!(await accounts.passwordStands(accountId, checked!.credential))) {
@@ -279,7 +281,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     // revoke since it began (its second counts), mean one came meanwhile: the
     // grant is undone, and the person starts again (signed out). Gone without
     // a revoke is a double submit, or set-password, which keeps consents.
-    if (!(await provider.Interaction.find(interaction.uid)) && (await accounts.revokedSince(accountId, interaction.iat ?? 0))) {
+    // (The revocation first: its read waits for a revoke still open.)
+    if ((await accounts.revokedSince(accountId, interaction.iat ?? 0)) && !(await provider.Interaction.find(interaction.uid))) {
       await grant.destroy();
       logger.info('consent refused: the account was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
       throw new errors.SessionNotFound('the account was signed out while consent was given');

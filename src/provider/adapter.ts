@@ -135,15 +135,22 @@ const SQL = {
            )
            INSERT INTO provider_artifacts (kind, id, payload, uid, expires_at)
            SELECT 'Session', $2, $3::jsonb, $4, $5 FROM old
-           ON CONFLICT (id, kind) DO NOTHING`,
+           ON CONFLICT (id, kind) DO NOTHING
+           RETURNING 1`,
   },
   sessionUid: { name: 'artifact-session-uid', text: `SELECT uid FROM provider_artifacts WHERE kind = 'Session' AND id = $1` },
+  // Answers what each row held before: its authorizations name grants.
   signOut: {
     name: 'artifact-sign-out',
-    text: `UPDATE provider_artifacts SET consumed_at = COALESCE(consumed_at, now()), payload = '{"signedOut": true}'::jsonb,
-             expires_at = LEAST(expires_at, now() + interval '1 hour')
-           WHERE kind = 'Session' AND (id = $1 OR uid = $2) AND NOT (payload ? 'signedOut')
-           RETURNING 1`,
+    text: `WITH ending AS (
+             SELECT id, payload FROM provider_artifacts
+             WHERE kind = 'Session' AND (id = $1 OR uid = $2) AND NOT (payload ? 'signedOut')
+             FOR UPDATE
+           )
+           UPDATE provider_artifacts a SET consumed_at = COALESCE(a.consumed_at, now()), payload = '{"signedOut": true}'::jsonb,
+                  expires_at = LEAST(a.expires_at, now() + interval '1 hour')
+           FROM ending WHERE a.kind = 'Session' AND a.id = ending.id
+           RETURNING ending.payload AS payload`,
   },
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
 } as const;
@@ -219,8 +226,12 @@ export class ArtifactAdapter implements Adapter {
     }
     if (this.kind === 'Session') {
       const replaced = take<string>(REPLACED_SESSION);
-      // (A second save in the request, once replaced, is an ordinary one.)
-      if (replaced !== undefined && replaced !== id && peek(REPLACED_SESSION_BY) !== id) {
+      // A second save in the request, once replaced, is an ordinary one; once
+      // refused (signed out meanwhile), refused again.
+      const replacement = peek<{ id: string; stored: boolean }>(REPLACED_SESSION_BY);
+      if (replacement?.id === id) {
+        if (!replacement.stored) return;
+      } else if (replaced !== undefined && replaced !== id) {
         return this.replaceSession(replaced, id, json, payload.uid ?? null, expiresAt);
       }
     }
@@ -370,8 +381,8 @@ export class ArtifactAdapter implements Adapter {
    * stores nothing, and the browser's new cookie names no session.
    */
   private async replaceSession(oldId: string, id: string, json: string, uid: string | null, expiresAt: Date | null): Promise<void> {
-    await this.sql.query(SQL.replaceSession, [sha256(oldId), sha256(id), json, uid, expiresAt]);
-    keep(REPLACED_SESSION_BY, id);
+    const { rowCount } = await this.sql.query(SQL.replaceSession, [sha256(oldId), sha256(id), json, uid, expiresAt]);
+    keep(REPLACED_SESSION_BY, { id, stored: rowCount > 0 });
   }
 
   /**
@@ -384,10 +395,26 @@ export class ArtifactAdapter implements Adapter {
   private async signOut(id: string): Promise<void> {
     const key = sha256(id);
     const uid = (await this.sql.query<{ uid: string | null }>(SQL.sessionUid, [key])).rows[0]?.uid ?? null;
+    const grants = new Set<string>();
     for (let pass = 0; pass < 10; pass++) {
-      const { rowCount } = await this.sql.query(SQL.signOut, [key, uid]);
-      if (rowCount === 0) return;
+      const { rows } = await this.sql.query<{ payload: SessionPayload }>(SQL.signOut, [key, uid]);
+      if (rows.length === 0) break;
+      for (const { payload } of rows) {
+        for (const { grantId, persistsLogout } of Object.values(payload.authorizations ?? {})) if (grantId && !persistsLogout) grants.add(grantId);
+      }
     }
+    // The library revokes the grants of the session it loaded (those without
+    // offline_access); the session's other ids (two tabs that each finished a
+    // consent at once) may name others, revoked here the same way.
+    const request = Provider.ctx;
+    const loaded = (request?.oidc?.session as SessionPayload | undefined)?.authorizations ?? {};
+    for (const { grantId } of Object.values(loaded)) if (grantId) grants.delete(grantId); // revoked by the library already
+    await Promise.all(
+      [...grants].map(async (grantId) => {
+        await Promise.all([this.revokeByGrantId(grantId), this.sql.query(SQL.destroy, ['Grant', sha256(grantId)])]);
+        request?.oidc.provider.emit('grant.revoked', request, grantId);
+      }),
+    );
   }
 
   revokeByGrantId(grantId: string): Promise<void> {
@@ -461,7 +488,12 @@ function pushedParamsHoldNul(payload: AdapterPayload): boolean {
   return claims !== undefined && jsonHoldsNul(Buffer.from(claims, 'base64url').toString('utf8'));
 }
 
-/** A session signed out of (see ArtifactAdapter.endSession): as good as absent. */
+/** What a Session row holds of interest to a sign-out: the grants given through it, per client. */
+interface SessionPayload {
+  authorizations?: Record<string, { grantId?: string; persistsLogout?: boolean }>;
+}
+
+/** A session signed out of, or whose id was replaced (see ArtifactAdapter.signOut): as good as absent. */
 function isEndedSession(kind: string, row: ArtifactRow | undefined): boolean {
   return kind === 'Session' && !!row?.consumed_at;
 }

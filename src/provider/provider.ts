@@ -163,15 +163,21 @@ function honourSignOuts(provider: Provider, accounts: Accounts): void {
   Session.find = async (id) => stands(await find(id));
   Session.findByUid = async (uid) => stands(await findByUid(uid));
   // A finished sign-in waiting to be resumed (/auth/:uid) stands only as a
-  // session would: the resume signs the person in and goes on to a code in
-  // the same request, before any session is looked up again.
-  type InteractionLookup = (id: string) => Promise<{ result?: { login?: { accountId?: string; ts?: number } } } | undefined>;
+  // session would, and only while the password it checked is the account's
+  // (a resume sent before the sign-in's own check of that has answered): the
+  // resume signs the person in and goes on to a code in the same request,
+  // before any session is looked up again.
+  type Login = { accountId?: string; ts?: number; credential?: string };
+  type InteractionLookup = (id: string) => Promise<{ result?: { login?: Login } } | undefined>;
   const Interaction = provider.Interaction as unknown as { find: InteractionLookup };
   const findInteraction = Interaction.find.bind(Interaction);
+  const loginStands = async ({ accountId, ts, credential }: Login) =>
+    !accountId ||
+    ((await accounts.isSignedIn(accountId, ts)) && (credential === undefined || (await accounts.passwordStands(accountId, credential))));
   Interaction.find = async (id) => {
     const interaction = await findInteraction(id);
     const login = interaction?.result?.login;
-    return login?.accountId && !(await accounts.isSignedIn(login.accountId, login.ts)) ? undefined : interaction;
+    return login && !(await loginStands(login)) ? undefined : interaction;
   };
 }
 

@@ -392,6 +392,80 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     expect(await tryPassword(rp, 'nell@example.com', 'nells new password')).toBe(200);
   });
 
+  /**
+   * Holds an operator command (`user set-password`, `user revoke`) between its
+   * first statements and its commit: a session of the user, locked from
+   * outside, makes the command's delete wait. `during` starts a request and
+   * waits until it waits too (or is answered); the command then goes on, and
+   * the request's answer is returned once both have ended.
+   */
+  async function holdingCommand<T>(
+    user: { email: string; password: string },
+    command: string[],
+    stdin: string | undefined,
+    during: (waitersAtLeast: (count: number, until: Promise<unknown>) => Promise<void>) => Promise<{ answer: Promise<T> }>,
+  ): Promise<T> {
+    const { id } = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string }[]).find((entry) => entry.email === user.email)!;
+    await logIn(new UserAgent(), rp, 'openid', user); // a session of theirs to hold
+    const [holder, watcher] = [pc.outsideConnection(), pc.outsideConnection()];
+    await Promise.all([holder.connect(), watcher.connect()]);
+    const waitersAtLeast = async (count: number, until?: Promise<unknown>) => {
+      let settled = false;
+      void until?.finally(() => (settled = true));
+      const deadline = Date.now() + 20_000;
+      const waiting = async () =>
+        Number((await watcher.query(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].count);
+      while (!settled && (await waiting()) < count) {
+        if (Date.now() > deadline) throw new Error(`fewer than ${count} statements ever waited`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'Session' AND payload->>'accountId' = $1 FOR UPDATE`, [id]);
+      const running = pc.cli(command, stdin);
+      await waitersAtLeast(1);
+      const { answer } = await during(waitersAtLeast);
+      await holder.query('COMMIT');
+      const result = await running;
+      expect(result.code, result.stderr).toBe(0);
+      return await answer;
+    } finally {
+      await Promise.all([holder.end(), watcher.end()]);
+    }
+  }
+
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('set-password: a sign-in with the old password while the change is not yet committed is refused', async () => {
+    const tess = { email: 'tess@example.com', password: 'tesss old password' };
+    await pc.createUser(tess.email, tess.password);
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
+    const answer = await holdingCommand(tess, ['user', 'set-password', tess.email, '--password-stdin'], 'tesss new password\n', async (waitersAtLeast) => {
+      const signingIn = signIn(ua, login, tess.email, tess.password);
+      await waitersAtLeast(2, signingIn); // its check of the password waits for the change to commit
+      return { answer: signingIn };
+    });
+    expect([answer.status, pageKind(answer)]).toEqual([401, 'login']);
+    expect(await stillSignedIn(ua, rp)).toBe(false);
+  });
+
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('revoke: a first consent given while the revoke is not yet committed does not stay', async () => {
+    const uri = { email: 'uri@example.com', password: 'uris password' };
+    await pc.createUser(uri.email, uri.password);
+    const other = await pc.createClient({ name: 'Other', redirectUris: [REDIRECT_URI], scope: 'openid email' });
+    const otherRp = await discover(pc.issuer, other.client_id, other.client_secret);
+    const ua = new UserAgent();
+    const consent = await signIn(ua, await visit(ua, (await authorizationRequest(otherRp, 'openid email')).url), uri.email, uri.password);
+    expect(pageKind(consent)).toBe('consent');
+    await holdingCommand(uri, ['user', 'revoke', uri.email], undefined, async (waitersAtLeast) => {
+      const consenting = ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), REDIRECT_URI);
+      await waitersAtLeast(2, consenting); // its check of the revocation waits for the revoke to commit
+      return { answer: consenting };
+    });
+    const again = await logIn(new UserAgent(), otherRp, 'openid email', uri);
+    expect(again.seen).toEqual(['login', 'consent']);
+  });
+
   it('set-password: the old password stops working, every session ends, a lockout is lifted, and apps keep their access', async () => {
     await pc.createUser('milo@example.com', 'milos old password');
     const first = new UserAgent();

@@ -323,19 +323,28 @@ describe('single sign-on', () => {
       const ua = new UserAgent();
       await logIn(ua, appA, 'openid', bob);
       // Two consents, each up to the redirect that finishes it (/auth/:uid, where the session gets a new id).
-      const requests = [await authorizationRequest(appA, 'openid', { prompt: 'consent' }), await authorizationRequest(appB, 'openid', { prompt: 'consent' })];
+      // In either order: the browser keeps whichever new session id came last.
+      const apps = round % 2 === 0 ? [appA, appB] : [appB, appA];
+      const requests = [];
+      for (const app of apps) requests.push(await authorizationRequest(app, 'openid', { prompt: 'consent' }));
       const pages = [];
       for (const request of requests) pages.push(await visit(ua, request.url));
       const allowed = [];
       for (const page of pages) allowed.push(await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.hiddenFields(page), `${pc.issuer}/auth/`));
       const finished = await Promise.all(allowed.map((page) => visit(ua, page.url)));
       for (const page of finished) expect(new URL(page.url).searchParams.get('code'), `round ${round}`).toBeTruthy();
+      void requests;
       const silently = async () => new URL((await visit(ua, (await authorizationRequest(appA, 'openid', { prompt: 'none' })).url)).url).searchParams.get('error');
       expect(await silently(), `round ${round}`).toBeNull();
       const logout = await ua.open(`${pc.issuer}/session/end`);
       const signedOut = await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
       expect(signedOut.url).toContain('/session/end/success');
       expect(await silently(), `round ${round}`).toBe('login_required');
+      // …and ends both consents, whichever of the session's ids each was given through.
+      for (const app of [appA, appB]) {
+        const again = await logIn(new UserAgent(), app, 'openid', bob);
+        expect(again.seen, `round ${round}`).toEqual(['login', 'consent']);
+      }
     }
   });
 
