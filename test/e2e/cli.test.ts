@@ -814,7 +814,9 @@ describe('replaced keys stay published as long as the server\'s tokens live', ()
       expect(replaced.length).toBe(2); // ES256 and RS256
       const activatedAt = Date.parse(rotated.find((key) => key.status === 'current')!.activates_at);
       const window = (key: Key) => Date.parse(key.publish_until!) - activatedAt;
-      for (const key of replaced) expect(window(key)).toBeLessThan(3 * 3600_000);
+      // (The CLI's rotation gave them its own, shorter window. Not checked
+      // here: the server, told at once on PostgreSQL or refreshing every
+      // second, may have lengthened it by the time the CLI lists the keys.)
 
       // Once the server has seen the rotation (announced, or its next KEY_REFRESH_INTERVAL; polled, as a loaded machine may be slow):
       const lengthened = async () => {
