@@ -51,9 +51,14 @@ type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
  */
 async function finish(ctx: Context, interaction: Interaction, result: InteractionResults, { mergeWithLastSubmission }: { mergeWithLastSubmission: boolean }) {
   interaction.result = mergeWithLastSubmission && !('error' in result) ? { ...interaction.lastSubmission, ...result } : result;
-  await interaction.save(interaction.exp - Math.floor(Date.now() / 1000));
+  await saveForItsLifetime(interaction);
   ctx.status = 303; // kept by redirect(): the browser follows it with a GET
   ctx.redirect(interaction.returnTo);
+}
+
+/** Saves the interaction for the rest of its lifetime (it keeps its expiry). */
+function saveForItsLifetime(interaction: Interaction) {
+  return interaction.save(interaction.exp - Math.floor(Date.now() / 1000));
 }
 
 /** The id of the grant a consent in this interaction creates (see POST /confirm). */
@@ -241,7 +246,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     // password, in its transaction: one saved after that is undone here.
     if (!(await accounts.passwordStands(accountId, checked!.credential))) {
       interaction.result = undefined;
-      await interaction.save(interaction.exp - Math.floor(Date.now() / 1000));
+      await saveForItsLifetime(interaction);
       logger.info('login failed: the password changed meanwhile', { interaction: interactionReference(interaction.uid) });
       ctx.remove('Location');
       ctx.status = 401;

@@ -297,8 +297,8 @@ export class ArtifactAdapter implements Adapter {
   // Found by uid, a Session comes back without its id (the cookie value, kept
   // only hashed); the provider only reads such sessions, never saves them.
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    const { rows } = await this.sql.query<ArtifactRow>(SQL.findByUid, [this.kind, uid]);
-    return isEndedSession(this.kind, rows[0]) ? undefined : toPayload(rows[0]);
+    const { rows } = await this.sql.query<ArtifactRow>(SQL.findByUid, [this.kind, uid]); // (ended sessions left out)
+    return toPayload(rows[0]);
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
@@ -340,7 +340,7 @@ export class ArtifactAdapter implements Adapter {
     const { rows } = await this.sql.query<{ grant_id: string | null }>(SQL.grantOf, [this.kind, key]);
     const grantId = rows[0]?.grant_id;
     if (grantId) {
-      await Promise.all([this.revokeByGrantId(grantId), this.sql.query(SQL.destroy, ['Grant', sha256(grantId)])]);
+      await this.revokeGrant(grantId);
       request?.oidc.provider.emit('grant.revoked', request, grantId);
     }
     throw new errors.InvalidGrant('grant request is invalid');
@@ -375,10 +375,11 @@ export class ArtifactAdapter implements Adapter {
   // rows stay instead, and are never updated (artifact-writer.ts) nor found.
 
   /**
-   * A session's new id, saved only if the old one was still live, in one
-   * statement: the replacement and a sign-out (signOut) lock the old row, so
-   * whichever comes second sees what the first did. A replacement that loses
-   * stores nothing, and the browser's new cookie names no session.
+   * A session's new id, saved unless the old one was signed out of, in one
+   * statement with ending the old one (see SQL.replaceSession): the
+   * replacement and a sign-out (signOut) lock the old row, so whichever comes
+   * second sees what the first did. A replacement that loses stores nothing,
+   * and the browser's new cookie names no session.
    */
   private async replaceSession(oldId: string, id: string, json: string, uid: string | null, expiresAt: Date | null): Promise<void> {
     const { rowCount } = await this.sql.query(SQL.replaceSession, [sha256(oldId), sha256(id), json, uid, expiresAt]);
@@ -411,10 +412,15 @@ export class ArtifactAdapter implements Adapter {
     for (const { grantId } of Object.values(loaded)) if (grantId) grants.delete(grantId); // revoked by the library already
     await Promise.all(
       [...grants].map(async (grantId) => {
-        await Promise.all([this.revokeByGrantId(grantId), this.sql.query(SQL.destroy, ['Grant', sha256(grantId)])]);
+        await this.revokeGrant(grantId);
         request?.oidc.provider.emit('grant.revoked', request, grantId);
       }),
     );
+  }
+
+  /** The grant and everything issued under it, as the library's revoke helper does with the default revokeGrantPolicy. */
+  private async revokeGrant(grantId: string): Promise<void> {
+    await Promise.all([this.revokeByGrantId(grantId), this.sql.query(SQL.destroy, ['Grant', sha256(grantId)])]);
   }
 
   revokeByGrantId(grantId: string): Promise<void> {
