@@ -6,6 +6,7 @@ import type { AdapterPayload } from 'oidc-provider';
 import { VERSION } from './version.js';
 import { createApp } from './app.js';
 import type { Config } from './config.js';
+import { answerClientErrors } from './http/client-errors.js';
 import { InFlightRequests } from './http/in-flight.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
@@ -66,6 +67,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, apis: services.apis, logger, sql: services.database.sql, inFlight });
 
     server = http.createServer(app);
+    answerClientErrors(server);
     // Keep-alive must outlast common proxies' idle timeouts.
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {

@@ -609,6 +609,38 @@ describe('other endpoints', () => {
     expect(pc.errors.slice(errorsBefore)).toEqual([]);
   });
 
+  it('requests the HTTP parser refuses get their status with an OAuth error body saying why, not an empty one', async () => {
+    const { hostname, port } = new URL(pc.issuer);
+    /** Everything the server sends back before closing the connection. */
+    const exchange = (bytes: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(port), hostname);
+        let received = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (chunk: string) => (received += chunk));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(received));
+        socket.write(bytes);
+      });
+    const parse = (raw: string) => {
+      const [head, body] = raw.split('\r\n\r\n', 2) as [string, string];
+      const type = /^content-type: (.*)$/im.exec(head)?.[1];
+      return { status: Number(head.split(' ')[1]), type, body: JSON.parse(body) as { error: string; error_description: string } };
+    };
+
+    const garbage = parse(await exchange('HELLO THERE\r\n\r\n'));
+    expect(garbage).toMatchObject({ status: 400, type: expect.stringContaining('application/json'), body: { error: 'invalid_request' } });
+    expect(garbage.body.error_description).toContain('not valid HTTP');
+
+    const longLine = `GET /auth?client_id=${client.client_id}&state=${'s'.repeat(20_000)} HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`;
+    const tooLong = parse(await exchange(longLine));
+    expect(tooLong).toMatchObject({ status: 431, type: expect.stringContaining('application/json'), body: { error: 'invalid_request' } });
+    expect(tooLong.body.error_description).toMatch(/larger than the server accepts \(16 KiB\).*POST/);
+
+    // A well-formed request on the same server is unaffected.
+    expect((await fetch(`${pc.issuer}/jwks`)).status).toBe(200);
+  });
+
   it('a huge form body is refused as 413 Content Too Large, saying so, announced or chunked, as JSON or a page', async () => {
     const form = `grant_type=client_credentials&token=x&x=${'a'.repeat(200_000)}`;
     // With Content-Length, and chunked (no length known until the library has read past its limit).
