@@ -293,6 +293,22 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       throw new errors.SessionNotFound('the account was signed out while consent was given');
     }
     await finish(ctx, interaction, { consent: { grantId } }, { mergeWithLastSubmission: true });
+    // A sign-out ends the consents its session gave, those still waiting for
+    // their resume included (the adapter's signOut reads them once the
+    // session's rows are ended). One whose reading came before this save
+    // did not see it: the session is found ended here instead, and the grant
+    // ends as the sign-out would have ended it (not one asking for
+    // offline_access, which outlives a sign-out). (The adapter's own lookup:
+    // the provider's also refuses a session of an account set-password
+    // signed out, which keeps consents.)
+    const sessionUid = interaction.session?.uid;
+    const outlivesSignOut = String(interaction.params.scope ?? '').split(' ').includes('offline_access');
+    const sessions = provider.Session as unknown as { adapter: { findByUid(uid: string): Promise<unknown> } };
+    if (sessionUid && !outlivesSignOut && !(await sessions.adapter.findByUid(sessionUid))) {
+      await Promise.all([provider.AccessToken.revokeByGrantId(grantId), provider.Grant.adapter.destroy(grantId)]);
+      logger.info('consent refused: the session was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
+      throw new errors.SessionNotFound('the session was signed out while consent was given');
+    }
   });
 
   router.post('/abort', async (ctx) => {

@@ -152,6 +152,13 @@ const SQL = {
            FROM ending WHERE a.kind = 'Session' AND a.id = ending.id
            RETURNING ending.payload AS payload`,
   },
+  // The consents given in a session's interactions that have not been
+  // resumed yet: a resume would have named their grants in the session.
+  pendingConsents: {
+    name: 'artifact-pending-consents',
+    text: `SELECT payload #>> '{result,consent,grantId}' AS grant_id, payload #>> '{params,scope}' AS scope FROM provider_artifacts
+           WHERE kind = 'Interaction' AND uid = $1 AND payload #> '{result,consent,grantId}' IS NOT NULL`,
+  },
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
 } as const;
 
@@ -241,7 +248,9 @@ export class ArtifactAdapter implements Adapter {
       id: sha256(id),
       payload: json,
       grantId: payload.grantId ?? null,
-      uid: payload.uid ?? null,
+      // An interaction is filed under its session's uid, for the sign-out of
+      // that session to find the consents given in it (see signOut).
+      uid: (this.kind === 'Interaction' ? sessionUidOf(payload) : payload.uid) ?? null,
       userCode: payload.userCode ?? null,
       accountId: isGrant ? (payload.accountId ?? null) : null,
       clientId: isGrant ? (payload.clientId ?? null) : null,
@@ -404,6 +413,17 @@ export class ArtifactAdapter implements Adapter {
         for (const { grantId, persistsLogout } of Object.values(payload.authorizations ?? {})) if (grantId && !persistsLogout) grants.add(grantId);
       }
     }
+    // A consent given in the session but not yet resumed (the sign-out came
+    // between Allow and the redirect that follows it) is not named in the
+    // session yet; the resume would have named it, and is refused now. Its
+    // grant ends as a named one would: unless offline_access was asked for,
+    // which the library keeps past a sign-out (persistsLogout). Read after
+    // the rows are ended: a consent saved later sees them ended (POST
+    // /confirm checks) and undoes itself.
+    if (uid) {
+      const { rows } = await this.sql.query<{ grant_id: string; scope: string | null }>(SQL.pendingConsents, [uid]);
+      for (const { grant_id, scope } of rows) if (!scope?.split(' ').includes('offline_access')) grants.add(grant_id);
+    }
     // The library revokes the grants of the session it loaded (those without
     // offline_access); the session's other ids (two tabs that each finished a
     // consent at once) may name others, revoked here the same way.
@@ -497,6 +517,12 @@ function pushedParamsHoldNul(payload: AdapterPayload): boolean {
 /** What a Session row holds of interest to a sign-out: the grants given through it, per client. */
 interface SessionPayload {
   authorizations?: Record<string, { grantId?: string; persistsLogout?: boolean }>;
+}
+
+/** The uid of the session an interaction began in, if one had. */
+function sessionUidOf(payload: AdapterPayload): string | undefined {
+  const { session } = payload as { session?: { uid?: unknown } };
+  return typeof session?.uid === 'string' ? session.uid : undefined;
 }
 
 /** A session signed out of, or whose id was replaced (see ArtifactAdapter.signOut): as good as absent. */

@@ -1,6 +1,8 @@
 // What a person sees: login, consent, remembered consent, single sign-on, deny.
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256 } from '../../src/persistence/hash.js';
+import { embedded, heldAtTheLock } from '../support/locks.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, deny, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
@@ -316,6 +318,51 @@ describe('single sign-on', () => {
       }
     }
     expect(signedOut).toBeGreaterThan(0);
+  });
+
+  it('a consent given and then signed out of before its redirect finished ends with the sign-out, as one finished would', async () => {
+    const ua = new UserAgent();
+    await logIn(ua, appA, 'openid', bob);
+    const request = await authorizationRequest(appB, 'openid email', { prompt: 'consent' });
+    const consent = await visit(ua, request.url);
+    expect(pageKind(consent)).toBe('consent');
+    // Allow, and stop at the redirect that would finish the authorization (/auth/:uid).
+    const allowed = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
+    const logout = await ua.open(`${pc.issuer}/session/end`);
+    const signedOut = await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
+    expect(signedOut.url).toContain('/session/end/success');
+    // The redirect, followed now, gives no code…
+    const finished = await visit(ua, allowed.url);
+    expect(new URL(finished.url).searchParams.get('code')).toBeNull();
+    // …and the consent went with the session: the next sign-in asks for it again.
+    const again = await logIn(new UserAgent(), appB, 'openid email', bob);
+    expect(again.seen).toEqual(['login', 'consent']);
+  });
+
+  it.skipIf(embedded)('a sign-out that read the session\'s consents before one being given was saved: the consent ends all the same', async () => {
+    const ua = new UserAgent();
+    await logIn(ua, appA, 'openid', bob);
+    const logout = await ua.open(`${pc.issuer}/session/end`);
+    const consent = await visit(ua, (await authorizationRequest(appB, 'openid profile', { prompt: 'consent' })).url);
+    const uid = /\/interaction\/([^/"]+)\/confirm/.exec(consent.html)![1]!;
+    const admin = pc.outsideConnection();
+    await admin.connect();
+    try {
+      // The consent's grant is saved; the interaction's result (what the sign-out reads) waits at the lock.
+      await admin.query('BEGIN');
+      await admin.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'Interaction' AND id = $1 FOR UPDATE`, [sha256(uid)]);
+      const allowing = ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
+      await heldAtTheLock(admin);
+      const signedOut = await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
+      expect(signedOut.url).toContain('/session/end/success');
+      await admin.query('COMMIT');
+      const allowed = await allowing;
+      expect(allowed.url).not.toContain('/auth/'); // no redirect on to a code: the page says the session ended
+    } finally {
+      await admin.end();
+    }
+    const again = await logIn(new UserAgent(), appB, 'openid profile', bob);
+    expect(again.seen).toEqual(['login', 'consent']);
   });
 
   it('two tabs finishing consent at once both leave the person signed in, and one sign-out ends both', async () => {
