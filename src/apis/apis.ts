@@ -2,7 +2,7 @@
 // their tokens), their scopes, a token format, and credentials of their own
 // for introspection.
 import { randomBytes } from 'node:crypto';
-import { announceClientChange } from '../clients/client-changes.js';
+import { announceClientChange, CLIENT_CHANGES_CHANNEL } from '../clients/client-changes.js';
 import { MAX_URI_LENGTH, type StoredMetadata } from '../clients/clients.js';
 import { parseDuration } from '../config.js';
 import type { Prisma } from '../persistence/database.js';
@@ -139,13 +139,55 @@ export class Apis {
     return row ? toView(row) : undefined;
   }
 
-  /** Deletes the API and its credentials; tokens already issued for it expire on their own. */
-  async delete(identifier: string): Promise<void> {
+  /**
+   * Deletes the API and its credentials, and what was given for it: its
+   * opaque access tokens (introspection calls them inactive at once; JWT ones
+   * stay valid until they expire, as nothing revokes a JWT), the consents to
+   * its scopes (a refresh token gets no more tokens for it), and the clients'
+   * registration for it. An API created later under the same identifier
+   * starts from nothing: no client, token or consent of this one counts there.
+   */
+  async delete(identifier: string): Promise<ApiDeletion> {
     const api = await this.prisma.api.findUnique({ where: { identifier }, select: { clientId: true } });
     if (!api) throw new ApiError(`no API with identifier ${identifier}`);
-    await this.prisma.$transaction([
+    // One transaction: the clients changed are announced in it (client-changes.ts).
+    const [, tokens, grants, clients] = await this.prisma.$transaction([
       this.prisma.client.delete({ where: { clientId: api.clientId } }),
+      this.prisma.$executeRaw`
+        DELETE FROM provider_artifacts WHERE kind IN ('AccessToken', 'ClientCredentials') AND payload->'aud' ? ${identifier}`,
+      this.prisma.$executeRaw`
+        UPDATE provider_artifacts SET payload = payload #- ARRAY['resources', ${identifier}]
+        WHERE kind = 'Grant' AND payload->'resources' ? ${identifier}`,
+      // api_scopes (what `client list` shows) is the union of what remains per API.
+      this.prisma.$queryRaw<{ client_id: string }[]>`
+        WITH remaining AS (
+          SELECT c.client_id,
+                 (SELECT string_agg(DISTINCT scope, ' ')
+                    FROM jsonb_each_text(c.metadata->'api_scopes_by_api') AS per_api(api, names),
+                         regexp_split_to_table(per_api.names, ' ') AS scope
+                   WHERE per_api.api <> ${identifier} AND scope <> '') AS scopes
+            FROM clients c WHERE c.metadata->'api_scopes_by_api' ? ${identifier}
+        ), changed AS (
+          UPDATE clients SET updated_at = now(), metadata = CASE
+              WHEN remaining.scopes IS NULL THEN clients.metadata - 'api_scopes' - 'api_scopes_by_api'
+              ELSE jsonb_set(clients.metadata #- ARRAY['api_scopes_by_api', ${identifier}], '{api_scopes}', to_jsonb(remaining.scopes))
+            END
+          FROM remaining WHERE clients.client_id = remaining.client_id
+          RETURNING clients.client_id
+        )
+        SELECT client_id FROM changed, LATERAL (SELECT pg_notify(${CLIENT_CHANGES_CHANNEL}, changed.client_id)) AS announced`,
       announceClientChange(this.prisma, api.clientId),
     ]);
+    return { tokensRevoked: tokens, consentsChanged: grants, clientsChanged: clients.length };
   }
+}
+
+/** What deleting an API ended besides it. */
+export interface ApiDeletion {
+  /** Opaque access tokens for it (JWT ones are not stored). */
+  tokensRevoked: number;
+  /** Consents that included its scopes, which no longer do. */
+  consentsChanged: number;
+  /** Clients that were registered for it, which no longer are. */
+  clientsChanged: number;
 }

@@ -389,8 +389,8 @@ export const apiList: Command = async (args, open, io) => {
 
 export const apiDelete: Command = async (args, open, io) => {
   const { positionals } = parse(args, {}, 1);
-  await (await open()).apis.delete(positionals[0]!);
-  io.out(`deleted API ${positionals[0]}\n`);
+  const { tokensRevoked, consentsChanged, clientsChanged } = await (await open()).apis.delete(positionals[0]!);
+  io.out(`deleted API ${positionals[0]}: ${tokensRevoked} opaque access token(s) revoked, ${consentsChanged} consent(s) and ${clientsChanged} client(s) no longer include it\n`);
 };
 
 export const COMMANDS: Record<string, Command> = {

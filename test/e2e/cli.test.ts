@@ -141,7 +141,7 @@ describe('portcullis client', () => {
     expect((await pc.cli(['api', 'delete', api])).code).toBe(0);
     const renamed = await pc.cli(['client', 'update', stale.client_id, '--name', 'Orphan 2', '--json']);
     expect(renamed.code, renamed.stderr).toBe(0);
-    expect(JSON.parse(renamed.stdout)).toMatchObject({ client_name: 'Orphan 2', scope: 'openid read:stock' });
+    expect(JSON.parse(renamed.stdout)).toMatchObject({ client_name: 'Orphan 2', scope: 'openid' }); // no longer registered for the API
   });
 
   it.skipIf(process.env.TEST_DATABASE !== 'postgres')('two updates of one client at once, changing different fields: both changes stay', async () => {

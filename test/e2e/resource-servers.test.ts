@@ -341,6 +341,40 @@ describe('tokens the example API must refuse', () => {
 });
 
 describe('portcullis api', () => {
+  it('deleting an API ends its opaque tokens, the consents to it and the clients\' registration; one re-created under its identifier starts from nothing', async () => {
+    const GONE = 'https://gone.example.com';
+    const first = await createApi(['--identifier', GONE, '--scope', 'read:gone', '--token-format', 'opaque']);
+    const robotClient = await pc.createClient({ name: 'Gone robot', grantTypes: ['client_credentials'], scope: 'read:gone' });
+    const robot = await discover(pc.issuer, robotClient.client_id, robotClient.client_secret);
+    const appClient = await pc.createClient({ name: 'Gone app', redirectUris: [REDIRECT_URI], scope: 'openid offline_access read:gone' });
+    const app = await discover(pc.issuer, appClient.client_id, appClient.client_secret);
+    const machineAccess = (await oidc.clientCredentialsGrant(robot, { resource: GONE, scope: 'read:gone' })).access_token;
+    const { tokens } = await logIn(new UserAgent(), app, 'openid offline_access read:gone', dana, { prompt: 'consent', resource: GONE });
+    const asApi = async (credentials: ApiCredentials, token: string) => (await oidc.tokenIntrospection(await discover(pc.issuer, credentials.client_id, credentials.client_secret), token)).active;
+    expect(await asApi(first, machineAccess)).toBe(true);
+    expect(await asApi(first, tokens.access_token)).toBe(true);
+
+    const deleted = await pc.cli(['api', 'delete', GONE]);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect(deleted.stdout).toContain('2 opaque access token(s) revoked, 1 consent(s) and 2 client(s) no longer include it');
+    // Its tokens are inactive to anyone who asks, the client they were issued to included.
+    expect((await oidc.tokenIntrospection(robot, machineAccess)).active).toBe(false);
+    // The clients are no longer registered for it.
+    const listed = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_id: string; scope: string }[];
+    expect(listed.find((client) => client.client_id === robotClient.client_id)?.scope ?? '').not.toContain('read:gone');
+    expect(listed.find((client) => client.client_id === appClient.client_id)?.scope).toBe('openid offline_access');
+
+    // Created again under the same identifier: nothing of the first one counts.
+    const second = await createApi(['--identifier', GONE, '--scope', 'read:gone', '--token-format', 'opaque']);
+    expect(await asApi(second, machineAccess)).toBe(false);
+    expect(await asApi(second, tokens.access_token)).toBe(false);
+    await expect(oidc.clientCredentialsGrant(robot, { resource: GONE, scope: 'read:gone' })).rejects.toMatchObject({ error: 'invalid_target' });
+    // The refresh token, issued for the API, gets nothing more for it (the consent no longer includes it).
+    await expect(oidc.refreshTokenGrant(app, tokens.refresh_token!, { resource: GONE })).rejects.toMatchObject({ error: 'invalid_target' });
+    await expect(oidc.refreshTokenGrant(app, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_target' });
+    expect((await pc.cli(['api', 'delete', GONE])).code).toBe(0);
+  });
+
   it('lists and deletes APIs; bad definitions get clear errors', async () => {
     const listed = JSON.parse((await pc.cli(['api', 'list', '--json'])).stdout) as { identifier: string; scopes: unknown[] }[];
     expect(listed.map((api) => api.identifier)).toEqual(expect.arrayContaining([ORDERS, BILLING, REPORTS]));
