@@ -51,7 +51,8 @@ const REGISTRATION_OPTIONS = {
   'redirect-uri': { type: 'string', multiple: true },
   'post-logout-redirect-uri': { type: 'string', multiple: true },
   'grant-type': { type: 'string', multiple: true },
-  scope: { type: 'string' },
+  // Repeated or space-separated, as `api create` takes them: all count.
+  scope: { type: 'string', multiple: true },
   'id-token-alg': { type: 'string' },
   'logo-uri': { type: 'string' },
   'client-uri': { type: 'string' },
@@ -67,7 +68,7 @@ function registrationOf(values: Record<string, unknown>): ClientChanges {
     redirectUris: values['redirect-uri'] as string[] | undefined,
     postLogoutRedirectUris: values['post-logout-redirect-uri'] as string[] | undefined,
     grantTypes: values['grant-type'] as GrantType[] | undefined,
-    scope: values.scope as string | undefined,
+    scope: (values.scope as string[] | undefined)?.join(' '),
     idTokenSignedResponseAlg: idTokenAlg(values['id-token-alg']),
     logoUri: values['logo-uri'] as string | undefined,
     clientUri: values['client-uri'] as string | undefined,

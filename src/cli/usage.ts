@@ -3,7 +3,7 @@ export const USAGE = `Usage: portcullis <command> [options]
 Clients
   client create --name NAME --redirect-uri URI [--redirect-uri URI ...]
                 [--post-logout-redirect-uri URI ...] [--grant-type TYPE ...]
-                [--scope "openid profile email offline_access"] [--public | --native]
+                [--scope "openid profile email offline_access"] [--scope ...] [--public | --native]
                 [--id-token-alg ES256|EdDSA|RS256] [--logo-uri URI] [--client-uri URI]
                 [--policy-uri URI] [--tos-uri URI] [--json]
   client list [--json]

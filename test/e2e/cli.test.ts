@@ -118,6 +118,17 @@ describe('portcullis client', () => {
     expect(listed!.redirect_uris).toEqual([moved]);
   });
 
+  it('--scope may be repeated, as for api create: every one counts', async () => {
+    const made = await pc.cli(['client', 'create', '--name', 'Many scopes', '--redirect-uri', REDIRECT_URI, '--scope', 'openid', '--scope', 'email profile', '--json']);
+    expect(made.code, made.stderr).toBe(0);
+    const { client_id } = JSON.parse(made.stdout) as { client_id: string };
+    const listed = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_id: string; scope: string }[];
+    expect(listed.find((client) => client.client_id === client_id)!.scope.split(' ').sort()).toEqual(['email', 'openid', 'profile']);
+    const updated = await pc.cli(['client', 'update', client_id, '--scope', 'openid', '--scope', 'offline_access', '--json']);
+    expect(updated.code, updated.stderr).toBe(0);
+    expect((JSON.parse(updated.stdout) as { scope: string }).scope.split(' ').sort()).toEqual(['offline_access', 'openid']);
+  });
+
   it('update keeps a client\'s API scopes as they were given, unless --scope replaces them', async () => {
     const api = 'https://inventory.example.com';
     expect((await pc.cli(['api', 'create', '--identifier', api, '--scope', 'read:stock'])).code).toBe(0);
