@@ -34,7 +34,7 @@ export function allowedMethodsOf(provider: Provider): (path: string) => Address 
     [at('end_session', '/success'), page(['GET'])],
     [/^\/\.well-known\/(openid-configuration|oauth-authorization-server)\/?$/i, api(['GET'])],
     [/^\/interaction\/[^/]+\/?$/i, page(['GET'])],
-    [/^\/interaction\/[^/]+\/(login|confirm|abort)\/?$/i, page(['POST'])],
+    [/^\/interaction\/[^/]+\/(login|select|confirm|abort)\/?$/i, page(['POST'])],
     [/^\/(healthz|readyz)$/, api(['GET'])], // health.ts: these paths exactly
   ];
   return (path) => table.find(([pattern]) => pattern.test(path))?.[1];

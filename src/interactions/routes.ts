@@ -19,6 +19,7 @@ import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import { sha256 } from '../persistence/hash.js';
 import type { ProviderHost } from '../provider/host.js';
+import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { describeApiScopes, describeClaims, describeScopes } from './scope-descriptions.js';
 
@@ -76,7 +77,8 @@ function signInAgain(provider: Provider, params: Record<string, unknown>): strin
   for (const [name, value] of Object.entries(params)) {
     if (typeof value === 'string' && !['prompt', 'login_hint'].includes(name)) query.set(name, value);
   }
-  const others = typeof params.prompt === 'string' ? params.prompt.split(' ').filter((prompt) => prompt && prompt !== 'login') : [];
+  // Signing in is the choice of account: prompt=select_account would only ask it again.
+  const others = typeof params.prompt === 'string' ? params.prompt.split(' ').filter((prompt) => prompt && prompt !== 'login' && prompt !== SELECT_ACCOUNT) : [];
   query.set('prompt', ['login', ...others].join(' '));
   return `${provider.pathFor('authorization')}?${query}`;
 }
@@ -90,6 +92,12 @@ function hintedSubject(hint: unknown): string | undefined {
   if (typeof hint !== 'string') return undefined;
   const { sub } = decodeJwt(hint);
   return typeof sub === 'string' ? sub : undefined;
+}
+
+/** How the pages name the person signed in. */
+function labelOf(user: { name?: string | null; email: string } | undefined): string {
+  if (!user) return 'you';
+  return user.name ? `${user.name} (${user.email})` : user.email;
 }
 
 class WrongPrompt extends Error {
@@ -153,6 +161,17 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       const hint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
       return showLogin(ctx, interaction.uid, clientName, { email: hint });
     }
+    if (interaction.prompt.name === SELECT_ACCOUNT) {
+      const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
+      ctx.type = 'html';
+      ctx.body = renderPage(page(ctx), 'select-account', {
+        uid: interaction.uid,
+        clientName,
+        userLabel: labelOf(user),
+        switchAccount: signInAgain(provider, interaction.params),
+      });
+      return;
+    }
     if (interaction.prompt.name === 'consent') {
       const detailsOf = interaction.prompt.details as {
         missingOIDCScope?: string[];
@@ -178,7 +197,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       ctx.body = renderPage(page(ctx), 'consent', {
         uid: interaction.uid,
         clientName,
-        userLabel: user ? (user.name ? `${user.name} (${user.email})` : user.email) : 'you',
+        userLabel: labelOf(user),
         permissions: [...new Set(permissions)],
         askedEveryTime: client.applicationType === 'native',
         logoUri: safeUrl(client.logoUri),
@@ -241,7 +260,9 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     }
     // `credential` (see Accounts.checkPassword) lets the resume check the password too (provider.ts).
     const login = { accountId, amr: ['pwd'], ts: signedInAt, credential: checked!.credential };
-    await finish(ctx, interaction, { login }, { mergeWithLastSubmission: false });
+    // Signing in chose the account, where the app asked for that choice.
+    const chosen = asksToSelectAccount(interaction.params) ? { [SELECT_ACCOUNT]: {} } : {};
+    await finish(ctx, interaction, { login, ...chosen }, { mergeWithLastSubmission: false });
     // `user set-password` deletes the sign-ins in progress with the old
     // password, in its transaction: one saved after that is undone here.
     if (!(await accounts.passwordStands(accountId, checked!.credential))) {
@@ -253,6 +274,11 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
     logger.info('signed in', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
+  });
+
+  router.post('/select', async (ctx) => {
+    const { interaction } = await details(ctx, SELECT_ACCOUNT);
+    await finish(ctx, interaction, { [SELECT_ACCOUNT]: {} }, { mergeWithLastSubmission: true });
   });
 
   router.post('/confirm', async (ctx) => {

@@ -16,6 +16,7 @@ import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit
 import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import { ClientAdapter } from './client-adapter.js';
+import { interactionPolicyWithAccountSelection } from './select-account.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
 
@@ -217,7 +218,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         },
       },
     },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { policy: interactionPolicyWithAccountSelection(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     // Refresh tokens: with offline_access, for clients allowed the grant; a new
     // one on every use, and a reused one revokes the grant (RFC 9700 §4.14.2).
     issueRefreshToken: async (_ctx, client, code) =>

@@ -176,6 +176,45 @@ describe('a finished interaction', () => {
 });
 
 describe('single sign-on', () => {
+  it('prompt=select_account (Core §3.1.2.1): someone signed in chooses to go on as themselves or as someone else', async () => {
+    const erin = { email: 'erin@example.com', password: 'erins long password' };
+    await pc.createUser(erin.email, erin.password, 'Erin');
+    const ua = new UserAgent();
+    await logIn(ua, appA, 'openid email', bob);
+
+    // Going on as the person signed in: a code for them, without the password.
+    const request = await authorizationRequest(appA, 'openid email', { prompt: 'select_account' });
+    const choice = await visit(ua, request.url);
+    expect(choice.html).toContain('Choose an account to continue to Calendar &amp; Co');
+    expect(choice.html).toContain('Continue as Bob &lt;script&gt;');
+    const same = await ua.post(choice, UserAgent.formAction(choice, '/select'), {}, REDIRECT_URI);
+    expect(pageKind(same)).toBe('callback');
+    const tokens = await oidc.authorizationCodeGrant(appA, new URL(same.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    expect(tokens.claims()?.email).toBe(bob.email);
+
+    // Using another account: the sign-in page, and the code is for whoever signed in.
+    const again = await authorizationRequest(appA, 'openid email', { prompt: 'select_account' });
+    const chooser = await visit(ua, again.url);
+    const other = /<a href="([^"]+)">Use another account<\/a>/.exec(chooser.html)![1]!.replace(/&amp;/g, '&');
+    const login = await visit(ua, new URL(other, pc.issuer));
+    expect(pageKind(login)).toBe('login');
+    // oidc-provider ends Bob's session before Erin's begins: a form the browser submits by itself.
+    const handOver = await signIn(ua, login, erin.email, erin.password);
+    let page = await ua.post(handOver, UserAgent.formAction(handOver, '/session/end/confirm'), UserAgent.hiddenFields(handOver), REDIRECT_URI);
+    if (pageKind(page) === 'consent') page = await allow(ua, page);
+    expect(pageKind(page)).toBe('callback');
+    const erinsTokens = await oidc.authorizationCodeGrant(appA, new URL(page.url), { pkceCodeVerifier: again.verifier, expectedState: again.state, expectedNonce: again.nonce });
+    expect(erinsTokens.claims()?.email).toBe(erin.email);
+
+    // Nobody signed in: the sign-in page is the choice, and is not followed by another.
+    const fresh = new UserAgent();
+    const first = await authorizationRequest(appB, 'openid', { prompt: 'select_account' });
+    const signInPage = await visit(fresh, first.url);
+    expect(pageKind(signInPage)).toBe('login');
+    const next = await signIn(fresh, signInPage, bob.email, bob.password);
+    expect(['consent', 'callback']).toContain(pageKind(next));
+  });
+
   it('"Not you?" on the consent page signs someone else in for the same request', async () => {
     const eve = { email: 'eve@example.com', password: 'eves own password' };
     await pc.createUser(eve.email, eve.password, 'Eve');

@@ -1,0 +1,34 @@
+// prompt=select_account (OpenID Connect Core §3.1.2.1): the app asks that the
+// person choose which account to go on with. oidc-provider knows the prompt's
+// name and error (account_selection_required) but has no such prompt in its
+// policy, so the request was refused as an unsupported prompt value.
+//
+// Someone signed in is shown the choice first (interactions/routes.ts: go on
+// as themselves, or sign in as someone else). Without a session the sign-in
+// page is the choice: the sign-in's result answers this prompt as well.
+import { interactionPolicy } from 'oidc-provider';
+
+export const SELECT_ACCOUNT = 'select_account';
+
+/** The library's policy (login, then consent), with the choice of account ahead of both. */
+export function interactionPolicyWithAccountSelection(): interactionPolicy.Prompt[] {
+  const { Prompt, Check, base } = interactionPolicy;
+  const policy = base();
+  const selectAccount = new Prompt({ name: SELECT_ACCOUNT, requestable: true });
+  // The prompt's own check asks whenever the prompt was requested; this one
+  // only when someone is signed in (otherwise the sign-in comes first, and
+  // answers it).
+  selectAccount.checks.remove(`${SELECT_ACCOUNT}_prompt`);
+  selectAccount.checks.push(
+    new Check(`${SELECT_ACCOUNT}_prompt`, 'account selection was requested', ({ oidc }) =>
+      Boolean(oidc.prompts.has(SELECT_ACCOUNT) && oidc.promptPending(SELECT_ACCOUNT) && oidc.session?.accountId),
+    ),
+  );
+  policy.add(selectAccount, 0);
+  return policy;
+}
+
+/** Whether an authorization request asked for the choice of account. */
+export function asksToSelectAccount(params: Record<string, unknown>): boolean {
+  return typeof params.prompt === 'string' && params.prompt.split(' ').includes(SELECT_ACCOUNT);
+}
