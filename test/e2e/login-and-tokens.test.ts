@@ -146,11 +146,19 @@ describe('introspection and revocation', () => {
     await expect(oidc.fetchUserInfo(rp, tokens.access_token, tokens.claims()!.sub)).rejects.toBeDefined();
   });
 
-  it('revoking a refresh token ends the tokens issued with it', async () => {
+  it('revoking a refresh token ends the tokens issued with it, and the consent', async () => {
     const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
     await oidc.tokenRevocation(rp, tokens.refresh_token!);
     await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+    expect((await logIn(new UserAgent(), rp, 'openid', alice)).seen).toEqual(['login', 'consent']);
+  });
+
+  it('revoking an access token ends the other tokens of its grant, the refresh token included, and keeps the consent', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    await oidc.tokenRevocation(rp, tokens.access_token);
+    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect((await logIn(new UserAgent(), rp, 'openid', alice)).seen).toEqual(['login']);
   });
 
   it('introspection, revocation and the token endpoint without client authentication are invalid_client (RFC 6749 §5.2)', async () => {
