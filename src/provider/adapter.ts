@@ -389,10 +389,24 @@ export class ArtifactAdapter implements Adapter {
    * replacement and a sign-out (signOut) lock the old row, so whichever comes
    * second sees what the first did. A replacement that loses stores nothing,
    * and the browser's new cookie names no session.
+   *
+   * What it would have stored can name a grant the sign-out did not see: a
+   * consent resumed while the sign-out ran (its interaction already used up,
+   * and the session naming it not yet stored). That grant ends here, as the
+   * sign-out would have ended it had the session been stored first.
    */
   private async replaceSession(oldId: string, id: string, json: string, uid: string | null, expiresAt: Date | null): Promise<void> {
     const { rowCount } = await this.sql.query(SQL.replaceSession, [sha256(oldId), sha256(id), json, uid, expiresAt]);
     keep(REPLACED_SESSION_BY, { id, stored: rowCount > 0 });
+    if (rowCount > 0) return;
+    const grants = grantsEndingWith(JSON.parse(json) as SessionPayload);
+    const request = Provider.ctx;
+    await Promise.all(
+      grants.map(async (grantId) => {
+        await this.revokeGrant(grantId);
+        request?.oidc.provider.emit('grant.revoked', request, grantId);
+      }),
+    );
   }
 
   /**
@@ -409,9 +423,7 @@ export class ArtifactAdapter implements Adapter {
     for (let pass = 0; pass < 10; pass++) {
       const { rows } = await this.sql.query<{ payload: SessionPayload }>(SQL.signOut, [key, uid]);
       if (rows.length === 0) break;
-      for (const { payload } of rows) {
-        for (const { grantId, persistsLogout } of Object.values(payload.authorizations ?? {})) if (grantId && !persistsLogout) grants.add(grantId);
-      }
+      for (const { payload } of rows) for (const grantId of grantsEndingWith(payload)) grants.add(grantId);
     }
     // A consent given in the session but not yet resumed (the sign-out came
     // between Allow and the redirect that follows it) is not named in the
@@ -523,6 +535,11 @@ interface SessionPayload {
 function sessionUidOf(payload: AdapterPayload): string | undefined {
   const { session } = payload as { session?: { uid?: unknown } };
   return typeof session?.uid === 'string' ? session.uid : undefined;
+}
+
+/** The grants a session names that end when it is signed out of: those without offline_access (the library's persistsLogout). */
+function grantsEndingWith(session: SessionPayload): string[] {
+  return Object.values(session.authorizations ?? {}).flatMap(({ grantId, persistsLogout }) => (grantId && !persistsLogout ? [grantId] : []));
 }
 
 /** A session signed out of, or whose id was replaced (see ArtifactAdapter.signOut): as good as absent. */
