@@ -155,9 +155,10 @@ export class Apis {
       this.prisma.client.delete({ where: { clientId: api.clientId } }),
       this.prisma.$executeRaw`
         DELETE FROM provider_artifacts WHERE kind IN ('AccessToken', 'ClientCredentials') AND payload->'aud' ? ${identifier}`,
+      // (account_id IS NOT NULL, as every grant's: lets the grants' partial index find them.)
       this.prisma.$executeRaw`
         UPDATE provider_artifacts SET payload = payload #- ARRAY['resources', ${identifier}]
-        WHERE kind = 'Grant' AND payload->'resources' ? ${identifier}`,
+        WHERE kind = 'Grant' AND account_id IS NOT NULL AND payload->'resources' ? ${identifier}`,
       // api_scopes (what `client list` shows) is the union of what remains per API.
       this.prisma.$queryRaw<{ client_id: string }[]>`
         WITH remaining AS (

@@ -8,7 +8,7 @@ Clients
                 [--policy-uri URI] [--tos-uri URI] [--json]
   client list [--json]
   client update CLIENT_ID [--name NAME] [--redirect-uri URI ...] [--post-logout-redirect-uri URI ...]
-                [--grant-type TYPE ...] [--scope SCOPES] [--id-token-alg ALG] [--logo-uri URI]
+                [--grant-type TYPE ...] [--scope SCOPES ...] [--id-token-alg ALG] [--logo-uri URI]
                 [--client-uri URI] [--policy-uri URI] [--tos-uri URI] [--json]
                                             what is given replaces what was registered ("" removes
                                             a shown URI); the id, secret and tokens stay

@@ -9,7 +9,8 @@ import { storable } from '../persistence/nul.js';
 
 const FIND_CLIENT = {
   name: 'client-find',
-  text: `SELECT c.client_id, c.name, c.metadata, c.client_secret_hash, a.identifier AS api
+  text: `SELECT c.client_id, c.name, c.metadata, c.client_secret_hash, a.identifier AS api,
+                floor(extract(epoch FROM a.created_at))::int AS api_since
          FROM clients c LEFT JOIN apis a ON a.client_id = c.client_id
          WHERE c.client_id = $1`,
 } as const;
@@ -20,6 +21,7 @@ interface ClientRow {
   metadata: unknown;
   client_secret_hash: string | null;
   api: string | null;
+  api_since: number | null;
 }
 
 export class ClientAdapter implements Adapter {
@@ -48,7 +50,9 @@ export class ClientAdapter implements Adapter {
       client_name: row.name,
       // The digest stands in for the secret; see compareClientSecret in provider.ts.
       ...(row.client_secret_hash ? { client_secret: row.client_secret_hash } : {}),
-      ...(row.api ? { api: row.api } : {}),
+      // An API's credentials carry when the API was made: a token for an
+      // earlier API under the same identifier is not this one's (configuration.ts, introspection).
+      ...(row.api ? { api: row.api, api_since: row.api_since } : {}),
     }) as AdapterPayload;
   }
 

@@ -77,11 +77,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       client.redirectUris!.some((uri) => URL.parse(uri)?.origin === origin),
     findAccount: accounts.findAccount,
     claims: OIDC_CLAIMS,
-    // `api`: set by ClientAdapter on the credentials of a registered API.
+    // `api`, `api_since`: set by ClientAdapter on the credentials of a registered API.
     // `api_scopes` (and per API, `api_scopes_by_api`): the API scopes a client
     // may obtain (`scope` holds only OpenID Connect scopes, which the library
     // validates against `scopes`).
-    extraClientMetadata: { properties: ['api', 'api_scopes', 'api_scopes_by_api'] },
+    extraClientMetadata: { properties: ['api', 'api_since', 'api_scopes', 'api_scopes_by_api'] },
     scopes: OIDC_SCOPES,
     // The ID token carries the claims of the scopes granted (name, email, ...),
     // as well as UserInfo: RP libraries (Auth.js, express-openid-connect) take
@@ -134,8 +134,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => {
           if (client.clientAuthMethod === 'none') return false;
-          const api = (client as unknown as { api?: string }).api;
-          if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api);
+          const { api, api_since: since = 0 } = client as unknown as { api?: string; api_since?: number };
+          // Not a token issued before this API was made: one of an API deleted
+          // under the same identifier that outlived it (written while the
+          // delete ran) is not this API's.
+          if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api) && (token.iat ?? 0) >= since;
           return token.clientId === client.clientId;
         },
       },

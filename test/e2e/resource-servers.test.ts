@@ -5,6 +5,7 @@ import type { Server } from 'node:http';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256 } from '../../src/persistence/hash.js';
 import { serveExampleApi } from '../support/example-api.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
@@ -354,6 +355,12 @@ describe('portcullis api', () => {
     expect(await asApi(first, machineAccess)).toBe(true);
     expect(await asApi(first, tokens.access_token)).toBe(true);
 
+    // A copy of the robot's token row, to put back afterwards as a token request in flight while the delete ran would write it.
+    const db = pc.outsideConnection();
+    await db.connect();
+    const kept = `kept_${randomBytes(4).toString('hex')}`;
+    // Literal statements: the embedded database's socket takes no parameters.
+    await db.query(`CREATE TABLE ${kept} AS SELECT * FROM provider_artifacts WHERE id = '${sha256(machineAccess)}'`);
     const deleted = await pc.cli(['api', 'delete', GONE]);
     expect(deleted.code, deleted.stderr).toBe(0);
     expect(deleted.stdout).toContain('2 opaque access token(s) revoked, 1 consent(s) and 2 client(s) no longer include it');
@@ -364,8 +371,14 @@ describe('portcullis api', () => {
     expect(listed.find((client) => client.client_id === robotClient.client_id)?.scope ?? '').not.toContain('read:gone');
     expect(listed.find((client) => client.client_id === appClient.client_id)?.scope).toBe('openid offline_access');
 
-    // Created again under the same identifier: nothing of the first one counts.
+    // Created again under the same identifier: nothing of the first one counts,
+    // not even a token of the first one written after the delete. (Times are
+    // kept to the second: the token is from an earlier one.)
+    await new Promise((resolve) => setTimeout(resolve, 1000));
     const second = await createApi(['--identifier', GONE, '--scope', 'read:gone', '--token-format', 'opaque']);
+    await db.query(`INSERT INTO provider_artifacts SELECT * FROM ${kept} ON CONFLICT DO NOTHING`);
+    await db.query(`DROP TABLE ${kept}`);
+    await db.end();
     expect(await asApi(second, machineAccess)).toBe(false);
     expect(await asApi(second, tokens.access_token)).toBe(false);
     await expect(oidc.clientCredentialsGrant(robot, { resource: GONE, scope: 'read:gone' })).rejects.toMatchObject({ error: 'invalid_target' });
