@@ -348,10 +348,7 @@ export class ArtifactAdapter implements Adapter {
     // under the grant, and the grant itself, so that consent is asked again.
     const { rows } = await this.sql.query<{ grant_id: string | null }>(SQL.grantOf, [this.kind, key]);
     const grantId = rows[0]?.grant_id;
-    if (grantId) {
-      await this.revokeGrant(grantId);
-      request?.oidc.provider.emit('grant.revoked', request, grantId);
-    }
+    if (grantId) await this.revokeGrants([grantId], request);
     throw new errors.InvalidGrant('grant request is invalid');
   }
 
@@ -398,15 +395,7 @@ export class ArtifactAdapter implements Adapter {
   private async replaceSession(oldId: string, id: string, json: string, uid: string | null, expiresAt: Date | null): Promise<void> {
     const { rowCount } = await this.sql.query(SQL.replaceSession, [sha256(oldId), sha256(id), json, uid, expiresAt]);
     keep(REPLACED_SESSION_BY, { id, stored: rowCount > 0 });
-    if (rowCount > 0) return;
-    const grants = grantsEndingWith(JSON.parse(json) as SessionPayload);
-    const request = Provider.ctx;
-    await Promise.all(
-      grants.map(async (grantId) => {
-        await this.revokeGrant(grantId);
-        request?.oidc.provider.emit('grant.revoked', request, grantId);
-      }),
-    );
+    if (rowCount === 0) await this.revokeGrants(grantsEndingWith(JSON.parse(json) as SessionPayload), Provider.ctx);
   }
 
   /**
@@ -442,17 +431,20 @@ export class ArtifactAdapter implements Adapter {
     const request = Provider.ctx;
     const loaded = (request?.oidc?.session as SessionPayload | undefined)?.authorizations ?? {};
     for (const { grantId } of Object.values(loaded)) if (grantId) grants.delete(grantId); // revoked by the library already
+    await this.revokeGrants(grants, request);
+  }
+
+  /**
+   * Each grant and everything issued under it, as the library's revoke helper
+   * does with the default revokeGrantPolicy, announced as the library does.
+   */
+  private async revokeGrants(grantIds: Iterable<string>, request: KoaContextWithOIDC | undefined): Promise<void> {
     await Promise.all(
-      [...grants].map(async (grantId) => {
-        await this.revokeGrant(grantId);
+      [...grantIds].map(async (grantId) => {
+        await Promise.all([this.revokeByGrantId(grantId), this.sql.query(SQL.destroy, ['Grant', sha256(grantId)])]);
         request?.oidc.provider.emit('grant.revoked', request, grantId);
       }),
     );
-  }
-
-  /** The grant and everything issued under it, as the library's revoke helper does with the default revokeGrantPolicy. */
-  private async revokeGrant(grantId: string): Promise<void> {
-    await Promise.all([this.revokeByGrantId(grantId), this.sql.query(SQL.destroy, ['Grant', sha256(grantId)])]);
   }
 
   revokeByGrantId(grantId: string): Promise<void> {

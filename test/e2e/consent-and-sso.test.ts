@@ -413,23 +413,15 @@ describe('single sign-on', () => {
     const allowed = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
     const admin = pc.outsideConnection();
     await admin.connect();
-    const waiters = async () =>
-      (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]!.n;
-    const until = async (n: number) => {
-      for (let tries = 0; (await waiters()) < n; tries++) {
-        if (tries > 500) throw new Error(`fewer than ${n} statements reached the lock`);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    };
     try {
       // The session's row held: the sign-out waits to end it, and then the
       // resume (which has used up the interaction by then) waits to replace it.
       await admin.query('BEGIN');
       await admin.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'Session' AND id = $1 FOR UPDATE`, [sha256(ua.cookie('_session')!)]);
       const signingOut = ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
-      await until(1);
+      await heldAtTheLock(admin);
       const resuming = visit(ua, allowed.url);
-      await until(2);
+      await heldAtTheLock(admin, 2);
       await admin.query('COMMIT');
       expect((await signingOut).url).toContain('/session/end/success');
       const finished = await resuming;
