@@ -321,7 +321,7 @@ describe('pages', () => {
     }
   });
 
-  it('text meets WCAG AA contrast (4.5:1) on every element of the login and consent pages', async () => {
+  it('text meets WCAG AA contrast (4.5:1) on every element of the login, consent and choice-of-account pages', async () => {
     const page = await newPage();
     const contrastApp = await startRpApp(pc.issuer, await registerClient('Contrast', ['--policy-uri', 'https://c.example/p']));
     try {
@@ -374,6 +374,16 @@ describe('pages', () => {
       await page.getByRole('button', { name: 'Sign in' }).click();
       await page.getByRole('button', { name: 'Allow' }).waitFor();
       await bothSchemes('2-consent');
+      await page.getByRole('button', { name: 'Allow' }).click();
+      await page.locator('#user').waitFor();
+      // The app asks to choose the account (prompt=select_account): going on
+      // as Frida has the focus on arrival, and Enter takes her back.
+      await page.goto(`${contrastApp.url}/login?prompt=select_account`);
+      await page.getByRole('heading', { name: 'Choose an account to continue to Contrast' }).waitFor();
+      await page.waitForFunction(() => document.activeElement?.textContent?.startsWith('Continue as'), undefined, { timeout: 5000 });
+      await bothSchemes('3-select-account');
+      await page.keyboard.press('Enter');
+      await page.locator('#user').waitFor();
     } finally {
       await contrastApp.close();
     }

@@ -66,6 +66,8 @@ export async function startRpApp(
           nonce: request.nonce,
           code_challenge: await oidc.calculatePKCECodeChallenge(request.verifier),
           code_challenge_method: 'S256',
+          // /login?prompt=…: the app asks for a prompt (select_account, login, consent).
+          ...(url.searchParams.get('prompt') ? { prompt: url.searchParams.get('prompt')! } : {}),
         });
         return send(302, '', { location: target.href, 'set-cookie': `rp_sid=${id}; Path=/; HttpOnly; SameSite=Lax` });
       }
