@@ -356,11 +356,18 @@ describe('portcullis api', () => {
     expect(await asApi(first, tokens.access_token)).toBe(true);
 
     // A copy of the robot's token row, to put back afterwards as a token request in flight while the delete ran would write it.
-    const db = pc.outsideConnection();
-    await db.connect();
-    const kept = `kept_${randomBytes(4).toString('hex')}`;
-    // Literal statements: the embedded database's socket takes no parameters.
-    await db.query(`CREATE TABLE ${kept} AS SELECT * FROM provider_artifacts WHERE id = '${sha256(machineAccess)}'`);
+    // (Literal statements: the embedded database's socket takes no parameters.)
+    const outside = async (statement: string) => {
+      const db = pc.outsideConnection();
+      await db.connect();
+      try {
+        return (await db.query<{ row: string }>(statement)).rows;
+      } finally {
+        await db.end();
+      }
+    };
+    const [kept] = await outside(`SELECT row_to_json(a)::text AS row FROM provider_artifacts a WHERE id = '${sha256(machineAccess)}'`);
+    expect(kept).toBeDefined();
     const deleted = await pc.cli(['api', 'delete', GONE]);
     expect(deleted.code, deleted.stderr).toBe(0);
     expect(deleted.stdout).toContain('2 opaque access token(s) revoked, 1 consent(s) and 2 client(s) no longer include it');
@@ -376,9 +383,7 @@ describe('portcullis api', () => {
     // kept to the second: the token is from an earlier one.)
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const second = await createApi(['--identifier', GONE, '--scope', 'read:gone', '--token-format', 'opaque']);
-    await db.query(`INSERT INTO provider_artifacts SELECT * FROM ${kept} ON CONFLICT DO NOTHING`);
-    await db.query(`DROP TABLE ${kept}`);
-    await db.end();
+    await outside(`INSERT INTO provider_artifacts SELECT * FROM json_populate_record(NULL::provider_artifacts, '${kept!.row.replace(/'/g, "''")}') ON CONFLICT DO NOTHING`);
     expect(await asApi(second, machineAccess)).toBe(false);
     expect(await asApi(second, tokens.access_token)).toBe(false);
     await expect(oidc.clientCredentialsGrant(robot, { resource: GONE, scope: 'read:gone' })).rejects.toMatchObject({ error: 'invalid_target' });
