@@ -328,6 +328,7 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
   const route = ctx.oidc?.route;
   if (route === undefined) return;
   useContentTooLarge(ctx);
+  if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx);
   if (!CLIENT_AUTHENTICATED_ROUTES.has(route)) return;
   if (route === 'token') {
     // RFC 6749 §5.1 asks for both; the library sends only Cache-Control.
@@ -338,6 +339,41 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
     inactiveForStructuredTokens(ctx);
   }
   useInvalidClientWithoutCredentials(ctx);
+}
+
+/**
+ * A redirect URI's query "MUST be retained" when the response's parameters
+ * are added (RFC 6749 §3.1.2, OIDC Core §3.1.2.5). The library adds them
+ * through URLSearchParams, which writes the whole query anew: `?v=a~b`
+ * comes back as `?v=a%7Eb`, `?flag` as `?flag=`, `%20` as `+`. The same for a
+ * form decoder, but not the URI the client registered, which a client that
+ * compares or reuses it does not recognise. The registered query is kept as
+ * it was written, the response's parameters after it. (Where the response
+ * names a parameter the registered query already has, the library's URI
+ * stays: its value is replaced there, which appending could not do.)
+ */
+function keepRedirectUriQuery(ctx: KoaContextWithOIDC): void {
+  const registered = ctx.oidc.params?.redirect_uri;
+  const location = ctx.response.get('Location');
+  if (typeof registered !== 'string' || !registered.includes('?') || !location || (ctx.status !== 302 && ctx.status !== 303)) return;
+  let sent: URL;
+  let own: [string, string][];
+  try {
+    sent = new URL(location);
+    const base = new URL(registered);
+    if (sent.origin !== base.origin || sent.pathname !== base.pathname) return;
+    own = [...base.searchParams];
+  } catch {
+    return;
+  }
+  // The library's URI holds the registered parameters, in order, then the response's.
+  const all = [...sent.searchParams];
+  const added = all.slice(own.length);
+  const ownKeys = new Set(own.map(([name]) => name));
+  if (all.length < own.length || own.some(([name, value], i) => all[i]![0] !== name || all[i]![1] !== value) || added.some(([name]) => ownKeys.has(name))) return;
+  if (added.length === 0) return;
+  const separator = registered.endsWith('?') || registered.endsWith('&') ? '' : '&';
+  ctx.redirect(`${registered}${separator}${new URLSearchParams(added)}${sent.hash}`);
 }
 
 /** Requests the library refused for the length of their body (see body-limit.ts), marked by its error events. */

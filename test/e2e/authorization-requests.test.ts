@@ -41,6 +41,30 @@ async function pkce() {
   return { verifier, params: { code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' } };
 }
 
+describe('redirect URIs with a query (RFC 6749 §3.1.2, OIDC Core §3.1.2.5)', () => {
+  it('the registered query comes back as it was written, the response\'s parameters after it, for a code and for an error', async () => {
+    const registered = `${REDIRECT_URI}?v=a~b&flag&x=a%20b`;
+    const client = await pc.createClient({ name: 'Query', redirectUris: [registered], scope: 'openid' });
+    const { verifier, params } = await pkce();
+    const request = (state: string) =>
+      `${pc.issuer}/auth?${new URLSearchParams({ client_id: client.client_id, response_type: 'code', scope: 'openid', redirect_uri: registered, state, ...params })}`;
+    const callback = await through(new UserAgent(), request('s1'));
+    expect(pageKind(callback)).toBe('callback');
+    expect(callback.url).toMatch(new RegExp(`^${registered.replace(/[?.]/g, '\\$&')}&code=[^&]+&state=s1&iss=`));
+    // The client exchanges the code with the redirect_uri it registered, byte for byte.
+    const code = new URL(callback.url).searchParams.get('code')!;
+    const exchanged = await fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}` },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: registered, code_verifier: verifier }),
+    });
+    expect(exchanged.status).toBe(200);
+    // An error goes back the same way.
+    const refused = await visit(new UserAgent(), `${request('s2')}&prompt=none`);
+    expect(refused.url).toMatch(new RegExp(`^${registered.replace(/[?.]/g, '\\$&')}&error=login_required&`));
+  });
+});
+
 describe('pushed authorization requests (RFC 9126)', () => {
   it.each([
     ['a confidential client', () => web],
