@@ -356,22 +356,16 @@ function keepRedirectUriQuery(ctx: KoaContextWithOIDC): void {
   const registered = ctx.oidc.params?.redirect_uri;
   const location = ctx.response.get('Location');
   if (typeof registered !== 'string' || !registered.includes('?') || !location || (ctx.status !== 302 && ctx.status !== 303)) return;
-  let sent: URL;
-  let own: [string, string][];
-  try {
-    sent = new URL(location);
-    const base = new URL(registered);
-    if (sent.origin !== base.origin || sent.pathname !== base.pathname) return;
-    own = [...base.searchParams];
-  } catch {
-    return;
-  }
+  // The redirect_uri was checked by the library; a Location of its own pages is relative (/interaction/…).
+  const sent = new URL(location, ctx.oidc.issuer);
+  const base = new URL(registered);
+  if (sent.origin !== base.origin || sent.pathname !== base.pathname) return;
   // The library's URI holds the registered parameters, in order, then the response's.
+  const own = [...base.searchParams];
   const all = [...sent.searchParams];
   const added = all.slice(own.length);
   const ownKeys = new Set(own.map(([name]) => name));
-  if (all.length < own.length || own.some(([name, value], i) => all[i]![0] !== name || all[i]![1] !== value) || added.some(([name]) => ownKeys.has(name))) return;
-  if (added.length === 0) return;
+  if (added.length === 0 || own.some(([name, value], i) => all[i]![0] !== name || all[i]![1] !== value) || added.some(([name]) => ownKeys.has(name))) return;
   const separator = registered.endsWith('?') || registered.endsWith('&') ? '' : '&';
   ctx.redirect(`${registered}${separator}${new URLSearchParams(added)}${sent.hash}`);
 }
