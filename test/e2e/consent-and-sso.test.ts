@@ -5,7 +5,7 @@ import { sha256 } from '../../src/persistence/hash.js';
 import { embedded, heldAtTheLock } from '../support/locks.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, deny, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
-import { UserAgent } from '../support/user-agent.js';
+import { UserAgent, type Page } from '../support/user-agent.js';
 
 const bob = { email: 'bob@example.com', password: 'a long enough password' };
 
@@ -26,6 +26,21 @@ afterAll(async () => {
   expect(pc?.errors ?? []).toEqual([]);
   await pc?.close();
 });
+
+/** Confirms sign-out on the logout page `logout` (opened with the session to end). */
+function signOut(ua: UserAgent, logout: Page) {
+  return ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
+}
+
+/** Bob signed in (through app A) on a new browser, its logout page open, and app B's consent page for `scope`. */
+async function consentingWhileSignedIn(scope: string) {
+  const ua = new UserAgent();
+  await logIn(ua, appA, 'openid', bob);
+  const logout = await ua.open(`${pc.issuer}/session/end`);
+  const request = await authorizationRequest(appB, scope, { prompt: 'consent' });
+  const consent = await visit(ua, request.url);
+  return { ua, logout, request, consent };
+}
 
 describe('login page', () => {
   it('has labelled Email and Password inputs and a Sign in button', async () => {
@@ -326,11 +341,7 @@ describe('single sign-on', () => {
   it('signing out holds against a consent finishing at the same moment, which gives the session a new id', async () => {
     let signedOut = 0;
     for (let round = 0; round < 6; round++) {
-      const ua = new UserAgent();
-      await logIn(ua, appA, 'openid', bob);
-      const logout = await ua.open(`${pc.issuer}/session/end`);
-      const request = await authorizationRequest(appB, 'openid', { prompt: 'consent' });
-      const consent = await visit(ua, request.url);
+      const { ua, logout, request, consent } = await consentingWhileSignedIn('openid');
       expect(pageKind(consent)).toBe('consent');
       // Allow, up to the redirect that finishes the authorization (/auth/:uid, where the session gets its new id).
       const allowed = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
@@ -368,7 +379,7 @@ describe('single sign-on', () => {
     // Allow, and stop at the redirect that would finish the authorization (/auth/:uid).
     const allowed = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
     const logout = await ua.open(`${pc.issuer}/session/end`);
-    const signedOut = await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
+    const signedOut = await signOut(ua, logout);
     expect(signedOut.url).toContain('/session/end/success');
     // The redirect, followed now, gives no code…
     const finished = await visit(ua, allowed.url);
@@ -379,10 +390,7 @@ describe('single sign-on', () => {
   });
 
   it.skipIf(embedded)('a sign-out that read the session\'s consents before one being given was saved: the consent ends all the same', async () => {
-    const ua = new UserAgent();
-    await logIn(ua, appA, 'openid', bob);
-    const logout = await ua.open(`${pc.issuer}/session/end`);
-    const consent = await visit(ua, (await authorizationRequest(appB, 'openid profile', { prompt: 'consent' })).url);
+    const { ua, logout, consent } = await consentingWhileSignedIn('openid profile');
     const uid = /\/interaction\/([^/"]+)\/confirm/.exec(consent.html)![1]!;
     const admin = pc.outsideConnection();
     await admin.connect();
@@ -392,7 +400,7 @@ describe('single sign-on', () => {
       await admin.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'Interaction' AND id = $1 FOR UPDATE`, [sha256(uid)]);
       const allowing = ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
       await heldAtTheLock(admin);
-      const signedOut = await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
+      const signedOut = await signOut(ua, logout);
       expect(signedOut.url).toContain('/session/end/success');
       await admin.query('COMMIT');
       const allowed = await allowing;
@@ -405,11 +413,7 @@ describe('single sign-on', () => {
   });
 
   it.skipIf(embedded)('a sign-out that ran while a consent was resumed (its interaction used up, the session naming it not yet stored): the consent ends all the same', async () => {
-    const ua = new UserAgent();
-    await logIn(ua, appA, 'openid', bob);
-    const logout = await ua.open(`${pc.issuer}/session/end`);
-    const request = await authorizationRequest(appB, 'openid address', { prompt: 'consent' });
-    const consent = await visit(ua, request.url);
+    const { ua, logout, request, consent } = await consentingWhileSignedIn('openid address');
     const allowed = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
     const admin = pc.outsideConnection();
     await admin.connect();
@@ -418,7 +422,7 @@ describe('single sign-on', () => {
       // resume (which has used up the interaction by then) waits to replace it.
       await admin.query('BEGIN');
       await admin.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'Session' AND id = $1 FOR UPDATE`, [sha256(ua.cookie('_session')!)]);
-      const signingOut = ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
+      const signingOut = signOut(ua, logout);
       await heldAtTheLock(admin);
       const resuming = visit(ua, allowed.url);
       await heldAtTheLock(admin, 2);
@@ -456,7 +460,7 @@ describe('single sign-on', () => {
       const silently = async () => new URL((await visit(ua, (await authorizationRequest(appA, 'openid', { prompt: 'none' })).url)).url).searchParams.get('error');
       expect(await silently(), `round ${round}`).toBeNull();
       const logout = await ua.open(`${pc.issuer}/session/end`);
-      const signedOut = await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
+      const signedOut = await signOut(ua, logout);
       expect(signedOut.url).toContain('/session/end/success');
       expect(await silently(), `round ${round}`).toBe('login_required');
       // …and ends both consents, whichever of the session's ids each was given through.
