@@ -1000,6 +1000,73 @@ describe('without a running server', () => {
     }
   });
 
+  // A crash (power cut of the process: SIGKILL, the OOM killer) while tokens
+  // are being written. On the embedded database this is PGlite's own recovery
+  // at the next start, and the stale lock and socket the dead server left.
+  it('killed mid-write (SIGKILL), the server starts again on the same database, and every token it handed out is still valid', async () => {
+    const database = await freshDatabase();
+    const env = { ...TEST_ENV, ...database.env };
+    const port = await freePort();
+    const issuer = `http://127.0.0.1:${port}`;
+    const start = () => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+        env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', ISSUER: issuer, LOG_LEVEL: 'info' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const run = { child, output: '', exited: new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))) };
+      child.stdout.on('data', (chunk) => (run.output += chunk));
+      child.stderr.on('data', (chunk) => (run.output += chunk));
+      return run;
+    };
+    let server = start();
+    try {
+      await waitFor(() => server.output.includes('portcullis listening'), 60_000, () => server.output);
+      const created = await runCli(['client', 'create', '--name', 'Robot', '--grant-type', 'client_credentials', '--json'], env);
+      expect(created.code, created.stderr).toBe(0);
+      const robot = JSON.parse(created.stdout) as { client_id: string; client_secret: string };
+      const authorization = `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}`;
+      const post = (path: string, body: Record<string, string>) =>
+        fetch(`${issuer}${path}`, { method: 'POST', headers: { authorization, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body) });
+
+      // Eight clients asking at once until the server dies under them; a token
+      // counts as handed out once its response arrived.
+      const handedOut: string[] = [];
+      const ask = async () => {
+        for (;;) {
+          const response = await post('/token', { grant_type: 'client_credentials' }).catch(() => undefined);
+          if (!response) return;
+          const body = (await response.json().catch(() => ({}))) as { access_token?: string };
+          if (response.status === 200 && body.access_token) handedOut.push(body.access_token);
+        }
+      };
+      const askers = Array.from({ length: 8 }, ask);
+      await waitFor(() => handedOut.length >= 200, 60_000, () => server.output);
+      server.child.kill('SIGKILL');
+      await server.exited;
+      await Promise.all(askers);
+
+      server = start();
+      await waitFor(() => server.output.includes('portcullis listening'), 60_000, () => server.output);
+      const inactive: string[] = [];
+      for (let i = 0; i < handedOut.length; i += 16) {
+        await Promise.all(
+          handedOut.slice(i, i + 16).map(async (token) => {
+            const { active } = (await (await post('/token/introspection', { token })).json()) as { active: boolean };
+            if (!active) inactive.push(token);
+          }),
+        );
+      }
+      expect(inactive, `${inactive.length} of ${handedOut.length} tokens handed out before the crash are gone`).toEqual([]);
+      expect((await post('/token', { grant_type: 'client_credentials' })).status).toBe(200);
+      expect(server.output).not.toContain('"level":"error"');
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    } finally {
+      server.child.kill('SIGKILL');
+      await database.drop();
+    }
+  });
+
   it.each([
     [{ PORT: 'eighty', ARGON2_MEMORY_KIB: '12' }, ['PORT', 'ARGON2_MEMORY_KIB'], []],
     // Endpoints are served at the root: an issuer with a path would name addresses nothing serves.
