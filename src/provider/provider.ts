@@ -328,7 +328,9 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
   const route = ctx.oidc?.route;
   if (route === undefined) return;
   useContentTooLarge(ctx);
-  if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx);
+  if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx, [ctx.oidc.params?.redirect_uri]);
+  // RP-Initiated Logout 1.0 §3: the post_logout_redirect_uri, with `state` added.
+  else if (route === 'end_session_confirm') keepRedirectUriQuery(ctx, ctx.oidc.client?.postLogoutRedirectUris ?? []);
   if (!CLIENT_AUTHENTICATED_ROUTES.has(route)) return;
   if (route === 'token') {
     // RFC 6749 §5.1 asks for both; the library sends only Cache-Control.
@@ -351,23 +353,30 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
  * it was written, the response's parameters after it. (Where the response
  * names a parameter the registered query already has, the library's URI
  * stays: its value is replaced there, which appending could not do.)
+ * `registered`: the URIs the Location may have been made from.
  */
-function keepRedirectUriQuery(ctx: KoaContextWithOIDC): void {
-  const registered = ctx.oidc.params?.redirect_uri;
+function keepRedirectUriQuery(ctx: KoaContextWithOIDC, registered: readonly unknown[]): void {
   const location = ctx.response.get('Location');
-  if (typeof registered !== 'string' || !registered.includes('?') || !location || (ctx.status !== 302 && ctx.status !== 303)) return;
-  // The redirect_uri was checked by the library; a Location of its own pages is relative (/interaction/…).
+  if (!location || (ctx.status !== 302 && ctx.status !== 303)) return;
+  // The URI was checked by the library; a Location of its own pages is relative (/interaction/…).
   const sent = new URL(location, ctx.oidc.issuer);
-  const base = new URL(registered);
-  if (sent.origin !== base.origin || sent.pathname !== base.pathname) return;
-  // The library's URI holds the registered parameters, in order, then the response's.
-  const own = [...base.searchParams];
   const all = [...sent.searchParams];
-  const added = all.slice(own.length);
-  const ownKeys = new Set(own.map(([name]) => name));
-  if (added.length === 0 || own.some(([name, value], i) => all[i]![0] !== name || all[i]![1] !== value) || added.some(([name]) => ownKeys.has(name))) return;
-  const separator = registered.endsWith('?') || registered.endsWith('&') ? '' : '&';
-  ctx.redirect(`${registered}${separator}${new URLSearchParams(added)}${sent.hash}`);
+  // Of several registered URIs that could have made this Location (a sign-out's, say), the one with the longest query.
+  const candidates = registered
+    .filter((uri): uri is string => typeof uri === 'string' && uri.includes('?'))
+    .map((uri) => ({ uri, base: new URL(uri) }))
+    .filter(({ base }) => sent.origin === base.origin && sent.pathname === base.pathname)
+    .map(({ uri, base }) => ({ uri, own: [...base.searchParams] }))
+    .sort((a, b) => b.own.length - a.own.length);
+  for (const { uri, own } of candidates) {
+    // The library's URI holds the registered parameters, in order, then the response's.
+    const added = all.slice(own.length);
+    const ownKeys = new Set(own.map(([name]) => name));
+    if (added.length === 0 || own.some(([name, value], i) => all[i]![0] !== name || all[i]![1] !== value) || added.some(([name]) => ownKeys.has(name))) continue;
+    const separator = uri.endsWith('?') || uri.endsWith('&') ? '' : '&';
+    ctx.redirect(`${uri}${separator}${new URLSearchParams(added)}${sent.hash}`);
+    return;
+  }
 }
 
 /** Requests the library refused for the length of their body (see body-limit.ts), marked by its error events. */

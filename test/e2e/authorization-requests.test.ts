@@ -63,6 +63,25 @@ describe('redirect URIs with a query (RFC 6749 §3.1.2, OIDC Core §3.1.2.5)', (
     const refused = await visit(new UserAgent(), `${request('s2')}&prompt=none`);
     expect(refused.url).toMatch(new RegExp(`^${registered.replace(/[?.]/g, '\\$&')}&error=login_required&`));
   });
+
+  it('a post_logout_redirect_uri gets its query back as it was written, with state after it (RP-Initiated Logout §3)', async () => {
+    const short = `${POST_LOGOUT_URI}?v=a~b&flag`;
+    // Registered too: a longer query that begins like the short one must not be taken for it.
+    const long = `${short}&x=a%20b`;
+    const client = await pc.createClient({ name: 'Leaving', redirectUris: [REDIRECT_URI], postLogoutRedirectUris: [long, short], scope: 'openid' });
+    const rp = await discover(pc.issuer, client.client_id, client.client_secret);
+    const ua = new UserAgent();
+    const { verifier, params } = await pkce();
+    const request = `${pc.issuer}/auth?${new URLSearchParams({ client_id: client.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, state: 's', ...params })}`;
+    const callback = await through(ua, request);
+    const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.url), { pkceCodeVerifier: verifier, expectedState: 's' });
+
+    const end = `${pc.issuer}/session/end?${new URLSearchParams({ id_token_hint: tokens.id_token!, post_logout_redirect_uri: short, state: 'bye' })}`;
+    const confirm = await ua.open(end, {}, POST_LOGOUT_URI);
+    const action = /<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"/.exec(confirm.html)![1]!;
+    const done = await ua.post(confirm, action, { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
+    expect(done.url).toBe(`${short}&state=bye`);
+  });
 });
 
 describe('pushed authorization requests (RFC 9126)', () => {
