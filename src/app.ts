@@ -171,6 +171,14 @@ function refuseEncodedBodies(config: Config, addresses: (path: string) => Addres
     ctx.status = 415;
     ctx.set('Accept-Encoding', 'identity');
     ctx.set('Connection', 'close'); // the body is not read
+    // The provider's API routes answer any origin's request, their errors
+    // included, before the client is known (clientBasedCORS then decides):
+    // this error too, or a single-page app sees only a failed fetch.
+    const origin = ctx.get('Origin');
+    if (!address.page && origin) {
+      ctx.vary('Origin');
+      ctx.set('Access-Control-Allow-Origin', origin);
+    }
     const out = { error: 'invalid_request', error_description: 'the request body must not be compressed (Content-Encoding)' };
     answer(ctx, config, address, out, true);
     return undefined;

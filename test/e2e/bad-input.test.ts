@@ -232,6 +232,13 @@ describe('the token endpoint', () => {
       expect([coding, response.status, response.headers.get('accept-encoding')]).toEqual([coding, 415, 'identity']);
       expect(await response.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('Content-Encoding') });
     }
+    // A single-page app calling from its origin can read why, as it can the provider's own errors.
+    const fromApp = await fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': 'gzip', origin: 'https://spa.example' },
+      body: gzipSync(form),
+    });
+    expect([fromApp.status, fromApp.headers.get('access-control-allow-origin'), fromApp.headers.get('vary')]).toEqual([415, 'https://spa.example', 'Origin']);
     // Where a browser is sent, a page.
     const page = await send('/interaction/some-uid/login', 'gzip', gzipSync('email=a&password=b'), 'text/html');
     expect([page.status, page.headers.get('content-type')]).toEqual([415, 'text/html; charset=utf-8']);
