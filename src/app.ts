@@ -104,7 +104,7 @@ function requestLog(logger: Logger): Koa.Middleware {
   // promise on every request.
   if (!logger.enabled('debug')) {
     return (ctx, next) => {
-      ctx.set('X-Request-Id', randomUUID());
+      ctx.res.setHeader('X-Request-Id', randomUUID());
       return next();
     };
   }

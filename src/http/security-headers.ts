@@ -43,9 +43,11 @@ const COMMON_HEADERS = {
  * serve other things.
  */
 export function securityHeaders(issuer: string): Middleware {
-  const headers = issuer.startsWith('https:') ? { ...COMMON_HEADERS, 'Strict-Transport-Security': 'max-age=31536000' } : COMMON_HEADERS;
+  const headers = Object.entries(issuer.startsWith('https:') ? { ...COMMON_HEADERS, 'Strict-Transport-Security': 'max-age=31536000' } : COMMON_HEADERS);
   return (ctx, next) => {
-    ctx.set(headers);
+    // Straight onto the response: Koa's ctx.set(object) lower-cases and copies
+    // every name on every request, and these are fixed, valid and unsent yet.
+    for (const [name, value] of headers) ctx.res.setHeader(name, value);
     return next();
   };
 }
