@@ -1,11 +1,15 @@
 // A person in a real browser (Debian's Chromium via playwright-core), signing in
 // to relying-party apps built on openid-client. Screenshots of every page go to
 // test/artifacts/ for a reviewer.
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser, snapshot } from '../support/browser.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { startRpApp, type RpApp } from '../support/rp-app.js';
+
+const require = createRequire(import.meta.url);
 
 const frida = { email: 'frida@example.com', password: 'fridas secret words', name: 'Frida Kahlo' };
 
@@ -387,6 +391,63 @@ describe('pages', () => {
     } finally {
       await contrastApp.close();
     }
+  });
+
+  it('the sign-in, consent, account choice, sign-out and error pages pass an axe-core audit (WCAG 2.2 AA and best practices) in both colour schemes', async () => {
+    const axeSource = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
+    const page = await newPage();
+    // A logo and links, so that the consent page shows everything it can.
+    const axeApp = await startRpApp(pc.issuer, await registerClient('Axe App', [
+      '--logo-uri', 'https://a.example/logo.png', '--policy-uri', 'https://a.example/p', '--tos-uri', 'https://a.example/t',
+    ]));
+    // Every page's violations, gathered so that one run names them all.
+    const found: string[] = [];
+    const audit = async (step: string) => {
+      // Evaluated through the DevTools protocol, which the pages' CSP does not govern
+      // (a <script> tag would need script-src 'unsafe-inline'): the audit sees the page as served.
+      await page.evaluate(axeSource);
+      for (const colorScheme of ['light', 'dark'] as const) {
+        await page.emulateMedia({ colorScheme });
+        const violations = await page.evaluate(async () => {
+          const { violations } = await (window as unknown as { axe: typeof import('axe-core') }).axe.run(document, {
+            runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'] },
+          });
+          return violations.map(({ id, help, nodes }) => ({ id, help, targets: nodes.map((node) => node.target.join(' ')) }));
+        });
+        for (const { id, help, targets } of violations) found.push(`${step} (${colorScheme}): ${id}: ${help}: ${targets.join(', ')}`);
+      }
+      await page.emulateMedia({ colorScheme: 'light' });
+    };
+    try {
+      await page.goto(`${axeApp.url}/login`);
+      await audit('login');
+      await signIn(page, 'axe', 'wrong password!');
+      await page.getByRole('alert').waitFor();
+      await audit('login after a wrong password');
+      await page.getByLabel('Password').fill(frida.password);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByRole('button', { name: 'Allow' }).waitFor();
+      await audit('consent');
+      await page.getByRole('button', { name: 'Allow' }).click();
+      await page.locator('#user').waitFor();
+      await page.goto(`${axeApp.url}/login?prompt=select_account`);
+      await page.getByRole('heading', { name: 'Choose an account to continue to Axe App' }).waitFor();
+      await audit('choice of account');
+      await page.getByRole('button', { name: /^Continue as/ }).click();
+      await page.locator('#user').waitFor();
+      await page.goto(`${pc.issuer}/session/end`);
+      await page.getByRole('button', { name: 'Sign out', exact: true }).waitFor();
+      await audit('logout confirmation');
+      await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+      await page.getByRole('heading', { name: 'You are signed out' }).waitFor();
+      await audit('signed out');
+      await page.goto(`${pc.issuer}/auth?client_id=nobody&response_type=code&scope=openid&redirect_uri=https://x.example/cb`);
+      await page.getByRole('heading', { name: 'Unknown application' }).waitFor();
+      await audit('error');
+    } finally {
+      await axeApp.close();
+    }
+    expect(found, `axe-core found:\n${found.join('\n')}`).toEqual([]);
   });
 
   it('an expired or lost sign-in explains itself with no internals', async () => {
