@@ -339,6 +339,9 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
     refuseWhenNoScopeIsGranted(ctx);
   } else if (route === 'introspection') {
     inactiveForStructuredTokens(ctx);
+  } else if (route === 'revocation') {
+    // As every other answer to a client's credentials: nothing for a cache to keep.
+    ctx.set('Cache-Control', 'no-store');
   }
   useInvalidClientWithoutCredentials(ctx);
 }
@@ -428,6 +431,9 @@ function useInvalidClientWithoutCredentials(ctx: KoaContextWithOIDC): void {
   } else {
     const params = ctx.oidc.params;
     if (!params || params.client_id !== undefined || params.client_assertion !== undefined) return;
+    // A parameter sent twice was refused, and left out of params: the request did name a client.
+    const sent = ctx.oidc.body;
+    if (sent && (sent.client_id !== undefined || sent.client_assertion !== undefined)) return;
     if (ctx.get('oauth-client-attestation')) return;
     description = 'client authentication is required';
   }

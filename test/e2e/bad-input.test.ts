@@ -285,6 +285,22 @@ describe('the token endpoint', () => {
     expect((await token({ grant_type: 'client_credentials' }, `Basic ${unpadded}`)).status).toBe(200);
   });
 
+  it('a client_id or client_secret sent twice in the body is invalid_request naming it (RFC 6749 §3.2), not a missing authentication', async () => {
+    const id = encodeURIComponent(client.client_id);
+    const secret = encodeURIComponent(client.client_secret!);
+    for (const [path, form] of [
+      ['/token', `grant_type=client_credentials&client_id=${id}&client_id=${id}&client_secret=${secret}`],
+      ['/token', `grant_type=client_credentials&client_id=${id}&client_secret=${secret}&client_secret=${secret}`],
+      ['/token/introspection', `token=x&client_id=${id}&client_id=${id}&client_secret=${secret}`],
+      ['/token/revocation', `token=x&client_id=${id}&client_id=${id}&client_secret=${secret}`],
+    ] as const) {
+      const response = await fetch(`${pc.issuer}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+      const body = (await response.json()) as { error: string; error_description: string };
+      expect([path, response.status, body.error, response.headers.get('www-authenticate')]).toEqual([path, 400, 'invalid_request', null]);
+      expect(body.error_description).toMatch(/client_(id|secret).*twice/);
+    }
+  });
+
   it('answers a client_id with a NUL character with invalid_client', async () => {
     const response = await tokenRaw(`grant_type=client_credentials&client_id=${client.client_id}%00&client_secret=${client.client_secret}`, '');
     expect(response.status).toBe(401);
@@ -439,8 +455,12 @@ describe('other endpoints', () => {
     for (const [path, init, status, error] of calls) {
       const response = await fetch(`${pc.issuer}${path}`, { ...init, headers: { ...init.headers, accept } });
       expect([path, response.status, response.headers.get('content-type')]).toEqual([path, status, expect.stringContaining('application/json')]);
+      expect([path, response.headers.get('cache-control')]).toEqual([path, 'no-store']);
       expect(await response.json()).toMatchObject({ error });
     }
+    // A revocation that succeeds is not for caches either (an unknown token is revoked as well, RFC 7009 §2.2).
+    const revoked = await fetch(`${pc.issuer}/token/revocation`, { method: 'POST', headers: { authorization: basic(client.client_id, client.client_secret!) }, body: new URLSearchParams({ token: 'x' }) });
+    expect([revoked.status, revoked.headers.get('cache-control')]).toEqual([200, 'no-store']);
     // Where a browser is sent, a page still.
     const page = await fetch(`${pc.issuer}/auth?client_id=nobody&response_type=code&scope=openid`, { headers: { accept } });
     expect(page.headers.get('content-type')).toContain('text/html');
