@@ -89,6 +89,7 @@ export function createProvider(services: ProviderServices): Provider {
   for (const event of REQUEST_ERROR_EVENTS) {
     provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
       if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
+      else if (isDpopReplay(error)) dpopReplays.add(ctx);
     });
   }
 
@@ -328,6 +329,7 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
   const route = ctx.oidc?.route;
   if (route === undefined) return;
   useContentTooLarge(ctx);
+  useInvalidDpopProofForReplays(ctx);
   if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx, [ctx.oidc.params?.redirect_uri]);
   // RP-Initiated Logout 1.0 §3: the post_logout_redirect_uri, with `state` added.
   else if (route === 'end_session_confirm') keepRedirectUriQuery(ctx, ctx.oidc.client?.postLogoutRedirectUris ?? []);
@@ -379,6 +381,31 @@ function keepRedirectUriQuery(ctx: KoaContextWithOIDC, registered: readonly unkn
     const separator = uri.endsWith('?') || uri.endsWith('&') ? '' : '&';
     ctx.redirect(`${uri}${separator}${new URLSearchParams(added)}${sent.hash}`);
     return;
+  }
+}
+
+/** The library's own words for a DPoP proof it has seen before (lib/helpers/validate_dpop.js). */
+const DPOP_REPLAY = 'DPoP proof JWT Replay detected';
+
+const isDpopReplay = (error: unknown) => error instanceof errors.OIDCProviderError && (error as { error_detail?: unknown }).error_detail === DPOP_REPLAY;
+
+/** Requests whose DPoP proof was a replay, marked by the library's error events. */
+const dpopReplays = new WeakSet<object>();
+
+/**
+ * A proof used twice is an invalid proof: invalid_dpop_proof (RFC 9449 §5 at
+ * the token endpoint, §7.1 with a 401 challenge at a resource). The library
+ * answers invalid_grant at the token and PAR endpoints and invalid_token at
+ * UserInfo, which tell a client its refresh token, code or access token is
+ * dead when only the proof was: it would throw away a grant that still stands.
+ */
+function useInvalidDpopProofForReplays(ctx: KoaContextWithOIDC): void {
+  if (!dpopReplays.has(ctx) || typeof ctx.body !== 'object' || ctx.body === null) return;
+  const description = 'the DPoP proof was presented before; make a new one for every request';
+  ctx.body = { error: 'invalid_dpop_proof', error_description: description };
+  const challenge = ctx.response.get('WWW-Authenticate');
+  if (challenge) {
+    ctx.set('WWW-Authenticate', challenge.replace(/error="[^"]*"/, 'error="invalid_dpop_proof"').replace(/error_description="[^"]*"/, `error_description="${description}"`));
   }
 }
 

@@ -182,7 +182,8 @@ describe('DPoP at Portcullis', () => {
     const responses = await Promise.all(Array.from({ length: 12 }, () => tokenRequest({ dpop })));
     const statuses = responses.map((response) => response.status).sort();
     expect(statuses).toEqual([200, ...Array(11).fill(400)]);
-    for (const response of responses.filter((r) => r.status === 400)) expect(await response.json()).toMatchObject({ error: 'invalid_grant' });
+    // The proof is what failed (RFC 9449 §5), not the grant.
+    for (const response of responses.filter((r) => r.status === 400)) expect(await response.json()).toMatchObject({ error: 'invalid_dpop_proof' });
     // And later, one at a time, still once.
     expect((await tokenRequest({ dpop })).status).toBe(400);
   });
@@ -258,11 +259,30 @@ describe('DPoP at Portcullis', () => {
       Array.from({ length: 8 }, () => fetch(`${pc.issuer}/me`, { headers: { authorization: `DPoP ${tokens.access_token}`, dpop: once } })),
     );
     expect(all.map((response) => response.status).sort()).toEqual([200, ...Array(7).fill(401)]);
+    // Each refusal blames the proof (RFC 9449 §7.1), and the token stays good.
+    for (const response of all.filter((r) => r.status === 401)) {
+      expect(response.headers.get('www-authenticate')).toMatch(/^DPoP .*error="invalid_dpop_proof"/);
+      expect(await response.json()).toMatchObject({ error: 'invalid_dpop_proof' });
+    }
 
     // The refresh token is no use without the key (and the failed tries leave it usable).
     const thief = oidc.getDPoPHandle(spa, await oidc.randomDPoPKeyPair('ES256'));
     await expect(oidc.refreshTokenGrant(spa, tokens.refresh_token!, undefined, { DPoP: thief })).rejects.toMatchObject({ error: 'invalid_grant' });
     await expect(oidc.refreshTokenGrant(spa, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    // A refresh whose proof was used before is refused for the proof, and leaves the refresh token usable.
+    const spent = await proof(key, { htm: 'POST', htu: `${pc.issuer}/token` });
+    const refresh = () =>
+      fetch(`${pc.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: spent },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token!, client_id: spa.clientMetadata().client_id }),
+      });
+    const first = await refresh();
+    expect(first.status).toBe(200);
+    const { refresh_token: rotated } = (await first.json()) as { refresh_token: string };
+    const replayed = await refresh();
+    expect([replayed.status, await replayed.json()]).toEqual([400, expect.objectContaining({ error: 'invalid_dpop_proof' })]);
+    tokens.refresh_token = rotated;
     const refreshed = await oidc.refreshTokenGrant(spa, tokens.refresh_token!, undefined, { DPoP });
     expect(refreshed.token_type.toLowerCase()).toBe('dpop');
     expect(await oidc.fetchUserInfo(spa, refreshed.access_token, sub, { DPoP })).toMatchObject({ sub });
