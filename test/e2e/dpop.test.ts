@@ -271,19 +271,18 @@ describe('DPoP at Portcullis', () => {
     await expect(oidc.refreshTokenGrant(spa, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     // A refresh whose proof was used before is refused for the proof, and leaves the refresh token usable.
     const spent = await proof(key, { htm: 'POST', htu: `${pc.issuer}/token` });
-    const refresh = () =>
+    const refresh = (refreshToken: string) =>
       fetch(`${pc.issuer}/token`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: spent },
-        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token!, client_id: spa.clientMetadata().client_id }),
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: spa.clientMetadata().client_id }),
       });
-    const first = await refresh();
+    const first = await refresh(tokens.refresh_token!);
     expect(first.status).toBe(200);
     const { refresh_token: rotated } = (await first.json()) as { refresh_token: string };
-    const replayed = await refresh();
+    const replayed = await refresh(rotated);
     expect([replayed.status, await replayed.json()]).toEqual([400, expect.objectContaining({ error: 'invalid_dpop_proof' })]);
-    tokens.refresh_token = rotated;
-    const refreshed = await oidc.refreshTokenGrant(spa, tokens.refresh_token!, undefined, { DPoP });
+    const refreshed = await oidc.refreshTokenGrant(spa, rotated, undefined, { DPoP });
     expect(refreshed.token_type.toLowerCase()).toBe('dpop');
     expect(await oidc.fetchUserInfo(spa, refreshed.access_token, sub, { DPoP })).toMatchObject({ sub });
   });
