@@ -7,6 +7,7 @@ import type { Accounts } from '../accounts/accounts.js';
 import { sha256 } from '../persistence/hash.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
+import { accessibleFormPostPage } from './form-post-page.js';
 import { ArtifactAdapter } from './adapter.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { settleDeferredWrites } from './request-scope.js';
@@ -330,6 +331,7 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
   if (route === undefined) return;
   useContentTooLarge(ctx);
   useInvalidDpopProofForReplays(ctx);
+  accessibleFormPostPage(ctx);
   if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx, [ctx.oidc.params?.redirect_uri]);
   // RP-Initiated Logout 1.0 §3: the post_logout_redirect_uri, with `state` added.
   else if (route === 'end_session_confirm') keepRedirectUriQuery(ctx, ctx.oidc.client?.postLogoutRedirectUris ?? []);

@@ -393,7 +393,7 @@ describe('pages', () => {
     }
   });
 
-  it('the sign-in, consent, account choice, sign-out and error pages pass an axe-core audit (WCAG 2.2 AA and best practices) in both colour schemes', async () => {
+  it('the sign-in, consent, account choice, sign-out, error and form_post pages pass an axe-core audit (WCAG 2.2 AA and best practices) in both colour schemes', async () => {
     const axeSource = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
     const page = await newPage();
     // A logo and links, so that the consent page shows everything it can.
@@ -444,6 +444,19 @@ describe('pages', () => {
       await page.goto(`${pc.issuer}/auth?client_id=nobody&response_type=code&scope=openid&redirect_uri=https://x.example/cb`);
       await page.getByRole('heading', { name: 'Unknown application' }).waitFor();
       await audit('error');
+      // The library's own page that carries a response to the app by POST
+      // (response_mode=form_post), as a person without JavaScript sees it:
+      // no script (it would submit the form at once), the <noscript> shown.
+      const poster = await pc.createClient({ name: 'Poster', redirectUris: ['https://poster.example/cb'], scope: 'openid' });
+      const formPost = await fetch(`${pc.issuer}/auth?${new URLSearchParams({
+        client_id: poster.client_id, response_type: 'code', scope: 'openid', redirect_uri: 'https://poster.example/cb',
+        response_mode: 'form_post', prompt: 'none', state: 's', code_challenge: 'x'.repeat(43), code_challenge_method: 'S256',
+      })}`);
+      const html = await formPost.text();
+      expect(html).toContain('name="error" value="login_required"');
+      await page.setContent(html.replace(/<script>[\s\S]*?<\/script>/, '').replace(/<\/?noscript>/g, ''));
+      await page.getByRole('button', { name: 'Continue' }).waitFor();
+      await audit('form_post');
     } finally {
       await axeApp.close();
     }

@@ -1,0 +1,37 @@
+// oidc-provider writes one page of its own, which no configuration replaces:
+// the form that carries a response to the app (response_mode=form_post), and
+// a sign-out on to its confirmation (`/session/end` with nobody signed in,
+// "Not you?" while signed in). Its script submits the form at once; without
+// JavaScript a person sees it, with a Continue button. As written it has no
+// language, no main landmark and no heading (axe-core: html-has-lang, WCAG
+// 3.1.1 Level A; landmark-one-main; page-has-heading-one), and a title in
+// the library's words. Those are added around the library's form, which
+// stays exactly as written (its fields are escaped by the library), and so
+// does its script, whose hash the Content-Security-Policy names.
+import type { KoaContextWithOIDC } from 'oidc-provider';
+
+/** The page as the library writes it (lib/response_modes/form_post.js), up to its title. */
+const LIBRARY_HEAD = '<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv="X-UA-Compatible" content="IE=edge">\n  <title>Submitting Callback</title>';
+const HEAD = '<!DOCTYPE html>\n<html lang="en">\n<head>\n  <meta charset="utf-8">\n  <meta name="viewport" content="width=device-width, initial-scale=1">\n  <title>Continuing…</title>';
+const FORM_START = '<body>\n  <form ';
+const FORM_END = '</form>\n</body>';
+
+/**
+ * The library's self-submitting page with a language, a main landmark and a
+ * heading. Anything else, a page of a library version that writes it
+ * differently included, is left as it is.
+ */
+export function accessibleFormPostPage(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body;
+  if (typeof body !== 'string' || !body.startsWith(LIBRARY_HEAD)) return;
+  const start = body.indexOf(FORM_START);
+  const end = body.lastIndexOf(FORM_END);
+  if (start < 0 || end < start) return;
+  ctx.body =
+    HEAD +
+    body.slice(LIBRARY_HEAD.length, start) +
+    '<body>\n<main>\n  <h1>Continuing…</h1>\n  <form ' +
+    body.slice(start + FORM_START.length, end) +
+    '</form>\n</main>\n</body>' +
+    body.slice(end + FORM_END.length);
+}
