@@ -71,16 +71,22 @@ const grantIdFor = (uid: string) => sha256(`grant of interaction ${uid}`);
  * this browser signs in as themselves. login_hint is left out, since it
  * names the other person to the form; id_token_hint stays, as the app's
  * requirement: if it named someone else, the app gets login_required.
+ * A form posted to the authorization endpoint (§3.1.2.1 allows POST), not a
+ * link: the request's parameters, an ID token among them, stay out of the
+ * address bar, history and server logs, and a request too long for a URL
+ * still fits.
  */
-function signInAgain(provider: Provider, params: Record<string, unknown>): string {
-  const query = new URLSearchParams();
+function signInAgain(provider: Provider, params: Record<string, unknown>): { action: string; fields: [string, string][] } {
+  const fields: [string, string][] = [];
   for (const [name, value] of Object.entries(params)) {
-    if (typeof value === 'string' && !['prompt', 'login_hint'].includes(name)) query.set(name, value);
+    if (name === 'prompt' || name === 'login_hint') continue;
+    // resource may be repeated (RFC 8707).
+    for (const one of Array.isArray(value) ? value : [value]) if (typeof one === 'string') fields.push([name, one]);
   }
   // Signing in is the choice of account: prompt=select_account would only ask it again.
   const others = typeof params.prompt === 'string' ? params.prompt.split(' ').filter((prompt) => prompt && prompt !== 'login' && prompt !== SELECT_ACCOUNT) : [];
-  query.set('prompt', ['login', ...others].join(' '));
-  return `${provider.pathFor('authorization')}?${query}`;
+  fields.push(['prompt', ['login', ...others].join(' ')]);
+  return { action: provider.pathFor('authorization'), fields };
 }
 
 /**

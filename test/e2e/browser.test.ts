@@ -130,7 +130,7 @@ describe('journeys', () => {
       await page.goto(`${tablet.url}/login`);
       await page.getByRole('button', { name: 'Allow' }).waitFor();
       await snapshot(page, 'not-you', '2-consent-as-frida');
-      await page.getByRole('link', { name: 'Not you? Use another account' }).click();
+      await page.getByRole('button', { name: 'Not you? Use another account' }).click();
       await page.getByLabel('Email').fill(diego.email);
       await page.getByLabel('Password').fill(diego.password);
       await page.getByRole('button', { name: 'Sign in' }).click();

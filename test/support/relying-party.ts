@@ -64,6 +64,14 @@ export function deny(ua: UserAgent, page: Page): Promise<Page> {
   return ua.post(page, UserAgent.formAction(page, '/abort'), {}, REDIRECT_URI);
 }
 
+/** "Use another account" on the consent or choice-of-account page: its form, with the request's parameters, posted. */
+export function useAnotherAccount(ua: UserAgent, page: Page): Promise<Page> {
+  const form = /<form id="switch-account"[^>]*>[\s\S]*?<\/form>/.exec(page.html);
+  if (!form) throw new Error(`no "Use another account" form on ${page.url}`);
+  const inForm = { ...page, html: form[0] };
+  return ua.post(page, UserAgent.formAction(inForm, ''), UserAgent.hiddenFields(inForm), REDIRECT_URI);
+}
+
 /** The whole journey for a fresh person: login (if asked), consent (if asked), callback. */
 export async function logIn(
   ua: UserAgent,
