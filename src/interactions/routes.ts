@@ -74,9 +74,11 @@ const grantIdFor = (uid: string) => sha256(`grant of interaction ${uid}`);
  * A form posted to the authorization endpoint (§3.1.2.1 allows POST), not a
  * link: the request's parameters, an ID token among them, stay out of the
  * address bar, history and server logs, and a request too long for a URL
- * still fits.
+ * still fits. Only where a value holds a line break or NUL is it a link
+ * (`href`): a browser submits a form's line breaks as CRLF, and reads NUL in
+ * an attribute as U+FFFD, so a state or nonce would come back changed.
  */
-function signInAgain(provider: Provider, params: Record<string, unknown>): { action: string; fields: [string, string][] } {
+function signInAgain(provider: Provider, params: Record<string, unknown>): { action: string; fields: [string, string][]; href?: string } {
   const fields: [string, string][] = [];
   for (const [name, value] of Object.entries(params)) {
     if (name === 'prompt' || name === 'login_hint') continue;
@@ -86,7 +88,9 @@ function signInAgain(provider: Provider, params: Record<string, unknown>): { act
   // Signing in is the choice of account: prompt=select_account would only ask it again.
   const others = typeof params.prompt === 'string' ? params.prompt.split(' ').filter((prompt) => prompt && prompt !== 'login' && prompt !== SELECT_ACCOUNT) : [];
   fields.push(['prompt', ['login', ...others].join(' ')]);
-  return { action: provider.pathFor('authorization'), fields };
+  const action = provider.pathFor('authorization');
+  if (fields.some(([, value]) => /[\r\n\0]/.test(value))) return { action, fields, href: `${action}?${new URLSearchParams(fields)}` };
+  return { action, fields };
 }
 
 /**

@@ -375,21 +375,23 @@ function keepRedirectUriQuery(ctx: KoaContextWithOIDC, registered: readonly unkn
     .filter(({ base }) => sent.origin === base.origin && sent.pathname === base.pathname)
     .map(({ uri, base }) => ({ uri, own: [...base.searchParams] }))
     .sort((a, b) => b.own.length - a.own.length);
-  for (const { uri, own } of candidates) {
-    // The library's URI holds the registered parameters, in order, then the response's.
-    const added = all.slice(own.length);
-    const ownKeys = new Set(own.map(([name]) => name));
-    if (added.length === 0 || own.some(([name, value], i) => all[i]![0] !== name || all[i]![1] !== value) || added.some(([name]) => ownKeys.has(name))) continue;
-    const separator = uri.endsWith('?') || uri.endsWith('&') ? '' : '&';
-    ctx.redirect(`${uri}${separator}${new URLSearchParams(added)}${sent.hash}`);
-    return;
-  }
+  // The library's URI holds the registered parameters, in order, then the response's.
+  const made = candidates.find(({ own }) => own.length <= all.length && own.every(([name, value], i) => all[i]![0] === name && all[i]![1] === value));
+  if (!made) return;
+  const added = all.slice(made.own.length);
+  const ownKeys = new Set(made.own.map(([name]) => name));
+  // Nothing added (the library then leaves the URI as it is), or a value replaced in place.
+  if (added.length === 0 || added.some(([name]) => ownKeys.has(name))) return;
+  const separator = made.uri.endsWith('?') || made.uri.endsWith('&') ? '' : '&';
+  ctx.redirect(`${made.uri}${separator}${new URLSearchParams(added)}${sent.hash}`);
 }
 
 /** The library's own words for a DPoP proof it has seen before (lib/helpers/validate_dpop.js). */
 const DPOP_REPLAY = 'DPoP proof JWT Replay detected';
 
-const isDpopReplay = (error: unknown) => error instanceof errors.OIDCProviderError && (error as { error_detail?: unknown }).error_detail === DPOP_REPLAY;
+// In the error's detail (token endpoint, UserInfo) or, at the PAR endpoint, its description.
+const isDpopReplay = (error: unknown) =>
+  error instanceof errors.OIDCProviderError && ((error as { error_detail?: unknown }).error_detail ?? error.error_description) === DPOP_REPLAY;
 
 /** Requests whose DPoP proof was a replay, marked by the library's error events. */
 const dpopReplays = new WeakSet<object>();
@@ -397,9 +399,10 @@ const dpopReplays = new WeakSet<object>();
 /**
  * A proof used twice is an invalid proof: invalid_dpop_proof (RFC 9449 §5 at
  * the token endpoint, §7.1 with a 401 challenge at a resource). The library
- * answers invalid_grant at the token and PAR endpoints and invalid_token at
- * UserInfo, which tell a client its refresh token, code or access token is
- * dead when only the proof was: it would throw away a grant that still stands.
+ * answers invalid_grant at the token endpoint, invalid_request at the PAR
+ * endpoint and invalid_token at UserInfo: the first and last tell a client its
+ * refresh token, code or access token is dead when only the proof was, and it
+ * would throw away a grant that still stands.
  */
 function useInvalidDpopProofForReplays(ctx: KoaContextWithOIDC): void {
   if (!dpopReplays.has(ctx) || typeof ctx.body !== 'object' || ctx.body === null) return;
@@ -462,7 +465,7 @@ function useInvalidClientWithoutCredentials(ctx: KoaContextWithOIDC): void {
     if (!params || params.client_id !== undefined || params.client_assertion !== undefined) return;
     // A parameter sent twice was refused, and left out of params: the request did name a client.
     const sent = ctx.oidc.body;
-    if (sent && (sent.client_id !== undefined || sent.client_assertion !== undefined)) return;
+    if (Array.isArray(sent?.client_id) || Array.isArray(sent?.client_assertion)) return;
     if (ctx.get('oauth-client-attestation')) return;
     description = 'client authentication is required';
   }

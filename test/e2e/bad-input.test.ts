@@ -299,6 +299,11 @@ describe('the token endpoint', () => {
       expect([path, response.status, body.error, response.headers.get('www-authenticate')]).toEqual([path, 400, 'invalid_request', null]);
       expect(body.error_description).toMatch(/client_(id|secret).*twice/);
     }
+    // An empty one names no client at all: authentication is missing (RFC 6749 §5.2).
+    for (const form of ['grant_type=client_credentials&client_id=', 'grant_type=client_credentials&client_assertion=']) {
+      const response = await fetch(`${pc.issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+      expect([form, response.status, ((await response.json()) as { error: string }).error]).toEqual([form, 401, 'invalid_client']);
+    }
   });
 
   it('answers a client_id with a NUL character with invalid_client', async () => {

@@ -262,6 +262,20 @@ describe('single sign-on', () => {
     expect((await oidc.fetchUserInfo(rp, tokens.access_token, tokens.claims()!.sub)).sub).toBe(tokens.claims()!.sub);
   });
 
+  it('"Not you?" keeps a state with a line break as it was sent: a link then, since a browser posts a form\'s line breaks as CRLF', async () => {
+    const ua = new UserAgent();
+    await logIn(ua, appA, 'openid', bob);
+    const request = await authorizationRequest(appA, 'openid', { prompt: 'consent', state: 'line1\nline2' });
+    const consent = await visit(ua, request.url);
+    expect(pageKind(consent)).toBe('consent');
+    expect(consent.html).not.toContain('id="switch-account"');
+    const login = await useAnotherAccount(ua, consent);
+    expect(pageKind(login)).toBe('login');
+    let page = await signIn(ua, login, bob.email, bob.password);
+    if (pageKind(page) === 'consent') page = await allow(ua, page);
+    expect(new URL(page.url).searchParams.get('state')).toBe('line1\nline2');
+  });
+
   it('after login through client A, client B asks for consent but not the password', async () => {
     const ua = new UserAgent();
     const a = await logIn(ua, appA, 'openid', bob);

@@ -186,6 +186,21 @@ describe('DPoP at Portcullis', () => {
     for (const response of responses.filter((r) => r.status === 400)) expect(await response.json()).toMatchObject({ error: 'invalid_dpop_proof' });
     // And later, one at a time, still once.
     expect((await tokenRequest({ dpop })).status).toBe(400);
+    // The same at the PAR endpoint (RFC 9449 §10.1).
+    const htu = `${pc.issuer}/request`;
+    const pushed = await proof(key, { htm: 'POST', htu });
+    const push = () =>
+      fetch(htu, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: pushed },
+        body: new URLSearchParams({
+          client_id: spa.clientMetadata().client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI,
+          code_challenge: 'x'.repeat(43), code_challenge_method: 'S256',
+        }),
+      });
+    expect((await push()).status).toBe(201);
+    const second = await push();
+    expect([second.status, await second.json()]).toEqual([400, expect.objectContaining({ error: 'invalid_dpop_proof' })]);
   });
 
   it('a proof made ahead of the clock is remembered for as long as it could be accepted', async () => {

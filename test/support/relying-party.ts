@@ -64,10 +64,12 @@ export function deny(ua: UserAgent, page: Page): Promise<Page> {
   return ua.post(page, UserAgent.formAction(page, '/abort'), {}, REDIRECT_URI);
 }
 
-/** "Use another account" on the consent or choice-of-account page: its form, with the request's parameters, posted. */
+/** "Use another account" on the consent or choice-of-account page: its form, with the request's parameters, posted (or its link followed). */
 export function useAnotherAccount(ua: UserAgent, page: Page): Promise<Page> {
+  const link = /<a href="([^"]+)">(?:Not you\? )?Use another account<\/a>/.exec(page.html);
+  if (link) return ua.open(new URL(link[1]!.replace(/&amp;/g, '&'), page.url).href, {}, REDIRECT_URI);
   const form = /<form id="switch-account"[^>]*>[\s\S]*?<\/form>/.exec(page.html);
-  if (!form) throw new Error(`no "Use another account" form on ${page.url}`);
+  if (!form) throw new Error(`no "Use another account" form or link on ${page.url}`);
   const inForm = { ...page, html: form[0] };
   return ua.post(page, UserAgent.formAction(inForm, ''), UserAgent.hiddenFields(inForm), REDIRECT_URI);
 }
