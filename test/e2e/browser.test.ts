@@ -385,6 +385,10 @@ describe('pages', () => {
       await page.goto(`${contrastApp.url}/login?prompt=select_account`);
       await page.getByRole('heading', { name: 'Choose an account to continue to Contrast' }).waitFor();
       await page.waitForFunction(() => document.activeElement?.textContent?.startsWith('Continue as'), undefined, { timeout: 5000 });
+      // "Use another account" sits below the button, clear of it and of its focus ring (3 px + 2 px offset).
+      const continueBox = (await page.getByRole('button', { name: /^Continue as/ }).boundingBox())!;
+      const otherBox = (await page.getByRole('button', { name: 'Use another account' }).boundingBox())!;
+      expect(otherBox.y).toBeGreaterThanOrEqual(continueBox.y + continueBox.height + 5);
       await bothSchemes('3-select-account');
       await page.keyboard.press('Enter');
       await page.locator('#user').waitFor();
