@@ -365,12 +365,14 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
 function keepRedirectUriQuery(ctx: KoaContextWithOIDC, registered: readonly unknown[]): void {
   const location = ctx.response.get('Location');
   if (!location || (ctx.status !== 302 && ctx.status !== 303)) return;
+  // Most registered URIs have no query: nothing to parse for them.
+  const withQuery = registered.filter((uri): uri is string => typeof uri === 'string' && uri.includes('?'));
+  if (withQuery.length === 0) return;
   // The URI was checked by the library; a Location of its own pages is relative (/interaction/…).
   const sent = new URL(location, ctx.oidc.issuer);
   const all = [...sent.searchParams];
   // Of several registered URIs that could have made this Location (a sign-out's, say), the one with the longest query.
-  const candidates = registered
-    .filter((uri): uri is string => typeof uri === 'string' && uri.includes('?'))
+  const candidates = withQuery
     .map((uri) => ({ uri, base: new URL(uri) }))
     .filter(({ base }) => sent.origin === base.origin && sent.pathname === base.pathname)
     .map(({ uri, base }) => ({ uri, own: [...base.searchParams] }))
