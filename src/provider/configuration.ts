@@ -60,8 +60,8 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // for private_key_jwt. Discovery advertises only these.
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
     // RFC 8414 §2 reads a missing list as client_secret_basic only. A public
-    // client may revoke its tokens; it learns nothing from introspection
-    // (see features.introspection), so `none` is not offered there.
+    // client may revoke its tokens; introspection refuses it (invalid_client,
+    // see refusePublicClients in provider.ts), so `none` is not offered there.
     discovery: {
       introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
       revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
@@ -128,8 +128,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // A client learns only about the tokens issued to it, and an API only
       // about the tokens meant for it (RFC 7662 §4): the library's default
       // lets any confidential client introspect any token. A public client
-      // learns nothing: it proves no identity, and RFC 7662 §2.1 requires
-      // some authorization at this endpoint, against token scanning.
+      // proves no identity, and RFC 7662 §2.1 requires some authorization at
+      // this endpoint, against token scanning: it is refused before the token
+      // matters (provider.ts), and this rule keeps it from learning anything
+      // should that ever change.
       introspection: {
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => {

@@ -38,6 +38,7 @@ export function createProvider(services: ProviderServices): Provider {
 
   registeredScopesOnly(provider);
   refuseUnauthorizedResponseTypes(provider);
+  challengeOtherSchemesAtUserinfo(provider);
   honourSignOuts(provider, services.accounts);
   keepBuiltClients(provider, services.clientCache);
   checkReplaysAtomically(provider, new ArtifactAdapter('ReplayDetection', services.sql));
@@ -107,6 +108,31 @@ export function createProvider(services: ProviderServices): Provider {
     services.logger.error('provider server_error', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });
   });
   return provider;
+}
+
+/**
+ * RFC 6750 §3.1: a request to a protected resource that lacks authentication
+ * information, as one "attempted using an unsupported authentication method"
+ * does (`Authorization: Basic …`, say), gets the 401 challenge without an
+ * error code. The library refuses any scheme but Bearer and DPoP as a
+ * malformed token request (400 invalid_request). Such a header carries no
+ * access token, so UserInfo reads the request as if it were not there: a
+ * token sent another way (RFC 6750 §2.2) is still taken, and without one
+ * the library's own challenge for a missing token answers.
+ */
+function challengeOtherSchemesAtUserinfo(provider: Provider): void {
+  const escaped = provider.pathFor('userinfo').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  // As the library's router matches it: whatever the case, with or without a trailing slash.
+  const userinfo = new RegExp(`^${escaped}/?$`, 'i');
+  provider.use((ctx, next) => {
+    const authorization = ctx.req.headers.authorization;
+    if (authorization !== undefined && userinfo.test(ctx.path)) {
+      // The scheme as the library reads it (lib/helpers/oidc_context.js): up to the first space.
+      const scheme = authorization.split(' ')[0]!.toLowerCase();
+      if (scheme !== '' && scheme !== 'bearer' && scheme !== 'dpop') delete ctx.req.headers.authorization;
+    }
+    return next();
+  });
 }
 
 /**
@@ -343,6 +369,7 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
     refuseWhenNoScopeIsGranted(ctx);
   } else if (route === 'introspection') {
     inactiveForStructuredTokens(ctx);
+    refusePublicClients(ctx);
   } else if (route === 'revocation') {
     // As every other answer to a client's credentials: nothing for a cache to keep.
     ctx.set('Cache-Control', 'no-store');
@@ -532,6 +559,22 @@ function inactiveForStructuredTokens(ctx: KoaContextWithOIDC): void {
   if (ctx.status !== 400 || body?.error !== 'unsupported_token_type') return;
   ctx.status = 200;
   ctx.body = { active: false };
+}
+
+/**
+ * RFC 7662 §2.1: the endpoint "MUST also require some form of authorization",
+ * and discovery offers only client secrets there (RFC 8414 §2). A public
+ * client authenticates with its client_id alone (`none`), which the library
+ * lets through to answer {"active": false} whatever the token: it learned
+ * nothing, but the answer said its request was good. It is invalid_client,
+ * as for any method the endpoint does not take, whether or not the token
+ * exists (the answer must not depend on it).
+ */
+function refusePublicClients(ctx: KoaContextWithOIDC): void {
+  if (ctx.oidc.client?.clientAuthMethod !== 'none') return;
+  ctx.status = 401;
+  ctx.body = { error: 'invalid_client', error_description: 'a public client cannot use introspection; authenticate with a client secret' };
+  ctx.set('WWW-Authenticate', `Basic realm="${ctx.oidc.issuer}"`);
 }
 
 /**

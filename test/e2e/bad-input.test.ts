@@ -387,7 +387,7 @@ describe('the token endpoint', () => {
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
   });
 
-  it('a public client learns nothing from introspection, not even about its own tokens (RFC 7662 §2.1)', async () => {
+  it('a public client is refused at introspection, even for its own tokens, as discovery offers only client secrets there (RFC 7662 §2.1, RFC 8414 §2)', async () => {
     const spa = await pc.createClient({ name: 'SPA', redirectUris: [REDIRECT_URI], public: true });
     const spaRp = await discover(pc.issuer, spa.client_id);
     const request = await authorizationRequest(spaRp, 'openid');
@@ -395,7 +395,21 @@ describe('the token endpoint', () => {
     const consentOrBack = await signIn(ua, await visit(ua, request.url), carol.email, carol.password);
     const back = consentOrBack.url.startsWith(REDIRECT_URI) ? consentOrBack : await allow(ua, consentOrBack);
     const tokens = await oidc.authorizationCodeGrant(spaRp, new URL(back.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
-    expect(await oidc.tokenIntrospection(spaRp, tokens.access_token)).toEqual({ active: false });
+    // openid-client reads the 401's challenge.
+    await expect(oidc.tokenIntrospection(spaRp, tokens.access_token)).rejects.toMatchObject({ status: 401 });
+    // The same answer whether or not the token exists: it tells nothing about it.
+    const answers = await Promise.all(
+      [tokens.access_token, 'no-such-token'].map(async (token) => {
+        const response = await fetch(`${pc.issuer}/token/introspection`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ client_id: spa.client_id, token }).toString(),
+        });
+        return { status: response.status, challenge: response.headers.get('www-authenticate'), body: await response.json() };
+      }),
+    );
+    expect(answers[0]).toMatchObject({ status: 401, challenge: expect.stringMatching(/^Basic realm=/), body: { error: 'invalid_client' } });
+    expect(answers[1]).toEqual(answers[0]);
     // It still works where it is meant to: at userinfo.
     expect((await oidc.fetchUserInfo(spaRp, tokens.access_token, tokens.claims()!.sub)).sub).toBe(tokens.claims()!.sub);
   });
@@ -539,6 +553,27 @@ describe('other endpoints', () => {
     const response = await fetch(`${pc.issuer}/me`);
     expect(response.status).toBe(401);
     expect(response.headers.get('www-authenticate')).toMatch(/^Bearer/);
+  });
+
+  it('userinfo reads another Authorization scheme as no token: the 401 challenge without an error code (RFC 6750 §3.1), and a token in the body still counts', async () => {
+    for (const authorization of [basic(client.client_id, client.client_secret!), 'Basic', 'Negotiate abc', 'token x']) {
+      const response = await fetch(`${pc.issuer}/me`, { headers: { authorization } });
+      expect(response.status, authorization).toBe(401);
+      const challenge = response.headers.get('www-authenticate')!;
+      expect(challenge, authorization).toMatch(/^Bearer realm="[^"]+"/);
+      expect(challenge, authorization).not.toContain('error=');
+    }
+    // A malformed Bearer header stays a malformed request.
+    expect((await fetch(`${pc.issuer}/me`, { headers: { authorization: 'Bearer a b' } })).status).toBe(400);
+    const { request, callback } = await codeFor();
+    const tokens = await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    const response = await fetch(`${pc.issuer}/me`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('someone', 'something') },
+      body: new URLSearchParams({ access_token: tokens.access_token }).toString(),
+    });
+    expect(response.status).toBe(200);
+    expect((await response.json()).sub).toBe(tokens.claims()!.sub);
   });
 
   it('an unknown path is a 404 page for a browser and JSON otherwise, not a 500', async () => {
