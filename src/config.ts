@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import type { ThrottlePolicy } from './accounts/sign-in-throttle.js';
+import { unshowable } from './display-text.js';
 import type { EncryptionKeySource } from './keys/sealed-secrets.js';
 
 export class ConfigError extends Error {
@@ -22,7 +23,12 @@ export function parseDuration(value: string): number {
 // fires at once, every millisecond.
 const MAX_TIMER_SECONDS = 24 * 86400;
 
-const duration = (fallback: string, { min = 1, max = Infinity }: { min?: number; max?: number } = {}) =>
+// A lifetime ends at a date PostgreSQL can store (its timestamps stop at year
+// 294276, but a year beyond 9999 is refused when written as ISO text) and the
+// library can compute: far above any sensible value, far below the failures.
+const MAX_LIFETIME_SECONDS = 36_500 * 86400;
+
+const duration = (fallback: string, { min = 1, max = MAX_LIFETIME_SECONDS }: { min?: number; max?: number } = {}) =>
   z
     .string()
     .default(fallback)
@@ -44,12 +50,20 @@ const secretList = () =>
     .string()
     .optional()
     .transform((value) => value?.split(',').map((key) => key.trim()).filter(Boolean))
+    // Set, but only commas and spaces: a list built from an empty variable
+    // (`"$KEY,"`), which must not pass for no list and a key made up locally.
+    .refine((keys) => !keys || keys.length > 0, 'holds no key (only commas or spaces)')
     .refine((keys) => !keys || keys.every((key) => key.length >= 32), 'each key must be at least 32 characters');
 
-const integer = (fallback: number, min: number, max: number) => z.coerce.number().int().min(min).max(max).default(fallback);
+/** Decimal digits only: Number() also reads "0x10", "1e3" and " " (as 0). */
+const integer = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .default(String(fallback))
+    .pipe(z.string().regex(/^\d+$/, 'must be a whole number (decimal digits)').transform(Number).pipe(z.number().int().min(min).max(max)));
 
 const schema = z.object({
-  PORT: integer(3000, 0, 65535),
+  PORT: integer(3000, 1, 65535),
   HOST: z.string().default('0.0.0.0'),
   // The origin alone: Portcullis serves its endpoints at the root, so an
   // issuer with a path would name endpoints it does not serve; an issuer has
@@ -61,10 +75,18 @@ const schema = z.object({
     // query, fragment or credentials; a trailing slash is dropped.
     .refine((value) => value.replace(/\/$/, '') === new URL(value).origin, 'must be the origin alone, as in https://id.example.com: lower-case, no default port, path, query, fragment or credentials')
     .optional(),
-  ISSUER_NAME: z.string().min(1).default('Portcullis'),
+  // Shown on every page, as the clients' and people's names are: it must read as written.
+  ISSUER_NAME: z
+    .string()
+    .default('Portcullis')
+    .superRefine((value, ctx) => {
+      const problem = unshowable(value.trim(), 'it');
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// connection string')
+    .refine((value) => URL.canParse(value), 'is not a valid URL (check the port, and percent-encode special characters in the user name and password)')
     .optional(),
   DATABASE_POOL_SIZE: integer(10, 1, 200),
   DATA_DIR: z.string().default('./data'),
@@ -90,7 +112,8 @@ const schema = z.object({
   // ≥ KEY_REFRESH_INTERVAL + 30 s: every instance publishes a new key, and a
   // resource server that fetched the old JWKS may refetch (jose waits 30 s
   // between refetches), before anything is signed with it.
-  KEY_ACTIVATION_DELAY: duration('90s', { min: 0 }),
+  // At most a month: a key that signs only years after `keys rotate` is a typo.
+  KEY_ACTIVATION_DELAY: duration('90s', { min: 0, max: 30 * 86400 }),
   SWEEP_INTERVAL: duration('10m', { max: MAX_TIMER_SECONDS }),
   // How many proxies stand in front: `true` is one. The client's address is
   // the one the farthest of them appended to X-Forwarded-For; what the client
@@ -133,8 +156,8 @@ export interface Config {
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  // A variable set to nothing (`PORT=` in a compose file) counts as unset, not as 0 or "".
-  const result = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== '')));
+  // A variable set to nothing (`PORT=` in a compose file, or blanks) counts as unset, not as 0 or "".
+  const result = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value?.trim() !== '')));
   if (!result.success) {
     const problems = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`).join('\n');
     throw new ConfigError(`invalid configuration:\n${problems}`);

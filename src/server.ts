@@ -17,6 +17,9 @@ import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
 
+/** How long a request may take to arrive, headers and body. */
+const REQUEST_TIMEOUT_MS = 15_000;
+
 /** How long shutdown waits for requests still being handled before it closes the database anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -66,7 +69,18 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
     const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, apis: services.apis, logger, sql: services.database.sql, inFlight });
 
-    server = http.createServer(app);
+    server = http.createServer(
+      {
+        // A request is a form or a query of at most a few KiB (bodies stop at
+        // 56 KiB): one still arriving after this is a client holding the
+        // connection open (slowloris), answered 408 (http/client-errors.ts).
+        // Node's defaults wait 300 s, and check only every 30 s.
+        requestTimeout: REQUEST_TIMEOUT_MS,
+        headersTimeout: REQUEST_TIMEOUT_MS,
+        connectionsCheckingInterval: 1_000,
+      },
+      app,
+    );
     answerClientErrors(server);
     // Keep-alive must outlast common proxies' idle timeouts.
     server.keepAliveTimeout = 65_000;

@@ -32,12 +32,20 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
   // opened; one that is not there yet is made once the database is known to
   // hold nothing sealed (see loadSealer).
   if (config.encryption.kind === 'file') await openKeyFile(config.encryption.path);
-  const database = await openDatabase(config.database, role);
+  const database = await openDatabase(config.database, role).catch((error: unknown) => {
+    // PGlite's own failures (a data directory it cannot read) say nothing of where it looked.
+    if (config.database.kind !== 'embedded') throw error;
+    throw new Error(`cannot open the embedded database in DATA_DIR (${config.database.dataDir}): ${describe(error)}`, { cause: error });
+  });
   let loaded: Awaited<ReturnType<typeof loadSealer>>;
   try {
     await database.migrate().catch((error: Error & { code?: string }) => {
-      // The first statement: an address or credentials that do not work are DATABASE_URL's.
-      if (config.database.kind === 'postgres' && isConnectionFailure(error)) throw new Error(`cannot reach the database at DATABASE_URL: ${error.message}`, { cause: error });
+      // The first statement: whatever fails it (address, credentials, TLS,
+      // session options, rights on the schema) is DATABASE_URL's to fix.
+      if (config.database.kind === 'postgres') {
+        const what = isConnectionFailure(error) ? 'cannot reach' : 'cannot use';
+        throw new Error(`${what} the database at DATABASE_URL: ${describe(error)}`, { cause: error });
+      }
       throw error;
     });
     // One process at a time checks for sealed keys and makes the first ones:
@@ -66,6 +74,14 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     encryptionKeyExposed: exposed,
     close: () => database.close(),
   };
+}
+
+/** An error's message, for anything thrown (PGlite throws some without one). */
+function describe(error: unknown): string {
+  if (error instanceof Error && error.message) return error.message;
+  const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };
+  if (typeof code === 'string') return code;
+  return typeof errno === 'number' ? `file system error ${errno}` : String(error);
 }
 
 /** Errors of connecting (address, network, authentication), not of what a statement did. */

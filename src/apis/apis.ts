@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { announceClientChange, CLIENT_CHANGES_CHANNEL } from '../clients/client-changes.js';
 import { MAX_URI_LENGTH, type StoredMetadata } from '../clients/clients.js';
 import { parseDuration } from '../config.js';
+import { unshowable } from '../display-text.js';
 import type { Prisma } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
 import { storable } from '../persistence/nul.js';
@@ -42,6 +43,7 @@ export interface NewApi {
 const SCOPE_TOKEN = /^[\x21\x23-\x3c\x3e-\x5b\x5d-\x7e]+$/;
 const RESERVED_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access', 'address', 'phone']);
 const MAX_TTL = 24 * 3600;
+const MAX_DESCRIPTION_LENGTH = 300;
 
 export function parseScope(spec: string): ApiScope {
   const index = spec.indexOf('=');
@@ -49,6 +51,9 @@ export function parseScope(spec: string): ApiScope {
   const description = index === -1 ? undefined : spec.slice(index + 1).trim() || undefined;
   if (!SCOPE_TOKEN.test(name)) throw new ApiError(`"${name}" is not a valid scope name (RFC 6749 §3.3)`);
   if (RESERVED_SCOPES.has(name)) throw new ApiError(`"${name}" is an OpenID Connect scope, not an API scope`);
+  // Shown on the consent page as what the person allows: it must read as written.
+  const problem = description === undefined ? undefined : unshowable(description, `the description of ${name}`, MAX_DESCRIPTION_LENGTH);
+  if (problem) throw new ApiError(problem);
   return description ? { name, description } : { name };
 }
 
@@ -62,6 +67,9 @@ function checkIdentifier(identifier: string): string {
   }
   // RFC 8707 §2: an absolute URI without a fragment.
   if (url.hash || identifier.includes('#')) throw new ApiError(`"${identifier}" must not have a fragment (RFC 8707 §2)`);
+  // A URI is ASCII (RFC 3986 §2): anything else percent-encoded. Tokens carry
+  // the identifier as written, as their `aud`, and an API compares it so.
+  if (!/^[\x21-\x7e]+$/.test(identifier)) throw new ApiError(`"${identifier}" must be a URI in printable ASCII (percent-encode other characters, RFC 3986 §2.1)`);
   return identifier;
 }
 
@@ -99,6 +107,8 @@ export class Apis {
     if (existing) throw new ApiError(`an API with identifier ${identifier} already exists`);
 
     const name = input.name?.trim() || new URL(identifier).host || identifier;
+    const problem = unshowable(name, 'an API name');
+    if (problem) throw new ApiError(problem);
     const clientId = randomBytes(16).toString('base64url');
     const clientSecret = randomBytes(32).toString('base64url');
     // The API's own credentials: a client that can authenticate but has no grants.

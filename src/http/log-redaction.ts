@@ -5,7 +5,8 @@ import { sha256 } from '../persistence/hash.js';
 
 /** A request's path with the id of a sign-in in progress (an interaction, or its resume) left out. */
 export function loggedPath(path: string): string {
-  return path.replace(/^\/(interaction|auth)\/[^/]+/, '/$1/:uid');
+  // Whatever the case, as the routers match it (and with slashes doubled, which no router takes).
+  return path.replace(/^\/+(interaction|auth)\/+[^/]+/i, '/$1/:uid');
 }
 
 /** A reference to one sign-in, for telling its log lines apart: a digest prefix, not the id. */

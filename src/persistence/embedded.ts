@@ -7,7 +7,7 @@
 // - a CLI that holds it works alone, and a server or another CLI started
 //   meanwhile waits for it to finish (CLI commands are short);
 // - a second server is refused: several instances need PostgreSQL.
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +16,7 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 
 const SOCKET_PORT = 5432;
 const LOCK_FILE = 'portcullis.lock';
+const HALF_WRITTEN_MS = 5_000;
 /** How long a process waits for a CLI to finish, or for a starting server's socket. */
 const WAIT_MS = 60_000;
 const POLL_MS = 100;
@@ -77,6 +78,18 @@ async function readHolder(lockPath: string): Promise<Holder | undefined> {
   }
 }
 
+/**
+ * A lock that does not name its holder is one being written this instant, or
+ * one whose writer died between creating it and writing it (a crash, or a
+ * power loss before the data reached the disk), which nobody would ever
+ * remove. Written in one call, a lock names its holder within milliseconds:
+ * one still unreadable after HALF_WRITTEN_MS is the second kind.
+ */
+async function leftHalfWritten(lockPath: string): Promise<boolean> {
+  const written = await stat(lockPath).catch(() => undefined);
+  return written !== undefined && Date.now() - written.mtimeMs > HALF_WRITTEN_MS;
+}
+
 const holderOf = (role: EmbeddedRole, ready: boolean) => JSON.stringify({ pid: process.pid, role, ready, startedAt: new Date().toISOString() });
 
 async function tryLock(lockPath: string, role: EmbeddedRole): Promise<boolean> {
@@ -94,7 +107,7 @@ async function tryLock(lockPath: string, role: EmbeddedRole): Promise<boolean> {
  * first and checked, so that a lock another starting process took meanwhile
  * is put back rather than deleted.
  */
-async function breakStaleLock(lockPath: string, stale: Holder): Promise<void> {
+async function breakStaleLock(lockPath: string, stalePid: number | undefined): Promise<void> {
   const aside = `${lockPath}.${process.pid}.stale`;
   try {
     await rename(lockPath, aside);
@@ -102,7 +115,7 @@ async function breakStaleLock(lockPath: string, stale: Holder): Promise<void> {
     return; // someone else broke it first
   }
   const moved = await readHolder(aside);
-  if (moved && moved.pid !== stale.pid) {
+  if (moved && moved.pid !== stalePid) {
     await writeFile(lockPath, await readFile(aside), { flag: 'wx', mode: 0o600 }).catch(() => undefined);
   }
   await rm(aside, { force: true });
@@ -121,8 +134,8 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
   const deadline = Date.now() + WAIT_MS;
   while (!(await tryLock(lockPath, role))) {
     const holder = await readHolder(lockPath);
-    if (holder && !alive(holder.pid)) {
-      await breakStaleLock(lockPath, holder);
+    if (holder ? !alive(holder.pid) : await leftHalfWritten(lockPath)) {
+      await breakStaleLock(lockPath, holder?.pid);
       continue;
     }
     if (holder?.role === 'server') {
@@ -159,7 +172,10 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
     await rm(lockPath, { force: true });
   };
   try {
-    db = await PGlite.create(path.join(dataDir, 'pgdata'));
+    const pgdata = path.join(dataDir, 'pgdata');
+    // PGlite's file system error for this names neither the path nor the cause.
+    if ((await stat(pgdata).catch(() => undefined))?.isDirectory() === false) throw new Error(`${pgdata} is not a directory`);
+    db = await PGlite.create(pgdata);
     await rm(servedAt, { force: true });
     // The multiplexer keeps a transaction's statements together; a few
     // connections let the CLI work while the server runs.

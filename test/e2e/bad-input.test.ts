@@ -708,6 +708,23 @@ describe('other endpoints', () => {
     expect((await fetch(`${pc.issuer}/jwks`)).status).toBe(200);
   });
 
+  it('a request whose body never finishes arriving is answered 408 within seconds, not held for minutes (slowloris)', async () => {
+    const { hostname, port } = new URL(pc.issuer);
+    const started = Date.now();
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(port), hostname);
+      let received = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (received += chunk));
+      socket.on('error', reject);
+      socket.on('close', () => resolve(received));
+      socket.write(`POST /token HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngr`);
+    });
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 /);
+    expect(JSON.parse(answer.split('\r\n\r\n')[1]!)).toMatchObject({ error: 'invalid_request', error_description: 'the request did not arrive in time' });
+  }, 30_000);
+
   it('a huge form body is refused as 413 Content Too Large, saying so, announced or chunked, as JSON or a page', async () => {
     const form = `grant_type=client_credentials&token=x&x=${'a'.repeat(200_000)}`;
     // With Content-Length, and chunked (no length known until the library has read past its limit).

@@ -414,6 +414,13 @@ describe('portcullis api', () => {
       [['--identifier', 'https://x.example/'], 'at least one --scope'],
       [['--identifier', 'https://x.example/', '--scope', 'openid'], 'OpenID Connect scope'],
       [['--identifier', 'https://x.example/', '--scope', 'a', '--ttl', 'forever'], 'not a duration'],
+      // What the consent page shows must read as written: no reordering, no control characters.
+      [['--identifier', 'https://x.example/\u202e', '--scope', 'a'], 'printable ASCII'],
+      [['--identifier', 'https://x.example/', '--scope', 'a=Read your \u202eyranib\u202c files'], 'bidirectional overrides'],
+      [['--identifier', 'https://x.example/', '--scope', 'a=Read \u001b[31m'], 'control characters'],
+      [['--identifier', 'https://x.example/', '--scope', `a=${'x'.repeat(301)}`], 'at most 300 characters'],
+      [['--identifier', 'https://x.example/', '--scope', 'a', '--name', 'Spoof\u202e'], 'bidirectional overrides'],
+      [['--identifier', 'https://x.example/', '--scope', 'a', '--name', 'x'.repeat(201)], 'at most 200 characters'],
     ] as [string[], string][]) {
       const result = await pc.cli(['api', 'create', ...args]);
       expect(result.code, message).toBe(1);

@@ -81,6 +81,8 @@ it('debug request lines name the route of a sign-in in progress, never its id (i
   const uid = /\/interaction\/([^/?#]+)/.exec(login.url)![1]!;
   // A failed sign-in is logged at info level, with a reference to the sign-in rather than its id.
   expect((await signIn(ua, login, 'nobody@example.com', 'a wrong password')).status).toBe(401);
+  // The routers match any case: so does the redaction.
+  for (const path of [`/INTERACTION/${uid}`, `/Auth/${uid}`, `//interaction/${uid}/login`]) await (await fetch(`${pc.issuer}${path}`)).arrayBuffer();
   const requests = lines.filter((line) => line.includes('"message":"request"'));
   expect(requests.some((line) => line.includes('"path":"/interaction/:uid"'))).toBe(true);
   expect(lines.some((line) => line.includes('"message":"login failed"') && /"interaction":"[\w-]{12}"/.test(line))).toBe(true);
