@@ -26,14 +26,29 @@ function parse(args: string[], options: Options, positionals = 0) {
     args = [...args.filter(flag), '--', ...args.filter((arg) => !flag(arg))];
   }
   try {
-    parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true });
+    parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true, tokens: true });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
+  refuseRepeated(parsed.tokens, options);
   if (parsed.positionals.length !== positionals) {
     throw new UsageError(positionals ? `expected ${positionals} argument(s), got ${parsed.positionals.length}` : 'unexpected argument');
   }
   return parsed;
+}
+
+/**
+ * An option that takes one value, given twice: parseArgs keeps the last one
+ * and drops the other without a word (`--email a@x ... --email b@x`). Options
+ * declared `multiple` repeat; a flag said twice loses nothing.
+ */
+function refuseRepeated(tokens: NonNullable<ReturnType<typeof parseArgs>['tokens']>, options: Options): void {
+  const seen = new Set<string>();
+  for (const token of tokens) {
+    if (token.kind !== 'option' || options[token.name]?.type !== 'string' || options[token.name]?.multiple) continue;
+    if (seen.has(token.name)) throw new UsageError(`--${token.name} is given more than once; it takes one value`);
+    seen.add(token.name);
+  }
 }
 
 function required(value: unknown, flag: string): string {
@@ -79,6 +94,7 @@ function registrationOf(values: Record<string, unknown>): ClientChanges {
 
 export const clientCreate: Command = async (args, open, io) => {
   const { values } = parse(args, { ...REGISTRATION_OPTIONS, public: { type: 'boolean' }, native: { type: 'boolean' } });
+  if (values.public && values.native) throw new UsageError('--public and --native exclude each other: a native app is public already');
   const registration = registrationOf(values);
   const name = required(values.name, '--name');
   const services = await open();
@@ -302,7 +318,7 @@ export const keysRotate: Command = async (args, open, io) => {
   // --now is for a compromised key: resource servers that fetched the JWKS
   // moments ago may refuse new tokens until they refetch it.
   const activationDelay = values.now ? 0 : config.keyActivationDelay;
-  const keys = await rotateSigningKeys(services.database.prisma, services.sealer, { activationDelay, keepPublishedFor: await keepPublishedFor(config, services.apis) });
+  const keys = await rotateSigningKeys(services.database, services.sealer, { activationDelay, keepPublishedFor: await keepPublishedFor(config, services.apis) });
   if (!values.json) {
     io.out(
       `rotated: the new keys are published now and every running server signs with them within ${activationDelay + config.keyRefreshInterval}s\n`,

@@ -304,27 +304,32 @@ export class Clients {
    * old one stays valid.
    */
   async rotateSecret(clientId: string): Promise<Required<CreatedClient>> {
+    // Looked up before anything is announced: only a client's id is (see client-changes.ts).
+    const row = await this.prisma.client.findUnique({ where: { clientId }, select: { clientSecretHash: true } });
+    if (!row) throw new ClientError(`no client with id ${clientId}`);
+    if (!row.clientSecretHash) throw new ClientError(`client ${clientId} is public: it has no secret`);
     const secret = randomBytes(32).toString('base64url');
     const [updated] = await this.prisma.$transaction([
       this.prisma.client.updateMany({ where: { clientId, clientSecretHash: { not: null } }, data: { clientSecretHash: sha256(secret) } }),
       announceClientChange(this.prisma, clientId),
     ]);
-    if (updated.count === 0) {
-      const exists = await this.prisma.client.count({ where: { clientId } });
-      throw new ClientError(exists ? `client ${clientId} is public: it has no secret` : `no client with id ${clientId}`);
-    }
+    // Deleted since it was looked up.
+    if (updated.count === 0) throw new ClientError(`no client with id ${clientId}`);
     return { client_id: clientId, client_secret: secret };
   }
 
   /** Deletes the client and everything issued to it. */
   async delete(clientId: string): Promise<void> {
-    const api = await this.prisma.api.findUnique({ where: { clientId }, select: { identifier: true } });
-    if (api) throw new ClientError(`client ${clientId} holds the credentials of API ${api.identifier}; use \`portcullis api delete\``);
+    // Looked up before anything is announced: only a client's id is (see client-changes.ts).
+    const row = await this.prisma.client.findUnique({ where: { clientId }, select: { api: { select: { identifier: true } } } });
+    if (!row) throw new ClientError(`no client with id ${clientId}`);
+    if (row.api) throw new ClientError(`client ${clientId} holds the credentials of API ${row.api.identifier}; use \`portcullis api delete\``);
     const [, deleted] = await this.prisma.$transaction([
       this.prisma.providerArtifact.deleteMany({ where: { OR: [{ clientId }, { payload: { path: ['clientId'], equals: clientId } }] } }),
       this.prisma.client.deleteMany({ where: { clientId } }),
       announceClientChange(this.prisma, clientId),
     ]);
+    // Deleted since it was looked up.
     if (deleted.count === 0) throw new ClientError(`no client with id ${clientId}`);
   }
 }

@@ -4,8 +4,8 @@
 // public JWK in the plain and the private one sealed (see sealed-secrets.ts).
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK } from 'jose';
 import type { Config } from '../config.js';
-import { announceSigningKeyChange } from './key-changes.js';
-import type { Prisma } from '../persistence/database.js';
+import { announceSigningKeyChange, SIGNING_KEY_CHANGES_CHANNEL } from './key-changes.js';
+import type { Database, Prisma } from '../persistence/database.js';
 import type { SecretSealer } from './sealed-secrets.js';
 
 export type SigningAlg = 'ES256' | 'EdDSA' | 'RS256';
@@ -136,32 +136,73 @@ export async function signingKeysVersion(prisma: Prisma): Promise<string> {
  * after `activationDelay` seconds. The keys it replaces stay published for
  * `keepPublishedFor` seconds after that: long enough for everything they
  * signed to expire.
+ *
+ * One rotation at a time: two at once (two operators, automation retrying)
+ * would each read the same keys as current and each add successors, leaving
+ * two current keys per algorithm, the older of which never signs and cannot
+ * be retired. On PostgreSQL rotations take the lock that first starts take
+ * to make the first keys (Database.exclusively), so that each reads what the
+ * one before wrote. The embedded database has no such lock (every connection
+ * shares one session), but runs one statement at a time: there the write is
+ * one statement that checks nothing changed since the read, and else the
+ * rotation starts again.
  */
 export async function rotateSigningKeys(
-  prisma: Prisma,
+  database: Pick<Database, 'prisma' | 'exclusively'>,
   sealer: SecretSealer,
   options: { activationDelay: number; keepPublishedFor: number },
 ): Promise<KeyInfo[]> {
-  const activatesAt = new Date(Date.now() + options.activationDelay * 1000);
-  // Replaced: every key that would still sign at the new keys' activation,
-  // a key waiting from an earlier rotation included (an immediate rotation
-  // after a scheduled one must not be undone when the scheduled key activates).
-  const current = await prisma.signingKey.findMany({
-    where: { OR: [{ rotatedAt: null }, { rotatedAt: { gt: activatesAt } }] },
-    select: { kid: true, alg: true },
+  const { prisma } = database;
+  return database.exclusively(async () => {
+    for (;;) {
+      const activatesAt = new Date(Date.now() + options.activationDelay * 1000);
+      // Replaced: every key that would still sign at the new keys' activation,
+      // a key waiting from an earlier rotation included (an immediate rotation
+      // after a scheduled one must not be undone when the scheduled key activates).
+      const current = await prisma.signingKey.findMany({
+        where: { OR: [{ rotatedAt: null }, { rotatedAt: { gt: activatesAt } }] },
+        select: { kid: true, alg: true },
+      });
+      if (current.length === 0) throw new KeyError('there are no signing keys yet; start the server or run `portcullis migrate` first');
+      const fresh = await Promise.all([...new Set(current.map((key) => key.alg))].map((alg) => generate(alg as SigningAlg, sealer)));
+      const publishUntil = new Date(activatesAt.getTime() + options.keepPublishedFor * 1000);
+      const replaced = current.map((key) => key.kid);
+      if (await replaceUnlessChanged(prisma, replaced, fresh, { activatesAt, publishUntil })) return listSigningKeys(prisma);
+    }
   });
-  if (current.length === 0) throw new KeyError('there are no signing keys yet; start the server or run `portcullis migrate` first');
-  const publishUntil = new Date(activatesAt.getTime() + options.keepPublishedFor * 1000);
-  const fresh = await Promise.all([...new Set(current.map((key) => key.alg))].map((alg) => generate(alg as SigningAlg, sealer)));
-  await prisma.$transaction([
-    prisma.signingKey.updateMany({
-      where: { kid: { in: current.map((key) => key.kid) } },
-      data: { rotatedAt: activatesAt, publishUntil },
-    }),
-    ...fresh.map((key) => prisma.signingKey.create({ data: { ...key, activatesAt } })),
-    announceSigningKeyChange(prisma),
-  ]);
-  return listSigningKeys(prisma);
+}
+
+/**
+ * In one statement (no transaction left open on the embedded database, where
+ * a CLI shares its session with the server): marks `replaced` as rotated out
+ * and adds `fresh`, announcing the change, if the keys that sign at
+ * `activatesAt` are still exactly `replaced`. False, changing nothing, if not.
+ */
+async function replaceUnlessChanged(
+  prisma: Prisma,
+  replaced: string[],
+  fresh: Awaited<ReturnType<typeof generate>>[],
+  times: { activatesAt: Date; publishUntil: Date },
+): Promise<boolean> {
+  const activatesAt = times.activatesAt.toISOString();
+  // (Sorted by code unit on both sides: COLLATE "C" is the order of JavaScript's sort.)
+  const rows = fresh.map((key) => ({ kid: key.kid, alg: key.alg, jwk: key.jwk, private_jwk: key.privateJwk }));
+  const done = await prisma.$queryRaw<unknown[]>`
+    WITH checked AS (
+      SELECT ARRAY(
+        SELECT kid FROM signing_keys WHERE rotated_at IS NULL OR rotated_at > ${activatesAt}::timestamptz ORDER BY kid COLLATE "C"
+      ) = ${[...replaced].sort()}::text[] AS unchanged
+    ), rotated AS (
+      UPDATE signing_keys SET rotated_at = ${activatesAt}::timestamptz, publish_until = ${times.publishUntil.toISOString()}::timestamptz
+      WHERE kid = ANY(${replaced}::text[]) AND (SELECT unchanged FROM checked)
+    ), added AS (
+      INSERT INTO signing_keys (kid, alg, jwk, private_jwk, activates_at)
+      SELECT kid, alg, jwk, private_jwk, ${activatesAt}::timestamptz
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS fresh(kid text, alg text, jwk jsonb, private_jwk text)
+      WHERE (SELECT unchanged FROM checked)
+    )
+    SELECT unchanged FROM checked, LATERAL (SELECT pg_notify(${SIGNING_KEY_CHANGES_CHANNEL}, '') WHERE unchanged) AS announced`;
+  return done.length > 0;
 }
 
 /**

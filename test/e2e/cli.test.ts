@@ -2,7 +2,7 @@
 // the same database as a running server (or with no server at all).
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -236,6 +236,8 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'myapp:/callback'], 1, 'reverse order'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'javascript:alert(1)'], 1, 'reverse order'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://127.0.0.1/cb', '--grant-type', 'client_credentials'], 1, 'a native client cannot use client_credentials'],
+    // The usage reads [--public | --native]: a native app is public already.
+    [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://127.0.0.1/cb', '--public'], 2, '--public and --native exclude each other'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--scope', 'openid bogus:scope'], 1, 'no API defines the scope "bogus:scope"'],
     // The consent page shows only https (or http on localhost) addresses: others are refused, not dropped unseen.
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--client-uri', 'http://example.com/home'], 1, 'must be https (or http on localhost)'],
@@ -266,6 +268,59 @@ describe('portcullis client', () => {
     const result = await pc.cli(['--version']);
     expect([result.code, result.stdout]).toEqual([0, `portcullis ${version}\n`]);
     expect(pc.log.find((line) => line.includes('portcullis listening'))).toContain(`"version":"${version}"`);
+  });
+
+  it('an option that takes one value, given twice, is a usage error rather than the last one silently winning', async () => {
+    const refusals: [string[], string][] = [
+      [['user', 'create', '--email', 'first@example.com', '--password-stdin', '--email', 'second@example.com'], '--email'],
+      [['client', 'create', '--name', 'First', '--redirect-uri', REDIRECT_URI, '--name=Second'], '--name'],
+      [['client', 'update', 'some-client', '--id-token-alg', 'ES256', '--id-token-alg', 'RS256'], '--id-token-alg'],
+      [['api', 'create', '--identifier', 'https://one.example', '--scope', 'read', '--identifier', 'https://two.example'], '--identifier'],
+      [['user', 'update', 'someone@example.com', '--name', 'A', '--name', 'B'], '--name'],
+    ];
+    for (const [args, option] of refusals) {
+      const result = await pc.cli(args, 'long enough password\n');
+      expect([args, result.code]).toEqual([args, 2]);
+      expect(result.stderr).toMatch(new RegExp(`^portcullis: ${option} is given more than once; it takes one value\n`));
+    }
+    const users = JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { email: string }[];
+    expect(users.map((user) => user.email)).not.toContain('second@example.com');
+    const apis = JSON.parse((await pc.cli(['api', 'list', '--json'])).stdout) as { identifier: string }[];
+    expect(apis.map((api) => api.identifier)).not.toContain('https://two.example');
+    // Options that repeat still take every value (see '--scope may be repeated' above).
+    const many = await pc.cli(['client', 'create', '--name', 'Two addresses', '--redirect-uri', REDIRECT_URI, '--redirect-uri', `${REDIRECT_URI}2`, '--json']);
+    expect(many.code, many.stderr).toBe(0);
+  });
+
+  it('an id longer than any client\'s is not found, whichever command is given it, and the message names no driver', async () => {
+    // Longer than pg_notify's 8000-byte payload: nothing about it may reach an announcement.
+    const long = randomBytes(7000).toString('base64url');
+    const commands = [
+      ['client', 'delete', long],
+      ['client', 'rotate-secret', long],
+      ['client', 'rotate-secret', long, '--json'],
+      ['client', 'update', long, '--name', 'X'],
+    ];
+    for (const args of commands) {
+      const result = await pc.cli(args);
+      expect([args.slice(0, 2), result.code]).toEqual([args.slice(0, 2), 1]);
+      expect(result.stderr).toBe(`portcullis: no client with id ${long}\n`);
+    }
+    // The same for the other commands that take a name or id.
+    const others: [string[], string][] = [
+      [['api', 'delete', `https://api.example/${long}`], 'no API with identifier'],
+      [['user', 'delete', long], 'no user'],
+      [['user', 'revoke', `${long}@example.com`], 'no user'],
+      [['user', 'update', long, '--name', 'X'], 'no user'],
+      [['user', 'set-password', long, '--password-stdin'], 'no user'],
+      [['keys', 'retire', long, '--compromised'], 'no signing key with kid'],
+    ];
+    for (const [args, message] of others) {
+      const result = await pc.cli(args, 'long enough password\n');
+      expect([args.slice(0, 2), result.code]).toEqual([args.slice(0, 2), 1]);
+      expect(result.stderr).toMatch(new RegExp(`^portcullis: ${message} `));
+      expect(result.stderr).not.toContain('unexpected error');
+    }
   });
 
   it('a usage error shows the usage of its own command, not every command\'s', async () => {
@@ -762,6 +817,27 @@ describe('portcullis keys', () => {
     expect(code).toBe(0);
   });
 
+  it('rotations run at once (two operators, a retry) leave one current key per algorithm, and the keys they replaced can be retired', async () => {
+    type Key = { kid: string; alg: string; status: string };
+    const list = async () => JSON.parse((await pc.cli(['keys', 'list', '--json'])).stdout) as Key[];
+    const before = await list();
+    for (let round = 1; round <= 3; round++) {
+      const rotations = await Promise.all([1, 2, 3].map(() => pc.cli(['keys', 'rotate', '--now', '--json'])));
+      for (const rotation of rotations) expect(rotation.code, rotation.stderr).toBe(0);
+      const current = (await list()).filter((key) => key.status === 'current');
+      expect([round, current.map((key) => key.alg).sort()]).toEqual([round, ['ES256', 'RS256']]);
+    }
+    // Every key made meanwhile but the two current ones only verifies now: none will sign again.
+    const made = (await list()).filter((key) => !before.some(({ kid }) => kid === key.kid));
+    expect(made).toHaveLength(2 * 9);
+    expect(made.filter((key) => key.status !== 'current').map((key) => key.status)).toEqual(Array(2 * 9 - 2).fill('published'));
+    // The keys current before the rotations, compromised, can be retired at once.
+    for (const key of before.filter((key) => key.status === 'current')) {
+      const retired = await pc.cli(['keys', 'retire', key.kid, '--compromised']);
+      expect([key.alg, retired.code, retired.stderr]).toEqual([key.alg, 0, '']);
+    }
+  });
+
   it('rotate --now while a rotation waits: the new key signs at once, and the waiting key never does', async () => {
     const { client_id, client_secret } = await pc.createClient({ name: 'Emergency', redirectUris: [REDIRECT_URI], idTokenAlg: 'ES256' });
     const lee = { email: 'lee@example.com', password: 'lees password' };
@@ -932,6 +1008,27 @@ describe('without a running server', () => {
 
   // Two processes opening PGlite's files at once corrupt them beyond repair:
   // "start the server, then create users" in one script must not do that.
+  it.skipIf(!embedded)('on the embedded database, a lock file its writer left empty or half-written is taken over, not waited on forever', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-lock-'));
+    try {
+      for (const content of ['', '{"pid":']) {
+        mkdirSync(dir, { recursive: true });
+        const lock = path.join(dir, 'portcullis.lock');
+        writeFileSync(lock, content);
+        // Left by a process that died a minute ago, between creating the file and writing it.
+        const then = new Date(Date.now() - 60_000);
+        utimesSync(lock, then, then);
+        const started = Date.now();
+        const result = await runCli(['user', 'list'], { ...TEST_ENV, DATA_DIR: dir });
+        expect(result.code, result.stderr).toBe(0);
+        expect(Date.now() - started).toBeLessThan(30_000);
+        expect(existsSync(lock)).toBe(false);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   it.skipIf(!embedded)('on the embedded database, a server and CLIs started at once all succeed, and a second server is refused', async () => {
     const database = await freshDatabase();
     const env = { ...TEST_ENV, ...database.env };
@@ -1083,6 +1180,19 @@ describe('without a running server', () => {
       ['KEY_REFRESH_INTERVAL', 'shorter than the least allowed', 'SWEEP_INTERVAL', 'longer than the most allowed', 'ACCESS_TOKEN_TTL'],
       ['PORT'],
     ],
+    // Number() read these as ports (0x1068 and 42e2 as 4200); blanks count as unset.
+    [{ PORT: '0x1068', DATABASE_POOL_SIZE: '1e1' }, ['PORT', 'decimal digits', 'DATABASE_POOL_SIZE'], []],
+    // Lifetimes that end after year 9999 failed every request storing one (500), and the CLI.
+    [
+      { PORT: ' ', ACCESS_TOKEN_TTL: '3000000d', GRANT_TTL: '100000000d', KEY_ACTIVATION_DELAY: '300000d' },
+      ['ACCESS_TOKEN_TTL', 'longer than the most allowed, 36500 days', 'GRANT_TTL', 'KEY_ACTIVATION_DELAY', 'longer than the most allowed, 30 days'],
+      ['PORT'],
+    ],
+    // A list built from an empty variable ("$KEY,") is not "no list".
+    [{ COOKIE_KEYS: ',', ENCRYPTION_KEYS: ' , ' }, ['COOKIE_KEYS', 'holds no key', 'ENCRYPTION_KEYS'], []],
+    [{ DATABASE_URL: 'postgres://u:pw@127.0.0.1:notaport/x' }, ['DATABASE_URL', 'not a valid URL'], []],
+    // Shown on every page, as client and people's names, which refuse the same.
+    [{ ISSUER_NAME: 'Acme\u202eDI' }, ['ISSUER_NAME', 'bidirectional overrides'], []],
   ])('the server refuses to start on bad configuration, naming the variable (%j)', async (env, named, notNamed) => {
     const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -1112,6 +1222,14 @@ describe('start-up failures name what to fix', () => {
   it.each([
     ['an address nothing can listen on', () => ({ HOST: 'no-such-host.invalid' }), 'HOST=no-such-host.invalid'],
     ['a database that does not answer', () => ({ DATABASE_URL: 'postgresql://postgres@127.0.0.1:1/portcullis' }), 'DATABASE_URL'],
+    // PostgreSQL refuses the session: the answer named neither the variable nor the database.
+    ['session options the database refuses', () => ({ DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/postgres?options=-c%20statement_timeout%3Dabc' }), 'cannot use the database at DATABASE_URL: invalid value for parameter "statement_timeout"'],
+    // PGlite's error for this was "undefined".
+    ['an embedded database that is a file', (dir: string) => {
+      mkdirSync(path.join(dir, 'data'), { recursive: true });
+      writeFileSync(path.join(dir, 'data', 'pgdata'), 'not a database\n');
+      return {};
+    }, 'in DATA_DIR'],
     ['an encryption key file holding a short key', (dir: string) => {
       writeFileSync(path.join(dir, 'short.key'), 'too short\n', { mode: 0o600 });
       return { ENCRYPTION_KEY_FILE: path.join(dir, 'short.key') };
