@@ -78,6 +78,45 @@ async function readHolder(lockPath: string): Promise<Holder | undefined> {
   }
 }
 
+/** Frontend messages that end a group: Sync (extended protocol), Query (simple), Terminate. */
+const GROUP_ENDS = new Set([0x53, 0x51, 0x58]);
+
+/**
+ * PGlite is one session, which the socket server shares among its
+ * connections, taking their messages in turn one message at a time. A query
+ * in the extended protocol is several (Parse, Bind, Describe, Execute, Sync),
+ * and its unnamed statement and portal are the session's: a message of
+ * another connection in between replaces them, and a server's query and a
+ * CLI's running at once failed ("bind message supplies 2 parameters, but
+ * prepared statement requires 1"), or could run with the other's values.
+ * The socket server keeps one connection's messages together only inside a
+ * transaction; here a group of messages up to its Sync counts as one too.
+ * (pglite-socket's queue reads `db.isInTransaction()` to decide, and calls
+ * nothing else on it than the session's own methods.)
+ */
+function keepMessageGroupsTogether(server: PGLiteSocketServer, db: PGlite): void {
+  const queue = (server as unknown as { queryQueue?: { db?: PGlite } }).queryQueue;
+  if (!queue || queue.db !== db) throw new Error('@electric-sql/pglite-socket changed: its query queue is not where Portcullis expects it (see keepMessageGroupsTogether)');
+  let midGroup = false;
+  queue.db = new Proxy(db, {
+    get(target, property) {
+      if (property === 'isInTransaction') return () => midGroup || target.isInTransaction();
+      if (property === 'execProtocolRawStream') {
+        return async (message: Uint8Array, options: unknown) => {
+          // A startup message has no type byte: its first is the length's, 0.
+          midGroup = message.length > 0 && message[0] !== 0 && !GROUP_ENDS.has(message[0]!);
+          return target.execProtocolRawStream(message, options as Parameters<PGlite['execProtocolRawStream']>[1]);
+        };
+      }
+      // The queue rolls back the transaction of a connection that went away: its group ends too.
+      if (property === 'exec') return (...args: Parameters<PGlite['exec']>) => ((midGroup = false), target.exec(...args));
+      // On the session itself: its getters and methods use private fields.
+      const value = Reflect.get(target, property);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
 /**
  * A lock that does not name its holder is one being written this instant, or
  * one whose writer died between creating it and writing it (a crash, or a
@@ -180,6 +219,7 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
     // The multiplexer keeps a transaction's statements together; a few
     // connections let the CLI work while the server runs.
     server = new PGLiteSocketServer({ db, path: servedAt, maxConnections: 16 });
+    keepMessageGroupsTogether(server, db);
     await server.start();
   } catch (error) {
     await release().catch(() => undefined);
