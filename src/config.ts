@@ -55,11 +55,21 @@ const secretList = () =>
     .refine((keys) => !keys || keys.length > 0, 'holds no key (only commas or spaces)')
     .refine((keys) => !keys || keys.every((key) => key.length >= 32), 'each key must be at least 32 characters');
 
-/** Decimal digits only: Number() also reads "0x10", "1e3" and " " (as 0). */
+/**
+ * Whether pg can take `url`: a URL, or libpq's form with credentials and no
+ * host (`postgresql://user:pw@/db?host=/var/run/postgresql`, a Unix socket),
+ * which pg reads and a URL parser refuses.
+ */
+function parsesAsConnectionString(url: string): boolean {
+  return URL.canParse(url) || URL.canParse(url.replace(/@\//, '@localhost/'));
+}
+
+/** Decimal digits only (blanks around them dropped): Number() also reads "0x10", "1e3" and " " (as 0). */
 const integer = (fallback: number, min: number, max: number) =>
   z
     .string()
     .default(String(fallback))
+    .transform((value) => value.trim())
     .pipe(z.string().regex(/^\d+$/, 'must be a whole number (decimal digits)').transform(Number).pipe(z.number().int().min(min).max(max)));
 
 const schema = z.object({
@@ -79,14 +89,15 @@ const schema = z.object({
   ISSUER_NAME: z
     .string()
     .default('Portcullis')
+    .transform((value) => value.trim())
     .superRefine((value, ctx) => {
-      const problem = unshowable(value.trim(), 'it');
+      const problem = unshowable(value, 'it');
       if (problem) ctx.addIssue({ code: 'custom', message: problem });
     }),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// connection string')
-    .refine((value) => URL.canParse(value), 'is not a valid URL (check the port, and percent-encode special characters in the user name and password)')
+    .refine(parsesAsConnectionString, 'is not a valid URL (check the port, and percent-encode special characters in the user name and password)')
     .optional(),
   DATABASE_POOL_SIZE: integer(10, 1, 200),
   DATA_DIR: z.string().default('./data'),

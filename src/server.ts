@@ -17,8 +17,9 @@ import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
 
-/** How long a request may take to arrive, headers and body. */
-const REQUEST_TIMEOUT_MS = 15_000;
+/** How long a request's headers may take to arrive, and the whole request. */
+const HEADERS_TIMEOUT_MS = 20_000;
+const REQUEST_TIMEOUT_MS = 60_000;
 
 /** How long shutdown waits for requests still being handled before it closes the database anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -72,11 +73,15 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     server = http.createServer(
       {
         // A request is a form or a query of at most a few KiB (bodies stop at
-        // 56 KiB): one still arriving after this is a client holding the
-        // connection open (slowloris), answered 408 (http/client-errors.ts).
-        // Node's defaults wait 300 s, and check only every 30 s.
+        // 56 KiB): headers still arriving after HEADERS_TIMEOUT_MS, or a body
+        // after REQUEST_TIMEOUT_MS, are a client holding the connection open
+        // (slowloris), answered 408 (http/client-errors.ts). Node's defaults
+        // are 60 s and 300 s, checked only every 30 s. The body's allowance
+        // stays generous: a slow mobile link, or the event loop held up by a
+        // long statement on the embedded database (PGlite runs in this
+        // process), must not cut requests that were on their way.
+        headersTimeout: HEADERS_TIMEOUT_MS,
         requestTimeout: REQUEST_TIMEOUT_MS,
-        headersTimeout: REQUEST_TIMEOUT_MS,
         connectionsCheckingInterval: 1_000,
       },
       app,

@@ -7,8 +7,9 @@ import { Clients } from './clients/clients.js';
 import type { Config } from './config.js';
 import { loadSealer, openKeyFile, type SecretSealer } from './keys/sealed-secrets.js';
 import { ensureSigningKeys } from './keys/signing-keys.js';
-import { openDatabase, type Database } from './persistence/database.js';
-import type { EmbeddedRole } from './persistence/embedded.js';
+import { DatabaseUnavailable, openDatabase, type Database } from './persistence/database.js';
+import { EmbeddedDatabaseBusy, type EmbeddedRole } from './persistence/embedded.js';
+import { MigrationError } from './persistence/migrations.js';
 
 export interface Services {
   config: Config;
@@ -34,17 +35,18 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
   if (config.encryption.kind === 'file') await openKeyFile(config.encryption.path);
   const database = await openDatabase(config.database, role).catch((error: unknown) => {
     // PGlite's own failures (a data directory it cannot read) say nothing of where it looked.
-    if (config.database.kind !== 'embedded') throw error;
-    throw new Error(`cannot open the embedded database in DATA_DIR (${config.database.dataDir}): ${describe(error)}`, { cause: error });
+    if (config.database.kind !== 'embedded' || error instanceof EmbeddedDatabaseBusy) throw error;
+    throw new DatabaseUnavailable(`cannot open the embedded database in DATA_DIR (${config.database.dataDir}): ${describe(error)}`, { cause: error });
   });
   let loaded: Awaited<ReturnType<typeof loadSealer>>;
   try {
     await database.migrate().catch((error: Error & { code?: string }) => {
-      // The first statement: whatever fails it (address, credentials, TLS,
-      // session options, rights on the schema) is DATABASE_URL's to fix.
-      if (config.database.kind === 'postgres') {
+      // The first statements: what fails them before any migration runs
+      // (address, credentials, TLS, session options) is DATABASE_URL's to
+      // fix; a migration's own failure says which (MigrationError).
+      if (config.database.kind === 'postgres' && !(error instanceof MigrationError)) {
         const what = isConnectionFailure(error) ? 'cannot reach' : 'cannot use';
-        throw new Error(`${what} the database at DATABASE_URL: ${describe(error)}`, { cause: error });
+        throw new DatabaseUnavailable(`${what} the database at DATABASE_URL: ${describe(error)}`, { cause: error });
       }
       throw error;
     });

@@ -106,9 +106,10 @@ export class Apis {
     const existing = await this.prisma.api.findUnique({ where: { identifier }, select: { identifier: true } });
     if (existing) throw new ApiError(`an API with identifier ${identifier} already exists`);
 
-    const name = input.name?.trim() || new URL(identifier).host || identifier;
-    const problem = unshowable(name, 'an API name');
+    const given = input.name?.trim();
+    const problem = given ? unshowable(given, 'an API name') : undefined;
     if (problem) throw new ApiError(problem);
+    const name = given || new URL(identifier).host || identifier;
     const clientId = randomBytes(16).toString('base64url');
     const clientSecret = randomBytes(32).toString('base64url');
     // The API's own credentials: a client that can authenticate but has no grants.

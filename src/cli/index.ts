@@ -7,13 +7,14 @@ import { ConfigError, loadConfig } from '../config.js';
 import { SealError } from '../keys/sealed-secrets.js';
 import { KeyError } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
+import { DatabaseUnavailable } from '../persistence/database.js';
 import { EmbeddedDatabaseBusy } from '../persistence/embedded.js';
 import { openServices, type Services } from '../services.js';
 import { COMMANDS, type Io } from './commands.js';
 import { USAGE, UsageError, usageOf } from './usage.js';
 import { VERSION } from '../version.js';
 
-const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, EmbeddedDatabaseBusy, KeyError, MigrationError, SealError];
+const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, DatabaseUnavailable, EmbeddedDatabaseBusy, KeyError, MigrationError, SealError];
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input');

@@ -10,6 +10,11 @@ import { migrate, type MigrationResult } from './migrations.js';
 export type Prisma = PrismaClient;
 
 /** A SQL statement with a stable name, so PostgreSQL can plan it once per connection. */
+/** The database DATABASE_URL or DATA_DIR names cannot be opened or used: the operator's to fix, and said so. */
+export class DatabaseUnavailable extends Error {
+  override name = 'DatabaseUnavailable';
+}
+
 export interface Statement {
   name: string;
   text: string;
@@ -51,9 +56,10 @@ export interface Database {
   migrate(): Promise<MigrationResult>;
   /**
    * Runs `work` while no other process runs its own `exclusively` on this
-   * database (a PostgreSQL advisory lock; the embedded database has one
-   * process at a time anyway): for what checks the database and then acts
-   * on it, such as making the first keys.
+   * database (a PostgreSQL advisory lock): for what checks the database and
+   * then acts on it, such as making the first keys. On the embedded database
+   * it does nothing: one process holds it, but CLIs joining a server share
+   * its one session, where no lock tells them apart (see rotateSigningKeys).
    */
   exclusively<T>(work: () => Promise<T>): Promise<T>;
   /** The schema is migrated and keys exist: a CLI may now join the embedded database. */

@@ -7,7 +7,7 @@
 // - a CLI that holds it works alone, and a server or another CLI started
 //   meanwhile waits for it to finish (CLI commands are short);
 // - a second server is refused: several instances need PostgreSQL.
-import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -72,14 +72,20 @@ function alive(pid: number): boolean {
 async function readHolder(lockPath: string): Promise<Holder | undefined> {
   try {
     const holder = JSON.parse(await readFile(lockPath, 'utf8')) as Partial<Holder>;
-    return typeof holder.pid === 'number' && (holder.role === 'server' || holder.role === 'cli') ? (holder as Holder) : undefined;
+    // A holder whatever its role (a later version may name others): whether it is alive decides.
+    return typeof holder.pid === 'number' ? (holder as Holder) : undefined;
   } catch {
     return undefined; // gone, or being written this instant
   }
 }
 
-/** Frontend messages that end a group: Sync (extended protocol), Query (simple), Terminate. */
-const GROUP_ENDS = new Set([0x53, 0x51, 0x58]);
+/**
+ * Frontend messages that end a group: Sync (extended protocol), Query
+ * (simple), Terminate, and CopyDone and CopyFail (the end of a simple
+ * protocol's COPY FROM STDIN). Flush does not: a cursor reading by Execute
+ * and Flush keeps its portal until its Sync.
+ */
+const GROUP_ENDS = new Set(['S', 'Q', 'X', 'c', 'f'].map((type) => type.charCodeAt(0)));
 
 /**
  * PGlite is one session, which the socket server shares among its
@@ -108,8 +114,18 @@ function keepMessageGroupsTogether(server: PGLiteSocketServer, db: PGlite): void
           return target.execProtocolRawStream(message, options as Parameters<PGlite['execProtocolRawStream']>[1]);
         };
       }
-      // The queue rolls back the transaction of a connection that went away: its group ends too.
-      if (property === 'exec') return (...args: Parameters<PGlite['exec']>) => ((midGroup = false), target.exec(...args));
+      // The queue rolls back the transaction of a connection that went away:
+      // its group ends once that is done (not before, or another connection's
+      // message could run ahead of the rollback and start a group of its own).
+      if (property === 'exec') {
+        return async (...args: Parameters<PGlite['exec']>) => {
+          try {
+            return await target.exec(...args);
+          } finally {
+            midGroup = false;
+          }
+        };
+      }
       // On the session itself: its getters and methods use private fields.
       const value = Reflect.get(target, property);
       return typeof value === 'function' ? value.bind(target) : value;
@@ -118,11 +134,12 @@ function keepMessageGroupsTogether(server: PGLiteSocketServer, db: PGlite): void
 }
 
 /**
- * A lock that does not name its holder is one being written this instant, or
- * one whose writer died between creating it and writing it (a crash, or a
- * power loss before the data reached the disk), which nobody would ever
- * remove. Written in one call, a lock names its holder within milliseconds:
- * one still unreadable after HALF_WRITTEN_MS is the second kind.
+ * A lock that does not name its holder: taken in one step (tryLock), it is
+ * one whose data never reached the disk (a power loss), or one an earlier
+ * version left half-written, which nobody would ever remove. Or it is being
+ * replaced this instant by a rename, or written by an earlier version, which
+ * names its holder within milliseconds: one still unreadable after
+ * HALF_WRITTEN_MS is not that.
  */
 async function leftHalfWritten(lockPath: string): Promise<boolean> {
   const written = await stat(lockPath).catch(() => undefined);
@@ -131,13 +148,35 @@ async function leftHalfWritten(lockPath: string): Promise<boolean> {
 
 const holderOf = (role: EmbeddedRole, ready: boolean) => JSON.stringify({ pid: process.pid, role, ready, startedAt: new Date().toISOString() });
 
-async function tryLock(lockPath: string, role: EmbeddedRole): Promise<boolean> {
+async function createLock(lockPath: string, role: EmbeddedRole): Promise<boolean> {
   try {
     await writeFile(lockPath, holderOf(role, false), { flag: 'wx', mode: 0o600 });
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
+  }
+}
+
+/**
+ * Takes the lock, naming this process, in one step: written whole to a file
+ * of its own first, then linked into place (which fails if the lock exists),
+ * so that no other process ever reads it empty or half-written.
+ */
+async function tryLock(lockPath: string, role: EmbeddedRole): Promise<boolean> {
+  const mine = `${lockPath}.${process.pid}.new`;
+  await writeFile(mine, holderOf(role, false), { mode: 0o600 });
+  try {
+    await link(mine, lockPath);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    // A file system without hard links: created and written in one call instead.
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS') return createLock(lockPath, role);
+    throw error;
+  } finally {
+    await rm(mine, { force: true });
   }
 }
 

@@ -708,7 +708,7 @@ describe('other endpoints', () => {
     expect((await fetch(`${pc.issuer}/jwks`)).status).toBe(200);
   });
 
-  it('a request whose body never finishes arriving is answered 408 within seconds, not held for minutes (slowloris)', async () => {
+  it('a request whose headers never finish arriving is answered 408 within seconds, not held for a minute (slowloris)', async () => {
     const { hostname, port } = new URL(pc.issuer);
     const started = Date.now();
     const answer = await new Promise<string>((resolve, reject) => {
@@ -718,12 +718,13 @@ describe('other endpoints', () => {
       socket.on('data', (chunk: string) => (received += chunk));
       socket.on('error', reject);
       socket.on('close', () => resolve(received));
-      socket.write(`POST /token HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngr`);
+      // Headers sent, but never the blank line that ends them.
+      socket.write(`POST /token HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/x-www-form-urlencoded\r\n`);
     });
-    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(Date.now() - started).toBeLessThan(25_000);
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
     expect(JSON.parse(answer.split('\r\n\r\n')[1]!)).toMatchObject({ error: 'invalid_request', error_description: 'the request did not arrive in time' });
-  }, 30_000);
+  }, 40_000);
 
   it('a huge form body is refused as 413 Content Too Large, saying so, announced or chunked, as JSON or a page', async () => {
     const form = `grant_type=client_credentials&token=x&x=${'a'.repeat(200_000)}`;

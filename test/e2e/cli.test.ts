@@ -1223,7 +1223,7 @@ describe('start-up failures name what to fix', () => {
     ['an address nothing can listen on', () => ({ HOST: 'no-such-host.invalid' }), 'HOST=no-such-host.invalid'],
     ['a database that does not answer', () => ({ DATABASE_URL: 'postgresql://postgres@127.0.0.1:1/portcullis' }), 'DATABASE_URL'],
     // PostgreSQL refuses the session: the answer named neither the variable nor the database.
-    ['session options the database refuses', () => ({ DATABASE_URL: 'postgresql://postgres@127.0.0.1:5432/postgres?options=-c%20statement_timeout%3Dabc' }), 'cannot use the database at DATABASE_URL: invalid value for parameter "statement_timeout"'],
+    ['session options the database refuses', () => ({ DATABASE_URL: withOptions(process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres', '-c statement_timeout=abc') }), 'cannot use the database at DATABASE_URL: invalid value for parameter "statement_timeout"'],
     // PGlite's error for this was "undefined".
     ['an embedded database that is a file', (dir: string) => {
       mkdirSync(path.join(dir, 'data'), { recursive: true });
@@ -1246,6 +1246,13 @@ describe('start-up failures name what to fix', () => {
     }
   });
 });
+
+/** A connection string with PostgreSQL session options added. */
+function withOptions(url: string, options: string): string {
+  const parsed = new URL(url);
+  parsed.searchParams.set('options', options);
+  return parsed.toString();
+}
 
 async function waitFor(condition: () => boolean, timeoutMs: number, describe: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
