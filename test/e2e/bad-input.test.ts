@@ -44,6 +44,20 @@ function exchangeOf({ request, callback }: Awaited<ReturnType<typeof codeFor>>) 
   };
 }
 
+/** Everything the server sends back to `bytes`, written on a connection of their own, until it closes the connection. */
+function rawExchange(issuer: string, bytes: string): Promise<string> {
+  const { hostname, port } = new URL(issuer);
+  return new Promise<string>((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname);
+    let received = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (received += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(received));
+    socket.write(bytes);
+  });
+}
+
 function basic(id: string, secret: string) {
   return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 }
@@ -677,18 +691,8 @@ describe('other endpoints', () => {
   });
 
   it('requests the HTTP parser refuses get their status with an OAuth error body saying why, not an empty one', async () => {
-    const { hostname, port } = new URL(pc.issuer);
-    /** Everything the server sends back before closing the connection. */
-    const exchange = (bytes: string) =>
-      new Promise<string>((resolve, reject) => {
-        const socket = net.connect(Number(port), hostname);
-        let received = '';
-        socket.setEncoding('utf8');
-        socket.on('data', (chunk: string) => (received += chunk));
-        socket.on('error', reject);
-        socket.on('close', () => resolve(received));
-        socket.write(bytes);
-      });
+    const { hostname } = new URL(pc.issuer);
+    const exchange = (bytes: string) => rawExchange(pc.issuer, bytes);
     const parse = (raw: string) => {
       const [head, body] = raw.split('\r\n\r\n', 2) as [string, string];
       const type = /^content-type: (.*)$/im.exec(head)?.[1];
@@ -709,18 +713,10 @@ describe('other endpoints', () => {
   });
 
   it('a request whose headers never finish arriving is answered 408 within seconds, not held for a minute (slowloris)', async () => {
-    const { hostname, port } = new URL(pc.issuer);
+    const { hostname } = new URL(pc.issuer);
     const started = Date.now();
-    const answer = await new Promise<string>((resolve, reject) => {
-      const socket = net.connect(Number(port), hostname);
-      let received = '';
-      socket.setEncoding('utf8');
-      socket.on('data', (chunk: string) => (received += chunk));
-      socket.on('error', reject);
-      socket.on('close', () => resolve(received));
-      // Headers sent, but never the blank line that ends them.
-      socket.write(`POST /token HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/x-www-form-urlencoded\r\n`);
-    });
+    // Headers sent, but never the blank line that ends them.
+    const answer = await rawExchange(pc.issuer, `POST /token HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/x-www-form-urlencoded\r\n`);
     expect(Date.now() - started).toBeLessThan(25_000);
     expect(answer).toMatch(/^HTTP\/1\.1 408 /);
     expect(JSON.parse(answer.split('\r\n\r\n')[1]!)).toMatchObject({ error: 'invalid_request', error_description: 'the request did not arrive in time' });
