@@ -15,9 +15,18 @@ export interface Address {
  * health probes. Routes match paths case-insensitively, with or without a
  * trailing slash, as the provider's and our routers do.
  */
+/**
+ * The paths the provider's `route` answers, as its router matches them:
+ * whatever the case, with or without a trailing slash (`suffix`: a pattern
+ * for what follows the route's path).
+ */
+export function routePattern(provider: Provider, route: string, suffix = ''): RegExp {
+  const escaped = provider.pathFor(route).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${escaped}${suffix}/?$`, 'i');
+}
+
 export function allowedMethodsOf(provider: Provider): (path: string) => Address | undefined {
-  const escape = (path: string) => path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const at = (route: string, suffix = '') => new RegExp(`^${escape(provider.pathFor(route))}${suffix}/?$`, 'i');
+  const at = (route: string, suffix = '') => routePattern(provider, route, suffix);
   const page = (methods: string[]) => ({ methods, page: true });
   const api = (methods: string[]) => ({ methods, page: false });
   const table: [RegExp, Address][] = [

@@ -9,12 +9,12 @@ import { migrate, type MigrationResult } from './migrations.js';
 
 export type Prisma = PrismaClient;
 
-/** A SQL statement with a stable name, so PostgreSQL can plan it once per connection. */
 /** The database DATABASE_URL or DATA_DIR names cannot be opened or used: the operator's to fix, and said so. */
 export class DatabaseUnavailable extends Error {
   override name = 'DatabaseUnavailable';
 }
 
+/** A SQL statement with a stable name, so PostgreSQL can plan it once per connection. */
 export interface Statement {
   name: string;
   text: string;

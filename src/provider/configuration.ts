@@ -129,9 +129,9 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // about the tokens meant for it (RFC 7662 §4): the library's default
       // lets any confidential client introspect any token. A public client
       // proves no identity, and RFC 7662 §2.1 requires some authorization at
-      // this endpoint, against token scanning: it is refused before the token
-      // matters (provider.ts), and this rule keeps it from learning anything
-      // should that ever change.
+      // this endpoint, against token scanning: its answer is replaced by
+      // invalid_client whatever the token (refusePublicClients, provider.ts),
+      // and this rule keeps the answer it replaces empty.
       introspection: {
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => {

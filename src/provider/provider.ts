@@ -4,6 +4,7 @@ import { hash, timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
 import Provider, { errors, type AdapterPayload, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
+import { routePattern } from '../http/methods.js';
 import { sha256 } from '../persistence/hash.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
@@ -121,9 +122,7 @@ export function createProvider(services: ProviderServices): Provider {
  * the library's own challenge for a missing token answers.
  */
 function challengeOtherSchemesAtUserinfo(provider: Provider): void {
-  const escaped = provider.pathFor('userinfo').replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  // As the library's router matches it: whatever the case, with or without a trailing slash.
-  const userinfo = new RegExp(`^${escaped}/?$`, 'i');
+  const userinfo = routePattern(provider, 'userinfo');
   provider.use((ctx, next) => {
     const authorization = ctx.req.headers.authorization;
     if (authorization !== undefined && userinfo.test(ctx.path)) {
