@@ -1,7 +1,7 @@
 export const USAGE = `Usage: portcullis <command> [options]
 
 Clients
-  client create --name NAME --redirect-uri URI [--redirect-uri URI ...]
+  client create --name NAME [--redirect-uri URI ...]   at least one for authorization_code (the default)
                 [--post-logout-redirect-uri URI ...] [--grant-type TYPE ...]
                 [--scope "openid profile email offline_access"] [--scope ...] [--public | --native]
                 [--id-token-alg ES256|EdDSA|RS256] [--logo-uri URI] [--client-uri URI]
@@ -18,6 +18,8 @@ Clients
 APIs (resource servers)
   api create --identifier URI --scope NAME[=DESCRIPTION] [--scope ...] [--name NAME]
              [--token-format jwt|opaque] [--ttl 15m] [--json]
+                                    named after the identifier's host unless --name; jwt tokens
+                                    unless --token-format; --ttl from 1s to 24h
   api list [--json]
   api delete IDENTIFIER
 
