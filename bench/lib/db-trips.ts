@@ -59,6 +59,8 @@ function label(sql: string, params: string[]): string {
 class FrontendParser {
   private buffer: Buffer = Buffer.alloc(0);
   private startup = true;
+  /** A change feed's connection (LISTEN, then a heartbeat, see persistence/database.ts): no request's trips. */
+  private feed = false;
   private readonly statements = new Map<string, string>();
   private pending?: { sql: string; params: string[] };
 
@@ -73,7 +75,10 @@ class FrontendParser {
         if (this.buffer.length < length) return;
         const code = this.buffer.readInt32BE(4);
         // SSLRequest and GSSENCRequest are followed by another untyped message.
-        if (code !== 80877103 && code !== 80877104) this.startup = false;
+        if (code !== 80877103 && code !== 80877104) {
+          this.startup = false;
+          this.feed = startupParameter(this.buffer.subarray(8, length), 'application_name')?.startsWith('portcullis listen ') ?? false;
+        }
         this.buffer = this.buffer.subarray(length);
         continue;
       }
@@ -86,6 +91,7 @@ class FrontendParser {
   }
 
   private message(type: string, body: Buffer): void {
+    if (this.feed) return;
     if (type === 'Q') {
       this.record(label(cstring(body, 0).value, []));
     } else if (type === 'P') {
@@ -100,6 +106,18 @@ class FrontendParser {
       this.pending = undefined;
     }
   }
+}
+
+/** A parameter of a StartupMessage's body (name, value, …, then an empty name). */
+function startupParameter(body: Buffer, name: string): string | undefined {
+  for (let offset = 0; offset < body.length && body[offset] !== 0; ) {
+    const key = cstring(body, offset);
+    const value = cstring(body, key.end);
+    if (key.end === 0 || value.end === 0) return undefined; // unterminated: not a startup message we can read
+    if (key.value === name) return value.value;
+    offset = value.end;
+  }
+  return undefined;
 }
 
 function cstring(buffer: Buffer, start: number): { value: string; end: number } {

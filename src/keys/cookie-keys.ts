@@ -7,6 +7,11 @@ import { SecretSealer } from './sealed-secrets.js';
 
 const sealContext = (id: string) => `cookie key ${id}`;
 
+/**
+ * The cookie keys, made if none are stored yet. Call it under
+ * Database.exclusively: two instances making the first key at once would
+ * each keep only the key it read back, and refuse the other's cookies.
+ */
 export async function loadCookieKeys(prisma: Prisma, sealer: SecretSealer, fromEnv?: string[]): Promise<string[]> {
   if (fromEnv?.length) return fromEnv;
   const stored = () => prisma.cookieKey.findMany({ orderBy: { createdAt: 'desc' }, select: { id: true, secret: true } });
@@ -14,7 +19,7 @@ export async function loadCookieKeys(prisma: Prisma, sealer: SecretSealer, fromE
   if (rows.length === 0) {
     const id = randomUUID();
     await prisma.cookieKey.create({ data: { id, secret: sealer.seal(randomBytes(32).toString('base64url'), sealContext(id)) } });
-    // Two instances starting together may both create one; all verify, the newest signs.
+    // (The caller holds the database's exclusive lock: server.ts.)
     rows = await stored();
   }
   return Promise.all(

@@ -157,6 +157,15 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
 }
 
 const RECONNECT_MS = 1000;
+/**
+ * How often a LISTEN connection is asked to answer. A connection can die
+ * without closing (a NAT or firewall dropping an idle link, a failover
+ * without a reset): nothing then arrives, neither notifications nor an
+ * error, and caches would go on trusting a feed that is gone. One left
+ * unanswered for a whole interval counts as lost: within two intervals (10 s)
+ * the caches are dropped and the connection is made again.
+ */
+const HEARTBEAT_MS = 5000;
 /** The advisory lock of exclusively(): any constant of our own (Prisma's migrations use another). */
 const EXCLUSIVE_LOCK = 0x706f7274; // 'port'
 const DEADLOCK_ATTEMPTS = 3;
@@ -173,8 +182,10 @@ async function listen(connectionString: string, channel: string, subscriber: Sub
   let live = false;
   let closed = false;
   let retry: NodeJS.Timeout | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
 
   const lost = () => {
+    clearInterval(heartbeat);
     if (client) {
       client.removeAllListeners();
       client.on('error', () => undefined);
@@ -187,7 +198,8 @@ async function listen(connectionString: string, channel: string, subscriber: Sub
   };
 
   const connect = async () => {
-    const next = new pg.Client({ connectionString });
+    // Named, so that pg_stat_activity tells an operator (and a test) which connection this is.
+    const next = new pg.Client({ connectionString, application_name: `portcullis listen ${channel}` });
     client = next;
     next.on('error', lost);
     next.on('end', lost);
@@ -199,6 +211,13 @@ async function listen(connectionString: string, channel: string, subscriber: Sub
       await next.query(`LISTEN ${channel}`);
       subscriber.onReset(); // anything cached before this moment may have missed a notification
       live = true;
+      let unanswered = false;
+      heartbeat = setInterval(() => {
+        if (unanswered) return lost();
+        unanswered = true;
+        // A failure ends the connection, and its 'error' or 'end' handler calls lost().
+        next.query('SELECT 1').then(() => (unanswered = false), () => undefined);
+      }, HEARTBEAT_MS).unref();
     } catch {
       if (client === next) lost();
     }
@@ -212,6 +231,7 @@ async function listen(connectionString: string, channel: string, subscriber: Sub
     async close() {
       closed = true;
       clearTimeout(retry);
+      clearInterval(heartbeat);
       live = false;
       const current = client;
       client = undefined;

@@ -37,7 +37,7 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
     const admin = new pg.Client({ connectionString: pc.env.DATABASE_URL });
     await admin.connect();
     const { rowCount } = await admin.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'portcullis listen %'",
     );
     expect(rowCount).toBe(3); // clients, users and signing keys
     // A deletion now is announced to nobody; the server must still see it.
@@ -46,7 +46,7 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
 
     // The feed reconnects, and changes are seen again.
     await new Promise((resolve) => setTimeout(resolve, 2000));
-    const { rows } = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'");
+    const { rows } = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'portcullis listen %'");
     expect(rows[0].n).toBe(3);
     await admin.end();
     const another = await robot();

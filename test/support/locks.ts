@@ -7,12 +7,12 @@ import type pg from 'pg';
 /** Whether the tests run on the embedded database, where no outside lock can hold the server. */
 export const embedded = (process.env.TEST_DATABASE ?? 'pglite') === 'pglite';
 
-/** Waits until `count` of the server's statements wait for a lock the test holds on `admin`. */
-export async function heldAtTheLock(admin: pg.Client, count = 1): Promise<void> {
+/** Waits until `count` of the server's statements wait for a lock (the test's on `admin`, or one the server's own take in turn). */
+export async function heldAtTheLock(admin: pg.Client, count = 1, timeoutMs = 2_000): Promise<void> {
   const waiting = async () =>
     (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]!.n;
-  for (let tries = 0; (await waiting()) < count; tries++) {
-    if (tries > 200) throw new Error(`fewer than ${count} statements of the server reached the lock`);
+  for (const deadline = Date.now() + timeoutMs; (await waiting()) < count; ) {
+    if (Date.now() > deadline) throw new Error(`fewer than ${count} statements of the server reached the lock`);
     await sleep(10);
   }
 }
