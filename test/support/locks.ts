@@ -8,7 +8,7 @@ import type pg from 'pg';
 export const embedded = (process.env.TEST_DATABASE ?? 'pglite') === 'pglite';
 
 /** Waits until `count` of the server's statements wait for a lock (the test's on `admin`, or one the server's own take in turn). */
-export async function heldAtTheLock(admin: pg.Client, count = 1, timeoutMs = 2_000): Promise<void> {
+export async function heldAtTheLock(admin: pg.Client, count = 1, timeoutMs = 5_000): Promise<void> {
   const waiting = async () =>
     (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]!.n;
   for (const deadline = Date.now() + timeoutMs; (await waiting()) < count; ) {
