@@ -312,10 +312,12 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
       grant.addResourceScope(indicator, scopes.join(' '));
     }
-    // A consent asked again (prompt=consent) for what the grant already holds
-    // changes nothing: saving it would only rewrite the row (its expiry stays).
-    const adds = Boolean(missing.missingOIDCScope?.length || missing.missingOIDCClaims?.length || Object.keys(missing.missingResourceScopes ?? {}).length);
-    const grantId = existing && !adds ? interaction.grantId! : await grant.save();
+    // A consent given now is remembered for GRANT_TTL from now, as the README
+    // says, also when it is asked again (prompt=consent) or adds scopes: the
+    // library would keep the grant's first expiry, and the tokens of this
+    // consent, which live no longer than their grant, would die with it.
+    if (existing) existing.exp = Math.floor(Date.now() / 1000) + config.ttl.grant;
+    const grantId = await grant.save();
     // `user revoke` (or delete) deletes the account's grants and
     // interactions in its transaction: a grant saved after that would bring
     // the consent back. This interaction gone once the grant is saved, and a

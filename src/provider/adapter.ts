@@ -215,7 +215,10 @@ export class ArtifactAdapter implements Adapter {
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-    const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null;
+    // None of the library's models is kept forever, but a model saved for the
+    // rest of its life (an interaction, a grant: its exp less the current
+    // second) may have none left, 0 or less: stored as expired, not as never.
+    const expiresAt = typeof expiresIn === 'number' ? new Date(Date.now() + Math.max(0, expiresIn) * 1000) : null;
     // A lifetime beyond what a Date holds would be written as no expiry at all.
     if (expiresAt && Number.isNaN(expiresAt.getTime())) throw new RangeError(`${this.kind} lifetime out of range: ${expiresIn} s`);
     // The payload repeats the id as `jti`: drop it, find() puts it back. Grant

@@ -249,14 +249,14 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     },
     ttl: {
       // A registered API's own lifetime wins over the default (portcullis api create --ttl).
-      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
-      AuthorizationCode: config.ttl.authorizationCode,
+      AccessToken: (ctx, token) => withinGrant(ctx, token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken),
+      AuthorizationCode: (ctx) => withinGrant(ctx, config.ttl.authorizationCode),
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
       IdToken: config.ttl.idToken,
       Interaction: config.ttl.interaction,
       Session: config.ttl.session,
       Grant: config.ttl.grant,
-      RefreshToken: config.ttl.refreshToken,
+      RefreshToken: (ctx) => withinGrant(ctx, config.ttl.refreshToken),
     },
     // Called for a request that prefers HTML. Only the endpoints a browser is
     // sent to answer with a page; the others answer OAuth error JSON whatever
@@ -279,6 +279,19 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       renderErrorPage(ctx, page(ctx), shown, out.error === 'server_error' ? reference : undefined);
     },
   };
+}
+
+/**
+ * A token or code lives no longer than the consent (Grant) it was issued
+ * under: once the grant is gone the library refuses them anyway (refresh,
+ * code exchange, introspection, UserInfo), and their `exp` should say when
+ * they stop working (RFC 7662 §2.2; a JWT access token is checked by its
+ * `exp` alone). At least a second: the library takes only positive lifetimes.
+ */
+function withinGrant(ctx: KoaContextWithOIDC | undefined, seconds: number): number {
+  const grant = ctx?.oidc?.entities?.Grant as { exp?: number } | undefined;
+  if (typeof grant?.exp !== 'number') return seconds;
+  return Math.max(1, Math.min(seconds, grant.exp - Math.floor(Date.now() / 1000)));
 }
 
 /** See extraParams: an API's scopes were checked with its `resource` (getResourceServerInfo). */

@@ -1,7 +1,9 @@
-// Rows past their expiry leave the database without anyone asking.
+// Lifetimes: rows past their expiry leave the database without anyone asking,
+// and nothing issued under a consent outlives it.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { authorizationRequest, discover, REDIRECT_URI, visit } from '../support/relying-party.js';
+import { authorizationRequest, discover, logIn, REDIRECT_URI, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 let pc: TestPortcullis;
@@ -29,4 +31,48 @@ it('expired interactions are removed by the sweeper, and an expired one shows a 
   const late = await ua.open(login.url);
   expect(late.status).toBe(400);
   expect(late.html).toContain('Your sign-in expired');
+});
+
+it('codes and tokens live no longer than the consent they were issued under, and consenting again renews it', async () => {
+  const short = await startPortcullis({ GRANT_TTL: '20s' });
+  try {
+    const user = { email: 'gail@example.com', password: 'a long enough password' };
+    await short.createUser(user.email, user.password);
+    const client = await short.createClient({ name: 'Brief', redirectUris: [REDIRECT_URI], scope: 'openid offline_access' });
+    const rp = await discover(short.issuer, client.client_id, client.client_secret);
+    const introspect = async (token: string) => {
+      const response = await fetch(`${short.issuer}/token/introspection`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`,
+        },
+        body: new URLSearchParams({ token }),
+      });
+      return (await response.json()) as { active: boolean; exp: number; iat: number };
+    };
+
+    const first = await logIn(new UserAgent(), rp, 'openid offline_access', user, { prompt: 'consent' });
+    expect(first.seen).toEqual(['login', 'consent']);
+    const refreshToken = await introspect(first.tokens.refresh_token!);
+    const accessToken = await introspect(first.tokens.access_token);
+    // REFRESH_TOKEN_TTL (14 days) and ACCESS_TOKEN_TTL (1 hour) are cut to what the grant has left.
+    for (const token of [refreshToken, accessToken]) {
+      expect(token.active).toBe(true);
+      expect(token.exp - token.iat).toBeLessThanOrEqual(20);
+    }
+
+    // Asked again later, the person consents again: remembered for GRANT_TTL from now.
+    await sleep(3000);
+    const second = await logIn(new UserAgent(), rp, 'openid offline_access', user, { prompt: 'consent' });
+    expect(second.seen).toEqual(['login', 'consent']);
+    const renewed = await introspect(second.tokens.refresh_token!);
+    expect(renewed.active).toBe(true);
+    expect(renewed.exp).toBeGreaterThanOrEqual(refreshToken.exp + 2);
+    // The same grant: the earlier tokens live on with it, to their own exp.
+    expect((await introspect(first.tokens.refresh_token!)).active).toBe(true);
+    expect(short.errors).toEqual([]);
+  } finally {
+    await short.close();
+  }
 });

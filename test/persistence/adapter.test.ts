@@ -92,6 +92,18 @@ it('finds what it saved, marks consumption, and forgets destroyed and expired ro
   expect(await tokens.find('c')).toBeUndefined();
 });
 
+it('a model saved with no life left is stored as expired, not as kept forever', async () => {
+  // An interaction or grant saved "for the rest of its life" in its last second gets 0 (or less).
+  const tokens = refresh();
+  await Promise.all([tokens.upsert('none-left', { kind: 'RefreshToken', jti: 'none-left' }, 0), tokens.upsert('overdue', { kind: 'RefreshToken', jti: 'overdue' }, -2)]);
+  expect(await tokens.find('none-left')).toBeUndefined();
+  expect(await tokens.find('overdue')).toBeUndefined();
+  const { rows } = await db.sql.query<{ expires_at: Date | null }>({ name: 'test-expiry-of', text: 'SELECT expires_at FROM provider_artifacts WHERE id = ANY($1)' }, [[sha256('none-left'), sha256('overdue')]]);
+  expect(rows).toHaveLength(2);
+  // The sweeper deletes by expires_at: a row without one would stay for good.
+  for (const row of rows) expect(row.expires_at!.getTime()).toBeLessThanOrEqual(Date.now());
+});
+
 it('revokeByGrantId removes every token of the grant and nothing else', async () => {
   const kinds = ['AccessToken', 'RefreshToken', 'AuthorizationCode'].map((kind) => new ArtifactAdapter(kind, db.sql));
   await Promise.all(kinds.map((adapter, i) => adapter.upsert(`g2-${i}`, { kind: 'x', grantId: 'grant-2', jti: `g2-${i}` }, 60)));
