@@ -64,9 +64,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       await services.close();
     })());
   try {
-    // One instance at a time: two first starts at once would each find no key
-    // and each make one, and the first to read back would know only its own.
-    const cookieKeys = await services.database.exclusively(() => loadCookieKeys(prisma, services.sealer, config.cookieKeys));
+    const cookieKeys = await loadCookieKeys(services.database, services.sealer, config.cookieKeys);
     const clientCache = await new NotifiedCache<AdapterPayload>().listen(services.database, CLIENT_CHANGES_CHANNEL);
     await services.accounts.listenForChanges(services.database);
     const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });

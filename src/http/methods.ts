@@ -10,12 +10,6 @@ export interface Address {
 }
 
 /**
- * The methods each address takes, for a request no route answered: the
- * provider's routes (where its configuration puts them), our pages and the
- * health probes. Routes match paths case-insensitively, with or without a
- * trailing slash, as the provider's and our routers do.
- */
-/**
  * The paths the provider's `route` answers, as its router matches them:
  * whatever the case, with or without a trailing slash (`suffix`: a pattern
  * for what follows the route's path).
@@ -25,6 +19,12 @@ export function routePattern(provider: Provider, route: string, suffix = ''): Re
   return new RegExp(`^${escaped}${suffix}/?$`, 'i');
 }
 
+/**
+ * The methods each address takes, for a request no route answered: the
+ * provider's routes (where its configuration puts them), our pages and the
+ * health probes. Routes match paths case-insensitively, with or without a
+ * trailing slash, as the provider's and our routers do.
+ */
 export function allowedMethodsOf(provider: Provider): (path: string) => Address | undefined {
   const at = (route: string, suffix = '') => routePattern(provider, route, suffix);
   const page = (methods: string[]) => ({ methods, page: true });

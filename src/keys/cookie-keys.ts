@@ -2,24 +2,27 @@
 // generated once and kept in the database, sealed (see sealed-secrets.ts), so
 // every instance accepts the others' cookies.
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { Prisma } from '../persistence/database.js';
+import type { Database } from '../persistence/database.js';
 import { SecretSealer } from './sealed-secrets.js';
 
 const sealContext = (id: string) => `cookie key ${id}`;
 
 /**
- * The cookie keys, made if none are stored yet. Call it under
- * Database.exclusively: two instances making the first key at once would
+ * The cookie keys, made if none are stored yet. One process at a time
+ * (Database.exclusively): two instances making the first key at once would
  * each keep only the key it read back, and refuse the other's cookies.
  */
-export async function loadCookieKeys(prisma: Prisma, sealer: SecretSealer, fromEnv?: string[]): Promise<string[]> {
+export async function loadCookieKeys(database: Database, sealer: SecretSealer, fromEnv?: string[]): Promise<string[]> {
   if (fromEnv?.length) return fromEnv;
+  return database.exclusively(() => loadStored(database.prisma, sealer));
+}
+
+async function loadStored(prisma: Database['prisma'], sealer: SecretSealer): Promise<string[]> {
   const stored = () => prisma.cookieKey.findMany({ orderBy: { createdAt: 'desc' }, select: { id: true, secret: true } });
   let rows = await stored();
   if (rows.length === 0) {
     const id = randomUUID();
     await prisma.cookieKey.create({ data: { id, secret: sealer.seal(randomBytes(32).toString('base64url'), sealContext(id)) } });
-    // (The caller holds the database's exclusive lock: server.ts.)
     rows = await stored();
   }
   return Promise.all(

@@ -11,8 +11,7 @@ import { startServer, type RunningServer } from '../../src/server.js';
 import { freshDatabase, type TestDatabase } from '../support/database.js';
 import { embedded, heldAtTheLock } from '../support/locks.js';
 import { freePort, runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
-
-const REDIRECT_URI = 'http://127.0.0.1:8080/callback';
+import { authorizationRequest, discover, REDIRECT_URI } from '../support/relying-party.js';
 
 describe.skipIf(embedded)('several instances of one deployment', () => {
   const cleanup: (() => Promise<unknown>)[] = [];
@@ -50,17 +49,11 @@ describe.skipIf(embedded)('several instances of one deployment', () => {
     expect((await admin.query('SELECT count(*)::int AS n FROM cookie_keys')).rows[0].n).toBe(1);
     // A sign-in that starts on one instance goes on at the other.
     const created = await runCli(['client', 'create', '--name', 'Hopping', '--redirect-uri', REDIRECT_URI, '--json'], { ...env, PORT: String(portA) });
-    const { client_id: clientId } = JSON.parse(created.stdout) as { client_id: string };
+    const { client_id: clientId, client_secret: clientSecret } = JSON.parse(created.stdout) as { client_id: string; client_secret: string };
+    const rp = await discover(env.ISSUER, clientId, clientSecret);
     for (const [first, then] of [[portA, portB], [portB, portA]]) {
-      const authorization = new URL(`http://localhost:${first}/auth`);
-      authorization.search = new URLSearchParams({
-        client_id: clientId,
-        redirect_uri: REDIRECT_URI,
-        response_type: 'code',
-        scope: 'openid',
-        code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
-        code_challenge_method: 'S256',
-      }).toString();
+      const authorization = (await authorizationRequest(rp, 'openid')).url;
+      authorization.port = String(first);
       const started = await fetch(authorization, { redirect: 'manual' });
       expect(started.status).toBe(303);
       const cookies = started.headers.getSetCookie().map((cookie) => cookie.split(';')[0]).join('; ');
