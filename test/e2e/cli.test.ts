@@ -2,7 +2,7 @@
 // the same database as a running server (or with no server at all).
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -1241,6 +1241,49 @@ describe('start-up failures name what to fix', () => {
       expect(result.code).toBe(1);
       expect(result.stderr).toContain(named);
       noStackTrace(result.stderr);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the portcullis bin', () => {
+  // A copy of the bin in a tree of its own: sources that say "sources" (in
+  // TypeScript, which only tsx runs), a build that says "build".
+  const tree = () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-bin-'));
+    mkdirSync(path.join(dir, 'src', 'cli'), { recursive: true });
+    mkdirSync(path.join(dir, 'src', 'accounts'));
+    mkdirSync(path.join(dir, 'dist', 'cli'), { recursive: true });
+    writeFileSync(path.join(dir, 'package.json'), '{"type":"module"}\n');
+    writeFileSync(path.join(dir, 'src', 'cli', 'portcullis.mjs'), readFileSync('src/cli/portcullis.mjs'));
+    writeFileSync(path.join(dir, 'src', 'cli', 'index.ts'), 'const from: string = "sources";\nprocess.stdout.write(from);\n');
+    writeFileSync(path.join(dir, 'src', 'accounts', 'accounts.ts'), 'export {};\n');
+    writeFileSync(path.join(dir, 'dist', 'cli', 'index.js'), 'process.stdout.write("build");\n');
+    writeFileSync(path.join(dir, 'dist', '.tsbuildinfo'), '{}\n');
+    symlinkSync(path.resolve('node_modules'), path.join(dir, 'node_modules'));
+    // Sources an hour old, the build a minute old.
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    for (const file of ['src/cli/portcullis.mjs', 'src/cli/index.ts', 'src/accounts/accounts.ts']) utimesSync(path.join(dir, file), hourAgo, hourAgo);
+    const minuteAgo = new Date(Date.now() - 60_000);
+    utimesSync(path.join(dir, 'dist', '.tsbuildinfo'), minuteAgo, minuteAgo);
+    return dir;
+  };
+  const run = (dir: string) => runCli([], {}, '', path.join(dir, 'src', 'cli', 'portcullis.mjs'));
+
+  it('runs the build when it is newer than every source, else the sources', async () => {
+    const dir = tree();
+    try {
+      expect((await run(dir)).stdout).toBe('build');
+      // One source changed since the build (in a folder other than the CLI's).
+      utimesSync(path.join(dir, 'src', 'accounts', 'accounts.ts'), new Date(), new Date());
+      expect((await run(dir)).stdout).toBe('sources');
+      // Built again.
+      utimesSync(path.join(dir, 'dist', '.tsbuildinfo'), new Date(Date.now() + 1_000), new Date(Date.now() + 1_000));
+      expect((await run(dir)).stdout).toBe('build');
+      // Never built.
+      rmSync(path.join(dir, 'dist'), { recursive: true });
+      expect((await run(dir)).stdout).toBe('sources');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

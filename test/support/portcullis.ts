@@ -61,9 +61,10 @@ export function freePort(): Promise<number> {
   });
 }
 
-export function runCli(args: string[], env: Record<string, string>, stdin?: string | Buffer): Promise<CliResult> {
+/** Runs the `portcullis` bin (or another copy of it, `bin`) as its own process. */
+export function runCli(args: string[], env: Record<string, string>, stdin?: string | Buffer, bin = BIN): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
+    const child = spawn(process.execPath, [bin, ...args], {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
