@@ -1,7 +1,7 @@
 // oidc-provider Configuration built from our Config and services. Protocol
 // behaviour is the library's; this file only chooses among its options.
 import { randomUUID } from 'node:crypto';
-import type { AdapterPayload, Configuration, KoaContextWithOIDC } from 'oidc-provider';
+import type { AdapterPayload, Client, Configuration, KoaContextWithOIDC, ResourceServer } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { Apis } from '../apis/apis.js';
@@ -40,6 +40,39 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   const { config, sql, accounts, apis, logger } = services;
   const clientAdapter = new ClientAdapter(sql, services.clientCache);
   const page = (ctx: KoaContextWithOIDC) => ({ res: ctx.res, issuerName: config.issuerName });
+  const resolvedResources = new WeakMap<KoaContextWithOIDC, Map<string, Promise<ResourceServer>>>();
+
+  /** What `resource` names: a registered API this client may have tokens for, with their scopes, format and lifetime. */
+  async function resourceServerInfo(ctx: KoaContextWithOIDC, indicator: string, client: Client): Promise<ResourceServer> {
+    const api = await apis.find(indicator);
+    if (!api) throw new errors.InvalidTarget(`${indicator} is not a registered API`);
+    // A client gets an API's scopes only when its registration allows them
+    // for this API (see StoredMetadata.api_scopes_by_api).
+    const registered = client as unknown as { api_scopes?: string; api_scopes_by_api?: Record<string, string> };
+    const names = registered.api_scopes_by_api ? registered.api_scopes_by_api[api.identifier] : registered.api_scopes;
+    const allowed = new Set(String(names ?? '').split(' '));
+    const requested = String(ctx.oidc.params?.scope ?? '').split(' ');
+    const apiScopes = api.scopes.map((scope) => scope.name);
+    const grantable = apiScopes.filter((scope) => allowed.has(scope));
+    // RFC 8707 §2: a client registered for none of this API's scopes gets no token for it.
+    if (grantable.length === 0) throw new errors.InvalidTarget(`this client may not access ${api.identifier}`);
+    const refused = requested.filter((scope) => apiScopes.includes(scope) && !allowed.has(scope));
+    if (refused.length) throw new errors.InvalidScope('requested scope is not allowed for this client', refused.join(' '));
+    // Where the request itself names the scopes, it must name one of this
+    // API's: a token would otherwise carry the API's audience, and the
+    // person's subject, with nothing asked for or consented to there
+    // (RFC 6749 §3.3: fail the request rather than assume a default).
+    if (requestNamesScopes(ctx) && !requested.some((scope) => grantable.includes(scope))) {
+      throw new errors.InvalidScope(`request at least one scope of ${api.identifier}`, '');
+    }
+    return {
+      scope: grantable.join(' '),
+      audience: api.identifier,
+      accessTokenTTL: api.accessTokenTtl,
+      accessTokenFormat: api.tokenFormat,
+      ...(api.tokenFormat === 'jwt' ? { jwt: { sign: { alg: config.signingAlg } } } : {}),
+    };
+  }
 
   return {
     adapter: (name: string) => (name === 'Client' ? clientAdapter : new ArtifactAdapter(name, sql, services.sealer)),
@@ -172,35 +205,23 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         // At the token endpoint, without `resource`, use the one the grant was for.
         defaultResource: async (_ctx, _client, oneOf) => oneOf?.[0],
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (ctx, indicator, client) => {
-          const api = await apis.find(indicator);
-          if (!api) throw new errors.InvalidTarget(`${indicator} is not a registered API`);
-          // A client gets an API's scopes only when its registration allows them
-          // for this API (see StoredMetadata.api_scopes_by_api).
-          const registered = client as unknown as { api_scopes?: string; api_scopes_by_api?: Record<string, string> };
-          const names = registered.api_scopes_by_api ? registered.api_scopes_by_api[api.identifier] : registered.api_scopes;
-          const allowed = new Set(String(names ?? '').split(' '));
-          const requested = String(ctx.oidc.params?.scope ?? '').split(' ');
-          const apiScopes = api.scopes.map((scope) => scope.name);
-          const grantable = apiScopes.filter((scope) => allowed.has(scope));
-          // RFC 8707 §2: a client registered for none of this API's scopes gets no token for it.
-          if (grantable.length === 0) throw new errors.InvalidTarget(`this client may not access ${api.identifier}`);
-          const refused = requested.filter((scope) => apiScopes.includes(scope) && !allowed.has(scope));
-          if (refused.length) throw new errors.InvalidScope('requested scope is not allowed for this client', refused.join(' '));
-          // Where the request itself names the scopes, it must name one of this
-          // API's: a token would otherwise carry the API's audience, and the
-          // person's subject, with nothing asked for or consented to there
-          // (RFC 6749 §3.3: fail the request rather than assume a default).
-          if (requestNamesScopes(ctx) && !requested.some((scope) => grantable.includes(scope))) {
-            throw new errors.InvalidScope(`request at least one scope of ${api.identifier}`, '');
+        getResourceServerInfo: (ctx, indicator, client) => {
+          // RFC 8707 lets `resource` repeat, and the library resolves every
+          // value it is given: a request naming one API 1,400 times cost 1.2 s
+          // of CPU. So a request names at most MAX_RESOURCES, and each is
+          // resolved once per request.
+          const named = ctx.oidc.params?.resource;
+          if (Array.isArray(named) && named.length > MAX_RESOURCES) {
+            throw new errors.InvalidTarget(`at most ${MAX_RESOURCES} resource indicators may be requested at once`);
           }
-          return {
-            scope: grantable.join(' '),
-            audience: api.identifier,
-            accessTokenTTL: api.accessTokenTtl,
-            accessTokenFormat: api.tokenFormat,
-            ...(api.tokenFormat === 'jwt' ? { jwt: { sign: { alg: config.signingAlg } } } : {}),
-          };
+          const key = `${client.clientId} ${indicator}`;
+          let resolved = resolvedResources.get(ctx)?.get(key);
+          if (!resolved) {
+            resolved = resourceServerInfo(ctx, indicator, client);
+            if (!resolvedResources.has(ctx)) resolvedResources.set(ctx, new Map());
+            resolvedResources.get(ctx)!.set(key, resolved);
+          }
+          return resolved;
         },
       },
       rpInitiatedLogout: {
@@ -254,7 +275,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
       IdToken: config.ttl.idToken,
       Interaction: config.ttl.interaction,
-      Session: config.ttl.session,
+      // A session nobody has signed in to yet (the sign-out page's form secret,
+      // asked for by anyone without a cookie) is kept as long as an
+      // interaction, not SESSION_TTL: a request with no cookie could otherwise
+      // pin a row for two weeks. Signing in saves it again, for SESSION_TTL.
+      Session: (_ctx, session) => (session.accountId ? config.ttl.session : Math.min(config.ttl.interaction, config.ttl.session)),
       Grant: config.ttl.grant,
       RefreshToken: (ctx) => withinGrant(ctx, config.ttl.refreshToken),
     },
@@ -280,6 +305,9 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     },
   };
 }
+
+/** See getResourceServerInfo. */
+const MAX_RESOURCES = 20;
 
 /**
  * A token or code lives no longer than the consent (Grant) it was issued

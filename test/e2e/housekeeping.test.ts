@@ -33,6 +33,25 @@ it('expired interactions are removed by the sweeper, and an expired one shows a 
   expect(late.html).toContain('Your sign-in expired');
 });
 
+it('a sign-out page asked for without a session keeps its row no longer than an interaction; a signed-in session stays', async () => {
+  const user = { email: 'sol@example.com', password: 'a long enough password' };
+  await pc.createUser(user.email, user.password);
+  const { client_id, client_secret } = await pc.createClient({ name: 'Stays', redirectUris: [REDIRECT_URI] });
+  await logIn(new UserAgent(), await discover(pc.issuer, client_id, client_secret), 'openid', user);
+  const sessions = () => pc.server.services.database.prisma.providerArtifact.count({ where: { kind: 'Session' } });
+  const signedIn = await sessions();
+  expect(signedIn).toBeGreaterThan(0);
+
+  // No cookie: the library keeps the confirmation form's secret in a new session.
+  const signOut = await fetch(`${pc.issuer}/session/end`);
+  expect(signOut.status).toBe(200);
+  expect(await sessions()).toBe(signedIn + 1);
+
+  // INTERACTION_TTL is 3 s here (SESSION_TTL the default 14 days); the sweeper runs every second.
+  await sleep(5500);
+  expect(await sessions()).toBe(signedIn);
+});
+
 it('codes and tokens live no longer than the consent they were issued under, and consenting again renews it', async () => {
   const short = await startPortcullis({ GRANT_TTL: '20s' });
   try {

@@ -161,6 +161,17 @@ describe('client credentials', () => {
     expect(new URL(unscoped.url).searchParams.get('error')).toBe('invalid_scope');
   });
 
+  it('a request may name APIs up to 20 times in all (each looked up once), not more', async () => {
+    const request = await authorizationRequest(web, 'openid read:orders read:invoices', { resource: ORDERS });
+    const url = new URL(request.url);
+    for (let i = 1; i < 20; i++) url.searchParams.append('resource', i % 2 ? BILLING : ORDERS);
+    expect(pageKind(await visit(new UserAgent(), url.href))).toBe('login');
+    url.searchParams.append('resource', ORDERS);
+    const refused = new URL((await visit(new UserAgent(), url.href)).url);
+    expect(refused.searchParams.get('error')).toBe('invalid_target');
+    expect(refused.searchParams.get('error_description')).toContain('at most 20');
+  });
+
   it('asking only for scopes that are not granted is invalid_scope, not a token without a scope', async () => {
     // RFC 6749 §5.1: a response without `scope` means "what was asked for".
     await expect(machineToken(ORDERS, 'no-such-scope')).rejects.toMatchObject({ error: 'invalid_scope' });
