@@ -19,6 +19,7 @@
 // key, so a decision never pairs counts read before a failure was recorded
 // with a running number taken after it finished. Across instances the bound
 // is per instance: each lets at most the failures left through at a time.
+import { isIPv6 } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../persistence/database.js';
 import { normalizeEmail } from './accounts.js';
@@ -59,6 +60,26 @@ const RECORD = {
 
 const CLEAR = { name: 'sign-in-failures-clear', text: 'DELETE FROM sign_in_failures WHERE key = $1' } as const;
 
+/**
+ * What the per-address limit counts: an IPv4 address, or an IPv6 address's
+ * /64 network. One IPv6 host is given a /64 (RFC 6177) and may use any
+ * address in it: counted one by one, it could guess without limit. An
+ * IPv4-mapped address (`::ffff:192.0.2.1`, as a dual-stack socket reports
+ * IPv4 clients) counts as the IPv4 address it is.
+ */
+export function networkOf(address: string): string {
+  const plain = address.replace(/%.*$/, ''); // a zone id (fe80::1%eth0) names an interface, not a host
+  if (!isIPv6(plain)) return address;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(plain);
+  if (mapped) return mapped[1]!;
+  // Expand "::"; a dotted IPv4 tail stands for the last two groups, never among the first four.
+  const [head, tail] = plain.split('::').map((part) => (part ? part.split(':') : []));
+  const groups = (list: string[]) => list.reduce((count, group) => count + (group.includes('.') ? 2 : 1), 0);
+  const zeros = tail === undefined ? [] : Array<string>(8 - groups(head!) - groups(tail)).fill('0');
+  const all = [...head!, ...zeros, ...(tail ?? [])];
+  return `${all.slice(0, 4).map((group) => parseInt(group, 16).toString(16)).join(':')}::/64`;
+}
+
 /** A keyed, one-way digest (base64url) of an email or address. */
 export type KeyedDigest = (value: string) => string;
 
@@ -88,7 +109,7 @@ export class SignInThrottle {
     // Sorted, so that sign-ins sharing keys take them in one order and cannot wait on each other.
     // Keyed digests cost an HMAC each: made once per sign-in.
     const account = email ? this.accountKey(email) : undefined;
-    const keys = [`address:${this.digest(address)}`, ...(account ? [account] : [])].sort();
+    const keys = [`address:${this.digest(networkOf(address))}`, ...(account ? [account] : [])].sort();
     const deadline = Date.now() + MAX_WAIT_MS;
     for (;;) {
       const decision = await this.inTurn<Decision>(keys, async () => {

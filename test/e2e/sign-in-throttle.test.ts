@@ -83,6 +83,12 @@ it('refuses an address that tries too many emails, even with a right password; o
   expect(pageKind(await attempt('198.51.100.10', bob.email, bob.password))).toBe('consent');
 });
 
+it('counts an IPv6 client by its /64 network, which one host may use the whole of', async () => {
+  for (let i = 0; i < 5; i++) expect((await attempt(`2001:db8:7:7::${i + 1}`, `spray${i}@example.com`, 'a guess')).status).toBe(401);
+  expectRefused(await attempt('2001:db8:7:7:aaaa:bbbb:cccc:dddd', bob.email, bob.password));
+  expect(pageKind(await attempt('2001:db8:7:8::1', bob.email, bob.password))).toBe('consent');
+});
+
 it('takes the address the proxy appended, not the ones the client wrote before it in X-Forwarded-For', async () => {
   // One proxy in front (TRUST_PROXY=true): it appends the address it saw to whatever the client sent.
   for (let i = 0; i < 5; i++) expect((await attempt(`203.0.113.${i}, 198.51.100.77`, `spoof${i}@example.com`, 'a guess')).status).toBe(401);
