@@ -148,6 +148,19 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // provider.ts). Interaction cookies (short) only ever go to our own pages.
       long: { signed: true, httpOnly: true, sameSite: 'none' },
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
+      // An https issuer's session cookie is a __Host- cookie (RFC 6265bis
+      // §4.1.3.2): a browser takes it only Secure, for Path=/ and from this
+      // host itself, so a page on a sibling subdomain cannot plant a session
+      // of its choosing (signing the person in as someone else). Interaction
+      // cookies are scoped to their interaction's path, which the prefix does
+      // not allow; they only ever carry a signed-in person the server itself
+      // recorded for that interaction. An http issuer (local development)
+      // cannot set Secure cookies, so its cookie keeps the library's name.
+      names: {
+        session: new URL(config.issuer).protocol === 'https:' ? '__Host-session' : '_session',
+        interaction: '_interaction',
+        resume: '_interaction_resume',
+      },
     },
     jwks: { keys: services.signingKeys as never },
     enabledJWA: {

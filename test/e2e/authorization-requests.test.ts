@@ -248,8 +248,8 @@ describe('POST at the authorization and logout endpoints (Core §3.1.2.1, RP-Ini
     body: new URLSearchParams(fields).toString(),
   });
   /** The session cookie as set: its attributes, lower-cased. */
-  const sessionCookie = (ua: UserAgent) =>
-    ua.setCookieHeaders.filter((header) => header.startsWith('_session=')).map((header) => header.toLowerCase().split(/;\s*/).slice(1));
+  const sessionCookie = (ua: UserAgent, name = '_session') =>
+    ua.setCookieHeaders.filter((header) => header.startsWith(`${name}=`)).map((header) => header.toLowerCase().split(/;\s*/).slice(1));
 
   it('sign-in, single sign-on with prompt=none and sign-out, each requested by POST', async () => {
     const app = await pc.createClient({ name: 'Poster', redirectUris: [REDIRECT_URI], postLogoutRedirectUris: [POST_LOGOUT_URI], scope: 'openid profile' });
@@ -288,7 +288,7 @@ describe('POST at the authorization and logout endpoints (Core §3.1.2.1, RP-Ini
     expect(signedOut.searchParams.get('error')).toBe('login_required');
   });
 
-  it('an https issuer sends the session cookie SameSite=None and Secure, so that another site\'s POST carries it', async () => {
+  it('an https issuer sends the session cookie as a __Host- cookie, SameSite=None and Secure, so that another site\'s POST carries it and no sibling subdomain can plant one', async () => {
     const secure = await startPortcullis({ ISSUER: 'https://id.example.test' });
     try {
       const app = await secure.createClient({ name: 'Behind TLS', redirectUris: [REDIRECT_URI], scope: 'openid' });
@@ -302,7 +302,18 @@ describe('POST at the authorization and logout endpoints (Core §3.1.2.1, RP-Ini
       expect(pageKind(login)).toBe('login');
       const consent = await signIn(ua, login, finn.email, finn.password);
       expect(pageKind(consent)).toBe('consent');
-      expect(sessionCookie(ua).at(-1)).toEqual(expect.arrayContaining(['samesite=none', 'secure', 'httponly']));
+      // A __Host- cookie (RFC 6265bis §4.1.3.2): Secure, Path=/, no Domain, so no
+      // sibling subdomain can plant one; its signature cookie is one too.
+      for (const name of ['__Host-session', '__Host-session.sig']) {
+        const attributes = sessionCookie(ua, name).at(-1);
+        expect(attributes).toEqual(expect.arrayContaining(['samesite=none', 'secure', 'httponly', 'path=/']));
+        expect(attributes!.some((attribute) => attribute.startsWith('domain='))).toBe(false);
+      }
+      expect(sessionCookie(ua)).toEqual([]);
+      // The browser sends it back: the session holds (single sign-on, with prompt=none).
+      const { params: again } = await pkce();
+      const silent = await ua.open(`${secure.issuer}/auth`, form({ ...fields, ...again, prompt: 'none' }), REDIRECT_URI);
+      expect(new URL(silent.url).searchParams.get('error')).toBe('consent_required');
       // Interaction cookies only ever go to our own pages: still Lax.
       const interaction = ua.setCookieHeaders.filter((header) => header.startsWith('_interaction='));
       expect(interaction.length).toBeGreaterThan(0);
