@@ -45,7 +45,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   /** What `resource` names: a registered API this client may have tokens for, with their scopes, format and lifetime. */
   async function resourceServerInfo(ctx: KoaContextWithOIDC, indicator: string, client: Client): Promise<ResourceServer> {
     const api = await apis.find(indicator);
-    if (!api) throw new errors.InvalidTarget(`${indicator} is not a registered API`);
+    // One answer for an unknown API and one the client may not use, which
+    // names neither: the value is the client's, and need not be printable
+    // (RFC 6749 §5.2 limits error_description to printable ASCII).
+    if (!api) throw new errors.InvalidTarget(NOT_AN_API_FOR_THE_CLIENT);
     // A client gets an API's scopes only when its registration allows them
     // for this API (see StoredMetadata.api_scopes_by_api).
     const registered = client as unknown as { api_scopes?: string; api_scopes_by_api?: Record<string, string> };
@@ -55,7 +58,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     const apiScopes = api.scopes.map((scope) => scope.name);
     const grantable = apiScopes.filter((scope) => allowed.has(scope));
     // RFC 8707 §2: a client registered for none of this API's scopes gets no token for it.
-    if (grantable.length === 0) throw new errors.InvalidTarget(`this client may not access ${api.identifier}`);
+    if (grantable.length === 0) throw new errors.InvalidTarget(NOT_AN_API_FOR_THE_CLIENT);
     const refused = requested.filter((scope) => apiScopes.includes(scope) && !allowed.has(scope));
     if (refused.length) throw new errors.InvalidScope('requested scope is not allowed for this client', refused.join(' '));
     // Where the request itself names the scopes, it must name one of this
@@ -63,7 +66,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // person's subject, with nothing asked for or consented to there
     // (RFC 6749 §3.3: fail the request rather than assume a default).
     if (requestNamesScopes(ctx) && !requested.some((scope) => grantable.includes(scope))) {
-      throw new errors.InvalidScope(`request at least one scope of ${api.identifier}`, '');
+      throw new errors.InvalidScope(`request at least one scope of ${api.identifier}`, undefined as unknown as string);
     }
     return {
       scope: grantable.join(' '),
@@ -215,8 +218,13 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // `aud`, only its scopes, and its format and lifetime.
       resourceIndicators: {
         enabled: true,
-        // At the token endpoint, without `resource`, use the one the grant was for.
-        defaultResource: async (_ctx, _client, oneOf) => oneOf?.[0],
+        // At the token endpoint, without `resource`, use the one the grant was
+        // for (the first, where it was for several). A token request that
+        // itself names several is refused (invalid_target, as the library
+        // refuses it for client credentials): a token is for one API, and
+        // taking the first would drop the others, unknown or malformed ones
+        // included, without a word (RFC 8707 §2).
+        defaultResource: async (ctx, _client, oneOf) => (oneOf !== undefined && oneOf === ctx.oidc.params?.resource ? oneOf : oneOf?.[0]),
         useGrantedResource: async () => true,
         getResourceServerInfo: (ctx, indicator, client) => {
           // RFC 8707 lets `resource` repeat, and the library resolves every
@@ -321,6 +329,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
 
 /** See getResourceServerInfo. */
 const MAX_RESOURCES = 20;
+const NOT_AN_API_FOR_THE_CLIENT = 'resource is not a registered API that this client may use';
 
 /**
  * A token or code lives no longer than the consent (Grant) it was issued

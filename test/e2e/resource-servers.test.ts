@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/persistence/hash.js';
 import { serveExampleApi } from '../support/example-api.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const ORDERS = 'https://orders.example.com';
@@ -27,6 +27,7 @@ let pc: TestPortcullis;
 let web: oidc.Configuration;
 let machine: oidc.Configuration;
 let machineId: string;
+let machineSecret: string;
 const apis: Record<string, ApiCredentials> = {};
 const servers: Server[] = [];
 let ordersApi: string;
@@ -61,6 +62,7 @@ beforeAll(async () => {
   web = await discover(pc.issuer, webClient.client_id, webClient.client_secret);
   const machineClient = await pc.createClient({ name: 'Warehouse robot', grantTypes: ['client_credentials'], scope: 'read:orders read:invoices' });
   machineId = machineClient.client_id;
+  machineSecret = machineClient.client_secret!;
   machine = await discover(pc.issuer, machineClient.client_id, machineClient.client_secret);
   ordersApi = await serve({ issuer: pc.issuer, audience: ORDERS });
   billingApi = await serve({
@@ -159,6 +161,36 @@ describe('client credentials', () => {
     expect(new URL(refused.url).searchParams.get('error')).toBe('invalid_target');
     const unscoped = await visit(new UserAgent(), (await authorizationRequest(web, 'openid', { resource: ORDERS })).url);
     expect(new URL(unscoped.url).searchParams.get('error')).toBe('invalid_scope');
+  });
+
+  it('an unknown API and one the client may not use get the same invalid_target, echoing neither', async () => {
+    const token = (resource: string, scope: string) =>
+      fetch(`${pc.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${machineId}:${machineSecret}`).toString('base64')}` },
+        body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope }),
+      }).then(async (response) => ({ status: response.status, body: (await response.json()) as Record<string, unknown> }));
+    const unknown = await token('https://unknown.example.com/"<x>', 'read:orders');
+    const notAllowed = await token(REPORTS, 'read:orders');
+    expect(unknown).toEqual({ status: 400, body: { error: 'invalid_target', error_description: expect.any(String) } });
+    expect(notAllowed).toEqual(unknown);
+    expect(unknown.body.error_description).not.toMatch(/unknown|<x>/);
+    // No scope member in an error (RFC 6749 §5.2 defines none): here none of the API's scopes was asked for.
+    expect(await token(ORDERS, 'read:invoices')).toEqual({ status: 400, body: { error: 'invalid_scope', error_description: `request at least one scope of ${ORDERS}` } });
+  });
+
+  it('a code exchange naming two APIs is invalid_target, and the code is still good for one', async () => {
+    const ua = new UserAgent();
+    const request = await authorizationRequest(web, 'openid read:orders read:invoices', { resource: ORDERS });
+    const url = new URL(request.url);
+    url.searchParams.append('resource', BILLING);
+    const callback = await allow(ua, await signIn(ua, await visit(ua, url), dana.email, dana.password));
+    expect(pageKind(callback)).toBe('callback');
+    const checks = { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce };
+    const both = new URLSearchParams([['resource', ORDERS], ['resource', 'https://nowhere.example.com/#x']]);
+    await expect(oidc.authorizationCodeGrant(web, new URL(callback.url), checks, both)).rejects.toMatchObject({ error: 'invalid_target' });
+    const tokens = await oidc.authorizationCodeGrant(web, new URL(callback.url), checks, { resource: BILLING });
+    expect(tokens.scope).toContain('read:invoices');
   });
 
   it('a request may name APIs up to 20 times in all (each looked up once), not more', async () => {
