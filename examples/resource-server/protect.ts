@@ -21,6 +21,14 @@ export interface ProtectOptions {
    * proxy in front changes the scheme or host.
    */
   origin?: string;
+  /**
+   * How long a fetched JWKS is trusted, in milliseconds (default 60 s, the
+   * max-age Portcullis serves it with by default). A key retired with
+   * `portcullis keys retire --compromised` stops verifying here within this
+   * long. jose ignores Cache-Control and would otherwise keep a JWKS for 10
+   * minutes, refetching earlier only for a `kid` it does not know.
+   */
+  jwksMaxAge?: number;
 }
 
 export interface AccessToken {
@@ -46,14 +54,25 @@ export interface TokenVerifier {
 
 class TokenError extends Error {
   constructor(
-    readonly status: 401 | 403,
-    readonly code: 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | undefined,
+    readonly status: 400 | 401 | 403,
+    readonly code: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | undefined,
     description: string,
     readonly scope?: string,
   ) {
     super(description);
   }
 }
+
+/**
+ * The token could not be checked: the issuer (discovery, its JWKS or its
+ * introspection endpoint) did not answer, or not as it should. Not the
+ * token's fault, so not invalid_token, which tells a client to throw a good
+ * token away: 503, and the client may retry.
+ */
+class CheckUnavailable extends Error {}
+
+/** How long the issuer is given to answer a fetch. */
+const ISSUER_TIMEOUT_MS = 5_000;
 
 interface IssuerMetadata {
   jwks_uri: string;
@@ -69,39 +88,52 @@ export function createTokenVerifier(options: ProtectOptions): TokenVerifier {
   let jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
 
   const discover = () =>
-    (metadata ??= fetch(`${issuer}/.well-known/openid-configuration`).then(async (response) => {
-      if (!response.ok) {
-        metadata = undefined;
-        throw new Error(`discovery failed with ${response.status}`);
-      }
-      return (await response.json()) as IssuerMetadata;
-    }));
+    (metadata ??= fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(ISSUER_TIMEOUT_MS) })
+      .then(async (response) => {
+        if (!response.ok) throw new CheckUnavailable(`discovery answered ${response.status}`);
+        return (await response.json()) as IssuerMetadata;
+      })
+      .catch((error: unknown) => {
+        metadata = undefined; // tried again by the next request
+        throw unavailable(error, 'discovery');
+      }));
 
   async function verifyJwt(token: string): Promise<AccessToken> {
-    jwks ??= createRemoteJWKSet(new URL((await discover()).jwks_uri));
+    jwks ??= createRemoteJWKSet(new URL((await discover()).jwks_uri), { cacheMaxAge: options.jwksMaxAge ?? 60_000, timeoutDuration: ISSUER_TIMEOUT_MS });
     try {
       // RFC 9068 §4: typ at+jwt, our issuer, our audience, an asymmetric algorithm, not expired.
       const { payload } = await jwtVerify(token, jwks, { issuer, audience: options.audience, typ: 'at+jwt', algorithms: ALGORITHMS });
       return { sub: payload.sub, client_id: payload.client_id as string | undefined, scope: scopesOf(payload.scope), exp: payload.exp, jkt: jktOf(payload.cnf), claims: payload };
     } catch (error) {
-      if (error instanceof joseErrors.JOSEError) throw new TokenError(401, 'invalid_token', describeJoseError(error));
-      throw error;
+      // The JWKS could not be fetched (jose's own errors for that, and a plain
+      // JOSEError for an answer other than 200), or the network failed.
+      if (error instanceof joseErrors.JWKSTimeout || error instanceof joseErrors.JWKSInvalid || error?.constructor === joseErrors.JOSEError || !(error instanceof joseErrors.JOSEError)) {
+        throw unavailable(error, 'the JWKS');
+      }
+      throw new TokenError(401, 'invalid_token', describeJoseError(error));
     }
   }
 
   async function introspect(token: string): Promise<AccessToken> {
     if (!options.introspection) throw new TokenError(401, 'invalid_token', 'opaque tokens are not accepted here');
     const { clientId, clientSecret } = options.introspection;
-    const response = await fetch((await discover()).introspection_endpoint, {
+    const endpoint = (await discover()).introspection_endpoint;
+    const response = await fetch(endpoint, {
       method: 'POST',
+      signal: AbortSignal.timeout(ISSUER_TIMEOUT_MS),
       headers: {
         'content-type': 'application/x-www-form-urlencoded',
         authorization: `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(clientSecret)}`).toString('base64')}`,
       },
       body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+    }).catch((error: unknown) => {
+      throw unavailable(error, 'introspection');
     });
-    if (!response.ok) throw new Error(`introspection failed with ${response.status}`);
-    const result = (await response.json()) as Record<string, unknown>;
+    // A 401 here means this API's own credentials were refused: a setup to fix, not a bad token.
+    if (!response.ok) throw new CheckUnavailable(`introspection answered ${response.status}`);
+    const result = (await response.json().catch((error: unknown) => {
+      throw unavailable(error, 'introspection');
+    })) as Record<string, unknown>;
     if (result.active !== true) throw new TokenError(401, 'invalid_token', 'the token is not active');
     const audiences = Array.isArray(result.aud) ? result.aud : [result.aud];
     if (!audiences.includes(options.audience)) throw new TokenError(401, 'invalid_token', 'the token is not meant for this API');
@@ -124,14 +156,16 @@ export function createTokenVerifier(options: ProtectOptions): TokenVerifier {
 export function requireToken(verify: TokenVerifier, ...required: string[]): Middleware {
   return async (ctx: Context, next: Next) => {
     const header = ctx.get('authorization');
-    const match = /^(Bearer|DPoP) ([\w.~+/-]+=*)$/i.exec(header);
-    const scheme: Scheme | undefined = match ? (match[1]!.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer') : undefined;
+    const named = /^(Bearer|DPoP)(?: |$)/i.exec(header)?.[1];
+    const scheme: Scheme | undefined = named ? (named.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer') : undefined;
+    const match = /^(?:Bearer|DPoP) ([\w.~+/-]+=*)$/i.exec(header);
     try {
-      if (!match) {
-        // RFC 6750 §3.1: no error code when the request carried no token at all.
-        throw new TokenError(401, header ? 'invalid_token' : undefined, header ? 'malformed Authorization header' : 'an access token is required');
-      }
-      const accessToken = match[2]!;
+      // RFC 6750 §3.1: no error code when the request carried no token at all,
+      // or only credentials of another scheme (Basic, ...); a Bearer or DPoP
+      // header that is not `scheme token` is a malformed request (400).
+      if (!scheme) throw new TokenError(401, undefined, 'an access token is required');
+      if (!match) throw new TokenError(400, 'invalid_request', `malformed Authorization header: expected "${scheme} <token>"`);
+      const accessToken = match[1]!;
       const token = await verify(accessToken);
       if (token.jkt) {
         // RFC 9449 §7.2: a bound token presented as Bearer is refused, or its binding would mean nothing.
@@ -148,6 +182,12 @@ export function requireToken(verify: TokenVerifier, ...required: string[]): Midd
       if (missing.length) throw new TokenError(403, 'insufficient_scope', `requires ${required.join(' ')}`, required.join(' '));
       ctx.state.token = token;
     } catch (error) {
+      if (error instanceof CheckUnavailable) {
+        ctx.status = 503;
+        ctx.set('Retry-After', '5');
+        ctx.body = { error: 'temporarily_unavailable', error_description: `the token could not be checked: ${error.message}` };
+        return;
+      }
       if (!(error instanceof TokenError)) throw error;
       ctx.status = error.status;
       ctx.set('WWW-Authenticate', challenges(error, scheme));
@@ -171,6 +211,13 @@ function challenges(error: TokenError, scheme: Scheme | undefined): string[] {
   if (scheme === 'DPoP') return [`DPoP ${[...params, algs].join(', ')}`];
   const bearer = `Bearer ${params.join(', ')}`;
   return error.status === 401 ? [bearer, `DPoP realm="api", ${algs}`] : [bearer];
+}
+
+/** An issuer that did not answer, as a CheckUnavailable saying which part. */
+function unavailable(error: unknown, what: string): CheckUnavailable {
+  if (error instanceof CheckUnavailable) return error;
+  const timedOut = error instanceof joseErrors.JWKSTimeout || (error instanceof DOMException && error.name === 'TimeoutError');
+  return new CheckUnavailable(`${what} ${timedOut ? 'did not answer in time' : 'could not be fetched'}`);
 }
 
 function jktOf(cnf: unknown): string | undefined {

@@ -15,6 +15,8 @@ import * as oidc from 'openid-client';
 import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { sha256 } from '../../src/persistence/hash.js';
 import { UserAgent } from '../support/user-agent.js';
+import { serveExampleApi } from '../support/example-api.js';
+import type { Server } from 'node:http';
 
 let pc: TestPortcullis;
 
@@ -927,6 +929,17 @@ describe('a compromised signing key', () => {
     const rp = await discover(pc.issuer, client_id, client_secret);
     const signedByLeaked = (await logIn(new UserAgent(), rp, 'openid', max)).tokens.id_token!;
     const leaked = decodeProtectedHeader(signedByLeaked).kid!;
+    // An API following the recipe (examples/resource-server), with a JWKS it trusts for a second
+    // (ES256 access tokens: the key the ID token above was signed with).
+    const api = await pc.cli(['api', 'create', '--identifier', 'https://leaky.example.com', '--scope', 'read:orders', '--json']);
+    expect(api.code, api.stderr).toBe(0);
+    const robot = await pc.createClient({ name: 'Leaky robot', grantTypes: ['client_credentials'], scope: 'read:orders' });
+    const accessToken = (await oidc.clientCredentialsGrant(await discover(pc.issuer, robot.client_id, robot.client_secret), { resource: 'https://leaky.example.com', scope: 'read:orders' })).access_token;
+    expect(decodeProtectedHeader(accessToken).kid).toBe(leaked);
+    const servers: Server[] = [];
+    const orders = await serveExampleApi({ issuer: pc.issuer, audience: 'https://leaky.example.com', jwksMaxAge: 1000 }, servers);
+    const callApi = () => fetch(`${orders}/orders`, { headers: { authorization: `Bearer ${accessToken}` } });
+    expect((await callApi()).status).toBe(200);
 
     const rotated = await pc.cli(['keys', 'rotate', '--now', '--json']);
     expect(rotated.code, rotated.stderr).toBe(0);
@@ -949,6 +962,14 @@ describe('a compromised signing key', () => {
     const fresh = (await logIn(new UserAgent(), rp, 'openid', max)).tokens.id_token!;
     expect(decodeProtectedHeader(fresh).kid).toBe(successor);
     await jwtVerify(fresh, jwks, { issuer: pc.issuer });
+    // The API refuses the leaked key's token once its JWKS is older than it trusts one (jose alone keeps one 10 minutes).
+    try {
+      const refused = await callApi();
+      expect(refused.status).toBe(401);
+      expect(refused.headers.get('www-authenticate')).toContain('invalid_token');
+    } finally {
+      await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+    }
   });
 });
 

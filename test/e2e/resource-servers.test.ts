@@ -1,13 +1,14 @@
 // APIs protected by Portcullis: registered resource servers, JWT and opaque
 // access tokens, introspection with the API's own credentials, the example API.
 import { randomBytes } from 'node:crypto';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/persistence/hash.js';
 import { serveExampleApi } from '../support/example-api.js';
-import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
@@ -375,6 +376,19 @@ describe('tokens the example API must refuse', () => {
     }
   });
 
+  it('credentials of another scheme count as no token; a malformed Bearer header is invalid_request (RFC 6750 §3.1)', async () => {
+    const basic = await fetch(`${ordersApi}/orders`, { headers: { authorization: 'Basic Zm9vOmJhcg==' } });
+    expect(basic.status).toBe(401);
+    expect(basic.headers.get('www-authenticate')).toBe('Bearer realm="api", DPoP realm="api", algs="ES256 EdDSA Ed25519"');
+    const token = (await machineToken(ORDERS, 'read:orders')).access_token;
+    for (const header of [`Bearer  ${token}`, 'Bearer', `Bearer ${token} more`]) {
+      const response = await fetch(`${ordersApi}/orders`, { headers: { authorization: header } });
+      expect(response.status, header).toBe(400);
+      expect(response.headers.get('www-authenticate')).toMatch(/^Bearer realm="api", error="invalid_request"/);
+    }
+    expect((await call(ordersApi, token)).status).toBe(200);
+  });
+
   it('introspection calls none of these active', async () => {
     const orders = await discover(pc.issuer, apis.orders.client_id, apis.orders.client_secret);
     expect((await oidc.tokenIntrospection(orders, 'random-opaque-value')).active).toBe(false);
@@ -383,6 +397,35 @@ describe('tokens the example API must refuse', () => {
     for (const token of [await forge({ typ: 'at+jwt' }, await goodClaims()), (await machineToken(ORDERS, 'read:orders')).access_token]) {
       expect(await oidc.tokenIntrospection(orders, token)).toEqual({ active: false });
     }
+  });
+});
+
+describe('when the example API cannot check a token', () => {
+  const expectUnavailable = async (base: string, token: string) => {
+    const response = await call(base, token);
+    expect(response.status).toBe(503);
+    expect(response.headers.get('www-authenticate')).toBeNull();
+    expect(await response.json()).toMatchObject({ error: 'temporarily_unavailable' });
+  };
+
+  it('an issuer that does not answer, or whose JWKS fails, is 503, not invalid_token: the token may be good', async () => {
+    const token = (await machineToken(ORDERS, 'read:orders')).access_token;
+    await expectUnavailable(await serve({ issuer: `http://127.0.0.1:${await freePort()}`, audience: ORDERS }), token);
+
+    // Discovery answers, the JWKS does not.
+    const broken = createServer((request, response) => {
+      response.setHeader('content-type', 'application/json');
+      if (request.url === '/jwks') response.writeHead(500).end('{}');
+      else response.end(JSON.stringify({ issuer: pc.issuer, jwks_uri: `http://127.0.0.1:${(broken.address() as AddressInfo).port}/jwks` }));
+    }).listen(0, '127.0.0.1');
+    servers.push(broken);
+    await new Promise((resolve) => broken.once('listening', resolve));
+    await expectUnavailable(await serve({ issuer: `http://127.0.0.1:${(broken.address() as AddressInfo).port}`, audience: ORDERS }), token);
+  });
+
+  it('introspection refusing the API\'s own credentials is 503, not invalid_token', async () => {
+    const base = await serve({ issuer: pc.issuer, audience: BILLING, introspection: { clientId: apis.billing.client_id, clientSecret: 'not the secret' } });
+    await expectUnavailable(base, (await machineToken(BILLING, 'read:invoices')).access_token);
   });
 });
 
