@@ -108,6 +108,19 @@ function checkWebUri(uri: string, what: string): string {
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
 
 /**
+ * A web client's redirect: https, or http to this machine (development). An
+ * authorization code sent over plain http to another host can be read on the
+ * way (RFC 6749 §3.1.2.1, RFC 9700 §4.1.1 and OAuth 2.1 want TLS); a user name
+ * or password in it would be sent to every browser.
+ */
+function checkWebRedirectUri(uri: string, what: string): string {
+  const url = new URL(checkWebUri(uri, what));
+  if (url.username || url.password) throw new ClientError(`${what} "${uri}" must not hold a user name or password`);
+  if (url.protocol !== 'https:' && !LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}" must be https (http only on localhost, 127.0.0.1 or [::1])`);
+  return uri;
+}
+
+/**
  * An address shown on the consent page (logo, about, privacy, terms): only
  * what the page would show (see http/safe-url.ts), refused here rather than
  * left out there without a word.
@@ -245,7 +258,7 @@ export class Clients {
     }
     // The provider refuses, at every request, a client whose addresses do not
     // fit its application type: refused here instead, when the client is made.
-    const checkRedirect = input.native ? checkNativeRedirectUri : checkWebUri;
+    const checkRedirect = input.native ? checkNativeRedirectUri : checkWebRedirectUri;
     const redirectUris = input.redirectUris.map((uri) => checkRedirect(uri, 'redirect URI'));
     if (grantTypes.includes('authorization_code') && redirectUris.length === 0) {
       throw new ClientError('an authorization_code client needs at least one --redirect-uri');

@@ -230,6 +230,10 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--redirect-uri', 'javascript:alert(1)'], 1, 'redirect URI "javascript:alert(1)" must be an http(s) address'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--post-logout-redirect-uri', 'data:text/html,hi'], 1, 'must be an http(s) address'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'com.example.app:/callback'], 1, 'must be an http(s) address'],
+    // A code over plain http to another host can be read on the way (RFC 6749 §3.1.2.1): https, or http to this machine.
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'http://app.example.com/cb'], 1, 'redirect URI "http://app.example.com/cb" must be https (http only on localhost'],
+    [['client', 'create', '--name', 'X', '--public', '--redirect-uri', 'http://spa.example.com/cb'], 1, 'must be https (http only on localhost'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'https://user:pw@app.example.com/cb'], 1, 'must not hold a user name or password'],
     [['client', 'create', '--name', 'X', '--redirect-uri', `https://x.example/${randomBytes(2000).toString('hex')}`], 1, 'a redirect URI has at most 2048 characters'],
     // The test server signs with ES256 (and RS256): an EdDSA client could never be served.
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'EdDSA'], 1, 'no current signing key for EdDSA: the keys are ES256 and RS256'],
