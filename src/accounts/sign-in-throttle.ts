@@ -19,6 +19,15 @@
 // key, so a decision never pairs counts read before a failure was recorded
 // with a running number taken after it finished. Across instances the bound
 // is per instance: each lets at most the failures left through at a time.
+//
+// A limit per email lets anyone who knows an email lock its owner out. So a
+// browser that has signed in to an account before, and shows it (a signed
+// device cookie naming the account, OWASP's "device cookies"), is counted on
+// its own instead of in the email's count: the owner's browsers still sign in
+// while someone else's guesses hold the email locked for every other browser.
+// The cookie names the account by its keyed digest and the browser by a
+// random id; only a right password earns one.
+import { randomBytes } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../persistence/database.js';
@@ -33,11 +42,17 @@ export interface ThrottlePolicy {
   window: number;
 }
 
-/** A sign-in's outcome: refused (too many failures), or the verification's answer. */
-export type ThrottledSignIn = { refused: true; retryAfter: number } | { refused: false; accountId: string | undefined };
+/**
+ * A sign-in's outcome: refused (too many failures), or the verification's
+ * answer, with the device cookie's value to keep after a right password.
+ */
+export type ThrottledSignIn =
+  | { refused: true; retryAfter: number }
+  | { refused: false; accountId: string; device: string }
+  | { refused: false; accountId: undefined };
 
 /** What a sign-in's reading of the counts decided: refused, or whether it may verify now. */
-type Decision = { retryAfter: number } | { turn: boolean; accountHasFailures: boolean };
+type Decision = { retryAfter: number } | { turn: boolean; countedHasFailures: boolean };
 
 /** How long a sign-in waits for its turn behind others for the same email or address. */
 const MAX_WAIT_MS = 5_000;
@@ -99,17 +114,27 @@ export class SignInThrottle {
     return `account:${this.digest(normalizeEmail(email))}`;
   }
 
+  /** The browser's id, where its device cookie was earned for this account (`account`, its key). */
+  private trustedDevice(device: string | undefined, account: string | undefined): string | undefined {
+    if (!device || !account) return undefined;
+    const [digest, id, extra] = device.split('.');
+    return extra === undefined && id && `account:${digest}` === account ? id : undefined;
+  }
+
 
   /**
    * Verifies a sign-in with `verify` (the account id, or undefined for a wrong
-   * email or password) unless the email or the address has no failures left,
+   * email or password) unless the email (or, for a browser that shows a device
+   * cookie earned for it, that browser) or the address has no failures left,
    * and records the outcome before the next sign-in for them reads it.
    */
-  async signIn(email: string, address: string, verify: () => Promise<string | undefined>): Promise<ThrottledSignIn> {
-    // Sorted, so that sign-ins sharing keys take them in one order and cannot wait on each other.
+  async signIn(email: string, address: string, verify: () => Promise<string | undefined>, device?: string): Promise<ThrottledSignIn> {
     // Keyed digests cost an HMAC each: made once per sign-in.
     const account = email ? this.accountKey(email) : undefined;
-    const keys = [`address:${this.digest(networkOf(address))}`, ...(account ? [account] : [])].sort();
+    const trusted = this.trustedDevice(device, account);
+    const counted = trusted ? `device:${this.digest(trusted)}` : account;
+    // Sorted, so that sign-ins sharing keys take them in one order and cannot wait on each other.
+    const keys = [`address:${this.digest(networkOf(address))}`, ...(counted ? [counted] : [])].sort();
     const deadline = Date.now() + MAX_WAIT_MS;
     for (;;) {
       const decision = await this.inTurn<Decision>(keys, async () => {
@@ -123,7 +148,7 @@ export class SignInThrottle {
         // Those already verifying may fail too: no more at once than the failures left.
         const turn = keys.every((key) => (failures.get(key)?.failures ?? 0) + this.running(key) < this.limit(key));
         if (turn) this.take(keys);
-        return { turn, accountHasFailures: account !== undefined && failures.has(account) };
+        return { turn, countedHasFailures: counted !== undefined && failures.has(counted) };
       });
       if ('retryAfter' in decision) return { refused: true, retryAfter: decision.retryAfter };
       if (decision.turn) {
@@ -137,15 +162,18 @@ export class SignInThrottle {
         await this.inTurn(keys, async () => {
           try {
             if (!accountId) await this.sql.query(RECORD, [keys, this.policy.window]);
-            // A right password clears the email's count (not the address's:
-            // one account an attacker owns must not reset their count against
-            // the others).
-            else if (decision.accountHasFailures) await this.sql.query(CLEAR, [account]);
+            // A right password clears the count of the email, or of the
+            // browser it came from if that was counted instead (not the
+            // email's then, which may be held by someone else's guesses; nor
+            // the address's: one account an attacker owns must not reset
+            // their count against the others).
+            else if (decision.countedHasFailures) await this.sql.query(CLEAR, [counted]);
           } finally {
             this.give(keys);
           }
         });
-        return { refused: false, accountId };
+        if (!accountId) return { refused: false, accountId: undefined };
+        return { refused: false, accountId, device: `${account!.slice('account:'.length)}.${trusted ?? randomBytes(16).toString('base64url')}` };
       }
       if (Date.now() >= deadline) return { refused: true, retryAfter: 1 };
       await sleep(10 + Math.random() * 20);
@@ -183,7 +211,7 @@ export class SignInThrottle {
   }
 
   private limit(key: string): number {
-    return key.startsWith('account:') ? this.policy.maxFailuresPerAccount : this.policy.maxFailuresPerAddress;
+    return key.startsWith('address:') ? this.policy.maxFailuresPerAddress : this.policy.maxFailuresPerAccount;
   }
 
   private running(key: string): number {

@@ -66,6 +66,15 @@ function saveForItsLifetime(interaction: Interaction) {
 const grantIdFor = (uid: string) => sha256(`grant of interaction ${uid}`);
 
 /**
+ * The browser's device cookie (see SignInThrottle): earned with a right
+ * password, it lets this browser sign in to that account while others'
+ * guesses hold the email locked. Signed (it cannot be made up), sent only
+ * with posts from our own pages (SameSite=Strict) to the interaction routes.
+ */
+const DEVICE_COOKIE = '_device';
+const DEVICE_COOKIE_OPTIONS = { signed: true, httpOnly: true, sameSite: 'strict', path: '/interaction/', maxAge: 180 * 24 * 3600 * 1000, overwrite: true } as const;
+
+/**
  * The same authorization request, asking for a fresh sign-in (OIDC Core
  * §3.1.2.1 prompt=login): how someone who is not the person signed in on
  * this browser signs in as themselves. login_hint is left out, since it
@@ -245,19 +254,25 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     // refuses a session signed in with the old one.
     const signedInAt = Math.floor(Date.now() / 1000);
     let checked: { accountId: string; credential: string } | undefined;
-    const outcome = await signInThrottle.signIn(email, ctx.ip, async () => (checked = await accounts.checkPassword(email, password))?.accountId);
+    const outcome = await signInThrottle.signIn(
+      email,
+      ctx.ip,
+      async () => (checked = await accounts.checkPassword(email, password))?.accountId,
+      ctx.cookies.get(DEVICE_COOKIE, { signed: true }),
+    );
     if (outcome.refused) {
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), retryAfter: outcome.retryAfter });
       ctx.status = 429;
       ctx.set('Retry-After', String(outcome.retryAfter));
       return showLogin(ctx, interaction.uid, clientName, { email, error: tooManyFailures(outcome.retryAfter) });
     }
-    const { accountId } = outcome;
-    if (!accountId) {
+    if (outcome.accountId === undefined) {
       logger.info('login failed', { interaction: interactionReference(interaction.uid) });
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
+    const { accountId } = outcome;
+    ctx.cookies.set(DEVICE_COOKIE, outcome.device, DEVICE_COOKIE_OPTIONS);
     // OpenID Connect Core §3.1.2.1: a request whose id_token_hint names
     // someone else gets an error, not the code of whoever signed in. (With a
     // session and prompt=none the library checks this itself.)

@@ -125,6 +125,34 @@ it('lets a burst of right passwords for one email in, a few at a time, none refu
   for (const page of answers) expect(pageKind(page)).toBe('consent');
 });
 
+it('a browser that signed in to the account before still signs in while others\' guesses hold the email; its own guesses are counted on their own', async () => {
+  const frank = { email: 'frank@example.com', password: 'franks long password' };
+  await pc.createUser(frank.email, frank.password);
+  // Frank's browser, asked for the password each time (prompt=login), as after a sign-out.
+  const franks = new UserAgent({ 'x-forwarded-for': '192.0.2.30' });
+  const fromFranks = async (password: string) =>
+    signIn(franks, await visit(franks, (await authorizationRequest(rp, 'openid', { prompt: 'login' })).url), frank.email, password);
+  expect(pageKind(await fromFranks(frank.password))).toBe('consent');
+  expect(franks.cookie('_device')).toBeTruthy();
+
+  // A browser holding a device cookie earned for another account.
+  const bobs = new UserAgent({ 'x-forwarded-for': '192.0.2.31' });
+  expect(pageKind(await signIn(bobs, await visit(bobs, (await authorizationRequest(rp, 'openid')).url), bob.email, bob.password))).toBe('consent');
+  const bobsLoginPage = await visit(bobs, (await authorizationRequest(rp, 'openid', { prompt: 'login' })).url);
+
+  // Someone else's guesses, from other addresses, hold the email for every other browser
+  // (that one's cookie counts for nothing here)...
+  for (let i = 0; i < 3; i++) expect((await attempt(`192.0.2.${40 + i}`, frank.email, 'a guess')).status).toBe(401);
+  expectRefused(await attempt('192.0.2.50', frank.email, frank.password));
+  expectRefused(await signIn(bobs, bobsLoginPage, frank.email, frank.password));
+  // ...but not for Frank's.
+  expect(pageKind(await fromFranks(frank.password))).toBe('consent');
+
+  // Guesses from Frank's browser have its own limit (the email's, 3), and leave the email's count as it was.
+  for (let i = 0; i < 3; i++) expect((await fromFranks('a typo')).status).toBe(401);
+  expectRefused(await fromFranks(frank.password));
+});
+
 it('stores neither emails nor addresses in its counters', async () => {
   const db = pc.outsideConnection();
   await db.connect();
@@ -132,7 +160,7 @@ it('stores neither emails nor addresses in its counters', async () => {
     const { rows } = await db.query<{ key: string }>('SELECT key FROM sign_in_failures');
     expect(rows.length).toBeGreaterThan(0);
     for (const { key } of rows) {
-      expect(key).toMatch(/^(account|address):[\w-]{43}$/);
+      expect(key).toMatch(/^(account|address|device):[\w-]{43}$/);
     }
     // Nor digests anyone could reverse by trying addresses or emails: they are keyed.
     const plain = (value: string) => createHash('sha256').update(value).digest('base64url');
