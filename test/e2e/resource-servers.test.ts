@@ -400,6 +400,32 @@ describe('tokens the example API must refuse', () => {
   });
 });
 
+describe('the example API called from a browser app (CORS)', () => {
+  it('answers the allowed origin\'s preflight and lets it read the answer and the challenge; other origins get neither', async () => {
+    const base = await serve({ issuer: pc.issuer, audience: ORDERS, allowedOrigins: ['https://app.example.com'] });
+    const preflight = (origin: string) =>
+      fetch(`${base}/orders`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' } });
+    const allowed = await preflight('https://app.example.com');
+    expect(allowed.status).toBe(204);
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+    expect(allowed.headers.get('access-control-allow-headers')).toMatch(/Authorization/);
+    const other = await preflight('https://evil.example.com');
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+    expect(other.headers.get('access-control-allow-headers')).toBeNull();
+
+    const token = (await machineToken(ORDERS, 'read:orders')).access_token;
+    const read = await fetch(`${base}/orders`, { headers: { origin: 'https://app.example.com', authorization: `Bearer ${token}` } });
+    expect(read.status).toBe(200);
+    expect(read.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+    expect(read.headers.get('vary')).toMatch(/Origin/);
+    const refused = await fetch(`${base}/orders`, { headers: { origin: 'https://app.example.com' } });
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('access-control-expose-headers')).toMatch(/WWW-Authenticate/);
+    const elsewhere = await fetch(`${base}/orders`, { headers: { origin: 'https://evil.example.com', authorization: `Bearer ${token}` } });
+    expect(elsewhere.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
+
 describe('when the example API cannot check a token', () => {
   const expectUnavailable = async (base: string, token: string) => {
     const response = await call(base, token);
