@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import Koa from 'koa';
 import type Provider from 'oidc-provider';
 import type { Accounts } from './accounts/accounts.js';
+import type { DeviceCookies } from './accounts/device-cookies.js';
 import type { SignInThrottle } from './accounts/sign-in-throttle.js';
 import type { Apis } from './apis/apis.js';
 import type { Config } from './config.js';
@@ -27,6 +28,7 @@ export interface AppDeps {
   host: ProviderHost;
   accounts: Accounts;
   signInThrottle: SignInThrottle;
+  deviceCookies: DeviceCookies;
   apis: Apis;
   logger: Logger;
   /** The database, for the readiness probe. */

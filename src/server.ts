@@ -68,7 +68,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const clientCache = await new NotifiedCache<AdapterPayload>().listen(services.database, CLIENT_CHANGES_CHANNEL);
     await services.accounts.listenForChanges(services.database);
     const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
-    const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, apis: services.apis, logger, sql: services.database.sql, inFlight });
+    const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, deviceCookies: services.deviceCookies, apis: services.apis, logger, sql: services.database.sql, inFlight });
 
     server = http.createServer(
       {

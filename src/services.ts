@@ -2,6 +2,7 @@
 import { Accounts } from './accounts/accounts.js';
 import { PasswordHasher } from './accounts/passwords.js';
 import { SignInThrottle } from './accounts/sign-in-throttle.js';
+import { DeviceCookies } from './accounts/device-cookies.js';
 import { Apis } from './apis/apis.js';
 import { Clients } from './clients/clients.js';
 import type { Config } from './config.js';
@@ -16,6 +17,7 @@ export interface Services {
   database: Database;
   accounts: Accounts;
   signInThrottle: SignInThrottle;
+  deviceCookies: DeviceCookies;
   apis: Apis;
   clients: Clients;
   /** Seals the secrets the database keeps for later use (signing and cookie keys). */
@@ -69,6 +71,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     database,
     accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2)),
     signInThrottle: new SignInThrottle(database.sql, config.signInThrottle, sealer.keyedDigest('sign-in throttle keys v1')),
+    deviceCookies: new DeviceCookies(sealer.keyedDigest('device cookies v1')),
     apis: new Apis(database.prisma),
     clients: new Clients(database.prisma),
     sealer,

@@ -14,7 +14,7 @@ export function createResourceServer(options: ResourceServerOptions): Koa {
   const verify = createTokenVerifier(options);
   const app = new Koa();
   const orders = [{ id: 1, item: 'Portcullis winch', quantity: 1 }];
-  const allowedOrigins = new Set(options.allowedOrigins ?? []);
+  const allowedOrigins = new Set((options.allowedOrigins ?? []).map(originOf));
 
   // CORS for the allowed origins: the preflight a token in Authorization (or
   // a DPoP proof) sets off, and the headers a browser app may read, the
@@ -58,4 +58,13 @@ export function createResourceServer(options: ResourceServerOptions): Koa {
     await guard!(ctx, () => Promise.resolve(handler!(ctx, next)));
   });
   return app;
+}
+
+/** An allowed origin as browsers send it (`https://app.example.com`, no path or trailing slash). */
+function originOf(value: string): string {
+  const url = URL.canParse(value) ? new URL(value) : undefined;
+  if (!url || !/^https?:$/.test(url.protocol) || url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
+    throw new Error(`allowed origin "${value}" is not an origin such as https://app.example.com`);
+  }
+  return url.origin;
 }

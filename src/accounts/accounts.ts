@@ -270,6 +270,14 @@ export class Accounts {
     return (await this.hasher.verify(user.hash, password)) ? { accountId: user.id, credential: sha256(user.hash) } : undefined;
   }
 
+  /** The password the account with this email holds now, as checkPassword names it (its `credential`). */
+  async credentialOf(email: string): Promise<string | undefined> {
+    const normalized = normalizeEmail(email);
+    if (!storable(normalized)) return undefined;
+    const { rows } = await this.sql.query<{ id: string; hash: string }>(PASSWORD_OF, [normalized]);
+    return rows[0] && sha256(rows[0].hash);
+  }
+
   /**
    * Whether the password checked as `credential` is still the account's. A
    * sign-in saved after `user set-password` deleted the sign-ins in progress

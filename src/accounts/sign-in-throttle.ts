@@ -21,17 +21,14 @@
 // is per instance: each lets at most the failures left through at a time.
 //
 // A limit per email lets anyone who knows an email lock its owner out. So a
-// browser that has signed in to an account before, and shows it (a signed
-// device cookie naming the account, OWASP's "device cookies"), is counted on
-// its own instead of in the email's count: the owner's browsers still sign in
-// while someone else's guesses hold the email locked for every other browser.
-// The cookie names the account by its keyed digest and the browser by a
-// random id; only a right password earns one.
-import { randomBytes } from 'node:crypto';
-import { isIPv6 } from 'node:net';
+// browser that has signed in to the account before (see device-cookies.ts) is
+// counted on its own instead of in the email's count: the owner's browsers
+// still sign in while someone else's guesses hold the email locked for every
+// other browser.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Sql } from '../persistence/database.js';
 import { normalizeEmail } from './accounts.js';
+import { networkOf } from './client-network.js';
 
 export interface ThrottlePolicy {
   /** Failures per email within the window before that email is refused. */
@@ -42,14 +39,8 @@ export interface ThrottlePolicy {
   window: number;
 }
 
-/**
- * A sign-in's outcome: refused (too many failures), or the verification's
- * answer, with the device cookie's value to keep after a right password.
- */
-export type ThrottledSignIn =
-  | { refused: true; retryAfter: number }
-  | { refused: false; accountId: string; device: string }
-  | { refused: false; accountId: undefined };
+/** A sign-in's outcome: refused (too many failures), or the verification's answer. */
+export type ThrottledSignIn = { refused: true; retryAfter: number } | { refused: false; accountId: string | undefined };
 
 /** What a sign-in's reading of the counts decided: refused, or whether it may verify now. */
 type Decision = { retryAfter: number } | { turn: boolean; countedHasFailures: boolean };
@@ -75,26 +66,6 @@ const RECORD = {
 
 const CLEAR = { name: 'sign-in-failures-clear', text: 'DELETE FROM sign_in_failures WHERE key = $1' } as const;
 
-/**
- * What the per-address limit counts: an IPv4 address, or an IPv6 address's
- * /64 network. One IPv6 host is given a /64 (RFC 6177) and may use any
- * address in it: counted one by one, it could guess without limit. An
- * IPv4-mapped address (`::ffff:192.0.2.1`, as a dual-stack socket reports
- * IPv4 clients) counts as the IPv4 address it is.
- */
-export function networkOf(address: string): string {
-  const plain = address.replace(/%.*$/, ''); // a zone id (fe80::1%eth0) names an interface, not a host
-  if (!isIPv6(plain)) return address;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(plain);
-  if (mapped) return mapped[1]!;
-  // Expand "::"; a dotted IPv4 tail stands for the last two groups, never among the first four.
-  const [head, tail] = plain.split('::').map((part) => (part ? part.split(':') : []));
-  const groups = (list: string[]) => list.reduce((count, group) => count + (group.includes('.') ? 2 : 1), 0);
-  const zeros = tail === undefined ? [] : Array<string>(8 - groups(head!) - groups(tail)).fill('0');
-  const all = [...head!, ...zeros, ...(tail ?? [])];
-  return `${all.slice(0, 4).map((group) => parseInt(group, 16).toString(16)).join(':')}::/64`;
-}
-
 /** A keyed, one-way digest (base64url) of an email or address. */
 export type KeyedDigest = (value: string) => string;
 
@@ -114,25 +85,18 @@ export class SignInThrottle {
     return `account:${this.digest(normalizeEmail(email))}`;
   }
 
-  /** The browser's id, where its device cookie was earned for this account (`account`, its key). */
-  private trustedDevice(device: string | undefined, account: string | undefined): string | undefined {
-    if (!device || !account) return undefined;
-    const [digest, id, extra] = device.split('.');
-    return extra === undefined && id && `account:${digest}` === account ? id : undefined;
-  }
-
 
   /**
    * Verifies a sign-in with `verify` (the account id, or undefined for a wrong
-   * email or password) unless the email (or, for a browser that shows a device
-   * cookie earned for it, that browser) or the address has no failures left,
-   * and records the outcome before the next sign-in for them reads it.
+   * email or password) unless the email (or `browser`, the id of a browser
+   * recognised as having signed in to this account before) or the address
+   * has no failures left, and records the outcome before the next sign-in for
+   * them reads it.
    */
-  async signIn(email: string, address: string, verify: () => Promise<string | undefined>, device?: string): Promise<ThrottledSignIn> {
+  async signIn(email: string, address: string, verify: () => Promise<string | undefined>, browser?: string): Promise<ThrottledSignIn> {
     // Keyed digests cost an HMAC each: made once per sign-in.
     const account = email ? this.accountKey(email) : undefined;
-    const trusted = this.trustedDevice(device, account);
-    const counted = trusted ? `device:${this.digest(trusted)}` : account;
+    const counted = browser ? `device:${this.digest(browser)}` : account;
     // Sorted, so that sign-ins sharing keys take them in one order and cannot wait on each other.
     const keys = [`address:${this.digest(networkOf(address))}`, ...(counted ? [counted] : [])].sort();
     const deadline = Date.now() + MAX_WAIT_MS;
@@ -172,8 +136,7 @@ export class SignInThrottle {
             this.give(keys);
           }
         });
-        if (!accountId) return { refused: false, accountId: undefined };
-        return { refused: false, accountId, device: `${account!.slice('account:'.length)}.${trusted ?? randomBytes(16).toString('base64url')}` };
+        return { refused: false, accountId };
       }
       if (Date.now() >= deadline) return { refused: true, retryAfter: 1 };
       await sleep(10 + Math.random() * 20);

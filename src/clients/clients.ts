@@ -140,6 +140,7 @@ function checkShownUri(uri: string, what: string): string {
  */
 function checkNativeRedirectUri(uri: string, what: string): string {
   const url = new URL(checkUri(uri, what));
+  if (url.username || url.password) throw new ClientError(`${what} "${uri}" must not hold a user name or password`);
   const scheme = url.protocol.slice(0, -1);
   if (scheme === 'http') {
     if (!LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}": a native app's http address must be loopback (127.0.0.1, [::1]; RFC 8252 §7.3)`);

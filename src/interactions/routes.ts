@@ -8,6 +8,7 @@ import { decodeJwt } from 'jose';
 import { errors, type InteractionResults } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
+import type { DeviceCookies } from '../accounts/device-cookies.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
@@ -27,6 +28,7 @@ export interface InteractionDeps {
   host: ProviderHost;
   accounts: Accounts;
   signInThrottle: SignInThrottle;
+  deviceCookies: DeviceCookies;
   apis: Apis;
   config: Config;
   logger: Logger;
@@ -66,13 +68,14 @@ function saveForItsLifetime(interaction: Interaction) {
 const grantIdFor = (uid: string) => sha256(`grant of interaction ${uid}`);
 
 /**
- * The browser's device cookie (see SignInThrottle): earned with a right
- * password, it lets this browser sign in to that account while others'
- * guesses hold the email locked. Signed (it cannot be made up), sent only
- * with posts from our own pages (SameSite=Strict) to the interaction routes.
+ * The browser's device cookie (accounts/device-cookies.ts): earned with a
+ * right password, it lets this browser sign in to that account while others'
+ * guesses hold the email locked. It carries its own MAC (so it outlives
+ * COOKIE_KEYS rotations), and is sent only with posts from our own pages
+ * (SameSite=Strict) to the interaction routes.
  */
 const DEVICE_COOKIE = '_device';
-const DEVICE_COOKIE_OPTIONS = { signed: true, httpOnly: true, sameSite: 'strict', path: '/interaction/', maxAge: 180 * 24 * 3600 * 1000, overwrite: true } as const;
+const DEVICE_COOKIE_OPTIONS = { httpOnly: true, sameSite: 'strict', path: '/interaction/', maxAge: 180 * 24 * 3600 * 1000, overwrite: true } as const;
 
 /**
  * The same authorization request, asking for a fresh sign-in (OIDC Core
@@ -123,7 +126,7 @@ class WrongPrompt extends Error {
   override name = 'WrongPrompt';
 }
 
-export function interactionRoutes({ host, accounts, signInThrottle, apis, config, logger }: InteractionDeps): Router {
+export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, apis, config, logger }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
 
@@ -254,25 +257,22 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
     // refuses a session signed in with the old one.
     const signedInAt = Math.floor(Date.now() / 1000);
     let checked: { accountId: string; credential: string } | undefined;
-    const outcome = await signInThrottle.signIn(
-      email,
-      ctx.ip,
-      async () => (checked = await accounts.checkPassword(email, password))?.accountId,
-      ctx.cookies.get(DEVICE_COOKIE, { signed: true }),
-    );
+    const deviceCookie = ctx.cookies.get(DEVICE_COOKIE);
+    // One more statement, only for a browser that shows a device cookie.
+    const browser = deviceCookie ? deviceCookies.recognise(deviceCookie, await accounts.credentialOf(email)) : undefined;
+    const outcome = await signInThrottle.signIn(email, ctx.ip, async () => (checked = await accounts.checkPassword(email, password))?.accountId, browser);
     if (outcome.refused) {
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), retryAfter: outcome.retryAfter });
       ctx.status = 429;
       ctx.set('Retry-After', String(outcome.retryAfter));
       return showLogin(ctx, interaction.uid, clientName, { email, error: tooManyFailures(outcome.retryAfter) });
     }
-    if (outcome.accountId === undefined) {
+    const { accountId } = outcome;
+    if (!accountId) {
       logger.info('login failed', { interaction: interactionReference(interaction.uid) });
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
-    const { accountId } = outcome;
-    ctx.cookies.set(DEVICE_COOKIE, outcome.device, DEVICE_COOKIE_OPTIONS);
     // OpenID Connect Core §3.1.2.1: a request whose id_token_hint names
     // someone else gets an error, not the code of whoever signed in. (With a
     // session and prompt=none the library checks this itself.)
@@ -298,6 +298,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, apis, config
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
+    ctx.cookies.set(DEVICE_COOKIE, deviceCookies.issue(checked!.credential, browser), DEVICE_COOKIE_OPTIONS);
     logger.info('signed in', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
   });
 

@@ -223,7 +223,9 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         // itself names several is refused (invalid_target, as the library
         // refuses it for client credentials): a token is for one API, and
         // taking the first would drop the others, unknown or malformed ones
-        // included, without a word (RFC 8707 §2).
+        // included, without a word (RFC 8707 §2). The library passes the
+        // request's own array as `oneOf` when the request named several, and
+        // the grant's otherwise: the same array is the request's.
         defaultResource: async (ctx, _client, oneOf) => (oneOf !== undefined && oneOf === ctx.oidc.params?.resource ? oneOf : oneOf?.[0]),
         useGrantedResource: async () => true,
         getResourceServerInfo: (ctx, indicator, client) => {

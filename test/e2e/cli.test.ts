@@ -234,6 +234,7 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--redirect-uri', 'http://app.example.com/cb'], 1, 'redirect URI "http://app.example.com/cb" must be https (http only on localhost'],
     [['client', 'create', '--name', 'X', '--public', '--redirect-uri', 'http://spa.example.com/cb'], 1, 'must be https (http only on localhost'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://user:pw@app.example.com/cb'], 1, 'must not hold a user name or password'],
+    [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://user:pw@127.0.0.1/cb'], 1, 'must not hold a user name or password'],
     [['client', 'create', '--name', 'X', '--redirect-uri', `https://x.example/${randomBytes(2000).toString('hex')}`], 1, 'a redirect URI has at most 2048 characters'],
     // The test server signs with ES256 (and RS256): an EdDSA client could never be served.
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'EdDSA'], 1, 'no current signing key for EdDSA: the keys are ES256 and RS256'],

@@ -89,6 +89,14 @@ it('counts an IPv6 client by its /64 network, which one host may use the whole o
   expect(pageKind(await attempt('2001:db8:7:8::1', bob.email, bob.password))).toBe('consent');
 });
 
+it('counts an IPv4 client as itself however a proxy writes it (IPv4-mapped IPv6, in any notation), not in one count with every other', async () => {
+  const forms = ['198.51.100.60', '::ffff:198.51.100.60', '::FFFF:C633:643C', '0:0:0:0:0:ffff:198.51.100.60', '64:ff9b::198.51.100.60'];
+  for (const [i, form] of forms.entries()) expect((await attempt(form, `mapped${i}@example.com`, 'a guess')).status).toBe(401);
+  expectRefused(await attempt('::ffff:198.51.100.60', bob.email, bob.password));
+  expect(pageKind(await attempt('::ffff:198.51.100.61', bob.email, bob.password))).toBe('consent');
+  expect(pageKind(await attempt('::1', bob.email, bob.password))).toBe('consent');
+});
+
 it('takes the address the proxy appended, not the ones the client wrote before it in X-Forwarded-For', async () => {
   // One proxy in front (TRUST_PROXY=true): it appends the address it saw to whatever the client sent.
   for (let i = 0; i < 5; i++) expect((await attempt(`203.0.113.${i}, 198.51.100.77`, `spoof${i}@example.com`, 'a guess')).status).toBe(401);
@@ -125,16 +133,22 @@ it('lets a burst of right passwords for one email in, a few at a time, none refu
   for (const page of answers) expect(pageKind(page)).toBe('consent');
 });
 
-it('a browser that signed in to the account before still signs in while others\' guesses hold the email; its own guesses are counted on their own', async () => {
+it('a browser that signed in to the account before still signs in while others\' guesses hold the email; each such browser has a limit of its own; a new password ends that', async () => {
   const frank = { email: 'frank@example.com', password: 'franks long password' };
   await pc.createUser(frank.email, frank.password);
-  // Frank's browser, asked for the password each time (prompt=login), as after a sign-out.
-  const franks = new UserAgent({ 'x-forwarded-for': '192.0.2.30' });
-  const fromFranks = async (password: string) =>
-    signIn(franks, await visit(franks, (await authorizationRequest(rp, 'openid', { prompt: 'login' })).url), frank.email, password);
-  expect(pageKind(await fromFranks(frank.password))).toBe('consent');
-  expect(franks.cookie('_device')).toBeTruthy();
-
+  // Frank's browsers, asked for the password each time (prompt=login), as after a sign-out.
+  const browser = (address: string) => {
+    const ua = new UserAgent({ 'x-forwarded-for': address });
+    return async (password: string) => signIn(ua, await visit(ua, (await authorizationRequest(rp, 'openid', { prompt: 'login' })).url), frank.email, password);
+  };
+  const laptop = new UserAgent({ 'x-forwarded-for': '192.0.2.30' });
+  const fromLaptop = async (password: string) =>
+    signIn(laptop, await visit(laptop, (await authorizationRequest(rp, 'openid', { prompt: 'login' })).url), frank.email, password);
+  const fromPhone = browser('192.0.2.32');
+  expect(pageKind(await fromLaptop(frank.password))).toBe('consent');
+  expect(pageKind(await fromPhone(frank.password))).toBe('consent');
+  const device = laptop.setCookieHeaders.find((header) => header.startsWith('_device='))!.toLowerCase().split(/;\s*/);
+  expect(device).toEqual(expect.arrayContaining(['path=/interaction/', 'samesite=strict', 'httponly']));
   // A browser holding a device cookie earned for another account.
   const bobs = new UserAgent({ 'x-forwarded-for': '192.0.2.31' });
   expect(pageKind(await signIn(bobs, await visit(bobs, (await authorizationRequest(rp, 'openid')).url), bob.email, bob.password))).toBe('consent');
@@ -146,11 +160,19 @@ it('a browser that signed in to the account before still signs in while others\'
   expectRefused(await attempt('192.0.2.50', frank.email, frank.password));
   expectRefused(await signIn(bobs, bobsLoginPage, frank.email, frank.password));
   // ...but not for Frank's.
-  expect(pageKind(await fromFranks(frank.password))).toBe('consent');
+  expect(pageKind(await fromLaptop(frank.password))).toBe('consent');
+  // Guesses from one of them reach its own limit (the email's, 3), not the other's.
+  for (let i = 0; i < 3; i++) expect((await fromPhone('a typo')).status).toBe(401);
+  expectRefused(await fromPhone(frank.password));
+  expect(pageKind(await fromLaptop(frank.password))).toBe('consent');
+  expectRefused(await attempt('192.0.2.51', frank.email, frank.password));
 
-  // Guesses from Frank's browser have its own limit (the email's, 3), and leave the email's count as it was.
-  for (let i = 0; i < 3; i++) expect((await fromFranks('a typo')).status).toBe(401);
-  expectRefused(await fromFranks(frank.password));
+  // A new password (after a compromise, say) leaves every browser counted with the email again.
+  const newPassword = 'franks brand new password';
+  const changed = await pc.cli(['user', 'set-password', frank.email, '--password-stdin'], `${newPassword}\n`);
+  expect(changed.code, changed.stderr).toBe(0);
+  for (let i = 0; i < 3; i++) expect((await attempt(`192.0.2.${60 + i}`, frank.email, 'a guess')).status).toBe(401);
+  expectRefused(await fromLaptop(newPassword));
 });
 
 it('stores neither emails nor addresses in its counters', async () => {
