@@ -100,6 +100,7 @@ const schema = z.object({
     .refine(parsesAsConnectionString, 'is not a valid URL (check the port, and percent-encode special characters in the user name and password)')
     .optional(),
   DATABASE_POOL_SIZE: integer(10, 1, 200),
+  DATABASE_TIMEOUT: duration('20s', { max: 600 }),
   DATA_DIR: z.string().default('./data'),
   COOKIE_KEYS: secretList(),
   // Seal private signing keys and cookie keys in the database (keys/sealed-secrets.ts).
@@ -143,7 +144,10 @@ export interface Config {
   host: string;
   issuer: string;
   issuerName: string;
-  database: { kind: 'postgres'; url: string; poolSize: number } | { kind: 'embedded'; dataDir: string };
+  database: ({ kind: 'postgres'; url: string; poolSize: number } | { kind: 'embedded'; dataDir: string }) & {
+    /** Seconds a server waits for a connection, and then for a statement's answer (DATABASE_TIMEOUT). */
+    timeout: number;
+  };
   cookieKeys?: string[];
   encryption: EncryptionKeySource;
   signingAlg: 'ES256' | 'EdDSA';
@@ -181,8 +185,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     issuer,
     issuerName: e.ISSUER_NAME,
     database: e.DATABASE_URL
-      ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE }
-      : { kind: 'embedded', dataDir: path.resolve(e.DATA_DIR) },
+      ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, timeout: e.DATABASE_TIMEOUT }
+      : { kind: 'embedded', dataDir: path.resolve(e.DATA_DIR), timeout: e.DATABASE_TIMEOUT },
     cookieKeys: e.COOKIE_KEYS,
     encryption: e.ENCRYPTION_KEYS?.length
       ? { kind: 'env', keys: e.ENCRYPTION_KEYS }

@@ -114,9 +114,15 @@ const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
  * or password in it would be sent to every browser.
  */
 function checkWebRedirectUri(uri: string, what: string): string {
+  const url = new URL(checkWebPostLogoutUri(uri, what));
+  if (url.protocol !== 'https:' && !LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}" must be https (http only on localhost, 127.0.0.1 or [::1])`);
+  return uri;
+}
+
+/** Where a web client's user lands after signing out: carries no code, so http is allowed. */
+function checkWebPostLogoutUri(uri: string, what: string): string {
   const url = new URL(checkWebUri(uri, what));
   if (url.username || url.password) throw new ClientError(`${what} "${uri}" must not hold a user name or password`);
-  if (url.protocol !== 'https:' && !LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}" must be https (http only on localhost, 127.0.0.1 or [::1])`);
   return uri;
 }
 
@@ -227,7 +233,7 @@ export class Clients {
       clientUri: changes.clientUri !== undefined ? orUnset(changes.clientUri) : stored.client_uri,
       policyUri: changes.policyUri !== undefined ? orUnset(changes.policyUri) : stored.policy_uri,
       tosUri: changes.tosUri !== undefined ? orUnset(changes.tosUri) : stored.tos_uri,
-    });
+    }, { redirectUris: changes.redirectUris === undefined, postLogoutRedirectUris: changes.postLogoutRedirectUris === undefined });
     if (changes.scope === undefined) {
       // The API scopes stay as resolved when they were given (see StoredMetadata.api_scopes_by_api).
       if (stored.api_scopes) metadata.api_scopes = stored.api_scopes;
@@ -247,7 +253,10 @@ export class Clients {
   }
 
   /** A registration's checked name and metadata, for create() and update(). */
-  private async registration(input: NewClient): Promise<{ name: string; metadata: StoredMetadata; isPublic: boolean }> {
+  private async registration(
+    input: NewClient,
+    kept: { redirectUris?: boolean; postLogoutRedirectUris?: boolean } = {},
+  ): Promise<{ name: string; metadata: StoredMetadata; isPublic: boolean }> {
     const name = input.name.trim();
     if (!name) throw new ClientError('a client needs a name');
     // Shown on every consent page, where a long name would push the rest away.
@@ -259,8 +268,11 @@ export class Clients {
     }
     // The provider refuses, at every request, a client whose addresses do not
     // fit its application type: refused here instead, when the client is made.
+    // Addresses kept from before (an update that does not replace them) are
+    // not checked against rules made since: they keep working as registered.
     const checkRedirect = input.native ? checkNativeRedirectUri : checkWebRedirectUri;
-    const redirectUris = input.redirectUris.map((uri) => checkRedirect(uri, 'redirect URI'));
+    const checkPostLogout = input.native ? checkNativeRedirectUri : checkWebPostLogoutUri;
+    const redirectUris = kept.redirectUris ? input.redirectUris : input.redirectUris.map((uri) => checkRedirect(uri, 'redirect URI'));
     if (grantTypes.includes('authorization_code') && redirectUris.length === 0) {
       throw new ClientError('an authorization_code client needs at least one --redirect-uri');
     }
@@ -274,7 +286,9 @@ export class Clients {
     const byApi = await this.apisDefining(apiScopes);
     const metadata: StoredMetadata = {
       redirect_uris: redirectUris,
-      post_logout_redirect_uris: (input.postLogoutRedirectUris ?? []).map((uri) => checkRedirect(uri, 'post-logout redirect URI')),
+      post_logout_redirect_uris: kept.postLogoutRedirectUris
+        ? (input.postLogoutRedirectUris ?? [])
+        : (input.postLogoutRedirectUris ?? []).map((uri) => checkPostLogout(uri, 'post-logout redirect URI')),
       grant_types: grantTypes,
       response_types: grantTypes.includes('authorization_code') ? ['code'] : [],
       // oidc-provider refuses an empty `scope`; absent, it means "any OpenID scope".

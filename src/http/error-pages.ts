@@ -42,6 +42,11 @@ const explanations: Record<string, Explanation> = {
     message: 'This address takes only forms sent from the sign-in pages, or only links.',
     advice: START_AGAIN,
   },
+  temporarily_unavailable: {
+    heading: 'We cannot sign you in right now',
+    message: 'Part of our service is not answering at the moment.',
+    advice: 'Try again in a minute.',
+  },
   server_error: {
     heading: 'Something went wrong on our side',
     message: 'We could not complete your request.',

@@ -19,6 +19,7 @@ import { safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import { sha256 } from '../persistence/hash.js';
+import { isDatabaseUnreachable, UNREACHABLE_RETRY_AFTER } from '../persistence/unreachable.js';
 import type { ProviderHost } from '../provider/host.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
@@ -149,6 +150,12 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         ctx.status = 413;
         ctx.set('Connection', 'close'); // the rest of the body is not read
         renderErrorPage(ctx, page(ctx), { error: 'invalid_request', error_description: error.message });
+      } else if (isDatabaseUnreachable(error)) {
+        // Checked before the abort below: a database connection reset is not the browser's.
+        logger.error('database unreachable', { route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+        ctx.status = 503;
+        ctx.set('Retry-After', UNREACHABLE_RETRY_AFTER);
+        renderErrorPage(ctx, page(ctx), { error: 'temporarily_unavailable' });
       } else if (ctx.req.aborted || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
         // The browser went away mid-request: nothing to answer, nothing wrong here.
         logger.info('interaction request aborted by the client', { path: loggedPath(ctx.path) });

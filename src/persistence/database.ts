@@ -95,7 +95,13 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
   // key lookup spent ~10 ms compiling (seen with EXPLAIN ANALYZE at 190k rows).
   // `options` given in DATABASE_URL replace these (pg lets the URL win).
   const options = database.kind === 'postgres' ? '-c enable_seqscan=off -c jit=off -c plan_cache_mode=force_generic_plan' : undefined;
-  const pool = new pg.Pool({ connectionString, max, ...(options ? { options } : {}) });
+  // A server answers within DATABASE_TIMEOUT even when the database does not:
+  // one that hangs (frozen, or behind a link that drops packets) would
+  // otherwise hold every request that needs it for as long as it hangs. Timed
+  // out, a statement fails (and its connection is dropped): the request is
+  // answered 503 (see unreachable.ts). A CLI waits as long as it takes.
+  const timeouts = role === 'server' ? { connectionTimeoutMillis: database.timeout * 1000, query_timeout: database.timeout * 1000 } : {};
+  const pool = new pg.Pool({ connectionString, max, ...timeouts, ...(options ? { options } : {}) });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });

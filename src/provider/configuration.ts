@@ -12,6 +12,7 @@ import { CookieSigner } from '../keys/cookie-signer.js';
 import type { Logger } from '../logger.js';
 import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
 import type { Prisma, Sql } from '../persistence/database.js';
+import { isDatabaseUnreachable } from '../persistence/unreachable.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
 import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
@@ -313,6 +314,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     renderError: async (ctx, out, error) => {
       if (!BROWSER_ROUTES.has(ctx.oidc?.route)) {
         ctx.body = out; // (a server_error is logged by its event, see provider.ts)
+        return;
+      }
+      if (out.error === 'server_error' && isDatabaseUnreachable(error)) {
+        // Not a fault to report: logged once by the server_error event (provider.ts).
+        ctx.status = 503;
+        renderErrorPage(ctx, page(ctx), { error: 'temporarily_unavailable' });
         return;
       }
       const reference = randomUUID().slice(0, 8);

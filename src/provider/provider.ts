@@ -6,6 +6,7 @@ import Provider, { errors, type AdapterPayload, type KoaContextWithOIDC } from '
 import type { Accounts } from '../accounts/accounts.js';
 import { routePattern } from '../http/methods.js';
 import { sha256 } from '../persistence/hash.js';
+import { isDatabaseUnreachable, UNREACHABLE_RETRY_AFTER } from '../persistence/unreachable.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
 import { accessibleFormPostPage } from './form-post-page.js';
@@ -15,6 +16,7 @@ import { settleDeferredWrites } from './request-scope.js';
 
 /** What the library answers for an error of its own (its err_out helper); details stay in the log. */
 const SERVER_ERROR = { error: 'server_error', error_description: 'oops! something went wrong' } as const;
+const UNAVAILABLE = { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; try again shortly' } as const;
 
 export function createProvider(services: ProviderServices): Provider {
   const configuration = buildConfiguration(services);
@@ -66,6 +68,13 @@ export function createProvider(services: ProviderServices): Provider {
       answerWithError(oidcCtx, error, 'grant.error'),
     );
     if (escaped !== undefined) await answerWithError(oidcCtx, escaped);
+    // The database could not be reached: 503, to be retried (a page said so
+    // already, see renderError in configuration.ts), not a 500 server_error.
+    if (unreachable.has(ctx) && ctx.status === 500) {
+      ctx.status = 503;
+      if (ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body)) ctx.body = UNAVAILABLE;
+    }
+    if (unreachable.has(ctx) && ctx.status === 503) ctx.set('Retry-After', UNREACHABLE_RETRY_AFTER);
   });
 
   /**
@@ -106,6 +115,12 @@ export function createProvider(services: ProviderServices): Provider {
     else services.logger.info('grant revoked', fields);
   });
   provider.on('server_error', (ctx, error) => {
+    if (isDatabaseUnreachable(error)) {
+      // Expected while the database is away: one line, without a stack.
+      unreachable.add(ctx);
+      services.logger.error('database unreachable', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}` });
+      return;
+    }
     services.logger.error('provider server_error', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });
   });
   return provider;
@@ -422,6 +437,9 @@ const isDpopReplay = (error: unknown) =>
   error instanceof errors.OIDCProviderError && ((error as { error_detail?: unknown }).error_detail ?? error.error_description) === DPOP_REPLAY;
 
 /** Requests whose DPoP proof was a replay, marked by the library's error events. */
+/** Requests a server_error failed because the database could not be reached. */
+const unreachable = new WeakSet<object>();
+
 const dpopReplays = new WeakSet<object>();
 
 /**

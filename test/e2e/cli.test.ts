@@ -131,6 +131,26 @@ describe('portcullis client', () => {
     expect((JSON.parse(updated.stdout) as { scope: string }).scope.split(' ').sort()).toEqual(['offline_access', 'openid']);
   });
 
+  it('update leaves addresses registered before today\'s rules as they are, and checks those it is given', async () => {
+    const created = await pc.cli(['client', 'create', '--name', 'Legacy', '--redirect-uri', 'https://legacy.example.com/cb', '--post-logout-redirect-uri', 'http://legacy.example.com/bye', '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const { client_id } = JSON.parse(created.stdout);
+    // Registered by an earlier release, which took plain http to any host.
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      await db.query(`UPDATE clients SET metadata = jsonb_set(metadata, '{redirect_uris}', '["http://legacy.example.com/cb"]') WHERE client_id = $1`, [client_id]);
+    } finally {
+      await db.end();
+    }
+    const renamed = await pc.cli(['client', 'update', client_id, '--name', 'Legacy app']);
+    expect(renamed.code, renamed.stderr).toBe(0);
+    const listed = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout).find((client: { client_id: string }) => client.client_id === client_id);
+    expect(listed).toMatchObject({ client_name: 'Legacy app', redirect_uris: ['http://legacy.example.com/cb'] });
+    const replaced = await pc.cli(['client', 'update', client_id, '--redirect-uri', 'http://other.example.com/cb']);
+    expect([replaced.code, replaced.stderr]).toEqual([1, expect.stringContaining('must be https')]);
+  });
+
   it('update keeps a client\'s API scopes as they were given, unless --scope replaces them', async () => {
     const api = 'https://inventory.example.com';
     expect((await pc.cli(['api', 'create', '--identifier', api, '--scope', 'read:stock'])).code).toBe(0);

@@ -3,7 +3,9 @@
 // lets token saves overlap the rest of the request, never the response).
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { dbRelay } from '../support/db-relay.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { REDIRECT_URI } from '../support/relying-party.js';
 
 let pc: TestPortcullis;
 let admin: pg.Client;
@@ -93,4 +95,53 @@ it('readiness follows the database: 503 while it refuses connections, 200 once i
   const up = await fetch(`${pc.issuer}/readyz`);
   expect(up.status).toBe(200);
   expect(pc.errors.filter((line) => !line.includes('disk full (simulated)'))).toEqual([]);
+});
+
+it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database that is down or hangs is answered 503 with Retry-After, as JSON or a page, within DATABASE_TIMEOUT; once it is back the server serves again by itself', async () => {
+  const robot = await pc.createClient({ name: 'Patient robot', grantTypes: ['client_credentials'], scope: 'openid' });
+  const web = await pc.createClient({ name: 'Patient app', redirectUris: [REDIRECT_URI] });
+  const relay = await dbRelay({ host: '127.0.0.1', port: 5432 });
+  const url = new URL(pc.env.DATABASE_URL!);
+  url.port = String(relay.port);
+  // A second instance on the same database, reaching it through the relay.
+  const other = await startPortcullis({ DATABASE_URL: url.toString(), DATABASE_TIMEOUT: '2s' }, pc.database);
+  const authorize = () =>
+    fetch(`${other.issuer}/auth?${new URLSearchParams({ client_id: web.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`, {
+      headers: { accept: 'text/html' },
+      redirect: 'manual',
+    });
+  try {
+    expect((await other.clientCredentials(robot)).status).toBe(200);
+    for (const takeAway of [() => relay.cut(), () => relay.freeze()]) {
+      takeAway();
+      const started = Date.now();
+      const token = await fetch(`${other.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}` },
+        body: 'grant_type=client_credentials',
+      });
+      expect(token.status).toBe(503);
+      expect(token.headers.get('retry-after')).toBe('5');
+      expect(await token.json()).toMatchObject({ error: 'temporarily_unavailable' });
+      const page = await authorize();
+      expect(page.status).toBe(503);
+      expect(page.headers.get('retry-after')).toBe('5');
+      expect(await page.text()).toContain('We cannot sign you in right now');
+      // A hung database is given DATABASE_TIMEOUT (2 s here) per statement, not forever.
+      expect(Date.now() - started).toBeLessThan(20_000);
+
+      relay.restore();
+      const deadline = Date.now() + 15_000;
+      let status = 0;
+      while ((status = (await other.clientCredentials(robot)).status) !== 200 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(status).toBe(200);
+      expect((await authorize()).status).toBe(303);
+    }
+    // Logged as what it is, without a stack trace.
+    expect(other.errors.some((line) => line.includes('database unreachable'))).toBe(true);
+    expect(other.errors.filter((line) => line.includes('database unreachable') && line.includes('    at '))).toEqual([]);
+  } finally {
+    await other.close();
+    await relay.close();
+  }
 });

@@ -85,8 +85,13 @@ export const TEST_ENV = {
   LOG_LEVEL: 'warn',
 };
 
-export async function startPortcullis(extraEnv: Record<string, string> = {}): Promise<TestPortcullis> {
-  const database = await freshDatabase();
+/**
+ * Starts a server on a fresh database, or on `on`, another server's (the
+ * production topology: several instances on one database), which its close()
+ * then leaves in place.
+ */
+export async function startPortcullis(extraEnv: Record<string, string> = {}, on?: TestDatabase): Promise<TestPortcullis> {
+  const database = on ?? (await freshDatabase());
   const port = await freePort();
   const env = { ...TEST_ENV, ...database.env, PORT: String(port), HOST: '127.0.0.1', ISSUER: `http://localhost:${port}`, ...extraEnv };
   const errors: string[] = [];
@@ -99,7 +104,7 @@ export async function startPortcullis(extraEnv: Record<string, string> = {}): Pr
   try {
     server = await startServer(loadConfig(env), logger);
   } catch (error) {
-    await database.drop();
+    if (!on) await database.drop();
     throw error;
   }
   const cli = (args: string[], stdin?: string | Buffer) => runCli(args, env, stdin);
@@ -148,7 +153,7 @@ export async function startPortcullis(extraEnv: Record<string, string> = {}): Pr
     },
     async close() {
       await server.close();
-      await database.drop();
+      if (!on) await database.drop();
     },
   };
 }

@@ -1,0 +1,29 @@
+// Telling a database that cannot be reached (down, restarting, frozen, out of
+// connections) from every other failure: a request it fails is answered 503
+// with Retry-After, which clients and gateways retry, not 500, which says the
+// server is broken; and it is logged as one line, not as a stack trace.
+
+/** Seconds a client is asked to wait (Retry-After) when the database cannot be reached. */
+export const UNREACHABLE_RETRY_AFTER = '5';
+
+// Node's socket errors; SQLSTATE 57P01-57P03 (shut down, crash, starting up),
+// 53300 (too many connections) and class 08 (connection exception); Prisma's
+// P1001 (cannot reach), P1002 (timed out), P1008 (operation timed out), P1017
+// (server closed the connection) and P2024 (no pool connection in time).
+const CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  '57P01', '57P02', '57P03', '53300', 'P1001', 'P1002', 'P1008', 'P1017', 'P2024',
+]);
+
+// node-postgres and its pool say these without a code.
+const MESSAGES = /^(Query read timeout|timeout exceeded when trying to connect|Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable)$/;
+
+/** Whether `error` (or one it was caused by) says the database could not be reached in time. */
+export function isDatabaseUnreachable(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause instanceof Object && depth < 5; cause = (cause as { cause?: unknown }).cause, depth++) {
+    const { code, message } = cause as { code?: unknown; message?: unknown };
+    if (typeof code === 'string' && (CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+    if (typeof message === 'string' && MESSAGES.test(message)) return true;
+  }
+  return false;
+}
