@@ -186,6 +186,43 @@ describe('journeys', () => {
     await page.locator('#user').waitFor();
   });
 
+  it('someone guessing at the email does not lock its owner out of the browser they signed in with before', async () => {
+    const gus = { email: 'gus@example.com', password: 'guss long password' };
+    await pc.createUser(gus.email, gus.password, 'Gus');
+    const signInAs = async (page: Page, password: string) => {
+      await page.getByLabel('Email').fill(gus.email);
+      await page.getByLabel('Password').fill(password);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+    };
+    const own = await newPage();
+    await own.goto(`${photos.url}/login`);
+    await signInAs(own, gus.password);
+    await own.getByRole('button', { name: 'Allow' }).click();
+    await own.locator('#user').waitFor();
+    const device = (await own.context().cookies()).find((cookie) => cookie.name === '_device');
+    expect(device).toMatchObject({ path: '/interaction/', sameSite: 'Strict', httpOnly: true });
+
+    // Another browser guesses until the email is held (SIGN_IN_MAX_FAILURES, 10)...
+    const other = await newPage();
+    await other.goto(`${photos.url}/login`);
+    for (let i = 0; i < 10; i++) {
+      await signInAs(other, `guess ${i}`);
+      await other.getByRole('alert').waitFor();
+    }
+    await signInAs(other, gus.password);
+    await other.getByText('Too many failed sign-ins').waitFor();
+    await snapshot(other, 'device-cookie', '1-held');
+
+    // ...while Gus, signed out (session cookie gone), signs in from his own browser: Chromium
+    // sends the device cookie with the sign-in form it posts to our own page.
+    await own.context().clearCookies({ name: /session/ });
+    await own.goto(`${photos.url}/login`);
+    await signInAs(own, gus.password);
+    await own.locator('#user').waitFor();
+    await snapshot(own, 'device-cookie', '2-own-browser');
+    expect(problemsOf(own)).toEqual([]);
+  });
+
   it('RP-initiated logout asks for confirmation, and then a new login needs the password', async () => {
     const page = await newPage();
     await page.goto(`${photos.url}/login`);
