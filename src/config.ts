@@ -36,7 +36,7 @@ const duration = (fallback: string, { min = 1, max = MAX_LIFETIME_SECONDS }: { m
       try {
         const seconds = parseDuration(value);
         if (seconds < min) throw new ConfigError(`"${value}" is shorter than the least allowed, ${min} s`);
-        if (seconds > max) throw new ConfigError(`"${value}" is longer than the most allowed, ${max / 86400} days`);
+        if (seconds > max) throw new ConfigError(`"${value}" is longer than the most allowed, ${max >= 86400 ? `${max / 86400} days` : `${max} s`}`);
         return seconds;
       } catch (error) {
         ctx.addIssue({ code: 'custom', message: (error as Error).message });

@@ -150,15 +150,15 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         ctx.status = 413;
         ctx.set('Connection', 'close'); // the rest of the body is not read
         renderErrorPage(ctx, page(ctx), { error: 'invalid_request', error_description: error.message });
+      } else if (ctx.req.aborted) {
+        // The browser went away mid-request (its body's stream fails with
+        // ECONNRESET): nothing to answer, nothing wrong here.
+        logger.info('interaction request aborted by the client', { path: loggedPath(ctx.path) });
       } else if (isDatabaseUnreachable(error)) {
-        // Checked before the abort below: a database connection reset is not the browser's.
         logger.error('database unreachable', { route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
         ctx.status = 503;
         ctx.set('Retry-After', UNREACHABLE_RETRY_AFTER);
         renderErrorPage(ctx, page(ctx), { error: 'temporarily_unavailable' });
-      } else if (ctx.req.aborted || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
-        // The browser went away mid-request: nothing to answer, nothing wrong here.
-        logger.info('interaction request aborted by the client', { path: loggedPath(ctx.path) });
       } else {
         const reference = randomUUID().slice(0, 8);
         logger.error('interaction failed', { reference, error: error instanceof Error ? error.stack : String(error) });

@@ -94,13 +94,19 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
   // grow with the table until its cost passes jit_above_cost, and then every
   // key lookup spent ~10 ms compiling (seen with EXPLAIN ANALYZE at 190k rows).
   // `options` given in DATABASE_URL replace these (pg lets the URL win).
-  const options = database.kind === 'postgres' ? '-c enable_seqscan=off -c jit=off -c plan_cache_mode=force_generic_plan' : undefined;
+  //
   // A server answers within DATABASE_TIMEOUT even when the database does not:
-  // one that hangs (frozen, or behind a link that drops packets) would
-  // otherwise hold every request that needs it for as long as it hangs. Timed
-  // out, a statement fails (and its connection is dropped): the request is
-  // answered 503 (see unreachable.ts). A CLI waits as long as it takes.
-  const timeouts = role === 'server' ? { connectionTimeoutMillis: database.timeout * 1000, query_timeout: database.timeout * 1000 } : {};
+  // a slow statement is cancelled by PostgreSQL itself (statement_timeout), so
+  // it is rolled back, not committed after the client was told it failed; one
+  // that gets no answer at all (a frozen server, a link that drops packets)
+  // is given up on a few seconds later by the driver (query_timeout), which
+  // drops its connection. Either way the request is answered 503 (see
+  // unreachable.ts). Statements run one at a time through pool.query; a
+  // Prisma $transaction, whose ROLLBACK would queue behind a hung statement,
+  // is for the CLI only, which waits as long as it takes.
+  const serverOnly = role === 'server' ? ` -c statement_timeout=${database.timeout * 1000}` : '';
+  const options = database.kind === 'postgres' ? `-c enable_seqscan=off -c jit=off -c plan_cache_mode=force_generic_plan${serverOnly}` : undefined;
+  const timeouts = role === 'server' ? { connectionTimeoutMillis: database.timeout * 1000, query_timeout: (database.timeout + 5) * 1000 } : {};
   const pool = new pg.Pool({ connectionString, max, ...timeouts, ...(options ? { options } : {}) });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);

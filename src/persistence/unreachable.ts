@@ -9,10 +9,12 @@ export const UNREACHABLE_RETRY_AFTER = '5';
 // Node's socket errors; SQLSTATE 57P01-57P03 (shut down, crash, starting up),
 // 53300 (too many connections) and class 08 (connection exception); Prisma's
 // P1001 (cannot reach), P1002 (timed out), P1008 (operation timed out), P1017
-// (server closed the connection) and P2024 (no pool connection in time).
+// (server closed the connection), P2024 (no pool connection in time) and
+// P2037 (too many connections, as the pg adapter reports 53300).
+// SQLSTATE 57014 is a statement cancelled by statement_timeout (see database.ts).
 const CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  '57P01', '57P02', '57P03', '53300', 'P1001', 'P1002', 'P1008', 'P1017', 'P2024',
+  '57P01', '57P02', '57P03', '53300', '57014', 'P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2037',
 ]);
 
 // node-postgres and its pool say these without a code.

@@ -5,12 +5,25 @@ import { keepGrant, type GrantRow } from './adapter.js';
 
 /** Deletes expired rows (and sign-in failure counts whose window ended); run periodically by the server. */
 export async function sweepExpired(prisma: Prisma): Promise<number> {
-  const now = new Date();
-  const [artifacts, failures] = await Promise.all([
-    prisma.providerArtifact.deleteMany({ where: { expiresAt: { lt: now } } }),
-    prisma.signInFailure.deleteMany({ where: { expiresAt: { lt: now } } }),
-  ]);
-  return artifacts.count + failures.count;
+  return (await deleteExpired(prisma, 'provider_artifacts')) + (await deleteExpired(prisma, 'sign_in_failures'));
+}
+
+const SWEEP_BATCH = 5000;
+
+/**
+ * In batches, each a short statement: one DELETE of a large backlog (after
+ * downtime, say) would outlast the server's statement_timeout (see
+ * persistence/database.ts), be cancelled and never get through it.
+ */
+async function deleteExpired(prisma: Prisma, table: 'provider_artifacts' | 'sign_in_failures'): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const deleted = await prisma.$executeRawUnsafe(
+      `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE expires_at < now() LIMIT ${SWEEP_BATCH}))`,
+    );
+    total += deleted;
+    if (deleted < SWEEP_BATCH) return total;
+  }
 }
 
 const GRANT_OF = {

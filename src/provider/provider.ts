@@ -436,10 +436,10 @@ const DPOP_REPLAY = 'DPoP proof JWT Replay detected';
 const isDpopReplay = (error: unknown) =>
   error instanceof errors.OIDCProviderError && ((error as { error_detail?: unknown }).error_detail ?? error.error_description) === DPOP_REPLAY;
 
-/** Requests whose DPoP proof was a replay, marked by the library's error events. */
 /** Requests a server_error failed because the database could not be reached. */
 const unreachable = new WeakSet<object>();
 
+/** Requests whose DPoP proof was a replay, marked by the library's error events. */
 const dpopReplays = new WeakSet<object>();
 
 /**
