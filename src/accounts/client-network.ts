@@ -14,6 +14,9 @@ import { isIPv4, isIPv6 } from 'node:net';
  * names an interface, not a host. Anything else is returned as it is.
  */
 export function networkOf(address: string): string {
+  // Some proxies write the client's port too: 192.0.2.1:51234, [2001:db8::1]:443.
+  const withoutPort = /^(\d+\.\d+\.\d+\.\d+):\d+$/.exec(address)?.[1] ?? /^\[([^\]]+)\](?::\d+)?$/.exec(address)?.[1] ?? address;
+  if (withoutPort !== address) return networkOf(withoutPort);
   const plain = address.replace(/%.*$/, '');
   if (!isIPv6(plain)) return address;
   const groups = ipv6Groups(plain);
