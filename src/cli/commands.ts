@@ -247,11 +247,16 @@ export const userSetPassword: Command = async (args, open, io) => {
 };
 
 export const userUpdate: Command = async (args, open, io) => {
-  const { values, positionals } = parse(
-    args,
-    { email: { type: 'string' }, name: { type: 'string' }, 'email-verified': { type: 'boolean' }, 'email-unverified': { type: 'boolean' }, json: { type: 'boolean' } },
-    1,
-  );
+  // The user first, always, as in client update: an email may begin with "-".
+  const [user, ...rest] = args;
+  if (!user || /^--[a-z-]+$/.test(user)) throw new UsageError('expected the EMAIL or ID first: user update EMAIL|ID [options]');
+  const { values } = parse(rest, {
+    email: { type: 'string' },
+    name: { type: 'string' },
+    'email-verified': { type: 'boolean' },
+    'email-unverified': { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
   if (values['email-verified'] && values['email-unverified']) throw new UsageError('--email-verified and --email-unverified exclude each other');
   const changes = {
     email: values.email as string | undefined,
@@ -259,9 +264,9 @@ export const userUpdate: Command = async (args, open, io) => {
     emailVerified: values['email-verified'] ? true : values['email-unverified'] ? false : undefined,
   };
   if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
-  const user = await (await open()).accounts.update(positionals[0]!, changes);
-  if (values.json) return io.out(json({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified }));
-  io.out(`updated user ${user.email} (${user.id})\n`);
+  const updated = await (await open()).accounts.update(user, changes);
+  if (values.json) return io.out(json({ id: updated.id, email: updated.email, name: updated.name, email_verified: updated.emailVerified }));
+  io.out(`updated user ${updated.email} (${updated.id})\n`);
 };
 
 export const userRevoke: Command = async (args, open, io) => {

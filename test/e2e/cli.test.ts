@@ -339,6 +339,8 @@ describe('portcullis client', () => {
       [['user', 'delete', long], 'no user'],
       [['user', 'revoke', `${long}@example.com`], 'no user'],
       [['user', 'update', long, '--name', 'X'], 'no user'],
+      // One in 64 random ids begins with "-": that is an id too, not an option.
+      [['user', 'update', `-${long}`, '--name', 'X'], 'no user'],
       [['user', 'set-password', long, '--password-stdin'], 'no user'],
       [['keys', 'retire', long, '--compromised'], 'no signing key with kid'],
     ];
