@@ -111,10 +111,18 @@ export const clientCreate: Command = async (args, open, io) => {
   if (created.client_secret) io.out(`client_secret: ${created.client_secret}\n(shown once: only a hash is stored)\n`);
 };
 
+/**
+ * The argument an update command takes first, always, and the options after
+ * it: a base64url client id may begin with "-", even "--", and so may an email.
+ */
+function leadingArgument(args: string[], usage: string): [string, string[]] {
+  const [first, ...rest] = args;
+  if (!first || /^--[a-z-]+$/.test(first)) throw new UsageError(usage);
+  return [first, rest];
+}
+
 export const clientUpdate: Command = async (args, open, io) => {
-  // The id first, always: a base64url id may begin with "-", even "--".
-  const [clientId, ...rest] = args;
-  if (!clientId || /^--[a-z-]+$/.test(clientId)) throw new UsageError('expected the CLIENT_ID first: client update CLIENT_ID [options]');
+  const [clientId, rest] = leadingArgument(args, 'expected the CLIENT_ID first: client update CLIENT_ID [options]');
   const { values } = parse(rest, REGISTRATION_OPTIONS);
   const changes = registrationOf(values);
   if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
@@ -247,9 +255,7 @@ export const userSetPassword: Command = async (args, open, io) => {
 };
 
 export const userUpdate: Command = async (args, open, io) => {
-  // The user first, always, as in client update: an email may begin with "-".
-  const [user, ...rest] = args;
-  if (!user || /^--[a-z-]+$/.test(user)) throw new UsageError('expected the EMAIL or ID first: user update EMAIL|ID [options]');
+  const [user, rest] = leadingArgument(args, 'expected the EMAIL or ID first: user update EMAIL|ID [options]');
   const { values } = parse(rest, {
     email: { type: 'string' },
     name: { type: 'string' },

@@ -1,6 +1,7 @@
 // What a person sees when a browser request fails: what happened and what to do,
 // in words, with a short reference instead of internals.
 import type { Context } from 'koa';
+import { UNREACHABLE_RETRY_AFTER } from '../persistence/unreachable.js';
 import { renderPage, type PageContext } from './views.js';
 
 interface Explanation {
@@ -75,4 +76,11 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
     message: known && out.error !== 'server_error' && out.error_description ? `${explanation.message} (${out.error_description})` : explanation.message,
     reference,
   });
+}
+
+/** The page for a request the database could not serve (see persistence/unreachable.ts): 503, try again. */
+export function renderUnavailablePage(ctx: Context, page: PageContext): void {
+  ctx.status = 503;
+  ctx.set('Retry-After', UNREACHABLE_RETRY_AFTER);
+  renderErrorPage(ctx, page, { error: 'temporarily_unavailable' });
 }

@@ -12,14 +12,14 @@ import type { DeviceCookies } from '../accounts/device-cookies.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
-import { renderErrorPage } from '../http/error-pages.js';
+import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
 import { interactionReference, loggedPath } from '../http/log-redaction.js';
 import { safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import { sha256 } from '../persistence/hash.js';
-import { isDatabaseUnreachable, UNREACHABLE_RETRY_AFTER } from '../persistence/unreachable.js';
+import { isDatabaseUnreachable } from '../persistence/unreachable.js';
 import type { ProviderHost } from '../provider/host.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
@@ -156,9 +156,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         logger.info('interaction request aborted by the client', { path: loggedPath(ctx.path) });
       } else if (isDatabaseUnreachable(error)) {
         logger.error('database unreachable', { route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
-        ctx.status = 503;
-        ctx.set('Retry-After', UNREACHABLE_RETRY_AFTER);
-        renderErrorPage(ctx, page(ctx), { error: 'temporarily_unavailable' });
+        renderUnavailablePage(ctx, page(ctx));
       } else {
         const reference = randomUUID().slice(0, 8);
         logger.error('interaction failed', { reference, error: error instanceof Error ? error.stack : String(error) });

@@ -6,7 +6,7 @@ import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
-import { renderErrorPage } from '../http/error-pages.js';
+import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
 import { renderPage } from '../http/views.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
 import type { Logger } from '../logger.js';
@@ -318,8 +318,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       }
       if (out.error === 'server_error' && isDatabaseUnreachable(error)) {
         // Not a fault to report: logged once by the server_error event (provider.ts).
-        ctx.status = 503;
-        renderErrorPage(ctx, page(ctx), { error: 'temporarily_unavailable' });
+        renderUnavailablePage(ctx, page(ctx));
         return;
       }
       const reference = randomUUID().slice(0, 8);
