@@ -19,6 +19,7 @@ import { cacheablePublicDocuments } from './http/public-documents.js';
 import { securityHeaders } from './http/security-headers.js';
 import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
+import type { Metrics } from './metrics/metrics.js';
 import type { Sql } from './persistence/database.js';
 import type { ProviderHost } from './provider/host.js';
 import { listOnlyClaimsIssued } from './provider/provider.js';
@@ -35,6 +36,8 @@ export interface AppDeps {
   sql: Sql;
   /** Every request's handling is tracked here, for shutdown to wait on. */
   inFlight: InFlightRequests;
+  /** Counts sign-ins and consents, when metrics are served (METRICS_PORT). */
+  metrics?: Metrics;
 }
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;

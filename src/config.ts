@@ -65,12 +65,12 @@ function parsesAsConnectionString(url: string): boolean {
 }
 
 /** Decimal digits only (blanks around them dropped): Number() also reads "0x10", "1e3" and " " (as 0). */
-const integer = (fallback: number, min: number, max: number) =>
+const wholeNumber = (min: number, max: number) =>
   z
     .string()
-    .default(String(fallback))
     .transform((value) => value.trim())
     .pipe(z.string().regex(/^\d+$/, 'must be a whole number (decimal digits)').transform(Number).pipe(z.number().int().min(min).max(max)));
+const integer = (fallback: number, min: number, max: number) => z.string().default(String(fallback)).pipe(wholeNumber(min, max));
 
 const schema = z.object({
   PORT: integer(3000, 1, 65535),
@@ -137,6 +137,10 @@ const schema = z.object({
     .refine((value) => /^(true|false|[1-9])$/.test(value), 'must be true, false, or the number of proxies in front (1-9)')
     .transform((value) => (value === 'false' ? 0 : value === 'true' ? 1 : Number(value))),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  // Prometheus metrics on a listener of their own; unset, there is none.
+  METRICS_PORT: wholeNumber(1, 65535).optional(),
+  // Loopback by default: the counters are for the operator, not the internet.
+  METRICS_HOST: z.string().default('127.0.0.1'),
 });
 
 export interface Config {
@@ -168,6 +172,8 @@ export interface Config {
   /** Proxies in front whose X-Forwarded-* headers are trusted; 0: none. */
   trustProxy: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** Where GET /metrics is served (METRICS_HOST, METRICS_PORT); undefined: nowhere. */
+  metrics?: { host: string; port: number };
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -179,6 +185,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const e = result.data;
   const issuer = (e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
+  if (e.METRICS_PORT === e.PORT) throw new ConfigError('invalid configuration:\n  METRICS_PORT: must differ from PORT (metrics have a listener of their own)');
   return {
     port: e.PORT,
     host: e.HOST,
@@ -212,5 +219,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sweepInterval: e.SWEEP_INTERVAL,
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
+    metrics: e.METRICS_PORT === undefined ? undefined : { host: e.METRICS_HOST, port: e.METRICS_PORT },
   };
 }

@@ -10,6 +10,8 @@ import { answerClientErrors } from './http/client-errors.js';
 import { InFlightRequests } from './http/in-flight.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
+import { Metrics } from './metrics/metrics.js';
+import { startMetricsServer, type MetricsServer } from './metrics/metrics-server.js';
 import { CLIENT_CHANGES_CHANNEL } from './clients/client-changes.js';
 import { SIGNING_KEY_CHANGES_CHANNEL } from './keys/key-changes.js';
 import { sweepExpired } from './provider/artifacts.js';
@@ -26,6 +28,8 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 export interface RunningServer {
   url: string;
+  /** Where GET /metrics answers, when METRICS_PORT is set. */
+  metricsUrl?: string;
   services: Services;
   host: ProviderHost;
   close(): Promise<void>;
@@ -35,6 +39,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const services = await openServices(config, 'server');
   const { prisma } = services.database;
   let server: http.Server | undefined;
+  let metricsServer: MetricsServer | undefined;
   const timers: NodeJS.Timeout[] = [];
   const inFlight = new InFlightRequests();
   let closing: Promise<void> | undefined;
@@ -56,6 +61,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
         clearInterval(idle);
         clearTimeout(cut);
       }
+      await metricsServer?.close();
       // The connections are gone, but a request whose client hung up may still
       // be writing: the database stays open for it (see http/in-flight.ts).
       if (!(await inFlight.drained(Math.max(0, deadline - Date.now())))) {
@@ -67,8 +73,10 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const cookieKeys = await loadCookieKeys(services.database, services.sealer, config.cookieKeys);
     const clientCache = await new NotifiedCache<AdapterPayload>().listen(services.database, CLIENT_CHANGES_CHANNEL);
     await services.accounts.listenForChanges(services.database);
-    const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys });
-    const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, deviceCookies: services.deviceCookies, apis: services.apis, logger, sql: services.database.sql, inFlight });
+    // Counted only where someone can read the counts.
+    const metrics = config.metrics ? new Metrics({ pool: services.database.poolStats }).collectProcessMetrics() : undefined;
+    const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys, metrics });
+    const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, deviceCookies: services.deviceCookies, apis: services.apis, logger, sql: services.database.sql, inFlight, metrics });
 
     server = http.createServer(
       {
@@ -127,9 +135,14 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       });
     }
 
+    if (metrics && config.metrics) {
+      metricsServer = await startMetricsServer(metrics, config.metrics, logger);
+      logger.info('metrics listening', { url: metricsServer.url });
+    }
+
     const { port } = server.address() as AddressInfo;
     logger.info('portcullis listening', { version: VERSION, issuer: config.issuer, port, database: config.database.kind });
-    return { url: `http://localhost:${port}`, services, host, close };
+    return { url: `http://localhost:${port}`, metricsUrl: metricsServer?.url, services, host, close };
   } catch (error) {
     await close();
     throw error;

@@ -18,6 +18,7 @@ import { interactionReference, loggedPath } from '../http/log-redaction.js';
 import { safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { sha256 } from '../persistence/hash.js';
 import { isDatabaseUnreachable } from '../persistence/unreachable.js';
 import type { ProviderHost } from '../provider/host.js';
@@ -33,6 +34,7 @@ export interface InteractionDeps {
   apis: Apis;
   config: Config;
   logger: Logger;
+  metrics?: Metrics;
 }
 
 // Deliberately one message for both failures, so that the page does not tell
@@ -127,7 +129,7 @@ class WrongPrompt extends Error {
   override name = 'WrongPrompt';
 }
 
-export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, apis, config, logger }: InteractionDeps): Router {
+export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, apis, config, logger, metrics }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
 
@@ -155,6 +157,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         // ECONNRESET): nothing to answer, nothing wrong here.
         logger.info('interaction request aborted by the client', { path: loggedPath(ctx.path) });
       } else if (isDatabaseUnreachable(error)) {
+        metrics?.databaseUnreachable();
         logger.error('database unreachable', { route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
         renderUnavailablePage(ctx, page(ctx));
       } else {
@@ -254,6 +257,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const password = form.password ?? '';
     const clientName = client.clientName ?? client.clientId;
     if (!email || !password) {
+      metrics?.signIn('wrong_credentials');
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
@@ -267,6 +271,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const browser = deviceCookie ? deviceCookies.recognise(deviceCookie, await accounts.credentialOf(email)) : undefined;
     const outcome = await signInThrottle.signIn(email, ctx.ip, async () => (checked = await accounts.checkPassword(email, password))?.accountId, browser);
     if (outcome.refused) {
+      metrics?.signIn('throttled');
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), retryAfter: outcome.retryAfter });
       ctx.status = 429;
       ctx.set('Retry-After', String(outcome.retryAfter));
@@ -274,6 +279,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     }
     const { accountId } = outcome;
     if (!accountId) {
+      metrics?.signIn('wrong_credentials');
       logger.info('login failed', { interaction: interactionReference(interaction.uid) });
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
@@ -283,6 +289,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     // session and prompt=none the library checks this itself.)
     const hinted = hintedSubject(interaction.params.id_token_hint);
     if (hinted !== undefined && hinted !== accountId) {
+      metrics?.signIn('refused');
       logger.info('login refused: not the person id_token_hint names', { interaction: interactionReference(interaction.uid) });
       const error = { error: 'login_required', error_description: 'the End-User who signed in is not the one id_token_hint names' };
       await finish(ctx, interaction, error, { mergeWithLastSubmission: false });
@@ -298,12 +305,14 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (!(await accounts.passwordStands(accountId, checked!.credential))) {
       interaction.result = undefined;
       await saveForItsLifetime(interaction);
+      metrics?.signIn('refused');
       logger.info('login failed: the password changed meanwhile', { interaction: interactionReference(interaction.uid) });
       ctx.remove('Location');
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }
     ctx.cookies.set(DEVICE_COOKIE, deviceCookies.issue(checked!.credential, browser), DEVICE_COOKIE_OPTIONS);
+    metrics?.signIn('success');
     logger.info('signed in', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
   });
 
@@ -368,11 +377,14 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       logger.info('consent refused: the session was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
       throw new errors.SessionNotFound('the session was signed out while consent was given');
     }
+    metrics?.consent('allow');
   });
 
   router.post('/abort', async (ctx) => {
     const { interaction } = await details(ctx);
     await finish(ctx, interaction, { error: 'access_denied', error_description: 'End-User denied the request' }, { mergeWithLastSubmission: false });
+    // The login page's Cancel comes here too: only the consent page's is a decision.
+    if (interaction.prompt.name === 'consent') metrics?.consent('deny');
   });
 
   return router;

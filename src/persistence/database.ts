@@ -47,6 +47,8 @@ export interface Database {
    */
   sql: Sql;
   kind: Config['database']['kind'];
+  /** The pool's connections now, and the statements waiting for one (for metrics). */
+  poolStats(): { total: number; idle: number; waiting: number };
   /**
    * LISTEN for NOTIFYs on `channel`. PostgreSQL only: PGlite runs every socket
    * connection in one session, where notifications reach whichever connection
@@ -138,6 +140,7 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
     prisma,
     sql,
     kind: database.kind,
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async subscribe(channel, subscriber) {
       if (database.kind !== 'postgres') return undefined;
       const subscription = await listen(connectionString, channel, subscriber);

@@ -10,6 +10,7 @@ import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
 import { renderPage } from '../http/views.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
 import type { Prisma, Sql } from '../persistence/database.js';
 import { isDatabaseUnreachable } from '../persistence/unreachable.js';
@@ -35,6 +36,8 @@ export interface ProviderServices {
   dpopNonceSecret: Buffer;
   /** Seals what a stored payload must keep but not in the plain (see adapter.ts). */
   sealer: SecretSealer;
+  /** Counts requests and events, when metrics are served (METRICS_PORT). */
+  metrics?: Metrics;
 }
 
 export function buildConfiguration(services: ProviderServices): Configuration {

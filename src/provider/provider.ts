@@ -5,6 +5,7 @@ import type Koa from 'koa';
 import Provider, { errors, type AdapterPayload, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import { routePattern } from '../http/methods.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { sha256 } from '../persistence/hash.js';
 import { isDatabaseUnreachable, UNREACHABLE_RETRY_AFTER } from '../persistence/unreachable.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
@@ -45,6 +46,8 @@ export function createProvider(services: ProviderServices): Provider {
   honourSignOuts(provider, services.accounts);
   keepBuiltClients(provider, services.clientCache);
   checkReplaysAtomically(provider, new ArtifactAdapter('ReplayDetection', services.sql));
+
+  if (services.metrics) provider.use(countRequests(services.metrics));
 
   // Runs around every route, before Koa sends what it built: a token response
   // goes out only once the tokens in it are stored, and a failed one stores
@@ -102,6 +105,7 @@ export function createProvider(services: ProviderServices): Provider {
     provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
       if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
       else if (isDpopReplay(error)) dpopReplays.add(ctx);
+      services.metrics?.oauthError(ctx.oidc?.route ?? 'other', (error as { error?: unknown }).error);
     });
   }
 
@@ -111,13 +115,17 @@ export function createProvider(services: ProviderServices): Provider {
   // logout. Ids only: a grant id authorizes nothing.
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
     const fields = { route: ctx.oidc?.route, client: ctx.oidc?.client?.clientId, grant: grantId };
-    if (ctx.oidc?.route === 'token') services.logger.warn('grant revoked: a code or refresh token was used twice', fields);
+    const replayed = ctx.oidc?.route === 'token';
+    if (replayed) services.logger.warn('grant revoked: a code or refresh token was used twice', fields);
     else services.logger.info('grant revoked', fields);
+    services.metrics?.grantRevoked(replayed ? 'replay' : 'other');
   });
   provider.on('server_error', (ctx, error) => {
+    services.metrics?.oauthError(ctx.oidc?.route ?? 'other', isDatabaseUnreachable(error) ? 'temporarily_unavailable' : 'server_error');
     if (isDatabaseUnreachable(error)) {
       // Expected while the database is away: one line, without a stack.
       unreachable.add(ctx);
+      services.metrics?.databaseUnreachable();
       services.logger.error('database unreachable', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}` });
       return;
     }
@@ -341,6 +349,25 @@ function laxCookiesOverHttp(provider: Provider): void {
     },
     configurable: true,
   });
+}
+
+/**
+ * Times every request, from the outermost of our middleware to the response
+ * Koa is about to send (its status final, deferred writes settled), and
+ * counts successful token responses by grant type.
+ */
+function countRequests(metrics: Metrics): Koa.Middleware {
+  return async (ctx, next) => {
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      const oidc = (ctx as unknown as KoaContextWithOIDC).oidc;
+      const route = oidc?.route ?? (ctx.path.startsWith('/interaction/') ? 'interaction' : ctx.path === '/healthz' || ctx.path === '/readyz' ? 'health' : 'other');
+      metrics.request(route, ctx.status, (performance.now() - started) / 1000);
+      if (route === 'token' && ctx.status === 200) metrics.tokenIssued(oidc?.params?.grant_type);
+    }
+  };
 }
 
 /** The scheme and authority of a request target in absolute form. */

@@ -1,0 +1,194 @@
+// What an operator watches: Prometheus counters for the security events that
+// matter (sign-ins, consents, tokens issued, OAuth errors, grants revoked for
+// a replayed code or refresh token, database outages), request durations per
+// endpoint, the database pool, and the process itself. Served on a port of
+// its own (metrics/metrics-server.ts), never on the issuer's.
+//
+// Every label takes its values from a fixed list: nothing a client sends
+// (an unknown grant_type, a path) can grow the set of series.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { VERSION } from '../version.js';
+
+export type SignInOutcome = 'success' | 'wrong_credentials' | 'throttled' | 'refused';
+export type ConsentDecision = 'allow' | 'deny';
+
+/** The grant types this server issues tokens for; anything else counts as `other`. */
+const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials']);
+
+/**
+ * The routes a request is counted under: the library's route names, and ours.
+ * Unknown paths (404s) are `other`.
+ */
+const ROUTES = new Set([
+  'authorization',
+  'resume',
+  'token',
+  'userinfo',
+  'introspection',
+  'revocation',
+  'end_session',
+  'end_session_confirm',
+  'end_session_success',
+  'discovery',
+  'jwks',
+  'pushed_authorization_request',
+  'interaction',
+  'health',
+]);
+
+/** The error codes of RFC 6749, RFC 6750, RFC 7662/7009, RFC 8707, RFC 9449 and OpenID Connect Core that this server answers with. */
+const OAUTH_ERRORS = new Set([
+  'invalid_request',
+  'invalid_client',
+  'invalid_grant',
+  'unauthorized_client',
+  'unsupported_grant_type',
+  'unsupported_response_type',
+  'unsupported_token_type',
+  'invalid_scope',
+  'invalid_target',
+  'invalid_token',
+  'insufficient_scope',
+  'invalid_dpop_proof',
+  'use_dpop_nonce',
+  'access_denied',
+  'server_error',
+  'temporarily_unavailable',
+  'interaction_required',
+  'login_required',
+  'account_selection_required',
+  'consent_required',
+  'invalid_request_uri',
+  'invalid_request_object',
+  'request_not_supported',
+  'request_uri_not_supported',
+  'registration_not_supported',
+  'invalid_redirect_uri',
+  'invalid_client_metadata',
+]);
+
+const known = (values: Set<string>, value: unknown): string => (typeof value === 'string' && values.has(value) ? value : 'other');
+
+export interface PoolStats {
+  total: number;
+  idle: number;
+  waiting: number;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  private readonly requestDuration = new Histogram({
+    name: 'portcullis_http_request_duration_seconds',
+    help: 'Time from a request reaching Portcullis to its response being ready, by route and status code.',
+    labelNames: ['route', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  private readonly tokensIssued = new Counter({
+    name: 'portcullis_tokens_issued_total',
+    help: 'Successful token endpoint responses, by grant type.',
+    labelNames: ['grant_type'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly oauthErrors = new Counter({
+    name: 'portcullis_oauth_errors_total',
+    help: 'OAuth and OpenID Connect error responses, by endpoint and error code.',
+    labelNames: ['endpoint', 'error'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly signIns = new Counter({
+    name: 'portcullis_sign_ins_total',
+    help: 'Password sign-ins, by outcome: success, wrong_credentials, throttled (too many failures), refused (another reason).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly consents = new Counter({
+    name: 'portcullis_consents_total',
+    help: 'Consent decisions made on the consent page.',
+    labelNames: ['decision'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly grantsRevoked = new Counter({
+    name: 'portcullis_grants_revoked_total',
+    help: 'Grants revoked, by reason: replay (a code or refresh token presented again, taken for theft) or other (revocation, sign-out).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly unreachable = new Counter({
+    name: 'portcullis_database_unreachable_total',
+    help: 'Requests answered 503 because the database could not be reached in time.',
+    registers: [this.registry],
+  });
+
+  constructor(options: { pool?: () => PoolStats } = {}) {
+    new Gauge({
+      name: 'portcullis_build_info',
+      help: 'The running version of Portcullis (always 1).',
+      labelNames: ['version'] as const,
+      registers: [this.registry],
+    }).set({ version: VERSION }, 1);
+    const pool = options.pool;
+    if (pool) {
+      new Gauge({
+        name: 'portcullis_database_pool_connections',
+        help: 'Connections in the database pool, by state.',
+        labelNames: ['state'] as const,
+        registers: [this.registry],
+        collect() {
+          const { total, idle } = pool();
+          this.set({ state: 'idle' }, idle);
+          this.set({ state: 'busy' }, total - idle);
+        },
+      });
+      new Gauge({
+        name: 'portcullis_database_pool_waiting_requests',
+        help: 'Statements waiting for a connection from the database pool.',
+        registers: [this.registry],
+        collect() {
+          this.set(pool().waiting);
+        },
+      });
+    }
+  }
+
+  /** Process metrics (CPU, memory, event-loop delay, garbage collection): only for a registry someone reads. */
+  collectProcessMetrics(): this {
+    collectDefaultMetrics({ register: this.registry });
+    return this;
+  }
+
+  request(route: string, status: number, seconds: number): void {
+    this.requestDuration.observe({ route: known(ROUTES, route), status: String(status) }, seconds);
+  }
+
+  tokenIssued(grantType: unknown): void {
+    this.tokensIssued.inc({ grant_type: known(GRANT_TYPES, grantType) });
+  }
+
+  oauthError(endpoint: string, error: unknown): void {
+    this.oauthErrors.inc({ endpoint: known(ROUTES, endpoint), error: known(OAUTH_ERRORS, error) });
+  }
+
+  signIn(outcome: SignInOutcome): void {
+    this.signIns.inc({ outcome });
+  }
+
+  consent(decision: ConsentDecision): void {
+    this.consents.inc({ decision });
+  }
+
+  grantRevoked(reason: 'replay' | 'other'): void {
+    this.grantsRevoked.inc({ reason });
+  }
+
+  databaseUnreachable(): void {
+    this.unreachable.inc();
+  }
+}

@@ -1,0 +1,175 @@
+// Prometheus metrics: served on METRICS_PORT, never on the issuer; counting
+// what an operator watches (tokens, OAuth errors, sign-ins, consents, grants
+// revoked for a replay) and timing requests by route, with labels that no
+// request can multiply.
+import { spawn } from 'node:child_process';
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VERSION } from '../../src/version.js';
+import { freePort, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
+import { allow, authorizationRequest, discover, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
+
+/** Samples of a Prometheus text exposition: `name{labels}` → value. */
+async function scrape(url: string): Promise<Map<string, number>> {
+  const response = await fetch(url);
+  expect(response.status).toBe(200);
+  expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+  const samples = new Map<string, number>();
+  for (const line of (await response.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return samples;
+}
+
+const count = (samples: Map<string, number>, series: string) => samples.get(series) ?? 0;
+
+describe('with METRICS_PORT', () => {
+  let pc: TestPortcullis;
+  let metricsUrl: string;
+
+  beforeAll(async () => {
+    pc = await startPortcullis({ METRICS_PORT: String(await freePort()), SIGN_IN_MAX_FAILURES: '2' });
+    metricsUrl = pc.server.metricsUrl!;
+  });
+
+  afterAll(async () => {
+    expect(pc?.errors ?? []).toEqual([]);
+    await pc?.close();
+  });
+
+  it('serves GET /metrics on its own port, and not on the issuer', async () => {
+    expect(metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    expect(new URL(metricsUrl).port).not.toBe(new URL(pc.issuer).port);
+    const samples = await scrape(metricsUrl);
+    expect(samples.get(`portcullis_build_info{version="${VERSION}"}`)).toBe(1);
+    expect(samples.get('process_resident_memory_bytes')).toBeGreaterThan(0);
+    expect(samples.has('portcullis_database_pool_connections{state="idle"}')).toBe(true);
+    expect(samples.get('portcullis_database_pool_waiting_requests')).toBe(0);
+
+    expect((await fetch(`${pc.issuer}/metrics`)).status).toBe(404);
+    const posted = await fetch(metricsUrl, { method: 'POST' });
+    expect([posted.status, posted.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
+    expect((await fetch(metricsUrl.replace('/metrics', '/other'))).status).toBe(404);
+  });
+
+  it('counts client-credentials tokens and the token endpoint errors by code, and times each route', async () => {
+    const machine = await pc.createClient({ name: 'Machine', grantTypes: ['client_credentials'] });
+    const before = await scrape(metricsUrl);
+    expect((await pc.clientCredentials(machine)).status).toBe(200);
+    expect((await pc.clientCredentials(machine)).status).toBe(200);
+    expect((await pc.clientCredentials({ ...machine, client_secret: 'wrong' })).status).toBe(401);
+    // A grant type nobody knows is counted as an error, and adds no series of its own.
+    const odd = await fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${machine.client_id}:${machine.client_secret}`).toString('base64')}`,
+      },
+      body: 'grant_type=urn%3Aexample%3Ainvented',
+    });
+    expect(odd.status).toBe(400);
+
+    const after = await scrape(metricsUrl);
+    const grew = (series: string) => count(after, series) - count(before, series);
+    expect(grew('portcullis_tokens_issued_total{grant_type="client_credentials"}')).toBe(2);
+    expect(grew('portcullis_oauth_errors_total{endpoint="token",error="invalid_client"}')).toBe(1);
+    expect(grew('portcullis_oauth_errors_total{endpoint="token",error="unsupported_grant_type"}')).toBe(1);
+    expect(grew('portcullis_http_request_duration_seconds_count{route="token",status="200"}')).toBe(2);
+    expect(grew('portcullis_http_request_duration_seconds_count{route="token",status="401"}')).toBe(1);
+    expect(grew('portcullis_http_request_duration_seconds_count{route="token",status="400"}')).toBe(1);
+    expect([...after.keys()].filter((series) => series.includes('invented'))).toEqual([]);
+  });
+
+  it('counts sign-ins by outcome, consents, code and refresh tokens, and a grant revoked for a replayed refresh token', async () => {
+    const user = { email: 'mia@example.com', password: 'a long enough password' };
+    await pc.createUser(user.email, user.password);
+    const app = await pc.createClient({ name: 'Counted', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code', 'refresh_token'] });
+    const rp = await discover(pc.issuer, app.client_id, app.client_secret);
+    const before = await scrape(metricsUrl);
+
+    const ua = new UserAgent();
+    const request = await authorizationRequest(rp, 'openid offline_access', { prompt: 'consent' });
+    const login = await visit(ua, request.url);
+    expect((await signIn(ua, login, user.email, 'not the password')).status).toBe(401);
+    const consent = await signIn(ua, login, user.email, user.password);
+    const callback = await allow(ua, consent);
+    const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.url), {
+      pkceCodeVerifier: request.verifier,
+      expectedState: request.state,
+      expectedNonce: request.nonce,
+    });
+    await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
+    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+
+    // Guesses at someone else's email until the throttle holds it.
+    const guesser = new UserAgent();
+    const other = await visit(guesser, (await authorizationRequest(rp, 'openid')).url);
+    for (let guess = 0; guess < 3; guess++) await signIn(guesser, other, 'zed@example.com', `guess number ${guess}`);
+
+    const after = await scrape(metricsUrl);
+    const grew = (series: string) => count(after, series) - count(before, series);
+    expect(grew('portcullis_sign_ins_total{outcome="success"}')).toBe(1);
+    expect(grew('portcullis_sign_ins_total{outcome="wrong_credentials"}')).toBe(3);
+    expect(grew('portcullis_sign_ins_total{outcome="throttled"}')).toBe(1);
+    expect(grew('portcullis_consents_total{decision="allow"}')).toBe(1);
+    expect(grew('portcullis_tokens_issued_total{grant_type="authorization_code"}')).toBe(1);
+    expect(grew('portcullis_tokens_issued_total{grant_type="refresh_token"}')).toBe(1);
+    expect(grew('portcullis_oauth_errors_total{endpoint="token",error="invalid_grant"}')).toBe(1);
+    expect(grew('portcullis_grants_revoked_total{reason="replay"}')).toBe(1);
+    expect(grew('portcullis_http_request_duration_seconds_count{route="interaction",status="200"}')).toBeGreaterThan(0);
+    expect(grew('portcullis_http_request_duration_seconds_count{route="authorization",status="303"}')).toBe(2);
+  });
+
+  it('counts a denied consent, and not a cancelled sign-in, as a decision', async () => {
+    const user = { email: 'noa@example.com', password: 'a long enough password' };
+    await pc.createUser(user.email, user.password);
+    const app = await pc.createClient({ name: 'Refused', redirectUris: [REDIRECT_URI] });
+    const rp = await discover(pc.issuer, app.client_id, app.client_secret);
+    const before = await scrape(metricsUrl);
+
+    const cancelling = new UserAgent();
+    const login = await visit(cancelling, (await authorizationRequest(rp, 'openid')).url);
+    expect(new URL((await cancelling.post(login, UserAgent.formAction(login, '/abort'), {}, REDIRECT_URI)).url).searchParams.get('error')).toBe('access_denied');
+    const denying = new UserAgent();
+    const consent = await signIn(denying, await visit(denying, (await authorizationRequest(rp, 'openid')).url), user.email, user.password);
+    expect(new URL((await denying.post(consent, UserAgent.formAction(consent, '/abort'), {}, REDIRECT_URI)).url).searchParams.get('error')).toBe('access_denied');
+
+    const after = await scrape(metricsUrl);
+    expect(count(after, 'portcullis_consents_total{decision="deny"}') - count(before, 'portcullis_consents_total{decision="deny"}')).toBe(1);
+  });
+});
+
+it('without METRICS_PORT no metrics are served', async () => {
+  const pc = await startPortcullis();
+  try {
+    expect(pc.server.metricsUrl).toBeUndefined();
+    expect(pc.log.some((line) => line.includes('metrics listening'))).toBe(false);
+  } finally {
+    await pc.close();
+  }
+});
+
+// Read before any database is opened: once is enough.
+it.skipIf(process.env.TEST_DATABASE === 'postgres')('a METRICS_PORT that is not a port, or is PORT, stops the server at start with the reason', async () => {
+  const port = await freePort();
+  const start = async (metricsPort: string) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      env: { ...process.env, ...TEST_ENV, PORT: String(port), METRICS_PORT: metricsPort },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    return [code, stderr] as const;
+  };
+  const outcomes = await Promise.all(['9x', '70000', String(port)].map(start));
+  expect(outcomes).toEqual([
+    [2, expect.stringContaining('METRICS_PORT: must be a whole number')],
+    [2, expect.stringMatching(/METRICS_PORT: .*65535/)],
+    [2, expect.stringContaining('METRICS_PORT: must differ from PORT')],
+  ]);
+  for (const [, stderr] of outcomes) expect(stderr).not.toMatch(/\n\s+at /);
+});
