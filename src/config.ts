@@ -1,6 +1,7 @@
 // The only reader of process.env: environment → one typed, validated Config.
 import path from 'node:path';
 import { z } from 'zod';
+import type { PasswordPolicy } from './accounts/password-policy.js';
 import type { ThrottlePolicy } from './accounts/sign-in-throttle.js';
 import { unshowable } from './display-text.js';
 import type { EncryptionKeySource } from './keys/sealed-secrets.js';
@@ -110,6 +111,8 @@ const schema = z.object({
   ARGON2_MEMORY_KIB: integer(19456, 1024, 4194304),
   ARGON2_TIME_COST: integer(2, 1, 100),
   ARGON2_PARALLELISM: integer(1, 1, 64),
+  // At most 64: NIST SP 800-63B has every verifier accept passwords of 64 characters.
+  PASSWORD_MIN_LENGTH: integer(8, 8, 64),
   ACCESS_TOKEN_TTL: duration('1h'),
   ID_TOKEN_TTL: duration('1h'),
   REFRESH_TOKEN_TTL: duration('14d'),
@@ -156,6 +159,7 @@ export interface Config {
   encryption: EncryptionKeySource;
   signingAlg: 'ES256' | 'EdDSA';
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
+  passwordPolicy: PasswordPolicy;
   ttl: {
     accessToken: number;
     idToken: number;
@@ -200,6 +204,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       : { kind: 'file', path: path.resolve(e.ENCRYPTION_KEY_FILE ?? path.join(e.DATA_DIR, 'encryption.key')) },
     signingAlg: e.SIGNING_ALG,
     argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
+    passwordPolicy: { minLength: e.PASSWORD_MIN_LENGTH },
     ttl: {
       accessToken: e.ACCESS_TOKEN_TTL,
       idToken: e.ID_TOKEN_TTL,

@@ -69,7 +69,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
   return {
     config,
     database,
-    accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2)),
+    accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2), config.passwordPolicy),
     signInThrottle: new SignInThrottle(database.sql, config.signInThrottle, sealer.keyedDigest('sign-in throttle keys v1')),
     deviceCookies: new DeviceCookies(sealer.keyedDigest('device cookies v1')),
     apis: new Apis(database.prisma),

@@ -1,6 +1,6 @@
 // People who sign in: create, verify a password, and the claims oidc-provider asks for.
 import { randomUUID } from 'node:crypto';
-import { CONTROL_CHARACTERS, UNSHOWABLE } from '../display-text.js';
+import { UNSHOWABLE } from '../display-text.js';
 import type { Account, FindAccount } from 'oidc-provider';
 import { sha256 } from '../persistence/hash.js';
 import { Batcher } from '../persistence/batcher.js';
@@ -8,6 +8,7 @@ import type { Database, Prisma, Sql } from '../persistence/database.js';
 import { NotifiedCache } from '../persistence/notified-cache.js';
 import { storable } from '../persistence/nul.js';
 import type { PasswordHasher } from './passwords.js';
+import { passwordProblem, type PasswordPolicy } from './password-policy.js';
 
 export class AccountError extends Error {
   override name = 'AccountError';
@@ -41,8 +42,6 @@ export interface UserListing extends UserView {
 /** What ending a user's access removed, by kind of provider artifact (Session, Grant, RefreshToken, ...). */
 export type Removed = Record<string, number>;
 
-const MIN_PASSWORD_LENGTH = 8;
-const MAX_PASSWORD_LENGTH = 1024;
 const MAX_NAME_LENGTH = 200;
 // What a browser lets a person type into the sign-in form's type=email field
 // (the HTML Standard's valid e-mail address): an address outside it could
@@ -108,6 +107,7 @@ export class Accounts {
     private readonly prisma: Prisma,
     private readonly sql: Sql,
     private readonly hasher: PasswordHasher,
+    private readonly passwordPolicy: PasswordPolicy,
   ) {
     this.byId = new Batcher(async (entries) => {
       const { rows } = await sql.query<AccountRow>(FIND_ACCOUNTS, [entries.map(([id]) => id)]);
@@ -127,7 +127,7 @@ export class Accounts {
 
   async create(input: NewUser): Promise<UserView> {
     const email = checkEmail(input.email);
-    checkPassword(input.password);
+    await this.checkNewPassword(input.password, email);
     const name = input.name?.trim() || null;
     checkName(name);
     await this.assertEmailFree(email);
@@ -142,6 +142,11 @@ export class Accounts {
       },
       select: { id: true, email: true, name: true, emailVerified: true },
     });
+  }
+
+  private async checkNewPassword(password: string, email: string): Promise<void> {
+    const problem = await passwordProblem(password, email, this.passwordPolicy);
+    if (problem) throw new AccountError(problem);
   }
 
   async list(): Promise<UserListing[]> {
@@ -186,8 +191,8 @@ export class Accounts {
    * Consents and the tokens issued under them stay (revokeAccess takes those).
    */
   async setPassword(who: string, password: string): Promise<{ user: UserView; removed: Removed }> {
-    checkPassword(password);
     const user = await this.resolve(who);
+    await this.checkNewPassword(password, user.email);
     const hash = await this.hasher.hash(password);
     const [, , rows] = await this.prisma.$transaction([
       this.prisma.password.upsert({ where: { userId: user.id }, update: { hash }, create: { userId: user.id, hash } }),
@@ -358,14 +363,6 @@ function checkEmail(input: string): string {
   if (email.length > 254) throw new AccountError('an email address has at most 254 characters');
   if (!EMAIL.test(email)) throw new AccountError(`"${input}" is not an email address`);
   return email;
-}
-
-function checkPassword(password: string): void {
-  if (password.length < MIN_PASSWORD_LENGTH) throw new AccountError(`the password must be at least ${MIN_PASSWORD_LENGTH} characters`);
-  // Longer than the sign-in form carries (form-body.ts), or with characters
-  // no one can type into it: a password no one could ever sign in with.
-  if (password.length > MAX_PASSWORD_LENGTH) throw new AccountError(`the password must be at most ${MAX_PASSWORD_LENGTH} characters`);
-  if (CONTROL_CHARACTERS.test(password)) throw new AccountError('the password must not contain control characters');
 }
 
 /** A person's display name: shown on consent pages and in ID tokens. */

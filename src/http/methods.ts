@@ -3,10 +3,11 @@
 import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
 
-/** What an address takes, and whether a browser is sent there (its errors are pages). */
+/** What an address takes, whether a browser is sent there (its errors are pages), and whether the provider answers CORS there. */
 export interface Address {
   methods: string[];
   page: boolean;
+  cors: boolean;
 }
 
 /**
@@ -27,8 +28,9 @@ export function routePattern(provider: Provider, route: string, suffix = ''): Re
  */
 export function allowedMethodsOf(provider: Provider): (path: string) => Address | undefined {
   const at = (route: string, suffix = '') => routePattern(provider, route, suffix);
-  const page = (methods: string[]) => ({ methods, page: true });
-  const api = (methods: string[]) => ({ methods, page: false });
+  // A browser navigates to a page; only the provider's JSON endpoints answer other origins.
+  const page = (methods: string[]) => ({ methods, page: true, cors: false });
+  const api = (methods: string[], cors = true) => ({ methods, page: false, cors });
   const table: [RegExp, Address][] = [
     [at('authorization'), page(['GET', 'POST'])],
     [at('authorization', '/[^/]+'), page(['GET'])],
@@ -44,21 +46,24 @@ export function allowedMethodsOf(provider: Provider): (path: string) => Address 
     [/^\/\.well-known\/(openid-configuration|oauth-authorization-server)\/?$/i, api(['GET'])],
     [/^\/interaction\/[^/]+\/?$/i, page(['GET'])],
     [/^\/interaction\/[^/]+\/(login|select|confirm|abort)\/?$/i, page(['POST'])],
-    [/^\/(healthz|readyz)$/, api(['GET'])], // health.ts: these paths exactly
+    [/^\/(healthz|readyz)$/, api(['GET'], false)], // health.ts: these paths exactly
   ];
   return (path) => table.find(([pattern]) => pattern.test(path))?.[1];
 }
 
 /**
- * OPTIONS that is not a CORS preflight (those the provider answers where it
- * allows CORS): what the address takes, in Allow (RFC 9110 §9.3.7). The
+ * OPTIONS: what the address takes, in Allow (RFC 9110 §9.3.7). The
  * provider's CORS routes would otherwise end such a request with a bare 404.
+ * A CORS preflight goes to the provider where it answers CORS; elsewhere (the
+ * pages, the health probes) it gets the same answer without any
+ * Access-Control-* header, which the browser reads as a refusal (a 405
+ * there would contradict the Allow it carries).
  */
 export function answerOptions(addresses: (path: string) => Address | undefined): Middleware {
   return (ctx, next) => {
-    if (ctx.method !== 'OPTIONS' || (ctx.get('Origin') && ctx.get('Access-Control-Request-Method'))) return next();
+    if (ctx.method !== 'OPTIONS') return next();
     const address = addresses(ctx.path);
-    if (!address) return next();
+    if (!address || (address.cors && ctx.get('Origin') && ctx.get('Access-Control-Request-Method'))) return next();
     ctx.status = 204;
     ctx.set('Allow', [...withHead(address.methods), 'OPTIONS'].join(', '));
     return undefined;

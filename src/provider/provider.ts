@@ -414,6 +414,11 @@ function followTheStandards(ctx: KoaContextWithOIDC): void {
   } else if (route === 'revocation') {
     // As every other answer to a client's credentials: nothing for a cache to keep.
     ctx.set('Cache-Control', 'no-store');
+    // RFC 7009 §2.2: a 200 with nothing in it. The library's empty body went
+    // out as text/plain (Koa's type for a string), which clients that accept
+    // no content type but JSON refuse (oidc-client-ts's revokeTokens, and
+    // with it its sign-out, which stopped short of /session/end).
+    if (ctx.status === 200 && ctx.body === '') ctx.remove('Content-Type');
   }
   useInvalidClientWithoutCredentials(ctx);
 }

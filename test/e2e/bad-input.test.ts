@@ -560,6 +560,17 @@ describe('other endpoints', () => {
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    // Where the provider answers no CORS, a preflight gets what the address
+    // takes and no Access-Control-* header (a refusal to the browser), not a
+    // 405 contradicting its own Allow.
+    for (const [path, allow] of cases.filter(([path]) => /^\/(auth|session|interaction|healthz)/.test(path))) {
+      const refused = await fetch(`${pc.issuer}${path}`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' },
+      });
+      expect([path, refused.status, refused.headers.get('allow')]).toEqual([path, 204, allow]);
+      expect([...refused.headers.keys()].filter((name) => name.startsWith('access-control-'))).toEqual([]);
+    }
     expect((await fetch(`${pc.issuer}/tokens`, { method: 'OPTIONS' })).status).toBe(404);
   });
 

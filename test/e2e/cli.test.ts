@@ -408,7 +408,7 @@ describe('portcullis user', () => {
     const emails = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { email: string }[]).map((user) => user.email);
     for (const refused of ['long@example.com', 'nul@example.com', 'bytes@example.com', 'name@example.com']) expect(emails).not.toContain(refused);
     // At the limits, and with the address forms a browser sends, it works.
-    const fine = await create("o'neil+tag@mail.example-host.org", `${'p'.repeat(1024)}\n`, 'N'.repeat(200));
+    const fine = await create("o'neil+tag@mail.example-host.org", `${'a pass phrase '.repeat(80).slice(0, 1024)}\n`, 'N'.repeat(200));
     expect(fine.code, fine.stderr).toBe(0);
   });
 });
@@ -767,6 +767,38 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     expect(short.code).toBe(1);
     expect(short.stderr).toContain('at least 8 characters');
     expect(await tryPassword(rp, 'lena@example.com', 'lenas password')).toBe(200);
+  });
+
+  it('refuses a password attackers try first (in any case), the email or one character repeated, and set-password changes nothing then', async () => {
+    const refusals: [string, string, string][] = [
+      ['ivy@example.com', 'Password1', 'most commonly used'],
+      ['ivy@example.com', 'ILOVEYOU', 'most commonly used'],
+      ['ivy@example.com', 'qwertyuiop', 'most commonly used'],
+      ['ivy@example.com', 'IVY@example.com', 'must not be the email address'],
+      ['oliver.stone@example.com', 'Oliver.Stone', 'must not be the email address'],
+      ['ivy@example.com', 'zzzzzzzzzzzz', 'one character repeated'],
+    ];
+    for (const [email, password, message] of refusals) {
+      const result = await pc.cli(['user', 'create', '--email', email, '--password-stdin'], `${password}\n`);
+      expect([password, result.code, result.stderr]).toEqual([password, 1, expect.stringContaining(message)]);
+    }
+    expect((await pc.cli(['user', 'list', '--json'])).stdout).not.toContain('ivy@example.com');
+    // Not on the list, though made of words that are.
+    expect((await pc.cli(['user', 'create', '--email', 'ivy@example.com', '--password-stdin'], 'ivy loves qwerty\n')).code).toBe(0);
+
+    const common = await pc.cli(['user', 'set-password', 'lena@example.com', '--password-stdin'], 'letmein1\n');
+    expect([common.code, common.stderr]).toEqual([1, expect.stringContaining('most commonly used')]);
+    expect(await tryPassword(rp, 'lena@example.com', 'lenas password')).toBe(200);
+  });
+
+  it('PASSWORD_MIN_LENGTH raises the minimum for new passwords, and may not go below 8', async () => {
+    const strict = { ...pc.env, PASSWORD_MIN_LENGTH: '12' };
+    const short = await runCli(['user', 'create', '--email', 'pia@example.com', '--password-stdin'], strict, 'pias secret\n');
+    expect([short.code, short.stderr]).toEqual([1, expect.stringContaining('at least 12 characters')]);
+    expect((await runCli(['user', 'create', '--email', 'pia@example.com', '--password-stdin'], strict, 'pias secrets\n')).code).toBe(0);
+    const lax = await runCli(['user', 'list'], { ...pc.env, PASSWORD_MIN_LENGTH: '6' });
+    expect(lax.code).not.toBe(0);
+    expect(lax.stderr).toContain('PASSWORD_MIN_LENGTH');
   });
 });
 

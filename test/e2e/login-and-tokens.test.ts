@@ -146,6 +146,22 @@ describe('introspection and revocation', () => {
     await expect(oidc.fetchUserInfo(rp, tokens.access_token, tokens.claims()!.sub)).rejects.toBeDefined();
   });
 
+  it('revocation answers 200 with an empty body and no content type (RFC 7009 §2.2), known token or not', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid', alice);
+    for (const token of [tokens.access_token, 'not-a-token-of-ours']) {
+      const response = await fetch(`${rp.serverMetadata().revocation_endpoint}`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          authorization: `Basic ${Buffer.from(`${app.client_id}:${app.client_secret}`).toString('base64')}`,
+        },
+        body: new URLSearchParams({ token }),
+      });
+      expect([response.status, response.headers.get('content-type'), await response.text()]).toEqual([200, null, '']);
+    }
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+  });
+
   it('revoking a refresh token ends the tokens issued with it, and the consent', async () => {
     const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
     await oidc.tokenRevocation(rp, tokens.refresh_token!);
