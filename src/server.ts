@@ -78,6 +78,12 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys, metrics });
     const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, deviceCookies: services.deviceCookies, apis: services.apis, logger, sql: services.database.sql, inFlight, metrics });
 
+    // First: an instance whose metrics cannot listen (the port taken) stops
+    // before it serves anyone.
+    if (metrics && config.metrics) {
+      metricsServer = await startMetricsServer(metrics, config.metrics, logger);
+      logger.info('metrics listening', { url: metricsServer.url });
+    }
     server = http.createServer(
       {
         // A request is a form or a query of at most a few KiB (bodies stop at
@@ -133,11 +139,6 @@ export async function startServer(config: Config, logger: Logger = createLogger(
         file: config.encryption.path,
         key: services.sealer.sealingKeyId,
       });
-    }
-
-    if (metrics && config.metrics) {
-      metricsServer = await startMetricsServer(metrics, config.metrics, logger);
-      logger.info('metrics listening', { url: metricsServer.url });
     }
 
     const { port } = server.address() as AddressInfo;

@@ -29,10 +29,15 @@ function commonPasswords(): Promise<Set<string>> {
 
 /** Why `password` may not be set for the account with `email`; undefined when it may. */
 export async function passwordProblem(password: string, email: string, policy: PasswordPolicy): Promise<string | undefined> {
-  if (password.length < policy.minLength) return `the password must be at least ${policy.minLength} characters`;
+  // Characters as NIST counts them (code points): an emoji is one, not two.
+  const length = [...password].length;
+  if (length < policy.minLength) return `the password must be at least ${policy.minLength} characters`;
+  // (The form's limit counts UTF-16 units; no longer than it in those either.)
   if (password.length > MAX_PASSWORD_LENGTH) return `the password must be at most ${MAX_PASSWORD_LENGTH} characters`;
   if (CONTROL_CHARACTERS.test(password)) return 'the password must not contain control characters';
-  const folded = password.toLowerCase();
+  if (/^\s+$/u.test(password)) return 'the password must not be only spaces';
+  // Compatibility forms folded too: full-width "ｐａｓｓｗｏｒｄ１" is "password1".
+  const folded = password.normalize('NFKC').toLowerCase();
   const mailbox = email.toLowerCase();
   if (folded === mailbox || folded === mailbox.slice(0, mailbox.lastIndexOf('@'))) return 'the password must not be the email address or its part before the @';
   if ([...folded].every((character, _, all) => character === all[0])) return 'the password must not be one character repeated';

@@ -60,8 +60,17 @@ export interface ErrorOut {
   error_description?: string;
 }
 
+/** The error each request's page showed, for the metrics (see shownError). */
+const shownErrors = new WeakMap<object, string>();
+
+/** The error code of the error page rendered for this request, if one was. */
+export function shownError(ctx: object): string | undefined {
+  return shownErrors.get(ctx);
+}
+
 /** Renders the error page for an OAuth-style error, as HTML on ctx. */
 export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, reference?: string): void {
+  shownErrors.set(ctx, out.error);
   const known = explanations[out.error];
   const explanation = known ?? {
     heading: 'We could not complete your request',

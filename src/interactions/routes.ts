@@ -157,7 +157,6 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         // ECONNRESET): nothing to answer, nothing wrong here.
         logger.info('interaction request aborted by the client', { path: loggedPath(ctx.path) });
       } else if (isDatabaseUnreachable(error)) {
-        metrics?.databaseUnreachable();
         logger.error('database unreachable', { route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
         renderUnavailablePage(ctx, page(ctx));
       } else {

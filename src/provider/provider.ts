@@ -4,6 +4,7 @@ import { hash, timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
 import Provider, { errors, type AdapterPayload, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
+import { shownError } from '../http/error-pages.js';
 import { routePattern } from '../http/methods.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { sha256 } from '../persistence/hash.js';
@@ -105,7 +106,14 @@ export function createProvider(services: ProviderServices): Provider {
     provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
       if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
       else if (isDpopReplay(error)) dpopReplays.add(ctx);
-      services.metrics?.oauthError(ctx.oidc?.route ?? 'other', (error as { error?: unknown }).error);
+    });
+  }
+  // An authorization error sent back to the client (a redirect, or form_post)
+  // leaves no error in the response's status or body: the metrics take it
+  // from here (see countRequests).
+  if (services.metrics) {
+    provider.on('authorization.error', (ctx: KoaContextWithOIDC, error: { error?: unknown }) => {
+      if (typeof error.error === 'string') authorizationErrors.set(ctx, error.error);
     });
   }
 
@@ -121,11 +129,11 @@ export function createProvider(services: ProviderServices): Provider {
     services.metrics?.grantRevoked(replayed ? 'replay' : 'other');
   });
   provider.on('server_error', (ctx, error) => {
-    services.metrics?.oauthError(ctx.oidc?.route ?? 'other', isDatabaseUnreachable(error) ? 'temporarily_unavailable' : 'server_error');
     if (isDatabaseUnreachable(error)) {
-      // Expected while the database is away: one line, without a stack.
+      // Expected while the database is away: one line, without a stack, once
+      // per request (the session saved after a route fails again after it).
+      if (unreachable.has(ctx)) return;
       unreachable.add(ctx);
-      services.metrics?.databaseUnreachable();
       services.logger.error('database unreachable', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}` });
       return;
     }
@@ -351,10 +359,16 @@ function laxCookiesOverHttp(provider: Provider): void {
   });
 }
 
+/** The error of an authorization request answered by sending it back to the client. */
+const authorizationErrors = new WeakMap<object, string>();
+
 /**
  * Times every request, from the outermost of our middleware to the response
- * Koa is about to send (its status final, deferred writes settled), and
- * counts successful token responses by grant type.
+ * Koa is about to send, and counts what that response says: a token issued,
+ * or an OAuth error. Taken from the response itself, status final and
+ * deferred writes settled, rather than from the library's events, which
+ * name errors our corrections then replace (followTheStandards), fire twice
+ * for one answer, or not at all for some routes.
  */
 function countRequests(metrics: Metrics): Koa.Middleware {
   return async (ctx, next) => {
@@ -363,11 +377,26 @@ function countRequests(metrics: Metrics): Koa.Middleware {
       await next();
     } finally {
       const oidc = (ctx as unknown as KoaContextWithOIDC).oidc;
-      const route = oidc?.route ?? (ctx.path.startsWith('/interaction/') ? 'interaction' : ctx.path === '/healthz' || ctx.path === '/readyz' ? 'health' : 'other');
+      const route = oidc?.route ?? (/^\/interaction\//i.test(ctx.path) ? 'interaction' : ctx.path === '/healthz' || ctx.path === '/readyz' ? 'health' : 'other');
       metrics.request(route, ctx.status, (performance.now() - started) / 1000);
       if (route === 'token' && ctx.status === 200) metrics.tokenIssued(oidc?.params?.grant_type);
+      const error = answeredError(ctx, route);
+      if (error) {
+        metrics.oauthError(route, error);
+        if (ctx.status === 503 && error === 'temporarily_unavailable') metrics.databaseUnreachable();
+      }
     }
   };
+}
+
+/** The OAuth error code a response carries: in its JSON, on its page, or sent back to the client. */
+function answeredError(ctx: Koa.Context, route: string): string | undefined {
+  if (ctx.status >= 400) {
+    const body = ctx.body as { error?: unknown } | null | undefined;
+    if (body && typeof body === 'object' && !Buffer.isBuffer(body) && typeof body.error === 'string') return body.error;
+    return shownError(ctx);
+  }
+  return route === 'authorization' || route === 'resume' ? authorizationErrors.get(ctx) : undefined;
 }
 
 /** The scheme and authority of a request target in absolute form. */

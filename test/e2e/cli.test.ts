@@ -777,6 +777,11 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
       ['ivy@example.com', 'IVY@example.com', 'must not be the email address'],
       ['oliver.stone@example.com', 'Oliver.Stone', 'must not be the email address'],
       ['ivy@example.com', 'zzzzzzzzzzzz', 'one character repeated'],
+      // Full-width letters and digits are the same password to anyone typing it.
+      ['ivy@example.com', 'ｐａｓｓｗｏｒｄ１', 'most commonly used'],
+      // Four characters (eight UTF-16 units).
+      ['ivy@example.com', '😀😁😀😁', 'at least 8 characters'],
+      ['ivy@example.com', '  \u3000  \u3000  ', 'only spaces'],
     ];
     for (const [email, password, message] of refusals) {
       const result = await pc.cli(['user', 'create', '--email', email, '--password-stdin'], `${password}\n`);

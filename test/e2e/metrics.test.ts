@@ -10,19 +10,26 @@ import { freePort, startPortcullis, TEST_ENV, type TestPortcullis } from '../sup
 import { allow, authorizationRequest, discover, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
-/** Samples of a Prometheus text exposition: `name{labels}` → value. */
+/** A sample line of the text format: a metric name, its labels (quoted values, escapes allowed), a value. */
+const SAMPLE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$/;
+
+/** Samples of a Prometheus text exposition: `name{labels}` → value; every line must be a comment or a valid sample. */
 async function scrape(url: string): Promise<Map<string, number>> {
   const response = await fetch(url);
   expect(response.status).toBe(200);
   expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
   const samples = new Map<string, number>();
   for (const line of (await response.text()).split('\n')) {
-    if (!line || line.startsWith('#')) continue;
+    if (!line || /^# (HELP|TYPE) /.test(line)) continue;
+    expect(line).toMatch(SAMPLE);
     const at = line.lastIndexOf(' ');
     samples.set(line.slice(0, at), Number(line.slice(at + 1)));
   }
   return samples;
 }
+
+/** The sum of every sample whose series begins with `prefix`. */
+const total = (samples: Map<string, number>, prefix: string) => [...samples].filter(([series]) => series.startsWith(prefix)).reduce((sum, [, value]) => sum + value, 0);
 
 const count = (samples: Map<string, number>, series: string) => samples.get(series) ?? 0;
 
@@ -118,9 +125,37 @@ describe('with METRICS_PORT', () => {
     expect(grew('portcullis_tokens_issued_total{grant_type="authorization_code"}')).toBe(1);
     expect(grew('portcullis_tokens_issued_total{grant_type="refresh_token"}')).toBe(1);
     expect(grew('portcullis_oauth_errors_total{endpoint="token",error="invalid_grant"}')).toBe(1);
-    expect(grew('portcullis_grants_revoked_total{reason="replay"}')).toBe(1);
+    expect(grew('portcullis_grant_revocations_total{reason="replay"}')).toBe(1);
     expect(grew('portcullis_http_request_duration_seconds_count{route="interaction",status="200"}')).toBeGreaterThan(0);
     expect(grew('portcullis_http_request_duration_seconds_count{route="authorization",status="303"}')).toBe(2);
+  });
+
+  it('counts the error each response carries once, as the client got it, whatever the library named', async () => {
+    const machine = await pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'] });
+    const spa = await pc.createClient({ name: 'Single page', redirectUris: [REDIRECT_URI], public: true });
+    const basic = (client: { client_id: string; client_secret?: string }) => `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`;
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const before = await scrape(metricsUrl);
+
+    // The library says invalid_request; the client is told unauthorized_client (RFC 6749 §5.2).
+    const unauthorized = await fetch(`${pc.issuer}/token`, { method: 'POST', headers: { ...form, authorization: basic(machine) }, body: 'grant_type=authorization_code&code=x&redirect_uri=x' });
+    expect([unauthorized.status, ((await unauthorized.json()) as { error: string }).error]).toEqual([400, 'unauthorized_client']);
+    // Refused by us after the library let it through: no event at all.
+    const introspected = await fetch(`${pc.issuer}/token/introspection`, { method: 'POST', headers: form, body: `token=x&client_id=${spa.client_id}` });
+    expect(introspected.status).toBe(401);
+    // Two events (the response type, then the redirect URI) for one error page.
+    const page = await fetch(`${pc.issuer}/auth?client_id=${machine.client_id}&response_type=nonsense&scope=openid&redirect_uri=https%3A%2F%2Fevil.example%2F`);
+    expect(page.status).toBe(400);
+    // An error page of a route whose errors have no event.
+    expect((await fetch(`${pc.issuer}/session/end/success?client_id=nobody`)).status).toBe(400);
+
+    const after = await scrape(metricsUrl);
+    const grew = (series: string) => count(after, series) - count(before, series);
+    expect(grew('portcullis_oauth_errors_total{endpoint="token",error="unauthorized_client"}')).toBe(1);
+    expect(grew('portcullis_oauth_errors_total{endpoint="token",error="invalid_request"}')).toBe(0);
+    expect(grew('portcullis_oauth_errors_total{endpoint="introspection",error="invalid_client"}')).toBe(1);
+    expect(total(after, 'portcullis_oauth_errors_total{endpoint="authorization"') - total(before, 'portcullis_oauth_errors_total{endpoint="authorization"')).toBe(1);
+    expect(total(after, 'portcullis_oauth_errors_total{endpoint="end_session_success"') - total(before, 'portcullis_oauth_errors_total{endpoint="end_session_success"')).toBe(1);
   });
 
   it('counts a denied consent, and not a cancelled sign-in, as a decision', async () => {
@@ -139,6 +174,9 @@ describe('with METRICS_PORT', () => {
 
     const after = await scrape(metricsUrl);
     expect(count(after, 'portcullis_consents_total{decision="deny"}') - count(before, 'portcullis_consents_total{decision="deny"}')).toBe(1);
+    // Both went back to the client as access_denied: errors too, though no status says so.
+    const denied = 'portcullis_oauth_errors_total{endpoint="resume",error="access_denied"}';
+    expect(count(after, denied) - count(before, denied)).toBe(2);
   });
 });
 
