@@ -4,7 +4,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { dbRelay } from '../support/db-relay.js';
-import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { REDIRECT_URI } from '../support/relying-party.js';
 
 let pc: TestPortcullis;
@@ -104,22 +104,33 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database that is down or 
   const url = new URL(pc.env.DATABASE_URL!);
   url.port = String(relay.port);
   // A second instance on the same database, reaching it through the relay.
-  const other = await startPortcullis({ DATABASE_URL: url.toString(), DATABASE_TIMEOUT: '2s' }, pc.database);
-  const authorize = () =>
-    fetch(`${other.issuer}/auth?${new URLSearchParams({ client_id: web.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`, {
+  const other = await startPortcullis({ DATABASE_URL: url.toString(), DATABASE_TIMEOUT: '2s', METRICS_PORT: String(await freePort()) }, pc.database);
+  // Every 503 the clients see, to be counted and logged once each.
+  let unavailable = 0;
+  const seen = (response: Response) => {
+    if (response.status === 503) unavailable++;
+    return response;
+  };
+  const authorize = async () =>
+    seen(await fetch(`${other.issuer}/auth?${new URLSearchParams({ client_id: web.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`, {
       headers: { accept: 'text/html' },
       redirect: 'manual',
-    });
+    }));
+  const clientCredentials = async () => {
+    const answer = await other.clientCredentials(robot);
+    if (answer.status === 503) unavailable++;
+    return answer;
+  };
   try {
-    expect((await other.clientCredentials(robot)).status).toBe(200);
+    expect((await clientCredentials()).status).toBe(200);
     for (const takeAway of [() => relay.cut(), () => relay.freeze()]) {
       takeAway();
       let started = Date.now();
-      const token = await fetch(`${other.issuer}/token`, {
+      const token = seen(await fetch(`${other.issuer}/token`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}` },
         body: 'grant_type=client_credentials',
-      });
+      }));
       expect(token.status).toBe(503);
       expect(token.headers.get('retry-after')).toBe('5');
       expect(await token.json()).toMatchObject({ error: 'temporarily_unavailable' });
@@ -136,13 +147,16 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database that is down or 
       relay.restore();
       const deadline = Date.now() + 15_000;
       let status = 0;
-      while ((status = (await other.clientCredentials(robot)).status) !== 200 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+      while ((status = (await clientCredentials()).status) !== 200 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
       expect(status).toBe(200);
       expect((await authorize()).status).toBe(303);
     }
-    // Logged as what it is, without a stack trace.
-    expect(other.errors.some((line) => line.includes('database unreachable'))).toBe(true);
+    // Logged as what it is, without a stack trace, and counted: once for each 503.
+    expect(unavailable).toBeGreaterThanOrEqual(4);
+    expect(other.errors.filter((line) => line.includes('database unreachable'))).toHaveLength(unavailable);
     expect(other.errors.filter((line) => line.includes('database unreachable') && line.includes('    at '))).toEqual([]);
+    const metrics = await (await fetch(other.server.metricsUrl!)).text();
+    expect(metrics).toContain(`\nportcullis_database_unreachable_total ${unavailable}\n`);
   } finally {
     await other.close();
     await relay.close();
