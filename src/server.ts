@@ -100,7 +100,8 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       },
       app,
     );
-    answerClientErrors(server);
+    // Every such refusal says invalid_request (client-errors.ts).
+    answerClientErrors(server, metrics ? () => metrics.oauthError('other', 'invalid_request') : undefined);
     // Keep-alive must outlast common proxies' idle timeouts.
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {

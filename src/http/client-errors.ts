@@ -45,8 +45,10 @@ export function refusalResponse(code: string | undefined): string {
  * Answers the parser's refusals with a body. As Node's default does, nothing
  * is written where a response has already begun on the connection (it would
  * corrupt it) or the client is gone; the connection is closed either way.
+ * `answered` hears of each refusal sent (for the metrics: no Koa middleware
+ * sees these requests).
  */
-export function answerClientErrors(server: Server): void {
+export function answerClientErrors(server: Server, answered: () => void = () => undefined): void {
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
     const responding = socket._httpMessage?.headersSent === true;
     if (error.code === 'ECONNRESET' || !socket.writable || responding) {
@@ -54,5 +56,6 @@ export function answerClientErrors(server: Server): void {
       return;
     }
     socket.end(refusalResponse(error.code), () => socket.destroy());
+    answered();
   });
 }

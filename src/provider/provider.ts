@@ -389,12 +389,17 @@ function countRequests(metrics: Metrics): Koa.Middleware {
   };
 }
 
-/** The OAuth error code a response carries: in its JSON, on its page, or sent back to the client. */
+/**
+ * The OAuth error code a response carries: in its JSON, on its error page,
+ * or sent back to the client (by redirect, or by form_post, whose page keeps
+ * the error's status).
+ */
 function answeredError(ctx: Koa.Context, route: string): string | undefined {
   if (ctx.status >= 400) {
     const body = ctx.body as { error?: unknown } | null | undefined;
     if (body && typeof body === 'object' && !Buffer.isBuffer(body) && typeof body.error === 'string') return body.error;
-    return shownError(ctx);
+    const shown = shownError(ctx);
+    if (shown) return shown;
   }
   return route === 'authorization' || route === 'resume' ? authorizationErrors.get(ctx) : undefined;
 }

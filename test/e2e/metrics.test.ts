@@ -33,6 +33,11 @@ const total = (samples: Map<string, number>, prefix: string) => [...samples].fil
 
 const count = (samples: Map<string, number>, series: string) => samples.get(series) ?? 0;
 
+/** How much a series grew between two scrapes. */
+const growth = (before: Map<string, number>, after: Map<string, number>) => (series: string) => count(after, series) - count(before, series);
+
+const basic = (client: { client_id: string; client_secret?: string }) => `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`;
+
 describe('with METRICS_PORT', () => {
   let pc: TestPortcullis;
   let metricsUrl: string;
@@ -73,14 +78,14 @@ describe('with METRICS_PORT', () => {
       method: 'POST',
       headers: {
         'content-type': 'application/x-www-form-urlencoded',
-        authorization: `Basic ${Buffer.from(`${machine.client_id}:${machine.client_secret}`).toString('base64')}`,
+        authorization: basic(machine),
       },
       body: 'grant_type=urn%3Aexample%3Ainvented',
     });
     expect(odd.status).toBe(400);
 
     const after = await scrape(metricsUrl);
-    const grew = (series: string) => count(after, series) - count(before, series);
+    const grew = growth(before, after);
     expect(grew('portcullis_tokens_issued_total{grant_type="client_credentials"}')).toBe(2);
     expect(grew('portcullis_oauth_errors_total{endpoint="token",error="invalid_client"}')).toBe(1);
     expect(grew('portcullis_oauth_errors_total{endpoint="token",error="unsupported_grant_type"}')).toBe(1);
@@ -117,7 +122,7 @@ describe('with METRICS_PORT', () => {
     for (let guess = 0; guess < 3; guess++) await signIn(guesser, other, 'zed@example.com', `guess number ${guess}`);
 
     const after = await scrape(metricsUrl);
-    const grew = (series: string) => count(after, series) - count(before, series);
+    const grew = growth(before, after);
     expect(grew('portcullis_sign_ins_total{outcome="success"}')).toBe(1);
     expect(grew('portcullis_sign_ins_total{outcome="wrong_credentials"}')).toBe(3);
     expect(grew('portcullis_sign_ins_total{outcome="throttled"}')).toBe(1);
@@ -133,7 +138,6 @@ describe('with METRICS_PORT', () => {
   it('counts the error each response carries once, as the client got it, whatever the library named', async () => {
     const machine = await pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'] });
     const spa = await pc.createClient({ name: 'Single page', redirectUris: [REDIRECT_URI], public: true });
-    const basic = (client: { client_id: string; client_secret?: string }) => `Basic ${Buffer.from(`${client.client_id}:${client.client_secret}`).toString('base64')}`;
     const form = { 'content-type': 'application/x-www-form-urlencoded' };
     const before = await scrape(metricsUrl);
 
@@ -148,14 +152,23 @@ describe('with METRICS_PORT', () => {
     expect(page.status).toBe(400);
     // An error page of a route whose errors have no event.
     expect((await fetch(`${pc.issuer}/session/end/success?client_id=nobody`)).status).toBe(400);
+    // Sent back to the client by form_post: a page with the error's status, and the error in a hidden field.
+    const web = await pc.createClient({ name: 'Posted to', redirectUris: [REDIRECT_URI] });
+    const posted = await fetch(`${pc.issuer}/auth?${new URLSearchParams({ client_id: web.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, prompt: 'none', response_mode: 'form_post' })}`);
+    expect([posted.status, await posted.text()]).toEqual([400, expect.stringContaining('value="login_required"')]);
+    // Refused by Node's parser, before any middleware: headers too large.
+    expect((await fetch(`${pc.issuer}/auth?client_id=${'a'.repeat(20_000)}`)).status).toBe(431);
 
     const after = await scrape(metricsUrl);
-    const grew = (series: string) => count(after, series) - count(before, series);
+    const grew = growth(before, after);
     expect(grew('portcullis_oauth_errors_total{endpoint="token",error="unauthorized_client"}')).toBe(1);
     expect(grew('portcullis_oauth_errors_total{endpoint="token",error="invalid_request"}')).toBe(0);
     expect(grew('portcullis_oauth_errors_total{endpoint="introspection",error="invalid_client"}')).toBe(1);
-    expect(total(after, 'portcullis_oauth_errors_total{endpoint="authorization"') - total(before, 'portcullis_oauth_errors_total{endpoint="authorization"')).toBe(1);
+    // The error page (once, for its two events) and the form_post.
+    expect(total(after, 'portcullis_oauth_errors_total{endpoint="authorization"') - total(before, 'portcullis_oauth_errors_total{endpoint="authorization"')).toBe(2);
     expect(total(after, 'portcullis_oauth_errors_total{endpoint="end_session_success"') - total(before, 'portcullis_oauth_errors_total{endpoint="end_session_success"')).toBe(1);
+    expect(grew('portcullis_oauth_errors_total{endpoint="authorization",error="login_required"}')).toBe(1);
+    expect(grew('portcullis_oauth_errors_total{endpoint="other",error="invalid_request"}')).toBe(1);
   });
 
   it('counts a denied consent, and not a cancelled sign-in, as a decision', async () => {
