@@ -74,7 +74,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const clientCache = await new NotifiedCache<AdapterPayload>().listen(services.database, CLIENT_CHANGES_CHANNEL);
     await services.accounts.listenForChanges(services.database);
     // Counted only where someone can read the counts.
-    const metrics = config.metrics ? new Metrics({ pool: services.database.poolStats }).collectProcessMetrics() : undefined;
+    const metrics = config.metrics ? new Metrics({ pool: services.database.poolStats }) : undefined;
     const host = await ProviderHost.create({ config, prisma, sealer: services.sealer, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys, metrics });
     const app = createApp({ config, host, accounts: services.accounts, signInThrottle: services.signInThrottle, deviceCookies: services.deviceCookies, apis: services.apis, logger, sql: services.database.sql, inFlight, metrics });
 

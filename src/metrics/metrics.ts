@@ -4,8 +4,9 @@
 // endpoint, the database pool, and the process itself. Served on a port of
 // its own (metrics/metrics-server.ts), never on the issuer's.
 //
-// Every label takes its values from a fixed list: nothing a client sends
-// (an unknown grant_type, a path) can grow the set of series.
+// Every label but an HTTP status code takes its values from a fixed list:
+// nothing a client sends (an unknown grant_type, a path) can grow the set of
+// series.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { VERSION } from '../version.js';
 
@@ -133,7 +134,9 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** With Node's process metrics too (CPU, memory, event-loop delay, garbage collection). */
   constructor(options: { pool?: () => PoolStats } = {}) {
+    collectDefaultMetrics({ register: this.registry });
     new Gauge({
       name: 'portcullis_build_info',
       help: 'The running version of Portcullis (always 1).',
@@ -162,12 +165,6 @@ export class Metrics {
         },
       });
     }
-  }
-
-  /** Process metrics (CPU, memory, event-loop delay, garbage collection): only for a registry someone reads. */
-  collectProcessMetrics(): this {
-    collectDefaultMetrics({ register: this.registry });
-    return this;
   }
 
   request(route: string, status: number, seconds: number): void {

@@ -48,7 +48,14 @@ export function createProvider(services: ProviderServices): Provider {
   keepBuiltClients(provider, services.clientCache);
   checkReplaysAtomically(provider, new ArtifactAdapter('ReplayDetection', services.sql));
 
-  if (services.metrics) provider.use(countRequests(services.metrics));
+  if (services.metrics) {
+    provider.use(countRequests(services.metrics));
+    // An authorization error sent back to the client (a redirect, or form_post)
+    // leaves no error code in the response's body: countRequests takes it from here.
+    provider.on('authorization.error', (ctx: KoaContextWithOIDC, error: { error?: unknown }) => {
+      if (typeof error.error === 'string') authorizationErrors.set(ctx, error.error);
+    });
+  }
 
   // Runs around every route, before Koa sends what it built: a token response
   // goes out only once the tokens in it are stored, and a failed one stores
@@ -106,14 +113,6 @@ export function createProvider(services: ProviderServices): Provider {
     provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
       if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
       else if (isDpopReplay(error)) dpopReplays.add(ctx);
-    });
-  }
-  // An authorization error sent back to the client (a redirect, or form_post)
-  // leaves no error in the response's status or body: the metrics take it
-  // from here (see countRequests).
-  if (services.metrics) {
-    provider.on('authorization.error', (ctx: KoaContextWithOIDC, error: { error?: unknown }) => {
-      if (typeof error.error === 'string') authorizationErrors.set(ctx, error.error);
     });
   }
 
