@@ -116,6 +116,9 @@ const schema = z.object({
   ACCESS_TOKEN_TTL: duration('1h'),
   ID_TOKEN_TTL: duration('1h'),
   REFRESH_TOKEN_TTL: duration('14d'),
+  // 0: a rotated refresh token presented again is a replay at once. At most
+  // 5 minutes: the window covers a lost response or two tabs, not a second life.
+  REFRESH_TOKEN_REUSE_INTERVAL: duration('0s', { min: 0, max: 300 }),
   AUTHORIZATION_CODE_TTL: duration('60s'),
   SESSION_TTL: duration('14d'),
   INTERACTION_TTL: duration('1h'),
@@ -169,6 +172,12 @@ export interface Config {
     interaction: number;
     grant: number;
   };
+  /**
+   * Seconds after its first use during which a rotated refresh token may be
+   * used again, each use getting tokens of its own (REFRESH_TOKEN_REUSE_INTERVAL);
+   * 0: none, a second use revokes the grant.
+   */
+  refreshTokenReuseInterval: number;
   signInThrottle: ThrottlePolicy;
   keyRefreshInterval: number;
   keyActivationDelay: number;
@@ -214,6 +223,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       interaction: e.INTERACTION_TTL,
       grant: e.GRANT_TTL,
     },
+    refreshTokenReuseInterval: e.REFRESH_TOKEN_REUSE_INTERVAL,
     signInThrottle: {
       maxFailuresPerAccount: e.SIGN_IN_MAX_FAILURES,
       maxFailuresPerAddress: e.SIGN_IN_MAX_FAILURES_PER_ADDRESS,

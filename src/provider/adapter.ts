@@ -68,6 +68,13 @@ interface HeldConsumption {
 
 const atTokenEndpoint = () => Provider.ctx?.oidc?.route === 'token';
 
+const REUSED_WITHIN_INTERVAL = 'reused within interval';
+
+/** Whether this request found a refresh token used before, within its reuse interval (see ArtifactOptions). */
+export function reusedWithinInterval(): boolean {
+  return take<boolean>(REUSED_WITHIN_INTERVAL) === true;
+}
+
 /** The id a session of this request is replacing (see ArtifactAdapter.destroy), until its new id is saved. */
 const REPLACED_SESSION = 'replaced session';
 const REPLACED_SESSION_BY = 'replacing session';
@@ -196,15 +203,28 @@ function sharedWork(sql: Sql): InFlight {
 }
 const inFlight = new WeakMap<Sql, InFlight>();
 
+export interface ArtifactOptions {
+  /**
+   * Seconds after its first use during which a refresh token may be used
+   * again (REFRESH_TOKEN_REUSE_INTERVAL): found as unused, and consumed again
+   * without counting as a replay. 0: never.
+   */
+  refreshTokenReuseInterval?: number;
+}
+
 export class ArtifactAdapter implements Adapter {
   private readonly shared: InFlight;
+  /** This model's reuse interval, in seconds (see ArtifactOptions); 0 for all but refresh tokens. */
+  private readonly reuse: number;
 
   /** `sealer`: seals the pushed request id a stored sign-in in progress names (see withoutLiveIds). */
   constructor(
     private readonly kind: string,
     private readonly sql: Sql,
     private readonly sealer?: PayloadSealer,
+    options: ArtifactOptions = {},
   ) {
+    this.reuse = kind === 'RefreshToken' ? (options.refreshTokenReuseInterval ?? 0) : 0;
     if (kind === 'Interaction' && !sealer) throw new TypeError('an Interaction adapter needs a sealer for the ids its rows keep (see withoutLiveIds)');
     let shared = inFlight.get(sql);
     if (!shared) {
@@ -278,7 +298,8 @@ export class ArtifactAdapter implements Adapter {
     }
     const row = (await this.shared.finder.load(sha256(id))).find((candidate) => candidate.kind === this.kind);
     if (isEndedSession(this.kind, row)) return undefined;
-    const payload = toPayload(row);
+    const payload = toPayload(row, this.reuse);
+    if (payload && row?.consumed_at && !payload.consumed) keep(REUSED_WITHIN_INTERVAL, true);
     if (payload?.grantId && row) {
       keep(
         grantKey(payload.grantId),
@@ -330,7 +351,7 @@ export class ArtifactAdapter implements Adapter {
     if (SINGLE_USE.has(this.kind) && atTokenEndpoint()) {
       const held: HeldConsumption = {};
       const deferred = deferUntilResponse(() => {
-        const { call, marked } = this.shared.writer.consume(this.kind, key);
+        const { call, marked } = this.shared.writer.consume(this.kind, key, this.reuse);
         held.started = { call, marked };
         return this.checkConsumption(key, marked, request);
       });
@@ -339,7 +360,7 @@ export class ArtifactAdapter implements Adapter {
         return;
       }
     }
-    await this.checkConsumption(key, this.shared.writer.consume(this.kind, key).marked, request);
+    await this.checkConsumption(key, this.shared.writer.consume(this.kind, key, this.reuse).marked, request);
   }
 
   /** Fails the request if another consumed the row first: a replay, which revokes the grant. */
@@ -542,9 +563,14 @@ function isEndedSession(kind: string, row: ArtifactRow | undefined): boolean {
   return kind === 'Session' && !!row?.consumed_at;
 }
 
-function toPayload(row: ArtifactRow | undefined): AdapterPayload | undefined {
+/** `reuse`: seconds after its consumption during which a row is found as not consumed (ArtifactOptions). */
+function toPayload(row: ArtifactRow | undefined, reuse = 0): AdapterPayload | undefined {
   if (!row) return undefined;
   // Expired rows may linger until the sweeper runs; they must not be found.
-  if (row.expires_at && row.expires_at.getTime() <= Date.now()) return undefined;
-  return row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload;
+  const now = Date.now();
+  if (row.expires_at && row.expires_at.getTime() <= now) return undefined;
+  // Within the interval the library goes on to consume it again, which the
+  // database, by its own clock, allows or refuses (artifact-writer.ts).
+  if (!row.consumed_at || now - row.consumed_at.getTime() < reuse * 1000) return row.payload;
+  return { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) };
 }

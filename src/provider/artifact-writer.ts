@@ -29,7 +29,7 @@ export interface ArtifactRecord {
 
 type Operation =
   | { op: 'save'; record: ArtifactRecord; requires?: string }
-  | { op: 'consume'; kind: string; id: string };
+  | { op: 'consume'; kind: string; id: string; reuse: number };
 
 const COLUMNS = `kind, id, payload, grant_id, uid, user_code, account_id, client_id, expires_at`;
 // The rows arrive as one JSON array ($1, see rowsJson): each payload is already
@@ -45,17 +45,25 @@ const ON_CONFLICT = `ON CONFLICT (id, kind) DO UPDATE SET
            client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at
          WHERE provider_artifacts.kind <> 'Session' OR provider_artifacts.consumed_at IS NULL`;
 
+// A row not yet consumed, or consumed less than `reuse` seconds ago (a
+// refresh token's reuse interval; the first use's time stays, so reuses do not
+// extend it). Without an interval the test must not compare times at all: a
+// consumption committed by a transaction that started after this one has a
+// later now() than this one's, and would pass for one within any interval.
+const CONSUMABLE = `(a.consumed_at IS NULL OR (u.reuse > 0 AND a.consumed_at > now() - make_interval(secs => u.reuse)))`;
+
 const SQL = {
   save: {
     name: 'artifact-upsert-many',
     text: `INSERT INTO provider_artifacts (${COLUMNS}) SELECT ${COLUMNS} FROM ${ROWS} ${ON_CONFLICT}`,
   },
-  // Marks rows consumed, answering which it marked: a row already consumed is not.
+  // Marks rows consumed, answering which it marked: a row already consumed is
+  // not, unless within its reuse interval (see CONSUMABLE).
   consume: {
     name: 'artifact-consume-many',
-    text: `UPDATE provider_artifacts a SET consumed_at = now()
-           FROM unnest($1::text[], $2::text[]) AS u(id, kind)
-           WHERE a.id = u.id AND a.kind = u.kind AND a.consumed_at IS NULL
+    text: `UPDATE provider_artifacts a SET consumed_at = COALESCE(a.consumed_at, now())
+           FROM unnest($1::text[], $2::text[], $3::int[]) AS u(id, kind, reuse)
+           WHERE a.id = u.id AND a.kind = u.kind AND ${CONSUMABLE}
            RETURNING a.id, a.kind`,
   },
   // Both at once: a row whose save names a consumption (requires_id,
@@ -64,9 +72,9 @@ const SQL = {
   consumeAndSave: {
     name: 'artifact-consume-and-save',
     text: `WITH consumed AS (
-             UPDATE provider_artifacts a SET consumed_at = now()
-             FROM unnest($2::text[], $3::text[]) AS u(id, kind)
-             WHERE a.id = u.id AND a.kind = u.kind AND a.consumed_at IS NULL
+             UPDATE provider_artifacts a SET consumed_at = COALESCE(a.consumed_at, now())
+             FROM unnest($2::text[], $3::text[], $4::int[]) AS u(id, kind, reuse)
+             WHERE a.id = u.id AND a.kind = u.kind AND ${CONSUMABLE}
              RETURNING a.id, a.kind
            ), saved AS (
              INSERT INTO provider_artifacts (${COLUMNS})
@@ -114,16 +122,17 @@ function rowsJson(records: ArtifactRecord[], requires?: ({ id: string; kind: str
   return `[${rows.join(',')}]`;
 }
 
-/** Which consumptions marked their row: those whose row the statement returned. */
-function answer(rows: { id: string; kind: string }[], marks: { call: string; id: string; kind: string }[], answers: Map<string, boolean>): void {
+/** Which consumptions (by call, each with the row it stands for) marked their row: those whose row the statement returned. */
+function answer(rows: { id: string; kind: string }[], calls: Map<string, { id: string; kind: string }>, answers: Map<string, boolean>): void {
   const marked = new Set(rows.map((row) => rowKey(row.kind, row.id)));
-  for (const consume of marks) answers.set(consume.call, marked.has(rowKey(consume.kind, consume.id)));
+  for (const [call, row] of calls) answers.set(call, marked.has(rowKey(row.kind, row.id)));
 }
 
 export class ArtifactWriter {
   // Saves are keyed by row, so two saves of one row in one batch become the
   // later one; consumptions by call, so that two calls for one row in one
-  // batch (a replay racing the legitimate use) cannot both win.
+  // batch (a replay racing the legitimate use) cannot both win, unless within
+  // a refresh token's reuse interval.
   private readonly batcher: Batcher<string, boolean, Operation>;
 
   constructor(private readonly sql: Sql) {
@@ -138,9 +147,9 @@ export class ArtifactWriter {
    * Marks a row consumed. `call` names this consumption for saves that depend
    * on it (saveIfConsumed); the promise says whether this call marked the row.
    */
-  consume(kind: string, id: string): { call: string; marked: Promise<boolean> } {
+  consume(kind: string, id: string, reuse = 0): { call: string; marked: Promise<boolean> } {
     const call = `consume\u0000${rowKey(kind, id)}\u0000${++consumeCalls}`;
-    return { call, marked: this.batcher.load(call, { op: 'consume', kind, id }) };
+    return { call, marked: this.batcher.load(call, { op: 'consume', kind, id, reuse }) };
   }
 
   /**
@@ -155,16 +164,23 @@ export class ArtifactWriter {
   }
 
   private async write(entries: [string, Operation][]): Promise<Map<string, boolean>> {
-    const consumes = entries.flatMap(([call, operation]) => (operation.op === 'consume' ? [{ call, kind: operation.kind, id: operation.id }] : []));
+    const consumes = entries.flatMap(([call, operation]) =>
+      operation.op === 'consume' ? [{ call, kind: operation.kind, id: operation.id, reuse: operation.reuse }] : [],
+    );
     const answers = new Map<string, boolean>();
-    // The first call for a row stands for it; the others lose, and so do the saves that depend on them.
+    // The first call for a row stands for it; the others lose, and so do the
+    // saves that depend on them. Within a reuse interval they are no replay:
+    // they share the first one's fate.
     const standing = new Map<string, (typeof consumes)[number]>();
+    // The calls that may win, each with the consumption that stands for its row.
+    const standingCalls = new Map<string, (typeof consumes)[number]>();
     for (const consume of consumes) {
       const row = rowKey(consume.kind, consume.id);
-      if (standing.has(row)) answers.set(consume.call, false);
-      else standing.set(row, consume);
+      const first = standing.get(row);
+      if (!first) standing.set(row, consume);
+      if (!first || consume.reuse > 0) standingCalls.set(consume.call, first ?? consume);
+      else answers.set(consume.call, false);
     }
-    const standingCalls = new Map([...standing.values()].map((consume) => [consume.call, consume]));
     // In primary-key order, so two batches sharing rows lock them in the same
     // order and cannot deadlock on each other.
     const marks = [...standing.values()].sort(byPrimaryKey);
@@ -179,8 +195,12 @@ export class ArtifactWriter {
     } else if (records.length === 0 || records.some((record) => standing.has(rowKey(record.kind, record.id)))) {
       // Nothing to save, or a row both consumed and saved: one statement may
       // change a row only once, so consume first, then save what still stands.
-      const { rows } = await this.sql.query<{ id: string; kind: string }>(SQL.consume, [marks.map((m) => m.id), marks.map((m) => m.kind)]);
-      answer(rows, marks, answers);
+      const { rows } = await this.sql.query<{ id: string; kind: string }>(SQL.consume, [
+        marks.map((m) => m.id),
+        marks.map((m) => m.kind),
+        marks.map((m) => m.reuse),
+      ]);
+      answer(rows, standingCalls, answers);
       const kept = saves.filter((save) => !save.requires || answers.get(save.requires)).map((save) => save.record);
       if (kept.length > 0) await this.sql.query(SQL.save, [rowsJson(kept)]);
     } else {
@@ -189,8 +209,9 @@ export class ArtifactWriter {
         rowsJson(records, requires),
         marks.map((m) => m.id),
         marks.map((m) => m.kind),
+        marks.map((m) => m.reuse),
       ]);
-      answer(rows, marks, answers);
+      answer(rows, standingCalls, answers);
     }
     return answers;
   }

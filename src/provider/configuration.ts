@@ -82,7 +82,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   }
 
   return {
-    adapter: (name: string) => (name === 'Client' ? clientAdapter : new ArtifactAdapter(name, sql, services.sealer)),
+    adapter: (name: string) =>
+      name === 'Client'
+        ? clientAdapter
+        : new ArtifactAdapter(name, sql, services.sealer, { refreshTokenReuseInterval: config.refreshTokenReuseInterval }),
     clients: [],
     clientDefaults: {
       grant_types: ['authorization_code', 'refresh_token'],
@@ -273,7 +276,9 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     },
     interactions: { policy: interactionPolicyWithAccountSelection(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     // Refresh tokens: with offline_access, for clients allowed the grant; a new
-    // one on every use, and a reused one revokes the grant (RFC 9700 §4.14.2).
+    // one on every use, and a reused one revokes the grant (RFC 9700 §4.14.2),
+    // unless used again within REFRESH_TOKEN_REUSE_INTERVAL of its first use
+    // (a response lost on the way, two tabs at once: see adapter.ts).
     issueRefreshToken: async (_ctx, client, code) =>
       client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     rotateRefreshToken: true,

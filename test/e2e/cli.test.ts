@@ -1268,6 +1268,8 @@ describe('without a running server', () => {
     // Number() read these as ports (0x1068 and 42e2 as 4200); blanks count as unset.
     [{ PORT: '0x1068', DATABASE_POOL_SIZE: '1e1' }, ['PORT', 'decimal digits', 'DATABASE_POOL_SIZE'], []],
     [{ DATABASE_TIMEOUT: '0s' }, ['DATABASE_TIMEOUT', 'shorter than the least allowed'], []],
+    // A reuse interval is a moment's grace, not a second life.
+    [{ REFRESH_TOKEN_REUSE_INTERVAL: '10m' }, ['REFRESH_TOKEN_REUSE_INTERVAL', 'longer than the most allowed, 300 s'], []],
     // Lifetimes that end after year 9999 failed every request storing one (500), and the CLI.
     [
       { PORT: ' ', ACCESS_TOKEN_TTL: '3000000d', GRANT_TTL: '100000000d', KEY_ACTIVATION_DELAY: '300000d' },

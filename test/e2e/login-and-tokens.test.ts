@@ -110,6 +110,67 @@ describe('refresh tokens', () => {
     expect((await logIn(ua, rp, 'openid offline_access', alice)).seen).toEqual(['consent']);
   });
 
+  describe('with REFRESH_TOKEN_REUSE_INTERVAL', () => {
+    // A response lost on the way, or two tabs refreshing at once: the same
+    // refresh token presented again within the interval is no replay.
+    let lenient: TestPortcullis;
+    let lenientRp: oidc.Configuration;
+
+    beforeAll(async () => {
+      lenient = await startPortcullis({ REFRESH_TOKEN_REUSE_INTERVAL: '3s' });
+      await lenient.createUser(alice.email, alice.password);
+      const client = await lenient.createClient({ name: 'Mobile App', redirectUris: [REDIRECT_URI] });
+      lenientRp = await discover(lenient.issuer, client.client_id, client.client_secret);
+    });
+
+    afterAll(async () => {
+      await lenient?.close();
+    });
+
+    const active = async (token: string) => (await oidc.tokenIntrospection(lenientRp, token)).active;
+
+    it('a refresh token used again within the interval gets tokens of its own; past it, a use revokes the grant', async () => {
+      const ua = new UserAgent();
+      const { tokens } = await logIn(ua, lenientRp, 'openid offline_access', alice, { prompt: 'consent' });
+      const first = await oidc.refreshTokenGrant(lenientRp, tokens.refresh_token!);
+      const firstUsed = Date.now();
+      const again = await oidc.refreshTokenGrant(lenientRp, tokens.refresh_token!);
+      expect(again.refresh_token).toBeTruthy();
+      expect(again.refresh_token).not.toBe(first.refresh_token);
+      expect(again.access_token).not.toBe(first.access_token);
+      // Neither use revoked anything: both lines of tokens work.
+      expect(await active(first.access_token)).toBe(true);
+      expect(await active(again.access_token)).toBe(true);
+      const next = await oidc.refreshTokenGrant(lenientRp, first.refresh_token!);
+      expect(lenient.log.some((line) => line.includes('used twice'))).toBe(false);
+      // The second use is in the audit trail, by ids only.
+      const reused = lenient.log.filter((line) => line.includes('"message":"refresh token used again within its reuse interval"'));
+      expect(reused).toHaveLength(1);
+      expect(JSON.parse(reused[0]!)).toMatchObject({ level: 'info', client: lenientRp.clientMetadata().client_id, grant: expect.any(String) });
+
+      // The interval counts from the first use, not from the latest.
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, firstUsed + 3300 - Date.now())));
+      await expect(oidc.refreshTokenGrant(lenientRp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+      for (const refreshToken of [next.refresh_token!, again.refresh_token!]) {
+        await expect(oidc.refreshTokenGrant(lenientRp, refreshToken)).rejects.toMatchObject({ error: 'invalid_grant' });
+      }
+      for (const accessToken of [first.access_token, again.access_token, next.access_token]) expect(await active(accessToken)).toBe(false);
+      expect(lenient.log.some((line) => line.includes('"message":"grant revoked: a code or refresh token was used twice"'))).toBe(true);
+      expect((await logIn(ua, lenientRp, 'openid offline_access', alice)).seen).toEqual(['consent']);
+    });
+
+    it('eight concurrent uses of one refresh token all succeed, and the grant stands', async () => {
+      const ua = new UserAgent();
+      const { tokens } = await logIn(ua, lenientRp, 'openid offline_access', alice, { prompt: 'consent' });
+      const results = await Promise.all(Array.from({ length: 8 }, () => oidc.refreshTokenGrant(lenientRp, tokens.refresh_token!)));
+      expect(new Set(results.map((result) => result.refresh_token)).size).toBe(8);
+      for (const result of results) expect(await active(result.access_token)).toBe(true);
+      await oidc.refreshTokenGrant(lenientRp, results[7]!.refresh_token!);
+      // The consent stands: signing in again asks nothing.
+      expect((await logIn(ua, lenientRp, 'openid offline_access', alice)).seen).toEqual([]);
+    });
+  });
+
   it('a refresh refused for its resource leaves the refresh token usable', async () => {
     const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
     // The library consumes the refresh token before it checks the resource; the failed request must not.

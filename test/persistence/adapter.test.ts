@@ -73,6 +73,37 @@ it('tokens saved on a consumption are stored only if that consumption wins', asy
   expect(await access.find('at-third')).toBeUndefined();
 });
 
+it('within a reuse interval a refresh token is found unused and consumed again, an authorization code never', async () => {
+  const opts = { refreshTokenReuseInterval: 2 };
+  const tokens = new ArtifactAdapter('RefreshToken', db.sql, undefined, opts);
+  const codes = new ArtifactAdapter('AuthorizationCode', db.sql, undefined, opts);
+  const access = new ArtifactAdapter('AccessToken', db.sql);
+  await tokens.upsert('rt-again', { kind: 'RefreshToken', grantId: 'grant-again', jti: 'rt-again' }, 3600);
+  await codes.upsert('code-again', { kind: 'AuthorizationCode', grantId: 'grant-code', jti: 'code-again' }, 3600);
+  await access.upsert('at-again', { kind: 'AccessToken', grantId: 'grant-again', jti: 'at-again' }, 3600);
+  await access.upsert('at-code', { kind: 'AccessToken', grantId: 'grant-code', jti: 'at-code' }, 3600);
+
+  // Three uses at once and one more after them: none of them a replay.
+  await Promise.all([tokens.consume('rt-again'), tokens.consume('rt-again'), tokens.consume('rt-again')]);
+  await tokens.consume('rt-again');
+  const firstUse = Date.now();
+  expect((await tokens.find('rt-again'))!.consumed).toBeUndefined();
+  expect(await access.find('at-again')).toBeDefined();
+
+  // The interval counts from the first use; past it, a use is a replay.
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, firstUse + 2200 - Date.now())));
+  expect((await tokens.find('rt-again'))!.consumed).toBeGreaterThan(0);
+  await expect(tokens.consume('rt-again')).rejects.toMatchObject({ error: 'invalid_grant' });
+  expect(await access.find('at-again')).toBeUndefined();
+
+  // A code is used once, whatever the refresh tokens' interval.
+  const results = await Promise.allSettled([codes.consume('code-again'), codes.consume('code-again')]);
+  expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
+  // The replay revoked its grant, the code with it.
+  expect(await codes.find('code-again')).toBeUndefined();
+  expect(await access.find('at-code')).toBeUndefined();
+});
+
 it('finds what it saved, marks consumption, and forgets destroyed and expired rows', async () => {
   const tokens = refresh();
   await Promise.all([
