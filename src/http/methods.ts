@@ -60,10 +60,20 @@ export function allowedMethodsOf(provider: Provider): (path: string) => Address 
  * there would contradict the Allow it carries).
  */
 export function answerOptions(addresses: (path: string) => Address | undefined): Middleware {
-  return (ctx, next) => {
+  return async (ctx, next) => {
     if (ctx.method !== 'OPTIONS') return next();
     const address = addresses(ctx.path);
-    if (!address || (address.cors && ctx.get('Origin') && ctx.get('Access-Control-Request-Method'))) return next();
+    if (!address || (address.cors && ctx.get('Origin') && ctx.get('Access-Control-Request-Method'))) {
+      await next();
+      // The provider's preflight answer echoes the headers and method asked
+      // for (Access-Control-Allow-Headers, -Methods), and says Vary: Origin
+      // only: a cache must not give it to a preflight asking for others.
+      if (ctx.response.get('Access-Control-Allow-Origin')) {
+        ctx.vary('Access-Control-Request-Headers');
+        ctx.vary('Access-Control-Request-Method');
+      }
+      return;
+    }
     ctx.status = 204;
     ctx.set('Allow', [...withHead(address.methods), 'OPTIONS'].join(', '));
     return undefined;

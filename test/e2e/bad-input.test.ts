@@ -556,10 +556,13 @@ describe('other endpoints', () => {
     }
     const preflight = await fetch(`${pc.issuer}/token`, {
       method: 'OPTIONS',
-      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' },
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'dpop' },
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    // The answer echoes what was asked for, so caches must keep one per question.
+    expect(preflight.headers.get('access-control-allow-headers')).toBe('dpop');
+    expect(preflight.headers.get('vary')).toBe('Origin, Access-Control-Request-Headers, Access-Control-Request-Method');
     // Where the provider answers no CORS, a preflight gets what the address
     // takes and no Access-Control-* header (a refusal to the browser), not a
     // 405 contradicting its own Allow.
