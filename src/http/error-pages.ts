@@ -70,26 +70,42 @@ export function shownError(ctx: object): string | undefined {
 
 /** Renders the error page for an OAuth-style error, as HTML on ctx. */
 export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, reference?: string): void {
-  shownErrors.set(ctx, out.error);
   const known = explanations[out.error];
   const explanation = known ?? {
     heading: 'We could not complete your request',
     message: out.error_description ?? out.error,
     advice: START_AGAIN,
   };
+  // Our own descriptions are safe to show (escaped); internal errors are not.
+  // They are the protocol's words, for the app's developer: beside the
+  // explanation, not in the alert a screen reader announces.
+  const details = known && out.error !== 'server_error' ? out.error_description : undefined;
+  showExplanation(ctx, page, out.error, explanation, { details, reference });
+}
+
+function showExplanation(ctx: Context, page: PageContext, code: string, explanation: Explanation, extra: { details?: string; reference?: string } = {}): void {
+  shownErrors.set(ctx, code);
   ctx.type = 'html';
   ctx.set('Cache-Control', 'no-store');
-  ctx.body = renderPage(page, 'error', {
-    ...explanation,
-    // Our own descriptions are safe to show (escaped); internal errors are not.
-    message: known && out.error !== 'server_error' && out.error_description ? `${explanation.message} (${out.error_description})` : explanation.message,
-    reference,
-  });
+  ctx.body = renderPage(page, 'error', { ...explanation, ...extra });
 }
+
+/**
+ * Someone signing out whom the database fails must not walk away from a
+ * shared computer believing they did (the sign-out page and its confirmation;
+ * /session/end/success comes after the sign-out, and is any other page).
+ */
+const SIGNING_OUT = /^\/session\/end(\/confirm)?\/?$/i;
+const NOT_SIGNED_OUT: Explanation = {
+  heading: 'We cannot sign you out right now',
+  message: 'Part of our service is not answering at the moment, so you are still signed in.',
+  advice: 'Try again in a minute.',
+};
 
 /** The page for a request the database could not serve (see persistence/unreachable.ts): 503, try again. */
 export function renderUnavailablePage(ctx: Context, page: PageContext): void {
   ctx.status = 503;
   ctx.set('Retry-After', UNREACHABLE_RETRY_AFTER);
-  renderErrorPage(ctx, page, { error: 'temporarily_unavailable' });
+  if (SIGNING_OUT.test(ctx.path)) showExplanation(ctx, page, 'temporarily_unavailable', NOT_SIGNED_OUT);
+  else renderErrorPage(ctx, page, { error: 'temporarily_unavailable' });
 }

@@ -45,7 +45,8 @@ export function allowedMethodsOf(provider: Provider): (path: string) => Address 
     [at('end_session', '/success'), page(['GET'])],
     [/^\/\.well-known\/(openid-configuration|oauth-authorization-server)\/?$/i, api(['GET'])],
     [/^\/interaction\/[^/]+\/?$/i, page(['GET'])],
-    [/^\/interaction\/[^/]+\/(login|select|confirm|abort)\/?$/i, page(['POST'])],
+    [/^\/interaction\/[^/]+\/login\/?$/i, page(['GET', 'POST'])],
+    [/^\/interaction\/[^/]+\/(select|confirm|abort)\/?$/i, page(['POST'])],
     [/^\/(healthz|readyz)$/, api(['GET'], false)], // health.ts: these paths exactly
   ];
   return (path) => table.find(([pattern]) => pattern.test(path))?.[1];

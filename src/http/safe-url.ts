@@ -15,3 +15,9 @@ export function safeUrl(value: unknown): string | undefined {
   if (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)) return url.href;
   return undefined;
 }
+
+/** A client's logo as the pages' CSP lets a browser load it (security-headers.ts): as safeUrl, less http://[::1]. */
+export function logoUrl(value: unknown): string | undefined {
+  const url = safeUrl(value);
+  return url?.startsWith('http://[') ? undefined : url;
+}

@@ -15,7 +15,7 @@ import type { Config } from '../config.js';
 import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
 import { interactionReference, loggedPath } from '../http/log-redaction.js';
-import { safeUrl } from '../http/safe-url.js';
+import { logoUrl, safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -178,7 +178,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     return { provider, interaction, client };
   };
 
-  const showLogin = (ctx: Context, uid: string, clientName: string, fields: { email?: string; error?: string } = {}) => {
+  const showLogin = (ctx: Context, uid: string, clientName: string, fields: { email?: string; error?: string; throttled?: boolean } = {}) => {
     ctx.type = 'html';
     ctx.body = renderPage(page(ctx), 'login', { uid, clientName, ...fields });
   };
@@ -229,7 +229,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         userLabel: labelOf(user),
         permissions: [...new Set(permissions)],
         askedEveryTime: client.applicationType === 'native',
-        logoUri: safeUrl(client.logoUri),
+        logoUri: logoUrl(client.logoUri),
         switchAccount: signInAgain(provider, interaction.params),
         clientUri: safeUrl(client.clientUri),
         policyUri: safeUrl(client.policyUri),
@@ -248,6 +248,14 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const apiScopes = api ? scopes.filter((scope) => api.scopes.some((known) => known.name === scope)) : [];
     return [...describeScopes(oidcScopes), ...describeApiScopes(api, apiScopes)];
   };
+
+  // A failed sign-in's page is the answer to its POST, so the address bar
+  // then shows this address: opened again from there (or a bookmark), it
+  // leads back to the sign-in in progress rather than to a 405.
+  router.get('/login', (ctx) => {
+    ctx.status = 303;
+    ctx.redirect(`/interaction/${encodeURIComponent(ctx.params.uid!)}`);
+  });
 
   router.post('/login', async (ctx) => {
     const { provider, interaction, client } = await details(ctx, 'login');
@@ -274,7 +282,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), retryAfter: outcome.retryAfter });
       ctx.status = 429;
       ctx.set('Retry-After', String(outcome.retryAfter));
-      return showLogin(ctx, interaction.uid, clientName, { email, error: tooManyFailures(outcome.retryAfter) });
+      return showLogin(ctx, interaction.uid, clientName, { email, error: tooManyFailures(outcome.retryAfter), throttled: true });
     }
     const { accountId } = outcome;
     if (!accountId) {

@@ -85,6 +85,9 @@ describe('the authorization endpoint', () => {
     const html = await response.text();
     expect(html).toContain('Unknown application');
     expect(html).not.toMatch(/at .*\.(js|ts):\d+/); // no stack trace
+    // The protocol's words are for the developer, beside the alert a screen reader announces, not in it.
+    expect(/<div class="alert" role="alert">([^<]*)<\/div>/.exec(html)![1]).toBe('The application that sent you here is not registered.');
+    expect(html).toContain("For the application's developer: <code>client is invalid</code>");
   });
 
   it('shows an error page, not a redirect, for an unregistered redirect_uri', async () => {
@@ -523,13 +526,19 @@ describe('other endpoints', () => {
       }
     }
     // Where a browser is sent, a page; the path's case does not matter, as to the routers.
-    for (const path of ['/interaction/some-uid/login', '/interaction/some-uid/LOGIN', '/Interaction/some-uid/Confirm/']) {
+    for (const path of ['/interaction/some-uid/select', '/interaction/some-uid/ABORT', '/Interaction/some-uid/Confirm/']) {
       const page = await fetch(`${pc.issuer}${path}`, { headers: { accept: 'text/html' } });
       expect([path, page.status, page.headers.get('allow')]).toEqual([path, 405, 'POST, OPTIONS']);
       expect(await page.text()).toContain('<title>This page cannot be opened this way');
       // …and the method it allows reaches the page's handler (here: no such sign-in), not a 404.
       const posted = await fetch(`${pc.issuer}${path}`, { method: 'POST', headers: { accept: 'text/html' }, body: new URLSearchParams({ email: 'a@example.com' }) });
       expect([path, posted.status]).toEqual([path, 400]);
+    }
+    // The sign-in form's address, where a failed sign-in's page leaves the address bar, leads
+    // back to the sign-in in progress when opened again, whatever its case.
+    for (const path of ['/interaction/some-uid/login', '/interaction/some-uid/LOGIN/']) {
+      const again = await fetch(`${pc.issuer}${path}`, { headers: { accept: 'text/html' }, redirect: 'manual' });
+      expect([path, again.status, again.headers.get('location')]).toEqual([path, 303, '/interaction/some-uid']);
     }
     // HEAD is GET without the body, and an address nothing serves stays a 404.
     expect((await fetch(`${pc.issuer}/jwks`, { method: 'HEAD' })).status).toBe(200);
@@ -545,7 +554,8 @@ describe('other endpoints', () => {
       ['/.well-known/openid-configuration', 'GET, HEAD, OPTIONS'],
       ['/auth', 'GET, POST, HEAD, OPTIONS'],
       ['/session/end/confirm', 'POST, OPTIONS'],
-      ['/interaction/some-uid/login', 'POST, OPTIONS'],
+      ['/interaction/some-uid/login', 'GET, POST, HEAD, OPTIONS'],
+      ['/interaction/some-uid/confirm', 'POST, OPTIONS'],
       ['/healthz', 'GET, HEAD, OPTIONS'],
     ];
     for (const [path, allow] of cases) {

@@ -202,9 +202,19 @@ describe('single sign-on', () => {
     const choice = await visit(ua, request.url);
     expect(choice.html).toContain('Choose an account to continue to Calendar &amp; Co');
     expect(choice.html).toContain('Continue as Bob &lt;script&gt;');
-    const same = await ua.post(choice, UserAgent.formAction(choice, '/select'), {}, REDIRECT_URI);
+    // Cancel, as on the other pages: back to the app with access_denied, and nobody signed out.
+    const declined = await ua.post(choice, UserAgent.formAction(choice, '/abort'), {}, REDIRECT_URI);
+    expect(pageKind(declined)).toBe('callback');
+    expect(new URL(declined.url).searchParams.get('error')).toBe('access_denied');
+    expect(new URL(declined.url).searchParams.get('state')).toBe(request.state);
+    const stillSignedIn = await authorizationRequest(appA, 'openid email', { prompt: 'none' });
+    expect(new URL((await visit(ua, stillSignedIn.url)).url).searchParams.get('code')).toBeTruthy();
+
+    const retry = await authorizationRequest(appA, 'openid email', { prompt: 'select_account' });
+    const retryChoice = await visit(ua, retry.url);
+    const same = await ua.post(retryChoice, UserAgent.formAction(retryChoice, '/select'), {}, REDIRECT_URI);
     expect(pageKind(same)).toBe('callback');
-    const tokens = await oidc.authorizationCodeGrant(appA, new URL(same.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    const tokens = await oidc.authorizationCodeGrant(appA, new URL(same.url), { pkceCodeVerifier: retry.verifier, expectedState: retry.state, expectedNonce: retry.nonce });
     expect(tokens.claims()?.email).toBe(bob.email);
 
     // Using another account: the sign-in page, and the code is for whoever signed in.

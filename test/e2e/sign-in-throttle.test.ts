@@ -50,6 +50,9 @@ function expectRefused(page: Page): number {
   expect(page.status).toBe(429);
   expect(page.html).toContain('Too many failed sign-ins');
   expect(pageKind(page)).toBe('login');
+  // Neither field is known to be wrong (the password may be right): the alert alone says why.
+  expect(page.html).toContain('role="alert"');
+  expect(page.html).not.toContain('aria-invalid');
   const retryAfter = Number(page.headers?.get('retry-after'));
   expect(retryAfter).toBeGreaterThanOrEqual(1);
   expect(retryAfter).toBeLessThanOrEqual(WINDOW_SECONDS);

@@ -150,8 +150,11 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database that is down or 
       expect(page.headers.get('retry-after')).toBe('5');
       expect(await page.text()).toContain('We cannot sign you in right now');
       expect(Date.now() - started).toBeLessThan(15_000);
-      const signOut = await browser.open(`${other.issuer}/session/end`);
+      const signOut = await browser.open(`${other.issuer}/session/end`, { headers: { accept: 'text/html' } });
       expect(signOut.status).toBe(503);
+      // Not "cannot sign you in": someone at a shared computer must know the sign-out did not happen.
+      expect(signOut.html).toContain('We cannot sign you out right now');
+      expect(signOut.html).toContain('you are still signed in');
       unavailable++;
 
       relay.restore();
