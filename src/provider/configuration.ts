@@ -105,7 +105,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // RFC 8414 §2 reads a missing list as client_secret_basic only. A public
     // client may revoke its tokens; introspection refuses it (invalid_client,
     // see refusePublicClients in provider.ts), so `none` is not offered there.
+    // prompt_values_supported: Initiating User Registration via OpenID Connect
+    // §4.2; any other prompt value (create) is refused as invalid_request.
     discovery: {
+      prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
       introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
       revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
     },

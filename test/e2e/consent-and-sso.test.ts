@@ -109,6 +109,32 @@ describe('consent', () => {
     expect(consent.html).toContain('href="https://example.com/tos" rel="noopener noreferrer"');
   });
 
+  it('shows a logo on http://localhost or 127.0.0.1 (development), which its CSP lets load, and leaves off one it cannot', async () => {
+    const consentFor = async (logo: string) => {
+      const created = await pc.cli(['client', 'create', '--name', 'Local', '--redirect-uri', REDIRECT_URI, '--logo-uri', logo, '--json']);
+      const { client_id, client_secret } = JSON.parse(created.stdout);
+      const rp = await discover(pc.issuer, client_id, client_secret);
+      const ua = new UserAgent();
+      return signIn(ua, await visit(ua, (await authorizationRequest(rp, 'openid')).url), bob.email, bob.password);
+    };
+    /** Whether the page's img-src lets `url` load (its sources: scheme, or scheme://host:*). */
+    const allowsImage = (page: Page, url: string) => {
+      const sources = /img-src ([^;]+)/.exec(page.headers!.get('content-security-policy')!)![1]!.split(' ');
+      const { protocol, hostname } = new URL(url);
+      return sources.includes(protocol) || sources.includes(`${protocol}//${hostname}:*`);
+    };
+    for (const logo of ['http://localhost:8080/logo.png', 'http://127.0.0.1:8080/logo.png', 'https://cdn.example.com/logo.png']) {
+      const consent = await consentFor(logo);
+      expect(pageKind(consent)).toBe('consent');
+      expect(consent.html).toContain(`<img class="logo" src="${logo}"`);
+      expect(allowsImage(consent, logo)).toBe(true);
+    }
+    // A CSP source cannot name an IPv6 address: the browser would show a broken image.
+    const ipv6 = await consentFor('http://[::1]:8080/logo.png');
+    expect(pageKind(ipv6)).toBe('consent');
+    expect(ipv6.html).not.toContain('<img');
+  });
+
   it('Deny sends access_denied back to the client', async () => {
     const ua = new UserAgent();
     const request = await authorizationRequest(appA, 'openid');

@@ -32,6 +32,7 @@ describe('discovery says what works', () => {
       // RFC 8414 §2 would read a missing list as client_secret_basic alone.
       introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
       revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+      prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
     });
     // OpenID Connect Core §15.1: RS256 is mandatory to implement.
     expect(metadata.id_token_signing_alg_values_supported).toContain('RS256');
