@@ -86,7 +86,7 @@ export function createApp(deps: AppDeps): RequestHandler {
     }
     // Shutting down: no connection is kept alive for another request.
     if (inFlight.draining) res.shouldKeepAlive = false;
-    inFlight.track(callback(req, res));
+    inFlight.track(callback(req, res), res);
   };
 }
 

@@ -18,7 +18,11 @@ async function main(): Promise<void> {
   const server = await startServer(config, logger);
   let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
+    // A second signal (Ctrl-C again, a supervisor's impatience) ends it now.
+    if (stopping) {
+      logger.warn('stopping at once, without waiting for the shutdown', { signal });
+      process.exit(1);
+    }
     stopping = true;
     logger.info('shutting down', { signal });
     await server.close();

@@ -25,6 +25,8 @@ const REQUEST_TIMEOUT_MS = 60_000;
 
 /** How long shutdown waits for requests still being handled before it closes the database anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
+/** How long closing the database may take: one that does not answer must not keep the process from exiting. */
+const DATABASE_CLOSE_MS = 5_000;
 
 export interface RunningServer {
   url: string;
@@ -47,7 +49,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     (closing ??= (async () => {
       const deadline = Date.now() + SHUTDOWN_GRACE_MS;
       timers.forEach(clearInterval);
-      inFlight.draining = true;
+      inFlight.drain();
       if (server) {
         const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
         // server.close() waits for every connection to end, and Node keeps a
@@ -67,7 +69,13 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       if (!(await inFlight.drained(Math.max(0, deadline - Date.now())))) {
         logger.warn('closing the database with requests still being handled', { requests: inFlight.size, waitedMs: SHUTDOWN_GRACE_MS });
       }
-      await services.close();
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = await Promise.race([
+        services.close().then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), DATABASE_CLOSE_MS))),
+      ]);
+      clearTimeout(timer);
+      if (gaveUp) logger.warn('the database did not close in time; exiting without waiting for it', { waitedMs: DATABASE_CLOSE_MS });
     })());
   try {
     const cookieKeys = await loadCookieKeys(services.database, services.sealer, config.cookieKeys);

@@ -4,15 +4,38 @@
 // consuming a code or writing a session. Shutdown waits for these before it
 // closes the database, or they would fail half done (seen in the benchmark:
 // logins aborted at the end of a run met a closed pool and logged errors).
+import type { ServerResponse } from 'node:http';
 export class InFlightRequests {
   private count = 0;
   private waiting: Array<() => void> = [];
-  /** Set when shutdown begins: responses from then on close their connection. */
+  /** The responses of the requests being handled, to close their connections when shutdown begins. */
+  private readonly responses = new Set<ServerResponse>();
+  /** Set when shutdown begins (drain()): responses from then on close their connection. */
   draining = false;
 
-  track(handling: Promise<unknown>): void {
+  /** `res`: the request's response, when the work is a request's. */
+  track(handling: Promise<unknown>, res?: ServerResponse): void {
     this.count++;
-    handling.then(this.settled, this.settled);
+    if (!res) {
+      handling.then(this.settled, this.settled);
+      return;
+    }
+    this.responses.add(res);
+    const done = () => {
+      this.responses.delete(res);
+      this.settled();
+    };
+    handling.then(done, done);
+  }
+
+  /**
+   * Shutdown begins: every response not yet sent, and every one to come,
+   * says `Connection: close` and ends its connection, where a response
+   * already being handled would have said keep-alive and then been cut.
+   */
+  drain(): void {
+    this.draining = true;
+    for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
   }
 
   // One function for every request: a closure made per request costs more

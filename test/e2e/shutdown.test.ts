@@ -1,11 +1,14 @@
 // Shutting down while a request is still being handled: its client may have
 // hung up already, but its handler goes on, and the database must stay open
 // until it has finished (src/http/in-flight.ts).
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect, it } from 'vitest';
+import { freshDatabase } from '../support/database.js';
+import { dbRelay } from '../support/db-relay.js';
 import { embedded, heldAtTheLock } from '../support/locks.js';
-import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { freePort, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
 
 
 it.skipIf(embedded)('a request whose client hung up finishes its writes before the database closes', async () => {
@@ -59,7 +62,8 @@ it.skipIf(embedded)('a kept-alive connection whose response began before shutdow
     const closing = pc.server.close();
     await sleep(100);
     await admin.query('COMMIT');
-    expect((await answered).status).toBe(200);
+    // Answered during the shutdown: it says the connection ends, as it then does.
+    expect(await answered).toEqual({ status: 200, connection: 'close' });
     // Node would keep that connection open for its keep-alive timeout (65 s) and
     // server.close() would wait for it; shutdown closes it once it is idle.
     const started = Date.now();
@@ -74,12 +78,63 @@ it.skipIf(embedded)('a kept-alive connection whose response began before shutdow
 });
 
 
+it.skipIf(embedded)('a database that stops answering does not keep the server from exiting: SIGTERM exits within seconds, a second signal at once', async () => {
+  const database = await freshDatabase();
+  const relay = await dbRelay({ host: '127.0.0.1', port: 5432 });
+  try {
+    const url = new URL(database.env.DATABASE_URL!);
+    url.port = String(relay.port);
+    /** The server as a process, ready to serve, on the database through the relay. */
+    const serve = async () => {
+      const port = await freePort();
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+        env: { ...process.env, ...TEST_ENV, DATABASE_URL: url.toString(), PORT: String(port), HOST: '127.0.0.1', DATABASE_TIMEOUT: '2s' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (chunk) => (output += chunk));
+      child.stderr.on('data', (chunk) => (output += chunk));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      for (let tries = 0; ; tries++) {
+        const ready = await fetch(`http://127.0.0.1:${port}/healthz`).then((response) => response.ok, () => false);
+        if (ready) break;
+        if (tries > 300) throw new Error(`server did not start: ${output}`);
+        await sleep(100);
+      }
+      return { child, exited, output: () => output };
+    };
+
+    const patient = await serve();
+    relay.freeze();
+    let started = Date.now();
+    patient.child.kill('SIGTERM');
+    expect(await patient.exited).toBe(0);
+    // The pool's close waits on the frozen database for at most 5 s.
+    expect(Date.now() - started).toBeLessThan(9_000);
+    expect(patient.output()).toContain('the database did not close in time');
+
+    relay.restore();
+    const impatient = await serve();
+    relay.freeze();
+    impatient.child.kill('SIGTERM');
+    await sleep(300);
+    started = Date.now();
+    impatient.child.kill('SIGTERM');
+    expect(await impatient.exited).toBe(1);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  } finally {
+    relay.restore();
+    await relay.close();
+    await database.drop();
+  }
+});
+
 /** POST /token client_credentials over node:http, on `agent` if given; `signal` hangs up. */
 function tokenRequest(
   pc: TestPortcullis,
   client: { client_id: string; client_secret?: string },
   options: { agent?: http.Agent; signal?: AbortSignal },
-): Promise<{ status: number }> {
+): Promise<{ status: number; connection?: string }> {
   return new Promise((resolve, reject) => {
     const request = http.request(`${pc.issuer}/token`, {
       method: 'POST',
@@ -91,7 +146,7 @@ function tokenRequest(
     });
     request.on('response', (response) => {
       response.resume();
-      response.on('end', () => resolve({ status: response.statusCode ?? 0 }));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, connection: response.headers.connection }));
     });
     request.on('error', reject);
     request.end('grant_type=client_credentials');
