@@ -80,11 +80,21 @@ const schema = z.object({
   // issuer with a path would name endpoints it does not serve; an issuer has
   // no query or fragment (RFC 8414 §2), nor credentials.
   ISSUER: z
-    .url({ protocol: /^https?$/ })
-    // As written, it is every token's `iss`: exactly the origin, as a URL
-    // parser writes it (lower-case host, no default port), with no path,
-    // query, fragment or credentials; a trailing slash is dropped.
-    .refine((value) => value.replace(/\/$/, '') === new URL(value).origin, 'must be the origin alone, as in https://id.example.com: lower-case, no default port, path, query, fragment or credentials')
+    .string()
+    .superRefine((value, ctx) => {
+      const url = URL.parse(value);
+      // As written, it is every token's `iss`: exactly the origin, as a URL
+      // parser writes it (lower-case host, no default port), with no path,
+      // query, fragment or credentials; a trailing slash is dropped.
+      const problem = !url || !url.host
+        ? 'is not a URL with a host (and a port of at most 65535), as in https://id.example.com'
+        : !['http:', 'https:'].includes(url.protocol)
+          ? 'must be an https (or, in development, http) URL'
+          : value.replace(/\/$/, '') !== url.origin
+            ? 'must be the origin alone, as in https://id.example.com: lower-case, no default port, path, query, fragment or credentials'
+            : undefined;
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
     .optional(),
   // Shown on every page, as the clients' and people's names are: it must read as written.
   ISSUER_NAME: z

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { AdapterPayload } from 'oidc-provider';
 import { VERSION } from './version.js';
 import { createApp } from './app.js';
-import type { Config } from './config.js';
+import { ConfigError, type Config } from './config.js';
 import { answerClientErrors } from './http/client-errors.js';
 import { InFlightRequests } from './http/in-flight.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
@@ -18,6 +18,12 @@ import { sweepExpired } from './provider/artifacts.js';
 import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
+
+/** Listen errors that say HOST names no address of this machine. */
+const BAD_ADDRESS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'EAI_NONAME']);
+
+/** How long a start may wait for the database before it says so. */
+const START_WAIT_NOTICE_MS = 5_000;
 
 /** How long a request's headers may take to arrive, and the whole request. */
 const HEADERS_TIMEOUT_MS = 20_000;
@@ -38,7 +44,11 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
-  const services = await openServices(config, 'server');
+  // A database that takes connections but does not answer keeps the start
+  // waiting (as it should: a supervisor would only restart it into the same
+  // wait); say so, rather than sit there without a word or a listener.
+  const waiting = setTimeout(() => logger.warn('waiting for the database to answer', { database: config.database.kind }), START_WAIT_NOTICE_MS);
+  const services = await openServices(config, 'server').finally(() => clearTimeout(waiting));
   const { prisma } = services.database;
   let server: http.Server | undefined;
   let metricsServer: MetricsServer | undefined;
@@ -114,7 +124,12 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {
       // Named by the variables that chose the address (an unknown HOST, a PORT in use).
-      server!.once('error', (error: Error) => reject(new Error(`cannot listen on HOST=${config.host} PORT=${config.port}: ${error.message}`, { cause: error })));
+      // An address that is not this machine's (or no address at all) is a bad
+      // HOST: a configuration error (exit 2); a port in use is not.
+      server!.once('error', (error: NodeJS.ErrnoException) => {
+        const message = `cannot listen on HOST=${config.host} PORT=${config.port}: ${error.message}`;
+        reject(BAD_ADDRESS.has(error.code ?? '') ? new ConfigError(message) : new Error(message, { cause: error }));
+      });
       server!.listen(config.port, config.host, () => resolve());
     });
 
@@ -138,6 +153,12 @@ export async function startServer(config: Config, logger: Logger = createLogger(
         keyActivationDelay: config.keyActivationDelay,
         keyRefreshInterval: config.keyRefreshInterval,
       });
+    }
+    if (config.issuer.startsWith('https:') && config.trustProxy === 0) {
+      // An https issuer on a server speaking plain http has a proxy in front:
+      // without TRUST_PROXY every client has the proxy's address, and the
+      // per-address sign-in limit shuts everyone out at once.
+      logger.warn('ISSUER is https but TRUST_PROXY is not set: if a proxy terminates TLS in front of this server, set TRUST_PROXY, or every sign-in counts as coming from the proxy\'s address');
     }
     if (config.encryption.kind === 'file' && services.encryptionKeyExposed) {
       logger.warn('the encryption key file can be read by others than its owner; restrict it (chmod 600)', { file: config.encryption.path });

@@ -47,7 +47,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
   const command = COMMANDS[name];
   let services: Services | undefined;
   try {
-    if (!command) throw new UsageError(`unknown command "${argv.slice(0, 2).join(' ')}"`);
+    if (!command) {
+      // `portcullis client` alone names a group, not a command.
+      const group = Object.keys(COMMANDS).some((known) => known.startsWith(`${argv[0]} `));
+      throw new UsageError(group && argv.length === 1 ? `"${argv[0]}" needs a command after it` : `unknown command "${argv.slice(0, 2).join(' ')}"`);
+    }
     // Help for a command is the usage (every command is in it), whatever else was given.
     if (args.includes('--help') || args.includes('-h')) {
       io.out(USAGE);

@@ -41,6 +41,8 @@ interface Holder {
   pid: number;
   role: EmbeddedRole;
   ready?: boolean;
+  /** The holder's start time in clock ticks since boot (Linux), telling it from a later process given its pid. */
+  startTicks?: number;
 }
 
 function connectionStringFor(dir: string, port: number): string {
@@ -66,6 +68,33 @@ function alive(pid: number): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, someone else's
+  }
+}
+
+/**
+ * Whether the lock's holder still runs: its pid is alive and is the process
+ * that wrote the lock (the same start time, in clock ticks since boot, which
+ * no wall-clock change moves). After a crash (kill -9, the OOM killer, a host
+ * restart) the pid may have gone to another process (a container's init, a
+ * shell), which would otherwise hold the directory for good.
+ */
+async function holderRuns(holder: Holder): Promise<boolean> {
+  if (!alive(holder.pid)) return false;
+  if (typeof holder.startTicks !== 'number') return true; // a lock written before this check, or off Linux
+  const ticks = await startTicksOf(String(holder.pid));
+  return ticks === undefined || ticks === holder.startTicks;
+}
+
+/** When process `pid` started, in clock ticks since boot, as Linux's /proc says; undefined where it cannot tell. */
+async function startTicksOf(pid: string): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Field 22, starttime, counted after the command name, which may hold
+    // spaces and parentheses (what follows it starts at field 3).
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    return Number.isSafeInteger(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -146,11 +175,13 @@ async function leftHalfWritten(lockPath: string): Promise<boolean> {
   return written !== undefined && Date.now() - written.mtimeMs > HALF_WRITTEN_MS;
 }
 
-const holderOf = (role: EmbeddedRole, ready: boolean) => JSON.stringify({ pid: process.pid, role, ready, startedAt: new Date().toISOString() });
+let ownStartTicks: Promise<number | undefined> | undefined;
+const holderOf = async (role: EmbeddedRole, ready: boolean) =>
+  JSON.stringify({ pid: process.pid, role, ready, startedAt: new Date().toISOString(), startTicks: await (ownStartTicks ??= startTicksOf('self')) });
 
 async function createLock(lockPath: string, role: EmbeddedRole): Promise<boolean> {
   try {
-    await writeFile(lockPath, holderOf(role, false), { flag: 'wx', mode: 0o600 });
+    await writeFile(lockPath, await holderOf(role, false), { flag: 'wx', mode: 0o600 });
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -165,7 +196,7 @@ async function createLock(lockPath: string, role: EmbeddedRole): Promise<boolean
  */
 async function tryLock(lockPath: string, role: EmbeddedRole): Promise<boolean> {
   const mine = `${lockPath}.${process.pid}.new`;
-  await writeFile(mine, holderOf(role, false), { mode: 0o600 });
+  await writeFile(mine, await holderOf(role, false), { mode: 0o600 });
   try {
     await link(mine, lockPath);
     return true;
@@ -212,7 +243,7 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
   const deadline = Date.now() + WAIT_MS;
   while (!(await tryLock(lockPath, role))) {
     const holder = await readHolder(lockPath);
-    if (holder ? !alive(holder.pid) : await leftHalfWritten(lockPath)) {
+    if (holder ? !(await holderRuns(holder)) : await leftHalfWritten(lockPath)) {
       await breakStaleLock(lockPath, holder?.pid);
       continue;
     }
@@ -270,7 +301,7 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
     async ready() {
       // Replaced in one rename: the lock is never absent, so nobody can take it meanwhile.
       const next = `${lockPath}.${process.pid}.next`;
-      await writeFile(next, holderOf(role, true), { mode: 0o600 });
+      await writeFile(next, await holderOf(role, true), { mode: 0o600 });
       await rename(next, lockPath);
     },
     close: release,

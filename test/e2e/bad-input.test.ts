@@ -635,6 +635,9 @@ describe('other endpoints', () => {
       const response = await fetch(`http://127.0.0.1:${secure.env.PORT}/.well-known/openid-configuration`);
       expect(response.headers.get('strict-transport-security')).toBe('max-age=31536000');
       expect(((await response.json()) as { issuer: string }).issuer).toBe('https://id.example.test');
+      // An https issuer implies a proxy in front: without TRUST_PROXY the start says what that costs.
+      expect(secure.log.some((line) => line.includes('ISSUER is https but TRUST_PROXY is not set'))).toBe(true);
+      expect(pc.log.some((line) => line.includes('TRUST_PROXY is not set'))).toBe(false);
       const app = await secure.createClient({ name: 'Behind TLS', redirectUris: ['http://127.0.0.1:9999/callback'], public: true });
       const authorize = new URL(`http://127.0.0.1:${secure.env.PORT}/auth`);
       authorize.search = new URLSearchParams({

@@ -276,6 +276,8 @@ describe('portcullis client', () => {
     [['client', 'delete', '-8UZGHAHOJzCIPTmAFiP6I'], 1, 'no client with id -8UZGHAHOJzCIPTmAFiP6I'],
     [['keys', 'retire', '-x0Qb8VGSmNp0aW25emkLk'], 1, '-x0Qb8VGSmNp0aW25emkLk'],
     [['client', 'frobnicate'], 2, 'unknown command'],
+    [['client'], 2, '"client" needs a command after it'],
+    [['keys'], 2, '"keys" needs a command after it'],
     [['client', 'create', '--help'], 0, 'Usage: portcullis'],
     [['client', 'delete', '--help'], 0, 'Usage: portcullis'],
     [['client', '--help'], 0, 'Usage: portcullis'],
@@ -1114,6 +1116,35 @@ describe('without a running server', () => {
     }
   }, 90_000);
 
+  // After a crash the dead server's pid may belong to another process (a container's init, a shell).
+  it.skipIf(!embedded || process.platform !== 'linux')('on the embedded database, a lock naming a pid that now belongs to another process is taken over; one naming its live holder is not', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-lock-'));
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const ticks = Number(readFileSync(`/proc/${other.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]);
+      const lock = path.join(dir, 'portcullis.lock');
+      const holder = (startTicks: number) => JSON.stringify({ pid: other.pid, role: 'server', ready: true, startedAt: new Date().toISOString(), startTicks });
+      // The holder as recorded started at another time than the process with its pid now: stale.
+      writeFileSync(lock, holder(ticks - 100));
+      const taken = await runCli(['user', 'list'], { ...TEST_ENV, DATA_DIR: dir });
+      expect(taken.code, taken.stderr).toBe(0);
+      expect(existsSync(lock)).toBe(false);
+      // The same pid with its own start time: a live server, which a second server must not share.
+      writeFileSync(lock, holder(ticks));
+      const server = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+        env: { ...process.env, ...TEST_ENV, DATA_DIR: dir, PORT: String(await freePort()), HOST: '127.0.0.1' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      server.stderr.on('data', (chunk) => (stderr += chunk));
+      expect(await new Promise((resolve) => server.once('exit', resolve))).toBe(1);
+      expect(stderr).toContain(`served by another Portcullis server (pid ${other.pid})`);
+    } finally {
+      other.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   it.skipIf(!embedded)('on the embedded database, a server and CLIs started at once all succeed, and a second server is refused', async () => {
     const database = await freshDatabase();
     const env = { ...TEST_ENV, ...database.env };
@@ -1253,6 +1284,11 @@ describe('without a running server', () => {
     [{ PORT: 'eighty', ARGON2_MEMORY_KIB: '12' }, ['PORT', 'ARGON2_MEMORY_KIB'], []],
     // Endpoints are served at the root: an issuer with a path would name addresses nothing serves.
     [{ ISSUER: 'https://id.example.com/auth-server' }, ['ISSUER', 'the origin alone'], []],
+    // Mistyped: these stopped the server with "Invalid URL" (exit 1), naming nothing.
+    [{ ISSUER: 'id.example.com' }, ['ISSUER', 'is not a URL with a host'], []],
+    [{ ISSUER: 'https://id.example.com:99999' }, ['ISSUER', 'is not a URL with a host'], []],
+    [{ ISSUER: 'https://id example.com' }, ['ISSUER', 'is not a URL with a host'], []],
+    [{ ISSUER: 'ftp://id.example.com' }, ['ISSUER', 'must be an https'], []],
     [{ ISSUER: 'http://localhost:3000?x=1' }, ['ISSUER', 'the origin alone'], []],
     // Every token's iss is ISSUER as written: it must be the origin exactly as a URL parser writes it.
     [{ ISSUER: 'https://ID.example.com' }, ['ISSUER', 'lower-case'], []],
@@ -1308,7 +1344,9 @@ describe('start-up failures name what to fix', () => {
     });
 
   it.each([
-    ['an address nothing can listen on', () => ({ HOST: 'no-such-host.invalid' }), 'HOST=no-such-host.invalid'],
+    // A HOST that names no address of this machine is bad configuration (exit 2).
+    ['an address nothing can listen on', () => ({ HOST: 'no-such-host.invalid' }), 'HOST=no-such-host.invalid', 2],
+    ['an address of another machine', () => ({ HOST: '192.0.2.1' }), 'HOST=192.0.2.1', 2],
     ['a database that does not answer', () => ({ DATABASE_URL: 'postgresql://postgres@127.0.0.1:1/portcullis' }), 'DATABASE_URL'],
     // PostgreSQL refuses the session: the answer named neither the variable nor the database.
     ['session options the database refuses', () => ({ DATABASE_URL: withOptions(process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres', '-c statement_timeout=abc') }), 'cannot use the database at DATABASE_URL: invalid value for parameter "statement_timeout"'],
@@ -1322,11 +1360,11 @@ describe('start-up failures name what to fix', () => {
       writeFileSync(path.join(dir, 'short.key'), 'too short\n', { mode: 0o600 });
       return { ENCRYPTION_KEY_FILE: path.join(dir, 'short.key') };
     }, 'ENCRYPTION_KEY_FILE'],
-  ])('%s', async (_, env, named) => {
+  ] as [string, (dir: string) => Record<string, string>, string, number?][])('%s', async (_, env, named, code = 1) => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-start-'));
     try {
       const result = await start({ DATA_DIR: path.join(dir, 'data'), PORT: String(await freePort()), ...env(dir) });
-      expect(result.code).toBe(1);
+      expect(result.code).toBe(code);
       expect(result.stderr).toContain(named);
       noStackTrace(result.stderr);
     } finally {

@@ -78,14 +78,14 @@ it.skipIf(embedded)('a kept-alive connection whose response began before shutdow
 });
 
 
-it.skipIf(embedded)('a database that stops answering does not keep the server from exiting: SIGTERM exits within seconds, a second signal at once', async () => {
+it.skipIf(embedded)('a database that does not answer: the start waits and says so; SIGTERM exits within seconds, a second signal at once', async () => {
   const database = await freshDatabase();
   const relay = await dbRelay({ host: '127.0.0.1', port: 5432 });
   try {
     const url = new URL(database.env.DATABASE_URL!);
     url.port = String(relay.port);
-    /** The server as a process, ready to serve, on the database through the relay. */
-    const serve = async () => {
+    /** The server as a process, ready to serve, on the database through the relay; `frozen`: the relay is frozen, and the start is only watched waiting. */
+    const serve = async (frozen = false) => {
       const port = await freePort();
       const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
         env: { ...process.env, ...TEST_ENV, DATABASE_URL: url.toString(), PORT: String(port), HOST: '127.0.0.1', DATABASE_TIMEOUT: '2s' },
@@ -95,6 +95,16 @@ it.skipIf(embedded)('a database that stops answering does not keep the server fr
       child.stdout.on('data', (chunk) => (output += chunk));
       child.stderr.on('data', (chunk) => (output += chunk));
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      if (frozen) {
+        // A database that takes the connection and never answers: the start waits, and says so.
+        for (let tries = 0; !output.includes('waiting for the database to answer'); tries++) {
+          if (tries > 200) throw new Error(`no word of the wait: ${output}`);
+          await sleep(100);
+        }
+        child.kill('SIGKILL');
+        await exited;
+        return undefined;
+      }
       for (let tries = 0; ; tries++) {
         const ready = await fetch(`http://127.0.0.1:${port}/healthz`).then((response) => response.ok, () => false);
         if (ready) break;
@@ -104,7 +114,11 @@ it.skipIf(embedded)('a database that stops answering does not keep the server fr
       return { child, exited, output: () => output };
     };
 
-    const patient = await serve();
+    relay.freeze();
+    await serve(true);
+    relay.restore();
+
+    const patient = (await serve())!;
     relay.freeze();
     let started = Date.now();
     patient.child.kill('SIGTERM');
@@ -114,7 +128,7 @@ it.skipIf(embedded)('a database that stops answering does not keep the server fr
     expect(patient.output()).toContain('the database did not close in time');
 
     relay.restore();
-    const impatient = await serve();
+    const impatient = (await serve())!;
     relay.freeze();
     impatient.child.kill('SIGTERM');
     await sleep(300);
