@@ -3,6 +3,9 @@ import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
 
+/** Signals this close to the first are the same one, delivered twice (see stop). */
+const SAME_SIGNAL_MS = 1_000;
+
 async function main(): Promise<void> {
   let config;
   try {
@@ -16,14 +19,17 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const server = await startServer(config, logger);
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const stop = async (signal: string) => {
-    // A second signal (Ctrl-C again, a supervisor's impatience) ends it now.
-    if (stopping) {
+    // A second signal (Ctrl-C again, a supervisor's impatience) ends it now;
+    // not one that comes with the first: Ctrl-C on `npm start` reaches the
+    // server twice, from the terminal and forwarded by npm, milliseconds apart.
+    if (stoppingSince !== undefined) {
+      if (Date.now() - stoppingSince < SAME_SIGNAL_MS) return;
       logger.warn('stopping at once, without waiting for the shutdown', { signal });
       process.exit(1);
     }
-    stopping = true;
+    stoppingSince = Date.now();
     logger.info('shutting down', { signal });
     await server.close();
     process.exit(0);

@@ -20,7 +20,7 @@ import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
 
 /** Listen errors that say HOST names no address of this machine. */
-const BAD_ADDRESS = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'EAI_NONAME']);
+const BAD_ADDRESS = new Set(['ENOTFOUND', 'EADDRNOTAVAIL', 'EAI_NONAME']);
 
 /** How long a start may wait for the database before it says so. */
 const START_WAIT_NOTICE_MS = 5_000;
@@ -44,10 +44,14 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
-  // A database that takes connections but does not answer keeps the start
-  // waiting (as it should: a supervisor would only restart it into the same
-  // wait); say so, rather than sit there without a word or a listener.
-  const waiting = setTimeout(() => logger.warn('waiting for the database to answer', { database: config.database.kind }), START_WAIT_NOTICE_MS);
+  // A PostgreSQL server that takes connections but does not answer keeps the
+  // start waiting (as it should: a supervisor would only restart it into the
+  // same wait); say so, rather than sit there without a word or a listener.
+  // (The embedded database's first start takes seconds of its own.)
+  const waiting =
+    config.database.kind === 'postgres'
+      ? setTimeout(() => logger.warn('still starting: waiting for the database at DATABASE_URL to answer (or for its migrations)'), START_WAIT_NOTICE_MS)
+      : undefined;
   const services = await openServices(config, 'server').finally(() => clearTimeout(waiting));
   const { prisma } = services.database;
   let server: http.Server | undefined;
@@ -79,12 +83,14 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       if (!(await inFlight.drained(Math.max(0, deadline - Date.now())))) {
         logger.warn('closing the database with requests still being handled', { requests: inFlight.size, waitedMs: SHUTDOWN_GRACE_MS });
       }
+      // PostgreSQL's pool only: the embedded database lives in this process,
+      // and its close (a checkpoint) is work to finish, not an answer to wait for.
+      if (config.database.kind === 'embedded') return services.close();
       let timer: NodeJS.Timeout | undefined;
       const gaveUp = await Promise.race([
         services.close().then(() => false),
         new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), DATABASE_CLOSE_MS))),
-      ]);
-      clearTimeout(timer);
+      ]).finally(() => clearTimeout(timer));
       if (gaveUp) logger.warn('the database did not close in time; exiting without waiting for it', { waitedMs: DATABASE_CLOSE_MS });
     })());
   try {

@@ -98,7 +98,7 @@ function showExplanation(ctx: Context, page: PageContext, code: string, explanat
 const SIGNING_OUT = /^\/session\/end(\/confirm)?\/?$/i;
 const NOT_SIGNED_OUT: Explanation = {
   heading: 'We cannot sign you out right now',
-  message: 'Part of our service is not answering at the moment, so you are still signed in.',
+  message: 'Part of our service is not answering at the moment, so we could not finish signing you out: you may still be signed in.',
   advice: 'Try again in a minute.',
 };
 

@@ -7,7 +7,7 @@
 // - a CLI that holds it works alone, and a server or another CLI started
 //   meanwhile waits for it to finish (CLI commands are short);
 // - a second server is refused: several instances need PostgreSQL.
-import { chmod, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -43,6 +43,8 @@ interface Holder {
   ready?: boolean;
   /** The holder's start time in clock ticks since boot (Linux), telling it from a later process given its pid. */
   startTicks?: number;
+  /** The holder's pid namespace (/proc/self/ns/pid), within which its pid and start time mean it. */
+  pidNamespace?: string;
 }
 
 function connectionStringFor(dir: string, port: number): string {
@@ -80,9 +82,35 @@ function alive(pid: number): boolean {
  */
 async function holderRuns(holder: Holder): Promise<boolean> {
   if (!alive(holder.pid)) return false;
-  if (typeof holder.startTicks !== 'number') return true; // a lock written before this check, or off Linux
+  // Only where the holder's pid means the same process to us and to /proc:
+  // the same pid namespace (not a container sharing the volume), and a /proc
+  // that is this namespace's (its `self` is our own pid). Otherwise, and for a
+  // lock written before this check or off Linux, a live pid is the holder.
+  if (typeof holder.startTicks !== 'number' || holder.pidNamespace === undefined) return true;
+  const here = await ownIdentity();
+  if (!here.procIsOurs || here.pidNamespace !== holder.pidNamespace) return true;
   const ticks = await startTicksOf(String(holder.pid));
   return ticks === undefined || ticks === holder.startTicks;
+}
+
+interface Identity {
+  startTicks?: number;
+  pidNamespace?: string;
+  /** Whether /proc shows this process as `self` under its own pid (it was mounted for our pid namespace). */
+  procIsOurs: boolean;
+}
+
+let identity: Promise<Identity> | undefined;
+
+/** This process as a lock records it (see holderOf), read once. */
+function ownIdentity(): Promise<Identity> {
+  return (identity ??= (async () => {
+    const [stat, pidNamespace] = await Promise.all([
+      readFile('/proc/self/stat', 'utf8').catch(() => ''),
+      readlink('/proc/self/ns/pid').catch(() => undefined),
+    ]);
+    return { startTicks: await startTicksOf('self'), pidNamespace, procIsOurs: Number.parseInt(stat, 10) === process.pid };
+  })());
 }
 
 /** When process `pid` started, in clock ticks since boot, as Linux's /proc says; undefined where it cannot tell. */
@@ -175,9 +203,11 @@ async function leftHalfWritten(lockPath: string): Promise<boolean> {
   return written !== undefined && Date.now() - written.mtimeMs > HALF_WRITTEN_MS;
 }
 
-let ownStartTicks: Promise<number | undefined> | undefined;
-const holderOf = async (role: EmbeddedRole, ready: boolean) =>
-  JSON.stringify({ pid: process.pid, role, ready, startedAt: new Date().toISOString(), startTicks: await (ownStartTicks ??= startTicksOf('self')) });
+const holderOf = async (role: EmbeddedRole, ready: boolean) => {
+  const { startTicks, pidNamespace, procIsOurs } = await ownIdentity();
+  const identified = procIsOurs && pidNamespace !== undefined ? { startTicks, pidNamespace } : {};
+  return JSON.stringify({ pid: process.pid, role, ready, startedAt: new Date().toISOString(), ...identified });
+};
 
 async function createLock(lockPath: string, role: EmbeddedRole): Promise<boolean> {
   try {

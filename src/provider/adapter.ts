@@ -38,6 +38,8 @@ interface ArtifactRow {
   payload: AdapterPayload;
   expires_at: Date | null;
   consumed_at: Date | null;
+  /** Seconds since consumed_at by the database's clock, the one the consuming statement judges by (find only). */
+  consumed_ago?: string | number | null;
 }
 
 interface TokenRow extends ArtifactRow {
@@ -68,12 +70,8 @@ interface HeldConsumption {
 
 const atTokenEndpoint = () => Provider.ctx?.oidc?.route === 'token';
 
+/** This request found a refresh token used before, within its reuse interval (see ArtifactOptions). */
 const REUSED_WITHIN_INTERVAL = 'reused within interval';
-
-/** Whether this request found a refresh token used before, within its reuse interval (see ArtifactOptions). */
-export function reusedWithinInterval(): boolean {
-  return take<boolean>(REUSED_WITHIN_INTERVAL) === true;
-}
 
 /** The id a session of this request is replacing (see ArtifactAdapter.destroy), until its new id is saved. */
 const REPLACED_SESSION = 'replaced session';
@@ -89,6 +87,7 @@ const SQL = {
   find: {
     name: 'artifact-find-many',
     text: `SELECT t.id, t.kind, t.payload, t.expires_at, t.consumed_at,
+                  EXTRACT(EPOCH FROM now() - t.consumed_at) AS consumed_ago,
                   g.payload AS grant_payload, g.expires_at AS grant_expires_at, g.consumed_at AS grant_consumed_at
            FROM provider_artifacts t
            LEFT JOIN LATERAL (
@@ -210,12 +209,15 @@ export interface ArtifactOptions {
    * without counting as a replay. 0: never.
    */
   refreshTokenReuseInterval?: number;
+  /** Told of each such reuse once the database has taken it (the request's consumption stands). */
+  onReuse?: (request: KoaContextWithOIDC | undefined) => void;
 }
 
 export class ArtifactAdapter implements Adapter {
   private readonly shared: InFlight;
   /** This model's reuse interval, in seconds (see ArtifactOptions); 0 for all but refresh tokens. */
   private readonly reuse: number;
+  private readonly onReuse?: ArtifactOptions['onReuse'];
 
   /** `sealer`: seals the pushed request id a stored sign-in in progress names (see withoutLiveIds). */
   constructor(
@@ -225,6 +227,7 @@ export class ArtifactAdapter implements Adapter {
     options: ArtifactOptions = {},
   ) {
     this.reuse = kind === 'RefreshToken' ? (options.refreshTokenReuseInterval ?? 0) : 0;
+    this.onReuse = options.onReuse;
     if (kind === 'Interaction' && !sealer) throw new TypeError('an Interaction adapter needs a sealer for the ids its rows keep (see withoutLiveIds)');
     let shared = inFlight.get(sql);
     if (!shared) {
@@ -365,7 +368,11 @@ export class ArtifactAdapter implements Adapter {
 
   /** Fails the request if another consumed the row first: a replay, which revokes the grant. */
   private async checkConsumption(key: string, marked: Promise<boolean>, request: KoaContextWithOIDC | undefined): Promise<void> {
-    if ((await marked) || !SINGLE_USE.has(this.kind)) return;
+    if (await marked) {
+      if (this.reuse > 0 && take<boolean>(REUSED_WITHIN_INTERVAL, request)) this.onReuse?.(request);
+      return;
+    }
+    if (!SINGLE_USE.has(this.kind)) return;
     // Another request consumed it between the provider's check and this
     // write. Treat it as the provider treats a reuse it detects itself (its
     // revoke helper, with the default revokeGrantPolicy): every token issued
@@ -567,10 +574,11 @@ function isEndedSession(kind: string, row: ArtifactRow | undefined): boolean {
 function toPayload(row: ArtifactRow | undefined, reuse = 0): AdapterPayload | undefined {
   if (!row) return undefined;
   // Expired rows may linger until the sweeper runs; they must not be found.
-  const now = Date.now();
-  if (row.expires_at && row.expires_at.getTime() <= now) return undefined;
+  if (row.expires_at && row.expires_at.getTime() <= Date.now()) return undefined;
+  if (!row.consumed_at) return row.payload;
   // Within the interval the library goes on to consume it again, which the
-  // database, by its own clock, allows or refuses (artifact-writer.ts).
-  if (!row.consumed_at || now - row.consumed_at.getTime() < reuse * 1000) return row.payload;
+  // consuming statement allows or refuses (artifact-writer.ts): judged here
+  // by the same clock, the database's, so the two cannot disagree.
+  if (reuse > 0 && row.consumed_ago != null && Number(row.consumed_ago) < reuse) return row.payload;
   return { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) };
 }

@@ -45,6 +45,13 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   const clientAdapter = new ClientAdapter(sql, services.clientCache);
   const page = (ctx: KoaContextWithOIDC) => ({ res: ctx.res, issuerName: config.issuerName });
   const resolvedResources = new WeakMap<KoaContextWithOIDC, Map<string, Promise<ResourceServer>>>();
+  // A refresh token used again within REFRESH_TOKEN_REUSE_INTERVAL: no replay
+  // by the rule the operator chose, but the one case where a thief's use goes
+  // unnoticed, so the trail has it (ids only).
+  const logReuse = (ctx: KoaContextWithOIDC | undefined) => {
+    const grant = (ctx?.oidc?.entities?.RotatedRefreshToken as { grantId?: string } | undefined)?.grantId;
+    logger.info('refresh token used again within its reuse interval', { client: ctx?.oidc?.client?.clientId, grant });
+  };
 
   /** What `resource` names: a registered API this client may have tokens for, with their scopes, format and lifetime. */
   async function resourceServerInfo(ctx: KoaContextWithOIDC, indicator: string, client: Client): Promise<ResourceServer> {
@@ -85,7 +92,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     adapter: (name: string) =>
       name === 'Client'
         ? clientAdapter
-        : new ArtifactAdapter(name, sql, services.sealer, { refreshTokenReuseInterval: config.refreshTokenReuseInterval }),
+        : new ArtifactAdapter(name, sql, services.sealer, { refreshTokenReuseInterval: config.refreshTokenReuseInterval, onReuse: logReuse }),
     clients: [],
     clientDefaults: {
       grant_types: ['authorization_code', 'refresh_token'],

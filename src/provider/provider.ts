@@ -12,7 +12,7 @@ import { isDatabaseUnreachable, UNREACHABLE_RETRY_AFTER } from '../persistence/u
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
 import { accessibleFormPostPage } from './form-post-page.js';
-import { ArtifactAdapter, reusedWithinInterval } from './adapter.js';
+import { ArtifactAdapter } from './adapter.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { settleDeferredWrites } from './request-scope.js';
 
@@ -127,16 +127,6 @@ export function createProvider(services: ProviderServices): Provider {
     else services.logger.info('grant revoked', fields);
     services.metrics?.grantRevoked(replayed ? 'replay' : 'other');
   });
-  // A refresh token used again within REFRESH_TOKEN_REUSE_INTERVAL: no
-  // replay by the rule the operator chose, but the one case a thief's use goes
-  // unnoticed, so the trail has it.
-  if (services.config.refreshTokenReuseInterval > 0) {
-    provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
-      if (!reusedWithinInterval()) return;
-      const grant = (ctx.oidc?.entities?.RefreshToken as { grantId?: string } | undefined)?.grantId;
-      services.logger.info('refresh token used again within its reuse interval', { client: ctx.oidc?.client?.clientId, grant });
-    });
-  }
   provider.on('server_error', (ctx, error) => {
     if (isDatabaseUnreachable(error)) {
       // Expected while the database is away: one line, without a stack, once

@@ -19,9 +19,8 @@ export function keep(key: string, value: unknown): void {
   store.set(key, value);
 }
 
-/** Takes what this request kept under `key`, once. */
-export function take<T>(key: string): T | undefined {
-  const request = Provider.ctx;
+/** Takes what this request (the provider's current one, unless named) kept under `key`, once. */
+export function take<T>(key: string, request: object | undefined = Provider.ctx): T | undefined {
   const store = request && scratch.get(request);
   const value = store?.get(key) as T | undefined;
   if (value !== undefined) store!.delete(key);

@@ -2,7 +2,7 @@
 // the same database as a running server (or with no server at all).
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -1123,22 +1123,31 @@ describe('without a running server', () => {
     try {
       const ticks = Number(readFileSync(`/proc/${other.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]);
       const lock = path.join(dir, 'portcullis.lock');
-      const holder = (startTicks: number) => JSON.stringify({ pid: other.pid, role: 'server', ready: true, startedAt: new Date().toISOString(), startTicks });
+      const pidNamespace = readlinkSync('/proc/self/ns/pid');
+      const holder = (startTicks: number) => JSON.stringify({ pid: other.pid, role: 'server', ready: true, startedAt: new Date().toISOString(), startTicks, pidNamespace });
       // The holder as recorded started at another time than the process with its pid now: stale.
       writeFileSync(lock, holder(ticks - 100));
       const taken = await runCli(['user', 'list'], { ...TEST_ENV, DATA_DIR: dir });
       expect(taken.code, taken.stderr).toBe(0);
       expect(existsSync(lock)).toBe(false);
+      /** A second server's start on the directory: refused while the lock's holder runs. */
+      const secondServer = async () => {
+        const server = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+          env: { ...process.env, ...TEST_ENV, DATA_DIR: dir, PORT: String(await freePort()), HOST: '127.0.0.1' },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let stderr = '';
+        server.stderr.on('data', (chunk) => (stderr += chunk));
+        return { code: await new Promise((resolve) => server.once('exit', resolve)), stderr };
+      };
       // The same pid with its own start time: a live server, which a second server must not share.
       writeFileSync(lock, holder(ticks));
-      const server = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-        env: { ...process.env, ...TEST_ENV, DATA_DIR: dir, PORT: String(await freePort()), HOST: '127.0.0.1' },
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let stderr = '';
-      server.stderr.on('data', (chunk) => (stderr += chunk));
-      expect(await new Promise((resolve) => server.once('exit', resolve))).toBe(1);
-      expect(stderr).toContain(`served by another Portcullis server (pid ${other.pid})`);
+      expect(await secondServer()).toEqual({ code: 1, stderr: expect.stringContaining(`served by another Portcullis server (pid ${other.pid})`) });
+      // Named from another pid namespace (a container sharing the volume), a pid says nothing of
+      // the process this one sees under it: a live pid is the holder, whatever its start time.
+      writeFileSync(lock, JSON.stringify({ ...JSON.parse(holder(ticks - 100)), pidNamespace: 'pid:[1]' }));
+      expect(await secondServer()).toEqual({ code: 1, stderr: expect.stringContaining(`served by another Portcullis server (pid ${other.pid})`) });
+      expect(existsSync(lock)).toBe(true);
     } finally {
       other.kill();
       rmSync(dir, { recursive: true, force: true });
@@ -1185,6 +1194,37 @@ describe('without a running server', () => {
     }
   });
 
+  // Ctrl-C in a terminal signals the whole process group: the server hears it from the
+  // terminal and again from npm, which passes it on, milliseconds apart. That is one Ctrl-C.
+  it('Ctrl-C on npm start (SIGINT to its process group) drains the server rather than stopping it at once', async () => {
+    const database = await freshDatabase();
+    const port = await freePort();
+    const npm = spawn('npm', ['start'], {
+      env: { ...process.env, ...TEST_ENV, ...database.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let output = '';
+    npm.stdout.on('data', (chunk) => (output += chunk));
+    npm.stderr.on('data', (chunk) => (output += chunk));
+    const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
+    try {
+      await waitFor(() => output.includes('portcullis listening'), 120_000, () => output);
+      process.kill(-npm.pid!, 'SIGINT');
+      await exited;
+      await waitFor(() => output.includes('"shutting down"'), 15_000, () => output);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(output).not.toContain('stopping at once');
+    } finally {
+      try {
+        process.kill(-npm.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await database.drop();
+    }
+  });
+
   it('npm start serves, and a SIGTERM sent to npm reaches the server, which shuts down cleanly', async () => {
     const database = await freshDatabase();
     const port = await freePort();
@@ -1202,6 +1242,8 @@ describe('without a running server', () => {
       npm.kill('SIGTERM');
       await exited;
       await waitFor(() => output.includes('"shutting down"'), 15_000, () => output);
+      // npm passes the signal on; the server drains rather than taking it for an impatient second one.
+      expect(output).not.toContain('stopping at once');
       // Nothing was left running: the port stops answering.
       const answers = () => fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`).then(() => true, () => false);
       const deadline = Date.now() + 15_000;

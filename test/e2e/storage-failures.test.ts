@@ -154,7 +154,7 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database that is down or 
       expect(signOut.status).toBe(503);
       // Not "cannot sign you in": someone at a shared computer must know the sign-out did not happen.
       expect(signOut.html).toContain('We cannot sign you out right now');
-      expect(signOut.html).toContain('you are still signed in');
+      expect(signOut.html).toContain('you may still be signed in');
       unavailable++;
 
       relay.restore();

@@ -96,6 +96,14 @@ it('within a reuse interval a refresh token is found unused and consumed again, 
   await expect(tokens.consume('rt-again')).rejects.toMatchObject({ error: 'invalid_grant' });
   expect(await access.find('at-again')).toBeUndefined();
 
+  // Without an interval a consumption is one at once, whatever the clocks say: here the
+  // database's is ahead of this process's by two seconds.
+  const strict = refresh();
+  await strict.upsert('rt-strict', { kind: 'RefreshToken', grantId: 'grant-strict', jti: 'rt-strict' }, 3600);
+  await strict.consume('rt-strict');
+  await db.sql.query({ name: 'test-consumed-ahead', text: `UPDATE provider_artifacts SET consumed_at = now() + interval '2 seconds' WHERE id = $1` }, [sha256('rt-strict')]);
+  expect((await strict.find('rt-strict'))!.consumed).toBeGreaterThan(0);
+
   // A code is used once, whatever the refresh tokens' interval.
   const results = await Promise.allSettled([codes.consume('code-again'), codes.consume('code-again')]);
   expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
