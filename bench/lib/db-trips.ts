@@ -44,7 +44,8 @@ function label(sql: string, params: string[]): string {
   if (['BEGIN', 'COMMIT', 'ROLLBACK', 'SET', 'SHOW'].includes(verb)) return verb;
   // A WITH statement by what it does: e.g. UPDATE+INSERT (a consumption and the tokens it issues).
   if (verb === 'WITH') verb = [...new Set(text.toUpperCase().match(/\b(?:UPDATE|INSERT|DELETE)\b/g) ?? ['SELECT'])].join('+');
-  const table = /\b(?:FROM|INTO|UPDATE)\s+(?:"?\w+"?\.)?"?(\w+)"?/i.exec(text)?.[1] ?? '?';
+  // EXTRACT(EPOCH FROM now() - …) names a field, not the table.
+  const table = /\b(?:FROM|INTO|UPDATE)\s+(?:"?\w+"?\.)?"?(\w+)"?/i.exec(text.replace(/\bEXTRACT\s*\(\s*\w+\s+FROM\b/gi, 'EXTRACT('))?.[1] ?? '?';
   // A kind bound as a value, or as an array of values (statements that write several rows).
   const kinds = new Set<string>();
   if (table === 'provider_artifacts') {
