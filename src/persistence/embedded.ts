@@ -109,21 +109,22 @@ function ownIdentity(): Promise<Identity> {
       readFile('/proc/self/stat', 'utf8').catch(() => ''),
       readlink('/proc/self/ns/pid').catch(() => undefined),
     ]);
-    return { startTicks: await startTicksOf('self'), pidNamespace, procIsOurs: Number.parseInt(stat, 10) === process.pid };
+    return { startTicks: startTicksIn(stat), pidNamespace, procIsOurs: Number.parseInt(stat, 10) === process.pid };
   })());
 }
 
 /** When process `pid` started, in clock ticks since boot, as Linux's /proc says; undefined where it cannot tell. */
 async function startTicksOf(pid: string): Promise<number | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // Field 22, starttime, counted after the command name, which may hold
-    // spaces and parentheses (what follows it starts at field 3).
-    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-    return Number.isSafeInteger(ticks) ? ticks : undefined;
-  } catch {
-    return undefined;
-  }
+  return startTicksIn(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''));
+}
+
+/** Field 22 of a /proc/<pid>/stat, starttime; undefined if it holds none. */
+function startTicksIn(stat: string): number | undefined {
+  // Counted after the command name, which may hold spaces and parentheses
+  // (what follows it starts at field 3).
+  if (!stat) return undefined;
+  const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  return Number.isSafeInteger(ticks) ? ticks : undefined;
 }
 
 async function readHolder(lockPath: string): Promise<Holder | undefined> {

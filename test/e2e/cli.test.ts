@@ -1198,23 +1198,14 @@ describe('without a running server', () => {
   // terminal and again from npm, which passes it on, milliseconds apart. That is one Ctrl-C.
   it('Ctrl-C on npm start (SIGINT to its process group) drains the server rather than stopping it at once', async () => {
     const database = await freshDatabase();
-    const port = await freePort();
-    const npm = spawn('npm', ['start'], {
-      env: { ...process.env, ...TEST_ENV, ...database.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    let output = '';
-    npm.stdout.on('data', (chunk) => (output += chunk));
-    npm.stderr.on('data', (chunk) => (output += chunk));
-    const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
+    const { npm, exited, output } = startNpm(database.env, await freePort(), { detached: true });
     try {
-      await waitFor(() => output.includes('portcullis listening'), 120_000, () => output);
+      await waitFor(() => output().includes('portcullis listening'), 120_000, output);
       process.kill(-npm.pid!, 'SIGINT');
       await exited;
-      await waitFor(() => output.includes('"shutting down"'), 15_000, () => output);
+      await waitFor(() => output().includes('"shutting down"'), 15_000, output);
       await new Promise((resolve) => setTimeout(resolve, 500));
-      expect(output).not.toContain('stopping at once');
+      expect(output()).not.toContain('stopping at once');
     } finally {
       try {
         process.kill(-npm.pid!, 'SIGKILL');
@@ -1228,22 +1219,15 @@ describe('without a running server', () => {
   it('npm start serves, and a SIGTERM sent to npm reaches the server, which shuts down cleanly', async () => {
     const database = await freshDatabase();
     const port = await freePort();
-    const npm = spawn('npm', ['start'], {
-      env: { ...process.env, ...TEST_ENV, ...database.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    npm.stdout.on('data', (chunk) => (output += chunk));
-    npm.stderr.on('data', (chunk) => (output += chunk));
-    const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
+    const { npm, exited, output } = startNpm(database.env, port);
     try {
-      await waitFor(() => output.includes('portcullis listening'), 120_000, () => output);
+      await waitFor(() => output().includes('portcullis listening'), 120_000, output);
       expect((await fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`)).status).toBe(200);
       npm.kill('SIGTERM');
       await exited;
-      await waitFor(() => output.includes('"shutting down"'), 15_000, () => output);
+      await waitFor(() => output().includes('"shutting down"'), 15_000, output);
       // npm passes the signal on; the server drains rather than taking it for an impatient second one.
-      expect(output).not.toContain('stopping at once');
+      expect(output()).not.toContain('stopping at once');
       // Nothing was left running: the port stops answering.
       const answers = () => fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`).then(() => true, () => false);
       const deadline = Date.now() + 15_000;
@@ -1471,4 +1455,18 @@ async function waitFor(condition: () => boolean, timeoutMs: number, describe: ()
     if (Date.now() > deadline) throw new Error(`timed out; output so far:\n${describe()}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** `npm start` on `env`'s database at `port`, its output gathered; `detached`: in a process group of its own. */
+function startNpm(env: Record<string, string>, port: number, { detached = false } = {}) {
+  const npm = spawn('npm', ['start'], {
+    env: { ...process.env, ...TEST_ENV, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached,
+  });
+  let output = '';
+  npm.stdout.on('data', (chunk) => (output += chunk));
+  npm.stderr.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => npm.once('exit', (code) => resolve(code)));
+  return { npm, exited, output: () => output };
 }
