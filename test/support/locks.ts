@@ -7,8 +7,12 @@ import type pg from 'pg';
 /** Whether the tests run on the embedded database, where no outside lock can hold the server. */
 export const embedded = (process.env.TEST_DATABASE ?? 'pglite') === 'pglite';
 
-/** Waits until `count` of the server's statements wait for a lock (the test's on `admin`, or one the server's own take in turn). */
-export async function heldAtTheLock(admin: pg.Client, count = 1, timeoutMs = 5_000): Promise<void> {
+/**
+ * Waits until `count` of the server's statements wait for a lock (the test's on `admin`, or one the server's own take in turn).
+ * The default wait is generous because a request's way to the lock (client, HTTP, the lookup before the
+ * consuming statement) took over 5 s once on a loaded CI machine; a test that never gets there still fails.
+ */
+export async function heldAtTheLock(admin: pg.Client, count = 1, timeoutMs = 20_000): Promise<void> {
   const waiting = async () =>
     (await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]!.n;
   for (const deadline = Date.now() + timeoutMs; (await waiting()) < count; ) {
