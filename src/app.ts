@@ -22,7 +22,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { Sql } from './persistence/database.js';
 import type { ProviderHost } from './provider/host.js';
-import { listOnlyClaimsIssued } from './provider/provider.js';
+import { listOnlyClaimsIssued } from './provider/standards.js';
 
 export interface AppDeps {
   config: Config;

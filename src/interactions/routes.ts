@@ -302,7 +302,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       await finish(ctx, interaction, error, { mergeWithLastSubmission: false });
       return;
     }
-    // `credential` (see Accounts.checkPassword) lets the resume check the password too (provider.ts).
+    // `credential` (see Accounts.checkPassword) lets the resume check the password too (provider/sign-outs.ts).
     const login = { accountId, amr: ['pwd'], ts: signedInAt, credential: checked!.credential };
     // Signing in chose the account, where the app asked for that choice.
     const chosen = asksToSelectAccount(interaction.params) ? { [SELECT_ACCOUNT]: {} } : {};

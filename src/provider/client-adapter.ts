@@ -48,7 +48,7 @@ export class ClientAdapter implements Adapter {
       ...metadata,
       client_id: row.client_id,
       client_name: row.name,
-      // The digest stands in for the secret; see compareClientSecret in provider.ts.
+      // The digest stands in for the secret; see compareDigestedSecrets in client-model.ts.
       ...(row.client_secret_hash ? { client_secret: row.client_secret_hash } : {}),
       // An API's credentials carry when the API was made: a token for an
       // earlier API under the same identifier is not this one's (configuration.ts, introspection).

@@ -105,13 +105,13 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       id_token_signed_response_alg: 'RS256',
     },
     // What our clients can use: secrets are kept only as digests (see
-    // compareClientSecret in provider.ts), so client_secret_jwt (an HMAC keyed
+    // compareDigestedSecrets in client-model.ts), so client_secret_jwt (an HMAC keyed
     // with the plain secret) cannot be checked, and clients register no keys
     // for private_key_jwt. Discovery advertises only these.
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
     // RFC 8414 §2 reads a missing list as client_secret_basic only. A public
     // client may revoke its tokens; introspection refuses it (invalid_client,
-    // see refusePublicClients in provider.ts), so `none` is not offered there.
+    // see refusePublicClients in standards.ts), so `none` is not offered there.
     // prompt_values_supported: Initiating User Registration via OpenID Connect
     // §4.2; any other prompt value (create) is refused as invalid_request.
     discovery: {
@@ -165,7 +165,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // the library requires for POST. Browsers take it only with Secure, which
       // an https issuer's cookies carry; an http issuer's (local development)
       // cannot, and are sent as Lax instead (see laxCookiesOverHttp in
-      // provider.ts). Interaction cookies (short) only ever go to our own pages.
+      // issuer-origin.ts). Interaction cookies (short) only ever go to our own pages.
       long: { signed: true, httpOnly: true, sameSite: 'none' },
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
       // An https issuer's session cookie is a __Host- cookie (RFC 6265bis
@@ -196,7 +196,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // lets any confidential client introspect any token. A public client
       // proves no identity, and RFC 7662 §2.1 requires some authorization at
       // this endpoint, against token scanning: its answer is replaced by
-      // invalid_client whatever the token (refusePublicClients, provider.ts),
+      // invalid_client whatever the token (refusePublicClients, standards.ts),
       // and this rule keeps the answer it replaces empty.
       introspection: {
         enabled: true,
@@ -225,7 +225,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // RFC 9449: a client that sends a DPoP proof gets access tokens bound to
       // its key (a public client's refresh tokens too), which an API accepts
       // only with a proof of that key (examples/resource-server/protect.ts).
-      // Every proof is used once (the replay check is atomic, see provider.ts).
+      // Every proof is used once (the replay check is atomic, see replay-detection.ts).
       // Nonces are offered, not required: a client whose clock is off by more
       // than the library's 5-minute window is told to use one (use_dpop_nonce)
       // rather than refused outright.

@@ -1,0 +1,315 @@
+// Where the library's answers depart from the RFCs, the answers they ask for.
+import type Koa from 'koa';
+import type Provider from 'oidc-provider';
+import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import { routePattern } from '../http/methods.js';
+import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
+import { accessibleFormPostPage } from './form-post-page.js';
+
+/** The error events of the routes that read a request body (the library's lib/helpers/initialize_app.js). */
+const REQUEST_ERROR_EVENTS = [
+  'authorization.error',
+  'grant.error',
+  'userinfo.error',
+  'introspection.error',
+  'revocation.error',
+  'pushed_authorization_request.error',
+  'end_session.error',
+  'end_session_confirm.error',
+] as const;
+
+/**
+ * Marks the requests whose errors are answered otherwise below. The library
+ * emits these events with the error once it has answered it (as JSON, or a
+ * page by renderError, which makes its own 413 page: configuration.ts); all
+ * with the same arguments, whatever the typings' one overload per name.
+ */
+export function noteRequestErrors(provider: Provider): void {
+  for (const event of REQUEST_ERROR_EVENTS) {
+    provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
+      if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
+      else if (isDpopReplay(error)) dpopReplays.add(ctx);
+    });
+  }
+}
+
+/**
+ * RFC 6750 §3.1: a request to a protected resource that lacks authentication
+ * information, as one "attempted using an unsupported authentication method"
+ * does (`Authorization: Basic …`, say), gets the 401 challenge without an
+ * error code. The library refuses any scheme but Bearer and DPoP as a
+ * malformed token request (400 invalid_request). Such a header carries no
+ * access token, so UserInfo reads the request as if it were not there: a
+ * token sent another way (RFC 6750 §2.2) is still taken, and without one
+ * the library's own challenge for a missing token answers.
+ */
+export function challengeOtherSchemesAtUserinfo(provider: Provider): void {
+  const userinfo = routePattern(provider, 'userinfo');
+  provider.use((ctx, next) => {
+    const authorization = ctx.req.headers.authorization;
+    if (authorization !== undefined && userinfo.test(ctx.path)) {
+      // The scheme as the library reads it (lib/helpers/oidc_context.js): up to the first space.
+      const scheme = authorization.split(' ')[0]!.toLowerCase();
+      if (scheme !== '' && scheme !== 'bearer' && scheme !== 'dpop') delete ctx.req.headers.authorization;
+    }
+    return next();
+  });
+}
+
+/** The endpoints where a client authenticates. */
+const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocation', 'pushed_authorization_request']);
+
+/**
+ * Where the library's answer departs from the RFCs, the answer they ask for.
+ * Runs before the deferred writes are settled, so that an answer turned into
+ * an error stores nothing.
+ */
+export function followTheStandards(ctx: KoaContextWithOIDC): void {
+  const route = ctx.oidc?.route;
+  if (route === undefined) return;
+  useContentTooLarge(ctx);
+  useInvalidDpopProofForReplays(ctx);
+  accessibleFormPostPage(ctx);
+  if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx, [ctx.oidc.params?.redirect_uri]);
+  // RP-Initiated Logout 1.0 §3: the post_logout_redirect_uri, with `state` added.
+  else if (route === 'end_session_confirm') keepRedirectUriQuery(ctx, ctx.oidc.client?.postLogoutRedirectUris ?? []);
+  if (!CLIENT_AUTHENTICATED_ROUTES.has(route)) return;
+  if (route === 'token') {
+    // RFC 6749 §5.1 asks for both; the library sends only Cache-Control.
+    ctx.set('Pragma', 'no-cache');
+    useUnauthorizedClient(ctx);
+    refuseWhenNoScopeIsGranted(ctx);
+  } else if (route === 'introspection') {
+    inactiveForStructuredTokens(ctx);
+    refusePublicClients(ctx);
+  } else if (route === 'revocation') {
+    // As every other answer to a client's credentials: nothing for a cache to keep.
+    ctx.set('Cache-Control', 'no-store');
+    // RFC 7009 §2.2: a 200 with nothing in it. The library's empty body went
+    // out as text/plain (Koa's type for a string), which clients that accept
+    // no content type but JSON refuse (oidc-client-ts's revokeTokens, and
+    // with it its sign-out, which stopped short of /session/end).
+    if (ctx.status === 200 && ctx.body === '') ctx.remove('Content-Type');
+  }
+  useInvalidClientWithoutCredentials(ctx);
+}
+
+/**
+ * A redirect URI's query "MUST be retained" when the response's parameters
+ * are added (RFC 6749 §3.1.2, OIDC Core §3.1.2.5). The library adds them
+ * through URLSearchParams, which writes the whole query anew: `?v=a~b`
+ * comes back as `?v=a%7Eb`, `?flag` as `?flag=`, `%20` as `+`. The same for a
+ * form decoder, but not the URI the client registered, which a client that
+ * compares or reuses it does not recognise. The registered query is kept as
+ * it was written, the response's parameters after it. (Where the response
+ * names a parameter the registered query already has, the library's URI
+ * stays: its value is replaced there, which appending could not do.)
+ * `registered`: the URIs the Location may have been made from.
+ */
+function keepRedirectUriQuery(ctx: KoaContextWithOIDC, registered: readonly unknown[]): void {
+  const location = ctx.response.get('Location');
+  if (!location || (ctx.status !== 302 && ctx.status !== 303)) return;
+  // Most registered URIs have no query: nothing to parse for them.
+  const withQuery = registered.filter((uri): uri is string => typeof uri === 'string' && uri.includes('?'));
+  if (withQuery.length === 0) return;
+  // The URI was checked by the library; a Location of its own pages is relative (/interaction/…).
+  const sent = new URL(location, ctx.oidc.issuer);
+  const all = [...sent.searchParams];
+  // Of several registered URIs that could have made this Location (a sign-out's, say), the one with the longest query.
+  const candidates = withQuery
+    .map((uri) => ({ uri, base: new URL(uri) }))
+    .filter(({ base }) => sent.origin === base.origin && sent.pathname === base.pathname)
+    .map(({ uri, base }) => ({ uri, own: [...base.searchParams] }))
+    .sort((a, b) => b.own.length - a.own.length);
+  // The library's URI holds the registered parameters, in order, then the response's.
+  const made = candidates.find(({ own }) => own.length <= all.length && own.every(([name, value], i) => all[i]![0] === name && all[i]![1] === value));
+  if (!made) return;
+  const added = all.slice(made.own.length);
+  const ownKeys = new Set(made.own.map(([name]) => name));
+  // Nothing added (the library then leaves the URI as it is), or a value replaced in place.
+  if (added.length === 0 || added.some(([name]) => ownKeys.has(name))) return;
+  const separator = made.uri.endsWith('?') || made.uri.endsWith('&') ? '' : '&';
+  ctx.redirect(`${made.uri}${separator}${new URLSearchParams(added)}${sent.hash}`);
+}
+
+/** The library's own words for a DPoP proof it has seen before (lib/helpers/validate_dpop.js). */
+const DPOP_REPLAY = 'DPoP proof JWT Replay detected';
+
+// In the error's detail (token endpoint, UserInfo) or, at the PAR endpoint, its description.
+const isDpopReplay = (error: unknown) =>
+  error instanceof errors.OIDCProviderError && ((error as { error_detail?: unknown }).error_detail ?? error.error_description) === DPOP_REPLAY;
+
+/** Requests whose DPoP proof was a replay, marked by the library's error events. */
+const dpopReplays = new WeakSet<object>();
+
+/**
+ * A proof used twice is an invalid proof: invalid_dpop_proof (RFC 9449 §5 at
+ * the token endpoint, §7.1 with a 401 challenge at a resource). The library
+ * answers invalid_grant at the token endpoint, invalid_request at the PAR
+ * endpoint and invalid_token at UserInfo: the first and last tell a client its
+ * refresh token, code or access token is dead when only the proof was, and it
+ * would throw away a grant that still stands.
+ */
+function useInvalidDpopProofForReplays(ctx: KoaContextWithOIDC): void {
+  if (!dpopReplays.has(ctx) || typeof ctx.body !== 'object' || ctx.body === null) return;
+  const description = 'the DPoP proof was presented before; make a new one for every request';
+  ctx.body = { error: 'invalid_dpop_proof', error_description: description };
+  const challenge = ctx.response.get('WWW-Authenticate');
+  if (challenge) {
+    ctx.set('WWW-Authenticate', challenge.replace(/error="[^"]*"/, 'error="invalid_dpop_proof"').replace(/error_description="[^"]*"/, `error_description="${description}"`));
+  }
+}
+
+/** Requests the library refused for the length of their body (see body-limit.ts), marked by its error events. */
+const bodiesTooLarge = new WeakSet<object>();
+
+/** Where such a refusal was answered as OAuth error JSON, 413 with a description that says so. */
+function useContentTooLarge(ctx: KoaContextWithOIDC): void {
+  if (!bodiesTooLarge.has(ctx) || ctx.status !== 400) return;
+  answerBodyTooLarge(ctx);
+  ctx.body = { error: 'invalid_request', error_description: BODY_TOO_LARGE };
+}
+
+/**
+ * Discovery's claims_supported names the claims the OP may supply (Discovery
+ * §3). The library always lists `sid`, which it issues only to clients of
+ * front- or back-channel logout, or through the claims parameter: all off here.
+ * A middleware of its own (see app.ts for its place), not part of
+ * followTheStandards: the discovery document must be final before its ETag is
+ * made (http/public-documents.ts).
+ */
+export const listOnlyClaimsIssued: Koa.Middleware = (ctx, next) =>
+  ctx.path.startsWith('/.well-known/')
+    ? next().then(() => {
+        const body = (ctx as unknown as KoaContextWithOIDC).oidc?.route === 'discovery' ? (ctx.body as { claims_supported?: unknown }) : undefined;
+        if (Array.isArray(body?.claims_supported)) body.claims_supported = body.claims_supported.filter((claim) => claim !== 'sid');
+      })
+    : next();
+
+/**
+ * RFC 6749 §5.2 counts "no client authentication included" as invalid_client,
+ * and a failed attempt through the Authorization header as a 401 with a
+ * challenge; the library answers both invalid_request. Told apart by the
+ * request, not the description: no client was found, and either the request
+ * was read (params exist) and names no client in any way a client
+ * authenticates (Authorization header, client_id, client_assertion,
+ * attestation), or its Authorization header is not client_secret_basic's
+ * form. The endpoints check nothing before client authentication that would
+ * fail the first kind with invalid_request; a request of the second kind has
+ * failed to authenticate whatever else is wrong with it.
+ */
+function useInvalidClientWithoutCredentials(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: string } | undefined;
+  if (ctx.status !== 400 || body?.error !== 'invalid_request' || ctx.oidc.client) return;
+  const authorization = ctx.get('authorization');
+  let description: string;
+  if (authorization) {
+    if (isBasicCredentials(authorization)) return;
+    description = 'the Authorization header does not hold a client id and secret (client_secret_basic)';
+  } else {
+    const params = ctx.oidc.params;
+    if (!params || params.client_id !== undefined || params.client_assertion !== undefined) return;
+    // A parameter sent twice was refused, and left out of params: the request did name a client.
+    const sent = ctx.oidc.body;
+    if (Array.isArray(sent?.client_id) || Array.isArray(sent?.client_assertion)) return;
+    if (ctx.get('oauth-client-attestation')) return;
+    description = 'client authentication is required';
+  }
+  ctx.status = 401;
+  ctx.body = { error: 'invalid_client', error_description: description };
+  ctx.set('WWW-Authenticate', `Basic realm="${ctx.oidc.issuer}"`);
+}
+
+/**
+ * Whether an Authorization header is HTTP Basic holding a client id and a
+ * secret, both non-empty, form-urlencoded and of printable ASCII (RFC 6749
+ * §2.3.1, §A.1–A.2), read as the library reads it (lib/shared/client_auth.js):
+ * anything else it refuses as invalid_request.
+ */
+function isBasicCredentials(header: string): boolean {
+  const parts = header.split(' ');
+  if (parts.length !== 2 || parts[0]!.toLowerCase() !== 'basic' || !isBase64(parts[1]!)) return false;
+  const decoded = Buffer.from(parts[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) return false;
+  try {
+    return [decoded.slice(0, colon), decoded.slice(colon + 1)].every((token) => {
+      const value = decodeURIComponent(token.replace(/\+/g, '%20'));
+      return value !== '' && /^[\x20-\x7E]+$/.test(value);
+    });
+  } catch {
+    return false;
+  }
+}
+
+/** Base64 with its padding right, or none (the library's rule). */
+function isBase64(text: string): boolean {
+  const match = /^([A-Za-z0-9+/]*)(={0,2})$/.exec(text);
+  if (!match?.[1]) return false;
+  const remainder = match[1].length % 4;
+  return match[2] ? (match[1].length + match[2].length) % 4 === 0 && match[2].length === 4 - remainder : remainder !== 1;
+}
+
+/**
+ * A token request naming scopes of which none can be granted (none is known,
+ * say) would get a token without a `scope` in the response, which RFC 6749
+ * §5.1 reads as "all you asked for". invalid_scope says what happened.
+ */
+function refuseWhenNoScopeIsGranted(ctx: KoaContextWithOIDC): void {
+  if (ctx.status !== 200) return;
+  // As sent: the library drops the scopes it does not know from params.
+  const requested = (ctx.oidc as { body?: Record<string, unknown> }).body?.scope;
+  const body = ctx.body as { access_token?: unknown; scope?: unknown } | undefined;
+  // An empty `scope` in the response says the same as none.
+  if (typeof requested !== 'string' || !requested.trim() || !body?.access_token || (body.scope !== undefined && body.scope !== '')) return;
+  ctx.status = 400;
+  ctx.body = { error: 'invalid_scope', error_description: 'none of the requested scopes can be granted' };
+}
+
+/**
+ * The library refuses to introspect a JWT (unsupported_token_type, an RFC 7009
+ * error code); RFC 7662 §2.2 answers a token the caller may not introspect
+ * with `{"active": false}`. An API verifies its JWTs with the JWKS instead.
+ */
+function inactiveForStructuredTokens(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: string } | undefined;
+  if (ctx.status !== 400 || body?.error !== 'unsupported_token_type') return;
+  ctx.status = 200;
+  ctx.body = { active: false };
+}
+
+/**
+ * RFC 7662 §2.1: the endpoint "MUST also require some form of authorization",
+ * and discovery offers only client secrets there (RFC 8414 §2). A public
+ * client authenticates with its client_id alone (`none`), which the library
+ * lets through to answer {"active": false} whatever the token: it learned
+ * nothing, but the answer said its request was good. It is invalid_client,
+ * as for any method the endpoint does not take, whether or not the token
+ * exists (the answer must not depend on it).
+ */
+function refusePublicClients(ctx: KoaContextWithOIDC): void {
+  if (ctx.oidc.client?.clientAuthMethod !== 'none') return;
+  ctx.status = 401;
+  ctx.body = { error: 'invalid_client', error_description: 'a public client cannot use introspection; authenticate with a client secret' };
+  ctx.set('WWW-Authenticate', `Basic realm="${ctx.oidc.issuer}"`);
+}
+
+/**
+ * RFC 6749 §5.2: a client asking for a grant type it is not allowed gets
+ * `unauthorized_client`; oidc-provider answers `invalid_request` (with the
+ * description "requested grant type is not allowed for this client"). The
+ * cases are told apart by what was asked, not by the description: the client
+ * authenticated, one supported grant type named, and that one not allowed to
+ * it: after client authentication the token endpoint checks nothing else that
+ * answers invalid_request before it checks exactly this. (Our interaction
+ * pages run through here too, without ctx.oidc.)
+ */
+function useUnauthorizedClient(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: string } | undefined;
+  if (ctx.status !== 400 || body?.error !== 'invalid_request') return;
+  const client = ctx.oidc.client;
+  const grantType = ctx.oidc.params?.grant_type;
+  // An unsupported grant type is unsupported_grant_type, checked before; a repeated one is not a string.
+  if (!client || typeof grantType !== 'string' || client.grantTypeAllowed(grantType)) return;
+  ctx.body = { ...body, error: 'unauthorized_client' };
+}
