@@ -361,6 +361,37 @@ describe('single sign-on', () => {
     expect(answer.searchParams.get('error')).toBe('login_required');
   });
 
+  it('prompt=select_account with an id_token_hint naming someone other than the person signed in asks for the named person to sign in', async () => {
+    const fay = { email: 'fay@example.com', password: 'fays own password' };
+    await pc.createUser(fay.email, fay.password, 'Fay');
+    const bobs = await logIn(new UserAgent(), appA, 'openid', bob);
+    // Fay is signed in on this browser; the app asks again for Bob and for the choice of account.
+    const ua = new UserAgent();
+    await logIn(ua, appA, 'openid', fay);
+    const request = await authorizationRequest(appA, 'openid', { id_token_hint: bobs.tokens.id_token!, prompt: 'select_account' });
+    const page = await visit(ua, request.url);
+    // Not "Continue as Fay", which gave the app a code for Fay: the sign-in, and Fay's password does not pass it.
+    expect(pageKind(page)).toBe('login');
+    expect(page.html).not.toContain('Continue as');
+    const refused = new URL((await signIn(ua, page, fay.email, fay.password)).url);
+    expect(refused.origin + refused.pathname).toBe(REDIRECT_URI);
+    expect(Object.fromEntries(refused.searchParams)).toMatchObject({ error: 'login_required', state: request.state });
+
+    // Bob signing in gets Bob's code (Fay's session handed over first).
+    const retry = await authorizationRequest(appA, 'openid', { id_token_hint: bobs.tokens.id_token!, prompt: 'select_account' });
+    const login = await visit(ua, retry.url);
+    expect(pageKind(login)).toBe('login');
+    let next = await signIn(ua, login, bob.email, bob.password);
+    if (!next.url.startsWith(REDIRECT_URI)) next = await ua.post(next, UserAgent.formAction(next, '/session/end/confirm'), UserAgent.hiddenFields(next), REDIRECT_URI);
+    const tokens = await oidc.authorizationCodeGrant(appA, new URL(next.url), { pkceCodeVerifier: retry.verifier, expectedState: retry.state, expectedNonce: retry.nonce });
+    expect(tokens.claims()!.sub).toBe(bobs.tokens.claims()!.sub);
+
+    // The hint naming the person signed in: the choice, as without a hint.
+    const same = await authorizationRequest(appA, 'openid', { id_token_hint: bobs.tokens.id_token!, prompt: 'select_account' });
+    const choice = await visit(ua, same.url);
+    expect(choice.html).toContain('Continue as Bob');
+  });
+
   it('prompt=login asks for the password even within a session', async () => {
     const ua = new UserAgent();
     await logIn(ua, appA, 'openid', bob);
