@@ -123,22 +123,28 @@ it.skipIf(embedded)('a database that does not answer: the start waits and says s
     let started = Date.now();
     patient.child.kill('SIGTERM');
     expect(await patient.exited).toBe(0);
-    // The pool's close waits on the frozen database for at most 5 s.
-    expect(Date.now() - started).toBeLessThan(9_000);
+    // The pool's close waits on the frozen database for at most 5 s (the rest: a loaded machine's slack).
+    expect(Date.now() - started).toBeLessThan(12_000);
     expect(patient.output()).toContain('the database did not close in time');
 
     relay.restore();
     const impatient = (await serve())!;
     relay.freeze();
     impatient.child.kill('SIGTERM');
+    // The server times signals as it handles them: wait until it has handled the first
+    // (on a loaded machine that can be late, and the third would then seem to follow it at once).
+    for (let tries = 0; !impatient.output().includes('shutting down'); tries++) {
+      if (tries > 100) throw new Error(`the first SIGTERM was not handled: ${impatient.output()}`);
+      await sleep(50);
+    }
     // A signal within a second of the first is the same one delivered twice (npm passes it on).
     await sleep(300);
     impatient.child.kill('SIGTERM');
-    await sleep(1_000);
+    await sleep(1_200);
     started = Date.now();
     impatient.child.kill('SIGTERM');
     expect(await impatient.exited).toBe(1);
-    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(Date.now() - started).toBeLessThan(3_000);
   } finally {
     relay.restore();
     await relay.close();
