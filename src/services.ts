@@ -6,7 +6,7 @@ import { DeviceCookies } from './accounts/device-cookies.js';
 import { Apis } from './apis/apis.js';
 import { Clients } from './clients/clients.js';
 import type { Config } from './config.js';
-import { loadSealer, openKeyFile, type SecretSealer } from './keys/sealed-secrets.js';
+import { loadSealer, openKeyFile, SecretSealer } from './keys/sealed-secrets.js';
 import { ensureSigningKeys } from './keys/signing-keys.js';
 import { DatabaseUnavailable, openDatabase, type Database } from './persistence/database.js';
 import { EmbeddedDatabaseBusy, type EmbeddedRole } from './persistence/embedded.js';
@@ -56,7 +56,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     // two first starts at once (two replicas, a CLI beside a server) would
     // each find none and each make a set, under different encryption keys.
     loaded = await database.exclusively(async () => {
-      const sealing = await loadSealer(config.encryption, async () => (await database.prisma.signingKey.count()) + (await database.prisma.cookieKey.count()) === 0);
+      const sealing = await loadSealer(config.encryption, () => holdsNothingSealed(database.prisma));
       await ensureSigningKeys(database.prisma, sealing.sealer, config.signingAlg);
       return sealing;
     });
@@ -82,6 +82,17 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
 }
 
 /** An error's message, for anything thrown (PGlite throws some without one). */
+/**
+ * Whether the database holds no secret sealed with an encryption key, so that
+ * a new key may be made. Keys that versions before sealing stored in the plain
+ * do not count: the first start with a key seals them where they are.
+ */
+async function holdsNothingSealed(prisma: Database['prisma']): Promise<boolean> {
+  if ((await prisma.signingKey.count({ where: { privateJwk: { not: null } } })) > 0) return false;
+  const cookieKeys = await prisma.cookieKey.findMany({ select: { secret: true } });
+  return !cookieKeys.some(({ secret }) => SecretSealer.isSealed(secret));
+}
+
 function describe(error: unknown): string {
   if (error instanceof Error && error.message) return error.message;
   const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };

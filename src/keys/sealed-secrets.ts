@@ -3,7 +3,7 @@
 // reach the database: AES-256-GCM under an encryption key that never enters
 // it. A database dump or backup alone then signs nothing and forges no cookie.
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 export class SealError extends Error {
@@ -136,14 +136,36 @@ export async function loadSealer(
   }
   await mkdir(path.dirname(source.path), { recursive: true });
   try {
-    // 'wx': of two processes starting together (server and CLI), one creates it and the other reads it.
-    await writeFile(source.path, `${randomBytes(32).toString('base64url')}\n`, { flag: 'wx', mode: 0o600 });
+    await createKeyFile(source.path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new SealError(`cannot create the encryption key file ${source.path}: ${(error as Error).message}`);
     return loadSealer(source);
   }
   const created = await readKeyFile(source.path);
   return { sealer: new SecretSealer([created!]), generated: true, exposed: false };
+}
+
+/**
+ * Writes a new key to `file`, complete or not at all: written and synced
+ * under a temporary name, then linked into place. A process killed while
+ * writing leaves no empty key file that would stop every later start. The
+ * link fails with EEXIST if another process (server and CLI starting
+ * together) made the file first: it then reads that one.
+ */
+async function createKeyFile(file: string): Promise<void> {
+  const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const handle = await open(temporary, 'wx', 0o600);
+  try {
+    await handle.writeFile(`${randomBytes(32).toString('base64url')}\n`);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await link(temporary, file);
+  } finally {
+    await unlink(temporary).catch(() => undefined);
+  }
 }
 
 /** The sealer of an existing key file; undefined if there is none yet. Unreadable, empty or short: an error. */

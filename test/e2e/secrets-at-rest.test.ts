@@ -227,6 +227,50 @@ it('given no key where a database holds sealed keys, writes no new key and says 
   }
 });
 
+it('upgrading a database from before keys were sealed, with no key file yet, makes a key and seals the stored keys with it', async () => {
+  const other = await startPortcullis();
+  const dir = await mkdtemp(join(tmpdir(), 'portcullis-key-'));
+  let upgraded: RunningServer | undefined;
+  try {
+    // As a version before sealing left its database: private keys and cookie keys in the plain, and no key file.
+    // The running server keeps what it loaded in memory, and writes no keys as it stops.
+    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const exported = await exportJWK(privateKey);
+    const kid = await calculateJwkThumbprint(exported);
+    const db = other.outsideConnection();
+    await db.connect();
+    try {
+      await db.query('DELETE FROM signing_keys');
+      await db.query('DELETE FROM cookie_keys');
+      await db.query(`INSERT INTO signing_keys (kid, alg, jwk, activates_at) VALUES ($1, 'ES256', $2, now())`, [kid, JSON.stringify({ ...exported, kid, alg: 'ES256', use: 'sig' })]);
+      await db.query(`INSERT INTO cookie_keys (id, secret) VALUES ('legacy', 'an-earlier-versions-cookie-key-kept-in-the-plain')`);
+    } finally {
+      await db.end();
+    }
+    // (Changed with the server running: the embedded database's socket is the server's.)
+    await other.server.close();
+    const keyFile = join(dir, 'encryption.key');
+    upgraded = await restart({ ...other.env, ENCRYPTION_KEY_FILE: keyFile });
+    expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
+    expect((await readFile(keyFile, 'utf8')).trim()).toMatch(/^[\w-]{43}$/);
+    const check = other.outsideConnection();
+    await check.connect();
+    try {
+      const [legacy] = (await check.query<KeyRow>('SELECT kid, jwk, private_jwk FROM signing_keys WHERE kid = $1', [kid])).rows;
+      expect(legacy!.private_jwk).toMatch(SEALED);
+      for (const member of PRIVATE_MEMBERS) expect(legacy!.jwk).not.toHaveProperty(member);
+      expect((await check.query<{ secret: string }>(`SELECT secret FROM cookie_keys WHERE id = 'legacy'`)).rows[0]!.secret).toMatch(SEALED);
+    } finally {
+      await check.end();
+    }
+  } finally {
+    if (upgraded) await upgraded.close();
+    else await other.server.close().catch(() => undefined);
+    await other.database.drop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 it('warns at start when the key file can be read by others than its owner', async () => {
   const { path } = loadConfig(pc.env).encryption as { path: string };
   const lines: string[] = [];
