@@ -81,7 +81,6 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
   };
 }
 
-/** An error's message, for anything thrown (PGlite throws some without one). */
 /**
  * Whether the database holds no secret sealed with an encryption key, so that
  * a new key may be made. Keys that versions before sealing stored in the plain
@@ -93,6 +92,7 @@ async function holdsNothingSealed(prisma: Database['prisma']): Promise<boolean> 
   return !cookieKeys.some(({ secret }) => SecretSealer.isSealed(secret));
 }
 
+/** An error's message, for anything thrown (PGlite throws some without one). */
 function describe(error: unknown): string {
   if (error instanceof Error && error.message) return error.message;
   const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };
