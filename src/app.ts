@@ -21,6 +21,7 @@ import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics/metrics.js';
 import type { Sql } from './persistence/database.js';
+import type { SpaceWatch } from './persistence/disk-space.js';
 import type { ProviderHost } from './provider/host.js';
 import { listOnlyClaimsIssued } from './provider/standards.js';
 
@@ -32,8 +33,9 @@ export interface AppDeps {
   deviceCookies: DeviceCookies;
   apis: Apis;
   logger: Logger;
-  /** The database, for the readiness probe. */
+  /** The database and whether it has run out of disk space, for the readiness probe. */
   sql: Sql;
+  space: SpaceWatch;
   /** Every request's handling is tracked here, for shutdown to wait on. */
   inFlight: InFlightRequests;
   /** Counts sign-ins and consents, when metrics are served (METRICS_PORT). */
@@ -74,7 +76,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         listOnlyClaimsIssued,
         answerOptions(addresses),
         refuseEncodedBodies(deps.config, addresses),
-        healthProbes(deps.sql),
+        healthProbes(deps.sql, deps.space),
         interactionPages(deps),
       ];
       for (const fn of middleware) provider.use(fn);

@@ -1,4 +1,5 @@
 // Opens the database and builds the services both fronts (HTTP app, CLI) use.
+import path from 'node:path';
 import { Accounts } from './accounts/accounts.js';
 import { PasswordHasher } from './accounts/passwords.js';
 import { SignInThrottle } from './accounts/sign-in-throttle.js';
@@ -9,6 +10,7 @@ import type { Config } from './config.js';
 import { loadSealer, openKeyFile, SecretSealer } from './keys/sealed-secrets.js';
 import { ensureSigningKeys } from './keys/signing-keys.js';
 import { DatabaseUnavailable, openDatabase, type Database } from './persistence/database.js';
+import { describeFree, freeSpace, isFull } from './persistence/disk-space.js';
 import { EmbeddedDatabaseBusy, type EmbeddedRole } from './persistence/embedded.js';
 import { MigrationError } from './persistence/migrations.js';
 
@@ -35,10 +37,13 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
   // opened; one that is not there yet is made once the database is known to
   // hold nothing sealed (see loadSealer).
   if (config.encryption.kind === 'file') await openKeyFile(config.encryption.path);
-  const database = await openDatabase(config.database, role).catch((error: unknown) => {
-    // PGlite's own failures (a data directory it cannot read) say nothing of where it looked.
-    if (config.database.kind !== 'embedded' || error instanceof EmbeddedDatabaseBusy) throw error;
-    throw new DatabaseUnavailable(`cannot open the embedded database in DATA_DIR (${config.database.dataDir}): ${describe(error)}`, { cause: error });
+  const dataDir = config.database.kind === 'embedded' ? config.database.dataDir : undefined;
+  const database = await openDatabase(config.database, role).catch(async (error: unknown) => {
+    // PGlite's own failures (a data directory it cannot read, a full disk:
+    // "file system error 51") say nothing of where it looked, or why.
+    if (dataDir === undefined || error instanceof EmbeddedDatabaseBusy) throw error;
+    const why = (await fullDisk(dataDir)) ?? describe(error);
+    throw new DatabaseUnavailable(`cannot open the embedded database in DATA_DIR (${dataDir}): ${why}`, { cause: error });
   });
   let loaded: Awaited<ReturnType<typeof loadSealer>>;
   try {
@@ -62,7 +67,12 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     });
     await database.ready();
   } catch (error) {
-    await database.close();
+    // The error that stopped the start is the one to tell (closing may fail too, on a full disk).
+    await database.close().catch(() => undefined);
+    // Migrations and the first keys write: on a full disk they fail with
+    // PGlite's or the key file's words for it, which do not name the disk.
+    const full = dataDir === undefined ? undefined : await fullDisk(dataDir);
+    if (full) throw new DatabaseUnavailable(`cannot start on the embedded database in DATA_DIR (${dataDir}): ${full}`, { cause: error });
     throw error;
   }
   const { sealer, generated, exposed } = loaded;
@@ -90,6 +100,16 @@ async function holdsNothingSealed(prisma: Database['prisma']): Promise<boolean> 
   if ((await prisma.signingKey.count({ where: { privateJwk: { not: null } } })) > 0) return false;
   const cookieKeys = await prisma.cookieKey.findMany({ select: { secret: true } });
   return !cookieKeys.some(({ secret }) => SecretSealer.isSealed(secret));
+}
+
+/** Says so if the disk holding `dir` is full; undefined if it is not, or cannot be told. */
+async function fullDisk(dir: string): Promise<string | undefined> {
+  // DATA_DIR itself may not exist yet (a first start): its nearest parent that does is on the same disk, most likely.
+  for (let at = dir; ; at = path.dirname(at)) {
+    const free = await freeSpace(at);
+    if (free) return isFull(free) ? `the disk holding it is full (${describeFree(free)}); free some space and start again` : undefined;
+    if (path.dirname(at) === at) return undefined;
+  }
 }
 
 /** An error's message, for anything thrown (PGlite throws some without one). */

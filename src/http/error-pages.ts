@@ -1,7 +1,7 @@
 // What a person sees when a browser request fails: what happened and what to do,
 // in words, with a short reference instead of internals.
 import type { Context } from 'koa';
-import { UNREACHABLE_RETRY_AFTER } from '../persistence/unreachable.js';
+import { UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
 import { renderPage, type PageContext } from './views.js';
 
 interface Explanation {
@@ -102,10 +102,10 @@ const NOT_SIGNED_OUT: Explanation = {
   advice: 'Try again in a minute.',
 };
 
-/** The page for a request the database could not serve (see persistence/unreachable.ts): 503, try again. */
+/** The page for a request the database could not serve (see persistence/unavailable.ts): 503, try again. */
 export function renderUnavailablePage(ctx: Context, page: PageContext): void {
   ctx.status = 503;
-  ctx.set('Retry-After', UNREACHABLE_RETRY_AFTER);
+  ctx.set('Retry-After', UNAVAILABLE_RETRY_AFTER);
   if (SIGNING_OUT.test(ctx.path)) showExplanation(ctx, page, 'temporarily_unavailable', NOT_SIGNED_OUT);
   else renderErrorPage(ctx, page, { error: 'temporarily_unavailable' });
 }

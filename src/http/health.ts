@@ -1,10 +1,12 @@
 // Probes for whatever runs Portcullis (compose, Kubernetes, a load balancer):
 // /healthz says the process answers requests (liveness: restart it if not),
-// /readyz also that its database answers (readiness: send it traffic). Neither
+// /readyz also that its database answers and has disk space for writes
+// (readiness: send it traffic). Neither
 // says anything about clients, users or keys, and neither is logged as an
 // error when the database is down: the probe's answer is the report.
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Sql } from '../persistence/database.js';
+import type { SpaceWatch } from '../persistence/disk-space.js';
 import { refuseMethod, takes } from './methods.js';
 
 /** How long readiness waits for the database; probes commonly time out at 1–5 s. */
@@ -12,12 +14,12 @@ const DATABASE_TIMEOUT_MS = 2_000;
 
 const PING = { name: 'health-ping', text: 'SELECT 1' } as const;
 
-export function healthProbes(sql: Sql): Middleware {
+export function healthProbes(sql: Sql, space: SpaceWatch): Middleware {
   // Not async itself: every other request passes through here, without an extra promise.
-  return (ctx, next) => (ctx.path === '/healthz' || ctx.path === '/readyz' ? answer(ctx, sql) : next());
+  return (ctx, next) => (ctx.path === '/healthz' || ctx.path === '/readyz' ? answer(ctx, sql, space) : next());
 }
 
-async function answer(ctx: ParameterizedContext, sql: Sql): Promise<void> {
+async function answer(ctx: ParameterizedContext, sql: Sql, space: SpaceWatch): Promise<void> {
   if (!takes(['GET'], ctx.method)) {
     ctx.body = refuseMethod(ctx, ['GET']);
     return;
@@ -27,9 +29,14 @@ async function answer(ctx: ParameterizedContext, sql: Sql): Promise<void> {
     ctx.body = { status: 'ok' };
     return;
   }
-  const database = await databaseAnswers(sql);
-  ctx.status = database ? 200 : 503;
-  ctx.body = database ? { status: 'ready' } : { status: 'unavailable', reason: 'the database does not answer' };
+  // The path of DATA_DIR and the figures stay in the log: this answer is public.
+  const reason = !(await databaseAnswers(sql))
+    ? 'the database does not answer'
+    : (await space.full())
+      ? 'the database is out of disk space'
+      : undefined;
+  ctx.status = reason ? 503 : 200;
+  ctx.body = reason ? { status: 'unavailable', reason } : { status: 'ready' };
 }
 
 async function databaseAnswers(sql: Sql): Promise<boolean> {

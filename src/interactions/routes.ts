@@ -20,7 +20,7 @@ import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { sha256 } from '../persistence/hash.js';
-import { isDatabaseUnreachable } from '../persistence/unreachable.js';
+import { databaseTrouble } from '../persistence/unavailable.js';
 import type { ProviderHost } from '../provider/host.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
@@ -138,6 +138,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     try {
       await next();
     } catch (error) {
+      const trouble = databaseTrouble(error);
       if (error instanceof errors.SessionNotFound) {
         ctx.status = 400;
         renderErrorPage(ctx, page(ctx), { error: 'session_not_found' });
@@ -156,8 +157,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         // The browser went away mid-request (its body's stream fails with
         // ECONNRESET): nothing to answer, nothing wrong here.
         logger.info('interaction request aborted by the client', { path: loggedPath(ctx.path) });
-      } else if (isDatabaseUnreachable(error)) {
-        logger.error('database unreachable', { route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+      } else if (trouble) {
+        logger.error(`database ${trouble}`, { route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
         renderUnavailablePage(ctx, page(ctx));
       } else {
         const reference = randomUUID().slice(0, 8);

@@ -128,9 +128,10 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  private readonly unreachable = new Counter({
+  // Named before disk space counted too; the name stays, as dashboards and alerts use it.
+  private readonly unavailable = new Counter({
     name: 'portcullis_database_unreachable_total',
-    help: 'Requests answered 503 because the database could not be reached in time.',
+    help: 'Requests answered 503 because the database could not serve them (unreachable, too slow, out of disk space).',
     registers: [this.registry],
   });
 
@@ -191,7 +192,7 @@ export class Metrics {
     this.grantsRevoked.inc({ reason });
   }
 
-  databaseUnreachable(): void {
-    this.unreachable.inc();
+  databaseUnavailable(): void {
+    this.unavailable.inc();
   }
 }

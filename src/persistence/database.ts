@@ -4,8 +4,10 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
+import { SpaceWatch } from './disk-space.js';
 import { openEmbedded, type EmbeddedRole } from './embedded.js';
 import { migrate, type MigrationResult } from './migrations.js';
+import { databaseTrouble } from './unavailable.js';
 
 export type Prisma = PrismaClient;
 
@@ -47,6 +49,8 @@ export interface Database {
    */
   sql: Sql;
   kind: Config['database']['kind'];
+  /** Whether statements above failed for want of disk space, until there is space again (for readiness). */
+  space: SpaceWatch;
   /** The pool's connections now, and the statements waiting for one (for metrics). */
   poolStats(): { total: number; idle: number; waiting: number };
   /**
@@ -103,7 +107,7 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
   // that gets no answer at all (a frozen server, a link that drops packets)
   // is given up on a few seconds later by the driver (query_timeout), which
   // drops its connection. Either way the request is answered 503 (see
-  // unreachable.ts). Statements run one at a time through pool.query; a
+  // unavailable.ts). Statements run one at a time through pool.query; a
   // Prisma $transaction, whose ROLLBACK would queue behind a hung statement,
   // is for the CLI only, which waits as long as it takes.
   const serverOnly = role === 'server' ? ` -c statement_timeout=${database.timeout * 1000}` : '';
@@ -117,6 +121,7 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
   // session for every socket connection, where a reconnect would find them
   // already prepared, so the embedded database gets unnamed statements.
   const prepare = database.kind === 'postgres';
+  const space = new SpaceWatch(database.kind === 'embedded' ? database.dataDir : undefined);
   const sql: Sql = {
     async query<Row extends object>(statement: Statement, values: unknown[]) {
       const config = prepare ? { name: statement.name, text: statement.text, values } : { text: statement.text, values };
@@ -130,6 +135,7 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
           // running it again is the same as having run it a moment later.
           // Batched writes touch many rows (one person's concurrent flows share
           // a grant), where a deadlock with another batch is possible.
+          if (databaseTrouble(error) === 'out of space') space.noteOutOfSpace();
           if (attempt >= DEADLOCK_ATTEMPTS || !isDeadlock(error)) throw error;
         }
       }
@@ -140,6 +146,7 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
     prisma,
     sql,
     kind: database.kind,
+    space,
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async subscribe(channel, subscriber) {
       if (database.kind !== 'postgres') return undefined;

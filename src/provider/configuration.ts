@@ -13,7 +13,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
 import type { Prisma, Sql } from '../persistence/database.js';
-import { isDatabaseUnreachable } from '../persistence/unreachable.js';
+import { databaseTrouble } from '../persistence/unavailable.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
 import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
@@ -334,7 +334,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         ctx.body = out; // (a server_error is logged by its event, see provider.ts)
         return;
       }
-      if (out.error === 'server_error' && isDatabaseUnreachable(error)) {
+      if (out.error === 'server_error' && databaseTrouble(error)) {
         // Not a fault to report: logged once by the server_error event (provider.ts).
         renderUnavailablePage(ctx, page(ctx));
         return;

@@ -4,7 +4,7 @@
 // adjusted in the modules named below; this one puts them together and turns
 // errors that escape a route into the answer the library would have given.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
-import { isDatabaseUnreachable, UNREACHABLE_RETRY_AFTER } from '../persistence/unreachable.js';
+import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
 import { ArtifactAdapter } from './adapter.js';
 import { adaptClientModel } from './client-model.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
@@ -19,8 +19,8 @@ import { challengeOtherSchemesAtUserinfo, followTheStandards, noteRequestErrors 
 const SERVER_ERROR = { error: 'server_error', error_description: 'oops! something went wrong' } as const;
 const UNAVAILABLE = { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; try again shortly' } as const;
 
-/** Requests a server_error failed because the database could not be reached. */
-const unreachable = new WeakSet<object>();
+/** Requests a server_error failed because the database could not serve them (see unavailable.ts). */
+const unavailable = new WeakSet<object>();
 
 export function createProvider(services: ProviderServices): Provider {
   const configuration = buildConfiguration(services);
@@ -60,13 +60,13 @@ export function createProvider(services: ProviderServices): Provider {
       answerWithError(oidcCtx, error, 'grant.error'),
     );
     if (escaped !== undefined) await answerWithError(oidcCtx, escaped);
-    // The database could not be reached: 503, to be retried (a page said so
+    // The database could not serve it: 503, to be retried (a page said so
     // already, see renderError in configuration.ts), not a 500 server_error.
-    if (unreachable.has(ctx) && ctx.status === 500) {
+    if (unavailable.has(ctx) && ctx.status === 500) {
       ctx.status = 503;
       if (ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body)) ctx.body = UNAVAILABLE;
     }
-    if (unreachable.has(ctx) && ctx.status === 503) ctx.set('Retry-After', UNREACHABLE_RETRY_AFTER);
+    if (unavailable.has(ctx) && ctx.status === 503) ctx.set('Retry-After', UNAVAILABLE_RETRY_AFTER);
   });
 
   /**
@@ -101,12 +101,14 @@ export function createProvider(services: ProviderServices): Provider {
     services.metrics?.grantRevoked(replayed ? 'replay' : 'other');
   });
   provider.on('server_error', (ctx, error) => {
-    if (isDatabaseUnreachable(error)) {
-      // Expected while the database is away: one line, without a stack, once
-      // per request (the session saved after a route fails again after it).
-      if (unreachable.has(ctx)) return;
-      unreachable.add(ctx);
-      services.logger.error('database unreachable', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}` });
+    const trouble = databaseTrouble(error);
+    if (trouble) {
+      // Expected while the database is away or out of space: one line, without
+      // a stack, once per request (the session saved after a route fails
+      // again after it).
+      if (unavailable.has(ctx)) return;
+      unavailable.add(ctx);
+      services.logger.error(`database ${trouble}`, { route: ctx.oidc?.route, error: `${error.name}: ${error.message}` });
       return;
     }
     services.logger.error('provider server_error', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });

@@ -27,7 +27,7 @@ it('a token whose save fails is not handed out, and the next one is', async () =
   expect((await pc.clientCredentials(robot)).status).toBe(200);
 
   await admin.query(`CREATE FUNCTION refuse_tokens() RETURNS trigger LANGUAGE plpgsql AS $$
-                     BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$`);
+                     BEGIN RAISE EXCEPTION 'write refused (simulated)'; END $$`);
   await admin.query(`CREATE TRIGGER refuse_tokens BEFORE INSERT ON provider_artifacts
                      FOR EACH ROW WHEN (NEW.kind = 'ClientCredentials') EXECUTE FUNCTION refuse_tokens()`);
   try {
@@ -51,7 +51,7 @@ it('a token whose save fails is not handed out, and the next one is', async () =
   });
   expect(await introspected.json()).toMatchObject({ active: true, client_id: robot.client_id });
   // The failure was logged as a server error, with no token in the line.
-  expect(pc.errors.some((line) => line.includes('disk full (simulated)'))).toBe(true);
+  expect(pc.errors.some((line) => line.includes('write refused (simulated)'))).toBe(true);
   expect(pc.errors.join('\n')).not.toContain(body.access_token as string);
 });
 
@@ -95,7 +95,7 @@ it('readiness follows the database: 503 while it refuses connections, 200 once i
   }
   const up = await fetch(`${pc.issuer}/readyz`);
   expect(up.status).toBe(200);
-  expect(pc.errors.filter((line) => !line.includes('disk full (simulated)'))).toEqual([]);
+  expect(pc.errors.filter((line) => !line.includes('write refused (simulated)'))).toEqual([]);
 });
 
 it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database that is down or hangs is answered 503 with Retry-After, as JSON or a page, within DATABASE_TIMEOUT; once it is back the server serves again by itself', async () => {
@@ -203,4 +203,42 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a statement the database ho
   } finally {
     await other.close();
   }
+});
+
+it('a write the database refuses for want of disk space is answered 503 with Retry-After, to be retried', async () => {
+  // The same SQLSTATE a full disk gives (53100), where mounting a small one
+  // is not possible; test/e2e/disk-space.test.ts fills a real one. Last in
+  // this file: on PostgreSQL readiness then says "out of disk space" for 10 s.
+  const robot = await pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
+  await admin.query(`CREATE FUNCTION no_space() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN RAISE EXCEPTION 'no space (simulated)' USING ERRCODE = 'disk_full'; END $$`);
+  await admin.query(`CREATE TRIGGER no_space BEFORE INSERT ON provider_artifacts
+                     FOR EACH ROW WHEN (NEW.kind = 'ClientCredentials') EXECUTE FUNCTION no_space()`);
+  try {
+    const response = await fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}` },
+      body: 'grant_type=client_credentials',
+    });
+    expect(response.status).toBe(503);
+    expect(response.headers.get('retry-after')).toBe('5');
+    expect(await response.json()).toMatchObject({ error: 'temporarily_unavailable' });
+  } finally {
+    await admin.query('DROP TRIGGER no_space ON provider_artifacts');
+    await admin.query('DROP FUNCTION no_space()');
+  }
+  // Readiness: the embedded database's disk is this machine's, which has
+  // space; a PostgreSQL server's is out of sight, so the failure counts for 10 s.
+  const ready = await fetch(`${pc.issuer}/readyz`);
+  if (pc.database.kind === 'postgres') {
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ status: 'unavailable', reason: 'the database is out of disk space' });
+  } else {
+    expect(ready.status).toBe(200);
+  }
+  const lines = pc.errors.filter((line) => line.includes('no space (simulated)'));
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toContain('"message":"database out of space"');
+  expect(lines[0]).not.toContain('    at ');
+  expect((await pc.clientCredentials(robot)).status).toBe(200);
 });

@@ -1,0 +1,43 @@
+// Telling a database that cannot serve a request now (down, restarting,
+// frozen, out of connections, out of disk space) from every other failure: a
+// request it fails is answered 503 with Retry-After, which clients and
+// gateways retry, not 500, which says the server is broken; and it is logged
+// as one line, not as a stack trace. Each of these passes without a change to
+// Portcullis: the database comes back, or its operator frees space.
+
+/** Seconds a client is asked to wait (Retry-After) when the database cannot serve it. */
+export const UNAVAILABLE_RETRY_AFTER = '5';
+
+/** Why the database could not serve a request; also the end of its log line ("database …"). */
+export type DatabaseTrouble = 'unreachable' | 'out of space';
+
+// Node's socket errors; SQLSTATE 57P01-57P03 (shut down, crash, starting up),
+// 53300 (too many connections) and class 08 (connection exception); Prisma's
+// P1001 (cannot reach), P1002 (timed out), P1008 (operation timed out), P1017
+// (server closed the connection), P2024 (no pool connection in time) and
+// P2037 (too many connections, as the pg adapter reports 53300).
+// SQLSTATE 57014 is a statement cancelled by statement_timeout (see database.ts).
+const UNREACHABLE = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  '57P01', '57P02', '57P03', '53300', '57014', 'P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2037',
+]);
+
+// SQLSTATE 53100 (disk_full: PostgreSQL, and PGlite for a full DATA_DIR, could
+// not extend a file); a file system's own ENOSPC and EDQUOT.
+const OUT_OF_SPACE = new Set(['53100', 'ENOSPC', 'EDQUOT']);
+
+// node-postgres and its pool say these without a code.
+const MESSAGES = /^(Query read timeout|timeout exceeded when trying to connect|Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable)$/;
+
+/** Why `error` (or one it was caused by) says the database cannot serve now; undefined for any other failure. */
+export function databaseTrouble(error: unknown): DatabaseTrouble | undefined {
+  for (let cause = error, depth = 0; cause instanceof Object && depth < 5; cause = (cause as { cause?: unknown }).cause, depth++) {
+    const { code, message } = cause as { code?: unknown; message?: unknown };
+    if (typeof code === 'string') {
+      if (OUT_OF_SPACE.has(code)) return 'out of space';
+      if (UNREACHABLE.has(code) || /^08[0-9A-Z]{3}$/.test(code)) return 'unreachable';
+    }
+    if (typeof message === 'string' && MESSAGES.test(message)) return 'unreachable';
+  }
+  return undefined;
+}
