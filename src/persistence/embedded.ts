@@ -89,7 +89,12 @@ async function holderRuns(holder: Holder): Promise<boolean> {
   if (typeof holder.startTicks !== 'number' || holder.pidNamespace === undefined) return true;
   const here = await ownIdentity();
   if (!here.procIsOurs || here.pidNamespace !== holder.pidNamespace) return true;
-  const ticks = await startTicksOf(String(holder.pid));
+  const stat = await readFile(`/proc/${holder.pid}/stat`, 'utf8').catch(() => '');
+  // A zombie has exited and closed its files; it only waits for its parent
+  // to reap it, and kill(pid, 0) still finds it (a restart 0.3 s after a
+  // kill -9 met one).
+  if (exitedIn(stat)) return false;
+  const ticks = startTicksIn(stat);
   return ticks === undefined || ticks === holder.startTicks;
 }
 
@@ -113,9 +118,10 @@ function ownIdentity(): Promise<Identity> {
   })());
 }
 
-/** When process `pid` started, in clock ticks since boot, as Linux's /proc says; undefined where it cannot tell. */
-async function startTicksOf(pid: string): Promise<number | undefined> {
-  return startTicksIn(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''));
+/** Whether a /proc/<pid>/stat says its process has exited: state (field 3) Z, a zombie, or X, dead. */
+function exitedIn(stat: string): boolean {
+  const state = stat.charAt(stat.lastIndexOf(')') + 2);
+  return state === 'Z' || state === 'X';
 }
 
 /** Field 22 of a /proc/<pid>/stat, starttime; undefined if it holds none. */

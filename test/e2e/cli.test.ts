@@ -1154,6 +1154,32 @@ describe('without a running server', () => {
     }
   }, 90_000);
 
+  // kill(pid, 0) still finds a process that has exited but is not reaped yet
+  // (a zombie): a restart 0.3 s after a kill -9 was refused for one.
+  it.skipIf(!embedded || process.platform !== 'linux')('on the embedded database, a lock whose holder was killed but not yet reaped (a zombie) is taken over', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-lock-'));
+    // `sleep 61` takes the shell's place and never reaps the shell's child, `sleep 60`: killed, that child stays a zombie.
+    const parent = spawn('sh', ['-c', 'sleep 60 & echo $!; exec sleep 61'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const pid = Number(await new Promise<string>((resolve) => parent.stdout!.once('data', (chunk) => resolve(String(chunk)))));
+      const fields = () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      const startTicks = Number(fields()[19]);
+      const lock = path.join(dir, 'portcullis.lock');
+      writeFileSync(lock, JSON.stringify({ pid, role: 'server', ready: true, startedAt: new Date().toISOString(), startTicks, pidNamespace: readlinkSync('/proc/self/ns/pid') }));
+      process.kill(pid, 'SIGKILL');
+      for (let waited = 0; fields()[0] !== 'Z'; waited += 50) {
+        expect(waited).toBeLessThan(5_000);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const taken = await runCli(['user', 'list'], { ...TEST_ENV, DATA_DIR: dir });
+      expect(taken.code, taken.stderr).toBe(0);
+      expect(existsSync(lock)).toBe(false);
+    } finally {
+      parent.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
   it.skipIf(!embedded)('on the embedded database, a server and CLIs started at once all succeed, and a second server is refused', async () => {
     const database = await freshDatabase();
     const env = { ...TEST_ENV, ...database.env };
