@@ -68,22 +68,51 @@ export function shownError(ctx: object): string | undefined {
   return shownErrors.get(ctx);
 }
 
+/**
+ * A sign-out request that failed (a stale id_token_hint, a return address the
+ * app did not register): whether the person is still signed in, and where a
+ * sign-out of their own starts (the confirmation page, with its form secret).
+ */
+export interface FailedSignOut {
+  signedIn: boolean;
+  signOutUrl: string;
+}
+
+/** A button on an error page: a GET form, so that it is a button to keyboards and screen readers, and starts afresh. */
+interface Action {
+  url: string;
+  label: string;
+}
+
 /** Renders the error page for an OAuth-style error, as HTML on ctx. */
-export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, reference?: string): void {
+export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, reference?: string, signOut?: FailedSignOut): void {
   const known = explanations[out.error];
-  const explanation = known ?? {
+  let explanation = known ?? {
     heading: 'We could not complete your request',
     message: out.error_description ?? out.error,
     advice: START_AGAIN,
   };
+  let action: Action | undefined;
+  // Nobody should walk away from a shared computer believing they signed out,
+  // nor be left without a way to: the app's request failed, theirs need not.
+  if (signOut?.signedIn) {
+    explanation = {
+      heading: 'We could not sign you out',
+      message: `${explanation.message} You are still signed in.`,
+      advice: `To sign out of ${page.issuerName} on this device anyway, use the button below.`,
+    };
+    action = { url: signOut.signOutUrl, label: 'Sign out' };
+  } else if (signOut) {
+    explanation = { ...explanation, advice: `You are not signed in to ${page.issuerName} on this device: there is nothing to sign out of.` };
+  }
   // Our own descriptions are safe to show (escaped); internal errors are not.
   // They are the protocol's words, for the app's developer: beside the
   // explanation, not in the alert a screen reader announces.
   const details = known && out.error !== 'server_error' ? out.error_description : undefined;
-  showExplanation(ctx, page, out.error, explanation, { details, reference });
+  showExplanation(ctx, page, out.error, explanation, { details, reference, action });
 }
 
-function showExplanation(ctx: Context, page: PageContext, code: string, explanation: Explanation, extra: { details?: string; reference?: string } = {}): void {
+function showExplanation(ctx: Context, page: PageContext, code: string, explanation: Explanation, extra: { details?: string; reference?: string; action?: Action } = {}): void {
   shownErrors.set(ctx, code);
   ctx.type = 'html';
   ctx.set('Cache-Control', 'no-store');

@@ -6,7 +6,7 @@ import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
-import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
+import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
 import { renderPage } from '../http/views.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
 import type { Logger } from '../logger.js';
@@ -348,9 +348,21 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         answerBodyTooLarge(ctx);
         shown = { error: 'invalid_request', error_description: BODY_TOO_LARGE };
       }
-      renderErrorPage(ctx, page(ctx), shown, out.error === 'server_error' ? reference : undefined);
+      renderErrorPage(ctx, page(ctx), shown, out.error === 'server_error' ? reference : undefined, failedSignOut(ctx));
     },
   };
+}
+
+/**
+ * For an error answering a sign-out request or its confirmation: whether the
+ * person is signed in (the session is the library's first step on both
+ * routes; without it, as for any other route, nothing is said of it).
+ */
+function failedSignOut(ctx: KoaContextWithOIDC): FailedSignOut | undefined {
+  const route = ctx.oidc?.route;
+  const session = ctx.oidc?.session as { accountId?: string } | undefined;
+  if ((route !== 'end_session' && route !== 'end_session_confirm') || !session) return undefined;
+  return { signedIn: Boolean(session.accountId), signOutUrl: ctx.oidc.urlFor('end_session') };
 }
 
 /** See getResourceServerInfo. */

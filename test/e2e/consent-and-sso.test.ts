@@ -551,6 +551,30 @@ describe('single sign-on', () => {
     }
   });
 
+  it('a sign-out request the app got wrong says the person is still signed in, and offers a sign-out that works', async () => {
+    const ua = new UserAgent();
+    await logIn(ua, appA, 'openid', bob);
+    const silently = async () => new URL((await visit(ua, (await authorizationRequest(appA, 'openid', { prompt: 'none' })).url)).url).searchParams.get('error');
+    // A return address the app did not register: the request is refused, as it must be.
+    const wrong = `${pc.issuer}/session/end?client_id=${appA.clientMetadata().client_id}&post_logout_redirect_uri=${encodeURIComponent('https://elsewhere.example/')}`;
+    const asBrowser = { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } };
+    const refused = await ua.open(wrong, asBrowser);
+    expect(refused.status).toBe(400);
+    expect(refused.html).toContain('<h1>We could not sign you out</h1>');
+    expect(refused.html).toMatch(/role="alert">[^<]* You are still signed in\.<\/div>/);
+    const button = /<form method="get" action="([^"]+)"><button class="primary" type="submit">Sign out<\/button><\/form>/.exec(refused.html);
+    expect(button?.[1]).toBe(`${pc.issuer}/session/end`);
+    expect(await silently()).toBeNull(); // still signed in, as the page says
+    const logout = await ua.open(button![1]!);
+    expect((await signOut(ua, logout)).url).toContain('/session/end/success');
+    expect(await silently()).toBe('login_required');
+    // Signed out, the same request says there is nothing to sign out of, and offers no button.
+    const again = await ua.open(wrong, asBrowser);
+    expect(again.status).toBe(400);
+    expect(again.html).toContain('You are not signed in to');
+    expect(again.html).not.toContain('<form');
+  });
+
   it('prompt=none without a session returns login_required', async () => {
     const request = await authorizationRequest(appA, 'openid', { prompt: 'none' });
     const page = await visit(new UserAgent(), request.url);

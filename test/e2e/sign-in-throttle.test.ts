@@ -50,9 +50,12 @@ function expectRefused(page: Page): number {
   expect(page.status).toBe(429);
   expect(page.html).toContain('Too many failed sign-ins');
   expect(pageKind(page)).toBe('login');
-  // Neither field is known to be wrong (the password may be right): the alert alone says why.
+  // Neither field is known to be wrong (the password may be right), but the
+  // field a screen reader lands on reads out why, and so does the title.
   expect(page.html).toContain('role="alert"');
   expect(page.html).not.toContain('aria-invalid');
+  expect(page.html).toContain('<title>Error: Too many failed sign-ins · ');
+  expect(page.html).toMatch(/<input id="password"[^>]* aria-describedby="sign-in-error"[^>]* autofocus>/);
   const retryAfter = Number(page.headers?.get('retry-after'));
   expect(retryAfter).toBeGreaterThanOrEqual(1);
   expect(retryAfter).toBeLessThanOrEqual(WINDOW_SECONDS);
