@@ -236,7 +236,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       resourceIndicators: {
         enabled: true,
         // At the token endpoint, without `resource`, use the one the grant was
-        // for (the first, where it was for several). A token request that
+        // for (the first, where it was for several); unless the request's
+        // `scope` names only OpenID Connect scopes, openid among them (a refresh
+        // narrowing its scope, RFC 6749 §6): then the token is for UserInfo,
+        // which takes no token with an API's audience, and there is no other
+        // way to get one from a grant for an API. A token request that
         // itself names several is refused (invalid_target, as the library
         // refuses it for client credentials): a token is for one API, and
         // taking the first would drop the others, unknown or malformed ones
@@ -244,7 +248,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         // request's own array as `oneOf` when the request named several, and
         // the grant's otherwise: the same array is the request's.
         defaultResource: async (ctx, _client, oneOf) => (oneOf !== undefined && oneOf === ctx.oidc.params?.resource ? oneOf : oneOf?.[0]),
-        useGrantedResource: async () => true,
+        useGrantedResource: async (ctx) => !asksOnlyForOpenIdScopes(ctx),
         getResourceServerInfo: (ctx, indicator, client) => {
           // RFC 8707 lets `resource` repeat, and the library resolves every
           // value it is given: a request naming one API 1,400 times cost 1.2 s
@@ -363,6 +367,14 @@ function failedSignOut(ctx: KoaContextWithOIDC): FailedSignOut | undefined {
   const session = ctx.oidc?.session as { accountId?: string } | undefined;
   if ((route !== 'end_session' && route !== 'end_session_confirm') || !session) return undefined;
   return { signedIn: Boolean(session.accountId), signOutUrl: ctx.oidc.urlFor('end_session') };
+}
+
+/** Whether a token request's `scope` names openid and no scope but OpenID Connect's (see useGrantedResource). */
+function asksOnlyForOpenIdScopes(ctx: KoaContextWithOIDC): boolean {
+  const scope = ctx.oidc.params?.scope;
+  if (typeof scope !== 'string') return false;
+  const scopes = scope.split(' ').filter(Boolean);
+  return scopes.includes('openid') && scopes.every((name) => OIDC_SCOPES.includes(name));
 }
 
 /** See getResourceServerInfo. */

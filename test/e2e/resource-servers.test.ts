@@ -244,6 +244,25 @@ describe('introspection by an API', () => {
     expect(refused.headers.get('www-authenticate')).toContain('error="invalid_token"');
   });
 
+  it('a refresh asking only for OpenID Connect scopes of a grant for an API gets a token for UserInfo (RFC 6749 §6: any subset of the grant)', async () => {
+    const ua = new UserAgent();
+    const { tokens } = await logIn(ua, web, 'openid profile offline_access read:orders', dana, { resource: ORDERS, prompt: 'consent' });
+    // Without `resource` or `scope`, the token is for the API the grant was for, as before.
+    expect(decodeJwt(tokens.access_token).aud).toBe(ORDERS);
+    const narrowed = await oidc.refreshTokenGrant(web, tokens.refresh_token!, { scope: 'openid profile' });
+    expect(narrowed.scope?.split(' ').sort()).toEqual(['openid', 'profile']);
+    const sub = decodeJwt(tokens.id_token!).sub!;
+    expect(await oidc.fetchUserInfo(web, narrowed.access_token, sub)).toMatchObject({ sub, name: 'Dana' });
+    // The API refuses that token; the rotated refresh token still gets the API's.
+    expect((await call(ordersApi, narrowed.access_token)).status).toBe(401);
+    const again = await oidc.refreshTokenGrant(web, narrowed.refresh_token!);
+    expect(decodeJwt(again.access_token).aud).toBe(ORDERS);
+    expect(again.scope).toBe('read:orders');
+    // A refresh that grants nothing keeps the refresh token it presented: nothing was issued.
+    await expect(oidc.refreshTokenGrant(web, again.refresh_token!, { scope: 'offline_access' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    expect((await oidc.refreshTokenGrant(web, again.refresh_token!)).access_token).toBeTruthy();
+  });
+
   it('revoking a refresh token ends the access tokens derived from it; a rotated-away one is inactive', async () => {
     const ua = new UserAgent();
     const { tokens } = await logIn(ua, web, 'openid offline_access read:orders', dana, { resource: BILLING, prompt: 'consent' });
