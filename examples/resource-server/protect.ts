@@ -158,7 +158,8 @@ export function requireToken(verify: TokenVerifier, ...required: string[]): Midd
     const header = ctx.get('authorization');
     const named = /^(Bearer|DPoP)(?: |$)/i.exec(header)?.[1];
     const scheme: Scheme | undefined = named ? (named.toLowerCase() === 'dpop' ? 'DPoP' : 'Bearer') : undefined;
-    const match = /^(?:Bearer|DPoP) ([\w.~+/-]+=*)$/i.exec(header);
+    // One or more spaces after the scheme (RFC 9110 §11.4, RFC 6750 §2.1: 1*SP).
+    const match = /^(?:Bearer|DPoP) +([\w.~+/-]+=*)$/i.exec(header);
     try {
       // RFC 6750 §3.1: no error code when the request carried no token at all,
       // or only credentials of another scheme (Basic, ...); a Bearer or DPoP

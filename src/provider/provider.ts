@@ -13,7 +13,7 @@ import { checkReplaysAtomically } from './replay-detection.js';
 import { countRequests } from './request-metrics.js';
 import { settleDeferredWrites } from './request-scope.js';
 import { honourSignOuts } from './sign-outs.js';
-import { challengeOtherSchemesAtUserinfo, followTheStandards, noteRequestErrors } from './standards.js';
+import { acceptSpacesAfterScheme, challengeOtherSchemesAtUserinfo, followTheStandards, noteRequestErrors } from './standards.js';
 
 /** What the library answers for an error of its own (its err_out helper); details stay in the log. */
 const SERVER_ERROR = { error: 'server_error', error_description: 'oops! something went wrong' } as const;
@@ -49,6 +49,7 @@ export function createProvider(services: ProviderServices): Provider {
   // parameter stored in it that the database refuses, or on the database.
   provider.use(async (ctx, next) => {
     let escaped: unknown;
+    acceptSpacesAfterScheme(ctx.req);
     try {
       await next();
       followTheStandards(ctx as unknown as KoaContextWithOIDC);

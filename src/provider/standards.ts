@@ -1,4 +1,5 @@
 // Where the library's answers depart from the RFCs, the answers they ask for.
+import type { IncomingMessage } from 'node:http';
 import type Koa from 'koa';
 import type Provider from 'oidc-provider';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
@@ -64,6 +65,17 @@ const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocati
  * Runs before the deferred writes are settled, so that an answer turned into
  * an error stores nothing.
  */
+/**
+ * RFC 9110 §11.4 (and RFC 6750 §2.1) allow one or more spaces between an
+ * Authorization header's scheme and its credentials; the library's parsers
+ * (client authentication, bearer tokens) take exactly one, and refused
+ * `Basic  …` as invalid_client. Runs before the library reads the header.
+ */
+export function acceptSpacesAfterScheme(req: IncomingMessage): void {
+  const header = req.headers.authorization;
+  if (header !== undefined && header.includes('  ')) req.headers.authorization = header.replace(/^(\S+) +/, '$1 ');
+}
+
 export function followTheStandards(ctx: KoaContextWithOIDC): void {
   const route = ctx.oidc?.route;
   if (route === undefined) return;

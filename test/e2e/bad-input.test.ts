@@ -614,6 +614,24 @@ describe('other endpoints', () => {
     expect((await response.json()).sub).toBe(tokens.claims()!.sub);
   });
 
+  it('an Authorization header with several spaces after its scheme is read as with one (RFC 9110 §11.4, RFC 6750 §2.1: 1*SP)', async () => {
+    const robot = await pc.createClient({ name: 'Spaced robot', grantTypes: ['client_credentials'] });
+    const credentials = basic(robot.client_id, robot.client_secret!).slice('Basic '.length);
+    for (const authorization of [`Basic  ${credentials}`, `basic   ${credentials}`]) {
+      const response = await fetch(`${pc.issuer}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization },
+        body: 'grant_type=client_credentials',
+      });
+      expect(response.status, authorization).toBe(200);
+    }
+    const { request, callback } = await codeFor();
+    const tokens = await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    const userinfo = await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer   ${tokens.access_token}` } });
+    expect(userinfo.status).toBe(200);
+    expect((await userinfo.json()).sub).toBe(tokens.claims()!.sub);
+  });
+
   it('an unknown path is a 404 page for a browser and JSON otherwise, not a 500', async () => {
     const response = await fetch(`${pc.issuer}/nope`);
     expect(response.status).toBe(404);

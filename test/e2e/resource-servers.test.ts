@@ -258,6 +258,8 @@ describe('introspection by an API', () => {
     const again = await oidc.refreshTokenGrant(web, narrowed.refresh_token!);
     expect(decodeJwt(again.access_token).aud).toBe(ORDERS);
     expect(again.scope).toBe('read:orders');
+    // (And the example API reads `Bearer` followed by more than one space, RFC 6750 §2.1.)
+    expect((await fetch(`${ordersApi}/orders`, { headers: { authorization: `Bearer  ${again.access_token}` } })).status).toBe(200);
     // A refresh that grants nothing keeps the refresh token it presented: nothing was issued.
     await expect(oidc.refreshTokenGrant(web, again.refresh_token!, { scope: 'offline_access' })).rejects.toMatchObject({ error: 'invalid_scope' });
     expect((await oidc.refreshTokenGrant(web, again.refresh_token!)).access_token).toBeTruthy();
