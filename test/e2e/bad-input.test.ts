@@ -277,7 +277,7 @@ describe('the token endpoint', () => {
       `Basic ${b64(`${client.client_id}:`)}`, // no secret
       `Basic ${b64(':secret')}`, // no id
       `Basic ${b64('%zz:secret')}`, // not form-urlencoded
-      `Basic  ${b64(`${client.client_id}:x`)}`, // two spaces
+      `Basic  ${b64(`${client.client_id}:x`)}`, // two spaces, read as one: a wrong secret
       `Basic ${b64('ab:c').replace(/==$/, '=')}`, // padding cut short (YWI6Yw=)
       `Basic ${b64('cli%C3%A9nt:secret')}`, // an id outside printable ASCII
     ];
