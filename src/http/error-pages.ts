@@ -78,7 +78,7 @@ export interface FailedSignOut {
   signOutUrl: string;
 }
 
-/** A button on an error page: a GET form, so that it is a button to keyboards and screen readers, and starts afresh. */
+/** An error page's way on: a link (drawn as a button) to a page of ours that starts afresh. */
 interface Action {
   url: string;
   label: string;
@@ -135,6 +135,22 @@ const NOT_SIGNED_OUT: Explanation = {
 export function renderUnavailablePage(ctx: Context, page: PageContext): void {
   ctx.status = 503;
   ctx.set('Retry-After', UNAVAILABLE_RETRY_AFTER);
-  if (SIGNING_OUT.test(ctx.path)) showExplanation(ctx, page, 'temporarily_unavailable', NOT_SIGNED_OUT);
-  else renderErrorPage(ctx, page, { error: 'temporarily_unavailable' });
+  const retry = retryOf(ctx);
+  const action = retry ? { url: retry, label: 'Try again' } : undefined;
+  if (SIGNING_OUT.test(ctx.path)) showExplanation(ctx, page, 'temporarily_unavailable', NOT_SIGNED_OUT, { action });
+  else showExplanation(ctx, page, 'temporarily_unavailable', explanations.temporarily_unavailable!, { action });
 }
+
+/**
+ * Where trying again starts: the same address for a link followed (GET), the
+ * sign-in in progress for a form sent there (its page again, not the form
+ * resent: that would send the password again), the sign-out page for a
+ * sign-out confirmed. A path of ours only: never `//host`, which a browser
+ * reads as another site.
+ */
+function retryOf(ctx: Context): string | undefined {
+  const url = ctx.method === 'GET' ? ctx.originalUrl : (INTERACTION.exec(ctx.path)?.[0] ?? (SIGNING_OUT.test(ctx.path) ? '/session/end' : undefined));
+  return url?.startsWith('/') && !url.startsWith('//') ? url : undefined;
+}
+
+const INTERACTION = /^\/interaction\/[\w-]+/;

@@ -88,6 +88,7 @@ it('a full disk under a running server: writes answered 503 with Retry-After, re
     expect(page.status).toBe(503);
     expect(page.headers.get('content-type')).toMatch(/^text\/html/);
     expect(page.headers.get('retry-after')).toBe('5');
+    expect(await page.text()).toContain(`<a class="button" href="${url.pathname}${url.search.replace(/&/g, '&amp;')}">Try again</a>`);
 
     // Reads still work: a token stored before is still valid.
     expect(await introspect(before.body.access_token as string, robot)).toMatchObject({ active: true });

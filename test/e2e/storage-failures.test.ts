@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { dbRelay } from '../support/db-relay.js';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
+import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 let pc: TestPortcullis;
@@ -148,13 +148,18 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database that is down or 
       const page = await authorize();
       expect(page.status).toBe(503);
       expect(page.headers.get('retry-after')).toBe('5');
-      expect(await page.text()).toContain('We cannot sign you in right now');
+      const html = await page.text();
+      expect(html).toContain('We cannot sign you in right now');
+      // A way on: the same authorization request again, as a link.
+      const again = /<a class="button" href="([^"]+)">Try again<\/a>/.exec(html)?.[1]?.replace(/&amp;/g, '&');
+      expect(again && new URL(again, other.issuer).href).toBe(page.url);
       expect(Date.now() - started).toBeLessThan(15_000);
       const signOut = await browser.open(`${other.issuer}/session/end`, { headers: { accept: 'text/html' } });
       expect(signOut.status).toBe(503);
       // Not "cannot sign you in": someone at a shared computer must know the sign-out did not happen.
       expect(signOut.html).toContain('We cannot sign you out right now');
       expect(signOut.html).toContain('you may still be signed in');
+      expect(signOut.html).toContain('<a class="button" href="/session/end">Try again</a>');
       unavailable++;
 
       relay.restore();
@@ -210,10 +215,17 @@ it('a write the database refuses for want of disk space is answered 503 with Ret
   // is not possible; test/e2e/disk-space.test.ts fills a real one. Last in
   // this file: on PostgreSQL readiness then says "out of disk space" for 10 s.
   const robot = await pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
+  const web = await pc.createClient({ name: 'Spacious app', redirectUris: [REDIRECT_URI] });
+  const person = { email: 'sam@example.com', password: 'sams own password' };
+  await pc.createUser(person.email, person.password);
+  // A sign-in page open before the disk filled up.
+  const browser = new UserAgent();
+  const login = await visit(browser, (await authorizationRequest(await discover(pc.issuer, web.client_id, web.client_secret), 'openid')).url);
+  expect(pageKind(login)).toBe('login');
   await admin.query(`CREATE FUNCTION no_space() RETURNS trigger LANGUAGE plpgsql AS $$
                      BEGIN RAISE EXCEPTION 'no space (simulated)' USING ERRCODE = 'disk_full'; END $$`);
   await admin.query(`CREATE TRIGGER no_space BEFORE INSERT ON provider_artifacts
-                     FOR EACH ROW WHEN (NEW.kind = 'ClientCredentials') EXECUTE FUNCTION no_space()`);
+                     FOR EACH ROW WHEN (NEW.kind IN ('ClientCredentials', 'Interaction')) EXECUTE FUNCTION no_space()`);
   try {
     const response = await fetch(`${pc.issuer}/token`, {
       method: 'POST',
@@ -223,6 +235,13 @@ it('a write the database refuses for want of disk space is answered 503 with Ret
     expect(response.status).toBe(503);
     expect(response.headers.get('retry-after')).toBe('5');
     expect(await response.json()).toMatchObject({ error: 'temporarily_unavailable' });
+    // The sign-in cannot be saved: the page says to try again, and its way on
+    // opens the sign-in again rather than sending the form (and password) again.
+    const refused = await signIn(browser, login, person.email, person.password);
+    expect(refused.status).toBe(503);
+    expect(refused.html).toContain('We cannot sign you in right now');
+    const uid = new URL(login.url).pathname.split('/')[2];
+    expect(refused.html).toContain(`<a class="button" href="/interaction/${uid}">Try again</a>`);
   } finally {
     await admin.query('DROP TRIGGER no_space ON provider_artifacts');
     await admin.query('DROP FUNCTION no_space()');
@@ -237,8 +256,14 @@ it('a write the database refuses for want of disk space is answered 503 with Ret
     expect(ready.status).toBe(200);
   }
   const lines = pc.errors.filter((line) => line.includes('no space (simulated)'));
-  expect(lines).toHaveLength(1);
-  expect(lines[0]).toContain('"message":"database out of space"');
-  expect(lines[0]).not.toContain('    at ');
+  expect(lines).toHaveLength(2);
+  for (const line of lines) {
+    expect(line).toContain('"message":"database out of space"');
+    expect(line).not.toContain('    at ');
+  }
   expect((await pc.clientCredentials(robot)).status).toBe(200);
+  // Space back, "Try again" goes on where the person was.
+  const again = await browser.open(`${pc.issuer}/interaction/${new URL(login.url).pathname.split('/')[2]}`, {}, REDIRECT_URI);
+  expect(pageKind(again)).toBe('login');
+  expect(pageKind(await signIn(browser, again, person.email, person.password))).toBe('consent');
 });
