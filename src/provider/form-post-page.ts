@@ -12,7 +12,8 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 
 /** The page as the library writes it (lib/response_modes/form_post.js), up to its title. */
 const LIBRARY_HEAD = '<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv="X-UA-Compatible" content="IE=edge">\n  <title>Submitting Callback</title>';
-const HEAD = '<!DOCTYPE html>\n<html lang="en">\n<head>\n  <meta charset="utf-8">\n  <meta name="viewport" content="width=device-width, initial-scale=1">\n  <title>Continuing…</title>';
+// color-scheme: in dark mode the page is dark like every other of ours, not a white flash.
+const HEAD = '<!DOCTYPE html>\n<html lang="en">\n<head>\n  <meta charset="utf-8">\n  <meta name="viewport" content="width=device-width, initial-scale=1">\n  <meta name="color-scheme" content="light dark">\n  <title>Continuing…</title>';
 const FORM_START = '<body>\n  <form ';
 const FORM_END = '</form>\n</body>';
 

@@ -171,6 +171,9 @@ describe('response modes', () => {
     const fields = Object.fromEntries([...page.html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1], m[2]]));
     expect(fields).toMatchObject({ state: request.state, iss: pc.issuer });
     expect(fields.code).toBeTruthy();
+    // Our language and colour schemes, as every page of ours (src/provider/form-post-page.ts).
+    expect(page.html).toContain('<html lang="en">');
+    expect(page.html).toContain('<meta name="color-scheme" content="light dark">');
     // The page submits itself with the one inline script the policy allows by its hash.
     const script = /<script>([\s\S]*?)<\/script>/.exec(page.html)?.[1];
     expect(script).toBeTruthy();
