@@ -12,8 +12,10 @@ export const FULL_BELOW_BYTES = 32 * 1024 * 1024;
 
 /**
  * How long after a write failed for want of space a PostgreSQL server, whose
- * disk this process cannot see, counts as full. Readiness says so meanwhile;
- * requests keep reaching the database, and the first to succeed is the sign.
+ * disk this process cannot see, counts as full. Readiness says so meanwhile,
+ * while requests still reach the database: a read succeeds on a full disk,
+ * so no statement's success says that space is back; only time without a
+ * failure does.
  */
 const REMEMBERED_MS = 10_000;
 
