@@ -85,6 +85,26 @@ const ARTIFACTS_OF_ACCOUNT = `account_id = $1 OR payload->>'accountId' = $1 OR $
 /** Only what keeps the account signed in: its sessions and its sign-ins in progress. */
 const SIGN_INS_OF_ACCOUNT = `(kind = 'Session' AND payload->>'accountId' = $1) OR ${INTERACTIONS_OF_ACCOUNT}`;
 
+/**
+ * The consents that end with the account's sessions, as at a sign-out (see
+ * grantsEndingWith in provider/adapter.ts): those its live sessions hold
+ * without the library's persistsLogout (not given with offline_access), and
+ * those its sign-ins in progress were given without offline_access (not yet
+ * named by a session). As grant ids, the grant_id of what was issued under them.
+ */
+const CONSENTS_ENDING_WITH_SIGN_INS = `
+  SELECT a.value->>'grantId' FROM provider_artifacts s
+    CROSS JOIN LATERAL jsonb_each(CASE jsonb_typeof(s.payload->'authorizations') WHEN 'object' THEN s.payload->'authorizations' ELSE '{}'::jsonb END) a
+  WHERE s.kind = 'Session' AND s.payload->>'accountId' = $1 AND s.consumed_at IS NULL
+    AND a.value->>'grantId' IS NOT NULL AND a.value->>'persistsLogout' IS DISTINCT FROM 'true'
+  UNION
+  SELECT payload #>> '{result,consent,grantId}' FROM provider_artifacts
+  WHERE ${INTERACTIONS_OF_ACCOUNT} AND payload #>> '{result,consent,grantId}' IS NOT NULL
+    AND NOT 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{params,scope}', ''), ' '))`;
+
+/** Those consents (Grant rows name themselves by jti) and every code and token issued under them. */
+const CONSENTS_OF_SIGN_INS = `grant_id IN (${CONSENTS_ENDING_WITH_SIGN_INS}) OR (kind = 'Grant' AND payload->>'jti' IN (${CONSENTS_ENDING_WITH_SIGN_INS}))`;
+
 /** A trigger on `users` (migration 20261130094000_user_changes) announces every update and delete here. */
 export const USER_CHANGES_CHANNEL = 'portcullis_user_changes';
 
@@ -188,18 +208,22 @@ export class Accounts {
    * the old one is not left signed in. The rows go, and the cut-off
    * (signed_out_at) refuses what a request in flight saves back, and a
    * sign-in that read the old hash in an earlier second (see isSignedIn).
-   * Consents and the tokens issued under them stay (revokeAccess takes those).
+   * Consents end as at a sign-out: those given with offline_access, and the
+   * tokens issued under them, stay (revokeAccess takes those too); the
+   * others end with the sessions, and what was issued under them.
    */
   async setPassword(who: string, password: string): Promise<{ user: UserView; removed: Removed }> {
     const user = await this.resolve(who);
     await this.checkNewPassword(password, user.email);
     const hash = await this.hasher.hash(password);
-    const [, , rows] = await this.prisma.$transaction([
+    // The consents first: they are found through the sessions the next statement deletes.
+    const [, , consents, signIns] = await this.prisma.$transaction([
       this.prisma.password.upsert({ where: { userId: user.id }, update: { hash }, create: { userId: user.id, hash } }),
       this.prisma.$executeRaw`UPDATE users SET signed_out_at = now() WHERE id = ${user.id}::uuid`,
+      this.deleteArtifacts(CONSENTS_OF_SIGN_INS, user.id),
       this.deleteArtifacts(SIGN_INS_OF_ACCOUNT, user.id),
     ]);
-    return { user, removed: countByKind(rows) };
+    return { user, removed: countByKind([...consents, ...signIns]) };
   }
 
   /**

@@ -314,6 +314,16 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       if (!grant || grant.accountId !== accountId || grant.clientId !== clientId) return undefined;
       return grant;
     },
+    // A consent given with offline_access outlives sign-outs: a code that
+    // does not expire with the session marks the session's hold on its grant
+    // as one a sign-out leaves (the library's persistsLogout). The library
+    // asks only whether this request's scopes name offline_access; but a
+    // consent is remembered across sessions (loadExistingGrant above), and a
+    // sign-in elsewhere that reuses it without asking for offline_access
+    // again would end it when signed out of: one sign-out ending an app's
+    // offline access everywhere. The grant's scopes count too.
+    expiresWithSession: async (ctx, code) =>
+      !code.scopes.has('offline_access') && !(ctx.oidc.entities.Grant?.getOIDCScope() ?? '').split(' ').includes('offline_access'),
     ttl: {
       // A registered API's own lifetime wins over the default (portcullis api create --ttl).
       AccessToken: (ctx, token) => withinGrant(ctx, token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken),

@@ -588,6 +588,20 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     expect(refreshed.access_token).toBeTruthy();
   });
 
+  it('set-password ends the consents given without offline_access, as a sign-out does, and what was issued under them', async () => {
+    await pc.createUser('ines@example.com', 'ines old password');
+    const browser = new UserAgent();
+    const { tokens, seen } = await logIn(browser, rp, 'openid email', { email: 'ines@example.com', password: 'ines old password' });
+    expect(seen).toEqual(['login', 'consent']);
+    expect(await oidc.fetchUserInfo(rp, tokens.access_token, tokens.claims()!.sub)).toMatchObject({ email: 'ines@example.com' });
+    const changed = await pc.cli(['user', 'set-password', 'ines@example.com', '--password-stdin', '--json'], 'ines new password\n');
+    expect(changed.code, changed.stderr).toBe(0);
+    expect(JSON.parse(changed.stdout).removed).toMatchObject({ Session: 1, Grant: 1, AccessToken: 1 });
+    // The consent ended: the app asks again; the token issued under it is refused.
+    await expect(oidc.fetchUserInfo(rp, tokens.access_token, tokens.claims()!.sub)).rejects.toThrow();
+    expect((await logIn(new UserAgent(), rp, 'openid email', { email: 'ines@example.com', password: 'ines new password' })).seen).toEqual(['login', 'consent']);
+  });
+
   /** Runs `change` while keeping a copy of the user's rows of `kinds`, and puts them back after it, as requests in flight would save them. */
   async function savedBack(email: string, kinds: string[], change: () => Promise<void>): Promise<void> {
     const { id } = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string }[]).find((user) => user.email === email)!;

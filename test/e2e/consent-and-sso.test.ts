@@ -551,6 +551,21 @@ describe('single sign-on', () => {
     }
   });
 
+  it('signing out in one browser leaves an app the offline access it was given in another, whose consent the sign-in there reused', async () => {
+    const { client_id, client_secret } = await pc.createClient({ name: 'Backup', redirectUris: [REDIRECT_URI], scope: 'openid email offline_access' });
+    const backup = await discover(pc.issuer, client_id, client_secret);
+    const person = { email: 'olga@example.com', password: 'olgas own password' };
+    await pc.createUser(person.email, person.password);
+    const { tokens } = await logIn(new UserAgent(), backup, 'openid offline_access', person, { prompt: 'consent' });
+    // Elsewhere, the same app without offline_access: the consent is remembered, nothing is asked.
+    const laptop = new UserAgent();
+    expect((await logIn(laptop, backup, 'openid', person)).seen).toEqual(['login']);
+    expect((await signOut(laptop, await laptop.open(`${pc.issuer}/session/end`))).url).toContain('/session/end/success');
+    // The app's offline access, given with offline_access, outlives that sign-out (README: Sessions).
+    expect((await oidc.refreshTokenGrant(backup, tokens.refresh_token!)).access_token).toBeTruthy();
+    expect((await logIn(new UserAgent(), backup, 'openid', person)).seen).toEqual(['login']);
+  });
+
   it('a sign-out request the app got wrong says the person is still signed in, and offers a sign-out that works', async () => {
     const ua = new UserAgent();
     await logIn(ua, appA, 'openid', bob);
