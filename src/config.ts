@@ -73,7 +73,7 @@ const wholeNumber = (min: number, max: number) =>
     .pipe(z.string().regex(/^\d+$/, 'must be a whole number (decimal digits)').transform(Number).pipe(z.number().int().min(min).max(max)));
 const integer = (fallback: number, min: number, max: number) => z.string().default(String(fallback)).pipe(wholeNumber(min, max));
 
-const schema = z.object({
+const fields = z.object({
   PORT: integer(3000, 1, 65535),
   HOST: z.string().default('0.0.0.0'),
   // The origin alone: Portcullis serves its endpoints at the root, so an
@@ -159,6 +159,14 @@ const schema = z.object({
   METRICS_HOST: z.string().default('127.0.0.1'),
 });
 
+// Between variables: said with every other bad variable's line, not found
+// only once those are fixed (so it runs whenever these two parse).
+const schema = fields.refine((e) => e.METRICS_PORT === undefined || e.METRICS_PORT !== e.PORT, {
+  path: ['METRICS_PORT'],
+  message: 'must differ from PORT (metrics have a listener of their own)',
+  when: (payload) => !payload.issues.some((issue) => issue.path?.[0] === 'PORT' || issue.path?.[0] === 'METRICS_PORT'),
+});
+
 export interface Config {
   port: number;
   host: string;
@@ -199,6 +207,13 @@ export interface Config {
   metrics?: { host: string; port: number };
 }
 
+/**
+ * Listen errors that say a HOST or METRICS_HOST names no address of this
+ * machine: configuration to fix (exit 2), as a bad value is; a port in use
+ * is not (another process has it).
+ */
+export const NOT_AN_ADDRESS_HERE = new Set(['ENOTFOUND', 'EADDRNOTAVAIL', 'EAI_NONAME']);
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // A variable set to nothing (`PORT=` in a compose file, or blanks) counts as unset, not as 0 or "".
   const result = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value?.trim() !== '')));
@@ -208,7 +223,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const e = result.data;
   const issuer = (e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
-  if (e.METRICS_PORT === e.PORT) throw new ConfigError('invalid configuration:\n  METRICS_PORT: must differ from PORT (metrics have a listener of their own)');
   return {
     port: e.PORT,
     host: e.HOST,

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { AdapterPayload } from 'oidc-provider';
 import { VERSION } from './version.js';
 import { createApp } from './app.js';
-import { ConfigError, type Config } from './config.js';
+import { ConfigError, NOT_AN_ADDRESS_HERE, type Config } from './config.js';
 import { answerClientErrors } from './http/client-errors.js';
 import { InFlightRequests } from './http/in-flight.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
@@ -18,9 +18,6 @@ import { sweepExpired } from './provider/artifacts.js';
 import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
-
-/** Listen errors that say HOST names no address of this machine. */
-const BAD_ADDRESS = new Set(['ENOTFOUND', 'EADDRNOTAVAIL', 'EAI_NONAME']);
 
 /** How long a start may wait for the database before it says so. */
 const START_WAIT_NOTICE_MS = 5_000;
@@ -134,7 +131,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       // HOST: a configuration error (exit 2); a port in use is not.
       server!.once('error', (error: NodeJS.ErrnoException) => {
         const message = `cannot listen on HOST=${config.host} PORT=${config.port}: ${error.message}`;
-        reject(BAD_ADDRESS.has(error.code ?? '') ? new ConfigError(message) : new Error(message, { cause: error }));
+        reject(NOT_AN_ADDRESS_HERE.has(error.code ?? '') ? new ConfigError(message) : new Error(message, { cause: error }));
       });
       server!.listen(config.port, config.host, () => resolve());
     });

@@ -4,6 +4,7 @@
 // scrape never queues behind protocol traffic's middleware.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { ConfigError, NOT_AN_ADDRESS_HERE } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from './metrics.js';
 
@@ -33,7 +34,11 @@ export async function startMetricsServer(metrics: Metrics, where: { host: string
   });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (error: Error) => reject(new Error(`cannot listen on METRICS_HOST=${where.host} METRICS_PORT=${where.port}: ${error.message}`, { cause: error })));
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      const message = `cannot listen on METRICS_HOST=${where.host} METRICS_PORT=${where.port}: ${error.message}`;
+      // As for HOST (server.ts): an address that is not this machine's is configuration (exit 2).
+      reject(NOT_AN_ADDRESS_HERE.has(error.code ?? '') ? new ConfigError(message) : new Error(message, { cause: error }));
+    });
     server.listen(where.port, where.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
