@@ -32,6 +32,9 @@ function parse(args: string[], options: Options, positionals = 0) {
   }
   refuseRepeated(parsed.tokens, options);
   if (parsed.positionals.length !== positionals) {
+    // An option this command does not take (`keys retire KID --json`) was read as an argument above.
+    const option = parsed.positionals.length > positionals ? parsed.positionals.find((arg) => arg.startsWith('--')) : undefined;
+    if (option) throw new UsageError(`Unknown option '${option}'`);
     throw new UsageError(positionals ? `expected ${positionals} argument(s), got ${parsed.positionals.length}` : 'unexpected argument');
   }
   return parsed;

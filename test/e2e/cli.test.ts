@@ -241,6 +241,9 @@ describe('portcullis client', () => {
   it.each([
     [['client', 'create', '--redirect-uri', REDIRECT_URI], 2, '--name is required'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--bogus'], 2, "Unknown option '--bogus'"],
+    // A command that takes no options reads its arguments loosely (ids may begin with "-"), yet names an option it does not take.
+    [['keys', 'retire', 'some-kid', '--json'], 2, "Unknown option '--json'"],
+    [['client', 'delete', 'some-client', '--json'], 2, "Unknown option '--json'"],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not a uri'], 1, 'is not an absolute URI'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#frag'], 1, 'must not have a fragment'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 1, 'unknown grant type'],
