@@ -74,13 +74,7 @@ it('a full disk under a running server: writes answered 503 with Retry-After, re
     expect(refused?.status).toBe(503);
     expect(refused?.body).toMatchObject({ error: 'temporarily_unavailable' });
     expect(refused?.body.access_token).toBeUndefined();
-    const token = await fetch(`${server.issuer}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}` },
-      body: 'grant_type=client_credentials',
-    });
-    expect(token.status).toBe(503);
-    expect(token.headers.get('retry-after')).toBe('5');
+    expect(refused?.headers.get('retry-after')).toBe('5');
 
     // A person starting a sign-in gets the page that says to try again, not an error page of ours.
     const { url } = await authorizationRequest(await discover(server.issuer, web.client_id, web.client_secret), 'openid');

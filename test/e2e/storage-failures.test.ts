@@ -227,14 +227,10 @@ it('a write the database refuses for want of disk space is answered 503 with Ret
   await admin.query(`CREATE TRIGGER no_space BEFORE INSERT ON provider_artifacts
                      FOR EACH ROW WHEN (NEW.kind IN ('ClientCredentials', 'Interaction')) EXECUTE FUNCTION no_space()`);
   try {
-    const response = await fetch(`${pc.issuer}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}` },
-      body: 'grant_type=client_credentials',
-    });
+    const response = await pc.clientCredentials(robot);
     expect(response.status).toBe(503);
     expect(response.headers.get('retry-after')).toBe('5');
-    expect(await response.json()).toMatchObject({ error: 'temporarily_unavailable' });
+    expect(response.body).toMatchObject({ error: 'temporarily_unavailable' });
     // The sign-in cannot be saved: the page says to try again, and its way on
     // opens the sign-in again rather than sending the form (and password) again.
     const refused = await signIn(browser, login, person.email, person.password);

@@ -29,7 +29,7 @@ export interface TestPortcullis {
   createClient(options: ClientOptions): Promise<{ client_id: string; client_secret?: string }>;
   createUser(email: string, password: string, name?: string): Promise<void>;
   /** POST /token grant_type=client_credentials with client_secret_basic. */
-  clientCredentials(client: { client_id: string; client_secret?: string }): Promise<{ status: number; body: Record<string, unknown> }>;
+  clientCredentials(client: { client_id: string; client_secret?: string }): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }>;
   /**
    * A connection to the server's database from outside: PostgreSQL, or the
    * embedded one through its socket (simple-protocol statements only there, see
@@ -144,7 +144,7 @@ export async function startPortcullis(extraEnv: Record<string, string> = {}, on?
         },
         body: 'grant_type=client_credentials',
       });
-      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+      return { status: response.status, body: (await response.json()) as Record<string, unknown>, headers: response.headers };
     },
     outsideConnection() {
       const { DATABASE_URL, DATA_DIR } = database.env;
