@@ -42,8 +42,8 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     // PGlite's own failures (a data directory it cannot read, a full disk:
     // "file system error 51") say nothing of where it looked, or why.
     if (dataDir === undefined || error instanceof EmbeddedDatabaseBusy) throw error;
-    const why = (await fullDisk(dataDir)) ?? describe(error);
-    throw new DatabaseUnavailable(`cannot open the embedded database in DATA_DIR (${dataDir}): ${why}`, { cause: error });
+    const full = await fullDisk(dataDir);
+    throw new DatabaseUnavailable(`cannot open the embedded database in DATA_DIR (${dataDir}): ${describe(error)}${full ? `; ${full}` : ''}`, { cause: error });
   });
   let loaded: Awaited<ReturnType<typeof loadSealer>>;
   try {
@@ -71,8 +71,9 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     await database.close().catch(() => undefined);
     // Migrations and the first keys write: on a full disk they fail with
     // PGlite's or the key file's words for it, which do not name the disk.
+    // The error's own words stay: on a small disk the cause may be another.
     const full = dataDir === undefined ? undefined : await fullDisk(dataDir);
-    if (full) throw new DatabaseUnavailable(`cannot start on the embedded database in DATA_DIR (${dataDir}): ${full}`, { cause: error });
+    if (full) throw new DatabaseUnavailable(`cannot start on the embedded database in DATA_DIR (${dataDir}): ${describe(error)}; ${full}`, { cause: error });
     throw error;
   }
   const { sealer, generated, exposed } = loaded;

@@ -88,19 +88,27 @@ const SIGN_INS_OF_ACCOUNT = `(kind = 'Session' AND payload->>'accountId' = $1) O
 /**
  * The consents that end with the account's sessions, as at a sign-out (see
  * grantsEndingWith in provider/adapter.ts): those its live sessions hold
- * without the library's persistsLogout (not given with offline_access), and
- * those its sign-ins in progress were given without offline_access (not yet
- * named by a session). As grant ids, the grant_id of what was issued under them.
+ * without the library's persistsLogout, and those its sign-ins in progress
+ * were given (not yet named by a session). A consent that holds
+ * offline_access now stays, whatever the session or request that used it
+ * asked for: remembered consents are shared by sessions, and one given
+ * without offline_access may have been given it since, in another browser.
+ * As grant ids, the grant_id of what was issued under them.
  */
 const CONSENTS_ENDING_WITH_SIGN_INS = `
-  SELECT a.value->>'grantId' FROM provider_artifacts s
-    CROSS JOIN LATERAL jsonb_each(CASE jsonb_typeof(s.payload->'authorizations') WHEN 'object' THEN s.payload->'authorizations' ELSE '{}'::jsonb END) a
-  WHERE s.kind = 'Session' AND s.payload->>'accountId' = $1 AND s.consumed_at IS NULL
-    AND a.value->>'grantId' IS NOT NULL AND a.value->>'persistsLogout' IS DISTINCT FROM 'true'
-  UNION
-  SELECT payload #>> '{result,consent,grantId}' FROM provider_artifacts
-  WHERE ${INTERACTIONS_OF_ACCOUNT} AND payload #>> '{result,consent,grantId}' IS NOT NULL
-    AND NOT 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{params,scope}', ''), ' '))`;
+  SELECT ending.grant_id FROM (
+    SELECT a.value->>'grantId' AS grant_id FROM provider_artifacts s
+      CROSS JOIN LATERAL jsonb_each(CASE jsonb_typeof(s.payload->'authorizations') WHEN 'object' THEN s.payload->'authorizations' ELSE '{}'::jsonb END) a
+    WHERE s.kind = 'Session' AND s.payload->>'accountId' = $1 AND s.consumed_at IS NULL
+      AND a.value->>'grantId' IS NOT NULL AND a.value->>'persistsLogout' IS DISTINCT FROM 'true'
+    UNION
+    SELECT payload #>> '{result,consent,grantId}' FROM provider_artifacts
+    WHERE ${INTERACTIONS_OF_ACCOUNT} AND payload #>> '{result,consent,grantId}' IS NOT NULL
+  ) ending
+  WHERE NOT EXISTS (
+    SELECT 1 FROM provider_artifacts g
+    WHERE g.kind = 'Grant' AND g.payload->>'jti' = ending.grant_id
+      AND 'offline_access' = ANY (string_to_array(coalesce(g.payload #>> '{openid,scope}', ''), ' ')))`;
 
 /** Those consents (Grant rows name themselves by jti) and every code and token issued under them. */
 const CONSENTS_OF_SIGN_INS = `grant_id IN (${CONSENTS_ENDING_WITH_SIGN_INS}) OR (kind = 'Grant' AND payload->>'jti' IN (${CONSENTS_ENDING_WITH_SIGN_INS}))`;

@@ -361,7 +361,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     // the consent back. This interaction gone once the grant is saved, and a
     // revoke since it began (its second counts), mean one came meanwhile: the
     // grant is undone, and the person starts again (signed out). Gone without
-    // a revoke is a double submit, or set-password, which keeps consents.
+    // a revoke is a double submit, or set-password (checked below).
     // (The revocation first: its read waits for a revoke still open.)
     if ((await accounts.revokedSince(accountId, interaction.iat ?? 0)) && !(await provider.Interaction.find(interaction.uid))) {
       await grant.destroy();
@@ -373,14 +373,14 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     // their resume included (the adapter's signOut reads them once the
     // session's rows are ended). One whose reading came before this save
     // did not see it: the session is found ended here instead, and the grant
-    // ends as the sign-out would have ended it (not one asking for
-    // offline_access, which outlives a sign-out). (The adapter's own lookup:
-    // the provider's also refuses a session of an account set-password
-    // signed out, which keeps consents.)
+    // ends as the sign-out would have ended it (not one holding
+    // offline_access, which outlives a sign-out: this request may have
+    // reused a consent given it elsewhere). The provider's lookup, which
+    // also refuses a session of an account set-password signed out since
+    // (honourSignOuts): set-password ends such consents as a sign-out does.
     const sessionUid = interaction.session?.uid;
-    const outlivesSignOut = String(interaction.params.scope ?? '').split(' ').includes('offline_access');
-    const sessions = provider.Session as unknown as { adapter: { findByUid(uid: string): Promise<unknown> } };
-    if (sessionUid && !outlivesSignOut && !(await sessions.adapter.findByUid(sessionUid))) {
+    const outlivesSignOut = grant.getOIDCScope().split(' ').includes('offline_access');
+    if (sessionUid && !outlivesSignOut && !(await provider.Session.findByUid(sessionUid))) {
       await Promise.all([provider.AccessToken.revokeByGrantId(grantId), provider.Grant.adapter.destroy(grantId)]);
       logger.info('consent refused: the session was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
       throw new errors.SessionNotFound('the session was signed out while consent was given');

@@ -61,11 +61,6 @@ export function challengeOtherSchemesAtUserinfo(provider: Provider): void {
 const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocation', 'pushed_authorization_request']);
 
 /**
- * Where the library's answer departs from the RFCs, the answer they ask for.
- * Runs before the deferred writes are settled, so that an answer turned into
- * an error stores nothing.
- */
-/**
  * RFC 9110 §11.4 (and RFC 6750 §2.1) allow one or more spaces between an
  * Authorization header's scheme and its credentials; the library's parsers
  * (client authentication, bearer tokens) take exactly one, and refused
@@ -76,6 +71,11 @@ export function acceptSpacesAfterScheme(req: IncomingMessage): void {
   if (header !== undefined && header.includes('  ')) req.headers.authorization = header.replace(/^(\S+) +/, '$1 ');
 }
 
+/**
+ * Where the library's answer departs from the RFCs, the answer they ask for.
+ * Runs before the deferred writes are settled, so that an answer turned into
+ * an error stores nothing.
+ */
 export function followTheStandards(ctx: KoaContextWithOIDC): void {
   const route = ctx.oidc?.route;
   if (route === undefined) return;

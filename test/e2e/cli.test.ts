@@ -605,6 +605,20 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     expect((await logIn(new UserAgent(), rp, 'openid email', { email: 'ines@example.com', password: 'ines new password' })).seen).toEqual(['login', 'consent']);
   });
 
+  it('set-password leaves a consent that holds offline_access, though the sign-in that first gave it did not ask for it', async () => {
+    const ivo = { email: 'ivo@example.com', password: 'ivos old password' };
+    await pc.createUser(ivo.email, ivo.password);
+    // Given without offline_access in one browser, then given it in another (the same remembered consent).
+    const laptop = new UserAgent();
+    expect((await logIn(laptop, rp, 'openid', ivo)).seen).toEqual(['login', 'consent']);
+    const { tokens } = await offline(ivo.email, ivo.password);
+    const changed = await pc.cli(['user', 'set-password', ivo.email, '--password-stdin', '--json'], 'ivos new password\n');
+    expect(changed.code, changed.stderr).toBe(0);
+    expect(JSON.parse(changed.stdout).removed).toEqual({ Session: 2 });
+    expect(await stillSignedIn(laptop, rp)).toBe(false);
+    expect((await oidc.refreshTokenGrant(rp, tokens.refresh_token!)).access_token).toBeTruthy();
+  });
+
   /** Runs `change` while keeping a copy of the user's rows of `kinds`, and puts them back after it, as requests in flight would save them. */
   async function savedBack(email: string, kinds: string[], change: () => Promise<void>): Promise<void> {
     const { id } = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string }[]).find((user) => user.email === email)!;

@@ -129,7 +129,8 @@ it('a server started on a full disk says the disk is full, in one line', async (
       child.once('exit', (exit) => resolve({ code: exit, stderr }));
     });
     expect(code).toBe(1);
-    expect(stderr).toContain(`portcullis: failed to start: cannot open the embedded database in DATA_DIR (${dataDir}): the disk holding it is full`);
+    expect(stderr).toContain(`portcullis: failed to start: cannot open the embedded database in DATA_DIR (${dataDir}): `);
+    expect(stderr).toMatch(/; the disk holding it is full \(\d+\.\d MiB free\); free some space and start again\n/);
     expect(stderr).not.toContain('    at ');
   } finally {
     await disk!.free();
