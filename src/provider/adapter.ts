@@ -166,7 +166,33 @@ const SQL = {
            WHERE kind = 'Interaction' AND uid = $1 AND payload #> '{result,consent,grantId}' IS NOT NULL`,
   },
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
+  // Of these grants (by digest), those that hold offline_access now.
+  offlineGrants: {
+    name: 'artifact-offline-grants',
+    text: `SELECT payload->>'jti' AS jti FROM provider_artifacts
+           WHERE kind = 'Grant' AND id = ANY($1::text[])
+             AND 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' '))`,
+  },
 } as const;
+
+/**
+ * A consent that holds offline_access outlives sign-outs (README: Sessions).
+ * The library ends the grants a session holds without its persistsLogout
+ * mark, which it sets from the scopes of the request that used the grant.
+ * But a remembered consent is shared by sessions (loadExistingGrant), and
+ * one first used without offline_access may have been given it since in
+ * another browser: signing out where it was first used ended the app's
+ * offline access there. So a sign-out keeps the grants that hold it now, and
+ * the tokens issued under them (which run until they expire). Those kept
+ * in a request are remembered for its "grant revoked" event (provider.ts).
+ */
+const keptAtSignOut = new WeakMap<object, Set<string>>();
+const isSignOut = (request: KoaContextWithOIDC | undefined) => request?.oidc?.route === 'end_session_confirm';
+
+/** Whether a sign-out in this request kept the grant instead of revoking it. */
+export function grantKeptAtSignOut(request: object, grantId: string): boolean {
+  return keptAtSignOut.get(request)?.has(grantId) === true;
+}
 
 /**
  * Work shared by the adapters of one database. Lookups made in one event-loop
@@ -394,6 +420,8 @@ export class ArtifactAdapter implements Adapter {
       }
       return this.signOut(id);
     }
+    // The library's sign-out destroys the grants it ends; not one it keeps.
+    if (this.kind === 'Grant' && isSignOut(Provider.ctx) && (await this.keptAtSignOut([id], Provider.ctx)).has(id)) return;
     const { rowCount } = await this.sql.query(SQL.destroy, [this.kind, sha256(id)]);
     // The provider resumes an authorization by reading its finished
     // interaction and then destroying it, without checking that it was still
@@ -426,7 +454,7 @@ export class ArtifactAdapter implements Adapter {
   private async replaceSession(oldId: string, id: string, json: string, uid: string | null, expiresAt: Date | null): Promise<void> {
     const { rowCount } = await this.sql.query(SQL.replaceSession, [sha256(oldId), sha256(id), json, uid, expiresAt]);
     keep(REPLACED_SESSION_BY, { id, stored: rowCount > 0 });
-    if (rowCount === 0) await this.revokeGrants(grantsEndingWith(JSON.parse(json) as SessionPayload), Provider.ctx);
+    if (rowCount === 0) await this.endAtSignOut(grantsEndingWith(JSON.parse(json) as SessionPayload), Provider.ctx);
   }
 
   /**
@@ -462,7 +490,7 @@ export class ArtifactAdapter implements Adapter {
     const request = Provider.ctx;
     const loaded = (request?.oidc?.session as SessionPayload | undefined)?.authorizations ?? {};
     for (const { grantId } of Object.values(loaded)) if (grantId) grants.delete(grantId); // revoked by the library already
-    await this.revokeGrants(grants, request);
+    await this.endAtSignOut(grants, request);
   }
 
   /**
@@ -482,12 +510,34 @@ export class ArtifactAdapter implements Adapter {
     const { revocations } = this.shared;
     const pending = revocations.get(grantId);
     if (pending) return pending;
-    const revocation = this.sql
-      .query(SQL.revoke, [grantId, GRANT_BOUND])
+    const request = Provider.ctx;
+    const kept = isSignOut(request) ? this.keptAtSignOut([grantId], request) : Promise.resolve(new Set<string>());
+    const revocation = kept
+      .then((keep) => (keep.has(grantId) ? undefined : this.sql.query(SQL.revoke, [grantId, GRANT_BOUND])))
       .then(() => undefined)
       .finally(() => revocations.delete(grantId));
     revocations.set(grantId, revocation);
     return revocation;
+  }
+
+  /** Of `grantIds`, those a sign-out keeps (see keptAtSignOut), remembered for `request`. */
+  private async keptAtSignOut(grantIds: string[], request: KoaContextWithOIDC | undefined): Promise<Set<string>> {
+    if (grantIds.length === 0) return new Set();
+    const { rows } = await this.sql.query<{ jti: string }>(SQL.offlineGrants, [grantIds.map((grantId) => sha256(grantId))]);
+    const kept = new Set(rows.map((row) => row.jti));
+    if (request && kept.size > 0) {
+      const remembered = keptAtSignOut.get(request) ?? new Set<string>();
+      for (const grantId of kept) remembered.add(grantId);
+      keptAtSignOut.set(request, remembered);
+    }
+    return kept;
+  }
+
+  /** The grants a sign-out ends (grantsEndingWith), but those it keeps. */
+  private async endAtSignOut(grantIds: Iterable<string>, request: KoaContextWithOIDC | undefined): Promise<void> {
+    const ending = [...grantIds];
+    const kept = await this.keptAtSignOut(ending, request);
+    await this.revokeGrants(ending.filter((grantId) => !kept.has(grantId)), request);
   }
 }
 

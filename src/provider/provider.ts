@@ -5,7 +5,7 @@
 // errors that escape a route into the answer the library would have given.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
-import { ArtifactAdapter } from './adapter.js';
+import { ArtifactAdapter, grantKeptAtSignOut } from './adapter.js';
 import { adaptClientModel } from './client-model.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { laxCookiesOverHttp, pinToIssuer } from './issuer-origin.js';
@@ -95,6 +95,8 @@ export function createProvider(services: ProviderServices): Provider {
   // §4.14.2), so worth a warning. Elsewhere it is a client's revocation or a
   // logout. Ids only: a grant id authorizes nothing.
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
+    // The library announces every grant a sign-out ends; one holding offline_access was kept (adapter.ts).
+    if (grantKeptAtSignOut(ctx, grantId)) return;
     const fields = { route: ctx.oidc?.route, client: ctx.oidc?.client?.clientId, grant: grantId };
     const replayed = ctx.oidc?.route === 'token';
     if (replayed) services.logger.warn('grant revoked: a code or refresh token was used twice', fields);

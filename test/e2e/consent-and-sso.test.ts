@@ -564,6 +564,18 @@ describe('single sign-on', () => {
     // The app's offline access, given with offline_access, outlives that sign-out (README: Sessions).
     expect((await oidc.refreshTokenGrant(backup, tokens.refresh_token!)).access_token).toBeTruthy();
     expect((await logIn(new UserAgent(), backup, 'openid', person)).seen).toEqual(['login']);
+
+    // The other order: given without offline_access first, then given it in another browser.
+    // Signing out where it was first used keeps it too.
+    const pia = { email: 'pia@example.com', password: 'pias own password' };
+    await pc.createUser(pia.email, pia.password);
+    const desktop = new UserAgent();
+    expect((await logIn(desktop, backup, 'openid', pia)).seen).toEqual(['login', 'consent']);
+    const offline = await logIn(new UserAgent(), backup, 'openid offline_access', pia, { prompt: 'consent' });
+    expect((await signOut(desktop, await desktop.open(`${pc.issuer}/session/end`))).url).toContain('/session/end/success');
+    expect((await oidc.refreshTokenGrant(backup, offline.tokens.refresh_token!)).access_token).toBeTruthy();
+    // The sign-out itself happened: that browser signs in again.
+    expect((await logIn(desktop, backup, 'openid', pia)).seen).toEqual(['login']);
   });
 
   it('a sign-out request the app got wrong says the person is still signed in, and offers a sign-out that works', async () => {
