@@ -12,7 +12,8 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
+/** The test PostgreSQL server (TEST_DATABASE_URL). */
+export const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 
 export async function freshDatabase(): Promise<TestDatabase> {
   if ((process.env.TEST_DATABASE ?? 'pglite') === 'pglite') {
@@ -20,21 +21,31 @@ export async function freshDatabase(): Promise<TestDatabase> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'pc-'));
     return { kind: 'pglite', env: { DATA_DIR: dir }, drop: () => rm(dir, { recursive: true, force: true }) };
   }
-  const name = `portcullis_test_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: SERVER_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
+  return serverDatabase('portcullis_test');
+}
+
+/**
+ * A new database on the test PostgreSQL server, named `prefix` and a random
+ * suffix; with `tablespaceAt`, every file of it in a tablespace made there
+ * for it (a directory the server may write), dropped with it.
+ */
+export async function serverDatabase(prefix: string, tablespaceAt?: string): Promise<TestDatabase> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  const run = async (statements: string[]) => {
+    const admin = new pg.Client({ connectionString: SERVER_URL });
+    await admin.connect();
+    try {
+      for (const statement of statements) await admin.query(statement);
+    } finally {
+      await admin.end();
+    }
+  };
+  await run(tablespaceAt ? [`CREATE TABLESPACE ${name} LOCATION '${tablespaceAt}'`, `CREATE DATABASE ${name} TABLESPACE ${name}`] : [`CREATE DATABASE ${name}`]);
   const url = new URL(SERVER_URL);
   url.pathname = `/${name}`;
   return {
     kind: 'postgres',
     env: { DATABASE_URL: url.toString() },
-    async drop() {
-      const client = new pg.Client({ connectionString: SERVER_URL });
-      await client.connect();
-      await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await client.end();
-    },
+    drop: () => run([`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, ...(tablespaceAt ? [`DROP TABLESPACE IF EXISTS ${name}`] : [])]),
   };
 }

@@ -3,16 +3,13 @@
 // test database's every table) on it. Mounting needs root, as CI has; where
 // it cannot be done the tests that need it are skipped, saying why.
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
-import type { TestDatabase } from './database.js';
+import { SERVER_URL, serverDatabase, type TestDatabase } from './database.js';
 
 const run = promisify(execFile);
-const SERVER_URL = process.env.TEST_DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
 
 export interface SmallDisk {
   dir: string;
@@ -69,9 +66,8 @@ export async function databaseOn(disk: SmallDisk): Promise<TestDatabase | string
     const dir = path.join(disk.dir, 'data');
     return { kind: 'pglite', env: { DATA_DIR: dir }, drop: () => rm(dir, { recursive: true, force: true }) };
   }
-  const server = new URL(SERVER_URL);
   // The tablespace is a directory the PostgreSQL server itself writes to.
-  if (!['127.0.0.1', 'localhost', '[::1]'].includes(server.hostname)) return 'the test PostgreSQL server is on another machine';
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(new URL(SERVER_URL).hostname)) return 'the test PostgreSQL server is on another machine';
   const location = path.join(disk.dir, 'tablespace');
   await mkdir(location);
   try {
@@ -79,28 +75,5 @@ export async function databaseOn(disk: SmallDisk): Promise<TestDatabase | string
   } catch (error) {
     return `cannot give the tablespace to the postgres user: ${(error as Error).message}`;
   }
-  const name = `portcullis_small_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: SERVER_URL });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE TABLESPACE ${name} LOCATION '${location}'`);
-    await admin.query(`CREATE DATABASE ${name} TABLESPACE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  server.pathname = `/${name}`;
-  return {
-    kind: 'postgres',
-    env: { DATABASE_URL: server.toString() },
-    async drop() {
-      const client = new pg.Client({ connectionString: SERVER_URL });
-      await client.connect();
-      try {
-        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-        await client.query(`DROP TABLESPACE IF EXISTS ${name}`);
-      } finally {
-        await client.end();
-      }
-    },
-  };
+  return serverDatabase('portcullis_small', location);
 }
