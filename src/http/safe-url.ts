@@ -21,3 +21,22 @@ export function logoUrl(value: unknown): string | undefined {
   const url = safeUrl(value);
   return url?.startsWith('http://[') ? undefined : url;
 }
+
+/**
+ * Where a redirect URI sends the person, as the consent page names it: its
+ * host, with a port other than the scheme's (a client's name is whatever it
+ * registered, but this is where the answer goes; an internationalised name
+ * shows as its punycode, as browsers show a look-alike); for a native app's
+ * private-use scheme (RFC 8252 §7.1), the scheme, which names the app.
+ */
+export function destinationOf(redirectUri: unknown): string | undefined {
+  if (typeof redirectUri !== 'string') return undefined;
+  let url: URL;
+  try {
+    url = new URL(redirectUri);
+  } catch {
+    return undefined;
+  }
+  if (url.host) return url.host;
+  return url.protocol.slice(0, -1) || undefined;
+}

@@ -15,7 +15,7 @@ import type { Config } from '../config.js';
 import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
 import { interactionReference, loggedPath } from '../http/log-redaction.js';
-import { logoUrl, safeUrl } from '../http/safe-url.js';
+import { destinationOf, logoUrl, safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -230,6 +230,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         userLabel: labelOf(user),
         permissions: [...new Set(permissions)],
         askedEveryTime: client.applicationType === 'native',
+        returnsTo: destinationOf(interaction.params.redirect_uri),
         logoUri: logoUrl(client.logoUri),
         switchAccount: signInAgain(provider, interaction.params),
         clientUri: safeUrl(client.clientUri),

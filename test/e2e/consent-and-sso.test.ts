@@ -94,6 +94,8 @@ describe('consent', () => {
     expect(consent.html).toMatch(/>Deny<\/button>/);
     expect(consent.html).not.toContain('<script>alert(1)</script>');
     expect(consent.html).toContain('&lt;script&gt;');
+    // Where Allow or Deny leads: the redirect URI's host, which the app's name cannot fake.
+    expect(consent.html).toContain('you then go back to <strong class="destination">127.0.0.1:9999</strong>');
   });
 
   it('shows a registered logo and links, escaped', async () => {

@@ -94,6 +94,8 @@ describe('a native app', () => {
     expect(again.seen[1]!.html).toContain('Confirm that it is you when you sign in');
     expect(again.seen[1]!.html).toContain('you are asked each time it signs you in');
     expect(again.seen[1]!.html).not.toContain('you will not be asked again');
+    // The page names where the answer goes: the app's own scheme.
+    expect(again.seen[1]!.html).toContain('you then go back to <strong class="destination">com.example.notes</strong>');
   });
 
   it('is refused another path or host, and a request without PKCE', async () => {
