@@ -187,6 +187,8 @@ const SQL = {
  * in a request are remembered for its "grant revoked" event (provider.ts).
  */
 const keptAtSignOut = new WeakMap<object, Set<string>>();
+/** Per sign-out request, whether each grant it asked about is kept (one query per grant, see keptAtSignOut). */
+const signOutDecisions = new WeakMap<object, Map<string, Promise<boolean>>>();
 const isSignOut = (request: KoaContextWithOIDC | undefined) => request?.oidc?.route === 'end_session_confirm';
 
 /** Whether a sign-out in this request kept the grant instead of revoking it. */
@@ -520,11 +522,25 @@ export class ArtifactAdapter implements Adapter {
     return revocation;
   }
 
-  /** Of `grantIds`, those a sign-out keeps (see keptAtSignOut), remembered for `request`. */
+  /**
+   * Of `grantIds`, those a sign-out keeps (see keptAtSignOut). Each grant's
+   * answer is remembered for `request`: the library asks about a grant twice
+   * at once (revoking its tokens, destroying it), and both must get the same
+   * answer from one query.
+   */
   private async keptAtSignOut(grantIds: string[], request: KoaContextWithOIDC | undefined): Promise<Set<string>> {
     if (grantIds.length === 0) return new Set();
-    const { rows } = await this.sql.query<{ jti: string }>(SQL.offlineGrants, [grantIds.map((grantId) => sha256(grantId))]);
-    const kept = new Set(rows.map((row) => row.jti));
+    const decisions = (request && signOutDecisions.get(request)) || new Map<string, Promise<boolean>>();
+    if (request) signOutDecisions.set(request, decisions);
+    const unknown = grantIds.filter((grantId) => !decisions.has(grantId));
+    if (unknown.length > 0) {
+      const holding = this.sql
+        .query<{ jti: string }>(SQL.offlineGrants, [unknown.map((grantId) => sha256(grantId))])
+        .then(({ rows }) => new Set(rows.map((row) => row.jti)));
+      for (const grantId of unknown) decisions.set(grantId, holding.then((kept) => kept.has(grantId)));
+    }
+    const answers = await Promise.all(grantIds.map((grantId) => decisions.get(grantId)!));
+    const kept = new Set(grantIds.filter((_, index) => answers[index]));
     if (request && kept.size > 0) {
       const remembered = keptAtSignOut.get(request) ?? new Set<string>();
       for (const grantId of kept) remembered.add(grantId);
