@@ -9,6 +9,7 @@ import type { Accounts } from './accounts/accounts.js';
 import type { DeviceCookies } from './accounts/device-cookies.js';
 import type { SignInThrottle } from './accounts/sign-in-throttle.js';
 import type { Apis } from './apis/apis.js';
+import type { BrowserBinding } from './provider/browser-binding.js';
 import type { Config } from './config.js';
 import type { InFlightRequests } from './http/in-flight.js';
 import { renderErrorPage } from './http/error-pages.js';
@@ -31,6 +32,8 @@ export interface AppDeps {
   accounts: Accounts;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;
+  /** Which browser made each sign-in in progress (provider/browser-binding.ts). */
+  browsers: BrowserBinding;
   apis: Apis;
   logger: Logger;
   /** The database and whether it has run out of disk space, for the readiness probe. */

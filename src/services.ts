@@ -13,6 +13,7 @@ import { DatabaseUnavailable, openDatabase, type Database } from './persistence/
 import { describeFree, freeSpace, isFull } from './persistence/disk-space.js';
 import { EmbeddedDatabaseBusy, type EmbeddedRole } from './persistence/embedded.js';
 import { MigrationError } from './persistence/migrations.js';
+import { BrowserBinding } from './provider/browser-binding.js';
 
 export interface Services {
   config: Config;
@@ -20,6 +21,8 @@ export interface Services {
   accounts: Accounts;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;
+  /** Which browser made each sign-in in progress (provider/browser-binding.ts). */
+  browsers: BrowserBinding;
   apis: Apis;
   clients: Clients;
   /** Seals the secrets the database keeps for later use (signing and cookie keys). */
@@ -83,6 +86,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2), config.passwordPolicy),
     signInThrottle: new SignInThrottle(database.sql, config.signInThrottle, sealer.keyedDigest('sign-in throttle keys v1')),
     deviceCookies: new DeviceCookies(sealer.keyedDigest('device cookies v1')),
+    browsers: new BrowserBinding(config.issuer, config.ttl.interaction),
     apis: new Apis(database.prisma),
     clients: new Clients(database.prisma),
     sealer,

@@ -19,8 +19,11 @@ import { destinationOf, logoUrl, safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { Sql } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
+import { mayUseInteraction } from '../provider/adapter.js';
+import type { BrowserBinding } from '../provider/browser-binding.js';
 import type { ProviderHost } from '../provider/host.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
@@ -31,10 +34,13 @@ export interface InteractionDeps {
   accounts: Accounts;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;
+  /** Which browser made each sign-in in progress (provider/browser-binding.ts). */
+  browsers: BrowserBinding;
   apis: Apis;
   config: Config;
   logger: Logger;
   metrics?: Metrics;
+  sql: Sql;
 }
 
 // Deliberately one message for both failures, so that the page does not tell
@@ -129,7 +135,7 @@ class WrongPrompt extends Error {
   override name = 'WrongPrompt';
 }
 
-export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, apis, config, logger, metrics }: InteractionDeps): Router {
+export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
 
@@ -171,8 +177,18 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
 
   const details = async (ctx: Context, expected?: string) => {
     const provider = host.current;
-    const interaction = await provider.interactionDetails(ctx.req, ctx.res);
+    // Looked up together: one statement finds the interaction and its browser binding.
+    const [interaction, mayUse] = await Promise.all([
+      provider.interactionDetails(ctx.req, ctx.res),
+      mayUseInteraction(sql, ctx.params.uid!, browsers.of(ctx)),
+    ]);
     if (interaction.uid !== ctx.params.uid) throw new errors.SessionNotFound('interaction does not match this browser');
+    if (!mayUse) {
+      // Its cookies came from elsewhere: planted by a related site, most
+      // likely, to have this person sign in for someone else's browser.
+      logger.warn('sign-in opened in a browser other than the one that started it');
+      throw new errors.SessionNotFound('interaction started in another browser');
+    }
     if (expected && interaction.prompt.name !== expected) throw new WrongPrompt(expected);
     const client = await provider.Client.find(String(interaction.params.client_id));
     if (!client) throw new errors.InvalidClient('client not found');

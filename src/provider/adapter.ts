@@ -10,7 +10,8 @@ import type { Sql } from '../persistence/database.js';
 import { Batcher } from '../persistence/batcher.js';
 import { sha256 } from '../persistence/hash.js';
 import { jsonHoldsNul } from '../persistence/nul.js';
-import { ArtifactWriter } from './artifact-writer.js';
+import { ArtifactWriter, type ArtifactRecord } from './artifact-writer.js';
+import { BROWSER_BINDING_KIND, type BrowserBinding } from './browser-binding.js';
 import { deferUntilResponse, keep, peek, take } from './request-scope.js';
 
 /** Models whose rows belong to a grant and go when it is revoked. */
@@ -230,6 +231,12 @@ function sharedWork(sql: Sql): InFlight {
 }
 const inFlight = new WeakMap<Sql, InFlight>();
 
+function shared(sql: Sql): InFlight {
+  let work = inFlight.get(sql);
+  if (!work) inFlight.set(sql, (work = sharedWork(sql)));
+  return work;
+}
+
 export interface ArtifactOptions {
   /**
    * Seconds after its first use during which a refresh token may be used
@@ -239,6 +246,8 @@ export interface ArtifactOptions {
   refreshTokenReuseInterval?: number;
   /** Told of each such reuse once the database has taken it (the request's consumption stands). */
   onReuse?: (request: KoaContextWithOIDC | undefined) => void;
+  /** Binds each interaction to the browser that made it (browser-binding.ts): for Interaction. */
+  browsers?: BrowserBinding;
 }
 
 export class ArtifactAdapter implements Adapter {
@@ -246,6 +255,7 @@ export class ArtifactAdapter implements Adapter {
   /** This model's reuse interval, in seconds (see ArtifactOptions); 0 for all but refresh tokens. */
   private readonly reuse: number;
   private readonly onReuse?: ArtifactOptions['onReuse'];
+  private readonly browsers?: BrowserBinding;
 
   /** `sealer`: seals the pushed request id a stored sign-in in progress names (see withoutLiveIds). */
   constructor(
@@ -256,13 +266,9 @@ export class ArtifactAdapter implements Adapter {
   ) {
     this.reuse = kind === 'RefreshToken' ? (options.refreshTokenReuseInterval ?? 0) : 0;
     this.onReuse = options.onReuse;
+    if (kind === 'Interaction') this.browsers = options.browsers;
     if (kind === 'Interaction' && !sealer) throw new TypeError('an Interaction adapter needs a sealer for the ids its rows keep (see withoutLiveIds)');
-    let shared = inFlight.get(sql);
-    if (!shared) {
-      shared = sharedWork(sql);
-      inFlight.set(sql, shared);
-    }
-    this.shared = shared;
+    this.shared = shared(sql);
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
@@ -317,7 +323,25 @@ export class ArtifactAdapter implements Adapter {
     // A held consumption was deferred before this save, so it has started by the time this runs.
     const save = () => (held ? writer.saveIfConsumed(record, held.started!.call, held.started!.marked) : writer.upsert(record));
     if (deferrable && deferUntilResponse(save)) return;
-    await save();
+    const binding = this.browserBinding(id, expiresAt);
+    // In the same tick as the interaction's own row: one statement for both.
+    await (binding ? Promise.all([save(), writer.upsert(binding)]) : save());
+  }
+
+  /**
+   * The row binding a new interaction `id` to the browser of the provider
+   * request making it (browser-binding.ts): at an authorization request, or
+   * a resume that needs another prompt. A save outside a provider request
+   * (our interaction pages, which check the binding before they save) leaves
+   * the row as it is; so does a resume's save of the interaction it resumed,
+   * which the browser holding it could resume.
+   */
+  private browserBinding(id: string, expiresAt: Date | null): ArtifactRecord | undefined {
+    const request = Provider.ctx;
+    if (!this.browsers || !request) return undefined;
+    const browser = this.browsers.establish(request);
+    const payload = JSON.stringify({ browser });
+    return { kind: BROWSER_BINDING_KIND, id: sha256(id), payload, grantId: null, uid: null, userCode: null, accountId: null, clientId: null, expiresAt };
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -327,7 +351,8 @@ export class ArtifactAdapter implements Adapter {
       const kept = take<GrantRow | null>(grantKey(id));
       if (kept !== undefined) return kept ? toPayload(kept) : undefined;
     }
-    const row = (await this.shared.finder.load(sha256(id))).find((candidate) => candidate.kind === this.kind);
+    const rows = await this.shared.finder.load(sha256(id));
+    const row = rows.find((candidate) => candidate.kind === this.kind);
     if (isEndedSession(this.kind, row)) return undefined;
     const payload = toPayload(row, this.reuse);
     if (payload && row?.consumed_at && !payload.consumed) keep(REUSED_WITHIN_INTERVAL, true);
@@ -337,7 +362,14 @@ export class ArtifactAdapter implements Adapter {
         row.grant_payload ? { payload: row.grant_payload, expires_at: row.grant_expires_at, consumed_at: row.grant_consumed_at } : null,
       );
     }
-    if (payload && this.kind === 'Interaction') return withLiveIds(payload, id, this.sealer);
+    if (payload && this.kind === 'Interaction') {
+      // The library's resume: only in the browser that made the interaction.
+      // (Our pages check it themselves, see boundBrowserOf: they run outside
+      // the library's request, so Provider.ctx does not name their request.)
+      const request = Provider.ctx;
+      if (this.browsers && request && !inBoundBrowser(rows, this.browsers.of(request))) return undefined;
+      return withLiveIds(payload, id, this.sealer);
+    }
     return payload && { ...payload, jti: id };
   }
 
@@ -555,6 +587,33 @@ export class ArtifactAdapter implements Adapter {
     const kept = await this.keptAtSignOut(ending, request);
     await this.revokeGrants(ending.filter((grantId) => !kept.has(grantId)), request);
   }
+}
+
+/**
+ * Whether the browser whose binding digest is `browser` may use the
+ * interaction whose rows (by id, every kind) are `rows`. One made before
+ * interactions were bound (an upgrade within INTERACTION_TTL) has no binding
+ * row, and any browser that holds its cookies may go on with it.
+ */
+function inBoundBrowser(rows: TokenRow[], browser: string | undefined): boolean {
+  const bound = boundBrowserIn(rows);
+  return bound === undefined || bound === browser;
+}
+
+function boundBrowserIn(rows: TokenRow[]): string | undefined {
+  const binding = rows.find((row) => row.kind === BROWSER_BINDING_KIND);
+  const browser = (binding?.payload as { browser?: unknown } | undefined)?.browser;
+  return typeof browser === 'string' ? browser : undefined;
+}
+
+/**
+ * Whether the interaction `uid` may be used by the browser whose binding
+ * digest is `browser` (see inBoundBrowser), for the interaction pages: looked
+ * up by the lookup that loads the interaction itself when asked in the same
+ * tick (the rows of every kind under its id come back together).
+ */
+export async function mayUseInteraction(sql: Sql, uid: string, browser: string | undefined): Promise<boolean> {
+  return inBoundBrowser(await shared(sql).finder.load(sha256(uid)), browser);
 }
 
 // An interaction's payload names live ids besides its own: its uid again, in

@@ -17,6 +17,7 @@ import { databaseTrouble } from '../persistence/unavailable.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
 import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
+import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
@@ -36,6 +37,8 @@ export interface ProviderServices {
   dpopNonceSecret: Buffer;
   /** Seals what a stored payload must keep but not in the plain (see adapter.ts). */
   sealer: SecretSealer;
+  /** Binds each sign-in in progress to the browser that started it (browser-binding.ts). */
+  browsers: BrowserBinding;
   /** Counts requests and events, when metrics are served (METRICS_PORT). */
   metrics?: Metrics;
 }
@@ -92,7 +95,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     adapter: (name: string) =>
       name === 'Client'
         ? clientAdapter
-        : new ArtifactAdapter(name, sql, services.sealer, { refreshTokenReuseInterval: config.refreshTokenReuseInterval, onReuse: logReuse }),
+        : new ArtifactAdapter(name, sql, services.sealer, {
+            refreshTokenReuseInterval: config.refreshTokenReuseInterval,
+            onReuse: logReuse,
+            browsers: services.browsers,
+          }),
     clients: [],
     clientDefaults: {
       grant_types: ['authorization_code', 'refresh_token'],
@@ -173,9 +180,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // host itself, so a page on a sibling subdomain cannot plant a session
       // of its choosing (signing the person in as someone else). Interaction
       // cookies are scoped to their interaction's path, which the prefix does
-      // not allow; they only ever carry a signed-in person the server itself
-      // recorded for that interaction. An http issuer (local development)
-      // cannot set Secure cookies, so its cookie keeps the library's name.
+      // not allow: a sibling could plant them, so an interaction answers only
+      // the browser that made it (browser-binding.ts). An http issuer (local
+      // development) cannot set Secure cookies, so its cookie keeps the
+      // library's name.
       names: {
         session: new URL(config.issuer).protocol === 'https:' ? '__Host-session' : '_session',
         interaction: '_interaction',

@@ -2,6 +2,7 @@
 import type { IncomingMessage } from 'node:http';
 import type Koa from 'koa';
 import type Provider from 'oidc-provider';
+import { decodeProtectedHeader } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { routePattern } from '../http/methods.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
@@ -30,6 +31,7 @@ export function noteRequestErrors(provider: Provider): void {
     provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
       if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
       else if (isDpopReplay(error)) dpopReplays.add(ctx);
+      else if (event === 'userinfo.error' && isApiTokenAtUserinfo(ctx, error)) apiTokensAtUserinfo.add(ctx);
     });
   }
 }
@@ -81,6 +83,7 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   if (route === undefined) return;
   useContentTooLarge(ctx);
   useInvalidDpopProofForReplays(ctx);
+  sayWhyUserinfoRefusedApiTokens(ctx);
   accessibleFormPostPage(ctx);
   if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx, [ctx.oidc.params?.redirect_uri]);
   // RP-Initiated Logout 1.0 §3: the post_logout_redirect_uri, with `state` added.
@@ -170,6 +173,43 @@ function useInvalidDpopProofForReplays(ctx: KoaContextWithOIDC): void {
   if (challenge) {
     ctx.set('WWW-Authenticate', challenge.replace(/error="[^"]*"/, 'error="invalid_dpop_proof"').replace(/error_description="[^"]*"/, `error_description="${description}"`));
   }
+}
+
+/**
+ * UserInfo refuses an access token issued for an API, as it must: that token
+ * is the API's to accept (RFC 8707, its audience). But the answer did not
+ * say so: "invalid token provided" for a JWT access token (the library finds
+ * none by its value; UserInfo's own tokens are opaque), "access token missing
+ * openid scope" for an opaque one. A client that asked for an API with
+ * `resource` and then called UserInfo with its token (openid-client,
+ * passport's strategy and oidc-client-ts do by default) could not tell why.
+ * The description now names the reason and the way to a token UserInfo
+ * takes (README: a refresh naming only OpenID Connect scopes); the error and
+ * status stay. Nothing is said of a JWT's validity: it is not checked here.
+ */
+const apiTokensAtUserinfo = new WeakSet<object>();
+
+const API_TOKEN_AT_USERINFO =
+  'the access token is for an API (its audience), not for UserInfo; a refresh with a scope of OpenID Connect scopes only gets one for UserInfo';
+
+function isApiTokenAtUserinfo(ctx: KoaContextWithOIDC, error: unknown): boolean {
+  const detail = (error as { error_detail?: unknown }).error_detail;
+  if (error instanceof errors.InsufficientScope || detail === 'token audience prevents accessing the userinfo endpoint') {
+    return (ctx.oidc.entities.AccessToken as { aud?: unknown } | undefined)?.aud !== undefined;
+  }
+  if (!(error instanceof errors.InvalidToken) || detail !== 'access token not found') return false;
+  try {
+    return decodeProtectedHeader(ctx.oidc.getAccessToken({ acceptDPoP: true })).typ?.toLowerCase() === 'at+jwt';
+  } catch {
+    return false; // not a JWT
+  }
+}
+
+function sayWhyUserinfoRefusedApiTokens(ctx: KoaContextWithOIDC): void {
+  if (!apiTokensAtUserinfo.has(ctx) || typeof ctx.body !== 'object' || ctx.body === null) return;
+  ctx.body = { ...(ctx.body as object), error_description: API_TOKEN_AT_USERINFO };
+  const challenge = ctx.response.get('WWW-Authenticate');
+  if (challenge) ctx.set('WWW-Authenticate', challenge.replace(/error_description="[^"]*"/, `error_description="${API_TOKEN_AT_USERINFO}"`));
 }
 
 /** Requests the library refused for the length of their body (see body-limit.ts), marked by its error events. */

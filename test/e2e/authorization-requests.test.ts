@@ -317,6 +317,19 @@ describe('POST at the authorization and logout endpoints (Core §3.1.2.1, RP-Ini
       const { params: again } = await pkce();
       const silent = await ua.open(`${secure.issuer}/auth`, form({ ...fields, ...again, prompt: 'none' }), REDIRECT_URI);
       expect(new URL(silent.url).searchParams.get('error')).toBe('consent_required');
+      // The browser's binding to its sign-ins (src/provider/browser-binding.ts) is
+      // a __Host- cookie too, so no sibling subdomain can plant its own; it
+      // lives as long as a sign-in does (INTERACTION_TTL, an hour).
+      const binding = ua.setCookieHeaders.filter((header) => header.startsWith('__Host-browser='));
+      expect(binding.length).toBeGreaterThan(0);
+      for (const header of binding) {
+        const attributes = header.toLowerCase().split(';').map((part) => part.trim());
+        expect(attributes).toEqual(expect.arrayContaining(['samesite=none', 'secure', 'httponly', 'path=/']));
+        expect(attributes.some((attribute) => attribute.startsWith('domain='))).toBe(false);
+        const expires = Date.parse(attributes.find((attribute) => attribute.startsWith('expires='))!.slice('expires='.length));
+        expect(Math.abs(expires - (Date.now() + 3600_000))).toBeLessThan(60_000);
+      }
+      expect(ua.setCookieHeaders.some((header) => header.startsWith('_browser='))).toBe(false);
       // Interaction cookies only ever go to our own pages: still Lax.
       const interaction = ua.setCookieHeaders.filter((header) => header.startsWith('_interaction='));
       expect(interaction.length).toBeGreaterThan(0);

@@ -81,6 +81,16 @@ afterAll(async () => {
 
 const machineToken = (resource: string, scope: string) => oidc.clientCredentialsGrant(machine, { resource, scope });
 
+
+const API_TOKEN_AT_USERINFO =
+  'the access token is for an API (its audience), not for UserInfo; a refresh with a scope of OpenID Connect scopes only gets one for UserInfo';
+
+/** UserInfo's answer to a bearer token: status, body and challenge. */
+async function userinfoWith(token: string) {
+  const response = await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: response.status, body: await response.json(), challenge: response.headers.get('www-authenticate') };
+}
+
 describe('registered APIs and resource indicators', () => {
   it('consent names the API scopes in plain words, and the token is a JWT for that API only', async () => {
     const ua = new UserAgent();
@@ -249,6 +259,13 @@ describe('introspection by an API', () => {
     const { tokens } = await logIn(ua, web, 'openid profile offline_access read:orders', dana, { resource: ORDERS, prompt: 'consent' });
     // Without `resource` or `scope`, the token is for the API the grant was for, as before.
     expect(decodeJwt(tokens.access_token).aud).toBe(ORDERS);
+    // UserInfo refuses the API's token, and says why (the library said only "invalid token provided").
+    const refused = await userinfoWith(tokens.access_token);
+    expect(refused).toEqual({ status: 401, body: { error: 'invalid_token', error_description: API_TOKEN_AT_USERINFO }, challenge: expect.stringContaining(`error="invalid_token", error_description="${API_TOKEN_AT_USERINFO}"`) });
+    // A token UserInfo does not know, made to look like a JWT access token, gets the library's words.
+    const [, payload, signature] = tokens.access_token.split('.');
+    const unknown = await userinfoWith(`${Buffer.from(JSON.stringify({ alg: 'ES256', typ: 'JWT' })).toString('base64url')}.${payload}.${signature}`);
+    expect(unknown.body).toEqual({ error: 'invalid_token', error_description: 'invalid token provided' });
     const narrowed = await oidc.refreshTokenGrant(web, tokens.refresh_token!, { scope: 'openid profile' });
     expect(narrowed.scope?.split(' ').sort()).toEqual(['openid', 'profile']);
     const sub = decodeJwt(tokens.id_token!).sub!;
@@ -266,6 +283,12 @@ describe('introspection by an API', () => {
   it('revoking a refresh token ends the access tokens derived from it; a rotated-away one is inactive', async () => {
     const ua = new UserAgent();
     const { tokens } = await logIn(ua, web, 'openid offline_access read:orders', dana, { resource: BILLING, prompt: 'consent' });
+    // An opaque token for an API is refused by UserInfo as the library refuses it, saying why.
+    expect(await userinfoWith(tokens.access_token)).toEqual({
+      status: 403,
+      body: { error: 'insufficient_scope', error_description: API_TOKEN_AT_USERINFO, scope: 'openid' },
+      challenge: expect.stringContaining(`error_description="${API_TOKEN_AT_USERINFO}"`),
+    });
     const billing = await discover(pc.issuer, apis.billing.client_id, apis.billing.client_secret);
     expect((await oidc.tokenIntrospection(billing, tokens.access_token)).active).toBe(true);
 

@@ -79,6 +79,17 @@ export class UserAgent {
     return [...this.jar.values()].find((cookie) => cookie.name === name)?.value;
   }
 
+  /**
+   * Copies this browser's cookies named `names` into `other`, with their
+   * paths: what a page on a related domain can plant (Domain=, any Path) in
+   * someone else's browser. The names of those copied.
+   */
+  plantCookies(other: UserAgent, names: string[]): string[] {
+    const planted = [...this.jar.values()].filter((cookie) => names.includes(cookie.name));
+    for (const cookie of planted) other.jar.set(`${cookie.name};${cookie.path}`, { ...cookie });
+    return planted.map((cookie) => cookie.name).sort();
+  }
+
   /** Changes the value of every stored cookie `name`, as a tampering browser would. */
   alterCookie(name: string, change: (value: string) => string): void {
     for (const cookie of this.jar.values()) if (cookie.name === name) cookie.value = change(cookie.value);

@@ -1,0 +1,130 @@
+// A sign-in in progress belongs to the browser that started it
+// (src/provider/browser-binding.ts). Its interaction cookies name it and
+// nothing else, and a page on a related domain can plant them in another
+// browser (RFC 9700 §4.7): the person there must not sign in for the
+// browser that started the request, nor be signed in as whoever started it.
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256 } from '../../src/persistence/hash.js';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
+
+const victim = { email: 'vera@example.com', password: 'veras long password' };
+const attacker = { email: 'mallory@example.com', password: 'mallorys long password' };
+
+let pc: TestPortcullis;
+let rp: oidc.Configuration;
+
+beforeAll(async () => {
+  pc = await startPortcullis();
+  await pc.createUser(victim.email, victim.password, 'Vera');
+  await pc.createUser(attacker.email, attacker.password, 'Mallory');
+  const client = await pc.createClient({ name: 'Notes', redirectUris: [REDIRECT_URI], scope: 'openid email' });
+  rp = await discover(pc.issuer, client.client_id, client.client_secret);
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+/** Whether `ua` is signed in here: an authorization request with prompt=none gets a code. */
+async function signedIn(ua: UserAgent): Promise<string | null> {
+  const silent = await visit(ua, (await authorizationRequest(rp, 'openid email', { prompt: 'none' })).url);
+  const callback = new URL(silent.url);
+  return callback.searchParams.get('error') ?? (callback.searchParams.has('code') ? 'signed in' : null);
+}
+
+describe('a sign-in in progress', () => {
+  it("opened with interaction cookies planted from another browser is refused: the person cannot sign in for that browser", async () => {
+    const theirs = new UserAgent();
+    const login = await visit(theirs, (await authorizationRequest(rp, 'openid email')).url);
+    expect(pageKind(login)).toBe('login');
+    // The attacker keeps the resume cookie, and plants the interaction's in the victim's browser.
+    const mine = new UserAgent();
+    expect(theirs.plantCookies(mine, ['_interaction', '_interaction.sig'])).toEqual(['_interaction', '_interaction.sig']);
+
+    const shown = await mine.open(login.url);
+    expect(pageKind(shown)).toBe('other');
+    expect(shown.html).toContain('Your sign-in expired');
+    // Nor is the password taken, should the form be posted anyway.
+    const posted = await mine.post(login, UserAgent.formAction(login, '/login'), victim, REDIRECT_URI);
+    expect(pageKind(posted)).toBe('other');
+    expect(posted.html).toContain('Your sign-in expired');
+    expect(pc.log.some((line) => line.includes('sign-in opened in a browser other than the one that started it'))).toBe(true);
+
+    // The browser that started it resumes with nobody signed in: asked to sign in again.
+    const uid = new URL(login.url).pathname.split('/')[2]!;
+    const resumed = await theirs.open(`${pc.issuer}/auth/${uid}`, {}, REDIRECT_URI);
+    expect(pageKind(resumed)).toBe('login');
+    expect(await signedIn(theirs)).toBe('login_required');
+    expect(await signedIn(mine)).toBe('login_required');
+  });
+
+  it('resumed with a resume cookie planted from another browser is refused: the person is not signed in as whoever started it', async () => {
+    const theirs = new UserAgent();
+    const login = await visit(theirs, (await authorizationRequest(rp, 'openid email')).url);
+    // The attacker signs in as themselves and stops before resuming.
+    const resume = await theirs.post(login, UserAgent.formAction(login, '/login'), attacker, `${pc.issuer}/auth/`);
+    expect(resume.url).toMatch(new RegExp(`^${pc.issuer}/auth/[^/]+$`));
+    const mine = new UserAgent();
+    expect(theirs.plantCookies(mine, ['_interaction_resume', '_interaction_resume.sig'])).toEqual(['_interaction_resume', '_interaction_resume.sig']);
+
+    const refused = await mine.open(resume.url, {}, REDIRECT_URI);
+    expect(pageKind(refused)).toBe('other');
+    expect(refused.html).toContain('Your sign-in expired');
+    expect(await signedIn(mine)).toBe('login_required');
+    // The browser that started it goes on as before.
+    const consent = await theirs.open(resume.url, {}, REDIRECT_URI);
+    expect(pageKind(consent)).toBe('consent');
+    expect(pageKind(await allow(theirs, consent))).toBe('callback');
+  });
+
+  it('started before sign-ins were bound to a browser (no binding stored) goes on in the browser that holds its cookies', async () => {
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(rp, 'openid email')).url);
+    const uid = new URL(login.url).pathname.split('/')[2]!;
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      const { rowCount } = await db.query(`DELETE FROM provider_artifacts WHERE kind = 'InteractionBrowser' AND id = '${sha256(uid)}'`);
+      expect(rowCount).toBe(1);
+    } finally {
+      await db.end();
+    }
+    const consent = await signIn(ua, login, victim.email, victim.password);
+    expect(pageKind(consent)).toBe('consent');
+    expect(pageKind(await allow(ua, consent))).toBe('callback');
+  });
+
+  it("each browser has its own binding, and one browser's several sign-ins share it", async () => {
+    const one = new UserAgent();
+    const other = new UserAgent();
+    await visit(one, (await authorizationRequest(rp, 'openid email')).url);
+    const first = one.cookie('_browser');
+    // A second tab's sign-in, while the first is in progress: the first still goes on.
+    const firstLogin = await visit(one, (await authorizationRequest(rp, 'openid email')).url);
+    const secondLogin = await visit(one, (await authorizationRequest(rp, 'openid email')).url);
+    expect(one.cookie('_browser')).toBe(first);
+    await visit(other, (await authorizationRequest(rp, 'openid email')).url);
+    expect(first).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(other.cookie('_browser')).not.toBe(first);
+    // Both tabs' sign-ins are this browser's.
+    expect(pageKind(await one.open(firstLogin.url))).toBe('login');
+    expect(pageKind(await one.open(secondLogin.url))).toBe('login');
+    // (Vera gave this app her consent in an earlier test: no consent page.)
+    expect(pageKind(await signIn(one, secondLogin, victim.email, victim.password))).toBe('callback');
+    // Stored as a digest only: the cookie's value is nowhere in the database.
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      const { rows } = await db.query(`SELECT payload::text AS payload FROM provider_artifacts WHERE kind = 'InteractionBrowser'`);
+      expect(rows.length).toBeGreaterThan(0);
+      expect(rows.some((row: { payload: string }) => row.payload.includes(sha256(first!)))).toBe(true);
+      expect(rows.some((row: { payload: string }) => row.payload.includes(first!))).toBe(false);
+    } finally {
+      await db.end();
+    }
+  });
+});
