@@ -118,6 +118,8 @@ const fields = z.object({
   ENCRYPTION_KEYS: secretList(),
   ENCRYPTION_KEY_FILE: z.string().min(1).optional(),
   SIGNING_ALG: z.enum(['ES256', 'EdDSA']).default('ES256'),
+  // RFC 9700 §2.1.1: PKCE is required of public clients, recommended to the others.
+  PKCE_REQUIRED: z.enum(['public', 'all']).default('public'),
   ARGON2_MEMORY_KIB: integer(19456, 1024, 4194304),
   ARGON2_TIME_COST: integer(2, 1, 100),
   ARGON2_PARALLELISM: integer(1, 1, 64),
@@ -179,6 +181,8 @@ export interface Config {
   cookieKeys?: string[];
   encryption: EncryptionKeySource;
   signingAlg: 'ES256' | 'EdDSA';
+  /** Which clients' authorization requests must use PKCE: public ones only, or every client. */
+  pkceRequired: 'public' | 'all';
   argon2: { memoryCost: number; timeCost: number; parallelism: number };
   passwordPolicy: PasswordPolicy;
   ttl: {
@@ -236,6 +240,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ? { kind: 'env', keys: e.ENCRYPTION_KEYS }
       : { kind: 'file', path: path.resolve(e.ENCRYPTION_KEY_FILE ?? path.join(e.DATA_DIR, 'encryption.key')) },
     signingAlg: e.SIGNING_ALG,
+    pkceRequired: e.PKCE_REQUIRED,
     argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
     passwordPolicy: { minLength: e.PASSWORD_MIN_LENGTH },
     ttl: {

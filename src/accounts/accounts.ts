@@ -220,18 +220,23 @@ export class Accounts {
    * tokens issued under them, stay (revokeAccess takes those too); the
    * others end with the sessions, and what was issued under them.
    */
-  async setPassword(who: string, password: string): Promise<{ user: UserView; removed: Removed }> {
+  async setPassword(who: string, password: string): Promise<{ user: UserView; removed: Removed; consentsKept: number }> {
     const user = await this.resolve(who);
     await this.checkNewPassword(password, user.email);
     const hash = await this.hasher.hash(password);
     // The consents first: they are found through the sessions the next statement deletes.
-    const [, , consents, signIns] = await this.prisma.$transaction([
+    const [, , consents, signIns, kept] = await this.prisma.$transaction([
       this.prisma.password.upsert({ where: { userId: user.id }, update: { hash }, create: { userId: user.id, hash } }),
       this.prisma.$executeRaw`UPDATE users SET signed_out_at = now() WHERE id = ${user.id}::uuid`,
       this.deleteArtifacts(CONSENTS_OF_SIGN_INS, user.id),
       this.deleteArtifacts(SIGN_INS_OF_ACCOUNT, user.id),
+      // The consents that still give apps access without the person, for the
+      // operator to know (user revoke ends them).
+      this.prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM provider_artifacts
+        WHERE kind = 'Grant' AND account_id = ${user.id} AND (expires_at IS NULL OR expires_at > now())
+          AND 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' '))`,
     ]);
-    return { user, removed: countByKind([...consents, ...signIns]) };
+    return { user, removed: countByKind([...consents, ...signIns]), consentsKept: kept[0]?.n ?? 0 };
   }
 
   /**

@@ -249,12 +249,18 @@ export const userSetPassword: Command = async (args, open, io) => {
   const password = (await io.readStdin()).replace(/\r?\n$/, '');
   if (!password) throw new UsageError('no password on standard input');
   const services = await open();
-  const { user, removed } = await services.accounts.setPassword(positionals[0]!, password);
+  const { user, removed, consentsKept } = await services.accounts.setPassword(positionals[0]!, password);
   // Locked out by failed guesses? The new password is usable at once.
   await services.signInThrottle.forgive(user.email);
-  if (values.json) return io.out(removedJson(user, removed));
+  if (values.json) return io.out(json({ id: user.id, email: user.email, removed, consents_kept: consentsKept }));
   const ended = describeRemoved(removed);
   io.out(`new password set for ${user.email}; ${ended ? `signed out everywhere (ended ${ended})` : 'no session was open'}\n`);
+  // Whoever had the old password may have given an app offline access: say
+  // what still works, and how to end it (a security probe's finding).
+  if (consentsKept > 0) {
+    const consents = consentsKept === 1 ? '1 consent with offline access stays' : `${consentsKept} consents with offline access stay`;
+    io.out(`${consents}, and the apps' refresh tokens keep working; to end them too: portcullis user revoke ${user.email}\n`);
+  }
 };
 
 export const userUpdate: Command = async (args, open, io) => {

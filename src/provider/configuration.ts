@@ -159,8 +159,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // OpenID Connect Core §3.1.2.1: redirect_uri is required in every
     // authorization request, even from a client that registered only one.
     allowOmittingSingleRegisteredRedirectUri: false,
-    // S256 only; required for public clients (RFC 9700 §2.1.1), honoured when any client sends it.
-    pkce: { required: (_ctx, client) => client.clientAuthMethod === 'none' },
+    // S256 only; required for public clients (RFC 9700 §2.1.1), honoured when
+    // any client sends it, and required of every client with PKCE_REQUIRED=all
+    // (OAuth 2.1's rule: a confidential client then cannot forget it either).
+    pkce: { required: (_ctx, client) => config.pkceRequired === 'all' || client.clientAuthMethod === 'none' },
     // OpenID Connect Core §3.1.2.1 and RP-Initiated Logout §2: the
     // authorization and logout endpoints take POST as well as GET.
     enableHttpPostMethods: true,

@@ -339,3 +339,32 @@ describe('POST at the authorization and logout endpoints (Core §3.1.2.1, RP-Ini
     }
   });
 });
+
+describe('PKCE (RFC 9700 §2.1.1)', () => {
+  /** An authorization request of a confidential client without code_challenge, answered by `server` (no sign-in needed to be refused). */
+  async function withoutPkce(server: TestPortcullis) {
+    const client = await server.createClient({ name: 'Server-side app', redirectUris: [REDIRECT_URI], scope: 'openid' });
+    const query = new URLSearchParams({ client_id: client.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, state: 'st' });
+    return visit(new UserAgent(), `${server.issuer}/auth?${query}`);
+  }
+
+  it('is optional for a confidential client by default, and required of every client with PKCE_REQUIRED=all', async () => {
+    expect(pageKind(await withoutPkce(pc))).toBe('login');
+    const strict = await startPortcullis({ PKCE_REQUIRED: 'all' });
+    try {
+      const refused = new URL((await withoutPkce(strict)).url);
+      expect(refused.origin + refused.pathname).toBe(REDIRECT_URI);
+      expect(refused.searchParams.get('error')).toBe('invalid_request');
+      expect(refused.searchParams.get('error_description')).toMatch(/PKCE/);
+      expect(refused.searchParams.get('state')).toBe('st');
+      // With PKCE, the same client signs in as before.
+      const app = await strict.createClient({ name: 'With PKCE', redirectUris: [REDIRECT_URI], scope: 'openid' });
+      await strict.createUser(finn.email, finn.password, 'Finn');
+      const rp = await discover(strict.issuer, app.client_id, app.client_secret);
+      const login = await visit(new UserAgent(), (await authorizationRequest(rp, 'openid')).url);
+      expect(pageKind(login)).toBe('login');
+    } finally {
+      await strict.close();
+    }
+  });
+});

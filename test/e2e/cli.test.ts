@@ -614,9 +614,15 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     const { tokens } = await offline(ivo.email, ivo.password);
     const changed = await pc.cli(['user', 'set-password', ivo.email, '--password-stdin', '--json'], 'ivos new password\n');
     expect(changed.code, changed.stderr).toBe(0);
-    expect(JSON.parse(changed.stdout).removed).toEqual({ Session: 2 });
+    expect(JSON.parse(changed.stdout)).toMatchObject({ removed: { Session: 2 }, consents_kept: 1 });
     expect(await stillSignedIn(laptop, rp)).toBe(false);
     expect((await oidc.refreshTokenGrant(rp, tokens.refresh_token!)).access_token).toBeTruthy();
+    // In words, the operator is told what still works and how to end it.
+    const again = await pc.cli(['user', 'set-password', ivo.email, '--password-stdin'], 'ivos newer password\n');
+    expect(again.stdout).toBe(
+      `new password set for ${ivo.email}; no session was open\n` +
+        `1 consent with offline access stays, and the apps' refresh tokens keep working; to end them too: portcullis user revoke ${ivo.email}\n`,
+    );
   });
 
   /** Runs `change` while keeping a copy of the user's rows of `kinds`, and puts them back after it, as requests in flight would save them. */
