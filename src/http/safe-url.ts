@@ -4,13 +4,8 @@
  * internet) is not shown.
  */
 export function safeUrl(value: unknown): string | undefined {
-  if (typeof value !== 'string') return undefined;
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return undefined;
-  }
+  const url = urlOf(value);
+  if (!url) return undefined;
   if (url.protocol === 'https:') return url.href;
   if (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)) return url.href;
   return undefined;
@@ -30,13 +25,13 @@ export function logoUrl(value: unknown): string | undefined {
  * private-use scheme (RFC 8252 §7.1), the scheme, which names the app.
  */
 export function destinationOf(redirectUri: unknown): string | undefined {
-  if (typeof redirectUri !== 'string') return undefined;
-  let url: URL;
-  try {
-    url = new URL(redirectUri);
-  } catch {
-    return undefined;
-  }
+  const url = urlOf(redirectUri);
+  if (!url) return undefined;
   if (url.host) return url.host;
   return url.protocol.slice(0, -1) || undefined;
+}
+
+/** `value` as a URL, if it is a string that parses as one. */
+function urlOf(value: unknown): URL | undefined {
+  return typeof value === 'string' && URL.canParse(value) ? new URL(value) : undefined;
 }
