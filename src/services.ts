@@ -86,7 +86,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2), config.passwordPolicy),
     signInThrottle: new SignInThrottle(database.sql, config.signInThrottle, sealer.keyedDigest('sign-in throttle keys v1')),
     deviceCookies: new DeviceCookies(sealer.keyedDigest('device cookies v1')),
-    browsers: new BrowserBinding(config.issuer, config.ttl.interaction),
+    browsers: new BrowserBinding(config.issuer),
     apis: new Apis(database.prisma),
     clients: new Clients(database.prisma),
     sealer,

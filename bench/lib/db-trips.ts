@@ -13,6 +13,7 @@ const ARTIFACT_KINDS = new Set([
   'BackchannelAuthenticationRequest',
   'Grant',
   'Interaction',
+  'InteractionBrowser',
   'PushedAuthorizationRequest',
   'RefreshToken',
   'ReplayDetection',

@@ -27,8 +27,11 @@ export function logoUrl(value: unknown): string | undefined {
 export function destinationOf(redirectUri: unknown): string | undefined {
   const url = urlOf(redirectUri);
   if (!url) return undefined;
-  if (url.host) return url.host;
-  return url.protocol.slice(0, -1) || undefined;
+  // Only a web address's authority is where it leads: a private-use
+  // scheme's (`com.example.app://accounts.example.com/cb`) is the app's to
+  // read, and would name a host the app need not be.
+  if (url.protocol === 'https:' || url.protocol === 'http:') return url.host;
+  return url.protocol.slice(0, -1);
 }
 
 /** `value` as a URL, if it is a string that parses as one. */

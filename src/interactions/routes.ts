@@ -184,9 +184,10 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     ]);
     if (interaction.uid !== ctx.params.uid) throw new errors.SessionNotFound('interaction does not match this browser');
     if (!mayUse) {
-      // Its cookies came from elsewhere: planted by a related site, most
-      // likely, to have this person sign in for someone else's browser.
-      logger.warn('sign-in opened in a browser other than the one that started it');
+      // Its cookies came from elsewhere: planted by a related site, perhaps,
+      // to have this person sign in for someone else's browser. Info, not
+      // warn: any client can make such requests at will.
+      logger.info('sign-in opened in a browser other than the one that started it', { interaction: interactionReference(interaction.uid) });
       throw new errors.SessionNotFound('interaction started in another browser');
     }
     if (expected && interaction.prompt.name !== expected) throw new WrongPrompt(expected);

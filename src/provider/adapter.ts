@@ -266,7 +266,10 @@ export class ArtifactAdapter implements Adapter {
   ) {
     this.reuse = kind === 'RefreshToken' ? (options.refreshTokenReuseInterval ?? 0) : 0;
     this.onReuse = options.onReuse;
-    if (kind === 'Interaction') this.browsers = options.browsers;
+    if (kind === 'Interaction') {
+      if (!options.browsers) throw new TypeError('an Interaction adapter needs the browser binding (see browser-binding.ts)');
+      this.browsers = options.browsers;
+    }
     if (kind === 'Interaction' && !sealer) throw new TypeError('an Interaction adapter needs a sealer for the ids its rows keep (see withoutLiveIds)');
     this.shared = shared(sql);
   }
@@ -324,24 +327,28 @@ export class ArtifactAdapter implements Adapter {
     const save = () => (held ? writer.saveIfConsumed(record, held.started!.call, held.started!.marked) : writer.upsert(record));
     if (deferrable && deferUntilResponse(save)) return;
     const binding = this.browserBinding(id, expiresAt);
-    // In the same tick as the interaction's own row: one statement for both.
+    // In the same tick as the interaction's own row, so most often in the
+    // same statement (not always: a full batch goes at once). An interaction
+    // found without its binding is refused (see inBoundBrowser).
     await (binding ? Promise.all([save(), writer.upsert(binding)]) : save());
   }
 
   /**
-   * The row binding a new interaction `id` to the browser of the provider
-   * request making it (browser-binding.ts): at an authorization request, or
-   * a resume that needs another prompt. A save outside a provider request
-   * (our interaction pages, which check the binding before they save) leaves
-   * the row as it is; so does a resume's save of the interaction it resumed,
-   * which the browser holding it could resume.
+   * The row binding interaction `id` to the browser of the provider request
+   * saving it (browser-binding.ts): an authorization request or a resume
+   * that makes it, or a resume that saves the one it resumed, which only
+   * that browser could resume (the same value again). A save outside a
+   * provider request (our interaction pages, which check the binding before
+   * they save) leaves the row as it is. The row outlives the interaction by
+   * a minute: a save keeps the interaction's expiry to the second only.
    */
   private browserBinding(id: string, expiresAt: Date | null): ArtifactRecord | undefined {
     const request = Provider.ctx;
     if (!this.browsers || !request) return undefined;
     const browser = this.browsers.establish(request);
     const payload = JSON.stringify({ browser });
-    return { kind: BROWSER_BINDING_KIND, id: sha256(id), payload, grantId: null, uid: null, userCode: null, accountId: null, clientId: null, expiresAt };
+    const until = expiresAt && new Date(expiresAt.getTime() + 60_000);
+    return { kind: BROWSER_BINDING_KIND, id: sha256(id), payload, grantId: null, uid: null, userCode: null, accountId: null, clientId: null, expiresAt: until };
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -364,7 +371,7 @@ export class ArtifactAdapter implements Adapter {
     }
     if (payload && this.kind === 'Interaction') {
       // The library's resume: only in the browser that made the interaction.
-      // (Our pages check it themselves, see boundBrowserOf: they run outside
+      // (Our pages check it themselves, see mayUseInteraction: they run outside
       // the library's request, so Provider.ctx does not name their request.)
       const request = Provider.ctx;
       if (this.browsers && request && !inBoundBrowser(rows, this.browsers.of(request))) return undefined;
@@ -591,14 +598,22 @@ export class ArtifactAdapter implements Adapter {
 
 /**
  * Whether the browser whose binding digest is `browser` may use the
- * interaction whose rows (by id, every kind) are `rows`. One made before
- * interactions were bound (an upgrade within INTERACTION_TTL) has no binding
- * row, and any browser that holds its cookies may go on with it.
+ * interaction whose rows (by id, every kind) are `rows`: the browser it is
+ * bound to. One without a binding is refused, unless it was made before
+ * this process started (by a release that did not bind interactions, before
+ * an upgrade): an interaction made since has its binding, or lost it only by
+ * a failed or not yet committed write, which must not leave it open to any
+ * browser.
  */
 function inBoundBrowser(rows: TokenRow[], browser: string | undefined): boolean {
   const bound = boundBrowserIn(rows);
-  return bound === undefined || bound === browser;
+  if (bound !== undefined) return bound === browser;
+  const made = (rows.find((row) => row.kind === 'Interaction')?.payload as { iat?: unknown } | undefined)?.iat;
+  return typeof made === 'number' && made < STARTED_AT;
 }
+
+/** When this process started, in the seconds of a payload's `iat`. */
+const STARTED_AT = Math.floor(Date.now() / 1000);
 
 function boundBrowserIn(rows: TokenRow[]): string | undefined {
   const binding = rows.find((row) => row.kind === BROWSER_BINDING_KIND);

@@ -25,25 +25,33 @@ import { sha256 } from '../persistence/hash.js';
 /** The artifact kind of the row holding an interaction's browser (its id is the interaction's digest). */
 export const BROWSER_BINDING_KIND = 'InteractionBrowser';
 
+/**
+ * How long a browser keeps its value, renewed at each sign-in it starts: as
+ * the device cookie (accounts/device-cookies.ts). A browser without one gets
+ * a new one, and two sign-ins it starts at once would each make their own,
+ * of which it keeps one: the other tab's sign-in would be refused. So the
+ * value is made once and kept, not made per sign-in.
+ */
+const LIFETIME_MS = 180 * 24 * 3600 * 1000;
+
 export class BrowserBinding {
   readonly cookieName: string;
-  private readonly options: { signed: false; httpOnly: true; path: '/'; sameSite: 'none'; maxAge: number; overwrite: true };
+  private readonly options = { signed: false, httpOnly: true, path: '/', sameSite: 'none', maxAge: LIFETIME_MS, overwrite: true } as const;
 
-  /** `lifetime`: seconds, as long as an interaction lives (INTERACTION_TTL). */
-  constructor(issuer: string, lifetime: number) {
+  constructor(issuer: string) {
+    // SameSite=None (options), as the session cookie: an authorization
+    // request another site's page POSTs here must see the browser's value, or
+    // it would make a new one and strand the sign-ins of the browser's other
+    // tabs. An http issuer's is sent as Lax (issuer-origin.ts). Unsigned: a
+    // random value nobody else knows needs no signature, and outlives cookie
+    // key rotation.
     this.cookieName = new URL(issuer).protocol === 'https:' ? '__Host-browser' : '_browser';
-    // SameSite=None, as the session cookie: an authorization request another
-    // site's page POSTs here must see the browser's value, or it would make a
-    // new one and strand the sign-ins of the browser's other tabs. An http
-    // issuer's is sent as Lax (issuer-origin.ts). Unsigned: a random value
-    // nobody else knows needs no signature, and outlives cookie key rotation.
-    this.options = { signed: false, httpOnly: true, path: '/', sameSite: 'none', maxAge: lifetime * 1000, overwrite: true };
   }
 
   /**
-   * The digest of this browser's value, for an interaction made in this
-   * request. A browser without one is given one; either way the cookie lives
-   * as long as the new interaction, and no longer.
+   * The digest of this browser's value, for an interaction saved in this
+   * request. A browser without one is given one; either way its cookie is
+   * renewed.
    */
   establish(ctx: Koa.Context): string {
     let value = this.valueOf(ctx);

@@ -318,8 +318,8 @@ describe('POST at the authorization and logout endpoints (Core §3.1.2.1, RP-Ini
       const silent = await ua.open(`${secure.issuer}/auth`, form({ ...fields, ...again, prompt: 'none' }), REDIRECT_URI);
       expect(new URL(silent.url).searchParams.get('error')).toBe('consent_required');
       // The browser's binding to its sign-ins (src/provider/browser-binding.ts) is
-      // a __Host- cookie too, so no sibling subdomain can plant its own; it
-      // lives as long as a sign-in does (INTERACTION_TTL, an hour).
+      // a __Host- cookie too, so no sibling subdomain can plant its own; it is
+      // kept 180 days, renewed at each sign-in.
       const binding = ua.setCookieHeaders.filter((header) => header.startsWith('__Host-browser='));
       expect(binding.length).toBeGreaterThan(0);
       for (const header of binding) {
@@ -327,7 +327,7 @@ describe('POST at the authorization and logout endpoints (Core §3.1.2.1, RP-Ini
         expect(attributes).toEqual(expect.arrayContaining(['samesite=none', 'secure', 'httponly', 'path=/']));
         expect(attributes.some((attribute) => attribute.startsWith('domain='))).toBe(false);
         const expires = Date.parse(attributes.find((attribute) => attribute.startsWith('expires='))!.slice('expires='.length));
-        expect(Math.abs(expires - (Date.now() + 3600_000))).toBeLessThan(60_000);
+        expect(Math.abs(expires - (Date.now() + 180 * 24 * 3600_000))).toBeLessThan(60_000);
       }
       expect(ua.setCookieHeaders.some((header) => header.startsWith('_browser='))).toBe(false);
       // Interaction cookies only ever go to our own pages: still Lax.

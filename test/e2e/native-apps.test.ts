@@ -98,6 +98,19 @@ describe('a native app', () => {
     expect(again.seen[1]!.html).toContain('you then go back to <strong class="destination">com.example.notes</strong>');
   });
 
+  it("names its private-use scheme on the consent page, not what follows it (a scheme's authority is the app's to read)", async () => {
+    const lookalike = 'com.example.evil://accounts.example.com/cb';
+    const other = await pc.createClient({ name: 'Notes', native: true, redirectUris: [lookalike], scope: 'openid' });
+    const query = new URLSearchParams({
+      client_id: other.client_id, response_type: 'code', scope: 'openid', redirect_uri: lookalike,
+      code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()), code_challenge_method: 'S256',
+    });
+    const ua = new UserAgent();
+    const login = await ua.open(`${pc.issuer}/auth?${query}`, {}, lookalike);
+    const consent = await ua.post(login, UserAgent.formAction(login, '/login'), dana, lookalike);
+    expect(/you then go back to <strong class="destination">([^<]*)<\/strong>/.exec(consent.html)?.[1]).toBe('com.example.evil');
+  });
+
   it('is refused another path or host, and a request without PKCE', async () => {
     for (const uri of ['http://127.0.0.1:49213/elsewhere', 'com.example.notes:/other']) {
       const response = await fetch(oidc.buildAuthorizationUrl(rp, { redirect_uri: uri, scope: 'openid', code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' }), { redirect: 'manual' });

@@ -53,6 +53,7 @@ describe('a sign-in in progress', () => {
     expect(pageKind(posted)).toBe('other');
     expect(posted.html).toContain('Your sign-in expired');
     expect(pc.log.some((line) => line.includes('sign-in opened in a browser other than the one that started it'))).toBe(true);
+    expect(pc.errors).toEqual([]);
 
     // The browser that started it resumes with nobody signed in: asked to sign in again.
     const uid = new URL(login.url).pathname.split('/')[2]!;
@@ -81,21 +82,53 @@ describe('a sign-in in progress', () => {
     expect(pageKind(await allow(theirs, consent))).toBe('callback');
   });
 
-  it('started before sign-ins were bound to a browser (no binding stored) goes on in the browser that holds its cookies', async () => {
+  it('found without its binding is refused, unless it was made before the server started (by a release that did not bind them)', async () => {
     const ua = new UserAgent();
     const login = await visit(ua, (await authorizationRequest(rp, 'openid email')).url);
     const uid = new URL(login.url).pathname.split('/')[2]!;
     const db = pc.outsideConnection();
     await db.connect();
     try {
+      // A binding lost (its write failed, or has not landed yet): no browser may use the sign-in.
       const { rowCount } = await db.query(`DELETE FROM provider_artifacts WHERE kind = 'InteractionBrowser' AND id = '${sha256(uid)}'`);
       expect(rowCount).toBe(1);
+      expect((await ua.open(login.url)).html).toContain('Your sign-in expired');
+      // Made an hour before the server started, as by the release before: it goes on.
+      await db.query(`UPDATE provider_artifacts SET payload = jsonb_set(payload, '{iat}', to_jsonb((payload->>'iat')::int - 3600))
+                      WHERE kind = 'Interaction' AND id = '${sha256(uid)}'`);
     } finally {
       await db.end();
     }
     const consent = await signIn(ua, login, victim.email, victim.password);
     expect(pageKind(consent)).toBe('consent');
     expect(pageKind(await allow(ua, consent))).toBe('callback');
+  });
+
+  it("the consent's sign-in, planted in a browser that has started sign-ins of its own, is refused there too", async () => {
+    // The victim's browser has its own binding value.
+    const mine = new UserAgent();
+    expect(pageKind(await visit(mine, (await authorizationRequest(rp, 'openid email')).url))).toBe('login');
+    expect(mine.cookie('_browser')).toBeTruthy();
+    // The attacker signs in as themselves and reaches a consent page (a new interaction, made at the resume).
+    const theirs = new UserAgent();
+    const login = await visit(theirs, (await authorizationRequest(rp, 'openid email', { prompt: 'consent' })).url);
+    const consent = await signIn(theirs, login, attacker.email, attacker.password);
+    expect(pageKind(consent)).toBe('consent');
+    // (Each at its path: the sign-in's and the consent's.)
+    expect(new Set(theirs.plantCookies(mine, ['_interaction', '_interaction.sig', '_interaction_resume', '_interaction_resume.sig']))).toEqual(
+      new Set(['_interaction', '_interaction.sig', '_interaction_resume', '_interaction_resume.sig']),
+    );
+    const shown = await mine.open(consent.url, {}, REDIRECT_URI);
+    expect(shown.html).toContain('Your sign-in expired');
+    const allowed = await mine.post(consent, UserAgent.formAction(consent, '/confirm'), {}, REDIRECT_URI);
+    expect(pageKind(allowed)).toBe('other');
+    expect(allowed.html).toContain('Your sign-in expired');
+    const uid = new URL(consent.url).pathname.split('/')[2]!;
+    const resumed = await mine.open(`${pc.issuer}/auth/${uid}`, {}, REDIRECT_URI);
+    expect(pageKind(resumed)).toBe('other');
+    expect(await signedIn(mine)).toBe('login_required');
+    // The attacker's own browser still goes on.
+    expect(pageKind(await allow(theirs, consent))).toBe('callback');
   });
 
   it("each browser has its own binding, and one browser's several sign-ins share it", async () => {
