@@ -137,6 +137,11 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
           // a grant), where a deadlock with another batch is possible.
           if (databaseTrouble(error) === 'out of space') space.noteOutOfSpace();
           if (attempt >= DEADLOCK_ATTEMPTS || !isDeadlock(error)) throw error;
+          // Not at once: the transaction it deadlocked with was waiting for
+          // rows ours held, and run again at once ours can take them back
+          // before it does and close the same cycle (three times in a row on a
+          // busy machine). A few milliseconds, more each time, with jitter.
+          await new Promise((resolve) => setTimeout(resolve, attempt * (10 + Math.random() * 10)));
         }
       }
     },
