@@ -169,10 +169,15 @@ function useInvalidDpopProofForReplays(ctx: KoaContextWithOIDC): void {
   if (!dpopReplays.has(ctx) || typeof ctx.body !== 'object' || ctx.body === null) return;
   const description = 'the DPoP proof was presented before; make a new one for every request';
   ctx.body = { error: 'invalid_dpop_proof', error_description: description };
-  const challenge = ctx.response.get('WWW-Authenticate');
-  if (challenge) {
-    ctx.set('WWW-Authenticate', challenge.replace(/error="[^"]*"/, 'error="invalid_dpop_proof"').replace(/error_description="[^"]*"/, `error_description="${description}"`));
-  }
+  restateChallenge(ctx, description, 'invalid_dpop_proof');
+}
+
+/** The WWW-Authenticate challenge the library sent, with this description (and error code, if given) instead of its own. */
+function restateChallenge(ctx: KoaContextWithOIDC, description: string, error?: string): void {
+  let challenge = ctx.response.get('WWW-Authenticate');
+  if (!challenge) return;
+  if (error) challenge = challenge.replace(/error="[^"]*"/, `error="${error}"`);
+  ctx.set('WWW-Authenticate', challenge.replace(/error_description="[^"]*"/, `error_description="${description}"`));
 }
 
 /**
@@ -208,8 +213,7 @@ function isApiTokenAtUserinfo(ctx: KoaContextWithOIDC, error: unknown): boolean 
 function sayWhyUserinfoRefusedApiTokens(ctx: KoaContextWithOIDC): void {
   if (!apiTokensAtUserinfo.has(ctx) || typeof ctx.body !== 'object' || ctx.body === null) return;
   ctx.body = { ...(ctx.body as object), error_description: API_TOKEN_AT_USERINFO };
-  const challenge = ctx.response.get('WWW-Authenticate');
-  if (challenge) ctx.set('WWW-Authenticate', challenge.replace(/error_description="[^"]*"/, `error_description="${API_TOKEN_AT_USERINFO}"`));
+  restateChallenge(ctx, API_TOKEN_AT_USERINFO);
 }
 
 /** Requests the library refused for the length of their body (see body-limit.ts), marked by its error events. */
