@@ -1199,6 +1199,11 @@ describe('without a running server', () => {
     const parent = spawn('sh', ['-c', 'sleep 60 & echo $!; exec sleep 61'], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const pid = Number(await new Promise<string>((resolve) => parent.stdout!.once('data', (chunk) => resolve(String(chunk)))));
+      // Until the shell has become `sleep 61` it reaps its children itself: killed before that, the child would leave no zombie.
+      for (let waited = 0; readFileSync(`/proc/${parent.pid}/cmdline`, 'utf8') !== 'sleep\u000061\u0000'; waited += 10) {
+        expect(waited).toBeLessThan(5_000);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       const fields = () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
       const startTicks = Number(fields()[19]);
       const lock = path.join(dir, 'portcullis.lock');
