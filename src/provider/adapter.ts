@@ -286,6 +286,10 @@ export class ArtifactAdapter implements Adapter {
     // alone authorizes nothing.
     const { jti, ...rest } = payload;
     void jti;
+    // A refresh token's nonce is read only to be repeated in the ID tokens
+    // it refreshes, which OIDC Core §12.2 (errata set 2) says SHOULD NOT
+    // carry one: not stored, so the library finds none to repeat.
+    if (this.kind === 'RefreshToken') delete rest.nonce;
     const isGrant = this.kind === 'Grant';
     const json = JSON.stringify(isGrant ? payload : this.kind === 'Interaction' ? withoutLiveIds(rest, id, this.sealer) : rest);
     // A request parameter with U+0000 (a state, a login_hint) ends up in the

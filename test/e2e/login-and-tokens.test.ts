@@ -72,6 +72,21 @@ describe('refresh tokens', () => {
     expect(second.access_token).toBeTruthy();
   });
 
+  it("refresh to ID tokens with the first one's issuer, subject, audience and auth_time, and no nonce (OIDC Core §12.2)", async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent', max_age: '3600' });
+    const first = tokens.claims()!;
+    expect(first.nonce).toEqual(expect.any(String));
+    expect(first.auth_time).toEqual(expect.any(Number));
+    const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
+    // Rotated once: the refresh token made by the first refresh holds no nonce either.
+    const again = await oidc.refreshTokenGrant(rp, refreshed.refresh_token!);
+    for (const claims of [refreshed.claims()!, again.claims()!]) {
+      expect(claims).toMatchObject({ iss: first.iss, sub: first.sub, aud: first.aud, auth_time: first.auth_time });
+      expect(claims.iat).toBeGreaterThanOrEqual(first.iat);
+      expect(claims).not.toHaveProperty('nonce');
+    }
+  });
+
   it('a reused refresh token revokes the whole grant', async () => {
     const ua = new UserAgent();
     const { tokens } = await logIn(ua, rp, 'openid offline_access', alice, { prompt: 'consent' });
