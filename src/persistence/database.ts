@@ -226,7 +226,16 @@ async function listen(connectionString: string, channel: string, subscriber: Sub
 
   const connect = async () => {
     // Named, so that pg_stat_activity tells an operator (and a test) which connection this is.
-    const next = new pg.Client({ connectionString, application_name: `portcullis listen ${channel}` });
+    // Limited like the heartbeat: an attempt made while the link is down may
+    // be accepted and never answered (a proxy, or a link that drops packets
+    // and comes back), and without a limit it waited for ever, leaving the
+    // feed down until a restart.
+    const next = new pg.Client({
+      connectionString,
+      application_name: `portcullis listen ${channel}`,
+      connectionTimeoutMillis: HEARTBEAT_MS,
+      query_timeout: HEARTBEAT_MS,
+    });
     client = next;
     next.on('error', lost);
     next.on('end', lost);

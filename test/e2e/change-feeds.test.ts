@@ -4,6 +4,7 @@
 import * as oidc from 'openid-client';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { dbRelay } from '../support/db-relay.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
@@ -18,6 +19,8 @@ afterAll(async () => {
   expect(pc?.errors ?? []).toEqual([]);
   await pc?.close();
 });
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const robot = () => pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
 
@@ -54,6 +57,44 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
     expect((await pc.cli(['client', 'delete', another.client_id])).code).toBe(0);
     expect((await pc.clientCredentials(another)).status).toBe(401);
   },
+);
+
+it.runIf(process.env.TEST_DATABASE === 'postgres')(
+  'a feed whose reconnection was swallowed by a link that dropped packets comes back once the link does',
+  async () => {
+    const relay = await dbRelay({ host: '127.0.0.1', port: 5432 });
+    const url = new URL(pc.env.DATABASE_URL!);
+    url.port = String(relay.port);
+    // A second instance reaching the database through the relay; its keys
+    // change only when announced (KEY_REFRESH_INTERVAL 1h).
+    const other = await startPortcullis({ DATABASE_URL: url.toString(), KEY_REFRESH_INTERVAL: '1h', KEY_ACTIVATION_DELAY: '2h' }, pc.database);
+    try {
+      const published = async () => ((await (await fetch(`${other.issuer}/jwks`)).json()) as { keys: { kid: string }[] }).keys.map((key) => key.kid);
+      expect((await published()).length).toBeGreaterThan(0);
+      relay.freeze();
+      // The heartbeat gives the feed up within 10 s (two intervals) and tries
+      // again a second later: that attempt reaches the frozen link.
+      await sleep(12_000);
+      relay.heal();
+      // The held attempt is given up 5 s after it began, and the next one lands.
+      await sleep(7_000);
+      type Key = { kid: string; status: string };
+      const rotated = await pc.cli(['keys', 'rotate', '--now', '--json']);
+      expect(rotated.code, rotated.stderr).toBe(0);
+      const fresh = (JSON.parse(rotated.stdout) as Key[]).filter((key) => key.status === 'current').map((key) => key.kid);
+      const deadline = Date.now() + 5000;
+      let kids = await published();
+      while (!fresh.every((kid) => kids.includes(kid)) && Date.now() < deadline) {
+        await sleep(100);
+        kids = await published();
+      }
+      expect(kids).toEqual(expect.arrayContaining(fresh));
+    } finally {
+      await other.close();
+      await relay.close();
+    }
+  },
+  60_000,
 );
 
 it('a client changed in the database and announced is served with its new metadata on the next request', async () => {

@@ -9,6 +9,8 @@ export interface DbRelay {
   cut(): void;
   freeze(): void;
   restore(): void;
+  /** The link comes back without a reset: what was sent while frozen is lost, so connections made or frozen then stay unanswered; new ones pass. */
+  heal(): void;
   close(): Promise<void>;
 }
 
@@ -57,6 +59,9 @@ export async function dbRelay(target: { host: string; port: number }): Promise<D
     restore() {
       // Frozen connections are dropped, as a hung server's are once it is restarted.
       if (state === 'frozen') dropAll();
+      state = 'open';
+    },
+    heal() {
       state = 'open';
     },
     close() {
