@@ -142,12 +142,20 @@ function idTokenAlg(value: unknown): 'ES256' | 'EdDSA' | 'RS256' | undefined {
   return value;
 }
 
-/** The provider refuses, at every request, a client whose ID token algorithm it holds no key for. */
+/**
+ * The provider refuses, at every request, a client whose ID token algorithm
+ * is not one it signs ID tokens with (RS256 and SIGNING_ALG: the CLI runs with
+ * the server's configuration), or that it holds no key for.
+ */
 async function checkSigningKeyFor(services: Services, alg: string | undefined): Promise<void> {
   if (!alg) return;
+  const signingAlg = services.config.signingAlg;
+  if (alg !== 'RS256' && alg !== signingAlg) {
+    throw new ClientError(`the server signs ID tokens with RS256 or SIGNING_ALG (${signingAlg} here), not ${alg}: run the CLI with the server's SIGNING_ALG`);
+  }
   const algs = new Set((await listSigningKeys(services.database.prisma)).filter((key) => key.status === 'current').map((key) => key.alg));
   if (!algs.has(alg)) {
-    throw new ClientError(`no current signing key for ${alg}: the keys are ${[...algs].sort().join(' and ')} (SIGNING_ALG sets the algorithm besides RS256)`);
+    throw new ClientError(`no current signing key for ${alg}: the keys are ${[...algs].sort().join(' and ')} (SIGNING_ALG sets the algorithm besides RS256: run the CLI with the server's)`);
   }
 }
 
@@ -160,6 +168,12 @@ const clientJson = (client: ClientView) => ({
   post_logout_redirect_uris: client.postLogoutRedirectUris,
   grant_types: client.grantTypes,
   scope: client.scope,
+  // RFC 7591 §2 names; what was not registered is left out.
+  id_token_signed_response_alg: client.idTokenAlg,
+  logo_uri: client.logoUri,
+  client_uri: client.clientUri,
+  policy_uri: client.policyUri,
+  tos_uri: client.tosUri,
   created_at: client.createdAt.toISOString(),
 });
 

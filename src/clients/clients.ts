@@ -50,6 +50,12 @@ export interface ClientView {
   postLogoutRedirectUris: string[];
   grantTypes: string[];
   scope: string;
+  /** The ID token's algorithm (RS256 when the client named none). */
+  idTokenAlg: string;
+  logoUri?: string;
+  clientUri?: string;
+  policyUri?: string;
+  tosUri?: string;
   createdAt: Date;
 }
 
@@ -173,6 +179,11 @@ function toView(row: { clientId: string; name: string; metadata: unknown; client
     postLogoutRedirectUris: metadata.post_logout_redirect_uris,
     grantTypes: metadata.grant_types,
     scope: [metadata.scope, metadata.api_scopes].filter(Boolean).join(' '),
+    idTokenAlg: metadata.id_token_signed_response_alg ?? 'RS256',
+    logoUri: metadata.logo_uri,
+    clientUri: metadata.client_uri,
+    policyUri: metadata.policy_uri,
+    tosUri: metadata.tos_uri,
     createdAt: row.createdAt,
   };
 }

@@ -44,8 +44,18 @@ async function generate(alg: SigningAlg, sealer: SecretSealer): Promise<{ kid: s
  * key that no longer seals, then creates the first key of each algorithm we
  * sign with if none is active. RS256 is always available because some relying
  * parties support nothing else.
+ *
+ * `firstOnly` (the CLI): keys are made only when there are none at all, so
+ * that the CLI works before the server's first start; beside a server's keys
+ * it adds none. Run with another SIGNING_ALG than the server's, it would
+ * otherwise add a key of an algorithm the server never signs with.
  */
-export async function ensureSigningKeys(prisma: Prisma, sealer: SecretSealer, primaryAlg: 'ES256' | 'EdDSA'): Promise<void> {
+export async function ensureSigningKeys(
+  prisma: Prisma,
+  sealer: SecretSealer,
+  primaryAlg: 'ES256' | 'EdDSA',
+  { firstOnly = false }: { firstOnly?: boolean } = {},
+): Promise<void> {
   const stored = await prisma.signingKey.findMany({ select: { kid: true, jwk: true, privateJwk: true } });
   for (const row of stored) {
     // Every start opens every key: a wrong ENCRYPTION_KEYS stops the server or
@@ -61,6 +71,7 @@ export async function ensureSigningKeys(prisma: Prisma, sealer: SecretSealer, pr
       data: { jwk: publicPart(jwk) as object, privateJwk: sealer.seal(JSON.stringify(jwk), sealContext(row.kid)) },
     });
   }
+  if (firstOnly && stored.length > 0) return;
   const active = await prisma.signingKey.findMany({ where: { rotatedAt: null }, select: { alg: true } });
   const missing = ([primaryAlg, 'RS256'] as SigningAlg[]).filter((alg) => !active.some((key) => key.alg === alg));
   for (const alg of missing) await prisma.signingKey.create({ data: await generate(alg, sealer) });

@@ -51,6 +51,22 @@ describe('portcullis client', () => {
       public: false,
       redirect_uris: ['https://inventory.example/cb', 'https://inventory.example/cb2'],
       scope: 'openid email',
+      id_token_signed_response_alg: 'RS256',
+    });
+    expect(Object.keys(entry)).not.toContain('logo_uri'); // none registered
+
+    const described = await pc.cli([
+      'client', 'create', '--name', 'Described', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'ES256', '--logo-uri', 'https://d.example/logo.png',
+      '--client-uri', 'https://d.example/', '--policy-uri', 'https://d.example/privacy', '--tos-uri', 'https://d.example/terms', '--json',
+    ]);
+    expect(described.code, described.stderr).toBe(0);
+    const shown = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout).find((client: { client_id: string }) => client.client_id === JSON.parse(described.stdout).client_id);
+    expect(shown).toMatchObject({
+      id_token_signed_response_alg: 'ES256',
+      logo_uri: 'https://d.example/logo.png',
+      client_uri: 'https://d.example/',
+      policy_uri: 'https://d.example/privacy',
+      tos_uri: 'https://d.example/terms',
     });
     expect(listed.stdout).not.toContain(client_secret);
   });
@@ -89,7 +105,14 @@ describe('portcullis client', () => {
     const moved = 'http://127.0.0.1:9999/moved-callback';
     const updated = await pc.cli(['client', 'update', client_id, '--name', 'After', '--redirect-uri', moved, '--logo-uri', 'https://example.com/logo.png', '--json']);
     expect(updated.code, updated.stderr).toBe(0);
-    expect(JSON.parse(updated.stdout)).toMatchObject({ client_id, client_name: 'After', redirect_uris: [moved], post_logout_redirect_uris: [REDIRECT_URI] });
+    expect(JSON.parse(updated.stdout)).toMatchObject({
+      client_id,
+      client_name: 'After',
+      redirect_uris: [moved],
+      post_logout_redirect_uris: [REDIRECT_URI],
+      id_token_signed_response_alg: 'RS256',
+      logo_uri: 'https://example.com/logo.png',
+    });
     const authorize = (redirectUri: string) =>
       visit(new UserAgent(), `${pc.issuer}/auth?${new URLSearchParams({ client_id, response_type: 'code', scope: 'openid', redirect_uri: redirectUri })}`);
     const atOld = await authorize(REDIRECT_URI);
@@ -103,6 +126,7 @@ describe('portcullis client', () => {
     const removed = await pc.cli(['client', 'update', client_id, '--logo-uri', '', '--post-logout-redirect-uri', '', '--json']);
     expect(removed.code, removed.stderr).toBe(0);
     expect(JSON.parse(removed.stdout)).toMatchObject({ post_logout_redirect_uris: [] });
+    expect(JSON.parse(removed.stdout)).not.toHaveProperty('logo_uri');
     const refusals: [string[], number, string][] = [
       [['client', 'update', client_id], 2, 'nothing to change'],
       [['client', 'update', '--name', 'x'], 2, 'CLIENT_ID first'],
@@ -260,7 +284,7 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://user:pw@127.0.0.1/cb'], 1, 'must not hold a user name or password'],
     [['client', 'create', '--name', 'X', '--redirect-uri', `https://x.example/${randomBytes(2000).toString('hex')}`], 1, 'a redirect URI has at most 2048 characters'],
     // The test server signs with ES256 (and RS256): an EdDSA client could never be served.
-    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'EdDSA'], 1, 'no current signing key for EdDSA: the keys are ES256 and RS256'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'EdDSA'], 1, 'the server signs ID tokens with RS256 or SIGNING_ALG (ES256 here), not EdDSA'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://app.example/callback'], 1, 'must be loopback'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'https://127.0.0.1/callback'], 1, 'loopback address uses http'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'myapp:/callback'], 1, 'reverse order'],
@@ -963,6 +987,31 @@ describe('portcullis keys', () => {
     // Past the waiting key's activation, and a refresh interval more: still the emergency key.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(waiting.activates_at) - Date.now()) + 1100));
     expect(await signer()).toBe(emergency[0]!.kid);
+  });
+});
+
+describe('a CLI run without the server\'s SIGNING_ALG', () => {
+  it('adds no signing key, and refuses a client the server could not sign for', async () => {
+    const server = await startPortcullis({ SIGNING_ALG: 'EdDSA' });
+    try {
+      // A shell without the server's setting: the CLI's SIGNING_ALG is the default, ES256.
+      const { SIGNING_ALG: _, ...shell } = server.env;
+      const algs = async () => (JSON.parse((await server.cli(['keys', 'list', '--json'])).stdout) as { alg: string }[]).map((key) => key.alg).sort();
+      expect(await algs()).toEqual(['EdDSA', 'RS256']);
+      const strayClient = await runCli(['client', 'create', '--name', 'Stray', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'ES256'], shell);
+      expect(strayClient.code).toBe(1);
+      expect(strayClient.stderr).toContain("no current signing key for ES256: the keys are EdDSA and RS256 (SIGNING_ALG sets the algorithm besides RS256: run the CLI with the server's)");
+      expect(await algs()).toEqual(['EdDSA', 'RS256']);
+      // With the server's setting, ES256 is refused and EdDSA serves.
+      const refused = await server.cli(['client', 'create', '--name', 'Stray', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'ES256']);
+      expect([refused.code, refused.stderr]).toEqual([1, expect.stringContaining('not ES256')]);
+      const edwards = await server.createClient({ name: 'Edwards', redirectUris: [REDIRECT_URI], idTokenAlg: 'EdDSA' });
+      await server.createUser('ed@example.com', 'eds own password');
+      const { tokens } = await logIn(new UserAgent(), await discover(server.issuer, edwards.client_id, edwards.client_secret), 'openid', { email: 'ed@example.com', password: 'eds own password' });
+      expect(decodeProtectedHeader(tokens.id_token!).alg).toBe('EdDSA');
+    } finally {
+      await server.close();
+    }
   });
 });
 
