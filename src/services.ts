@@ -12,7 +12,7 @@ import { ensureSigningKeys } from './keys/signing-keys.js';
 import { DatabaseUnavailable, openDatabase, type Database } from './persistence/database.js';
 import { describeFree, freeSpace, isFull } from './persistence/disk-space.js';
 import { EmbeddedDatabaseBusy, type EmbeddedRole } from './persistence/embedded.js';
-import { MigrationError } from './persistence/migrations.js';
+import { MigrationError, type MigrationResult } from './persistence/migrations.js';
 import { BrowserBinding } from './provider/browser-binding.js';
 
 export interface Services {
@@ -31,6 +31,8 @@ export interface Services {
   encryptionKeyGenerated: boolean;
   /** Whether the encryption key file may be read by others than its owner. */
   encryptionKeyExposed: boolean;
+  /** What this start's migration step applied, and how many migrations the database held before. */
+  migrations: MigrationResult;
   close(): Promise<void>;
 }
 
@@ -49,8 +51,9 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     throw new DatabaseUnavailable(`cannot open the embedded database in DATA_DIR (${dataDir}): ${describe(error)}${full ? `; ${full}` : ''}`, { cause: error });
   });
   let loaded: Awaited<ReturnType<typeof loadSealer>>;
+  let migrations: MigrationResult;
   try {
-    await database.migrate().catch((error: Error & { code?: string }) => {
+    migrations = await database.migrate().catch((error: Error & { code?: string }) => {
       // The first statements: what fails them before any migration runs
       // (address, credentials, TLS, session options) is DATABASE_URL's to
       // fix; a migration's own failure says which (MigrationError).
@@ -92,6 +95,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     sealer,
     encryptionKeyGenerated: generated,
     encryptionKeyExposed: exposed,
+    migrations,
     close: () => database.close(),
   };
 }

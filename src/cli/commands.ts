@@ -375,10 +375,10 @@ export const keysRetire: Command = async (args, open, io) => {
 
 export const migrateCommand: Command = async (args, open, io) => {
   parse(args, {});
-  // Opening the services applies pending migrations; say what the database holds now.
-  const services = await open();
-  const { applied, alreadyApplied } = await services.database.migrate();
-  io.out(`database is up to date (${alreadyApplied + applied.length} migrations)\n`);
+  // Opening the services applies pending migrations: say which, and what the database holds now.
+  const { applied, alreadyApplied } = (await open()).migrations;
+  for (const name of applied) io.out(`applied ${name}\n`);
+  io.out(`database is up to date (${alreadyApplied + applied.length} migrations, ${applied.length} applied now)\n`);
 };
 
 export const apiCreate: Command = async (args, open, io) => {

@@ -268,11 +268,21 @@ export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {
 export async function retireSigningKey(prisma: Prisma, kid: string, options: { compromised?: boolean } = {}): Promise<void> {
   const key = await prisma.signingKey.findUnique({ where: { kid }, select: { kid: true, activatesAt: true, rotatedAt: true, publishUntil: true } });
   if (!key) throw new KeyError(`no signing key with kid ${kid}`);
-  const status = statusOf(key, Date.now());
+  const now = Date.now();
+  const status = statusOf(key, now);
+  // Rotated already, with its successor waiting: a second rotation is not what it needs.
+  if (status === 'current' && key.rotatedAt) {
+    const when = key.rotatedAt.toISOString();
+    throw new KeyError(
+      options.compromised
+        ? `key ${kid} signs until its successor takes over at ${when}; run \`portcullis keys rotate --now\` to replace it at once, then retire it`
+        : `key ${kid} signs until its successor takes over at ${when}; retire it once the tokens it signed have expired`,
+    );
+  }
   if (status === 'current' || status === 'next') {
     throw new KeyError(`key ${kid} is ${status}; run \`portcullis keys rotate${options.compromised ? ' --now' : ''}\` first`);
   }
-  if (!options.compromised && key.publishUntil && key.publishUntil.getTime() > Date.now()) {
+  if (!options.compromised && key.publishUntil && key.publishUntil.getTime() > now) {
     throw new KeyError(
       `key ${kid} may still verify unexpired tokens until ${key.publishUntil.toISOString()}; retire it after that (or now with --compromised)`,
     );

@@ -2,7 +2,7 @@
 // the same database as a running server (or with no server at all).
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -899,6 +899,10 @@ describe('portcullis keys', () => {
     const newKid = keys.find((key) => key.alg === 'ES256' && key.status === 'next')!.kid;
     expect(newKid).not.toBe(oldKid);
     expect(keys.find((key) => key.kid === oldKid)).toMatchObject({ status: 'current' });
+    // Rotated already: retiring it needs no second rotation, only time (or --now for a leak).
+    const whileWaiting = await pc.cli(['keys', 'retire', oldKid!]);
+    expect([whileWaiting.code, whileWaiting.stderr]).toEqual([1, expect.stringContaining(`key ${oldKid} signs until its successor takes over at`)]);
+    expect(whileWaiting.stderr).not.toContain('keys rotate');
     await new Promise((resolve) => setTimeout(resolve, 1100)); // > KEY_REFRESH_INTERVAL
     const prepublished = (await (await fetch(`${pc.issuer}/jwks`)).json()) as { keys: { kid: string }[] };
     expect(prepublished.keys.map((key) => key.kid)).toContain(newKid);
@@ -1011,6 +1015,48 @@ describe('a CLI run without the server\'s SIGNING_ALG', () => {
       expect(decodeProtectedHeader(tokens.id_token!).alg).toBe('EdDSA');
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe('npm run migration:new', () => {
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('writes the schema change as a migration, and nothing without one unless --empty', async () => {
+    // A checkout of its own: prisma/ committed in a fresh repository, sharing node_modules.
+    const checkout = mkdtempSync(path.join(os.tmpdir(), 'migration-new-'));
+    try {
+      const run = (command: string, args: string[]) =>
+        new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+          const child = spawn(command, args, { cwd: checkout, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' } });
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (chunk) => (stdout += chunk));
+          child.stderr.on('data', (chunk) => (stderr += chunk));
+          child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+        });
+      await run('cp', ['-r', path.resolve('prisma'), checkout]);
+      symlinkSync(path.resolve('node_modules'), path.join(checkout, 'node_modules'));
+      const git = ['-c', 'user.name=t', '-c', 'user.email=t@example.com'];
+      expect((await run('git', ['init', '-q'])).code).toBe(0);
+      expect((await run('git', [...git, 'add', 'prisma'])).code).toBe(0);
+      expect((await run('git', [...git, 'commit', '-qm', 'schema'])).code).toBe(0);
+      const migrations = () => readdirSync(path.join(checkout, 'prisma', 'migrations')).filter((name) => /^\d/.test(name));
+      const before = migrations();
+
+      const unchanged = await run(process.execPath, ['prisma/new-migration.mjs', 'nothing_changed']);
+      expect([unchanged.code, unchanged.stderr]).toEqual([1, expect.stringContaining('has not changed since the last commit: no migration written')]);
+      expect(migrations()).toEqual(before);
+
+      const byHand = await run(process.execPath, ['prisma/new-migration.mjs', 'by_hand', '--empty']);
+      expect(byHand.code, byHand.stderr).toBe(0);
+      expect(migrations().filter((name) => !before.includes(name))).toEqual([expect.stringMatching(/^\d{14}_by_hand$/)]);
+
+      writeFileSync(path.join(checkout, 'prisma', 'schema.prisma'), `${readFileSync(path.join(checkout, 'prisma', 'schema.prisma'), 'utf8')}\nmodel Probe {\n  id String @id\n}\n`);
+      const changed = await run(process.execPath, ['prisma/new-migration.mjs', 'probe_added']);
+      expect(changed.code, changed.stderr).toBe(0);
+      const added = migrations().find((name) => name.endsWith('_probe_added'))!;
+      expect(readFileSync(path.join(checkout, 'prisma', 'migrations', added, 'migration.sql'), 'utf8')).toContain('CREATE TABLE "Probe"');
+    } finally {
+      rmSync(checkout, { recursive: true, force: true });
     }
   });
 });
@@ -1151,7 +1197,11 @@ describe('without a running server', () => {
     try {
       const migrated = await runCli(['migrate'], env);
       expect(migrated.code).toBe(0);
-      expect(migrated.stdout).toContain('up to date');
+      // A fresh database: every migration applied now, each named.
+      const all = readdirSync('prisma/migrations').filter((name) => /^\d/.test(name)).sort();
+      expect(migrated.stdout).toBe(`${all.map((name) => `applied ${name}\n`).join('')}database is up to date (${all.length} migrations, ${all.length} applied now)\n`);
+      const again = await runCli(['migrate'], env);
+      expect(again.stdout).toBe(`database is up to date (${all.length} migrations, 0 applied now)\n`);
       const created = await runCli(['client', 'create', '--name', 'Early', '--redirect-uri', REDIRECT_URI, '--json'], env);
       expect(created.code).toBe(0);
       const { client_id } = JSON.parse(created.stdout);
