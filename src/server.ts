@@ -142,8 +142,9 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const refreshKeys = background('key refresh', () => host.refresh());
     timers.push(setInterval(refreshKeys, config.keyRefreshInterval * 1000).unref());
     // On PostgreSQL a change to the keys is announced (keys/key-changes.ts): reload at once.
-    // What was announced while the feed was down, the timer catches up with.
-    await services.database.subscribe(SIGNING_KEY_CHANGES_CHANNEL, { onMessage: refreshKeys, onReset: () => undefined });
+    // What was announced while the feed was down is caught up with as soon as
+    // it is back (onReset), not a refresh interval later.
+    await services.database.subscribe(SIGNING_KEY_CHANGES_CHANNEL, { onMessage: refreshKeys, onReset: refreshKeys });
     const sweep = background('sweep', () => sweepExpired(prisma));
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());
     void sweep();

@@ -144,14 +144,15 @@ function idTokenAlg(value: unknown): 'ES256' | 'EdDSA' | 'RS256' | undefined {
 
 /**
  * The provider refuses, at every request, a client whose ID token algorithm
- * is not one it signs ID tokens with (RS256 and SIGNING_ALG: the CLI runs with
- * the server's configuration), or that it holds no key for.
+ * it held no key for when it was built. Its keys are RS256 and SIGNING_ALG's
+ * (the CLI runs with the server's configuration): another algorithm is
+ * refused, and so is one the database holds no current key for.
  */
 async function checkSigningKeyFor(services: Services, alg: string | undefined): Promise<void> {
   if (!alg) return;
   const signingAlg = services.config.signingAlg;
   if (alg !== 'RS256' && alg !== signingAlg) {
-    throw new ClientError(`the server signs ID tokens with RS256 or SIGNING_ALG (${signingAlg} here), not ${alg}: run the CLI with the server's SIGNING_ALG`);
+    throw new ClientError(`ID tokens are signed with RS256 or SIGNING_ALG, which is ${signingAlg} for this command, not ${alg}: if the server's SIGNING_ALG differs, run the CLI with it`);
   }
   const algs = new Set((await listSigningKeys(services.database.prisma)).filter((key) => key.status === 'current').map((key) => key.alg));
   if (!algs.has(alg)) {
@@ -168,7 +169,8 @@ const clientJson = (client: ClientView) => ({
   post_logout_redirect_uris: client.postLogoutRedirectUris,
   grant_types: client.grantTypes,
   scope: client.scope,
-  // RFC 7591 §2 names; what was not registered is left out.
+  // RFC 7591 §2 names. The algorithm always (RS256 unless another was
+  // registered); the page addresses only when registered.
   id_token_signed_response_alg: client.idTokenAlg,
   logo_uri: client.logoUri,
   client_uri: client.clientUri,

@@ -276,11 +276,17 @@ export async function retireSigningKey(prisma: Prisma, kid: string, options: { c
     throw new KeyError(
       options.compromised
         ? `key ${kid} signs until its successor takes over at ${when}; run \`portcullis keys rotate --now\` to replace it at once, then retire it`
-        : `key ${kid} signs until its successor takes over at ${when}; retire it once the tokens it signed have expired`,
+        : `key ${kid} signs until its successor takes over at ${when}, and what it signed may verify until ${key.publishUntil?.toISOString()}; retire it after that (or, if it leaked, run \`portcullis keys rotate --now\` first)`,
     );
   }
-  if (status === 'current' || status === 'next') {
-    throw new KeyError(`key ${kid} is ${status}; run \`portcullis keys rotate${options.compromised ? ' --now' : ''}\` first`);
+  // Waiting to sign: a plain rotation would only put another key in its place to wait.
+  if (status === 'next') {
+    throw new KeyError(
+      `key ${kid} has signed nothing yet and signs from ${key.activatesAt.toISOString()}; \`portcullis keys rotate --now\` replaces it with a key that signs at once, after which it can be retired`,
+    );
+  }
+  if (status === 'current') {
+    throw new KeyError(`key ${kid} is current; run \`portcullis keys rotate${options.compromised ? ' --now' : ''}\` first`);
   }
   if (!options.compromised && key.publishUntil && key.publishUntil.getTime() > now) {
     throw new KeyError(

@@ -155,7 +155,7 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async subscribe(channel, subscriber) {
       if (database.kind !== 'postgres') return undefined;
-      const subscription = await listen(connectionString, channel, subscriber);
+      const subscription = await listen(connectionString, channel, subscriber, database.timeout * 1000);
       subscriptions.add(subscription);
       return subscription;
     },
@@ -203,7 +203,7 @@ function isDeadlock(error: unknown): boolean {
 }
 
 /** LISTEN on its own connection, reconnecting after a loss; `live` only while listening. */
-async function listen(connectionString: string, channel: string, subscriber: Subscriber): Promise<Subscription> {
+async function listen(connectionString: string, channel: string, subscriber: Subscriber, timeoutMs: number): Promise<Subscription> {
   if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`invalid channel name ${channel}`);
   let client: pg.Client | undefined;
   let live = false;
@@ -226,15 +226,17 @@ async function listen(connectionString: string, channel: string, subscriber: Sub
 
   const connect = async () => {
     // Named, so that pg_stat_activity tells an operator (and a test) which connection this is.
-    // Limited like the heartbeat: an attempt made while the link is down may
-    // be accepted and never answered (a proxy, or a link that drops packets
-    // and comes back), and without a limit it waited for ever, leaving the
-    // feed down until a restart.
+    // Limited like the pool's (DATABASE_TIMEOUT), and never below the
+    // heartbeat: an attempt made while the link is down may be accepted and
+    // never answered (a proxy, or a link that drops packets and comes back),
+    // and without a limit it waited for ever, leaving the feed down until a
+    // restart.
+    const limit = Math.max(HEARTBEAT_MS, timeoutMs);
     const next = new pg.Client({
       connectionString,
       application_name: `portcullis listen ${channel}`,
-      connectionTimeoutMillis: HEARTBEAT_MS,
-      query_timeout: HEARTBEAT_MS,
+      connectionTimeoutMillis: limit,
+      query_timeout: limit,
     });
     client = next;
     next.on('error', lost);
@@ -251,7 +253,9 @@ async function listen(connectionString: string, channel: string, subscriber: Sub
       heartbeat = setInterval(() => {
         if (unanswered) return lost();
         unanswered = true;
-        // A failure ends the connection, and its 'error' or 'end' handler calls lost().
+        // A failure that ends the connection calls lost() through its 'error'
+        // or 'end' handler; one that does not (query_timeout) leaves
+        // `unanswered` set, and the next tick calls it.
         next.query('SELECT 1').then(() => (unanswered = false), () => undefined);
       }, HEARTBEAT_MS).unref();
     } catch {

@@ -381,7 +381,14 @@ export class ArtifactAdapter implements Adapter {
       if (this.browsers && request && !inBoundBrowser(rows, this.browsers.of(request))) return undefined;
       return withLiveIds(payload, id, this.sealer);
     }
-    return payload && { ...payload, jti: id };
+    if (!payload) return undefined;
+    if (this.kind === 'RefreshToken') {
+      // As upsert leaves it out (rows of 0.5.0 and earlier hold one). Rows
+      // found by one lookup are shared by its callers: copied, not changed.
+      const { nonce: _nonce, ...rest } = payload;
+      return { ...rest, jti: id };
+    }
+    return { ...payload, jti: id };
   }
 
   /**

@@ -60,32 +60,35 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
 );
 
 it.runIf(process.env.TEST_DATABASE === 'postgres')(
-  'a feed whose reconnection was swallowed by a link that dropped packets comes back once the link does',
+  'a feed whose reconnection was swallowed by a link that dropped packets comes back once the link does, and catches up with what it missed',
   async () => {
     const relay = await dbRelay({ host: '127.0.0.1', port: 5432 });
     const url = new URL(pc.env.DATABASE_URL!);
     url.port = String(relay.port);
     // A second instance reaching the database through the relay; its keys
     // change only when announced (KEY_REFRESH_INTERVAL 1h).
-    const other = await startPortcullis({ DATABASE_URL: url.toString(), KEY_REFRESH_INTERVAL: '1h', KEY_ACTIVATION_DELAY: '2h' }, pc.database);
+    const other = await startPortcullis({ DATABASE_URL: url.toString(), DATABASE_TIMEOUT: '2s', KEY_REFRESH_INTERVAL: '1h', KEY_ACTIVATION_DELAY: '2h' }, pc.database);
     try {
       const published = async () => ((await (await fetch(`${other.issuer}/jwks`)).json()) as { keys: { kid: string }[] }).keys.map((key) => key.kid);
       expect((await published()).length).toBeGreaterThan(0);
       relay.freeze();
-      // The heartbeat gives the feed up within 10 s (two intervals) and tries
-      // again a second later: that attempt reaches the frozen link.
-      await sleep(12_000);
-      relay.heal();
-      // The held attempt is given up 5 s after it began, and the next one lands.
-      await sleep(7_000);
+      // The heartbeat gives the feeds up within 10 s (two intervals) and each
+      // tries again a second later: wait until those attempts reach the link.
+      const deadline = Date.now() + 20_000;
+      while (relay.heldWhileFrozen < 3 && Date.now() < deadline) await sleep(200);
+      expect(relay.heldWhileFrozen).toBeGreaterThanOrEqual(3); // clients, users and signing keys
+      // Announced while the instance's feed is down: it hears nothing of it.
       type Key = { kid: string; status: string };
       const rotated = await pc.cli(['keys', 'rotate', '--now', '--json']);
       expect(rotated.code, rotated.stderr).toBe(0);
       const fresh = (JSON.parse(rotated.stdout) as Key[]).filter((key) => key.status === 'current').map((key) => key.kid);
-      const deadline = Date.now() + 5000;
+      relay.heal();
+      // The held attempts are given up 5 s after they began, the next ones
+      // land, and the keys are read again as the feed comes back.
+      const back = Date.now() + 15_000;
       let kids = await published();
-      while (!fresh.every((kid) => kids.includes(kid)) && Date.now() < deadline) {
-        await sleep(100);
+      while (!fresh.every((kid) => kids.includes(kid)) && Date.now() < back) {
+        await sleep(200);
         kids = await published();
       }
       expect(kids).toEqual(expect.arrayContaining(fresh));

@@ -284,7 +284,7 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://user:pw@127.0.0.1/cb'], 1, 'must not hold a user name or password'],
     [['client', 'create', '--name', 'X', '--redirect-uri', `https://x.example/${randomBytes(2000).toString('hex')}`], 1, 'a redirect URI has at most 2048 characters'],
     // The test server signs with ES256 (and RS256): an EdDSA client could never be served.
-    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'EdDSA'], 1, 'the server signs ID tokens with RS256 or SIGNING_ALG (ES256 here), not EdDSA'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'EdDSA'], 1, 'ID tokens are signed with RS256 or SIGNING_ALG, which is ES256 for this command, not EdDSA: if the server'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://app.example/callback'], 1, 'must be loopback'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'https://127.0.0.1/callback'], 1, 'loopback address uses http'],
     [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'myapp:/callback'], 1, 'reverse order'],
@@ -899,10 +899,6 @@ describe('portcullis keys', () => {
     const newKid = keys.find((key) => key.alg === 'ES256' && key.status === 'next')!.kid;
     expect(newKid).not.toBe(oldKid);
     expect(keys.find((key) => key.kid === oldKid)).toMatchObject({ status: 'current' });
-    // Rotated already: retiring it needs no second rotation, only time (or --now for a leak).
-    const whileWaiting = await pc.cli(['keys', 'retire', oldKid!]);
-    expect([whileWaiting.code, whileWaiting.stderr]).toEqual([1, expect.stringContaining(`key ${oldKid} signs until its successor takes over at`)]);
-    expect(whileWaiting.stderr).not.toContain('keys rotate');
     await new Promise((resolve) => setTimeout(resolve, 1100)); // > KEY_REFRESH_INTERVAL
     const prepublished = (await (await fetch(`${pc.issuer}/jwks`)).json()) as { keys: { kid: string }[] };
     expect(prepublished.keys.map((key) => key.kid)).toContain(newKid);
@@ -935,6 +931,28 @@ describe('portcullis keys', () => {
     const retireCurrent = await pc.cli(['keys', 'retire', newKid]);
     expect(retireCurrent.code).toBe(1);
     expect(retireCurrent.stderr).toContain('is current');
+  });
+
+  it('retire of a key rotated out but still signing, or of one waiting to sign, says what to do instead of asking for another rotation', async () => {
+    const waiting = await startPortcullis({ KEY_ACTIVATION_DELAY: '2h' });
+    try {
+      type Key = { kid: string; alg: string; status: string; activates_at: string };
+      const keys = JSON.parse((await waiting.cli(['keys', 'rotate', '--json'])).stdout) as Key[];
+      const old = keys.find((key) => key.alg === 'ES256' && key.status === 'current')!;
+      const next = keys.find((key) => key.alg === 'ES256' && key.status === 'next')!;
+      const answers = await Promise.all([['keys', 'retire', old.kid], ['keys', 'retire', old.kid, '--compromised'], ['keys', 'retire', next.kid]].map((args) => waiting.cli(args)));
+      expect(answers.map((answer) => answer.code)).toEqual([1, 1, 1]);
+      const [plain, leaked, early] = answers.map((answer) => answer.stderr);
+      const takeover = new Date(next.activates_at).toISOString();
+      expect(plain).toContain(`key ${old.kid} signs until its successor takes over at ${takeover}, and what it signed may verify until`);
+      expect(leaked).toContain(`key ${old.kid} signs until its successor takes over at ${takeover}; run \`portcullis keys rotate --now\` to replace it at once, then retire it`);
+      expect(early).toContain(`key ${next.kid} has signed nothing yet and signs from ${takeover}; \`portcullis keys rotate --now\` replaces it`);
+      // Nothing was retired.
+      const listed = JSON.parse((await waiting.cli(['keys', 'list', '--json'])).stdout) as Key[];
+      expect(listed.map((key) => key.kid)).toEqual(expect.arrayContaining([old.kid, next.kid]));
+    } finally {
+      await waiting.close();
+    }
   });
 
   it('output cut short by its reader (`keys list | head -1`) ends quietly', async () => {

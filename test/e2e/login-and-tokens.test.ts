@@ -87,6 +87,17 @@ describe('refresh tokens', () => {
     }
   });
 
+  it('a refresh token stored with a nonce (as 0.5.0 stored them) refreshes to an ID token without one', async () => {
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    const prisma = pc.server.services.database.prisma;
+    const planted = await prisma.$executeRaw`UPDATE provider_artifacts SET payload = jsonb_set(payload, '{nonce}', to_jsonb(${tokens.claims()!.nonce}::text))
+      WHERE kind = 'RefreshToken' AND id = ${sha256(tokens.refresh_token!)}`;
+    expect(planted).toBe(1);
+    const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
+    expect(refreshed.claims()).toMatchObject({ sub: tokens.claims()!.sub });
+    expect(refreshed.claims()).not.toHaveProperty('nonce');
+  });
+
   it('a reused refresh token revokes the whole grant', async () => {
     const ua = new UserAgent();
     const { tokens } = await logIn(ua, rp, 'openid offline_access', alice, { prompt: 'consent' });

@@ -11,12 +11,15 @@ export interface DbRelay {
   restore(): void;
   /** The link comes back without a reset: what was sent while frozen is lost, so connections made or frozen then stay unanswered; new ones pass. */
   heal(): void;
+  /** How many connections were made while frozen (held, never answered). */
+  readonly heldWhileFrozen: number;
   close(): Promise<void>;
 }
 
 export async function dbRelay(target: { host: string; port: number }): Promise<DbRelay> {
   const pairs = new Set<[net.Socket, net.Socket | undefined]>();
   let state: 'open' | 'cut' | 'frozen' = 'open';
+  let held = 0;
   const server = net.createServer((client) => {
     client.on('error', () => undefined);
     if (state === 'cut') return void client.destroy();
@@ -26,7 +29,10 @@ export async function dbRelay(target: { host: string; port: number }): Promise<D
       pairs.delete(pair);
       pair[1]?.destroy();
     });
-    if (state === 'frozen') return; // held, never answered
+    if (state === 'frozen') {
+      held++;
+      return; // held, never answered
+    }
     const upstream = net.connect(target.port, target.host);
     upstream.on('error', () => undefined);
     upstream.once('close', () => client.destroy());
@@ -63,6 +69,9 @@ export async function dbRelay(target: { host: string; port: number }): Promise<D
     },
     heal() {
       state = 'open';
+    },
+    get heldWhileFrozen() {
+      return held;
     },
     close() {
       dropAll();
