@@ -143,13 +143,18 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     timers.push(setInterval(refreshKeys, config.keyRefreshInterval * 1000).unref());
     // On PostgreSQL a change to the keys is announced (keys/key-changes.ts): reload at once.
     // What was announced while the feed was down is caught up with as soon as
-    // it is back (onReset), not a refresh interval later.
-    await services.database.subscribe(SIGNING_KEY_CHANGES_CHANNEL, { onMessage: refreshKeys, onReset: refreshKeys });
+    // it is back (onBack), not a refresh interval later. Not when it is lost:
+    // the database is then likely out of reach too.
+    await services.database.subscribe(SIGNING_KEY_CHANGES_CHANNEL, { onMessage: refreshKeys, onReset: () => undefined, onBack: refreshKeys });
     const sweep = background('sweep', () => sweepExpired(prisma));
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());
     void sweep();
 
     if (config.database.kind === 'postgres') await warnIfAutovacuumOff(services, logger);
+    if (services.migrations.unknown.length > 0) {
+      // Expected for an old instance during a rolling deploy (README, Upgrades); otherwise this release is too old for its database.
+      logger.warn('the database holds migrations this release does not have: a newer release migrated it', { migrations: services.migrations.unknown });
+    }
     if (config.keyActivationDelay < config.keyRefreshInterval + 30) {
       // Every instance publishes a new key within a refresh interval, and a
       // resource server with a cached JWKS refetches at most every 30 s (jose).

@@ -378,8 +378,13 @@ export const keysRetire: Command = async (args, open, io) => {
 export const migrateCommand: Command = async (args, open, io) => {
   parse(args, {});
   // Opening the services applies pending migrations: say which, and what the database holds now.
-  const { applied, alreadyApplied } = (await open()).migrations;
+  const { applied, alreadyApplied, unknown } = (await open()).migrations;
   for (const name of applied) io.out(`applied ${name}\n`);
+  if (unknown.length > 0) {
+    // An older CLI than the release that migrated the database: "up to date" would be wrong.
+    io.out(`the database is ahead of this release: it also holds ${unknown.length} migration(s) this release does not have (${unknown.join(', ')}), applied by a newer one; use that release\n`);
+    return;
+  }
   io.out(`database is up to date (${alreadyApplied + applied.length} migrations, ${applied.length} applied now)\n`);
 };
 

@@ -37,6 +37,12 @@ export interface Subscriber {
   onMessage(payload: string): void;
   /** Called whenever the connection is (re)established or lost: caches start over either way. */
   onReset(): void;
+  /**
+   * Called when the connection listens again after subscribe() returned
+   * (after a loss, or a first attempt that failed): whatever was announced
+   * meanwhile went unheard.
+   */
+  onBack?(): void;
 }
 
 export interface Database {
@@ -210,6 +216,8 @@ async function listen(connectionString: string, channel: string, subscriber: Sub
   let closed = false;
   let retry: NodeJS.Timeout | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
+  // Set once subscribe() has returned: a connection made after that is a comeback (onBack).
+  let subscribed = false;
 
   const lost = () => {
     clearInterval(heartbeat);
@@ -249,6 +257,7 @@ async function listen(connectionString: string, channel: string, subscriber: Sub
       await next.query(`LISTEN ${channel}`);
       subscriber.onReset(); // anything cached before this moment may have missed a notification
       live = true;
+      if (subscribed) subscriber.onBack?.();
       let unanswered = false;
       heartbeat = setInterval(() => {
         if (unanswered) return lost();
@@ -264,6 +273,7 @@ async function listen(connectionString: string, channel: string, subscriber: Sub
   };
 
   await connect();
+  subscribed = true;
   return {
     get live() {
       return live;

@@ -38,6 +38,8 @@ async function readMigrations(dir: string): Promise<Migration[]> {
 export interface MigrationResult {
   applied: string[];
   alreadyApplied: number;
+  /** Migrations the database records that this release does not have: a newer release applied them. */
+  unknown: string[];
 }
 
 /** Brings the database to the newest migration. Safe to run from several instances at once. */
@@ -89,7 +91,9 @@ export async function migrate(connectionString: string, dir = MIGRATIONS_DIR): P
       }
       applied.push(migration.name);
     }
-    return { applied, alreadyApplied: migrations.length - applied.length };
+    const known = new Set(migrations.map((migration) => migration.name));
+    const unknown = rows.filter((row) => !known.has(row.migration_name)).map((row) => row.migration_name).sort();
+    return { applied, alreadyApplied: migrations.length - applied.length, unknown };
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [ADVISORY_LOCK_KEY]).catch(() => undefined);
     await client.end();

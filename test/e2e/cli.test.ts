@@ -1209,6 +1209,26 @@ describe('without a running server', () => {
     }
   });
 
+  it('migrate on a database a newer release migrated says so instead of "up to date", and a server on it warns', async () => {
+    const database = await freshDatabase();
+    try {
+      const first = await startPortcullis({}, database);
+      // As a newer release records a migration this one does not have.
+      await first.server.services.database.prisma.$executeRaw`INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, applied_steps_count)
+        VALUES ('00000000-0000-4000-8000-000000000000', 'x', now(), '29991231000000_from_the_future', 1)`;
+      await first.close();
+      const migrated = await runCli(['migrate'], { ...TEST_ENV, ...database.env });
+      expect(migrated.code, migrated.stderr).toBe(0);
+      expect(migrated.stdout).toBe('the database is ahead of this release: it also holds 1 migration(s) this release does not have (29991231000000_from_the_future), applied by a newer one; use that release\n');
+      const second = await startPortcullis({}, database);
+      await second.close();
+      const warning = second.log.find((line) => line.includes('the database holds migrations this release does not have'));
+      expect(warning && JSON.parse(warning)).toMatchObject({ level: 'warn', migrations: ['29991231000000_from_the_future'] });
+    } finally {
+      await database.drop();
+    }
+  });
+
   it('the CLI creates the database, and the server started later serves what it made', async () => {
     const database = await freshDatabase();
     const env = { ...TEST_ENV, ...database.env };
