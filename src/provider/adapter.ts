@@ -286,12 +286,8 @@ export class ArtifactAdapter implements Adapter {
     // alone authorizes nothing.
     const { jti, ...rest } = payload;
     void jti;
-    // A refresh token's nonce is read only to be repeated in the ID tokens
-    // it refreshes, which OIDC Core §12.2 (errata set 2) says SHOULD NOT
-    // carry one: not stored, so the library finds none to repeat.
-    if (this.kind === 'RefreshToken') delete rest.nonce;
     const isGrant = this.kind === 'Grant';
-    const json = JSON.stringify(isGrant ? payload : this.kind === 'Interaction' ? withoutLiveIds(rest, id, this.sealer) : rest);
+    const json = JSON.stringify(isGrant ? payload : this.kind === 'Interaction' ? withoutLiveIds(rest, id, this.sealer) : kept(this.kind, rest));
     // A request parameter with U+0000 (a state, a login_hint) ends up in the
     // payload, which jsonb cannot store: the request is refused as OAuth
     // invalid_request (an authorization request's error goes back to the client).
@@ -381,14 +377,8 @@ export class ArtifactAdapter implements Adapter {
       if (this.browsers && request && !inBoundBrowser(rows, this.browsers.of(request))) return undefined;
       return withLiveIds(payload, id, this.sealer);
     }
-    if (!payload) return undefined;
-    if (this.kind === 'RefreshToken') {
-      // As upsert leaves it out (rows of 0.5.0 and earlier hold one). Rows
-      // found by one lookup are shared by its callers: copied, not changed.
-      const { nonce: _nonce, ...rest } = payload;
-      return { ...rest, jti: id };
-    }
-    return { ...payload, jti: id };
+    // Rows of 0.5.0 and earlier may hold what kept() now leaves out.
+    return payload && { ...kept(this.kind, payload), jti: id };
   }
 
   /**
@@ -722,6 +712,18 @@ function isEndedSession(kind: string, row: ArtifactRow | undefined): boolean {
 }
 
 /** `reuse`: seconds after its consumption during which a row is found as not consumed (ArtifactOptions). */
+/**
+ * What a model's row keeps of its payload, on the way in and out. A refresh
+ * token's nonce is read only to be repeated in the ID tokens it refreshes,
+ * which OIDC Core §12.2 (errata set 2) says SHOULD NOT carry one. A copy:
+ * rows found by one lookup are shared by its callers.
+ */
+function kept(kind: string, payload: AdapterPayload): AdapterPayload {
+  if (kind !== 'RefreshToken') return payload;
+  const { nonce: _nonce, ...rest } = payload;
+  return rest;
+}
+
 function toPayload(row: ArtifactRow | undefined, reuse = 0): AdapterPayload | undefined {
   if (!row) return undefined;
   // Expired rows may linger until the sweeper runs; they must not be found.
