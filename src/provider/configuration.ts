@@ -154,11 +154,13 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // library would have the person sign in first and then answer
     // access_denied. The library runs these validators after its own checks
     // of scope, redirect URI and resource, at the authorization and PAR endpoints.
-    extraParams: { scope: requestSomethingGrantable },
+    extraParams: { scope: requestSomethingGrantable, redirect_uri: redirectUriForOpenId },
     responseTypes: ['code'],
-    // OpenID Connect Core §3.1.2.1: redirect_uri is required in every
-    // authorization request, even from a client that registered only one.
-    allowOmittingSingleRegisteredRedirectUri: false,
+    // RFC 6749 §3.1.2.3: a client that registered exactly one redirect URI
+    // may leave it out of an OAuth request, and then of its code exchange
+    // (§4.1.3). OpenID Connect Core §3.1.2.1 requires it in an OpenID request
+    // all the same: redirectUriForOpenId.
+    allowOmittingSingleRegisteredRedirectUri: true,
     // S256 only; required for public clients (RFC 9700 §2.1.1), honoured when
     // any client sends it, and required of every client with PKCE_REQUIRED=all
     // (OAuth 2.1's rule: a confidential client then cannot forget it either).
@@ -422,6 +424,23 @@ async function requestSomethingGrantable(ctx: KoaContextWithOIDC, scope: unknown
   if (typeof scope === 'string' && scope.split(' ').some((name) => GRANTING_SCOPES.includes(name))) return;
   // No scope member: the request's own scopes are gone by now.
   throw new errors.InvalidScope(`request at least one of the scopes ${GRANTING_SCOPES.join(', ')}, or an API's scopes with its resource`, undefined as unknown as string);
+}
+
+/**
+ * See allowOmittingSingleRegisteredRedirectUri: by now the library has filled
+ * in a client's only redirect URI, so whether the request named one is read
+ * from the request itself. A request pushed earlier (request_uri) was checked
+ * when it was pushed. The error is a page, not a redirect: the request gave
+ * no address to send it to (as for any request without one).
+ */
+async function redirectUriForOpenId(ctx: KoaContextWithOIDC): Promise<void> {
+  const sent = (ctx.method === 'POST' ? ctx.oidc.body : ctx.query) as Record<string, unknown> | undefined;
+  if (sent?.redirect_uri !== undefined || sent?.request_uri !== undefined) return;
+  const scope = ctx.oidc.params?.scope;
+  if (typeof scope !== 'string' || !scope.split(' ').includes('openid')) return;
+  const error = new errors.InvalidRequest("missing required parameter 'redirect_uri'");
+  error.allow_redirect = false;
+  throw error;
 }
 
 /** The OpenID Connect scopes that grant something by themselves. */

@@ -116,8 +116,20 @@ describe('pushed authorization requests (RFC 9126)', () => {
     const url = await oidc.buildAuthorizationUrlWithPAR(web, { redirect_uri: REDIRECT_URI, scope: 'openid', state: oidc.randomState(), ...params });
     const ua = new UserAgent();
     expect(pageKind(await through(ua, url))).toBe('callback');
-    // Used: the second visit is an error page (the request's redirect_uri is not
-    // known without the request, so nothing goes back to the client), never a code.
+    // Used: the second visit gets an error, never a code. The client registered
+    // one redirect URI, so the error goes back to it (RFC 6749 §4.1.2.1).
+    const again = await visit(new UserAgent(), url);
+    expect(pageKind(again)).toBe('callback');
+    const answer = new URL(again.url).searchParams;
+    expect(answer.get('error')).toBe('invalid_request_uri');
+    expect(answer.get('code')).toBeNull();
+  });
+
+  it('a used request_uri of a client with two redirect URIs is an error page: its redirect_uri is not known without the request', async () => {
+    const client = await pc.createClient({ name: 'Two URIs', redirectUris: [REDIRECT_URI, `${REDIRECT_URI}/other`], scope: 'openid' });
+    const twoUris = await discover(pc.issuer, client.client_id, client.client_secret);
+    const url = await oidc.buildAuthorizationUrlWithPAR(twoUris, { redirect_uri: REDIRECT_URI, scope: 'openid', state: oidc.randomState(), ...(await pkce()).params });
+    expect(pageKind(await through(new UserAgent(), url))).toBe('callback');
     const again = await visit(new UserAgent(), url);
     expect(pageKind(again)).toBe('other');
     expect(again.status).toBe(400);

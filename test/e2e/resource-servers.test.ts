@@ -225,6 +225,85 @@ describe('client credentials', () => {
   });
 });
 
+describe('an OAuth request without redirect_uri (RFC 6749 §3.1.2.3, §4.1.3)', () => {
+  const OTHER_URI = 'http://localhost:8080/other-callback';
+
+  /** An authorization request for an API, without redirect_uri: `params` may add openid. */
+  async function apiRequest(clientId: string, scope = 'read:orders', extra: Record<string, string> = {}) {
+    const verifier = oidc.randomPKCECodeVerifier();
+    const params = new URLSearchParams({
+      client_id: clientId, response_type: 'code', scope, resource: ORDERS, state: 'st',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', ...extra,
+    });
+    return { verifier, params };
+  }
+
+  const basicOf = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+
+  it('from a client with one registered URI, the code comes back to it and is exchanged without one', async () => {
+    const client = await pc.createClient({ name: 'Single URI', redirectUris: [REDIRECT_URI], scope: 'openid read:orders' });
+    const { verifier, params } = await apiRequest(client.client_id);
+    const ua = new UserAgent();
+    const consent = await signIn(ua, await visit(ua, `${pc.issuer}/auth?${params}`), dana.email, dana.password);
+    expect(pageKind(consent)).toBe('consent');
+    const callback = new URL((await allow(ua, consent)).url);
+    expect(`${callback.origin}${callback.pathname}`).toBe(REDIRECT_URI);
+    expect(callback.searchParams.get('state')).toBe('st');
+    const response = await fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      headers: { authorization: basicOf(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code')!, code_verifier: verifier }),
+    });
+    expect(response.status).toBe(200);
+    const tokens = await response.json();
+    expect(tokens).toMatchObject({ token_type: 'Bearer', scope: 'read:orders' });
+    expect(tokens.id_token).toBeUndefined();
+    expect((await call(ordersApi, tokens.access_token)).status).toBe(200);
+  });
+
+  it('an OpenID request still needs it (OIDC Core §3.1.2.1): an error page, not a redirect, there and when pushed', async () => {
+    const client = await pc.createClient({ name: 'Single URI, OpenID', redirectUris: [REDIRECT_URI], scope: 'openid read:orders' });
+    const { params } = await apiRequest(client.client_id, 'openid read:orders');
+    const response = await fetch(`${pc.issuer}/auth?${params}`, { redirect: 'manual' });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('location')).toBeNull();
+    expect(await response.text()).toContain('redirect_uri');
+    const pushed = await fetch(`${pc.issuer}/request`, {
+      method: 'POST',
+      headers: { authorization: basicOf(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+      body: params,
+    });
+    expect(pushed.status).toBe(400);
+    expect(await pushed.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('redirect_uri') });
+  });
+
+  it('an OAuth request pushed without one is sent to the only registered URI', async () => {
+    const client = await pc.createClient({ name: 'Single URI, pushed', redirectUris: [REDIRECT_URI], scope: 'read:orders' });
+    const { params } = await apiRequest(client.client_id);
+    const pushed = await fetch(`${pc.issuer}/request`, {
+      method: 'POST',
+      headers: { authorization: basicOf(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+      body: params,
+    });
+    expect(pushed.status).toBe(201);
+    const { request_uri } = await pushed.json();
+    const ua = new UserAgent();
+    const consent = await signIn(ua, await visit(ua, `${pc.issuer}/auth?${new URLSearchParams({ client_id: client.client_id, request_uri })}`), dana.email, dana.password);
+    const callback = new URL((await allow(ua, consent)).url);
+    expect(`${callback.origin}${callback.pathname}`).toBe(REDIRECT_URI);
+    expect(callback.searchParams.get('code')).toBeTruthy();
+  });
+
+  it('from a client with two registered URIs it is an error page, not a redirect', async () => {
+    const client = await pc.createClient({ name: 'Two URIs', redirectUris: [REDIRECT_URI, OTHER_URI], scope: 'read:orders' });
+    const { params } = await apiRequest(client.client_id);
+    const response = await fetch(`${pc.issuer}/auth?${params}`, { redirect: 'manual' });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('location')).toBeNull();
+    expect(await response.text()).toContain('redirect_uri');
+  });
+});
+
 describe('introspection by an API', () => {
   it('an opaque token is introspected by its API with the API\'s own credentials', async () => {
     const tokens = await machineToken(BILLING, 'read:invoices');
