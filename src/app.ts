@@ -25,6 +25,7 @@ import type { Sql } from './persistence/database.js';
 import type { SpaceWatch } from './persistence/disk-space.js';
 import type { ProviderHost } from './provider/host.js';
 import { listOnlyClaimsIssued } from './provider/standards.js';
+import { keepAuthorizationForms } from './provider/request-encoding.js';
 
 export interface AppDeps {
   config: Config;
@@ -79,6 +80,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         listOnlyClaimsIssued,
         answerOptions(addresses),
         refuseEncodedBodies(deps.config, addresses),
+        keepAuthorizationForms(),
         healthProbes(deps.sql, deps.space),
         interactionPages(deps),
       ];

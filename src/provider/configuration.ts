@@ -19,6 +19,7 @@ import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
+import { parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
@@ -154,7 +155,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // library would have the person sign in first and then answer
     // access_denied. The library runs these validators after its own checks
     // of scope, redirect URI and resource, at the authorization and PAR endpoints.
-    extraParams: { scope: requestSomethingGrantable, redirect_uri: redirectUriForOpenId },
+    extraParams: { state: sentAsUtf8, scope: requestSomethingGrantable, redirect_uri: redirectUriForOpenId },
     responseTypes: ['code'],
     // RFC 6749 §3.1.2.3: a client that registered exactly one redirect URI
     // may leave it out of an OAuth request, and then of its code exchange
@@ -424,6 +425,14 @@ async function requestSomethingGrantable(ctx: KoaContextWithOIDC, scope: unknown
   if (typeof scope === 'string' && scope.split(' ').some((name) => GRANTING_SCOPES.includes(name))) return;
   // No scope member: the request's own scopes are gone by now.
   throw new errors.InvalidScope(`request at least one of the scopes ${GRANTING_SCOPES.join(', ')}, or an API's scopes with its resource`, undefined as unknown as string);
+}
+
+/** See request-encoding.ts. An error page: the state, changed, cannot go back to the client. */
+async function sentAsUtf8(ctx: KoaContextWithOIDC): Promise<void> {
+  if (parametersAreUtf8(ctx)) return;
+  const error = new errors.InvalidRequest('request parameters must be UTF-8 (percent-encoded bytes included)');
+  error.allow_redirect = false;
+  throw error;
 }
 
 /**

@@ -189,6 +189,50 @@ describe('the authorization endpoint', () => {
     expect(tokens.access_token).toBeTruthy();
   });
 
+  // Node's parser makes U+FFFD of each byte sequence that is not UTF-8: the
+  // state would go back to the client other than it was sent (RFC 6749 §4.1.2).
+  it.each([['state', 'x%C3%28y'], ['nonce', 'ab%FFcd'], ['login_hint', '%ED%A0%80']])('refuses a %s that is not UTF-8 once decoded with an error page, by GET, by POST and when pushed', async (name, raw) => {
+    const request = await authorizationRequest(rp, 'openid');
+    request.url.searchParams.delete(name);
+    const query = `${request.url.search.slice(1)}&${name}=${raw}`;
+    const got = await fetch(`${pc.issuer}/auth?${query}`, { redirect: 'manual' });
+    const posted = await fetch(`${pc.issuer}/auth`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: query });
+    for (const response of [got, posted]) {
+      expect(response.status).toBe(400);
+      expect(response.headers.get('location')).toBeNull();
+      expect(await response.text()).toContain('UTF-8');
+    }
+    const pushed = await fetch(`${pc.issuer}/request`, {
+      method: 'POST',
+      headers: { authorization: basic(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
+      body: query,
+    });
+    expect(pushed.status).toBe(400);
+    expect(await pushed.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('UTF-8') });
+  });
+
+  it('refuses a posted authorization request whose raw bytes are not UTF-8', async () => {
+    const request = await authorizationRequest(rp, 'openid');
+    request.url.searchParams.delete('state');
+    const body = Buffer.concat([Buffer.from(`${request.url.search.slice(1)}&state=a`), Buffer.from([0xff]), Buffer.from('b')]);
+    const response = await fetch(`${pc.issuer}/auth`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('UTF-8');
+  });
+
+  it('keeps a state holding U+FFFD sent as such, a lone % and a %zz, as the parser reads them', async () => {
+    for (const [raw, state] of [['a%EF%BF%BDb', 'a\uFFFDb'], ['100%', '100%'], ['%zz', '%zz']] as const) {
+      const request = await authorizationRequest(rp, 'openid');
+      request.url.searchParams.delete('state');
+      const ua = new UserAgent();
+      const consentOrBack = await signIn(ua, await visit(ua, `${request.url}&state=${raw}`), carol.email, carol.password);
+      const back = consentOrBack.url.startsWith(REDIRECT_URI) ? consentOrBack : await allow(ua, consentOrBack);
+      const callback = new URL(back.url);
+      expect([raw, callback.searchParams.get('state')]).toEqual([raw, state]);
+      await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: state, expectedNonce: request.nonce });
+    }
+  });
+
   it('shows the unknown-application page for a client_id with a NUL character', async () => {
     const url = `${pc.issuer}/auth?client_id=${encodeURIComponent(`${client.client_id}\u0000`)}&response_type=code&scope=openid`;
     const response = await fetch(url, { redirect: 'manual' });

@@ -251,7 +251,7 @@ describe('an OAuth request without redirect_uri (RFC 6749 §3.1.2.3, §4.1.3)', 
     expect(callback.searchParams.get('state')).toBe('st');
     const response = await fetch(`${pc.issuer}/token`, {
       method: 'POST',
-      headers: { authorization: basicOf(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+      headers: { authorization: basicOf(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code')!, code_verifier: verifier }),
     });
     expect(response.status).toBe(200);
@@ -270,7 +270,7 @@ describe('an OAuth request without redirect_uri (RFC 6749 §3.1.2.3, §4.1.3)', 
     expect(await response.text()).toContain('redirect_uri');
     const pushed = await fetch(`${pc.issuer}/request`, {
       method: 'POST',
-      headers: { authorization: basicOf(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+      headers: { authorization: basicOf(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
       body: params,
     });
     expect(pushed.status).toBe(400);
@@ -282,7 +282,7 @@ describe('an OAuth request without redirect_uri (RFC 6749 §3.1.2.3, §4.1.3)', 
     const { params } = await apiRequest(client.client_id);
     const pushed = await fetch(`${pc.issuer}/request`, {
       method: 'POST',
-      headers: { authorization: basicOf(client.client_id, client.client_secret), 'content-type': 'application/x-www-form-urlencoded' },
+      headers: { authorization: basicOf(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
       body: params,
     });
     expect(pushed.status).toBe(201);

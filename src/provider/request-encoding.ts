@@ -1,0 +1,75 @@
+// Parameters that are not UTF-8. Node's query string parser (the library's,
+// for query and form alike) turns each byte sequence that is not UTF-8 into
+// U+FFFD, so a state or nonce would come back to the client other than it was
+// sent (RFC 6749 §4.1.2: "the exact value received"), and the client would
+// refuse the answer after the person had signed in for nothing. The
+// authorization and PAR endpoints refuse such a request instead. The bytes
+// are read from the request: a U+FFFD that was sent as such is kept.
+import type Koa from 'koa';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+
+/** The library's default paths of the two endpoints whose parameters are kept (the configuration leaves `routes` alone). */
+const AUTHORIZATION_PATHS = new Set(['/auth', '/request']);
+
+const bodies = new WeakMap<object, Buffer[]>();
+const STRICT = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Keeps the chunks of a form posted to the authorization or PAR endpoint as
+ * the library reads them (it reads the body itself, so nothing else may).
+ */
+export function keepAuthorizationForms(): Koa.Middleware {
+  return (ctx, next) => {
+    if (ctx.method !== 'POST' || !AUTHORIZATION_PATHS.has(ctx.path)) return next();
+    const req = ctx.req;
+    const chunks: Buffer[] = [];
+    bodies.set(ctx.req, chunks);
+    const iterator = req.iterator.bind(req);
+    req.iterator = (options) => tee(iterator(options), chunks);
+    return next();
+  };
+}
+
+async function* tee(source: AsyncIterableIterator<unknown>, chunks: Buffer[]): AsyncGenerator<unknown, undefined> {
+  for await (const chunk of source) {
+    chunks.push(chunk as Buffer);
+    yield chunk;
+  }
+  return undefined;
+}
+
+/**
+ * Whether the authorization request's parameters, as sent, are UTF-8 once
+ * percent-decoded. Only looked into when the library's parse made a U+FFFD,
+ * which every invalid sequence becomes.
+ */
+export function parametersAreUtf8(ctx: KoaContextWithOIDC): boolean {
+  const params = ctx.oidc.params ?? {};
+  if (!Object.values(params).some((value) => typeof value === 'string' && value.includes('\uFFFD'))) return true;
+  if (ctx.method !== 'POST') return percentDecodesToUtf8(ctx.querystring);
+  const chunks = bodies.get(ctx.req);
+  // A body the library did not read (another content type) has no parameters of ours.
+  if (!chunks) return true;
+  try {
+    return percentDecodesToUtf8(STRICT.decode(Buffer.concat(chunks)));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether `text` (a query string or form body) is UTF-8 with each `%XX`
+ * replaced by its byte. A `%` not followed by two hex digits stays as it is,
+ * as the parser keeps it.
+ */
+export function percentDecodesToUtf8(text: string): boolean {
+  if (!text.includes('%')) return true;
+  const parts = text.match(/%[0-9a-fA-F]{2}|[^%]+|%/g) ?? [];
+  const bytes = Buffer.concat(parts.map((part) => (part.length === 3 && part[0] === '%' ? Buffer.from([Number.parseInt(part.slice(1), 16)]) : Buffer.from(part, 'utf8'))));
+  try {
+    STRICT.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
