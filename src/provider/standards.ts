@@ -100,11 +100,12 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   } else if (route === 'revocation') {
     // As every other answer to a client's credentials: nothing for a cache to keep.
     ctx.set('Cache-Control', 'no-store');
-    // RFC 7009 §2.2: a 200 with nothing in it. The library's empty body went
-    // out as text/plain (Koa's type for a string), which clients that accept
-    // no content type but JSON refuse (oidc-client-ts's revokeTokens, and
-    // with it its sign-out, which stopped short of /session/end).
-    if (ctx.status === 200 && ctx.body === '') ctx.remove('Content-Type');
+    // RFC 7009 §2.2: the client ignores the body of the 200. The library's
+    // empty body went out as text/plain (Koa's type for a string), which
+    // clients that take nothing but JSON refuse: oidc-client-ts's
+    // revokeTokens (and with it its sign-out) and simple-oauth2's revoke().
+    // An empty JSON object satisfies both, and any client that parses JSON.
+    if (ctx.status === 200 && ctx.body === '') ctx.body = {};
   }
   useInvalidClientWithoutCredentials(ctx);
 }
