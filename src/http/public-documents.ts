@@ -32,6 +32,7 @@ export function cacheablePublicDocuments(keys: { keyActivationDelay: number; key
       const route = (ctx as { oidc?: { route?: string } }).oidc?.route;
       const maxAge = route === undefined ? undefined : lifetimes[route];
       if (maxAge === undefined || ctx.status !== 200 || ctx.body == null) return;
+      if (route === 'jwks') ctx.body = inStableOrder(ctx.body as { keys?: Array<{ kid?: string }> });
       // must-revalidate: a cache may not serve a copy past its age (when the server is unreachable, say).
       ctx.set('Cache-Control', maxAge > 0 ? `public, max-age=${maxAge}, must-revalidate` : 'no-cache');
       const body = typeof ctx.body === 'string' ? ctx.body : JSON.stringify(ctx.body);
@@ -44,6 +45,17 @@ export function cacheablePublicDocuments(keys: { keyActivationDelay: number; key
       if (matches(ctx.get('If-None-Match'), etag)) ctx.status = 304;
     });
   };
+}
+
+/**
+ * The keys by `kid`: the provider lists the signing key first, so the order
+ * changed when a rotated key began to sign although the set had not, and
+ * every cache's revalidation got the whole set again instead of a 304.
+ */
+function inStableOrder(jwks: { keys?: Array<{ kid?: string }> }): unknown {
+  if (!Array.isArray(jwks.keys)) return jwks;
+  const keys = [...jwks.keys].sort((a, b) => ((a.kid ?? '') < (b.kid ?? '') ? -1 : (a.kid ?? '') > (b.kid ?? '') ? 1 : 0));
+  return { ...jwks, keys };
 }
 
 /** Whether an If-None-Match header names `etag` (weak comparison, RFC 9110 §8.8.3.2), or is `*`. */

@@ -71,6 +71,45 @@ describe('cacheable public documents', () => {
     expect(published.length).toBeGreaterThan(kids.length);
   });
 
+  it('a rotated key that begins to sign leaves the JWKS, and so its ETag, as they were: a revalidation is a 304', async () => {
+    const server = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '4s' });
+    try {
+      const api = 'https://stable.example.com';
+      expect((await server.cli(['api', 'create', '--identifier', api, '--scope', 'read:things', '--token-format', 'jwt'])).code).toBe(0);
+      const robot = await server.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'read:things' });
+      const signer = async () => {
+        const response = await fetch(`${server.issuer}/token`, {
+          method: 'POST',
+          headers: { authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}` },
+          body: new URLSearchParams({ grant_type: 'client_credentials', resource: api, scope: 'read:things' }),
+        });
+        const { access_token } = (await response.json()) as { access_token: string };
+        return (JSON.parse(Buffer.from(access_token.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
+      };
+      const before = await signer();
+      expect((await server.cli(['keys', 'rotate'])).code).toBe(0);
+      // Published within a refresh interval, signing once the delay has passed.
+      let published: Response | undefined;
+      for (let waited = 0; waited < 100; waited++) {
+        published = await fetch(`${server.issuer}/jwks`);
+        if (((await published.clone().json()) as { keys: unknown[] }).keys.length > 2) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const etag = published!.headers.get('etag')!;
+      let after = before;
+      for (let waited = 0; waited < 150 && after === before; waited++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        after = await signer();
+      }
+      expect(after).not.toBe(before);
+      const revalidated = await fetch(`${server.issuer}/jwks`, { headers: { 'if-none-match': etag } });
+      expect(revalidated.status).toBe(304);
+    } finally {
+      expect(server.errors).toEqual([]);
+      await server.close();
+    }
+  });
+
   it('discovery may be kept for an hour, with an ETag', async () => {
     const first = await get('/.well-known/openid-configuration');
     expect(first.status).toBe(200);
