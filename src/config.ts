@@ -117,7 +117,9 @@ const fields = z.object({
   // Seal private signing keys and cookie keys in the database (keys/sealed-secrets.ts).
   ENCRYPTION_KEYS: secretList(),
   ENCRYPTION_KEY_FILE: z.string().min(1).optional(),
-  SIGNING_ALG: z.enum(['ES256', 'EdDSA']).default('ES256'),
+  // RS256 for resource servers that verify nothing else (RFC 9068 §2.1 has
+  // both sides support it; Spring Security's decoder takes only RS256 unless told).
+  SIGNING_ALG: z.enum(['ES256', 'EdDSA', 'RS256']).default('ES256'),
   // RFC 9700 §2.1.1: PKCE is required of public clients, recommended to the others.
   PKCE_REQUIRED: z.enum(['public', 'all']).default('public'),
   ARGON2_MEMORY_KIB: integer(19456, 1024, 4194304),
@@ -180,7 +182,7 @@ export interface Config {
   };
   cookieKeys?: string[];
   encryption: EncryptionKeySource;
-  signingAlg: 'ES256' | 'EdDSA';
+  signingAlg: 'ES256' | 'EdDSA' | 'RS256';
   /** Which clients' authorization requests must use PKCE: public ones only, or every client. */
   pkceRequired: 'public' | 'all';
   argon2: { memoryCost: number; timeCost: number; parallelism: number };

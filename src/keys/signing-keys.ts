@@ -53,7 +53,7 @@ async function generate(alg: SigningAlg, sealer: SecretSealer): Promise<{ kid: s
 export async function ensureSigningKeys(
   prisma: Prisma,
   sealer: SecretSealer,
-  primaryAlg: 'ES256' | 'EdDSA',
+  primaryAlg: SigningAlg,
   { firstOnly = false }: { firstOnly?: boolean } = {},
 ): Promise<void> {
   const stored = await prisma.signingKey.findMany({ select: { kid: true, jwk: true, privateJwk: true } });
@@ -73,7 +73,7 @@ export async function ensureSigningKeys(
   }
   if (firstOnly && stored.length > 0) return;
   const active = await prisma.signingKey.findMany({ where: { rotatedAt: null }, select: { alg: true } });
-  const missing = ([primaryAlg, 'RS256'] as SigningAlg[]).filter((alg) => !active.some((key) => key.alg === alg));
+  const missing = [...new Set<SigningAlg>([primaryAlg, 'RS256'])].filter((alg) => !active.some((key) => key.alg === alg));
   for (const alg of missing) await prisma.signingKey.create({ data: await generate(alg, sealer) });
 }
 

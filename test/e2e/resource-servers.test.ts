@@ -666,3 +666,29 @@ describe('portcullis api', () => {
     expect(badFormat.code).toBe(2);
   });
 });
+
+describe('SIGNING_ALG=RS256', () => {
+  it('JWT access tokens are RS256, for resource servers that verify nothing else (RFC 9068 §2.1), with one RS256 key', async () => {
+    const server = await startPortcullis({ SIGNING_ALG: 'RS256' });
+    try {
+      const api = 'https://rsa-only.example.com';
+      expect((await server.cli(['api', 'create', '--identifier', api, '--scope', 'read:things', '--token-format', 'jwt'])).code).toBe(0);
+      const robot = await server.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'read:things' });
+      const config = await discover(server.issuer, robot.client_id, robot.client_secret);
+      const { access_token } = await oidc.clientCredentialsGrant(config, { resource: api, scope: 'read:things' });
+      expect(decodeProtectedHeader(access_token)).toMatchObject({ alg: 'RS256', typ: 'at+jwt' });
+      const jwks = createRemoteJWKSet(new URL(`${server.issuer}/jwks`));
+      const { payload } = await jwtVerify(access_token, jwks, { issuer: server.issuer, audience: api, algorithms: ['RS256'], typ: 'at+jwt' });
+      expect(payload.scope).toBe('read:things');
+      const keys = ((await (await fetch(`${server.issuer}/jwks`)).json()) as { keys: { alg: string }[] }).keys;
+      expect(keys.map((key) => key.alg)).toEqual(['RS256']);
+      // A rotation replaces it with one RS256 key, not two.
+      expect((await server.cli(['keys', 'rotate'])).code).toBe(0);
+      const listed = JSON.parse((await server.cli(['keys', 'list', '--json'])).stdout) as { alg: string; status: string }[];
+      expect(listed.filter((key) => key.status === 'next').map((key) => key.alg)).toEqual(['RS256']);
+    } finally {
+      expect(server.errors).toEqual([]);
+      await server.close();
+    }
+  });
+});
