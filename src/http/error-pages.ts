@@ -33,6 +33,16 @@ const explanations: Record<string, Explanation> = {
     message: 'The application sent an incomplete or malformed request.',
     advice: START_AGAIN,
   },
+  form_too_large: {
+    heading: 'What you sent is too long',
+    message: 'The form held more than we accept: no email address or password is that long.',
+    advice: START_AGAIN,
+  },
+  cross_site_form: {
+    heading: 'This form did not come from our page',
+    message: 'Another site sent this form in your name, so we stopped here to keep you safe.',
+    advice: START_AGAIN,
+  },
   not_found: {
     heading: 'Page not found',
     message: 'There is nothing at this address.',

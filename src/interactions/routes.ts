@@ -158,7 +158,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         // Checked before the abort below: a body cut short by us is not the browser going away.
         ctx.status = 413;
         ctx.set('Connection', 'close'); // the rest of the body is not read
-        renderErrorPage(ctx, page(ctx), { error: 'invalid_request', error_description: error.message });
+        renderErrorPage(ctx, page(ctx), { error: 'form_too_large' });
       } else if (ctx.req.aborted) {
         // The browser went away mid-request (its body's stream fails with
         // ECONNRESET): nothing to answer, nothing wrong here.
@@ -173,6 +173,23 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         renderErrorPage(ctx, page(ctx), { error: 'server_error' }, reference);
       }
     }
+  });
+
+  // The forms are posted by our own pages only. SameSite=Lax cookies go with
+  // a form another site posts from the same site (a sibling subdomain, or
+  // another port over http), so the interaction's uid, which the attacker
+  // would need, is all that stands in the way. A browser says where a form
+  // came from (Fetch Metadata): only our own origin's is taken. Clients that
+  // send no such header (older browsers, scripts) are judged as before.
+  router.use(async (ctx: Context, next: Next) => {
+    const site = ctx.get('Sec-Fetch-Site');
+    if (ctx.method === 'POST' && site !== '' && site !== 'same-origin') {
+      logger.info('interaction form posted from another site', { site: site.slice(0, 20), path: loggedPath(ctx.path) });
+      ctx.status = 403;
+      renderErrorPage(ctx, page(ctx), { error: 'cross_site_form' });
+      return;
+    }
+    await next();
   });
 
   const details = async (ctx: Context, expected?: string) => {

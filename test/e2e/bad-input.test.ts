@@ -513,7 +513,9 @@ describe('the sign-in form', () => {
       duplex: 'half',
     } as RequestInit);
     expect(page.status).toBe(413);
-    expect(page.html).toContain('request body too large');
+    // The person typed it: the page says so, not that the application erred.
+    expect(page.html).toContain('What you sent is too long');
+    expect(page.html).not.toContain('The application sent');
     const back = await signIn(ua, login, carol.email, carol.password);
     expect(['consent', 'callback']).toContain(pageKind(back));
   });

@@ -37,6 +37,37 @@ async function signedIn(ua: UserAgent): Promise<string | null> {
 }
 
 describe('a sign-in in progress', () => {
+  it('takes its forms only from its own pages: a form another site posts (Sec-Fetch-Site) is refused, and the sign-in goes on', async () => {
+    const sam = { email: 'sam@example.com', password: 'sams long password' };
+    await pc.createUser(sam.email, sam.password, 'Sam');
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(rp, 'openid email')).url);
+    const action = UserAgent.formAction(login, '/login');
+    for (const site of ['same-site', 'cross-site']) {
+      const posted = await ua.open(new URL(action, login.url).href, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': site },
+        body: new URLSearchParams(sam).toString(),
+      }, REDIRECT_URI);
+      expect([site, posted.status]).toEqual([site, 403]);
+      expect(posted.html).toContain('This form did not come from our page');
+    }
+    // The same form from our own page (as a browser marks it), or from a client that says nothing, is taken.
+    const consent = await ua.open(new URL(action, login.url).href, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
+      body: new URLSearchParams(sam).toString(),
+    }, REDIRECT_URI);
+    expect(pageKind(consent)).toBe('consent');
+    const refused = await ua.open(new URL(UserAgent.formAction(consent, '/confirm'), consent.url).href, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-site' },
+      body: '',
+    }, REDIRECT_URI);
+    expect(refused.status).toBe(403);
+    expect(pageKind(await allow(ua, consent))).toBe('callback');
+  });
+
   it("opened with interaction cookies planted from another browser is refused: the person cannot sign in for that browser", async () => {
     const theirs = new UserAgent();
     const login = await visit(theirs, (await authorizationRequest(rp, 'openid email')).url);
