@@ -25,7 +25,7 @@ const explanations: Record<string, Explanation> = {
   },
   session_not_found: {
     heading: 'Your sign-in expired',
-    message: 'We could not find your sign-in in progress: it is already finished, it took too long, or your browser did not keep our cookie.',
+    message: 'We could not find your sign-in in progress: it is already finished (if you went back a page, go forward again), it took too long, or your browser did not keep our cookie.',
     advice: START_AGAIN,
   },
   invalid_request: {
@@ -50,7 +50,7 @@ const explanations: Record<string, Explanation> = {
   },
   method_not_allowed: {
     heading: 'This page cannot be opened this way',
-    message: 'This address takes only forms sent from the sign-in pages, or only links.',
+    message: 'This address is reached only through the sign-in and sign-out pages, not by a link or bookmark.',
     advice: START_AGAIN,
   },
   temporarily_unavailable: {
@@ -63,6 +63,12 @@ const explanations: Record<string, Explanation> = {
     message: 'We could not complete your request.',
     advice: 'Try again in a moment. If it keeps happening, contact the administrator with the reference below.',
   },
+};
+
+const UNKNOWN_SIGN_OUT_REQUESTER: Explanation = {
+  heading: 'Unknown application',
+  message: 'We could not tell which application sent you here to sign out: it named an application, or a sign-in, that we do not know.',
+  advice: 'Contact the application\'s developer.',
 };
 
 export interface ErrorOut {
@@ -102,6 +108,9 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
     message: out.error_description ?? out.error,
     advice: START_AGAIN,
   };
+  // At the logout endpoint an unknown client is mostly a stale or foreign
+  // id_token_hint (one of another server, or of a deleted app).
+  if (signOut && out.error === 'invalid_client') explanation = UNKNOWN_SIGN_OUT_REQUESTER;
   let action: Action | undefined;
   // Nobody should walk away from a shared computer believing they signed out,
   // nor be left without a way to: the app's request failed, theirs need not.

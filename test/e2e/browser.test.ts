@@ -301,6 +301,21 @@ describe('journeys', () => {
 });
 
 describe('pages', () => {
+  it('text follows the browser\'s font size setting, the fine print staying smaller than the rest (WCAG 1.4.4, technique C14)', async () => {
+    const page = await newPage();
+    await page.goto(`${pc.issuer}/auth?client_id=unknown&response_type=code&scope=openid`);
+    // A browser's "very large" text setting is a 24 px root font size.
+    const sizes = await page.evaluate(() => {
+      document.documentElement.style.fontSize = '24px';
+      const size = (selector: string) => parseFloat(getComputedStyle(document.querySelector(selector)!).fontSize);
+      return { body: size('body'), alert: size('[role=alert]'), fine: size('.muted'), heading: size('h1') };
+    });
+    expect(sizes.body).toBe(24);
+    expect(sizes.alert).toBe(24);
+    expect(sizes.fine).toBeLessThan(sizes.body);
+    expect(sizes.heading).toBeGreaterThan(sizes.body);
+  });
+
   it('carry strict security headers and work without JavaScript', async () => {
     const context = await browser.newContext({ javaScriptEnabled: false });
     contexts.push(context);

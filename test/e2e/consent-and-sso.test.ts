@@ -602,6 +602,12 @@ describe('single sign-on', () => {
     expect(again.status).toBe(400);
     expect(again.html).toContain('You are not signed in to');
     expect(again.html).not.toContain('class="button"');
+    // A hint naming an app we do not know (another server's, a deleted app's) is said to be that, not an app that is not registered.
+    const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const foreign = `${part({ alg: 'ES256', kid: 'elsewhere' })}.${part({ iss: 'https://other.example', aud: 'an-app-of-another-server', sub: 'x' })}.c2ln`;
+    const unknown = await ua.open(`${pc.issuer}/session/end?id_token_hint=${foreign}`, asBrowser);
+    expect(unknown.status).toBe(400);
+    expect(unknown.html).toContain('We could not tell which application sent you here to sign out');
   });
 
   it('prompt=none without a session returns login_required', async () => {
