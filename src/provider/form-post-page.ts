@@ -13,7 +13,8 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 /** The page as the library writes it (lib/response_modes/form_post.js), up to its title. */
 const LIBRARY_HEAD = '<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv="X-UA-Compatible" content="IE=edge">\n  <title>Submitting Callback</title>';
 // color-scheme: in dark mode the page is dark like every other of ours, not a white flash.
-const HEAD = '<!DOCTYPE html>\n<html lang="en">\n<head>\n  <meta charset="utf-8">\n  <meta name="viewport" content="width=device-width, initial-scale=1">\n  <meta name="color-scheme" content="light dark">\n  <title>Continuing…</title>';
+const head = (title: string) =>
+  `<!DOCTYPE html>\n<html lang="en">\n<head>\n  <meta charset="utf-8">\n  <meta name="viewport" content="width=device-width, initial-scale=1">\n  <meta name="color-scheme" content="light dark">\n  <title>${title}</title>`;
 const FORM_START = '<body>\n  <form ';
 const FORM_END = '</form>\n</body>';
 
@@ -28,10 +29,13 @@ export function accessibleFormPostPage(ctx: KoaContextWithOIDC): void {
   const start = body.indexOf(FORM_START);
   const end = body.lastIndexOf(FORM_END);
   if (start < 0 || end < start) return;
+  // Without JavaScript the page stays, with the library's Continue button:
+  // the heading says where it goes.
+  const title = ctx.oidc?.route === 'end_session' ? 'Signing you out…' : 'Returning you to the application…';
   ctx.body =
-    HEAD +
+    head(title) +
     body.slice(LIBRARY_HEAD.length, start) +
-    '<body>\n<main>\n  <h1>Continuing…</h1>\n  <form ' +
+    `<body>\n<main>\n  <h1>${title}</h1>\n  <form ` +
     body.slice(start + FORM_START.length, end) +
     '</form>\n</main>\n</body>' +
     body.slice(end + FORM_END.length);

@@ -512,7 +512,10 @@ describe('pages', () => {
       expect(html).toContain('name="error" value="login_required"');
       await page.setContent(html.replace(/<script>[\s\S]*?<\/script>/, '').replace(/<\/?noscript>/g, ''));
       await page.getByRole('button', { name: 'Continue' }).waitFor();
+      await page.getByRole('heading', { name: 'Returning you to the application…' }).waitFor();
       await audit('form_post');
+      // The same page carries a sign-out on to its confirmation when nobody is signed in.
+      expect(await (await fetch(`${pc.issuer}/session/end`)).text()).toContain('<h1>Signing you out…</h1>');
     } finally {
       await axeApp.close();
     }
