@@ -80,7 +80,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         listOnlyClaimsIssued,
         answerOptions(addresses),
         refuseEncodedBodies(deps.config, addresses),
-        keepAuthorizationForms(),
+        keepAuthorizationForms(provider),
         healthProbes(deps.sql, deps.space),
         interactionPages(deps),
       ];

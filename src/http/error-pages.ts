@@ -50,7 +50,7 @@ const explanations: Record<string, Explanation> = {
   },
   method_not_allowed: {
     heading: 'This page cannot be opened this way',
-    message: 'This address is reached only through the sign-in and sign-out pages, not by a link or bookmark.',
+    message: 'This address takes only the forms of the sign-in and sign-out pages, not a link or bookmark.',
     advice: START_AGAIN,
   },
   temporarily_unavailable: {
@@ -65,10 +65,12 @@ const explanations: Record<string, Explanation> = {
   },
 };
 
-const UNKNOWN_SIGN_OUT_REQUESTER: Explanation = {
-  heading: 'Unknown application',
-  message: 'We could not tell which application sent you here to sign out: it named an application, or a sign-in, that we do not know.',
-  advice: 'Contact the application\'s developer.',
+
+/** method_not_allowed at an address that a link opens (sent a form, or another method). */
+const OPENED_BY_LINKS: Explanation = {
+  heading: 'This page cannot be opened this way',
+  message: 'This address is opened by following a link, not by sending a form to it.',
+  advice: START_AGAIN,
 };
 
 export interface ErrorOut {
@@ -110,7 +112,11 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
   };
   // At the logout endpoint an unknown client is mostly a stale or foreign
   // id_token_hint (one of another server, or of a deleted app).
-  if (signOut && out.error === 'invalid_client') explanation = UNKNOWN_SIGN_OUT_REQUESTER;
+  if (signOut && out.error === 'invalid_client') {
+    explanation = { ...explanation, message: 'We could not tell which application sent you here to sign out: it named an application, or a sign-in, that we do not know.' };
+  }
+  // The method was wrong for the address: a page for links, or one that takes only our forms.
+  if (out.error === 'method_not_allowed' && /\bGET\b/.test(ctx.response.get('Allow'))) explanation = OPENED_BY_LINKS;
   let action: Action | undefined;
   // Nobody should walk away from a shared computer believing they signed out,
   // nor be left without a way to: the app's request failed, theirs need not.

@@ -179,11 +179,13 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   // a form another site posts from the same site (a sibling subdomain, or
   // another port over http), so the interaction's uid, which the attacker
   // would need, is all that stands in the way. A browser says where a form
-  // came from (Fetch Metadata): only our own origin's is taken. Clients that
-  // send no such header (older browsers, scripts) are judged as before.
+  // came from (Fetch Metadata): only our own origin's is taken, and a post
+  // the person made themselves ('none': a reload of a failed sign-in, which
+  // some browsers mark so). Clients that send no such header (older
+  // browsers, scripts) are judged as before.
   router.use(async (ctx: Context, next: Next) => {
     const site = ctx.get('Sec-Fetch-Site');
-    if (ctx.method === 'POST' && site !== '' && site !== 'same-origin') {
+    if (ctx.method === 'POST' && site !== '' && site !== 'same-origin' && site !== 'none') {
       logger.info('interaction form posted from another site', { site: site.slice(0, 20), path: loggedPath(ctx.path) });
       ctx.status = 403;
       renderErrorPage(ctx, page(ctx), { error: 'cross_site_form' });

@@ -150,17 +150,19 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // UserInfo when an access token is issued, and does not keep them out of
     // the ID token; the token goes from us to the client directly.
     conformIdTokenClaims: false,
-    // RFC 6749 §3.3: a request for nothing this server grants (no scope, or
-    // only unknown ones, and no API) fails with invalid_scope at once; the
-    // library would have the person sign in first and then answer
-    // access_denied. The library runs these validators after its own checks
-    // of scope, redirect URI and resource, at the authorization and PAR endpoints.
-    extraParams: { state: sentAsUtf8, scope: requestSomethingGrantable, redirect_uri: redirectUriForOpenId },
+    // Checks of the request as a whole, which the library runs after its own
+    // checks of scope, redirect URI and resource, at the authorization and PAR
+    // endpoints (one per parameter name, in this order): parameters that are
+    // not UTF-8 (sentAsUtf8), a request for nothing this server grants
+    // (requestSomethingGrantable), a redirect URI left out where it may not be
+    // (redirectUriWhereRequired).
+    extraParams: { state: sentAsUtf8, scope: requestSomethingGrantable, redirect_uri: redirectUriWhereRequired },
     responseTypes: ['code'],
     // RFC 6749 §3.1.2.3: a client that registered exactly one redirect URI
     // may leave it out of an OAuth request, and then of its code exchange
-    // (§4.1.3). OpenID Connect Core §3.1.2.1 requires it in an OpenID request
-    // all the same: redirectUriForOpenId.
+    // (§4.1.3; the library takes its omission at any code exchange, which
+    // OpenID Connect Core §3.1.3.2 allows). An OpenID request needs it all the
+    // same (Core §3.1.2.1), as does a native app's: redirectUriWhereRequired.
     allowOmittingSingleRegisteredRedirectUri: true,
     // S256 only; required for public clients (RFC 9700 §2.1.1), honoured when
     // any client sends it, and required of every client with PKCE_REQUIRED=all
@@ -427,29 +429,34 @@ async function requestSomethingGrantable(ctx: KoaContextWithOIDC, scope: unknown
   throw new errors.InvalidScope(`request at least one of the scopes ${GRANTING_SCOPES.join(', ')}, or an API's scopes with its resource`, undefined as unknown as string);
 }
 
-/** See request-encoding.ts. An error page: the state, changed, cannot go back to the client. */
-async function sentAsUtf8(ctx: KoaContextWithOIDC): Promise<void> {
-  if (parametersAreUtf8(ctx)) return;
-  const error = new errors.InvalidRequest('request parameters must be UTF-8 (percent-encoded bytes included)');
+/** An invalid_request answered with an error page, never sent to the client's redirect URI. */
+function invalidRequestPage(description: string): InstanceType<typeof errors.InvalidRequest> {
+  const error = new errors.InvalidRequest(description);
   error.allow_redirect = false;
-  throw error;
+  return error;
+}
+
+/** See request-encoding.ts. A page: the state, changed, cannot go back to the client. */
+async function sentAsUtf8(ctx: KoaContextWithOIDC): Promise<void> {
+  if (!parametersAreUtf8(ctx)) throw invalidRequestPage('request parameters must be UTF-8 (percent-encoded bytes included)');
 }
 
 /**
  * See allowOmittingSingleRegisteredRedirectUri: by now the library has filled
  * in a client's only redirect URI, so whether the request named one is read
- * from the request itself. A request pushed earlier (request_uri) was checked
- * when it was pushed. The error is a page, not a redirect: the request gave
- * no address to send it to (as for any request without one).
+ * from the request itself, as the library reads it (an empty value is none).
+ * A pushed request was checked when it was pushed. Required in an OpenID
+ * request, and of a native app, whose loopback port is chosen at request time
+ * (RFC 8252 §7.3): the registered URI has none. A page, not a redirect: the
+ * request gave no address to send it to (as for any request without one).
  */
-async function redirectUriForOpenId(ctx: KoaContextWithOIDC): Promise<void> {
+async function redirectUriWhereRequired(ctx: KoaContextWithOIDC, _value: unknown, client?: Client): Promise<void> {
+  if (ctx.oidc.entities.PushedAuthorizationRequest) return;
   const sent = (ctx.method === 'POST' ? ctx.oidc.body : ctx.query) as Record<string, unknown> | undefined;
-  if (sent?.redirect_uri !== undefined || sent?.request_uri !== undefined) return;
+  if (typeof sent?.redirect_uri === 'string' && sent.redirect_uri !== '') return;
   const scope = ctx.oidc.params?.scope;
-  if (typeof scope !== 'string' || !scope.split(' ').includes('openid')) return;
-  const error = new errors.InvalidRequest("missing required parameter 'redirect_uri'");
-  error.allow_redirect = false;
-  throw error;
+  const openid = typeof scope === 'string' && scope.split(' ').includes('openid');
+  if (openid || client?.applicationType === 'native') throw invalidRequestPage("missing required parameter 'redirect_uri'");
 }
 
 /** The OpenID Connect scopes that grant something by themselves. */

@@ -4,12 +4,13 @@
 // sent (RFC 6749 §4.1.2: "the exact value received"), and the client would
 // refuse the answer after the person had signed in for nothing. The
 // authorization and PAR endpoints refuse such a request instead. The bytes
-// are read from the request: a U+FFFD that was sent as such is kept.
+// are read from the request: a U+FFFD that was sent as such is kept. The
+// check follows the library's own (see extraParams): a request that fails
+// one of those first is answered as before, its state changed (it fails
+// either way).
 import type Koa from 'koa';
-import type { KoaContextWithOIDC } from 'oidc-provider';
-
-/** The library's default paths of the two endpoints whose parameters are kept (the configuration leaves `routes` alone). */
-const AUTHORIZATION_PATHS = new Set(['/auth', '/request']);
+import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
+import { routePattern } from '../http/methods.js';
 
 const bodies = new WeakMap<object, Buffer[]>();
 const STRICT = new TextDecoder('utf-8', { fatal: true });
@@ -18,9 +19,10 @@ const STRICT = new TextDecoder('utf-8', { fatal: true });
  * Keeps the chunks of a form posted to the authorization or PAR endpoint as
  * the library reads them (it reads the body itself, so nothing else may).
  */
-export function keepAuthorizationForms(): Koa.Middleware {
+export function keepAuthorizationForms(provider: Provider): Koa.Middleware {
+  const routes = [routePattern(provider, 'authorization'), routePattern(provider, 'pushed_authorization_request')];
   return (ctx, next) => {
-    if (ctx.method !== 'POST' || !AUTHORIZATION_PATHS.has(ctx.path)) return next();
+    if (ctx.method !== 'POST' || !routes.some((route) => route.test(ctx.path))) return next();
     const req = ctx.req;
     const chunks: Buffer[] = [];
     bodies.set(ctx.req, chunks);
@@ -30,12 +32,11 @@ export function keepAuthorizationForms(): Koa.Middleware {
   };
 }
 
-async function* tee(source: AsyncIterableIterator<unknown>, chunks: Buffer[]): AsyncGenerator<unknown, undefined> {
+async function* tee(source: AsyncIterableIterator<unknown>, chunks: Buffer[]): AsyncGenerator<unknown> {
   for await (const chunk of source) {
     chunks.push(chunk as Buffer);
     yield chunk;
   }
-  return undefined;
 }
 
 /**
@@ -45,11 +46,12 @@ async function* tee(source: AsyncIterableIterator<unknown>, chunks: Buffer[]): A
  */
 export function parametersAreUtf8(ctx: KoaContextWithOIDC): boolean {
   const params = ctx.oidc.params ?? {};
-  if (!Object.values(params).some((value) => typeof value === 'string' && value.includes('\uFFFD'))) return true;
+  const replaced = (value: unknown): boolean => (typeof value === 'string' ? value.includes('\uFFFD') : Array.isArray(value) && value.some(replaced));
+  if (!Object.values(params).some(replaced)) return true;
   if (ctx.method !== 'POST') return percentDecodesToUtf8(ctx.querystring);
+  // Not kept: not for the reader to judge, so not taken.
   const chunks = bodies.get(ctx.req);
-  // A body the library did not read (another content type) has no parameters of ours.
-  if (!chunks) return true;
+  if (!chunks) return false;
   try {
     return percentDecodesToUtf8(STRICT.decode(Buffer.concat(chunks)));
   } catch {

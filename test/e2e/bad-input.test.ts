@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, basicAuth, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const carol = { email: 'carol@example.com', password: 'carols password' };
@@ -58,16 +58,13 @@ function rawExchange(issuer: string, bytes: string): Promise<string> {
   });
 }
 
-function basic(id: string, secret: string) {
-  return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
-}
 
-async function token(body: Record<string, string>, auth = basic(client.client_id, client.client_secret!)) {
+async function token(body: Record<string, string>, auth = basicAuth(client.client_id, client.client_secret!)) {
   return tokenRaw(new URLSearchParams(body).toString(), auth);
 }
 
 /** A form body as it is, repeated parameters included. */
-async function tokenRaw(form: string, auth = basic(client.client_id, client.client_secret!)) {
+async function tokenRaw(form: string, auth = basicAuth(client.client_id, client.client_secret!)) {
   const response = await fetch(`${pc.issuer}/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', ...(auth ? { authorization: auth } : {}) },
@@ -138,7 +135,7 @@ describe('the authorization endpoint', () => {
     // Pushed (RFC 9126): refused when pushed.
     const pushed = await fetch(`${pc.issuer}/request`, {
       method: 'POST',
-      headers: { authorization: basic(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
+      headers: { authorization: basicAuth(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ client_id: client.client_id, response_type: 'code', redirect_uri: REDIRECT_URI, scope: 'photos', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }),
     });
     expect([pushed.status, ((await pushed.json()) as { error: string }).error]).toEqual([400, 'invalid_scope']);
@@ -169,7 +166,7 @@ describe('the authorization endpoint', () => {
     const push = (extra: Record<string, string>) =>
       fetch(`${pc.issuer}/request`, {
         method: 'POST',
-        headers: { authorization: basic(client.client_id, client.client_secret!) },
+        headers: { authorization: basicAuth(client.client_id, client.client_secret!) },
         body: new URLSearchParams({ client_id: client.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, code_challenge: 'x'.repeat(43), code_challenge_method: 'S256', ...extra }),
       });
     for (const name of ['state', 'nonce', 'login_hint']) {
@@ -196,15 +193,16 @@ describe('the authorization endpoint', () => {
     request.url.searchParams.delete(name);
     const query = `${request.url.search.slice(1)}&${name}=${raw}`;
     const got = await fetch(`${pc.issuer}/auth?${query}`, { redirect: 'manual' });
-    const posted = await fetch(`${pc.issuer}/auth`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: query });
-    for (const response of [got, posted]) {
+    const post = (path: string) => fetch(`${pc.issuer}${path}`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: query });
+    // The routes take any case of their path, with or without a trailing slash.
+    for (const response of [got, await post('/auth'), await post('/AUTH/')]) {
       expect(response.status).toBe(400);
       expect(response.headers.get('location')).toBeNull();
       expect(await response.text()).toContain('UTF-8');
     }
     const pushed = await fetch(`${pc.issuer}/request`, {
       method: 'POST',
-      headers: { authorization: basic(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
+      headers: { authorization: basicAuth(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
       body: query,
     });
     expect(pushed.status).toBe(400);
@@ -275,7 +273,7 @@ describe('the token endpoint', () => {
   });
 
   it('answers a wrong client secret with invalid_client', async () => {
-    const result = await token({ grant_type: 'client_credentials' }, basic(client.client_id, 'wrong'));
+    const result = await token({ grant_type: 'client_credentials' }, basicAuth(client.client_id, 'wrong'));
     expect(result.status).toBe(401);
     expect(result.body.error).toBe('invalid_client');
   });
@@ -285,7 +283,7 @@ describe('the token endpoint', () => {
     const send = (path: string, coding: string, body: BodyInit, accept = '*/*') =>
       fetch(`${pc.issuer}${path}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': coding, authorization: basic(client.client_id, client.client_secret!), accept },
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': coding, authorization: basicAuth(client.client_id, client.client_secret!), accept },
         body,
       });
     for (const [coding, body] of [['gzip', gzipSync(form)], ['gzip', form], ['br', form], ['x-unknown', form]] as const) {
@@ -375,7 +373,7 @@ describe('the token endpoint', () => {
 
   it('answers a resource indicator with a NUL character with invalid_target', async () => {
     const machine = await pc.createClient({ name: 'Batch job', grantTypes: ['client_credentials'] });
-    const response = await token({ grant_type: 'client_credentials', resource: 'https://api.example/\u0000' }, basic(machine.client_id, machine.client_secret!));
+    const response = await token({ grant_type: 'client_credentials', resource: 'https://api.example/\u0000' }, basicAuth(machine.client_id, machine.client_secret!));
     expect(response.status).toBe(400);
     expect(response.body.error).toBe('invalid_target');
   });
@@ -478,7 +476,7 @@ describe('the token endpoint', () => {
   it('token responses carry Pragma: no-cache besides Cache-Control: no-store (RFC 6749 §5.1)', async () => {
     const response = await fetch(`${pc.issuer}/token`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(client.client_id, client.client_secret!) },
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret!) },
       body: new URLSearchParams(exchangeOf(await codeFor())).toString(),
     });
     expect(response.status).toBe(200);
@@ -525,7 +523,7 @@ describe('other endpoints', () => {
   it('endpoints for clients and APIs answer OAuth error JSON even to an Accept that ranks HTML first', async () => {
     // What Java's HttpURLConnection sends by default.
     const accept = 'text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2';
-    const wrong = basic(client.client_id, 'not the secret');
+    const wrong = basicAuth(client.client_id, 'not the secret');
     const calls: [string, RequestInit, number, string][] = [
       ['/token', { method: 'POST', headers: { authorization: wrong }, body: new URLSearchParams({ grant_type: 'client_credentials' }) }, 401, 'invalid_client'],
       ['/token', { method: 'POST', body: new URLSearchParams({ grant_type: 'nonsense', client_id: client.client_id }) }, 401, 'invalid_client'],
@@ -541,7 +539,7 @@ describe('other endpoints', () => {
       expect(await response.json()).toMatchObject({ error });
     }
     // A revocation that succeeds is not for caches either (an unknown token is revoked as well, RFC 7009 §2.2).
-    const revoked = await fetch(`${pc.issuer}/token/revocation`, { method: 'POST', headers: { authorization: basic(client.client_id, client.client_secret!) }, body: new URLSearchParams({ token: 'x' }) });
+    const revoked = await fetch(`${pc.issuer}/token/revocation`, { method: 'POST', headers: { authorization: basicAuth(client.client_id, client.client_secret!) }, body: new URLSearchParams({ token: 'x' }) });
     expect([revoked.status, revoked.headers.get('cache-control')]).toEqual([200, 'no-store']);
     // Where a browser is sent, a page still.
     const page = await fetch(`${pc.issuer}/auth?client_id=nobody&response_type=code&scope=openid`, { headers: { accept } });
@@ -567,8 +565,12 @@ describe('other endpoints', () => {
       for (const [method, path, allow] of cases) {
         const response = await fetch(`${pc.issuer}${path}`, { method, headers: { accept } });
         expect([method, path, response.status, response.headers.get('allow')]).toEqual([method, path, 405, allow]);
-        if (pages.has(path) && accept.startsWith('text/html')) expect(await response.text()).toContain('<title>This page cannot be opened this way');
-        else expect(await response.json()).toMatchObject({ error: 'method_not_allowed' });
+        if (pages.has(path) && accept.startsWith('text/html')) {
+          const html = await response.text();
+          expect(html).toContain('<title>This page cannot be opened this way');
+          // Said as the address is used: by links (PUT /auth), or only by our forms (GET of /session/end/confirm).
+          expect([path, html.includes('opened by following a link'), html.includes('takes only the forms')]).toEqual([path, allow.includes('GET'), !allow.includes('GET')]);
+        } else expect(await response.json()).toMatchObject({ error: 'method_not_allowed' });
       }
     }
     // Where a browser is sent, a page; the path's case does not matter, as to the routers.
@@ -640,7 +642,7 @@ describe('other endpoints', () => {
   });
 
   it('userinfo reads another Authorization scheme as no token: the 401 challenge without an error code (RFC 6750 §3.1), and a token in the body still counts', async () => {
-    for (const authorization of [basic(client.client_id, client.client_secret!), 'Basic', 'Negotiate abc', 'token x']) {
+    for (const authorization of [basicAuth(client.client_id, client.client_secret!), 'Basic', 'Negotiate abc', 'token x']) {
       const response = await fetch(`${pc.issuer}/me`, { headers: { authorization } });
       expect(response.status, authorization).toBe(401);
       const challenge = response.headers.get('www-authenticate')!;
@@ -653,7 +655,7 @@ describe('other endpoints', () => {
     const tokens = await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
     const response = await fetch(`${pc.issuer}/me`, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('someone', 'something') },
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth('someone', 'something') },
       body: new URLSearchParams({ access_token: tokens.access_token }).toString(),
     });
     expect(response.status).toBe(200);
@@ -662,7 +664,7 @@ describe('other endpoints', () => {
 
   it('an Authorization header with several spaces after its scheme is read as with one (RFC 9110 §11.4, RFC 6750 §2.1: 1*SP)', async () => {
     const robot = await pc.createClient({ name: 'Spaced robot', grantTypes: ['client_credentials'] });
-    const credentials = basic(robot.client_id, robot.client_secret!).slice('Basic '.length);
+    const credentials = basicAuth(robot.client_id, robot.client_secret!).slice('Basic '.length);
     for (const authorization of [`Basic  ${credentials}`, `basic   ${credentials}`]) {
       const response = await fetch(`${pc.issuer}/token`, {
         method: 'POST',
@@ -826,7 +828,7 @@ describe('other endpoints', () => {
     const send = (path: string, how: () => RequestInit, accept = '*/*') =>
       fetch(`${pc.issuer}${path}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(client.client_id, client.client_secret!), accept },
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret!), accept },
         ...how(),
       });
     for (const [kind, how] of bodies) {

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/persistence/hash.js';
 import { serveExampleApi } from '../support/example-api.js';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, basicAuth, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const ORDERS = 'https://orders.example.com';
@@ -238,7 +238,13 @@ describe('an OAuth request without redirect_uri (RFC 6749 §3.1.2.3, §4.1.3)', 
     return { verifier, params };
   }
 
-  const basicOf = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+  /** A pushed authorization request (RFC 9126) of `client`, authenticated with its secret. */
+  const push = (client: { client_id: string; client_secret?: string }, body: URLSearchParams | string) =>
+    fetch(`${pc.issuer}/request`, {
+      method: 'POST',
+      headers: { authorization: basicAuth(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
+      body,
+    });
 
   it('from a client with one registered URI, the code comes back to it and is exchanged without one', async () => {
     const client = await pc.createClient({ name: 'Single URI', redirectUris: [REDIRECT_URI], scope: 'openid read:orders' });
@@ -251,7 +257,7 @@ describe('an OAuth request without redirect_uri (RFC 6749 §3.1.2.3, §4.1.3)', 
     expect(callback.searchParams.get('state')).toBe('st');
     const response = await fetch(`${pc.issuer}/token`, {
       method: 'POST',
-      headers: { authorization: basicOf(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
+      headers: { authorization: basicAuth(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ grant_type: 'authorization_code', code: callback.searchParams.get('code')!, code_verifier: verifier }),
     });
     expect(response.status).toBe(200);
@@ -268,23 +274,35 @@ describe('an OAuth request without redirect_uri (RFC 6749 §3.1.2.3, §4.1.3)', 
     expect(response.status).toBe(400);
     expect(response.headers.get('location')).toBeNull();
     expect(await response.text()).toContain('redirect_uri');
-    const pushed = await fetch(`${pc.issuer}/request`, {
-      method: 'POST',
-      headers: { authorization: basicOf(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
-      body: params,
-    });
+    const pushed = await push(client, params);
     expect(pushed.status).toBe(400);
     expect(await pushed.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('redirect_uri') });
+    // An empty value is none, as the library reads it, and so is an empty request_uri.
+    for (const empty of ['redirect_uri=', 'request_uri=']) {
+      const query = `${params}&${empty}`;
+      const got = await fetch(`${pc.issuer}/auth?${query}`, { redirect: 'manual' });
+      const posted = await fetch(`${pc.issuer}/auth`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: query });
+      for (const response of empty === 'redirect_uri=' ? [got, posted] : []) {
+        expect([empty, response.status, response.headers.get('location')]).toEqual([empty, 400, null]);
+      }
+      const emptyPush = await push(client, query);
+      expect([empty, emptyPush.status]).toEqual([empty, 400]);
+    }
+  });
+
+  it("a native app's request needs it, OAuth or not: its loopback port is chosen at request time (RFC 8252 §7.3)", async () => {
+    const app = await pc.createClient({ name: 'Desktop', native: true, redirectUris: ['http://127.0.0.1/callback'], scope: 'read:orders' });
+    const { params } = await apiRequest(app.client_id);
+    const response = await fetch(`${pc.issuer}/auth?${params}`, { redirect: 'manual' });
+    expect(response.status).toBe(400);
+    expect(response.headers.get('location')).toBeNull();
+    expect(await response.text()).toContain('redirect_uri');
   });
 
   it('an OAuth request pushed without one is sent to the only registered URI', async () => {
     const client = await pc.createClient({ name: 'Single URI, pushed', redirectUris: [REDIRECT_URI], scope: 'read:orders' });
     const { params } = await apiRequest(client.client_id);
-    const pushed = await fetch(`${pc.issuer}/request`, {
-      method: 'POST',
-      headers: { authorization: basicOf(client.client_id, client.client_secret!), 'content-type': 'application/x-www-form-urlencoded' },
-      body: params,
-    });
+    const pushed = await push(client, params);
     expect(pushed.status).toBe(201);
     const { request_uri } = await pushed.json();
     const ua = new UserAgent();

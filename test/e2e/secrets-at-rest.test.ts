@@ -130,10 +130,12 @@ it('a sign-in from a pushed request stores the request id only sealed, and still
   expect(rows.map((row) => row.payload).join('\n')).not.toContain(requestId);
   const done = await allow(ua, consent);
   expect(pageKind(done)).toBe('callback');
-  // Used up on the way: the same request_uri starts nothing now (RFC 9126 §4).
+  // Used up on the way: the same request_uri starts nothing now (RFC 9126 §4);
+  // the client registered one redirect URI, so the error goes back to it.
   const again = await visit(new UserAgent(), url);
-  expect(pageKind(again)).not.toBe('login');
-  expect(again.status).toBe(400);
+  expect(pageKind(again)).toBe('callback');
+  expect(new URL(again.url).searchParams.get('error')).toBe('invalid_request_uri');
+  expect(new URL(again.url).searchParams.get('code')).toBeNull();
 });
 
 it('stores only public JWKs and sealed private keys and cookie keys, and signs with the keys it unseals', async () => {

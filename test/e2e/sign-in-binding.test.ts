@@ -52,6 +52,14 @@ describe('a sign-in in progress', () => {
       expect([site, posted.status]).toEqual([site, 403]);
       expect(posted.html).toContain('This form did not come from our page');
     }
+    // One the person sent themselves (a reload of a failed sign-in, marked 'none' by some browsers) is answered as any.
+    const reloaded = await ua.open(new URL(action, login.url).href, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'none' },
+      body: new URLSearchParams({ email: sam.email, password: 'not sams password' }).toString(),
+    }, REDIRECT_URI);
+    expect(reloaded.status).toBe(401);
+    expect(pageKind(reloaded)).toBe('login');
     // The same form from our own page (as a browser marks it), or from a client that says nothing, is taken.
     const consent = await ua.open(new URL(action, login.url).href, {
       method: 'POST',

@@ -5,6 +5,11 @@ import { UserAgent, type Page } from './user-agent.js';
 export const REDIRECT_URI = 'http://127.0.0.1:9999/callback';
 export const POST_LOGOUT_URI = 'http://127.0.0.1:9999/signed-out';
 
+/** An Authorization header with a client's id and secret (RFC 6749 §2.3.1: each form-encoded first). */
+export function basicAuth(id: string, secret: string): string {
+  return `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+}
+
 export async function discover(issuer: string, clientId: string, clientSecret?: string): Promise<oidc.Configuration> {
   return oidc.discovery(new URL(issuer), clientId, clientSecret, clientSecret ? undefined : oidc.None(), {
     execute: [oidc.allowInsecureRequests],
