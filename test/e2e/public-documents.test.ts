@@ -2,6 +2,7 @@
 // between), for as long as key rotation allows, and refetched cheaply.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { basicAuth } from '../support/relying-party.js';
 
 let pc: TestPortcullis;
 
@@ -80,7 +81,7 @@ describe('cacheable public documents', () => {
       const signer = async () => {
         const response = await fetch(`${server.issuer}/token`, {
           method: 'POST',
-          headers: { authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}` },
+          headers: { authorization: basicAuth(robot.client_id, robot.client_secret!) },
           body: new URLSearchParams({ grant_type: 'client_credentials', resource: api, scope: 'read:things' }),
         });
         const { access_token } = (await response.json()) as { access_token: string };
