@@ -65,12 +65,10 @@ const explanations: Record<string, Explanation> = {
   },
 };
 
-
 /** method_not_allowed at an address that a link opens (sent a form, or another method). */
 const OPENED_BY_LINKS: Explanation = {
-  heading: 'This page cannot be opened this way',
+  ...explanations.method_not_allowed!,
   message: 'This address is opened by following a link, not by sending a form to it.',
-  advice: START_AGAIN,
 };
 
 export interface ErrorOut {
