@@ -100,8 +100,24 @@ interface Action {
   label: string;
 }
 
+/**
+ * A sign-in in progress in this browser, other than the one whose page was
+ * asked for (see interactions/routes.ts): where it goes on, and for which app.
+ */
+export interface SignInInProgress {
+  url: string;
+  clientName: string;
+}
+
+export interface ErrorPageExtras {
+  /** The short reference of a server error, also in the log. */
+  reference?: string;
+  signOut?: FailedSignOut;
+  inProgress?: SignInInProgress;
+}
+
 /** Renders the error page for an OAuth-style error, as HTML on ctx. */
-export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, reference?: string, signOut?: FailedSignOut): void {
+export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, { reference, signOut, inProgress }: ErrorPageExtras = {}): void {
   const known = explanations[out.error];
   let explanation = known ?? {
     heading: 'We could not complete your request',
@@ -127,6 +143,15 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
     action = { url: signOut.signOutUrl, label: 'Sign out' };
   } else if (signOut) {
     explanation = { ...explanation, advice: `You are not signed in to ${page.issuerName} on this device: there is nothing to sign out of.` };
+  } else if (inProgress && out.error === 'session_not_found') {
+    // Mostly Back from the next step: the page went back to a step already
+    // done, whose sign-in goes on under another address.
+    explanation = {
+      heading: 'This sign-in page is out of date',
+      message: `It belongs to a step of signing in that is already done or has expired. A sign-in to ${inProgress.clientName} is still in progress in this browser.`,
+      advice: 'Continue it with the button below, or go back to the application and start again.',
+    };
+    action = { url: inProgress.url, label: 'Continue signing in' };
   }
   // Our own descriptions are safe to show (escaped); internal errors are not.
   // They are the protocol's words, for the app's developer: beside the

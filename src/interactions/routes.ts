@@ -12,7 +12,7 @@ import type { DeviceCookies } from '../accounts/device-cookies.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
-import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
+import { renderErrorPage, renderUnavailablePage, type SignInInProgress } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
 import { interactionReference, loggedPath } from '../http/log-redaction.js';
 import { destinationOf, logoUrl, safeUrl } from '../http/safe-url.js';
@@ -131,6 +131,20 @@ function labelOf(user: { name?: string | null; email: string } | undefined): str
   return user.name ? `${user.name} (${user.email})` : user.email;
 }
 
+/**
+ * The sign-in in progress whose page this browser was last shown. Back from
+ * the consent page opens the sign-in page again, whose interaction ended when
+ * the sign-in went on to consent under a new uid that nothing in that request
+ * names (the library's cookies are scoped to each interaction's path, and the
+ * uid is stored only hashed): this cookie, sent to every interaction path,
+ * names it, so that the page can offer the way on. A pointer, not a
+ * credential: the interaction it names must still be live and belong to this
+ * browser (its binding) before it is offered, and opening it is checked as
+ * ever. Lax and signed, as the library's interaction cookies.
+ */
+const CURRENT_COOKIE = '_interaction_current';
+const UID = /^[A-Za-z0-9_-]{1,64}$/;
+
 class WrongPrompt extends Error {
   override name = 'WrongPrompt';
 }
@@ -145,12 +159,9 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       await next();
     } catch (error) {
       const trouble = databaseTrouble(error);
-      if (error instanceof errors.SessionNotFound) {
+      if (error instanceof errors.SessionNotFound || error instanceof WrongPrompt) {
         ctx.status = 400;
-        renderErrorPage(ctx, page(ctx), { error: 'session_not_found' });
-      } else if (error instanceof WrongPrompt) {
-        ctx.status = 400;
-        renderErrorPage(ctx, page(ctx), { error: 'session_not_found' });
+        renderErrorPage(ctx, page(ctx), { error: 'session_not_found' }, { inProgress: await signInInProgress(ctx) });
       } else if (error instanceof errors.OIDCProviderError) {
         ctx.status = error.statusCode;
         renderErrorPage(ctx, page(ctx), { error: error.error, error_description: error.error_description });
@@ -170,7 +181,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         const reference = randomUUID().slice(0, 8);
         logger.error('interaction failed', { reference, error: error instanceof Error ? error.stack : String(error) });
         ctx.status = 500;
-        renderErrorPage(ctx, page(ctx), { error: 'server_error' }, reference);
+        renderErrorPage(ctx, page(ctx), { error: 'server_error' }, { reference });
       }
     }
   });
@@ -215,6 +226,33 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     return { provider, interaction, client };
   };
 
+  /**
+   * This browser's sign-in in progress other than the one asked for (see
+   * CURRENT_COOKIE), if it is live and this browser's. Nothing when it cannot
+   * be told: the page then says what it said before.
+   */
+  const signInInProgress = async (ctx: Context): Promise<SignInInProgress | undefined> => {
+    const uid = ctx.cookies.get(CURRENT_COOKIE);
+    if (!uid || !UID.test(uid) || uid === ctx.params.uid) return undefined;
+    try {
+      const provider = host.current;
+      const [interaction, mayUse] = await Promise.all([provider.Interaction.find(uid), mayUseInteraction(sql, uid, browsers.of(ctx))]);
+      if (!interaction || !mayUse) return undefined;
+      const client = await provider.Client.find(String(interaction.params.client_id));
+      if (!client) return undefined;
+      return { url: `/interaction/${uid}`, clientName: client.clientName ?? client.clientId };
+    } catch (error) {
+      logger.warn('could not look up the sign-in in progress', { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+      return undefined;
+    }
+  };
+
+  /** Names the interaction whose page this is as this browser's current one, for as long as it lives. */
+  const markCurrent = (ctx: Context, interaction: Interaction) => {
+    const maxAge = (interaction.exp - Math.floor(Date.now() / 1000)) * 1000;
+    if (maxAge > 0) ctx.cookies.set(CURRENT_COOKIE, interaction.uid, { httpOnly: true, sameSite: 'lax', path: '/interaction/', maxAge, overwrite: true });
+  };
+
   const showLogin = (ctx: Context, uid: string, clientName: string, fields: { email?: string; error?: string; throttled?: boolean } = {}) => {
     ctx.type = 'html';
     ctx.body = renderPage(page(ctx), 'login', { uid, clientName, ...fields });
@@ -222,6 +260,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
 
   router.get('/', async (ctx) => {
     const { provider, interaction, client } = await details(ctx);
+    markCurrent(ctx, interaction);
     const clientName = client.clientName ?? client.clientId;
     if (interaction.prompt.name === 'login') {
       const hint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;

@@ -377,7 +377,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         answerBodyTooLarge(ctx);
         shown = { error: 'invalid_request', error_description: BODY_TOO_LARGE };
       }
-      renderErrorPage(ctx, page(ctx), shown, out.error === 'server_error' ? reference : undefined, failedSignOut(ctx));
+      renderErrorPage(ctx, page(ctx), shown, { reference: out.error === 'server_error' ? reference : undefined, signOut: failedSignOut(ctx) });
     },
   };
 }

@@ -32,6 +32,7 @@ export function noteRequestErrors(provider: Provider): void {
       if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
       else if (isDpopReplay(error)) dpopReplays.add(ctx);
       else if (event === 'userinfo.error' && isApiTokenAtUserinfo(ctx, error)) apiTokensAtUserinfo.add(ctx);
+      else if (event === 'pushed_authorization_request.error' && error instanceof errors.RequestUriNotSupported) requestUrisPushed.add(ctx);
     });
   }
 }
@@ -97,6 +98,8 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   } else if (route === 'introspection') {
     inactiveForStructuredTokens(ctx);
     refusePublicClients(ctx);
+  } else if (route === 'pushed_authorization_request') {
+    refuseRequestUriWhenPushed(ctx);
   } else if (route === 'revocation') {
     // As every other answer to a client's credentials: nothing for a cache to keep.
     ctx.set('Cache-Control', 'no-store');
@@ -215,6 +218,22 @@ function sayWhyUserinfoRefusedApiTokens(ctx: KoaContextWithOIDC): void {
   if (!apiTokensAtUserinfo.has(ctx) || typeof ctx.body !== 'object' || ctx.body === null) return;
   ctx.body = { ...(ctx.body as object), error_description: API_TOKEN_AT_USERINFO };
   restateChallenge(ctx, API_TOKEN_AT_USERINFO);
+}
+
+/** Pushed requests that named a request_uri, marked by the library's error events. */
+const requestUrisPushed = new WeakSet<object>();
+
+/**
+ * RFC 9126 §2.1: a pushed request takes every authorization parameter but
+ * `request_uri`, which "MUST NOT be provided", and its absence is the
+ * request's to get right: invalid_request. The library answers
+ * request_uri_not_supported, which says this server does not take request
+ * objects by reference at all (OpenID Connect Core §6.3), and names nothing
+ * the client could fix.
+ */
+function refuseRequestUriWhenPushed(ctx: KoaContextWithOIDC): void {
+  if (!requestUrisPushed.has(ctx) || ctx.status !== 400) return;
+  ctx.body = { error: 'invalid_request', error_description: 'request_uri must not be sent to the pushed authorization request endpoint' };
 }
 
 /** Requests the library refused for the length of their body (see body-limit.ts), marked by its error events. */

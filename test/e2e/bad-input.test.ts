@@ -177,6 +177,26 @@ describe('the authorization endpoint', () => {
     expect((await push({ state: 'x\\u0000y' })).status).toBe(201); // a backslash and "u0000": text
   });
 
+  it('refuses a pushed request that names a request_uri with invalid_request (RFC 9126 §2.1)', async () => {
+    const push = (requestUri: string) =>
+      fetch(`${pc.issuer}/request`, {
+        method: 'POST',
+        headers: { authorization: basicAuth(client.client_id, client.client_secret!) },
+        body: new URLSearchParams({ client_id: client.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, code_challenge: 'x'.repeat(43), code_challenge_method: 'S256', request_uri: requestUri }),
+      });
+    expect((await push('')).status).toBe(201); // an empty value is none, as the library reads it
+    for (const requestUri of ['urn:ietf:params:oauth:request_uri:abc', 'https://client.example/request.jwt']) {
+      const response = await push(requestUri);
+      expect([requestUri, response.status]).toEqual([requestUri, 400]);
+      expect(await response.json()).toEqual({ error: 'invalid_request', error_description: expect.stringContaining('request_uri') });
+    }
+    // At the authorization endpoint a request_uri that is not a pushed request's stays request_uri_not_supported (OpenID Connect Core §6.2).
+    const request = await authorizationRequest(rp, 'openid', { state: 'by-reference' });
+    request.url.searchParams.set('request_uri', 'https://client.example/request.jwt');
+    const page = await visit(new UserAgent(), request.url);
+    expect(Object.fromEntries(new URL(page.url).searchParams)).toMatchObject({ error: 'request_uri_not_supported', state: 'by-reference' });
+  });
+
   it('accepts a state holding a backslash followed by u0000 (text, not the character)', async () => {
     const state = 'x\\u0000y';
     const { request, callback } = await codeFor(new UserAgent(), { state });

@@ -172,6 +172,28 @@ describe('journeys', () => {
     }
   });
 
+  it('Back from the consent page says the sign-in goes on, and leads back to it', async () => {
+    const leonora = { email: 'leonora@example.com', password: 'leonoras secret words', name: 'Leonora Carrington' };
+    await pc.createUser(leonora.email, leonora.password, leonora.name);
+    const page = await newPage();
+    await page.goto(`${photos.url}/login`);
+    await page.getByLabel('Email').fill(leonora.email);
+    await page.getByLabel('Password').fill(leonora.password);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Allow' }).waitFor();
+
+    await page.goBack();
+    await page.getByRole('heading', { name: 'This sign-in page is out of date' }).waitFor();
+    await snapshot(page, 'back-from-consent', '1-out-of-date');
+    expect(await page.getByRole('alert').innerText()).toContain('A sign-in to Photo Album is still in progress in this browser.');
+    await page.getByRole('link', { name: 'Continue signing in' }).click();
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.locator('#user').waitFor();
+    expect(await page.locator('#user').innerText()).toBe(leonora.name);
+    // The out-of-date page is answered 400, which Chromium reports as such; nothing else.
+    expect(problemsOf(page)).toEqual(['Failed to load resource: the server responded with a status of 400 (Bad Request)']);
+  });
+
   it('a wrong password shows an announced message; the right one then works', async () => {
     const page = await newPage();
     await page.goto(`${photos.url}/login`);

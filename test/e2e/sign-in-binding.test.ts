@@ -76,6 +76,39 @@ describe('a sign-in in progress', () => {
     expect(pageKind(await allow(ua, consent))).toBe('callback');
   });
 
+  it('opened again after the step is done (Back from the consent page) offers the sign-in still in progress in this browser, and only to it', async () => {
+    const bea = { email: 'bea@example.com', password: 'beas long password' };
+    await pc.createUser(bea.email, bea.password, 'Bea');
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(rp, 'openid email')).url);
+    const consent = await signIn(ua, login, bea.email, bea.password);
+    expect(pageKind(consent)).toBe('consent');
+
+    const back = await ua.open(login.url);
+    expect([pageKind(back), back.status]).toEqual(['other', 400]);
+    expect(back.html).toContain('This sign-in page is out of date');
+    expect(back.html).toContain('A sign-in to Notes is still in progress in this browser.');
+    const onward = /<a class="button" href="([^"]+)">Continue signing in<\/a>/.exec(back.html)?.[1];
+    expect(onward).toBe(new URL(consent.url).pathname);
+    const again = await ua.open(new URL(onward!, pc.issuer).href);
+    expect(pageKind(again)).toBe('consent');
+
+    // Another browser holding the same pointer is not offered a sign-in that is not its own.
+    const other = new UserAgent();
+    await visit(other, (await authorizationRequest(rp, 'openid email')).url);
+    expect(ua.plantCookies(other, ['_interaction_current', '_interaction_current.sig'])).toEqual(['_interaction_current', '_interaction_current.sig']);
+    const elsewhere = await other.open(login.url);
+    expect(elsewhere.html).toContain('Your sign-in expired');
+    expect(elsewhere.html).not.toContain('Continue signing in');
+
+    // Once the consent is given, nothing is in progress: the page says what it said before.
+    const done = await allow(ua, again);
+    expect(done.url.startsWith(REDIRECT_URI)).toBe(true);
+    const later = await ua.open(login.url);
+    expect(later.html).toContain('Your sign-in expired');
+    expect(later.html).not.toContain('Continue signing in');
+  });
+
   it("opened with interaction cookies planted from another browser is refused: the person cannot sign in for that browser", async () => {
     const theirs = new UserAgent();
     const login = await visit(theirs, (await authorizationRequest(rp, 'openid email')).url);
@@ -146,7 +179,8 @@ describe('a sign-in in progress', () => {
   it("the consent's sign-in, planted in a browser that has started sign-ins of its own, is refused there too", async () => {
     // The victim's browser has its own binding value.
     const mine = new UserAgent();
-    expect(pageKind(await visit(mine, (await authorizationRequest(rp, 'openid email')).url))).toBe('login');
+    const own = await visit(mine, (await authorizationRequest(rp, 'openid email')).url);
+    expect(pageKind(own)).toBe('login');
     expect(mine.cookie('_browser')).toBeTruthy();
     // The attacker signs in as themselves and reaches a consent page (a new interaction, made at the resume).
     const theirs = new UserAgent();
@@ -157,11 +191,12 @@ describe('a sign-in in progress', () => {
     expect(new Set(theirs.plantCookies(mine, ['_interaction', '_interaction.sig', '_interaction_resume', '_interaction_resume.sig']))).toEqual(
       new Set(['_interaction', '_interaction.sig', '_interaction_resume', '_interaction_resume.sig']),
     );
+    // Refused; the way on offered is the victim's own sign-in, never the attacker's.
+    const offered = (page: { html: string }) => /<a class="button" href="([^"]+)">Continue signing in</.exec(page.html)?.[1];
     const shown = await mine.open(consent.url, {}, REDIRECT_URI);
-    expect(shown.html).toContain('Your sign-in expired');
+    expect([pageKind(shown), offered(shown)]).toEqual(['other', new URL(own.url).pathname]);
     const allowed = await mine.post(consent, UserAgent.formAction(consent, '/confirm'), {}, REDIRECT_URI);
-    expect(pageKind(allowed)).toBe('other');
-    expect(allowed.html).toContain('Your sign-in expired');
+    expect([pageKind(allowed), offered(allowed)]).toEqual(['other', new URL(own.url).pathname]);
     const uid = new URL(consent.url).pathname.split('/')[2]!;
     const resumed = await mine.open(`${pc.issuer}/auth/${uid}`, {}, REDIRECT_URI);
     expect(pageKind(resumed)).toBe('other');
