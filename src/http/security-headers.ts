@@ -30,6 +30,17 @@ export function allowInlineStyle(res: ServerResponse): string {
   return nonce;
 }
 
+/**
+ * As allowInlineStyle, in the policy the response already has: on the page
+ * the library writes, script-src holds the hash of its script.
+ */
+export function allowInlineStyleToo(res: ServerResponse): string {
+  const nonce = randomBytes(16).toString('base64');
+  const current = res.getHeader('Content-Security-Policy');
+  res.setHeader('Content-Security-Policy', typeof current === 'string' ? current.replace(/style-src [^;]*/, `style-src 'nonce-${nonce}'`) : policy(`'nonce-${nonce}'`));
+  return nonce;
+}
+
 const COMMON_HEADERS = {
   'Content-Security-Policy': BASE_POLICY,
   'X-Content-Type-Options': 'nosniff',

@@ -2,7 +2,7 @@
 import type { ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { Eta } from 'eta';
-import { allowInlineStyle } from './security-headers.js';
+import { allowInlineStyle, allowInlineStyleToo } from './security-headers.js';
 
 const eta = new Eta({
   views: fileURLToPath(new URL('../../views', import.meta.url)),
@@ -17,4 +17,9 @@ export interface PageContext {
 
 export function renderPage(page: PageContext, view: string, data: Record<string, unknown>): string {
   return eta.render(view, { ...data, issuerName: page.issuerName, nonce: allowInlineStyle(page.res) });
+}
+
+/** The pages' stylesheet (views/styles.eta), for a page the library wrote (provider/form-post-page.ts). */
+export function pageStyles(res: ServerResponse): string {
+  return eta.render('styles', { nonce: allowInlineStyleToo(res) });
 }

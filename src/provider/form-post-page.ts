@@ -4,26 +4,33 @@
 // "Not you?" while signed in). Its script submits the form at once; without
 // JavaScript a person sees it, with a Continue button. As written it has no
 // language, no main landmark and no heading (axe-core: html-has-lang, WCAG
-// 3.1.1 Level A; landmark-one-main; page-has-heading-one), and a title in
-// the library's words. Those are added around the library's form, which
-// stays exactly as written (its fields are escaped by the library), and so
-// does its script, whose hash the Content-Security-Policy names.
+// 3.1.1 Level A; landmark-one-main; page-has-heading-one), a title in the
+// library's words, and no style: a person without JavaScript saw a bare form
+// unlike every other page of ours. Those are added around the library's
+// form, which stays as written (its fields are escaped by the library) but
+// for its button's class, and so does its script, whose hash the
+// Content-Security-Policy names.
 import type { KoaContextWithOIDC } from 'oidc-provider';
+import { pageStyles } from '../http/views.js';
 
 /** The page as the library writes it (lib/response_modes/form_post.js), up to its title. */
 const LIBRARY_HEAD = '<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv="X-UA-Compatible" content="IE=edge">\n  <title>Submitting Callback</title>';
 // color-scheme: in dark mode the page is dark like every other of ours, not a white flash.
+// The icon: none, as on our other pages, rather than a request for /favicon.ico and its 404.
 const head = (title: string) =>
-  `<!DOCTYPE html>\n<html lang="en">\n<head>\n  <meta charset="utf-8">\n  <meta name="viewport" content="width=device-width, initial-scale=1">\n  <meta name="color-scheme" content="light dark">\n  <title>${title}</title>`;
+  `<!DOCTYPE html>\n<html lang="en">\n<head>\n  <meta charset="utf-8">\n  <meta name="viewport" content="width=device-width, initial-scale=1">\n  <meta name="color-scheme" content="light dark">\n  <link rel="icon" href="data:,">\n  <title>${title}</title>`;
 const FORM_START = '<body>\n  <form ';
 const FORM_END = '</form>\n</body>';
+/** The library's button for a person without JavaScript, and ours: the primary one of our pages. */
+const BUTTON = '<button autofocus type="submit">';
+const PRIMARY_BUTTON = '<button class="primary" autofocus type="submit">';
 
 /**
- * The library's self-submitting page with a language, a main landmark and a
- * heading. Anything else, a page of a library version that writes it
+ * The library's self-submitting page with a language, our styles and header,
+ * a main landmark and a heading. Anything else, a page of a library version that writes it
  * differently included, is left as it is.
  */
-export function accessibleFormPostPage(ctx: KoaContextWithOIDC): void {
+export function accessibleFormPostPage(ctx: KoaContextWithOIDC, issuerName: string): void {
   const body = ctx.body;
   if (typeof body !== 'string' || !body.startsWith(LIBRARY_HEAD)) return;
   const start = body.indexOf(FORM_START);
@@ -34,9 +41,14 @@ export function accessibleFormPostPage(ctx: KoaContextWithOIDC): void {
   const title = ctx.oidc?.route === 'end_session' ? 'Signing you out…' : 'Returning you to the application…';
   ctx.body =
     head(title) +
+    `\n${pageStyles(ctx.res)}` +
     body.slice(LIBRARY_HEAD.length, start) +
-    `<body>\n<main>\n  <h1>${title}</h1>\n  <form ` +
-    body.slice(start + FORM_START.length, end) +
+    `<body>\n<header>${escapeHtml(issuerName)}</header>\n<main>\n  <h1>${title}</h1>\n  <form ` +
+    body.slice(start + FORM_START.length, end).replace(BUTTON, PRIMARY_BUTTON) +
     '</form>\n</main>\n</body>' +
     body.slice(end + FORM_END.length);
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }

@@ -7,6 +7,7 @@ import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
 import { ArtifactAdapter, grantKeptAtSignOut } from './adapter.js';
 import { adaptClientModel } from './client-model.js';
+import { accessibleFormPostPage } from './form-post-page.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { laxCookiesOverHttp, pinToIssuer } from './issuer-origin.js';
 import { checkReplaysAtomically } from './replay-detection.js';
@@ -53,6 +54,7 @@ export function createProvider(services: ProviderServices): Provider {
     try {
       await next();
       followTheStandards(ctx as unknown as KoaContextWithOIDC);
+      accessibleFormPostPage(ctx as unknown as KoaContextWithOIDC, services.config.issuerName);
     } catch (error) {
       escaped = error;
     }

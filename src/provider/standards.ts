@@ -6,7 +6,6 @@ import { decodeProtectedHeader } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { routePattern } from '../http/methods.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
-import { accessibleFormPostPage } from './form-post-page.js';
 
 /** The error events of the routes that read a request body (the library's lib/helpers/initialize_app.js). */
 const REQUEST_ERROR_EVENTS = [
@@ -85,7 +84,6 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   useContentTooLarge(ctx);
   useInvalidDpopProofForReplays(ctx);
   sayWhyUserinfoRefusedApiTokens(ctx);
-  accessibleFormPostPage(ctx);
   if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx, [ctx.oidc.params?.redirect_uri]);
   // RP-Initiated Logout 1.0 §3: the post_logout_redirect_uri, with `state` added.
   else if (route === 'end_session_confirm') keepRedirectUriQuery(ctx, ctx.oidc.client?.postLogoutRedirectUris ?? []);

@@ -354,6 +354,25 @@ describe('pages', () => {
     const background = await page.getByRole('button', { name: 'Sign in' }).evaluate((button) => getComputedStyle(button).backgroundColor);
     expect(background).toBe('rgb(29, 78, 216)');
     await signInToApp(page, 'no-javascript');
+
+    // The library's page that carries a response to the app by POST
+    // (response_mode=form_post) shows its Continue button without JavaScript,
+    // in our layout and styles, which its policy allows beside its script's hash.
+    const violations: string[] = [];
+    page.on('console', (message) => message.type() === 'error' && !message.text().includes('status of 400') && violations.push(message.text()));
+    const poster = await pc.createClient({ name: 'Poster', redirectUris: ['https://poster.example/cb'], scope: 'openid' });
+    const formPost = await page.goto(`${pc.issuer}/auth?${new URLSearchParams({
+      client_id: poster.client_id, response_type: 'code', scope: 'openid', redirect_uri: 'https://poster.example/cb',
+      response_mode: 'form_post', prompt: 'none', state: 's', code_challenge: 'x'.repeat(43), code_challenge_method: 'S256',
+    })}`);
+    expect(formPost!.headers()['content-security-policy']).toMatch(/style-src 'nonce-[^']+'.*script-src 'self' 'sha256-/);
+    await page.getByRole('heading', { name: 'Returning you to the application…' }).waitFor();
+    await snapshot(page, 'no-javascript', '2-form-post');
+    expect(await page.locator('header').innerText()).toBe('Acme Identity');
+    const continueButton = page.getByRole('button', { name: 'Continue' });
+    expect(await continueButton.evaluate((button) => getComputedStyle(button).backgroundColor)).toBe('rgb(29, 78, 216)');
+    expect(await page.locator('main').evaluate((main) => getComputedStyle(main).backgroundColor)).toBe('rgb(255, 255, 255)');
+    expect(violations).toEqual([]);
   });
 
   // Whether the app then gets the person back without a password shows whether the page told the truth.
