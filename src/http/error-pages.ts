@@ -109,15 +109,22 @@ export interface SignInInProgress {
   clientName: string;
 }
 
+/** The app whose request failed, where it registered a home page a link may lead to (safe-url.ts). */
+export interface Application {
+  name: string;
+  homePage: string;
+}
+
 export interface ErrorPageExtras {
   /** The short reference of a server error, also in the log. */
   reference?: string;
   signOut?: FailedSignOut;
   inProgress?: SignInInProgress;
+  application?: Application;
 }
 
 /** Renders the error page for an OAuth-style error, as HTML on ctx. */
-export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, { reference, signOut, inProgress }: ErrorPageExtras = {}): void {
+export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, { reference, signOut, inProgress, application }: ErrorPageExtras = {}): void {
   const known = explanations[out.error];
   let explanation = known ?? {
     heading: 'We could not complete your request',
@@ -152,6 +159,11 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
       advice: 'Continue it with the button below, or go back to the application and start again.',
     };
     action = { url: inProgress.url, label: 'Continue signing in' };
+  }
+  // Told to go back to the application, a person is given the way there.
+  if (!action && application) {
+    action = { url: application.homePage, label: `Go to ${application.name}` };
+    if (explanation.advice === START_AGAIN) explanation = { ...explanation, advice: `Go back to ${application.name} and start signing in again.` };
   }
   // Our own descriptions are safe to show (escaped); internal errors are not.
   // They are the protocol's words, for the app's developer: beside the

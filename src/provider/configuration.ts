@@ -8,6 +8,7 @@ import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
 import { renderPage } from '../http/views.js';
+import { safeUrl } from '../http/safe-url.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
@@ -377,7 +378,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         answerBodyTooLarge(ctx);
         shown = { error: 'invalid_request', error_description: BODY_TOO_LARGE };
       }
-      renderErrorPage(ctx, page(ctx), shown, { reference: out.error === 'server_error' ? reference : undefined, signOut: failedSignOut(ctx) });
+      const client = ctx.oidc?.client;
+      const homePage = safeUrl(client?.clientUri);
+      const application = client && homePage ? { name: client.clientName ?? client.clientId, homePage } : undefined;
+      renderErrorPage(ctx, page(ctx), shown, { reference: out.error === 'server_error' ? reference : undefined, signOut: failedSignOut(ctx), application });
     },
   };
 }

@@ -415,6 +415,10 @@ describe('pages', () => {
       expect(await page.title()).toBe(`${heading} · Acme Identity`);
       expect(await page.locator('header').innerText()).toBe('Acme Identity');
       expect(await page.getByRole('alert').count()).toBe(1);
+      // The way back to an app that registered a home page (Photo Album did); none to an unknown one.
+      const home = page.getByRole('link', { name: 'Go to Photo Album' });
+      if (name === 'bad-redirect-uri') expect(await home.getAttribute('href')).toBe('https://photos.example.com/');
+      else expect(await page.getByRole('link').count()).toBe(0);
     }
   });
 
