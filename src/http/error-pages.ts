@@ -94,7 +94,7 @@ export interface FailedSignOut {
   signOutUrl: string;
 }
 
-/** An error page's way on: a link (drawn as a button) to a page of ours that starts afresh. */
+/** An error page's way on: a link, drawn as the primary button. */
 interface Action {
   url: string;
   label: string;

@@ -23,21 +23,26 @@ const policy = (styleSource: string) =>
 
 const BASE_POLICY = policy("'none'");
 
+const newNonce = () => randomBytes(16).toString('base64');
+
 /** Allows this response's inline <style> with a fresh nonce, which it returns. */
 export function allowInlineStyle(res: ServerResponse): string {
-  const nonce = randomBytes(16).toString('base64');
+  const nonce = newNonce();
   res.setHeader('Content-Security-Policy', policy(`'nonce-${nonce}'`));
   return nonce;
 }
 
 /**
  * As allowInlineStyle, in the policy the response already has: on the page
- * the library writes, script-src holds the hash of its script.
+ * the library writes, script-src holds the hash of its script, which the
+ * library re-joins with ';' alone. The policy is always there (set below, for
+ * every response); were it not, or without style-src, the style would be
+ * refused and the page merely unstyled, never the script's hash lost.
  */
 export function allowInlineStyleToo(res: ServerResponse): string {
-  const nonce = randomBytes(16).toString('base64');
+  const nonce = newNonce();
   const current = res.getHeader('Content-Security-Policy');
-  res.setHeader('Content-Security-Policy', typeof current === 'string' ? current.replace(/style-src [^;]*/, `style-src 'nonce-${nonce}'`) : policy(`'nonce-${nonce}'`));
+  if (typeof current === 'string') res.setHeader('Content-Security-Policy', current.replace(/style-src [^;]*/, `style-src 'nonce-${nonce}'`));
   return nonce;
 }
 

@@ -19,7 +19,13 @@ export function renderPage(page: PageContext, view: string, data: Record<string,
   return eta.render(view, { ...data, issuerName: page.issuerName, nonce: allowInlineStyle(page.res) });
 }
 
-/** The pages' stylesheet (views/styles.eta), for a page the library wrote (provider/form-post-page.ts). */
-export function pageStyles(res: ServerResponse): string {
-  return eta.render('styles', { nonce: allowInlineStyleToo(res) });
+/**
+ * What our layout puts around a page's content (views/head.eta, inside
+ * <head>, and views/header.eta), for a page the library wrote
+ * (provider/form-post-page.ts): its styles allowed beside what the response's
+ * policy allows already.
+ */
+export function pageFrame(page: PageContext, title: string): { head: string; header: string } {
+  const data = { title, issuerName: page.issuerName, nonce: allowInlineStyleToo(page.res) };
+  return { head: eta.render('head', data), header: eta.render('header', data) };
 }

@@ -12,7 +12,7 @@ import type { DeviceCookies } from '../accounts/device-cookies.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
-import { renderErrorPage, renderUnavailablePage, type SignInInProgress } from '../http/error-pages.js';
+import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
 import { interactionReference, loggedPath } from '../http/log-redaction.js';
 import { destinationOf, logoUrl, safeUrl } from '../http/safe-url.js';
@@ -27,6 +27,7 @@ import type { BrowserBinding } from '../provider/browser-binding.js';
 import type { ProviderHost } from '../provider/host.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
+import { CurrentSignIn } from './current-sign-in.js';
 import { describeApiScopes, describeClaims, describeScopes } from './scope-descriptions.js';
 
 export interface InteractionDeps {
@@ -131,19 +132,8 @@ function labelOf(user: { name?: string | null; email: string } | undefined): str
   return user.name ? `${user.name} (${user.email})` : user.email;
 }
 
-/**
- * The sign-in in progress whose page this browser was last shown. Back from
- * the consent page opens the sign-in page again, whose interaction ended when
- * the sign-in went on to consent under a new uid that nothing in that request
- * names (the library's cookies are scoped to each interaction's path, and the
- * uid is stored only hashed): this cookie, sent to every interaction path,
- * names it, so that the page can offer the way on. A pointer, not a
- * credential: the interaction it names must still be live and belong to this
- * browser (its binding) before it is offered, and opening it is checked as
- * ever. Lax and signed, as the library's interaction cookies.
- */
-const CURRENT_COOKIE = '_interaction_current';
-const UID = /^[A-Za-z0-9_-]{1,64}$/;
+/** The prompts that have a page here; any other is a WrongPrompt. */
+const PAGES = new Set(['login', SELECT_ACCOUNT, 'consent']);
 
 class WrongPrompt extends Error {
   override name = 'WrongPrompt';
@@ -151,6 +141,7 @@ class WrongPrompt extends Error {
 
 export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
+  const current = new CurrentSignIn(sql, browsers, logger);
   const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
 
   router.use(async (ctx: Context, next: Next) => {
@@ -161,7 +152,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       const trouble = databaseTrouble(error);
       if (error instanceof errors.SessionNotFound || error instanceof WrongPrompt) {
         ctx.status = 400;
-        renderErrorPage(ctx, page(ctx), { error: 'session_not_found' }, { inProgress: await signInInProgress(ctx) });
+        renderErrorPage(ctx, page(ctx), { error: 'session_not_found' }, { inProgress: await wayOn(ctx, error) });
       } else if (error instanceof errors.OIDCProviderError) {
         ctx.status = error.statusCode;
         renderErrorPage(ctx, page(ctx), { error: error.error, error_description: error.error_description });
@@ -227,30 +218,15 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   };
 
   /**
-   * This browser's sign-in in progress other than the one asked for (see
-   * CURRENT_COOKIE), if it is live and this browser's. Nothing when it cannot
-   * be told: the page then says what it said before.
+   * Where a step that is not this one goes on (see current-sign-in.ts): an
+   * ended step's, the one this browser was shown last; a form sent to a live
+   * step it is not for (WrongPrompt), that step's page. Not a page that cannot
+   * show its own step: it would lead back to itself.
    */
-  const signInInProgress = async (ctx: Context): Promise<SignInInProgress | undefined> => {
-    const uid = ctx.cookies.get(CURRENT_COOKIE);
-    if (!uid || !UID.test(uid) || uid === ctx.params.uid) return undefined;
-    try {
-      const provider = host.current;
-      const [interaction, mayUse] = await Promise.all([provider.Interaction.find(uid), mayUseInteraction(sql, uid, browsers.of(ctx))]);
-      if (!interaction || !mayUse) return undefined;
-      const client = await provider.Client.find(String(interaction.params.client_id));
-      if (!client) return undefined;
-      return { url: `/interaction/${uid}`, clientName: client.clientName ?? client.clientId };
-    } catch (error) {
-      logger.warn('could not look up the sign-in in progress', { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
-      return undefined;
-    }
-  };
-
-  /** Names the interaction whose page this is as this browser's current one, for as long as it lives. */
-  const markCurrent = (ctx: Context, interaction: Interaction) => {
-    const maxAge = (interaction.exp - Math.floor(Date.now() / 1000)) * 1000;
-    if (maxAge > 0) ctx.cookies.set(CURRENT_COOKIE, interaction.uid, { httpOnly: true, sameSite: 'lax', path: '/interaction/', maxAge, overwrite: true });
+  const wayOn = async (ctx: Context, error: unknown) => {
+    const shown = error instanceof WrongPrompt ? (ctx.method === 'GET' ? undefined : ctx.params.uid) : current.named(ctx);
+    if (!shown || (error instanceof errors.SessionNotFound && shown === ctx.params.uid)) return undefined;
+    return current.offer(ctx, host.current, shown);
   };
 
   const showLogin = (ctx: Context, uid: string, clientName: string, fields: { email?: string; error?: string; throttled?: boolean } = {}) => {
@@ -260,7 +236,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
 
   router.get('/', async (ctx) => {
     const { provider, interaction, client } = await details(ctx);
-    markCurrent(ctx, interaction);
+    if (PAGES.has(interaction.prompt.name)) current.mark(ctx, interaction.uid, interaction.exp);
     const clientName = client.clientName ?? client.clientId;
     if (interaction.prompt.name === 'login') {
       const hint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;

@@ -11,14 +11,10 @@
 // for its button's class, and so does its script, whose hash the
 // Content-Security-Policy names.
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import { pageStyles } from '../http/views.js';
+import { pageFrame } from '../http/views.js';
 
 /** The page as the library writes it (lib/response_modes/form_post.js), up to its title. */
 const LIBRARY_HEAD = '<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv="X-UA-Compatible" content="IE=edge">\n  <title>Submitting Callback</title>';
-// color-scheme: in dark mode the page is dark like every other of ours, not a white flash.
-// The icon: none, as on our other pages, rather than a request for /favicon.ico and its 404.
-const head = (title: string) =>
-  `<!DOCTYPE html>\n<html lang="en">\n<head>\n  <meta charset="utf-8">\n  <meta name="viewport" content="width=device-width, initial-scale=1">\n  <meta name="color-scheme" content="light dark">\n  <link rel="icon" href="data:,">\n  <title>${title}</title>`;
 const FORM_START = '<body>\n  <form ';
 const FORM_END = '</form>\n</body>';
 /** The library's button for a person without JavaScript, and ours: the primary one of our pages. */
@@ -26,9 +22,10 @@ const BUTTON = '<button autofocus type="submit">';
 const PRIMARY_BUTTON = '<button class="primary" autofocus type="submit">';
 
 /**
- * The library's self-submitting page with a language, our styles and header,
- * a main landmark and a heading. Anything else, a page of a library version that writes it
- * differently included, is left as it is.
+ * The library's self-submitting page in our layout (its head, with our
+ * styles, and header), with a main landmark and a heading. Anything else, a
+ * page of a library version that writes it differently included, is left as
+ * it is.
  */
 export function accessibleFormPostPage(ctx: KoaContextWithOIDC, issuerName: string): void {
   const body = ctx.body;
@@ -39,16 +36,13 @@ export function accessibleFormPostPage(ctx: KoaContextWithOIDC, issuerName: stri
   // Without JavaScript the page stays, with the library's Continue button:
   // the heading says where it goes.
   const title = ctx.oidc?.route === 'end_session' ? 'Signing you out…' : 'Returning you to the application…';
+  // color-scheme (in the head): in dark mode the page is dark like every other of ours, not a white flash.
+  const frame = pageFrame({ res: ctx.res, issuerName }, title);
   ctx.body =
-    head(title) +
-    `\n${pageStyles(ctx.res)}` +
+    `<!DOCTYPE html>\n<html lang="en">\n<head>\n${frame.head}` +
     body.slice(LIBRARY_HEAD.length, start) +
-    `<body>\n<header>${escapeHtml(issuerName)}</header>\n<main>\n  <h1>${title}</h1>\n  <form ` +
+    `<body>\n${frame.header}<main>\n  <h1>${title}</h1>\n  <form ` +
     body.slice(start + FORM_START.length, end).replace(BUTTON, PRIMARY_BUTTON) +
     '</form>\n</main>\n</body>' +
     body.slice(end + FORM_END.length);
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }

@@ -226,7 +226,7 @@ const requestUrisPushed = new WeakSet<object>();
  * `request_uri`, which "MUST NOT be provided", and its absence is the
  * request's to get right: invalid_request. The library answers
  * request_uri_not_supported, which says this server does not take request
- * objects by reference at all (OpenID Connect Core §6.3), and names nothing
+ * objects by reference at all (OpenID Connect Core §3.1.2.6), and names nothing
  * the client could fix.
  */
 function refuseRequestUriWhenPushed(ctx: KoaContextWithOIDC): void {

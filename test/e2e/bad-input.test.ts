@@ -190,7 +190,7 @@ describe('the authorization endpoint', () => {
       expect([requestUri, response.status]).toEqual([requestUri, 400]);
       expect(await response.json()).toEqual({ error: 'invalid_request', error_description: expect.stringContaining('request_uri') });
     }
-    // At the authorization endpoint a request_uri that is not a pushed request's stays request_uri_not_supported (OpenID Connect Core §6.2).
+    // At the authorization endpoint a request_uri that is not a pushed request's stays request_uri_not_supported (OpenID Connect Core §3.1.2.6).
     const request = await authorizationRequest(rp, 'openid', { state: 'by-reference' });
     request.url.searchParams.set('request_uri', 'https://client.example/request.jwt');
     const page = await visit(new UserAgent(), request.url);

@@ -358,6 +358,8 @@ describe('pages', () => {
     // The library's page that carries a response to the app by POST
     // (response_mode=form_post) shows its Continue button without JavaScript,
     // in our layout and styles, which its policy allows beside its script's hash.
+    // Here it carries an error (consent_required: Poster was never allowed), so
+    // it is answered 400, which Chromium reports; the page is the same for a code.
     const violations: string[] = [];
     page.on('console', (message) => message.type() === 'error' && !message.text().includes('status of 400') && violations.push(message.text()));
     const poster = await pc.createClient({ name: 'Poster', redirectUris: ['https://poster.example/cb'], scope: 'openid' });

@@ -90,6 +90,14 @@ describe('a sign-in in progress', () => {
     expect(back.html).toContain('A sign-in to Notes is still in progress in this browser.');
     const onward = /<a class="button" href="([^"]+)">Continue signing in<\/a>/.exec(back.html)?.[1];
     expect(onward).toBe(new URL(consent.url).pathname);
+    // A pointer whose signature does not hold is ignored.
+    const signature = ua.cookie('_interaction_current.sig')!;
+    ua.alterCookie('_interaction_current.sig', () => 'forged');
+    expect((await ua.open(login.url)).html).not.toContain('Continue signing in');
+    ua.alterCookie('_interaction_current.sig', () => signature);
+    // The sign-in form sent again to the consent step (a stale tab) leads to that step's page.
+    const resent = await ua.post(consent, `${new URL(consent.url).pathname}/login`, bea);
+    expect([resent.status, /<a class="button" href="([^"]+)">Continue signing in<\/a>/.exec(resent.html)?.[1]]).toEqual([400, onward]);
     const again = await ua.open(new URL(onward!, pc.issuer).href);
     expect(pageKind(again)).toBe('consent');
 
