@@ -102,7 +102,7 @@ interface Action {
 
 /**
  * A sign-in in progress in this browser, other than the one whose page was
- * asked for (see interactions/routes.ts): where it goes on, and for which app.
+ * asked for (see interactions/current-sign-in.ts): where it goes on, and for which app.
  */
 export interface SignInInProgress {
   url: string;
