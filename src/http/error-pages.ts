@@ -101,8 +101,8 @@ interface Action {
 }
 
 /**
- * A sign-in in progress in this browser, other than the one whose page was
- * asked for (see interactions/current-sign-in.ts): where it goes on, and for which app.
+ * A step of a sign-in in progress in this browser, other than the one asked
+ * for (see interactions/current-sign-in.ts): where it goes on, and for which app.
  */
 export interface SignInInProgress {
   url: string;
@@ -160,8 +160,9 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
     };
     action = { url: inProgress.url, label: 'Continue signing in' };
   }
-  // Told to go back to the application, a person is given the way there.
-  if (!action && application) {
+  // Told to go back to the application, a person is given the way there
+  // (not where the advice is to try again).
+  if (!action && application && out.error !== 'server_error') {
     action = { url: application.homePage, label: `Go to ${application.name}` };
     if (explanation.advice === START_AGAIN) explanation = { ...explanation, advice: `Go back to ${application.name} and start signing in again.` };
   }

@@ -30,6 +30,8 @@ export class CurrentSignIn {
     private readonly sql: Sql,
     private readonly browsers: BrowserBinding,
     private readonly logger: Logger,
+    /** The prompts that have a page: a step of another leads nowhere. */
+    private readonly pages: ReadonlySet<string>,
   ) {}
 
   /** Names interaction `uid`, whose page is being shown, as this browser's current step until it expires (`exp`, seconds). */
@@ -45,14 +47,14 @@ export class CurrentSignIn {
   }
 
   /**
-   * The way on to interaction `uid`, if it is live and this browser's, named
-   * by its app. Nothing when that cannot be told: the page then says only
+   * The way on to interaction `uid`, if it is live, this browser's and a step
+   * with a page, named by its app. Nothing when that cannot be told: the page then says only
    * that the sign-in expired.
    */
   async offer(ctx: Context, provider: Provider, uid: string): Promise<SignInInProgress | undefined> {
     try {
       const [interaction, mayUse] = await Promise.all([provider.Interaction.find(uid), mayUseInteraction(this.sql, uid, this.browsers.of(ctx))]);
-      if (!interaction || !mayUse) return undefined;
+      if (!interaction || !mayUse || !this.pages.has(interaction.prompt.name)) return undefined;
       const client = await provider.Client.find(String(interaction.params.client_id));
       if (!client) return undefined;
       return { url: `/interaction/${uid}`, clientName: client.clientName ?? client.clientId };

@@ -141,7 +141,7 @@ class WrongPrompt extends Error {
 
 export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
-  const current = new CurrentSignIn(sql, browsers, logger);
+  const current = new CurrentSignIn(sql, browsers, logger, PAGES);
   const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
 
   router.use(async (ctx: Context, next: Next) => {
@@ -224,7 +224,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
    * show its own step: it would lead back to itself.
    */
   const wayOn = async (ctx: Context, error: unknown) => {
-    const shown = error instanceof WrongPrompt ? (ctx.method === 'GET' ? undefined : ctx.params.uid) : current.named(ctx);
+    const shown = error instanceof WrongPrompt ? (ctx.method === 'POST' ? ctx.params.uid : undefined) : current.named(ctx);
     if (!shown || (error instanceof errors.SessionNotFound && shown === ctx.params.uid)) return undefined;
     return current.offer(ctx, host.current, shown);
   };
