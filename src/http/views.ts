@@ -21,7 +21,7 @@ export function renderPage(page: PageContext, view: string, data: Record<string,
 
 /**
  * What our layout puts around a page's content (views/head.eta, inside
- * <head>, and views/header.eta), for a page the library wrote
+ * <head>, with the styles, and views/header.eta), for a page the library wrote
  * (provider/form-post-page.ts): its styles allowed beside what the response's
  * policy allows already.
  */

@@ -19,6 +19,7 @@ import type { Logger } from '../logger.js';
 import type { Sql } from '../persistence/database.js';
 import { mayUseInteraction } from '../provider/adapter.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
+import { displayName } from '../provider/client-model.js';
 
 const COOKIE = '_interaction_current';
 const OPTIONS = { signed: true, httpOnly: true, sameSite: 'lax', path: '/interaction/', overwrite: true } as const;
@@ -48,8 +49,8 @@ export class CurrentSignIn {
 
   /**
    * The way on to interaction `uid`, if it is live, this browser's and a step
-   * with a page, named by its app. Nothing when that cannot be told: the page then says only
-   * that the sign-in expired.
+   * with a page, named by its app. Nothing when that cannot be told: the page
+   * then says only that the sign-in expired.
    */
   async offer(ctx: Context, provider: Provider, uid: string): Promise<SignInInProgress | undefined> {
     try {
@@ -57,7 +58,7 @@ export class CurrentSignIn {
       if (!interaction || !mayUse || !this.pages.has(interaction.prompt.name)) return undefined;
       const client = await provider.Client.find(String(interaction.params.client_id));
       if (!client) return undefined;
-      return { url: `/interaction/${uid}`, clientName: client.clientName ?? client.clientId };
+      return { url: `/interaction/${uid}`, clientName: displayName(client) };
     } catch (error) {
       this.logger.warn('could not look up the sign-in in progress', { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
       return undefined;

@@ -24,6 +24,7 @@ import { sha256 } from '../persistence/hash.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { mayUseInteraction } from '../provider/adapter.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
+import { displayName } from '../provider/client-model.js';
 import type { ProviderHost } from '../provider/host.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
@@ -237,7 +238,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   router.get('/', async (ctx) => {
     const { provider, interaction, client } = await details(ctx);
     if (PAGES.has(interaction.prompt.name)) current.mark(ctx, interaction.uid, interaction.exp);
-    const clientName = client.clientName ?? client.clientId;
+    const clientName = displayName(client);
     if (interaction.prompt.name === 'login') {
       const hint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
       return showLogin(ctx, interaction.uid, clientName, { email: hint });
@@ -315,7 +316,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const form = await readForm(ctx);
     const email = form.email?.trim() ?? '';
     const password = form.password ?? '';
-    const clientName = client.clientName ?? client.clientId;
+    const clientName = displayName(client);
     if (!email || !password) {
       metrics?.signIn('wrong_credentials');
       ctx.status = 401;

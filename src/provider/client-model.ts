@@ -5,6 +5,11 @@ import { errors, type AdapterPayload } from 'oidc-provider';
 import { sha256 } from '../persistence/hash.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 
+/** How the pages name an app: its registered name, or its id (a name is optional metadata). */
+export function displayName(client: { clientName?: string; clientId: string }): string {
+  return client.clientName ?? client.clientId;
+}
+
 /** All of the below, in the order they wrap the model's lookup. */
 export function adaptClientModel(provider: Provider, clientCache: NotifiedCache<AdapterPayload>): void {
   compareDigestedSecrets(provider);

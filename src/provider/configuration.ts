@@ -20,6 +20,7 @@ import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
+import { displayName } from './client-model.js';
 import { parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
@@ -380,7 +381,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       }
       const client = ctx.oidc?.client;
       const homePage = safeUrl(client?.clientUri);
-      const application = client && homePage ? { name: client.clientName ?? client.clientId, homePage } : undefined;
+      const application = client && homePage ? { name: displayName(client), homePage } : undefined;
       renderErrorPage(ctx, page(ctx), shown, { reference: out.error === 'server_error' ? reference : undefined, signOut: failedSignOut(ctx), application });
     },
   };
