@@ -146,7 +146,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     // it is back (onBack), not a refresh interval later. Not when it is lost:
     // the database is then likely out of reach too.
     await services.database.subscribe(SIGNING_KEY_CHANGES_CHANNEL, { onMessage: refreshKeys, onReset: () => undefined, onBack: refreshKeys });
-    const sweep = background('sweep', () => sweepExpired(prisma));
+    const sweep = background('sweep', async () => logger.debug('expired rows swept', { rows: await sweepExpired(prisma) }));
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());
     void sweep();
 
