@@ -12,7 +12,7 @@ export interface PasswordPolicy {
   minLength: number;
 }
 
-/** Longer than the sign-in form carries (form-body.ts): a password no one could sign in with. */
+/** In characters (code points), as the minimum: the longest still fits the sign-in form (see passwordProblem). */
 export const MAX_PASSWORD_LENGTH = 1024;
 
 let common: Promise<Set<string>> | undefined;
@@ -32,8 +32,9 @@ export async function passwordProblem(password: string, email: string, policy: P
   // Characters as NIST counts them (code points): an emoji is one, not two.
   const length = [...password].length;
   if (length < policy.minLength) return `the password must be at least ${policy.minLength} characters`;
-  // (The form's limit counts UTF-16 units; no longer than it in those either.)
-  if (password.length > MAX_PASSWORD_LENGTH) return `the password must be at most ${MAX_PASSWORD_LENGTH} characters`;
+  // Four bytes of UTF-8 at most each: the longest, form-encoded, is 12 KiB,
+  // inside the sign-in form's 16 (http/form-body.ts).
+  if (length > MAX_PASSWORD_LENGTH) return `the password must be at most ${MAX_PASSWORD_LENGTH} characters`;
   if (CONTROL_CHARACTERS.test(password)) return 'the password must not contain control characters';
   if (/^\s+$/u.test(password)) return 'the password must not be only spaces';
   // Compatibility forms folded too: full-width "ｐａｓｓｗｏｒｄ１" is "password1".

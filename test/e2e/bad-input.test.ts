@@ -463,6 +463,20 @@ describe('the token endpoint', () => {
     expect((await oidc.tokenIntrospection(otherRp, tokens.access_token)).active).toBe(false);
     // RFC 7009 §2.1: refused, and the client is told.
     await expect(oidc.tokenRevocation(otherRp, tokens.access_token)).rejects.toMatchObject({ error: 'invalid_request' });
+    // A public client, which anyone can name, gets the answer for a token that does
+    // not exist (§2.2): it learns nothing of other clients' tokens, and revokes nothing.
+    const spa = await pc.createClient({ name: 'Other SPA', redirectUris: [REDIRECT_URI], public: true });
+    const revokeAsSpa = async (token: string) => {
+      const response = await fetch(`${pc.issuer}/token/revocation`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ client_id: spa.client_id, token }).toString(),
+      });
+      return { status: response.status, body: await response.text() };
+    };
+    const [theirs, none] = [await revokeAsSpa(tokens.access_token), await revokeAsSpa('no-such-token')];
+    expect(theirs.status).toBe(200);
+    expect(theirs).toEqual(none);
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
   });
 

@@ -483,6 +483,18 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     expect(text.stdout).toContain(`${lena[0]!.id}  lena@example.com  Lena`);
   });
 
+  it('counts a password in characters, an emoji as one, up to 1024, and the sign-in form takes the longest', async () => {
+    // A key is one character: two UTF-16 units, four bytes of UTF-8, twelve once form-encoded.
+    const longest = `${'\u{1F511}'.repeat(1000)}pass phrase ${'x'.repeat(12)}`;
+    expect([...longest].length).toBe(1024);
+    const refused = await pc.cli(['user', 'create', '--email', 'keys@example.com', '--password-stdin'], `${longest}y\n`);
+    expect([refused.code, refused.stderr]).toEqual([1, expect.stringContaining('at most 1024 characters')]);
+    const created = await pc.cli(['user', 'create', '--email', 'keys@example.com', '--password-stdin'], `${longest}\n`);
+    expect(created.code, created.stderr).toBe(0);
+    expect(await tryPassword(rp, 'keys@example.com', longest)).toBe(200);
+    expect(await tryPassword(rp, 'keys@example.com', longest.slice(0, -1))).toBe(401);
+  });
+
   it.skipIf(process.env.TEST_DATABASE !== 'postgres')('set-password: a sign-in that checked the old password and is saved after the change is refused', async () => {
     await pc.createUser('nell@example.com', 'nells old password');
     const ua = new UserAgent();

@@ -28,7 +28,7 @@ afterAll(async () => {
 });
 
 /** Login and consent in the browser until it is sent to `redirectUri` (which a test browser cannot open). */
-async function authorize(redirectUri: string, extra: Record<string, string> = {}) {
+async function authorize(redirectUri: string, extra: Record<string, string> = {}, ua = new UserAgent()) {
   const verifier = oidc.randomPKCECodeVerifier();
   const state = oidc.randomState();
   const url = oidc.buildAuthorizationUrl(rp, {
@@ -40,7 +40,6 @@ async function authorize(redirectUri: string, extra: Record<string, string> = {}
     code_challenge_method: 'S256',
     ...extra,
   });
-  const ua = new UserAgent();
   let page: Page = await ua.open(url.href, {}, redirectUri);
   const seen: { kind: string; html: string }[] = [];
   for (let step = 0; step < 3 && !page.url.startsWith(redirectUri); step++) {
@@ -50,7 +49,7 @@ async function authorize(redirectUri: string, extra: Record<string, string> = {}
     const fields: Record<string, string> = action[2] === 'login' ? { email: dana.email, password: dana.password } : {};
     page = await ua.post(page, action[1]!, fields, redirectUri);
   }
-  return { page, verifier, state, seen };
+  return { page, verifier, state, seen, ua };
 }
 
 describe('a native app', () => {
@@ -96,6 +95,16 @@ describe('a native app', () => {
     expect(again.seen[1]!.html).not.toContain('you will not be asked again');
     // The page names where the answer goes: the app's own scheme.
     expect(again.seen[1]!.html).toContain('you then go back to <strong class="destination">com.example.notes</strong>');
+  });
+
+  it('cannot sign in silently (prompt=none), even in a browser signed in that has agreed', async () => {
+    const first = await authorize(APP_SCHEME, { prompt: 'login consent' });
+    expect(first.page.url.startsWith(`${APP_SCHEME}?code=`), first.page.url).toBe(true);
+    const silent = await authorize(APP_SCHEME, { prompt: 'none' }, first.ua);
+    expect(silent.seen).toEqual([]);
+    const answer = new URL(silent.page.url);
+    expect(`${answer.protocol}${answer.pathname}`).toBe(APP_SCHEME);
+    expect([answer.searchParams.get('error'), answer.searchParams.get('state')]).toEqual(['interaction_required', silent.state]);
   });
 
   it("names its private-use scheme on the consent page, not what follows it (a scheme's authority is the app's to read)", async () => {
