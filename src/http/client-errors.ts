@@ -3,7 +3,7 @@
 // Node's own answer is a bare status with an empty body; ours says what was
 // wrong, as the OAuth error JSON every other refusal here uses (RFC 6749
 // §5.2), so a client's developer is not left guessing.
-import { maxHeaderSize, STATUS_CODES, type Server } from 'node:http';
+import { maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 
 interface Refusal {
@@ -45,13 +45,28 @@ export function refusalResponse(code: string | undefined): string {
  * Answers the parser's refusals with a body. As Node's default does, nothing
  * is written where a response has already begun on the connection (it would
  * corrupt it) or the client is gone; the connection is closed either way.
+ *
+ * Nor is anything written where the refusal is about the rest of a request
+ * already answered: a handler may answer (405, 404, 415…) without reading a
+ * body, and Node then reads on to discard it. If that body never finishes
+ * arriving (a Content-Length larger than what was sent) or its chunks are
+ * malformed, the parser's error belongs to the request the client already has
+ * its answer to; a second response would be unsolicited, and the client would
+ * take it for the answer to its next request.
+ *
  * `answered` hears of each refusal sent (for the metrics: no Koa middleware
  * sees these requests).
  */
 export function answerClientErrors(server: Server, answered: () => void = () => undefined): void {
+  // The last request each connection carried, and its response.
+  const lastExchange = new WeakMap<object, { request: IncomingMessage; response: ServerResponse }>();
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => lastExchange.set(request.socket, { request, response }));
+
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
     const responding = socket._httpMessage?.headersSent === true;
-    if (error.code === 'ECONNRESET' || !socket.writable || responding) {
+    const last = lastExchange.get(socket);
+    const aboutAnsweredRequest = last !== undefined && !last.request.complete && last.response.headersSent;
+    if (error.code === 'ECONNRESET' || !socket.writable || responding || aboutAnsweredRequest) {
       socket.destroy();
       return;
     }

@@ -839,6 +839,39 @@ describe('other endpoints', () => {
     expect((await fetch(`${pc.issuer}/jwks`)).status).toBe(200);
   });
 
+  it('a request answered before its body arrived gets that one answer: the rest of its body, late or malformed, brings no second response', async () => {
+    const { hostname, port } = new URL(pc.issuer);
+    /** Everything received for `first`, and then for `then`, written after the first answer. */
+    const conversation = (first: string, then: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(port), hostname);
+        let received = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (chunk: string) => {
+          const answeredBefore = received.includes('\r\n\r\n');
+          received += chunk;
+          // Once the first response has been written in full (a moment after its head arrives).
+          if (!answeredBefore && received.includes('\r\n\r\n')) setTimeout(() => socket.write(then), 200);
+        });
+        socket.on('error', reject);
+        socket.on('close', () => resolve(received));
+        socket.write(first);
+      });
+    const statusLines = (raw: string) => raw.match(/HTTP\/1\.1 \d{3}/g);
+    const errorsBefore = pc.errors.length;
+
+    // PUT is refused (405) without its body being read; Node then reads on to discard it. Here that
+    // chunked body turns malformed, which the parser refuses: the refusal is about the request
+    // already answered (as is the 408 when a promised Content-Length never arrives).
+    const put = `PUT /token HTTP/1.1\r\nHost: ${hostname}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n`;
+    expect(statusLines(await conversation(put, 'ZZZ\r\nnot a chunk\r\n'))).toEqual(['HTTP/1.1 405']);
+    expect(pc.errors.slice(errorsBefore)).toEqual([]);
+
+    // A malformed request after one answered in full is a new request: refused, with a body.
+    const get = `GET /jwks HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`;
+    expect(statusLines(await conversation(get, 'HELLO THERE\r\n\r\n'))).toEqual(['HTTP/1.1 200', 'HTTP/1.1 400']);
+  });
+
   it('a request whose headers never finish arriving is answered 408 within seconds, not held for a minute (slowloris)', async () => {
     const { hostname } = new URL(pc.issuer);
     const started = Date.now();
