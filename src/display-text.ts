@@ -6,10 +6,18 @@ export const CONTROL_CHARACTERS = /\p{Cc}/u;
 
 /**
  * What a name shown on the consent page or put in an ID token must not hold:
- * control characters, and bidirectional overrides and isolates, which would
- * reorder the text shown around them (a client name that reads as another's).
+ * control characters; format characters (Unicode Cf), among them the
+ * bidirectional overrides and isolates that would reorder the text around
+ * them (a client name that reads as another's), zero-width spaces and marks,
+ * and the byte order mark; and line and paragraph separators, which break the
+ * line a name is shown on. The zero-width non-joiner and joiner are the
+ * exception: Persian and Indic names, and emoji sequences, are written with
+ * them.
  */
-export const UNSHOWABLE = /\p{Cc}|[\u202A-\u202E\u2066-\u2069]/u;
+const UNSHOWABLE = /\p{Cc}|(?![\u200C\u200D])\p{Cf}|\p{Zl}|\p{Zp}/u;
+
+/** Something a reader sees: a letter, digit, punctuation mark or symbol (not only spaces, marks or joiners). */
+const VISIBLE = /[\p{L}\p{N}\p{P}\p{S}]/u;
 
 /** The most characters of a name shown on the consent page, where a long one would push the rest away. */
 export const MAX_SHOWN_NAME_LENGTH = 200;
@@ -20,6 +28,7 @@ export const MAX_SHOWN_NAME_LENGTH = 200;
  */
 export function unshowable(text: string, what: string, maxLength = MAX_SHOWN_NAME_LENGTH): string | undefined {
   if (text.length > maxLength) return `${what} has at most ${maxLength} characters`;
-  if (UNSHOWABLE.test(text)) return `${what} must not contain control characters or bidirectional overrides`;
+  if (UNSHOWABLE.test(text)) return `${what} must not contain control characters, invisible format characters (such as bidirectional overrides or zero-width spaces) or line separators`;
+  if (text && !VISIBLE.test(text)) return `${what} must show at least one letter, digit or symbol`;
   return undefined;
 }

@@ -1,6 +1,6 @@
 // People who sign in: create, verify a password, and the claims oidc-provider asks for.
 import { randomUUID } from 'node:crypto';
-import { UNSHOWABLE } from '../display-text.js';
+import { unshowable } from '../display-text.js';
 import type { Account, FindAccount } from 'oidc-provider';
 import { sha256 } from '../persistence/hash.js';
 import { Batcher } from '../persistence/batcher.js';
@@ -404,8 +404,8 @@ function checkEmail(input: string): string {
 
 /** A person's display name: shown on consent pages and in ID tokens. */
 function checkName(name: string | null): void {
-  if (name && name.length > MAX_NAME_LENGTH) throw new AccountError(`a name has at most ${MAX_NAME_LENGTH} characters`);
-  if (name && UNSHOWABLE.test(name)) throw new AccountError('a name must not contain control characters or bidirectional overrides');
+  const problem = name ? unshowable(name, 'a name', MAX_NAME_LENGTH) : undefined;
+  if (problem) throw new AccountError(problem);
 }
 
 function countByKind(rows: { kind: string }[]): Removed {

@@ -2,7 +2,7 @@
 // provider reads them through ClientAdapter (src/provider/client-adapter.ts).
 import { randomBytes } from 'node:crypto';
 import type { Prisma } from '../persistence/database.js';
-import { UNSHOWABLE } from '../display-text.js';
+import { unshowable } from '../display-text.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { announceClientChange, CLIENT_CHANGES_CHANNEL } from './client-changes.js';
 import { sha256 } from '../persistence/hash.js';
@@ -94,6 +94,13 @@ export const MAX_URI_LENGTH = 2048;
 
 function checkUri(uri: string, what: string): string {
   if (uri.length > MAX_URI_LENGTH) throw new ClientError(`a ${what} has at most ${MAX_URI_LENGTH} characters`);
+  // A URI is printable ASCII (RFC 3986 §2). URL parsing would quietly drop a
+  // tab or a surrounding space, so a code could go to an address other than
+  // the one registered (redirect_uri is compared as a string), and a control
+  // character would reach terminals (`client list`) and pages as it is.
+  if (!/^[\x21-\x7e]+$/.test(uri)) {
+    throw new ClientError(`${what} ${JSON.stringify(uri)} must be a URI in printable ASCII, without spaces (percent-encode other characters, RFC 3986 §2.1; an internationalized host in its xn-- form)`);
+  }
   let url: URL;
   try {
     url = new URL(uri);
@@ -271,8 +278,8 @@ export class Clients {
     const name = input.name.trim();
     if (!name) throw new ClientError('a client needs a name');
     // Shown on every consent page, where a long name would push the rest away.
-    if (name.length > MAX_CLIENT_NAME_LENGTH) throw new ClientError(`a client name has at most ${MAX_CLIENT_NAME_LENGTH} characters`);
-    if (UNSHOWABLE.test(name)) throw new ClientError('a client name must not contain control characters or bidirectional overrides');
+    const problem = unshowable(name, 'a client name', MAX_CLIENT_NAME_LENGTH);
+    if (problem) throw new ClientError(problem);
     const grantTypes = [...new Set(input.grantTypes?.length ? input.grantTypes : ['authorization_code', 'refresh_token'])];
     for (const type of grantTypes) {
       if (!GRANT_TYPES.includes(type as GrantType)) throw new ClientError(`unknown grant type "${type}" (use ${GRANT_TYPES.join(', ')})`);

@@ -440,6 +440,47 @@ describe('portcullis user', () => {
     const fine = await create("o'neil+tag@mail.example-host.org", `${'a pass phrase '.repeat(80).slice(0, 1024)}\n`, 'N'.repeat(200));
     expect(fine.code, fine.stderr).toBe(0);
   });
+
+  it('refuses names that would not show as typed, and client addresses that are not printable ASCII; names written with joiners are kept', async () => {
+    const user = (email: string, name: string) => pc.cli(['user', 'create', '--email', email, '--name', name, '--password-stdin'], 'long enough\n');
+    const client = (...options: string[]) => pc.cli(['client', 'create', '--name', 'Addresses', ...options]);
+    const { client_id } = JSON.parse((await pc.cli(['client', 'create', '--name', 'Kept', '--redirect-uri', REDIRECT_URI, '--json'])).stdout) as { client_id: string };
+    const hidden = 'must not contain control characters, invisible format characters';
+    const refusals: [Promise<{ code: number; stderr: string }>, string][] = [
+      [user('zwsp@example.com', 'Ann\u200bie'), hidden],
+      [user('alm@example.com', 'Ann\u061cie'), hidden],
+      [user('lsep@example.com', 'Ann\u2028ie'), hidden],
+      [user('bom@example.com', 'Ann\ufeffie'), hidden],
+      [user('joiner@example.com', '\u200d\u200d'), 'must show at least one letter, digit or symbol'],
+      [pc.cli(['client', 'create', '--name', '\u200b\u200b', '--redirect-uri', REDIRECT_URI]), hidden],
+      [pc.cli(['client', 'update', client_id, '--name', 'Ke\u2029pt']), hidden],
+      [client('--redirect-uri', 'https://a.example/\u0001'), 'must be a URI in printable ASCII'],
+      [client('--redirect-uri', ' https://a.example/cb'), 'must be a URI in printable ASCII'],
+      [client('--redirect-uri', 'https://a.\texample/cb'), 'must be a URI in printable ASCII'],
+      [client('--redirect-uri', 'https://a.example/\u001b[31m'), 'must be a URI in printable ASCII'],
+      [client('--redirect-uri', 'https://bücher.example/cb'), 'must be a URI in printable ASCII'],
+      [client('--redirect-uri', REDIRECT_URI, '--post-logout-redirect-uri', 'https://a.example/bye '), 'must be a URI in printable ASCII'],
+      [client('--redirect-uri', REDIRECT_URI, '--logo-uri', 'https://a.example/\u0007.png'), 'must be a URI in printable ASCII'],
+      [pc.cli(['client', 'update', client_id, '--redirect-uri', 'https://a.example/cb\t']), 'must be a URI in printable ASCII'],
+    ];
+    for (const [index, [result, message]] of refusals.entries()) {
+      const { code, stderr } = await result;
+      expect([index, message, code]).toEqual([index, message, 1]);
+      expect(stderr).toContain(message);
+      // The refusal names the address escaped: no raw control character reaches the terminal.
+      expect(stderr).not.toMatch(/[\u0001\u0007\u001b\t]/);
+    }
+    const emails = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { email: string }[]).map((u) => u.email);
+    for (const refused of ['zwsp@example.com', 'alm@example.com', 'lsep@example.com', 'bom@example.com', 'joiner@example.com']) expect(emails).not.toContain(refused);
+    const clients = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_id: string; name?: string; client_name?: string; redirect_uris: string[] }[];
+    expect(clients.filter((c) => (c.name ?? c.client_name) === 'Addresses')).toEqual([]);
+    const kept = clients.find((c) => c.client_id === client_id)!;
+    expect([kept.name ?? kept.client_name, kept.redirect_uris]).toEqual(['Kept', [REDIRECT_URI]]);
+
+    // Persian writes names with the zero-width non-joiner; emoji sequences join with U+200D.
+    expect((await user('mahsa@example.com', 'مه\u200cسا')).code).toBe(0);
+    expect((await user('family@example.com', 'Family \u{1F468}\u200d\u{1F469}\u200d\u{1F467}')).code).toBe(0);
+  });
 });
 
 /** Whether the user agent is still signed in at the server: an authorization request with prompt=none. */
