@@ -1,5 +1,7 @@
-// Requests Node's HTTP parser refuses before any handler sees them: headers
-// too large, bytes that are not HTTP, a request that took too long to arrive.
+// Requests refused before any handler sees them: those Node's HTTP parser
+// refuses (headers too large, bytes that are not HTTP, a request that took
+// too long to arrive), and those HTTP/1.1 says a server must (a bad Host, an
+// expectation it cannot meet).
 // Node's own answer is a bare status with an empty body; ours says what was
 // wrong, as the OAuth error JSON every other refusal here uses (RFC 6749
 // §5.2), so a client's developer is not left guessing.
@@ -24,21 +26,83 @@ function refusalFor(code: string | undefined): Refusal {
   }
 }
 
+function refusalBody(description: string): string {
+  return JSON.stringify({ error: 'invalid_request', error_description: description });
+}
+
+const REFUSAL_HEADERS = {
+  'Content-Type': 'application/json; charset=utf-8',
+  'Cache-Control': 'no-store',
+  'X-Content-Type-Options': 'nosniff',
+  // The rest of what the client sent cannot be read as requests.
+  Connection: 'close',
+};
+
 /** The bytes of a whole response refusing a request the parser could not take. */
 export function refusalResponse(code: string | undefined): string {
   const { status, description } = refusalFor(code);
-  const body = JSON.stringify({ error: 'invalid_request', error_description: description });
+  const body = refusalBody(description);
   return [
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
-    'Content-Type: application/json; charset=utf-8',
-    `Content-Length: ${Buffer.byteLength(body)}`,
-    'Cache-Control: no-store',
-    'X-Content-Type-Options: nosniff',
-    // The rest of what the client sent cannot be read as requests.
-    'Connection: close',
+    ...Object.entries({ ...REFUSAL_HEADERS, 'Content-Length': Buffer.byteLength(body) }).map(([name, value]) => `${name}: ${value}`),
     '',
     body,
   ].join('\r\n');
+}
+
+// A Host value: a registered name, IPv4 address or bracketed IP literal, and
+// an optional port (RFC 9110 §7.2, RFC 3986 §3.2.2); empty where the target
+// has no authority (RFC 9112 §3.2).
+const HOST_VALUE = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\])(?::[0-9]*)?$/;
+
+/**
+ * Why a request's Host header makes it one a server must refuse with 400
+ * (RFC 9112 §3.2), or undefined: missing from an HTTP/1.1 request, sent more
+ * than once, or not a host. Node's own check (`requireHostHeader`) covers
+ * only the first, with an empty body; no URL here is built from Host (the
+ * issuer is configured), so this is about speaking HTTP exactly.
+ */
+function hostProblem(request: IncomingMessage): string | undefined {
+  const values: string[] = [];
+  for (let i = 0; i < request.rawHeaders.length; i += 2) {
+    if (request.rawHeaders[i]!.toLowerCase() === 'host') values.push(request.rawHeaders[i + 1]!);
+  }
+  if (values.length > 1) return 'the request has more than one Host header (RFC 9112 §3.2)';
+  if (values.length === 0) {
+    return request.httpVersion === '1.1' ? 'an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)' : undefined;
+  }
+  return HOST_VALUE.test(values[0]!) ? undefined : 'the Host header is not a host name or address (RFC 9112 §3.2)';
+}
+
+function refuse(response: ServerResponse, status: number, description: string): void {
+  const body = refusalBody(description);
+  response.writeHead(status, { ...REFUSAL_HEADERS, 'Content-Length': Buffer.byteLength(body) });
+  response.end(body);
+}
+
+/**
+ * `handler`, behind the refusals HTTP/1.1 asks of a server before any route
+ * sees a request: a missing, repeated or malformed Host (400), and an
+ * expectation other than 100-continue (417, RFC 9110 §10.1.1), which Node
+ * would answer with an empty body. For `http.createServer`, with
+ * `requireHostHeader: false` so that the missing Host reaches the check here.
+ * `answered` hears of each refusal, as in `answerClientErrors`.
+ */
+export function refusingMalformedRequests(
+  server: Server,
+  handler: (request: IncomingMessage, response: ServerResponse) => void,
+  answered: () => void = () => undefined,
+): (request: IncomingMessage, response: ServerResponse) => void {
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    refuse(response, 417, `the server meets no expectation but 100-continue (Expect: ${JSON.stringify(request.headers.expect)})`);
+    answered();
+  });
+  return (request, response) => {
+    const problem = hostProblem(request);
+    if (problem === undefined) return handler(request, response);
+    refuse(response, 400, problem);
+    answered();
+  };
 }
 
 /**

@@ -839,6 +839,33 @@ describe('other endpoints', () => {
     expect((await fetch(`${pc.issuer}/jwks`)).status).toBe(200);
   });
 
+  it('requests HTTP/1.1 says a server must refuse (Host missing, repeated or malformed; an unmet Expect) get 400 or 417 with a body saying why', async () => {
+    const { host } = new URL(pc.issuer);
+    const parse = (raw: string) => {
+      const [head, body] = raw.split('\r\n\r\n', 2) as [string, string];
+      return { status: Number(head.split(' ')[1]), type: /^content-type: (.*)$/im.exec(head)?.[1], body: JSON.parse(body) as { error: string; error_description: string } };
+    };
+    const refusals: [string, number, string][] = [
+      ['GET /jwks HTTP/1.1\r\n\r\n', 400, 'needs a Host header'],
+      [`GET /jwks HTTP/1.1\r\nHost: ${host}\r\nHost: evil.example\r\n\r\n`, 400, 'more than one Host header'],
+      ['GET /jwks HTTP/1.1\r\nHost: a b\r\n\r\n', 400, 'not a host name or address'],
+      [`POST /token HTTP/1.1\r\nHost: ${host}\r\nExpect: 200-ok\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b`, 417, 'no expectation but 100-continue'],
+    ];
+    for (const [request, status, description] of refusals) {
+      const answer = parse(await rawExchange(pc.issuer, request));
+      expect(answer).toMatchObject({ status, type: expect.stringContaining('application/json'), body: { error: 'invalid_request' } });
+      expect(answer.body.error_description).toContain(description);
+    }
+    // What HTTP allows still works: HTTP/1.0 needs no Host, a bracketed address is a host, and 100-continue is met.
+    const allowed = [
+      'GET /jwks HTTP/1.0\r\n\r\n',
+      `GET /jwks HTTP/1.1\r\nHost: [::1]:${new URL(pc.issuer).port}\r\nConnection: close\r\n\r\n`,
+      `POST /token HTTP/1.1\r\nHost: ${host}\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 29\r\nConnection: close\r\n\r\ngrant_type=client_credentials`,
+    ];
+    const statuses = await Promise.all(allowed.map(async (request) => (await rawExchange(pc.issuer, request)).match(/HTTP\/1\.[01] \d{3}/g)));
+    expect(statuses).toEqual([['HTTP/1.1 200'], ['HTTP/1.1 200'], ['HTTP/1.1 100', 'HTTP/1.1 401']]);
+  });
+
   it('a request answered before its body arrived gets that one answer: the rest of its body, late or malformed, brings no second response', async () => {
     const { hostname, port } = new URL(pc.issuer);
     /** Everything received for `first`, and then for `then`, written after the first answer. */
