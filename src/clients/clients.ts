@@ -257,6 +257,16 @@ export class Clients {
       if (stored.api_scopes) metadata.api_scopes = stored.api_scopes;
       if (stored.api_scopes_by_api) metadata.api_scopes_by_api = stored.api_scopes_by_api;
     }
+    // OpenID Connect scopes taken from the client are taken from its
+    // consents too: refresh and UserInfo give only what the consent still
+    // holds (the library's getOIDCScopeFiltered), so the scope is gone from
+    // the next refresh and from UserInfo at once, not at GRANT_TTL. Without
+    // offline_access the client may no longer act offline: its refresh
+    // tokens end. (API scopes taken away are refused where they are asked
+    // for, at every grant: see resourceServerInfo in provider/configuration.ts.)
+    const narrowing = changes.scope !== undefined;
+    const oidcScopes = metadata.scope === undefined ? OIDC_SCOPES : metadata.scope.split(' ');
+    const endsOffline = narrowing && !oidcScopes.includes('offline_access');
     // One statement, the announcement included: on the embedded database a
     // CLI shares its session with the server, so no transaction is left open.
     const changed = await this.prisma.$queryRaw<unknown[]>`
@@ -264,6 +274,16 @@ export class Clients {
         UPDATE clients SET name = ${name}, metadata = ${JSON.stringify(metadata)}::jsonb, updated_at = now()
         WHERE client_id = ${clientId} AND updated_at = ${row.updatedAt}
         RETURNING client_id
+      ), narrowed AS (
+        UPDATE provider_artifacts
+        SET payload = jsonb_set(payload, '{openid,scope}', to_jsonb(array_to_string(ARRAY(
+          SELECT given FROM unnest(string_to_array(payload #>> '{openid,scope}', ' ')) AS given
+          WHERE given = ANY (${oidcScopes}::text[])), ' ')))
+        WHERE ${narrowing} AND kind = 'Grant' AND client_id IN (SELECT client_id FROM changed)
+          AND NOT string_to_array(payload #>> '{openid,scope}', ' ') <@ ${oidcScopes}::text[]
+      ), offline_ended AS (
+        DELETE FROM provider_artifacts
+        WHERE ${endsOffline} AND kind = 'RefreshToken' AND payload->>'clientId' IN (SELECT client_id FROM changed)
       )
       SELECT client_id FROM changed, LATERAL (SELECT pg_notify(${CLIENT_CHANGES_CHANNEL}, changed.client_id)) AS announced`;
     if (changed.length === 0) return undefined;

@@ -209,6 +209,34 @@ describe('refresh tokens', () => {
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
   });
 
+  it('give no more than the client still has: scopes taken from it leave the next refresh and UserInfo, and without offline_access its refresh tokens end', async () => {
+    const shrinking = await pc.createClient({ name: 'Shrinking', redirectUris: [REDIRECT_URI], scope: 'openid email profile offline_access' });
+    const shrinkingRp = await discover(pc.issuer, shrinking.client_id, shrinking.client_secret);
+    const bystander = await logIn(new UserAgent(), rp, 'openid email offline_access', alice, { prompt: 'consent' });
+    const { tokens } = await logIn(new UserAgent(), shrinkingRp, 'openid email profile offline_access', alice, { prompt: 'consent' });
+    const sub = tokens.claims()!.sub;
+    expect(await oidc.fetchUserInfo(shrinkingRp, tokens.access_token, sub)).toMatchObject({ email: alice.email, name: 'Alice Liddell' });
+
+    expect((await pc.cli(['client', 'update', shrinking.client_id, '--scope', 'openid profile offline_access'])).code).toBe(0);
+    // At once, for the access token already issued: UserInfo reads what the consent holds now.
+    const before = await oidc.fetchUserInfo(shrinkingRp, tokens.access_token, sub);
+    expect([before.email, before.name]).toEqual([undefined, 'Alice Liddell']);
+    const refreshed = await oidc.refreshTokenGrant(shrinkingRp, tokens.refresh_token!);
+    expect(refreshed.scope?.split(' ').sort()).toEqual(['offline_access', 'openid', 'profile']);
+    const after = await oidc.fetchUserInfo(shrinkingRp, refreshed.access_token, sub);
+    expect([after.email, after.name]).toEqual([undefined, 'Alice Liddell']);
+    // Given back to the client, a scope is not back in the consent: the person is asked for it again.
+    expect((await pc.cli(['client', 'update', shrinking.client_id, '--scope', 'openid email profile offline_access'])).code).toBe(0);
+    const again = await oidc.refreshTokenGrant(shrinkingRp, refreshed.refresh_token!);
+    expect(again.scope?.split(' ')).not.toContain('email');
+
+    // Without offline_access, its refresh tokens end; other clients' stay.
+    expect((await pc.cli(['client', 'update', shrinking.client_id, '--scope', 'openid profile'])).code).toBe(0);
+    await expect(oidc.refreshTokenGrant(shrinkingRp, again.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    const other = await oidc.refreshTokenGrant(rp, bystander.tokens.refresh_token!);
+    expect(other.scope?.split(' ').sort()).toEqual(['email', 'offline_access', 'openid']);
+  });
+
   it('are not issued to a client not allowed the refresh_token grant', async () => {
     const noRefresh = await pc.createClient({ name: 'No Refresh', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code'] });
     const noRefreshRp = await discover(pc.issuer, noRefresh.client_id, noRefresh.client_secret);
