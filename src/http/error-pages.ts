@@ -23,6 +23,11 @@ const explanations: Record<string, Explanation> = {
     message: 'The application asked to send you back to an address it did not register, so we stopped here to keep you safe.',
     advice: 'Contact the application\'s developer.',
   },
+  registration_changed: {
+    heading: 'The application changed its settings',
+    message: 'While you were signing in, the application that sent you here changed its registration: the address it asked to send you back to is no longer one of its own, so we stopped here to keep you safe.',
+    advice: START_AGAIN,
+  },
   session_not_found: {
     heading: 'Your sign-in expired',
     message: 'We could not find your sign-in in progress: it is already finished (if you went back a page, go forward again), it took too long, or your browser did not keep our cookie.',

@@ -26,6 +26,7 @@ import { mayUseInteraction } from '../provider/adapter.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
 import { displayName } from '../provider/client-model.js';
 import type { ProviderHost } from '../provider/host.js';
+import { outgrownRequest, type RegistrationChange } from '../provider/registration-changes.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { CurrentSignIn } from './current-sign-in.js';
@@ -140,6 +141,17 @@ class WrongPrompt extends Error {
   override name = 'WrongPrompt';
 }
 
+/** A sign-in whose request the client's registration no longer allows (provider/registration-changes.ts). */
+class RequestOutgrown extends Error {
+  override name = 'RequestOutgrown';
+  constructor(
+    readonly interaction: Interaction,
+    readonly change: RegistrationChange,
+  ) {
+    super(change.description);
+  }
+}
+
 export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const current = new CurrentSignIn(sql, browsers, logger, PAGES);
@@ -154,6 +166,16 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       if (error instanceof errors.SessionNotFound || error instanceof WrongPrompt) {
         ctx.status = 400;
         renderErrorPage(ctx, page(ctx), { error: 'session_not_found' }, { inProgress: await wayOn(ctx, error) });
+      } else if (error instanceof RequestOutgrown) {
+        const { interaction, change } = error;
+        logger.info('sign-in stopped: the client registration changed meanwhile', { interaction: interactionReference(interaction.uid), client: String(interaction.params.client_id), error: change.error });
+        // Told to the client as the library would tell it of a new request
+        // (RFC 6749 §4.1.2.1), unless its address is what was removed.
+        if (change.redirectable) await finish(ctx, interaction, { error: change.error, error_description: change.description }, { mergeWithLastSubmission: false });
+        else {
+          ctx.status = 400;
+          renderErrorPage(ctx, page(ctx), { error: 'registration_changed', error_description: change.description });
+        }
       } else if (error instanceof errors.OIDCProviderError) {
         ctx.status = error.statusCode;
         renderErrorPage(ctx, page(ctx), { error: error.error, error_description: error.error_description });
@@ -215,6 +237,10 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (expected && interaction.prompt.name !== expected) throw new WrongPrompt(expected);
     const client = await provider.Client.find(String(interaction.params.client_id));
     if (!client) throw new errors.InvalidClient('client not found');
+    // The client as registered now: `client update` may have removed the
+    // redirect URI or a scope since the request arrived.
+    const change = outgrownRequest(client, interaction.params);
+    if (change) throw new RequestOutgrown(interaction, change);
     return { provider, interaction, client };
   };
 

@@ -616,3 +616,77 @@ describe('single sign-on', () => {
     expect(new URL(page.url).searchParams.get('error')).toBe('login_required');
   });
 });
+
+describe('a client changed while someone is signing in to it (client update)', () => {
+  const MOVED = 'http://127.0.0.1:9999/moved';
+
+  /** A new confidential client with `scope`, its configuration, and a browser on its consent page (bob signed in). */
+  async function onConsentPage(scope: string, registered = 'openid email profile') {
+    const made = await pc.createClient({ name: `Changing ${Math.random().toString(36).slice(2, 8)}`, redirectUris: [REDIRECT_URI], scope: registered });
+    const rp = await discover(pc.issuer, made.client_id, made.client_secret);
+    const ua = new UserAgent();
+    const request = await authorizationRequest(rp, scope);
+    const consent = await signIn(ua, await visit(ua, request.url), bob.email, bob.password);
+    expect(pageKind(consent)).toBe('consent');
+    return { clientId: made.client_id, rp, ua, request, consent };
+  }
+  /** How many consents the client holds, read from outside. */
+  async function grantsOf(clientId: string): Promise<number> {
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      expect(clientId).toMatch(/^[\w-]+$/); // inlined: simple-protocol statements only on the embedded database
+      const { rows } = await db.query(`SELECT count(*)::int AS n FROM provider_artifacts WHERE kind = 'Grant' AND client_id = '${clientId}'`);
+      return rows[0].n as number;
+    } finally {
+      await db.end();
+    }
+  }
+
+  it('a redirect URI removed meanwhile gets no code: the consent ends on a page saying why, and nothing is sent there', async () => {
+    const { clientId, ua, consent } = await onConsentPage('openid email');
+    expect((await pc.cli(['client', 'update', clientId, '--redirect-uri', MOVED])).code).toBe(0);
+    const stopped = await allow(ua, consent);
+    expect(stopped.url.startsWith(REDIRECT_URI)).toBe(false);
+    expect(stopped.status).toBe(400);
+    expect(stopped.html).toContain('changed its registration');
+    expect(stopped.html).toContain('no longer registered for the client');
+    expect(await grantsOf(clientId)).toBe(0);
+  });
+
+  it('so does a sign-in still on the login page', async () => {
+    const made = await pc.createClient({ name: 'Changing at login', redirectUris: [REDIRECT_URI] });
+    const rp = await discover(pc.issuer, made.client_id, made.client_secret);
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
+    expect(pageKind(login)).toBe('login');
+    expect((await pc.cli(['client', 'update', made.client_id, '--redirect-uri', MOVED])).code).toBe(0);
+    const stopped = await signIn(ua, login, bob.email, bob.password);
+    expect([stopped.status, stopped.url.startsWith(REDIRECT_URI)]).toEqual([400, false]);
+    expect(stopped.html).toContain('changed its registration');
+  });
+
+  it('a scope removed meanwhile is not given: the app gets invalid_scope, and no consent is stored', async () => {
+    const { clientId, ua, request, consent } = await onConsentPage('openid email');
+    expect((await pc.cli(['client', 'update', clientId, '--scope', 'openid profile'])).code).toBe(0);
+    const back = await allow(ua, consent);
+    expect(pageKind(back)).toBe('callback');
+    const callback = new URL(back.url);
+    expect(callback.searchParams.get('error')).toBe('invalid_scope');
+    expect(callback.searchParams.get('state')).toBe(request.state);
+    expect(callback.searchParams.get('code')).toBeNull();
+    expect(await grantsOf(clientId)).toBe(0);
+  });
+
+  it('a code sent to a redirect URI removed since it was issued is not exchanged, and stays unused (invalid_grant)', async () => {
+    const { clientId, rp, ua, request, consent } = await onConsentPage('openid');
+    const back = await allow(ua, consent);
+    expect(pageKind(back)).toBe('callback');
+    expect((await pc.cli(['client', 'update', clientId, '--redirect-uri', MOVED])).code).toBe(0);
+    const checks = { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce };
+    await expect(oidc.authorizationCodeGrant(rp, new URL(back.url), checks)).rejects.toMatchObject({ error: 'invalid_grant' });
+    // Registered again, the address gets its code exchanged: the refusal consumed nothing.
+    expect((await pc.cli(['client', 'update', clientId, '--redirect-uri', REDIRECT_URI, '--redirect-uri', MOVED])).code).toBe(0);
+    expect((await oidc.authorizationCodeGrant(rp, new URL(back.url), checks)).access_token).toBeTruthy();
+  });
+});

@@ -1,0 +1,70 @@
+// A sign-in in progress, and a code issued but not yet exchanged, are held to
+// the client's registration as it is now, not as it was when they began: an
+// operator who removes a redirect URI (a compromised one, say) or a scope
+// with `client update` must not see codes go there, or the scope given, for
+// the rest of INTERACTION_TTL. The library checks the registration when an
+// authorization request arrives, but not again when it resumes after the
+// sign-in and consent pages, nor at the code exchange, which compares the
+// redirect_uri with the code's only. (Changes to a client's API scopes are
+// checked at the resume already: resourceServerInfo in configuration.ts.)
+import Provider, { errors, type AuthorizationCode, type Client } from 'oidc-provider';
+import { OIDC_SCOPES } from '../oidc-scopes.js';
+
+/** What in an authorization request the client's registration no longer allows. */
+export interface RegistrationChange {
+  /** The OAuth error code. */
+  error: 'invalid_redirect_uri' | 'unauthorized_client' | 'invalid_scope';
+  description: string;
+  /**
+   * Whether the error may go to the request's redirect_uri (RFC 6749
+   * §4.1.2.1): not when that address is what was removed.
+   */
+  redirectable: boolean;
+}
+
+/**
+ * What in the authorization request `params` (an interaction's) the client's
+ * current registration no longer allows, or undefined. In the library's
+ * order: the address first, since without a registered one no error can be
+ * sent back to the client.
+ */
+export function outgrownRequest(client: Client, params: Record<string, unknown>): RegistrationChange | undefined {
+  const redirectUri = typeof params.redirect_uri === 'string' ? params.redirect_uri : undefined;
+  if (redirectUri === undefined || !client.redirectUriAllowed(redirectUri)) {
+    return { error: 'invalid_redirect_uri', description: 'the redirect_uri of this request is no longer registered for the client', redirectable: false };
+  }
+  if (!client.grantTypeAllowed('authorization_code')) {
+    return { error: 'unauthorized_client', description: 'the client may no longer use the authorization code flow', redirectable: true };
+  }
+  // The library's allowlist check (checkScope): OpenID Connect scopes only,
+  // as a registration with none holds a blank list (client-model.ts).
+  const allowed = new Set(String(client.scope ?? '').split(' '));
+  const requested = typeof params.scope === 'string' ? params.scope.split(' ') : [];
+  const removed = requested.filter((scope) => OIDC_SCOPES.includes(scope) && !allowed.has(scope));
+  if (removed.length > 0) {
+    return { error: 'invalid_scope', description: `requested scope is no longer allowed for the client: ${removed.join(' ')}`, redirectable: true };
+  }
+  return undefined;
+}
+
+/**
+ * A code is exchanged only while the address it was sent to is still
+ * registered for the client: one sent to an address removed since may have
+ * gone to whoever holds that address now. Wraps the model's lookup, which the
+ * exchange makes (findGrantSource) after authenticating the client and
+ * before anything is consumed, so a refused exchange changes nothing.
+ */
+export function codesForRegisteredAddresses(provider: Provider): void {
+  type Find = (id: string, options?: { ignoreExpiration?: boolean }) => Promise<AuthorizationCode | undefined>;
+  const Code = provider.AuthorizationCode as unknown as { find: Find };
+  const find = Code.find.bind(Code);
+  Code.find = async (id, options) => {
+    const code = await find(id, options);
+    const client = Provider.ctx?.oidc?.client;
+    // Another client's code is the library's to refuse (client mismatch).
+    if (code && client && code.clientId === client.clientId && !client.redirectUriAllowed(String(code.redirectUri))) {
+      throw new errors.InvalidGrant('the redirect_uri the authorization code was issued to is no longer registered for the client');
+    }
+    return code;
+  };
+}
