@@ -197,7 +197,7 @@ function restateChallenge(ctx: KoaContextWithOIDC, description: string, error?: 
 const apiTokensAtUserinfo = new WeakSet<object>();
 
 const API_TOKEN_AT_USERINFO =
-  'the access token is for an API (its audience), not for UserInfo; a refresh with a scope of OpenID Connect scopes only gets one for UserInfo';
+  'the access token is for an API (its audience), not for UserInfo, which takes a token of a sign-in with the openid scope (a refresh naming OpenID Connect scopes only gets one)';
 
 function isApiTokenAtUserinfo(ctx: KoaContextWithOIDC, error: unknown): boolean {
   const detail = (error as { error_detail?: unknown }).error_detail;

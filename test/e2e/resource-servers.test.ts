@@ -83,7 +83,7 @@ const machineToken = (resource: string, scope: string) => oidc.clientCredentials
 
 
 const API_TOKEN_AT_USERINFO =
-  'the access token is for an API (its audience), not for UserInfo; a refresh with a scope of OpenID Connect scopes only gets one for UserInfo';
+  'the access token is for an API (its audience), not for UserInfo, which takes a token of a sign-in with the openid scope (a refresh naming OpenID Connect scopes only gets one)';
 
 /** UserInfo's answer to a bearer token: status, body and challenge. */
 async function userinfoWith(token: string) {
