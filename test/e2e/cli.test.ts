@@ -268,7 +268,8 @@ describe('portcullis client', () => {
     // A command that takes no options reads its arguments loosely (ids may begin with "-"), yet names an option it does not take.
     [['keys', 'retire', 'some-kid', '--json'], 2, "Unknown option '--json'"],
     [['client', 'delete', 'some-client', '--json'], 2, "Unknown option '--json'"],
-    [['client', 'create', '--name', 'X', '--redirect-uri', 'not a uri'], 1, 'is not an absolute URI'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'not-a-uri'], 1, 'is not an absolute URI'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'not a uri'], 1, 'must be a URI in printable ASCII, without spaces'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#frag'], 1, 'must not have a fragment'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 1, 'unknown grant type'],
     [['client', 'create', '--name', 'X'], 1, 'needs at least one --redirect-uri'],
