@@ -5,9 +5,11 @@
 // the rest of INTERACTION_TTL. The library checks the registration when an
 // authorization request arrives, but not again when it resumes after the
 // sign-in and consent pages, nor at the code exchange, which compares the
-// redirect_uri with the code's only. (Changes to a client's API scopes are
-// checked at the resume already: resourceServerInfo in configuration.ts.)
-import Provider, { errors, type AuthorizationCode, type Client } from 'oidc-provider';
+// redirect_uri with the code's only; nor when a sign-out is confirmed, which
+// goes to the post_logout_redirect_uri checked when it was asked for. (Changes
+// to a client's API scopes are checked at the resume already:
+// resourceServerInfo in configuration.ts.)
+import Provider, { errors, type AuthorizationCode, type Client, type KoaContextWithOIDC } from 'oidc-provider';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 
 /** What in an authorization request the client's registration no longer allows. */
@@ -67,4 +69,35 @@ export function codesForRegisteredAddresses(provider: Provider): void {
     }
     return code;
   };
+}
+
+/** `uri` without its `state` parameter, its query written as URLSearchParams writes it (as the library's redirect does). */
+function withoutState(uri: string): string | undefined {
+  try {
+    const url = new URL(uri);
+    url.searchParams.delete('state');
+    url.search = url.searchParams.toString();
+    return url.href;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A confirmed sign-out goes back to the app only at an address the app still
+ * registers: one removed while the confirmation page was open is not sent the
+ * person, who lands on the signed-out page instead (signed out all the same).
+ * For the end_session_confirm route's answer, whose client the library found
+ * anew (its registration now); before the registered query is restored
+ * (keepRedirectUriQuery in standards.ts), so the Location is the library's.
+ */
+export function signOutsToRegisteredAddresses(ctx: KoaContextWithOIDC): void {
+  const location = ctx.response.get('Location');
+  if (ctx.status !== 303 || !location) return;
+  const signedOut = ctx.oidc.urlFor('end_session_success');
+  if (location.startsWith(signedOut) || location.startsWith('/')) return;
+  const sent = withoutState(location);
+  const registered = ctx.oidc.client?.postLogoutRedirectUris ?? [];
+  if (sent !== undefined && registered.some((uri) => withoutState(uri) === sent)) return;
+  ctx.redirect(signedOut);
 }

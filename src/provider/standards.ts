@@ -6,6 +6,7 @@ import { decodeProtectedHeader } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { routePattern } from '../http/methods.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
+import { signOutsToRegisteredAddresses } from './registration-changes.js';
 
 /** The error events of the routes that read a request body (the library's lib/helpers/initialize_app.js). */
 const REQUEST_ERROR_EVENTS = [
@@ -86,7 +87,10 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   sayWhyUserinfoRefusedApiTokens(ctx);
   if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx, [ctx.oidc.params?.redirect_uri]);
   // RP-Initiated Logout 1.0 §3: the post_logout_redirect_uri, with `state` added.
-  else if (route === 'end_session_confirm') keepRedirectUriQuery(ctx, ctx.oidc.client?.postLogoutRedirectUris ?? []);
+  else if (route === 'end_session_confirm') {
+    signOutsToRegisteredAddresses(ctx);
+    keepRedirectUriQuery(ctx, ctx.oidc.client?.postLogoutRedirectUris ?? []);
+  }
   if (!CLIENT_AUTHENTICATED_ROUTES.has(route)) return;
   if (route === 'token') {
     // RFC 6749 §5.1 asks for both; the library sends only Cache-Control.

@@ -370,6 +370,35 @@ describe('RP-initiated logout', () => {
     // The logged-out session's tokens no longer work.
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
   });
+
+  it('a post-logout address removed while the confirmation page was open gets nobody: the person, signed out, lands on the signed-out page', async () => {
+    const leaving = await pc.createClient({ name: 'Leaving', redirectUris: [REDIRECT_URI], postLogoutRedirectUris: [POST_LOGOUT_URI, `${POST_LOGOUT_URI}?from=app`] });
+    const leavingRp = await discover(pc.issuer, leaving.client_id, leaving.client_secret);
+    const confirmPage = async (ua: UserAgent, postLogout: string) => {
+      const { tokens } = await logIn(ua, leavingRp, 'openid', alice);
+      const endSession = oidc.buildEndSessionUrl(leavingRp, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: postLogout, state: 'st' });
+      const confirm = await ua.open(endSession.href, {}, POST_LOGOUT_URI);
+      expect(confirm.status).toBe(200);
+      return confirm;
+    };
+    const signOut = (ua: UserAgent, confirm: Awaited<ReturnType<typeof confirmPage>>) =>
+      ua.post(confirm, UserAgent.formAction(confirm, '/confirm'), { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
+
+    // Still registered (with its query): sent back there, with state.
+    const kept = new UserAgent();
+    const keptDone = await signOut(kept, await confirmPage(kept, `${POST_LOGOUT_URI}?from=app`));
+    expect(keptDone.url).toBe(`${POST_LOGOUT_URI}?from=app&state=st`);
+
+    const ua = new UserAgent();
+    const confirm = await confirmPage(ua, POST_LOGOUT_URI);
+    expect((await pc.cli(['client', 'update', leaving.client_id, '--post-logout-redirect-uri', `${POST_LOGOUT_URI}?from=app`])).code).toBe(0);
+    const done = await signOut(ua, confirm);
+    expect(done.url.startsWith(POST_LOGOUT_URI)).toBe(false);
+    expect(done.url.startsWith(`${pc.issuer}/session/end/success`)).toBe(true);
+    expect(done.status).toBe(200);
+    // Signed out all the same: the next sign-in asks for the password.
+    expect((await logIn(ua, leavingRp, 'openid', alice)).seen).toContain('login');
+  });
 });
 
 afterAll(() => {
