@@ -16,8 +16,12 @@ export const CONTROL_CHARACTERS = /\p{Cc}/u;
  */
 const UNSHOWABLE = /\p{Cc}|(?![\u200C\u200D])\p{Cf}|\p{Zl}|\p{Zp}/u;
 
-/** Something a reader sees: a letter, digit, punctuation mark or symbol (not only spaces, marks or joiners). */
-const VISIBLE = /[\p{L}\p{N}\p{P}\p{S}]/u;
+/**
+ * Something a reader sees: a letter, digit, punctuation mark or symbol (not
+ * only spaces, marks or joiners), other than the Hangul fillers and the blank
+ * braille pattern, letters and a symbol that draw nothing.
+ */
+const VISIBLE = /(?![\u115F\u1160\u3164\uFFA0\u2800])[\p{L}\p{N}\p{P}\p{S}]/u;
 
 /** The most characters of a name shown on the consent page, where a long one would push the rest away. */
 export const MAX_SHOWN_NAME_LENGTH = 200;
@@ -31,4 +35,14 @@ export function unshowable(text: string, what: string, maxLength = MAX_SHOWN_NAM
   if (UNSHOWABLE.test(text)) return `${what} must not contain control characters, invisible format characters (such as bidirectional overrides or zero-width spaces) or line separators`;
   if (text && !VISIBLE.test(text)) return `${what} must show at least one letter, digit or symbol`;
   return undefined;
+}
+
+/**
+ * `message`, fit for a terminal: a refused value quoted in it may hold control
+ * characters (an escape sequence would be run by the terminal), bidirectional
+ * overrides or other invisible ones; each is written as its code point
+ * instead (\u{1b}). Line breaks between lines of the message stay.
+ */
+export function terminalSafe(message: string): string {
+  return message.replace(/(?!\n)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (character) => `\\u{${character.codePointAt(0)!.toString(16)}}`);
 }

@@ -13,6 +13,7 @@ import { openServices, type Services } from '../services.js';
 import { COMMANDS, type Io } from './commands.js';
 import { USAGE, UsageError, usageOf } from './usage.js';
 import { VERSION } from '../version.js';
+import { terminalSafe } from '../display-text.js';
 
 const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, DatabaseUnavailable, EmbeddedDatabaseBusy, KeyError, MigrationError, SealError];
 
@@ -61,14 +62,14 @@ export async function run(argv: string[], io: Io): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`portcullis: ${error.message}\n\n${Object.hasOwn(COMMANDS, name) ? usageOf(name) : USAGE}`);
+      process.stderr.write(`portcullis: ${terminalSafe(error.message)}\n\n${Object.hasOwn(COMMANDS, name) ? usageOf(name) : USAGE}`);
       return 2;
     }
     if (DOMAIN_ERRORS.some((kind) => error instanceof kind)) {
-      process.stderr.write(`portcullis: ${(error as Error).message}\n`);
+      process.stderr.write(`portcullis: ${terminalSafe((error as Error).message)}\n`);
       return 1;
     }
-    process.stderr.write(`portcullis: unexpected error: ${(error as Error)?.message ?? String(error)}\n`);
+    process.stderr.write(`portcullis: unexpected error: ${terminalSafe((error as Error)?.message ?? String(error))}\n`);
     return 1;
   } finally {
     await services?.close();

@@ -251,7 +251,15 @@ export class Clients {
       clientUri: changes.clientUri !== undefined ? orUnset(changes.clientUri) : stored.client_uri,
       policyUri: changes.policyUri !== undefined ? orUnset(changes.policyUri) : stored.policy_uri,
       tosUri: changes.tosUri !== undefined ? orUnset(changes.tosUri) : stored.tos_uri,
-    }, { redirectUris: changes.redirectUris === undefined, postLogoutRedirectUris: changes.postLogoutRedirectUris === undefined });
+    }, {
+      name: changes.name === undefined,
+      redirectUris: changes.redirectUris === undefined,
+      postLogoutRedirectUris: changes.postLogoutRedirectUris === undefined,
+      logoUri: changes.logoUri === undefined,
+      clientUri: changes.clientUri === undefined,
+      policyUri: changes.policyUri === undefined,
+      tosUri: changes.tosUri === undefined,
+    });
     if (changes.scope === undefined) {
       // The API scopes stay as resolved when they were given (see StoredMetadata.api_scopes_by_api).
       if (stored.api_scopes) metadata.api_scopes = stored.api_scopes;
@@ -265,7 +273,9 @@ export class Clients {
     // tokens end. (API scopes taken away are refused where they are asked
     // for, at every grant: see resourceServerInfo in provider/configuration.ts.)
     const narrowing = changes.scope !== undefined;
-    const oidcScopes = metadata.scope === undefined ? OIDC_SCOPES : metadata.scope.split(' ');
+    // A registration without `scope` allows no OpenID Connect scope (see
+    // registeredScopesOnly in provider/client-model.ts).
+    const oidcScopes = metadata.scope === undefined ? [] : metadata.scope.split(' ');
     const endsOffline = narrowing && !oidcScopes.includes('offline_access');
     // One statement, the announcement included: on the embedded database a
     // CLI shares its session with the server, so no transaction is left open.
@@ -293,12 +303,13 @@ export class Clients {
   /** A registration's checked name and metadata, for create() and update(). */
   private async registration(
     input: NewClient,
-    kept: { redirectUris?: boolean; postLogoutRedirectUris?: boolean } = {},
+    kept: Partial<Record<'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri', boolean>> = {},
   ): Promise<{ name: string; metadata: StoredMetadata; isPublic: boolean }> {
     const name = input.name.trim();
     if (!name) throw new ClientError('a client needs a name');
     // Shown on every consent page, where a long name would push the rest away.
-    const problem = unshowable(name, 'a client name', MAX_CLIENT_NAME_LENGTH);
+    // (A name kept from before is not checked against rules made since.)
+    const problem = kept.name ? undefined : unshowable(name, 'a client name', MAX_CLIENT_NAME_LENGTH);
     if (problem) throw new ClientError(problem);
     const grantTypes = [...new Set(input.grantTypes?.length ? input.grantTypes : ['authorization_code', 'refresh_token'])];
     for (const type of grantTypes) {
@@ -335,10 +346,10 @@ export class Clients {
       token_endpoint_auth_method: isPublic ? 'none' : 'client_secret_basic',
       ...(input.native ? { application_type: 'native' as const } : {}),
       ...(input.idTokenSignedResponseAlg ? { id_token_signed_response_alg: input.idTokenSignedResponseAlg } : {}),
-      ...(input.logoUri ? { logo_uri: checkShownUri(input.logoUri, 'logo URI') } : {}),
-      ...(input.clientUri ? { client_uri: checkShownUri(input.clientUri, 'client URI') } : {}),
-      ...(input.policyUri ? { policy_uri: checkShownUri(input.policyUri, 'policy URI') } : {}),
-      ...(input.tosUri ? { tos_uri: checkShownUri(input.tosUri, 'terms of service URI') } : {}),
+      ...(input.logoUri ? { logo_uri: kept.logoUri ? input.logoUri : checkShownUri(input.logoUri, 'logo URI') } : {}),
+      ...(input.clientUri ? { client_uri: kept.clientUri ? input.clientUri : checkShownUri(input.clientUri, 'client URI') } : {}),
+      ...(input.policyUri ? { policy_uri: kept.policyUri ? input.policyUri : checkShownUri(input.policyUri, 'policy URI') } : {}),
+      ...(input.tosUri ? { tos_uri: kept.tosUri ? input.tosUri : checkShownUri(input.tosUri, 'terms of service URI') } : {}),
     };
     return { name, metadata, isPublic };
   }

@@ -453,6 +453,10 @@ describe('portcullis user', () => {
       [user('lsep@example.com', 'Ann\u2028ie'), hidden],
       [user('bom@example.com', 'Ann\ufeffie'), hidden],
       [user('joiner@example.com', '\u200d\u200d'), 'must show at least one letter, digit or symbol'],
+      [user('filler@example.com', '\u3164\u2800'), 'must show at least one letter, digit or symbol'],
+      [pc.cli(['api', 'create', '--identifier', 'https://api.example/\u001b[31mX\u0001', '--scope', 's1']), 'printable ASCII'],
+      [client('--redirect-uri', REDIRECT_URI, '--scope', 'read:x\u001b[31m'), 'no API defines the scope'],
+      [client('--redirect-uri', 'https://a.example/\u202eevil\u009b31m\u007f'), 'must be a URI in printable ASCII'],
       [pc.cli(['client', 'create', '--name', '\u200b\u200b', '--redirect-uri', REDIRECT_URI]), hidden],
       [pc.cli(['client', 'update', client_id, '--name', 'Ke\u2029pt']), hidden],
       [client('--redirect-uri', 'https://a.example/\u0001'), 'must be a URI in printable ASCII'],
@@ -468,8 +472,8 @@ describe('portcullis user', () => {
       const { code, stderr } = await result;
       expect([index, message, code]).toEqual([index, message, 1]);
       expect(stderr).toContain(message);
-      // The refusal names the address escaped: no raw control character reaches the terminal.
-      expect(stderr).not.toMatch(/[\u0001\u0007\u001b\t]/);
+      // The refusal names the value escaped: no raw control or invisible character reaches the terminal.
+      expect(stderr).not.toMatch(/[\u0001\u0007\u001b\t\u007f\u009b\u202e]/);
     }
     const emails = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { email: string }[]).map((u) => u.email);
     for (const refused of ['zwsp@example.com', 'alm@example.com', 'lsep@example.com', 'bom@example.com', 'joiner@example.com']) expect(emails).not.toContain(refused);
@@ -477,6 +481,20 @@ describe('portcullis user', () => {
     expect(clients.filter((c) => (c.name ?? c.client_name) === 'Addresses')).toEqual([]);
     const kept = clients.find((c) => c.client_id === client_id)!;
     expect([kept.name ?? kept.client_name, kept.redirect_uris]).toEqual(['Kept', [REDIRECT_URI]]);
+
+    // A client registered before these rules keeps its name and addresses through an update that does not replace them.
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      expect(client_id).toMatch(/^[\w-]+$/); // inlined: simple-protocol statements only on the embedded database
+      await db.query(`UPDATE clients SET name = 'Old\u200bName', metadata = jsonb_set(metadata, '{logo_uri}', '"https://bücher.example/logo.png"') WHERE client_id = '${client_id}'`);
+    } finally {
+      await db.end();
+    }
+    const rescoped = await pc.cli(['client', 'update', client_id, '--scope', 'openid email', '--json']);
+    expect(rescoped.code, rescoped.stderr).toBe(0);
+    expect(JSON.parse(rescoped.stdout)).toMatchObject({ client_name: 'Old\u200bName', logo_uri: 'https://bücher.example/logo.png', scope: 'openid email' });
+    expect((await pc.cli(['client', 'update', client_id, '--logo-uri', 'https://bücher.example/new.png'])).stderr).toContain('printable ASCII');
 
     // Persian writes names with the zero-width non-joiner; emoji sequences join with U+200D.
     expect((await user('mahsa@example.com', 'مه\u200cسا')).code).toBe(0);

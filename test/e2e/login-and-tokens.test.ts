@@ -237,6 +237,17 @@ describe('refresh tokens', () => {
     expect(other.scope?.split(' ').sort()).toEqual(['email', 'offline_access', 'openid']);
   });
 
+  it('end when the client is left with no OpenID Connect scope at all, and UserInfo gives the consent nothing more', async () => {
+    const emptied = await pc.createClient({ name: 'Emptied', redirectUris: [REDIRECT_URI], scope: 'openid email offline_access' });
+    const emptiedRp = await discover(pc.issuer, emptied.client_id, emptied.client_secret);
+    const { tokens } = await logIn(new UserAgent(), emptiedRp, 'openid email offline_access', alice, { prompt: 'consent' });
+    const sub = tokens.claims()!.sub;
+    expect((await oidc.fetchUserInfo(emptiedRp, tokens.access_token, sub)).email).toBe(alice.email);
+    expect((await pc.cli(['client', 'update', emptied.client_id, '--scope', ''])).code).toBe(0);
+    await expect(oidc.refreshTokenGrant(emptiedRp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect((await oidc.fetchUserInfo(emptiedRp, tokens.access_token, sub).catch(() => ({ email: undefined }))).email).toBeUndefined();
+  });
+
   it('are not issued to a client not allowed the refresh_token grant', async () => {
     const noRefresh = await pc.createClient({ name: 'No Refresh', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code'] });
     const noRefreshRp = await discover(pc.issuer, noRefresh.client_id, noRefresh.client_secret);
