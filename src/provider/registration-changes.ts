@@ -94,8 +94,10 @@ function withoutState(uri: string): string | undefined {
 export function signOutsToRegisteredAddresses(ctx: KoaContextWithOIDC): void {
   const location = ctx.response.get('Location');
   if (ctx.status !== 303 || !location) return;
+  // Our own pages are not the client's to register: the signed-out page, and
+  // the authorization request a "Not you?" sign-out goes on to (sign-outs.ts).
+  if (location.startsWith('/') || location.startsWith(`${ctx.oidc.issuer}/`)) return;
   const signedOut = ctx.oidc.urlFor('end_session_success');
-  if (location.startsWith(signedOut) || location.startsWith('/')) return;
   const sent = withoutState(location);
   const registered = ctx.oidc.client?.postLogoutRedirectUris ?? [];
   if (sent !== undefined && registered.some((uri) => withoutState(uri) === sent)) return;
