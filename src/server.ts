@@ -6,7 +6,7 @@ import type { AdapterPayload } from 'oidc-provider';
 import { VERSION } from './version.js';
 import { createApp } from './app.js';
 import { ConfigError, NOT_AN_ADDRESS_HERE, type Config } from './config.js';
-import { answerClientErrors, refusingMalformedRequests } from './http/client-errors.js';
+import { serveWithRefusals } from './http/client-errors.js';
 import { InFlightRequests } from './http/in-flight.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
@@ -118,14 +118,13 @@ export async function startServer(config: Config, logger: Logger = createLogger(
         headersTimeout: HEADERS_TIMEOUT_MS,
         requestTimeout: REQUEST_TIMEOUT_MS,
         connectionsCheckingInterval: 1_000,
-        // Checked, with a body saying why, by refusingMalformedRequests.
+        // Checked, with a body saying why, by serveWithRefusals.
         requireHostHeader: false,
       },
     );
     // Every such refusal says invalid_request (client-errors.ts).
     const refused = metrics ? () => metrics.oauthError('other', 'invalid_request') : undefined;
-    server.on('request', refusingMalformedRequests(server, app, refused));
-    answerClientErrors(server, refused);
+    serveWithRefusals(server, app, refused);
     // Keep-alive must outlast common proxies' idle timeouts.
     server.keepAliveTimeout = 65_000;
     await new Promise<void>((resolve, reject) => {

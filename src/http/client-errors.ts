@@ -39,7 +39,7 @@ const REFUSAL_HEADERS = {
 };
 
 /** The bytes of a whole response refusing a request the parser could not take. */
-export function refusalResponse(code: string | undefined): string {
+function refusalResponse(code: string | undefined): string {
   const { status, description } = refusalFor(code);
   const body = refusalBody(description);
   return [
@@ -63,15 +63,14 @@ const HOST_VALUE = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\]|\[v[0-9
  * issuer is configured), so this is about speaking HTTP exactly.
  */
 function hostProblem(request: IncomingMessage): string | undefined {
-  const values: string[] = [];
+  let host: string | undefined;
   for (let i = 0; i < request.rawHeaders.length; i += 2) {
-    if (request.rawHeaders[i]!.toLowerCase() === 'host') values.push(request.rawHeaders[i + 1]!);
+    if (request.rawHeaders[i]!.toLowerCase() !== 'host') continue;
+    if (host !== undefined) return 'the request has more than one Host header (RFC 9112 §3.2)';
+    host = request.rawHeaders[i + 1]!;
   }
-  if (values.length > 1) return 'the request has more than one Host header (RFC 9112 §3.2)';
-  if (values.length === 0) {
-    return request.httpVersion === '1.1' ? 'an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)' : undefined;
-  }
-  return HOST_VALUE.test(values[0]!) ? undefined : 'the Host header is not a host name or address (RFC 9112 §3.2)';
+  if (host === undefined) return request.httpVersion === '1.1' ? 'an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)' : undefined;
+  return HOST_VALUE.test(host) ? undefined : 'the Host header is not a host name or address (RFC 9112 §3.2)';
 }
 
 function refuse(response: ServerResponse, status: number, description: string): void {
@@ -81,50 +80,48 @@ function refuse(response: ServerResponse, status: number, description: string): 
 }
 
 /**
- * `handler`, behind the refusals HTTP/1.1 asks of a server before any route
- * sees a request: a missing, repeated or malformed Host (400), and an
- * expectation other than 100-continue (417, RFC 9110 §10.1.1), which Node
- * would answer with an empty body. For `http.createServer`, with
- * `requireHostHeader: false` so that the missing Host reaches the check here.
- * `answered` hears of each refusal, as in `answerClientErrors`.
- */
-export function refusingMalformedRequests(
-  server: Server,
-  handler: (request: IncomingMessage, response: ServerResponse) => void,
-  answered: () => void = () => undefined,
-): (request: IncomingMessage, response: ServerResponse) => void {
-  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
-    refuse(response, 417, `the server meets no expectation but 100-continue (Expect: ${JSON.stringify(request.headers.expect)})`);
-    answered();
-  });
-  return (request, response) => {
-    const problem = hostProblem(request);
-    if (problem === undefined) return handler(request, response);
-    refuse(response, 400, problem);
-    answered();
-  };
-}
-
-/**
- * Answers the parser's refusals with a body. As Node's default does, nothing
- * is written where a response has already begun on the connection (it would
- * corrupt it) or the client is gone; the connection is closed either way.
+ * Serves `handler` on `server` (created with `requireHostHeader: false`, so
+ * that a missing Host reaches the check here), behind every refusal made
+ * before a route sees a request, each with a body saying why:
  *
- * Nor is anything written where the refusal is about the rest of a request
- * already answered: a handler may answer (405, 404, 415…) without reading a
- * body, and Node then reads on to discard it. If that body never finishes
- * arriving (a Content-Length larger than what was sent) or its chunks are
- * malformed, the parser's error belongs to the request the client already has
- * its answer to; a second response would be unsolicited, and the client would
- * take it for the answer to its next request.
+ * - what HTTP/1.1 asks a server to refuse: a missing, repeated or malformed
+ *   Host (400), an expectation other than 100-continue (417, RFC 9110
+ *   §10.1.1), which Node would answer with an empty body;
+ * - what Node's parser refuses (the `clientError` event). As Node's default
+ *   does, nothing is written where a response has already begun on the
+ *   connection (it would corrupt it) or the client is gone; the connection is
+ *   closed either way. Nor is anything written where the refusal is about the
+ *   rest of a request already answered: a handler may answer (405, 404,
+ *   415…) without reading a body, and Node then reads on to discard it. If
+ *   that body never finishes arriving (a Content-Length larger than what was
+ *   sent) or its chunks are malformed, the parser's error belongs to the
+ *   request the client already has its answer to; a second response would be
+ *   unsolicited, and the client would take it for the answer to its next
+ *   request.
  *
  * `answered` hears of each refusal sent (for the metrics: no Koa middleware
  * sees these requests).
  */
-export function answerClientErrors(server: Server, answered: () => void = () => undefined): void {
+export function serveWithRefusals(
+  server: Server,
+  handler: (request: IncomingMessage, response: ServerResponse) => void,
+  answered: () => void = () => undefined,
+): void {
   // The last request each connection carried, and its response.
   const lastExchange = new WeakMap<object, { request: IncomingMessage; response: ServerResponse }>();
-  server.on('request', (request: IncomingMessage, response: ServerResponse) => lastExchange.set(request.socket, { request, response }));
+
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    lastExchange.set(request.socket, { request, response });
+    const problem = hostProblem(request);
+    if (problem === undefined) return handler(request, response);
+    refuse(response, 400, problem);
+    answered();
+  });
+
+  server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    refuse(response, 417, `the server meets no expectation but 100-continue (Expect: ${JSON.stringify(request.headers.expect)})`);
+    answered();
+  });
 
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
     const responding = socket._httpMessage?.headersSent === true;
