@@ -270,13 +270,17 @@ export class Clients {
     // holds (the library's getOIDCScopeFiltered), so the scope is gone from
     // the next refresh and from UserInfo at once, not at GRANT_TTL. Without
     // offline_access the client may no longer act offline: its refresh
-    // tokens end. (API scopes taken away are refused where they are asked
-    // for, at every grant: see resourceServerInfo in provider/configuration.ts.)
+    // tokens end. (API scopes taken away are also refused where they are
+    // asked for, at every grant: see resourceServerInfo in provider/configuration.ts.)
     const narrowing = changes.scope !== undefined;
     // A registration without `scope` allows no OpenID Connect scope (see
     // registeredScopesOnly in provider/client-model.ts).
     const oidcScopes = metadata.scope === undefined ? [] : metadata.scope.split(' ');
     const endsOffline = narrowing && !oidcScopes.includes('offline_access');
+    // API scopes are narrowed in the consents the same way, per API, to what
+    // the registration now allows for that API: one given back is asked for
+    // again, not found in a consent kept from before.
+    const apiScopesByApi = JSON.stringify(metadata.api_scopes_by_api ?? {});
     // One statement, the announcement included: on the embedded database a
     // CLI shares its session with the server, so no transaction is left open.
     const changed = await this.prisma.$queryRaw<unknown[]>`
@@ -289,8 +293,14 @@ export class Clients {
         SET payload = jsonb_set(payload, '{openid,scope}', to_jsonb(array_to_string(ARRAY(
           SELECT given FROM unnest(string_to_array(payload #>> '{openid,scope}', ' ')) AS given
           WHERE given = ANY (${oidcScopes}::text[])), ' ')))
+          || CASE WHEN payload ? 'resources' THEN jsonb_build_object('resources', (
+            SELECT coalesce(jsonb_object_agg(per_api.api, per_api.scopes), '{}'::jsonb) FROM (
+              SELECT api, array_to_string(ARRAY(
+                SELECT given FROM unnest(string_to_array(names, ' ')) AS given
+                WHERE given = ANY (string_to_array(${apiScopesByApi}::jsonb ->> api, ' '))), ' ') AS scopes
+              FROM jsonb_each_text(payload->'resources') AS consented(api, names)) AS per_api
+            WHERE per_api.scopes <> '')) ELSE '{}'::jsonb END
         WHERE ${narrowing} AND kind = 'Grant' AND client_id IN (SELECT client_id FROM changed)
-          AND NOT string_to_array(payload #>> '{openid,scope}', ' ') <@ ${oidcScopes}::text[]
       ), offline_ended AS (
         DELETE FROM provider_artifacts
         WHERE ${endsOffline} AND kind = 'RefreshToken' AND payload->>'clientId' IN (SELECT client_id FROM changed)

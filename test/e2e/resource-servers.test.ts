@@ -119,6 +119,30 @@ describe('registered APIs and resource indicators', () => {
     expect(write.headers.get('www-authenticate')).toBe('Bearer realm="api", error="insufficient_scope", error_description="requires write:orders", scope="write:orders"');
   });
 
+  it('an API scope taken from the client leaves its consents: given back, the person is asked for it again', async () => {
+    const shop = await pc.createClient({ name: 'Narrowed shop', redirectUris: [REDIRECT_URI], scope: 'openid offline_access read:orders write:orders' });
+    const shopRp = await discover(pc.issuer, shop.client_id, shop.client_secret);
+    const ua = new UserAgent();
+    const { tokens } = await logIn(ua, shopRp, 'openid offline_access read:orders write:orders', dana, { resource: ORDERS, prompt: 'consent' });
+    expect(decodeJwt(tokens.access_token).scope).toBe('read:orders write:orders');
+    // The client's other consents to the API are untouched by another client's change.
+    const bystander = await logIn(new UserAgent(), web, 'openid offline_access read:orders write:orders', dana, { resource: ORDERS, prompt: 'consent' });
+
+    expect((await pc.cli(['client', 'update', shop.client_id, '--scope', 'openid offline_access read:orders'])).code).toBe(0);
+    const narrowed = await oidc.refreshTokenGrant(shopRp, tokens.refresh_token!, { resource: ORDERS });
+    expect(decodeJwt(narrowed.access_token).scope).toBe('read:orders');
+    expect((await pc.cli(['client', 'update', shop.client_id, '--scope', 'openid offline_access read:orders write:orders'])).code).toBe(0);
+    const again = await oidc.refreshTokenGrant(shopRp, narrowed.refresh_token!, { resource: ORDERS });
+    expect(decodeJwt(again.access_token).scope).toBe('read:orders');
+    // Signed in already, the person still sees the consent page for the scope given back.
+    const page = await visit(ua, (await authorizationRequest(shopRp, 'openid read:orders write:orders', { resource: ORDERS })).url);
+    expect(pageKind(page)).toBe('consent');
+    expect(page.html).toContain('Place orders for you');
+
+    const other = await oidc.refreshTokenGrant(web, bystander.tokens.refresh_token!, { resource: ORDERS });
+    expect(decodeJwt(other.access_token).scope).toBe('read:orders write:orders');
+  });
+
   it('an unregistered resource is invalid_target', async () => {
     await expect(machineToken('https://unknown.example.com', 'read:orders')).rejects.toMatchObject({ error: 'invalid_target' });
   });
