@@ -440,6 +440,10 @@ export class ArtifactAdapter implements Adapter {
       if (this.reuse > 0 && take<boolean>(REUSED_WITHIN_INTERVAL, request)) this.onReuse?.(request);
       return;
     }
+    // A pushed request is good for one authorization (RFC 9126 §4): the
+    // library checks that it is unconsumed and then consumes it, so of two
+    // sign-ins finishing at once only the one that marked it gets a code.
+    if (this.kind === 'PushedAuthorizationRequest') throw new errors.InvalidRequestUri('request_uri is invalid, expired, or was already used');
     if (!SINGLE_USE.has(this.kind)) return;
     // Another request consumed it between the provider's check and this
     // write. Treat it as the provider treats a reuse it detects itself (its

@@ -7,7 +7,7 @@ import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
 import { ArtifactAdapter, grantKeptAtSignOut } from './adapter.js';
 import { adaptClientModel } from './client-model.js';
-import { codesForRegisteredAddresses } from './registration-changes.js';
+import { codesForRegisteredAddresses, refreshTokensWhileOffline } from './registration-changes.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { accessibleFormPostPage } from './form-post-page.js';
 import { laxCookiesOverHttp, pinToIssuer } from './issuer-origin.js';
@@ -35,6 +35,7 @@ export function createProvider(services: ProviderServices): Provider {
 
   adaptClientModel(provider, services.clientCache);
   codesForRegisteredAddresses(provider);
+  refreshTokensWhileOffline(provider);
   challengeOtherSchemesAtUserinfo(provider);
   honourSignOuts(provider, services.accounts);
   checkReplaysAtomically(provider, new ArtifactAdapter('ReplayDetection', services.sql));

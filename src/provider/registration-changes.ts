@@ -9,7 +9,7 @@
 // goes to the post_logout_redirect_uri checked when it was asked for. (Changes
 // to a client's API scopes are checked at the resume already:
 // resourceServerInfo in configuration.ts.)
-import Provider, { errors, type AuthorizationCode, type Client, type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, type AuthorizationCode, type Client, type KoaContextWithOIDC, type RefreshToken } from 'oidc-provider';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 
 /** What in an authorization request the client's registration no longer allows. */
@@ -68,6 +68,30 @@ export function codesForRegisteredAddresses(provider: Provider): void {
       throw new errors.InvalidGrant('the redirect_uri the authorization code was issued to is no longer registered for the client');
     }
     return code;
+  };
+}
+
+/**
+ * A refresh token works only while its client may still act offline: its
+ * registration allows the refresh_token grant and the offline_access scope.
+ * `client update` deletes the client's refresh tokens when it takes either
+ * away, but a refresh in flight stores its rotated token after that delete;
+ * looked up, such a token is not found (invalid_grant at the token endpoint,
+ * inactive at introspection), whenever it was stored.
+ */
+export function refreshTokensWhileOffline(provider: Provider): void {
+  type Find = (id: string, options?: { ignoreExpiration?: boolean }) => Promise<RefreshToken | undefined>;
+  const Token = provider.RefreshToken as unknown as { find: Find };
+  const find = Token.find.bind(Token);
+  Token.find = async (id, options) => {
+    const token = await find(id, options);
+    if (!token?.clientId) return token;
+    const current = Provider.ctx?.oidc?.client;
+    const client = current?.clientId === token.clientId ? current : await provider.Client.find(token.clientId);
+    // A client deleted since is the library's to refuse.
+    if (!client) return token;
+    const offline = client.grantTypeAllowed('refresh_token') && String(client.scope ?? '').split(' ').includes('offline_access');
+    return offline ? token : undefined;
   };
 }
 

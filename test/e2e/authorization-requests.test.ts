@@ -125,6 +125,37 @@ describe('pushed authorization requests (RFC 9126)', () => {
     expect(answer.get('code')).toBeNull();
   });
 
+  it('a request_uri opened in several browsers gives one code, however many sign-ins finish at once', async () => {
+    const racing = await pc.createClient({ name: 'Racing', redirectUris: [REDIRECT_URI], scope: 'openid' });
+    const racingRp = await discover(pc.issuer, racing.client_id, racing.client_secret);
+    const { params } = await pkce();
+    const url = await oidc.buildAuthorizationUrlWithPAR(racingRp, { redirect_uri: REDIRECT_URI, scope: 'openid', state: 'one', ...params });
+    // Each browser signs in and is asked for consent (before any consent is
+    // stored, which would answer the next one at once), then consents and
+    // stops before the last step: the resume that answers the request.
+    const resume = `${pc.issuer}/auth/`;
+    const consents: { ua: UserAgent; consent: Page }[] = [];
+    for (let browser = 0; browser < 6; browser++) {
+      const ua = new UserAgent();
+      const login = await visit(ua, url);
+      expect(pageKind(login)).toBe('login');
+      const signedIn = await ua.post(login, UserAgent.formAction(login, '/login'), { email: finn.email, password: finn.password }, resume);
+      const consent = await ua.open(signedIn.url, {}, resume);
+      expect(pageKind(consent)).toBe('consent');
+      consents.push({ ua, consent });
+    }
+    const browsers: { ua: UserAgent; last: string }[] = [];
+    for (const { ua, consent } of consents) {
+      const consented = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), {}, resume);
+      expect(consented.url.startsWith(resume)).toBe(true);
+      browsers.push({ ua, last: consented.url });
+    }
+    const answers = await Promise.all(browsers.map(({ ua, last }) => ua.open(last, {}, REDIRECT_URI)));
+    const sent = answers.map((answer) => new URL(answer.url).searchParams);
+    expect(sent.filter((answer) => answer.has('code'))).toHaveLength(1);
+    expect(sent.filter((answer) => answer.get('error') === 'invalid_request_uri')).toHaveLength(5);
+  });
+
   it('a used request_uri of a client with two redirect URIs is an error page: its redirect_uri is not known without the request', async () => {
     const client = await pc.createClient({ name: 'Two URIs', redirectUris: [REDIRECT_URI, `${REDIRECT_URI}/other`], scope: 'openid' });
     const twoUris = await discover(pc.issuer, client.client_id, client.client_secret);

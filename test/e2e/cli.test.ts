@@ -231,6 +231,45 @@ describe('portcullis client', () => {
     });
   });
 
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('taking offline_access away ends a refresh token that a refresh in flight stores after the update deleted the others', async () => {
+    await pc.createUser('ossie@example.com', 'ossies password');
+    const offline = await pc.createClient({ name: 'Offline', redirectUris: [REDIRECT_URI], scope: 'openid offline_access' });
+    const offlineRp = await discover(pc.issuer, offline.client_id, offline.client_secret);
+    const { tokens } = await logIn(new UserAgent(), offlineRp, 'openid offline_access', { email: 'ossie@example.com', password: 'ossies password' }, { prompt: 'consent' });
+    // Hold the refresh token's row: the refresh waits to consume it and store
+    // the next one, and the update's delete waits behind it, its snapshot
+    // taken before that next one exists.
+    const [holder, watcher] = [pc.outsideConnection(), pc.outsideConnection()];
+    await Promise.all([holder.connect(), watcher.connect()]);
+    const waitersAtLeast = async (count: number) => {
+      const deadline = Date.now() + 20_000;
+      const waiting = async () =>
+        Number((await watcher.query(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].count);
+      while ((await waiting()) < count) {
+        if (Date.now() > deadline) throw new Error(`fewer than ${count} statements ever waited`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+    let refreshed: oidc.TokenEndpointResponse;
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'RefreshToken' AND id = $1 FOR UPDATE`, [sha256(tokens.refresh_token!)]);
+      const refreshing = oidc.refreshTokenGrant(offlineRp, tokens.refresh_token!);
+      await waitersAtLeast(1);
+      const updating = pc.cli(['client', 'update', offline.client_id, '--scope', 'openid']);
+      await waitersAtLeast(2);
+      await holder.query('COMMIT');
+      refreshed = await refreshing;
+      const updated = await updating;
+      expect(updated.code, updated.stderr).toBe(0);
+    } finally {
+      await Promise.all([holder.end(), watcher.end()]);
+    }
+    expect(refreshed.refresh_token).toBeTruthy();
+    await expect(oidc.refreshTokenGrant(offlineRp, refreshed.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect((await oidc.tokenIntrospection(offlineRp, refreshed.refresh_token!)).active).toBe(false);
+  });
+
   it('rotate-secret: the new secret works at once and the old one no longer does; tokens already issued stay valid', async () => {
     const robot = await pc.createClient({ name: 'Rotor', grantTypes: ['client_credentials'], scope: 'openid' });
     const before = await pc.clientCredentials(robot);
