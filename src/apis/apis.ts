@@ -145,6 +145,13 @@ export class Apis {
     return row ? toView(row) : undefined;
   }
 
+  /** Whether an API `identifier` exists and already did at `issuedAt` (epoch seconds): a token then issued for it is its. */
+  async heldSince(identifier: string, issuedAt: number): Promise<boolean> {
+    if (!storable(identifier)) return false;
+    const row = await this.prisma.api.findUnique({ where: { identifier }, select: { createdAt: true } });
+    return row !== null && Math.floor(row.createdAt.getTime() / 1000) <= issuedAt;
+  }
+
   async findByClientId(clientId: string): Promise<ApiView | undefined> {
     const row = await this.prisma.api.findUnique({ where: { clientId }, select: SELECT });
     return row ? toView(row) : undefined;

@@ -224,7 +224,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           // under the same identifier that outlived it (written while the
           // delete ran) is not this API's.
           if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api) && (token.iat ?? 0) >= since;
-          return token.clientId === client.clientId;
+          if (token.clientId !== client.clientId) return false;
+          // Its client is not told a token for an API deleted since is
+          // active: `api delete` revokes them, but one issued while it ran
+          // is stored after (only tokens for an API have an audience).
+          const held = await Promise.all((token.kind === 'RefreshToken' ? [] : audiences(token)).map((identifier) => apis.heldSince(identifier, token.iat ?? 0)));
+          return held.every(Boolean);
         },
       },
       // RFC 7009 §2.1: a token issued to another client is not revoked, and
