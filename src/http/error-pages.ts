@@ -70,6 +70,9 @@ const explanations: Record<string, Explanation> = {
   },
 };
 
+/** The library's words for a sign-out confirmation whose form secret is not the session's (shared/xsrf.js). */
+const STALE_SIGN_OUT_PAGE = new Set(['xsrf token invalid', 'could not find logout details']);
+
 /** method_not_allowed at an address that a link opens (sent a form, or another method). */
 const OPENED_BY_LINKS: Explanation = {
   ...explanations.method_not_allowed!,
@@ -140,6 +143,16 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
   // id_token_hint (one of another server, or of a deleted app).
   if (signOut && out.error === 'invalid_client') {
     explanation = { ...explanation, message: 'We could not tell which application sent you here to sign out: it named an application, or a sign-in, that we do not know.' };
+  }
+  // A sign-out page's form holds a secret that the next load of the page
+  // replaces: one opened twice (a double click on the app's sign-out link,
+  // another tab) signs out only from the newer one. Nothing the app did.
+  if (signOut && out.error === 'invalid_request' && STALE_SIGN_OUT_PAGE.has(out.error_description ?? '')) {
+    explanation = {
+      ...explanation,
+      heading: 'This sign-out page is out of date',
+      message: 'This sign-out page was opened again, in another tab or window, and only the newest one can sign you out.',
+    };
   }
   // The method was wrong for the address: a page for links, or one that takes only our forms.
   if (out.error === 'method_not_allowed' && /\bGET\b/.test(ctx.response.get('Allow'))) explanation = OPENED_BY_LINKS;

@@ -308,6 +308,9 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         userLabel: labelOf(user),
         permissions: [...new Set(permissions)],
         askedEveryTime: client.applicationType === 'native',
+        // A consent with offline_access outlives sign-outs; the others end
+        // with the sign-in they were given in (see honourSignOuts).
+        keptAfterSignOut: String(interaction.params.scope ?? '').split(' ').includes('offline_access'),
         returnsTo: destinationOf(interaction.params.redirect_uri),
         logoUri: logoUrl(client.logoUri),
         switchAccount: signInAgain(provider, interaction.params),

@@ -610,6 +610,29 @@ describe('single sign-on', () => {
     expect(unknown.html).toContain('We could not tell which application sent you here to sign out');
   });
 
+  it('the consent page says how long the choice is kept: until sign-out, or beyond it with offline_access', async () => {
+    const ua = new UserAgent();
+    const plain = await signIn(ua, await visit(ua, (await authorizationRequest(appA, 'openid', { prompt: 'consent' })).url), bob.email, bob.password);
+    expect(pageKind(plain)).toBe('consent');
+    expect(plain.html).toContain('remembers your choice until you sign out');
+    const offline = await visit(ua, (await authorizationRequest(appA, 'openid offline_access', { prompt: 'consent' })).url);
+    expect(pageKind(offline)).toBe('consent');
+    expect(offline.html).toContain('remembers your choice, also after you sign out');
+  });
+
+  it('a sign-out page opened twice says the older one is out of date, not that the app erred, and the newer one signs out', async () => {
+    const ua = new UserAgent({ accept: 'text/html,application/xhtml+xml,*/*;q=0.8' });
+    await logIn(ua, appA, 'openid', bob);
+    const older = await ua.open(`${pc.issuer}/session/end`);
+    const newer = await ua.open(`${pc.issuer}/session/end`);
+    const refused = await signOut(ua, older);
+    expect(refused.status).toBe(400);
+    expect(refused.html).toContain('only the newest one can sign you out');
+    expect(refused.html).toMatch(/role="alert">[^<]* You are still signed in\.<\/div>/);
+    expect(refused.html).not.toContain('The application sent');
+    expect((await signOut(ua, newer)).url).toContain('/session/end/success');
+  });
+
   it('prompt=none without a session returns login_required', async () => {
     const request = await authorizationRequest(appA, 'openid', { prompt: 'none' });
     const page = await visit(new UserAgent(), request.url);

@@ -92,7 +92,7 @@ describe('a native app', () => {
     expect(first.seen[1]!.html).toContain('Keep access while you are not using it');
     expect(again.seen[1]!.html).toContain('Confirm that it is you when you sign in');
     expect(again.seen[1]!.html).toContain('you are asked each time it signs you in');
-    expect(again.seen[1]!.html).not.toContain('you will not be asked again');
+    expect(again.seen[1]!.html).not.toContain('you are not asked again');
     // The page names where the answer goes: the app's own scheme.
     expect(again.seen[1]!.html).toContain('you then go back to <strong class="destination">com.example.notes</strong>');
   });
