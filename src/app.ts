@@ -170,18 +170,27 @@ function notFound(config: Config, addresses: (path: string) => Address | undefin
 /**
  * A body in a content coding (gzip, say): neither the provider nor our pages
  * decode one, and read as it is it would be taken for an empty or a garbled
- * form. 415 with `Accept-Encoding: identity` (RFC 9110 §15.5.16, §12.5.3).
+ * form. 415 with `Accept-Encoding: identity` (RFC 9110 §15.5.16, §12.5.3);
+ * in a transfer coding besides chunked, 501.
  */
 function refuseEncodedBodies(config: Config, addresses: (path: string) => Address | undefined): Koa.Middleware {
   return (ctx, next) => {
     const coding = ctx.get('Content-Encoding').trim().toLowerCase();
-    if (!coding || coding === 'identity') return next();
+    // Node's parser takes chunked as the last transfer coding and undoes only
+    // that one: a body also sent in another (`gzip, chunked`) would be read
+    // as it is. 501 for a transfer coding not understood (RFC 9112 §6.1).
+    const transferCodings = ctx.get('Transfer-Encoding').toLowerCase().split(',').map((each) => each.trim()).filter((each) => each && each !== 'chunked');
+    if ((!coding || coding === 'identity') && transferCodings.length === 0) return next();
     const hasBody = ctx.request.length > 0 || ctx.get('Transfer-Encoding') !== '';
     // An address nothing serves, or not by this method, is answered as such (404, 405).
     const address = addresses(ctx.path);
     if (!hasBody || !address || !takes(address.methods, ctx.method)) return next();
-    ctx.status = 415;
-    ctx.set('Accept-Encoding', 'identity');
+    if (transferCodings.length > 0) {
+      ctx.status = 501;
+    } else {
+      ctx.status = 415;
+      ctx.set('Accept-Encoding', 'identity');
+    }
     ctx.set('Connection', 'close'); // the body is not read
     // The provider's API routes answer any origin's request, their errors
     // included, before the client is known (clientBasedCORS then decides):
@@ -191,7 +200,12 @@ function refuseEncodedBodies(config: Config, addresses: (path: string) => Addres
       ctx.vary('Origin');
       ctx.set('Access-Control-Allow-Origin', origin);
     }
-    const out = { error: 'invalid_request', error_description: 'the request body must not be compressed (Content-Encoding)' };
+    const out = {
+      error: 'invalid_request',
+      error_description: ctx.status === 501
+        ? 'the request body must not be sent in a transfer coding other than chunked (Transfer-Encoding)'
+        : 'the request body must not be compressed (Content-Encoding)',
+    };
     answer(ctx, config, address, out, true);
     return undefined;
   };

@@ -329,6 +329,24 @@ describe('the token endpoint', () => {
     expect([plain.status, await plain.json()]).toEqual([400, expect.objectContaining({ error: 'unauthorized_client' })]);
   });
 
+  it('a body in a transfer coding besides chunked is refused with 501 (RFC 9112 §6.1), never read as a form', async () => {
+    const { host } = new URL(pc.issuer);
+    const form = 'grant_type=client_credentials';
+    const chunked = `${form.length.toString(16)}\r\n${form}\r\n0\r\n\r\n`;
+    const send = (codings: string) =>
+      rawExchange(pc.issuer, [
+        'POST /token HTTP/1.1', `Host: ${host}`, 'Content-Type: application/x-www-form-urlencoded',
+        `Authorization: ${basicAuth(client.client_id, client.client_secret!)}`, `Transfer-Encoding: ${codings}`, 'Connection: close', '', chunked,
+      ].join('\r\n'));
+    for (const codings of ['gzip, chunked', 'x-unknown,chunked']) {
+      const answer = await send(codings);
+      expect(answer).toMatch(/^HTTP\/1\.1 501 /);
+      expect(answer).toContain('"error_description":"the request body must not be sent in a transfer coding other than chunked (Transfer-Encoding)"');
+    }
+    // Chunked alone is read: this client may not use the grant it names.
+    expect(await send('chunked')).toContain('"error":"unauthorized_client"');
+  });
+
   it('answers an Authorization header that is not a client id and secret with 401 invalid_client and a challenge (RFC 6749 §5.2)', async () => {
     const b64 = (text: string) => Buffer.from(text).toString('base64');
     const headers = [
