@@ -81,7 +81,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         answerOptions(addresses),
         refuseEncodedBodies(deps.config, addresses),
         keepAuthorizationForms(provider),
-        healthProbes(deps.sql, deps.space),
+        healthProbes(deps.sql, deps.space, deps.host),
         interactionPages(deps),
       ];
       for (const fn of middleware) provider.use(fn);

@@ -1,8 +1,8 @@
 // Probes for whatever runs Portcullis (compose, Kubernetes, a load balancer):
 // /healthz says the process answers requests (liveness: restart it if not),
-// /readyz also that its database answers and has disk space for writes
-// (readiness: send it traffic). Neither
-// says anything about clients, users or keys, and neither is logged as an
+// /readyz also that its database answers and has disk space for writes,
+// and that it could load the current signing keys (readiness: send it
+// traffic). Neither says anything about clients or users, and neither is logged as an
 // error when the database is down: the probe's answer is the report.
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Sql } from '../persistence/database.js';
@@ -14,12 +14,17 @@ const DATABASE_TIMEOUT_MS = 2_000;
 
 const PING = { name: 'health-ping', text: 'SELECT 1' } as const;
 
-export function healthProbes(sql: Sql, space: SpaceWatch): Middleware {
-  // Not async itself: every other request passes through here, without an extra promise.
-  return (ctx, next) => (ctx.path === '/healthz' || ctx.path === '/readyz' ? answer(ctx, sql, space) : next());
+/** Why the server's signing keys may not be the current ones, if they may (ProviderHost.keysOutOfDate). */
+export interface SigningKeysState {
+  readonly keysOutOfDate: string | undefined;
 }
 
-async function answer(ctx: ParameterizedContext, sql: Sql, space: SpaceWatch): Promise<void> {
+export function healthProbes(sql: Sql, space: SpaceWatch, keys: SigningKeysState): Middleware {
+  // Not async itself: every other request passes through here, without an extra promise.
+  return (ctx, next) => (ctx.path === '/healthz' || ctx.path === '/readyz' ? answer(ctx, sql, space, keys) : next());
+}
+
+async function answer(ctx: ParameterizedContext, sql: Sql, space: SpaceWatch, keys: SigningKeysState): Promise<void> {
   if (!takes(['GET'], ctx.method)) {
     ctx.body = refuseMethod(ctx, ['GET']);
     return;
@@ -34,7 +39,7 @@ async function answer(ctx: ParameterizedContext, sql: Sql, space: SpaceWatch): P
     ? 'the database does not answer'
     : (await space.full())
       ? 'the database is out of disk space'
-      : undefined;
+      : keys.keysOutOfDate;
   ctx.status = reason ? 503 : 200;
   ctx.body = reason ? { status: 'unavailable', reason } : { status: 'ready' };
 }

@@ -4,6 +4,7 @@
 import type Provider from 'oidc-provider';
 import type { Logger } from '../logger.js';
 import type { Prisma } from '../persistence/database.js';
+import { SealError } from '../keys/sealed-secrets.js';
 import { keepPublishedFor, keepReplacedKeysPublished, loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
 import type { ProviderServices } from './configuration.js';
 import { createProvider } from './provider.js';
@@ -24,6 +25,15 @@ export class ProviderHost {
     const [version, signingKeys] = await Promise.all([signingKeysVersion(services.prisma), loadSigningKeys(services.prisma, services.sealer)]);
     return new ProviderHost(services, createProvider({ ...services, signingKeys }), version);
   }
+
+  /**
+   * Why the keys this server signs with and publishes may no longer be the
+   * current ones, if they may: signing keys changed that it cannot open,
+   * sealed with an encryption key its ENCRYPTION_KEYS lacks (another server
+   * started with a new one resealed them). Until a reload succeeds it would
+   * sign with a replaced key, or one retired as compromised: not ready.
+   */
+  keysOutOfDate: string | undefined;
 
   private refreshing?: Promise<boolean>;
   private askedAgain = false;
@@ -55,9 +65,16 @@ export class ProviderHost {
     const version = await signingKeysVersion(prisma);
     if (version === this.version) return false;
     await keepReplacedKeys(this.services);
-    const signingKeys = await loadSigningKeys(prisma, this.services.sealer);
+    let signingKeys: Awaited<ReturnType<typeof loadSigningKeys>>;
+    try {
+      signingKeys = await loadSigningKeys(prisma, this.services.sealer);
+    } catch (error) {
+      if (error instanceof SealError) this.keysOutOfDate = 'the signing keys changed and this server cannot open them (see ENCRYPTION_KEYS)';
+      throw error;
+    }
     this.current = createProvider({ ...this.services, signingKeys });
     this.version = version;
+    this.keysOutOfDate = undefined;
     (this.services.logger as Logger).info('signing keys changed; provider reloaded', { keys: signingKeys.length });
     return true;
   }

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer, type RunningServer } from '../../src/server.js';
-import { runCli, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { freePort, runCli, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
@@ -314,4 +314,31 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   const withOldKey = await runCli(['keys', 'list'], { ...pc.env, ENCRYPTION_KEYS: oldKey });
   expect(withOldKey.code).toBe(1);
   expect(withOldKey.stderr).toContain(`was sealed with encryption key ${newId}, which is not configured`);
+});
+
+it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a server that cannot open signing keys another one resealed is not ready once the keys change, until it is given the key', async () => {
+  const current = 'the-new-encryption-key-of-this-deployment-0123456789'; // the running server's, from the test above
+  const next = 'the-next-encryption-key-of-this-deployment-987654321';
+  const both = { ...pc.env, ENCRYPTION_KEYS: `${next},${current}` };
+  const readiness = async () => {
+    const response = await fetch(`${pc.issuer}/readyz`);
+    return { status: response.status, body: await response.json() };
+  };
+  expect(await readiness()).toEqual({ status: 200, body: { status: 'ready' } });
+  // Another instance, started with the next key first, reseals every stored key with it.
+  const other = await restart({ ...both, PORT: String(await freePort()) });
+  try {
+    // Keys change: this server cannot open them, and would go on signing with the replaced ones.
+    const rotated = await runCli(['keys', 'rotate', '--now'], both);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const deadline = Date.now() + 20_000;
+    while ((await readiness()).status === 200 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await readiness()).toEqual({ status: 503, body: { status: 'unavailable', reason: 'the signing keys changed and this server cannot open them (see ENCRYPTION_KEYS)' } });
+  } finally {
+    await other.close();
+  }
+  await server.close();
+  server = await restart(both);
+  expect(await readiness()).toEqual({ status: 200, body: { status: 'ready' } });
+  expect((await signingKeys()).map((row) => row.kid)).toContain(await signedToken());
 });
