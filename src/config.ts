@@ -1,5 +1,6 @@
 // The only reader of process.env: environment → one typed, validated Config.
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { PasswordPolicy } from './accounts/password-policy.js';
 import type { ThrottlePolicy } from './accounts/sign-in-throttle.js';
@@ -73,6 +74,14 @@ const wholeNumber = (min: number, max: number) =>
     .pipe(z.string().regex(/^\d+$/, 'must be a whole number (decimal digits)').transform(Number).pipe(z.number().int().min(min).max(max)));
 const integer = (fallback: number, min: number, max: number) => z.string().default(String(fallback)).pipe(wholeNumber(min, max));
 
+/** One of `values`, blanks around it dropped as for numbers (a `.env` line's trailing space). */
+const choice = <const T extends readonly [string, ...string[]]>(values: T, fallback: T[number]) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value) => value.trim())
+    .pipe(z.enum(values, { error: () => `must be one of ${values.join(', ')}` }));
+
 const fields = z.object({
   PORT: integer(3000, 1, 65535),
   HOST: z.string().default('0.0.0.0'),
@@ -112,16 +121,16 @@ const fields = z.object({
     .optional(),
   DATABASE_POOL_SIZE: integer(10, 1, 200),
   DATABASE_TIMEOUT: duration('20s', { max: 600 }),
-  DATA_DIR: z.string().default('./data'),
+  DATA_DIR: z.string().optional(),
   COOKIE_KEYS: secretList(),
   // Seal private signing keys and cookie keys in the database (keys/sealed-secrets.ts).
   ENCRYPTION_KEYS: secretList(),
   ENCRYPTION_KEY_FILE: z.string().min(1).optional(),
   // RS256 for resource servers that verify nothing else (RFC 9068 §2.1 has
   // both sides support it; Spring Security's decoder takes only RS256 unless told).
-  SIGNING_ALG: z.enum(['ES256', 'EdDSA', 'RS256']).default('ES256'),
+  SIGNING_ALG: choice(['ES256', 'EdDSA', 'RS256'], 'ES256'),
   // RFC 9700 §2.1.1: PKCE is required of public clients, recommended to the others.
-  PKCE_REQUIRED: z.enum(['public', 'all']).default('public'),
+  PKCE_REQUIRED: choice(['public', 'all'], 'public'),
   ARGON2_MEMORY_KIB: integer(19456, 1024, 4194304),
   ARGON2_TIME_COST: integer(2, 1, 100),
   ARGON2_PARALLELISM: integer(1, 1, 64),
@@ -154,9 +163,10 @@ const fields = z.object({
   TRUST_PROXY: z
     .string()
     .default('false')
+    .transform((value) => value.trim())
     .refine((value) => /^(true|false|[1-9])$/.test(value), 'must be true, false, or the number of proxies in front (1-9)')
     .transform((value) => (value === 'false' ? 0 : value === 'true' ? 1 : Number(value))),
-  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+  LOG_LEVEL: choice(['debug', 'info', 'warn', 'error', 'silent'], 'info'),
   // Prometheus metrics on a listener of their own; unset, there is none.
   METRICS_PORT: wholeNumber(1, 65535).optional(),
   // Loopback by default: the counters are for the operator, not the internet.
@@ -220,6 +230,13 @@ export interface Config {
  */
 export const NOT_AN_ADDRESS_HERE = new Set(['ENOTFOUND', 'EADDRNOTAVAIL', 'EAI_NONAME']);
 
+/**
+ * `data` in Portcullis's own directory (this module's parent's parent: dist/
+ * or src/ sits in it), where `npm start` runs: a CLI command run from another
+ * directory opens the same embedded database, not a new empty one there.
+ */
+const DEFAULT_DATA_DIR = fileURLToPath(new URL('../data', import.meta.url));
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // A variable set to nothing (`PORT=` in a compose file, or blanks) counts as unset, not as 0 or "".
   const result = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value?.trim() !== '')));
@@ -236,11 +253,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     issuerName: e.ISSUER_NAME,
     database: e.DATABASE_URL
       ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, timeout: e.DATABASE_TIMEOUT }
-      : { kind: 'embedded', dataDir: path.resolve(e.DATA_DIR), timeout: e.DATABASE_TIMEOUT },
+      : { kind: 'embedded', dataDir: path.resolve(e.DATA_DIR ?? DEFAULT_DATA_DIR), timeout: e.DATABASE_TIMEOUT },
     cookieKeys: e.COOKIE_KEYS,
     encryption: e.ENCRYPTION_KEYS?.length
       ? { kind: 'env', keys: e.ENCRYPTION_KEYS }
-      : { kind: 'file', path: path.resolve(e.ENCRYPTION_KEY_FILE ?? path.join(e.DATA_DIR, 'encryption.key')) },
+      : { kind: 'file', path: path.resolve(e.ENCRYPTION_KEY_FILE ?? path.join(e.DATA_DIR ?? DEFAULT_DATA_DIR, 'encryption.key')) },
     signingAlg: e.SIGNING_ALG,
     pkceRequired: e.PKCE_REQUIRED,
     argon2: { memoryCost: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },

@@ -2,7 +2,7 @@
 // the same database as a running server (or with no server at all).
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -1659,6 +1659,13 @@ describe('without a running server', () => {
     [{ DATABASE_URL: 'postgres://u:pw@127.0.0.1:notaport/x' }, ['DATABASE_URL', 'not a valid URL'], []],
     // Shown on every page, as client and people's names, which refuse the same.
     [{ ISSUER_NAME: 'Acme\u202eDI' }, ['ISSUER_NAME', 'bidirectional overrides'], []],
+    // Choices take blanks around them as numbers do (a `.env` line's trailing space), and a wrong one names the choices.
+    [
+      { PORT: '0x1', LOG_LEVEL: 'info ', SIGNING_ALG: 'ES256 ', PKCE_REQUIRED: ' all', TRUST_PROXY: 'true ' },
+      ['PORT'],
+      ['LOG_LEVEL', 'SIGNING_ALG', 'PKCE_REQUIRED', 'TRUST_PROXY'],
+    ],
+    [{ LOG_LEVEL: 'loud', SIGNING_ALG: 'HS256' }, ['LOG_LEVEL: must be one of debug, info, warn, error, silent', 'SIGNING_ALG: must be one of ES256, EdDSA, RS256'], []],
   ])('the server refuses to start on bad configuration, naming the variable (%j)', async (env, named, notNamed) => {
     const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
@@ -1754,6 +1761,37 @@ describe('the portcullis bin', () => {
       expect((await run(dir)).stdout).toBe('sources');
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('without DATA_DIR opens the embedded database in its own directory, from whatever directory it runs', async () => {
+    // A copy of the installation, so that its database is its own.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-install-'));
+    const elsewhere = mkdtempSync(path.join(os.tmpdir(), 'portcullis-elsewhere-'));
+    try {
+      for (const part of ['src', 'dist', 'prisma', 'views', 'package.json']) cpSync(part, path.join(dir, part), { recursive: true, preserveTimestamps: true });
+      symlinkSync(path.resolve('node_modules'), path.join(dir, 'node_modules'));
+      const cli = (args: string[], cwd: string, stdin = '') =>
+        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+          const child = spawn(process.execPath, [path.join(dir, 'src', 'cli', 'portcullis.mjs'), ...args], {
+            cwd,
+            env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...TEST_ENV },
+          });
+          let [stdout, stderr] = ['', ''];
+          child.stdout.on('data', (chunk) => (stdout += chunk));
+          child.stderr.on('data', (chunk) => (stderr += chunk));
+          child.once('close', (code) => resolve({ code, stdout, stderr }));
+          child.stdin.end(stdin);
+        });
+      const created = await cli(['user', 'create', '--email', 'wanda@example.com', '--password-stdin'], elsewhere, 'wandas long password\n');
+      expect(created.code, created.stderr).toBe(0);
+      const listed = await cli(['user', 'list', '--json'], path.join(dir, 'views'));
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout).toContain('wanda@example.com');
+      expect([existsSync(path.join(elsewhere, 'data')), existsSync(path.join(dir, 'views', 'data')), existsSync(path.join(dir, 'data', 'encryption.key'))]).toEqual([false, false, true]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(elsewhere, { recursive: true, force: true });
     }
   });
 });
