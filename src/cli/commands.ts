@@ -1,7 +1,7 @@
 // Each `portcullis` command: parse its options, call a service, print the result.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Removed } from '../accounts/accounts.js';
-import { ClientError, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
+import { ClientError, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import type { Config } from '../config.js';
 import { keepPublishedFor, listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
 import type { Services } from '../services.js';
@@ -85,7 +85,7 @@ function registrationOf(values: Record<string, unknown>): ClientChanges {
     name: values.name as string | undefined,
     redirectUris: values['redirect-uri'] as string[] | undefined,
     postLogoutRedirectUris: values['post-logout-redirect-uri'] as string[] | undefined,
-    grantTypes: values['grant-type'] as GrantType[] | undefined,
+    grantTypes: grantTypes(values['grant-type']),
     scope: (values.scope as string[] | undefined)?.join(' '),
     idTokenSignedResponseAlg: idTokenAlg(values['id-token-alg']),
     logoUri: values['logo-uri'] as string | undefined,
@@ -135,6 +135,13 @@ export const clientUpdate: Command = async (args, open, io) => {
   if (values.json) return io.out(json(clientJson(client)));
   io.out(`updated client ${client.clientId}\n`);
 };
+
+function grantTypes(values: unknown): GrantType[] | undefined {
+  if (values === undefined) return undefined;
+  const unknown = (values as string[]).find((value) => !GRANT_TYPES.includes(value as GrantType));
+  if (unknown !== undefined) throw new UsageError(`--grant-type must be ${GRANT_TYPES.join(', ')}, not "${unknown}"`);
+  return values as GrantType[];
+}
 
 function idTokenAlg(value: unknown): 'ES256' | 'EdDSA' | 'RS256' | undefined {
   if (value === undefined) return undefined;

@@ -331,7 +331,8 @@ export class Clients {
     // not checked against rules made since: they keep working as registered.
     const checkRedirect = input.native ? checkNativeRedirectUri : checkWebRedirectUri;
     const checkPostLogout = input.native ? checkNativeRedirectUri : checkWebPostLogoutUri;
-    const redirectUris = kept.redirectUris ? input.redirectUris : input.redirectUris.map((uri) => checkRedirect(uri, 'redirect URI'));
+    // (Each address once: the same one given twice is one registration.)
+    const redirectUris = kept.redirectUris ? input.redirectUris : [...new Set(input.redirectUris.map((uri) => checkRedirect(uri, 'redirect URI')))];
     if (grantTypes.includes('authorization_code') && redirectUris.length === 0) {
       throw new ClientError('an authorization_code client needs at least one --redirect-uri');
     }
@@ -347,7 +348,7 @@ export class Clients {
       redirect_uris: redirectUris,
       post_logout_redirect_uris: kept.postLogoutRedirectUris
         ? (input.postLogoutRedirectUris ?? [])
-        : (input.postLogoutRedirectUris ?? []).map((uri) => checkPostLogout(uri, 'post-logout redirect URI')),
+        : [...new Set((input.postLogoutRedirectUris ?? []).map((uri) => checkPostLogout(uri, 'post-logout redirect URI')))],
       grant_types: grantTypes,
       response_types: grantTypes.includes('authorization_code') ? ['code'] : [],
       // oidc-provider refuses an empty `scope`; absent, it means "any OpenID scope".

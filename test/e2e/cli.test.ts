@@ -103,7 +103,8 @@ describe('portcullis client', () => {
     const { tokens } = await logIn(new UserAgent(), rp, 'openid', { email: 'uma@example.com', password: 'umas password' });
 
     const moved = 'http://127.0.0.1:9999/moved-callback';
-    const updated = await pc.cli(['client', 'update', client_id, '--name', 'After', '--redirect-uri', moved, '--logo-uri', 'https://example.com/logo.png', '--json']);
+    // An address given twice is registered once.
+    const updated = await pc.cli(['client', 'update', client_id, '--name', 'After', '--redirect-uri', moved, '--redirect-uri', moved, '--logo-uri', 'https://example.com/logo.png', '--json']);
     expect(updated.code, updated.stderr).toBe(0);
     expect(JSON.parse(updated.stdout)).toMatchObject({
       client_id,
@@ -132,7 +133,9 @@ describe('portcullis client', () => {
       [['client', 'update', '--name', 'x'], 2, 'CLIENT_ID first'],
       [['client', 'update', 'no-such-client', '--name', 'x'], 1, 'no client with id no-such-client'],
       [['client', 'update', client_id, '--redirect-uri', 'javascript:alert(1)'], 1, 'must be an http(s) address'],
-      [['client', 'update', client_id, '--grant-type', 'implicit'], 1, 'unknown grant type'],
+      // A value outside an option's fixed list is a usage error, as --id-token-alg's.
+      [['client', 'update', client_id, '--grant-type', 'implicit'], 2, '--grant-type must be authorization_code, refresh_token, client_credentials, not "implicit"'],
+      [['client', 'create', '--name', 'x', '--grant-type', 'client_credentials', '--grant-type', 'password'], 2, 'not "password"'],
     ];
     for (const [args, code, message] of refusals) {
       const result = await pc.cli(args);
@@ -310,7 +313,7 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not-a-uri'], 1, 'is not an absolute URI'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not a uri'], 1, 'must be a URI in printable ASCII, without spaces'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#frag'], 1, 'must not have a fragment'],
-    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 1, 'unknown grant type'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 2, '--grant-type must be authorization_code, refresh_token, client_credentials, not "password"'],
     [['client', 'create', '--name', 'X'], 1, 'needs at least one --redirect-uri'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--logo-uri', 'javascript:alert(1)'], 1, 'must be an http(s) address'],
     // The provider refuses a web client whose addresses are not http(s) at every request: refused when made.
