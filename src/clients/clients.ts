@@ -276,7 +276,8 @@ export class Clients {
     // A registration without `scope` allows no OpenID Connect scope (see
     // registeredScopesOnly in provider/client-model.ts).
     const oidcScopes = metadata.scope === undefined ? [] : metadata.scope.split(' ');
-    const endsOffline = narrowing && !oidcScopes.includes('offline_access');
+    // (Without the refresh_token grant too: see refreshTokensWhileOffline.)
+    const endsOffline = (narrowing || changes.grantTypes !== undefined) && !(oidcScopes.includes('offline_access') && metadata.grant_types.includes('refresh_token'));
     // API scopes are narrowed in the consents the same way, per API, to what
     // the registration now allows for that API: one given back is asked for
     // again, not found in a consent kept from before.
@@ -301,6 +302,10 @@ export class Clients {
               FROM jsonb_each_text(payload->'resources') AS consented(api, names)) AS per_api
             WHERE per_api.scopes <> '')) ELSE '{}'::jsonb END
         WHERE ${narrowing} AND kind = 'Grant' AND client_id IN (SELECT client_id FROM changed)
+          -- Only the consents that hold something taken away: the others are not rewritten (nor locked).
+          AND (NOT coalesce(string_to_array(payload #>> '{openid,scope}', ' ') <@ ${oidcScopes}::text[], true)
+            OR EXISTS (SELECT 1 FROM jsonb_each_text(coalesce(payload->'resources', '{}'::jsonb)) AS consented(api, names)
+                       WHERE NOT string_to_array(names, ' ') <@ coalesce(string_to_array(${apiScopesByApi}::jsonb ->> api, ' '), '{}'::text[])))
       ), offline_ended AS (
         DELETE FROM provider_artifacts
         WHERE ${endsOffline} AND kind = 'RefreshToken' AND payload->>'clientId' IN (SELECT client_id FROM changed)

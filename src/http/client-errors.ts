@@ -38,9 +38,8 @@ const REFUSAL_HEADERS = {
   Connection: 'close',
 };
 
-/** The bytes of a whole response refusing a request the parser could not take. */
-function refusalResponse(code: string | undefined): string {
-  const { status, description } = refusalFor(code);
+/** The bytes of a whole response refusing a request, for a socket no ServerResponse writes to. */
+function refusalResponse({ status, description }: Refusal): string {
   const body = refusalBody(description);
   return [
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
@@ -86,7 +85,8 @@ function refuse(response: ServerResponse, status: number, description: string): 
  *
  * - what HTTP/1.1 asks a server to refuse: a missing, repeated or malformed
  *   Host (400), an expectation other than 100-continue (417, RFC 9110
- *   §10.1.1), which Node would answer with an empty body;
+ *   §10.1.1), which Node would answer with an empty body; and CONNECT (501),
+ *   which it would not answer at all;
  * - what Node's parser refuses (the `clientError` event). As Node's default
  *   does, nothing is written where a response has already begun on the
  *   connection (it would corrupt it) or the client is gone; the connection is
@@ -131,7 +131,14 @@ export function serveWithRefusals(
       socket.destroy();
       return;
     }
-    socket.end(refusalResponse(error.code), () => socket.destroy());
+    socket.end(refusalResponse(refusalFor(error.code)), () => socket.destroy());
+    answered();
+  });
+
+  // CONNECT asks a proxy for a tunnel, and there is none here: Node, with no
+  // listener, closes the connection without a word.
+  server.on('connect', (_request: IncomingMessage, socket: Duplex) => {
+    socket.end(refusalResponse({ status: 501, description: 'CONNECT is not served: this server is not a proxy' }), () => socket.destroy());
     answered();
   });
 }

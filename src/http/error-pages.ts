@@ -70,8 +70,14 @@ const explanations: Record<string, Explanation> = {
   },
 };
 
-/** The library's words for a sign-out confirmation whose form secret is not the session's (shared/xsrf.js). */
-const STALE_SIGN_OUT_PAGE = new Set(['xsrf token invalid', 'could not find logout details']);
+/**
+ * A sign-out confirmation whose form secret is not the session's, by the
+ * library's words (shared/xsrf.js): replaced by a newer page, or none pending.
+ */
+const STALE_SIGN_OUT_PAGE = new Map([
+  ['xsrf token invalid', 'This sign-out page was opened again, in another tab or window, and only the newest one can sign you out.'],
+  ['could not find logout details', 'This sign-out page has expired, or you already signed out (in another tab or window, say).'],
+]);
 
 /** method_not_allowed at an address that a link opens (sent a form, or another method). */
 const OPENED_BY_LINKS: Explanation = {
@@ -147,13 +153,8 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
   // A sign-out page's form holds a secret that the next load of the page
   // replaces: one opened twice (a double click on the app's sign-out link,
   // another tab) signs out only from the newer one. Nothing the app did.
-  if (signOut && out.error === 'invalid_request' && STALE_SIGN_OUT_PAGE.has(out.error_description ?? '')) {
-    explanation = {
-      ...explanation,
-      heading: 'This sign-out page is out of date',
-      message: 'This sign-out page was opened again, in another tab or window, and only the newest one can sign you out.',
-    };
-  }
+  const stale = signOut && out.error === 'invalid_request' ? STALE_SIGN_OUT_PAGE.get(out.error_description ?? '') : undefined;
+  if (stale) explanation = { ...explanation, heading: 'This sign-out page is out of date', message: stale };
   // The method was wrong for the address: a page for links, or one that takes only our forms.
   if (out.error === 'method_not_allowed' && /\bGET\b/.test(ctx.response.get('Allow'))) explanation = OPENED_BY_LINKS;
   let action: Action | undefined;

@@ -248,6 +248,14 @@ export interface ArtifactOptions {
   onReuse?: (request: KoaContextWithOIDC | undefined) => void;
   /** Binds each interaction to the browser that made it (browser-binding.ts): for Interaction. */
   browsers?: BrowserBinding;
+  /**
+   * Seconds a row is kept at least, past its own lifetime: a pushed request
+   * lives 60 s, but each sign-in begun with it checks, when it ends (up to
+   * INTERACTION_TTL later), that it is still unused and uses it up (the
+   * library reads it then whatever its `exp`). Expired and swept, it would
+   * be found by none, and every such sign-in would get a code.
+   */
+  keepAtLeast?: number;
 }
 
 export class ArtifactAdapter implements Adapter {
@@ -256,6 +264,7 @@ export class ArtifactAdapter implements Adapter {
   private readonly reuse: number;
   private readonly onReuse?: ArtifactOptions['onReuse'];
   private readonly browsers?: BrowserBinding;
+  private readonly keepAtLeast: number;
 
   /** `sealer`: seals the pushed request id a stored sign-in in progress names (see withoutLiveIds). */
   constructor(
@@ -266,6 +275,7 @@ export class ArtifactAdapter implements Adapter {
   ) {
     this.reuse = kind === 'RefreshToken' ? (options.refreshTokenReuseInterval ?? 0) : 0;
     this.onReuse = options.onReuse;
+    this.keepAtLeast = options.keepAtLeast ?? 0;
     if (kind === 'Interaction') {
       if (!options.browsers) throw new TypeError('an Interaction adapter needs the browser binding (see browser-binding.ts)');
       this.browsers = options.browsers;
@@ -278,7 +288,7 @@ export class ArtifactAdapter implements Adapter {
     // None of the library's models is kept forever, but a model saved for the
     // rest of its life (an interaction, a grant: its exp less the current
     // second) may have none left, 0 or less: stored as expired, not as never.
-    const expiresAt = typeof expiresIn === 'number' ? new Date(Date.now() + Math.max(0, expiresIn) * 1000) : null;
+    const expiresAt = typeof expiresIn === 'number' ? new Date(Date.now() + Math.max(0, expiresIn, this.keepAtLeast) * 1000) : null;
     // A lifetime beyond what a Date holds would be written as no expiry at all.
     if (expiresAt && Number.isNaN(expiresAt.getTime())) throw new RangeError(`${this.kind} lifetime out of range: ${expiresIn} s`);
     // The payload repeats the id as `jti`: drop it, find() puts it back. Grant

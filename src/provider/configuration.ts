@@ -102,6 +102,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
             refreshTokenReuseInterval: config.refreshTokenReuseInterval,
             onReuse: logReuse,
             browsers: services.browsers,
+            keepAtLeast: name === 'PushedAuthorizationRequest' ? config.ttl.interaction : 0,
           }),
     clients: [],
     clientDefaults: {

@@ -63,7 +63,11 @@ export class ProviderHost {
   private async reload(): Promise<boolean> {
     const prisma: Prisma = this.services.prisma;
     const version = await signingKeysVersion(prisma);
-    if (version === this.version) return false;
+    if (version === this.version) {
+      // Changed back to the keys this server holds.
+      this.keysOutOfDate = undefined;
+      return false;
+    }
     await keepReplacedKeys(this.services);
     let signingKeys: Awaited<ReturnType<typeof loadSigningKeys>>;
     try {

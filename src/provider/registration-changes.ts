@@ -85,7 +85,10 @@ export function refreshTokensWhileOffline(provider: Provider): void {
   const find = Token.find.bind(Token);
   Token.find = async (id, options) => {
     const token = await find(id, options);
-    if (!token?.clientId) return token;
+    // Revoking one still revokes it, and its grant (RFC 7009 §2.1): hidden
+    // from revocation it would stay stored, and work again were the grant or
+    // scope given back.
+    if (!token?.clientId || Provider.ctx?.oidc?.route === 'revocation') return token;
     const current = Provider.ctx?.oidc?.client;
     const client = current?.clientId === token.clientId ? current : await provider.Client.find(token.clientId);
     // A client deleted since is the library's to refuse.

@@ -150,6 +150,16 @@ describe('pushed authorization requests (RFC 9126)', () => {
       expect(consented.url.startsWith(resume)).toBe(true);
       browsers.push({ ua, last: consented.url });
     }
+    // A minute on, the pushed request itself has expired (it lives 60 s): the
+    // sign-ins begun with it still share its one use.
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      await db.query(`UPDATE provider_artifacts SET expires_at = expires_at - interval '61 seconds',
+        payload = jsonb_set(payload, '{exp}', to_jsonb((payload->>'exp')::bigint - 61)) WHERE kind = 'PushedAuthorizationRequest'`);
+    } finally {
+      await db.end();
+    }
     const answers = await Promise.all(browsers.map(({ ua, last }) => ua.open(last, {}, REDIRECT_URI)));
     const sent = answers.map((answer) => new URL(answer.url).searchParams);
     expect(sent.filter((answer) => answer.has('code'))).toHaveLength(1);

@@ -631,6 +631,11 @@ describe('single sign-on', () => {
     expect(refused.html).toMatch(/role="alert">[^<]* You are still signed in\.<\/div>/);
     expect(refused.html).not.toContain('The application sent');
     expect((await signOut(ua, newer)).url).toContain('/session/end/success');
+    // Signed out there, the older page says so.
+    const again = await signOut(ua, older);
+    expect(again.status).toBe(400);
+    expect(again.html).toContain('you already signed out');
+    expect(again.html).toContain('You are not signed in to');
   });
 
   it('prompt=none without a session returns login_required', async () => {

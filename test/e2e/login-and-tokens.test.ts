@@ -248,6 +248,17 @@ describe('refresh tokens', () => {
     expect((await oidc.fetchUserInfo(emptiedRp, tokens.access_token, sub).catch(() => ({ email: undefined }))).email).toBeUndefined();
   });
 
+  it('end when the refresh_token grant is taken from the client, and do not come back with it', async () => {
+    const grantless = await pc.createClient({ name: 'Grantless', redirectUris: [REDIRECT_URI], scope: 'openid offline_access' });
+    const grantlessRp = await discover(pc.issuer, grantless.client_id, grantless.client_secret);
+    const { tokens } = await logIn(new UserAgent(), grantlessRp, 'openid offline_access', alice, { prompt: 'consent' });
+    expect((await pc.cli(['client', 'update', grantless.client_id, '--grant-type', 'authorization_code'])).code).toBe(0);
+    await expect(oidc.refreshTokenGrant(grantlessRp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'unauthorized_client' });
+    expect((await oidc.tokenIntrospection(grantlessRp, tokens.refresh_token!)).active).toBe(false);
+    expect((await pc.cli(['client', 'update', grantless.client_id, '--grant-type', 'authorization_code', '--grant-type', 'refresh_token'])).code).toBe(0);
+    await expect(oidc.refreshTokenGrant(grantlessRp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+
   it('are not issued to a client not allowed the refresh_token grant', async () => {
     const noRefresh = await pc.createClient({ name: 'No Refresh', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code'] });
     const noRefreshRp = await discover(pc.issuer, noRefresh.client_id, noRefresh.client_secret);
