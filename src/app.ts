@@ -179,7 +179,9 @@ function refuseEncodedBodies(config: Config, addresses: (path: string) => Addres
     // Node's parser takes chunked as the last transfer coding and undoes only
     // that one: a body also sent in another (`gzip, chunked`) would be read
     // as it is. 501 for a transfer coding not understood (RFC 9112 §6.1).
-    const transferCodings = ctx.get('Transfer-Encoding').toLowerCase().split(',').map((each) => each.trim()).filter((each) => each && each !== 'chunked');
+    const transfer = ctx.get('Transfer-Encoding');
+    // (Split only when there is more than chunked: nothing is allocated for most requests.)
+    const transferCodings = transfer === '' || transfer === 'chunked' ? [] : transfer.toLowerCase().split(',').map((each) => each.trim()).filter((each) => each && each !== 'chunked');
     if ((!coding || coding === 'identity') && transferCodings.length === 0) return next();
     const hasBody = ctx.request.length > 0 || ctx.get('Transfer-Encoding') !== '';
     // An address nothing serves, or not by this method, is answered as such (404, 405).
