@@ -186,7 +186,15 @@ export interface Config {
   host: string;
   issuer: string;
   issuerName: string;
-  database: ({ kind: 'postgres'; url: string; poolSize: number } | { kind: 'embedded'; dataDir: string }) & {
+  database: ({ kind: 'postgres'; url: string; poolSize: number } | {
+    kind: 'embedded';
+    dataDir: string;
+    /**
+     * With DATA_DIR unset, where releases before 0.5.6 kept the database
+     * (`data` in the current directory), when that is another directory.
+     */
+    earlierDefault?: string;
+  }) & {
     /** Seconds a server waits for a connection, and then for a statement's answer (DATABASE_TIMEOUT). */
     timeout: number;
   };
@@ -253,7 +261,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     issuerName: e.ISSUER_NAME,
     database: e.DATABASE_URL
       ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, timeout: e.DATABASE_TIMEOUT }
-      : { kind: 'embedded', dataDir: path.resolve(e.DATA_DIR ?? DEFAULT_DATA_DIR), timeout: e.DATABASE_TIMEOUT },
+      : {
+          kind: 'embedded',
+          dataDir: path.resolve(e.DATA_DIR ?? DEFAULT_DATA_DIR),
+          ...(e.DATA_DIR === undefined && path.resolve('data') !== path.resolve(DEFAULT_DATA_DIR) ? { earlierDefault: path.resolve('data') } : {}),
+          timeout: e.DATABASE_TIMEOUT,
+        },
     cookieKeys: e.COOKIE_KEYS,
     encryption: e.ENCRYPTION_KEYS?.length
       ? { kind: 'env', keys: e.ENCRYPTION_KEYS }

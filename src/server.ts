@@ -1,7 +1,9 @@
 // A running Portcullis: services, provider, HTTP server, and the timers that
 // keep it current (key refresh, expired-row sweep). Owns all their lifetimes.
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { AdapterPayload } from 'oidc-provider';
 import { VERSION } from './version.js';
 import { createApp } from './app.js';
@@ -153,6 +155,16 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     void sweep();
 
     if (config.database.kind === 'postgres') await warnIfAutovacuumOff(services, logger);
+    const { database } = config;
+    const earlier = database.kind === 'embedded' ? database.earlierDefault : undefined;
+    if (database.kind === 'embedded' && earlier && existsSync(path.join(earlier, 'pgdata'))) {
+      // An upgrade from before 0.5.6 run from another directory than its own,
+      // DATA_DIR unset: its clients and people are in the database left there.
+      logger.warn('DATA_DIR is unset: this server uses the embedded database in its own directory, but ./data in the current directory holds one too (where releases before 0.5.6 kept it); set DATA_DIR to that directory to go on with it', {
+        dataDir: database.dataDir,
+        found: earlier,
+      });
+    }
     if (services.migrations.unknown.length > 0) {
       // Expected for an old instance during a rolling deploy (README, Upgrades); otherwise this release is too old for its database.
       logger.warn('the database holds migrations this release does not have: a newer release migrated it', { migrations: services.migrations.unknown });

@@ -1771,13 +1771,17 @@ describe('the portcullis bin', () => {
     }
   });
 
-  it('without DATA_DIR opens the embedded database in its own directory, from whatever directory it runs', async () => {
-    // A copy of the installation, so that its database is its own.
+  /** A copy of the installation, so that its default database is its own; and a directory elsewhere. */
+  const installed = () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-install-'));
-    const elsewhere = mkdtempSync(path.join(os.tmpdir(), 'portcullis-elsewhere-'));
+    for (const part of ['src', 'dist', 'prisma', 'views', 'package.json']) cpSync(part, path.join(dir, part), { recursive: true, preserveTimestamps: true });
+    symlinkSync(path.resolve('node_modules'), path.join(dir, 'node_modules'));
+    return { dir, elsewhere: mkdtempSync(path.join(os.tmpdir(), 'portcullis-elsewhere-')) };
+  };
+
+  it('without DATA_DIR opens the embedded database in its own directory, from whatever directory it runs', async () => {
+    const { dir, elsewhere } = installed();
     try {
-      for (const part of ['src', 'dist', 'prisma', 'views', 'package.json']) cpSync(part, path.join(dir, part), { recursive: true, preserveTimestamps: true });
-      symlinkSync(path.resolve('node_modules'), path.join(dir, 'node_modules'));
       const cli = (args: string[], cwd: string, stdin = '') =>
         new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
           const child = spawn(process.execPath, [path.join(dir, 'src', 'cli', 'portcullis.mjs'), ...args], {
@@ -1797,6 +1801,30 @@ describe('the portcullis bin', () => {
       expect(listed.stdout).toContain('wanda@example.com');
       expect([existsSync(path.join(elsewhere, 'data')), existsSync(path.join(dir, 'views', 'data')), existsSync(path.join(dir, 'data', 'encryption.key'))]).toEqual([false, false, true]);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+
+  it('without DATA_DIR, started where ./data holds a database (as releases before 0.5.6 kept it), warns and names DATA_DIR', async () => {
+    const { dir, elsewhere } = installed();
+    mkdirSync(path.join(elsewhere, 'data', 'pgdata'), { recursive: true });
+    const server = spawn(process.execPath, [path.join(dir, 'dist', 'main.js')], {
+      cwd: elsewhere,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...TEST_ENV, PORT: String(await freePort()), HOST: '127.0.0.1', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    server.stdout.on('data', (chunk) => (output += chunk));
+    server.stderr.on('data', (chunk) => (output += chunk));
+    try {
+      await waitFor(() => output.includes('portcullis listening') || server.exitCode !== null, 60_000, () => output);
+      const warning = output.split('\n').find((line) => line.includes('DATA_DIR is unset'));
+      expect(warning, output).toBeDefined();
+      expect(JSON.parse(warning!)).toMatchObject({ level: 'warn', dataDir: path.join(dir, 'data'), found: path.join(elsewhere, 'data') });
+    } finally {
+      server.kill('SIGTERM');
+      await new Promise((resolve) => (server.exitCode !== null ? resolve(undefined) : server.once('exit', resolve)));
       rmSync(dir, { recursive: true, force: true });
       rmSync(elsewhere, { recursive: true, force: true });
     }
