@@ -57,18 +57,14 @@ export function outgrownRequest(client: Client, params: Record<string, unknown>)
  * before anything is consumed, so a refused exchange changes nothing.
  */
 export function codesForRegisteredAddresses(provider: Provider): void {
-  type Find = (id: string, options?: { ignoreExpiration?: boolean }) => Promise<AuthorizationCode | undefined>;
-  const Code = provider.AuthorizationCode as unknown as { find: Find };
-  const find = Code.find.bind(Code);
-  Code.find = async (id, options) => {
-    const code = await find(id, options);
+  afterFind<AuthorizationCode>(provider.AuthorizationCode, async (code) => {
     const client = Provider.ctx?.oidc?.client;
     // Another client's code is the library's to refuse (client mismatch).
     if (code && client && code.clientId === client.clientId && !client.redirectUriAllowed(String(code.redirectUri))) {
       throw new errors.InvalidGrant('the redirect_uri the authorization code was issued to is no longer registered for the client');
     }
     return code;
-  };
+  });
 }
 
 /**
@@ -80,11 +76,7 @@ export function codesForRegisteredAddresses(provider: Provider): void {
  * inactive at introspection), whenever it was stored.
  */
 export function refreshTokensWhileOffline(provider: Provider): void {
-  type Find = (id: string, options?: { ignoreExpiration?: boolean }) => Promise<RefreshToken | undefined>;
-  const Token = provider.RefreshToken as unknown as { find: Find };
-  const find = Token.find.bind(Token);
-  Token.find = async (id, options) => {
-    const token = await find(id, options);
+  afterFind<RefreshToken>(provider.RefreshToken, async (token) => {
     // Revoking one still revokes it, and its grant (RFC 7009 §2.1): hidden
     // from revocation it would stay stored, and work again were the grant or
     // scope given back.
@@ -95,7 +87,15 @@ export function refreshTokensWhileOffline(provider: Provider): void {
     if (!client) return token;
     const offline = client.grantTypeAllowed('refresh_token') && String(client.scope ?? '').split(' ').includes('offline_access');
     return offline ? token : undefined;
-  };
+  });
+}
+
+/** Puts `check` behind a model's lookup: what it answers (or throws) is what the library finds. */
+function afterFind<T>(model: unknown, check: (found: T | undefined) => Promise<T | undefined>): void {
+  type Find = (id: string, options?: { ignoreExpiration?: boolean }) => Promise<T | undefined>;
+  const Model = model as { find: Find };
+  const find = Model.find.bind(Model);
+  Model.find = async (id, options) => check(await find(id, options));
 }
 
 /** `uri` without its `state` parameter, its query written as URLSearchParams writes it (as the library's redirect does). */

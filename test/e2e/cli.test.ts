@@ -244,15 +244,7 @@ describe('portcullis client', () => {
     // taken before that next one exists.
     const [holder, watcher] = [pc.outsideConnection(), pc.outsideConnection()];
     await Promise.all([holder.connect(), watcher.connect()]);
-    const waitersAtLeast = async (count: number) => {
-      const deadline = Date.now() + 20_000;
-      const waiting = async () =>
-        Number((await watcher.query(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].count);
-      while ((await waiting()) < count) {
-        if (Date.now() > deadline) throw new Error(`fewer than ${count} statements ever waited`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    };
+    const waitersAtLeast = (count: number) => lockWaiters(watcher, count);
     let refreshed: oidc.TokenEndpointResponse;
     try {
       await holder.query('BEGIN');
@@ -824,15 +816,7 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     // Hold the grant's row: the revoke waits to delete it, then the consent waits to save it, in that order.
     const [holder, watcher] = [pc.outsideConnection(), pc.outsideConnection()];
     await Promise.all([holder.connect(), watcher.connect()]);
-    const waiting = async (count: number) => {
-      const deadline = Date.now() + 20_000;
-      const waiters = async () =>
-        Number((await watcher.query(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0].count);
-      while ((await waiters()) < count) {
-        if (Date.now() > deadline) throw new Error(`fewer than ${count} statements ever waited for the grant`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    };
+    const waiting = (count: number) => lockWaiters(watcher, count);
     try {
       await holder.query('BEGIN');
       const { rowCount } = await holder.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'Grant' AND account_id = $1 FOR UPDATE`, [id]);
@@ -1830,6 +1814,17 @@ describe('the portcullis bin', () => {
     }
   });
 });
+
+/** Waits until `count` statements on the test database wait for a lock (`watcher`: a connection of its own), or fails after 20 s. */
+async function lockWaiters(watcher: { query: (text: string) => Promise<{ rows: { count: string }[] }> }, count: number): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  const waiting = async () =>
+    Number((await watcher.query(`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows[0]!.count);
+  while ((await waiting()) < count) {
+    if (Date.now() > deadline) throw new Error(`fewer than ${count} statements ever waited for a lock`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 
 /** A connection string with PostgreSQL session options added. */
 function withOptions(url: string, options: string): string {
