@@ -323,13 +323,19 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     throw new WrongPrompt(interaction.prompt.name);
   });
 
-  /** What an authorization request asks for: its OpenID scopes, and its API's scopes when it names one. */
+  /** What an authorization request asks for: its OpenID scopes, and the scopes of each API it names. */
   const describeRequested = async (params: Record<string, unknown>): Promise<string[]> => {
     const scopes = typeof params.scope === 'string' ? params.scope.split(' ').filter(Boolean) : [];
-    const oidcScopes = scopes.filter((scope) => OIDC_SCOPES.includes(scope));
-    const api = typeof params.resource === 'string' ? await apis.find(params.resource) : undefined;
-    const apiScopes = api ? scopes.filter((scope) => api.scopes.some((known) => known.name === scope)) : [];
-    return [...describeScopes(oidcScopes), ...describeApiScopes(api, apiScopes)];
+    const described = describeScopes(scopes.filter((scope) => OIDC_SCOPES.includes(scope)));
+    // resource may be repeated (RFC 8707): every API named is described, or
+    // the page would hide what the person gives all but one of them.
+    const resources = (Array.isArray(params.resource) ? params.resource : [params.resource]).filter((one): one is string => typeof one === 'string');
+    for (const resource of new Set(resources)) {
+      const api = await apis.find(resource);
+      if (!api) continue;
+      described.push(...describeApiScopes(api, scopes.filter((scope) => api.scopes.some((known) => known.name === scope))));
+    }
+    return described;
   };
 
   // A failed sign-in's page is the answer to its POST, so the address bar

@@ -105,6 +105,11 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
   // JIT compilation is off too: a generic plan's estimates for `= ANY($1)`
   // grow with the table until its cost passes jit_above_cost, and then every
   // key lookup spent ~10 ms compiling (seen with EXPLAIN ANALYZE at 190k rows).
+  // The session's time zone is UTC whatever the server's (Debian's initdb
+  // copies the host's): Prisma's adapter sends dates as wall-clock text and
+  // reads timestamptz back without its offset, so in any other zone its times
+  // and those of now() and the pg pool disagree by the offset (an API's own
+  // introspection, key activation and retirement went wrong by hours).
   // `options` given in DATABASE_URL replace these (pg lets the URL win).
   //
   // A server answers within DATABASE_TIMEOUT even when the database does not:
@@ -117,7 +122,7 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
   // Prisma $transaction, whose ROLLBACK would queue behind a hung statement,
   // is for the CLI only, which waits as long as it takes.
   const serverOnly = role === 'server' ? ` -c statement_timeout=${database.timeout * 1000}` : '';
-  const options = database.kind === 'postgres' ? `-c enable_seqscan=off -c jit=off -c plan_cache_mode=force_generic_plan${serverOnly}` : undefined;
+  const options = database.kind === 'postgres' ? `-c TimeZone=UTC -c enable_seqscan=off -c jit=off -c plan_cache_mode=force_generic_plan${serverOnly}` : undefined;
   const timeouts = role === 'server' ? { connectionTimeoutMillis: database.timeout * 1000, query_timeout: (database.timeout + 5) * 1000 } : {};
   const pool = new pg.Pool({ connectionString, max, ...timeouts, ...(options ? { options } : {}) });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.

@@ -119,6 +119,24 @@ describe('registered APIs and resource indicators', () => {
     expect(write.headers.get('www-authenticate')).toBe('Bearer realm="api", error="insufficient_scope", error_description="requires write:orders", scope="write:orders"');
   });
 
+  it('asked again for what a consent already holds, the page names the scopes of every API the request names', async () => {
+    const ua = new UserAgent();
+    const scope = 'openid read:orders read:invoices';
+    const first = await authorizationRequest(web, scope, { resource: ORDERS });
+    first.url.searchParams.append('resource', BILLING);
+    const consent = await signIn(ua, await visit(ua, first.url), dana.email, dana.password);
+    expect(pageKind(consent)).toBe('consent');
+    expect(pageKind(await allow(ua, consent))).toBe('callback');
+
+    const again = await authorizationRequest(web, scope, { resource: ORDERS, prompt: 'consent' });
+    again.url.searchParams.append('resource', BILLING);
+    const repeated = await visit(ua, again.url);
+    expect(pageKind(repeated)).toBe('consent');
+    const shown = repeated.html.replace(/<form id="switch-account"[\s\S]*?<\/form>/, '');
+    expect(shown).toContain('See your orders (Orders)');
+    expect(shown).toContain('read:invoices” on billing.example.com');
+  });
+
   it('an API scope taken from the client leaves its consents: given back, the person is asked for it again', async () => {
     const shop = await pc.createClient({ name: 'Narrowed shop', redirectUris: [REDIRECT_URI], scope: 'openid offline_access read:orders write:orders' });
     const shopRp = await discover(pc.issuer, shop.client_id, shop.client_secret);
