@@ -246,8 +246,12 @@ export const NOT_AN_ADDRESS_HERE = new Set(['ENOTFOUND', 'EADDRNOTAVAIL', 'EAI_N
 const DEFAULT_DATA_DIR = fileURLToPath(new URL('../data', import.meta.url));
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  // A variable set to nothing (`PORT=` in a compose file, or blanks) counts as unset, not as 0 or "".
-  const result = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value?.trim() !== '')));
+  // A variable set to nothing (`PORT=` in a compose file, or blanks) counts as
+  // unset, not as 0 or "". Blanks around any value are dropped, paths and
+  // addresses included: a `DATA_DIR` kept with a trailing blank (an env file's
+  // line) would otherwise open a new, empty database beside the real one.
+  const given = Object.entries(env).flatMap(([name, value]) => (value?.trim() ? [[name, value.trim()] as const] : []));
+  const result = schema.safeParse(Object.fromEntries(given));
   if (!result.success) {
     const problems = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`).join('\n');
     throw new ConfigError(`invalid configuration:\n${problems}`);
