@@ -120,11 +120,14 @@ describe('registered APIs and resource indicators', () => {
   });
 
   it('asked again for what a consent already holds, the page names the scopes of every API the request names', async () => {
+    // A person of its own: the consent given here would skip other tests' consent pages.
+    const erin = { email: 'erin@example.com', password: 'erins password' };
+    await pc.createUser(erin.email, erin.password, 'Erin');
     const ua = new UserAgent();
     const scope = 'openid read:orders read:invoices';
     const first = await authorizationRequest(web, scope, { resource: ORDERS });
     first.url.searchParams.append('resource', BILLING);
-    const consent = await signIn(ua, await visit(ua, first.url), dana.email, dana.password);
+    const consent = await signIn(ua, await visit(ua, first.url), erin.email, erin.password);
     expect(pageKind(consent)).toBe('consent');
     expect(pageKind(await allow(ua, consent))).toBe('callback');
 
