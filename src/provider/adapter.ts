@@ -120,6 +120,12 @@ const SQL = {
            WHERE provider_artifacts.expires_at <= $5
            RETURNING 1`,
   },
+  // An interaction saved by our pages (see upsert): its row only, if it is still there.
+  updateInteraction: {
+    name: 'artifact-update-interaction',
+    text: `UPDATE provider_artifacts SET payload = $2::jsonb, expires_at = $3, uid = $4, grant_id = $5
+           WHERE kind = 'Interaction' AND id = $1 RETURNING 1`,
+  },
   grantOf: { name: 'artifact-grant-of', text: 'SELECT grant_id FROM provider_artifacts WHERE kind = $1 AND id = $2' },
   destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2 RETURNING 1' },
   // Sessions are ended, not deleted (see replaceSession and signOut): an ended
@@ -315,6 +321,18 @@ export class ArtifactAdapter implements Adapter {
         return this.replaceSession(replaced, id, json, payload.uid ?? null, expiresAt);
       }
     }
+    const sessionUid = (this.kind === 'Interaction' ? sessionUidOf(payload) : payload.uid) ?? null;
+    // Outside a provider request, an interaction is saved by our pages
+    // (interactions/routes.ts), which only ever change one the provider made:
+    // the row is updated, never made again. A form posted twice at once
+    // (a double click) would otherwise write back, with its result, an
+    // interaction the first post's resume had already used and deleted, and
+    // its own resume would answer the request a second time: a second code.
+    if (this.kind === 'Interaction' && !Provider.ctx) {
+      const { rowCount } = await this.sql.query(SQL.updateInteraction, [sha256(id), json, expiresAt, sessionUid, payload.grantId ?? null]);
+      if (!rowCount) throw new errors.SessionNotFound('interaction already used or expired');
+      return;
+    }
     const deferrable = DEFERRABLE.has(this.kind) && atTokenEndpoint();
     const record = {
       kind: this.kind,
@@ -323,7 +341,7 @@ export class ArtifactAdapter implements Adapter {
       grantId: payload.grantId ?? null,
       // An interaction is filed under its session's uid, for the sign-out of
       // that session to find the consents given in it (see signOut).
-      uid: (this.kind === 'Interaction' ? sessionUidOf(payload) : payload.uid) ?? null,
+      uid: sessionUid,
       userCode: payload.userCode ?? null,
       accountId: isGrant ? (payload.accountId ?? null) : null,
       clientId: isGrant ? (payload.clientId ?? null) : null,

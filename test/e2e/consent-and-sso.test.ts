@@ -216,6 +216,33 @@ describe('a finished interaction', () => {
     const callback = await ua.open(posts[0]!.url, {}, REDIRECT_URI);
     expect(new URL(callback.url).searchParams.has('code')).toBe(true);
   });
+
+  it('its sign-in, choice-of-account or consent form posted many times at once, each post followed to the end: one code', async () => {
+    const app = await pc.createClient({ name: 'Hasty', redirectUris: [REDIRECT_URI] });
+    const config = await discover(pc.issuer, app.client_id, app.client_secret);
+    const codesOf = (pages: Page[]) => pages.filter((page) => pageKind(page) === 'callback' && new URL(page.url).searchParams.has('code'));
+    const each = (post: () => Promise<Page>) => Promise.all(Array.from({ length: 12 }, post));
+
+    const ua = new UserAgent();
+    const consent = await signIn(ua, await visit(ua, (await authorizationRequest(config, 'openid')).url), bob.email, bob.password);
+    expect(pageKind(consent)).toBe('consent');
+    const consented = await each(() => allow(ua, consent));
+    expect(codesOf(consented)).toHaveLength(1);
+    // The others were answered as a sign-in already used, not with an error of ours.
+    for (const page of consented.filter((page) => pageKind(page) !== 'callback')) expect(page.html).toContain('Your sign-in expired');
+
+    // Consent given: the sign-in form's resume goes straight to the code.
+    const login = await visit(ua, (await authorizationRequest(config, 'openid', { prompt: 'login' })).url);
+    expect(pageKind(login)).toBe('login');
+    expect(codesOf(await each(() => signIn(ua, login, bob.email, bob.password)))).toHaveLength(1);
+
+    // (Whichever answer came last set this browser's session cookie: a
+    // refused resume's names the session before the sign-in. Signed in anew.)
+    await logIn(ua, config, 'openid', bob);
+    const choice = await visit(ua, (await authorizationRequest(config, 'openid', { prompt: 'select_account' })).url);
+    const chosen = await each(() => ua.post(choice, UserAgent.formAction(choice, '/select'), {}, REDIRECT_URI));
+    expect(codesOf(chosen)).toHaveLength(1);
+  });
 });
 
 describe('single sign-on', () => {
