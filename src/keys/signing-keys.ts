@@ -218,8 +218,11 @@ async function replaceUnlessChanged(
 
 /**
  * How long a replaced key stays published after the new one activates: every
- * instance must notice, then all it signed (ID tokens, access tokens of any
- * registered API) must expire.
+ * instance must notice, then all it signed must be done with. Access tokens
+ * (of any registered API) are, once they expire; an ID token is not: an app
+ * hands it back as id_token_hint, to sign out (RP-Initiated Logout §2) or to
+ * check the session with prompt=none, for as long as the session it came from
+ * may last (SESSION_TTL), and the hint is verified with the key that signed it.
  */
 export async function keepPublishedFor(
   config: Pick<Config, 'ttl' | 'keyRefreshInterval'>,
@@ -227,7 +230,7 @@ export async function keepPublishedFor(
 ): Promise<number> {
   const clockSkew = 60;
   const apiTtls = (await apis.list()).map((api) => api.accessTokenTtl);
-  return Math.max(config.ttl.idToken, config.ttl.accessToken, ...apiTtls) + config.keyRefreshInterval + clockSkew;
+  return Math.max(config.ttl.idToken, config.ttl.session, config.ttl.accessToken, ...apiTtls) + config.keyRefreshInterval + clockSkew;
 }
 
 /**

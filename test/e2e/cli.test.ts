@@ -1210,10 +1210,10 @@ describe('key changes on PostgreSQL', () => {
 
 describe('replaced keys stay published as long as the server\'s tokens live', () => {
   it('a rotation run with shorter lifetimes than the server\'s is lengthened by the server, which keys retire then goes by', async () => {
-    // The server's tokens live three hours; the CLI's environment says a second.
-    const server = await startPortcullis({ ACCESS_TOKEN_TTL: '3h', KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '5s' });
+    // The server's tokens live three hours (its sessions one); the CLI's environment says a second.
+    const server = await startPortcullis({ ACCESS_TOKEN_TTL: '3h', SESSION_TTL: '1h', KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '5s' });
     try {
-      const short = { ...server.env, ACCESS_TOKEN_TTL: '1s', ID_TOKEN_TTL: '1s' };
+      const short = { ...server.env, ACCESS_TOKEN_TTL: '1s', ID_TOKEN_TTL: '1s', SESSION_TTL: '1s' };
       type Key = { kid: string; alg: string; status: string; activates_at: string; publish_until: string | null };
       const before = new Set((JSON.parse((await server.cli(['keys', 'list', '--json'])).stdout) as Key[]).map((key) => key.kid));
       const rotated = JSON.parse((await runCli(['keys', 'rotate', '--now', '--json'], short)).stdout) as Key[];
@@ -1233,6 +1233,41 @@ describe('replaced keys stay published as long as the server\'s tokens live', ()
       const deadline = Date.now() + 15_000;
       while (!(await lengthened()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 250));
       expect(await lengthened()).toBe(true);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('an ID token from before a rotation still names its session as id_token_hint after every token it could sign has expired', async () => {
+    // Tokens live two seconds, sessions an hour: what a rotated key signed is
+    // expired within a minute, but its ID tokens are hints for the hour.
+    const server = await startPortcullis({ ACCESS_TOKEN_TTL: '2s', ID_TOKEN_TTL: '2s', SESSION_TTL: '1h', KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '5s' });
+    try {
+      const hanna = { email: 'hanna@example.com', password: 'hannas password' };
+      await server.createUser(hanna.email, hanna.password, 'Hanna');
+      const app = await server.createClient({ name: 'Hinting', redirectUris: [REDIRECT_URI] });
+      const rp = await discover(server.issuer, app.client_id, app.client_secret);
+      const ua = new UserAgent();
+      const { tokens } = await logIn(ua, rp, 'openid', hanna);
+      expect((await server.cli(['keys', 'rotate', '--now'])).code).toBe(0);
+      // Ten minutes on for the keys (the rows' times moved back), the server reloading them.
+      const db = server.outsideConnection();
+      await db.connect();
+      try {
+        await db.query(`UPDATE signing_keys SET activates_at = activates_at - interval '10 minutes', rotated_at = rotated_at - interval '10 minutes',
+          publish_until = publish_until - interval '10 minutes'`);
+      } finally {
+        await db.end();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2500)); // > KEY_REFRESH_INTERVAL
+      const check = await authorizationRequest(rp, 'openid', { prompt: 'none', id_token_hint: tokens.id_token! });
+      const answer = new URL((await visit(ua, check.url)).url).searchParams;
+      expect(answer.get('error')).toBeNull();
+      expect(answer.get('code')).toBeTruthy();
+      // And the sign-out page takes it too, naming the app (not a 400 "could not validate id_token_hint").
+      const logout = await ua.open(`${server.issuer}/session/end?${new URLSearchParams({ id_token_hint: tokens.id_token!, client_id: app.client_id })}`);
+      expect(logout.status).toBe(200);
+      expect(logout.html).toContain('Hinting');
     } finally {
       await server.close();
     }
