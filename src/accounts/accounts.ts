@@ -67,6 +67,8 @@ const FIND_ACCOUNTS = {
 // see what was there before, in the moment between its delete and its commit.
 const REVOKED_AT = { name: 'account-revoked-at', text: 'SELECT revoked_at FROM users WHERE id = $1::uuid FOR SHARE' } as const;
 const PASSWORD_NOW = { name: 'account-password-now', text: 'SELECT hash FROM passwords WHERE user_id = $1::uuid FOR SHARE' } as const;
+// Not updated_at: the password is the same one, only stored anew.
+const REHASH = { name: 'account-rehash', text: 'UPDATE passwords SET hash = $3 WHERE user_id = $1::uuid AND hash = $2' } as const;
 const PASSWORD_OF = {
   name: 'account-password',
   text: 'SELECT u.id, p.hash FROM users u JOIN passwords p ON p.user_id = u.id WHERE u.email = $1',
@@ -309,7 +311,22 @@ export class Accounts {
       await this.hasher.verifyDecoy(password);
       return undefined;
     }
-    return (await this.hasher.verify(user.hash, password)) ? { accountId: user.id, credential: sha256(user.hash) } : undefined;
+    if (!(await this.hasher.verifyStored(user.hash, password))) return undefined;
+    const stored = this.hasher.isOutdated(user.hash) ? await this.rehash(user.id, user.hash, password) : user.hash;
+    return { accountId: user.id, credential: sha256(stored) };
+  }
+
+  /**
+   * Replaces an outdated hash (see PasswordHasher.isOutdated) with one made
+   * now from the password just verified: raised ARGON2_* reach every account
+   * as its owner signs in, with no reset. Only if the hash is still the one
+   * verified: a `user set-password` meanwhile wins. The hash stored after,
+   * whichever it is.
+   */
+  private async rehash(accountId: string, verified: string, password: string): Promise<string> {
+    const fresh = await this.hasher.hash(password);
+    const { rowCount } = await this.sql.query(REHASH, [accountId, verified, fresh]);
+    return rowCount ? fresh : verified;
   }
 
   /** The password the account with this email holds now, as checkPassword names it (its `credential`). */

@@ -22,6 +22,33 @@ export class PasswordHasher {
     }
   }
 
+  /**
+   * Whether `hash` was made otherwise than a hash made now would be (another
+   * variant, or ARGON2_* changed since): a sign-in that verifies it stores a
+   * fresh one (Accounts.checkPassword). A malformed hash is not: it verifies
+   * nothing, so nothing would replace it.
+   */
+  isOutdated(hash: string): boolean {
+    try {
+      return !hash.startsWith('$argon2id$') || argon2.needsRehash(hash, this.params);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Verifies `password` against a stored hash. A failure against an outdated
+   * one (made cheaper, before ARGON2_* were raised) is followed by the
+   * decoy's verification at the current cost: a wrong password for an email
+   * that has an account then takes no less time than one for an email that
+   * has none (verifyDecoy), which would otherwise tell the two apart.
+   */
+  async verifyStored(hash: string, password: string): Promise<boolean> {
+    if (await this.verify(hash, password)) return true;
+    if (this.isOutdated(hash)) await this.verifyDecoy(password);
+    return false;
+  }
+
   /** Spends the cost of one verification without a stored hash. */
   async verifyDecoy(password: string): Promise<false> {
     this.decoy ??= this.hash(crypto.randomUUID());

@@ -4,8 +4,8 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/persistence/hash.js';
-import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { discover, logIn, POST_LOGOUT_URI, REDIRECT_URI } from '../support/relying-party.js';
+import { runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
+import { authorizationRequest, discover, logIn, POST_LOGOUT_URI, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const alice = { email: 'alice@example.com', password: 'correct horse battery staple' };
@@ -346,6 +346,50 @@ describe('what the database holds', () => {
     expect(JSON.stringify(secrets)).not.toContain(app.client_secret);
     const passwords = await prisma.password.findMany({ select: { hash: true } });
     expect(passwords.every((row) => row.hash.startsWith('$argon2id$'))).toBe(true);
+  });
+});
+
+describe('argon2 parameters raised (ARGON2_*)', () => {
+  it('a sign-in stores the password anew at the new cost; until then a wrong password for the account takes as long as for no account', async () => {
+    const server = await startPortcullis({ ARGON2_MEMORY_KIB: '32768', ARGON2_TIME_COST: '3' });
+    try {
+      const ivy = { email: 'ivy@example.com', password: 'ivys long password' };
+      // Stored when the parameters were lower: by the CLI, run with the cheap test ones.
+      const made = await runCli(['user', 'create', '--email', ivy.email, '--password-stdin'], { ...server.env, ...TEST_ENV }, `${ivy.password}\n`);
+      expect(made.code, made.stderr).toBe(0);
+      const stored = async () => (await server.server.services.database.prisma.password.findFirstOrThrow({ where: { user: { email: ivy.email } } })).hash;
+      expect(await stored()).toMatch(/^\$argon2id\$v=19\$m=1024,p=1,t=1\$/);
+      const client = await server.createClient({ name: 'Rehashing', redirectUris: [REDIRECT_URI] });
+      const config = await discover(server.issuer, client.client_id, client.client_secret);
+
+      // A wrong password: for Ivy (her cheap hash, then the current cost) and
+      // for nobody (the current cost), taking turns; each the median of three.
+      const wrong = async (email: string) => {
+        const ua = new UserAgent();
+        const login = await visit(ua, (await authorizationRequest(config, 'openid')).url);
+        const started = performance.now();
+        const page = await signIn(ua, login, email, 'not the password');
+        expect(page.status).toBe(401);
+        return performance.now() - started;
+      };
+      await wrong('nobody@example.com'); // the first also makes the decoy's hash
+      const known: number[] = [];
+      const unknown: number[] = [];
+      for (let turn = 0; turn < 3; turn++) {
+        known.push(await wrong(ivy.email));
+        unknown.push(await wrong('nobody@example.com'));
+      }
+      const median = (times: number[]) => times.sort((a, b) => a - b)[1]!;
+      // Without the decoy after it, her cheap hash answers in a fraction of the time.
+      expect(median(known)).toBeGreaterThan(0.6 * median(unknown));
+
+      await logIn(new UserAgent(), config, 'openid', ivy);
+      expect(await stored()).toMatch(/^\$argon2id\$v=19\$m=32768,p=1,t=3\$/);
+      // The same password, stored anew, signs in.
+      expect((await logIn(new UserAgent(), config, 'openid', ivy, { prompt: 'login' })).seen).toContain('login');
+    } finally {
+      await server.close();
+    }
   });
 });
 
