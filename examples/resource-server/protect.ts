@@ -75,6 +75,7 @@ class CheckUnavailable extends Error {}
 const ISSUER_TIMEOUT_MS = 5_000;
 
 interface IssuerMetadata {
+  issuer: string;
   jwks_uri: string;
   introspection_endpoint: string;
 }
@@ -91,7 +92,11 @@ export function createTokenVerifier(options: ProtectOptions): TokenVerifier {
     (metadata ??= fetch(`${issuer}/.well-known/openid-configuration`, { signal: AbortSignal.timeout(ISSUER_TIMEOUT_MS) })
       .then(async (response) => {
         if (!response.ok) throw new CheckUnavailable(`discovery answered ${response.status}`);
-        return (await response.json()) as IssuerMetadata;
+        const found = (await response.json()) as IssuerMetadata;
+        // RFC 8414 §3.3: the document must name the issuer it was fetched
+        // for, or its JWKS and endpoints are some other issuer's.
+        if (found.issuer !== issuer) throw new CheckUnavailable(`discovery names the issuer ${JSON.stringify(found.issuer)}, not ${issuer}`);
+        return found;
       })
       .catch((error: unknown) => {
         metadata = undefined; // tried again by the next request
@@ -101,8 +106,16 @@ export function createTokenVerifier(options: ProtectOptions): TokenVerifier {
   async function verifyJwt(token: string): Promise<AccessToken> {
     jwks ??= createRemoteJWKSet(new URL((await discover()).jwks_uri), { cacheMaxAge: options.jwksMaxAge ?? 60_000, timeoutDuration: ISSUER_TIMEOUT_MS });
     try {
-      // RFC 9068 §4: typ at+jwt, our issuer, our audience, an asymmetric algorithm, not expired.
-      const { payload } = await jwtVerify(token, jwks, { issuer, audience: options.audience, typ: 'at+jwt', algorithms: ALGORITHMS });
+      // RFC 9068 §4: typ at+jwt, our issuer, our audience, an asymmetric
+      // algorithm, not expired; and §2.2's required claims there (jose
+      // checks exp only where a token has one).
+      const { payload } = await jwtVerify(token, jwks, {
+        issuer,
+        audience: options.audience,
+        typ: 'at+jwt',
+        algorithms: ALGORITHMS,
+        requiredClaims: ['exp', 'iat', 'jti', 'client_id'],
+      });
       return { sub: payload.sub, client_id: payload.client_id as string | undefined, scope: scopesOf(payload.scope), exp: payload.exp, jkt: jktOf(payload.cnf), claims: payload };
     } catch (error) {
       // The JWKS could not be fetched (jose's own errors for that, and a plain

@@ -636,6 +636,35 @@ describe('when the example API cannot check a token', () => {
     await expectUnavailable(await serve({ issuer: `http://127.0.0.1:${(broken.address() as AddressInfo).port}`, audience: ORDERS }), token);
   });
 
+  it('an issuer whose discovery names another issuer is not trusted (RFC 8414 §3.3); a token without exp is refused (RFC 9068 §2.2)', async () => {
+    // An issuer of the test's own, whose key signs whatever the test asks.
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
+    let named = '';
+    const own = createServer((request, response) => {
+      response.setHeader('content-type', 'application/json');
+      const self = `http://127.0.0.1:${(own.address() as AddressInfo).port}`;
+      if (request.url === '/jwks') response.end(JSON.stringify({ keys: [jwk] }));
+      else response.end(JSON.stringify({ issuer: named || self, jwks_uri: `${self}/jwks` }));
+    }).listen(0, '127.0.0.1');
+    servers.push(own);
+    await new Promise((resolve) => own.once('listening', resolve));
+    const issuer = `http://127.0.0.1:${(own.address() as AddressInfo).port}`;
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: issuer, aud: ORDERS, sub: 'someone', client_id: 'app', scope: 'read:orders', iat: now, jti: 'j1' };
+    const sign = (payload: Record<string, unknown>) => new SignJWT(payload).setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid: 'k1' }).sign(privateKey);
+    const api = await serve({ issuer, audience: ORDERS });
+    expect((await call(api, await sign({ ...claims, exp: now + 60 }))).status).toBe(200);
+    const lasting = await call(api, await sign(claims));
+    expect(lasting.status).toBe(401);
+    expect(lasting.headers.get('www-authenticate')).toMatch(/error="invalid_token".*exp/);
+
+    // The same server, its discovery now naming our issuer: an API configured
+    // for it learns nothing from it (a fresh API, as discovery is kept).
+    named = pc.issuer;
+    await expectUnavailable(await serve({ issuer, audience: ORDERS }), await sign({ ...claims, exp: now + 60 }));
+  });
+
   it('introspection refusing the API\'s own credentials is 503, not invalid_token', async () => {
     const base = await serve({ issuer: pc.issuer, audience: BILLING, introspection: { clientId: apis.billing.client_id, clientSecret: 'not the secret' } });
     await expectUnavailable(base, (await machineToken(BILLING, 'read:invoices')).access_token);
