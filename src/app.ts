@@ -25,7 +25,7 @@ import type { Sql } from './persistence/database.js';
 import type { SpaceWatch } from './persistence/disk-space.js';
 import type { ProviderHost } from './provider/host.js';
 import { listOnlyClaimsIssued } from './provider/standards.js';
-import { keepAuthorizationForms } from './provider/request-encoding.js';
+import { keepRequestForms } from './provider/request-encoding.js';
 
 export interface AppDeps {
   config: Config;
@@ -80,7 +80,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         listOnlyClaimsIssued,
         answerOptions(addresses),
         refuseEncodedBodies(deps.config, addresses),
-        keepAuthorizationForms(provider),
+        keepRequestForms(provider),
         healthProbes(deps.sql, deps.space, deps.host),
         interactionPages(deps),
       ];

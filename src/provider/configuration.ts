@@ -21,7 +21,7 @@ import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
 import { displayName } from './client-model.js';
-import { parametersAreUtf8 } from './request-encoding.js';
+import { NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
@@ -449,7 +449,7 @@ function invalidRequestPage(description: string): InstanceType<typeof errors.Inv
 
 /** See request-encoding.ts. A page: the state, changed, cannot go back to the client. */
 async function sentAsUtf8(ctx: KoaContextWithOIDC): Promise<void> {
-  if (!parametersAreUtf8(ctx)) throw invalidRequestPage('request parameters must be UTF-8 (percent-encoded bytes included)');
+  if (!parametersAreUtf8(ctx)) throw invalidRequestPage(NOT_UTF8_PARAMETERS);
 }
 
 /**

@@ -10,6 +10,7 @@ import { adaptClientModel } from './client-model.js';
 import { codesForRegisteredAddresses, refreshTokensWhileOffline } from './registration-changes.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { accessibleFormPostPage } from './form-post-page.js';
+import { refuseGarbledLogout } from './request-encoding.js';
 import { laxCookiesOverHttp, pinToIssuer } from './issuer-origin.js';
 import { checkReplaysAtomically } from './replay-detection.js';
 import { countRequests } from './request-metrics.js';
@@ -57,6 +58,7 @@ export function createProvider(services: ProviderServices): Provider {
     try {
       await next();
       followTheStandards(ctx as unknown as KoaContextWithOIDC);
+      refuseGarbledLogout(ctx as unknown as KoaContextWithOIDC);
       accessibleFormPostPage(ctx as unknown as KoaContextWithOIDC, services.config.issuerName);
     } catch (error) {
       escaped = error;

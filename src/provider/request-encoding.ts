@@ -3,24 +3,28 @@
 // U+FFFD, so a state or nonce would come back to the client other than it was
 // sent (RFC 6749 §4.1.2: "the exact value received"), and the client would
 // refuse the answer after the person had signed in for nothing. The
-// authorization and PAR endpoints refuse such a request instead. The bytes
+// authorization and PAR endpoints refuse such a request instead, and so does
+// the logout endpoint, whose state goes back to the client too. The bytes
 // are read from the request: a U+FFFD that was sent as such is kept. The
 // check follows the library's own (see extraParams): a request that fails
 // one of those first is answered as before, its state changed (it fails
 // either way).
 import type Koa from 'koa';
-import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
+import { errors, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
 import { routePattern } from '../http/methods.js';
+
+export const NOT_UTF8_PARAMETERS = 'request parameters must be UTF-8 (percent-encoded bytes included)';
 
 const bodies = new WeakMap<object, Buffer[]>();
 const STRICT = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * Keeps the chunks of a form posted to the authorization or PAR endpoint as
- * the library reads them (it reads the body itself, so nothing else may).
+ * Keeps the chunks of a form posted to the authorization, PAR or logout
+ * endpoint as the library reads them (it reads the body itself, so nothing
+ * else may).
  */
-export function keepAuthorizationForms(provider: Provider): Koa.Middleware {
-  const routes = [routePattern(provider, 'authorization'), routePattern(provider, 'pushed_authorization_request')];
+export function keepRequestForms(provider: Provider): Koa.Middleware {
+  const routes = [routePattern(provider, 'authorization'), routePattern(provider, 'pushed_authorization_request'), routePattern(provider, 'end_session')];
   return (ctx, next) => {
     if (ctx.method !== 'POST' || !routes.some((route) => route.test(ctx.path))) return next();
     const req = ctx.req;
@@ -40,7 +44,7 @@ async function* tee(source: AsyncIterableIterator<unknown>, chunks: Buffer[]): A
 }
 
 /**
- * Whether the authorization request's parameters, as sent, are UTF-8 once
+ * Whether the request's parameters, as sent, are UTF-8 once
  * percent-decoded. Only looked into when the library's parse made a U+FFFD,
  * which every invalid sequence becomes.
  */
@@ -74,4 +78,19 @@ export function percentDecodesToUtf8(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Refuses what the logout endpoint answered (its page, or with nobody signed
+ * in the form on to the confirmation) to a request whose parameters are not
+ * UTF-8: its state would go back to the client with the sign-out
+ * (RP-Initiated Logout §3) changed. Checked once the library has read the
+ * parameters, which it does inside the route, where no option reaches; the
+ * page it wrote is replaced by the error page (see provider.ts).
+ */
+export function refuseGarbledLogout(ctx: KoaContextWithOIDC): void {
+  if (ctx.oidc?.route !== 'end_session' || ctx.status !== 200 || parametersAreUtf8(ctx)) return;
+  const error = new errors.InvalidRequest(NOT_UTF8_PARAMETERS);
+  error.allow_redirect = false;
+  throw error;
 }

@@ -229,6 +229,22 @@ describe('the authorization endpoint', () => {
     expect(await pushed.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('UTF-8') });
   });
 
+  it('refuses a logout request whose state is not UTF-8 once decoded, by GET and by POST, with an error page, not the sign-out page', async () => {
+    const query = `client_id=${encodeURIComponent(client.client_id)}&state=x%C3%28y`;
+    const got = await fetch(`${pc.issuer}/session/end?${query}`, { redirect: 'manual' });
+    const posted = await fetch(`${pc.issuer}/session/end`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: query });
+    for (const response of [got, posted]) {
+      expect(response.status).toBe(400);
+      const html = await response.text();
+      expect(html).toContain('UTF-8');
+      expect(html).not.toContain('/session/end/confirm');
+    }
+    // A state that is UTF-8 gets the page.
+    const good = await fetch(`${pc.issuer}/session/end?client_id=${encodeURIComponent(client.client_id)}&state=x%C3%A9y`, { redirect: 'manual' });
+    expect(good.status).toBe(200);
+    expect(await good.text()).toContain('/session/end/confirm');
+  });
+
   it('refuses a posted authorization request whose raw bytes are not UTF-8', async () => {
     const request = await authorizationRequest(rp, 'openid');
     request.url.searchParams.delete('state');
