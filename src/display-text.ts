@@ -31,7 +31,9 @@ export const MAX_SHOWN_NAME_LENGTH = 200;
  * undefined when it can.
  */
 export function unshowable(text: string, what: string, maxLength = MAX_SHOWN_NAME_LENGTH): string | undefined {
-  if (text.length > maxLength) return `${what} has at most ${maxLength} characters`;
+  // Characters as a person counts them, near enough: code points (an emoji
+  // is one, not the two UTF-16 units of its length), as passwords are counted.
+  if (text.length > maxLength && [...text].length > maxLength) return `${what} has at most ${maxLength} characters`;
   if (UNSHOWABLE.test(text)) return `${what} must not contain control characters, invisible format characters (such as bidirectional overrides or zero-width spaces) or line separators`;
   if (text && !VISIBLE.test(text)) return `${what} must show at least one letter, digit or symbol`;
   return undefined;

@@ -455,6 +455,19 @@ describe('portcullis user', () => {
     expect(longEmail.stderr).toContain('at most 254 characters');
   });
 
+  it('counts a name\'s characters as a person does: 200 emoji are a name of 200 characters, 201 too many', async () => {
+    const emoji = '\u{1F600}'; // two UTF-16 units, one character
+    const client = await pc.cli(['client', 'create', '--name', emoji.repeat(200), '--redirect-uri', REDIRECT_URI, '--json']);
+    expect(client.code, client.stderr).toBe(0);
+    const listed = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_id: string; client_name: string }[];
+    expect(listed.find((one) => one.client_id === JSON.parse(client.stdout).client_id)?.client_name).toBe(emoji.repeat(200));
+    const user = await pc.cli(['user', 'create', '--email', 'smiles@example.com', '--name', emoji.repeat(200), '--password-stdin'], 'a long enough password\n');
+    expect(user.code, user.stderr).toBe(0);
+    const tooMany = await pc.cli(['client', 'create', '--name', emoji.repeat(201), '--redirect-uri', REDIRECT_URI]);
+    expect(tooMany.code).toBe(1);
+    expect(tooMany.stderr).toContain('at most 200 characters');
+  });
+
   it('refuses what no one could sign in with or should see: long or untypeable passwords, addresses a browser will not send, long names', async () => {
     const create = (email: string, password: string | Buffer, name?: string) =>
       pc.cli(['user', 'create', '--email', email, ...(name === undefined ? [] : ['--name', name]), '--password-stdin'], password);
