@@ -1,4 +1,5 @@
 // The only reader of process.env: environment → one typed, validated Config.
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -6,6 +7,15 @@ import type { PasswordPolicy } from './accounts/password-policy.js';
 import type { ThrottlePolicy } from './accounts/sign-in-throttle.js';
 import { unshowable } from './display-text.js';
 import type { EncryptionKeySource } from './keys/sealed-secrets.js';
+
+/** Whether `target` exists and is something other than a directory. */
+function isFileNotDirectory(target: string): boolean {
+  try {
+    return !statSync(target).isDirectory();
+  } catch {
+    return false; // absent (made at start), or not ours to look into: found out when opened
+  }
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -66,20 +76,16 @@ function parsesAsConnectionString(url: string): boolean {
   return URL.canParse(url) || URL.canParse(url.replace(/@\//, '@localhost/'));
 }
 
-/** Decimal digits only (blanks around them dropped): Number() also reads "0x10", "1e3" and " " (as 0). */
+/** Decimal digits only: Number() also reads "0x10", "1e3" and " " (as 0). (Blanks around any value are dropped in loadConfig.) */
 const wholeNumber = (min: number, max: number) =>
-  z
-    .string()
-    .transform((value) => value.trim())
-    .pipe(z.string().regex(/^\d+$/, 'must be a whole number (decimal digits)').transform(Number).pipe(z.number().int().min(min).max(max)));
+  z.string().regex(/^\d+$/, 'must be a whole number (decimal digits)').transform(Number).pipe(z.number().int().min(min).max(max));
 const integer = (fallback: number, min: number, max: number) => z.string().default(String(fallback)).pipe(wholeNumber(min, max));
 
-/** One of `values`, blanks around it dropped as for numbers (a `.env` line's trailing space). */
+/** One of `values`. */
 const choice = <const T extends readonly [string, ...string[]]>(values: T, fallback: T[number]) =>
   z
     .string()
     .default(fallback)
-    .transform((value) => value.trim())
     .pipe(z.enum(values, { error: () => `must be one of ${values.join(', ')}` }));
 
 const fields = z.object({
@@ -109,7 +115,6 @@ const fields = z.object({
   ISSUER_NAME: z
     .string()
     .default('Portcullis')
-    .transform((value) => value.trim())
     .superRefine((value, ctx) => {
       const problem = unshowable(value, 'it');
       if (problem) ctx.addIssue({ code: 'custom', message: problem });
@@ -121,7 +126,9 @@ const fields = z.object({
     .optional(),
   DATABASE_POOL_SIZE: integer(10, 1, 200),
   DATABASE_TIMEOUT: duration('20s', { max: 600 }),
-  DATA_DIR: z.string().optional(),
+  // One that names a file would fail later, on the key file or the database
+  // inside it, with a message about them instead.
+  DATA_DIR: z.string().refine((dir) => !isFileNotDirectory(dir), 'names a file, not a directory').optional(),
   COOKIE_KEYS: secretList(),
   // Seal private signing keys and cookie keys in the database (keys/sealed-secrets.ts).
   ENCRYPTION_KEYS: secretList(),
@@ -163,7 +170,6 @@ const fields = z.object({
   TRUST_PROXY: z
     .string()
     .default('false')
-    .transform((value) => value.trim())
     .refine((value) => /^(true|false|[1-9])$/.test(value), 'must be true, false, or the number of proxies in front (1-9)')
     .transform((value) => (value === 'false' ? 0 : value === 'true' ? 1 : Number(value))),
   LOG_LEVEL: choice(['debug', 'info', 'warn', 'error', 'silent'], 'info'),

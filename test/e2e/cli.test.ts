@@ -1706,6 +1706,8 @@ describe('without a running server', () => {
     ],
     // So do addresses and paths: a DATA_DIR with a trailing blank opened a new, empty database.
     [{ PORT: '0x1', ISSUER: 'http://localhost:3000 ', DATABASE_URL: ' postgresql://127.0.0.1:5432/x\n' }, ['PORT'], ['ISSUER', 'DATABASE_URL']],
+    // A file where the embedded database's directory should be (the key file's message named neither).
+    [{ DATA_DIR: 'package.json' }, ['DATA_DIR: names a file, not a directory'], ['encryption']],
     [{ LOG_LEVEL: 'loud', SIGNING_ALG: 'HS256' }, ['LOG_LEVEL: must be one of debug, info, warn, error, silent', 'SIGNING_ALG: must be one of ES256, EdDSA, RS256'], []],
   ])('the server refuses to start on bad configuration, naming the variable (%j)', async (env, named, notNamed) => {
     const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
