@@ -123,6 +123,9 @@ const fields = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// connection string')
     .refine(parsesAsConnectionString, 'is not a valid URL (check the port, and percent-encode special characters in the user name and password)')
+    // Prisma's own parameter, which the pg driver we connect with ignores:
+    // the tables would go to `public` while the operator believed otherwise.
+    .refine((url) => !/[?&]schema=/i.test(url), 'must not set schema= (Portcullis keeps its tables in the public schema: give it a database of its own)')
     .optional(),
   DATABASE_POOL_SIZE: integer(10, 1, 200),
   DATABASE_TIMEOUT: duration('20s', { max: 600 }),

@@ -1696,6 +1696,8 @@ describe('without a running server', () => {
     // A list built from an empty variable ("$KEY,") is not "no list".
     [{ COOKIE_KEYS: ',', ENCRYPTION_KEYS: ' , ' }, ['COOKIE_KEYS', 'holds no key', 'ENCRYPTION_KEYS'], []],
     [{ DATABASE_URL: 'postgres://u:pw@127.0.0.1:notaport/x' }, ['DATABASE_URL', 'not a valid URL'], []],
+    // Prisma's schema= is not the pg driver's: the tables went to public regardless.
+    [{ DATABASE_URL: 'postgresql://127.0.0.1:5432/x?sslmode=disable&schema=auth' }, ['DATABASE_URL: must not set schema='], []],
     // Shown on every page, as client and people's names, which refuse the same.
     [{ ISSUER_NAME: 'Acme\u202eDI' }, ['ISSUER_NAME', 'bidirectional overrides'], []],
     // Choices take blanks around them as numbers do (a `.env` line's trailing space), and a wrong one names the choices.
