@@ -154,6 +154,9 @@ const fields = z.object({
   REFRESH_TOKEN_REUSE_INTERVAL: duration('0s', { min: 0, max: 300 }),
   AUTHORIZATION_CODE_TTL: duration('60s'),
   SESSION_TTL: duration('14d'),
+  // However often it is used, a session ends this long after its sign-in:
+  // NIST SP 800-63B §4.1.3 asks for a new sign-in at least every 30 days.
+  SESSION_MAX_AGE: duration('30d'),
   INTERACTION_TTL: duration('1h'),
   GRANT_TTL: duration('365d'),
   SIGN_IN_MAX_FAILURES: integer(10, 1, 10_000),
@@ -220,6 +223,8 @@ export interface Config {
     refreshToken: number;
     authorizationCode: number;
     session: number;
+    /** The most a session lasts from its sign-in, used or not (SESSION_MAX_AGE). */
+    sessionMaxAge: number;
     interaction: number;
     grant: number;
   };
@@ -294,6 +299,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       refreshToken: e.REFRESH_TOKEN_TTL,
       authorizationCode: e.AUTHORIZATION_CODE_TTL,
       session: e.SESSION_TTL,
+      sessionMaxAge: e.SESSION_MAX_AGE,
       interaction: e.INTERACTION_TTL,
       grant: e.GRANT_TTL,
     },

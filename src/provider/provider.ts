@@ -38,7 +38,7 @@ export function createProvider(services: ProviderServices): Provider {
   codesForRegisteredAddresses(provider);
   refreshTokensWhileOffline(provider);
   challengeOtherSchemesAtUserinfo(provider);
-  honourSignOuts(provider, services.accounts);
+  honourSignOuts(provider, services.accounts, services.config.ttl.sessionMaxAge);
   checkReplaysAtomically(provider, new ArtifactAdapter('ReplayDetection', services.sql));
 
   if (services.metrics) countRequests(provider, services.metrics);

@@ -8,16 +8,19 @@ import type { Accounts } from '../accounts/accounts.js';
  * end of every request): the library then starts a new, empty session and
  * the person signs in again. Refusing the account instead (findAccount) would
  * leave a session that names an account and has none, which the library's
- * consent check does not expect.
+ * consent check does not expect. So is a session signed in to more than
+ * `maxAge` seconds ago (SESSION_MAX_AGE): the library's own lifetime is
+ * renewed by every use, so a session used often enough would last for ever.
  */
-export function honourSignOuts(provider: Provider, accounts: Accounts): void {
+export function honourSignOuts(provider: Provider, accounts: Accounts, maxAge: number): void {
   // (The library's typings make find generic over the class; these are Sessions.)
   type SessionLookup = (id: string) => Promise<{ accountId?: string; loginTs?: number } | undefined>;
   const Session = provider.Session as unknown as { find: SessionLookup; findByUid: SessionLookup };
   const find = Session.find.bind(Session);
   const findByUid = Session.findByUid.bind(Session);
+  const tooOld = (loginTs: number | undefined) => typeof loginTs === 'number' && loginTs + maxAge <= Date.now() / 1000;
   const stands = async (session: Awaited<ReturnType<SessionLookup>>) =>
-    session?.accountId && !(await accounts.isSignedIn(session.accountId, session.loginTs)) ? undefined : session;
+    session?.accountId && (tooOld(session.loginTs) || !(await accounts.isSignedIn(session.accountId, session.loginTs))) ? undefined : session;
   Session.find = async (id) => stands(await find(id));
   Session.findByUid = async (uid) => stands(await findByUid(uid));
   // A finished sign-in waiting to be resumed (/auth/:uid) stands only as a

@@ -246,6 +246,33 @@ describe('a finished interaction', () => {
 });
 
 describe('single sign-on', () => {
+  it('ends SESSION_MAX_AGE after the sign-in, however often the session is used meanwhile', async () => {
+    const server = await startPortcullis({ SESSION_MAX_AGE: '6s' });
+    try {
+      await server.createUser(bob.email, bob.password, 'Bob');
+      const client = await server.createClient({ name: 'Aging', redirectUris: [REDIRECT_URI] });
+      const app = await discover(server.issuer, client.client_id, client.client_secret);
+      const ua = new UserAgent();
+      // The sign-in's time (whole seconds) is between these two.
+      const before = Date.now() - 1000;
+      await logIn(ua, app, 'openid', bob);
+      const after = Date.now();
+      const silently = async () => new URL((await visit(ua, (await authorizationRequest(app, 'openid', { prompt: 'none' })).url)).url).searchParams;
+      // Used every second (each use renews SESSION_TTL), it still ends at six.
+      while (Date.now() - before < 4000) {
+        expect((await silently()).get('code')).toBeTruthy();
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, after + 6500 - Date.now())));
+      expect((await silently()).get('error')).toBe('login_required');
+      // Signing in again starts a new one.
+      expect((await logIn(ua, app, 'openid', bob)).seen).toEqual(['login']);
+      expect((await silently()).get('code')).toBeTruthy();
+    } finally {
+      await server.close();
+    }
+  });
+
   it('prompt=select_account (Core §3.1.2.1): someone signed in chooses to go on as themselves or as someone else', async () => {
     const erin = { email: 'erin@example.com', password: 'erins long password' };
     await pc.createUser(erin.email, erin.password, 'Erin');
