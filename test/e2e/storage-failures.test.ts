@@ -224,7 +224,8 @@ it('a write the database refuses for want of disk space is answered 503 with Ret
   expect(pageKind(login)).toBe('login');
   await admin.query(`CREATE FUNCTION no_space() RETURNS trigger LANGUAGE plpgsql AS $$
                      BEGIN RAISE EXCEPTION 'no space (simulated)' USING ERRCODE = 'disk_full'; END $$`);
-  await admin.query(`CREATE TRIGGER no_space BEFORE INSERT ON provider_artifacts
+  // (Inserts and updates: a sign-in updates the interaction the request made.)
+  await admin.query(`CREATE TRIGGER no_space BEFORE INSERT OR UPDATE ON provider_artifacts
                      FOR EACH ROW WHEN (NEW.kind IN ('ClientCredentials', 'Interaction')) EXECUTE FUNCTION no_space()`);
   try {
     const response = await pc.clientCredentials(robot);
