@@ -311,13 +311,14 @@ export class Accounts {
       await this.hasher.verifyDecoy(password);
       return undefined;
     }
-    if (!(await this.hasher.verifyStored(user.hash, password))) return undefined;
-    const stored = this.hasher.isOutdated(user.hash) ? await this.rehash(user.id, user.hash, password) : user.hash;
+    const verified = await this.hasher.verifyStored(user.hash, password);
+    if (!verified) return undefined;
+    const stored = verified === 'outdated' ? await this.rehash(user.id, user.hash, password) : user.hash;
     return { accountId: user.id, credential: sha256(stored) };
   }
 
   /**
-   * Replaces an outdated hash (see PasswordHasher.isOutdated) with one made
+   * Replaces an outdated hash (see PasswordHasher.verifyStored) with one made
    * now from the password just verified: raised ARGON2_* reach every account
    * as its owner signs in, with no reset. Only if the hash is still the one
    * verified: a `user set-password` meanwhile wins. The hash stored after,
