@@ -341,7 +341,8 @@ function refuseWhenNoScopeIsGranted(ctx: KoaContextWithOIDC): void {
   // An empty `scope` in the response says the same as none.
   if (typeof requested !== 'string' || !requested.trim() || !body?.access_token || (body.scope !== undefined && body.scope !== '')) return;
   ctx.status = 400;
-  ctx.body = { error: 'invalid_scope', error_description: 'none of the requested scopes can be granted' };
+  // Most often an API's scopes asked for without the API: say how to name it.
+  ctx.body = { error: 'invalid_scope', error_description: "none of the requested scopes can be granted (an API's scopes need its identifier as resource, RFC 8707)" };
 }
 
 /**

@@ -193,6 +193,13 @@ describe('client credentials', () => {
     expect((await oidc.clientCredentialsGrant(newerRp, { resource: later.identifier, scope: 'read:invoices' })).scope).toBe('read:invoices');
   });
 
+  it('an API\'s scope asked for without its resource is invalid_scope, saying to name the API', async () => {
+    await expect(oidc.clientCredentialsGrant(machine, { scope: 'read:orders' })).rejects.toMatchObject({
+      error: 'invalid_scope',
+      error_description: expect.stringContaining('identifier as resource'),
+    });
+  });
+
   it('a client registered with API scopes only may not ask for OpenID Connect scopes', async () => {
     await expect(oidc.clientCredentialsGrant(machine, { scope: 'openid profile' })).rejects.toMatchObject({ error: 'invalid_scope' });
     await expect(oidc.clientCredentialsGrant(machine, { scope: 'offline_access' })).rejects.toMatchObject({ error: 'invalid_scope' });
