@@ -1,6 +1,8 @@
-// Request handling: request logging and security headers first, then our
-// interaction pages, then oidc-provider's own routes, all in the provider's
-// Koa app.
+// Request handling, all in the provider's Koa app: the provider's own
+// middleware around every request (provider/provider.ts: deferred writes,
+// corrections to what a route answered), then ours, request logging and
+// security headers first, then our interaction pages, then oidc-provider's
+// own routes.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Koa from 'koa';
@@ -120,22 +122,17 @@ function requestLog(logger: Logger): Koa.Middleware {
       return next();
     };
   }
-  return async (ctx, next) => {
+  return (ctx, next) => {
     const started = performance.now();
     const requestId = randomUUID();
     ctx.set('X-Request-Id', requestId);
-    try {
-      await next();
-    } finally {
-      // Path only: query strings and bodies may carry codes and tokens.
-      logger.debug('request', {
-        id: requestId,
-        method: ctx.method,
-        path: loggedPath(ctx.path),
-        status: ctx.status,
-        ms: Math.round(performance.now() - started),
-      });
-    }
+    // Path only: query strings and bodies may carry codes and tokens.
+    const line = { id: requestId, method: ctx.method, path: loggedPath(ctx.path) };
+    // Once the response is done, with the status sent: the provider's own
+    // middleware (provider.ts), which runs around this one, may still change
+    // what a route answered (an invalid_scope for a token the route issued).
+    ctx.res.once('close', () => logger.debug('request', { ...line, status: ctx.res.statusCode, ms: Math.round(performance.now() - started) }));
+    return next();
   };
 }
 

@@ -83,7 +83,17 @@ it('debug request lines name the route of a sign-in in progress, never its id (i
   expect((await signIn(ua, login, 'nobody@example.com', 'a wrong password')).status).toBe(401);
   // The routers match any case: so does the redaction.
   for (const path of [`/INTERACTION/${uid}`, `/Auth/${uid}`, `//interaction/${uid}/login`]) await (await fetch(`${pc.issuer}${path}`)).arrayBuffer();
+  // A status is logged as sent: the library's 200 for a token of no scope is answered invalid_scope.
+  const refused = await fetch(`${pc.issuer}/token`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials&scope=nothing-known',
+  });
+  expect(refused.status).toBe(400);
+  const id = refused.headers.get('x-request-id')!;
+  await new Promise((resolve) => setTimeout(resolve, 100)); // logged once the response is done
   const requests = lines.filter((line) => line.includes('"message":"request"'));
+  expect(requests.find((line) => line.includes(id))).toMatch(/"path":"\/token","status":400,/);
   expect(requests.some((line) => line.includes('"path":"/interaction/:uid"'))).toBe(true);
   expect(lines.some((line) => line.includes('"message":"login failed"') && /"interaction":"[\w-]{12}"/.test(line))).toBe(true);
   expect(lines.join('\n')).not.toContain(uid);
