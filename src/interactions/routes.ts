@@ -376,7 +376,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const { accountId } = outcome;
     if (!accountId) {
       metrics?.signIn('wrong_credentials');
-      logger.info('login failed', { interaction: interactionReference(interaction.uid) });
+      logger.info('login failed', { interaction: interactionReference(interaction.uid), client: client.clientId });
       ctx.status = 401;
       return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
     }

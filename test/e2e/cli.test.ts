@@ -1583,6 +1583,8 @@ describe('without a running server', () => {
       await waitFor(() => output().includes('"shutting down"'), 15_000, output);
       // npm passes the signal on; the server drains rather than taking it for an impatient second one.
       expect(output()).not.toContain('stopping at once');
+      // And says when it is done.
+      await waitFor(() => output().includes('"message":"stopped"'), 15_000, output);
       // Nothing was left running: the port stops answering.
       const answers = () => fetch(`http://127.0.0.1:${port}/.well-known/openid-configuration`).then(() => true, () => false);
       const deadline = Date.now() + 15_000;

@@ -95,7 +95,7 @@ it('debug request lines name the route of a sign-in in progress, never its id (i
   const requests = lines.filter((line) => line.includes('"message":"request"'));
   expect(requests.find((line) => line.includes(id))).toMatch(/"path":"\/token","status":400,/);
   expect(requests.some((line) => line.includes('"path":"/interaction/:uid"'))).toBe(true);
-  expect(lines.some((line) => line.includes('"message":"login failed"') && /"interaction":"[\w-]{12}"/.test(line))).toBe(true);
+  expect(lines.some((line) => line.includes('"message":"login failed"') && /"interaction":"[\w-]{12}"/.test(line) && line.includes(`"client":"${web.client_id}"`))).toBe(true);
   expect(lines.join('\n')).not.toContain(uid);
 });
 
