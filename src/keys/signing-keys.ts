@@ -222,7 +222,9 @@ async function replaceUnlessChanged(
  * (of any registered API) are, once they expire; an ID token is not: an app
  * hands it back as id_token_hint, to sign out (RP-Initiated Logout §2) or to
  * check the session with prompt=none, for as long as the session it came from
- * may last (SESSION_TTL), and the hint is verified with the key that signed it.
+ * lasts, and the hint is verified with the key that signed it. A session ends
+ * SESSION_MAX_AGE after its sign-in at the latest (each use renews
+ * SESSION_TTL, so that does not bound it), and its ID tokens are from after it.
  */
 export async function keepPublishedFor(
   config: Pick<Config, 'ttl' | 'keyRefreshInterval'>,
@@ -230,7 +232,7 @@ export async function keepPublishedFor(
 ): Promise<number> {
   const clockSkew = 60;
   const apiTtls = (await apis.list()).map((api) => api.accessTokenTtl);
-  return Math.max(config.ttl.idToken, config.ttl.session, config.ttl.accessToken, ...apiTtls) + config.keyRefreshInterval + clockSkew;
+  return Math.max(config.ttl.idToken, config.ttl.sessionMaxAge, config.ttl.accessToken, ...apiTtls) + config.keyRefreshInterval + clockSkew;
 }
 
 /**

@@ -1223,10 +1223,10 @@ describe('key changes on PostgreSQL', () => {
 
 describe('replaced keys stay published as long as the server\'s tokens live', () => {
   it('a rotation run with shorter lifetimes than the server\'s is lengthened by the server, which keys retire then goes by', async () => {
-    // The server's tokens live three hours (its sessions one); the CLI's environment says a second.
-    const server = await startPortcullis({ ACCESS_TOKEN_TTL: '3h', SESSION_TTL: '1h', KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '5s' });
+    // The server's tokens live three hours (its sessions one at most); the CLI's environment says a second.
+    const server = await startPortcullis({ ACCESS_TOKEN_TTL: '3h', SESSION_MAX_AGE: '1h', KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '5s' });
     try {
-      const short = { ...server.env, ACCESS_TOKEN_TTL: '1s', ID_TOKEN_TTL: '1s', SESSION_TTL: '1s' };
+      const short = { ...server.env, ACCESS_TOKEN_TTL: '1s', ID_TOKEN_TTL: '1s', SESSION_MAX_AGE: '1s' };
       type Key = { kid: string; alg: string; status: string; activates_at: string; publish_until: string | null };
       const before = new Set((JSON.parse((await server.cli(['keys', 'list', '--json'])).stdout) as Key[]).map((key) => key.kid));
       const rotated = JSON.parse((await runCli(['keys', 'rotate', '--now', '--json'], short)).stdout) as Key[];
@@ -1252,9 +1252,9 @@ describe('replaced keys stay published as long as the server\'s tokens live', ()
   });
 
   it('an ID token from before a rotation still names its session as id_token_hint after every token it could sign has expired', async () => {
-    // Tokens live two seconds, sessions an hour: what a rotated key signed is
-    // expired within a minute, but its ID tokens are hints for the hour.
-    const server = await startPortcullis({ ACCESS_TOKEN_TTL: '2s', ID_TOKEN_TTL: '2s', SESSION_TTL: '1h', KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '5s' });
+    // Tokens live two seconds, sessions an hour at most: what a rotated key
+    // signed is expired within a minute, but its ID tokens are hints for the hour.
+    const server = await startPortcullis({ ACCESS_TOKEN_TTL: '2s', ID_TOKEN_TTL: '2s', SESSION_TTL: '10m', SESSION_MAX_AGE: '1h', KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '5s' });
     try {
       const hanna = { email: 'hanna@example.com', password: 'hannas password' };
       await server.createUser(hanna.email, hanna.password, 'Hanna');
