@@ -12,6 +12,17 @@ export type Verified = 'current' | 'outdated';
 
 const normalized = (password: string) => password.normalize('NFKC');
 
+/** A password as compared (normalized), and whether that differs from what was typed. */
+interface Typed {
+  normalized: string;
+  changed: boolean;
+}
+
+function asTyped(password: string): Typed {
+  const form = normalized(password);
+  return { normalized: form, changed: form !== password };
+}
+
 export class PasswordHasher {
   // A hash of a random password with the same parameters, verified when the
   // email is unknown so that both failures take the same time.
@@ -58,9 +69,10 @@ export class PasswordHasher {
    */
   async verifyStored(hash: string, password: string): Promise<Verified | undefined> {
     const outdated = this.isOutdated(hash);
-    if (await this.verify(hash, normalized(password))) return outdated ? 'outdated' : 'current';
-    if (normalized(password) !== password && (await this.verify(hash, password))) return 'outdated';
-    if (outdated) await this.verifyDecoy(password);
+    const typed = asTyped(password);
+    if (await this.verify(hash, typed.normalized)) return outdated ? 'outdated' : 'current';
+    if (typed.changed && (await this.verify(hash, password))) return 'outdated';
+    if (outdated) await this.spendDecoy(password, typed);
     return undefined;
   }
 
@@ -69,10 +81,14 @@ export class PasswordHasher {
    * verifyStored makes of a wrong password (two where normalizing changes it).
    */
   async verifyDecoy(password: string): Promise<false> {
+    await this.spendDecoy(password, asTyped(password));
+    return false;
+  }
+
+  private async spendDecoy(password: string, typed: Typed): Promise<void> {
     this.decoy ??= this.hash(crypto.randomUUID());
     const decoy = await this.decoy;
-    await this.verify(decoy, normalized(password));
-    if (normalized(password) !== password) await this.verify(decoy, password);
-    return false;
+    await this.verify(decoy, typed.normalized);
+    if (typed.changed) await this.verify(decoy, password);
   }
 }

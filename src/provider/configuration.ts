@@ -21,7 +21,7 @@ import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
 import { displayName } from './client-model.js';
-import { NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
+import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
@@ -438,13 +438,6 @@ async function requestSomethingGrantable(ctx: KoaContextWithOIDC, scope: unknown
   if (typeof scope === 'string' && scope.split(' ').some((name) => GRANTING_SCOPES.includes(name))) return;
   // No scope member: the request's own scopes are gone by now.
   throw new errors.InvalidScope(`request at least one of the scopes ${GRANTING_SCOPES.join(', ')}, or an API's scopes with its resource`, undefined as unknown as string);
-}
-
-/** An invalid_request answered with an error page, never sent to the client's redirect URI. */
-function invalidRequestPage(description: string): InstanceType<typeof errors.InvalidRequest> {
-  const error = new errors.InvalidRequest(description);
-  error.allow_redirect = false;
-  return error;
 }
 
 /** See request-encoding.ts. A page: the state, changed, cannot go back to the client. */

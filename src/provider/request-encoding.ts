@@ -15,6 +15,13 @@ import { routePattern } from '../http/methods.js';
 
 export const NOT_UTF8_PARAMETERS = 'request parameters must be UTF-8 (percent-encoded bytes included)';
 
+/** An invalid_request answered with an error page, never sent to the client's redirect URI. */
+export function invalidRequestPage(description: string): InstanceType<typeof errors.InvalidRequest> {
+  const error = new errors.InvalidRequest(description);
+  error.allow_redirect = false;
+  return error;
+}
+
 const bodies = new WeakMap<object, Buffer[]>();
 const STRICT = new TextDecoder('utf-8', { fatal: true });
 
@@ -90,7 +97,5 @@ export function percentDecodesToUtf8(text: string): boolean {
  */
 export function refuseGarbledLogout(ctx: KoaContextWithOIDC): void {
   if (ctx.oidc?.route !== 'end_session' || ctx.status !== 200 || parametersAreUtf8(ctx)) return;
-  const error = new errors.InvalidRequest(NOT_UTF8_PARAMETERS);
-  error.allow_redirect = false;
-  throw error;
+  throw invalidRequestPage(NOT_UTF8_PARAMETERS);
 }
