@@ -39,11 +39,20 @@ export interface ThrottlePolicy {
   window: number;
 }
 
+/**
+ * Which count refused a sign-in: the email's, the browser's (counted instead
+ * of the email's, see device-cookies.ts), the client address's; or `busy`,
+ * when other sign-ins for the same email or address held every failure left
+ * for longer than a sign-in waits its turn. For operators (the log), never
+ * for the page: which limit was reached would tell a guesser what to change.
+ */
+export type ThrottleLimit = 'account' | 'device' | 'address' | 'busy';
+
 /** A sign-in's outcome: refused (too many failures), or the verification's answer. */
-export type ThrottledSignIn = { refused: true; retryAfter: number } | { refused: false; accountId: string | undefined };
+export type ThrottledSignIn = { refused: true; retryAfter: number; limits: ThrottleLimit[] } | { refused: false; accountId: string | undefined };
 
 /** What a sign-in's reading of the counts decided: refused, or whether it may verify now. */
-type Decision = { retryAfter: number } | { turn: boolean; countedHasFailures: boolean };
+type Decision = { retryAfter: number; limits: ThrottleLimit[] } | { turn: boolean; countedHasFailures: boolean };
 
 /** How long a sign-in waits for its turn behind others for the same email or address. */
 const MAX_WAIT_MS = 5_000;
@@ -105,16 +114,19 @@ export class SignInThrottle {
         const { rows } = await this.sql.query<{ key: string; failures: number; seconds_left: number }>(COUNTS, [keys]);
         const failures = new Map(rows.map((row) => [row.key, row]));
         let retryAfter = 0;
+        const limits: ThrottleLimit[] = [];
         for (const row of rows) {
-          if (row.failures >= this.limit(row.key)) retryAfter = Math.max(retryAfter, row.seconds_left, 1);
+          if (row.failures < this.limit(row.key)) continue;
+          retryAfter = Math.max(retryAfter, row.seconds_left, 1);
+          limits.push(limitOf(row.key));
         }
-        if (retryAfter > 0) return { retryAfter };
+        if (retryAfter > 0) return { retryAfter, limits: limits.sort() };
         // Those already verifying may fail too: no more at once than the failures left.
         const turn = keys.every((key) => (failures.get(key)?.failures ?? 0) + this.running(key) < this.limit(key));
         if (turn) this.take(keys);
         return { turn, countedHasFailures: counted !== undefined && failures.has(counted) };
       });
-      if ('retryAfter' in decision) return { refused: true, retryAfter: decision.retryAfter };
+      if ('retryAfter' in decision) return { refused: true, retryAfter: decision.retryAfter, limits: decision.limits };
       if (decision.turn) {
         let accountId: string | undefined;
         try {
@@ -138,7 +150,7 @@ export class SignInThrottle {
         });
         return { refused: false, accountId };
       }
-      if (Date.now() >= deadline) return { refused: true, retryAfter: 1 };
+      if (Date.now() >= deadline) return { refused: true, retryAfter: 1, limits: ['busy'] };
       await sleep(10 + Math.random() * 20);
     }
   }
@@ -192,4 +204,9 @@ export class SignInThrottle {
       else this.verifying.delete(key);
     }
   }
+}
+
+/** The kind of count a key is (the part before its digest). */
+function limitOf(key: string): ThrottleLimit {
+  return key.slice(0, key.indexOf(':')) as ThrottleLimit;
 }

@@ -368,7 +368,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const outcome = await signInThrottle.signIn(email, ctx.ip, async () => (checked = await accounts.checkPassword(email, password))?.accountId, browser);
     if (outcome.refused) {
       metrics?.signIn('throttled');
-      logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), retryAfter: outcome.retryAfter });
+      logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), client: client.clientId, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
       ctx.status = 429;
       ctx.set('Retry-After', String(outcome.retryAfter));
       return showLogin(ctx, interaction.uid, clientName, { email, error: tooManyFailures(outcome.retryAfter), throttled: true });

@@ -22,6 +22,9 @@ import { acceptSpacesAfterScheme, challengeOtherSchemesAtUserinfo, followTheStan
 const SERVER_ERROR = { error: 'server_error', error_description: 'oops! something went wrong' } as const;
 const UNAVAILABLE = { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; try again shortly' } as const;
 
+/** The error events of the routes where a client authenticates. */
+const CLIENT_AUTHENTICATING_EVENTS = ['grant.error', 'introspection.error', 'revocation.error', 'pushed_authorization_request.error'];
+
 /** Requests a server_error failed because the database could not serve them (see unavailable.ts). */
 const unavailable = new WeakSet<object>();
 
@@ -110,6 +113,17 @@ export function createProvider(services: ProviderServices): Provider {
     else services.logger.info('grant revoked', fields);
     services.metrics?.grantRevoked(replayed ? 'replay' : 'other');
   });
+  // A client that failed to authenticate (a wrong or expired secret, a bad
+  // assertion, another method than it registered): what an operator looks for
+  // when an app says it "stopped working", or when someone guesses secrets.
+  // The client is named only when it is registered: an unknown id is
+  // whatever the request said. The detail is the library's own description.
+  for (const event of CLIENT_AUTHENTICATING_EVENTS) {
+    provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
+      if (!(error instanceof errors.InvalidClientAuth)) return;
+      services.logger.info('client authentication failed', { route: ctx.oidc?.route, client: ctx.oidc?.client?.clientId, detail: error.error_detail });
+    });
+  }
   provider.on('server_error', (ctx, error) => {
     const trouble = databaseTrouble(error);
     if (trouble) {

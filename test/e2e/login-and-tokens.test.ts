@@ -442,6 +442,29 @@ describe('client authentication', () => {
     });
     await expect(oidc.clientCredentialsGrant(viaJwt)).rejects.toMatchObject({ error: 'invalid_client' });
   });
+
+  it('a failed client authentication is logged at info, naming a registered client and never the secret tried', async () => {
+    const guessed = 'not-the-secret-of-this-client';
+    const unknown = 'no-such-client-id';
+    const logged = pc.log.length;
+    for (const [id, secret, path] of [[app.client_id, guessed, '/token'], [app.client_id, guessed, '/token/introspection'], [unknown, guessed, '/token']] as const) {
+      const response = await fetch(`${pc.issuer}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: path === '/token' ? 'grant_type=client_credentials' : 'token=whatever',
+      });
+      expect(response.status).toBe(401);
+    }
+    const lines = pc.log.slice(logged).map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.message === 'client authentication failed');
+    expect(lines).toEqual([
+      expect.objectContaining({ level: 'info', route: 'token', client: app.client_id, detail: 'invalid secret provided' }),
+      expect.objectContaining({ level: 'info', route: 'introspection', client: app.client_id, detail: 'invalid secret provided' }),
+      expect.objectContaining({ level: 'info', route: 'token', detail: 'client not found' }),
+    ]);
+    expect(lines[2]).not.toHaveProperty('client');
+    expect(pc.log.slice(logged).join('\n')).not.toContain(guessed);
+    expect(pc.log.slice(logged).join('\n')).not.toContain(unknown);
+  });
 });
 
 describe('RP-initiated logout', () => {

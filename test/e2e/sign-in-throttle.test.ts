@@ -13,6 +13,7 @@ const bob = { email: 'bob@example.com', password: 'bobs long password' };
 
 let pc: TestPortcullis;
 let rp: oidc.Configuration;
+let appId: string;
 
 beforeAll(async () => {
   pc = await startPortcullis({
@@ -26,6 +27,7 @@ beforeAll(async () => {
   await pc.createUser(bob.email, bob.password);
   const app = await pc.createClient({ name: 'Throttled app', redirectUris: ['http://127.0.0.1:9999/callback'] });
   rp = await discover(pc.issuer, app.client_id, app.client_secret);
+  appId = app.client_id;
 });
 
 afterAll(async () => {
@@ -62,6 +64,18 @@ function expectRefused(page: Page): number {
   return retryAfter;
 }
 
+/** The limits named by the refusals logged since line `from`. */
+function refusals(from: number): string[] {
+  return pc.log
+    .slice(from)
+    .map((line) => JSON.parse(line) as { message: string; limits?: string; client?: string })
+    .filter((line) => line.message === 'sign-in refused: too many failures')
+    .map((line) => {
+      expect(line.client).toBe(appId);
+      return line.limits!;
+    });
+}
+
 const wait = (seconds: number) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
 
 it('refuses an email after too many wrong passwords, the right one too, until the window ends; others sign in meanwhile', async () => {
@@ -71,7 +85,10 @@ it('refuses an email after too many wrong passwords, the right one too, until th
     expect(page.html).toContain('The email or password is not right');
   }
   // From another address as well: the limit protects the account, wherever the guesses come from.
+  const logged = pc.log.length;
   const retryAfter = expectRefused(await attempt('203.0.113.2', alice.email, alice.password));
+  // The log tells operators which limit it was (the page does not: see expectRefused).
+  expect(refusals(logged)).toEqual(['account']);
   expect(pageKind(await attempt('203.0.113.3', bob.email, bob.password))).toBe('consent');
 
   await wait(retryAfter + 0.5);
@@ -85,7 +102,9 @@ it('treats an unknown email the same, so the refusal reveals no accounts', async
 
 it('refuses an address that tries too many emails, even with a right password; other addresses are not affected', async () => {
   for (let i = 0; i < 5; i++) expect((await attempt('198.51.100.9', `guess${i}@example.com`, 'a guess')).status).toBe(401);
+  const logged = pc.log.length;
   expectRefused(await attempt('198.51.100.9', bob.email, bob.password));
+  expect(refusals(logged)).toEqual(['address']);
   expect(pageKind(await attempt('198.51.100.10', bob.email, bob.password))).toBe('consent');
 });
 
