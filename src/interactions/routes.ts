@@ -266,8 +266,12 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (PAGES.has(interaction.prompt.name)) current.mark(ctx, interaction.uid, interaction.exp);
     const clientName = displayName(client);
     if (interaction.prompt.name === 'login') {
-      const hint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
-      return showLogin(ctx, interaction.uid, clientName, { email: hint });
+      // The app's login_hint, else the email of the person its id_token_hint
+      // names: only they can sign in for this request (see POST /login).
+      const loginHint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
+      const hinted = loginHint === undefined ? hintedSubject(interaction.params.id_token_hint) : undefined;
+      const email = loginHint ?? (hinted === undefined ? undefined : (await accounts.find(hinted))?.email);
+      return showLogin(ctx, interaction.uid, clientName, { email });
     }
     if (interaction.prompt.name === SELECT_ACCOUNT) {
       const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;

@@ -394,6 +394,8 @@ describe('single sign-on', () => {
     const request = await authorizationRequest(appA, 'openid', { id_token_hint: bobs.tokens.id_token! });
     const login = await visit(ua, request.url);
     expect(pageKind(login)).toBe('login');
+    // The form names the person the app asked for (the hint has no email of its own).
+    expect(login.html).toMatch(/<input id="email"[^>]* value="bob@example\.com"/);
     const back = new URL((await signIn(ua, login, dana.email, dana.password)).url);
     expect(back.origin + back.pathname).toBe(REDIRECT_URI);
     expect(Object.fromEntries(back.searchParams)).toMatchObject({ error: 'login_required', state: request.state });
