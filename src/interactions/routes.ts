@@ -24,7 +24,7 @@ import { sha256 } from '../persistence/hash.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { mayUseInteraction } from '../provider/adapter.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
-import { displayName } from '../provider/client-model.js';
+import { displayName, grantableApiScopes } from '../provider/client-model.js';
 import type { ProviderHost } from '../provider/host.js';
 import { outgrownRequest, type RegistrationChange } from '../provider/registration-changes.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
@@ -422,7 +422,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   });
 
   router.post('/confirm', async (ctx) => {
-    const { provider, interaction } = await details(ctx, 'consent');
+    const { provider, interaction, client } = await details(ctx, 'consent');
     const accountId = interaction.session?.accountId;
     if (!accountId) throw new errors.SessionNotFound('no account in session');
     const clientId = String(interaction.params.client_id);
@@ -439,8 +439,17 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     };
     if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
     if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    // An API's scopes are saved only as far as they can still be given: an
+    // API deleted, or a scope taken from the client, while the page was open
+    // would otherwise be remembered as consented to, and given without asking
+    // once the scope (or an API of that identifier) came back. The resume
+    // then refuses the request (invalid_target, invalid_scope: see
+    // resourceServerInfo), as it would a new one.
     for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
-      grant.addResourceScope(indicator, scopes.join(' '));
+      const api = await apis.find(indicator);
+      const grantable = api ? grantableApiScopes(client, api.identifier, api.scopes.map((scope) => scope.name)) : [];
+      const given = scopes.filter((scope) => grantable.includes(scope));
+      if (given.length > 0) grant.addResourceScope(indicator, given.join(' '));
     }
     // A consent given now is remembered for GRANT_TTL from now, as the README
     // says, also when it is asked again (prompt=consent) or adds scopes: the

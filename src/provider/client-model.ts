@@ -10,6 +10,19 @@ export function displayName(client: { clientName?: string; clientId: string }): 
   return client.clientName ?? client.clientId;
 }
 
+/**
+ * The API scopes (of `apiScopes`, the API's own) the client may be given for
+ * the API `identifier`, as its registration says now: the scopes registered
+ * for that API, or, in a registration from before they were kept per API,
+ * its API scopes as a whole (see StoredMetadata.api_scopes_by_api).
+ */
+export function grantableApiScopes(client: object, identifier: string, apiScopes: string[]): string[] {
+  const registered = client as { api_scopes?: string; api_scopes_by_api?: Record<string, string> };
+  const names = registered.api_scopes_by_api ? registered.api_scopes_by_api[identifier] : registered.api_scopes;
+  const allowed = new Set(String(names ?? '').split(' '));
+  return apiScopes.filter((scope) => allowed.has(scope));
+}
+
 /** All of the below, in the order they wrap the model's lookup. */
 export function adaptClientModel(provider: Provider, clientCache: NotifiedCache<AdapterPayload>): void {
   compareDigestedSecrets(provider);

@@ -20,7 +20,7 @@ import { ArtifactAdapter } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
-import { displayName } from './client-model.js';
+import { displayName, grantableApiScopes } from './client-model.js';
 import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
@@ -66,17 +66,13 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // names neither: the value is the client's, and need not be printable
     // (RFC 6749 §5.2 limits error_description to printable ASCII).
     if (!api) throw new errors.InvalidTarget(NOT_AN_API_FOR_THE_CLIENT);
-    // A client gets an API's scopes only when its registration allows them
-    // for this API (see StoredMetadata.api_scopes_by_api).
-    const registered = client as unknown as { api_scopes?: string; api_scopes_by_api?: Record<string, string> };
-    const names = registered.api_scopes_by_api ? registered.api_scopes_by_api[api.identifier] : registered.api_scopes;
-    const allowed = new Set(String(names ?? '').split(' '));
+    // A client gets an API's scopes only when its registration allows them for this API.
     const requested = String(ctx.oidc.params?.scope ?? '').split(' ');
     const apiScopes = api.scopes.map((scope) => scope.name);
-    const grantable = apiScopes.filter((scope) => allowed.has(scope));
+    const grantable = grantableApiScopes(client, api.identifier, apiScopes);
     // RFC 8707 §2: a client registered for none of this API's scopes gets no token for it.
     if (grantable.length === 0) throw new errors.InvalidTarget(NOT_AN_API_FOR_THE_CLIENT);
-    const refused = requested.filter((scope) => apiScopes.includes(scope) && !allowed.has(scope));
+    const refused = requested.filter((scope) => apiScopes.includes(scope) && !grantable.includes(scope));
     if (refused.length) throw new errors.InvalidScope('requested scope is not allowed for this client', refused.join(' '));
     // Where the request itself names the scopes, it must name one of this
     // API's: a token would otherwise carry the API's audience, and the

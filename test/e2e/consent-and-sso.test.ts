@@ -705,11 +705,11 @@ describe('a client changed while someone is signing in to it (client update)', (
   const MOVED = 'http://127.0.0.1:9999/moved';
 
   /** A new confidential client with `scope`, its configuration, and a browser on its consent page (bob signed in). */
-  async function onConsentPage(scope: string, registered = 'openid email profile') {
+  async function onConsentPage(scope: string, registered = 'openid email profile', extra: Record<string, string> = {}) {
     const made = await pc.createClient({ name: `Changing ${Math.random().toString(36).slice(2, 8)}`, redirectUris: [REDIRECT_URI], scope: registered });
     const rp = await discover(pc.issuer, made.client_id, made.client_secret);
     const ua = new UserAgent();
-    const request = await authorizationRequest(rp, scope);
+    const request = await authorizationRequest(rp, scope, extra);
     const consent = await signIn(ua, await visit(ua, request.url), bob.email, bob.password);
     expect(pageKind(consent)).toBe('consent');
     return { clientId: made.client_id, rp, ua, request, consent };
@@ -760,6 +760,39 @@ describe('a client changed while someone is signing in to it (client update)', (
     expect(callback.searchParams.get('state')).toBe(request.state);
     expect(callback.searchParams.get('code')).toBeNull();
     expect(await grantsOf(clientId)).toBe(0);
+  });
+
+  /** An API of this test's own, with one scope. */
+  async function newApi(): Promise<string> {
+    const identifier = `https://changing-${Math.random().toString(36).slice(2, 8)}.example.com`;
+    expect((await pc.cli(['api', 'create', '--identifier', identifier, '--scope', 'reports:read=Read your reports'])).code).toBe(0);
+    return identifier;
+  }
+
+  it("an API's scope taken from the client meanwhile is not remembered as given: once it is back, the person is asked again", async () => {
+    const api = await newApi();
+    const { clientId, rp, ua, consent } = await onConsentPage('openid reports:read', 'openid reports:read', { resource: api });
+    expect(consent.html).toContain('Read your reports');
+    expect((await pc.cli(['client', 'update', clientId, '--scope', 'openid'])).code).toBe(0);
+    const back = await allow(ua, consent);
+    expect(new URL(back.url).searchParams.get('error')).toBe('invalid_target');
+    expect((await pc.cli(['client', 'update', clientId, '--scope', `openid reports:read`])).code).toBe(0);
+    const again = await visit(ua, (await authorizationRequest(rp, 'openid reports:read', { resource: api })).url);
+    expect(pageKind(again)).toBe('consent');
+    expect(again.html).toContain('Read your reports');
+  });
+
+  it('an API deleted meanwhile is not remembered as consented to: an API made again under its identifier is asked for again', async () => {
+    const api = await newApi();
+    const { clientId, rp, ua, consent } = await onConsentPage('openid reports:read', 'openid reports:read', { resource: api });
+    expect((await pc.cli(['api', 'delete', api])).code).toBe(0);
+    const back = await allow(ua, consent);
+    expect(new URL(back.url).searchParams.get('error')).toBe('invalid_target');
+    expect((await pc.cli(['api', 'create', '--identifier', api, '--scope', 'reports:read=Read and share your reports'])).code).toBe(0);
+    expect((await pc.cli(['client', 'update', clientId, '--scope', `openid reports:read`])).code).toBe(0);
+    const again = await visit(ua, (await authorizationRequest(rp, 'openid reports:read', { resource: api })).url);
+    expect(pageKind(again)).toBe('consent');
+    expect(again.html).toContain('Read and share your reports');
   });
 
   it('a code sent to a redirect URI removed since it was issued is not exchanged, and stays unused (invalid_grant)', async () => {
