@@ -200,6 +200,16 @@ export class Clients {
 
   async create(input: NewClient): Promise<CreatedClient> {
     const { name, metadata, isPublic } = await this.registration(input);
+    // A new client that could never get a token is a mistake (an empty shell
+    // variable, a missing flag), refused before it is made. An update may
+    // leave a client so, on purpose: `--scope ""` stops everything it was
+    // given (see update()).
+    if (metadata.scope === undefined && metadata.api_scopes === undefined) {
+      throw new ClientError('--scope names no scope: the client could ask for nothing (leave --scope out for the default, or name OpenID Connect or API scopes)');
+    }
+    if (metadata.grant_types.includes('refresh_token') && !metadata.grant_types.includes('authorization_code')) {
+      throw new ClientError('--grant-type refresh_token needs authorization_code too: refresh tokens are issued at a sign-in (client_credentials gets none)');
+    }
     const clientId = randomBytes(16).toString('base64url');
     const secret = isPublic ? undefined : randomBytes(32).toString('base64url');
     await this.prisma.client.create({

@@ -311,6 +311,11 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#frag'], 1, 'must not have a fragment'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 2, '--grant-type must be authorization_code, refresh_token, client_credentials, not "password"'],
     [['client', 'create', '--name', 'X'], 1, 'needs at least one --redirect-uri'],
+    // Clients that could never get a token (an update may leave one so on purpose, not a creation).
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--scope', ''], 1, '--scope names no scope'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--scope', '  '], 1, '--scope names no scope'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'refresh_token'], 1, '--grant-type refresh_token needs authorization_code too'],
+    [['client', 'create', '--name', 'X', '--grant-type', 'client_credentials', '--grant-type', 'refresh_token'], 1, '--grant-type refresh_token needs authorization_code too'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--logo-uri', 'javascript:alert(1)'], 1, 'must be an http(s) address'],
     // The provider refuses a web client whose addresses are not http(s) at every request: refused when made.
     [['client', 'create', '--name', 'X', '--redirect-uri', 'javascript:alert(1)'], 1, 'redirect URI "javascript:alert(1)" must be an http(s) address'],
