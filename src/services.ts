@@ -90,7 +90,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     signInThrottle: new SignInThrottle(database.sql, config.signInThrottle, sealer.keyedDigest('sign-in throttle keys v1')),
     deviceCookies: new DeviceCookies(sealer.keyedDigest('device cookies v1')),
     browsers: new BrowserBinding(config.issuer),
-    apis: new Apis(database.prisma),
+    apis: new Apis(database.prisma, config.issuer),
     clients: new Clients(database.prisma),
     sealer,
     encryptionKeyGenerated: generated,

@@ -86,8 +86,26 @@ function toView(row: { identifier: string; name: string; scopes: unknown; tokenF
 
 const SELECT = { identifier: true, name: true, scopes: true, tokenFormat: true, accessTokenTtl: true, clientId: true } as const;
 
+/**
+ * An identifier as an address, to tell two apart that differ only in how
+ * they are written: scheme and host in another case, a default port, a
+ * trailing slash. Tokens carry an identifier exactly as registered (`aud`),
+ * so such twins would be two APIs an operator, and the consent page (which
+ * names both by their host), could not tell apart.
+ */
+function asAddress(identifier: string): string {
+  const url = new URL(identifier);
+  url.search = '';
+  const href = url.href.replace(/\/+$/, '');
+  return `${href}${new URL(identifier).search}`;
+}
+
 export class Apis {
-  constructor(private readonly prisma: Prisma) {}
+  /** `issuer`: this server's, which names no API (see create). */
+  constructor(
+    private readonly prisma: Prisma,
+    private readonly issuer: string,
+  ) {}
 
   async create(input: NewApi): Promise<ApiView & { clientSecret: string }> {
     const identifier = checkIdentifier(input.identifier.trim());
@@ -103,8 +121,14 @@ export class Apis {
       throw new ApiError((error as Error).message);
     }
     if (accessTokenTtl < 1 || accessTokenTtl > MAX_TTL) throw new ApiError('--ttl must be between 1s and 24h');
+    // A token with the issuer as its audience would be one for this server
+    // itself, which takes none: the name of no API.
+    if (asAddress(identifier) === asAddress(this.issuer)) throw new ApiError(`"${identifier}" is this server's own address (ISSUER), not an API's`);
     const existing = await this.prisma.api.findUnique({ where: { identifier }, select: { identifier: true } });
     if (existing) throw new ApiError(`an API with identifier ${identifier} already exists`);
+    const all = await this.prisma.api.findMany({ select: { identifier: true } });
+    const twin = all.find((api) => asAddress(api.identifier) === asAddress(identifier));
+    if (twin) throw new ApiError(`"${identifier}" is the address of the API ${twin.identifier}, written otherwise: tokens name an API exactly as registered, so use that one`);
 
     const given = input.name?.trim();
     const problem = given ? unshowable(given, 'an API name') : undefined;

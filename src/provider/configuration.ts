@@ -7,7 +7,7 @@ import type { Accounts } from '../accounts/accounts.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
-import { safeUrl } from '../http/safe-url.js';
+import { destinationOf, safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
 import type { Logger } from '../logger.js';
@@ -292,7 +292,9 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         logoutSource: async (ctx, form) => {
           ctx.type = 'html';
           ctx.set('Cache-Control', 'no-store');
-          ctx.body = renderPage(page(ctx), 'logout', { form, clientName: ctx.oidc.client?.clientName });
+          // The library has checked post_logout_redirect_uri against the client's registration by now.
+          const returnsTo = ctx.oidc.client ? destinationOf(ctx.oidc.params?.post_logout_redirect_uri) : undefined;
+          ctx.body = renderPage(page(ctx), 'logout', { form, clientName: ctx.oidc.client?.clientName, returnsTo });
         },
         // Reached after either choice on the logout page: "Stay signed in"
         // ends only the asking client's part of the session (if a client

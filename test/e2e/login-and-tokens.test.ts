@@ -478,6 +478,9 @@ describe('RP-initiated logout', () => {
     const confirm = await ua.open(endSession.href, {}, POST_LOGOUT_URI);
     expect(confirm.status).toBe(200);
     expect(confirm.html).toContain('Sign out');
+    // Both choices sign out of the app; the page says what the second keeps, and where either leads.
+    expect(confirm.html).toMatch(/<button class="secondary"[^>]*>Stay signed in to [^<]+<\/button>/);
+    expect(confirm.html).toContain('you then go back to <strong class="destination">127.0.0.1:9999</strong>');
     const action = /<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"/.exec(confirm.html)?.[1] ?? UserAgent.formAction(confirm, '/confirm');
     const done = await ua.post(confirm, action, { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
     expect(done.url.startsWith(POST_LOGOUT_URI)).toBe(true);

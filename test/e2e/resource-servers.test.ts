@@ -747,6 +747,11 @@ describe('portcullis api', () => {
 
     for (const [args, message] of [
       [['--identifier', ORDERS, '--scope', 'a'], 'already exists'],
+      // The same address written otherwise would be a second API no one could tell from the first.
+      [['--identifier', 'HTTPS://Orders.Example.COM/', '--scope', 'a'], `is the address of the API ${ORDERS}, written otherwise`],
+      [['--identifier', 'https://orders.example.com:443', '--scope', 'a'], `is the address of the API ${ORDERS}, written otherwise`],
+      // Tokens for this server itself: it takes none.
+      [['--identifier', `${pc.issuer}/`, '--scope', 'a'], "is this server's own address (ISSUER)"],
       [['--identifier', 'not a uri', '--scope', 'a'], 'not an absolute URI'],
       [['--identifier', 'https://x.example/#frag', '--scope', 'a'], 'fragment'],
       [['--identifier', `https://x.example/${randomBytes(2000).toString('hex')}`, '--scope', 'a'], 'at most 2048 characters'],
@@ -767,7 +772,7 @@ describe('portcullis api', () => {
     }
     const badFormat = await pc.cli(['api', 'create', '--identifier', 'https://x.example/', '--scope', 'a', '--token-format', 'xml']);
     expect(badFormat.code).toBe(2);
-  }, 180_000); // nineteen CLI processes, each a Node start-up: over a minute on a busy machine (PGlite, in the full suite)
+  }, 180_000); // twenty-two CLI processes, each a Node start-up: over a minute on a busy machine (PGlite, in the full suite)
 });
 
 describe('SIGNING_ALG=RS256', () => {
