@@ -8,18 +8,18 @@
 // library's words, and no style: a person without JavaScript saw a bare form
 // unlike every other page of ours. Those are added around the library's
 // form, which stays as written (its fields are escaped by the library) but
-// for its button's class, and so does its script, whose hash the
-// Content-Security-Policy names.
+// for the words and button shown without JavaScript, and so does its script,
+// whose hash the Content-Security-Policy names.
 import type { KoaContextWithOIDC } from 'oidc-provider';
+import { destinationOf } from '../http/safe-url.js';
 import { pageFrame } from '../http/views.js';
 
 /** The page as the library writes it (lib/response_modes/form_post.js), up to its title. */
 const LIBRARY_HEAD = '<!DOCTYPE html>\n<html>\n<head>\n  <meta http-equiv="X-UA-Compatible" content="IE=edge">\n  <title>Submitting Callback</title>';
 const FORM_START = '<body>\n  <form ';
 const FORM_END = '</form>\n</body>';
-/** The library's button for a person without JavaScript, and ours: the primary one of our pages. */
-const BUTTON = '<button autofocus type="submit">';
-const PRIMARY_BUTTON = '<button class="primary" autofocus type="submit">';
+/** The library's words and button for a person without JavaScript (blaming the browser, naming no destination). */
+const NOSCRIPT = "Your browser does not support JavaScript or you've disabled it.<br/>\n      <button autofocus type=\"submit\">Continue</button>";
 
 /**
  * The library's self-submitting page in our layout (its head, with our
@@ -38,11 +38,16 @@ export function accessibleFormPostPage(ctx: KoaContextWithOIDC, issuerName: stri
   const title = ctx.oidc?.route === 'end_session' ? 'Signing you out…' : 'Returning you to the application…';
   // color-scheme (in the head): in dark mode the page is dark like every other of ours, not a white flash.
   const frame = pageFrame({ res: ctx.res, issuerName }, title);
+  // Ours say where Continue leads (a host, or an app's scheme: no markup) and
+  // give the button the primary style and spacing of our pages.
+  const destination = ctx.oidc?.route === 'end_session' ? undefined : destinationOf(ctx.oidc?.params?.redirect_uri);
+  const words = destination ? `Choose Continue to go on to <strong class="destination">${destination}</strong>.` : 'Choose Continue to go on.';
+  const noscript = `<p>${words}</p>\n      <div class="actions"><button class="primary" autofocus type="submit">Continue</button></div>`;
   ctx.body =
     `<!DOCTYPE html>\n<html lang="en">\n<head>\n${frame.head}` +
     body.slice(LIBRARY_HEAD.length, start) +
     `<body>\n${frame.header}<main>\n  <h1>${title}</h1>\n  <form ` +
-    body.slice(start + FORM_START.length, end).replace(BUTTON, PRIMARY_BUTTON) +
+    body.slice(start + FORM_START.length, end).replace(NOSCRIPT, noscript) +
     '</form>\n</main>\n</body>' +
     body.slice(end + FORM_END.length);
 }
