@@ -14,6 +14,19 @@ export interface Io {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
+/**
+ * The password piped in: one line, its line break (as `echo` or a file's
+ * last line ends it) not part of it. More lines are a usage error, said as
+ * such: a file with a blank last line would otherwise be refused for holding
+ * control characters, the line break's.
+ */
+async function passwordFromStdin(io: Io): Promise<string> {
+  const password = (await io.readStdin()).replace(/\r?\n$/, '');
+  if (!password) throw new UsageError('no password on standard input');
+  if (/[\r\n]/.test(password)) throw new UsageError('standard input holds more than one line: pipe the password alone, on one line');
+  return password;
+}
+
 function parse(args: string[], options: Options, positionals = 0) {
   let parsed;
   // A command that takes no options reads every argument as one of its
@@ -220,8 +233,7 @@ export const userCreate: Command = async (args, open, io) => {
   const email = required(values.email, '--email');
   // Passwords come only from stdin: arguments are visible to every user of the machine.
   if (!values['password-stdin']) throw new UsageError('--password-stdin is required (pipe the password in)');
-  const password = (await io.readStdin()).replace(/\r?\n$/, '');
-  if (!password) throw new UsageError('no password on standard input');
+  const password = await passwordFromStdin(io);
   const user = await (await open()).accounts.create({
     email,
     name: values.name as string | undefined,
@@ -269,8 +281,7 @@ const removedJson = (user: { id: string; email: string }, removed: Removed) => j
 export const userSetPassword: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, json: { type: 'boolean' } }, 1);
   if (!values['password-stdin']) throw new UsageError('--password-stdin is required (pipe the password in)');
-  const password = (await io.readStdin()).replace(/\r?\n$/, '');
-  if (!password) throw new UsageError('no password on standard input');
+  const password = await passwordFromStdin(io);
   const services = await open();
   const { user, removed, consentsKept } = await services.accounts.setPassword(positionals[0]!, password);
   // Locked out by failed guesses? The new password is usable at once.

@@ -479,6 +479,9 @@ describe('portcullis user', () => {
     const refusals: [Promise<{ code: number; stderr: string }>, number, string][] = [
       [create('long@example.com', `${'p'.repeat(1025)}\n`), 1, 'at most 1024 characters'],
       [create('nul@example.com', 'pass\u0000word\n'), 1, 'control characters'],
+      // A file with a blank last line: said as such, not as control characters (the line break's).
+      [create('lines@example.com', 'a good password\n\n'), 2, 'standard input holds more than one line'],
+      [create('lines@example.com', 'a good password\r\nanother line\r\n'), 2, 'standard input holds more than one line'],
       // Invalid UTF-8 would otherwise be read as U+FFFD, which any other invalid bytes match.
       [create('bytes@example.com', Buffer.from([0xff, 0xfe, 0xfd, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x0a])), 2, 'not UTF-8'],
       [create('<script>@example.com', 'long enough\n'), 1, 'is not an email address'],
