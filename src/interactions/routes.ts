@@ -256,9 +256,15 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     return current.offer(ctx, host.current, shown);
   };
 
-  const showLogin = (ctx: Context, uid: string, clientName: string, fields: { email?: string; error?: string; throttled?: boolean } = {}) => {
+  /**
+   * The sign-in page. Someone already signed in on this browser (a request
+   * with prompt=login, "Not you?") is named: signing in as anyone else ends
+   * their session here (the library asks the browser to, see POST /login).
+   */
+  const showLogin = async (ctx: Context, interaction: Interaction, clientName: string, fields: { email?: string; error?: string; throttled?: boolean } = {}) => {
+    const signedIn = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
     ctx.type = 'html';
-    ctx.body = renderPage(page(ctx), 'login', { uid, clientName, ...fields });
+    ctx.body = renderPage(page(ctx), 'login', { uid: interaction.uid, clientName, signedInAs: signedIn && labelOf(signedIn), ...fields });
   };
 
   router.get('/', async (ctx) => {
@@ -271,7 +277,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       const loginHint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
       const hinted = loginHint === undefined ? hintedSubject(interaction.params.id_token_hint) : undefined;
       const email = loginHint ?? (hinted === undefined ? undefined : (await accounts.find(hinted))?.email);
-      return showLogin(ctx, interaction.uid, clientName, { email });
+      return showLogin(ctx, interaction, clientName, { email });
     }
     if (interaction.prompt.name === SELECT_ACCOUNT) {
       const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
@@ -359,7 +365,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (!email || !password) {
       metrics?.signIn('wrong_credentials');
       ctx.status = 401;
-      return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
+      return showLogin(ctx, interaction, clientName, { email, error: WRONG_CREDENTIALS });
     }
     // The sign-in's time is taken before the password is read: a new password
     // set in a later second (its cut-off, see Accounts.isSignedIn) then
@@ -375,14 +381,14 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), client: client.clientId, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
       ctx.status = 429;
       ctx.set('Retry-After', String(outcome.retryAfter));
-      return showLogin(ctx, interaction.uid, clientName, { email, error: tooManyFailures(outcome.retryAfter), throttled: true });
+      return showLogin(ctx, interaction, clientName, { email, error: tooManyFailures(outcome.retryAfter), throttled: true });
     }
     const { accountId } = outcome;
     if (!accountId) {
       metrics?.signIn('wrong_credentials');
       logger.info('login failed', { interaction: interactionReference(interaction.uid), client: client.clientId });
       ctx.status = 401;
-      return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
+      return showLogin(ctx, interaction, clientName, { email, error: WRONG_CREDENTIALS });
     }
     // OpenID Connect Core §3.1.2.1: a request whose id_token_hint names
     // someone else gets an error, not the code of whoever signed in. (With a
@@ -409,7 +415,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       logger.info('login failed: the password changed meanwhile', { interaction: interactionReference(interaction.uid) });
       ctx.remove('Location');
       ctx.status = 401;
-      return showLogin(ctx, interaction.uid, clientName, { email, error: WRONG_CREDENTIALS });
+      return showLogin(ctx, interaction, clientName, { email, error: WRONG_CREDENTIALS });
     }
     ctx.cookies.set(DEVICE_COOKIE, deviceCookies.issue(checked!.credential, browser), DEVICE_COOKIE_OPTIONS);
     metrics?.signIn('success');

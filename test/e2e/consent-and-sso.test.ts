@@ -337,7 +337,10 @@ describe('single sign-on', () => {
     expect(consent.html).not.toMatch(/<a href="[^"]*\/auth\?/);
     const login = await useAnotherAccount(ua, consent);
     expect(pageKind(login)).toBe('login');
-    expect(login.html).not.toContain('bob@example.com'); // the hint named the other person
+    // The hint named the other person: not filled in. The page says who is signed in, and what signing in as another does.
+    expect(login.html).toMatch(/<input id="email"[^>]* value=""/);
+    expect(login.html).toContain('Cancel sends you back to Shared Tablet without signing in.');
+    expect(login.html).toContain('You are signed in as <strong>Bob &lt;script&gt;alert(1)&lt;/script&gt; (bob@example.com)</strong> on this device: signing in as someone else signs them out here.');
     // oidc-provider ends Bob's session before Eve's begins: a form the browser submits by itself.
     const handOver = await signIn(ua, login, eve.email, eve.password);
     const endSession = UserAgent.formAction(handOver, '/session/end/confirm');
