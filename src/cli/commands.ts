@@ -21,7 +21,7 @@ type Options = NonNullable<ParseArgsConfig['options']>;
  * control characters, the line break's.
  */
 async function passwordFromStdin(io: Io): Promise<string> {
-  const password = (await io.readStdin()).replace(/\r?\n$/, '');
+  const password = (await io.readStdin()).replace(/\r?\n$|\r$/, '');
   if (!password) throw new UsageError('no password on standard input');
   if (/[\r\n]/.test(password)) throw new UsageError('standard input holds more than one line: pipe the password alone, on one line');
   return password;

@@ -272,12 +272,12 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (PAGES.has(interaction.prompt.name)) current.mark(ctx, interaction.uid, interaction.exp);
     const clientName = displayName(client);
     if (interaction.prompt.name === 'login') {
-      // The app's login_hint, else the email of the person its id_token_hint
-      // names: only they can sign in for this request (see POST /login).
-      const loginHint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
-      const hinted = loginHint === undefined ? hintedSubject(interaction.params.id_token_hint) : undefined;
-      const email = loginHint ?? (hinted === undefined ? undefined : (await accounts.find(hinted))?.email);
-      return showLogin(ctx, interaction, clientName, { email });
+      // The app's login_hint, as sent. Not the email of the person an
+      // id_token_hint names: the library takes an expired hint too, so an app
+      // (or whoever holds one of its ID tokens) would read the email of
+      // everyone who ever signed in to it off this page, scope or no scope.
+      const hint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
+      return showLogin(ctx, interaction, clientName, { email: hint });
     }
     if (interaction.prompt.name === SELECT_ACCOUNT) {
       const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
@@ -450,9 +450,11 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     // would otherwise be remembered as consented to, and given without asking
     // once the scope (or an API of that identifier) came back. The resume
     // then refuses the request (invalid_target, invalid_scope: see
-    // resourceServerInfo), as it would a new one.
+    // resourceServerInfo), as it would a new one. An API made again under
+    // the identifier since the request began is not the one the page
+    // described: nothing of it is saved, and the resume asks again.
     for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
-      const api = await apis.find(indicator);
+      const api = (await apis.heldSince(indicator, interaction.iat ?? 0)) ? await apis.find(indicator) : undefined;
       const grantable = api ? grantableApiScopes(client, api.identifier, api.scopes.map((scope) => scope.name)) : [];
       const given = scopes.filter((scope) => grantable.includes(scope));
       if (given.length > 0) grant.addResourceScope(indicator, given.join(' '));

@@ -66,7 +66,6 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // names neither: the value is the client's, and need not be printable
     // (RFC 6749 §5.2 limits error_description to printable ASCII).
     if (!api) throw new errors.InvalidTarget(NOT_AN_API_FOR_THE_CLIENT);
-    // A client gets an API's scopes only when its registration allows them for this API.
     const requested = String(ctx.oidc.params?.scope ?? '').split(' ');
     const apiScopes = api.scopes.map((scope) => scope.name);
     const grantable = grantableApiScopes(client, api.identifier, apiScopes);

@@ -33,8 +33,8 @@ export function accessibleFormPostPage(ctx: KoaContextWithOIDC, issuerName: stri
   const start = body.indexOf(FORM_START);
   const end = body.lastIndexOf(FORM_END);
   if (start < 0 || end < start) return;
-  // Without JavaScript the page stays, with the library's Continue button:
-  // the heading says where it goes.
+  // Without JavaScript the page stays, with a Continue button: the heading
+  // says what it is for.
   const title = ctx.oidc?.route === 'end_session' ? 'Signing you out…' : 'Returning you to the application…';
   // color-scheme (in the head): in dark mode the page is dark like every other of ours, not a white flash.
   const frame = pageFrame({ res: ctx.res, issuerName }, title);

@@ -449,6 +449,9 @@ describe('portcullis user', () => {
     expect(noStdin.code).toBe(2);
     const empty = await pc.cli(['user', 'create', '--email', 'x@example.com', '--password-stdin'], '');
     expect(empty.code).toBe(2);
+    // A line ended the old Mac way (CR alone) is one line too.
+    const carriageReturn = await pc.cli(['user', 'create', '--email', 'cr@example.com', '--password-stdin'], 'a long enough password\r');
+    expect(carriageReturn.code, carriageReturn.stderr).toBe(0);
     const short = await pc.cli(['user', 'create', '--email', 'x@example.com', '--password-stdin'], 'short\n');
     expect(short.code).toBe(1);
     expect(short.stderr).toContain('at least 8 characters');

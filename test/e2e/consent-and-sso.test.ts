@@ -397,8 +397,9 @@ describe('single sign-on', () => {
     const request = await authorizationRequest(appA, 'openid', { id_token_hint: bobs.tokens.id_token! });
     const login = await visit(ua, request.url);
     expect(pageKind(login)).toBe('login');
-    // The form names the person the app asked for (the hint has no email of its own).
-    expect(login.html).toMatch(/<input id="email"[^>]* value="bob@example\.com"/);
+    // The hint's person is not named: the app was given no email (scope openid), and would read it off this page.
+    expect(login.html).toMatch(/<input id="email"[^>]* value=""/);
+    expect(login.html).not.toContain(bob.email);
     const back = new URL((await signIn(ua, login, dana.email, dana.password)).url);
     expect(back.origin + back.pathname).toBe(REDIRECT_URI);
     expect(Object.fromEntries(back.searchParams)).toMatchObject({ error: 'login_required', state: request.state });
@@ -796,6 +797,19 @@ describe('a client changed while someone is signing in to it (client update)', (
     const again = await visit(ua, (await authorizationRequest(rp, 'openid reports:read', { resource: api })).url);
     expect(pageKind(again)).toBe('consent');
     expect(again.html).toContain('Read and share your reports');
+  });
+
+  it('an API deleted and made again while the page was open is asked for again: the page described the one before', async () => {
+    const api = await newApi();
+    const { clientId, ua, consent } = await onConsentPage('openid reports:read', 'openid reports:read', { resource: api });
+    // Times are whole seconds: an API made in the second the sign-in began cannot be told from one made before it.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    expect((await pc.cli(['api', 'delete', api])).code).toBe(0);
+    expect((await pc.cli(['api', 'create', '--identifier', api, '--scope', 'reports:read=Read and delete your reports'])).code).toBe(0);
+    expect((await pc.cli(['client', 'update', clientId, '--scope', `openid reports:read`])).code).toBe(0);
+    const next = await allow(ua, consent);
+    expect(pageKind(next)).toBe('consent');
+    expect(next.html).toContain('Read and delete your reports');
   });
 
   it('a code sent to a redirect URI removed since it was issued is not exchanged, and stays unused (invalid_grant)', async () => {
