@@ -190,7 +190,9 @@ it('a browser that signed in to the account before still signs in while others\'
   expect(pageKind(await fromLaptop(frank.password))).toBe('consent');
   // Guesses from one of them reach its own limit (the email's, 3), not the other's.
   for (let i = 0; i < 3; i++) expect((await fromPhone('a typo')).status).toBe(401);
+  const logged = pc.log.length;
   expectRefused(await fromPhone(frank.password));
+  expect(refusals(logged)).toEqual(['device']);
   expect(pageKind(await fromLaptop(frank.password))).toBe('consent');
   expectRefused(await attempt('192.0.2.51', frank.email, frank.password));
 
