@@ -31,6 +31,7 @@ export function noteRequestErrors(provider: Provider): void {
     provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
       if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
       else if (isDpopReplay(error)) dpopReplays.add(ctx);
+      else if (isUnreadableDpopProof(error)) unreadableDpopProofs.set(ctx, (error as { error_detail: string }).error_detail);
       else if (event === 'userinfo.error' && isApiTokenAtUserinfo(ctx, error)) apiTokensAtUserinfo.add(ctx);
       else if (event === 'pushed_authorization_request.error' && error instanceof errors.RequestUriNotSupported) requestUrisPushed.add(ctx);
     });
@@ -84,6 +85,7 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   if (route === undefined) return;
   useContentTooLarge(ctx);
   useInvalidDpopProofForReplays(ctx);
+  sayWhyDpopProofsWereUnreadable(ctx);
   sayWhyUserinfoRefusedApiTokens(ctx);
   if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx, [ctx.oidc.params?.redirect_uri]);
   // RP-Initiated Logout 1.0 §3: the post_logout_redirect_uri, with `state` added.
@@ -176,6 +178,32 @@ function useInvalidDpopProofForReplays(ctx: KoaContextWithOIDC): void {
   const description = 'the DPoP proof was presented before; make a new one for every request';
   ctx.body = { error: 'invalid_dpop_proof', error_description: description };
   restateChallenge(ctx, description, 'invalid_dpop_proof');
+}
+
+/** The library's words for any proof its JWT checks refused, whatever the reason (lib/helpers/validate_dpop.js). */
+const DPOP_UNREADABLE = 'invalid DPoP key binding';
+
+const isUnreadableDpopProof = (error: unknown) =>
+  error instanceof errors.InvalidDpopProof && error.error_description === DPOP_UNREADABLE && typeof (error as { error_detail?: unknown }).error_detail === 'string';
+
+/** Requests whose DPoP proof the library could not read or verify as a DPoP JWT, with jose's reason. */
+const unreadableDpopProofs = new WeakMap<object, string>();
+
+/**
+ * A DPoP header that is not a JWT, is not signed with an algorithm offered,
+ * has another `typ`, or does not verify with its own `jwk`, was answered
+ * "invalid DPoP key binding", which names none of those: a client developer
+ * could not tell a malformed proof from a wrong key. The reason (jose's
+ * words, fixed strings) is given instead, in the characters RFC 6749 §5.2
+ * allows (no double quote, so it also fits a challenge's quoted string).
+ */
+function sayWhyDpopProofsWereUnreadable(ctx: KoaContextWithOIDC): void {
+  const reason = unreadableDpopProofs.get(ctx);
+  if (reason === undefined || typeof ctx.body !== 'object' || ctx.body === null) return;
+  const printable = reason.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '').slice(0, 200);
+  const description = `the DPoP proof is not a DPoP JWT this server takes: ${printable}`;
+  ctx.body = { ...(ctx.body as object), error_description: description };
+  restateChallenge(ctx, description);
 }
 
 /** The WWW-Authenticate challenge the library sent, with this description (and error code, if given) instead of its own. */

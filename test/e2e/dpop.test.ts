@@ -3,7 +3,7 @@
 // makes the bad ones.
 import { createHash, randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
-import { calculateJwkThumbprint, decodeJwt, exportJWK, SignJWT } from 'jose';
+import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
@@ -201,6 +201,29 @@ describe('DPoP at Portcullis', () => {
     expect((await push()).status).toBe(201);
     const second = await push();
     expect([second.status, await second.json()]).toEqual([400, expect.objectContaining({ error: 'invalid_dpop_proof' })]);
+  });
+
+  it('a proof that is not a DPoP JWT this server takes is refused saying why, in the characters an error description may hold', async () => {
+    const answers: [string, string][] = [];
+    const notJwt = await tokenRequest({ dpop: 'not-a-jwt' });
+    answers.push([String(notJwt.status), JSON.stringify(await notJwt.json())]);
+    // RS256 is not among the proof algorithms discovery names.
+    const rsa = await generateKeyPair('RS256');
+    const rs256 = await new SignJWT({ jti: randomUUID(), iat: now(), htm: 'POST', htu: `${pc.issuer}/token` })
+      .setProtectedHeader({ alg: 'RS256', typ: 'dpop+jwt', jwk: await exportJWK(rsa.publicKey) })
+      .sign(rsa.privateKey);
+    const wrongAlg = await tokenRequest({ dpop: rs256 });
+    answers.push([String(wrongAlg.status), JSON.stringify(await wrongAlg.json())]);
+    expect(answers).toEqual([
+      ['400', JSON.stringify({ error: 'invalid_dpop_proof', error_description: 'the DPoP proof is not a DPoP JWT this server takes: Invalid Compact JWS' })],
+      ['400', JSON.stringify({ error: 'invalid_dpop_proof', error_description: "the DPoP proof is not a DPoP JWT this server takes: 'alg' (Algorithm) Header Parameter value not allowed" })],
+    ]);
+    // At UserInfo, the challenge says the same.
+    const key = await oidc.randomDPoPKeyPair('ES256');
+    const { tokens } = await logIn(new UserAgent(), spa, 'openid', erin, {}, { DPoP: oidc.getDPoPHandle(spa, key) });
+    const userinfo = await fetch(`${pc.issuer}/me`, { headers: { authorization: `DPoP ${tokens.access_token}`, dpop: 'not-a-jwt' } });
+    expect(userinfo.status).toBe(401);
+    expect(userinfo.headers.get('www-authenticate')).toContain('error_description="the DPoP proof is not a DPoP JWT this server takes: Invalid Compact JWS"');
   });
 
   it('a proof made ahead of the clock is remembered for as long as it could be accepted', async () => {
