@@ -113,15 +113,18 @@ export function createProvider(services: ProviderServices): Provider {
     else services.logger.info('grant revoked', fields);
     services.metrics?.grantRevoked(replayed ? 'replay' : 'other');
   });
-  // A client that failed to authenticate (a wrong or expired secret, a bad
-  // assertion, another method than it registered): what an operator looks for
-  // when an app says it "stopped working", or when someone guesses secrets.
-  // The client is named only when it is registered: an unknown id is
-  // whatever the request said. The detail is the library's own description.
+  // A registered client that failed to authenticate (a wrong or old secret,
+  // another method than it registered): what an operator looks for when an
+  // app says it "stopped working", or when someone guesses its secret. An
+  // unknown client id is whatever anyone sent: at debug only, so that junk
+  // requests cannot fill the info log. The detail is the library's own words.
   for (const event of CLIENT_AUTHENTICATING_EVENTS) {
     provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
       if (!(error instanceof errors.InvalidClientAuth)) return;
-      services.logger.info('client authentication failed', { route: ctx.oidc?.route, client: ctx.oidc?.client?.clientId, detail: error.error_detail });
+      const client = ctx.oidc?.client?.clientId;
+      const fields = { route: ctx.oidc?.route, client, detail: error.error_detail };
+      if (client) services.logger.info('client authentication failed', fields);
+      else services.logger.debug('client authentication failed', fields);
     });
   }
   provider.on('server_error', (ctx, error) => {
