@@ -115,6 +115,23 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
     if (ctx.status === 200 && ctx.body === '') ctx.body = {};
   }
   useInvalidClientWithoutCredentials(ctx);
+  sayWhenTheBodyHadNoType(ctx);
+}
+
+/**
+ * A body sent without Content-Type is not read (the library reads a form
+ * only when the request says it is one), so the answer named the first
+ * parameter it missed ("missing required parameter 'grant_type'") when the
+ * client had sent it. It names the content type instead, as the library
+ * does for a body of another type.
+ */
+function sayWhenTheBodyHadNoType(ctx: KoaContextWithOIDC): void {
+  if (ctx.status !== 400 || ctx.method !== 'POST' || ctx.get('Content-Type') !== '') return;
+  const sentABody = (ctx.request.length ?? 0) > 0 || ctx.get('Transfer-Encoding') !== '';
+  const body = ctx.body as { error?: unknown; error_description?: unknown } | null;
+  if (!sentABody || typeof body !== 'object' || body === null || body.error !== 'invalid_request') return;
+  if (typeof body.error_description !== 'string' || !body.error_description.startsWith('missing required parameter')) return;
+  ctx.body = { ...body, error_description: `only application/x-www-form-urlencoded content-type bodies are supported on POST ${ctx.path}` };
 }
 
 /**

@@ -290,6 +290,23 @@ describe('the token endpoint', () => {
     expect(result.body.error).toBe('invalid_request');
   });
 
+  it('a body sent without Content-Type is refused naming the content type, not a parameter it holds', async () => {
+    const auth = basicAuth(client.client_id, client.client_secret!);
+    const answers = [];
+    for (const path of ['/token', '/token/introspection']) {
+      // A byte body: fetch sends it without a Content-Type.
+      const untyped = await fetch(`${pc.issuer}${path}`, { method: 'POST', headers: { authorization: auth }, body: new TextEncoder().encode('grant_type=client_credentials&token=x') });
+      answers.push([path, untyped.status, await untyped.json()]);
+    }
+    expect(answers).toEqual([
+      ['/token', 400, { error: 'invalid_request', error_description: 'only application/x-www-form-urlencoded content-type bodies are supported on POST /token' }],
+      ['/token/introspection', 400, { error: 'invalid_request', error_description: 'only application/x-www-form-urlencoded content-type bodies are supported on POST /token/introspection' }],
+    ]);
+    // Without a body, the parameter is what is missing.
+    const empty = await fetch(`${pc.issuer}/token`, { method: 'POST', headers: { authorization: auth } });
+    expect(await empty.json()).toEqual({ error: 'invalid_request', error_description: "missing required parameter 'grant_type'" });
+  });
+
   it('answers an unknown grant type with unsupported_grant_type', async () => {
     const result = await token({ grant_type: 'password', username: 'x', password: 'y' });
     expect(result.body.error).toBe('unsupported_grant_type');
