@@ -71,6 +71,9 @@ interface HeldConsumption {
 
 const atTokenEndpoint = () => Provider.ctx?.oidc?.route === 'token';
 
+/** The routes that write or clear a session's sign-out details (its `state`). */
+const LOGOUT_ROUTES = new Set(['end_session', 'end_session_confirm']);
+
 /** This request found a refresh token used before, within its reuse interval (see ArtifactOptions). */
 const REUSED_WITHIN_INTERVAL = 'reused within interval';
 
@@ -119,6 +122,19 @@ const SQL = {
            ON CONFLICT (id, kind) DO UPDATE SET payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, consumed_at = NULL
            WHERE provider_artifacts.expires_at <= $5
            RETURNING 1`,
+  },
+  // A session saved by a request that did not touch its sign-out details
+  // (see upsert): those stored meanwhile stay. Never an ended session (as in
+  // the writer's upsert).
+  saveSessionKeepingLogout: {
+    name: 'artifact-save-session-keeping-logout',
+    text: `INSERT INTO provider_artifacts (kind, id, payload, uid, expires_at) VALUES ('Session', $1, $2::jsonb, $3, $4)
+           ON CONFLICT (id, kind) DO UPDATE SET
+             payload = CASE WHEN provider_artifacts.payload ? 'state'
+                            THEN EXCLUDED.payload || jsonb_build_object('state', provider_artifacts.payload -> 'state')
+                            ELSE EXCLUDED.payload END,
+             uid = EXCLUDED.uid, expires_at = EXCLUDED.expires_at
+           WHERE provider_artifacts.consumed_at IS NULL`,
   },
   // An interaction saved by our pages (see upsert): its row only, if it is still there.
   updateInteraction: {
@@ -322,6 +338,17 @@ export class ArtifactAdapter implements Adapter {
       }
     }
     const sessionUid = (this.kind === 'Interaction' ? sessionUidOf(payload) : payload.uid) ?? null;
+    // The sign-out page keeps its details (the form's secret, where to send
+    // the person back) in the session, to be checked when the form comes
+    // back. Every request that loaded the session saves it back when it ends:
+    // one that loaded it before the sign-out page was shown (a silent
+    // prompt=none in another frame) would save it without them, and the
+    // person's "Sign out" would be refused ("could not find logout
+    // details"), leaving them signed in. Only the logout routes change them.
+    if (this.kind === 'Session' && payload.state === undefined && !LOGOUT_ROUTES.has(String(Provider.ctx?.oidc?.route))) {
+      await this.sql.query(SQL.saveSessionKeepingLogout, [sha256(id), json, sessionUid, expiresAt]);
+      return;
+    }
     // Outside a provider request, an interaction is saved by our pages
     // (interactions/routes.ts), which only ever change one the provider made:
     // the row is updated, never made again. A form posted twice at once

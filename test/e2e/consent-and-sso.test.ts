@@ -480,6 +480,28 @@ describe('single sign-on', () => {
     }
   });
 
+  it('the sign-out page asked for while silent authorizations are in flight still signs out when confirmed: their saves keep its details', async () => {
+    const refused: number[] = [];
+    for (let round = 0; round < 8; round++) {
+      const ua = new UserAgent();
+      await logIn(ua, appA, 'openid', bob);
+      const silent = await Promise.all(Array.from({ length: 4 }, () => authorizationRequest(appA, 'openid', { prompt: 'none' })));
+      // The silent requests load the session first; the sign-out page stores its details in it while they run.
+      const inFlight = silent.map((request) => visit(ua, request.url));
+      await new Promise((resolve) => setTimeout(resolve, round % 4));
+      const logout = await ua.open(`${pc.issuer}/session/end`);
+      await Promise.all(inFlight);
+      const signedOut = await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
+      if (signedOut.status !== 200 || !signedOut.html.includes('You are signed out')) {
+        refused.push(round); // "could not find logout details", the person still signed in
+        continue;
+      }
+      const after = await visit(ua, (await authorizationRequest(appA, 'openid', { prompt: 'none' })).url);
+      expect(new URL(after.url).searchParams.get('error'), `round ${round}`).toBe('login_required');
+    }
+    expect(refused).toEqual([]);
+  });
+
   it('signing out holds against a consent finishing at the same moment, which gives the session a new id', async () => {
     let signedOut = 0;
     for (let round = 0; round < 6; round++) {
