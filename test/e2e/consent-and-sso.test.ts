@@ -795,30 +795,34 @@ describe('a client changed while someone is signing in to it (client update)', (
     return identifier;
   }
 
-  it("an API's scope taken from the client meanwhile is not remembered as given: once it is back, the person is asked again", async () => {
+  // Each: what is taken away while the consent page is open, and what gives it back (and the scope's description then).
+  it.each([
+    [
+      "an API's scope taken from the client",
+      (api: string, clientId: string) => [['client', 'update', clientId, '--scope', 'openid']],
+      (api: string, clientId: string) => [['client', 'update', clientId, '--scope', 'openid reports:read']],
+      'Read your reports',
+    ],
+    [
+      'an API deleted (and made again under its identifier)',
+      (api: string) => [['api', 'delete', api]],
+      (api: string, clientId: string) => [
+        ['api', 'create', '--identifier', api, '--scope', 'reports:read=Read and share your reports'],
+        ['client', 'update', clientId, '--scope', 'openid reports:read'],
+      ],
+      'Read and share your reports',
+    ],
+  ])('%s while the page was open is not remembered as consented to: once it is back, the person is asked again', async (_what, takeAway, giveBack, described) => {
     const api = await newApi();
     const { clientId, rp, ua, consent } = await onConsentPage('openid reports:read', 'openid reports:read', { resource: api });
     expect(consent.html).toContain('Read your reports');
-    expect((await pc.cli(['client', 'update', clientId, '--scope', 'openid'])).code).toBe(0);
+    for (const args of takeAway(api, clientId)) expect((await pc.cli(args)).code).toBe(0);
     const back = await allow(ua, consent);
     expect(new URL(back.url).searchParams.get('error')).toBe('invalid_target');
-    expect((await pc.cli(['client', 'update', clientId, '--scope', `openid reports:read`])).code).toBe(0);
+    for (const args of giveBack(api, clientId)) expect((await pc.cli(args)).code).toBe(0);
     const again = await visit(ua, (await authorizationRequest(rp, 'openid reports:read', { resource: api })).url);
     expect(pageKind(again)).toBe('consent');
-    expect(again.html).toContain('Read your reports');
-  });
-
-  it('an API deleted meanwhile is not remembered as consented to: an API made again under its identifier is asked for again', async () => {
-    const api = await newApi();
-    const { clientId, rp, ua, consent } = await onConsentPage('openid reports:read', 'openid reports:read', { resource: api });
-    expect((await pc.cli(['api', 'delete', api])).code).toBe(0);
-    const back = await allow(ua, consent);
-    expect(new URL(back.url).searchParams.get('error')).toBe('invalid_target');
-    expect((await pc.cli(['api', 'create', '--identifier', api, '--scope', 'reports:read=Read and share your reports'])).code).toBe(0);
-    expect((await pc.cli(['client', 'update', clientId, '--scope', `openid reports:read`])).code).toBe(0);
-    const again = await visit(ua, (await authorizationRequest(rp, 'openid reports:read', { resource: api })).url);
-    expect(pageKind(again)).toBe('consent');
-    expect(again.html).toContain('Read and share your reports');
+    expect(again.html).toContain(described);
   });
 
   it('an API deleted and made again while the page was open is asked for again: the page described the one before', async () => {
