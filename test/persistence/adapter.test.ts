@@ -153,11 +153,13 @@ it('revokeByGrantId removes every token of the grant and nothing else', async ()
 });
 
 // PGlite has one session for everything, so only a server can deadlock.
+// (Grants here, which the writer saves: a session is saved by a statement of
+// its own, see the adapter's saveSessionKeepingLogout.)
 it.runIf(process.env.TEST_DATABASE === 'postgres')(
   'a batched save chosen as a deadlock victim is retried and lands',
   async () => {
-    const sessions = new ArtifactAdapter('Session', db.sql);
-    await Promise.all(['s-1', 's-2'].map((id) => sessions.upsert(id, { kind: 'Session', jti: id, accountId: 'before' }, 600)));
+    const grants = new ArtifactAdapter('Grant', db.sql);
+    await Promise.all(['s-1', 's-2'].map((id) => grants.upsert(id, { kind: 'Grant', jti: id, accountId: 'before' }, 600)));
     // The batch locks its rows in primary-key order: take the later one first.
     const [first, second] = ['s-1', 's-2'].sort((a, b) => (sha256(a) < sha256(b) ? -1 : 1)) as [string, string];
     const other = new pg.Client({ connectionString: testDb.env.DATABASE_URL });
@@ -166,10 +168,10 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
       await other.query('BEGIN');
       // The other transaction waits long before looking for deadlocks, so ours is the victim.
       await other.query("SET LOCAL deadlock_timeout = '20s'");
-      const touch = "UPDATE provider_artifacts SET payload = payload || '{\"accountId\":\"other\"}' WHERE kind = 'Session' AND id = $1";
+      const touch = "UPDATE provider_artifacts SET payload = payload || '{\"accountId\":\"other\"}' WHERE kind = 'Grant' AND id = $1";
       await other.query(touch, [sha256(second)]);
 
-      const batch = Promise.all([first, second].map((id) => sessions.upsert(id, { kind: 'Session', jti: id, accountId: 'after' }, 600)));
+      const batch = Promise.all([first, second].map((id) => grants.upsert(id, { kind: 'Grant', jti: id, accountId: 'after' }, 600)));
       batch.catch(() => undefined);
       // Wait until the batch holds `first` and waits for `second` ...
       for (let waited = 0; ; waited += 20) {
@@ -185,7 +187,7 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
     } finally {
       await other.end();
     }
-    for (const id of [first, second]) expect(await sessions.find(id)).toMatchObject({ accountId: 'after' });
+    for (const id of [first, second]) expect(await grants.find(id)).toMatchObject({ accountId: 'after' });
   },
   30_000,
 );
@@ -196,15 +198,15 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
 it.runIf(process.env.TEST_DATABASE === 'postgres')(
   'saves made while a save is in flight wait for it, then share one statement',
   async () => {
-    const sessions = new ArtifactAdapter('Session', db.sql);
-    await sessions.upsert('held', { kind: 'Session', jti: 'held', accountId: 'before' }, 600);
+    const grants = new ArtifactAdapter('Grant', db.sql);
+    await grants.upsert('held', { kind: 'Grant', jti: 'held', accountId: 'before' }, 600);
     const other = new pg.Client({ connectionString: testDb.env.DATABASE_URL });
     await other.connect();
     const later = Array.from({ length: 5 }, (_, i) => `later-${i}`);
     try {
       await other.query('BEGIN');
-      await other.query("SELECT 1 FROM provider_artifacts WHERE kind = 'Session' AND id = $1 FOR UPDATE", [sha256('held')]);
-      const first = sessions.upsert('held', { kind: 'Session', jti: 'held', accountId: 'after' }, 600);
+      await other.query("SELECT 1 FROM provider_artifacts WHERE kind = 'Grant' AND id = $1 FOR UPDATE", [sha256('held')]);
+      const first = grants.upsert('held', { kind: 'Grant', jti: 'held', accountId: 'after' }, 600);
       for (let waited = 0; ; waited += 20) {
         const { rows } = await other.query("SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'");
         if (rows[0].n > 0) break;
@@ -214,7 +216,7 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
       // Each in an event-loop turn of its own: without group commit, a statement each.
       const saves: Promise<void>[] = [];
       for (const id of later) {
-        saves.push(sessions.upsert(id, { kind: 'Session', jti: id, accountId: 'later' }, 600));
+        saves.push(grants.upsert(id, { kind: 'Grant', jti: id, accountId: 'later' }, 600));
         await new Promise((resolve) => setTimeout(resolve, 20));
       }
       let landed = false;
@@ -227,15 +229,15 @@ it.runIf(process.env.TEST_DATABASE === 'postgres')(
       expect(landed).toBe(true);
       // Rows written by one statement (an autocommit transaction) share its transaction id.
       const { rows } = await other.query('SELECT DISTINCT xmin::text FROM provider_artifacts WHERE kind = $1 AND id = ANY($2)', [
-        'Session',
+        'Grant',
         later.map(sha256),
       ]);
       expect(rows).toHaveLength(1);
     } finally {
       await other.end();
     }
-    expect(await sessions.find('held')).toMatchObject({ accountId: 'after' });
-    for (const id of later) expect(await sessions.find(id)).toMatchObject({ accountId: 'later' });
+    expect(await grants.find('held')).toMatchObject({ accountId: 'after' });
+    for (const id of later) expect(await grants.find(id)).toMatchObject({ accountId: 'later' });
   },
   30_000,
 );
