@@ -95,9 +95,9 @@ const SELECT = { identifier: true, name: true, scopes: true, tokenFormat: true, 
  */
 function asAddress(identifier: string): string {
   const url = new URL(identifier);
+  const { search } = url;
   url.search = '';
-  const href = url.href.replace(/\/+$/, '');
-  return `${href}${new URL(identifier).search}`;
+  return `${url.href.replace(/\/+$/, '')}${search}`;
 }
 
 export class Apis {
@@ -124,10 +124,9 @@ export class Apis {
     // A token with the issuer as its audience would be one for this server
     // itself, which takes none: the name of no API.
     if (asAddress(identifier) === asAddress(this.issuer)) throw new ApiError(`"${identifier}" is this server's own address (ISSUER), not an API's`);
-    const existing = await this.prisma.api.findUnique({ where: { identifier }, select: { identifier: true } });
-    if (existing) throw new ApiError(`an API with identifier ${identifier} already exists`);
     const all = await this.prisma.api.findMany({ select: { identifier: true } });
     const twin = all.find((api) => asAddress(api.identifier) === asAddress(identifier));
+    if (twin?.identifier === identifier) throw new ApiError(`an API with identifier ${identifier} already exists`);
     if (twin) throw new ApiError(`"${identifier}" is the address of the API ${twin.identifier}, written otherwise: tokens name an API exactly as registered, so use that one`);
 
     const given = input.name?.trim();
@@ -167,6 +166,13 @@ export class Apis {
     if (!storable(identifier)) return undefined;
     const row = await this.prisma.api.findUnique({ where: { identifier }, select: SELECT });
     return row ? toView(row) : undefined;
+  }
+
+  /** The API `identifier`, if it already existed at `issuedAt` (epoch seconds): one made since is another API. */
+  async findHeldSince(identifier: string, issuedAt: number): Promise<ApiView | undefined> {
+    if (!storable(identifier)) return undefined;
+    const row = await this.prisma.api.findUnique({ where: { identifier }, select: { ...SELECT, createdAt: true } });
+    return row && Math.floor(row.createdAt.getTime() / 1000) <= issuedAt ? toView(row) : undefined;
   }
 
   /** Whether an API `identifier` exists and already did at `issuedAt` (epoch seconds): a token then issued for it is its. */

@@ -454,7 +454,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     // the identifier since the request began is not the one the page
     // described: nothing of it is saved, and the resume asks again.
     for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
-      const api = (await apis.heldSince(indicator, interaction.iat ?? 0)) ? await apis.find(indicator) : undefined;
+      const api = await apis.findHeldSince(indicator, interaction.iat ?? 0);
       const grantable = api ? grantableApiScopes(client, api.identifier, api.scopes.map((scope) => scope.name)) : [];
       const given = scopes.filter((scope) => grantable.includes(scope));
       if (given.length > 0) grant.addResourceScope(indicator, given.join(' '));
