@@ -83,7 +83,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         answerOptions(addresses),
         refuseEncodedBodies(deps.config, addresses),
         keepRequestForms(provider),
-        healthProbes(deps.sql, deps.space, deps.host),
+        healthProbes(deps.sql, deps.space, deps.host, inFlight),
         interactionPages(deps),
       ];
       for (const fn of middleware) provider.use(fn);

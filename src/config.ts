@@ -169,6 +169,10 @@ const fields = z.object({
   // At most a month: a key that signs only years after `keys rotate` is a typo.
   KEY_ACTIVATION_DELAY: duration('90s', { min: 0, max: 30 * 86400 }),
   SWEEP_INTERVAL: duration('10m', { max: MAX_TIMER_SECONDS }),
+  // Kubernetes sends SIGTERM while its load balancers still route to the pod
+  // for a few seconds: serving on, with /readyz at 503, covers that. 0 for a
+  // workstation's Ctrl-C; at most 5 minutes, a stop that takes longer is a typo.
+  SHUTDOWN_DELAY: duration('0s', { min: 0, max: 300 }),
   // How many proxies stand in front: `true` is one. The client's address is
   // the one the farthest of them appended to X-Forwarded-For; what the client
   // wrote there itself, to the left, is never taken (it would choose its own
@@ -238,6 +242,8 @@ export interface Config {
   keyRefreshInterval: number;
   keyActivationDelay: number;
   sweepInterval: number;
+  /** Seconds a stopping server goes on serving, with /readyz at 503, before its shutdown (SHUTDOWN_DELAY). */
+  shutdownDelay: number;
   /** Proxies in front whose X-Forwarded-* headers are trusted; 0: none. */
   trustProxy: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
@@ -312,6 +318,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     keyRefreshInterval: e.KEY_REFRESH_INTERVAL,
     keyActivationDelay: e.KEY_ACTIVATION_DELAY,
     sweepInterval: e.SWEEP_INTERVAL,
+    shutdownDelay: e.SHUTDOWN_DELAY,
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     metrics: e.METRICS_PORT === undefined ? undefined : { host: e.METRICS_HOST, port: e.METRICS_PORT },

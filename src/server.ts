@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AdapterPayload } from 'oidc-provider';
 import { VERSION } from './version.js';
 import { createApp } from './app.js';
@@ -60,9 +61,17 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      // From here /readyz says 503 and every response closes its connection.
+      inFlight.drain();
+      if (config.shutdownDelay > 0 && server) {
+        // Still listening: a load balancer that has not yet taken this
+        // instance out sends requests for a few seconds more (Kubernetes ends
+        // a pod and updates its endpoints at the same time).
+        logger.info('serving on until the shutdown delay ends', { seconds: config.shutdownDelay });
+        await sleep(config.shutdownDelay * 1_000);
+      }
       const deadline = Date.now() + SHUTDOWN_GRACE_MS;
       timers.forEach(clearInterval);
-      inFlight.drain();
       if (server) {
         const closed = new Promise<void>((resolve) => server!.close(() => resolve()));
         // server.close() waits for every connection to end, and Node keeps a

@@ -1,8 +1,8 @@
 // Probes for whatever runs Portcullis (compose, Kubernetes, a load balancer):
 // /healthz says the process answers requests (liveness: restart it if not),
 // /readyz also that its database answers and has disk space for writes,
-// and that it could load the current signing keys (readiness: send it
-// traffic). Neither says anything about clients or users, and neither is logged as an
+// that it could load the current signing keys, and that it is not shutting
+// down (readiness: send it traffic). Neither says anything about clients or users, and neither is logged as an
 // error when the database is down: the probe's answer is the report.
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Sql } from '../persistence/database.js';
@@ -19,12 +19,17 @@ export interface SigningKeysState {
   readonly keysOutOfDate: string | undefined;
 }
 
-export function healthProbes(sql: Sql, space: SpaceWatch, keys: SigningKeysState): Middleware {
-  // Not async itself: every other request passes through here, without an extra promise.
-  return (ctx, next) => (ctx.path === '/healthz' || ctx.path === '/readyz' ? answer(ctx, sql, space, keys) : next());
+/** Whether shutdown has begun (InFlightRequests.draining). */
+export interface StoppingState {
+  readonly draining: boolean;
 }
 
-async function answer(ctx: ParameterizedContext, sql: Sql, space: SpaceWatch, keys: SigningKeysState): Promise<void> {
+export function healthProbes(sql: Sql, space: SpaceWatch, keys: SigningKeysState, stopping: StoppingState): Middleware {
+  // Not async itself: every other request passes through here, without an extra promise.
+  return (ctx, next) => (ctx.path === '/healthz' || ctx.path === '/readyz' ? answer(ctx, sql, space, keys, stopping) : next());
+}
+
+async function answer(ctx: ParameterizedContext, sql: Sql, space: SpaceWatch, keys: SigningKeysState, stopping: StoppingState): Promise<void> {
   if (!takes(['GET'], ctx.method)) {
     ctx.body = refuseMethod(ctx, ['GET']);
     return;
@@ -35,7 +40,11 @@ async function answer(ctx: ParameterizedContext, sql: Sql, space: SpaceWatch, ke
     return;
   }
   // The path of DATA_DIR and the figures stay in the log: this answer is public.
-  const reason = !(await databaseAnswers(sql))
+  // A stopping server still answers everything else (SHUTDOWN_DELAY), but no
+  // load balancer should send it more.
+  const reason = stopping.draining
+    ? 'shutting down'
+    : !(await databaseAnswers(sql))
     ? 'the database does not answer'
     : (await space.full())
       ? 'the database is out of disk space'

@@ -1698,6 +1698,7 @@ describe('without a running server', () => {
     // Number() read these as ports (0x1068 and 42e2 as 4200); blanks count as unset.
     [{ PORT: '0x1068', DATABASE_POOL_SIZE: '1e1' }, ['PORT', 'decimal digits', 'DATABASE_POOL_SIZE'], []],
     [{ DATABASE_TIMEOUT: '0s' }, ['DATABASE_TIMEOUT', 'shorter than the least allowed'], []],
+    [{ SHUTDOWN_DELAY: '10m' }, ['SHUTDOWN_DELAY', 'longer than the most allowed'], []],
     // A reuse interval is a moment's grace, not a second life.
     [{ REFRESH_TOKEN_REUSE_INTERVAL: '10m' }, ['REFRESH_TOKEN_REUSE_INTERVAL', 'longer than the most allowed, 300 s'], []],
     // Lifetimes that end after year 9999 failed every request storing one (500), and the CLI.

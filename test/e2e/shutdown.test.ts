@@ -77,6 +77,33 @@ it.skipIf(embedded)('a kept-alive connection whose response began before shutdow
   }
 });
 
+it('with SHUTDOWN_DELAY, a stopping server serves on for that long with /readyz at 503, then stops listening', async () => {
+  const pc = await startPortcullis({ SHUTDOWN_DELAY: '2s' });
+  try {
+    const robot = await pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'] });
+    expect((await fetch(`${pc.issuer}/readyz`)).status).toBe(200);
+    const started = Date.now();
+    let closed = false;
+    const closing = pc.server.close().then(() => (closed = true));
+
+    const ready = await fetch(`${pc.issuer}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ status: 'unavailable', reason: 'shutting down' });
+    expect(ready.headers.get('connection')).toBe('close');
+    // Alive (no restart), and still answering what a load balancer sends meanwhile.
+    expect((await fetch(`${pc.issuer}/healthz`)).status).toBe(200);
+    expect(await tokenRequest(pc, robot, {})).toEqual({ status: 200, connection: 'close' });
+    expect(closed).toBe(false);
+
+    await closing;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
+    await expect(fetch(`${pc.issuer}/healthz`)).rejects.toThrow();
+    expect(pc.log.some((line) => line.includes('serving on until the shutdown delay ends') && line.includes('"seconds":2'))).toBe(true);
+    expect(pc.errors).toEqual([]);
+  } finally {
+    await pc.close();
+  }
+});
 
 it.skipIf(embedded)('a database that does not answer: the start waits and says so; SIGTERM exits within seconds, a second signal at once', async () => {
   const database = await freshDatabase();
