@@ -136,6 +136,12 @@ const SQL = {
              uid = EXCLUDED.uid, expires_at = EXCLUDED.expires_at
            WHERE provider_artifacts.consumed_at IS NULL`,
   },
+  // A pushed request an authorization request has used (see ArtifactOptions.keepAtLeast), while it is live.
+  keepUsedPushedRequest: {
+    name: 'artifact-keep-used-pushed-request',
+    text: `UPDATE provider_artifacts SET expires_at = GREATEST(expires_at, $2)
+           WHERE kind = 'PushedAuthorizationRequest' AND id = $1 AND expires_at > now()`,
+  },
   // An interaction saved by our pages (see upsert): its row only, if it is still there.
   updateInteraction: {
     name: 'artifact-update-interaction',
@@ -202,9 +208,9 @@ const SQL = {
  * A consent that holds offline_access outlives sign-outs (README: Sessions).
  * The library ends the grants a session holds without its persistsLogout
  * mark, which it sets from the scopes of the request that used the grant.
- * But a remembered consent is shared by sessions (loadExistingGrant), and
- * one first used without offline_access may have been given it since in
- * another browser: signing out where it was first used ended the app's
+ * But a grant may be shared by sessions (one stored before 0.5.10, when a
+ * remembered consent was one grant; see session-grants.ts), and one first
+ * used without offline_access may have been given it since in another browser: signing out where it was first used ended the app's
  * offline access there. So a sign-out keeps the grants that hold it now, and
  * the tokens issued under them (which run until they expire). Those kept
  * in a request are remembered for its "grant revoked" event (provider.ts).
@@ -271,11 +277,13 @@ export interface ArtifactOptions {
   /** Binds each interaction to the browser that made it (browser-binding.ts): for Interaction. */
   browsers?: BrowserBinding;
   /**
-   * Seconds a row is kept at least, past its own lifetime: a pushed request
-   * lives 60 s, but each sign-in begun with it checks, when it ends (up to
-   * INTERACTION_TTL later), that it is still unused and uses it up (the
-   * library reads it then whatever its `exp`). Expired and swept, it would
-   * be found by none, and every such sign-in would get a code.
+   * Seconds a pushed request's row is kept, once an authorization request
+   * has used it, past its own lifetime: it lives 60 s, but each sign-in begun
+   * with it checks, when it ends (up to INTERACTION_TTL later), that it is
+   * still unused and uses it up (the library reads it then whatever its
+   * `exp`). Expired and swept, it would be found by none, and every such
+   * sign-in would get a code. One nobody uses is kept only its 60 s: anyone
+   * may push requests for a public client, up to a body's size each.
    */
   keepAtLeast?: number;
 }
@@ -310,7 +318,7 @@ export class ArtifactAdapter implements Adapter {
     // None of the library's models is kept forever, but a model saved for the
     // rest of its life (an interaction, a grant: its exp less the current
     // second) may have none left, 0 or less: stored as expired, not as never.
-    const expiresAt = typeof expiresIn === 'number' ? new Date(Date.now() + Math.max(0, expiresIn, this.keepAtLeast) * 1000) : null;
+    const expiresAt = typeof expiresIn === 'number' ? new Date(Date.now() + Math.max(0, expiresIn) * 1000) : null;
     // A lifetime beyond what a Date holds would be written as no expiry at all.
     if (expiresAt && Number.isNaN(expiresAt.getTime())) throw new RangeError(`${this.kind} lifetime out of range: ${expiresIn} s`);
     // The payload repeats the id as `jti`: drop it, find() puts it back. Grant
@@ -431,6 +439,9 @@ export class ArtifactAdapter implements Adapter {
       const request = Provider.ctx;
       if (this.browsers && request && !inBoundBrowser(rows, this.browsers.of(request))) return undefined;
       return withLiveIds(payload, id, this.sealer);
+    }
+    if (payload && this.keepAtLeast > 0 && Provider.ctx?.oidc?.route === 'authorization') {
+      await this.sql.query(SQL.keepUsedPushedRequest, [sha256(id), new Date(Date.now() + this.keepAtLeast * 1000)]);
     }
     // Rows of 0.5.0 and earlier may hold what kept() now leaves out.
     return payload && { ...kept(this.kind, payload), jti: id };

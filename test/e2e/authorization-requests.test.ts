@@ -4,6 +4,7 @@
 // endpoints.
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256 } from '../../src/persistence/hash.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, discover, pageKind, POST_LOGOUT_URI, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
@@ -164,6 +165,31 @@ describe('pushed authorization requests (RFC 9126)', () => {
     const sent = answers.map((answer) => new URL(answer.url).searchParams);
     expect(sent.filter((answer) => answer.has('code'))).toHaveLength(1);
     expect(sent.filter((answer) => answer.get('error') === 'invalid_request_uri')).toHaveLength(5);
+  });
+
+  it('a pushed request nobody uses is stored for its own 60 s; one a sign-in began with, for as long as the sign-in may last', async () => {
+    const { params: pkceParams } = await pkce();
+    const push = () => oidc.buildAuthorizationUrlWithPAR(web, { redirect_uri: REDIRECT_URI, scope: 'openid', state: oidc.randomState(), ...pkceParams });
+    const used = await push();
+    const unused = await push();
+    const digestOf = (url: URL) => sha256(url.searchParams.get('request_uri')!.replace('urn:ietf:params:oauth:request_uri:', ''));
+    const db = pc.outsideConnection();
+    await db.connect();
+    const secondsLeft = async (url: URL) => {
+      const { rows } = await db.query<{ left: number }>(
+        `SELECT EXTRACT(EPOCH FROM expires_at - now())::int AS left FROM provider_artifacts WHERE kind = 'PushedAuthorizationRequest' AND id = $1`,
+        [digestOf(url)],
+      );
+      return rows[0]?.left;
+    };
+    try {
+      for (const url of [used, unused]) expect(await secondsLeft(url)).toBeLessThanOrEqual(60);
+      expect(pageKind(await visit(new UserAgent(), used))).toBe('login');
+      expect(await secondsLeft(used)).toBeGreaterThan(3600 - 30); // INTERACTION_TTL
+      expect(await secondsLeft(unused)).toBeLessThanOrEqual(60);
+    } finally {
+      await db.end();
+    }
   });
 
   it('a used request_uri of a client with two redirect URIs is an error page: its redirect_uri is not known without the request', async () => {
