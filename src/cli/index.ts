@@ -58,7 +58,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       io.out(USAGE);
       return 0;
     }
-    await command(args, async () => (services ??= await openServices(loadConfig(), 'cli')), io);
+    await command(args, async () => (services ??= noteKeyFileMade(await openServices(loadConfig(), 'cli'))), io);
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
@@ -74,6 +74,23 @@ export async function run(argv: string[], io: Io): Promise<number> {
   } finally {
     await services?.close();
   }
+}
+
+/**
+ * A CLI run before the first start (`migrate` in a deploy step, say) makes
+ * the encryption key file and seals the first keys with it: said on stderr,
+ * as the server warns at start, or a server given another key (ENCRYPTION_KEYS
+ * elsewhere, a container without that file) could not open them.
+ */
+function noteKeyFileMade(services: Services): Services {
+  const { config, sealer } = services;
+  if (services.encryptionKeyGenerated && config.encryption.kind === 'file') {
+    process.stderr.write(
+      `portcullis: made the encryption key file ${terminalSafe(config.encryption.path)} (key ${sealer.sealingKeyId}); the database's keys are sealed with it: ` +
+        'keep it, and give every server on this database the same key (ENCRYPTION_KEY_FILE, or ENCRYPTION_KEYS)\n',
+    );
+  }
+  return services;
 }
 
 // Output piped into a reader that stopped (`portcullis keys list | head -1`): done, not an error.

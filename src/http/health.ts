@@ -7,12 +7,15 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Sql } from '../persistence/database.js';
 import type { SpaceWatch } from '../persistence/disk-space.js';
+import { NO_SUCH_TABLE } from '../persistence/unavailable.js';
 import { refuseMethod, takes } from './methods.js';
 
 /** How long readiness waits for the database; probes commonly time out at 1–5 s. */
 const DATABASE_TIMEOUT_MS = 2_000;
 
-const PING = { name: 'health-ping', text: 'SELECT 1' } as const;
+// A table of ours, not SELECT 1: a database made again empty (a restore
+// under way) answers, but cannot serve anyone.
+const PING = { name: 'health-ping', text: 'SELECT 1 FROM signing_keys LIMIT 1' } as const;
 
 /** Why the server's signing keys may not be the current ones, if they may (ProviderHost.keysOutOfDate). */
 export interface SigningKeysState {
@@ -44,20 +47,20 @@ async function answer(ctx: ParameterizedContext, sql: Sql, space: SpaceWatch, ke
   // load balancer should send it more.
   const reason = stopping.draining
     ? 'shutting down'
-    : !(await databaseAnswers(sql))
-    ? 'the database does not answer'
-    : (await space.full())
-      ? 'the database is out of disk space'
-      : keys.keysOutOfDate;
+    : ((await databaseTroubleNow(sql)) ?? ((await space.full()) ? 'the database is out of disk space' : keys.keysOutOfDate));
   ctx.status = reason ? 503 : 200;
   ctx.body = reason ? { status: 'unavailable', reason } : { status: 'ready' };
 }
 
-async function databaseAnswers(sql: Sql): Promise<boolean> {
+/** Why the database cannot serve now, if it cannot: it does not answer (in time), or it has none of our tables. */
+async function databaseTroubleNow(sql: Sql): Promise<string | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), DATABASE_TIMEOUT_MS)));
+  const timeout = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), DATABASE_TIMEOUT_MS)));
   try {
-    return await Promise.race([sql.query(PING, []).then(() => true, () => false), timeout]);
+    const answer = await Promise.race([sql.query(PING, []).then(() => 'ok' as const, (error: unknown) => error), timeout]);
+    if (answer === 'ok') return undefined;
+    if ((answer as { code?: unknown })?.code === NO_SUCH_TABLE) return "the database has none of Portcullis's tables (dropped and made again?)";
+    return 'the database does not answer';
   } finally {
     clearTimeout(timer);
   }

@@ -33,6 +33,7 @@ export function cacheablePublicDocuments(keys: { keyActivationDelay: number; key
       const maxAge = route === undefined ? undefined : lifetimes[route];
       if (maxAge === undefined || ctx.status !== 200 || ctx.body == null) return;
       if (route === 'jwks') ctx.body = inStableOrder(ctx.body as { keys?: Array<{ kid?: string }> });
+      if (route === 'discovery') ctx.body = withAlgorithmsSorted(ctx.body as Record<string, unknown>);
       // must-revalidate: a cache may not serve a copy past its age (when the server is unreachable, say).
       ctx.set('Cache-Control', maxAge > 0 ? `public, max-age=${maxAge}, must-revalidate` : 'no-cache');
       const body = typeof ctx.body === 'string' ? ctx.body : JSON.stringify(ctx.body);
@@ -56,6 +57,20 @@ function inStableOrder(jwks: { keys?: Array<{ kid?: string }> }): unknown {
   if (!Array.isArray(jwks.keys)) return jwks;
   const keys = [...jwks.keys].sort((a, b) => ((a.kid ?? '') < (b.kid ?? '') ? -1 : (a.kid ?? '') > (b.kid ?? '') ? 1 : 0));
   return { ...jwks, keys };
+}
+
+/**
+ * Every list of algorithms in alphabetical order: the provider lists the
+ * signing algorithms in the order of its keys, which changed when a rotation
+ * reloaded them (RS256 before ES256, then after it), and so did the ETag,
+ * though nothing had. The order of these lists means nothing (RFC 8414 §2).
+ */
+function withAlgorithmsSorted(metadata: Record<string, unknown>): Record<string, unknown> {
+  const sorted = { ...metadata };
+  for (const [name, value] of Object.entries(metadata)) {
+    if (/_(alg|enc)_values_supported$/.test(name) && Array.isArray(value)) sorted[name] = [...value].sort();
+  }
+  return sorted;
 }
 
 /** Whether an If-None-Match header names `etag` (weak comparison, RFC 9110 §8.8.3.2), or is `*`. */

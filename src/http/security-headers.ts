@@ -51,7 +51,11 @@ const COMMON_HEADERS = {
   'X-Content-Type-Options': 'nosniff',
   'Referrer-Policy': 'no-referrer',
   'X-Frame-Options': 'DENY',
-  'Cross-Origin-Opener-Policy': 'same-origin',
+  // No Cross-Origin-Opener-Policy: an app may open the sign-in in a popup
+  // (oidc-client-ts signinPopup, MSAL loginPopup) and wait for the popup,
+  // back at its callback, to message it; `same-origin` here cut that link
+  // for good. Framing is refused above, and the pages hold nothing another
+  // window could read through the link.
 };
 
 /**

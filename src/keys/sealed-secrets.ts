@@ -87,7 +87,7 @@ export class SecretSealer {
     if (!entry) {
       throw new SealError(
         `${context} was sealed with encryption key ${id}, which is not configured (configured: ${this.keys.map((k) => k.id).join(', ')}); ` +
-          'set ENCRYPTION_KEYS to include the key it was sealed with',
+          'set ENCRYPTION_KEYS to include the key it was sealed with (an encryption key file made by the first start, or by the CLI run before it, holds it)',
       );
     }
     const body = Buffer.from(encoded, 'base64url');

@@ -1,5 +1,5 @@
 // Telling a database that cannot serve a request now (down, restarting,
-// frozen, out of connections, out of disk space) from every other failure: a
+// frozen, out of connections, out of disk space, dropped) from every other failure: a
 // request it fails is answered 503 with Retry-After, which clients and
 // gateways retry, not 500, which says the server is broken; and it is logged
 // as one line, not as a stack trace. Each of these passes without a change to
@@ -9,7 +9,7 @@
 export const UNAVAILABLE_RETRY_AFTER = '5';
 
 /** Why the database could not serve a request; also the end of its log line ("database …"). */
-export type DatabaseTrouble = 'unreachable' | 'out of space';
+export type DatabaseTrouble = 'unreachable' | 'out of space' | 'without its tables';
 
 // Node's socket errors; SQLSTATE 57P01-57P03 (shut down, crash, starting up),
 // 53300 (too many connections) and class 08 (connection exception); Prisma's
@@ -17,10 +17,21 @@ export type DatabaseTrouble = 'unreachable' | 'out of space';
 // (server closed the connection), P2024 (no pool connection in time) and
 // P2037 (too many connections, as the pg adapter reports 53300).
 // SQLSTATE 57014 is a statement cancelled by statement_timeout (see database.ts).
+// The database in DATABASE_URL gone (3D000 does not exist, 57P04 dropped) or
+// its credentials refused (28P01, 28000): an operator restoring it, or
+// changing a password, fixes these without Portcullis.
 const UNREACHABLE = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
   '57P01', '57P02', '57P03', '53300', '57014', 'P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2037',
+  '3D000', '57P04', '28P01', '28000',
 ]);
+
+/**
+ * SQLSTATE 42P01 (no such table): the migrations ran at start, so the
+ * database was since replaced by one without them (made again empty, for a
+ * restore that has not finished). Not a fault of the request either.
+ */
+export const NO_SUCH_TABLE = '42P01';
 
 // SQLSTATE 53100 (disk_full: PostgreSQL, and PGlite for a full DATA_DIR, could
 // not extend a file); a file system's own ENOSPC and EDQUOT.
@@ -35,6 +46,7 @@ export function databaseTrouble(error: unknown): DatabaseTrouble | undefined {
     const { code, message } = cause as { code?: unknown; message?: unknown };
     if (typeof code === 'string') {
       if (OUT_OF_SPACE.has(code)) return 'out of space';
+      if (code === NO_SUCH_TABLE) return 'without its tables';
       if (UNREACHABLE.has(code) || /^08[0-9A-Z]{3}$/.test(code)) return 'unreachable';
     }
     if (typeof message === 'string' && MESSAGES.test(message)) return 'unreachable';

@@ -147,6 +147,16 @@ describe('journeys', () => {
     }
   });
 
+  it('a sign-in in a popup leaves the popup, back at the app, able to tell the page that opened it', async () => {
+    // How oidc-client-ts (signinPopup), MSAL (loginPopup) and auth0-spa-js hand the result over.
+    const page = await newPage();
+    await page.goto(notes.url);
+    const [popup] = await Promise.all([page.waitForEvent('popup'), page.evaluate(() => void window.open('/login', 'sign-in', 'width=480,height=640'))]);
+    await popup.waitForLoadState();
+    await signInToApp(popup, 'popup');
+    expect(await popup.evaluate(() => window.opener !== null)).toBe(true);
+  });
+
   it('remembered consent: signing in again goes straight back to the app', async () => {
     const page = await newPage();
     await page.goto(`${photos.url}/login`);

@@ -1392,15 +1392,22 @@ describe('without a running server', () => {
 
   it('the CLI creates the database, and the server started later serves what it made', async () => {
     const database = await freshDatabase();
-    const env = { ...TEST_ENV, ...database.env };
+    const keyDir = mkdtempSync(path.join(os.tmpdir(), 'pc-key-'));
+    const keyFile = path.join(keyDir, 'encryption.key');
+    const env = { ...TEST_ENV, ...database.env, ENCRYPTION_KEY_FILE: keyFile };
     try {
       const migrated = await runCli(['migrate'], env);
       expect(migrated.code).toBe(0);
+      // The first keys are sealed with a key file it made: said, as the server says it at start.
+      expect(migrated.stderr).toContain(`portcullis: made the encryption key file ${keyFile} (key `);
+      expect(migrated.stderr).toContain("the database's keys are sealed with it");
+      expect(existsSync(keyFile)).toBe(true);
       // A fresh database: every migration applied now, each named.
       const all = readdirSync('prisma/migrations').filter((name) => /^\d/.test(name)).sort();
       expect(migrated.stdout).toBe(`${all.map((name) => `applied ${name}\n`).join('')}database is up to date (${all.length} migrations, ${all.length} applied now)\n`);
       const again = await runCli(['migrate'], env);
       expect(again.stdout).toBe(`database is up to date (${all.length} migrations, 0 applied now)\n`);
+      expect(again.stderr).not.toContain('made the encryption key file');
       const created = await runCli(['client', 'create', '--name', 'Early', '--redirect-uri', REDIRECT_URI, '--json'], env);
       expect(created.code).toBe(0);
       const { client_id } = JSON.parse(created.stdout);
@@ -1425,6 +1432,7 @@ describe('without a running server', () => {
       expect(await exited).toBe(0);
     } finally {
       await database.drop();
+      rmSync(keyDir, { recursive: true, force: true });
     }
   });
 

@@ -51,6 +51,11 @@ describe('cacheable public documents', () => {
     const etag = first.headers.get('etag')!;
     expect(etag).toMatch(/^"[\w-]+"$/);
     const kids = ((await first.json()) as { keys: { kid: string }[] }).keys.map((key) => key.kid);
+    const discovery = await get('/.well-known/openid-configuration');
+    const discoveryEtag = discovery.headers.get('etag')!;
+    const algorithms = ((await discovery.json()) as { id_token_signing_alg_values_supported: string[] }).id_token_signing_alg_values_supported;
+    expect(algorithms.length).toBeGreaterThan(1);
+    expect(algorithms).toEqual([...algorithms].sort());
 
     const again = await get('/jwks', { 'if-none-match': etag });
     expect(again.status).toBe(304);
@@ -70,6 +75,8 @@ describe('cacheable public documents', () => {
     const published = ((await rotated!.json()) as { keys: { kid: string }[] }).keys.map((key) => key.kid);
     expect(published).toEqual(expect.arrayContaining(kids));
     expect(published.length).toBeGreaterThan(kids.length);
+    // Discovery did not change with the keys: its algorithm lists keep their order, and a revalidation is a 304.
+    expect((await get('/.well-known/openid-configuration', { 'if-none-match': discoveryEtag })).status).toBe(304);
   });
 
   it('a rotated key that begins to sign leaves the JWKS, and so its ETag, as they were: a revalidation is a 304', async () => {

@@ -98,6 +98,40 @@ it('readiness follows the database: 503 while it refuses connections, 200 once i
   expect(pc.errors.filter((line) => !line.includes('write refused (simulated)'))).toEqual([]);
 });
 
+it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database dropped under the server is answered 503, and one made again empty (a restore under way) is not ready', async () => {
+  const own = await startPortcullis();
+  const robot = await own.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
+  expect((await own.clientCredentials(robot)).status).toBe(200);
+  const name = new URL(own.env.DATABASE_URL!).pathname.slice(1);
+  const serverUrl = new URL(own.env.DATABASE_URL!);
+  serverUrl.pathname = '/postgres';
+  const server = new pg.Client({ connectionString: serverUrl.toString() });
+  await server.connect();
+  const readiness = async () => {
+    const response = await fetch(`${own.issuer}/readyz`);
+    return { status: response.status, body: await response.json() };
+  };
+  try {
+    await server.query(`DROP DATABASE ${name} WITH (FORCE)`);
+    const gone = await own.clientCredentials(robot);
+    expect(gone.status).toBe(503);
+    expect(gone.headers.get('retry-after')).toBe('5');
+    expect(await readiness()).toEqual({ status: 503, body: { status: 'unavailable', reason: 'the database does not answer' } });
+
+    await server.query(`CREATE DATABASE ${name}`);
+    const empty = await own.clientCredentials(robot);
+    expect(empty.status).toBe(503);
+    expect(await readiness()).toEqual({ status: 503, body: { status: 'unavailable', reason: "the database has none of Portcullis's tables (dropped and made again?)" } });
+    // One line each, without a stack: an operator's doing, not a fault in Portcullis.
+    expect(own.errors.length).toBeGreaterThan(0);
+    for (const line of own.errors) expect(JSON.parse(line)).toMatchObject({ message: expect.stringMatching(/^database (unreachable|without its tables)$/) });
+    expect(own.errors.some((line) => line.includes('"database without its tables"'))).toBe(true);
+  } finally {
+    await server.end();
+    await own.close();
+  }
+});
+
 it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database that is down or hangs is answered 503 with Retry-After, as JSON or a page, within DATABASE_TIMEOUT; once it is back the server serves again by itself', async () => {
   const robot = await pc.createClient({ name: 'Patient robot', grantTypes: ['client_credentials'], scope: 'openid' });
   const web = await pc.createClient({ name: 'Patient app', redirectUris: [REDIRECT_URI] });
