@@ -93,8 +93,8 @@ const SIGN_INS_OF_ACCOUNT = `(kind = 'Session' AND payload->>'accountId' = $1) O
  * without the library's persistsLogout, and those its sign-ins in progress
  * were given (not yet named by a session). A consent that holds
  * offline_access now stays, whatever the session or request that used it
- * asked for: a grant stored before 0.5.10 is shared by sessions, and one
- * given without offline_access may have been given it since, in another browser.
+ * asked for: remembered consents are shared by sessions, and one given
+ * without offline_access may have been given it since, in another browser.
  * As grant ids, the grant_id of what was issued under them.
  */
 const CONSENTS_ENDING_WITH_SIGN_INS = `

@@ -136,11 +136,10 @@ const SQL = {
              uid = EXCLUDED.uid, expires_at = EXCLUDED.expires_at
            WHERE provider_artifacts.consumed_at IS NULL`,
   },
-  // A pushed request an authorization request has used (see ArtifactOptions.keepAtLeast), while it is live.
-  keepUsedPushedRequest: {
-    name: 'artifact-keep-used-pushed-request',
-    text: `UPDATE provider_artifacts SET expires_at = GREATEST(expires_at, $2)
-           WHERE kind = 'PushedAuthorizationRequest' AND id = $1 AND expires_at > now()`,
+  // The pushed request a sign-in in progress began with, kept at least as long as it (see upsert).
+  keepPushedRequest: {
+    name: 'artifact-keep-pushed-request',
+    text: `UPDATE provider_artifacts SET expires_at = GREATEST(expires_at, $2) WHERE kind = 'PushedAuthorizationRequest' AND id = $1`,
   },
   // An interaction saved by our pages (see upsert): its row only, if it is still there.
   updateInteraction: {
@@ -208,9 +207,9 @@ const SQL = {
  * A consent that holds offline_access outlives sign-outs (README: Sessions).
  * The library ends the grants a session holds without its persistsLogout
  * mark, which it sets from the scopes of the request that used the grant.
- * But a grant may be shared by sessions (one stored before 0.5.10, when a
- * remembered consent was one grant; see session-grants.ts), and one first
- * used without offline_access may have been given it since in another browser: signing out where it was first used ended the app's
+ * But a remembered consent is shared by sessions (loadExistingGrant), and
+ * one first used without offline_access may have been given it since in
+ * another browser: signing out where it was first used ended the app's
  * offline access there. So a sign-out keeps the grants that hold it now, and
  * the tokens issued under them (which run until they expire). Those kept
  * in a request are remembered for its "grant revoked" event (provider.ts).
@@ -276,16 +275,6 @@ export interface ArtifactOptions {
   onReuse?: (request: KoaContextWithOIDC | undefined) => void;
   /** Binds each interaction to the browser that made it (browser-binding.ts): for Interaction. */
   browsers?: BrowserBinding;
-  /**
-   * Seconds a pushed request's row is kept, once an authorization request
-   * has used it, past its own lifetime: it lives 60 s, but each sign-in begun
-   * with it checks, when it ends (up to INTERACTION_TTL later), that it is
-   * still unused and uses it up (the library reads it then whatever its
-   * `exp`). Expired and swept, it would be found by none, and every such
-   * sign-in would get a code. One nobody uses is kept only its 60 s: anyone
-   * may push requests for a public client, up to a body's size each.
-   */
-  keepAtLeast?: number;
 }
 
 export class ArtifactAdapter implements Adapter {
@@ -294,7 +283,6 @@ export class ArtifactAdapter implements Adapter {
   private readonly reuse: number;
   private readonly onReuse?: ArtifactOptions['onReuse'];
   private readonly browsers?: BrowserBinding;
-  private readonly keepAtLeast: number;
 
   /** `sealer`: seals the pushed request id a stored sign-in in progress names (see withoutLiveIds). */
   constructor(
@@ -305,7 +293,6 @@ export class ArtifactAdapter implements Adapter {
   ) {
     this.reuse = kind === 'RefreshToken' ? (options.refreshTokenReuseInterval ?? 0) : 0;
     this.onReuse = options.onReuse;
-    this.keepAtLeast = options.keepAtLeast ?? 0;
     if (kind === 'Interaction') {
       if (!options.browsers) throw new TypeError('an Interaction adapter needs the browser binding (see browser-binding.ts)');
       this.browsers = options.browsers;
@@ -321,6 +308,15 @@ export class ArtifactAdapter implements Adapter {
     const expiresAt = typeof expiresIn === 'number' ? new Date(Date.now() + Math.max(0, expiresIn) * 1000) : null;
     // A lifetime beyond what a Date holds would be written as no expiry at all.
     if (expiresAt && Number.isNaN(expiresAt.getTime())) throw new RangeError(`${this.kind} lifetime out of range: ${expiresIn} s`);
+    // A pushed request lives 60 s, but each sign-in begun with it checks,
+    // when it ends, that it is still unused and uses it up (the library reads
+    // it then whatever its `exp`). Expired, it would be found by none, and
+    // every such sign-in would get a code: so each step of the sign-in (a
+    // new interaction after the login, say) keeps it at least as long as
+    // itself. One nobody uses is kept only its 60 s: anyone may push
+    // requests for a public client, up to a body's size each.
+    const parJti = this.kind === 'Interaction' ? (payload as { parJti?: unknown }).parJti : undefined;
+    if (typeof parJti === 'string' && expiresAt) await this.sql.query(SQL.keepPushedRequest, [sha256(parJti), expiresAt]);
     // The payload repeats the id as `jti`: drop it, find() puts it back. Grant
     // ids stay, as tokens' payloads name their grant anyway and a grant id
     // alone authorizes nothing.
@@ -439,9 +435,6 @@ export class ArtifactAdapter implements Adapter {
       const request = Provider.ctx;
       if (this.browsers && request && !inBoundBrowser(rows, this.browsers.of(request))) return undefined;
       return withLiveIds(payload, id, this.sealer);
-    }
-    if (payload && this.keepAtLeast > 0 && Provider.ctx?.oidc?.route === 'authorization') {
-      await this.sql.query(SQL.keepUsedPushedRequest, [sha256(id), new Date(Date.now() + this.keepAtLeast * 1000)]);
     }
     // Rows of 0.5.0 and earlier may hold what kept() now leaves out.
     return payload && { ...kept(this.kind, payload), jti: id };
@@ -740,7 +733,7 @@ function withLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer
   if (typeof returnTo === 'string') live.returnTo = returnTo.split(UID_IN_RETURN_TO).join(uid);
   if (typeof parJti === 'string') {
     // One that no configured encryption key opens (dropped since) is left out:
-    // the pushed request then is not used up here, and expires within a minute.
+    // the pushed request then is not used up here, and stays until it expires.
     try {
       (live as { parJti?: string }).parJti = sealer!.open(parJti, parContext(uid));
     } catch {

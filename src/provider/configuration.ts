@@ -17,12 +17,12 @@ import type { Prisma, Sql } from '../persistence/database.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
 import { ArtifactAdapter } from './adapter.js';
+import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
 import { displayName, grantableApiScopes } from './client-model.js';
 import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
-import { loadSessionGrant } from './session-grants.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
 
@@ -97,7 +97,6 @@ export function buildConfiguration(services: ProviderServices): Configuration {
             refreshTokenReuseInterval: config.refreshTokenReuseInterval,
             onReuse: logReuse,
             browsers: services.browsers,
-            keepAtLeast: name === 'PushedAuthorizationRequest' ? config.ttl.interaction : 0,
           }),
     clients: [],
     clientDefaults: {
@@ -320,18 +319,28 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // so introspection names it as it does the person for other tokens.
     extraTokenClaims: async (_ctx, token) => (token.kind === 'ClientCredentials' ? { sub: token.clientId } : undefined),
     // Consent is remembered per person and client, beyond the browser session
-    // that gave it; each session still uses a grant of its own (session-grants.ts).
-    loadExistingGrant: (ctx) => loadSessionGrant(ctx, sql),
+    // that gave it: look the grant up in the database when the session has none.
+    loadExistingGrant: async (ctx) => {
+      const clientId = ctx.oidc.client!.clientId;
+      const accountId = ctx.oidc.session!.accountId;
+      const grantId =
+        ctx.oidc.result?.consent?.grantId ??
+        ctx.oidc.session!.grantIdFor(clientId) ??
+        (accountId ? await findGrantId(sql, accountId, clientId) : undefined);
+      if (!grantId) return undefined;
+      const grant = await ctx.oidc.provider.Grant.find(grantId);
+      // A grant is only reused for the person and client it was given by.
+      if (!grant || grant.accountId !== accountId || grant.clientId !== clientId) return undefined;
+      return grant;
+    },
     // A consent given with offline_access outlives sign-outs: a code that
     // does not expire with the session marks the session's hold on its grant
     // as one a sign-out leaves (the library's persistsLogout). The library
     // asks only whether this request's scopes name offline_access; but a
-    // grant stored before 0.5.10 is shared by the person's sessions, and a
+    // consent is remembered across sessions (loadExistingGrant above), and a
     // sign-in elsewhere that reuses it without asking for offline_access
     // again would end it when signed out of: one sign-out ending an app's
-    // offline access everywhere. The grant's scopes count too (and a
-    // session's copy of a consent that holds offline_access, session-grants.ts,
-    // keeps it as the consent it copies does).
+    // offline access everywhere. The grant's scopes count too.
     expiresWithSession: async (ctx, code) =>
       !code.scopes.has('offline_access') && !(ctx.oidc.entities.Grant?.getOIDCScope() ?? '').split(' ').includes('offline_access'),
     ttl: {

@@ -167,9 +167,9 @@ describe('pushed authorization requests (RFC 9126)', () => {
     expect(sent.filter((answer) => answer.get('error') === 'invalid_request_uri')).toHaveLength(5);
   });
 
-  it('a pushed request nobody uses is stored for its own 60 s; one a sign-in began with, for as long as the sign-in may last', async () => {
+  it('a pushed request nobody uses is stored for its own 60 s; one a sign-in began with, for as long as each step of the sign-in may last', async () => {
     const { params: pkceParams } = await pkce();
-    const push = () => oidc.buildAuthorizationUrlWithPAR(web, { redirect_uri: REDIRECT_URI, scope: 'openid', state: oidc.randomState(), ...pkceParams });
+    const push = () => oidc.buildAuthorizationUrlWithPAR(web, { redirect_uri: REDIRECT_URI, scope: 'openid', prompt: 'consent', state: oidc.randomState(), ...pkceParams });
     const used = await push();
     const unused = await push();
     const digestOf = (url: URL) => sha256(url.searchParams.get('request_uri')!.replace('urn:ietf:params:oauth:request_uri:', ''));
@@ -184,9 +184,18 @@ describe('pushed authorization requests (RFC 9126)', () => {
     };
     try {
       for (const url of [used, unused]) expect(await secondsLeft(url)).toBeLessThanOrEqual(60);
-      expect(pageKind(await visit(new UserAgent(), used))).toBe('login');
+      const ua = new UserAgent();
+      const login = await visit(ua, used);
+      expect(pageKind(login)).toBe('login');
       expect(await secondsLeft(used)).toBeGreaterThan(3600 - 30); // INTERACTION_TTL
       expect(await secondsLeft(unused)).toBeLessThanOrEqual(60);
+      // Each later step of the sign-in (the consent after the login, its own
+      // INTERACTION_TTL from then) keeps it as long again: as if the login had
+      // taken nearly the whole hour, the row has seconds left when it is done.
+      await db.query(`UPDATE provider_artifacts SET expires_at = now() + interval '5 seconds' WHERE kind = 'PushedAuthorizationRequest' AND id = $1`, [digestOf(used)]);
+      const consent = await signIn(ua, login, finn.email, finn.password);
+      expect(pageKind(consent)).toBe('consent');
+      expect(await secondsLeft(used)).toBeGreaterThan(3600 - 30);
     } finally {
       await db.end();
     }

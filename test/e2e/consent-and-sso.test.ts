@@ -27,27 +27,15 @@ afterAll(async () => {
   await pc?.close();
 });
 
-/**
- * Someone new, for a test whose consents must be the only ones they gave:
- * consent is remembered per person and client, from whatever browser, for
- * as long as any of their sign-ins holds it.
- */
-let people = 0;
-async function newPerson() {
-  const person = { email: `person${++people}@example.com`, password: 'a long enough password' };
-  await pc.createUser(person.email, person.password, `Person ${people}`);
-  return person;
-}
-
 /** Confirms sign-out on the logout page `logout` (opened with the session to end). */
 function signOut(ua: UserAgent, logout: Page) {
   return ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
 }
 
-/** `person` (Bob unless named) signed in (through app A) on a new browser, its logout page open, and app B's consent page for `scope`. */
-async function consentingWhileSignedIn(scope: string, person = bob) {
+/** Bob signed in (through app A) on a new browser, its logout page open, and app B's consent page for `scope`. */
+async function consentingWhileSignedIn(scope: string) {
   const ua = new UserAgent();
-  await logIn(ua, appA, 'openid', person);
+  await logIn(ua, appA, 'openid', bob);
   const logout = await ua.open(`${pc.issuer}/session/end`);
   const request = await authorizationRequest(appB, scope, { prompt: 'consent' });
   const consent = await visit(ua, request.url);
@@ -589,8 +577,7 @@ describe('single sign-on', () => {
   });
 
   it.skipIf(embedded)('a sign-out that ran while a consent was resumed (its interaction used up, the session naming it not yet stored): the consent ends all the same', async () => {
-    const person = await newPerson();
-    const { ua, logout, request, consent } = await consentingWhileSignedIn('openid address', person);
+    const { ua, logout, request, consent } = await consentingWhileSignedIn('openid address');
     const allowed = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
     const admin = pc.outsideConnection();
     await admin.connect();
@@ -615,14 +602,13 @@ describe('single sign-on', () => {
     } finally {
       await admin.end();
     }
-    expect((await logIn(new UserAgent(), appB, 'openid address', person)).seen).toEqual(['login', 'consent']);
+    expect((await logIn(new UserAgent(), appB, 'openid address', bob)).seen).toEqual(['login', 'consent']);
   });
 
   it('two tabs finishing consent at once both leave the person signed in, and one sign-out ends both', async () => {
     for (let round = 0; round < 5; round++) {
-      const person = await newPerson();
       const ua = new UserAgent();
-      await logIn(ua, appA, 'openid', person);
+      await logIn(ua, appA, 'openid', bob);
       // Two consents, each up to the redirect that finishes it (/auth/:uid, where the session gets a new id).
       // In either order: the browser keeps whichever new session id came last.
       const apps = round % 2 === 0 ? [appA, appB] : [appB, appA];
@@ -643,7 +629,7 @@ describe('single sign-on', () => {
       expect(await silently(), `round ${round}`).toBe('login_required');
       // …and ends both consents, whichever of the session's ids each was given through.
       for (const app of [appA, appB]) {
-        const again = await logIn(new UserAgent(), app, 'openid', person);
+        const again = await logIn(new UserAgent(), app, 'openid', bob);
         expect(again.seen, `round ${round}`).toEqual(['login', 'consent']);
       }
     }
@@ -738,66 +724,6 @@ describe('single sign-on', () => {
     const request = await authorizationRequest(appA, 'openid', { prompt: 'none' });
     const page = await visit(new UserAgent(), request.url);
     expect(new URL(page.url).searchParams.get('error')).toBe('login_required');
-  });
-});
-
-describe("remembered consent: each browser's sign-in holds a grant of its own", () => {
-  const userinfoStatus = async (accessToken: string) =>
-    (await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${accessToken}` } })).status;
-  const silently = async (ua: UserAgent) => new URL((await visit(ua, (await authorizationRequest(appA, 'openid', { prompt: 'none' })).url)).url).searchParams;
-
-  it("a code used twice on one device ends that device's tokens, not those of the person's other device (RFC 6749 §4.1.2)", async () => {
-    const carol = await newPerson();
-    const phone = new UserAgent();
-    const laptop = new UserAgent();
-    const onPhone = await logIn(phone, appA, 'openid offline_access', carol, { prompt: 'consent' });
-    const onLaptop = await logIn(laptop, appA, 'openid', carol);
-    expect(onLaptop.seen).toEqual(['login']); // the consent given on the phone is remembered
-
-    const { request } = onLaptop;
-    await expect(
-      oidc.authorizationCodeGrant(appA, new URL(onLaptop.callback), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce }),
-    ).rejects.toMatchObject({ error: 'invalid_grant' });
-    expect(await userinfoStatus(onLaptop.tokens.access_token)).toBe(401);
-
-    expect(await userinfoStatus(onPhone.tokens.access_token)).toBe(200);
-    const refreshed = await oidc.refreshTokenGrant(appA, onPhone.tokens.refresh_token!);
-    expect(await userinfoStatus(refreshed.access_token)).toBe(200);
-  });
-
-  it("an app revoking its refresh token on one device leaves the other device's tokens and consent (RFC 7009 §2.1)", async () => {
-    const carol = await newPerson();
-    const phone = new UserAgent();
-    const laptop = new UserAgent();
-    const onPhone = await logIn(phone, appA, 'openid offline_access', carol, { prompt: 'consent' });
-    const onLaptop = await logIn(laptop, appA, 'openid offline_access', carol, { prompt: 'consent' });
-
-    await oidc.tokenRevocation(appA, onLaptop.tokens.refresh_token!);
-    await expect(oidc.refreshTokenGrant(appA, onLaptop.tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
-    expect(await userinfoStatus(onLaptop.tokens.access_token)).toBe(401);
-
-    expect(await userinfoStatus(onPhone.tokens.access_token)).toBe(200);
-    await oidc.refreshTokenGrant(appA, onPhone.tokens.refresh_token!);
-    // The laptop's consent ended with its grant (README: Revocation); the phone's holds.
-    expect((await silently(laptop)).get('error')).toBe('consent_required');
-    expect((await silently(phone)).get('code')).toBeTruthy();
-  });
-
-  it("signing out on one device leaves the app's tokens and consent on the other", async () => {
-    const carol = await newPerson();
-    const phone = new UserAgent();
-    const laptop = new UserAgent();
-    const onPhone = await logIn(phone, appA, 'openid', carol, { prompt: 'consent' });
-    const onLaptop = await logIn(laptop, appA, 'openid', carol);
-    expect(onLaptop.seen).toEqual(['login']);
-
-    const confirmed = await signOut(laptop, await laptop.open(`${pc.issuer}/session/end`));
-    expect(confirmed.status).toBe(200);
-    expect(await userinfoStatus(onLaptop.tokens.access_token)).toBe(401);
-    expect((await silently(laptop)).get('error')).toBe('login_required');
-
-    expect(await userinfoStatus(onPhone.tokens.access_token)).toBe(200);
-    expect((await silently(phone)).get('code')).toBeTruthy();
   });
 });
 

@@ -103,5 +103,5 @@ export async function logIn(
     expectedState: request.state,
     expectedNonce: request.nonce,
   }, undefined, options);
-  return { tokens, seen, callback: page.url, request };
+  return { tokens, seen, callback: page.url };
 }
