@@ -48,3 +48,9 @@ export function unshowable(text: string, what: string, maxLength = MAX_SHOWN_NAM
 export function terminalSafe(message: string): string {
   return message.replace(/(?!\n)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (character) => `\\u{${character.codePointAt(0)!.toString(16)}}`);
 }
+
+/** How a person is named on a page: their name and email, or the email alone; `you` for nobody known. */
+export function accountLabel(user: { name?: string | null; email: string } | undefined): string {
+  if (!user) return 'you';
+  return user.name ? `${user.name} (${user.email})` : user.email;
+}

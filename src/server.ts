@@ -21,6 +21,7 @@ import { sweepExpired } from './provider/artifacts.js';
 import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
+import { databaseTrouble } from './persistence/unavailable.js';
 
 /** How long a start may wait for the database before it says so. */
 const START_WAIT_NOTICE_MS = 5_000;
@@ -150,8 +151,39 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     });
 
     // Tracked like requests: shutdown lets a running sweep or refresh finish.
-    const background = (name: string, task: () => Promise<unknown>) => () =>
-      inFlight.track(task().catch((error: Error) => logger.error(`${name} failed`, { error: error.message })));
+    // One run at a time: a timer's next tick while the database hangs would
+    // start another, and each would fail and say so at the same moment. A
+    // call during a run (a key change announced meanwhile) runs once more
+    // after it, so that nothing announced is missed.
+    // While the database is away a failure is expected, and /readyz already
+    // says so: one line at warn, its last line only (Prisma's messages start
+    // with the call they were made in, over several lines).
+    const background = (name: string, task: () => Promise<unknown>) => {
+      let running = false;
+      let again = false;
+      const start = (): void => {
+        if (running) {
+          again = true;
+          return;
+        }
+        running = true;
+        const run = task()
+          .catch((error: Error) => {
+            const trouble = databaseTrouble(error);
+            if (trouble) logger.warn(`${name} failed: database ${trouble}`, { error: lastLine(error.message) });
+            else logger.error(`${name} failed`, { error: error.message });
+          })
+          .finally(() => {
+            running = false;
+            if (again) {
+              again = false;
+              start();
+            }
+          });
+        inFlight.track(run);
+      };
+      return start;
+    };
     const refreshKeys = background('key refresh', () => host.refresh());
     timers.push(setInterval(refreshKeys, config.keyRefreshInterval * 1000).unref());
     // On PostgreSQL a change to the keys is announced (keys/key-changes.ts): reload at once.
@@ -226,4 +258,9 @@ async function warnIfAutovacuumOff(services: Services, logger: Logger): Promise<
   if (rows[0]?.autovacuum === 'off') {
     logger.warn('autovacuum is off on the database server: expired and consumed token rows will bloat provider_artifacts; turn it on (autovacuum = on in postgresql.conf)');
   }
+}
+
+/** The last line of a message that has several (Prisma's), or the message. */
+function lastLine(message: string): string {
+  return message.trim().split('\n').pop()!.trim();
 }

@@ -23,6 +23,7 @@ import type { Sql } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { mayUseInteraction } from '../provider/adapter.js';
+import { accountLabel } from '../display-text.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
 import { displayName, grantableApiScopes } from '../provider/client-model.js';
 import type { ProviderHost } from '../provider/host.js';
@@ -129,11 +130,6 @@ function hintedSubject(hint: unknown): string | undefined {
 }
 
 /** How the pages name the person signed in. */
-function labelOf(user: { name?: string | null; email: string } | undefined): string {
-  if (!user) return 'you';
-  return user.name ? `${user.name} (${user.email})` : user.email;
-}
-
 /** The prompts that have a page here; any other is a WrongPrompt. */
 const PAGES = new Set(['login', SELECT_ACCOUNT, 'consent']);
 
@@ -264,7 +260,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   const showLogin = async (ctx: Context, interaction: Interaction, clientName: string, fields: { email?: string; error?: string; throttled?: boolean } = {}) => {
     const signedIn = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
     ctx.type = 'html';
-    ctx.body = renderPage(page(ctx), 'login', { uid: interaction.uid, clientName, signedInAs: signedIn && labelOf(signedIn), ...fields });
+    ctx.body = renderPage(page(ctx), 'login', { uid: interaction.uid, clientName, signedInAs: signedIn && accountLabel(signedIn), ...fields });
   };
 
   router.get('/', async (ctx) => {
@@ -285,7 +281,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       ctx.body = renderPage(page(ctx), 'select-account', {
         uid: interaction.uid,
         clientName,
-        userLabel: labelOf(user),
+        userLabel: accountLabel(user),
         switchAccount: signInAgain(provider, interaction.params),
       });
       return;
@@ -315,7 +311,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       ctx.body = renderPage(page(ctx), 'consent', {
         uid: interaction.uid,
         clientName,
-        userLabel: labelOf(user),
+        userLabel: accountLabel(user),
         permissions: [...new Set(permissions)],
         askedEveryTime: client.applicationType === 'native',
         // A consent with offline_access outlives sign-outs; the others end

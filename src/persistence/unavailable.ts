@@ -17,13 +17,13 @@ export type DatabaseTrouble = 'unreachable' | 'out of space' | 'without its tabl
 // (server closed the connection), P2024 (no pool connection in time) and
 // P2037 (too many connections, as the pg adapter reports 53300).
 // SQLSTATE 57014 is a statement cancelled by statement_timeout (see database.ts).
-// The database in DATABASE_URL gone (3D000 does not exist, 57P04 dropped) or
-// its credentials refused (28P01, 28000): an operator restoring it, or
-// changing a password, fixes these without Portcullis.
+// The database in DATABASE_URL gone (3D000 and Prisma's P1003 does not
+// exist, 57P04 dropped) or its credentials refused (28P01, 28000, P1000):
+// an operator restoring it, or changing a password, fixes these without Portcullis.
 const UNREACHABLE = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
   '57P01', '57P02', '57P03', '53300', '57014', 'P1001', 'P1002', 'P1008', 'P1017', 'P2024', 'P2037',
-  '3D000', '57P04', '28P01', '28000',
+  '3D000', '57P04', '28P01', '28000', 'P1003', 'P1000',
 ]);
 
 /**
@@ -32,6 +32,8 @@ const UNREACHABLE = new Set([
  * restore that has not finished). Not a fault of the request either.
  */
 export const NO_SUCH_TABLE = '42P01';
+/** The same, as Prisma says it. */
+const NO_SUCH_TABLE_PRISMA = 'P2021';
 
 // SQLSTATE 53100 (disk_full: PostgreSQL, and PGlite for a full DATA_DIR, could
 // not extend a file); a file system's own ENOSPC and EDQUOT.
@@ -46,7 +48,7 @@ export function databaseTrouble(error: unknown): DatabaseTrouble | undefined {
     const { code, message } = cause as { code?: unknown; message?: unknown };
     if (typeof code === 'string') {
       if (OUT_OF_SPACE.has(code)) return 'out of space';
-      if (code === NO_SUCH_TABLE) return 'without its tables';
+      if (code === NO_SUCH_TABLE || code === NO_SUCH_TABLE_PRISMA) return 'without its tables';
       if (UNREACHABLE.has(code) || /^08[0-9A-Z]{3}$/.test(code)) return 'unreachable';
     }
     if (typeof message === 'string' && MESSAGES.test(message)) return 'unreachable';

@@ -6,6 +6,7 @@ import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
+import { accountLabel } from '../display-text.js';
 import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
 import { destinationOf, safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
@@ -292,7 +293,21 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           ctx.set('Cache-Control', 'no-store');
           // The library has checked post_logout_redirect_uri against the client's registration by now.
           const returnsTo = ctx.oidc.client ? destinationOf(ctx.oidc.params?.post_logout_redirect_uri) : undefined;
-          ctx.body = renderPage(page(ctx), 'logout', { form, clientName: ctx.oidc.client?.clientName, returnsTo });
+          // Who is signed in here, so that the choice is made knowing whom it
+          // signs out: the app's id_token_hint may name someone else (an old
+          // token, another person's), and the library signs out whoever is
+          // signed in on the device all the same (RP-Initiated Logout §2
+          // leaves it to the person to confirm).
+          const accountId = ctx.oidc.session?.accountId;
+          const signedIn = accountId ? await accounts.find(accountId) : undefined;
+          const hinted = (ctx.oidc.entities.IdTokenHint as { payload?: { sub?: unknown } } | undefined)?.payload?.sub;
+          ctx.body = renderPage(page(ctx), 'logout', {
+            form,
+            clientName: ctx.oidc.client?.clientName,
+            returnsTo,
+            signedInAs: signedIn && accountLabel(signedIn),
+            hintNamesSomeoneElse: Boolean(signedIn && hinted !== undefined && hinted !== accountId),
+          });
         },
         // Reached after either choice on the logout page: "Stay signed in"
         // ends only the asking client's part of the session (if a client

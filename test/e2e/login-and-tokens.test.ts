@@ -479,6 +479,9 @@ describe('RP-initiated logout', () => {
     // Both choices sign out of the app; the page says what the second keeps, and where either leads.
     expect(confirm.html).toMatch(/<button class="secondary"[^>]*>Stay signed in to [^<]+<\/button>/);
     expect(confirm.html).toContain('you then go back to <strong class="destination">127.0.0.1:9999</strong>');
+    // It says whom "Sign out" signs out.
+    expect(confirm.html).toContain('You are signed in as <strong>lou@example.com</strong> on this device.');
+    expect(confirm.html).not.toContain('asked to sign out another account');
     const action = /<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"/.exec(confirm.html)?.[1] ?? UserAgent.formAction(confirm, '/confirm');
     const done = await ua.post(confirm, action, { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
     expect(done.url.startsWith(POST_LOGOUT_URI)).toBe(true);
@@ -487,6 +490,22 @@ describe('RP-initiated logout', () => {
     expect(again.seen).toEqual(['login', 'consent']);
     // The logged-out session's tokens no longer work.
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+  });
+
+  it("an id_token_hint naming someone other than the person signed in: the page says that signing out signs out the person signed in", async () => {
+    const mia = { email: 'mia@example.com', password: 'mias own password' };
+    const ned = { email: 'ned@example.com', password: 'neds own password' };
+    await pc.createUser(mia.email, mia.password, 'Mia');
+    await pc.createUser(ned.email, ned.password);
+    const { tokens: miasTokens } = await logIn(new UserAgent(), rp, 'openid', mia);
+    const nedsBrowser = new UserAgent();
+    await logIn(nedsBrowser, rp, 'openid', ned);
+    const endSession = oidc.buildEndSessionUrl(rp, { id_token_hint: miasTokens.id_token!, post_logout_redirect_uri: POST_LOGOUT_URI });
+    const confirm = await nedsBrowser.open(endSession.href, {}, POST_LOGOUT_URI);
+    expect(confirm.status).toBe(200);
+    expect(confirm.html).toContain('You are signed in as <strong>ned@example.com</strong> on this device. ');
+    expect(confirm.html).toMatch(/asked to sign out another account, but signing out here signs out this one\./);
+    expect(confirm.html).not.toContain('mia@example.com');
   });
 
   it('a post-logout address removed while the confirmation page was open gets nobody: the person, signed out, lands on the signed-out page', async () => {

@@ -99,7 +99,8 @@ it('readiness follows the database: 503 while it refuses connections, 200 once i
 });
 
 it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database dropped under the server is answered 503, and one made again empty (a restore under way) is not ready', async () => {
-  const own = await startPortcullis();
+  // Its key refresh runs every second, to meet the dropped database too.
+  const own = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s' });
   const robot = await own.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
   expect((await own.clientCredentials(robot)).status).toBe(200);
   const name = new URL(own.env.DATABASE_URL!).pathname.slice(1);
@@ -117,6 +118,15 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database dropped under th
     expect(gone.status).toBe(503);
     expect(gone.headers.get('retry-after')).toBe('5');
     expect(await readiness()).toEqual({ status: 503, body: { status: 'unavailable', reason: 'the database does not answer' } });
+    // The key refresh meets it too: expected while the database is away, so a warning, on one line.
+    const refreshFailed = () => own.log.filter((line) => line.includes('key refresh failed'));
+    for (let waited = 0; refreshFailed().length === 0 && waited < 50; waited++) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(refreshFailed().length).toBeGreaterThan(0);
+    for (const line of refreshFailed()) {
+      const { level, message, error } = JSON.parse(line) as { level: string; message: string; error: string };
+      expect({ level, message }).toEqual({ level: 'warn', message: 'key refresh failed: database unreachable' });
+      expect(error).not.toContain('\n');
+    }
 
     await server.query(`CREATE DATABASE ${name}`);
     const empty = await own.clientCredentials(robot);
