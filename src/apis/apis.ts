@@ -100,6 +100,9 @@ function asAddress(identifier: string): string {
   return `${url.href.replace(/\/+$/, '')}${search}`;
 }
 
+/** Whether an API made at `createdAt` existed at `issuedAt` (epoch seconds, as a token's iat: whole seconds). */
+const existedAt = (createdAt: Date, issuedAt: number) => Math.floor(createdAt.getTime() / 1000) <= issuedAt;
+
 export class Apis {
   /** `issuer`: this server's, which names no API (see create). */
   constructor(
@@ -172,14 +175,14 @@ export class Apis {
   async findHeldSince(identifier: string, issuedAt: number): Promise<ApiView | undefined> {
     if (!storable(identifier)) return undefined;
     const row = await this.prisma.api.findUnique({ where: { identifier }, select: { ...SELECT, createdAt: true } });
-    return row && Math.floor(row.createdAt.getTime() / 1000) <= issuedAt ? toView(row) : undefined;
+    return row && existedAt(row.createdAt, issuedAt) ? toView(row) : undefined;
   }
 
   /** Whether an API `identifier` exists and already did at `issuedAt` (epoch seconds): a token then issued for it is its. */
   async heldSince(identifier: string, issuedAt: number): Promise<boolean> {
     if (!storable(identifier)) return false;
     const row = await this.prisma.api.findUnique({ where: { identifier }, select: { createdAt: true } });
-    return row !== null && Math.floor(row.createdAt.getTime() / 1000) <= issuedAt;
+    return row !== null && existedAt(row.createdAt, issuedAt);
   }
 
   async findByClientId(clientId: string): Promise<ApiView | undefined> {

@@ -2,12 +2,13 @@
 // /healthz says the process answers requests (liveness: restart it if not),
 // /readyz also that its database answers and has disk space for writes,
 // that it could load the current signing keys, and that it is not shutting
-// down (readiness: send it traffic). Neither says anything about clients or users, and neither is logged as an
-// error when the database is down: the probe's answer is the report.
+// down (readiness: send it traffic). Neither says anything about clients or
+// users, and neither is logged as an error when the database is down: the
+// probe's answer is the report.
 import type { Middleware, ParameterizedContext } from 'koa';
 import type { Sql } from '../persistence/database.js';
 import type { SpaceWatch } from '../persistence/disk-space.js';
-import { NO_SUCH_TABLE } from '../persistence/unavailable.js';
+import { databaseTrouble } from '../persistence/unavailable.js';
 import { refuseMethod, takes } from './methods.js';
 
 /** How long readiness waits for the database; probes commonly time out at 1–5 s. */
@@ -59,7 +60,7 @@ async function databaseTroubleNow(sql: Sql): Promise<string | undefined> {
   try {
     const answer = await Promise.race([sql.query(PING, []).then(() => 'ok' as const, (error: unknown) => error), timeout]);
     if (answer === 'ok') return undefined;
-    if ((answer as { code?: unknown })?.code === NO_SUCH_TABLE) return "the database has none of Portcullis's tables (dropped and made again?)";
+    if (answer !== 'late' && databaseTrouble(answer) === 'without its tables') return "the database has none of Portcullis's tables (dropped and made again?)";
     return 'the database does not answer';
   } finally {
     clearTimeout(timer);

@@ -129,7 +129,6 @@ function hintedSubject(hint: unknown): string | undefined {
   return typeof sub === 'string' ? sub : undefined;
 }
 
-/** How the pages name the person signed in. */
 /** The prompts that have a page here; any other is a WrongPrompt. */
 const PAGES = new Set(['login', SELECT_ACCOUNT, 'consent']);
 

@@ -31,7 +31,7 @@ const UNREACHABLE = new Set([
  * database was since replaced by one without them (made again empty, for a
  * restore that has not finished). Not a fault of the request either.
  */
-export const NO_SUCH_TABLE = '42P01';
+const NO_SUCH_TABLE = '42P01';
 /** The same, as Prisma says it. */
 const NO_SUCH_TABLE_PRISMA = 'P2021';
 
