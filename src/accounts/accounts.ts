@@ -37,6 +37,8 @@ export interface UserView {
 
 export interface UserListing extends UserView {
   createdAt: Date;
+  /** Since when `user disable` refuses the user; null: not disabled. */
+  disabledAt: Date | null;
 }
 
 /** What ending a user's access removed, by kind of provider artifact (Session, Grant, RefreshToken, ...). */
@@ -59,7 +61,7 @@ export function normalizeEmail(email: string): string {
 // adapter's lookups (persistence/batcher.ts).
 const FIND_ACCOUNTS = {
   name: 'account-find-many',
-  text: 'SELECT id, email, name, email_verified, updated_at, signed_out_at, revoked_at FROM users WHERE id = ANY($1::uuid[])',
+  text: 'SELECT id, email, name, email_verified, updated_at, signed_out_at, revoked_at, disabled_at FROM users WHERE id = ANY($1::uuid[])',
 } as const;
 
 // FOR SHARE: a user revoke or set-password still open holds these rows; the
@@ -71,7 +73,7 @@ const PASSWORD_NOW = { name: 'account-password-now', text: 'SELECT hash FROM pas
 const REHASH = { name: 'account-rehash', text: 'UPDATE passwords SET hash = $3 WHERE user_id = $1::uuid AND hash = $2' } as const;
 const PASSWORD_OF = {
   name: 'account-password',
-  text: 'SELECT u.id, p.hash FROM users u JOIN passwords p ON p.user_id = u.id WHERE u.email = $1',
+  text: 'SELECT u.id, p.hash, u.disabled_at FROM users u JOIN passwords p ON p.user_id = u.id WHERE u.email = $1',
 } as const;
 
 /**
@@ -126,6 +128,7 @@ interface AccountRow {
   updated_at: Date;
   signed_out_at: Date | null;
   revoked_at: Date | null;
+  disabled_at: Date | null;
 }
 
 export class Accounts {
@@ -182,7 +185,7 @@ export class Accounts {
   async list(): Promise<UserListing[]> {
     return this.prisma.user.findMany({
       orderBy: { createdAt: 'asc' },
-      select: { id: true, email: true, name: true, emailVerified: true, createdAt: true },
+      select: { id: true, email: true, name: true, emailVerified: true, createdAt: true, disabledAt: true },
     });
   }
 
@@ -258,6 +261,37 @@ export class Accounts {
     return { user, removed: countByKind(rows) };
   }
 
+  /**
+   * Refuses the user from now on, until enable(): at sign-in (after the
+   * password, see checkPassword) and in every lookup of the account, so no
+   * session, code or token of theirs is honoured, whatever a request in flight
+   * saves back. Ends everything revokeAccess ends, in the same transaction.
+   * Disabling again keeps the first time, and ends whatever is there again.
+   */
+  async disable(who: string): Promise<{ user: UserView; removed: Removed; wasDisabled: boolean }> {
+    const user = await this.resolve(who);
+    const [before, , rows] = await this.prisma.$transaction([
+      // FOR UPDATE: two disables at once agree on which came first.
+      this.prisma.$queryRaw<{ disabled_at: Date | null }[]>`SELECT disabled_at FROM users WHERE id = ${user.id}::uuid FOR UPDATE`,
+      this.prisma.$executeRaw`UPDATE users SET disabled_at = coalesce(disabled_at, now()), signed_out_at = now(), revoked_at = now() WHERE id = ${user.id}::uuid`,
+      this.deleteArtifacts(ARTIFACTS_OF_ACCOUNT, user.id),
+    ]);
+    return { user, removed: countByKind(rows), wasDisabled: Boolean(before[0]?.disabled_at) };
+  }
+
+  /**
+   * Lets a disabled user sign in again. Nothing disable ended comes back:
+   * they sign in anew, and apps ask for consent again.
+   */
+  async enable(who: string): Promise<{ user: UserView; wasDisabled: boolean }> {
+    const user = await this.resolve(who);
+    const [before] = await this.prisma.$transaction([
+      this.prisma.$queryRaw<{ disabled_at: Date | null }[]>`SELECT disabled_at FROM users WHERE id = ${user.id}::uuid FOR UPDATE`,
+      this.prisma.$executeRaw`UPDATE users SET disabled_at = NULL WHERE id = ${user.id}::uuid AND disabled_at IS NOT NULL`,
+    ]);
+    return { user, wasDisabled: Boolean(before[0]?.disabled_at) };
+  }
+
   /** Deletes the user, their password and everything revokeAccess ends, in one transaction. */
   async delete(who: string): Promise<{ user: UserView; removed: Removed }> {
     const user = await this.resolve(who);
@@ -292,20 +326,19 @@ export class Accounts {
     return user;
   }
 
-  /** The user's id when the password is right; undefined otherwise, in the same time either way. */
-  async verifyPassword(email: string, password: string): Promise<string | undefined> {
-    return (await this.checkPassword(email, password))?.accountId;
-  }
-
   /**
-   * As verifyPassword, with the credential it checked (opaque: a digest of
-   * the stored hash, which the sign-in's result keeps): for passwordStands().
+   * The user's id when the password is right, undefined otherwise, in the
+   * same time either way; with the credential it checked (opaque: a digest
+   * of the stored hash, which the sign-in's result keeps): for passwordStands().
+   * A disabled user's right password is answered as such, `disabled`: the
+   * sign-in page may then say why it refuses, to the one person who knows the
+   * password, and to nobody else.
    */
-  async checkPassword(email: string, password: string): Promise<{ accountId: string; credential: string } | undefined> {
+  async checkPassword(email: string, password: string): Promise<{ accountId: string; credential: string; disabled: boolean } | undefined> {
     // On the sign-in path: one statement on the pg pool (see persistence/database.ts).
     // An email no column can hold belongs to nobody: the decoy below keeps the timing.
     const normalized = normalizeEmail(email);
-    const { rows } = storable(normalized) ? await this.sql.query<{ id: string; hash: string }>(PASSWORD_OF, [normalized]) : { rows: [] };
+    const { rows } = storable(normalized) ? await this.sql.query<{ id: string; hash: string; disabled_at: Date | null }>(PASSWORD_OF, [normalized]) : { rows: [] };
     const user = rows[0];
     if (!user) {
       await this.hasher.verifyDecoy(password);
@@ -314,7 +347,7 @@ export class Accounts {
     const verified = await this.hasher.verifyStored(user.hash, password);
     if (!verified) return undefined;
     const stored = verified === 'outdated' ? await this.rehash(user.id, user.hash, password) : user.hash;
-    return { accountId: user.id, credential: sha256(stored) };
+    return { accountId: user.id, credential: sha256(stored), disabled: user.disabled_at !== null };
   }
 
   /**
@@ -358,12 +391,13 @@ export class Accounts {
 
   /**
    * Whether a session of `accountId` that signed in at `loginTs` (epoch
-   * seconds) still stands: the account exists, and no cut-off (`user
-   * set-password`, `user revoke`) came after the sign-in.
+   * seconds) still stands: the account exists and is not disabled, and no
+   * cut-off (`user set-password`, `user revoke`, `user disable`) came after
+   * the sign-in.
    */
   async isSignedIn(accountId: string, loginTs: number | undefined): Promise<boolean> {
     const user = isUuid(accountId) ? await this.load(accountId) : undefined;
-    return Boolean(user) && !before(loginTs, user!.signed_out_at);
+    return Boolean(user) && !user!.disabled_at && !before(loginTs, user!.signed_out_at);
   }
 
   /**
@@ -377,15 +411,33 @@ export class Accounts {
     return revokedAt !== null && Math.floor(revokedAt.getTime() / 1000) >= epochSeconds;
   }
 
+  /**
+   * Whether a code or token of `accountId` issued at `issuedAt` (epoch
+   * seconds) is still theirs to use: the account exists and is not disabled,
+   * and no `user revoke` came after it was issued. For introspection, which
+   * asks no findAccount.
+   */
+  async honours(accountId: string, issuedAt: number | undefined): Promise<boolean> {
+    return (await this.holder(accountId, issuedAt)) !== undefined;
+  }
+
+  /** The account a code or token (issued at `issuedAt`) belongs to, if it is honoured (see honours). */
+  private async holder(accountId: string, issuedAt: number | undefined): Promise<AccountRow | undefined> {
+    if (!isUuid(accountId)) return undefined;
+    const user = await this.load(accountId);
+    // A disabled user is nobody's to serve: every code and token of theirs is
+    // refused, whatever the cut-offs (one issued in the disable's own second
+    // passes those). A code or token issued before `user revoke` is not this
+    // account's any more. Sessions: see isSignedIn.
+    if (!user || user.disabled_at || before(issuedAt, user.revoked_at)) return undefined;
+    return user;
+  }
+
   /** oidc-provider's findAccount: the provider filters the claims by granted scope (see `claims` in configuration). */
   readonly findAccount: FindAccount = async (_ctx, sub, token) => {
-    if (!isUuid(sub)) return undefined;
-    const user = await this.load(sub);
-    if (!user) return undefined;
-    // A code or token issued before `user revoke` is not this account's any
-    // more: the library refuses it (invalid_grant, invalid_token). Sessions:
-    // see isSignedIn.
-    if (token && before(token.iat, user.revoked_at)) return undefined;
+    // The library refuses what has no account here: invalid_grant, invalid_token.
+    const user = token ? await this.holder(sub, token.iat) : isUuid(sub) ? await this.load(sub) : undefined;
+    if (!user || user.disabled_at) return undefined;
     const account: Account = {
       accountId: user.id,
       claims: () => ({

@@ -249,11 +249,22 @@ export const userList: Command = async (args, open, io) => {
   const users = await (await open()).accounts.list();
   if (values.json) {
     return io.out(
-      json(users.map((user) => ({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified, created_at: user.createdAt.toISOString() }))),
+      json(
+        users.map((user) => ({
+          id: user.id,
+          email: user.email,
+          name: user.name,
+          email_verified: user.emailVerified,
+          created_at: user.createdAt.toISOString(),
+          disabled_at: user.disabledAt?.toISOString() ?? null,
+        })),
+      ),
     );
   }
   if (users.length === 0) return io.out('no users\n');
-  for (const user of users) io.out(`${user.id}  ${user.email}${user.name ? `  ${user.name}` : ''}${user.emailVerified ? '  (verified)' : ''}\n`);
+  for (const user of users) {
+    io.out(`${user.id}  ${user.email}${user.name ? `  ${user.name}` : ''}${user.emailVerified ? '  (verified)' : ''}${user.disabledAt ? '  (disabled)' : ''}\n`);
+  }
 };
 
 /** What ending a user's access removed, in words ("2 sessions, 3 consents"); empty for nothing. */
@@ -324,6 +335,21 @@ export const userRevoke: Command = async (args, open, io) => {
   if (values.json) return io.out(removedJson(user, removed));
   const ended = describeRemoved(removed);
   io.out(ended ? `revoked everything given to ${user.email}: ended ${ended}\n` : `nothing to revoke for ${user.email}\n`);
+};
+
+export const userDisable: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const { user, removed, wasDisabled } = await (await open()).accounts.disable(positionals[0]!);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, was_disabled: wasDisabled, removed }));
+  const ended = describeRemoved(removed);
+  io.out(`${wasDisabled ? `${user.email} was disabled already` : `disabled ${user.email}`}${ended ? `; ended ${ended}` : ''}\n`);
+};
+
+export const userEnable: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const { user, wasDisabled } = await (await open()).accounts.enable(positionals[0]!);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, was_disabled: wasDisabled }));
+  io.out(wasDisabled ? `enabled ${user.email}: they may sign in again\n` : `${user.email} was not disabled\n`);
 };
 
 export const userDelete: Command = async (args, open, io) => {
@@ -483,6 +509,8 @@ export const COMMANDS: Record<string, Command> = {
   'user update': userUpdate,
   'user set-password': userSetPassword,
   'user revoke': userRevoke,
+  'user disable': userDisable,
+  'user enable': userEnable,
   'user delete': userDelete,
   'keys list': keysList,
   'keys rotate': keysRotate,

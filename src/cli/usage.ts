@@ -30,6 +30,9 @@ Users
                                     a new email is unverified unless --email-verified
   user set-password EMAIL|ID --password-stdin [--json]   also signs the user out everywhere
   user revoke EMAIL|ID [--json]     ends sessions, consents and the tokens issued under them
+  user disable EMAIL|ID [--json]    refuses the user's sign-ins, sessions and tokens, and ends
+                                    what revoke ends, until user enable
+  user enable EMAIL|ID [--json]     lets a disabled user sign in again
   user delete EMAIL|ID [--json]     the user and everything revoke ends
 
 Signing keys

@@ -50,6 +50,8 @@ export interface InteractionDeps {
 // Deliberately one message for both failures, so that the page does not tell
 // which emails have accounts.
 const WRONG_CREDENTIALS = 'The email or password is not right. Check both and try again.';
+// Said only to someone who gave the right password (see Accounts.checkPassword).
+const DISABLED = 'This account is disabled. Ask whoever runs this service to enable it again.';
 const tooManyFailures = (seconds: number) => {
   const minutes = Math.ceil(seconds / 60);
   return `Too many failed sign-ins. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
@@ -366,7 +368,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     // set in a later second (its cut-off, see Accounts.isSignedIn) then
     // refuses a session signed in with the old one.
     const signedInAt = Math.floor(Date.now() / 1000);
-    let checked: { accountId: string; credential: string } | undefined;
+    let checked: Awaited<ReturnType<typeof accounts.checkPassword>>;
     const deviceCookie = ctx.cookies.get(DEVICE_COOKIE);
     // One more statement, only for a browser that shows a device cookie.
     const browser = deviceCookie ? deviceCookies.recognise(deviceCookie, await accounts.credentialOf(email)) : undefined;
@@ -384,6 +386,12 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       logger.info('login failed', { interaction: interactionReference(interaction.uid), client: client.clientId });
       ctx.status = 401;
       return showLogin(ctx, interaction, clientName, { email, error: WRONG_CREDENTIALS });
+    }
+    if (checked!.disabled) {
+      metrics?.signIn('refused');
+      logger.info('login refused: the user is disabled', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
+      ctx.status = 403;
+      return showLogin(ctx, interaction, clientName, { email, error: DISABLED });
     }
     // OpenID Connect Core §3.1.2.1: a request whose id_token_hint names
     // someone else gets an error, not the code of whoever signed in. (With a

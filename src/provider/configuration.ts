@@ -215,6 +215,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         enabled: true,
         allowedPolicy: async (_ctx, client, token) => {
           if (client.clientAuthMethod === 'none') return false;
+          // Not a token of a user disabled, revoked or deleted since, which a
+          // request in flight stored after the command ended it: UserInfo and
+          // refresh refuse it (findAccount), and so does introspection, which
+          // asks the library's findAccount nothing.
+          const accountId = 'accountId' in token ? token.accountId : undefined;
+          if (accountId && !(await accounts.honours(accountId, token.iat))) return false;
           const { api, api_since: since = 0 } = client as unknown as { api?: string; api_since?: number };
           // Not a token issued before this API was made: one of an API deleted
           // under the same identifier that outlived it (written while the

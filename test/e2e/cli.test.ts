@@ -584,7 +584,13 @@ async function tryPassword(rp: oidc.Configuration, email: string, password: stri
   throw new Error(`unexpected page after signing in: ${after.status} ${after.url}`);
 }
 
-describe('portcullis user: list, set-password, revoke, delete', () => {
+/** The page the sign-in form answers a password with. */
+async function answerTo(rp: oidc.Configuration, email: string, password: string) {
+  const ua = new UserAgent();
+  return signIn(ua, await visit(ua, (await authorizationRequest(rp, 'openid')).url), email, password);
+}
+
+describe('portcullis user: list, set-password, revoke, disable, delete', () => {
   let rp: oidc.Configuration;
   beforeAll(async () => {
     const { client_id, client_secret } = await pc.createClient({ name: 'People', redirectUris: [REDIRECT_URI], scope: 'openid email offline_access' });
@@ -599,7 +605,9 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     const listed = await pc.cli(['user', 'list', '--json']);
     expect(listed.code).toBe(0);
     const lena = (JSON.parse(listed.stdout) as { id: string; email: string }[]).filter((user) => user.email === 'lena@example.com');
-    expect(lena).toEqual([{ id: expect.stringMatching(/^[0-9a-f-]{36}$/), email: 'lena@example.com', name: 'Lena', email_verified: false, created_at: expect.any(String) }]);
+    expect(lena).toEqual([
+      { id: expect.stringMatching(/^[0-9a-f-]{36}$/), email: 'lena@example.com', name: 'Lena', email_verified: false, created_at: expect.any(String), disabled_at: null },
+    ]);
     expect(listed.stdout).not.toMatch(/argon2|password/);
     const text = await pc.cli(['user', 'list']);
     expect(text.stdout).toContain(`${lena[0]!.id}  lena@example.com  Lena`);
@@ -876,6 +884,76 @@ describe('portcullis user: list, set-password, revoke, delete', () => {
     await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     const again = await logIn(new UserAgent(), rp, 'openid', { email: 'nora@example.com', password: 'noras password' });
     expect(again.seen).toEqual(['login', 'consent']);
+  });
+
+  it('revoke: an access token that a request in flight saves back introspects inactive', async () => {
+    await pc.createUser('ruth@example.com', 'ruths password');
+    const { tokens } = await offline('ruth@example.com', 'ruths password');
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+    await savedBack('ruth@example.com', ['Grant', 'AccessToken'], async () => {
+      expect((await pc.cli(['user', 'revoke', 'ruth@example.com'])).code).toBe(0);
+    });
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+  });
+
+  it('disable: the right password is answered "disabled", a wrong one as ever; everything given ends; enable lets them sign in again', async () => {
+    const dora = { email: 'dora@example.com', password: 'doras password' };
+    await pc.createUser(dora.email, dora.password, 'Dora');
+    const ua = new UserAgent();
+    const { tokens } = await offline(dora.email, dora.password, ua);
+
+    const disabled = await pc.cli(['user', 'disable', 'Dora@Example.com']);
+    expect([disabled.code, disabled.stderr]).toEqual([0, '']);
+    expect(disabled.stdout).toMatch(/^disabled dora@example\.com; ended 1 session, 1 consent, \d+ codes and tokens\n$/);
+    expect(await stillSignedIn(ua, rp)).toBe(false);
+    expect((await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).status).toBe(401);
+    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+
+    // Only the one who knows the password learns that the account is disabled.
+    const right = await answerTo(rp, dora.email, dora.password);
+    expect([right.status, pageKind(right)]).toEqual([403, 'login']);
+    expect(right.html).toContain('This account is disabled.');
+    const wrong = await answerTo(rp, dora.email, 'not her password');
+    expect([wrong.status, pageKind(wrong)]).toEqual([401, 'login']);
+    expect(wrong.html).not.toContain('disabled');
+    expect(wrong.html).toContain('The email or password is not right.');
+
+    const listed = JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string; disabled_at: string | null }[];
+    expect(Date.parse(listed.find((user) => user.email === dora.email)!.disabled_at!)).toBeGreaterThan(Date.now() - 60_000);
+    expect((await pc.cli(['user', 'list'])).stdout).toMatch(/ dora@example\.com {2}Dora {2}\(disabled\)\n/);
+    const again = await pc.cli(['user', 'disable', dora.email, '--json']);
+    expect(JSON.parse(again.stdout)).toMatchObject({ email: dora.email, was_disabled: true, removed: {} });
+    expect(listed.find((user) => user.email === 'lena@example.com')?.disabled_at ?? null).toBeNull();
+
+    const enabled = await pc.cli(['user', 'enable', listed.find((user) => user.email === dora.email)!.id]);
+    expect([enabled.code, enabled.stdout]).toEqual([0, `enabled ${dora.email}: they may sign in again\n`]);
+    expect((await pc.cli(['user', 'enable', dora.email])).stdout).toBe(`${dora.email} was not disabled\n`);
+    expect((await pc.cli(['user', 'list'])).stdout).not.toContain('(disabled)');
+    // Nothing comes back: the app asks for consent again.
+    expect((await logIn(new UserAgent(), rp, 'openid', dora)).seen).toEqual(['login', 'consent']);
+  });
+
+  it('disable: no session, code or token of theirs is honoured, even one the cut-offs let through', async () => {
+    const dan = { email: 'dan@example.com', password: 'dans password' };
+    await pc.createUser(dan.email, dan.password);
+    const ua = new UserAgent();
+    const { tokens } = await offline(dan.email, dan.password, ua);
+    await savedBack(dan.email, ['Session', 'Grant', 'RefreshToken', 'AccessToken'], async () => {
+      expect((await pc.cli(['user', 'disable', dan.email])).code).toBe(0);
+      // As if all of it had been issued in the disable's own second, which
+      // the cut-offs let through (they count seconds, as the library does).
+      const db = pc.outsideConnection();
+      await db.connect();
+      try {
+        await db.query(`UPDATE users SET signed_out_at = NULL, revoked_at = NULL WHERE email = '${dan.email}'`);
+      } finally {
+        await db.end();
+      }
+    });
+    expect(await stillSignedIn(ua, rp)).toBe(false);
+    expect((await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).status).toBe(401);
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
   it('delete: the user and everything given to them go; by email or by id; twice is an error', async () => {
