@@ -4,6 +4,12 @@ import type { Context } from 'koa';
 import { UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
 import { renderPage, type PageContext } from './views.js';
 
+/**
+ * A name inside our sentences, isolated (FSI … PDI, as <bdi> in the views):
+ * a right-to-left name keeps its own order, and does not reorder the words around it.
+ */
+const isolated = (name: string) => `\u2068${name}\u2069`;
+
 interface Explanation {
   heading: string;
   message: string;
@@ -164,17 +170,17 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
     explanation = {
       heading: 'We could not sign you out',
       message: `${explanation.message} You are still signed in.`,
-      advice: `To sign out of ${page.issuerName} on this device anyway, use the button below.`,
+      advice: `To sign out of ${isolated(page.issuerName)} on this device anyway, use the button below.`,
     };
     action = { url: signOut.signOutUrl, label: 'Sign out' };
   } else if (signOut) {
-    explanation = { ...explanation, advice: `You are not signed in to ${page.issuerName} on this device: there is nothing to sign out of.` };
+    explanation = { ...explanation, advice: `You are not signed in to ${isolated(page.issuerName)} on this device: there is nothing to sign out of.` };
   } else if (inProgress && out.error === 'session_not_found') {
     // Mostly Back from the next step: the page went back to a step already
     // done, whose sign-in goes on under another address.
     explanation = {
       heading: 'This sign-in page is out of date',
-      message: `It belongs to a step of signing in that is already done or has expired. A sign-in to ${inProgress.clientName} is still in progress in this browser.`,
+      message: `It belongs to a step of signing in that is already done or has expired. A sign-in to ${isolated(inProgress.clientName)} is still in progress in this browser.`,
       advice: 'Continue it with the button below, or go back to the application and start again.',
     };
     action = { url: inProgress.url, label: 'Continue signing in' };
@@ -182,8 +188,8 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
   // Told to go back to the application, a person is given the way there
   // (not where the advice is to try again).
   if (!action && application && out.error !== 'server_error') {
-    action = { url: application.homePage, label: `Go to ${application.name}` };
-    if (explanation.advice === START_AGAIN) explanation = { ...explanation, advice: `Go back to ${application.name} and start signing in again.` };
+    action = { url: application.homePage, label: `Go to ${isolated(application.name)}` };
+    if (explanation.advice === START_AGAIN) explanation = { ...explanation, advice: `Go back to ${isolated(application.name)} and start signing in again.` };
   }
   // Our own descriptions are safe to show (escaped); internal errors are not.
   // They are the protocol's words, for the app's developer: beside the

@@ -107,6 +107,7 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   } else if (route === 'revocation') {
     // As every other answer to a client's credentials: nothing for a cache to keep.
     ctx.set('Cache-Control', 'no-store');
+    acceptStructuredTokens(ctx);
     // RFC 7009 §2.2: the client ignores the body of the 200. The library's
     // empty body went out as text/plain (Koa's type for a string), which
     // clients that take nothing but JSON refuse: oidc-client-ts's
@@ -400,6 +401,24 @@ function inactiveForStructuredTokens(ctx: KoaContextWithOIDC): void {
   if (ctx.status !== 400 || body?.error !== 'unsupported_token_type') return;
   ctx.status = 200;
   ctx.body = { active: false };
+}
+
+/**
+ * The library refuses to revoke a JWT access token (400
+ * unsupported_token_type, RFC 7009 §2.2.1): nothing can revoke it, an API
+ * verifies it alone until it expires. But to a client every access token is
+ * opaque: whether it is a JWT is the API's choice (`--token-format`), and
+ * the error broke the libraries that revoke at sign-out (oidc-client-ts's
+ * signoutRedirect rejected before reaching the sign-out endpoint;
+ * simple-oauth2's revokeAll stopped before the refresh token). RFC 7009 §2.2
+ * answers a token the server cannot act on with 200, since "the client
+ * cannot handle such an error in a reasonable way". Nothing is revoked.
+ */
+function acceptStructuredTokens(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: string } | undefined;
+  if (ctx.status !== 400 || body?.error !== 'unsupported_token_type') return;
+  ctx.status = 200;
+  ctx.body = {};
 }
 
 /**

@@ -195,7 +195,7 @@ describe('journeys', () => {
     await page.goBack();
     await page.getByRole('heading', { name: 'This sign-in page is out of date' }).waitFor();
     await snapshot(page, 'back-from-consent', '1-out-of-date');
-    expect(await page.getByRole('alert').innerText()).toContain('A sign-in to Photo Album is still in progress in this browser.');
+    expect(await page.getByRole('alert').innerText()).toContain('A sign-in to \u2068Photo Album\u2069 is still in progress in this browser.');
     await page.getByRole('link', { name: 'Continue signing in' }).click();
     await page.getByRole('button', { name: 'Allow' }).click();
     await page.locator('#user').waitFor();
@@ -300,6 +300,35 @@ describe('journeys', () => {
       await page.locator('#user').waitFor();
     } finally {
       await keyboardApp.close();
+    }
+  });
+
+  it('an app named in a right-to-left script keeps its own order inside our sentences (bidi isolation)', async () => {
+    const hebrewApp = await startRpApp(pc.issuer, await registerClient('חשבון Pro 365'));
+    try {
+      const page = await newPage();
+      await page.goto(`${hebrewApp.url}/login`);
+      await page.getByLabel('Email').waitFor();
+      // Read right to left, the name starts with its Hebrew word: on screen
+      // that word stands to the right of "Pro 365", as in the app's own pages.
+      const order = await page.evaluate(() => {
+        const name = [...document.querySelectorAll('main strong')].find((element) => element.textContent === 'חשבון Pro 365')!;
+        const text = name.querySelector('bdi')?.firstChild ?? name.firstChild!;
+        const left = (from: number, to: number) => {
+          const range = document.createRange();
+          range.setStart(text, from);
+          range.setEnd(text, to);
+          return range.getBoundingClientRect().left;
+        };
+        return { hebrew: left(0, 5), latin: left(6, 9) };
+      });
+      expect(order.hebrew).toBeGreaterThan(order.latin);
+      await signIn(page, 'right-to-left');
+      await page.getByRole('button', { name: 'Allow' }).waitFor();
+      // A title holds no markup: the name is isolated there by FSI and PDI.
+      expect(await page.title()).toBe('\u2068חשבון Pro 365\u2069 wants access · Acme Identity');
+    } finally {
+      await hebrewApp.close();
     }
   });
 
@@ -428,7 +457,7 @@ describe('pages', () => {
       expect(await page.locator('header').innerText()).toBe('Acme Identity');
       expect(await page.getByRole('alert').count()).toBe(1);
       // The way back to an app that registered a home page (Photo Album did); none to an unknown one.
-      const home = page.getByRole('link', { name: 'Go to Photo Album' });
+      const home = page.getByRole('link', { name: 'Go to \u2068Photo Album\u2069' });
       if (name === 'bad-redirect-uri') expect(await home.getAttribute('href')).toBe('https://photos.example.com/');
       else expect(await page.getByRole('link').count()).toBe(0);
     }
@@ -489,11 +518,15 @@ describe('pages', () => {
       await bothSchemes('2-consent');
       await page.getByRole('button', { name: 'Allow' }).click();
       await page.locator('#user').waitFor();
-      // The app asks to choose the account (prompt=select_account): going on
-      // as Frida has the focus on arrival, and Enter takes her back.
+      // The app asks to choose the account (prompt=select_account): nothing
+      // has the focus on arrival, so a screen reader starts with the question;
+      // going on as Frida is the first Tab stop, and Enter takes her back.
       await page.goto(`${contrastApp.url}/login?prompt=select_account`);
       await page.getByRole('heading', { name: 'Choose an account to continue to Contrast' }).waitFor();
-      await page.waitForFunction(() => document.activeElement?.textContent?.startsWith('Continue as'), undefined, { timeout: 5000 });
+      await page.waitForLoadState('load');
+      expect(await page.evaluate(() => document.activeElement?.tagName)).toBe('BODY');
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate(() => document.activeElement?.textContent)).toMatch(/^Continue as/);
       // "Use another account" sits below the button, clear of it and of its focus ring (3 px + 2 px offset).
       const continueBox = (await page.getByRole('button', { name: /^Continue as/ }).boundingBox())!;
       const otherBox = (await page.getByRole('button', { name: 'Use another account' }).boundingBox())!;

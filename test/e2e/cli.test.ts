@@ -120,7 +120,7 @@ describe('portcullis client', () => {
     expect(atOld.status).toBe(400); // an error page, never a redirect to an address no longer registered
     const atNew = await authorize(moved);
     expect(pageKind(atNew)).toBe('login');
-    expect(atNew.html).toContain('<strong>After</strong>');
+    expect(atNew.html).toContain('<strong><bdi>After</bdi></strong>');
     // The same credentials, and what was issued before, still work.
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
 

@@ -151,6 +151,32 @@ describe('consent', () => {
     ).rejects.toMatchObject({ error: 'access_denied' });
   });
 
+  it('Deny after Allow on the same page (Back, another tab) withdraws what Allow saved: the last answer stands', async () => {
+    const dee = { email: 'dee@example.com', password: 'dees long password' };
+    await pc.createUser(dee.email, dee.password);
+    /** Allow, then Deny before the redirect that follows Allow is taken; what the app gets. */
+    const allowThenDeny = async (ua: UserAgent, consent: Page) => {
+      const allowed = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
+      expect(allowed.status).toBe(303);
+      const back = await ua.post(consent, UserAgent.formAction(consent, '/abort'), UserAgent.hiddenFields(consent), REDIRECT_URI);
+      return new URL(back.url).searchParams.get('error');
+    };
+    // A first consent: the grant Allow made goes.
+    const ua = new UserAgent();
+    const consent = await signIn(ua, await visit(ua, (await authorizationRequest(appA, 'openid')).url), dee.email, dee.password);
+    expect(pageKind(consent)).toBe('consent');
+    expect(await allowThenDeny(ua, consent)).toBe('access_denied');
+    expect((await logIn(new UserAgent(), appA, 'openid', dee)).seen).toEqual(['login', 'consent']);
+    // More scopes for a consent given before: only what Allow added goes.
+    const more = await visit(ua, (await authorizationRequest(appA, 'openid email')).url);
+    expect(pageKind(more)).toBe('consent');
+    expect(await allowThenDeny(ua, more)).toBe('access_denied');
+    expect((await logIn(new UserAgent(), appA, 'openid', dee)).seen).toEqual(['login']);
+    const asked = await logIn(new UserAgent(), appA, 'openid email', dee);
+    expect(asked.seen).toEqual(['login', 'consent']);
+    expect(asked.tokens.scope?.split(' ').sort()).toEqual(['email', 'openid']);
+  });
+
   it('is remembered per person and client, and new scopes ask only for those', async () => {
     const ua = new UserAgent();
     const first = await logIn(ua, appA, 'openid email', bob);
@@ -282,8 +308,8 @@ describe('single sign-on', () => {
     // Going on as the person signed in: a code for them, without the password.
     const request = await authorizationRequest(appA, 'openid email', { prompt: 'select_account' });
     const choice = await visit(ua, request.url);
-    expect(choice.html).toContain('Choose an account to continue to Calendar &amp; Co');
-    expect(choice.html).toContain('Continue as Bob &lt;script&gt;');
+    expect(choice.html).toContain('Choose an account to continue to <bdi>Calendar &amp; Co</bdi>');
+    expect(choice.html).toContain('Continue as <bdi>Bob &lt;script&gt;');
     // Cancel, as on the other pages: back to the app with access_denied, and nobody signed out.
     const declined = await ua.post(choice, UserAgent.formAction(choice, '/abort'), {}, REDIRECT_URI);
     expect(pageKind(declined)).toBe('callback');
@@ -339,8 +365,8 @@ describe('single sign-on', () => {
     expect(pageKind(login)).toBe('login');
     // The hint named the other person: not filled in. The page says who is signed in, and what signing in as another does.
     expect(login.html).toMatch(/<input id="email"[^>]* value=""/);
-    expect(login.html).toContain('Cancel sends you back to Shared Tablet without signing in.');
-    expect(login.html).toContain('You are signed in as <strong>Bob &lt;script&gt;alert(1)&lt;/script&gt; (bob@example.com)</strong> on this device: signing in as someone else signs them out here.');
+    expect(login.html).toContain('Cancel sends you back to <bdi>Shared Tablet</bdi> without signing in.');
+    expect(login.html).toContain('You are signed in as <strong><bdi>Bob &lt;script&gt;alert(1)&lt;/script&gt; (bob@example.com)</bdi></strong> on this device: signing in as someone else signs them out here.');
     // oidc-provider ends Bob's session before Eve's begins: a form the browser submits by itself.
     const handOver = await signIn(ua, login, eve.email, eve.password);
     const endSession = UserAgent.formAction(handOver, '/session/end/confirm');
@@ -451,7 +477,7 @@ describe('single sign-on', () => {
     // The hint naming the person signed in: the choice, as without a hint.
     const same = await authorizationRequest(appA, 'openid', { id_token_hint: bobs.tokens.id_token!, prompt: 'select_account' });
     const choice = await visit(ua, same.url);
-    expect(choice.html).toContain('Continue as Bob');
+    expect(choice.html).toContain('Continue as <bdi>Bob');
   });
 
   it('prompt=login asks for the password even within a session', async () => {

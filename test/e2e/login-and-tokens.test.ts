@@ -477,10 +477,10 @@ describe('RP-initiated logout', () => {
     expect(confirm.status).toBe(200);
     expect(confirm.html).toContain('Sign out');
     // Both choices sign out of the app; the page says what the second keeps, and where either leads.
-    expect(confirm.html).toMatch(/<button class="secondary"[^>]*>Stay signed in to [^<]+<\/button>/);
+    expect(confirm.html).toMatch(/<button class="secondary"[^>]*>Stay signed in to <bdi>[^<]+<\/bdi><\/button>/);
     expect(confirm.html).toContain('you then go back to <strong class="destination">127.0.0.1:9999</strong>');
     // It says whom "Sign out" signs out.
-    expect(confirm.html).toContain('You are signed in as <strong>lou@example.com</strong> on this device.');
+    expect(confirm.html).toContain('You are signed in as <strong><bdi>lou@example.com</bdi></strong> on this device.');
     expect(confirm.html).not.toContain('asked to sign out another account');
     const action = /<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"/.exec(confirm.html)?.[1] ?? UserAgent.formAction(confirm, '/confirm');
     const done = await ua.post(confirm, action, { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
@@ -503,7 +503,7 @@ describe('RP-initiated logout', () => {
     const endSession = oidc.buildEndSessionUrl(rp, { id_token_hint: miasTokens.id_token!, post_logout_redirect_uri: POST_LOGOUT_URI });
     const confirm = await nedsBrowser.open(endSession.href, {}, POST_LOGOUT_URI);
     expect(confirm.status).toBe(200);
-    expect(confirm.html).toContain('You are signed in as <strong>ned@example.com</strong> on this device. ');
+    expect(confirm.html).toContain('You are signed in as <strong><bdi>ned@example.com</bdi></strong> on this device. ');
     expect(confirm.html).toMatch(/asked to sign out another account, but signing out here signs out this one\./);
     expect(confirm.html).not.toContain('mia@example.com');
   });

@@ -114,6 +114,11 @@ describe('registered APIs and resource indicators', () => {
     await jwtVerify(tokens.access_token, createRemoteJWKSet(new URL(`${pc.issuer}/jwks`)), { issuer: pc.issuer, audience: ORDERS, typ: 'at+jwt' });
     const read = await call(ordersApi, tokens.access_token);
     expect(read.status).toBe(200);
+    // Revoking it, as libraries do at sign-out, is answered 200 (RFC 7009
+    // §2.2): the client cannot tell it from an opaque token. Nothing can
+    // revoke it: the API takes it until it expires.
+    await expect(oidc.tokenRevocation(web, tokens.access_token, { token_type_hint: 'access_token' })).resolves.toBeUndefined();
+    expect((await call(ordersApi, tokens.access_token)).status).toBe(200);
     const write = await call(ordersApi, tokens.access_token, 'POST');
     expect(write.status).toBe(403);
     expect(write.headers.get('www-authenticate')).toBe('Bearer realm="api", error="insufficient_scope", error_description="requires write:orders", scope="write:orders"');
