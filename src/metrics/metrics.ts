@@ -123,7 +123,7 @@ export class Metrics {
 
   private readonly grantsRevoked = new Counter({
     name: 'portcullis_grant_revocations_total',
-    help: 'Revocations of a grant, by reason: replay (a code or refresh token presented again, taken for theft; racing replays may each revoke) or other (revocation, sign-out).',
+    help: 'Revocations of a grant, by reason: replay (a code or refresh token presented again, taken for theft; racing replays may each revoke) or other (a sign-out; a client\'s revocation ends one sign-in\'s tokens, not the grant).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -194,6 +194,11 @@ const SQL = {
            WHERE kind = 'Interaction' AND uid = $1 AND payload #> '{result,consent,grantId}' IS NOT NULL`,
   },
   revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
+  // Those of one browser session ($3): one sign-in's code and the tokens from it and its refreshes.
+  revokeSignIn: {
+    name: 'artifact-revoke-sign-in',
+    text: `DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[]) AND payload->>'sessionUid' = $3`,
+  },
   // Of these grants (by digest), those that hold offline_access now.
   offlineGrants: {
     name: 'artifact-offline-grants',
@@ -218,6 +223,24 @@ const keptAtSignOut = new WeakMap<object, Set<string>>();
 /** Per sign-out request, whether each grant it asked about is kept (one query per grant, see keptAtSignOut). */
 const signOutDecisions = new WeakMap<object, Map<string, Promise<boolean>>>();
 const isSignOut = (request: KoaContextWithOIDC | undefined) => request?.oidc?.route === 'end_session_confirm';
+
+/**
+ * At the revocation endpoint (RFC 7009), the browser session of the token
+ * revoked: the library then revokes by grant, and a remembered consent is one
+ * grant shared by the person's sign-ins on all their devices (see
+ * loadExistingGrant), so one app's "sign out on this device" (oidc-client-ts's
+ * revokeTokensOnSignout, simple-oauth2's revokeAll) ended its tokens on every
+ * device. Only the tokens of that sign-in go: the code and the tokens issued
+ * from it and its refreshes carry its session's uid (RFC 7009 §2.1: those
+ * "based on the same authorization grant"). The consent stays
+ * (revokeGrantPolicy in configuration.ts). Undefined elsewhere, or for a
+ * token without one: the whole grant's, as the library does.
+ */
+function revokedSignIn(request: KoaContextWithOIDC | undefined): string | undefined {
+  if (request?.oidc?.route !== 'revocation') return undefined;
+  const token = (request.oidc.entities.RefreshToken ?? request.oidc.entities.AccessToken) as { sessionUid?: string } | undefined;
+  return token?.sessionUid || undefined;
+}
 
 /** Whether a sign-out in this request kept the grant instead of revoking it. */
 export function grantKeptAtSignOut(request: object, grantId: string): boolean {
@@ -613,15 +636,20 @@ export class ArtifactAdapter implements Adapter {
 
   revokeByGrantId(grantId: string): Promise<void> {
     const { revocations } = this.shared;
-    const pending = revocations.get(grantId);
-    if (pending) return pending;
     const request = Provider.ctx;
+    const signIn = revokedSignIn(request);
+    const key = signIn === undefined ? grantId : `${grantId} ${signIn}`;
+    const pending = revocations.get(key);
+    if (pending) return pending;
     const kept = isSignOut(request) ? this.keptAtSignOut([grantId], request) : Promise.resolve(new Set<string>());
     const revocation = kept
-      .then((keep) => (keep.has(grantId) ? undefined : this.sql.query(SQL.revoke, [grantId, GRANT_BOUND])))
+      .then((keep) => {
+        if (keep.has(grantId)) return undefined;
+        return signIn === undefined ? this.sql.query(SQL.revoke, [grantId, GRANT_BOUND]) : this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
+      })
       .then(() => undefined)
-      .finally(() => revocations.delete(grantId));
-    revocations.set(grantId, revocation);
+      .finally(() => revocations.delete(key));
+    revocations.set(key, revocation);
     return revocation;
   }
 

@@ -336,6 +336,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     issueRefreshToken: async (_ctx, client, code) =>
       client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     rotateRefreshToken: true,
+    // The revocation endpoint ends one sign-in's tokens (revokedSignIn in
+    // adapter.ts), never the consent, which the person's sign-ins on other
+    // devices share. Elsewhere the library's default: a code or refresh token
+    // used twice, or a sign-out, ends the grant too.
+    revokeGrantPolicy: (ctx) => ctx.oidc.route !== 'revocation',
     // A client-credentials token's subject is the client itself (RFC 9068 §2.2),
     // so introspection names it as it does the person for other tokens.
     extraTokenClaims: async (_ctx, token) => (token.kind === 'ClientCredentials' ? { sub: token.clientId } : undefined),

@@ -63,6 +63,7 @@ export function createProvider(services: ProviderServices): Provider {
       followTheStandards(ctx as unknown as KoaContextWithOIDC);
       refuseGarbledLogout(ctx as unknown as KoaContextWithOIDC);
       accessibleFormPostPage(ctx as unknown as KoaContextWithOIDC, services.config.issuerName);
+      noteRevocation(ctx as unknown as KoaContextWithOIDC);
     } catch (error) {
       escaped = error;
     }
@@ -113,6 +114,14 @@ export function createProvider(services: ProviderServices): Provider {
     else services.logger.info('grant revoked', fields);
     services.metrics?.grantRevoked(replayed ? 'replay' : 'other');
   });
+  // A client's revocation ends one sign-in's tokens, not the grant (see
+  // revokedSignIn in adapter.ts), so no grant.revoked comes: said here.
+  const noteRevocation = (ctx: KoaContextWithOIDC) => {
+    if (ctx.oidc?.route !== 'revocation' || ctx.status !== 200) return;
+    const token = (ctx.oidc.entities.RefreshToken ?? ctx.oidc.entities.AccessToken) as { kind?: string; grantId?: string } | undefined;
+    if (!token?.grantId) return;
+    services.logger.info('tokens revoked', { route: 'revocation', client: ctx.oidc.client?.clientId, grant: token.grantId, presented: token.kind });
+  };
   // A registered client that failed to authenticate (a wrong or old secret,
   // another method than it registered): what an operator looks for when an
   // app says it "stopped working", or when someone guesses its secret. An

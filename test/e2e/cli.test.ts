@@ -263,7 +263,7 @@ describe('portcullis client', () => {
     expect(refreshed.refresh_token).toBeTruthy();
     await expect(oidc.refreshTokenGrant(offlineRp, refreshed.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     expect((await oidc.tokenIntrospection(offlineRp, refreshed.refresh_token!)).active).toBe(false);
-    // Revoked, it still ends its grant (RFC 7009 §2.1): the access token issued with it stops too.
+    // Revoked, it still ends its sign-in's tokens (RFC 7009 §2.1): the access token issued with it stops too.
     expect((await oidc.tokenIntrospection(offlineRp, refreshed.access_token)).active).toBe(true);
     await oidc.tokenRevocation(offlineRp, refreshed.refresh_token!);
     expect((await oidc.tokenIntrospection(offlineRp, refreshed.access_token)).active).toBe(false);

@@ -300,18 +300,39 @@ describe('introspection and revocation', () => {
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
   });
 
-  it('revoking a refresh token ends the tokens issued with it, and the consent', async () => {
-    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
-    await oidc.tokenRevocation(rp, tokens.refresh_token!);
-    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
-    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
-    expect((await logIn(new UserAgent(), rp, 'openid', alice)).seen).toEqual(['login', 'consent']);
+  /** Alice signed in to the app with offline access on two devices: each sign-in's tokens. */
+  async function onTwoDevices() {
+    const phone = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    const laptop = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+    return { phone: phone.tokens, laptop: laptop.tokens };
+  }
+
+  /** The laptop's sign-in still works for the app: its access token, and a refresh. */
+  async function stillWorks(tokens: oidc.TokenEndpointResponse) {
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+    expect((await oidc.refreshTokenGrant(rp, tokens.refresh_token!)).access_token).toBeTruthy();
+  }
+
+  it("revoking a refresh token ends that sign-in's tokens only: the consent, and the app's sign-in on another device, stay", async () => {
+    const { phone, laptop } = await onTwoDevices();
+    const logged = pc.log.length;
+    await oidc.tokenRevocation(rp, phone.refresh_token!);
+    // For the audit trail, without the token.
+    const lines = pc.log.slice(logged).filter((line) => line.includes('"message":"tokens revoked"'));
+    expect(lines.map((line) => JSON.parse(line))).toEqual([expect.objectContaining({ client: app.client_id, presented: 'RefreshToken', grant: expect.any(String) })]);
+    expect(lines.join('\n')).not.toContain(phone.refresh_token!);
+    await expect(oidc.refreshTokenGrant(rp, phone.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect((await oidc.tokenIntrospection(rp, phone.access_token)).active).toBe(false);
+    await stillWorks(laptop);
+    expect((await logIn(new UserAgent(), rp, 'openid', alice)).seen).toEqual(['login']);
   });
 
-  it('revoking an access token ends the other tokens of its grant, the refresh token included, and keeps the consent', async () => {
-    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
-    await oidc.tokenRevocation(rp, tokens.access_token);
-    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+  it("revoking an access token ends that sign-in's tokens, the refresh token included; the consent, and another device's sign-in, stay", async () => {
+    const { phone, laptop } = await onTwoDevices();
+    await oidc.tokenRevocation(rp, phone.access_token);
+    expect((await oidc.tokenIntrospection(rp, phone.access_token)).active).toBe(false);
+    await expect(oidc.refreshTokenGrant(rp, phone.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    await stillWorks(laptop);
     expect((await logIn(new UserAgent(), rp, 'openid', alice)).seen).toEqual(['login']);
   });
 
