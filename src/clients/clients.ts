@@ -101,6 +101,10 @@ function checkUri(uri: string, what: string): string {
   if (!/^[\x21-\x7e]+$/.test(uri)) {
     throw new ClientError(`${what} ${JSON.stringify(uri)} must be a URI in printable ASCII, without spaces (percent-encode other characters, RFC 3986 §2.1; an internationalized host in its xn-- form)`);
   }
+  // A "%" that starts no %XX is no URI (RFC 3986 §2.1); the address the
+  // library sends the browser to would carry it re-encoded (%25), not as
+  // registered.
+  if (/%(?![0-9A-Fa-f]{2})/.test(uri)) throw new ClientError(`${what} "${uri}" has a "%" that starts no percent-encoding (%XX, RFC 3986 §2.1)`);
   let url: URL;
   try {
     url = new URL(uri);

@@ -39,6 +39,11 @@ const explanations: Record<string, Explanation> = {
     message: 'We could not find your sign-in in progress: it is already finished (if you went back a page, go forward again), it took too long, or your browser did not keep our cookie.',
     advice: START_AGAIN,
   },
+  cookies_blocked: {
+    heading: 'Your browser did not keep our cookie',
+    message: 'Signing in needs a cookie from this site, and your browser sent none back: it blocks cookies here (a setting, an extension, or a private window that refuses them), or this address was opened in another browser than the one you started in.',
+    advice: 'Allow cookies for this site, then go back to the application and start signing in again.',
+  },
   invalid_request: {
     heading: 'The request could not be understood',
     message: 'The application sent an incomplete or malformed request.',

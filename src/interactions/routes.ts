@@ -188,7 +188,14 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       await next();
     } catch (error) {
       const trouble = databaseTrouble(error);
-      if (error instanceof errors.SessionNotFound || error instanceof WrongPrompt) {
+      if (error instanceof errors.SessionNotFound && ctx.method === 'GET' && !ctx.get('Cookie')) {
+        // The page the authorization request just sent the browser to, and
+        // the browser sent none of our cookies with it: it keeps none for
+        // this site (blocked), or the address was opened in another browser.
+        // "Your sign-in expired" would be no help: starting again loops.
+        ctx.status = 400;
+        renderErrorPage(ctx, page(ctx), { error: 'cookies_blocked' });
+      } else if (error instanceof errors.SessionNotFound || error instanceof WrongPrompt) {
         ctx.status = 400;
         renderErrorPage(ctx, page(ctx), { error: 'session_not_found' }, { inProgress: await wayOn(ctx, error) });
       } else if (error instanceof RequestOutgrown) {

@@ -66,9 +66,11 @@ const OAUTH_ERRORS = new Set([
   'registration_not_supported',
   'invalid_redirect_uri',
   'invalid_client_metadata',
-  // Ours: an interaction that expired or is not this browser's, an address
-  // that takes another method, nothing served at an address.
+  // Ours: an interaction that expired or is not this browser's, or a browser
+  // that keeps no cookie of ours, an address that takes another method,
+  // nothing served at an address.
   'session_not_found',
+  'cookies_blocked',
   'method_not_allowed',
   'not_found',
 ]);

@@ -307,6 +307,7 @@ describe('portcullis client', () => {
     [['keys', 'retire', 'some-kid', '--json'], 2, "Unknown option '--json'"],
     [['client', 'delete', 'some-client', '--json'], 2, "Unknown option '--json'"],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not-a-uri'], 1, 'is not an absolute URI'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'https://a.example/cb?a=1&b=%zz'], 1, 'starts no percent-encoding'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not a uri'], 1, 'must be a URI in printable ASCII, without spaces'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#frag'], 1, 'must not have a fragment'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 2, '--grant-type must be authorization_code, refresh_token, client_credentials, not "password"'],

@@ -80,6 +80,19 @@ describe('login page', () => {
   });
 });
 
+describe('a browser that keeps no cookie of ours', () => {
+  it('is told so on the sign-in page it is sent to, not that its sign-in expired', async () => {
+    const request = await authorizationRequest(appA, 'openid');
+    const sent = await new UserAgent().open(request.url.href, {}, `${pc.issuer}/interaction/`);
+    // The browser stored nothing, and sends nothing back.
+    const page = await new UserAgent().open(sent.url);
+    expect(page.status).toBe(400);
+    expect(page.html).toContain('<h1>Your browser did not keep our cookie</h1>');
+    expect(page.html).toContain('Allow cookies for this site');
+    expect(page.html).not.toContain('expired');
+  });
+});
+
 describe('consent', () => {
   it('names the client and lists each requested scope in plain words, escaped', async () => {
     const ua = new UserAgent();
