@@ -188,11 +188,11 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       await next();
     } catch (error) {
       const trouble = databaseTrouble(error);
-      if (error instanceof errors.SessionNotFound && ctx.method === 'GET' && !ctx.get('Cookie')) {
-        // The page the authorization request just sent the browser to, and
-        // the browser sent none of our cookies with it: it keeps none for
-        // this site (blocked), or the address was opened in another browser.
-        // "Your sign-in expired" would be no help: starting again loops.
+      if (error instanceof errors.SessionNotFound && ctx.method === 'GET' && !ctx.get('Cookie') && (await liveInteraction(ctx.params.uid!))) {
+        // A sign-in that goes on, and the browser sent none of our cookies
+        // to its page: it keeps none for this site (blocked), or the address
+        // was opened in another browser. "Your sign-in expired" would be no
+        // help: starting again loops. (An expired one has lost its cookies too.)
         ctx.status = 400;
         renderErrorPage(ctx, page(ctx), { error: 'cookies_blocked' });
       } else if (error instanceof errors.SessionNotFound || error instanceof WrongPrompt) {
@@ -250,6 +250,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     }
     await next();
   });
+
+  const liveInteraction = async (uid: string) => Boolean(await host.current.Interaction.find(uid).catch(() => undefined));
 
   const details = async (ctx: Context, expected?: string) => {
     const provider = host.current;

@@ -303,6 +303,22 @@ describe('journeys', () => {
     }
   });
 
+  it('at 400% zoom a failed sign-in shows its message, and the password field that has the focus (WCAG 1.4.10, 3.3.1)', async () => {
+    // 1280 × 1024 at 400%: 320 × 256 CSS pixels.
+    const page = await newPage({ width: 320, height: 256 });
+    await page.goto(`${photos.url}/login`);
+    await page.getByLabel('Email').fill(frida.email);
+    await page.getByLabel('Password').fill('not her password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const alert = page.getByRole('alert');
+    await alert.waitFor();
+    await page.waitForFunction(() => document.activeElement?.id === 'password', undefined, { timeout: 5000 });
+    const inView = async (box: { y: number; height: number } | null) => box !== null && box.y >= 0 && box.y + box.height <= 256;
+    const seen = { alert: await inView(await alert.boundingBox()), password: await inView(await page.getByLabel('Password').boundingBox()) };
+    await snapshot(page, 'zoom-400', 'login-error');
+    expect(seen).toEqual({ alert: true, password: true });
+  });
+
   it('an app named in a right-to-left script keeps its own order inside our sentences (bidi isolation)', async () => {
     const hebrewApp = await startRpApp(pc.issuer, await registerClient('חשבון Pro 365'));
     try {
