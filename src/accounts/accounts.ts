@@ -281,13 +281,15 @@ export class Accounts {
 
   /**
    * Lets a disabled user sign in again. Nothing disable ended comes back:
-   * they sign in anew, and apps ask for consent again.
+   * they sign in anew, and apps ask for consent again. Cut-offs as at the
+   * disable: a session or token stored back in its own second (which the
+   * disable's cut-offs, counting seconds, let through) stays refused.
    */
   async enable(who: string): Promise<{ user: UserView; wasDisabled: boolean }> {
     const user = await this.resolve(who);
     const [before] = await this.prisma.$transaction([
       this.prisma.$queryRaw<{ disabled_at: Date | null }[]>`SELECT disabled_at FROM users WHERE id = ${user.id}::uuid FOR UPDATE`,
-      this.prisma.$executeRaw`UPDATE users SET disabled_at = NULL WHERE id = ${user.id}::uuid AND disabled_at IS NOT NULL`,
+      this.prisma.$executeRaw`UPDATE users SET disabled_at = NULL, signed_out_at = now(), revoked_at = now() WHERE id = ${user.id}::uuid AND disabled_at IS NOT NULL`,
     ]);
     return { user, wasDisabled: Boolean(before[0]?.disabled_at) };
   }

@@ -23,6 +23,7 @@ import type { Sql } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { mayUseInteraction } from '../provider/adapter.js';
+import { dropUnusedGrant } from '../provider/artifacts.js';
 import { accountLabel } from '../display-text.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
 import { displayName, grantableApiScopes } from '../provider/client-model.js';
@@ -81,34 +82,6 @@ function saveForItsLifetime(interaction: Interaction) {
 
 /** The id of the grant a consent in this interaction creates (see POST /confirm). */
 const grantIdFor = (uid: string) => sha256(`grant of interaction ${uid}`);
-
-/**
- * Undoes what POST /confirm saved for this interaction: the grant it made,
- * or the scopes and claims it added to the one the person had given before
- * (the consent page's, its prompt's details). Nothing was issued under them
- * yet: the request has not resumed, which uses the interaction up.
- */
-async function withdrawConsent(provider: Provider, interaction: Interaction, grantId: string): Promise<void> {
-  const grant = await provider.Grant.find(grantId);
-  if (!grant) return;
-  if (grantId === grantIdFor(interaction.uid) && grantId !== interaction.grantId) {
-    await grant.destroy();
-    return;
-  }
-  const added = interaction.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
-  const without = (words: string | undefined, taken: string[] | undefined) => (words ?? '').split(' ').filter((word) => word && !taken?.includes(word)).join(' ');
-  if (grant.openid) {
-    grant.openid.scope = without(grant.openid.scope, added.missingOIDCScope);
-    if (grant.openid.claims) grant.openid.claims = grant.openid.claims.filter((claim) => !added.missingOIDCClaims?.includes(claim));
-  }
-  for (const [indicator, scopes] of Object.entries(added.missingResourceScopes ?? {})) {
-    if (grant.resources?.[indicator] === undefined) continue;
-    const kept = without(grant.resources[indicator], scopes);
-    if (kept) grant.resources[indicator] = kept;
-    else delete grant.resources[indicator];
-  }
-  await grant.save();
-}
 
 /**
  * The browser's device cookie (accounts/device-cookies.ts): earned with a
@@ -538,12 +511,18 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   });
 
   router.post('/abort', async (ctx) => {
-    const { provider, interaction } = await details(ctx);
-    // Deny after Allow on the same page (Back, another tab, a change of
-    // mind before the redirect): the last answer is the person's. The
-    // consent Allow saved would otherwise stay, and skip the page next time.
-    const allowed = (interaction.result as { consent?: { grantId?: string } } | undefined)?.consent?.grantId;
-    if (allowed) await withdrawConsent(provider, interaction, allowed);
+    const { interaction } = await details(ctx);
+    // Deny after Allow on the same page (another tab, a change of mind
+    // before the redirect): the last answer is the person's. A first consent
+    // Allow saved would otherwise stay, and skip the page next time. Only
+    // while nothing is issued under it: another sign-in of the person may
+    // have been given it meanwhile (remembered consent), and used it. Its id
+    // is the interaction's, whatever the result says (Allow may still be
+    // saving it). Scopes Allow added to a consent given before stay: others
+    // may be using them too.
+    if (interaction.prompt.name === 'consent' && interaction.grantId !== grantIdFor(interaction.uid)) {
+      await dropUnusedGrant(sql, grantIdFor(interaction.uid));
+    }
     await finish(ctx, interaction, { error: 'access_denied', error_description: 'End-User denied the request' }, { mergeWithLastSubmission: false });
     // The login page's Cancel comes here too: only the consent page's is a decision.
     if (interaction.prompt.name === 'consent') metrics?.consent('deny');

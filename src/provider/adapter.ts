@@ -234,7 +234,8 @@ const isSignOut = (request: KoaContextWithOIDC | undefined) => request?.oidc?.ro
  * from it and its refreshes carry its session's uid (RFC 7009 §2.1: those
  * "based on the same authorization grant"). The consent stays
  * (revokeGrantPolicy in configuration.ts). Undefined elsewhere, or for a
- * token without one: the whole grant's, as the library does.
+ * token without one: every token of the grant (the grant itself stays at
+ * the revocation endpoint all the same).
  */
 function revokedSignIn(request: KoaContextWithOIDC | undefined): string | undefined {
   if (request?.oidc?.route !== 'revocation') return undefined;
@@ -643,9 +644,21 @@ export class ArtifactAdapter implements Adapter {
     if (pending) return pending;
     const kept = isSignOut(request) ? this.keptAtSignOut([grantId], request) : Promise.resolve(new Set<string>());
     const revocation = kept
-      .then((keep) => {
-        if (keep.has(grantId)) return undefined;
-        return signIn === undefined ? this.sql.query(SQL.revoke, [grantId, GRANT_BOUND]) : this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
+      .then(async (keep) => {
+        if (keep.has(grantId)) return;
+        if (signIn === undefined) {
+          await this.sql.query(SQL.revoke, [grantId, GRANT_BOUND]);
+          return;
+        }
+        // Twice. A code exchange or refresh of the same sign-in running at
+        // this moment marks its code or token used and stores what it issued
+        // in one statement (artifact-writer.ts); the delete waits for that
+        // row, but its snapshot, taken before, does not hold the new rows,
+        // which would outlive the revocation (no grant ends to refuse them
+        // now). A second statement sees them. One that had not marked its
+        // row yet finds it deleted, and issues nothing.
+        await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
+        await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
       })
       .then(() => undefined)
       .finally(() => revocations.delete(key));

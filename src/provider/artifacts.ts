@@ -1,6 +1,7 @@
 // Queries over stored provider artifacts that are ours rather than the
 // adapter contract's: housekeeping and remembered consent.
 import type { Prisma, Sql } from '../persistence/database.js';
+import { sha256 } from '../persistence/hash.js';
 import { keepGrant, type GrantRow } from './adapter.js';
 
 /** Deletes expired rows (and sign-in failure counts whose window ended); run periodically by the server. */
@@ -24,6 +25,22 @@ async function deleteExpired(prisma: Prisma, table: 'provider_artifacts' | 'sign
     total += deleted;
     if (deleted < SWEEP_BATCH) return total;
   }
+}
+
+const DROP_UNUSED_GRANT = {
+  name: 'grant-drop-unused',
+  text: `DELETE FROM provider_artifacts WHERE kind = 'Grant' AND id = $1
+         AND NOT EXISTS (SELECT 1 FROM provider_artifacts WHERE grant_id = $2)`,
+} as const;
+
+/**
+ * Deletes the grant `grantId` if nothing was issued under it (no code or
+ * token names it), in one statement: a consent withdrawn before it was used
+ * (POST /abort). Whether it deleted one.
+ */
+export async function dropUnusedGrant(sql: Sql, grantId: string): Promise<boolean> {
+  const { rowCount } = await sql.query(DROP_UNUSED_GRANT, [sha256(grantId), grantId]);
+  return (rowCount ?? 0) > 0;
 }
 
 const GRANT_OF = {

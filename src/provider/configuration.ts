@@ -47,6 +47,9 @@ export interface ProviderServices {
   metrics?: Metrics;
 }
 
+/** The revocation requests whose token the client may revoke (see noteRevocation in provider.ts). */
+export const revocationsAllowed = new WeakSet<object>();
+
 export function buildConfiguration(services: ProviderServices): Configuration {
   const { config, sql, accounts, apis, logger } = services;
   const clientAdapter = new ClientAdapter(sql, services.clientCache);
@@ -218,19 +221,23 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           // Not a token of a user disabled, revoked or deleted since, which a
           // request in flight stored after the command ended it: UserInfo and
           // refresh refuse it (findAccount), and so does introspection, which
-          // asks the library's findAccount nothing.
+          // asks the library's findAccount nothing. Asked last, beside the
+          // API's: a lookup (cached on PostgreSQL, see accounts.ts).
           const accountId = 'accountId' in token ? token.accountId : undefined;
-          if (accountId && !(await accounts.honours(accountId, token.iat))) return false;
+          const honoured = () => (accountId ? accounts.honours(accountId, token.iat) : true);
           const { api, api_since: since = 0 } = client as unknown as { api?: string; api_since?: number };
           // Not a token issued before this API was made: one of an API deleted
           // under the same identifier that outlived it (written while the
           // delete ran) is not this API's.
-          if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api) && (token.iat ?? 0) >= since;
+          if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api) && (token.iat ?? 0) >= since && (await honoured());
           if (token.clientId !== client.clientId) return false;
           // Its client is not told a token for an API deleted since is
           // active: `api delete` revokes them, but one issued while it ran
           // is stored after (only tokens for an API have an audience).
-          const held = await Promise.all((token.kind === 'RefreshToken' ? [] : audiences(token)).map((identifier) => apis.heldSince(identifier, token.iat ?? 0)));
+          const held = await Promise.all([
+            honoured(),
+            ...(token.kind === 'RefreshToken' ? [] : audiences(token)).map((identifier) => apis.heldSince(identifier, token.iat ?? 0)),
+          ]);
           return held.every(Boolean);
         },
       },
@@ -239,8 +246,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // learns nothing either way.
       revocation: {
         enabled: true,
-        allowedPolicy: async (_ctx, client, token) => {
-          if (token.clientId === client.clientId) return true;
+        allowedPolicy: async (ctx, client, token) => {
+          if (token.clientId === client.clientId) {
+            revocationsAllowed.add(ctx);
+            return true;
+          }
           if (client.clientAuthMethod === 'none') return false;
           throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
         },

@@ -8,7 +8,7 @@ import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavail
 import { ArtifactAdapter, grantKeptAtSignOut } from './adapter.js';
 import { adaptClientModel } from './client-model.js';
 import { codesForRegisteredAddresses, refreshTokensWhileOffline } from './registration-changes.js';
-import { buildConfiguration, type ProviderServices } from './configuration.js';
+import { buildConfiguration, revocationsAllowed, type ProviderServices } from './configuration.js';
 import { accessibleFormPostPage } from './form-post-page.js';
 import { refuseGarbledLogout } from './request-encoding.js';
 import { laxCookiesOverHttp, pinToIssuer } from './issuer-origin.js';
@@ -103,8 +103,9 @@ export function createProvider(services: ProviderServices): Provider {
 
   // For the audit trail. At the token endpoint a grant is revoked only because
   // a code or refresh token was presented again: taken for theft (RFC 9700
-  // §4.14.2), so worth a warning. Elsewhere it is a client's revocation or a
-  // logout. Ids only: a grant id authorizes nothing.
+  // §4.14.2), so worth a warning. Elsewhere it is a logout (a client's
+  // revocation keeps the grant: noteRevocation). Ids only: a grant id
+  // authorizes nothing.
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
     // The library announces every grant a sign-out ends; one holding offline_access was kept (adapter.ts).
     if (grantKeptAtSignOut(ctx, grantId)) return;
@@ -117,7 +118,7 @@ export function createProvider(services: ProviderServices): Provider {
   // A client's revocation ends one sign-in's tokens, not the grant (see
   // revokedSignIn in adapter.ts), so no grant.revoked comes: said here.
   const noteRevocation = (ctx: KoaContextWithOIDC) => {
-    if (ctx.oidc?.route !== 'revocation' || ctx.status !== 200) return;
+    if (ctx.oidc?.route !== 'revocation' || ctx.status !== 200 || !revocationsAllowed.has(ctx)) return;
     const token = (ctx.oidc.entities.RefreshToken ?? ctx.oidc.entities.AccessToken) as { kind?: string; grantId?: string } | undefined;
     if (!token?.grantId) return;
     services.logger.info('tokens revoked', { route: 'revocation', client: ctx.oidc.client?.clientId, grant: token.grantId, presented: token.kind });

@@ -77,7 +77,7 @@ export function codesForRegisteredAddresses(provider: Provider): void {
  */
 export function refreshTokensWhileOffline(provider: Provider): void {
   afterFind<RefreshToken>(provider.RefreshToken, async (token) => {
-    // Revoking one still revokes it, and its grant (RFC 7009 §2.1): hidden
+    // Revoking one still revokes it, and its sign-in's tokens (RFC 7009 §2.1): hidden
     // from revocation it would stay stored, and work again were the grant or
     // scope given back.
     if (!token?.clientId || Provider.ctx?.oidc?.route === 'revocation') return token;

@@ -924,7 +924,7 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     expect((await pc.cli(['user', 'list'])).stdout).toMatch(/ dora@example\.com {2}Dora {2}\(disabled\)\n/);
     const again = await pc.cli(['user', 'disable', dora.email, '--json']);
     expect(JSON.parse(again.stdout)).toMatchObject({ email: dora.email, was_disabled: true, removed: {} });
-    expect(listed.find((user) => user.email === 'lena@example.com')?.disabled_at ?? null).toBeNull();
+    expect(listed.find((user) => user.email === 'lena@example.com')!.disabled_at).toBeNull();
 
     const enabled = await pc.cli(['user', 'enable', listed.find((user) => user.email === dora.email)!.id]);
     expect([enabled.code, enabled.stdout]).toEqual([0, `enabled ${dora.email}: they may sign in again\n`]);

@@ -164,30 +164,36 @@ describe('consent', () => {
     ).rejects.toMatchObject({ error: 'access_denied' });
   });
 
-  it('Deny after Allow on the same page (Back, another tab) withdraws what Allow saved: the last answer stands', async () => {
-    const dee = { email: 'dee@example.com', password: 'dees long password' };
-    await pc.createUser(dee.email, dee.password);
-    /** Allow, then Deny before the redirect that follows Allow is taken; what the app gets. */
-    const allowThenDeny = async (ua: UserAgent, consent: Page) => {
-      const allowed = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
-      expect(allowed.status).toBe(303);
+  it('Deny after Allow on the same page withdraws the first consent Allow saved, unless another sign-in used it meanwhile', async () => {
+    const allowed = (ua: UserAgent, consent: Page) => ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.hiddenFields(consent), `${pc.issuer}/auth/`);
+    const denied = async (ua: UserAgent, consent: Page) => {
       const back = await ua.post(consent, UserAgent.formAction(consent, '/abort'), UserAgent.hiddenFields(consent), REDIRECT_URI);
       return new URL(back.url).searchParams.get('error');
     };
-    // A first consent: the grant Allow made goes.
-    const ua = new UserAgent();
-    const consent = await signIn(ua, await visit(ua, (await authorizationRequest(appA, 'openid')).url), dee.email, dee.password);
-    expect(pageKind(consent)).toBe('consent');
-    expect(await allowThenDeny(ua, consent)).toBe('access_denied');
+    const consentPage = async (ua: UserAgent, who: { email: string; password: string }) => {
+      const page = await signIn(ua, await visit(ua, (await authorizationRequest(appA, 'openid')).url), who.email, who.password);
+      expect(pageKind(page)).toBe('consent');
+      return page;
+    };
+    // Allow, then Deny before the redirect that follows Allow is taken: the app is told no, and the page is shown again next time.
+    const dee = { email: 'dee@example.com', password: 'dees long password' };
+    await pc.createUser(dee.email, dee.password);
+    const deesBrowser = new UserAgent();
+    const deesPage = await consentPage(deesBrowser, dee);
+    expect((await allowed(deesBrowser, deesPage)).status).toBe(303);
+    expect(await denied(deesBrowser, deesPage)).toBe('access_denied');
     expect((await logIn(new UserAgent(), appA, 'openid', dee)).seen).toEqual(['login', 'consent']);
-    // More scopes for a consent given before: only what Allow added goes.
-    const more = await visit(ua, (await authorizationRequest(appA, 'openid email')).url);
-    expect(pageKind(more)).toBe('consent');
-    expect(await allowThenDeny(ua, more)).toBe('access_denied');
-    expect((await logIn(new UserAgent(), appA, 'openid', dee)).seen).toEqual(['login']);
-    const asked = await logIn(new UserAgent(), appA, 'openid email', dee);
-    expect(asked.seen).toEqual(['login', 'consent']);
-    expect(asked.tokens.scope?.split(' ').sort()).toEqual(['email', 'openid']);
+    // Meanwhile another browser of the same person signed in and got tokens under that consent: it stays.
+    const eve = { email: 'eve@example.com', password: 'eves long password' };
+    await pc.createUser(eve.email, eve.password);
+    const evesBrowser = new UserAgent();
+    const evesPage = await consentPage(evesBrowser, eve);
+    expect((await allowed(evesBrowser, evesPage)).status).toBe(303);
+    const elsewhere = await logIn(new UserAgent(), appA, 'openid', eve);
+    expect(elsewhere.seen).toEqual(['login']);
+    expect(await denied(evesBrowser, evesPage)).toBe('access_denied');
+    expect((await oidc.tokenIntrospection(appA, elsewhere.tokens.access_token)).active).toBe(true);
+    expect((await logIn(new UserAgent(), appA, 'openid', eve)).seen).toEqual(['login']);
   });
 
   it('is remembered per person and client, and new scopes ask only for those', async () => {

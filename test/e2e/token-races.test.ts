@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sha256 } from '../../src/persistence/hash.js';
 import { embedded, heldAtTheLock } from '../support/locks.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
+import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 
@@ -51,6 +51,35 @@ it.skipIf(embedded)('concurrent uses of one refresh token that all read it unuse
     expect((await oidc.tokenIntrospection(rp, won[0]!.value.access_token)).active).toBe(false);
     await expect(oidc.refreshTokenGrant(rp, won[0]!.value.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     expect((await logIn(ua, rp, 'openid offline_access', dana)).seen).toEqual(['consent']);
+    expect(pc.errors).toEqual([]);
+  } finally {
+    await admin.end();
+  }
+});
+
+it.skipIf(embedded)("a client's revocation also revokes what a code exchange of the same sign-in, running at that moment, issued", async () => {
+  const ua = new UserAgent();
+  const first = await logIn(ua, rp, 'openid offline_access', dana, { prompt: 'consent' });
+  // A second code in the same browser session (single sign-on), not yet exchanged.
+  const request = await authorizationRequest(rp, 'openid');
+  const callback = await visit(ua, request.url);
+  expect(pageKind(callback)).toBe('callback');
+  const code = new URL(callback.url).searchParams.get('code')!;
+  const admin = pc.outsideConnection();
+  await admin.connect();
+  try {
+    // Hold the code's row: the exchange waits to mark it used, then the
+    // revocation's delete waits behind it, and the exchange goes first.
+    await admin.query('BEGIN');
+    await admin.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'AuthorizationCode' AND id = $1 FOR UPDATE`, [sha256(code)]);
+    const exchanging = oidc.authorizationCodeGrant(rp, new URL(callback.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    await heldAtTheLock(admin, 1);
+    const revoking = oidc.tokenRevocation(rp, first.tokens.refresh_token!);
+    await heldAtTheLock(admin, 2);
+    await admin.query('COMMIT');
+    const [exchanged] = await Promise.all([exchanging, revoking]);
+    expect((await oidc.tokenIntrospection(rp, exchanged.access_token)).active).toBe(false);
+    expect((await oidc.tokenIntrospection(rp, first.tokens.access_token)).active).toBe(false);
     expect(pc.errors).toEqual([]);
   } finally {
     await admin.end();
