@@ -898,14 +898,14 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
   });
 
   it('disable: the right password is answered "disabled", a wrong one as ever; everything given ends; enable lets them sign in again', async () => {
-    const dora = { email: 'dora@example.com', password: 'doras password' };
-    await pc.createUser(dora.email, dora.password, 'Dora');
+    const dora = { email: 'dolores@example.com', password: 'dolores password' };
+    await pc.createUser(dora.email, dora.password, 'Dolores');
     const ua = new UserAgent();
     const { tokens } = await offline(dora.email, dora.password, ua);
 
-    const disabled = await pc.cli(['user', 'disable', 'Dora@Example.com']);
+    const disabled = await pc.cli(['user', 'disable', 'Dolores@Example.com']);
     expect([disabled.code, disabled.stderr]).toEqual([0, '']);
-    expect(disabled.stdout).toMatch(/^disabled dora@example\.com; ended 1 session, 1 consent, \d+ codes and tokens\n$/);
+    expect(disabled.stdout).toMatch(/^disabled dolores@example\.com; ended 1 session, 1 consent, \d+ codes and tokens\n$/);
     expect(await stillSignedIn(ua, rp)).toBe(false);
     expect((await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).status).toBe(401);
     await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
@@ -921,7 +921,7 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
 
     const listed = JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string; disabled_at: string | null }[];
     expect(Date.parse(listed.find((user) => user.email === dora.email)!.disabled_at!)).toBeGreaterThan(Date.now() - 60_000);
-    expect((await pc.cli(['user', 'list'])).stdout).toMatch(/ dora@example\.com {2}Dora {2}\(disabled\)\n/);
+    expect((await pc.cli(['user', 'list'])).stdout).toMatch(/ dolores@example\.com {2}Dolores {2}\(disabled\)\n/);
     const again = await pc.cli(['user', 'disable', dora.email, '--json']);
     expect(JSON.parse(again.stdout)).toMatchObject({ email: dora.email, was_disabled: true, removed: {} });
     expect(listed.find((user) => user.email === 'lena@example.com')!.disabled_at).toBeNull();

@@ -184,16 +184,16 @@ describe('consent', () => {
     expect(await denied(deesBrowser, deesPage)).toBe('access_denied');
     expect((await logIn(new UserAgent(), appA, 'openid', dee)).seen).toEqual(['login', 'consent']);
     // Meanwhile another browser of the same person signed in and got tokens under that consent: it stays.
-    const eve = { email: 'eve@example.com', password: 'eves long password' };
-    await pc.createUser(eve.email, eve.password);
-    const evesBrowser = new UserAgent();
-    const evesPage = await consentPage(evesBrowser, eve);
-    expect((await allowed(evesBrowser, evesPage)).status).toBe(303);
-    const elsewhere = await logIn(new UserAgent(), appA, 'openid', eve);
+    const ezra = { email: 'ezra@example.com', password: 'ezras long password' };
+    await pc.createUser(ezra.email, ezra.password);
+    const ezrasBrowser = new UserAgent();
+    const ezrasPage = await consentPage(ezrasBrowser, ezra);
+    expect((await allowed(ezrasBrowser, ezrasPage)).status).toBe(303);
+    const elsewhere = await logIn(new UserAgent(), appA, 'openid', ezra);
     expect(elsewhere.seen).toEqual(['login']);
-    expect(await denied(evesBrowser, evesPage)).toBe('access_denied');
+    expect(await denied(ezrasBrowser, ezrasPage)).toBe('access_denied');
     expect((await oidc.tokenIntrospection(appA, elsewhere.tokens.access_token)).active).toBe(true);
-    expect((await logIn(new UserAgent(), appA, 'openid', eve)).seen).toEqual(['login']);
+    expect((await logIn(new UserAgent(), appA, 'openid', ezra)).seen).toEqual(['login']);
   });
 
   it('is remembered per person and client, and new scopes ask only for those', async () => {
