@@ -287,11 +287,9 @@ export class Accounts {
    */
   async enable(who: string): Promise<{ user: UserView; wasDisabled: boolean }> {
     const user = await this.resolve(who);
-    const [before] = await this.prisma.$transaction([
-      this.prisma.$queryRaw<{ disabled_at: Date | null }[]>`SELECT disabled_at FROM users WHERE id = ${user.id}::uuid FOR UPDATE`,
-      this.prisma.$executeRaw`UPDATE users SET disabled_at = NULL, signed_out_at = now(), revoked_at = now() WHERE id = ${user.id}::uuid AND disabled_at IS NOT NULL`,
-    ]);
-    return { user, wasDisabled: Boolean(before[0]?.disabled_at) };
+    // Changes a row only if it was disabled: the count says whether it was.
+    const changed = await this.prisma.$executeRaw`UPDATE users SET disabled_at = NULL, signed_out_at = now(), revoked_at = now() WHERE id = ${user.id}::uuid AND disabled_at IS NOT NULL`;
+    return { user, wasDisabled: changed > 0 };
   }
 
   /** Deletes the user, their password and everything revokeAccess ends, in one transaction. */

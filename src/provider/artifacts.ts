@@ -36,11 +36,10 @@ const DROP_UNUSED_GRANT = {
 /**
  * Deletes the grant `grantId` if nothing was issued under it (no code or
  * token names it), in one statement: a consent withdrawn before it was used
- * (POST /abort). Whether it deleted one.
+ * (POST /abort).
  */
-export async function dropUnusedGrant(sql: Sql, grantId: string): Promise<boolean> {
-  const { rowCount } = await sql.query(DROP_UNUSED_GRANT, [sha256(grantId), grantId]);
-  return (rowCount ?? 0) > 0;
+export async function dropUnusedGrant(sql: Sql, grantId: string): Promise<void> {
+  await sql.query(DROP_UNUSED_GRANT, [sha256(grantId), grantId]);
 }
 
 const GRANT_OF = {
