@@ -147,7 +147,7 @@ const SQL = {
     text: `UPDATE provider_artifacts SET payload = $2::jsonb, expires_at = $3, uid = $4, grant_id = $5
            WHERE kind = 'Interaction' AND id = $1 RETURNING 1`,
   },
-  grantOf: { name: 'artifact-grant-of', text: 'SELECT grant_id FROM provider_artifacts WHERE kind = $1 AND id = $2' },
+  grantOf: { name: 'artifact-grant-of', text: `SELECT grant_id, payload->>'sessionUid' AS session_uid FROM provider_artifacts WHERE kind = $1 AND id = $2` },
   destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2 RETURNING 1' },
   // Sessions are ended, not deleted (see replaceSession and signOut): an ended
   // row is emptied, keeps its uid, and goes within the hour.
@@ -199,6 +199,24 @@ const SQL = {
     name: 'artifact-revoke-sign-in',
     text: `DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[]) AND payload->>'sessionUid' = $3`,
   },
+  // A consent signed out of, once that sign-in's tokens are gone: deleted
+  // if no live code or token names it any more; else (another browser's
+  // sign-in still uses it) withdrawn, a Grant's consumed_at: no new sign-in
+  // finds it (grant-of-account-client in artifacts.ts), while what names it
+  // stands. Answers 'withdrawn' or 'ended' (nothing if there was no such grant).
+  endConsent: {
+    name: 'artifact-end-consent',
+    text: `WITH ended AS (
+             DELETE FROM provider_artifacts WHERE kind = 'Grant' AND id = $1
+               AND NOT EXISTS (SELECT 1 FROM provider_artifacts WHERE grant_id = $2 AND kind = ANY($3::text[]) AND (expires_at IS NULL OR expires_at > now()))
+             RETURNING 'ended' AS outcome
+           ), withdrawn AS (
+             UPDATE provider_artifacts SET consumed_at = COALESCE(consumed_at, now())
+             WHERE kind = 'Grant' AND id = $1 AND NOT EXISTS (SELECT 1 FROM ended)
+             RETURNING 'withdrawn' AS outcome
+           )
+           SELECT outcome FROM ended UNION ALL SELECT outcome FROM withdrawn`,
+  },
   // Of these grants (by digest), those that hold offline_access now.
   offlineGrants: {
     name: 'artifact-offline-grants',
@@ -224,23 +242,41 @@ const keptAtSignOut = new WeakMap<object, Set<string>>();
 const signOutDecisions = new WeakMap<object, Map<string, Promise<boolean>>>();
 const isSignOut = (request: KoaContextWithOIDC | undefined) => request?.oidc?.route === 'end_session_confirm';
 
+/** At the token endpoint, the browser session of the code or refresh token presented (see signInOf). */
+const PRESENTED_SIGN_IN = 'presented sign-in';
+
 /**
- * At the revocation endpoint (RFC 7009), the browser session of the token
- * revoked: the library then revokes by grant, and a remembered consent is one
- * grant shared by the person's sign-ins on all their devices (see
- * loadExistingGrant), so one app's "sign out on this device" (oidc-client-ts's
- * revokeTokensOnSignout, simple-oauth2's revokeAll) ended its tokens on every
- * device. Only the tokens of that sign-in go: the code and the tokens issued
- * from it and its refreshes carry its session's uid (RFC 7009 §2.1: those
- * "based on the same authorization grant"). The consent stays
- * (revokeGrantPolicy in configuration.ts). Undefined elsewhere, or for a
- * token without one: every token of the grant (the grant itself stays at
- * the revocation endpoint all the same).
+ * The browser session whose sign-in a revocation in this request ends, where
+ * the library would end a whole grant: a remembered consent is one grant,
+ * shared by the person's sign-ins to the app on all their devices (see
+ * loadExistingGrant in configuration.ts), so ending it ended the app on every
+ * device. The code and the tokens issued from it and its refreshes carry
+ * their session's uid; only those go, and the grant stays
+ * (revokeGrantPolicy in configuration.ts):
+ * - at the revocation endpoint (RFC 7009), the revoked token's: an app's
+ *   "sign out on this device" (oidc-client-ts's revokeTokensOnSignout,
+ *   simple-oauth2's revokeAll); §2.1's tokens "based on the same
+ *   authorization grant";
+ * - at the token endpoint, the code or refresh token presented again: a
+ *   replay taken for theft (RFC 6749 §4.1.2, RFC 9700 §4.14.2) ends the
+ *   tokens a thief could hold, which all descend from that one sign-in;
+ * - at a sign-out, the session's: its tokens go, and its consents are
+ *   withdrawn (endConsent), not taken from the person's other sign-ins.
+ * Undefined elsewhere, or for a token without one: the whole grant.
  */
-function revokedSignIn(request: KoaContextWithOIDC | undefined): string | undefined {
-  if (request?.oidc?.route !== 'revocation') return undefined;
-  const token = (request.oidc.entities.RefreshToken ?? request.oidc.entities.AccessToken) as { sessionUid?: string } | undefined;
-  return token?.sessionUid || undefined;
+export function signInOf(request: KoaContextWithOIDC | undefined): string | undefined {
+  switch (request?.oidc?.route) {
+    case 'revocation': {
+      const token = (request.oidc.entities.RefreshToken ?? request.oidc.entities.AccessToken) as { sessionUid?: string } | undefined;
+      return token?.sessionUid || undefined;
+    }
+    case 'token':
+      return peek<string>(PRESENTED_SIGN_IN, request) || undefined;
+    case 'end_session_confirm':
+      return (request.oidc.session as { uid?: string } | undefined)?.uid || undefined;
+    default:
+      return undefined;
+  }
 }
 
 /** Whether a sign-out in this request kept the grant instead of revoking it. */
@@ -299,6 +335,18 @@ export interface ArtifactOptions {
   onReuse?: (request: KoaContextWithOIDC | undefined) => void;
   /** Binds each interaction to the browser that made it (browser-binding.ts): for Interaction. */
   browsers?: BrowserBinding;
+  /**
+   * Told when one sign-in's tokens were revoked instead of a whole grant (see
+   * signInOf), and of a revocation endpoint's, which keeps the grant: once per
+   * grant and sign-in.
+   */
+  onSignInEnded?: (request: KoaContextWithOIDC | undefined, ended: SignInEnded) => void;
+}
+
+/** One sign-in's tokens revoked under `grantId`; the consent kept, withdrawn from other sign-ins' reach, or ended (SQL.endConsent). */
+export interface SignInEnded {
+  grantId: string;
+  consent: 'kept' | 'withdrawn' | 'ended';
 }
 
 export class ArtifactAdapter implements Adapter {
@@ -306,6 +354,7 @@ export class ArtifactAdapter implements Adapter {
   /** This model's reuse interval, in seconds (see ArtifactOptions); 0 for all but refresh tokens. */
   private readonly reuse: number;
   private readonly onReuse?: ArtifactOptions['onReuse'];
+  private readonly onSignInEnded?: ArtifactOptions['onSignInEnded'];
   private readonly browsers?: BrowserBinding;
 
   /** `sealer`: seals the pushed request id a stored sign-in in progress names (see withoutLiveIds). */
@@ -317,6 +366,7 @@ export class ArtifactAdapter implements Adapter {
   ) {
     this.reuse = kind === 'RefreshToken' ? (options.refreshTokenReuseInterval ?? 0) : 0;
     this.onReuse = options.onReuse;
+    this.onSignInEnded = options.onSignInEnded;
     if (kind === 'Interaction') {
       if (!options.browsers) throw new TypeError('an Interaction adapter needs the browser binding (see browser-binding.ts)');
       this.browsers = options.browsers;
@@ -446,6 +496,9 @@ export class ArtifactAdapter implements Adapter {
     if (isEndedSession(this.kind, row)) return undefined;
     const payload = toPayload(row, this.reuse);
     if (payload && row?.consumed_at && !payload.consumed) keep(REUSED_WITHIN_INTERVAL, true);
+    if (payload && (this.kind === 'AuthorizationCode' || this.kind === 'RefreshToken') && atTokenEndpoint()) {
+      keep(PRESENTED_SIGN_IN, payload.sessionUid ?? ''); // a replay ends this sign-in (signInOf)
+    }
     if (payload?.grantId && row) {
       keep(
         grantKey(payload.grantId),
@@ -529,12 +582,12 @@ export class ArtifactAdapter implements Adapter {
     if (this.kind === 'PushedAuthorizationRequest') throw new errors.InvalidRequestUri('request_uri is invalid, expired, or was already used');
     if (!SINGLE_USE.has(this.kind)) return;
     // Another request consumed it between the provider's check and this
-    // write. Treat it as the provider treats a reuse it detects itself (its
-    // revoke helper, with the default revokeGrantPolicy): every token issued
-    // under the grant, and the grant itself, so that consent is asked again.
-    const { rows } = await this.sql.query<{ grant_id: string | null }>(SQL.grantOf, [this.kind, key]);
+    // write: a replay, ended as one the provider detects itself (signInOf).
+    const { rows } = await this.sql.query<{ grant_id: string | null; session_uid: string | null }>(SQL.grantOf, [this.kind, key]);
     const grantId = rows[0]?.grant_id;
-    if (grantId) await this.revokeGrants([grantId], request);
+    const signIn = rows[0]?.session_uid;
+    if (grantId && signIn) await this.endSignIn(grantId, signIn, request, false);
+    else if (grantId) await this.revokeGrants([grantId], request);
     throw new errors.InvalidGrant('grant request is invalid');
   }
 
@@ -583,7 +636,7 @@ export class ArtifactAdapter implements Adapter {
   private async replaceSession(oldId: string, id: string, json: string, uid: string | null, expiresAt: Date | null): Promise<void> {
     const { rowCount } = await this.sql.query(SQL.replaceSession, [sha256(oldId), sha256(id), json, uid, expiresAt]);
     keep(REPLACED_SESSION_BY, { id, stored: rowCount > 0 });
-    if (rowCount === 0) await this.endAtSignOut(grantsEndingWith(JSON.parse(json) as SessionPayload), Provider.ctx);
+    if (rowCount === 0) await this.endAtSignOut(grantsEndingWith(JSON.parse(json) as SessionPayload), uid, Provider.ctx);
   }
 
   /**
@@ -619,7 +672,7 @@ export class ArtifactAdapter implements Adapter {
     const request = Provider.ctx;
     const loaded = (request?.oidc?.session as SessionPayload | undefined)?.authorizations ?? {};
     for (const { grantId } of Object.values(loaded)) if (grantId) grants.delete(grantId); // revoked by the library already
-    await this.endAtSignOut(grants, request);
+    await this.endAtSignOut(grants, uid, request);
   }
 
   /**
@@ -629,25 +682,39 @@ export class ArtifactAdapter implements Adapter {
   private async revokeGrants(grantIds: Iterable<string>, request: KoaContextWithOIDC | undefined): Promise<void> {
     await Promise.all(
       [...grantIds].map(async (grantId) => {
-        await Promise.all([this.revokeByGrantId(grantId), this.sql.query(SQL.destroy, ['Grant', sha256(grantId)])]);
+        await Promise.all([this.endSignIn(grantId, undefined, request, false), this.sql.query(SQL.destroy, ['Grant', sha256(grantId)])]);
         request?.oidc.provider.emit('grant.revoked', request, grantId);
       }),
     );
   }
 
   revokeByGrantId(grantId: string): Promise<void> {
-    const { revocations } = this.shared;
     const request = Provider.ctx;
-    const signIn = revokedSignIn(request);
+    return this.endSignIn(grantId, signInOf(request), request, isSignOut(request));
+  }
+
+  /**
+   * Revokes what was issued under `grantId` in the sign-in of browser
+   * session `signIn` (see signInOf), or, without one, everything issued
+   * under it (the library then destroys the grant too). At a sign-out
+   * (`atSignOut`), a consent that holds offline_access keeps even that
+   * sign-in's tokens (keptAtSignOut), and one that does not is ended or
+   * withdrawn (SQL.endConsent). One statement per grant and sign-in,
+   * shared while in flight: the library revokes once per grant-bound model.
+   */
+  private endSignIn(grantId: string, signIn: string | undefined, request: KoaContextWithOIDC | undefined, atSignOut: boolean): Promise<void> {
+    const { revocations } = this.shared;
     const key = signIn === undefined ? grantId : `${grantId} ${signIn}`;
     const pending = revocations.get(key);
     if (pending) return pending;
-    const kept = isSignOut(request) ? this.keptAtSignOut([grantId], request) : Promise.resolve(new Set<string>());
+    const kept = atSignOut ? this.keptAtSignOut([grantId], request) : Promise.resolve(new Set<string>());
     const revocation = kept
       .then(async (keep) => {
         if (keep.has(grantId)) return;
         if (signIn === undefined) {
           await this.sql.query(SQL.revoke, [grantId, GRANT_BOUND]);
+          // The grant stays at the revocation endpoint (revokeGrantPolicy), so no grant.revoked comes.
+          if (request?.oidc?.route === 'revocation') this.onSignInEnded?.(request, { grantId, consent: 'kept' });
           return;
         }
         // Twice. A code exchange or refresh of the same sign-in running at
@@ -659,6 +726,12 @@ export class ArtifactAdapter implements Adapter {
         // row yet finds it deleted, and issues nothing.
         await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
         await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
+        let consent: SignInEnded['consent'] = 'kept';
+        if (atSignOut) {
+          const { rows } = await this.sql.query<{ outcome: 'ended' | 'withdrawn' }>(SQL.endConsent, [sha256(grantId), grantId, GRANT_BOUND]);
+          consent = rows[0]?.outcome ?? 'ended';
+        }
+        this.onSignInEnded?.(request, { grantId, consent });
       })
       .then(() => undefined)
       .finally(() => revocations.delete(key));
@@ -693,9 +766,17 @@ export class ArtifactAdapter implements Adapter {
     return kept;
   }
 
-  /** The grants a sign-out ends (grantsEndingWith), but those it keeps. */
-  private async endAtSignOut(grantIds: Iterable<string>, request: KoaContextWithOIDC | undefined): Promise<void> {
+  /**
+   * The grants a sign-out of browser session `uid` ends (grantsEndingWith),
+   * as the library's sign-out ends those of the session it loaded (see
+   * signInOf); without a uid, whole, but those it keeps.
+   */
+  private async endAtSignOut(grantIds: Iterable<string>, uid: string | null, request: KoaContextWithOIDC | undefined): Promise<void> {
     const ending = [...grantIds];
+    if (uid) {
+      await Promise.all(ending.map((grantId) => this.endSignIn(grantId, uid, request, true)));
+      return;
+    }
     const kept = await this.keptAtSignOut(ending, request);
     await this.revokeGrants(ending.filter((grantId) => !kept.has(grantId)), request);
   }

@@ -46,14 +46,16 @@ const GRANT_OF = {
   name: 'grant-of-account-client',
   text: `SELECT payload->>'jti' AS jti, payload, expires_at, consumed_at FROM provider_artifacts
          WHERE kind = 'Grant' AND account_id = $1 AND client_id = $2 AND (expires_at IS NULL OR expires_at > now())
+           AND consumed_at IS NULL
          ORDER BY created_at DESC LIMIT 1`,
 } as const;
 
 /**
  * The id of the grant a person gave a client, if any (remembered consent
- * across sessions). The grant itself is kept for the Grant lookup the
- * provider makes next in the same request (see request-scope.ts), which then
- * needs no statement of its own.
+ * across sessions), but one withdrawn at a sign-out (SQL.endConsent in
+ * adapter.ts: the sign-ins that hold it keep it). The grant itself is kept
+ * for the Grant lookup the provider makes next in the same request (see
+ * request-scope.ts), which then needs no statement of its own.
  */
 export async function findGrantId(sql: Sql, accountId: string, clientId: string): Promise<string | undefined> {
   // On every authorization without a grant in the session: on the pg pool (see persistence/database.ts).

@@ -17,7 +17,7 @@ import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
 import type { Prisma, Sql } from '../persistence/database.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
-import { ArtifactAdapter } from './adapter.js';
+import { ArtifactAdapter, signInOf, type SignInEnded } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
@@ -47,9 +47,6 @@ export interface ProviderServices {
   metrics?: Metrics;
 }
 
-/** The revocation requests whose token the client may revoke (see noteRevocation in provider.ts). */
-export const revocationsAllowed = new WeakSet<object>();
-
 export function buildConfiguration(services: ProviderServices): Configuration {
   const { config, sql, accounts, apis, logger } = services;
   const clientAdapter = new ClientAdapter(sql, services.clientCache);
@@ -61,6 +58,24 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   const logReuse = (ctx: KoaContextWithOIDC | undefined) => {
     const grant = (ctx?.oidc?.entities?.RotatedRefreshToken as { grantId?: string } | undefined)?.grantId;
     logger.info('refresh token used again within its reuse interval', { client: ctx?.oidc?.client?.clientId, grant });
+  };
+  // One sign-in's tokens revoked where the library would have ended a whole
+  // grant (signInOf in adapter.ts), so no grant.revoked comes (provider.ts
+  // logs those): said here, ids only. A code or refresh token presented
+  // again is taken for theft (RFC 9700 §4.14.2), so worth a warning.
+  const logSignInEnded = (ctx: KoaContextWithOIDC | undefined, { grantId, consent }: SignInEnded) => {
+    const route = ctx?.oidc?.route;
+    const fields = { route, client: ctx?.oidc?.client?.clientId, grant: grantId };
+    if (route === 'token') {
+      logger.warn('tokens revoked: a code or refresh token was used twice', fields);
+      services.metrics?.grantRevoked('replay');
+    } else if (route === 'revocation') {
+      const token = (ctx!.oidc.entities.RefreshToken ?? ctx!.oidc.entities.AccessToken) as { kind?: string } | undefined;
+      logger.info('tokens revoked', { ...fields, presented: token?.kind });
+    } else {
+      logger.info('tokens revoked at sign-out', { ...fields, consent });
+      services.metrics?.grantRevoked('other');
+    }
   };
 
   /** What `resource` names: a registered API this client may have tokens for, with their scopes, format and lifetime. */
@@ -100,6 +115,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         : new ArtifactAdapter(name, sql, services.sealer, {
             refreshTokenReuseInterval: config.refreshTokenReuseInterval,
             onReuse: logReuse,
+            onSignInEnded: logSignInEnded,
             browsers: services.browsers,
           }),
     clients: [],
@@ -247,10 +263,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       revocation: {
         enabled: true,
         allowedPolicy: async (ctx, client, token) => {
-          if (token.clientId === client.clientId) {
-            revocationsAllowed.add(ctx);
-            return true;
-          }
+          if (token.clientId === client.clientId) return true;
           if (client.clientAuthMethod === 'none') return false;
           throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
         },
@@ -346,11 +359,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     issueRefreshToken: async (_ctx, client, code) =>
       client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     rotateRefreshToken: true,
-    // The revocation endpoint ends one sign-in's tokens (revokedSignIn in
-    // adapter.ts), never the consent, which the person's sign-ins on other
-    // devices share. Elsewhere the library's default: a code or refresh token
-    // used twice, or a sign-out, ends the grant too.
-    revokeGrantPolicy: (ctx) => ctx.oidc.route !== 'revocation',
+    // A revocation, a replay or a sign-out ends one sign-in's tokens (signInOf
+    // in adapter.ts), not the grant, which the person's sign-ins on other
+    // devices share; a sign-out withdraws the consent from new sign-ins
+    // there. A token without its sign-in's uid: the library's default (the
+    // grant too), but at the revocation endpoint, which never ends a consent.
+    revokeGrantPolicy: (ctx) => ctx.oidc.route !== 'revocation' && signInOf(ctx) === undefined,
     // A client-credentials token's subject is the client itself (RFC 9068 §2.2),
     // so introspection names it as it does the person for other tokens.
     extraTokenClaims: async (_ctx, token) => (token.kind === 'ClientCredentials' ? { sub: token.clientId } : undefined),

@@ -8,7 +8,7 @@ import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavail
 import { ArtifactAdapter, grantKeptAtSignOut } from './adapter.js';
 import { adaptClientModel } from './client-model.js';
 import { codesForRegisteredAddresses, refreshTokensWhileOffline } from './registration-changes.js';
-import { buildConfiguration, revocationsAllowed, type ProviderServices } from './configuration.js';
+import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { accessibleFormPostPage } from './form-post-page.js';
 import { refuseGarbledLogout } from './request-encoding.js';
 import { laxCookiesOverHttp, pinToIssuer } from './issuer-origin.js';
@@ -63,7 +63,6 @@ export function createProvider(services: ProviderServices): Provider {
       followTheStandards(ctx as unknown as KoaContextWithOIDC);
       refuseGarbledLogout(ctx as unknown as KoaContextWithOIDC);
       accessibleFormPostPage(ctx as unknown as KoaContextWithOIDC, services.config.issuerName);
-      noteRevocation(ctx as unknown as KoaContextWithOIDC);
     } catch (error) {
       escaped = error;
     }
@@ -101,10 +100,11 @@ export function createProvider(services: ProviderServices): Provider {
 
   noteRequestErrors(provider);
 
-  // For the audit trail. At the token endpoint a grant is revoked only because
-  // a code or refresh token was presented again: taken for theft (RFC 9700
-  // §4.14.2), so worth a warning. Elsewhere it is a logout (a client's
-  // revocation keeps the grant: noteRevocation). Ids only: a grant id
+  // For the audit trail: a whole grant revoked, for a code or refresh token
+  // without its sign-in's uid (most often one sign-in's tokens are, and
+  // logSignInEnded in configuration.ts says so). At the token endpoint only
+  // because one was presented again: taken for theft (RFC 9700 §4.14.2), so
+  // worth a warning. Elsewhere it is a logout. Ids only: a grant id
   // authorizes nothing.
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
     // The library announces every grant a sign-out ends; one holding offline_access was kept (adapter.ts).
@@ -115,14 +115,6 @@ export function createProvider(services: ProviderServices): Provider {
     else services.logger.info('grant revoked', fields);
     services.metrics?.grantRevoked(replayed ? 'replay' : 'other');
   });
-  // A client's revocation ends one sign-in's tokens, not the grant (see
-  // revokedSignIn in adapter.ts), so no grant.revoked comes: said here.
-  const noteRevocation = (ctx: KoaContextWithOIDC) => {
-    if (ctx.oidc?.route !== 'revocation' || ctx.status !== 200 || !revocationsAllowed.has(ctx)) return;
-    const token = (ctx.oidc.entities.RefreshToken ?? ctx.oidc.entities.AccessToken) as { kind?: string; grantId?: string } | undefined;
-    if (!token?.grantId) return;
-    services.logger.info('tokens revoked', { route: 'revocation', client: ctx.oidc.client?.clientId, grant: token.grantId, presented: token.kind });
-  };
   // A registered client that failed to authenticate (a wrong or old secret,
   // another method than it registered): what an operator looks for when an
   // app says it "stopped working", or when someone guesses its secret. An

@@ -27,9 +27,8 @@ export function take<T>(key: string, request: object | undefined = Provider.ctx)
   return value;
 }
 
-/** What this request kept under `key`, left in place. */
-export function peek<T>(key: string): T | undefined {
-  const request = Provider.ctx;
+/** What this request (the provider's current one, unless named) kept under `key`, left in place. */
+export function peek<T>(key: string, request: object | undefined = Provider.ctx): T | undefined {
   return (request && scratch.get(request)?.get(key)) as T | undefined;
 }
 

@@ -6,7 +6,7 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/persistence/hash.js';
 import { runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
-import { authorizationRequest, discover, logIn, POST_LOGOUT_URI, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, discover, logIn, pageKind, POST_LOGOUT_URI, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const alice = { email: 'alice@example.com', password: 'correct horse battery staple' };
@@ -62,6 +62,19 @@ describe('a confidential client doing authorization code + PKCE', () => {
   });
 });
 
+/** Alice signed in to the app with offline access on two devices: each sign-in's tokens. */
+async function onTwoDevices() {
+  const phone = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+  const laptop = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
+  return { phone: phone.tokens, laptop: laptop.tokens };
+}
+
+/** The laptop's sign-in still works for the app: its access token, and a refresh. */
+async function stillWorks(tokens: oidc.TokenEndpointResponse) {
+  expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+  expect((await oidc.refreshTokenGrant(rp, tokens.refresh_token!)).access_token).toBeTruthy();
+}
+
 describe('refresh tokens', () => {
   it('are issued with offline_access and rotate on every use', async () => {
     const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
@@ -99,42 +112,64 @@ describe('refresh tokens', () => {
     expect(refreshed.claims()).not.toHaveProperty('nonce');
   });
 
-  it('a reused refresh token revokes the whole grant', async () => {
-    const ua = new UserAgent();
-    const { tokens } = await logIn(ua, rp, 'openid offline_access', alice, { prompt: 'consent' });
-    const rotated = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
+  it("a reused refresh token ends every token of its sign-in, on that device only: the consent, and the app's sign-in on another device, stay", async () => {
+    const { phone, laptop } = await onTwoDevices();
+    const rotated = await oidc.refreshTokenGrant(rp, phone.refresh_token!);
+    const logged = pc.log.length;
 
-    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    await expect(oidc.refreshTokenGrant(rp, phone.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
 
-    // Everything issued under the grant is gone: the rotated-in refresh token and the access tokens.
+    // Everything issued in that sign-in is gone: the rotated-in refresh token and the access tokens.
     await expect(oidc.refreshTokenGrant(rp, rotated.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     expect((await oidc.tokenIntrospection(rp, rotated.access_token)).active).toBe(false);
-    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
-    // The grant itself is gone too: the next authorization asks for consent again.
-    expect((await logIn(ua, rp, 'openid offline_access', alice)).seen).toEqual(['consent']);
+    expect((await oidc.tokenIntrospection(rp, phone.access_token)).active).toBe(false);
+    // Not the other device's, nor the consent: a thief held tokens of that sign-in only.
+    await stillWorks(laptop);
+    expect((await logIn(new UserAgent(), rp, 'openid offline_access', alice)).seen).toEqual(['login']);
     // The audit trail has the theft, by ids only, and the sign-in before it.
-    const warning = pc.log.find((line) => line.includes('"message":"grant revoked: a code or refresh token was used twice"'));
-    expect(warning).toBeDefined();
-    expect(JSON.parse(warning!)).toMatchObject({ level: 'warn', route: 'token', client: rp.clientMetadata().client_id, grant: expect.any(String) });
+    const warnings = pc.log.slice(logged).filter((line) => line.includes('"message":"tokens revoked: a code or refresh token was used twice"'));
+    expect(warnings.map((line) => JSON.parse(line))).toEqual([
+      expect.objectContaining({ level: 'warn', route: 'token', client: rp.clientMetadata().client_id, grant: expect.any(String) }),
+    ]);
     expect(pc.log.some((line) => line.includes('"message":"signed in"') && line.includes(`"client":"${rp.clientMetadata().client_id}"`))).toBe(true);
-    for (const token of [tokens.refresh_token!, rotated.refresh_token!, tokens.access_token, rotated.access_token]) {
+    for (const token of [phone.refresh_token!, rotated.refresh_token!, phone.access_token, rotated.access_token]) {
       expect(pc.log.join('\n')).not.toContain(token);
     }
   });
 
-  it('of eight concurrent uses of one refresh token at most one succeeds, and the grant is revoked', async () => {
+  it("a code exchanged twice ends the tokens of its sign-in (RFC 6749 §4.1.2), on that device only", async () => {
+    const { laptop } = await onTwoDevices();
+    const ua = new UserAgent();
+    // (offline_access is granted only on a consent page: prompt=consent, OIDC Core §11.)
+    const request = await authorizationRequest(rp, 'openid offline_access', { prompt: 'consent' });
+    const callback = await allow(ua, await signIn(ua, await visit(ua, request.url), alice.email, alice.password));
+    expect(pageKind(callback)).toBe('callback');
+    const checks = { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce };
+    const phone = await oidc.authorizationCodeGrant(rp, new URL(callback.url), checks);
+    const logged = pc.log.length;
+    await expect(oidc.authorizationCodeGrant(rp, new URL(callback.url), checks)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect((await oidc.tokenIntrospection(rp, phone.access_token)).active).toBe(false);
+    await expect(oidc.refreshTokenGrant(rp, phone.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    await stillWorks(laptop);
+    expect(pc.log.slice(logged).filter((line) => line.includes('"message":"tokens revoked: a code or refresh token was used twice"'))).toHaveLength(1);
+    // The browser is still signed in, and the consent stands: the app signs in again without a page.
+    expect((await logIn(ua, rp, 'openid offline_access', alice)).seen).toEqual([]);
+  });
+
+  it('of eight concurrent uses of one refresh token at most one succeeds, and what the winner got is revoked; the consent stays', async () => {
     const ua = new UserAgent();
     const { tokens } = await logIn(ua, rp, 'openid offline_access', alice, { prompt: 'consent' });
     const results = await Promise.allSettled(Array.from({ length: 8 }, () => oidc.refreshTokenGrant(rp, tokens.refresh_token!)));
     const succeeded = results.filter((result) => result.status === 'fulfilled') as PromiseFulfilledResult<oidc.TokenEndpointResponse>[];
     expect(succeeded.length).toBeLessThanOrEqual(1);
     for (const result of results) if (result.status === 'rejected') expect(result.reason).toMatchObject({ error: 'invalid_grant' });
-    // A replay was seen, so whatever the winner got is revoked with the grant.
+    // A replay was seen, so whatever the winner got is revoked with the rest of the sign-in.
     for (const { value } of succeeded) {
       await expect(oidc.refreshTokenGrant(rp, value.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+      expect((await oidc.tokenIntrospection(rp, value.access_token)).active).toBe(false);
     }
-    // As with a reuse seen one request after another, the grant itself is gone: consent is asked again.
-    expect((await logIn(ua, rp, 'openid offline_access', alice)).seen).toEqual(['consent']);
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+    expect((await logIn(ua, rp, 'openid offline_access', alice)).seen).toEqual([]);
   });
 
   describe('with REFRESH_TOKEN_REUSE_INTERVAL', () => {
@@ -156,7 +191,7 @@ describe('refresh tokens', () => {
 
     const active = async (token: string) => (await oidc.tokenIntrospection(lenientRp, token)).active;
 
-    it('a refresh token used again within the interval gets tokens of its own; past it, a use revokes the grant', async () => {
+    it("a refresh token used again within the interval gets tokens of its own; past it, a use revokes the sign-in's tokens", async () => {
       const ua = new UserAgent();
       const { tokens } = await logIn(ua, lenientRp, 'openid offline_access', alice, { prompt: 'consent' });
       const first = await oidc.refreshTokenGrant(lenientRp, tokens.refresh_token!);
@@ -182,8 +217,8 @@ describe('refresh tokens', () => {
         await expect(oidc.refreshTokenGrant(lenientRp, refreshToken)).rejects.toMatchObject({ error: 'invalid_grant' });
       }
       for (const accessToken of [first.access_token, again.access_token, next.access_token]) expect(await active(accessToken)).toBe(false);
-      expect(lenient.log.some((line) => line.includes('"message":"grant revoked: a code or refresh token was used twice"'))).toBe(true);
-      expect((await logIn(ua, lenientRp, 'openid offline_access', alice)).seen).toEqual(['consent']);
+      expect(lenient.log.some((line) => line.includes('"message":"tokens revoked: a code or refresh token was used twice"'))).toBe(true);
+      expect((await logIn(ua, lenientRp, 'openid offline_access', alice)).seen).toEqual([]);
     });
 
     it('eight concurrent uses of one refresh token all succeed, and the grant stands', async () => {
@@ -299,19 +334,6 @@ describe('introspection and revocation', () => {
     }
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
   });
-
-  /** Alice signed in to the app with offline access on two devices: each sign-in's tokens. */
-  async function onTwoDevices() {
-    const phone = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
-    const laptop = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
-    return { phone: phone.tokens, laptop: laptop.tokens };
-  }
-
-  /** The laptop's sign-in still works for the app: its access token, and a refresh. */
-  async function stillWorks(tokens: oidc.TokenEndpointResponse) {
-    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
-    expect((await oidc.refreshTokenGrant(rp, tokens.refresh_token!)).access_token).toBeTruthy();
-  }
 
   it("revoking a refresh token ends that sign-in's tokens only: the consent, and the app's sign-in on another device, stay", async () => {
     const { phone, laptop } = await onTwoDevices();
@@ -511,6 +533,57 @@ describe('RP-initiated logout', () => {
     expect(again.seen).toEqual(['login', 'consent']);
     // The logged-out session's tokens no longer work.
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+  });
+
+  it("signing out on one device ends that sign-in's tokens; the app's sign-in on another device keeps working and keeps the consent, which new sign-ins are asked for again", async () => {
+    const kit = { email: 'kit@example.com', password: 'kits own password' };
+    await pc.createUser(kit.email, kit.password);
+    const grantsOfKit = async (sub: string) => {
+      const [row] = await pc.server.services.database.prisma.$queryRaw<{ live: number; withdrawn: number }[]>`
+        SELECT count(*) FILTER (WHERE consumed_at IS NULL)::int AS live, count(*) FILTER (WHERE consumed_at IS NOT NULL)::int AS withdrawn
+        FROM provider_artifacts WHERE kind = 'Grant' AND account_id = ${sub} AND client_id = ${app.client_id}`;
+      return row;
+    };
+    const signOutOf = async (ua: UserAgent, tokens: oidc.TokenEndpointResponse) => {
+      const endSession = oidc.buildEndSessionUrl(rp, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: POST_LOGOUT_URI });
+      const confirm = await ua.open(endSession.href, {}, POST_LOGOUT_URI);
+      const done = await ua.post(confirm, UserAgent.formAction(confirm, '/confirm'), { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
+      expect(done.url.startsWith(POST_LOGOUT_URI)).toBe(true);
+    };
+    const laptop = new UserAgent();
+    const phone = new UserAgent();
+    const atLaptop = await logIn(laptop, rp, 'openid email', kit);
+    expect(atLaptop.seen).toEqual(['login', 'consent']);
+    const atPhone = await logIn(phone, rp, 'openid email', kit);
+    expect(atPhone.seen).toEqual(['login']); // the consent is remembered
+    const sub = atLaptop.tokens.claims()!.sub;
+    const logged = pc.log.length;
+
+    await signOutOf(laptop, atLaptop.tokens);
+    expect((await oidc.tokenIntrospection(rp, atLaptop.tokens.access_token)).active).toBe(false);
+    // The phone's sign-in goes on: its token works, and it holds the consent (prompt=none gets a code).
+    expect((await oidc.tokenIntrospection(rp, atPhone.tokens.access_token)).active).toBe(true);
+    expect((await oidc.fetchUserInfo(rp, atPhone.tokens.access_token, sub)).email).toBe(kit.email);
+    const silent = await logIn(phone, rp, 'openid email', kit, { prompt: 'none' });
+    expect(silent.seen).toEqual([]);
+    // The consent was withdrawn from new sign-ins ("until you sign out"): the laptop is asked again.
+    expect(await grantsOfKit(sub)).toEqual({ live: 0, withdrawn: 1 });
+    const again = await logIn(laptop, rp, 'openid email', kit);
+    expect(again.seen).toEqual(['login', 'consent']);
+    expect(await grantsOfKit(sub)).toEqual({ live: 1, withdrawn: 1 });
+    const lines = pc.log.slice(logged).filter((line) => line.includes('"message":"tokens revoked at sign-out"'));
+    expect(lines.map((line) => JSON.parse(line))).toEqual([
+      expect.objectContaining({ level: 'info', route: 'end_session_confirm', client: app.client_id, grant: expect.any(String), consent: 'withdrawn' }),
+    ]);
+
+    // Signed out on the phone too, nothing names the withdrawn consent any more: it goes.
+    await signOutOf(phone, silent.tokens);
+    for (const tokens of [atPhone.tokens, silent.tokens]) expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+    expect((await oidc.tokenIntrospection(rp, again.tokens.access_token)).active).toBe(true);
+    expect(await grantsOfKit(sub)).toEqual({ live: 1, withdrawn: 0 });
+    // And a sign-out where nothing else uses the consent ends it.
+    await signOutOf(laptop, again.tokens);
+    expect(await grantsOfKit(sub)).toEqual({ live: 0, withdrawn: 0 });
   });
 
   it("an id_token_hint naming someone other than the person signed in: the page says that signing out signs out the person signed in", async () => {
