@@ -704,7 +704,8 @@ export class ArtifactAdapter implements Adapter {
    */
   private endSignIn(grantId: string, signIn: string | undefined, request: KoaContextWithOIDC | undefined, atSignOut: boolean): Promise<void> {
     const { revocations } = this.shared;
-    const key = signIn === undefined ? grantId : `${grantId} ${signIn}`;
+    // A sign-out's revocation may keep what a replay's must not (offline_access): never shared between the two.
+    const key = `${atSignOut ? 'sign-out' : 'revoke'} ${grantId} ${signIn ?? ''}`;
     const pending = revocations.get(key);
     if (pending) return pending;
     const kept = atSignOut ? this.keptAtSignOut([grantId], request) : Promise.resolve(new Set<string>());
