@@ -235,7 +235,7 @@ export interface Config {
   /**
    * Seconds after its first use during which a rotated refresh token may be
    * used again, each use getting tokens of its own (REFRESH_TOKEN_REUSE_INTERVAL);
-   * 0: none, a second use revokes the grant.
+   * 0: none, a second use revokes the tokens of its sign-in.
    */
   refreshTokenReuseInterval: number;
   signInThrottle: ThrottlePolicy;

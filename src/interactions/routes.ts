@@ -22,8 +22,8 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { Sql } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
-import { mayUseInteraction } from '../provider/adapter.js';
-import { dropUnusedGrant } from '../provider/artifacts.js';
+import { mayUseInteraction, type ArtifactAdapter } from '../provider/adapter.js';
+import { dropUnusedGrant, rememberConsent } from '../provider/artifacts.js';
 import { accountLabel } from '../display-text.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
 import { displayName, grantableApiScopes } from '../provider/client-model.js';
@@ -478,6 +478,9 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     // consent, which live no longer than their grant, would die with it.
     if (existing) existing.exp = Math.floor(Date.now() / 1000) + config.ttl.grant;
     const grantId = await grant.save();
+    // Given again in a browser whose session still held it after a sign-out
+    // elsewhere withdrew it: remembered again, for new sign-ins too.
+    if (existing) await rememberConsent(sql, grantId);
     // `user revoke` (or delete) deletes the account's grants and
     // interactions in its transaction: a grant saved after that would bring
     // the consent back. This interaction gone once the grant is saved, and a
@@ -491,19 +494,21 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       throw new errors.SessionNotFound('the account was signed out while consent was given');
     }
     await finish(ctx, interaction, { consent: { grantId } }, { mergeWithLastSubmission: true });
-    // A sign-out ends the consents its session gave, those still waiting for
-    // their resume included (the adapter's signOut reads them once the
-    // session's rows are ended). One whose reading came before this save
-    // did not see it: the session is found ended here instead, and the grant
-    // ends as the sign-out would have ended it (not one holding
-    // offline_access, which outlives a sign-out: this request may have
-    // reused a consent given it elsewhere). The provider's lookup, which
-    // also refuses a session of an account set-password signed out since
-    // (honourSignOuts): set-password ends such consents as a sign-out does.
+    // A sign-out withdraws the consents its session gave, those still
+    // waiting for their resume included (the adapter's signOut reads them
+    // once the session's rows are ended). One whose reading came before this
+    // save did not see it: the session is found ended here instead, and the
+    // consent is withdrawn as the sign-out would have withdrawn it, and only
+    // this sign-in's tokens end (not another browser's that uses the same
+    // consent; nor one holding offline_access, which outlives a sign-out:
+    // this request may have reused a consent given it elsewhere). The
+    // provider's lookup, which also refuses a session of an account
+    // set-password signed out since (honourSignOuts): set-password ends such
+    // consents as a sign-out does.
     const sessionUid = interaction.session?.uid;
     const outlivesSignOut = grant.getOIDCScope().split(' ').includes('offline_access');
     if (sessionUid && !outlivesSignOut && !(await provider.Session.findByUid(sessionUid))) {
-      await Promise.all([provider.AccessToken.revokeByGrantId(grantId), provider.Grant.adapter.destroy(grantId)]);
+      await (provider.Grant.adapter as ArtifactAdapter).endAtSignOutOf(grantId, sessionUid);
       logger.info('consent refused: the session was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
       throw new errors.SessionNotFound('the session was signed out while consent was given');
     }

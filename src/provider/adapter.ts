@@ -199,23 +199,19 @@ const SQL = {
     name: 'artifact-revoke-sign-in',
     text: `DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[]) AND payload->>'sessionUid' = $3`,
   },
-  // A consent signed out of, once that sign-in's tokens are gone: deleted
-  // if no live code or token names it any more; else (another browser's
-  // sign-in still uses it) withdrawn, a Grant's consumed_at: no new sign-in
-  // finds it (grant-of-account-client in artifacts.ts), while what names it
-  // stands. Answers 'withdrawn' or 'ended' (nothing if there was no such grant).
-  endConsent: {
-    name: 'artifact-end-consent',
-    text: `WITH ended AS (
-             DELETE FROM provider_artifacts WHERE kind = 'Grant' AND id = $1
-               AND NOT EXISTS (SELECT 1 FROM provider_artifacts WHERE grant_id = $2 AND kind = ANY($3::text[]) AND (expires_at IS NULL OR expires_at > now()))
-             RETURNING 'ended' AS outcome
-           ), withdrawn AS (
-             UPDATE provider_artifacts SET consumed_at = COALESCE(consumed_at, now())
-             WHERE kind = 'Grant' AND id = $1 AND NOT EXISTS (SELECT 1 FROM ended)
-             RETURNING 'withdrawn' AS outcome
-           )
-           SELECT outcome FROM ended UNION ALL SELECT outcome FROM withdrawn`,
+  // A consent signed out of, withdrawn: a Grant's consumed_at, so that no
+  // new sign-in finds it (grant-of-account-client in artifacts.ts), while
+  // the sign-ins in other browsers whose sessions name it go on. Those were
+  // signed in before now, so none outlives SESSION_MAX_AGE ($2 s) from now,
+  // nor needs the consent longer: the sweeper deletes it then. (Whether a
+  // session still names it cannot be asked cheaply: sessions are not filed
+  // by account.) Answers the grant's client, for the audit trail.
+  withdrawConsent: {
+    name: 'artifact-withdraw-consent',
+    text: `UPDATE provider_artifacts SET consumed_at = COALESCE(consumed_at, now()),
+                  expires_at = LEAST(expires_at, now() + $2 * interval '1 second')
+           WHERE kind = 'Grant' AND id = $1
+           RETURNING client_id`,
   },
   // Of these grants (by digest), those that hold offline_access now.
   offlineGrants: {
@@ -229,7 +225,8 @@ const SQL = {
 /**
  * A consent that holds offline_access outlives sign-outs (README: Sessions).
  * The library ends the grants a session holds without its persistsLogout
- * mark, which it sets from the scopes of the request that used the grant.
+ * mark (here: that sign-in's tokens, and the consent withdrawn, see
+ * signInOf), which it sets from the scopes of the request that used the grant.
  * But a remembered consent is shared by sessions (loadExistingGrant), and
  * one first used without offline_access may have been given it since in
  * another browser: signing out where it was first used ended the app's
@@ -238,6 +235,17 @@ const SQL = {
  * in a request are remembered for its "grant revoked" event (provider.ts).
  */
 const keptAtSignOut = new WeakMap<object, Set<string>>();
+/** Per request, the revocations (endSignIn's keys) already told of: the library asks once per grant-bound model. */
+const told = new WeakMap<object, Set<string>>();
+function firstTold(request: object | undefined, key: string): boolean {
+  if (!request) return true;
+  const keys = told.get(request) ?? new Set<string>();
+  told.set(request, keys);
+  if (keys.has(key)) return false;
+  keys.add(key);
+  return true;
+}
+
 /** Per sign-out request, whether each grant it asked about is kept (one query per grant, see keptAtSignOut). */
 const signOutDecisions = new WeakMap<object, Map<string, Promise<boolean>>>();
 const isSignOut = (request: KoaContextWithOIDC | undefined) => request?.oidc?.route === 'end_session_confirm';
@@ -295,7 +303,7 @@ export function grantKeptAtSignOut(request: object, grantId: string): boolean {
  */
 interface InFlight {
   finder: Batcher<string, TokenRow[]>;
-  revocations: Map<string, Promise<void>>;
+  revocations: Map<string, Promise<SignInEnded | undefined>>;
   writer: ArtifactWriter;
 }
 
@@ -338,15 +346,18 @@ export interface ArtifactOptions {
   /**
    * Told when one sign-in's tokens were revoked instead of a whole grant (see
    * signInOf), and of a revocation endpoint's, which keeps the grant: once per
-   * grant and sign-in.
+   * request, grant and sign-in.
    */
   onSignInEnded?: (request: KoaContextWithOIDC | undefined, ended: SignInEnded) => void;
+  /** SESSION_MAX_AGE, in seconds: how long a consent withdrawn at a sign-out is kept (SQL.withdrawConsent). */
+  sessionMaxAge?: number;
 }
 
-/** One sign-in's tokens revoked under `grantId`; the consent kept, withdrawn from other sign-ins' reach, or ended (SQL.endConsent). */
+/** One sign-in's tokens revoked under `grantId`, the app `client`'s; the consent kept, or withdrawn at a sign-out (SQL.withdrawConsent). */
 export interface SignInEnded {
   grantId: string;
-  consent: 'kept' | 'withdrawn' | 'ended';
+  client?: string;
+  consent: 'kept' | 'withdrawn';
 }
 
 export class ArtifactAdapter implements Adapter {
@@ -355,6 +366,7 @@ export class ArtifactAdapter implements Adapter {
   private readonly reuse: number;
   private readonly onReuse?: ArtifactOptions['onReuse'];
   private readonly onSignInEnded?: ArtifactOptions['onSignInEnded'];
+  private readonly sessionMaxAge: number;
   private readonly browsers?: BrowserBinding;
 
   /** `sealer`: seals the pushed request id a stored sign-in in progress names (see withoutLiveIds). */
@@ -367,6 +379,7 @@ export class ArtifactAdapter implements Adapter {
     this.reuse = kind === 'RefreshToken' ? (options.refreshTokenReuseInterval ?? 0) : 0;
     this.onReuse = options.onReuse;
     this.onSignInEnded = options.onSignInEnded;
+    this.sessionMaxAge = options.sessionMaxAge ?? 30 * 24 * 3600;
     if (kind === 'Interaction') {
       if (!options.browsers) throw new TypeError('an Interaction adapter needs the browser binding (see browser-binding.ts)');
       this.browsers = options.browsers;
@@ -570,7 +583,7 @@ export class ArtifactAdapter implements Adapter {
     await this.checkConsumption(key, this.shared.writer.consume(this.kind, key, this.reuse).marked, request);
   }
 
-  /** Fails the request if another consumed the row first: a replay, which revokes the grant. */
+  /** Fails the request if another consumed the row first: a replay, which revokes its sign-in's tokens. */
   private async checkConsumption(key: string, marked: Promise<boolean>, request: KoaContextWithOIDC | undefined): Promise<void> {
     if (await marked) {
       if (this.reuse > 0 && take<boolean>(REUSED_WITHIN_INTERVAL, request)) this.onReuse?.(request);
@@ -666,7 +679,7 @@ export class ArtifactAdapter implements Adapter {
       const { rows } = await this.sql.query<{ grant_id: string; scope: string | null }>(SQL.pendingConsents, [uid]);
       for (const { grant_id, scope } of rows) if (!scope?.split(' ').includes('offline_access')) grants.add(grant_id);
     }
-    // The library revokes the grants of the session it loaded (those without
+    // The library ends the grants of the session it loaded (those without
     // offline_access); the session's other ids (two tabs that each finished a
     // consent at once) may name others, revoked here the same way.
     const request = Provider.ctx;
@@ -694,50 +707,63 @@ export class ArtifactAdapter implements Adapter {
   }
 
   /**
+   * What a sign-out of browser session `sessionUid` does to `grantId`, for a
+   * sign-out found outside a provider request (a consent saved while it ran,
+   * interactions/routes.ts): that sign-in's tokens end, and the consent is
+   * withdrawn, unless it holds offline_access.
+   */
+  endAtSignOutOf(grantId: string, sessionUid: string): Promise<void> {
+    return this.endSignIn(grantId, sessionUid, undefined, true);
+  }
+
+  /**
    * Revokes what was issued under `grantId` in the sign-in of browser
    * session `signIn` (see signInOf), or, without one, everything issued
    * under it (the library then destroys the grant too). At a sign-out
    * (`atSignOut`), a consent that holds offline_access keeps even that
-   * sign-in's tokens (keptAtSignOut), and one that does not is ended or
-   * withdrawn (SQL.endConsent). One statement per grant and sign-in,
-   * shared while in flight: the library revokes once per grant-bound model.
+   * sign-in's tokens (keptAtSignOut), and one that does not is withdrawn
+   * (SQL.withdrawConsent). One statement per grant and sign-in, shared while
+   * in flight (the library revokes once per grant-bound model), and told
+   * once per request that asked (onSignInEnded).
    */
   private endSignIn(grantId: string, signIn: string | undefined, request: KoaContextWithOIDC | undefined, atSignOut: boolean): Promise<void> {
     const { revocations } = this.shared;
     // A sign-out's revocation may keep what a replay's must not (offline_access): never shared between the two.
     const key = `${atSignOut ? 'sign-out' : 'revoke'} ${grantId} ${signIn ?? ''}`;
-    const pending = revocations.get(key);
-    if (pending) return pending;
-    const kept = atSignOut ? this.keptAtSignOut([grantId], request) : Promise.resolve(new Set<string>());
-    const revocation = kept
-      .then(async (keep) => {
-        if (keep.has(grantId)) return;
-        if (signIn === undefined) {
-          await this.sql.query(SQL.revoke, [grantId, GRANT_BOUND]);
-          // The grant stays at the revocation endpoint (revokeGrantPolicy), so no grant.revoked comes.
-          if (request?.oidc?.route === 'revocation') this.onSignInEnded?.(request, { grantId, consent: 'kept' });
-          return;
-        }
-        // Twice. A code exchange or refresh of the same sign-in running at
-        // this moment marks its code or token used and stores what it issued
-        // in one statement (artifact-writer.ts); the delete waits for that
-        // row, but its snapshot, taken before, does not hold the new rows,
-        // which would outlive the revocation (no grant ends to refuse them
-        // now). A second statement sees them. One that had not marked its
-        // row yet finds it deleted, and issues nothing.
-        await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
-        await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
-        let consent: SignInEnded['consent'] = 'kept';
-        if (atSignOut) {
-          const { rows } = await this.sql.query<{ outcome: 'ended' | 'withdrawn' }>(SQL.endConsent, [sha256(grantId), grantId, GRANT_BOUND]);
-          consent = rows[0]?.outcome ?? 'ended';
-        }
-        this.onSignInEnded?.(request, { grantId, consent });
-      })
-      .then(() => undefined)
-      .finally(() => revocations.delete(key));
-    revocations.set(key, revocation);
-    return revocation;
+    let revocation = revocations.get(key);
+    if (!revocation) {
+      revocation = this.revokeSignIn(grantId, signIn, request, atSignOut).finally(() => revocations.delete(key));
+      revocations.set(key, revocation);
+    }
+    return revocation.then((ended) => {
+      if (ended && this.onSignInEnded && firstTold(request, key)) this.onSignInEnded(request, ended);
+    });
+  }
+
+  private async revokeSignIn(
+    grantId: string,
+    signIn: string | undefined,
+    request: KoaContextWithOIDC | undefined,
+    atSignOut: boolean,
+  ): Promise<SignInEnded | undefined> {
+    if (atSignOut && (await this.keptAtSignOut([grantId], request)).has(grantId)) return undefined;
+    if (signIn === undefined) {
+      await this.sql.query(SQL.revoke, [grantId, GRANT_BOUND]);
+      // The grant stays at the revocation endpoint (revokeGrantPolicy), so no grant.revoked comes.
+      return request?.oidc?.route === 'revocation' ? { grantId, consent: 'kept' } : undefined;
+    }
+    // Twice. A code exchange or refresh of the same sign-in running at
+    // this moment marks its code or token used and stores what it issued
+    // in one statement (artifact-writer.ts); the delete waits for that
+    // row, but its snapshot, taken before, does not hold the new rows,
+    // which would outlive the revocation (no grant ends to refuse them
+    // now). A second statement sees them. One that had not marked its
+    // row yet finds it deleted, and issues nothing.
+    await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
+    await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
+    if (!atSignOut) return { grantId, consent: 'kept' };
+    const { rows } = await this.sql.query<{ client_id: string | null }>(SQL.withdrawConsent, [sha256(grantId), this.sessionMaxAge]);
+    return { grantId, client: rows[0]?.client_id ?? undefined, consent: 'withdrawn' };
   }
 
   /**

@@ -63,9 +63,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   // grant (signInOf in adapter.ts), so no grant.revoked comes (provider.ts
   // logs those): said here, ids only. A code or refresh token presented
   // again is taken for theft (RFC 9700 §4.14.2), so worth a warning.
-  const logSignInEnded = (ctx: KoaContextWithOIDC | undefined, { grantId, consent }: SignInEnded) => {
+  const logSignInEnded = (ctx: KoaContextWithOIDC | undefined, { grantId, client, consent }: SignInEnded) => {
     const route = ctx?.oidc?.route;
-    const fields = { route, client: ctx?.oidc?.client?.clientId, grant: grantId };
+    // A sign-out names the app that asked for it, but ends every app's sign-in in the session: the grant's own.
+    const fields = { route, client: client ?? ctx?.oidc?.client?.clientId, grant: grantId };
     if (route === 'token') {
       logger.warn('tokens revoked: a code or refresh token was used twice', fields);
       services.metrics?.grantRevoked('replay');
@@ -116,6 +117,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
             refreshTokenReuseInterval: config.refreshTokenReuseInterval,
             onReuse: logReuse,
             onSignInEnded: logSignInEnded,
+            sessionMaxAge: config.ttl.sessionMaxAge,
             browsers: services.browsers,
           }),
     clients: [],
@@ -352,10 +354,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       },
     },
     interactions: { policy: interactionPolicyWithAccountSelection(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
-    // Refresh tokens: with offline_access, for clients allowed the grant; a new
-    // one on every use, and a reused one revokes the grant (RFC 9700 §4.14.2),
-    // unless used again within REFRESH_TOKEN_REUSE_INTERVAL of its first use
-    // (a response lost on the way, two tabs at once: see adapter.ts).
+    // Refresh tokens: with offline_access, for clients allowed the grant; a
+    // new one on every use, and a reused one revokes its sign-in's tokens
+    // (RFC 9700 §4.14.2), unless used again within REFRESH_TOKEN_REUSE_INTERVAL
+    // of its first use (a response lost on the way, two tabs at once: see
+    // adapter.ts).
     issueRefreshToken: async (_ctx, client, code) =>
       client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     rotateRefreshToken: true,

@@ -107,7 +107,7 @@ export function createProvider(services: ProviderServices): Provider {
   // worth a warning. Elsewhere it is a logout. Ids only: a grant id
   // authorizes nothing.
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
-    // The library announces every grant a sign-out ends; one holding offline_access was kept (adapter.ts).
+    // A sign-out of a session without a uid ends whole grants, announced by the library; one holding offline_access was kept (adapter.ts).
     if (grantKeptAtSignOut(ctx, grantId)) return;
     const fields = { route: ctx.oidc?.route, client: ctx.oidc?.client?.clientId, grant: grantId };
     const replayed = ctx.oidc?.route === 'token';

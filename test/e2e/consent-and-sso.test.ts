@@ -598,7 +598,10 @@ describe('single sign-on', () => {
     expect(again.seen).toEqual(['login', 'consent']);
   });
 
-  it.skipIf(embedded)('a sign-out that read the session\'s consents before one being given was saved: the consent ends all the same', async () => {
+  it.skipIf(embedded)("a sign-out that read the session's consents before one being given was saved: the consent is withdrawn all the same, and another browser's sign-in goes on", async () => {
+    // Bob's phone uses the consent that the laptop's page adds a scope to.
+    const phone = new UserAgent();
+    const atPhone = await logIn(phone, appB, 'openid', bob);
     const { ua, logout, consent } = await consentingWhileSignedIn('openid profile');
     const uid = /\/interaction\/([^/"]+)\/confirm/.exec(consent.html)![1]!;
     const admin = pc.outsideConnection();
@@ -619,6 +622,9 @@ describe('single sign-on', () => {
     }
     const again = await logIn(new UserAgent(), appB, 'openid profile', bob);
     expect(again.seen).toEqual(['login', 'consent']);
+    const sub = atPhone.tokens.claims()!.sub;
+    expect((await oidc.fetchUserInfo(appB, atPhone.tokens.access_token, sub)).sub).toBe(sub);
+    expect((await logIn(phone, appB, 'openid', bob, { prompt: 'none' })).seen).toEqual([]);
   });
 
   it.skipIf(embedded)('a sign-out that ran while a consent was resumed (its interaction used up, the session naming it not yet stored): the consent ends all the same', async () => {

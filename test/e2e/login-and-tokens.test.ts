@@ -535,14 +535,16 @@ describe('RP-initiated logout', () => {
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
   });
 
-  it("signing out on one device ends that sign-in's tokens; the app's sign-in on another device keeps working and keeps the consent, which new sign-ins are asked for again", async () => {
+  it("signing out on one device ends that sign-in's tokens; the app's sign-ins in other browsers keep working and keep the consent, which new sign-ins are asked for again", async () => {
     const kit = { email: 'kit@example.com', password: 'kits own password' };
     await pc.createUser(kit.email, kit.password);
+    const prisma = pc.server.services.database.prisma;
     const grantsOfKit = async (sub: string) => {
-      const [row] = await pc.server.services.database.prisma.$queryRaw<{ live: number; withdrawn: number }[]>`
-        SELECT count(*) FILTER (WHERE consumed_at IS NULL)::int AS live, count(*) FILTER (WHERE consumed_at IS NOT NULL)::int AS withdrawn
+      const [row] = await prisma.$queryRaw<{ live: number; withdrawn: number; longest: number | null }[]>`
+        SELECT count(*) FILTER (WHERE consumed_at IS NULL)::int AS live, count(*) FILTER (WHERE consumed_at IS NOT NULL)::int AS withdrawn,
+               max(EXTRACT(EPOCH FROM expires_at - now())) FILTER (WHERE consumed_at IS NOT NULL)::float8 AS longest
         FROM provider_artifacts WHERE kind = 'Grant' AND account_id = ${sub} AND client_id = ${app.client_id}`;
-      return row;
+      return row!;
     };
     const signOutOf = async (ua: UserAgent, tokens: oidc.TokenEndpointResponse) => {
       const endSession = oidc.buildEndSessionUrl(rp, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: POST_LOGOUT_URI });
@@ -550,12 +552,14 @@ describe('RP-initiated logout', () => {
       const done = await ua.post(confirm, UserAgent.formAction(confirm, '/confirm'), { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
       expect(done.url.startsWith(POST_LOGOUT_URI)).toBe(true);
     };
-    const laptop = new UserAgent();
-    const phone = new UserAgent();
+    const [laptop, phone, tablet] = [new UserAgent(), new UserAgent(), new UserAgent()];
     const atLaptop = await logIn(laptop, rp, 'openid email', kit);
     expect(atLaptop.seen).toEqual(['login', 'consent']);
     const atPhone = await logIn(phone, rp, 'openid email', kit);
     expect(atPhone.seen).toEqual(['login']); // the consent is remembered
+    // The tablet signed in long ago: its access token has expired, only its session holds the consent.
+    const atTablet = await logIn(tablet, rp, 'openid email', kit);
+    await prisma.$executeRaw`UPDATE provider_artifacts SET expires_at = now() - interval '1 second' WHERE id = ${sha256(atTablet.tokens.access_token)}`;
     const sub = atLaptop.tokens.claims()!.sub;
     const logged = pc.log.length;
 
@@ -566,24 +570,45 @@ describe('RP-initiated logout', () => {
     expect((await oidc.fetchUserInfo(rp, atPhone.tokens.access_token, sub)).email).toBe(kit.email);
     const silent = await logIn(phone, rp, 'openid email', kit, { prompt: 'none' });
     expect(silent.seen).toEqual([]);
-    // The consent was withdrawn from new sign-ins ("until you sign out"): the laptop is asked again.
-    expect(await grantsOfKit(sub)).toEqual({ live: 0, withdrawn: 1 });
-    const again = await logIn(laptop, rp, 'openid email', kit);
-    expect(again.seen).toEqual(['login', 'consent']);
-    expect(await grantsOfKit(sub)).toEqual({ live: 1, withdrawn: 1 });
+    // The consent was withdrawn from new sign-ins ("until you sign out"), kept no longer than a session can last.
+    const withdrawn = await grantsOfKit(sub);
+    expect(withdrawn).toMatchObject({ live: 0, withdrawn: 1 });
+    expect(withdrawn.longest).toBeLessThanOrEqual(30 * 24 * 3600);
     const lines = pc.log.slice(logged).filter((line) => line.includes('"message":"tokens revoked at sign-out"'));
     expect(lines.map((line) => JSON.parse(line))).toEqual([
       expect.objectContaining({ level: 'info', route: 'end_session_confirm', client: app.client_id, grant: expect.any(String), consent: 'withdrawn' }),
     ]);
+    const again = await logIn(laptop, rp, 'openid email', kit);
+    expect(again.seen).toEqual(['login', 'consent']);
+    expect(await grantsOfKit(sub)).toMatchObject({ live: 1, withdrawn: 1 });
 
-    // Signed out on the phone too, nothing names the withdrawn consent any more: it goes.
+    // Signed out on the phone too, its tokens end.
     await signOutOf(phone, silent.tokens);
     for (const tokens of [atPhone.tokens, silent.tokens]) expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
     expect((await oidc.tokenIntrospection(rp, again.tokens.access_token)).active).toBe(true);
-    expect(await grantsOfKit(sub)).toEqual({ live: 1, withdrawn: 0 });
-    // And a sign-out where nothing else uses the consent ends it.
-    await signOutOf(laptop, again.tokens);
-    expect(await grantsOfKit(sub)).toEqual({ live: 0, withdrawn: 0 });
+    // The tablet, with no token left, still holds the consent: its session does.
+    expect((await logIn(tablet, rp, 'openid email', kit, { prompt: 'none' })).seen).toEqual([]);
+    // Allow given again there remembers it again, for new sign-ins too.
+    expect((await logIn(tablet, rp, 'openid email', kit, { prompt: 'consent' })).seen).toEqual(['consent']);
+    expect(await grantsOfKit(sub)).toMatchObject({ live: 2, withdrawn: 0 });
+  });
+
+  it('a sign-out from two apps names each app in its log line', async () => {
+    const otherApp = await pc.createClient({ name: 'Second App', redirectUris: [REDIRECT_URI] });
+    const otherRp = await discover(pc.issuer, otherApp.client_id, otherApp.client_secret);
+    // Someone who has given neither app offline_access (which outlives sign-outs).
+    const liv = { email: 'liv@example.com', password: 'livs own password' };
+    await pc.createUser(liv.email, liv.password);
+    const ua = new UserAgent();
+    const { tokens } = await logIn(ua, rp, 'openid', liv);
+    const second = await logIn(ua, otherRp, 'openid', liv);
+    const logged = pc.log.length;
+    const endSession = oidc.buildEndSessionUrl(rp, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: POST_LOGOUT_URI });
+    const confirm = await ua.open(endSession.href, {}, POST_LOGOUT_URI);
+    await ua.post(confirm, UserAgent.formAction(confirm, '/confirm'), { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
+    const lines = pc.log.slice(logged).filter((line) => line.includes('"message":"tokens revoked at sign-out"')).map((line) => JSON.parse(line) as { client: string });
+    expect(lines.map((line) => line.client).sort()).toEqual([app.client_id, otherApp.client_id].sort());
+    expect((await oidc.tokenIntrospection(otherRp, second.tokens.access_token)).active).toBe(false);
   });
 
   it("an id_token_hint naming someone other than the person signed in: the page says that signing out signs out the person signed in", async () => {

@@ -69,7 +69,7 @@ describe('openid-client v5, told nothing but discovery and the credentials', () 
     expect(await client.introspect(refreshed.access_token!)).toMatchObject({ active: true, sub: claims.sub });
     await client.revoke(tokens.access_token!, 'access_token');
     expect(await client.introspect(tokens.access_token!)).toMatchObject({ active: false });
-    // The old refresh token again: refused, and the grant is revoked with everything issued under it.
+    // The old refresh token again: refused, and everything issued in that sign-in is revoked.
     await expect(client.refresh(tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     expect(await client.introspect(refreshed.access_token!)).toMatchObject({ active: false });
 
