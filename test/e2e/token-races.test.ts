@@ -34,6 +34,7 @@ it.skipIf(embedded)("concurrent uses of one refresh token that all read it unuse
   const ua = new UserAgent();
   const { tokens } = await logIn(ua, rp, 'openid offline_access', dana, { prompt: 'consent' });
   const { tokens: elsewhere } = await logIn(new UserAgent(), rp, 'openid offline_access', dana, { prompt: 'consent' });
+  const logged = pc.log.length;
   const admin = pc.outsideConnection();
   await admin.connect();
   try {
@@ -51,7 +52,7 @@ it.skipIf(embedded)("concurrent uses of one refresh token that all read it unuse
     // The replay revoked what the winner got, as one seen after the other would (the rest of that sign-in).
     expect((await oidc.tokenIntrospection(rp, won[0]!.value.access_token)).active).toBe(false);
     await expect(oidc.refreshTokenGrant(rp, won[0]!.value.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
-    expect(pc.log.filter((line) => line.includes('"message":"tokens revoked: a code or refresh token was used twice"')).length).toBeGreaterThan(0);
+    expect(pc.log.slice(logged).filter((line) => line.includes('"message":"tokens revoked: a code or refresh token was used twice"')).length).toBeGreaterThan(0);
     // Not the sign-in in another browser, nor the consent.
     expect((await oidc.tokenIntrospection(rp, elsewhere.access_token)).active).toBe(true);
     expect((await oidc.refreshTokenGrant(rp, elsewhere.refresh_token!)).access_token).toBeTruthy();
