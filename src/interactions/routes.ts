@@ -23,7 +23,7 @@ import type { Sql } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { mayUseInteraction, type ArtifactAdapter } from '../provider/adapter.js';
-import { dropUnusedGrant, rememberConsent } from '../provider/artifacts.js';
+import { dropUnusedGrant } from '../provider/artifacts.js';
 import { accountLabel } from '../display-text.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
 import { displayName, grantableApiScopes } from '../provider/client-model.js';
@@ -477,10 +477,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     // library would keep the grant's first expiry, and the tokens of this
     // consent, which live no longer than their grant, would die with it.
     if (existing) existing.exp = Math.floor(Date.now() / 1000) + config.ttl.grant;
+    // (Given again where a sign-out elsewhere withdrew it, it is remembered again: artifact-writer.ts.)
     const grantId = await grant.save();
-    // Given again in a browser whose session still held it after a sign-out
-    // elsewhere withdrew it: remembered again, for new sign-ins too.
-    if (existing) await rememberConsent(sql, grantId);
     // `user revoke` (or delete) deletes the account's grants and
     // interactions in its transaction: a grant saved after that would bring
     // the consent back. This interaction gone once the grant is saved, and a

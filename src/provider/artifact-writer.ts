@@ -38,11 +38,15 @@ const COLUMNS = `kind, id, payload, grant_id, uid, user_code, account_id, client
 const ROW_TYPES = `kind text, id text, payload jsonb, grant_id text, uid text, user_code text, account_id text, client_id text, expires_at timestamptz`;
 const ROWS = `jsonb_to_recordset($1::jsonb) AS r(${ROW_TYPES})`;
 // An ended session (consumed_at, see ArtifactAdapter.endSession) stays ended:
-// a request that loaded it before the sign-out saves it back when it ends.
+// a request that loaded it before the sign-out saves it back when it ends. A
+// grant is saved only when consent is given (interactions/routes.ts): given
+// again, one withdrawn at a sign-out (its consumed_at, see the adapter's
+// SQL.withdrawConsent) is remembered again, for new sign-ins too.
 const ON_CONFLICT = `ON CONFLICT (id, kind) DO UPDATE SET
            payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, uid = EXCLUDED.uid,
            user_code = EXCLUDED.user_code, account_id = EXCLUDED.account_id,
-           client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at
+           client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at,
+           consumed_at = CASE WHEN EXCLUDED.kind = 'Grant' THEN NULL ELSE provider_artifacts.consumed_at END
          WHERE provider_artifacts.kind <> 'Session' OR provider_artifacts.consumed_at IS NULL`;
 
 // A row not yet consumed, or consumed less than `reuse` seconds ago (a

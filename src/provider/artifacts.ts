@@ -42,20 +42,6 @@ export async function dropUnusedGrant(sql: Sql, grantId: string): Promise<void> 
   await sql.query(DROP_UNUSED_GRANT, [sha256(grantId), grantId]);
 }
 
-const REMEMBER_CONSENT = {
-  name: 'grant-remember',
-  text: `UPDATE provider_artifacts SET consumed_at = NULL WHERE kind = 'Grant' AND id = $1 AND consumed_at IS NOT NULL`,
-} as const;
-
-/**
- * The grant `grantId`, withdrawn at a sign-out (SQL.withdrawConsent in
- * adapter.ts), found again by new sign-ins: the person gave it again. Its
- * expiry is the save's (GRANT_TTL from now).
- */
-export async function rememberConsent(sql: Sql, grantId: string): Promise<void> {
-  await sql.query(REMEMBER_CONSENT, [sha256(grantId)]);
-}
-
 const GRANT_OF = {
   name: 'grant-of-account-client',
   text: `SELECT payload->>'jti' AS jti, payload, expires_at, consumed_at FROM provider_artifacts
