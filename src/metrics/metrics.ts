@@ -125,7 +125,7 @@ export class Metrics {
 
   private readonly grantsRevoked = new Counter({
     name: 'portcullis_grant_revocations_total',
-    help: 'Revocations of a grant, by reason: replay (a code or refresh token presented again, taken for theft; racing replays may each revoke) or other (a sign-out; a client\'s revocation ends one sign-in\'s tokens, not the grant).',
+    help: 'Revocations of one sign-in\'s tokens under a grant (of a whole grant, for a token without its sign-in\'s id), by reason: replay (a code or refresh token presented again, taken for theft; racing replays may each count) or other (a sign-out; a client\'s revocation is not counted).',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

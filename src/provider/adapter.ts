@@ -60,6 +60,21 @@ export function keepGrant(grantId: string, row: GrantRow): void {
   keep(grantKey(grantId), row);
 }
 
+const withdrawnKey = (grantId: string) => `withdrawn:${sha256(grantId)}`;
+
+/**
+ * When the consent `grantId`, found in this request, was withdrawn at a
+ * sign-out (SQL.withdrawConsent), in seconds: the library's Grant model keeps
+ * no such field. Undefined if it was not.
+ */
+export function withdrawnAt(grantId: string): number | undefined {
+  return peek<number>(withdrawnKey(grantId));
+}
+
+function noteWithdrawal(grantId: string, row: GrantRow | null | undefined): void {
+  if (row?.consumed_at) keep(withdrawnKey(grantId), Math.floor(row.consumed_at.getTime() / 1000));
+}
+
 /**
  * The consumption a token exchange deferred in this request (request-scope.ts):
  * `started` once the deferred saves are made, the consumption first.
@@ -200,17 +215,25 @@ const SQL = {
     text: `DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[]) AND payload->>'sessionUid' = $3`,
   },
   // A consent signed out of, withdrawn: a Grant's consumed_at, so that no
-  // new sign-in finds it (grant-of-account-client in artifacts.ts), while
-  // the sign-ins in other browsers whose sessions name it go on. Those were
-  // signed in before now, so none outlives SESSION_MAX_AGE ($2 s) from now,
-  // nor needs the consent longer: the sweeper deletes it then. (Whether a
-  // session still names it cannot be asked cheaply: sessions are not filed
-  // by account.) Answers the grant's client, for the audit trail.
+  // new sign-in finds it (grant-of-account-client in artifacts.ts), nor a
+  // sign-in since in a browser whose session names it (loadExistingGrant in
+  // configuration.ts), while the sign-ins in other browsers that hold it go
+  // on. Those were made before now, so none outlives SESSION_MAX_AGE ($2 s)
+  // from now, nor needs the consent longer: it expires then (the row, for
+  // the sweeper, and its exp, which caps what is issued under it). (Whether
+  // a session still names it cannot be asked cheaply: sessions are not
+  // filed by account.) Not one that holds offline_access now: Allow in
+  // another browser may have given it since the sign-out asked
+  // (keptAtSignOut). Answers the grant's client, for the audit trail.
   withdrawConsent: {
     name: 'artifact-withdraw-consent',
     text: `UPDATE provider_artifacts SET consumed_at = COALESCE(consumed_at, now()),
-                  expires_at = LEAST(expires_at, now() + $2 * interval '1 second')
+                  expires_at = LEAST(expires_at, now() + $2::int * interval '1 second'),
+                  payload = CASE WHEN jsonb_typeof(payload->'exp') = 'number'
+                    THEN jsonb_set(payload, '{exp}', to_jsonb(LEAST((payload->>'exp')::numeric, floor(extract(epoch FROM now())) + $2::int)))
+                    ELSE payload END
            WHERE kind = 'Grant' AND id = $1
+             AND NOT ('offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' ')))
            RETURNING client_id`,
   },
   // Of these grants (by digest), those that hold offline_access now.
@@ -269,7 +292,7 @@ const PRESENTED_SIGN_IN = 'presented sign-in';
  *   replay taken for theft (RFC 6749 §4.1.2, RFC 9700 §4.14.2) ends the
  *   tokens a thief could hold, which all descend from that one sign-in;
  * - at a sign-out, the session's: its tokens go, and its consents are
- *   withdrawn (endConsent), not taken from the person's other sign-ins.
+ *   withdrawn (withdrawConsent), not taken from the person's other sign-ins.
  * Undefined elsewhere, or for a token without one: the whole grant.
  */
 export function signInOf(request: KoaContextWithOIDC | undefined): string | undefined {
@@ -297,9 +320,10 @@ export function grantKeptAtSignOut(request: object, grantId: string): boolean {
  * turn (by concurrent requests, or by one request asking for a token as
  * several kinds at once, as introspection does) go to the database as one
  * statement (persistence/batcher.ts); consumptions and saves share the
- * writer's statements (artifact-writer.ts). A grant is
- * revoked once per grant-bound model, concurrently: one statement, shared
- * while in flight. Nothing outlives its statement, so nothing can be stale.
+ * writer's statements (artifact-writer.ts). A grant or sign-in is
+ * revoked once per grant-bound model, concurrently: one revocation (see
+ * endSignIn), shared while in flight. Nothing outlives its statements, so
+ * nothing can be stale.
  */
 interface InFlight {
   finder: Batcher<string, TokenRow[]>;
@@ -502,11 +526,15 @@ export class ArtifactAdapter implements Adapter {
       // Read moments ago in this request, with its token or as the grant of
       // an account and client (artifacts.ts)? See request-scope.ts.
       const kept = take<GrantRow | null>(grantKey(id));
-      if (kept !== undefined) return kept ? toPayload(kept) : undefined;
+      if (kept !== undefined) {
+        noteWithdrawal(id, kept);
+        return kept ? toPayload(kept) : undefined;
+      }
     }
     const rows = await this.shared.finder.load(sha256(id));
     const row = rows.find((candidate) => candidate.kind === this.kind);
     if (isEndedSession(this.kind, row)) return undefined;
+    if (this.kind === 'Grant') noteWithdrawal(id, row);
     const payload = toPayload(row, this.reuse);
     if (payload && row?.consumed_at && !payload.consumed) keep(REUSED_WITHIN_INTERVAL, true);
     if (payload && (this.kind === 'AuthorizationCode' || this.kind === 'RefreshToken') && atTokenEndpoint()) {
@@ -736,6 +764,8 @@ export class ArtifactAdapter implements Adapter {
       revocations.set(key, revocation);
     }
     return revocation.then((ended) => {
+      // Without a sign-in, a whole grant: announced by the library (grant.revoked), but at the revocation endpoint, which keeps it.
+      if (signIn === undefined && request?.oidc?.route !== 'revocation') return;
       if (ended && this.onSignInEnded && firstTold(request, key)) this.onSignInEnded(request, ended);
     });
   }
@@ -749,8 +779,7 @@ export class ArtifactAdapter implements Adapter {
     if (atSignOut && (await this.keptAtSignOut([grantId], request)).has(grantId)) return undefined;
     if (signIn === undefined) {
       await this.sql.query(SQL.revoke, [grantId, GRANT_BOUND]);
-      // The grant stays at the revocation endpoint (revokeGrantPolicy), so no grant.revoked comes.
-      return request?.oidc?.route === 'revocation' ? { grantId, consent: 'kept' } : undefined;
+      return { grantId, consent: 'kept' };
     }
     // Twice. A code exchange or refresh of the same sign-in running at
     // this moment marks its code or token used and stores what it issued
@@ -762,8 +791,9 @@ export class ArtifactAdapter implements Adapter {
     await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
     await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
     if (!atSignOut) return { grantId, consent: 'kept' };
-    const { rows } = await this.sql.query<{ client_id: string | null }>(SQL.withdrawConsent, [sha256(grantId), this.sessionMaxAge]);
-    return { grantId, client: rows[0]?.client_id ?? undefined, consent: 'withdrawn' };
+    const { rows } = await this.sql.query<{ client_id: string | null }>(SQL.withdrawConsent, [sha256(grantId), Math.round(this.sessionMaxAge)]);
+    // Gone meanwhile, or given offline_access meanwhile (kept): nothing to tell.
+    return rows[0] ? { grantId, client: rows[0].client_id ?? undefined, consent: 'withdrawn' } : undefined;
   }
 
   /**
@@ -801,6 +831,7 @@ export class ArtifactAdapter implements Adapter {
   private async endAtSignOut(grantIds: Iterable<string>, uid: string | null, request: KoaContextWithOIDC | undefined): Promise<void> {
     const ending = [...grantIds];
     if (uid) {
+      await this.keptAtSignOut(ending, request); // one query for all; each endSignIn then finds its answer
       await Promise.all(ending.map((grantId) => this.endSignIn(grantId, uid, request, true)));
       return;
     }

@@ -52,7 +52,7 @@ const GRANT_OF = {
 
 /**
  * The id of the grant a person gave a client, if any (remembered consent
- * across sessions), but one withdrawn at a sign-out (SQL.endConsent in
+ * across sessions), but one withdrawn at a sign-out (SQL.withdrawConsent in
  * adapter.ts: the sign-ins that hold it keep it). The grant itself is kept
  * for the Grant lookup the provider makes next in the same request (see
  * request-scope.ts), which then needs no statement of its own.

@@ -17,7 +17,7 @@ import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
 import type { Prisma, Sql } from '../persistence/database.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
-import { ArtifactAdapter, signInOf, type SignInEnded } from './adapter.js';
+import { ArtifactAdapter, signInOf, withdrawnAt, type SignInEnded } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
@@ -375,16 +375,24 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // that gave it: look the grant up in the database when the session has none.
     loadExistingGrant: async (ctx) => {
       const clientId = ctx.oidc.client!.clientId;
-      const accountId = ctx.oidc.session!.accountId;
-      const grantId =
-        ctx.oidc.result?.consent?.grantId ??
-        ctx.oidc.session!.grantIdFor(clientId) ??
-        (accountId ? await findGrantId(sql, accountId, clientId) : undefined);
-      if (!grantId) return undefined;
-      const grant = await ctx.oidc.provider.Grant.find(grantId);
+      const session = ctx.oidc.session!;
+      const accountId = session.accountId;
       // A grant is only reused for the person and client it was given by.
-      if (!grant || grant.accountId !== accountId || grant.clientId !== clientId) return undefined;
-      return grant;
+      const load = async (grantId: string | undefined) => {
+        const grant = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined;
+        return grant && grant.accountId === accountId && grant.clientId === clientId ? grant : undefined;
+      };
+      const given = ctx.oidc.result?.consent?.grantId;
+      if (given) return load(given);
+      const held = session.grantIdFor(clientId);
+      const grant = await load(held);
+      // A consent withdrawn at a sign-out in another browser (adapter.ts,
+      // SQL.withdrawConsent) stays with the sign-ins that held it then, not
+      // with one made since in this browser (prompt=login, another account
+      // and back), which is asked again as any new sign-in is.
+      const withdrawn = held === undefined ? undefined : withdrawnAt(held);
+      if (grant && (withdrawn === undefined || (session.loginTs ?? 0) < withdrawn)) return grant;
+      return accountId ? load(await findGrantId(sql, accountId, clientId)) : undefined;
     },
     // A consent given with offline_access outlives sign-outs: a code that
     // does not expire with the session marks the session's hold on its grant
