@@ -540,9 +540,10 @@ describe('RP-initiated logout', () => {
     await pc.createUser(kit.email, kit.password);
     const prisma = pc.server.services.database.prisma;
     const grantsOfKit = async (sub: string) => {
-      const [row] = await prisma.$queryRaw<{ live: number; withdrawn: number; longest: number | null }[]>`
+      const [row] = await prisma.$queryRaw<{ live: number; withdrawn: number; longest: number | null; longestExp: number | null }[]>`
         SELECT count(*) FILTER (WHERE consumed_at IS NULL)::int AS live, count(*) FILTER (WHERE consumed_at IS NOT NULL)::int AS withdrawn,
-               max(EXTRACT(EPOCH FROM expires_at - now())) FILTER (WHERE consumed_at IS NOT NULL)::float8 AS longest
+               max(EXTRACT(EPOCH FROM expires_at - now())) FILTER (WHERE consumed_at IS NOT NULL)::float8 AS longest,
+               max((payload->>'exp')::numeric - EXTRACT(EPOCH FROM now())) FILTER (WHERE consumed_at IS NOT NULL)::float8 AS "longestExp"
         FROM provider_artifacts WHERE kind = 'Grant' AND account_id = ${sub} AND client_id = ${app.client_id}`;
       return row!;
     };
@@ -577,6 +578,7 @@ describe('RP-initiated logout', () => {
     const withdrawn = await grantsOfKit(sub);
     expect(withdrawn).toMatchObject({ live: 0, withdrawn: 1 });
     expect(withdrawn.longest).toBeLessThanOrEqual(30 * 24 * 3600);
+    expect(withdrawn.longestExp).toBeLessThanOrEqual(30 * 24 * 3600 + 1); // what is issued under it lives no longer (withinGrant)
     const lines = pc.log.slice(logged).filter((line) => line.includes('"message":"tokens revoked at sign-out"'));
     expect(lines.map((line) => JSON.parse(line))).toEqual([
       expect.objectContaining({ level: 'info', route: 'end_session_confirm', client: app.client_id, grant: expect.any(String), consent: 'withdrawn' }),
