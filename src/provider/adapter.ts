@@ -791,7 +791,9 @@ export class ArtifactAdapter implements Adapter {
     await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
     await this.sql.query(SQL.revokeSignIn, [grantId, GRANT_BOUND, signIn]);
     if (!atSignOut) return { grantId, consent: 'kept' };
-    const { rows } = await this.sql.query<{ client_id: string | null }>(SQL.withdrawConsent, [sha256(grantId), Math.round(this.sessionMaxAge)]);
+    // (At most what the statement's int holds, 68 years: SESSION_MAX_AGE may be set longer.)
+    const keptFor = Math.min(Math.round(this.sessionMaxAge), 2 ** 31 - 1);
+    const { rows } = await this.sql.query<{ client_id: string | null }>(SQL.withdrawConsent, [sha256(grantId), keptFor]);
     // Gone meanwhile, or given offline_access meanwhile (kept): nothing to tell.
     return rows[0] ? { grantId, client: rows[0].client_id ?? undefined, consent: 'withdrawn' } : undefined;
   }

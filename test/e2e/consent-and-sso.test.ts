@@ -602,6 +602,7 @@ describe('single sign-on', () => {
     // Bob's phone uses the consent that the laptop's page adds a scope to.
     const phone = new UserAgent();
     const atPhone = await logIn(phone, appB, 'openid', bob);
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // sign-ins are timed to the second: the sign-out comes in a later one
     const { ua, logout, consent } = await consentingWhileSignedIn('openid profile');
     const uid = /\/interaction\/([^/"]+)\/confirm/.exec(consent.html)![1]!;
     const admin = pc.outsideConnection();
@@ -620,11 +621,25 @@ describe('single sign-on', () => {
     } finally {
       await admin.end();
     }
-    const again = await logIn(new UserAgent(), appB, 'openid profile', bob);
-    expect(again.seen).toEqual(['login', 'consent']);
+    // The phone's sign-in goes on: its token, and a silent renewal under the consent it holds, withdrawn now.
     const sub = atPhone.tokens.claims()!.sub;
     expect((await oidc.fetchUserInfo(appB, atPhone.tokens.access_token, sub)).sub).toBe(sub);
-    expect((await logIn(phone, appB, 'openid', bob, { prompt: 'none' })).seen).toEqual([]);
+    const renewed = await logIn(phone, appB, 'openid', bob, { prompt: 'none' });
+    expect(renewed.seen).toEqual([]);
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      const grantOf = async (token: string) =>
+        (await db.query(`SELECT t.grant_id, g.consumed_at IS NOT NULL AS withdrawn FROM provider_artifacts t
+           LEFT JOIN provider_artifacts g ON g.kind = 'Grant' AND g.payload->>'jti' = t.grant_id WHERE t.id = $1`, [sha256(token)])).rows[0];
+      const before = await grantOf(atPhone.tokens.access_token);
+      expect(before).toMatchObject({ withdrawn: true });
+      expect(await grantOf(renewed.tokens.access_token)).toEqual(before);
+    } finally {
+      await db.end();
+    }
+    const again = await logIn(new UserAgent(), appB, 'openid profile', bob);
+    expect(again.seen).toEqual(['login', 'consent']);
   });
 
   it.skipIf(embedded)('a sign-out that ran while a consent was resumed (its interaction used up, the session naming it not yet stored): the consent ends all the same', async () => {
