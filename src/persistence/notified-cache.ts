@@ -27,7 +27,11 @@ export class NotifiedCache<T> {
     const generation = this.generation;
     const value = await load();
     if (value !== undefined && generation === this.generation && this.subscription?.live) {
-      if (this.entries.size >= MAX_ENTRIES) this.entries.clear();
+      // A Map iterates in insertion order: deleting before setting keeps the
+      // first key the longest-loaded one, which is the one to let go when full
+      // (emptying the whole cache would make every busy row load again at once).
+      this.entries.delete(id);
+      if (this.entries.size >= MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value!);
       this.entries.set(id, { value, loadedAt: Date.now() });
     }
     return value;

@@ -750,9 +750,10 @@ export class ArtifactAdapter implements Adapter {
    * under it (the library then destroys the grant too). At a sign-out
    * (`atSignOut`), a consent that holds offline_access keeps even that
    * sign-in's tokens (keptAtSignOut), and one that does not is withdrawn
-   * (SQL.withdrawConsent). One statement per grant and sign-in, shared while
-   * in flight (the library revokes once per grant-bound model), and told
-   * once per request that asked (onSignInEnded).
+   * (SQL.withdrawConsent). One revocation per grant and sign-in (up to four
+   * statements, revokeSignIn), shared while in flight (the library revokes
+   * once per grant-bound model), and told once per request that asked
+   * (onSignInEnded).
    */
   private endSignIn(grantId: string, signIn: string | undefined, request: KoaContextWithOIDC | undefined, atSignOut: boolean): Promise<void> {
     const { revocations } = this.shared;
