@@ -9,6 +9,7 @@ import Koa from 'koa';
 import type Provider from 'oidc-provider';
 import type { Accounts } from './accounts/accounts.js';
 import type { DeviceCookies } from './accounts/device-cookies.js';
+import type { SignInNotices } from './interactions/sign-in-notice.js';
 import type { SignInThrottle } from './accounts/sign-in-throttle.js';
 import type { Apis } from './apis/apis.js';
 import type { BrowserBinding } from './provider/browser-binding.js';
@@ -35,6 +36,7 @@ export interface AppDeps {
   accounts: Accounts;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;
+  signInNotices: SignInNotices;
   /** Which browser made each sign-in in progress (provider/browser-binding.ts). */
   browsers: BrowserBinding;
   apis: Apis;

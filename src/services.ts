@@ -4,6 +4,7 @@ import { Accounts } from './accounts/accounts.js';
 import { PasswordHasher } from './accounts/passwords.js';
 import { SignInThrottle } from './accounts/sign-in-throttle.js';
 import { DeviceCookies } from './accounts/device-cookies.js';
+import { SignInNotices } from './interactions/sign-in-notice.js';
 import { Apis } from './apis/apis.js';
 import { Clients } from './clients/clients.js';
 import type { Config } from './config.js';
@@ -21,6 +22,8 @@ export interface Services {
   accounts: Accounts;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;
+  /** Why a sign-in was refused, carried to the page its form redirects to (interactions/sign-in-notice.ts). */
+  signInNotices: SignInNotices;
   /** Which browser made each sign-in in progress (provider/browser-binding.ts). */
   browsers: BrowserBinding;
   apis: Apis;
@@ -89,6 +92,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2), config.passwordPolicy),
     signInThrottle: new SignInThrottle(database.sql, config.signInThrottle, sealer.keyedDigest('sign-in throttle keys v1')),
     deviceCookies: new DeviceCookies(sealer.keyedDigest('device cookies v1')),
+    signInNotices: new SignInNotices(sealer.keyedDigest('sign-in notices v1')),
     browsers: new BrowserBinding(config.issuer),
     apis: new Apis(database.prisma, config.issuer),
     clients: new Clients(database.prisma),

@@ -65,11 +65,11 @@ function hostProblem(request: IncomingMessage): string | undefined {
   let host: string | undefined;
   for (let i = 0; i < request.rawHeaders.length; i += 2) {
     if (request.rawHeaders[i]!.toLowerCase() !== 'host') continue;
-    if (host !== undefined) return 'the request has more than one Host header (RFC 9112 §3.2)';
+    if (host !== undefined) return 'the request has more than one Host header (RFC 9112 section 3.2)';
     host = request.rawHeaders[i + 1]!;
   }
-  if (host === undefined) return request.httpVersion === '1.1' ? 'an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)' : undefined;
-  return HOST_VALUE.test(host) ? undefined : 'the Host header is not a host name or address (RFC 9112 §3.2)';
+  if (host === undefined) return request.httpVersion === '1.1' ? 'an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)' : undefined;
+  return HOST_VALUE.test(host) ? undefined : 'the Host header is not a host name or address (RFC 9112 section 3.2)';
 }
 
 function refuse(response: ServerResponse, status: number, description: string): void {

@@ -33,12 +33,14 @@ import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { CurrentSignIn } from './current-sign-in.js';
 import { describeApiScopes, describeClaims, describeScopes } from './scope-descriptions.js';
+import { SIGN_IN_NOTICE_COOKIE, SignInNotices, type Refusal } from './sign-in-notice.js';
 
 export interface InteractionDeps {
   host: ProviderHost;
   accounts: Accounts;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;
+  signInNotices: SignInNotices;
   /** Which browser made each sign-in in progress (provider/browser-binding.ts). */
   browsers: BrowserBinding;
   apis: Apis;
@@ -150,7 +152,7 @@ class RequestOutgrown extends Error {
   }
 }
 
-export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
+export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, signInNotices, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const current = new CurrentSignIn(sql, browsers, logger, PAGES);
   const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
@@ -210,7 +212,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   // another port over http), so the interaction's uid, which the attacker
   // would need, is all that stands in the way. A browser says where a form
   // came from (Fetch Metadata): only our own origin's is taken, and a post
-  // the person made themselves ('none': a reload of a failed sign-in, which
+  // the person made themselves ('none': a reload of a form's answer, which
   // some browsers mark so). Clients that send no such header (older
   // browsers, scripts) are judged as before.
   router.use(async (ctx: Context, next: Next) => {
@@ -274,6 +276,32 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     ctx.body = renderPage(page(ctx), 'login', { uid: interaction.uid, clientName, signedInAs: signedIn && accountLabel(signedIn), ...fields });
   };
 
+  /**
+   * A refused sign-in is answered with a redirect to its page, which says why
+   * (Post/Redirect/Get, see sign-in-notice.ts): the page that follows can be
+   * reloaded, and gone back to, without sending the password again.
+   */
+  const refuseSignIn = (ctx: Context, uid: string, email: string, refusal: Refusal) => {
+    ctx.cookies.set(SIGN_IN_NOTICE_COOKIE, signInNotices.seal(uid, { refusal, email }), SignInNotices.cookieOptions(uid, ctx.secure));
+    ctx.status = 303;
+    ctx.redirect(`/interaction/${encodeURIComponent(uid)}`);
+  };
+
+  /** The sign-in page's fields for the notice a refused sign-in left, read once; undefined without one. */
+  const takeNotice = (ctx: Context, uid: string) => {
+    const cookie = ctx.cookies.get(SIGN_IN_NOTICE_COOKIE);
+    if (cookie === undefined) return undefined;
+    ctx.cookies.set(SIGN_IN_NOTICE_COOKIE, null, SignInNotices.cookieOptions(uid, ctx.secure));
+    const notice = signInNotices.open(uid, cookie);
+    if (!notice) return undefined;
+    const { refusal, email } = notice;
+    if (refusal.reason === 'wrong_credentials') return { email, error: WRONG_CREDENTIALS };
+    if (refusal.reason === 'disabled') return { email, error: DISABLED };
+    const wait = refusal.until - Math.floor(Date.now() / 1000);
+    // Seen after the wait is over (the page opened again later): nothing to say.
+    return wait > 0 ? { email, error: tooManyFailures(wait), throttled: true } : { email };
+  };
+
   router.get('/', async (ctx) => {
     const { provider, interaction, client } = await details(ctx);
     if (PAGES.has(interaction.prompt.name)) current.mark(ctx, interaction.uid, interaction.exp);
@@ -284,7 +312,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       // (or whoever holds one of its ID tokens) would read the email of
       // everyone who ever signed in to it off this page, scope or no scope.
       const hint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
-      return showLogin(ctx, interaction, clientName, { email: hint });
+      return showLogin(ctx, interaction, clientName, takeNotice(ctx, interaction.uid) ?? { email: hint });
     }
     if (interaction.prompt.name === SELECT_ACCOUNT) {
       const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
@@ -355,24 +383,22 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     return described;
   };
 
-  // A failed sign-in's page is the answer to its POST, so the address bar
-  // then shows this address: opened again from there (or a bookmark), it
-  // leads back to the sign-in in progress rather than to a 405.
+  // The address a failed sign-in's page had before it redirected (0.5.12 and
+  // earlier answered the POST with the page): opened again from history or a
+  // bookmark, it leads back to the sign-in in progress rather than to a 405.
   router.get('/login', (ctx) => {
     ctx.status = 303;
     ctx.redirect(`/interaction/${encodeURIComponent(ctx.params.uid!)}`);
   });
 
   router.post('/login', async (ctx) => {
-    const { provider, interaction, client } = await details(ctx, 'login');
+    const { interaction, client } = await details(ctx, 'login');
     const form = await readForm(ctx);
     const email = form.email?.trim() ?? '';
     const password = form.password ?? '';
-    const clientName = displayName(client);
     if (!email || !password) {
       metrics?.signIn('wrong_credentials');
-      ctx.status = 401;
-      return showLogin(ctx, interaction, clientName, { email, error: WRONG_CREDENTIALS });
+      return refuseSignIn(ctx, interaction.uid, email, { reason: 'wrong_credentials' });
     }
     // The sign-in's time is taken before the password is read: a new password
     // set in a later second (its cut-off, see Accounts.isSignedIn) then
@@ -386,22 +412,18 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (outcome.refused) {
       metrics?.signIn('throttled');
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), client: client.clientId, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
-      ctx.status = 429;
-      ctx.set('Retry-After', String(outcome.retryAfter));
-      return showLogin(ctx, interaction, clientName, { email, error: tooManyFailures(outcome.retryAfter), throttled: true });
+      return refuseSignIn(ctx, interaction.uid, email, { reason: 'throttled', until: Math.ceil(Date.now() / 1000) + outcome.retryAfter });
     }
     const { accountId } = outcome;
     if (!accountId) {
       metrics?.signIn('wrong_credentials');
       logger.info('login failed', { interaction: interactionReference(interaction.uid), client: client.clientId });
-      ctx.status = 401;
-      return showLogin(ctx, interaction, clientName, { email, error: WRONG_CREDENTIALS });
+      return refuseSignIn(ctx, interaction.uid, email, { reason: 'wrong_credentials' });
     }
     if (checked!.disabled) {
       metrics?.signIn('refused');
       logger.info('login refused: the user is disabled', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
-      ctx.status = 403;
-      return showLogin(ctx, interaction, clientName, { email, error: DISABLED });
+      return refuseSignIn(ctx, interaction.uid, email, { reason: 'disabled' });
     }
     // OpenID Connect Core §3.1.2.1: a request whose id_token_hint names
     // someone else gets an error, not the code of whoever signed in. (With a
@@ -426,9 +448,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       await saveForItsLifetime(interaction);
       metrics?.signIn('refused');
       logger.info('login failed: the password changed meanwhile', { interaction: interactionReference(interaction.uid) });
-      ctx.remove('Location');
-      ctx.status = 401;
-      return showLogin(ctx, interaction, clientName, { email, error: WRONG_CREDENTIALS });
+      return refuseSignIn(ctx, interaction.uid, email, { reason: 'wrong_credentials' });
     }
     ctx.cookies.set(DEVICE_COOKIE, deviceCookies.issue(checked!.credential, browser), DEVICE_COOKIE_OPTIONS);
     metrics?.signIn('success');

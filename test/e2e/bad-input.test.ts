@@ -907,6 +907,8 @@ describe('other endpoints', () => {
       const answer = parse(await rawExchange(pc.issuer, request));
       expect(answer).toMatchObject({ status, type: expect.stringContaining('application/json'), body: { error: 'invalid_request' } });
       expect(answer.body.error_description).toContain(description);
+      // RFC 6749 §5.2: an error_description holds printable ASCII only.
+      expect(answer.body.error_description).toMatch(/^[\x20-\x21\x23-\x5b\x5d-\x7e]+$/);
     }
     // What HTTP allows still works: HTTP/1.0 needs no Host, a bracketed address is a host, and 100-continue is met.
     const allowed = [

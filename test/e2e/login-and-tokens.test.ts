@@ -6,7 +6,7 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/persistence/hash.js';
 import { runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, logIn, pageKind, POST_LOGOUT_URI, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, discover, logIn, pageKind, POST_LOGOUT_URI, REDIRECT_URI, signIn, signInRefusal, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const alice = { email: 'alice@example.com', password: 'correct horse battery staple' };
@@ -414,7 +414,7 @@ describe('argon2 parameters raised (ARGON2_*)', () => {
         const login = await visit(ua, (await authorizationRequest(config, 'openid')).url);
         const started = performance.now();
         const page = await signIn(ua, login, email, 'not the password');
-        expect(page.status).toBe(401);
+        expect(signInRefusal(page)).toBe('wrong_credentials');
         return performance.now() - started;
       };
       await wrong('nobody@example.com'); // the first also makes the decoy's hash
@@ -460,7 +460,7 @@ describe('passwords are compared as Unicode text (NFKC, NIST SP 800-63B §5.1.1.
     expect((await logIn(new UserAgent(), config, 'openid', { ...omar, password: composed }, { prompt: 'login' })).seen).toContain('login');
     const ua = new UserAgent();
     const wrong = await signIn(ua, await visit(ua, (await authorizationRequest(config, 'openid')).url), omar.email, 'cafe au lait');
-    expect(wrong.status).toBe(401);
+    expect(signInRefusal(wrong)).toBe('wrong_credentials');
   });
 });
 

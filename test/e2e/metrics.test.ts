@@ -10,7 +10,7 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { VERSION } from '../../src/version.js';
 import { freePort, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, discover, REDIRECT_URI, signIn, signInRefusal, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 /** A sample line of the text format: a metric name, its labels (quoted values, escapes allowed), a value. */
@@ -108,7 +108,7 @@ describe('with METRICS_PORT', () => {
     const ua = new UserAgent();
     const request = await authorizationRequest(rp, 'openid offline_access', { prompt: 'consent' });
     const login = await visit(ua, request.url);
-    expect((await signIn(ua, login, user.email, 'not the password')).status).toBe(401);
+    expect(signInRefusal(await signIn(ua, login, user.email, 'not the password'))).toBe('wrong_credentials');
     const consent = await signIn(ua, login, user.email, user.password);
     const callback = await allow(ua, consent);
     const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.url), {

@@ -14,7 +14,7 @@ import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { freePort, runCli, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, signInRefusal, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const API = 'https://sealed.example.com';
@@ -80,7 +80,7 @@ it('debug request lines name the route of a sign-in in progress, never its id (i
   const login = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
   const uid = /\/interaction\/([^/?#]+)/.exec(login.url)![1]!;
   // A failed sign-in is logged at info level, with a reference to the sign-in rather than its id.
-  expect((await signIn(ua, login, 'nobody@example.com', 'a wrong password')).status).toBe(401);
+  expect(signInRefusal(await signIn(ua, login, 'nobody@example.com', 'a wrong password'))).toBe('wrong_credentials');
   // The routers match any case: so does the redaction.
   for (const path of [`/INTERACTION/${uid}`, `/Auth/${uid}`, `//interaction/${uid}/login`]) await (await fetch(`${pc.issuer}${path}`)).arrayBuffer();
   // A status is logged as sent: the library's 200 for a token of no scope is answered invalid_scope.

@@ -52,6 +52,21 @@ export function pageKind(page: Page): PageKind {
   return 'other';
 }
 
+export type SignInRefusal = 'wrong_credentials' | 'throttled' | 'disabled';
+
+/**
+ * Why the sign-in page says a sign-in was refused: the page a refused sign-in
+ * form redirects to (Post/Redirect/Get) says so once. Undefined for any other
+ * page, and for the sign-in page without a message.
+ */
+export function signInRefusal(page: Page): SignInRefusal | undefined {
+  if (pageKind(page) !== 'login' || !page.html.includes('role="alert"')) return undefined;
+  if (page.html.includes('The email or password is not right.')) return 'wrong_credentials';
+  if (page.html.includes('Too many failed sign-ins.')) return 'throttled';
+  if (page.html.includes('This account is disabled.')) return 'disabled';
+  throw new Error(`a sign-in page with an unknown message: ${page.html.slice(0, 2000)}`);
+}
+
 /** Opens the authorization URL in the user agent; stops at the first page or at the callback. */
 export function visit(ua: UserAgent, url: URL | string): Promise<Page> {
   return ua.open(url.toString(), {}, REDIRECT_URI);

@@ -1,0 +1,77 @@
+// Why a sign-in was refused, carried from the form's POST to the page it
+// redirects to (Post/Redirect/Get). Answering the POST with the page itself
+// left a page that Back could not return to without the browser asking to
+// send the form again, and whose Reload sent the password again, counting
+// one more failure towards the throttle. The redirect's page is a GET:
+// reloading it shows the form, and sends nothing.
+//
+// The notice rides in a cookie for that one interaction, read once. It is
+// MACed with a key only this service holds, bound to the interaction, so that
+// no other site that can set cookies here (a sibling subdomain) can put words
+// on the sign-in page; and it holds nothing the person did not type
+// themselves: the email, never the password.
+
+import { timingSafeEqual } from 'node:crypto';
+
+/** A keyed, one-way digest (base64url), as SecretSealer.keyedDigest gives. */
+type KeyedDigest = (value: string) => string;
+
+export type Refusal =
+  | { reason: 'wrong_credentials' }
+  | { reason: 'disabled' }
+  /** `until`: when the throttle lets this email and address try again (seconds since the epoch). */
+  | { reason: 'throttled'; until: number };
+
+export interface SignInNotice {
+  refusal: Refusal;
+  email: string;
+}
+
+export const SIGN_IN_NOTICE_COOKIE = '_sign_in_notice';
+
+/** Long enough for the redirect to be followed; a notice never read expires unseen. */
+const NOTICE_MAX_AGE_MS = 5 * 60 * 1000;
+
+/** The longest address RFC 5321 lets through; a longer one is not kept (a cookie holds about 4 KiB). */
+const MAX_EMAIL_LENGTH = 320;
+
+const REASONS = new Set(['wrong_credentials', 'disabled', 'throttled']);
+
+export class SignInNotices {
+  constructor(private readonly digest: KeyedDigest) {}
+
+  /** The cookie's options for interaction `uid`: sent to its pages only, never to another site's form post. */
+  static cookieOptions(uid: string, secure: boolean) {
+    return { httpOnly: true, sameSite: 'strict', secure, path: `/interaction/${encodeURIComponent(uid)}`, maxAge: NOTICE_MAX_AGE_MS, overwrite: true } as const;
+  }
+
+  seal(uid: string, notice: SignInNotice): string {
+    const email = notice.email.length <= MAX_EMAIL_LENGTH ? notice.email : '';
+    const payload = Buffer.from(JSON.stringify({ ...notice.refusal, email })).toString('base64url');
+    return `${payload}.${this.mac(uid, payload)}`;
+  }
+
+  /** The notice sealed for interaction `uid`, or undefined for anything else. */
+  open(uid: string, cookie: string | undefined): SignInNotice | undefined {
+    if (!cookie) return undefined;
+    const [payload, mac, extra] = cookie.split('.');
+    if (!payload || !mac || extra !== undefined) return undefined;
+    const expected = Buffer.from(this.mac(uid, payload));
+    const given = Buffer.from(mac);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+    } catch {
+      return undefined;
+    }
+    const { reason, until, email } = parsed as { reason?: unknown; until?: unknown; email?: unknown };
+    if (typeof reason !== 'string' || !REASONS.has(reason) || typeof email !== 'string') return undefined;
+    if (reason === 'throttled') return typeof until === 'number' ? { refusal: { reason, until }, email } : undefined;
+    return { refusal: { reason } as Refusal, email };
+  }
+
+  private mac(uid: string, payload: string): string {
+    return this.digest(`${uid} ${payload}`);
+  }
+}
