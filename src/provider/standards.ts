@@ -87,6 +87,7 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   useInvalidDpopProofForReplays(ctx);
   sayWhyDpopProofsWereUnreadable(ctx);
   sayWhyUserinfoRefusedApiTokens(ctx);
+  keepDescriptionsPrintable(ctx);
   if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx, [ctx.oidc.params?.redirect_uri]);
   // RP-Initiated Logout 1.0 §3: the post_logout_redirect_uri, with `state` added.
   else if (route === 'end_session_confirm') {
@@ -218,9 +219,29 @@ const unreadableDpopProofs = new WeakMap<object, string>();
 function sayWhyDpopProofsWereUnreadable(ctx: KoaContextWithOIDC): void {
   const reason = unreadableDpopProofs.get(ctx);
   if (reason === undefined || typeof ctx.body !== 'object' || ctx.body === null) return;
-  const printable = reason.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '').slice(0, 200);
-  const description = `the DPoP proof is not a DPoP JWT this server takes: ${printable}`;
+  const description = `the DPoP proof is not a DPoP JWT this server takes: ${printable(reason).slice(0, 200)}`;
   ctx.body = { ...(ctx.body as object), error_description: description };
+  restateChallenge(ctx, description);
+}
+
+/** `text` in the characters RFC 6749 §5.2 allows in an error_description: a double quote becomes a single one, and what else is outside them (a backslash, a control character, anything but ASCII) is left out. */
+function printable(text: string): string {
+  return text.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '');
+}
+
+/**
+ * The library copies what a request sent into some descriptions, as it was
+ * sent: an Origin it refuses ("origin … not allowed for client", at the
+ * token endpoint and UserInfo), quotes, backslashes and any byte included,
+ * into the body and the challenge. RFC 6749 §5.2 and RFC 6750 §3 allow
+ * printable ASCII only, without `"` and `\`.
+ */
+function keepDescriptionsPrintable(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: unknown; error_description?: unknown } | null;
+  if (typeof body !== 'object' || body === null || typeof body.error !== 'string' || typeof body.error_description !== 'string') return;
+  const description = printable(body.error_description);
+  if (description === body.error_description) return;
+  ctx.body = { ...body, error_description: description };
   restateChallenge(ctx, description);
 }
 
@@ -229,7 +250,8 @@ function restateChallenge(ctx: KoaContextWithOIDC, description: string, error?: 
   let challenge = ctx.response.get('WWW-Authenticate');
   if (!challenge) return;
   if (error) challenge = challenge.replace(/error="[^"]*"/, `error="${error}"`);
-  ctx.set('WWW-Authenticate', challenge.replace(/error_description="[^"]*"/, `error_description="${description}"`));
+  // (A quoted string may hold escaped quotes: \" in the library's, from a request's words.)
+  ctx.set('WWW-Authenticate', challenge.replace(/error_description="(?:[^"\\]|\\.)*"/, `error_description="${description}"`));
 }
 
 /**

@@ -747,6 +747,34 @@ describe('other endpoints', () => {
     expect((await response.json()).sub).toBe(tokens.claims()!.sub);
   });
 
+  it('an Origin a client may not be called from is refused with a description in printable ASCII, in the body and the challenge (RFC 6749 §5.2, RFC 6750 §3)', async () => {
+    const { request, callback } = await codeFor();
+    const tokens = await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    const origin = 'http://a"b\\c.example';
+    const userinfo = await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}`, origin } });
+    const grant = await fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(client.client_id, client.client_secret!), origin },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'whatever' }).toString(),
+    });
+    const { host } = new URL(pc.issuer);
+    const raw = await rawExchange(pc.issuer, `GET /me HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${tokens.access_token}\r\nOrigin: http://caf\u00e9.example\r\nConnection: close\r\n\r\n`);
+    const [rawHead, rawBody] = raw.split('\r\n\r\n', 2) as [string, string];
+    const answers = [
+      { status: userinfo.status, challenge: userinfo.headers.get('www-authenticate'), body: (await userinfo.json()) as { error: string; error_description: string } },
+      { status: grant.status, challenge: grant.headers.get('www-authenticate'), body: (await grant.json()) as { error: string; error_description: string } },
+      { status: Number(rawHead.split(' ')[1]), challenge: /^www-authenticate: (.*)$/im.exec(rawHead)?.[1] ?? null, body: JSON.parse(rawBody) as { error: string; error_description: string } },
+    ];
+    for (const { status, challenge, body } of answers) {
+      expect([status, body.error]).toEqual([400, 'invalid_request']);
+      expect(body.error_description).toMatch(/^origin .* not allowed/);
+      expect(body.error_description).toMatch(/^[\x20-\x21\x23-\x5b\x5d-\x7e]+$/);
+      // The challenge, where there is one (UserInfo's), says the same, as one quoted string.
+      if (challenge !== null) expect(challenge).toContain(`error_description="${body.error_description}"`);
+    }
+    expect(answers.map(({ challenge }) => challenge !== null)).toEqual([true, false, true]);
+  });
+
   it('an Authorization header with several spaces after its scheme is read as with one (RFC 9110 §11.4, RFC 6750 §2.1: 1*SP)', async () => {
     const robot = await pc.createClient({ name: 'Spaced robot', grantTypes: ['client_credentials'] });
     const credentials = basicAuth(robot.client_id, robot.client_secret!).slice('Basic '.length);
