@@ -344,14 +344,20 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       ];
       // Asked again for access the person already gave (prompt=consent, or a
       // native app, which is asked every time: RFC 8252 §8.6): the page lists
-      // what the request asks for, not an empty list.
-      const permissions = missing.length > 0 ? missing : await describeRequested(interaction.params);
+      // what the request asks for, not an empty list. Asked for more, it lists
+      // the more, and then what the request asks for that was given before:
+      // Allow then keeps that too (offline_access: after sign-outs as well),
+      // and the person should see all they are agreeing to.
+      const requested = await describeRequested(interaction.params);
+      const permissions = missing.length > 0 ? missing : requested;
+      const alreadyGiven = missing.length > 0 ? requested.filter((permission) => !missing.includes(permission)) : [];
       ctx.type = 'html';
       ctx.body = renderPage(page(ctx), 'consent', {
         uid: interaction.uid,
         clientName,
         userLabel: accountLabel(user),
         permissions: [...new Set(permissions)],
+        alreadyGiven: [...new Set(alreadyGiven)],
         askedEveryTime: client.applicationType === 'native',
         // A consent with offline_access outlives sign-outs; the others end
         // with the sign-in they were given in (see honourSignOuts).
