@@ -17,6 +17,7 @@ import type { Config } from './config.js';
 import type { InFlightRequests } from './http/in-flight.js';
 import { renderErrorPage } from './http/error-pages.js';
 import { healthProbes } from './http/health.js';
+import { homePage } from './http/home-page.js';
 import { allowedMethodsOf, answerOptions, refuseMethod, takes, type Address } from './http/methods.js';
 import { loggedPath } from './http/log-redaction.js';
 import { cacheablePublicDocuments } from './http/public-documents.js';
@@ -86,6 +87,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         refuseEncodedBodies(deps.config, addresses),
         keepRequestForms(provider),
         healthProbes(deps.sql, deps.space, deps.host, inFlight),
+        homePage(deps.config.issuerName),
         interactionPages(deps),
       ];
       for (const fn of middleware) provider.use(fn);

@@ -36,7 +36,7 @@ const explanations: Record<string, Explanation> = {
   },
   session_not_found: {
     heading: 'Your sign-in expired',
-    message: 'We could not find your sign-in in progress: it is already finished (if you went back a page, go forward again), it took too long, or your browser did not keep our cookie.',
+    message: 'We could not find your sign-in in progress: it is already finished (if you went back a page, go forward again), you signed out meanwhile (in another tab, say), it took too long, or your browser did not keep our cookie.',
     advice: START_AGAIN,
   },
   cookies_blocked: {
@@ -189,6 +189,10 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
       advice: 'Continue it with the button below, or go back to the application and start again.',
     };
     action = { url: inProgress.url, label: 'Continue signing in' };
+  } else if (inProgress && out.error === 'form_too_large') {
+    // The form was refused, not the sign-in: it goes on.
+    explanation = { ...explanation, advice: 'Go back to the form and try again.' };
+    action = { url: inProgress.url, label: 'Back to signing in' };
   }
   // Told to go back to the application, a person is given the way there
   // (not where the advice is to try again).

@@ -48,6 +48,7 @@ export function allowedMethodsOf(provider: Provider): (path: string) => Address 
     [/^\/interaction\/[^/]+\/login\/?$/i, page(['GET', 'POST'])],
     [/^\/interaction\/[^/]+\/(select|confirm|abort)\/?$/i, page(['POST'])],
     [/^\/(healthz|readyz)$/, api(['GET'], false)], // health.ts: these paths exactly
+    [/^\/$/, page(['GET'])], // home-page.ts
   ];
   return (path) => table.find(([pattern]) => pattern.test(path))?.[1];
 }

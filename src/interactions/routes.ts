@@ -190,7 +190,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         // Checked before the abort below: a body cut short by us is not the browser going away.
         ctx.status = 413;
         ctx.set('Connection', 'close'); // the rest of the body is not read
-        renderErrorPage(ctx, page(ctx), { error: 'form_too_large' });
+        renderErrorPage(ctx, page(ctx), { error: 'form_too_large' }, { inProgress: await current.offer(ctx, host.current, ctx.params.uid!) });
       } else if (ctx.req.aborted) {
         // The browser went away mid-request (its body's stream fails with
         // ECONNRESET): nothing to answer, nothing wrong here.

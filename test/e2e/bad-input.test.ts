@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, basicAuth, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, basicAuth, discover, pageKind, REDIRECT_URI, signIn, signInRefusal, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const carol = { email: 'carol@example.com', password: 'carols password' };
@@ -575,8 +575,7 @@ describe('the sign-in form', () => {
     const ua = new UserAgent();
     const login = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
     const page = await signIn(ua, login, `${carol.email}\u0000`, carol.password);
-    expect(page.status).toBe(401);
-    expect(page.html).toContain('The email or password is not right');
+    expect(signInRefusal(page)).toBe('wrong_credentials');
   });
 
   // Checked with the length announced and without (chunked): both are refused
@@ -599,6 +598,10 @@ describe('the sign-in form', () => {
     // The person typed it: the page says so, not that the application erred.
     expect(page.html).toContain('What you sent is too long');
     expect(page.html).not.toContain('The application sent');
+    // The sign-in goes on: the page leads back to its form.
+    const link = /<a class="button" href="([^"]+)">Back to signing in<\/a>/.exec(page.html)?.[1];
+    expect(link).toBe(new URL(login.url).pathname);
+    expect(pageKind(await ua.open(new URL(link!, login.url).href))).toBe('login');
     const back = await signIn(ua, login, carol.email, carol.password);
     expect(['consent', 'callback']).toContain(pageKind(back));
   });
@@ -803,6 +806,22 @@ describe('other endpoints', () => {
     const html = await page.text();
     expect(html).toContain('<title>Page not found · ');
     expect(html).toContain('There is nothing at this address.');
+  });
+
+  it('the issuer\'s own address is a page saying what the service is, for people and for developers; it takes GET only', async () => {
+    for (const accept of ['text/html', '*/*']) {
+      const page = await fetch(`${pc.issuer}/`, { headers: { accept } });
+      expect([page.status, page.headers.get('content-type')]).toEqual([200, expect.stringContaining('text/html')]);
+      expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+      const html = await page.text();
+      expect(html).toContain('<title>Signing in · ');
+      expect(html).toContain('open the application you want to use');
+      expect(html).toContain('<a href="/.well-known/openid-configuration">');
+    }
+    expect((await fetch(`${pc.issuer}/`, { method: 'HEAD' })).status).toBe(200);
+    const posted = await fetch(`${pc.issuer}/`, { method: 'POST', headers: { accept: 'text/html' } });
+    expect([posted.status, posted.headers.get('allow')]).toEqual([405, 'GET, HEAD, OPTIONS']);
+    await posted.arrayBuffer();
   });
 
   it('an https issuer gets Strict-Transport-Security and Secure cookies; a plain http one does not', async () => {
