@@ -18,6 +18,9 @@ interface Explanation {
 
 const START_AGAIN = 'Go back to the application and start signing in again.';
 
+/** The library's words for a post_logout_redirect_uri the client did not register (lib/actions/end_session.js). */
+const UNREGISTERED_RETURN = 'post_logout_redirect_uri not registered';
+
 const explanations: Record<string, Explanation> = {
   invalid_client: {
     heading: 'Unknown application',
@@ -166,6 +169,10 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
   // another tab) signs out only from the newer one. Nothing the app did.
   const stale = signOut && out.error === 'invalid_request' ? STALE_SIGN_OUT_PAGE.get(out.error_description ?? '') : undefined;
   if (stale) explanation = { ...explanation, heading: 'This sign-out page is out of date', message: stale };
+  // The app's mistake at sign-out that /auth names as such: an address to return to that it did not register.
+  if (signOut && out.error === 'invalid_request' && out.error_description === UNREGISTERED_RETURN) {
+    explanation = { ...explanations.invalid_redirect_uri!, message: 'The application asked to send you back, once signed out, to an address it did not register, so we stopped here to keep you safe.' };
+  }
   // The method was wrong for the address: a page for links, or one that takes only our forms.
   if (out.error === 'method_not_allowed' && /\bGET\b/.test(ctx.response.get('Allow'))) explanation = OPENED_BY_LINKS;
   let action: Action | undefined;

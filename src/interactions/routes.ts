@@ -463,11 +463,13 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
 
   router.post('/select', async (ctx) => {
     const { interaction } = await details(ctx, SELECT_ACCOUNT);
+    await readForm(ctx); // no fields: read for its limit (413), as every form here
     await finish(ctx, interaction, { [SELECT_ACCOUNT]: {} }, { mergeWithLastSubmission: true });
   });
 
   router.post('/confirm', async (ctx) => {
     const { provider, interaction, client } = await details(ctx, 'consent');
+    await readForm(ctx); // no fields: read for its limit (413), as every form here
     const accountId = interaction.session?.accountId;
     if (!accountId) throw new errors.SessionNotFound('no account in session');
     const clientId = String(interaction.params.client_id);
@@ -541,6 +543,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
 
   router.post('/abort', async (ctx) => {
     const { interaction } = await details(ctx);
+    await readForm(ctx); // no fields: read for its limit (413), as every form here
     // Deny after Allow on the same page (another tab, a change of mind
     // before the redirect): the last answer is the person's. A first consent
     // Allow saved would otherwise stay, and skip the page next time. Only

@@ -39,10 +39,11 @@ export function accessibleFormPostPage(ctx: KoaContextWithOIDC, issuerName: stri
   // color-scheme (in the head): in dark mode the page is dark like every other of ours, not a white flash.
   const frame = pageFrame({ res: ctx.res, issuerName }, title);
   // Ours say where Continue leads (a host, or an app's scheme: no markup) and
-  // give the button the primary style and spacing of our pages.
+  // give the button the primary style and spacing of our pages; not the
+  // focus, as no button of ours has it when a page opens (the heading first).
   const destination = ctx.oidc?.route === 'end_session' ? undefined : destinationOf(ctx.oidc?.params?.redirect_uri);
   const words = destination ? `Choose Continue to go on to <strong class="destination">${destination}</strong>.` : 'Choose Continue to go on.';
-  const noscript = `<p>${words}</p>\n      <div class="actions"><button class="primary" autofocus type="submit">Continue</button></div>`;
+  const noscript = `<p>${words}</p>\n      <div class="actions"><button class="primary" type="submit">Continue</button></div>`;
   ctx.body =
     `<!DOCTYPE html>\n<html lang="en">\n<head>\n${frame.head}` +
     body.slice(LIBRARY_HEAD.length, start) +

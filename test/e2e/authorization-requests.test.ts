@@ -264,7 +264,7 @@ describe('response modes', () => {
     expect(page.html).toContain('<meta name="color-scheme" content="light dark">');
     // Without JavaScript: our words, saying where Continue leads, and our primary button.
     expect(page.html).toContain(`<noscript>\n      <p>Choose Continue to go on to <strong class="destination">${new URL(REDIRECT_URI).host}</strong>.</p>`);
-    expect(page.html).toContain('<div class="actions"><button class="primary" autofocus type="submit">Continue</button></div>');
+    expect(page.html).toContain('<div class="actions"><button class="primary" type="submit">Continue</button></div>');
     expect(page.html).not.toContain('disabled it');
     // The page submits itself with the one inline script the policy allows by its hash.
     const script = /<script>([\s\S]*?)<\/script>/.exec(page.html)?.[1];

@@ -607,6 +607,24 @@ describe('the sign-in form', () => {
   });
 });
 
+describe('the consent form', () => {
+  it('Allow and Deny refuse an oversized body as the sign-in form does (413 and a page), and the consent goes on', async () => {
+    const ua = new UserAgent();
+    const consent = await signIn(ua, await visit(ua, (await authorizationRequest(rp, 'openid', { prompt: 'consent' })).url), carol.email, carol.password);
+    expect(pageKind(consent)).toBe('consent');
+    for (const suffix of ['/confirm', '/abort']) {
+      const page = await ua.open(new URL(UserAgent.formAction(consent, suffix), consent.url).href, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: `filler=${'a'.repeat(40_000)}`,
+      });
+      expect([suffix, page.status]).toEqual([suffix, 413]);
+      expect(page.html).toContain('What you sent is too long');
+    }
+    expect(pageKind(await allow(ua, consent))).toBe('callback');
+  });
+});
+
 describe('other endpoints', () => {
   it('endpoints for clients and APIs answer OAuth error JSON even to an Accept that ranks HTML first', async () => {
     // What Java's HttpURLConnection sends by default.

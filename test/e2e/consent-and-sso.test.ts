@@ -748,6 +748,8 @@ describe('single sign-on', () => {
     expect(refused.status).toBe(400);
     expect(refused.html).toContain('<h1>We could not sign you out</h1>');
     expect(refused.html).toMatch(/role="alert">[^<]* You are still signed in\.<\/div>/);
+    // Named as the app's mistake it is, as /auth names an unregistered redirect_uri.
+    expect(refused.html).toContain('to an address it did not register');
     const button = /<a class="button" href="([^"]+)">Sign out<\/a>/.exec(refused.html);
     expect(button?.[1]).toBe(`${pc.issuer}/session/end`);
     expect(await silently()).toBeNull(); // still signed in, as the page says
