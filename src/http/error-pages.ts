@@ -54,7 +54,7 @@ const explanations: Record<string, Explanation> = {
   },
   form_too_large: {
     heading: 'What you sent is too long',
-    message: 'The form held more than we accept: no email address or password is that long.',
+    message: 'The form held more than we accept: none of our forms needs that much.',
     advice: START_AGAIN,
   },
   cross_site_form: {

@@ -42,7 +42,8 @@ export class SignInNotices {
 
   /** The cookie's options for interaction `uid`: sent to its pages only, never to another site's form post. */
   static cookieOptions(uid: string, secure: boolean) {
-    return { httpOnly: true, sameSite: 'strict', secure, path: `/interaction/${encodeURIComponent(uid)}`, maxAge: NOTICE_MAX_AGE_MS, overwrite: true } as const;
+    // (Not signed by Koa as well, with a second cookie: the value carries its own MAC.)
+    return { httpOnly: true, sameSite: 'strict', secure, signed: false, path: `/interaction/${encodeURIComponent(uid)}`, maxAge: NOTICE_MAX_AGE_MS, overwrite: true } as const;
   }
 
   seal(uid: string, notice: SignInNotice): string {

@@ -688,8 +688,9 @@ describe('other endpoints', () => {
       const posted = await fetch(`${pc.issuer}${path}`, { method: 'POST', headers: { accept: 'text/html' }, body: new URLSearchParams({ email: 'a@example.com' }) });
       expect([path, posted.status]).toEqual([path, 400]);
     }
-    // The sign-in form's address, where a failed sign-in's page leaves the address bar, leads
-    // back to the sign-in in progress when opened again, whatever its case.
+    // The sign-in form's address, where a failed sign-in's page left the address bar before
+    // 0.5.13 (history, bookmarks), leads back to the sign-in in progress when opened again,
+    // whatever its case.
     for (const path of ['/interaction/some-uid/login', '/interaction/some-uid/LOGIN/']) {
       const again = await fetch(`${pc.issuer}${path}`, { headers: { accept: 'text/html' }, redirect: 'manual' });
       expect([path, again.status, again.headers.get('location')]).toEqual([path, 303, '/interaction/some-uid']);

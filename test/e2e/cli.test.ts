@@ -574,7 +574,7 @@ async function stillSignedIn(ua: UserAgent, rp: oidc.Configuration): Promise<boo
   return error === null;
 }
 
-/** The login page's answer to a password: 200 when signed in (on to consent or the client), or the login page's status. */
+/** What a password gets on the sign-in page: 'signed in' (on to consent or the client), or why the page says it was refused. */
 async function tryPassword(rp: oidc.Configuration, email: string, password: string): Promise<'signed in' | SignInRefusal> {
   const ua = new UserAgent();
   const page = await visit(ua, (await authorizationRequest(rp, 'openid')).url);

@@ -206,6 +206,10 @@ it('a refused sign-in is answered with a redirect to its page, which says why on
   const typo = { email: gail.email, password: 'a typo' };
   const posted = await ua.post(page, action, typo, page.url);
   expect([posted.status, posted.url]).toEqual([303, page.url]);
+  // One cookie, for this sign-in's pages only, that no script reads and no other site's request carries.
+  const notices = ua.setCookieHeaders.filter((header) => header.startsWith('_sign_in_notice'));
+  expect(notices).toHaveLength(1);
+  expect(notices[0]!.toLowerCase().split(/;\s*/)).toEqual(expect.arrayContaining([`path=${new URL(page.url).pathname.toLowerCase()}`, 'samesite=strict', 'httponly']));
   const shown = await ua.open(page.url);
   expect([shown.status, signInRefusal(shown)]).toEqual([200, 'wrong_credentials']);
   expect(shown.html).toContain(`value="${gail.email}"`);
