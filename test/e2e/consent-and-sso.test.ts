@@ -737,6 +737,16 @@ describe('single sign-on', () => {
     expect((await logIn(desktop, backup, 'openid', pia)).seen).toEqual(['login']);
   });
 
+  it('a sign-out link opened where nobody is signed in ends on a page that says just that, not that someone signed out', async () => {
+    const ua = new UserAgent();
+    const page = await ua.open(`${pc.issuer}/session/end`);
+    const done = await ua.post(page, UserAgent.formAction(page, '/session/end/confirm'), UserAgent.hiddenFields(page));
+    expect(done.url).toContain('/session/end/success');
+    expect(done.html).toContain('<h1>You are signed out</h1>');
+    expect(done.html).toContain('You are not signed in to');
+    expect(done.html).not.toContain('You have signed out');
+  });
+
   it('a sign-out request the app got wrong says the person is still signed in, and offers a sign-out that works', async () => {
     const ua = new UserAgent();
     await logIn(ua, appA, 'openid', bob);
