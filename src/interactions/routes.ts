@@ -289,6 +289,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
 
   /** The sign-in page's fields for the notice a refused sign-in left, read once; undefined without one. */
   const takeNotice = (ctx: Context, uid: string) => {
+    // A HEAD (a link checker, a preview) shows nothing: the notice waits for the GET.
+    if (ctx.method !== 'GET') return undefined;
     const cookie = ctx.cookies.get(SIGN_IN_NOTICE_COOKIE);
     if (cookie === undefined) return undefined;
     ctx.cookies.set(SIGN_IN_NOTICE_COOKIE, null, SignInNotices.cookieOptions(uid, ctx.secure));

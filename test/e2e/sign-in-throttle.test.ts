@@ -210,6 +210,7 @@ it('a refused sign-in is answered with a redirect to its page, which says why on
   const notices = ua.setCookieHeaders.filter((header) => header.startsWith('_sign_in_notice'));
   expect(notices).toHaveLength(1);
   expect(notices[0]!.toLowerCase().split(/;\s*/)).toEqual(expect.arrayContaining([`path=${new URL(page.url).pathname.toLowerCase()}`, 'samesite=strict', 'httponly']));
+  expect((await ua.open(page.url, { method: 'HEAD' })).status).toBe(200); // takes nothing away
   const shown = await ua.open(page.url);
   expect([shown.status, signInRefusal(shown)]).toEqual([200, 'wrong_credentials']);
   expect(shown.html).toContain(`value="${gail.email}"`);
