@@ -39,7 +39,8 @@ it.skipIf(embedded)("concurrent uses of one refresh token that all read it unuse
   await admin.connect();
   try {
     await admin.query('BEGIN');
-    await admin.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'RefreshToken' AND id = $1 FOR UPDATE`, [sha256(tokens.refresh_token!)]);
+    const held = await admin.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'RefreshToken' AND id = $1 FOR UPDATE`, [sha256(tokens.refresh_token!)]);
+    expect(held.rowCount).toBe(1); // (or nothing below waits for it)
     const uses = Array.from({ length: 6 }, () => oidc.refreshTokenGrant(rp, tokens.refresh_token!));
     await heldAtTheLock(admin);
     await sleep(500); // the other requests read the token meanwhile; their consumptions queue behind the held one
