@@ -9,7 +9,8 @@
 // account, and a new password (`user set-password`, after a compromise, or an
 // email given to someone else) leaves every earlier browser counted with the
 // email again.
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { sameDigest } from '../persistence/hash.js';
 
 /** A keyed, one-way digest (base64url). */
 type KeyedDigest = (value: string) => string;
@@ -36,9 +37,7 @@ export class DeviceCookies {
     if (!cookie || !credential) return undefined;
     const [id, mac, extra] = cookie.split('.');
     if (!id || !mac || extra !== undefined) return undefined;
-    const expected = Buffer.from(this.mac(id, credential));
-    const given = Buffer.from(mac);
-    return expected.length === given.length && timingSafeEqual(expected, given) ? id : undefined;
+    return sameDigest(this.mac(id, credential), mac) ? id : undefined;
   }
 
   private mac(id: string, credential: string): string {

@@ -11,7 +11,7 @@
 // on the sign-in page; and it holds nothing the person did not type
 // themselves: the email, never the password.
 
-import { timingSafeEqual } from 'node:crypto';
+import { sameDigest } from '../persistence/hash.js';
 
 /** A keyed, one-way digest (base64url), as SecretSealer.keyedDigest gives. */
 type KeyedDigest = (value: string) => string;
@@ -56,10 +56,7 @@ export class SignInNotices {
   open(uid: string, cookie: string | undefined): SignInNotice | undefined {
     if (!cookie) return undefined;
     const [payload, mac, extra] = cookie.split('.');
-    if (!payload || !mac || extra !== undefined) return undefined;
-    const expected = Buffer.from(this.mac(uid, payload));
-    const given = Buffer.from(mac);
-    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined;
+    if (!payload || !mac || extra !== undefined || !sameDigest(this.mac(uid, payload), mac)) return undefined;
     let parsed: unknown;
     try {
       parsed = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));

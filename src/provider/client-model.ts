@@ -1,8 +1,7 @@
 // The library's Client model, fitted to how Portcullis stores and serves clients.
-import { timingSafeEqual } from 'node:crypto';
 import type Provider from 'oidc-provider';
 import { errors, type AdapterPayload } from 'oidc-provider';
-import { sha256 } from '../persistence/hash.js';
+import { sameDigest, sha256 } from '../persistence/hash.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 
 /** How the pages name an app: its registered name, or its id (a name is optional metadata). */
@@ -41,9 +40,7 @@ export function adaptClientModel(provider: Provider, clientCache: NotifiedCache<
 function compareDigestedSecrets(provider: Provider): void {
   provider.Client.prototype.compareClientSecret = function compareClientSecret(this: { clientSecret?: string }, actual: string) {
     if (typeof this.clientSecret !== 'string' || typeof actual !== 'string') return false;
-    const expected = Buffer.from(this.clientSecret);
-    const presented = Buffer.from(sha256(actual));
-    return expected.length === presented.length && timingSafeEqual(expected, presented);
+    return sameDigest(this.clientSecret, sha256(actual));
   };
 }
 
