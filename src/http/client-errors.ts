@@ -54,19 +54,36 @@ function refusalResponse({ status, description }: Refusal): string {
 // has no authority (RFC 9112 §3.2).
 const HOST_VALUE = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\])(?::[0-9]*)?$/;
 
+// Fields a request carries at most once (RFC 9110 §5.3: only a list-based
+// field may be sent as several lines). Node keeps the first of each and drops
+// the rest, so a second one would be read by nobody here but perhaps by a
+// proxy in front, which could then act on another credential or body type
+// than this server did.
+const SINGLETON_FIELDS = new Map([
+  ['authorization', 'the request has more than one Authorization header: it may carry one credential (RFC 9110 section 11.6.2)'],
+  ['content-type', 'the request has more than one Content-Type header (RFC 9110 section 8.3)'],
+]);
+
 /**
- * Why a request's Host header makes it one a server must refuse with 400
- * (RFC 9112 §3.2), or undefined: missing from an HTTP/1.1 request, sent more
- * than once, or not a host. Node's own check (`requireHostHeader`) covers
- * only the first, with an empty body; no URL here is built from Host (the
- * issuer is configured), so this is about speaking HTTP exactly.
+ * Why a request's headers make it one a server must refuse with 400, or
+ * undefined: a Host missing from an HTTP/1.1 request, sent more than once,
+ * or not a host (RFC 9112 §3.2), or a singleton field above sent twice.
+ * Node's own check (`requireHostHeader`) covers only the first, with an
+ * empty body; no URL here is built from Host (the issuer is configured), so
+ * this is about speaking HTTP exactly.
  */
-function hostProblem(request: IncomingMessage): string | undefined {
+function headerProblem(request: IncomingMessage): string | undefined {
   let host: string | undefined;
+  const seen = new Set<string>();
   for (let i = 0; i < request.rawHeaders.length; i += 2) {
-    if (request.rawHeaders[i]!.toLowerCase() !== 'host') continue;
-    if (host !== undefined) return 'the request has more than one Host header (RFC 9112 section 3.2)';
-    host = request.rawHeaders[i + 1]!;
+    const name = request.rawHeaders[i]!.toLowerCase();
+    if (name === 'host') {
+      if (host !== undefined) return 'the request has more than one Host header (RFC 9112 section 3.2)';
+      host = request.rawHeaders[i + 1]!;
+    } else if (SINGLETON_FIELDS.has(name)) {
+      if (seen.has(name)) return SINGLETON_FIELDS.get(name);
+      seen.add(name);
+    }
   }
   if (host === undefined) return request.httpVersion === '1.1' ? 'an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)' : undefined;
   return HOST_VALUE.test(host) ? undefined : 'the Host header is not a host name or address (RFC 9112 section 3.2)';
@@ -84,7 +101,7 @@ function refuse(response: ServerResponse, status: number, description: string): 
  * before a route sees a request, each with a body saying why:
  *
  * - what HTTP/1.1 asks a server to refuse: a missing, repeated or malformed
- *   Host (400), an expectation other than 100-continue (417, RFC 9110
+ *   Host, a repeated Authorization or Content-Type (400), an expectation other than 100-continue (417, RFC 9110
  *   §10.1.1), which Node would answer with an empty body; and CONNECT (501),
  *   which it would not answer at all;
  * - what Node's parser refuses (the `clientError` event). As Node's default
@@ -112,7 +129,7 @@ export function serveWithRefusals(
 
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     lastExchange.set(request.socket, { request, response });
-    const problem = hostProblem(request);
+    const problem = headerProblem(request);
     if (problem === undefined) return handler(request, response);
     refuse(response, 400, problem);
     answered();

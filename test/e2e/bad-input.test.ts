@@ -956,7 +956,7 @@ describe('other endpoints', () => {
     expect((await fetch(`${pc.issuer}/jwks`)).status).toBe(200);
   });
 
-  it('requests HTTP/1.1 says a server must refuse (Host missing, repeated or malformed; an unmet Expect; CONNECT to a server that is no proxy) get 400, 417 or 501 with a body saying why', async () => {
+  it('requests HTTP/1.1 says a server must refuse (Host missing, repeated or malformed; Authorization or Content-Type repeated; an unmet Expect; CONNECT to a server that is no proxy) get 400, 417 or 501 with a body saying why', async () => {
     const { host } = new URL(pc.issuer);
     const parse = (raw: string) => {
       const [head, body] = raw.split('\r\n\r\n', 2) as [string, string];
@@ -966,6 +966,9 @@ describe('other endpoints', () => {
       ['GET /jwks HTTP/1.1\r\n\r\n', 400, 'needs a Host header'],
       [`GET /jwks HTTP/1.1\r\nHost: ${host}\r\nHost: evil.example\r\n\r\n`, 400, 'more than one Host header'],
       ['GET /jwks HTTP/1.1\r\nHost: a b\r\n\r\n', 400, 'not a host name or address'],
+      // Node would keep the first and drop the second; a proxy in front might act on the other.
+      [`GET /me HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer a\r\nauthorization: Bearer b\r\n\r\n`, 400, 'more than one Authorization header'],
+      [`POST /token HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\na=b`, 400, 'more than one Content-Type header'],
       [`POST /token HTTP/1.1\r\nHost: ${host}\r\nExpect: 200-ok\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b`, 417, 'no expectation but 100-continue'],
       ['CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 501, 'this server is not a proxy'],
     ];
