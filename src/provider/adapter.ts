@@ -554,6 +554,7 @@ export class ArtifactAdapter implements Adapter {
       if (this.browsers && request && !inBoundBrowser(rows, this.browsers.of(request))) return undefined;
       return withLiveIds(payload, id, this.sealer);
     }
+    if (payload && this.kind === 'PushedAuthorizationRequest' && !presentedByPusher(payload)) return undefined;
     // Rows of 0.5.0 and earlier may hold what kept() now leaves out.
     return payload && { ...kept(this.kind, payload), jti: id };
   }
@@ -932,8 +933,37 @@ function withLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer
  * at the push instead (RFC 9126 §2.1: validated as an authorization request).
  */
 function pushedParamsHoldNul(payload: AdapterPayload): boolean {
+  const claims = pushedClaims(payload);
+  return claims !== undefined && jsonHoldsNul(claims);
+}
+
+/** The JSON of a pushed request's parameters (the claims of its JWT: unsecured, or a signed request object). */
+function pushedClaims(payload: AdapterPayload): string | undefined {
   const claims = typeof payload.request === 'string' ? payload.request.split('.')[1] : undefined;
-  return claims !== undefined && jsonHoldsNul(Buffer.from(claims, 'base64url').toString('utf8'));
+  return claims === undefined ? undefined : Buffer.from(claims, 'base64url').toString('utf8');
+}
+
+/**
+ * Whether the authorization request presenting a pushed request is made by
+ * the client that pushed it (RFC 9126 §4: the request_uri is bound to that
+ * client). The library checks it only after it has taken the pushed
+ * request's `state` and `response_mode` for its own, so another client's
+ * request_uri was refused at that other client's redirect URI carrying the
+ * pusher's `state`. Found for nobody else, it is `invalid_request_uri`
+ * answered with the presenter's own parameters, and stays usable by its
+ * client. The pusher is the parameters' client_id, or the issuer of the JWT
+ * the library wrote (client authentication may have named the client alone).
+ */
+function presentedByPusher(payload: AdapterPayload): boolean {
+  const request = Provider.ctx;
+  const presenter = request?.oidc?.route === 'authorization' ? request.oidc.params?.client_id : undefined;
+  if (typeof presenter !== 'string') return true;
+  try {
+    const claims = JSON.parse(pushedClaims(payload) ?? '{}') as { client_id?: unknown; iss?: unknown };
+    return (claims.client_id ?? claims.iss) === presenter;
+  } catch {
+    return false;
+  }
 }
 
 /** What a Session row holds of interest to a sign-out: the grants given through it, per client. */

@@ -201,6 +201,28 @@ describe('pushed authorization requests (RFC 9126)', () => {
     }
   });
 
+  it('a request_uri is bound to the client that pushed it: another client presenting it gets invalid_request_uri with its own state, and the pusher can still use it', async () => {
+    const { verifier, params } = await pkce();
+    const pushersState = oidc.randomState();
+    const url = await oidc.buildAuthorizationUrlWithPAR(web, { redirect_uri: REDIRECT_URI, scope: 'openid', state: pushersState, ...params });
+    const requestUri = url.searchParams.get('request_uri')!;
+
+    const other = new URL(url);
+    other.search = new URLSearchParams({ client_id: spa.clientMetadata().client_id, request_uri: requestUri, state: 'the presenters state' }).toString();
+    const refused = await visit(new UserAgent(), other);
+    expect(pageKind(refused)).toBe('callback');
+    const answer = new URL(refused.url).searchParams;
+    expect(answer.get('error')).toBe('invalid_request_uri');
+    // Never the pushing client's state, which the library took from the pushed request before its client check.
+    expect(answer.get('state')).toBe('the presenters state');
+    expect(refused.url).not.toContain(pushersState);
+
+    const callback = await through(new UserAgent(), url);
+    expect(pageKind(callback)).toBe('callback');
+    const tokens = await oidc.authorizationCodeGrant(web, new URL(callback.url), { pkceCodeVerifier: verifier, expectedState: pushersState });
+    expect(tokens.access_token).toBeTruthy();
+  });
+
   it('a used request_uri of a client with two redirect URIs is an error page: its redirect_uri is not known without the request', async () => {
     const client = await pc.createClient({ name: 'Two URIs', redirectUris: [REDIRECT_URI, `${REDIRECT_URI}/other`], scope: 'openid' });
     const twoUris = await discover(pc.issuer, client.client_id, client.client_secret);
