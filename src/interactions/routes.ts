@@ -213,12 +213,18 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   // would need, is all that stands in the way. A browser says where a form
   // came from (Fetch Metadata): only our own origin's is taken, and a post
   // the person made themselves ('none': a reload of a form's answer, which
-  // some browsers mark so). Clients that send no such header (older
-  // browsers, scripts) are judged as before.
+  // some browsers mark so). A browser without Fetch Metadata (Safari before
+  // 16.4) still sends Origin with a POST: another origin there is refused
+  // too. `Origin: null` says nothing (our pages' no-referrer policy makes
+  // some browsers send it for their own forms), and clients that send
+  // neither header (scripts) are judged as before.
+  const ownOrigin = new URL(config.issuer).origin;
   router.use(async (ctx: Context, next: Next) => {
     const site = ctx.get('Sec-Fetch-Site');
-    if (ctx.method === 'POST' && site !== '' && site !== 'same-origin' && site !== 'none') {
-      logger.info('interaction form posted from another site', { site: site.slice(0, 20), path: loggedPath(ctx.path) });
+    const origin = ctx.get('Origin');
+    const crossSite = site !== '' ? site !== 'same-origin' && site !== 'none' : origin !== '' && origin !== 'null' && origin !== ownOrigin;
+    if (ctx.method === 'POST' && crossSite) {
+      logger.info('interaction form posted from another site', { site: (site || 'no Sec-Fetch-Site, another Origin').slice(0, 40), path: loggedPath(ctx.path) });
       ctx.status = 403;
       renderErrorPage(ctx, page(ctx), { error: 'cross_site_form' });
       return;

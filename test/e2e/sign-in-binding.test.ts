@@ -37,7 +37,7 @@ async function signedIn(ua: UserAgent): Promise<string | null> {
 }
 
 describe('a sign-in in progress', () => {
-  it('takes its forms only from its own pages: a form another site posts (Sec-Fetch-Site) is refused, and the sign-in goes on', async () => {
+  it('takes its forms only from its own pages: a form another site posts (Sec-Fetch-Site, or else Origin) is refused, and the sign-in goes on', async () => {
     const sam = { email: 'sam@example.com', password: 'sams long password' };
     await pc.createUser(sam.email, sam.password, 'Sam');
     const ua = new UserAgent();
@@ -52,6 +52,19 @@ describe('a sign-in in progress', () => {
       expect([site, posted.status]).toEqual([site, 403]);
       expect(posted.html).toContain('This form did not come from our page');
     }
+    // A browser without Fetch Metadata still says where the form came from in Origin; "null" says nothing.
+    const fromOrigin = (origin: string) =>
+      ua.open(new URL(action, login.url).href, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin },
+        body: new URLSearchParams({ email: sam.email, password: 'not sams password' }).toString(),
+      }, REDIRECT_URI);
+    for (const origin of ['http://evil.example', new URL(pc.issuer).origin.replace('localhost', '127.0.0.1')]) {
+      const posted = await fromOrigin(origin);
+      expect([origin, posted.status]).toEqual([origin, 403]);
+      expect(posted.html).toContain('This form did not come from our page');
+    }
+    for (const origin of [new URL(pc.issuer).origin, 'null']) expect(signInRefusal(await fromOrigin(origin))).toBe('wrong_credentials');
     // One the person sent themselves (a form sent again from history, marked 'none' by some browsers) is answered as any.
     const reloaded = await ua.open(new URL(action, login.url).href, {
       method: 'POST',
