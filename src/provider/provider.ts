@@ -16,6 +16,7 @@ import { checkReplaysAtomically } from './replay-detection.js';
 import { countRequests } from './request-metrics.js';
 import { settleDeferredWrites } from './request-scope.js';
 import { honourSignOuts } from './sign-outs.js';
+import { introspectStructuredTokens } from './structured-introspection.js';
 import { acceptSpacesAfterScheme, challengeOtherSchemesAtUserinfo, followTheStandards, noteRequestErrors } from './standards.js';
 
 /** What the library answers for an error of its own (its err_out helper); details stay in the log. */
@@ -46,6 +47,12 @@ export function createProvider(services: ProviderServices): Provider {
 
   if (services.metrics) countRequests(provider, services.metrics);
 
+  const answerForAccessTokenJwt = introspectStructuredTokens(
+    services.signingKeys,
+    services.config.issuer,
+    configuration.features!.introspection!.allowedPolicy as Parameters<typeof introspectStructuredTokens>[2],
+  );
+
   // Runs around every route, before Koa sends what it built: a token response
   // goes out only once the tokens in it are stored, and a failed one stores
   // nothing (see deferUntilResponse). What it built is replaced by an OAuth
@@ -60,6 +67,7 @@ export function createProvider(services: ProviderServices): Provider {
     acceptSpacesAfterScheme(ctx.req);
     try {
       await next();
+      await answerForAccessTokenJwt(ctx as unknown as KoaContextWithOIDC);
       followTheStandards(ctx as unknown as KoaContextWithOIDC);
       refuseGarbledLogout(ctx as unknown as KoaContextWithOIDC);
       accessibleFormPostPage(ctx as unknown as KoaContextWithOIDC, services.config.issuerName);

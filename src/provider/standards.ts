@@ -415,8 +415,9 @@ function refuseWhenNoScopeIsGranted(ctx: KoaContextWithOIDC): void {
 
 /**
  * The library refuses to introspect a JWT (unsupported_token_type, an RFC 7009
- * error code); RFC 7662 §2.2 answers a token the caller may not introspect
- * with `{"active": false}`. An API verifies its JWTs with the JWKS instead.
+ * error code). A JWT access token of this server the caller may know about was
+ * answered already (structured-introspection.ts); any other JWT is one RFC
+ * 7662 §2.2 answers with `{"active": false}`.
  */
 function inactiveForStructuredTokens(ctx: KoaContextWithOIDC): void {
   const body = ctx.body as { error?: string } | undefined;

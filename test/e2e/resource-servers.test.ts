@@ -590,11 +590,52 @@ describe('tokens the example API must refuse', () => {
   it('introspection calls none of these active', async () => {
     const orders = await discover(pc.issuer, apis.orders.client_id, apis.orders.client_secret);
     expect((await oidc.tokenIntrospection(orders, 'random-opaque-value')).active).toBe(false);
-    // Structured (JWT) access tokens are verified with the JWKS, not introspected:
-    // RFC 7662 §2.2 answers a token the caller may not introspect with active: false.
-    for (const token of [await forge({ typ: 'at+jwt' }, await goodClaims()), (await machineToken(ORDERS, 'read:orders')).access_token]) {
+    // A JWT is introspected as the API would verify it: a key we never published, an ID token, alg none.
+    const { tokens } = await logIn(new UserAgent(), web, 'openid', dana);
+    const encode = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    for (const token of [
+      await forge({ typ: 'at+jwt' }, await goodClaims()),
+      tokens.id_token!,
+      `${encode({ alg: 'none', typ: 'at+jwt' })}.${encode(await goodClaims())}.`,
+    ]) {
       expect(await oidc.tokenIntrospection(orders, token)).toEqual({ active: false });
     }
+  });
+});
+
+describe('introspection of JWT access tokens (RFC 7662 §2.2, RFC 9068)', () => {
+  it('a JWT access token is active for its API and its client, with its claims, and for no other API or client', async () => {
+    const tokens = await machineToken(ORDERS, 'read:orders');
+    const claims = decodeJwt(tokens.access_token);
+    const expected = { active: true, sub: machineId, client_id: machineId, aud: ORDERS, iss: pc.issuer, scope: 'read:orders', exp: claims.exp, iat: claims.iat, jti: claims.jti, token_type: 'Bearer' };
+    const orders = await discover(pc.issuer, apis.orders.client_id, apis.orders.client_secret);
+    expect(await oidc.tokenIntrospection(orders, tokens.access_token)).toEqual(expected);
+    expect(await oidc.tokenIntrospection(machine, tokens.access_token, { token_type_hint: 'access_token' })).toEqual(expected);
+    const reports = await discover(pc.issuer, apis.reports.client_id, apis.reports.client_secret);
+    expect(await oidc.tokenIntrospection(reports, tokens.access_token)).toEqual({ active: false });
+    expect(await oidc.tokenIntrospection(web, tokens.access_token)).toEqual({ active: false });
+
+    // Bound to a DPoP key: said so, with the key's thumbprint (RFC 9449 §6.2).
+    const bound = await oidc.clientCredentialsGrant(machine, { resource: ORDERS, scope: 'read:orders' }, { DPoP: oidc.getDPoPHandle(machine, await oidc.randomDPoPKeyPair()) });
+    const { jkt } = decodeJwt(bound.access_token).cnf as { jkt: string };
+    expect(await oidc.tokenIntrospection(orders, bound.access_token)).toMatchObject({ active: true, token_type: 'DPoP', cnf: { jkt } });
+  });
+
+  it('a person\'s JWT access token is inactive once the person is disabled, and an expired one is inactive', async () => {
+    const erin = { email: 'erin@example.com', password: 'erins password' };
+    await pc.createUser(erin.email, erin.password, 'Erin');
+    const { tokens } = await logIn(new UserAgent(), web, 'openid read:orders', erin, { resource: ORDERS });
+    const sub = decodeJwt(tokens.id_token!).sub;
+    const orders = await discover(pc.issuer, apis.orders.client_id, apis.orders.client_secret);
+    expect(await oidc.tokenIntrospection(orders, tokens.access_token)).toMatchObject({ active: true, sub, client_id: web.clientMetadata().client_id, scope: 'read:orders' });
+    expect((await pc.cli(['user', 'disable', erin.email])).code).toBe(0);
+    expect(await oidc.tokenIntrospection(orders, tokens.access_token)).toEqual({ active: false });
+
+    const short = await discover(pc.issuer, apis.short.client_id, apis.short.client_secret);
+    const expiring = (await machineToken(SHORT, 'read:orders')).access_token;
+    expect((await oidc.tokenIntrospection(short, expiring)).active).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 4100));
+    expect(await oidc.tokenIntrospection(short, expiring)).toEqual({ active: false });
   });
 });
 
