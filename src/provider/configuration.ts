@@ -179,9 +179,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     responseTypes: ['code'],
     // RFC 6749 §3.1.2.3: a client that registered exactly one redirect URI
     // may leave it out of an OAuth request, and then of its code exchange
-    // (§4.1.3; the library takes its omission at any code exchange, which
-    // OpenID Connect Core §3.1.3.2 allows). An OpenID request needs it all the
-    // same (Core §3.1.2.1), as does a native app's: redirectUriWhereRequired.
+    // (§4.1.3). The library takes its omission at any code exchange, which
+    // OpenID Connect Core §3.1.3.2 allows and RFC 6749 §4.1.3 does not where
+    // the authorization request named it: harmless, the code can only have
+    // gone to that one URI. An OpenID request needs it all the same (Core
+    // §3.1.2.1), as does a native app's: redirectUriWhereRequired.
     allowOmittingSingleRegisteredRedirectUri: true,
     // S256 only; required for public clients (RFC 9700 §2.1.1), honoured when
     // any client sends it, and required of every client with PKCE_REQUIRED=all
