@@ -622,13 +622,13 @@ describe('introspection of JWT access tokens (RFC 7662 §2.2, RFC 9068)', () => 
   });
 
   it('a person\'s JWT access token is inactive once the person is disabled, and an expired one is inactive', async () => {
-    const erin = { email: 'erin@example.com', password: 'erins password' };
-    await pc.createUser(erin.email, erin.password, 'Erin');
-    const { tokens } = await logIn(new UserAgent(), web, 'openid read:orders', erin, { resource: ORDERS });
+    const ines = { email: 'ines@example.com', password: 'ines long password' };
+    await pc.createUser(ines.email, ines.password, 'Ines');
+    const { tokens } = await logIn(new UserAgent(), web, 'openid read:orders', ines, { resource: ORDERS });
     const sub = decodeJwt(tokens.id_token!).sub;
     const orders = await discover(pc.issuer, apis.orders.client_id, apis.orders.client_secret);
     expect(await oidc.tokenIntrospection(orders, tokens.access_token)).toMatchObject({ active: true, sub, client_id: web.clientMetadata().client_id, scope: 'read:orders' });
-    expect((await pc.cli(['user', 'disable', erin.email])).code).toBe(0);
+    expect((await pc.cli(['user', 'disable', ines.email])).code).toBe(0);
     expect(await oidc.tokenIntrospection(orders, tokens.access_token)).toEqual({ active: false });
 
     const short = await discover(pc.issuer, apis.short.client_id, apis.short.client_secret);
