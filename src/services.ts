@@ -71,7 +71,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
     // each find none and each make a set, under different encryption keys.
     loaded = await database.exclusively(async () => {
       const sealing = await loadSealer(config.encryption, () => holdsNothingSealed(database.prisma));
-      await ensureSigningKeys(database.prisma, sealing.sealer, config.signingAlg, { firstOnly: role === 'cli' });
+      await ensureSigningKeys(database.prisma, sealing.sealer, config.signingAlg, { byCli: role === 'cli' });
       return sealing;
     });
     await database.ready();

@@ -45,23 +45,26 @@ async function generate(alg: SigningAlg, sealer: SecretSealer): Promise<{ kid: s
  * sign with if none is active. RS256 is always available because some relying
  * parties support nothing else.
  *
- * `firstOnly` (the CLI): keys are made only when there are none at all, so
- * that the CLI works before the server's first start; beside a server's keys
- * it adds none. Run with another SIGNING_ALG than the server's, it would
- * otherwise add a key of an algorithm the server never signs with.
+ * `byCli`: keys are made only when there are none at all, so that the CLI
+ * works before the server's first start; beside a server's keys it adds none.
+ * Run with another SIGNING_ALG than the server's, it would otherwise add a key
+ * of an algorithm the server never signs with. Nor does the CLI seal stored
+ * keys again: only a server's start does (README, Keys). A command run to try
+ * a new ENCRYPTION_KEYS list, `keys list` say, would otherwise reseal every
+ * key under a key no running server has, and none of them could start again.
  */
 export async function ensureSigningKeys(
   prisma: Prisma,
   sealer: SecretSealer,
   primaryAlg: SigningAlg,
-  { firstOnly = false }: { firstOnly?: boolean } = {},
+  { byCli = false }: { byCli?: boolean } = {},
 ): Promise<void> {
   const stored = await prisma.signingKey.findMany({ select: { kid: true, jwk: true, privateJwk: true } });
   for (const row of stored) {
     // Every start opens every key: a wrong ENCRYPTION_KEYS stops the server or
     // CLI here, before it adds keys sealed under another key than the rest.
     const jwk = openPrivateJwk(row, sealer);
-    if (row.privateJwk && sealer.isCurrent(row.privateJwk)) continue;
+    if (byCli || (row.privateJwk && sealer.isCurrent(row.privateJwk))) continue;
     // In the plain (an earlier version) or sealed with a key that no longer
     // seals (ENCRYPTION_KEYS rotated): sealed again with the current one, so
     // the old key can be dropped after one start. The old value in the filter:
@@ -71,7 +74,7 @@ export async function ensureSigningKeys(
       data: { jwk: publicPart(jwk) as object, privateJwk: sealer.seal(JSON.stringify(jwk), sealContext(row.kid)) },
     });
   }
-  if (firstOnly && stored.length > 0) return;
+  if (byCli && stored.length > 0) return;
   const active = await prisma.signingKey.findMany({ where: { rotatedAt: null }, select: { alg: true } });
   const missing = [...new Set<SigningAlg>([primaryAlg, 'RS256'])].filter((alg) => !active.some((key) => key.alg === alg));
   for (const alg of missing) await prisma.signingKey.create({ data: await generate(alg, sealer) });

@@ -308,6 +308,11 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   const before = await signingKeys();
   const oldId = keyIdOf(before[0]!.private_jwk!);
   for (const row of before) expect(keyIdOf(row.private_jwk!)).toBe(oldId);
+  // A CLI command run with the new list seals nothing again (only a server's start does): the
+  // running servers, on the old key alone, could not start again.
+  const tried = await runCli(['keys', 'list'], { ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` });
+  expect(tried.code, tried.stderr).toBe(0);
+  for (const row of await signingKeys()) expect(keyIdOf(row.private_jwk!)).toBe(oldId);
 
   await server.close();
   server = await restart({ ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` });
