@@ -76,9 +76,23 @@ function parsesAsConnectionString(url: string): boolean {
   return URL.canParse(url) || URL.canParse(url.replace(/@\//, '@localhost/'));
 }
 
+/** What makes `value`, a URL, more or other than its origin (for the message). */
+function notOrigin(value: string, url: URL): string {
+  if (url.username || url.password) return 'it holds credentials';
+  if (url.search || value.includes('?')) return 'it has a query';
+  if (url.hash || value.includes('#')) return 'it has a fragment';
+  if (url.pathname !== '/') return `it has a path (${url.pathname}): endpoints are served at the root`;
+  if (/:\d+\/?$/.test(value) && !url.port) return `it names the default port of ${url.protocol.slice(0, -1)}`;
+  return `write it as ${url.origin} (lower-case)`;
+}
+
 /** Decimal digits only: Number() also reads "0x10", "1e3" and " " (as 0). (Blanks around any value are dropped in loadConfig.) */
 const wholeNumber = (min: number, max: number) =>
-  z.string().regex(/^\d+$/, 'must be a whole number (decimal digits)').transform(Number).pipe(z.number().int().min(min).max(max));
+  z
+    .string()
+    .regex(/^\d+$/, 'must be a whole number (decimal digits)')
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be from ${min} to ${max}`).max(max, `must be from ${min} to ${max}`));
 const integer = (fallback: number, min: number, max: number) => z.string().default(String(fallback)).pipe(wholeNumber(min, max));
 
 /** One of `values`. */
@@ -106,7 +120,7 @@ const fields = z.object({
         : !['http:', 'https:'].includes(url.protocol)
           ? 'must be an https (or, in development, http) URL'
           : value.replace(/\/$/, '') !== url.origin
-            ? 'must be the origin alone, as in https://id.example.com: lower-case, no default port, path, query, fragment or credentials'
+            ? `must be the origin alone, as in https://id.example.com: ${notOrigin(value, url)}`
             : undefined;
       if (problem) ctx.addIssue({ code: 'custom', message: problem });
     })
@@ -180,7 +194,7 @@ const fields = z.object({
   TRUST_PROXY: z
     .string()
     .default('false')
-    .refine((value) => /^(true|false|[1-9])$/.test(value), 'must be true, false, or the number of proxies in front (1-9)')
+    .refine((value) => /^(true|false|[0-9])$/.test(value), 'must be true, false, or the number of proxies in front (0-9)')
     .transform((value) => (value === 'false' ? 0 : value === 'true' ? 1 : Number(value))),
   LOG_LEVEL: choice(['debug', 'info', 'warn', 'error', 'silent'], 'info'),
   // Prometheus metrics on a listener of their own; unset, there is none.

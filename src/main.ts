@@ -1,12 +1,28 @@
 // Process entry: config → server → listen; clean shutdown on SIGTERM/SIGINT.
 import { ConfigError, loadConfig } from './config.js';
+import { terminalSafe } from './display-text.js';
 import { createLogger } from './logger.js';
 import { startServer } from './server.js';
+import { VERSION } from './version.js';
+
+const HELP = `Usage: node dist/main.js (or npm start)
+Starts the Portcullis server. It takes no arguments: it is configured by its environment
+(PORT, ISSUER, DATABASE_URL, DATA_DIR, ENCRYPTION_KEYS, ...; see README.md, Configuration).
+The CLI is another command: npx portcullis --help.
+`;
 
 /** Signals this close to the first are the same one, delivered twice (see stop). */
 const SAME_SIGNAL_MS = 1_000;
 
 async function main(): Promise<void> {
+  // The server takes no arguments: anything given is a question about it, or a mistake, not a start.
+  const [asked, ...rest] = process.argv.slice(2);
+  if (asked !== undefined) {
+    if (rest.length === 0 && (asked === '--version' || asked === '-v')) process.stdout.write(`portcullis ${VERSION}\n`);
+    else if (rest.length === 0 && (asked === '--help' || asked === '-h')) process.stdout.write(HELP);
+    else process.stderr.write(`portcullis: the server takes no arguments (got "${terminalSafe(asked)}"); it is configured by its environment\n\n${HELP}`);
+    process.exit(rest.length === 0 && ['--version', '-v', '--help', '-h'].includes(asked) ? 0 : 2);
+  }
   let config;
   try {
     config = loadConfig();

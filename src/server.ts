@@ -206,6 +206,10 @@ export async function startServer(config: Config, logger: Logger = createLogger(
         found: earlier,
       });
     }
+    if (services.migrations.applied.length > 0) {
+      // An upgrade's trace: which schema changes this start made, on a database that held how many.
+      logger.info('database migrated', { applied: services.migrations.applied, before: services.migrations.alreadyApplied });
+    }
     if (services.migrations.unknown.length > 0) {
       // Expected for an old instance during a rolling deploy (README, Upgrades); otherwise this release is too old for its database.
       logger.warn('the database holds migrations this release does not have: a newer release migrated it', { migrations: services.migrations.unknown });

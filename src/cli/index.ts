@@ -34,7 +34,7 @@ const GROUPS = new Set(Object.keys(COMMANDS).filter((name) => name.includes(' ')
 
 export async function run(argv: string[], io: Io): Promise<number> {
   // Help, for the whole CLI or a group of commands (`portcullis client --help`): the usage.
-  if (argv.length === 1 && argv[0] === '--version') {
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v' || argv[0] === 'version')) {
     io.out(`portcullis ${VERSION}\n`);
     return 0;
   }
@@ -53,9 +53,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
       const group = Object.keys(COMMANDS).some((known) => known.startsWith(`${argv[0]} `));
       throw new UsageError(group && argv.length === 1 ? `"${argv[0]}" needs a command after it` : `unknown command "${argv.slice(0, 2).join(' ')}"`);
     }
-    // Help for a command is the usage (every command is in it), whatever else was given.
+    // Help for a command is its own usage, whatever else was given (`--help` alone lists every command).
     if (args.includes('--help') || args.includes('-h')) {
-      io.out(USAGE);
+      io.out(usageOf(name));
       return 0;
     }
     await command(args, async () => (services ??= noteKeyFileMade(await openServices(loadConfig(), 'cli'))), io);

@@ -6,12 +6,14 @@ Clients
                 [--scope "openid profile email offline_access"] [--scope ...] [--public | --native]
                 [--id-token-alg ES256|EdDSA|RS256] [--logo-uri URI] [--client-uri URI]
                 [--policy-uri URI] [--tos-uri URI] [--json]
+                                            --id-token-alg: RS256 (the default) or SIGNING_ALG's
   client list [--json]
   client update CLIENT_ID [--name NAME] [--redirect-uri URI ...] [--post-logout-redirect-uri URI ...]
                 [--grant-type TYPE ...] [--scope SCOPES ...] [--id-token-alg ALG] [--logo-uri URI]
                 [--client-uri URI] [--policy-uri URI] [--tos-uri URI] [--json]
                                             what is given replaces what was registered ("" removes
-                                            a shown URI); the id, secret and tokens stay
+                                            a shown URI); the id and secret stay, and what was
+                                            issued within the new registration
   client delete CLIENT_ID
   client rotate-secret CLIENT_ID [--json]   a new secret; the old one stops working at once
 
@@ -44,7 +46,7 @@ Database
   migrate                 apply pending migrations (the server also does this at start)
 
 Version
-  --version               this copy's version (also in the server's "portcullis listening" line)
+  --version, -v, version  this copy's version (also in the server's "portcullis listening" line)
 
 Configuration comes from the environment (DATABASE_URL, DATA_DIR, ...); see README.md.
 `;

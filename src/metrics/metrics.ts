@@ -10,8 +10,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { VERSION } from '../version.js';
 
-export type SignInOutcome = 'success' | 'wrong_credentials' | 'throttled' | 'refused';
-export type ConsentDecision = 'allow' | 'deny';
+const SIGN_IN_OUTCOMES = ['success', 'wrong_credentials', 'throttled', 'refused'] as const;
+const CONSENT_DECISIONS = ['allow', 'deny'] as const;
+export type SignInOutcome = (typeof SIGN_IN_OUTCOMES)[number];
+export type ConsentDecision = (typeof CONSENT_DECISIONS)[number];
 
 /** The grant types this server issues tokens for; anything else counts as `other`. */
 const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials']);
@@ -140,6 +142,13 @@ export class Metrics {
   /** With Node's process metrics too (CPU, memory, event-loop delay, garbage collection). */
   constructor(options: { pool?: () => PoolStats } = {}) {
     collectDefaultMetrics({ register: this.registry });
+    // Every series a counter with a fixed set of labels can have, at 0 from
+    // the start: a rate over a series that appears at its first event sees
+    // nothing before it, and an alert on it has no data rather than zero.
+    for (const grantType of GRANT_TYPES) this.tokensIssued.inc({ grant_type: grantType }, 0);
+    for (const outcome of SIGN_IN_OUTCOMES) this.signIns.inc({ outcome }, 0);
+    for (const decision of CONSENT_DECISIONS) this.consents.inc({ decision }, 0);
+    for (const reason of ['replay', 'other']) this.grantsRevoked.inc({ reason }, 0);
     new Gauge({
       name: 'portcullis_build_info',
       help: 'The running version of Portcullis (always 1).',

@@ -350,8 +350,8 @@ describe('portcullis client', () => {
     [['client', 'frobnicate'], 2, 'unknown command'],
     [['client'], 2, '"client" needs a command after it'],
     [['keys'], 2, '"keys" needs a command after it'],
-    [['client', 'create', '--help'], 0, 'Usage: portcullis'],
-    [['client', 'delete', '--help'], 0, 'Usage: portcullis'],
+    [['client', 'create', '--help'], 0, 'portcullis client create --name NAME'],
+    [['client', 'delete', '--help'], 0, 'portcullis client delete CLIENT_ID'],
     [['client', '--help'], 0, 'Usage: portcullis'],
     [['keys', '-h'], 0, 'Usage: portcullis'],
     [['nonsense', '--help'], 2, 'unknown command'],
@@ -362,13 +362,21 @@ describe('portcullis client', () => {
     expect(result.code).toBe(code);
     expect(result.stderr + result.stdout).toContain(message);
     noStackTrace(result.stderr);
+    // A command's help is its own usage, not every command's.
+    if (args.length === 3 && args[2] === '--help') expect(result.stdout).not.toContain('keys rotate');
   });
 
   it('--version prints the version of package.json, which the server\'s start-up line also names', async () => {
     const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-    const result = await pc.cli(['--version']);
-    expect([result.code, result.stdout]).toEqual([0, `portcullis ${version}\n`]);
+    for (const asked of ['--version', '-v', 'version']) {
+      const result = await pc.cli([asked]);
+      expect([asked, result.code, result.stdout]).toEqual([asked, 0, `portcullis ${version}\n`]);
+    }
     expect(pc.log.find((line) => line.includes('portcullis listening'))).toContain(`"version":"${version}"`);
+    // The first start on this test's new database applied every migration, and said which.
+    const migrated = JSON.parse(pc.log.find((line) => line.includes('database migrated'))!) as { applied: string[]; before: number };
+    expect(migrated.before).toBe(0);
+    expect(migrated.applied).toEqual(readdirSync(new URL('../../prisma/migrations', import.meta.url), { withFileTypes: true }).filter((entry) => entry.isDirectory()).map((entry) => entry.name).sort());
   });
 
   it('an option that takes one value, given twice, is a usage error rather than the last one silently winning', async () => {
@@ -1763,16 +1771,16 @@ describe('without a running server', () => {
   it.each([
     [{ PORT: 'eighty', ARGON2_MEMORY_KIB: '12' }, ['PORT', 'ARGON2_MEMORY_KIB'], []],
     // Endpoints are served at the root: an issuer with a path would name addresses nothing serves.
-    [{ ISSUER: 'https://id.example.com/auth-server' }, ['ISSUER', 'the origin alone'], []],
+    [{ ISSUER: 'https://id.example.com/auth-server' }, ['ISSUER', 'the origin alone', 'it has a path (/auth-server)'], []],
     // Mistyped: these stopped the server with "Invalid URL" (exit 1), naming nothing.
     [{ ISSUER: 'id.example.com' }, ['ISSUER', 'is not a URL with a host'], []],
     [{ ISSUER: 'https://id.example.com:99999' }, ['ISSUER', 'is not a URL with a host'], []],
     [{ ISSUER: 'https://id example.com' }, ['ISSUER', 'is not a URL with a host'], []],
     [{ ISSUER: 'ftp://id.example.com' }, ['ISSUER', 'must be an https'], []],
-    [{ ISSUER: 'http://localhost:3000?x=1' }, ['ISSUER', 'the origin alone'], []],
+    [{ ISSUER: 'http://localhost:3000?x=1' }, ['ISSUER', 'the origin alone', 'it has a query'], []],
     // Every token's iss is ISSUER as written: it must be the origin exactly as a URL parser writes it.
-    [{ ISSUER: 'https://ID.example.com' }, ['ISSUER', 'lower-case'], []],
-    [{ ISSUER: 'https://id.example.com:443' }, ['ISSUER', 'no default port'], []],
+    [{ ISSUER: 'https://ID.example.com' }, ['ISSUER', 'write it as https://id.example.com (lower-case)'], []],
+    [{ ISSUER: 'https://id.example.com:443' }, ['ISSUER', 'it names the default port of https'], []],
     [{ ISSUER: 'https://id.example.com/?' }, ['ISSUER', 'the origin alone'], []],
     // Timers that would spin (0, or beyond what a Node timer holds), a token that expires at once;
     // a variable set to nothing counts as unset.
@@ -1783,6 +1791,8 @@ describe('without a running server', () => {
     ],
     // Number() read these as ports (0x1068 and 42e2 as 4200); blanks count as unset.
     [{ PORT: '0x1068', DATABASE_POOL_SIZE: '1e1' }, ['PORT', 'decimal digits', 'DATABASE_POOL_SIZE'], []],
+    // A number out of range says the range, in the words of the other lines.
+    [{ PORT: '0', METRICS_PORT: '70000' }, ['PORT: must be from 1 to 65535', 'METRICS_PORT: must be from 1 to 65535'], ['Too small', 'Too big']],
     [{ DATABASE_TIMEOUT: '0s' }, ['DATABASE_TIMEOUT', 'shorter than the least allowed'], []],
     [{ SHUTDOWN_DELAY: '10m' }, ['SHUTDOWN_DELAY', 'longer than the most allowed'], []],
     // A reuse interval is a moment's grace, not a second life.
@@ -1806,6 +1816,8 @@ describe('without a running server', () => {
       ['PORT'],
       ['LOG_LEVEL', 'SIGNING_ALG', 'PKCE_REQUIRED', 'TRUST_PROXY'],
     ],
+    // No proxy in front, said as a count.
+    [{ PORT: '0x1', TRUST_PROXY: '0' }, ['PORT'], ['TRUST_PROXY']],
     // So do addresses and paths: a DATA_DIR with a trailing blank opened a new, empty database.
     [{ PORT: '0x1', ISSUER: 'http://localhost:3000 ', DATABASE_URL: ' postgresql://127.0.0.1:5432/x\n' }, ['PORT'], ['ISSUER', 'DATABASE_URL']],
     // A file where the embedded database's directory should be (the key file's message named neither).
@@ -1825,6 +1837,31 @@ describe('without a running server', () => {
     for (const text of named) expect(result.stderr).toContain(text);
     for (const text of notNamed) expect(result.stderr).not.toContain(text);
     noStackTrace(result.stderr);
+  });
+});
+
+describe('the server\'s command line', () => {
+  const server = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { env: { ...process.env, ...TEST_ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk) => (stdout += chunk));
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      child.once('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  it('answers --version and --help without starting, and refuses any other argument rather than start as if it were not there', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const asked = await server(['--version']);
+    expect([asked.code, asked.stdout]).toEqual([0, `portcullis ${version}\n`]);
+    const help = await server(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('configured by its environment');
+    const wrong = await server(['--port', '4000']);
+    expect([wrong.code, wrong.stdout]).toEqual([2, '']);
+    expect(wrong.stderr).toContain('the server takes no arguments (got "--port")');
+    noStackTrace(wrong.stderr);
   });
 });
 

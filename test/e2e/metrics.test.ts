@@ -63,6 +63,15 @@ describe('with METRICS_PORT', () => {
     expect(samples.get('process_resident_memory_bytes')).toBeGreaterThan(0);
     expect(samples.has('portcullis_database_pool_connections{state="idle"}')).toBe(true);
     expect(samples.get('portcullis_database_pool_waiting_requests')).toBe(0);
+    // Counters of a fixed set of labels are there at 0 before their first event (for rates and alerts).
+    for (const series of [
+      'portcullis_tokens_issued_total{grant_type="refresh_token"}',
+      'portcullis_sign_ins_total{outcome="throttled"}',
+      'portcullis_consents_total{decision="deny"}',
+      'portcullis_grant_revocations_total{reason="replay"}',
+    ]) {
+      expect([series, samples.get(series)]).toEqual([series, 0]);
+    }
 
     expect((await fetch(`${pc.issuer}/metrics`)).status).toBe(404);
     const posted = await fetch(metricsUrl, { method: 'POST' });
