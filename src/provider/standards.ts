@@ -5,6 +5,7 @@ import type Provider from 'oidc-provider';
 import { decodeProtectedHeader } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { routePattern } from '../http/methods.js';
+import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
 import { signOutsToRegisteredAddresses } from './registration-changes.js';
 
@@ -410,7 +411,17 @@ function refuseWhenNoScopeIsGranted(ctx: KoaContextWithOIDC): void {
   if (typeof requested !== 'string' || !requested.trim() || !body?.access_token || (body.scope !== undefined && body.scope !== '')) return;
   ctx.status = 400;
   // Most often an API's scopes asked for without the API: say how to name it.
-  ctx.body = { error: 'invalid_scope', error_description: "none of the requested scopes can be granted (an API's scopes need its identifier as resource, RFC 8707)" };
+  // OpenID Connect scopes alone but openid (a refresh narrowing to `profile`)
+  // would make a token for UserInfo, which takes none without openid.
+  const scopes = requested.split(' ').filter(Boolean);
+  const refresh = ctx.oidc.params?.grant_type === 'refresh_token';
+  const forUserinfo = refresh && scopes.every((name) => OIDC_SCOPES.includes(name)) && !scopes.includes('openid');
+  ctx.body = {
+    error: 'invalid_scope',
+    error_description: forUserinfo
+      ? 'none of the requested scopes can be granted: an access token for UserInfo needs openid among them'
+      : "none of the requested scopes can be granted (an API's scopes need its identifier as resource, RFC 8707)",
+  };
 }
 
 /**
