@@ -11,17 +11,27 @@ Starts the Portcullis server. It takes no arguments: it is configured by its env
 The CLI is another command: npx portcullis --help.
 `;
 
+const ANSWERS = new Map([
+  ['--version', `portcullis ${VERSION}\n`],
+  ['-v', `portcullis ${VERSION}\n`],
+  ['--help', HELP],
+  ['-h', HELP],
+]);
+
 /** Signals this close to the first are the same one, delivered twice (see stop). */
 const SAME_SIGNAL_MS = 1_000;
 
 async function main(): Promise<void> {
   // The server takes no arguments: anything given is a question about it, or a mistake, not a start.
-  const [asked, ...rest] = process.argv.slice(2);
-  if (asked !== undefined) {
-    if (rest.length === 0 && (asked === '--version' || asked === '-v')) process.stdout.write(`portcullis ${VERSION}\n`);
-    else if (rest.length === 0 && (asked === '--help' || asked === '-h')) process.stdout.write(HELP);
-    else process.stderr.write(`portcullis: the server takes no arguments (got "${terminalSafe(asked)}"); it is configured by its environment\n\n${HELP}`);
-    process.exit(rest.length === 0 && ['--version', '-v', '--help', '-h'].includes(asked) ? 0 : 2);
+  const args = process.argv.slice(2);
+  if (args.length > 0) {
+    const answer = args.length === 1 ? ANSWERS.get(args[0]!) : undefined;
+    if (answer !== undefined) {
+      process.stdout.write(answer);
+      process.exit(0);
+    }
+    process.stderr.write(`portcullis: the server takes no arguments (got "${terminalSafe(args[0]!)}"); it is configured by its environment\n\n${HELP}`);
+    process.exit(2);
   }
   let config;
   try {
