@@ -83,7 +83,7 @@ function notOrigin(value: string, url: URL): string {
   if (url.hash || value.includes('#')) return 'it has a fragment';
   if (url.pathname !== '/') return `it has a path (${url.pathname}): endpoints are served at the root`;
   if (/:\d+\/?$/.test(value) && !url.port) return `it names the default port of ${url.protocol.slice(0, -1)}`;
-  return `write it as ${url.origin} (lower-case)`;
+  return `write it as ${url.origin}, as a URL parser does (lower-case, no empty or zero-padded port)`;
 }
 
 /** Decimal digits only: Number() also reads "0x10", "1e3" and " " (as 0). (Blanks around any value are dropped in loadConfig.) */

@@ -33,11 +33,11 @@ async function readStdin(): Promise<string> {
 const GROUPS = new Set(Object.keys(COMMANDS).filter((name) => name.includes(' ')).map((name) => name.split(' ')[0]!));
 
 export async function run(argv: string[], io: Io): Promise<number> {
-  // Help, for the whole CLI or a group of commands (`portcullis client --help`): the usage.
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v' || argv[0] === 'version')) {
     io.out(`portcullis ${VERSION}\n`);
     return 0;
   }
+  // Help, for the whole CLI or a group of commands (`portcullis client --help`): the usage.
   const asksHelp = (arg: string | undefined) => arg === '--help' || arg === '-h';
   if (argv.length === 0 || argv[0] === 'help' || asksHelp(argv[0]) || (argv.length === 2 && GROUPS.has(argv[0]!) && asksHelp(argv[1]))) {
     io.out(USAGE);

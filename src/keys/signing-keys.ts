@@ -27,7 +27,8 @@ export interface KeyInfo {
 // The members of a JWK that are private (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
 const PRIVATE_MEMBERS = new Set(['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']);
 
-const publicPart = (jwk: JWK): JWK => Object.fromEntries(Object.entries(jwk).filter(([name]) => !PRIVATE_MEMBERS.has(name))) as JWK;
+/** A key's public JWK: what verifies its signatures, as /jwks publishes it. */
+export const publicPart = (jwk: JWK): JWK => Object.fromEntries(Object.entries(jwk).filter(([name]) => !PRIVATE_MEMBERS.has(name))) as JWK;
 const sealContext = (kid: string) => `signing key ${kid}`;
 
 /** A new key pair as the row to store: the public JWK, and the private one sealed. */

@@ -8,16 +8,15 @@
 // this server publishes, issuer, `typ: at+jwt`, expiry), then through the
 // same policy as a stored token (introspection.allowedPolicy in
 // configuration.ts): only its API or its client is answered, and not for a
-// user disabled or revoked since, nor for an API deleted since. What no JWT
-// names, its grant, cannot be asked: a consent withdrawn does not end it, as
-// it does not end it at the API (README, Protecting an API).
+// user disabled or revoked since, nor for a client or an API deleted since.
+// What no JWT names, its grant and sign-in, cannot be asked: a consent
+// withdrawn, a sign-out or a replayed refresh token does not end it, as it
+// does not end it at the API (README, Protecting an API).
 import { createLocalJWKSet, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import type { Client, KoaContextWithOIDC } from 'oidc-provider';
+import { publicPart } from '../keys/signing-keys.js';
 
 type AllowedPolicy = (ctx: KoaContextWithOIDC, client: Client, token: never) => Promise<boolean> | boolean;
-
-/** The members of a JWK that are private (RFC 7518 §6): never part of a verification key. */
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
 interface AccessTokenClaims extends JWTPayload {
   client_id?: unknown;
@@ -32,9 +31,7 @@ interface AccessTokenClaims extends JWTPayload {
  * followTheStandards to answer `{"active": false}`.
  */
 export function introspectStructuredTokens(signingKeys: object[], issuer: string, allowedPolicy: AllowedPolicy) {
-  const keys = createLocalJWKSet({
-    keys: (signingKeys as JWK[]).map((key) => Object.fromEntries(Object.entries(key).filter(([name]) => !PRIVATE_MEMBERS.includes(name))) as JWK),
-  });
+  const keys = createLocalJWKSet({ keys: (signingKeys as JWK[]).map(publicPart) });
 
   return async function answerForAccessTokenJwt(ctx: KoaContextWithOIDC): Promise<void> {
     const refused = ctx.body as { error?: string } | undefined;
@@ -50,6 +47,8 @@ export function introspectStructuredTokens(signingKeys: object[], issuer: string
     }
     const clientId = claims.client_id;
     if (typeof clientId !== 'string' || typeof claims.sub !== 'string') return;
+    // Not a token of a client deleted since, whose stored tokens went with it (a lookup, cached).
+    if (!(await ctx.oidc.provider.Client.find(clientId))) return;
     // The person's, unless it is a client's own token (client credentials: RFC 9068 §2.2 makes the client its subject).
     const token = {
       kind: 'AccessToken',

@@ -1779,7 +1779,7 @@ describe('without a running server', () => {
     [{ ISSUER: 'ftp://id.example.com' }, ['ISSUER', 'must be an https'], []],
     [{ ISSUER: 'http://localhost:3000?x=1' }, ['ISSUER', 'the origin alone', 'it has a query'], []],
     // Every token's iss is ISSUER as written: it must be the origin exactly as a URL parser writes it.
-    [{ ISSUER: 'https://ID.example.com' }, ['ISSUER', 'write it as https://id.example.com (lower-case)'], []],
+    [{ ISSUER: 'https://ID.example.com' }, ['ISSUER', 'write it as https://id.example.com, as a URL parser does (lower-case'], []],
     [{ ISSUER: 'https://id.example.com:443' }, ['ISSUER', 'it names the default port of https'], []],
     [{ ISSUER: 'https://id.example.com/?' }, ['ISSUER', 'the origin alone'], []],
     // Timers that would spin (0, or beyond what a Node timer holds), a token that expires at once;

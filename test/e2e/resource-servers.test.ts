@@ -610,7 +610,7 @@ describe('tokens the example API must refuse', () => {
 });
 
 describe('introspection of JWT access tokens (RFC 7662 §2.2, RFC 9068)', () => {
-  it('a JWT access token is active for its API and its client, with its claims, and for no other API or client', async () => {
+  it('a JWT access token is active for its API and its client, with its claims, and for no other API or client, nor once its client is deleted', async () => {
     const tokens = await machineToken(ORDERS, 'read:orders');
     const claims = decodeJwt(tokens.access_token);
     const expected = { active: true, sub: machineId, client_id: machineId, aud: ORDERS, iss: pc.issuer, scope: 'read:orders', exp: claims.exp, iat: claims.iat, jti: claims.jti, token_type: 'Bearer' };
@@ -625,6 +625,13 @@ describe('introspection of JWT access tokens (RFC 7662 §2.2, RFC 9068)', () => 
     const bound = await oidc.clientCredentialsGrant(machine, { resource: ORDERS, scope: 'read:orders' }, { DPoP: oidc.getDPoPHandle(machine, await oidc.randomDPoPKeyPair()) });
     const { jkt } = decodeJwt(bound.access_token).cnf as { jkt: string };
     expect(await oidc.tokenIntrospection(orders, bound.access_token)).toMatchObject({ active: true, token_type: 'DPoP', cnf: { jkt } });
+
+    // A client deleted since: its stored tokens went with it, and so does what its JWTs are said to be.
+    const brief = await pc.createClient({ name: 'Brief', grantTypes: ['client_credentials'], scope: 'read:orders' });
+    const briefToken = (await oidc.clientCredentialsGrant(await discover(pc.issuer, brief.client_id, brief.client_secret), { resource: ORDERS, scope: 'read:orders' })).access_token;
+    expect((await oidc.tokenIntrospection(orders, briefToken)).active).toBe(true);
+    expect((await pc.cli(['client', 'delete', brief.client_id])).code).toBe(0);
+    expect(await oidc.tokenIntrospection(orders, briefToken)).toEqual({ active: false });
   });
 
   it('a person\'s JWT access token is inactive once the person is disabled, and an expired one is inactive', async () => {
