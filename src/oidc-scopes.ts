@@ -6,3 +6,6 @@ export const OIDC_CLAIMS = {
 };
 
 export const OIDC_SCOPES = ['openid', 'offline_access', 'profile', 'email'];
+
+/** Whether every scope in `names` is an OpenID Connect scope: what such a request asks for is a token for UserInfo. */
+export const onlyOpenIdConnectScopes = (names: string[]): boolean => names.every((name) => OIDC_SCOPES.includes(name));

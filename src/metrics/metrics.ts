@@ -12,6 +12,7 @@ import { VERSION } from '../version.js';
 
 const SIGN_IN_OUTCOMES = ['success', 'wrong_credentials', 'throttled', 'refused'] as const;
 const CONSENT_DECISIONS = ['allow', 'deny'] as const;
+const REVOCATION_REASONS = ['replay', 'other'] as const;
 export type SignInOutcome = (typeof SIGN_IN_OUTCOMES)[number];
 export type ConsentDecision = (typeof CONSENT_DECISIONS)[number];
 
@@ -148,7 +149,7 @@ export class Metrics {
     for (const grantType of GRANT_TYPES) this.tokensIssued.inc({ grant_type: grantType }, 0);
     for (const outcome of SIGN_IN_OUTCOMES) this.signIns.inc({ outcome }, 0);
     for (const decision of CONSENT_DECISIONS) this.consents.inc({ decision }, 0);
-    for (const reason of ['replay', 'other']) this.grantsRevoked.inc({ reason }, 0);
+    for (const reason of REVOCATION_REASONS) this.grantsRevoked.inc({ reason }, 0);
     new Gauge({
       name: 'portcullis_build_info',
       help: 'The running version of Portcullis (always 1).',
@@ -199,7 +200,7 @@ export class Metrics {
     this.consents.inc({ decision });
   }
 
-  grantRevoked(reason: 'replay' | 'other'): void {
+  grantRevoked(reason: (typeof REVOCATION_REASONS)[number]): void {
     this.grantsRevoked.inc({ reason });
   }
 

@@ -13,7 +13,7 @@ import { renderPage } from '../http/views.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { OIDC_CLAIMS, OIDC_SCOPES } from '../oidc-scopes.js';
+import { OIDC_CLAIMS, OIDC_SCOPES, onlyOpenIdConnectScopes } from '../oidc-scopes.js';
 import type { Prisma, Sql } from '../persistence/database.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
@@ -469,7 +469,7 @@ function asksOnlyForOpenIdScopes(ctx: KoaContextWithOIDC): boolean {
   const scope = ctx.oidc.params?.scope;
   if (typeof scope !== 'string') return false;
   const scopes = scope.split(' ').filter(Boolean);
-  return scopes.includes('openid') && scopes.every((name) => OIDC_SCOPES.includes(name));
+  return scopes.includes('openid') && onlyOpenIdConnectScopes(scopes);
 }
 
 /** See getResourceServerInfo. */

@@ -5,7 +5,7 @@ import type Provider from 'oidc-provider';
 import { decodeProtectedHeader } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { routePattern } from '../http/methods.js';
-import { OIDC_SCOPES } from '../oidc-scopes.js';
+import { onlyOpenIdConnectScopes } from '../oidc-scopes.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
 import { signOutsToRegisteredAddresses } from './registration-changes.js';
 
@@ -415,7 +415,7 @@ function refuseWhenNoScopeIsGranted(ctx: KoaContextWithOIDC): void {
   // would make a token for UserInfo, which takes none without openid.
   const scopes = requested.split(' ').filter(Boolean);
   const refresh = ctx.oidc.params?.grant_type === 'refresh_token';
-  const forUserinfo = refresh && scopes.every((name) => OIDC_SCOPES.includes(name)) && !scopes.includes('openid');
+  const forUserinfo = refresh && onlyOpenIdConnectScopes(scopes) && !scopes.includes('openid');
   ctx.body = {
     error: 'invalid_scope',
     error_description: forUserinfo
