@@ -73,6 +73,37 @@ function checkIdentifier(identifier: string): string {
   return identifier;
 }
 
+function checkScopes(specs: string[]): ApiScope[] {
+  const scopes = specs.map(parseScope);
+  if (scopes.length === 0) throw new ApiError('an API needs at least one --scope');
+  if (new Set(scopes.map((scope) => scope.name)).size !== scopes.length) throw new ApiError('a scope is listed twice');
+  return scopes;
+}
+
+function checkTokenFormat(format: string): TokenFormat {
+  if (format !== 'jwt' && format !== 'opaque') throw new ApiError('--token-format must be jwt or opaque');
+  return format;
+}
+
+function checkTtl(ttl: string): number {
+  let seconds: number;
+  try {
+    seconds = parseDuration(ttl);
+  } catch (error) {
+    throw new ApiError((error as Error).message);
+  }
+  if (seconds < 1 || seconds > MAX_TTL) throw new ApiError('--ttl must be between 1s and 24h');
+  return seconds;
+}
+
+/** The name shown on consent pages: the one given, else the identifier's host. */
+function checkName(given: string | undefined, identifier: string): string {
+  const name = given?.trim();
+  const problem = name ? unshowable(name, 'an API name') : undefined;
+  if (problem) throw new ApiError(problem);
+  return name || new URL(identifier).host || identifier;
+}
+
 function toView(row: { identifier: string; name: string; scopes: unknown; tokenFormat: string; accessTokenTtl: number; clientId: string }): ApiView {
   return {
     identifier: row.identifier,
@@ -112,18 +143,9 @@ export class Apis {
 
   async create(input: NewApi): Promise<ApiView & { clientSecret: string }> {
     const identifier = checkIdentifier(input.identifier.trim());
-    const scopes = input.scopes.map(parseScope);
-    if (scopes.length === 0) throw new ApiError('an API needs at least one --scope');
-    if (new Set(scopes.map((scope) => scope.name)).size !== scopes.length) throw new ApiError('a scope is listed twice');
-    const tokenFormat = input.tokenFormat ?? 'jwt';
-    if (tokenFormat !== 'jwt' && tokenFormat !== 'opaque') throw new ApiError('--token-format must be jwt or opaque');
-    let accessTokenTtl: number;
-    try {
-      accessTokenTtl = parseDuration(input.ttl ?? '15m');
-    } catch (error) {
-      throw new ApiError((error as Error).message);
-    }
-    if (accessTokenTtl < 1 || accessTokenTtl > MAX_TTL) throw new ApiError('--ttl must be between 1s and 24h');
+    const scopes = checkScopes(input.scopes);
+    const tokenFormat = checkTokenFormat(input.tokenFormat ?? 'jwt');
+    const accessTokenTtl = checkTtl(input.ttl ?? '15m');
     // A token with the issuer as its audience would be one for this server
     // itself, which takes none: the name of no API.
     if (asAddress(identifier) === asAddress(this.issuer)) throw new ApiError(`"${identifier}" is this server's own address (ISSUER), not an API's`);
@@ -131,11 +153,7 @@ export class Apis {
     const twin = all.find((api) => asAddress(api.identifier) === asAddress(identifier));
     if (twin?.identifier === identifier) throw new ApiError(`an API with identifier ${identifier} already exists`);
     if (twin) throw new ApiError(`"${identifier}" is the address of the API ${twin.identifier}, written otherwise: tokens name an API exactly as registered, so use that one`);
-
-    const given = input.name?.trim();
-    const problem = given ? unshowable(given, 'an API name') : undefined;
-    if (problem) throw new ApiError(problem);
-    const name = given || new URL(identifier).host || identifier;
+    const name = checkName(input.name, identifier);
     const clientId = randomBytes(16).toString('base64url');
     const clientSecret = randomBytes(32).toString('base64url');
     // The API's own credentials: a client that can authenticate but has no grants.
@@ -191,6 +209,45 @@ export class Apis {
   }
 
   /**
+   * Changes what is given in `changes` and keeps the rest. Scopes given
+   * replace the API's list; one taken away is taken from the consents that
+   * hold it for this API and from the clients registered for it, so it is
+   * neither in a token issued afterwards, refreshes included, nor given again
+   * if a later update brings the name back. Tokens already issued keep what
+   * they say until they expire (the API's --ttl at most). Every instance sees
+   * the change at its next request: APIs are read where they are used.
+   */
+  async update(identifier: string, changes: ApiChanges): Promise<ApiView & { removed: ApiScopesRemoved }> {
+    const row = storable(identifier) ? await this.prisma.api.findUnique({ where: { identifier }, select: SELECT }) : null;
+    if (!row) throw new ApiError(`no API with identifier ${identifier}`);
+    const before = toView(row);
+    const scopes = changes.scopes === undefined ? undefined : checkScopes(changes.scopes);
+    const data = {
+      ...(changes.name !== undefined ? { name: checkName(changes.name, identifier) } : {}),
+      ...(scopes ? { scopes: scopes as object[] } : {}),
+      ...(changes.tokenFormat !== undefined ? { tokenFormat: checkTokenFormat(changes.tokenFormat) } : {}),
+      ...(changes.ttl !== undefined ? { accessTokenTtl: checkTtl(changes.ttl) } : {}),
+    };
+    const names = scopes?.map((scope) => scope.name);
+    const taken = names ? before.scopes.map((scope) => scope.name).filter((name) => !names.includes(name)) : [];
+    // One transaction, the row locked first: two updates at once take turns,
+    // and the narrowing reads the scopes the API holds once this one's are in.
+    const narrowing = taken.length > 0;
+    const [, changed, consents, clients] = await this.prisma.$transaction([
+      this.prisma.$queryRaw`SELECT 1 FROM apis WHERE identifier = ${identifier} FOR UPDATE`,
+      this.prisma.api.updateMany({ where: { identifier }, data }),
+      // (Statements that change nothing where no scope was taken away: the tuple keeps its shape.)
+      narrowing ? narrowConsents(this.prisma, identifier) : this.prisma.$executeRaw`SELECT WHERE false`,
+      narrowing ? narrowClients(this.prisma, identifier) : this.prisma.$queryRaw<{ client_id: string }[]>`SELECT NULL AS client_id WHERE false`,
+    ]);
+    // Deleted since it was looked up (the statements after the update found nothing of it to narrow).
+    if (changed.count === 0) throw new ApiError(`no API with identifier ${identifier}`);
+    const after = await this.find(identifier);
+    if (!after) throw new ApiError(`no API with identifier ${identifier}`);
+    return { ...after, removed: { scopes: taken, consentsChanged: consents, clientsChanged: clients.length } };
+  }
+
+  /**
    * Deletes the API and its credentials, and what was given for it: its
    * opaque access tokens (introspection calls them inactive at once; JWT ones
    * stay valid until they expire, as nothing revokes a JWT), the consents to
@@ -199,39 +256,92 @@ export class Apis {
    * starts from nothing: no client, token or consent of this one counts there.
    */
   async delete(identifier: string): Promise<ApiDeletion> {
-    const api = await this.prisma.api.findUnique({ where: { identifier }, select: { clientId: true } });
+    const api = storable(identifier) ? await this.prisma.api.findUnique({ where: { identifier }, select: { clientId: true } }) : null;
     if (!api) throw new ApiError(`no API with identifier ${identifier}`);
     // One transaction: the clients changed are announced in it (client-changes.ts).
+    // Once the API row is gone (its client's delete cascades to it), the
+    // narrowing leaves consents and clients none of its scopes.
     const [, tokens, grants, clients] = await this.prisma.$transaction([
       this.prisma.client.delete({ where: { clientId: api.clientId } }),
       this.prisma.$executeRaw`
         DELETE FROM provider_artifacts WHERE kind IN ('AccessToken', 'ClientCredentials') AND payload->'aud' ? ${identifier}`,
-      // (account_id IS NOT NULL, as every grant's: lets the grants' partial index find them.)
-      this.prisma.$executeRaw`
-        UPDATE provider_artifacts SET payload = payload #- ARRAY['resources', ${identifier}]
-        WHERE kind = 'Grant' AND account_id IS NOT NULL AND payload->'resources' ? ${identifier}`,
-      // api_scopes (what `client list` shows) is the union of what remains per API.
-      this.prisma.$queryRaw<{ client_id: string }[]>`
-        WITH remaining AS (
-          SELECT c.client_id,
-                 (SELECT string_agg(DISTINCT scope, ' ')
-                    FROM jsonb_each_text(c.metadata->'api_scopes_by_api') AS per_api(api, names),
-                         regexp_split_to_table(per_api.names, ' ') AS scope
-                   WHERE per_api.api <> ${identifier} AND scope <> '') AS scopes
-            FROM clients c WHERE c.metadata->'api_scopes_by_api' ? ${identifier}
-        ), changed AS (
-          UPDATE clients SET updated_at = now(), metadata = CASE
-              WHEN remaining.scopes IS NULL THEN clients.metadata - 'api_scopes' - 'api_scopes_by_api'
-              ELSE jsonb_set(clients.metadata #- ARRAY['api_scopes_by_api', ${identifier}], '{api_scopes}', to_jsonb(remaining.scopes))
-            END
-          FROM remaining WHERE clients.client_id = remaining.client_id
-          RETURNING clients.client_id
-        )
-        SELECT client_id FROM changed, LATERAL (SELECT pg_notify(${CLIENT_CHANGES_CHANNEL}, changed.client_id)) AS announced`,
+      narrowConsents(this.prisma, identifier),
+      narrowClients(this.prisma, identifier),
       announceClientChange(this.prisma, api.clientId),
     ]);
     return { tokensRevoked: tokens, consentsChanged: grants, clientsChanged: clients.length };
   }
+}
+
+// The two statements below narrow what was given for the API `identifier` to
+// the scopes its row holds when they run: none once it is deleted. They run
+// inside the transaction that changed the row.
+
+/** Consents: their scopes for the API, less those it no longer has (the API left out when none remain). */
+function narrowConsents(prisma: Prisma, identifier: string) {
+  // (account_id IS NOT NULL, as every grant's: lets the grants' partial index find them.)
+  return prisma.$executeRaw`
+    UPDATE provider_artifacts SET payload = (
+      SELECT CASE WHEN kept.names = '' THEN payload #- ARRAY['resources', ${identifier}]
+                  ELSE jsonb_set(payload, ARRAY['resources', ${identifier}], to_jsonb(kept.names)) END
+      FROM (SELECT array_to_string(ARRAY(
+              SELECT given FROM unnest(string_to_array(payload->'resources'->>${identifier}, ' ')) AS given
+              WHERE given IN (SELECT scope->>'name' FROM apis, jsonb_array_elements(apis.scopes) AS scope WHERE apis.identifier = ${identifier})
+            ), ' ') AS names) AS kept)
+    WHERE kind = 'Grant' AND account_id IS NOT NULL AND payload->'resources' ? ${identifier}
+      AND NOT string_to_array(payload->'resources'->>${identifier}, ' ')
+          <@ ARRAY(SELECT scope->>'name' FROM apis, jsonb_array_elements(apis.scopes) AS scope WHERE apis.identifier = ${identifier})`;
+}
+
+/**
+ * Clients' registrations for the API, the same way, announced to every
+ * instance (client-changes.ts); api_scopes (what `client list` shows) is the
+ * union of what remains per API.
+ */
+function narrowClients(prisma: Prisma, identifier: string) {
+  return prisma.$queryRaw<{ client_id: string }[]>`
+    WITH held AS (
+      SELECT scope->>'name' AS name FROM apis, jsonb_array_elements(apis.scopes) AS scope WHERE apis.identifier = ${identifier}
+    ), narrowed AS (
+      SELECT c.client_id, (
+        SELECT jsonb_object_agg(per_api.api, per_api.names) FROM (
+          SELECT api, array_to_string(ARRAY(
+            SELECT given FROM regexp_split_to_table(names, ' ') AS given
+            WHERE given <> '' AND (api <> ${identifier} OR given IN (SELECT name FROM held))), ' ') AS names
+          FROM jsonb_each_text(c.metadata->'api_scopes_by_api') AS per_api(api, names)) AS per_api
+        WHERE per_api.names <> '') AS by_api
+      FROM clients c
+      WHERE c.metadata->'api_scopes_by_api' ? ${identifier}
+        AND NOT string_to_array(c.metadata->'api_scopes_by_api'->>${identifier}, ' ') <@ ARRAY(SELECT name FROM held)
+    ), changed AS (
+      UPDATE clients SET updated_at = now(), metadata = CASE
+          WHEN narrowed.by_api IS NULL THEN clients.metadata - 'api_scopes' - 'api_scopes_by_api'
+          ELSE jsonb_set(jsonb_set(clients.metadata, '{api_scopes_by_api}', narrowed.by_api), '{api_scopes}', to_jsonb((
+            SELECT string_agg(DISTINCT given, ' ')
+              FROM jsonb_each_text(narrowed.by_api) AS per_api(api, names), regexp_split_to_table(per_api.names, ' ') AS given
+             WHERE given <> '')))
+        END
+      FROM narrowed WHERE clients.client_id = narrowed.client_id
+      RETURNING clients.client_id
+    )
+    SELECT client_id FROM changed, LATERAL (SELECT pg_notify(${CLIENT_CHANGES_CHANNEL}, changed.client_id)) AS announced`;
+}
+
+/** What `api update` changes: what is given replaces what is registered. */
+export interface ApiChanges {
+  /** "" for the identifier's host, as at creation. */
+  name?: string;
+  /** The whole list, as `create` takes it. */
+  scopes?: string[];
+  tokenFormat?: string;
+  ttl?: string;
+}
+
+/** The scopes an update took from the API, and what no longer holds them. */
+export interface ApiScopesRemoved {
+  scopes: string[];
+  consentsChanged: number;
+  clientsChanged: number;
 }
 
 /** What deleting an API ended besides it. */

@@ -1,9 +1,11 @@
 // Each `portcullis` command: parse its options, call a service, print the result.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Removed } from '../accounts/accounts.js';
+import type { ApiView } from '../apis/apis.js';
 import { ClientError, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import type { Config } from '../config.js';
 import { keepPublishedFor, listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
+import { MigrationError } from '../persistence/migrations.js';
 import type { Services } from '../services.js';
 import { UsageError } from './usage.js';
 
@@ -210,8 +212,9 @@ export const clientList: Command = async (args, open, io) => {
 };
 
 export const clientDelete: Command = async (args, open, io) => {
-  const { positionals } = parse(args, {}, 1);
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   await (await open()).clients.delete(positionals[0]!);
+  if (values.json) return io.out(json({ client_id: positionals[0], deleted: true }));
   io.out(`deleted client ${positionals[0]}\n`);
 };
 
@@ -408,10 +411,11 @@ export const keysRotate: Command = async (args, open, io) => {
 };
 
 export const keysRetire: Command = async (args, open, io) => {
-  const { values, positionals } = parse(args, { compromised: { type: 'boolean' } }, 1);
+  const { values, positionals } = parse(args, { compromised: { type: 'boolean' }, json: { type: 'boolean' } }, 1);
   const compromised = Boolean(values.compromised);
   const { database } = await open();
   await retireSigningKey(database.prisma, positionals[0]!, { compromised });
+  if (values.json) return io.out(json({ kid: positionals[0], retired: true, compromised }));
   io.out(
     compromised
       ? `retired key ${positionals[0]}: running servers stop publishing it at once on PostgreSQL (within their KEY_REFRESH_INTERVAL on the embedded database), and what it signed stops verifying wherever the JWKS is fetched again\n`
@@ -425,9 +429,12 @@ export const migrateCommand: Command = async (args, open, io) => {
   const { applied, alreadyApplied, unknown } = (await open()).migrations;
   for (const name of applied) io.out(`applied ${name}\n`);
   if (unknown.length > 0) {
-    // An older CLI than the release that migrated the database: "up to date" would be wrong.
-    io.out(`the database is ahead of this release: it also holds ${unknown.length} migration(s) this release does not have (${unknown.join(', ')}), applied by a newer one; use that release\n`);
-    return;
+    // An older CLI than the release that migrated the database: "up to date"
+    // would be wrong, and a deploy step running `migrate` before starting this
+    // release must stop there (exit 1), not go on to start it.
+    throw new MigrationError(
+      `the database is ahead of this release: it also holds ${unknown.length} migration(s) this release does not have (${unknown.join(', ')}), applied by a newer one; use that release`,
+    );
   }
   io.out(`database is up to date (${alreadyApplied + applied.length} migrations, ${applied.length} applied now)\n`);
 };
@@ -466,38 +473,64 @@ export const apiCreate: Command = async (args, open, io) => {
   io.out(`introspection client_id:     ${shown.client_id}\nintrospection client_secret: ${shown.client_secret}\n(shown once: only a hash is stored)\n`);
 };
 
+const apiJson = (api: ApiView) => ({
+  identifier: api.identifier,
+  name: api.name,
+  scopes: api.scopes,
+  token_format: api.tokenFormat,
+  access_token_ttl: api.accessTokenTtl,
+  client_id: api.clientId,
+});
+
 export const apiList: Command = async (args, open, io) => {
   const { values } = parse(args, { json: { type: 'boolean' } });
   const apis = await (await open()).apis.list();
-  if (values.json) {
-    return io.out(
-      json(
-        apis.map((api) => ({
-          identifier: api.identifier,
-          name: api.name,
-          scopes: api.scopes,
-          token_format: api.tokenFormat,
-          access_token_ttl: api.accessTokenTtl,
-          client_id: api.clientId,
-        })),
-      ),
-    );
-  }
+  if (values.json) return io.out(json(apis.map(apiJson)));
   if (apis.length === 0) return io.out('no APIs\n');
   for (const api of apis) {
     io.out(`${api.identifier}  ${api.name}  ${api.tokenFormat}  ${api.scopes.map((scope) => scope.name).join(' ')}\n`);
   }
 };
 
+export const apiUpdate: Command = async (args, open, io) => {
+  const [identifier, rest] = leadingArgument(args, 'expected the IDENTIFIER first: api update IDENTIFIER [options]');
+  const { values } = parse(rest, {
+    name: { type: 'string' },
+    scope: { type: 'string', multiple: true },
+    'token-format': { type: 'string' },
+    ttl: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const format = values['token-format'] as string | undefined;
+  if (format !== undefined && format !== 'jwt' && format !== 'opaque') throw new UsageError('--token-format must be jwt or opaque');
+  const changes = { name: values.name as string | undefined, scopes: values.scope as string[] | undefined, tokenFormat: format, ttl: values.ttl as string | undefined };
+  if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
+  const { removed, ...api } = await (await open()).apis.update(identifier, changes);
+  if (values.json) {
+    return io.out(json({ ...apiJson(api), removed: { scopes: removed.scopes, consents: removed.consentsChanged, clients: removed.clientsChanged } }));
+  }
+  io.out(`updated API ${api.identifier} (${api.tokenFormat} tokens, ${api.accessTokenTtl}s; scopes ${api.scopes.map((scope) => scope.name).join(' ')})\n`);
+  if (removed.scopes.length > 0) {
+    io.out(
+      `taken away: ${removed.scopes.join(' ')}; ${removed.consentsChanged} consent(s) and ${removed.clientsChanged} client(s) no longer include them ` +
+        '(tokens already issued keep them until they expire)\n',
+    );
+  }
+};
+
 export const apiDelete: Command = async (args, open, io) => {
-  const { positionals } = parse(args, {}, 1);
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   const { tokensRevoked, consentsChanged, clientsChanged } = await (await open()).apis.delete(positionals[0]!);
+  if (values.json) {
+    return io.out(json({ identifier: positionals[0], removed: { opaque_access_tokens: tokensRevoked, consents: consentsChanged, clients: clientsChanged } }));
+  }
   io.out(`deleted API ${positionals[0]}: ${tokensRevoked} opaque access token(s) revoked, ${consentsChanged} consent(s) and ${clientsChanged} client(s) no longer include it\n`);
 };
 
 export const COMMANDS: Record<string, Command> = {
   'api create': apiCreate,
   'api list': apiList,
+  'api update': apiUpdate,
   'api delete': apiDelete,
   'client create': clientCreate,
   'client list': clientList,

@@ -14,7 +14,7 @@ Clients
                                             what is given replaces what was registered ("" removes
                                             a shown URI); the id and secret stay, and what was
                                             issued within the new registration
-  client delete CLIENT_ID
+  client delete CLIENT_ID [--json]
   client rotate-secret CLIENT_ID [--json]   a new secret; the old one stops working at once
 
 APIs (resource servers)
@@ -23,7 +23,11 @@ APIs (resource servers)
                                     named after the identifier's host unless --name; jwt tokens
                                     unless --token-format; --ttl from 1s to 24h
   api list [--json]
-  api delete IDENTIFIER
+  api update IDENTIFIER [--name NAME] [--scope NAME[=DESCRIPTION] ...] [--token-format jwt|opaque]
+             [--ttl 15m] [--json]
+                                    what is given replaces what was registered; a scope taken
+                                    away leaves consents and clients (tokens issued keep it)
+  api delete IDENTIFIER [--json]
 
 Users
   user create --email EMAIL [--name NAME] --password-stdin [--email-verified] [--json]
@@ -40,10 +44,11 @@ Users
 Signing keys
   keys list [--json]
   keys rotate [--now] [--json]
-  keys retire KID [--compromised]
+  keys retire KID [--compromised] [--json]
 
 Database
-  migrate                 apply pending migrations (the server also does this at start)
+  migrate                 apply pending migrations (the server also does this at start);
+                          exit 1 when the database is ahead of this release
 
 Version
   --version, -v, version  this copy's version (also in the server's "portcullis listening" line)

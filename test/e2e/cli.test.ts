@@ -83,8 +83,9 @@ describe('portcullis client', () => {
     const rp = await discover(pc.issuer, client_id, client_secret);
     const { tokens } = await logIn(new UserAgent(), rp, 'openid', { email: 'dora@example.com', password: 'doras password' });
 
-    const deleted = await pc.cli(['client', 'delete', client_id]);
-    expect(deleted.code).toBe(0);
+    const deleted = await pc.cli(['client', 'delete', client_id, '--json']);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect(JSON.parse(deleted.stdout)).toEqual({ client_id, deleted: true });
     const response = await fetch(`${pc.issuer}/auth?client_id=${client_id}&response_type=code&scope=openid&redirect_uri=${REDIRECT_URI}`);
     expect(response.status).toBe(400);
     // Its tokens went with it.
@@ -304,8 +305,8 @@ describe('portcullis client', () => {
     [['client', 'create', '--redirect-uri', REDIRECT_URI], 2, '--name is required'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--bogus'], 2, "Unknown option '--bogus'"],
     // A command that takes no options reads its arguments loosely (ids may begin with "-"), yet names an option it does not take.
-    [['keys', 'retire', 'some-kid', '--json'], 2, "Unknown option '--json'"],
-    [['client', 'delete', 'some-client', '--json'], 2, "Unknown option '--json'"],
+    [['keys', 'retire', 'some-kid', '--now'], 2, "Unknown option '--now'"],
+    [['client', 'delete', 'some-client', '--name'], 2, "Unknown option '--name'"],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not-a-uri'], 1, 'is not an absolute URI'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://a.example/cb?a=1&b=%zz'], 1, 'starts no percent-encoding'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not a uri'], 1, 'must be a URI in printable ASCII, without spaces'],
@@ -347,6 +348,8 @@ describe('portcullis client', () => {
     // Generated ids are base64url and may begin with "-": an id, not a flag.
     [['client', 'delete', '-8UZGHAHOJzCIPTmAFiP6I'], 1, 'no client with id -8UZGHAHOJzCIPTmAFiP6I'],
     [['keys', 'retire', '-x0Qb8VGSmNp0aW25emkLk'], 1, '-x0Qb8VGSmNp0aW25emkLk'],
+    [['client', 'delete', '-8UZGHAHOJzCIPTmAFiP6I', '--json'], 1, 'no client with id -8UZGHAHOJzCIPTmAFiP6I'],
+    [['api', 'update', '--scope', 'a'], 2, 'expected the IDENTIFIER first'],
     [['client', 'frobnicate'], 2, 'unknown command'],
     [['client'], 2, '"client" needs a command after it'],
     [['keys'], 2, '"keys" needs a command after it'],
@@ -1412,8 +1415,9 @@ describe('a compromised signing key', () => {
     const early = await pc.cli(['keys', 'retire', leaked]);
     expect([early.code, early.stderr]).toEqual([1, expect.stringContaining('--compromised')]);
 
-    const retired = await pc.cli(['keys', 'retire', leaked, '--compromised']);
+    const retired = await pc.cli(['keys', 'retire', leaked, '--compromised', '--json']);
     expect(retired.code, retired.stderr).toBe(0);
+    expect(JSON.parse(retired.stdout)).toEqual({ kid: leaked, retired: true, compromised: true });
     await new Promise((resolve) => setTimeout(resolve, 1100)); // > KEY_REFRESH_INTERVAL
     const published = (await (await fetch(`${pc.issuer}/jwks`)).json()) as { keys: { kid: string }[] };
     expect(published.keys.map((key) => key.kid)).not.toContain(leaked);
@@ -1456,7 +1460,7 @@ describe('without a running server', () => {
     }
   });
 
-  it('migrate on a database a newer release migrated says so instead of "up to date", and a server on it warns', async () => {
+  it('migrate on a database a newer release migrated says so instead of "up to date" and fails, and a server on it warns', async () => {
     const database = await freshDatabase();
     try {
       const first = await startPortcullis({}, database);
@@ -1465,8 +1469,9 @@ describe('without a running server', () => {
         VALUES ('00000000-0000-4000-8000-000000000000', 'x', now(), '29991231000000_from_the_future', 1)`;
       await first.close();
       const migrated = await runCli(['migrate'], { ...TEST_ENV, ...database.env });
-      expect(migrated.code, migrated.stderr).toBe(0);
-      expect(migrated.stdout).toBe('the database is ahead of this release: it also holds 1 migration(s) this release does not have (29991231000000_from_the_future), applied by a newer one; use that release\n');
+      // A deploy step running migrate before starting this release stops there.
+      expect([migrated.code, migrated.stdout]).toEqual([1, '']);
+      expect(migrated.stderr).toBe('portcullis: the database is ahead of this release: it also holds 1 migration(s) this release does not have (29991231000000_from_the_future), applied by a newer one; use that release\n');
       const second = await startPortcullis({}, database);
       await second.close();
       const warning = second.log.find((line) => line.includes('the database holds migrations this release does not have'));

@@ -793,6 +793,82 @@ describe('portcullis api', () => {
     expect((await pc.cli(['api', 'delete', GONE])).code).toBe(0);
   });
 
+  it('update changes an API in place: a scope taken away leaves consents and clients, and tokens issued keep what they say', async () => {
+    const SHOP = 'https://shop.example.com';
+    const shop = await createApi(['--identifier', SHOP, '--scope', 'read:cart', '--scope', 'write:cart', '--token-format', 'opaque']);
+    const robotClient = await pc.createClient({ name: 'Shop robot', grantTypes: ['client_credentials'], scope: 'read:cart write:cart' });
+    const robot = await discover(pc.issuer, robotClient.client_id, robotClient.client_secret);
+    const appClient = await pc.createClient({ name: 'Shop app', redirectUris: [REDIRECT_URI], scope: 'openid offline_access read:cart write:cart' });
+    const app = await discover(pc.issuer, appClient.client_id, appClient.client_secret);
+    const issuedBefore = (await oidc.clientCredentialsGrant(robot, { resource: SHOP, scope: 'read:cart write:cart' })).access_token;
+    const { tokens } = await logIn(new UserAgent(), app, 'openid offline_access read:cart write:cart', dana, { prompt: 'consent', resource: SHOP });
+    expect(tokens.scope).toBe('read:cart write:cart');
+
+    const updated = await pc.cli(['api', 'update', SHOP, '--name', 'Shop', '--scope', 'read:cart=See your cart', '--scope', 'pay:cart', '--token-format', 'jwt', '--ttl', '5m', '--json']);
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(JSON.parse(updated.stdout)).toEqual({
+      identifier: SHOP,
+      name: 'Shop',
+      scopes: [{ name: 'read:cart', description: 'See your cart' }, { name: 'pay:cart' }],
+      token_format: 'jwt',
+      access_token_ttl: 300,
+      client_id: shop.client_id,
+      removed: { scopes: ['write:cart'], consents: 1, clients: 2 },
+    });
+    const listed = JSON.parse((await pc.cli(['api', 'list', '--json'])).stdout) as { identifier: string; name: string }[];
+    expect(listed.find((api) => api.identifier === SHOP)).toMatchObject({ name: 'Shop', token_format: 'jwt', access_token_ttl: 300 });
+
+    // What is kept goes on, as the API now says: a JWT living five minutes.
+    const robotToken = await oidc.clientCredentialsGrant(robot, { resource: SHOP, scope: 'read:cart' });
+    expect(robotToken.scope).toBe('read:cart');
+    const claims = decodeJwt(robotToken.access_token);
+    expect([claims.aud, claims.scope, claims.exp! - claims.iat!]).toEqual([SHOP, 'read:cart', 300]);
+    // What was taken away is in no token issued afterwards, a refresh's included.
+    await expect(oidc.clientCredentialsGrant(robot, { resource: SHOP, scope: 'write:cart' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    const refreshed = await oidc.refreshTokenGrant(app, tokens.refresh_token!, { resource: SHOP });
+    expect(refreshed.scope).toBe('read:cart');
+    expect(decodeJwt(refreshed.access_token).scope).toBe('read:cart');
+    // A new scope is the clients' only once their registration lists it.
+    await expect(oidc.clientCredentialsGrant(robot, { resource: SHOP, scope: 'pay:cart' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    const clients = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_id: string; scope: string }[];
+    expect(clients.find((client) => client.client_id === robotClient.client_id)?.scope).toBe('read:cart');
+    expect(clients.find((client) => client.client_id === appClient.client_id)?.scope).toBe('openid offline_access read:cart');
+    // A token issued before says what it said until it expires.
+    const asShop = await discover(pc.issuer, shop.client_id, shop.client_secret);
+    expect(await oidc.tokenIntrospection(asShop, issuedBefore)).toMatchObject({ active: true, scope: 'read:cart write:cart' });
+
+    // Given back, the scope is given to no one: registrations and consents were narrowed, not hidden.
+    const back = await pc.cli(['api', 'update', SHOP, '--scope', 'read:cart', '--scope', 'write:cart']);
+    expect(back.code, back.stderr).toBe(0);
+    expect(back.stdout).toBe(`updated API ${SHOP} (jwt tokens, 300s; scopes read:cart write:cart)\ntaken away: pay:cart; 0 consent(s) and 0 client(s) no longer include them (tokens already issued keep them until they expire)\n`);
+    await expect(oidc.clientCredentialsGrant(robot, { resource: SHOP, scope: 'write:cart' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    expect((await oidc.refreshTokenGrant(app, refreshed.refresh_token!, { resource: SHOP })).scope).toBe('read:cart');
+    // `--name ""` gives back the identifier's host.
+    const renamed = await pc.cli(['api', 'update', SHOP, '--name', '', '--json']);
+    expect(JSON.parse(renamed.stdout)).toMatchObject({ name: 'shop.example.com', removed: { scopes: [], consents: 0, clients: 0 } });
+
+    for (const [args, code, message] of [
+      [['https://nowhere.example.com', '--name', 'X'], 1, 'no API with identifier https://nowhere.example.com'],
+      [[SHOP], 2, 'nothing to change: give at least one option'],
+      [['--name', 'X'], 2, 'expected the IDENTIFIER first'],
+      [[SHOP, '--scope', 'openid'], 1, 'OpenID Connect scope'],
+      [[SHOP, '--scope', 'a', '--scope', 'a'], 1, 'a scope is listed twice'],
+      [[SHOP, '--ttl', '2d'], 1, '--ttl must be between 1s and 24h'],
+      [[SHOP, '--token-format', 'xml'], 2, '--token-format must be jwt or opaque'],
+      [[SHOP, '--name', 'Spoof\u202e'], 1, 'bidirectional overrides'],
+    ] as [string[], number, string][]) {
+      const result = await pc.cli(['api', 'update', ...args]);
+      expect([result.code, result.stderr], message).toEqual([code, expect.stringContaining(message)]);
+    }
+    // None of those changed anything.
+    const after = JSON.parse((await pc.cli(['api', 'list', '--json'])).stdout) as { identifier: string }[];
+    expect(after.find((api) => api.identifier === SHOP)).toMatchObject({ name: 'shop.example.com', scopes: [{ name: 'read:cart' }, { name: 'write:cart' }], access_token_ttl: 300 });
+
+    const deleted = await pc.cli(['api', 'delete', SHOP, '--json']);
+    // (The two opaque tokens issued before the update: the robot's and the app's.)
+    expect(JSON.parse(deleted.stdout)).toEqual({ identifier: SHOP, removed: { opaque_access_tokens: 2, consents: 1, clients: 2 } });
+  }, 180_000);
+
   it('lists and deletes APIs; bad definitions get clear errors', async () => {
     const listed = JSON.parse((await pc.cli(['api', 'list', '--json'])).stdout) as { identifier: string; scopes: unknown[] }[];
     expect(listed.map((api) => api.identifier)).toEqual(expect.arrayContaining([ORDERS, BILLING, REPORTS]));
