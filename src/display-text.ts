@@ -49,8 +49,18 @@ export function terminalSafe(message: string): string {
   return message.replace(/(?!\n)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (character) => `\\u{${character.codePointAt(0)!.toString(16)}}`);
 }
 
-/** How a person is named on a page: their name and email, or the email alone; `you` for nobody known. */
-export function accountLabel(user: { name?: string | null; email: string } | undefined): string {
-  if (!user) return 'you';
-  return user.name ? `${user.name} (${user.email})` : user.email;
+/**
+ * How a person is named on a page (views/account.eta): their name and email,
+ * or the email alone; `you` for nobody known. Two parts, so that the page
+ * isolates the name alone: a right-to-left name isolated with its email would
+ * carry the email's parentheses into its own direction, "(email) name".
+ */
+export interface AccountLabel {
+  name?: string;
+  email?: string;
+}
+
+export function accountLabel(user: { name?: string | null; email: string } | undefined): AccountLabel {
+  if (!user) return {};
+  return user.name ? { name: user.name, email: user.email } : { email: user.email };
 }

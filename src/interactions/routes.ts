@@ -276,7 +276,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
    * with prompt=login, "Not you?") is named: signing in as anyone else ends
    * their session here (the library asks the browser to, see POST /login).
    */
-  const showLogin = async (ctx: Context, interaction: Interaction, clientName: string, fields: { email?: string; error?: string; throttled?: boolean } = {}) => {
+  const showLogin = async (ctx: Context, interaction: Interaction, clientName: string, fields: { email?: string; error?: string; throttled?: boolean; disabled?: boolean } = {}) => {
     const signedIn = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
     ctx.type = 'html';
     ctx.body = renderPage(page(ctx), 'login', { uid: interaction.uid, clientName, signedInAs: signedIn && accountLabel(signedIn), ...fields });
@@ -304,7 +304,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (!notice) return undefined;
     const { refusal, email } = notice;
     if (refusal.reason === 'wrong_credentials') return { email, error: WRONG_CREDENTIALS };
-    if (refusal.reason === 'disabled') return { email, error: DISABLED };
+    if (refusal.reason === 'disabled') return { email, error: DISABLED, disabled: true };
     const wait = refusal.until - Math.floor(Date.now() / 1000);
     // Seen after the wait is over (the page opened again later): nothing to say.
     return wait > 0 ? { email, error: tooManyFailures(wait), throttled: true } : { email };

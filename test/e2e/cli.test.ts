@@ -925,8 +925,12 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     // Only the one who knows the password learns that the account is disabled.
     const right = await answerTo(rp, dora.email, dora.password);
     expect(signInRefusal(right)).toBe('disabled');
+    // The fields were right: not marked invalid, though they read out why.
+    expect(right.html).not.toContain('aria-invalid');
+    expect(right.html.match(/aria-describedby="sign-in-error"/g)).toHaveLength(2);
     const wrong = await answerTo(rp, dora.email, 'not her password');
     expect(signInRefusal(wrong)).toBe('wrong_credentials');
+    expect(wrong.html.match(/aria-invalid="true" aria-describedby="sign-in-error"/g)).toHaveLength(2);
     expect(wrong.html).not.toContain('disabled');
 
     const listed = JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string; disabled_at: string | null }[];
