@@ -149,10 +149,12 @@ export interface ErrorPageExtras {
   signOut?: FailedSignOut;
   inProgress?: SignInInProgress;
   application?: Application;
+  /** Where an expired sign-in starts again (interactions/restart.ts). */
+  restart?: { url: string; clientName: string };
 }
 
 /** Renders the error page for an OAuth-style error, as HTML on ctx. */
-export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, { reference, signOut, inProgress, application }: ErrorPageExtras = {}): void {
+export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, { reference, signOut, inProgress, application, restart }: ErrorPageExtras = {}): void {
   const known = explanations[out.error];
   let explanation = known ?? {
     heading: 'We could not complete your request',
@@ -196,6 +198,11 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
       advice: 'Continue it with the button below, or go back to the application and start again.',
     };
     action = { url: inProgress.url, label: 'Continue signing in' };
+  } else if (restart && out.error === 'session_not_found') {
+    // The page was left open past the sign-in's time, mostly: its form
+    // carried the request, which starts again as the application would.
+    explanation = { ...explanation, advice: `Start signing in to ${isolated(restart.clientName)} again with the button below.` };
+    action = { url: restart.url, label: 'Start again' };
   } else if (inProgress && out.error === 'form_too_large') {
     // The form was refused, not the sign-in: it goes on.
     explanation = { ...explanation, advice: 'Go back to the form and try again.' };

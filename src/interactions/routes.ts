@@ -32,6 +32,7 @@ import { outgrownRequest, type RegistrationChange } from '../provider/registrati
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { CurrentSignIn } from './current-sign-in.js';
+import { carriedRestart, restartLink, restartOf } from './restart.js';
 import { describeApiScopes, describeClaims, describeScopes } from './scope-descriptions.js';
 import { SIGN_IN_NOTICE_COOKIE, SignInNotices, type Refusal } from './sign-in-notice.js';
 
@@ -170,9 +171,19 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         // help: starting again loops. (An expired one has lost its cookies too.)
         ctx.status = 400;
         renderErrorPage(ctx, page(ctx), { error: 'cookies_blocked' });
+      } else if (error instanceof errors.SessionNotFound && ctx.method === 'POST') {
+        // A form of a sign-in that is gone (expired, finished, signed out
+        // meanwhile): answered with a redirect to the page that says so
+        // (Post/Redirect/Get), which a reload does not send again (a
+        // password, say). The request the form carried lets that page offer
+        // to start again (restart.ts).
+        const restart = carriedRestart((await readForm(ctx).catch(() => undefined))?.restart);
+        ctx.status = 303;
+        ctx.redirect(`/interaction/${encodeURIComponent(ctx.params.uid!)}${restart ? `?${new URLSearchParams({ restart })}` : ''}`);
       } else if (error instanceof errors.SessionNotFound || error instanceof WrongPrompt) {
         ctx.status = 400;
-        renderErrorPage(ctx, page(ctx), { error: 'session_not_found' }, { inProgress: await wayOn(ctx, error) });
+        const restart = ctx.method === 'GET' ? await restartLink(host.current, ctx.query.restart) : undefined;
+        renderErrorPage(ctx, page(ctx), { error: 'session_not_found' }, { inProgress: await wayOn(ctx, error), restart });
       } else if (error instanceof RequestOutgrown) {
         const { interaction, change } = error;
         logger.info('sign-in stopped: the client registration changed meanwhile', { interaction: interactionReference(interaction.uid), client: String(interaction.params.client_id), error: change.error });
@@ -279,7 +290,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   const showLogin = async (ctx: Context, interaction: Interaction, clientName: string, fields: { email?: string; error?: string; throttled?: boolean; disabled?: boolean } = {}) => {
     const signedIn = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
     ctx.type = 'html';
-    ctx.body = renderPage(page(ctx), 'login', { uid: interaction.uid, clientName, signedInAs: signedIn && accountLabel(signedIn), ...fields });
+    ctx.body = renderPage(page(ctx), 'login', { uid: interaction.uid, clientName, signedInAs: signedIn && accountLabel(signedIn), restart: restartOf(interaction.params), ...fields });
   };
 
   /**
@@ -330,6 +341,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         clientName,
         userLabel: accountLabel(user),
         switchAccount: signInAgain(provider, interaction.params),
+        restart: restartOf(interaction.params),
       });
       return;
     }
@@ -376,6 +388,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         clientUri: safeUrl(client.clientUri),
         policyUri: safeUrl(client.policyUri),
         tosUri: safeUrl(client.tosUri),
+        restart: restartOf(interaction.params),
       });
       return;
     }

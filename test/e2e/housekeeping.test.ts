@@ -3,7 +3,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { authorizationRequest, discover, logIn, REDIRECT_URI, visit } from '../support/relying-party.js';
+import * as oidc from 'openid-client';
+import { allow, authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 let pc: TestPortcullis;
@@ -32,6 +33,56 @@ it('expired interactions are removed by the sweeper, and an expired one shows a 
   expect(late.status).toBe(400);
   expect(late.html).toContain('Your sign-in expired');
 });
+
+it('a sign-in or consent page left open past its time starts again from where the application sent the person, and sends no form again', async () => {
+  const user = { email: 'liv@example.com', password: 'a long enough password' };
+  await pc.createUser(user.email, user.password);
+  const { client_id, client_secret } = await pc.createClient({ name: 'Slow reader', redirectUris: [REDIRECT_URI] });
+  const rp = await discover(pc.issuer, client_id, client_secret);
+  const ua = new UserAgent();
+  const request = await authorizationRequest(rp, 'openid email');
+  const login = await visit(ua, request.url);
+  expect(pageKind(login)).toBe('login');
+  await sleep(3500); // > INTERACTION_TTL
+
+  // The form comes back to a sign-in that is gone: a redirect to the page
+  // that says so, which a reload does not send again (the password least of all).
+  const posted = await ua.post(login, UserAgent.formAction(login, '/login'), { ...UserAgent.formFields(login, '/login'), ...user }, `${pc.issuer}/interaction/`);
+  expect(posted.status).toBe(303);
+  expect(posted.url).not.toContain('password');
+  const expired = await ua.open(posted.url);
+  expect(expired.status).toBe(400);
+  expect(expired.html).toContain('Your sign-in expired');
+  expect(expired.html).toContain('Start signing in to \u2068Slow reader\u2069 again with the button below.');
+  const again = /<a class="button" href="([^"]+)">Start again<\/a>/.exec(expired.html)?.[1]?.replace(/&amp;/g, '&');
+  expect(again).toBeDefined();
+  // The application's own request, as it sent it: its state and PKCE challenge hold.
+  const restarted = new URL(again!, pc.issuer);
+  expect(restarted.pathname).toBe('/auth');
+  expect(Object.fromEntries(restarted.searchParams)).toEqual(Object.fromEntries(request.url.searchParams));
+
+  // Signed in this time, then the consent page left open past its time: the same.
+  const consent = await signIn(ua, await visit(ua, restarted.href), user.email, user.password);
+  expect(pageKind(consent)).toBe('consent');
+  await sleep(3500);
+  const late = await allow(ua, consent);
+  expect([late.status, pageKind(late)]).toEqual([400, 'other']);
+  const link = /<a class="button" href="([^"]+)">Start again<\/a>/.exec(late.html)![1]!.replace(/&amp;/g, '&');
+  // Still signed in: asked only to allow, and the code goes to the application with its state.
+  const asked = await visit(ua, new URL(link, pc.issuer).href);
+  expect(pageKind(asked)).toBe('consent');
+  const callback = await allow(ua, asked);
+  expect(pageKind(callback)).toBe('callback');
+  const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+  expect(tokens.claims()?.email).toBe(user.email);
+
+  // A restart that is not a request for a known application offers none.
+  for (const restart of ['client_id=nobody&response_type=code', `client_id=${client_id}&request_uri=urn:x`, 'x'.repeat(3000)]) {
+    const page = await ua.open(`${pc.issuer}/interaction/gone?${new URLSearchParams({ restart })}`);
+    expect([page.status, page.html.includes('Start again')]).toEqual([400, false]);
+  }
+  expect(pc.errors).toEqual([]);
+}, 60_000);
 
 it('a sign-out page asked for without a session keeps its row no longer than an interaction; a signed-in session keeps SESSION_TTL', async () => {
   const brief = await startPortcullis({ INTERACTION_TTL: '30s' });

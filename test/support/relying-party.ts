@@ -73,15 +73,15 @@ export function visit(ua: UserAgent, url: URL | string): Promise<Page> {
 }
 
 export function signIn(ua: UserAgent, page: Page, email: string, password: string): Promise<Page> {
-  return ua.post(page, UserAgent.formAction(page, '/login'), { email, password }, REDIRECT_URI);
+  return ua.post(page, UserAgent.formAction(page, '/login'), { ...UserAgent.formFields(page, '/login'), email, password }, REDIRECT_URI);
 }
 
 export function allow(ua: UserAgent, page: Page): Promise<Page> {
-  return ua.post(page, UserAgent.formAction(page, '/confirm'), {}, REDIRECT_URI);
+  return ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'), REDIRECT_URI);
 }
 
 export function deny(ua: UserAgent, page: Page): Promise<Page> {
-  return ua.post(page, UserAgent.formAction(page, '/abort'), {}, REDIRECT_URI);
+  return ua.post(page, UserAgent.formAction(page, '/abort'), UserAgent.formFields(page, '/abort'), REDIRECT_URI);
 }
 
 /** "Use another account" on the consent or choice-of-account page: its form, with the request's parameters, posted (or its link followed). */

@@ -60,6 +60,14 @@ export class UserAgent {
     return action;
   }
 
+  /** The hidden fields of the form on the page whose action ends with `suffix`, as a browser sends them with it. */
+  static formFields(page: Page, suffix: string): Record<string, string> {
+    const forms = [...page.html.matchAll(/<form[^>]*action="([^"]+)"[^>]*>[\s\S]*?<\/form>/g)];
+    const form = forms.find((match) => decode(match[1]!).endsWith(suffix));
+    if (!form) throw new Error(`no form ending in ${suffix} on ${page.url}:\n${page.html.slice(0, 2000)}`);
+    return UserAgent.hiddenFields({ ...page, html: form[0] });
+  }
+
   static hiddenFields(page: Page): Record<string, string> {
     const fields: Record<string, string> = {};
     for (const match of page.html.matchAll(/<input[^>]*type="hidden"[^>]*>/g)) {
