@@ -236,7 +236,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // and this rule keeps the answer it replaces empty.
       introspection: {
         enabled: true,
-        allowedPolicy: async (_ctx, client, token) => {
+        allowedPolicy: async (ctx, client, token) => {
           if (client.clientAuthMethod === 'none') return false;
           // Not a token of a user disabled, revoked or deleted since, which a
           // request in flight stored after the command ended it: UserInfo and
@@ -249,7 +249,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           // Not a token issued before this API was made: one of an API deleted
           // under the same identifier that outlived it (written while the
           // delete ran) is not this API's.
-          if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api) && (token.iat ?? 0) >= since && (await honoured());
+          // Nor a token of a client deleted since: `client delete` deletes its
+          // tokens, but one a token request in flight stored after is not
+          // gone with them (UserInfo refuses it too: the library looks the
+          // client up there). A lookup in the cache of clients.
+          const issuedTo = () => ctx.oidc.provider.Client.find(token.clientId!).then(Boolean);
+          if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api) && (token.iat ?? 0) >= since && (await issuedTo()) && (await honoured());
           if (token.clientId !== client.clientId) return false;
           // Its client is not told a token for an API deleted since is
           // active: `api delete` revokes them, but one issued while it ran

@@ -793,6 +793,35 @@ describe('portcullis api', () => {
     expect((await pc.cli(['api', 'delete', GONE])).code).toBe(0);
   });
 
+  it('a token of a client deleted since, which a request in flight stored after the delete, introspects inactive to its API', async () => {
+    const robotClient = await pc.createClient({ name: 'Doomed robot', grantTypes: ['client_credentials'], scope: 'read:invoices' });
+    const robot = await discover(pc.issuer, robotClient.client_id, robotClient.client_secret);
+    const appClient = await pc.createClient({ name: 'Doomed app', redirectUris: [REDIRECT_URI], scope: 'openid read:invoices' });
+    const app = await discover(pc.issuer, appClient.client_id, appClient.client_secret);
+    const machineAccess = (await oidc.clientCredentialsGrant(robot, { resource: BILLING, scope: 'read:invoices' })).access_token;
+    // A person's token too: its introspection looks its client up for the subject.
+    const { tokens } = await logIn(new UserAgent(), app, 'openid read:invoices', dana, { resource: BILLING });
+    const asBilling = await discover(pc.issuer, apis.billing.client_id, apis.billing.client_secret);
+    for (const token of [machineAccess, tokens.access_token]) expect((await oidc.tokenIntrospection(asBilling, token)).active).toBe(true);
+
+    // (Literal statements: the embedded database's socket takes no parameters.)
+    const outside = async (statement: string) => {
+      const db = pc.outsideConnection();
+      await db.connect();
+      try {
+        return (await db.query<{ row: string }>(statement)).rows;
+      } finally {
+        await db.end();
+      }
+    };
+    const rows = await outside(`SELECT row_to_json(a)::text AS row FROM provider_artifacts a WHERE id IN ('${sha256(machineAccess)}', '${sha256(tokens.access_token)}')`);
+    expect(rows).toHaveLength(2);
+    for (const client of [robotClient, appClient]) expect((await pc.cli(['client', 'delete', client.client_id])).code).toBe(0);
+    // Written back as token requests in flight while the deletes ran would write them.
+    for (const { row } of rows) await outside(`INSERT INTO provider_artifacts SELECT * FROM json_populate_record(NULL::provider_artifacts, '${row.replace(/'/g, "''")}')`);
+    for (const token of [machineAccess, tokens.access_token]) expect(await oidc.tokenIntrospection(asBilling, token)).toEqual({ active: false });
+  });
+
   it('update changes an API in place: a scope taken away leaves consents and clients, and tokens issued keep what they say', async () => {
     const SHOP = 'https://shop.example.com';
     const shop = await createApi(['--identifier', SHOP, '--scope', 'read:cart', '--scope', 'write:cart', '--token-format', 'opaque']);
