@@ -15,8 +15,12 @@ import { refuseMethod, takes } from './methods.js';
 const DATABASE_TIMEOUT_MS = 2_000;
 
 // A table of ours, not SELECT 1: a database made again empty (a restore
-// under way) answers, but cannot serve anyone.
-const PING = { name: 'health-ping', text: 'SELECT 1 FROM signing_keys LIMIT 1' } as const;
+// under way) answers, but cannot serve anyone. Nor can one that takes no
+// writes (a standby after a failover): almost every request writes.
+const PING = {
+  name: 'health-ping',
+  text: "SELECT current_setting('transaction_read_only') = 'on' AS read_only, (SELECT 1 FROM signing_keys LIMIT 1) AS ours",
+} as const;
 
 /** Why the server's signing keys may not be the current ones, if they may (ProviderHost.keysOutOfDate). */
 export interface SigningKeysState {
@@ -53,13 +57,17 @@ async function answer(ctx: ParameterizedContext, sql: Sql, space: SpaceWatch, ke
   ctx.body = reason ? { status: 'unavailable', reason } : { status: 'ready' };
 }
 
-/** Why the database cannot serve now, if it cannot: it does not answer (in time), or it has none of our tables. */
+/** Why the database cannot serve now, if it cannot: it does not answer (in time), has none of our tables, or takes no writes. */
 async function databaseTroubleNow(sql: Sql): Promise<string | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), DATABASE_TIMEOUT_MS)));
   try {
-    const answer = await Promise.race([sql.query(PING, []).then(() => 'ok' as const, (error: unknown) => error), timeout]);
+    const answer = await Promise.race([
+      sql.query<{ read_only: boolean }>(PING, []).then(({ rows }) => (rows[0]?.read_only ? ('read-only' as const) : ('ok' as const)), (error: unknown) => error),
+      timeout,
+    ]);
     if (answer === 'ok') return undefined;
+    if (answer === 'read-only') return 'the database takes no writes (a standby?)';
     if (answer !== 'late' && databaseTrouble(answer) === 'without its tables') return "the database has none of Portcullis's tables (dropped and made again?)";
     return 'the database does not answer';
   } finally {

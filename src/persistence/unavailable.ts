@@ -1,5 +1,6 @@
 // Telling a database that cannot serve a request now (down, restarting,
-// frozen, out of connections, out of disk space, dropped) from every other failure: a
+// frozen, out of connections, refusing connections, read-only, out of disk
+// space, dropped) from every other failure: a
 // request it fails is answered 503 with Retry-After, which clients and
 // gateways retry, not 500, which says the server is broken; and it is logged
 // as one line, not as a stack trace. Each of these passes without a change to
@@ -9,7 +10,7 @@
 export const UNAVAILABLE_RETRY_AFTER = '5';
 
 /** Why the database could not serve a request; also the end of its log line ("database …"). */
-export type DatabaseTrouble = 'unreachable' | 'out of space' | 'without its tables';
+export type DatabaseTrouble = 'unreachable' | 'out of space' | 'without its tables' | 'read-only';
 
 // Node's socket errors; SQLSTATE 57P01-57P03 (shut down, crash, starting up),
 // 53300 (too many connections) and class 08 (connection exception); Prisma's
@@ -39,6 +40,20 @@ const NO_SUCH_TABLE_PRISMA = 'P2021';
 // not extend a file); a file system's own ENOSPC and EDQUOT.
 const OUT_OF_SPACE = new Set(['53100', 'ENOSPC', 'EDQUOT']);
 
+/**
+ * SQLSTATE 25006 (read_only_sql_transaction): a write to a server that takes
+ * none, a standby after a failover, or DATABASE_URL left pointing at one
+ * (a primary demoted, `default_transaction_read_only`). Reads still work.
+ */
+const READ_ONLY = '25006';
+
+/**
+ * SQLSTATE 55000 is a catch-all (object not in prerequisite state): only its
+ * "database … is not currently accepting connections" (ALLOW_CONNECTIONS
+ * false, as an operator sets it for maintenance) is the database's state.
+ */
+const NOT_ACCEPTING = /is not currently accepting connections/;
+
 // node-postgres and its pool say these without a code.
 const MESSAGES = /^(Query read timeout|timeout exceeded when trying to connect|Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable)$/;
 
@@ -49,6 +64,8 @@ export function databaseTrouble(error: unknown): DatabaseTrouble | undefined {
     if (typeof code === 'string') {
       if (OUT_OF_SPACE.has(code)) return 'out of space';
       if (code === NO_SUCH_TABLE || code === NO_SUCH_TABLE_PRISMA) return 'without its tables';
+      if (code === READ_ONLY) return 'read-only';
+      if (code === '55000' && typeof message === 'string' && NOT_ACCEPTING.test(message)) return 'unreachable';
       if (UNREACHABLE.has(code) || /^08[0-9A-Z]{3}$/.test(code)) return 'unreachable';
     }
     if (typeof message === 'string' && MESSAGES.test(message)) return 'unreachable';

@@ -74,6 +74,7 @@ it('the health probes: liveness and readiness answer without credentials, and ar
 it('readiness follows the database: 503 while it refuses connections, 200 once it is back; liveness stays 200', async (context) => {
   // The embedded database lives in the server's own process: it cannot be taken away from it.
   if (pc.database.kind !== 'postgres') return context.skip();
+  const robot = await pc.createClient({ name: 'Refused robot', grantTypes: ['client_credentials'], scope: 'openid' });
   const { rows } = await admin.query<{ name: string; pid: number }>('SELECT current_database() AS name, pg_backend_pid() AS pid');
   const { name, pid: ours } = rows[0]!;
   // From another database: PostgreSQL will not close the one a session is in.
@@ -89,13 +90,17 @@ it('readiness follows the database: 503 while it refuses connections, 200 once i
     expect(down.status).toBe(503);
     expect(await down.json()).toEqual({ status: 'unavailable', reason: 'the database does not answer' });
     expect((await fetch(`${pc.issuer}/healthz`)).status).toBe(200);
+    // Requests meanwhile are answered 503 too ("not currently accepting connections"), not 500.
+    const refused = await pc.clientCredentials(robot);
+    expect([refused.status, refused.body.error, refused.headers.get('retry-after')]).toEqual([503, 'temporarily_unavailable', '5']);
   } finally {
     await server.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS true`);
     await server.end();
   }
   const up = await fetch(`${pc.issuer}/readyz`);
   expect(up.status).toBe(200);
-  expect(pc.errors.filter((line) => !line.includes('write refused (simulated)'))).toEqual([]);
+  // The refused request logged one line, without a stack: the database's state, not a fault.
+  expect(pc.errors.filter((line) => !line.includes('write refused (simulated)')).map((line) => JSON.parse(line).message)).toEqual(['database unreachable']);
 });
 
 it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database dropped under the server is answered 503, and one made again empty (a restore under way) is not ready', async () => {
@@ -137,6 +142,44 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database dropped under th
     for (const line of own.errors) expect(JSON.parse(line)).toMatchObject({ message: expect.stringMatching(/^database (unreachable|without its tables)$/) });
     expect(own.errors.some((line) => line.includes('"database without its tables"'))).toBe(true);
   } finally {
+    await server.end();
+    await own.close();
+  }
+});
+
+it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database that takes no writes (a failover to a standby) is answered 503 and is not ready, until it takes them again', async () => {
+  const own = await startPortcullis();
+  const robot = await own.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
+  expect((await own.clientCredentials(robot)).status).toBe(200);
+  const name = new URL(own.env.DATABASE_URL!).pathname.slice(1);
+  const server = new pg.Client({ connectionString: Object.assign(new URL(own.env.DATABASE_URL!), { pathname: '/postgres' }).toString() });
+  await server.connect();
+  // New sessions start read-only, as on a standby; the server's are made again.
+  const sessionsAnew = () => server.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [name]);
+  const readiness = async () => {
+    const response = await fetch(`${own.issuer}/readyz`);
+    return { status: response.status, body: await response.json() };
+  };
+  try {
+    await server.query(`ALTER DATABASE ${name} SET default_transaction_read_only = on`);
+    await sessionsAnew();
+    // (The first requests may meet the connections just closed: 503 as well.)
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const refused = await own.clientCredentials(robot);
+      expect([refused.status, refused.body.error, refused.headers.get('retry-after')]).toEqual([503, 'temporarily_unavailable', '5']);
+    }
+    expect(await readiness()).toEqual({ status: 503, body: { status: 'unavailable', reason: 'the database takes no writes (a standby?)' } });
+    // One line each, without a stack.
+    expect(own.errors.some((line) => line.includes('"database read-only"'))).toBe(true);
+    for (const line of own.errors) expect(JSON.parse(line)).toMatchObject({ message: expect.stringMatching(/^database (unreachable|read-only)$/) });
+
+    await server.query(`ALTER DATABASE ${name} RESET default_transaction_read_only`);
+    await sessionsAnew();
+    await own.clientCredentials(robot); // (may meet a connection just closed)
+    expect((await own.clientCredentials(robot)).status).toBe(200);
+    expect(await readiness()).toEqual({ status: 200, body: { status: 'ready' } });
+  } finally {
+    await server.query(`ALTER DATABASE ${name} RESET default_transaction_read_only`).catch(() => undefined);
     await server.end();
     await own.close();
   }
