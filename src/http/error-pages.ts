@@ -65,7 +65,8 @@ const explanations: Record<string, Explanation> = {
   not_found: {
     heading: 'Page not found',
     message: 'There is nothing at this address.',
-    advice: START_AGAIN,
+    // Mostly a mistyped or cut address: no sign-in was under way to start again.
+    advice: 'Check the address, or go back to the application you came from.',
   },
   method_not_allowed: {
     heading: 'This page cannot be opened this way',

@@ -825,6 +825,8 @@ describe('other endpoints', () => {
     const html = await page.text();
     expect(html).toContain('<title>Page not found · ');
     expect(html).toContain('There is nothing at this address.');
+    // No sign-in was under way: nothing to start again.
+    expect(html).toContain('Check the address, or go back to the application you came from.');
   });
 
   it('the issuer\'s own address is a page saying what the service is, for people and for developers; it takes GET only', async () => {

@@ -375,6 +375,39 @@ describe('journeys', () => {
       await phoneApp.close();
     }
   });
+
+  it('at 320 px wide with text spacing raised (WCAG 1.4.12), a button\'s words wrap whole, never cut in two', async () => {
+    const page = await newPage({ width: 320, height: 640 });
+    // The words of every button split over two lines, with the spacing WCAG 1.4.12 has pages withstand.
+    const cutWords = () =>
+      page.evaluate(() => {
+        Object.assign(document.body.style, { letterSpacing: '0.12em', wordSpacing: '0.16em', lineHeight: '1.5' });
+        const cut: string[] = [];
+        for (const button of document.querySelectorAll('button, a.button')) {
+          const walker = document.createTreeWalker(button, NodeFilter.SHOW_TEXT);
+          for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            for (const match of node.textContent!.matchAll(/\S+/g)) {
+              const range = document.createRange();
+              range.setStart(node, match.index!);
+              range.setEnd(node, match.index! + match[0].length);
+              const lines = new Set([...range.getClientRects()].map((rect) => Math.round(rect.top)));
+              if (lines.size > 1) cut.push(match[0]);
+            }
+          }
+        }
+        return cut;
+      });
+    await page.goto(`${photos.url}/login`);
+    await signInToApp(page, 'text-spacing');
+    // The app's sign-out: its confirmation names the server in "Stay signed in to Acme Identity",
+    // beside "Sign out". A server named in a language of long words (ISSUER_NAME) as well.
+    await page.getByRole('link', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: /^Stay signed in to/ }).waitFor();
+    expect(await cutWords()).toEqual([]);
+    await page.evaluate(() => (document.querySelector('button bdi')!.textContent = 'Zugangsverwaltung'));
+    expect(await cutWords()).toEqual([]);
+    await snapshot(page, 'text-spacing', 'sign-out');
+  });
 });
 
 describe('pages', () => {
