@@ -263,6 +263,8 @@ export interface Config {
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /** Where GET /metrics is served (METRICS_HOST, METRICS_PORT); undefined: nowhere. */
   metrics?: { host: string; port: number };
+  /** Variables set that are none of ours but one letter or two from one (see mistypedVariables): warned of at start. */
+  mistyped: { name: string; meant: string }[];
 }
 
 /**
@@ -336,5 +338,41 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     metrics: e.METRICS_PORT === undefined ? undefined : { host: e.METRICS_HOST, port: e.METRICS_PORT },
+    mistyped: mistypedVariables(given.map(([name]) => name)),
   };
+}
+
+/**
+ * Variables that are none of ours but a typo away from one (`DATABSE_URL`,
+ * `LOGLEVEL`, `SIGNIN_MAX_FAILURES`): set, they change nothing, and the
+ * server would run on the default without a word (an embedded database
+ * instead of PostgreSQL, say). A typo is an edit or two (a swap of
+ * neighbours is one) in a long name, one in a shorter one; four letters are
+ * too few to tell (`HOME` is not a mistyped `HOST`). Only names written as
+ * ours are (capitals, digits, underscores), against every other variable a
+ * machine sets.
+ */
+export function mistypedVariables(names: string[]): { name: string; meant: string }[] {
+  const ours = Object.keys(fields.shape);
+  const mistyped: { name: string; meant: string }[] = [];
+  for (const name of names) {
+    if (ours.includes(name) || !/^[A-Z][A-Z0-9_]{4,}$/.test(name)) continue;
+    const allowed = name.length >= 8 ? 2 : 1;
+    const meant = ours.find((known) => Math.abs(known.length - name.length) <= allowed && editDistance(known, name) <= allowed);
+    if (meant) mistyped.push({ name, meant });
+  }
+  return mistyped;
+}
+
+/** Edits (insert, delete, replace, swap two neighbours) from `a` to `b` (optimal string alignment). */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
 }

@@ -214,6 +214,10 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       // Expected for an old instance during a rolling deploy (README, Upgrades); otherwise this release is too old for its database.
       logger.warn('the database holds migrations this release does not have: a newer release migrated it', { migrations: services.migrations.unknown });
     }
+    for (const { name, meant } of config.mistyped) {
+      // Its value is not logged: a mistyped ENCRYPTION_KEYS holds secrets.
+      logger.warn(`${name} is not a variable Portcullis reads: did you mean ${meant}?`, { variable: name, meant });
+    }
     if (config.keyActivationDelay < config.keyRefreshInterval + 30) {
       // Every instance publishes a new key within a refresh interval, and a
       // resource server with a cached JWKS refetches at most every 30 s (jose).

@@ -3,7 +3,7 @@
 import { AccountError } from '../accounts/accounts.js';
 import { ApiError } from '../apis/apis.js';
 import { ClientError } from '../clients/clients.js';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, loadConfig, type Config } from '../config.js';
 import { SealError } from '../keys/sealed-secrets.js';
 import { KeyError } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
@@ -58,7 +58,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       io.out(usageOf(name));
       return 0;
     }
-    await command(args, async () => (services ??= noteKeyFileMade(await openServices(loadConfig(), 'cli'))), io);
+    await command(args, async () => (services ??= noteKeyFileMade(await openServices(warnOfTypos(loadConfig()), 'cli'))), io);
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
@@ -74,6 +74,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
   } finally {
     await services?.close();
   }
+}
+
+/** Variables a typo away from ours (config.ts mistypedVariables), as the server warns of them: a CLI would otherwise act on another database, say. */
+function warnOfTypos(config: Config): Config {
+  for (const { name, meant } of config.mistyped) process.stderr.write(`portcullis: ${name} is not a variable Portcullis reads: did you mean ${meant}?\n`);
+  return config;
 }
 
 /**

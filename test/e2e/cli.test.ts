@@ -1913,6 +1913,38 @@ describe('start-up failures name what to fix', () => {
   });
 });
 
+describe('a variable a typo away from one of ours', () => {
+  // Set, such a variable changes nothing: the server would run on the default without a word.
+  const typos = { DATABSE_URL: 'postgresql://nowhere.example/x', LOGLEVEL: 'debug', ENCRYPTON_KEYS: 'a-secret-that-must-not-be-logged-anywhere', SIGNIN_MAX_FAILURES: '3' };
+  // What machines set besides: none of it is taken for a typo.
+  const others = { HOSTNAME: 'pod-1', HOME_DIR: '/x', PORTCULLIS_SERVICE_HOST: '10.0.0.1', KUBERNETES_PORT: 'tcp://10.0.0.1:443', NODE_ENV: 'production', PGHOST: 'db' };
+  const expected = [['DATABSE_URL', 'DATABASE_URL'], ['LOGLEVEL', 'LOG_LEVEL'], ['ENCRYPTON_KEYS', 'ENCRYPTION_KEYS'], ['SIGNIN_MAX_FAILURES', 'SIGN_IN_MAX_FAILURES']];
+
+  it('is named at the server\'s start, with the variable meant and without its value', async () => {
+    const pc = await startPortcullis({ ...typos, ...others });
+    try {
+      const warnings = pc.log.map((line) => JSON.parse(line) as { level: string; message: string; variable?: string; meant?: string }).filter((line) => line.variable);
+      expect(warnings.map((line) => [line.variable, line.meant])).toEqual(expected);
+      expect(warnings[0]).toMatchObject({ level: 'warn', message: 'DATABSE_URL is not a variable Portcullis reads: did you mean DATABASE_URL?' });
+      expect(pc.log.join('\n')).not.toContain(typos.ENCRYPTON_KEYS);
+    } finally {
+      await pc.close();
+    }
+  });
+
+  it('is named by the CLI on standard error, the command going on', async () => {
+    const database = await freshDatabase();
+    try {
+      const listed = await runCli(['client', 'list'], { ...TEST_ENV, ...database.env, ...typos, ...others });
+      expect([listed.code, listed.stdout]).toEqual([0, 'no clients\n']);
+      // (On a new embedded database, a line on the key file it made follows.)
+      expect(listed.stderr.startsWith(expected.map(([name, meant]) => `portcullis: ${name} is not a variable Portcullis reads: did you mean ${meant}?\n`).join(''))).toBe(true);
+    } finally {
+      await database.drop();
+    }
+  });
+});
+
 describe('the portcullis bin', () => {
   // A copy of the bin in a tree of its own: sources that say "sources" (in
   // TypeScript, which only tsx runs), a build that says "build".
