@@ -189,6 +189,13 @@ export class Apis {
     return row ? toView(row) : undefined;
   }
 
+  /** The API `identifier`, which must exist (just changed: deleted since, it is said so). */
+  private async found(identifier: string): Promise<ApiView> {
+    const api = await this.find(identifier);
+    if (!api) throw new ApiError(`no API with identifier ${identifier}`);
+    return api;
+  }
+
   /** The API `identifier`, if it already existed at `issuedAt` (epoch seconds): one made since is another API. */
   async findHeldSince(identifier: string, issuedAt: number): Promise<ApiView | undefined> {
     if (!storable(identifier)) return undefined;
@@ -228,23 +235,26 @@ export class Apis {
       ...(changes.tokenFormat !== undefined ? { tokenFormat: checkTokenFormat(changes.tokenFormat) } : {}),
       ...(changes.ttl !== undefined ? { accessTokenTtl: checkTtl(changes.ttl) } : {}),
     };
-    const names = scopes?.map((scope) => scope.name);
-    const taken = names ? before.scopes.map((scope) => scope.name).filter((name) => !names.includes(name)) : [];
-    // One transaction, the row locked first: two updates at once take turns,
-    // and the narrowing reads the scopes the API holds once this one's are in.
-    const narrowing = taken.length > 0;
-    const [, changed, consents, clients] = await this.prisma.$transaction([
-      this.prisma.$queryRaw`SELECT 1 FROM apis WHERE identifier = ${identifier} FOR UPDATE`,
+    // One transaction. The update locks the API's row until it commits, so
+    // two updates at once take turns, and the narrowing that follows it reads
+    // the scopes the row holds then: whatever another update added meanwhile
+    // is narrowed away too, if this one leaves it out.
+    if (!scopes) {
+      const changed = await this.prisma.api.updateMany({ where: { identifier }, data });
+      if (changed.count === 0) throw new ApiError(`no API with identifier ${identifier}`);
+      return { ...(await this.found(identifier)), removed: { scopes: [], consentsChanged: 0, clientsChanged: 0 } };
+    }
+    const [changed, consents, clients] = await this.prisma.$transaction([
       this.prisma.api.updateMany({ where: { identifier }, data }),
-      // (Statements that change nothing where no scope was taken away: the tuple keeps its shape.)
-      narrowing ? narrowConsents(this.prisma, identifier) : this.prisma.$executeRaw`SELECT WHERE false`,
-      narrowing ? narrowClients(this.prisma, identifier) : this.prisma.$queryRaw<{ client_id: string }[]>`SELECT NULL AS client_id WHERE false`,
+      narrowConsents(this.prisma, identifier),
+      narrowClients(this.prisma, identifier),
     ]);
-    // Deleted since it was looked up (the statements after the update found nothing of it to narrow).
+    // Deleted since it was looked up (`api delete` had ended what was given for it: nothing was left to narrow).
     if (changed.count === 0) throw new ApiError(`no API with identifier ${identifier}`);
-    const after = await this.find(identifier);
-    if (!after) throw new ApiError(`no API with identifier ${identifier}`);
-    return { ...after, removed: { scopes: taken, consentsChanged: consents, clientsChanged: clients.length } };
+    // (What this update took away as read before it: an update in between may have added more, which it took too.)
+    const names = scopes.map((scope) => scope.name);
+    const taken = before.scopes.map((scope) => scope.name).filter((name) => !names.includes(name));
+    return { ...(await this.found(identifier)), removed: { scopes: taken, consentsChanged: consents, clientsChanged: clients.length } };
   }
 
   /**

@@ -144,14 +144,21 @@ export interface Application {
   homePage: string;
 }
 
+/** A form posted to the authorization endpoint, or a link (`href`) where a value cannot travel in a form (interactions/restart.ts). */
+export interface StartAgain {
+  action: string;
+  fields: [string, string][];
+  href?: string;
+}
+
 export interface ErrorPageExtras {
   /** The short reference of a server error, also in the log. */
   reference?: string;
   signOut?: FailedSignOut;
   inProgress?: SignInInProgress;
   application?: Application;
-  /** Where an expired sign-in starts again (interactions/restart.ts). */
-  restart?: { url: string; clientName: string };
+  /** The form that starts an expired sign-in again (interactions/restart.ts). */
+  restart?: { form: StartAgain; clientName: string };
 }
 
 /** Renders the error page for an OAuth-style error, as HTML on ctx. */
@@ -179,6 +186,7 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
   // The method was wrong for the address: a page for links, or one that takes only our forms.
   if (out.error === 'method_not_allowed' && /\bGET\b/.test(ctx.response.get('Allow'))) explanation = OPENED_BY_LINKS;
   let action: Action | undefined;
+  let startAgain: StartAgain | undefined;
   // Nobody should walk away from a shared computer believing they signed out,
   // nor be left without a way to: the app's request failed, theirs need not.
   if (signOut?.signedIn) {
@@ -203,7 +211,7 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
     // The page was left open past the sign-in's time, mostly: its form
     // carried the request, which starts again as the application would.
     explanation = { ...explanation, advice: `Start signing in to ${isolated(restart.clientName)} again with the button below.` };
-    action = { url: restart.url, label: 'Start again' };
+    startAgain = restart.form;
   } else if (inProgress && out.error === 'form_too_large') {
     // The form was refused, not the sign-in: it goes on.
     explanation = { ...explanation, advice: 'Go back to the form and try again.' };
@@ -219,10 +227,10 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
   // They are the protocol's words, for the app's developer: beside the
   // explanation, not in the alert a screen reader announces.
   const details = known && out.error !== 'server_error' ? out.error_description : undefined;
-  showExplanation(ctx, page, out.error, explanation, { details, reference, action });
+  showExplanation(ctx, page, out.error, explanation, { details, reference, action, startAgain });
 }
 
-function showExplanation(ctx: Context, page: PageContext, code: string, explanation: Explanation, extra: { details?: string; reference?: string; action?: Action } = {}): void {
+function showExplanation(ctx: Context, page: PageContext, code: string, explanation: Explanation, extra: { details?: string; reference?: string; action?: Action; startAgain?: StartAgain } = {}): void {
   shownErrors.set(ctx, code);
   ctx.type = 'html';
   ctx.set('Cache-Control', 'no-store');

@@ -1,50 +1,68 @@
 // A sign-in that expired (INTERACTION_TTL) while its page stayed open: its
 // interaction, and with it the authorization request, is gone by the time the
 // form comes back. So the pages' forms carry the request (a hidden `restart`
-// field), and the page that says the sign-in expired offers to start it again,
-// as the application would, rather than leaving the person at a dead end.
-// Starting again is an ordinary request to /auth, checked there as any other:
-// the field gives no one more than a link to /auth would.
+// field), and the page that says the sign-in expired offers to start it
+// again, as the application would, rather than leaving the person at a dead
+// end. Starting again is an ordinary request to /auth, checked there as any
+// other: the field gives no one more than a link to /auth would.
 import type Provider from 'oidc-provider';
 import { displayName } from '../provider/client-model.js';
 
-/**
- * Past this, the request is left out: it travels in a redirect's Location and
- * back in a request line (percent-encoded once more), which servers and
- * proxies in front cut at about 8 KB.
- */
+/** Past this, the request is left out of the forms: none of ours needs to carry more. */
 const MAX_LENGTH = 2048;
 
-/**
- * The authorization request of `params` (an interaction's), as a query
- * string; undefined for a pushed or request-object one (its `request_uri` is
- * used once, and a pushed request's parameters are kept off the browser) and
- * for one too long to carry.
- */
-export function restartOf(params: Record<string, unknown>): string | undefined {
-  if (params.request_uri !== undefined || params.request !== undefined) return undefined;
+/** A form to the authorization endpoint (see authorizationForm). */
+export interface AuthorizationForm {
+  action: string;
+  fields: [string, string][];
+  /** Set where a value cannot travel in a form: the request as a link instead. */
+  href?: string;
+}
+
+/** An authorization request's parameters as form fields (`resource` may repeat, RFC 8707), but those named in `leftOut`. */
+export function requestFields(params: Record<string, unknown>, leftOut: string[] = []): [string, string][] {
   const fields: [string, string][] = [];
   for (const [name, value] of Object.entries(params)) {
-    // resource may be repeated (RFC 8707).
+    if (leftOut.includes(name)) continue;
     for (const one of Array.isArray(value) ? value : [value]) if (typeof one === 'string') fields.push([name, one]);
   }
-  const query = new URLSearchParams(fields).toString();
+  return fields;
+}
+
+/**
+ * A form posted to the authorization endpoint (OIDC Core §3.1.2.1 allows
+ * POST), not a link: the request's parameters, an ID token among them, stay
+ * out of the address bar, history and server logs, and a request too long
+ * for a URL still fits. Only where a value holds a line break or NUL is it a
+ * link (`href`): a browser submits a form's line breaks as CRLF, and reads NUL
+ * in an attribute as U+FFFD, so a state or nonce would come back changed.
+ */
+export function authorizationForm(provider: Provider, fields: [string, string][]): AuthorizationForm {
+  const action = provider.pathFor('authorization');
+  if (fields.some(([, value]) => /[\r\n\0]/.test(value))) return { action, fields, href: `${action}?${new URLSearchParams(fields)}` };
+  return { action, fields };
+}
+
+/**
+ * The authorization request of an interaction, for its forms' `restart`
+ * field (a query string); undefined for a pushed request (RFC 9126: its
+ * parameters are kept off the browser, and its request_uri is used once;
+ * the library remembers it as the interaction's parJti) and for one too long.
+ */
+export function restartOf(interaction: { params: Record<string, unknown>; parJti?: string }): string | undefined {
+  const { params } = interaction;
+  if (interaction.parJti !== undefined || params.request_uri !== undefined || params.request !== undefined) return undefined;
+  const query = new URLSearchParams(requestFields(params)).toString();
   return query.length <= MAX_LENGTH ? query : undefined;
 }
 
-/** The `restart` a form sent back, to pass on to the page that says the sign-in is gone; undefined if it could not be one of ours. */
-export function carriedRestart(value: unknown): string | undefined {
-  return typeof value === 'string' && value !== '' && value.length <= MAX_LENGTH ? value : undefined;
-}
-
-/** Where a `restart` that came back from a page (a form field, then a query parameter) starts again, and for which app. */
-export async function restartLink(provider: Provider, restart: unknown): Promise<{ url: string; clientName: string } | undefined> {
-  const carried = carriedRestart(restart);
-  if (!carried) return undefined;
-  const params = new URLSearchParams(carried);
+/** The form that starts again the request a `restart` field carried back, and the app it is for; undefined unless it names a known client. */
+export async function restartForm(provider: Provider, restart: unknown): Promise<{ form: AuthorizationForm; clientName: string } | undefined> {
+  if (typeof restart !== 'string' || restart === '' || restart.length > MAX_LENGTH) return undefined;
+  const params = new URLSearchParams(restart);
   const clientId = params.get('client_id');
   if (!clientId || params.has('request_uri') || params.has('request')) return undefined;
   const client = await provider.Client.find(clientId).catch(() => undefined);
   if (!client) return undefined;
-  return { url: `${provider.pathFor('authorization')}?${params}`, clientName: displayName(client) };
+  return { form: authorizationForm(provider, [...params]), clientName: displayName(client) };
 }

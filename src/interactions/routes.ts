@@ -32,7 +32,7 @@ import { outgrownRequest, type RegistrationChange } from '../provider/registrati
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { CurrentSignIn } from './current-sign-in.js';
-import { carriedRestart, restartLink, restartOf } from './restart.js';
+import { authorizationForm, requestFields, restartForm, restartOf, type AuthorizationForm } from './restart.js';
 import { describeApiScopes, describeClaims, describeScopes } from './scope-descriptions.js';
 import { SIGN_IN_NOTICE_COOKIE, SignInNotices, type Refusal } from './sign-in-notice.js';
 
@@ -102,26 +102,14 @@ const DEVICE_COOKIE_OPTIONS = { httpOnly: true, sameSite: 'strict', path: '/inte
  * this browser signs in as themselves. login_hint is left out, since it
  * names the other person to the form; id_token_hint stays, as the app's
  * requirement: if it named someone else, the app gets login_required.
- * A form posted to the authorization endpoint (§3.1.2.1 allows POST), not a
- * link: the request's parameters, an ID token among them, stay out of the
- * address bar, history and server logs, and a request too long for a URL
- * still fits. Only where a value holds a line break or NUL is it a link
- * (`href`): a browser submits a form's line breaks as CRLF, and reads NUL in
- * an attribute as U+FFFD, so a state or nonce would come back changed.
+ * A form to the authorization endpoint (see authorizationForm).
  */
-function signInAgain(provider: Provider, params: Record<string, unknown>): { action: string; fields: [string, string][]; href?: string } {
-  const fields: [string, string][] = [];
-  for (const [name, value] of Object.entries(params)) {
-    if (name === 'prompt' || name === 'login_hint') continue;
-    // resource may be repeated (RFC 8707).
-    for (const one of Array.isArray(value) ? value : [value]) if (typeof one === 'string') fields.push([name, one]);
-  }
+function signInAgain(provider: Provider, params: Record<string, unknown>): AuthorizationForm {
+  const fields = requestFields(params, ['prompt', 'login_hint']);
   // Signing in is the choice of account: prompt=select_account would only ask it again.
   const others = typeof params.prompt === 'string' ? params.prompt.split(' ').filter((prompt) => prompt && prompt !== 'login' && prompt !== SELECT_ACCOUNT) : [];
   fields.push(['prompt', ['login', ...others].join(' ')]);
-  const action = provider.pathFor('authorization');
-  if (fields.some(([, value]) => /[\r\n\0]/.test(value))) return { action, fields, href: `${action}?${new URLSearchParams(fields)}` };
-  return { action, fields };
+  return authorizationForm(provider, fields);
 }
 
 /**
@@ -171,18 +159,11 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         // help: starting again loops. (An expired one has lost its cookies too.)
         ctx.status = 400;
         renderErrorPage(ctx, page(ctx), { error: 'cookies_blocked' });
-      } else if (error instanceof errors.SessionNotFound && ctx.method === 'POST') {
-        // A form of a sign-in that is gone (expired, finished, signed out
-        // meanwhile): answered with a redirect to the page that says so
-        // (Post/Redirect/Get), which a reload does not send again (a
-        // password, say). The request the form carried lets that page offer
-        // to start again (restart.ts).
-        const restart = carriedRestart((await readForm(ctx).catch(() => undefined))?.restart);
-        ctx.status = 303;
-        ctx.redirect(`/interaction/${encodeURIComponent(ctx.params.uid!)}${restart ? `?${new URLSearchParams({ restart })}` : ''}`);
       } else if (error instanceof errors.SessionNotFound || error instanceof WrongPrompt) {
         ctx.status = 400;
-        const restart = ctx.method === 'GET' ? await restartLink(host.current, ctx.query.restart) : undefined;
+        // A form of a sign-in that is gone (expired, signed out meanwhile)
+        // brought back its request: the page offers to start it again (restart.ts).
+        const restart = error instanceof errors.SessionNotFound && ctx.method === 'POST' ? await restartForm(host.current, (await readForm(ctx).catch(() => undefined))?.restart) : undefined;
         renderErrorPage(ctx, page(ctx), { error: 'session_not_found' }, { inProgress: await wayOn(ctx, error), restart });
       } else if (error instanceof RequestOutgrown) {
         const { interaction, change } = error;
@@ -290,7 +271,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   const showLogin = async (ctx: Context, interaction: Interaction, clientName: string, fields: { email?: string; error?: string; throttled?: boolean; disabled?: boolean } = {}) => {
     const signedIn = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
     ctx.type = 'html';
-    ctx.body = renderPage(page(ctx), 'login', { uid: interaction.uid, clientName, signedInAs: signedIn && accountLabel(signedIn), restart: restartOf(interaction.params), ...fields });
+    ctx.body = renderPage(page(ctx), 'login', { uid: interaction.uid, clientName, signedInAs: signedIn && accountLabel(signedIn), restart: restartOf(interaction), ...fields });
   };
 
   /**
@@ -341,7 +322,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         clientName,
         userLabel: accountLabel(user),
         switchAccount: signInAgain(provider, interaction.params),
-        restart: restartOf(interaction.params),
+        restart: restartOf(interaction),
       });
       return;
     }
@@ -388,7 +369,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         clientUri: safeUrl(client.clientUri),
         policyUri: safeUrl(client.policyUri),
         tosUri: safeUrl(client.tosUri),
-        restart: restartOf(interaction.params),
+        restart: restartOf(interaction),
       });
       return;
     }

@@ -110,6 +110,12 @@ describe('pushed authorization requests (RFC 9126)', () => {
     expect(pageKind(callback)).toBe('callback');
     const tokens = await oidc.authorizationCodeGrant(config(), new URL(callback.url), { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce });
     expect(tokens.claims()).toMatchObject({ iss: pc.issuer, nonce });
+    // Nor do the pages carry it, to start again once it expired (a plain request's forms do).
+    const pushed = await oidc.buildAuthorizationUrlWithPAR(config(), { redirect_uri: REDIRECT_URI, scope: 'openid profile', state, nonce, ...params });
+    const login = await visit(new UserAgent(), pushed);
+    expect(pageKind(login)).toBe('login');
+    expect(login.html).not.toContain('name="restart"');
+    expect((await visit(new UserAgent(), (await authorizationRequest(config(), 'openid')).url)).html).toContain('name="restart"');
   });
 
   it('a request_uri is good for one authorization request', async () => {

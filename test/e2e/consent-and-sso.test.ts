@@ -337,7 +337,7 @@ describe('single sign-on', () => {
     const request = await authorizationRequest(appA, 'openid email', { prompt: 'select_account' });
     const choice = await visit(ua, request.url);
     expect(choice.html).toContain('Choose an account to continue to <bdi>Calendar &amp; Co</bdi>');
-    expect(choice.html).toContain('Continue as <bdi>Bob &lt;script&gt;alert(1)&lt;/script&gt;</bdi> (bob@example.com)</button>');
+    expect(choice.html).toContain('Continue as <bdi>Bob &lt;script&gt;alert(1)&lt;/script&gt;</bdi> (<bdi>bob@example.com</bdi>)</button>');
     // Cancel, as on the other pages: back to the app with access_denied, and nobody signed out.
     const declined = await ua.post(choice, UserAgent.formAction(choice, '/abort'), {}, REDIRECT_URI);
     expect(pageKind(declined)).toBe('callback');
@@ -395,7 +395,7 @@ describe('single sign-on', () => {
     expect(login.html).toMatch(/<input id="email"[^>]* value=""/);
     expect(login.html).toContain('Cancel sends you back to <bdi>Shared Tablet</bdi> without signing in.');
     // The name isolated alone: a right-to-left one would carry the email's parentheses with it.
-    expect(login.html).toContain('<p class="muted" id="signed-in-as">You are signed in as <strong><bdi>Bob &lt;script&gt;alert(1)&lt;/script&gt;</bdi> (bob@example.com)</strong> on this device: signing in as someone else signs them out here.</p>');
+    expect(login.html).toContain('<p class="muted" id="signed-in-as">You are signed in as <strong><bdi>Bob &lt;script&gt;alert(1)&lt;/script&gt;</bdi> (<bdi>bob@example.com</bdi>)</strong> on this device: signing in as someone else signs them out here.</p>');
     // Read out with the email field, which has the focus: a screen reader would skip it otherwise.
     expect(login.html).toMatch(/<input id="email"[^>]* aria-describedby="signed-in-as"[^>]* autofocus>/);
     // oidc-provider ends Bob's session before Eve's begins: a form the browser submits by itself.

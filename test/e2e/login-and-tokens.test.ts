@@ -523,7 +523,7 @@ describe('RP-initiated logout', () => {
     expect(confirm.html).toMatch(/<button class="secondary"[^>]*>Stay signed in to <bdi>[^<]+<\/bdi><\/button>/);
     expect(confirm.html).toContain('you then go back to <strong class="destination">127.0.0.1:9999</strong>');
     // It says whom "Sign out" signs out.
-    expect(confirm.html).toContain('You are signed in as <strong>lou@example.com</strong> on this device.');
+    expect(confirm.html).toContain('You are signed in as <strong><bdi>lou@example.com</bdi></strong> on this device.');
     expect(confirm.html).not.toContain('asked to sign out another account');
     const action = /<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"/.exec(confirm.html)?.[1] ?? UserAgent.formAction(confirm, '/confirm');
     const done = await ua.post(confirm, action, { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
@@ -630,7 +630,7 @@ describe('RP-initiated logout', () => {
     const endSession = oidc.buildEndSessionUrl(rp, { id_token_hint: miasTokens.id_token!, post_logout_redirect_uri: POST_LOGOUT_URI });
     const confirm = await nedsBrowser.open(endSession.href, {}, POST_LOGOUT_URI);
     expect(confirm.status).toBe(200);
-    expect(confirm.html).toContain('You are signed in as <strong>ned@example.com</strong> on this device. ');
+    expect(confirm.html).toContain('You are signed in as <strong><bdi>ned@example.com</bdi></strong> on this device. ');
     expect(confirm.html).toMatch(/asked to sign out another account, but signing out here signs out this one\./);
     expect(confirm.html).not.toContain('mia@example.com');
   });

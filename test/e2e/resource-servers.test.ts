@@ -871,6 +871,8 @@ describe('portcullis api', () => {
     expect(back.code, back.stderr).toBe(0);
     expect(back.stdout).toBe(`updated API ${SHOP} (jwt tokens, 300s; scopes read:cart write:cart)\ntaken away: pay:cart; 0 consent(s) and 0 client(s) no longer include them (tokens already issued keep them until they expire)\n`);
     await expect(oidc.clientCredentialsGrant(robot, { resource: SHOP, scope: 'write:cart' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    // Registered for it again, the app still has no consent to it: the person is asked again, not the refresh given it.
+    expect((await pc.cli(['client', 'update', appClient.client_id, '--scope', 'openid offline_access read:cart write:cart'])).code).toBe(0);
     expect((await oidc.refreshTokenGrant(app, refreshed.refresh_token!, { resource: SHOP })).scope).toBe('read:cart');
     // `--name ""` gives back the identifier's host.
     const renamed = await pc.cli(['api', 'update', SHOP, '--name', '', '--json']);
