@@ -42,6 +42,21 @@ async function createApi(args: string[]): Promise<ApiCredentials> {
 
 const serve = (options: Parameters<typeof serveExampleApi>[0]) => serveExampleApi(options, servers);
 
+/**
+ * A statement run from outside the server, as another process would (rows
+ * as JSON text: `row`). Literal statements: the embedded database's socket
+ * takes no parameters.
+ */
+async function outside(statement: string): Promise<{ row: string }[]> {
+  const db = pc.outsideConnection();
+  await db.connect();
+  try {
+    return (await db.query<{ row: string }>(statement)).rows;
+  } finally {
+    await db.end();
+  }
+}
+
 function call(base: string, token?: string, method = 'GET') {
   return fetch(`${base}/orders`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
 }
@@ -752,16 +767,6 @@ describe('portcullis api', () => {
     expect(await asApi(first, tokens.access_token)).toBe(true);
 
     // A copy of the robot's token row, to put back afterwards as a token request in flight while the delete ran would write it.
-    // (Literal statements: the embedded database's socket takes no parameters.)
-    const outside = async (statement: string) => {
-      const db = pc.outsideConnection();
-      await db.connect();
-      try {
-        return (await db.query<{ row: string }>(statement)).rows;
-      } finally {
-        await db.end();
-      }
-    };
     const [kept] = await outside(`SELECT row_to_json(a)::text AS row FROM provider_artifacts a WHERE id = '${sha256(machineAccess)}'`);
     expect(kept).toBeDefined();
     const deleted = await pc.cli(['api', 'delete', GONE]);
@@ -804,16 +809,6 @@ describe('portcullis api', () => {
     const asBilling = await discover(pc.issuer, apis.billing.client_id, apis.billing.client_secret);
     for (const token of [machineAccess, tokens.access_token]) expect((await oidc.tokenIntrospection(asBilling, token)).active).toBe(true);
 
-    // (Literal statements: the embedded database's socket takes no parameters.)
-    const outside = async (statement: string) => {
-      const db = pc.outsideConnection();
-      await db.connect();
-      try {
-        return (await db.query<{ row: string }>(statement)).rows;
-      } finally {
-        await db.end();
-      }
-    };
     const rows = await outside(`SELECT row_to_json(a)::text AS row FROM provider_artifacts a WHERE id IN ('${sha256(machineAccess)}', '${sha256(tokens.access_token)}')`);
     expect(rows).toHaveLength(2);
     for (const client of [robotClient, appClient]) expect((await pc.cli(['client', 'delete', client.client_id])).code).toBe(0);
