@@ -440,7 +440,7 @@ describe('portcullis client', () => {
   it('a usage error shows the usage of its own command, not every command\'s', async () => {
     const result = await pc.cli(['client', 'delete']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/^portcullis: expected 1 argument\(s\), got 0\n\nUsage:\n {2}portcullis client delete CLIENT_ID\n/);
+    expect(result.stderr).toMatch(/^portcullis: expected 1 argument\(s\), got 0\n\nUsage:\n {2}portcullis client delete CLIENT_ID \[--json\]\n/);
     expect(result.stderr).not.toContain('user create');
     expect(result.stderr).toContain('portcullis --help lists every command');
   });
