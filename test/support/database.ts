@@ -40,7 +40,16 @@ export async function serverDatabase(prefix: string, tablespaceAt?: string): Pro
       await admin.end();
     }
   };
-  await run(tablespaceAt ? [`CREATE TABLESPACE ${name} LOCATION '${tablespaceAt}'`, `CREATE DATABASE ${name} TABLESPACE ${name}`] : [`CREATE DATABASE ${name}`]);
+  // CREATE DATABASE copies the template through shared buffers and leaves the
+  // new files sparse until a checkpoint writes them. On a disk a test fills,
+  // every checkpoint would then fail for want of space for those holes, and
+  // with it every other test file's DROP DATABASE (which waits for one):
+  // the CHECKPOINT writes them while there is room.
+  await run(
+    tablespaceAt
+      ? [`CREATE TABLESPACE ${name} LOCATION '${tablespaceAt}'`, `CREATE DATABASE ${name} TABLESPACE ${name}`, 'CHECKPOINT']
+      : [`CREATE DATABASE ${name}`],
+  );
   const url = new URL(SERVER_URL);
   url.pathname = `/${name}`;
   return {
