@@ -2,7 +2,6 @@
 import { ConfigError, loadConfig } from './config.js';
 import { terminalSafe } from './display-text.js';
 import { createLogger } from './logger.js';
-import { startServer } from './server.js';
 import { VERSION } from './version.js';
 
 const HELP = `Usage: node dist/main.js (or npm start)
@@ -44,6 +43,9 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel);
+  // Loaded only to start: oidc-provider warns on Node 20 as it loads, which
+  // --version, --help and a configuration error have no reason to print.
+  const { startServer } = await import('./server.js');
   const server = await startServer(config, logger);
   let stoppingSince: number | undefined;
   const stop = async (signal: string) => {
