@@ -235,25 +235,19 @@ export class Apis {
       ...(changes.tokenFormat !== undefined ? { tokenFormat: checkTokenFormat(changes.tokenFormat) } : {}),
       ...(changes.ttl !== undefined ? { accessTokenTtl: checkTtl(changes.ttl) } : {}),
     };
-    // One transaction. The update locks the API's row until it commits, so
-    // two updates at once take turns, and the narrowing that follows it reads
-    // the scopes the row holds then: whatever another update added meanwhile
-    // is narrowed away too, if this one leaves it out.
-    if (!scopes) {
-      const changed = await this.prisma.api.updateMany({ where: { identifier }, data });
-      if (changed.count === 0) throw new ApiError(`no API with identifier ${identifier}`);
-      return { ...(await this.found(identifier)), removed: { scopes: [], consentsChanged: 0, clientsChanged: 0 } };
-    }
-    const [changed, consents, clients] = await this.prisma.$transaction([
-      this.prisma.api.updateMany({ where: { identifier }, data }),
-      narrowConsents(this.prisma, identifier),
-      narrowClients(this.prisma, identifier),
-    ]);
+    // With --scope, one transaction: the update locks the API's row until it
+    // commits, so two updates at once take turns, and the narrowing that
+    // follows it reads the scopes the row holds then: whatever another update
+    // added meanwhile is narrowed away too, if this one leaves it out.
+    const update = this.prisma.api.updateMany({ where: { identifier }, data });
+    const [changed, consents, clients] = scopes
+      ? await this.prisma.$transaction([update, narrowConsents(this.prisma, identifier), narrowClients(this.prisma, identifier)])
+      : [await update, 0, []];
     // Deleted since it was looked up (`api delete` had ended what was given for it: nothing was left to narrow).
     if (changed.count === 0) throw new ApiError(`no API with identifier ${identifier}`);
     // (What this update took away as read before it: an update in between may have added more, which it took too.)
-    const names = scopes.map((scope) => scope.name);
-    const taken = before.scopes.map((scope) => scope.name).filter((name) => !names.includes(name));
+    const names = scopes?.map((scope) => scope.name);
+    const taken = names ? before.scopes.map((scope) => scope.name).filter((name) => !names.includes(name)) : [];
     return { ...(await this.found(identifier)), removed: { scopes: taken, consentsChanged: consents, clientsChanged: clients.length } };
   }
 

@@ -439,6 +439,12 @@ export const migrateCommand: Command = async (args, open, io) => {
   io.out(`database is up to date (${alreadyApplied + applied.length} migrations, ${applied.length} applied now)\n`);
 };
 
+/** --token-format, checked before the database is opened: a usage error, as a mistyped option is. */
+function tokenFormatOption(format: unknown): 'jwt' | 'opaque' | undefined {
+  if (format !== undefined && format !== 'jwt' && format !== 'opaque') throw new UsageError('--token-format must be jwt or opaque');
+  return format;
+}
+
 export const apiCreate: Command = async (args, open, io) => {
   const { values } = parse(args, {
     identifier: { type: 'string' },
@@ -449,13 +455,12 @@ export const apiCreate: Command = async (args, open, io) => {
     json: { type: 'boolean' },
   });
   const identifier = required(values.identifier, '--identifier');
-  const format = values['token-format'] as string | undefined;
-  if (format !== undefined && format !== 'jwt' && format !== 'opaque') throw new UsageError('--token-format must be jwt or opaque');
+  const format = tokenFormatOption(values['token-format']);
   const api = await (await open()).apis.create({
     identifier,
     name: values.name as string | undefined,
     scopes: (values.scope as string[] | undefined) ?? [],
-    tokenFormat: format as 'jwt' | 'opaque' | undefined,
+    tokenFormat: format,
     ttl: values.ttl as string | undefined,
   });
   const shown = {
@@ -501,8 +506,7 @@ export const apiUpdate: Command = async (args, open, io) => {
     ttl: { type: 'string' },
     json: { type: 'boolean' },
   });
-  const format = values['token-format'] as string | undefined;
-  if (format !== undefined && format !== 'jwt' && format !== 'opaque') throw new UsageError('--token-format must be jwt or opaque');
+  const format = tokenFormatOption(values['token-format']);
   const changes = { name: values.name as string | undefined, scopes: values.scope as string[] | undefined, tokenFormat: format, ttl: values.ttl as string | undefined };
   if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
   const { removed, ...api } = await (await open()).apis.update(identifier, changes);
