@@ -199,6 +199,7 @@ const clientJson = (client: ClientView) => ({
   policy_uri: client.policyUri,
   tos_uri: client.tosUri,
   created_at: client.createdAt.toISOString(),
+  disabled_at: client.disabledAt?.toISOString() ?? null,
 });
 
 export const clientList: Command = async (args, open, io) => {
@@ -207,7 +208,7 @@ export const clientList: Command = async (args, open, io) => {
   if (values.json) return io.out(json(clients.map(clientJson)));
   if (clients.length === 0) return io.out('no clients\n');
   for (const client of clients) {
-    io.out(`${client.clientId}  ${client.name}  ${client.native ? 'native' : client.public ? 'public' : 'confidential'}  ${client.redirectUris.join(' ')}\n`);
+    io.out(`${client.clientId}  ${client.name}  ${client.native ? 'native' : client.public ? 'public' : 'confidential'}  ${client.redirectUris.join(' ')}${client.disabledAt ? '  (disabled)' : ''}\n`);
   }
 };
 
@@ -216,6 +217,22 @@ export const clientDelete: Command = async (args, open, io) => {
   await (await open()).clients.delete(positionals[0]!);
   if (values.json) return io.out(json({ client_id: positionals[0], deleted: true }));
   io.out(`deleted client ${positionals[0]}\n`);
+};
+
+export const clientDisable: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const clientId = positionals[0]!;
+  const { wasDisabled, ended } = await (await open()).clients.disable(clientId);
+  if (values.json) return io.out(json({ client_id: clientId, was_disabled: wasDisabled, tokens_ended: ended }));
+  io.out(`${wasDisabled ? `client ${clientId} was disabled already` : `disabled client ${clientId}`}; ended ${ended} code(s) and token(s) issued to it\n`);
+};
+
+export const clientEnable: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const clientId = positionals[0]!;
+  const { wasDisabled, ended } = await (await open()).clients.enable(clientId);
+  if (values.json) return io.out(json({ client_id: clientId, was_disabled: wasDisabled, tokens_ended: ended }));
+  io.out(wasDisabled ? `enabled client ${clientId}: it may sign people in again${ended ? ` (ended ${ended} code(s) and token(s) stored as it was disabled)` : ''}\n` : `client ${clientId} was not disabled\n`);
 };
 
 export const clientRotateSecret: Command = async (args, open, io) => {
@@ -540,6 +557,8 @@ export const COMMANDS: Record<string, Command> = {
   'client list': clientList,
   'client update': clientUpdate,
   'client delete': clientDelete,
+  'client disable': clientDisable,
+  'client enable': clientEnable,
   'client rotate-secret': clientRotateSecret,
   'user create': userCreate,
   'user list': userList,

@@ -14,6 +14,9 @@ Clients
                                             what is given replaces what was registered ("" removes
                                             a shown URI); the id and secret stay, and what was
                                             issued within the new registration
+  client disable CLIENT_ID [--json]        refuses the client everywhere, and ends its codes and
+                                            tokens (consents stay), until client enable
+  client enable CLIENT_ID [--json]
   client delete CLIENT_ID [--json]
   client rotate-secret CLIENT_ID [--json]   a new secret; the old one stops working at once
 

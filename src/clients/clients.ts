@@ -57,6 +57,8 @@ export interface ClientView {
   policyUri?: string;
   tosUri?: string;
   createdAt: Date;
+  /** Since when `client disable` has it refused (see Clients.disable). */
+  disabledAt?: Date;
 }
 
 /** Metadata in the shape of RFC 7591 / OIDC Dynamic Registration, as oidc-provider reads it. */
@@ -177,9 +179,9 @@ function checkNativeRedirectUri(uri: string, what: string): string {
 
 const MAX_CLIENT_NAME_LENGTH = 200;
 
-const VIEW_COLUMNS = { clientId: true, name: true, metadata: true, clientSecretHash: true, createdAt: true } as const;
+const VIEW_COLUMNS = { clientId: true, name: true, metadata: true, clientSecretHash: true, createdAt: true, disabledAt: true } as const;
 
-function toView(row: { clientId: string; name: string; metadata: unknown; clientSecretHash: string | null; createdAt: Date }): ClientView {
+function toView(row: { clientId: string; name: string; metadata: unknown; clientSecretHash: string | null; createdAt: Date; disabledAt: Date | null }): ClientView {
   const metadata = row.metadata as StoredMetadata;
   return {
     clientId: row.clientId,
@@ -196,6 +198,7 @@ function toView(row: { clientId: string; name: string; metadata: unknown; client
     policyUri: metadata.policy_uri,
     tosUri: metadata.tos_uri,
     createdAt: row.createdAt,
+    ...(row.disabledAt ? { disabledAt: row.disabledAt } : {}),
   };
 }
 
@@ -423,6 +426,52 @@ export class Clients {
     // Deleted since it was looked up.
     if (updated.count === 0) throw new ClientError(`no client with id ${clientId}`);
     return { client_id: clientId, client_secret: secret };
+  }
+
+  /**
+   * Refuses a client everywhere until enable(), as if it were not registered
+   * (the provider's lookup skips it: provider/client-adapter.ts), on every
+   * instance at once (announced in the same transaction): its requests get
+   * invalid_client, and what was issued to it is refused where it is checked
+   * (introspection, UserInfo, refresh). For a client whose secret leaked or
+   * that misbehaves, while the operator finds out: its codes, access and
+   * refresh tokens and pushed requests end now, so that enabling it brings
+   * back none of them. The registration, its secret and the consents people
+   * gave it stay: once enabled, it signs people in without asking again.
+   */
+  disable(clientId: string): Promise<{ wasDisabled: boolean; ended: number }> {
+    return this.setDisabled(clientId, true);
+  }
+
+  /**
+   * Lets a disabled client in again. What a request in flight stored for it
+   * as it was disabled ends too; a client that was not disabled keeps all it has.
+   */
+  enable(clientId: string): Promise<{ wasDisabled: boolean; ended: number }> {
+    return this.setDisabled(clientId, false);
+  }
+
+  private async setDisabled(clientId: string, disabled: boolean): Promise<{ wasDisabled: boolean; ended: number }> {
+    // Looked up before anything is announced: only a client's id is (see client-changes.ts).
+    const row = await this.prisma.client.findUnique({ where: { clientId }, select: { api: { select: { identifier: true } } } });
+    if (!row) throw new ClientError(`no client with id ${clientId}`);
+    // An API's credentials only introspect; `api delete` ends them, `client rotate-secret` changes them.
+    if (row.api) throw new ClientError(`client ${clientId} holds the credentials of API ${row.api.identifier}; use \`portcullis client rotate-secret\` or \`portcullis api delete\``);
+    const [before, ended] = await this.prisma.$transaction([
+      // FOR UPDATE: two at once agree on which came first.
+      this.prisma.$queryRaw<{ disabled_at: Date | null }[]>`SELECT disabled_at FROM clients WHERE client_id = ${clientId} FOR UPDATE`,
+      // Everything issued to it but the consents (kind Grant).
+      this.prisma.$executeRaw`
+        DELETE FROM provider_artifacts WHERE kind <> 'Grant' AND payload->>'clientId' = ${clientId}
+          AND (${disabled} OR EXISTS (SELECT 1 FROM clients WHERE client_id = ${clientId} AND disabled_at IS NOT NULL))`,
+      disabled
+        ? this.prisma.$executeRaw`UPDATE clients SET disabled_at = coalesce(disabled_at, now()) WHERE client_id = ${clientId}`
+        : this.prisma.$executeRaw`UPDATE clients SET disabled_at = NULL WHERE client_id = ${clientId}`,
+      announceClientChange(this.prisma, clientId),
+    ]);
+    // Deleted since it was looked up.
+    if (before.length === 0) throw new ClientError(`no client with id ${clientId}`);
+    return { wasDisabled: before[0]!.disabled_at !== null, ended };
   }
 
   /** Deletes the client and everything issued to it. */

@@ -1,6 +1,7 @@
 // The provider's Client model, backed by the `clients` table. oidc-provider
 // looks up any client_id it does not know statically through this adapter's
-// `find`, and caches the validated client by a hash of what we return.
+// `find`, and caches the validated client by a hash of what we return. A
+// disabled client (`portcullis client disable`) is not found.
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { StoredMetadata } from '../clients/clients.js';
 import type { Sql } from '../persistence/database.js';
@@ -12,7 +13,7 @@ const FIND_CLIENT = {
   text: `SELECT c.client_id, c.name, c.metadata, c.client_secret_hash, a.identifier AS api,
                 floor(extract(epoch FROM a.created_at))::int AS api_since
          FROM clients c LEFT JOIN apis a ON a.client_id = c.client_id
-         WHERE c.client_id = $1`,
+         WHERE c.client_id = $1 AND c.disabled_at IS NULL`,
 } as const;
 
 interface ClientRow {

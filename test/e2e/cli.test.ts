@@ -97,6 +97,73 @@ describe('portcullis client', () => {
     expect(again.stderr).toContain(`no client with id ${client_id}`);
   });
 
+  it('disable refuses a client everywhere until enable and ends what was issued to it; consents stay, so once enabled it signs people in without asking again', async () => {
+    const paused = await pc.createClient({ name: 'Paused', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code', 'refresh_token', 'client_credentials'], scope: 'openid offline_access' });
+    await pc.createUser('pia@example.com', 'pias password');
+    const credentials = { email: 'pia@example.com', password: 'pias password' };
+    const rp = await discover(pc.issuer, paused.client_id, paused.client_secret);
+    const first = await logIn(new UserAgent(), rp, 'openid offline_access', credentials, { prompt: 'consent' });
+    expect(first.seen).toEqual(['login', 'consent']);
+    const machineToken = (await pc.clientCredentials(paused)).body.access_token as string;
+    const outside = async (statement: string, parameters: string[]) => {
+      const db = pc.outsideConnection();
+      await db.connect();
+      return db.query<{ row: string }>(statement, parameters).finally(() => db.end());
+    };
+    const { rows: [machineRow] } = await outside(`SELECT row_to_json(a)::text AS row FROM provider_artifacts a WHERE id = $1`, [sha256(machineToken)]);
+    const userinfo = (token: string) => fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${token}` } }).then((response) => response.status);
+    expect(await userinfo(first.tokens.access_token)).toBe(200);
+    expect(pageKind(await visit(new UserAgent(), (await authorizationRequest(rp, 'openid')).url))).toBe('login');
+
+    const disabled = await pc.cli(['client', 'disable', paused.client_id, '--json']);
+    expect(disabled.code, disabled.stderr).toBe(0);
+    const report = JSON.parse(disabled.stdout) as { client_id: string; was_disabled: boolean; tokens_ended: number };
+    expect(report).toMatchObject({ client_id: paused.client_id, was_disabled: false });
+    // The code, the access and refresh tokens, and the client-credentials token.
+    expect(report.tokens_ended).toBeGreaterThanOrEqual(4);
+    // Refused everywhere, as a client never registered is.
+    const start = await visit(new UserAgent(), (await authorizationRequest(rp, 'openid')).url);
+    expect([start.status, start.html.includes('Unknown application')]).toEqual([400, true]);
+    const machine = await pc.clientCredentials(paused);
+    expect([machine.status, machine.body.error]).toEqual([401, 'invalid_client']);
+    await expect(oidc.refreshTokenGrant(rp, first.tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_client' });
+    expect(await userinfo(first.tokens.access_token)).toBe(401);
+    const listed = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_id: string; disabled_at: string | null }[];
+    expect(Date.parse(listed.find((client) => client.client_id === paused.client_id)!.disabled_at!)).toBeGreaterThan(Date.now() - 60_000);
+    expect((await pc.cli(['client', 'list'])).stdout).toMatch(new RegExp(`^${paused.client_id}  Paused  confidential  \\S+  \\(disabled\\)$`, 'm'));
+    const again = await pc.cli(['client', 'disable', paused.client_id]);
+    expect([again.code, again.stdout]).toEqual([0, `client ${paused.client_id} was disabled already; ended 0 code(s) and token(s) issued to it\n`]);
+
+    // Written back as a token request in flight while the disable ran would write it.
+    await outside(`INSERT INTO provider_artifacts SELECT * FROM json_populate_record(NULL::provider_artifacts, $1)`, [machineRow!.row]);
+
+    const enabled = await pc.cli(['client', 'enable', paused.client_id, '--json']);
+    expect(enabled.code, enabled.stderr).toBe(0);
+    expect(JSON.parse(enabled.stdout)).toEqual({ client_id: paused.client_id, was_disabled: true, tokens_ended: 1 });
+    expect(await oidc.tokenIntrospection(rp, machineToken)).toEqual({ active: false });
+    // What it had before stays ended; the client itself works again.
+    await expect(oidc.refreshTokenGrant(rp, first.tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect(await userinfo(first.tokens.access_token)).toBe(401);
+    expect((await pc.clientCredentials(paused)).status).toBe(200);
+    // Pia's consent stayed: she signs in, and is not asked again.
+    const second = await logIn(new UserAgent(), rp, 'openid offline_access', credentials);
+    expect(second.seen).toEqual(['login']);
+    expect(await userinfo(second.tokens.access_token)).toBe(200);
+    // Enabling a client that is not disabled ends nothing.
+    const twice = await pc.cli(['client', 'enable', paused.client_id]);
+    expect([twice.code, twice.stdout]).toEqual([0, `client ${paused.client_id} was not disabled\n`]);
+    expect(await userinfo(second.tokens.access_token)).toBe(200);
+
+    // An API's credentials are not a client to disable; an unknown id is not found.
+    const api = JSON.parse((await pc.cli(['api', 'create', '--identifier', 'https://paused-api.example.com', '--scope', 'read:paused', '--json'])).stdout) as { client_id: string };
+    const apiRefused = await pc.cli(['client', 'disable', api.client_id]);
+    expect([apiRefused.code, apiRefused.stderr]).toEqual([1, `portcullis: client ${api.client_id} holds the credentials of API https://paused-api.example.com; use \`portcullis client rotate-secret\` or \`portcullis api delete\`\n`]);
+    for (const command of ['disable', 'enable']) {
+      const unknown = await pc.cli(['client', command, 'no-such-client']);
+      expect([unknown.code, unknown.stderr]).toEqual([1, 'portcullis: no client with id no-such-client\n']);
+    }
+  });
+
   it('update changes a registration in place: the server uses it at once; the id, secret and tokens stay', async () => {
     const { client_id, client_secret } = await pc.createClient({ name: 'Before', redirectUris: [REDIRECT_URI], postLogoutRedirectUris: [REDIRECT_URI] });
     await pc.createUser('uma@example.com', 'umas password');
