@@ -73,6 +73,14 @@ class CheckUnavailable extends Error {}
 
 /** How long the issuer is given to answer a fetch. */
 const ISSUER_TIMEOUT_MS = 5_000;
+/**
+ * A token whose `kid` the cached JWKS lacks makes jose fetch it again, but
+ * not within this long of the last fetch (jose's default is 30 s). After
+ * `portcullis keys rotate --now` new tokens carry a new key at once: 5 s
+ * refuses them for at most that long, and a stream of made-up kids still
+ * costs the issuer no more than one JWKS fetch per 5 s.
+ */
+const JWKS_COOLDOWN_MS = 5_000;
 
 interface IssuerMetadata {
   issuer: string;
@@ -104,7 +112,11 @@ export function createTokenVerifier(options: ProtectOptions): TokenVerifier {
       }));
 
   async function verifyJwt(token: string): Promise<AccessToken> {
-    jwks ??= createRemoteJWKSet(new URL((await discover()).jwks_uri), { cacheMaxAge: options.jwksMaxAge ?? 60_000, timeoutDuration: ISSUER_TIMEOUT_MS });
+    jwks ??= createRemoteJWKSet(new URL((await discover()).jwks_uri), {
+      cacheMaxAge: options.jwksMaxAge ?? 60_000,
+      cooldownDuration: JWKS_COOLDOWN_MS,
+      timeoutDuration: ISSUER_TIMEOUT_MS,
+    });
     try {
       // RFC 9068 §4: typ at+jwt, our issuer, our audience, an asymmetric
       // algorithm, not expired; and §2.2's required claims there (jose

@@ -501,6 +501,26 @@ describe('key rotation', () => {
   });
 });
 
+describe('an emergency rotation', () => {
+  it('after keys rotate --now the example API takes the new key within seconds: it refetches the JWKS for a kid it lacks at most every 5 s', async () => {
+    const api = await serve({ issuer: pc.issuer, audience: ORDERS });
+    const before = await machineToken(ORDERS, 'read:orders');
+    expect((await call(api, before.access_token)).status).toBe(200); // fetches the JWKS
+    const fetchedAt = Date.now();
+    expect((await pc.cli(['keys', 'rotate', '--now'])).code).toBe(0);
+    const oldKid = decodeProtectedHeader(before.access_token).kid;
+    let after = await machineToken(ORDERS, 'read:orders');
+    for (let waited = 0; decodeProtectedHeader(after.access_token).kid === oldKid && waited < 20; waited++) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      after = await machineToken(ORDERS, 'read:orders');
+    }
+    expect(decodeProtectedHeader(after.access_token).kid).not.toBe(oldKid);
+    // Asked nothing in between: 6 s after its fetch, well inside jose's default 30 s.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, fetchedAt + 6_000 - Date.now())));
+    expect((await call(api, after.access_token)).status).toBe(200);
+  });
+});
+
 describe('tokens the example API must refuse', () => {
   const expectInvalid = async (token: string | undefined, described?: RegExp) => {
     const response = await call(ordersApi, token);
