@@ -22,6 +22,7 @@ import { allowedMethodsOf, answerOptions, refuseMethod, takes, type Address } fr
 import { loggedPath } from './http/log-redaction.js';
 import { cacheablePublicDocuments } from './http/public-documents.js';
 import { securityHeaders } from './http/security-headers.js';
+import { refuseWithStaleKeys } from './http/stale-keys.js';
 import { interactionRoutes } from './interactions/routes.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics/metrics.js';
@@ -87,6 +88,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         refuseEncodedBodies(deps.config, addresses),
         keepRequestForms(provider),
         healthProbes(deps.sql, deps.space, deps.host, inFlight),
+        refuseWithStaleKeys(deps.host, deps.config.issuerName),
         homePage(deps.config.issuerName),
         interactionPages(deps),
       ];

@@ -33,7 +33,7 @@ export function countRequests(provider: Provider, metrics: Metrics): void {
       const error = answeredError(ctx, route);
       if (error) {
         metrics.oauthError(route, error);
-        if (ctx.status === 503 && error === 'temporarily_unavailable') metrics.databaseUnavailable();
+        if (ctx.status === 503 && error === 'temporarily_unavailable' && !ctx.state.staleKeys) metrics.databaseUnavailable();
       }
     }
   });

@@ -331,7 +331,7 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   expect(withOldKey.stderr).toContain(`was sealed with encryption key ${newId}, which is not configured`);
 });
 
-it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a server that cannot open signing keys another one resealed is not ready once the keys change, until it is given the key', async () => {
+it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a server that cannot open signing keys another one resealed is not ready once the keys change, and serves nothing with the old ones, until it is given the key', async () => {
   const current = 'the-new-encryption-key-of-this-deployment-0123456789'; // the running server's, from the test above
   const next = 'the-next-encryption-key-of-this-deployment-987654321';
   const both = { ...pc.env, ENCRYPTION_KEYS: `${next},${current}` };
@@ -349,6 +349,20 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a server that cannot open s
     const deadline = Date.now() + 20_000;
     while ((await readiness()).status === 200 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
     expect(await readiness()).toEqual({ status: 503, body: { status: 'unavailable', reason: 'the signing keys changed and this server cannot open them (see ENCRYPTION_KEYS)' } });
+    // Nor does it serve on with the keys it holds: no token signed with a
+    // replaced key, no JWKS that still lists it (one retired as compromised
+    // would stay trusted by every API fetching it here). Retried elsewhere.
+    for (const [path, init] of [
+      ['/jwks', {}],
+      ['/.well-known/openid-configuration', {}],
+      ['/token', { method: 'POST', headers: { authorization: `Basic ${Buffer.from(`${robot.client_id}:${robot.client_secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' }, body: `grant_type=client_credentials&resource=${encodeURIComponent(API)}&scope=read` }],
+    ] as const) {
+      const response = await fetch(`${pc.issuer}${path}`, init);
+      expect([path, response.status, response.headers.get('retry-after'), await response.json()]).toEqual([path, 503, '5', { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; try again shortly' }]);
+    }
+    const signIn = await fetch(`${pc.issuer}/auth?client_id=${robot.client_id}&response_type=code&scope=openid`, { headers: { accept: 'text/html' } });
+    expect([signIn.status, signIn.headers.get('content-type')]).toEqual([503, 'text/html; charset=utf-8']);
+    expect((await fetch(`${pc.issuer}/healthz`)).status).toBe(200);
   } finally {
     await other.close();
   }
