@@ -270,8 +270,8 @@ export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {
 }
 
 /**
- * Deletes a rotated key, but only once nothing it signed can still be valid;
- * a `compromised` key at once, whatever it signed: tokens forged with it must
+ * Deletes a rotated key, but only once nothing it signed can still be valid
+ * (at once for one that signed nothing); a `compromised` key at once, whatever it signed: tokens forged with it must
  * stop verifying, and the genuine ones it signed stop with them.
  */
 export async function retireSigningKey(prisma: Prisma, kid: string, options: { compromised?: boolean } = {}): Promise<void> {
@@ -297,7 +297,9 @@ export async function retireSigningKey(prisma: Prisma, kid: string, options: { c
   if (status === 'current') {
     throw new KeyError(`key ${kid} is current; run \`portcullis keys rotate${options.compromised ? ' --now' : ''}\` first`);
   }
-  if (!options.compromised && key.publishUntil && key.publishUntil.getTime() > now) {
+  // Replaced while it waited (`keys rotate --now`): it signed nothing that could need it.
+  const signedNothing = key.rotatedAt !== null && key.rotatedAt.getTime() <= key.activatesAt.getTime();
+  if (!options.compromised && !signedNothing && key.publishUntil && key.publishUntil.getTime() > now) {
     throw new KeyError(
       `key ${kid} may still verify unexpired tokens until ${key.publishUntil.toISOString()}; retire it after that (or now with --compromised)`,
     );

@@ -1295,6 +1295,9 @@ describe('portcullis keys', () => {
     // Past the waiting key's activation, and a refresh interval more: still the emergency key.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(waiting.activates_at) - Date.now()) + 1100));
     expect(await signer()).toBe(emergency[0]!.kid);
+    // Having signed nothing, it can be retired at once, as retire said when it was waiting.
+    const retired = await pc.cli(['keys', 'retire', waiting.kid, '--json']);
+    expect([retired.code, retired.stderr, JSON.parse(retired.stdout || '{}')]).toEqual([0, '', { kid: waiting.kid, retired: true, compromised: false }]);
   });
 });
 
