@@ -124,7 +124,8 @@ export const clientCreate: Command = async (args, open, io) => {
     public: Boolean(values.public),
     native: Boolean(values.native),
   });
-  if (values.json) return io.out(json(created));
+  // As a registration response (RFC 7591 §3.2.1): the id, the secret, then what was registered.
+  if (values.json) return io.out(json({ ...created, ...clientJson(await services.clients.find(created.client_id)) }));
   io.out(`client_id:     ${created.client_id}\n`);
   if (created.client_secret) io.out(`client_secret: ${created.client_secret}\n(shown once: only a hash is stored)\n`);
 };

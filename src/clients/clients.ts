@@ -402,6 +402,13 @@ export class Clients {
     return byApi;
   }
 
+  /** One client as `list` shows it (an API's credentials too). */
+  async find(clientId: string): Promise<ClientView> {
+    const row = await this.prisma.client.findUnique({ where: { clientId }, select: VIEW_COLUMNS });
+    if (!row) throw new ClientError(`no client with id ${clientId}`);
+    return toView(row);
+  }
+
   async list(): Promise<ClientView[]> {
     const rows = await this.prisma.client.findMany({ where: { api: null }, orderBy: { createdAt: 'asc' }, select: VIEW_COLUMNS });
     return rows.map(toView);

@@ -34,7 +34,7 @@ afterAll(async () => {
 const noStackTrace = (text: string) => expect(text).not.toMatch(/^\s+at .+:\d+:\d+\)?$/m);
 
 describe('portcullis client', () => {
-  it('create --json prints the id and a secret once; list shows the client without it', async () => {
+  it('create --json prints the id, a secret once and the registration; list shows the client without the secret', async () => {
     const created = await pc.cli([
       'client', 'create', '--name', 'Inventory', '--redirect-uri', 'https://inventory.example/cb',
       '--redirect-uri', 'https://inventory.example/cb2', '--scope', 'openid email', '--json',
@@ -54,6 +54,10 @@ describe('portcullis client', () => {
       id_token_signed_response_alg: 'RS256',
     });
     expect(Object.keys(entry)).not.toContain('logo_uri'); // none registered
+    // What create printed: the id and secret first, then the same registration.
+    const printed = JSON.parse(created.stdout) as Record<string, unknown>;
+    expect(printed).toEqual({ ...entry, client_secret });
+    expect(Object.keys(printed).slice(0, 2)).toEqual(['client_id', 'client_secret']);
 
     const described = await pc.cli([
       'client', 'create', '--name', 'Described', '--redirect-uri', REDIRECT_URI, '--id-token-alg', 'ES256', '--logo-uri', 'https://d.example/logo.png',
@@ -74,7 +78,9 @@ describe('portcullis client', () => {
   it('--public creates a client without a secret', async () => {
     const created = await pc.cli(['client', 'create', '--name', 'SPA', '--redirect-uri', REDIRECT_URI, '--public', '--json']);
     expect(created.code).toBe(0);
-    expect(JSON.parse(created.stdout)).toEqual({ client_id: expect.any(String) });
+    const printed = JSON.parse(created.stdout) as Record<string, unknown>;
+    expect(printed).toMatchObject({ client_id: expect.any(String), public: true, client_name: 'SPA' });
+    expect(Object.keys(printed)).not.toContain('client_secret');
   });
 
   it('delete removes a client, which the server then no longer knows', async () => {
