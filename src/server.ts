@@ -45,6 +45,12 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+  // First: a start that then fails (ENCRYPTION_KEY for ENCRYPTION_KEYS, and
+  // the stored keys cannot be opened) is where the hint helps most.
+  for (const { name, meant } of config.mistyped) {
+    // Its value is not logged: a mistyped ENCRYPTION_KEYS holds secrets.
+    logger.warn(`${name} is not a variable Portcullis reads: did you mean ${meant}?`, { variable: name, meant });
+  }
   // A PostgreSQL server that takes connections but does not answer keeps the
   // start waiting (as it should: a supervisor would only restart it into the
   // same wait); say so, rather than sit there without a word or a listener.
@@ -64,7 +70,8 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     (closing ??= (async () => {
       // From here /readyz says 503 and every response closes its connection.
       inFlight.drain();
-      if (config.shutdownDelay > 0 && server) {
+      // (Not for a start that failed: nothing was served, and no load balancer sends it anything.)
+      if (config.shutdownDelay > 0 && server?.listening) {
         // Still listening: a load balancer that has not yet taken this
         // instance out sends requests for a few seconds more (Kubernetes ends
         // a pod and updates its endpoints at the same time).
@@ -213,10 +220,6 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     if (services.migrations.unknown.length > 0) {
       // Expected for an old instance during a rolling deploy (README, Upgrades); otherwise this release is too old for its database.
       logger.warn('the database holds migrations this release does not have: a newer release migrated it', { migrations: services.migrations.unknown });
-    }
-    for (const { name, meant } of config.mistyped) {
-      // Its value is not logged: a mistyped ENCRYPTION_KEYS holds secrets.
-      logger.warn(`${name} is not a variable Portcullis reads: did you mean ${meant}?`, { variable: name, meant });
     }
     if (config.keyActivationDelay < config.keyRefreshInterval + 30) {
       // Every instance publishes a new key within a refresh interval, and a

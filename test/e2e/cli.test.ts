@@ -16,7 +16,7 @@ import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, 
 import { sha256 } from '../../src/persistence/hash.js';
 import { UserAgent } from '../support/user-agent.js';
 import { serveExampleApi } from '../support/example-api.js';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 
 let pc: TestPortcullis;
 
@@ -2008,6 +2008,40 @@ describe('a variable a typo away from one of ours', () => {
       expect(pc.log.join('\n')).not.toContain(typos.ENCRYPTON_KEYS);
     } finally {
       await pc.close();
+    }
+  });
+
+  it('is named also when the start fails, where it may be why: on bad configuration, and on a failure after it (which waits for no SHUTDOWN_DELAY)', async () => {
+    const database = await freshDatabase();
+    const taken = createServer();
+    const port = await freePort();
+    await new Promise<void>((resolve) => taken.listen(port, '127.0.0.1', resolve));
+    const start = (env: Record<string, string>) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const { DATABASE_URL: _, DATA_DIR: __, ...inherited } = process.env;
+        const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...inherited, ...TEST_ENV, ...database.env, LOGLEVEL: 'debug', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (chunk) => (stdout += chunk));
+        child.stderr.on('data', (chunk) => (stderr += chunk));
+        child.once('exit', (code) => resolve({ code, stdout, stderr }));
+      });
+    const hint = 'LOGLEVEL is not a variable Portcullis reads: did you mean LOG_LEVEL?';
+    try {
+      const misconfigured = await start({ SHUTDOWN_DELAY: 'soon' });
+      expect(misconfigured.code).toBe(2);
+      expect(misconfigured.stderr).toContain('SHUTDOWN_DELAY');
+      expect(misconfigured.stderr).toContain(`portcullis: ${hint}\n`);
+      // (At info, which the shutdown delay's line is logged at.)
+      const refused = await start({ HOST: '127.0.0.1', PORT: String(port), ISSUER: `http://localhost:${port}`, SHUTDOWN_DELAY: '30s', LOG_LEVEL: 'info' });
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toContain('failed to start');
+      const lines = refused.stdout.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { message: string }).message);
+      expect(lines).toContain(hint);
+      expect(lines).not.toContain('serving on until the shutdown delay ends');
+    } finally {
+      taken.close();
+      await database.drop();
     }
   });
 
