@@ -420,7 +420,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (outcome.refused) {
       metrics?.signIn('throttled');
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), client: client.clientId, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
-      return refuseSignIn(ctx, interaction.uid, email, { reason: 'throttled', until: Math.ceil(Date.now() / 1000) + outcome.retryAfter });
+      return refuseSignIn(ctx, interaction.uid, email, { reason: 'throttled', until: Math.floor(Date.now() / 1000) + outcome.retryAfter });
     }
     const { accountId } = outcome;
     if (!accountId) {

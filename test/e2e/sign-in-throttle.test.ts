@@ -239,6 +239,25 @@ it('a refused sign-in is answered with a redirect to its page, which says why on
   expect(pageKind(await signIn(ua, page, gail.email, gail.password))).toBe('consent');
 });
 
+it('says the wait in whole minutes as the window is set: a 2-minute window is "2 minutes", not one more', async () => {
+  const minutes = await startPortcullis({ SIGN_IN_MAX_FAILURES: '1', SIGN_IN_FAILURE_WINDOW: '2m' });
+  try {
+    await minutes.createUser(alice.email, alice.password);
+    const app = await minutes.createClient({ name: 'Patient app', redirectUris: ['http://127.0.0.1:9999/callback'] });
+    const patient = await discover(minutes.issuer, app.client_id, app.client_secret);
+    const tryOnce = async (password: string) => {
+      const ua = new UserAgent();
+      return signIn(ua, await visit(ua, (await authorizationRequest(patient, 'openid')).url), alice.email, password);
+    };
+    expect(signInRefusal(await tryOnce('not her password'))).toBe('wrong_credentials');
+    const refused = await tryOnce('not her password either');
+    expect(signInRefusal(refused)).toBe('throttled');
+    expect(refused.html).toContain('Try again in 2 minutes.');
+  } finally {
+    await minutes.close();
+  }
+});
+
 it('stores neither emails nor addresses in its counters', async () => {
   const db = pc.outsideConnection();
   await db.connect();
