@@ -416,11 +416,17 @@ function refuseWhenNoScopeIsGranted(ctx: KoaContextWithOIDC): void {
   const scopes = requested.split(' ').filter(Boolean);
   const refresh = ctx.oidc.params?.grant_type === 'refresh_token';
   const forUserinfo = refresh && onlyOpenIdConnectScopes(scopes) && !scopes.includes('openid');
+  // An API named, and none of its scopes asked for (`scope=openid` with
+  // `resource`): as client credentials say it (configuration.ts). The
+  // identifier is a registered API's: the request got this far.
+  const api = ctx.oidc.params?.resource;
   ctx.body = {
     error: 'invalid_scope',
     error_description: forUserinfo
       ? 'none of the requested scopes can be granted: an access token for UserInfo needs openid among them'
-      : "none of the requested scopes can be granted (an API's scopes need its identifier as resource, RFC 8707)",
+      : typeof api === 'string'
+        ? `request at least one scope of ${api}`
+        : "none of the requested scopes can be granted (an API's scopes need its identifier as resource, RFC 8707)",
   };
 }
 

@@ -182,6 +182,13 @@ describe('registered APIs and resource indicators', () => {
 
     const other = await oidc.refreshTokenGrant(web, bystander.tokens.refresh_token!, { resource: ORDERS });
     expect(decodeJwt(other.access_token).scope).toBe('read:orders write:orders');
+    // The API named, and none of its scopes asked for: said as client credentials say it.
+    await expect(oidc.refreshTokenGrant(web, other.refresh_token!, { resource: ORDERS, scope: 'openid' })).rejects.toMatchObject({
+      error: 'invalid_scope',
+      error_description: `request at least one scope of ${ORDERS}`,
+    });
+    // Refused, it used nothing up: the refresh token still works.
+    expect(decodeJwt((await oidc.refreshTokenGrant(web, other.refresh_token!, { resource: ORDERS })).access_token).scope).toBe('read:orders write:orders');
   });
 
   it('an unregistered resource is invalid_target', async () => {
