@@ -105,8 +105,8 @@ describe('portcullis client', () => {
 
   it('disable refuses a client everywhere until enable and ends what was issued to it; consents stay, so once enabled it signs people in without asking again', async () => {
     const paused = await pc.createClient({ name: 'Paused', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code', 'refresh_token', 'client_credentials'], scope: 'openid offline_access' });
-    await pc.createUser('pia@example.com', 'pias password');
-    const credentials = { email: 'pia@example.com', password: 'pias password' };
+    await pc.createUser('pausanias@example.com', 'pausanias password');
+    const credentials = { email: 'pausanias@example.com', password: 'pausanias password' };
     const rp = await discover(pc.issuer, paused.client_id, paused.client_secret);
     const first = await logIn(new UserAgent(), rp, 'openid offline_access', credentials, { prompt: 'consent' });
     expect(first.seen).toEqual(['login', 'consent']);
@@ -151,7 +151,7 @@ describe('portcullis client', () => {
     await expect(oidc.refreshTokenGrant(rp, first.tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     expect(await userinfo(first.tokens.access_token)).toBe(401);
     expect((await pc.clientCredentials(paused)).status).toBe(200);
-    // Pia's consent stayed: she signs in, and is not asked again.
+    // Their consent stayed: they sign in, and are not asked again.
     const second = await logIn(new UserAgent(), rp, 'openid offline_access', credentials);
     expect(second.seen).toEqual(['login']);
     expect(await userinfo(second.tokens.access_token)).toBe(200);
