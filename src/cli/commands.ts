@@ -4,7 +4,7 @@ import type { Removed } from '../accounts/accounts.js';
 import type { ApiView } from '../apis/apis.js';
 import { ClientError, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import type { Config } from '../config.js';
-import { keepPublishedFor, listSigningKeys, retireSigningKey, rotateSigningKeys, signingHoldBack, type KeyInfo } from '../keys/signing-keys.js';
+import { keepPublishedFor, listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
 import type { Services } from '../services.js';
 import { UsageError } from './usage.js';
@@ -177,7 +177,7 @@ async function checkSigningKeyFor(services: Services, alg: string | undefined): 
   if (alg !== 'RS256' && alg !== signingAlg) {
     throw new ClientError(`ID tokens are signed with RS256 or SIGNING_ALG, which is ${signingAlg} for this command, not ${alg}: if the server's SIGNING_ALG differs, run the CLI with it`);
   }
-  const algs = new Set((await listSigningKeys(services.database.prisma, signingHoldBack(services.config))).filter((key) => key.status === 'current').map((key) => key.alg));
+  const algs = new Set((await listSigningKeys(services.database.prisma)).filter((key) => key.status === 'current').map((key) => key.alg));
   if (!algs.has(alg)) {
     throw new ClientError(`no current signing key for ${alg}: the keys are ${[...algs].sort().join(' and ')} (SIGNING_ALG sets the algorithm besides RS256: run the CLI with the server's)`);
   }
@@ -409,8 +409,7 @@ function printKeys(keys: KeyInfo[], io: Io, asJson: boolean): void {
 
 export const keysList: Command = async (args, open, io) => {
   const { values } = parse(args, { json: { type: 'boolean' } });
-  const { database, config } = await open();
-  printKeys(await listSigningKeys(database.prisma, signingHoldBack(config)), io, Boolean(values.json));
+  printKeys(await listSigningKeys((await open()).database.prisma), io, Boolean(values.json));
 };
 
 export const keysRotate: Command = async (args, open, io) => {
@@ -420,15 +419,10 @@ export const keysRotate: Command = async (args, open, io) => {
   // --now is for a compromised key: resource servers that fetched the JWKS
   // moments ago may refuse new tokens until they refetch it.
   const activationDelay = values.now ? 0 : config.keyActivationDelay;
-  const keys = await rotateSigningKeys(services.database, services.sealer, {
-    activationDelay,
-    keepPublishedFor: await keepPublishedFor(config, services.apis),
-    holdBack: signingHoldBack(config),
-  });
+  const keys = await rotateSigningKeys(services.database, services.sealer, { activationDelay, keepPublishedFor: await keepPublishedFor(config, services.apis) });
   if (!values.json) {
     io.out(
-      `rotated: the new keys are published now and every running server signs with them within ${activationDelay + config.keyRefreshInterval}s` +
-        (values.now ? '\n' : ` (one whose KEY_ACTIVATION_DELAY is longer waits as long as that asks)\n`),
+      `rotated: the new keys are published now and every running server signs with them within ${activationDelay + config.keyRefreshInterval}s\n`,
     );
   }
   printKeys(keys, io, Boolean(values.json));
@@ -437,8 +431,8 @@ export const keysRotate: Command = async (args, open, io) => {
 export const keysRetire: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { compromised: { type: 'boolean' }, json: { type: 'boolean' } }, 1);
   const compromised = Boolean(values.compromised);
-  const { database, config } = await open();
-  await retireSigningKey(database.prisma, positionals[0]!, { compromised, holdBack: signingHoldBack(config) });
+  const { database } = await open();
+  await retireSigningKey(database.prisma, positionals[0]!, { compromised });
   if (values.json) return io.out(json({ kid: positionals[0], retired: true, compromised }));
   io.out(
     compromised

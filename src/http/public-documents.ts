@@ -6,19 +6,24 @@
 // The JWKS may be kept only as long as key rotation allows: a new key is
 // published on every instance within KEY_REFRESH_INTERVAL of `keys rotate`
 // and signs KEY_ACTIVATION_DELAY after it, so a copy taken just before an
-// instance published the key must be gone by then (README, Keys; jwksMaxAge).
+// instance published the key must be gone by then (README, Keys).
 import { createHash } from 'node:crypto';
 import type { Middleware } from 'koa';
-import { jwksMaxAge } from '../keys/signing-keys.js';
 
 /** How long discovery may be kept: it changes only with a new deployment. */
 const DISCOVERY_MAX_AGE = 3600;
+/**
+ * The longest the JWKS may be kept whatever the rotation settings: a key
+ * removed from it (`keys retire`) should not live on in caches for long.
+ */
+const JWKS_MAX_AGE = 300;
+
 export function cacheablePublicDocuments(keys: { keyActivationDelay: number; keyRefreshInterval: number }): Middleware {
   // By the provider's route, not the path: it serves discovery at two
   // addresses (OpenID Connect's and RFC 8414's), with or without a trailing slash.
   const lifetimes: Record<string, number> = {
     discovery: DISCOVERY_MAX_AGE,
-    jwks: jwksMaxAge(keys),
+    jwks: Math.min(JWKS_MAX_AGE, Math.max(0, keys.keyActivationDelay - keys.keyRefreshInterval)),
   };
   return (ctx, next) => {
     // Other requests pass straight through, without a promise of this middleware's.

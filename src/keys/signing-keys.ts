@@ -83,80 +83,24 @@ export async function ensureSigningKeys(
 
 interface KeyTimes {
   kid: string;
-  createdAt: Date;
   activatesAt: Date;
   rotatedAt: Date | null;
   publishUntil: Date | null;
 }
 
-const KEY_TIMES = { kid: true, createdAt: true, activatesAt: true, rotatedAt: true, publishUntil: true } as const;
-
-/** The longest the JWKS may be kept whatever the rotation settings: a key retired should not live on in caches for long. */
-const JWKS_MAX_AGE = 300;
-
-/**
- * How long (seconds) a server lets its JWKS be kept (Cache-Control max-age):
- * a copy taken just before an instance published a new key (within
- * KEY_REFRESH_INTERVAL of `keys rotate`) must be gone by the time the key
- * signs (KEY_ACTIVATION_DELAY after it).
- */
-export function jwksMaxAge(config: Pick<Config, 'keyActivationDelay' | 'keyRefreshInterval'>): number {
-  return Math.min(JWKS_MAX_AGE, Math.max(0, config.keyActivationDelay - config.keyRefreshInterval));
-}
-
-/**
- * How long (milliseconds) after a scheduled key is made a server lets it
- * sign at the earliest: until every instance publishes it, and every copy of
- * the JWKS from before that, kept for this server's max-age, is gone. With
- * one environment it is KEY_ACTIVATION_DELAY (up to 300 s more than the
- * refresh interval). A `keys rotate` run with a shorter delay than the
- * servers' (the CLI run from another environment) would otherwise have them
- * sign with a key some API's cached JWKS lacks.
- */
-export function signingHoldBack(config: Pick<Config, 'keyActivationDelay' | 'keyRefreshInterval'>): number {
-  return (jwksMaxAge(config) + config.keyRefreshInterval) * 1000;
-}
-
 const isPublished = (key: KeyTimes, now: number) => !key.publishUntil || key.publishUntil.getTime() > now;
 
-/** A key made to sign at once (the first keys, `keys rotate --now`), not scheduled: no hold-back. (A second's slack for keys an earlier release timed by the CLI's clock.) */
-const scheduled = (key: KeyTimes) => key.activatesAt.getTime() - key.createdAt.getTime() > 1_000;
-
 /**
- * When each key signs on this server: from its activation, held back for a
- * scheduled key to `holdBack` after it was made (see signingHoldBack), until
- * the keys of the rotation that replaced it begin to sign (a rotation sets
- * the replaced keys' rotatedAt to its keys' activatesAt), held back alike,
- * so that no algorithm is left without a signing key meanwhile. One rotated
- * out before it activated (an immediate rotation while a rotation waited)
- * never signs: it is only published.
+ * A key signs from its activation until it is rotated out. One rotated out
+ * before it activated (an immediate rotation while a rotation waited) never
+ * signs: it is only published.
  */
-function scheduleOf(keys: KeyTimes[], holdBack: number): Map<string, { from: number; until: number }> {
-  const startOf = (key: KeyTimes) => (scheduled(key) ? Math.max(key.activatesAt.getTime(), key.createdAt.getTime() + holdBack) : key.activatesAt.getTime());
-  const rotationStarts = new Map<number, number>();
-  for (const key of keys) {
-    const at = key.activatesAt.getTime();
-    rotationStarts.set(at, Math.max(rotationStarts.get(at) ?? at, startOf(key)));
-  }
-  return new Map(
-    keys.map((key) => {
-      const rotated = key.rotatedAt?.getTime();
-      return [key.kid, { from: startOf(key), until: rotated === undefined ? Infinity : (rotationStarts.get(rotated) ?? rotated) }];
-    }),
-  );
-}
-
-function statusOf(key: KeyTimes, schedule: Map<string, { from: number; until: number }>, now: number): KeyInfo['status'] {
-  const { from, until } = schedule.get(key.kid)!;
-  if (now < from && until > from) return 'next';
-  if (now >= from && now < until) return 'current';
+function statusOf(key: KeyTimes, now: number): KeyInfo['status'] {
+  const signsFrom = key.activatesAt.getTime();
+  const signsUntil = key.rotatedAt?.getTime() ?? Infinity;
+  if (now < signsFrom && signsUntil > signsFrom) return 'next';
+  if (now >= signsFrom && now < signsUntil) return 'current';
   return isPublished(key, now) ? 'published' : 'expired';
-}
-
-/** Every key's status on a server holding back as `holdBack` says (see signingHoldBack). */
-function statuses(keys: KeyTimes[], holdBack: number, now: number): Map<string, KeyInfo['status']> {
-  const schedule = scheduleOf(keys, holdBack);
-  return new Map(keys.map((key) => [key.kid, statusOf(key, schedule, now)]));
 }
 
 /**
@@ -165,16 +109,18 @@ function statuses(keys: KeyTimes[], holdBack: number, now: number): Map<string, 
  * (rotated out, or not active yet: published so that resource servers learn
  * them before they sign anything).
  */
-export async function loadSigningKeys(prisma: Prisma, sealer: SecretSealer, holdBack: number): Promise<JWK[]> {
-  const rows = await prisma.signingKey.findMany({ select: { ...KEY_TIMES, jwk: true, privateJwk: true } });
+export async function loadSigningKeys(prisma: Prisma, sealer: SecretSealer): Promise<JWK[]> {
+  const rows = await prisma.signingKey.findMany({
+    select: { kid: true, jwk: true, privateJwk: true, activatesAt: true, rotatedAt: true, publishUntil: true },
+  });
   const now = Date.now();
-  const status = statuses(rows, holdBack, now);
-  const rank = (key: KeyTimes) => (status.get(key.kid) === 'current' ? 0 : 1);
   return rows
     .filter((row) => isPublished(row, now))
-    .sort((a, b) => rank(a) - rank(b) || b.activatesAt.getTime() - a.activatesAt.getTime())
+    .sort((a, b) => rank(a, now) - rank(b, now) || b.activatesAt.getTime() - a.activatesAt.getTime())
     .map((row) => openPrivateJwk(row, sealer));
 }
+
+const rank = (key: KeyTimes, now: number) => (statusOf(key, now) === 'current' ? 0 : 1);
 
 /**
  * A row's private JWK. During a rolling upgrade an older server may still
@@ -188,13 +134,15 @@ function openPrivateJwk(row: { kid: string; jwk?: unknown; privateJwk: string | 
 }
 
 /** A fingerprint of which keys are published and which sign now, so instances notice a change cheaply. */
-export async function signingKeysVersion(prisma: Prisma, holdBack: number): Promise<string> {
-  const rows = await prisma.signingKey.findMany({ select: KEY_TIMES, orderBy: { kid: 'asc' } });
+export async function signingKeysVersion(prisma: Prisma): Promise<string> {
+  const rows = await prisma.signingKey.findMany({
+    select: { kid: true, activatesAt: true, rotatedAt: true, publishUntil: true },
+    orderBy: { kid: 'asc' },
+  });
   const now = Date.now();
-  const status = statuses(rows, holdBack, now);
   return rows
     .filter((row) => isPublished(row, now))
-    .map((row) => `${row.kid}:${status.get(row.kid)}`)
+    .map((row) => `${row.kid}:${statusOf(row, now)}`)
     .join(',');
 }
 
@@ -217,16 +165,12 @@ export async function signingKeysVersion(prisma: Prisma, holdBack: number): Prom
 export async function rotateSigningKeys(
   database: Pick<Database, 'prisma' | 'exclusively'>,
   sealer: SecretSealer,
-  options: { activationDelay: number; keepPublishedFor: number; holdBack: number },
+  options: { activationDelay: number; keepPublishedFor: number },
 ): Promise<KeyInfo[]> {
   const { prisma } = database;
   return database.exclusively(async () => {
     for (;;) {
-      // Timed by the database's clock, as the first keys are: a key made to
-      // sign at once (--now) activates when it is made, whatever this
-      // machine's clock says (see scheduled).
-      const [{ now: madeAt }] = await prisma.$queryRaw<[{ now: Date }]>`SELECT now() AS now`;
-      const activatesAt = new Date(madeAt.getTime() + options.activationDelay * 1000);
+      const activatesAt = new Date(Date.now() + options.activationDelay * 1000);
       // Replaced: every key that would still sign at the new keys' activation,
       // a key waiting from an earlier rotation included (an immediate rotation
       // after a scheduled one must not be undone when the scheduled key activates).
@@ -238,7 +182,7 @@ export async function rotateSigningKeys(
       const fresh = await Promise.all([...new Set(current.map((key) => key.alg))].map((alg) => generate(alg as SigningAlg, sealer)));
       const publishUntil = new Date(activatesAt.getTime() + options.keepPublishedFor * 1000);
       const replaced = current.map((key) => key.kid);
-      if (await replaceUnlessChanged(prisma, replaced, fresh, { madeAt, activatesAt, publishUntil })) return listSigningKeys(prisma, options.holdBack);
+      if (await replaceUnlessChanged(prisma, replaced, fresh, { activatesAt, publishUntil })) return listSigningKeys(prisma);
     }
   });
 }
@@ -253,7 +197,7 @@ async function replaceUnlessChanged(
   prisma: Prisma,
   replaced: string[],
   fresh: Awaited<ReturnType<typeof generate>>[],
-  times: { madeAt: Date; activatesAt: Date; publishUntil: Date },
+  times: { activatesAt: Date; publishUntil: Date },
 ): Promise<boolean> {
   const activatesAt = times.activatesAt.toISOString();
   // (Sorted by code unit on both sides: COLLATE "C" is the order of JavaScript's sort.)
@@ -267,8 +211,8 @@ async function replaceUnlessChanged(
       UPDATE signing_keys SET rotated_at = ${activatesAt}::timestamptz, publish_until = ${times.publishUntil.toISOString()}::timestamptz
       WHERE kid = ANY(${replaced}::text[]) AND (SELECT unchanged FROM checked)
     ), added AS (
-      INSERT INTO signing_keys (kid, alg, jwk, private_jwk, created_at, activates_at)
-      SELECT kid, alg, jwk, private_jwk, ${times.madeAt.toISOString()}::timestamptz, ${activatesAt}::timestamptz
+      INSERT INTO signing_keys (kid, alg, jwk, private_jwk, activates_at)
+      SELECT kid, alg, jwk, private_jwk, ${activatesAt}::timestamptz
       FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS fresh(kid text, alg text, jwk jsonb, private_jwk text)
       WHERE (SELECT unchanged FROM checked)
     )
@@ -309,17 +253,19 @@ export async function keepReplacedKeysPublished(prisma: Prisma, seconds: number)
       AND publish_until < rotated_at + make_interval(secs => ${seconds}::double precision)`;
 }
 
-/** The keys, newest first, and their status on a server holding back as `holdBack` says (see signingHoldBack). */
-export async function listSigningKeys(prisma: Prisma, holdBack: number): Promise<KeyInfo[]> {
-  const rows = await prisma.signingKey.findMany({ orderBy: [{ activatesAt: 'desc' }, { alg: 'asc' }], select: { ...KEY_TIMES, alg: true } });
-  const status = statuses(rows, holdBack, Date.now());
+export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {
+  const rows = await prisma.signingKey.findMany({
+    orderBy: [{ activatesAt: 'desc' }, { alg: 'asc' }],
+    select: { kid: true, alg: true, createdAt: true, activatesAt: true, rotatedAt: true, publishUntil: true },
+  });
+  const now = Date.now();
   return rows.map((row) => ({
     kid: row.kid,
     alg: row.alg,
     createdAt: row.createdAt,
     activatesAt: row.activatesAt,
     publishUntil: row.publishUntil,
-    status: status.get(row.kid)!,
+    status: statusOf(row, now),
   }));
 }
 
@@ -328,17 +274,14 @@ export async function listSigningKeys(prisma: Prisma, holdBack: number): Promise
  * (at once for one that signed nothing); a `compromised` key at once, whatever it signed: tokens forged with it must
  * stop verifying, and the genuine ones it signed stop with them.
  */
-export async function retireSigningKey(prisma: Prisma, kid: string, options: { compromised?: boolean; holdBack: number }): Promise<void> {
-  const keys = await prisma.signingKey.findMany({ select: KEY_TIMES });
-  const key = keys.find((row) => row.kid === kid);
+export async function retireSigningKey(prisma: Prisma, kid: string, options: { compromised?: boolean } = {}): Promise<void> {
+  const key = await prisma.signingKey.findUnique({ where: { kid }, select: { kid: true, activatesAt: true, rotatedAt: true, publishUntil: true } });
   if (!key) throw new KeyError(`no signing key with kid ${kid}`);
   const now = Date.now();
-  const schedule = scheduleOf(keys, options.holdBack);
-  const status = statusOf(key, schedule, now);
+  const status = statusOf(key, now);
   // Rotated already, with its successor waiting: a second rotation is not what it needs.
-  const { from, until } = schedule.get(kid)!;
   if (status === 'current' && key.rotatedAt) {
-    const when = new Date(until).toISOString();
+    const when = key.rotatedAt.toISOString();
     throw new KeyError(
       options.compromised
         ? `key ${kid} signs until its successor takes over at ${when}; run \`portcullis keys rotate --now\` to replace it at once, then retire it`
@@ -348,14 +291,14 @@ export async function retireSigningKey(prisma: Prisma, kid: string, options: { c
   // Waiting to sign: a plain rotation would only put another key in its place to wait.
   if (status === 'next') {
     throw new KeyError(
-      `key ${kid} has signed nothing yet and signs from ${new Date(from).toISOString()}; \`portcullis keys rotate --now\` replaces it with a key that signs at once, after which it can be retired`,
+      `key ${kid} has signed nothing yet and signs from ${key.activatesAt.toISOString()}; \`portcullis keys rotate --now\` replaces it with a key that signs at once, after which it can be retired`,
     );
   }
   if (status === 'current') {
     throw new KeyError(`key ${kid} is current; run \`portcullis keys rotate${options.compromised ? ' --now' : ''}\` first`);
   }
   // Replaced while it waited (`keys rotate --now`): it signed nothing that could need it.
-  const signedNothing = until <= from;
+  const signedNothing = key.rotatedAt !== null && key.rotatedAt.getTime() <= key.activatesAt.getTime();
   if (!options.compromised && !signedNothing && key.publishUntil && key.publishUntil.getTime() > now) {
     throw new KeyError(
       `key ${kid} may still verify unexpired tokens until ${key.publishUntil.toISOString()}; retire it after that (or now with --compromised)`,

@@ -5,7 +5,7 @@ import type Provider from 'oidc-provider';
 import type { Logger } from '../logger.js';
 import type { Prisma } from '../persistence/database.js';
 import { SealError } from '../keys/sealed-secrets.js';
-import { keepPublishedFor, keepReplacedKeysPublished, loadSigningKeys, signingHoldBack, signingKeysVersion } from '../keys/signing-keys.js';
+import { keepPublishedFor, keepReplacedKeysPublished, loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
 import type { ProviderServices } from './configuration.js';
 import { createProvider } from './provider.js';
 
@@ -22,8 +22,7 @@ export class ProviderHost {
     // Derived from the encryption key, so every instance issues and accepts the same nonces.
     const services = { ...hostServices, dpopNonceSecret: hostServices.sealer.derivedKey('dpop nonces v1') };
     await keepReplacedKeys(services);
-    const holdBack = signingHoldBack(services.config);
-    const [version, signingKeys] = await Promise.all([signingKeysVersion(services.prisma, holdBack), loadSigningKeys(services.prisma, services.sealer, holdBack)]);
+    const [version, signingKeys] = await Promise.all([signingKeysVersion(services.prisma), loadSigningKeys(services.prisma, services.sealer)]);
     return new ProviderHost(services, createProvider({ ...services, signingKeys }), version);
   }
 
@@ -63,8 +62,7 @@ export class ProviderHost {
 
   private async reload(): Promise<boolean> {
     const prisma: Prisma = this.services.prisma;
-    const holdBack = signingHoldBack(this.services.config);
-    const version = await signingKeysVersion(prisma, holdBack);
+    const version = await signingKeysVersion(prisma);
     if (version === this.version) {
       // Changed back to the keys this server holds.
       this.keysOutOfDate = undefined;
@@ -73,7 +71,7 @@ export class ProviderHost {
     await keepReplacedKeys(this.services);
     let signingKeys: Awaited<ReturnType<typeof loadSigningKeys>>;
     try {
-      signingKeys = await loadSigningKeys(prisma, this.services.sealer, holdBack);
+      signingKeys = await loadSigningKeys(prisma, this.services.sealer);
     } catch (error) {
       if (error instanceof SealError) this.keysOutOfDate = 'the signing keys changed and this server cannot open them (see ENCRYPTION_KEYS)';
       throw error;
