@@ -442,8 +442,9 @@ export class Clients {
    * invalid_client, and what was issued to it is refused where it is checked
    * (introspection, UserInfo, refresh). For a client whose secret leaked or
    * that misbehaves, while the operator finds out: its codes, access and
-   * refresh tokens and pushed requests end now, so that enabling it brings
-   * back none of them. The registration, its secret and the consents people
+   * refresh tokens and its sign-ins in progress end now, so that enabling it
+   * brings back none of them. (A pushed request names its client only inside
+   * the request; it lives 60 s, or as long as the sign-in it began, which ends.) The registration, its secret and the consents people
    * gave it stay: once enabled, it signs people in without asking again.
    */
   disable(clientId: string): Promise<{ wasDisabled: boolean; ended: number }> {
@@ -467,9 +468,10 @@ export class Clients {
     const [before, ended] = await this.prisma.$transaction([
       // FOR UPDATE: two at once agree on which came first.
       this.prisma.$queryRaw<{ disabled_at: Date | null }[]>`SELECT disabled_at FROM clients WHERE client_id = ${clientId} FOR UPDATE`,
-      // Everything issued to it but the consents (kind Grant).
+      // Everything issued to it but the consents (kind Grant), and its sign-ins in progress.
       this.prisma.$executeRaw`
-        DELETE FROM provider_artifacts WHERE kind <> 'Grant' AND payload->>'clientId' = ${clientId}
+        DELETE FROM provider_artifacts
+        WHERE (kind <> 'Grant' AND payload->>'clientId' = ${clientId} OR kind = 'Interaction' AND payload->'params'->>'client_id' = ${clientId})
           AND (${disabled} OR EXISTS (SELECT 1 FROM clients WHERE client_id = ${clientId} AND disabled_at IS NOT NULL))`,
       disabled
         ? this.prisma.$executeRaw`UPDATE clients SET disabled_at = coalesce(disabled_at, now()) WHERE client_id = ${clientId}`

@@ -119,7 +119,10 @@ describe('portcullis client', () => {
     const { rows: [machineRow] } = await outside(`SELECT row_to_json(a)::text AS row FROM provider_artifacts a WHERE id = $1`, [sha256(machineToken)]);
     const userinfo = (token: string) => fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${token}` } }).then((response) => response.status);
     expect(await userinfo(first.tokens.access_token)).toBe(200);
-    expect(pageKind(await visit(new UserAgent(), (await authorizationRequest(rp, 'openid')).url))).toBe('login');
+    // A sign-in begun before the disable, to be finished after the enable.
+    const pendingAgent = new UserAgent();
+    const pending = await visit(pendingAgent, (await authorizationRequest(rp, 'openid')).url);
+    expect(pageKind(pending)).toBe('login');
 
     const disabled = await pc.cli(['client', 'disable', paused.client_id, '--json']);
     expect(disabled.code, disabled.stderr).toBe(0);
@@ -147,6 +150,9 @@ describe('portcullis client', () => {
     expect(enabled.code, enabled.stderr).toBe(0);
     expect(JSON.parse(enabled.stdout)).toEqual({ client_id: paused.client_id, was_disabled: true, tokens_ended: 1 });
     expect(await oidc.tokenIntrospection(rp, machineToken)).toEqual({ active: false });
+    // The sign-in in progress ended with the disable: it gets no code now.
+    const finished = await signIn(pendingAgent, pending, credentials.email, credentials.password);
+    expect([finished.status, pageKind(finished), finished.html.includes('Your sign-in expired')]).toEqual([400, 'other', true]);
     // What it had before stays ended; the client itself works again.
     await expect(oidc.refreshTokenGrant(rp, first.tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
     expect(await userinfo(first.tokens.access_token)).toBe(401);
@@ -2037,7 +2043,7 @@ describe('a variable a typo away from one of ours', () => {
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toContain('failed to start');
       const lines = refused.stdout.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { message: string }).message);
-      expect(lines).toContain(hint);
+      expect(lines[0]).toBe(hint);
       expect(lines).not.toContain('serving on until the shutdown delay ends');
     } finally {
       taken.close();
