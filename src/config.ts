@@ -19,7 +19,17 @@ function isFileNotDirectory(target: string): boolean {
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+  constructor(
+    message: string,
+    /** Variables set a typo away from ours (see mistypedVariables): maybe why. */
+    readonly mistyped: { name: string; meant: string }[] = [],
+  ) {
+    super(message);
+  }
 }
+
+/** What is said of a variable a typo away from one of ours (never its value: a mistyped ENCRYPTION_KEYS holds secrets). */
+export const typoHint = ({ name, meant }: { name: string; meant: string }) => `${name} is not a variable Portcullis reads: did you mean ${meant}?`;
 
 const durationPattern = /^(\d+)\s*(s|m|h|d)?$/;
 const unitSeconds = { s: 1, m: 60, h: 3600, d: 86400 } as const;
@@ -287,10 +297,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   // addresses included: a `DATA_DIR` kept with a trailing blank (an env file's
   // line) would otherwise open a new, empty database beside the real one.
   const given = Object.entries(env).flatMap(([name, value]) => (value?.trim() ? [[name, value.trim()] as const] : []));
+  const mistyped = mistypedVariables(given.map(([name]) => name));
   const result = schema.safeParse(Object.fromEntries(given));
   if (!result.success) {
     const problems = result.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`).join('\n');
-    throw new ConfigError(`invalid configuration:\n${problems}`);
+    throw new ConfigError(`invalid configuration:\n${problems}`, mistyped);
   }
   const e = result.data;
   const issuer = (e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
@@ -338,7 +349,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     metrics: e.METRICS_PORT === undefined ? undefined : { host: e.METRICS_HOST, port: e.METRICS_PORT },
-    mistyped: mistypedVariables(given.map(([name]) => name)),
+    mistyped,
   };
 }
 

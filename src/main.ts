@@ -1,5 +1,5 @@
 // Process entry: config → server → listen; clean shutdown on SIGTERM/SIGINT.
-import { ConfigError, loadConfig, mistypedVariables } from './config.js';
+import { ConfigError, loadConfig, typoHint } from './config.js';
 import { terminalSafe } from './display-text.js';
 import { createLogger } from './logger.js';
 import { VERSION } from './version.js';
@@ -39,9 +39,7 @@ async function main(): Promise<void> {
     if (error instanceof ConfigError) {
       process.stderr.write(`portcullis: ${error.message}\n`);
       // A variable a typo away from ours may be why (SHUTDOWN_DELAY given, and SHUTDOWN_DELY meant for it).
-      for (const { name, meant } of mistypedVariables(Object.keys(process.env))) {
-        process.stderr.write(`portcullis: ${name} is not a variable Portcullis reads: did you mean ${meant}?\n`);
-      }
+      for (const typo of error.mistyped) process.stderr.write(`portcullis: ${typoHint(typo)}\n`);
       process.exit(2);
     }
     throw error;

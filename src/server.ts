@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AdapterPayload } from 'oidc-provider';
 import { VERSION } from './version.js';
 import { createApp } from './app.js';
-import { ConfigError, NOT_AN_ADDRESS_HERE, type Config } from './config.js';
+import { ConfigError, NOT_AN_ADDRESS_HERE, typoHint, type Config } from './config.js';
 import { serveWithRefusals } from './http/client-errors.js';
 import { InFlightRequests } from './http/in-flight.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
@@ -47,10 +47,7 @@ export interface RunningServer {
 export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
   // First: a start that then fails (ENCRYPTION_KEY for ENCRYPTION_KEYS, and
   // the stored keys cannot be opened) is where the hint helps most.
-  for (const { name, meant } of config.mistyped) {
-    // Its value is not logged: a mistyped ENCRYPTION_KEYS holds secrets.
-    logger.warn(`${name} is not a variable Portcullis reads: did you mean ${meant}?`, { variable: name, meant });
-  }
+  for (const typo of config.mistyped) logger.warn(typoHint(typo), { variable: typo.name, meant: typo.meant });
   // A PostgreSQL server that takes connections but does not answer keeps the
   // start waiting (as it should: a supervisor would only restart it into the
   // same wait); say so, rather than sit there without a word or a listener.
@@ -66,12 +63,14 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   const timers: NodeJS.Timeout[] = [];
   const inFlight = new InFlightRequests();
   let closing: Promise<void> | undefined;
+  /** Set once the start has succeeded, listening and all. */
+  let started = false;
   const close = () =>
     (closing ??= (async () => {
       // From here /readyz says 503 and every response closes its connection.
       inFlight.drain();
-      // (Not for a start that failed: nothing was served, and no load balancer sends it anything.)
-      if (config.shutdownDelay > 0 && server?.listening) {
+      // (Not for a start that failed: no load balancer sends it anything.)
+      if (config.shutdownDelay > 0 && started) {
         // Still listening: a load balancer that has not yet taken this
         // instance out sends requests for a few seconds more (Kubernetes ends
         // a pod and updates its endpoints at the same time).
@@ -248,6 +247,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
 
     const { port } = server.address() as AddressInfo;
     logger.info('portcullis listening', { version: VERSION, issuer: config.issuer, port, database: config.database.kind });
+    started = true;
     return { url: `http://localhost:${port}`, metricsUrl: metricsServer?.url, services, host, close };
   } catch (error) {
     await close();

@@ -3,7 +3,7 @@
 import { AccountError } from '../accounts/accounts.js';
 import { ApiError } from '../apis/apis.js';
 import { ClientError } from '../clients/clients.js';
-import { ConfigError, loadConfig, type Config } from '../config.js';
+import { ConfigError, loadConfig, typoHint, type Config } from '../config.js';
 import { SealError } from '../keys/sealed-secrets.js';
 import { KeyError } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
@@ -67,6 +67,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
     if (DOMAIN_ERRORS.some((kind) => error instanceof kind)) {
       process.stderr.write(`portcullis: ${terminalSafe((error as Error).message)}\n`);
+      if (error instanceof ConfigError) for (const typo of error.mistyped) process.stderr.write(`portcullis: ${typoHint(typo)}\n`);
       return 1;
     }
     process.stderr.write(`portcullis: unexpected error: ${terminalSafe((error as Error)?.message ?? String(error))}\n`);
@@ -78,7 +79,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
 
 /** Variables a typo away from ours (config.ts mistypedVariables), as the server warns of them: a CLI would otherwise act on another database, say. */
 function warnOfTypos(config: Config): Config {
-  for (const { name, meant } of config.mistyped) process.stderr.write(`portcullis: ${name} is not a variable Portcullis reads: did you mean ${meant}?\n`);
+  for (const typo of config.mistyped) process.stderr.write(`portcullis: ${typoHint(typo)}\n`);
   return config;
 }
 
