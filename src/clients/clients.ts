@@ -444,8 +444,9 @@ export class Clients {
    * that misbehaves, while the operator finds out: its codes, access and
    * refresh tokens and its sign-ins in progress end now, so that enabling it
    * brings back none of them. (A pushed request names its client only inside
-   * the request; it lives 60 s, or as long as the sign-in it began, which ends.) The registration, its secret and the consents people
-   * gave it stay: once enabled, it signs people in without asking again.
+   * the request; it lives 60 s, or as long as the sign-in it began, which
+   * ends.) The registration, its secret and the consents people gave it
+   * stay: once enabled, it signs people in without asking again.
    */
   disable(clientId: string): Promise<{ wasDisabled: boolean; ended: number }> {
     return this.setDisabled(clientId, true);

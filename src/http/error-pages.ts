@@ -1,6 +1,7 @@
 // What a person sees when a browser request fails: what happened and what to do,
 // in words, with a short reference instead of internals.
 import type { Context } from 'koa';
+import type { AuthorizationForm } from '../interactions/restart.js';
 import { UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
 import { renderPage, type PageContext } from './views.js';
 
@@ -144,13 +145,6 @@ export interface Application {
   homePage: string;
 }
 
-/** A form posted to the authorization endpoint, or a link (`href`) where a value cannot travel in a form (interactions/restart.ts). */
-export interface StartAgain {
-  action: string;
-  fields: [string, string][];
-  href?: string;
-}
-
 export interface ErrorPageExtras {
   /** The short reference of a server error, also in the log. */
   reference?: string;
@@ -158,7 +152,7 @@ export interface ErrorPageExtras {
   inProgress?: SignInInProgress;
   application?: Application;
   /** The form that starts an expired sign-in again (interactions/restart.ts). */
-  restart?: { form: StartAgain; clientName: string };
+  restart?: { form: AuthorizationForm; clientName: string };
 }
 
 /** Renders the error page for an OAuth-style error, as HTML on ctx. */
@@ -186,7 +180,7 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
   // The method was wrong for the address: a page for links, or one that takes only our forms.
   if (out.error === 'method_not_allowed' && /\bGET\b/.test(ctx.response.get('Allow'))) explanation = OPENED_BY_LINKS;
   let action: Action | undefined;
-  let startAgain: StartAgain | undefined;
+  let startAgain: AuthorizationForm | undefined;
   // Nobody should walk away from a shared computer believing they signed out,
   // nor be left without a way to: the app's request failed, theirs need not.
   if (signOut?.signedIn) {
@@ -230,7 +224,7 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
   showExplanation(ctx, page, out.error, explanation, { details, reference, action, startAgain });
 }
 
-function showExplanation(ctx: Context, page: PageContext, code: string, explanation: Explanation, extra: { details?: string; reference?: string; action?: Action; startAgain?: StartAgain } = {}): void {
+function showExplanation(ctx: Context, page: PageContext, code: string, explanation: Explanation, extra: { details?: string; reference?: string; action?: Action; startAgain?: AuthorizationForm } = {}): void {
   shownErrors.set(ctx, code);
   ctx.type = 'html';
   ctx.set('Cache-Control', 'no-store');
