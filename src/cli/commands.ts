@@ -422,7 +422,9 @@ export const keysRotate: Command = async (args, open, io) => {
   const keys = await rotateSigningKeys(services.database, services.sealer, { activationDelay, keepPublishedFor: await keepPublishedFor(config, services.apis) });
   if (!values.json) {
     io.out(
-      `rotated: the new keys are published now and every running server signs with them within ${activationDelay + config.keyRefreshInterval}s\n`,
+      values.now
+        ? `rotated: the new keys are published and sign now, on every running server within ${config.keyRefreshInterval}s\n`
+        : `rotated: the new keys are published now and every running server signs with them within ${activationDelay + config.keyRefreshInterval}s, or later where a server's KEY_ACTIVATION_DELAY is longer (\`keys list\` shows when they sign)\n`,
     );
   }
   printKeys(keys, io, Boolean(values.json));

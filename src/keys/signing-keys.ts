@@ -170,7 +170,11 @@ export async function rotateSigningKeys(
   const { prisma } = database;
   return database.exclusively(async () => {
     for (;;) {
-      const activatesAt = new Date(Date.now() + options.activationDelay * 1000);
+      // Made at the time its delay counts from (not the database's clock), so
+      // that a server can tell how long the rotation meant to wait: see
+      // holdBackScheduledKeys.
+      const createdAt = new Date();
+      const activatesAt = new Date(createdAt.getTime() + options.activationDelay * 1000);
       // Replaced: every key that would still sign at the new keys' activation,
       // a key waiting from an earlier rotation included (an immediate rotation
       // after a scheduled one must not be undone when the scheduled key activates).
@@ -182,7 +186,7 @@ export async function rotateSigningKeys(
       const fresh = await Promise.all([...new Set(current.map((key) => key.alg))].map((alg) => generate(alg as SigningAlg, sealer)));
       const publishUntil = new Date(activatesAt.getTime() + options.keepPublishedFor * 1000);
       const replaced = current.map((key) => key.kid);
-      if (await replaceUnlessChanged(prisma, replaced, fresh, { activatesAt, publishUntil })) return listSigningKeys(prisma);
+      if (await replaceUnlessChanged(prisma, replaced, fresh, { createdAt, activatesAt, publishUntil })) return listSigningKeys(prisma);
     }
   });
 }
@@ -197,7 +201,7 @@ async function replaceUnlessChanged(
   prisma: Prisma,
   replaced: string[],
   fresh: Awaited<ReturnType<typeof generate>>[],
-  times: { activatesAt: Date; publishUntil: Date },
+  times: { createdAt: Date; activatesAt: Date; publishUntil: Date },
 ): Promise<boolean> {
   const activatesAt = times.activatesAt.toISOString();
   // (Sorted by code unit on both sides: COLLATE "C" is the order of JavaScript's sort.)
@@ -211,8 +215,8 @@ async function replaceUnlessChanged(
       UPDATE signing_keys SET rotated_at = ${activatesAt}::timestamptz, publish_until = ${times.publishUntil.toISOString()}::timestamptz
       WHERE kid = ANY(${replaced}::text[]) AND (SELECT unchanged FROM checked)
     ), added AS (
-      INSERT INTO signing_keys (kid, alg, jwk, private_jwk, activates_at)
-      SELECT kid, alg, jwk, private_jwk, ${activatesAt}::timestamptz
+      INSERT INTO signing_keys (kid, alg, jwk, private_jwk, created_at, activates_at)
+      SELECT kid, alg, jwk, private_jwk, ${times.createdAt.toISOString()}::timestamptz, ${activatesAt}::timestamptz
       FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS fresh(kid text, alg text, jwk jsonb, private_jwk text)
       WHERE (SELECT unchanged FROM checked)
     )
@@ -251,6 +255,52 @@ export async function keepReplacedKeysPublished(prisma: Prisma, seconds: number)
     UPDATE signing_keys SET publish_until = rotated_at + make_interval(secs => ${seconds}::double precision)
     WHERE rotated_at IS NOT NULL AND publish_until IS NOT NULL
       AND publish_until < rotated_at + make_interval(secs => ${seconds}::double precision)`;
+}
+
+/**
+ * Moves later the keys a `keys rotate` scheduled to sign sooner than
+ * `activationDelay` (this server's KEY_ACTIVATION_DELAY) after it made them:
+ * one run from a shell without the servers' delay would otherwise have them
+ * sign before the JWKS copies their max-age lets APIs and caches keep have
+ * the new key. The schedule is moved in the rows, so every server and
+ * `keys list` follow one schedule, and the longest delay among the servers
+ * wins (a server only ever moves a key later). The keys a moved key replaces
+ * sign until it does and stay published as much longer. Left alone: keys
+ * made to sign at once (`--now`, first keys), keys signing already, and a key
+ * replaced before it would sign. Returns the keys moved.
+ */
+export async function holdBackScheduledKeys(prisma: Prisma, activationDelay: number): Promise<{ kid: string; activatesAt: Date }[]> {
+  const now = new Date();
+  const early = await prisma.$queryRaw<{ kid: string; activates_at: Date; due: Date }[]>`
+    SELECT kid, activates_at, created_at + make_interval(secs => ${activationDelay}::double precision) AS due
+    FROM signing_keys
+    WHERE activates_at > created_at AND activates_at > ${now.toISOString()}::timestamptz
+      AND activates_at < created_at + make_interval(secs => ${activationDelay}::double precision)
+      AND (rotated_at IS NULL OR rotated_at > activates_at)
+    ORDER BY activates_at DESC`;
+  const moved: { kid: string; activatesAt: Date }[] = [];
+  // The latest first: a key replaced by a later scheduled one then signs
+  // until that one's moved activation, which its own move must stay before.
+  for (const key of early) {
+    const from = key.activates_at.toISOString();
+    const to = key.due.toISOString();
+    // One statement, checking the key is as read (on the embedded database a
+    // CLI shares the server's session: no transaction is left open), and
+    // announced, so every instance reloads the same schedule.
+    const done = await prisma.$queryRaw<unknown[]>`
+      WITH moved AS (
+        UPDATE signing_keys SET activates_at = ${to}::timestamptz
+        WHERE kid = ${key.kid} AND activates_at = ${from}::timestamptz AND (rotated_at IS NULL OR rotated_at > ${to}::timestamptz)
+        RETURNING kid
+      ), replaced AS (
+        UPDATE signing_keys
+        SET rotated_at = ${to}::timestamptz, publish_until = publish_until + (${to}::timestamptz - ${from}::timestamptz)
+        WHERE rotated_at = ${from}::timestamptz AND kid <> ${key.kid} AND EXISTS (SELECT 1 FROM moved)
+      )
+      SELECT kid FROM moved, LATERAL (SELECT pg_notify(${SIGNING_KEY_CHANGES_CHANNEL}, '')) AS announced`;
+    if (done.length > 0) moved.push({ kid: key.kid, activatesAt: key.due });
+  }
+  return moved;
 }
 
 export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {

@@ -5,7 +5,7 @@ import type Provider from 'oidc-provider';
 import type { Logger } from '../logger.js';
 import type { Prisma } from '../persistence/database.js';
 import { SealError } from '../keys/sealed-secrets.js';
-import { keepPublishedFor, keepReplacedKeysPublished, loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
+import { holdBackScheduledKeys, keepPublishedFor, keepReplacedKeysPublished, loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
 import type { ProviderServices } from './configuration.js';
 import { createProvider } from './provider.js';
 
@@ -21,7 +21,7 @@ export class ProviderHost {
   static async create(hostServices: HostServices): Promise<ProviderHost> {
     // Derived from the encryption key, so every instance issues and accepts the same nonces.
     const services = { ...hostServices, dpopNonceSecret: hostServices.sealer.derivedKey('dpop nonces v1') };
-    await keepReplacedKeys(services);
+    await settleKeySchedule(services);
     const [version, signingKeys] = await Promise.all([signingKeysVersion(services.prisma), loadSigningKeys(services.prisma, services.sealer)]);
     return new ProviderHost(services, createProvider({ ...services, signingKeys }), version);
   }
@@ -68,7 +68,7 @@ export class ProviderHost {
       this.keysOutOfDate = undefined;
       return false;
     }
-    await keepReplacedKeys(this.services);
+    await settleKeySchedule(this.services);
     let signingKeys: Awaited<ReturnType<typeof loadSigningKeys>>;
     try {
       signingKeys = await loadSigningKeys(prisma, this.services.sealer);
@@ -84,8 +84,22 @@ export class ProviderHost {
   }
 }
 
-/** Replaced keys stay published for as long as this server's tokens live (see keepReplacedKeysPublished). */
-async function keepReplacedKeys(services: Pick<HostServices, 'prisma' | 'config' | 'apis' | 'logger'>): Promise<void> {
-  const lengthened = await keepReplacedKeysPublished(services.prisma, await keepPublishedFor(services.config, services.apis));
-  if (lengthened > 0) services.logger.info('replaced signing keys stay published for as long as tokens of this server live', { keys: lengthened });
+/**
+ * Holds this server's rules on the schedule in the database: no key signs
+ * sooner after it was made than this server's KEY_ACTIVATION_DELAY (see
+ * holdBackScheduledKeys), and replaced keys stay published for as long as
+ * this server's tokens live (see keepReplacedKeysPublished).
+ */
+async function settleKeySchedule(services: Pick<HostServices, 'prisma' | 'config' | 'apis' | 'logger'>): Promise<void> {
+  const { prisma, config, logger } = services;
+  const held = await holdBackScheduledKeys(prisma, config.keyActivationDelay);
+  if (held.length > 0) {
+    logger.warn('a key rotation was scheduled with a shorter KEY_ACTIVATION_DELAY than this server\'s; its keys now sign from later', {
+      keys: held.map((key) => key.kid),
+      activatesAt: held[0]!.activatesAt.toISOString(),
+      keyActivationDelay: config.keyActivationDelay,
+    });
+  }
+  const lengthened = await keepReplacedKeysPublished(prisma, await keepPublishedFor(config, services.apis));
+  if (lengthened > 0) logger.info('replaced signing keys stay published for as long as tokens of this server live', { keys: lengthened });
 }

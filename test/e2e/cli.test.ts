@@ -1253,6 +1253,42 @@ describe('portcullis keys', () => {
     }
   });
 
+  it('a rotation a server held back to its own KEY_ACTIVATION_DELAY can still be overtaken by rotate --now, leaving one current key per algorithm and every replaced key retirable', async () => {
+    const server = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '2h' });
+    try {
+      type Key = { kid: string; alg: string; status: string; created_at: string; activates_at: string };
+      const list = async () => JSON.parse((await server.cli(['keys', 'list', '--json'])).stdout) as Key[];
+      const old = (await list()).filter((key) => key.status === 'current');
+      const scheduled = JSON.parse((await runCli(['keys', 'rotate', '--json'], { ...server.env, KEY_ACTIVATION_DELAY: '1m' })).stdout) as Key[];
+      const waiting = scheduled.filter((key) => key.status === 'next');
+      expect(waiting).toHaveLength(2);
+      const heldBack = async () => {
+        const keys = await list();
+        return waiting.every(({ kid }) => {
+          const key = keys.find((listed) => listed.kid === kid)!;
+          return Date.parse(key.activates_at) - Date.parse(key.created_at) === 2 * 3600_000;
+        });
+      };
+      const deadline = Date.now() + 15_000;
+      while (!(await heldBack()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 250));
+      expect(await heldBack()).toBe(true);
+
+      const rotated = await server.cli(['keys', 'rotate', '--now', '--json']);
+      expect(rotated.code, rotated.stderr).toBe(0);
+      const keys = await list();
+      expect(keys.filter((key) => key.status === 'current').map((key) => key.alg).sort()).toEqual(['ES256', 'RS256']);
+      expect([...old, ...waiting].map(({ kid }) => keys.find((key) => key.kid === kid)!.status)).toEqual(Array(4).fill('published'));
+      // The held-back keys signed nothing: retired at once; the old ones as compromised.
+      const retired = await Promise.all([
+        ...waiting.map(({ kid }) => server.cli(['keys', 'retire', kid])),
+        ...old.map(({ kid }) => server.cli(['keys', 'retire', kid, '--compromised'])),
+      ]);
+      expect(retired.map((result) => [result.code, result.stderr])).toEqual(Array(4).fill([0, '']));
+    } finally {
+      await server.close();
+    }
+  });
+
   it('output cut short by its reader (`keys list | head -1`) ends quietly', async () => {
     const child = spawn(process.execPath, ['src/cli/portcullis.mjs', 'keys', 'list'], {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...pc.env },

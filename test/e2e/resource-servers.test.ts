@@ -8,7 +8,7 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../src/persistence/hash.js';
 import { serveExampleApi } from '../support/example-api.js';
-import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { freePort, runCli, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, basicAuth, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
@@ -506,6 +506,46 @@ describe('key rotation', () => {
     expect((await call(ordersApi, after.access_token)).status).toBe(200);
     expect((await call(ordersApi, before.access_token)).status).toBe(200);
   });
+});
+
+describe('a rotation run with a shorter KEY_ACTIVATION_DELAY than the servers\'', () => {
+  it('signs no sooner than the servers\' delay: a server moves the schedule later in the database, where keys list sees it', async () => {
+    const before = await machineToken(ORDERS, 'read:orders');
+    const oldKid = decodeProtectedHeader(before.access_token).kid;
+    // A shell without the servers' variable (31 s here) rotating with 8 s: time
+    // for the server to pick the rotation up (at once on PostgreSQL, within
+    // its second's KEY_REFRESH_INTERVAL on the embedded database) before then.
+    type Key = { kid: string; alg: string; status: string; created_at: string; activates_at: string; publish_until: string | null };
+    const rotation = await runCli(['keys', 'rotate', '--json'], { ...pc.env, KEY_ACTIVATION_DELAY: '8s' });
+    expect(rotation.code, rotation.stderr).toBe(0);
+    const fresh = (JSON.parse(rotation.stdout) as Key[]).filter((key) => key.status === 'next');
+    expect(fresh.map((key) => key.alg).sort()).toEqual(['ES256', 'RS256']);
+    const madeAt = Date.parse(fresh[0]!.created_at);
+    expect(Date.parse(fresh[0]!.activates_at) - madeAt).toBe(8000);
+
+    // Past the CLI's 8 s: the old key still signs.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, madeAt + 10_000 - Date.now())));
+    expect(decodeProtectedHeader((await machineToken(ORDERS, 'read:orders')).access_token).kid).toBe(oldKid);
+    const listed = JSON.parse((await pc.cli(['keys', 'list', '--json'])).stdout) as Key[];
+    for (const key of fresh) {
+      const now = listed.find(({ kid }) => kid === key.kid)!;
+      expect([now.status, Date.parse(now.activates_at) - Date.parse(now.created_at)]).toEqual(['next', 31_000]);
+    }
+    // The key it replaces signs until then, and stays published as much longer.
+    const replaced = listed.find((key) => key.kid === oldKid)!;
+    const replacedAtRotation = (JSON.parse(rotation.stdout) as Key[]).find((key) => key.kid === oldKid)!;
+    expect([replaced.status, Date.parse(replaced.publish_until!) - Date.parse(replacedAtRotation.publish_until!)]).toEqual(['current', 23_000]); // 31 s − 8 s
+
+    let after = await machineToken(ORDERS, 'read:orders');
+    for (let waited = 0; decodeProtectedHeader(after.access_token).kid === oldKid && waited < 60; waited++) {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      after = await machineToken(ORDERS, 'read:orders');
+    }
+    expect(fresh.map((key) => key.kid)).toContain(decodeProtectedHeader(after.access_token).kid);
+    expect(Date.now()).toBeGreaterThanOrEqual(madeAt + 31_000);
+    expect((await call(ordersApi, after.access_token)).status).toBe(200);
+    expect((await call(ordersApi, before.access_token)).status).toBe(200);
+  }, 120_000);
 });
 
 describe('an emergency rotation', () => {
