@@ -476,7 +476,8 @@ export class Clients {
           AND (${disabled} OR EXISTS (SELECT 1 FROM clients WHERE client_id = ${clientId} AND disabled_at IS NOT NULL))`,
       disabled
         ? this.prisma.$executeRaw`UPDATE clients SET disabled_at = coalesce(disabled_at, now()) WHERE client_id = ${clientId}`
-        : this.prisma.$executeRaw`UPDATE clients SET disabled_at = NULL WHERE client_id = ${clientId}`,
+        : // What was issued before is not honoured after (its JWTs: client-adapter.ts).
+          this.prisma.$executeRaw`UPDATE clients SET disabled_at = NULL, revoked_at = now() WHERE client_id = ${clientId} AND disabled_at IS NOT NULL`,
       announceClientChange(this.prisma, clientId),
     ]);
     // Deleted since it was looked up.

@@ -11,7 +11,8 @@ import { storable } from '../persistence/nul.js';
 const FIND_CLIENT = {
   name: 'client-find',
   text: `SELECT c.client_id, c.name, c.metadata, c.client_secret_hash, a.identifier AS api,
-                floor(extract(epoch FROM a.created_at))::int AS api_since
+                floor(extract(epoch FROM a.created_at))::int AS api_since,
+                floor(extract(epoch FROM c.revoked_at))::int AS tokens_since
          FROM clients c LEFT JOIN apis a ON a.client_id = c.client_id
          WHERE c.client_id = $1 AND c.disabled_at IS NULL`,
 } as const;
@@ -23,6 +24,7 @@ interface ClientRow {
   client_secret_hash: string | null;
   api: string | null;
   api_since: number | null;
+  tokens_since: number | null;
 }
 
 export class ClientAdapter implements Adapter {
@@ -54,6 +56,9 @@ export class ClientAdapter implements Adapter {
       // An API's credentials carry when the API was made: a token for an
       // earlier API under the same identifier is not this one's (configuration.ts, introspection).
       ...(row.api ? { api: row.api, api_since: row.api_since } : {}),
+      // Enabled again after a disable: what was issued to it before is not
+      // honoured (configuration.ts, introspection).
+      ...(row.tokens_since !== null ? { tokens_since: row.tokens_since } : {}),
     }) as AdapterPayload;
   }
 

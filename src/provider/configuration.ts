@@ -157,11 +157,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       client.redirectUris!.some((uri) => URL.parse(uri)?.origin === origin),
     findAccount: accounts.findAccount,
     claims: OIDC_CLAIMS,
-    // `api`, `api_since`: set by ClientAdapter on the credentials of a registered API.
+    // `api`, `api_since`: set by ClientAdapter on the credentials of a registered API;
+    // `tokens_since`, on a client enabled again after `client disable`.
     // `api_scopes` (and per API, `api_scopes_by_api`): the API scopes a client
     // may obtain (`scope` holds only OpenID Connect scopes, which the library
     // validates against `scopes`).
-    extraClientMetadata: { properties: ['api', 'api_since', 'api_scopes', 'api_scopes_by_api'] },
+    extraClientMetadata: { properties: ['api', 'api_since', 'tokens_since', 'api_scopes', 'api_scopes_by_api'] },
     scopes: OIDC_SCOPES,
     // The ID token carries the claims of the scopes granted (name, email, ...),
     // as well as UserInfo: RP libraries (Auth.js, express-openid-connect) take
@@ -252,10 +253,13 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           // Nor a token of a client deleted since: `client delete` deletes its
           // tokens, but one a token request in flight stored after is not
           // gone with them (UserInfo refuses it too: the library looks the
-          // client up there). A lookup in the cache of clients.
-          const issuedTo = () => ctx.oidc.provider.Client.find(token.clientId!).then(Boolean);
+          // client up there). A lookup in the cache of clients. Nor one
+          // issued before a `client disable` its client was enabled again
+          // after: the disable ended its stored tokens, not its JWTs.
+          const stillIssuedTo = (holder: Client) => (token.iat ?? 0) >= ((holder as unknown as { tokens_since?: number }).tokens_since ?? 0);
+          const issuedTo = () => ctx.oidc.provider.Client.find(token.clientId!).then((holder) => holder !== undefined && stillIssuedTo(holder));
           if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api) && (token.iat ?? 0) >= since && (await issuedTo()) && (await honoured());
-          if (token.clientId !== client.clientId) return false;
+          if (token.clientId !== client.clientId || !stillIssuedTo(client)) return false;
           // Its client is not told a token for an API deleted since is
           // active: `api delete` revokes them, but one issued while it ran
           // is stored after (only tokens for an API have an audience).

@@ -8,7 +8,8 @@
 // this server publishes, issuer, `typ: at+jwt`, expiry), then through the
 // same policy as a stored token (introspection.allowedPolicy in
 // configuration.ts): only its API or its client is answered, and not for a
-// user disabled or revoked since, nor for a client or an API deleted since.
+// user disabled or revoked since, nor for a client or an API deleted since,
+// nor for a client disabled since (enabled again or not).
 // What no JWT names, its grant and sign-in, cannot be asked: a consent
 // withdrawn, a sign-out or a replayed refresh token does not end it, as it
 // does not end it at the API (README, Protecting an API).

@@ -104,13 +104,18 @@ describe('portcullis client', () => {
   });
 
   it('disable refuses a client everywhere until enable and ends what was issued to it; consents stay, so once enabled it signs people in without asking again', async () => {
-    const paused = await pc.createClient({ name: 'Paused', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code', 'refresh_token', 'client_credentials'], scope: 'openid offline_access' });
+    const api = JSON.parse((await pc.cli(['api', 'create', '--identifier', 'https://paused-api.example.com', '--scope', 'read:paused', '--token-format', 'jwt', '--json'])).stdout) as { client_id: string; client_secret: string };
+    const paused = await pc.createClient({ name: 'Paused', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code', 'refresh_token', 'client_credentials'], scope: 'openid offline_access read:paused' });
     await pc.createUser('pausanias@example.com', 'pausanias password');
     const credentials = { email: 'pausanias@example.com', password: 'pausanias password' };
     const rp = await discover(pc.issuer, paused.client_id, paused.client_secret);
     const first = await logIn(new UserAgent(), rp, 'openid offline_access', credentials, { prompt: 'consent' });
     expect(first.seen).toEqual(['login', 'consent']);
     const machineToken = (await pc.clientCredentials(paused)).body.access_token as string;
+    // A JWT for the API: stored nowhere, so only introspection can refuse it after.
+    const { access_token: jwt } = await oidc.clientCredentialsGrant(rp, { resource: 'https://paused-api.example.com', scope: 'read:paused' });
+    const apiRp = await discover(pc.issuer, api.client_id, api.client_secret);
+    expect([(await oidc.tokenIntrospection(apiRp, jwt)).active, (await oidc.tokenIntrospection(rp, jwt)).active]).toEqual([true, true]);
     const outside = async (statement: string, parameters: string[]) => {
       const db = pc.outsideConnection();
       await db.connect();
@@ -150,6 +155,8 @@ describe('portcullis client', () => {
     expect(enabled.code, enabled.stderr).toBe(0);
     expect(JSON.parse(enabled.stdout)).toEqual({ client_id: paused.client_id, was_disabled: true, tokens_ended: 1 });
     expect(await oidc.tokenIntrospection(rp, machineToken)).toEqual({ active: false });
+    // Nor is the JWT issued before the disable active again, to its API or its client.
+    expect([await oidc.tokenIntrospection(apiRp, jwt), await oidc.tokenIntrospection(rp, jwt)]).toEqual([{ active: false }, { active: false }]);
     // The sign-in in progress ended with the disable: it gets no code now.
     const finished = await signIn(pendingAgent, pending, credentials.email, credentials.password);
     expect([finished.status, pageKind(finished), finished.html.includes('Your sign-in expired')]).toEqual([400, 'other', true]);
@@ -161,13 +168,15 @@ describe('portcullis client', () => {
     const second = await logIn(new UserAgent(), rp, 'openid offline_access', credentials);
     expect(second.seen).toEqual(['login']);
     expect(await userinfo(second.tokens.access_token)).toBe(200);
+    const { access_token: newJwt } = await oidc.clientCredentialsGrant(rp, { resource: 'https://paused-api.example.com', scope: 'read:paused' });
+    expect((await oidc.tokenIntrospection(apiRp, newJwt)).active).toBe(true);
     // Enabling a client that is not disabled ends nothing.
     const twice = await pc.cli(['client', 'enable', paused.client_id]);
     expect([twice.code, twice.stdout]).toEqual([0, `client ${paused.client_id} was not disabled\n`]);
     expect(await userinfo(second.tokens.access_token)).toBe(200);
+    expect((await oidc.tokenIntrospection(apiRp, newJwt)).active).toBe(true);
 
     // An API's credentials are not a client to disable; an unknown id is not found.
-    const api = JSON.parse((await pc.cli(['api', 'create', '--identifier', 'https://paused-api.example.com', '--scope', 'read:paused', '--json'])).stdout) as { client_id: string };
     const apiRefused = await pc.cli(['client', 'disable', api.client_id]);
     expect([apiRefused.code, apiRefused.stderr]).toEqual([1, `portcullis: client ${api.client_id} holds the credentials of API https://paused-api.example.com; use \`portcullis client rotate-secret\` or \`portcullis api delete\`\n`]);
     for (const command of ['disable', 'enable']) {
