@@ -266,41 +266,58 @@ export async function keepReplacedKeysPublished(prisma: Prisma, seconds: number)
  * `keys list` follow one schedule, and the longest delay among the servers
  * wins (a server only ever moves a key later). The keys a moved key replaces
  * sign until it does and stay published as much longer. Left alone: keys
- * made to sign at once (`--now`, first keys), keys signing already, and a key
- * replaced before it would sign. Returns the keys moved.
+ * made to sign at once (`--now`, first keys: made at their activation, or
+ * under a second before it by a release that took `created_at` from the
+ * database's clock), keys signing already, a key replaced before it would
+ * sign, and a shortfall under a second (such a release's rotation run with
+ * the servers' delay). Returns the keys moved.
+ *
+ * On PostgreSQL moves take the lock rotations take (rotateSigningKeys), so
+ * that two servers, or a server and a rotation, do not each act on what the
+ * other is changing: each reads what the one before wrote.
  */
-export async function holdBackScheduledKeys(prisma: Prisma, activationDelay: number): Promise<{ kid: string; activatesAt: Date }[]> {
-  const now = new Date();
-  const early = await prisma.$queryRaw<{ kid: string; activates_at: Date; due: Date }[]>`
+export async function holdBackScheduledKeys(
+  database: Pick<Database, 'prisma' | 'exclusively'>,
+  activationDelay: number,
+): Promise<{ kid: string; activatesAt: Date }[]> {
+  const { prisma } = database;
+  const early = () => prisma.$queryRaw<{ kid: string; activates_at: Date; due: Date }[]>`
     SELECT kid, activates_at, created_at + make_interval(secs => ${activationDelay}::double precision) AS due
     FROM signing_keys
-    WHERE activates_at > created_at AND activates_at > ${now.toISOString()}::timestamptz
-      AND activates_at < created_at + make_interval(secs => ${activationDelay}::double precision)
+    WHERE activates_at >= created_at + interval '1 second' AND activates_at > ${new Date().toISOString()}::timestamptz
+      AND activates_at + interval '1 second' <= created_at + make_interval(secs => ${activationDelay}::double precision)
       AND (rotated_at IS NULL OR rotated_at > activates_at)
     ORDER BY activates_at DESC`;
-  const moved: { kid: string; activatesAt: Date }[] = [];
-  // The latest first: a key replaced by a later scheduled one then signs
-  // until that one's moved activation, which its own move must stay before.
-  for (const key of early) {
-    const from = key.activates_at.toISOString();
-    const to = key.due.toISOString();
-    // One statement, checking the key is as read (on the embedded database a
-    // CLI shares the server's session: no transaction is left open), and
-    // announced, so every instance reloads the same schedule.
-    const done = await prisma.$queryRaw<unknown[]>`
-      WITH moved AS (
-        UPDATE signing_keys SET activates_at = ${to}::timestamptz
-        WHERE kid = ${key.kid} AND activates_at = ${from}::timestamptz AND (rotated_at IS NULL OR rotated_at > ${to}::timestamptz)
-        RETURNING kid
-      ), replaced AS (
-        UPDATE signing_keys
-        SET rotated_at = ${to}::timestamptz, publish_until = publish_until + (${to}::timestamptz - ${from}::timestamptz)
-        WHERE rotated_at = ${from}::timestamptz AND kid <> ${key.kid} AND EXISTS (SELECT 1 FROM moved)
-      )
-      SELECT kid FROM moved, LATERAL (SELECT pg_notify(${SIGNING_KEY_CHANGES_CHANNEL}, '')) AS announced`;
-    if (done.length > 0) moved.push({ kid: key.kid, activatesAt: key.due });
-  }
-  return moved;
+  // Read first without the lock: nearly always there is nothing to move.
+  if ((await early()).length === 0) return [];
+  return database.exclusively(async () => {
+    const moved: { kid: string; activatesAt: Date }[] = [];
+    // The latest first: a key replaced by a later scheduled one then signs
+    // until that one's moved activation, which its own move must stay before.
+    for (const key of await early()) {
+      const from = key.activates_at.toISOString();
+      const to = key.due.toISOString();
+      // One statement, checking the key is as read (the embedded database has
+      // no lock to take, and a CLI shares the server's session there: no
+      // transaction is left open), and announced, so every instance reloads
+      // the same schedule. Of the keys it replaces, only those that would
+      // sign until it does: one replaced again before it signed (a later
+      // rotation) stays so.
+      const done = await prisma.$queryRaw<unknown[]>`
+        WITH moved AS (
+          UPDATE signing_keys SET activates_at = ${to}::timestamptz
+          WHERE kid = ${key.kid} AND activates_at = ${from}::timestamptz AND (rotated_at IS NULL OR rotated_at > ${to}::timestamptz)
+          RETURNING kid
+        ), replaced AS (
+          UPDATE signing_keys
+          SET rotated_at = ${to}::timestamptz, publish_until = publish_until + (${to}::timestamptz - ${from}::timestamptz)
+          WHERE rotated_at = ${from}::timestamptz AND rotated_at > activates_at AND kid <> ${key.kid} AND EXISTS (SELECT 1 FROM moved)
+        )
+        SELECT kid FROM moved, LATERAL (SELECT pg_notify(${SIGNING_KEY_CHANGES_CHANNEL}, '')) AS announced`;
+      if (done.length > 0) moved.push({ kid: key.kid, activatesAt: key.due });
+    }
+    return moved;
+  });
 }
 
 export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {

@@ -3,13 +3,13 @@
 // new provider and swap it in; state lives in the database, so nothing is lost.
 import type Provider from 'oidc-provider';
 import type { Logger } from '../logger.js';
-import type { Prisma } from '../persistence/database.js';
+import type { Database, Prisma } from '../persistence/database.js';
 import { SealError } from '../keys/sealed-secrets.js';
 import { holdBackScheduledKeys, keepPublishedFor, keepReplacedKeysPublished, loadSigningKeys, signingKeysVersion } from '../keys/signing-keys.js';
 import type { ProviderServices } from './configuration.js';
 import { createProvider } from './provider.js';
 
-type HostServices = Omit<ProviderServices, 'signingKeys' | 'dpopNonceSecret'>;
+type HostServices = Omit<ProviderServices, 'signingKeys' | 'dpopNonceSecret'> & Pick<Database, 'exclusively'>;
 
 export class ProviderHost {
   private constructor(
@@ -90,9 +90,9 @@ export class ProviderHost {
  * holdBackScheduledKeys), and replaced keys stay published for as long as
  * this server's tokens live (see keepReplacedKeysPublished).
  */
-async function settleKeySchedule(services: Pick<HostServices, 'prisma' | 'config' | 'apis' | 'logger'>): Promise<void> {
+async function settleKeySchedule(services: Pick<HostServices, 'prisma' | 'exclusively' | 'config' | 'apis' | 'logger'>): Promise<void> {
   const { prisma, config, logger } = services;
-  const held = await holdBackScheduledKeys(prisma, config.keyActivationDelay);
+  const held = await holdBackScheduledKeys(services, config.keyActivationDelay);
   if (held.length > 0) {
     logger.warn('a key rotation was scheduled with a shorter KEY_ACTIVATION_DELAY than this server\'s; its keys now sign from later', {
       keys: held.map((key) => key.kid),

@@ -1268,31 +1268,43 @@ describe('portcullis keys', () => {
       type Key = { kid: string; alg: string; status: string; created_at: string; activates_at: string };
       const list = async () => JSON.parse((await server.cli(['keys', 'list', '--json'])).stdout) as Key[];
       const old = (await list()).filter((key) => key.status === 'current');
-      const scheduled = JSON.parse((await runCli(['keys', 'rotate', '--json'], { ...server.env, KEY_ACTIVATION_DELAY: '1m' })).stdout) as Key[];
-      const waiting = scheduled.filter((key) => key.status === 'next');
+      const firstRotation = JSON.parse((await runCli(['keys', 'rotate', '--json'], { ...server.env, KEY_ACTIVATION_DELAY: '1m' })).stdout) as Key[];
+      const waiting = firstRotation.filter((key) => key.status === 'next');
       expect(waiting).toHaveLength(2);
-      const heldBack = async () => {
-        const keys = await list();
-        return waiting.every(({ kid }) => {
-          const key = keys.find((listed) => listed.kid === kid)!;
-          return Date.parse(key.activates_at) - Date.parse(key.created_at) === 2 * 3600_000;
-        });
+      const heldBack = async (keys: Key[]) => {
+        const deadline = Date.now() + 15_000;
+        const held = async () => {
+          const listed = await list();
+          return keys.every(({ kid }) => {
+            const key = listed.find((one) => one.kid === kid)!;
+            return Date.parse(key.activates_at) - Date.parse(key.created_at) === 2 * 3600_000;
+          });
+        };
+        while (!(await held()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 250));
+        return held();
       };
-      const deadline = Date.now() + 15_000;
-      while (!(await heldBack()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 250));
-      expect(await heldBack()).toBe(true);
+      expect(await heldBack(waiting)).toBe(true);
+
+      // A second such rotation replaces the waiting keys before they sign:
+      // they never sign, and the old keys sign until the second's keys do.
+      const second = (JSON.parse((await runCli(['keys', 'rotate', '--json'], { ...server.env, KEY_ACTIVATION_DELAY: '1m' })).stdout) as Key[]).filter((key) => key.status === 'next');
+      expect(second).toHaveLength(2);
+      expect(await heldBack(second)).toBe(true);
+      const scheduled = await list();
+      const statusOf = (keys: Key[]) => keys.map(({ kid }) => scheduled.find((key) => key.kid === kid)!.status);
+      expect([statusOf(old), statusOf(waiting), statusOf(second)]).toEqual([['current', 'current'], ['published', 'published'], ['next', 'next']]);
 
       const rotated = await server.cli(['keys', 'rotate', '--now', '--json']);
       expect(rotated.code, rotated.stderr).toBe(0);
       const keys = await list();
       expect(keys.filter((key) => key.status === 'current').map((key) => key.alg).sort()).toEqual(['ES256', 'RS256']);
-      expect([...old, ...waiting].map(({ kid }) => keys.find((key) => key.kid === kid)!.status)).toEqual(Array(4).fill('published'));
+      expect([...old, ...waiting, ...second].map(({ kid }) => keys.find((key) => key.kid === kid)!.status)).toEqual(Array(6).fill('published'));
       // The held-back keys signed nothing: retired at once; the old ones as compromised.
       const retired = await Promise.all([
-        ...waiting.map(({ kid }) => server.cli(['keys', 'retire', kid])),
+        ...[...waiting, ...second].map(({ kid }) => server.cli(['keys', 'retire', kid])),
         ...old.map(({ kid }) => server.cli(['keys', 'retire', kid, '--compromised'])),
       ]);
-      expect(retired.map((result) => [result.code, result.stderr])).toEqual(Array(4).fill([0, '']));
+      expect(retired.map((result) => [result.code, result.stderr])).toEqual(Array(6).fill([0, '']));
     } finally {
       await server.close();
     }
