@@ -9,6 +9,7 @@ import { NotifiedCache } from '../persistence/notified-cache.js';
 import { storable } from '../persistence/nul.js';
 import type { PasswordHasher } from './passwords.js';
 import { passwordProblem, type PasswordPolicy } from './password-policy.js';
+import { countByKind, type Removed } from '../provider/removed.js';
 
 export class AccountError extends Error {
   override name = 'AccountError';
@@ -41,8 +42,6 @@ export interface UserListing extends UserView {
   disabledAt: Date | null;
 }
 
-/** What ending a user's access removed, by kind of provider artifact (Session, Grant, RefreshToken, ...). */
-export type Removed = Record<string, number>;
 
 const MAX_NAME_LENGTH = 200;
 // What a browser lets a person type into the sign-in form's type=email field
@@ -476,12 +475,6 @@ function checkEmail(input: string): string {
 function checkName(name: string | null): void {
   const problem = name ? unshowable(name, 'a name', MAX_NAME_LENGTH) : undefined;
   if (problem) throw new AccountError(problem);
-}
-
-function countByKind(rows: { kind: string }[]): Removed {
-  const removed: Removed = {};
-  for (const { kind } of rows) removed[kind] = (removed[kind] ?? 0) + 1;
-  return removed;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

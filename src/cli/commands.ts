@@ -1,6 +1,6 @@
 // Each `portcullis` command: parse its options, call a service, print the result.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { Removed } from '../accounts/accounts.js';
+import type { Removed } from '../provider/removed.js';
 import type { ApiView } from '../apis/apis.js';
 import { ClientError, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import type { Config } from '../config.js';
@@ -223,18 +223,26 @@ export const clientDelete: Command = async (args, open, io) => {
 export const clientDisable: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   const clientId = positionals[0]!;
-  const { wasDisabled, ended } = await (await open()).clients.disable(clientId);
-  if (values.json) return io.out(json({ client_id: clientId, was_disabled: wasDisabled, tokens_ended: ended }));
-  io.out(`${wasDisabled ? `client ${clientId} was disabled already` : `disabled client ${clientId}`}; ended ${ended} code(s) and token(s) issued to it\n`);
+  const { wasDisabled, removed } = await (await open()).clients.disable(clientId);
+  if (values.json) return io.out(clientRemovedJson(clientId, wasDisabled, removed));
+  const ended = describeRemoved(removed);
+  io.out(`${wasDisabled ? `client ${clientId} was disabled already` : `disabled client ${clientId}`}; ${ended ? `ended ${ended}` : 'nothing issued to it was open'}\n`);
 };
 
 export const clientEnable: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   const clientId = positionals[0]!;
-  const { wasDisabled, ended } = await (await open()).clients.enable(clientId);
-  if (values.json) return io.out(json({ client_id: clientId, was_disabled: wasDisabled, tokens_ended: ended }));
-  io.out(wasDisabled ? `enabled client ${clientId}: it may sign people in again${ended ? ` (ended ${ended} code(s) and token(s) stored as it was disabled)` : ''}\n` : `client ${clientId} was not disabled\n`);
+  const { wasDisabled, removed } = await (await open()).clients.enable(clientId);
+  if (values.json) return io.out(clientRemovedJson(clientId, wasDisabled, removed));
+  const ended = describeRemoved(removed);
+  io.out(wasDisabled ? `enabled client ${clientId}: it may sign people in again${ended ? ` (ended ${ended} stored as it was disabled)` : ''}\n` : `client ${clientId} was not disabled\n`);
 };
+
+/** `tokens_ended`: its codes and tokens (0.5.16 counted sign-ins in progress there too); `removed`: every kind, as the user commands say it. */
+function clientRemovedJson(clientId: string, wasDisabled: boolean, removed: Removed): string {
+  const tokensEnded = Object.entries(removed).reduce((sum, [kind, n]) => (kind === 'Interaction' ? sum : sum + n), 0);
+  return json({ client_id: clientId, was_disabled: wasDisabled, tokens_ended: tokensEnded, removed });
+}
 
 export const clientRotateSecret: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);

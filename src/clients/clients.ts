@@ -6,6 +6,7 @@ import { unshowable } from '../display-text.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { announceClientChange, CLIENT_CHANGES_CHANNEL } from './client-changes.js';
 import { sha256 } from '../persistence/hash.js';
+import { countByKind, type Removed } from '../provider/removed.js';
 
 export class ClientError extends Error {
   override name = 'ClientError';
@@ -448,7 +449,7 @@ export class Clients {
    * ends.) The registration, its secret and the consents people gave it
    * stay: once enabled, it signs people in without asking again.
    */
-  disable(clientId: string): Promise<{ wasDisabled: boolean; ended: number }> {
+  disable(clientId: string): Promise<{ wasDisabled: boolean; removed: Removed }> {
     return this.setDisabled(clientId, true);
   }
 
@@ -456,11 +457,11 @@ export class Clients {
    * Lets a disabled client in again. What a request in flight stored for it
    * as it was disabled ends too; a client that was not disabled keeps all it has.
    */
-  enable(clientId: string): Promise<{ wasDisabled: boolean; ended: number }> {
+  enable(clientId: string): Promise<{ wasDisabled: boolean; removed: Removed }> {
     return this.setDisabled(clientId, false);
   }
 
-  private async setDisabled(clientId: string, disabled: boolean): Promise<{ wasDisabled: boolean; ended: number }> {
+  private async setDisabled(clientId: string, disabled: boolean): Promise<{ wasDisabled: boolean; removed: Removed }> {
     // Looked up before anything is announced: only a client's id is (see client-changes.ts).
     const row = await this.prisma.client.findUnique({ where: { clientId }, select: { api: { select: { identifier: true } } } });
     if (!row) throw new ClientError(`no client with id ${clientId}`);
@@ -470,10 +471,11 @@ export class Clients {
       // FOR UPDATE: two at once agree on which came first.
       this.prisma.$queryRaw<{ disabled_at: Date | null }[]>`SELECT disabled_at FROM clients WHERE client_id = ${clientId} FOR UPDATE`,
       // Everything issued to it but the consents (kind Grant), and its sign-ins in progress.
-      this.prisma.$executeRaw`
+      this.prisma.$queryRaw<{ kind: string }[]>`
         DELETE FROM provider_artifacts
         WHERE (kind <> 'Grant' AND payload->>'clientId' = ${clientId} OR kind = 'Interaction' AND payload->'params'->>'client_id' = ${clientId})
-          AND (${disabled} OR EXISTS (SELECT 1 FROM clients WHERE client_id = ${clientId} AND disabled_at IS NOT NULL))`,
+          AND (${disabled} OR EXISTS (SELECT 1 FROM clients WHERE client_id = ${clientId} AND disabled_at IS NOT NULL))
+        RETURNING kind`,
       disabled
         ? this.prisma.$executeRaw`UPDATE clients SET disabled_at = coalesce(disabled_at, now()) WHERE client_id = ${clientId}`
         : // What was issued before is not honoured after (its JWTs: client-adapter.ts).
@@ -482,7 +484,7 @@ export class Clients {
     ]);
     // Deleted since it was looked up.
     if (before.length === 0) throw new ClientError(`no client with id ${clientId}`);
-    return { wasDisabled: before[0]!.disabled_at !== null, ended };
+    return { wasDisabled: before[0]!.disabled_at !== null, removed: countByKind(ended) };
   }
 
   /** Deletes the client and everything issued to it. */

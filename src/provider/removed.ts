@@ -1,0 +1,13 @@
+// What a command that ends access (user revoke, disable, delete; client
+// disable, enable) removed, for the CLI to tell. A module of its own: the
+// CLI loads it without oidc-provider.
+
+/** What ending access removed, by kind of provider artifact (Session, Grant, RefreshToken, Interaction, ...). */
+export type Removed = Record<string, number>;
+
+/** Counts the kinds a `DELETE ... RETURNING kind` of provider artifacts answered. */
+export function countByKind(rows: { kind: string }[]): Removed {
+  const removed: Removed = {};
+  for (const { kind } of rows) removed[kind] = (removed[kind] ?? 0) + 1;
+  return removed;
+}
