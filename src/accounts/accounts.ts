@@ -42,7 +42,6 @@ export interface UserListing extends UserView {
   disabledAt: Date | null;
 }
 
-
 const MAX_NAME_LENGTH = 200;
 // What a browser lets a person type into the sign-in form's type=email field
 // (the HTML Standard's valid e-mail address): an address outside it could
