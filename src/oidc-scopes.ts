@@ -1,6 +1,11 @@
-/** The OpenID Connect scopes Portcullis serves, and the claims each releases (OIDC Core §5.4). */
+/**
+ * The OpenID Connect scopes Portcullis serves, and the claims each releases
+ * (OIDC Core §5.4). `amr` (OIDC Core §2, values of RFC 8176: `pwd`) is in the
+ * ID token only: how the person signed in, which the sign-in records and an
+ * app may require (a password, not yet a second factor); no account has it.
+ */
 export const OIDC_CLAIMS = {
-  openid: ['sub'],
+  openid: ['sub', 'amr'],
   profile: ['name', 'updated_at'],
   email: ['email', 'email_verified'],
 };

@@ -91,11 +91,13 @@ describe('refresh tokens', () => {
     const first = tokens.claims()!;
     expect(first.nonce).toEqual(expect.any(String));
     expect(first.auth_time).toEqual(expect.any(Number));
+    // How the person signed in (OIDC Core §2, RFC 8176 §2): with a password.
+    expect(first.amr).toEqual(['pwd']);
     const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
     // Rotated once: the refresh token made by the first refresh holds no nonce either.
     const again = await oidc.refreshTokenGrant(rp, refreshed.refresh_token!);
     for (const claims of [refreshed.claims()!, again.claims()!]) {
-      expect(claims).toMatchObject({ iss: first.iss, sub: first.sub, aud: first.aud, auth_time: first.auth_time });
+      expect(claims).toMatchObject({ iss: first.iss, sub: first.sub, aud: first.aud, auth_time: first.auth_time, amr: ['pwd'] });
       expect(claims.iat).toBeGreaterThanOrEqual(first.iat);
       expect(claims).not.toHaveProperty('nonce');
     }
