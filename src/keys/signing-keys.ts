@@ -170,9 +170,8 @@ export async function rotateSigningKeys(
   const { prisma } = database;
   return database.exclusively(async () => {
     for (;;) {
-      // Made at the time its delay counts from (not the database's clock), so
-      // that a server can tell how long the rotation meant to wait: see
-      // holdBackScheduledKeys.
+      // Made at the time its delay counts from (not the database's clock),
+      // with the delay: a server holds it to its own (holdBackScheduledKeys).
       const createdAt = new Date();
       const activatesAt = new Date(createdAt.getTime() + options.activationDelay * 1000);
       // Replaced: every key that would still sign at the new keys' activation,
@@ -186,7 +185,7 @@ export async function rotateSigningKeys(
       const fresh = await Promise.all([...new Set(current.map((key) => key.alg))].map((alg) => generate(alg as SigningAlg, sealer)));
       const publishUntil = new Date(activatesAt.getTime() + options.keepPublishedFor * 1000);
       const replaced = current.map((key) => key.kid);
-      if (await replaceUnlessChanged(prisma, replaced, fresh, { createdAt, activatesAt, publishUntil })) return listSigningKeys(prisma);
+      if (await replaceUnlessChanged(prisma, replaced, fresh, { createdAt, activatesAt, publishUntil, activationDelay: options.activationDelay })) return listSigningKeys(prisma);
     }
   });
 }
@@ -201,7 +200,7 @@ async function replaceUnlessChanged(
   prisma: Prisma,
   replaced: string[],
   fresh: Awaited<ReturnType<typeof generate>>[],
-  times: { createdAt: Date; activatesAt: Date; publishUntil: Date },
+  times: { createdAt: Date; activatesAt: Date; publishUntil: Date; activationDelay: number },
 ): Promise<boolean> {
   const activatesAt = times.activatesAt.toISOString();
   // (Sorted by code unit on both sides: COLLATE "C" is the order of JavaScript's sort.)
@@ -215,8 +214,8 @@ async function replaceUnlessChanged(
       UPDATE signing_keys SET rotated_at = ${activatesAt}::timestamptz, publish_until = ${times.publishUntil.toISOString()}::timestamptz
       WHERE kid = ANY(${replaced}::text[]) AND (SELECT unchanged FROM checked)
     ), added AS (
-      INSERT INTO signing_keys (kid, alg, jwk, private_jwk, created_at, activates_at)
-      SELECT kid, alg, jwk, private_jwk, ${times.createdAt.toISOString()}::timestamptz, ${activatesAt}::timestamptz
+      INSERT INTO signing_keys (kid, alg, jwk, private_jwk, created_at, activates_at, activation_delay)
+      SELECT kid, alg, jwk, private_jwk, ${times.createdAt.toISOString()}::timestamptz, ${activatesAt}::timestamptz, ${times.activationDelay}::int
       FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS fresh(kid text, alg text, jwk jsonb, private_jwk text)
       WHERE (SELECT unchanged FROM checked)
     )
@@ -265,12 +264,12 @@ export async function keepReplacedKeysPublished(prisma: Prisma, seconds: number)
  * the new key. The schedule is moved in the rows, so every server and
  * `keys list` follow one schedule, and the longest delay among the servers
  * wins (a server only ever moves a key later). The keys a moved key replaces
- * sign until it does and stay published as much longer. Left alone: keys
- * made to sign at once (`--now`, first keys: made at their activation, or
- * under a second before it by a release that took `created_at` from the
- * database's clock), keys signing already, a key replaced before it would
- * sign, and a shortfall under a second (such a release's rotation run with
- * the servers' delay). Returns the keys moved.
+ * sign until it does and stay published as much longer. Only rotations that
+ * recorded their delay are moved (`activation_delay`): not `--now` (0), first
+ * keys, or an earlier release's rotation (its created_at is the database's
+ * clock, its activation the CLI's: the two cannot tell its delay). Nor keys
+ * signing already, or a key replaced before it would sign. Returns the keys
+ * moved.
  *
  * On PostgreSQL moves take the lock rotations take (rotateSigningKeys), so
  * that two servers, or a server and a rotation, do not each act on what the
@@ -284,9 +283,8 @@ export async function holdBackScheduledKeys(
   const early = () => prisma.$queryRaw<{ kid: string; activates_at: Date; due: Date }[]>`
     SELECT kid, activates_at, created_at + make_interval(secs => ${activationDelay}::double precision) AS due
     FROM signing_keys
-    WHERE activates_at >= created_at + interval '1 second' AND activates_at > ${new Date().toISOString()}::timestamptz
-      AND activates_at + interval '1 second' <= created_at + make_interval(secs => ${activationDelay}::double precision)
-      AND (rotated_at IS NULL OR rotated_at > activates_at)
+    WHERE activation_delay > 0 AND activation_delay < ${activationDelay}::int
+      AND activates_at > ${new Date().toISOString()}::timestamptz AND (rotated_at IS NULL OR rotated_at > activates_at)
     ORDER BY activates_at DESC`;
   // Read first without the lock: nearly always there is nothing to move.
   if ((await early()).length === 0) return [];
@@ -305,7 +303,7 @@ export async function holdBackScheduledKeys(
       // rotation) stays so.
       const done = await prisma.$queryRaw<unknown[]>`
         WITH moved AS (
-          UPDATE signing_keys SET activates_at = ${to}::timestamptz
+          UPDATE signing_keys SET activates_at = ${to}::timestamptz, activation_delay = ${activationDelay}::int
           WHERE kid = ${key.kid} AND activates_at = ${from}::timestamptz AND (rotated_at IS NULL OR rotated_at > ${to}::timestamptz)
           RETURNING kid
         ), replaced AS (

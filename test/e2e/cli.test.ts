@@ -1313,6 +1313,31 @@ describe('portcullis keys', () => {
     }
   });
 
+  it('a server holds back only rotations that recorded their delay: not an earlier release\'s, whose created_at is another clock\'s', async () => {
+    const first = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '1m' });
+    try {
+      type Key = { kid: string; status: string; activates_at: string };
+      const rotated = JSON.parse((await first.cli(['keys', 'rotate', '--json'])).stdout) as Key[];
+      const waiting = rotated.filter((key) => key.status === 'next');
+      expect(waiting).toHaveLength(2);
+      // As 0.5.16's CLI left a rotation: no delay recorded.
+      const db = first.outsideConnection();
+      await db.connect();
+      await db.query('UPDATE signing_keys SET activation_delay = NULL WHERE kid = ANY($1)', [waiting.map((key) => key.kid)]).finally(() => db.end());
+      // A server with a longer delay starts beside it (its start holds back what it may), and looks again every second.
+      const second = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '2h' }, first.database);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        const listed = JSON.parse((await second.cli(['keys', 'list', '--json'])).stdout) as Key[];
+        expect(waiting.map(({ kid }) => listed.find((key) => key.kid === kid)!.activates_at)).toEqual(waiting.map((key) => key.activates_at));
+      } finally {
+        await second.close();
+      }
+    } finally {
+      await first.close();
+    }
+  });
+
   it('output cut short by its reader (`keys list | head -1`) ends quietly', async () => {
     const child = spawn(process.execPath, ['src/cli/portcullis.mjs', 'keys', 'list'], {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...pc.env },
