@@ -393,7 +393,8 @@ describe('single sign-on', () => {
     expect(pageKind(login)).toBe('login');
     // The hint named the other person: not filled in. The page says who is signed in, and what signing in as another does.
     expect(login.html).toMatch(/<input id="email"[^>]* value=""/);
-    expect(login.html).toContain('Cancel sends you back to <bdi>Shared Tablet</bdi> without signing in.');
+    expect(login.html).toContain('<p class="muted" id="cancel-help">Cancel sends you back to <bdi>Shared Tablet</bdi> without signing in.');
+    expect(login.html).toMatch(/<button class="secondary" type="submit" aria-describedby="cancel-help">Cancel<\/button>/);
     // The name isolated alone: a right-to-left one would carry the email's parentheses with it.
     expect(login.html).toContain('<p class="muted" id="signed-in-as">You are signed in as <strong><bdi>Bob &lt;script&gt;alert(1)&lt;/script&gt;</bdi> (<bdi>bob@example.com</bdi>)</strong> on this device: signing in as someone else signs them out here.</p>');
     // Read out with the email field, which has the focus: a screen reader would skip it otherwise.
