@@ -1,6 +1,6 @@
 // Each `portcullis` command: parse its options, call a service, print the result.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { Removed } from '../provider/removed.js';
+import { codesAndTokens, NOT_TOKENS, type Removed } from '../provider/removed.js';
 import type { ApiView } from '../apis/apis.js';
 import { ClientError, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import type { Config } from '../config.js';
@@ -240,8 +240,7 @@ export const clientEnable: Command = async (args, open, io) => {
 
 /** `tokens_ended`: its codes and tokens (0.5.16 counted sign-ins in progress there too); `removed`: every kind, as the user commands say it. */
 function clientRemovedJson(clientId: string, wasDisabled: boolean, removed: Removed): string {
-  const tokensEnded = Object.entries(removed).reduce((sum, [kind, n]) => (kind === 'Interaction' ? sum : sum + n), 0);
-  return json({ client_id: clientId, was_disabled: wasDisabled, tokens_ended: tokensEnded, removed });
+  return json({ client_id: clientId, was_disabled: wasDisabled, tokens_ended: codesAndTokens(removed), removed });
 }
 
 export const clientRotateSecret: Command = async (args, open, io) => {
@@ -296,23 +295,21 @@ export const userList: Command = async (args, open, io) => {
   }
 };
 
-/** What ending a user's access removed, in words ("2 sessions, 3 consents"); empty for nothing. */
+/** What ending access (a user's, a client's) removed, in words ("2 sessions, 3 consents"); empty for nothing. */
 function describeRemoved(removed: Removed): string {
-  // Every other kind (codes, access and refresh tokens) is counted as "codes and tokens".
-  const words: Record<string, [string, string]> = {
+  const words: Record<(typeof NOT_TOKENS)[number], [string, string]> = {
     Session: ['session', 'sessions'],
     Interaction: ['sign-in in progress', 'sign-ins in progress'],
     Grant: ['consent', 'consents'],
-    other: ['code or token', 'codes and tokens'],
   };
-  const counts = new Map<string, number>(Object.keys(words).map((bucket) => [bucket, 0]));
-  for (const [kind, n] of Object.entries(removed)) {
-    const bucket = Object.hasOwn(words, kind) ? kind : 'other';
-    counts.set(bucket, counts.get(bucket)! + n);
-  }
-  return [...counts]
+  // Every other kind (codes, access and refresh tokens) is counted as "codes and tokens".
+  const counts: [[string, string], number][] = [
+    ...NOT_TOKENS.map((kind): [[string, string], number] => [words[kind], removed[kind] ?? 0]),
+    [['code or token', 'codes and tokens'], codesAndTokens(removed)],
+  ];
+  return counts
     .filter(([, n]) => n > 0)
-    .map(([bucket, n]) => `${n} ${words[bucket]![n === 1 ? 0 : 1]}`)
+    .map(([[one, many], n]) => `${n} ${n === 1 ? one : many}`)
     .join(', ');
 }
 

@@ -478,8 +478,11 @@ export class Clients {
         RETURNING kind`,
       disabled
         ? this.prisma.$executeRaw`UPDATE clients SET disabled_at = coalesce(disabled_at, now()) WHERE client_id = ${clientId}`
-        : // What was issued before is not honoured after (its JWTs: client-adapter.ts).
-          this.prisma.$executeRaw`UPDATE clients SET disabled_at = NULL, revoked_at = now() WHERE client_id = ${clientId} AND disabled_at IS NOT NULL`,
+        : // What was issued before the disable is not honoured after (its JWTs:
+          // client-adapter.ts). The disable's time, not now(): a server whose
+          // clock lags the database's would otherwise issue tokens inactive
+          // from their start for a while after the enable.
+          this.prisma.$executeRaw`UPDATE clients SET disabled_at = NULL, revoked_at = disabled_at WHERE client_id = ${clientId} AND disabled_at IS NOT NULL`,
       announceClientChange(this.prisma, clientId),
     ]);
     // Deleted since it was looked up.

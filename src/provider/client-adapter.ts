@@ -12,7 +12,7 @@ const FIND_CLIENT = {
   name: 'client-find',
   text: `SELECT c.client_id, c.name, c.metadata, c.client_secret_hash, a.identifier AS api,
                 floor(extract(epoch FROM a.created_at))::int AS api_since,
-                floor(extract(epoch FROM c.revoked_at))::int AS tokens_since
+                floor(extract(epoch FROM c.revoked_at))::int + 1 AS tokens_since
          FROM clients c LEFT JOIN apis a ON a.client_id = c.client_id
          WHERE c.client_id = $1 AND c.disabled_at IS NULL`,
 } as const;
@@ -56,8 +56,10 @@ export class ClientAdapter implements Adapter {
       // An API's credentials carry when the API was made: a token for an
       // earlier API under the same identifier is not this one's (configuration.ts, introspection).
       ...(row.api ? { api: row.api, api_since: row.api_since } : {}),
-      // Enabled again after a disable: what was issued to it before is not
-      // honoured (configuration.ts, introspection).
+      // Enabled again after a disable: what was issued to it before the
+      // disable is not honoured (configuration.ts, introspection). Tokens
+      // count whole seconds: one of the disable's own second came before it
+      // (none is issued to a disabled client), hence the second after.
       ...(row.tokens_since !== null ? { tokens_since: row.tokens_since } : {}),
     }) as AdapterPayload;
   }

@@ -11,3 +11,10 @@ export function countByKind(rows: { kind: string }[]): Removed {
   for (const { kind } of rows) removed[kind] = (removed[kind] ?? 0) + 1;
   return removed;
 }
+
+/** The kinds that are not codes or tokens: what signing in made, and consents. */
+export const NOT_TOKENS = ['Session', 'Interaction', 'Grant'] as const;
+
+/** How many codes and tokens (every other kind) `removed` counts. */
+export const codesAndTokens = (removed: Removed): number =>
+  Object.entries(removed).reduce((sum, [kind, n]) => ((NOT_TOKENS as readonly string[]).includes(kind) ? sum : sum + n), 0);

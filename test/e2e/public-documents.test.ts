@@ -37,7 +37,7 @@ describe('discovery says what works', () => {
     });
     // OpenID Connect Core §15.1: RS256 is mandatory to implement.
     expect(metadata.id_token_signing_alg_values_supported).toContain('RS256');
-    expect(metadata.claims_supported).toEqual(expect.arrayContaining(['sub', 'name', 'email', 'email_verified', 'auth_time', 'iss']));
+    expect(metadata.claims_supported).toEqual(expect.arrayContaining(['sub', 'amr', 'name', 'email', 'email_verified', 'auth_time', 'iss']));
     expect(metadata.claims_supported).not.toContain('sid');
   });
 });
