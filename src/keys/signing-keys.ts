@@ -170,22 +170,19 @@ export async function rotateSigningKeys(
   const { prisma } = database;
   return database.exclusively(async () => {
     for (;;) {
-      // Made at the time its delay counts from (not the database's clock),
-      // with the delay: a server holds it to its own (holdBackScheduledKeys).
-      const createdAt = new Date();
-      const activatesAt = new Date(createdAt.getTime() + options.activationDelay * 1000);
+      // Times are the database's clock, which the servers' statuses are
+      // checked against, not the CLI's: run from a machine whose clock is
+      // behind by more than the delay, the new keys would sign at once.
+      const delay = options.activationDelay;
       // Replaced: every key that would still sign at the new keys' activation,
       // a key waiting from an earlier rotation included (an immediate rotation
       // after a scheduled one must not be undone when the scheduled key activates).
-      const current = await prisma.signingKey.findMany({
-        where: { OR: [{ rotatedAt: null }, { rotatedAt: { gt: activatesAt } }] },
-        select: { kid: true, alg: true },
-      });
+      const current = await prisma.$queryRaw<{ kid: string; alg: string }[]>`
+        SELECT kid, alg FROM signing_keys WHERE rotated_at IS NULL OR rotated_at > now() + make_interval(secs => ${delay}::double precision)`;
       if (current.length === 0) throw new KeyError('there are no signing keys yet; start the server or run `portcullis migrate` first');
       const fresh = await Promise.all([...new Set(current.map((key) => key.alg))].map((alg) => generate(alg as SigningAlg, sealer)));
-      const publishUntil = new Date(activatesAt.getTime() + options.keepPublishedFor * 1000);
       const replaced = current.map((key) => key.kid);
-      if (await replaceUnlessChanged(prisma, replaced, fresh, { createdAt, activatesAt, publishUntil, activationDelay: options.activationDelay })) return listSigningKeys(prisma);
+      if (await replaceUnlessChanged(prisma, replaced, fresh, { activationDelay: delay, keepPublishedFor: options.keepPublishedFor })) return listSigningKeys(prisma);
     }
   });
 }
@@ -193,29 +190,34 @@ export async function rotateSigningKeys(
 /**
  * In one statement (no transaction left open on the embedded database, where
  * a CLI shares its session with the server): marks `replaced` as rotated out
- * and adds `fresh`, announcing the change, if the keys that sign at
- * `activatesAt` are still exactly `replaced`. False, changing nothing, if not.
+ * and adds `fresh`, made now and signing `activationDelay` seconds from now
+ * (the delay recorded: a server holds it to its own, holdBackScheduledKeys),
+ * announcing the change, if the keys that sign then are still exactly
+ * `replaced`. False, changing nothing, if not.
  */
 async function replaceUnlessChanged(
   prisma: Prisma,
   replaced: string[],
   fresh: Awaited<ReturnType<typeof generate>>[],
-  times: { createdAt: Date; activatesAt: Date; publishUntil: Date; activationDelay: number },
+  times: { activationDelay: number; keepPublishedFor: number },
 ): Promise<boolean> {
-  const activatesAt = times.activatesAt.toISOString();
   // (Sorted by code unit on both sides: COLLATE "C" is the order of JavaScript's sort.)
   const rows = fresh.map((key) => ({ kid: key.kid, alg: key.alg, jwk: key.jwk, private_jwk: key.privateJwk }));
   const done = await prisma.$queryRaw<unknown[]>`
-    WITH checked AS (
+    WITH schedule AS (
+      SELECT now() AS made, now() + make_interval(secs => ${times.activationDelay}::double precision) AS activates
+    ), checked AS (
       SELECT ARRAY(
-        SELECT kid FROM signing_keys WHERE rotated_at IS NULL OR rotated_at > ${activatesAt}::timestamptz ORDER BY kid COLLATE "C"
+        SELECT kid FROM signing_keys WHERE rotated_at IS NULL OR rotated_at > (SELECT activates FROM schedule) ORDER BY kid COLLATE "C"
       ) = ${[...replaced].sort()}::text[] AS unchanged
     ), rotated AS (
-      UPDATE signing_keys SET rotated_at = ${activatesAt}::timestamptz, publish_until = ${times.publishUntil.toISOString()}::timestamptz
+      UPDATE signing_keys
+      SET rotated_at = (SELECT activates FROM schedule),
+          publish_until = (SELECT activates FROM schedule) + make_interval(secs => ${times.keepPublishedFor}::double precision)
       WHERE kid = ANY(${replaced}::text[]) AND (SELECT unchanged FROM checked)
     ), added AS (
       INSERT INTO signing_keys (kid, alg, jwk, private_jwk, created_at, activates_at, activation_delay)
-      SELECT kid, alg, jwk, private_jwk, ${times.createdAt.toISOString()}::timestamptz, ${activatesAt}::timestamptz, ${times.activationDelay}::int
+      SELECT kid, alg, jwk, private_jwk, (SELECT made FROM schedule), (SELECT activates FROM schedule), ${times.activationDelay}::int
       FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS fresh(kid text, alg text, jwk jsonb, private_jwk text)
       WHERE (SELECT unchanged FROM checked)
     )
@@ -284,7 +286,7 @@ export async function holdBackScheduledKeys(
     SELECT kid, activates_at, created_at + make_interval(secs => ${activationDelay}::double precision) AS due
     FROM signing_keys
     WHERE activation_delay > 0 AND activation_delay < ${activationDelay}::int
-      AND activates_at > ${new Date().toISOString()}::timestamptz AND (rotated_at IS NULL OR rotated_at > activates_at)
+      AND activates_at > now() AND (rotated_at IS NULL OR rotated_at > activates_at)
     ORDER BY activates_at DESC`;
   // Read first without the lock: nearly always there is nothing to move.
   if ((await early()).length === 0) return [];

@@ -1312,6 +1312,27 @@ describe('portcullis keys', () => {
     }
   });
 
+  it('keys rotate run from a machine whose clock is behind schedules by the database\'s clock: the new keys do not sign at once', async () => {
+    const server = await startPortcullis({ KEY_ACTIVATION_DELAY: '2h' });
+    try {
+      type Key = { kid: string; status: string; created_at: string; activates_at: string };
+      const skew = { NODE_OPTIONS: `--require ${path.resolve('test/support/clock-skew.cjs')}`, CLOCK_SKEW_MS: String(-3 * 3600_000) };
+      const before = new Set((JSON.parse((await server.cli(['keys', 'list', '--json'])).stdout) as Key[]).map((key) => key.kid));
+      const rotated = await runCli(['keys', 'rotate', '--json'], { ...server.env, ...skew });
+      expect(rotated.code, rotated.stderr).toBe(0);
+      const made = (JSON.parse(rotated.stdout) as Key[]).filter((key) => !before.has(key.kid));
+      expect(made).toHaveLength(2);
+      // Listed by a CLI on time, as the servers see them: waiting two hours.
+      const listed = JSON.parse((await server.cli(['keys', 'list', '--json'])).stdout) as Key[];
+      for (const { kid } of made) {
+        const key = listed.find((one) => one.kid === kid)!;
+        expect([key.status, Date.parse(key.activates_at) - Date.now() > 3600_000]).toEqual(['next', true]);
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
   it('a server holds back only rotations that recorded their delay: not an earlier release\'s, whose created_at is another clock\'s', async () => {
     const first = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s', KEY_ACTIVATION_DELAY: '1m' });
     try {
