@@ -155,7 +155,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       origin !== 'null' &&
       (ctx.oidc.route === 'userinfo' || client.clientAuthMethod === 'none') &&
       client.redirectUris!.some((uri) => URL.parse(uri)?.origin === origin),
-    findAccount: accounts.findAccount,
+    // Not a code or token issued before a `client disable` its client was
+    // enabled again after: the disable deleted the stored ones, but one a
+    // request in flight stored after is refused here (refresh, code exchange,
+    // UserInfo; the library has loaded the client) and at introspection.
+    findAccount: (ctx, sub, token) => (token && ctx.oidc?.client && !stillIssuedTo(ctx.oidc.client, token) ? undefined : accounts.findAccount(ctx, sub, token)),
     claims: OIDC_CLAIMS,
     // `api`, `api_since`: set by ClientAdapter on the credentials of a registered API;
     // `tokens_since`, on a client enabled again after `client disable`.
@@ -256,10 +260,9 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           // client up there). A lookup in the cache of clients. Nor one
           // issued before a `client disable` its client was enabled again
           // after: the disable ended its stored tokens, not its JWTs.
-          const stillIssuedTo = (holder: Client) => (token.iat ?? 0) >= ((holder as unknown as { tokens_since?: number }).tokens_since ?? 0);
-          const issuedTo = () => ctx.oidc.provider.Client.find(token.clientId!).then((holder) => holder !== undefined && stillIssuedTo(holder));
+          const issuedTo = () => ctx.oidc.provider.Client.find(token.clientId!).then((holder) => holder !== undefined && stillIssuedTo(holder, token));
           if (api) return token.kind !== 'RefreshToken' && audiences(token).includes(api) && (token.iat ?? 0) >= since && (await issuedTo()) && (await honoured());
-          if (token.clientId !== client.clientId || !stillIssuedTo(client)) return false;
+          if (token.clientId !== client.clientId || !stillIssuedTo(client, token)) return false;
           // Its client is not told a token for an API deleted since is
           // active: `api delete` revokes them, but one issued while it ran
           // is stored after (only tokens for an API have an audience).
@@ -539,6 +542,11 @@ const GRANTING_SCOPES = OIDC_SCOPES.filter((scope) => scope !== 'offline_access'
  * provider route: the interaction pages). The other routes serve clients and APIs.
  */
 const BROWSER_ROUTES = new Set<string | undefined>([undefined, 'authorization', 'resume', 'end_session', 'end_session_confirm', 'end_session_success']);
+
+/** Whether a code or token was issued at or after its client's `tokens_since` (set by `client enable`, see client-adapter.ts). */
+function stillIssuedTo(client: Client, token: { iat?: number }): boolean {
+  return (token.iat ?? 0) >= ((client as unknown as { tokens_since?: number }).tokens_since ?? 0);
+}
 
 function audiences(token: { aud?: string | string[] }): string[] {
   if (!token.aud) return [];

@@ -121,7 +121,9 @@ describe('portcullis client', () => {
       await db.connect();
       return db.query<{ row: string }>(statement, parameters).finally(() => db.end());
     };
-    const { rows: [machineRow] } = await outside(`SELECT row_to_json(a)::text AS row FROM provider_artifacts a WHERE id = $1`, [sha256(machineToken)]);
+    const stored = async (token: string) => (await outside(`SELECT row_to_json(a)::text AS row FROM provider_artifacts a WHERE id = $1`, [sha256(token)])).rows[0]!.row;
+    const writeBack = (row: string) => outside(`INSERT INTO provider_artifacts SELECT * FROM json_populate_record(NULL::provider_artifacts, $1)`, [row]);
+    const [machineRow, refreshRow, accessRow] = await Promise.all([machineToken, first.tokens.refresh_token!, first.tokens.access_token].map(stored));
     const userinfo = (token: string) => fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${token}` } }).then((response) => response.status);
     expect(await userinfo(first.tokens.access_token)).toBe(200);
     // A sign-in begun before the disable, to be finished after the enable.
@@ -151,11 +153,15 @@ describe('portcullis client', () => {
     expect([again.code, again.stdout]).toEqual([0, `client ${paused.client_id} was disabled already; nothing issued to it was open\n`]);
 
     // Written back as a token request in flight while the disable ran would write it.
-    await outside(`INSERT INTO provider_artifacts SELECT * FROM json_populate_record(NULL::provider_artifacts, $1)`, [machineRow!.row]);
+    await writeBack(machineRow!);
 
     const enabled = await pc.cli(['client', 'enable', paused.client_id, '--json']);
     expect(enabled.code, enabled.stderr).toBe(0);
     expect(JSON.parse(enabled.stdout)).toEqual({ client_id: paused.client_id, was_disabled: true, tokens_ended: 1, removed: { ClientCredentials: 1 } });
+    // Written back by a request in flight through the whole disable, after the
+    // enable: refused at refresh and UserInfo, as a JWT is at introspection.
+    await writeBack(refreshRow!);
+    await writeBack(accessRow!);
     expect(await oidc.tokenIntrospection(rp, machineToken)).toEqual({ active: false });
     // Nor is the JWT issued before the disable active again, to its API or its client.
     expect([await oidc.tokenIntrospection(apiRp, jwt), await oidc.tokenIntrospection(rp, jwt)]).toEqual([{ active: false }, { active: false }]);
