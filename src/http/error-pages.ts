@@ -3,11 +3,12 @@
 import type { Context } from 'koa';
 import type { AuthorizationForm } from '../interactions/restart.js';
 import { UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
-import { renderPage, type PageContext } from './views.js';
+import { isolatesAsElements, renderPage, type PageContext } from './views.js';
 
 /**
- * A name inside our sentences, isolated (FSI … PDI, as <bdi> in the views):
- * a right-to-left name keeps its own order, and does not reorder the words around it.
+ * A name inside our sentences, isolated (FSI … PDI, a <bdi> element on the
+ * page: views.ts isolatesAsElements): a right-to-left name keeps its own
+ * order, and does not reorder the words around it.
  */
 const isolated = (name: string) => `\u2068${name}\u2069`;
 
@@ -228,7 +229,7 @@ function showExplanation(ctx: Context, page: PageContext, code: string, explanat
   shownErrors.set(ctx, code);
   ctx.type = 'html';
   ctx.set('Cache-Control', 'no-store');
-  ctx.body = renderPage(page, 'error', { ...explanation, ...extra });
+  ctx.body = renderPage(page, 'error', { ...explanation, ...extra, isolates: isolatesAsElements });
 }
 
 /**

@@ -20,6 +20,20 @@ export function renderPage(page: PageContext, view: string, data: Record<string,
   return eta.render(view, { ...data, issuerName: page.issuerName, nonce: allowInlineStyle(page.res) });
 }
 
+/** An isolated name inside a sentence (FSI … PDI, see error-pages.ts); one never holds either (display-text.ts). */
+const ISOLATED = /\u2068([^\u2068\u2069]*)\u2069/g;
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+/**
+ * `text` for the page (escaped), its isolated names as <bdi> elements: the
+ * page isolates them as the marks would, and a screen reader, which may read
+ * the marks out or put them into a link's name, meets none. A title, which
+ * holds no markup, keeps the marks.
+ */
+export function isolatesAsElements(text: string): string {
+  return text.replace(/[&<>"']/g, (character) => ESCAPES[character]!).replace(ISOLATED, '<bdi>$1</bdi>');
+}
+
 /**
  * What our layout puts around a page's content (views/head.eta, inside
  * <head>, with the styles, and views/header.eta), for a page the library wrote

@@ -61,13 +61,13 @@ describe('login page', () => {
     for (const page of [wrongPassword, unknownEmail]) expect(signInRefusal(page)).toBe('wrong_credentials');
     // The message is tied to both fields and named in the title (WCAG 3.3.1, 1.3.1); a fresh page has neither.
     for (const page of [wrongPassword, unknownEmail]) {
-      expect(page.html).toContain('<title>Error: Sign in · ');
+      expect(page.html).toContain('<title>Error: Sign in to \u2068Calendar &amp; Co\u2069 · ');
       expect(page.html).toMatch(/<div class="alert" role="alert" id="sign-in-error">/);
       expect(page.html).toMatch(/<input id="email"[^>]* aria-invalid="true" aria-describedby="sign-in-error"/);
       expect(page.html).toMatch(/<input id="password"[^>]* aria-invalid="true" aria-describedby="sign-in-error"/);
     }
     expect(login.html).not.toContain('aria-invalid');
-    expect(login.html).toContain('<title>Sign in · ');
+    expect(login.html).toContain('<title>Sign in to \u2068Calendar &amp; Co\u2069 · ');
     const message = (html: string) => /role="alert"[^>]*>([^<]*)</.exec(html)?.[1];
     expect(message(wrongPassword.html)).toBe(message(unknownEmail.html));
     // And the right password then works in the same interaction.

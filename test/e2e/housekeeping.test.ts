@@ -49,7 +49,7 @@ it('a sign-in or consent page left open past its time offers to start again, as 
   const expired = await signIn(ua, login, user.email, user.password);
   expect([expired.status, pageKind(expired)]).toEqual([400, 'other']);
   expect(expired.html).toContain('Your sign-in expired');
-  expect(expired.html).toContain('Start signing in to \u2068Slow reader\u2069 again with the button below.');
+  expect(expired.html).toContain('Start signing in to <bdi>Slow reader</bdi> again with the button below.');
   // A form posted to /auth, not a link: the request (a login_hint, an email) stays out of the address bar.
   expect(expired.html).not.toMatch(/href="[^"]*login_hint/);
   const startAgain = { ...expired, html: /<form method="post" action="\/auth">[\s\S]*?<\/form>/.exec(expired.html)![0] };

@@ -99,7 +99,7 @@ describe('a sign-in in progress', () => {
     const back = await ua.open(login.url);
     expect([pageKind(back), back.status]).toEqual(['other', 400]);
     expect(back.html).toContain('This sign-in page is out of date');
-    expect(back.html).toContain('A sign-in to \u2068Notes\u2069 is still in progress in this browser.');
+    expect(back.html).toContain('A sign-in to <bdi>Notes</bdi> is still in progress in this browser.');
     const onward = /<a class="button" href="([^"]+)">Continue signing in<\/a>/.exec(back.html)?.[1];
     expect(onward).toBe(new URL(consent.url).pathname);
     // A pointer whose signature does not hold is ignored.
