@@ -42,6 +42,28 @@ export interface UserListing extends UserView {
   disabledAt: Date | null;
 }
 
+/** What `user show` tells of a user: who they are, and what they gave and hold now. */
+export interface UserDetails extends UserListing {
+  /** When the password was last set (null: none was, the user cannot sign in). */
+  passwordSetAt: Date | null;
+  /** The sessions honoured now, in every browser. */
+  sessions: number;
+  consents: ConsentView[];
+}
+
+/** A consent (a grant) the user gave an app, in force now. */
+export interface ConsentView {
+  clientId: string;
+  /** null: the app was deleted since (a consent of a deleted client is no longer used). */
+  clientName: string | null;
+  /** The OpenID Connect scopes granted ('' for none: an API's scopes only). */
+  scope: string;
+  /** The scopes granted per API, by its identifier. */
+  apis: Record<string, string>;
+  givenAt: Date;
+  expiresAt: Date | null;
+}
+
 const MAX_NAME_LENGTH = 200;
 // What a browser lets a person type into the sign-in form's type=email field
 // (the HTML Standard's valid e-mail address): an address outside it could
@@ -185,6 +207,41 @@ export class Accounts {
       orderBy: { createdAt: 'asc' },
       select: { id: true, email: true, name: true, emailVerified: true, createdAt: true, disabledAt: true },
     });
+  }
+
+  /**
+   * One user, as `user show` tells: their listing, when the password was
+   * set, how many sessions are honoured now (not those a sign-out's or
+   * revoke's cut-off ends) and the consents in force, oldest first: not one
+   * withdrawn at a sign-out (consumed_at, see adapter.ts), which the next
+   * sign-in to its app does not use.
+   */
+  async show(who: string): Promise<UserDetails> {
+    const { id } = await this.resolve(who);
+    const [user, sessions, consents] = await this.prisma.$transaction([
+      this.prisma.user.findUniqueOrThrow({
+        where: { id },
+        select: { id: true, email: true, name: true, emailVerified: true, createdAt: true, disabledAt: true, password: { select: { updatedAt: true } } },
+      }),
+      this.prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM provider_artifacts s, users u
+        WHERE s.kind = 'Session' AND s.payload->>'accountId' = ${id} AND u.id = ${id}::uuid
+          AND u.disabled_at IS NULL AND s.consumed_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > now())
+          AND (u.signed_out_at IS NULL OR (s.payload->>'loginTs')::numeric >= floor(extract(epoch FROM u.signed_out_at)))`,
+      this.prisma.$queryRaw<{ client_id: string; client_name: string | null; scope: string; apis: Record<string, string>; given_at: Date; expires_at: Date | null }[]>`
+        SELECT g.client_id, c.name AS client_name, coalesce(g.payload #>> '{openid,scope}', '') AS scope,
+               CASE jsonb_typeof(g.payload->'resources') WHEN 'object' THEN g.payload->'resources' ELSE '{}'::jsonb END AS apis,
+               g.created_at AS given_at, g.expires_at
+        FROM provider_artifacts g LEFT JOIN clients c ON c.client_id = g.client_id
+        WHERE g.kind = 'Grant' AND g.account_id = ${id} AND g.consumed_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
+        ORDER BY g.created_at, g.id`,
+    ]);
+    const { password, ...listing } = user;
+    return {
+      ...listing,
+      passwordSetAt: password?.updatedAt ?? null,
+      sessions: sessions[0]?.n ?? 0,
+      consents: consents.map((row) => ({ clientId: row.client_id, clientName: row.client_name, scope: row.scope, apis: row.apis, givenAt: row.given_at, expiresAt: row.expires_at })),
+    };
   }
 
   /**

@@ -213,6 +213,39 @@ export const clientList: Command = async (args, open, io) => {
   }
 };
 
+export const clientShow: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const client = await (await open()).clients.show(positionals[0]!);
+  const shown = clientJson(client);
+  if (values.json) return io.out(json({ ...shown, consents: client.consents }));
+  io.out(
+    fields([
+      ['client_id', shown.client_id],
+      ['name', shown.client_name],
+      ['type', client.native ? 'native' : client.public ? 'public' : 'confidential'],
+      ['redirect URIs', shown.redirect_uris.join(' ')],
+      ['sign-out URIs', shown.post_logout_redirect_uris.join(' ')],
+      ['grant types', shown.grant_types.join(' ')],
+      ['scope', shown.scope],
+      ['ID token alg', shown.id_token_signed_response_alg],
+      ['logo URI', shown.logo_uri],
+      ['client URI', shown.client_uri],
+      ['policy URI', shown.policy_uri],
+      ['terms URI', shown.tos_uri],
+      ['created', shown.created_at],
+      ['disabled', shown.disabled_at ?? undefined],
+      ['consents', String(client.consents)],
+    ]),
+  );
+};
+
+/** `label: value` lines, the values aligned; those without a value left out. */
+function fields(rows: [string, string | undefined][]): string {
+  const shown = rows.filter(([, value]) => value !== undefined && value !== '');
+  const width = Math.max(...shown.map(([label]) => label.length)) + 2;
+  return shown.map(([label, value]) => `${`${label}:`.padEnd(width)}${value}\n`).join('');
+}
+
 export const clientDelete: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   await (await open()).clients.delete(positionals[0]!);
@@ -292,6 +325,52 @@ export const userList: Command = async (args, open, io) => {
   if (users.length === 0) return io.out('no users\n');
   for (const user of users) {
     io.out(`${user.id}  ${user.email}${user.name ? `  ${user.name}` : ''}${user.emailVerified ? '  (verified)' : ''}${user.disabledAt ? '  (disabled)' : ''}\n`);
+  }
+};
+
+export const userShow: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const user = await (await open()).accounts.show(positionals[0]!);
+  const consents = user.consents.map((consent) => ({
+    client_id: consent.clientId,
+    client_name: consent.clientName,
+    scope: consent.scope,
+    apis: consent.apis,
+    given_at: consent.givenAt.toISOString(),
+    expires_at: consent.expiresAt?.toISOString() ?? null,
+  }));
+  if (values.json) {
+    return io.out(
+      json({
+        id: user.id,
+        email: user.email,
+        name: user.name,
+        email_verified: user.emailVerified,
+        created_at: user.createdAt.toISOString(),
+        disabled_at: user.disabledAt?.toISOString() ?? null,
+        password_set_at: user.passwordSetAt?.toISOString() ?? null,
+        sessions: user.sessions,
+        consents,
+      }),
+    );
+  }
+  io.out(
+    fields([
+      ['id', user.id],
+      ['email', `${user.email}${user.emailVerified ? ' (verified)' : ''}`],
+      ['name', user.name ?? undefined],
+      ['created', user.createdAt.toISOString()],
+      ['password set', user.passwordSetAt?.toISOString() ?? 'never (cannot sign in)'],
+      ['disabled', user.disabledAt?.toISOString()],
+      ['sessions', String(user.sessions)],
+      ['consents', String(consents.length)],
+    ]),
+  );
+  // One line per consent: the app, then what it may do (its OpenID Connect scopes, then each API's).
+  for (const consent of consents) {
+    const granted = [consent.scope, ...Object.entries(consent.apis).map(([api, scope]) => `${api}: ${scope}`)].filter(Boolean).join('; ');
+    const until = consent.expires_at ? `, until ${consent.expires_at}` : '';
+    io.out(`  ${consent.client_id}  ${consent.client_name ?? '(deleted client)'}  ${granted}  (given ${consent.given_at}${until})\n`);
   }
 };
 
@@ -563,6 +642,7 @@ export const COMMANDS: Record<string, Command> = {
   'api delete': apiDelete,
   'client create': clientCreate,
   'client list': clientList,
+  'client show': clientShow,
   'client update': clientUpdate,
   'client delete': clientDelete,
   'client disable': clientDisable,
@@ -570,6 +650,7 @@ export const COMMANDS: Record<string, Command> = {
   'client rotate-secret': clientRotateSecret,
   'user create': userCreate,
   'user list': userList,
+  'user show': userShow,
   'user update': userUpdate,
   'user set-password': userSetPassword,
   'user revoke': userRevoke,

@@ -8,6 +8,7 @@ Clients
                 [--policy-uri URI] [--tos-uri URI] [--json]
                                             --id-token-alg: RS256 (the default) or SIGNING_ALG's
   client list [--json]
+  client show CLIENT_ID [--json]           its registration, and how many consents to it are in force
   client update CLIENT_ID [--name NAME] [--redirect-uri URI ...] [--post-logout-redirect-uri URI ...]
                 [--grant-type TYPE ...] [--scope SCOPES ...] [--id-token-alg ALG] [--logo-uri URI]
                 [--client-uri URI] [--policy-uri URI] [--tos-uri URI] [--json]
@@ -35,6 +36,7 @@ APIs (resource servers)
 Users
   user create --email EMAIL [--name NAME] --password-stdin [--email-verified] [--json]
   user list [--json]
+  user show EMAIL|ID [--json]       the user, their open sessions and the consents they gave
   user update EMAIL|ID [--email EMAIL] [--name NAME] [--email-verified | --email-unverified] [--json]
                                     a new email is unverified unless --email-verified
   user set-password EMAIL|ID --password-stdin [--json]   also signs the user out everywhere

@@ -410,6 +410,22 @@ export class Clients {
     return toView(row);
   }
 
+  /**
+   * One client, as `client show` tells: its registration, and how many
+   * people's consents to it are in force (as `user show` counts them). Not
+   * an API's credentials, which `api list` shows.
+   */
+  async show(clientId: string): Promise<ClientView & { consents: number }> {
+    const [row, consents] = await this.prisma.$transaction([
+      this.prisma.client.findUnique({ where: { clientId }, select: { ...VIEW_COLUMNS, api: { select: { identifier: true } } } }),
+      this.prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM provider_artifacts
+        WHERE kind = 'Grant' AND client_id = ${clientId} AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > now())`,
+    ]);
+    if (!row) throw new ClientError(`no client with id ${clientId}`);
+    if (row.api) throw new ClientError(`client ${clientId} holds the credentials of API ${row.api.identifier}; \`portcullis api list\` shows it`);
+    return { ...toView(row), consents: consents[0]?.n ?? 0 };
+  }
+
   async list(): Promise<ClientView[]> {
     const rows = await this.prisma.client.findMany({ where: { api: null }, orderBy: { createdAt: 'asc' }, select: VIEW_COLUMNS });
     return rows.map(toView);

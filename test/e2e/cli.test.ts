@@ -75,6 +75,35 @@ describe('portcullis client', () => {
     expect(listed.stdout).not.toContain(client_secret);
   });
 
+  it('show prints one client\'s registration and how many consents to it are in force; not an API\'s credentials', async () => {
+    const created = await pc.cli(['client', 'create', '--name', 'Shown', '--redirect-uri', REDIRECT_URI, '--logo-uri', 'https://s.example/logo.png', '--json']);
+    const { client_id, client_secret } = JSON.parse(created.stdout) as { client_id: string; client_secret: string };
+    const listed = (JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_id: string }[]).find((client) => client.client_id === client_id);
+    const show = async () => JSON.parse((await pc.cli(['client', 'show', client_id, '--json'])).stdout) as Record<string, unknown>;
+    expect(await show()).toEqual({ ...listed, consents: 0 });
+
+    await pc.createUser('shona@example.com', 'shonas password');
+    const rp = await discover(pc.issuer, client_id, client_secret);
+    expect((await logIn(new UserAgent(), rp, 'openid', { email: 'shona@example.com', password: 'shonas password' })).seen).toEqual(['login', 'consent']);
+    expect((await show()).consents).toBe(1);
+    const text = await pc.cli(['client', 'show', client_id]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/^name: +Shown$/m);
+    expect(text.stdout).toMatch(new RegExp(`^redirect URIs: +${REDIRECT_URI.replace(/[.?]/g, '\\$&')}$`, 'm'));
+    expect(text.stdout).toMatch(/^logo URI: +https:\/\/s\.example\/logo\.png$/m);
+    expect(text.stdout).toMatch(/^consents: +1$/m);
+    expect(text.stdout).not.toMatch(/policy URI|disabled/); // none registered; not disabled
+    expect(text.stdout).not.toContain(client_secret);
+    expect((await pc.cli(['user', 'revoke', 'shona@example.com'])).code).toBe(0);
+    expect((await show()).consents).toBe(0);
+
+    const api = JSON.parse((await pc.cli(['api', 'create', '--identifier', 'https://shown-api.example.com', '--scope', 'read', '--json'])).stdout) as { client_id: string };
+    const refused = await pc.cli(['client', 'show', api.client_id]);
+    expect([refused.code, refused.stderr]).toEqual([1, `portcullis: client ${api.client_id} holds the credentials of API https://shown-api.example.com; \`portcullis api list\` shows it\n`]);
+    const unknown = await pc.cli(['client', 'show', 'no-such-client']);
+    expect([unknown.code, unknown.stderr]).toEqual([1, 'portcullis: no client with id no-such-client\n']);
+  });
+
   it('--public creates a client without a secret', async () => {
     const created = await pc.cli(['client', 'create', '--name', 'SPA', '--redirect-uri', REDIRECT_URI, '--public', '--json']);
     expect(created.code).toBe(0);
@@ -921,6 +950,52 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
       await db.end();
     }
   }
+
+  it('show: the user, their open sessions and the consents in force, as set-password and revoke change them', async () => {
+    await pc.createUser('olga@example.com', 'olgas password', 'Olga');
+    const show = async () => {
+      const shown = await pc.cli(['user', 'show', 'OLGA@example.com', '--json']);
+      expect(shown.code, shown.stderr).toBe(0);
+      return JSON.parse(shown.stdout) as { sessions: number; consents: { client_id: string; client_name: string | null; scope: string; apis: Record<string, string>; given_at: string; expires_at: string | null }[] } & Record<string, unknown>;
+    };
+    const fresh = await show();
+    expect(fresh).toEqual({
+      id: expect.stringMatching(/^[0-9a-f-]{36}$/), email: 'olga@example.com', name: 'Olga', email_verified: false, created_at: expect.any(String), disabled_at: null,
+      password_set_at: expect.any(String), sessions: 0, consents: [],
+    });
+    expect(Date.parse(fresh.password_set_at as string)).toBeGreaterThanOrEqual(Date.parse(fresh.created_at as string));
+    const id = fresh.id as string;
+
+    // Two browsers, one consent (the second browser is not asked again).
+    const before = Date.now() - 1000;
+    await offline('olga@example.com', 'olgas password');
+    const second = await logIn(new UserAgent(), rp, 'openid', { email: 'olga@example.com', password: 'olgas password' });
+    expect(second.seen).toEqual(['login']);
+    const signedIn = await show();
+    expect(signedIn.sessions).toBe(2);
+    const { client_id } = rp.clientMetadata();
+    expect(signedIn.consents).toEqual([{ client_id, client_name: 'People', scope: 'openid offline_access', apis: {}, given_at: expect.any(String), expires_at: expect.any(String) }]);
+    expect(Date.parse(signedIn.consents[0]!.given_at)).toBeGreaterThan(before);
+    const text = await pc.cli(['user', 'show', id]);
+    expect(text.stdout).toMatch(/^email: +olga@example\.com$/m);
+    expect(text.stdout).toMatch(/^sessions: +2$/m);
+    expect(text.stdout).toContain(`\n  ${client_id}  People  openid offline_access  (given ${signedIn.consents[0]!.given_at}, until `);
+    expect(text.stdout + JSON.stringify(signedIn)).not.toMatch(/argon2|olgas password/);
+
+    // A new password signs them out everywhere; the consent with offline access stays.
+    // A session a request in flight saves back is not counted: it is not honoured.
+    await savedBack('olga@example.com', ['Session'], async () => {
+      expect((await pc.cli(['user', 'set-password', 'olga@example.com', '--password-stdin'], 'olgas new password\n')).code).toBe(0);
+    });
+    const signedOut = await show();
+    expect([signedOut.sessions, signedOut.consents.length]).toEqual([0, 1]);
+    expect(Date.parse(signedOut.password_set_at as string)).toBeGreaterThan(Date.parse(fresh.password_set_at as string));
+    expect((await pc.cli(['user', 'revoke', 'olga@example.com'])).code).toBe(0);
+    expect((await show()).consents).toEqual([]);
+
+    const unknown = await pc.cli(['user', 'show', 'nobody@example.com']);
+    expect([unknown.code, unknown.stderr]).toEqual([1, 'portcullis: no user nobody@example.com\n']);
+  });
 
   it('set-password: a session that a request in flight saves back is refused; signing in with the new password at once works', async () => {
     await pc.createUser('quinn@example.com', 'quinns old password');
