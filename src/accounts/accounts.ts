@@ -317,6 +317,32 @@ export class Accounts {
   }
 
   /**
+   * Ends what the user gave one app: their consents to it, every code and
+   * token issued under them, and their sign-ins to it in progress, in one
+   * transaction. They stay signed in, and their other apps keep theirs; the
+   * app asks for consent again. What a request in flight saves back under a
+   * consent that is gone is refused (the library finds no grant for it at
+   * refresh, UserInfo and introspection). JWT access tokens already issued
+   * run out, as at any consent withdrawn.
+   */
+  async revokeClient(who: string, clientId: string): Promise<{ user: UserView; removed: Removed }> {
+    const user = await this.resolve(who);
+    const client = await this.prisma.client.findUnique({ where: { clientId }, select: { api: { select: { identifier: true } } } });
+    if (!client) throw new AccountError(`no client with id ${clientId}`);
+    if (client.api) throw new AccountError(`client ${clientId} holds the credentials of API ${client.api.identifier}: nobody consents to it`);
+    const rows = await this.prisma.$queryRaw<{ kind: string }[]>`
+      WITH consents AS (
+        SELECT payload->>'jti' AS grant_id FROM provider_artifacts WHERE kind = 'Grant' AND account_id = ${user.id} AND client_id = ${clientId})
+      DELETE FROM provider_artifacts
+      WHERE (kind = 'Grant' AND account_id = ${user.id} AND client_id = ${clientId})
+         OR grant_id IN (SELECT grant_id FROM consents)
+         OR (kind = 'Interaction' AND payload->'params'->>'client_id' = ${clientId}
+             AND (payload #>> '{session,accountId}' = ${user.id} OR payload #>> '{result,login,accountId}' = ${user.id}))
+      RETURNING kind`;
+    return { user, removed: countByKind(rows) };
+  }
+
+  /**
    * Refuses the user from now on, until enable(): at sign-in (after the
    * password, see checkPassword) and in every lookup of the account, so no
    * session, code or token of theirs is honoured, whatever a request in flight

@@ -435,7 +435,14 @@ export const userUpdate: Command = async (args, open, io) => {
 };
 
 export const userRevoke: Command = async (args, open, io) => {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const { values, positionals } = parse(args, { client: { type: 'string' }, json: { type: 'boolean' } }, 1);
+  const clientId = values.client as string | undefined;
+  if (clientId !== undefined) {
+    const { user, removed } = await (await open()).accounts.revokeClient(positionals[0]!, clientId);
+    if (values.json) return io.out(json({ id: user.id, email: user.email, client_id: clientId, removed }));
+    const ended = describeRemoved(removed);
+    return io.out(ended ? `revoked what ${user.email} gave client ${clientId}: ended ${ended}\n` : `${user.email} gave client ${clientId} nothing to revoke\n`);
+  }
   const { user, removed } = await (await open()).accounts.revokeAccess(positionals[0]!);
   if (values.json) return io.out(removedJson(user, removed));
   const ended = describeRemoved(removed);

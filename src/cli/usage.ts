@@ -40,7 +40,9 @@ Users
   user update EMAIL|ID [--email EMAIL] [--name NAME] [--email-verified | --email-unverified] [--json]
                                     a new email is unverified unless --email-verified
   user set-password EMAIL|ID --password-stdin [--json]   also signs the user out everywhere
-  user revoke EMAIL|ID [--json]     ends sessions, consents and the tokens issued under them
+  user revoke EMAIL|ID [--client CLIENT_ID] [--json]
+                                    ends sessions, consents and the tokens issued under them;
+                                    with --client, only what they gave that app (they stay signed in)
   user disable EMAIL|ID [--json]    refuses the user's sign-ins, sessions and tokens, and ends
                                     what revoke ends, until user enable
   user enable EMAIL|ID [--json]     lets a disabled user sign in again

@@ -1070,6 +1070,51 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     expect(again.seen).toEqual(['login', 'consent']);
   });
 
+  it('revoke --client: only what the person gave that app ends; they stay signed in, and their other apps keep theirs', async () => {
+    const credentials = { email: 'petra@example.com', password: 'petras password' };
+    await pc.createUser(credentials.email, credentials.password);
+    const other = await pc.createClient({ name: 'Other', redirectUris: [REDIRECT_URI], scope: 'openid offline_access' });
+    const otherRp = await discover(pc.issuer, other.client_id, other.client_secret);
+    const ua = new UserAgent();
+    const mine = await offline(credentials.email, credentials.password, ua);
+    const theirs = await logIn(ua, otherRp, 'openid offline_access', credentials, { prompt: 'consent' });
+    expect(theirs.seen).toEqual(['consent']);
+    const { client_id } = rp.clientMetadata();
+    const db = pc.outsideConnection();
+    await db.connect();
+    const { rows: [refreshRow] } = await db.query<{ row: string }>(`SELECT row_to_json(a)::text AS row FROM provider_artifacts a WHERE id = $1`, [sha256(mine.tokens.refresh_token!)]);
+
+    const revoked = await pc.cli(['user', 'revoke', credentials.email, '--client', client_id, '--json']);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    // The consent, the code it was signed in with, and the tokens: not the session.
+    expect(JSON.parse(revoked.stdout)).toEqual({
+      id: expect.stringMatching(/^[0-9a-f-]{36}$/), email: credentials.email, client_id,
+      removed: { Grant: 1, AuthorizationCode: 1, AccessToken: 1, RefreshToken: 1 },
+    });
+    // Written back by a token request in flight: no consent holds it now.
+    await db.query(`INSERT INTO provider_artifacts SELECT * FROM json_populate_record(NULL::provider_artifacts, $1)`, [refreshRow!.row]);
+    await db.end();
+    await expect(oidc.refreshTokenGrant(rp, mine.tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    expect((await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${mine.tokens.access_token}` } })).status).toBe(401);
+    expect(await oidc.tokenIntrospection(rp, mine.tokens.access_token)).toEqual({ active: false });
+
+    // The other app keeps its access; the person is still signed in, and the app asks for consent again.
+    expect((await oidc.refreshTokenGrant(otherRp, theirs.tokens.refresh_token!)).access_token).toBeTruthy();
+    expect(await stillSignedIn(ua, otherRp)).toBe(true);
+    const silent = await visit(ua, (await authorizationRequest(rp, 'openid', { prompt: 'none' })).url);
+    expect(new URL(silent.url).searchParams.get('error')).toBe('consent_required');
+    const shown = JSON.parse((await pc.cli(['user', 'show', credentials.email, '--json'])).stdout) as { sessions: number; consents: { client_id: string }[] };
+    expect([shown.sessions, shown.consents.map((consent) => consent.client_id)]).toEqual([1, [other.client_id]]);
+    expect((await logIn(ua, rp, 'openid', credentials)).seen).toEqual(['consent']);
+
+    const text = await pc.cli(['user', 'revoke', credentials.email, '--client', other.client_id]);
+    expect(text.stdout).toMatch(new RegExp(`^revoked what petra@example\\.com gave client ${other.client_id}: ended 1 consent, \\d+ codes and tokens\n$`));
+    const again = await pc.cli(['user', 'revoke', credentials.email, '--client', other.client_id]);
+    expect([again.code, again.stdout]).toEqual([0, `petra@example.com gave client ${other.client_id} nothing to revoke\n`]);
+    const unknown = await pc.cli(['user', 'revoke', credentials.email, '--client', 'no-such-client']);
+    expect([unknown.code, unknown.stderr]).toEqual([1, 'portcullis: no client with id no-such-client\n']);
+  });
+
   it('revoke: an access token that a request in flight saves back introspects inactive', async () => {
     await pc.createUser('ruth@example.com', 'ruths password');
     const { tokens } = await offline('ruth@example.com', 'ruths password');
