@@ -1,4 +1,5 @@
 // Each `portcullis` command: parse its options, call a service, print the result.
+import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { codesAndTokens, NOT_TOKENS, type Removed } from '../provider/removed.js';
 import type { ApiView } from '../apis/apis.js';
@@ -91,6 +92,7 @@ const REGISTRATION_OPTIONS = {
   'client-uri': { type: 'string' },
   'policy-uri': { type: 'string' },
   'tos-uri': { type: 'string' },
+  'jwks-file': { type: 'string' },
   json: { type: 'boolean' },
 } as const satisfies Options;
 
@@ -107,7 +109,23 @@ function registrationOf(values: Record<string, unknown>): ClientChanges {
     clientUri: values['client-uri'] as string | undefined,
     policyUri: values['policy-uri'] as string | undefined,
     tosUri: values['tos-uri'] as string | undefined,
+    jwks: values['jwks-file'] === undefined ? undefined : jwksFile(values['jwks-file'] as string),
   };
+}
+
+/** The JSON in the file `path` names (a JWK Set, or one JWK; checked by the registration). */
+function jwksFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--jwks-file ${path}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new UsageError(`--jwks-file ${path}: not JSON (a JWK Set, {"keys": [...]}, or one JWK)`);
+  }
 }
 
 export const clientCreate: Command = async (args, open, io) => {
@@ -188,6 +206,10 @@ const clientJson = (client: ClientView) => ({
   client_name: client.name,
   public: client.public,
   application_type: client.native ? 'native' : 'web',
+  token_endpoint_auth_method: client.authMethod,
+  // Public keys only (client-keys.ts): nothing secret is printed.
+  ...(client.jwks ? { jwks: client.jwks } : {}),
+
   redirect_uris: client.redirectUris,
   post_logout_redirect_uris: client.postLogoutRedirectUris,
   grant_types: client.grantTypes,
@@ -223,6 +245,8 @@ export const clientShow: Command = async (args, open, io) => {
       ['client_id', shown.client_id],
       ['name', shown.client_name],
       ['type', client.native ? 'native' : client.public ? 'public' : 'confidential'],
+      ['authenticates', AUTHENTICATES[client.authMethod]],
+      ['keys', shown.jwks?.keys.map((key) => key.kid ?? `${key.kty} key`).join(' ')],
       ['redirect URIs', shown.redirect_uris.join(' ')],
       ['sign-out URIs', shown.post_logout_redirect_uris.join(' ')],
       ['grant types', shown.grant_types.join(' ')],
@@ -237,6 +261,12 @@ export const clientShow: Command = async (args, open, io) => {
       ['consents', String(client.consents)],
     ]),
   );
+};
+
+const AUTHENTICATES: Record<ClientView['authMethod'], string> = {
+  none: 'nothing (public: PKCE protects its codes)',
+  client_secret_basic: 'with its secret (client_secret_basic or client_secret_post)',
+  private_key_jwt: 'with a JWT signed by one of its keys (private_key_jwt)',
 };
 
 /** `label: value` lines, the values aligned; those without a value left out. */

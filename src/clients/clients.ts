@@ -7,6 +7,7 @@ import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { announceClientChange, CLIENT_CHANGES_CHANNEL } from './client-changes.js';
 import { sha256 } from '../persistence/hash.js';
 import { countByKind, type Removed } from '../provider/removed.js';
+import { clientJwks, type ClientJwks } from './client-keys.js';
 
 export class ClientError extends Error {
   override name = 'ClientError';
@@ -30,11 +31,17 @@ export interface NewClient {
   clientUri?: string;
   policyUri?: string;
   tosUri?: string;
+  /**
+   * A confidential client that authenticates with a key rather than a secret
+   * (private_key_jwt): its public keys (a parsed JWK Set, or one JWK).
+   * Absent: a secret.
+   */
+  jwks?: unknown;
 }
 
 /** What `client update` may change; absent: kept. An empty shown address removes it. */
 export type ClientChanges = Partial<
-  Pick<NewClient, 'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'grantTypes' | 'scope' | 'idTokenSignedResponseAlg' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri'>
+  Pick<NewClient, 'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'grantTypes' | 'scope' | 'idTokenSignedResponseAlg' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri' | 'jwks'>
 >;
 
 export interface CreatedClient {
@@ -47,6 +54,9 @@ export interface ClientView {
   name: string;
   public: boolean;
   native: boolean;
+  /** How it authenticates at the token endpoint: none (public), a secret, or its keys. */
+  authMethod: StoredMetadata['token_endpoint_auth_method'];
+  jwks?: ClientJwks;
   redirectUris: string[];
   postLogoutRedirectUris: string[];
   grantTypes: string[];
@@ -69,7 +79,15 @@ export interface StoredMetadata {
   grant_types: string[];
   response_types: string[];
   scope?: string;
-  token_endpoint_auth_method: 'none' | 'client_secret_basic';
+  /** client_secret_basic: a secret, in either form (the library takes client_secret_post from such a client too). */
+  token_endpoint_auth_method: 'none' | 'client_secret_basic' | 'private_key_jwt';
+  /**
+   * The public keys a private_key_jwt client signs its assertions with,
+   * registered with it. Not a jwks_uri: token requests would wait on the
+   * client's own server, and an operator's registration is where a key
+   * change is made and seen.
+   */
+  jwks?: ClientJwks;
   /** Absent: `web`, oidc-provider's default. */
   application_type?: 'native';
   /** API scopes the client may obtain, space-separated; `scope` keeps the OpenID Connect ones. */
@@ -180,6 +198,19 @@ function checkNativeRedirectUri(uri: string, what: string): string {
 
 const MAX_CLIENT_NAME_LENGTH = 200;
 
+/**
+ * The keys a client registers to authenticate with (private_key_jwt), as
+ * stored; undefined for one that uses a secret or none.
+ */
+function registeredKeys(input: NewClient, isPublic: boolean): Pick<StoredMetadata, 'jwks'> | undefined {
+  if (input.jwks === undefined) return undefined;
+  // A public client proves nothing at the token endpoint: keys it ships with would be anyone's.
+  if (isPublic) throw new ClientError(`a ${input.native ? 'native' : 'public'} client has no credentials: keys (--jwks-file) are for a confidential one`);
+  const jwks = clientJwks(input.jwks);
+  if (typeof jwks === 'string') throw new ClientError(jwks);
+  return { jwks };
+}
+
 const VIEW_COLUMNS = { clientId: true, name: true, metadata: true, clientSecretHash: true, createdAt: true, disabledAt: true } as const;
 
 function toView(row: { clientId: string; name: string; metadata: unknown; clientSecretHash: string | null; createdAt: Date; disabledAt: Date | null }): ClientView {
@@ -187,8 +218,10 @@ function toView(row: { clientId: string; name: string; metadata: unknown; client
   return {
     clientId: row.clientId,
     name: row.name,
-    public: !row.clientSecretHash,
+    public: metadata.token_endpoint_auth_method === 'none',
     native: metadata.application_type === 'native',
+    authMethod: metadata.token_endpoint_auth_method,
+    ...(metadata.jwks ? { jwks: metadata.jwks } : {}),
     redirectUris: metadata.redirect_uris,
     postLogoutRedirectUris: metadata.post_logout_redirect_uris,
     grantTypes: metadata.grant_types,
@@ -219,7 +252,7 @@ export class Clients {
       throw new ClientError('--grant-type refresh_token needs authorization_code too: refresh tokens are issued at a sign-in (client_credentials gets none)');
     }
     const clientId = randomBytes(16).toString('base64url');
-    const secret = isPublic ? undefined : randomBytes(32).toString('base64url');
+    const secret = metadata.token_endpoint_auth_method === 'client_secret_basic' ? randomBytes(32).toString('base64url') : undefined;
     await this.prisma.client.create({
       data: { clientId, name, metadata: metadata as object, clientSecretHash: secret ? sha256(secret) : null },
     });
@@ -252,6 +285,10 @@ export class Clients {
     if (!row) throw new ClientError(`no client with id ${clientId}`);
     if (row.api) throw new ClientError(`client ${clientId} holds the credentials of API ${row.api.identifier}; it has nothing to update`);
     const stored = row.metadata as unknown as StoredMetadata;
+    // How a client authenticates is what it was made with, as whether it is public: another is another registration.
+    if (changes.jwks !== undefined && stored.token_endpoint_auth_method !== 'private_key_jwt') {
+      throw new ClientError(`client ${clientId} authenticates with ${stored.token_endpoint_auth_method === 'none' ? 'nothing (it is public)' : 'a secret'}: keys are for a client made with them (client create --jwks-file)`);
+    }
     const orUnset = (value: string | undefined) => (value === '' ? undefined : value);
     const { name, metadata } = await this.registration({
       name: changes.name ?? row.name,
@@ -262,8 +299,10 @@ export class Clients {
       // Unchanged API scopes are copied as stored below, not resolved again:
       // an API deleted since would make any change fail.
       scope: changes.scope ?? stored.scope ?? '',
-      public: !row.clientSecretHash,
+      public: stored.token_endpoint_auth_method === 'none',
       native: stored.application_type === 'native',
+      // Keys given replace those registered.
+      jwks: changes.jwks ?? stored.jwks,
       idTokenSignedResponseAlg: (changes.idTokenSignedResponseAlg ?? stored.id_token_signed_response_alg) as NewClient['idTokenSignedResponseAlg'],
       logoUri: changes.logoUri !== undefined ? orUnset(changes.logoUri) : stored.logo_uri,
       clientUri: changes.clientUri !== undefined ? orUnset(changes.clientUri) : stored.client_uri,
@@ -364,6 +403,7 @@ export class Clients {
     if (isPublic && grantTypes.includes('client_credentials')) {
       throw new ClientError(`a ${input.native ? 'native' : 'public'} client cannot use client_credentials`);
     }
+    const keys = registeredKeys(input, isPublic);
     const scopes = [...new Set((input.scope ?? DEFAULT_SCOPE).split(/\s+/).filter(Boolean))];
     const apiScopes = scopes.filter((scope) => !OIDC_SCOPES.includes(scope));
     const byApi = await this.apisDefining(apiScopes);
@@ -377,7 +417,8 @@ export class Clients {
       // oidc-provider refuses an empty `scope`; absent, it means "any OpenID scope".
       ...(scopes.some((scope) => OIDC_SCOPES.includes(scope)) ? { scope: scopes.filter((scope) => OIDC_SCOPES.includes(scope)).join(' ') } : {}),
       ...(apiScopes.length ? { api_scopes: apiScopes.join(' '), api_scopes_by_api: byApi } : {}),
-      token_endpoint_auth_method: isPublic ? 'none' : 'client_secret_basic',
+      token_endpoint_auth_method: isPublic ? 'none' : keys ? 'private_key_jwt' : 'client_secret_basic',
+      ...keys,
       ...(input.native ? { application_type: 'native' as const } : {}),
       ...(input.idTokenSignedResponseAlg ? { id_token_signed_response_alg: input.idTokenSignedResponseAlg } : {}),
       ...(input.logoUri ? { logo_uri: kept.logoUri ? input.logoUri : checkShownUri(input.logoUri, 'logo URI') } : {}),
@@ -439,8 +480,11 @@ export class Clients {
    */
   async rotateSecret(clientId: string): Promise<Required<CreatedClient>> {
     // Looked up before anything is announced: only a client's id is (see client-changes.ts).
-    const row = await this.prisma.client.findUnique({ where: { clientId }, select: { clientSecretHash: true } });
+    const row = await this.prisma.client.findUnique({ where: { clientId }, select: { clientSecretHash: true, metadata: true } });
     if (!row) throw new ClientError(`no client with id ${clientId}`);
+    if ((row.metadata as unknown as StoredMetadata).token_endpoint_auth_method === 'private_key_jwt') {
+      throw new ClientError(`client ${clientId} authenticates with its keys: it has no secret (client update --jwks-file replaces its keys)`);
+    }
     if (!row.clientSecretHash) throw new ClientError(`client ${clientId} is public: it has no secret`);
     const secret = randomBytes(32).toString('base64url');
     const [updated] = await this.prisma.$transaction([

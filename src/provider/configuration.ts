@@ -6,6 +6,7 @@ import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
+import { CLIENT_ASSERTION_ALGS } from '../clients/client-keys.js';
 import { accountLabel } from '../display-text.js';
 import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
 import { destinationOf, safeUrl } from '../http/safe-url.js';
@@ -133,9 +134,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     },
     // What our clients can use: secrets are kept only as digests (see
     // compareDigestedSecrets in client-model.ts), so client_secret_jwt (an HMAC keyed
-    // with the plain secret) cannot be checked, and clients register no keys
-    // for private_key_jwt. Discovery advertises only these.
-    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
+    // with the plain secret) cannot be checked; a client made with keys
+    // (clients/client-keys.ts) signs its assertions (private_key_jwt, RFC 7523;
+    // each assertion is used once, see replay-detection.ts). Discovery
+    // advertises only these.
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
     // RFC 8414 §2 reads a missing list as client_secret_basic only. A public
     // client may revoke its tokens; introspection refuses it (invalid_client,
     // see refusePublicClients in standards.ts), so `none` is not offered there.
@@ -143,8 +146,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // §4.2; any other prompt value (create) is refused as invalid_request.
     discovery: {
       prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
-      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
-      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+      // RFC 8414 §2: present wherever private_key_jwt is offered.
+      introspection_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGS],
+      revocation_endpoint_auth_signing_alg_values_supported: [...CLIENT_ASSERTION_ALGS],
     },
     // The library's default rule, made ours (it warns until one is given): a
     // browser may call UserInfo for any client, and the token, revocation and
@@ -225,6 +231,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     },
     jwks: { keys: services.signingKeys as never },
     enabledJWA: {
+      clientAuthSigningAlgValues: [...CLIENT_ASSERTION_ALGS],
       idTokenSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],
       userinfoSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],
       introspectionSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],

@@ -468,12 +468,12 @@ describe('passwords are compared as Unicode text (NFKC, NIST SP 800-63B §5.1.1.
 
 describe('client authentication', () => {
   // Secrets are stored as digests, so an HMAC keyed with the plain secret
-  // (client_secret_jwt) cannot be checked, and clients register no keys for
-  // private_key_jwt: discovery must not offer them to a library choosing a method.
+  // (client_secret_jwt) cannot be checked: discovery must not offer it to a
+  // library choosing a method, nor an HMAC algorithm (private_key_jwt: private-key-jwt.test.ts).
   it('discovery offers only the methods a client can use, and both secret methods work', async () => {
     const metadata = rp.serverMetadata();
-    expect(metadata.token_endpoint_auth_methods_supported).toEqual(['client_secret_basic', 'client_secret_post', 'none']);
-    expect(metadata.token_endpoint_auth_signing_alg_values_supported).toBeUndefined();
+    expect(metadata.token_endpoint_auth_methods_supported).toEqual(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']);
+    expect(metadata.token_endpoint_auth_signing_alg_values_supported!.filter((alg) => alg.startsWith('HS'))).toEqual([]);
     const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', alice, { prompt: 'consent' });
     const viaPost = await oidc.discovery(new URL(pc.issuer), app.client_id, app.client_secret, oidc.ClientSecretPost(app.client_secret!), {
       execute: [oidc.allowInsecureRequests],

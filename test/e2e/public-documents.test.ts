@@ -29,10 +29,10 @@ describe('discovery says what works', () => {
       response_types_supported: ['code'],
       subject_types_supported: ['public'],
       code_challenge_methods_supported: ['S256'],
-      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
       // RFC 8414 §2 would read a missing list as client_secret_basic alone.
-      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
-      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'none'],
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
       prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
     });
     // OpenID Connect Core §15.1: RS256 is mandatory to implement.

@@ -1,0 +1,183 @@
+// A confidential client that proves who it is with a JWT signed by its own
+// key (private_key_jwt, RFC 7523 §2.2, OIDC Core §9) rather than a shared
+// secret: registered with its public keys, used by openid-client as an app
+// would.
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { basicAuth, logIn, REDIRECT_URI } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
+
+const erin = { email: 'erin@example.com', password: 'erin has a long password' };
+const ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+let pc: TestPortcullis;
+let dir: string;
+
+beforeAll(async () => {
+  pc = await startPortcullis();
+  await pc.createUser(erin.email, erin.password);
+  dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-keys-'));
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A key pair, its public half as a JWK with `kid`. */
+async function keyPair(alg: 'ES256' | 'RS256' | 'EdDSA', kid: string) {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  return { privateKey, kid, alg, publicJwk: { ...(await exportJWK(publicKey)), kid } as JWK };
+}
+
+/** A file holding `content` as JSON, for --jwks-file. */
+function jsonFile(content: unknown): string {
+  const file = path.join(dir, `${randomUUID()}.json`);
+  writeFileSync(file, JSON.stringify(content));
+  return file;
+}
+
+async function createWithKeys(name: string, keys: string[]) {
+  const created = await pc.cli([
+    'client', 'create', '--name', name, '--redirect-uri', REDIRECT_URI, '--scope', 'openid offline_access',
+    '--grant-type', 'authorization_code', '--grant-type', 'refresh_token', '--grant-type', 'client_credentials', ...keys, '--json',
+  ]);
+  expect(created.code, created.stderr).toBe(0);
+  return JSON.parse(created.stdout) as Record<string, unknown> & { client_id: string };
+}
+
+/** openid-client configured to authenticate with `key`. */
+function relyingParty(clientId: string, key: { privateKey: CryptoKey; kid: string }) {
+  return oidc.discovery(new URL(pc.issuer), clientId, undefined, oidc.PrivateKeyJwt({ key: key.privateKey, kid: key.kid }), {
+    execute: [oidc.allowInsecureRequests],
+  });
+}
+
+/** A client assertion made by hand (RFC 7523 §3), to send as it is, twice if need be. */
+function assertion(clientId: string, key: { privateKey: CryptoKey; kid: string; alg: string }, audience = pc.issuer) {
+  return new SignJWT({ jti: randomUUID() })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid })
+    .setIssuer(clientId)
+    .setSubject(clientId)
+    .setAudience(audience)
+    .setIssuedAt()
+    .setExpirationTime('1m')
+    .sign(key.privateKey);
+}
+
+function clientCredentialsWith(clientAssertion: string, headers: Record<string, string> = {}) {
+  return fetch(`${pc.issuer}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: ASSERTION_TYPE, client_assertion: clientAssertion }),
+  }).then(async (response) => ({ status: response.status, body: (await response.json()) as Record<string, unknown> }));
+}
+
+describe('private_key_jwt', () => {
+  it('discovery offers it, with the algorithms an assertion may be signed with, at the token, introspection and revocation endpoints', async () => {
+    const metadata = (await (await fetch(`${pc.issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+    const algorithms = ['ES256', 'Ed25519', 'EdDSA', 'PS256', 'RS256']; // sorted, as every list there
+    expect(metadata).toMatchObject({
+      token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+      token_endpoint_auth_signing_alg_values_supported: algorithms,
+      introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
+      introspection_endpoint_auth_signing_alg_values_supported: algorithms,
+      revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+      revocation_endpoint_auth_signing_alg_values_supported: algorithms,
+    });
+  });
+
+  it('a client made with its public keys signs in people, refreshes, gets its own tokens and introspects them; it has no secret', async () => {
+    const key = await keyPair('ES256', 'ledger-2026');
+    const created = await createWithKeys('Ledger', ['--jwks-file', jsonFile({ keys: [key.publicJwk] })]);
+    expect(created.client_secret).toBeUndefined();
+    expect(created).toMatchObject({ public: false, token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [key.publicJwk] } });
+    const shown = await pc.cli(['client', 'show', created.client_id]);
+    expect(shown.stdout).toMatch(/^authenticates: +with a JWT signed by one of its keys \(private_key_jwt\)$/m);
+    expect(shown.stdout).toMatch(/^keys: +ledger-2026$/m);
+
+    const rp = await relyingParty(created.client_id, key);
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', erin, { prompt: 'consent' });
+    expect(tokens.id_token).toBeTruthy();
+    const refreshed = await oidc.refreshTokenGrant(rp, tokens.refresh_token!);
+    expect(refreshed.access_token).toBeTruthy();
+    // A pushed authorization request authenticates the same way (RFC 9126 §2.1).
+    const pushed = await oidc.buildAuthorizationUrlWithPAR(rp, { redirect_uri: REDIRECT_URI, scope: 'openid', code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()), code_challenge_method: 'S256' });
+    expect(pushed.searchParams.get('request_uri')).toMatch(/^urn:ietf:params:oauth:request_uri:/);
+    const own = await oidc.clientCredentialsGrant(rp);
+    expect(await oidc.tokenIntrospection(rp, own.access_token)).toMatchObject({ active: true, client_id: created.client_id });
+    await oidc.tokenRevocation(rp, refreshed.refresh_token!);
+    await expect(oidc.refreshTokenGrant(rp, refreshed.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+
+    // Nothing else proves it is this client: no secret, another key, an assertion used before.
+    const guessed = await fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(created.client_id, 'a guessed secret') },
+      body: 'grant_type=client_credentials',
+    });
+    expect([guessed.status, ((await guessed.json()) as { error: string }).error]).toEqual([401, 'invalid_client']);
+    const stranger = await keyPair('ES256', 'ledger-2026');
+    expect(await clientCredentialsWith(await assertion(created.client_id, stranger))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    const once = await assertion(created.client_id, key);
+    expect((await clientCredentialsWith(once)).status).toBe(200);
+    expect(await clientCredentialsWith(once)).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    // Nor one meant for another server.
+    expect(await clientCredentialsWith(await assertion(created.client_id, key, 'https://elsewhere.example'))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+
+    const rotate = await pc.cli(['client', 'rotate-secret', created.client_id]);
+    expect([rotate.code, rotate.stderr]).toEqual([1, `portcullis: client ${created.client_id} authenticates with its keys: it has no secret (client update --jwks-file replaces its keys)\n`]);
+  });
+
+  it('update replaces the keys: the new one works at once, the old one no longer does', async () => {
+    const first = await keyPair('RS256', 'first');
+    const second = await keyPair('EdDSA', 'second');
+    const created = await createWithKeys('Payroll', ['--jwks-file', jsonFile(first.publicJwk)]);
+    expect((await clientCredentialsWith(await assertion(created.client_id, first))).status).toBe(200);
+    const updated = await pc.cli(['client', 'update', created.client_id, '--jwks-file', jsonFile({ keys: [second.publicJwk] }), '--json']);
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(JSON.parse(updated.stdout)).toMatchObject({ token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [second.publicJwk] } });
+    expect((await clientCredentialsWith(await assertion(created.client_id, second))).status).toBe(200);
+    expect(await clientCredentialsWith(await assertion(created.client_id, first))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+
+    // A client made with a secret keeps it: keys are another registration.
+    const secretive = await pc.createClient({ name: 'Secretive', redirectUris: [REDIRECT_URI] });
+    const refused = await pc.cli(['client', 'update', secretive.client_id, '--jwks-file', jsonFile(second.publicJwk)]);
+    expect([refused.code, refused.stderr]).toEqual([
+      1, `portcullis: client ${secretive.client_id} authenticates with a secret: keys are for a client made with them (client create --jwks-file)\n`,
+    ]);
+  });
+
+  it('refuses keys that could not prove anything, or that should never have left the client', async () => {
+    const ec = await keyPair('ES256', 'ec');
+    // (jose makes no RSA key that short.)
+    const short = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ format: 'jwk' });
+    const cases: [string[], string][] = [
+      [['--jwks-file', jsonFile({ keys: [{ ...ec.publicJwk, d: 'c2VjcmV0' }] })], 'key 1 (kid "ec") holds private key material (d): register the public key only, and treat this private key as exposed'],
+      [['--jwks-file', jsonFile({ keys: [] })], 'the JWK Set holds no key'],
+      [['--jwks-file', jsonFile({ keys: [{ kty: 'oct', k: 'c2VjcmV0' }] })], 'key 1 holds private key material (k): register the public key only, and treat this private key as exposed'],
+      [['--jwks-file', jsonFile({ keys: [{ ...ec.publicJwk, use: 'enc' }] })], 'key 1 (kid "ec") is not for signatures ("use" must be "sig" or absent)'],
+      [['--jwks-file', jsonFile({ keys: [{ ...ec.publicJwk, alg: 'RS256' }] })], 'key 1 (kid "ec") is an EC key, which does not sign with RS256'],
+      [['--jwks-file', jsonFile({ keys: [ec.publicJwk, ec.publicJwk] })], 'key 2 (kid "ec"): two keys have that kid'],
+      [['--jwks-file', jsonFile({ keys: [{ ...ec.publicJwk, x: 'AAAA' }] })], 'key 1 (kid "ec") is not a valid public key'],
+      [['--jwks-file', jsonFile({ keys: [short] })], 'key 1 is an RSA key under 2048 bits'],
+      [['--jwks-file', jsonFile([ec.publicJwk])], 'the keys must be a JWK Set ({"keys": [...]}) or one JWK'],
+      [['--jwks-file', jsonFile(ec.publicJwk), '--public'], 'a public client has no credentials: keys (--jwks-file) are for a confidential one'],
+    ];
+    for (const [options, message] of cases) {
+      const result = await pc.cli(['client', 'create', '--name', 'Refused', '--redirect-uri', REDIRECT_URI, ...options.filter((option) => option !== '--public'), ...(options.includes('--public') ? ['--public'] : [])]);
+      expect([result.code, result.stderr], options.join(' ')).toEqual([1, `portcullis: ${message}\n`]);
+    }
+    const unreadable = await pc.cli(['client', 'create', '--name', 'Refused', '--redirect-uri', REDIRECT_URI, '--jwks-file', path.join(dir, 'missing.json')]);
+    expect(unreadable.code).toBe(2);
+    expect(unreadable.stderr).toContain(`--jwks-file ${path.join(dir, 'missing.json')}: cannot be read (ENOENT)`);
+    const clients = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_name: string }[];
+    expect(clients.map((client) => client.client_name)).not.toContain('Refused');
+  });
+});
