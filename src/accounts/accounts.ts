@@ -51,7 +51,7 @@ export interface UserDetails extends UserListing {
   consents: ConsentView[];
 }
 
-/** A consent (a grant) the user gave an app, in force now. */
+/** A consent (a grant) the user gave an app, unexpired. */
 export interface ConsentView {
   clientId: string;
   /** null: the app was deleted since (a consent of a deleted client is no longer used). */
@@ -60,8 +60,11 @@ export interface ConsentView {
   scope: string;
   /** The scopes granted per API, by its identifier. */
   apis: Record<string, string>;
-  givenAt: Date;
+  /** When it was first given (giving more scopes later keeps the same consent). */
+  firstGivenAt: Date;
   expiresAt: Date | null;
+  /** When a sign-out withdrew it; null: in force. */
+  withdrawnAt: Date | null;
 }
 
 const MAX_NAME_LENGTH = 200;
@@ -211,36 +214,51 @@ export class Accounts {
 
   /**
    * One user, as `user show` tells: their listing, when the password was
-   * set, how many sessions are honoured now (not those a sign-out's or
-   * revoke's cut-off ends) and the consents in force, oldest first: not one
-   * withdrawn at a sign-out (consumed_at, see adapter.ts), which the next
-   * sign-in to its app does not use.
+   * set, how many sessions the server honours now, and their consents,
+   * oldest first. A session counts as isSignedIn and the server's session
+   * lookup (provider/sign-outs.ts) have it: not one a sign-out's or revoke's
+   * cut-off ends, nor one signed in more than `sessionMaxAge` seconds ago
+   * (the server's SESSION_MAX_AGE: the CLI's environment must give the
+   * same). A consent withdrawn at a sign-out (consumed_at, see adapter.ts)
+   * is listed with when: the next sign-in to its app asks again, but
+   * sign-ins from before, in other browsers, still use it.
    */
-  async show(who: string): Promise<UserDetails> {
+  async show(who: string, sessionMaxAge: number): Promise<UserDetails> {
     const { id } = await this.resolve(who);
     const [user, sessions, consents] = await this.prisma.$transaction([
-      this.prisma.user.findUniqueOrThrow({
+      this.prisma.user.findUnique({
         where: { id },
         select: { id: true, email: true, name: true, emailVerified: true, createdAt: true, disabledAt: true, password: { select: { updatedAt: true } } },
       }),
       this.prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM provider_artifacts s, users u
         WHERE s.kind = 'Session' AND s.payload->>'accountId' = ${id} AND u.id = ${id}::uuid
           AND u.disabled_at IS NULL AND s.consumed_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > now())
-          AND (u.signed_out_at IS NULL OR (s.payload->>'loginTs')::numeric >= floor(extract(epoch FROM u.signed_out_at)))`,
-      this.prisma.$queryRaw<{ client_id: string; client_name: string | null; scope: string; apis: Record<string, string>; given_at: Date; expires_at: Date | null }[]>`
+          AND (u.signed_out_at IS NULL OR (s.payload->>'loginTs')::numeric >= floor(extract(epoch FROM u.signed_out_at)))
+          AND (jsonb_typeof(s.payload->'loginTs') <> 'number' OR (s.payload->>'loginTs')::numeric + ${sessionMaxAge} > extract(epoch FROM now()))`,
+      this.prisma.$queryRaw<{ client_id: string; client_name: string | null; scope: string; apis: Record<string, string>; first_given_at: Date; expires_at: Date | null; withdrawn_at: Date | null }[]>`
         SELECT g.client_id, c.name AS client_name, coalesce(g.payload #>> '{openid,scope}', '') AS scope,
                CASE jsonb_typeof(g.payload->'resources') WHEN 'object' THEN g.payload->'resources' ELSE '{}'::jsonb END AS apis,
-               g.created_at AS given_at, g.expires_at
+               g.created_at AS first_given_at, g.expires_at, g.consumed_at AS withdrawn_at
         FROM provider_artifacts g LEFT JOIN clients c ON c.client_id = g.client_id
-        WHERE g.kind = 'Grant' AND g.account_id = ${id} AND g.consumed_at IS NULL AND (g.expires_at IS NULL OR g.expires_at > now())
+        WHERE g.kind = 'Grant' AND g.account_id = ${id} AND (g.expires_at IS NULL OR g.expires_at > now())
         ORDER BY g.created_at, g.id`,
     ]);
+    // Deleted since it was looked up.
+    if (!user) throw new AccountError(`no user ${who}`);
     const { password, ...listing } = user;
     return {
       ...listing,
       passwordSetAt: password?.updatedAt ?? null,
       sessions: sessions[0]?.n ?? 0,
-      consents: consents.map((row) => ({ clientId: row.client_id, clientName: row.client_name, scope: row.scope, apis: row.apis, givenAt: row.given_at, expiresAt: row.expires_at })),
+      consents: consents.map((row) => ({
+        clientId: row.client_id,
+        clientName: row.client_name,
+        scope: row.scope,
+        apis: row.apis,
+        firstGivenAt: row.first_given_at,
+        expiresAt: row.expires_at,
+        withdrawnAt: row.withdrawn_at,
+      })),
     };
   }
 
@@ -330,15 +348,17 @@ export class Accounts {
     const client = await this.prisma.client.findUnique({ where: { clientId }, select: { api: { select: { identifier: true } } } });
     if (!client) throw new AccountError(`no client with id ${clientId}`);
     if (client.api) throw new AccountError(`client ${clientId} holds the credentials of API ${client.api.identifier}: nobody consents to it`);
-    const rows = await this.prisma.$queryRaw<{ kind: string }[]>`
-      WITH consents AS (
-        SELECT payload->>'jti' AS grant_id FROM provider_artifacts WHERE kind = 'Grant' AND account_id = ${user.id} AND client_id = ${clientId})
-      DELETE FROM provider_artifacts
-      WHERE (kind = 'Grant' AND account_id = ${user.id} AND client_id = ${clientId})
-         OR grant_id IN (SELECT grant_id FROM consents)
-         OR (kind = 'Interaction' AND payload->'params'->>'client_id' = ${clientId}
-             AND (payload #>> '{session,accountId}' = ${user.id} OR payload #>> '{result,login,accountId}' = ${user.id}))
-      RETURNING kind`;
+    const rows = await this.prisma.$queryRawUnsafe<{ kind: string }[]>(
+      `WITH consents AS (
+         SELECT payload->>'jti' AS grant_id FROM provider_artifacts WHERE kind = 'Grant' AND account_id = $1 AND client_id = $2)
+       DELETE FROM provider_artifacts
+       WHERE (kind = 'Grant' AND account_id = $1 AND client_id = $2)
+          OR grant_id IN (SELECT grant_id FROM consents)
+          OR (${INTERACTIONS_OF_ACCOUNT} AND payload->'params'->>'client_id' = $2)
+       RETURNING kind`,
+      user.id,
+      clientId,
+    );
     return { user, removed: countByKind(rows) };
   }
 

@@ -32,14 +32,25 @@ async function passwordFromStdin(io: Io): Promise<string> {
 
 function parse(args: string[], options: Options, positionals = 0) {
   let parsed;
-  // A command that takes no options reads every argument as one of its
-  // arguments: client ids (base64url) and key ids (JWK thumbprints) may begin
-  // with "-", and `client delete -8UZ…` must not be taken for a flag.
-  // The same for commands whose options are all flags: the flags are picked
-  // out by name, and the rest are arguments (`client rotate-secret -8UZ… --json`).
-  if (positionals > 0 && Object.values(options).every((option) => option.type === 'boolean') && !args.includes('--')) {
-    const flag = (arg: string) => arg.startsWith('--') && Object.hasOwn(options, arg.slice(2));
-    args = [...args.filter(flag), '--', ...args.filter((arg) => !flag(arg))];
+  // A command that takes arguments reads as one of them whatever is not one
+  // of its options: client ids (base64url) and key ids (JWK thumbprints) may
+  // begin with "-", and `client delete -8UZ…` must not be taken for a flag.
+  // Its options are picked out by name, an option's value with it, whatever
+  // it begins with (`user revoke -bob@example.com --client -8UZ…`); the rest
+  // are arguments.
+  if (positionals > 0 && !args.includes('--')) {
+    const picked: string[] = [];
+    const rest: string[] = [];
+    for (let index = 0; index < args.length; index++) {
+      const arg = args[index]!;
+      const name = arg.startsWith('--') ? arg.slice(2).split('=')[0]! : '';
+      const option = Object.hasOwn(options, name) ? options[name] : undefined;
+      if (!option) rest.push(arg);
+      else if (option.type !== 'string' || arg.includes('=')) picked.push(arg);
+      else if (index + 1 < args.length) picked.push(`--${name}=${args[++index]}`);
+      else throw new UsageError(`--${name} needs a value`);
+    }
+    args = [...picked, '--', ...rest];
   }
   try {
     parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true, tokens: true });
@@ -231,7 +242,7 @@ export const clientList: Command = async (args, open, io) => {
   if (values.json) return io.out(json(clients.map(clientJson)));
   if (clients.length === 0) return io.out('no clients\n');
   for (const client of clients) {
-    io.out(`${client.clientId}  ${client.name}  ${client.native ? 'native' : client.public ? 'public' : 'confidential'}  ${client.redirectUris.join(' ')}${client.disabledAt ? '  (disabled)' : ''}\n`);
+    io.out(`${client.clientId}  ${client.name}  ${clientType(client)}  ${client.redirectUris.join(' ')}${client.disabledAt ? '  (disabled)' : ''}\n`);
   }
 };
 
@@ -239,12 +250,12 @@ export const clientShow: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   const client = await (await open()).clients.show(positionals[0]!);
   const shown = clientJson(client);
-  if (values.json) return io.out(json({ ...shown, consents: client.consents }));
+  if (values.json) return io.out(json({ ...shown, consented_users: client.consentedUsers }));
   io.out(
     fields([
       ['client_id', shown.client_id],
       ['name', shown.client_name],
-      ['type', client.native ? 'native' : client.public ? 'public' : 'confidential'],
+      ['type', clientType(client)],
       ['authenticates', AUTHENTICATES[client.authMethod]],
       ['keys', shown.jwks?.keys.map((key) => key.kid ?? `${key.kty} key`).join(' ')],
       ['redirect URIs', shown.redirect_uris.join(' ')],
@@ -258,10 +269,12 @@ export const clientShow: Command = async (args, open, io) => {
       ['terms URI', shown.tos_uri],
       ['created', shown.created_at],
       ['disabled', shown.disabled_at ?? undefined],
-      ['consents', String(client.consents)],
+      ['consented', `${client.consentedUsers} ${client.consentedUsers === 1 ? 'person' : 'people'}`],
     ]),
   );
 };
+
+const clientType = (client: ClientView) => (client.native ? 'native' : client.public ? 'public' : 'confidential');
 
 const AUTHENTICATES: Record<ClientView['authMethod'], string> = {
   none: 'nothing (public: PKCE protects its codes)',
@@ -360,14 +373,16 @@ export const userList: Command = async (args, open, io) => {
 
 export const userShow: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
-  const user = await (await open()).accounts.show(positionals[0]!);
+  const services = await open();
+  const user = await services.accounts.show(positionals[0]!, services.config.ttl.sessionMaxAge);
   const consents = user.consents.map((consent) => ({
     client_id: consent.clientId,
     client_name: consent.clientName,
     scope: consent.scope,
     apis: consent.apis,
-    given_at: consent.givenAt.toISOString(),
+    first_given_at: consent.firstGivenAt.toISOString(),
     expires_at: consent.expiresAt?.toISOString() ?? null,
+    withdrawn_at: consent.withdrawnAt?.toISOString() ?? null,
   }));
   if (values.json) {
     return io.out(
@@ -400,7 +415,9 @@ export const userShow: Command = async (args, open, io) => {
   for (const consent of consents) {
     const granted = [consent.scope, ...Object.entries(consent.apis).map(([api, scope]) => `${api}: ${scope}`)].filter(Boolean).join('; ');
     const until = consent.expires_at ? `, until ${consent.expires_at}` : '';
-    io.out(`  ${consent.client_id}  ${consent.client_name ?? '(deleted client)'}  ${granted}  (given ${consent.given_at}${until})\n`);
+    // Withdrawn at a sign-out: the app asks again at its next sign-in, but sign-ins from before in other browsers still use it.
+    const withdrawn = consent.withdrawn_at ? `; withdrawn at a sign-out ${consent.withdrawn_at}, still used by earlier sign-ins` : '';
+    io.out(`  ${consent.client_id}  ${consent.client_name ?? '(deleted client)'}  ${granted}  (first given ${consent.first_given_at}${until}${withdrawn})\n`);
   }
 };
 

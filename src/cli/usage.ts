@@ -10,7 +10,7 @@ Clients
                                             --jwks-file: authenticates with its keys (a JWK Set of
                                             public keys; private_key_jwt), not a secret
   client list [--json]
-  client show CLIENT_ID [--json]           its registration, and how many consents to it are in force
+  client show CLIENT_ID [--json]           its registration, and how many people consented to it
   client update CLIENT_ID [--name NAME] [--redirect-uri URI ...] [--post-logout-redirect-uri URI ...]
                 [--grant-type TYPE ...] [--scope SCOPES ...] [--id-token-alg ALG] [--logo-uri URI]
                 [--client-uri URI] [--policy-uri URI] [--tos-uri URI]

@@ -453,18 +453,18 @@ export class Clients {
 
   /**
    * One client, as `client show` tells: its registration, and how many
-   * people's consents to it are in force (as `user show` counts them). Not
-   * an API's credentials, which `api list` shows.
+   * people have a consent to it in force (not withdrawn at a sign-out, not
+   * expired: see `user show`). Not an API's credentials, which `api list` shows.
    */
-  async show(clientId: string): Promise<ClientView & { consents: number }> {
-    const [row, consents] = await this.prisma.$transaction([
+  async show(clientId: string): Promise<ClientView & { consentedUsers: number }> {
+    const [row, consented] = await this.prisma.$transaction([
       this.prisma.client.findUnique({ where: { clientId }, select: { ...VIEW_COLUMNS, api: { select: { identifier: true } } } }),
-      this.prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM provider_artifacts
+      this.prisma.$queryRaw<{ n: number }[]>`SELECT count(DISTINCT account_id)::int AS n FROM provider_artifacts
         WHERE kind = 'Grant' AND client_id = ${clientId} AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > now())`,
     ]);
     if (!row) throw new ClientError(`no client with id ${clientId}`);
     if (row.api) throw new ClientError(`client ${clientId} holds the credentials of API ${row.api.identifier}; \`portcullis api list\` shows it`);
-    return { ...toView(row), consents: consents[0]?.n ?? 0 };
+    return { ...toView(row), consentedUsers: consented[0]?.n ?? 0 };
   }
 
   async list(): Promise<ClientView[]> {

@@ -80,22 +80,22 @@ describe('portcullis client', () => {
     const { client_id, client_secret } = JSON.parse(created.stdout) as { client_id: string; client_secret: string };
     const listed = (JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_id: string }[]).find((client) => client.client_id === client_id);
     const show = async () => JSON.parse((await pc.cli(['client', 'show', client_id, '--json'])).stdout) as Record<string, unknown>;
-    expect(await show()).toEqual({ ...listed, consents: 0 });
+    expect(await show()).toEqual({ ...listed, consented_users: 0 });
 
     await pc.createUser('shona@example.com', 'shonas password');
     const rp = await discover(pc.issuer, client_id, client_secret);
     expect((await logIn(new UserAgent(), rp, 'openid', { email: 'shona@example.com', password: 'shonas password' })).seen).toEqual(['login', 'consent']);
-    expect((await show()).consents).toBe(1);
+    expect((await show()).consented_users).toBe(1);
     const text = await pc.cli(['client', 'show', client_id]);
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^name: +Shown$/m);
     expect(text.stdout).toMatch(new RegExp(`^redirect URIs: +${REDIRECT_URI.replace(/[.?]/g, '\\$&')}$`, 'm'));
     expect(text.stdout).toMatch(/^logo URI: +https:\/\/s\.example\/logo\.png$/m);
-    expect(text.stdout).toMatch(/^consents: +1$/m);
+    expect(text.stdout).toMatch(/^consented: +1 person$/m);
     expect(text.stdout).not.toMatch(/policy URI|disabled/); // none registered; not disabled
     expect(text.stdout).not.toContain(client_secret);
     expect((await pc.cli(['user', 'revoke', 'shona@example.com'])).code).toBe(0);
-    expect((await show()).consents).toBe(0);
+    expect((await show()).consented_users).toBe(0);
 
     const api = JSON.parse((await pc.cli(['api', 'create', '--identifier', 'https://shown-api.example.com', '--scope', 'read', '--json'])).stdout) as { client_id: string };
     const refused = await pc.cli(['client', 'show', api.client_id]);
@@ -956,7 +956,7 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     const show = async () => {
       const shown = await pc.cli(['user', 'show', 'OLGA@example.com', '--json']);
       expect(shown.code, shown.stderr).toBe(0);
-      return JSON.parse(shown.stdout) as { sessions: number; consents: { client_id: string; client_name: string | null; scope: string; apis: Record<string, string>; given_at: string; expires_at: string | null }[] } & Record<string, unknown>;
+      return JSON.parse(shown.stdout) as { sessions: number; consents: { client_id: string; client_name: string | null; scope: string; apis: Record<string, string>; first_given_at: string; expires_at: string | null; withdrawn_at: string | null }[] } & Record<string, unknown>;
     };
     const fresh = await show();
     expect(fresh).toEqual({
@@ -974,12 +974,14 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     const signedIn = await show();
     expect(signedIn.sessions).toBe(2);
     const { client_id } = rp.clientMetadata();
-    expect(signedIn.consents).toEqual([{ client_id, client_name: 'People', scope: 'openid offline_access', apis: {}, given_at: expect.any(String), expires_at: expect.any(String) }]);
-    expect(Date.parse(signedIn.consents[0]!.given_at)).toBeGreaterThan(before);
+    expect(signedIn.consents).toEqual([
+      { client_id, client_name: 'People', scope: 'openid offline_access', apis: {}, first_given_at: expect.any(String), expires_at: expect.any(String), withdrawn_at: null },
+    ]);
+    expect(Date.parse(signedIn.consents[0]!.first_given_at)).toBeGreaterThan(before);
     const text = await pc.cli(['user', 'show', id]);
     expect(text.stdout).toMatch(/^email: +olga@example\.com$/m);
     expect(text.stdout).toMatch(/^sessions: +2$/m);
-    expect(text.stdout).toContain(`\n  ${client_id}  People  openid offline_access  (given ${signedIn.consents[0]!.given_at}, until `);
+    expect(text.stdout).toContain(`\n  ${client_id}  People  openid offline_access  (first given ${signedIn.consents[0]!.first_given_at}, until `);
     expect(text.stdout + JSON.stringify(signedIn)).not.toMatch(/argon2|olgas password/);
 
     // A new password signs them out everywhere; the consent with offline access stays.
@@ -995,6 +997,39 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
 
     const unknown = await pc.cli(['user', 'show', 'nobody@example.com']);
     expect([unknown.code, unknown.stderr]).toEqual([1, 'portcullis: no user nobody@example.com\n']);
+  });
+
+  it('show: a consent withdrawn at a sign-out is listed as such (sign-ins from before still use it); a session past SESSION_MAX_AGE is not counted', async () => {
+    const credentials = { email: 'wanda@example.com', password: 'wandas password' };
+    await pc.createUser(credentials.email, credentials.password);
+    const here = new UserAgent();
+    const there = new UserAgent();
+    expect((await logIn(here, rp, 'openid', credentials)).seen).toEqual(['login', 'consent']);
+    expect((await logIn(there, rp, 'openid', credentials)).seen).toEqual(['login']);
+    const show = async () => JSON.parse((await pc.cli(['user', 'show', credentials.email, '--json'])).stdout) as { id: string; sessions: number; consents: { withdrawn_at: string | null }[] };
+    const before = await show();
+    expect([before.sessions, before.consents.map((consent) => consent.withdrawn_at)]).toEqual([2, [null]]);
+
+    // Signing out here withdraws the consent (it has no offline_access); the sign-in there still uses it.
+    // (Times count seconds: a sign-in in the withdrawal's own second would count as made since.)
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const confirm = await here.open(`${pc.issuer}/session/end`);
+    const action = /<form[^>]*id="op.logoutForm"[^>]*action="([^"]+)"/.exec(confirm.html)![1]!;
+    await here.post(confirm, action, { ...UserAgent.hiddenFields(confirm), logout: 'yes' });
+    expect(await stillSignedIn(there, rp)).toBe(true);
+    const after = await show();
+    expect(after.sessions).toBe(1);
+    expect(after.consents).toHaveLength(1);
+    expect(Date.parse(after.consents[0]!.withdrawn_at!)).toBeGreaterThan(Date.now() - 60_000);
+    expect((await pc.cli(['user', 'show', credentials.email])).stdout).toMatch(/; withdrawn at a sign-out \S+, still used by earlier sign-ins\)\n$/);
+
+    // Signed in longer ago than SESSION_MAX_AGE (30 days here): the server no longer honours it, nor is it counted.
+    const db = pc.outsideConnection();
+    await db.connect();
+    await db.query(`UPDATE provider_artifacts SET payload = jsonb_set(payload, '{loginTs}', to_jsonb((payload->>'loginTs')::int - 31 * 86400)) WHERE kind = 'Session' AND payload->>'accountId' = '${before.id}'`);
+    await db.end();
+    expect(await stillSignedIn(there, rp)).toBe(false);
+    expect((await show()).sessions).toBe(0);
   });
 
   it('set-password: a session that a request in flight saves back is refused; signing in with the new password at once works', async () => {
@@ -1111,8 +1146,13 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     expect(text.stdout).toMatch(new RegExp(`^revoked what petra@example\\.com gave client ${other.client_id}: ended 1 consent, \\d+ codes and tokens\n$`));
     const again = await pc.cli(['user', 'revoke', credentials.email, '--client', other.client_id]);
     expect([again.code, again.stdout]).toEqual([0, `petra@example.com gave client ${other.client_id} nothing to revoke\n`]);
-    const unknown = await pc.cli(['user', 'revoke', credentials.email, '--client', 'no-such-client']);
-    expect([unknown.code, unknown.stderr]).toEqual([1, 'portcullis: no client with id no-such-client\n']);
+    // An id may begin with "-" (base64url), an email too: each is read as what it stands for.
+    const unknown = await pc.cli(['user', 'revoke', credentials.email, '--client', '-no-such-client']);
+    expect([unknown.code, unknown.stderr]).toEqual([1, 'portcullis: no client with id -no-such-client\n']);
+    const dashed = await pc.cli(['user', 'revoke', '--client', other.client_id, '-nobody@example.com']);
+    expect([dashed.code, dashed.stderr]).toEqual([1, 'portcullis: no user -nobody@example.com\n']);
+    const missing = await pc.cli(['user', 'revoke', credentials.email, '--client']);
+    expect([missing.code, missing.stderr.split('\n')[0]]).toEqual([2, 'portcullis: --client needs a value']);
   });
 
   it('revoke: an access token that a request in flight saves back introspects inactive', async () => {
