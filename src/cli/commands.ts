@@ -32,28 +32,28 @@ async function passwordFromStdin(io: Io): Promise<string> {
 
 function parse(args: string[], options: Options, positionals = 0) {
   let parsed;
-  // A command that takes arguments reads as one of them whatever is not one
-  // of its options: client ids (base64url) and key ids (JWK thumbprints) may
-  // begin with "-", and `client delete -8UZ…` must not be taken for a flag.
-  // Its options are picked out by name, an option's value with it, whatever
-  // it begins with (`user revoke -bob@example.com --client -8UZ…`); the rest
-  // are arguments.
-  if (positionals > 0 && !args.includes('--')) {
-    const picked: string[] = [];
-    const rest: string[] = [];
-    for (let index = 0; index < args.length; index++) {
-      const arg = args[index]!;
-      const name = arg.startsWith('--') ? arg.slice(2).split('=')[0]! : '';
-      const option = Object.hasOwn(options, name) ? options[name] : undefined;
-      if (!option) rest.push(arg);
-      else if (option.type !== 'string' || arg.includes('=')) picked.push(arg);
-      else if (index + 1 < args.length) picked.push(`--${name}=${args[++index]}`);
-      else throw new UsageError(`--${name} needs a value`);
+  // Options are picked out by name, an option's value with it whatever it
+  // begins with (`user update bob --name -x-`, `user revoke -bob@example.com
+  // --client -8UZ…`: client ids, base64url, and key ids, JWK thumbprints, may
+  // begin with "-"); whatever else there is, and all after a `--`, is an
+  // argument. So `client delete -8UZ…` is not taken for a flag.
+  const picked: string[] = [];
+  const rest: string[] = [];
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index]!;
+    if (arg === '--') {
+      rest.push(...args.slice(index + 1));
+      break;
     }
-    args = [...picked, '--', ...rest];
+    const name = arg.startsWith('--') ? arg.slice(2).split('=')[0]! : '';
+    const option = Object.hasOwn(options, name) ? options[name] : undefined;
+    if (!option) rest.push(arg);
+    else if (option.type !== 'string' || arg.includes('=')) picked.push(arg);
+    else if (index + 1 < args.length) picked.push(`--${name}=${args[++index]}`);
+    else throw new UsageError(`--${name} needs a value`);
   }
   try {
-    parsed = parseArgs({ args, options, allowPositionals: positionals > 0, strict: true, tokens: true });
+    parsed = parseArgs({ args: [...picked, '--', ...rest], options, allowPositionals: true, strict: true, tokens: true });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

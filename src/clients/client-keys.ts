@@ -1,7 +1,7 @@
 // The public keys a confidential client authenticates with instead of a
 // secret (private_key_jwt, RFC 7523 §2.2 and OIDC Core §9): a JWK Set
 // registered with the client.
-import { createPublicKey, type JsonWebKey } from 'node:crypto';
+import { checkPrimeSync, createPublicKey, type JsonWebKey } from 'node:crypto';
 
 /**
  * The algorithms a client may sign its assertions with (discovery's
@@ -76,8 +76,88 @@ function keyProblem(key: unknown): string | undefined {
   } catch {
     return 'is not a valid public key';
   }
-  if (key.kty === 'RSA' && (parsed.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) return `is an RSA key under ${MIN_RSA_BITS} bits`;
+  if (key.kty === 'RSA') {
+    if ((parsed.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) return `is an RSA key under ${MIN_RSA_BITS} bits`;
+    return rsaProblem(fromBase64url(key.n as string), fromBase64url(key.e as string));
+  }
+  if (key.kty === 'OKP' && hasSmallOrder(Buffer.from(key.x as string, 'base64url'))) return 'is not a usable Ed25519 public key (a point of small order, which verifies forged signatures)';
   return undefined;
+}
+
+/**
+ * What makes an RSA public key one anybody can forge signatures for: an
+ * exponent of 1 (the signature is then the padded digest itself) or any
+ * other than NIST's (odd, 65537 up to 2^256: SP 800-56B §6.2.1, which also
+ * keeps a verification cheap), or a modulus that is even or prime (no
+ * secret factors).
+ */
+function rsaProblem(n: bigint, e: bigint): string | undefined {
+  if (e % 2n === 0n || e < 65537n || e >= 2n ** 256n) return 'is an RSA key whose public exponent is not an odd number from 65537 to 2^256 (use 65537)';
+  if (n % 2n === 0n || checkPrimeSync(n)) return 'is not a usable RSA public key (its modulus is even or prime)';
+  return undefined;
+}
+
+function fromBase64url(text: string): bigint {
+  const hex = Buffer.from(text, 'base64url').toString('hex');
+  return hex ? BigInt(`0x${hex}`) : 0n;
+}
+
+// Ed25519 (RFC 8032 §5.1): the curve -x² + y² = 1 + d·x²·y² over p = 2^255 − 19.
+const P = 2n ** 255n - 19n;
+const D = mod(-121665n * inverse(121666n));
+const SQRT_MINUS_ONE = power(2n, (P - 1n) / 4n);
+
+/**
+ * Whether the encoded point `x` (32 bytes) is of small order: eight times
+ * it is the identity (RFC 8032 §5.1.3 decoding, then three doublings). A
+ * public key of small order verifies signatures made without any private
+ * key (R the identity, S zero: for every message, or one in eight); an
+ * encoding that is no point, or not canonical, is refused with them.
+ */
+export function hasSmallOrder(x: Buffer): boolean {
+  if (x.length !== 32) return true;
+  const bytes = Buffer.from(x);
+  const sign = bytes[31]! >> 7;
+  bytes[31]! &= 0x7f;
+  const y = BigInt(`0x${Buffer.from(bytes).reverse().toString('hex')}`);
+  if (y >= P) return true;
+  const u = mod(y * y - 1n);
+  const v = mod(D * y * y + 1n);
+  let root = mod(u * power(v, 3n) * power(u * power(v, 7n), (P - 5n) / 8n));
+  if (mod(v * root * root) !== u) {
+    if (mod(v * root * root) !== mod(-u)) return true; // no point has this y
+    root = mod(root * SQRT_MINUS_ONE);
+  }
+  if (root === 0n && sign === 1) return true;
+  if (Number(root & 1n) !== sign) root = P - root;
+  let point: [bigint, bigint] = [root, y];
+  for (let i = 0; i < 3; i++) point = double(point);
+  return point[0] === 0n && point[1] === 1n;
+}
+
+/** Doubling on the (complete) twisted Edwards curve with a = −1. */
+function double([x, y]: [bigint, bigint]): [bigint, bigint] {
+  const t = mod(D * x * x * y * y);
+  return [mod(2n * x * y * inverse(1n + t)), mod((y * y + x * x) * inverse(1n - t))];
+}
+
+function mod(a: bigint): bigint {
+  const r = a % P;
+  return r < 0n ? r + P : r;
+}
+
+function power(base: bigint, exponent: bigint): bigint {
+  let result = 1n;
+  let b = mod(base);
+  for (let e = exponent; e > 0n; e >>= 1n) {
+    if (e & 1n) result = (result * b) % P;
+    b = (b * b) % P;
+  }
+  return result;
+}
+
+function inverse(a: bigint): bigint {
+  return power(a, P - 2n);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -8,7 +8,9 @@ import { announceSigningKeyChange, SIGNING_KEY_CHANGES_CHANNEL } from './key-cha
 import type { Database, Prisma } from '../persistence/database.js';
 import type { SecretSealer } from './sealed-secrets.js';
 
-export type SigningAlg = 'ES256' | 'EdDSA' | 'RS256';
+/** The algorithms of our signing keys (ID tokens, JWT access tokens, signed responses): asymmetric, every one. */
+export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
+export type SigningAlg = (typeof SIGNING_ALGS)[number];
 
 export class KeyError extends Error {
   override name = 'KeyError';

@@ -12,6 +12,7 @@ import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../h
 import { destinationOf, safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
+import { SIGNING_ALGS } from '../keys/signing-keys.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { OIDC_CLAIMS, OIDC_SCOPES, onlyOpenIdConnectScopes } from '../oidc-scopes.js';
@@ -139,6 +140,21 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // each assertion is used once, see replay-detection.ts). Discovery
     // advertises only these.
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    // A client assertion is for this server only: its audience is our issuer
+    // identifier (alone, or among others, as openid-client v5 sends it), never
+    // an endpoint's address, which another server the client talks to could
+    // name as its own token endpoint and then replay the assertion here (the
+    // audience injection that RFC 7523bis closes). And it is made for the
+    // request: one valid for more than an hour could be kept and used later.
+    assertJwtClientAuthClaimsAndHeader: async (_ctx, claims) => {
+      const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+      if (!audiences.includes(config.issuer)) {
+        throw new errors.InvalidClientAuth(`the client assertion's audience (aud) must be the issuer identifier, ${config.issuer}`);
+      }
+      if (typeof claims.exp === 'number' && claims.exp > Date.now() / 1000 + MAX_ASSERTION_LIFETIME) {
+        throw new errors.InvalidClientAuth('the client assertion expires more than an hour from now (exp): make one for each request');
+      }
+    },
     // RFC 8414 §2 reads a missing list as client_secret_basic only. A public
     // client may revoke its tokens; introspection refuses it (invalid_client,
     // see refusePublicClients in standards.ts), so `none` is not offered there.
@@ -232,10 +248,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     jwks: { keys: services.signingKeys as never },
     enabledJWA: {
       clientAuthSigningAlgValues: [...CLIENT_ASSERTION_ALGS],
-      idTokenSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],
-      userinfoSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],
-      introspectionSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],
-      authorizationSigningAlgValues: ['ES256', 'EdDSA', 'RS256'],
+      idTokenSigningAlgValues: [...SIGNING_ALGS],
+      userinfoSigningAlgValues: [...SIGNING_ALGS],
+      introspectionSigningAlgValues: [...SIGNING_ALGS],
+      authorizationSigningAlgValues: [...SIGNING_ALGS],
     },
     features: {
       devInteractions: { enabled: false },
@@ -493,6 +509,8 @@ function asksOnlyForOpenIdScopes(ctx: KoaContextWithOIDC): boolean {
 
 /** See getResourceServerInfo. */
 const MAX_RESOURCES = 20;
+/** How far ahead a client assertion may expire, in seconds (clock skew included). */
+const MAX_ASSERTION_LIFETIME = 3600 + 60;
 const NOT_AN_API_FOR_THE_CLIENT = 'resource is not a registered API that this client may use';
 
 /**

@@ -7,7 +7,7 @@ import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
 import { ArtifactAdapter, grantKeptAtSignOut } from './adapter.js';
 import { adaptClientModel } from './client-model.js';
-import { codesForRegisteredAddresses, refreshTokensWhileOffline } from './registration-changes.js';
+import { codesForRegisteredAddresses, idTokenHintsOfEarlierAlgorithms, refreshTokensWhileOffline } from './registration-changes.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
 import { accessibleFormPostPage } from './form-post-page.js';
 import { refuseGarbledLogout } from './request-encoding.js';
@@ -41,6 +41,7 @@ export function createProvider(services: ProviderServices): Provider {
   adaptClientModel(provider, services.clientCache);
   codesForRegisteredAddresses(provider);
   refreshTokensWhileOffline(provider);
+  idTokenHintsOfEarlierAlgorithms(provider);
   challengeOtherSchemesAtUserinfo(provider);
   honourSignOuts(provider, services.accounts, services.config.ttl.sessionMaxAge);
   checkReplaysAtomically(provider, new ArtifactAdapter('ReplayDetection', services.sql));

@@ -10,6 +10,7 @@
 // to a client's API scopes are checked at the resume already:
 // resourceServerInfo in configuration.ts.)
 import Provider, { errors, type AuthorizationCode, type Client, type KoaContextWithOIDC, type RefreshToken } from 'oidc-provider';
+import { SIGNING_ALGS } from '../keys/signing-keys.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 
 /** What in an authorization request the client's registration no longer allows. */
@@ -88,6 +89,39 @@ export function refreshTokensWhileOffline(provider: Provider): void {
     const offline = client.grantTypeAllowed('refresh_token') && String(client.scope ?? '').split(' ').includes('offline_access');
     return offline ? token : undefined;
   });
+}
+
+
+/**
+ * An ID token this server signed stays good as an id_token_hint (at sign-out,
+ * with prompt=none) after `client update --id-token-alg` changes the
+ * algorithm its client's ID tokens are signed with: the library verifies a
+ * hint with the client's algorithm as it is now, so every person signed in
+ * before the change could no longer sign out of the app without a "We could
+ * not sign you out" page. Verified with the algorithm its header names, one
+ * of ours only, against our own keys (which hold no HMAC secret), as strictly
+ * otherwise (issuer, audience, signature).
+ */
+export function idTokenHintsOfEarlierAlgorithms(provider: Provider): void {
+  type Validate = (jwt: string, client: Client) => Promise<unknown>;
+  const IdToken = provider.IdToken as unknown as { validate: Validate };
+  const validate = IdToken.validate.bind(IdToken);
+  IdToken.validate = (jwt, client) => {
+    const alg = headerAlg(jwt);
+    if (alg === undefined || alg === client.idTokenSignedResponseAlg || !(SIGNING_ALGS as readonly string[]).includes(alg)) return validate(jwt, client);
+    // The client as registered, but for the algorithm: what validate reads of it is that and its id.
+    return validate(jwt, Object.create(client, { idTokenSignedResponseAlg: { value: alg } }) as Client);
+  };
+}
+
+/** The `alg` of a JWS in compact form, if its header says one. */
+function headerAlg(jwt: string): string | undefined {
+  try {
+    const { alg } = JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base64url').toString('utf8')) as { alg?: unknown };
+    return typeof alg === 'string' ? alg : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Puts `check` behind a model's lookup: what it answers (or throws) is what the library finds. */

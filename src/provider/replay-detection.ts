@@ -3,9 +3,9 @@ import type Provider from 'oidc-provider';
 import type { ArtifactAdapter } from './adapter.js';
 
 /**
- * What must be used once is checked once (RFC 9449 §11.1 for DPoP proofs; the
- * library's other callers, client assertions and attestations, are off here
- * but would be served the same way). The library checks with a lookup and
+ * What must be used once is checked once (RFC 9449 §11.1 for DPoP proofs,
+ * RFC 7523 §3 for the client assertions of private_key_jwt; attestations
+ * are off here but would be served the same way). The library checks with a lookup and
  * then a save, so a proof sent in several requests at once passed in all of
  * them (11 tokens from one proof, measured). The check is one conditional
  * insert instead. The row's id is the library's own, a digest of issuer (the

@@ -463,7 +463,7 @@ function acceptStructuredTokens(ctx: KoaContextWithOIDC): void {
 
 /**
  * RFC 7662 §2.1: the endpoint "MUST also require some form of authorization",
- * and discovery offers only client secrets there (RFC 8414 §2). A public
+ * and discovery offers only client secrets and keys there (RFC 8414 §2). A public
  * client authenticates with its client_id alone (`none`), which the library
  * lets through to answer {"active": false} whatever the token: it learned
  * nothing, but the answer said its request was good. It is invalid_client,
@@ -473,7 +473,7 @@ function acceptStructuredTokens(ctx: KoaContextWithOIDC): void {
 function refusePublicClients(ctx: KoaContextWithOIDC): void {
   if (ctx.oidc.client?.clientAuthMethod !== 'none') return;
   ctx.status = 401;
-  ctx.body = { error: 'invalid_client', error_description: 'a public client cannot use introspection; authenticate with a client secret' };
+  ctx.body = { error: 'invalid_client', error_description: 'a public client cannot use introspection; authenticate with a client secret or key' };
   ctx.set('WWW-Authenticate', `Basic realm="${ctx.oidc.issuer}"`);
 }
 

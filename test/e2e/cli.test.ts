@@ -529,6 +529,24 @@ describe('portcullis client', () => {
     expect(many.code, many.stderr).toBe(0);
   });
 
+  it('a value or an argument may begin with "-" (base64url ids, emails, names): each is read as what its place says', async () => {
+    const created = await pc.cli(['user', 'create', '--email', '-dash@example.com', '--name', '-Dash-', '--password-stdin', '--json'], 'dashs own password\n');
+    expect(created.code, created.stderr).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({ email: '-dash@example.com', name: '-Dash-' });
+    const renamed = await pc.cli(['user', 'update', '-dash@example.com', '--name', '-Dashiell', '--json']);
+    expect([renamed.code, JSON.parse(renamed.stdout).name]).toEqual([0, '-Dashiell']);
+    const client = await pc.createClient({ name: 'Dashboard', redirectUris: [REDIRECT_URI] });
+    // After `--`, everything is an argument; before it, an option's value is the next word whatever it is.
+    for (const args of [['--client', client.client_id, '--', '-dash@example.com'], ['-dash@example.com', '--client', client.client_id, '--json']]) {
+      const revoked = await pc.cli(['user', 'revoke', ...args]);
+      expect([args, revoked.code, revoked.stderr]).toEqual([args, 0, '']);
+    }
+    const unknownClient = await pc.cli(['user', 'revoke', '-dash@example.com', '--client', '-8UZ-not-a-client']);
+    expect([unknownClient.code, unknownClient.stderr]).toEqual([1, 'portcullis: no client with id -8UZ-not-a-client\n']);
+    const stray = await pc.cli(['user', 'list', 'extra']);
+    expect([stray.code, stray.stderr.split('\n')[0]]).toEqual([2, 'portcullis: unexpected argument']);
+  });
+
   it('an id longer than any client\'s is not found, whichever command is given it, and the message names no driver', async () => {
     // Longer than pg_notify's 8000-byte payload: nothing about it may reach an announcement.
     const long = randomBytes(7000).toString('base64url');

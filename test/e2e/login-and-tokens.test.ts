@@ -637,6 +637,35 @@ describe('RP-initiated logout', () => {
     expect(confirm.html).not.toContain('mia@example.com');
   });
 
+  it('an ID token signed before client update --id-token-alg is still taken as id_token_hint, at sign-out and with prompt=none; a forged one is not', async () => {
+    const changing = await pc.createClient({ name: 'Changing', redirectUris: [REDIRECT_URI], postLogoutRedirectUris: [POST_LOGOUT_URI], idTokenAlg: 'ES256' });
+    const changingRp = await discover(pc.issuer, changing.client_id, changing.client_secret);
+    const ua = new UserAgent();
+    const { tokens } = await logIn(ua, changingRp, 'openid', alice);
+    expect(decodeProtectedHeader(tokens.id_token!).alg).toBe('ES256');
+    expect((await pc.cli(['client', 'update', changing.client_id, '--id-token-alg', 'RS256'])).code).toBe(0);
+    const rsRp = await oidc.discovery(new URL(pc.issuer), changing.client_id, { client_secret: changing.client_secret, id_token_signed_response_alg: 'RS256' }, undefined, {
+      execute: [oidc.allowInsecureRequests],
+    });
+
+    // prompt=none naming the person with the earlier token: a code, and an RS256 ID token.
+    const silent = await visit(ua, (await authorizationRequest(rsRp, 'openid', { prompt: 'none', id_token_hint: tokens.id_token! })).url);
+    expect(new URL(silent.url).searchParams.get('error')).toBeNull();
+    expect(pageKind(silent)).toBe('callback');
+
+    // A hint of our shape but not our signature is refused, whatever its algorithm.
+    const [header, payload] = tokens.id_token!.split('.');
+    const forged = `${header}.${payload}.${Buffer.from('not our signature').toString('base64url')}`;
+    const refused = await ua.open(oidc.buildEndSessionUrl(rsRp, { id_token_hint: forged, post_logout_redirect_uri: POST_LOGOUT_URI }).href, {}, POST_LOGOUT_URI);
+    expect(refused.status).toBe(400);
+
+    const confirm = await ua.open(oidc.buildEndSessionUrl(rsRp, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: POST_LOGOUT_URI }).href, {}, POST_LOGOUT_URI);
+    expect(confirm.status).toBe(200);
+    const done = await ua.post(confirm, UserAgent.formAction(confirm, '/confirm'), { ...UserAgent.hiddenFields(confirm), logout: 'yes' }, POST_LOGOUT_URI);
+    expect(done.url.startsWith(POST_LOGOUT_URI)).toBe(true);
+    expect((await logIn(ua, rsRp, 'openid', alice)).seen).toContain('login');
+  });
+
   it('a post-logout address removed while the confirmation page was open gets nobody: the person, signed out, lands on the signed-out page', async () => {
     const leaving = await pc.createClient({ name: 'Leaving', redirectUris: [REDIRECT_URI], postLogoutRedirectUris: [POST_LOGOUT_URI, `${POST_LOGOUT_URI}?from=app`] });
     const leavingRp = await discover(pc.issuer, leaving.client_id, leaving.client_secret);

@@ -61,15 +61,25 @@ function relyingParty(clientId: string, key: { privateKey: CryptoKey; kid: strin
 }
 
 /** A client assertion made by hand (RFC 7523 §3), to send as it is, twice if need be. */
-function assertion(clientId: string, key: { privateKey: CryptoKey; kid: string; alg: string }, audience = pc.issuer) {
-  return new SignJWT({ jti: randomUUID() })
-    .setProtectedHeader({ alg: key.alg, kid: key.kid })
+function assertion(
+  clientId: string,
+  key: { privateKey: CryptoKey | Uint8Array; kid: string; alg: string },
+  { audience = pc.issuer as string | string[], expiresIn = '1m', withoutJti = false, header = {} as Record<string, unknown> } = {},
+) {
+  return new SignJWT(withoutJti ? {} : { jti: randomUUID() })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, ...header })
     .setIssuer(clientId)
     .setSubject(clientId)
     .setAudience(audience)
     .setIssuedAt()
-    .setExpirationTime('1m')
+    .setExpirationTime(expiresIn)
     .sign(key.privateKey);
+}
+
+/** An unsigned JWT (alg none), which jose does not make. */
+function unsigned(claims: Record<string, unknown>): string {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${part({ alg: 'none' })}.${part(claims)}.`;
 }
 
 function clientCredentialsWith(clientAssertion: string, headers: Record<string, string> = {}) {
@@ -129,7 +139,27 @@ describe('private_key_jwt', () => {
     expect((await clientCredentialsWith(once)).status).toBe(200);
     expect(await clientCredentialsWith(once)).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
     // Nor one meant for another server.
-    expect(await clientCredentialsWith(await assertion(created.client_id, key, 'https://elsewhere.example'))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    expect(await clientCredentialsWith(await assertion(created.client_id, key, { audience: 'https://elsewhere.example' }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+
+    // The audience is this server's issuer identifier: not an endpoint's address, which another
+    // server could have named as its own (audience injection); among others, as openid-client v5 sends it.
+    expect(await clientCredentialsWith(await assertion(created.client_id, key, { audience: `${pc.issuer}/token` }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    expect((await clientCredentialsWith(await assertion(created.client_id, key, { audience: [pc.issuer, `${pc.issuer}/token`] }))).status).toBe(200);
+    // Made for the request: not valid for hours, and not without a jti to use it once by.
+    expect(await clientCredentialsWith(await assertion(created.client_id, key, { expiresIn: '2h' }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    expect(await clientCredentialsWith(await assertion(created.client_id, key, { withoutJti: true }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    // No key but the registered ones: not one the assertion carries, nor the public key used as an HMAC secret, nor none.
+    expect(await clientCredentialsWith(await assertion(created.client_id, stranger, { header: { jwk: stranger.publicJwk } }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    const publicAsSecret = new TextEncoder().encode(JSON.stringify(key.publicJwk));
+    expect(await clientCredentialsWith(await assertion(created.client_id, { privateKey: publicAsSecret, kid: key.kid, alg: 'HS256' }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    const now = Math.floor(Date.now() / 1000);
+    const none = unsigned({ iss: created.client_id, sub: created.client_id, aud: pc.issuer, jti: randomUUID(), iat: now, exp: now + 60 });
+    expect(await clientCredentialsWith(none)).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+
+    // Other changes to the registration keep how it authenticates.
+    const renamed = await pc.cli(['client', 'update', created.client_id, '--name', 'Ledger 2', '--json']);
+    expect(JSON.parse(renamed.stdout)).toMatchObject({ client_name: 'Ledger 2', token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [key.publicJwk] } });
+    expect((await clientCredentialsWith(await assertion(created.client_id, key))).status).toBe(200);
 
     const rotate = await pc.cli(['client', 'rotate-secret', created.client_id]);
     expect([rotate.code, rotate.stderr]).toEqual([1, `portcullis: client ${created.client_id} authenticates with its keys: it has no secret (client update --jwks-file replaces its keys)\n`]);
@@ -143,8 +173,16 @@ describe('private_key_jwt', () => {
     const updated = await pc.cli(['client', 'update', created.client_id, '--jwks-file', jsonFile({ keys: [second.publicJwk] }), '--json']);
     expect(updated.code, updated.stderr).toBe(0);
     expect(JSON.parse(updated.stdout)).toMatchObject({ token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [second.publicJwk] } });
-    expect((await clientCredentialsWith(await assertion(created.client_id, second))).status).toBe(200);
-    expect(await clientCredentialsWith(await assertion(created.client_id, first))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    // The server hears of the change from the database (a notification on PostgreSQL): within moments.
+    const deadline = Date.now() + 5000;
+    while ((await clientCredentialsWith(await assertion(created.client_id, second))).status !== 200) {
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    for (let i = 0; i < 3; i++) {
+      expect((await clientCredentialsWith(await assertion(created.client_id, second))).status).toBe(200);
+      expect(await clientCredentialsWith(await assertion(created.client_id, first))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    }
 
     // A client made with a secret keeps it: keys are another registration.
     const secretive = await pc.createClient({ name: 'Secretive', redirectUris: [REDIRECT_URI] });
@@ -168,6 +206,9 @@ describe('private_key_jwt', () => {
       [['--jwks-file', jsonFile({ keys: [{ ...ec.publicJwk, x: 'AAAA' }] })], 'key 1 (kid "ec") is not a valid public key'],
       [['--jwks-file', jsonFile({ keys: [short] })], 'key 1 is an RSA key under 2048 bits'],
       [['--jwks-file', jsonFile([ec.publicJwk])], 'the keys must be a JWK Set ({"keys": [...]}) or one JWK'],
+      // Keys that verify signatures nobody made: an RSA exponent of 1, an Ed25519 point of small order (here the identity).
+      [['--jwks-file', jsonFile({ ...(await keyPair('RS256', 'e1')).publicJwk, e: 'AQ' })], 'key 1 (kid "e1") is an RSA key whose public exponent is not an odd number from 65537 to 2^256 (use 65537)'],
+      [['--jwks-file', jsonFile({ kty: 'OKP', crv: 'Ed25519', x: Buffer.from([1, ...new Array<number>(31).fill(0)]).toString('base64url') })], 'key 1 is not a usable Ed25519 public key (a point of small order, which verifies forged signatures)'],
       [['--jwks-file', jsonFile(ec.publicJwk), '--public'], 'a public client has no credentials: keys (--jwks-file) are for a confidential one'],
     ];
     for (const [options, message] of cases) {
