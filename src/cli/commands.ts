@@ -2,9 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { codesAndTokens, NOT_TOKENS, type Removed } from '../provider/removed.js';
+import type { UserListing } from '../accounts/accounts.js';
 import type { ApiView } from '../apis/apis.js';
 import { ClientError, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
-import type { Config } from '../config.js';
+import { parseDuration, type Config } from '../config.js';
+import { listAdminEvents } from './audit.js';
 import { keepPublishedFor, listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
 import type { Services } from '../services.js';
@@ -348,23 +350,20 @@ export const userCreate: Command = async (args, open, io) => {
   io.out(`created user ${user.email} (${user.id})\n`);
 };
 
+/** A user as `user list --json` shows them (and `user show --json` begins). */
+const userJson = (user: UserListing) => ({
+  id: user.id,
+  email: user.email,
+  name: user.name,
+  email_verified: user.emailVerified,
+  created_at: user.createdAt.toISOString(),
+  disabled_at: user.disabledAt?.toISOString() ?? null,
+});
+
 export const userList: Command = async (args, open, io) => {
   const { values } = parse(args, { json: { type: 'boolean' } });
   const users = await (await open()).accounts.list();
-  if (values.json) {
-    return io.out(
-      json(
-        users.map((user) => ({
-          id: user.id,
-          email: user.email,
-          name: user.name,
-          email_verified: user.emailVerified,
-          created_at: user.createdAt.toISOString(),
-          disabled_at: user.disabledAt?.toISOString() ?? null,
-        })),
-      ),
-    );
-  }
+  if (values.json) return io.out(json(users.map(userJson)));
   if (users.length === 0) return io.out('no users\n');
   for (const user of users) {
     io.out(`${user.id}  ${user.email}${user.name ? `  ${user.name}` : ''}${user.emailVerified ? '  (verified)' : ''}${user.disabledAt ? '  (disabled)' : ''}\n`);
@@ -384,21 +383,7 @@ export const userShow: Command = async (args, open, io) => {
     expires_at: consent.expiresAt?.toISOString() ?? null,
     withdrawn_at: consent.withdrawnAt?.toISOString() ?? null,
   }));
-  if (values.json) {
-    return io.out(
-      json({
-        id: user.id,
-        email: user.email,
-        name: user.name,
-        email_verified: user.emailVerified,
-        created_at: user.createdAt.toISOString(),
-        disabled_at: user.disabledAt?.toISOString() ?? null,
-        password_set_at: user.passwordSetAt?.toISOString() ?? null,
-        sessions: user.sessions,
-        consents,
-      }),
-    );
-  }
+  if (values.json) return io.out(json({ ...userJson(user), password_set_at: user.passwordSetAt?.toISOString() ?? null, sessions: user.sessions, consents }));
   io.out(
     fields([
       ['id', user.id],
@@ -689,6 +674,29 @@ export const apiDelete: Command = async (args, open, io) => {
   io.out(`deleted API ${positionals[0]}: ${tokensRevoked} opaque access token(s) revoked, ${consentsChanged} consent(s) and ${clientsChanged} client(s) no longer include it\n`);
 };
 
+export const auditList: Command = async (args, open, io) => {
+  const { values } = parse(args, { since: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } });
+  let seconds: number;
+  try {
+    seconds = parseDuration((values.since as string | undefined) ?? '30d');
+  } catch (error) {
+    throw new UsageError(`--since: ${(error as Error).message}`);
+  }
+  const limit = Number((values.limit as string | undefined) ?? '100');
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be a whole number from 1 to 10000');
+  const events = await listAdminEvents((await open()).database.prisma, new Date(Date.now() - seconds * 1000), limit);
+  if (values.json) return io.out(json(events.map((event) => ({ at: event.at.toISOString(), actor: event.actor, command: event.command, arguments: event.arguments }))));
+  if (events.length === 0) return io.out('no changes recorded in that time\n');
+  // The arguments as typed, each quoted where a shell would need it; nothing in them is secret.
+  for (const event of events) io.out(`${event.at.toISOString()}  ${event.actor}  portcullis ${[event.command, ...event.arguments.map(shellWord)].join(' ')}\n`);
+};
+
+/** `word` as a shell would need it typed (single-quoted unless plain). */
+const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
+
+/** The commands that change nothing: the audit trail (index.ts) leaves them out; migrations are the server's log's. */
+export const READ_ONLY_COMMANDS = new Set(['client list', 'client show', 'api list', 'user list', 'user show', 'keys list', 'audit list', 'migrate']);
+
 export const COMMANDS: Record<string, Command> = {
   'api create': apiCreate,
   'api list': apiList,
@@ -714,5 +722,6 @@ export const COMMANDS: Record<string, Command> = {
   'keys list': keysList,
   'keys rotate': keysRotate,
   'keys retire': keysRetire,
+  'audit list': auditList,
   migrate: migrateCommand,
 };

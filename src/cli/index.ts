@@ -10,7 +10,8 @@ import { MigrationError } from '../persistence/migrations.js';
 import { DatabaseUnavailable } from '../persistence/database.js';
 import { EmbeddedDatabaseBusy } from '../persistence/embedded.js';
 import { openServices, type Services } from '../services.js';
-import { COMMANDS, type Io } from './commands.js';
+import { recordAdminEvent } from './audit.js';
+import { COMMANDS, READ_ONLY_COMMANDS, type Io } from './commands.js';
 import { USAGE, UsageError, usageOf } from './usage.js';
 import { VERSION } from '../version.js';
 import { terminalSafe } from '../display-text.js';
@@ -59,6 +60,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       return 0;
     }
     await command(args, async () => (services ??= noteKeyFileMade(await openServices(warnOfTypos(loadConfig()), 'cli'))), io);
+    if (services && !READ_ONLY_COMMANDS.has(name)) await audit(services, name, args);
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
@@ -74,6 +76,18 @@ export async function run(argv: string[], io: Io): Promise<number> {
     return 1;
   } finally {
     await services?.close();
+  }
+}
+
+/**
+ * Records a change made (`portcullis audit list`). It is made already: a
+ * record that fails is said on stderr, and the command still succeeded.
+ */
+async function audit(services: Services, name: string, args: string[]): Promise<void> {
+  try {
+    await recordAdminEvent(services.database.prisma, name, args);
+  } catch (error) {
+    process.stderr.write(`portcullis: done, but the audit trail could not record it: ${terminalSafe((error as Error).message)}\n`);
   }
 }
 

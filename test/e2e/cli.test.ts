@@ -529,6 +529,39 @@ describe('portcullis client', () => {
     expect(many.code, many.stderr).toBe(0);
   });
 
+  it('audit list: each change made with the CLI, who made it and when, as typed; not what only reads, nor a password', async () => {
+    const before = Date.now() - 1000;
+    const created = await pc.cli(['client', 'create', '--name', 'Audited app', '--redirect-uri', REDIRECT_URI, '--json']);
+    const { client_id } = JSON.parse(created.stdout) as { client_id: string };
+    expect((await pc.cli(['client', 'disable', client_id])).code).toBe(0);
+    expect((await pc.cli(['client', 'show', client_id])).code).toBe(0);
+    await pc.createUser('audrey@example.com', 'audreys first password');
+    expect((await pc.cli(['user', 'set-password', 'audrey@example.com', '--password-stdin'], 'audreys second password\n')).code).toBe(0);
+    // Refused: nothing changed, nothing recorded.
+    expect((await pc.cli(['client', 'disable', 'no-such-client'])).code).toBe(1);
+
+    const listed = await pc.cli(['audit', 'list', '--since', '5m', '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    const events = (JSON.parse(listed.stdout) as { at: string; actor: string; command: string; arguments: string[] }[]).filter((event) => Date.parse(event.at) >= before);
+    const mine = events.filter((event) => event.arguments.includes(client_id) || event.arguments.includes('Audited app') || event.arguments.includes('audrey@example.com') || event.arguments.includes('no-such-client'));
+    expect(mine.map((event) => [event.command, event.arguments])).toEqual([
+      ['client create', ['--name', 'Audited app', '--redirect-uri', REDIRECT_URI, '--json']],
+      ['client disable', [client_id]],
+      ['user create', expect.arrayContaining(['--email', 'audrey@example.com', '--password-stdin'])],
+      ['user set-password', ['audrey@example.com', '--password-stdin']],
+    ]);
+    for (const event of mine) expect(event.actor).toMatch(/^[^@\s]+@[^@\s]+$/);
+    expect(listed.stdout).not.toContain('audreys');
+    const text = await pc.cli(['audit', 'list', '--since', '5m']);
+    expect(text.stdout).toMatch(new RegExp(`^\\S+Z  \\S+@\\S+  portcullis client disable ${client_id.replace(/[-]/g, '\\-')}$`, 'm'));
+    expect(text.stdout).toContain("portcullis client create --name 'Audited app' --redirect-uri");
+    // Older than --since is left out.
+    const recent = JSON.parse((await pc.cli(['audit', 'list', '--since', '0s', '--json'])).stdout) as unknown[];
+    expect(recent).toEqual([]);
+    const bad = await pc.cli(['audit', 'list', '--limit', '0']);
+    expect([bad.code, bad.stderr.split('\n')[0]]).toEqual([2, 'portcullis: --limit must be a whole number from 1 to 10000']);
+  });
+
   it('a value or an argument may begin with "-" (base64url ids, emails, names): each is read as what its place says', async () => {
     const created = await pc.cli(['user', 'create', '--email', '-dash@example.com', '--name', '-Dash-', '--password-stdin', '--json'], 'dashs own password\n');
     expect(created.code, created.stderr).toBe(0);
