@@ -6,7 +6,7 @@ import type { UserListing } from '../accounts/accounts.js';
 import type { ApiView } from '../apis/apis.js';
 import { ClientError, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import { parseDuration, type Config } from '../config.js';
-import { listAdminEvents } from './audit.js';
+import { listAdminEvents } from '../audit/admin-events.js';
 import { keepPublishedFor, listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
 import type { Services } from '../services.js';

@@ -10,7 +10,7 @@ import { MigrationError } from '../persistence/migrations.js';
 import { DatabaseUnavailable } from '../persistence/database.js';
 import { EmbeddedDatabaseBusy } from '../persistence/embedded.js';
 import { openServices, type Services } from '../services.js';
-import { recordAdminEvent } from './audit.js';
+import { recordAdminEvent } from '../audit/admin-events.js';
 import { COMMANDS, READ_ONLY_COMMANDS, type Io } from './commands.js';
 import { USAGE, UsageError, usageOf } from './usage.js';
 import { VERSION } from '../version.js';

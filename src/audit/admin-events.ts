@@ -1,4 +1,4 @@
-// The CLI's audit trail: each command that changed something, recorded in
+// The audit trail of the CLI: each command that changed something, recorded in
 // the database (admin_events) once it succeeded, with who ran it and where.
 import os from 'node:os';
 import type { Prisma } from '../persistence/database.js';
