@@ -1,5 +1,5 @@
 // Each `portcullis` command: parse its options, call a service, print the result.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { codesAndTokens, NOT_TOKENS, type Removed } from '../provider/removed.js';
 import type { UserListing } from '../accounts/accounts.js';
@@ -126,18 +126,27 @@ function registrationOf(values: Record<string, unknown>): ClientChanges {
   };
 }
 
+/** Ten keys of the largest size allowed take a fifth of this: anything bigger is not a key set. */
+const MAX_JWKS_FILE_BYTES = 64 * 1024;
+
 /** The JSON in the file `path` names (a JWK Set, or one JWK; checked by the registration). */
 function jwksFile(path: string): unknown {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(path, 'utf8');
+    // Looked at first: a pipe would be waited on, a huge file read whole.
+    const file = statSync(path);
+    if (!file.isFile()) throw new ClientError(`--jwks-file ${path}: not a file`);
+    if (file.size > MAX_JWKS_FILE_BYTES) throw new ClientError(`--jwks-file ${path}: ${file.size} bytes; a JWK Set of public keys takes far less than ${MAX_JWKS_FILE_BYTES}`);
+    bytes = readFileSync(path);
   } catch (error) {
-    throw new UsageError(`--jwks-file ${path}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    if (error instanceof ClientError) throw error;
+    throw new ClientError(`--jwks-file ${path}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   try {
-    return JSON.parse(text);
+    // UTF-8, a byte order mark ignored (RFC 8259 §8.1: PowerShell writes one).
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes));
   } catch {
-    throw new UsageError(`--jwks-file ${path}: not JSON (a JWK Set, {"keys": [...]}, or one JWK)`);
+    throw new ClientError(`--jwks-file ${path}: not JSON in UTF-8 (a JWK Set, {"keys": [...]}, or one JWK)`);
   }
 }
 
@@ -401,7 +410,7 @@ export const userShow: Command = async (args, open, io) => {
     const granted = [consent.scope, ...Object.entries(consent.apis).map(([api, scope]) => `${api}: ${scope}`)].filter(Boolean).join('; ');
     const until = consent.expires_at ? `, until ${consent.expires_at}` : '';
     // Withdrawn at a sign-out: the app asks again at its next sign-in, but sign-ins from before in other browsers still use it.
-    const withdrawn = consent.withdrawn_at ? `; withdrawn at a sign-out ${consent.withdrawn_at}, still used by earlier sign-ins` : '';
+    const withdrawn = consent.withdrawn_at ? `; withdrawn at a sign-out ${consent.withdrawn_at}: asked for again, but sign-ins from before may still use it` : '';
     io.out(`  ${consent.client_id}  ${consent.client_name ?? '(deleted client)'}  ${granted}  (first given ${consent.first_given_at}${until}${withdrawn})\n`);
   }
 };

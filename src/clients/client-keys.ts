@@ -13,6 +13,12 @@ export const CLIENT_ASSERTION_ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA', 'Ed255
 /** More keys than a rotation needs (the current one, the next, one going) is a mistake, and metadata every lookup reads. */
 const MAX_KEYS = 10;
 const MIN_RSA_BITS = 2048;
+/** Larger is no key anyone uses, and checking its modulus would take the CLI minutes. */
+const MAX_RSA_BITS = 8192;
+
+/** The members holding a key's numbers, by type: base64url without padding (RFC 7518 §2, §6.2.1, §6.3.1; RFC 8037 §2). */
+const NUMBER_MEMBERS: Record<string, string[]> = { RSA: ['n', 'e'], EC: ['x', 'y'], OKP: ['x'] };
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 /** The members of a private or symmetric JWK (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2). */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
@@ -70,6 +76,9 @@ function keyProblem(key: unknown): string | undefined {
   if (key.alg !== undefined && !ALGS_OF[key.kty]!.includes(key.alg as string)) return `is an ${key.kty} key, which does not sign with ${key.alg as string}`;
   if (key.kty === 'EC' && key.crv !== 'P-256') return 'is an EC key on a curve other than P-256 (ES256)';
   if (key.kty === 'OKP' && key.crv !== 'Ed25519') return 'is an OKP key other than Ed25519';
+  // Node's decoder skips what is not base64url: the key would work here, and be stored (and shown) as no JWK.
+  const garbled = NUMBER_MEMBERS[key.kty]!.find((member) => typeof key[member] !== 'string' || !BASE64URL.test(key[member] as string));
+  if (garbled) return `has a "${garbled}" that is not base64url (RFC 7518: A-Z, a-z, 0-9, - and _, no padding)`;
   let parsed;
   try {
     parsed = createPublicKey({ key: key as JsonWebKey, format: 'jwk' });
@@ -77,7 +86,8 @@ function keyProblem(key: unknown): string | undefined {
     return 'is not a valid public key';
   }
   if (key.kty === 'RSA') {
-    if ((parsed.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) return `is an RSA key under ${MIN_RSA_BITS} bits`;
+    const bits = parsed.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) return `is an RSA key of ${bits} bits; use ${MIN_RSA_BITS} to ${MAX_RSA_BITS}`;
     return rsaProblem(fromBase64url(key.n as string), fromBase64url(key.e as string));
   }
   if (key.kty === 'OKP' && hasSmallOrder(Buffer.from(key.x as string, 'base64url'))) return 'is not a usable Ed25519 public key (a point of small order, which verifies forged signatures)';
@@ -85,16 +95,44 @@ function keyProblem(key: unknown): string | undefined {
 }
 
 /**
- * What makes an RSA public key one anybody can forge signatures for: an
- * exponent of 1 (the signature is then the padded digest itself) or any
- * other than NIST's (odd, 65537 up to 2^256: SP 800-56B §6.2.1, which also
- * keeps a verification cheap), or a modulus that is even or prime (no
- * secret factors).
+ * What makes an RSA public key one anybody can forge signatures for, or
+ * that can verify none: an exponent of 1 (the signature is then the padded
+ * digest itself), even, or outside what signers use and OpenSSL takes (odd,
+ * 65537 up to 2^32: SP 800-56B §6.2.1 begins there); a modulus whose
+ * factors are no secret: even, prime, a square, or with a small factor
+ * (every prime under 2^16 is tried).
  */
 function rsaProblem(n: bigint, e: bigint): string | undefined {
-  if (e % 2n === 0n || e < 65537n || e >= 2n ** 256n) return 'is an RSA key whose public exponent is not an odd number from 65537 to 2^256 (use 65537)';
-  if (n % 2n === 0n || checkPrimeSync(n)) return 'is not a usable RSA public key (its modulus is even or prime)';
+  if (e % 2n === 0n || e < 65537n || e >= 2n ** 32n) return 'is an RSA key whose public exponent is not an odd number from 65537 to 2^32 (use 65537)';
+  if (checkPrimeSync(n) || isSquare(n) || SMALL_PRIMES.some((prime) => n % prime === 0n)) {
+    return 'is not a usable RSA public key (its modulus is prime, a square or has a small factor: anyone could sign with it)';
+  }
   return undefined;
+}
+
+/** The primes under 2^16 (2 among them), by a sieve made once. */
+const SMALL_PRIMES: bigint[] = (() => {
+  const limit = 1 << 16;
+  const composite = new Uint8Array(limit);
+  const primes: bigint[] = [];
+  for (let i = 2; i < limit; i++) {
+    if (composite[i]) continue;
+    primes.push(BigInt(i));
+    for (let j = i * i; j < limit; j += i) composite[j] = 1;
+  }
+  return primes;
+})();
+
+/** Whether `n` is a perfect square (Newton's integer square root). */
+function isSquare(n: bigint): boolean {
+  if (n < 2n) return true;
+  let x = 1n << BigInt(Math.ceil(n.toString(2).length / 2));
+  for (;;) {
+    const next = (x + n / x) >> 1n;
+    if (next >= x) break;
+    x = next;
+  }
+  return x * x === n;
 }
 
 function fromBase64url(text: string): bigint {

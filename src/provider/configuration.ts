@@ -140,19 +140,24 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // each assertion is used once, see replay-detection.ts). Discovery
     // advertises only these.
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
-    // A client assertion is for this server only: its audience is our issuer
-    // identifier (alone, or among others, as openid-client v5 sends it), never
-    // an endpoint's address, which another server the client talks to could
-    // name as its own token endpoint and then replay the assertion here (the
-    // audience injection that RFC 7523bis closes). And it is made for the
-    // request: one valid for more than an hour could be kept and used later.
+    // A client assertion is for this server only: its sole audience is our
+    // issuer identifier (RFC 7523bis), never an endpoint's address nor a list
+    // with others, which another server the client talks to could make it
+    // sign (naming an address of ours as its own endpoint) and then replay
+    // here: the audience injection 7523bis closes. And it is made for the
+    // request: one valid for more than an hour, or issued in the future,
+    // could be kept and used later.
     assertJwtClientAuthClaimsAndHeader: async (_ctx, claims) => {
       const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
-      if (!audiences.includes(config.issuer)) {
-        throw new errors.InvalidClientAuth(`the client assertion's audience (aud) must be the issuer identifier, ${config.issuer}`);
+      if (audiences.length !== 1 || audiences[0] !== config.issuer) {
+        throw new errors.InvalidClientAuth(`the client assertion's audience (aud) must be the issuer identifier, ${config.issuer}, alone`);
       }
-      if (typeof claims.exp === 'number' && claims.exp > Date.now() / 1000 + MAX_ASSERTION_LIFETIME) {
+      const now = Date.now() / 1000;
+      if (typeof claims.exp === 'number' && claims.exp > now + MAX_ASSERTION_LIFETIME) {
         throw new errors.InvalidClientAuth('the client assertion expires more than an hour from now (exp): make one for each request');
+      }
+      if (typeof claims.iat === 'number' && claims.iat > now + ASSERTION_CLOCK_SKEW) {
+        throw new errors.InvalidClientAuth('the client assertion was issued in the future (iat)');
       }
     },
     // RFC 8414 §2 reads a missing list as client_secret_basic only. A public
@@ -509,8 +514,10 @@ function asksOnlyForOpenIdScopes(ctx: KoaContextWithOIDC): boolean {
 
 /** See getResourceServerInfo. */
 const MAX_RESOURCES = 20;
+/** How far a client's clock may run ahead of ours, in seconds. */
+const ASSERTION_CLOCK_SKEW = 60;
 /** How far ahead a client assertion may expire, in seconds (clock skew included). */
-const MAX_ASSERTION_LIFETIME = 3600 + 60;
+const MAX_ASSERTION_LIFETIME = 3600 + ASSERTION_CLOCK_SKEW;
 const NOT_AN_API_FOR_THE_CLIENT = 'resource is not a registered API that this client may use';
 
 /**

@@ -1072,7 +1072,7 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     expect(after.sessions).toBe(1);
     expect(after.consents).toHaveLength(1);
     expect(Date.parse(after.consents[0]!.withdrawn_at!)).toBeGreaterThan(Date.now() - 60_000);
-    expect((await pc.cli(['user', 'show', credentials.email])).stdout).toMatch(/; withdrawn at a sign-out \S+, still used by earlier sign-ins\)\n$/);
+    expect((await pc.cli(['user', 'show', credentials.email])).stdout).toMatch(/; withdrawn at a sign-out \S+: asked for again, but sign-ins from before may still use it\)\n$/);
 
     // Signed in longer ago than SESSION_MAX_AGE (30 days here): the server no longer honours it, nor is it counted.
     const db = pc.outsideConnection();

@@ -2,8 +2,8 @@
 // key (private_key_jwt, RFC 7523 §2.2, OIDC Core §9) rather than a shared
 // secret: registered with its public keys, used by openid-client as an app
 // would.
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync, generatePrimeSync, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
@@ -37,6 +37,12 @@ async function keyPair(alg: 'ES256' | 'RS256' | 'EdDSA', kid: string) {
   return { privateKey, kid, alg, publicJwk: { ...(await exportJWK(publicKey)), kid } as JWK };
 }
 
+/** A big number as a JWK holds it (RFC 7518 §2: big-endian, base64url). */
+function bigBase64url(n: bigint): string {
+  const hex = n.toString(16);
+  return Buffer.from(hex.length % 2 ? `0${hex}` : hex, 'hex').toString('base64url');
+}
+
 /** A file holding `content` as JSON, for --jwks-file. */
 function jsonFile(content: unknown): string {
   const file = path.join(dir, `${randomUUID()}.json`);
@@ -64,14 +70,14 @@ function relyingParty(clientId: string, key: { privateKey: CryptoKey; kid: strin
 function assertion(
   clientId: string,
   key: { privateKey: CryptoKey | Uint8Array; kid: string; alg: string },
-  { audience = pc.issuer as string | string[], expiresIn = '1m', withoutJti = false, header = {} as Record<string, unknown> } = {},
+  { audience = pc.issuer as string | string[], expiresIn = '1m', withoutJti = false, header = {} as Record<string, unknown>, issuedAt = undefined as number | undefined } = {},
 ) {
   return new SignJWT(withoutJti ? {} : { jti: randomUUID() })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, ...header })
     .setIssuer(clientId)
     .setSubject(clientId)
     .setAudience(audience)
-    .setIssuedAt()
+    .setIssuedAt(issuedAt)
     .setExpirationTime(expiresIn)
     .sign(key.privateKey);
 }
@@ -141,13 +147,17 @@ describe('private_key_jwt', () => {
     // Nor one meant for another server.
     expect(await clientCredentialsWith(await assertion(created.client_id, key, { audience: 'https://elsewhere.example' }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
 
-    // The audience is this server's issuer identifier: not an endpoint's address, which another
-    // server could have named as its own (audience injection); among others, as openid-client v5 sends it.
-    expect(await clientCredentialsWith(await assertion(created.client_id, key, { audience: `${pc.issuer}/token` }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
-    expect((await clientCredentialsWith(await assertion(created.client_id, key, { audience: [pc.issuer, `${pc.issuer}/token`] }))).status).toBe(200);
+    // The sole audience is this server's issuer identifier (RFC 7523bis): not an endpoint's
+    // address, nor a list that holds one, which another server could have named as its own
+    // and had the client sign for it (audience injection).
+    for (const audience of [`${pc.issuer}/token`, [pc.issuer, `${pc.issuer}/token`], ['https://elsewhere.example', pc.issuer]]) {
+      expect(await clientCredentialsWith(await assertion(created.client_id, key, { audience }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    }
+    expect((await clientCredentialsWith(await assertion(created.client_id, key, { audience: [pc.issuer] }))).status).toBe(200);
     // Made for the request: not valid for hours, and not without a jti to use it once by.
     expect(await clientCredentialsWith(await assertion(created.client_id, key, { expiresIn: '2h' }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
     expect(await clientCredentialsWith(await assertion(created.client_id, key, { withoutJti: true }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    expect(await clientCredentialsWith(await assertion(created.client_id, key, { issuedAt: Math.floor(Date.now() / 1000) + 3600 }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
     // No key but the registered ones: not one the assertion carries, nor the public key used as an HMAC secret, nor none.
     expect(await clientCredentialsWith(await assertion(created.client_id, stranger, { header: { jwk: stranger.publicJwk } }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
     const publicAsSecret = new TextEncoder().encode(JSON.stringify(key.publicJwk));
@@ -204,10 +214,13 @@ describe('private_key_jwt', () => {
       [['--jwks-file', jsonFile({ keys: [{ ...ec.publicJwk, alg: 'RS256' }] })], 'key 1 (kid "ec") is an EC key, which does not sign with RS256'],
       [['--jwks-file', jsonFile({ keys: [ec.publicJwk, ec.publicJwk] })], 'key 2 (kid "ec"): two keys have that kid'],
       [['--jwks-file', jsonFile({ keys: [{ ...ec.publicJwk, x: 'AAAA' }] })], 'key 1 (kid "ec") is not a valid public key'],
-      [['--jwks-file', jsonFile({ keys: [short] })], 'key 1 is an RSA key under 2048 bits'],
+      [['--jwks-file', jsonFile({ keys: [short] })], 'key 1 is an RSA key of 1024 bits; use 2048 to 8192'],
       [['--jwks-file', jsonFile([ec.publicJwk])], 'the keys must be a JWK Set ({"keys": [...]}) or one JWK'],
       // Keys that verify signatures nobody made: an RSA exponent of 1, an Ed25519 point of small order (here the identity).
-      [['--jwks-file', jsonFile({ ...(await keyPair('RS256', 'e1')).publicJwk, e: 'AQ' })], 'key 1 (kid "e1") is an RSA key whose public exponent is not an odd number from 65537 to 2^256 (use 65537)'],
+      // A modulus with a small factor (3 × a 2046-bit prime): its private exponent follows from it.
+      [['--jwks-file', jsonFile({ kty: 'RSA', e: 'AQAB', n: bigBase64url(3n * generatePrimeSync(2046, { bigint: true })) })], 'key 1 is not a usable RSA public key (its modulus is prime, a square or has a small factor: anyone could sign with it)'],
+      [['--jwks-file', jsonFile({ ...ec.publicJwk, x: `${ec.publicJwk.x!.replace(/-/g, '+')}=` })], 'key 1 (kid "ec") has a "x" that is not base64url (RFC 7518: A-Z, a-z, 0-9, - and _, no padding)'],
+      [['--jwks-file', jsonFile({ ...(await keyPair('RS256', 'e1')).publicJwk, e: 'AQ' })], 'key 1 (kid "e1") is an RSA key whose public exponent is not an odd number from 65537 to 2^32 (use 65537)'],
       [['--jwks-file', jsonFile({ kty: 'OKP', crv: 'Ed25519', x: Buffer.from([1, ...new Array<number>(31).fill(0)]).toString('base64url') })], 'key 1 is not a usable Ed25519 public key (a point of small order, which verifies forged signatures)'],
       [['--jwks-file', jsonFile(ec.publicJwk), '--public'], 'a public client has no credentials: keys (--jwks-file) are for a confidential one'],
     ];
@@ -215,9 +228,24 @@ describe('private_key_jwt', () => {
       const result = await pc.cli(['client', 'create', '--name', 'Refused', '--redirect-uri', REDIRECT_URI, ...options.filter((option) => option !== '--public'), ...(options.includes('--public') ? ['--public'] : [])]);
       expect([result.code, result.stderr], options.join(' ')).toEqual([1, `portcullis: ${message}\n`]);
     }
-    const unreadable = await pc.cli(['client', 'create', '--name', 'Refused', '--redirect-uri', REDIRECT_URI, '--jwks-file', path.join(dir, 'missing.json')]);
-    expect(unreadable.code).toBe(2);
-    expect(unreadable.stderr).toContain(`--jwks-file ${path.join(dir, 'missing.json')}: cannot be read (ENOENT)`);
+    // A file that is none, or not a key set: one line each, nothing read that could not be one.
+    const big = path.join(dir, 'big.json');
+    writeFileSync(big, JSON.stringify({ keys: [], padding: 'x'.repeat(70_000) }));
+    const truncated = path.join(dir, 'truncated.json');
+    writeFileSync(truncated, '{"keys": [');
+    for (const [file, message] of [
+      [path.join(dir, 'missing.json'), 'cannot be read (ENOENT)'],
+      [dir, 'not a file'],
+      [big, `${statSync(big).size} bytes; a JWK Set of public keys takes far less than 65536`],
+      [truncated, 'not JSON in UTF-8 (a JWK Set, {"keys": [...]}, or one JWK)'],
+    ] as const) {
+      const result = await pc.cli(['client', 'create', '--name', 'Refused', '--redirect-uri', REDIRECT_URI, '--jwks-file', file]);
+      expect([result.code, result.stderr]).toEqual([1, `portcullis: --jwks-file ${file}: ${message}\n`]);
+    }
+    // A byte order mark (PowerShell writes one) is not the file's content.
+    const marked = path.join(dir, 'marked.json');
+    writeFileSync(marked, `\ufeff${JSON.stringify(ec.publicJwk)}`);
+    expect((await pc.cli(['client', 'create', '--name', 'Marked', '--redirect-uri', REDIRECT_URI, '--jwks-file', marked])).code).toBe(0);
     const clients = JSON.parse((await pc.cli(['client', 'list', '--json'])).stdout) as { client_name: string }[];
     expect(clients.map((client) => client.client_name)).not.toContain('Refused');
   });
