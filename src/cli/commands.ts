@@ -1,5 +1,5 @@
 // Each `portcullis` command: parse its options, call a service, print the result.
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { codesAndTokens, NOT_TOKENS, type Removed } from '../provider/removed.js';
 import type { UserListing } from '../accounts/accounts.js';
@@ -10,6 +10,7 @@ import { listAdminEvents } from '../audit/admin-events.js';
 import { keepPublishedFor, listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
 import type { Services } from '../services.js';
+import { terminalSafe } from '../display-text.js';
 import { UsageError } from './usage.js';
 
 export interface Io {
@@ -39,6 +40,10 @@ function parse(args: string[], options: Options, positionals = 0) {
   // --client -8UZ…`: client ids, base64url, and key ids, JWK thumbprints, may
   // begin with "-"); whatever else there is, and all after a `--`, is an
   // argument. So `client delete -8UZ…` is not taken for a flag.
+  const optionName = (word: string) => {
+    const name = word.startsWith('--') ? word.slice(2).split('=')[0]! : '';
+    return Object.hasOwn(options, name) ? name : undefined;
+  };
   const picked: string[] = [];
   const rest: string[] = [];
   for (let index = 0; index < args.length; index++) {
@@ -47,12 +52,13 @@ function parse(args: string[], options: Options, positionals = 0) {
       rest.push(...args.slice(index + 1));
       break;
     }
-    const name = arg.startsWith('--') ? arg.slice(2).split('=')[0]! : '';
-    const option = Object.hasOwn(options, name) ? options[name] : undefined;
+    const name = optionName(arg);
+    const option = name === undefined ? undefined : options[name];
     if (!option) rest.push(arg);
     else if (option.type !== 'string' || arg.includes('=')) picked.push(arg);
-    else if (index + 1 < args.length) picked.push(`--${name}=${args[++index]}`);
-    else throw new UsageError(`--${name} needs a value`);
+    // Not another of its options: `--name $UNSET --json` must not name it "--json".
+    else if (index + 1 < args.length && args[index + 1] !== '--' && optionName(args[index + 1]!) === undefined) picked.push(`--${name}=${args[++index]}`);
+    else throw new UsageError(`--${name} needs a value${index + 1 < args.length ? ` (one that begins with "--" is written --${name}=VALUE)` : ''}`);
   }
   try {
     parsed = parseArgs({ args: [...picked, '--', ...rest], options, allowPositionals: true, strict: true, tokens: true });
@@ -64,7 +70,7 @@ function parse(args: string[], options: Options, positionals = 0) {
     // An option this command does not take (`keys retire KID --json`) was read as an argument above.
     const option = parsed.positionals.length > positionals ? parsed.positionals.find((arg) => arg.startsWith('--')) : undefined;
     if (option) throw new UsageError(`Unknown option '${option}'`);
-    throw new UsageError(positionals ? `expected ${positionals} argument(s), got ${parsed.positionals.length}` : 'unexpected argument');
+    throw new UsageError(positionals ? `expected ${positionals} argument(s), got ${parsed.positionals.length}` : `unexpected argument '${parsed.positionals[0]}'`);
   }
   return parsed;
 }
@@ -131,16 +137,25 @@ const MAX_JWKS_FILE_BYTES = 64 * 1024;
 
 /** The JSON in the file `path` names (a JWK Set, or one JWK; checked by the registration). */
 function jwksFile(path: string): unknown {
+  const tooLong = (size: string) => new ClientError(`--jwks-file ${path}: ${size} bytes; a JWK Set of public keys takes far less than ${MAX_JWKS_FILE_BYTES}`);
   let bytes: Buffer;
+  let fd: number | undefined;
   try {
-    // Looked at first: a pipe would be waited on, a huge file read whole.
-    const file = statSync(path);
-    if (!file.isFile()) throw new ClientError(`--jwks-file ${path}: not a file`);
-    if (file.size > MAX_JWKS_FILE_BYTES) throw new ClientError(`--jwks-file ${path}: ${file.size} bytes; a JWK Set of public keys takes far less than ${MAX_JWKS_FILE_BYTES}`);
-    bytes = readFileSync(path);
+    fd = openSync(path, 'r');
+    const file = fstatSync(fd);
+    if (file.isDirectory()) throw new ClientError(`--jwks-file ${path}: a directory, not a file`);
+    if (file.isFile() && file.size > MAX_JWKS_FILE_BYTES) throw tooLong(String(file.size));
+    // At most the limit and a byte more, whatever it is: a pipe (`<(...)`, /dev/stdin) says its size only by ending.
+    const buffer = Buffer.alloc(MAX_JWKS_FILE_BYTES + 1);
+    let length = 0;
+    for (let read = -1; read !== 0 && length < buffer.length; length += read) read = readSync(fd, buffer, length, buffer.length - length, null);
+    if (length > MAX_JWKS_FILE_BYTES) throw tooLong(`more than ${MAX_JWKS_FILE_BYTES}`);
+    bytes = buffer.subarray(0, length);
   } catch (error) {
     if (error instanceof ClientError) throw error;
     throw new ClientError(`--jwks-file ${path}: cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
   try {
     // UTF-8, a byte order mark ignored (RFC 8259 §8.1: PowerShell writes one).
@@ -691,19 +706,26 @@ export const auditList: Command = async (args, open, io) => {
   } catch (error) {
     throw new UsageError(`--since: ${(error as Error).message}`);
   }
+  if (seconds > MAX_AUDIT_SECONDS) throw new UsageError('--since goes back at most 36500d');
   const limit = Number((values.limit as string | undefined) ?? '100');
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be a whole number from 1 to 10000');
-  const events = await listAdminEvents((await open()).database.prisma, new Date(Date.now() - seconds * 1000), limit);
-  if (values.json) return io.out(json(events.map((event) => ({ at: event.at.toISOString(), actor: event.actor, command: event.command, arguments: event.arguments }))));
-  if (events.length === 0) return io.out('no changes recorded in that time\n');
-  // The arguments as typed, each quoted where a shell would need it; nothing in them is secret.
-  for (const event of events) io.out(`${event.at.toISOString()}  ${event.actor}  portcullis ${[event.command, ...event.arguments.map(shellWord)].join(' ')}\n`);
+  const events = await listAdminEvents((await open()).database.prisma, seconds, limit);
+  if (values.json) return io.out(json(events.map((event) => ({ ...event, at: event.at.toISOString() }))));
+  if (events.length === 0) return io.out('nothing recorded in that time\n');
+  // The arguments as typed, each quoted where a shell would need it (nothing
+  // in them is secret); whatever could drive the terminal written as its code.
+  for (const event of events) {
+    const line = `${event.at.toISOString()}  ${event.actor}  portcullis ${[event.command, ...event.arguments.map(shellWord)].join(' ')}${event.outcome === 'ok' ? '' : `  (${event.outcome})`}`;
+    io.out(`${terminalSafe(line.replace(/\n/g, '\\u{a}'))}\n`);
+  }
 };
+
+const MAX_AUDIT_SECONDS = 36_500 * 86400;
 
 /** `word` as a shell would need it typed (single-quoted unless plain). */
 const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
 
-/** The commands that change nothing: the audit trail (index.ts) leaves them out; migrations are the server's log's. */
+/** The commands that change nothing: the audit trail (index.ts) leaves them out; migrations are in the server's log. */
 export const READ_ONLY_COMMANDS = new Set(['client list', 'client show', 'api list', 'user list', 'user show', 'keys list', 'audit list', 'migrate']);
 
 export const COMMANDS: Record<string, Command> = {

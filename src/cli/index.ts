@@ -59,8 +59,14 @@ export async function run(argv: string[], io: Io): Promise<number> {
       io.out(usageOf(name));
       return 0;
     }
-    await command(args, async () => (services ??= noteKeyFileMade(await openServices(warnOfTypos(loadConfig()), 'cli'))), io);
-    if (services && !READ_ONLY_COMMANDS.has(name)) await audit(services, name, args);
+    try {
+      await command(args, async () => (services ??= noteKeyFileMade(await openServices(warnOfTypos(loadConfig()), 'cli'))), io);
+    } catch (error) {
+      // Recorded failed too: it may have changed something before it failed (a usage error never reaches the database).
+      if (services && !READ_ONLY_COMMANDS.has(name) && !(error instanceof UsageError)) await audit(services, name, args, `failed: ${(error as Error)?.message ?? String(error)}`);
+      throw error;
+    }
+    if (services && !READ_ONLY_COMMANDS.has(name)) await audit(services, name, args, 'ok');
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
@@ -80,14 +86,15 @@ export async function run(argv: string[], io: Io): Promise<number> {
 }
 
 /**
- * Records a change made (`portcullis audit list`). It is made already: a
- * record that fails is said on stderr, and the command still succeeded.
+ * Records how a command that may change something ended (`portcullis audit
+ * list`). What it did is done: a record that fails is said on stderr, and
+ * the exit code stays the command's.
  */
-async function audit(services: Services, name: string, args: string[]): Promise<void> {
+async function audit(services: Services, name: string, args: string[], outcome: string): Promise<void> {
   try {
-    await recordAdminEvent(services.database.prisma, name, args);
+    await recordAdminEvent(services.database.prisma, name, args, outcome);
   } catch (error) {
-    process.stderr.write(`portcullis: done, but the audit trail could not record it: ${terminalSafe((error as Error).message)}\n`);
+    process.stderr.write(`portcullis: the audit trail could not record this command: ${terminalSafe((error as Error).message)}\n`);
   }
 }
 

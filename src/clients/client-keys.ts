@@ -20,6 +20,9 @@ const MAX_RSA_BITS = 8192;
 const NUMBER_MEMBERS: Record<string, string[]> = { RSA: ['n', 'e'], EC: ['x', 'y'], OKP: ['x'] };
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
+/** Base64url as RFC 7515 §2 has it, in its one spelling: what decodes and encodes back to the same text. */
+const isBase64url = (text: string) => BASE64URL.test(text) && Buffer.from(text, 'base64url').toString('base64url') === text;
+
 /** The members of a private or symmetric JWK (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2). */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
@@ -77,7 +80,7 @@ function keyProblem(key: unknown): string | undefined {
   if (key.kty === 'EC' && key.crv !== 'P-256') return 'is an EC key on a curve other than P-256 (ES256)';
   if (key.kty === 'OKP' && key.crv !== 'Ed25519') return 'is an OKP key other than Ed25519';
   // Node's decoder skips what is not base64url: the key would work here, and be stored (and shown) as no JWK.
-  const garbled = NUMBER_MEMBERS[key.kty]!.find((member) => typeof key[member] !== 'string' || !BASE64URL.test(key[member] as string));
+  const garbled = NUMBER_MEMBERS[key.kty]!.find((member) => typeof key[member] !== 'string' || !isBase64url(key[member] as string));
   if (garbled) return `has a "${garbled}" that is not base64url (RFC 7518: A-Z, a-z, 0-9, - and _, no padding)`;
   let parsed;
   try {
@@ -90,7 +93,7 @@ function keyProblem(key: unknown): string | undefined {
     if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) return `is an RSA key of ${bits} bits; use ${MIN_RSA_BITS} to ${MAX_RSA_BITS}`;
     return rsaProblem(fromBase64url(key.n as string), fromBase64url(key.e as string));
   }
-  if (key.kty === 'OKP' && hasSmallOrder(Buffer.from(key.x as string, 'base64url'))) return 'is not a usable Ed25519 public key (a point of small order, which verifies forged signatures)';
+  if (key.kty === 'OKP') return ed25519Problem(Buffer.from(key.x as string, 'base64url'));
   return undefined;
 }
 
@@ -104,7 +107,8 @@ function keyProblem(key: unknown): string | undefined {
  */
 function rsaProblem(n: bigint, e: bigint): string | undefined {
   if (e % 2n === 0n || e < 65537n || e >= 2n ** 32n) return 'is an RSA key whose public exponent is not an odd number from 65537 to 2^32 (use 65537)';
-  if (checkPrimeSync(n) || isSquare(n) || SMALL_PRIMES.some((prime) => n % prime === 0n)) {
+  // The cheap tests first; then two rounds of Miller-Rabin, which a real modulus fails at once.
+  if (SMALL_PRIMES.some((prime) => n % prime === 0n) || isSquare(n) || checkPrimeSync(n, { checks: 2 })) {
     return 'is not a usable RSA public key (its modulus is prime, a square or has a small factor: anyone could sign with it)';
   }
   return undefined;
@@ -146,31 +150,40 @@ const D = mod(-121665n * inverse(121666n));
 const SQRT_MINUS_ONE = power(2n, (P - 1n) / 4n);
 
 /**
- * Whether the encoded point `x` (32 bytes) is of small order: eight times
- * it is the identity (RFC 8032 §5.1.3 decoding, then three doublings). A
- * public key of small order verifies signatures made without any private
- * key (R the identity, S zero: for every message, or one in eight); an
- * encoding that is no point, or not canonical, is refused with them.
+ * Why the encoded Ed25519 public key `x` (32 bytes) verifies nothing, or
+ * forged signatures, or undefined: it must decode to a point (RFC 8032
+ * §5.1.3, canonically), and not one of small order, eight times which is
+ * the identity (three doublings). A public key of small order verifies
+ * signatures made without any private key (R the identity, S zero: for
+ * every message, or one in eight).
  */
-export function hasSmallOrder(x: Buffer): boolean {
-  if (x.length !== 32) return true;
-  const bytes = Buffer.from(x);
+function ed25519Problem(x: Buffer): string | undefined {
+  const point = decodePoint(x);
+  if (!point) return 'is not a valid Ed25519 public key (no point of the curve, or not in its one encoding)';
+  let multiple = point;
+  for (let i = 0; i < 3; i++) multiple = double(multiple);
+  if (multiple[0] === 0n && multiple[1] === 1n) return 'is not a usable Ed25519 public key (a point of small order, which verifies forged signatures)';
+  return undefined;
+}
+
+/** The point `encoded` stands for (RFC 8032 §5.1.3), or undefined. */
+function decodePoint(encoded: Buffer): [bigint, bigint] | undefined {
+  if (encoded.length !== 32) return undefined;
+  const bytes = Buffer.from(encoded);
   const sign = bytes[31]! >> 7;
   bytes[31]! &= 0x7f;
   const y = BigInt(`0x${Buffer.from(bytes).reverse().toString('hex')}`);
-  if (y >= P) return true;
+  if (y >= P) return undefined;
   const u = mod(y * y - 1n);
   const v = mod(D * y * y + 1n);
-  let root = mod(u * power(v, 3n) * power(u * power(v, 7n), (P - 5n) / 8n));
-  if (mod(v * root * root) !== u) {
-    if (mod(v * root * root) !== mod(-u)) return true; // no point has this y
-    root = mod(root * SQRT_MINUS_ONE);
+  let x = mod(u * power(v, 3n) * power(u * power(v, 7n), (P - 5n) / 8n));
+  if (mod(v * x * x) !== u) {
+    if (mod(v * x * x) !== mod(-u)) return undefined; // no point has this y
+    x = mod(x * SQRT_MINUS_ONE);
   }
-  if (root === 0n && sign === 1) return true;
-  if (Number(root & 1n) !== sign) root = P - root;
-  let point: [bigint, bigint] = [root, y];
-  for (let i = 0; i < 3; i++) point = double(point);
-  return point[0] === 0n && point[1] === 1n;
+  if (x === 0n && sign === 1) return undefined;
+  if (Number(x & 1n) !== sign) x = P - x;
+  return [x, y];
 }
 
 /** Doubling on the (complete) twisted Edwards curve with a = −1. */

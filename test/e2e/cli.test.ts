@@ -537,24 +537,32 @@ describe('portcullis client', () => {
     expect((await pc.cli(['client', 'show', client_id])).code).toBe(0);
     await pc.createUser('audrey@example.com', 'audreys first password');
     expect((await pc.cli(['user', 'set-password', 'audrey@example.com', '--password-stdin'], 'audreys second password\n')).code).toBe(0);
-    // Refused: nothing changed, nothing recorded.
+    // Refused: recorded as failed, with why (a command may fail after changing something).
     expect((await pc.cli(['client', 'disable', 'no-such-client'])).code).toBe(1);
 
     const listed = await pc.cli(['audit', 'list', '--since', '5m', '--json']);
     expect(listed.code, listed.stderr).toBe(0);
-    const events = (JSON.parse(listed.stdout) as { at: string; actor: string; command: string; arguments: string[] }[]).filter((event) => Date.parse(event.at) >= before);
+    const events = (JSON.parse(listed.stdout) as { at: string; actor: string; command: string; arguments: string[]; outcome: string }[]).filter((event) => Date.parse(event.at) >= before);
     const mine = events.filter((event) => event.arguments.includes(client_id) || event.arguments.includes('Audited app') || event.arguments.includes('audrey@example.com') || event.arguments.includes('no-such-client'));
-    expect(mine.map((event) => [event.command, event.arguments])).toEqual([
-      ['client create', ['--name', 'Audited app', '--redirect-uri', REDIRECT_URI, '--json']],
-      ['client disable', [client_id]],
-      ['user create', expect.arrayContaining(['--email', 'audrey@example.com', '--password-stdin'])],
-      ['user set-password', ['audrey@example.com', '--password-stdin']],
+    expect(mine.map((event) => [event.command, event.arguments, event.outcome])).toEqual([
+      ['client create', ['--name', 'Audited app', '--redirect-uri', REDIRECT_URI, '--json'], 'ok'],
+      ['client disable', [client_id], 'ok'],
+      ['user create', expect.arrayContaining(['--email', 'audrey@example.com', '--password-stdin']), 'ok'],
+      ['user set-password', ['audrey@example.com', '--password-stdin'], 'ok'],
+      ['client disable', ['no-such-client'], 'failed: no client with id no-such-client'],
     ]);
     for (const event of mine) expect(event.actor).toMatch(/^[^@\s]+@[^@\s]+$/);
     expect(listed.stdout).not.toContain('audreys');
     const text = await pc.cli(['audit', 'list', '--since', '5m']);
     expect(text.stdout).toMatch(new RegExp(`^\\S+Z  \\S+@\\S+  portcullis client disable ${client_id.replace(/[-]/g, '\\-')}$`, 'm'));
     expect(text.stdout).toContain("portcullis client create --name 'Audited app' --redirect-uri");
+    expect(text.stdout).toMatch(/  portcullis client disable no-such-client  \(failed: no client with id no-such-client\)$/m);
+    // What could drive the terminal is written as its code, on the one line of its event.
+    expect((await pc.cli(['client', 'disable', 'x\n2026-01-01T00:00:00.000Z  root@host  portcullis user delete boss\u001b[2K'])).code).toBe(1);
+    const shown = (await pc.cli(['audit', 'list', '--since', '1m'])).stdout;
+    expect(shown).not.toMatch(/^2026-01-01/m);
+    expect(shown).not.toContain('\u001b');
+    expect(shown).toContain('\\u{a}2026-01-01');
     // Older than --since is left out.
     const recent = JSON.parse((await pc.cli(['audit', 'list', '--since', '0s', '--json'])).stdout) as unknown[];
     expect(recent).toEqual([]);
@@ -577,7 +585,12 @@ describe('portcullis client', () => {
     const unknownClient = await pc.cli(['user', 'revoke', '-dash@example.com', '--client', '-8UZ-not-a-client']);
     expect([unknownClient.code, unknownClient.stderr]).toEqual([1, 'portcullis: no client with id -8UZ-not-a-client\n']);
     const stray = await pc.cli(['user', 'list', 'extra']);
-    expect([stray.code, stray.stderr.split('\n')[0]]).toEqual([2, 'portcullis: unexpected argument']);
+    expect([stray.code, stray.stderr.split('\n')[0]]).toEqual([2, "portcullis: unexpected argument 'extra'"]);
+    // An option's value is not another of its options: an unset shell variable (`--name $NAME --json`) is a usage error.
+    const unset = await pc.cli(['client', 'create', '--name', '--json', '--redirect-uri', REDIRECT_URI]);
+    expect([unset.code, unset.stderr.split('\n')[0]]).toEqual([2, 'portcullis: --name needs a value (one that begins with "--" is written --name=VALUE)']);
+    const written = await pc.cli(['user', 'update', '-dash@example.com', '--name=--Dash--', '--json']);
+    expect([written.code, JSON.parse(written.stdout).name]).toEqual([0, '--Dash--']);
   });
 
   it('an id longer than any client\'s is not found, whichever command is given it, and the message names no driver', async () => {

@@ -647,6 +647,17 @@ describe('RP-initiated logout', () => {
     const rsRp = await oidc.discovery(new URL(pc.issuer), changing.client_id, { client_secret: changing.client_secret, id_token_signed_response_alg: 'RS256' }, undefined, {
       execute: [oidc.allowInsecureRequests],
     });
+    // The server hears of the change from the database (on PostgreSQL, a notification): once its
+    // ID tokens are RS256, the hint below is checked with the new algorithm.
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const request = await authorizationRequest(rsRp, 'openid', { prompt: 'none' });
+      const callback = await visit(ua, request.url);
+      const issued = await oidc.authorizationCodeGrant(rsRp, new URL(callback.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce }).catch(() => undefined);
+      if (issued && decodeProtectedHeader(issued.id_token!).alg === 'RS256') break;
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
 
     // prompt=none naming the person with the earlier token: a code, and an RS256 ID token.
     const silent = await visit(ua, (await authorizationRequest(rsRp, 'openid', { prompt: 'none', id_token_hint: tokens.id_token! })).url);

@@ -2,7 +2,9 @@
 // key (private_key_jwt, RFC 7523 §2.2, OIDC Core §9) rather than a shared
 // secret: registered with its public keys, used by openid-client as an app
 // would.
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, generatePrimeSync, randomUUID } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -220,6 +222,9 @@ describe('private_key_jwt', () => {
       // A modulus with a small factor (3 × a 2046-bit prime): its private exponent follows from it.
       [['--jwks-file', jsonFile({ kty: 'RSA', e: 'AQAB', n: bigBase64url(3n * generatePrimeSync(2046, { bigint: true })) })], 'key 1 is not a usable RSA public key (its modulus is prime, a square or has a small factor: anyone could sign with it)'],
       [['--jwks-file', jsonFile({ ...ec.publicJwk, x: `${ec.publicJwk.x!.replace(/-/g, '+')}=` })], 'key 1 (kid "ec") has a "x" that is not base64url (RFC 7518: A-Z, a-z, 0-9, - and _, no padding)'],
+      // Base64url in its one spelling: "AQB" decodes as "AQA" does (unused bits set), and would be stored so.
+      [['--jwks-file', jsonFile({ ...(await keyPair('RS256', 'spelt')).publicJwk, e: 'AQB' })], 'key 1 (kid "spelt") has a "e" that is not base64url (RFC 7518: A-Z, a-z, 0-9, - and _, no padding)'],
+      [['--jwks-file', jsonFile({ kty: 'OKP', crv: 'Ed25519', x: Buffer.alloc(32, 0xff).toString('base64url') })], 'key 1 is not a valid Ed25519 public key (no point of the curve, or not in its one encoding)'],
       [['--jwks-file', jsonFile({ ...(await keyPair('RS256', 'e1')).publicJwk, e: 'AQ' })], 'key 1 (kid "e1") is an RSA key whose public exponent is not an odd number from 65537 to 2^32 (use 65537)'],
       [['--jwks-file', jsonFile({ kty: 'OKP', crv: 'Ed25519', x: Buffer.from([1, ...new Array<number>(31).fill(0)]).toString('base64url') })], 'key 1 is not a usable Ed25519 public key (a point of small order, which verifies forged signatures)'],
       [['--jwks-file', jsonFile(ec.publicJwk), '--public'], 'a public client has no credentials: keys (--jwks-file) are for a confidential one'],
@@ -235,13 +240,22 @@ describe('private_key_jwt', () => {
     writeFileSync(truncated, '{"keys": [');
     for (const [file, message] of [
       [path.join(dir, 'missing.json'), 'cannot be read (ENOENT)'],
-      [dir, 'not a file'],
+      [dir, 'a directory, not a file'],
       [big, `${statSync(big).size} bytes; a JWK Set of public keys takes far less than 65536`],
       [truncated, 'not JSON in UTF-8 (a JWK Set, {"keys": [...]}, or one JWK)'],
     ] as const) {
       const result = await pc.cli(['client', 'create', '--name', 'Refused', '--redirect-uri', REDIRECT_URI, '--jwks-file', file]);
       expect([result.code, result.stderr]).toEqual([1, `portcullis: --jwks-file ${file}: ${message}\n`]);
     }
+    // A pipe is read as a file is (bash's <(...) is one).
+    const fifo = path.join(dir, 'keys.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const [piped] = await Promise.all([
+      pc.cli(['client', 'create', '--name', 'Piped', '--redirect-uri', REDIRECT_URI, '--jwks-file', fifo, '--json']),
+      writeFile(fifo, JSON.stringify(ec.publicJwk)),
+    ]);
+    expect(piped.code, piped.stderr).toBe(0);
+    expect(JSON.parse(piped.stdout)).toMatchObject({ jwks: { keys: [ec.publicJwk] } });
     // A byte order mark (PowerShell writes one) is not the file's content.
     const marked = path.join(dir, 'marked.json');
     writeFileSync(marked, `\ufeff${JSON.stringify(ec.publicJwk)}`);
