@@ -538,25 +538,26 @@ describe('portcullis client', () => {
     await pc.createUser('audrey@example.com', 'audreys first password');
     expect((await pc.cli(['user', 'set-password', 'audrey@example.com', '--password-stdin'], 'audreys second password\n')).code).toBe(0);
     // Refused: recorded as failed, with why (a command may fail after changing something).
-    expect((await pc.cli(['client', 'disable', 'no-such-client'])).code).toBe(1);
+    const unknownId = `no-such-client-${randomBytes(4).toString('hex')}`;
+    expect((await pc.cli(['client', 'disable', unknownId])).code).toBe(1);
 
     const listed = await pc.cli(['audit', 'list', '--since', '5m', '--json']);
     expect(listed.code, listed.stderr).toBe(0);
     const events = (JSON.parse(listed.stdout) as { at: string; actor: string; command: string; arguments: string[]; outcome: string }[]).filter((event) => Date.parse(event.at) >= before);
-    const mine = events.filter((event) => event.arguments.includes(client_id) || event.arguments.includes('Audited app') || event.arguments.includes('audrey@example.com') || event.arguments.includes('no-such-client'));
+    const mine = events.filter((event) => event.arguments.includes(client_id) || event.arguments.includes('Audited app') || event.arguments.includes('audrey@example.com') || event.arguments.includes(unknownId));
     expect(mine.map((event) => [event.command, event.arguments, event.outcome])).toEqual([
       ['client create', ['--name', 'Audited app', '--redirect-uri', REDIRECT_URI, '--json'], 'ok'],
       ['client disable', [client_id], 'ok'],
       ['user create', expect.arrayContaining(['--email', 'audrey@example.com', '--password-stdin']), 'ok'],
       ['user set-password', ['audrey@example.com', '--password-stdin'], 'ok'],
-      ['client disable', ['no-such-client'], 'failed: no client with id no-such-client'],
+      ['client disable', [unknownId], `failed: no client with id ${unknownId}`],
     ]);
     for (const event of mine) expect(event.actor).toMatch(/^[^@\s]+@[^@\s]+$/);
     expect(listed.stdout).not.toContain('audreys');
     const text = await pc.cli(['audit', 'list', '--since', '5m']);
     expect(text.stdout).toMatch(new RegExp(`^\\S+Z  \\S+@\\S+  portcullis client disable ${client_id.replace(/[-]/g, '\\-')}$`, 'm'));
     expect(text.stdout).toContain("portcullis client create --name 'Audited app' --redirect-uri");
-    expect(text.stdout).toMatch(/  portcullis client disable no-such-client  \(failed: no client with id no-such-client\)$/m);
+    expect(text.stdout).toContain(`  portcullis client disable ${unknownId}  (failed: no client with id ${unknownId})\n`);
     // What could drive the terminal is written as its code, on the one line of its event.
     expect((await pc.cli(['client', 'disable', 'x\n2026-01-01T00:00:00.000Z  root@host  portcullis user delete boss\u001b[2K'])).code).toBe(1);
     const shown = (await pc.cli(['audit', 'list', '--since', '1m'])).stdout;
