@@ -118,6 +118,7 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
     if (ctx.status === 200 && ctx.body === '') ctx.body = {};
   }
   useInvalidClientWithoutCredentials(ctx);
+  useInvalidClientForUnreadableAssertions(ctx);
   sayWhenTheBodyHadNoType(ctx);
 }
 
@@ -365,6 +366,22 @@ function useInvalidClientWithoutCredentials(ctx: KoaContextWithOIDC): void {
   ctx.status = 401;
   ctx.body = { error: 'invalid_client', error_description: description };
   ctx.set('WWW-Authenticate', `Basic realm="${ctx.oidc.issuer}"`);
+}
+
+/** The library's words for a client_assertion that is no JWT (lib/shared/client_auth.js). */
+const UNREADABLE_ASSERTION = 'invalid client_assertion format';
+
+/**
+ * RFC 7523 §3.2: a client assertion that is not valid is answered
+ * invalid_client, whatever is wrong with it; the library answers one that is
+ * not even a JWT invalid_request (every other fault of an assertion is
+ * invalid_client already).
+ */
+function useInvalidClientForUnreadableAssertions(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as { error?: string; error_description?: string } | undefined;
+  if (ctx.status !== 400 || body?.error !== 'invalid_request' || body.error_description !== UNREADABLE_ASSERTION) return;
+  ctx.status = 401;
+  ctx.body = { error: 'invalid_client', error_description: 'the client_assertion is not a JWT' };
 }
 
 /**

@@ -164,6 +164,8 @@ describe('private_key_jwt', () => {
     expect(await clientCredentialsWith(await assertion(created.client_id, stranger, { header: { jwk: stranger.publicJwk } }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
     const publicAsSecret = new TextEncoder().encode(JSON.stringify(key.publicJwk));
     expect(await clientCredentialsWith(await assertion(created.client_id, { privateKey: publicAsSecret, kid: key.kid, alg: 'HS256' }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    // Not even a JWT: invalid_client too (RFC 7523 §3.2), not invalid_request.
+    expect(await clientCredentialsWith('not-a-jwt')).toEqual({ status: 401, body: { error: 'invalid_client', error_description: 'the client_assertion is not a JWT' } });
     const now = Math.floor(Date.now() / 1000);
     const none = unsigned({ iss: created.client_id, sub: created.client_id, aud: pc.issuer, jti: randomUUID(), iat: now, exp: now + 60 });
     expect(await clientCredentialsWith(none)).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
