@@ -364,12 +364,15 @@ export const userCreate: Command = async (args, open, io) => {
   // Passwords come only from stdin: arguments are visible to every user of the machine.
   if (!values['password-stdin']) throw new UsageError('--password-stdin is required (pipe the password in)');
   const password = await passwordFromStdin(io);
-  const user = await (await open()).accounts.create({
+  const services = await open();
+  const user = await services.accounts.create({
     email,
     name: values.name as string | undefined,
     password,
     emailVerified: Boolean(values['email-verified']),
   });
+  // Guesses made at this address before the account existed are not the new account's.
+  await services.signInThrottle.forgive(user.email);
   if (values.json) return io.out(json({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified }));
   io.out(`created user ${user.email} (${user.id})\n`);
 };
@@ -522,7 +525,10 @@ export const userEnable: Command = async (args, open, io) => {
 
 export const userDelete: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
-  const { user, removed } = await (await open()).accounts.delete(positionals[0]!);
+  const services = await open();
+  const { user, removed } = await services.accounts.delete(positionals[0]!);
+  // Nor are the deleted account's: one made again with the address starts clean.
+  await services.signInThrottle.forgive(user.email);
   if (values.json) return io.out(removedJson(user, removed));
   const ended = describeRemoved(removed);
   io.out(`deleted user ${user.email} (${user.id})${ended ? `; ended ${ended}` : ''}\n`);

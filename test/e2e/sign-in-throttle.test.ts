@@ -94,6 +94,19 @@ it('treats an unknown email the same, so the refusal reveals no accounts', async
   expectRefused(await attempt('203.0.113.11', 'nobody@example.com', 'a guess'));
 });
 
+it('an account made, or deleted, with the CLI does not inherit the guesses made at its address before', async () => {
+  const nadia = { email: 'nadia@example.com', password: 'nadias long password' };
+  for (let i = 0; i < 3; i++) expect(signInRefusal(await attempt('203.0.113.20', nadia.email, 'a guess'))).toBe('wrong_credentials');
+  expectRefused(await attempt('203.0.113.21', nadia.email, nadia.password));
+  await pc.createUser(nadia.email, nadia.password);
+  expect(pageKind(await attempt('203.0.113.22', nadia.email, nadia.password))).toBe('consent');
+  // Guessed at again, then deleted and made anew (a mistyped account, say): the new one starts clean.
+  for (let i = 0; i < 3; i++) expect(signInRefusal(await attempt('203.0.113.23', nadia.email, 'a guess'))).toBe('wrong_credentials');
+  expect((await pc.cli(['user', 'delete', nadia.email])).code).toBe(0);
+  await pc.createUser(nadia.email, 'nadias second password');
+  expect(pageKind(await attempt('203.0.113.24', nadia.email, 'nadias second password'))).toBe('consent');
+});
+
 it('refuses an address that tries too many emails, even with a right password; other addresses are not affected', async () => {
   for (let i = 0; i < 5; i++) expect(signInRefusal(await attempt('198.51.100.9', `guess${i}@example.com`, 'a guess'))).toBe('wrong_credentials');
   const logged = pc.log.length;
