@@ -48,7 +48,7 @@ const MAX_TIMER_SECONDS = 24 * 86400;
 // A lifetime ends at a date PostgreSQL can store (its timestamps stop at year
 // 294276, but a year beyond 9999 is refused when written as ISO text) and the
 // library can compute: far above any sensible value, far below the failures.
-const MAX_LIFETIME_SECONDS = 36_500 * 86400;
+export const MAX_LIFETIME_SECONDS = 36_500 * 86400;
 
 const duration = (fallback: string, { min = 1, max = MAX_LIFETIME_SECONDS }: { min?: number; max?: number } = {}) =>
   z

@@ -5,7 +5,7 @@ import { codesAndTokens, NOT_TOKENS, type Removed } from '../provider/removed.js
 import type { UserListing } from '../accounts/accounts.js';
 import type { ApiView } from '../apis/apis.js';
 import { ClientError, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
-import { parseDuration, type Config } from '../config.js';
+import { MAX_LIFETIME_SECONDS, parseDuration, type Config } from '../config.js';
 import { listAdminEvents } from '../audit/admin-events.js';
 import { keepPublishedFor, listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
@@ -246,7 +246,6 @@ const clientJson = (client: ClientView) => ({
   token_endpoint_auth_method: client.authMethod,
   // Public keys only (client-keys.ts): nothing secret is printed.
   ...(client.jwks ? { jwks: client.jwks } : {}),
-
   redirect_uris: client.redirectUris,
   post_logout_redirect_uris: client.postLogoutRedirectUris,
   grant_types: client.grantTypes,
@@ -712,7 +711,7 @@ export const auditList: Command = async (args, open, io) => {
   } catch (error) {
     throw new UsageError(`--since: ${(error as Error).message}`);
   }
-  if (seconds > MAX_AUDIT_SECONDS) throw new UsageError('--since goes back at most 36500d');
+  if (seconds > MAX_LIFETIME_SECONDS) throw new UsageError('--since goes back at most 36500d');
   const limit = Number((values.limit as string | undefined) ?? '100');
   if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be a whole number from 1 to 10000');
   const events = await listAdminEvents((await open()).database.prisma, seconds, limit);
@@ -725,8 +724,6 @@ export const auditList: Command = async (args, open, io) => {
     io.out(`${terminalSafe(line.replace(/\n/g, '\\u{a}'))}\n`);
   }
 };
-
-const MAX_AUDIT_SECONDS = 36_500 * 86400;
 
 /** `word` as a shell would need it typed (single-quoted unless plain). */
 const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);

@@ -22,7 +22,6 @@ export function renderPage(page: PageContext, view: string, data: Record<string,
 
 /** An isolated name inside a sentence (FSI … PDI, see error-pages.ts); one never holds either (display-text.ts). */
 const ISOLATED = /\u2068([^\u2068\u2069]*)\u2069/g;
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
 /**
  * `text` for the page (escaped), its isolated names as <bdi> elements: the
@@ -31,7 +30,8 @@ const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;'
  * holds no markup, keeps the marks.
  */
 export function isolatesAsElements(text: string): string {
-  return text.replace(/[&<>"']/g, (character) => ESCAPES[character]!).replace(ISOLATED, '<bdi>$1</bdi>');
+  // Escaped as `<%=` escapes, the marks left as they are (they are not markup).
+  return eta.config.escapeFunction(text).replace(ISOLATED, '<bdi>$1</bdi>');
 }
 
 /**
