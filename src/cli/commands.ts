@@ -112,6 +112,7 @@ const REGISTRATION_OPTIONS = {
   'policy-uri': { type: 'string' },
   'tos-uri': { type: 'string' },
   'jwks-file': { type: 'string' },
+  'backchannel-logout-uri': { type: 'string' },
   json: { type: 'boolean' },
 } as const satisfies Options;
 
@@ -129,6 +130,7 @@ function registrationOf(values: Record<string, unknown>): ClientChanges {
     policyUri: values['policy-uri'] as string | undefined,
     tosUri: values['tos-uri'] as string | undefined,
     jwks: values['jwks-file'] === undefined ? undefined : jwksFile(values['jwks-file'] as string),
+    backchannelLogoutUri: values['backchannel-logout-uri'] as string | undefined,
   };
 }
 
@@ -257,6 +259,8 @@ const clientJson = (client: ClientView) => ({
   client_uri: client.clientUri,
   policy_uri: client.policyUri,
   tos_uri: client.tosUri,
+  backchannel_logout_uri: client.backchannelLogoutUri,
+  ...(client.backchannelLogoutUri ? { backchannel_logout_session_required: true } : {}),
   created_at: client.createdAt.toISOString(),
   disabled_at: client.disabledAt?.toISOString() ?? null,
 });
@@ -292,6 +296,7 @@ export const clientShow: Command = async (args, open, io) => {
       ['client URI', shown.client_uri],
       ['policy URI', shown.policy_uri],
       ['terms URI', shown.tos_uri],
+      ['back-channel logout', shown.backchannel_logout_uri],
       ['created', shown.created_at],
       ['disabled', shown.disabled_at ?? undefined],
       ['consented', `${client.consentedUsers} ${client.consentedUsers === 1 ? 'person' : 'people'}`],

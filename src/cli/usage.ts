@@ -5,18 +5,21 @@ Clients
                 [--post-logout-redirect-uri URI ...] [--grant-type TYPE ...]
                 [--scope "openid profile email offline_access"] [--scope ...] [--public | --native]
                 [--id-token-alg ES256|EdDSA|RS256] [--logo-uri URI] [--client-uri URI]
-                [--policy-uri URI] [--tos-uri URI] [--jwks-file PATH] [--json]
+                [--policy-uri URI] [--tos-uri URI] [--jwks-file PATH]
+                [--backchannel-logout-uri URI] [--json]
                                             --id-token-alg: RS256 (the default) or SIGNING_ALG's;
                                             --jwks-file: authenticates with its keys (a JWK Set of
-                                            public keys; private_key_jwt), not a secret
+                                            public keys; private_key_jwt), not a secret;
+                                            --backchannel-logout-uri: told when a person's session
+                                            with it ends here (OpenID Back-Channel Logout)
   client list [--json]
   client show CLIENT_ID [--json]           its registration, and how many people consented to it
   client update CLIENT_ID [--name NAME] [--redirect-uri URI ...] [--post-logout-redirect-uri URI ...]
                 [--grant-type TYPE ...] [--scope SCOPES ...] [--id-token-alg ALG] [--logo-uri URI]
                 [--client-uri URI] [--policy-uri URI] [--tos-uri URI]
-                [--jwks-file PATH] [--json]
+                [--jwks-file PATH] [--backchannel-logout-uri URI] [--json]
                                             what is given replaces what was registered ("" removes
-                                            a shown URI); the id and secret stay, and what was
+                                            a shown or back-channel URI); the id and secret stay, and what was
                                             issued within the new registration; new keys only for a
                                             client made with keys
   client disable CLIENT_ID [--json]        refuses the client everywhere, and ends its codes and

@@ -37,11 +37,16 @@ export interface NewClient {
    * Absent: a secret.
    */
   jwks?: unknown;
+  /**
+   * Where the server POSTs a logout token when the person's session with the
+   * app ends at the server (OpenID Connect Back-Channel Logout 1.0).
+   */
+  backchannelLogoutUri?: string;
 }
 
 /** What `client update` may change; absent: kept. An empty shown address removes it. */
 export type ClientChanges = Partial<
-  Pick<NewClient, 'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'grantTypes' | 'scope' | 'idTokenSignedResponseAlg' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri' | 'jwks'>
+  Pick<NewClient, 'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'grantTypes' | 'scope' | 'idTokenSignedResponseAlg' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri' | 'jwks' | 'backchannelLogoutUri'>
 >;
 
 export interface CreatedClient {
@@ -67,6 +72,7 @@ export interface ClientView {
   clientUri?: string;
   policyUri?: string;
   tosUri?: string;
+  backchannelLogoutUri?: string;
   createdAt: Date;
   /** Since when `client disable` has it refused (see Clients.disable). */
   disabledAt?: Date;
@@ -103,6 +109,14 @@ export interface StoredMetadata {
   policy_uri?: string;
   tos_uri?: string;
   id_token_signed_response_alg?: string;
+  backchannel_logout_uri?: string;
+  /**
+   * Always true beside a backchannel_logout_uri: the logout token names the
+   * session (`sid`), as the app's ID tokens do, so that an app can end the
+   * one local session it made from that sign-in rather than every session of
+   * the person (Back-Channel Logout §2.4).
+   */
+  backchannel_logout_session_required?: true;
 }
 
 export const DEFAULT_SCOPE = 'openid profile email offline_access';
@@ -196,6 +210,23 @@ function checkNativeRedirectUri(uri: string, what: string): string {
   return uri;
 }
 
+/**
+ * Where logout tokens are POSTed: an address the app's server answers on,
+ * often inside the operator's network (the operator registers it, so private
+ * addresses are allowed: see backchannelFetch in provider/configuration.ts).
+ * Only for a confidential client: a public one (a browser or native app) has
+ * no server of its own to be told; and http, which §2.2 of Back-Channel
+ * Logout allows for confidential clients only, is allowed to any host (a
+ * logout token is signed and ends sessions only).
+ */
+function checkBackchannelLogoutUri(uri: string, isPublic: boolean): string {
+  const what = 'back-channel logout URI';
+  const url = new URL(checkWebUri(uri, what));
+  if (url.username || url.password) throw new ClientError(`${what} "${uri}" must not hold a user name or password`);
+  if (isPublic) throw new ClientError(`a public or native client has no server to receive logout tokens: --backchannel-logout-uri is for a confidential one`);
+  return uri;
+}
+
 const MAX_CLIENT_NAME_LENGTH = 200;
 
 /**
@@ -231,6 +262,7 @@ function toView(row: { clientId: string; name: string; metadata: unknown; client
     clientUri: metadata.client_uri,
     policyUri: metadata.policy_uri,
     tosUri: metadata.tos_uri,
+    backchannelLogoutUri: metadata.backchannel_logout_uri,
     createdAt: row.createdAt,
     ...(row.disabledAt ? { disabledAt: row.disabledAt } : {}),
   };
@@ -308,6 +340,7 @@ export class Clients {
       clientUri: changes.clientUri !== undefined ? orUnset(changes.clientUri) : stored.client_uri,
       policyUri: changes.policyUri !== undefined ? orUnset(changes.policyUri) : stored.policy_uri,
       tosUri: changes.tosUri !== undefined ? orUnset(changes.tosUri) : stored.tos_uri,
+      backchannelLogoutUri: changes.backchannelLogoutUri !== undefined ? orUnset(changes.backchannelLogoutUri) : stored.backchannel_logout_uri,
     }, {
       name: changes.name === undefined,
       redirectUris: changes.redirectUris === undefined,
@@ -316,6 +349,7 @@ export class Clients {
       clientUri: changes.clientUri === undefined,
       policyUri: changes.policyUri === undefined,
       tosUri: changes.tosUri === undefined,
+      backchannelLogoutUri: changes.backchannelLogoutUri === undefined,
     });
     if (changes.scope === undefined) {
       // The API scopes stay as resolved when they were given (see StoredMetadata.api_scopes_by_api).
@@ -375,7 +409,7 @@ export class Clients {
   /** A registration's checked name and metadata, for create() and update(). */
   private async registration(
     input: NewClient,
-    kept: Partial<Record<'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri', boolean>> = {},
+    kept: Partial<Record<'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri' | 'backchannelLogoutUri', boolean>> = {},
   ): Promise<{ name: string; metadata: StoredMetadata; isPublic: boolean }> {
     const name = input.name.trim();
     if (!name) throw new ClientError('a client needs a name');
@@ -425,6 +459,12 @@ export class Clients {
       ...(input.clientUri ? { client_uri: kept.clientUri ? input.clientUri : checkShownUri(input.clientUri, 'client URI') } : {}),
       ...(input.policyUri ? { policy_uri: kept.policyUri ? input.policyUri : checkShownUri(input.policyUri, 'policy URI') } : {}),
       ...(input.tosUri ? { tos_uri: kept.tosUri ? input.tosUri : checkShownUri(input.tosUri, 'terms of service URI') } : {}),
+      ...(input.backchannelLogoutUri
+        ? {
+            backchannel_logout_uri: kept.backchannelLogoutUri ? input.backchannelLogoutUri : checkBackchannelLogoutUri(input.backchannelLogoutUri, isPublic),
+            backchannel_logout_session_required: true as const,
+          }
+        : {}),
     };
     return { name, metadata, isPublic };
   }

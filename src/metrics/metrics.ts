@@ -13,6 +13,8 @@ import { VERSION } from '../version.js';
 const SIGN_IN_OUTCOMES = ['success', 'wrong_credentials', 'throttled', 'refused'] as const;
 const CONSENT_DECISIONS = ['allow', 'deny'] as const;
 const REVOCATION_REASONS = ['replay', 'other'] as const;
+/** How a logout token POSTed to an app's back-channel logout URI fared: answered 200 or 204, or not (any other answer, no answer within 2.5 s). */
+const BACKCHANNEL_OUTCOMES = ['delivered', 'failed'] as const;
 export type SignInOutcome = (typeof SIGN_IN_OUTCOMES)[number];
 export type ConsentDecision = (typeof CONSENT_DECISIONS)[number];
 
@@ -133,6 +135,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly backchannelLogouts = new Counter({
+    name: 'portcullis_backchannel_logouts_total',
+    help: 'Logout tokens POSTed to apps\' back-channel logout URIs at a sign-out, by outcome: delivered (200 or 204) or failed (another answer, or none within 2.5 s; the log names the app).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   // Named before disk space counted too; the name stays, as dashboards and alerts use it.
   private readonly unavailable = new Counter({
     name: 'portcullis_database_unreachable_total',
@@ -150,6 +159,7 @@ export class Metrics {
     for (const outcome of SIGN_IN_OUTCOMES) this.signIns.inc({ outcome }, 0);
     for (const decision of CONSENT_DECISIONS) this.consents.inc({ decision }, 0);
     for (const reason of REVOCATION_REASONS) this.grantsRevoked.inc({ reason }, 0);
+    for (const outcome of BACKCHANNEL_OUTCOMES) this.backchannelLogouts.inc({ outcome }, 0);
     new Gauge({
       name: 'portcullis_build_info',
       help: 'The running version of Portcullis (always 1).',
@@ -202,6 +212,10 @@ export class Metrics {
 
   grantRevoked(reason: (typeof REVOCATION_REASONS)[number]): void {
     this.grantsRevoked.inc({ reason });
+  }
+
+  backchannelLogout(outcome: (typeof BACKCHANNEL_OUTCOMES)[number]): void {
+    this.backchannelLogouts.inc({ outcome });
   }
 
   databaseUnavailable(): void {

@@ -19,6 +19,7 @@ import { OIDC_CLAIMS, OIDC_SCOPES, onlyOpenIdConnectScopes } from '../oidc-scope
 import type { Prisma, Sql } from '../persistence/database.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
+import { backchannelFetch } from './backchannel-logout.js';
 import { ArtifactAdapter, signInOf, withdrawnAt, type SignInEnded } from './adapter.js';
 import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
@@ -394,7 +395,13 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           });
         },
       },
+      // Apps that registered a back-channel logout URI are told, with a
+      // logout token naming the person and the session (`sid`, which their
+      // ID tokens carry too), when the session with them ends at a sign-out
+      // here: see backchannel-logout.ts.
+      backchannelLogout: { enabled: true },
     },
+    fetch: backchannelFetch,
     interactions: { policy: interactionPolicyWithAccountSelection(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     // Refresh tokens: with offline_access, for clients allowed the grant; a
     // new one on every use, and a reused one revokes its sign-in's tokens

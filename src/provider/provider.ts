@@ -6,6 +6,7 @@
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
 import { ArtifactAdapter, grantKeptAtSignOut } from './adapter.js';
+import { reportBackchannelLogouts } from './backchannel-logout.js';
 import { adaptClientModel } from './client-model.js';
 import { codesForRegisteredAddresses, idTokenHintsOfEarlierAlgorithms, refreshTokensWhileOffline } from './registration-changes.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
@@ -47,6 +48,7 @@ export function createProvider(services: ProviderServices): Provider {
   checkReplaysAtomically(provider, new ArtifactAdapter('ReplayDetection', services.sql));
 
   if (services.metrics) countRequests(provider, services.metrics);
+  reportBackchannelLogouts(provider, services.logger, services.metrics);
 
   const answerForAccessTokenJwt = introspectStructuredTokens(
     services.signingKeys,

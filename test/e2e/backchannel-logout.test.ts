@@ -1,0 +1,244 @@
+// OpenID Connect Back-Channel Logout 1.0: apps that registered a back-channel
+// logout URI are told, server to server, when a person's session with them
+// ends at a sign-out here. The apps' receiving end is a real HTTP server; the
+// logout tokens are checked with jose against the published JWKS, as an app
+// would check them (§2.6).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { authorizationRequest, discover, logIn, POST_LOGOUT_URI, REDIRECT_URI, visit } from '../support/relying-party.js';
+import { UserAgent, type Page } from '../support/user-agent.js';
+
+const bob = { email: 'bob@example.com', password: 'a long enough password' };
+const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+
+interface Delivery {
+  path: string;
+  contentType: string | undefined;
+  body: string;
+}
+
+let pc: TestPortcullis;
+let apps: http.Server;
+let appsBase: string;
+/** Where a closed port is: an app whose server is down. */
+let downBase: string;
+const delivered: Delivery[] = [];
+
+let calendar: { client_id: string; client_secret?: string };
+let notes: { client_id: string; client_secret?: string };
+let plain: { client_id: string; client_secret?: string };
+let calendarApp: oidc.Configuration;
+let notesApp: oidc.Configuration;
+let plainApp: oidc.Configuration;
+
+async function createClient(name: string, ...extra: string[]) {
+  const result = await pc.cli(['client', 'create', '--name', name, '--redirect-uri', REDIRECT_URI, '--post-logout-redirect-uri', POST_LOGOUT_URI, '--scope', 'openid email', ...extra, '--json']);
+  expect(result.stderr).toBe('');
+  return JSON.parse(result.stdout) as { client_id: string; client_secret?: string; backchannel_logout_uri?: string; backchannel_logout_session_required?: boolean };
+}
+
+beforeAll(async () => {
+  // The apps' servers: each path answers as one app's would; /broken fails.
+  apps = http.createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => (body += chunk));
+    request.on('end', () => {
+      delivered.push({ path: request.url ?? '', contentType: request.headers['content-type'], body });
+      response.statusCode = request.url === '/broken' ? 500 : 200;
+      response.end();
+    });
+  });
+  await new Promise<void>((resolve) => apps.listen(0, '127.0.0.1', resolve));
+  appsBase = `http://127.0.0.1:${(apps.address() as AddressInfo).port}`;
+  const closed = http.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  downBase = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+  await new Promise((resolve) => closed.close(resolve));
+
+  pc = await startPortcullis({ LOG_LEVEL: 'info', METRICS_PORT: String(await freePort()) });
+  await pc.createUser(bob.email, bob.password, 'Bob');
+  calendar = await createClient('Calendar', '--backchannel-logout-uri', `${appsBase}/calendar/logout?tenant=1`);
+  notes = await createClient('Notes', '--backchannel-logout-uri', `${appsBase}/notes`);
+  plain = await createClient('Plain');
+  calendarApp = await discover(pc.issuer, calendar.client_id, calendar.client_secret);
+  notesApp = await discover(pc.issuer, notes.client_id, notes.client_secret);
+  plainApp = await discover(pc.issuer, plain.client_id, plain.client_secret);
+});
+
+beforeEach(() => {
+  delivered.length = 0;
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+  await new Promise((resolve) => apps?.close(resolve));
+});
+
+/** The logout token an app received, checked as §2.6 asks an app to check it, and its claims. */
+async function verifiedLogoutToken(delivery: Delivery, clientId: string) {
+  expect(delivery.contentType).toBe('application/x-www-form-urlencoded');
+  const form = new URLSearchParams(delivery.body);
+  expect([...form.keys()]).toEqual(['logout_token']);
+  const token = form.get('logout_token')!;
+  expect(decodeProtectedHeader(token).typ).toBe('logout+jwt');
+  const jwks = createRemoteJWKSet(new URL(`${pc.issuer}/jwks`));
+  const { payload } = await jwtVerify(token, jwks, { issuer: pc.issuer, audience: clientId, typ: 'logout+jwt', maxTokenAge: '2 minutes' });
+  expect(payload.events).toEqual({ [BACKCHANNEL_EVENT]: {} });
+  expect(payload).not.toHaveProperty('nonce');
+  expect(typeof payload.jti).toBe('string');
+  return payload;
+}
+
+/** The portcullis_backchannel_logouts_total series. */
+async function backchannelMetrics() {
+  const text = await (await fetch(pc.server.metricsUrl!)).text();
+  const series = (outcome: string) => Number(new RegExp(`^portcullis_backchannel_logouts_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+  return { delivered: series('delivered'), failed: series('failed') };
+}
+
+function deliveriesTo(path: string) {
+  return delivered.filter((delivery) => delivery.path === path);
+}
+
+/** Bob signed in to each app in one browser (single sign-on after the first); their ID tokens' claims. */
+async function signedInTo(ua: UserAgent, ...configs: oidc.Configuration[]) {
+  const claims = [];
+  for (const config of configs) claims.push((await logIn(ua, config, 'openid email', bob)).tokens);
+  return claims;
+}
+
+async function confirmSignOut(ua: UserAgent, logout: Page, everywhere: boolean) {
+  const action = UserAgent.formAction(logout, '/session/end/confirm');
+  return ua.post(logout, action, { ...UserAgent.hiddenFields(logout), ...(everywhere ? { logout: 'yes' } : {}) }, POST_LOGOUT_URI);
+}
+
+describe('back-channel logout', () => {
+  it('is announced in discovery, with sessions (sid)', async () => {
+    const discovery = await (await fetch(`${pc.issuer}/.well-known/openid-configuration`)).json();
+    expect(discovery.backchannel_logout_supported).toBe(true);
+    expect(discovery.backchannel_logout_session_supported).toBe(true);
+  });
+
+  it('signing out here tells every app of the session that registered a URI, with a logout token naming the person and the session of its ID token', async () => {
+    const ua = new UserAgent();
+    const [calendarTokens, notesTokens, plainTokens] = await signedInTo(ua, calendarApp, notesApp, plainApp);
+    const calendarId = calendarTokens!.claims()!;
+    const notesId = notesTokens!.claims()!;
+    // The ID tokens carry the session's id for the apps that are told of its end.
+    expect(typeof calendarId.sid).toBe('string');
+    expect(typeof notesId.sid).toBe('string');
+    expect(plainTokens!.claims()).not.toHaveProperty('sid');
+    expect(delivered).toEqual([]);
+
+    const signedOut = await confirmSignOut(ua, await ua.open(`${pc.issuer}/session/end`), true);
+    expect(signedOut.status).toBe(200);
+    expect(signedOut.html).toContain('You are signed out');
+
+    // Delivered before the answer: each app once, at the address registered (its query kept).
+    expect(delivered.map((delivery) => delivery.path).sort()).toEqual(['/calendar/logout?tenant=1', '/notes']);
+    const toCalendar = await verifiedLogoutToken(deliveriesTo('/calendar/logout?tenant=1')[0]!, calendar.client_id);
+    const toNotes = await verifiedLogoutToken(deliveriesTo('/notes')[0]!, notes.client_id);
+    expect(toCalendar.sub).toBe(calendarId.sub);
+    expect(toCalendar.sid).toBe(calendarId.sid);
+    expect(toNotes.sub).toBe(notesId.sub);
+    expect(toNotes.sid).toBe(notesId.sid);
+    expect(toCalendar.jti).not.toBe(toNotes.jti);
+    // A token for one app is not one for another.
+    await expect(jwtVerify(new URLSearchParams(deliveriesTo('/notes')[0]!.body).get('logout_token')!, createRemoteJWKSet(new URL(`${pc.issuer}/jwks`)), { audience: calendar.client_id })).rejects.toThrow();
+
+    // And the session did end.
+    const after = await visit(ua, (await authorizationRequest(calendarApp, 'openid', { prompt: 'none' })).url);
+    expect(new URL(after.url).searchParams.get('error')).toBe('login_required');
+  });
+
+  it('an app that signs the person out of itself only ("Stay signed in") is told; the other apps keep their sign-ins and are not', async () => {
+    const ua = new UserAgent();
+    const [calendarTokens] = await signedInTo(ua, calendarApp, notesApp);
+    const end = oidc.buildEndSessionUrl(calendarApp, { id_token_hint: calendarTokens!.id_token!, post_logout_redirect_uri: POST_LOGOUT_URI, state: 'st' });
+    const logout = await ua.open(end.href, {}, POST_LOGOUT_URI);
+    const back = await confirmSignOut(ua, logout, false);
+    expect(back.url).toBe(`${POST_LOGOUT_URI}?state=st`);
+
+    expect(delivered.map((delivery) => delivery.path)).toEqual(['/calendar/logout?tenant=1']);
+    const token = await verifiedLogoutToken(delivered[0]!, calendar.client_id);
+    expect(token.sid).toBe(calendarTokens!.claims()!.sid);
+    // Notes still signs Bob in silently.
+    const silent = await visit(ua, (await authorizationRequest(notesApp, 'openid', { prompt: 'none' })).url);
+    expect(new URL(silent.url).searchParams.get('code')).toBeTruthy();
+  });
+
+  it('an app that does not answer 200 does not stop the sign-out: the operator is told which app was not told, and why', async () => {
+    const broken = await createClient('Broken', '--backchannel-logout-uri', `${appsBase}/broken`);
+    const down = await createClient('Down', '--backchannel-logout-uri', `${downBase}/logout`);
+    const ua = new UserAgent();
+    await signedInTo(ua, await discover(pc.issuer, broken.client_id, broken.client_secret), await discover(pc.issuer, down.client_id, down.client_secret), calendarApp);
+    const logged = pc.log.length;
+    const before = await backchannelMetrics();
+
+    const signedOut = await confirmSignOut(ua, await ua.open(`${pc.issuer}/session/end`), true);
+    expect(signedOut.status).toBe(200);
+    expect(signedOut.html).toContain('You are signed out');
+    expect(deliveriesTo('/calendar/logout?tenant=1')).toHaveLength(1);
+    expect(deliveriesTo('/broken')).toHaveLength(1);
+
+    const failures = pc.log.slice(logged).filter((line) => line.includes('back-channel logout failed')).map((line) => JSON.parse(line));
+    expect(failures.map((line) => line.client).sort()).toEqual([broken.client_id, down.client_id].sort());
+    expect(failures.find((line) => line.client === broken.client_id).reason).toContain('500');
+    expect(failures.find((line) => line.client === down.client_id).reason).toContain('ECONNREFUSED');
+    for (const line of failures) expect(line.level).toBe('warn');
+    // Nothing that would sign anyone out anywhere is written to the log.
+    expect(pc.log.slice(logged).join('\n')).not.toMatch(/eyJ[\w-]+\.eyJ/);
+    const delivery = pc.log.slice(logged).filter((line) => line.includes('back-channel logout delivered')).map((line) => JSON.parse(line).client);
+    expect(delivery).toEqual([calendar.client_id]);
+    const after = await backchannelMetrics();
+    expect([after.delivered - before.delivered, after.failed - before.failed]).toEqual([1, 2]);
+  });
+
+  it('is registered with the CLI: shown, changed at once on the running server, removed with ""; refused for a public client and for addresses that are not http(s)', async () => {
+    const created = await createClient('Tasks', '--backchannel-logout-uri', `${appsBase}/tasks`);
+    expect(created.backchannel_logout_uri).toBe(`${appsBase}/tasks`);
+    expect(created.backchannel_logout_session_required).toBe(true);
+    const shown = await pc.cli(['client', 'show', created.client_id]);
+    expect(shown.stdout).toMatch(new RegExp(`back-channel logout: +${appsBase}/tasks\\n`));
+
+    const tasksApp = await discover(pc.issuer, created.client_id, created.client_secret);
+    const moved = await pc.cli(['client', 'update', created.client_id, '--backchannel-logout-uri', `${appsBase}/tasks-v2`, '--json']);
+    expect(moved.stderr).toBe('');
+    expect(JSON.parse(moved.stdout).backchannel_logout_uri).toBe(`${appsBase}/tasks-v2`);
+    let ua = new UserAgent();
+    await signedInTo(ua, tasksApp);
+    await confirmSignOut(ua, await ua.open(`${pc.issuer}/session/end`), true);
+    expect(delivered.map((delivery) => delivery.path)).toEqual(['/tasks-v2']);
+
+    delivered.length = 0;
+    const removed = await pc.cli(['client', 'update', created.client_id, '--backchannel-logout-uri', '', '--json']);
+    expect(JSON.parse(removed.stdout)).not.toHaveProperty('backchannel_logout_uri');
+    expect(JSON.parse(removed.stdout)).not.toHaveProperty('backchannel_logout_session_required');
+    ua = new UserAgent();
+    const [tokens] = await signedInTo(ua, tasksApp);
+    expect(tokens!.claims()).not.toHaveProperty('sid');
+    await confirmSignOut(ua, await ua.open(`${pc.issuer}/session/end`), true);
+    expect(delivered).toEqual([]);
+
+    const refusals = [
+      [['--public'], 'public'],
+      [['--native', '--redirect-uri', 'com.example.app:/cb'], 'public or native'],
+    ] as const;
+    for (const [extra, message] of refusals) {
+      const result = await pc.cli(['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, ...extra, '--backchannel-logout-uri', `${appsBase}/x`]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(message);
+    }
+    for (const uri of ['ftp://app.example/logout', 'https://app.example/logout#part', 'https://user:pw@app.example/logout', 'logout', 'https://app.example/log out']) {
+      const result = await pc.cli(['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--backchannel-logout-uri', uri]);
+      expect(result.code, uri).toBe(1);
+      expect(result.stderr, uri).toContain('back-channel logout URI');
+      expect(result.stderr, uri).not.toContain('Usage');
+    }
+  });
+});
