@@ -10,6 +10,7 @@ import { storable } from '../persistence/nul.js';
 import type { PasswordHasher } from './passwords.js';
 import { passwordProblem, type PasswordPolicy } from './password-policy.js';
 import { countByKind, type Removed } from '../provider/removed.js';
+import type { SessionEnd } from '../clients/logout-tokens.js';
 
 export class AccountError extends Error {
   override name = 'AccountError';
@@ -139,6 +140,12 @@ const CONSENTS_ENDING_WITH_SIGN_INS = `
 
 /** Those consents (Grant rows name themselves by jti) and every code and token issued under them. */
 const CONSENTS_OF_SIGN_INS = `grant_id IN (${CONSENTS_ENDING_WITH_SIGN_INS}) OR (kind = 'Grant' AND payload->>'jti' IN (${CONSENTS_ENDING_WITH_SIGN_INS}))`;
+
+const sessionEnd = (accountId: string) => (row: { client_id: string; sid: string | null }): SessionEnd => ({
+  accountId,
+  clientId: row.client_id,
+  ...(row.sid ? { sid: row.sid } : {}),
+});
 
 /** A trigger on `users` (migration 20261130094000_user_changes) announces every update and delete here. */
 export const USER_CHANGES_CHANNEL = 'portcullis_user_changes';
@@ -298,12 +305,13 @@ export class Accounts {
    * tokens issued under them, stay (revokeAccess takes those too); the
    * others end with the sessions, and what was issued under them.
    */
-  async setPassword(who: string, password: string): Promise<{ user: UserView; removed: Removed; consentsKept: number }> {
+  async setPassword(who: string, password: string): Promise<{ user: UserView; removed: Removed; consentsKept: number; ended: SessionEnd[] }> {
     const user = await this.resolve(who);
     await this.checkNewPassword(password, user.email);
     const hash = await this.hasher.hash(password);
     // The consents first: they are found through the sessions the next statement deletes.
-    const [, , consents, signIns, kept] = await this.prisma.$transaction([
+    const [ended, , , consents, signIns, kept] = await this.prisma.$transaction([
+      this.sessionEnds(user.id),
       this.prisma.password.upsert({ where: { userId: user.id }, update: { hash }, create: { userId: user.id, hash } }),
       this.prisma.$executeRaw`UPDATE users SET signed_out_at = now() WHERE id = ${user.id}::uuid`,
       this.deleteArtifacts(CONSENTS_OF_SIGN_INS, user.id),
@@ -314,7 +322,7 @@ export class Accounts {
         WHERE kind = 'Grant' AND account_id = ${user.id} AND (expires_at IS NULL OR expires_at > now())
           AND 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' '))`,
     ]);
-    return { user, removed: countByKind([...consents, ...signIns]), consentsKept: kept[0]?.n ?? 0 };
+    return { user, removed: countByKind([...consents, ...signIns]), consentsKept: kept[0]?.n ?? 0, ended: ended.map(sessionEnd(user.id)) };
   }
 
   /**
@@ -325,13 +333,14 @@ export class Accounts {
    * access tokens already issued are verified by APIs without asking us, and
    * stay valid until they expire.
    */
-  async revokeAccess(who: string): Promise<{ user: UserView; removed: Removed }> {
+  async revokeAccess(who: string): Promise<{ user: UserView; removed: Removed; ended: SessionEnd[] }> {
     const user = await this.resolve(who);
-    const [, rows] = await this.prisma.$transaction([
+    const [ended, , rows] = await this.prisma.$transaction([
+      this.sessionEnds(user.id),
       this.prisma.$executeRaw`UPDATE users SET signed_out_at = now(), revoked_at = now() WHERE id = ${user.id}::uuid`,
       this.deleteArtifacts(ARTIFACTS_OF_ACCOUNT, user.id),
     ]);
-    return { user, removed: countByKind(rows) };
+    return { user, removed: countByKind(rows), ended: ended.map(sessionEnd(user.id)) };
   }
 
   /**
@@ -343,12 +352,16 @@ export class Accounts {
    * refresh, UserInfo and introspection). JWT access tokens already issued
    * run out, as at any consent withdrawn.
    */
-  async revokeClient(who: string, clientId: string): Promise<{ user: UserView; removed: Removed }> {
+  async revokeClient(who: string, clientId: string): Promise<{ user: UserView; removed: Removed; ended: SessionEnd[] }> {
     const user = await this.resolve(who);
     const client = await this.prisma.client.findUnique({ where: { clientId }, select: { api: { select: { identifier: true } } } });
     if (!client) throw new AccountError(`no client with id ${clientId}`);
     if (client.api) throw new AccountError(`client ${clientId} holds the credentials of API ${client.api.identifier}: nobody consents to it`);
-    const rows = await this.prisma.$queryRawUnsafe<{ kind: string }[]>(
+    // The app's part of each session ends too: the app is told (back-channel
+    // logout), as the person stays signed in here.
+    const [ended, rows] = await this.prisma.$transaction([
+      this.sessionEnds(user.id, clientId),
+      this.prisma.$queryRawUnsafe<{ kind: string }[]>(
       `WITH consents AS (
          SELECT payload->>'jti' AS grant_id FROM provider_artifacts WHERE kind = 'Grant' AND account_id = $1 AND client_id = $2)
        DELETE FROM provider_artifacts
@@ -358,8 +371,9 @@ export class Accounts {
        RETURNING kind`,
       user.id,
       clientId,
-    );
-    return { user, removed: countByKind(rows) };
+      ),
+    ]);
+    return { user, removed: countByKind(rows), ended: ended.map(sessionEnd(user.id)) };
   }
 
   /**
@@ -369,15 +383,16 @@ export class Accounts {
    * saves back. Ends everything revokeAccess ends, in the same transaction.
    * Disabling again keeps the first time, and ends whatever is there again.
    */
-  async disable(who: string): Promise<{ user: UserView; removed: Removed; wasDisabled: boolean }> {
+  async disable(who: string): Promise<{ user: UserView; removed: Removed; wasDisabled: boolean; ended: SessionEnd[] }> {
     const user = await this.resolve(who);
-    const [before, , rows] = await this.prisma.$transaction([
+    const [ended, before, , rows] = await this.prisma.$transaction([
+      this.sessionEnds(user.id),
       // FOR UPDATE: two disables at once agree on which came first.
       this.prisma.$queryRaw<{ disabled_at: Date | null }[]>`SELECT disabled_at FROM users WHERE id = ${user.id}::uuid FOR UPDATE`,
       this.prisma.$executeRaw`UPDATE users SET disabled_at = coalesce(disabled_at, now()), signed_out_at = now(), revoked_at = now() WHERE id = ${user.id}::uuid`,
       this.deleteArtifacts(ARTIFACTS_OF_ACCOUNT, user.id),
     ]);
-    return { user, removed: countByKind(rows), wasDisabled: Boolean(before[0]?.disabled_at) };
+    return { user, removed: countByKind(rows), wasDisabled: Boolean(before[0]?.disabled_at), ended: ended.map(sessionEnd(user.id)) };
   }
 
   /**
@@ -394,14 +409,30 @@ export class Accounts {
   }
 
   /** Deletes the user, their password and everything revokeAccess ends, in one transaction. */
-  async delete(who: string): Promise<{ user: UserView; removed: Removed }> {
+  async delete(who: string): Promise<{ user: UserView; removed: Removed; ended: SessionEnd[] }> {
     const user = await this.resolve(who);
     // A request in flight that saves something of theirs back finds no account for it.
-    const [, rows] = await this.prisma.$transaction([
+    const [ended, , rows] = await this.prisma.$transaction([
+      this.sessionEnds(user.id),
       this.prisma.user.delete({ where: { id: user.id } }),
       this.deleteArtifacts(ARTIFACTS_OF_ACCOUNT, user.id),
     ]);
-    return { user, removed: countByKind(rows) };
+    return { user, removed: countByKind(rows), ended: ended.map(sessionEnd(user.id)) };
+  }
+
+  /**
+   * The apps of the account's sessions that have not expired, each with the
+   * session's id for it (what its ID tokens carry as `sid`): read before a
+   * command ends them, in its transaction, for the apps to be told
+   * (clients/logout-tokens.ts). Only the one app's parts with `clientId`.
+   */
+  private sessionEnds(id: string, clientId?: string) {
+    return this.prisma.$queryRaw<{ client_id: string; sid: string | null }[]>`
+      SELECT app.key AS client_id, app.value->>'sid' AS sid
+      FROM provider_artifacts s,
+        jsonb_each(CASE jsonb_typeof(s.payload->'authorizations') WHEN 'object' THEN s.payload->'authorizations' ELSE '{}'::jsonb END) AS app
+      WHERE s.kind = 'Session' AND s.payload->>'accountId' = ${id} AND s.consumed_at IS NULL
+        AND (s.expires_at IS NULL OR s.expires_at > now()) AND (${clientId ?? null}::text IS NULL OR app.key = ${clientId ?? null}::text)`;
   }
 
   /** Deletes the provider artifacts `where` picks for account `id` ($1); answers the kind of each. */

@@ -4,6 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { codesAndTokens, NOT_TOKENS, type Removed } from '../provider/removed.js';
 import type { UserListing } from '../accounts/accounts.js';
 import type { ApiView } from '../apis/apis.js';
+import { sendLogoutTokens, type LogoutDelivery, type SessionEnd } from '../clients/logout-tokens.js';
 import { ClientError, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import { MAX_LIFETIME_SECONDS, parseDuration, type Config } from '../config.js';
 import { listAdminEvents } from '../audit/admin-events.js';
@@ -15,6 +16,8 @@ import { UsageError } from './usage.js';
 
 export interface Io {
   out(text: string): void;
+  /** One line on stderr: something went wrong beside a command that did what it was asked. */
+  warn(text: string): void;
   readStdin(): Promise<string>;
 }
 
@@ -455,19 +458,44 @@ function describeRemoved(removed: Removed): string {
     .join(', ');
 }
 
-const removedJson = (user: { id: string; email: string }, removed: Removed) => json({ id: user.id, email: user.email, removed });
+const removedJson = (user: { id: string; email: string }, removed: Removed, told: LogoutDelivery[]) =>
+  json({ id: user.id, email: user.email, removed, backchannel_logouts: deliveriesJson(told) });
+
+/**
+ * Tells the apps of the sessions a command ended, that registered a
+ * back-channel logout URI (clients/logout-tokens.ts), and warns of each that
+ * could not be told: what the command did stands (it exits 0), but that app
+ * keeps its own session until it ends otherwise.
+ */
+async function tellApps(services: Services, ended: SessionEnd[], io: Io): Promise<LogoutDelivery[]> {
+  const told = await sendLogoutTokens(services.database.prisma, services.sealer, services.config.issuer, ended);
+  for (const failed of told.filter((delivery) => !delivery.delivered)) {
+    io.warn(`client ${failed.clientId} was not told that the session ended (back-channel logout): ${failed.reason}`);
+  }
+  return told;
+}
+
+const deliveriesJson = (told: LogoutDelivery[]) =>
+  told.map((delivery) => ({ client_id: delivery.clientId, delivered: delivery.delivered, ...(delivery.reason ? { reason: delivery.reason } : {}) }));
+
+/** ", N apps told (back-channel logout)" when any was told. */
+function toldApps(told: LogoutDelivery[]): string {
+  const apps = new Set(told.filter((delivery) => delivery.delivered).map((delivery) => delivery.clientId)).size;
+  return apps === 0 ? '' : `; told ${apps === 1 ? '1 app' : `${apps} apps`} (back-channel logout)`;
+}
 
 export const userSetPassword: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, json: { type: 'boolean' } }, 1);
   if (!values['password-stdin']) throw new UsageError('--password-stdin is required (pipe the password in)');
   const password = await passwordFromStdin(io);
   const services = await open();
-  const { user, removed, consentsKept } = await services.accounts.setPassword(positionals[0]!, password);
+  const { user, removed, consentsKept, ended: sessions } = await services.accounts.setPassword(positionals[0]!, password);
   // Locked out by failed guesses? The new password is usable at once.
   await services.signInThrottle.forgive(user.email);
-  if (values.json) return io.out(json({ id: user.id, email: user.email, removed, consents_kept: consentsKept }));
+  const told = await tellApps(services, sessions, io);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, removed, consents_kept: consentsKept, backchannel_logouts: deliveriesJson(told) }));
   const ended = describeRemoved(removed);
-  io.out(`new password set for ${user.email}; ${ended ? `signed out everywhere (ended ${ended})` : 'no session was open'}\n`);
+  io.out(`new password set for ${user.email}; ${ended ? `signed out everywhere (ended ${ended})` : 'no session was open'}${toldApps(told)}\n`);
   // Whoever had the old password may have given an app offline access: say
   // what still works, and how to end it (a security probe's finding).
   if (consentsKept > 0) {
@@ -500,24 +528,29 @@ export const userUpdate: Command = async (args, open, io) => {
 export const userRevoke: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { client: { type: 'string' }, json: { type: 'boolean' } }, 1);
   const clientId = values.client as string | undefined;
+  const services = await open();
   if (clientId !== undefined) {
-    const { user, removed } = await (await open()).accounts.revokeClient(positionals[0]!, clientId);
-    if (values.json) return io.out(json({ id: user.id, email: user.email, client_id: clientId, removed }));
+    const { user, removed, ended: sessions } = await services.accounts.revokeClient(positionals[0]!, clientId);
+    const told = await tellApps(services, sessions, io);
+    if (values.json) return io.out(json({ id: user.id, email: user.email, client_id: clientId, removed, backchannel_logouts: deliveriesJson(told) }));
     const ended = describeRemoved(removed);
-    return io.out(ended ? `revoked what ${user.email} gave client ${clientId}: ended ${ended}\n` : `${user.email} gave client ${clientId} nothing to revoke\n`);
+    return io.out(ended ? `revoked what ${user.email} gave client ${clientId}: ended ${ended}${toldApps(told)}\n` : `${user.email} gave client ${clientId} nothing to revoke${toldApps(told)}\n`);
   }
-  const { user, removed } = await (await open()).accounts.revokeAccess(positionals[0]!);
-  if (values.json) return io.out(removedJson(user, removed));
+  const { user, removed, ended: sessions } = await services.accounts.revokeAccess(positionals[0]!);
+  const told = await tellApps(services, sessions, io);
+  if (values.json) return io.out(removedJson(user, removed, told));
   const ended = describeRemoved(removed);
-  io.out(ended ? `revoked everything given to ${user.email}: ended ${ended}\n` : `nothing to revoke for ${user.email}\n`);
+  io.out(ended ? `revoked everything given to ${user.email}: ended ${ended}${toldApps(told)}\n` : `nothing to revoke for ${user.email}\n`);
 };
 
 export const userDisable: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
-  const { user, removed, wasDisabled } = await (await open()).accounts.disable(positionals[0]!);
-  if (values.json) return io.out(json({ id: user.id, email: user.email, was_disabled: wasDisabled, removed }));
+  const services = await open();
+  const { user, removed, wasDisabled, ended: sessions } = await services.accounts.disable(positionals[0]!);
+  const told = await tellApps(services, sessions, io);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, was_disabled: wasDisabled, removed, backchannel_logouts: deliveriesJson(told) }));
   const ended = describeRemoved(removed);
-  io.out(`${wasDisabled ? `${user.email} was disabled already` : `disabled ${user.email}`}${ended ? `; ended ${ended}` : ''}\n`);
+  io.out(`${wasDisabled ? `${user.email} was disabled already` : `disabled ${user.email}`}${ended ? `; ended ${ended}` : ''}${toldApps(told)}\n`);
 };
 
 export const userEnable: Command = async (args, open, io) => {
@@ -530,12 +563,13 @@ export const userEnable: Command = async (args, open, io) => {
 export const userDelete: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   const services = await open();
-  const { user, removed } = await services.accounts.delete(positionals[0]!);
+  const { user, removed, ended: sessions } = await services.accounts.delete(positionals[0]!);
   // Nor are the deleted account's: one made again with the address starts clean.
   await services.signInThrottle.forgive(user.email);
-  if (values.json) return io.out(removedJson(user, removed));
+  const told = await tellApps(services, sessions, io);
+  if (values.json) return io.out(removedJson(user, removed, told));
   const ended = describeRemoved(removed);
-  io.out(`deleted user ${user.email} (${user.id})${ended ? `; ended ${ended}` : ''}\n`);
+  io.out(`deleted user ${user.email} (${user.id})${ended ? `; ended ${ended}` : ''}${toldApps(told)}\n`);
 };
 
 function printKeys(keys: KeyInfo[], io: Io, asJson: boolean): void {

@@ -126,5 +126,9 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
   throw error;
 });
-const code = await run(process.argv.slice(2), { out: (text) => process.stdout.write(text), readStdin });
+const code = await run(process.argv.slice(2), {
+  out: (text) => process.stdout.write(text),
+  warn: (text) => process.stderr.write(`portcullis: warning: ${terminalSafe(text)}\n`),
+  readStdin,
+});
 process.exitCode = code;

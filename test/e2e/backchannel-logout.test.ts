@@ -241,4 +241,84 @@ describe('back-channel logout', () => {
       expect(result.stderr, uri).not.toContain('Usage');
     }
   });
+
+  it('the CLI tells the apps of the sessions it ends: user revoke (every session of the person), revoke --client (that app\'s part only), set-password, disable, delete', async () => {
+    const erin = { email: 'erin@example.com', password: 'another long password' };
+    await pc.createUser(erin.email, erin.password, 'Erin');
+    // An app whose ID tokens are ES256: its logout tokens are too.
+    const ledger = await createClient('Ledger', '--id-token-alg', 'ES256', '--backchannel-logout-uri', `${appsBase}/ledger`);
+    const ledgerApp = await discover(pc.issuer, ledger.client_id, ledger.client_secret);
+    const asErin = async (ua: UserAgent, ...configs: oidc.Configuration[]) => {
+      const sids: Record<string, unknown> = {};
+      for (const config of configs) {
+        const claims = (await logIn(ua, config, 'openid email', erin)).tokens.claims()!;
+        sids[config.clientMetadata().client_id] = claims.sid;
+      }
+      return sids;
+    };
+    const receivedSids = async (path: string, clientId: string) => {
+      const sids = [];
+      for (const delivery of deliveriesTo(path)) {
+        const token = await verifiedLogoutToken(delivery, clientId);
+        sids.push(token.sid);
+      }
+      return sids.sort();
+    };
+
+    // Two browsers: Calendar in both, Notes and Ledger in one.
+    const laptop = await asErin(new UserAgent(), calendarApp, notesApp, ledgerApp);
+    const phoneUa = new UserAgent();
+    const phone = await asErin(phoneUa, calendarApp);
+
+    // --client: only Notes, for its part of the laptop's session; Erin stays signed in.
+    const one = await pc.cli(['user', 'revoke', erin.email, '--client', notes.client_id]);
+    expect(one.stderr).toBe('');
+    expect(one.stdout).toContain('told 1 app (back-channel logout)');
+    expect(delivered.map((delivery) => delivery.path)).toEqual(['/notes']);
+    expect(await receivedSids('/notes', notes.client_id)).toEqual([laptop[notes.client_id]]);
+    const stillIn = await visit(phoneUa, (await authorizationRequest(calendarApp, 'openid', { prompt: 'none' })).url);
+    expect(new URL(stillIn.url).searchParams.get('code')).toBeTruthy();
+
+    // Everything: each app of each session, once per session (Notes again: the
+    // session still names it, with the sid it was told of, a no-op for it).
+    delivered.length = 0;
+    const all = await pc.cli(['user', 'revoke', erin.email, '--json']);
+    expect(all.stderr).toBe('');
+    const report = JSON.parse(all.stdout).backchannel_logouts as { client_id: string; delivered: boolean }[];
+    expect(report.map((entry) => `${entry.client_id} ${entry.delivered}`).sort()).toEqual(
+      [`${calendar.client_id} true`, `${calendar.client_id} true`, `${ledger.client_id} true`, `${notes.client_id} true`].sort(),
+    );
+    expect(await receivedSids('/calendar/logout?tenant=1', calendar.client_id)).toEqual([laptop[calendar.client_id], phone[calendar.client_id]].sort());
+    const [toLedger] = deliveriesTo('/ledger');
+    expect(decodeProtectedHeader(new URLSearchParams(toLedger!.body).get('logout_token')!).alg).toBe('ES256');
+    expect((await verifiedLogoutToken(toLedger!, ledger.client_id)).sid).toBe(laptop[ledger.client_id]);
+    expect(await receivedSids('/notes', notes.client_id)).toEqual([laptop[notes.client_id]]);
+
+    // An app that cannot be told is named on stderr; the command did what it was asked all the same.
+    const broken = await createClient('Broken too', '--backchannel-logout-uri', `${appsBase}/broken`);
+    await asErin(new UserAgent(), await discover(pc.issuer, broken.client_id, broken.client_secret), calendarApp);
+    delivered.length = 0;
+    const changed = await pc.cli(['user', 'set-password', erin.email, '--password-stdin'], 'a brand new long password\n');
+    expect(changed.code).toBe(0);
+    expect(changed.stdout).toContain('signed out everywhere');
+    expect(changed.stdout).toContain('told 1 app (back-channel logout)');
+    expect(changed.stderr).toBe(`portcullis: warning: client ${broken.client_id} was not told that the session ended (back-channel logout): answered 500\n`);
+    expect(delivered.map((delivery) => delivery.path).sort()).toEqual(['/broken', '/calendar/logout?tenant=1']);
+
+    // A disabled app is not told (the server finds no such client either); disable and delete tell the others.
+    erin.password = 'a brand new long password';
+    await asErin(new UserAgent(), calendarApp, ledgerApp);
+    expect((await pc.cli(['client', 'disable', ledger.client_id])).code).toBe(0);
+    delivered.length = 0;
+    const disabled = await pc.cli(['user', 'disable', erin.email]);
+    expect(disabled.stdout).toContain('told 1 app');
+    expect(delivered.map((delivery) => delivery.path)).toEqual(['/calendar/logout?tenant=1']);
+    expect((await pc.cli(['client', 'enable', ledger.client_id])).code).toBe(0);
+    expect((await pc.cli(['user', 'enable', erin.email])).code).toBe(0);
+    await asErin(new UserAgent(), ledgerApp);
+    delivered.length = 0;
+    const deleted = await pc.cli(['user', 'delete', erin.email, '--json']);
+    expect(JSON.parse(deleted.stdout).backchannel_logouts).toEqual([{ client_id: ledger.client_id, delivered: true }]);
+    expect(delivered.map((delivery) => delivery.path)).toEqual(['/ledger']);
+  });
 });

@@ -1,0 +1,88 @@
+// Back-channel logout for the sessions an operator ends with the CLI (`user
+// revoke`, `set-password`, `disable`, `delete`, and `revoke --client` for one
+// app). The server's sign-out page tells the apps through the library
+// (provider/backchannel-logout.ts); the CLI ends sessions in the database,
+// where no library runs, so it tells them itself, with the same logout token
+// (OpenID Connect Back-Channel Logout 1.0 §2.4): signed with the key the
+// server signs the app's ID tokens with, POSTed as the library POSTs it.
+import { importJWK, SignJWT } from 'jose';
+import { randomUUID } from 'node:crypto';
+import type { Prisma } from '../persistence/database.js';
+import type { SecretSealer } from '../keys/sealed-secrets.js';
+import { loadSigningKeys } from '../keys/signing-keys.js';
+import type { StoredMetadata } from './clients.js';
+
+/** One app's part of a session that ended: the app is told the person (`sub`) and the session (`sid`). */
+export interface SessionEnd {
+  accountId: string;
+  clientId: string;
+  sid?: string;
+}
+
+export interface LogoutDelivery {
+  clientId: string;
+  delivered: boolean;
+  /** Why not, for one not delivered: the app's answer, or what stopped the request. */
+  reason?: string;
+}
+
+const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+/** As long as the library waits: an app that does not answer by then is reported, not waited for. */
+const TIMEOUT_MS = 2500;
+/** §2.4 recommends a lifetime of at most two minutes; the library's. */
+const LIFETIME_SECONDS = 120;
+
+/**
+ * Tells each app of `ends` that registered a back-channel logout URI, and is
+ * enabled (a disabled client is not found by the server either), one logout
+ * token per ended session, all at once. Answers how each fared; apps without
+ * a URI are not in the answer.
+ */
+export async function sendLogoutTokens(prisma: Prisma, sealer: SecretSealer, issuer: string, ends: SessionEnd[]): Promise<LogoutDelivery[]> {
+  const clientIds = [...new Set(ends.map((end) => end.clientId))];
+  if (clientIds.length === 0) return [];
+  const rows = await prisma.client.findMany({ where: { clientId: { in: clientIds }, disabledAt: null }, select: { clientId: true, metadata: true } });
+  const told = new Map(
+    rows
+      .map((row) => [row.clientId, row.metadata as unknown as StoredMetadata] as const)
+      .filter(([, metadata]) => metadata.backchannel_logout_uri !== undefined),
+  );
+  const due = ends.filter((end) => told.has(end.clientId));
+  if (due.length === 0) return [];
+  // The server signs with the first key of an algorithm (see loadSigningKeys).
+  const keys = await loadSigningKeys(prisma, sealer);
+  return Promise.all(
+    due.map(async ({ accountId, clientId, sid }) => {
+      const metadata = told.get(clientId)!;
+      try {
+        const alg = metadata.id_token_signed_response_alg ?? 'RS256';
+        const jwk = keys.find((key) => key.alg === alg);
+        if (!jwk) return { clientId, delivered: false, reason: `no signing key for ${alg}` };
+        const token = await new SignJWT({ events: { [BACKCHANNEL_EVENT]: {} }, ...(sid ? { sid } : {}) })
+          .setProtectedHeader({ alg, typ: 'logout+jwt', kid: jwk.kid })
+          .setIssuer(issuer)
+          .setSubject(accountId)
+          .setAudience(clientId)
+          .setIssuedAt()
+          .setExpirationTime(`${LIFETIME_SECONDS}s`)
+          .setJti(randomUUID())
+          .sign(await importJWK(jwk, alg));
+        const response = await fetch(metadata.backchannel_logout_uri!, {
+          method: 'POST',
+          redirect: 'manual',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ logout_token: token }),
+          signal: AbortSignal.timeout(TIMEOUT_MS),
+        });
+        await response.body?.cancel();
+        // §2.8: 200 (or 204) is success; anything else, a redirect included, is not.
+        if (response.status === 200 || response.status === 204) return { clientId, delivered: true };
+        return { clientId, delivered: false, reason: `answered ${response.status}` };
+      } catch (error) {
+        const { name, message, cause } = error as Error & { cause?: { code?: unknown } };
+        const reason = name === 'TimeoutError' ? `no answer within ${TIMEOUT_MS / 1000} s` : typeof cause?.code === 'string' ? `${message} (${cause.code})` : message;
+        return { clientId, delivered: false, reason };
+      }
+    }),
+  );
+}
