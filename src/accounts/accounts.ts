@@ -141,11 +141,7 @@ const CONSENTS_ENDING_WITH_SIGN_INS = `
 /** Those consents (Grant rows name themselves by jti) and every code and token issued under them. */
 const CONSENTS_OF_SIGN_INS = `grant_id IN (${CONSENTS_ENDING_WITH_SIGN_INS}) OR (kind = 'Grant' AND payload->>'jti' IN (${CONSENTS_ENDING_WITH_SIGN_INS}))`;
 
-const sessionEnd = (accountId: string) => (row: { client_id: string; sid: string | null }): SessionEnd => ({
-  accountId,
-  clientId: row.client_id,
-  ...(row.sid ? { sid: row.sid } : {}),
-});
+const sessionEnd = (accountId: string) => (row: { client_id: string; sid: string }): SessionEnd => ({ accountId, clientId: row.client_id, sid: row.sid });
 
 /** A trigger on `users` (migration 20261130094000_user_changes) announces every update and delete here. */
 export const USER_CHANGES_CHANNEL = 'portcullis_user_changes';
@@ -421,18 +417,21 @@ export class Accounts {
   }
 
   /**
-   * The apps of the account's sessions that have not expired, each with the
-   * session's id for it (what its ID tokens carry as `sid`): read before a
+   * The apps signed in to in the account's sessions that have not expired,
+   * each with the session's id for it (what its ID tokens carry as `sid`): read before a
    * command ends them, in its transaction, for the apps to be told
    * (clients/logout-tokens.ts). Only the one app's parts with `clientId`.
    */
   private sessionEnds(id: string, clientId?: string) {
-    return this.prisma.$queryRaw<{ client_id: string; sid: string | null }[]>`
+    return this.prisma.$queryRaw<{ client_id: string; sid: string }[]>`
       SELECT app.key AS client_id, app.value->>'sid' AS sid
       FROM provider_artifacts s,
         jsonb_each(CASE jsonb_typeof(s.payload->'authorizations') WHEN 'object' THEN s.payload->'authorizations' ELSE '{}'::jsonb END) AS app
       WHERE s.kind = 'Session' AND s.payload->>'accountId' = ${id} AND s.consumed_at IS NULL
-        AND (s.expires_at IS NULL OR s.expires_at > now()) AND (${clientId ?? null}::text IS NULL OR app.key = ${clientId ?? null}::text)`;
+        AND (s.expires_at IS NULL OR s.expires_at > now()) AND (${clientId ?? null}::text IS NULL OR app.key = ${clientId ?? null}::text)
+        -- Only apps signed in to from the session: the library makes an entry
+        -- without one for an app that merely asked (see backchannel-logout.ts).
+        AND jsonb_typeof(app.value->'sid') = 'string'`;
   }
 
   /** Deletes the provider artifacts `where` picks for account `id` ($1); answers the kind of each. */

@@ -16,7 +16,7 @@ import type { StoredMetadata } from './clients.js';
 export interface SessionEnd {
   accountId: string;
   clientId: string;
-  sid?: string;
+  sid: string;
 }
 
 export interface LogoutDelivery {
@@ -58,7 +58,7 @@ export async function sendLogoutTokens(prisma: Prisma, sealer: SecretSealer, iss
         const alg = metadata.id_token_signed_response_alg ?? 'RS256';
         const jwk = keys.find((key) => key.alg === alg);
         if (!jwk) return { clientId, delivered: false, reason: `no signing key for ${alg}` };
-        const token = await new SignJWT({ events: { [BACKCHANNEL_EVENT]: {} }, ...(sid ? { sid } : {}) })
+        const token = await new SignJWT({ events: { [BACKCHANNEL_EVENT]: {} }, sid })
           .setProtectedHeader({ alg, typ: 'logout+jwt', kid: jwk.kid })
           .setIssuer(issuer)
           .setSubject(accountId)

@@ -36,7 +36,10 @@ export const backchannelFetch: Fetch = (url, init) => {
  * token, nor the session's id.
  */
 export function reportBackchannelLogouts(provider: Provider, logger: Logger, metrics?: Metrics): void {
-  provider.on('backchannel.success', (_ctx, client) => {
+  skipAppsNeverSignedIn(provider);
+  provider.on('backchannel.success', (_ctx, client, _accountId, sid) => {
+    if (!sid) return; // skipped, see below
+
     logger.info('back-channel logout delivered', { client: client.clientId });
     metrics?.backchannelLogout('delivered');
   });
@@ -46,4 +49,22 @@ export function reportBackchannelLogouts(provider: Provider, logger: Logger, met
     logger.warn('back-channel logout failed: the app was not told that the session ended', { client: client.clientId, uri: client.backchannelLogoutUri, reason });
     metrics?.backchannelLogout('failed');
   });
+}
+
+/**
+ * The library tells every app the session has an entry for, and makes an
+ * empty entry for any app that merely asked about the session (a `prompt=
+ * select_account` page, say): a logout token without `sid` for an app the
+ * person never signed in to from this browser, which such an app would take
+ * for "end every session of this person", on their other devices too. Only
+ * an app that signed in here has the session's `sid` for it (the library
+ * sets it as the sign-in completes): the others are not told.
+ */
+function skipAppsNeverSignedIn(provider: Provider): void {
+  type Told = (this: unknown, sub: string, sid?: string) => Promise<void>;
+  const prototype = provider.Client.prototype as unknown as { backchannelLogout: Told };
+  const tell = prototype.backchannelLogout;
+  prototype.backchannelLogout = function (sub, sid) {
+    return sid ? tell.call(this, sub, sid) : Promise.resolve();
+  };
 }

@@ -9,7 +9,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { authorizationRequest, discover, logIn, POST_LOGOUT_URI, REDIRECT_URI, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, discover, logIn, pageKind, POST_LOGOUT_URI, REDIRECT_URI, signIn, useAnotherAccount, visit } from '../support/relying-party.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const bob = { email: 'bob@example.com', password: 'a long enough password' };
@@ -90,6 +90,8 @@ async function verifiedLogoutToken(delivery: Delivery, clientId: string) {
   const { payload } = await jwtVerify(token, jwks, { issuer: pc.issuer, audience: clientId, typ: 'logout+jwt', maxTokenAge: '2 minutes' });
   expect(payload.events).toEqual({ [BACKCHANNEL_EVENT]: {} });
   expect(payload).not.toHaveProperty('nonce');
+  expect(typeof payload.sid).toBe('string');
+  expect(payload.exp).toBe(payload.iat! + 120);
   expect(typeof payload.jti).toBe('string');
   return payload;
 }
@@ -170,6 +172,30 @@ describe('back-channel logout', () => {
     // Notes still signs Bob in silently.
     const silent = await visit(ua, (await authorizationRequest(notesApp, 'openid', { prompt: 'none' })).url);
     expect(new URL(silent.url).searchParams.get('code')).toBeTruthy();
+  });
+
+  it('another person signing in on the same browser ("Use another account") ends the first session, and its apps are told', async () => {
+    const carol = { email: 'carol@example.com', password: 'carol long password' };
+    await pc.createUser(carol.email, carol.password, 'Carol');
+    // An app Bob never signed in to, nor consented to: its request only asks who is signed in.
+    const photos = await createClient('Photos', '--backchannel-logout-uri', `${appsBase}/photos`);
+    const photosApp = await discover(pc.issuer, photos.client_id, photos.client_secret);
+    const ua = new UserAgent();
+    const [bobsTokens] = await signedInTo(ua, calendarApp);
+    const request = await authorizationRequest(photosApp, 'openid email', { prompt: 'select_account' });
+    const login = await useAnotherAccount(ua, await visit(ua, request.url));
+    expect(pageKind(login)).toBe('login');
+    const handOver = await signIn(ua, login, carol.email, carol.password);
+    expect(delivered).toEqual([]);
+    let page = await ua.post(handOver, UserAgent.formAction(handOver, '/session/end/confirm'), UserAgent.hiddenFields(handOver), REDIRECT_URI);
+    if (pageKind(page) === 'consent') page = await allow(ua, page);
+    expect(pageKind(page)).toBe('callback');
+    // Only Calendar: Photos, whose request this was, had no sign-in of Bob's in
+    // the session (a token without sid would have ended Bob's sessions with it everywhere).
+    expect(delivered.map((delivery) => delivery.path)).toEqual(['/calendar/logout?tenant=1']);
+    const token = await verifiedLogoutToken(delivered[0]!, calendar.client_id);
+    expect(token.sub).toBe(bobsTokens!.claims()!.sub);
+    expect(token.sid).toBe(bobsTokens!.claims()!.sid);
   });
 
   it('an app that does not answer 200 does not stop the sign-out: the operator is told which app was not told, and why', async () => {
