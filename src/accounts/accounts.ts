@@ -141,7 +141,27 @@ const CONSENTS_ENDING_WITH_SIGN_INS = `
 /** Those consents (Grant rows name themselves by jti) and every code and token issued under them. */
 const CONSENTS_OF_SIGN_INS = `grant_id IN (${CONSENTS_ENDING_WITH_SIGN_INS}) OR (kind = 'Grant' AND payload->>'jti' IN (${CONSENTS_ENDING_WITH_SIGN_INS}))`;
 
-const sessionEnd = (accountId: string) => (row: { client_id: string; sid: string }): SessionEnd => ({ accountId, clientId: row.client_id, sid: row.sid });
+interface DeletedArtifact {
+  kind: string;
+  /** A live session's `authorizations`: per app, the session's id for it (`sid`) once the app signed in with it. */
+  apps: Record<string, { sid?: unknown }> | null;
+}
+
+/**
+ * The apps of the sessions a command deleted, each with the session's id
+ * for it (what its ID tokens carry as `sid`), for them to be told
+ * (clients/logout-tokens.ts): taken from the rows the DELETE removed, so a
+ * session is told of exactly when it ends. Only entries with a sid: the
+ * library makes one without it for an app that merely asked about the
+ * session (see provider/backchannel-logout.ts).
+ */
+function appsOfEndedSessions(accountId: string, deleted: DeletedArtifact[]): SessionEnd[] {
+  return deleted.flatMap(({ apps }) =>
+    apps && typeof apps === 'object'
+      ? Object.entries(apps).flatMap(([clientId, part]) => (typeof part?.sid === 'string' ? [{ accountId, clientId, sid: part.sid }] : []))
+      : [],
+  );
+}
 
 /** A trigger on `users` (migration 20261130094000_user_changes) announces every update and delete here. */
 export const USER_CHANGES_CHANNEL = 'portcullis_user_changes';
@@ -306,8 +326,7 @@ export class Accounts {
     await this.checkNewPassword(password, user.email);
     const hash = await this.hasher.hash(password);
     // The consents first: they are found through the sessions the next statement deletes.
-    const [ended, , , consents, signIns, kept] = await this.prisma.$transaction([
-      this.sessionEnds(user.id),
+    const [, , consents, signIns, kept] = await this.prisma.$transaction([
       this.prisma.password.upsert({ where: { userId: user.id }, update: { hash }, create: { userId: user.id, hash } }),
       this.prisma.$executeRaw`UPDATE users SET signed_out_at = now() WHERE id = ${user.id}::uuid`,
       this.deleteArtifacts(CONSENTS_OF_SIGN_INS, user.id),
@@ -318,7 +337,7 @@ export class Accounts {
         WHERE kind = 'Grant' AND account_id = ${user.id} AND (expires_at IS NULL OR expires_at > now())
           AND 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' '))`,
     ]);
-    return { user, removed: countByKind([...consents, ...signIns]), consentsKept: kept[0]?.n ?? 0, ended: ended.map(sessionEnd(user.id)) };
+    return { user, removed: countByKind([...consents, ...signIns]), consentsKept: kept[0]?.n ?? 0, ended: appsOfEndedSessions(user.id, signIns) };
   }
 
   /**
@@ -331,17 +350,17 @@ export class Accounts {
    */
   async revokeAccess(who: string): Promise<{ user: UserView; removed: Removed; ended: SessionEnd[] }> {
     const user = await this.resolve(who);
-    const [ended, , rows] = await this.prisma.$transaction([
-      this.sessionEnds(user.id),
+    const [, rows] = await this.prisma.$transaction([
       this.prisma.$executeRaw`UPDATE users SET signed_out_at = now(), revoked_at = now() WHERE id = ${user.id}::uuid`,
       this.deleteArtifacts(ARTIFACTS_OF_ACCOUNT, user.id),
     ]);
-    return { user, removed: countByKind(rows), ended: ended.map(sessionEnd(user.id)) };
+    return { user, removed: countByKind(rows), ended: appsOfEndedSessions(user.id, rows) };
   }
 
   /**
    * Ends what the user gave one app: their consents to it, every code and
-   * token issued under them, and their sign-ins to it in progress, in one
+   * token issued under them, their sign-ins to it in progress, and the app's
+   * part of their sessions (the app is told: back-channel logout), in one
    * transaction. They stay signed in, and their other apps keep theirs; the
    * app asks for consent again. What a request in flight saves back under a
    * consent that is gone is refused (the library finds no grant for it at
@@ -353,23 +372,35 @@ export class Accounts {
     const client = await this.prisma.client.findUnique({ where: { clientId }, select: { api: { select: { identifier: true } } } });
     if (!client) throw new AccountError(`no client with id ${clientId}`);
     if (client.api) throw new AccountError(`client ${clientId} holds the credentials of API ${client.api.identifier}: nobody consents to it`);
-    // The app's part of each session ends too: the app is told (back-channel
-    // logout), as the person stays signed in here.
-    const [ended, rows] = await this.prisma.$transaction([
-      this.sessionEnds(user.id, clientId),
+    const [rows, ended] = await this.prisma.$transaction([
       this.prisma.$queryRawUnsafe<{ kind: string }[]>(
-      `WITH consents AS (
-         SELECT payload->>'jti' AS grant_id FROM provider_artifacts WHERE kind = 'Grant' AND account_id = $1 AND client_id = $2)
-       DELETE FROM provider_artifacts
-       WHERE (kind = 'Grant' AND account_id = $1 AND client_id = $2)
-          OR grant_id IN (SELECT grant_id FROM consents)
-          OR (${INTERACTIONS_OF_ACCOUNT} AND payload->'params'->>'client_id' = $2)
-       RETURNING kind`,
-      user.id,
-      clientId,
+        `WITH consents AS (
+           SELECT payload->>'jti' AS grant_id FROM provider_artifacts WHERE kind = 'Grant' AND account_id = $1 AND client_id = $2)
+         DELETE FROM provider_artifacts
+         WHERE (kind = 'Grant' AND account_id = $1 AND client_id = $2)
+            OR grant_id IN (SELECT grant_id FROM consents)
+            OR (${INTERACTIONS_OF_ACCOUNT} AND payload->'params'->>'client_id' = $2)
+         RETURNING kind`,
+        user.id,
+        clientId,
+      ),
+      // The app's part of each session ends too, as "Stay signed in" on the
+      // sign-out page ends it: the app is told (back-channel logout), and a
+      // sign-in to it from that browser starts another part, with another sid.
+      this.prisma.$queryRawUnsafe<{ sid: unknown; live: boolean }[]>(
+        `UPDATE provider_artifacts s SET payload = jsonb_set(s.payload, '{authorizations}', (s.payload->'authorizations') - $2::text)
+         FROM (SELECT id, kind, payload->'authorizations'->$2::text->'sid' AS sid FROM provider_artifacts
+               WHERE kind = 'Session' AND payload->>'accountId' = $1
+                 AND jsonb_typeof(payload->'authorizations') = 'object' AND payload->'authorizations' ? $2::text
+               FOR UPDATE) AS part
+         WHERE s.id = part.id AND s.kind = part.kind
+         RETURNING part.sid, s.consumed_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > now()) AS live`,
+        user.id,
+        clientId,
       ),
     ]);
-    return { user, removed: countByKind(rows), ended: ended.map(sessionEnd(user.id)) };
+    const ends = ended.filter((part) => part.live && typeof part.sid === 'string').map((part) => ({ accountId: user.id, clientId, sid: part.sid as string }));
+    return { user, removed: countByKind(rows), ended: ends };
   }
 
   /**
@@ -381,14 +412,13 @@ export class Accounts {
    */
   async disable(who: string): Promise<{ user: UserView; removed: Removed; wasDisabled: boolean; ended: SessionEnd[] }> {
     const user = await this.resolve(who);
-    const [ended, before, , rows] = await this.prisma.$transaction([
-      this.sessionEnds(user.id),
+    const [before, , rows] = await this.prisma.$transaction([
       // FOR UPDATE: two disables at once agree on which came first.
       this.prisma.$queryRaw<{ disabled_at: Date | null }[]>`SELECT disabled_at FROM users WHERE id = ${user.id}::uuid FOR UPDATE`,
       this.prisma.$executeRaw`UPDATE users SET disabled_at = coalesce(disabled_at, now()), signed_out_at = now(), revoked_at = now() WHERE id = ${user.id}::uuid`,
       this.deleteArtifacts(ARTIFACTS_OF_ACCOUNT, user.id),
     ]);
-    return { user, removed: countByKind(rows), wasDisabled: Boolean(before[0]?.disabled_at), ended: ended.map(sessionEnd(user.id)) };
+    return { user, removed: countByKind(rows), wasDisabled: Boolean(before[0]?.disabled_at), ended: appsOfEndedSessions(user.id, rows) };
   }
 
   /**
@@ -408,35 +438,24 @@ export class Accounts {
   async delete(who: string): Promise<{ user: UserView; removed: Removed; ended: SessionEnd[] }> {
     const user = await this.resolve(who);
     // A request in flight that saves something of theirs back finds no account for it.
-    const [ended, , rows] = await this.prisma.$transaction([
-      this.sessionEnds(user.id),
+    const [, rows] = await this.prisma.$transaction([
       this.prisma.user.delete({ where: { id: user.id } }),
       this.deleteArtifacts(ARTIFACTS_OF_ACCOUNT, user.id),
     ]);
-    return { user, removed: countByKind(rows), ended: ended.map(sessionEnd(user.id)) };
+    return { user, removed: countByKind(rows), ended: appsOfEndedSessions(user.id, rows) };
   }
 
   /**
-   * The apps signed in to in the account's sessions that have not expired,
-   * each with the session's id for it (what its ID tokens carry as `sid`): read before a
-   * command ends them, in its transaction, for the apps to be told
-   * (clients/logout-tokens.ts). Only the one app's parts with `clientId`.
+   * Deletes the provider artifacts `where` picks for account `id` ($1);
+   * answers the kind of each, and for a session that had not ended, the apps
+   * it holds (see appsOfEndedSessions).
    */
-  private sessionEnds(id: string, clientId?: string) {
-    return this.prisma.$queryRaw<{ client_id: string; sid: string }[]>`
-      SELECT app.key AS client_id, app.value->>'sid' AS sid
-      FROM provider_artifacts s,
-        jsonb_each(CASE jsonb_typeof(s.payload->'authorizations') WHEN 'object' THEN s.payload->'authorizations' ELSE '{}'::jsonb END) AS app
-      WHERE s.kind = 'Session' AND s.payload->>'accountId' = ${id} AND s.consumed_at IS NULL
-        AND (s.expires_at IS NULL OR s.expires_at > now()) AND (${clientId ?? null}::text IS NULL OR app.key = ${clientId ?? null}::text)
-        -- Only apps signed in to from the session: the library makes an entry
-        -- without one for an app that merely asked (see backchannel-logout.ts).
-        AND jsonb_typeof(app.value->'sid') = 'string'`;
-  }
-
-  /** Deletes the provider artifacts `where` picks for account `id` ($1); answers the kind of each. */
   private deleteArtifacts(where: string, id: string) {
-    return this.prisma.$queryRawUnsafe<{ kind: string }[]>(`DELETE FROM provider_artifacts WHERE ${where} RETURNING kind`, id);
+    return this.prisma.$queryRawUnsafe<DeletedArtifact[]>(
+      `DELETE FROM provider_artifacts WHERE ${where}
+       RETURNING kind, CASE WHEN kind = 'Session' AND consumed_at IS NULL AND (expires_at IS NULL OR expires_at > now()) THEN payload->'authorizations' END AS apps`,
+      id,
+    );
   }
 
   private async assertEmailFree(email: string): Promise<void> {

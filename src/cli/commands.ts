@@ -468,7 +468,15 @@ const removedJson = (user: { id: string; email: string }, removed: Removed, told
  * keeps its own session until it ends otherwise.
  */
 async function tellApps(services: Services, ended: SessionEnd[], io: Io): Promise<LogoutDelivery[]> {
-  const told = await sendLogoutTokens(services.database.prisma, services.sealer, services.config.issuer, ended);
+  let told: LogoutDelivery[];
+  try {
+    told = await sendLogoutTokens(services.database.prisma, services.sealer, services.config.issuer, ended);
+  } catch (error) {
+    // The command's own change is made (committed) by now: it is reported as
+    // done, with the apps it could not tell.
+    const reason = `no logout token could be made (${(error as Error).message})`;
+    told = [...new Set(ended.map((end) => end.clientId))].map((clientId) => ({ clientId, delivered: false, reason }));
+  }
   for (const failed of told.filter((delivery) => !delivery.delivered)) {
     io.warn(`client ${failed.clientId} was not told that the session ended (back-channel logout): ${failed.reason}`);
   }
@@ -478,7 +486,7 @@ async function tellApps(services: Services, ended: SessionEnd[], io: Io): Promis
 const deliveriesJson = (told: LogoutDelivery[]) =>
   told.map((delivery) => ({ client_id: delivery.clientId, delivered: delivery.delivered, ...(delivery.reason ? { reason: delivery.reason } : {}) }));
 
-/** ", N apps told (back-channel logout)" when any was told. */
+/** "; told N apps (back-channel logout)" when any was told. */
 function toldApps(told: LogoutDelivery[]): string {
   const apps = new Set(told.filter((delivery) => delivery.delivered).map((delivery) => delivery.clientId)).size;
   return apps === 0 ? '' : `; told ${apps === 1 ? '1 app' : `${apps} apps`} (back-channel logout)`;

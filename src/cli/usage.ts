@@ -19,9 +19,9 @@ Clients
                 [--client-uri URI] [--policy-uri URI] [--tos-uri URI]
                 [--jwks-file PATH] [--backchannel-logout-uri URI] [--json]
                                             what is given replaces what was registered ("" removes
-                                            a shown or back-channel URI); the id and secret stay, and what was
-                                            issued within the new registration; new keys only for a
-                                            client made with keys
+                                            a shown URI or the back-channel one); the id and secret
+                                            stay, and what was issued within the new registration;
+                                            new keys only for a client made with keys
   client disable CLIENT_ID [--json]        refuses the client everywhere, and ends its codes and
                                             tokens (consents stay), until client enable
   client enable CLIENT_ID [--json]

@@ -213,18 +213,16 @@ function checkNativeRedirectUri(uri: string, what: string): string {
 /**
  * Where logout tokens are POSTed: an address the app's server answers on,
  * often inside the operator's network (the operator registers it, so private
- * addresses are allowed: see backchannelFetch in provider/configuration.ts).
+ * addresses are allowed: see backchannelFetch in provider/backchannel-logout.ts).
  * Only for a confidential client: a public one (a browser or native app) has
  * no server of its own to be told; and http, which §2.2 of Back-Channel
  * Logout allows for confidential clients only, is allowed to any host (a
  * logout token is signed and ends sessions only).
  */
 function checkBackchannelLogoutUri(uri: string, isPublic: boolean): string {
-  const what = 'back-channel logout URI';
-  const url = new URL(checkWebUri(uri, what));
-  if (url.username || url.password) throw new ClientError(`${what} "${uri}" must not hold a user name or password`);
   if (isPublic) throw new ClientError(`a public or native client has no server to receive logout tokens: --backchannel-logout-uri is for a confidential one`);
-  return uri;
+  // The rules of a sign-out address: http(s), no fragment, no user name or password.
+  return checkWebPostLogoutUri(uri, 'back-channel logout URI');
 }
 
 const MAX_CLIENT_NAME_LENGTH = 200;

@@ -27,16 +27,18 @@ export interface LogoutDelivery {
 }
 
 const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
-/** As long as the library waits: an app that does not answer by then is reported, not waited for. */
-const TIMEOUT_MS = 2500;
+/** How long the library waits for an app's answer (its fetch helper's): the CLI waits as long. */
+export const LOGOUT_TIMEOUT_MS = 2500;
+/** Logout tokens in flight at once from the CLI: a person with many sessions is not a burst of hundreds. */
+const AT_ONCE = 8;
 /** §2.4 recommends a lifetime of at most two minutes; the library's. */
 const LIFETIME_SECONDS = 120;
 
 /**
  * Tells each app of `ends` that registered a back-channel logout URI, and is
  * enabled (a disabled client is not found by the server either), one logout
- * token per ended session, all at once. Answers how each fared; apps without
- * a URI are not in the answer.
+ * token per ended session, eight at a time. Answers how each fared; apps
+ * without a URI are not in the answer.
  */
 export async function sendLogoutTokens(prisma: Prisma, sealer: SecretSealer, issuer: string, ends: SessionEnd[]): Promise<LogoutDelivery[]> {
   const clientIds = [...new Set(ends.map((end) => end.clientId))];
@@ -51,38 +53,59 @@ export async function sendLogoutTokens(prisma: Prisma, sealer: SecretSealer, iss
   if (due.length === 0) return [];
   // The server signs with the first key of an algorithm (see loadSigningKeys).
   const keys = await loadSigningKeys(prisma, sealer);
-  return Promise.all(
-    due.map(async ({ accountId, clientId, sid }) => {
-      const metadata = told.get(clientId)!;
-      try {
-        const alg = metadata.id_token_signed_response_alg ?? 'RS256';
-        const jwk = keys.find((key) => key.alg === alg);
-        if (!jwk) return { clientId, delivered: false, reason: `no signing key for ${alg}` };
-        const token = await new SignJWT({ events: { [BACKCHANNEL_EVENT]: {} }, sid })
-          .setProtectedHeader({ alg, typ: 'logout+jwt', kid: jwk.kid })
-          .setIssuer(issuer)
-          .setSubject(accountId)
-          .setAudience(clientId)
-          .setIssuedAt()
-          .setExpirationTime(`${LIFETIME_SECONDS}s`)
-          .setJti(randomUUID())
-          .sign(await importJWK(jwk, alg));
-        const response = await fetch(metadata.backchannel_logout_uri!, {
-          method: 'POST',
-          redirect: 'manual',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ logout_token: token }),
-          signal: AbortSignal.timeout(TIMEOUT_MS),
-        });
-        await response.body?.cancel();
-        // §2.8: 200 (or 204) is success; anything else, a redirect included, is not.
-        if (response.status === 200 || response.status === 204) return { clientId, delivered: true };
-        return { clientId, delivered: false, reason: `answered ${response.status}` };
-      } catch (error) {
-        const { name, message, cause } = error as Error & { cause?: { code?: unknown } };
-        const reason = name === 'TimeoutError' ? `no answer within ${TIMEOUT_MS / 1000} s` : typeof cause?.code === 'string' ? `${message} (${cause.code})` : message;
-        return { clientId, delivered: false, reason };
-      }
-    }),
-  );
+  const signers = new Map<string, Promise<{ kid?: string; key: Awaited<ReturnType<typeof importJWK>> } | undefined>>();
+  const signerFor = (alg: string) => {
+    if (!signers.has(alg)) {
+      const jwk = keys.find((key) => key.alg === alg);
+      signers.set(alg, jwk ? importJWK(jwk, alg).then((key) => ({ kid: jwk.kid, key })) : Promise.resolve(undefined));
+    }
+    return signers.get(alg)!;
+  };
+  const deliver = async ({ accountId, clientId, sid }: SessionEnd): Promise<LogoutDelivery> => {
+    const metadata = told.get(clientId)!;
+    try {
+      const alg = metadata.id_token_signed_response_alg ?? 'RS256';
+      const signer = await signerFor(alg);
+      if (!signer) return { clientId, delivered: false, reason: `no signing key for ${alg}` };
+      const token = await new SignJWT({ events: { [BACKCHANNEL_EVENT]: {} }, sid })
+        .setProtectedHeader({ alg, typ: 'logout+jwt', kid: signer.kid })
+        .setIssuer(issuer)
+        .setSubject(accountId)
+        .setAudience(clientId)
+        .setIssuedAt()
+        .setExpirationTime(`${LIFETIME_SECONDS}s`)
+        .setJti(randomUUID())
+        .sign(signer.key);
+      const response = await fetch(metadata.backchannel_logout_uri!, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ logout_token: token }),
+        signal: AbortSignal.timeout(LOGOUT_TIMEOUT_MS),
+      });
+      await response.body?.cancel();
+      // §2.8: 200 (or 204) is success; anything else, a redirect included, is not.
+      if (response.status === 200 || response.status === 204) return { clientId, delivered: true };
+      return { clientId, delivered: false, reason: `answered ${response.status}` };
+    } catch (error) {
+      return { clientId, delivered: false, reason: whyNotDelivered(error) };
+    }
+  };
+  const deliveries: LogoutDelivery[] = [];
+  for (let next = 0; next < due.length; next += AT_ONCE) deliveries.push(...(await Promise.all(due.slice(next, next + AT_ONCE).map(deliver))));
+  return deliveries;
+}
+
+/**
+ * Why a logout token was not delivered, for the operator, by the server and
+ * the CLI alike: the app's answer, no answer in time, or what stopped the
+ * request; never the address (its query may hold a secret).
+ */
+export function whyNotDelivered(error: unknown): string {
+  const { name, message, cause, response } = error as Error & { cause?: { code?: unknown }; response?: { status?: unknown } };
+  if (name === 'TimeoutError') return `no answer within ${LOGOUT_TIMEOUT_MS / 1000} s`;
+  // The library's own error for an answer other than 200 or 204 carries it.
+  if (typeof response?.status === 'number') return `answered ${response.status}`;
+  if (typeof cause?.code === 'string') return `could not connect (${cause.code})`;
+  return message.replace(/\b[a-z][a-z0-9+.-]*:\/\/\S*/gi, '(its address)');
 }

@@ -6,6 +6,7 @@
 // those requests may go, and telling the operator how they fared.
 import type Provider from 'oidc-provider';
 import type { Configuration } from 'oidc-provider';
+import { LOGOUT_TIMEOUT_MS, whyNotDelivered } from '../clients/logout-tokens.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -24,7 +25,12 @@ type Fetch = NonNullable<Configuration['fetch']>;
 export const backchannelFetch: Fetch = (url, init) => {
   if (init?.body instanceof URLSearchParams && init.body.has('logout_token')) {
     const { dispatcher: _specialUseGuard, ...unguarded } = init as RequestInit & { dispatcher?: unknown };
-    return globalThis.fetch(url, unguarded);
+    // The library reads only the status: the body is let go at once, not
+    // left holding its connection until garbage collection.
+    return globalThis.fetch(url, unguarded).then((response) => {
+      void response.body?.cancel().catch(() => undefined);
+      return response;
+    });
   }
   return globalThis.fetch(url, init);
 };
@@ -38,32 +44,44 @@ export const backchannelFetch: Fetch = (url, init) => {
 export function reportBackchannelLogouts(provider: Provider, logger: Logger, metrics?: Metrics): void {
   skipAppsNeverSignedIn(provider);
   provider.on('backchannel.success', (_ctx, client, _accountId, sid) => {
-    if (!sid) return; // skipped, see below
-
+    if (!sid) return; // not sent, see skipAppsNeverSignedIn
     logger.info('back-channel logout delivered', { client: client.clientId });
     metrics?.backchannelLogout('delivered');
   });
   provider.on('backchannel.error', (_ctx, error, client) => {
-    const code = (error.cause as { code?: unknown } | undefined)?.code;
-    const reason = error.name === 'TimeoutError' ? 'no answer within 2.5 s' : typeof code === 'string' ? `${error.message} (${code})` : error.message;
-    logger.warn('back-channel logout failed: the app was not told that the session ended', { client: client.clientId, uri: client.backchannelLogoutUri, reason });
+    logger.warn('back-channel logout failed: the app was not told that the session ended', {
+      client: client.clientId,
+      // Not the query, which may hold a secret (as the request log leaves query strings out).
+      uri: addressWithoutQuery(client.backchannelLogoutUri),
+      reason: whyNotDelivered(error),
+    });
     metrics?.backchannelLogout('failed');
   });
 }
 
+const addressWithoutQuery = (uri: string | undefined) => {
+  if (!uri) return undefined;
+  const url = new URL(uri);
+  return `${url.origin}${url.pathname}`;
+};
+
 /**
  * The library tells every app the session has an entry for, and makes an
  * empty entry for any app that merely asked about the session (a `prompt=
- * select_account` page, say): a logout token without `sid` for an app the
- * person never signed in to from this browser, which such an app would take
- * for "end every session of this person", on their other devices too. Only
- * an app that signed in here has the session's `sid` for it (the library
- * sets it as the sign-in completes): the others are not told.
+ * select_account` page of an app the person has no consent to, say): a
+ * logout token without `sid`, which such an app would take for "end every
+ * session of this person", on their other devices too. The library gives an
+ * entry a `sid` once the app signs in with the session, or asks it with a
+ * consent of the person's in force: only those are told (the latter with a
+ * sid the app never saw, which ends nothing there).
  */
 function skipAppsNeverSignedIn(provider: Provider): void {
   type Told = (this: unknown, sub: string, sid?: string) => Promise<void>;
-  const prototype = provider.Client.prototype as unknown as { backchannelLogout: Told };
+  const prototype = provider.Client.prototype as unknown as { backchannelLogout?: Told };
   const tell = prototype.backchannelLogout;
+  // A method of the library's, not of its documented interface: a release
+  // without it must not quietly bring the sid-less tokens back.
+  if (typeof tell !== 'function') throw new Error('oidc-provider\'s Client has no backchannelLogout method: see provider/backchannel-logout.ts');
   prototype.backchannelLogout = function (sub, sid) {
     return sid ? tell.call(this, sub, sid) : Promise.resolve();
   };

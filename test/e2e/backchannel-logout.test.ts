@@ -200,7 +200,7 @@ describe('back-channel logout', () => {
 
   it('an app that does not answer 200 does not stop the sign-out: the operator is told which app was not told, and why', async () => {
     const broken = await createClient('Broken', '--backchannel-logout-uri', `${appsBase}/broken`);
-    const down = await createClient('Down', '--backchannel-logout-uri', `${downBase}/logout`);
+    const down = await createClient('Down', '--backchannel-logout-uri', `${downBase}/logout?key=s3cret`);
     const ua = new UserAgent();
     await signedInTo(ua, await discover(pc.issuer, broken.client_id, broken.client_secret), await discover(pc.issuer, down.client_id, down.client_secret), calendarApp);
     const logged = pc.log.length;
@@ -215,10 +215,13 @@ describe('back-channel logout', () => {
     const failures = pc.log.slice(logged).filter((line) => line.includes('back-channel logout failed')).map((line) => JSON.parse(line));
     expect(failures.map((line) => line.client).sort()).toEqual([broken.client_id, down.client_id].sort());
     expect(failures.find((line) => line.client === broken.client_id).reason).toContain('500');
-    expect(failures.find((line) => line.client === down.client_id).reason).toContain('ECONNREFUSED');
+    expect(failures.find((line) => line.client === down.client_id).reason).toBe('could not connect (ECONNREFUSED)');
+    // The address without its query (which may hold a secret), the reason without the address.
+    expect(failures.find((line) => line.client === down.client_id).uri).toBe(`${downBase}/logout`);
+    expect(failures.find((line) => line.client === broken.client_id).reason).toBe('answered 500');
     for (const line of failures) expect(line.level).toBe('warn');
     // Nothing that would sign anyone out anywhere is written to the log.
-    expect(pc.log.slice(logged).join('\n')).not.toMatch(/eyJ[\w-]+\.eyJ/);
+    expect(pc.log.slice(logged).join('\n')).not.toMatch(/eyJ[\w-]+\.eyJ|s3cret/);
     const delivery = pc.log.slice(logged).filter((line) => line.includes('back-channel logout delivered')).map((line) => JSON.parse(line).client);
     expect(delivery).toEqual([calendar.client_id]);
     const after = await backchannelMetrics();
@@ -274,27 +277,42 @@ describe('back-channel logout', () => {
     // An app whose ID tokens are ES256: its logout tokens are too.
     const ledger = await createClient('Ledger', '--id-token-alg', 'ES256', '--backchannel-logout-uri', `${appsBase}/ledger`);
     const ledgerApp = await discover(pc.issuer, ledger.client_id, ledger.client_secret);
+    // Erin's ID tokens' subject, and the key each app's ID tokens are signed with.
+    let erinsSub: unknown;
+    const idTokenKids: Record<string, string | undefined> = {};
     const asErin = async (ua: UserAgent, ...configs: oidc.Configuration[]) => {
       const sids: Record<string, unknown> = {};
       for (const config of configs) {
-        const claims = (await logIn(ua, config, 'openid email', erin)).tokens.claims()!;
-        sids[config.clientMetadata().client_id] = claims.sid;
+        const { tokens } = await logIn(ua, config, 'openid email', erin);
+        const clientId = config.clientMetadata().client_id;
+        sids[clientId] = tokens.claims()!.sid;
+        erinsSub = tokens.claims()!.sub;
+        idTokenKids[clientId] = decodeProtectedHeader(tokens.id_token!).kid;
       }
       return sids;
     };
+    // The sids the app at `path` was told of, each token checked as the server's are, and
+    // naming Erin, signed with the key that signs the app's ID tokens.
     const receivedSids = async (path: string, clientId: string) => {
       const sids = [];
       for (const delivery of deliveriesTo(path)) {
         const token = await verifiedLogoutToken(delivery, clientId);
+        expect(token.sub).toBe(erinsSub);
+        expect(decodeProtectedHeader(new URLSearchParams(delivery.body).get('logout_token')!).kid).toBe(idTokenKids[clientId]);
         sids.push(token.sid);
       }
       return sids.sort();
     };
 
-    // Two browsers: Calendar in both, Notes and Ledger in one.
-    const laptop = await asErin(new UserAgent(), calendarApp, notesApp, ledgerApp);
+    // Two browsers: Calendar in both, Notes and Ledger in one; on the phone an
+    // app Erin never consented to asks who is signed in, and is left there.
+    const laptopUa = new UserAgent();
+    const laptop = await asErin(laptopUa, calendarApp, notesApp, ledgerApp);
     const phoneUa = new UserAgent();
     const phone = await asErin(phoneUa, calendarApp);
+    const photos = await createClient('Photos too', '--backchannel-logout-uri', `${appsBase}/photos-too`);
+    const asked = await visit(phoneUa, (await authorizationRequest(await discover(pc.issuer, photos.client_id, photos.client_secret), 'openid', { prompt: 'select_account' })).url);
+    expect(asked.html).toContain('Use another account');
 
     // --client: only Notes, for its part of the laptop's session; Erin stays signed in.
     const one = await pc.cli(['user', 'revoke', erin.email, '--client', notes.client_id]);
@@ -304,9 +322,15 @@ describe('back-channel logout', () => {
     expect(await receivedSids('/notes', notes.client_id)).toEqual([laptop[notes.client_id]]);
     const stillIn = await visit(phoneUa, (await authorizationRequest(calendarApp, 'openid', { prompt: 'none' })).url);
     expect(new URL(stillIn.url).searchParams.get('code')).toBeTruthy();
+    // Told once: its part of the session ended, and a sign-in to it there gets another sid.
+    delivered.length = 0;
+    expect((await pc.cli(['user', 'revoke', erin.email, '--client', notes.client_id])).stdout).not.toContain('told');
+    expect(delivered).toEqual([]);
+    const notesAgain = await asErin(laptopUa, notesApp);
+    expect(notesAgain[notes.client_id]).toEqual(expect.any(String));
+    expect(notesAgain[notes.client_id]).not.toBe(laptop[notes.client_id]);
 
-    // Everything: each app of each session, once per session (Notes again: the
-    // session still names it, with the sid it was told of, a no-op for it).
+    // Everything: each app of each session, once per session; not Photos, which only asked.
     delivered.length = 0;
     const all = await pc.cli(['user', 'revoke', erin.email, '--json']);
     expect(all.stderr).toBe('');
@@ -318,17 +342,22 @@ describe('back-channel logout', () => {
     const [toLedger] = deliveriesTo('/ledger');
     expect(decodeProtectedHeader(new URLSearchParams(toLedger!.body).get('logout_token')!).alg).toBe('ES256');
     expect((await verifiedLogoutToken(toLedger!, ledger.client_id)).sid).toBe(laptop[ledger.client_id]);
-    expect(await receivedSids('/notes', notes.client_id)).toEqual([laptop[notes.client_id]]);
+    expect(await receivedSids('/notes', notes.client_id)).toEqual([notesAgain[notes.client_id]]);
+    expect(deliveriesTo('/photos-too')).toEqual([]);
 
     // An app that cannot be told is named on stderr; the command did what it was asked all the same.
     const broken = await createClient('Broken too', '--backchannel-logout-uri', `${appsBase}/broken`);
-    await asErin(new UserAgent(), await discover(pc.issuer, broken.client_id, broken.client_secret), calendarApp);
+    const down = await createClient('Down too', '--backchannel-logout-uri', `${downBase}/logout?key=s3cret`);
+    await asErin(new UserAgent(), await discover(pc.issuer, broken.client_id, broken.client_secret), await discover(pc.issuer, down.client_id, down.client_secret), calendarApp);
     delivered.length = 0;
     const changed = await pc.cli(['user', 'set-password', erin.email, '--password-stdin'], 'a brand new long password\n');
     expect(changed.code).toBe(0);
     expect(changed.stdout).toContain('signed out everywhere');
     expect(changed.stdout).toContain('told 1 app (back-channel logout)');
-    expect(changed.stderr).toBe(`portcullis: warning: client ${broken.client_id} was not told that the session ended (back-channel logout): answered 500\n`);
+    expect(changed.stderr.split('\n').filter(Boolean).sort()).toEqual([
+      `portcullis: warning: client ${broken.client_id} was not told that the session ended (back-channel logout): answered 500`,
+      `portcullis: warning: client ${down.client_id} was not told that the session ended (back-channel logout): could not connect (ECONNREFUSED)`,
+    ].sort());
     expect(delivered.map((delivery) => delivery.path).sort()).toEqual(['/broken', '/calendar/logout?tenant=1']);
 
     // A disabled app is not told (the server finds no such client either); disable and delete tell the others.

@@ -1190,6 +1190,7 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     expect(JSON.parse(revoked.stdout)).toEqual({
       id: expect.stringMatching(/^[0-9a-f-]{36}$/), email: credentials.email, client_id,
       removed: { Grant: 1, AuthorizationCode: 1, AccessToken: 1, RefreshToken: 1 },
+      backchannel_logouts: [],
     });
     // Written back by a token request in flight: no consent holds it now.
     await db.query(`INSERT INTO provider_artifacts SELECT * FROM json_populate_record(NULL::provider_artifacts, $1)`, [refreshRow!.row]);
