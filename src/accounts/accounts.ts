@@ -337,7 +337,7 @@ export class Accounts {
         WHERE kind = 'Grant' AND account_id = ${user.id} AND (expires_at IS NULL OR expires_at > now())
           AND 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' '))`,
     ]);
-    return { user, removed: countByKind([...consents, ...signIns]), consentsKept: kept[0]?.n ?? 0, ended: appsOfEndedSessions(user.id, signIns) };
+    return { user, removed: countByKind([...consents, ...signIns]), consentsKept: kept[0]?.n ?? 0, ended: appsOfEndedSessions(user.id, [...consents, ...signIns]) };
   }
 
   /**

@@ -52,7 +52,14 @@ export async function sendLogoutTokens(prisma: Prisma, sealer: SecretSealer, iss
   const due = ends.filter((end) => told.has(end.clientId));
   if (due.length === 0) return [];
   // The server signs with the first key of an algorithm (see loadSigningKeys).
-  const keys = await loadSigningKeys(prisma, sealer);
+  let keys: Awaited<ReturnType<typeof loadSigningKeys>>;
+  try {
+    keys = await loadSigningKeys(prisma, sealer);
+  } catch (error) {
+    // (ENCRYPTION_KEYS not the server's, say.) What the command ended stays ended: the apps due are reported.
+    const reason = `no logout token could be signed (${(error as Error).message})`;
+    return due.map(({ clientId }) => ({ clientId, delivered: false, reason }));
+  }
   const signers = new Map<string, Promise<{ kid?: string; key: Awaited<ReturnType<typeof importJWK>> } | undefined>>();
   const signerFor = (alg: string) => {
     if (!signers.has(alg)) {
@@ -91,8 +98,17 @@ export async function sendLogoutTokens(prisma: Prisma, sealer: SecretSealer, iss
       return { clientId, delivered: false, reason: whyNotDelivered(error) };
     }
   };
-  const deliveries: LogoutDelivery[] = [];
-  for (let next = 0; next < due.length; next += AT_ONCE) deliveries.push(...(await Promise.all(due.slice(next, next + AT_ONCE).map(deliver))));
+  // AT_ONCE workers, each taking the next token when its last is answered:
+  // an app that never answers holds up one worker, not a batch.
+  const deliveries: LogoutDelivery[] = new Array(due.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < due.length) {
+      const index = next++;
+      deliveries[index] = await deliver(due[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(AT_ONCE, due.length) }, worker));
   return deliveries;
 }
 
@@ -102,10 +118,15 @@ export async function sendLogoutTokens(prisma: Prisma, sealer: SecretSealer, iss
  * request; never the address (its query may hold a secret).
  */
 export function whyNotDelivered(error: unknown): string {
-  const { name, message, cause, response } = error as Error & { cause?: { code?: unknown }; response?: { status?: unknown } };
+  const { name, message, cause, response } = (error ?? {}) as { name?: unknown; message?: unknown; cause?: { code?: unknown; message?: unknown }; response?: { status?: unknown } };
   if (name === 'TimeoutError') return `no answer within ${LOGOUT_TIMEOUT_MS / 1000} s`;
   // The library's own error for an answer other than 200 or 204 carries it.
   if (typeof response?.status === 'number') return `answered ${response.status}`;
-  if (typeof cause?.code === 'string') return `could not connect (${cause.code})`;
-  return message.replace(/\b[a-z][a-z0-9+.-]*:\/\/\S*/gi, '(its address)');
+  if (typeof cause?.code === 'string') return `${UNREACHED.has(cause.code) ? 'could not connect' : 'the request failed'} (${cause.code})`;
+  // fetch's own "fetch failed" says why only in its cause ("bad port", say).
+  const why = typeof cause?.message === 'string' ? `${String(message)} (${cause.message})` : String(message ?? error);
+  return why.replace(/\b[a-z][a-z0-9+.-]*:\/\/\S*/gi, '(its address)');
 }
+
+/** Errors that mean no connection was made (others, such as ECONNRESET or a TLS error, came after one). */
+const UNREACHED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EAI_AGAIN']);

@@ -6,7 +6,7 @@
 // those requests may go, and telling the operator how they fared.
 import type Provider from 'oidc-provider';
 import type { Configuration } from 'oidc-provider';
-import { LOGOUT_TIMEOUT_MS, whyNotDelivered } from '../clients/logout-tokens.js';
+import { whyNotDelivered } from '../clients/logout-tokens.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 
@@ -48,6 +48,7 @@ export function reportBackchannelLogouts(provider: Provider, logger: Logger, met
     logger.info('back-channel logout delivered', { client: client.clientId });
     metrics?.backchannelLogout('delivered');
   });
+  // (Nothing here may throw: the library awaits these deliveries before it answers the sign-out.)
   provider.on('backchannel.error', (_ctx, error, client) => {
     logger.warn('back-channel logout failed: the app was not told that the session ended', {
       client: client.clientId,
@@ -60,8 +61,8 @@ export function reportBackchannelLogouts(provider: Provider, logger: Logger, met
 }
 
 const addressWithoutQuery = (uri: string | undefined) => {
-  if (!uri) return undefined;
-  const url = new URL(uri);
+  if (!URL.canParse(uri ?? '')) return undefined;
+  const url = new URL(uri!);
   return `${url.origin}${url.pathname}`;
 };
 
