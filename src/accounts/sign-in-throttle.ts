@@ -46,7 +46,7 @@ export interface ThrottlePolicy {
  * for longer than a sign-in waits its turn. For operators (the log), never
  * for the page: which limit was reached would tell a guesser what to change.
  */
-export type ThrottleLimit = 'account' | 'device' | 'address' | 'busy';
+export type ThrottleLimit = 'account' | 'device' | 'address' | 'user-code' | 'busy';
 
 /** A sign-in's outcome: refused (too many failures), or the verification's answer. */
 export type ThrottledSignIn = { refused: true; retryAfter: number; limits: ThrottleLimit[] } | { refused: false; accountId: string | undefined };
@@ -106,8 +106,33 @@ export class SignInThrottle {
     // Keyed digests cost an HMAC each: made once per sign-in.
     const account = email ? this.accountKey(email) : undefined;
     const counted = browser ? `device:${this.digest(browser)}` : account;
+    return this.attempt(`address:${this.digest(networkOf(address))}`, counted, verify);
+  }
+
+  /**
+   * Looks up a user code someone typed at the device verification page
+   * (RFC 8628 §3.3) with `find` (undefined: no such code) unless the client
+   * address has entered too many wrong codes within the window, counted as
+   * failed sign-ins are, apart from them, against the same per-address limit
+   * (§5.1: a user code is short enough to guess at).
+   */
+  async enterUserCode<T>(address: string, find: () => Promise<T | undefined>): Promise<{ refused: true; retryAfter: number } | { refused: false; found: T | undefined }> {
+    let found: T | undefined;
+    const outcome = await this.attempt(`user-code:${this.digest(networkOf(address))}`, undefined, async () => {
+      found = await find();
+      return found === undefined ? undefined : 'found';
+    });
+    return outcome.refused ? { refused: true, retryAfter: outcome.retryAfter } : { refused: false, found };
+  }
+
+  /**
+   * Runs `verify` (undefined: a failure) unless the `address` key, or the
+   * `counted` one (an email's or a browser's), has no failures left, and
+   * records the outcome before the next attempt for them reads it.
+   */
+  private async attempt(address: string, counted: string | undefined, verify: () => Promise<string | undefined>): Promise<ThrottledSignIn> {
     // Sorted, so that sign-ins sharing keys take them in one order and cannot wait on each other.
-    const keys = [`address:${this.digest(networkOf(address))}`, ...(counted ? [counted] : [])].sort();
+    const keys = [address, ...(counted ? [counted] : [])].sort();
     const deadline = Date.now() + MAX_WAIT_MS;
     for (;;) {
       const decision = await this.inTurn<Decision>(keys, async () => {
@@ -186,7 +211,7 @@ export class SignInThrottle {
   }
 
   private limit(key: string): number {
-    return key.startsWith('address:') ? this.policy.maxFailuresPerAddress : this.policy.maxFailuresPerAccount;
+    return key.startsWith('address:') || key.startsWith('user-code:') ? this.policy.maxFailuresPerAddress : this.policy.maxFailuresPerAccount;
   }
 
   private running(key: string): number {

@@ -5,7 +5,7 @@ import { codesAndTokens, NOT_TOKENS, type Removed } from '../provider/removed.js
 import type { UserListing } from '../accounts/accounts.js';
 import type { ApiView } from '../apis/apis.js';
 import { sendLogoutTokens, type LogoutDelivery, type SessionEnd } from '../clients/logout-tokens.js';
-import { ClientError, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
+import { ClientError, DEVICE_CODE_GRANT, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import { MAX_LIFETIME_SECONDS, parseDuration, type Config } from '../config.js';
 import { listAdminEvents } from '../audit/admin-events.js';
 import { keepPublishedFor, listSigningKeys, retireSigningKey, rotateSigningKeys, type KeyInfo } from '../keys/signing-keys.js';
@@ -212,11 +212,13 @@ export const clientUpdate: Command = async (args, open, io) => {
   io.out(`updated client ${client.clientId}\n`);
 };
 
+/** `--grant-type` values: the registration's names, `device_code` for the Device Authorization Grant's URN. */
 function grantTypes(values: unknown): GrantType[] | undefined {
   if (values === undefined) return undefined;
-  const unknown = (values as string[]).find((value) => !GRANT_TYPES.includes(value as GrantType));
-  if (unknown !== undefined) throw new UsageError(`--grant-type must be ${GRANT_TYPES.join(', ')}, not "${unknown}"`);
-  return values as GrantType[];
+  const named = (values as string[]).map((value) => (value === 'device_code' ? DEVICE_CODE_GRANT : value));
+  const unknown = named.find((value) => !GRANT_TYPES.includes(value as GrantType));
+  if (unknown !== undefined) throw new UsageError(`--grant-type must be authorization_code, refresh_token, client_credentials or device_code, not "${unknown}"`);
+  return named as GrantType[];
 }
 
 function idTokenAlg(value: unknown): 'ES256' | 'EdDSA' | 'RS256' | undefined {

@@ -13,8 +13,14 @@ export class ClientError extends Error {
   override name = 'ClientError';
 }
 
-export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
+/** The Device Authorization Grant's type (RFC 8628 §3.4), as registrations and token requests name it. */
+export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+
+export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials', DEVICE_CODE_GRANT] as const;
 export type GrantType = (typeof GRANT_TYPES)[number];
+
+/** The grants a person signs in for, the ones refresh tokens are issued at. */
+const SIGN_IN_GRANTS: readonly string[] = ['authorization_code', DEVICE_CODE_GRANT];
 
 export interface NewClient {
   name: string;
@@ -278,8 +284,8 @@ export class Clients {
     if (metadata.scope === undefined && metadata.api_scopes === undefined) {
       throw new ClientError('--scope names no scope: the client could ask for nothing (leave --scope out for the default, or name OpenID Connect or API scopes)');
     }
-    if (metadata.grant_types.includes('refresh_token') && !metadata.grant_types.includes('authorization_code')) {
-      throw new ClientError('--grant-type refresh_token needs authorization_code too: refresh tokens are issued at a sign-in (client_credentials gets none)');
+    if (metadata.grant_types.includes('refresh_token') && !metadata.grant_types.some((type) => SIGN_IN_GRANTS.includes(type))) {
+      throw new ClientError('--grant-type refresh_token needs authorization_code or device_code too: refresh tokens are issued at a sign-in (client_credentials gets none)');
     }
     const clientId = randomBytes(16).toString('base64url');
     const secret = metadata.token_endpoint_auth_method === 'client_secret_basic' ? randomBytes(32).toString('base64url') : undefined;

@@ -123,6 +123,14 @@ function hintedSubject(hint: unknown): string | undefined {
   return typeof sub === 'string' ? sub : undefined;
 }
 
+/**
+ * Whether the sign-in is a device's (RFC 8628, provider/device-flow.ts):
+ * begun at /device, not by an authorization request, so it has no request
+ * to send again ("Use another account", restart.ts) and no app to go back
+ * to; its end is a page saying the device is connected.
+ */
+const forDevice = (interaction: Interaction) => typeof (interaction as { deviceCode?: unknown }).deviceCode === 'string';
+
 /** The prompts that have a page here; any other is a WrongPrompt. */
 const PAGES = new Set(['login', SELECT_ACCOUNT, 'consent']);
 
@@ -246,7 +254,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (!client) throw new errors.InvalidClient('client not found');
     // The client as registered now: `client update` may have removed the
     // redirect URI or a scope since the request arrived.
-    const change = outgrownRequest(client, interaction.params);
+    const change = outgrownRequest(client, interaction.params, { device: forDevice(interaction) });
     if (change) throw new RequestOutgrown(interaction, change);
     return { provider, interaction, client };
   };
@@ -271,7 +279,14 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   const showLogin = async (ctx: Context, interaction: Interaction, clientName: string, fields: { email?: string; error?: string; throttled?: boolean; disabled?: boolean } = {}) => {
     const signedIn = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
     ctx.type = 'html';
-    ctx.body = renderPage(page(ctx), 'login', { uid: interaction.uid, clientName, signedInAs: signedIn && accountLabel(signedIn), restart: restartOf(interaction), ...fields });
+    ctx.body = renderPage(page(ctx), 'login', {
+      uid: interaction.uid,
+      clientName,
+      signedInAs: signedIn && accountLabel(signedIn),
+      restart: restartOf(interaction),
+      device: forDevice(interaction),
+      ...fields,
+    });
   };
 
   /**
@@ -321,8 +336,9 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         uid: interaction.uid,
         clientName,
         userLabel: accountLabel(user),
-        switchAccount: signInAgain(provider, interaction.params),
+        switchAccount: forDevice(interaction) ? undefined : signInAgain(provider, interaction.params),
         restart: restartOf(interaction),
+        device: forDevice(interaction),
       });
       return;
     }
@@ -365,7 +381,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         keptAfterSignOut: String(interaction.params.scope ?? '').split(' ').includes('offline_access'),
         returnsTo: destinationOf(interaction.params.redirect_uri),
         logoUri: logoUrl(client.logoUri),
-        switchAccount: signInAgain(provider, interaction.params),
+        switchAccount: forDevice(interaction) ? undefined : signInAgain(provider, interaction.params),
+        device: forDevice(interaction),
         clientUri: safeUrl(client.clientUri),
         policyUri: safeUrl(client.policyUri),
         tosUri: safeUrl(client.tosUri),

@@ -12,6 +12,7 @@ import { sha256 } from '../persistence/hash.js';
 import { jsonHoldsNul } from '../persistence/nul.js';
 import { ArtifactWriter, type ArtifactRecord } from './artifact-writer.js';
 import { BROWSER_BINDING_KIND, type BrowserBinding } from './browser-binding.js';
+import type { UserCodes } from './device-flow.js';
 import { deferUntilResponse, keep, peek, take } from './request-scope.js';
 
 /** Models whose rows belong to a grant and go when it is revoked. */
@@ -375,6 +376,8 @@ export interface ArtifactOptions {
   onSignInEnded?: (request: KoaContextWithOIDC | undefined, ended: SignInEnded) => void;
   /** SESSION_MAX_AGE, in seconds: how long a consent withdrawn at a sign-out is kept (SQL.withdrawConsent). */
   sessionMaxAge?: number;
+  /** How user codes are kept and found (device-flow.ts): for DeviceCode. */
+  userCodes?: UserCodes;
 }
 
 /** One sign-in's tokens revoked under `grantId`, the app `client`'s; the consent kept, or withdrawn at a sign-out (SQL.withdrawConsent). */
@@ -392,6 +395,7 @@ export class ArtifactAdapter implements Adapter {
   private readonly onSignInEnded?: ArtifactOptions['onSignInEnded'];
   private readonly sessionMaxAge: number;
   private readonly browsers?: BrowserBinding;
+  private readonly userCodes?: UserCodes;
 
   /** `sealer`: seals the pushed request id a stored sign-in in progress names (see withoutLiveIds). */
   constructor(
@@ -409,6 +413,10 @@ export class ArtifactAdapter implements Adapter {
       this.browsers = options.browsers;
     }
     if (kind === 'Interaction' && !sealer) throw new TypeError('an Interaction adapter needs a sealer for the ids its rows keep (see withoutLiveIds)');
+    if (kind === 'DeviceCode') {
+      if (!options.userCodes || !sealer) throw new TypeError('a DeviceCode adapter needs the user codes and a sealer (see findByUserCode)');
+      this.userCodes = options.userCodes;
+    }
     this.shared = shared(sql);
   }
 
@@ -434,7 +442,9 @@ export class ArtifactAdapter implements Adapter {
     const { jti, ...rest } = payload;
     void jti;
     const isGrant = this.kind === 'Grant';
-    const json = JSON.stringify(isGrant ? payload : this.kind === 'Interaction' ? withoutLiveIds(rest, id, this.sealer) : kept(this.kind, rest));
+    const json = JSON.stringify(
+      isGrant ? payload : this.kind === 'Interaction' ? withoutLiveIds(rest, id, this.sealer) : this.kind === 'DeviceCode' ? this.findableDeviceCode(rest, id) : kept(this.kind, rest),
+    );
     // A request parameter with U+0000 (a state, a login_hint) ends up in the
     // payload, which jsonb cannot store: the request is refused as OAuth
     // invalid_request (an authorization request's error goes back to the client).
@@ -484,7 +494,9 @@ export class ArtifactAdapter implements Adapter {
       // An interaction is filed under its session's uid, for the sign-out of
       // that session to find the consents given in it (see signOut).
       uid: sessionUid,
-      userCode: payload.userCode ?? null,
+      // Only the device authorization request's save names it; later saves
+      // keep the digest stored then (artifact-writer.ts).
+      userCode: this.userCodes && typeof payload.userCode === 'string' ? this.userCodes.digest(payload.userCode) : null,
       accountId: isGrant ? (payload.accountId ?? null) : null,
       clientId: isGrant ? (payload.clientId ?? null) : null,
       expiresAt,
@@ -537,7 +549,7 @@ export class ArtifactAdapter implements Adapter {
     if (this.kind === 'Grant') noteWithdrawal(id, row);
     const payload = toPayload(row, this.reuse);
     if (payload && row?.consumed_at && !payload.consumed) keep(REUSED_WITHIN_INTERVAL, true);
-    if (payload && (this.kind === 'AuthorizationCode' || this.kind === 'RefreshToken') && atTokenEndpoint()) {
+    if (payload && (this.kind === 'AuthorizationCode' || this.kind === 'RefreshToken' || this.kind === 'DeviceCode') && atTokenEndpoint()) {
       keep(PRESENTED_SIGN_IN, payload.sessionUid ?? ''); // a replay ends this sign-in (signInOf)
     }
     if (payload?.grantId && row) {
@@ -583,9 +595,39 @@ export class ArtifactAdapter implements Adapter {
     return toPayload(rows[0]);
   }
 
+  /**
+   * The device code whose user code was typed at /device (`userCode`, as
+   * the library normalised it), found by the code's keyed digest, and
+   * counted against the client address if there is none (device-flow.ts).
+   * An expired one too: the library tells the person it expired, rather
+   * than that the code is wrong. It comes back with its id (the device
+   * code itself, kept sealed: the row's key is only its hash) and the user
+   * code, as the library stored them.
+   */
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
-    const { rows } = await this.sql.query<ArtifactRow>(SQL.findByUserCode, [this.kind, userCode]);
-    return toPayload(rows[0]);
+    if (!this.userCodes || !this.sealer) return undefined;
+    const { sealer } = this;
+    const key = this.userCodes.digest(userCode);
+    const row = await this.userCodes.enter(Provider.ctx?.ip ?? '', async () => {
+      const { rows } = await this.sql.query<ArtifactRow>(SQL.findByUserCode, [this.kind, key]);
+      return rows[0];
+    });
+    if (!row) return undefined;
+    const { sealedJti, ...payload } = toPayload({ ...row, expires_at: null })! as AdapterPayload & { sealedJti?: string };
+    if (typeof sealedJti !== 'string') return undefined;
+    let jti: string;
+    try {
+      jti = sealer.open(sealedJti, DEVICE_CODE_CONTEXT);
+    } catch {
+      return undefined; // sealed with an encryption key dropped since: as good as gone
+    }
+    return { ...payload, jti, userCode };
+  }
+
+  /** A DeviceCode's payload as stored: its id sealed, for findByUserCode; no user code (the row keeps its digest). */
+  private findableDeviceCode(payload: AdapterPayload, id: string): AdapterPayload {
+    const { userCode: _userCode, ...rest } = payload;
+    return { ...rest, sealedJti: this.sealer!.seal(id, DEVICE_CODE_CONTEXT) };
   }
 
   async consume(id: string): Promise<void> {
@@ -651,7 +693,9 @@ export class ArtifactAdapter implements Adapter {
     // interaction and then destroying it, without checking that it was still
     // there: two resumes at once (a double submit) would both go on and give
     // two authorization codes. The one that did not destroy it is answered as
-    // a resume after the interaction was used.
+    // a resume after the interaction was used. (Not a device's resume: it
+    // fills in the one device code both would, and an error here would be
+    // written onto it, failing the device the first resume let in.)
     if (!rowCount && this.kind === 'Interaction' && Provider.ctx?.oidc?.route === 'resume') {
       throw new errors.SessionNotFound('interaction session not found');
     }
@@ -896,6 +940,10 @@ export interface PayloadSealer {
   open(sealed: string, context: string): string;
 }
 
+/** What a device code's sealed id is sealed for: its own row's (findByUserCode), and an interaction's (withoutLiveIds). */
+const DEVICE_CODE_CONTEXT = 'device code of a user code';
+const deviceCodeContext = (uid: string) => `device code of interaction ${sha256(uid)}`;
+
 const parContext = (uid: string) => `pushed request of interaction ${sha256(uid)}`;
 
 function withoutLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer | undefined): AdapterPayload {
@@ -908,6 +956,11 @@ function withoutLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSea
     (stored as { session?: unknown }).session = rest;
   }
   if (typeof parJti === 'string') (stored as { parJti?: string }).parJti = sealer!.seal(parJti, parContext(uid));
+  // A device's sign-in names its device code, which is what the device
+  // presents for its tokens (RFC 8628 §3.4): sealed, as the code's own row
+  // keeps only its hash.
+  const { deviceCode } = payload as { deviceCode?: unknown };
+  if (typeof deviceCode === 'string') (stored as { deviceCode?: string }).deviceCode = sealer!.seal(deviceCode, deviceCodeContext(uid));
   return stored;
 }
 
@@ -922,6 +975,15 @@ function withLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer
       (live as { parJti?: string }).parJti = sealer!.open(parJti, parContext(uid));
     } catch {
       delete (live as { parJti?: string }).parJti;
+    }
+  }
+  const { deviceCode } = payload as { deviceCode?: unknown };
+  if (typeof deviceCode === 'string') {
+    // As a pushed request's: unopened, the device's sign-in finds no code, and ends as one whose code expired.
+    try {
+      (live as { deviceCode?: string }).deviceCode = sealer!.open(deviceCode, deviceCodeContext(uid));
+    } catch {
+      delete (live as { deviceCode?: string }).deviceCode;
     }
   }
   return live;
@@ -995,6 +1057,11 @@ function isEndedSession(kind: string, row: ArtifactRow | undefined): boolean {
  * rows found by one lookup are shared by its callers.
  */
 function kept(kind: string, payload: AdapterPayload): AdapterPayload {
+  // A device code's sealed id is for findByUserCode; find() has the id.
+  if (kind === 'DeviceCode') {
+    const { sealedJti: _sealed, ...rest } = payload as AdapterPayload & { sealedJti?: unknown };
+    return rest;
+  }
   if (kind !== 'RefreshToken') return payload;
   const { nonce: _nonce, ...rest } = payload;
   return rest;

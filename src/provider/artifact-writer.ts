@@ -41,10 +41,12 @@ const ROWS = `jsonb_to_recordset($1::jsonb) AS r(${ROW_TYPES})`;
 // a request that loaded it before the sign-out saves it back when it ends. A
 // grant is saved only when consent is given (interactions/routes.ts): given
 // again, one withdrawn at a sign-out (its consumed_at, see the adapter's
-// SQL.withdrawConsent) is remembered again, for new sign-ins too.
+// SQL.withdrawConsent) is remembered again, for new sign-ins too. A device
+// code keeps the user code digest its first save stored: the library's later
+// saves of it (loaded by id) do not name it (see the adapter's findByUserCode).
 const ON_CONFLICT = `ON CONFLICT (id, kind) DO UPDATE SET
            payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, uid = EXCLUDED.uid,
-           user_code = EXCLUDED.user_code, account_id = EXCLUDED.account_id,
+           user_code = COALESCE(EXCLUDED.user_code, provider_artifacts.user_code), account_id = EXCLUDED.account_id,
            client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at,
            consumed_at = CASE WHEN EXCLUDED.kind = 'Grant' THEN NULL ELSE provider_artifacts.consumed_at END
          WHERE provider_artifacts.kind <> 'Session' OR provider_artifacts.consumed_at IS NULL`;

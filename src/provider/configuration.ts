@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { AdapterPayload, Client, Configuration, KoaContextWithOIDC, ResourceServer } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
+import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { CLIENT_ASSERTION_ALGS } from '../clients/client-keys.js';
@@ -25,6 +26,7 @@ import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
 import { displayName, grantableApiScopes } from './client-model.js';
+import { deviceFlowPages, UserCodes } from './device-flow.js';
 import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
@@ -48,11 +50,14 @@ export interface ProviderServices {
   browsers: BrowserBinding;
   /** Counts requests and events, when metrics are served (METRICS_PORT). */
   metrics?: Metrics;
+  /** Counts failed sign-ins, and wrong user codes at /device (device-flow.ts). */
+  signInThrottle: SignInThrottle;
 }
 
 export function buildConfiguration(services: ProviderServices): Configuration {
   const { config, sql, accounts, apis, logger } = services;
   const clientAdapter = new ClientAdapter(sql, services.clientCache);
+  const userCodes = new UserCodes(services.sealer.keyedDigest('device user codes v1'), services.signInThrottle);
   const page = (ctx: KoaContextWithOIDC) => ({ res: ctx.res, issuerName: config.issuerName });
   const resolvedResources = new WeakMap<KoaContextWithOIDC, Map<string, Promise<ResourceServer>>>();
   // A refresh token used again within REFRESH_TOKEN_REUSE_INTERVAL: no replay
@@ -122,6 +127,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
             onSignInEnded: logSignInEnded,
             sessionMaxAge: config.ttl.sessionMaxAge,
             browsers: services.browsers,
+            userCodes,
           }),
     clients: [],
     clientDefaults: {
@@ -400,6 +406,18 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // ID tokens carry too), when the session with them ends at a sign-out
       // here: see backchannel-logout.ts.
       backchannelLogout: { enabled: true },
+      // RFC 8628, for apps on devices without a browser (device-flow.ts):
+      // clients registered with the device_code grant ask at /device/auth,
+      // and the person enters the code at /device. Codes of eight letters
+      // that are no vowels (no words spelt, none mistaken for a digit).
+      deviceFlow: {
+        enabled: true,
+        charset: 'base-20',
+        mask: '****-****',
+        // Nothing about the device is kept: no page shows it.
+        deviceInfo: () => ({}),
+        ...deviceFlowPages(page),
+      },
     },
     fetch: backchannelFetch,
     interactions: { policy: interactionPolicyWithAccountSelection(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
@@ -451,7 +469,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // sign-in elsewhere that reuses it without asking for offline_access
     // again would end it when signed out of: one sign-out ending an app's
     // offline access everywhere. The grant's scopes count too.
+    // A device's sign-in (RFC 8628) is the device's, not the browser's it
+    // was approved in: signing out of that browser does not sign the TV out.
     expiresWithSession: async (ctx, code) =>
+      code.kind !== 'DeviceCode' &&
       !code.scopes.has('offline_access') && !(ctx.oidc.entities.Grant?.getOIDCScope() ?? '').split(' ').includes('offline_access'),
     ttl: {
       // A registered API's own lifetime wins over the default (portcullis api create --ttl).
@@ -466,6 +487,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // pin a row for two weeks. Signing in saves it again, for SESSION_TTL.
       Session: (_ctx, session) => (session.accountId ? config.ttl.session : Math.min(config.ttl.interaction, config.ttl.session)),
       Grant: config.ttl.grant,
+      // Ten minutes to pick up a phone, sign in and consent (the library's
+      // default, RFC 8628 §3.2 leaves it to us): a code that lives longer is
+      // longer to guess at.
+      DeviceCode: 600,
       RefreshToken: (ctx) => withinGrant(ctx, config.ttl.refreshToken),
     },
     // Called for a request that prefers HTML. Only the endpoints a browser is
@@ -565,7 +590,8 @@ async function sentAsUtf8(ctx: KoaContextWithOIDC): Promise<void> {
  * request gave no address to send it to (as for any request without one).
  */
 async function redirectUriWhereRequired(ctx: KoaContextWithOIDC, _value: unknown, client?: Client): Promise<void> {
-  if (ctx.oidc.entities.PushedAuthorizationRequest) return;
+  // A device authorization request (RFC 8628 §3.1) sends nobody anywhere.
+  if (ctx.oidc.entities.PushedAuthorizationRequest || ctx.oidc.route === 'device_authorization') return;
   const sent = (ctx.method === 'POST' ? ctx.oidc.body : ctx.query) as Record<string, unknown> | undefined;
   if (typeof sent?.redirect_uri === 'string' && sent.redirect_uri !== '') return;
   const scope = ctx.oidc.params?.scope;
@@ -580,7 +606,16 @@ const GRANTING_SCOPES = OIDC_SCOPES.filter((scope) => scope !== 'offline_access'
  * Where a browser is sent: the provider's routes for people, and ours (no
  * provider route: the interaction pages). The other routes serve clients and APIs.
  */
-const BROWSER_ROUTES = new Set<string | undefined>([undefined, 'authorization', 'resume', 'end_session', 'end_session_confirm', 'end_session_success']);
+const BROWSER_ROUTES = new Set<string | undefined>([
+  undefined,
+  'authorization',
+  'resume',
+  'end_session',
+  'end_session_confirm',
+  'end_session_success',
+  'code_verification',
+  'device_resume',
+]);
 
 /** Whether a code or token was issued at or after its client's `tokens_since` (set by `client enable`, see client-adapter.ts). */
 function stillIssuedTo(client: Client, token: { iat?: number }): boolean {
@@ -598,11 +633,11 @@ function errorSummary(error: unknown): string {
 
 /**
  * Whether the scopes of the token being asked for come from this request: an
- * authorization request (directly or pushed) and a client-credentials grant.
+ * authorization request (directly, pushed, or a device's) and a client-credentials grant.
  * A code exchange or a refresh takes them from the grant the person consented to.
  */
 function requestNamesScopes(ctx: KoaContextWithOIDC): boolean {
   const route = ctx.oidc?.route;
-  if (route === 'authorization' || route === 'pushed_authorization_request') return true;
+  if (route === 'authorization' || route === 'pushed_authorization_request' || route === 'device_authorization') return true;
   return route === 'token' && ctx.oidc.params?.grant_type === 'client_credentials';
 }

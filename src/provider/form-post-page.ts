@@ -35,7 +35,8 @@ export function accessibleFormPostPage(ctx: KoaContextWithOIDC, issuerName: stri
   if (start < 0 || end < start) return;
   // Without JavaScript the page stays, with a Continue button: the heading
   // says what it is for.
-  const title = ctx.oidc?.route === 'end_session' ? 'Signing you out…' : 'Returning you to the application…';
+  // (A device's code from its verification_uri_complete, RFC 8628 §3.3.1, goes on to be confirmed.)
+  const title = ctx.oidc?.route === 'end_session' ? 'Signing you out…' : ctx.oidc?.route === 'code_verification' ? 'Checking the code…' : 'Returning you to the application…';
   // color-scheme (in the head): in dark mode the page is dark like every other of ours, not a white flash.
   const frame = pageFrame({ res: ctx.res, issuerName }, title);
   // Ours say where Continue leads (a host, or an app's scheme: no markup) and

@@ -25,7 +25,7 @@ const SERVER_ERROR = { error: 'server_error', error_description: 'oops! somethin
 const UNAVAILABLE = { error: 'temporarily_unavailable', error_description: 'the service is temporarily unavailable; try again shortly' } as const;
 
 /** The error events of the routes where a client authenticates. */
-const CLIENT_AUTHENTICATING_EVENTS = ['grant.error', 'introspection.error', 'revocation.error', 'pushed_authorization_request.error'];
+const CLIENT_AUTHENTICATING_EVENTS = ['grant.error', 'introspection.error', 'revocation.error', 'pushed_authorization_request.error', 'device_authorization.error'];
 
 /** Requests a server_error failed because the database could not serve them (see unavailable.ts). */
 const unavailable = new WeakSet<object>();

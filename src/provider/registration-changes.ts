@@ -10,6 +10,7 @@
 // to a client's API scopes are checked at the resume already:
 // resourceServerInfo in configuration.ts.)
 import Provider, { errors, type AuthorizationCode, type Client, type KoaContextWithOIDC, type RefreshToken } from 'oidc-provider';
+import { DEVICE_CODE_GRANT } from '../clients/clients.js';
 import { SIGNING_ALGS } from '../keys/signing-keys.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 
@@ -26,17 +27,25 @@ export interface RegistrationChange {
 }
 
 /**
- * What in the authorization request `params` (an interaction's) the client's
- * current registration no longer allows, or undefined. In the library's
+ * What in the authorization request `params` (an interaction's; a device's
+ * request, `device`) the client's current registration no longer allows, or
+ * undefined. In the library's
  * order: the address first, since without a registered one no error can be
  * sent back to the client.
  */
-export function outgrownRequest(client: Client, params: Record<string, unknown>): RegistrationChange | undefined {
-  const redirectUri = typeof params.redirect_uri === 'string' ? params.redirect_uri : undefined;
-  if (redirectUri === undefined || !client.redirectUriAllowed(redirectUri)) {
-    return { error: 'invalid_redirect_uri', description: 'the redirect_uri of this request is no longer registered for the client', redirectable: false };
+export function outgrownRequest(client: Client, params: Record<string, unknown>, { device = false } = {}): RegistrationChange | undefined {
+  // A device's sign-in (RFC 8628) names no address: its error goes to the device, which polls for it.
+  if (device) {
+    if (!client.grantTypeAllowed(DEVICE_CODE_GRANT)) {
+      return { error: 'unauthorized_client', description: 'the client may no longer use the device authorization grant', redirectable: true };
+    }
+  } else {
+    const redirectUri = typeof params.redirect_uri === 'string' ? params.redirect_uri : undefined;
+    if (redirectUri === undefined || !client.redirectUriAllowed(redirectUri)) {
+      return { error: 'invalid_redirect_uri', description: 'the redirect_uri of this request is no longer registered for the client', redirectable: false };
+    }
   }
-  if (!client.grantTypeAllowed('authorization_code')) {
+  if (!device && !client.grantTypeAllowed('authorization_code')) {
     return { error: 'unauthorized_client', description: 'the client may no longer use the authorization code flow', redirectable: true };
   }
   // The library's allowlist check (checkScope): OpenID Connect scopes only,

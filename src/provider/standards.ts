@@ -4,6 +4,7 @@ import type Koa from 'koa';
 import type Provider from 'oidc-provider';
 import { decodeProtectedHeader } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
+import { DEVICE_CODE_GRANT } from '../clients/clients.js';
 import { routePattern } from '../http/methods.js';
 import { onlyOpenIdConnectScopes } from '../oidc-scopes.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
@@ -63,7 +64,7 @@ export function challengeOtherSchemesAtUserinfo(provider: Provider): void {
 }
 
 /** The endpoints where a client authenticates. */
-const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocation', 'pushed_authorization_request']);
+const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocation', 'pushed_authorization_request', 'device_authorization']);
 
 /**
  * RFC 9110 §11.4 (and RFC 6750 §2.1) allow one or more spaces between an
@@ -106,6 +107,8 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
     refusePublicClients(ctx);
   } else if (route === 'pushed_authorization_request') {
     refuseRequestUriWhenPushed(ctx);
+  } else if (route === 'device_authorization') {
+    useUnauthorizedClient(ctx, DEVICE_CODE_GRANT);
   } else if (route === 'revocation') {
     // As every other answer to a client's credentials: nothing for a cache to keep.
     ctx.set('Cache-Control', 'no-store');
@@ -502,13 +505,14 @@ function refusePublicClients(ctx: KoaContextWithOIDC): void {
  * authenticated, one supported grant type named, and that one not allowed to
  * it: after client authentication the token endpoint checks nothing else that
  * answers invalid_request before it checks exactly this. (Our interaction
- * pages run through here too, without ctx.oidc.)
+ * pages run through here too, without ctx.oidc.) The device authorization
+ * endpoint (RFC 8628 §3.2, which answers as §5.2 says) asks for `grantType`,
+ * checked right after client authentication too.
  */
-function useUnauthorizedClient(ctx: KoaContextWithOIDC): void {
+function useUnauthorizedClient(ctx: KoaContextWithOIDC, grantType: unknown = ctx.oidc.params?.grant_type): void {
   const body = ctx.body as { error?: string } | undefined;
   if (ctx.status !== 400 || body?.error !== 'invalid_request') return;
   const client = ctx.oidc.client;
-  const grantType = ctx.oidc.params?.grant_type;
   // An unsupported grant type is unsupported_grant_type, checked before; a repeated one is not a string.
   if (!client || typeof grantType !== 'string' || client.grantTypeAllowed(grantType)) return;
   ctx.body = { ...body, error: 'unauthorized_client' };

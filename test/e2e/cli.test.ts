@@ -260,7 +260,7 @@ describe('portcullis client', () => {
       [['client', 'update', 'no-such-client', '--name', 'x'], 1, 'no client with id no-such-client'],
       [['client', 'update', client_id, '--redirect-uri', 'javascript:alert(1)'], 1, 'must be an http(s) address'],
       // A value outside an option's fixed list is a usage error, as --id-token-alg's.
-      [['client', 'update', client_id, '--grant-type', 'implicit'], 2, '--grant-type must be authorization_code, refresh_token, client_credentials, not "implicit"'],
+      [['client', 'update', client_id, '--grant-type', 'implicit'], 2, '--grant-type must be authorization_code, refresh_token, client_credentials or device_code, not "implicit"'],
       [['client', 'create', '--name', 'x', '--grant-type', 'client_credentials', '--grant-type', 'password'], 2, 'not "password"'],
     ];
     for (const [args, code, message] of refusals) {
@@ -436,13 +436,13 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://a.example/cb?a=1&b=%zz'], 1, 'starts no percent-encoding'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not a uri'], 1, 'must be a URI in printable ASCII, without spaces'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#frag'], 1, 'must not have a fragment'],
-    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 2, '--grant-type must be authorization_code, refresh_token, client_credentials, not "password"'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 2, '--grant-type must be authorization_code, refresh_token, client_credentials or device_code, not "password"'],
     [['client', 'create', '--name', 'X'], 1, 'needs at least one --redirect-uri'],
     // Clients that could never get a token (an update may leave one so on purpose, not a creation).
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--scope', ''], 1, '--scope names no scope'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--scope', '  '], 1, '--scope names no scope'],
-    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'refresh_token'], 1, '--grant-type refresh_token needs authorization_code too'],
-    [['client', 'create', '--name', 'X', '--grant-type', 'client_credentials', '--grant-type', 'refresh_token'], 1, '--grant-type refresh_token needs authorization_code too'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'refresh_token'], 1, '--grant-type refresh_token needs authorization_code or device_code too'],
+    [['client', 'create', '--name', 'X', '--grant-type', 'client_credentials', '--grant-type', 'refresh_token'], 1, '--grant-type refresh_token needs authorization_code or device_code too'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--logo-uri', 'javascript:alert(1)'], 1, 'must be an http(s) address'],
     // The provider refuses a web client whose addresses are not http(s) at every request: refused when made.
     [['client', 'create', '--name', 'X', '--redirect-uri', 'javascript:alert(1)'], 1, 'redirect URI "javascript:alert(1)" must be an http(s) address'],

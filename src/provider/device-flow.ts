@@ -1,0 +1,98 @@
+// The OAuth 2.0 Device Authorization Grant (RFC 8628): an app on a device
+// without a browser, or without a keyboard (a TV, a command-line tool), asks
+// for a code at /device/auth and shows the person a short user code; the
+// person enters it at /device in any browser, signs in and consents as for any
+// app, and the device, polling the token endpoint, gets its tokens.
+//
+// The library runs the flow; what it leaves to the host is here: the pages
+// (in our layout, not the library's), keeping user codes out of the database
+// in the plain, and limiting how many codes one can guess at.
+import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
+import { errors } from 'oidc-provider';
+import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
+import { renderPage, type PageContext } from '../http/views.js';
+import { displayName } from './client-model.js';
+
+type DeviceFlowFeature = NonNullable<NonNullable<Configuration['features']>['deviceFlow']>;
+
+/** Refused at /device: the client address entered too many wrong codes (RFC 8628 §5.1). */
+export class TooManyWrongCodes extends errors.OIDCProviderError {
+  constructor(readonly retryAfter: number) {
+    super(429, 'too_many_attempts');
+    this.error_description = 'too many wrong user codes were entered from this network';
+  }
+}
+
+/**
+ * How a DeviceCode's user code is kept and found (provider/adapter.ts). A
+ * user code is eight letters of twenty (about 35 bits, RFC 8628 §6.1):
+ * stored in the plain, or as a plain hash, a database dump would give every
+ * live code away at once, so the row keeps a keyed digest only. And since
+ * anyone can type codes at /device, wrong ones are counted per client
+ * address, against the sign-in throttle's per-address limit.
+ */
+export class UserCodes {
+  constructor(
+    readonly digest: (normalized: string) => string,
+    private readonly throttle: SignInThrottle,
+  ) {}
+
+  /** `find` (the stored code, or undefined) for a code entered by `address`; refused with TooManyWrongCodes past the limit. */
+  async enter<T>(address: string, find: () => Promise<T | undefined>): Promise<T | undefined> {
+    const outcome = await this.throttle.enterUserCode(address, find);
+    if (outcome.refused) throw new TooManyWrongCodes(outcome.retryAfter);
+    return outcome.found;
+  }
+}
+
+/** What the code entry page says about the error the library re-renders it with; undefined for none. */
+function problemOf(error: unknown): { problem: string; cancelled?: true; throttled?: true } | undefined {
+  if (!error) return undefined;
+  if (error instanceof TooManyWrongCodes) {
+    const minutes = Math.max(1, Math.ceil(error.retryAfter / 60));
+    return { problem: `Too many wrong codes were entered from your network. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`, throttled: true };
+  }
+  // The library's own errors for this page (lib/helpers/re_render_errors.js), by name: it exports none of them.
+  switch ((error as Error).name) {
+    case 'NoCodeError':
+      return { problem: 'Enter the code your device shows.' };
+    case 'NotFoundError':
+      return { problem: 'That code is not right. Check it against the one your device shows and try again.' };
+    case 'ExpiredError':
+      return { problem: 'That code has expired. Start again on your device to get a new one.' };
+    case 'AlreadyUsedError':
+      return { problem: 'That code has been used already. Start again on your device to get a new one.' };
+    case 'AbortedError':
+      return { problem: 'You cancelled, so the device cannot use your account. To connect it, start again on the device.', cancelled: true };
+  }
+  // The page's secret missing or wrong: a page kept open past its session, or from another browser.
+  if (error instanceof errors.InvalidRequest) return { problem: 'This page was open too long, or in another window. Enter the code again.' };
+  return { problem: 'The code could not be checked. Try again in a moment.' };
+}
+
+/** The library's page hooks, rendering views/device.eta. */
+export function deviceFlowPages(page: (ctx: KoaContextWithOIDC) => PageContext): Pick<DeviceFlowFeature, 'userCodeInputSource' | 'userCodeConfirmSource' | 'successSource'> {
+  const answer = (ctx: KoaContextWithOIDC, data: Record<string, unknown>) => {
+    ctx.type = 'html';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = renderPage(page(ctx), 'device', { action: ctx.oidc.urlFor('code_verification'), ...data });
+  };
+  // The forms' secret is the one the library keeps in the session for this
+  // page (its own form carries the same), checked when the form comes back.
+  const secretOf = (ctx: KoaContextWithOIDC) => (ctx.oidc.session?.state as { secret?: string } | undefined)?.secret;
+  return {
+    userCodeInputSource: async (ctx, _form, _out, error) => {
+      const problem = problemOf(error);
+      if (error instanceof TooManyWrongCodes) ctx.set('Retry-After', String(error.retryAfter));
+      // A wrong code stays in the field, to be corrected; the library passes it on its error.
+      const typed = (error as { userCode?: unknown } | undefined)?.userCode;
+      answer(ctx, { step: 'enter', xsrf: secretOf(ctx), userCode: typeof typed === 'string' ? typed : undefined, ...problem });
+    },
+    userCodeConfirmSource: async (ctx, _form, client, _deviceInfo, userCode) => {
+      answer(ctx, { step: 'confirm', xsrf: secretOf(ctx), userCode, clientName: displayName(client) });
+    },
+    successSource: async (ctx) => {
+      answer(ctx, { step: 'done', clientName: ctx.oidc.client ? displayName(ctx.oidc.client) : undefined });
+    },
+  };
+}

@@ -1,0 +1,263 @@
+// The OAuth 2.0 Device Authorization Grant (RFC 8628): the device is
+// openid-client v6, as an app on a TV or a command-line tool would use it;
+// the person is a browser at /device (the Chromium suite walks the same pages
+// in a real browser, browser.test.ts).
+import { createHash } from 'node:crypto';
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { basicAuth, discover, pageKind, signIn } from '../support/relying-party.js';
+import { UserAgent, type Page } from '../support/user-agent.js';
+
+const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+const carol = { email: 'carol@example.com', password: 'a long enough password' };
+// People who have consented to nothing yet, each test its own (a consent is remembered).
+const dan = { email: 'dan@example.com', password: 'a long enough password' };
+const erin = { email: 'erin@example.com', password: 'a long enough password' };
+
+let pc: TestPortcullis;
+/** A public client, as an app on a TV is. */
+let tv: { client_id: string };
+/** A confidential one, as a command-line tool run by a server might be. */
+let tool: { client_id: string; client_secret: string };
+let tvApp: oidc.Configuration;
+let toolApp: oidc.Configuration;
+/** Each test's browser at its own address (X-Forwarded-For): wrong codes are counted per address. */
+let addresses = 0;
+const browser = () => new UserAgent({ 'x-forwarded-for': `198.51.100.${++addresses}` });
+
+beforeAll(async () => {
+  pc = await startPortcullis({ TRUST_PROXY: 'true', SIGN_IN_MAX_FAILURES_PER_ADDRESS: '4' });
+  await pc.createUser(carol.email, carol.password, 'Carol');
+  await pc.createUser(dan.email, dan.password, 'Dan');
+  await pc.createUser(erin.email, erin.password, 'Erin');
+  const made = await pc.cli(['client', 'create', '--name', 'Living Room TV', '--public', '--grant-type', 'device_code', '--grant-type', 'refresh_token', '--scope', 'openid email offline_access', '--json']);
+  expect(made.stderr).toBe('');
+  tv = JSON.parse(made.stdout);
+  tool = (await pc.createClient({ name: 'Deploy Tool', grantTypes: ['device_code'], scope: 'openid profile' })) as typeof tool;
+  tvApp = await discover(pc.issuer, tv.client_id);
+  toolApp = await discover(pc.issuer, tool.client_id, tool.client_secret);
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+/** Opens the verification page and enters `code` (as typed), up to the next page. */
+async function enterCode(ua: UserAgent, code: string): Promise<Page> {
+  const page = await ua.open(`${pc.issuer}/device`);
+  expect(page.status).toBe(200);
+  return ua.post(page, '/device', { ...UserAgent.formFields(page, '/device'), user_code: code });
+}
+
+/** The confirmation page's Continue (or Cancel). */
+function confirm(ua: UserAgent, page: Page, choice: 'confirm' | 'abort' = 'confirm'): Promise<Page> {
+  const forms = [...page.html.matchAll(/<form[^>]*>[\s\S]*?<\/form>/g)].map((match) => ({ ...page, html: match[0] }));
+  const form = forms.find((candidate) => candidate.html.includes(`name="${choice}"`));
+  if (!form) throw new Error(`no ${choice} form on ${page.url}:\n${page.html.slice(0, 2000)}`);
+  return ua.post(page, UserAgent.formAction(form, '/device'), UserAgent.hiddenFields(form));
+}
+
+/** A token request with the device code, as the device polls (RFC 8628 §3.4). */
+async function poll(deviceCode: string, client: { client_id: string; client_secret?: string } = tv) {
+  const body = new URLSearchParams({ grant_type: DEVICE_CODE_GRANT, device_code: deviceCode });
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
+  if (client.client_secret) headers.authorization = basicAuth(client.client_id, client.client_secret);
+  else body.set('client_id', client.client_id);
+  const response = await fetch(`${pc.issuer}/token`, { method: 'POST', headers, body });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+describe('device authorization', () => {
+  it('is in discovery, for clients registered with the device_code grant', async () => {
+    const discovery = (await (await fetch(`${pc.issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+    expect(discovery.device_authorization_endpoint).toBe(`${pc.issuer}/device/auth`);
+    expect(discovery.grant_types_supported).toContain(DEVICE_CODE_GRANT);
+    const shown = JSON.parse((await pc.cli(['client', 'show', tv.client_id, '--json'])).stdout);
+    expect(shown.grant_types).toEqual([DEVICE_CODE_GRANT, 'refresh_token']);
+    expect(shown.redirect_uris).toEqual([]);
+  });
+
+  it('a TV signs in: the person enters its code, signs in and consents in a browser; the TV gets tokens that work and refresh', async () => {
+    const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid email offline_access' });
+    expect(started.user_code).toMatch(/^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
+    expect(started.verification_uri).toBe(`${pc.issuer}/device`);
+    expect(started.expires_in).toBe(600);
+
+    // Until the person has finished, the device is told to wait.
+    expect(await poll(started.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'authorization_pending' }) });
+
+    const ua = browser();
+    // Typed as people type it: lower case, no dash.
+    let page = await enterCode(ua, started.user_code.replace('-', '').toLowerCase());
+    expect(page.html).toContain('<h1>Connect <bdi>Living Room TV</bdi>?</h1>');
+    expect(page.html).toContain(`<p class="user-code" id="user-code">${started.user_code}</p>`);
+    page = await confirm(ua, page);
+    expect(pageKind(page)).toBe('login');
+    expect(page.html).toContain('Cancel stops <bdi>Living Room TV</bdi> on your device from signing in.');
+    page = await signIn(ua, page, carol.email, carol.password);
+    expect(pageKind(page)).toBe('consent');
+    // Nothing to send again from a device's sign-in, and nowhere to go back to.
+    expect(page.html).not.toContain('Use another account');
+    expect(page.html).not.toContain('name="restart"');
+    expect(page.html).toContain('Deny shares nothing with it, and the device is not signed in.');
+    page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
+    expect(page.status).toBe(200);
+    expect(page.html).toContain('<h1>Your device is connected</h1>');
+
+    const tokens = await oidc.pollDeviceAuthorizationGrant(tvApp, started);
+    const claims = tokens.claims()!;
+    expect(claims.aud).toBe(tv.client_id);
+    expect(tokens.scope?.split(' ').sort()).toEqual(['email', 'offline_access', 'openid']);
+    const userinfo = await oidc.fetchUserInfo(tvApp, tokens.access_token, claims.sub);
+    expect(userinfo.email).toBe(carol.email);
+    const refreshed = await oidc.refreshTokenGrant(tvApp, tokens.refresh_token!);
+    expect(refreshed.access_token).not.toBe(tokens.access_token);
+
+    // The same code entered again: used already.
+    page = await enterCode(ua, started.user_code);
+    expect(page.html).toContain('That code has been used already.');
+    // A device code is used once; presented again, it is taken for stolen, as
+    // an authorization code is (RFC 9700 §4.14.2): what was issued from it ends.
+    expect((await poll(started.device_code)).body.error).toBe('invalid_grant');
+    await expect(oidc.refreshTokenGrant(tvApp, refreshed.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+
+  it('a signed-in person is asked only to consent; a confidential client authenticates as at every grant', async () => {
+    const ua = browser();
+    const first = await oidc.initiateDeviceAuthorization(toolApp, { scope: 'openid profile' });
+    let page = await confirm(ua, await enterCode(ua, first.user_code));
+    page = await signIn(ua, page, carol.email, carol.password);
+    page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
+    expect(page.html).toContain('<h1>Your device is connected</h1>');
+    const tokens = await oidc.pollDeviceAuthorizationGrant(toolApp, first);
+    expect(tokens.claims()!.aud).toBe(tool.client_id);
+    expect(tokens.refresh_token).toBeUndefined();
+
+    // The same browser, a second device: signed in already, consent remembered.
+    const second = await oidc.initiateDeviceAuthorization(toolApp, { scope: 'openid profile' });
+    page = await confirm(ua, await enterCode(ua, second.user_code));
+    expect(page.html).toContain('<h1>Your device is connected</h1>');
+    expect((await oidc.pollDeviceAuthorizationGrant(toolApp, second)).claims()!.sub).toBe(tokens.claims()!.sub);
+
+    // Signing out of the browser does not sign the device out: its sign-in is its own.
+    const logout = await ua.open(`${pc.issuer}/session/end`);
+    const signedOut = await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
+    expect(signedOut.html).toContain('You are signed out');
+    expect((await oidc.fetchUserInfo(toolApp, tokens.access_token, tokens.claims()!.sub)).sub).toBe(tokens.claims()!.sub);
+
+    // Without its secret, the confidential client gets no code.
+    const anonymous = await fetch(`${pc.issuer}/device/auth`, { method: 'POST', body: new URLSearchParams({ client_id: tool.client_id, scope: 'openid' }) });
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { error: string }).error).toBe('invalid_client');
+  });
+
+  it('Deny at consent, or Cancel at the code, tells the device access_denied; the page says the device was not connected', async () => {
+    const denied = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid email' });
+    const ua = browser();
+    let page = await confirm(ua, await enterCode(ua, denied.user_code));
+    page = await signIn(ua, page, dan.email, dan.password);
+    expect(pageKind(page)).toBe('consent');
+    page = await ua.post(page, UserAgent.formAction(page, '/abort'), UserAgent.formFields(page, '/abort'));
+    expect(page.html).toContain('<h1>Your device was not connected</h1>');
+    expect(await poll(denied.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'access_denied' }) });
+
+    const cancelled = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid email' });
+    page = await enterCode(ua, cancelled.user_code);
+    page = await confirm(ua, page, 'abort');
+    expect(page.html).toContain('<h1>Your device was not connected</h1>');
+    expect(await poll(cancelled.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'access_denied' }) });
+    // And the device learns it once: the code is over.
+    await expect(oidc.pollDeviceAuthorizationGrant(tvApp, cancelled)).rejects.toMatchObject({ error: 'access_denied' });
+  });
+
+  it('the address in verification_uri_complete carries the code to its confirmation', async () => {
+    const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
+    const ua = browser();
+    const carrier = await ua.open(started.verification_uri_complete!);
+    // The library's self-posting form, in our layout: with a script, it goes on at once.
+    expect(carrier.html).toContain('<h1>Checking the code…</h1>');
+    const page = await ua.post(carrier, UserAgent.formAction(carrier, '/device'), UserAgent.hiddenFields(carrier));
+    expect(page.html).toContain('<h1>Connect <bdi>Living Room TV</bdi>?</h1>');
+  });
+
+  it('a wrong, empty or tampered entry is explained on the page; too many wrong codes from one address are refused for a while', async () => {
+    const ua = browser();
+    let page = await enterCode(ua, 'BCDF-GHJK');
+    expect(page.status).toBe(200);
+    expect(page.html).toContain('That code is not right.');
+    expect(page.html).toContain('aria-invalid="true"');
+    expect(page.html).toContain('value="BCDF-GHJK"'); // kept, to be corrected
+    page = await enterCode(ua, '');
+    expect(page.html).toContain('Enter the code your device shows.');
+    // The form's secret missing: another browser's form, or a forged one.
+    const form = await ua.open(`${pc.issuer}/device`);
+    page = await ua.post(form, '/device', { user_code: 'BCDF-GHJK' });
+    expect(page.status).toBe(400);
+    expect(page.html).toContain('This page was open too long, or in another window.');
+    expect(page.html).not.toMatch(/xsrf token|stack|\.js:\d/);
+
+    // Four wrong codes from this address (the limit here), then even a right one waits.
+    await enterCode(ua, 'BCDF-GHJL');
+    await enterCode(ua, 'BCDF-GHJM');
+    await enterCode(ua, 'BCDF-GHJN');
+    const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
+    page = await enterCode(ua, started.user_code);
+    expect(page.status).toBe(429);
+    expect(page.html).toMatch(/Too many wrong codes were entered from your network\. Try again in \d+ minutes?\./);
+    expect(page.headers?.get('retry-after')).toMatch(/^\d+$/);
+    // Another address is not held back by this one's guesses.
+    const elsewhere = browser();
+    expect((await enterCode(elsewhere, started.user_code)).html).toContain('<h1>Connect <bdi>Living Room TV</bdi>?</h1>');
+  });
+
+  it('keeps no device code or user code in the database as it was issued', async () => {
+    const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid email' });
+    const ua = browser();
+    // Up to the consent page: an interaction names the device code too.
+    let page = await confirm(ua, await enterCode(ua, started.user_code));
+    page = await signIn(ua, page, erin.email, erin.password);
+    expect(pageKind(page)).toBe('consent');
+    const normalized = started.user_code.replace('-', '');
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      const { rows } = await db.query<{ row: string }>('SELECT provider_artifacts::text AS row FROM provider_artifacts');
+      const everything = rows.map((row) => row.row).join('\n');
+      for (const secret of [started.device_code, normalized, started.user_code, createHash('sha256').update(normalized).digest('base64url')]) {
+        expect(everything).not.toContain(secret);
+      }
+      const stored = await db.query<{ user_code: string | null }>(`SELECT user_code FROM provider_artifacts WHERE kind = 'DeviceCode' AND id = $1`, [
+        createHash('sha256').update(started.device_code).digest('base64url'),
+      ]);
+      expect(stored.rows).toHaveLength(1);
+      expect(stored.rows[0]!.user_code).toMatch(/^[\w-]{43}$/); // a keyed digest
+    } finally {
+      await db.end();
+    }
+    // And the flow still ends as it should, from what was kept.
+    page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
+    expect(page.html).toContain('<h1>Your device is connected</h1>');
+    expect((await oidc.pollDeviceAuthorizationGrant(tvApp, started)).claims()!.aud).toBe(tv.client_id);
+  });
+
+  it('only clients registered for it may ask, and only for what they may have', async () => {
+    const web = await pc.createClient({ name: 'Web app', redirectUris: ['http://127.0.0.1:9999/callback'] });
+    const refused = await fetch(`${pc.issuer}/device/auth`, {
+      method: 'POST',
+      headers: { authorization: basicAuth(web.client_id, web.client_secret!) },
+      body: new URLSearchParams({ scope: 'openid' }),
+    });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: string }).error).toBe('unauthorized_client');
+    // A scope the TV was not registered for is dropped; nothing grantable is an error (RFC 6749 §3.3).
+    const nothing = await fetch(`${pc.issuer}/device/auth`, { method: 'POST', body: new URLSearchParams({ client_id: tv.client_id, scope: 'profile' }) });
+    expect(nothing.status).toBe(400);
+    expect(((await nothing.json()) as { error: string }).error).toBe('invalid_scope');
+
+    const cli = await pc.cli(['client', 'create', '--name', 'X', '--public', '--grant-type', 'refresh_token']);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain('--grant-type refresh_token needs authorization_code or device_code too');
+  });
+});
