@@ -547,7 +547,10 @@ export class ArtifactAdapter implements Adapter {
     const row = rows.find((candidate) => candidate.kind === this.kind);
     if (isEndedSession(this.kind, row)) return undefined;
     if (this.kind === 'Grant') noteWithdrawal(id, row);
-    const payload = toPayload(row, this.reuse);
+    // An expired device code is found too (until the sweeper takes it), as
+    // the library expects of it: it judges the expiry itself, and tells the
+    // device expired_token (RFC 8628 §3.5) rather than that there is no such code.
+    const payload = toPayload(row && this.kind === 'DeviceCode' ? { ...row, expires_at: null } : row, this.reuse);
     if (payload && row?.consumed_at && !payload.consumed) keep(REUSED_WITHIN_INTERVAL, true);
     if (payload && (this.kind === 'AuthorizationCode' || this.kind === 'RefreshToken' || this.kind === 'DeviceCode') && atTokenEndpoint()) {
       keep(PRESENTED_SIGN_IN, payload.sessionUid ?? ''); // a replay ends this sign-in (signInOf)

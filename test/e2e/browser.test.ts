@@ -61,6 +61,28 @@ async function newPage(viewport = { width: 1280, height: 800 }): Promise<Page> {
 
 const problemsOf = (page: Page) => (page as Page & { problems: string[] }).problems;
 
+/**
+ * An axe-core audit (WCAG 2.2 AA and best practices) of the page as it is, in
+ * both colour schemes; each violation added to `found`, named after `step`.
+ */
+async function auditWithAxe(page: Page, step: string, found: string[]): Promise<void> {
+  const axeSource = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
+  // Evaluated through the DevTools protocol, which the pages' CSP does not govern
+  // (a <script> tag would need script-src 'unsafe-inline'): the audit sees the page as served.
+  await page.evaluate(axeSource);
+  for (const colorScheme of ['light', 'dark'] as const) {
+    await page.emulateMedia({ colorScheme });
+    const violations = await page.evaluate(async () => {
+      const { violations } = await (window as unknown as { axe: typeof import('axe-core') }).axe.run(document, {
+        runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'] },
+      });
+      return violations.map(({ id, help, nodes }) => ({ id, help, targets: nodes.map((node) => node.target.join(' ')) }));
+    });
+    for (const { id, help, targets } of violations) found.push(`${step} (${colorScheme}): ${id}: ${help}: ${targets.join(', ')}`);
+  }
+  await page.emulateMedia({ colorScheme: 'light' });
+}
+
 async function signIn(page: Page, journey: string, password = frida.password) {
   await expect(page.getByRole('heading', { name: 'Sign in' })).toBeTruthy();
   await snapshot(page, journey, '1-login');
@@ -595,7 +617,6 @@ describe('pages', () => {
   });
 
   it('the sign-in, consent, account choice, sign-out, error and form_post pages pass an axe-core audit (WCAG 2.2 AA and best practices) in both colour schemes', async () => {
-    const axeSource = await readFile(require.resolve('axe-core/axe.min.js'), 'utf8');
     const page = await newPage();
     // A logo and links, so that the consent page shows everything it can.
     const axeApp = await startRpApp(pc.issuer, await registerClient('Axe App', [
@@ -603,22 +624,7 @@ describe('pages', () => {
     ]));
     // Every page's violations, gathered so that one run names them all.
     const found: string[] = [];
-    const audit = async (step: string) => {
-      // Evaluated through the DevTools protocol, which the pages' CSP does not govern
-      // (a <script> tag would need script-src 'unsafe-inline'): the audit sees the page as served.
-      await page.evaluate(axeSource);
-      for (const colorScheme of ['light', 'dark'] as const) {
-        await page.emulateMedia({ colorScheme });
-        const violations = await page.evaluate(async () => {
-          const { violations } = await (window as unknown as { axe: typeof import('axe-core') }).axe.run(document, {
-            runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'] },
-          });
-          return violations.map(({ id, help, nodes }) => ({ id, help, targets: nodes.map((node) => node.target.join(' ')) }));
-        });
-        for (const { id, help, targets } of violations) found.push(`${step} (${colorScheme}): ${id}: ${help}: ${targets.join(', ')}`);
-      }
-      await page.emulateMedia({ colorScheme: 'light' });
-    };
+    const audit = (step: string) => auditWithAxe(page, step, found);
     try {
       await page.goto(`${axeApp.url}/login`);
       await audit('login');
@@ -664,6 +670,54 @@ describe('pages', () => {
     } finally {
       await axeApp.close();
     }
+    expect(found, `axe-core found:\n${found.join('\n')}`).toEqual([]);
+  });
+
+  it('a device\'s code, typed with the keyboard: the entry, confirmation and end pages pass an axe-core audit, with no console errors', async () => {
+    const made = await pc.cli(['client', 'create', '--name', 'Kitchen TV', '--public', '--grant-type', 'device_code', '--scope', 'openid', '--json']);
+    const tv = JSON.parse(made.stdout) as { client_id: string };
+    const ask = async () => {
+      const response = await fetch(`${pc.issuer}/device/auth`, { method: 'POST', body: new URLSearchParams({ client_id: tv.client_id, scope: 'openid' }) });
+      return (await response.json()) as { device_code: string; user_code: string; verification_uri: string; verification_uri_complete: string };
+    };
+    const started = await ask();
+    const page = await newPage();
+    const found: string[] = [];
+    await page.goto(started.verification_uri);
+    const field = page.getByLabel('Enter the code your device shows');
+    await expect(field.evaluate((element) => element === document.activeElement)).resolves.toBe(true);
+    await snapshot(page, 'device', '1-code');
+    await auditWithAxe(page, 'device code entry', found);
+    await page.keyboard.type('BBBB-BBBB');
+    await page.keyboard.press('Enter');
+    await page.getByRole('alert').waitFor();
+    expect(await page.getByRole('alert').textContent()).toContain('That code is not right.');
+    await auditWithAxe(page, 'device code entry after a wrong code', found);
+    await field.fill('');
+    await page.keyboard.type(started.user_code.toLowerCase());
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Connect Kitchen TV?' }).waitFor();
+    await snapshot(page, 'device', '2-confirm');
+    await auditWithAxe(page, 'device confirmation', found);
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await signIn(page, 'device');
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.getByRole('heading', { name: 'Your device is connected' }).waitFor();
+    await snapshot(page, 'device', '3-connected');
+    await auditWithAxe(page, 'device connected', found);
+    const tokens = await fetch(`${pc.issuer}/token`, {
+      method: 'POST',
+      body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:device_code', device_code: started.device_code, client_id: tv.client_id }),
+    });
+    expect(tokens.status).toBe(200);
+
+    // The address with the code in it: the library's page posts it on by
+    // script (allowed by the page's CSP), to the confirmation.
+    const second = await ask();
+    await page.goto(second.verification_uri_complete);
+    await page.getByRole('heading', { name: 'Connect Kitchen TV?' }).waitFor();
+    expect(await page.locator('#user-code').textContent()).toBe(second.user_code);
+    expect(problemsOf(page)).toEqual([]);
     expect(found, `axe-core found:\n${found.join('\n')}`).toEqual([]);
   });
 

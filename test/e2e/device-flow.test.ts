@@ -172,6 +172,27 @@ describe('device authorization', () => {
     await expect(oidc.pollDeviceAuthorizationGrant(tvApp, cancelled)).rejects.toMatchObject({ error: 'access_denied' });
   });
 
+  it('an expired code: the device is told expired_token, and the page says so', async () => {
+    const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      // Ten minutes on: the code's exp, and its row's, behind us (the sweeper has not run).
+      const { rowCount } = await db.query(
+        `UPDATE provider_artifacts SET expires_at = now() - interval '1 second',
+                payload = jsonb_set(payload, '{exp}', to_jsonb(floor(extract(epoch FROM now())) - 1))
+         WHERE kind = 'DeviceCode' AND id = $1`,
+        [createHash('sha256').update(started.device_code).digest('base64url')],
+      );
+      expect(rowCount).toBe(1);
+    } finally {
+      await db.end();
+    }
+    expect(await poll(started.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'expired_token' }) });
+    const ua = browser();
+    expect((await enterCode(ua, started.user_code)).html).toContain('That code has expired.');
+  });
+
   it('the address in verification_uri_complete carries the code to its confirmation', async () => {
     const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
     const ua = browser();
