@@ -115,6 +115,11 @@ export function shownError(ctx: object): string | undefined {
   return shownErrors.get(ctx);
 }
 
+/** Records the error a page of another kind showed (the device code entry page, provider/device-flow.ts), for the metrics. */
+export function noteShownError(ctx: object, code: string): void {
+  shownErrors.set(ctx, code);
+}
+
 /**
  * A sign-out request that failed (a stale id_token_hint, a return address the
  * app did not register): whether the person is still signed in, and where a

@@ -19,7 +19,7 @@ export type SignInOutcome = (typeof SIGN_IN_OUTCOMES)[number];
 export type ConsentDecision = (typeof CONSENT_DECISIONS)[number];
 
 /** The grant types this server issues tokens for; anything else counts as `other`. */
-const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials']);
+const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials', 'urn:ietf:params:oauth:grant-type:device_code']);
 
 /**
  * The routes a request is counted under: the library's route names, and ours.
@@ -38,11 +38,14 @@ const ROUTES = new Set([
   'discovery',
   'jwks',
   'pushed_authorization_request',
+  'device_authorization',
+  'code_verification',
+  'device_resume',
   'interaction',
   'health',
 ]);
 
-/** The error codes of RFC 6749, RFC 6750, RFC 7662/7009, RFC 8707, RFC 9449 and OpenID Connect Core that this server answers with. */
+/** The error codes of RFC 6749, RFC 6750, RFC 7662/7009, RFC 8707, RFC 8628, RFC 9449 and OpenID Connect Core that this server answers with. */
 const OAUTH_ERRORS = new Set([
   'invalid_request',
   'invalid_client',
@@ -71,6 +74,11 @@ const OAUTH_ERRORS = new Set([
   'registration_not_supported',
   'invalid_redirect_uri',
   'invalid_client_metadata',
+  // RFC 8628 §3.5, at the token endpoint while a device polls; and ours for
+  // too many wrong user codes at /device (provider/device-flow.ts).
+  'authorization_pending',
+  'expired_token',
+  'too_many_attempts',
   // Ours: an interaction that expired or is not this browser's, or a browser
   // that keeps no cookie of ours, an address that takes another method,
   // nothing served at an address.

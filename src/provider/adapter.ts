@@ -89,6 +89,14 @@ const atTokenEndpoint = () => Provider.ctx?.oidc?.route === 'token';
 
 /** The routes that write or clear a session's sign-out details (its `state`). */
 const LOGOUT_ROUTES = new Set(['end_session', 'end_session_confirm']);
+/**
+ * The routes of the device verification page (RFC 8628, device-flow.ts),
+ * whose form secret the library keeps in the session's `state` too: stored
+ * apart, as `deviceState`, so that opening /device does not replace the
+ * sign-out page's details (see upsert), nor the sign-out page the device form's.
+ */
+const DEVICE_ROUTES = new Set(['code_verification', 'device_resume']);
+const SESSION_FORM_STATES = ['state', 'deviceState'];
 
 /** This request found a refresh token used before, within its reuse interval (see ArtifactOptions). */
 const REUSED_WITHIN_INTERVAL = 'reused within interval';
@@ -142,13 +150,14 @@ const SQL = {
   // A session saved by a request that did not touch its sign-out details
   // (see upsert): those stored meanwhile stay. Never an ended session (as in
   // the writer's upsert).
-  saveSessionKeepingLogout: {
-    name: 'artifact-save-session-keeping-logout',
+  // The stored values of the keys $5 the saved payload leaves out are kept.
+  saveSessionKeeping: {
+    name: 'artifact-save-session-keeping',
     text: `INSERT INTO provider_artifacts (kind, id, payload, uid, expires_at) VALUES ('Session', $1, $2::jsonb, $3, $4)
            ON CONFLICT (id, kind) DO UPDATE SET
-             payload = CASE WHEN provider_artifacts.payload ? 'state'
-                            THEN EXCLUDED.payload || jsonb_build_object('state', provider_artifacts.payload -> 'state')
-                            ELSE EXCLUDED.payload END,
+             payload = EXCLUDED.payload || coalesce((
+               SELECT jsonb_object_agg(key, provider_artifacts.payload -> key) FROM unnest($5::text[]) AS key
+               WHERE provider_artifacts.payload ? key AND NOT EXCLUDED.payload ? key), '{}'::jsonb),
              uid = EXCLUDED.uid, expires_at = EXCLUDED.expires_at
            WHERE provider_artifacts.consumed_at IS NULL`,
   },
@@ -442,8 +451,17 @@ export class ArtifactAdapter implements Adapter {
     const { jti, ...rest } = payload;
     void jti;
     const isGrant = this.kind === 'Grant';
+    const route = String(Provider.ctx?.oidc?.route);
     const json = JSON.stringify(
-      isGrant ? payload : this.kind === 'Interaction' ? withoutLiveIds(rest, id, this.sealer) : this.kind === 'DeviceCode' ? this.findableDeviceCode(rest, id) : kept(this.kind, rest),
+      isGrant
+        ? payload
+        : this.kind === 'Interaction'
+          ? withoutLiveIds(rest, id, this.sealer)
+          : this.kind === 'DeviceCode'
+            ? this.findableDeviceCode(rest, id)
+            : this.kind === 'Session' && DEVICE_ROUTES.has(route)
+              ? withDeviceState(rest)
+              : kept(this.kind, rest),
     );
     // A request parameter with U+0000 (a state, a login_hint) ends up in the
     // payload, which jsonb cannot store: the request is refused as OAuth
@@ -469,9 +487,12 @@ export class ArtifactAdapter implements Adapter {
     // one that loaded it before the sign-out page was shown (a silent
     // prompt=none in another frame) would save it without them, and the
     // person's "Sign out" would be refused ("could not find logout
-    // details"), leaving them signed in. Only the logout routes change them.
-    if (this.kind === 'Session' && payload.state === undefined && !LOGOUT_ROUTES.has(String(Provider.ctx?.oidc?.route))) {
-      await this.sql.query(SQL.saveSessionKeepingLogout, [sha256(id), json, sessionUid, expiresAt]);
+    // details"), leaving them signed in. Only the logout routes change them;
+    // and only the device page's routes its own form's (DEVICE_ROUTES).
+    if (this.kind === 'Session') {
+      const owned = LOGOUT_ROUTES.has(route) ? 'state' : DEVICE_ROUTES.has(route) ? 'deviceState' : undefined;
+      const keep = SESSION_FORM_STATES.filter((key) => key !== owned);
+      await this.sql.query(SQL.saveSessionKeeping, [sha256(id), json, sessionUid, expiresAt, keep]);
       return;
     }
     // Outside a provider request, an interaction is saved by our pages
@@ -570,6 +591,7 @@ export class ArtifactAdapter implements Adapter {
       return withLiveIds(payload, id, this.sealer);
     }
     if (payload && this.kind === 'PushedAuthorizationRequest' && !presentedByPusher(payload)) return undefined;
+    if (payload && this.kind === 'Session') return { ...sessionForRoute(payload, Provider.ctx?.oidc?.route), jti: id };
     // Rows of 0.5.0 and earlier may hold what kept() now leaves out.
     return payload && { ...kept(this.kind, payload), jti: id };
   }
@@ -1045,6 +1067,19 @@ function sessionUidOf(payload: AdapterPayload): string | undefined {
 /** The grants a session names that end when it is signed out of: those without offline_access (the library's persistsLogout). */
 function grantsEndingWith(session: SessionPayload): string[] {
   return Object.values(session.authorizations ?? {}).flatMap(({ grantId, persistsLogout }) => (grantId && !persistsLogout ? [grantId] : []));
+}
+
+/** A session's payload as stored by a device page's route: its form state apart (see DEVICE_ROUTES). */
+function withDeviceState(payload: AdapterPayload): AdapterPayload {
+  const { state, ...others } = payload as AdapterPayload & { state?: unknown };
+  return state === undefined ? others : { ...others, deviceState: state };
+}
+
+/** A stored session as the library is to see it in `route`: the device page's routes see their form state as `state`. */
+function sessionForRoute(payload: AdapterPayload, route: string | undefined): AdapterPayload {
+  const { state, deviceState, ...others } = payload as AdapterPayload & { state?: unknown; deviceState?: unknown };
+  const seen = DEVICE_ROUTES.has(String(route)) ? deviceState : state;
+  return seen === undefined ? others : { ...others, state: seen as AdapterPayload['state'] };
 }
 
 /** A session signed out of, or whose id was replaced (see ArtifactAdapter.signOut): as good as absent. */

@@ -469,10 +469,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // sign-in elsewhere that reuses it without asking for offline_access
     // again would end it when signed out of: one sign-out ending an app's
     // offline access everywhere. The grant's scopes count too.
-    // A device's sign-in (RFC 8628) is the device's, not the browser's it
-    // was approved in: signing out of that browser does not sign the TV out.
+    // (A device's sign-in, RFC 8628, is the browser session's it was
+    // approved in, as an app's sign-in there: without offline_access,
+    // signing out of that browser ends it.)
     expiresWithSession: async (ctx, code) =>
-      code.kind !== 'DeviceCode' &&
       !code.scopes.has('offline_access') && !(ctx.oidc.entities.Grant?.getOIDCScope() ?? '').split(' ').includes('offline_access'),
     ttl: {
       // A registered API's own lifetime wins over the default (portcullis api create --ttl).

@@ -10,6 +10,7 @@
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
+import { noteShownError } from '../http/error-pages.js';
 import { renderPage, type PageContext } from '../http/views.js';
 import { displayName } from './client-model.js';
 
@@ -81,8 +82,9 @@ export function deviceFlowPages(page: (ctx: KoaContextWithOIDC) => PageContext):
   // page (its own form carries the same), checked when the form comes back.
   const secretOf = (ctx: KoaContextWithOIDC) => (ctx.oidc.session?.state as { secret?: string } | undefined)?.secret;
   return {
-    userCodeInputSource: async (ctx, _form, _out, error) => {
+    userCodeInputSource: async (ctx, _form, out, error) => {
       const problem = problemOf(error);
+      if (out?.error) noteShownError(ctx, out.error);
       if (error instanceof TooManyWrongCodes) ctx.set('Retry-After', String(error.retryAfter));
       // A wrong code stays in the field, to be corrected; the library passes it on its error.
       const typed = (error as { userCode?: unknown } | undefined)?.userCode;

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { basicAuth, discover, pageKind, signIn } from '../support/relying-party.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
@@ -24,10 +24,18 @@ let tvApp: oidc.Configuration;
 let toolApp: oidc.Configuration;
 /** Each test's browser at its own address (X-Forwarded-For): wrong codes are counted per address. */
 let addresses = 0;
+let metricsPort: number;
+/** A counter's value on the metrics listener (0 when absent). */
+async function counter(series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+  return line ? Number(line.slice(series.length + 1)) : 0;
+}
 const browser = () => new UserAgent({ 'x-forwarded-for': `198.51.100.${++addresses}` });
 
 beforeAll(async () => {
-  pc = await startPortcullis({ TRUST_PROXY: 'true', SIGN_IN_MAX_FAILURES_PER_ADDRESS: '4' });
+  metricsPort = await freePort();
+  pc = await startPortcullis({ TRUST_PROXY: 'true', SIGN_IN_MAX_FAILURES_PER_ADDRESS: '4', METRICS_PORT: String(metricsPort) });
   await pc.createUser(carol.email, carol.password, 'Carol');
   await pc.createUser(dan.email, dan.password, 'Dan');
   await pc.createUser(erin.email, erin.password, 'Erin');
@@ -57,6 +65,11 @@ function confirm(ua: UserAgent, page: Page, choice: 'confirm' | 'abort' = 'confi
   const form = forms.find((candidate) => candidate.html.includes(`name="${choice}"`));
   if (!form) throw new Error(`no ${choice} form on ${page.url}:\n${page.html.slice(0, 2000)}`);
   return ua.post(page, UserAgent.formAction(form, '/device'), UserAgent.hiddenFields(form));
+}
+
+/** "Sign out" on the sign-out page `logout`: the page that follows. */
+async function signOut(ua: UserAgent, logout: Page): Promise<string> {
+  return (await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' })).html;
 }
 
 /** A token request with the device code, as the device polls (RFC 8628 §3.4). */
@@ -106,17 +119,21 @@ describe('device authorization', () => {
     expect(page.status).toBe(200);
     expect(page.html).toContain('<h1>Your device is connected</h1>');
 
+    const issued = await counter(`portcullis_tokens_issued_total{grant_type="${DEVICE_CODE_GRANT}"}`);
     const tokens = await oidc.pollDeviceAuthorizationGrant(tvApp, started);
+    expect(await counter(`portcullis_tokens_issued_total{grant_type="${DEVICE_CODE_GRANT}"}`)).toBe(issued + 1);
     const claims = tokens.claims()!;
     expect(claims.aud).toBe(tv.client_id);
     expect(tokens.scope?.split(' ').sort()).toEqual(['email', 'offline_access', 'openid']);
     const userinfo = await oidc.fetchUserInfo(tvApp, tokens.access_token, claims.sub);
     expect(userinfo.email).toBe(carol.email);
+    // With offline_access, it outlives a sign-out of that browser, as any app's does.
+    expect(await signOut(ua, await ua.open(`${pc.issuer}/session/end`))).toContain('You are signed out');
     const refreshed = await oidc.refreshTokenGrant(tvApp, tokens.refresh_token!);
     expect(refreshed.access_token).not.toBe(tokens.access_token);
 
     // The same code entered again: used already.
-    page = await enterCode(ua, started.user_code);
+    page = await enterCode(browser(), started.user_code);
     expect(page.html).toContain('That code has been used already.');
     // A device code is used once; presented again, it is taken for stolen, as
     // an authorization code is (RFC 9700 §4.14.2): what was issued from it ends.
@@ -141,11 +158,11 @@ describe('device authorization', () => {
     expect(page.html).toContain('<h1>Your device is connected</h1>');
     expect((await oidc.pollDeviceAuthorizationGrant(toolApp, second)).claims()!.sub).toBe(tokens.claims()!.sub);
 
-    // Signing out of the browser does not sign the device out: its sign-in is its own.
-    const logout = await ua.open(`${pc.issuer}/session/end`);
-    const signedOut = await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' });
-    expect(signedOut.html).toContain('You are signed out');
+    // The device's sign-in is the browser session's it was approved in, as
+    // an app's there: without offline_access, signing out of it ends it.
     expect((await oidc.fetchUserInfo(toolApp, tokens.access_token, tokens.claims()!.sub)).sub).toBe(tokens.claims()!.sub);
+    expect(await signOut(ua, await ua.open(`${pc.issuer}/session/end`))).toContain('You are signed out');
+    await expect(oidc.fetchUserInfo(toolApp, tokens.access_token, tokens.claims()!.sub)).rejects.toMatchObject({ status: 401 });
 
     // Without its secret, the confidential client gets no code.
     const anonymous = await fetch(`${pc.issuer}/device/auth`, { method: 'POST', body: new URLSearchParams({ client_id: tool.client_id, scope: 'openid' }) });
@@ -168,7 +185,7 @@ describe('device authorization', () => {
     page = await confirm(ua, page, 'abort');
     expect(page.html).toContain('<h1>Your device was not connected</h1>');
     expect(await poll(cancelled.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'access_denied' }) });
-    // And the device learns it once: the code is over.
+    // Asked again, the same answer (a refused poll changes nothing).
     await expect(oidc.pollDeviceAuthorizationGrant(tvApp, cancelled)).rejects.toMatchObject({ error: 'access_denied' });
   });
 
@@ -191,6 +208,31 @@ describe('device authorization', () => {
     expect(await poll(started.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'expired_token' }) });
     const ua = browser();
     expect((await enterCode(ua, started.user_code)).html).toContain('That code has expired.');
+  });
+
+  it('the device page and the sign-out page, open at once, each keep their form working', async () => {
+    const ua = browser();
+    const started = await oidc.initiateDeviceAuthorization(toolApp, { scope: 'openid profile' });
+    let page = await confirm(ua, await enterCode(ua, started.user_code));
+    page = await signIn(ua, page, carol.email, carol.password);
+    if (pageKind(page) === 'consent') page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
+    expect(page.html).toContain('<h1>Your device is connected</h1>');
+
+    // The sign-out page opened while the device page is open: the code still goes through.
+    const second = await oidc.initiateDeviceAuthorization(toolApp, { scope: 'openid profile' });
+    let devicePage = await ua.open(`${pc.issuer}/device`);
+    await ua.open(`${pc.issuer}/session/end`);
+    page = await ua.post(devicePage, '/device', { ...UserAgent.formFields(devicePage, '/device'), user_code: second.user_code });
+    expect(page.html).toContain('<h1>Connect <bdi>Deploy Tool</bdi>?</h1>');
+
+    // The device page opened while the sign-out page is open (a QR code
+    // scanned in another tab), and a code entered there: "Sign out" still signs out.
+    const third = await oidc.initiateDeviceAuthorization(toolApp, { scope: 'openid profile' });
+    const logout = await ua.open(`${pc.issuer}/session/end`);
+    devicePage = await ua.open(`${pc.issuer}/device`);
+    page = await ua.post(devicePage, '/device', { ...UserAgent.formFields(devicePage, '/device'), user_code: third.user_code });
+    expect(page.html).toContain('<h1>Connect <bdi>Deploy Tool</bdi>?</h1>');
+    expect(await signOut(ua, logout)).toContain('You are signed out');
   });
 
   it('the address in verification_uri_complete carries the code to its confirmation', async () => {
@@ -224,8 +266,10 @@ describe('device authorization', () => {
     await enterCode(ua, 'BCDF-GHJM');
     await enterCode(ua, 'BCDF-GHJN');
     const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
+    const refusals = await counter('portcullis_oauth_errors_total{endpoint="code_verification",error="too_many_attempts"}');
     page = await enterCode(ua, started.user_code);
     expect(page.status).toBe(429);
+    expect(await counter('portcullis_oauth_errors_total{endpoint="code_verification",error="too_many_attempts"}')).toBe(refusals + 1);
     expect(page.html).toMatch(/Too many wrong codes were entered from your network\. Try again in \d+ minutes?\./);
     expect(page.headers?.get('retry-after')).toMatch(/^\d+$/);
     // Another address is not held back by this one's guesses.

@@ -154,7 +154,7 @@ it('revokeByGrantId removes every token of the grant and nothing else', async ()
 
 // PGlite has one session for everything, so only a server can deadlock.
 // (Grants here, which the writer saves: a session is saved by a statement of
-// its own, see the adapter's saveSessionKeepingLogout.)
+// its own, see the adapter's saveSessionKeeping.)
 it.runIf(process.env.TEST_DATABASE === 'postgres')(
   'a batched save chosen as a deadlock victim is retried and lands',
   async () => {
