@@ -6,7 +6,8 @@ import { sha256 } from '../persistence/hash.js';
 /** A request's path with the id of a sign-in in progress (an interaction, or its resume) left out. */
 export function loggedPath(path: string): string {
   // Whatever the case, as the routers match it (and with slashes doubled, which no router takes).
-  return path.replace(/^\/+(interaction|auth)\/+[^/]+/i, '/$1/:uid');
+  // A device's sign-in resumes at /device/:uid (not /device/auth, the device authorization endpoint).
+  return path.replace(/^\/+(interaction|auth)\/+[^/]+/i, '/$1/:uid').replace(/^\/+device\/+(?!auth(?:\/|$))[^/]+/i, '/device/:uid');
 }
 
 /** A reference to one sign-in, for telling its log lines apart: a digest prefix, not the id. */

@@ -12,7 +12,7 @@ import type { SigningKeysState } from './health.js';
 import { UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
 
 /** The paths a browser is sent to: they get the page that says to try again, not JSON. */
-const BROWSER_PATHS = /^\/(auth(\/|$)|interaction\/|session\/end)/i;
+const BROWSER_PATHS = /^\/(auth(\/|$)|interaction\/|session\/end|device(?!\/auth(\/|$))(\/|$))/i;
 
 export function refuseWithStaleKeys(keys: SigningKeysState, issuerName: string): Middleware {
   return (ctx, next) => {

@@ -131,6 +131,15 @@ function hintedSubject(hint: unknown): string | undefined {
  */
 const forDevice = (interaction: Interaction) => typeof (interaction as { deviceCode?: unknown }).deviceCode === 'string';
 
+/**
+ * "Use another account" in a device's sign-in: its own sign-in page (a link,
+ * `?account=other`), whose sign-in ends the session of whoever is signed in
+ * here, as signing in with prompt=login does; the request goes on for the
+ * one who signed in (the library signs the other out first).
+ */
+const OTHER_ACCOUNT = 'other';
+const anotherAccountLink = (interaction: Interaction) => ({ href: `/interaction/${encodeURIComponent(interaction.uid)}?account=${OTHER_ACCOUNT}` });
+
 /** The prompts that have a page here; any other is a WrongPrompt. */
 const PAGES = new Set(['login', SELECT_ACCOUNT, 'consent']);
 
@@ -321,7 +330,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const { provider, interaction, client } = await details(ctx);
     if (PAGES.has(interaction.prompt.name)) current.mark(ctx, interaction.uid, interaction.exp);
     const clientName = displayName(client);
-    if (interaction.prompt.name === 'login') {
+    const switching = forDevice(interaction) && ctx.query.account === OTHER_ACCOUNT && PAGES.has(interaction.prompt.name);
+    if (interaction.prompt.name === 'login' || switching) {
       // The app's login_hint, as sent. Not the email of the person an
       // id_token_hint names: the library takes an expired hint too, so an app
       // (or whoever holds one of its ID tokens) would read the email of
@@ -336,7 +346,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         uid: interaction.uid,
         clientName,
         userLabel: accountLabel(user),
-        switchAccount: forDevice(interaction) ? undefined : signInAgain(provider, interaction.params),
+        switchAccount: forDevice(interaction) ? anotherAccountLink(interaction) : signInAgain(provider, interaction.params),
         restart: restartOf(interaction),
         device: forDevice(interaction),
       });
@@ -381,7 +391,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         keptAfterSignOut: String(interaction.params.scope ?? '').split(' ').includes('offline_access'),
         returnsTo: destinationOf(interaction.params.redirect_uri),
         logoUri: logoUrl(client.logoUri),
-        switchAccount: forDevice(interaction) ? undefined : signInAgain(provider, interaction.params),
+        switchAccount: forDevice(interaction) ? anotherAccountLink(interaction) : signInAgain(provider, interaction.params),
         device: forDevice(interaction),
         clientUri: safeUrl(client.clientUri),
         policyUri: safeUrl(client.policyUri),
@@ -417,7 +427,9 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   });
 
   router.post('/login', async (ctx) => {
-    const { interaction, client } = await details(ctx, 'login');
+    const { interaction, client } = await details(ctx);
+    // A device's sign-in takes a sign-in at any of its steps ("Use another account", see anotherAccountLink).
+    if (interaction.prompt.name !== 'login' && !(forDevice(interaction) && PAGES.has(interaction.prompt.name))) throw new WrongPrompt('login');
     const form = await readForm(ctx);
     const email = form.email?.trim() ?? '';
     const password = form.password ?? '';

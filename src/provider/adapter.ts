@@ -93,7 +93,9 @@ const LOGOUT_ROUTES = new Set(['end_session', 'end_session_confirm']);
  * The routes of the device verification page (RFC 8628, device-flow.ts),
  * whose form secret the library keeps in the session's `state` too: stored
  * apart, as `deviceState`, so that opening /device does not replace the
- * sign-out page's details (see upsert), nor the sign-out page the device form's.
+ * sign-out page's details (see upsert), nor the sign-out page the device
+ * form's. (A device's sign-in that ends with someone else signing in writes
+ * sign-out details there, as a resume does: those are `state`, see isDeviceForm.)
  */
 const DEVICE_ROUTES = new Set(['code_verification', 'device_resume']);
 const SESSION_FORM_STATES = ['state', 'deviceState'];
@@ -133,9 +135,12 @@ const SQL = {
     text: `SELECT payload, expires_at, consumed_at FROM provider_artifacts
            WHERE kind = $1 AND uid = $2 AND (kind <> 'Session' OR consumed_at IS NULL) LIMIT 1`,
   },
+  // Live ones first: one that expired (not swept yet) and a live one with
+  // the same code are two (see findByUserCode).
   findByUserCode: {
     name: 'artifact-find-user-code',
-    text: 'SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = $2 LIMIT 1',
+    text: `SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = $2
+           ORDER BY expires_at > now() DESC LIMIT 2`,
   },
   // Stores a row unless a live one (not expired, by the caller's clock, as
   // toPayload judges) is there: one statement, so of two at once exactly one
@@ -460,7 +465,7 @@ export class ArtifactAdapter implements Adapter {
           : this.kind === 'DeviceCode'
             ? this.findableDeviceCode(rest, id)
             : this.kind === 'Session' && DEVICE_ROUTES.has(route)
-              ? withDeviceState(rest)
+              ? withDeviceForm(rest)
               : kept(this.kind, rest),
     );
     // A request parameter with U+0000 (a state, a login_hint) ends up in the
@@ -490,7 +495,9 @@ export class ArtifactAdapter implements Adapter {
     // details"), leaving them signed in. Only the logout routes change them;
     // and only the device page's routes its own form's (DEVICE_ROUTES).
     if (this.kind === 'Session') {
-      const owned = LOGOUT_ROUTES.has(route) ? 'state' : DEVICE_ROUTES.has(route) ? 'deviceState' : undefined;
+      const owned = LOGOUT_ROUTES.has(route) || (DEVICE_ROUTES.has(route) && payload.state !== undefined && !isDeviceForm(payload.state))
+        ? 'state'
+        : DEVICE_ROUTES.has(route) ? 'deviceState' : undefined;
       const keep = SESSION_FORM_STATES.filter((key) => key !== owned);
       await this.sql.query(SQL.saveSessionKeeping, [sha256(id), json, sessionUid, expiresAt, keep]);
       return;
@@ -635,7 +642,11 @@ export class ArtifactAdapter implements Adapter {
     const key = this.userCodes.digest(userCode);
     const row = await this.userCodes.enter(Provider.ctx?.ip ?? '', async () => {
       const { rows } = await this.sql.query<ArtifactRow>(SQL.findByUserCode, [this.kind, key]);
-      return rows[0];
+      // Two live codes alike (one in 20^8 per pair: someone asking for
+      // codes by the million) name no one device: the person could connect
+      // someone else's. Neither is found; both devices start again.
+      const live = rows.filter((candidate) => !candidate.expires_at || candidate.expires_at.getTime() > Date.now());
+      return live.length > 1 ? undefined : rows[0];
     });
     if (!row) return undefined;
     const { sealedJti, ...payload } = toPayload({ ...row, expires_at: null })! as AdapterPayload & { sealedJti?: string };
@@ -1069,9 +1080,15 @@ function grantsEndingWith(session: SessionPayload): string[] {
   return Object.values(session.authorizations ?? {}).flatMap(({ grantId, persistsLogout }) => (grantId && !persistsLogout ? [grantId] : []));
 }
 
+/** Whether a session's `state` is the device page's form secret, `{ secret }` alone (lib/shared/xsrf.js), rather than sign-out details. */
+function isDeviceForm(state: unknown): boolean {
+  return typeof state === 'object' && state !== null && Object.keys(state).join() === 'secret';
+}
+
 /** A session's payload as stored by a device page's route: its form state apart (see DEVICE_ROUTES). */
-function withDeviceState(payload: AdapterPayload): AdapterPayload {
+function withDeviceForm(payload: AdapterPayload): AdapterPayload {
   const { state, ...others } = payload as AdapterPayload & { state?: unknown };
+  if (state !== undefined && !isDeviceForm(state)) return payload;
   return state === undefined ? others : { ...others, deviceState: state };
 }
 

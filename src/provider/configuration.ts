@@ -57,7 +57,7 @@ export interface ProviderServices {
 export function buildConfiguration(services: ProviderServices): Configuration {
   const { config, sql, accounts, apis, logger } = services;
   const clientAdapter = new ClientAdapter(sql, services.clientCache);
-  const userCodes = new UserCodes(services.sealer.keyedDigest('device user codes v1'), services.signInThrottle);
+  const userCodes = new UserCodes(services.sealer.keyedDigest('device user codes v1'), services.signInThrottle, logger);
   const page = (ctx: KoaContextWithOIDC) => ({ res: ctx.res, issuerName: config.issuerName });
   const resolvedResources = new WeakMap<KoaContextWithOIDC, Map<string, Promise<ResourceServer>>>();
   // A refresh token used again within REFRESH_TOKEN_REUSE_INTERVAL: no replay
@@ -416,7 +416,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         mask: '****-****',
         // Nothing about the device is kept: no page shows it.
         deviceInfo: () => ({}),
-        ...deviceFlowPages(page),
+        ...deviceFlowPages(page, accounts),
       },
     },
     fetch: backchannelFetch,

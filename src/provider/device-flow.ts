@@ -9,9 +9,12 @@
 // in the plain, and limiting how many codes one can guess at.
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
+import type { Accounts } from '../accounts/accounts.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
+import { accountLabel } from '../display-text.js';
 import { noteShownError } from '../http/error-pages.js';
 import { renderPage, type PageContext } from '../http/views.js';
+import type { Logger } from '../logger.js';
 import { displayName } from './client-model.js';
 
 type DeviceFlowFeature = NonNullable<NonNullable<Configuration['features']>['deviceFlow']>;
@@ -36,18 +39,27 @@ export class UserCodes {
   constructor(
     readonly digest: (normalized: string) => string,
     private readonly throttle: SignInThrottle,
+    private readonly logger: Logger,
   ) {}
 
   /** `find` (the stored code, or undefined) for a code entered by `address`; refused with TooManyWrongCodes past the limit. */
   async enter<T>(address: string, find: () => Promise<T | undefined>): Promise<T | undefined> {
     const outcome = await this.throttle.enterUserCode(address, find);
-    if (outcome.refused) throw new TooManyWrongCodes(outcome.retryAfter);
+    if (outcome.refused) {
+      // As a refused sign-in is: someone may be guessing (no address: the
+      // count's key is a digest, and the address alone proves nothing).
+      this.logger.warn('user code refused: too many wrong codes', { retryAfter: outcome.retryAfter });
+      throw new TooManyWrongCodes(outcome.retryAfter);
+    }
     return outcome.found;
   }
 }
 
-/** What the code entry page says about the error the library re-renders it with; undefined for none. */
-function problemOf(error: unknown): { problem: string; cancelled?: true; throttled?: true } | undefined {
+/** The library's words for a form whose secret is missing or wrong (lib/shared/xsrf.js, lib/actions/code_verification.js). */
+const FORM_SECRET_ERRORS = new Set(['xsrf token invalid', 'could not find device form details']);
+
+/** What the code entry page says about the error the library re-renders it with at `route`; undefined for none. */
+function problemOf(error: unknown, route: string): { problem: string; cancelled?: true; throttled?: true } | undefined {
   if (!error) return undefined;
   if (error instanceof TooManyWrongCodes) {
     const minutes = Math.max(1, Math.ceil(error.retryAfter / 60));
@@ -67,12 +79,21 @@ function problemOf(error: unknown): { problem: string; cancelled?: true; throttl
       return { problem: 'You cancelled, so the device cannot use your account. To connect it, start again on the device.', cancelled: true };
   }
   // The page's secret missing or wrong: a page kept open past its session, or from another browser.
-  if (error instanceof errors.InvalidRequest) return { problem: 'This page was open too long, or in another window. Enter the code again.' };
+  if (error instanceof errors.InvalidRequest && FORM_SECRET_ERRORS.has(String(error.error_description))) {
+    return { problem: 'This page was open too long, or in another window. Enter the code again.' };
+  }
+  // After the code was confirmed (the sign-in expired, the app's registration
+  // changed): the code is used up, so only the device can start again.
+  if (route === 'device_resume') return { problem: 'The sign-in could not be finished. Start again on your device to get a new code.' };
+  if (error instanceof errors.InvalidRequest) return { problem: 'That code could not be read. Enter it as your device shows it.' };
   return { problem: 'The code could not be checked. Try again in a moment.' };
 }
 
 /** The library's page hooks, rendering views/device.eta. */
-export function deviceFlowPages(page: (ctx: KoaContextWithOIDC) => PageContext): Pick<DeviceFlowFeature, 'userCodeInputSource' | 'userCodeConfirmSource' | 'successSource'> {
+export function deviceFlowPages(
+  page: (ctx: KoaContextWithOIDC) => PageContext,
+  accounts: Pick<Accounts, 'find'>,
+): Pick<DeviceFlowFeature, 'userCodeInputSource' | 'userCodeConfirmSource' | 'successSource'> {
   const answer = (ctx: KoaContextWithOIDC, data: Record<string, unknown>) => {
     ctx.type = 'html';
     ctx.set('Cache-Control', 'no-store');
@@ -83,7 +104,7 @@ export function deviceFlowPages(page: (ctx: KoaContextWithOIDC) => PageContext):
   const secretOf = (ctx: KoaContextWithOIDC) => (ctx.oidc.session?.state as { secret?: string } | undefined)?.secret;
   return {
     userCodeInputSource: async (ctx, _form, out, error) => {
-      const problem = problemOf(error);
+      const problem = problemOf(error, String(ctx.oidc.route));
       if (out?.error) noteShownError(ctx, out.error);
       if (error instanceof TooManyWrongCodes) ctx.set('Retry-After', String(error.retryAfter));
       // A wrong code stays in the field, to be corrected; the library passes it on its error.
@@ -91,7 +112,12 @@ export function deviceFlowPages(page: (ctx: KoaContextWithOIDC) => PageContext):
       answer(ctx, { step: 'enter', xsrf: secretOf(ctx), userCode: typeof typed === 'string' ? typed : undefined, ...problem });
     },
     userCodeConfirmSource: async (ctx, _form, client, _deviceInfo, userCode) => {
-      answer(ctx, { step: 'confirm', xsrf: secretOf(ctx), userCode, clientName: displayName(client) });
+      // Whom the device will be signed in as, when someone is signed in here
+      // already: Continue may then connect it without another page (a
+      // consent given before), so the person sees it before they choose.
+      const accountId = ctx.oidc.session?.accountId;
+      const signedIn = accountId ? await accounts.find(accountId) : undefined;
+      answer(ctx, { step: 'confirm', xsrf: secretOf(ctx), userCode, clientName: displayName(client), signedInAs: signedIn && accountLabel(signedIn) });
     },
     successSource: async (ctx) => {
       answer(ctx, { step: 'done', clientName: ctx.oidc.client ? displayName(ctx.oidc.client) : undefined });

@@ -35,14 +35,17 @@ export function accessibleFormPostPage(ctx: KoaContextWithOIDC, issuerName: stri
   if (start < 0 || end < start) return;
   // Without JavaScript the page stays, with a Continue button: the heading
   // says what it is for.
-  // (A device's code from its verification_uri_complete, RFC 8628 §3.3.1, goes on to be confirmed.)
-  const title = ctx.oidc?.route === 'end_session' ? 'Signing you out…' : ctx.oidc?.route === 'code_verification' ? 'Checking the code…' : 'Returning you to the application…';
+  // A sign-out on the way: at /session/end, or a resume after someone else
+  // signed in, which signs the one before out first. (A device's code from
+  // its verification_uri_complete, RFC 8628 §3.3.1, goes on to be confirmed.)
+  const signingOut = ctx.oidc?.route === 'end_session' || body.includes(`action="${ctx.oidc?.urlFor('end_session_confirm')}"`);
+  const title = signingOut ? 'Signing you out…' : ctx.oidc?.route === 'code_verification' ? 'Checking the code…' : 'Returning you to the application…';
   // color-scheme (in the head): in dark mode the page is dark like every other of ours, not a white flash.
   const frame = pageFrame({ res: ctx.res, issuerName }, title);
   // Ours say where Continue leads (a host, or an app's scheme: no markup) and
   // give the button the primary style and spacing of our pages; not the
   // focus, as no button of ours has it when a page opens (the heading first).
-  const destination = ctx.oidc?.route === 'end_session' ? undefined : destinationOf(ctx.oidc?.params?.redirect_uri);
+  const destination = signingOut ? undefined : destinationOf(ctx.oidc?.params?.redirect_uri);
   const words = destination ? `Choose Continue to go on to <strong class="destination">${destination}</strong>.` : 'Choose Continue to go on.';
   const noscript = `<p>${words}</p>\n      <div class="actions"><button class="primary" type="submit">Continue</button></div>`;
   ctx.body =

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { basicAuth, discover, pageKind, signIn } from '../support/relying-party.js';
+import { basicAuth, discover, pageKind, signIn, useAnotherAccount } from '../support/relying-party.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
@@ -111,8 +111,9 @@ describe('device authorization', () => {
     expect(page.html).toContain('Cancel stops <bdi>Living Room TV</bdi> on your device from signing in.');
     page = await signIn(ua, page, carol.email, carol.password);
     expect(pageKind(page)).toBe('consent');
-    // Nothing to send again from a device's sign-in, and nowhere to go back to.
-    expect(page.html).not.toContain('Use another account');
+    // Nothing to send again from a device's sign-in, and nowhere to go back to:
+    // another account signs in on the sign-in's own page.
+    expect(page.html).toMatch(/<a href="\/interaction\/[\w-]+\?account=other">Not you\? Use another account<\/a>/);
     expect(page.html).not.toContain('name="restart"');
     expect(page.html).toContain('Deny shares nothing with it, and the device is not signed in.');
     page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
@@ -154,7 +155,10 @@ describe('device authorization', () => {
 
     // The same browser, a second device: signed in already, consent remembered.
     const second = await oidc.initiateDeviceAuthorization(toolApp, { scope: 'openid profile' });
-    page = await confirm(ua, await enterCode(ua, second.user_code));
+    page = await enterCode(ua, second.user_code);
+    // Continue connects it at once: the page says as whom, before.
+    expect(page.html).toContain('You are signed in as <strong><bdi>Carol</bdi> (<bdi>carol@example.com</bdi>)</strong>: the device will use this account.');
+    page = await confirm(ua, page);
     expect(page.html).toContain('<h1>Your device is connected</h1>');
     expect((await oidc.pollDeviceAuthorizationGrant(toolApp, second)).claims()!.sub).toBe(tokens.claims()!.sub);
 
@@ -235,6 +239,36 @@ describe('device authorization', () => {
     expect(await signOut(ua, logout)).toContain('You are signed out');
   });
 
+  it('"Not you? Use another account" on a device\'s consent page: someone else signs in, and the device is theirs', async () => {
+    const made = await pc.cli(['client', 'create', '--name', 'Garage TV', '--public', '--grant-type', 'device_code', '--scope', 'openid email', '--json']);
+    const garage = JSON.parse(made.stdout) as { client_id: string };
+    const garageApp = await discover(pc.issuer, garage.client_id);
+    const ua = browser();
+    // Carol connects one, allowing openid only.
+    const first = await oidc.initiateDeviceAuthorization(garageApp, { scope: 'openid' });
+    let page = await signIn(ua, await confirm(ua, await enterCode(ua, first.user_code)), carol.email, carol.password);
+    page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
+    const carols = (await oidc.pollDeviceAuthorizationGrant(garageApp, first)).claims()!.sub;
+
+    // The next asks for more: the consent page, signed in as Carol. Dan uses his own account.
+    const second = await oidc.initiateDeviceAuthorization(garageApp, { scope: 'openid email' });
+    page = await confirm(ua, await enterCode(ua, second.user_code));
+    expect(page.html).toContain('Signed in as <strong><bdi>Carol</bdi>');
+    page = await useAnotherAccount(ua, page);
+    expect(pageKind(page)).toBe('login');
+    expect(page.html).toContain('You are signed in as <strong><bdi>Carol</bdi>');
+    page = await signIn(ua, page, dan.email, dan.password);
+    // The library signs Carol out first (its self-posting form, posted here as a script would).
+    if (page.html.includes('<h1>Signing you out…</h1>')) page = await ua.post(page, UserAgent.formAction(page, '/session/end/confirm'), UserAgent.hiddenFields(page));
+    expect(pageKind(page)).toBe('consent');
+    expect(page.html).toContain('Signed in as <strong><bdi>Dan</bdi>');
+    page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
+    expect(page.html).toContain('<h1>Your device is connected</h1>');
+    const dans = (await oidc.pollDeviceAuthorizationGrant(garageApp, second)).claims()!.sub;
+    expect(dans).not.toBe(carols);
+    expect((await pc.cli(['user', 'show', dan.email, '--json'])).stdout).toContain(dans);
+  });
+
   it('the address in verification_uri_complete carries the code to its confirmation', async () => {
     const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
     const ua = browser();
@@ -272,6 +306,7 @@ describe('device authorization', () => {
     expect(await counter('portcullis_oauth_errors_total{endpoint="code_verification",error="too_many_attempts"}')).toBe(refusals + 1);
     expect(page.html).toMatch(/Too many wrong codes were entered from your network\. Try again in \d+ minutes?\./);
     expect(page.headers?.get('retry-after')).toMatch(/^\d+$/);
+    expect(pc.log.filter((line) => line.includes('user code refused: too many wrong codes'))).toHaveLength(1);
     // Another address is not held back by this one's guesses.
     const elsewhere = browser();
     expect((await enterCode(elsewhere, started.user_code)).html).toContain('<h1>Connect <bdi>Living Room TV</bdi>?</h1>');
