@@ -303,10 +303,12 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
    * (Post/Redirect/Get, see sign-in-notice.ts): the page that follows can be
    * reloaded, and gone back to, without sending the password again.
    */
-  const refuseSignIn = (ctx: Context, uid: string, email: string, refusal: Refusal) => {
+  const refuseSignIn = (ctx: Context, interaction: Interaction, email: string, refusal: Refusal) => {
+    const { uid } = interaction;
     ctx.cookies.set(SIGN_IN_NOTICE_COOKIE, signInNotices.seal(uid, { refusal, email }), SignInNotices.cookieOptions(uid, ctx.secure));
     ctx.status = 303;
-    ctx.redirect(`/interaction/${encodeURIComponent(uid)}`);
+    // Back to the sign-in page it came from: a device's other account's, at a later step.
+    ctx.redirect(forDevice(interaction) && interaction.prompt.name !== 'login' ? anotherAccountLink(interaction).href : `/interaction/${encodeURIComponent(uid)}`);
   };
 
   /** The sign-in page's fields for the notice a refused sign-in left, read once; undefined without one. */
@@ -337,7 +339,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       // (or whoever holds one of its ID tokens) would read the email of
       // everyone who ever signed in to it off this page, scope or no scope.
       const hint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
-      return showLogin(ctx, interaction, clientName, takeNotice(ctx, interaction.uid) ?? { email: hint });
+      // (Not when someone else signs in to a device's sign-in: the hint most often names whom they replace.)
+      return showLogin(ctx, interaction, clientName, takeNotice(ctx, interaction.uid) ?? { email: switching ? undefined : hint });
     }
     if (interaction.prompt.name === SELECT_ACCOUNT) {
       const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
@@ -435,7 +438,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const password = form.password ?? '';
     if (!email || !password) {
       metrics?.signIn('wrong_credentials');
-      return refuseSignIn(ctx, interaction.uid, email, { reason: 'wrong_credentials' });
+      return refuseSignIn(ctx, interaction, email, { reason: 'wrong_credentials' });
     }
     // The sign-in's time is taken before the password is read: a new password
     // set in a later second (its cut-off, see Accounts.isSignedIn) then
@@ -449,18 +452,18 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (outcome.refused) {
       metrics?.signIn('throttled');
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), client: client.clientId, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
-      return refuseSignIn(ctx, interaction.uid, email, { reason: 'throttled', until: Math.floor(Date.now() / 1000) + outcome.retryAfter });
+      return refuseSignIn(ctx, interaction, email, { reason: 'throttled', until: Math.floor(Date.now() / 1000) + outcome.retryAfter });
     }
     const { accountId } = outcome;
     if (!accountId) {
       metrics?.signIn('wrong_credentials');
       logger.info('login failed', { interaction: interactionReference(interaction.uid), client: client.clientId });
-      return refuseSignIn(ctx, interaction.uid, email, { reason: 'wrong_credentials' });
+      return refuseSignIn(ctx, interaction, email, { reason: 'wrong_credentials' });
     }
     if (checked!.disabled) {
       metrics?.signIn('refused');
       logger.info('login refused: the user is disabled', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
-      return refuseSignIn(ctx, interaction.uid, email, { reason: 'disabled' });
+      return refuseSignIn(ctx, interaction, email, { reason: 'disabled' });
     }
     // OpenID Connect Core §3.1.2.1: a request whose id_token_hint names
     // someone else gets an error, not the code of whoever signed in. (With a
@@ -485,7 +488,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       await saveForItsLifetime(interaction);
       metrics?.signIn('refused');
       logger.info('login failed: the password changed meanwhile', { interaction: interactionReference(interaction.uid) });
-      return refuseSignIn(ctx, interaction.uid, email, { reason: 'wrong_credentials' });
+      return refuseSignIn(ctx, interaction, email, { reason: 'wrong_credentials' });
     }
     ctx.cookies.set(DEVICE_COOKIE, deviceCookies.issue(checked!.credential, browser), DEVICE_COOKIE_OPTIONS);
     metrics?.signIn('success');

@@ -152,10 +152,10 @@ const SQL = {
            WHERE provider_artifacts.expires_at <= $5
            RETURNING 1`,
   },
-  // A session saved by a request that did not touch its sign-out details
-  // (see upsert): those stored meanwhile stay. Never an ended session (as in
-  // the writer's upsert).
-  // The stored values of the keys $5 the saved payload leaves out are kept.
+  // A session saved (see upsert): of the form states $5 (the sign-out
+  // page's, the device page's) that the saving route does not own, those
+  // stored meanwhile stay, unless the payload names its own. Never an ended
+  // session (as in the writer's upsert).
   saveSessionKeeping: {
     name: 'artifact-save-session-keeping',
     text: `INSERT INTO provider_artifacts (kind, id, payload, uid, expires_at) VALUES ('Session', $1, $2::jsonb, $3, $4)
@@ -186,10 +186,11 @@ const SQL = {
   // sees the new row (signOut's next pass). A row another request replaced a
   // moment ago (two tabs finishing at once) still has its successor made: the
   // library gives each its own session, and a sign-out ends them all (uid).
+  // The new row keeps the old one's form states $6, as saveSessionKeeping does.
   replaceSession: {
     name: 'artifact-replace-session',
     text: `WITH old AS (
-             SELECT id FROM provider_artifacts
+             SELECT id, payload FROM provider_artifacts
              WHERE kind = 'Session' AND id = $1 AND NOT (payload ? 'signedOut')
              FOR UPDATE
            ), ended AS (
@@ -198,7 +199,10 @@ const SQL = {
              FROM old WHERE a.kind = 'Session' AND a.id = old.id AND a.consumed_at IS NULL
            )
            INSERT INTO provider_artifacts (kind, id, payload, uid, expires_at)
-           SELECT 'Session', $2, $3::jsonb, $4, $5 FROM old
+           SELECT 'Session', $2, $3::jsonb || coalesce((
+                    SELECT jsonb_object_agg(key, old.payload -> key) FROM unnest($6::text[]) AS key
+                    WHERE old.payload ? key AND NOT $3::jsonb ? key), '{}'::jsonb),
+                  $4, $5 FROM old
            ON CONFLICT (id, kind) DO NOTHING
            RETURNING 1`,
   },
@@ -474,6 +478,8 @@ export class ArtifactAdapter implements Adapter {
     if (jsonHoldsNul(json) || (this.kind === 'PushedAuthorizationRequest' && pushedParamsHoldNul(payload))) {
       throw new errors.InvalidRequest('request parameters must not contain the NUL character');
     }
+    // The form states a session keeps as stored when this route saves it (see SQL.saveSessionKeeping).
+    const statesKept = this.kind === 'Session' ? sessionStatesKept(route, payload.state) : [];
     if (this.kind === 'Session') {
       const replaced = take<string>(REPLACED_SESSION);
       // A second save in the request, once replaced, is an ordinary one; once
@@ -482,7 +488,7 @@ export class ArtifactAdapter implements Adapter {
       if (replacement?.id === id) {
         if (!replacement.stored) return;
       } else if (replaced !== undefined && replaced !== id) {
-        return this.replaceSession(replaced, id, json, payload.uid ?? null, expiresAt);
+        return this.replaceSession(replaced, id, json, payload.uid ?? null, expiresAt, statesKept);
       }
     }
     const sessionUid = (this.kind === 'Interaction' ? sessionUidOf(payload) : payload.uid) ?? null;
@@ -495,11 +501,7 @@ export class ArtifactAdapter implements Adapter {
     // details"), leaving them signed in. Only the logout routes change them;
     // and only the device page's routes its own form's (DEVICE_ROUTES).
     if (this.kind === 'Session') {
-      const owned = LOGOUT_ROUTES.has(route) || (DEVICE_ROUTES.has(route) && payload.state !== undefined && !isDeviceForm(payload.state))
-        ? 'state'
-        : DEVICE_ROUTES.has(route) ? 'deviceState' : undefined;
-      const keep = SESSION_FORM_STATES.filter((key) => key !== owned);
-      await this.sql.query(SQL.saveSessionKeeping, [sha256(id), json, sessionUid, expiresAt, keep]);
+      await this.sql.query(SQL.saveSessionKeeping, [sha256(id), json, sessionUid, expiresAt, statesKept]);
       return;
     }
     // Outside a provider request, an interaction is saved by our pages
@@ -755,8 +757,8 @@ export class ArtifactAdapter implements Adapter {
    * and the session naming it not yet stored). That grant ends here, as the
    * sign-out would have ended it had the session been stored first.
    */
-  private async replaceSession(oldId: string, id: string, json: string, uid: string | null, expiresAt: Date | null): Promise<void> {
-    const { rowCount } = await this.sql.query(SQL.replaceSession, [sha256(oldId), sha256(id), json, uid, expiresAt]);
+  private async replaceSession(oldId: string, id: string, json: string, uid: string | null, expiresAt: Date | null, statesKept: string[]): Promise<void> {
+    const { rowCount } = await this.sql.query(SQL.replaceSession, [sha256(oldId), sha256(id), json, uid, expiresAt, statesKept]);
     keep(REPLACED_SESSION_BY, { id, stored: rowCount > 0 });
     if (rowCount === 0) await this.endAtSignOut(grantsEndingWith(JSON.parse(json) as SessionPayload), uid, Provider.ctx);
   }
@@ -1078,6 +1080,19 @@ function sessionUidOf(payload: AdapterPayload): string | undefined {
 /** The grants a session names that end when it is signed out of: those without offline_access (the library's persistsLogout). */
 function grantsEndingWith(session: SessionPayload): string[] {
   return Object.values(session.authorizations ?? {}).flatMap(({ grantId, persistsLogout }) => (grantId && !persistsLogout ? [grantId] : []));
+}
+
+/**
+ * The form states (SESSION_FORM_STATES) a session saved in `route` with
+ * `state` keeps as stored: all but the one the route owns. The logout routes
+ * own `state`; the device page's own `deviceState`, but for the sign-out
+ * details a resume there writes when someone else signed in (isDeviceForm).
+ */
+function sessionStatesKept(route: string, state: unknown): string[] {
+  const owned = LOGOUT_ROUTES.has(route) || (DEVICE_ROUTES.has(route) && state !== undefined && !isDeviceForm(state))
+    ? 'state'
+    : DEVICE_ROUTES.has(route) ? 'deviceState' : undefined;
+  return SESSION_FORM_STATES.filter((key) => key !== owned);
 }
 
 /** Whether a session's `state` is the device page's form secret, `{ secret }` alone (lib/shared/xsrf.js), rather than sign-out details. */

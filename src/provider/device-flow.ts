@@ -58,15 +58,27 @@ export class UserCodes {
 /** The library's words for a form whose secret is missing or wrong (lib/shared/xsrf.js, lib/actions/code_verification.js). */
 const FORM_SECRET_ERRORS = new Set(['xsrf token invalid', 'could not find device form details']);
 
-/** What the code entry page says about the error the library re-renders it with at `route`; undefined for none. */
-function problemOf(error: unknown, route: string): { problem: string; cancelled?: true; throttled?: true } | undefined {
+/** Once the code is confirmed, it is used up: what went wrong after that is ended only by starting again on the device. */
+const START_AGAIN = 'This sign-in has ended. If your device did not connect, start again on it to get a new code.';
+
+/** What the code entry page says about the error the library re-renders it with in `ctx`; undefined for none. */
+function problemOf(error: unknown, ctx: KoaContextWithOIDC): { problem: string; cancelled?: true; throttled?: true } | undefined {
   if (!error) return undefined;
   if (error instanceof TooManyWrongCodes) {
     const minutes = Math.max(1, Math.ceil(error.retryAfter / 60));
     return { problem: `Too many wrong codes were entered from your network. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`, throttled: true };
   }
   // The library's own errors for this page (lib/helpers/re_render_errors.js), by name: it exports none of them.
-  switch ((error as Error).name) {
+  const name = (error as Error).name;
+  if (name === 'AbortedError') {
+    return { problem: 'You cancelled, so the device cannot use your account. To connect it, start again on the device.', cancelled: true };
+  }
+  // After the code was confirmed (its sign-in expired, the app's
+  // registration changed, the page of a connected device reloaded), or a
+  // confirmation that failed after the code was marked: the code is used up.
+  const confirmed = ctx.oidc.route === 'device_resume' || (ctx.oidc.entities.DeviceCode as { inFlight?: boolean } | undefined)?.inFlight === true;
+  if (confirmed) return { problem: START_AGAIN };
+  switch (name) {
     case 'NoCodeError':
       return { problem: 'Enter the code your device shows.' };
     case 'NotFoundError':
@@ -75,16 +87,11 @@ function problemOf(error: unknown, route: string): { problem: string; cancelled?
       return { problem: 'That code has expired. Start again on your device to get a new one.' };
     case 'AlreadyUsedError':
       return { problem: 'That code has been used already. Start again on your device to get a new one.' };
-    case 'AbortedError':
-      return { problem: 'You cancelled, so the device cannot use your account. To connect it, start again on the device.', cancelled: true };
   }
   // The page's secret missing or wrong: a page kept open past its session, or from another browser.
   if (error instanceof errors.InvalidRequest && FORM_SECRET_ERRORS.has(String(error.error_description))) {
     return { problem: 'This page was open too long, or in another window. Enter the code again.' };
   }
-  // After the code was confirmed (the sign-in expired, the app's registration
-  // changed): the code is used up, so only the device can start again.
-  if (route === 'device_resume') return { problem: 'The sign-in could not be finished. Start again on your device to get a new code.' };
   if (error instanceof errors.InvalidRequest) return { problem: 'That code could not be read. Enter it as your device shows it.' };
   return { problem: 'The code could not be checked. Try again in a moment.' };
 }
@@ -104,7 +111,7 @@ export function deviceFlowPages(
   const secretOf = (ctx: KoaContextWithOIDC) => (ctx.oidc.session?.state as { secret?: string } | undefined)?.secret;
   return {
     userCodeInputSource: async (ctx, _form, out, error) => {
-      const problem = problemOf(error, String(ctx.oidc.route));
+      const problem = problemOf(error, ctx);
       if (out?.error) noteShownError(ctx, out.error);
       if (error instanceof TooManyWrongCodes) ctx.set('Retry-After', String(error.retryAfter));
       // A wrong code stays in the field, to be corrected; the library passes it on its error.

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { basicAuth, discover, pageKind, signIn, useAnotherAccount } from '../support/relying-party.js';
+import { basicAuth, discover, logIn, pageKind, REDIRECT_URI, signIn, useAnotherAccount } from '../support/relying-party.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
@@ -67,6 +67,19 @@ function confirm(ua: UserAgent, page: Page, choice: 'confirm' | 'abort' = 'confi
   return ua.post(page, UserAgent.formAction(form, '/device'), UserAgent.hiddenFields(form));
 }
 
+const sha256 = (value: string) => createHash('sha256').update(value).digest('base64url');
+
+/** Runs `work` on a connection to the server's database from outside. */
+async function inDatabase(work: (db: ReturnType<TestPortcullis['outsideConnection']>) => Promise<void>): Promise<void> {
+  const db = pc.outsideConnection();
+  await db.connect();
+  try {
+    await work(db);
+  } finally {
+    await db.end();
+  }
+}
+
 /** "Sign out" on the sign-out page `logout`: the page that follows. */
 async function signOut(ua: UserAgent, logout: Page): Promise<string> {
   return (await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' })).html;
@@ -119,6 +132,9 @@ describe('device authorization', () => {
     page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
     expect(page.status).toBe(200);
     expect(page.html).toContain('<h1>Your device is connected</h1>');
+    // Reloaded, the page has nothing more to do, and says so without blaming a code.
+    const reloaded = await ua.open(page.url);
+    expect(reloaded.html).toContain('This sign-in has ended. If your device did not connect, start again on it to get a new code.');
 
     const issued = await counter(`portcullis_tokens_issued_total{grant_type="${DEVICE_CODE_GRANT}"}`);
     const tokens = await oidc.pollDeviceAuthorizationGrant(tvApp, started);
@@ -195,20 +211,16 @@ describe('device authorization', () => {
 
   it('an expired code: the device is told expired_token, and the page says so', async () => {
     const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
-    const db = pc.outsideConnection();
-    await db.connect();
-    try {
+    await inDatabase(async (db) => {
       // Ten minutes on: the code's exp, and its row's, behind us (the sweeper has not run).
       const { rowCount } = await db.query(
         `UPDATE provider_artifacts SET expires_at = now() - interval '1 second',
                 payload = jsonb_set(payload, '{exp}', to_jsonb(floor(extract(epoch FROM now())) - 1))
          WHERE kind = 'DeviceCode' AND id = $1`,
-        [createHash('sha256').update(started.device_code).digest('base64url')],
+        [sha256(started.device_code)],
       );
       expect(rowCount).toBe(1);
-    } finally {
-      await db.end();
-    }
+    });
     expect(await poll(started.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'expired_token' }) });
     const ua = browser();
     expect((await enterCode(ua, started.user_code)).html).toContain('That code has expired.');
@@ -239,6 +251,29 @@ describe('device authorization', () => {
     expect(await signOut(ua, logout)).toContain('You are signed out');
   });
 
+  it('a sign-in finishing (which gives the session a new id) leaves the other page\'s form working', async () => {
+    const ua = browser();
+    const started = await oidc.initiateDeviceAuthorization(toolApp, { scope: 'openid profile' });
+    let page = await signIn(ua, await confirm(ua, await enterCode(ua, started.user_code)), carol.email, carol.password);
+    if (pageKind(page) === 'consent') page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
+    expect(page.html).toContain('<h1>Your device is connected</h1>');
+
+    // The sign-out page open in one tab; a device connected in another.
+    const logout = await ua.open(`${pc.issuer}/session/end`);
+    const second = await oidc.initiateDeviceAuthorization(toolApp, { scope: 'openid profile' });
+    page = await confirm(ua, await enterCode(ua, second.user_code));
+    expect(page.html).toContain('<h1>Your device is connected</h1>');
+    // The device page open in one tab; a web app's sign-in finishing in another.
+    const devicePage = await ua.open(`${pc.issuer}/device`);
+    const web = await pc.createClient({ name: 'Web Notes', redirectUris: [REDIRECT_URI], scope: 'openid' });
+    const { seen } = await logIn(ua, await discover(pc.issuer, web.client_id, web.client_secret), 'openid', carol);
+    expect(seen).toEqual(['consent']);
+    const third = await oidc.initiateDeviceAuthorization(toolApp, { scope: 'openid profile' });
+    page = await confirm(ua, await ua.post(devicePage, '/device', { ...UserAgent.formFields(devicePage, '/device'), user_code: third.user_code }));
+    expect(page.html).toContain('<h1>Your device is connected</h1>');
+    expect(await signOut(ua, logout)).toContain('You are signed out');
+  });
+
   it('"Not you? Use another account" on a device\'s consent page: someone else signs in, and the device is theirs', async () => {
     const made = await pc.cli(['client', 'create', '--name', 'Garage TV', '--public', '--grant-type', 'device_code', '--scope', 'openid email', '--json']);
     const garage = JSON.parse(made.stdout) as { client_id: string };
@@ -251,12 +286,18 @@ describe('device authorization', () => {
     const carols = (await oidc.pollDeviceAuthorizationGrant(garageApp, first)).claims()!.sub;
 
     // The next asks for more: the consent page, signed in as Carol. Dan uses his own account.
-    const second = await oidc.initiateDeviceAuthorization(garageApp, { scope: 'openid email' });
+    const second = await oidc.initiateDeviceAuthorization(garageApp, { scope: 'openid email', login_hint: carol.email });
     page = await confirm(ua, await enterCode(ua, second.user_code));
     expect(page.html).toContain('Signed in as <strong><bdi>Carol</bdi>');
     page = await useAnotherAccount(ua, page);
     expect(pageKind(page)).toBe('login');
     expect(page.html).toContain('You are signed in as <strong><bdi>Carol</bdi>');
+    // The request's login_hint names whom Dan replaces: not filled in.
+    expect(page.html).toContain('name="email" type="email" autocomplete="username" required value=""');
+    // A wrong password brings Dan back to this sign-in page, told so (not to Carol's consent).
+    page = await signIn(ua, page, dan.email, 'not his password');
+    expect(page.url).toMatch(/\?account=other$/);
+    expect(page.html).toContain('The email or password is not right.');
     page = await signIn(ua, page, dan.email, dan.password);
     // The library signs Carol out first (its self-posting form, posted here as a script would).
     if (page.html.includes('<h1>Signing you out…</h1>')) page = await ua.post(page, UserAgent.formAction(page, '/session/end/confirm'), UserAgent.hiddenFields(page));
@@ -320,22 +361,16 @@ describe('device authorization', () => {
     page = await signIn(ua, page, erin.email, erin.password);
     expect(pageKind(page)).toBe('consent');
     const normalized = started.user_code.replace('-', '');
-    const db = pc.outsideConnection();
-    await db.connect();
-    try {
+    await inDatabase(async (db) => {
       const { rows } = await db.query<{ row: string }>('SELECT provider_artifacts::text AS row FROM provider_artifacts');
       const everything = rows.map((row) => row.row).join('\n');
-      for (const secret of [started.device_code, normalized, started.user_code, createHash('sha256').update(normalized).digest('base64url')]) {
+      for (const secret of [started.device_code, normalized, started.user_code, sha256(normalized)]) {
         expect(everything).not.toContain(secret);
       }
-      const stored = await db.query<{ user_code: string | null }>(`SELECT user_code FROM provider_artifacts WHERE kind = 'DeviceCode' AND id = $1`, [
-        createHash('sha256').update(started.device_code).digest('base64url'),
-      ]);
+      const stored = await db.query<{ user_code: string | null }>(`SELECT user_code FROM provider_artifacts WHERE kind = 'DeviceCode' AND id = $1`, [sha256(started.device_code)]);
       expect(stored.rows).toHaveLength(1);
       expect(stored.rows[0]!.user_code).toMatch(/^[\w-]{43}$/); // a keyed digest
-    } finally {
-      await db.end();
-    }
+    });
     // And the flow still ends as it should, from what was kept.
     page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
     expect(page.html).toContain('<h1>Your device is connected</h1>');
