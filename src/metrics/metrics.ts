@@ -77,6 +77,7 @@ const OAUTH_ERRORS = new Set([
   // RFC 8628 §3.5, at the token endpoint while a device polls; and ours for
   // too many wrong user codes at /device (provider/device-flow.ts).
   'authorization_pending',
+  'slow_down',
   'expired_token',
   'too_many_attempts',
   // Ours: an interaction that expired or is not this browser's, or a browser

@@ -12,7 +12,7 @@ import { sha256 } from '../persistence/hash.js';
 import { jsonHoldsNul } from '../persistence/nul.js';
 import { ArtifactWriter, type ArtifactRecord } from './artifact-writer.js';
 import { BROWSER_BINDING_KIND, type BrowserBinding } from './browser-binding.js';
-import type { UserCodes } from './device-flow.js';
+import type { DevicePolling, UserCodes } from './device-flow.js';
 import { deferUntilResponse, keep, peek, take } from './request-scope.js';
 
 /** Models whose rows belong to a grant and go when it is revoked. */
@@ -396,6 +396,8 @@ export interface ArtifactOptions {
   sessionMaxAge?: number;
   /** How user codes are kept and found (device-flow.ts): for DeviceCode. */
   userCodes?: UserCodes;
+  /** How often a device may poll (device-flow.ts): for DeviceCode. */
+  polling?: DevicePolling;
 }
 
 /** One sign-in's tokens revoked under `grantId`, the app `client`'s; the consent kept, or withdrawn at a sign-out (SQL.withdrawConsent). */
@@ -414,6 +416,7 @@ export class ArtifactAdapter implements Adapter {
   private readonly sessionMaxAge: number;
   private readonly browsers?: BrowserBinding;
   private readonly userCodes?: UserCodes;
+  private readonly polling?: DevicePolling;
 
   /** `sealer`: seals the pushed request id a stored sign-in in progress names (see withoutLiveIds). */
   constructor(
@@ -432,8 +435,9 @@ export class ArtifactAdapter implements Adapter {
     }
     if (kind === 'Interaction' && !sealer) throw new TypeError('an Interaction adapter needs a sealer for the ids its rows keep (see withoutLiveIds)');
     if (kind === 'DeviceCode') {
-      if (!options.userCodes || !sealer) throw new TypeError('a DeviceCode adapter needs the user codes and a sealer (see findByUserCode)');
+      if (!options.userCodes || !options.polling || !sealer) throw new TypeError('a DeviceCode adapter needs the user codes, the polling pace and a sealer (see findByUserCode)');
       this.userCodes = options.userCodes;
+      this.polling = options.polling;
     }
     this.shared = shared(sql);
   }
@@ -584,6 +588,7 @@ export class ArtifactAdapter implements Adapter {
     if (payload && row?.consumed_at && !payload.consumed) keep(REUSED_WITHIN_INTERVAL, true);
     if (payload && (this.kind === 'AuthorizationCode' || this.kind === 'RefreshToken' || this.kind === 'DeviceCode') && atTokenEndpoint()) {
       keep(PRESENTED_SIGN_IN, payload.sessionUid ?? ''); // a replay ends this sign-in (signInOf)
+      if (this.polling) await this.polling.pace(id, payload, row!.expires_at, Provider.ctx?.oidc?.client?.clientId);
     }
     if (payload?.grantId && row) {
       keep(

@@ -26,7 +26,7 @@ import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
 import { displayName, grantableApiScopes } from './client-model.js';
-import { deviceFlowPages, UserCodes } from './device-flow.js';
+import { DevicePolling, deviceFlowPages, UserCodes } from './device-flow.js';
 import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
@@ -58,6 +58,8 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   const { config, sql, accounts, apis, logger } = services;
   const clientAdapter = new ClientAdapter(sql, services.clientCache);
   const userCodes = new UserCodes(services.sealer.keyedDigest('device user codes v1'), services.signInThrottle, logger);
+  const polls = new ArtifactAdapter('DevicePoll', sql);
+  const polling = new DevicePolling((id, payload, expiresIn) => polls.claim(id, payload, expiresIn));
   const page = (ctx: KoaContextWithOIDC) => ({ res: ctx.res, issuerName: config.issuerName });
   const resolvedResources = new WeakMap<KoaContextWithOIDC, Map<string, Promise<ResourceServer>>>();
   // A refresh token used again within REFRESH_TOKEN_REUSE_INTERVAL: no replay
@@ -128,6 +130,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
             sessionMaxAge: config.ttl.sessionMaxAge,
             browsers: services.browsers,
             userCodes,
+            polling,
           }),
     clients: [],
     clientDefaults: {

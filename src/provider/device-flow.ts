@@ -6,8 +6,9 @@
 //
 // The library runs the flow; what it leaves to the host is here: the pages
 // (in our layout, not the library's), keeping user codes out of the database
-// in the plain, and limiting how many codes one can guess at.
-import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
+// in the plain, limiting how many codes one can guess at, and how often a
+// device polls.
+import type { AdapterPayload, Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
@@ -52,6 +53,34 @@ export class UserCodes {
       throw new TooManyWrongCodes(outcome.retryAfter);
     }
     return outcome.found;
+  }
+}
+
+/** How long a device waits between polls, in seconds: the device authorization response's `interval` (RFC 8628 §3.2; also what a client told nothing waits). */
+export const POLLING_INTERVAL = 5;
+
+/**
+ * Paces a device's polls of the token endpoint (RFC 8628 §3.5): a poll that
+ * would be told authorization_pending, sooner than the interval after the
+ * last such poll, is told slow_down instead (and is to wait 5 s longer from
+ * then on). The last poll is a row (`claim`, one statement that stores
+ * it unless a live one is there), so every instance sees it. A second of
+ * slack for the network's jitter: a client that waits the interval after
+ * each answer, as openid-client does, is never told to slow down.
+ */
+export class DevicePolling {
+  constructor(private readonly claim: (id: string, payload: AdapterPayload, expiresIn: number) => Promise<boolean>) {}
+
+  /** Refuses with slow_down a poll of `deviceCode` (its `code`, live until `expiresAt`) by `client` that came too soon. */
+  async pace(deviceCode: string, code: AdapterPayload, expiresAt: Date | null, client: string | undefined): Promise<void> {
+    // Only a code still waiting for the person, and only when its own client
+    // polls: another client presenting it is told invalid_grant by the
+    // library, and must not use up the device's turn.
+    if (code.accountId || code.error || code.clientId !== client) return;
+    if (expiresAt && expiresAt.getTime() <= Date.now()) return;
+    if (!(await this.claim(`poll of ${deviceCode}`, { iat: Math.floor(Date.now() / 1000) }, POLLING_INTERVAL - 1))) {
+      throw new errors.SlowDown();
+    }
   }
 }
 

@@ -8,6 +8,7 @@ import { DEVICE_CODE_GRANT } from '../clients/clients.js';
 import { routePattern } from '../http/methods.js';
 import { onlyOpenIdConnectScopes } from '../oidc-scopes.js';
 import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit.js';
+import { POLLING_INTERVAL } from './device-flow.js';
 import { signOutsToRegisteredAddresses } from './registration-changes.js';
 
 /** The error events of the routes that read a request body (the library's lib/helpers/initialize_app.js). */
@@ -109,6 +110,7 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
     refuseRequestUriWhenPushed(ctx);
   } else if (route === 'device_authorization') {
     useUnauthorizedClient(ctx, DEVICE_CODE_GRANT);
+    namePollingInterval(ctx);
   } else if (route === 'revocation') {
     // As every other answer to a client's credentials: nothing for a cache to keep.
     ctx.set('Cache-Control', 'no-store');
@@ -123,6 +125,17 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   useInvalidClientWithoutCredentials(ctx);
   useInvalidClientForUnreadableAssertions(ctx);
   sayWhenTheBodyHadNoType(ctx);
+}
+
+/**
+ * RFC 8628 §3.2's `interval`, which the library leaves out: the default
+ * a client told nothing uses, named, since the token endpoint holds devices
+ * to it (device-flow.ts, DevicePolling).
+ */
+function namePollingInterval(ctx: KoaContextWithOIDC): void {
+  const body = ctx.body as Record<string, unknown> | undefined;
+  if (ctx.status !== 200 || typeof body?.device_code !== 'string') return;
+  ctx.body = { ...body, interval: POLLING_INTERVAL };
 }
 
 /**

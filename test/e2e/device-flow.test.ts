@@ -14,6 +14,7 @@ const carol = { email: 'carol@example.com', password: 'a long enough password' }
 // People who have consented to nothing yet, each test its own (a consent is remembered).
 const dan = { email: 'dan@example.com', password: 'a long enough password' };
 const erin = { email: 'erin@example.com', password: 'a long enough password' };
+const frank = { email: 'frank@example.com', password: 'a long enough password' };
 
 let pc: TestPortcullis;
 /** A public client, as an app on a TV is. */
@@ -39,6 +40,7 @@ beforeAll(async () => {
   await pc.createUser(carol.email, carol.password, 'Carol');
   await pc.createUser(dan.email, dan.password, 'Dan');
   await pc.createUser(erin.email, erin.password, 'Erin');
+  await pc.createUser(frank.email, frank.password, 'Frank');
   const made = await pc.cli(['client', 'create', '--name', 'Living Room TV', '--public', '--grant-type', 'device_code', '--grant-type', 'refresh_token', '--scope', 'openid email offline_access', '--json']);
   expect(made.stderr).toBe('');
   tv = JSON.parse(made.stdout);
@@ -156,6 +158,31 @@ describe('device authorization', () => {
     // an authorization code is (RFC 9700 §4.14.2): what was issued from it ends.
     expect((await poll(started.device_code)).body.error).toBe('invalid_grant');
     await expect(oidc.refreshTokenGrant(tvApp, refreshed.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+
+  it('a device polling sooner than the interval is told slow_down; a code approved meanwhile is answered at once', async () => {
+    const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
+    expect(started.interval).toBe(5);
+    const slowDowns = await counter('portcullis_oauth_errors_total{endpoint="token",error="slow_down"}');
+    expect((await poll(started.device_code)).body.error).toBe('authorization_pending');
+    // RFC 8628 §3.5: a poll too soon is told to slow down, and stores nothing.
+    expect(await poll(started.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'slow_down' }) });
+    expect(await counter('portcullis_oauth_errors_total{endpoint="token",error="slow_down"}')).toBe(slowDowns + 1);
+    // Another client presenting the code is refused without using up the device's turn.
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    expect((await poll(started.device_code, tool)).body.error).toBe('invalid_grant');
+    expect((await poll(started.device_code)).body.error).toBe('authorization_pending');
+    expect((await poll(started.device_code)).body.error).toBe('slow_down');
+
+    // Approved, the code is answered with tokens, however soon the device asks.
+    const ua = browser();
+    let page = await confirm(ua, await enterCode(ua, started.user_code));
+    page = await signIn(ua, page, frank.email, frank.password);
+    page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
+    expect(page.html).toContain('<h1>Your device is connected</h1>');
+    const answer = await poll(started.device_code);
+    expect(answer.status).toBe(200);
+    expect(typeof answer.body.id_token).toBe('string');
   });
 
   it('a signed-in person is asked only to consent; a confidential client authenticates as at every grant', async () => {
