@@ -23,6 +23,8 @@ interface EncryptionKey {
   key: Buffer;
 }
 
+const derive = (key: EncryptionKey, purpose: string): Buffer => Buffer.from(hkdfSync('sha256', key.key, 'portcullis', purpose, 32));
+
 export class SecretSealer {
   private readonly keys: EncryptionKey[];
 
@@ -54,7 +56,17 @@ export class SecretSealer {
    * else (HKDF's info separates the purposes).
    */
   derivedKey(purpose: string): Buffer {
-    return Buffer.from(hkdfSync('sha256', this.keys[0]!.key, 'portcullis', purpose, 32));
+    return derive(this.keys[0]!, purpose);
+  }
+
+  /**
+   * keyedDigest under each encryption key, the current one's first: to
+   * find a stored digest made before a new key was put first (on this
+   * instance, or on another still running with the list before).
+   */
+  keyedDigests(purpose: string): (value: string) => string[] {
+    const keys = this.keys.map((key) => derive(key, purpose));
+    return (value) => keys.map((key) => createHmac('sha256', key).update(value).digest('base64url'));
   }
 
   /** Only values in this format are sealed; a legacy row stored in plain never contains it. */

@@ -139,7 +139,7 @@ const SQL = {
   // the same code are two (see findByUserCode).
   findByUserCode: {
     name: 'artifact-find-user-code',
-    text: `SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = $2
+    text: `SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = ANY($2::text[])
            ORDER BY expires_at > now() DESC LIMIT 2`,
   },
   // Stores a row unless a live one (not expired, by the caller's clock, as
@@ -646,9 +646,10 @@ export class ArtifactAdapter implements Adapter {
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
     if (!this.userCodes || !this.sealer) return undefined;
     const { sealer } = this;
-    const key = this.userCodes.digest(userCode);
+    // Under every encryption key: a code issued before a new key was put first is found too.
+    const keys = this.userCodes.digests(userCode);
     const row = await this.userCodes.enter(Provider.ctx?.ip ?? '', async () => {
-      const { rows } = await this.sql.query<ArtifactRow>(SQL.findByUserCode, [this.kind, key]);
+      const { rows } = await this.sql.query<ArtifactRow>(SQL.findByUserCode, [this.kind, keys]);
       // Two live codes alike (one in 20^8 per pair: someone asking for
       // codes by the million) name no one device: the person could connect
       // someone else's. Neither is found; both devices start again.

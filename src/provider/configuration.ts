@@ -57,7 +57,7 @@ export interface ProviderServices {
 export function buildConfiguration(services: ProviderServices): Configuration {
   const { config, sql, accounts, apis, logger } = services;
   const clientAdapter = new ClientAdapter(sql, services.clientCache);
-  const userCodes = new UserCodes(services.sealer.keyedDigest('device user codes v1'), services.signInThrottle, logger);
+  const userCodes = new UserCodes(services.sealer.keyedDigests('device user codes v1'), services.signInThrottle, logger);
   const polls = new ArtifactAdapter('DevicePoll', sql);
   const polling = new DevicePolling((id, payload, expiresIn) => polls.claim(id, payload, expiresIn));
   const page = (ctx: KoaContextWithOIDC) => ({ res: ctx.res, issuerName: config.issuerName });

@@ -37,11 +37,17 @@ export class TooManyWrongCodes extends errors.OIDCProviderError {
  * address, against the sign-in throttle's per-address limit.
  */
 export class UserCodes {
+  /** `digests`: a code's keyed digest under each encryption key, the current one's first (SecretSealer.keyedDigests). */
   constructor(
-    readonly digest: (normalized: string) => string,
+    readonly digests: (normalized: string) => string[],
     private readonly throttle: SignInThrottle,
     private readonly logger: Logger,
   ) {}
+
+  /** The digest a code is stored under: the current encryption key's. */
+  digest(normalized: string): string {
+    return this.digests(normalized)[0]!;
+  }
 
   /** `find` (the stored code, or undefined) for a code entered by `address`; refused with TooManyWrongCodes past the limit. */
   async enter<T>(address: string, find: () => Promise<T | undefined>): Promise<T | undefined> {

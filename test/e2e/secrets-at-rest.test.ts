@@ -314,8 +314,17 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   expect(tried.code, tried.stderr).toBe(0);
   for (const row of await signingKeys()) expect(keyIdOf(row.private_jwk!)).toBe(oldId);
 
+  // A device's user code issued under the old key (kept as a keyed digest) is still found under the new list.
+  const tv = await pc.createClient({ name: 'Rotating TV', public: true, grantTypes: ['device_code'], scope: 'openid' });
+  const asked = await fetch(`${pc.issuer}/device/auth`, { method: 'POST', body: new URLSearchParams({ client_id: tv.client_id, scope: 'openid' }) });
+  const { user_code: userCode } = (await asked.json()) as { user_code: string };
+
   await server.close();
   server = await restart({ ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` });
+  const ua = new UserAgent();
+  const entry = await ua.open(`${pc.issuer}/device`);
+  const confirmation = await ua.post(entry, '/device', { ...UserAgent.formFields(entry, '/device'), user_code: userCode });
+  expect(confirmation.html).toContain('<h1>Connect <bdi>Rotating TV</bdi>?</h1>');
   const moved = await signingKeys();
   expect(moved.map((row) => row.kid)).toEqual(before.map((row) => row.kid));
   const newId = keyIdOf(moved[0]!.private_jwk!);
