@@ -18,7 +18,7 @@ import type { InFlightRequests } from './http/in-flight.js';
 import { renderErrorPage } from './http/error-pages.js';
 import { healthProbes } from './http/health.js';
 import { homePage } from './http/home-page.js';
-import { allowedMethodsOf, answerOptions, refuseMethod, takes, type Address } from './http/methods.js';
+import { allowedMethodsOf, answerOptions, refuseMethod, routePattern, takes, type Address } from './http/methods.js';
 import { loggedPath } from './http/log-redaction.js';
 import { cacheablePublicDocuments } from './http/public-documents.js';
 import { securityHeaders } from './http/security-headers.js';
@@ -85,6 +85,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         cacheablePublicDocuments(deps.config),
         listOnlyClaimsIssued,
         answerOptions(addresses),
+        refuseGetAtDeviceAuthorization(provider, deps.config, addresses),
         refuseEncodedBodies(deps.config, addresses),
         keepRequestForms(provider),
         healthProbes(deps.sql, deps.space, deps.host, inFlight),
@@ -167,6 +168,22 @@ function notFound(config: Config, addresses: (path: string) => Address | undefin
     if (address && !takes(address.methods, ctx.method)) out = refuseMethod(ctx, address.methods);
     else ctx.status = 404;
     answer(ctx, config, address, out, false);
+  };
+}
+
+/**
+ * The device authorization endpoint's path lies under the device page's
+ * (`/device/auth` under `/device/:uid`, a device's sign-in), so the
+ * provider's page route would take a GET meant for the endpoint, as a
+ * sign-in named "auth". 405 there, as at every endpoint that takes only POST.
+ */
+function refuseGetAtDeviceAuthorization(provider: Provider, config: Config, addresses: (path: string) => Address | undefined): Koa.Middleware {
+  const endpoint = routePattern(provider, 'device_authorization');
+  return (ctx, next) => {
+    if ((ctx.method !== 'GET' && ctx.method !== 'HEAD') || !endpoint.test(ctx.path)) return next();
+    const address = addresses(ctx.path);
+    answer(ctx, config, address, refuseMethod(ctx, address?.methods ?? ['POST']), false);
+    return undefined;
   };
 }
 

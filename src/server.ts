@@ -145,6 +145,10 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     serveWithRefusals(server, app, refused);
     // Keep-alive must outlast common proxies' idle timeouts.
     server.keepAliveTimeout = 65_000;
+    // Every header is read, up to the size limit (16 KiB): past Node's count
+    // (2000) it dropped the rest unread, and with them a second Host or
+    // Authorization that the checks above refuse, and a proxy may act on.
+    server.maxHeadersCount = 0;
     await new Promise<void>((resolve, reject) => {
       // Named by the variables that chose the address (an unknown HOST, a PORT in use).
       // An address that is not this machine's (or no address at all) is a bad

@@ -38,6 +38,10 @@ export function allowedMethodsOf(provider: Provider): (path: string) => Address 
     [at('introspection'), api(['POST'])],
     [at('revocation'), api(['POST'])],
     [at('pushed_authorization_request'), api(['POST'])],
+    // Before the device page's sign-ins (/device/:uid), among which its path would be one.
+    [at('device_authorization'), api(['POST'])],
+    [at('code_verification'), page(['GET', 'POST'])],
+    [at('code_verification', '/[^/]+'), page(['GET'])],
     [at('userinfo'), api(['GET', 'POST'])],
     [at('jwks'), api(['GET'])],
     [at('end_session'), page(['GET', 'POST'])],

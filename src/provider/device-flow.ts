@@ -8,7 +8,7 @@
 // (in our layout, not the library's), keeping user codes out of the database
 // in the plain, limiting how many codes one can guess at, and how often a
 // device polls.
-import type { AdapterPayload, Configuration, KoaContextWithOIDC } from 'oidc-provider';
+import type { AdapterPayload, Configuration, KoaContextWithOIDC, Provider } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
@@ -16,6 +16,7 @@ import { accountLabel } from '../display-text.js';
 import { noteShownError } from '../http/error-pages.js';
 import { renderPage, type PageContext } from '../http/views.js';
 import type { Logger } from '../logger.js';
+import { answerBodyTooLarge, isBodyTooLarge } from './body-limit.js';
 import { displayName } from './client-model.js';
 
 type DeviceFlowFeature = NonNullable<NonNullable<Configuration['features']>['deviceFlow']>;
@@ -90,6 +91,29 @@ export class DevicePolling {
   }
 }
 
+/**
+ * A browser with no session of ours (cookies blocked, or its session ended
+ * while the page was open) that sends the code form or opens a sign-in's
+ * page under /device: the library's error handler gives the page it renders
+ * a new form secret in the session, after its session middleware decided
+ * that the new, untouched session need not be saved, and its last step then
+ * calls persist() on a session never stored, which throws (a 500). A new
+ * session at these routes is marked touched from the start, so that the
+ * session middleware stores it and sets its cookie, as it does when the code
+ * page is opened: the page rendered then works when sent again.
+ */
+export function keepNewSessionsOfDevicePages(provider: Provider): void {
+  type SessionGet = (ctx: KoaContextWithOIDC) => Promise<{ new?: boolean; touched?: boolean }>;
+  const Session = provider.Session as unknown as { get: SessionGet };
+  const get = Session.get.bind(Session);
+  Session.get = async (ctx) => {
+    const session = await get(ctx);
+    const route = ctx.oidc?.route;
+    if (session.new && (route === 'code_verification' || route === 'device_resume')) session.touched = true;
+    return session;
+  };
+}
+
 /** The library's words for a form whose secret is missing or wrong (lib/shared/xsrf.js, lib/actions/code_verification.js). */
 const FORM_SECRET_ERRORS = new Set(['xsrf token invalid', 'could not find device form details']);
 
@@ -124,6 +148,7 @@ function problemOf(error: unknown, ctx: KoaContextWithOIDC): { problem: string; 
       return { problem: 'That code has been used already. Start again on your device to get a new one.' };
   }
   // The page's secret missing or wrong: a page kept open past its session, or from another browser.
+  if (isBodyTooLarge(error)) return { problem: 'What you sent is too long: enter only the code your device shows.' };
   if (error instanceof errors.InvalidRequest && FORM_SECRET_ERRORS.has(String(error.error_description))) {
     return { problem: 'This page was open too long, or in another window. Enter the code again.' };
   }
@@ -149,6 +174,7 @@ export function deviceFlowPages(
       const problem = problemOf(error, ctx);
       if (out?.error) noteShownError(ctx, out.error);
       if (error instanceof TooManyWrongCodes) ctx.set('Retry-After', String(error.retryAfter));
+      if (isBodyTooLarge(error)) answerBodyTooLarge(ctx);
       // A wrong code stays in the field, to be corrected; the library passes it on its error.
       const typed = (error as { userCode?: unknown } | undefined)?.userCode;
       answer(ctx, { step: 'enter', xsrf: secretOf(ctx), userCode: typeof typed === 'string' ? typed : undefined, ...problem });

@@ -10,6 +10,7 @@ import { reportBackchannelLogouts } from './backchannel-logout.js';
 import { adaptClientModel } from './client-model.js';
 import { codesForRegisteredAddresses, idTokenHintsOfEarlierAlgorithms, refreshTokensWhileOffline } from './registration-changes.js';
 import { buildConfiguration, type ProviderServices } from './configuration.js';
+import { keepNewSessionsOfDevicePages } from './device-flow.js';
 import { accessibleFormPostPage } from './form-post-page.js';
 import { refuseGarbledLogout } from './request-encoding.js';
 import { laxCookiesOverHttp, pinToIssuer } from './issuer-origin.js';
@@ -17,7 +18,7 @@ import { checkReplaysAtomically } from './replay-detection.js';
 import { countRequests } from './request-metrics.js';
 import { settleDeferredWrites } from './request-scope.js';
 import { honourSignOuts } from './sign-outs.js';
-import { introspectStructuredTokens } from './structured-introspection.js';
+import { structuredAccessTokens } from './structured-access-tokens.js';
 import { acceptSpacesAfterScheme, challengeOtherSchemesAtUserinfo, followTheStandards, noteRequestErrors } from './standards.js';
 
 /** What the library answers for an error of its own (its err_out helper); details stay in the log. */
@@ -46,14 +47,16 @@ export function createProvider(services: ProviderServices): Provider {
   challengeOtherSchemesAtUserinfo(provider);
   honourSignOuts(provider, services.accounts, services.config.ttl.sessionMaxAge);
   checkReplaysAtomically(provider, new ArtifactAdapter('ReplayDetection', services.sql));
+  keepNewSessionsOfDevicePages(provider);
 
   if (services.metrics) countRequests(provider, services.metrics);
   reportBackchannelLogouts(provider, services.logger, services.metrics);
 
-  const answerForAccessTokenJwt = introspectStructuredTokens(
+  const answerForAccessTokenJwt = structuredAccessTokens(
     services.signingKeys,
     services.config.issuer,
-    configuration.features!.introspection!.allowedPolicy as Parameters<typeof introspectStructuredTokens>[2],
+    configuration.features!.introspection!.allowedPolicy as Parameters<typeof structuredAccessTokens>[2],
+    new ArtifactAdapter('RevokedAccessToken', services.sql),
   );
 
   // Runs around every route, before Koa sends what it built: a token response

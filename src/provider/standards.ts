@@ -19,6 +19,7 @@ const REQUEST_ERROR_EVENTS = [
   'introspection.error',
   'revocation.error',
   'pushed_authorization_request.error',
+  'device_authorization.error',
   'end_session.error',
   'end_session_confirm.error',
 ] as const;
@@ -466,7 +467,7 @@ function refuseWhenNoScopeIsGranted(ctx: KoaContextWithOIDC): void {
 /**
  * The library refuses to introspect a JWT (unsupported_token_type, an RFC 7009
  * error code). A JWT access token of this server the caller may know about was
- * answered already (structured-introspection.ts); any other JWT is one RFC
+ * answered already (structured-access-tokens.ts); any other JWT is one RFC
  * 7662 §2.2 answers with `{"active": false}`.
  */
 function inactiveForStructuredTokens(ctx: KoaContextWithOIDC): void {
@@ -478,14 +479,15 @@ function inactiveForStructuredTokens(ctx: KoaContextWithOIDC): void {
 
 /**
  * The library refuses to revoke a JWT access token (400
- * unsupported_token_type, RFC 7009 §2.2.1): nothing can revoke it, an API
- * verifies it alone until it expires. But to a client every access token is
+ * unsupported_token_type, RFC 7009 §2.2.1): it does not store them, and an
+ * API verifies one alone until it expires (its client's own is kept as
+ * revoked for introspection, structured-access-tokens.ts). But to a client every access token is
  * opaque: whether it is a JWT is the API's choice (`--token-format`), and
  * the error broke the libraries that revoke at sign-out (oidc-client-ts's
  * signoutRedirect rejected before reaching the sign-out endpoint;
  * simple-oauth2's revokeAll stopped before the refresh token). RFC 7009 §2.2
  * answers a token the server cannot act on with 200, since "the client
- * cannot handle such an error in a reasonable way". Nothing is revoked.
+ * cannot handle such an error in a reasonable way".
  */
 function acceptStructuredTokens(ctx: KoaContextWithOIDC): void {
   const body = ctx.body as { error?: string } | undefined;

@@ -971,6 +971,9 @@ describe('other endpoints', () => {
       // Node would keep the first and drop the second; a proxy in front might act on the other.
       [`GET /me HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer a\r\nauthorization: Bearer b\r\n\r\n`, 400, 'more than one Authorization header'],
       [`POST /token HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\na=b`, 400, 'more than one Content-Type header'],
+      // However many other headers come between (Node's parser drops every one past its count, 2000 by default).
+      [`GET /me HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer a\r\n${'x:1\r\n'.repeat(2100)}authorization: Bearer b\r\n\r\n`, 400, 'more than one Authorization header'],
+      [`GET /jwks HTTP/1.1\r\nHost: ${host}\r\n${'x:1\r\n'.repeat(2100)}Host: evil.example\r\n\r\n`, 400, 'more than one Host header'],
       [`POST /token HTTP/1.1\r\nHost: ${host}\r\nExpect: 200-ok\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b`, 417, 'no expectation but 100-continue'],
       ['CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 501, 'this server is not a proxy'],
     ];

@@ -3,6 +3,7 @@
 // the person is a browser at /device (the Chromium suite walks the same pages
 // in a real browser, browser.test.ts).
 import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
@@ -68,6 +69,8 @@ function confirm(ua: UserAgent, page: Page, choice: 'confirm' | 'abort' = 'confi
   if (!form) throw new Error(`no ${choice} form on ${page.url}:\n${page.html.slice(0, 2000)}`);
   return ua.post(page, UserAgent.formAction(form, '/device'), UserAgent.hiddenFields(form));
 }
+
+const START_AGAIN_TEXT = 'This sign-in has ended. If your device did not connect, start again on it to get a new code.';
 
 const sha256 = (value: string) => createHash('sha256').update(value).digest('base64url');
 
@@ -335,6 +338,45 @@ describe('device authorization', () => {
     const dans = (await oidc.pollDeviceAuthorizationGrant(garageApp, second)).claims()!.sub;
     expect(dans).not.toBe(carols);
     expect((await pc.cli(['user', 'show', dan.email, '--json'])).stdout).toContain(dans);
+  });
+
+  it('a browser whose session ended while the page was open is asked for the code again, and its next try works; wrong methods get 405, bodies too long 413', async () => {
+    const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
+    const opened = await browser().open(`${pc.issuer}/device`);
+    // The form sent from a browser that no longer has the session (its
+    // cookie cleared or blocked): the page again, with a session to send it in.
+    const other = browser();
+    const again = await other.post(opened, '/device', { ...UserAgent.formFields(opened, '/device'), user_code: started.user_code });
+    expect(again.status).toBe(400);
+    expect(again.html).toContain('This page was open too long, or in another window. Enter the code again.');
+    const confirmation = await other.post(again, '/device', { ...UserAgent.formFields(again, '/device'), user_code: started.user_code });
+    expect(confirmation.html).toContain('<h1>Connect <bdi>Living Room TV</bdi>?</h1>');
+    // A sign-in's address under /device opened without our cookie.
+    const stray = await browser().open(`${pc.issuer}/device/${'x'.repeat(21)}`);
+    expect(stray.status).toBe(400);
+    expect(stray.html).toContain(START_AGAIN_TEXT);
+
+    // The endpoint takes POST alone, though its path lies under the page's sign-ins.
+    for (const method of ['GET', 'HEAD', 'PUT']) {
+      const refused = await fetch(`${pc.issuer}/device/auth`, { method });
+      expect([method, refused.status, refused.headers.get('allow')]).toEqual([method, 405, 'POST, OPTIONS']);
+    }
+    const put = await fetch(`${pc.issuer}/device`, { method: 'PUT' });
+    expect([put.status, put.headers.get('allow')]).toEqual([405, 'GET, POST, HEAD, OPTIONS']);
+    const options = await fetch(`${pc.issuer}/device/auth`, { method: 'OPTIONS' });
+    expect([options.status, options.headers.get('allow')]).toEqual([204, 'POST, OPTIONS']);
+
+    // Bodies refused as at every endpoint: too long (413), or in a content coding not read (415).
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const long = new URLSearchParams({ client_id: tv.client_id, scope: 'openid', padding: 'x'.repeat(70_000) });
+    const tooLong = await fetch(`${pc.issuer}/device/auth`, { method: 'POST', headers: form, body: long });
+    expect([tooLong.status, await tooLong.json()]).toEqual([413, { error: 'invalid_request', error_description: 'the request body is larger than 56 KiB' }]);
+    const gzipped = await fetch(`${pc.issuer}/device/auth`, { method: 'POST', headers: { ...form, 'content-encoding': 'gzip' }, body: gzipSync(`client_id=${tv.client_id}`) });
+    expect(gzipped.status).toBe(415);
+    const entry = await browser().open(`${pc.issuer}/device`);
+    const tooLongForm = await fetch(`${pc.issuer}/device`, { method: 'POST', headers: form, body: new URLSearchParams({ ...UserAgent.formFields(entry, '/device'), user_code: 'x'.repeat(70_000) }) });
+    expect(tooLongForm.status).toBe(413);
+    expect(await tooLongForm.text()).toContain('What you sent is too long: enter only the code your device shows.');
   });
 
   it('the address in verification_uri_complete carries the code to its confirmation', async () => {

@@ -130,9 +130,18 @@ describe('registered APIs and resource indicators', () => {
     const read = await call(ordersApi, tokens.access_token);
     expect(read.status).toBe(200);
     // Revoking it, as libraries do at sign-out, is answered 200 (RFC 7009
-    // §2.2): the client cannot tell it from an opaque token. Nothing can
-    // revoke it: the API takes it until it expires.
+    // §2.2): the client cannot tell it from an opaque token. Introspection
+    // says it is inactive from then on; an API verifying it alone takes it
+    // until it expires. Another client's revocation is answered 200 too, and
+    // revokes nothing.
+    const orders = await discover(pc.issuer, apis.orders.client_id, apis.orders.client_secret);
+    await expect(oidc.tokenRevocation(machine, tokens.access_token)).resolves.toBeUndefined();
+    expect((await oidc.tokenIntrospection(orders, tokens.access_token)).active).toBe(true);
     await expect(oidc.tokenRevocation(web, tokens.access_token, { token_type_hint: 'access_token' })).resolves.toBeUndefined();
+    expect(await oidc.tokenIntrospection(orders, tokens.access_token)).toEqual({ active: false });
+    expect(await oidc.tokenIntrospection(web, tokens.access_token)).toEqual({ active: false });
+    // Revoked again: the same answer.
+    await expect(oidc.tokenRevocation(web, tokens.access_token)).resolves.toBeUndefined();
     expect((await call(ordersApi, tokens.access_token)).status).toBe(200);
     const write = await call(ordersApi, tokens.access_token, 'POST');
     expect(write.status).toBe(403);

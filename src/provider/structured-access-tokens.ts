@@ -9,13 +9,20 @@
 // same policy as a stored token (introspection.allowedPolicy in
 // configuration.ts): only its API or its client is answered, and not for a
 // user disabled or revoked since, nor for a client or an API deleted since,
-// nor for a client disabled since (enabled again or not).
+// nor for a client disabled since (enabled again or not), nor once its client
+// revoked it (RFC 7009: its `jti` is kept, until it expires, as revoked).
 // What no JWT names, its grant and sign-in, cannot be asked: a consent
 // withdrawn, a sign-out or a replayed refresh token does not end it, as it
 // does not end it at the API (README, Protecting an API).
 import { createLocalJWKSet, jwtVerify, type JWK, type JWTPayload } from 'jose';
-import type { Client, KoaContextWithOIDC } from 'oidc-provider';
+import type { AdapterPayload, Client, KoaContextWithOIDC } from 'oidc-provider';
 import { publicPart } from '../keys/signing-keys.js';
+
+/** Where revoked JWT access tokens are kept (an artifact adapter's calls): by `jti`, until the token expires. */
+export interface RevokedTokens {
+  claim(id: string, payload: AdapterPayload, expiresIn: number): Promise<boolean>;
+  find(id: string): Promise<AdapterPayload | undefined>;
+}
 
 type AllowedPolicy = (ctx: KoaContextWithOIDC, client: Client, token: never) => Promise<boolean> | boolean;
 
@@ -26,28 +33,46 @@ interface AccessTokenClaims extends JWTPayload {
 }
 
 /**
- * After the library's introspection route: where it refused a JWT, the
- * answer for a JWT access token of this server that the caller may know
- * about; anything else (another JWT, a forged or expired one) is left for
- * followTheStandards to answer `{"active": false}`.
+ * After the library's introspection and revocation routes: where introspection
+ * refused a JWT, the answer for a JWT access token of this server that the
+ * caller may know about; anything else (another JWT, a forged or expired one)
+ * is left for followTheStandards to answer `{"active": false}`. Where
+ * revocation refused one (followTheStandards answers 200 all the same), the
+ * token is kept as revoked when it is the revoking client's own.
  */
-export function introspectStructuredTokens(signingKeys: object[], issuer: string, allowedPolicy: AllowedPolicy) {
+export function structuredAccessTokens(signingKeys: object[], issuer: string, allowedPolicy: AllowedPolicy, revoked: RevokedTokens) {
   const keys = createLocalJWKSet({ keys: (signingKeys as JWK[]).map(publicPart) });
 
-  return async function answerForAccessTokenJwt(ctx: KoaContextWithOIDC): Promise<void> {
-    const refused = ctx.body as { error?: string } | undefined;
-    const { client, params } = ctx.oidc ?? {};
-    if (ctx.oidc?.route !== 'introspection' || ctx.status !== 400 || refused?.error !== 'unsupported_token_type') return;
-    if (!client || typeof params?.token !== 'string') return;
-
-    let claims: AccessTokenClaims;
+  /** The claims of `token` if it is an unexpired JWT access token of this server's, with the claims the answers need. */
+  async function verified(token: string): Promise<AccessTokenClaims & { client_id: string; sub: string } | undefined> {
     try {
-      ({ payload: claims } = await jwtVerify<AccessTokenClaims>(params.token, keys, { issuer, typ: 'at+jwt', requiredClaims: ['exp', 'iat', 'sub', 'client_id'] }));
+      const { payload } = await jwtVerify<AccessTokenClaims>(token, keys, { issuer, typ: 'at+jwt', requiredClaims: ['exp', 'iat', 'sub', 'client_id', 'jti'] });
+      if (typeof payload.client_id !== 'string' || typeof payload.sub !== 'string' || typeof payload.jti !== 'string') return undefined;
+      return payload as AccessTokenClaims & { client_id: string; sub: string };
     } catch {
+      return undefined;
+    }
+  }
+
+  return async function answerForAccessTokenJwt(ctx: KoaContextWithOIDC): Promise<void> {
+    const route = ctx.oidc?.route;
+    if (route !== 'introspection' && route !== 'revocation') return;
+    const refused = ctx.body as { error?: string } | undefined;
+    if (ctx.status !== 400 || refused?.error !== 'unsupported_token_type') return;
+    const { client, params } = ctx.oidc;
+    if (!client || typeof params?.token !== 'string') return;
+    const claims = await verified(params.token);
+    if (!claims) return;
+    if (route === 'revocation') {
+      // Only the client's own, as for a stored token; another's stays as it is
+      // (and, as any token the server does not act on, is answered 200).
+      if (claims.client_id === client.clientId) {
+        await revoked.claim(claims.jti!, { clientId: claims.client_id, exp: claims.exp }, claims.exp! - Math.floor(Date.now() / 1000));
+      }
       return;
     }
+
     const clientId = claims.client_id;
-    if (typeof clientId !== 'string' || typeof claims.sub !== 'string') return;
     // Not a token of a client deleted since, whose stored tokens went with it (a lookup, cached).
     if (!(await ctx.oidc.provider.Client.find(clientId))) return;
     // The person's, unless it is a client's own token (client credentials: RFC 9068 §2.2 makes the client its subject).
@@ -59,6 +84,7 @@ export function introspectStructuredTokens(signingKeys: object[], issuer: string
       ...(claims.sub !== clientId ? { accountId: claims.sub } : {}),
     };
     if (!(await allowedPolicy(ctx, client, token as never))) return;
+    if (await revoked.find(claims.jti!)) return;
 
     const jkt = typeof claims.cnf?.jkt === 'string' ? claims.cnf.jkt : undefined;
     ctx.status = 200;
