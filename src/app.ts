@@ -164,11 +164,15 @@ function notFound(config: Config, addresses: (path: string) => Address | undefin
   return (ctx) => {
     if (ctx.body != null || ctx.status !== 404) return;
     const address = addresses(ctx.path);
-    let out = { error: 'not_found', error_description: 'nothing is served at this address' };
-    if (address && !takes(address.methods, ctx.method)) out = refuseMethod(ctx, address.methods);
-    else ctx.status = 404;
-    answer(ctx, config, address, out, false);
+    if (address && !takes(address.methods, ctx.method)) return answerWrongMethod(ctx, config, address);
+    ctx.status = 404;
+    answer(ctx, config, address, { error: 'not_found', error_description: 'nothing is served at this address' }, false);
   };
+}
+
+/** 405 with Allow: a page where a browser is sent, JSON elsewhere. */
+function answerWrongMethod(ctx: Koa.Context, config: Config, address: Address): void {
+  answer(ctx, config, address, refuseMethod(ctx, address.methods), false);
 }
 
 /**
@@ -180,9 +184,9 @@ function notFound(config: Config, addresses: (path: string) => Address | undefin
 function refuseGetAtDeviceAuthorization(provider: Provider, config: Config, addresses: (path: string) => Address | undefined): Koa.Middleware {
   const endpoint = routePattern(provider, 'device_authorization');
   return (ctx, next) => {
-    if ((ctx.method !== 'GET' && ctx.method !== 'HEAD') || !endpoint.test(ctx.path)) return next();
-    const address = addresses(ctx.path);
-    answer(ctx, config, address, refuseMethod(ctx, address?.methods ?? ['POST']), false);
+    const address = (ctx.method === 'GET' || ctx.method === 'HEAD') && endpoint.test(ctx.path) ? addresses(ctx.path) : undefined;
+    if (!address) return next();
+    answerWrongMethod(ctx, config, address);
     return undefined;
   };
 }

@@ -23,6 +23,7 @@ interface EncryptionKey {
   key: Buffer;
 }
 
+const hmac = (key: Buffer, value: string): string => createHmac('sha256', key).update(value).digest('base64url');
 const derive = (key: EncryptionKey, purpose: string): Buffer => Buffer.from(hkdfSync('sha256', key.key, 'portcullis', purpose, 32));
 
 export class SecretSealer {
@@ -47,7 +48,7 @@ export class SecretSealer {
    */
   keyedDigest(purpose: string): (value: string) => string {
     const key = this.derivedKey(purpose);
-    return (value) => createHmac('sha256', key).update(value).digest('base64url');
+    return (value) => hmac(key, value);
   }
 
   /**
@@ -66,7 +67,7 @@ export class SecretSealer {
    */
   keyedDigests(purpose: string): (value: string) => string[] {
     const keys = this.keys.map((key) => derive(key, purpose));
-    return (value) => keys.map((key) => createHmac('sha256', key).update(value).digest('base64url'));
+    return (value) => keys.map((key) => hmac(key, value));
   }
 
   /** Only values in this format are sealed; a legacy row stored in plain never contains it. */

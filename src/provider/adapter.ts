@@ -142,14 +142,16 @@ const SQL = {
     text: `SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = ANY($2::text[])
            ORDER BY expires_at > now() DESC LIMIT 2`,
   },
-  // Stores a row unless a live one (not expired, by the caller's clock, as
-  // toPayload judges) is there: one statement, so of two at once exactly one
-  // stores it, the other waiting on the first's row lock and then finding it.
+  // Stores a row for $4 milliseconds unless a live one is there: one
+  // statement, so of two at once exactly one stores it, the other waiting on
+  // the first's row lock and then finding it. Timed by the database's clock,
+  // which every instance shares: a device's polls (device-flow.ts) may reach
+  // two instances whose clocks differ by more than the slack.
   claim: {
     name: 'artifact-claim',
-    text: `INSERT INTO provider_artifacts (kind, id, payload, expires_at) VALUES ($1, $2, $3::jsonb, $4)
+    text: `INSERT INTO provider_artifacts (kind, id, payload, expires_at) VALUES ($1, $2, $3::jsonb, now() + $4 * interval '1 millisecond')
            ON CONFLICT (id, kind) DO UPDATE SET payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, consumed_at = NULL
-           WHERE provider_artifacts.expires_at <= $5
+           WHERE provider_artifacts.expires_at <= now()
            RETURNING 1`,
   },
   // A session saved (see upsert): of the form states $5 (the sign-out
@@ -617,13 +619,12 @@ export class ArtifactAdapter implements Adapter {
    * requests, whose lookups share one statement here, all find nothing.
    */
   async claim(id: string, payload: AdapterPayload, expiresIn: number): Promise<boolean> {
-    const now = Date.now();
-    const expiresAt = new Date(now + Math.max(1, expiresIn) * 1000);
+    const lifetime = Math.max(1, expiresIn) * 1000;
     // As upsert(): a lifetime beyond what a Date holds, or a NUL jsonb refuses, is the request's fault.
-    if (Number.isNaN(expiresAt.getTime())) throw new errors.InvalidRequest(`${this.kind} lifetime out of range`);
+    if (Number.isNaN(new Date(Date.now() + lifetime).getTime())) throw new errors.InvalidRequest(`${this.kind} lifetime out of range`);
     const json = JSON.stringify(payload);
     if (jsonHoldsNul(json)) throw new errors.InvalidRequest('request parameters must not contain the NUL character');
-    const { rowCount } = await this.sql.query(SQL.claim, [this.kind, sha256(id), json, expiresAt, new Date(now)]);
+    const { rowCount } = await this.sql.query(SQL.claim, [this.kind, sha256(id), json, Math.round(lifetime)]);
     return rowCount === 1;
   }
 

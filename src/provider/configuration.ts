@@ -29,6 +29,7 @@ import { displayName, grantableApiScopes } from './client-model.js';
 import { DevicePolling, deviceFlowPages, UserCodes } from './device-flow.js';
 import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
+import { NOT_YOURS_TO_REVOKE } from './structured-access-tokens.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
 
@@ -319,7 +320,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         allowedPolicy: async (ctx, client, token) => {
           if (token.clientId === client.clientId) return true;
           if (client.clientAuthMethod === 'none') return false;
-          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+          throw new errors.InvalidRequest(NOT_YOURS_TO_REVOKE);
         },
       },
       userinfo: { enabled: true },

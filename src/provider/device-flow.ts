@@ -147,8 +147,8 @@ function problemOf(error: unknown, ctx: KoaContextWithOIDC): { problem: string; 
     case 'AlreadyUsedError':
       return { problem: 'That code has been used already. Start again on your device to get a new one.' };
   }
-  // The page's secret missing or wrong: a page kept open past its session, or from another browser.
   if (isBodyTooLarge(error)) return { problem: 'What you sent is too long: enter only the code your device shows.' };
+  // The page's secret missing or wrong: a page kept open past its session, or from another browser.
   if (error instanceof errors.InvalidRequest && FORM_SECRET_ERRORS.has(String(error.error_description))) {
     return { problem: 'This page was open too long, or in another window. Enter the code again.' };
   }

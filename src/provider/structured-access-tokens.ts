@@ -18,6 +18,9 @@ import { createLocalJWKSet, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import type { AdapterPayload, Client, KoaContextWithOIDC } from 'oidc-provider';
 import { publicPart } from '../keys/signing-keys.js';
 
+/** Why a confidential client may not revoke another client's token (RFC 7009 §2.1). */
+export const NOT_YOURS_TO_REVOKE = 'client is not authorized to revoke the presented token';
+
 /** Where revoked JWT access tokens are kept (an artifact adapter's calls): by `jti`, until the token expires. */
 export interface RevokedTokens {
   claim(id: string, payload: AdapterPayload, expiresIn: number): Promise<boolean>;
@@ -64,10 +67,14 @@ export function structuredAccessTokens(signingKeys: object[], issuer: string, al
     const claims = await verified(params.token);
     if (!claims) return;
     if (route === 'revocation') {
-      // Only the client's own, as for a stored token; another's stays as it is
-      // (and, as any token the server does not act on, is answered 200).
+      // As for a stored token (the library's revocation.allowedPolicy in
+      // configuration.ts): only the client's own is revoked; another's is
+      // refused to a confidential client, and answered 200 to a public one.
       if (claims.client_id === client.clientId) {
-        await revoked.claim(claims.jti!, { clientId: claims.client_id, exp: claims.exp }, claims.exp! - Math.floor(Date.now() / 1000));
+        // Kept by its id alone, until the token expires: nothing else of it is needed.
+        await revoked.claim(claims.jti!, {}, claims.exp! - Math.floor(Date.now() / 1000));
+      } else if (client.clientAuthMethod !== 'none') {
+        ctx.body = { error: 'invalid_request', error_description: NOT_YOURS_TO_REVOKE };
       }
       return;
     }

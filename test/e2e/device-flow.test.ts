@@ -166,13 +166,31 @@ describe('device authorization', () => {
   it('a device polling sooner than the interval is told slow_down; a code approved meanwhile is answered at once', async () => {
     const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
     expect(started.interval).toBe(5);
+    // The last poll's row (device-flow.ts, DevicePolling), moved in time
+    // rather than waited for: a slow machine must not decide what is "soon".
+    const pollRow = sha256(`poll of ${started.device_code}`);
+    const lastPoll = async (set?: string) => {
+      let until: Date | undefined;
+      await inDatabase(async (db) => {
+        if (set) await db.query(`UPDATE provider_artifacts SET expires_at = ${set} WHERE kind = 'DevicePoll' AND id = $1`, [pollRow]);
+        until = (await db.query<{ expires_at: Date }>(`SELECT expires_at FROM provider_artifacts WHERE kind = 'DevicePoll' AND id = $1`, [pollRow])).rows[0]?.expires_at;
+      });
+      return until;
+    };
     const slowDowns = await counter('portcullis_oauth_errors_total{endpoint="token",error="slow_down"}');
     expect((await poll(started.device_code)).body.error).toBe('authorization_pending');
-    // RFC 8628 §3.5: a poll too soon is told to slow down, and stores nothing.
+    // The window is the interval less a second of slack, from that poll.
+    const window = (await lastPoll())!.getTime() - Date.now();
+    expect(window).toBeGreaterThan(2_000);
+    expect(window).toBeLessThanOrEqual(4_000);
+    // RFC 8628 §3.5: a poll too soon is told to slow down, and moves nothing.
+    const until = await lastPoll(`now() + interval '1 minute'`);
     expect(await poll(started.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'slow_down' }) });
+    expect(await lastPoll()).toEqual(until);
     expect(await counter('portcullis_oauth_errors_total{endpoint="token",error="slow_down"}')).toBe(slowDowns + 1);
-    // Another client presenting the code is refused without using up the device's turn.
-    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    // Once the interval has passed: another client presenting the code is
+    // refused without using up the device's turn, and the device is answered.
+    await lastPoll(`now() - interval '1 second'`);
     expect((await poll(started.device_code, tool)).body.error).toBe('invalid_grant');
     expect((await poll(started.device_code)).body.error).toBe('authorization_pending');
     expect((await poll(started.device_code)).body.error).toBe('slow_down');
@@ -183,6 +201,7 @@ describe('device authorization', () => {
     page = await signIn(ua, page, frank.email, frank.password);
     page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
     expect(page.html).toContain('<h1>Your device is connected</h1>');
+    await lastPoll(`now() + interval '1 minute'`);
     const answer = await poll(started.device_code);
     expect(answer.status).toBe(200);
     expect(typeof answer.body.id_token).toBe('string');

@@ -132,10 +132,10 @@ describe('registered APIs and resource indicators', () => {
     // Revoking it, as libraries do at sign-out, is answered 200 (RFC 7009
     // §2.2): the client cannot tell it from an opaque token. Introspection
     // says it is inactive from then on; an API verifying it alone takes it
-    // until it expires. Another client's revocation is answered 200 too, and
-    // revokes nothing.
+    // until it expires. Another client may not revoke it (RFC 7009 §2.1), as
+    // for a stored token.
     const orders = await discover(pc.issuer, apis.orders.client_id, apis.orders.client_secret);
-    await expect(oidc.tokenRevocation(machine, tokens.access_token)).resolves.toBeUndefined();
+    await expect(oidc.tokenRevocation(machine, tokens.access_token)).rejects.toMatchObject({ error: 'invalid_request', error_description: 'client is not authorized to revoke the presented token' });
     expect((await oidc.tokenIntrospection(orders, tokens.access_token)).active).toBe(true);
     await expect(oidc.tokenRevocation(web, tokens.access_token, { token_type_hint: 'access_token' })).resolves.toBeUndefined();
     expect(await oidc.tokenIntrospection(orders, tokens.access_token)).toEqual({ active: false });
