@@ -29,6 +29,7 @@ import { displayName, grantableApiScopes } from './client-model.js';
 import { DevicePolling, deviceFlowPages, UserCodes } from './device-flow.js';
 import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
+import { AssertionRefused } from './standards.js';
 import { NOT_YOURS_TO_REVOKE } from './structured-access-tokens.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
@@ -161,14 +162,14 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     assertJwtClientAuthClaimsAndHeader: async (_ctx, claims) => {
       const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
       if (audiences.length !== 1 || audiences[0] !== config.issuer) {
-        throw new errors.InvalidClientAuth(`the client assertion's audience (aud) must be the issuer identifier, ${config.issuer}, alone`);
+        throw new AssertionRefused(`the client assertion's audience (aud) must be the issuer identifier, ${config.issuer}, alone`);
       }
       const now = Date.now() / 1000;
       if (typeof claims.exp === 'number' && claims.exp > now + MAX_ASSERTION_LIFETIME) {
-        throw new errors.InvalidClientAuth('the client assertion expires more than an hour from now (exp): make one for each request');
+        throw new AssertionRefused('the client assertion expires more than an hour from now (exp): make one for each request');
       }
       if (typeof claims.iat === 'number' && claims.iat > now + ASSERTION_CLOCK_SKEW) {
-        throw new errors.InvalidClientAuth('the client assertion was issued in the future (iat)');
+        throw new AssertionRefused('the client assertion was issued in the future (iat)');
       }
     },
     // RFC 8414 §2 reads a missing list as client_secret_basic only. A public

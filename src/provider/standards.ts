@@ -36,6 +36,7 @@ export function noteRequestErrors(provider: Provider): void {
       if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
       else if (isDpopReplay(error)) dpopReplays.add(ctx);
       else if (isUnreadableDpopProof(error)) unreadableDpopProofs.set(ctx, (error as { error_detail: string }).error_detail);
+      else if (error instanceof AssertionRefused) refusedAssertions.set(ctx, error.reason);
       else if (event === 'userinfo.error' && isApiTokenAtUserinfo(ctx, error)) apiTokensAtUserinfo.add(ctx);
       else if (event === 'pushed_authorization_request.error' && error instanceof errors.RequestUriNotSupported) requestUrisPushed.add(ctx);
     });
@@ -125,6 +126,7 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   }
   useInvalidClientWithoutCredentials(ctx);
   useInvalidClientForUnreadableAssertions(ctx);
+  sayWhyAssertionsWereRefused(ctx);
   sayWhenTheBodyHadNoType(ctx);
 }
 
@@ -383,6 +385,30 @@ function useInvalidClientWithoutCredentials(ctx: KoaContextWithOIDC): void {
   ctx.status = 401;
   ctx.body = { error: 'invalid_client', error_description: description };
   ctx.set('WWW-Authenticate', `Basic realm="${ctx.oidc.issuer}"`);
+}
+
+/**
+ * A client assertion refused by our own rules (configuration.ts,
+ * assertJwtClientAuthClaimsAndHeader). The library answers every refused
+ * assertion "client authentication failed" and keeps the reason for its log;
+ * these reasons are given to the client (sayWhyAssertionsWereRefused): they
+ * are checked only once the assertion's signature verified, so only the
+ * holder of the client's key reads them, and a developer whose library signs
+ * assertions otherwise than we take them learns what to change.
+ */
+export class AssertionRefused extends errors.InvalidClientAuth {
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}
+
+const refusedAssertions = new WeakMap<object, string>();
+
+function sayWhyAssertionsWereRefused(ctx: KoaContextWithOIDC): void {
+  const reason = refusedAssertions.get(ctx);
+  const body = ctx.body as { error?: string } | undefined;
+  if (reason === undefined || ctx.status !== 401 || body?.error !== 'invalid_client') return;
+  ctx.body = { ...body, error_description: reason };
 }
 
 /** The library's words for a client_assertion that is no JWT (lib/shared/client_auth.js). */

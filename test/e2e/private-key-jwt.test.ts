@@ -153,13 +153,28 @@ describe('private_key_jwt', () => {
     // address, nor a list that holds one, which another server could have named as its own
     // and had the client sign for it (audience injection).
     for (const audience of [`${pc.issuer}/token`, [pc.issuer, `${pc.issuer}/token`], ['https://elsewhere.example', pc.issuer]]) {
-      expect(await clientCredentialsWith(await assertion(created.client_id, key, { audience }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+      // Told why: only the holder of the client's key gets this far.
+      expect(await clientCredentialsWith(await assertion(created.client_id, key, { audience }))).toEqual({
+        status: 401,
+        body: { error: 'invalid_client', error_description: `the client assertion's audience (aud) must be the issuer identifier, ${pc.issuer}, alone` },
+      });
     }
     expect((await clientCredentialsWith(await assertion(created.client_id, key, { audience: [pc.issuer] }))).status).toBe(200);
     // Made for the request: not valid for hours, and not without a jti to use it once by.
-    expect(await clientCredentialsWith(await assertion(created.client_id, key, { expiresIn: '2h' }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    expect(await clientCredentialsWith(await assertion(created.client_id, key, { expiresIn: '2h' }))).toMatchObject({
+      status: 401,
+      body: { error: 'invalid_client', error_description: 'the client assertion expires more than an hour from now (exp): make one for each request' },
+    });
     expect(await clientCredentialsWith(await assertion(created.client_id, key, { withoutJti: true }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
-    expect(await clientCredentialsWith(await assertion(created.client_id, key, { issuedAt: Math.floor(Date.now() / 1000) + 3600 }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
+    expect(await clientCredentialsWith(await assertion(created.client_id, key, { issuedAt: Math.floor(Date.now() / 1000) + 3600 }))).toMatchObject({
+      status: 401,
+      body: { error: 'invalid_client', error_description: 'the client assertion was issued in the future (iat)' },
+    });
+    // A stranger's key, the wrong audience: the library's words, which say nothing of why.
+    expect(await clientCredentialsWith(await assertion(created.client_id, stranger, { audience: `${pc.issuer}/token` }))).toEqual({
+      status: 401,
+      body: { error: 'invalid_client', error_description: 'client authentication failed' },
+    });
     // No key but the registered ones: not one the assertion carries, nor the public key used as an HMAC secret, nor none.
     expect(await clientCredentialsWith(await assertion(created.client_id, stranger, { header: { jwk: stranger.publicJwk } }))).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
     const publicAsSecret = new TextEncoder().encode(JSON.stringify(key.publicJwk));
