@@ -29,7 +29,6 @@ import type { Metrics } from './metrics/metrics.js';
 import type { Sql } from './persistence/database.js';
 import type { SpaceWatch } from './persistence/disk-space.js';
 import type { ProviderHost } from './provider/host.js';
-import { listOnlyClaimsIssued } from './provider/standards.js';
 import { keepRequestForms } from './provider/request-encoding.js';
 
 export interface AppDeps {
@@ -80,10 +79,8 @@ export function createApp(deps: AppDeps): RequestHandler {
       const middleware = [
         requestLog(logger),
         securityHeaders(deps.config.issuer),
-        // Caching headers for discovery and the JWKS, made from what the inner
-        // correction leaves of discovery (Koa runs the inner one's tail first).
+        // Caching headers for discovery and the JWKS.
         cacheablePublicDocuments(deps.config),
-        listOnlyClaimsIssued,
         answerOptions(addresses),
         refuseGetAtDeviceAuthorization(provider, deps.config, addresses),
         refuseEncodedBodies(deps.config, addresses),

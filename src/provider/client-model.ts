@@ -28,6 +28,19 @@ export function adaptClientModel(provider: Provider, clientCache: NotifiedCache<
   registeredScopesOnly(provider);
   refuseUnauthorizedResponseTypes(provider);
   keepBuiltClients(provider, clientCache);
+  sidInEveryIdToken(provider);
+}
+
+/**
+ * Every ID token carries `sid`, the sign-in's session id for that app: the
+ * library adds it only for an app registered for back-channel logout, while
+ * Back-Channel Logout 1.0 §2.1, which discovery says we support
+ * (backchannel_logout_session_supported), has it "also included in ID Tokens
+ * issued by the OP". An app that registers a back-channel logout URI later
+ * can then match the sessions it began before to the logout tokens it gets.
+ */
+function sidInEveryIdToken(provider: Provider): void {
+  provider.Client.prototype.includeSid = () => true;
 }
 
 /**

@@ -1,6 +1,5 @@
 // Where the library's answers depart from the RFCs, the answers they ask for.
 import type { IncomingMessage } from 'node:http';
-import type Koa from 'koa';
 import type Provider from 'oidc-provider';
 import { decodeProtectedHeader } from 'jose';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
@@ -336,22 +335,6 @@ function useContentTooLarge(ctx: KoaContextWithOIDC): void {
   answerBodyTooLarge(ctx);
   ctx.body = { error: 'invalid_request', error_description: BODY_TOO_LARGE };
 }
-
-/**
- * Discovery's claims_supported names the claims the OP may supply (Discovery
- * §3). The library always lists `sid`, which it issues only to clients of
- * front- or back-channel logout, or through the claims parameter: all off here.
- * A middleware of its own (see app.ts for its place), not part of
- * followTheStandards: the discovery document must be final before its ETag is
- * made (http/public-documents.ts).
- */
-export const listOnlyClaimsIssued: Koa.Middleware = (ctx, next) =>
-  ctx.path.startsWith('/.well-known/')
-    ? next().then(() => {
-        const body = (ctx as unknown as KoaContextWithOIDC).oidc?.route === 'discovery' ? (ctx.body as { claims_supported?: unknown }) : undefined;
-        if (Array.isArray(body?.claims_supported)) body.claims_supported = body.claims_supported.filter((claim) => claim !== 'sid');
-      })
-    : next();
 
 /**
  * RFC 6749 §5.2 counts "no client authentication included" as invalid_client,

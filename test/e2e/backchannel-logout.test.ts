@@ -130,10 +130,12 @@ describe('back-channel logout', () => {
     const [calendarTokens, notesTokens, plainTokens] = await signedInTo(ua, calendarApp, notesApp, plainApp);
     const calendarId = calendarTokens!.claims()!;
     const notesId = notesTokens!.claims()!;
-    // The ID tokens carry the session's id for the apps that are told of its end.
+    // The ID tokens carry the session's id, one per app (Back-Channel Logout 1.0 §2.1):
+    // every app's, told of its end or not.
     expect(typeof calendarId.sid).toBe('string');
     expect(typeof notesId.sid).toBe('string');
-    expect(plainTokens!.claims()).not.toHaveProperty('sid');
+    expect(typeof plainTokens!.claims()!.sid).toBe('string');
+    expect(new Set([calendarId.sid, notesId.sid, plainTokens!.claims()!.sid]).size).toBe(3);
     expect(delivered).toEqual([]);
 
     const signedOut = await confirmSignOut(ua, await ua.open(`${pc.issuer}/session/end`), true);
@@ -248,10 +250,17 @@ describe('back-channel logout', () => {
     expect(JSON.parse(removed.stdout)).not.toHaveProperty('backchannel_logout_uri');
     expect(JSON.parse(removed.stdout)).not.toHaveProperty('backchannel_logout_session_required');
     ua = new UserAgent();
-    const [tokens] = await signedInTo(ua, tasksApp);
-    expect(tokens!.claims()).not.toHaveProperty('sid');
+    await signedInTo(ua, tasksApp);
     await confirmSignOut(ua, await ua.open(`${pc.issuer}/session/end`), true);
     expect(delivered).toEqual([]);
+
+    // A sign-in from before the app registered a URI is matched too: its ID token carried the sid.
+    ua = new UserAgent();
+    const [before] = await signedInTo(ua, tasksApp);
+    expect((await pc.cli(['client', 'update', created.client_id, '--backchannel-logout-uri', `${appsBase}/tasks-v3`])).code).toBe(0);
+    await confirmSignOut(ua, await ua.open(`${pc.issuer}/session/end`), true);
+    expect(delivered.map((delivery) => delivery.path)).toEqual(['/tasks-v3']);
+    expect((await verifiedLogoutToken(delivered[0]!, created.client_id)).sid).toBe(before!.claims()!.sid);
 
     const refusals = [
       [['--public'], 'public'],

@@ -37,8 +37,8 @@ describe('discovery says what works', () => {
     });
     // OpenID Connect Core §15.1: RS256 is mandatory to implement.
     expect(metadata.id_token_signing_alg_values_supported).toContain('RS256');
-    expect(metadata.claims_supported).toEqual(expect.arrayContaining(['sub', 'amr', 'name', 'email', 'email_verified', 'auth_time', 'iss']));
-    expect(metadata.claims_supported).not.toContain('sid');
+    // sid too: every ID token carries it (Back-Channel Logout 1.0 §2.1).
+    expect(metadata.claims_supported).toEqual(expect.arrayContaining(['sub', 'amr', 'name', 'email', 'email_verified', 'auth_time', 'iss', 'sid']));
   });
 });
 
@@ -131,7 +131,7 @@ describe('cacheable public documents', () => {
     // The same document at RFC 8414's address, and the JWKS whatever the case of its path: cached alike.
     const oauth = await get('/.well-known/oauth-authorization-server');
     expect(oauth.headers.get('cache-control')).toBe('public, max-age=3600, must-revalidate');
-    expect(((await oauth.json()) as { claims_supported: string[] }).claims_supported).not.toContain('sid');
+    expect(((await oauth.json()) as { claims_supported: string[] }).claims_supported).toContain('sid');
     expect((await get('/JWKS')).headers.get('cache-control')).toBe('public, max-age=89, must-revalidate');
   });
 
