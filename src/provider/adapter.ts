@@ -142,14 +142,17 @@ const SQL = {
     text: `SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = ANY($2::text[])
            ORDER BY expires_at > now() DESC LIMIT 2`,
   },
-  // Stores a row for $4 milliseconds unless a live one is there: one
-  // statement, so of two at once exactly one stores it, the other waiting on
-  // the first's row lock and then finding it. Timed by the database's clock,
-  // which every instance shares: a device's polls (device-flow.ts) may reach
-  // two instances whose clocks differ by more than the slack.
+  // Stores a row for $4 milliseconds, and at least until $5 (epoch seconds,
+  // or null), unless a live one is there: one statement, so of two at once
+  // exactly one stores it, the other waiting on the first's row lock and
+  // then finding it. Timed by the database's clock, which every instance
+  // shares: a device's polls (device-flow.ts) may reach two instances whose
+  // clocks differ by more than the slack. $5 is for a row that must outlive a
+  // moment an instance judges by its own clock (a token's exp).
   claim: {
     name: 'artifact-claim',
-    text: `INSERT INTO provider_artifacts (kind, id, payload, expires_at) VALUES ($1, $2, $3::jsonb, now() + $4 * interval '1 millisecond')
+    text: `INSERT INTO provider_artifacts (kind, id, payload, expires_at)
+           VALUES ($1, $2, $3::jsonb, GREATEST(now() + $4 * interval '1 millisecond', to_timestamp($5::double precision)))
            ON CONFLICT (id, kind) DO UPDATE SET payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, consumed_at = NULL
            WHERE provider_artifacts.expires_at <= now()
            RETURNING 1`,
@@ -613,18 +616,21 @@ export class ArtifactAdapter implements Adapter {
   }
 
   /**
-   * Stores `payload` under `id` for `expiresIn` seconds unless a live row
+   * Stores `payload` under `id` for `expiresIn` seconds (by the database's
+   * clock), and at least until `until` (epoch seconds), unless a live row
    * has it already; whether this call stored it. For what must happen once
    * (a DPoP proof's jti): the library's find-then-save lets concurrent
    * requests, whose lookups share one statement here, all find nothing.
    */
-  async claim(id: string, payload: AdapterPayload, expiresIn: number): Promise<boolean> {
+  async claim(id: string, payload: AdapterPayload, expiresIn: number, until?: number): Promise<boolean> {
     const lifetime = Math.max(1, expiresIn) * 1000;
     // As upsert(): a lifetime beyond what a Date holds, or a NUL jsonb refuses, is the request's fault.
-    if (Number.isNaN(new Date(Date.now() + lifetime).getTime())) throw new errors.InvalidRequest(`${this.kind} lifetime out of range`);
+    if (Number.isNaN(new Date(Date.now() + lifetime).getTime()) || (until !== undefined && Number.isNaN(new Date(until * 1000).getTime()))) {
+      throw new errors.InvalidRequest(`${this.kind} lifetime out of range`);
+    }
     const json = JSON.stringify(payload);
     if (jsonHoldsNul(json)) throw new errors.InvalidRequest('request parameters must not contain the NUL character');
-    const { rowCount } = await this.sql.query(SQL.claim, [this.kind, sha256(id), json, Math.round(lifetime)]);
+    const { rowCount } = await this.sql.query(SQL.claim, [this.kind, sha256(id), json, Math.round(lifetime), until ?? null]);
     return rowCount === 1;
   }
 

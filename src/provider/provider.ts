@@ -57,6 +57,8 @@ export function createProvider(services: ProviderServices): Provider {
     services.config.issuer,
     configuration.features!.introspection!.allowedPolicy as Parameters<typeof structuredAccessTokens>[2],
     new ArtifactAdapter('RevokedAccessToken', services.sql),
+    // As for a stored token's (configuration.ts), but it ends this token alone: nothing stored names its sign-in.
+    (ctx) => services.logger.info('tokens revoked', { route: ctx.oidc.route, client: ctx.oidc.client?.clientId, presented: 'AccessToken', format: 'jwt' }),
   );
 
   // Runs around every route, before Koa sends what it built: a token response

@@ -23,6 +23,7 @@ export function checkReplaysAtomically(provider: Provider, replays: ArtifactAdap
   ReplayDetection.unique = (iss, jti, exp) => {
     const now = Math.floor(Date.now() / 1000);
     const until = Math.max(now, exp) + REPLAY_WINDOW;
-    return replays.claim(hash('sha256', `${iss}${jti}`, 'base64url'), { iss, iat: now, exp: until, kind: 'ReplayDetection' }, until - now);
+    // Until then by the clock of every instance that may be shown the proof again, the database's included.
+    return replays.claim(hash('sha256', `${iss}${jti}`, 'base64url'), { iss, iat: now, exp: until, kind: 'ReplayDetection' }, until - now, until);
   };
 }

@@ -391,7 +391,7 @@ function sayWhyAssertionsWereRefused(ctx: KoaContextWithOIDC): void {
   const reason = refusedAssertions.get(ctx);
   const body = ctx.body as { error?: string } | undefined;
   if (reason === undefined || ctx.status !== 401 || body?.error !== 'invalid_client') return;
-  ctx.body = { ...body, error_description: reason };
+  ctx.body = { ...body, error_description: printable(reason) };
 }
 
 /** The library's words for a client_assertion that is no JWT (lib/shared/client_auth.js). */

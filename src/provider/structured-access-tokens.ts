@@ -23,7 +23,7 @@ export const NOT_YOURS_TO_REVOKE = 'client is not authorized to revoke the prese
 
 /** Where revoked JWT access tokens are kept (an artifact adapter's calls): by `jti`, until the token expires. */
 export interface RevokedTokens {
-  claim(id: string, payload: AdapterPayload, expiresIn: number): Promise<boolean>;
+  claim(id: string, payload: AdapterPayload, expiresIn: number, until?: number): Promise<boolean>;
   find(id: string): Promise<AdapterPayload | undefined>;
 }
 
@@ -43,7 +43,13 @@ interface AccessTokenClaims extends JWTPayload {
  * revocation refused one (followTheStandards answers 200 all the same), the
  * token is kept as revoked when it is the revoking client's own.
  */
-export function structuredAccessTokens(signingKeys: object[], issuer: string, allowedPolicy: AllowedPolicy, revoked: RevokedTokens) {
+export function structuredAccessTokens(
+  signingKeys: object[],
+  issuer: string,
+  allowedPolicy: AllowedPolicy,
+  revoked: RevokedTokens,
+  onRevoked: (ctx: KoaContextWithOIDC) => void,
+) {
   const keys = createLocalJWKSet({ keys: (signingKeys as JWK[]).map(publicPart) });
 
   /** The claims of `token` if it is an unexpired JWT access token of this server's, with the claims the answers need. */
@@ -71,8 +77,11 @@ export function structuredAccessTokens(signingKeys: object[], issuer: string, al
       // configuration.ts): only the client's own is revoked; another's is
       // refused to a confidential client, and answered 200 to a public one.
       if (claims.client_id === client.clientId) {
-        // Kept by its id alone, until the token expires: nothing else of it is needed.
-        await revoked.claim(claims.jti!, {}, claims.exp! - Math.floor(Date.now() / 1000));
+        // Kept by its id alone, until the token expires (by this instance's
+        // clock, which judged it unexpired, and the database's): nothing else
+        // of it is needed.
+        await revoked.claim(claims.jti!, {}, claims.exp! - Date.now() / 1000, claims.exp);
+        onRevoked(ctx);
       } else if (client.clientAuthMethod !== 'none') {
         ctx.body = { error: 'invalid_request', error_description: NOT_YOURS_TO_REVOKE };
       }

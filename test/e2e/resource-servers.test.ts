@@ -136,9 +136,16 @@ describe('registered APIs and resource indicators', () => {
     // for a stored token.
     const orders = await discover(pc.issuer, apis.orders.client_id, apis.orders.client_secret);
     await expect(oidc.tokenRevocation(machine, tokens.access_token)).rejects.toMatchObject({ error: 'invalid_request', error_description: 'client is not authorized to revoke the presented token' });
+    // A public client, which proves no identity, is answered 200 and revokes nothing.
+    const spa = await pc.createClient({ name: 'Some SPA', public: true, redirectUris: [REDIRECT_URI], scope: 'openid' });
+    const byPublic = await fetch(`${pc.issuer}/token/revocation`, { method: 'POST', body: new URLSearchParams({ client_id: spa.client_id, token: tokens.access_token }) });
+    expect([byPublic.status, await byPublic.json()]).toEqual([200, {}]);
     expect((await oidc.tokenIntrospection(orders, tokens.access_token)).active).toBe(true);
+    const logged = pc.log.length;
     await expect(oidc.tokenRevocation(web, tokens.access_token, { token_type_hint: 'access_token' })).resolves.toBeUndefined();
     expect(await oidc.tokenIntrospection(orders, tokens.access_token)).toEqual({ active: false });
+    const audit = pc.log.slice(logged).map((line) => JSON.parse(line)).filter((line) => line.message === 'tokens revoked');
+    expect(audit).toEqual([expect.objectContaining({ route: 'revocation', client: web.clientMetadata().client_id, presented: 'AccessToken', format: 'jwt' })]);
     expect(await oidc.tokenIntrospection(web, tokens.access_token)).toEqual({ active: false });
     // Revoked again: the same answer.
     await expect(oidc.tokenRevocation(web, tokens.access_token)).resolves.toBeUndefined();
