@@ -57,10 +57,23 @@ const NOT_ACCEPTING = /is not currently accepting connections/;
 // node-postgres and its pool say these without a code.
 const MESSAGES = /^(Query read timeout|timeout exceeded when trying to connect|Connection terminated( unexpectedly| due to connection timeout)?|Client has encountered a connection error and is not queryable)$/;
 
+/**
+ * What `error` was caused by: its `cause`, or for Prisma's raw queries
+ * (P2010, "Raw query failed") the driver adapter's error, which holds the
+ * database's own code and words.
+ */
+function causeOf(error: object): unknown {
+  const { cause, meta } = error as { cause?: unknown; meta?: { driverAdapterError?: unknown } };
+  return cause ?? meta?.driverAdapterError;
+}
+
 /** Why `error` (or one it was caused by) says the database cannot serve now; undefined for any other failure. */
 export function databaseTrouble(error: unknown): DatabaseTrouble | undefined {
-  for (let cause = error, depth = 0; cause instanceof Object && depth < 5; cause = (cause as { cause?: unknown }).cause, depth++) {
-    const { code, message } = cause as { code?: unknown; message?: unknown };
+  for (let cause = error, depth = 0; cause instanceof Object && depth < 5; cause = causeOf(cause), depth++) {
+    // (Prisma's driver adapter keeps the database's code as originalCode where it names the error itself.)
+    const { code: own, originalCode, message: words, originalMessage } = cause as { code?: unknown; originalCode?: unknown; message?: unknown; originalMessage?: unknown };
+    const code = typeof own === 'string' ? own : originalCode;
+    const message = typeof words === 'string' ? words : originalMessage;
     if (typeof code === 'string') {
       if (OUT_OF_SPACE.has(code)) return 'out of space';
       if (code === NO_SUCH_TABLE || code === NO_SUCH_TABLE_PRISMA) return 'without its tables';

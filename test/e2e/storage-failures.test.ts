@@ -104,8 +104,8 @@ it('readiness follows the database: 503 while it refuses connections, 200 once i
 });
 
 it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database dropped under the server is answered 503, and one made again empty (a restore under way) is not ready', async () => {
-  // Its key refresh runs every second, to meet the dropped database too.
-  const own = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s' });
+  // Its key refresh and its sweep run every second, to meet the dropped database too.
+  const own = await startPortcullis({ KEY_REFRESH_INTERVAL: '1s', SWEEP_INTERVAL: '1s' });
   const robot = await own.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
   expect((await own.clientCredentials(robot)).status).toBe(200);
   const name = new URL(own.env.DATABASE_URL!).pathname.slice(1);
@@ -130,6 +130,15 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database dropped under th
     for (const line of refreshFailed()) {
       const { level, message, error } = JSON.parse(line) as { level: string; message: string; error: string };
       expect({ level, message }).toEqual({ level: 'warn', message: 'key refresh failed: database unreachable' });
+      expect(error).not.toContain('\n');
+    }
+    // So does the sweep, whose statement goes through Prisma's raw query (its P2010 wraps the database's code).
+    const sweepFailed = () => own.log.filter((line) => line.includes('sweep failed'));
+    for (let waited = 0; sweepFailed().length === 0 && waited < 50; waited++) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(sweepFailed().length).toBeGreaterThan(0);
+    for (const line of sweepFailed()) {
+      const { level, message, error } = JSON.parse(line) as { level: string; message: string; error: string };
+      expect({ level, message }).toEqual({ level: 'warn', message: 'sweep failed: database unreachable' });
       expect(error).not.toContain('\n');
     }
 
