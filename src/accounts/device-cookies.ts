@@ -12,11 +12,11 @@
 import { randomBytes } from 'node:crypto';
 import { sameDigest } from '../persistence/hash.js';
 
-/** A keyed, one-way digest (base64url). */
-type KeyedDigest = (value: string) => string;
+/** A value's keyed, one-way digests (base64url), under each encryption key, the current one's first. */
+type KeyedDigests = (value: string) => string[];
 
 export class DeviceCookies {
-  constructor(private readonly digest: KeyedDigest) {}
+  constructor(private readonly digests: KeyedDigests) {}
 
   /**
    * The cookie for a browser that has just signed in with the password the
@@ -25,7 +25,7 @@ export class DeviceCookies {
    */
   issue(credential: string, browser?: string): string {
     const id = browser ?? randomBytes(16).toString('base64url');
-    return `${id}.${this.mac(id, credential)}`;
+    return `${id}.${this.digests(`${id} ${credential}`)[0]}`;
   }
 
   /**
@@ -37,10 +37,7 @@ export class DeviceCookies {
     if (!cookie || !credential) return undefined;
     const [id, mac, extra] = cookie.split('.');
     if (!id || !mac || extra !== undefined) return undefined;
-    return sameDigest(this.mac(id, credential), mac) ? id : undefined;
-  }
-
-  private mac(id: string, credential: string): string {
-    return this.digest(`${id} ${credential}`);
+    // Under any encryption key: one issued before a new key was put first still counts.
+    return this.digests(`${id} ${credential}`).some((digest) => sameDigest(digest, mac)) ? id : undefined;
   }
 }

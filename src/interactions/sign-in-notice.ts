@@ -13,8 +13,8 @@
 
 import { sameDigest } from '../persistence/hash.js';
 
-/** A keyed, one-way digest (base64url), as SecretSealer.keyedDigest gives. */
-type KeyedDigest = (value: string) => string;
+/** A value's keyed, one-way digests (base64url) under each encryption key, the current one's first, as SecretSealer.keyedDigests gives. */
+type KeyedDigests = (value: string) => string[];
 
 export type Refusal =
   | { reason: 'wrong_credentials' }
@@ -38,7 +38,8 @@ const MAX_EMAIL_LENGTH = 320;
 const REASONS = new Set(['wrong_credentials', 'disabled', 'throttled']);
 
 export class SignInNotices {
-  constructor(private readonly digest: KeyedDigest) {}
+  /** `digests`: under each encryption key, the current one's first (SecretSealer.keyedDigests). */
+  constructor(private readonly digests: KeyedDigests) {}
 
   /** The cookie's options for interaction `uid`: sent to its pages only, never to another site's form post. */
   static cookieOptions(uid: string, secure: boolean) {
@@ -49,14 +50,15 @@ export class SignInNotices {
   seal(uid: string, notice: SignInNotice): string {
     const email = notice.email.length <= MAX_EMAIL_LENGTH ? notice.email : '';
     const payload = Buffer.from(JSON.stringify({ ...notice.refusal, email })).toString('base64url');
-    return `${payload}.${this.mac(uid, payload)}`;
+    return `${payload}.${this.digests(`${uid} ${payload}`)[0]}`;
   }
 
   /** The notice sealed for interaction `uid`, or undefined for anything else. */
   open(uid: string, cookie: string | undefined): SignInNotice | undefined {
     if (!cookie) return undefined;
     const [payload, mac, extra] = cookie.split('.');
-    if (!payload || !mac || extra !== undefined || !sameDigest(this.mac(uid, payload), mac)) return undefined;
+    // Under any encryption key: sealed by an instance still on the list before a new key was put first.
+    if (!payload || !mac || extra !== undefined || !this.digests(`${uid} ${payload}`).some((digest) => sameDigest(digest, mac))) return undefined;
     let parsed: unknown;
     try {
       parsed = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
@@ -69,7 +71,4 @@ export class SignInNotices {
     return { refusal: { reason } as Refusal, email };
   }
 
-  private mac(uid: string, payload: string): string {
-    return this.digest(`${uid} ${payload}`);
-  }
 }

@@ -318,9 +318,15 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   const tv = await pc.createClient({ name: 'Rotating TV', public: true, grantTypes: ['device_code'], scope: 'openid' });
   const asked = await fetch(`${pc.issuer}/device/auth`, { method: 'POST', body: new URLSearchParams({ client_id: tv.client_id, scope: 'openid' }) });
   const { user_code: userCode } = (await asked.json()) as { user_code: string };
+  // A sign-in refused under the old key: the page that explains it is opened under the new list.
+  const person = new UserAgent();
+  const login = await visit(person, (await authorizationRequest(await discover(pc.issuer, web.client_id, web.client_secret), 'openid')).url);
+  const refused = await person.post(login, UserAgent.formAction(login, '/login'), { ...UserAgent.formFields(login, '/login'), email: 'nobody@example.com', password: 'a wrong password' }, login.url);
+  expect(refused.status).toBe(303);
 
   await server.close();
   server = await restart({ ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` });
+  expect(signInRefusal(await person.open(login.url))).toBe('wrong_credentials');
   const ua = new UserAgent();
   const entry = await ua.open(`${pc.issuer}/device`);
   const confirmation = await ua.post(entry, '/device', { ...UserAgent.formFields(entry, '/device'), user_code: userCode });
