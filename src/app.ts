@@ -135,7 +135,13 @@ function requestLog(logger: Logger): Koa.Middleware {
     // Once the response is done, with the status sent: the provider's own
     // middleware (provider.ts), which runs around this one, may still change
     // what a route answered (an invalid_scope for a token the route issued).
-    ctx.res.once('close', () => logger.debug('request', { ...line, status: ctx.res.statusCode, ms: Math.round(performance.now() - started) }));
+    // A connection closed before the answer was sent (the client went away)
+    // has no status to log: Node's default (200), or Koa's (404), would be
+    // taken for an answer the route gave, which it may give only after.
+    ctx.res.once('close', () => {
+      const answered = ctx.res.writableFinished ? { status: ctx.res.statusCode } : { status: null, aborted: true };
+      logger.debug('request', { ...line, ...answered, ms: Math.round(performance.now() - started) });
+    });
     return next();
   };
 }

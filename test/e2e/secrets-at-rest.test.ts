@@ -3,6 +3,7 @@
 // the plain by earlier versions are sealed in place, and a wrong encryption key
 // stops the server and the CLI before they change anything.
 import { createHmac } from 'node:crypto';
+import { connect } from 'node:net';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -94,6 +95,19 @@ it('debug request lines name the route of a sign-in in progress, never its id (i
   await new Promise((resolve) => setTimeout(resolve, 100)); // logged once the response is done
   const requests = lines.filter((line) => line.includes('"message":"request"'));
   expect(requests.find((line) => line.includes(id))).toMatch(/"path":"\/token","status":400,/);
+  // A client that goes away before the answer: no status the route did not send.
+  const { hostname, port } = new URL(pc.issuer);
+  await new Promise<void>((resolve) => {
+    const socket = connect(Number(port), hostname, () => {
+      socket.write(`POST /token/introspection HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken=`);
+      setTimeout(() => socket.destroy(), 100);
+    });
+    socket.on('close', () => resolve());
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const gone = lines.filter((line) => line.includes('"message":"request"') && line.includes('"path":"/token/introspection"'));
+  expect(gone).toHaveLength(1);
+  expect(gone[0]).toMatch(/"status":null,"aborted":true,/);
   expect(requests.some((line) => line.includes('"path":"/interaction/:uid"'))).toBe(true);
   expect(lines.some((line) => line.includes('"message":"login failed"') && /"interaction":"[\w-]{12}"/.test(line) && line.includes(`"client":"${web.client_id}"`))).toBe(true);
   expect(lines.join('\n')).not.toContain(uid);
