@@ -123,23 +123,18 @@ it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database dropped under th
     expect(gone.status).toBe(503);
     expect(gone.headers.get('retry-after')).toBe('5');
     expect(await readiness()).toEqual({ status: 503, body: { status: 'unavailable', reason: 'the database does not answer' } });
-    // The key refresh meets it too: expected while the database is away, so a warning, on one line.
-    const refreshFailed = () => own.log.filter((line) => line.includes('key refresh failed'));
-    for (let waited = 0; refreshFailed().length === 0 && waited < 50; waited++) await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(refreshFailed().length).toBeGreaterThan(0);
-    for (const line of refreshFailed()) {
-      const { level, message, error } = JSON.parse(line) as { level: string; message: string; error: string };
-      expect({ level, message }).toEqual({ level: 'warn', message: 'key refresh failed: database unreachable' });
-      expect(error).not.toContain('\n');
-    }
-    // So does the sweep, whose statement goes through Prisma's raw query (its P2010 wraps the database's code).
-    const sweepFailed = () => own.log.filter((line) => line.includes('sweep failed'));
-    for (let waited = 0; sweepFailed().length === 0 && waited < 50; waited++) await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(sweepFailed().length).toBeGreaterThan(0);
-    for (const line of sweepFailed()) {
-      const { level, message, error } = JSON.parse(line) as { level: string; message: string; error: string };
-      expect({ level, message }).toEqual({ level: 'warn', message: 'sweep failed: database unreachable' });
-      expect(error).not.toContain('\n');
+    // The background tasks meet it too: expected while the database is away, so a warning, on
+    // one line. The key refresh's statements, and the sweep's, which goes through Prisma's raw
+    // query (its P2010 wraps the database's code).
+    for (const task of ['key refresh', 'sweep']) {
+      const failed = () => own.log.filter((line) => line.includes(`${task} failed`));
+      for (let waited = 0; failed().length === 0 && waited < 50; waited++) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(failed().length, task).toBeGreaterThan(0);
+      for (const line of failed()) {
+        const { level, message, error } = JSON.parse(line) as { level: string; message: string; error: string };
+        expect({ level, message }).toEqual({ level: 'warn', message: `${task} failed: database unreachable` });
+        expect(error).not.toContain('\n');
+      }
     }
 
     await server.query(`CREATE DATABASE ${name}`);
