@@ -10,13 +10,10 @@
 // email given to someone else) leaves every earlier browser counted with the
 // email again.
 import { randomBytes } from 'node:crypto';
-import { sameDigest } from '../persistence/hash.js';
-
-/** A value's keyed, one-way digests (base64url), under each encryption key, the current one's first. */
-type KeyedDigests = (value: string) => string[];
+import type { KeyedMac } from '../keys/sealed-secrets.js';
 
 export class DeviceCookies {
-  constructor(private readonly digests: KeyedDigests) {}
+  constructor(private readonly mac: KeyedMac) {}
 
   /**
    * The cookie for a browser that has just signed in with the password the
@@ -25,7 +22,7 @@ export class DeviceCookies {
    */
   issue(credential: string, browser?: string): string {
     const id = browser ?? randomBytes(16).toString('base64url');
-    return `${id}.${this.digests(`${id} ${credential}`)[0]}`;
+    return `${id}.${this.mac.make(`${id} ${credential}`)}`;
   }
 
   /**
@@ -38,6 +35,6 @@ export class DeviceCookies {
     const [id, mac, extra] = cookie.split('.');
     if (!id || !mac || extra !== undefined) return undefined;
     // Under any encryption key: one issued before a new key was put first still counts.
-    return this.digests(`${id} ${credential}`).some((digest) => sameDigest(digest, mac)) ? id : undefined;
+    return this.mac.check(`${id} ${credential}`, mac) ? id : undefined;
   }
 }

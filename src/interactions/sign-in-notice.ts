@@ -11,10 +11,7 @@
 // on the sign-in page; and it holds nothing the person did not type
 // themselves: the email, never the password.
 
-import { sameDigest } from '../persistence/hash.js';
-
-/** A value's keyed, one-way digests (base64url) under each encryption key, the current one's first, as SecretSealer.keyedDigests gives. */
-type KeyedDigests = (value: string) => string[];
+import type { KeyedMac } from '../keys/sealed-secrets.js';
 
 export type Refusal =
   | { reason: 'wrong_credentials' }
@@ -38,8 +35,7 @@ const MAX_EMAIL_LENGTH = 320;
 const REASONS = new Set(['wrong_credentials', 'disabled', 'throttled']);
 
 export class SignInNotices {
-  /** `digests`: under each encryption key, the current one's first (SecretSealer.keyedDigests). */
-  constructor(private readonly digests: KeyedDigests) {}
+  constructor(private readonly mac: KeyedMac) {}
 
   /** The cookie's options for interaction `uid`: sent to its pages only, never to another site's form post. */
   static cookieOptions(uid: string, secure: boolean) {
@@ -50,7 +46,7 @@ export class SignInNotices {
   seal(uid: string, notice: SignInNotice): string {
     const email = notice.email.length <= MAX_EMAIL_LENGTH ? notice.email : '';
     const payload = Buffer.from(JSON.stringify({ ...notice.refusal, email })).toString('base64url');
-    return `${payload}.${this.digests(`${uid} ${payload}`)[0]}`;
+    return `${payload}.${this.mac.make(`${uid} ${payload}`)}`;
   }
 
   /** The notice sealed for interaction `uid`, or undefined for anything else. */
@@ -58,7 +54,7 @@ export class SignInNotices {
     if (!cookie) return undefined;
     const [payload, mac, extra] = cookie.split('.');
     // Under any encryption key: sealed by an instance still on the list before a new key was put first.
-    if (!payload || !mac || extra !== undefined || !this.digests(`${uid} ${payload}`).some((digest) => sameDigest(digest, mac))) return undefined;
+    if (!payload || !mac || extra !== undefined || !this.mac.check(`${uid} ${payload}`, mac)) return undefined;
     let parsed: unknown;
     try {
       parsed = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));

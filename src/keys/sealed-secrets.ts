@@ -5,6 +5,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { sameDigest } from '../persistence/hash.js';
 
 export class SealError extends Error {
   override name = 'SealError';
@@ -12,6 +13,16 @@ export class SealError extends Error {
 
 /** Where the encryption keys come from: ENCRYPTION_KEYS, or a key file made on first start. */
 export type EncryptionKeySource = { kind: 'env'; keys: string[] } | { kind: 'file'; path: string };
+
+/**
+ * A MAC (base64url) made under the current encryption key and checked under
+ * every one: what this service hands out and must later recognise as its own
+ * (a cookie), through an ENCRYPTION_KEYS rollout.
+ */
+export interface KeyedMac {
+  make(value: string): string;
+  check(value: string, mac: string): boolean;
+}
 
 const VERSION = 'v1';
 const IV_BYTES = 12;
@@ -68,6 +79,19 @@ export class SecretSealer {
   keyedDigests(purpose: string): (value: string) => string[] {
     const keys = this.keys.map((key) => derive(key, purpose));
     return (value) => keys.map((key) => hmac(key, value));
+  }
+
+  /**
+   * keyedDigests as a MAC: made under the current key, and checked under any
+   * key, so that one made by an instance still on the list before a new key
+   * was put first is recognised.
+   */
+  keyedMac(purpose: string): KeyedMac {
+    const digests = this.keyedDigests(purpose);
+    return {
+      make: (value) => digests(value)[0]!,
+      check: (value, mac) => digests(value).some((digest) => sameDigest(digest, mac)),
+    };
   }
 
   /** Only values in this format are sealed; a legacy row stored in plain never contains it. */

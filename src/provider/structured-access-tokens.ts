@@ -40,8 +40,8 @@ interface AccessTokenClaims extends JWTPayload {
  * refused a JWT, the answer for a JWT access token of this server that the
  * caller may know about; anything else (another JWT, a forged or expired one)
  * is left for followTheStandards to answer `{"active": false}`. Where
- * revocation refused one (followTheStandards answers 200 all the same), the
- * token is kept as revoked when it is the revoking client's own.
+ * revocation refused one, the token is kept as revoked when it is the
+ * revoking client's own, and another's is refused as a stored token would be.
  */
 export function structuredAccessTokens(
   signingKeys: object[],
