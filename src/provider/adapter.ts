@@ -1,7 +1,7 @@
 // The adapter for every model oidc-provider stores, after the contract of its
 // lib/adapters/memory_adapter.js, over Prisma's `provider_artifacts` table.
-// Rows are keyed by (kind, SHA-256 of the id). These statements run on every
-// token request, so they go straight to the pg pool Prisma itself runs on
+// Rows are keyed by (kind, SHA-256 of the id). Its statements
+// (artifact-statements.ts) run on every token request, so they go straight to the pg pool Prisma itself runs on
 // (see persistence/database.ts for the measured difference); the table, its
 // indexes and migrations stay Prisma's.
 import type { Adapter, AdapterPayload, KoaContextWithOIDC } from 'oidc-provider';
@@ -10,10 +10,14 @@ import type { Sql } from '../persistence/database.js';
 import { Batcher } from '../persistence/batcher.js';
 import { sha256 } from '../persistence/hash.js';
 import { jsonHoldsNul } from '../persistence/nul.js';
+import { SQL } from './artifact-statements.js';
 import { ArtifactWriter, type ArtifactRecord } from './artifact-writer.js';
 import { BROWSER_BINDING_KIND, type BrowserBinding } from './browser-binding.js';
 import type { DevicePolling, UserCodes } from './device-flow.js';
+import { DEVICE_CODE_CONTEXT, withLiveIds, withoutLiveIds, type PayloadSealer } from './interaction-payloads.js';
+import { presentedByPusher, pushedParamsHoldNul } from './pushed-requests.js';
 import { deferUntilResponse, keep, peek, take } from './request-scope.js';
+import { DEVICE_ROUTES, grantsEndingWith, sessionForRoute, sessionStatesKept, sessionUidOf, withDeviceForm, type SessionPayload } from './session-payloads.js';
 
 /** Models whose rows belong to a grant and go when it is revoked. */
 const GRANT_BOUND = [
@@ -87,18 +91,6 @@ interface HeldConsumption {
 
 const atTokenEndpoint = () => Provider.ctx?.oidc?.route === 'token';
 
-/** The routes that write or clear a session's sign-out details (its `state`). */
-const LOGOUT_ROUTES = new Set(['end_session', 'end_session_confirm']);
-/**
- * The routes of the device verification page (RFC 8628, device-flow.ts),
- * whose form secret the library keeps in the session's `state` too: stored
- * apart, as `deviceState`, so that opening /device does not replace the
- * sign-out page's details (see upsert), nor the sign-out page the device
- * form's. (A device's sign-in that ends with someone else signing in writes
- * sign-out details there, as a resume does: those are `state`, see isDeviceForm.)
- */
-const DEVICE_ROUTES = new Set(['code_verification', 'device_resume']);
-const SESSION_FORM_STATES = ['state', 'deviceState'];
 
 /** This request found a refresh token used before, within its reuse interval (see ArtifactOptions). */
 const REUSED_WITHIN_INTERVAL = 'reused within interval';
@@ -107,167 +99,6 @@ const REUSED_WITHIN_INTERVAL = 'reused within interval';
 const REPLACED_SESSION = 'replaced session';
 const REPLACED_SESSION_BY = 'replacing session';
 
-const SQL = {
-  // By digest alone, every kind at once (see find()), with the grant the token
-  // belongs to: its key is the SHA-256 (base64url) of grant_id, as sha256() below.
-  // The grant is a LATERAL ... LIMIT 1 so that it is always one primary-key
-  // probe per token found: as a plain join, a generic plan made without
-  // statistics (autovacuum off, or before the first analyze) hashed every
-  // grant in the table on every call.
-  find: {
-    name: 'artifact-find-many',
-    text: `SELECT t.id, t.kind, t.payload, t.expires_at, t.consumed_at,
-                  EXTRACT(EPOCH FROM now() - t.consumed_at) AS consumed_ago,
-                  g.payload AS grant_payload, g.expires_at AS grant_expires_at, g.consumed_at AS grant_consumed_at
-           FROM provider_artifacts t
-           LEFT JOIN LATERAL (
-             SELECT payload, expires_at, consumed_at FROM provider_artifacts
-             WHERE kind = 'Grant'
-               AND id = rtrim(translate(encode(sha256(convert_to(t.grant_id, 'UTF8')), 'base64'), '+/', '-_'), '=')
-             LIMIT 1
-           ) g ON true
-           WHERE t.id = ANY($1::text[])`,
-  },
-  // A session's uid stays when its id is replaced (see replaceSession): the
-  // ended rows of its earlier ids keep it, and only the live one is found.
-  findByUid: {
-    name: 'artifact-find-uid',
-    text: `SELECT payload, expires_at, consumed_at FROM provider_artifacts
-           WHERE kind = $1 AND uid = $2 AND (kind <> 'Session' OR consumed_at IS NULL) LIMIT 1`,
-  },
-  // Live ones first: one that expired (not swept yet) and a live one with
-  // the same code are two (see findByUserCode).
-  findByUserCode: {
-    name: 'artifact-find-user-code',
-    text: `SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = ANY($2::text[])
-           ORDER BY expires_at > now() DESC LIMIT 2`,
-  },
-  // Stores a row for $4 milliseconds, and at least until $5 (epoch seconds,
-  // or null), unless a live one is there: one statement, so of two at once
-  // exactly one stores it, the other waiting on the first's row lock and
-  // then finding it. Timed by the database's clock, which every instance
-  // shares: a device's polls (device-flow.ts) may reach two instances whose
-  // clocks differ by more than the slack. $5 is for a row that must outlive a
-  // moment an instance judges by its own clock (a token's exp).
-  claim: {
-    name: 'artifact-claim',
-    text: `INSERT INTO provider_artifacts (kind, id, payload, expires_at)
-           VALUES ($1, $2, $3::jsonb, GREATEST(now() + $4 * interval '1 millisecond', to_timestamp($5::double precision)))
-           ON CONFLICT (id, kind) DO UPDATE SET payload = EXCLUDED.payload, expires_at = EXCLUDED.expires_at, consumed_at = NULL
-           WHERE provider_artifacts.expires_at <= now()
-           RETURNING 1`,
-  },
-  // A session saved (see upsert): of the form states $5 (the sign-out
-  // page's, the device page's) that the saving route does not own, those
-  // stored meanwhile stay, unless the payload names its own. Never an ended
-  // session (as in the writer's upsert).
-  saveSessionKeeping: {
-    name: 'artifact-save-session-keeping',
-    text: `INSERT INTO provider_artifacts (kind, id, payload, uid, expires_at) VALUES ('Session', $1, $2::jsonb, $3, $4)
-           ON CONFLICT (id, kind) DO UPDATE SET
-             payload = EXCLUDED.payload || coalesce((
-               SELECT jsonb_object_agg(key, provider_artifacts.payload -> key) FROM unnest($5::text[]) AS key
-               WHERE provider_artifacts.payload ? key AND NOT EXCLUDED.payload ? key), '{}'::jsonb),
-             uid = EXCLUDED.uid, expires_at = EXCLUDED.expires_at
-           WHERE provider_artifacts.consumed_at IS NULL`,
-  },
-  // The pushed request a sign-in in progress began with, kept at least as long as it (see upsert).
-  keepPushedRequest: {
-    name: 'artifact-keep-pushed-request',
-    text: `UPDATE provider_artifacts SET expires_at = GREATEST(expires_at, $2) WHERE kind = 'PushedAuthorizationRequest' AND id = $1`,
-  },
-  // An interaction saved by our pages (see upsert): its row only, if it is still there.
-  updateInteraction: {
-    name: 'artifact-update-interaction',
-    text: `UPDATE provider_artifacts SET payload = $2::jsonb, expires_at = $3, uid = $4, grant_id = $5
-           WHERE kind = 'Interaction' AND id = $1 RETURNING 1`,
-  },
-  grantOf: { name: 'artifact-grant-of', text: `SELECT grant_id, payload->>'sessionUid' AS session_uid FROM provider_artifacts WHERE kind = $1 AND id = $2` },
-  destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2 RETURNING 1' },
-  // Sessions are ended, not deleted (see replaceSession and signOut): an ended
-  // row is emptied, keeps its uid, and goes within the hour.
-  // The old row is locked first: a sign-out that got there before has marked
-  // it (and this finds nothing to replace); one that comes after waits, then
-  // sees the new row (signOut's next pass). A row another request replaced a
-  // moment ago (two tabs finishing at once) still has its successor made: the
-  // library gives each its own session, and a sign-out ends them all (uid).
-  // The new row keeps the old one's form states $6, as saveSessionKeeping does.
-  replaceSession: {
-    name: 'artifact-replace-session',
-    text: `WITH old AS (
-             SELECT id, payload FROM provider_artifacts
-             WHERE kind = 'Session' AND id = $1 AND NOT (payload ? 'signedOut')
-             FOR UPDATE
-           ), ended AS (
-             UPDATE provider_artifacts a SET consumed_at = now(), payload = '{}'::jsonb,
-                    expires_at = LEAST(a.expires_at, now() + interval '1 hour')
-             FROM old WHERE a.kind = 'Session' AND a.id = old.id AND a.consumed_at IS NULL
-           )
-           INSERT INTO provider_artifacts (kind, id, payload, uid, expires_at)
-           SELECT 'Session', $2, $3::jsonb || coalesce((
-                    SELECT jsonb_object_agg(key, old.payload -> key) FROM unnest($6::text[]) AS key
-                    WHERE old.payload ? key AND NOT $3::jsonb ? key), '{}'::jsonb),
-                  $4, $5 FROM old
-           ON CONFLICT (id, kind) DO NOTHING
-           RETURNING 1`,
-  },
-  sessionUid: { name: 'artifact-session-uid', text: `SELECT uid FROM provider_artifacts WHERE kind = 'Session' AND id = $1` },
-  // Answers what each row held before: its authorizations name grants.
-  signOut: {
-    name: 'artifact-sign-out',
-    text: `WITH ending AS (
-             SELECT id, payload FROM provider_artifacts
-             WHERE kind = 'Session' AND (id = $1 OR uid = $2) AND NOT (payload ? 'signedOut')
-             FOR UPDATE
-           )
-           UPDATE provider_artifacts a SET consumed_at = COALESCE(a.consumed_at, now()), payload = '{"signedOut": true}'::jsonb,
-                  expires_at = LEAST(a.expires_at, now() + interval '1 hour')
-           FROM ending WHERE a.kind = 'Session' AND a.id = ending.id
-           RETURNING ending.payload AS payload`,
-  },
-  // The consents given in a session's interactions that have not been
-  // resumed yet: a resume would have named their grants in the session.
-  pendingConsents: {
-    name: 'artifact-pending-consents',
-    text: `SELECT payload #>> '{result,consent,grantId}' AS grant_id, payload #>> '{params,scope}' AS scope FROM provider_artifacts
-           WHERE kind = 'Interaction' AND uid = $1 AND payload #> '{result,consent,grantId}' IS NOT NULL`,
-  },
-  revoke: { name: 'artifact-revoke', text: 'DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[])' },
-  // Those of one browser session ($3): one sign-in's code and the tokens from it and its refreshes.
-  revokeSignIn: {
-    name: 'artifact-revoke-sign-in',
-    text: `DELETE FROM provider_artifacts WHERE grant_id = $1 AND kind = ANY($2::text[]) AND payload->>'sessionUid' = $3`,
-  },
-  // A consent signed out of, withdrawn: a Grant's consumed_at, so that no
-  // new sign-in finds it (grant-of-account-client in artifacts.ts), nor a
-  // sign-in since in a browser whose session names it (loadExistingGrant in
-  // configuration.ts), while the sign-ins in other browsers that hold it go
-  // on. Those were made before now, so none outlives SESSION_MAX_AGE ($2 s)
-  // from now, nor needs the consent longer: it expires then (the row, for
-  // the sweeper, and its exp, which caps what is issued under it). (Whether
-  // a session still names it cannot be asked cheaply: sessions are not
-  // filed by account.) Not one that holds offline_access now: Allow in
-  // another browser may have given it since the sign-out asked
-  // (keptAtSignOut). Answers the grant's client, for the audit trail.
-  withdrawConsent: {
-    name: 'artifact-withdraw-consent',
-    text: `UPDATE provider_artifacts SET consumed_at = COALESCE(consumed_at, now()),
-                  expires_at = LEAST(expires_at, now() + $2::int * interval '1 second'),
-                  payload = CASE WHEN jsonb_typeof(payload->'exp') = 'number'
-                    THEN jsonb_set(payload, '{exp}', to_jsonb(LEAST((payload->>'exp')::numeric, floor(extract(epoch FROM now())) + $2::int)))
-                    ELSE payload END
-           WHERE kind = 'Grant' AND id = $1
-             AND NOT ('offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' ')))
-           RETURNING client_id`,
-  },
-  // Of these grants (by digest), those that hold offline_access now.
-  offlineGrants: {
-    name: 'artifact-offline-grants',
-    text: `SELECT payload->>'jti' AS jti FROM provider_artifacts
-           WHERE kind = 'Grant' AND id = ANY($1::text[])
-             AND 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' '))`,
-  },
-} as const;
 
 /**
  * A consent that holds offline_access outlives sign-outs (README: Sessions).
@@ -974,165 +805,11 @@ export async function mayUseInteraction(sql: Sql, uid: string, browser: string |
   return inBoundBrowser(await shared(sql).finder.load(sha256(uid)), browser);
 }
 
-// An interaction's payload names live ids besides its own: its uid again, in
-// the address the sign-in resumes at (`returnTo`, .../auth/:uid); the
-// session's id (the session cookie's value) in `session.cookie`, which the
-// library writes for an app that wants it and never reads; and, for a pushed
-// authorization request, that request's id (`parJti`, the end of its
-// request_uri), which the library reads back to use the request up. The uid
-// is put back from the id it is found by; the session's id is not kept; the
-// pushed request's id is kept sealed, bound to the interaction. `{uid}` cannot
-// occur in an address the library built: URLs percent-encode braces.
-const UID_IN_RETURN_TO = '{uid}';
-
-/** Seals and opens a value bound to a context (keys/sealed-secrets.ts). */
-export interface PayloadSealer {
-  seal(plaintext: string, context: string): string;
-  open(sealed: string, context: string): string;
-}
-
-/** What a device code's sealed id is sealed for: its own row's (findByUserCode), and an interaction's (withoutLiveIds). */
-const DEVICE_CODE_CONTEXT = 'device code of a user code';
-const deviceCodeContext = (uid: string) => `device code of interaction ${sha256(uid)}`;
-
-const parContext = (uid: string) => `pushed request of interaction ${sha256(uid)}`;
-
-function withoutLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer | undefined): AdapterPayload {
-  const { returnTo, session, parJti } = payload as { returnTo?: unknown; session?: Record<string, unknown>; parJti?: unknown };
-  const stored: AdapterPayload = { ...payload };
-  if (typeof returnTo === 'string') stored.returnTo = returnTo.split(uid).join(UID_IN_RETURN_TO);
-  if (session && 'cookie' in session) {
-    const { cookie, ...rest } = session;
-    void cookie;
-    (stored as { session?: unknown }).session = rest;
-  }
-  if (typeof parJti === 'string') (stored as { parJti?: string }).parJti = sealer!.seal(parJti, parContext(uid));
-  // A device's sign-in names its device code, which is what the device
-  // presents for its tokens (RFC 8628 §3.4): sealed, as the code's own row
-  // keeps only its hash.
-  const { deviceCode } = payload as { deviceCode?: unknown };
-  if (typeof deviceCode === 'string') (stored as { deviceCode?: string }).deviceCode = sealer!.seal(deviceCode, deviceCodeContext(uid));
-  return stored;
-}
-
-function withLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer | undefined): AdapterPayload {
-  const { returnTo, parJti } = payload as { returnTo?: unknown; parJti?: unknown };
-  const live: AdapterPayload = { ...payload, jti: uid };
-  if (typeof returnTo === 'string') live.returnTo = returnTo.split(UID_IN_RETURN_TO).join(uid);
-  if (typeof parJti === 'string') {
-    // One that no configured encryption key opens (dropped since) is left out:
-    // the pushed request then is not used up here, and stays until it expires.
-    try {
-      (live as { parJti?: string }).parJti = sealer!.open(parJti, parContext(uid));
-    } catch {
-      delete (live as { parJti?: string }).parJti;
-    }
-  }
-  const { deviceCode } = payload as { deviceCode?: unknown };
-  if (typeof deviceCode === 'string') {
-    // As a pushed request's: unopened, the device's sign-in finds no code, and ends as one whose code expired.
-    try {
-      (live as { deviceCode?: string }).deviceCode = sealer!.open(deviceCode, deviceCodeContext(uid));
-    } catch {
-      delete (live as { deviceCode?: string }).deviceCode;
-    }
-  }
-  return live;
-}
-
-/**
- * A pushed request keeps its parameters as a JWT, where a NUL is base64url
- * like the rest: stored, it would be refused only when used at /auth. Refused
- * at the push instead (RFC 9126 §2.1: validated as an authorization request).
- */
-function pushedParamsHoldNul(payload: AdapterPayload): boolean {
-  const claims = pushedClaims(payload);
-  return claims !== undefined && jsonHoldsNul(claims);
-}
-
-/** The JSON of a pushed request's parameters (the claims of its JWT: unsecured, or a signed request object). */
-function pushedClaims(payload: AdapterPayload): string | undefined {
-  const claims = typeof payload.request === 'string' ? payload.request.split('.')[1] : undefined;
-  return claims === undefined ? undefined : Buffer.from(claims, 'base64url').toString('utf8');
-}
-
-/**
- * Whether the authorization request presenting a pushed request is made by
- * the client that pushed it (RFC 9126 §4: the request_uri is bound to that
- * client). The library checks it only after it has taken the pushed
- * request's `state` and `response_mode` for its own, so another client's
- * request_uri was refused at that other client's redirect URI carrying the
- * pusher's `state`. Found for nobody else, it is `invalid_request_uri`
- * answered with the presenter's own parameters, and stays usable by its
- * client. The pusher is the parameters' client_id, or the issuer of the JWT
- * the library wrote (client authentication may have named the client alone).
- */
-function presentedByPusher(payload: AdapterPayload): boolean {
-  const request = Provider.ctx;
-  const presenter = request?.oidc?.route === 'authorization' ? request.oidc.params?.client_id : undefined;
-  if (typeof presenter !== 'string') return true;
-  try {
-    const claims = JSON.parse(pushedClaims(payload) ?? '{}') as { client_id?: unknown; iss?: unknown };
-    return (claims.client_id ?? claims.iss) === presenter;
-  } catch {
-    return false;
-  }
-}
-
-/** What a Session row holds of interest to a sign-out: the grants given through it, per client. */
-interface SessionPayload {
-  authorizations?: Record<string, { grantId?: string; persistsLogout?: boolean }>;
-}
-
-/** The uid of the session an interaction began in, if one had. */
-function sessionUidOf(payload: AdapterPayload): string | undefined {
-  const { session } = payload as { session?: { uid?: unknown } };
-  return typeof session?.uid === 'string' ? session.uid : undefined;
-}
-
-/** The grants a session names that end when it is signed out of: those without offline_access (the library's persistsLogout). */
-function grantsEndingWith(session: SessionPayload): string[] {
-  return Object.values(session.authorizations ?? {}).flatMap(({ grantId, persistsLogout }) => (grantId && !persistsLogout ? [grantId] : []));
-}
-
-/**
- * The form states (SESSION_FORM_STATES) a session saved in `route` with
- * `state` keeps as stored: all but the one the route owns. The logout routes
- * own `state`; the device page's own `deviceState`, but for the sign-out
- * details a resume there writes when someone else signed in (isDeviceForm).
- */
-function sessionStatesKept(route: string, state: unknown): string[] {
-  const owned = LOGOUT_ROUTES.has(route) || (DEVICE_ROUTES.has(route) && state !== undefined && !isDeviceForm(state))
-    ? 'state'
-    : DEVICE_ROUTES.has(route) ? 'deviceState' : undefined;
-  return SESSION_FORM_STATES.filter((key) => key !== owned);
-}
-
-/** Whether a session's `state` is the device page's form secret, `{ secret }` alone (lib/shared/xsrf.js), rather than sign-out details. */
-function isDeviceForm(state: unknown): boolean {
-  return typeof state === 'object' && state !== null && Object.keys(state).join() === 'secret';
-}
-
-/** A session's payload as stored by a device page's route: its form state apart (see DEVICE_ROUTES). */
-function withDeviceForm(payload: AdapterPayload): AdapterPayload {
-  const { state, ...others } = payload as AdapterPayload & { state?: unknown };
-  if (state !== undefined && !isDeviceForm(state)) return payload;
-  return state === undefined ? others : { ...others, deviceState: state };
-}
-
-/** A stored session as the library is to see it in `route`: the device page's routes see their form state as `state`. */
-function sessionForRoute(payload: AdapterPayload, route: string | undefined): AdapterPayload {
-  const { state, deviceState, ...others } = payload as AdapterPayload & { state?: unknown; deviceState?: unknown };
-  const seen = DEVICE_ROUTES.has(String(route)) ? deviceState : state;
-  return seen === undefined ? others : { ...others, state: seen as AdapterPayload['state'] };
-}
-
 /** A session signed out of, or whose id was replaced (see ArtifactAdapter.signOut): as good as absent. */
 function isEndedSession(kind: string, row: ArtifactRow | undefined): boolean {
   return kind === 'Session' && !!row?.consumed_at;
 }
 
-/** `reuse`: seconds after its consumption during which a row is found as not consumed (ArtifactOptions). */
 /**
  * What a model's row keeps of its payload, on the way in and out. A refresh
  * token's nonce is read only to be repeated in the ID tokens it refreshes,
@@ -1150,6 +827,7 @@ function kept(kind: string, payload: AdapterPayload): AdapterPayload {
   return rest;
 }
 
+/** `reuse`: seconds after its consumption during which a row is found as not consumed (ArtifactOptions). */
 function toPayload(row: ArtifactRow | undefined, reuse = 0): AdapterPayload | undefined {
   if (!row) return undefined;
   // Expired rows may linger until the sweeper runs; they must not be found.
