@@ -29,6 +29,7 @@ export function adaptClientModel(provider: Provider, clientCache: NotifiedCache<
   refuseUnauthorizedResponseTypes(provider);
   keepBuiltClients(provider, clientCache);
   sidInEveryIdToken(provider);
+  refuseLoopbackPortZero(provider);
 }
 
 /**
@@ -74,6 +75,26 @@ function registeredScopesOnly(provider: Provider): void {
     if (client && client.scope === undefined) (client as { scope?: string }).scope = ' ';
     return client;
   };
+}
+
+/**
+ * A native app comes back on whatever loopback port it opened (RFC 8252
+ * §7.3), which the library accepts for any port: also 0, which no socket
+ * listens on (RFC 6335 §6: reserved), so the browser was sent nowhere with
+ * the code or the error. Port 0 is refused as any other unregistered address.
+ */
+function refuseLoopbackPortZero(provider: Provider): void {
+  const prototype = provider.Client.prototype as unknown as Record<'redirectUriAllowed' | 'postLogoutRedirectUriAllowed', (value: string) => boolean>;
+  for (const method of ['redirectUriAllowed', 'postLogoutRedirectUriAllowed'] as const) {
+    const allowed = prototype[method];
+    prototype[method] = function allowedUnlessPortZero(value: string) {
+      return !namesPortZero(value) && allowed.call(this, value);
+    };
+  }
+}
+
+function namesPortZero(value: string): boolean {
+  return URL.parse(value)?.port === '0';
 }
 
 /**

@@ -120,8 +120,9 @@ describe('a native app', () => {
     expect(/you then go back to <strong class="destination">([^<]*)<\/strong>/.exec(consent.html)?.[1]).toBe('com.example.evil');
   });
 
-  it('is refused another path or host, and a request without PKCE', async () => {
-    for (const uri of ['http://127.0.0.1:49213/elsewhere', 'com.example.notes:/other']) {
+  it('is refused another path or host, port 0, and a request without PKCE', async () => {
+    // Port 0 is none an app can listen on (RFC 6335 §6).
+    for (const uri of ['http://127.0.0.1:49213/elsewhere', 'com.example.notes:/other', 'http://127.0.0.1:0/oauth/callback']) {
       const response = await fetch(oidc.buildAuthorizationUrl(rp, { redirect_uri: uri, scope: 'openid', code_challenge: 'x'.repeat(43), code_challenge_method: 'S256' }), { redirect: 'manual' });
       expect(response.status, uri).toBe(400);
       expect(await response.text()).toContain('Unexpected return address');
