@@ -67,6 +67,19 @@ export function clientJwks(value: unknown): ClientJwks | string {
   return { keys };
 }
 
+/**
+ * The key set the library verifies assertions with: an Ed25519 key's `alg`
+ * left out. "EdDSA" and "Ed25519" name one algorithm for such a key (RFC 9864
+ * §2.2 deprecates the first for the second), and the library takes a key for
+ * an assertion's `alg` only where the key's own is the same string: a key
+ * registered as "EdDSA" refused openid-client v6, which signs as "Ed25519".
+ * No other algorithm signs with an Ed25519 key, so nothing else is let in.
+ * The registration keeps the key as given (`client show`).
+ */
+export function verifyingJwks(jwks: ClientJwks): ClientJwks {
+  return { keys: jwks.keys.map(({ alg, ...key }) => (key.kty === 'OKP' ? key : { ...key, ...(alg === undefined ? {} : { alg }) })) };
+}
+
 /** Why `key` cannot verify a client's assertions, or undefined. */
 function keyProblem(key: unknown): string | undefined {
   if (!isObject(key)) return 'is not a JWK';

@@ -3,7 +3,7 @@
 import type { Context } from 'koa';
 import type { AuthorizationForm } from '../interactions/restart.js';
 import { UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
-import { isolatesAsElements, renderPage, type PageContext } from './views.js';
+import { renderPage, type PageContext } from './views.js';
 
 /**
  * A name inside our sentences, isolated (FSI … PDI, a <bdi> element on the
@@ -234,7 +234,7 @@ function showExplanation(ctx: Context, page: PageContext, code: string, explanat
   shownErrors.set(ctx, code);
   ctx.type = 'html';
   ctx.set('Cache-Control', 'no-store');
-  ctx.body = renderPage(page, 'error', { ...explanation, ...extra, isolates: isolatesAsElements });
+  ctx.body = renderPage(page, 'error', { ...explanation, ...extra });
 }
 
 /**

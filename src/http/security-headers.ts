@@ -1,6 +1,6 @@
 // Security headers for every response, ours and the provider's. Pages carry
 // only nonce'd inline CSS and no script of ours; oidc-provider adds a hash to
-// script-src for the one script it writes itself (form_post auto-submit).
+// script-src for the one script it writes itself (the auto-submit of its self-submitting pages: form_post, a sign-out passed on, /device?user_code=…).
 // The nonce is made only for pages (see views.ts): API responses, the bulk of
 // the traffic, do not pay for random bytes they never use.
 import { randomBytes } from 'node:crypto';

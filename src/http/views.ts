@@ -16,8 +16,9 @@ export interface PageContext {
   issuerName: string;
 }
 
+/** Renders `view`; every page has `isolates` (isolatesAsElements, below) for its sentences that name someone. */
 export function renderPage(page: PageContext, view: string, data: Record<string, unknown>): string {
-  return eta.render(view, { ...data, issuerName: page.issuerName, nonce: allowInlineStyle(page.res) });
+  return eta.render(view, { isolates: isolatesAsElements, ...data, issuerName: page.issuerName, nonce: allowInlineStyle(page.res) });
 }
 
 /** An isolated name inside a sentence (FSI … PDI, see error-pages.ts); one never holds either (display-text.ts). */

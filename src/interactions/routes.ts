@@ -26,12 +26,13 @@ import { mayUseInteraction, type ArtifactAdapter } from '../provider/adapter.js'
 import { dropUnusedGrant } from '../provider/artifacts.js';
 import { accountLabel } from '../display-text.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
-import { displayName, grantableApiScopes } from '../provider/client-model.js';
+import { displayName, grantableApiScopes, linkableApplication } from '../provider/client-model.js';
 import type { ProviderHost } from '../provider/host.js';
 import { outgrownRequest, type RegistrationChange } from '../provider/registration-changes.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { CurrentSignIn } from './current-sign-in.js';
+import { FinishedSteps, renderFinishedStep, type Outcome } from './finished-steps.js';
 import { authorizationForm, requestFields, restartForm, restartOf, type AuthorizationForm } from './restart.js';
 import { describeApiScopes, describeClaims, describeScopes } from './scope-descriptions.js';
 import { SIGN_IN_NOTICE_COOKIE, SignInNotices, type Refusal } from './sign-in-notice.js';
@@ -54,6 +55,9 @@ export interface InteractionDeps {
 // Deliberately one message for both failures, so that the page does not tell
 // which emails have accounts.
 const WRONG_CREDENTIALS = 'The email or password is not right. Check both and try again.';
+/** A field left empty: which one, and the words that say so (WCAG 3.3.1, 3.3.3: not "not right"). */
+const incomplete = (email: string) =>
+  email ? { missing: ['password'], error: 'Enter your password.' } : { missing: ['email', 'password'], error: 'Enter your email and password.' };
 // Said only to someone who gave the right password (see Accounts.checkPassword).
 const DISABLED = 'This account is disabled. Ask whoever runs this service to enable it again.';
 const tooManyFailures = (seconds: number) => {
@@ -161,6 +165,10 @@ class RequestOutgrown extends Error {
 export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, signInNotices, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const current = new CurrentSignIn(sql, browsers, logger, PAGES);
+  const finished = new FinishedSteps(config.ttl.interaction);
+  /** Notes `interaction` as finished by this browser, its answer on the way to the app (finished-steps.ts). */
+  const noteFinished = (ctx: Context, interaction: Interaction, outcome: Outcome) =>
+    finished.note(ctx, interaction.uid, { clientId: String(interaction.params.client_id), outcome, device: forDevice(interaction) });
   const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
 
   router.use(async (ctx: Context, next: Next) => {
@@ -176,6 +184,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         // help: starting again loops. (An expired one has lost its cookies too.)
         ctx.status = 400;
         renderErrorPage(ctx, page(ctx), { error: 'cookies_blocked' });
+      } else if (error instanceof errors.SessionNotFound && (await showFinished(ctx, error))) {
+        // A step this browser finished, opened again: said so (finished-steps.ts).
       } else if (error instanceof errors.SessionNotFound || error instanceof WrongPrompt) {
         ctx.status = 400;
         // A form of a sign-in that is gone (expired, signed out meanwhile)
@@ -187,8 +197,10 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         logger.info('sign-in stopped: the client registration changed meanwhile', { interaction: interactionReference(interaction.uid), client: String(interaction.params.client_id), error: change.error });
         // Told to the client as the library would tell it of a new request
         // (RFC 6749 §4.1.2.1), unless its address is what was removed.
-        if (change.redirectable) await finish(ctx, interaction, { error: change.error, error_description: change.description }, { mergeWithLastSubmission: false });
-        else {
+        if (change.redirectable) {
+          await finish(ctx, interaction, { error: change.error, error_description: change.description }, { mergeWithLastSubmission: false });
+          noteFinished(ctx, interaction, 'ended');
+        } else {
           ctx.status = 400;
           renderErrorPage(ctx, page(ctx), { error: 'registration_changed', error_description: change.description });
         }
@@ -281,11 +293,29 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   };
 
   /**
+   * The page of a step this browser finished, if it did (and its app is
+   * still registered): what happened, and the way on. A form sent again
+   * there (a second click, whose first answer the browser dropped) is
+   * offered its request again, as the app may never have had the answer.
+   */
+  const showFinished = async (ctx: Context, error: unknown): Promise<boolean> => {
+    const step = finished.of(ctx, ctx.params.uid!);
+    if (!step) return false;
+    const provider = host.current;
+    const client = await provider.Client.find(step.clientId).catch(() => undefined);
+    if (!client) return false;
+    const startAgain = ctx.method === 'POST' ? (await restartForm(provider, (await readForm(ctx).catch(() => undefined))?.restart))?.form : undefined;
+    ctx.status = 200;
+    renderFinishedStep(ctx, page(ctx), { step, clientName: displayName(client), homePage: linkableApplication(client)?.homePage, inProgress: await wayOn(ctx, error), startAgain });
+    return true;
+  };
+
+  /**
    * The sign-in page. Someone already signed in on this browser (a request
    * with prompt=login, "Not you?") is named: signing in as anyone else ends
    * their session here (the library asks the browser to, see POST /login).
    */
-  const showLogin = async (ctx: Context, interaction: Interaction, clientName: string, fields: { email?: string; error?: string; throttled?: boolean; disabled?: boolean } = {}) => {
+  const showLogin = async (ctx: Context, interaction: Interaction, clientName: string, fields: { email?: string; error?: string; missing?: string[]; throttled?: boolean; disabled?: boolean } = {}) => {
     const signedIn = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
     ctx.type = 'html';
     ctx.body = renderPage(page(ctx), 'login', {
@@ -321,6 +351,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const notice = signInNotices.open(uid, cookie);
     if (!notice) return undefined;
     const { refusal, email } = notice;
+    if (refusal.reason === 'incomplete') return { email, ...incomplete(email) };
     if (refusal.reason === 'wrong_credentials') return { email, error: WRONG_CREDENTIALS };
     if (refusal.reason === 'disabled') return { email, error: DISABLED, disabled: true };
     const wait = refusal.until - Math.floor(Date.now() / 1000);
@@ -438,7 +469,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const password = form.password ?? '';
     if (!email || !password) {
       metrics?.signIn('wrong_credentials');
-      return refuseSignIn(ctx, interaction, email, { reason: 'wrong_credentials' });
+      return refuseSignIn(ctx, interaction, email, { reason: 'incomplete' });
     }
     // The sign-in's time is taken before the password is read: a new password
     // set in a later second (its cut-off, see Accounts.isSignedIn) then
@@ -474,6 +505,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       logger.info('login refused: not the person id_token_hint names', { interaction: interactionReference(interaction.uid) });
       const error = { error: 'login_required', error_description: 'the End-User who signed in is not the one id_token_hint names' };
       await finish(ctx, interaction, error, { mergeWithLastSubmission: false });
+      noteFinished(ctx, interaction, 'ended');
       return;
     }
     // `credential` (see Accounts.checkPassword) lets the resume check the password too (provider/sign-outs.ts).
@@ -491,6 +523,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       return refuseSignIn(ctx, interaction, email, { reason: 'wrong_credentials' });
     }
     ctx.cookies.set(DEVICE_COOKIE, deviceCookies.issue(checked!.credential, browser), DEVICE_COOKIE_OPTIONS);
+    noteFinished(ctx, interaction, 'signed_in');
     metrics?.signIn('success');
     logger.info('signed in', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
   });
@@ -499,6 +532,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const { interaction } = await details(ctx, SELECT_ACCOUNT);
     await readForm(ctx); // no fields: read for its limit (413), as every form here
     await finish(ctx, interaction, { [SELECT_ACCOUNT]: {} }, { mergeWithLastSubmission: true });
+    noteFinished(ctx, interaction, 'signed_in');
   });
 
   router.post('/confirm', async (ctx) => {
@@ -572,6 +606,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       logger.info('consent refused: the session was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
       throw new errors.SessionNotFound('the session was signed out while consent was given');
     }
+    noteFinished(ctx, interaction, 'allowed');
     metrics?.consent('allow');
   });
 
@@ -591,6 +626,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     }
     await finish(ctx, interaction, { error: 'access_denied', error_description: 'End-User denied the request' }, { mergeWithLastSubmission: false });
     // The login page's Cancel comes here too: only the consent page's is a decision.
+    noteFinished(ctx, interaction, interaction.prompt.name === 'consent' ? 'declined' : 'cancelled');
     if (interaction.prompt.name === 'consent') metrics?.consent('deny');
   });
 

@@ -14,6 +14,8 @@
 import type { KeyedMac } from '../keys/sealed-secrets.js';
 
 export type Refusal =
+  /** A field left empty (a browser checks `required` first; not every one, nor every autofill, does). */
+  | { reason: 'incomplete' }
   | { reason: 'wrong_credentials' }
   | { reason: 'disabled' }
   /** `until`: when the throttle lets this email and address try again (seconds since the epoch). */
@@ -32,7 +34,7 @@ const NOTICE_MAX_AGE_MS = 5 * 60 * 1000;
 /** The longest address RFC 5321 lets through; a longer one is not kept (a cookie holds about 4 KiB). */
 const MAX_EMAIL_LENGTH = 320;
 
-const REASONS = new Set(['wrong_credentials', 'disabled', 'throttled']);
+const REASONS = new Set(['incomplete', 'wrong_credentials', 'disabled', 'throttled']);
 
 export class SignInNotices {
   constructor(private readonly mac: KeyedMac) {}

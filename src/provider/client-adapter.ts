@@ -3,6 +3,7 @@
 // `find`, and caches the validated client by a hash of what we return. A
 // disabled client (`portcullis client disable`) is not found.
 import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { verifyingJwks } from '../clients/client-keys.js';
 import type { StoredMetadata } from '../clients/clients.js';
 import type { Sql } from '../persistence/database.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
@@ -51,6 +52,7 @@ export class ClientAdapter implements Adapter {
       ...metadata,
       client_id: row.client_id,
       client_name: row.name,
+      ...(metadata.jwks ? { jwks: verifyingJwks(metadata.jwks) } : {}),
       // The digest stands in for the secret; see compareDigestedSecrets in client-model.ts.
       ...(row.client_secret_hash ? { client_secret: row.client_secret_hash } : {}),
       // An API's credentials carry when the API was made: a token for an

@@ -1,12 +1,23 @@
 // The library's Client model, fitted to how Portcullis stores and serves clients.
 import type Provider from 'oidc-provider';
 import { errors, type AdapterPayload } from 'oidc-provider';
+import { safeUrl } from '../http/safe-url.js';
 import { sameDigest, sha256 } from '../persistence/hash.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 
 /** How the pages name an app: its registered name, or its id (a name is optional metadata). */
 export function displayName(client: { clientName?: string; clientId: string }): string {
   return client.clientName ?? client.clientId;
+}
+
+/**
+ * An app a page may lead back to: its name, and the home page it registered
+ * (`--client-uri`), where that is an address a page may link to
+ * (http/safe-url.ts). Undefined without one.
+ */
+export function linkableApplication(client: { clientName?: string; clientId: string; clientUri?: string } | undefined): { name: string; homePage: string } | undefined {
+  const homePage = safeUrl(client?.clientUri);
+  return client && homePage ? { name: displayName(client), homePage } : undefined;
 }
 
 /**

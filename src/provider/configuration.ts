@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import { CLIENT_ASSERTION_ALGS } from '../clients/client-keys.js';
 import { accountLabel } from '../display-text.js';
 import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
-import { destinationOf, safeUrl } from '../http/safe-url.js';
+import { destinationOf } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
 import { SIGNING_ALGS } from '../keys/signing-keys.js';
@@ -25,7 +25,7 @@ import { ArtifactAdapter, signInOf, withdrawnAt, type SignInEnded } from './adap
 import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
-import { displayName, grantableApiScopes } from './client-model.js';
+import { grantableApiScopes, linkableApplication } from './client-model.js';
 import { DevicePolling, deviceFlowPages, UserCodes } from './device-flow.js';
 import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
@@ -402,6 +402,8 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           ctx.type = 'html';
           ctx.body = renderPage(page(ctx), 'signed-out', {
             clientName: ctx.oidc.client?.clientName,
+            // The way back to the app that asked, where it registered a home page (it gave no address to return to).
+            application: linkableApplication(ctx.oidc.client),
             stillSignedIn: Boolean(session.accountId),
           });
         },
@@ -521,9 +523,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         answerBodyTooLarge(ctx);
         shown = { error: 'invalid_request', error_description: BODY_TOO_LARGE };
       }
-      const client = ctx.oidc?.client;
-      const homePage = safeUrl(client?.clientUri);
-      const application = client && homePage ? { name: displayName(client), homePage } : undefined;
+      const application = linkableApplication(ctx.oidc?.client);
       renderErrorPage(ctx, page(ctx), shown, { reference: out.error === 'server_error' ? reference : undefined, signOut: failedSignOut(ctx), application });
     },
   };

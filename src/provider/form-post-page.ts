@@ -39,14 +39,19 @@ export function accessibleFormPostPage(ctx: KoaContextWithOIDC, issuerName: stri
   // signed in, which signs the one before out first. (A device's code from
   // its verification_uri_complete, RFC 8628 §3.3.1, goes on to be confirmed.)
   const signingOut = ctx.oidc?.route === 'end_session' || body.includes(`action="${ctx.oidc?.urlFor('end_session_confirm')}"`);
-  const title = signingOut ? 'Signing you out…' : ctx.oidc?.route === 'code_verification' ? 'Checking the code…' : 'Returning you to the application…';
+  // The resume's sign-out is of the one before, and the sign-in just made
+  // goes on: "Signing you out" told the person who had just signed in the opposite.
+  const switching = signingOut && ctx.oidc?.route !== 'end_session';
+  const title = switching ? 'Switching accounts…' : signingOut ? 'Signing you out…' : ctx.oidc?.route === 'code_verification' ? 'Checking the code…' : 'Returning you to the application…';
   // color-scheme (in the head): in dark mode the page is dark like every other of ours, not a white flash.
   const frame = pageFrame({ res: ctx.res, issuerName }, title);
   // Ours say where Continue leads (a host, or an app's scheme: no markup) and
   // give the button the primary style and spacing of our pages; not the
   // focus, as no button of ours has it when a page opens (the heading first).
   const destination = signingOut ? undefined : destinationOf(ctx.oidc?.params?.redirect_uri);
-  const words = destination ? `Choose Continue to go on to <strong class="destination">${destination}</strong>.` : 'Choose Continue to go on.';
+  const words = switching
+    ? 'The account signed in here before is signed out first; then your sign-in goes on. Choose Continue to go on.'
+    : destination ? `Choose Continue to go on to <strong class="destination">${destination}</strong>.` : 'Choose Continue to go on.';
   const noscript = `<p>${words}</p>\n      <div class="actions"><button class="primary" type="submit">Continue</button></div>`;
   ctx.body =
     `<!DOCTYPE html>\n<html lang="en">\n<head>\n${frame.head}` +

@@ -208,7 +208,7 @@ describe('journeys', () => {
     }
   });
 
-  it('Back from the consent page says the sign-in goes on, and leads back to it', async () => {
+  it('Back from the consent page says the sign-in goes on, and leads back to it; Back from the app says consent was given', async () => {
     const leonora = { email: 'leonora@example.com', password: 'leonoras secret words', name: 'Leonora Carrington' };
     await pc.createUser(leonora.email, leonora.password, leonora.name);
     const page = await newPage();
@@ -219,17 +219,24 @@ describe('journeys', () => {
     await page.getByRole('button', { name: 'Allow' }).waitFor();
 
     await page.goBack();
-    await page.getByRole('heading', { name: 'This sign-in page is out of date' }).waitFor();
-    await snapshot(page, 'back-from-consent', '1-out-of-date');
+    await page.getByRole('heading', { name: 'You already signed in' }).waitFor();
+    await snapshot(page, 'back-from-consent', '1-already-signed-in');
+    // Not an error: nothing is announced as one.
+    expect(await page.getByRole('alert').count()).toBe(0);
     // The name is isolated by an element, not by marks a screen reader would meet.
-    expect(await page.getByRole('alert').innerText()).toContain('A sign-in to Photo Album is still in progress in this browser.');
-    expect(await page.getByRole('alert').innerHTML()).toContain('A sign-in to <bdi>Photo Album</bdi> is still');
+    expect(await page.locator('main').innerText()).toContain('A sign-in to Photo Album is still in progress in this browser.');
+    expect(await page.locator('main').innerHTML()).toContain('A sign-in to <bdi>Photo Album</bdi> is still');
     await page.getByRole('link', { name: 'Continue signing in' }).click();
     await page.getByRole('button', { name: 'Allow' }).click();
     await page.locator('#user').waitFor();
     expect(await page.locator('#user').innerText()).toBe(leonora.name);
-    // The out-of-date page is answered 400, which Chromium reports as such; nothing else.
-    expect(problemsOf(page)).toEqual(['Failed to load resource: the server responded with a status of 400 (Bad Request)']);
+
+    // Back from the app: the consent page's address says consent was given, not that the sign-in expired.
+    await page.goBack();
+    await page.getByRole('heading', { name: 'You already allowed this' }).waitFor();
+    await snapshot(page, 'back-from-consent', '2-already-allowed');
+    expect(await page.locator('main').innerText()).toContain('You allowed Photo Album from this page already.');
+    expect(problemsOf(page)).toEqual([]);
   });
 
   it('a wrong password shows an announced message; the right one then works', async () => {
@@ -637,6 +644,9 @@ describe('pages', () => {
       await audit('consent');
       await page.getByRole('button', { name: 'Allow' }).click();
       await page.locator('#user').waitFor();
+      await page.goBack();
+      await page.getByRole('heading', { name: 'You already allowed this' }).waitFor();
+      await audit('consent page opened again after Allow');
       await page.goto(`${axeApp.url}/login?prompt=select_account`);
       await page.getByRole('heading', { name: 'Choose an account to continue to Axe App' }).waitFor();
       await audit('choice of account');
@@ -686,12 +696,16 @@ describe('pages', () => {
     await page.goto(started.verification_uri);
     const field = page.getByLabel('Enter the code your device shows');
     await expect(field.evaluate((element) => element === document.activeElement)).resolves.toBe(true);
+    // The field's description says what a code looks like (WCAG 3.3.2), and after a wrong code, why too.
+    expect(await field.getAttribute('aria-describedby')).toBe('code-hint');
+    expect(await page.locator('#code-hint').innerText()).toBe('8 letters, such as BCDF-GHJK: with or without the dash, in capitals or not.');
     await snapshot(page, 'device', '1-code');
     await auditWithAxe(page, 'device code entry', found);
     await page.keyboard.type('BBBB-BBBB');
     await page.keyboard.press('Enter');
     await page.getByRole('alert').waitFor();
     expect(await page.getByRole('alert').textContent()).toContain('That code is not right.');
+    expect(await field.getAttribute('aria-describedby')).toBe('code-hint code-error');
     await auditWithAxe(page, 'device code entry after a wrong code', found);
     await field.fill('');
     await page.keyboard.type(started.user_code.toLowerCase());

@@ -233,6 +233,65 @@ describe('consent', () => {
 });
 
 describe('a finished interaction', () => {
+  it("opened again (Back from the app) says what this browser did there, and leads on to the app, not that the sign-in expired", async () => {
+    const app = await pc.createClient({ name: 'Homely', redirectUris: [REDIRECT_URI] });
+    const config = await discover(pc.issuer, app.client_id, app.client_secret);
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(config, 'openid email')).url);
+    const consent = await signIn(ua, login, bob.email, bob.password);
+    expect(pageKind(consent)).toBe('consent');
+    // Back from the consent page: the sign-in page's step is done, and the consent's goes on.
+    const backToSignIn = await ua.open(login.url);
+    expect([backToSignIn.status, backToSignIn.html.includes('<h1>You already signed in</h1>')]).toEqual([200, true]);
+    expect(backToSignIn.html).toContain('A sign-in to <bdi>Homely</bdi> is still in progress');
+    expect(backToSignIn.html).toContain(`href="${new URL(consent.url).pathname}">Continue signing in`);
+    expect(new URL((await allow(ua, consent)).url).searchParams.has('code')).toBe(true);
+
+    // Back from the app: no link to it, as it registered no home page.
+    const back = await ua.open(consent.url);
+    expect([back.status, pageKind(back)]).toEqual([200, 'other']);
+    expect(back.html).toContain('<h1>You already allowed this</h1>');
+    expect(back.html).toContain('You allowed <bdi>Homely</bdi> from this page already.');
+    expect(back.html).toContain('go forward in your browser');
+    expect(back.html).not.toContain('role="alert"');
+    // With a home page registered since, the page leads there.
+    const updated = await pc.cli(['client', 'update', app.client_id, '--client-uri', 'https://homely.example/']);
+    expect(updated.code, updated.stderr).toBe(0);
+    const deadline = Date.now() + 5000;
+    while (!(await ua.open(consent.url)).html.includes('<a class="button" href="https://homely.example/">Go to <bdi>Homely</bdi></a>')) {
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // Only the browser that finished it is told so.
+    const elsewhere = await new UserAgent().open(consent.url);
+    expect([elsewhere.status, elsewhere.html.includes('Your sign-in expired')]).toEqual([400, true]);
+
+    // Deny is remembered as such.
+    const again = await visit(ua, (await authorizationRequest(config, 'openid profile')).url);
+    expect(pageKind(again)).toBe('consent');
+    expect(new URL((await deny(ua, again)).url).searchParams.get('error')).toBe('access_denied');
+    expect((await ua.open(again.url)).html).toContain('You declined what <bdi>Homely</bdi> asked for from this page already.');
+  });
+
+  it('Allow sent again once its first answer was followed (a double click whose first answer the browser dropped) offers the request again, which reaches the app', async () => {
+    const app = await pc.createClient({ name: 'Double', redirectUris: [REDIRECT_URI] });
+    const config = await discover(pc.issuer, app.client_id, app.client_secret);
+    const ua = new UserAgent();
+    const request = await authorizationRequest(config, 'openid');
+    const consent = await signIn(ua, await visit(ua, request.url), bob.email, bob.password);
+    expect(pageKind(consent)).toBe('consent');
+    const first = await allow(ua, consent);
+    expect(new URL(first.url).searchParams.has('code')).toBe(true);
+    const second = await ua.post(consent, UserAgent.formAction(consent, '/confirm'), UserAgent.formFields(consent, '/confirm'), REDIRECT_URI);
+    expect([second.status, second.html.includes('<h1>You already allowed this</h1>')]).toEqual([200, true]);
+    expect(second.html).toContain('If <bdi>Double</bdi> did not open, continue to it with the button below.');
+    expect(second.html).toContain('<button class="primary" type="submit">Continue to <bdi>Double</bdi></button>');
+    // The request again: consent given, it goes straight to the app, with the app's own state.
+    const callback = await ua.post(second, UserAgent.formAction(second, '/auth'), UserAgent.formFields(second, '/auth'), REDIRECT_URI);
+    const tokens = await oidc.authorizationCodeGrant(config, new URL(callback.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+    expect(tokens.access_token).toBeTruthy();
+  });
+
   it('resumed twice at once (a double submit) gives one authorization code, not two', async () => {
     await logIn(new UserAgent(), appA, 'openid', bob); // consent given, so the resume goes straight to the code
     const ua = new UserAgent();
@@ -282,8 +341,9 @@ describe('a finished interaction', () => {
     expect(pageKind(consent)).toBe('consent');
     const consented = await each(() => allow(ua, consent));
     expect(codesOf(consented)).toHaveLength(1);
-    // The others were answered as a sign-in already used, not with an error of ours.
-    for (const page of consented.filter((page) => pageKind(page) !== 'callback')) expect(page.html).toContain('Your sign-in expired');
+    // The others were answered as a sign-in already used (or, sent with the
+    // cookie the first answer set, as a step this browser finished), not with an error of ours.
+    for (const page of consented.filter((page) => pageKind(page) !== 'callback')) expect(page.html).toMatch(/Your sign-in expired|<h1>You already allowed this<\/h1>/);
 
     // Consent given: the sign-in form's resume goes straight to the code.
     const login = await visit(ua, (await authorizationRequest(config, 'openid', { prompt: 'login' })).url);
@@ -590,6 +650,28 @@ describe('single sign-on', () => {
       }
     }
     expect(signedOut).toBeGreaterThan(0);
+  });
+
+  it('asked by an app with no address to return to, "Stay signed in" ends on a page that leads to the app, where it registered a home page', async () => {
+    const created = await pc.cli(['client', 'create', '--name', 'Homeward', '--redirect-uri', REDIRECT_URI, '--client-uri', 'https://homeward.example/', '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const { client_id, client_secret } = JSON.parse(created.stdout) as { client_id: string; client_secret: string };
+    const app = await discover(pc.issuer, client_id, client_secret);
+    const ua = new UserAgent();
+    await logIn(ua, app, 'openid', bob);
+    const stayFor = async (clientId: string) => {
+      const logout = await ua.open(`${pc.issuer}/session/end?client_id=${clientId}`);
+      return ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), UserAgent.hiddenFields(logout));
+    };
+    const stayed = await stayFor(client_id);
+    expect(stayed.url).toContain('/session/end/success');
+    expect(stayed.html).toContain('<h1>You are still signed in</h1>');
+    expect(stayed.html).toContain('<a class="button" href="https://homeward.example/">Go to <bdi>Homeward</bdi></a>');
+    // Without a home page, no link: appA registered none.
+    await logIn(ua, appA, 'openid', bob);
+    const plain = await stayFor(appA.clientMetadata().client_id);
+    expect(plain.html).toContain('<h1>You are still signed in</h1>');
+    expect(plain.html).not.toContain('class="button"');
   });
 
   it('a consent given and then signed out of before its redirect finished ends with the sign-out, as one finished would', async () => {

@@ -350,8 +350,11 @@ describe('device authorization', () => {
     expect(page.url).toMatch(/\?account=other$/);
     expect(page.html).toContain('The email or password is not right.');
     page = await signIn(ua, page, dan.email, dan.password);
-    // The library signs Carol out first (its self-posting form, posted here as a script would).
-    if (page.html.includes('<h1>Signing you out…</h1>')) page = await ua.post(page, UserAgent.formAction(page, '/session/end/confirm'), UserAgent.hiddenFields(page));
+    // The library signs Carol out first (its self-posting form, posted here as a script would),
+    // on a page that says so to whoever is without JavaScript, not that Dan is being signed out.
+    expect(page.html).toContain('<h1>Switching accounts…</h1>');
+    expect(page.html).toContain('The account signed in here before is signed out first; then your sign-in goes on.');
+    page = await ua.post(page, UserAgent.formAction(page, '/session/end/confirm'), UserAgent.hiddenFields(page));
     expect(pageKind(page)).toBe('consent');
     expect(page.html).toContain('Signed in as <strong><bdi>Dan</bdi>');
     page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));

@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
@@ -192,6 +192,23 @@ describe('private_key_jwt', () => {
 
     const rotate = await pc.cli(['client', 'rotate-secret', created.client_id]);
     expect([rotate.code, rotate.stderr]).toEqual([1, `portcullis: client ${created.client_id} authenticates with its keys: it has no secret (client update --jwks-file replaces its keys)\n`]);
+  });
+
+  it('an Ed25519 key registered as EdDSA takes assertions signed as Ed25519 (openid-client v6), and the other way round: one algorithm (RFC 9864)', async () => {
+    const key = await keyPair('EdDSA', 'ed');
+    for (const [registered, signed] of [['EdDSA', 'Ed25519'], ['Ed25519', 'EdDSA'], ['EdDSA', 'EdDSA']]) {
+      const created = await createWithKeys(`Signs as ${signed}`, ['--jwks-file', jsonFile({ ...key.publicJwk, alg: registered })]);
+      expect((await clientCredentialsWith(await assertion(created.client_id, { ...key, alg: signed! }))).status, `${registered} / ${signed}`).toBe(200);
+      // The registration keeps the key as given.
+      const shown = await pc.cli(['client', 'show', created.client_id, '--json']);
+      expect(JSON.parse(shown.stdout).jwks.keys[0].alg).toBe(registered);
+    }
+    // An RSA key's alg still holds: PS256 and RS256 are two algorithms.
+    const rsa = await keyPair('RS256', 'rsa');
+    const created = await createWithKeys('RS256 only', ['--jwks-file', jsonFile({ ...rsa.publicJwk, alg: 'RS256' })]);
+    const asPss = await importJWK(await exportJWK(rsa.privateKey), 'PS256');
+    expect((await clientCredentialsWith(await assertion(created.client_id, { ...rsa, privateKey: asPss, alg: 'PS256' }))).status).toBe(401);
+    expect((await clientCredentialsWith(await assertion(created.client_id, rsa))).status).toBe(200);
   });
 
   it('update replaces the keys: the new one works at once, the old one no longer does', async () => {

@@ -97,8 +97,8 @@ describe('a sign-in in progress', () => {
     expect(pageKind(consent)).toBe('consent');
 
     const back = await ua.open(login.url);
-    expect([pageKind(back), back.status]).toEqual(['other', 400]);
-    expect(back.html).toContain('This sign-in page is out of date');
+    expect([pageKind(back), back.status]).toEqual(['other', 200]);
+    expect(back.html).toContain('You signed in to <bdi>Notes</bdi> from this page already.');
     expect(back.html).toContain('A sign-in to <bdi>Notes</bdi> is still in progress in this browser.');
     const onward = /<a class="button" href="([^"]+)">Continue signing in<\/a>/.exec(back.html)?.[1];
     expect(onward).toBe(new URL(consent.url).pathname);
@@ -121,12 +121,16 @@ describe('a sign-in in progress', () => {
     expect(elsewhere.html).toContain('Your sign-in expired');
     expect(elsewhere.html).not.toContain('Continue signing in');
 
-    // Once the consent is given, nothing is in progress: the page says what it said before.
+    // Once the consent is given, nothing is in progress: the page says only what was done there.
     const done = await allow(ua, again);
     expect(done.url.startsWith(REDIRECT_URI)).toBe(true);
     const later = await ua.open(login.url);
-    expect(later.html).toContain('Your sign-in expired');
+    expect(later.html).toContain('You signed in to <bdi>Notes</bdi> from this page already.');
     expect(later.html).not.toContain('Continue signing in');
+    // Without the note of what this browser finished, the page says the sign-in expired.
+    ua.alterCookie('_interaction_done.sig', () => 'forged');
+    const unnoted = await ua.open(login.url);
+    expect([unnoted.status, unnoted.html.includes('Your sign-in expired')]).toEqual([400, true]);
   });
 
   it("opened with interaction cookies planted from another browser is refused: the person cannot sign in for that browser", async () => {

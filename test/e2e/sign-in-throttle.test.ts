@@ -89,6 +89,22 @@ it('refuses an email after too many wrong passwords, the right one too, until th
   expect(pageKind(await attempt('203.0.113.1', alice.email, alice.password))).toBe('consent');
 });
 
+it('a form sent with a field empty (no browser check stopped it) says which to fill, marks only that one, and counts no failure', async () => {
+  const cleo = { email: 'cleo@example.com', password: 'cleos long password' };
+  await pc.createUser(cleo.email, cleo.password);
+  const noPassword = await attempt('203.0.113.80', cleo.email, '');
+  expect(signInRefusal(noPassword)).toBe('incomplete');
+  expect(noPassword.html).toContain('>Enter your password.<');
+  expect(noPassword.html).toMatch(/<input id="email"[^>]* value="cleo@example.com" aria-describedby="sign-in-error" >/);
+  expect(noPassword.html).toMatch(/<input id="password"[^>]* aria-invalid="true" aria-describedby="sign-in-error" autofocus>/);
+  const nothing = await attempt('203.0.113.80', '', '');
+  expect(nothing.html).toContain('>Enter your email and password.<');
+  expect(nothing.html).toMatch(/<input id="email"[^>]* aria-invalid="true"/);
+  // Well past the limit of either count, and nobody is refused for it.
+  for (let i = 0; i < 6; i++) expect(signInRefusal(await attempt('203.0.113.80', cleo.email, ''))).toBe('incomplete');
+  expect(pageKind(await attempt('203.0.113.80', cleo.email, cleo.password))).not.toBe('login');
+});
+
 it('treats an unknown email the same, so the refusal reveals no accounts', async () => {
   for (let i = 0; i < 3; i++) expect(signInRefusal(await attempt('203.0.113.10', 'nobody@example.com', 'a guess'))).toBe('wrong_credentials');
   expectRefused(await attempt('203.0.113.11', 'nobody@example.com', 'a guess'));

@@ -52,7 +52,7 @@ export function pageKind(page: Page): PageKind {
   return 'other';
 }
 
-export type SignInRefusal = 'wrong_credentials' | 'throttled' | 'disabled';
+export type SignInRefusal = 'incomplete' | 'wrong_credentials' | 'throttled' | 'disabled';
 
 /**
  * Why the sign-in page says a sign-in was refused: the page a refused sign-in
@@ -61,6 +61,7 @@ export type SignInRefusal = 'wrong_credentials' | 'throttled' | 'disabled';
  */
 export function signInRefusal(page: Page): SignInRefusal | undefined {
   if (pageKind(page) !== 'login' || !page.html.includes('role="alert"')) return undefined;
+  if (/>Enter your (email and )?password\.</.test(page.html)) return 'incomplete';
   if (page.html.includes('The email or password is not right.')) return 'wrong_credentials';
   if (page.html.includes('Too many failed sign-ins.')) return 'throttled';
   if (page.html.includes('This account is disabled.')) return 'disabled';
