@@ -115,7 +115,7 @@ const SIGN_INS_OF_ACCOUNT = `(kind = 'Session' AND payload->>'accountId' = $1) O
 
 /**
  * The consents that end with the account's sessions, as at a sign-out (see
- * grantsEndingWith in provider/adapter.ts): those its live sessions hold
+ * grantsEndingWith in provider/session-payloads.ts): those its live sessions hold
  * without the library's persistsLogout, and those its sign-ins in progress
  * were given (not yet named by a session). A consent that holds
  * offline_access now stays, whatever the session or request that used it

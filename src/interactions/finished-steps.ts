@@ -8,9 +8,10 @@
 // which was not so, with no way on. A cookie sent to the interaction paths
 // names the last few steps this browser finished, with their app and how
 // they ended, so that the page says what happened and offers the way on. It
-// tells this browser only what this browser did, and changes only the words
-// of a page: signed, as the library's interaction cookies, so that a related
-// site cannot plant one.
+// changes only the words of a page and its link onward, never what a request
+// may do. Signed, as the library's interaction cookies: a related site cannot
+// forge one (it could plant one taken from another browser, which would say
+// what that browser did). A sign-out on this browser forgets them.
 import type { Context } from 'koa';
 import type { SignInInProgress } from '../http/error-pages.js';
 import { renderPage, type PageContext } from '../http/views.js';
@@ -72,6 +73,15 @@ export class FinishedSteps {
   }
 }
 
+/**
+ * Forgets the steps this browser finished: at a sign-out, whose person they
+ * were. (Asked from a page outside the interaction paths, which does not see
+ * the cookie: it is cleared whether it is there or not.)
+ */
+export function forgetFinishedSteps(ctx: Context): void {
+  ctx.cookies.set(COOKIE, null, OPTIONS);
+}
+
 const encode = (entries: Entry[]) => Buffer.from(JSON.stringify(entries)).toString('base64url');
 
 function isEntry(value: unknown): value is Entry {
@@ -114,6 +124,7 @@ export function renderFinishedStep(ctx: Context, page: PageContext, { step, clie
     app,
     inProgress,
     device: step.device,
+    goesOn,
     startAgain: goesOn && !step.device ? startAgain : undefined,
     homePage,
   });

@@ -144,12 +144,22 @@ const forDevice = (interaction: Interaction) => typeof (interaction as { deviceC
 const OTHER_ACCOUNT = 'other';
 const anotherAccountLink = (interaction: Interaction) => ({ href: `/interaction/${encodeURIComponent(interaction.uid)}?account=${OTHER_ACCOUNT}` });
 
+/** The form whose post a step's outcome answered, for those worth sending again (see showFinished). */
+const ANSWER_OF: Partial<Record<Outcome, string[]>> = { allowed: ['/confirm'], signed_in: ['/login', '/select'] };
+
 /** The prompts that have a page here; any other is a WrongPrompt. */
 const PAGES = new Set(['login', SELECT_ACCOUNT, 'consent']);
 
 class WrongPrompt extends Error {
   override name = 'WrongPrompt';
 }
+
+/**
+ * A consent refused because the sign-in ended while it was given (a sign-out,
+ * `user revoke`): the sign-in expired as far as the page can say, even where
+ * this browser finished the step before (a form sent twice).
+ */
+class EndedMeanwhile extends errors.SessionNotFound {}
 
 /** A sign-in whose request the client's registration no longer allows (provider/registration-changes.ts). */
 class RequestOutgrown extends Error {
@@ -184,7 +194,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         // help: starting again loops. (An expired one has lost its cookies too.)
         ctx.status = 400;
         renderErrorPage(ctx, page(ctx), { error: 'cookies_blocked' });
-      } else if (error instanceof errors.SessionNotFound && (await showFinished(ctx, error))) {
+      } else if (error instanceof errors.SessionNotFound && !(error instanceof EndedMeanwhile) && (await showFinished(ctx, error))) {
         // A step this browser finished, opened again: said so (finished-steps.ts).
       } else if (error instanceof errors.SessionNotFound || error instanceof WrongPrompt) {
         ctx.status = 400;
@@ -294,9 +304,11 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
 
   /**
    * The page of a step this browser finished, if it did (and its app is
-   * still registered): what happened, and the way on. A form sent again
-   * there (a second click, whose first answer the browser dropped) is
-   * offered its request again, as the app may never have had the answer.
+   * still registered): what happened, and the way on. The same answer sent
+   * again there (a second click, whose first answer the browser dropped) is
+   * offered its request again, as the app may never have had the answer;
+   * not another answer (Deny after Allow went through in another tab), which
+   * the request sent again would overrule.
    */
   const showFinished = async (ctx: Context, error: unknown): Promise<boolean> => {
     const step = finished.of(ctx, ctx.params.uid!);
@@ -304,7 +316,12 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const provider = host.current;
     const client = await provider.Client.find(step.clientId).catch(() => undefined);
     if (!client) return false;
-    const startAgain = ctx.method === 'POST' ? (await restartForm(provider, (await readForm(ctx).catch(() => undefined))?.restart))?.form : undefined;
+    const restart = ctx.method === 'POST' && ANSWER_OF[step.outcome]?.includes(ctx.path.slice(ctx.path.lastIndexOf('/')))
+      ? (await readForm(ctx).catch(() => undefined))?.restart
+      : undefined;
+    // The request of the app the step was for: a form's field is the browser's to change.
+    const sameApp = typeof restart === 'string' && new URLSearchParams(restart).get('client_id') === step.clientId;
+    const startAgain = sameApp ? (await restartForm(provider, restart))?.form : undefined;
     ctx.status = 200;
     renderFinishedStep(ctx, page(ctx), { step, clientName: displayName(client), homePage: linkableApplication(client)?.homePage, inProgress: await wayOn(ctx, error), startAgain });
     return true;
@@ -585,7 +602,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if ((await accounts.revokedSince(accountId, interaction.iat ?? 0)) && !(await provider.Interaction.find(interaction.uid))) {
       await grant.destroy();
       logger.info('consent refused: the account was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
-      throw new errors.SessionNotFound('the account was signed out while consent was given');
+      throw new EndedMeanwhile('the account was signed out while consent was given');
     }
     await finish(ctx, interaction, { consent: { grantId } }, { mergeWithLastSubmission: true });
     // A sign-out withdraws the consents its session gave, those still
@@ -604,7 +621,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (sessionUid && !outlivesSignOut && !(await provider.Session.findByUid(sessionUid))) {
       await (provider.Grant.adapter as ArtifactAdapter).endAtSignOutOf(grantId, sessionUid);
       logger.info('consent refused: the session was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
-      throw new errors.SessionNotFound('the session was signed out while consent was given');
+      throw new EndedMeanwhile('the session was signed out while consent was given');
     }
     noteFinished(ctx, interaction, 'allowed');
     metrics?.consent('allow');

@@ -49,7 +49,7 @@ export interface Database {
   prisma: PrismaClient;
   /**
    * The pg pool Prisma runs on, for the few statements on the token hot path
-   * (see provider/adapter.ts): Prisma's JS query path costs ~300-400 µs of CPU per
+   * (see provider/artifact-statements.ts): Prisma's JS query path costs ~300-400 µs of CPU per
    * statement on these machines against ~50 µs for the same statement through pg
    * (bench/query-cost.ts).
    */

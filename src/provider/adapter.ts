@@ -91,7 +91,6 @@ interface HeldConsumption {
 
 const atTokenEndpoint = () => Provider.ctx?.oidc?.route === 'token';
 
-
 /** This request found a refresh token used before, within its reuse interval (see ArtifactOptions). */
 const REUSED_WITHIN_INTERVAL = 'reused within interval';
 

@@ -3,7 +3,7 @@
 // digests (persistence/hash.ts): a statement is handed the digest, never the id.
 
 export const SQL = {
-  // By digest alone, every kind at once (see find()), with the grant the token
+  // By digest alone, every kind at once (see ArtifactAdapter.find), with the grant the token
   // belongs to: its key is the SHA-256 (base64url) of grant_id, as persistence/hash.ts's sha256().
   // The grant is a LATERAL ... LIMIT 1 so that it is always one primary-key
   // probe per token found: as a plain join, a generic plan made without
@@ -31,7 +31,7 @@ export const SQL = {
            WHERE kind = $1 AND uid = $2 AND (kind <> 'Session' OR consumed_at IS NULL) LIMIT 1`,
   },
   // Live ones first: one that expired (not swept yet) and a live one with
-  // the same code are two (see findByUserCode).
+  // the same code are two (see ArtifactAdapter.findByUserCode).
   findByUserCode: {
     name: 'artifact-find-user-code',
     text: `SELECT payload, expires_at, consumed_at FROM provider_artifacts WHERE kind = $1 AND user_code = ANY($2::text[])
@@ -52,7 +52,7 @@ export const SQL = {
            WHERE provider_artifacts.expires_at <= now()
            RETURNING 1`,
   },
-  // A session saved (see upsert): of the form states $5 (the sign-out
+  // A session saved (see ArtifactAdapter.upsert): of the form states $5 (the sign-out
   // page's, the device page's) that the saving route does not own, those
   // stored meanwhile stay, unless the payload names its own. Never an ended
   // session (as in the writer's upsert).
@@ -66,12 +66,12 @@ export const SQL = {
              uid = EXCLUDED.uid, expires_at = EXCLUDED.expires_at
            WHERE provider_artifacts.consumed_at IS NULL`,
   },
-  // The pushed request a sign-in in progress began with, kept at least as long as it (see upsert).
+  // The pushed request a sign-in in progress began with, kept at least as long as it (see ArtifactAdapter.upsert).
   keepPushedRequest: {
     name: 'artifact-keep-pushed-request',
     text: `UPDATE provider_artifacts SET expires_at = GREATEST(expires_at, $2) WHERE kind = 'PushedAuthorizationRequest' AND id = $1`,
   },
-  // An interaction saved by our pages (see upsert): its row only, if it is still there.
+  // An interaction saved by our pages (see ArtifactAdapter.upsert): its row only, if it is still there.
   updateInteraction: {
     name: 'artifact-update-interaction',
     text: `UPDATE provider_artifacts SET payload = $2::jsonb, expires_at = $3, uid = $4, grant_id = $5
@@ -79,7 +79,7 @@ export const SQL = {
   },
   grantOf: { name: 'artifact-grant-of', text: `SELECT grant_id, payload->>'sessionUid' AS session_uid FROM provider_artifacts WHERE kind = $1 AND id = $2` },
   destroy: { name: 'artifact-destroy', text: 'DELETE FROM provider_artifacts WHERE kind = $1 AND id = $2 RETURNING 1' },
-  // Sessions are ended, not deleted (see replaceSession and signOut): an ended
+  // Sessions are ended, not deleted (see ArtifactAdapter.replaceSession and signOut): an ended
   // row is emptied, keeps its uid, and goes within the hour.
   // The old row is locked first: a sign-out that got there before has marked
   // it (and this finds nothing to replace); one that comes after waits, then
@@ -143,7 +143,7 @@ export const SQL = {
   // a session still names it cannot be asked cheaply: sessions are not
   // filed by account.) Not one that holds offline_access now: Allow in
   // another browser may have given it since the sign-out asked
-  // (keptAtSignOut). Answers the grant's client, for the audit trail.
+  // (adapter.ts, keptAtSignOut). Answers the grant's client, for the audit trail.
   withdrawConsent: {
     name: 'artifact-withdraw-consent',
     text: `UPDATE provider_artifacts SET consumed_at = COALESCE(consumed_at, now()),

@@ -12,6 +12,7 @@ import { accountLabel } from '../display-text.js';
 import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
 import { destinationOf } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
+import { forgetFinishedSteps } from '../interactions/finished-steps.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
 import { SIGNING_ALGS } from '../keys/signing-keys.js';
 import type { Logger } from '../logger.js';
@@ -46,7 +47,7 @@ export interface ProviderServices {
   cookieKeys: string[];
   /** 32 bytes, the same on every instance: DPoP nonces one instance issues, another accepts. */
   dpopNonceSecret: Buffer;
-  /** Seals what a stored payload must keep but not in the plain (see adapter.ts). */
+  /** Seals what a stored payload must keep but not in the plain (see interaction-payloads.ts). */
   sealer: SecretSealer;
   /** Binds each sign-in in progress to the browser that started it (browser-binding.ts). */
   browsers: BrowserBinding;
@@ -399,6 +400,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         // asked), so the page says what is true of the session now.
         postLogoutSuccessSource: async (ctx) => {
           const session = await ctx.oidc.provider.Session.get(ctx);
+          if (!session.accountId) forgetFinishedSteps(ctx);
           ctx.type = 'html';
           ctx.body = renderPage(page(ctx), 'signed-out', {
             clientName: ctx.oidc.client?.clientName,

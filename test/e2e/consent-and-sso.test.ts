@@ -271,6 +271,11 @@ describe('a finished interaction', () => {
     expect(pageKind(again)).toBe('consent');
     expect(new URL((await deny(ua, again)).url).searchParams.get('error')).toBe('access_denied');
     expect((await ua.open(again.url)).html).toContain('You declined what <bdi>Homely</bdi> asked for from this page already.');
+    // A sign-out on this browser forgets what it did.
+    const logout = await ua.open(`${pc.issuer}/session/end`);
+    expect((await signOut(ua, logout)).html).toContain('<h1>You are signed out</h1>');
+    const forgotten = await ua.open(consent.url);
+    expect([forgotten.status, forgotten.html.includes('Your sign-in expired')]).toEqual([400, true]);
   });
 
   it('Allow sent again once its first answer was followed (a double click whose first answer the browser dropped) offers the request again, which reaches the app', async () => {
@@ -286,6 +291,9 @@ describe('a finished interaction', () => {
     expect([second.status, second.html.includes('<h1>You already allowed this</h1>')]).toEqual([200, true]);
     expect(second.html).toContain('If <bdi>Double</bdi> did not open, continue to it with the button below.');
     expect(second.html).toContain('<button class="primary" type="submit">Continue to <bdi>Double</bdi></button>');
+    // Deny sent after Allow went through is told what was done, and offered nothing that would overrule it.
+    const denied = await deny(ua, consent);
+    expect([denied.status, denied.html.includes('<h1>You already allowed this</h1>'), denied.html.includes('Continue to')]).toEqual([200, true, false]);
     // The request again: consent given, it goes straight to the app, with the app's own state.
     const callback = await ua.post(second, UserAgent.formAction(second, '/auth'), UserAgent.formFields(second, '/auth'), REDIRECT_URI);
     const tokens = await oidc.authorizationCodeGrant(config, new URL(callback.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });

@@ -134,9 +134,14 @@ describe('device authorization', () => {
     expect(page.html).toMatch(/<a href="\/interaction\/[\w-]+\?account=other">Not you\? Use another account<\/a>/);
     expect(page.html).not.toContain('name="restart"');
     expect(page.html).toContain('Deny shares nothing with it, and the device is not signed in.');
+    const consent = page;
     page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
     expect(page.status).toBe(200);
     expect(page.html).toContain('<h1>Your device is connected</h1>');
+    // Back to the consent page: done, and the device goes on without this browser.
+    const back = await ua.open(consent.url);
+    expect([back.status, back.html.includes('You allowed <bdi>Living Room TV</bdi> from this page already.')]).toEqual([200, true]);
+    expect(back.html).toContain('Your device goes on by itself: you can close this page.');
     // Reloaded, the page has nothing more to do, and says so without blaming a code.
     const reloaded = await ua.open(page.url);
     expect(reloaded.html).toContain('This sign-in has ended. If your device did not connect, start again on it to get a new code.');
@@ -247,9 +252,14 @@ describe('device authorization', () => {
     let page = await confirm(ua, await enterCode(ua, denied.user_code));
     page = await signIn(ua, page, dan.email, dan.password);
     expect(pageKind(page)).toBe('consent');
+    const consent = page;
     page = await ua.post(page, UserAgent.formAction(page, '/abort'), UserAgent.formFields(page, '/abort'));
     expect(page.html).toContain('<h1>Your device was not connected</h1>');
     expect(await poll(denied.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'access_denied' }) });
+    // Back to the consent page: declined, and the device does not go on.
+    const back = await ua.open(consent.url);
+    expect(back.html).toContain('<h1>You already declined this</h1>');
+    expect(back.html).toContain('Your device was told so: you can close this page.');
 
     const cancelled = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid email' });
     page = await enterCode(ua, cancelled.user_code);
