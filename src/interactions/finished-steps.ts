@@ -124,7 +124,9 @@ export function renderFinishedStep(ctx: Context, page: PageContext, { step, clie
     app,
     inProgress,
     device: step.device,
-    goesOn,
+    // A device goes on once its consent is given; a sign-in alone may yet be declined.
+    deviceGoesOn: step.device && step.outcome === 'allowed',
+    deviceTold: step.device && !goesOn,
     startAgain: goesOn && !step.device ? startAgain : undefined,
     homePage,
   });

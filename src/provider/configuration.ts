@@ -12,7 +12,6 @@ import { accountLabel } from '../display-text.js';
 import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
 import { destinationOf } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
-import { forgetFinishedSteps } from '../interactions/finished-steps.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
 import { SIGNING_ALGS } from '../keys/signing-keys.js';
 import type { Logger } from '../logger.js';
@@ -400,7 +399,6 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         // asked), so the page says what is true of the session now.
         postLogoutSuccessSource: async (ctx) => {
           const session = await ctx.oidc.provider.Session.get(ctx);
-          if (!session.accountId) forgetFinishedSteps(ctx);
           ctx.type = 'html';
           ctx.body = renderPage(page(ctx), 'signed-out', {
             clientName: ctx.oidc.client?.clientName,

@@ -130,7 +130,8 @@ function problemOf(error: unknown, ctx: KoaContextWithOIDC): { problem: string; 
   // The library's own errors for this page (lib/helpers/re_render_errors.js), by name: it exports none of them.
   const name = (error as Error).name;
   if (name === 'AbortedError') {
-    return { problem: 'You cancelled, so the device cannot use your account. To connect it, start again on the device.', cancelled: true };
+    // Cancel at the code, or Deny at consent: the person chose not to connect it.
+    return { problem: 'You chose not to connect it, so the device cannot use your account. To connect it, start again on the device.', cancelled: true };
   }
   // After the code was confirmed (its sign-in expired, the app's
   // registration changed, the page of a connected device reloaded), or a

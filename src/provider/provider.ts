@@ -5,6 +5,7 @@
 // errors that escape a route into the answer the library would have given.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
+import { forgetFinishedSteps } from '../interactions/finished-steps.js';
 import { ArtifactAdapter, grantKeptAtSignOut } from './adapter.js';
 import { reportBackchannelLogouts } from './backchannel-logout.js';
 import { adaptClientModel } from './client-model.js';
@@ -115,6 +116,15 @@ export function createProvider(services: ProviderServices): Provider {
   }
 
   noteRequestErrors(provider);
+
+  // A sign-out in the browser forgets the steps it finished
+  // (finished-steps.ts): whoever uses it next is not told what the last
+  // person did. Every sign-out, not "Stay signed in": the sign-out page's, one
+  // on the way back to an app, and the one a new sign-in makes of the
+  // account signed in before (both post `logout`).
+  provider.on('end_session.success', (ctx: KoaContextWithOIDC) => {
+    if (ctx.oidc.params?.logout) forgetFinishedSteps(ctx);
+  });
 
   // For the audit trail: a whole grant revoked, for a code or refresh token
   // without its sign-in's uid (most often one sign-in's tokens are, and

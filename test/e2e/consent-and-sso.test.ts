@@ -234,7 +234,7 @@ describe('consent', () => {
 
 describe('a finished interaction', () => {
   it("opened again (Back from the app) says what this browser did there, and leads on to the app, not that the sign-in expired", async () => {
-    const app = await pc.createClient({ name: 'Homely', redirectUris: [REDIRECT_URI] });
+    const app = await pc.createClient({ name: 'Homely', redirectUris: [REDIRECT_URI], postLogoutRedirectUris: [REDIRECT_URI] });
     const config = await discover(pc.issuer, app.client_id, app.client_secret);
     const ua = new UserAgent();
     const login = await visit(ua, (await authorizationRequest(config, 'openid email')).url);
@@ -271,9 +271,14 @@ describe('a finished interaction', () => {
     expect(pageKind(again)).toBe('consent');
     expect(new URL((await deny(ua, again)).url).searchParams.get('error')).toBe('access_denied');
     expect((await ua.open(again.url)).html).toContain('You declined what <bdi>Homely</bdi> asked for from this page already.');
-    // A sign-out on this browser forgets what it did.
-    const logout = await ua.open(`${pc.issuer}/session/end`);
-    expect((await signOut(ua, logout)).html).toContain('<h1>You are signed out</h1>');
+    // "Stay signed in" forgets nothing; a sign-out on this browser forgets
+    // what it did, also one on the way back to the app.
+    const end = `${pc.issuer}/session/end?${new URLSearchParams({ client_id: app.client_id, post_logout_redirect_uri: REDIRECT_URI })}`;
+    let logout = await ua.open(end);
+    await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), UserAgent.hiddenFields(logout), REDIRECT_URI);
+    expect((await ua.open(again.url)).status).toBe(200);
+    logout = await ua.open(end);
+    expect((await ua.post(logout, UserAgent.formAction(logout, '/session/end/confirm'), { ...UserAgent.hiddenFields(logout), logout: 'yes' }, REDIRECT_URI)).url).toContain(REDIRECT_URI);
     const forgotten = await ua.open(consent.url);
     expect([forgotten.status, forgotten.html.includes('Your sign-in expired')]).toEqual([400, true]);
   });
@@ -468,10 +473,14 @@ describe('single sign-on', () => {
     // Read out with the email field, which has the focus: a screen reader would skip it otherwise.
     expect(login.html).toMatch(/<input id="email"[^>]* aria-describedby="signed-in-as"[^>]* autofocus>/);
     // oidc-provider ends Bob's session before Eve's begins: a form the browser submits by itself.
+    expect(ua.cookie('_interaction_done')).toBeTruthy(); // Bob's sign-in through app A
     const handOver = await signIn(ua, login, eve.email, eve.password);
+    expect(handOver.html).toContain('<h1>Switching accounts…</h1>');
     const endSession = UserAgent.formAction(handOver, '/session/end/confirm');
     const eveConsent = await ua.post(handOver, endSession, UserAgent.hiddenFields(handOver), REDIRECT_URI);
     expect(pageKind(eveConsent)).toBe('consent');
+    // Bob's sign-out forgot what this browser finished before it (Eve's sign-in is noted afresh when she allows).
+    expect(ua.cookie('_interaction_done')).toBeUndefined();
     expect(eveConsent.html).toContain('eve@example.com');
     const callback = await allow(ua, eveConsent);
     const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.url), {

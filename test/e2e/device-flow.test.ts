@@ -250,6 +250,7 @@ describe('device authorization', () => {
     const denied = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid email' });
     const ua = browser();
     let page = await confirm(ua, await enterCode(ua, denied.user_code));
+    const login = page;
     page = await signIn(ua, page, dan.email, dan.password);
     expect(pageKind(page)).toBe('consent');
     const consent = page;
@@ -260,6 +261,11 @@ describe('device authorization', () => {
     const back = await ua.open(consent.url);
     expect(back.html).toContain('<h1>You already declined this</h1>');
     expect(back.html).toContain('Your device was told so: you can close this page.');
+    // The sign-in step before it did end in a sign-in, but that says nothing of the device.
+    const backTwice = await ua.open(login.url);
+    expect(backTwice.html).toContain('<h1>You already signed in</h1>');
+    expect(backTwice.html).not.toContain('goes on');
+    expect(backTwice.html).toContain('You can close this page.');
 
     const cancelled = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid email' });
     page = await enterCode(ua, cancelled.user_code);
