@@ -3,14 +3,7 @@
 import type { Context } from 'koa';
 import type { AuthorizationForm } from '../interactions/restart.js';
 import { UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
-import { renderPage, type PageContext } from './views.js';
-
-/**
- * A name inside our sentences, isolated (FSI … PDI, a <bdi> element on the
- * page: views.ts isolatesAsElements): a right-to-left name keeps its own
- * order, and does not reorder the words around it.
- */
-const isolated = (name: string) => `\u2068${name}\u2069`;
+import { isolated, renderPage, type PageContext } from './views.js';
 
 interface Explanation {
   heading: string;

@@ -21,7 +21,14 @@ export function renderPage(page: PageContext, view: string, data: Record<string,
   return eta.render(view, { isolates: isolatesAsElements, ...data, issuerName: page.issuerName, nonce: allowInlineStyle(page.res) });
 }
 
-/** An isolated name inside a sentence (FSI … PDI, see error-pages.ts); one never holds either (display-text.ts). */
+/**
+ * A name inside our sentences, isolated (FSI … PDI, a <bdi> element on the
+ * page: isolatesAsElements below): a right-to-left name keeps its own order,
+ * and does not reorder the words around it.
+ */
+export const isolated = (name: string) => `\u2068${name}\u2069`;
+
+/** An isolated name inside a sentence (FSI … PDI, see isolated); one never holds either (display-text.ts). */
 const ISOLATED = /\u2068([^\u2068\u2069]*)\u2069/g;
 
 /**

@@ -14,7 +14,7 @@
 // what that browser did). A sign-out on this browser forgets them.
 import type { Context } from 'koa';
 import type { SignInInProgress } from '../http/error-pages.js';
-import { renderPage, type PageContext } from '../http/views.js';
+import { isolated, renderPage, type PageContext } from '../http/views.js';
 import type { AuthorizationForm } from './restart.js';
 
 /** How a step ended: as its page's answer was sent to the app. */
@@ -88,8 +88,6 @@ function isEntry(value: unknown): value is Entry {
   return Array.isArray(value) && value.length === 5 && typeof value[0] === 'string' && typeof value[1] === 'string'
     && typeof value[2] === 'string' && OUTCOMES.has(value[2]) && (value[3] === 0 || value[3] === 1) && typeof value[4] === 'number';
 }
-
-const isolated = (name: string) => `\u2068${name}\u2069`;
 
 const TOLD: Record<Outcome, (app: string) => { heading: string; message: string }> = {
   signed_in: (app) => ({ heading: 'You already signed in', message: `You signed in to ${app} from this page already.` }),
