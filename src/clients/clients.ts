@@ -276,7 +276,7 @@ export class Clients {
   constructor(private readonly prisma: Prisma) {}
 
   async create(input: NewClient): Promise<CreatedClient> {
-    const { name, metadata, isPublic } = await this.registration(input);
+    const { name, metadata } = await this.registration(input);
     // A new client that could never get a token is a mistake (an empty shell
     // variable, a missing flag), refused before it is made. An update may
     // leave a client so, on purpose: `--scope ""` stops everything it was
@@ -414,7 +414,7 @@ export class Clients {
   private async registration(
     input: NewClient,
     kept: Partial<Record<'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri' | 'backchannelLogoutUri', boolean>> = {},
-  ): Promise<{ name: string; metadata: StoredMetadata; isPublic: boolean }> {
+  ): Promise<{ name: string; metadata: StoredMetadata }> {
     const name = input.name.trim();
     if (!name) throw new ClientError('a client needs a name');
     // Shown on every consent page, where a long name would push the rest away.
@@ -470,7 +470,7 @@ export class Clients {
           }
         : {}),
     };
-    return { name, metadata, isPublic };
+    return { name, metadata };
   }
 
   /** Which registered APIs define each of `scopes`; a scope no API defines is refused. */

@@ -1,0 +1,211 @@
+// `portcullis user …`: people's accounts, their passwords, and ending what they gave.
+import type { UserListing } from '../accounts/accounts.js';
+import { sendLogoutTokens, type LogoutDelivery, type SessionEnd } from '../clients/logout-tokens.js';
+import type { Removed } from '../provider/removed.js';
+import type { Services } from '../services.js';
+import { leadingArgument, parse, passwordFromStdin, required } from './arguments.js';
+import { describeRemoved, fields, json, type Command, type Io } from './command.js';
+import { UsageError } from './usage.js';
+
+export const userCreate: Command = async (args, open, io) => {
+  const { values } = parse(args, {
+    email: { type: 'string' },
+    name: { type: 'string' },
+    'password-stdin': { type: 'boolean' },
+    'email-verified': { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
+  const email = required(values.email, '--email');
+  // Passwords come only from stdin: arguments are visible to every user of the machine.
+  if (!values['password-stdin']) throw new UsageError('--password-stdin is required (pipe the password in)');
+  const password = await passwordFromStdin(io);
+  const services = await open();
+  const user = await services.accounts.create({
+    email,
+    name: values.name as string | undefined,
+    password,
+    emailVerified: Boolean(values['email-verified']),
+  });
+  // Guesses made at this address before the account existed are not the new account's.
+  await services.signInThrottle.forgive(user.email);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified }));
+  io.out(`created user ${user.email} (${user.id})\n`);
+};
+
+/** A user as `user list --json` shows them (and `user show --json` begins). */
+const userJson = (user: UserListing) => ({
+  id: user.id,
+  email: user.email,
+  name: user.name,
+  email_verified: user.emailVerified,
+  created_at: user.createdAt.toISOString(),
+  disabled_at: user.disabledAt?.toISOString() ?? null,
+});
+
+export const userList: Command = async (args, open, io) => {
+  const { values } = parse(args, { json: { type: 'boolean' } });
+  const users = await (await open()).accounts.list();
+  if (values.json) return io.out(json(users.map(userJson)));
+  if (users.length === 0) return io.out('no users\n');
+  for (const user of users) {
+    io.out(`${user.id}  ${user.email}${user.name ? `  ${user.name}` : ''}${user.emailVerified ? '  (verified)' : ''}${user.disabledAt ? '  (disabled)' : ''}\n`);
+  }
+};
+
+export const userShow: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const services = await open();
+  const user = await services.accounts.show(positionals[0]!, services.config.ttl.sessionMaxAge);
+  const consents = user.consents.map((consent) => ({
+    client_id: consent.clientId,
+    client_name: consent.clientName,
+    scope: consent.scope,
+    apis: consent.apis,
+    first_given_at: consent.firstGivenAt.toISOString(),
+    expires_at: consent.expiresAt?.toISOString() ?? null,
+    withdrawn_at: consent.withdrawnAt?.toISOString() ?? null,
+  }));
+  if (values.json) return io.out(json({ ...userJson(user), password_set_at: user.passwordSetAt?.toISOString() ?? null, sessions: user.sessions, consents }));
+  io.out(
+    fields([
+      ['id', user.id],
+      ['email', `${user.email}${user.emailVerified ? ' (verified)' : ''}`],
+      ['name', user.name ?? undefined],
+      ['created', user.createdAt.toISOString()],
+      ['password set', user.passwordSetAt?.toISOString() ?? 'never (cannot sign in)'],
+      ['disabled', user.disabledAt?.toISOString()],
+      ['sessions', String(user.sessions)],
+      ['consents', String(consents.length)],
+    ]),
+  );
+  // One line per consent: the app, then what it may do (its OpenID Connect scopes, then each API's).
+  for (const consent of consents) {
+    const granted = [consent.scope, ...Object.entries(consent.apis).map(([api, scope]) => `${api}: ${scope}`)].filter(Boolean).join('; ');
+    const until = consent.expires_at ? `, until ${consent.expires_at}` : '';
+    // Withdrawn at a sign-out: the app asks again at its next sign-in, but sign-ins from before in other browsers still use it.
+    const withdrawn = consent.withdrawn_at ? `; withdrawn at a sign-out ${consent.withdrawn_at}: asked for again, but sign-ins from before may still use it` : '';
+    io.out(`  ${consent.client_id}  ${consent.client_name ?? '(deleted client)'}  ${granted}  (first given ${consent.first_given_at}${until}${withdrawn})\n`);
+  }
+};
+
+const removedJson = (user: { id: string; email: string }, removed: Removed, told: LogoutDelivery[]) =>
+  json({ id: user.id, email: user.email, removed, backchannel_logouts: deliveriesJson(told) });
+
+/**
+ * Tells the apps of the sessions a command ended, that registered a
+ * back-channel logout URI (clients/logout-tokens.ts), and warns of each that
+ * could not be told: what the command did stands (it exits 0), but that app
+ * keeps its own session until it ends otherwise.
+ */
+async function tellApps(services: Services, ended: SessionEnd[], io: Io): Promise<LogoutDelivery[]> {
+  let told: LogoutDelivery[];
+  try {
+    told = await sendLogoutTokens(services.database.prisma, services.sealer, services.config.issuer, ended);
+  } catch (error) {
+    // The command's own change is made (committed) by now: it is reported as
+    // done. (Which apps were due could not be read: the database went away.)
+    io.warn(`the apps of the sessions ended were not told (back-channel logout): ${(error as Error).message}`);
+    return [];
+  }
+  for (const failed of told.filter((delivery) => !delivery.delivered)) {
+    io.warn(`client ${failed.clientId} was not told that the session ended (back-channel logout): ${failed.reason}`);
+  }
+  return told;
+}
+
+const deliveriesJson = (told: LogoutDelivery[]) =>
+  told.map((delivery) => ({ client_id: delivery.clientId, delivered: delivery.delivered, ...(delivery.reason ? { reason: delivery.reason } : {}) }));
+
+/** "; told N apps (back-channel logout)" when any was told. */
+function toldApps(told: LogoutDelivery[]): string {
+  const apps = new Set(told.filter((delivery) => delivery.delivered).map((delivery) => delivery.clientId)).size;
+  return apps === 0 ? '' : `; told ${apps === 1 ? '1 app' : `${apps} apps`} (back-channel logout)`;
+}
+
+export const userSetPassword: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { 'password-stdin': { type: 'boolean' }, json: { type: 'boolean' } }, 1);
+  if (!values['password-stdin']) throw new UsageError('--password-stdin is required (pipe the password in)');
+  const password = await passwordFromStdin(io);
+  const services = await open();
+  const { user, removed, consentsKept, ended: sessions } = await services.accounts.setPassword(positionals[0]!, password);
+  const told = await tellApps(services, sessions, io);
+  // Locked out by failed guesses? The new password is usable at once.
+  await services.signInThrottle.forgive(user.email);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, removed, consents_kept: consentsKept, backchannel_logouts: deliveriesJson(told) }));
+  const ended = describeRemoved(removed);
+  io.out(`new password set for ${user.email}; ${ended ? `signed out everywhere (ended ${ended})` : 'no session was open'}${toldApps(told)}\n`);
+  // Whoever had the old password may have given an app offline access: say
+  // what still works, and how to end it (a security probe's finding).
+  if (consentsKept > 0) {
+    const consents = consentsKept === 1 ? '1 consent with offline access stays' : `${consentsKept} consents with offline access stay`;
+    io.out(`${consents}, and the apps' refresh tokens keep working; to end them too: portcullis user revoke ${user.email}\n`);
+  }
+};
+
+export const userUpdate: Command = async (args, open, io) => {
+  const [user, rest] = leadingArgument(args, 'expected the EMAIL or ID first: user update EMAIL|ID [options]');
+  const { values } = parse(rest, {
+    email: { type: 'string' },
+    name: { type: 'string' },
+    'email-verified': { type: 'boolean' },
+    'email-unverified': { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
+  if (values['email-verified'] && values['email-unverified']) throw new UsageError('--email-verified and --email-unverified exclude each other');
+  const changes = {
+    email: values.email as string | undefined,
+    name: values.name as string | undefined,
+    emailVerified: values['email-verified'] ? true : values['email-unverified'] ? false : undefined,
+  };
+  if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
+  const updated = await (await open()).accounts.update(user, changes);
+  if (values.json) return io.out(json({ id: updated.id, email: updated.email, name: updated.name, email_verified: updated.emailVerified }));
+  io.out(`updated user ${updated.email} (${updated.id})\n`);
+};
+
+export const userRevoke: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { client: { type: 'string' }, json: { type: 'boolean' } }, 1);
+  const clientId = values.client as string | undefined;
+  const services = await open();
+  if (clientId !== undefined) {
+    const { user, removed, ended: sessions } = await services.accounts.revokeClient(positionals[0]!, clientId);
+    const told = await tellApps(services, sessions, io);
+    if (values.json) return io.out(json({ id: user.id, email: user.email, client_id: clientId, removed, backchannel_logouts: deliveriesJson(told) }));
+    const ended = describeRemoved(removed);
+    return io.out(ended ? `revoked what ${user.email} gave client ${clientId}: ended ${ended}${toldApps(told)}\n` : `${user.email} gave client ${clientId} nothing to revoke${toldApps(told)}\n`);
+  }
+  const { user, removed, ended: sessions } = await services.accounts.revokeAccess(positionals[0]!);
+  const told = await tellApps(services, sessions, io);
+  if (values.json) return io.out(removedJson(user, removed, told));
+  const ended = describeRemoved(removed);
+  io.out(ended ? `revoked everything given to ${user.email}: ended ${ended}${toldApps(told)}\n` : `nothing to revoke for ${user.email}\n`);
+};
+
+export const userDisable: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const services = await open();
+  const { user, removed, wasDisabled, ended: sessions } = await services.accounts.disable(positionals[0]!);
+  const told = await tellApps(services, sessions, io);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, was_disabled: wasDisabled, removed, backchannel_logouts: deliveriesJson(told) }));
+  const ended = describeRemoved(removed);
+  io.out(`${wasDisabled ? `${user.email} was disabled already` : `disabled ${user.email}`}${ended ? `; ended ${ended}` : ''}${toldApps(told)}\n`);
+};
+
+export const userEnable: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const { user, wasDisabled } = await (await open()).accounts.enable(positionals[0]!);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, was_disabled: wasDisabled }));
+  io.out(wasDisabled ? `enabled ${user.email}: they may sign in again\n` : `${user.email} was not disabled\n`);
+};
+
+export const userDelete: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const services = await open();
+  const { user, removed, ended: sessions } = await services.accounts.delete(positionals[0]!);
+  const told = await tellApps(services, sessions, io);
+  // Nor are the deleted account's: one made again with the address starts clean.
+  await services.signInThrottle.forgive(user.email);
+  if (values.json) return io.out(removedJson(user, removed, told));
+  const ended = describeRemoved(removed);
+  io.out(`deleted user ${user.email} (${user.id})${ended ? `; ended ${ended}` : ''}${toldApps(told)}\n`);
+};
