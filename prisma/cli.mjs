@@ -3,6 +3,8 @@
 // variables name files that exist; on the paths we use (generate, migrate diff)
 // the engines are never executed, so any existing file will do.
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -20,6 +22,17 @@ const env = {
 };
 const config = fileURLToPath(new URL('./prisma.config.ts', import.meta.url));
 const args = process.argv.slice(2);
+if (['-v', '--version', 'version'].includes(args[0])) {
+  // Prisma's own --version asks each native engine for its version, so it
+  // would run the placeholder above and print a spawn error: say what is here.
+  // Each package's package.json, where Node would look for the package (not every one exports that file).
+  const version = (name) => {
+    const file = require.resolve.paths(name).map((dir) => path.join(dir, name, 'package.json')).find((candidate) => existsSync(candidate));
+    return file ? JSON.parse(readFileSync(file, 'utf8')).version : 'unknown';
+  };
+  console.log(`prisma ${version('prisma')}, @prisma/client ${version('@prisma/client')}, @prisma/adapter-pg ${version('@prisma/adapter-pg')} (no native engines: queries go through the pg driver adapter)`);
+  process.exit(0);
+}
 // The config file lives in prisma/ to keep the project root to its fixed layout.
 const withConfig = ['generate', 'migrate', 'db', 'validate', 'format', 'studio'].includes(args[0]) ? [...args, '--config', config] : args;
 const result = spawnSync(process.execPath, [cli, ...withConfig], { stdio: 'inherit', env });

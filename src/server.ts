@@ -242,8 +242,10 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       logger.warn('the encryption key file can be read by others than its owner; restrict it (chmod 600)', { file: config.encryption.path });
     }
     if (config.encryption.kind === 'file' && (services.encryptionKeyGenerated || config.database.kind === 'postgres')) {
-      // With PostgreSQL there may be other instances, and each must open what the others sealed.
-      logger.warn('secrets in the database are sealed with the key in a local file; keep it, back it up apart from the database, and give every instance the same key (or set ENCRYPTION_KEYS)', {
+      // With PostgreSQL there may be other instances, and each must open what
+      // the others sealed; the embedded database has one (its directory is locked).
+      const instances = config.database.kind === 'postgres' ? ', and give every instance the same key (or set ENCRYPTION_KEYS)' : '';
+      logger.warn(`secrets in the database are sealed with the key in a local file; keep it, and back it up apart from the database${instances}`, {
         file: config.encryption.path,
         key: services.sealer.sealingKeyId,
       });

@@ -13,7 +13,7 @@ import { ensureSigningKeys } from './keys/signing-keys.js';
 import { DatabaseUnavailable, openDatabase, type Database } from './persistence/database.js';
 import { describeFree, freeSpace, isFull } from './persistence/disk-space.js';
 import { EmbeddedDatabaseBusy, type EmbeddedRole } from './persistence/embedded.js';
-import { MigrationError, type MigrationResult } from './persistence/migrations.js';
+import { MigrationError, type MigrateOptions, type MigrationResult } from './persistence/migrations.js';
 import { BrowserBinding } from './provider/browser-binding.js';
 
 export interface Services {
@@ -39,8 +39,8 @@ export interface Services {
   close(): Promise<void>;
 }
 
-/** Opens the database, applies migrations and makes sure signing keys exist, sealed. */
-export async function openServices(config: Config, role: EmbeddedRole): Promise<Services> {
+/** Opens the database, applies migrations (see MigrateOptions) and makes sure signing keys exist, sealed. */
+export async function openServices(config: Config, role: EmbeddedRole, migrating: MigrateOptions = {}): Promise<Services> {
   // A key file that is there but unreadable stops us before the database is
   // opened; one that is not there yet is made once the database is known to
   // hold nothing sealed (see loadSealer).
@@ -56,7 +56,7 @@ export async function openServices(config: Config, role: EmbeddedRole): Promise<
   let loaded: Awaited<ReturnType<typeof loadSealer>>;
   let migrations: MigrationResult;
   try {
-    migrations = await database.migrate().catch((error: Error & { code?: string }) => {
+    migrations = await database.migrate(migrating).catch((error: Error & { code?: string }) => {
       // The first statements: what fails them before any migration runs
       // (address, credentials, TLS, session options) is DATABASE_URL's to
       // fix; a migration's own failure says which (MigrationError).

@@ -4,6 +4,11 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Io } from './command.js';
 import { UsageError } from './usage.js';
 
+/** An option's value the command refuses (a duration it cannot read, a number out of range): one line, exit 1, as a refused address is; a value outside a fixed list is a UsageError. */
+export class RefusedOption extends Error {
+  override name = 'RefusedOption';
+}
+
 export type Options = NonNullable<ParseArgsConfig['options']>;
 
 /**
@@ -49,13 +54,15 @@ export function parse(args: string[], options: Options, positionals = 0) {
   try {
     parsed = parseArgs({ args: [...picked, '--', ...rest], options, allowPositionals: true, strict: true, tokens: true });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    // parseArgs's own words ("Unknown option '--x'"), begun in lower case as every other message here.
+    const message = (error as Error).message;
+    throw new UsageError(message.charAt(0).toLowerCase() + message.slice(1));
   }
   refuseRepeated(parsed.tokens, options);
   if (parsed.positionals.length !== positionals) {
     // An option this command does not take (`keys retire KID --json`) was read as an argument above.
     const option = parsed.positionals.length > positionals ? parsed.positionals.find((arg) => arg.startsWith('--')) : undefined;
-    if (option) throw new UsageError(`Unknown option '${option}'`);
+    if (option) throw new UsageError(`unknown option '${option}'`);
     throw new UsageError(positionals ? `expected ${positionals} argument(s), got ${parsed.positionals.length}` : `unexpected argument '${parsed.positionals[0]}'`);
   }
   return parsed;

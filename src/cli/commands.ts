@@ -6,11 +6,10 @@ import { MAX_LIFETIME_SECONDS, parseDuration } from '../config.js';
 import { terminalSafe } from '../display-text.js';
 import { MigrationError } from '../persistence/migrations.js';
 import { apiCreate, apiDelete, apiList, apiUpdate } from './api-commands.js';
-import { parse } from './arguments.js';
+import { parse, RefusedOption } from './arguments.js';
 import { clientCreate, clientDelete, clientDisable, clientEnable, clientList, clientRotateSecret, clientShow, clientUpdate } from './client-commands.js';
 import { json, type Command } from './command.js';
 import { keysList, keysRetire, keysRotate } from './key-commands.js';
-import { UsageError } from './usage.js';
 import { userCreate, userDelete, userDisable, userEnable, userList, userRevoke, userSetPassword, userShow, userUpdate } from './user-commands.js';
 
 export type { Io } from './command.js';
@@ -37,11 +36,13 @@ export const auditList: Command = async (args, open, io) => {
   try {
     seconds = parseDuration((values.since as string | undefined) ?? '30d');
   } catch (error) {
-    throw new UsageError(`--since: ${(error as Error).message}`);
+    throw new RefusedOption(`--since: ${(error as Error).message}`);
   }
-  if (seconds > MAX_LIFETIME_SECONDS) throw new UsageError('--since goes back at most 36500d');
-  const limit = Number((values.limit as string | undefined) ?? '100');
-  if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError('--limit must be a whole number from 1 to 10000');
+  if (seconds > MAX_LIFETIME_SECONDS) throw new RefusedOption('--since goes back at most 36500d');
+  // Decimal digits, as every number Portcullis reads (Number() would take 1e3, 0x10, " 5").
+  const limitText = (values.limit as string | undefined) ?? '100';
+  const limit = /^[0-9]+$/.test(limitText) ? Number(limitText) : NaN;
+  if (!(limit >= 1 && limit <= 10_000)) throw new RefusedOption('--limit must be a whole number from 1 to 10000, in decimal digits');
   const events = await listAdminEvents((await open()).database.prisma, seconds, limit);
   if (values.json) return io.out(json(events.map((event) => ({ ...event, at: event.at.toISOString() }))));
   if (events.length === 0) return io.out('nothing recorded in that time\n');
@@ -56,8 +57,8 @@ export const auditList: Command = async (args, open, io) => {
 /** `word` as a shell would need it typed (single-quoted unless plain). */
 const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
 
-/** The commands that change nothing: the audit trail (index.ts) leaves them out; migrations are in the server's log. */
-export const READ_ONLY_COMMANDS = new Set(['client list', 'client show', 'api list', 'user list', 'user show', 'keys list', 'audit list', 'migrate']);
+/** The commands that change nothing: the audit trail (index.ts) leaves them out. (`migrate` is in it: no server logs what it applied.) */
+export const READ_ONLY_COMMANDS = new Set(['client list', 'client show', 'api list', 'user list', 'user show', 'keys list', 'audit list']);
 
 export const COMMANDS: Record<string, Command> = {
   'api create': apiCreate,

@@ -11,12 +11,13 @@ import { DatabaseUnavailable } from '../persistence/database.js';
 import { EmbeddedDatabaseBusy } from '../persistence/embedded.js';
 import { openServices, type Services } from '../services.js';
 import { recordAdminEvent } from '../audit/admin-events.js';
+import { RefusedOption } from './arguments.js';
 import { COMMANDS, READ_ONLY_COMMANDS, type Io } from './commands.js';
 import { USAGE, UsageError, usageOf } from './usage.js';
 import { VERSION } from '../version.js';
 import { terminalSafe } from '../display-text.js';
 
-const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, DatabaseUnavailable, EmbeddedDatabaseBusy, KeyError, MigrationError, SealError];
+const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, DatabaseUnavailable, EmbeddedDatabaseBusy, KeyError, MigrationError, RefusedOption, SealError];
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input');
@@ -60,7 +61,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
       return 0;
     }
     try {
-      await command(args, async () => (services ??= noteKeyFileMade(await openServices(warnOfTypos(loadConfig()), 'cli'))), io);
+      // Only `migrate` migrates a database an earlier release made (migrations.ts, onlyNewDatabase).
+      const migrating = { onlyNewDatabase: name !== 'migrate' };
+      await command(args, async () => (services ??= noteKeyFileMade(await openServices(warnOfTypos(loadConfig()), 'cli', migrating))), io);
     } catch (error) {
       // Recorded failed too: it may have changed something before it failed (a usage error never reaches the database).
       if (services && !READ_ONLY_COMMANDS.has(name) && !(error instanceof UsageError)) await audit(services, name, args, `failed: ${(error as Error)?.message ?? String(error)}`);

@@ -14,16 +14,19 @@ function printKeys(keys: KeyInfo[], io: Io, asJson: boolean): void {
           created_at: key.createdAt.toISOString(),
           activates_at: key.activatesAt.toISOString(),
           publish_until: key.publishUntil?.toISOString() ?? null,
+          signed_nothing: key.signedNothing,
         })),
       ),
     );
   }
   for (const key of keys) {
+    // A key replaced while it waited is published as long as any, yet signed nothing: retire says so, and so does this.
+    const replaced = key.signedNothing && key.status === 'published' ? '  replaced before it signed (may be retired now);' : '';
     const until =
       key.status === 'next'
         ? `  signs from ${key.activatesAt.toISOString()}`
         : key.publishUntil
-          ? `  published until ${key.publishUntil.toISOString()}`
+          ? `${replaced}  published until ${key.publishUntil.toISOString()}`
           : '';
     io.out(`${key.kid}  ${key.alg.padEnd(6)}  ${key.status}${until}\n`);
   }

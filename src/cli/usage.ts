@@ -61,13 +61,14 @@ Signing keys
   keys retire KID [--compromised] [--json]
 
 Database
-  migrate                 apply pending migrations (the server also does this at start);
-                          exit 1 when the database is ahead of this release
+  migrate                 apply pending migrations (the server also does this at start; other
+                          commands only on a new database); exit 1 when the database is ahead
+                          of this release
 
 Audit trail
   audit list [--since 30d] [--limit 100] [--json]
                           who changed what with this CLI, and when (every command but the
-                          list and show commands and migrate; oldest first)
+                          list and show commands; oldest first)
 
 Version
   --version, -v, version  this copy's version (also in the server's "portcullis listening" line)

@@ -134,6 +134,8 @@ export const DEFAULT_SCOPE = 'openid profile email offline_access';
 export const MAX_URI_LENGTH = 2048;
 
 function checkUri(uri: string, what: string): string {
+  // An empty shell variable, or "" meant to remove one from a list (the list given replaces the registered one).
+  if (!uri) throw new ClientError(`a ${what} cannot be empty (to change a list of them, give the addresses to keep)`);
   if (uri.length > MAX_URI_LENGTH) throw new ClientError(`a ${what} has at most ${MAX_URI_LENGTH} characters`);
   // A URI is printable ASCII (RFC 3986 §2). URL parsing would quietly drop a
   // tab or a surrounding space, so a code could go to an address other than
@@ -152,8 +154,42 @@ function checkUri(uri: string, what: string): string {
   } catch {
     throw new ClientError(`${what} "${uri}" is not an absolute URI`);
   }
-  if (url.hash) throw new ClientError(`${what} "${uri}" must not have a fragment (RFC 6749 §3.1.2)`);
+  // Also an empty one ("…/cb#"), which URL parsing drops but the library refuses at every request.
+  if (uri.includes('#')) throw new ClientError(`${what} "${uri}" must not have a fragment (RFC 6749 §3.1.2)`);
+  // Port 0 is none anything listens on (RFC 6335 §6): the server refuses
+  // such a return address at every request (provider/client-model.ts), so a
+  // client registered with it could never be sent back to.
+  if (url.port === '0') throw new ClientError(`${what} "${uri}" names port 0, on which nothing listens`);
   return uri;
+}
+
+/**
+ * A return address (redirect, post-logout) as `check` takes it, and, on the
+ * web, written as browsers read it. They read one leniently ("https:/host",
+ * "HTTPS://Host", a default port, "." and ".." segments, characters they
+ * percent-encode), but an app's return address is compared with the
+ * registered one as a string: an app that builds it with the URL parser, as
+ * most do, would be refused with "unexpected return address".
+ */
+function returnAddress(check: (uri: string, what: string) => string): (uri: string, what: string) => string {
+  return (uri, what) => {
+    const url = new URL(check(uri, what));
+    if (/^https?:$/.test(url.protocol) && !spelledAsRead(uri, url)) {
+      throw new ClientError(`${what} "${uri}" is not written as browsers read it: register ${url.href} (return addresses are compared exactly)`);
+    }
+    return uri;
+  };
+}
+
+/**
+ * Whether a web address is written as the URL parser serializes it. An
+ * origin alone may also leave out its "/": apps send it so as often
+ * (`location.origin` has none), and the operator registers what the app sends.
+ */
+function spelledAsRead(uri: string, url: URL): boolean {
+  if (url.href === uri) return true;
+  const origin = /^[^:/?#]+:\/\/[^/?#]*(?=[?#]|$)/.exec(uri)?.[0];
+  return origin !== undefined && url.href === `${origin}/${uri.slice(origin.length)}`;
 }
 
 /** Only web addresses, never javascript: or data: (pages show some of these to people). */
@@ -429,8 +465,8 @@ export class Clients {
     // fit its application type: refused here instead, when the client is made.
     // Addresses kept from before (an update that does not replace them) are
     // not checked against rules made since: they keep working as registered.
-    const checkRedirect = input.native ? checkNativeRedirectUri : checkWebRedirectUri;
-    const checkPostLogout = input.native ? checkNativeRedirectUri : checkWebPostLogoutUri;
+    const checkRedirect = returnAddress(input.native ? checkNativeRedirectUri : checkWebRedirectUri);
+    const checkPostLogout = returnAddress(input.native ? checkNativeRedirectUri : checkWebPostLogoutUri);
     // (Each address once: the same one given twice is one registration.)
     const redirectUris = kept.redirectUris ? input.redirectUris : [...new Set(input.redirectUris.map((uri) => checkRedirect(uri, 'redirect URI')))];
     if (grantTypes.includes('authorization_code') && redirectUris.length === 0) {

@@ -24,6 +24,8 @@ export interface KeyInfo {
   status: 'next' | 'current' | 'published' | 'expired';
   activatesAt: Date;
   publishUntil: Date | null;
+  /** Replaced while it waited to sign (`keys rotate --now`): it signed nothing, and may be retired at once. */
+  signedNothing: boolean;
 }
 
 // The members of a JWK that are private (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
@@ -104,6 +106,9 @@ function statusOf(key: KeyTimes, now: number): KeyInfo['status'] {
   if (now >= signsFrom && now < signsUntil) return 'current';
   return isPublished(key, now) ? 'published' : 'expired';
 }
+
+/** Rotated out before its activation: it never signed. */
+const signedNothing = (key: KeyTimes) => key.rotatedAt !== null && key.rotatedAt.getTime() <= key.activatesAt.getTime();
 
 /**
  * Private JWKs to hand to oidc-provider, which signs with the first key of an
@@ -335,6 +340,7 @@ export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {
     activatesAt: row.activatesAt,
     publishUntil: row.publishUntil,
     status: statusOf(row, now),
+    signedNothing: signedNothing(row),
   }));
 }
 
@@ -367,8 +373,7 @@ export async function retireSigningKey(prisma: Prisma, kid: string, options: { c
     throw new KeyError(`key ${kid} is current; run \`portcullis keys rotate${options.compromised ? ' --now' : ''}\` first`);
   }
   // Replaced while it waited (`keys rotate --now`): it signed nothing that could need it.
-  const signedNothing = key.rotatedAt !== null && key.rotatedAt.getTime() <= key.activatesAt.getTime();
-  if (!options.compromised && !signedNothing && key.publishUntil && key.publishUntil.getTime() > now) {
+  if (!options.compromised && !signedNothing(key) && key.publishUntil && key.publishUntil.getTime() > now) {
     throw new KeyError(
       `key ${kid} may still verify unexpired tokens until ${key.publishUntil.toISOString()}; retire it after that (or now with --compromised)`,
     );

@@ -6,7 +6,7 @@ import type { Config } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { SpaceWatch } from './disk-space.js';
 import { openEmbedded, type EmbeddedRole } from './embedded.js';
-import { migrate, type MigrationResult } from './migrations.js';
+import { migrate, type MigrateOptions, type MigrationResult } from './migrations.js';
 import { databaseTrouble } from './unavailable.js';
 
 export type Prisma = PrismaClient;
@@ -65,7 +65,7 @@ export interface Database {
    * happens to be executing, so the embedded database offers none (undefined).
    */
   subscribe(channel: string, subscriber: Subscriber): Promise<Subscription | undefined>;
-  migrate(): Promise<MigrationResult>;
+  migrate(options?: MigrateOptions): Promise<MigrationResult>;
   /**
    * Runs `work` while no other process runs its own `exclusively` on this
    * database (a PostgreSQL advisory lock): for what checks the database and
@@ -170,7 +170,7 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
       subscriptions.add(subscription);
       return subscription;
     },
-    migrate: () => migrate(connectionString),
+    migrate: (options) => migrate(connectionString, options),
     async exclusively(work) {
       if (database.kind !== 'postgres') return work();
       // A connection of its own holds the lock (a session lock, released by

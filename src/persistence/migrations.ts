@@ -42,8 +42,19 @@ export interface MigrationResult {
   unknown: string[];
 }
 
+export interface MigrateOptions {
+  /**
+   * Apply migrations only to a database that holds none yet, and refuse one
+   * an earlier release migrated (MigrationError): a CLI command's. Servers of
+   * that release may still run on it, and a change they do not expect is to
+   * come from `portcullis migrate` or a start of this release, which say
+   * what they applied, not from whatever command an operator tried first.
+   */
+  onlyNewDatabase?: boolean;
+}
+
 /** Brings the database to the newest migration. Safe to run from several instances at once. */
-export async function migrate(connectionString: string, dir = MIGRATIONS_DIR): Promise<MigrationResult> {
+export async function migrate(connectionString: string, options: MigrateOptions = {}, dir = MIGRATIONS_DIR): Promise<MigrationResult> {
   const migrations = await readMigrations(dir);
   const client = new pg.Client({ connectionString });
   await client.connect();
@@ -63,18 +74,31 @@ export async function migrate(connectionString: string, dir = MIGRATIONS_DIR): P
       'SELECT migration_name, checksum, finished_at FROM "_prisma_migrations" WHERE rolled_back_at IS NULL',
     );
     const recorded = new Map(rows.map((row) => [row.migration_name, row]));
-    const applied: string[] = [];
+    // What is recorded first: a database in a state to resolve by hand says so, whatever else is pending.
     for (const migration of migrations) {
       const record = recorded.get(migration.name);
-      if (record) {
-        if (!record.finished_at) {
-          throw new MigrationError(`migration ${migration.name} started but did not finish; resolve it before starting`);
-        }
-        if (record.checksum !== migration.checksum) {
-          throw new MigrationError(`migration ${migration.name} was changed after it was applied`);
-        }
-        continue;
+      if (record && !record.finished_at) {
+        // Never one of ours (each commits with its record, or leaves no
+        // trace): another tool's, `prisma migrate deploy` say, stopped midway.
+        throw new MigrationError(
+          `migration ${migration.name} was started by another tool and did not finish: undo what it did (prisma/migrations/${migration.name}/migration.sql), ` +
+            `mark it rolled back (UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE migration_name = '${migration.name}' AND finished_at IS NULL), then start again`,
+        );
       }
+      if (record && record.checksum !== migration.checksum) {
+        throw new MigrationError(`migration ${migration.name} was changed after it was applied`);
+      }
+    }
+    const pending = migrations.filter((migration) => !recorded.has(migration.name));
+    if (options.onlyNewDatabase && recorded.size > 0 && pending.length > 0) {
+      throw new MigrationError(
+        `the database is behind this release: ${pending.length} migration(s) not applied yet (${pending.map((migration) => migration.name).join(', ')}); ` +
+          'commands but `migrate` apply none to a database that holds some already, on which servers of an earlier release may run: ' +
+          "read this release's upgrade notes (README, Operating it), then run `portcullis migrate`, or start this release's server",
+      );
+    }
+    const applied: string[] = [];
+    for (const migration of pending) {
       // Each migration and its record commit together: a failure leaves no trace.
       await client.query('BEGIN');
       try {
@@ -87,7 +111,9 @@ export async function migrate(connectionString: string, dir = MIGRATIONS_DIR): P
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK');
-        throw new MigrationError(`migration ${migration.name} failed: ${(error as Error).message}`);
+        // Those applied before it stay applied (each its own transaction): named, as no log line will.
+        const before = applied.length > 0 ? ` (applied before it: ${applied.join(', ')})` : '';
+        throw new MigrationError(`migration ${migration.name} failed: ${(error as Error).message}${before}`);
       }
       applied.push(migration.name);
     }

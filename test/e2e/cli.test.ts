@@ -428,14 +428,23 @@ describe('portcullis client', () => {
 
   it.each([
     [['client', 'create', '--redirect-uri', REDIRECT_URI], 2, '--name is required'],
-    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--bogus'], 2, "Unknown option '--bogus'"],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--bogus'], 2, "unknown option '--bogus'"],
     // A command that takes no options reads its arguments loosely (ids may begin with "-"), yet names an option it does not take.
-    [['keys', 'retire', 'some-kid', '--now'], 2, "Unknown option '--now'"],
-    [['client', 'delete', 'some-client', '--name'], 2, "Unknown option '--name'"],
+    [['keys', 'retire', 'some-kid', '--now'], 2, "unknown option '--now'"],
+    [['client', 'delete', 'some-client', '--name'], 2, "unknown option '--name'"],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not-a-uri'], 1, 'is not an absolute URI'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://a.example/cb?a=1&b=%zz'], 1, 'starts no percent-encoding'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not a uri'], 1, 'must be a URI in printable ASCII, without spaces'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#frag'], 1, 'must not have a fragment'],
+    // URL parsing drops an empty fragment; the library refuses the address at every request.
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#'], 1, 'redirect URI "https://x.example/cb#" must not have a fragment'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', ''], 1, 'a redirect URI cannot be empty (to change a list of them, give the addresses to keep)'],
+    // Refused at every request (port 0: nothing listens there), so refused when registered.
+    [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'http://127.0.0.1:0/cb'], 1, 'redirect URI "http://127.0.0.1:0/cb" names port 0, on which nothing listens'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--post-logout-redirect-uri', 'http://localhost:0/'], 1, 'names port 0'],
+    // Compared exactly: an address as browsers read it, or the app sending that would be refused.
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'https:/app.example/cb'], 1, 'redirect URI "https:/app.example/cb" is not written as browsers read it: register https://app.example/cb'],
+    [['client', 'create', '--name', 'X', '--redirect-uri', 'HTTPS://App.example:443/a/../cb'], 1, 'register https://app.example/cb (return addresses are compared exactly)'],
     [['client', 'create', '--name', 'X', '--redirect-uri', REDIRECT_URI, '--grant-type', 'password'], 2, '--grant-type must be authorization_code, refresh_token, client_credentials or device_code, not "password"'],
     [['client', 'create', '--name', 'X'], 1, 'needs at least one --redirect-uri'],
     // Clients that could never get a token (an update may leave one so on purpose, not a creation).
@@ -492,6 +501,20 @@ describe('portcullis client', () => {
     noStackTrace(result.stderr);
     // A command's help is its own usage, not every command's.
     if (args.length === 3 && args[2] === '--help') expect(result.stdout).not.toContain('keys rotate');
+  });
+
+  it('takes web addresses written as browsers read them: an origin without its "/", a port, a query, an IPv6 loopback', async () => {
+    const created = await pc.cli([
+      'client', 'create', '--name', 'Written', '--json',
+      '--redirect-uri', 'https://app.example:8443/cb?tenant=a&x', '--redirect-uri', 'http://[::1]:8080/cb',
+      '--post-logout-redirect-uri', 'https://app.example', '--post-logout-redirect-uri', 'https://app.example?signed-out',
+    ]);
+    expect(created.code).toBe(0);
+    const client = JSON.parse(created.stdout) as { redirect_uris: string[]; post_logout_redirect_uris: string[] };
+    expect([client.redirect_uris, client.post_logout_redirect_uris]).toEqual([
+      ['https://app.example:8443/cb?tenant=a&x', 'http://[::1]:8080/cb'],
+      ['https://app.example', 'https://app.example?signed-out'],
+    ]);
   });
 
   it('--version prints the version of package.json, which the server\'s start-up line also names', async () => {
@@ -567,8 +590,14 @@ describe('portcullis client', () => {
     // Older than --since is left out.
     const recent = JSON.parse((await pc.cli(['audit', 'list', '--since', '0s', '--json'])).stdout) as unknown[];
     expect(recent).toEqual([]);
-    const bad = await pc.cli(['audit', 'list', '--limit', '0']);
-    expect([bad.code, bad.stderr.split('\n')[0]]).toEqual([2, 'portcullis: --limit must be a whole number from 1 to 10000']);
+    // A value the command refuses: one line and exit 1, as for a refused address (README, CLI).
+    for (const limit of ['0', '10001', '1e3', '0x10', '1.0', '+5', ' 5']) {
+      const bad = await pc.cli(['audit', 'list', '--limit', limit]);
+      expect([limit, bad.code, bad.stderr]).toEqual([limit, 1, 'portcullis: --limit must be a whole number from 1 to 10000, in decimal digits\n']);
+    }
+    const since = await pc.cli(['audit', 'list', '--since', 'abc']);
+    expect([since.code, since.stderr.split('\n').length]).toEqual([1, 2]);
+    expect(since.stderr).toMatch(/^portcullis: --since: /);
   });
 
   it('a value or an argument may begin with "-" (base64url ids, emails, names): each is read as what its place says', async () => {
@@ -1636,6 +1665,10 @@ describe('portcullis keys', () => {
     expect(emergency).toHaveLength(1);
     expect(emergency[0]!.kid).not.toBe(waiting.kid);
     expect(immediate.find((key) => key.kid === waiting.kid)!.status).toBe('published'); // it will never sign
+    const listed = (await pc.cli(['keys', 'list'])).stdout.split('\n');
+    expect(listed.find((line) => line.startsWith(waiting.kid))).toMatch(/^\S+ {2}ES256 +published {2}replaced before it signed \(may be retired now\); {2}published until \d{4}-/);
+    // Only the keys that waited: those they were to replace signed, and are listed without it.
+    expect(listed.filter((line) => line.includes('replaced before it signed'))).toHaveLength(scheduled.filter((key) => key.status === 'next').length);
 
     const signer = async () => decodeProtectedHeader((await logIn(new UserAgent(), rp, 'openid', lee)).tokens.id_token!).kid;
     await new Promise((resolve) => setTimeout(resolve, 1100)); // > KEY_REFRESH_INTERVAL
@@ -1899,6 +1932,62 @@ describe('without a running server', () => {
       const warning = second.log.find((line) => line.includes('the database holds migrations this release does not have'));
       expect(warning && JSON.parse(warning)).toMatchObject({ level: 'warn', migrations: ['29991231000000_from_the_future'] });
     } finally {
+      await database.drop();
+    }
+  });
+
+  it('a command on a database an earlier release migrated applies nothing and says what is pending; migrate applies it, recorded; a migration another tool left unfinished says how to resolve it', async () => {
+    const database = await freshDatabase();
+    const env = { ...TEST_ENV, ...database.env };
+    const first = await startPortcullis({}, database);
+    try {
+      const client = await first.createClient({ name: 'Before', redirectUris: [REDIRECT_URI] });
+      // As a release before the newest migration left the database.
+      const last = readdirSync('prisma/migrations').filter((name) => /^\d/.test(name)).sort().at(-1)!;
+      // Through the server's own connection, which it keeps (a CLI joins it on the embedded database); it migrates only at start.
+      const sql = (query: string) => first.server.services.database.prisma.$queryRawUnsafe(query);
+      await sql(`DELETE FROM "_prisma_migrations" WHERE migration_name = '${last}'`);
+      await sql('DROP TABLE "admin_events"');
+      for (const args of [['client', 'list', '--json'], ['client', 'update', client.client_id, '--name', 'After']]) {
+        const refused = await runCli(args, env);
+        expect([args, refused.code, refused.stdout]).toEqual([args, 1, '']);
+        expect(refused.stderr).toBe(
+          `portcullis: the database is behind this release: 1 migration(s) not applied yet (${last}); commands but \`migrate\` apply none to a database that holds some already, on which servers of an earlier release may run: ` +
+            "read this release's upgrade notes (README, Operating it), then run `portcullis migrate`, or start this release's server\n",
+        );
+      }
+      expect(await sql(`SELECT count(*)::int AS n FROM "_prisma_migrations" WHERE migration_name = '${last}'`)).toEqual([{ n: 0 }]);
+      const migrated = await runCli(['migrate'], env);
+      expect([migrated.code, migrated.stdout]).toEqual([0, `applied ${last}\ndatabase is up to date (${readdirSync('prisma/migrations').filter((name) => /^\d/.test(name)).length} migrations, 1 applied now)\n`]);
+      // No server logs what the CLI applied: the audit trail has it.
+      const audited = JSON.parse((await runCli(['audit', 'list', '--json'], env)).stdout) as { command: string; outcome: string }[];
+      expect(audited.map((event) => `${event.command} ${event.outcome}`)).toEqual(['migrate ok']);
+      expect((await runCli(['client', 'update', client.client_id, '--name', 'After'], env)).code).toBe(0);
+
+      // Left unfinished by another tool (each of ours commits with its record).
+      await sql(`UPDATE "_prisma_migrations" SET finished_at = NULL WHERE migration_name = '${last}'`);
+      const unfinished = await runCli(['migrate'], env);
+      expect(unfinished.code).toBe(1);
+      expect(unfinished.stderr).toBe(
+        `portcullis: migration ${last} was started by another tool and did not finish: undo what it did (prisma/migrations/${last}/migration.sql), ` +
+          `mark it rolled back (UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE migration_name = '${last}' AND finished_at IS NULL), then start again\n`,
+      );
+      // Done as it says, the migration applies again.
+      await sql('DROP TABLE "admin_events"');
+      await sql(`UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE migration_name = '${last}' AND finished_at IS NULL`);
+      expect((await runCli(['migrate'], env)).stdout).toContain(`applied ${last}\n`);
+
+      // One left unfinished before one pending: the first is what to resolve, for every command.
+      const previous = readdirSync('prisma/migrations').filter((name) => /^\d/.test(name)).sort().at(-2)!;
+      await sql(`UPDATE "_prisma_migrations" SET finished_at = NULL WHERE migration_name = '${previous}'`);
+      await sql(`DELETE FROM "_prisma_migrations" WHERE migration_name = '${last}'`);
+      await sql('DROP TABLE "admin_events"');
+      for (const args of [['migrate'], ['client', 'list']]) {
+        const refused = await runCli(args, env);
+        expect([args, refused.code, refused.stderr.split(':').slice(0, 2).join(':')]).toEqual([args, 1, `portcullis: migration ${previous} was started by another tool and did not finish`]);
+      }
+    } finally {
+      await first.close();
       await database.drop();
     }
   });
