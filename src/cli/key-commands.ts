@@ -21,12 +21,12 @@ function printKeys(keys: KeyInfo[], io: Io, asJson: boolean): void {
   }
   for (const key of keys) {
     // A key replaced while it waited is published as long as any, yet signed nothing: retire says so, and so does this.
-    const replaced = key.signedNothing && key.status === 'published' ? '  replaced before it signed (may be retired now);' : '';
+    const replaced = key.signedNothing && key.status === 'published' ? ' (replaced before it signed: may be retired now)' : '';
     const until =
       key.status === 'next'
         ? `  signs from ${key.activatesAt.toISOString()}`
         : key.publishUntil
-          ? `${replaced}  published until ${key.publishUntil.toISOString()}`
+          ? `  published until ${key.publishUntil.toISOString()}${replaced}`
           : '';
     io.out(`${key.kid}  ${key.alg.padEnd(6)}  ${key.status}${until}\n`);
   }

@@ -164,17 +164,19 @@ function checkUri(uri: string, what: string): string {
 }
 
 /**
- * A return address (redirect, post-logout) as `check` takes it, and, on the
- * web, written as browsers read it. They read one leniently ("https:/host",
- * "HTTPS://Host", a default port, "." and ".." segments, characters they
- * percent-encode), but an app's return address is compared with the
- * registered one as a string: an app that builds it with the URL parser, as
- * most do, would be refused with "unexpected return address".
+ * A return address (redirect, post-logout) as `check` takes it, written as
+ * browsers read it. They read one leniently ("https:/host", "HTTPS://Host", a
+ * default port, "." and ".." segments, characters they percent-encode; a
+ * private-use scheme in capitals, its "." and ".." segments), and so does
+ * the library when it sends the browser there, but an app's return address
+ * is compared with the registered one as a string: an app that builds it
+ * with the URL parser, as most do, would be refused with "unexpected return
+ * address".
  */
 function returnAddress(check: (uri: string, what: string) => string): (uri: string, what: string) => string {
   return (uri, what) => {
     const url = new URL(check(uri, what));
-    if (/^https?:$/.test(url.protocol) && !spelledAsRead(uri, url)) {
+    if (!spelledAsRead(uri, url)) {
       throw new ClientError(`${what} "${uri}" is not written as browsers read it: register ${url.href} (return addresses are compared exactly)`);
     }
     return uri;

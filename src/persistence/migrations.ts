@@ -42,6 +42,10 @@ export interface MigrationResult {
   unknown: string[];
 }
 
+const NOT_OURS =
+  "the database holds tables, or migrations, but none of Portcullis's: check DATABASE_URL (or DATA_DIR); Portcullis wants a database of its own, " +
+  'and only `portcullis migrate` or a server start would add its tables to this one';
+
 export interface MigrateOptions {
   /**
    * Apply migrations only to a database that holds none yet, and refuse one
@@ -60,6 +64,16 @@ export async function migrate(connectionString: string, options: MigrateOptions 
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [ADVISORY_LOCK_KEY]);
+    if (options.onlyNewDatabase) {
+      // "New" is empty: tables without a migration table are another
+      // application's (a DATABASE_URL pointing elsewhere), which a command
+      // such as `client list` must not fill with ours.
+      const { rows: found } = await client.query<{ recorded: boolean; tables: number }>(
+        `SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS recorded,
+                (SELECT count(*)::int FROM pg_tables WHERE schemaname = current_schema() AND tablename <> '_prisma_migrations') AS tables`,
+      );
+      if (!found[0]!.recorded && found[0]!.tables > 0) throw new MigrationError(NOT_OURS);
+    }
     await client.query(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
       "id" VARCHAR(36) PRIMARY KEY NOT NULL,
       "checksum" VARCHAR(64) NOT NULL,
@@ -90,6 +104,8 @@ export async function migrate(connectionString: string, options: MigrateOptions 
       }
     }
     const pending = migrations.filter((migration) => !recorded.has(migration.name));
+    // Another Prisma application's migrations, none of ours: not "behind", elsewhere.
+    if (options.onlyNewDatabase && recorded.size > 0 && pending.length === migrations.length) throw new MigrationError(NOT_OURS);
     if (options.onlyNewDatabase && recorded.size > 0 && pending.length > 0) {
       throw new MigrationError(
         `the database is behind this release: ${pending.length} migration(s) not applied yet (${pending.map((migration) => migration.name).join(', ')}); ` +

@@ -17,6 +17,7 @@ import { sha256 } from '../../src/persistence/hash.js';
 import { UserAgent } from '../support/user-agent.js';
 import { serveExampleApi } from '../support/example-api.js';
 import { createServer, type Server } from 'node:http';
+import pg from 'pg';
 
 let pc: TestPortcullis;
 
@@ -436,6 +437,8 @@ describe('portcullis client', () => {
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://a.example/cb?a=1&b=%zz'], 1, 'starts no percent-encoding'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'not a uri'], 1, 'must be a URI in printable ASCII, without spaces'],
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#frag'], 1, 'must not have a fragment'],
+    // The library sends the browser to a private-use scheme as parsed, too (lower case, segments resolved).
+    [['client', 'create', '--name', 'X', '--native', '--redirect-uri', 'COM.Example.App:/a/../cb'], 1, 'redirect URI "COM.Example.App:/a/../cb" is not written as browsers read it: register com.example.app:/cb'],
     // URL parsing drops an empty fragment; the library refuses the address at every request.
     [['client', 'create', '--name', 'X', '--redirect-uri', 'https://x.example/cb#'], 1, 'redirect URI "https://x.example/cb#" must not have a fragment'],
     [['client', 'create', '--name', 'X', '--redirect-uri', ''], 1, 'a redirect URI cannot be empty (to change a list of them, give the addresses to keep)'],
@@ -1666,7 +1669,7 @@ describe('portcullis keys', () => {
     expect(emergency[0]!.kid).not.toBe(waiting.kid);
     expect(immediate.find((key) => key.kid === waiting.kid)!.status).toBe('published'); // it will never sign
     const listed = (await pc.cli(['keys', 'list'])).stdout.split('\n');
-    expect(listed.find((line) => line.startsWith(waiting.kid))).toMatch(/^\S+ {2}ES256 +published {2}replaced before it signed \(may be retired now\); {2}published until \d{4}-/);
+    expect(listed.find((line) => line.startsWith(waiting.kid))).toMatch(/^\S+ {2}ES256 +published {2}published until \d{4}-\S+ \(replaced before it signed: may be retired now\)$/);
     // Only the keys that waited: those they were to replace signed, and are listed without it.
     expect(listed.filter((line) => line.includes('replaced before it signed'))).toHaveLength(scheduled.filter((key) => key.status === 'next').length);
 
@@ -1988,6 +1991,31 @@ describe('without a running server', () => {
       }
     } finally {
       await first.close();
+      await database.drop();
+    }
+  });
+
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a command on another application\'s database (tables, or only its own migrations) adds nothing to it', async () => {
+    const database = await freshDatabase();
+    const env = { ...TEST_ENV, ...database.env };
+    const other = new pg.Client({ connectionString: database.env.DATABASE_URL });
+    await other.connect();
+    try {
+      const tables = async () => (await other.query<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).rows.map((row) => row.tablename);
+      const notOurs = "portcullis: the database holds tables, or migrations, but none of Portcullis's: check DATABASE_URL (or DATA_DIR); Portcullis wants a database of its own, and only `portcullis migrate` or a server start would add its tables to this one\n";
+      await other.query('CREATE TABLE orders (id int PRIMARY KEY)');
+      const refused = await runCli(['client', 'list'], env);
+      expect([refused.code, refused.stdout, refused.stderr]).toEqual([1, '', notOurs]);
+      expect(await tables()).toEqual(['orders']);
+      // Another Prisma application's migrations only.
+      await other.query(`CREATE TABLE "_prisma_migrations" (id VARCHAR(36) PRIMARY KEY, checksum VARCHAR(64) NOT NULL, finished_at TIMESTAMPTZ, migration_name VARCHAR(255) NOT NULL,
+        logs TEXT, rolled_back_at TIMESTAMPTZ, started_at TIMESTAMPTZ NOT NULL DEFAULT now(), applied_steps_count INTEGER NOT NULL DEFAULT 0)`);
+      await other.query(`INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name) VALUES ('1', 'x', now(), '20200101000000_other_app_init')`);
+      const again = await runCli(['keys', 'list'], env);
+      expect([again.code, again.stderr]).toEqual([1, notOurs]);
+      expect(await tables()).toEqual(['_prisma_migrations', 'orders']);
+    } finally {
+      await other.end();
       await database.drop();
     }
   });
