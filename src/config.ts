@@ -86,6 +86,20 @@ function parsesAsConnectionString(url: string): boolean {
   return URL.canParse(url) || URL.canParse(url.replace(/@\//, '@localhost/'));
 }
 
+const databaseUrl = z
+  .string()
+  .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// connection string')
+  .refine(parsesAsConnectionString, 'is not a valid URL (check the port, and percent-encode special characters in the user name and password)')
+  // Prisma's own parameter, which the pg driver we connect with ignores:
+  // the tables would go to `public` while the operator believed otherwise.
+  .refine((url) => !/[?&]schema=/i.test(url), 'must not set schema= (Portcullis keeps its tables in the public schema: give it a database of its own)');
+
+/** What is wrong with `url` as a DATABASE_URL, or undefined (for the CLI's `copy --to`). */
+export function databaseUrlProblem(url: string): string | undefined {
+  const result = databaseUrl.safeParse(url);
+  return result.success ? undefined : result.error.issues[0]!.message;
+}
+
 /** What makes `value`, a URL, more or other than its origin (for the message). */
 function notOrigin(value: string, url: URL): string {
   if (url.username || url.password) return 'it holds credentials';
@@ -143,14 +157,7 @@ const fields = z.object({
       const problem = unshowable(value, 'it');
       if (problem) ctx.addIssue({ code: 'custom', message: problem });
     }),
-  DATABASE_URL: z
-    .string()
-    .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// connection string')
-    .refine(parsesAsConnectionString, 'is not a valid URL (check the port, and percent-encode special characters in the user name and password)')
-    // Prisma's own parameter, which the pg driver we connect with ignores:
-    // the tables would go to `public` while the operator believed otherwise.
-    .refine((url) => !/[?&]schema=/i.test(url), 'must not set schema= (Portcullis keeps its tables in the public schema: give it a database of its own)')
-    .optional(),
+  DATABASE_URL: databaseUrl.optional(),
   DATABASE_POOL_SIZE: integer(10, 1, 200),
   DATABASE_TIMEOUT: duration('20s', { max: 600 }),
   // One that names a file would fail later, on the key file or the database

@@ -1,12 +1,13 @@
-// Every `portcullis` command by its words, and the two that belong to no
-// domain of their own: `migrate` and `audit list`. Each command parses its
+// Every `portcullis` command by its words, and those that belong to no
+// domain of their own: `migrate`, `copy` and `audit list`. Each command parses its
 // options, calls a service, prints the result.
 import { listAdminEvents } from '../audit/admin-events.js';
-import { MAX_LIFETIME_SECONDS, parseDuration } from '../config.js';
+import { databaseUrlProblem, loadConfig, MAX_LIFETIME_SECONDS, parseDuration } from '../config.js';
 import { terminalSafe } from '../display-text.js';
+import { copyDatabase } from '../persistence/copy-database.js';
 import { MigrationError } from '../persistence/migrations.js';
 import { apiCreate, apiDelete, apiList, apiUpdate } from './api-commands.js';
-import { parse, RefusedOption } from './arguments.js';
+import { parse, RefusedOption, required } from './arguments.js';
 import { clientCreate, clientDelete, clientDisable, clientEnable, clientList, clientRotateSecret, clientShow, clientUpdate } from './client-commands.js';
 import { json, type Command } from './command.js';
 import { keysList, keysRetire, keysRotate } from './key-commands.js';
@@ -28,6 +29,38 @@ export const migrateCommand: Command = async (args, open, io) => {
     );
   }
   io.out(`database is up to date (${alreadyApplied + applied.length} migrations, ${applied.length} applied now)\n`);
+};
+
+export const copyCommand: Command = async (args, open, io) => {
+  const { values } = parse(args, { to: { type: 'string' }, json: { type: 'boolean' } });
+  const target = required(values.to, '--to');
+  const problem = databaseUrlProblem(target);
+  if (problem) throw new RefusedOption(`--to ${problem}`);
+  // The audit trail keeps the command as typed, and `ps` shows it to everyone on the machine.
+  if (new URL(target.replace(/@\//, '@localhost/')).password) {
+    throw new RefusedOption('--to must not hold a password (commands are recorded as typed, and others on this machine see them): give it in PGPASSWORD or ~/.pgpass');
+  }
+  // Before opening it: a CLI refuses to open a database it does not know (migrations.ts), with words about DATABASE_URL, not copying.
+  if (loadConfig().database.kind !== 'embedded') {
+    throw new RefusedOption('copy reads the embedded database (DATA_DIR), and DATABASE_URL is set: from one PostgreSQL server to another, use pg_dump and pg_restore');
+  }
+  const { config, database, migrations } = await open();
+  // Its server keeps writing (sessions, tokens) after the snapshot is read, and
+  // would lose those writes to the copy; it also shares its one session with
+  // us, so the snapshot's transaction would take in its statements.
+  if (database.joinedServer && config.database.kind === 'embedded') {
+    throw new RefusedOption(`a server is running on the embedded database in DATA_DIR (${config.database.dataDir}): stop it, then copy`);
+  }
+  if (migrations.unknown.length > 0) throw new MigrationError(`the embedded database was migrated by a newer release (${migrations.unknown.join(', ')}): copy with that release`);
+  const copied = await copyDatabase(database.connectionString, target, ({ table, rows }) => {
+    if (!values.json) io.out(`copied ${table}: ${rows} row(s)\n`);
+  });
+  const key = config.encryption.kind === 'env' ? 'the same ENCRYPTION_KEYS' : `ENCRYPTION_KEYS set to the content of ${config.encryption.path} (the key that sealed the copied keys)`;
+  if (values.json) return io.out(json({ copied: Object.fromEntries(copied.map(({ table, rows }) => [table, rows])), encryption_key: config.encryption.kind === 'env' ? 'ENCRYPTION_KEYS' : config.encryption.path }));
+  io.out(
+    `done: start the server with DATABASE_URL set to the new database and ${key}, on every instance; ` +
+      'sessions, consents, tokens and keys go on working there under the same ISSUER. The embedded database is left as it was: keep it until the new one serves\n',
+  );
 };
 
 export const auditList: Command = async (args, open, io) => {
@@ -87,4 +120,5 @@ export const COMMANDS: Record<string, Command> = {
   'keys retire': keysRetire,
   'audit list': auditList,
   migrate: migrateCommand,
+  copy: copyCommand,
 };

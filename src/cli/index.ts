@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, typoHint, type Config } from '../config.js';
 import { SealError } from '../keys/sealed-secrets.js';
 import { KeyError } from '../keys/signing-keys.js';
 import { MigrationError } from '../persistence/migrations.js';
+import { CopyError } from '../persistence/copy-database.js';
 import { DatabaseUnavailable } from '../persistence/database.js';
 import { EmbeddedDatabaseBusy } from '../persistence/embedded.js';
 import { openServices, type Services } from '../services.js';
@@ -17,7 +18,7 @@ import { USAGE, UsageError, usageOf } from './usage.js';
 import { VERSION } from '../version.js';
 import { terminalSafe } from '../display-text.js';
 
-const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, DatabaseUnavailable, EmbeddedDatabaseBusy, KeyError, MigrationError, RefusedOption, SealError];
+const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, CopyError, DatabaseUnavailable, EmbeddedDatabaseBusy, KeyError, MigrationError, RefusedOption, SealError];
 
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input');

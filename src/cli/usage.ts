@@ -64,6 +64,11 @@ Database
   migrate                 apply pending migrations (the server also does this at start; other
                           commands only on a new database); exit 1 when the database is ahead
                           of this release
+  copy --to postgresql://HOST/DATABASE [--json]
+                          copies everything the embedded database holds (clients, users, keys,
+                          sessions, consents, tokens, the audit trail) into a new PostgreSQL
+                          database, for a server to move there; its server must be stopped, and
+                          a password goes in PGPASSWORD or ~/.pgpass, not in --to
 
 Audit trail
   audit list [--since 30d] [--limit 100] [--json]

@@ -55,6 +55,10 @@ export interface Database {
    */
   sql: Sql;
   kind: Config['database']['kind'];
+  /** Where the pool connects, for a connection of one's own (a transaction spanning many statements: copy-database.ts). */
+  connectionString: string;
+  /** True for a CLI that joined a running server's embedded database (embedded.ts), rather than opening it itself. */
+  joinedServer: boolean;
   /** Whether statements above failed for want of disk space, until there is space again (for readiness). */
   space: SpaceWatch;
   /** The pool's connections now, and the statements waiting for one (for metrics). */
@@ -162,6 +166,8 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
     prisma,
     sql,
     kind: database.kind,
+    connectionString,
+    joinedServer: embedded?.owner === false,
     space,
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async subscribe(channel, subscriber) {
