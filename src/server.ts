@@ -22,6 +22,7 @@ import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { openServices, type Services } from './services.js';
 import { databaseTrouble } from './persistence/unavailable.js';
+import { encodingProblem } from './persistence/migrations.js';
 
 /** How long a start may wait for the database before it says so. */
 const START_WAIT_NOTICE_MS = 5_000;
@@ -205,7 +206,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());
     void sweep();
 
-    if (config.database.kind === 'postgres') await warnIfAutovacuumOff(services, logger);
+    if (config.database.kind === 'postgres') await warnOfDatabaseSettings(services, logger);
     const { database } = config;
     const earlier = database.kind === 'embedded' ? database.earlierDefault : undefined;
     if (database.kind === 'embedded' && earlier && existsSync(path.join(earlier, 'pgdata'))) {
@@ -262,19 +263,23 @@ export async function startServer(config: Config, logger: Logger = createLogger(
 }
 
 /**
- * provider_artifacts churns (every refresh consumes one row and writes two).
- * Without autovacuum its dead rows pile up and its statistics never appear;
- * the hot path is written to plan well without them, but the table still
- * bloats. Say so once, at start, where an operator looks.
+ * Settings of the PostgreSQL server an operator should change, said once, at
+ * start, where they look. provider_artifacts churns (every refresh consumes
+ * one row and writes two): without autovacuum its dead rows pile up and its
+ * statistics never appear; the hot path is written to plan well without
+ * them, but the table still bloats. A database not in UTF-8 (refused when new,
+ * migrations.ts) fails every request that stores a character it lacks.
  */
-async function warnIfAutovacuumOff(services: Services, logger: Logger): Promise<void> {
-  const { rows } = await services.database.sql.query<{ autovacuum: string }>(
-    { name: 'setting-autovacuum', text: "SELECT current_setting('autovacuum') AS autovacuum" },
+async function warnOfDatabaseSettings(services: Services, logger: Logger): Promise<void> {
+  const { rows } = await services.database.sql.query<{ autovacuum: string; encoding: string }>(
+    { name: 'settings-at-start', text: "SELECT current_setting('autovacuum') AS autovacuum, current_setting('server_encoding') AS encoding" },
     [],
   );
   if (rows[0]?.autovacuum === 'off') {
     logger.warn('autovacuum is off on the database server: expired and consumed token rows will bloat provider_artifacts; turn it on (autovacuum = on in postgresql.conf)');
   }
+  const encoding = rows[0] && encodingProblem(rows[0].encoding);
+  if (encoding) logger.warn(`the database ${encoding}, and move the data there (pg_dump, then pg_restore into it); until then such requests fail`);
 }
 
 /** The last line of a message that has several (Prisma's), or the message. */

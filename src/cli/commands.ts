@@ -5,6 +5,7 @@ import { listAdminEvents } from '../audit/admin-events.js';
 import { databaseUrlProblem, loadConfig, MAX_LIFETIME_SECONDS, parseDuration } from '../config.js';
 import { terminalSafe } from '../display-text.js';
 import { copyDatabase } from '../persistence/copy-database.js';
+import { embeddedDatabaseExists } from '../persistence/embedded.js';
 import { MigrationError } from '../persistence/migrations.js';
 import { apiCreate, apiDelete, apiList, apiUpdate } from './api-commands.js';
 import { parse, RefusedOption, required } from './arguments.js';
@@ -37,13 +38,18 @@ export const copyCommand: Command = async (args, open, io) => {
   const problem = databaseUrlProblem(target);
   if (problem) throw new RefusedOption(`--to ${problem}`);
   // The audit trail keeps the command as typed, and `ps` shows it to everyone on the machine.
-  if (new URL(target.replace(/@\//, '@localhost/')).password) {
+  // node-postgres takes a password from the query too (?password=), as from the user info.
+  const url = new URL(target.replace(/@\//, '@localhost/'));
+  if (url.password || url.searchParams.has('password')) {
     throw new RefusedOption('--to must not hold a password (commands are recorded as typed, and others on this machine see them): give it in PGPASSWORD or ~/.pgpass');
   }
   // Before opening it: a CLI refuses to open a database it does not know (migrations.ts), with words about DATABASE_URL, not copying.
-  if (loadConfig().database.kind !== 'embedded') {
+  const source = loadConfig().database;
+  if (source.kind !== 'embedded') {
     throw new RefusedOption('copy reads the embedded database (DATA_DIR), and DATABASE_URL is set: from one PostgreSQL server to another, use pg_dump and pg_restore');
   }
+  // Opening one that is not there would make it (and a key file), and copy a new, empty deployment.
+  if (!(await embeddedDatabaseExists(source.dataDir))) throw new RefusedOption(`DATA_DIR (${source.dataDir}) holds no embedded database: nothing to copy (check DATA_DIR)`);
   const { config, database, migrations } = await open();
   // Its server keeps writing (sessions, tokens) after the snapshot is read, and
   // would lose those writes to the copy; it also shares its one session with

@@ -7,9 +7,9 @@
 // Sealed keys and digests are copied as they are: the target needs the same
 // encryption key, and then every session, consent and token goes on working.
 import pg from 'pg';
-import { migrate, MigrationError } from './migrations.js';
+import { encodingProblem, migrateWithin } from './migrations.js';
 
-/** The copy cannot be made, or failed; the target is left without the copied rows. */
+/** The copy cannot be made, or failed; the target is left as it was. */
 export class CopyError extends Error {
   override name = 'CopyError';
 }
@@ -23,35 +23,44 @@ export interface CopiedTable {
 const BATCH = 500;
 
 /**
- * Copies every table of `source` (but the migration record, which the target's
- * own migration writes) into `target`, which must be new (prepareTarget). The source
- * is read in one snapshot; the target is written in one transaction, so a
- * failure leaves it with the schema and no rows. `onTable` hears of each
- * table once it is copied.
+ * Copies every table of `source` (but the migration record, which the
+ * target's own migrations write) into `target`, which must hold no table. The
+ * source is read in one snapshot, and the target is migrated and written in
+ * one transaction: a failure leaves it as it was, empty, to take the copy
+ * again. `onTable` hears of each table once it is copied (before the commit).
  */
 export async function copyDatabase(source: string, target: string, onTable: (copied: CopiedTable) => void = () => undefined): Promise<CopiedTable[]> {
   const to = new pg.Client({ connectionString: target });
+  const from = new pg.Client({ connectionString: source });
+  // A connection lost meanwhile (a failover, a terminated backend) fails the
+  // statement in flight; the client also emits 'error', which unheard would
+  // end the process with a stack trace instead of the message below.
+  for (const client of [to, from]) client.on('error', () => undefined);
   await to.connect().catch((error: Error) => {
     throw new CopyError(`cannot reach the database at --to: ${error.message}`);
   });
-  const from = new pg.Client({ connectionString: source });
+  let reading = false;
   try {
+    // Before anything is written: what the migrations would refuse as "not new".
+    const { rows: encoding } = await to.query<{ server_encoding: string }>('SHOW server_encoding');
+    const problem = encodingProblem(encoding[0]!.server_encoding);
+    if (problem) throw new CopyError(`the database at --to ${problem}`);
     await from.connect();
-    await prepareTarget(to, target);
-    const tables = await tablesInOrder(to);
-    const { rows: sourceTables } = await from.query<{ tablename: string }>(
-      `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> '_prisma_migrations'`,
-    );
-    const missing = sourceTables.map((row) => row.tablename).filter((name) => !tables.includes(name));
-    if (missing.length > 0) throw new CopyError(`the source database holds tables this release does not make (${missing.join(', ')}): copy with the release that made them`);
-
     // One snapshot of the source, so that rows written meanwhile (there
     // should be none: the caller makes sure no server writes) cannot leave a
     // token without its grant.
     await from.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    reading = true;
     await to.query('BEGIN');
-    const copied: CopiedTable[] = [];
     try {
+      await migrateWithin(to, () => refuseAnyTable(to));
+      const tables = await tablesInOrder(to);
+      const { rows: sourceTables } = await from.query<{ tablename: string }>(
+        `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> '_prisma_migrations'`,
+      );
+      const unknown = sourceTables.map((row) => row.tablename).filter((name) => !tables.includes(name));
+      if (unknown.length > 0) throw new CopyError(`the source database holds tables this release does not make (${unknown.join(', ')}): copy with the release that made them`);
+      const copied: CopiedTable[] = [];
       for (const table of tables) {
         const rows = await copyTable(from, to, table);
         copied.push({ table, rows });
@@ -59,47 +68,34 @@ export async function copyDatabase(source: string, target: string, onTable: (cop
       }
       await restartSequences(to);
       await to.query('COMMIT');
+      return copied;
     } catch (error) {
       await to.query('ROLLBACK').catch(() => undefined);
       if (error instanceof CopyError) throw error;
-      throw new CopyError(`the copy failed, and the database at --to holds no row of it (only the schema): ${(error as Error).message}`, { cause: error });
-    } finally {
-      await from.query('ROLLBACK').catch(() => undefined);
+      throw new CopyError(`the copy failed, and the database at --to is left as it was, empty: ${(error as Error).message}`, { cause: error });
     }
-    return copied;
   } finally {
+    // Ended explicitly: the embedded database's socket connections share its
+    // one session, which the audit record is written in next.
+    if (reading) await from.query('ROLLBACK').catch(() => undefined);
     await Promise.all([to.end().catch(() => undefined), from.end().catch(() => undefined)]);
   }
 }
 
 /**
- * Gives the target this release's schema. It must be new: no tables at all, or
- * only Portcullis's, migrated to this release and holding no row (a
- * `portcullis migrate` run on it first, or a copy that failed and left the
- * schema), so that nothing already there is mixed with what is copied.
+ * The target must be new: a table of any kind there would be another
+ * application's, or a Portcullis deployment's (its own keys, which the copied
+ * ones would join). Checked under the migration lock, so that two copies, or
+ * a copy and a server's first start, cannot both find it empty.
  */
-async function prepareTarget(to: pg.Client, target: string): Promise<void> {
-  const { rows } = await to.query<{ recorded: boolean; tables: string[] }>(
-    `SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS recorded,
-            coalesce((SELECT array_agg(tablename::text ORDER BY tablename) FROM pg_tables WHERE schemaname = current_schema()), '{}')::text[] AS tables`,
+async function refuseAnyTable(to: pg.Client): Promise<void> {
+  const { rows } = await to.query<{ tablename: string }>('SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename');
+  if (rows.length === 0) return;
+  const names = rows.map((row) => row.tablename);
+  throw new CopyError(
+    `the database at --to is not empty (it holds ${names.length} table(s): ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', …' : ''}): ` +
+      'give the copy a new database of its own (CREATE DATABASE), which nothing else uses',
   );
-  const { recorded, tables } = rows[0]!;
-  const notNew = (what: string) =>
-    new CopyError(`the database at --to ${what}: give the copy a new database of its own (CREATE DATABASE), which nothing is copied over`);
-  // Names, emails and the audit trail are Unicode: another encoding would refuse some row midway.
-  const { rows: encoding } = await to.query<{ server_encoding: string }>('SHOW server_encoding');
-  if (encoding[0]!.server_encoding !== 'UTF8') {
-    throw new CopyError(`the database at --to is encoded ${encoding[0]!.server_encoding}, which cannot hold every name and email: make it with CREATE DATABASE … ENCODING 'UTF8'`);
-  }
-  if (tables.length > 0 && !recorded) throw notNew(`holds ${tables.length} table(s) of another application (${tables.slice(0, 5).join(', ')}${tables.length > 5 ? ', …' : ''})`);
-  const migrated = await migrate(target, { onlyNewDatabase: true }).catch((error: unknown) => {
-    throw error instanceof MigrationError ? notNew(`is not new: ${error.message}`) : error;
-  });
-  if (migrated.unknown.length > 0) throw notNew(`was migrated by a newer release (${migrated.unknown.join(', ')})`);
-  for (const table of await tablesInOrder(to)) {
-    const { rows: any } = await to.query(`SELECT 1 FROM ${pg.escapeIdentifier(table)} LIMIT 1`);
-    if (any.length > 0) throw notNew(`already holds rows (in ${table})`);
-  }
 }
 
 /**

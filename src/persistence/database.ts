@@ -182,6 +182,8 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
       // A connection of its own holds the lock (a session lock, released by
       // unlocking or by the connection ending), while the work uses the pool.
       const holder = new pg.Client({ connectionString });
+      // Lost meanwhile, it releases the lock; the 'error' event it emits must not end the process.
+      holder.on('error', () => undefined);
       await holder.connect();
       try {
         await holder.query('SELECT pg_advisory_lock($1)', [EXCLUSIVE_LOCK]);

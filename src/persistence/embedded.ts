@@ -32,6 +32,14 @@ export interface EmbeddedDatabase {
   close(): Promise<void>;
 }
 
+/** Where PGlite keeps the database's files. */
+const dataPath = (dataDir: string) => path.join(dataDir, 'pgdata');
+
+/** Whether `dataDir` holds a database (PostgreSQL's PG_VERSION marks one), without opening, or making, it. */
+export async function embeddedDatabaseExists(dataDir: string): Promise<boolean> {
+  return (await stat(path.join(dataPath(dataDir), 'PG_VERSION')).catch(() => undefined))?.isFile() === true;
+}
+
 /** The embedded database is held by a process this one cannot share it with. */
 export class EmbeddedDatabaseBusy extends Error {
   override name = 'EmbeddedDatabaseBusy';
@@ -318,7 +326,7 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
     await rm(lockPath, { force: true });
   };
   try {
-    const pgdata = path.join(dataDir, 'pgdata');
+    const pgdata = dataPath(dataDir);
     // PGlite's file system error for this names neither the path nor the cause.
     if ((await stat(pgdata).catch(() => undefined))?.isDirectory() === false) throw new Error(`${pgdata} is not a directory`);
     db = await PGlite.create(pgdata);

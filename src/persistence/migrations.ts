@@ -46,6 +46,17 @@ const NOT_OURS =
   "the database holds tables, or migrations, but none of Portcullis's: check DATABASE_URL (or DATA_DIR); Portcullis wants a database of its own, " +
   'and only `portcullis migrate` or a server start would add its tables to this one';
 
+/**
+ * What is wrong with a database encoded `encoding` (its server_encoding), or
+ * undefined for UTF-8. Names, emails and request parameters (a `state`, a
+ * `nonce`) may hold any character; in another encoding the statement storing
+ * one it lacks fails, and the request with it (a 500, a CLI error).
+ */
+export function encodingProblem(encoding: string): string | undefined {
+  if (encoding === 'UTF8') return undefined;
+  return `is encoded ${encoding}, which cannot hold every name, email and request parameter Portcullis stores: make a database with CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0`;
+}
+
 export interface MigrateOptions {
   /**
    * Apply migrations only to a database that holds none yet, and refuse one
@@ -57,33 +68,65 @@ export interface MigrateOptions {
   onlyNewDatabase?: boolean;
 }
 
+/** Prisma's record of applied migrations, as `prisma migrate deploy` makes it. */
+const CREATE_RECORD_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+  "id" VARCHAR(36) PRIMARY KEY NOT NULL,
+  "checksum" VARCHAR(64) NOT NULL,
+  "finished_at" TIMESTAMPTZ,
+  "migration_name" VARCHAR(255) NOT NULL,
+  "logs" TEXT,
+  "rolled_back_at" TIMESTAMPTZ,
+  "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
+  "applied_steps_count" INTEGER NOT NULL DEFAULT 0
+)`;
+
+/** Runs one migration and records it, in whatever transaction `client` is in. */
+async function apply(client: pg.Client, migration: Migration): Promise<void> {
+  await client.query(migration.sql);
+  await client.query(
+    `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, applied_steps_count)
+     VALUES ($1, $2, now(), $3, 1)`,
+    [randomUUID(), migration.checksum, migration.name],
+  );
+}
+
+/**
+ * Gives a database that holds nothing every migration of this release, inside
+ * the transaction `client` holds, which its caller commits or rolls back whole
+ * (copy-database.ts). It takes the lock migrate() takes and holds it till
+ * then, so that a server or CLI started meanwhile waits for the outcome;
+ * `check` runs under the lock first (that the database is still empty).
+ */
+export async function migrateWithin(client: pg.Client, check: () => Promise<void>, dir = MIGRATIONS_DIR): Promise<void> {
+  await client.query('SELECT pg_advisory_xact_lock($1)', [ADVISORY_LOCK_KEY]);
+  await check();
+  await client.query(CREATE_RECORD_TABLE);
+  for (const migration of await readMigrations(dir)) await apply(client, migration);
+}
+
 /** Brings the database to the newest migration. Safe to run from several instances at once. */
 export async function migrate(connectionString: string, options: MigrateOptions = {}, dir = MIGRATIONS_DIR): Promise<MigrationResult> {
   const migrations = await readMigrations(dir);
   const client = new pg.Client({ connectionString });
+  // A connection lost meanwhile fails the statement in flight, which says so;
+  // the 'error' event it also emits would, unheard, end the process.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [ADVISORY_LOCK_KEY]);
-    if (options.onlyNewDatabase) {
-      // "New" is empty: tables without a migration table are another
-      // application's (a DATABASE_URL pointing elsewhere), which a command
-      // such as `client list` must not fill with ours.
-      const { rows: found } = await client.query<{ recorded: boolean; tables: number }>(
-        `SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS recorded,
-                (SELECT count(*)::int FROM pg_tables WHERE schemaname = current_schema() AND tablename <> '_prisma_migrations') AS tables`,
-      );
-      if (!found[0]!.recorded && found[0]!.tables > 0) throw new MigrationError(NOT_OURS);
-    }
-    await client.query(`CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
-      "id" VARCHAR(36) PRIMARY KEY NOT NULL,
-      "checksum" VARCHAR(64) NOT NULL,
-      "finished_at" TIMESTAMPTZ,
-      "migration_name" VARCHAR(255) NOT NULL,
-      "logs" TEXT,
-      "rolled_back_at" TIMESTAMPTZ,
-      "started_at" TIMESTAMPTZ NOT NULL DEFAULT now(),
-      "applied_steps_count" INTEGER NOT NULL DEFAULT 0
-    )`);
+    const { rows: found } = await client.query<{ recorded: boolean; tables: number; encoding: string }>(
+      `SELECT to_regclass('"_prisma_migrations"') IS NOT NULL AS recorded,
+              (SELECT count(*)::int FROM pg_tables WHERE schemaname = current_schema() AND tablename <> '_prisma_migrations') AS tables,
+              current_setting('server_encoding') AS encoding`,
+    );
+    // "New" is empty: tables without a migration table are another
+    // application's (a DATABASE_URL pointing elsewhere), which a command such
+    // as `client list` must not fill with ours.
+    if (options.onlyNewDatabase && !found[0]!.recorded && found[0]!.tables > 0) throw new MigrationError(NOT_OURS);
+    // Refused before it holds anything; one that already does is warned of at every start (server.ts).
+    const encoding = encodingProblem(found[0]!.encoding);
+    if (!found[0]!.recorded && encoding) throw new MigrationError(`the database ${encoding}`);
+    await client.query(CREATE_RECORD_TABLE);
     const { rows } = await client.query<{ migration_name: string; checksum: string; finished_at: Date | null }>(
       'SELECT migration_name, checksum, finished_at FROM "_prisma_migrations" WHERE rolled_back_at IS NULL',
     );
@@ -118,12 +161,7 @@ export async function migrate(connectionString: string, options: MigrateOptions 
       // Each migration and its record commit together: a failure leaves no trace.
       await client.query('BEGIN');
       try {
-        await client.query(migration.sql);
-        await client.query(
-          `INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name, applied_steps_count)
-           VALUES ($1, $2, now(), $3, 1)`,
-          [randomUUID(), migration.checksum, migration.name],
-        );
+        await apply(client, migration);
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK');

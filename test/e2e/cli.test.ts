@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase } from '../support/database.js';
+import { freshDatabase, SERVER_URL } from '../support/database.js';
 import { embedded } from '../support/locks.js';
 import { freePort, runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
 import * as oidc from 'openid-client';
@@ -2016,6 +2016,41 @@ describe('without a running server', () => {
       expect(await tables()).toEqual(['_prisma_migrations', 'orders']);
     } finally {
       await other.end();
+      await database.drop();
+    }
+  });
+
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a new database not encoded in UTF-8 is refused by migrate, other commands and the server; one an earlier release migrated is warned of', async () => {
+    const database = await freshDatabase();
+    const name = new URL(database.env.DATABASE_URL!).pathname.slice(1);
+    const admin = new pg.Client({ connectionString: SERVER_URL });
+    await admin.connect();
+    try {
+      await admin.query(`DROP DATABASE ${name}`);
+      await admin.query(`CREATE DATABASE ${name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+      const env = { ...TEST_ENV, ...database.env };
+      const refusal =
+        "portcullis: the database is encoded LATIN1, which cannot hold every name, email and request parameter Portcullis stores: make a database with CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0\n";
+      for (const args of [['migrate'], ['client', 'list']]) {
+        const refused = await runCli(args, env);
+        expect([args, refused.code, refused.stdout, refused.stderr]).toEqual([args, 1, '', refusal]);
+      }
+      await expect(startPortcullis({}, database)).rejects.toThrow('the database is encoded LATIN1');
+      const inside = new pg.Client({ connectionString: database.env.DATABASE_URL });
+      await inside.connect();
+      try {
+        expect((await inside.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).rows).toEqual([]);
+        // As an earlier release left it: its migration record there, so the start goes on, and warns.
+        await inside.query(`CREATE TABLE "_prisma_migrations" (id VARCHAR(36) PRIMARY KEY, checksum VARCHAR(64) NOT NULL, finished_at TIMESTAMPTZ, migration_name VARCHAR(255) NOT NULL,
+          logs TEXT, rolled_back_at TIMESTAMPTZ, started_at TIMESTAMPTZ NOT NULL DEFAULT now(), applied_steps_count INTEGER NOT NULL DEFAULT 0)`);
+      } finally {
+        await inside.end();
+      }
+      const started = await startPortcullis({}, database);
+      await started.close();
+      expect(started.log.filter((line) => line.includes('the database is encoded LATIN1')).map((line) => JSON.parse(line).level)).toEqual(['warn']);
+    } finally {
+      await admin.end();
       await database.drop();
     }
   });

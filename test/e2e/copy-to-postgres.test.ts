@@ -1,7 +1,7 @@
 // Leaving the embedded database: `portcullis copy --to` puts everything it
 // holds into a new PostgreSQL database, and a server started there carries on
 // where the embedded one stopped (the same people signed in, tokens, keys).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as oidc from 'openid-client';
 import pg from 'pg';
@@ -126,7 +126,7 @@ describe.runIf(embedded)('portcullis copy --to', () => {
     expect(moved.errors).toEqual([]);
   });
 
-  it('refuses a database that is not new, a password in --to, and DATABASE_URL; a non-UTF-8 one; a copy that fails leaves no row, and the same database takes it again', async () => {
+  it('refuses a database that is not new, a password in --to, and DATABASE_URL; a non-UTF-8 one, a mistyped DATA_DIR; a copy that fails leaves the database empty, and it takes the copy again; two at once', async () => {
     const source: TestPortcullis = await startPortcullis();
     cleanup.push(() => source.database.drop());
     await source.createUser('ada@example.com', 'correct horse battery staple');
@@ -138,7 +138,9 @@ describe.runIf(embedded)('portcullis copy --to', () => {
     await withConnection(foreign, (connection) => connection.query('CREATE TABLE invoices (id int PRIMARY KEY); INSERT INTO invoices VALUES (1)'));
     const intoForeign = await runCli(['copy', '--to', foreign], env);
     expect(intoForeign.code).toBe(1);
-    expect(intoForeign.stderr).toContain('holds 1 table(s) of another application (invoices)');
+    expect(intoForeign.stderr).toBe(
+      'portcullis: the database at --to is not empty (it holds 1 table(s): invoices): give the copy a new database of its own (CREATE DATABASE), which nothing else uses\n',
+    );
     expect(await tablesOf(foreign)).toEqual(['invoices']);
 
     const withPassword = new URL(foreign);
@@ -147,6 +149,16 @@ describe.runIf(embedded)('portcullis copy --to', () => {
     expect(passwordGiven.code).toBe(1);
     expect(passwordGiven.stderr).toContain('--to must not hold a password');
     expect(passwordGiven.stderr).not.toContain('secret');
+    // node-postgres reads one from the query too.
+    const inQuery = await runCli(['copy', '--to', `${foreign}?password=secret`], env);
+    expect([inQuery.code, inQuery.stderr]).toEqual([1, expect.stringContaining('--to must not hold a password')]);
+    expect(inQuery.stderr).not.toContain('secret');
+
+    // A mistyped DATA_DIR: nothing to copy, and no new database made there.
+    const nowhere = path.join(source.env.DATA_DIR!, 'typo');
+    const noSource = await runCli(['copy', '--to', foreign], { ...env, DATA_DIR: nowhere });
+    expect([noSource.code, noSource.stderr]).toEqual([1, `portcullis: DATA_DIR (${nowhere}) holds no embedded database: nothing to copy (check DATA_DIR)\n`]);
+    expect(existsSync(nowhere)).toBe(false);
 
     const notPostgres = await runCli(['copy', '--to', 'mysql://localhost/x'], env);
     expect(notPostgres.code).toBe(1);
@@ -168,31 +180,47 @@ describe.runIf(embedded)('portcullis copy --to', () => {
     });
     const intoLatin1 = await runCli(['copy', '--to', latin1], env);
     expect(intoLatin1.code).toBe(1);
-    expect(intoLatin1.stderr).toContain("the database at --to is encoded LATIN1, which cannot hold every name and email: make it with CREATE DATABASE … ENCODING 'UTF8'");
+    expect(intoLatin1.stderr).toContain("the database at --to is encoded LATIN1, which cannot hold every name, email and request parameter Portcullis stores: make a database with CREATE DATABASE … ENCODING 'UTF8'");
     expect(await tablesOf(latin1)).toEqual([]);
 
-    // A copy that fails midway (here a trigger refuses the users) leaves the schema and no row, and the
-    // same database takes the copy once the cause is gone. The schema is made as a failed copy leaves it.
+    // A copy that fails midway (here a trigger refuses the users, made as the migrations make
+    // the table) leaves the database as it was, empty, and it takes the copy once the cause is gone.
     const target = await newTarget();
-    expect((await runCli(['migrate'], { ...env, DATABASE_URL: target })).code).toBe(0);
-    await withConnection(target, async (connection) => {
-      await connection.query('DELETE FROM signing_keys; DELETE FROM cookie_keys; DELETE FROM admin_events');
-      await connection.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no users today'; END $$;
-                              CREATE TRIGGER refuse BEFORE INSERT ON users FOR EACH STATEMENT EXECUTE FUNCTION refuse()`);
-    });
+    await withConnection(target, (connection) =>
+      connection.query(`
+        CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no users today'; END $$;
+        CREATE FUNCTION arm() RETURNS event_trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() WHERE command_tag = 'CREATE TABLE' AND object_identity = 'public.users') THEN
+            CREATE TRIGGER refuse BEFORE INSERT ON public.users FOR EACH STATEMENT EXECUTE FUNCTION refuse();
+          END IF;
+        END $$;
+        CREATE EVENT TRIGGER arm ON ddl_command_end EXECUTE FUNCTION arm()`),
+    );
     const failed = await runCli(['copy', '--to', target], env);
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toBe('portcullis: the copy failed, and the database at --to holds no row of it (only the schema): no users today\n');
+    expect(failed.stderr).toBe('portcullis: the copy failed, and the database at --to is left as it was, empty: no users today\n');
     expect(failed.stdout).toMatch(/^copied clients: \d+ row\(s\)$/m); // clients went in before users failed
-    const afterFailure = await withConnection(target, everyRow);
-    expect(Object.keys(afterFailure).length).toBeGreaterThanOrEqual(9);
-    expect(Object.values(afterFailure).flat()).toEqual([]);
-    await withConnection(target, (connection) => connection.query('DROP TRIGGER refuse ON users'));
+    expect(await tablesOf(target)).toEqual([]);
+    await withConnection(target, (connection) => connection.query('DROP EVENT TRIGGER arm'));
     const copied = await runCli(['copy', '--to', target, '--json'], env);
     expect(copied.stderr).toBe('');
     expect(JSON.parse(copied.stdout)).toMatchObject({ copied: { users: 1, passwords: 1 }, encryption_key: path.join(source.env.DATA_DIR!, 'encryption.key') });
     const twice = await runCli(['copy', '--to', target], env);
     expect(twice.code).toBe(1);
-    expect(twice.stderr).toMatch(/the database at --to already holds rows \(in \w+\)/);
+    expect(twice.stderr).toMatch(/^portcullis: the database at --to is not empty \(it holds 10 table\(s\): _prisma_migrations, admin_events, apis, clients, cookie_keys, …\)/);
+
+    // Two copies at once into one new database (two sources): one copies, the other finds it taken.
+    const other: TestPortcullis = await startPortcullis();
+    cleanup.push(() => other.database.drop());
+    await other.server.close();
+    const shared = await newTarget();
+    const both = await Promise.all([runCli(['copy', '--to', shared], env), runCli(['copy', '--to', shared], { ...other.env })]);
+    expect(both.map((result) => result.code).sort()).toEqual([0, 1]);
+    expect(both.find((result) => result.code === 1)!.stderr).toContain('the database at --to is not empty');
+    const keys = await withConnection(shared, async (connection) => (await connection.query('SELECT count(*)::int AS n FROM signing_keys')).rows[0].n);
+    const winner = both[0]!.code === 0 ? env : other.env;
+    const winnerKeys = JSON.parse((await runCli(['keys', 'list', '--json'], winner)).stdout) as unknown[];
+    expect(keys).toBe(winnerKeys.length);
   });
 });
