@@ -202,6 +202,14 @@ describe.runIf(embedded)('portcullis copy --to', () => {
     expect(failed.stderr).toBe('portcullis: the copy failed, and the database at --to is left as it was, empty: no users today\n');
     expect(failed.stdout).toMatch(/^copied clients: \d+ row\(s\)$/m); // clients went in before users failed
     expect(await tablesOf(target)).toEqual([]);
+    // The connection lost at the same point (its backend ends itself): the same one line, no stack trace.
+    await withConnection(target, (connection) =>
+      connection.query(`CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$`),
+    );
+    const lost = await runCli(['copy', '--to', target], env);
+    expect(lost.code).toBe(1);
+    expect(lost.stderr).toMatch(/^portcullis: the copy failed, and the database at --to is left as it was, empty: [^\n]+\n$/);
+    expect(await tablesOf(target)).toEqual([]);
     await withConnection(target, (connection) => connection.query('DROP EVENT TRIGGER arm'));
     const copied = await runCli(['copy', '--to', target, '--json'], env);
     expect(copied.stderr).toBe('');
