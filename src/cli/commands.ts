@@ -54,9 +54,7 @@ export const copyCommand: Command = async (args, open, io) => {
   // Its server keeps writing (sessions, tokens) after the snapshot is read, and
   // would lose those writes to the copy; it also shares its one session with
   // us, so the snapshot's transaction would take in its statements.
-  if (database.joinedServer && config.database.kind === 'embedded') {
-    throw new RefusedOption(`a server is running on the embedded database in DATA_DIR (${config.database.dataDir}): stop it, then copy`);
-  }
+  if (database.joinedServer) throw new RefusedOption(`a server is running on the embedded database in DATA_DIR (${source.dataDir}): stop it, then copy`);
   if (migrations.unknown.length > 0) throw new MigrationError(`the embedded database was migrated by a newer release (${migrations.unknown.join(', ')}): copy with that release`);
   const copied = await copyDatabase(database.connectionString, target, ({ table, rows }) => {
     if (!values.json) io.out(`copied ${table}: ${rows} row(s)\n`);
