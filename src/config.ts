@@ -298,6 +298,11 @@ export const NOT_AN_ADDRESS_HERE = new Set(['ENOTFOUND', 'EADDRNOTAVAIL', 'EAI_N
  */
 const DEFAULT_DATA_DIR = fileURLToPath(new URL('../data', import.meta.url));
 
+/** A Unix socket's path, in bytes, on Linux (sun_path, less its terminating NUL). */
+const MAX_SOCKET_PATH_BYTES = 107;
+/** DATA_DIR and the longest socket the embedded database makes in it, `/.s.PGSQL.<pid>` (pids reach 7 digits). */
+const MAX_DATA_DIR_BYTES = MAX_SOCKET_PATH_BYTES - '/.s.PGSQL.4194304'.length;
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // A variable set to nothing (`PORT=` in a compose file, or blanks) counts as
   // unset, not as 0 or "". Blanks around any value are dropped, paths and
@@ -311,6 +316,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`invalid configuration:\n${problems}`, mistyped);
   }
   const e = result.data;
+  const dataDir = path.resolve(e.DATA_DIR ?? DEFAULT_DATA_DIR);
+  if (!e.DATABASE_URL && Buffer.byteLength(dataDir) > MAX_DATA_DIR_BYTES) {
+    // The socket's path would be cut short without a word (bound under another
+    // name, which the next start then finds in its way).
+    throw new ConfigError(
+      `invalid configuration:\n  DATA_DIR: ${dataDir} is ${Buffer.byteLength(dataDir)} bytes long, more than the ${MAX_DATA_DIR_BYTES} the embedded database allows ` +
+        `(the Unix socket inside it must fit in ${MAX_SOCKET_PATH_BYTES}): choose a shorter path${e.DATA_DIR === undefined ? ' with DATA_DIR' : ''}`,
+      mistyped,
+    );
+  }
   const issuer = (e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
   return {
     port: e.PORT,
@@ -321,7 +336,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ? { kind: 'postgres', url: e.DATABASE_URL, poolSize: e.DATABASE_POOL_SIZE, timeout: e.DATABASE_TIMEOUT }
       : {
           kind: 'embedded',
-          dataDir: path.resolve(e.DATA_DIR ?? DEFAULT_DATA_DIR),
+          dataDir,
           ...(e.DATA_DIR === undefined && path.resolve('data') !== path.resolve(DEFAULT_DATA_DIR) ? { earlierDefault: path.resolve('data') } : {}),
           timeout: e.DATABASE_TIMEOUT,
         },

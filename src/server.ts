@@ -217,6 +217,13 @@ export async function startServer(config: Config, logger: Logger = createLogger(
         found: earlier,
       });
     }
+    if (database.kind === 'embedded') {
+      // PGlite runs PostgreSQL with fsync off: a kill -9 loses nothing (the
+      // operating system's cache has every write), a power loss may.
+      logger.warn('the embedded database does not flush its writes to disk: a power loss or a crash of the machine may lose the last of them or corrupt it; in production use PostgreSQL (DATABASE_URL; `portcullis copy --to` moves this one there)', {
+        dataDir: database.dataDir,
+      });
+    }
     if (services.migrations.applied.length > 0) {
       // An upgrade's trace: which schema changes this start made, on a database that held how many.
       logger.info('database migrated', { applied: services.migrations.applied, before: services.migrations.alreadyApplied });

@@ -40,7 +40,8 @@ const deferred = new WeakMap<object, Array<() => Promise<unknown>>>();
  * that response is a success: a token request that fails (an unknown
  * `resource`, say, checked after the code or refresh token was consumed)
  * changes nothing, and the client may try again. A successful response still
- * waits for its saves, so nothing is acknowledged before it is durable, and
+ * waits for its saves, so nothing is acknowledged before it is committed
+ * (durable on PostgreSQL; the embedded database does not flush, README), and
  * a request's saves go out together, in the order they were made: one batch
  * and one commit (persistence/batcher.ts). False outside a provider request:
  * the caller must save and wait itself.

@@ -2401,6 +2401,8 @@ describe('without a running server', () => {
     [{ PORT: '0x1', ISSUER: 'http://localhost:3000 ', DATABASE_URL: ' postgresql://127.0.0.1:5432/x\n' }, ['PORT'], ['ISSUER', 'DATABASE_URL']],
     // A file where the embedded database's directory should be (the key file's message named neither).
     [{ DATA_DIR: 'package.json' }, ['DATA_DIR: names a file, not a directory'], ['encryption']],
+    // Its socket's path would be cut short (to 107 bytes), and the next start find it in its way (EADDRINUSE).
+    [{ DATA_DIR: `/tmp/${'d'.repeat(86)}` }, [`DATA_DIR: /tmp/${'d'.repeat(86)} is 91 bytes long, more than the 90 the embedded database allows`], ['EADDRINUSE']],
     [{ LOG_LEVEL: 'loud', SIGNING_ALG: 'HS256' }, ['LOG_LEVEL: must be one of debug, info, warn, error, silent', 'SIGNING_ALG: must be one of ES256, EdDSA, RS256'], []],
   ])('the server refuses to start on bad configuration, naming the variable (%j)', async (env, named, notNamed) => {
     const result = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
