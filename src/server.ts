@@ -20,8 +20,8 @@ import { SIGNING_KEY_CHANGES_CHANNEL } from './keys/key-changes.js';
 import { sweepExpired } from './provider/artifacts.js';
 import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
-import { openServices, type Services } from './services.js';
-import { databaseTrouble } from './persistence/unavailable.js';
+import { closeWithin, openServices, type Services } from './services.js';
+import { databaseTrouble, lastLine } from './persistence/unavailable.js';
 import { encodingProblem } from './persistence/migrations.js';
 
 /** How long a start may wait for the database before it says so. */
@@ -102,11 +102,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       // PostgreSQL's pool only: the embedded database lives in this process,
       // and its close (a checkpoint) is work to finish, not an answer to wait for.
       if (config.database.kind === 'embedded') return services.close();
-      let timer: NodeJS.Timeout | undefined;
-      const gaveUp = await Promise.race([
-        services.close().then(() => false),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), DATABASE_CLOSE_MS))),
-      ]).finally(() => clearTimeout(timer));
+      const gaveUp = await closeWithin(services, DATABASE_CLOSE_MS);
       if (gaveUp) logger.warn('the database did not close in time; exiting without waiting for it', { waitedMs: DATABASE_CLOSE_MS });
     })());
   try {
@@ -287,9 +283,4 @@ async function warnOfDatabaseSettings(services: Services, logger: Logger): Promi
   }
   const encoding = rows[0] && encodingProblem(rows[0].encoding);
   if (encoding) logger.warn(`the database ${encoding}, and move the data there (pg_dump, then pg_restore into it); until then such requests fail`);
-}
-
-/** The last line of a message that has several (Prisma's), or the message. */
-function lastLine(message: string): string {
-  return message.trim().split('\n').pop()!.trim();
 }

@@ -105,6 +105,20 @@ export async function openServices(config: Config, role: EmbeddedRole, migrating
 }
 
 /**
+ * Closes the services, or gives up after `ms` (true then): a PostgreSQL pool
+ * waits for the connections it lent, and one whose connection died in a
+ * transaction may never be given back. Not for the embedded database a
+ * process holds itself, whose close (a checkpoint) is work to finish.
+ */
+export async function closeWithin(services: Services, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    services.close().then(() => false),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), ms))),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
  * Whether the database holds no secret sealed with an encryption key, so that
  * a new key may be made. Keys that versions before sealing stored in the plain
  * do not count: the first start with a key seals them where they are.

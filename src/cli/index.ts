@@ -10,7 +10,8 @@ import { MigrationError } from '../persistence/migrations.js';
 import { CopyError } from '../persistence/copy-database.js';
 import { DatabaseUnavailable } from '../persistence/database.js';
 import { EmbeddedDatabaseBusy } from '../persistence/embedded.js';
-import { openServices, type Services } from '../services.js';
+import { databaseTrouble, lastLine } from '../persistence/unavailable.js';
+import { closeWithin, openServices, type Services } from '../services.js';
 import { recordAdminEvent } from '../audit/admin-events.js';
 import { RefusedOption } from './arguments.js';
 import { COMMANDS, READ_ONLY_COMMANDS, type Io } from './commands.js';
@@ -82,12 +83,27 @@ export async function run(argv: string[], io: Io): Promise<number> {
       if (error instanceof ConfigError) for (const typo of error.mistyped) process.stderr.write(`portcullis: ${typoHint(typo)}\n`);
       return 1;
     }
-    process.stderr.write(`portcullis: unexpected error: ${terminalSafe((error as Error)?.message ?? String(error))}\n`);
+    const message = (error as Error)?.message ?? String(error);
+    const trouble = databaseTrouble(error);
+    if (trouble) {
+      // The database went away under the command (a server holding the embedded one stopped, a failover):
+      // Prisma's several lines, of which the last is the database's own words.
+      const again = trouble === 'unreachable' ? ': run the command again once it answers (one that changes several things may have done some of them)' : '';
+      process.stderr.write(`portcullis: the database is ${trouble} (${terminalSafe(lastLine(message))})${again}\n`);
+      return 1;
+    }
+    process.stderr.write(`portcullis: unexpected error: ${terminalSafe(message)}\n`);
     return 1;
   } finally {
-    await services?.close();
+    // The embedded database this process holds is closed whatever it takes; a connection elsewhere (PostgreSQL,
+    // a server's socket) that died midway could hold the close for ever, and the process would end without its exit code.
+    if (services?.database.kind === 'embedded' && !services.database.joinedServer) await services.close();
+    else if (services) await closeWithin(services, CLOSE_MS);
   }
 }
+
+/** How long a command waits for its database connections to close. */
+const CLOSE_MS = 5_000;
 
 /**
  * Records how a command that may change something ended (`portcullis audit
@@ -98,7 +114,7 @@ async function audit(services: Services, name: string, args: string[], outcome: 
   try {
     await recordAdminEvent(services.database.prisma, name, args, outcome);
   } catch (error) {
-    process.stderr.write(`portcullis: the audit trail could not record this command: ${terminalSafe((error as Error).message)}\n`);
+    process.stderr.write(`portcullis: the audit trail could not record this command: ${terminalSafe(lastLine((error as Error).message))}\n`);
   }
 }
 

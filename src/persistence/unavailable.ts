@@ -85,3 +85,8 @@ export function databaseTrouble(error: unknown): DatabaseTrouble | undefined {
   }
   return undefined;
 }
+
+/** The last line of a message that has several (Prisma's: the invocation, then the database's words), or the message. */
+export function lastLine(message: string): string {
+  return message.trim().split('\n').pop()!.trim();
+}

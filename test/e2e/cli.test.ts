@@ -2055,6 +2055,29 @@ describe('without a running server', () => {
     }
   });
 
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a command whose database connection is lost midway says so in one line', async () => {
+    const database = await freshDatabase();
+    const env = { ...TEST_ENV, ...database.env };
+    try {
+      expect((await runCli(['user', 'list'], env)).code).toBe(0); // makes the schema
+      const inside = new pg.Client({ connectionString: database.env.DATABASE_URL });
+      await inside.connect();
+      // As a failover or a stopped server would: the backend ends while the user goes in.
+      await inside.query(`CREATE FUNCTION vanish() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$;
+                          CREATE TRIGGER vanish BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION vanish()`);
+      await inside.end();
+      const lost = await runCli(['user', 'create', '--email', 'ada@example.com', '--password-stdin'], env, 'a long enough password\n');
+      expect(lost.code).toBe(1);
+      const lines = lost.stderr.trimEnd().split('\n');
+      expect(lines[0]).toMatch(/^portcullis: the database is unreachable \([^\n]+\): run the command again once it answers/);
+      // Its audit record could not be written either: one line too.
+      expect(lines.slice(1).every((line) => /^portcullis: the audit trail could not record this command: [^\n]+$/.test(line))).toBe(true);
+      noStackTrace(lost.stderr);
+    } finally {
+      await database.drop();
+    }
+  });
+
   it('the CLI creates the database, and the server started later serves what it made', async () => {
     const database = await freshDatabase();
     const keyDir = mkdtempSync(path.join(os.tmpdir(), 'pc-key-'));
