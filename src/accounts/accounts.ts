@@ -463,6 +463,14 @@ export class Accounts {
     if (exists) throw new AccountError(`a user with email ${email} already exists`);
   }
 
+  /** The user `who` names (email or id), if there is one. */
+  async lookup(who: string): Promise<UserView | undefined> {
+    return this.resolve(who).catch((error: unknown) => {
+      if (error instanceof AccountError) return undefined;
+      throw error;
+    });
+  }
+
   /** A user named as the CLI names them: by email (any case) or by id. */
   private async resolve(who: string): Promise<UserView> {
     const select = { id: true, email: true, name: true, emailVerified: true } as const;

@@ -53,3 +53,86 @@ export async function listAdminEvents(prisma: Prisma, seconds: number, limit: nu
 function argumentsOf(value: unknown): string[] {
   return Array.isArray(value) && value.every((word) => typeof word === 'string') ? value : [JSON.stringify(value)];
 }
+
+/** What stands in the audit trail where a person's email, name or id was (`audit forget`). */
+export const ERASED = '[erased]';
+
+/** Options of `user …` commands whose values name a person, and those whose values do not. */
+const PERSONAL_OPTIONS = ['--email', '--name'];
+const OTHER_VALUED_OPTIONS = ['--client'];
+
+/**
+ * Erases a person from the audit trail (`portcullis audit forget`): in every
+ * `user …` command that named them (by any of `identifiers`, their emails and
+ * ids), the person it acted on, and the emails and names it gave them, become
+ * ERASED; so do those words in how it ended. An email such a record gave
+ * (`user update old@… --email new@…`) names the same person, so records
+ * naming it are erased too. What was done, when and by whom stays. Returns
+ * how many records changed.
+ */
+export async function forgetPerson(prisma: Prisma, identifiers: string[]): Promise<number> {
+  const rows = await prisma.$queryRaw<{ id: bigint; command: string; arguments: unknown; outcome: string }[]>`
+    SELECT id, command, arguments, outcome FROM admin_events WHERE command LIKE 'user %' ORDER BY id`;
+  const records = rows.map((row) => {
+    const words = argumentsOf(row.arguments);
+    return { ...row, words, personal: personalWords(row.command, words) };
+  });
+  const known = new Set(identifiers.map((value) => value.toLowerCase()));
+  const naming = new Set<(typeof records)[number]>();
+  // Until no record names someone not known yet: one may lead to another through an email it gave.
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const record of records) {
+      if (naming.has(record) || !record.personal.some(({ value }) => known.has(value.toLowerCase()))) continue;
+      naming.add(record);
+      for (const { value } of record.personal) {
+        if (value.includes('@') && !known.has(value.toLowerCase())) {
+          known.add(value.toLowerCase());
+          grew = true;
+        }
+      }
+    }
+  }
+  const changes = [...naming].map((record) => {
+    const words = [...record.words];
+    let outcome = record.outcome;
+    for (const { index, option, value } of record.personal) {
+      words[index] = option ? `${option}=${ERASED}` : ERASED;
+      if (value) outcome = outcome.split(value).join(ERASED);
+    }
+    return { id: record.id, words, outcome };
+  });
+  await prisma.$transaction(
+    changes.map(({ id, words, outcome }) => prisma.adminEvent.update({ where: { id }, data: { arguments: words, outcome } })),
+  );
+  return changes.length;
+}
+
+/**
+ * The words of a recorded `user …` command that name a person, read as the
+ * CLI read them: the account it acted on (its argument: all but `user
+ * create` take one, which may begin with "-", or come after `--`), and the
+ * values of --email and --name (`--email x`, or `--email=x`: `option` then).
+ */
+function personalWords(command: string, words: string[]): { index: number; option?: string; value: string }[] {
+  const found: { index: number; option?: string; value: string }[] = [];
+  let argumentSeen = command === 'user create';
+  for (let index = 0; index < words.length; index++) {
+    const word = words[index]!;
+    if (word === '--') {
+      if (!argumentSeen && index + 1 < words.length) found.push({ index: index + 1, value: words[index + 1]! });
+      break;
+    }
+    const inline = /^(--[a-z-]+)=/.exec(word);
+    if (inline) {
+      if (PERSONAL_OPTIONS.includes(inline[1]!)) found.push({ index, option: inline[1]!, value: word.slice(inline[0].length) });
+    } else if (/^--[a-z-]+$/.test(word)) {
+      if (PERSONAL_OPTIONS.includes(word) && index + 1 < words.length) found.push({ index: index + 1, value: words[index + 1]! });
+      if (PERSONAL_OPTIONS.includes(word) || OTHER_VALUED_OPTIONS.includes(word)) index++;
+    } else if (!argumentSeen) {
+      found.push({ index, value: word });
+      argumentSeen = true;
+    }
+  }
+  return found;
+}

@@ -1,7 +1,7 @@
 // Every `portcullis` command by its words, and those that belong to no
 // domain of their own: `migrate`, `copy` and `audit list`. Each command parses its
 // options, calls a service, prints the result.
-import { listAdminEvents } from '../audit/admin-events.js';
+import { forgetPerson, listAdminEvents } from '../audit/admin-events.js';
 import { databaseUrlProblem, loadConfig, MAX_LIFETIME_SECONDS, parseDuration } from '../config.js';
 import { terminalSafe } from '../display-text.js';
 import { copyDatabase } from '../persistence/copy-database.js';
@@ -12,6 +12,7 @@ import { parse, RefusedOption, required } from './arguments.js';
 import { clientCreate, clientDelete, clientDisable, clientEnable, clientList, clientRotateSecret, clientShow, clientUpdate } from './client-commands.js';
 import { json, type Command } from './command.js';
 import { keysList, keysRetire, keysRotate } from './key-commands.js';
+import { UsageError } from './usage.js';
 import { userCreate, userDelete, userDisable, userEnable, userList, userRevoke, userSetPassword, userShow, userUpdate } from './user-commands.js';
 
 export type { Io } from './command.js';
@@ -91,8 +92,30 @@ export const auditList: Command = async (args, open, io) => {
   }
 };
 
+export const auditForget: Command = async (args, open, io) => {
+  // One or more people's emails or ids: every word but its options (an email may begin with "-").
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, args.filter((arg) => arg !== '--json' && arg !== '--').length || 1);
+  const option = positionals.find((word) => /^--[a-z-]+$/.test(word));
+  if (option) throw new UsageError(`unknown option '${option}'`);
+  const services = await open();
+  // A person whose account is still there is named in the trail by its email and id alike;
+  // after `user delete`, the id is theirs to give (records that named them by id alone).
+  const identifiers = positionals.slice();
+  for (const who of positionals) {
+    const user = await services.accounts.lookup(who);
+    if (user) identifiers.push(user.email, user.id);
+  }
+  const erased = await forgetPerson(services.database.prisma, identifiers);
+  if (values.json) return io.out(json({ erased }));
+  const named = positionals.join(', ');
+  io.out(erased === 0 ? `the audit trail names no ${named}\n` : `erased ${named} from ${erased} record(s) of the audit trail\n`);
+};
+
 /** `word` as a shell would need it typed (single-quoted unless plain). */
 const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
+
+/** Commands recorded without their arguments: `audit forget`'s name the person it erased. */
+export const UNRECORDED_ARGUMENTS = new Set(['audit forget']);
 
 /** The commands that change nothing: the audit trail (index.ts) leaves them out. (`migrate` is in it: no server logs what it applied.) */
 export const READ_ONLY_COMMANDS = new Set(['client list', 'client show', 'api list', 'user list', 'user show', 'keys list', 'audit list']);
@@ -123,6 +146,7 @@ export const COMMANDS: Record<string, Command> = {
   'keys rotate': keysRotate,
   'keys retire': keysRetire,
   'audit list': auditList,
+  'audit forget': auditForget,
   migrate: migrateCommand,
   copy: copyCommand,
 };

@@ -14,7 +14,7 @@ import { databaseTrouble, lastLine } from '../persistence/unavailable.js';
 import { closeWithin, openServices, type Services } from '../services.js';
 import { recordAdminEvent } from '../audit/admin-events.js';
 import { RefusedOption } from './arguments.js';
-import { COMMANDS, READ_ONLY_COMMANDS, type Io } from './commands.js';
+import { COMMANDS, READ_ONLY_COMMANDS, UNRECORDED_ARGUMENTS, type Io } from './commands.js';
 import { USAGE, UsageError, usageOf } from './usage.js';
 import { VERSION } from '../version.js';
 import { terminalSafe } from '../display-text.js';
@@ -112,7 +112,7 @@ const CLOSE_MS = 5_000;
  */
 async function audit(services: Services, name: string, args: string[], outcome: string): Promise<void> {
   try {
-    await recordAdminEvent(services.database.prisma, name, args, outcome);
+    await recordAdminEvent(services.database.prisma, name, UNRECORDED_ARGUMENTS.has(name) ? [] : args, UNRECORDED_ARGUMENTS.has(name) && outcome !== 'ok' ? 'failed' : outcome);
   } catch (error) {
     process.stderr.write(`portcullis: the audit trail could not record this command: ${terminalSafe(lastLine((error as Error).message))}\n`);
   }

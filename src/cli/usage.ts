@@ -74,6 +74,10 @@ Audit trail
   audit list [--since 30d] [--limit 100] [--json]
                           who changed what with this CLI, and when (every command but the
                           list and show commands; oldest first)
+  audit forget EMAIL|ID ... [--json]
+                          erases a person from it: in the user commands that named them, the
+                          account, emails and names become [erased] (what was done stays); give
+                          every email and id they had, or run it before user delete
 
 Version
   --version, -v, version  this copy's version (also in the server's "portcullis listening" line)

@@ -603,6 +603,45 @@ describe('portcullis client', () => {
     expect(since.stderr).toMatch(/^portcullis: --since: /);
   });
 
+  it('audit forget erases a person from the user commands that named them (by any email they had, or their id), and leaves what was done and everyone else', async () => {
+    const run = async (args: string[], stdin?: string) => {
+      const result = await pc.cli(args, stdin);
+      expect(result.code, result.stderr).toBe(0);
+      return result.stdout;
+    };
+    const { id } = JSON.parse(await run(['user', 'create', '--email', 'lorina@example.com', '--name', 'Lorina Liddell', '--password-stdin', '--json'], 'lorinas own password\n'));
+    await run(['user', 'update', 'lorina@example.com', '--email=edith@example.com', '--name', 'Edith Liddell']);
+    // One that failed, for her address: how it ended names it.
+    expect((await pc.cli(['user', 'create', '--email', 'edith@example.com', '--password-stdin'], 'another own password\n')).code).toBe(1);
+    await run(['user', 'set-password', id, '--password-stdin'], 'a third own password\n');
+    await run(['user', 'create', '--email', 'alice.keeps@example.com', '--name', 'Alice Keeps', '--password-stdin'], 'alices own password\n');
+    await run(['user', 'revoke', '--json', '--', 'EDITH@example.com']);
+    await run(['user', 'delete', 'edith@example.com']);
+
+    // Deleted, she is named by the id typed for her only if it is given (her first email is found through the second).
+    const forgot = await run(['audit', 'forget', 'edith@example.com', id, '--json']);
+    expect(JSON.parse(forgot)).toEqual({ erased: 6 });
+    const trail = JSON.parse(await run(['audit', 'list', '--since', '5m', '--limit', '10000', '--json'])) as { command: string; arguments: string[]; outcome: string }[];
+    const text = JSON.stringify(trail);
+    for (const word of ['lorina', 'edith', 'EDITH', 'Liddell', id]) expect(text).not.toContain(word);
+    const ours = trail.slice(-8);
+    expect(ours.map(({ command, arguments: words, outcome }) => [command, words, outcome])).toEqual([
+      ['user create', ['--email', '[erased]', '--name', '[erased]', '--password-stdin', '--json'], 'ok'],
+      ['user update', ['[erased]', '--email=[erased]', '--name', '[erased]'], 'ok'],
+      ['user create', ['--email', '[erased]', '--password-stdin'], 'failed: a user with email [erased] already exists'],
+      ['user set-password', ['[erased]', '--password-stdin'], 'ok'],
+      ['user create', ['--email', 'alice.keeps@example.com', '--name', 'Alice Keeps', '--password-stdin'], 'ok'],
+      ['user revoke', ['--json', '--', '[erased]'], 'ok'],
+      ['user delete', ['[erased]'], 'ok'],
+      // Its own record names nobody.
+      ['audit forget', [], 'ok'],
+    ]);
+    expect(await run(['audit', 'forget', 'edith@example.com'])).toBe('the audit trail names no edith@example.com\n');
+    const usage = await pc.cli(['audit', 'forget', 'edith@example.com', '--bogus']);
+    expect([usage.code, usage.stderr.split('\n')[0]]).toEqual([2, "portcullis: unknown option '--bogus'"]);
+    expect((await pc.cli(['audit', 'forget'])).code).toBe(2);
+  });
+
   it('a value or an argument may begin with "-" (base64url ids, emails, names): each is read as what its place says', async () => {
     const created = await pc.cli(['user', 'create', '--email', '-dash@example.com', '--name', '-Dash-', '--password-stdin', '--json'], 'dashs own password\n');
     expect(created.code, created.stderr).toBe(0);
