@@ -2,6 +2,7 @@
 // recorded in the database (admin_events) when it ends, with who ran it,
 // where, and how it ended.
 import os from 'node:os';
+import { normalizeEmail } from '../accounts/accounts.js';
 import type { Prisma } from '../persistence/database.js';
 
 export interface AdminEvent {
@@ -77,17 +78,22 @@ export async function forgetPerson(prisma: Prisma, identifiers: string[]): Promi
     const words = argumentsOf(row.arguments);
     return { ...row, words, personal: personalWords(row.command, words) };
   });
-  const known = new Set(identifiers.map((value) => value.toLowerCase()));
+  // Emails as the accounts keep them (any case, NFC), ids in lower case.
+  const key = (value: string) => normalizeEmail(value);
+  const known = new Set(identifiers.map(key));
   const naming = new Set<(typeof records)[number]>();
-  // Until no record names someone not known yet: one may lead to another through an email it gave.
+  // Until no record names someone not known yet: a command that succeeded may
+  // lead to another email of theirs (one that failed gave them nothing: the
+  // address it tried may be someone else's).
   for (let grew = true; grew; ) {
     grew = false;
     for (const record of records) {
-      if (naming.has(record) || !record.personal.some(({ value }) => known.has(value.toLowerCase()))) continue;
+      if (naming.has(record) || !record.personal.some(({ value }) => known.has(key(value)))) continue;
       naming.add(record);
+      if (record.outcome !== 'ok') continue;
       for (const { value } of record.personal) {
-        if (value.includes('@') && !known.has(value.toLowerCase())) {
-          known.add(value.toLowerCase());
+        if (value.includes('@') && !known.has(key(value))) {
+          known.add(key(value));
           grew = true;
         }
       }
@@ -96,9 +102,13 @@ export async function forgetPerson(prisma: Prisma, identifiers: string[]): Promi
   const changes = [...naming].map((record) => {
     const words = [...record.words];
     let outcome = record.outcome;
-    for (const { index, option, value } of record.personal) {
+    for (const { index, option, kind, value } of record.personal) {
       words[index] = option ? `${option}=${ERASED}` : ERASED;
-      if (value) outcome = outcome.split(value).join(ERASED);
+      // How it ended names the account as typed, or as kept (`a user with email ada@… already
+      // exists`); a name is not looked for there: a short one would match other words.
+      if (kind !== 'name') {
+        for (const form of new Set([value, key(value)])) if (form) outcome = outcome.replace(new RegExp(escapeRegExp(form), 'gi'), ERASED);
+      }
     }
     return { id: record.id, words, outcome };
   });
@@ -108,31 +118,42 @@ export async function forgetPerson(prisma: Prisma, identifiers: string[]): Promi
   return changes.length;
 }
 
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 /**
  * The words of a recorded `user …` command that name a person, read as the
  * CLI read them: the account it acted on (its argument: all but `user
  * create` take one, which may begin with "-", or come after `--`), and the
  * values of --email and --name (`--email x`, or `--email=x`: `option` then).
  */
-function personalWords(command: string, words: string[]): { index: number; option?: string; value: string }[] {
-  const found: { index: number; option?: string; value: string }[] = [];
+function personalWords(command: string, words: string[]): PersonalWord[] {
+  const found: PersonalWord[] = [];
   let argumentSeen = command === 'user create';
+  const kindOf = (option: string) => (option === '--email' ? 'email' : 'name');
   for (let index = 0; index < words.length; index++) {
     const word = words[index]!;
     if (word === '--') {
-      if (!argumentSeen && index + 1 < words.length) found.push({ index: index + 1, value: words[index + 1]! });
+      if (!argumentSeen && index + 1 < words.length) found.push({ index: index + 1, kind: 'account', value: words[index + 1]! });
       break;
     }
     const inline = /^(--[a-z-]+)=/.exec(word);
     if (inline) {
-      if (PERSONAL_OPTIONS.includes(inline[1]!)) found.push({ index, option: inline[1]!, value: word.slice(inline[0].length) });
+      if (PERSONAL_OPTIONS.includes(inline[1]!)) found.push({ index, option: inline[1]!, kind: kindOf(inline[1]!), value: word.slice(inline[0].length) });
     } else if (/^--[a-z-]+$/.test(word)) {
-      if (PERSONAL_OPTIONS.includes(word) && index + 1 < words.length) found.push({ index: index + 1, value: words[index + 1]! });
+      if (PERSONAL_OPTIONS.includes(word) && index + 1 < words.length) found.push({ index: index + 1, kind: kindOf(word), value: words[index + 1]! });
       if (PERSONAL_OPTIONS.includes(word) || OTHER_VALUED_OPTIONS.includes(word)) index++;
     } else if (!argumentSeen) {
-      found.push({ index, value: word });
+      found.push({ index, kind: 'account', value: word });
       argumentSeen = true;
     }
   }
   return found;
+}
+
+/** A word of a recorded command that names a person: where it is, what it is, and (`--email=x`) its option. */
+interface PersonalWord {
+  index: number;
+  kind: 'account' | 'email' | 'name';
+  option?: string;
+  value: string;
 }

@@ -4,7 +4,7 @@
 import { forgetPerson, listAdminEvents } from '../audit/admin-events.js';
 import { databaseUrlProblem, loadConfig, MAX_LIFETIME_SECONDS, parseDuration } from '../config.js';
 import { terminalSafe } from '../display-text.js';
-import { copyDatabase } from '../persistence/copy-database.js';
+import { copyDatabase, CopyError } from '../persistence/copy-database.js';
 import { embeddedDatabaseExists } from '../persistence/embedded.js';
 import { MigrationError } from '../persistence/migrations.js';
 import { apiCreate, apiDelete, apiList, apiUpdate } from './api-commands.js';
@@ -42,26 +42,28 @@ export const copyCommand: Command = async (args, open, io) => {
   // node-postgres takes a password from the query too (?password=), as from the user info.
   const url = new URL(target.replace(/@\//, '@localhost/'));
   if (url.password || url.searchParams.has('password')) {
-    throw new RefusedOption('--to must not hold a password (commands are recorded as typed, and others on this machine see them): give it in PGPASSWORD or ~/.pgpass');
+    throw new RefusedOption('--to must not hold a password (commands are recorded as typed, and others on this machine see them): give it in PGPASSWORD');
   }
   // Before opening it: a CLI refuses to open a database it does not know (migrations.ts), with words about DATABASE_URL, not copying.
   const source = loadConfig().database;
   if (source.kind !== 'embedded') {
-    throw new RefusedOption('copy reads the embedded database (DATA_DIR), and DATABASE_URL is set: from one PostgreSQL server to another, use pg_dump and pg_restore');
+    throw new CopyError('copy reads the embedded database (DATA_DIR), and DATABASE_URL is set: from one PostgreSQL server to another, use pg_dump and pg_restore');
   }
   // Opening one that is not there would make it (and a key file), and copy a new, empty deployment.
-  if (!(await embeddedDatabaseExists(source.dataDir))) throw new RefusedOption(`DATA_DIR (${source.dataDir}) holds no embedded database: nothing to copy (check DATA_DIR)`);
+  if (!(await embeddedDatabaseExists(source.dataDir))) throw new CopyError(`DATA_DIR (${source.dataDir}) holds no embedded database: nothing to copy (check DATA_DIR)`);
   const { config, database, migrations } = await open();
   // Its server keeps writing (sessions, tokens) after the snapshot is read, and
   // would lose those writes to the copy; it also shares its one session with
   // us, so the snapshot's transaction would take in its statements.
-  if (database.joinedServer) throw new RefusedOption(`a server is running on the embedded database in DATA_DIR (${source.dataDir}): stop it, then copy`);
+  if (database.joinedServer) throw new CopyError(`a server is running on the embedded database in DATA_DIR (${source.dataDir}): stop it, then copy`);
   if (migrations.unknown.length > 0) throw new MigrationError(`the embedded database was migrated by a newer release (${migrations.unknown.join(', ')}): copy with that release`);
   const copied = await copyDatabase(database.connectionString, target, ({ table, rows }) => {
     if (!values.json) io.out(`copied ${table}: ${rows} row(s)\n`);
   });
   const key = config.encryption.kind === 'env' ? 'the same ENCRYPTION_KEYS' : `ENCRYPTION_KEYS set to the content of ${config.encryption.path} (the key that sealed the copied keys)`;
-  if (values.json) return io.out(json({ copied: Object.fromEntries(copied.map(({ table, rows }) => [table, rows])), encryption_key: config.encryption.kind === 'env' ? 'ENCRYPTION_KEYS' : config.encryption.path }));
+  // The key file to give the server as ENCRYPTION_KEYS; null where ENCRYPTION_KEYS was set (the same keys, then).
+  const keyFile = config.encryption.kind === 'file' ? config.encryption.path : null;
+  if (values.json) return io.out(json({ copied: Object.fromEntries(copied.map(({ table, rows }) => [table, rows])), encryption_key_file: keyFile }));
   io.out(
     `done: start the server with DATABASE_URL set to the new database and ${key}, on every instance; ` +
       'sessions, consents, tokens and keys go on working there under the same ISSUER. The embedded database is left as it was: keep it until the new one serves\n',

@@ -68,7 +68,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       await command(args, async () => (services ??= noteKeyFileMade(await openServices(warnOfTypos(loadConfig()), 'cli', migrating))), io);
     } catch (error) {
       // Recorded failed too: it may have changed something before it failed (a usage error never reaches the database).
-      if (services && !READ_ONLY_COMMANDS.has(name) && !(error instanceof UsageError)) await audit(services, name, args, `failed: ${(error as Error)?.message ?? String(error)}`);
+      if (services && !READ_ONLY_COMMANDS.has(name) && !(error instanceof UsageError)) await audit(services, name, args, `failed: ${lastLine((error as Error)?.message ?? String(error))}`);
       throw error;
     }
     if (services && !READ_ONLY_COMMANDS.has(name)) await audit(services, name, args, 'ok');

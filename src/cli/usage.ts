@@ -68,7 +68,7 @@ Database
                           copies everything the embedded database holds (clients, users, keys,
                           sessions, consents, tokens, the audit trail) into a new PostgreSQL
                           database, for a server to move there; its server must be stopped, and
-                          a password goes in PGPASSWORD or ~/.pgpass, not in --to
+                          a password goes in PGPASSWORD, not in --to
 
 Audit trail
   audit list [--since 30d] [--limit 100] [--json]

@@ -19,6 +19,8 @@ export interface CopiedTable {
   rows: number;
 }
 
+const CONNECT_MS = 20_000;
+
 /** Rows per round trip: a few MiB of JSON at most (an artifact's payload is a few KiB). */
 const BATCH = 500;
 
@@ -30,7 +32,8 @@ const BATCH = 500;
  * again. `onTable` hears of each table once it is copied (before the commit).
  */
 export async function copyDatabase(source: string, target: string, onTable: (copied: CopiedTable) => void = () => undefined): Promise<CopiedTable[]> {
-  const to = new pg.Client({ connectionString: target });
+  // Limited like a server's connections (DATABASE_TIMEOUT's default): a host that drops packets is not waited on for minutes.
+  const to = new pg.Client({ connectionString: target, connectionTimeoutMillis: CONNECT_MS });
   const from = new pg.Client({ connectionString: source });
   // A connection lost meanwhile (a failover, a terminated backend) fails the
   // statement in flight; the client also emits 'error', which unheard would
@@ -45,13 +48,17 @@ export async function copyDatabase(source: string, target: string, onTable: (cop
     const { rows: encoding } = await to.query<{ server_encoding: string }>('SHOW server_encoding');
     const problem = encodingProblem(encoding[0]!.server_encoding);
     if (problem) throw new CopyError(`the database at --to ${problem}`);
-    await from.connect();
+    await from.connect().catch((error: Error) => {
+      throw new CopyError(`cannot read the embedded database: ${error.message}`);
+    });
     // One snapshot of the source, so that rows written meanwhile (there
     // should be none: the caller makes sure no server writes) cannot leave a
     // token without its grant.
     await from.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     reading = true;
-    await to.query('BEGIN');
+    // Read committed whatever the database's default: the check for tables,
+    // made once the lock is ours, must see what a copy before it committed.
+    await to.query('BEGIN ISOLATION LEVEL READ COMMITTED');
     try {
       await migrateWithin(to, () => refuseAnyTable(to));
       const tables = await tablesInOrder(to);
@@ -67,7 +74,12 @@ export async function copyDatabase(source: string, target: string, onTable: (cop
         onTable({ table, rows });
       }
       await restartSequences(to);
-      await to.query('COMMIT');
+      await to.query('COMMIT').catch((error: Error) => {
+        // The commit may have been made before its answer was lost.
+        throw new CopyError(
+          `the copy's commit got no answer (${error.message}): if the database at --to now holds tables, the copy is there whole; if not, it holds nothing, and takes the copy again`,
+        );
+      });
       return copied;
     } catch (error) {
       await to.query('ROLLBACK').catch(() => undefined);

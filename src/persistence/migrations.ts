@@ -123,9 +123,11 @@ export async function migrate(connectionString: string, options: MigrateOptions 
     // application's (a DATABASE_URL pointing elsewhere), which a command such
     // as `client list` must not fill with ours.
     if (options.onlyNewDatabase && !found[0]!.recorded && found[0]!.tables > 0) throw new MigrationError(NOT_OURS);
-    // Refused before it holds anything; one that already does is warned of at every start (server.ts).
+    // Refused before it holds anything of ours; one that already does is warned of at every start (server.ts).
     const encoding = encodingProblem(found[0]!.encoding);
-    if (!found[0]!.recorded && encoding) throw new MigrationError(`the database ${encoding}`);
+    if (encoding && (!found[0]!.recorded || (await client.query('SELECT 1 FROM "_prisma_migrations" WHERE finished_at IS NOT NULL LIMIT 1')).rowCount === 0)) {
+      throw new MigrationError(`the database ${encoding}`);
+    }
     await client.query(CREATE_RECORD_TABLE);
     const { rows } = await client.query<{ migration_name: string; checksum: string; finished_at: Date | null }>(
       'SELECT migration_name, checksum, finished_at FROM "_prisma_migrations" WHERE rolled_back_at IS NULL',

@@ -216,7 +216,7 @@ describe.runIf(embedded)('portcullis copy --to', () => {
     await withConnection(target, (connection) => connection.query('DROP EVENT TRIGGER arm'));
     const copied = await runCli(['copy', '--to', target, '--json'], env);
     expect(copied.stderr).toBe('');
-    expect(JSON.parse(copied.stdout)).toMatchObject({ copied: { users: 1, passwords: 1 }, encryption_key: path.join(source.env.DATA_DIR!, 'encryption.key') });
+    expect(JSON.parse(copied.stdout)).toMatchObject({ copied: { users: 1, passwords: 1 }, encryption_key_file: path.join(source.env.DATA_DIR!, 'encryption.key') });
     const twice = await runCli(['copy', '--to', target], env);
     expect(twice.code).toBe(1);
     expect(twice.stderr).toMatch(/^portcullis: the database at --to is not empty \(it holds 10 table\(s\): _prisma_migrations, admin_events, apis, clients, cookie_keys, …\)/);
