@@ -64,53 +64,58 @@ const OTHER_VALUED_OPTIONS = ['--client'];
 
 /**
  * Erases a person from the audit trail (`portcullis audit forget`): in every
- * `user …` command that named them (by any of `identifiers`, their emails and
- * ids), the person it acted on, and the emails and names it gave them, become
- * ERASED; so do those words in how it ended. An email such a record gave
- * (`user update old@… --email new@…`) names the same person, so records
- * naming it are erased too. What was done, when and by whom stays. Returns
- * how many records changed.
+ * `user …` command that acted on them (named by any of `identifiers`, their
+ * emails and ids), the account and the emails and names it gave become
+ * ERASED, and so do their email and id in how it ended; in another account's
+ * command, only their own words (`user update bob@… --email theirs@…`,
+ * refused). A command that succeeded ties an account to the email it gave it
+ * (`user update old@… --email new@…`): both are theirs, and records naming
+ * either are erased too. What was done, when and by whom stays. Returns how
+ * many records changed.
  */
 export async function forgetPerson(prisma: Prisma, identifiers: string[]): Promise<number> {
   const rows = await prisma.$queryRaw<{ id: bigint; command: string; arguments: unknown; outcome: string }[]>`
     SELECT id, command, arguments, outcome FROM admin_events WHERE command LIKE 'user %' ORDER BY id`;
   const records = rows.map((row) => {
     const words = argumentsOf(row.arguments);
-    return { ...row, words, personal: personalWords(row.command, words) };
+    const personal = personalWords(row.command, words);
+    // The account it acted on: its argument, or the email `user create` made one with.
+    const account = personal.find(({ kind }) => kind === 'account') ?? (row.command === 'user create' ? personal.find(({ kind }) => kind === 'email') : undefined);
+    return { ...row, words, personal, account };
   });
   // Emails as the accounts keep them (any case, NFC), ids in lower case.
   const key = (value: string) => normalizeEmail(value);
   const known = new Set(identifiers.map(key));
-  const naming = new Set<(typeof records)[number]>();
-  // Until no record names someone not known yet: a command that succeeded may
-  // lead to another email of theirs (one that failed gave them nothing: the
-  // address it tried may be someone else's).
+  const isKnown = ({ value }: PersonalWord) => known.has(key(value));
+  // Until no command that succeeded ties a known account or email to one not known yet.
   for (let grew = true; grew; ) {
     grew = false;
     for (const record of records) {
-      if (naming.has(record) || !record.personal.some(({ value }) => known.has(key(value)))) continue;
-      naming.add(record);
-      if (record.outcome !== 'ok') continue;
-      for (const { value } of record.personal) {
-        if (value.includes('@') && !known.has(key(value))) {
-          known.add(key(value));
-          grew = true;
-        }
+      if (record.outcome !== 'ok' || !record.account) continue;
+      const same = [record.account, ...record.personal.filter(({ kind }) => kind === 'email')];
+      if (!same.some(isKnown)) continue;
+      for (const word of same.filter((word) => !isKnown(word))) {
+        known.add(key(word.value));
+        grew = true;
       }
     }
   }
-  const changes = [...naming].map((record) => {
+  const changes = records.flatMap((record) => {
+    const about = record.account !== undefined && isKnown(record.account);
+    const erased = record.personal.filter((word) => about || isKnown(word));
+    if (erased.length === 0) return [];
     const words = [...record.words];
     let outcome = record.outcome;
-    for (const { index, option, kind, value } of record.personal) {
+    for (const { index, option, kind, value } of erased) {
       words[index] = option ? `${option}=${ERASED}` : ERASED;
-      // How it ended names the account as typed, or as kept (`a user with email ada@… already
-      // exists`); a name is not looked for there: a short one would match other words.
-      if (kind !== 'name') {
-        for (const form of new Set([value, key(value)])) if (form) outcome = outcome.replace(new RegExp(escapeRegExp(form), 'gi'), ERASED);
+      // A failure's words name the account as typed, or as kept (`a user with email ada@… already
+      // exists`), whole; a name is not looked for there: a short one would match other words.
+      if (kind === 'name' || outcome === 'ok') continue;
+      for (const form of new Set([value, key(value)])) {
+        if (form) outcome = outcome.replace(new RegExp(`(?<![\\w.+%-])${escapeRegExp(form)}(?![\\w.-])`, 'gi'), ERASED);
       }
     }
-    return { id: record.id, words, outcome };
+    return [{ id: record.id, words, outcome }];
   });
   await prisma.$transaction(
     changes.map(({ id, words, outcome }) => prisma.adminEvent.update({ where: { id }, data: { arguments: words, outcome } })),

@@ -617,16 +617,18 @@ describe('portcullis client', () => {
     await run(['user', 'create', '--email', 'alice.keeps@example.com', '--name', 'Alice Keeps', '--password-stdin'], 'alices own password\n');
     // An address she tried and did not get is not hers: Alice's records stay.
     expect((await pc.cli(['user', 'update', 'edith@example.com', '--email', 'alice.keeps@example.com'])).code).toBe(1);
+    // Alice's try at Edith's address is Alice's record: only Edith's address goes from it.
+    expect((await pc.cli(['user', 'update', 'alice.keeps@example.com', '--email', 'edith@example.com'])).code).toBe(1);
     await run(['user', 'revoke', '--json', '--', 'EDITH@example.com']);
     await run(['user', 'delete', 'edith@example.com']);
 
     // Deleted, she is named by the id typed for her only if it is given (her first email is found through the second).
     const forgot = await run(['audit', 'forget', 'edith@example.com', id, '--json']);
-    expect(JSON.parse(forgot)).toEqual({ erased: 7 });
+    expect(JSON.parse(forgot)).toEqual({ erased: 8 });
     const trail = JSON.parse(await run(['audit', 'list', '--since', '5m', '--limit', '10000', '--json'])) as { command: string; arguments: string[]; outcome: string }[];
     const text = JSON.stringify(trail);
     for (const word of ['lorina', 'edith', 'EDITH', 'Liddell', id]) expect(text).not.toContain(word);
-    const ours = trail.slice(-9);
+    const ours = trail.slice(-10);
     expect(ours.map(({ command, arguments: words, outcome }) => [command, words, outcome])).toEqual([
       ['user create', ['--email', '[erased]', '--name', '[erased]', '--password-stdin', '--json'], 'ok'],
       ['user update', ['[erased]', '--email=[erased]', '--name', '[erased]'], 'ok'],
@@ -634,6 +636,7 @@ describe('portcullis client', () => {
       ['user set-password', ['[erased]', '--password-stdin'], 'ok'],
       ['user create', ['--email', 'alice.keeps@example.com', '--name', 'Alice Keeps', '--password-stdin'], 'ok'],
       ['user update', ['[erased]', '--email', '[erased]'], 'failed: a user with email [erased] already exists'],
+      ['user update', ['alice.keeps@example.com', '--email', '[erased]'], 'failed: a user with email [erased] already exists'],
       ['user revoke', ['--json', '--', '[erased]'], 'ok'],
       ['user delete', ['[erased]'], 'ok'],
       // Its own record names nobody.
