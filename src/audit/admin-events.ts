@@ -58,54 +58,38 @@ function argumentsOf(value: unknown): string[] {
 /** What stands in the audit trail where a person's email, name or id was (`audit forget`). */
 export const ERASED = '[erased]';
 
-/** Options of `user …` commands whose values name a person, and those whose values do not. */
+/** Options of `user …` commands whose values name a person, those whose values do not, and flags. */
 const PERSONAL_OPTIONS = ['--email', '--name'];
 const OTHER_VALUED_OPTIONS = ['--client'];
+const FLAGS = ['--json', '--password-stdin', '--email-verified', '--email-unverified'];
 
 /**
  * Erases a person from the audit trail (`portcullis audit forget`): in every
- * `user …` command that acted on them (named by any of `identifiers`, their
- * emails and ids), the account and the emails and names it gave become
- * ERASED, and so do their email and id in how it ended; in another account's
- * command, only their own words (`user update bob@… --email theirs@…`,
- * refused). A command that succeeded ties an account to the email it gave it
- * (`user update old@… --email new@…`): both are theirs, and records naming
- * either are erased too. What was done, when and by whom stays. Returns how
- * many records changed.
+ * `user …` command that acted on them (named by one of `identifiers`, the
+ * emails and ids they had), the account and the emails and names it gave
+ * become ERASED, and so does how it ended where it names them; in another
+ * account's command, only their own email (one refused their address). What
+ * was done, when and by whom stays. Only what is named is erased: an address
+ * passes from one person to another over time, so one is not followed to
+ * another on the trail's word. Returns how many records changed.
  */
 export async function forgetPerson(prisma: Prisma, identifiers: string[]): Promise<number> {
   const rows = await prisma.$queryRaw<{ id: bigint; command: string; arguments: unknown; outcome: string }[]>`
     SELECT id, command, arguments, outcome FROM admin_events WHERE command LIKE 'user %' ORDER BY id`;
-  const records = rows.map((row) => {
-    const words = argumentsOf(row.arguments);
-    const personal = personalWords(row.command, words);
-    // The account it acted on: its argument, or the email `user create` made one with.
-    const account = personal.find(({ kind }) => kind === 'account') ?? (row.command === 'user create' ? personal.find(({ kind }) => kind === 'email') : undefined);
-    return { ...row, words, personal, account };
-  });
   // Emails as the accounts keep them (any case, NFC), ids in lower case.
   const key = (value: string) => normalizeEmail(value);
-  const known = new Set(identifiers.map(key));
+  const known = new Set(identifiers.map(key).filter((value) => value !== ''));
   const isKnown = ({ value }: PersonalWord) => known.has(key(value));
-  // Until no command that succeeded ties a known account or email to one not known yet.
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const record of records) {
-      if (record.outcome !== 'ok' || !record.account) continue;
-      const same = [record.account, ...record.personal.filter(({ kind }) => kind === 'email')];
-      if (!same.some(isKnown)) continue;
-      for (const word of same.filter((word) => !isKnown(word))) {
-        known.add(key(word.value));
-        grew = true;
-      }
-    }
-  }
-  const changes = records.flatMap((record) => {
-    const about = record.account !== undefined && isKnown(record.account);
-    const erased = record.personal.filter((word) => about || isKnown(word));
+  const changes = rows.flatMap((row) => {
+    const original = argumentsOf(row.arguments);
+    const personal = personalWords(row.command, original);
+    // The account it acted on: its argument, or the email `user create` made one with.
+    const account = personal.find(({ kind }) => kind === 'account') ?? (row.command === 'user create' ? personal.find(({ kind }) => kind === 'email') : undefined);
+    const about = account !== undefined && isKnown(account);
+    const erased = personal.filter((word) => about || isKnown(word));
     if (erased.length === 0) return [];
-    const words = [...record.words];
-    let outcome = record.outcome;
+    const words = [...original];
+    let outcome = row.outcome;
     for (const { index, option, kind, value } of erased) {
       words[index] = option ? `${option}=${ERASED}` : ERASED;
       // A failure's words name the account as typed, or as kept (`a user with email ada@… already
@@ -115,7 +99,7 @@ export async function forgetPerson(prisma: Prisma, identifiers: string[]): Promi
         if (form) outcome = outcome.replace(new RegExp(`(?<![\\w.+%-])${escapeRegExp(form)}(?![\\w.-])`, 'gi'), ERASED);
       }
     }
-    return [{ id: record.id, words, outcome }];
+    return [{ id: row.id, words, outcome }];
   });
   await prisma.$transaction(
     changes.map(({ id, words, outcome }) => prisma.adminEvent.update({ where: { id }, data: { arguments: words, outcome } })),
@@ -141,12 +125,15 @@ function personalWords(command: string, words: string[]): PersonalWord[] {
       if (!argumentSeen && index + 1 < words.length) found.push({ index: index + 1, kind: 'account', value: words[index + 1]! });
       break;
     }
-    const inline = /^(--[a-z-]+)=/.exec(word);
+    // An option only by one of these names, as the CLI read it (arguments.ts parse): `--x=a@b` may be an email.
+    const inline = [...PERSONAL_OPTIONS, ...OTHER_VALUED_OPTIONS].find((option) => word.startsWith(`${option}=`));
     if (inline) {
-      if (PERSONAL_OPTIONS.includes(inline[1]!)) found.push({ index, option: inline[1]!, kind: kindOf(inline[1]!), value: word.slice(inline[0].length) });
-    } else if (/^--[a-z-]+$/.test(word)) {
+      if (PERSONAL_OPTIONS.includes(inline)) found.push({ index, option: inline, kind: kindOf(inline), value: word.slice(inline.length + 1) });
+    } else if (PERSONAL_OPTIONS.includes(word) || OTHER_VALUED_OPTIONS.includes(word)) {
       if (PERSONAL_OPTIONS.includes(word) && index + 1 < words.length) found.push({ index: index + 1, kind: kindOf(word), value: words[index + 1]! });
-      if (PERSONAL_OPTIONS.includes(word) || OTHER_VALUED_OPTIONS.includes(word)) index++;
+      index++;
+    } else if (FLAGS.includes(word)) {
+      continue;
     } else if (!argumentSeen) {
       found.push({ index, kind: 'account', value: word });
       argumentSeen = true;

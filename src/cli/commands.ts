@@ -99,9 +99,10 @@ export const auditForget: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, args.filter((arg) => arg !== '--json' && arg !== '--').length || 1);
   const option = positionals.find((word) => /^--[a-z-]+$/.test(word));
   if (option) throw new UsageError(`unknown option '${option}'`);
+  if (positionals.some((word) => !word.trim())) throw new UsageError('an email or id cannot be empty');
   const services = await open();
   // A person whose account is still there is named in the trail by its email and id alike;
-  // after `user delete`, the id is theirs to give (records that named them by id alone).
+  // their earlier emails, and after `user delete` their id, are the operator's to give.
   const identifiers = positionals.slice();
   for (const who of positionals) {
     const user = await services.accounts.lookup(who);

@@ -76,8 +76,8 @@ Audit trail
                           list and show commands; oldest first)
   audit forget EMAIL|ID ... [--json]
                           erases a person from it: in the user commands that named them, the
-                          account, emails and names become [erased] (what was done stays); give
-                          every email and id they had, or run it before user delete
+                          account, emails and names become [erased] (what was done stays); only
+                          what is named: give every email and id they had
 
 Version
   --version, -v, version  this copy's version (also in the server's "portcullis listening" line)

@@ -125,7 +125,10 @@ export async function migrate(connectionString: string, options: MigrateOptions 
     if (options.onlyNewDatabase && !found[0]!.recorded && found[0]!.tables > 0) throw new MigrationError(NOT_OURS);
     // Refused before it holds anything of ours; one that already does is warned of at every start (server.ts).
     const encoding = encodingProblem(found[0]!.encoding);
-    if (encoding && (!found[0]!.recorded || (await client.query('SELECT 1 FROM "_prisma_migrations" WHERE finished_at IS NOT NULL LIMIT 1')).rowCount === 0)) {
+    const ours = migrations.map((migration) => migration.name);
+    const holdsOurs = async () =>
+      ((await client.query('SELECT 1 FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL AND migration_name = ANY($1) LIMIT 1', [ours])).rowCount ?? 0) > 0;
+    if (encoding && (!found[0]!.recorded || !(await holdsOurs()))) {
       throw new MigrationError(`the database ${encoding}`);
     }
     await client.query(CREATE_RECORD_TABLE);
