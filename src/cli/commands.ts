@@ -60,9 +60,9 @@ export const copyCommand: Command = async (args, open, io) => {
   const copied = await copyDatabase(database.connectionString, target, ({ table, rows }) => {
     if (!values.json) io.out(`copied ${table}: ${rows} row(s)\n`);
   });
-  const key = config.encryption.kind === 'env' ? 'the same ENCRYPTION_KEYS' : `ENCRYPTION_KEYS set to the content of ${config.encryption.path} (the key that sealed the copied keys)`;
   // The key file to give the server as ENCRYPTION_KEYS; null where ENCRYPTION_KEYS was set (the same keys, then).
   const keyFile = config.encryption.kind === 'file' ? config.encryption.path : null;
+  const key = keyFile ? `ENCRYPTION_KEYS set to the content of ${keyFile} (the key that sealed the copied keys)` : 'the same ENCRYPTION_KEYS';
   if (values.json) return io.out(json({ copied: Object.fromEntries(copied.map(({ table, rows }) => [table, rows])), encryption_key_file: keyFile }));
   io.out(
     `done: start the server with DATABASE_URL set to the new database and ${key}, on every instance; ` +
