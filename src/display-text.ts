@@ -64,3 +64,6 @@ export function accountLabel(user: { name?: string | null; email: string } | und
   if (!user) return {};
   return user.name ? { name: user.name, email: user.email } : { email: user.email };
 }
+
+/** `text` as a regular expression matching it literally. */
+export const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -3,6 +3,7 @@
 // where, and how it ended.
 import os from 'node:os';
 import { normalizeEmail } from '../accounts/accounts.js';
+import { escapeRegExp } from '../display-text.js';
 import type { Prisma } from '../persistence/database.js';
 
 export interface AdminEvent {
@@ -107,7 +108,6 @@ export async function forgetPerson(prisma: Prisma, identifiers: string[]): Promi
   return changes.length;
 }
 
-const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /**
  * The words of a recorded `user …` command that name a person, read as the

@@ -2,6 +2,7 @@
 // one: 405 with Allow (RFC 9110 §15.5.6), in one shape for every address.
 import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
+import { escapeRegExp } from '../display-text.js';
 
 /** What an address takes, whether a browser is sent there (its errors are pages), and whether the provider answers CORS there. */
 export interface Address {
@@ -16,8 +17,7 @@ export interface Address {
  * for what follows the route's path).
  */
 export function routePattern(provider: Provider, route: string, suffix = ''): RegExp {
-  const escaped = provider.pathFor(route).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^${escaped}${suffix}/?$`, 'i');
+  return new RegExp(`^${escapeRegExp(provider.pathFor(route))}${suffix}/?$`, 'i');
 }
 
 /**

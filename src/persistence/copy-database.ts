@@ -62,10 +62,7 @@ export async function copyDatabase(source: string, target: string, onTable: (cop
     try {
       await migrateWithin(to, () => refuseAnyTable(to));
       const tables = await tablesInOrder(to);
-      const { rows: sourceTables } = await from.query<{ tablename: string }>(
-        `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> '_prisma_migrations'`,
-      );
-      const unknown = sourceTables.map((row) => row.tablename).filter((name) => !tables.includes(name));
+      const unknown = (await ourTables(from)).filter((name) => !tables.includes(name));
       if (unknown.length > 0) throw new CopyError(`the source database holds tables this release does not make (${unknown.join(', ')}): copy with the release that made them`);
       const copied: CopiedTable[] = [];
       for (const table of tables) {
@@ -116,9 +113,7 @@ async function refuseAnyTable(to: pg.Client): Promise<void> {
  * allow.
  */
 async function tablesInOrder(client: pg.Client): Promise<string[]> {
-  const { rows: tables } = await client.query<{ name: string }>(
-    `SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema() AND tablename <> '_prisma_migrations' ORDER BY tablename`,
-  );
+  const tables = await ourTables(client);
   const { rows: references } = await client.query<{ child: string; parent: string }>(
     `SELECT c.conrelid::regclass::text AS child, c.confrelid::regclass::text AS parent
        FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
@@ -136,8 +131,16 @@ async function tablesInOrder(client: pg.Client): Promise<string[]> {
     for (const parent of parents.get(name) ?? []) visit(parent, [...path, name]);
     ordered.push(name);
   };
-  for (const { name } of tables) visit(name, []);
+  for (const name of tables) visit(name, []);
   return ordered;
+}
+
+/** The tables of `client`'s database but the migration record, by name. */
+async function ourTables(client: pg.Client): Promise<string[]> {
+  const { rows } = await client.query<{ tablename: string }>(
+    `SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> '_prisma_migrations' ORDER BY tablename`,
+  );
+  return rows.map((row) => row.tablename);
 }
 
 /** A regclass's text is quoted where the name needs it ("Mixed"); pg_tables' is not. */
