@@ -214,9 +214,9 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       });
     }
     if (database.kind === 'embedded') {
-      // PGlite runs PostgreSQL with fsync off: a kill -9 loses nothing (the
-      // operating system's cache has every write), a power loss may.
-      logger.warn('the embedded database does not flush its writes to disk: a power loss or a crash of the machine may lose the last of them or corrupt it; in production use PostgreSQL (DATABASE_URL; `portcullis copy --to` moves this one there)', {
+      // Durable (persistence/durable-files.ts), but inside this process: one
+      // instance, and backups only while it is stopped.
+      logger.warn('the embedded database is for trying Portcullis and development: it lives inside this process (one instance; back it up only while stopped); in production use PostgreSQL (DATABASE_URL; `portcullis copy --to` moves this one there)', {
         dataDir: database.dataDir,
       });
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs before `npm test`: makes sure what the suite drives is there — Debian's
-// Chromium for the browser journeys and a PostgreSQL server on 127.0.0.1:5432 —
+// Chromium for the browser journeys, strace, and a PostgreSQL server on 127.0.0.1:5432 —
 // installing or starting them where this machine allows (root, Debian).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -19,10 +19,16 @@ function fail(message) {
   process.exit(1);
 }
 
-if (!existsSync(CHROMIUM)) {
-  if (!isRoot || !existsSync('/usr/bin/apt-get')) fail(`no Chromium at ${CHROMIUM}: install Debian's chromium package (or set CHROMIUM_PATH)`);
-  process.stdout.write('installing Chromium from Debian packages for the browser tests…\n');
-  if (!run('apt-get', ['update', '-qq']) || !run('apt-get', ['install', '-y', '-qq', 'chromium'])) fail('could not install chromium');
+// Debian's strace injects a failed disk sync into a running server (embedded-durability.test.ts).
+const missing = [
+  ...(existsSync(CHROMIUM) ? [] : [['chromium', `no Chromium at ${CHROMIUM}: install Debian's chromium package (or set CHROMIUM_PATH)`]]),
+  ...(existsSync('/usr/bin/strace') ? [] : [['strace', "no strace: install Debian's strace package"]]),
+];
+if (missing.length > 0) {
+  if (!isRoot || !existsSync('/usr/bin/apt-get')) fail(missing.map(([, why]) => why).join('; '));
+  const packages = missing.map(([name]) => name);
+  process.stdout.write(`installing ${packages.join(' and ')} from Debian packages for the tests…\n`);
+  if (!run('apt-get', ['update', '-qq']) || !run('apt-get', ['install', '-y', '-qq', ...packages])) fail(`could not install ${packages.join(' and ')}`);
 }
 
 function reachable(port) {

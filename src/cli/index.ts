@@ -67,6 +67,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       const migrating = { onlyNewDatabase: name !== 'migrate' };
       await command(args, async () => (services ??= noteKeyFileMade(await openServices(warnOfTypos(loadConfig()), 'cli', migrating))), io);
     } catch (error) {
+      if (services && lostTheOnlyConnection(services)) throw new ConnectionLost({ cause: error });
       // Recorded failed too: it may have changed something before it failed (a usage error never reaches the database).
       if (services && !READ_ONLY_COMMANDS.has(name) && !(error instanceof UsageError)) await audit(services, name, args, `failed: ${lastLine((error as Error)?.message ?? String(error))}`);
       throw error;
@@ -84,7 +85,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       return 1;
     }
     const message = (error as Error)?.message ?? String(error);
-    const trouble = databaseTrouble(error);
+    const trouble = error instanceof ConnectionLost ? 'unreachable' : databaseTrouble(error);
     if (trouble) {
       // The database went away under the command (a server holding the embedded one stopped, a failover):
       // Prisma's several lines, of which the last is the database's own words.
@@ -98,7 +99,24 @@ export async function run(argv: string[], io: Io): Promise<number> {
     // The embedded database this process holds is closed whatever it takes; a connection elsewhere (PostgreSQL,
     // a server's socket) that died midway could hold the close for ever, and the process would end without its exit code.
     if (services?.database.kind === 'embedded' && !services.database.joinedServer) await services.close();
-    else if (services) await closeWithin(services, CLOSE_MS);
+    else if (services) await closeWithin(services, lostTheOnlyConnection(services) ? 0 : CLOSE_MS);
+  }
+}
+
+/**
+ * Whether the command's connection to a running server's embedded database
+ * died (the server stopped): the pool has that one connection, which a
+ * transaction may hold for ever (database.ts, connectionLost), so the audit
+ * record would wait for it. On PostgreSQL the record takes another.
+ */
+function lostTheOnlyConnection(services: Services): boolean {
+  return services.database.kind === 'embedded' && services.database.connectionLost();
+}
+
+/** The database's connection died under the command: what it did last may or may not have been done. */
+class ConnectionLost extends Error {
+  constructor(options: ErrorOptions) {
+    super('the connection to it was lost midway', options);
   }
 }
 

@@ -5,6 +5,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { syncDirectory } from '../persistence/durable-files.js';
 import { sameDigest } from '../persistence/hash.js';
 
 export class SealError extends Error {
@@ -203,6 +204,9 @@ async function createKeyFile(file: string): Promise<void> {
   } finally {
     await unlink(temporary).catch(() => undefined);
   }
+  // Its name too: after a power loss, secrets the database kept, sealed with
+  // a key whose file was lost, could not be read again.
+  syncDirectory(path.dirname(file));
 }
 
 /** The sealer of an existing key file; undefined if there is none yet. Unreadable, empty or short: an error. */

@@ -59,6 +59,15 @@ export interface Database {
   connectionString: string;
   /** True for a CLI that joined a running server's embedded database (embedded.ts), rather than opening it itself. */
   joinedServer: boolean;
+  /**
+   * Whether a connection of the pool died since it opened (the server holding
+   * the embedded database stopped, a failover). A Prisma transaction whose
+   * COMMIT got no answer never gives its connection back (Prisma 6.19: it then
+   * tries a ROLLBACK of what it takes as committed, and fails), so a
+   * statement after it would wait for ever on a one-connection pool: the CLI
+   * stops instead (cli/index.ts).
+   */
+  connectionLost(): boolean;
   /** Whether statements above failed for want of disk space, until there is space again (for readiness). */
   space: SpaceWatch;
   /** The pool's connections now, and the statements waiting for one (for metrics). */
@@ -131,6 +140,9 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
   const pool = new pg.Pool({ connectionString, max, ...timeouts, ...(options ? { options } : {}) });
   // An idle client's error (the server restarted) must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
+  let lost = false;
+  // Also for a connection lent out, whose 'error' would otherwise end the process.
+  pool.on('connect', (client) => client.on('error', () => (lost = true)));
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   // Named (prepared) statements live in the server session; PGlite has one
   // session for every socket connection, where a reconnect would find them
@@ -168,6 +180,7 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
     kind: database.kind,
     connectionString,
     joinedServer: embedded?.owner === false,
+    connectionLost: () => lost,
     space,
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async subscribe(channel, subscriber) {
