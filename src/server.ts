@@ -198,7 +198,14 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     // it is back (onBack), not a refresh interval later. Not when it is lost:
     // the database is then likely out of reach too.
     await services.database.subscribe(SIGNING_KEY_CHANGES_CHANNEL, { onMessage: refreshKeys, onReset: () => undefined, onBack: refreshKeys });
-    const sweep = background('sweep', async () => logger.debug('expired rows swept', { rows: await sweepExpired(prisma) }));
+    let sweeps = 0;
+    const sweep = background('sweep', async () => {
+      const rows = await sweepExpired(prisma);
+      // Then reclaimed, on the embedded database (see Database.upkeep); not
+      // at start, which PGlite began with a checkpoint of its own.
+      if (sweeps++ > 0) await services.database.upkeep();
+      logger.debug('expired rows swept', { rows });
+    });
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());
     void sweep();
 
@@ -242,6 +249,12 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       // per-address sign-in limit shuts everyone out at once.
       logger.warn('ISSUER is https but TRUST_PROXY is not set: if a proxy terminates TLS in front of this server, set TRUST_PROXY, or every sign-in counts as coming from the proxy\'s address');
     }
+    if (!config.issuer.startsWith('https:') && !isLoopback(new URL(config.issuer).hostname)) {
+      // OpenID Connect issuers are https (Discovery §3): over http, cookies
+      // go out without Secure and no HSTS is sent, and an app that discovers
+      // the https address behind a TLS proxy finds another issuer in it.
+      logger.warn('ISSUER is http on a host other than this machine: serve it as https (a proxy terminating TLS, and TRUST_PROXY), or cookies and tokens cross the network unencrypted', { issuer: config.issuer });
+    }
     if (config.encryption.kind === 'file' && services.encryptionKeyExposed) {
       logger.warn('the encryption key file can be read by others than its owner; restrict it (chmod 600)', { file: config.encryption.path });
     }
@@ -283,4 +296,9 @@ async function warnOfDatabaseSettings(services: Services, logger: Logger): Promi
   }
   const encoding = rows[0] && encodingProblem(rows[0].encoding);
   if (encoding) logger.warn(`the database ${encoding}, and move the data there (pg_dump, then pg_restore into it); until then such requests fail`);
+}
+
+/** Whether `hostname` (as URL gives it) names this machine: http is fine for development there. */
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname.endsWith('.localhost') || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }

@@ -89,7 +89,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
     if (trouble) {
       // The database went away under the command (a server holding the embedded one stopped, a failover):
       // Prisma's several lines, of which the last is the database's own words.
-      const again = trouble === 'unreachable' ? ': run the command again once it answers (one that changes several things may have done some of them)' : '';
+      const again =
+        error instanceof ConnectionLost
+          ? ': whether its last change was made is not known; once the database answers, look (list or show) before running it again'
+          : trouble === 'unreachable'
+            ? ': run the command again once it answers (one that changes several things may have done some of them)'
+            : '';
       process.stderr.write(`portcullis: the database is ${trouble} (${terminalSafe(lastLine(message))})${again}\n`);
       return 1;
     }
@@ -98,19 +103,21 @@ export async function run(argv: string[], io: Io): Promise<number> {
   } finally {
     // The embedded database this process holds is closed whatever it takes; a connection elsewhere (PostgreSQL,
     // a server's socket) that died midway could hold the close for ever, and the process would end without its exit code.
-    if (services?.database.kind === 'embedded' && !services.database.joinedServer) await services.close();
-    else if (services) await closeWithin(services, lostTheOnlyConnection(services) ? 0 : CLOSE_MS);
+    if (services && lostTheOnlyConnection(services)) await closeWithin(services, 0);
+    else if (services?.database.kind === 'embedded' && !services.database.joinedServer) await services.close();
+    else if (services) await closeWithin(services, CLOSE_MS);
   }
 }
 
 /**
- * Whether the command's connection to a running server's embedded database
- * died (the server stopped): the pool has that one connection, which a
- * transaction may hold for ever (database.ts, connectionLost), so the audit
- * record would wait for it. On PostgreSQL the record takes another.
+ * Whether the command's one connection died (the server holding the
+ * embedded database stopped; DATABASE_POOL_SIZE=1 on PostgreSQL): a
+ * transaction may hold it for ever (database.ts, connectionLost), so the
+ * audit record, and the close, would wait for it. A larger pool gives the
+ * record another.
  */
 function lostTheOnlyConnection(services: Services): boolean {
-  return services.database.kind === 'embedded' && services.database.connectionLost();
+  return services.database.poolSize === 1 && services.database.connectionLost();
 }
 
 /** The database's connection died under the command: what it did last may or may not have been done. */

@@ -12,6 +12,7 @@ import type { DeviceCookies } from '../accounts/device-cookies.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
+import { ClientAddresses } from '../http/client-address.js';
 import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
 import { interactionReference, loggedPath } from '../http/log-redaction.js';
@@ -176,6 +177,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   const router = new Router({ prefix: '/interaction/:uid' });
   const current = new CurrentSignIn(sql, browsers, logger, PAGES);
   const finished = new FinishedSteps(config.ttl.interaction);
+  const addresses = new ClientAddresses(config.trustProxy, logger);
   /** Notes `interaction` as finished by this browser, its answer on the way to the app (finished-steps.ts). */
   const noteFinished = (ctx: Context, interaction: Interaction, outcome: Outcome) =>
     finished.note(ctx, interaction.uid, { clientId: String(interaction.params.client_id), outcome, device: forDevice(interaction) });
@@ -496,7 +498,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const deviceCookie = ctx.cookies.get(DEVICE_COOKIE);
     // One more statement, only for a browser that shows a device cookie.
     const browser = deviceCookie ? deviceCookies.recognise(deviceCookie, await accounts.credentialOf(email)) : undefined;
-    const outcome = await signInThrottle.signIn(email, ctx.ip, async () => (checked = await accounts.checkPassword(email, password))?.accountId, browser);
+    const outcome = await signInThrottle.signIn(email, addresses.of(ctx), async () => (checked = await accounts.checkPassword(email, password))?.accountId, browser);
     if (outcome.refused) {
       metrics?.signIn('throttled');
       logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), client: client.clientId, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });

@@ -68,6 +68,16 @@ export interface Database {
    * stops instead (cli/index.ts).
    */
   connectionLost(): boolean;
+  /** How many connections the pool opens at most (1 on the embedded database). */
+  poolSize: number;
+  /**
+   * What PostgreSQL's own processes do, where nothing else does: the
+   * embedded database runs PostgreSQL in single-user mode, with no
+   * autovacuum and no checkpointer, so deleted rows were never reclaimed and
+   * the write-ahead log grew until the next start (which then replayed all of
+   * it). On PostgreSQL, nothing.
+   */
+  upkeep(): Promise<void>;
   /** Whether statements above failed for want of disk space, until there is space again (for readiness). */
   space: SpaceWatch;
   /** The pool's connections now, and the statements waiting for one (for metrics). */
@@ -181,6 +191,13 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
     connectionString,
     joinedServer: embedded?.owner === false,
     connectionLost: () => lost,
+    poolSize: max,
+    async upkeep() {
+      if (database.kind !== 'embedded') return;
+      // Each its own statement: neither runs inside a transaction.
+      await pool.query('VACUUM (ANALYZE)');
+      await pool.query('CHECKPOINT');
+    },
     space,
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async subscribe(channel, subscriber) {

@@ -5,7 +5,8 @@
 // leave the files torn. Here PostgreSQL runs with fsync on, and its fsync
 // reaches the disk (fsync(2) on the real file), so a commit is acknowledged
 // once its write-ahead log is on disk, as on a PostgreSQL server.
-import { closeSync, fsyncSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readdirSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
@@ -25,12 +26,14 @@ interface NodeStream {
 }
 
 /**
- * PGlite's start parameters without -F (fsync off), and the write-ahead log
- * synced by fsync: PostgreSQL's default on Linux, fdatasync, is a call
- * PGlite's build answers without doing anything.
+ * PGlite's start parameters without -F (fsync off), with fsync on said
+ * outright, and the write-ahead log synced by fsync: PostgreSQL's default on
+ * Linux, fdatasync, is a call PGlite's build answers without doing anything.
  */
-export const DURABLE_START_PARAMS: readonly string[] = [
+const DURABLE_START_PARAMS: readonly string[] = [
   ...PGlite.defaultStartParams.filter((parameter) => parameter !== '-F'),
+  '-c',
+  'fsync=on',
   '-c',
   'wal_sync_method=fsync',
 ];
@@ -43,24 +46,25 @@ export const DURABLE_START_PARAMS: readonly string[] = [
 const DIRECTORY_SYNC_UNSUPPORTED = new Set(['EINVAL', 'EBADF']);
 
 /**
- * Stops the process when a file cannot be synced. PostgreSQL answers a failed
- * fsync with a PANIC: the kernel may have dropped the pages it could not
- * write, so nothing written since the last checkpoint can be trusted, and a
- * PostgreSQL server restarts and recovers from its write-ahead log. PGlite
- * cannot restart itself: after the PANIC its next statement never returns
- * (it spins, seen). So the process stops here, before the write is
- * acknowledged, and the next start recovers.
+ * Stops the process. PostgreSQL answers a failed fsync, or a write to its
+ * log that failed, with a PANIC: the kernel may have dropped the pages it
+ * could not write, so nothing written since the last checkpoint can be
+ * trusted, and a PostgreSQL server restarts and recovers from its
+ * write-ahead log. PGlite cannot restart itself: after a PANIC its next
+ * statement never returns (it spins, seen). So the process stops, before the
+ * write is acknowledged, and the next start recovers.
  */
-function stopOnLostWrite(dataDir: string, error: NodeJS.ErrnoException): never {
+function stop(dataDir: string, why: string): never {
   process.stderr.write(
-    `portcullis: stopped: the embedded database could not write to disk in DATA_DIR (${dataDir}): ${error.code ?? error.message}; ` +
-      'nothing unwritten was acknowledged; once the disk is sound, start again and the database recovers from its write-ahead log\n',
+    `portcullis: stopped: the embedded database in DATA_DIR (${dataDir}) ${why}; nothing unwritten was acknowledged; ` +
+      'once the disk is sound, start again and the database recovers from its write-ahead log\n',
   );
   process.exit(1);
 }
 
-/** PGlite's Node file system whose fsync syncs the real file. */
-export class DurableNodeFS extends NodeFS {
+/** PGlite's Node file system whose fsync syncs the real file; counts the syncs, to check it is used. */
+class DurableNodeFS extends NodeFS {
+  syncs = 0;
   readonly #dataDir: string;
 
   constructor(pgdata: string, dataDir: string) {
@@ -74,14 +78,15 @@ export class DurableNodeFS extends NodeFS {
       const { FS } = module as EmscriptenModule;
       const nodefs = FS.filesystems.NODEFS;
       nodefs.stream_ops.fsync = (stream) => {
+        this.syncs++;
         try {
-          fsyncSync(stream.nfd);
+          fsyncUninterrupted(stream.nfd);
           return 0;
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code ?? '';
           // Thrown as Emscripten's error, which PostgreSQL reads as the errno.
           if (FS.isDir(stream.node.mode) && DIRECTORY_SYNC_UNSUPPORTED.has(code)) return nodefs.tryFSOperation(() => { throw error; });
-          return stopOnLostWrite(this.#dataDir, error as NodeJS.ErrnoException);
+          return stop(this.#dataDir, `could not write to disk: ${code || (error as Error).message}`);
         }
       };
     };
@@ -89,14 +94,57 @@ export class DurableNodeFS extends NodeFS {
   }
 }
 
+function fsyncUninterrupted(fd: number): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return fsyncSync(fd);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EINTR' || attempt >= 5) throw error;
+    }
+  }
+}
+
 /**
- * Syncs every file and directory under `root`, and `root`'s own entry in its
- * parent. PGlite writes a new database's files without a sync, and releases
- * before 0.5.25 synced nothing; PostgreSQL syncs the whole directory itself
- * only when it starts after a crash. Files already on disk sync in no time
- * (about 0.1 s for a new database's thousand files once they are written).
+ * Opens the embedded database in `pgdata`, making it first if there is none.
+ * A new database is made beside it, synced whole and then renamed into
+ * place: PGlite writes a new database's files without a sync, and a power
+ * loss while they were still in the cache would leave a database that looks
+ * made and is torn. PostgreSQL syncs the whole directory itself when it
+ * starts after a crash.
  */
-export function syncTree(root: string): void {
+export async function openDurably(pgdata: string, dataDir: string): Promise<PGlite> {
+  if (!existsSync(path.join(pgdata, 'PG_VERSION'))) {
+    const making = `${pgdata}.new`;
+    await rm(making, { recursive: true, force: true });
+    await (await start(making, dataDir)).close();
+    syncTree(making);
+    await rename(making, pgdata);
+    syncDirectory(dataDir);
+    syncDirectory(path.dirname(dataDir));
+  }
+  return start(pgdata, dataDir);
+}
+
+async function start(pgdata: string, dataDir: string): Promise<PGlite> {
+  const fs = new DurableNodeFS(pgdata, dataDir);
+  const db = await PGlite.create({
+    fs,
+    startParams: [...DURABLE_START_PARAMS],
+    // Every PANIC, not only a failed sync's: a write to the log that failed too.
+    onStderr: (text) => (/\bPANIC:/.test(text) ? stop(dataDir, `failed: ${text.trim()}`) : false),
+  });
+  // Durability rests on PGlite's insides (its file system, its parameters):
+  // a release that moved them must not run without it, unnoticed.
+  const { rows } = await db.query<{ fsync: string; method: string }>(`SELECT current_setting('fsync') AS fsync, current_setting('wal_sync_method') AS method`);
+  if (rows[0]?.fsync !== 'on' || rows[0]?.method !== 'fsync' || fs.syncs === 0) {
+    await db.close();
+    throw new Error(`this release of PGlite does not sync the embedded database to disk as Portcullis expects (fsync ${rows[0]?.fsync}, ${fs.syncs} syncs): install the version package-lock.json names`);
+  }
+  return db;
+}
+
+/** Syncs every file and directory under `root`, and `root`'s own entry in its parent. */
+function syncTree(root: string): void {
   const walk = (directory: string) => {
     for (const entry of readdirSync(directory, { withFileTypes: true })) {
       const target = path.join(directory, entry.name);
@@ -117,7 +165,7 @@ export function syncDirectory(directory: string): void {
 function syncFile(target: string, directory: boolean): void {
   const fd = openSync(target, 'r');
   try {
-    fsyncSync(fd);
+    fsyncUninterrupted(fd);
   } catch (error) {
     if (!(directory && DIRECTORY_SYNC_UNSUPPORTED.has((error as NodeJS.ErrnoException).code ?? ''))) throw error;
   } finally {

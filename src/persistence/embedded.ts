@@ -11,9 +11,9 @@ import { chmod, link, mkdir, readFile, readlink, rename, rm, stat, writeFile } f
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
-import { DURABLE_START_PARAMS, DurableNodeFS, syncTree } from './durable-files.js';
+import { openDurably } from './durable-files.js';
 
 const SOCKET_PORT = 5432;
 const LOCK_FILE = 'portcullis.lock';
@@ -330,8 +330,7 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
     const pgdata = dataPath(dataDir);
     // PGlite's file system error for this names neither the path nor the cause.
     if ((await stat(pgdata).catch(() => undefined))?.isDirectory() === false) throw new Error(`${pgdata} is not a directory`);
-    db = await PGlite.create({ fs: new DurableNodeFS(pgdata, dataDir), startParams: [...DURABLE_START_PARAMS] });
-    syncTree(pgdata);
+    db = await openDurably(pgdata, dataDir);
     await rm(servedAt, { force: true });
     // The multiplexer keeps a transaction's statements together; a few
     // connections let the CLI work while the server runs.

@@ -876,6 +876,19 @@ describe('other endpoints', () => {
     expect(plain.status).toBe(200);
   });
 
+  it('an http issuer on a host other than this machine is warned of at start; on localhost it is development, and https is the norm', async () => {
+    const open = await startPortcullis({ ISSUER: 'http://id.example.test' });
+    const secure = await startPortcullis({ ISSUER: 'https://id.example.test', TRUST_PROXY: 'true' });
+    try {
+      const said = (log: string[]) => log.filter((line) => line.includes('ISSUER is http on a host other than this machine')).map((line) => JSON.parse(line) as { level: string; issuer: string });
+      expect(said(open.log)).toEqual([expect.objectContaining({ level: 'warn', issuer: 'http://id.example.test' })]);
+      expect([said(pc.log), said(secure.log)]).toEqual([[], []]);
+    } finally {
+      await open.close();
+      await secure.close();
+    }
+  });
+
   it('every address the server names is on the issuer, whatever Host or X-Forwarded-Host a request carries', async () => {
     const proxied = await startPortcullis({ TRUST_PROXY: 'true' });
     try {

@@ -287,6 +287,37 @@ it('says the wait in whole minutes as the window is set: a 2-minute window is "2
   }
 });
 
+it('a sign-in with fewer X-Forwarded-For addresses than TRUST_PROXY says (once) that it is counted by the connection, which a proxy appending none gives everyone', async () => {
+  const proxied = await startPortcullis({ TRUST_PROXY: '2' });
+  try {
+    await proxied.createUser(alice.email, alice.password);
+    const app = await proxied.createClient({ name: 'Proxied app', redirectUris: ['http://127.0.0.1:9999/callback'] });
+    const behind = await discover(proxied.issuer, app.client_id, app.client_secret);
+    const tryWith = async (headers: Record<string, string>) => {
+      const ua = new UserAgent(headers);
+      return signIn(ua, await visit(ua, (await authorizationRequest(behind, 'openid', { prompt: 'login' })).url), alice.email, 'not her password');
+    };
+    const warnings = () => proxied.log.filter((line) => line.includes('X-Forwarded-For address')).map((line) => {
+        const { level, message } = JSON.parse(line) as { level: string; message: string };
+        return { level, message };
+      });
+    // Both proxies appended theirs: nothing to say.
+    expect(signInRefusal(await tryWith({ 'x-forwarded-for': '198.51.100.20, 10.0.0.2' }))).toBe('wrong_credentials');
+    expect(warnings()).toEqual([]);
+    // One of two: the nearer proxy appended nothing, or the request came past the proxies.
+    expect(signInRefusal(await tryWith({ 'x-forwarded-for': '10.0.0.2' }))).toBe('wrong_credentials');
+    expect(signInRefusal(await tryWith({}))).toBe('wrong_credentials');
+    expect(warnings()).toEqual([
+      {
+        level: 'warn',
+        message: expect.stringMatching(/^TRUST_PROXY is 2, but a sign-in came with 1 X-Forwarded-For address: .*proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for.*\(said once\)$/),
+      },
+    ]);
+  } finally {
+    await proxied.close();
+  }
+});
+
 it('stores neither emails nor addresses in its counters', async () => {
   const db = pc.outsideConnection();
   await db.connect();
