@@ -50,8 +50,9 @@ const tablesOf = (url: string) =>
   withConnection(url, async (connection) => (await connection.query<{ tablename: string }>(`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`)).rows.map((row) => row.tablename));
 
 // The source is the embedded database whichever project runs the suite; once is enough.
+// Each test starts several servers and CLIs, each on a database of its own: more than the suite's minute on a busy machine.
 describe.runIf(embedded)('portcullis copy --to', () => {
-  it('refuses while the server runs, then copies every row, and a server on PostgreSQL carries on: sessions, tokens, keys, passwords, secrets, the audit trail', async () => {
+  it('refuses while the server runs, then copies every row, and a server on PostgreSQL carries on: sessions, tokens, keys, passwords, secrets, the audit trail', { timeout: 180_000 }, async () => {
     const source: TestPortcullis = await startPortcullis();
     cleanup.push(() => source.database.drop());
     let running: TestPortcullis | undefined = source;
@@ -129,7 +130,7 @@ describe.runIf(embedded)('portcullis copy --to', () => {
     expect([notForProduction(source.log), notForProduction(moved.log)]).toEqual([1, 0]);
   });
 
-  it('refuses a database that is not new, a password in --to, and DATABASE_URL; a non-UTF-8 one, a mistyped DATA_DIR; a copy that fails leaves the database empty, and it takes the copy again; two at once', async () => {
+  it('refuses a database that is not new, a password in --to, and DATABASE_URL; a non-UTF-8 one, a mistyped DATA_DIR; a copy that fails leaves the database empty, and it takes the copy again; two at once', { timeout: 180_000 }, async () => {
     const source: TestPortcullis = await startPortcullis();
     cleanup.push(() => source.database.drop());
     await source.createUser('ada@example.com', 'correct horse battery staple');
