@@ -11,6 +11,7 @@ import { createApp } from './app.js';
 import { ConfigError, NOT_AN_ADDRESS_HERE, typoHint, type Config } from './config.js';
 import { serveWithRefusals } from './http/client-errors.js';
 import { InFlightRequests } from './http/in-flight.js';
+import { isLoopbackHost } from './http/safe-url.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics } from './metrics/metrics.js';
@@ -198,13 +199,18 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     // it is back (onBack), not a refresh interval later. Not when it is lost:
     // the database is then likely out of reach too.
     await services.database.subscribe(SIGNING_KEY_CHANGES_CHANNEL, { onMessage: refreshKeys, onReset: () => undefined, onBack: refreshKeys });
+    // On the embedded database what a sweep deleted is then reclaimed, and a
+    // checkpoint made (Database.upkeep): a task of its own, whose failure is
+    // not the sweep's. Not after the sweep at start: PGlite began with a
+    // checkpoint of its own.
+    let swept: string[] = [];
+    const upkeep = background('database upkeep', () => services.database.upkeep(swept));
     let sweeps = 0;
     const sweep = background('sweep', async () => {
       const rows = await sweepExpired(prisma);
-      // Then reclaimed, on the embedded database (see Database.upkeep); not
-      // at start, which PGlite began with a checkpoint of its own.
-      if (sweeps++ > 0) await services.database.upkeep();
-      logger.debug('expired rows swept', { rows });
+      logger.debug('expired rows swept', { rows: Object.values(rows).reduce((sum, count) => sum + count, 0) });
+      swept = Object.keys(rows).filter((table) => rows[table as keyof typeof rows] > 0);
+      if (sweeps++ > 0) upkeep();
     });
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());
     void sweep();
@@ -249,7 +255,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       // per-address sign-in limit shuts everyone out at once.
       logger.warn('ISSUER is https but TRUST_PROXY is not set: if a proxy terminates TLS in front of this server, set TRUST_PROXY, or every sign-in counts as coming from the proxy\'s address');
     }
-    if (!config.issuer.startsWith('https:') && !isLoopback(new URL(config.issuer).hostname)) {
+    if (!config.issuer.startsWith('https:') && !isLoopbackHost(new URL(config.issuer).hostname)) {
       // OpenID Connect issuers are https (Discovery §3): over http, cookies
       // go out without Secure and no HSTS is sent, and an app that discovers
       // the https address behind a TLS proxy finds another issuer in it.
@@ -296,9 +302,4 @@ async function warnOfDatabaseSettings(services: Services, logger: Logger): Promi
   }
   const encoding = rows[0] && encodingProblem(rows[0].encoding);
   if (encoding) logger.warn(`the database ${encoding}, and move the data there (pg_dump, then pg_restore into it); until then such requests fail`);
-}
-
-/** Whether `hostname` (as URL gives it) names this machine: http is fine for development there. */
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname.endsWith('.localhost') || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }

@@ -67,7 +67,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       const migrating = { onlyNewDatabase: name !== 'migrate' };
       await command(args, async () => (services ??= noteKeyFileMade(await openServices(warnOfTypos(loadConfig()), 'cli', migrating))), io);
     } catch (error) {
-      if (services && lostTheOnlyConnection(services)) throw new ConnectionLost({ cause: error });
+      if (services && lostTheOnlyConnection(services) && isConnectionLoss(error)) throw new ConnectionLost({ cause: error });
       // Recorded failed too: it may have changed something before it failed (a usage error never reaches the database).
       if (services && !READ_ONLY_COMMANDS.has(name) && !(error instanceof UsageError)) await audit(services, name, args, `failed: ${lastLine((error as Error)?.message ?? String(error))}`);
       throw error;
@@ -90,7 +90,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       // The database went away under the command (a server holding the embedded one stopped, a failover):
       // Prisma's several lines, of which the last is the database's own words.
       const again =
-        error instanceof ConnectionLost
+        error instanceof ConnectionLost && !READ_ONLY_COMMANDS.has(name)
           ? ': whether its last change was made is not known; once the database answers, look (list or show) before running it again'
           : trouble === 'unreachable'
             ? ': run the command again once it answers (one that changes several things may have done some of them)'
@@ -118,6 +118,17 @@ export async function run(argv: string[], io: Io): Promise<number> {
  */
 function lostTheOnlyConnection(services: Services): boolean {
   return services.database.poolSize === 1 && services.database.connectionLost();
+}
+
+/**
+ * Whether `error` is what a command meets when its connection dies: the
+ * connection's own error, or Prisma's P2028 for a transaction whose COMMIT
+ * got no answer ("Transaction already closed": it then tried a ROLLBACK).
+ * Not a refusal of the command's own (a domain error), though the pool lost
+ * a connection earlier.
+ */
+function isConnectionLoss(error: unknown): boolean {
+  return databaseTrouble(error) === 'unreachable' || (error as { code?: unknown } | undefined)?.code === 'P2028';
 }
 
 /** The database's connection died under the command: what it did last may or may not have been done. */

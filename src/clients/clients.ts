@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Prisma } from '../persistence/database.js';
 import { unshowable } from '../display-text.js';
+import { isLoopbackHost } from '../http/safe-url.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
 import { announceClientChange, CLIENT_CHANGES_CHANNEL } from './client-changes.js';
 import { sha256 } from '../persistence/hash.js';
@@ -201,8 +202,6 @@ function checkWebUri(uri: string, what: string): string {
   return checked;
 }
 
-const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
-
 /**
  * A web client's redirect: https, or http to this machine (development). An
  * authorization code sent over plain http to another host can be read on the
@@ -211,7 +210,7 @@ const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
  */
 function checkWebRedirectUri(uri: string, what: string): string {
   const url = new URL(checkWebPostLogoutUri(uri, what));
-  if (url.protocol !== 'https:' && !LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}" must be https (http only on localhost, 127.0.0.1 or [::1])`);
+  if (url.protocol !== 'https:' && !isLoopbackHost(url.hostname)) throw new ClientError(`${what} "${uri}" must be https (http only on localhost, 127.0.0.1 or [::1])`);
   return uri;
 }
 
@@ -230,7 +229,7 @@ function checkWebPostLogoutUri(uri: string, what: string): string {
 function checkShownUri(uri: string, what: string): string {
   const checked = checkWebUri(uri, what);
   const url = new URL(checked);
-  if (url.protocol !== 'https:' && !LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}" must be https (or http on localhost), as the consent page shows no other`);
+  if (url.protocol !== 'https:' && !isLoopbackHost(url.hostname)) throw new ClientError(`${what} "${uri}" must be https (or http on localhost), as the consent page shows no other`);
   return checked;
 }
 
@@ -245,9 +244,9 @@ function checkNativeRedirectUri(uri: string, what: string): string {
   if (url.username || url.password) throw new ClientError(`${what} "${uri}" must not hold a user name or password`);
   const scheme = url.protocol.slice(0, -1);
   if (scheme === 'http') {
-    if (!LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}": a native app's http address must be loopback (127.0.0.1, [::1]; RFC 8252 §7.3)`);
+    if (!isLoopbackHost(url.hostname)) throw new ClientError(`${what} "${uri}": a native app's http address must be loopback (127.0.0.1, [::1]; RFC 8252 §7.3)`);
   } else if (scheme === 'https') {
-    if (LOOPBACK_HOSTS.has(url.hostname)) throw new ClientError(`${what} "${uri}": a native app's loopback address uses http (RFC 8252 §7.3)`);
+    if (isLoopbackHost(url.hostname)) throw new ClientError(`${what} "${uri}": a native app's loopback address uses http (RFC 8252 §7.3)`);
   } else if (!scheme.includes('.')) {
     throw new ClientError(`${what} "${uri}": a native app's private-use scheme must be a domain it controls in reverse order, e.g. com.example.app (RFC 8252 §7.1)`);
   }

@@ -1,3 +1,10 @@
+/** The hosts of this machine, as URL writes them, where plain http is development (redirects, pages, the issuer). */
+export function isLoopbackHost(hostname: string): boolean {
+  return LOOPBACK_HOSTS.has(hostname);
+}
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
 /**
  * A client-supplied address we may put in a page: https, or http on a loopback
  * host (development). Anything else (javascript:, data:, plain http on the
@@ -7,7 +14,7 @@ export function safeUrl(value: unknown): string | undefined {
   const url = urlOf(value);
   if (!url) return undefined;
   if (url.protocol === 'https:') return url.href;
-  if (url.protocol === 'http:' && ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname)) return url.href;
+  if (url.protocol === 'http:' && isLoopbackHost(url.hostname)) return url.href;
   return undefined;
 }
 

@@ -5,7 +5,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { syncDirectory } from '../persistence/durable-files.js';
+import { syncDirectory } from '../persistence/file-sync.js';
 import { sameDigest } from '../persistence/hash.js';
 
 export class SealError extends Error {

@@ -5,11 +5,12 @@
 // leave the files torn. Here PostgreSQL runs with fsync on, and its fsync
 // reaches the disk (fsync(2) on the real file), so a commit is acknowledged
 // once its write-ahead log is on disk, as on a PostgreSQL server.
-import { closeSync, existsSync, fsyncSync, openSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
+import { DIRECTORY_SYNC_UNSUPPORTED, fsyncUninterrupted, syncDirectory, syncFile } from './file-sync.js';
 
 /** The parts of Emscripten's module this file uses (PGlite does not type them). */
 interface EmscriptenModule {
@@ -36,14 +37,18 @@ const DURABLE_START_PARAMS: readonly string[] = [
   'fsync=on',
   '-c',
   'wal_sync_method=fsync',
+  // Log lines begin with their severity (see isPanic).
+  '-c',
+  'log_line_prefix=',
 ];
 
 /**
- * A directory may not take fsync on some file systems (EINVAL, EBADF);
- * PostgreSQL expects that and goes on, as the sync of a directory only makes
- * its entries durable where the file system supports it.
+ * Whether a line PostgreSQL logged is a PANIC. Only at the line's start:
+ * a failed statement's ERROR, DETAIL, CONTEXT and STATEMENT lines quote
+ * values a request sent ("PANIC: x" as a uuid), and PostgreSQL indents a
+ * message's continuation lines, so no value starts a line.
  */
-const DIRECTORY_SYNC_UNSUPPORTED = new Set(['EINVAL', 'EBADF']);
+const isPanic = (line: string) => line.startsWith('PANIC:  ');
 
 /**
  * Stops the process. PostgreSQL answers a failed fsync, or a write to its
@@ -94,16 +99,6 @@ class DurableNodeFS extends NodeFS {
   }
 }
 
-function fsyncUninterrupted(fd: number): void {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return fsyncSync(fd);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EINTR' || attempt >= 5) throw error;
-    }
-  }
-}
-
 /**
  * Opens the embedded database in `pgdata`, making it first if there is none.
  * A new database is made beside it, synced whole and then renamed into
@@ -114,13 +109,20 @@ function fsyncUninterrupted(fd: number): void {
  */
 export async function openDurably(pgdata: string, dataDir: string): Promise<PGlite> {
   if (!existsSync(path.join(pgdata, 'PG_VERSION'))) {
+    // Not a database, and not nothing: someone's files, or an earlier release's first start cut short.
+    if (existsSync(pgdata) && readdirSync(pgdata).length > 0) throw new Error(`${pgdata} holds files but no database (no PG_VERSION): move them aside, or set DATA_DIR to another directory`);
     const making = `${pgdata}.new`;
     await rm(making, { recursive: true, force: true });
     await (await start(making, dataDir)).close();
     syncTree(making);
     await rename(making, pgdata);
     syncDirectory(dataDir);
-    syncDirectory(path.dirname(dataDir));
+    // DATA_DIR's own entry, where its parent lets us read it (a directory one may only pass through does not).
+    try {
+      syncDirectory(path.dirname(dataDir));
+    } catch (error) {
+      if (!['EACCES', 'EPERM'].includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    }
   }
   return start(pgdata, dataDir);
 }
@@ -131,7 +133,7 @@ async function start(pgdata: string, dataDir: string): Promise<PGlite> {
     fs,
     startParams: [...DURABLE_START_PARAMS],
     // Every PANIC, not only a failed sync's: a write to the log that failed too.
-    onStderr: (text) => (/\bPANIC:/.test(text) ? stop(dataDir, `failed: ${text.trim()}`) : false),
+    onStderr: (text) => (isPanic(text) ? stop(dataDir, `failed: ${text.trim()}`) : false),
   });
   // Durability rests on PGlite's insides (its file system, its parameters):
   // a release that moved them must not run without it, unnoticed.
@@ -143,7 +145,7 @@ async function start(pgdata: string, dataDir: string): Promise<PGlite> {
   return db;
 }
 
-/** Syncs every file and directory under `root`, and `root`'s own entry in its parent. */
+/** Syncs every file and directory under `root`, `root` included. */
 function syncTree(root: string): void {
   const walk = (directory: string) => {
     for (const entry of readdirSync(directory, { withFileTypes: true })) {
@@ -154,21 +156,4 @@ function syncTree(root: string): void {
     syncFile(directory, true);
   };
   walk(root);
-  syncDirectory(path.dirname(root));
-}
-
-/** Syncs a directory, making the entries made in it (a new file's name) durable. */
-export function syncDirectory(directory: string): void {
-  syncFile(directory, true);
-}
-
-function syncFile(target: string, directory: boolean): void {
-  const fd = openSync(target, 'r');
-  try {
-    fsyncUninterrupted(fd);
-  } catch (error) {
-    if (!(directory && DIRECTORY_SYNC_UNSUPPORTED.has((error as NodeJS.ErrnoException).code ?? ''))) throw error;
-  } finally {
-    closeSync(fd);
-  }
 }

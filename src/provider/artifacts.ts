@@ -4,10 +4,12 @@ import type { Prisma, Sql } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
 import { keepGrant, type GrantRow } from './adapter.js';
 
-/** Deletes expired rows (and sign-in failure counts whose window ended); run periodically by the server. */
-export async function sweepExpired(prisma: Prisma): Promise<number> {
-  return (await deleteExpired(prisma, 'provider_artifacts')) + (await deleteExpired(prisma, 'sign_in_failures'));
+/** Deletes expired rows (and sign-in failure counts whose window ended); run periodically by the server. How many, by table. */
+export async function sweepExpired(prisma: Prisma): Promise<Record<SweptTable, number>> {
+  return { provider_artifacts: await deleteExpired(prisma, 'provider_artifacts'), sign_in_failures: await deleteExpired(prisma, 'sign_in_failures') };
 }
+
+type SweptTable = 'provider_artifacts' | 'sign_in_failures';
 
 const SWEEP_BATCH = 5000;
 
@@ -16,7 +18,7 @@ const SWEEP_BATCH = 5000;
  * downtime, say) would outlast the server's statement_timeout (see
  * persistence/database.ts), be cancelled and never get through it.
  */
-async function deleteExpired(prisma: Prisma, table: 'provider_artifacts' | 'sign_in_failures'): Promise<number> {
+async function deleteExpired(prisma: Prisma, table: SweptTable): Promise<number> {
   let total = 0;
   for (;;) {
     const deleted = await prisma.$executeRawUnsafe(

@@ -13,6 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { embedded } from '../support/locks.js';
 import { freePort, runCli, startPortcullis, TEST_ENV } from '../support/portcullis.js';
+import { authorizationRequest, discover, pageKind, REDIRECT_URI, visit } from '../support/relying-party.js';
+import { UserAgent } from '../support/user-agent.js';
 
 interface Started {
   process: ChildProcess;
@@ -144,17 +146,21 @@ describe.runIf(embedded)('the embedded database on disk', () => {
     expect(await again.exited).toBe(0);
   });
 
-  it('is vacuumed and checkpointed after each sweep, as PostgreSQL\'s own processes would do (single-user PGlite has none)', async () => {
-    const pc = await startPortcullis({ SWEEP_INTERVAL: '1s' });
+  it('is vacuumed and checkpointed after each sweep, as PostgreSQL\'s own processes would do (single-user PGlite has none); a value quoting PANIC in its log stops nothing', async () => {
+    // A sign-in begun and left: its interaction expires, and a sweep deletes it.
+    const pc = await startPortcullis({ SWEEP_INTERVAL: '1s', INTERACTION_TTL: '2s' });
     const db = pc.outsideConnection();
     await db.connect();
     try {
       const checkpoint = async () => (await db.query<{ lsn: string }>('SELECT checkpoint_lsn::text AS lsn FROM pg_control_checkpoint()')).rows[0]!.lsn;
       const vacuumed = async () =>
         (await db.query<{ at: Date | null }>(`SELECT last_vacuum AS at FROM pg_stat_user_tables WHERE relname = 'provider_artifacts'`)).rows[0]!.at;
+      // A statement that fails quoting "PANIC:" (PostgreSQL logs the value) is an error like any other.
+      await expect(db.query(`SELECT 'PANIC:  x'::int`)).rejects.toThrow('invalid input syntax for type integer');
       const first = await checkpoint();
-      const robot = await pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
-      expect((await pc.clientCredentials(robot)).status).toBe(200);
+      const app = await pc.createClient({ name: 'Web', redirectUris: [REDIRECT_URI] });
+      const page = await visit(new UserAgent(), (await authorizationRequest(await discover(pc.issuer, app.client_id, app.client_secret), 'openid')).url);
+      expect(pageKind(page)).toBe('login');
       for (let tries = 0; (await checkpoint()) === first || (await vacuumed()) === null; tries++) {
         if (tries > 100) throw new Error(`no checkpoint after ${first}, or no vacuum`);
         await sleep(100);

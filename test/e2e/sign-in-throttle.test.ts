@@ -310,7 +310,7 @@ it('a sign-in with fewer X-Forwarded-For addresses than TRUST_PROXY says (once) 
     expect(warnings()).toEqual([
       {
         level: 'warn',
-        message: expect.stringMatching(/^TRUST_PROXY is 2, but a sign-in came with 1 X-Forwarded-For address: .*proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for.*\(said once\)$/),
+        message: expect.stringMatching(/^TRUST_PROXY is 2, but a sign-in came with 1 of the X-Forwarded-For addresses it expects: .*proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for.*\(said once\)$/),
       },
     ]);
   } finally {
