@@ -44,6 +44,10 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  // Log lines written to a file on a disk that filled (`> server.log`, systemd's
+  // append:) fail: they are lost, and the server goes on, as it does for
+  // the database on that disk (probe R: the 'error' event ended it).
+  process.stdout.on('error', () => undefined);
   const logger = createLogger(config.logLevel);
   // Loaded only to start: oidc-provider warns on Node 20 as it loads, which
   // --version, --help and a configuration error have no reason to print.

@@ -4,7 +4,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
-import { SpaceWatch } from './disk-space.js';
+import { freeSpace, isFull, SpaceWatch } from './disk-space.js';
 import { openEmbedded, type EmbeddedRole } from './embedded.js';
 import { migrate, type MigrateOptions, type MigrationResult } from './migrations.js';
 import { databaseTrouble } from './unavailable.js';
@@ -195,6 +195,11 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
     poolSize: max,
     async upkeep(swept) {
       if (database.kind !== 'embedded') return;
+      // A checkpoint that cannot write its files is a PANIC, which stops the
+      // process (durable-files.ts): on a full disk the server answers 503
+      // and waits for space instead (probe R), and the upkeep waits with it.
+      const free = await freeSpace(database.dataDir);
+      if (free && isFull(free)) return;
       // Each its own statement: neither runs inside a transaction. Both hold
       // the server's thread, where PGlite runs, for their time (a few tenths
       // of a second at 200k tokens): only the tables a sweep deleted from

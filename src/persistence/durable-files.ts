@@ -40,6 +40,10 @@ const DURABLE_START_PARAMS: readonly string[] = [
   // Log lines begin with their severity (see isPanic).
   '-c',
   'log_line_prefix=',
+  // Two segments of write-ahead log kept for reuse after a checkpoint, not
+  // five: 32 MB more of a small disk left for the database itself.
+  '-c',
+  'min_wal_size=32MB',
 ];
 
 /**
@@ -109,8 +113,14 @@ class DurableNodeFS extends NodeFS {
  */
 export async function openDurably(pgdata: string, dataDir: string): Promise<PGlite> {
   if (!existsSync(path.join(pgdata, 'PG_VERSION'))) {
-    // Not a database, and not nothing: someone's files, or an earlier release's first start cut short.
-    if (existsSync(pgdata) && readdirSync(pgdata).length > 0) throw new Error(`${pgdata} holds files but no database (no PG_VERSION): move them aside, or set DATA_DIR to another directory`);
+    // Not a database, and not nothing: an earlier release's first start cut
+    // short (it made the database in place), or someone's files. Neither can
+    // be opened, and neither is deleted: moved aside, and said.
+    if (existsSync(pgdata) && readdirSync(pgdata).length > 0) {
+      const aside = `${pgdata}.incomplete-${Date.now()}`;
+      await rename(pgdata, aside);
+      process.stderr.write(`portcullis: ${pgdata} held files but no database (no PG_VERSION): moved aside to ${aside}, and a new database made\n`);
+    }
     const making = `${pgdata}.new`;
     await rm(making, { recursive: true, force: true });
     await (await start(making, dataDir)).close();

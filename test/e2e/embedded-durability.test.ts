@@ -6,7 +6,7 @@
 // staged here: Debian's strace shows the syncs a real server makes, and
 // injects a failed one into it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -169,5 +169,19 @@ describe.runIf(embedded)('the embedded database on disk', () => {
       await db.end();
       await pc.close();
     }
+  });
+
+  it('a pgdata holding files but no database (a first start of 0.5.24 cut short) is moved aside, and a database made', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'pc-aside-'));
+    dirs.push(dir);
+    await mkdir(path.join(dir, 'pgdata', 'base'), { recursive: true });
+    await writeFile(path.join(dir, 'pgdata', 'postgresql.conf'), '# half made\n');
+    const listed = await runCli(['user', 'list'], { ...TEST_ENV, DATA_DIR: dir });
+    expect(listed.code, listed.stderr).toBe(0);
+    const aside = (await readdir(dir)).filter((name) => name.startsWith('pgdata.incomplete-'));
+    expect(aside).toHaveLength(1);
+    expect(listed.stderr).toContain(`held files but no database (no PG_VERSION): moved aside to ${path.join(dir, aside[0]!)}`);
+    expect(await readFile(path.join(dir, aside[0]!, 'postgresql.conf'), 'utf8')).toBe('# half made\n');
+    expect(await readdir(path.join(dir, 'pgdata'))).toContain('PG_VERSION');
   });
 });
