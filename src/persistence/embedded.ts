@@ -33,6 +33,9 @@ export interface EmbeddedDatabase {
   close(): Promise<void>;
 }
 
+/** The data directories this process has open (see openEmbedded). */
+const openHere = new Set<string>();
+
 /** Where PGlite keeps the database's files. */
 const dataPath = (dataDir: string) => path.join(dataDir, 'pgdata');
 
@@ -320,7 +323,17 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
   const servedAt = path.join(dataDir, `.s.PGSQL.${port}`);
   let db: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
+  // Two PGlite instances on one directory in one process (two servers in a
+  // test, say) each took the other's files for their own: one's checkpoint
+  // removed a file the other was to sync, and it stopped (PANIC).
+  const held = path.resolve(dataDir);
+  if (openHere.has(held)) {
+    await rm(lockPath, { force: true });
+    throw new EmbeddedDatabaseBusy(`the embedded database in ${dataDir} is already open in this process; several instances need PostgreSQL (DATABASE_URL)`);
+  }
+  openHere.add(held);
   const release = async () => {
+    openHere.delete(held);
     await server?.stop();
     await db?.close();
     await rm(servedAt, { force: true });

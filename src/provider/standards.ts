@@ -92,7 +92,6 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   sayWhyDpopProofsWereUnreadable(ctx);
   sayWhyUserinfoRefusedApiTokens(ctx);
   keepDescriptionsPrintable(ctx);
-  letBrowsersReadCorsRefusals(ctx);
   if (route === 'authorization' || route === 'resume') keepRedirectUriQuery(ctx, [ctx.oidc.params?.redirect_uri]);
   // RP-Initiated Logout 1.0 §3: the post_logout_redirect_uri, with `state` added.
   else if (route === 'end_session_confirm') {
@@ -264,25 +263,6 @@ function keepDescriptionsPrintable(ctx: KoaContextWithOIDC): void {
   if (description === body.error_description) return;
   ctx.body = { ...body, error_description: description };
   restateChallenge(ctx, description);
-}
-
-/**
- * The library refuses a browser's call for a client it may not be called
- * from (clientBasedCORS, configuration.ts: a confidential client, or an
- * origin none of its redirect URIs has) with 400 invalid_request "origin …
- * not allowed for client", after removing Access-Control-Allow-Origin: the
- * page saw only a failed fetch, never why. The refusal holds nothing but
- * what the page sent (its origin, the client's id), so it may read it; an
- * Origin that is not one as browsers write it gets nothing.
- */
-function letBrowsersReadCorsRefusals(ctx: KoaContextWithOIDC): void {
-  const body = ctx.body as { error?: unknown; error_description?: unknown } | null;
-  if (ctx.status !== 400 || typeof body !== 'object' || body === null || body.error !== 'invalid_request') return;
-  if (typeof body.error_description !== 'string' || !/^origin .* not allowed for client/.test(body.error_description)) return;
-  const origin = ctx.get('Origin');
-  if (origin === '' || URL.parse(origin)?.origin !== origin) return;
-  ctx.vary('Origin');
-  ctx.set('Access-Control-Allow-Origin', origin);
 }
 
 /** The WWW-Authenticate challenge the library sent, with this description (and error code, if given) instead of its own. */
