@@ -285,6 +285,32 @@ async function breakStaleLock(lockPath: string, stalePid: number | undefined): P
  * owner: it holds the database files and the encryption key.
  */
 export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise<EmbeddedDatabase> {
+  // Two PGlite instances on one directory in one process (two servers in a
+  // test, say) each take the other's files for their own: one's checkpoint
+  // removes a file the other is to sync, and it stops (PANIC). Settled before
+  // anything is awaited and before the lock, which takes a lock naming this
+  // pid for an earlier life's (see alive): it would be broken and taken from
+  // the instance that holds it, leaving the directory unlocked once either closed.
+  const held = path.resolve(dataDir);
+  if (openHere.has(held)) {
+    throw new EmbeddedDatabaseBusy(`the embedded database in ${dataDir} is already open in this process; several instances need PostgreSQL (DATABASE_URL)`);
+  }
+  openHere.add(held);
+  try {
+    let open = true;
+    const database = await openOrJoin(dataDir, role, () => {
+      if (open) openHere.delete(held); // once: a later open of the directory may hold it by then
+      open = false;
+    });
+    if (!database.owner) openHere.delete(held); // joined a server's: nothing is open here
+    return database;
+  } catch (error) {
+    openHere.delete(held);
+    throw error;
+  }
+}
+
+async function openOrJoin(dataDir: string, role: EmbeddedRole, closed: () => void): Promise<EmbeddedDatabase> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   await chmod(dataDir, 0o700);
   const lockPath = path.join(dataDir, LOCK_FILE);
@@ -323,17 +349,8 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
   const servedAt = path.join(dataDir, `.s.PGSQL.${port}`);
   let db: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
-  // Two PGlite instances on one directory in one process (two servers in a
-  // test, say) each took the other's files for their own: one's checkpoint
-  // removed a file the other was to sync, and it stopped (PANIC).
-  const held = path.resolve(dataDir);
-  if (openHere.has(held)) {
-    await rm(lockPath, { force: true });
-    throw new EmbeddedDatabaseBusy(`the embedded database in ${dataDir} is already open in this process; several instances need PostgreSQL (DATABASE_URL)`);
-  }
-  openHere.add(held);
   const release = async () => {
-    openHere.delete(held);
+    closed();
     await server?.stop();
     await db?.close();
     await rm(servedAt, { force: true });

@@ -2283,6 +2283,33 @@ describe('without a running server', () => {
     }
   }, 90_000);
 
+  // The lock takes one naming this pid for an earlier life's (a restarted container's pid 1),
+  // so a second open in this process broke the first's lock and left the directory unlocked.
+  it.skipIf(!embedded)('on the embedded database, a second open in the same process is refused and leaves the first its lock', async () => {
+    const first = await startPortcullis();
+    try {
+      const lock = path.join(first.env.DATA_DIR!, 'portcullis.lock');
+      const before = readFileSync(lock, 'utf8');
+      await expect(Promise.all([startPortcullis({}, first.database), startPortcullis({}, first.database)])).rejects.toThrow('is already open in this process');
+      expect(readFileSync(lock, 'utf8')).toBe(before);
+      // Another process still finds the directory served: a CLI joins, a server is refused.
+      const listed = await first.cli(['user', 'list']);
+      expect(listed.code, listed.stderr).toBe(0);
+      const second = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+        env: { ...process.env, ...first.env, PORT: String(await freePort()) },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      second.stderr.on('data', (chunk) => (stderr += chunk));
+      expect(await new Promise((resolve) => second.once('exit', resolve))).toBe(1);
+      expect(stderr).toContain(`served by another Portcullis server (pid ${process.pid})`);
+      expect((await first.clientCredentials(await first.createClient({ name: 'still served', grantTypes: ['client_credentials'] }))).status).toBe(200);
+    } finally {
+      await first.close();
+    }
+    expect(existsSync(path.join(first.env.DATA_DIR!, 'portcullis.lock'))).toBe(false);
+  }, 90_000);
+
   it.skipIf(!embedded)('on the embedded database, a server and CLIs started at once all succeed, and a second server is refused', async () => {
     const database = await freshDatabase();
     const env = { ...TEST_ENV, ...database.env };
