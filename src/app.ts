@@ -3,7 +3,6 @@
 // corrections to what a route answered), then ours, request logging and
 // security headers first, then our interaction pages, then oidc-provider's
 // own routes.
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Koa from 'koa';
 import type Provider from 'oidc-provider';
@@ -21,6 +20,7 @@ import { homePage } from './http/home-page.js';
 import { allowedMethodsOf, answerOptions, refuseMethod, routePattern, takes, type Address } from './http/methods.js';
 import { loggedPath } from './http/log-redaction.js';
 import { cacheablePublicDocuments } from './http/public-documents.js';
+import { nameRequest, requestField } from './http/request-id.js';
 import { securityHeaders } from './http/security-headers.js';
 import { refuseWithStaleKeys } from './http/stale-keys.js';
 import { interactionRoutes } from './interactions/routes.js';
@@ -70,14 +70,14 @@ export function createApp(deps: AppDeps): RequestHandler {
       // Errors are rendered where they happen; anything reaching Koa's handler is logged once here.
       const koa = provider as unknown as Koa; // the provider's typings omit Koa's 'error' event
       koa.silent = true;
-      koa.on('error', (error: Error) => {
-        if (clientFault(error)) logger.debug('request failed on the client side', { error: `${error.name}: ${error.message}` });
-        else logger.error('unhandled', { error: error.stack ?? String(error) });
+      koa.on('error', (error: Error, ctx?: Koa.Context) => {
+        if (clientFault(error)) logger.debug('request failed on the client side', { ...requestField(ctx), error: `${error.name}: ${error.message}` });
+        else logger.error('unhandled', { ...requestField(ctx), error: error.stack ?? String(error) });
       });
       const addresses = allowedMethodsOf(provider);
       // provider.use() runs these ahead of the provider's own routes.
       const middleware = [
-        requestLog(logger),
+        requestLog(logger, deps.config.trustProxy > 0),
         securityHeaders(deps.config.issuer),
         // Caching headers for discovery and the JWKS.
         cacheablePublicDocuments(deps.config),
@@ -117,21 +117,19 @@ function clientFault(error: Error & { code?: unknown; status?: unknown; expose?:
   return error.expose === true && typeof error.status === 'number' && error.status < 500;
 }
 
-function requestLog(logger: Logger): Koa.Middleware {
+function requestLog(logger: Logger, trustProxy: boolean): Koa.Middleware {
   // Without debug lines there is nothing to time: the id alone, and no extra
   // promise on every request.
   if (!logger.enabled('debug')) {
     return (ctx, next) => {
-      ctx.res.setHeader('X-Request-Id', randomUUID());
+      nameRequest(ctx, trustProxy);
       return next();
     };
   }
   return (ctx, next) => {
     const started = performance.now();
-    const requestId = randomUUID();
-    ctx.set('X-Request-Id', requestId);
     // Path only: query strings and bodies may carry codes and tokens.
-    const line = { id: requestId, method: ctx.method, path: loggedPath(ctx.path) };
+    const line = { request: nameRequest(ctx, trustProxy), method: ctx.method, path: loggedPath(ctx.path) };
     // Once the response is done, with the status sent: the provider's own
     // middleware (provider.ts), which runs around this one, may still change
     // what a route answered (an invalid_scope for a token the route issued).

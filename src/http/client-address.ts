@@ -9,6 +9,7 @@
 // all of them). Nothing in the request tells the two apart: said, once.
 import type { Context } from 'koa';
 import type { Logger } from '../logger.js';
+import { requestField } from './request-id.js';
 
 export class ClientAddresses {
   #warned = false;
@@ -29,6 +30,7 @@ export class ClientAddresses {
             "it is counted by the first address there, which the client may have written itself, or by the connection's when there is none, " +
             "which behind a proxy that appends none is the proxy's, shared by every person; make each proxy append it " +
             '(nginx: proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for), and let only the proxy reach this server (said once)',
+          requestField(ctx),
         );
       }
     }

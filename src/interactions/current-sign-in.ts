@@ -16,6 +16,7 @@ import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import type { SignInInProgress } from '../http/error-pages.js';
 import type { Logger } from '../logger.js';
+import { requestField } from '../http/request-id.js';
 import type { Sql } from '../persistence/database.js';
 import { mayUseInteraction } from '../provider/adapter.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
@@ -60,7 +61,7 @@ export class CurrentSignIn {
       if (!client) return undefined;
       return { url: `/interaction/${uid}`, clientName: displayName(client) };
     } catch (error) {
-      this.logger.warn('could not look up the sign-in in progress', { error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+      this.logger.warn('could not look up the sign-in in progress', { ...requestField(ctx), error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
       return undefined;
     }
   }

@@ -13,6 +13,7 @@ import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { ClientAddresses } from '../http/client-address.js';
+import { errorReference, requestField } from '../http/request-id.js';
 import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
 import { interactionReference, loggedPath } from '../http/log-redaction.js';
@@ -206,7 +207,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         renderErrorPage(ctx, page(ctx), { error: 'session_not_found' }, { inProgress: await wayOn(ctx, error), restart });
       } else if (error instanceof RequestOutgrown) {
         const { interaction, change } = error;
-        logger.info('sign-in stopped: the client registration changed meanwhile', { interaction: interactionReference(interaction.uid), client: String(interaction.params.client_id), error: change.error });
+        logger.info('sign-in stopped: the client registration changed meanwhile', { ...requestField(ctx), interaction: interactionReference(interaction.uid), client: String(interaction.params.client_id), error: change.error });
         // Told to the client as the library would tell it of a new request
         // (RFC 6749 §4.1.2.1), unless its address is what was removed.
         if (change.redirectable) {
@@ -227,13 +228,13 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       } else if (ctx.req.aborted) {
         // The browser went away mid-request (its body's stream fails with
         // ECONNRESET): nothing to answer, nothing wrong here.
-        logger.info('interaction request aborted by the client', { path: loggedPath(ctx.path) });
+        logger.info('interaction request aborted by the client', { ...requestField(ctx), path: loggedPath(ctx.path) });
       } else if (trouble) {
-        logger.error(`database ${trouble}`, { route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+        logger.error(`database ${trouble}`, { ...requestField(ctx), route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
         renderUnavailablePage(ctx, page(ctx));
       } else {
-        const reference = randomUUID().slice(0, 8);
-        logger.error('interaction failed', { reference, error: error instanceof Error ? error.stack : String(error) });
+        const reference = errorReference(ctx);
+        logger.error('interaction failed', { ...requestField(ctx), reference, error: error instanceof Error ? error.stack : String(error) });
         ctx.status = 500;
         renderErrorPage(ctx, page(ctx), { error: 'server_error' }, { reference });
       }
@@ -257,7 +258,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const origin = ctx.get('Origin');
     const crossSite = site !== '' ? site !== 'same-origin' && site !== 'none' : origin !== '' && origin !== 'null' && origin !== ownOrigin;
     if (ctx.method === 'POST' && crossSite) {
-      logger.info('interaction form posted from another site', { site: (site || 'no Sec-Fetch-Site, another Origin').slice(0, 40), path: loggedPath(ctx.path) });
+      logger.info('interaction form posted from another site', { ...requestField(ctx), site: (site || 'no Sec-Fetch-Site, another Origin').slice(0, 40), path: loggedPath(ctx.path) });
       ctx.status = 403;
       renderErrorPage(ctx, page(ctx), { error: 'cross_site_form' });
       return;
@@ -279,7 +280,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       // Its cookies came from elsewhere: planted by a related site, perhaps,
       // to have this person sign in for someone else's browser. Info, not
       // warn: any client can make such requests at will.
-      logger.info('sign-in opened in a browser other than the one that started it', { interaction: interactionReference(interaction.uid) });
+      logger.info('sign-in opened in a browser other than the one that started it', { ...requestField(ctx), interaction: interactionReference(interaction.uid) });
       throw new errors.SessionNotFound('interaction started in another browser');
     }
     if (expected && interaction.prompt.name !== expected) throw new WrongPrompt(expected);
@@ -501,18 +502,18 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const outcome = await signInThrottle.signIn(email, addresses.of(ctx), async () => (checked = await accounts.checkPassword(email, password))?.accountId, browser);
     if (outcome.refused) {
       metrics?.signIn('throttled');
-      logger.warn('sign-in refused: too many failures', { interaction: interactionReference(interaction.uid), client: client.clientId, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
+      logger.warn('sign-in refused: too many failures', { ...requestField(ctx), interaction: interactionReference(interaction.uid), client: client.clientId, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
       return refuseSignIn(ctx, interaction, email, { reason: 'throttled', until: Math.floor(Date.now() / 1000) + outcome.retryAfter });
     }
     const { accountId } = outcome;
     if (!accountId) {
       metrics?.signIn('wrong_credentials');
-      logger.info('login failed', { interaction: interactionReference(interaction.uid), client: client.clientId });
+      logger.info('login failed', { ...requestField(ctx), interaction: interactionReference(interaction.uid), client: client.clientId });
       return refuseSignIn(ctx, interaction, email, { reason: 'wrong_credentials' });
     }
     if (checked!.disabled) {
       metrics?.signIn('refused');
-      logger.info('login refused: the user is disabled', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
+      logger.info('login refused: the user is disabled', { ...requestField(ctx), interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
       return refuseSignIn(ctx, interaction, email, { reason: 'disabled' });
     }
     // OpenID Connect Core §3.1.2.1: a request whose id_token_hint names
@@ -521,7 +522,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const hinted = hintedSubject(interaction.params.id_token_hint);
     if (hinted !== undefined && hinted !== accountId) {
       metrics?.signIn('refused');
-      logger.info('login refused: not the person id_token_hint names', { interaction: interactionReference(interaction.uid) });
+      logger.info('login refused: not the person id_token_hint names', { ...requestField(ctx), interaction: interactionReference(interaction.uid) });
       const error = { error: 'login_required', error_description: 'the End-User who signed in is not the one id_token_hint names' };
       await finish(ctx, interaction, error, { mergeWithLastSubmission: false });
       noteFinished(ctx, interaction, 'ended');
@@ -538,13 +539,13 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       interaction.result = undefined;
       await saveForItsLifetime(interaction);
       metrics?.signIn('refused');
-      logger.info('login failed: the password changed meanwhile', { interaction: interactionReference(interaction.uid) });
+      logger.info('login failed: the password changed meanwhile', { ...requestField(ctx), interaction: interactionReference(interaction.uid) });
       return refuseSignIn(ctx, interaction, email, { reason: 'wrong_credentials' });
     }
     ctx.cookies.set(DEVICE_COOKIE, deviceCookies.issue(checked!.credential, browser), DEVICE_COOKIE_OPTIONS);
     noteFinished(ctx, interaction, 'signed_in');
     metrics?.signIn('success');
-    logger.info('signed in', { interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
+    logger.info('signed in', { ...requestField(ctx), interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
   });
 
   router.post('/select', async (ctx) => {
@@ -603,7 +604,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     // (The revocation first: its read waits for a revoke still open.)
     if ((await accounts.revokedSince(accountId, interaction.iat ?? 0)) && !(await provider.Interaction.find(interaction.uid))) {
       await grant.destroy();
-      logger.info('consent refused: the account was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
+      logger.info('consent refused: the account was signed out meanwhile', { ...requestField(ctx), interaction: interactionReference(interaction.uid) });
       throw new EndedMeanwhile('the account was signed out while consent was given');
     }
     await finish(ctx, interaction, { consent: { grantId } }, { mergeWithLastSubmission: true });
@@ -622,7 +623,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const outlivesSignOut = grant.getOIDCScope().split(' ').includes('offline_access');
     if (sessionUid && !outlivesSignOut && !(await provider.Session.findByUid(sessionUid))) {
       await (provider.Grant.adapter as ArtifactAdapter).endAtSignOutOf(grantId, sessionUid);
-      logger.info('consent refused: the session was signed out meanwhile', { interaction: interactionReference(interaction.uid) });
+      logger.info('consent refused: the session was signed out meanwhile', { ...requestField(ctx), interaction: interactionReference(interaction.uid) });
       throw new EndedMeanwhile('the session was signed out while consent was given');
     }
     noteFinished(ctx, interaction, 'allowed');

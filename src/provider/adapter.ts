@@ -485,7 +485,7 @@ export class ArtifactAdapter implements Adapter {
     const { sealer } = this;
     // Under every encryption key: a code issued before a new key was put first is found too.
     const keys = this.userCodes.digests(userCode);
-    const row = await this.userCodes.enter(Provider.ctx?.ip ?? '', async () => {
+    const row = await this.userCodes.enter(Provider.ctx, async () => {
       const { rows } = await this.sql.query<ArtifactRow>(SQL.findByUserCode, [this.kind, keys]);
       // Two live codes alike (one in 20^8 per pair: someone asking for
       // codes by the million) name no one device: the person could connect

@@ -8,6 +8,7 @@ import type Provider from 'oidc-provider';
 import type { Configuration } from 'oidc-provider';
 import { whyNotDelivered } from '../clients/logout-tokens.js';
 import type { Logger } from '../logger.js';
+import { requestField } from '../http/request-id.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 type Fetch = NonNullable<Configuration['fetch']>;
@@ -43,14 +44,15 @@ export const backchannelFetch: Fetch = (url, init) => {
  */
 export function reportBackchannelLogouts(provider: Provider, logger: Logger, metrics?: Metrics): void {
   skipAppsNeverSignedIn(provider);
-  provider.on('backchannel.success', (_ctx, client, _accountId, sid) => {
+  provider.on('backchannel.success', (ctx, client, _accountId, sid) => {
     if (!sid) return; // not sent, see skipAppsNeverSignedIn
-    logger.info('back-channel logout delivered', { client: client.clientId });
+    logger.info('back-channel logout delivered', { ...requestField(ctx), client: client.clientId });
     metrics?.backchannelLogout('delivered');
   });
   // (Nothing here may throw: the library awaits these deliveries before it answers the sign-out.)
-  provider.on('backchannel.error', (_ctx, error, client) => {
+  provider.on('backchannel.error', (ctx, error, client) => {
     logger.warn('back-channel logout failed: the app was not told that the session ended', {
+      ...requestField(ctx),
       client: client.clientId,
       // Not the query, which may hold a secret (as the request log leaves query strings out).
       uri: addressWithoutQuery(client.backchannelLogoutUri),

@@ -1,6 +1,5 @@
 // oidc-provider Configuration built from our Config and services. Protocol
 // behaviour is the library's; this file only chooses among its options.
-import { randomUUID } from 'node:crypto';
 import type { AdapterPayload, Client, Configuration, KoaContextWithOIDC, ResourceServer } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
@@ -10,6 +9,7 @@ import type { Config } from '../config.js';
 import { CLIENT_ASSERTION_ALGS } from '../clients/client-keys.js';
 import { accountLabel } from '../display-text.js';
 import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
+import { errorReference, requestField } from '../http/request-id.js';
 import { destinationOf } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
@@ -69,7 +69,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   // unnoticed, so the trail has it (ids only).
   const logReuse = (ctx: KoaContextWithOIDC | undefined) => {
     const grant = (ctx?.oidc?.entities?.RotatedRefreshToken as { grantId?: string } | undefined)?.grantId;
-    logger.info('refresh token used again within its reuse interval', { client: ctx?.oidc?.client?.clientId, grant });
+    logger.info('refresh token used again within its reuse interval', { ...requestField(ctx), client: ctx?.oidc?.client?.clientId, grant });
   };
   // One sign-in's tokens revoked where the library would have ended a whole
   // grant (signInOf in adapter.ts), so no grant.revoked comes (provider.ts
@@ -78,7 +78,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   const logSignInEnded = (ctx: KoaContextWithOIDC | undefined, { grantId, client, consent }: SignInEnded) => {
     const route = ctx?.oidc?.route;
     // A sign-out names the app that asked for it, but ends every app's sign-in in the session: the grant's own.
-    const fields = { route, client: client ?? ctx?.oidc?.client?.clientId, grant: grantId };
+    const fields = { ...requestField(ctx), route, client: client ?? ctx?.oidc?.client?.clientId, grant: grantId };
     if (route === 'token') {
       logger.warn('tokens revoked: a code or refresh token was used twice', fields);
       services.metrics?.grantRevoked('replay');
@@ -514,17 +514,13 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         renderUnavailablePage(ctx, page(ctx));
         return;
       }
-      const reference = randomUUID().slice(0, 8);
-      if (out.error === 'server_error') {
-        logger.error('provider error', { reference, route: ctx.oidc?.route, error: errorSummary(error) });
-      }
       let shown = error instanceof errors.SessionNotFound ? { error: 'session_not_found' } : out;
       if (isBodyTooLarge(error)) {
         answerBodyTooLarge(ctx);
         shown = { error: 'invalid_request', error_description: BODY_TOO_LARGE };
       }
       const application = linkableApplication(ctx.oidc?.client);
-      renderErrorPage(ctx, page(ctx), shown, { reference: out.error === 'server_error' ? reference : undefined, signOut: failedSignOut(ctx), application });
+      renderErrorPage(ctx, page(ctx), shown, { reference: out.error === 'server_error' ? errorReference(ctx) : undefined, signOut: failedSignOut(ctx), application });
     },
   };
 }
@@ -630,10 +626,6 @@ function stillIssuedTo(client: Client, token: { iat?: number }): boolean {
 function audiences(token: { aud?: string | string[] }): string[] {
   if (!token.aud) return [];
   return Array.isArray(token.aud) ? token.aud : [token.aud];
-}
-
-function errorSummary(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 /**

@@ -14,6 +14,7 @@ import type { Accounts } from '../accounts/accounts.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import { accountLabel } from '../display-text.js';
 import { noteShownError } from '../http/error-pages.js';
+import { requestField } from '../http/request-id.js';
 import { renderPage, type PageContext } from '../http/views.js';
 import type { Logger } from '../logger.js';
 import { answerBodyTooLarge, isBodyTooLarge } from './body-limit.js';
@@ -50,13 +51,13 @@ export class UserCodes {
     return this.digests(normalized)[0]!;
   }
 
-  /** `find` (the stored code, or undefined) for a code entered by `address`; refused with TooManyWrongCodes past the limit. */
-  async enter<T>(address: string, find: () => Promise<T | undefined>): Promise<T | undefined> {
-    const outcome = await this.throttle.enterUserCode(address, find);
+  /** `find` (the stored code, or undefined) for a code entered in `request`, counted by its address; refused with TooManyWrongCodes past the limit. */
+  async enter<T>(request: KoaContextWithOIDC | undefined, find: () => Promise<T | undefined>): Promise<T | undefined> {
+    const outcome = await this.throttle.enterUserCode(request?.ip ?? '', find);
     if (outcome.refused) {
       // As a refused sign-in is: someone may be guessing (no address: the
       // count's key is a digest, and the address alone proves nothing).
-      this.logger.warn('user code refused: too many wrong codes', { retryAfter: outcome.retryAfter });
+      this.logger.warn('user code refused: too many wrong codes', { ...requestField(request), retryAfter: outcome.retryAfter });
       throw new TooManyWrongCodes(outcome.retryAfter);
     }
     return outcome.found;

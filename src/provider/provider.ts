@@ -5,6 +5,7 @@
 // errors that escape a route into the answer the library would have given.
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
+import { errorReference, requestField } from '../http/request-id.js';
 import { forgetFinishedSteps } from '../interactions/finished-steps.js';
 import { ArtifactAdapter, grantKeptAtSignOut } from './adapter.js';
 import { reportBackchannelLogouts } from './backchannel-logout.js';
@@ -59,7 +60,7 @@ export function createProvider(services: ProviderServices): Provider {
     configuration.features!.introspection!.allowedPolicy as Parameters<typeof structuredAccessTokens>[2],
     new ArtifactAdapter('RevokedAccessToken', services.sql),
     // As for a stored token's (configuration.ts), but it ends this token alone: nothing stored names its sign-in.
-    (ctx) => services.logger.info('tokens revoked', { route: ctx.oidc.route, client: ctx.oidc.client?.clientId, presented: 'AccessToken', format: 'jwt' }),
+    (ctx) => services.logger.info('tokens revoked', { ...requestField(ctx), route: ctx.oidc.route, client: ctx.oidc.client?.clientId, presented: 'AccessToken', format: 'jwt' }),
   );
 
   // Runs around every route, before Koa sends what it built: a token response
@@ -135,7 +136,7 @@ export function createProvider(services: ProviderServices): Provider {
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
     // A sign-out of a session without a uid ends whole grants, announced by the library; one holding offline_access was kept (adapter.ts).
     if (grantKeptAtSignOut(ctx, grantId)) return;
-    const fields = { route: ctx.oidc?.route, client: ctx.oidc?.client?.clientId, grant: grantId };
+    const fields = { ...requestField(ctx), route: ctx.oidc?.route, client: ctx.oidc?.client?.clientId, grant: grantId };
     const replayed = ctx.oidc?.route === 'token';
     if (replayed) services.logger.warn('grant revoked: a code or refresh token was used twice', fields);
     else services.logger.info('grant revoked', fields);
@@ -150,7 +151,7 @@ export function createProvider(services: ProviderServices): Provider {
     provider.on(event as 'grant.error', (ctx: KoaContextWithOIDC, error: unknown) => {
       if (!(error instanceof errors.InvalidClientAuth)) return;
       const client = ctx.oidc?.client?.clientId;
-      const fields = { route: ctx.oidc?.route, client, detail: error.error_detail };
+      const fields = { ...requestField(ctx), route: ctx.oidc?.route, client, detail: error.error_detail };
       if (client) services.logger.info('client authentication failed', fields);
       else services.logger.debug('client authentication failed', fields);
     });
@@ -163,10 +164,10 @@ export function createProvider(services: ProviderServices): Provider {
       // again after it).
       if (unavailable.has(ctx)) return;
       unavailable.add(ctx);
-      services.logger.error(`database ${trouble}`, { route: ctx.oidc?.route, error: `${error.name}: ${error.message}` });
+      services.logger.error(`database ${trouble}`, { ...requestField(ctx), route: ctx.oidc?.route, error: `${error.name}: ${error.message}` });
       return;
     }
-    services.logger.error('provider server_error', { route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });
+    services.logger.error('provider server_error', { ...requestField(ctx), reference: errorReference(ctx), route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });
   });
   return provider;
 }

@@ -889,6 +889,37 @@ describe('other endpoints', () => {
     }
   });
 
+  it("a trusted proxy's X-Request-Id names the request in the response and in the log; a client's own, or one of another shape, does not", async () => {
+    const proxied = await startPortcullis({ TRUST_PROXY: 'true' });
+    try {
+      const robots = new Map<TestPortcullis, { client_id: string }>();
+      for (const server of [proxied, pc]) robots.set(server, await server.createClient({ name: 'Named robot', grantTypes: ['client_credentials'] }));
+      /** A wrong secret at the token endpoint: answered 401 and logged (client authentication failed) with the request's id. */
+      const refused = async (server: TestPortcullis, requestId: string) => {
+        const robot = robots.get(server)!;
+        const response = await fetch(`${server.issuer}/token`, {
+          method: 'POST',
+          headers: { authorization: basicAuth(robot.client_id, 'not its secret'), 'x-request-id': requestId },
+          body: new URLSearchParams({ grant_type: 'client_credentials' }),
+        });
+        expect(response.status).toBe(401);
+        const sent = response.headers.get('x-request-id');
+        const logged = server.log.filter((line) => line.includes('client authentication failed') && line.includes(robot.client_id)).map((line) => JSON.parse(line).request);
+        expect(logged.at(-1)).toBe(sent);
+        return sent;
+      };
+      const nginx = 'f3b4c0e1a2d94c5b8e7f6a1b2c3d4e5f';
+      expect(await refused(proxied, nginx)).toBe(nginx);
+      expect(await refused(proxied, 'Root=1-67891233-abcdef012345678912345678')).toBe('Root=1-67891233-abcdef012345678912345678');
+      for (const odd of ['two words', 'x'.repeat(129), '"quoted"', 'a,b']) {
+        expect(await refused(proxied, odd)).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      }
+      expect(await refused(pc, nginx)).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    } finally {
+      await proxied.close();
+    }
+  });
+
   it('every address the server names is on the issuer, whatever Host or X-Forwarded-Host a request carries', async () => {
     const proxied = await startPortcullis({ TRUST_PROXY: 'true' });
     try {

@@ -25,6 +25,7 @@ afterAll(async () => {
 it('a token whose save fails is not handed out, and the next one is', async () => {
   const robot = await pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'], scope: 'openid' });
   expect((await pc.clientCredentials(robot)).status).toBe(200);
+  let refusedId: string | null = null;
 
   await admin.query(`CREATE FUNCTION refuse_tokens() RETURNS trigger LANGUAGE plpgsql AS $$
                      BEGIN RAISE EXCEPTION 'write refused (simulated)'; END $$`);
@@ -32,6 +33,7 @@ it('a token whose save fails is not handed out, and the next one is', async () =
                      FOR EACH ROW WHEN (NEW.kind = 'ClientCredentials') EXECUTE FUNCTION refuse_tokens()`);
   try {
     const refused = await pc.clientCredentials(robot);
+    refusedId = refused.headers.get('x-request-id');
     expect(refused.status).toBe(500);
     expect(refused.body).toEqual({ error: 'server_error', error_description: 'oops! something went wrong' });
     expect(refused.body.access_token).toBeUndefined();
@@ -50,9 +52,31 @@ it('a token whose save fails is not handed out, and the next one is', async () =
     body: new URLSearchParams({ token: body.access_token as string }),
   });
   expect(await introspected.json()).toMatchObject({ active: true, client_id: robot.client_id });
-  // The failure was logged as a server error, with no token in the line.
-  expect(pc.errors.some((line) => line.includes('write refused (simulated)'))).toBe(true);
+  // The failure was logged as a server error, with no token in the line, and
+  // with the request id the client got in X-Request-Id.
+  expect(refusedId).toMatch(/^[0-9a-f-]{36}$/);
+  expect(pc.errors.filter((line) => line.includes('write refused (simulated)')).map((line) => JSON.parse(line).request)).toEqual([refusedId]);
   expect(pc.errors.join('\n')).not.toContain(body.access_token as string);
+});
+
+it('a server error on a page is logged once, with the reference the page shows and the request id of its response', async () => {
+  const web = await pc.createClient({ name: 'Web', redirectUris: [REDIRECT_URI] });
+  const rp = await discover(pc.issuer, web.client_id, web.client_secret);
+  await admin.query(`CREATE FUNCTION refuse_interactions() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN RAISE EXCEPTION 'interaction write refused (simulated)'; END $$`);
+  await admin.query(`CREATE TRIGGER refuse_interactions BEFORE INSERT ON provider_artifacts
+                     FOR EACH ROW WHEN (NEW.kind = 'Interaction') EXECUTE FUNCTION refuse_interactions()`);
+  try {
+    const response = await fetch((await authorizationRequest(rp, 'openid')).url, { headers: { accept: 'text/html' }, redirect: 'manual' });
+    expect(response.status).toBe(500);
+    const reference = /Reference: <code>([^<]+)<\/code>/.exec(await response.text())?.[1];
+    expect(reference).toMatch(/^[0-9a-f]{8}$/);
+    const logged = pc.errors.filter((line) => line.includes('interaction write refused (simulated)')).map((line) => JSON.parse(line));
+    expect(logged).toEqual([expect.objectContaining({ request: response.headers.get('x-request-id'), reference, route: 'authorization' })]);
+  } finally {
+    await admin.query('DROP TRIGGER refuse_interactions ON provider_artifacts');
+    await admin.query('DROP FUNCTION refuse_interactions()');
+  }
 });
 
 it('the health probes: liveness and readiness answer without credentials, and are not cached', async () => {
