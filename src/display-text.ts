@@ -23,6 +23,16 @@ const UNSHOWABLE = /\p{Cc}|(?![\u200C\u200D])\p{Cf}|\p{Zl}|\p{Zp}/u;
  */
 const VISIBLE = /(?![\u115F\u1160\u3164\uFFA0\u2800])[\p{L}\p{N}\p{P}\p{S}]/u;
 
+/**
+ * What lays a name out as something else: two spaces in a row of which one
+ * is not the plain space (a browser collapses only runs of those; forty
+ * ideographic or em spaces push the rest of a name onto a line of its own,
+ * where it reads as the page's words), and more than four combining marks on
+ * one character (the deepest a script stacks: Hebrew's points and cantillation;
+ * more is drawn as a scribble over the line).
+ */
+const MISLAID = /(?! )\p{Zs}\p{Zs}|\p{Zs}(?! )\p{Zs}|\p{M}{5}/u;
+
 /** The most characters of a name shown on the consent page, where a long one would push the rest away. */
 export const MAX_SHOWN_NAME_LENGTH = 200;
 
@@ -36,6 +46,7 @@ export function unshowable(text: string, what: string, maxLength = MAX_SHOWN_NAM
   if (text.length > maxLength && [...text].length > maxLength) return `${what} has at most ${maxLength} characters`;
   if (UNSHOWABLE.test(text)) return `${what} must not contain control characters, invisible format characters (such as bidirectional overrides or zero-width spaces) or line separators`;
   if (text && !VISIBLE.test(text)) return `${what} must show at least one letter, digit or symbol`;
+  if (MISLAID.test(text)) return `${what} must not hold two spaces in a row other than plain ones, or more than four combining marks on one character`;
   return undefined;
 }
 

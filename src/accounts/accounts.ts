@@ -1,5 +1,6 @@
 // People who sign in: create, verify a password, and the claims oidc-provider asks for.
 import { randomUUID } from 'node:crypto';
+import { domainToASCII } from 'node:url';
 import { unshowable } from '../display-text.js';
 import type { Account, FindAccount } from 'oidc-provider';
 import { sha256 } from '../persistence/hash.js';
@@ -74,9 +75,26 @@ const MAX_NAME_LENGTH = 200;
 // never sign in.
 const EMAIL = /^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
-/** Emails compare case-insensitively; we keep them lower-cased (NFC) so the unique index agrees. */
+/**
+ * Emails compare case-insensitively; we keep them lower-cased (NFC) so the
+ * unique index agrees, with an internationalized domain in its ASCII form
+ * (`bücher.example` is `xn--bcher-kva.example`), which is what a browser's
+ * email field sends, so that the CLI and the sign-in page name one account.
+ */
 export function normalizeEmail(email: string): string {
-  return email.trim().normalize('NFC').toLowerCase();
+  const normalized = email.trim().normalize('NFC').toLowerCase();
+  const at = normalized.lastIndexOf('@');
+  const domain = normalized.slice(at + 1);
+  if (at < 0 || /^[\x20-\x7e]*$/.test(domain)) return normalized;
+  // (Empty for what is no domain: the address is then refused as it was typed.)
+  const ascii = domainToASCII(domain);
+  return ascii ? `${normalized.slice(0, at + 1)}${ascii}` : normalized;
+}
+
+/** Whether `text` is an email address a person could sign in with (a login_hint worth filling in, say). */
+export function isEmailAddress(text: string): boolean {
+  const email = normalizeEmail(text);
+  return email.length <= 254 && EMAIL.test(email);
 }
 
 // findAccount runs on every refresh, userinfo and code exchange: cached

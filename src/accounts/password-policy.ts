@@ -29,12 +29,14 @@ function commonPasswords(): Promise<Set<string>> {
 
 /** Why `password` may not be set for the account with `email`; undefined when it may. */
 export async function passwordProblem(password: string, email: string, policy: PasswordPolicy): Promise<string | undefined> {
-  // Characters as NIST counts them (code points): an emoji is one, not two.
-  const length = [...password].length;
-  if (length < policy.minLength) return `the password must be at least ${policy.minLength} characters`;
-  // Four bytes of UTF-8 at most each: the longest, form-encoded, is 12 KiB,
-  // inside the sign-in form's 16 (http/form-body.ts).
-  if (length > MAX_PASSWORD_LENGTH) return `the password must be at most ${MAX_PASSWORD_LENGTH} characters`;
+  // Characters as NIST counts them (code points: an emoji is one, not two),
+  // of the password as it is compared (accounts/passwords.ts): NFKC, where an
+  // e followed by a combining accent is the one é, and Hangul typed as its
+  // letters the syllables they make.
+  if ([...password.normalize('NFKC')].length < policy.minLength) return `the password must be at least ${policy.minLength} characters`;
+  // As typed, four bytes of UTF-8 at most each: the longest, form-encoded, is
+  // 12 KiB, inside the sign-in form's 16 (http/form-body.ts).
+  if ([...password].length > MAX_PASSWORD_LENGTH) return `the password must be at most ${MAX_PASSWORD_LENGTH} characters`;
   if (CONTROL_CHARACTERS.test(password)) return 'the password must not contain control characters';
   if (/^\s+$/u.test(password)) return 'the password must not be only spaces';
   // Compatibility forms folded too: full-width "ｐａｓｓｗｏｒｄ１" is "password1".

@@ -161,6 +161,9 @@ function checkUri(uri: string, what: string): string {
   // such a return address at every request (provider/client-model.ts), so a
   // client registered with it could never be sent back to.
   if (url.port === '0') throw new ClientError(`${what} "${uri}" names port 0, on which nothing listens`);
+  // A host no browser can be sent to, which reads as a pattern: addresses are
+  // compared exactly (RFC 9700 §4.1.3), and an operator should not believe otherwise.
+  if (url.hostname.includes('*')) throw new ClientError(`${what} "${uri}": a "*" in the host is no wildcard (addresses are compared exactly, RFC 9700 §4.1.3); register each address`);
   return uri;
 }
 

@@ -7,7 +7,7 @@ import type { Context, Next } from 'koa';
 import { decodeJwt } from 'jose';
 import { errors, type InteractionResults } from 'oidc-provider';
 import type Provider from 'oidc-provider';
-import type { Accounts } from '../accounts/accounts.js';
+import { isEmailAddress, type Accounts } from '../accounts/accounts.js';
 import type { DeviceCookies } from '../accounts/device-cookies.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
@@ -389,7 +389,12 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       // id_token_hint names: the library takes an expired hint too, so an app
       // (or whoever holds one of its ID tokens) would read the email of
       // everyone who ever signed in to it off this page, scope or no scope.
-      const hint = typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined;
+      // Only an email address: anything else (an opaque id, or text with a
+      // bidirectional override that shows as another address) would keep the
+      // focus from the email field, whose browser check then names a character
+      // nobody can see.
+      const sent = interaction.params.login_hint;
+      const hint = typeof sent === 'string' && isEmailAddress(sent) ? sent.trim() : undefined;
       // (Not when someone else signs in to a device's sign-in: the hint most often names whom they replace.)
       return showLogin(ctx, interaction, clientName, takeNotice(ctx, interaction.uid) ?? { email: switching ? undefined : hint });
     }

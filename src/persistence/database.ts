@@ -1,5 +1,7 @@
-// The one module that knows which database is behind Prisma: a PostgreSQL server
-// (DATABASE_URL) or the embedded PGlite. Everything else receives a `Database`.
+// Opens the database behind Prisma and the pg hot path: a PostgreSQL server
+// (DATABASE_URL) or the embedded PGlite. Everything else receives a `Database`;
+// what differs between the two for the rest (its `kind`: one process or many,
+// upkeep, start-up warnings, how a CLI joins) is asked of it, not guessed.
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import type { Config } from '../config.js';

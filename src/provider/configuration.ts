@@ -1,5 +1,6 @@
 // oidc-provider Configuration built from our Config and services. Protocol
-// behaviour is the library's; this file only chooses among its options.
+// behaviour is the library's; this file chooses among its options and fills
+// the hooks they name (resource servers, an earlier consent, error pages).
 import type { AdapterPayload, Client, Configuration, KoaContextWithOIDC, ResourceServer } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';

@@ -802,6 +802,11 @@ describe('portcullis user', () => {
       [user('bom@example.com', 'Ann\ufeffie'), hidden],
       [user('joiner@example.com', '\u200d\u200d'), 'must show at least one letter, digit or symbol'],
       [user('filler@example.com', '\u3164\u2800'), 'must show at least one letter, digit or symbol'],
+      // Forty ideographic spaces push the rest of a name onto a line of its own, where it reads as the page's words.
+      [pc.cli(['client', 'create', '--name', `Portcullis needs to verify your account.${'\u3000'.repeat(40)}Allow to continue.`, '--redirect-uri', REDIRECT_URI]), 'two spaces in a row other than plain ones'],
+      [user('wide@example.com', 'Ann\u2003 ie'), 'two spaces in a row other than plain ones'],
+      [user('zalgo@example.com', `Ann${'\u0301\u0302\u0303\u0304\u0305'}ie`), 'more than four combining marks'],
+      [client('--redirect-uri', 'https://*.example.com/cb'), 'a "*" in the host is no wildcard'],
       [pc.cli(['api', 'create', '--identifier', 'https://api.example/\u001b[31mX\u0001', '--scope', 's1']), 'printable ASCII'],
       [client('--redirect-uri', REDIRECT_URI, '--scope', 'read:x\u001b[31m'), 'no API defines the scope'],
       [client('--redirect-uri', 'https://a.example/\u202eevil\u009b31m\u007f'), 'must be a URI in printable ASCII'],
@@ -847,7 +852,11 @@ describe('portcullis user', () => {
     // Persian writes names with the zero-width non-joiner; emoji sequences join with U+200D.
     expect((await user('mahsa@example.com', 'مه\u200cسا')).code).toBe(0);
     expect((await user('family@example.com', 'Family \u{1F468}\u200d\u{1F469}\u200d\u{1F467}')).code).toBe(0);
-  });
+    // One ideographic space between family and given name; Hebrew with its points and cantillation; two plain spaces.
+    expect((await user('yamada@example.com', '山田\u3000太郎')).code).toBe(0);
+    expect((await user('shalom@example.com', '\u05e9\u05c1\u05bc\u05b8\u0591\u05dc\u05d5\u05b9\u05dd')).code).toBe(0);
+    expect((await user('typo@example.com', 'Ann  Smith')).code).toBe(0);
+  }, 180_000);
 });
 
 /** Whether the user agent is still signed in at the server: an authorization request with prompt=none. */
@@ -1457,6 +1466,18 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     expect(await tryPassword(rp, 'lena@example.com', 'lenas password')).toBe('signed in');
   });
 
+  it('keeps an email with an internationalized domain in its ASCII form, as a browser sends it: the CLI and the sign-in page name one account', async () => {
+    const created = await pc.cli(['user', 'create', '--email', 'Ida@Bücher.example', '--password-stdin', '--json'], 'idas own password\n');
+    expect(created.code, created.stderr).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({ email: 'ida@xn--bcher-kva.example' });
+    const shown = await pc.cli(['user', 'show', 'IDA@BÜCHER.EXAMPLE', '--json']);
+    expect([shown.code, shown.stderr]).toEqual([0, '']);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ email: 'ida@xn--bcher-kva.example' });
+    expect(await tryPassword(rp, 'ida@xn--bcher-kva.example', 'idas own password')).toBe('signed in');
+    const duplicate = await pc.cli(['user', 'create', '--email', 'ida@xn--bcher-kva.example', '--password-stdin'], 'another password\n');
+    expect([duplicate.code, duplicate.stderr]).toEqual([1, expect.stringContaining('already exists')]);
+  });
+
   it('refuses a password attackers try first (in any case), the email or one character repeated, and set-password changes nothing then', async () => {
     const refusals: [string, string, string][] = [
       ['ivy@example.com', 'Password1', 'most commonly used'],
@@ -1469,6 +1490,9 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
       ['ivy@example.com', 'ｐａｓｓｗｏｒｄ１', 'most commonly used'],
       // Four characters (eight UTF-16 units).
       ['ivy@example.com', '😀😁😀😁', 'at least 8 characters'],
+      // Eight code points typed, four as compared (NFKC): áéíó, and the Hangul syllables 가나다라 typed as their letters.
+      ['ivy@example.com', 'a\u0301e\u0301i\u0301o\u0301', 'at least 8 characters'],
+      ['ivy@example.com', '\u1100\u1161\u1102\u1161\u1103\u1161\u1105\u1161', 'at least 8 characters'],
       ['ivy@example.com', '  \u3000  \u3000  ', 'only spaces'],
     ];
     for (const [email, password, message] of refusals) {

@@ -53,6 +53,19 @@ describe('login page', () => {
     expect(page.html).not.toMatch(/<script|https?:\/\/[^"]*\.(css|js)/); // no script, no external assets
   });
 
+  it("fills in an app's login_hint only when it is an email address, and then focuses the password", async () => {
+    const emailField = async (hint: string) => {
+      const page = await visit(new UserAgent(), (await authorizationRequest(appA, 'openid', { login_hint: hint })).url);
+      expect(pageKind(page)).toBe('login');
+      return /<input id="email"[^>]* value="([^"]*)"[^>]*>/.exec(page.html)?.[0];
+    };
+    expect(await emailField(' Bob@Example.com ')).toMatch(/value="Bob@Example.com"(?![^>]*autofocus)/);
+    // Shown as "comp@example.com" by its right-to-left override; an opaque id; markup; too long for an address.
+    for (const hint of ['\u202emoc.elpmaxe@pmoc', 'user-12345', '"><b>x</b>', `${'a'.repeat(250)}@example.com`]) {
+      expect(await emailField(hint)).toMatch(/value="" autofocus>$/);
+    }
+  });
+
   it('a wrong password re-shows the login page with one message for either mistake', async () => {
     const ua = new UserAgent();
     const login = await visit(ua, (await authorizationRequest(appA, 'openid')).url);
@@ -61,7 +74,7 @@ describe('login page', () => {
     for (const page of [wrongPassword, unknownEmail]) expect(signInRefusal(page)).toBe('wrong_credentials');
     // The message is tied to both fields and named in the title (WCAG 3.3.1, 1.3.1); a fresh page has neither.
     for (const page of [wrongPassword, unknownEmail]) {
-      expect(page.html).toContain('<title>Error: Sign in to \u2068Calendar &amp; Co\u2069 · ');
+      expect(page.html).toContain('<title>Error: The email or password is not right – Sign in to \u2068Calendar &amp; Co\u2069 · ');
       expect(page.html).toMatch(/<div class="alert" role="alert" id="sign-in-error">/);
       expect(page.html).toMatch(/<input id="email"[^>]* aria-invalid="true" aria-describedby="sign-in-error"/);
       expect(page.html).toMatch(/<input id="password"[^>]* aria-invalid="true" aria-describedby="sign-in-error"/);

@@ -53,7 +53,7 @@ function expectRefused(page: Page): void {
   // Neither field is known to be wrong (the password may be right), but the
   // field a screen reader lands on reads out why, and so does the title.
   expect(page.html).not.toContain('aria-invalid');
-  expect(page.html).toContain('<title>Error: Too many failed sign-ins · ');
+  expect(page.html).toMatch(/<title>Error: Too many failed sign-ins – Sign in to \u2068[^<]+\u2069 · /);
   expect(page.html).toMatch(/<input id="password"[^>]* aria-describedby="sign-in-error"[^>]* autofocus>/);
   // The window is seconds long here: the page rounds up to a minute.
   expect(page.html).toContain('Try again in a minute.');
