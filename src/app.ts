@@ -30,6 +30,7 @@ import type { Sql } from './persistence/database.js';
 import type { SpaceWatch } from './persistence/disk-space.js';
 import type { ProviderHost } from './provider/host.js';
 import { keepRequestForms } from './provider/request-encoding.js';
+import { foldUserCodes } from './provider/device-flow.js';
 
 export interface AppDeps {
   config: Config;
@@ -85,6 +86,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         refuseGetAtDeviceAuthorization(provider, deps.config, addresses),
         refuseEncodedBodies(deps.config, addresses),
         keepRequestForms(provider),
+        foldUserCodes(provider),
         healthProbes(deps.sql, deps.space, deps.host, inFlight),
         refuseWithStaleKeys(deps.host, deps.config.issuerName),
         homePage(deps.config.issuerName),

@@ -10,10 +10,12 @@
 // device polls.
 import type { AdapterPayload, Configuration, KoaContextWithOIDC, Provider } from 'oidc-provider';
 import { errors } from 'oidc-provider';
+import type Koa from 'koa';
 import type { Accounts } from '../accounts/accounts.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import { accountLabel } from '../display-text.js';
 import { noteShownError } from '../http/error-pages.js';
+import { routePattern } from '../http/methods.js';
 import { requestField } from '../http/request-id.js';
 import { renderPage, type PageContext } from '../http/views.js';
 import type { Logger } from '../logger.js';
@@ -193,4 +195,71 @@ export function deviceFlowPages(
       answer(ctx, { step: 'done', clientName: ctx.oidc.client ? displayName(ctx.oidc.client) : undefined });
     },
   };
+}
+
+/**
+ * A user code as people type it, before the library reads it (RFC 8628 §6.1:
+ * be lenient with what is typed). The library upper-cases ASCII letters and
+ * drops every other character, so a code typed in full-width letters, as a
+ * Chinese or Japanese input method types in its full-width mode
+ * (ＨＶＬＴ－ＫＴＪＸ), came to nothing: "That code is not right". Folded
+ * (NFKC) in the query of `/device?user_code=…` and in the posted form, which
+ * the library reads itself and checks against its Content-Length: a folded
+ * code is never longer (one folding to more is left as typed), and the form
+ * is made up to its length with empty `&` fields, which parse to nothing.
+ */
+export function foldUserCodes(provider: Provider): Koa.Middleware {
+  const route = routePattern(provider, 'code_verification');
+  return (ctx, next) => {
+    if (!route.test(ctx.path)) return next();
+    if (ctx.method === 'GET' && ctx.querystring.includes('user_code=')) {
+      ctx.querystring = foldedUserCode(ctx.querystring);
+    } else if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
+      const req = ctx.req;
+      const iterator = req.iterator.bind(req);
+      req.iterator = (options) => foldedForm(iterator(options));
+    }
+    return next();
+  };
+}
+
+/** The most of a posted form looked into: the code page's is a few hundred bytes. */
+const FOLDED_FORM_BYTES = 8 * 1024;
+
+async function* foldedForm(source: AsyncIterableIterator<unknown>): AsyncGenerator<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let asSent = false;
+  for await (const chunk of source) {
+    if (asSent) {
+      yield chunk;
+      continue;
+    }
+    chunks.push(chunk as Buffer);
+    size += (chunk as Buffer).length;
+    if (size > FOLDED_FORM_BYTES) {
+      asSent = true;
+      yield* chunks;
+    }
+  }
+  if (asSent) return;
+  // A form is percent-encoded ASCII; latin1 keeps any other byte as it was.
+  const form = Buffer.concat(chunks).toString('latin1');
+  yield Buffer.from(foldedUserCode(form).padEnd(form.length, '&'), 'latin1');
+}
+
+function foldedUserCode(form: string): string {
+  const field = /(^|&)user_code=([^&]*)/.exec(form);
+  if (!field) return form;
+  const sent = field[2]!;
+  let typed: string;
+  try {
+    typed = decodeURIComponent(sent.replace(/\+/g, ' '));
+  } catch {
+    return form;
+  }
+  const folded = encodeURIComponent(typed.normalize('NFKC'));
+  if (folded.length > sent.length) return form;
+  const start = field.index + field[1]!.length + 'user_code='.length;
+  return `${form.slice(0, start)}${folded}${form.slice(start + sent.length)}`;
 }

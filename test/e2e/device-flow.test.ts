@@ -429,6 +429,20 @@ describe('device authorization', () => {
     expect(page.html).toContain('<h1>Connect <bdi>Living Room TV</bdi>?</h1>');
   });
 
+  it('a code typed in full-width letters (an input method\'s full-width mode) is the code, entered or in the address', async () => {
+    const fullWidth = (code: string) => code.replace(/[!-~]/g, (character) => String.fromCharCode(character.charCodeAt(0) + 0xfee0));
+    const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
+    expect(fullWidth(started.user_code)).toMatch(/^[Ｂ-Ｚ]{4}－[Ｂ-Ｚ]{4}$/);
+    // Typed, with the ideographic space the input method may add.
+    const entered = await enterCode(browser(), `${fullWidth(started.user_code)}\u3000`);
+    expect(entered.html).toContain(`<p class="user-code" id="user-code">${started.user_code}</p>`);
+    // In the address, lower case.
+    const ua = browser();
+    const carrier = await ua.open(`${pc.issuer}/device?user_code=${encodeURIComponent(fullWidth(started.user_code.toLowerCase()))}`);
+    const page = await ua.post(carrier, UserAgent.formAction(carrier, '/device'), UserAgent.hiddenFields(carrier));
+    expect(page.html).toContain(`<p class="user-code" id="user-code">${started.user_code}</p>`);
+  });
+
   it('a wrong, empty or tampered entry is explained on the page; too many wrong codes from one address are refused for a while', async () => {
     const ua = browser();
     let page = await enterCode(ua, 'BCDF-GHJK');
