@@ -1,6 +1,6 @@
 // Telling a database that cannot serve a request now (down, restarting,
 // frozen, out of connections, refusing connections, read-only, out of disk
-// space, dropped) from every other failure: a
+// space, out of file descriptors or memory, dropped) from every other failure: a
 // request it fails is answered 503 with Retry-After, which clients and
 // gateways retry, not 500, which says the server is broken; and it is logged
 // as one line, not as a stack trace. Each of these passes without a change to
@@ -10,7 +10,7 @@
 export const UNAVAILABLE_RETRY_AFTER = '5';
 
 /** Why the database could not serve a request; also the end of its log line ("database …"). */
-export type DatabaseTrouble = 'unreachable' | 'out of space' | 'without its tables' | 'read-only';
+export type DatabaseTrouble = 'unreachable' | 'out of space' | 'out of resources' | 'without its tables' | 'read-only';
 
 // Node's socket errors; SQLSTATE 57P01-57P03 (shut down, crash, starting up),
 // 53300 (too many connections) and class 08 (connection exception); Prisma's
@@ -39,6 +39,12 @@ const NO_SUCH_TABLE_PRISMA = 'P2021';
 // SQLSTATE 53100 (disk_full: PostgreSQL, and PGlite for a full DATA_DIR, could
 // not extend a file); a file system's own ENOSPC and EDQUOT.
 const OUT_OF_SPACE = new Set(['53100', 'ENOSPC', 'EDQUOT']);
+
+// SQLSTATE 53000 (insufficient_resources: PostgreSQL's, and PGlite's, word for
+// a file it could not open for want of descriptors, EMFILE or ENFILE) and 53200
+// (out of memory); this process's own EMFILE and ENFILE, when a connection's
+// socket cannot be opened. Load that passes, or a limit an operator raises.
+const OUT_OF_RESOURCES = new Set(['53000', '53200', 'EMFILE', 'ENFILE']);
 
 /**
  * SQLSTATE 25006 (read_only_sql_transaction): a write to a server that takes
@@ -76,6 +82,7 @@ export function databaseTrouble(error: unknown): DatabaseTrouble | undefined {
     const message = typeof words === 'string' ? words : originalMessage;
     if (typeof code === 'string') {
       if (OUT_OF_SPACE.has(code)) return 'out of space';
+      if (OUT_OF_RESOURCES.has(code)) return 'out of resources';
       if (code === NO_SUCH_TABLE || code === NO_SUCH_TABLE_PRISMA) return 'without its tables';
       if (code === READ_ONLY) return 'read-only';
       if (code === '55000' && typeof message === 'string' && NOT_ACCEPTING.test(message)) return 'unreachable';

@@ -79,6 +79,27 @@ it('a server error on a page is logged once, with the reference the page shows a
   }
 });
 
+it('a database out of file descriptors or memory (SQLSTATE 53000, 53200) is answered 503 with Retry-After, and logged in one line', async () => {
+  const robot = await pc.createClient({ name: 'Starved robot', grantTypes: ['client_credentials'], scope: 'openid' });
+  for (const sqlstate of ['53000', '53200']) {
+    await admin.query(`CREATE FUNCTION starve_tokens() RETURNS trigger LANGUAGE plpgsql AS $$
+                       BEGIN RAISE EXCEPTION 'out of file descriptors (simulated)' USING ERRCODE = '${sqlstate}'; END $$`);
+    await admin.query(`CREATE TRIGGER starve_tokens BEFORE INSERT ON provider_artifacts
+                       FOR EACH ROW WHEN (NEW.kind = 'ClientCredentials') EXECUTE FUNCTION starve_tokens()`);
+    try {
+      const refused = await pc.clientCredentials(robot);
+      expect([sqlstate, refused.status, refused.headers.get('retry-after'), refused.body]).toEqual([sqlstate, 503, '5', { error: 'temporarily_unavailable', error_description: expect.any(String) }]);
+      const logged = pc.errors.filter((line) => line.includes(refused.headers.get('x-request-id')!)).map((line) => JSON.parse(line));
+      expect(logged).toEqual([expect.objectContaining({ message: 'database out of resources', route: 'token' })]);
+      expect(logged[0].stack).toBeUndefined();
+    } finally {
+      await admin.query('DROP TRIGGER starve_tokens ON provider_artifacts');
+      await admin.query('DROP FUNCTION starve_tokens()');
+    }
+  }
+  expect((await pc.clientCredentials(robot)).status).toBe(200);
+});
+
 it('the health probes: liveness and readiness answer without credentials, and are not cached', async () => {
   for (const [path, body] of [
     ['/healthz', { status: 'ok' }],
@@ -124,7 +145,7 @@ it('readiness follows the database: 503 while it refuses connections, 200 once i
   const up = await fetch(`${pc.issuer}/readyz`);
   expect(up.status).toBe(200);
   // The refused request logged one line, without a stack: the database's state, not a fault.
-  expect(pc.errors.filter((line) => !line.includes('write refused (simulated)')).map((line) => JSON.parse(line).message)).toEqual(['database unreachable']);
+  expect(pc.errors.filter((line) => !line.includes('(simulated)')).map((line) => JSON.parse(line).message)).toEqual(['database unreachable']);
 });
 
 it.skipIf(process.env.TEST_DATABASE !== 'postgres')('a database dropped under the server is answered 503, and one made again empty (a restore under way) is not ready', async () => {
