@@ -24,14 +24,18 @@ const UNSHOWABLE = /\p{Cc}|(?![\u200C\u200D])\p{Cf}|\p{Zl}|\p{Zp}/u;
 const VISIBLE = /(?![\u115F\u1160\u3164\uFFA0\u2800])[\p{L}\p{N}\p{P}\p{S}]/u;
 
 /**
- * What lays a name out as something else: two spaces in a row of which one
- * is not the plain space (a browser collapses only runs of those; forty
- * ideographic or em spaces push the rest of a name onto a line of its own,
- * where it reads as the page's words), and more than four combining marks on
- * one character (the deepest a script stacks: Hebrew's points and cantillation;
- * more is drawn as a scribble over the line).
+ * What lays a name out as something else: two blanks in a row of which one is
+ * not the plain space (a browser collapses only runs of those; forty
+ * ideographic or em spaces, or braille blanks, push the rest of a name onto a
+ * line of its own, where it reads as the page's words), and more than six
+ * combining marks on one character (Tibetan and Hebrew stack five; more is
+ * drawn as a scribble over the line). Looked for with the joiners and the
+ * combining grapheme joiner taken out, which draw nothing and would otherwise
+ * split a run.
  */
-const MISLAID = /(?! )\p{Zs}\p{Zs}|\p{Zs}(?! )\p{Zs}|\p{M}{5}/u;
+const BLANK = '[\\p{Zs}\\u115F\\u1160\\u3164\\uFFA0\\u2800]';
+const MISLAID = new RegExp(`(?! )${BLANK}${BLANK}|${BLANK}(?! )${BLANK}|\\p{M}{7}`, 'u');
+const DRAWS_NOTHING = /[\u200C\u200D\u034F]/gu;
 
 /** The most characters of a name shown on the consent page, where a long one would push the rest away. */
 export const MAX_SHOWN_NAME_LENGTH = 200;
@@ -40,13 +44,13 @@ export const MAX_SHOWN_NAME_LENGTH = 200;
  * Why `text`, to be shown on the pages, cannot be (`what` names it), or
  * undefined when it can.
  */
-export function unshowable(text: string, what: string, maxLength = MAX_SHOWN_NAME_LENGTH): string | undefined {
+export function unshowable(text: string, what: string, maxLength = MAX_SHOWN_NAME_LENGTH, layout = true): string | undefined {
   // Characters as a person counts them, near enough: code points (an emoji
   // is one, not the two UTF-16 units of its length), as passwords are counted.
   if (text.length > maxLength && [...text].length > maxLength) return `${what} has at most ${maxLength} characters`;
   if (UNSHOWABLE.test(text)) return `${what} must not contain control characters, invisible format characters (such as bidirectional overrides or zero-width spaces) or line separators`;
   if (text && !VISIBLE.test(text)) return `${what} must show at least one letter, digit or symbol`;
-  if (MISLAID.test(text)) return `${what} must not hold two spaces in a row other than plain ones, or more than four combining marks on one character`;
+  if (layout && MISLAID.test(text.replace(DRAWS_NOTHING, ''))) return `${what} must not hold two spaces in a row other than plain ones, or more than six combining marks on one character`;
   return undefined;
 }
 

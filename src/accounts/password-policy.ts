@@ -30,10 +30,11 @@ function commonPasswords(): Promise<Set<string>> {
 /** Why `password` may not be set for the account with `email`; undefined when it may. */
 export async function passwordProblem(password: string, email: string, policy: PasswordPolicy): Promise<string | undefined> {
   // Characters as NIST counts them (code points: an emoji is one, not two),
-  // of the password as it is compared (accounts/passwords.ts): NFKC, where an
-  // e followed by a combining accent is the one é, and Hangul typed as its
-  // letters the syllables they make.
-  if ([...password.normalize('NFKC')].length < policy.minLength) return `the password must be at least ${policy.minLength} characters`;
+  // as typed and as compared (accounts/passwords.ts, NFKC), whichever is
+  // fewer: an e followed by a combining accent is the one é, Hangul typed as
+  // its letters the syllables they make, and one ﷺ, which NFKC writes out as
+  // eighteen letters, is still one character typed.
+  if (Math.min([...password].length, [...password.normalize('NFKC')].length) < policy.minLength) return `the password must be at least ${policy.minLength} characters`;
   // As typed, four bytes of UTF-8 at most each: the longest, form-encoded, is
   // 12 KiB, inside the sign-in form's 16 (http/form-body.ts).
   if ([...password].length > MAX_PASSWORD_LENGTH) return `the password must be at most ${MAX_PASSWORD_LENGTH} characters`;

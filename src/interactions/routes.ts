@@ -7,13 +7,14 @@ import type { Context, Next } from 'koa';
 import { decodeJwt } from 'jose';
 import { errors, type InteractionResults } from 'oidc-provider';
 import type Provider from 'oidc-provider';
-import { isEmailAddress, type Accounts } from '../accounts/accounts.js';
+import { isEmailAddress, normalizeEmail, type Accounts } from '../accounts/accounts.js';
 import type { DeviceCookies } from '../accounts/device-cookies.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { ClientAddresses } from '../http/client-address.js';
 import { errorReference, requestField } from '../http/request-id.js';
+import { outageLog } from '../http/outage-log.js';
 import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
 import { interactionReference, loggedPath } from '../http/log-redaction.js';
@@ -230,7 +231,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         // ECONNRESET): nothing to answer, nothing wrong here.
         logger.info('interaction request aborted by the client', { ...requestField(ctx), path: loggedPath(ctx.path) });
       } else if (trouble) {
-        logger.error(`database ${trouble}`, { ...requestField(ctx), route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+        outageLog(logger).failed(trouble, { ...requestField(ctx), route: 'interaction', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
         renderUnavailablePage(ctx, page(ctx));
       } else {
         const reference = errorReference(ctx);
@@ -394,7 +395,9 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       // focus from the email field, whose browser check then names a character
       // nobody can see.
       const sent = interaction.params.login_hint;
-      const hint = typeof sent === 'string' && isEmailAddress(sent) ? sent.trim() : undefined;
+      // As stored: an internationalized domain in its xn-- form, which shows a
+      // look-alike (a Cyrillic а) for what it is.
+      const hint = typeof sent === 'string' && isEmailAddress(sent) ? normalizeEmail(sent) : undefined;
       // (Not when someone else signs in to a device's sign-in: the hint most often names whom they replace.)
       return showLogin(ctx, interaction, clientName, takeNotice(ctx, interaction.uid) ?? { email: switching ? undefined : hint });
     }

@@ -296,16 +296,18 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
     throw new EmbeddedDatabaseBusy(`the embedded database in ${dataDir} is already open in this process; several instances need PostgreSQL (DATABASE_URL)`);
   }
   openHere.add(held);
+  let open = true;
+  // Once, and only when closed for good: a later open of the directory may hold it by then.
+  const forget = () => {
+    if (open) openHere.delete(held);
+    open = false;
+  };
   try {
-    let open = true;
-    const database = await openOrJoin(dataDir, role, () => {
-      if (open) openHere.delete(held); // once: a later open of the directory may hold it by then
-      open = false;
-    });
-    if (!database.owner) openHere.delete(held); // joined a server's: nothing is open here
+    const database = await openOrJoin(dataDir, role, forget);
+    if (!database.owner) forget(); // joined a server's: nothing is open here
     return database;
   } catch (error) {
-    openHere.delete(held);
+    forget();
     throw error;
   }
 }
@@ -350,11 +352,14 @@ async function openOrJoin(dataDir: string, role: EmbeddedRole, closed: () => voi
   let db: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
   const release = async () => {
-    closed();
-    await server?.stop();
-    await db?.close();
-    await rm(servedAt, { force: true });
-    await rm(lockPath, { force: true });
+    try {
+      await server?.stop();
+      await db?.close();
+      await rm(servedAt, { force: true });
+      await rm(lockPath, { force: true });
+    } finally {
+      closed(); // not before: another open here meanwhile would take the lock as an earlier life's
+    }
   };
   try {
     const pgdata = dataPath(dataDir);

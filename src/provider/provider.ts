@@ -6,6 +6,7 @@
 import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
 import { errorReference, requestField } from '../http/request-id.js';
+import { outageLog } from '../http/outage-log.js';
 import { forgetFinishedSteps } from '../interactions/finished-steps.js';
 import { ArtifactAdapter, grantKeptAtSignOut } from './adapter.js';
 import { reportBackchannelLogouts } from './backchannel-logout.js';
@@ -164,7 +165,7 @@ export function createProvider(services: ProviderServices): Provider {
       // again after it).
       if (unavailable.has(ctx)) return;
       unavailable.add(ctx);
-      services.logger.error(`database ${trouble}`, { ...requestField(ctx), route: ctx.oidc?.route, error: `${error.name}: ${error.message}` });
+      outageLog(services.logger).failed(trouble, { ...requestField(ctx), route: ctx.oidc?.route, error: `${error.name}: ${error.message}` });
       return;
     }
     services.logger.error('provider server_error', { ...requestField(ctx), reference: errorReference(ctx), route: ctx.oidc?.route, error: `${error.name}: ${error.message}`, stack: error.stack });

@@ -59,7 +59,9 @@ describe('login page', () => {
       expect(pageKind(page)).toBe('login');
       return /<input id="email"[^>]* value="([^"]*)"[^>]*>/.exec(page.html)?.[0];
     };
-    expect(await emailField(' Bob@Example.com ')).toMatch(/value="Bob@Example.com"(?![^>]*autofocus)/);
+    expect(await emailField(' Bob@Example.com ')).toMatch(/value="bob@example.com"(?![^>]*autofocus)/);
+    // A look-alike domain (a Cyrillic а) is shown as what it is.
+    expect(await emailField('bob@ex\u0430mple.com')).toMatch(/value="bob@xn--exmple-4nf.com"/);
     // Shown as "comp@example.com" by its right-to-left override; an opaque id; markup; too long for an address.
     for (const hint of ['\u202emoc.elpmaxe@pmoc', 'user-12345', '"><b>x</b>', `${'a'.repeat(250)}@example.com`]) {
       expect(await emailField(hint)).toMatch(/value="" autofocus>$/);
