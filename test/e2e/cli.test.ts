@@ -1505,6 +1505,8 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
       // Eight code points typed, four as compared (NFKC): áéíó, and the Hangul syllables 가나다라 typed as their letters.
       ['ivy@example.com', 'a\u0301e\u0301i\u0301o\u0301', 'at least 8 characters'],
       ['ivy@example.com', '\u1100\u1161\u1102\u1161\u1103\u1161\u1105\u1161', 'at least 8 characters'],
+      // Two characters typed, which NFKC writes out as thirty-six.
+      ['ivy@example.com', '\ufdfa\ufdfa', 'at least 8 characters'],
       ['ivy@example.com', '  \u3000  \u3000  ', 'only spaces'],
     ];
     for (const [email, password, message] of refusals) {
