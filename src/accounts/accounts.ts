@@ -91,10 +91,10 @@ export function normalizeEmail(email: string): string {
   return ascii ? `${normalized.slice(0, at + 1)}${ascii}` : normalized;
 }
 
-/** Whether `text` is an email address a person could sign in with (a login_hint worth filling in, say). */
-export function isEmailAddress(text: string): boolean {
+/** The email address `text` names, as stored, if it is one a person could sign in with (a login_hint worth filling in, say). */
+export function emailAddressIn(text: string): string | undefined {
   const email = normalizeEmail(text);
-  return email.length <= 254 && EMAIL.test(email);
+  return email.length <= 254 && EMAIL.test(email) ? email : undefined;
 }
 
 // findAccount runs on every refresh, userinfo and code exchange: cached

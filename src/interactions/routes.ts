@@ -7,7 +7,7 @@ import type { Context, Next } from 'koa';
 import { decodeJwt } from 'jose';
 import { errors, type InteractionResults } from 'oidc-provider';
 import type Provider from 'oidc-provider';
-import { isEmailAddress, normalizeEmail, type Accounts } from '../accounts/accounts.js';
+import { emailAddressIn, type Accounts } from '../accounts/accounts.js';
 import type { DeviceCookies } from '../accounts/device-cookies.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
@@ -397,7 +397,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       const sent = interaction.params.login_hint;
       // As stored: an internationalized domain in its xn-- form, which shows a
       // look-alike (a Cyrillic а) for what it is.
-      const hint = typeof sent === 'string' && isEmailAddress(sent) ? normalizeEmail(sent) : undefined;
+      const hint = typeof sent === 'string' ? emailAddressIn(sent) : undefined;
       // (Not when someone else signs in to a device's sign-in: the hint most often names whom they replace.)
       return showLogin(ctx, interaction, clientName, takeNotice(ctx, interaction.uid) ?? { email: switching ? undefined : hint });
     }
