@@ -51,8 +51,17 @@ async function main(): Promise<void> {
   const logger = createLogger(config.logLevel);
   // Loaded only to start: oidc-provider warns on Node 20 as it loads, which
   // --version, --help and a configuration error have no reason to print.
-  const { startServer } = await import('./server.js');
-  const server = await startServer(config, logger);
+  const { startServer, isStartRefusal } = await import('./server.js');
+  let server;
+  try {
+    server = await startServer(config, logger);
+  } catch (error) {
+    // A log collector reads the JSON lines, not stderr (which has the words
+    // for a person at a terminal, below): the failure is one of them too.
+    const failed = error as Error;
+    logger.error('failed to start', { error: failed.message, ...(isStartRefusal(error) ? {} : { stack: failed.stack }) });
+    throw error;
+  }
   let stoppingSince: number | undefined;
   const stop = async (signal: string) => {
     // A second signal (Ctrl-C again, a supervisor's impatience) ends it now;

@@ -23,7 +23,11 @@ import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { closeWithin, openServices, type Services } from './services.js';
 import { databaseTrouble, lastLine } from './persistence/unavailable.js';
-import { encodingProblem } from './persistence/migrations.js';
+import { encodingProblem, MigrationError } from './persistence/migrations.js';
+import { DatabaseUnavailable } from './persistence/database.js';
+import { EmbeddedDatabaseBusy } from './persistence/embedded.js';
+import { SealError } from './keys/sealed-secrets.js';
+import { KeyError } from './keys/signing-keys.js';
 
 /** How long a start may wait for the database before it says so. */
 const START_WAIT_NOTICE_MS = 5_000;
@@ -44,6 +48,16 @@ export interface RunningServer {
   services: Services;
   host: ProviderHost;
   close(): Promise<void>;
+}
+
+/**
+ * A start refused for a reason its message states in full (the database, its
+ * lock or migrations, the keys, the configuration, the port): what to do is in
+ * the words, and a stack would only bury them. Anything else is a fault.
+ */
+export function isStartRefusal(error: unknown): boolean {
+  if ((error as NodeJS.ErrnoException | undefined)?.syscall === 'listen') return true;
+  return [DatabaseUnavailable, EmbeddedDatabaseBusy, MigrationError, SealError, KeyError, ConfigError].some((refusal) => error instanceof refusal);
 }
 
 export async function startServer(config: Config, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {

@@ -6,6 +6,8 @@ import { escapeRegExp } from '../display-text.js';
 
 /** What an address takes, whether a browser is sent there (its errors are pages), and whether the provider answers CORS there. */
 export interface Address {
+  /** The provider's name for the route (ours for our own addresses), for the metrics of requests answered before it ran. */
+  route: string;
   methods: string[];
   page: boolean;
   cors: boolean;
@@ -29,30 +31,30 @@ export function routePattern(provider: Provider, route: string, suffix = ''): Re
 export function allowedMethodsOf(provider: Provider): (path: string) => Address | undefined {
   const at = (route: string, suffix = '') => routePattern(provider, route, suffix);
   // A browser navigates to a page; only the provider's JSON endpoints answer other origins.
-  const page = (methods: string[]) => ({ methods, page: true, cors: false });
-  const api = (methods: string[], cors = true) => ({ methods, page: false, cors });
+  const page = (route: string, methods: string[]) => ({ route, methods, page: true, cors: false });
+  const api = (route: string, methods: string[], cors = true) => ({ route, methods, page: false, cors });
   const table: [RegExp, Address][] = [
-    [at('authorization'), page(['GET', 'POST'])],
-    [at('authorization', '/[^/]+'), page(['GET'])],
-    [at('token'), api(['POST'])],
-    [at('introspection'), api(['POST'])],
-    [at('revocation'), api(['POST'])],
-    [at('pushed_authorization_request'), api(['POST'])],
+    [at('authorization'), page('authorization', ['GET', 'POST'])],
+    [at('authorization', '/[^/]+'), page('resume', ['GET'])],
+    [at('token'), api('token', ['POST'])],
+    [at('introspection'), api('introspection', ['POST'])],
+    [at('revocation'), api('revocation', ['POST'])],
+    [at('pushed_authorization_request'), api('pushed_authorization_request', ['POST'])],
     // Before the device page's sign-ins (/device/:uid), among which its path would be one.
-    [at('device_authorization'), api(['POST'])],
-    [at('code_verification'), page(['GET', 'POST'])],
-    [at('code_verification', '/[^/]+'), page(['GET'])],
-    [at('userinfo'), api(['GET', 'POST'])],
-    [at('jwks'), api(['GET'])],
-    [at('end_session'), page(['GET', 'POST'])],
-    [at('end_session', '/confirm'), page(['POST'])],
-    [at('end_session', '/success'), page(['GET'])],
-    [/^\/\.well-known\/(openid-configuration|oauth-authorization-server)\/?$/i, api(['GET'])],
-    [/^\/interaction\/[^/]+\/?$/i, page(['GET'])],
-    [/^\/interaction\/[^/]+\/login\/?$/i, page(['GET', 'POST'])],
-    [/^\/interaction\/[^/]+\/(select|confirm|abort)\/?$/i, page(['POST'])],
-    [/^\/(healthz|readyz)$/, api(['GET'], false)], // health.ts: these paths exactly
-    [/^\/$/, page(['GET'])], // home-page.ts
+    [at('device_authorization'), api('device_authorization', ['POST'])],
+    [at('code_verification'), page('code_verification', ['GET', 'POST'])],
+    [at('code_verification', '/[^/]+'), page('device_resume', ['GET'])],
+    [at('userinfo'), api('userinfo', ['GET', 'POST'])],
+    [at('jwks'), api('jwks', ['GET'])],
+    [at('end_session'), page('end_session', ['GET', 'POST'])],
+    [at('end_session', '/confirm'), page('end_session_confirm', ['POST'])],
+    [at('end_session', '/success'), page('end_session_success', ['GET'])],
+    [/^\/\.well-known\/(openid-configuration|oauth-authorization-server)\/?$/i, api('discovery', ['GET'])],
+    [/^\/interaction\/[^/]+\/?$/i, page('interaction', ['GET'])],
+    [/^\/interaction\/[^/]+\/login\/?$/i, page('interaction', ['GET', 'POST'])],
+    [/^\/interaction\/[^/]+\/(select|confirm|abort)\/?$/i, page('interaction', ['POST'])],
+    [/^\/(healthz|readyz)$/, api('health', ['GET'], false)], // health.ts: these paths exactly
+    [/^\/$/, page('home', ['GET'])], // home-page.ts
   ];
   return (path) => table.find(([pattern]) => pattern.test(path))?.[1];
 }

@@ -21,7 +21,7 @@ export async function startMetricsServer(metrics: Metrics, where: { host: string
       res.setHeader('Allow', 'GET, HEAD');
       return answer(res, 405, 'method not allowed\n');
     }
-    metrics.registry.metrics().then(
+    metrics.exposition().then(
       (text) => {
         res.setHeader('Cache-Control', 'no-store');
         answer(res, 200, text, metrics.registry.contentType);

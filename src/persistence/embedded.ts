@@ -7,6 +7,7 @@
 // - a CLI that holds it works alone, and a server or another CLI started
 //   meanwhile waits for it to finish (CLI commands are short);
 // - a second server is refused: several instances need PostgreSQL.
+import { realpathSync } from 'node:fs';
 import { chmod, link, mkdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -291,7 +292,7 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
   // anything is awaited and before the lock, which takes a lock naming this
   // pid for an earlier life's (see alive): it would be broken and taken from
   // the instance that holds it, leaving the directory unlocked once either closed.
-  const held = path.resolve(dataDir);
+  const held = canonicalDirectory(dataDir);
   if (openHere.has(held)) {
     throw new EmbeddedDatabaseBusy(`the embedded database in ${dataDir} is already open in this process; several instances need PostgreSQL (DATABASE_URL)`);
   }
@@ -309,6 +310,22 @@ export async function openEmbedded(dataDir: string, role: EmbeddedRole): Promise
   } catch (error) {
     forget();
     throw error;
+  }
+}
+
+/**
+ * The directory as the file system knows it: two paths to one directory
+ * (through a symlink, or `..`) are one. One not made yet is named through its
+ * nearest parent that exists. Synchronous: nothing is awaited before the
+ * in-process check.
+ */
+function canonicalDirectory(dir: string): string {
+  const absolute = path.resolve(dir);
+  try {
+    return realpathSync(absolute);
+  } catch {
+    const parent = path.dirname(absolute);
+    return parent === absolute ? absolute : path.join(canonicalDirectory(parent), path.basename(absolute));
   }
 }
 

@@ -16,9 +16,10 @@ import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import { accountLabel } from '../display-text.js';
 import { noteShownError } from '../http/error-pages.js';
 import { routePattern } from '../http/methods.js';
-import { requestField } from '../http/request-id.js';
+import { errorReference, requestField } from '../http/request-id.js';
 import { renderPage, type PageContext } from '../http/views.js';
 import type { Logger } from '../logger.js';
+import { databaseTrouble } from '../persistence/unavailable.js';
 import { answerBodyTooLarge, isBodyTooLarge } from './body-limit.js';
 import { displayName } from './client-model.js';
 
@@ -177,11 +178,14 @@ export function deviceFlowPages(
     userCodeInputSource: async (ctx, _form, out, error) => {
       const problem = problemOf(error, ctx);
       if (out?.error) noteShownError(ctx, out.error);
+      // A fault of ours, as on any error page: the reference its log line
+      // names (provider.ts). A database away is no fault: 503, no reference.
+      const reference = out?.error === 'server_error' && !databaseTrouble(error) ? errorReference(ctx) : undefined;
       if (error instanceof TooManyWrongCodes) ctx.set('Retry-After', String(error.retryAfter));
       if (isBodyTooLarge(error)) answerBodyTooLarge(ctx);
       // A wrong code stays in the field, to be corrected; the library passes it on its error.
       const typed = (error as { userCode?: unknown } | undefined)?.userCode;
-      answer(ctx, { step: 'enter', xsrf: secretOf(ctx), userCode: typeof typed === 'string' ? typed : undefined, ...problem });
+      answer(ctx, { step: 'enter', xsrf: secretOf(ctx), userCode: typeof typed === 'string' ? typed : undefined, reference, ...problem });
     },
     userCodeConfirmSource: async (ctx, _form, client, _deviceInfo, userCode) => {
       // Whom the device will be signed in as, when someone is signed in here

@@ -2,6 +2,7 @@ import type Koa from 'koa';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { shownError } from '../http/error-pages.js';
+import { allowedMethodsOf } from '../http/methods.js';
 import type { Metrics } from '../metrics/metrics.js';
 
 /** The error of an authorization request answered by sending it back to the client. */
@@ -16,6 +17,7 @@ const authorizationErrors = new WeakMap<object, string>();
  * for one answer, or not at all for some routes.
  */
 export function countRequests(provider: Provider, metrics: Metrics): void {
+  const addresses = allowedMethodsOf(provider);
   // An authorization error sent back to the client (a redirect, or form_post)
   // leaves no error code in the response's body: it is taken from here.
   provider.on('authorization.error', (ctx: KoaContextWithOIDC, error: { error?: unknown }) => {
@@ -27,7 +29,9 @@ export function countRequests(provider: Provider, metrics: Metrics): void {
       await next();
     } finally {
       const oidc = (ctx as unknown as KoaContextWithOIDC).oidc;
-      const route = oidc?.route ?? (/^\/interaction\//i.test(ctx.path) ? 'interaction' : ctx.path === '/healthz' || ctx.path === '/readyz' ? 'health' : 'other');
+      // Answered before the library named the route (our pages, the health
+      // probes; a method refused, a server without its keys): by the address.
+      const route = oidc?.route ?? addresses(ctx.path)?.route ?? (/^\/interaction\//i.test(ctx.path) ? 'interaction' : 'other');
       metrics.request(route, ctx.status, (performance.now() - started) / 1000);
       if (route === 'token' && ctx.status === 200) metrics.tokenIssued(oidc?.params?.grant_type);
       const error = answeredError(ctx, route);

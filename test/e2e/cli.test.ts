@@ -2329,6 +2329,15 @@ describe('without a running server', () => {
       const lock = path.join(first.env.DATA_DIR!, 'portcullis.lock');
       const before = readFileSync(lock, 'utf8');
       await expect(Promise.all([startPortcullis({}, first.database), startPortcullis({}, first.database)])).rejects.toThrow('is already open in this process');
+      // The same directory by another path: through a symlink, and with `..` in it.
+      const link = `${first.env.DATA_DIR!}-link`;
+      symlinkSync(first.env.DATA_DIR!, link);
+      try {
+        await expect(startPortcullis({ DATA_DIR: link }, first.database)).rejects.toThrow('is already open in this process');
+        await expect(startPortcullis({ DATA_DIR: path.join(first.env.DATA_DIR!, '..', path.basename(link)) }, first.database)).rejects.toThrow('is already open in this process');
+      } finally {
+        rmSync(link);
+      }
       expect(readFileSync(lock, 'utf8')).toBe(before);
       // Another process still finds the directory served: a CLI joins, a server is refused.
       const listed = await first.cli(['user', 'list']);
@@ -2687,9 +2696,13 @@ describe('a variable a typo away from one of ours', () => {
       const refused = await start({ HOST: '127.0.0.1', PORT: String(port), ISSUER: `http://localhost:${port}`, SHUTDOWN_DELAY: '30s', LOG_LEVEL: 'info' });
       expect(refused.code).not.toBe(0);
       expect(refused.stderr).toContain('failed to start');
-      const lines = refused.stdout.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { message: string }).message);
+      const logged = refused.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { message: string; level: string; error?: string; stack?: string });
+      const lines = logged.map((line) => line.message);
       expect(lines[0]).toBe(hint);
       expect(lines).not.toContain('serving on until the shutdown delay ends');
+      // The failure is a log line too, for a collector of JSON lines; a port
+      // taken is a reason, not a fault: no stack.
+      expect(logged.at(-1)).toEqual({ time: expect.any(String), level: 'error', message: 'failed to start', error: expect.stringContaining('EADDRINUSE') });
     } finally {
       taken.close();
       await database.drop();

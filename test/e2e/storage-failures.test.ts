@@ -79,6 +79,37 @@ it('a server error on a page is logged once, with the reference the page shows a
   }
 });
 
+it('a server error on the device code page shows the reference its log line names', async () => {
+  const tv = await pc.createClient({ name: 'Hall TV', grantTypes: ['device_code'], scope: 'openid', public: true });
+  const started = await fetch(`${pc.issuer}/device/auth`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ client_id: tv.client_id, scope: 'openid' }),
+  });
+  const { user_code: userCode } = (await started.json()) as { user_code: string };
+  const ua = new UserAgent();
+  const entry = await ua.open(`${pc.issuer}/device`);
+  const confirmation = await ua.post(entry, '/device', { ...UserAgent.formFields(entry, '/device'), user_code: userCode });
+  const form = [...confirmation.html.matchAll(/<form[^>]*>[\s\S]*?<\/form>/g)].map((match) => match[0]).find((html) => html.includes('name="confirm"'));
+  expect(form).toBeDefined();
+  // Continue marks the code as being confirmed: that write is refused.
+  await admin.query(`CREATE FUNCTION refuse_device_codes() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN RAISE EXCEPTION 'device code write refused (simulated)'; END $$`);
+  await admin.query(`CREATE TRIGGER refuse_device_codes BEFORE INSERT OR UPDATE ON provider_artifacts
+                     FOR EACH ROW WHEN (NEW.kind = 'DeviceCode') EXECUTE FUNCTION refuse_device_codes()`);
+  try {
+    const page = await ua.post({ ...confirmation, html: form! }, UserAgent.formAction({ ...confirmation, html: form! }, '/device'), UserAgent.hiddenFields({ ...confirmation, html: form! }));
+    expect(page.status).toBe(500);
+    const reference = /Reference: <code>([^<]+)<\/code>/.exec(page.html)?.[1];
+    expect(reference).toMatch(/^[0-9a-f]{8}$/);
+    const logged = pc.errors.filter((line) => line.includes('device code write refused (simulated)')).map((line) => JSON.parse(line));
+    expect(logged).toEqual([expect.objectContaining({ reference, route: 'code_verification' })]);
+  } finally {
+    await admin.query('DROP TRIGGER refuse_device_codes ON provider_artifacts');
+    await admin.query('DROP FUNCTION refuse_device_codes()');
+  }
+});
+
 it('a database out of file descriptors or memory (SQLSTATE 53000, 53200) is answered 503 with Retry-After, and logged in one line for the spell', async () => {
   const robot = await pc.createClient({ name: 'Starved robot', grantTypes: ['client_credentials'], scope: 'openid' });
   for (const sqlstate of ['53000', '53200']) {
