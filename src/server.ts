@@ -14,7 +14,7 @@ import { InFlightRequests } from './http/in-flight.js';
 import { isLoopbackHost } from './http/safe-url.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
-import { Metrics } from './metrics/metrics.js';
+import { Metrics, type BackgroundTask } from './metrics/metrics.js';
 import { startMetricsServer, type MetricsServer } from './metrics/metrics-server.js';
 import { CLIENT_CHANGES_CHANNEL } from './clients/client-changes.js';
 import { SIGNING_KEY_CHANGES_CHANNEL } from './keys/key-changes.js';
@@ -180,7 +180,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     // While the database is away a failure is expected, and /readyz already
     // says so: one line at warn, its last line only (Prisma's messages start
     // with the call they were made in, over several lines).
-    const background = (name: string, task: () => Promise<unknown>) => {
+    const background = (name: string, counted: BackgroundTask, task: () => Promise<unknown>) => {
       let running = false;
       let again = false;
       const start = (): void => {
@@ -191,6 +191,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
         running = true;
         const run = task()
           .catch((error: Error) => {
+            metrics?.backgroundTaskFailed(counted);
             const trouble = databaseTrouble(error);
             if (trouble) logger.warn(`${name} failed: database ${trouble}`, { error: lastLine(error.message) });
             else logger.error(`${name} failed`, { error: error.message });
@@ -206,7 +207,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       };
       return start;
     };
-    const refreshKeys = background('key refresh', () => host.refresh());
+    const refreshKeys = background('key refresh', 'key_refresh', () => host.refresh());
     timers.push(setInterval(refreshKeys, config.keyRefreshInterval * 1000).unref());
     // On PostgreSQL a change to the keys is announced (keys/key-changes.ts): reload at once.
     // What was announced while the feed was down is caught up with as soon as
@@ -218,9 +219,9 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     // not the sweep's. Not after the sweep at start: PGlite began with a
     // checkpoint of its own.
     let swept: string[] = [];
-    const upkeep = background('database upkeep', () => services.database.upkeep(swept));
+    const upkeep = background('database upkeep', 'database_upkeep', () => services.database.upkeep(swept));
     let sweeps = 0;
-    const sweep = background('sweep', async () => {
+    const sweep = background('sweep', 'sweep', async () => {
       const rows = await sweepExpired(prisma);
       logger.debug('expired rows swept', { rows: Object.values(rows).reduce((sum, count) => sum + count, 0) });
       swept = Object.keys(rows).filter((table) => rows[table as keyof typeof rows] > 0);

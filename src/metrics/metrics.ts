@@ -15,6 +15,9 @@ const CONSENT_DECISIONS = ['allow', 'deny'] as const;
 const REVOCATION_REASONS = ['replay', 'other'] as const;
 /** How a logout token POSTed to an app's back-channel logout URI fared: answered 200 or 204, or not (any other answer, no answer within 2.5 s). */
 const BACKCHANNEL_OUTCOMES = ['delivered', 'failed'] as const;
+/** The server's periodic work (server.ts): reloading signing keys, sweeping expired rows, the embedded database's upkeep. */
+const BACKGROUND_TASKS = ['key_refresh', 'sweep', 'database_upkeep'] as const;
+export type BackgroundTask = (typeof BACKGROUND_TASKS)[number];
 export type SignInOutcome = (typeof SIGN_IN_OUTCOMES)[number];
 export type ConsentDecision = (typeof CONSENT_DECISIONS)[number];
 
@@ -155,6 +158,16 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // A failure here is logged once per run, and nothing answers a request
+  // wrongly at first: keys that stop reloading, or rows that stop being swept,
+  // show only in time. What an alert watches.
+  private readonly backgroundFailures = new Counter({
+    name: 'portcullis_background_task_failures_total',
+    help: 'Runs of the server\'s periodic work that failed, by task: key_refresh (signing keys reloaded from the database), sweep (expired rows deleted), database_upkeep (the embedded database reclaiming space). The log says why.',
+    labelNames: ['task'] as const,
+    registers: [this.registry],
+  });
+
   // Named before disk space counted too; the name stays, as dashboards and alerts use it.
   private readonly unavailable = new Counter({
     name: 'portcullis_database_unreachable_total',
@@ -176,6 +189,7 @@ export class Metrics {
     for (const decision of CONSENT_DECISIONS) this.consents.inc({ decision }, 0);
     for (const reason of REVOCATION_REASONS) this.grantsRevoked.inc({ reason }, 0);
     for (const outcome of BACKCHANNEL_OUTCOMES) this.backchannelLogouts.inc({ outcome }, 0);
+    for (const task of BACKGROUND_TASKS) this.backgroundFailures.inc({ task }, 0);
     new Gauge({
       name: 'portcullis_build_info',
       help: 'The running version of Portcullis (always 1).',
@@ -245,5 +259,9 @@ export class Metrics {
 
   databaseUnavailable(): void {
     this.unavailable.inc();
+  }
+
+  backgroundTaskFailed(task: BackgroundTask): void {
+    this.backgroundFailures.inc({ task });
   }
 }

@@ -228,6 +228,37 @@ describe('with METRICS_PORT', () => {
   });
 });
 
+it('counts each failed run of the periodic work by task, from 0, as its log line says', async () => {
+  const pc = await startPortcullis({ METRICS_PORT: String(await freePort()), SWEEP_INTERVAL: '1s' });
+  const admin = pc.outsideConnection();
+  await admin.connect();
+  try {
+    const failures = async () => (await scrape(pc.server.metricsUrl!)).get('portcullis_background_task_failures_total{task="sweep"}');
+    expect(await failures()).toBe(0);
+    expect((await scrape(pc.server.metricsUrl!)).get('portcullis_background_task_failures_total{task="key_refresh"}')).toBe(0);
+    // The sweep's DELETE on sign_in_failures is refused, whether or not a row has expired.
+    await admin.query(`CREATE FUNCTION refuse_sweeps() RETURNS trigger LANGUAGE plpgsql AS $$
+                       BEGIN RAISE EXCEPTION 'sweep refused (simulated)'; END $$`);
+    await admin.query('CREATE TRIGGER refuse_sweeps BEFORE DELETE ON sign_in_failures FOR EACH STATEMENT EXECUTE FUNCTION refuse_sweeps()');
+    const deadline = Date.now() + 10_000;
+    while ((await failures())! < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+    await admin.query('DROP TRIGGER refuse_sweeps ON sign_in_failures');
+    const counted = (await failures())!;
+    expect(counted).toBeGreaterThanOrEqual(2);
+    const logged = pc.errors.filter((line) => line.includes('sweep refused (simulated)')).map((line) => JSON.parse(line).message);
+    expect(logged.length).toBeGreaterThanOrEqual(counted);
+    expect(new Set(logged)).toEqual(new Set(['sweep failed']));
+    // Once the database takes the sweep again, the count stays.
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    expect(await failures()).toBe(pc.errors.filter((line) => line.includes('sweep refused (simulated)')).length);
+  } finally {
+    await admin.query('DROP TRIGGER IF EXISTS refuse_sweeps ON sign_in_failures');
+    await admin.query('DROP FUNCTION IF EXISTS refuse_sweeps()');
+    await admin.end();
+    await pc.close();
+  }
+});
+
 it('without METRICS_PORT no metrics are served', async () => {
   const pc = await startPortcullis();
   try {
