@@ -113,6 +113,16 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     if (requestNamesScopes(ctx) && !requested.some((scope) => grantable.includes(scope))) {
       throw new errors.InvalidScope(`request at least one scope of ${api.identifier}`, undefined as unknown as string);
     }
+    // A code or refresh token names the API it was issued for, but what the
+    // person consented to there is the consent's (the Grant): the API deleted
+    // and made again, or its scopes taken away since (api update, client
+    // update), leave the consent nothing for it. The library would issue a
+    // token for the API with no scope at all, the person's subject in it, and
+    // an API that goes by audience would take it. RFC 8707 §2: refused.
+    const consent = ctx.oidc.route === 'token' ? ctx.oidc.entities.Grant : undefined;
+    if (consent && !(consent.getResourceScope(api.identifier) ?? '').split(' ').some((scope) => grantable.includes(scope))) {
+      throw new errors.InvalidTarget('the consent holds no scope of this resource; ask the person again');
+    }
     return {
       scope: grantable.join(' '),
       audience: api.identifier,

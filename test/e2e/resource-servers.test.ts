@@ -207,6 +207,32 @@ describe('registered APIs and resource indicators', () => {
     expect(decodeJwt((await oidc.refreshTokenGrant(web, other.refresh_token!, { resource: ORDERS })).access_token).scope).toBe('read:orders write:orders');
   });
 
+  it('a code whose API scopes were taken away while it was in flight gets no token for the API, not one without a scope', async () => {
+    const NARROWED = 'https://narrowed.example.com';
+    await createApi(['--identifier', NARROWED, '--scope', 'narrow:read', '--scope', 'narrow:write']);
+    const app = await pc.createClient({ name: 'Narrowed app', redirectUris: [REDIRECT_URI], scope: 'openid narrow:read narrow:write' });
+    const appRp = await discover(pc.issuer, app.client_id, app.client_secret);
+    const ua = new UserAgent();
+    const code = async () => {
+      const request = await authorizationRequest(appRp, 'openid narrow:read', { resource: NARROWED, prompt: 'consent' });
+      const callback = await allow(ua, await visit(ua, request.url).then((page) => (pageKind(page) === 'login' ? signIn(ua, page, dana.email, dana.password) : page)));
+      expect(pageKind(callback)).toBe('callback');
+      return { url: new URL(callback.url), checks: { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce } };
+    };
+    // By the API: its scope consented to is gone from it.
+    const first = await code();
+    expect((await pc.cli(['api', 'update', NARROWED, '--scope', 'narrow:write'])).code).toBe(0);
+    await expect(oidc.authorizationCodeGrant(appRp, first.url, first.checks, { resource: NARROWED })).rejects.toMatchObject({ error: 'invalid_target' });
+    // By the client: it may no longer have the scope consented to.
+    // (The API's update took the scope from the client too: both given back.)
+    expect((await pc.cli(['api', 'update', NARROWED, '--scope', 'narrow:read', '--scope', 'narrow:write'])).code).toBe(0);
+    expect((await pc.cli(['client', 'update', app.client_id, '--scope', 'openid narrow:read narrow:write'])).code).toBe(0);
+    const second = await code();
+    expect((await pc.cli(['client', 'update', app.client_id, '--scope', 'openid narrow:write'])).code).toBe(0);
+    await expect(oidc.authorizationCodeGrant(appRp, second.url, second.checks, { resource: NARROWED })).rejects.toMatchObject({ error: 'invalid_target' });
+    expect((await pc.cli(['api', 'delete', NARROWED])).code).toBe(0);
+  });
+
   it('an unregistered resource is invalid_target', async () => {
     await expect(machineToken('https://unknown.example.com', 'read:orders')).rejects.toMatchObject({ error: 'invalid_target' });
   });
@@ -882,6 +908,14 @@ describe('portcullis api', () => {
     // The refresh token, issued for the API, gets nothing more for it (the consent no longer includes it).
     await expect(oidc.refreshTokenGrant(app, tokens.refresh_token!, { resource: GONE })).rejects.toMatchObject({ error: 'invalid_target' });
     await expect(oidc.refreshTokenGrant(app, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_target' });
+    // Nor once the client is registered for it again: the consent still holds
+    // nothing of it, and a token for it would carry Dana's subject to an API
+    // she never consented to (with no scope at all).
+    expect((await pc.cli(['client', 'update', appClient.client_id, '--scope', 'openid offline_access read:gone'])).code).toBe(0);
+    await expect(oidc.refreshTokenGrant(app, tokens.refresh_token!, { resource: GONE })).rejects.toMatchObject({ error: 'invalid_target' });
+    await expect(oidc.refreshTokenGrant(app, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_target' });
+    // What she consented to without the API is still hers to use.
+    expect((await oidc.refreshTokenGrant(app, tokens.refresh_token!, { scope: 'openid' })).scope).toBe('openid');
     expect((await pc.cli(['api', 'delete', GONE])).code).toBe(0);
   });
 
