@@ -56,7 +56,9 @@ export interface RunningServer {
  * the words, and a stack would only bury them. Anything else is a fault.
  */
 export function isStartRefusal(error: unknown): boolean {
-  if ((error as NodeJS.ErrnoException | undefined)?.syscall === 'listen') return true;
+  // A port taken: the listeners' errors name the variables, the cause is Node's.
+  const listening = (candidate: unknown) => (candidate as NodeJS.ErrnoException | undefined)?.syscall === 'listen';
+  if (listening(error) || listening((error as Error | undefined)?.cause)) return true;
   return [DatabaseUnavailable, EmbeddedDatabaseBusy, MigrationError, SealError, KeyError, ConfigError].some((refusal) => error instanceof refusal);
 }
 
