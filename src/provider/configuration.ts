@@ -190,6 +190,14 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // §4.2; any other prompt value (create) is refused as invalid_request.
     discovery: {
       prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
+      // Request objects (OIDC Core §6, RFC 9101) are not taken: `request` is
+      // answered request_not_supported. Said outright, and with no algorithm
+      // for them, signed or not (`none` absent): a client, or a conformance
+      // run, then knows not to send one, rather than learning it from a
+      // refusal that the parameters inside the object (its response_mode
+      // among them) cannot shape, since they are never read.
+      request_parameter_supported: false,
+      request_object_signing_alg_values_supported: [],
       introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
       revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
       // RFC 8414 §2: present wherever private_key_jwt is offered.

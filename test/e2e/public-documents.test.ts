@@ -2,7 +2,7 @@
 // between), for as long as key rotation allows, and refetched cheaply.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { basicAuth } from '../support/relying-party.js';
+import { basicAuth, REDIRECT_URI } from '../support/relying-party.js';
 
 let pc: TestPortcullis;
 
@@ -34,11 +34,27 @@ describe('discovery says what works', () => {
       introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
       revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
       prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
+      // No request objects (OIDC Core §6), by value or by reference, signed or not.
+      request_parameter_supported: false,
+      request_uri_parameter_supported: false,
+      request_object_signing_alg_values_supported: [],
     });
     // OpenID Connect Core §15.1: RS256 is mandatory to implement.
     expect(metadata.id_token_signing_alg_values_supported).toContain('RS256');
     // sid too: every ID token carries it (Back-Channel Logout 1.0 §2.1).
     expect(metadata.claims_supported).toEqual(expect.arrayContaining(['sub', 'amr', 'name', 'email', 'email_verified', 'auth_time', 'iss', 'sid']));
+  });
+
+  it('a request object sent anyway is request_not_supported, sent back to the client with its state (OIDC Core §3.1.2.6)', async () => {
+    const app = await pc.createClient({ name: 'Sends objects', redirectUris: [REDIRECT_URI] });
+    const object = [{ alg: 'none' }, { client_id: app.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, response_mode: 'form_post', nonce: 'n' }]
+      .map((part) => Buffer.from(JSON.stringify(part)).toString('base64url'))
+      .join('.');
+    const query = new URLSearchParams({ client_id: app.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, state: 'kept', request: `${object}.` });
+    const response = await fetch(`${pc.issuer}/auth?${query}`, { redirect: 'manual' });
+    expect(response.status).toBe(303);
+    const back = new URL(response.headers.get('location')!);
+    expect([back.origin + back.pathname, back.searchParams.get('error'), back.searchParams.get('state'), back.searchParams.get('iss')]).toEqual([REDIRECT_URI, 'request_not_supported', 'kept', pc.issuer]);
   });
 });
 
