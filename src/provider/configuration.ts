@@ -116,12 +116,25 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // A code or refresh token names the API it was issued for, but what the
     // person consented to there is the consent's (the Grant): the API deleted
     // and made again, or its scopes taken away since (api update, client
-    // update), leave the consent nothing for it. The library would issue a
-    // token for the API with no scope at all, the person's subject in it, and
-    // an API that goes by audience would take it. RFC 8707 §2: refused.
+    // update), can leave nothing of what the code or token asked for. The
+    // library would issue a token for the API with no scope at all, the
+    // person's subject in it, and an API that goes by audience would take it.
+    // RFC 8707 §2: refused. Checked as the library scopes the token: what the
+    // code or token asked for, of this API's scopes the client may have, that
+    // the consent still holds; not whether the consent holds anything of the
+    // API, which one built up over several sign-ins may while this token's own
+    // scopes are gone. (A refresh naming its own `scope` is answered
+    // invalid_scope when nothing of it is granted: refuseWhenNoScopeIsGranted
+    // in standards.ts. Only a refresh reads `scope`: a code exchange sending
+    // one is scoped by its code.)
     const consent = ctx.oidc.route === 'token' ? ctx.oidc.entities.Grant : undefined;
-    if (consent && !(consent.getResourceScope(api.identifier) ?? '').split(' ').some((scope) => grantable.includes(scope))) {
-      throw new errors.InvalidTarget('the consent holds no scope of this resource; ask the person again');
+    const narrowed = ctx.oidc.params?.grant_type === 'refresh_token' && Boolean(ctx.oidc.params.scope);
+    if (consent && !narrowed) {
+      const issuedUnder = ctx.oidc.entities.RefreshToken ?? ctx.oidc.entities.AuthorizationCode ?? ctx.oidc.entities.DeviceCode;
+      const asked = String(issuedUnder?.scope ?? '').split(' ').filter((scope) => grantable.includes(scope));
+      if (!consent.getResourceScopeFiltered(api.identifier, asked)) {
+        throw new errors.InvalidTarget('the consent holds none of the requested scopes of this resource; ask the person again');
+      }
     }
     return {
       scope: grantable.join(' '),

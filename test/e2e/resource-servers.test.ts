@@ -233,6 +233,28 @@ describe('registered APIs and resource indicators', () => {
     expect((await pc.cli(['api', 'delete', NARROWED])).code).toBe(0);
   });
 
+  it('a refresh token whose own API scopes were taken away gets no token for the API, though the consent holds another of its scopes', async () => {
+    const GROWN = 'https://grown.example.com';
+    await createApi(['--identifier', GROWN, '--scope', 'grown:a', '--scope', 'grown:b']);
+    const app = await pc.createClient({ name: 'Grown consent', redirectUris: [REDIRECT_URI], scope: 'openid offline_access grown:a grown:b' });
+    const appRp = await discover(pc.issuer, app.client_id, app.client_secret);
+    const ua = new UserAgent();
+    // The consent grows over two sign-ins: grown:a (with a refresh token), then grown:b.
+    const { tokens } = await logIn(ua, appRp, 'openid offline_access grown:a', dana, { resource: GROWN, prompt: 'consent' });
+    expect(decodeJwt(tokens.access_token).scope).toBe('grown:a');
+    const later = await logIn(ua, appRp, 'openid grown:b', dana, { resource: GROWN, prompt: 'consent' });
+    expect(decodeJwt(later.tokens.access_token).scope).toBe('grown:b');
+    // grown:a leaves the API: the consent keeps grown:b, which the refresh token never asked for.
+    expect((await pc.cli(['api', 'update', GROWN, '--scope', 'grown:b'])).code).toBe(0);
+    await expect(oidc.refreshTokenGrant(appRp, tokens.refresh_token!, { resource: GROWN })).rejects.toMatchObject({ error: 'invalid_target' });
+    await expect(oidc.refreshTokenGrant(appRp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_target' });
+    // Nor does naming grown:b in the refresh get it: a refresh asks for a subset of its own token's scopes (RFC 6749 §6).
+    await expect(oidc.refreshTokenGrant(appRp, tokens.refresh_token!, { resource: GROWN, scope: 'grown:b' })).rejects.toMatchObject({ error: 'invalid_scope' });
+    // Refused, it used nothing up: what it holds without the API still works.
+    expect((await oidc.refreshTokenGrant(appRp, tokens.refresh_token!, { scope: 'openid' })).scope).toBe('openid');
+    expect((await pc.cli(['api', 'delete', GROWN])).code).toBe(0);
+  });
+
   it('an unregistered resource is invalid_target', async () => {
     await expect(machineToken('https://unknown.example.com', 'read:orders')).rejects.toMatchObject({ error: 'invalid_target' });
   });
