@@ -2,7 +2,8 @@
 // in words, with a short reference instead of internals.
 import type { Context } from 'koa';
 import type { AuthorizationForm } from '../interactions/restart.js';
-import { UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
+import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
+import { errorReference } from './request-id.js';
 import { isolated, renderPage, type PageContext } from './views.js';
 
 interface Explanation {
@@ -152,6 +153,15 @@ export interface ErrorPageExtras {
   application?: Application;
   /** The form that starts an expired sign-in again (interactions/restart.ts). */
   restart?: { form: AuthorizationForm; clientName: string };
+}
+
+/**
+ * The reference a page shows for a server error, the one its log line names
+ * (provider.ts); none for another error, nor for the database away, which is
+ * a 503 to retry, not a fault of ours to report.
+ */
+export function faultReference(ctx: { state: { errorReference?: unknown } }, code: string | undefined, error: unknown): string | undefined {
+  return code === 'server_error' && !databaseTrouble(error) ? errorReference(ctx) : undefined;
 }
 
 /** Renders the error page for an OAuth-style error, as HTML on ctx. */

@@ -9,8 +9,8 @@ import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { CLIENT_ASSERTION_ALGS } from '../clients/client-keys.js';
 import { accountLabel } from '../display-text.js';
-import { renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
-import { errorReference, requestField } from '../http/request-id.js';
+import { faultReference, renderErrorPage, renderUnavailablePage, type FailedSignOut } from '../http/error-pages.js';
+import { requestField } from '../http/request-id.js';
 import { destinationOf } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
 import { CookieSigner } from '../keys/cookie-signer.js';
@@ -552,7 +552,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         shown = { error: 'invalid_request', error_description: BODY_TOO_LARGE };
       }
       const application = linkableApplication(ctx.oidc?.client);
-      renderErrorPage(ctx, page(ctx), shown, { reference: out.error === 'server_error' ? errorReference(ctx) : undefined, signOut: failedSignOut(ctx), application });
+      renderErrorPage(ctx, page(ctx), shown, { reference: faultReference(ctx, out.error, error), signOut: failedSignOut(ctx), application });
     },
   };
 }

@@ -14,12 +14,11 @@ import type Koa from 'koa';
 import type { Accounts } from '../accounts/accounts.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import { accountLabel } from '../display-text.js';
-import { noteShownError } from '../http/error-pages.js';
+import { faultReference, noteShownError } from '../http/error-pages.js';
 import { routePattern } from '../http/methods.js';
-import { errorReference, requestField } from '../http/request-id.js';
+import { requestField } from '../http/request-id.js';
 import { renderPage, type PageContext } from '../http/views.js';
 import type { Logger } from '../logger.js';
-import { databaseTrouble } from '../persistence/unavailable.js';
 import { answerBodyTooLarge, isBodyTooLarge } from './body-limit.js';
 import { displayName } from './client-model.js';
 
@@ -178,9 +177,8 @@ export function deviceFlowPages(
     userCodeInputSource: async (ctx, _form, out, error) => {
       const problem = problemOf(error, ctx);
       if (out?.error) noteShownError(ctx, out.error);
-      // A fault of ours, as on any error page: the reference its log line
-      // names (provider.ts). A database away is no fault: 503, no reference.
-      const reference = out?.error === 'server_error' && !databaseTrouble(error) ? errorReference(ctx) : undefined;
+      // A fault of ours, as on any error page: the reference its log line names.
+      const reference = faultReference(ctx, out?.error, error);
       if (error instanceof TooManyWrongCodes) ctx.set('Retry-After', String(error.retryAfter));
       if (isBodyTooLarge(error)) answerBodyTooLarge(ctx);
       // A wrong code stays in the field, to be corrected; the library passes it on its error.

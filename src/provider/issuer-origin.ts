@@ -46,8 +46,10 @@ const ABSOLUTE_FORM = /^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i;
  * the session cookie, SameSite=None for POSTed authorization requests (see
  * configuration.ts), would never be kept. Over http it is sent as Lax, as
  * before POST was supported. A development setup loses little: an app on
- * another port of the same host is the same site, so its POSTs still carry
- * the cookie; only a POST from another site asks the person to sign in again.
+ * another port of the same host is the same site, so its POSTs and frames
+ * still carry the cookie; from another site, a POSTed authorization request
+ * asks the person to sign in again, and a `prompt=none` in a frame gets
+ * login_required (Lax goes with top-level navigations only).
  * Set once on the Koa app's context prototype, like pinToIssuer.
  */
 export function laxCookiesOverHttp(provider: Provider): void {

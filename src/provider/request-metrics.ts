@@ -31,7 +31,7 @@ export function countRequests(provider: Provider, metrics: Metrics): void {
       const oidc = (ctx as unknown as KoaContextWithOIDC).oidc;
       // Answered before the library named the route (our pages, the health
       // probes; a method refused, a server without its keys): by the address.
-      const route = oidc?.route ?? addresses(ctx.path)?.route ?? (/^\/interaction\//i.test(ctx.path) ? 'interaction' : 'other');
+      const route = oidc?.route ?? addresses(ctx.path)?.route ?? 'other';
       metrics.request(route, ctx.status, (performance.now() - started) / 1000);
       if (route === 'token' && ctx.status === 200) metrics.tokenIssued(oidc?.params?.grant_type);
       const error = answeredError(ctx, route);
