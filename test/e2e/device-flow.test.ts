@@ -419,6 +419,36 @@ describe('device authorization', () => {
     expect(await tooLongForm.text()).toContain('What you sent is too long: enter only the code your device shows.');
   });
 
+  it('a device may ask for an API (RFC 8707): its token is the API\'s, with the scope consented to; taken away since, none', async () => {
+    const API = 'https://tv-api.example.com';
+    const created = await pc.cli(['api', 'create', '--identifier', API, '--scope', 'tv:watch', '--scope', 'tv:record', '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const made = await pc.cli(['client', 'create', '--name', 'Kitchen TV', '--public', '--grant-type', 'device_code', '--scope', 'openid tv:watch tv:record', '--json']);
+    expect(made.code, made.stderr).toBe(0);
+    const kitchen = await discover(pc.issuer, (JSON.parse(made.stdout) as { client_id: string }).client_id);
+    const gina = { email: 'gina@example.com', password: 'a long enough password' };
+    await pc.createUser(gina.email, gina.password, 'Gina');
+    const approve = async (started: oidc.DeviceAuthorizationResponse, consent: boolean) => {
+      const ua = browser();
+      let page = await signIn(ua, await confirm(ua, await enterCode(ua, started.user_code)), gina.email, gina.password);
+      // Asked once: the consent is remembered for the next device.
+      expect(pageKind(page)).toBe(consent ? 'consent' : 'other');
+      if (consent) page = await ua.post(page, UserAgent.formAction(page, '/confirm'), UserAgent.formFields(page, '/confirm'));
+      expect(page.html).toContain('<h1>Your device is connected</h1>');
+    };
+    const first = await oidc.initiateDeviceAuthorization(kitchen, { scope: 'openid tv:watch', resource: API });
+    await approve(first, true);
+    const tokens = await oidc.pollDeviceAuthorizationGrant(kitchen, first, { resource: API });
+    const claims = JSON.parse(Buffer.from(tokens.access_token.split('.')[1]!, 'base64url').toString()) as { aud: unknown; scope: unknown };
+    expect([claims.aud, claims.scope]).toEqual([API, 'tv:watch']);
+    // Approved, then the scope leaves the API before the device polls: no token for the API without a scope.
+    const second = await oidc.initiateDeviceAuthorization(kitchen, { scope: 'openid tv:watch', resource: API });
+    await approve(second, false);
+    expect((await pc.cli(['api', 'update', API, '--scope', 'tv:record'])).code).toBe(0);
+    await expect(oidc.pollDeviceAuthorizationGrant(kitchen, second, { resource: API })).rejects.toMatchObject({ error: 'invalid_target' });
+    expect((await pc.cli(['api', 'delete', API])).code).toBe(0);
+  });
+
   it('the address in verification_uri_complete carries the code to its confirmation', async () => {
     const started = await oidc.initiateDeviceAuthorization(tvApp, { scope: 'openid' });
     const ua = browser();
