@@ -1,7 +1,7 @@
 // oidc-provider Configuration built from our Config and services. Protocol
 // behaviour is the library's; this file chooses among its options and fills
 // the hooks they name (resource servers, an earlier consent, error pages).
-import type { AdapterPayload, Client, Configuration, KoaContextWithOIDC, ResourceServer } from 'oidc-provider';
+import type { AdapterPayload, Client, Configuration, KoaContextWithOIDC } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
@@ -26,11 +26,12 @@ import { ArtifactAdapter, signInOf, withdrawnAt, type SignInEnded } from './adap
 import { findGrantId } from './artifacts.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
-import { grantableApiScopes, linkableApplication } from './client-model.js';
+import { linkableApplication } from './client-model.js';
 import { DevicePolling, deviceFlowPages, UserCodes } from './device-flow.js';
 import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import { AssertionRefused } from './standards.js';
+import { resourceServers } from './resource-servers.js';
 import { NOT_YOURS_TO_REVOKE } from './structured-access-tokens.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
@@ -64,7 +65,6 @@ export function buildConfiguration(services: ProviderServices): Configuration {
   const polls = new ArtifactAdapter('DevicePoll', sql);
   const polling = new DevicePolling((id, payload, expiresIn) => polls.claim(id, payload, expiresIn));
   const page = (ctx: KoaContextWithOIDC) => ({ res: ctx.res, issuerName: config.issuerName });
-  const resolvedResources = new WeakMap<KoaContextWithOIDC, Map<string, Promise<ResourceServer>>>();
   // A refresh token used again within REFRESH_TOKEN_REUSE_INTERVAL: no replay
   // by the rule the operator chose, but the one case where a thief's use goes
   // unnoticed, so the trail has it (ids only).
@@ -92,58 +92,6 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     }
   };
 
-  /** What `resource` names: a registered API this client may have tokens for, with their scopes, format and lifetime. */
-  async function resourceServerInfo(ctx: KoaContextWithOIDC, indicator: string, client: Client): Promise<ResourceServer> {
-    const api = await apis.find(indicator);
-    // One answer for an unknown API and one the client may not use, which
-    // names neither: the value is the client's, and need not be printable
-    // (RFC 6749 §5.2 limits error_description to printable ASCII).
-    if (!api) throw new errors.InvalidTarget(NOT_AN_API_FOR_THE_CLIENT);
-    const requested = String(ctx.oidc.params?.scope ?? '').split(' ');
-    const apiScopes = api.scopes.map((scope) => scope.name);
-    const grantable = grantableApiScopes(client, api.identifier, apiScopes);
-    // RFC 8707 §2: a client registered for none of this API's scopes gets no token for it.
-    if (grantable.length === 0) throw new errors.InvalidTarget(NOT_AN_API_FOR_THE_CLIENT);
-    const refused = requested.filter((scope) => apiScopes.includes(scope) && !grantable.includes(scope));
-    if (refused.length) throw new errors.InvalidScope('requested scope is not allowed for this client', refused.join(' '));
-    // Where the request itself names the scopes, it must name one of this
-    // API's: a token would otherwise carry the API's audience, and the
-    // person's subject, with nothing asked for or consented to there
-    // (RFC 6749 §3.3: fail the request rather than assume a default).
-    if (requestNamesScopes(ctx) && !requested.some((scope) => grantable.includes(scope))) {
-      throw new errors.InvalidScope(`request at least one scope of ${api.identifier}`, undefined as unknown as string);
-    }
-    // A code or refresh token names the API it was issued for, but what the
-    // person consented to there is the consent's (the Grant): the API deleted
-    // and made again, or its scopes taken away since (api update, client
-    // update), can leave nothing of what the code or token asked for. The
-    // library would issue a token for the API with no scope at all, the
-    // person's subject in it, and an API that goes by audience would take it.
-    // RFC 8707 §2: refused. Checked as the library scopes the token: what the
-    // code or token asked for, of this API's scopes the client may have, that
-    // the consent still holds; not whether the consent holds anything of the
-    // API, which one built up over several sign-ins may while this token's own
-    // scopes are gone. (A refresh naming its own `scope` is answered
-    // invalid_scope when nothing of it is granted: refuseWhenNoScopeIsGranted
-    // in standards.ts. Only a refresh reads `scope`: a code exchange sending
-    // one is scoped by its code.)
-    const consent = ctx.oidc.route === 'token' ? ctx.oidc.entities.Grant : undefined;
-    const narrowed = ctx.oidc.params?.grant_type === 'refresh_token' && Boolean(ctx.oidc.params.scope);
-    if (consent && !narrowed) {
-      const issuedUnder = ctx.oidc.entities.RefreshToken ?? ctx.oidc.entities.AuthorizationCode ?? ctx.oidc.entities.DeviceCode;
-      const asked = String(issuedUnder?.scope ?? '').split(' ').filter((scope) => grantable.includes(scope));
-      if (!consent.getResourceScopeFiltered(api.identifier, asked)) {
-        throw new errors.InvalidTarget('the consent holds none of the requested scopes of this resource; ask the person again');
-      }
-    }
-    return {
-      scope: grantable.join(' '),
-      audience: api.identifier,
-      accessTokenTTL: api.accessTokenTtl,
-      accessTokenFormat: api.tokenFormat,
-      ...(api.tokenFormat === 'jwt' ? { jwt: { sign: { alg: config.signingAlg } } } : {}),
-    };
-  }
 
   return {
     adapter: (name: string) =>
@@ -384,24 +332,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         // the grant's otherwise: the same array is the request's.
         defaultResource: async (ctx, _client, oneOf) => (oneOf !== undefined && oneOf === ctx.oidc.params?.resource ? oneOf : oneOf?.[0]),
         useGrantedResource: async (ctx) => !asksOnlyForOpenIdScopes(ctx),
-        getResourceServerInfo: (ctx, indicator, client) => {
-          // RFC 8707 lets `resource` repeat, and the library resolves every
-          // value it is given: a request naming one API 1,400 times cost 1.2 s
-          // of CPU. So a request names at most MAX_RESOURCES, and each is
-          // resolved once per request.
-          const named = ctx.oidc.params?.resource;
-          if (Array.isArray(named) && named.length > MAX_RESOURCES) {
-            throw new errors.InvalidTarget(`at most ${MAX_RESOURCES} resource indicators may be requested at once`);
-          }
-          const key = `${client.clientId} ${indicator}`;
-          let resolved = resolvedResources.get(ctx)?.get(key);
-          if (!resolved) {
-            resolved = resourceServerInfo(ctx, indicator, client);
-            if (!resolvedResources.has(ctx)) resolvedResources.set(ctx, new Map());
-            resolvedResources.get(ctx)!.set(key, resolved);
-          }
-          return resolved;
-        },
+        getResourceServerInfo: resourceServers(apis, config.signingAlg),
       },
       rpInitiatedLogout: {
         enabled: true,
@@ -577,13 +508,10 @@ function asksOnlyForOpenIdScopes(ctx: KoaContextWithOIDC): boolean {
   return scopes.includes('openid') && onlyOpenIdConnectScopes(scopes);
 }
 
-/** See getResourceServerInfo. */
-const MAX_RESOURCES = 20;
 /** How far a client's clock may run ahead of ours, in seconds. */
 const ASSERTION_CLOCK_SKEW = 60;
 /** How far ahead a client assertion may expire, in seconds (clock skew included). */
 const MAX_ASSERTION_LIFETIME = 3600 + ASSERTION_CLOCK_SKEW;
-const NOT_AN_API_FOR_THE_CLIENT = 'resource is not a registered API that this client may use';
 
 /**
  * A token or code lives no longer than the consent (Grant) it was issued
@@ -658,15 +586,4 @@ function stillIssuedTo(client: Client, token: { iat?: number }): boolean {
 function audiences(token: { aud?: string | string[] }): string[] {
   if (!token.aud) return [];
   return Array.isArray(token.aud) ? token.aud : [token.aud];
-}
-
-/**
- * Whether the scopes of the token being asked for come from this request: an
- * authorization request (directly, pushed, or a device's) and a client-credentials grant.
- * A code exchange or a refresh takes them from the grant the person consented to.
- */
-function requestNamesScopes(ctx: KoaContextWithOIDC): boolean {
-  const route = ctx.oidc?.route;
-  if (route === 'authorization' || route === 'pushed_authorization_request' || route === 'device_authorization') return true;
-  return route === 'token' && ctx.oidc.params?.grant_type === 'client_credentials';
 }
