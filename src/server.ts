@@ -182,7 +182,9 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     // While the database is away a failure is expected, and /readyz already
     // says so: one line at warn, its last line only (Prisma's messages start
     // with the call they were made in, over several lines).
-    const background = (name: string, counted: BackgroundTask, task: () => Promise<unknown>) => {
+    const background = (counted: BackgroundTask, task: () => Promise<unknown>) => {
+      // Logged as the metric's label says it, in words: `key refresh failed`.
+      const name = counted.replaceAll('_', ' ');
       let running = false;
       let again = false;
       const start = (): void => {
@@ -209,7 +211,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       };
       return start;
     };
-    const refreshKeys = background('key refresh', 'key_refresh', () => host.refresh());
+    const refreshKeys = background('key_refresh', () => host.refresh());
     timers.push(setInterval(refreshKeys, config.keyRefreshInterval * 1000).unref());
     // On PostgreSQL a change to the keys is announced (keys/key-changes.ts): reload at once.
     // What was announced while the feed was down is caught up with as soon as
@@ -221,9 +223,9 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     // not the sweep's. Not after the sweep at start: PGlite began with a
     // checkpoint of its own.
     let swept: string[] = [];
-    const upkeep = background('database upkeep', 'database_upkeep', () => services.database.upkeep(swept));
+    const upkeep = background('database_upkeep', () => services.database.upkeep(swept));
     let sweeps = 0;
-    const sweep = background('sweep', 'sweep', async () => {
+    const sweep = background('sweep', async () => {
       const rows = await sweepExpired(prisma);
       logger.debug('expired rows swept', { rows: Object.values(rows).reduce((sum, count) => sum + count, 0) });
       swept = Object.keys(rows).filter((table) => rows[table as keyof typeof rows] > 0);
