@@ -38,6 +38,8 @@ const REQUEST_TIMEOUT_MS = 60_000;
 
 /** How long shutdown waits for requests still being handled before it closes the database anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
+/** How long after a kept-alive connection's last answer a shutdown waits before closing it (see close). */
+const KEPT_ALIVE_QUIET_MS = 1_000;
 /** How long closing the database may take: one that does not answer must not keep the process from exiting. */
 const DATABASE_CLOSE_MS = 5_000;
 
@@ -95,6 +97,15 @@ export async function startServer(config: Config, logger: Logger = createLogger(
         logger.info('serving on until the shutdown delay ends', { seconds: config.shutdownDelay });
         await sleep(config.shutdownDelay * 1_000);
       }
+      // A client that kept its connection open may be sending its next
+      // request on it right now: closed as idle (server.close() closes every
+      // idle connection), the connection is reset with that request unanswered,
+      // and a client does not retry a POST (RFC 9112 §9.3.1). So the
+      // connections answered in the
+      // last moment are left that long, still listening, for the request to
+      // arrive and be answered (closing its connection). Without a delay only:
+      // during one, every response closed its connection.
+      if (started) await sleep(inFlight.untilQuiet(KEPT_ALIVE_QUIET_MS));
       const deadline = Date.now() + SHUTDOWN_GRACE_MS;
       timers.forEach(clearInterval);
       if (server) {

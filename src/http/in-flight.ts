@@ -12,6 +12,8 @@ export class InFlightRequests {
   private readonly responses = new Set<ServerResponse>();
   /** Set when shutdown begins (drain()): responses from then on close their connection. */
   draining = false;
+  /** When the latest response that left its connection open for another request was done (Date.now()). */
+  private lastKeptAlive = 0;
 
   /** `res`: the request's response, when the work is a request's. */
   track(handling: Promise<unknown>, res?: ServerResponse): void {
@@ -23,6 +25,7 @@ export class InFlightRequests {
     this.responses.add(res);
     const done = () => {
       this.responses.delete(res);
+      if (res.shouldKeepAlive) this.lastKeptAlive = Date.now();
       this.settled();
     };
     handling.then(done, done);
@@ -36,6 +39,15 @@ export class InFlightRequests {
   drain(): void {
     this.draining = true;
     for (const res of this.responses) if (!res.headersSent) res.shouldKeepAlive = false;
+  }
+
+  /**
+   * Milliseconds until `quietMs` have passed since a response last left its
+   * connection open for the client's next request (0 if they have). Shutdown
+   * waits that long before it closes such connections (server.ts).
+   */
+  untilQuiet(quietMs: number): number {
+    return Math.max(0, this.lastKeptAlive + quietMs - Date.now());
   }
 
   // One function for background work; a request's needs its response too

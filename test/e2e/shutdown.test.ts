@@ -77,6 +77,30 @@ it.skipIf(embedded)('a kept-alive connection whose response began before shutdow
   }
 });
 
+it('without SHUTDOWN_DELAY, a request a client sends on its kept-alive connection as the shutdown begins is answered, not reset', async () => {
+  const pc = await startPortcullis();
+  // One connection, kept alive between requests, as a proxy's or an app's HTTP client keeps it.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const sockets = new Set<unknown>();
+  agent.on('free', (socket) => sockets.add(socket));
+  try {
+    const robot = await pc.createClient({ name: 'Robot', grantTypes: ['client_credentials'] });
+    expect(await tokenRequest(pc, robot, { agent })).toEqual({ status: 200, connection: 'keep-alive' });
+    const closing = pc.server.close();
+    await sleep(100);
+    // The refresh or code exchange the client had already sent: answered on
+    // that same connection, which then closes.
+    expect(await tokenRequest(pc, robot, { agent })).toEqual({ status: 200, connection: 'close' });
+    expect(sockets.size).toBe(1);
+    await closing;
+    await expect(tokenRequest(pc, robot, { agent })).rejects.toThrow();
+    expect(pc.errors).toEqual([]);
+  } finally {
+    agent.destroy();
+    await pc.close();
+  }
+});
+
 it('with SHUTDOWN_DELAY, a stopping server serves on for that long with /readyz at 503, then stops listening', async () => {
   const pc = await startPortcullis({ SHUTDOWN_DELAY: '2s' });
   try {
