@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     }
     stoppingSince = Date.now();
     logger.info('shutting down', { signal });
-    await server.close();
+    await server.close({ signal: true });
     // The last line: nothing was cut short (a stop that was would have said so above).
     logger.info('stopped', { ms: Date.now() - stoppingSince });
     process.exit(0);

@@ -49,7 +49,13 @@ export interface RunningServer {
   metricsUrl?: string;
   services: Services;
   host: ProviderHost;
-  close(): Promise<void>;
+  /**
+   * Stops serving (README, Shutdown). `signal`: a supervisor is stopping the
+   * process, and connections kept open by clients elsewhere may already carry
+   * their next requests (see close below); a caller in this process (the
+   * tests) knows where its own requests are.
+   */
+  close(options?: { signal?: boolean }): Promise<void>;
 }
 
 /**
@@ -85,7 +91,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   let closing: Promise<void> | undefined;
   /** Set once the start has succeeded, listening and all. */
   let started = false;
-  const close = () =>
+  const close = (options: { signal?: boolean } = {}) =>
     (closing ??= (async () => {
       // From here /readyz says 503 and every response closes its connection.
       inFlight.drain();
@@ -105,7 +111,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       // last moment are left that long, still listening, for the request to
       // arrive and be answered (closing its connection). Without a delay only:
       // during one, every response closed its connection.
-      if (started) await sleep(inFlight.untilQuiet(KEPT_ALIVE_QUIET_MS));
+      if (started && options.signal) await sleep(inFlight.untilQuiet(KEPT_ALIVE_QUIET_MS));
       const deadline = Date.now() + SHUTDOWN_GRACE_MS;
       timers.forEach(clearInterval);
       if (server) {
