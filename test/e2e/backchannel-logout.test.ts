@@ -42,13 +42,15 @@ async function createClient(name: string, ...extra: string[]) {
 }
 
 beforeAll(async () => {
-  // The apps' servers: each path answers as one app's would; /broken fails.
+  // The apps' servers: each path answers as one app's would; /broken fails;
+  // /moved sends the request to a sign-in page, as an endpoint behind the app's own sign-in does.
   apps = http.createServer((request, response) => {
     let body = '';
     request.on('data', (chunk) => (body += chunk));
     request.on('end', () => {
       delivered.push({ path: request.url ?? '', contentType: request.headers['content-type'], body });
-      response.statusCode = request.url === '/broken' ? 500 : 200;
+      response.statusCode = request.url === '/broken' ? 500 : request.url === '/moved' ? 302 : 200;
+      if (request.url === '/moved') response.setHeader('location', '/sign-in');
       response.end();
     });
   });
@@ -202,8 +204,15 @@ describe('back-channel logout', () => {
   it('an app that does not answer 200 does not stop the sign-out: the operator is told which app was not told, and why', async () => {
     const broken = await createClient('Broken', '--backchannel-logout-uri', `${appsBase}/broken`);
     const down = await createClient('Down', '--backchannel-logout-uri', `${downBase}/logout?key=s3cret`);
+    const moved = await createClient('Moved', '--backchannel-logout-uri', `${appsBase}/moved`);
     const ua = new UserAgent();
-    await signedInTo(ua, await discover(pc.issuer, broken.client_id, broken.client_secret), await discover(pc.issuer, down.client_id, down.client_secret), calendarApp);
+    await signedInTo(
+      ua,
+      await discover(pc.issuer, broken.client_id, broken.client_secret),
+      await discover(pc.issuer, down.client_id, down.client_secret),
+      await discover(pc.issuer, moved.client_id, moved.client_secret),
+      calendarApp,
+    );
     const logged = pc.log.length;
     const before = await backchannelMetrics();
 
@@ -214,7 +223,9 @@ describe('back-channel logout', () => {
     expect(deliveriesTo('/broken')).toHaveLength(1);
 
     const failures = pc.log.slice(logged).filter((line) => line.includes('back-channel logout failed')).map((line) => JSON.parse(line));
-    expect(failures.map((line) => line.client).sort()).toEqual([broken.client_id, down.client_id].sort());
+    expect(failures.map((line) => line.client).sort()).toEqual([broken.client_id, down.client_id, moved.client_id].sort());
+    // Back-Channel Logout 1.0 §2.8: 200 is success; a redirect (to the app's sign-in page, say) is not.
+    expect(failures.find((line) => line.client === moved.client_id).reason).toBe('answered 302');
     expect(failures.find((line) => line.client === broken.client_id).reason).toContain('500');
     expect(failures.find((line) => line.client === down.client_id).reason).toBe('could not connect (ECONNREFUSED)');
     // The address without its query (which may hold a secret), the reason without the address.
@@ -226,7 +237,7 @@ describe('back-channel logout', () => {
     const delivery = pc.log.slice(logged).filter((line) => line.includes('back-channel logout delivered')).map((line) => JSON.parse(line).client);
     expect(delivery).toEqual([calendar.client_id]);
     const after = await backchannelMetrics();
-    expect([after.delivered - before.delivered, after.failed - before.failed]).toEqual([1, 2]);
+    expect([after.delivered - before.delivered, after.failed - before.failed]).toEqual([1, 3]);
   });
 
   it('is registered with the CLI: shown, changed at once on the running server, removed with ""; refused for a public client and for addresses that are not http(s)', async () => {
@@ -364,9 +375,17 @@ describe('back-channel logout', () => {
     expect(deliveriesTo('/photos-too')).toEqual([]);
 
     // An app that cannot be told is named on stderr; the command did what it was asked all the same.
+    // (Back-Channel Logout 1.0 §2.8: 200 is success, a redirect is not.)
     const broken = await createClient('Broken too', '--backchannel-logout-uri', `${appsBase}/broken`);
     const down = await createClient('Down too', '--backchannel-logout-uri', `${downBase}/logout?key=s3cret`);
-    await asErin(new UserAgent(), await discover(pc.issuer, broken.client_id, broken.client_secret), await discover(pc.issuer, down.client_id, down.client_secret), calendarApp);
+    const moved = await createClient('Moved too', '--backchannel-logout-uri', `${appsBase}/moved`);
+    await asErin(
+      new UserAgent(),
+      await discover(pc.issuer, broken.client_id, broken.client_secret),
+      await discover(pc.issuer, down.client_id, down.client_secret),
+      await discover(pc.issuer, moved.client_id, moved.client_secret),
+      calendarApp,
+    );
     delivered.length = 0;
     const changed = await pc.cli(['user', 'set-password', erin.email, '--password-stdin'], 'a brand new long password\n');
     expect(changed.code).toBe(0);
@@ -375,8 +394,9 @@ describe('back-channel logout', () => {
     expect(changed.stderr.split('\n').filter(Boolean).sort()).toEqual([
       `portcullis: warning: client ${broken.client_id} was not told that the session ended (back-channel logout): answered 500`,
       `portcullis: warning: client ${down.client_id} was not told that the session ended (back-channel logout): could not connect (ECONNREFUSED)`,
+      `portcullis: warning: client ${moved.client_id} was not told that the session ended (back-channel logout): answered 302`,
     ].sort());
-    expect(delivered.map((delivery) => delivery.path).sort()).toEqual(['/broken', '/calendar/logout?tenant=1']);
+    expect(delivered.map((delivery) => delivery.path).sort()).toEqual(['/broken', '/calendar/logout?tenant=1', '/moved']);
 
     // A disabled app is not told (the server finds no such client either); disable and delete tell the others.
     erin.password = 'a brand new long password';
