@@ -223,6 +223,17 @@ describe('refresh tokens', () => {
       expect((await logIn(ua, lenientRp, 'openid offline_access', alice)).seen).toEqual([]);
     });
 
+    it('an authorization code is still used once: exchanged again within the interval, it ends the tokens it gave (RFC 6749 §4.1.2)', async () => {
+      const ua = new UserAgent();
+      const request = await authorizationRequest(lenientRp, 'openid offline_access', { prompt: 'consent' });
+      const callback = await allow(ua, await signIn(ua, await visit(ua, request.url), alice.email, alice.password));
+      const checks = { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce };
+      const tokens = await oidc.authorizationCodeGrant(lenientRp, new URL(callback.url), checks);
+      await expect(oidc.authorizationCodeGrant(lenientRp, new URL(callback.url), checks)).rejects.toMatchObject({ error: 'invalid_grant' });
+      expect(await active(tokens.access_token)).toBe(false);
+      await expect(oidc.refreshTokenGrant(lenientRp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    });
+
     it('eight concurrent uses of one refresh token all succeed, and the grant stands', async () => {
       const ua = new UserAgent();
       const { tokens } = await logIn(ua, lenientRp, 'openid offline_access', alice, { prompt: 'consent' });
