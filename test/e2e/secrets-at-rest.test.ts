@@ -124,10 +124,11 @@ it('stored sign-ins in progress name neither their own id nor the session cookie
   const uid = /\/interaction\/([^/?#]+)/.exec(consent.url)![1]!;
   const session = ua.cookie('_session')!;
   expect(session).toBeTruthy();
-  const rows = await query<{ kind: string; payload: string }>('SELECT kind, payload::text AS payload FROM provider_artifacts');
+  const rows = await query<{ kind: string; id: string; payload: string }>('SELECT kind, id, payload::text AS payload FROM provider_artifacts');
   const interaction = rows.filter((row) => row.kind === 'Interaction' && row.payload.includes('"accountId"'));
   expect(interaction.length).toBeGreaterThan(0);
-  const dump = rows.map((row) => row.payload).join('\n');
+  // Neither as a row's key (ids are kept as digests) nor inside any row.
+  const dump = rows.map((row) => `${row.id} ${row.payload}`).join('\n');
   expect(dump).not.toContain(uid);
   expect(dump).not.toContain(session);
   // And the sign-in still goes on: the library reads back what it stored.
