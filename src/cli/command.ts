@@ -12,7 +12,15 @@ export interface Io {
 
 export type Command = (args: string[], services: () => Promise<Services>, io: Io) => Promise<void>;
 
-export const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`;
+/**
+ * JSON on stdout, with every control and format character in its strings
+ * escaped (\uXXXX): JSON.stringify leaves DEL, C1 controls, bidirectional
+ * overrides and line separators as they are, and a terminal acts on them.
+ */
+export const json = (value: unknown) =>
+  `${JSON.stringify(value, null, 2).replace(/(?!\n)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (character) =>
+    Array.from({ length: character.length }, (_, i) => `\\u${character.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''),
+  )}\n`;
 
 /** `label: value` lines, the values aligned; those without a value left out. */
 export function fields(rows: [string, string | undefined][]): string {

@@ -21,10 +21,18 @@ import { terminalSafe } from '../display-text.js';
 
 const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, CopyError, DatabaseUnavailable, EmbeddedDatabaseBusy, KeyError, MigrationError, RefusedOption, SealError];
 
+/** The most standard input read: a password is at most 1024 characters, and input read whole could fill the memory. */
+const MAX_STDIN_BYTES = 64 * 1024;
+
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) throw new UsageError('--password-stdin expects the password on standard input');
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_STDIN_BYTES) throw new UsageError('standard input is longer than 64 KiB: pipe the password alone, on one line');
+    chunks.push(chunk as Buffer);
+  }
   try {
     // Not the lenient decoder: it would turn any invalid bytes into U+FFFD, so that other bytes would match too.
     return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
@@ -177,14 +185,24 @@ function noteKeyFileMade(services: Services): Services {
   return services;
 }
 
-// Output piped into a reader that stopped (`portcullis keys list | head -1`): done, not an error.
-process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  throw error;
-});
+// Output that cannot be written does not stop the command: what it changes
+// is done either way, and it goes on to its end (the audit trail's record,
+// the database closed), writing nothing more. A reader that stopped early
+// (`portcullis keys list | head -1`) is no error; a full disk or a device
+// error is said, as what the command showed is lost (a secret shown once).
+let outputLost: NodeJS.ErrnoException | undefined;
+process.stdout.on('error', (error: NodeJS.ErrnoException) => (outputLost ??= error));
 const code = await run(process.argv.slice(2), {
-  out: (text) => process.stdout.write(text),
+  // Names and other stored text may hold what drives a terminal (written in
+  // before the rules that refuse it, or straight into the database): shown
+  // as its code. (JSON comes escaped already: see json().)
+  out: (text) => {
+    if (!outputLost) process.stdout.write(terminalSafe(text));
+  },
   warn: (text) => process.stderr.write(`portcullis: warning: ${terminalSafe(text)}\n`),
   readStdin,
 });
-process.exitCode = code;
+if (code === 0 && outputLost && outputLost.code !== 'EPIPE') {
+  process.stderr.write(`portcullis: done, but its output could not be written (${outputLost.code ?? outputLost.message}): what it showed is lost\n`);
+  process.exitCode = 1;
+} else process.exitCode = code;

@@ -2,7 +2,7 @@
 // the same database as a running server (or with no server at all).
 import { createHash, randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -767,6 +767,8 @@ describe('portcullis user', () => {
       pc.cli(['user', 'create', '--email', email, ...(name === undefined ? [] : ['--name', name]), '--password-stdin'], password);
     const refusals: [Promise<{ code: number; stderr: string }>, number, string][] = [
       [create('long@example.com', `${'p'.repeat(1025)}\n`), 1, 'at most 1024 characters'],
+      // Not read whole: 100 MB on standard input once took 1.9 GB of memory and the process with it.
+      [create('flood@example.com', Buffer.alloc(1024 * 1024, 0x61)), 2, 'standard input is longer than 64 KiB'],
       [create('nul@example.com', 'pass\u0000word\n'), 1, 'control characters'],
       // A file with a blank last line: said as such, not as control characters (the line break's).
       [create('lines@example.com', 'a good password\n\n'), 2, 'standard input holds more than one line'],
@@ -788,6 +790,27 @@ describe('portcullis user', () => {
     // At the limits, and with the address forms a browser sends, it works.
     const fine = await create("o'neil+tag@mail.example-host.org", `${'a pass phrase '.repeat(80).slice(0, 1024)}\n`, 'N'.repeat(200));
     expect(fine.code, fine.stderr).toBe(0);
+  });
+
+  it('shows stored names that would drive a terminal (kept from before the rules, or written into the database) as their codes, in JSON too', async () => {
+    const { client_id } = JSON.parse((await pc.cli(['client', 'create', '--name', 'Plain', '--redirect-uri', REDIRECT_URI, '--json'])).stdout) as { client_id: string };
+    const named = 'Evil\u001b]0;pwned\u0007\u001b[2J\u202eName\r\nnext\u0085';
+    const db = pc.outsideConnection();
+    await db.connect();
+    await db.query('UPDATE clients SET name = $1 WHERE client_id = $2', [named, client_id]).finally(() => db.end());
+    const terminalDriving = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u2028\u2029]/;
+    for (const args of [['client', 'list'], ['client', 'show', client_id]]) {
+      const { code, stdout } = await pc.cli(args);
+      expect(code).toBe(0);
+      expect(stdout).not.toMatch(terminalDriving);
+      expect(stdout).toContain('Evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{202e}Name\\u{d}');
+    }
+    for (const args of [['client', 'list', '--json'], ['client', 'show', client_id, '--json']]) {
+      const { stdout } = await pc.cli(args);
+      expect(stdout).not.toMatch(terminalDriving);
+      const parsed = JSON.parse(stdout) as { client_id: string; client_name: string } | { client_id: string; client_name: string }[];
+      expect([parsed].flat().find((client) => client.client_id === client_id)!.client_name).toBe(named);
+    }
   });
 
   it('refuses names that would not show as typed, and client addresses that are not printable ASCII; names written with joiners are kept', async () => {
@@ -1723,6 +1746,26 @@ describe('portcullis keys', () => {
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     expect(stderr).toBe('');
     expect(code).toBe(0);
+  });
+
+  it('a secret whose output cannot be written (a full disk) is rotated all the same, and the command says its output is lost', async () => {
+    const robot = await pc.createClient({ name: 'Full disk robot', grantTypes: ['client_credentials'] });
+    const full = openSync('/dev/full', 'w');
+    try {
+      const child = spawn(process.execPath, ['src/cli/portcullis.mjs', 'client', 'rotate-secret', robot.client_id], {
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...pc.env },
+        stdio: ['ignore', full, 'pipe'],
+      });
+      let stderr = '';
+      child.stderr!.on('data', (chunk) => (stderr += chunk));
+      const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+      expect([code, stderr]).toEqual([1, 'portcullis: done, but its output could not be written (ENOSPC): what it showed is lost\n']);
+    } finally {
+      closeSync(full);
+    }
+    expect((await pc.clientCredentials(robot)).status).toBe(401);
+    const [recorded] = JSON.parse((await pc.cli(['audit', 'list', '--json', '--limit', '1'])).stdout) as { command: string; outcome: string }[];
+    expect(recorded).toMatchObject({ command: 'client rotate-secret', outcome: 'ok' });
   });
 
   it('rotations run at once (two operators, a retry) leave one current key per algorithm, and the keys they replaced can be retired', async () => {

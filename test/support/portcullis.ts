@@ -74,6 +74,8 @@ export function runCli(args: string[], env: Record<string, string>, stdin?: stri
     child.stderr.on('data', (chunk) => (stderr += chunk));
     child.once('error', reject);
     child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A CLI may stop reading before the end (standard input past its limit): its exit says how it ended.
+    child.stdin.on('error', () => {});
     child.stdin.end(stdin ?? '');
   });
 }
