@@ -58,10 +58,11 @@ export function unshowable(text: string, what: string, maxLength = MAX_SHOWN_NAM
  * `message`, fit for a terminal: a refused value quoted in it may hold control
  * characters (an escape sequence would be run by the terminal), bidirectional
  * overrides or other invisible ones; each is written as its code point
- * instead (\u{1b}). Line breaks between lines of the message stay.
+ * instead (\u{1b}). Line breaks between lines of the message stay, and so
+ * do the joiners names may be written with (see UNSHOWABLE).
  */
 export function terminalSafe(message: string): string {
-  return message.replace(/(?!\n)[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (character) => `\\u{${character.codePointAt(0)!.toString(16)}}`);
+  return message.replace(/(?!\n)(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (character) => `\\u{${character.codePointAt(0)!.toString(16)}}`);
 }
 
 /**

@@ -805,6 +805,10 @@ describe('portcullis user', () => {
       expect(stdout).not.toMatch(terminalDriving);
       expect(stdout).toContain('Evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\u{202e}Name\\u{d}');
     }
+    // The joiners a name may be written with are shown as they are.
+    const family = 'Family \u{1f469}\u200d\u{1f469}\u200d\u{1f467} \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645';
+    expect((await pc.cli(['client', 'create', '--name', family, '--redirect-uri', REDIRECT_URI])).code).toBe(0);
+    expect((await pc.cli(['client', 'list'])).stdout).toContain(family);
     for (const args of [['client', 'list', '--json'], ['client', 'show', client_id, '--json']]) {
       const { stdout } = await pc.cli(args);
       expect(stdout).not.toMatch(terminalDriving);
