@@ -392,6 +392,10 @@ describe('POST at the authorization and logout endpoints (Core §3.1.2.1, RP-Ini
     expect(tokens.claims()).toMatchObject({ iss: pc.issuer, name: 'Finn' });
     // An http issuer's session cookie cannot be Secure, so it is not SameSite=None, which browsers would drop.
     expect(sessionCookie(ua).at(-1)).toEqual(expect.arrayContaining(['samesite=lax', 'httponly']));
+    // So are the cookies of a sign-in in progress, which no script reads either (RFC 6265 §4.1.2.6).
+    const interaction = ua.setCookieHeaders.filter((header) => header.startsWith('_interaction'));
+    expect(interaction.length).toBeGreaterThan(0);
+    for (const header of interaction) expect(header.toLowerCase().split(';').map((part) => part.trim())).toEqual(expect.arrayContaining(['httponly', 'samesite=lax']));
 
     // The session is found by a POSTed request: no page, straight back with a code.
     const again = await authorize({ prompt: 'none' });

@@ -2595,6 +2595,8 @@ describe('without a running server', () => {
     ],
     // A list built from an empty variable ("$KEY,") is not "no list".
     [{ COOKIE_KEYS: ',', ENCRYPTION_KEYS: ' , ' }, ['COOKIE_KEYS', 'holds no key', 'ENCRYPTION_KEYS'], []],
+    // Keys that seal the signing keys and sign the cookies: 32 characters at least, each.
+    [{ ENCRYPTION_KEYS: 'short', COOKIE_KEYS: `${'k'.repeat(32)},${'x'.repeat(31)}` }, ['ENCRYPTION_KEYS', 'at least 32 characters', 'COOKIE_KEYS'], []],
     [{ DATABASE_URL: 'postgres://u:pw@127.0.0.1:notaport/x' }, ['DATABASE_URL', 'not a valid URL'], []],
     // Prisma's schema= is not the pg driver's: the tables went to public regardless.
     [{ DATABASE_URL: 'postgresql://127.0.0.1:5432/x?sslmode=disable&schema=auth' }, ['DATABASE_URL: must not set schema='], []],
