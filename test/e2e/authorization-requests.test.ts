@@ -349,6 +349,17 @@ describe('browsers at the token endpoint (CORS)', () => {
     expect(await allowed.json()).toMatchObject({ token_type: 'Bearer', access_token: expect.any(String), id_token: expect.any(String) });
   });
 
+  it("no browser call is taken from the opaque origin `null`, though a native app's private-use redirect URI has that origin", async () => {
+    // A sandboxed frame, a file: or data: page all send Origin: null (RFC 6454 §7.3): it names no one.
+    const native = await pc.createClient({ name: 'Phone app', redirectUris: ['com.example.app:/cb'], native: true });
+    const grant = { code: 'not-looked-at', verifier: oidc.randomPKCECodeVerifier() };
+    const nativeConfig = await discover(pc.issuer, native.client_id);
+    const response = await exchange(nativeConfig, 'null', grant);
+    expect(response.status).toBe(400);
+    expect(response.headers.get('access-control-allow-origin')).toBeNull();
+    expect(await response.json()).toMatchObject({ error: 'invalid_request', error_description: expect.stringContaining('origin') });
+  });
+
   it('a confidential client is never called from a browser', async () => {
     const secret = web.clientMetadata().client_secret as string;
     const grant = await codeFor(web);
