@@ -289,6 +289,8 @@ describe('device authorization', () => {
       expect(rowCount).toBe(1);
     });
     expect(await poll(started.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'expired_token' }) });
+    // Polled again at once, it is still expired, not too fast (RFC 8628 §3.5): the device starts over.
+    expect(await poll(started.device_code)).toEqual({ status: 400, body: expect.objectContaining({ error: 'expired_token' }) });
     const ua = browser();
     expect((await enterCode(ua, started.user_code)).html).toContain('That code has expired.');
   });
