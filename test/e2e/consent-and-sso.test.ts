@@ -118,7 +118,9 @@ describe('consent', () => {
     const login = await visit(ua, (await authorizationRequest(appA, 'openid profile email offline_access', { prompt: 'consent' })).url);
     const consent = await signIn(ua, login, bob.email, bob.password);
     expect(pageKind(consent)).toBe('consent');
-    expect(consent.html).toContain('Calendar &amp; Co');
+    // Every mention escaped: the title, the heading, the list's introduction, the note under the buttons.
+    expect(consent.html.split('Calendar &amp; Co').length - 1).toBeGreaterThanOrEqual(4);
+    expect(consent.html).not.toContain('Calendar & Co');
     expect(consent.html).toContain('See your name');
     expect(consent.html).toContain('See your email address');
     expect(consent.html).toContain('Keep access while you are not using it');
