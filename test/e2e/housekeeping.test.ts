@@ -34,6 +34,27 @@ it('expired interactions are removed by the sweeper, and an expired one shows a 
   expect(late.html).toContain('Your sign-in expired');
 });
 
+it('the sweeper takes only what has expired: a sign-in, its code and its session live their full time across sweeps', async () => {
+  await pc.createUser('swept@example.com', 'swept around long enough');
+  const { client_id, client_secret } = await pc.createClient({ name: 'Swept around', redirectUris: [REDIRECT_URI] });
+  const rp = await discover(pc.issuer, client_id, client_secret);
+  const ua = new UserAgent();
+  const request = await authorizationRequest(rp, 'openid');
+  const login = await visit(ua, request.url);
+  // A sweep a second (SWEEP_INTERVAL=1s): the sign-in (3 s to live) is past at least one.
+  await sleep(1_500);
+  const consent = await signIn(ua, login, 'swept@example.com', 'swept around long enough');
+  expect(pageKind(consent)).toBe('consent');
+  const callback = await allow(ua, consent);
+  expect(pageKind(callback)).toBe('callback');
+  // The code lives 60 s: two sweeps later it is still there to exchange.
+  await sleep(2_500);
+  const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+  expect(tokens.access_token).toBeTruthy();
+  // And the session (SESSION_TTL, 14 days) signs the person in again without a page.
+  expect((await logIn(ua, rp, 'openid', { email: 'swept@example.com', password: 'swept around long enough' })).seen).toEqual([]);
+});
+
 it('a sign-in or consent page left open past its time offers to start again, as the application sent the person', async () => {
   const user = { email: 'liv@example.com', password: 'a long enough password' };
   await pc.createUser(user.email, user.password);
