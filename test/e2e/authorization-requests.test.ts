@@ -4,7 +4,7 @@
 // endpoints.
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../src/persistence/hash.js';
+import { sha256 } from '../support/digest.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, discover, pageKind, POST_LOGOUT_URI, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent, type Page } from '../support/user-agent.js';

@@ -13,7 +13,7 @@ import { embedded } from '../support/locks.js';
 import { freePort, runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
 import * as oidc from 'openid-client';
 import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, signInRefusal, visit, type SignInRefusal } from '../support/relying-party.js';
-import { sha256 } from '../../src/persistence/hash.js';
+import { sha256 } from '../support/digest.js';
 import { UserAgent } from '../support/user-agent.js';
 import { serveExampleApi } from '../support/example-api.js';
 import { createServer, type Server } from 'node:http';

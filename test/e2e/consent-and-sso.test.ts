@@ -1,7 +1,7 @@
 // What a person sees: login, consent, remembered consent, single sign-on, deny.
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../src/persistence/hash.js';
+import { sha256 } from '../support/digest.js';
 import { embedded, heldAtTheLock } from '../support/locks.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, deny, discover, logIn, pageKind, REDIRECT_URI, signIn, signInRefusal, useAnotherAccount, visit } from '../support/relying-party.js';

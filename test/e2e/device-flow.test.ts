@@ -2,13 +2,13 @@
 // openid-client v6, as an app on a TV or a command-line tool would use it;
 // the person is a browser at /device (the Chromium suite walks the same pages
 // in a real browser, browser.test.ts).
-import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { basicAuth, discover, logIn, pageKind, REDIRECT_URI, signIn, useAnotherAccount } from '../support/relying-party.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
+import { sha256 } from '../support/digest.js';
 
 const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 const carol = { email: 'carol@example.com', password: 'a long enough password' };
@@ -71,8 +71,6 @@ function confirm(ua: UserAgent, page: Page, choice: 'confirm' | 'abort' = 'confi
 }
 
 const START_AGAIN_TEXT = 'This sign-in has ended. If your device did not connect, start again on it to get a new code.';
-
-const sha256 = (value: string) => createHash('sha256').update(value).digest('base64url');
 
 /** Runs `work` on a connection to the server's database from outside. */
 async function inDatabase(work: (db: ReturnType<TestPortcullis['outsideConnection']>) => Promise<void>): Promise<void> {

@@ -1,6 +1,5 @@
 // A third-party app logs a person in with openid-client (authorization code +
 // PKCE) and uses the tokens; a resource server checks them with jose.
-import { createHash } from 'node:crypto';
 import argon2 from 'argon2';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
@@ -8,9 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, discover, logIn, pageKind, POST_LOGOUT_URI, REDIRECT_URI, signIn, signInRefusal, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
-
-/** SHA-256, base64url: what the README says token ids are stored as, written here rather than taken from src/. */
-const sha256 = (value: string) => createHash('sha256').update(value).digest('base64url');
+import { sha256 } from '../support/digest.js';
 
 const alice = { email: 'alice@example.com', password: 'correct horse battery staple' };
 

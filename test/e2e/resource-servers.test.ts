@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../src/persistence/hash.js';
+import { sha256 } from '../support/digest.js';
 import { serveExampleApi } from '../support/example-api.js';
 import { freePort, runCli, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, basicAuth, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';

@@ -5,7 +5,7 @@
 // browser that started the request, nor be signed in as whoever started it.
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256 } from '../../src/persistence/hash.js';
+import { sha256 } from '../support/digest.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, signInRefusal, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';

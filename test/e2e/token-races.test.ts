@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { sha256 } from '../../src/persistence/hash.js';
+import { sha256 } from '../support/digest.js';
 import { embedded, heldAtTheLock } from '../support/locks.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, visit } from '../support/relying-party.js';
