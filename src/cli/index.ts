@@ -1,5 +1,6 @@
 // `portcullis` entry: pick the command, open the services lazily (so usage
 // errors never touch the database), turn every known error into one line.
+import { stat } from 'node:fs/promises';
 import { AccountError } from '../accounts/accounts.js';
 import { ApiError } from '../apis/apis.js';
 import { ClientError } from '../clients/clients.js';
@@ -73,7 +74,17 @@ export async function run(argv: string[], io: Io): Promise<number> {
     try {
       // Only `migrate` migrates a database an earlier release made (migrations.ts, onlyNewDatabase).
       const migrating = { onlyNewDatabase: name !== 'migrate' };
-      await command(args, async () => (services ??= noteKeyFileMade(await openServices(warnOfTypos(loadConfig()), 'cli', migrating))), io);
+      const open = async (): Promise<Services> => {
+        const config = loadConfig();
+        // Opening an embedded database that is not there makes one, and a key
+        // file, and the directories to it: a listing would show an empty
+        // deployment made by a mistyped DATA_DIR, and leave it behind.
+        if (READ_ONLY_COMMANDS.has(name) && config.database.kind === 'embedded' && !(await stat(config.database.dataDir).catch(() => undefined))) {
+          throw new ConfigError(`DATA_DIR (${config.database.dataDir}) does not exist: nothing to show (check DATA_DIR; a server's start, or any command that changes something, makes it)`, config.mistyped);
+        }
+        return noteKeyFileMade(await openServices(warnOfTypos(config), 'cli', migrating));
+      };
+      await command(args, async () => (services ??= await open()), io);
     } catch (error) {
       if (services && lostTheOnlyConnection(services) && isConnectionLoss(error)) throw new ConnectionLost({ cause: error });
       // Recorded failed too: it may have changed something before it failed (a usage error never reaches the database).

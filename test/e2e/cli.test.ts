@@ -2037,6 +2037,24 @@ describe('a compromised signing key', () => {
 });
 
 describe('without a running server', () => {
+  it('a list or show command on an embedded database that is not there says so, and makes none (a mistyped DATA_DIR)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-none-'));
+    try {
+      const missing = path.join(dir, 'mistyped', 'data');
+      for (const args of [['user', 'list'], ['keys', 'list', '--json'], ['client', 'show', 'abc']]) {
+        const result = await runCli(args, { ...TEST_ENV, DATA_DIR: missing });
+        expect([result.code, result.stdout]).toEqual([1, '']);
+        expect(result.stderr).toBe(`portcullis: DATA_DIR (${missing}) does not exist: nothing to show (check DATA_DIR; a server's start, or any command that changes something, makes it)\n`);
+      }
+      expect(existsSync(path.join(dir, 'mistyped'))).toBe(false);
+      // A command that changes something makes it, as a first start does.
+      expect((await runCli(['user', 'create', '--email', 'first@example.com', '--password-stdin'], { ...TEST_ENV, DATA_DIR: missing }, 'a first long password\n')).code).toBe(0);
+      expect((await runCli(['user', 'list'], { ...TEST_ENV, DATA_DIR: missing })).stdout).toContain('first@example.com');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it.skipIf(process.env.TEST_DATABASE !== 'postgres')('two first starts at once, each with a key file of its own: one makes the keys, the other stops and makes none', async () => {
     const database = await freshDatabase();
     const dir = mkdtempSync(path.join(os.tmpdir(), 'portcullis-first-'));
@@ -2761,6 +2779,8 @@ describe('a variable a typo away from one of ours', () => {
   it('is named by the CLI on standard error, the command going on', async () => {
     const database = await freshDatabase();
     try {
+      // (A listing makes no embedded database where there is no directory for it.)
+      if (database.env.DATA_DIR) mkdirSync(database.env.DATA_DIR, { recursive: true });
       const listed = await runCli(['client', 'list'], { ...TEST_ENV, ...database.env, ...typos, ...others });
       expect([listed.code, listed.stdout]).toEqual([0, 'no clients\n']);
       // (On a new embedded database, a line on the key file it made follows.)
