@@ -19,6 +19,7 @@ import { startMetricsServer, type MetricsServer } from './metrics/metrics-server
 import { CLIENT_CHANGES_CHANNEL } from './clients/client-changes.js';
 import { SIGNING_KEY_CHANGES_CHANNEL } from './keys/key-changes.js';
 import { sweepExpired } from './provider/artifacts.js';
+import { warnOfClockSkew } from './persistence/clock-skew.js';
 import { NotifiedCache } from './persistence/notified-cache.js';
 import { ProviderHost } from './provider/host.js';
 import { closeWithin, openServices, type Services } from './services.js';
@@ -243,6 +244,8 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const upkeep = background('database_upkeep', () => services.database.upkeep(swept));
     let sweeps = 0;
     const sweep = background('sweep', async () => {
+      // (The embedded database runs in this process, on its clock.)
+      if (config.database.kind === 'postgres') await warnOfClockSkew(prisma, logger);
       const rows = await sweepExpired(prisma);
       logger.debug('expired rows swept', { rows: Object.values(rows).reduce((sum, count) => sum + count, 0) });
       swept = Object.keys(rows).filter((table) => rows[table as keyof typeof rows] > 0);

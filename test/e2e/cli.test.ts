@@ -2779,8 +2779,6 @@ describe('a variable a typo away from one of ours', () => {
   it('is named by the CLI on standard error, the command going on', async () => {
     const database = await freshDatabase();
     try {
-      // (A listing makes no embedded database where there is no directory for it.)
-      if (database.env.DATA_DIR) mkdirSync(database.env.DATA_DIR, { recursive: true });
       const listed = await runCli(['client', 'list'], { ...TEST_ENV, ...database.env, ...typos, ...others });
       expect([listed.code, listed.stdout]).toEqual([0, 'no clients\n']);
       // (On a new embedded database, a line on the key file it made follows.)

@@ -98,4 +98,33 @@ describe.skipIf(embedded)('several instances of one deployment', () => {
       process.kill(backend, 'SIGCONT');
     }
   });
+
+  it('an instance whose clock is off from the database\'s by more than 2 s says so at start, by how much and which way', async () => {
+    const first = await startPortcullis();
+    cleanup.push(() => first.close());
+    const name = new URL(first.database.env.DATABASE_URL!).pathname.slice(1);
+    const admin = first.outsideConnection();
+    await admin.connect();
+    try {
+      // The database's clock a minute ahead, for connections made from now on (the tables are made already).
+      await admin.query(`CREATE SCHEMA skewed`);
+      await admin.query(`CREATE FUNCTION skewed.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS 'SELECT pg_catalog.clock_timestamp() + interval ''1 minute'''`);
+      await admin.query(`ALTER DATABASE "${name}" SET search_path = skewed, pg_catalog, public`);
+    } finally {
+      await admin.end();
+    }
+    const second = await startPortcullis({ LOG_LEVEL: 'info' }, first.database);
+    cleanup.push(() => second.close());
+    let warning: string | undefined;
+    for (let tries = 0; !warning && tries < 100; tries++) {
+      warning = second.log.find((line) => line.includes('clock is'));
+      if (!warning) await sleep(50);
+    }
+    const logged = JSON.parse(warning!) as { level: string; message: string; seconds: number };
+    expect(logged).toMatchObject({ level: 'warn', message: expect.stringContaining(' s behind the database') });
+    expect(logged.seconds).toBeGreaterThan(-61);
+    expect(logged.seconds).toBeLessThan(-59);
+    // The first instance's connections were made before: its clock and the database's agreed.
+    expect(first.log.some((line) => line.includes('clock is'))).toBe(false);
+  });
 });
