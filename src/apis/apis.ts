@@ -9,6 +9,7 @@ import { unshowable } from '../display-text.js';
 import type { Prisma } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
 import { storable } from '../persistence/nul.js';
+import { databaseNow } from '../persistence/clock-skew.js';
 
 export class ApiError extends Error {
   override name = 'ApiError';
@@ -166,6 +167,8 @@ export class Apis {
     };
     const row = await this.prisma.api.create({
       data: {
+        // By the database's clock: tokens issued before it are not this API's (existedAt).
+        createdAt: await databaseNow(this.prisma),
         identifier,
         name,
         scopes: scopes as object[],

@@ -5,6 +5,7 @@ import os from 'node:os';
 import { normalizeEmail } from '../accounts/accounts.js';
 import { escapeRegExp } from '../display-text.js';
 import type { Prisma } from '../persistence/database.js';
+import { databaseNow } from '../persistence/clock-skew.js';
 
 export interface AdminEvent {
   at: Date;
@@ -36,7 +37,8 @@ function safeUsername(): string | undefined {
 
 /** Records that `command` ran with `args` and ended so. */
 export async function recordAdminEvent(prisma: Prisma, command: string, args: string[], outcome: string): Promise<void> {
-  await prisma.adminEvent.create({ data: { actor: actor(), command, arguments: args, outcome } });
+  // When by the database's clock, which every CLI and server shares.
+  await prisma.adminEvent.create({ data: { at: await databaseNow(prisma), actor: actor(), command, arguments: args, outcome } });
 }
 
 /**

@@ -7,6 +7,7 @@ import type { Config } from '../config.js';
 import { announceSigningKeyChange, SIGNING_KEY_CHANGES_CHANNEL } from './key-changes.js';
 import type { Database, Prisma } from '../persistence/database.js';
 import type { SecretSealer } from './sealed-secrets.js';
+import { databaseNow } from '../persistence/clock-skew.js';
 
 /** The algorithms of our signing keys (ID tokens, JWT access tokens, signed responses): asymmetric, every one. */
 export const SIGNING_ALGS = ['ES256', 'EdDSA', 'RS256'] as const;
@@ -352,7 +353,8 @@ export async function listSigningKeys(prisma: Prisma): Promise<KeyInfo[]> {
 export async function retireSigningKey(prisma: Prisma, kid: string, options: { compromised?: boolean } = {}): Promise<void> {
   const key = await prisma.signingKey.findUnique({ where: { kid }, select: { kid: true, activatesAt: true, rotatedAt: true, publishUntil: true } });
   if (!key) throw new KeyError(`no signing key with kid ${kid}`);
-  const now = Date.now();
+  // The database's clock, as rotations schedule by: a CLI on a machine whose clock runs ahead would retire a key still published.
+  const now = (await databaseNow(prisma)).getTime();
   const status = statusOf(key, now);
   // Rotated already, with its successor waiting: a second rotation is not what it needs.
   if (status === 'current' && key.rotatedAt) {

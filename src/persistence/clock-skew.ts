@@ -9,6 +9,16 @@
 import type { Logger } from '../logger.js';
 import type { Prisma } from './database.js';
 
+/**
+ * The database's clock, for what a CLI stamps or decides by it (an API's
+ * creation, the audit trail, whether a key may be retired): the CLI may run
+ * on another machine, whose clock the servers do not share.
+ */
+export async function databaseNow(prisma: Prisma): Promise<Date> {
+  const [row] = await prisma.$queryRaw<{ now: Date }[]>`SELECT now() AS now`;
+  return row!.now;
+}
+
 /** Past this far from the database's clock, beyond what the reading's round trip leaves unknown, a server says so. */
 export const CLOCK_SKEW_WARNING_SECONDS = 2;
 

@@ -99,7 +99,7 @@ describe.skipIf(embedded)('several instances of one deployment', () => {
     }
   });
 
-  it('an instance whose clock is off from the database\'s by more than 2 s says so at start, by how much and which way', async () => {
+  it('an instance whose clock is off from the database\'s by more than 2 s says so at start, by how much and which way; a CLI stamps by the database\'s', async () => {
     const first = await startPortcullis();
     cleanup.push(() => first.close());
     const name = new URL(first.database.env.DATABASE_URL!).pathname.slice(1);
@@ -109,7 +109,9 @@ describe.skipIf(embedded)('several instances of one deployment', () => {
       // The database's clock a minute ahead, for connections made from now on (the tables are made already).
       await admin.query(`CREATE SCHEMA skewed`);
       await admin.query(`CREATE FUNCTION skewed.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS 'SELECT pg_catalog.clock_timestamp() + interval ''1 minute'''`);
-      await admin.query(`ALTER DATABASE "${name}" SET search_path = skewed, pg_catalog, public`);
+      await admin.query(`CREATE FUNCTION skewed.now() RETURNS timestamptz LANGUAGE sql AS 'SELECT pg_catalog.now() + interval ''1 minute'''`);
+      // (After public, where the tables are and new ones would go; before pg_catalog, whose functions it shadows.)
+      await admin.query(`ALTER DATABASE "${name}" SET search_path = public, skewed, pg_catalog`);
     } finally {
       await admin.end();
     }
@@ -126,5 +128,13 @@ describe.skipIf(embedded)('several instances of one deployment', () => {
     expect(logged.seconds).toBeLessThan(-59);
     // The first instance's connections were made before: its clock and the database's agreed.
     expect(first.log.some((line) => line.includes('clock is'))).toBe(false);
+    // A CLI stamps the audit trail by the database's clock, not its own.
+    const env = { ...TEST_ENV, ...first.database.env };
+    const made = await runCli(['api', 'create', '--identifier', 'https://clocked.example.com', '--scope', 'read:time'], env);
+    expect(made.code).toBe(0);
+    const listed = await runCli(['audit', 'list', '--json', '--limit', '1'], env);
+    const [recorded] = (JSON.parse(listed.stdout) as { command: string; at: string }[]).slice(-1);
+    expect(recorded!.command).toBe('api create');
+    expect(Date.parse(recorded!.at) - Date.now()).toBeGreaterThan(50_000);
   });
 });
