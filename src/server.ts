@@ -107,11 +107,10 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       // A client that kept its connection open may be sending its next
       // request on it right now: closed as idle (server.close() closes every
       // idle connection), the connection is reset with that request unanswered,
-      // and a client does not retry a POST (RFC 9112 §9.3.1). So the
-      // connections answered in the
-      // last moment are left that long, still listening, for the request to
-      // arrive and be answered (closing its connection). Without a delay only:
-      // during one, every response closed its connection.
+      // and a client does not retry a POST (RFC 9112 §9.3.1). So connections
+      // answered in the last moment are left that long, still listening, for
+      // such a request to arrive and be answered (closing its connection).
+      // After a delay there are none: every response in it closed its own.
       if (started && options.signal) await sleep(inFlight.untilQuiet(KEPT_ALIVE_QUIET_MS));
       const deadline = Date.now() + SHUTDOWN_GRACE_MS;
       timers.forEach(clearInterval);

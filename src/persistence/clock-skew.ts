@@ -20,7 +20,7 @@ export async function databaseNow(prisma: Prisma): Promise<Date> {
 }
 
 /** Past this far from the database's clock, beyond what the reading's round trip leaves unknown, a server says so. */
-export const CLOCK_SKEW_WARNING_SECONDS = 2;
+const CLOCK_SKEW_WARNING_SECONDS = 2;
 
 /**
  * How far this process's clock is ahead of the database's (negative:
