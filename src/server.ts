@@ -110,8 +110,13 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       // and a client does not retry a POST (RFC 9112 §9.3.1). So connections
       // answered in the last moment are left that long, still listening, for
       // such a request to arrive and be answered (closing its connection).
-      // After a delay there are none: every response in it closed its own.
-      if (started && options.signal) await sleep(inFlight.untilQuiet(KEPT_ALIVE_QUIET_MS));
+      // After a delay there are none: every response in it closed its own;
+      // nor when the clients have closed those connections themselves.
+      const quiet = started && options.signal ? inFlight.untilQuiet(KEPT_ALIVE_QUIET_MS) : 0;
+      if (quiet > 0 && server && (await openConnections(server)) > 0) {
+        logger.info('answering requests already sent on kept-alive connections before closing them', { waitMs: quiet });
+        await sleep(quiet);
+      }
       const deadline = Date.now() + SHUTDOWN_GRACE_MS;
       timers.forEach(clearInterval);
       if (server) {
@@ -340,4 +345,9 @@ async function warnOfDatabaseSettings(services: Services, logger: Logger): Promi
   }
   const encoding = rows[0] && encodingProblem(rows[0].encoding);
   if (encoding) logger.warn(`the database ${encoding}, and move the data there (pg_dump, then pg_restore into it); until then such requests fail`);
+}
+
+/** Connections the server holds open, idle or not (on an error, one: waiting is the safe side). */
+function openConnections(server: http.Server): Promise<number> {
+  return new Promise((resolve) => server.getConnections((error, count) => resolve(error ? 1 : count)));
 }

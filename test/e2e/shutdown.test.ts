@@ -77,47 +77,85 @@ it.skipIf(embedded)('a kept-alive connection whose response began before shutdow
   }
 });
 
-it('without SHUTDOWN_DELAY, a request a client sends on its kept-alive connection as SIGTERM arrives is answered, not reset', async () => {
+/** A server as `npm start` runs it, in its own process, to be stopped by a signal. */
+async function spawnServer() {
   const database = await freshDatabase();
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
   const env = { ...TEST_ENV, ...database.env, PORT: String(port), HOST: '127.0.0.1', ISSUER: issuer, LOG_LEVEL: 'info' };
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  // One connection, kept alive between requests, as a proxy's or an app's HTTP client keeps it.
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const sockets = new Set<unknown>();
-  agent.on('free', (socket) => sockets.add(socket));
+  const server = { issuer, output: '', exited: new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))) };
+  child.stdout.on('data', (chunk) => (server.output += chunk));
+  child.stderr.on('data', (chunk) => (server.output += chunk));
+  const stopped = async () => {
+    child.kill('SIGKILL');
+    await server.exited;
+    await database.drop();
+  };
   try {
-    for (let tries = 0; !output.includes('portcullis listening'); tries++) {
-      if (tries > 600) throw new Error(`server did not start: ${output}`);
+    for (let tries = 0; !server.output.includes('portcullis listening'); tries++) {
+      if (tries > 600) throw new Error(`server did not start: ${server.output}`);
       await sleep(100);
     }
     const created = await runCli(['client', 'create', '--name', 'Robot', '--grant-type', 'client_credentials', '--json'], env);
     expect(created.code, created.stderr).toBe(0);
     const robot = JSON.parse(created.stdout) as { client_id: string; client_secret: string };
+    /** Sends SIGTERM and returns once the server has begun to shut down. */
+    const terminate = async () => {
+      child.kill('SIGTERM');
+      for (let tries = 0; !server.output.includes('shutting down'); tries++) {
+        if (tries > 100) throw new Error(`SIGTERM was not handled: ${server.output}`);
+        await sleep(20);
+      }
+    };
+    return Object.assign(server, { robot, terminate, stopped });
+  } catch (error) {
+    await stopped();
+    throw error;
+  }
+}
+
+const WAITED_FOR_KEPT_ALIVE = 'answering requests already sent on kept-alive connections';
+
+it('without SHUTDOWN_DELAY, a request a client sends on its kept-alive connection as SIGTERM arrives is answered, not reset', async () => {
+  const server = await spawnServer();
+  const { issuer, robot } = server;
+  // One connection, kept alive between requests, as a proxy's or an app's HTTP client keeps it.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const sockets = new Set<unknown>();
+  agent.on('free', (socket) => sockets.add(socket));
+  try {
     expect(await tokenRequest({ issuer }, robot, { agent })).toEqual({ status: 200, connection: 'keep-alive' });
-    child.kill('SIGTERM');
-    for (let tries = 0; !output.includes('shutting down'); tries++) {
-      if (tries > 100) throw new Error(`SIGTERM was not handled: ${output}`);
-      await sleep(20);
-    }
+    await server.terminate();
     await sleep(100);
     // The refresh or code exchange the client was sending as the signal
     // came: answered on that same connection, which then closes.
     expect(await tokenRequest({ issuer }, robot, { agent })).toEqual({ status: 200, connection: 'close' });
     expect(sockets.size).toBe(1);
-    expect(await exited).toBe(0);
+    expect(await server.exited).toBe(0);
     await expect(tokenRequest({ issuer }, robot, { agent })).rejects.toThrow();
-    expect(output).not.toMatch(/"level":"error"/);
+    expect(server.output).toContain(WAITED_FOR_KEPT_ALIVE);
+    expect(server.output).not.toMatch(/"level":"error"/);
   } finally {
     agent.destroy();
-    child.kill('SIGKILL');
-    await exited;
-    await database.drop();
+    await server.stopped();
+  }
+});
+
+it('a stop by signal does not wait for kept-alive connections the clients have closed', async () => {
+  const server = await spawnServer();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    expect(await tokenRequest(server, server.robot, { agent })).toEqual({ status: 200, connection: 'keep-alive' });
+    // The client is done with the server (curl exiting, a browser tab closed).
+    agent.destroy();
+    await sleep(200); // for the close to reach the server
+    await server.terminate();
+    expect(await server.exited).toBe(0);
+    expect(server.output).not.toContain(WAITED_FOR_KEPT_ALIVE);
+    expect(server.output).not.toMatch(/"level":"error"/);
+  } finally {
+    await server.stopped();
   }
 });
 
