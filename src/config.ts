@@ -7,6 +7,7 @@ import type { PasswordPolicy } from './accounts/password-policy.js';
 import type { ThrottlePolicy } from './accounts/sign-in-throttle.js';
 import { unshowable } from './display-text.js';
 import type { EncryptionKeySource } from './keys/sealed-secrets.js';
+import { typoOf } from './typos.js';
 
 /** Whether `target` exists and is something other than a directory. */
 function isFileNotDirectory(target: string): boolean {
@@ -392,22 +393,8 @@ export function mistypedVariables(names: string[]): { name: string; meant: strin
   const mistyped: { name: string; meant: string }[] = [];
   for (const name of names) {
     if (ours.includes(name) || !/^[A-Z][A-Z0-9_]{4,}$/.test(name)) continue;
-    const allowed = name.length >= 8 ? 2 : 1;
-    const meant = ours.find((known) => Math.abs(known.length - name.length) <= allowed && editDistance(known, name) <= allowed);
+    const meant = typoOf(name, ours);
     if (meant) mistyped.push({ name, meant });
   }
   return mistyped;
-}
-
-/** Edits (insert, delete, replace, swap two neighbours) from `a` to `b` (optimal string alignment). */
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
-    }
-  }
-  return d[a.length]![b.length]!;
 }

@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Io } from './command.js';
 import { UsageError } from './usage.js';
+import { typoOf } from '../typos.js';
 
 /** An option's value the command refuses (a duration it cannot read, a number out of range): one line, exit 1, as a refused address is; a value outside a fixed list is a UsageError. */
 export class RefusedOption extends Error {
@@ -62,7 +63,10 @@ export function parse(args: string[], options: Options, positionals = 0) {
   if (parsed.positionals.length !== positionals) {
     // An option this command does not take (`keys retire KID --json`) was read as an argument above.
     const option = parsed.positionals.length > positionals ? parsed.positionals.find((arg) => arg.startsWith('--')) : undefined;
-    if (option) throw new UsageError(`unknown option '${option}'`);
+    if (option) {
+      const meant = typoOf(option.slice(2).split('=')[0]!, Object.keys(options));
+      throw new UsageError(`unknown option '${option}'${meant ? `: did you mean --${meant}?` : ''}`);
+    }
     throw new UsageError(positionals ? `expected ${positionals} argument(s), got ${parsed.positionals.length}` : `unexpected argument '${parsed.positionals[0]}'`);
   }
   return parsed;

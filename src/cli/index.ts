@@ -19,6 +19,7 @@ import { COMMANDS, READ_ONLY_COMMANDS, UNRECORDED_ARGUMENTS, type Io } from './c
 import { USAGE, UsageError, usageOf } from './usage.js';
 import { VERSION } from '../version.js';
 import { terminalSafe } from '../display-text.js';
+import { typoOf } from '../typos.js';
 
 const DOMAIN_ERRORS = [AccountError, ApiError, ClientError, ConfigError, CopyError, DatabaseUnavailable, EmbeddedDatabaseBusy, KeyError, MigrationError, RefusedOption, SealError];
 
@@ -45,6 +46,12 @@ async function readStdin(): Promise<string> {
 /** The first words of two-word commands: client, user, api, keys. */
 const GROUPS = new Set(Object.keys(COMMANDS).filter((name) => name.includes(' ')).map((name) => name.split(' ')[0]!));
 
+/** `: did you mean "client list"?` for `client lst`, `usr list` or `migrat`, or nothing. */
+function meantCommand(argv: string[]): string {
+  const meant = typoOf(argv.slice(0, 2).join(' '), Object.keys(COMMANDS)) ?? typoOf(argv[0]!, [...GROUPS, ...Object.keys(COMMANDS).filter((name) => !name.includes(' '))]);
+  return meant ? `: did you mean "${meant}"?` : '';
+}
+
 export async function run(argv: string[], io: Io): Promise<number> {
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v' || argv[0] === 'version')) {
     io.out(`portcullis ${VERSION}\n`);
@@ -64,7 +71,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
     if (!command) {
       // `portcullis client` alone names a group, not a command.
       const group = Object.keys(COMMANDS).some((known) => known.startsWith(`${argv[0]} `));
-      throw new UsageError(group && argv.length === 1 ? `"${argv[0]}" needs a command after it` : `unknown command "${argv.slice(0, 2).join(' ')}"`);
+      if (group && argv.length === 1) throw new UsageError(`"${argv[0]}" needs a command after it`);
+      const typed = argv.slice(0, 2).join(' ');
+      throw new UsageError(`unknown command "${typed}"${meantCommand(argv)}`);
     }
     // Help for a command is its own usage, whatever else was given (`--help` alone lists every command).
     if (args.includes('--help') || args.includes('-h')) {
