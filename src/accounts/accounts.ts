@@ -339,14 +339,15 @@ export class Accounts {
    * tokens issued under them, stay (revokeAccess takes those too); the
    * others end with the sessions, and what was issued under them.
    */
-  async setPassword(who: string, password: string): Promise<{ user: UserView; removed: Removed; consentsKept: number; ended: SessionEnd[] }> {
+  async setPassword(who: string, password: string): Promise<{ user: UserView; disabled: boolean; removed: Removed; consentsKept: number; ended: SessionEnd[] }> {
     const user = await this.resolve(who);
     await this.checkNewPassword(password, user.email);
     const hash = await this.hasher.hash(password);
     // The consents first: they are found through the sessions the next statement deletes.
-    const [, , consents, signIns, kept] = await this.prisma.$transaction([
+    const [, signedOut, consents, signIns, kept] = await this.prisma.$transaction([
       this.prisma.password.upsert({ where: { userId: user.id }, update: { hash }, create: { userId: user.id, hash } }),
-      this.prisma.$executeRaw`UPDATE users SET signed_out_at = now() WHERE id = ${user.id}::uuid`,
+      // A disabled user stays so (user enable is for that): the operator is told.
+      this.prisma.$queryRaw<{ disabled: boolean }[]>`UPDATE users SET signed_out_at = now() WHERE id = ${user.id}::uuid RETURNING disabled_at IS NOT NULL AS disabled`,
       this.deleteArtifacts(CONSENTS_OF_SIGN_INS, user.id),
       this.deleteArtifacts(SIGN_INS_OF_ACCOUNT, user.id),
       // The consents that still give apps access without the person, for the
@@ -355,7 +356,7 @@ export class Accounts {
         WHERE kind = 'Grant' AND account_id = ${user.id} AND (expires_at IS NULL OR expires_at > now())
           AND 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' '))`,
     ]);
-    return { user, removed: countByKind([...consents, ...signIns]), consentsKept: kept[0]?.n ?? 0, ended: appsOfEndedSessions(user.id, [...consents, ...signIns]) };
+    return { user, disabled: signedOut[0]?.disabled ?? false, removed: countByKind([...consents, ...signIns]), consentsKept: kept[0]?.n ?? 0, ended: appsOfEndedSessions(user.id, [...consents, ...signIns]) };
   }
 
   /**

@@ -127,11 +127,11 @@ export const userSetPassword: Command = async (args, open, io) => {
   if (!values['password-stdin']) throw new UsageError('--password-stdin is required (pipe the password in)');
   const password = await passwordFromStdin(io);
   const services = await open();
-  const { user, removed, consentsKept, ended: sessions } = await services.accounts.setPassword(positionals[0]!, password);
+  const { user, disabled, removed, consentsKept, ended: sessions } = await services.accounts.setPassword(positionals[0]!, password);
   const told = await tellApps(services, sessions, io);
   // Locked out by failed guesses? The new password is usable at once.
   await services.signInThrottle.forgive(user.email);
-  if (values.json) return io.out(json({ id: user.id, email: user.email, removed, consents_kept: consentsKept, backchannel_logouts: deliveriesJson(told) }));
+  if (values.json) return io.out(json({ id: user.id, email: user.email, disabled, removed, consents_kept: consentsKept, backchannel_logouts: deliveriesJson(told) }));
   const ended = describeRemoved(removed);
   io.out(`new password set for ${user.email}; ${ended ? `signed out everywhere (ended ${ended})` : 'no session was open'}${toldApps(told)}\n`);
   // Whoever had the old password may have given an app offline access: say
@@ -140,6 +140,7 @@ export const userSetPassword: Command = async (args, open, io) => {
     const consents = consentsKept === 1 ? '1 consent with offline access stays' : `${consentsKept} consents with offline access stay`;
     io.out(`${consents}, and the apps' refresh tokens keep working; to end them too: portcullis user revoke ${user.email}\n`);
   }
+  if (disabled) io.out(`${user.email} stays disabled: they sign in with it once \`portcullis user enable ${user.email}\` has run\n`);
 };
 
 export const userUpdate: Command = async (args, open, io) => {

@@ -1400,6 +1400,14 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     const again = await pc.cli(['user', 'disable', dora.email, '--json']);
     expect(JSON.parse(again.stdout)).toMatchObject({ email: dora.email, was_disabled: true, removed: {} });
     expect(listed.find((user) => user.email === 'lena@example.com')!.disabled_at).toBeNull();
+    // A new password does not enable them, and the operator is told so.
+    const newPassword = await pc.cli(['user', 'set-password', dora.email, '--password-stdin'], `${dora.password}\n`);
+    expect([newPassword.code, newPassword.stdout.split('\n').at(-2)]).toEqual([0, `${dora.email} stays disabled: they sign in with it once \`portcullis user enable ${dora.email}\` has run`]);
+    expect(await tryPassword(rp, dora.email, dora.password)).toBe('disabled');
+    await pc.createUser('lars@example.com', 'lars password');
+    const lars = await pc.cli(['user', 'set-password', 'lars@example.com', '--password-stdin', '--json'], 'lars new password\n');
+    expect(JSON.parse(lars.stdout)).toMatchObject({ email: 'lars@example.com', disabled: false });
+    expect((await pc.cli(['user', 'set-password', 'lars@example.com', '--password-stdin'], 'lars newer password\n')).stdout).not.toContain('stays disabled');
 
     const enabled = await pc.cli(['user', 'enable', listed.find((user) => user.email === dora.email)!.id]);
     expect([enabled.code, enabled.stdout]).toEqual([0, `enabled ${dora.email}: they may sign in again\n`]);
