@@ -89,6 +89,20 @@ function headerProblem(request: IncomingMessage): string | undefined {
   return HOST_VALUE.test(host) ? undefined : 'the Host header is not a host name or address (RFC 9112 section 3.2)';
 }
 
+/**
+ * Requests a connection may have in hand at once. No browser pipelines, and a
+ * client that does so deeply does so to flood: each 64 KiB read can hold a
+ * thousand small requests, all handled at once, their answers held in memory
+ * while the client reads none of them (probe AM: twenty such connections took
+ * the server to 1 GB and its health check to 14 s). Past this many, the
+ * connection is closed.
+ */
+const MAX_PIPELINED = 32;
+
+/** Requests each connection has in hand. */
+const PENDING = Symbol('requests in hand');
+type Counted = IncomingMessage['socket'] & { [PENDING]?: number };
+
 function refuse(response: ServerResponse, status: number, description: string): void {
   const body = refusalBody(description);
   response.writeHead(status, { ...REFUSAL_HEADERS, 'Content-Length': Buffer.byteLength(body) });
@@ -114,7 +128,10 @@ function refuse(response: ServerResponse, status: number, description: string): 
  *   sent) or its chunks are malformed, the parser's error belongs to the
  *   request the client already has its answer to; a second response would be
  *   unsolicited, and the client would take it for the answer to its next
- *   request.
+ *   request. Nor where the refusal is about what followed a whole request
+ *   whose answer is still being made: that answer is sent, then the
+ *   connection closed;
+ * - a connection with more than MAX_PIPELINED requests in hand is closed.
  *
  * `answered` hears of each refusal sent (for the metrics: no Koa middleware
  * sees these requests).
@@ -128,7 +145,14 @@ export function serveWithRefusals(
   const lastExchange = new WeakMap<object, { request: IncomingMessage; response: ServerResponse }>();
 
   server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    lastExchange.set(request.socket, { request, response });
+    const socket = request.socket as Counted;
+    // Closed below while requests from the same read were still being parsed.
+    if (socket.destroyed) return;
+    const pending = (socket[PENDING] ?? 0) + 1;
+    if (pending > MAX_PIPELINED) return void socket.destroy();
+    socket[PENDING] = pending;
+    response.once('close', () => void (socket[PENDING]! -= 1));
+    lastExchange.set(socket, { request, response });
     const problem = headerProblem(request);
     if (problem === undefined) return handler(request, response);
     refuse(response, 400, problem);
@@ -147,6 +171,16 @@ export function serveWithRefusals(
     const aboutAnsweredRequest = last !== undefined && !last.request.complete && last.response.headersSent;
     if (error.code === 'ECONNRESET' || !socket.writable || responding || aboutAnsweredRequest) {
       socket.destroy();
+      return;
+    }
+    // What follows a whole request still being answered (bytes that are not
+    // HTTP, or anything after a request that said Connection: close): that
+    // answer goes out first, as answers go in the order of the requests
+    // (RFC 9112 §9.3.2), and what followed is dropped unanswered (§9.6). A
+    // refusal written now would take its place: a refresh would have been
+    // made and its new token never received.
+    if (last !== undefined && last.request.complete && !last.response.writableFinished) {
+      last.response.once('close', () => socket.destroy());
       return;
     }
     socket.end(refusalResponse(refusalFor(error.code)), () => socket.destroy());

@@ -1071,6 +1071,33 @@ describe('other endpoints', () => {
     expect(statusLines(await conversation(get, 'HELLO THERE\r\n\r\n'))).toEqual(['HTTP/1.1 200', 'HTTP/1.1 400']);
   });
 
+  it('what follows a whole request on its connection (bytes that are not HTTP, a request after Connection: close) does not take the place of its answer', async () => {
+    const { hostname } = new URL(pc.issuer);
+    const statusLines = (raw: string) => raw.match(/HTTP\/1\.1 \d{3}/g);
+    const form = 'grant_type=client_credentials';
+    const grant = `POST /token HTTP/1.1\r\nHost: ${hostname}\r\nAuthorization: ${basicAuth(client.client_id, client.client_secret!)}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${form.length}\r\n\r\n${form}`;
+    // The client credentials grant is not the client's; the answer is an error, but its own.
+    const answered = await rawExchange(pc.issuer, `${grant}HELLO THERE\r\n\r\n`);
+    expect(statusLines(answered)).toEqual(['HTTP/1.1 400']);
+    expect(answered).toContain('"error":"unauthorized_client"');
+    expect(answered).not.toContain('not valid HTTP');
+    // RFC 9112 §9.6: the request saying close is answered, and nothing after it.
+    const closing = `GET /jwks HTTP/1.1\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n`;
+    expect(statusLines(await rawExchange(pc.issuer, `${closing}GET /jwks HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`))).toEqual(['HTTP/1.1 200']);
+  });
+
+  it('pipelined requests are answered in order; a connection that sends hundreds without reading the answers is closed', async () => {
+    const { hostname } = new URL(pc.issuer);
+    const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`;
+    const few = await rawExchange(pc.issuer, `${get('/healthz')}${get('/jwks')}${get('/.well-known/openid-configuration')}${get('/healthz').replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n')}`);
+    expect(few.match(/HTTP\/1\.1 \d{3}/g)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200', 'HTTP/1.1 200', 'HTTP/1.1 200']);
+    expect(few.indexOf('"keys"')).toBeLessThan(few.indexOf('"issuer"'));
+    // Five hundred at once, in one write: closed once 32 are in hand, the rest never handled.
+    const flood = await rawExchange(pc.issuer, get('/.well-known/openid-configuration').repeat(500));
+    expect(flood.match(/HTTP\/1\.1 200/g)?.length ?? 0).toBeLessThanOrEqual(32);
+    expect((await fetch(`${pc.issuer}/healthz`)).status).toBe(200);
+  });
+
   it('a request whose headers never finish arriving is answered 408 within seconds, not held for a minute (slowloris)', async () => {
     const { hostname } = new URL(pc.issuer);
     const started = Date.now();
