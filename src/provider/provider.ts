@@ -86,7 +86,13 @@ export function createProvider(services: ProviderServices): Provider {
       escaped = error;
     }
     const oidcCtx = ctx as unknown as KoaContextWithOIDC;
-    await settleDeferredWrites(ctx, escaped === undefined && ctx.status < 400).catch((error: unknown) =>
+    // A client that hung up (or half-closed: Node then ends the connection)
+    // before its answer was made will never read it: its code or refresh
+    // token is left unused, for the retry it will make, rather than spent on
+    // tokens it never received (a retry would then be taken for a replay,
+    // and revoke the sign-in). One that hangs up after this still loses them.
+    const answerable = !ctx.req.socket.destroyed && ctx.req.socket.writable;
+    await settleDeferredWrites(ctx, escaped === undefined && ctx.status < 400 && answerable).catch((error: unknown) =>
       answerWithError(oidcCtx, error, 'grant.error'),
     );
     if (escaped !== undefined) await answerWithError(oidcCtx, escaped);

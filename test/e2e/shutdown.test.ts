@@ -9,9 +9,12 @@ import { freshDatabase } from '../support/database.js';
 import { dbRelay } from '../support/db-relay.js';
 import { embedded, heldAtTheLock } from '../support/locks.js';
 import { freePort, runCli, startPortcullis, TEST_ENV } from '../support/portcullis.js';
+import { discover, logIn, REDIRECT_URI } from '../support/relying-party.js';
+import { sha256 } from '../support/digest.js';
+import { UserAgent } from '../support/user-agent.js';
 
 
-it.skipIf(embedded)('a request whose client hung up finishes its writes before the database closes', async () => {
+it.skipIf(embedded)('a request whose client hung up is let finish before the database closes, and stores no token it would never receive', async () => {
   const pc = await startPortcullis();
   const admin = pc.outsideConnection();
   await admin.connect();
@@ -39,7 +42,44 @@ it.skipIf(embedded)('a request whose client hung up finishes its writes before t
 
     expect(pc.errors).toEqual([]);
     const { rows } = await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM provider_artifacts WHERE kind = 'ClientCredentials'`);
-    expect(rows[0]!.n).toBe(1);
+    expect(rows[0]!.n).toBe(0);
+  } finally {
+    await admin.end();
+    await pc.close();
+  }
+});
+
+it.skipIf(embedded)('a refresh whose client hung up before its tokens were stored leaves the refresh token unused, for the retry the client makes', async () => {
+  const pc = await startPortcullis();
+  const admin = pc.outsideConnection();
+  await admin.connect();
+  try {
+    const dana = { email: 'dana@example.com', password: 'danas long password' };
+    await pc.createUser(dana.email, dana.password);
+    const app = await pc.createClient({ name: 'Notes', redirectUris: [REDIRECT_URI] });
+    const rp = await discover(pc.issuer, app.client_id, app.client_secret);
+    const { tokens } = await logIn(new UserAgent(), rp, 'openid offline_access', dana, { prompt: 'consent' });
+    const presented = await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM provider_artifacts WHERE kind = 'RefreshToken'`);
+    // The refresh reads the token (held here), then would spend it on new ones.
+    await admin.query('BEGIN');
+    await admin.query('LOCK TABLE provider_artifacts IN ACCESS EXCLUSIVE MODE');
+    const hangUp = new AbortController();
+    const refresh = tokenRequest(pc, app, { signal: hangUp.signal }, new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token! }).toString()).then(
+      () => 'answered',
+      () => 'hung up',
+    );
+    await heldAtTheLock(admin);
+    hangUp.abort();
+    expect(await refresh).toBe('hung up');
+    await sleep(300); // for the reset to reach the server
+    await admin.query('COMMIT');
+    await pc.server.close(); // once the refresh's handler has finished
+
+    const { rows } = await admin.query<{ consumed: boolean }>(`SELECT consumed_at IS NOT NULL AS consumed FROM provider_artifacts WHERE id = $1`, [sha256(tokens.refresh_token!)]);
+    expect(rows).toEqual([{ consumed: false }]);
+    const after = await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM provider_artifacts WHERE kind = 'RefreshToken'`);
+    expect(after.rows[0]!.n).toBe(presented.rows[0]!.n);
+    expect(pc.errors).toEqual([]);
   } finally {
     await admin.end();
     await pc.close();
@@ -269,6 +309,7 @@ function tokenRequest(
   pc: { issuer: string },
   client: { client_id: string; client_secret?: string },
   options: { agent?: http.Agent; signal?: AbortSignal },
+  form = 'grant_type=client_credentials',
 ): Promise<{ status: number; connection?: string }> {
   return new Promise((resolve, reject) => {
     const request = http.request(`${pc.issuer}/token`, {
@@ -284,6 +325,6 @@ function tokenRequest(
       response.on('end', () => resolve({ status: response.statusCode ?? 0, connection: response.headers.connection }));
     });
     request.on('error', reject);
-    request.end('grant_type=client_credentials');
+    request.end(form);
   });
 }
