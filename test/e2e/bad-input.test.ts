@@ -1086,6 +1086,24 @@ describe('other endpoints', () => {
     expect(statusLines(await rawExchange(pc.issuer, `${closing}GET /jwks HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`))).toEqual(['HTTP/1.1 200']);
   });
 
+  it('a query string of more than 100 parameters is refused before it is parsed (its parse takes time that grows with their square): a page for a browser, JSON for a client', async () => {
+    const crowded = (count: number) => Array.from({ length: count }, (_, i) => `x${i}=1`).join('&');
+    // Seven thousand, within the 16 KiB the request line and headers may take.
+    const page = await fetch(`${pc.issuer}/auth?client_id=${client.client_id}&${'a&'.repeat(7_000)}`, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(400);
+    expect(page.headers.get('content-type')).toContain('text/html');
+    expect(await page.text()).toContain('more than 100 parameters');
+    for (const path of ['/me', '/session/end', '/.well-known/openid-configuration']) {
+      const refused = await fetch(`${pc.issuer}${path}?${crowded(101)}`);
+      expect([path, refused.status, await refused.json()]).toEqual([path, 400, { error: 'invalid_request', error_description: 'the query string holds more than 100 parameters' }]);
+    }
+    // An authorization request with a hundred parameters in all is served.
+    const request = new URL((await authorizationRequest(rp, 'openid')).url);
+    const extra = 100 - [...request.searchParams.keys()].length;
+    const served = await visit(new UserAgent(), `${request.href}&${crowded(extra)}`);
+    expect(pageKind(served)).toBe('login');
+  });
+
   it('pipelined requests are answered in order; a connection that sends hundreds without reading the answers is closed', async () => {
     const { hostname } = new URL(pc.issuer);
     const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`;
