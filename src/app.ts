@@ -78,7 +78,7 @@ export function createApp(deps: AppDeps): RequestHandler {
       const addresses = allowedMethodsOf(provider);
       // provider.use() runs these ahead of the provider's own routes.
       const middleware = [
-        requestLog(logger, deps.config.trustProxy > 0),
+        requestLog(logger, deps.config.trustProxy > 0, addresses),
         securityHeaders(deps.config.issuer),
         // Caching headers for discovery and the JWKS.
         cacheablePublicDocuments(deps.config),
@@ -115,12 +115,15 @@ const CLIENT_CONNECTION_ERRORS = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE',
  * Whether an error reaching Koa's handler is the client's doing rather than
  * ours: not worth an error line, which any client could otherwise write at will.
  */
+/** What the request log says for the path of an address nothing serves. */
+const NOT_SERVED = '(an address nothing serves)';
+
 function clientFault(error: Error & { code?: unknown; status?: unknown; expose?: unknown }): boolean {
   if (typeof error.code === 'string' && (error.code.startsWith('HPE_') || CLIENT_CONNECTION_ERRORS.has(error.code))) return true;
   return error.expose === true && typeof error.status === 'number' && error.status < 500;
 }
 
-function requestLog(logger: Logger, trustProxy: boolean): Koa.Middleware {
+function requestLog(logger: Logger, trustProxy: boolean, addresses: (path: string) => Address | undefined): Koa.Middleware {
   // Without debug lines there is nothing to time: the id alone, and no extra
   // promise on every request.
   if (!logger.enabled('debug')) {
@@ -131,8 +134,11 @@ function requestLog(logger: Logger, trustProxy: boolean): Koa.Middleware {
   }
   return (ctx, next) => {
     const started = performance.now();
-    // Path only: query strings and bodies may carry codes and tokens.
-    const line = { request: nameRequest(ctx, trustProxy), method: ctx.method, path: loggedPath(ctx.path) };
+    // Path only: query strings and bodies may carry codes and tokens. Nor
+    // the path of an address nothing serves: a client with a wrong base URL
+    // may have put a token in it (probe AN).
+    const path = addresses(ctx.path) ? loggedPath(ctx.path) : NOT_SERVED;
+    const line = { request: nameRequest(ctx, trustProxy), method: ctx.method, path };
     // Once the response is done, with the status sent: the provider's own
     // middleware (provider.ts), which runs around this one, may still change
     // what a route answered (an invalid_scope for a token the route issued).

@@ -92,6 +92,9 @@ it('debug request lines name the route of a sign-in in progress, never its id (i
   });
   expect(refused.status).toBe(400);
   const id = refused.headers.get('x-request-id')!;
+  // A client with a wrong base URL may put a token in the path: an address nothing serves is not logged as it was asked.
+  const misdirected = await fetch(`${pc.issuer}/oauth/userinfo/${robot.client_secret}`);
+  expect(misdirected.status).toBe(404);
   await new Promise((resolve) => setTimeout(resolve, 100)); // logged once the response is done
   const requests = lines.filter((line) => line.includes('"message":"request"'));
   expect(requests.find((line) => line.includes(id))).toMatch(/"path":"\/token","status":400,/);
@@ -111,6 +114,8 @@ it('debug request lines name the route of a sign-in in progress, never its id (i
   expect(requests.some((line) => line.includes('"path":"/interaction/:uid"'))).toBe(true);
   expect(lines.some((line) => line.includes('"message":"login failed"') && /"interaction":"[\w-]{12}"/.test(line) && line.includes(`"client":"${web.client_id}"`))).toBe(true);
   expect(lines.join('\n')).not.toContain(uid);
+  expect(lines.join('\n')).not.toContain(robot.client_secret);
+  expect(requests.find((line) => line.includes(misdirected.headers.get('x-request-id')!))).toMatch(/"path":"\(an address nothing serves\)","status":404,/);
 });
 
 it('stored sign-ins in progress name neither their own id nor the session cookie of the browser', async () => {
