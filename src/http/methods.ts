@@ -70,6 +70,12 @@ export function allowedMethodsOf(provider: Provider): (path: string) => Address 
 export function answerOptions(addresses: (path: string) => Address | undefined): Middleware {
   return async (ctx, next) => {
     if (ctx.method !== 'OPTIONS') return next();
+    // `OPTIONS *` asks about the server as a whole (RFC 9110 §9.3.7): the methods some address takes.
+    if (ctx.url === '*') {
+      ctx.status = 204;
+      ctx.set('Allow', 'GET, HEAD, POST, OPTIONS');
+      return undefined;
+    }
     const address = addresses(ctx.path);
     if (!address || (address.cors && ctx.get('Origin') && ctx.get('Access-Control-Request-Method'))) {
       await next();

@@ -719,6 +719,11 @@ describe('other endpoints', () => {
         expect([path, response.status, response.headers.get('allow')]).toEqual([path, 204, allow]);
       }
     }
+    // `OPTIONS *`: the server as a whole.
+    const { hostname } = new URL(pc.issuer);
+    const asterisk = await rawExchange(pc.issuer, `OPTIONS * HTTP/1.1\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n`);
+    expect(asterisk).toMatch(/^HTTP\/1\.1 204 /);
+    expect(asterisk).toMatch(/\r\nAllow: GET, HEAD, POST, OPTIONS\r\n/i);
     const preflight = await fetch(`${pc.issuer}/token`, {
       method: 'OPTIONS',
       headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'dpop' },
