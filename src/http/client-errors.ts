@@ -7,6 +7,7 @@
 // §5.2), so a client's developer is not left guessing.
 import { maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { BODY_LIMIT, BODY_TOO_LARGE } from '../provider/body-limit.js';
 
 interface Refusal {
   status: number;
@@ -157,6 +158,19 @@ export function serveWithRefusals(
     if (problem === undefined) return handler(request, response);
     refuse(response, 400, problem);
     answered();
+  });
+
+  // A client that waits to be asked for its body (RFC 9110 §10.1.1) is not
+  // asked for one longer than any address here reads: answered 413 at once,
+  // as Node's default would have it send the body only to refuse it.
+  server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
+    if (Number(request.headers['content-length']) > BODY_LIMIT) {
+      refuse(response, 413, BODY_TOO_LARGE);
+      answered();
+      return;
+    }
+    response.writeContinue();
+    server.emit('request', request, response);
   });
 
   server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
