@@ -195,6 +195,11 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       });
       server!.listen(config.port, config.host, () => resolve());
     });
+    // Once listening, an error the server emits is one accepting a connection
+    // (out of memory or buffers; running out of descriptors libuv absorbs):
+    // that connection is lost, the server goes on. Unheard, the event would
+    // end the process.
+    server.on('error', (error: NodeJS.ErrnoException) => logger.error('a connection could not be accepted', { error: `${error.code ?? error.name}: ${error.message}` }));
 
     // Tracked like requests: shutdown lets a running sweep or refresh finish.
     // One run at a time: a timer's next tick while the database hangs would
