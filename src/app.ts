@@ -111,13 +111,13 @@ export function createApp(deps: AppDeps): RequestHandler {
 // could not be finished).
 const CLIENT_CONNECTION_ERRORS = new Set(['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
 
+/** What the request log says for the path of an address nothing serves. */
+const NOT_SERVED = '(an address nothing serves)';
+
 /**
  * Whether an error reaching Koa's handler is the client's doing rather than
  * ours: not worth an error line, which any client could otherwise write at will.
  */
-/** What the request log says for the path of an address nothing serves. */
-const NOT_SERVED = '(an address nothing serves)';
-
 function clientFault(error: Error & { code?: unknown; status?: unknown; expose?: unknown }): boolean {
   if (typeof error.code === 'string' && (error.code.startsWith('HPE_') || CLIENT_CONNECTION_ERRORS.has(error.code))) return true;
   return error.expose === true && typeof error.status === 'number' && error.status < 500;

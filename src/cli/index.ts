@@ -72,8 +72,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
       // `portcullis client` alone names a group, not a command.
       const group = Object.keys(COMMANDS).some((known) => known.startsWith(`${argv[0]} `));
       if (group && argv.length === 1) throw new UsageError(`"${argv[0]}" needs a command after it`);
-      const typed = argv.slice(0, 2).join(' ');
-      throw new UsageError(`unknown command "${typed}"${meantCommand(argv)}`);
+      throw new UsageError(`unknown command "${argv.slice(0, 2).join(' ')}"${meantCommand(argv)}`);
     }
     // Help for a command is its own usage, whatever else was given (`--help` alone lists every command).
     if (args.includes('--help') || args.includes('-h')) {
