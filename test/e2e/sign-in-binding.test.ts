@@ -159,6 +159,25 @@ describe('a sign-in in progress', () => {
     expect(await signedIn(mine)).toBe('login_required');
   });
 
+  it("another browser's interaction cookie, planted under this browser's own sign-in address, is refused there: the person does not sign in for that browser", async () => {
+    const theirs = new UserAgent();
+    const their = await visit(theirs, (await authorizationRequest(rp, 'openid email')).url);
+    // The victim's browser has a sign-in of its own (so its binding holds for its own address).
+    const mine = new UserAgent();
+    const own = await visit(mine, (await authorizationRequest(rp, 'openid email')).url);
+    expect([pageKind(their), pageKind(own)]).toEqual(['login', 'login']);
+    // The attacker's interaction cookies, with the values of their sign-in, at the victim's sign-in's path.
+    for (const name of ['_interaction', '_interaction.sig']) mine.alterCookie(name, () => theirs.cookie(name)!);
+
+    const posted = await mine.post(own, UserAgent.formAction(own, '/login'), victim, REDIRECT_URI);
+    expect(pageKind(posted)).toBe('other');
+    // The attacker's browser resumes with nobody signed in.
+    const theirUid = new URL(their.url).pathname.split('/')[2]!;
+    expect(pageKind(await theirs.open(`${pc.issuer}/auth/${theirUid}`, {}, REDIRECT_URI))).toBe('login');
+    expect(await signedIn(theirs)).toBe('login_required');
+    expect(pc.errors).toEqual([]);
+  });
+
   it('resumed with a resume cookie planted from another browser is refused: the person is not signed in as whoever started it', async () => {
     const theirs = new UserAgent();
     const login = await visit(theirs, (await authorizationRequest(rp, 'openid email')).url);
