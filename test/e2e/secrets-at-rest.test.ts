@@ -229,6 +229,21 @@ it('seals signing and cookie keys an earlier version stored in the plain, and ke
   expect(signature).toBe(expected);
 });
 
+it("a sealed key copied into another row does not open there: each is sealed to its own row", async () => {
+  const [one, other] = (await signingKeys()).filter((row) => row.private_jwk !== null);
+  expect(one && other).toBeTruthy();
+  // Someone with write access to the database (not the encryption key) swaps a key in.
+  await query('UPDATE signing_keys SET private_jwk = $1 WHERE kid = $2', [one!.private_jwk, other!.kid]);
+  try {
+    const listed = await runCli(['keys', 'list'], pc.env);
+    expect(listed.code).toBe(1);
+    expect(listed.stderr).toContain(`failed authentication: it was altered, or belongs to another row`);
+  } finally {
+    await query('UPDATE signing_keys SET private_jwk = $1 WHERE kid = $2', [other!.private_jwk, other!.kid]);
+  }
+  expect((await runCli(['keys', 'list'], pc.env)).code).toBe(0);
+});
+
 it('refuses a wrong encryption key, in the CLI and at start, and changes nothing', async () => {
   const before = { keys: await signingKeys(), cookies: await cookieKeys() };
   const wrong = { ...pc.env, ENCRYPTION_KEYS: 'a-different-encryption-key-of-more-than-32-characters' };
