@@ -1440,6 +1440,30 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
+  it("enable: what the cut-offs let through at the disable stays refused once the user may sign in again", async () => {
+    const eda = { email: 'eda@example.com', password: 'edas password' };
+    await pc.createUser(eda.email, eda.password);
+    const ua = new UserAgent();
+    const { tokens } = await offline(eda.email, eda.password, ua);
+    await savedBack(eda.email, ['Session', 'Grant', 'RefreshToken', 'AccessToken'], async () => {
+      expect((await pc.cli(['user', 'disable', eda.email])).code).toBe(0);
+      // As if all of it had been saved back in the disable's own second (see above).
+      const db = pc.outsideConnection();
+      await db.connect();
+      try {
+        await db.query(`UPDATE users SET signed_out_at = NULL, revoked_at = NULL WHERE email = '${eda.email}'`);
+      } finally {
+        await db.end();
+      }
+    });
+    expect((await pc.cli(['user', 'enable', eda.email])).code).toBe(0);
+    expect(await stillSignedIn(ua, rp)).toBe(false);
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
+    await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    // They sign in anew.
+    expect(await tryPassword(rp, eda.email, eda.password)).toBe('signed in');
+  });
+
   it('delete: the user and everything given to them go; by email or by id; twice is an error', async () => {
     await pc.createUser('otto@example.com', 'ottos password');
     await pc.createUser('pia@example.com', 'pias password');
