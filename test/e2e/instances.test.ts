@@ -102,27 +102,8 @@ describe.skipIf(embedded)('several instances of one deployment', () => {
   it('an instance whose clock is off from the database\'s by more than 2 s says so at start, by how much and which way; a CLI stamps by the database\'s', async () => {
     const first = await startPortcullis();
     cleanup.push(() => first.close());
-    const name = new URL(first.database.env.DATABASE_URL!).pathname.slice(1);
-    const admin = first.outsideConnection();
-    await admin.connect();
-    try {
-      // The database's clock a minute ahead, for connections made from now on (the tables are made already).
-      await admin.query(`CREATE SCHEMA skewed`);
-      await admin.query(`CREATE FUNCTION skewed.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS 'SELECT pg_catalog.clock_timestamp() + interval ''1 minute'''`);
-      await admin.query(`CREATE FUNCTION skewed.now() RETURNS timestamptz LANGUAGE sql AS 'SELECT pg_catalog.now() + interval ''1 minute'''`);
-      // (After public, where the tables are and new ones would go; before pg_catalog, whose functions it shadows.)
-      await admin.query(`ALTER DATABASE "${name}" SET search_path = public, skewed, pg_catalog`);
-    } finally {
-      await admin.end();
-    }
-    const second = await startPortcullis({ LOG_LEVEL: 'info' }, first.database);
-    cleanup.push(() => second.close());
-    let warning: string | undefined;
-    for (let tries = 0; !warning && tries < 100; tries++) {
-      warning = second.log.find((line) => line.includes('clock is'));
-      if (!warning) await sleep(50);
-    }
-    const logged = JSON.parse(warning!) as { level: string; message: string; seconds: number };
+    await skewDatabaseClock(first, '+');
+    const logged = await clockWarning(first);
     expect(logged).toMatchObject({ level: 'warn', message: expect.stringContaining(' s behind the database') });
     expect(logged.seconds).toBeGreaterThan(-61);
     expect(logged.seconds).toBeLessThan(-59);
@@ -137,4 +118,43 @@ describe.skipIf(embedded)('several instances of one deployment', () => {
     expect(recorded!.command).toBe('api create');
     expect(Date.parse(recorded!.at) - Date.now()).toBeGreaterThan(50_000);
   });
+
+  it('an instance whose clock is ahead of the database\'s says so too', async () => {
+    const first = await startPortcullis();
+    cleanup.push(() => first.close());
+    await skewDatabaseClock(first, '-');
+    const logged = await clockWarning(first);
+    expect(logged).toMatchObject({ level: 'warn', message: expect.stringContaining(' s ahead of the database') });
+    expect(logged.seconds).toBeGreaterThan(59);
+    expect(logged.seconds).toBeLessThan(61);
+  });
+
+  /** Sets the database's clock a minute ahead (+) or behind (-), for connections made from now on (the tables are made already). */
+  async function skewDatabaseClock(pc: TestPortcullis, sign: '+' | '-'): Promise<void> {
+    const name = new URL(pc.database.env.DATABASE_URL!).pathname.slice(1);
+    const admin = pc.outsideConnection();
+    await admin.connect();
+    try {
+      await admin.query(`CREATE SCHEMA skewed`);
+      await admin.query(`CREATE FUNCTION skewed.clock_timestamp() RETURNS timestamptz LANGUAGE sql AS 'SELECT pg_catalog.clock_timestamp() ${sign} interval ''1 minute'''`);
+      await admin.query(`CREATE FUNCTION skewed.now() RETURNS timestamptz LANGUAGE sql AS 'SELECT pg_catalog.now() ${sign} interval ''1 minute'''`);
+      // (After public, where the tables are and new ones would go; before pg_catalog, whose functions it shadows.)
+      await admin.query(`ALTER DATABASE "${name}" SET search_path = public, skewed, pg_catalog`);
+    } finally {
+      await admin.end();
+    }
+  }
+
+  /** The clock warning of a second instance started on `first`'s database (whose own connections were made before the skew). */
+  async function clockWarning(first: TestPortcullis): Promise<{ level: string; message: string; seconds: number }> {
+    const second = await startPortcullis({ LOG_LEVEL: 'info' }, first.database);
+    cleanup.push(() => second.close());
+    let warning: string | undefined;
+    for (let tries = 0; !warning && tries < 100; tries++) {
+      warning = second.log.find((line) => line.includes('clock is'));
+      if (!warning) await sleep(50);
+    }
+    expect(warning, 'no clock warning').toBeDefined();
+    return JSON.parse(warning!) as { level: string; message: string; seconds: number };
+  }
 });
