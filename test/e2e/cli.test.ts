@@ -361,11 +361,16 @@ describe('portcullis client', () => {
     });
   });
 
-  it.skipIf(process.env.TEST_DATABASE !== 'postgres')('taking offline_access away ends a refresh token that a refresh in flight stores after the update deleted the others', async () => {
-    await pc.createUser('ossie@example.com', 'ossies password');
+  it.skipIf(process.env.TEST_DATABASE !== 'postgres').each([
+    // The refresh itself: invalid_grant (the token is ended), or refused as a grant the client may no longer use.
+    ['offline_access', ['--scope', 'openid'], 'ossie', 'invalid_grant'],
+    ['the refresh_token grant', ['--grant-type', 'authorization_code'], 'otis', 'unauthorized_client'],
+  ])('taking %s away ends a refresh token that a refresh in flight stores after the update deleted the others', async (_, change, person, refused) => {
+    const ossie = { email: `${person}@example.com`, password: `${person}s password` };
+    await pc.createUser(ossie.email, ossie.password);
     const offline = await pc.createClient({ name: 'Offline', redirectUris: [REDIRECT_URI], scope: 'openid offline_access' });
     const offlineRp = await discover(pc.issuer, offline.client_id, offline.client_secret);
-    const { tokens } = await logIn(new UserAgent(), offlineRp, 'openid offline_access', { email: 'ossie@example.com', password: 'ossies password' }, { prompt: 'consent' });
+    const { tokens } = await logIn(new UserAgent(), offlineRp, 'openid offline_access', ossie, { prompt: 'consent' });
     // Hold the refresh token's row: the refresh waits to consume it and store
     // the next one, and the update's delete waits behind it, its snapshot
     // taken before that next one exists.
@@ -378,7 +383,7 @@ describe('portcullis client', () => {
       await holder.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'RefreshToken' AND id = $1 FOR UPDATE`, [sha256(tokens.refresh_token!)]);
       const refreshing = oidc.refreshTokenGrant(offlineRp, tokens.refresh_token!);
       await waitersAtLeast(1);
-      const updating = pc.cli(['client', 'update', offline.client_id, '--scope', 'openid']);
+      const updating = pc.cli(['client', 'update', offline.client_id, ...change]);
       await waitersAtLeast(2);
       await holder.query('COMMIT');
       refreshed = await refreshing;
@@ -388,7 +393,7 @@ describe('portcullis client', () => {
       await Promise.all([holder.end(), watcher.end()]);
     }
     expect(refreshed.refresh_token).toBeTruthy();
-    await expect(oidc.refreshTokenGrant(offlineRp, refreshed.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
+    await expect(oidc.refreshTokenGrant(offlineRp, refreshed.refresh_token!)).rejects.toMatchObject({ error: refused });
     expect((await oidc.tokenIntrospection(offlineRp, refreshed.refresh_token!)).active).toBe(false);
     // Revoked, it still ends its sign-in's tokens (RFC 7009 §2.1): the access token issued with it stops too.
     expect((await oidc.tokenIntrospection(offlineRp, refreshed.access_token)).active).toBe(true);
