@@ -172,6 +172,23 @@ describe('consent', () => {
     expect(ipv6.html).not.toContain('<img');
   });
 
+  it('leaves off plain http addresses on other hosts that an earlier release registered (a logo, a home page)', async () => {
+    const created = await pc.cli(['client', 'create', '--name', 'Legacy', '--redirect-uri', REDIRECT_URI, '--json']);
+    const { client_id, client_secret } = JSON.parse(created.stdout);
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      await db.query(`UPDATE clients SET metadata = metadata || '{"logo_uri": "http://legacy.example.com/logo.png", "client_uri": "http://legacy.example.com/", "tos_uri": "http://legacy.example.com/tos"}' WHERE client_id = $1`, [client_id]);
+    } finally {
+      await db.end();
+    }
+    const rp = await discover(pc.issuer, client_id, client_secret);
+    const ua = new UserAgent();
+    const consent = await signIn(ua, await visit(ua, (await authorizationRequest(rp, 'openid')).url), bob.email, bob.password);
+    expect(pageKind(consent)).toBe('consent');
+    expect(consent.html).not.toContain('legacy.example.com');
+  });
+
   it('Deny sends access_denied back to the client', async () => {
     const ua = new UserAgent();
     const request = await authorizationRequest(appA, 'openid');
