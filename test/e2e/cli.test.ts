@@ -1445,6 +1445,26 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
+  it('cut-offs count whole seconds: a sign-in, and a token, of the cut-off\'s own second stand (signing in with a new password at once)', async () => {
+    const cy = { email: 'cy@example.com', password: 'cys password' };
+    await pc.createUser(cy.email, cy.password);
+    const ua = new UserAgent();
+    const { tokens } = await offline(cy.email, cy.password, ua);
+    const { id } = (JSON.parse((await pc.cli(['user', 'list', '--json'])).stdout) as { id: string; email: string }[]).find((user) => user.email === cy.email)!;
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      // Half a second after the sign-in and the token's issue: within their second.
+      const secondOf = (kind: string, claim: string) => `to_timestamp((SELECT max((payload->>'${claim}')::bigint) FROM provider_artifacts WHERE kind = '${kind}' AND (account_id = '${id}' OR payload->>'accountId' = '${id}'))) + interval '500 milliseconds'`;
+      const { rowCount } = await db.query(`UPDATE users SET signed_out_at = ${secondOf('Session', 'loginTs')}, revoked_at = ${secondOf('AccessToken', 'iat')} WHERE id = '${id}' AND ${secondOf('Session', 'loginTs')} IS NOT NULL AND ${secondOf('AccessToken', 'iat')} IS NOT NULL`);
+      expect(rowCount).toBe(1);
+    } finally {
+      await db.end();
+    }
+    expect(await stillSignedIn(ua, rp)).toBe(true);
+    expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(true);
+  });
+
   it("enable: what the cut-offs let through at the disable stays refused once the user may sign in again", async () => {
     const eda = { email: 'eda@example.com', password: 'edas password' };
     await pc.createUser(eda.email, eda.password);
