@@ -14,9 +14,11 @@ interface Refusal {
   description: string;
 }
 
-function refusalFor(code: string | undefined): Refusal {
+/** `inBody`: the error came while the body of a request whose headers were taken was arriving (its trailer fields, say). */
+function refusalFor(code: string | undefined, inBody: boolean): Refusal {
   switch (code) {
     case 'HPE_HEADER_OVERFLOW':
+      if (inBody) return { status: 431, description: `the trailer fields after the request body are larger than the server accepts (${Math.floor(maxHeaderSize / 1024)} KiB)` };
       return { status: 431, description: `the request line and headers are larger than the server accepts (${Math.floor(maxHeaderSize / 1024)} KiB); send long authorization requests by POST or as a pushed authorization request` };
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
       return { status: 413, description: 'the chunk extensions of the request body are too large' };
@@ -197,7 +199,7 @@ export function serveWithRefusals(
       last.response.once('close', () => socket.destroy());
       return;
     }
-    socket.end(refusalResponse(refusalFor(error.code)), () => socket.destroy());
+    socket.end(refusalResponse(refusalFor(error.code, last !== undefined && !last.request.complete)), () => socket.destroy());
     answered();
   });
 

@@ -91,7 +91,10 @@ export function createProvider(services: ProviderServices): Provider {
     // token is left unused, for the retry it will make, rather than spent on
     // tokens it never received (a retry would then be taken for a replay,
     // and revoke the sign-in). One that hangs up after this still loses them.
-    const answerable = !ctx.req.socket.destroyed && ctx.req.socket.writable;
+    // (No socket at all: the answer went already, as a page's 413 does, and
+    // so there is nothing deferred.)
+    const { socket } = ctx.req as { socket: typeof ctx.req.socket | null };
+    const answerable = socket !== null && !socket.destroyed && socket.writable;
     await settleDeferredWrites(ctx, escaped === undefined && ctx.status < 400 && answerable).catch((error: unknown) =>
       answerWithError(oidcCtx, error, 'grant.error'),
     );

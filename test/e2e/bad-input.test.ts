@@ -1025,6 +1025,8 @@ describe('other endpoints', () => {
       [`GET /jwks HTTP/1.1\r\nHost: ${host}\r\n${'x:1\r\n'.repeat(2100)}Host: evil.example\r\n\r\n`, 400, 'more than one Host header'],
       [`POST /token HTTP/1.1\r\nHost: ${host}\r\nExpect: 200-ok\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b`, 417, 'no expectation but 100-continue'],
       ['CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 501, 'this server is not a proxy'],
+      // Trailer fields too large: not the request line's fault.
+      [`POST /token HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n3\r\na=b\r\n0\r\nX-Trailer: ${'t'.repeat(20_000)}\r\n\r\n`, 431, 'the trailer fields after the request body are larger'],
       // Not asked for a body it would refuse (no 100 Continue first).
       [`POST /token HTTP/1.1\r\nHost: ${host}\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 70000\r\n\r\n`, 413, 'larger than 56 KiB'],
     ];
