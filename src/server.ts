@@ -185,12 +185,6 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     // (2000) it dropped the rest unread, and with them a second Host or
     // Authorization that the checks above refuse, and a proxy may act on.
     server.maxHeadersCount = 0;
-    // A client that sends its request and then half-closes (shutdown(SHUT_WR),
-    // as `nc -N` and some health checkers do) is answered before the
-    // connection closes: Node's default drops every answer not yet made, and
-    // the request is handled all the same (a refresh made, its tokens never
-    // received). (Node's own property, undocumented: its default is false.)
-    (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     await new Promise<void>((resolve, reject) => {
       // Named by the variables that chose the address (an unknown HOST, a PORT in use).
       // An address that is not this machine's (or no address at all) is a bad
