@@ -87,7 +87,8 @@ export function createProvider(services: ProviderServices): Provider {
     }
     const oidcCtx = ctx as unknown as KoaContextWithOIDC;
     // A client that hung up before its answer was made will never read it
-    // (one that only half-closed is answered, server.ts): its code or refresh
+    // (nor one that half-closed: the same end of input, which Node takes for
+    // a hang-up, ending the connection): its code or refresh
     // token is left unused, for the retry it will make, rather than spent on
     // tokens it never received (a retry would then be taken for a replay,
     // and revoke the sign-in). One that hangs up after this still loses them.
