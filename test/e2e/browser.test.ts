@@ -406,6 +406,16 @@ describe('journeys', () => {
       expect(await wide('3-consent')).toBe(false);
       await page.goto(`${pc.issuer}/auth?client_id=unknown&response_type=code&scope=openid`);
       expect(await wide('4-error')).toBe(false);
+      // The person's name and email in a button ("Continue as …").
+      await page.goto(`${phoneApp.url}/login?prompt=select_account`);
+      await page.getByRole('button', { name: /^Continue as/ }).waitFor();
+      expect(await wide('5-select-account')).toBe(false);
+      // The app's name in a link drawn as a button ("Go to …"), one word longer than the screen.
+      const registered = await pc.cli(['client', 'create', '--name', 'SupercalifragilisticexpialidociousApplication', '--redirect-uri', 'https://app.example.com/cb', '--client-uri', 'https://app.example.com/', '--json']);
+      const { client_id } = JSON.parse(registered.stdout) as { client_id: string };
+      await page.goto(`${pc.issuer}/auth?client_id=${client_id}&response_type=code&scope=openid&redirect_uri=https://app.example.com/elsewhere`);
+      await page.getByRole('link', { name: /^Go to/ }).waitFor();
+      expect(await wide('6-error-with-app')).toBe(false);
     } finally {
       await phoneApp.close();
     }
