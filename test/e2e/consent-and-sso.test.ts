@@ -444,6 +444,8 @@ describe('single sign-on', () => {
     const request = await authorizationRequest(appA, 'openid email', { prompt: 'select_account' });
     const choice = await visit(ua, request.url);
     expect(choice.html).toContain('Choose an account to continue to <bdi>Calendar &amp; Co</bdi>');
+    // The title names the app too (a tab list shows it), escaped.
+    expect(choice.html).toMatch(/<title>Choose an account for \u2068Calendar &amp; Co\u2069 · [^<]+<\/title>/);
     expect(choice.html).toContain('Continue as <bdi>Bob &lt;script&gt;alert(1)&lt;/script&gt;</bdi> (<bdi>bob@example.com</bdi>)</button>');
     // Cancel, as on the other pages: back to the app with access_denied, and nobody signed out.
     const declined = await ua.post(choice, UserAgent.formAction(choice, '/abort'), {}, REDIRECT_URI);
