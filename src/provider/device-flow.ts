@@ -123,12 +123,16 @@ const FORM_SECRET_ERRORS = new Set(['xsrf token invalid', 'could not find device
 /** Once the code is confirmed, it is used up: what went wrong after that is ended only by starting again on the device. */
 const START_AGAIN = 'This sign-in has ended. If your device did not connect, start again on it to get a new code.';
 
-/** What the code entry page says about the error the library re-renders it with in `ctx`; undefined for none. */
-function problemOf(error: unknown, ctx: KoaContextWithOIDC): { problem: string; cancelled?: true; throttled?: true } | undefined {
+/**
+ * What the code entry page says about the error the library re-renders it
+ * with in `ctx`, undefined for none; `codeWrong` where the code entered (or
+ * left out) is what was wrong, for the field to be marked invalid.
+ */
+function problemOf(error: unknown, ctx: KoaContextWithOIDC): { problem: string; cancelled?: true; codeWrong?: true } | undefined {
   if (!error) return undefined;
   if (error instanceof TooManyWrongCodes) {
     const minutes = Math.max(1, Math.ceil(error.retryAfter / 60));
-    return { problem: `Too many wrong codes were entered from your network. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`, throttled: true };
+    return { problem: `Too many wrong codes were entered from your network. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.` };
   }
   // The library's own errors for this page (lib/helpers/re_render_errors.js), by name: it exports none of them.
   const name = (error as Error).name;
@@ -143,20 +147,20 @@ function problemOf(error: unknown, ctx: KoaContextWithOIDC): { problem: string; 
   if (confirmed) return { problem: START_AGAIN };
   switch (name) {
     case 'NoCodeError':
-      return { problem: 'Enter the code your device shows.' };
+      return { problem: 'Enter the code your device shows.', codeWrong: true };
     case 'NotFoundError':
-      return { problem: 'That code is not right. Check it against the one your device shows and try again.' };
+      return { problem: 'That code is not right. Check it against the one your device shows and try again.', codeWrong: true };
     case 'ExpiredError':
-      return { problem: 'That code has expired. Start again on your device to get a new one.' };
+      return { problem: 'That code has expired. Start again on your device to get a new one.', codeWrong: true };
     case 'AlreadyUsedError':
-      return { problem: 'That code has been used already. Start again on your device to get a new one.' };
+      return { problem: 'That code has been used already. Start again on your device to get a new one.', codeWrong: true };
   }
-  if (isBodyTooLarge(error)) return { problem: 'What you sent is too long: enter only the code your device shows.' };
+  if (isBodyTooLarge(error)) return { problem: 'What you sent is too long: enter only the code your device shows.', codeWrong: true };
   // The page's secret missing or wrong: a page kept open past its session, or from another browser.
   if (error instanceof errors.InvalidRequest && FORM_SECRET_ERRORS.has(String(error.error_description))) {
     return { problem: 'This page was open too long, or in another window. Enter the code again.' };
   }
-  if (error instanceof errors.InvalidRequest) return { problem: 'That code could not be read. Enter it as your device shows it.' };
+  if (error instanceof errors.InvalidRequest) return { problem: 'That code could not be read. Enter it as your device shows it.', codeWrong: true };
   return { problem: 'The code could not be checked. Try again in a moment.' };
 }
 

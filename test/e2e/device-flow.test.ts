@@ -143,6 +143,7 @@ describe('device authorization', () => {
     // Reloaded, the page has nothing more to do, and says so without blaming a code.
     const reloaded = await ua.open(page.url);
     expect(reloaded.html).toContain('This sign-in has ended. If your device did not connect, start again on it to get a new code.');
+    expect(reloaded.html).not.toContain('aria-invalid');
 
     const issued = await counter(`portcullis_tokens_issued_total{grant_type="${DEVICE_CODE_GRANT}"}`);
     const tokens = await oidc.pollDeviceAuthorizationGrant(tvApp, started);
@@ -479,6 +480,8 @@ describe('device authorization', () => {
     expect(page.status).toBe(200);
     expect(page.html).toContain('That code is not right.');
     expect(page.html).toContain('aria-invalid="true"');
+    // The title says why first, as a tab or window list shows it (WCAG 2.4.2).
+    expect(page.html).toMatch(/<title>Error: That code is not right – Connect a device · [^<]+<\/title>/);
     expect(page.html).toContain('value="BCDF-GHJK"'); // kept, to be corrected
     page = await enterCode(ua, '');
     expect(page.html).toContain('Enter the code your device shows.');
@@ -488,6 +491,8 @@ describe('device authorization', () => {
     expect(page.status).toBe(400);
     expect(page.html).toContain('This page was open too long, or in another window.');
     expect(page.html).not.toMatch(/xsrf token|stack|\.js:\d/);
+    // Not the code's fault: the field is not marked invalid.
+    expect(page.html).not.toContain('aria-invalid');
 
     // Four wrong codes from this address (the limit here), then even a right one waits.
     await enterCode(ua, 'BCDF-GHJL');
