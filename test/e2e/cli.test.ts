@@ -1422,23 +1422,30 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     expect((await logIn(new UserAgent(), rp, 'openid', dora)).seen).toEqual(['login', 'consent']);
   });
 
+  /**
+   * `user disable`, with the person's session, consent and tokens saved back
+   * afterwards, as if all of it had been issued in the disable's own second,
+   * which the cut-offs let through (they count seconds, as the library does).
+   */
+  async function disableWithEverythingSavedBack(email: string): Promise<void> {
+    await savedBack(email, ['Session', 'Grant', 'RefreshToken', 'AccessToken'], async () => {
+      expect((await pc.cli(['user', 'disable', email])).code).toBe(0);
+      const db = pc.outsideConnection();
+      await db.connect();
+      try {
+        await db.query(`UPDATE users SET signed_out_at = NULL, revoked_at = NULL WHERE email = '${email}'`);
+      } finally {
+        await db.end();
+      }
+    });
+  }
+
   it('disable: no session, code or token of theirs is honoured, even one the cut-offs let through', async () => {
     const dan = { email: 'dan@example.com', password: 'dans password' };
     await pc.createUser(dan.email, dan.password);
     const ua = new UserAgent();
     const { tokens } = await offline(dan.email, dan.password, ua);
-    await savedBack(dan.email, ['Session', 'Grant', 'RefreshToken', 'AccessToken'], async () => {
-      expect((await pc.cli(['user', 'disable', dan.email])).code).toBe(0);
-      // As if all of it had been issued in the disable's own second, which
-      // the cut-offs let through (they count seconds, as the library does).
-      const db = pc.outsideConnection();
-      await db.connect();
-      try {
-        await db.query(`UPDATE users SET signed_out_at = NULL, revoked_at = NULL WHERE email = '${dan.email}'`);
-      } finally {
-        await db.end();
-      }
-    });
+    await disableWithEverythingSavedBack(dan.email);
     expect(await stillSignedIn(ua, rp)).toBe(false);
     expect((await fetch(`${pc.issuer}/me`, { headers: { authorization: `Bearer ${tokens.access_token}` } })).status).toBe(401);
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
@@ -1470,17 +1477,7 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     await pc.createUser(eda.email, eda.password);
     const ua = new UserAgent();
     const { tokens } = await offline(eda.email, eda.password, ua);
-    await savedBack(eda.email, ['Session', 'Grant', 'RefreshToken', 'AccessToken'], async () => {
-      expect((await pc.cli(['user', 'disable', eda.email])).code).toBe(0);
-      // As if all of it had been saved back in the disable's own second (see above).
-      const db = pc.outsideConnection();
-      await db.connect();
-      try {
-        await db.query(`UPDATE users SET signed_out_at = NULL, revoked_at = NULL WHERE email = '${eda.email}'`);
-      } finally {
-        await db.end();
-      }
-    });
+    await disableWithEverythingSavedBack(eda.email);
     expect((await pc.cli(['user', 'enable', eda.email])).code).toBe(0);
     expect(await stillSignedIn(ua, rp)).toBe(false);
     expect((await oidc.tokenIntrospection(rp, tokens.access_token)).active).toBe(false);
