@@ -88,12 +88,12 @@ export function createProvider(services: ProviderServices): Provider {
     const oidcCtx = ctx as unknown as KoaContextWithOIDC;
     // A client that hung up before its answer was made will never read it
     // (nor one that half-closed: the same end of input, which Node takes for
-    // a hang-up, ending the connection): its code or refresh
-    // token is left unused, for the retry it will make, rather than spent on
-    // tokens it never received (a retry would then be taken for a replay,
-    // and revoke the sign-in). One that hangs up after this still loses them.
-    // (No socket at all: the answer went already, as a page's 413 does, and
-    // so there is nothing deferred.)
+    // a hang-up, ending the connection): its code or refresh token is left
+    // unused, for the retry it will make, rather than spent on tokens it
+    // never received (a retry would then be taken for a replay, and revoke
+    // the sign-in). One that hangs up after this still loses them. (No
+    // socket at all: the answer went already, as a page's 413 does, and so
+    // nothing was deferred.)
     const { socket } = ctx.req as { socket: typeof ctx.req.socket | null };
     const answerable = socket !== null && !socket.destroyed && socket.writable;
     await settleDeferredWrites(ctx, escaped === undefined && ctx.status < 400 && answerable).catch((error: unknown) =>
