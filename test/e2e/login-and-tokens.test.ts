@@ -308,6 +308,19 @@ describe('refresh tokens', () => {
     await expect(oidc.refreshTokenGrant(grantlessRp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
+  it('keep working when the sign-in grants are taken from the client, which can start no new sign-in', async () => {
+    const winding = await pc.createClient({ name: 'Winding Down', redirectUris: [REDIRECT_URI], scope: 'openid offline_access' });
+    const windingRp = await discover(pc.issuer, winding.client_id, winding.client_secret);
+    const { tokens } = await logIn(new UserAgent(), windingRp, 'openid offline_access', alice, { prompt: 'consent' });
+    expect((await pc.cli(['client', 'update', winding.client_id, '--grant-type', 'refresh_token'])).code).toBe(0);
+    const refreshed = await oidc.refreshTokenGrant(windingRp, tokens.refresh_token!);
+    expect(refreshed.claims()!.sub).toBe(tokens.claims()!.sub);
+    const request = await authorizationRequest(windingRp, 'openid offline_access');
+    const page = await visit(new UserAgent(), request.url);
+    expect(pageKind(page)).toBe('callback');
+    expect(new URL(page.url).searchParams.get('error')).toBe('unauthorized_client');
+  });
+
   it('are not issued to a client not allowed the refresh_token grant', async () => {
     const noRefresh = await pc.createClient({ name: 'No Refresh', redirectUris: [REDIRECT_URI], grantTypes: ['authorization_code'] });
     const noRefreshRp = await discover(pc.issuer, noRefresh.client_id, noRefresh.client_secret);
