@@ -22,7 +22,7 @@ import { countRequests } from './request-metrics.js';
 import { settleDeferredWrites } from './request-scope.js';
 import { honourSignOuts } from './sign-outs.js';
 import { structuredAccessTokens } from './structured-access-tokens.js';
-import { acceptSpacesAfterScheme, challengeOtherSchemesAtUserinfo, followTheStandards, noteRequestErrors } from './standards.js';
+import { acceptSpacesAfterScheme, challengeOtherSchemesAtUserinfo, followTheStandards, noteRequestErrors, omitEmptyParameters } from './standards.js';
 
 /** What the library answers for an error of its own (its err_out helper); details stay in the log. */
 const SERVER_ERROR = { error: 'server_error', error_description: 'oops! something went wrong' } as const;
@@ -48,6 +48,7 @@ export function createProvider(services: ProviderServices): Provider {
   refreshTokensWhileOffline(provider);
   idTokenHintsOfEarlierAlgorithms(provider);
   challengeOtherSchemesAtUserinfo(provider);
+  omitEmptyParameters(provider);
   honourSignOuts(provider, services.accounts, services.config.ttl.sessionMaxAge);
   checkReplaysAtomically(provider, new ArtifactAdapter('ReplayDetection', services.sql));
   keepNewSessionsOfDevicePages(provider);

@@ -65,6 +65,35 @@ export function challengeOtherSchemesAtUserinfo(provider: Provider): void {
   });
 }
 
+/**
+ * RFC 6749 §3.1: "Parameters sent without a value MUST be treated as if they
+ * were omitted from the request." The library does so for a parameter sent
+ * once (lib/helpers/params.js), but a parameter sent again without a value
+ * (`scope=openid&scope=`) reaches its duplicate check as two and is refused
+ * as "provided twice". Its parameters, query or body alike, are gathered in
+ * one assignment (lib/shared/assemble_params.js): the empty values are
+ * dropped there, before any check reads them.
+ */
+export function omitEmptyParameters(provider: Provider): void {
+  const params = Symbol('params');
+  Object.defineProperty(provider.OIDCContext.prototype, 'params', {
+    configurable: true,
+    get(this: Record<symbol, unknown>) {
+      return this[params];
+    },
+    set(this: Record<symbol, unknown>, value: Record<string, unknown> | undefined) {
+      if (value) {
+        for (const [name, sent] of Object.entries(value)) {
+          if (!Array.isArray(sent)) continue;
+          const given = sent.filter((one) => one !== '');
+          value[name] = given.length > 1 ? given : given[0];
+        }
+      }
+      this[params] = value;
+    },
+  });
+}
+
 /** The endpoints where a client authenticates. */
 const CLIENT_AUTHENTICATED_ROUTES = new Set(['token', 'introspection', 'revocation', 'pushed_authorization_request', 'device_authorization']);
 

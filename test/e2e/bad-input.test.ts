@@ -436,6 +436,25 @@ describe('the token endpoint', () => {
     }
   });
 
+  it('a parameter sent again without a value is as if omitted (RFC 6749 §3.1); two values are still refused', async () => {
+    const request = await authorizationRequest(rp, 'openid');
+    const ua = new UserAgent();
+    const login = await visit(ua, `${request.url.href}&scope=&state=&nonce`);
+    expect(pageKind(login)).toBe('login');
+    const consentOrBack = await signIn(ua, login, carol.email, carol.password);
+    const back = new URL((consentOrBack.url.startsWith(REDIRECT_URI) ? consentOrBack : await allow(ua, consentOrBack)).url);
+    expect(back.searchParams.get('state')).toBe(request.state);
+    const code = encodeURIComponent(back.searchParams.get('code')!);
+    const redirect = encodeURIComponent(REDIRECT_URI);
+    const exchanged = await tokenRaw(`grant_type=authorization_code&code=${code}&redirect_uri=${redirect}&redirect_uri=&code_verifier=&code_verifier=${request.verifier}`);
+    expect([exchanged.status, Object.keys(exchanged.body)]).toEqual([200, expect.arrayContaining(['access_token', 'id_token'])]);
+
+    const twoScopes = await visit(new UserAgent(), `${(await authorizationRequest(rp, 'openid')).url.href}&scope=email`);
+    expect(new URL(twoScopes.url).searchParams.get('error_description')).toBe("'scope' parameter must not be provided twice");
+    const twoVerifiers = await tokenRaw(`grant_type=authorization_code&code=x&code_verifier=${request.verifier}&code_verifier=${request.verifier}`);
+    expect([twoVerifiers.status, twoVerifiers.body.error]).toEqual([400, 'invalid_request']);
+  });
+
   it('answers a client_id with a NUL character with invalid_client', async () => {
     const response = await tokenRaw(`grant_type=client_credentials&client_id=${client.client_id}%00&client_secret=${client.client_secret}`, '');
     expect(response.status).toBe(401);
