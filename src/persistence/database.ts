@@ -156,7 +156,13 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
   let lost = false;
   // Also for a connection lent out, whose 'error' would otherwise end the process.
   pool.on('connect', (client) => client.on('error', () => (lost = true)));
-  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  // Prisma gives a $transaction 2 s to begin and 5 s to finish, then rolls it
+  // back: `user set-password` on a table of 3M rows took 5.5 s and failed,
+  // changing nothing (probe AQ), as would any command waiting for a lock a
+  // request holds. The CLI waits as long as it takes; the server (whose
+  // requests use none) as long as it waits for the database.
+  const transactionOptions = role === 'cli' ? { maxWait: DAY_MS, timeout: DAY_MS } : { maxWait: database.timeout * 1000, timeout: (database.timeout + 5) * 1000 };
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool), transactionOptions });
   // Named (prepared) statements live in the server session; PGlite has one
   // session for every socket connection, where a reconnect would find them
   // already prepared, so the embedded database gets unnamed statements.
@@ -245,6 +251,9 @@ export async function openDatabase(database: Config['database'], role: EmbeddedR
     },
   };
 }
+
+/** "As long as it takes", as Prisma's transaction options must say it. */
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 const RECONNECT_MS = 1000;
 /**

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase, SERVER_URL } from '../support/database.js';
-import { embedded } from '../support/locks.js';
+import { embedded, heldAtTheLock } from '../support/locks.js';
 import { freePort, runCli, startPortcullis, TEST_ENV, type TestPortcullis } from '../support/portcullis.js';
 import * as oidc from 'openid-client';
 import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, signInRefusal, visit, type SignInRefusal } from '../support/relying-party.js';
@@ -1485,6 +1485,29 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     // They sign in anew.
     expect(await tryPassword(rp, eda.email, eda.password)).toBe('signed in');
   });
+
+  // Prisma's default gave a transaction 5 s, then rolled it back: on a grown table (probe AQ) or behind a lock.
+  it.skipIf(embedded)('set-password waits as long as a lock on the user holds it, past Prisma\'s 5 s for a transaction, and completes', async () => {
+    await pc.createUser('wanda@example.com', 'wanda old password');
+    const admin = pc.outsideConnection();
+    await admin.connect();
+    const holder = pc.outsideConnection();
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query("SELECT 1 FROM users WHERE email = 'wanda@example.com' FOR UPDATE");
+      const setting = pc.cli(['user', 'set-password', 'wanda@example.com', '--password-stdin'], 'wanda new password\n');
+      await heldAtTheLock(admin);
+      await new Promise((resolve) => setTimeout(resolve, 6000));
+      await holder.query('COMMIT');
+      const done = await setting;
+      expect([done.code, done.stderr]).toEqual([0, '']);
+    } finally {
+      await holder.end();
+      await admin.end();
+    }
+    expect(await tryPassword(rp, 'wanda@example.com', 'wanda new password')).toBe('signed in');
+  }, 60_000);
 
   it('delete: the user and everything given to them go; by email or by id; twice is an error', async () => {
     await pc.createUser('otto@example.com', 'ottos password');
