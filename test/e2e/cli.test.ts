@@ -1488,15 +1488,15 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
 
   // Prisma's default gave a transaction 5 s, then rolled it back: on a grown table (probe AQ) or behind a lock.
   it.skipIf(embedded)('set-password waits as long as a lock on the user holds it, past Prisma\'s 5 s for a transaction, and completes', async () => {
-    await pc.createUser('wanda@example.com', 'wanda old password');
+    await pc.createUser('wilma@example.com', 'wilma old password');
     const admin = pc.outsideConnection();
     await admin.connect();
     const holder = pc.outsideConnection();
     await holder.connect();
     try {
       await holder.query('BEGIN');
-      await holder.query("SELECT 1 FROM users WHERE email = 'wanda@example.com' FOR UPDATE");
-      const setting = pc.cli(['user', 'set-password', 'wanda@example.com', '--password-stdin'], 'wanda new password\n');
+      await holder.query("SELECT 1 FROM users WHERE email = 'wilma@example.com' FOR UPDATE");
+      const setting = pc.cli(['user', 'set-password', 'wilma@example.com', '--password-stdin'], 'wilma new password\n');
       await heldAtTheLock(admin);
       await new Promise((resolve) => setTimeout(resolve, 6000));
       await holder.query('COMMIT');
@@ -1506,7 +1506,7 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
       await holder.end();
       await admin.end();
     }
-    expect(await tryPassword(rp, 'wanda@example.com', 'wanda new password')).toBe('signed in');
+    expect(await tryPassword(rp, 'wilma@example.com', 'wilma new password')).toBe('signed in');
   }, 60_000);
 
   it('delete: the user and everything given to them go; by email or by id; twice is an error', async () => {
