@@ -260,6 +260,9 @@ describe('private_key_jwt', () => {
       [['--jwks-file', jsonFile({ ...(await keyPair('RS256', 'spelt')).publicJwk, e: 'AQB' })], 'key 1 (kid "spelt") has a "e" that is not base64url (RFC 7518: A-Z, a-z, 0-9, - and _, no padding)'],
       [['--jwks-file', jsonFile({ kty: 'OKP', crv: 'Ed25519', x: Buffer.alloc(32, 0xff).toString('base64url') })], 'key 1 is not a valid Ed25519 public key (no point of the curve, or not in its one encoding)'],
       [['--jwks-file', jsonFile({ ...(await keyPair('RS256', 'e1')).publicJwk, e: 'AQ' })], 'key 1 (kid "e1") is an RSA key whose public exponent is not an odd number from 65537 to 2^32 (use 65537)'],
+      // Small odd exponents too (3, and 65535 just under the floor): no signer uses them.
+      [['--jwks-file', jsonFile({ ...(await keyPair('RS256', 'e3')).publicJwk, e: 'Aw' })], 'key 1 (kid "e3") is an RSA key whose public exponent is not an odd number from 65537 to 2^32 (use 65537)'],
+      [['--jwks-file', jsonFile({ ...(await keyPair('RS256', 'e65535')).publicJwk, e: '__8' })], 'key 1 (kid "e65535") is an RSA key whose public exponent is not an odd number from 65537 to 2^32 (use 65537)'],
       [['--jwks-file', jsonFile({ kty: 'OKP', crv: 'Ed25519', x: Buffer.from([1, ...new Array<number>(31).fill(0)]).toString('base64url') })], 'key 1 is not a usable Ed25519 public key (a point of small order, which verifies forged signatures)'],
       [['--jwks-file', jsonFile(ec.publicJwk), '--public'], 'a public client has no credentials: keys (--jwks-file) are for a confidential one'],
     ];
