@@ -43,13 +43,15 @@ async function createClient(name: string, ...extra: string[]) {
 
 beforeAll(async () => {
   // The apps' servers: each path answers as one app's would; /broken fails;
-  // /moved sends the request to a sign-in page, as an endpoint behind the app's own sign-in does.
+  // /moved sends the request to a sign-in page, as an endpoint behind the app's own sign-in does;
+  // /accepted takes it for later (202), /quiet answers 204 as some frameworks do for an empty 200.
   apps = http.createServer((request, response) => {
     let body = '';
     request.on('data', (chunk) => (body += chunk));
     request.on('end', () => {
       delivered.push({ path: request.url ?? '', contentType: request.headers['content-type'], body });
-      response.statusCode = request.url === '/broken' ? 500 : request.url === '/moved' ? 302 : 200;
+      const statuses: Record<string, number> = { '/broken': 500, '/moved': 302, '/accepted': 202, '/quiet': 204 };
+      response.statusCode = statuses[request.url ?? ''] ?? 200;
       if (request.url === '/moved') response.setHeader('location', '/sign-in');
       response.end();
     });
@@ -375,28 +377,33 @@ describe('back-channel logout', () => {
     expect(deliveriesTo('/photos-too')).toEqual([]);
 
     // An app that cannot be told is named on stderr; the command did what it was asked all the same.
-    // (Back-Channel Logout 1.0 §2.8: 200 is success, a redirect is not.)
+    // (Back-Channel Logout 1.0 §2.8: 200 is success, and 204, which frameworks send for it; a redirect, or a 202, is not.)
     const broken = await createClient('Broken too', '--backchannel-logout-uri', `${appsBase}/broken`);
     const down = await createClient('Down too', '--backchannel-logout-uri', `${downBase}/logout?key=s3cret`);
     const moved = await createClient('Moved too', '--backchannel-logout-uri', `${appsBase}/moved`);
+    const accepted = await createClient('Accepted too', '--backchannel-logout-uri', `${appsBase}/accepted`);
+    const quiet = await createClient('Quiet too', '--backchannel-logout-uri', `${appsBase}/quiet`);
     await asErin(
       new UserAgent(),
       await discover(pc.issuer, broken.client_id, broken.client_secret),
       await discover(pc.issuer, down.client_id, down.client_secret),
       await discover(pc.issuer, moved.client_id, moved.client_secret),
+      await discover(pc.issuer, accepted.client_id, accepted.client_secret),
+      await discover(pc.issuer, quiet.client_id, quiet.client_secret),
       calendarApp,
     );
     delivered.length = 0;
     const changed = await pc.cli(['user', 'set-password', erin.email, '--password-stdin'], 'a brand new long password\n');
     expect(changed.code).toBe(0);
     expect(changed.stdout).toContain('signed out everywhere');
-    expect(changed.stdout).toContain('told 1 app (back-channel logout)');
+    expect(changed.stdout).toContain('told 2 apps (back-channel logout)');
     expect(changed.stderr.split('\n').filter(Boolean).sort()).toEqual([
+      `portcullis: warning: client ${accepted.client_id} was not told that the session ended (back-channel logout): answered 202`,
       `portcullis: warning: client ${broken.client_id} was not told that the session ended (back-channel logout): answered 500`,
       `portcullis: warning: client ${down.client_id} was not told that the session ended (back-channel logout): could not connect (ECONNREFUSED)`,
       `portcullis: warning: client ${moved.client_id} was not told that the session ended (back-channel logout): answered 302`,
     ].sort());
-    expect(delivered.map((delivery) => delivery.path).sort()).toEqual(['/broken', '/calendar/logout?tenant=1', '/moved']);
+    expect(delivered.map((delivery) => delivery.path).sort()).toEqual(['/accepted', '/broken', '/calendar/logout?tenant=1', '/moved', '/quiet']);
 
     // A disabled app is not told (the server finds no such client either); disable and delete tell the others.
     erin.password = 'a brand new long password';
