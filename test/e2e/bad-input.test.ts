@@ -354,6 +354,13 @@ describe('the token endpoint', () => {
     // Where a browser is sent, a page.
     const page = await send('/interaction/some-uid/login', 'gzip', gzipSync('email=a&password=b'), 'text/html');
     expect([page.status, page.headers.get('content-type')]).toEqual([415, 'text/html; charset=utf-8']);
+    // A page is no API: another origin's script is not let read the refusal.
+    const fromElsewhere = await fetch(`${pc.issuer}/interaction/some-uid/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': 'gzip', origin: 'https://evil.example', accept: 'text/html' },
+      body: gzipSync('email=a&password=b'),
+    });
+    expect([fromElsewhere.status, fromElsewhere.headers.get('access-control-allow-origin')]).toEqual([415, null]);
     // An address nothing serves, or not by this method, is answered as such first.
     expect((await send('/tokens', 'gzip', gzipSync(form))).status).toBe(404);
     expect((await send('/jwks', 'gzip', gzipSync(form))).status).toBe(405);
@@ -595,6 +602,20 @@ describe('the sign-in form', () => {
     const login = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
     const page = await signIn(ua, login, `${carol.email}\u0000`, carol.password);
     expect(signInRefusal(page)).toBe('wrong_credentials');
+  });
+
+  it('a field sent twice counts as first sent: the sign-in is the first email\'s, not the last one\'s', async () => {
+    const ua = new UserAgent();
+    const login = await visit(ua, (await authorizationRequest(rp, 'openid')).url);
+    const form = new URLSearchParams({ ...UserAgent.formFields(login, '/login'), email: carol.email });
+    form.append('email', 'mallory@example.com');
+    form.append('password', carol.password);
+    const page = await ua.open(new URL(UserAgent.formAction(login, '/login'), login.url).href, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form.toString(),
+    }, REDIRECT_URI);
+    expect(['consent', 'callback']).toContain(pageKind(page));
   });
 
   // Checked with the length announced and without (chunked): both are refused
@@ -1036,6 +1057,8 @@ describe('other endpoints', () => {
       ['GET /jwks HTTP/1.1\r\n\r\n', 400, 'needs a Host header'],
       [`GET /jwks HTTP/1.1\r\nHost: ${host}\r\nHost: evil.example\r\n\r\n`, 400, 'more than one Host header'],
       ['GET /jwks HTTP/1.1\r\nHost: a b\r\n\r\n', 400, 'not a host name or address'],
+      // A port is digits. (Connection: close: were it taken, the answer would not keep the connection open.)
+      ['GET /jwks HTTP/1.1\r\nHost: localhost:abc\r\nConnection: close\r\n\r\n', 400, 'not a host name or address'],
       // Node would keep the first and drop the second; a proxy in front might act on the other.
       [`GET /me HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer a\r\nauthorization: Bearer b\r\n\r\n`, 400, 'more than one Authorization header'],
       [`POST /token HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\na=b`, 400, 'more than one Content-Type header'],
@@ -1056,14 +1079,17 @@ describe('other endpoints', () => {
       // RFC 6749 §5.2: an error_description holds printable ASCII only.
       expect(answer.body.error_description).toMatch(/^[\x20-\x21\x23-\x5b\x5d-\x7e]+$/);
     }
-    // What HTTP allows still works: HTTP/1.0 needs no Host, a bracketed address is a host, and 100-continue is met.
+    // What HTTP allows still works: HTTP/1.0 needs no Host, a bracketed address is a host, and 100-continue is met,
+    // up to a body of 56 KiB exactly.
+    const largest = `grant_type=client_credentials&x=${'a'.repeat(56 * 1024 - 32)}`;
     const allowed = [
       'GET /jwks HTTP/1.0\r\n\r\n',
       `GET /jwks HTTP/1.1\r\nHost: [::1]:${new URL(pc.issuer).port}\r\nConnection: close\r\n\r\n`,
       `POST /token HTTP/1.1\r\nHost: ${host}\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 29\r\nConnection: close\r\n\r\ngrant_type=client_credentials`,
+      `POST /token HTTP/1.1\r\nHost: ${host}\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: ${largest.length}\r\nConnection: close\r\n\r\n${largest}`,
     ];
     const statuses = await Promise.all(allowed.map(async (request) => (await rawExchange(pc.issuer, request)).match(/HTTP\/1\.[01] \d{3}/g)));
-    expect(statuses).toEqual([['HTTP/1.1 200'], ['HTTP/1.1 200'], ['HTTP/1.1 100', 'HTTP/1.1 401']]);
+    expect(statuses).toEqual([['HTTP/1.1 200'], ['HTTP/1.1 200'], ['HTTP/1.1 100', 'HTTP/1.1 401'], ['HTTP/1.1 100', 'HTTP/1.1 401']]);
   });
 
   it('a request answered before its body arrived gets that one answer: the rest of its body, late or malformed, brings no second response', async () => {
@@ -1125,6 +1151,9 @@ describe('other endpoints', () => {
       const refused = await fetch(`${pc.issuer}${path}?${crowded(101)}`);
       expect([path, refused.status, await refused.json()]).toEqual([path, 400, { error: 'invalid_request', error_description: 'the query string holds more than 100 parameters' }]);
     }
+    // The shortest query of 101 parameters (201 characters) is counted too.
+    const shortest = await fetch(`${pc.issuer}/.well-known/openid-configuration?${'a&'.repeat(100)}a`);
+    expect([shortest.status, await shortest.json()]).toEqual([400, { error: 'invalid_request', error_description: 'the query string holds more than 100 parameters' }]);
     // An authorization request with a hundred parameters in all is served.
     const request = new URL((await authorizationRequest(rp, 'openid')).url);
     const extra = 100 - [...request.searchParams.keys()].length;
@@ -1141,6 +1170,10 @@ describe('other endpoints', () => {
     // Five hundred at once, in one write: closed once 32 are in hand, the rest never handled.
     const flood = await rawExchange(pc.issuer, get('/.well-known/openid-configuration').repeat(500));
     expect(flood.match(/HTTP\/1\.1 200/g)?.length ?? 0).toBeLessThanOrEqual(32);
+    // The bound exactly: 32 in one write are all answered; a 33rd closes the connection before it is.
+    const pipelined = (count: number) => `${get('/healthz').repeat(count - 1)}${get('/healthz').replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n')}`;
+    expect((await rawExchange(pc.issuer, pipelined(32))).match(/HTTP\/1\.1 200/g)?.length).toBe(32);
+    expect((await rawExchange(pc.issuer, pipelined(33))).match(/HTTP\/1\.1 200/g)?.length ?? 0).toBeLessThan(33);
     expect((await fetch(`${pc.issuer}/healthz`)).status).toBe(200);
   });
 

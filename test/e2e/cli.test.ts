@@ -750,6 +750,9 @@ describe('portcullis user', () => {
     // A line ended the old Mac way (CR alone) is one line too.
     const carriageReturn = await pc.cli(['user', 'create', '--email', 'cr@example.com', '--password-stdin'], 'a long enough password\r');
     expect(carriageReturn.code, carriageReturn.stderr).toBe(0);
+    // And one ended the Windows way (CR LF): the whole break goes, not the LF alone.
+    const crlf = await pc.cli(['user', 'create', '--email', 'crlf@example.com', '--password-stdin'], 'a long enough password\r\n');
+    expect(crlf.code, crlf.stderr).toBe(0);
     const short = await pc.cli(['user', 'create', '--email', 'x@example.com', '--password-stdin'], 'short\n');
     expect(short.code).toBe(1);
     expect(short.stderr).toContain('at least 8 characters');
@@ -2689,6 +2692,13 @@ describe('without a running server', () => {
     [{ SHUTDOWN_DELAY: '10m' }, ['SHUTDOWN_DELAY', 'longer than the most allowed'], []],
     // A reuse interval is a moment's grace, not a second life.
     [{ REFRESH_TOKEN_REUSE_INTERVAL: '10m' }, ['REFRESH_TOKEN_REUSE_INTERVAL', 'longer than the most allowed, 300 s'], []],
+    // Each most allowed is itself allowed (PORT fails the start, and only PORT); a second more is not.
+    [{ PORT: '0x1', SHUTDOWN_DELAY: '5m', REFRESH_TOKEN_REUSE_INTERVAL: '300s', KEY_ACTIVATION_DELAY: '30d' }, ['PORT'], ['SHUTDOWN_DELAY', 'REFRESH_TOKEN_REUSE_INTERVAL', 'KEY_ACTIVATION_DELAY']],
+    [
+      { SHUTDOWN_DELAY: '301s', REFRESH_TOKEN_REUSE_INTERVAL: '301s', KEY_ACTIVATION_DELAY: `${30 * 86400 + 1}s` },
+      ['SHUTDOWN_DELAY: "301s" is longer than the most allowed, 300 s', 'REFRESH_TOKEN_REUSE_INTERVAL: "301s" is longer than the most allowed, 300 s', `KEY_ACTIVATION_DELAY: "${30 * 86400 + 1}s" is longer than the most allowed, 30 days`],
+      [],
+    ],
     // Lifetimes that end after year 9999 failed every request storing one (500), and the CLI.
     [
       { PORT: ' ', ACCESS_TOKEN_TTL: '3000000d', GRANT_TTL: '100000000d', KEY_ACTIVATION_DELAY: '300000d' },
@@ -2699,6 +2709,8 @@ describe('without a running server', () => {
     [{ COOKIE_KEYS: ',', ENCRYPTION_KEYS: ' , ' }, ['COOKIE_KEYS', 'holds no key', 'ENCRYPTION_KEYS'], []],
     // Keys that seal the signing keys and sign the cookies: 32 characters at least, each.
     [{ ENCRYPTION_KEYS: 'short', COOKIE_KEYS: `${'k'.repeat(32)},${'x'.repeat(31)}` }, ['ENCRYPTION_KEYS', 'at least 32 characters', 'COOKIE_KEYS'], []],
+    // Exactly 32 is enough.
+    [{ PORT: '0x1', ENCRYPTION_KEYS: 'e'.repeat(32), COOKIE_KEYS: 'k'.repeat(32) }, ['PORT'], ['ENCRYPTION_KEYS', 'COOKIE_KEYS']],
     [{ DATABASE_URL: 'postgres://u:pw@127.0.0.1:notaport/x' }, ['DATABASE_URL', 'not a valid URL'], []],
     // Prisma's schema= is not the pg driver's: the tables went to public regardless.
     [{ DATABASE_URL: 'postgresql://127.0.0.1:5432/x?sslmode=disable&schema=auth' }, ['DATABASE_URL: must not set schema='], []],
@@ -2712,6 +2724,8 @@ describe('without a running server', () => {
     ],
     // No proxy in front, said as a count.
     [{ PORT: '0x1', TRUST_PROXY: '0' }, ['PORT'], ['TRUST_PROXY']],
+    // One digit: ten proxies in front is a typo. (PORT stops the start, were TRUST_PROXY taken.)
+    [{ PORT: '0x1', TRUST_PROXY: '10' }, ['PORT', 'TRUST_PROXY: must be true, false, or the number of proxies in front (0-9)'], []],
     // So do addresses and paths: a DATA_DIR with a trailing blank opened a new, empty database.
     [{ PORT: '0x1', ISSUER: 'http://localhost:3000 ', DATABASE_URL: ' postgresql://127.0.0.1:5432/x\n' }, ['PORT'], ['ISSUER', 'DATABASE_URL']],
     // A file where the embedded database's directory should be (the key file's message named neither).
@@ -2786,6 +2800,15 @@ describe('start-up failures name what to fix', () => {
       writeFileSync(path.join(dir, 'data', 'pgdata'), 'not a database\n');
       return {};
     }, 'in DATA_DIR'],
+    // A DATA_DIR of 90 bytes, the most the embedded database allows, is taken: the start goes on
+    // to open it (a file where its database should be, here), rather than refusing its length.
+    ['an embedded database that is a file, in a DATA_DIR of 90 bytes', (dir: string) => {
+      const dataDir = path.join(dir, 'd'.repeat(90 - Buffer.byteLength(dir) - 1));
+      expect(Buffer.byteLength(dataDir)).toBe(90);
+      mkdirSync(dataDir, { recursive: true });
+      writeFileSync(path.join(dataDir, 'pgdata'), 'not a database\n');
+      return { DATA_DIR: dataDir };
+    }, 'in DATA_DIR'],
     ['an encryption key file holding a short key', (dir: string) => {
       writeFileSync(path.join(dir, 'short.key'), 'too short\n', { mode: 0o600 });
       return { ENCRYPTION_KEY_FILE: path.join(dir, 'short.key') };
@@ -2805,10 +2828,12 @@ describe('start-up failures name what to fix', () => {
 
 describe('a variable a typo away from one of ours', () => {
   // Set, such a variable changes nothing: the server would run on the default without a word.
-  const typos = { DATABSE_URL: 'postgresql://nowhere.example/x', LOGLEVEL: 'debug', ENCRYPTON_KEYS: 'a-secret-that-must-not-be-logged-anywhere', SIGNIN_MAX_FAILURES: '3' };
-  // What machines set besides: none of it is taken for a typo.
-  const others = { HOSTNAME: 'pod-1', HOME_DIR: '/x', PORTCULLIS_SERVICE_HOST: '10.0.0.1', KUBERNETES_PORT: 'tcp://10.0.0.1:443', NODE_ENV: 'production', PGHOST: 'db' };
-  const expected = [['DATABSE_URL', 'DATABASE_URL'], ['LOGLEVEL', 'LOG_LEVEL'], ['ENCRYPTON_KEYS', 'ENCRYPTION_KEYS'], ['SIGNIN_MAX_FAILURES', 'SIGN_IN_MAX_FAILURES']];
+  // (SIGNIN_MAXFAILURES is two edits away: a long name may have two.)
+  const typos = { DATABSE_URL: 'postgresql://nowhere.example/x', LOGLEVEL: 'debug', ENCRYPTON_KEYS: 'a-secret-that-must-not-be-logged-anywhere', SIGNIN_MAX_FAILURES: '3', SIGNIN_MAXFAILURES: '4' };
+  // What machines set besides: none of it is taken for a typo. Nor are names of four letters,
+  // too few to tell (PROT and HOTS are a swap away from PORT and HOST, as HOME is not).
+  const others = { HOSTNAME: 'pod-1', HOME_DIR: '/x', PORTCULLIS_SERVICE_HOST: '10.0.0.1', KUBERNETES_PORT: 'tcp://10.0.0.1:443', NODE_ENV: 'production', PGHOST: 'db', PROT: 'x', HOTS: 'x' };
+  const expected = [['DATABSE_URL', 'DATABASE_URL'], ['LOGLEVEL', 'LOG_LEVEL'], ['ENCRYPTON_KEYS', 'ENCRYPTION_KEYS'], ['SIGNIN_MAX_FAILURES', 'SIGN_IN_MAX_FAILURES'], ['SIGNIN_MAXFAILURES', 'SIGN_IN_MAX_FAILURES']];
 
   it('is named at the server\'s start, with the variable meant and without its value', async () => {
     const pc = await startPortcullis({ ...typos, ...others });

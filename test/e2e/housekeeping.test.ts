@@ -2,6 +2,7 @@
 // and nothing issued under a consent outlives it.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { freshDatabase } from '../support/database.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import * as oidc from 'openid-client';
 import { allow, authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
@@ -32,6 +33,32 @@ it('expired interactions are removed by the sweeper, and an expired one shows a 
   const late = await ua.open(login.url);
   expect(late.status).toBe(400);
   expect(late.html).toContain('Your sign-in expired');
+});
+
+it('one sweep takes every expired row, however many more than a batch (5,000) there are', async () => {
+  // A backlog left while no server ran (after downtime): the next start's sweep clears it, not a
+  // batch now and the rest an interval later (here an hour).
+  const database = await freshDatabase();
+  try {
+    const before = await startPortcullis({ SWEEP_INTERVAL: '1h' }, database);
+    await before.server.services.database.prisma.$executeRawUnsafe(
+      `INSERT INTO provider_artifacts (kind, id, payload, expires_at)
+       SELECT 'AccessToken', 'backlog-' || n, '{}'::jsonb, now() - interval '1 minute' FROM generate_series(1, 5001) AS n`,
+    );
+    await before.close();
+    const after = await startPortcullis({ SWEEP_INTERVAL: '1h' }, database);
+    try {
+      const left = () => after.server.services.database.prisma.providerArtifact.count({ where: { id: { startsWith: 'backlog-' } } });
+      const deadline = Date.now() + 15_000;
+      while ((await left()) > 0 && Date.now() < deadline) await sleep(200);
+      expect(await left()).toBe(0);
+      expect(after.errors).toEqual([]);
+    } finally {
+      await after.close();
+    }
+  } finally {
+    await database.drop();
+  }
 });
 
 it('the sweeper takes only what has expired: a sign-in, its code and its session live their full time across sweeps', async () => {

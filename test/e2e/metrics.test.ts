@@ -81,6 +81,9 @@ describe('with METRICS_PORT', () => {
     expect((await fetch(`${pc.issuer}/metrics`)).status).toBe(404);
     const posted = await fetch(metricsUrl, { method: 'POST' });
     expect([posted.status, posted.headers.get('allow')]).toEqual([405, 'GET, HEAD']);
+    // HEAD, as Allow says: GET's answer without its body.
+    const head = await fetch(metricsUrl, { method: 'HEAD' });
+    expect([head.status, await head.text()]).toEqual([200, '']);
     expect((await fetch(metricsUrl.replace('/metrics', '/other'))).status).toBe(404);
   });
 

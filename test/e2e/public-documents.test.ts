@@ -1,7 +1,7 @@
 // Discovery and the JWKS may be kept by whoever fetches them (and by caches
 // between), for as long as key rotation allows, and refetched cheaply.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { basicAuth, REDIRECT_URI } from '../support/relying-party.js';
 
 let pc: TestPortcullis;
@@ -43,6 +43,17 @@ describe('discovery says what works', () => {
     expect(metadata.id_token_signing_alg_values_supported).toContain('RS256');
     // sid too: every ID token carries it (Back-Channel Logout 1.0 §2.1).
     expect(metadata.claims_supported).toEqual(expect.arrayContaining(['sub', 'amr', 'name', 'email', 'email_verified', 'auth_time', 'iss', 'sid']));
+  });
+
+  it('an ISSUER written with a trailing slash is served as the origin without it, as the iss of every token', async () => {
+    const port = await freePort();
+    const slashed = await startPortcullis({ PORT: String(port), ISSUER: `http://localhost:${port}/` });
+    try {
+      const metadata = (await (await fetch(`http://localhost:${port}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+      expect(metadata).toMatchObject({ issuer: `http://localhost:${port}`, token_endpoint: `http://localhost:${port}/token`, jwks_uri: `http://localhost:${port}/jwks` });
+    } finally {
+      await slashed.close();
+    }
   });
 
   it('a request object sent anyway is request_not_supported, sent back to the client with its state (OIDC Core §3.1.2.6)', async () => {

@@ -69,8 +69,12 @@ it('a server error on a page is logged once, with the reference the page shows a
   try {
     const response = await fetch((await authorizationRequest(rp, 'openid')).url, { headers: { accept: 'text/html' }, redirect: 'manual' });
     expect(response.status).toBe(500);
-    const reference = /Reference: <code>([^<]+)<\/code>/.exec(await response.text())?.[1];
+    const html = await response.text();
+    const reference = /Reference: <code>([^<]+)<\/code>/.exec(html)?.[1];
     expect(reference).toMatch(/^[0-9a-f]{8}$/);
+    // The library's words for an internal error are not shown, nor what failed: the reference is the way to them.
+    expect(html).not.toContain('something went wrong');
+    expect(html).not.toContain('simulated');
     const logged = pc.errors.filter((line) => line.includes('interaction write refused (simulated)')).map((line) => JSON.parse(line));
     expect(logged).toEqual([expect.objectContaining({ request: response.headers.get('x-request-id'), reference, route: 'authorization' })]);
   } finally {
