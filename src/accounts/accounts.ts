@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { domainToASCII } from 'node:url';
 import { unshowable } from '../display-text.js';
 import type { Account, FindAccount } from 'oidc-provider';
-import { sha256 } from '../persistence/hash.js';
+import { sha256, sha256Sql } from '../persistence/hash.js';
 import { Batcher } from '../persistence/batcher.js';
 import type { Database, Prisma, Sql } from '../persistence/database.js';
 import { NotifiedCache } from '../persistence/notified-cache.js';
@@ -131,9 +131,6 @@ const ARTIFACTS_OF_ACCOUNT = `account_id = $1 OR payload->>'accountId' = $1 OR $
 /** Only what keeps the account signed in: its sessions and its sign-ins in progress. */
 const SIGN_INS_OF_ACCOUNT = `(kind = 'Session' AND payload->>'accountId' = $1) OR ${INTERACTIONS_OF_ACCOUNT}`;
 
-/** A Grant row's key (its id, the jti, as persistence/hash.ts's sha256 digests it) from the grant id in `column`. */
-const GRANT_KEY = (column: string) => `rtrim(translate(encode(sha256(convert_to(${column}, 'UTF8')), 'base64'), '+/', '-_'), '=')`;
-
 /**
  * The consents that end with the account's sessions, as at a sign-out (see
  * grantsEndingWith in provider/session-payloads.ts): those its live sessions hold
@@ -158,7 +155,7 @@ const CONSENTS_ENDING_WITH_SIGN_INS = `
   -- find): as NOT EXISTS, a generic plan hashed every grant in the table.
   LEFT JOIN LATERAL (
     SELECT g.payload #>> '{openid,scope}' AS scope FROM provider_artifacts g
-    WHERE g.kind = 'Grant' AND g.id = ${GRANT_KEY('ending.grant_id')} LIMIT 1
+    WHERE g.kind = 'Grant' AND g.id = ${sha256Sql('ending.grant_id')} LIMIT 1
   ) g ON true
   WHERE NOT 'offline_access' = ANY (string_to_array(coalesce(g.scope, ''), ' '))`;
 
@@ -173,7 +170,7 @@ const CONSENTS_OF_SIGN_INS = `(id, kind) IN (
   WITH ending AS MATERIALIZED (${CONSENTS_ENDING_WITH_SIGN_INS})
   SELECT id, kind FROM provider_artifacts WHERE grant_id IN (SELECT grant_id FROM ending)
   UNION ALL
-  SELECT id, kind FROM provider_artifacts WHERE kind = 'Grant' AND id IN (SELECT ${GRANT_KEY('grant_id')} FROM ending))`;
+  SELECT id, kind FROM provider_artifacts WHERE kind = 'Grant' AND id IN (SELECT ${sha256Sql('grant_id')} FROM ending))`;
 
 interface DeletedArtifact {
   kind: string;

@@ -10,6 +10,15 @@ export function sha256(value: string): string {
 }
 
 /**
+ * sha256() in SQL, of the text `expression` yields: for a statement that
+ * finds a row by the digest of an id it reads (a token row's grant_id names
+ * its grant, stored under the digest).
+ */
+export function sha256Sql(expression: string): string {
+  return `rtrim(translate(encode(sha256(convert_to(${expression}, 'UTF8')), 'base64'), '+/', '-_'), '=')`;
+}
+
+/**
  * Whether a presented digest or MAC is the expected one, compared in constant
  * time: only the length, which a digest's kind makes public, may show.
  */

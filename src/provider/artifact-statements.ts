@@ -1,6 +1,7 @@
 // The statements the artifact adapter (adapter.ts) runs on provider_artifacts,
 // by name, so that the pg pool prepares each once per connection. Ids are
 // digests (persistence/hash.ts): a statement is handed the digest, never the id.
+import { sha256Sql } from '../persistence/hash.js';
 
 export const SQL = {
   // By digest alone, every kind at once (see ArtifactAdapter.find), with the grant the token
@@ -18,7 +19,7 @@ export const SQL = {
            LEFT JOIN LATERAL (
              SELECT payload, expires_at, consumed_at FROM provider_artifacts
              WHERE kind = 'Grant'
-               AND id = rtrim(translate(encode(sha256(convert_to(t.grant_id, 'UTF8')), 'base64'), '+/', '-_'), '=')
+               AND id = ${sha256Sql('t.grant_id')}
              LIMIT 1
            ) g ON true
            WHERE t.id = ANY($1::text[])`,
