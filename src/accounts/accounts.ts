@@ -70,6 +70,8 @@ export interface ConsentView {
 }
 
 const MAX_NAME_LENGTH = 200;
+/** Users per read of `user list`: a few hundred KB of rows at a time. */
+const LIST_PAGE_SIZE = 1000;
 // What a browser lets a person type into the sign-in form's type=email field
 // (the HTML Standard's valid e-mail address): an address outside it could
 // never sign in.
@@ -113,6 +115,22 @@ const REVOKED_AT = { name: 'account-revoked-at', text: 'SELECT revoked_at FROM u
 const PASSWORD_NOW = { name: 'account-password-now', text: 'SELECT hash FROM passwords WHERE user_id = $1::uuid FOR SHARE' } as const;
 // Not updated_at: the password is the same one, only stored anew.
 const REHASH = { name: 'account-rehash', text: 'UPDATE passwords SET hash = $3 WHERE user_id = $1::uuid AND hash = $2' } as const;
+// A page of `user list`, after the last one's final user. A row comparison,
+// where `created_at > $1 OR (created_at = $1 AND id > $2)` would read the
+// index from its start on every page (the users_created_at_id_idx).
+const LIST_PAGE = {
+  name: 'account-list-page',
+  text: `SELECT id, email, name, email_verified, created_at, disabled_at FROM users
+         WHERE (created_at, id) > ($1::timestamptz, $2::uuid) ORDER BY created_at, id LIMIT $3`,
+} as const;
+interface ListedRow {
+  id: string;
+  email: string;
+  name: string | null;
+  email_verified: boolean;
+  created_at: Date;
+  disabled_at: Date | null;
+}
 const PASSWORD_OF = {
   name: 'account-password',
   text: 'SELECT u.id, p.hash, u.disabled_at FROM users u JOIN passwords p ON p.user_id = u.id WHERE u.email = $1',
@@ -259,11 +277,23 @@ export class Accounts {
     if (problem) throw new AccountError(problem);
   }
 
-  async list(): Promise<UserListing[]> {
-    return this.prisma.user.findMany({
-      orderBy: { createdAt: 'asc' },
-      select: { id: true, email: true, name: true, emailVerified: true, createdAt: true, disabledAt: true },
-    });
+  /**
+   * Every user, oldest first, a page at a time: a directory of a million
+   * people is shown without being held in memory at once. Each page starts
+   * after the last one's final user (created_at, then id for those made in
+   * the same millisecond).
+   */
+  async *list(pageSize = LIST_PAGE_SIZE): AsyncGenerator<UserListing[]> {
+    let after: (string | Date)[] = ['-infinity', '00000000-0000-0000-0000-000000000000'];
+    for (;;) {
+      const { rows } = await this.sql.query<ListedRow>(LIST_PAGE, [...after, pageSize]);
+      if (rows.length > 0) {
+        yield rows.map((row) => ({ id: row.id, email: row.email, name: row.name, emailVerified: row.email_verified, createdAt: row.created_at, disabledAt: row.disabled_at }));
+      }
+      if (rows.length < pageSize) return;
+      const last = rows[rows.length - 1]!;
+      after = [last.created_at, last.id];
+    }
   }
 
   /**

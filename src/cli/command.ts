@@ -22,6 +22,21 @@ export const json = (value: unknown) =>
     Array.from({ length: character.length }, (_, i) => `\\u${character.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''),
   )}\n`;
 
+/**
+ * A JSON array written as its items come, each as json() writes it: the
+ * same text as json() of the whole array, without holding it all.
+ */
+export async function jsonArray<T>(io: Io, pages: AsyncIterable<T[]>, item: (value: T) => unknown): Promise<void> {
+  let first = true;
+  for await (const page of pages) {
+    for (const value of page) {
+      io.out(`${first ? '[\n' : ',\n'}  ${json(item(value)).trimEnd().replaceAll('\n', '\n  ')}`);
+      first = false;
+    }
+  }
+  io.out(first ? '[]\n' : '\n]\n');
+}
+
 /** `label: value` lines, the values aligned; those without a value left out. */
 export function fields(rows: [string, string | undefined][]): string {
   const shown = rows.filter(([, value]) => value !== undefined && value !== '');

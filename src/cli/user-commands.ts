@@ -4,7 +4,7 @@ import { sendLogoutTokens, type LogoutDelivery, type SessionEnd } from '../clien
 import type { Removed } from '../provider/removed.js';
 import type { Services } from '../services.js';
 import { leadingArgument, parse, passwordFromStdin, required } from './arguments.js';
-import { describeRemoved, fields, json, type Command, type Io } from './command.js';
+import { describeRemoved, fields, json, jsonArray, type Command, type Io } from './command.js';
 import { UsageError } from './usage.js';
 
 export const userCreate: Command = async (args, open, io) => {
@@ -44,12 +44,16 @@ const userJson = (user: UserListing) => ({
 
 export const userList: Command = async (args, open, io) => {
   const { values } = parse(args, { json: { type: 'boolean' } });
-  const users = await (await open()).accounts.list();
-  if (values.json) return io.out(json(users.map(userJson)));
-  if (users.length === 0) return io.out('no users\n');
-  for (const user of users) {
-    io.out(`${user.id}  ${user.email}${user.name ? `  ${user.name}` : ''}${user.emailVerified ? '  (verified)' : ''}${user.disabledAt ? '  (disabled)' : ''}\n`);
+  const users = (await open()).accounts.list();
+  if (values.json) return jsonArray(io, users, userJson);
+  let none = true;
+  for await (const page of users) {
+    for (const user of page) {
+      io.out(`${user.id}  ${user.email}${user.name ? `  ${user.name}` : ''}${user.emailVerified ? '  (verified)' : ''}${user.disabledAt ? '  (disabled)' : ''}\n`);
+    }
+    none = false;
   }
+  if (none) io.out('no users\n');
 };
 
 export const userShow: Command = async (args, open, io) => {

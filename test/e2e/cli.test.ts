@@ -963,6 +963,31 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     expect(text.stdout).toContain(`${lena[0]!.id}  lena@example.com  Lena`);
   });
 
+  it('list reads a thousand users at a time: those made in one millisecond across a page\'s end are each shown once, oldest first', async () => {
+    const db = pc.outsideConnection();
+    await db.connect();
+    try {
+      // 1,201 made in the same millisecond, the first page ending among them; the rest a millisecond apart.
+      await db.query(`INSERT INTO users (id, email, email_verified, created_at, updated_at)
+        SELECT gen_random_uuid(), 'crowd' || n || '@example.com', false,
+               timestamptz '2020-01-01 00:00:00Z' + CASE WHEN n <= 1201 THEN interval '0' ELSE n * interval '1 millisecond' END, now()
+        FROM generate_series(1, 2500) AS n`);
+    } finally {
+      await db.end();
+    }
+    const listed = await pc.cli(['user', 'list', '--json']);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect([listed.stdout.slice(0, 16), listed.stdout.slice(-7)]).toEqual(['[\n  {\n    "id": ', '\n  }\n]\n']);
+    const users = JSON.parse(listed.stdout) as { id: string; email: string; created_at: string }[];
+    const crowd = users.filter((user) => user.email.startsWith('crowd'));
+    expect([crowd.length, new Set(crowd.map((user) => user.email)).size]).toEqual([2500, 2500]);
+    const oldestFirst = (a: { id: string; created_at: string }, b: { id: string; created_at: string }) =>
+      a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : a.id < b.id ? -1 : 1;
+    expect(users.map((user) => user.id)).toEqual([...users].sort(oldestFirst).map((user) => user.id));
+    const text = (await pc.cli(['user', 'list'])).stdout;
+    expect(text.trimEnd().split('\n').map((line) => line.split('  ')[0])).toEqual(users.map((user) => user.id));
+  });
+
   it('counts a password in characters, an emoji as one, up to 1024, and the sign-in form takes the longest', async () => {
     // A key is one character: two UTF-16 units, four bytes of UTF-8, twelve once form-encoded.
     const longest = `${'\u{1F511}'.repeat(1000)}pass phrase ${'x'.repeat(12)}`;

@@ -1,0 +1,3 @@
+-- CreateIndex
+CREATE INDEX "users_created_at_id_idx" ON "users"("created_at", "id");
+
