@@ -17,12 +17,16 @@ const SWEEP_BATCH = 5000;
  * In batches, each a short statement: one DELETE of a large backlog (after
  * downtime, say) would outlast the server's statement_timeout (see
  * persistence/database.ts), be cancelled and never get through it.
+ * Rows another transaction holds are left for a later sweep (SKIP LOCKED):
+ * another instance's sweep taking the same batch, or a request on a row
+ * just expiring, would otherwise hold this statement, and every row it
+ * deleted, until it ends.
  */
 async function deleteExpired(prisma: Prisma, table: SweptTable): Promise<number> {
   let total = 0;
   for (;;) {
     const deleted = await prisma.$executeRawUnsafe(
-      `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE expires_at < now() LIMIT ${SWEEP_BATCH}))`,
+      `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE expires_at < now() LIMIT ${SWEEP_BATCH} FOR UPDATE SKIP LOCKED))`,
     );
     total += deleted;
     if (deleted < SWEEP_BATCH) return total;

@@ -3,6 +3,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { freshDatabase } from '../support/database.js';
+import { embedded } from '../support/locks.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import * as oidc from 'openid-client';
 import { allow, authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
@@ -58,6 +59,32 @@ it('one sweep takes every expired row, however many more than a batch (5,000) th
     }
   } finally {
     await database.drop();
+  }
+});
+
+it.skipIf(embedded)('a row another transaction holds does not hold up the sweep: the rest of what expired goes, and that row once let go', async () => {
+  // Another instance's sweep on the same batch, or a request on a row just expiring.
+  const prisma = pc.server.services.database.prisma;
+  await prisma.$executeRawUnsafe(
+    `INSERT INTO provider_artifacts (kind, id, payload, expires_at)
+     SELECT 'AccessToken', 'held-' || n, '{}'::jsonb, now() - interval '1 minute' FROM generate_series(1, 20) AS n`,
+  );
+  const left = async () => (await prisma.providerArtifact.findMany({ where: { id: { startsWith: 'held-' } }, select: { id: true } })).map((row) => row.id);
+  const untilLeft = async (count: number) => {
+    const deadline = Date.now() + 10_000;
+    while ((await left()).length > count && Date.now() < deadline) await sleep(200);
+    return left();
+  };
+  const holder = pc.outsideConnection();
+  await holder.connect();
+  try {
+    await holder.query('BEGIN');
+    await holder.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'AccessToken' AND id = 'held-7' FOR UPDATE`);
+    expect(await untilLeft(1)).toEqual(['held-7']);
+    await holder.query('COMMIT');
+    expect(await untilLeft(0)).toEqual([]);
+  } finally {
+    await holder.end();
   }
 });
 
