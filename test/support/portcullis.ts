@@ -67,6 +67,10 @@ export function runCli(args: string[], env: Record<string, string>, stdin?: stri
     const child = spawn(process.execPath, [bin, ...args], {
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
+      // A command that hangs (a broken change) fails its test by the test's timeout; killed
+      // some time after, rather than left running with its DATA_DIR (code -1 then).
+      timeout: 150_000,
+      killSignal: 'SIGKILL',
     });
     let stdout = '';
     let stderr = '';
