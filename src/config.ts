@@ -285,6 +285,12 @@ export interface Config {
   metrics?: { host: string; port: number };
   /** Variables set that are none of ours but one letter or two from one (see mistypedVariables): warned of at start. */
   mistyped: { name: string; meant: string }[];
+  /**
+   * SUDO_USER, which sudo sets to the login it made root: not configuration,
+   * but read here with the rest of the environment. The audit trail names it
+   * only in a process running as root (audit/admin-events.ts, actor).
+   */
+  sudoUser?: string;
 }
 
 /**
@@ -375,6 +381,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     metrics: e.METRICS_PORT === undefined ? undefined : { host: e.METRICS_HOST, port: e.METRICS_PORT },
     mistyped,
+    ...(env.SUDO_USER?.trim() ? { sudoUser: env.SUDO_USER.trim() } : {}),
   };
 }
 

@@ -19,11 +19,12 @@ export interface AdminEvent {
 /**
  * Who runs this CLI, at this machine (in a container, the hostname names the
  * container): the process's user, and the login that became root through
- * sudo, which sudo alone sets (SUDO_USER from anyone else is just a variable).
+ * sudo (`sudoUser`, config's SUDO_USER), which sudo alone sets: from anyone
+ * but root it is just a variable.
  */
-export function actor(): string {
+export function actor(sudoUser: string | undefined): string {
   const user = safeUsername() ?? 'unknown';
-  const sudoFrom = process.getuid?.() === 0 ? process.env.SUDO_USER : undefined;
+  const sudoFrom = process.getuid?.() === 0 ? sudoUser : undefined;
   return `${sudoFrom ? `${sudoFrom} (sudo, ${user})` : user}@${os.hostname()}`;
 }
 
@@ -36,9 +37,9 @@ function safeUsername(): string | undefined {
 }
 
 /** Records that `command` ran with `args` and ended so. */
-export async function recordAdminEvent(prisma: Prisma, command: string, args: string[], outcome: string): Promise<void> {
+export async function recordAdminEvent(prisma: Prisma, sudoUser: string | undefined, command: string, args: string[], outcome: string): Promise<void> {
   // When by the database's clock, which every CLI and server shares.
-  await prisma.adminEvent.create({ data: { at: await databaseNow(prisma), actor: actor(), command, arguments: args, outcome } });
+  await prisma.adminEvent.create({ data: { at: await databaseNow(prisma), actor: actor(sudoUser), command, arguments: args, outcome } });
 }
 
 /**

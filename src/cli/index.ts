@@ -175,7 +175,7 @@ const CLOSE_MS = 5_000;
  */
 async function audit(services: Services, name: string, args: string[], outcome: string): Promise<void> {
   try {
-    await recordAdminEvent(services.database.prisma, name, UNRECORDED_ARGUMENTS.has(name) ? [] : args, UNRECORDED_ARGUMENTS.has(name) && outcome !== 'ok' ? 'failed' : outcome);
+    await recordAdminEvent(services.database.prisma, services.config.sudoUser, name, UNRECORDED_ARGUMENTS.has(name) ? [] : args, UNRECORDED_ARGUMENTS.has(name) && outcome !== 'ok' ? 'failed' : outcome);
   } catch (error) {
     process.stderr.write(`portcullis: the audit trail could not record this command: ${terminalSafe(lastLine((error as Error).message))}\n`);
   }

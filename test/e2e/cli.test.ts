@@ -6,6 +6,7 @@ import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdi
 import { stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase, SERVER_URL } from '../support/database.js';
@@ -613,6 +614,34 @@ describe('portcullis client', () => {
     const since = await pc.cli(['audit', 'list', '--since', 'abc']);
     expect([since.code, since.stderr.split('\n').length]).toEqual([1, 2]);
     expect(since.stderr).toMatch(/^portcullis: --since: /);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('audit list names the login sudo made root, and not a SUDO_USER set for a process that is not root', async () => {
+    const actorsOf = async (marker: string) =>
+      (JSON.parse((await pc.cli(['audit', 'list', '--since', '5m', '--limit', '10000', '--json'])).stdout) as { actor: string; arguments: string[] }[])
+        .filter((event) => event.arguments.includes(marker))
+        .map((event) => event.actor);
+    const byRoot = `sudo-${randomBytes(4).toString('hex')}`;
+    expect((await runCli(['client', 'disable', byRoot], { ...pc.env, SUDO_USER: 'alice' })).code).toBe(1);
+    expect(await actorsOf(byRoot)).toEqual([`alice (sudo, root)@${os.hostname()}`]);
+    // Anyone may set the variable: a process that is not root is its own user, whatever it says.
+    // (On PostgreSQL: the embedded database's files are root's alone.)
+    if (embedded) return;
+    const byNobody = `nobody-${randomBytes(4).toString('hex')}`;
+    // (The key file of servers on PostgreSQL without DATA_DIR, as these tests' are: root's too.)
+    const key = readFileSync(fileURLToPath(new URL('../../data/encryption.key', import.meta.url)), 'utf8').trim();
+    const exit = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(process.execPath, [fileURLToPath(new URL('../../src/cli/portcullis.mjs', import.meta.url)), 'client', 'disable', byNobody], {
+        env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), ...pc.env, ENCRYPTION_KEYS: key, SUDO_USER: 'alice' },
+        uid: 65534,
+        gid: 65534,
+        stdio: 'ignore',
+      });
+      child.once('error', reject);
+      child.once('close', resolve);
+    });
+    expect(exit).toBe(1);
+    expect(await actorsOf(byNobody)).toEqual([expect.stringMatching(new RegExp(`^[^ (]+@${os.hostname().replace(/[.]/g, '\\.')}$`))]);
   });
 
   it('audit forget erases a person from the user commands that named them by an email or id given, and leaves what was done and everyone else', async () => {
