@@ -256,6 +256,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
       // (The embedded database runs in this process, on its clock.)
       if (config.database.kind === 'postgres') await warnOfClockSkew(prisma, logger);
       const rows = await sweepExpired(prisma);
+      metrics?.expiredRowsSwept(rows);
       logger.debug('expired rows swept', { rows: Object.values(rows).reduce((sum, count) => sum + count, 0) });
       swept = Object.keys(rows).filter((table) => rows[table as keyof typeof rows] > 0);
       if (sweeps++ > 0) upkeep();

@@ -9,6 +9,7 @@
 // series.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { VERSION } from '../version.js';
+import type { SweptTable } from '../provider/artifacts.js';
 
 const SIGN_IN_OUTCOMES = ['success', 'wrong_credentials', 'throttled', 'refused'] as const;
 const CONSENT_DECISIONS = ['allow', 'deny'] as const;
@@ -17,6 +18,7 @@ const REVOCATION_REASONS = ['replay', 'other'] as const;
 const BACKCHANNEL_OUTCOMES = ['delivered', 'failed'] as const;
 /** The server's periodic work (server.ts): reloading signing keys, sweeping expired rows, the embedded database's upkeep. */
 const BACKGROUND_TASKS = ['key_refresh', 'sweep', 'database_upkeep'] as const;
+const SWEPT_TABLES = ['provider_artifacts', 'sign_in_failures'] as const satisfies readonly SweptTable[];
 export type BackgroundTask = (typeof BACKGROUND_TASKS)[number];
 export type SignInOutcome = (typeof SIGN_IN_OUTCOMES)[number];
 export type ConsentDecision = (typeof CONSENT_DECISIONS)[number];
@@ -168,6 +170,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Beside the rate rows are written at (tokens issued, sign-ins), whether the
+  // sweep keeps up, where the count was only a debug line.
+  private readonly swept = new Counter({
+    name: 'portcullis_expired_rows_swept_total',
+    help: 'Expired rows the server\'s sweep deleted (every SWEEP_INTERVAL), by table: provider_artifacts (codes, tokens, sessions, consents, sign-ins in progress), sign_in_failures (failed sign-in counts whose window ended).',
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  });
+
   // Named before disk space counted too; the name stays, as dashboards and alerts use it.
   private readonly unavailable = new Counter({
     name: 'portcullis_database_unreachable_total',
@@ -190,6 +201,7 @@ export class Metrics {
     for (const reason of REVOCATION_REASONS) this.grantsRevoked.inc({ reason }, 0);
     for (const outcome of BACKCHANNEL_OUTCOMES) this.backchannelLogouts.inc({ outcome }, 0);
     for (const task of BACKGROUND_TASKS) this.backgroundFailures.inc({ task }, 0);
+    for (const table of SWEPT_TABLES) this.swept.inc({ table }, 0);
     new Gauge({
       name: 'portcullis_build_info',
       help: 'The running version of Portcullis (always 1).',
@@ -259,6 +271,10 @@ export class Metrics {
 
   databaseUnavailable(): void {
     this.unavailable.inc();
+  }
+
+  expiredRowsSwept(rows: Record<SweptTable, number>): void {
+    for (const table of SWEPT_TABLES) this.swept.inc({ table }, rows[table]);
   }
 
   backgroundTaskFailed(task: BackgroundTask): void {

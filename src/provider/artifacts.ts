@@ -9,7 +9,7 @@ export async function sweepExpired(prisma: Prisma): Promise<Record<SweptTable, n
   return { provider_artifacts: await deleteExpired(prisma, 'provider_artifacts'), sign_in_failures: await deleteExpired(prisma, 'sign_in_failures') };
 }
 
-type SweptTable = 'provider_artifacts' | 'sign_in_failures';
+export type SweptTable = 'provider_artifacts' | 'sign_in_failures';
 
 const SWEEP_BATCH = 5000;
 

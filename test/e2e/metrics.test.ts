@@ -233,6 +233,26 @@ describe('with METRICS_PORT', () => {
   });
 });
 
+it('counts the expired rows each sweep deletes, by table, from 0', async () => {
+  const pc = await startPortcullis({ METRICS_PORT: String(await freePort()), SWEEP_INTERVAL: '1s' });
+  try {
+    const swept = async () => {
+      const metrics = await scrape(pc.server.metricsUrl!);
+      return [metrics.get('portcullis_expired_rows_swept_total{table="provider_artifacts"}'), metrics.get('portcullis_expired_rows_swept_total{table="sign_in_failures"}')];
+    };
+    expect(await swept()).toEqual([0, 0]);
+    await pc.server.services.database.prisma.$executeRawUnsafe(
+      `INSERT INTO provider_artifacts (kind, id, payload, expires_at)
+       SELECT 'AccessToken', 'swept-' || n, '{}'::jsonb, now() - interval '1 minute' FROM generate_series(1, 7) AS n`,
+    );
+    const deadline = Date.now() + 10_000;
+    while ((await swept())[0]! < 7 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await swept()).toEqual([7, 0]);
+  } finally {
+    await pc.close();
+  }
+});
+
 it('counts each failed run of the periodic work by task, from 0, as its log line says', async () => {
   const pc = await startPortcullis({ METRICS_PORT: String(await freePort()), SWEEP_INTERVAL: '1s' });
   const admin = pc.outsideConnection();
