@@ -24,6 +24,9 @@ const deviceCodeContext = (uid: string) => `device code of interaction ${sha256(
 
 const parContext = (uid: string) => `pushed request of interaction ${sha256(uid)}`;
 
+/** Stands for a device code sealed with a key dropped since: no device code is (those are base64url). */
+const NO_DEVICE_CODE = 'sealed with a key no longer configured';
+
 export function withoutLiveIds(payload: AdapterPayload, uid: string, sealer: PayloadSealer | undefined): AdapterPayload {
   const { returnTo, session, parJti } = payload as { returnTo?: unknown; session?: Record<string, unknown>; parJti?: unknown };
   const stored: AdapterPayload = { ...payload };
@@ -57,11 +60,14 @@ export function withLiveIds(payload: AdapterPayload, uid: string, sealer: Payloa
   }
   const { deviceCode } = payload as { deviceCode?: unknown };
   if (typeof deviceCode === 'string') {
-    // As a pushed request's: unopened, the device's sign-in finds no code, and ends as one whose code expired.
+    // Unopened, the sign-in stays a device's, with a code no device holds: it
+    // finds no code, and ends as one whose code expired. (Left out, it would
+    // be taken for an app's sign-in, and end as one whose app's registration
+    // changed: it has no redirect_uri.)
     try {
       (live as { deviceCode?: string }).deviceCode = sealer!.open(deviceCode, deviceCodeContext(uid));
     } catch {
-      delete (live as { deviceCode?: string }).deviceCode;
+      (live as { deviceCode?: string }).deviceCode = NO_DEVICE_CODE;
     }
   }
   return live;
