@@ -255,10 +255,13 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     const sweep = background('sweep', async () => {
       // (The embedded database runs in this process, on its clock.)
       if (config.database.kind === 'postgres') await warnOfClockSkew(prisma, logger);
-      const rows = await sweepExpired(prisma);
-      metrics?.expiredRowsSwept(rows);
-      logger.debug('expired rows swept', { rows: Object.values(rows).reduce((sum, count) => sum + count, 0) });
-      swept = Object.keys(rows).filter((table) => rows[table as keyof typeof rows] > 0);
+      const rows = new Map<string, number>();
+      await sweepExpired(prisma, (table, deleted) => {
+        metrics?.expiredRowsSwept(table, deleted);
+        rows.set(table, (rows.get(table) ?? 0) + deleted);
+      });
+      logger.debug('expired rows swept', { rows: [...rows.values()].reduce((sum, count) => sum + count, 0) });
+      swept = [...rows].filter(([, count]) => count > 0).map(([table]) => table);
       if (sweeps++ > 0) upkeep();
     });
     timers.push(setInterval(sweep, config.sweepInterval * 1000).unref());

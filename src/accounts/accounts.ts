@@ -284,7 +284,7 @@ export class Accounts {
    * the same millisecond).
    */
   async *list(pageSize = LIST_PAGE_SIZE): AsyncGenerator<UserListing[]> {
-    let after: (string | Date)[] = ['-infinity', '00000000-0000-0000-0000-000000000000'];
+    let after = ['-infinity', '00000000-0000-0000-0000-000000000000'];
     for (;;) {
       const { rows } = await this.sql.query<ListedRow>(LIST_PAGE, [...after, pageSize]);
       if (rows.length > 0) {
@@ -292,7 +292,8 @@ export class Accounts {
       }
       if (rows.length < pageSize) return;
       const last = rows[rows.length - 1]!;
-      after = [last.created_at, last.id];
+      // As text: the driver writes a Date in local time, off by seconds in a zone of the past whose offset had them.
+      after = [last.created_at.toISOString(), last.id];
     }
   }
 

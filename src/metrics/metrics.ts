@@ -9,7 +9,7 @@
 // series.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { VERSION } from '../version.js';
-import type { SweptTable } from '../provider/artifacts.js';
+import { SWEPT_TABLES, type SweptTable } from '../provider/artifacts.js';
 
 const SIGN_IN_OUTCOMES = ['success', 'wrong_credentials', 'throttled', 'refused'] as const;
 const CONSENT_DECISIONS = ['allow', 'deny'] as const;
@@ -18,7 +18,6 @@ const REVOCATION_REASONS = ['replay', 'other'] as const;
 const BACKCHANNEL_OUTCOMES = ['delivered', 'failed'] as const;
 /** The server's periodic work (server.ts): reloading signing keys, sweeping expired rows, the embedded database's upkeep. */
 const BACKGROUND_TASKS = ['key_refresh', 'sweep', 'database_upkeep'] as const;
-const SWEPT_TABLES = ['provider_artifacts', 'sign_in_failures'] as const satisfies readonly SweptTable[];
 export type BackgroundTask = (typeof BACKGROUND_TASKS)[number];
 export type SignInOutcome = (typeof SIGN_IN_OUTCOMES)[number];
 export type ConsentDecision = (typeof CONSENT_DECISIONS)[number];
@@ -273,8 +272,8 @@ export class Metrics {
     this.unavailable.inc();
   }
 
-  expiredRowsSwept(rows: Record<SweptTable, number>): void {
-    for (const table of SWEPT_TABLES) this.swept.inc({ table }, rows[table]);
+  expiredRowsSwept(table: SweptTable, rows: number): void {
+    this.swept.inc({ table }, rows);
   }
 
   backgroundTaskFailed(task: BackgroundTask): void {

@@ -4,12 +4,18 @@ import type { Prisma, Sql } from '../persistence/database.js';
 import { sha256 } from '../persistence/hash.js';
 import { keepGrant, type GrantRow } from './adapter.js';
 
-/** Deletes expired rows (and sign-in failure counts whose window ended); run periodically by the server. How many, by table. */
-export async function sweepExpired(prisma: Prisma): Promise<Record<SweptTable, number>> {
-  return { provider_artifacts: await deleteExpired(prisma, 'provider_artifacts'), sign_in_failures: await deleteExpired(prisma, 'sign_in_failures') };
-}
+/** The tables a sweep deletes expired rows from. */
+export const SWEPT_TABLES = ['provider_artifacts', 'sign_in_failures'] as const;
+export type SweptTable = (typeof SWEPT_TABLES)[number];
 
-export type SweptTable = 'provider_artifacts' | 'sign_in_failures';
+/**
+ * Deletes expired rows (and sign-in failure counts whose window ended); run
+ * periodically by the server. Each batch deleted is told to `deleted` once
+ * committed: a sweep that fails partway has still deleted those.
+ */
+export async function sweepExpired(prisma: Prisma, deleted: (table: SweptTable, rows: number) => void): Promise<void> {
+  for (const table of SWEPT_TABLES) await deleteExpired(prisma, table, deleted);
+}
 
 const SWEEP_BATCH = 5000;
 
@@ -22,14 +28,13 @@ const SWEEP_BATCH = 5000;
  * just expiring, would otherwise hold this statement, and every row it
  * deleted, until it ends.
  */
-async function deleteExpired(prisma: Prisma, table: SweptTable): Promise<number> {
-  let total = 0;
+async function deleteExpired(prisma: Prisma, table: SweptTable, told: (table: SweptTable, rows: number) => void): Promise<void> {
   for (;;) {
     const deleted = await prisma.$executeRawUnsafe(
       `DELETE FROM ${table} WHERE ctid = ANY (ARRAY(SELECT ctid FROM ${table} WHERE expires_at < now() LIMIT ${SWEEP_BATCH} FOR UPDATE SKIP LOCKED))`,
     );
-    total += deleted;
-    if (deleted < SWEEP_BATCH) return total;
+    told(table, deleted);
+    if (deleted < SWEEP_BATCH) return;
   }
 }
 

@@ -64,10 +64,11 @@ it('one sweep takes every expired row, however many more than a batch (5,000) th
 
 it.skipIf(embedded)('a row another transaction holds does not hold up the sweep: the rest of what expired goes, and that row once let go', async () => {
   // Another instance's sweep on the same batch, or a request on a row just expiring.
+  // Expiring 2 s on, so that no sweep (every second) takes them before one is held.
   const prisma = pc.server.services.database.prisma;
   await prisma.$executeRawUnsafe(
     `INSERT INTO provider_artifacts (kind, id, payload, expires_at)
-     SELECT 'AccessToken', 'held-' || n, '{}'::jsonb, now() - interval '1 minute' FROM generate_series(1, 20) AS n`,
+     SELECT 'AccessToken', 'held-' || n, '{}'::jsonb, now() + interval '2 seconds' FROM generate_series(1, 20) AS n`,
   );
   const left = async () => (await prisma.providerArtifact.findMany({ where: { id: { startsWith: 'held-' } }, select: { id: true } })).map((row) => row.id);
   const untilLeft = async (count: number) => {
@@ -79,7 +80,7 @@ it.skipIf(embedded)('a row another transaction holds does not hold up the sweep:
   await holder.connect();
   try {
     await holder.query('BEGIN');
-    await holder.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'AccessToken' AND id = 'held-7' FOR UPDATE`);
+    expect((await holder.query(`SELECT 1 FROM provider_artifacts WHERE kind = 'AccessToken' AND id = 'held-7' FOR UPDATE`)).rowCount).toBe(1);
     expect(await untilLeft(1)).toEqual(['held-7']);
     await holder.query('COMMIT');
     expect(await untilLeft(0)).toEqual([]);

@@ -265,11 +265,15 @@ it('counts each failed run of the periodic work by task, from 0, as its log line
     await admin.query(`CREATE FUNCTION refuse_sweeps() RETURNS trigger LANGUAGE plpgsql AS $$
                        BEGIN RAISE EXCEPTION 'sweep refused (simulated)'; END $$`);
     await admin.query('CREATE TRIGGER refuse_sweeps BEFORE DELETE ON sign_in_failures FOR EACH STATEMENT EXECUTE FUNCTION refuse_sweeps()');
+    // Deleted by those failing sweeps before they fail: counted all the same.
+    await admin.query(`INSERT INTO provider_artifacts (kind, id, payload, expires_at)
+                       SELECT 'AccessToken', 'before-the-failure-' || n, '{}'::jsonb, now() - interval '1 minute' FROM generate_series(1, 5) AS n`);
     const deadline = Date.now() + 10_000;
     while ((await failures())! < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
     await admin.query('DROP TRIGGER refuse_sweeps ON sign_in_failures');
     const counted = (await failures())!;
     expect(counted).toBeGreaterThanOrEqual(2);
+    expect((await scrape(pc.server.metricsUrl!)).get('portcullis_expired_rows_swept_total{table="provider_artifacts"}')).toBe(5);
     const logged = pc.errors.filter((line) => line.includes('sweep refused (simulated)')).map((line) => JSON.parse(line).message);
     expect(logged.length).toBeGreaterThanOrEqual(counted);
     expect(new Set(logged)).toEqual(new Set(['sweep failed']));
