@@ -28,15 +28,7 @@ async function restart(keys: string): Promise<void> {
   server = await startServer(loadConfig({ ...pc.env, ENCRYPTION_KEYS: keys }), createLogger('debug', (line) => lines.push(line)));
 }
 
-async function query(text: string, values: unknown[] = []): Promise<{ rowCount: number | null }> {
-  const db = pc.outsideConnection();
-  await db.connect();
-  try {
-    return await db.query(text, values);
-  } finally {
-    await db.end();
-  }
-}
+const query = (text: string, values: unknown[] = []) => pc.outsideQuery(text, values);
 
 beforeAll(async () => {
   pc = await startPortcullis({ ENCRYPTION_KEYS: KEY_A, SIGN_IN_MAX_FAILURES: '2' });

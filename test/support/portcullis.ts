@@ -36,6 +36,8 @@ export interface TestPortcullis {
    * src/persistence/embedded.ts). Not connected yet.
    */
   outsideConnection(): pg.Client;
+  /** One statement on a connection from outside (see outsideConnection), opened and closed for it. */
+  outsideQuery<T extends pg.QueryResultRow = Record<string, unknown>>(text: string, values?: unknown[]): Promise<pg.QueryResult<T>>;
   close(): Promise<void>;
 }
 
@@ -114,6 +116,11 @@ export async function startPortcullis(extraEnv: Record<string, string> = {}, on?
     throw error;
   }
   const cli = (args: string[], stdin?: string | Buffer) => runCli(args, env, stdin);
+  const outsideConnection = () => {
+    const { DATABASE_URL, DATA_DIR } = database.env;
+    const connectionString = DATABASE_URL ?? `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(DATA_DIR!)}&port=5432`;
+    return new pg.Client({ connectionString });
+  };
   return {
     issuer: env.ISSUER,
     env,
@@ -152,10 +159,15 @@ export async function startPortcullis(extraEnv: Record<string, string> = {}, on?
       });
       return { status: response.status, body: (await response.json()) as Record<string, unknown>, headers: response.headers };
     },
-    outsideConnection() {
-      const { DATABASE_URL, DATA_DIR } = database.env;
-      const connectionString = DATABASE_URL ?? `postgresql://postgres@localhost/postgres?host=${encodeURIComponent(DATA_DIR!)}&port=5432`;
-      return new pg.Client({ connectionString });
+    outsideConnection,
+    async outsideQuery<T extends pg.QueryResultRow>(text: string, values: unknown[] = []) {
+      const db = outsideConnection();
+      await db.connect();
+      try {
+        return await db.query<T>(text, values);
+      } finally {
+        await db.end();
+      }
     },
     async close() {
       await server.close();
