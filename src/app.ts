@@ -30,6 +30,7 @@ import type { Sql } from './persistence/database.js';
 import type { SpaceWatch } from './persistence/disk-space.js';
 import type { ProviderHost } from './provider/host.js';
 import { keepRequestForms } from './provider/request-encoding.js';
+import { ignoreResumeQuery } from './provider/resume-query.js';
 import { foldUserCodes } from './provider/device-flow.js';
 
 export interface AppDeps {
@@ -86,6 +87,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         refuseGetAtDeviceAuthorization(provider, deps.config, addresses),
         refuseEncodedBodies(deps.config, addresses),
         refuseCrowdedQueries(deps.config, addresses),
+        ignoreResumeQuery(provider),
         keepRequestForms(provider),
         foldUserCodes(provider),
         healthProbes(deps.sql, deps.space, deps.host, inFlight),

@@ -280,6 +280,15 @@ describe('the authorization endpoint', () => {
     expect(response.headers.get('cache-control')).toBe('no-store');
     expect(await response.text()).toContain('Your sign-in expired');
   });
+
+  it('the resume address, with a registered client_id in its query, is the sign-in-expired page, not a 500', async () => {
+    const cookieless = new UserAgent();
+    for (const query of [`client_id=${client.client_id}`, `client_id=${client.client_id}&state=s&response_type=code`]) {
+      const page = await visit(cookieless, `${pc.issuer}/auth/anything?${query}`);
+      expect([query, page.status, page.url.startsWith(pc.issuer), page.html.includes('Your sign-in expired')]).toEqual([query, 400, true, true]);
+    }
+    // (afterAll: and no error line: the 500 logged one.)
+  });
 });
 
 describe('the token endpoint', () => {
