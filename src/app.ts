@@ -155,13 +155,17 @@ function requestLog(logger: Logger, trustProxy: boolean, addresses: (path: strin
   };
 }
 
-/** Only /interaction/* is ours; token traffic (most requests) skips the router's matching altogether. */
+/**
+ * Only /interaction/* is ours; token traffic (most requests) skips the
+ * router's matching altogether. A method a page does not take is answered by
+ * notFound, from the table of addresses (405 with Allow, or 404), not by the
+ * router's allowedMethods(), which answered a method it does not know (TRACE,
+ * PROPFIND) 501 with an empty Allow even where nothing is served.
+ */
 function interactionPages(deps: AppDeps): Koa.Middleware {
-  const interactions = interactionRoutes(deps);
   // (@koa/router's context types do not line up with Koa's plain Middleware.)
-  const routes = interactions.routes() as unknown as Koa.Middleware;
-  const allowedMethods = interactions.allowedMethods() as unknown as Koa.Middleware;
-  return (ctx, next) => (INTERACTION_PATH.test(ctx.path) ? routes(ctx, () => allowedMethods(ctx, next)) : next());
+  const routes = interactionRoutes(deps).routes() as unknown as Koa.Middleware;
+  return (ctx, next) => (INTERACTION_PATH.test(ctx.path) ? routes(ctx, next) : next());
 }
 
 /** As @koa/router matches (and the 405 table, http/methods.ts): whatever the case. */

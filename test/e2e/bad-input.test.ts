@@ -747,6 +747,21 @@ describe('other endpoints', () => {
     // HEAD is GET without the body, and an address nothing serves stays a 404.
     expect((await fetch(`${pc.issuer}/jwks`, { method: 'HEAD' })).status).toBe(200);
     expect((await fetch(`${pc.issuer}/tokens`, { method: 'POST' })).status).toBe(404);
+    // A method no router knows (WebDAV's, say) is answered as any other: 405 where something
+    // is served, 404 where nothing is, under /interaction/ as elsewhere (was 501, Allow empty).
+    const unknownMethod: [string, number, string | null][] = [
+      ['/interaction/some-uid/nothing', 404, null],
+      ['/interaction/some-uid', 405, 'GET, HEAD, OPTIONS'],
+      ['/interaction/some-uid/login', 405, 'GET, POST, HEAD, OPTIONS'],
+      ['/token', 405, 'POST, OPTIONS'],
+      ['/nothing', 404, null],
+    ];
+    for (const method of ['PROPFIND', 'PURGE']) {
+      for (const [path, status, allow] of unknownMethod) {
+        const response = await fetch(`${pc.issuer}${path}`, { method });
+        expect([method, path, response.status, response.headers.get('allow')]).toEqual([method, path, status, allow]);
+      }
+    }
   });
 
   it('OPTIONS that is not a CORS preflight says what the address takes (RFC 9110 §9.3.7); preflights stay CORS', async () => {
