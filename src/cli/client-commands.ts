@@ -23,7 +23,16 @@ const REGISTRATION_OPTIONS = {
   'tos-uri': { type: 'string' },
   'jwks-file': { type: 'string' },
   'backchannel-logout-uri': { type: 'string' },
+  'require-par': { type: 'boolean' },
+  'require-dpop': { type: 'boolean' },
   json: { type: 'boolean' },
+} as const satisfies Options;
+
+/** `client update` can also drop a requirement. */
+const UPDATE_OPTIONS = {
+  ...REGISTRATION_OPTIONS,
+  'no-require-par': { type: 'boolean' },
+  'no-require-dpop': { type: 'boolean' },
 } as const satisfies Options;
 
 /** The registration the shared options give; what they leave out stays undefined. */
@@ -41,7 +50,15 @@ function registrationOf(values: Record<string, unknown>): ClientChanges {
     tosUri: values['tos-uri'] as string | undefined,
     jwks: values['jwks-file'] === undefined ? undefined : jwksFile(values['jwks-file'] as string),
     backchannelLogoutUri: values['backchannel-logout-uri'] as string | undefined,
+    requirePar: requirement(values, 'require-par'),
+    requireDpop: requirement(values, 'require-dpop'),
   };
+}
+
+/** `--require-X` true, `--no-require-X` false (update only), neither undefined (create: false). */
+function requirement(values: Record<string, unknown>, flag: 'require-par' | 'require-dpop'): boolean | undefined {
+  if (values[flag] && values[`no-${flag}`]) throw new UsageError(`--${flag} and --no-${flag} exclude each other`);
+  return values[flag] ? true : values[`no-${flag}`] ? false : undefined;
 }
 
 /** Ten keys of the largest size allowed take a fifth of this: anything bigger is not a key set. */
@@ -99,7 +116,7 @@ export const clientCreate: Command = async (args, open, io) => {
 
 export const clientUpdate: Command = async (args, open, io) => {
   const [clientId, rest] = leadingArgument(args, 'expected the CLIENT_ID first: client update CLIENT_ID [options]');
-  const { values } = parse(rest, REGISTRATION_OPTIONS);
+  const { values } = parse(rest, UPDATE_OPTIONS);
   const changes = registrationOf(values);
   if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
   const services = await open();
@@ -163,6 +180,8 @@ const clientJson = (client: ClientView) => ({
   tos_uri: client.tosUri,
   backchannel_logout_uri: client.backchannelLogoutUri,
   ...(client.backchannelLogoutUri ? { backchannel_logout_session_required: true } : {}),
+  require_pushed_authorization_requests: client.requirePar,
+  dpop_bound_access_tokens: client.requireDpop,
   created_at: client.createdAt.toISOString(),
   disabled_at: client.disabledAt?.toISOString() ?? null,
 });
@@ -199,6 +218,7 @@ export const clientShow: Command = async (args, open, io) => {
       ['policy URI', shown.policy_uri],
       ['terms URI', shown.tos_uri],
       ['back-channel logout', shown.backchannel_logout_uri],
+      ['requires', [client.requirePar && 'pushed requests (PAR)', client.requireDpop && 'DPoP proofs'].filter(Boolean).join(', ') || undefined],
       ['created', shown.created_at],
       ['disabled', shown.disabled_at ?? undefined],
       ['consented', `${client.consentedUsers} ${client.consentedUsers === 1 ? 'person' : 'people'}`],

@@ -49,11 +49,26 @@ export interface NewClient {
    * app ends at the server (OpenID Connect Back-Channel Logout 1.0).
    */
   backchannelLogoutUri?: string;
+  /**
+   * Its authorization requests only through the PAR endpoint (RFC 9126 §6):
+   * a request sent straight to /auth is refused, so none of its parameters
+   * travel through the browser, where they could be read or changed.
+   */
+  requirePar?: boolean;
+  /**
+   * Its token requests only with a DPoP proof (RFC 9449 §5.2), so every
+   * access and refresh token it gets is bound to its key: a token that leaks
+   * is of no use without it.
+   */
+  requireDpop?: boolean;
 }
 
-/** What `client update` may change; absent: kept. An empty shown address removes it. */
+/** What `client update` may change; absent: kept. An empty shown address removes it; false a requirement. */
 export type ClientChanges = Partial<
-  Pick<NewClient, 'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'grantTypes' | 'scope' | 'idTokenSignedResponseAlg' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri' | 'jwks' | 'backchannelLogoutUri'>
+  Pick<
+    NewClient,
+    'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'grantTypes' | 'scope' | 'idTokenSignedResponseAlg' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri' | 'jwks' | 'backchannelLogoutUri' | 'requirePar' | 'requireDpop'
+  >
 >;
 
 export interface CreatedClient {
@@ -80,6 +95,8 @@ export interface ClientView {
   policyUri?: string;
   tosUri?: string;
   backchannelLogoutUri?: string;
+  requirePar: boolean;
+  requireDpop: boolean;
   createdAt: Date;
   /** Since when `client disable` has it refused (see Clients.disable). */
   disabledAt?: Date;
@@ -124,6 +141,10 @@ export interface StoredMetadata {
    * the person (Back-Channel Logout §2.4).
    */
   backchannel_logout_session_required?: true;
+  /** RFC 9126 §6 (see NewClient.requirePar); absent: false. */
+  require_pushed_authorization_requests?: true;
+  /** RFC 9449 §5.2 (see NewClient.requireDpop); absent: false. */
+  dpop_bound_access_tokens?: true;
 }
 
 export const DEFAULT_SCOPE = 'openid profile email offline_access';
@@ -307,6 +328,8 @@ function toView(row: { clientId: string; name: string; metadata: unknown; client
     policyUri: metadata.policy_uri,
     tosUri: metadata.tos_uri,
     backchannelLogoutUri: metadata.backchannel_logout_uri,
+    requirePar: metadata.require_pushed_authorization_requests === true,
+    requireDpop: metadata.dpop_bound_access_tokens === true,
     createdAt: row.createdAt,
     ...(row.disabledAt ? { disabledAt: row.disabledAt } : {}),
   };
@@ -385,6 +408,8 @@ export class Clients {
       policyUri: changes.policyUri !== undefined ? orUnset(changes.policyUri) : stored.policy_uri,
       tosUri: changes.tosUri !== undefined ? orUnset(changes.tosUri) : stored.tos_uri,
       backchannelLogoutUri: changes.backchannelLogoutUri !== undefined ? orUnset(changes.backchannelLogoutUri) : stored.backchannel_logout_uri,
+      requirePar: changes.requirePar ?? stored.require_pushed_authorization_requests === true,
+      requireDpop: changes.requireDpop ?? stored.dpop_bound_access_tokens === true,
     }, {
       name: changes.name === undefined,
       redirectUris: changes.redirectUris === undefined,
@@ -482,6 +507,10 @@ export class Clients {
       throw new ClientError(`a ${input.native ? 'native' : 'public'} client cannot use client_credentials`);
     }
     const keys = registeredKeys(input, isPublic);
+    // (A requirement kept from before is checked again: a client that lost its code flow keeps none to require PAR of.)
+    if (input.requirePar && !grantTypes.includes('authorization_code')) {
+      throw new ClientError('--require-par is for a client that signs people in with authorization_code: only its authorization requests can be pushed (client update --no-require-par drops the requirement)');
+    }
     const scopes = [...new Set((input.scope ?? DEFAULT_SCOPE).split(/\s+/).filter(Boolean))];
     const apiScopes = scopes.filter((scope) => !OIDC_SCOPES.includes(scope));
     const byApi = await this.apisDefining(apiScopes);
@@ -509,6 +538,8 @@ export class Clients {
             backchannel_logout_session_required: true as const,
           }
         : {}),
+      ...(input.requirePar ? { require_pushed_authorization_requests: true as const } : {}),
+      ...(input.requireDpop ? { dpop_bound_access_tokens: true as const } : {}),
     };
     return { name, metadata };
   }

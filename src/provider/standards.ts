@@ -35,6 +35,7 @@ export function noteRequestErrors(provider: Provider): void {
       if (isBodyTooLarge(error)) bodiesTooLarge.add(ctx);
       else if (isDpopReplay(error)) dpopReplays.add(ctx);
       else if (isUnreadableDpopProof(error)) unreadableDpopProofs.set(ctx, (error as { error_detail: string }).error_detail);
+      else if (isMissingRequiredDpop(error)) missingRequiredDpop.add(ctx);
       else if (error instanceof AssertionRefused) refusedAssertions.set(ctx, error.reason);
       else if (event === 'userinfo.error' && isApiTokenAtUserinfo(ctx, error)) apiTokensAtUserinfo.add(ctx);
       else if (event === 'pushed_authorization_request.error' && error instanceof errors.RequestUriNotSupported) requestUrisPushed.add(ctx);
@@ -131,6 +132,7 @@ export function followTheStandards(ctx: KoaContextWithOIDC): void {
   if (route === 'token') {
     // RFC 6749 §5.1 asks for both; the library sends only Cache-Control.
     ctx.set('Pragma', 'no-cache');
+    sayDpopIsRequired(ctx);
     useUnauthorizedClient(ctx);
     refuseWhenNoScopeIsGranted(ctx);
   } else if (route === 'introspection') {
@@ -246,6 +248,26 @@ function useInvalidDpopProofForReplays(ctx: KoaContextWithOIDC): void {
   const description = 'the DPoP proof was presented before; make a new one for every request';
   ctx.body = { error: 'invalid_dpop_proof', error_description: description };
   restateChallenge(ctx, description, 'invalid_dpop_proof');
+}
+
+/** The library's words for a token request without the DPoP proof its client's registration requires (lib/helpers/sender_constraints.js). */
+const DPOP_MISSING = 'DPoP proof JWT not provided';
+
+const isMissingRequiredDpop = (error: unknown) => error instanceof errors.InvalidGrant && (error as { error_detail?: unknown }).error_detail === DPOP_MISSING;
+
+/** Token requests refused for want of the DPoP proof their client must send. */
+const missingRequiredDpop = new WeakSet<object>();
+
+/**
+ * A client registered with --require-dpop (dpop_bound_access_tokens, RFC
+ * 9449 §5.2) that sends no proof: the library answers invalid_grant, "grant
+ * request is invalid", which tells a client its code or refresh token is dead
+ * (it still stands: nothing was consumed) and not why. It is a missing
+ * parameter: invalid_request, saying which.
+ */
+function sayDpopIsRequired(ctx: KoaContextWithOIDC): void {
+  if (!missingRequiredDpop.has(ctx)) return;
+  ctx.body = { error: 'invalid_request', error_description: "this client's tokens are DPoP-bound (its registration requires it: RFC 9449, section 5.2): send a DPoP proof with every token request" };
 }
 
 /** The library's words for any proof its JWT checks refused, whatever the reason (lib/helpers/validate_dpop.js). */
