@@ -138,13 +138,27 @@ function hintedSubject(hint: unknown): string | undefined {
  */
 const forDevice = (interaction: Interaction) => typeof (interaction as { deviceCode?: unknown }).deviceCode === 'string';
 
+/** Whether the sign-in's request came through the PAR endpoint (the library keeps its request_uri's id as parJti). */
+const pushed = (interaction: Interaction) => (interaction as { parJti?: unknown }).parJti !== undefined;
+
 /**
- * "Use another account" in a device's sign-in: its own sign-in page (a link,
+ * "Use another account" in a device's or pushed request's sign-in (see
+ * switchesInPlace): its own sign-in page (a link,
  * `?account=other`), whose sign-in ends the session of whoever is signed in
  * here, as signing in with prompt=login does; the request goes on for the
  * one who signed in (the library signs the other out first).
  */
 const OTHER_ACCOUNT = 'other';
+
+/**
+ * Whether "Use another account" goes on in this sign-in (anotherAccountLink)
+ * rather than sending its request to /auth again (signInAgain): a device's,
+ * which has no request to send, and a pushed request's (RFC 9126): its
+ * parameters are kept off the browser, its request_uri was used once, and a
+ * client registered with --require-par would be refused the request sent
+ * again, its person sent back to the app with an error.
+ */
+const switchesInPlace = (interaction: Interaction) => forDevice(interaction) || pushed(interaction);
 const anotherAccountLink = (interaction: Interaction) => ({ href: `/interaction/${encodeURIComponent(interaction.uid)}?account=${OTHER_ACCOUNT}` });
 
 /** The form whose post a step's outcome answered, for those worth sending again (see showFinished). */
@@ -289,7 +303,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (!client) throw new errors.InvalidClient('client not found');
     // The client as registered now: `client update` may have removed the
     // redirect URI or a scope since the request arrived.
-    const change = outgrownRequest(client, interaction.params, { device: forDevice(interaction) });
+    const change = outgrownRequest(client, interaction.params, { device: forDevice(interaction), pushed: pushed(interaction) });
     if (change) throw new RequestOutgrown(interaction, change);
     return { provider, interaction, client };
   };
@@ -359,7 +373,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     ctx.cookies.set(SIGN_IN_NOTICE_COOKIE, signInNotices.seal(uid, { refusal, email }), SignInNotices.cookieOptions(uid, ctx.secure));
     ctx.status = 303;
     // Back to the sign-in page it came from: a device's other account's, at a later step.
-    ctx.redirect(forDevice(interaction) && interaction.prompt.name !== 'login' ? anotherAccountLink(interaction).href : `/interaction/${encodeURIComponent(uid)}`);
+    ctx.redirect(switchesInPlace(interaction) && interaction.prompt.name !== 'login' ? anotherAccountLink(interaction).href : `/interaction/${encodeURIComponent(uid)}`);
   };
 
   /** The sign-in page's fields for the notice a refused sign-in left, read once; undefined without one. */
@@ -384,7 +398,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const { provider, interaction, client } = await details(ctx);
     if (PAGES.has(interaction.prompt.name)) current.mark(ctx, interaction.uid, interaction.exp);
     const clientName = displayName(client);
-    const switching = forDevice(interaction) && ctx.query.account === OTHER_ACCOUNT && PAGES.has(interaction.prompt.name);
+    const switching = switchesInPlace(interaction) && ctx.query.account === OTHER_ACCOUNT && PAGES.has(interaction.prompt.name);
     if (interaction.prompt.name === 'login' || switching) {
       // The app's login_hint, as sent. Not the email of the person an
       // id_token_hint names: the library takes an expired hint too, so an app
@@ -408,7 +422,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         uid: interaction.uid,
         clientName,
         userLabel: accountLabel(user),
-        switchAccount: forDevice(interaction) ? anotherAccountLink(interaction) : signInAgain(provider, interaction.params),
+        switchAccount: switchesInPlace(interaction) ? anotherAccountLink(interaction) : signInAgain(provider, interaction.params),
         restart: restartOf(interaction),
         device: forDevice(interaction),
       });
@@ -453,7 +467,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
         keptAfterSignOut: String(interaction.params.scope ?? '').split(' ').includes('offline_access'),
         returnsTo: destinationOf(interaction.params.redirect_uri),
         logoUri: logoUrl(client.logoUri),
-        switchAccount: forDevice(interaction) ? anotherAccountLink(interaction) : signInAgain(provider, interaction.params),
+        switchAccount: switchesInPlace(interaction) ? anotherAccountLink(interaction) : signInAgain(provider, interaction.params),
         device: forDevice(interaction),
         clientUri: safeUrl(client.clientUri),
         policyUri: safeUrl(client.policyUri),
@@ -490,8 +504,8 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
 
   router.post('/login', async (ctx) => {
     const { interaction, client } = await details(ctx);
-    // A device's sign-in takes a sign-in at any of its steps ("Use another account", see anotherAccountLink).
-    if (interaction.prompt.name !== 'login' && !(forDevice(interaction) && PAGES.has(interaction.prompt.name))) throw new WrongPrompt('login');
+    // A device's or pushed request's sign-in takes a sign-in at any of its steps ("Use another account", see switchesInPlace).
+    if (interaction.prompt.name !== 'login' && !(switchesInPlace(interaction) && PAGES.has(interaction.prompt.name))) throw new WrongPrompt('login');
     const form = await readForm(ctx);
     const email = form.email?.trim() ?? '';
     const password = form.password ?? '';

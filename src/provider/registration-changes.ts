@@ -17,7 +17,7 @@ import { OIDC_SCOPES } from '../oidc-scopes.js';
 /** What in an authorization request the client's registration no longer allows. */
 export interface RegistrationChange {
   /** The OAuth error code. */
-  error: 'invalid_redirect_uri' | 'unauthorized_client' | 'invalid_scope';
+  error: 'invalid_redirect_uri' | 'unauthorized_client' | 'invalid_scope' | 'invalid_request';
   description: string;
   /**
    * Whether the error may go to the request's redirect_uri (RFC 6749
@@ -33,7 +33,7 @@ export interface RegistrationChange {
  * order: the address first, since without a registered one no error can be
  * sent back to the client.
  */
-export function outgrownRequest(client: Client, params: Record<string, unknown>, { device = false } = {}): RegistrationChange | undefined {
+export function outgrownRequest(client: Client, params: Record<string, unknown>, { device = false, pushed = false } = {}): RegistrationChange | undefined {
   // A device's sign-in (RFC 8628) names no address: its error goes to the device, which polls for it.
   if (device) {
     if (!client.grantTypeAllowed(DEVICE_CODE_GRANT)) {
@@ -47,6 +47,10 @@ export function outgrownRequest(client: Client, params: Record<string, unknown>,
   }
   if (!device && !client.grantTypeAllowed('authorization_code')) {
     return { error: 'unauthorized_client', description: 'the client may no longer use the authorization code flow', redirectable: true };
+  }
+  // --require-par registered since the request came straight to /auth: refused as /auth now refuses it.
+  if (!device && !pushed && client.requirePushedAuthorizationRequests) {
+    return { error: 'invalid_request', description: 'the client must now push its authorization requests (PAR, RFC 9126)', redirectable: true };
   }
   // The library's allowlist check (checkScope): OpenID Connect scopes only,
   // as a registration with none holds a blank list (client-model.ts).

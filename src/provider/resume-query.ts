@@ -16,7 +16,8 @@ import { routePattern } from '../http/methods.js';
 export function ignoreResumeQuery(provider: Provider): Koa.Middleware {
   const resume = routePattern(provider, 'authorization', '/[^/]+');
   return (ctx, next) => {
-    if (ctx.querystring !== '' && ctx.method === 'GET' && resume.test(ctx.path)) ctx.querystring = '';
+    // (HEAD too: the library's router answers it wherever it answers GET.)
+    if (ctx.querystring !== '' && (ctx.method === 'GET' || ctx.method === 'HEAD') && resume.test(ctx.path)) ctx.querystring = '';
     return next();
   };
 }

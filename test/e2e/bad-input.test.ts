@@ -289,6 +289,17 @@ describe('the authorization endpoint', () => {
     }
     // (afterAll: and no error line: the 500 logged one.)
   });
+
+  it('HEAD at the resume address, with a registered client_id in its query, is answered as GET is, not a 500 (RFC 9110 §9.3.2)', async () => {
+    // The library's router answers HEAD wherever it answers GET: the resume too.
+    const errorsBefore = pc.errors.length;
+    for (const query of [`client_id=${client.client_id}`, `client_id=${client.client_id}&state=s&response_type=code`]) {
+      const get = await fetch(`${pc.issuer}/auth/anything?${query}`, { redirect: 'manual' });
+      const head = await fetch(`${pc.issuer}/auth/anything?${query}`, { method: 'HEAD', redirect: 'manual' });
+      expect([query, head.status, await head.text()]).toEqual([query, get.status, '']);
+    }
+    expect(pc.errors.slice(errorsBefore)).toEqual([]);
+  });
 });
 
 describe('the token endpoint', () => {

@@ -4,16 +4,18 @@
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
+import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, useAnotherAccount, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const frank = { email: 'frank@example.com', password: 'franks password' };
+const grace = { email: 'grace@example.com', password: 'graces password' };
 
 let pc: TestPortcullis;
 
 beforeAll(async () => {
   pc = await startPortcullis();
   await pc.createUser(frank.email, frank.password);
+  await pc.createUser(grace.email, grace.password);
 });
 
 afterAll(async () => {
@@ -86,6 +88,58 @@ describe('a client that must push its authorization requests (--require-par)', (
     expect(create.code).toBe(2);
     const shown = JSON.parse((await pc.cli(['client', 'show', bank.client_id, '--json'])).stdout);
     expect(shown).toMatchObject({ grant_types: ['authorization_code', 'refresh_token'], require_pushed_authorization_requests: true });
+  });
+
+  it('"Use another account" on the consent and choice-of-account pages of a pushed request leads to a sign-in, not to invalid_request at the app', async () => {
+    const bank = await register('--name', 'Bank 4', '--redirect-uri', REDIRECT_URI, '--scope', 'openid', '--require-par');
+    const rp = await discover(pc.issuer, bank.client_id, bank.client_secret);
+    const pushed = async (extra: Record<string, string> = {}) => {
+      const verifier = oidc.randomPKCECodeVerifier();
+      const state = oidc.randomState();
+      const url = await oidc.buildAuthorizationUrlWithPAR(rp, {
+        redirect_uri: REDIRECT_URI, scope: 'openid', state, code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', ...extra,
+      });
+      return { url, verifier, state };
+    };
+    const ua = new UserAgent();
+    let page = await visit(ua, (await pushed()).url);
+    page = await signIn(ua, page, frank.email, frank.password);
+    if (pageKind(page) === 'consent') page = await allow(ua, page);
+    expect(pageKind(page)).toBe('callback');
+    const subOf = async (callback: URL, request: { verifier: string; state: string }) =>
+      (await oidc.authorizationCodeGrant(rp, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state })).claims()!.sub;
+    const subs = new Set<string>();
+    for (const prompt of ['consent', 'select_account']) {
+      const request = await pushed({ prompt });
+      const shown = await visit(ua, request.url);
+      expect([prompt, shown.html.includes('Use another account')]).toEqual([prompt, true]);
+      const next = await useAnotherAccount(ua, shown);
+      expect([prompt, pageKind(next), new URL(next.url).searchParams.get('error')]).toEqual([prompt, 'login', null]);
+      // …and the sign-in goes on for whoever signs in there: the code is theirs.
+      const other = prompt === 'consent' ? grace : frank;
+      let page = await signIn(ua, next, other.email, other.password);
+      // The one signed in before is signed out first (the page a browser submits by itself).
+      if (page.html.includes('<h1>Switching accounts…</h1>')) page = await ua.post(page, UserAgent.formAction(page, '/session/end/confirm'), UserAgent.hiddenFields(page), REDIRECT_URI);
+      if (pageKind(page) === 'consent') page = await allow(ua, page);
+      expect([prompt, pageKind(page)]).toEqual([prompt, 'callback']);
+      subs.add(await subOf(new URL(page.url), request));
+    }
+    expect(subs.size).toBe(2);
+  });
+
+  it('holds a sign-in in progress to the requirement once registered: one begun straight at /auth before --require-par gets no code', async () => {
+    // README, client update: "Sign-ins in progress are held to the registration as it is now".
+    const shop = await register('--name', 'Shop', '--redirect-uri', REDIRECT_URI, '--scope', 'openid');
+    const rp = await discover(pc.issuer, shop.client_id, shop.client_secret);
+    const ua = new UserAgent();
+    const request = await authorizationRequest(rp, 'openid');
+    const login = await visit(ua, request.url);
+    expect(pageKind(login)).toBe('login');
+    expect((await pc.cli(['client', 'update', shop.client_id, '--require-par'])).code).toBe(0);
+    let page = await signIn(ua, login, frank.email, frank.password);
+    if (pageKind(page) === 'consent') page = await allow(ua, page);
+    const callback = new URL(page.url);
+    expect([pageKind(page), callback.searchParams.get('code'), callback.searchParams.get('error'), callback.searchParams.get('state')]).toEqual(['callback', null, 'invalid_request', request.state]);
   });
 });
 
