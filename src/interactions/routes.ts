@@ -142,15 +142,6 @@ const forDevice = (interaction: Interaction) => typeof (interaction as { deviceC
 const pushed = (interaction: Interaction) => (interaction as { parJti?: unknown }).parJti !== undefined;
 
 /**
- * "Use another account" in a device's or pushed request's sign-in (see
- * switchesInPlace): its own sign-in page (a link,
- * `?account=other`), whose sign-in ends the session of whoever is signed in
- * here, as signing in with prompt=login does; the request goes on for the
- * one who signed in (the library signs the other out first).
- */
-const OTHER_ACCOUNT = 'other';
-
-/**
  * Whether "Use another account" goes on in this sign-in (anotherAccountLink)
  * rather than sending its request to /auth again (signInAgain): a device's,
  * which has no request to send, and a pushed request's (RFC 9126): its
@@ -159,6 +150,15 @@ const OTHER_ACCOUNT = 'other';
  * again, its person sent back to the app with an error.
  */
 const switchesInPlace = (interaction: Interaction) => forDevice(interaction) || pushed(interaction);
+
+/**
+ * "Use another account" in a device's or pushed request's sign-in: its own
+ * sign-in page (a link, `?account=other`), whose sign-in ends the session of
+ * whoever is signed in here, as signing in with prompt=login does; the
+ * request goes on for the one who signed in (the library signs the other out
+ * first).
+ */
+const OTHER_ACCOUNT = 'other';
 const anotherAccountLink = (interaction: Interaction) => ({ href: `/interaction/${encodeURIComponent(interaction.uid)}?account=${OTHER_ACCOUNT}` });
 
 /** The form whose post a step's outcome answered, for those worth sending again (see showFinished). */
@@ -372,7 +372,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const { uid } = interaction;
     ctx.cookies.set(SIGN_IN_NOTICE_COOKIE, signInNotices.seal(uid, { refusal, email }), SignInNotices.cookieOptions(uid, ctx.secure));
     ctx.status = 303;
-    // Back to the sign-in page it came from: a device's other account's, at a later step.
+    // Back to the sign-in page it came from: "Use another account"'s, at a later step (switchesInPlace).
     ctx.redirect(switchesInPlace(interaction) && interaction.prompt.name !== 'login' ? anotherAccountLink(interaction).href : `/interaction/${encodeURIComponent(uid)}`);
   };
 
