@@ -86,6 +86,12 @@ function refuseRepeated(tokens: NonNullable<ReturnType<typeof parseArgs>['tokens
   }
 }
 
+/** A pair of opposite flags of an update (`--email-verified` / `--email-unverified`): true, false, or undefined for neither. */
+export function eitherFlag(values: Record<string, unknown>, yes: string, no: string): boolean | undefined {
+  if (values[yes] && values[no]) throw new UsageError(`--${yes} and --${no} exclude each other`);
+  return values[yes] ? true : values[no] ? false : undefined;
+}
+
 export function required(value: unknown, flag: string): string {
   if (typeof value !== 'string' || !value.trim()) throw new UsageError(`${flag} is required`);
   return value;

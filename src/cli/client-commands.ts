@@ -4,7 +4,7 @@ import { codesAndTokens, type Removed } from '../provider/removed.js';
 import { ClientError, DEVICE_CODE_GRANT, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
 import { listSigningKeys } from '../keys/signing-keys.js';
 import type { Services } from '../services.js';
-import { leadingArgument, parse, required, type Options } from './arguments.js';
+import { eitherFlag, leadingArgument, parse, required, type Options } from './arguments.js';
 import { describeRemoved, fields, json, type Command } from './command.js';
 import { UsageError } from './usage.js';
 
@@ -50,15 +50,10 @@ function registrationOf(values: Record<string, unknown>): ClientChanges {
     tosUri: values['tos-uri'] as string | undefined,
     jwks: values['jwks-file'] === undefined ? undefined : jwksFile(values['jwks-file'] as string),
     backchannelLogoutUri: values['backchannel-logout-uri'] as string | undefined,
-    requirePar: requirement(values, 'require-par'),
-    requireDpop: requirement(values, 'require-dpop'),
+    // (`--no-…` is an option of update only: on create, neither is false.)
+    requirePar: eitherFlag(values, 'require-par', 'no-require-par'),
+    requireDpop: eitherFlag(values, 'require-dpop', 'no-require-dpop'),
   };
-}
-
-/** `--require-X` true, `--no-require-X` false (update only), neither undefined (create: false). */
-function requirement(values: Record<string, unknown>, flag: 'require-par' | 'require-dpop'): boolean | undefined {
-  if (values[flag] && values[`no-${flag}`]) throw new UsageError(`--${flag} and --no-${flag} exclude each other`);
-  return values[flag] ? true : values[`no-${flag}`] ? false : undefined;
 }
 
 /** Ten keys of the largest size allowed take a fifth of this: anything bigger is not a key set. */

@@ -3,7 +3,7 @@ import type { UserListing } from '../accounts/accounts.js';
 import { sendLogoutTokens, type LogoutDelivery, type SessionEnd } from '../clients/logout-tokens.js';
 import type { Removed } from '../provider/removed.js';
 import type { Services } from '../services.js';
-import { leadingArgument, parse, passwordFromStdin, required } from './arguments.js';
+import { eitherFlag, leadingArgument, parse, passwordFromStdin, required } from './arguments.js';
 import { describeRemoved, fields, json, jsonArray, type Command, type Io } from './command.js';
 import { UsageError } from './usage.js';
 
@@ -156,11 +156,10 @@ export const userUpdate: Command = async (args, open, io) => {
     'email-unverified': { type: 'boolean' },
     json: { type: 'boolean' },
   });
-  if (values['email-verified'] && values['email-unverified']) throw new UsageError('--email-verified and --email-unverified exclude each other');
   const changes = {
     email: values.email as string | undefined,
     name: values.name as string | undefined,
-    emailVerified: values['email-verified'] ? true : values['email-unverified'] ? false : undefined,
+    emailVerified: eitherFlag(values, 'email-verified', 'email-unverified'),
   };
   if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
   const updated = await (await open()).accounts.update(user, changes);
