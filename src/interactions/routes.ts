@@ -27,6 +27,7 @@ import { sha256 } from '../persistence/hash.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { mayUseInteraction, type ArtifactAdapter } from '../provider/adapter.js';
 import { dropUnusedGrant } from '../provider/artifacts.js';
+import { claimsRequestedIn, subjectRequiredBy } from '../provider/claims-parameter.js';
 import { accountLabel } from '../display-text.js';
 import type { BrowserBinding } from '../provider/browser-binding.js';
 import { displayName, grantableApiScopes, linkableApplication } from '../provider/client-model.js';
@@ -479,10 +480,10 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     throw new WrongPrompt(interaction.prompt.name);
   });
 
-  /** What an authorization request asks for: its OpenID scopes, and the scopes of each API it names. */
+  /** What an authorization request asks for: its OpenID scopes and claims, and the scopes of each API it names. */
   const describeRequested = async (params: Record<string, unknown>): Promise<string[]> => {
     const scopes = typeof params.scope === 'string' ? params.scope.split(' ').filter(Boolean) : [];
-    const described = describeScopes(scopes.filter((scope) => OIDC_SCOPES.includes(scope)));
+    const described = [...describeScopes(scopes.filter((scope) => OIDC_SCOPES.includes(scope))), ...describeClaims(claimsRequestedIn(params))];
     // resource may be repeated (RFC 8707): every API named is described, or
     // the page would hide what the person gives all but one of them.
     const resources = (Array.isArray(params.resource) ? params.resource : [params.resource]).filter((one): one is string => typeof one === 'string');
@@ -539,13 +540,17 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
       return refuseSignIn(ctx, interaction, email, { reason: 'disabled' });
     }
     // OpenID Connect Core §3.1.2.1: a request whose id_token_hint names
-    // someone else gets an error, not the code of whoever signed in. (With a
-    // session and prompt=none the library checks this itself.)
+    // someone else gets an error, not the code of whoever signed in; so does
+    // one whose claims parameter asks for another subject (§5.5.1), which the
+    // library would otherwise answer with the sign-in page again, for ever.
+    // (With a session and prompt=none the library checks both itself.)
     const hinted = hintedSubject(interaction.params.id_token_hint);
-    if (hinted !== undefined && hinted !== accountId) {
+    const required = subjectRequiredBy(interaction.params);
+    if ((hinted !== undefined && hinted !== accountId) || (required !== undefined && required !== accountId)) {
+      const named = hinted !== undefined && hinted !== accountId ? 'id_token_hint names' : 'claims parameter requires (sub)';
       metrics?.signIn('refused');
-      logger.info('login refused: not the person id_token_hint names', { ...requestField(ctx), interaction: interactionReference(interaction.uid) });
-      const error = { error: 'login_required', error_description: 'the End-User who signed in is not the one id_token_hint names' };
+      logger.info(`login refused: not the person the ${named}`, { ...requestField(ctx), interaction: interactionReference(interaction.uid) });
+      const error = { error: 'login_required', error_description: `the End-User who signed in is not the one the ${named}` };
       await finish(ctx, interaction, error, { mergeWithLastSubmission: false });
       noteFinished(ctx, interaction, 'ended');
       return;

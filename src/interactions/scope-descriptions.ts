@@ -14,6 +14,7 @@ const CLAIM_DESCRIPTIONS: Record<string, string> = {
   name: 'See your name',
   email: 'See your email address',
   email_verified: 'See whether your email address is verified',
+  updated_at: 'See when your profile last changed',
 };
 
 export function describeScopes(scopes: Iterable<string>): string[] {

@@ -24,6 +24,7 @@ import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit
 import { backchannelFetch } from './backchannel-logout.js';
 import { ArtifactAdapter, signInOf, withdrawnAt, type SignInEnded } from './adapter.js';
 import { findGrantId } from './artifacts.js';
+import { assertClaimsParameter } from './claims-parameter.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
 import { linkableApplication } from './client-model.js';
@@ -305,6 +306,10 @@ export function buildConfiguration(services: ProviderServices): Configuration {
         },
       },
       userinfo: { enabled: true },
+      // OpenID Connect Core §5.5: single claims asked for by name, for the ID
+      // token or UserInfo; only those a client's scopes release, and no
+      // essential acr (claims-parameter.ts). Consent lists them as it lists scopes.
+      claimsParameter: { enabled: true, assertClaimsParameter },
       // RFC 9449: a client that sends a DPoP proof gets access tokens bound to
       // its key (a public client's refresh tokens too), which an API accepts
       // only with a proof of that key (examples/resource-server/protect.ts).

@@ -7,6 +7,7 @@
 // as themselves, or sign in as someone else). Without a session the sign-in
 // page is the choice: the sign-in's result answers this prompt as well.
 import { interactionPolicy } from 'oidc-provider';
+import { subjectRequiredBy } from './claims-parameter.js';
 
 export const SELECT_ACCOUNT = 'select_account';
 
@@ -17,11 +18,12 @@ export function interactionPolicyWithAccountSelection(): interactionPolicy.Promp
   const selectAccount = new Prompt({ name: SELECT_ACCOUNT, requestable: true });
   // The prompt's own check asks whenever the prompt was requested; this one
   // only when someone is signed in (otherwise the sign-in comes first, and
-  // answers it), and only when that is the person an id_token_hint names:
-  // going on as someone else would give the app a code for another person
-  // than it asked for (Core §3.1.2.1). The sign-in comes first then too,
-  // asked for by the library's own login check of the hint, and the sign-in
-  // refuses anyone but the person named (interactions/routes.ts).
+  // answers it), and only when that is the person an id_token_hint (or the
+  // claims parameter's sub value) names: going on as someone else would give
+  // the app a code for another person than it asked for (Core §3.1.2.1).
+  // The sign-in comes first then too, asked for by the library's own login
+  // checks of the hint and the claim, and the sign-in refuses anyone but the
+  // person named (interactions/routes.ts).
   selectAccount.checks.remove(`${SELECT_ACCOUNT}_prompt`);
   selectAccount.checks.push(
     new Check(`${SELECT_ACCOUNT}_prompt`, 'account selection was requested', ({ oidc }) => {
@@ -29,7 +31,8 @@ export function interactionPolicyWithAccountSelection(): interactionPolicy.Promp
       if (!oidc.prompts.has(SELECT_ACCOUNT) || !oidc.promptPending(SELECT_ACCOUNT) || !accountId) return false;
       // Verified by the library on the authorization request (its checkIdTokenHint); public subject identifiers.
       const hinted = (oidc.entities as { IdTokenHint?: { payload: { sub?: unknown } } }).IdTokenHint?.payload.sub;
-      return hinted === undefined || hinted === accountId;
+      const required = subjectRequiredBy(oidc.params as Record<string, unknown>);
+      return (hinted === undefined || hinted === accountId) && (required === undefined || required === accountId);
     }),
   );
   policy.add(selectAccount, 0);
