@@ -12,6 +12,7 @@ import { ConfigError, NOT_AN_ADDRESS_HERE, typoHint, type Config } from './confi
 import { serveWithRefusals } from './http/client-errors.js';
 import { InFlightRequests } from './http/in-flight.js';
 import { isLoopbackHost } from './http/safe-url.js';
+import { securityHeadersFor } from './http/security-headers.js';
 import { loadCookieKeys } from './keys/cookie-keys.js';
 import { createLogger, type Logger } from './logger.js';
 import { Metrics, type BackgroundTask } from './metrics/metrics.js';
@@ -178,7 +179,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
     );
     // Every such refusal says invalid_request (client-errors.ts).
     const refused = metrics ? () => metrics.oauthError('other', 'invalid_request') : undefined;
-    serveWithRefusals(server, app, refused);
+    serveWithRefusals(server, app, refused, securityHeadersFor(config.issuer));
     // Keep-alive must outlast common proxies' idle timeouts.
     server.keepAliveTimeout = 65_000;
     // Every header is read, up to the size limit (16 KiB): past Node's count

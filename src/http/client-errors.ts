@@ -14,9 +14,26 @@ interface Refusal {
   description: string;
 }
 
-/** `inBody`: the error came while the body of a request whose headers were taken was arriving (its trailer fields, say). */
-function refusalFor(code: string | undefined, inBody: boolean): Refusal {
+/**
+ * A request line whose method is a token (RFC 9110 §9.1) followed by a
+ * target and the protocol: a request, only with a method Node's parser does
+ * not know (`BREW`, or `get`, methods being case-sensitive).
+ */
+const UNKNOWN_METHOD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) \S+ HTTP\/1\.[01]\r?\n/;
+
+/**
+ * `inBody`: the error came while the body of a request whose headers were
+ * taken was arriving (its trailer fields, say). `packet`: the bytes the
+ * parser was reading, as far as Node keeps them.
+ */
+function refusalFor(code: string | undefined, inBody: boolean, packet: Buffer | undefined): Refusal {
   switch (code) {
+    case 'HPE_INVALID_METHOD': {
+      // 501 for a method the server does not recognise (RFC 9110 §9.1, §15.6.2); 400 for bytes that are no request line.
+      const method = packet && !inBody ? UNKNOWN_METHOD_LINE.exec(packet.toString('latin1', 0, 1024))?.[1] : undefined;
+      if (method) return { status: 501, description: `the method ${method.slice(0, 40)} is not one this server implements` };
+      return { status: 400, description: 'the request is not valid HTTP/1.1' };
+    }
     case 'HPE_HEADER_OVERFLOW':
       if (inBody) return { status: 431, description: `the trailer fields after the request body are larger than the server accepts (${Math.floor(maxHeaderSize / 1024)} KiB)` };
       return { status: 431, description: `the request line and headers are larger than the server accepts (${Math.floor(maxHeaderSize / 1024)} KiB); send long authorization requests by POST or as a pushed authorization request` };
@@ -33,6 +50,7 @@ function refusalBody(description: string): string {
   return JSON.stringify({ error: 'invalid_request', error_description: description });
 }
 
+/** With the security headers every answer carries (security-headers.ts: HSTS for an https issuer). */
 const REFUSAL_HEADERS = {
   'Content-Type': 'application/json; charset=utf-8',
   'Cache-Control': 'no-store',
@@ -41,12 +59,14 @@ const REFUSAL_HEADERS = {
   Connection: 'close',
 };
 
+type Headers = Record<string, string>;
+
 /** The bytes of a whole response refusing a request, for a socket no ServerResponse writes to. */
-function refusalResponse({ status, description }: Refusal): string {
+function refusalResponse({ status, description }: Refusal, headers: Headers): string {
   const body = refusalBody(description);
   return [
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}`,
-    ...Object.entries({ ...REFUSAL_HEADERS, 'Content-Length': Buffer.byteLength(body) }).map(([name, value]) => `${name}: ${value}`),
+    ...Object.entries({ ...headers, 'Content-Length': Buffer.byteLength(body) }).map(([name, value]) => `${name}: ${value}`),
     '',
     body,
   ].join('\r\n');
@@ -106,9 +126,9 @@ const MAX_PIPELINED = 32;
 const PENDING = Symbol('requests in hand');
 type Counted = IncomingMessage['socket'] & { [PENDING]?: number };
 
-function refuse(response: ServerResponse, status: number, description: string): void {
+function refuse(response: ServerResponse, headers: Headers, status: number, description: string): void {
   const body = refusalBody(description);
-  response.writeHead(status, { ...REFUSAL_HEADERS, 'Content-Length': Buffer.byteLength(body) });
+  response.writeHead(status, { ...headers, 'Content-Length': Buffer.byteLength(body) });
   response.end(body);
 }
 
@@ -137,13 +157,15 @@ function refuse(response: ServerResponse, status: number, description: string): 
  * - a connection with more than MAX_PIPELINED requests in hand is closed.
  *
  * `answered` hears of each refusal sent (for the metrics: no Koa middleware
- * sees these requests).
+ * sees these requests). `securityHeaders`: those every response carries.
  */
 export function serveWithRefusals(
   server: Server,
   handler: (request: IncomingMessage, response: ServerResponse) => void,
   answered: () => void = () => undefined,
+  securityHeaders: Headers = {},
 ): void {
+  const headers = { ...securityHeaders, ...REFUSAL_HEADERS };
   // The last request each connection carried, and its response.
   const lastExchange = new WeakMap<object, { request: IncomingMessage; response: ServerResponse }>();
 
@@ -158,7 +180,7 @@ export function serveWithRefusals(
     lastExchange.set(socket, { request, response });
     const problem = headerProblem(request);
     if (problem === undefined) return handler(request, response);
-    refuse(response, 400, problem);
+    refuse(response, headers, 400, problem);
     answered();
   });
 
@@ -167,7 +189,7 @@ export function serveWithRefusals(
   // as Node's default would have it send the body only to refuse it.
   server.on('checkContinue', (request: IncomingMessage, response: ServerResponse) => {
     if (Number(request.headers['content-length']) > BODY_LIMIT) {
-      refuse(response, 413, BODY_TOO_LARGE);
+      refuse(response, headers, 413, BODY_TOO_LARGE);
       answered();
       return;
     }
@@ -177,11 +199,11 @@ export function serveWithRefusals(
 
   server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
     // (The header's value is not repeated: error_description holds printable ASCII without quotes, RFC 6749 §5.2.)
-    refuse(response, 417, 'the server meets no expectation but 100-continue (Expect header)');
+    refuse(response, headers, 417, 'the server meets no expectation but 100-continue (Expect header)');
     answered();
   });
 
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
+  server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
     const responding = socket._httpMessage?.headersSent === true;
     const last = lastExchange.get(socket);
     const aboutAnsweredRequest = last !== undefined && !last.request.complete && last.response.headersSent;
@@ -199,14 +221,14 @@ export function serveWithRefusals(
       last.response.once('close', () => socket.destroy());
       return;
     }
-    socket.end(refusalResponse(refusalFor(error.code, last !== undefined && !last.request.complete)), () => socket.destroy());
+    socket.end(refusalResponse(refusalFor(error.code, last !== undefined && !last.request.complete, error.rawPacket), headers), () => socket.destroy());
     answered();
   });
 
   // CONNECT asks a proxy for a tunnel, and there is none here: Node, with no
   // listener, closes the connection without a word.
   server.on('connect', (_request: IncomingMessage, socket: Duplex) => {
-    socket.end(refusalResponse({ status: 501, description: 'CONNECT is not served: this server is not a proxy' }), () => socket.destroy());
+    socket.end(refusalResponse({ status: 501, description: 'CONNECT is not served: this server is not a proxy' }, headers), () => socket.destroy());
     answered();
   });
 }

@@ -59,14 +59,19 @@ const COMMON_HEADERS = {
 };
 
 /**
- * Headers for every response. An https issuer also gets HSTS (RFC 6797): a
+ * Headers for every response, the app's and those refused before it. An https issuer also gets HSTS (RFC 6797): a
  * browser then never tries plain http for it, whatever a link or a network
  * says; sent even when TLS ends at a proxy in front, since the browser sees
  * the issuer's scheme. No includeSubDomains: the issuer's parent domain may
  * serve other things.
  */
+export function securityHeadersFor(issuer: string): Record<string, string> {
+  return issuer.startsWith('https:') ? { ...COMMON_HEADERS, 'Strict-Transport-Security': 'max-age=31536000' } : COMMON_HEADERS;
+}
+
+/** Sets securityHeadersFor(issuer) on every response the app makes (the refusals made before it: client-errors.ts). */
 export function securityHeaders(issuer: string): Middleware {
-  const headers = Object.entries(issuer.startsWith('https:') ? { ...COMMON_HEADERS, 'Strict-Transport-Security': 'max-age=31536000' } : COMMON_HEADERS);
+  const headers = Object.entries(securityHeadersFor(issuer));
   return (ctx, next) => {
     // Straight onto the response: Koa's ctx.set(object) lower-cases and copies
     // every name on every request, and these are fixed, valid and unsent yet.

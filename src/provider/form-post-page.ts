@@ -23,13 +23,18 @@ const NOSCRIPT = "Your browser does not support JavaScript or you've disabled it
 
 /**
  * The library's self-submitting page in our layout (its head, with our
- * styles, and header), with a main landmark and a heading. Anything else, a
+ * styles, and header), with a main landmark and a heading, never cached. Anything else, a
  * page of a library version that writes it differently included, is left as
  * it is.
  */
 export function accessibleFormPostPage(ctx: KoaContextWithOIDC, issuerName: string): void {
   const body = ctx.body;
   if (typeof body !== 'string' || !body.startsWith(LIBRARY_HEAD)) return;
+  // Each such page carries what holds for this moment only (a code, the
+  // session's xsrf secret, a device's code): never stored, as our own pages.
+  // The library sends most of them no-store, but not the device page a
+  // verification_uri_complete opens, which sets the session cookie too.
+  ctx.set('Cache-Control', 'no-store');
   const start = body.indexOf(FORM_START);
   const end = body.lastIndexOf(FORM_END);
   if (start < 0 || end < start) return;

@@ -107,7 +107,15 @@ export function createProvider(services: ProviderServices): Provider {
       ctx.status = 503;
       if (ctx.body && typeof ctx.body === 'object' && !Buffer.isBuffer(ctx.body)) ctx.body = UNAVAILABLE;
     }
-    if (unavailable.has(ctx) && ctx.status === 503) ctx.set('Retry-After', UNAVAILABLE_RETRY_AFTER);
+    if (unavailable.has(ctx) && ctx.status === 503) {
+      ctx.set('Retry-After', UNAVAILABLE_RETRY_AFTER);
+      // A single-page app's script reads it only if told it may (Retry-After
+      // is no CORS-safelisted response header); the library lists its own.
+      if (ctx.response.get('Access-Control-Allow-Origin')) {
+        const exposed = ctx.response.get('Access-Control-Expose-Headers');
+        ctx.set('Access-Control-Expose-Headers', exposed ? `${exposed},Retry-After` : 'Retry-After');
+      }
+    }
   });
 
   /**
