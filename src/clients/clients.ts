@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Prisma } from '../persistence/database.js';
 import { unshowable } from '../display-text.js';
 import { isLoopbackHost } from '../http/safe-url.js';
-import { OIDC_SCOPES } from '../oidc-scopes.js';
+import { claimsReleasedBy, OIDC_SCOPES } from '../oidc-scopes.js';
 import { announceClientChange, CLIENT_CHANGES_CHANNEL } from './client-changes.js';
 import { sha256 } from '../persistence/hash.js';
 import { countByKind, type Removed } from '../provider/removed.js';
@@ -436,6 +436,8 @@ export class Clients {
     // A registration without `scope` allows no OpenID Connect scope (see
     // registeredScopesOnly in provider/client-model.ts).
     const oidcScopes = metadata.scope === undefined ? [] : metadata.scope.split(' ');
+    // Claims consented to one by one (the claims parameter) go with the scope that releases them.
+    const oidcClaims = [...claimsReleasedBy(oidcScopes)];
     // (Without the refresh_token grant too: see refreshTokensWhileOffline.)
     const endsOffline = (narrowing || changes.grantTypes !== undefined) && !(oidcScopes.includes('offline_access') && metadata.grant_types.includes('refresh_token'));
     // API scopes are narrowed in the consents the same way, per API, to what
@@ -451,9 +453,12 @@ export class Clients {
         RETURNING client_id
       ), narrowed AS (
         UPDATE provider_artifacts
-        SET payload = jsonb_set(payload, '{openid,scope}', to_jsonb(array_to_string(ARRAY(
+        SET payload = jsonb_set(jsonb_set(payload, '{openid,scope}', to_jsonb(array_to_string(ARRAY(
           SELECT given FROM unnest(string_to_array(payload #>> '{openid,scope}', ' ')) AS given
-          WHERE given = ANY (${oidcScopes}::text[])), ' ')))
+          WHERE given = ANY (${oidcScopes}::text[])), ' '))),
+          '{openid,claims}', coalesce((
+            SELECT jsonb_agg(given) FROM jsonb_array_elements_text(coalesce(payload #> '{openid,claims}', '[]'::jsonb)) AS given
+            WHERE given = ANY (${oidcClaims}::text[])), '[]'::jsonb))
           || CASE WHEN payload ? 'resources' THEN jsonb_build_object('resources', (
             SELECT coalesce(jsonb_object_agg(per_api.api, per_api.scopes), '{}'::jsonb) FROM (
               SELECT api, array_to_string(ARRAY(
@@ -464,6 +469,7 @@ export class Clients {
         WHERE ${narrowing} AND kind = 'Grant' AND client_id IN (SELECT client_id FROM changed)
           -- Only the consents that hold something taken away: the others are not rewritten (nor locked).
           AND (NOT coalesce(string_to_array(payload #>> '{openid,scope}', ' ') <@ ${oidcScopes}::text[], true)
+            OR NOT ARRAY(SELECT jsonb_array_elements_text(coalesce(payload #> '{openid,claims}', '[]'::jsonb))) <@ ${oidcClaims}::text[]
             OR EXISTS (SELECT 1 FROM jsonb_each_text(coalesce(payload->'resources', '{}'::jsonb)) AS consented(api, names)
                        WHERE NOT string_to_array(names, ' ') <@ coalesce(string_to_array(${apiScopesByApi}::jsonb ->> api, ' '), '{}'::text[])))
       ), offline_ended AS (

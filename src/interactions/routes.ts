@@ -34,7 +34,7 @@ import { displayName, grantableApiScopes, linkableApplication } from '../provide
 import type { ProviderHost } from '../provider/host.js';
 import { outgrownRequest, type RegistrationChange } from '../provider/registration-changes.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
-import { OIDC_SCOPES } from '../oidc-scopes.js';
+import { claimsReleasedBy, OIDC_SCOPES } from '../oidc-scopes.js';
 import { CurrentSignIn } from './current-sign-in.js';
 import { FinishedSteps, renderFinishedStep, type Outcome } from './finished-steps.js';
 import { authorizationForm, requestFields, restartForm, restartOf, type AuthorizationForm } from './restart.js';
@@ -441,9 +441,11 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
           describeApiScopes(await apis.find(indicator), scopes),
         ),
       );
+      // A claim the scopes asked for release is described by the scope's words alone.
+      const releasedByScopes = claimsReleasedBy(detailsOf.missingOIDCScope ?? []);
       const missing = [
         ...describeScopes(detailsOf.missingOIDCScope ?? []),
-        ...describeClaims(detailsOf.missingOIDCClaims ?? []),
+        ...describeClaims((detailsOf.missingOIDCClaims ?? []).filter((claim) => !releasedByScopes.has(claim))),
         ...apiPermissions.flat(),
       ];
       // Asked again for access the person already gave (prompt=consent, or a
@@ -483,7 +485,11 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
   /** What an authorization request asks for: its OpenID scopes and claims, and the scopes of each API it names. */
   const describeRequested = async (params: Record<string, unknown>): Promise<string[]> => {
     const scopes = typeof params.scope === 'string' ? params.scope.split(' ').filter(Boolean) : [];
-    const described = [...describeScopes(scopes.filter((scope) => OIDC_SCOPES.includes(scope))), ...describeClaims(claimsRequestedIn(params))];
+    const releasedByScopes = claimsReleasedBy(scopes);
+    const described = [
+      ...describeScopes(scopes.filter((scope) => OIDC_SCOPES.includes(scope))),
+      ...describeClaims(claimsRequestedIn(params).filter((claim) => !releasedByScopes.has(claim))),
+    ];
     // resource may be repeated (RFC 8707): every API named is described, or
     // the page would hide what the person gives all but one of them.
     const resources = (Array.isArray(params.resource) ? params.resource : [params.resource]).filter((one): one is string => typeof one === 'string');
@@ -547,7 +553,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     const hinted = hintedSubject(interaction.params.id_token_hint);
     const required = subjectRequiredBy(interaction.params);
     if ((hinted !== undefined && hinted !== accountId) || (required !== undefined && required !== accountId)) {
-      const named = hinted !== undefined && hinted !== accountId ? 'id_token_hint names' : 'claims parameter requires (sub)';
+      const named = hinted !== undefined && hinted !== accountId ? 'id_token_hint names' : "claims parameter's sub value names";
       metrics?.signIn('refused');
       logger.info(`login refused: not the person the ${named}`, { ...requestField(ctx), interaction: interactionReference(interaction.uid) });
       const error = { error: 'login_required', error_description: `the End-User who signed in is not the one the ${named}` };

@@ -3,13 +3,19 @@
 // that release them. oidc-provider parses it, asks consent for the claims no
 // grant holds yet (the consent page lists them, interactions/routes.ts) and
 // releases only what was granted; this module is what it leaves to us.
-import { errors, type ClaimsParameter, type Client, type KoaContextWithOIDC } from 'oidc-provider';
-import { OIDC_CLAIMS } from '../oidc-scopes.js';
+import { errors, interactionPolicy, type ClaimsParameter, type Client, type KoaContextWithOIDC } from 'oidc-provider';
+import { claimsReleasedBy, OIDC_CLAIMS, SIGN_IN_CLAIMS } from '../oidc-scopes.js';
 
 const CONTAINERS = ['userinfo', 'id_token'] as const;
 
-/** Claims about the sign-in itself, which every OpenID request may ask for (the library never asks consent for them). */
-const SIGN_IN_CLAIMS = ['sub', 'sid', 'auth_time', 'acr', 'amr', 'iss'];
+/**
+ * How deep objects and arrays may nest in the parameter: claims, a
+ * container, a member's request, its `values`, and room for a member's
+ * extensions. Far deeper (thousands of levels, in a form body under its
+ * limit) overflowed the stack when the parameter was written out again, here
+ * or when its code was stored: a 500.
+ */
+const MAX_DEPTH = 6;
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -22,6 +28,7 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
  * here on, and what a pushed request stores).
  */
 export async function assertClaimsParameter(ctx: KoaContextWithOIDC, claims: ClaimsParameter, client: Client): Promise<void> {
+  if (deeperThan(claims, MAX_DEPTH)) throw new errors.InvalidRequest(`the claims parameter nests objects and arrays more than ${MAX_DEPTH} deep`);
   for (const container of CONTAINERS) {
     for (const [name, request] of Object.entries(claims[container] ?? {})) {
       checkClaimRequest(`claims.${container}.${name}`, request);
@@ -44,7 +51,7 @@ export async function assertClaimsParameter(ctx: KoaContextWithOIDC, claims: Cla
   // by asking for the claim instead of the scope: claims beyond its scopes'
   // are left out, as claims this server does not have are (§5.5: a claim
   // requested need not be returned).
-  const allowed = claimsReleasableTo(client);
+  const allowed = new Set([...SIGN_IN_CLAIMS, ...claimsReleasedTo(client)]);
   const narrowed: ClaimsParameter = {};
   let dropped = false;
   for (const container of CONTAINERS) {
@@ -57,15 +64,44 @@ export async function assertClaimsParameter(ctx: KoaContextWithOIDC, claims: Cla
   if (dropped) (ctx.oidc.params as Record<string, unknown>).claims = JSON.stringify(narrowed);
 }
 
-/** The claims a client's registered OpenID Connect scopes release, and those of the sign-in. */
-function claimsReleasableTo(client: { scope?: string }): Set<string> {
-  // No `scope` registered: the library lets such a client ask for every scope.
-  const scopes = client.scope === undefined ? Object.keys(OIDC_CLAIMS) : client.scope.split(' ');
-  const allowed = new Set(SIGN_IN_CLAIMS);
-  for (const scope of scopes) {
-    for (const claim of OIDC_CLAIMS[scope as keyof typeof OIDC_CLAIMS] ?? []) allowed.add(claim);
-  }
-  return allowed;
+/** The claims about the person a client's registered OpenID Connect scopes release (a registration without scopes holds a blank list: client-model.ts). */
+export function claimsReleasedTo(client: Pick<Client, 'scope'>): Set<string> {
+  return claimsReleasedBy(String(client.scope ?? '').split(' '));
+}
+
+/** Whether objects and arrays nest in `value` more than `levels` deep (looking no deeper). */
+function deeperThan(value: unknown, levels: number): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  if (levels === 0) return true;
+  return Object.values(value).some((member) => deeperThan(member, levels - 1));
+}
+
+/**
+ * The library's consent check of the claims asked for (op_claims_missing),
+ * counting as given the claims of the scopes consented to: it counts only
+ * claims consented to one by one, so an app that had the email scope and
+ * marked `email` essential was asked again, and its prompt=none sign-in got
+ * consent_required. The claims a consented scope releases are released by
+ * that scope all the same (the ID token and UserInfo carry a scope's claims).
+ */
+export function claimsOfConsentedScopesGiven(policy: interactionPolicy.Prompt[]): interactionPolicy.Prompt[] {
+  const consent = policy.find((prompt) => prompt.name === 'consent');
+  const at = consent?.checks.findIndex((check) => check.reason === 'op_claims_missing') ?? -1;
+  if (!consent || at < 0) throw new Error("oidc-provider's consent policy has no op_claims_missing check to replace");
+  const missing = (ctx: KoaContextWithOIDC): string[] => {
+    const { grant } = ctx.oidc;
+    if (!grant) return [];
+    const given = new Set([...grant.getOIDCClaimsEncountered(), ...claimsReleasedBy(grant.getOIDCScope().split(' '))]);
+    const requested = (ctx.oidc as unknown as { requestParamClaims: Set<string> }).requestParamClaims;
+    return [...requested].filter((claim) => !given.has(claim) && !SIGN_IN_CLAIMS.includes(claim));
+  };
+  const { Check } = interactionPolicy;
+  consent.checks.remove('op_claims_missing');
+  consent.checks.add(
+    new Check('op_claims_missing', 'requested claims not granted', (ctx) => missing(ctx).length > 0, (ctx) => ({ missingOIDCClaims: missing(ctx) })),
+    at,
+  );
+  return policy;
 }
 
 /**
@@ -90,7 +126,7 @@ export function claimsRequestedIn(params: Record<string, unknown>): string[] {
     return []; // refused when the request was taken: not one of a sign-in in progress
   }
   if (!isObject(parsed)) return [];
-  const known = new Set(Object.values(OIDC_CLAIMS).flat().filter((claim) => !SIGN_IN_CLAIMS.includes(claim)));
+  const known = claimsReleasedBy(Object.keys(OIDC_CLAIMS));
   const names = CONTAINERS.flatMap((container) => (isObject(parsed[container]) ? Object.keys(parsed[container]) : []));
   return [...new Set(names)].filter((name) => known.has(name));
 }

@@ -24,7 +24,7 @@ import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit
 import { backchannelFetch } from './backchannel-logout.js';
 import { ArtifactAdapter, signInOf, withdrawnAt, type SignInEnded } from './adapter.js';
 import { findGrantId } from './artifacts.js';
-import { assertClaimsParameter } from './claims-parameter.js';
+import { assertClaimsParameter, claimsOfConsentedScopesGiven } from './claims-parameter.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
 import { linkableApplication } from './client-model.js';
@@ -395,7 +395,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       },
     },
     fetch: backchannelFetch,
-    interactions: { policy: interactionPolicyWithAccountSelection(), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { policy: claimsOfConsentedScopesGiven(interactionPolicyWithAccountSelection()), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     // Refresh tokens: with offline_access, for clients allowed the grant; a
     // new one on every use, and a reused one revokes its sign-in's tokens
     // (RFC 9700 §4.14.2), unless used again within REFRESH_TOKEN_REUSE_INTERVAL

@@ -13,6 +13,7 @@ import Provider, { errors, type AuthorizationCode, type Client, type KoaContextW
 import { DEVICE_CODE_GRANT } from '../clients/clients.js';
 import { SIGNING_ALGS } from '../keys/signing-keys.js';
 import { OIDC_SCOPES } from '../oidc-scopes.js';
+import { claimsReleasedTo, claimsRequestedIn } from './claims-parameter.js';
 
 /** What in an authorization request the client's registration no longer allows. */
 export interface RegistrationChange {
@@ -59,6 +60,15 @@ export function outgrownRequest(client: Client, params: Record<string, unknown>,
   const removed = requested.filter((scope) => OIDC_SCOPES.includes(scope) && !allowed.has(scope));
   if (removed.length > 0) {
     return { error: 'invalid_scope', description: `requested scope is no longer allowed for the client: ${removed.join(' ')}`, redirectable: true };
+  }
+  // Nor the claims of such a scope asked for one by one (the claims
+  // parameter, narrowed to the registration when the request was taken:
+  // claims-parameter.ts). Refused rather than left out: the consent page
+  // the person may be on listed them.
+  const released = claimsReleasedTo(client);
+  const withdrawn = claimsRequestedIn(params).filter((claim) => !released.has(claim));
+  if (withdrawn.length > 0) {
+    return { error: 'invalid_request', description: `requested claims are no longer released to the client: ${withdrawn.join(' ')}`, redirectable: true };
   }
   return undefined;
 }

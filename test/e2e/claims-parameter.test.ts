@@ -177,3 +177,100 @@ describe('the claims parameter', () => {
     expect(permissionsOn(consent)).toEqual([OPENID, 'See when your profile last changed']);
   });
 });
+
+describe('the claims parameter and what the person and the operator decided', () => {
+  let people = 0;
+  /** Someone who has consented to nothing yet. */
+  async function newPerson() {
+    const person = { email: `person${++people}@example.com`, password: 'a long enough password' };
+    await pc.createUser(person.email, person.password, `Person ${people}`);
+    return person;
+  }
+
+  it('a scope taken from the client (client update --scope) takes its claims out of consents given by the claims parameter: UserInfo and the next refresh no longer give them', async () => {
+    const made = await pc.createClient({ name: 'Mailer', redirectUris: [REDIRECT_URI], scope: 'openid email offline_access' });
+    const mailer = await discover(pc.issuer, made.client_id, made.client_secret);
+    const { tokens } = await logIn(new UserAgent(), mailer, 'openid offline_access', await newPerson(), {
+      prompt: 'consent',
+      ...claims({ id_token: { email: null }, userinfo: { email: null } }),
+    });
+    const sub = tokens.claims()!.sub;
+    expect((await oidc.fetchUserInfo(mailer, tokens.access_token, sub)).email).toBeDefined();
+    // README: "OpenID Connect scopes taken from a client leave its consents at
+    // once, so UserInfo and the next refresh no longer give their claims".
+    expect((await pc.cli(['client', 'update', made.client_id, '--scope', 'openid offline_access'])).code).toBe(0);
+    expect(await oidc.fetchUserInfo(mailer, tokens.access_token, sub)).not.toHaveProperty('email');
+    const refreshed = await oidc.refreshTokenGrant(mailer, tokens.refresh_token!);
+    expect(refreshed.claims()).not.toHaveProperty('email');
+  });
+
+  it('a sign-in in progress is held to the registration as it is now: a claim whose scope was taken from the client while the consent page was open is not given', async () => {
+    const made = await pc.createClient({ name: 'Courier', redirectUris: [REDIRECT_URI], scope: 'openid email' });
+    const courier = await discover(pc.issuer, made.client_id, made.client_secret);
+    const person = await newPerson();
+    const ua = new UserAgent();
+    const request = await authorizationRequest(courier, 'openid', claims({ id_token: { email: null } }));
+    const consent = await signIn(ua, await visit(ua, request.url), person.email, person.password);
+    expect(permissionsOn(consent)).toEqual([OPENID, 'See your email address']);
+    expect((await pc.cli(['client', 'update', made.client_id, '--scope', 'openid'])).code).toBe(0);
+    const callback = new URL((await allow(ua, consent)).url);
+    expect(callback.origin + callback.pathname).toBe(REDIRECT_URI);
+    // Refused (as a scope taken away is), or given without the claim: not the email address.
+    let released: unknown;
+    if (callback.searchParams.has('code')) {
+      const tokens = await oidc.authorizationCodeGrant(courier, callback, {
+        pkceCodeVerifier: request.verifier,
+        expectedState: request.state,
+        expectedNonce: request.nonce,
+      });
+      released = tokens.claims()!.email;
+    }
+    expect(released).toBeUndefined();
+  });
+
+  it('a claim that a consent to its scope already holds is not asked for again: a silent request gets its code', async () => {
+    const person = await newPerson();
+    const ua = new UserAgent();
+    await logIn(ua, app, 'openid email', person);
+    // The email scope was consented to: the email address is given already.
+    const request = await authorizationRequest(app, 'openid email', { prompt: 'none', ...claims({ id_token: { email: { essential: true } } }) });
+    const answer = new URL((await visit(ua, request.url)).url);
+    expect(answer.searchParams.get('error')).toBeNull();
+    const tokens = await oidc.authorizationCodeGrant(app, answer, {
+      pkceCodeVerifier: request.verifier,
+      expectedState: request.state,
+      expectedNonce: request.nonce,
+    });
+    expect(tokens.claims()!.email).toBe(person.email);
+  });
+
+  it('lists a claim once on the consent page, not again beside the scope asked for that gives it', async () => {
+    const person = await newPerson();
+    const ua = new UserAgent();
+    const request = await authorizationRequest(app, 'openid email', claims({ id_token: { email: null, email_verified: null } }));
+    const consent = await signIn(ua, await visit(ua, request.url), person.email, person.password);
+    expect(permissionsOn(consent)).toEqual([OPENID, 'See your email address and whether it is verified']);
+  });
+
+  it('a claims value nested deeper than the server can store is refused (invalid_request at the redirect URI), not a 500', async () => {
+    const deep = `${'['.repeat(8000)}${']'.repeat(8000)}`;
+    for (const claimsParam of [
+      // With a claim the client may not have, which is left out (the parameter written anew).
+      `{"id_token":{"email":{"values":${deep}},"phone_number":null}}`,
+      // Kept as sent: stored with the code once the person has consented.
+      `{"id_token":{"email":{"values":${deep}}}}`,
+    ]) {
+      const ua = new UserAgent();
+      const request = await authorizationRequest(app, 'openid');
+      const body = new URLSearchParams({ ...Object.fromEntries(request.url.searchParams), claims: claimsParam });
+      let page = await ua.open(`${pc.issuer}/auth`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body }, REDIRECT_URI);
+      const person = await newPerson();
+      for (let step = 0; step < 3 && (pageKind(page) === 'login' || pageKind(page) === 'consent'); step++) {
+        page = pageKind(page) === 'login' ? await signIn(ua, page, person.email, person.password) : await allow(ua, page);
+      }
+      expect(page.status, claimsParam.slice(0, 60)).not.toBe(500);
+      expect(pageKind(page)).toBe('callback');
+      expect(new URL(page.url).searchParams.get('error')).toBe('invalid_request');
+    }
+  });
+});
