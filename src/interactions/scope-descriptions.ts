@@ -1,4 +1,5 @@
 import type { ApiView } from '../apis/apis.js';
+import { SIGN_IN_CLAIMS } from '../oidc-scopes.js';
 
 // Requested scopes in the words a person reads on the consent page.
 const DESCRIPTIONS: Record<string, string> = {
@@ -30,5 +31,5 @@ export function describeApiScopes(api: ApiView | undefined, scopes: Iterable<str
 }
 
 export function describeClaims(claims: Iterable<string>): string[] {
-  return [...claims].filter((claim) => claim !== 'sub').map((claim) => CLAIM_DESCRIPTIONS[claim] ?? `See your “${claim}”`);
+  return [...claims].filter((claim) => !SIGN_IN_CLAIMS.includes(claim)).map((claim) => CLAIM_DESCRIPTIONS[claim] ?? `See your “${claim}”`);
 }

@@ -151,6 +151,18 @@ export async function migrate(connectionString: string, options: MigrateOptions 
         throw new MigrationError(`migration ${migration.name} was changed after it was applied`);
       }
     }
+    // One this release does not have, left unfinished: a newer release's
+    // `prisma migrate deploy` stopped midway. Not "applied by a newer
+    // release" (as a finished one is, below): the schema is half changed.
+    const known = new Set(migrations.map((migration) => migration.name));
+    const unfinished = rows.find((row) => !row.finished_at && !known.has(row.migration_name));
+    if (unfinished) {
+      const name = unfinished.migration_name;
+      throw new MigrationError(
+        `migration ${name}, which this release does not have, was started by another tool and did not finish: finish it with the release that has it, ` +
+          `or undo what it did (that release's prisma/migrations/${name}/migration.sql) and mark it rolled back (UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE migration_name = '${name}' AND finished_at IS NULL), then start again`,
+      );
+    }
     const pending = migrations.filter((migration) => !recorded.has(migration.name));
     // Another Prisma application's migrations, none of ours: not "behind", elsewhere.
     if (options.onlyNewDatabase && recorded.size > 0 && pending.length === migrations.length) throw new MigrationError(NOT_OURS);
@@ -176,7 +188,6 @@ export async function migrate(connectionString: string, options: MigrateOptions 
       }
       applied.push(migration.name);
     }
-    const known = new Set(migrations.map((migration) => migration.name));
     const unknown = rows.filter((row) => !known.has(row.migration_name)).map((row) => row.migration_name).sort();
     return { applied, alreadyApplied: migrations.length - applied.length, unknown };
   } finally {

@@ -2285,6 +2285,20 @@ describe('without a running server', () => {
         const refused = await runCli(args, env);
         expect([args, refused.code, refused.stderr.split(':').slice(0, 2).join(':')]).toEqual([args, 1, `portcullis: migration ${previous} was started by another tool and did not finish`]);
       }
+
+      // A newer release's, left unfinished (its `prisma migrate deploy` stopped midway): not
+      // "applied by a newer release", and not run on as if it were.
+      await sql(`UPDATE "_prisma_migrations" SET finished_at = now() WHERE migration_name = '${previous}'`);
+      expect((await runCli(['migrate'], env)).code).toBe(0);
+      await sql(`INSERT INTO "_prisma_migrations" (id, checksum, finished_at, migration_name) VALUES ('newer-unfinished', 'x', NULL, '20991231000000_newer')`);
+      for (const args of [['migrate'], ['client', 'list']]) {
+        const refused = await runCli(args, env);
+        expect([args, refused.code, refused.stderr.split(':').slice(0, 2).join(':')]).toEqual([
+          args,
+          1,
+          'portcullis: migration 20991231000000_newer, which this release does not have, was started by another tool and did not finish',
+        ]);
+      }
     } finally {
       await first.close();
       await database.drop();
