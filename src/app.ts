@@ -278,7 +278,11 @@ function refuseBeforeRoute(ctx: Koa.Context, config: Config, address: Address | 
  * a page, or an address nobody serves, a page if preferred.
  */
 function answer(ctx: Koa.Context, config: Config, address: Address | undefined, out: { error: string; error_description: string }, describe: boolean): void {
-  if (address && !address.page) {
+  const negotiated = !address || address.page;
+  if (negotiated) {
+    // A page or JSON by Accept: a cache must not give one to who asked for the other (RFC 9110 §12.5.5).
+    ctx.vary('Accept');
+  } else if (address.cors) {
     // The provider's API routes answer any origin's request, their errors
     // included, before the client is known (clientBasedCORS then decides):
     // this error too (a 405, a 415), or a single-page app sees only a failed fetch.
@@ -287,11 +291,8 @@ function answer(ctx: Koa.Context, config: Config, address: Address | undefined, 
       ctx.vary('Origin');
       ctx.set('Access-Control-Allow-Origin', origin);
     }
-  } else {
-    // A page or JSON by Accept: a cache must not give one to who asked for the other (RFC 9110 §12.5.5).
-    ctx.vary('Accept');
   }
-  if ((!address || address.page) && ctx.accepts('json', 'html') === 'html') {
+  if (negotiated && ctx.accepts('json', 'html') === 'html') {
     renderErrorPage(ctx, { res: ctx.res, issuerName: config.issuerName }, describe ? out : { error: out.error });
   } else {
     // An error is about this request: not to be kept for the next (a 404 and a 405 are cacheable by default, RFC 9110 §15.1).

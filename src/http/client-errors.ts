@@ -9,6 +9,12 @@ import { maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type Se
 import type { Duplex } from 'node:stream';
 import { BODY_LIMIT, BODY_TOO_LARGE } from '../provider/body-limit.js';
 
+/** What Node adds to a parser's error (the `clientError` event). */
+interface ParserError {
+  rawPacket?: Buffer;
+  bytesParsed?: number;
+}
+
 interface Refusal {
   status: number;
   description: string;
@@ -22,15 +28,31 @@ interface Refusal {
 const UNKNOWN_METHOD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) \S+ HTTP\/1\.[01]\r?\n/;
 
 /**
- * `inBody`: the error came while the body of a request whose headers were
- * taken was arriving (its trailer fields, say). `packet`: the bytes the
- * parser was reading, as far as Node keeps them.
+ * The method of the request line the parser stopped in, where that line is a
+ * request's but for its method. `packet` is the whole read the parser was
+ * given, which may begin with requests before it (pipelined, or a body
+ * followed by garbage): the line is the one holding `stoppedAt`, the offset
+ * where parsing stopped, and the method must reach to there (an empty line
+ * before a request line is skipped, as RFC 9112 §2.2 allows).
  */
-function refusalFor(code: string | undefined, inBody: boolean, packet: Buffer | undefined): Refusal {
-  switch (code) {
+function unknownMethod(packet: Buffer, stoppedAt: number): string | undefined {
+  const text = packet.toString('latin1', 0, Math.min(packet.length, stoppedAt + 1024));
+  const lineStart = text.lastIndexOf('\n', Math.max(0, stoppedAt - 1)) + 1;
+  const method = UNKNOWN_METHOD_LINE.exec(text.slice(lineStart))?.[1];
+  return method !== undefined && stoppedAt <= lineStart + method.length ? method : undefined;
+}
+
+/**
+ * `inBody`: the error came while the body of a request whose headers were
+ * taken was arriving (its trailer fields, say). `error`: Node's, with the
+ * bytes the parser was reading and how far it got, as far as Node keeps them.
+ */
+function refusalFor(error: NodeJS.ErrnoException & ParserError, inBody: boolean): Refusal {
+  switch (error.code) {
     case 'HPE_INVALID_METHOD': {
       // 501 for a method the server does not recognise (RFC 9110 §9.1, §15.6.2); 400 for bytes that are no request line.
-      const method = packet && !inBody ? UNKNOWN_METHOD_LINE.exec(packet.toString('latin1', 0, 1024))?.[1] : undefined;
+      const { rawPacket: packet, bytesParsed } = error;
+      const method = packet && typeof bytesParsed === 'number' && !inBody ? unknownMethod(packet, bytesParsed) : undefined;
       if (method) return { status: 501, description: `the method ${method.slice(0, 40)} is not one this server implements` };
       return { status: 400, description: 'the request is not valid HTTP/1.1' };
     }
@@ -203,7 +225,7 @@ export function serveWithRefusals(
     answered();
   });
 
-  server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
+  server.on('clientError', (error: NodeJS.ErrnoException & ParserError, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
     const responding = socket._httpMessage?.headersSent === true;
     const last = lastExchange.get(socket);
     const aboutAnsweredRequest = last !== undefined && !last.request.complete && last.response.headersSent;
@@ -221,7 +243,7 @@ export function serveWithRefusals(
       last.response.once('close', () => socket.destroy());
       return;
     }
-    socket.end(refusalResponse(refusalFor(error.code, last !== undefined && !last.request.complete, error.rawPacket), headers), () => socket.destroy());
+    socket.end(refusalResponse(refusalFor(error, last !== undefined && !last.request.complete), headers), () => socket.destroy());
     answered();
   });
 

@@ -107,5 +107,7 @@ export function takes(allowed: string[], method: string): boolean {
 export function refuseMethod(ctx: Context, allowed: string[]): { error: string; error_description: string } {
   ctx.status = 405;
   ctx.set('Allow', [...withHead(allowed), 'OPTIONS'].join(', ')); // OPTIONS: answerOptions
+  // About this request: not to be kept for the next (a 405 is cacheable by default, RFC 9110 §15.1).
+  ctx.set('Cache-Control', 'no-store');
   return { error: 'method_not_allowed', error_description: `${ctx.method} is not allowed here; use ${allowed.join(' or ')}` };
 }

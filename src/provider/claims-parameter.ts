@@ -78,11 +78,12 @@ function deeperThan(value: unknown, levels: number): boolean {
 
 /**
  * The library's consent check of the claims asked for (op_claims_missing),
- * counting as given the claims of the scopes consented to: it counts only
- * claims consented to one by one, so an app that had the email scope and
- * marked `email` essential was asked again, and its prompt=none sign-in got
- * consent_required. The claims a consented scope releases are released by
- * that scope all the same (the ID token and UserInfo carry a scope's claims).
+ * counting as given the claims of the scopes consented to that the request
+ * asks for too: it counts only claims consented to one by one, so an app
+ * that asked for the email scope and marked `email` essential was asked
+ * again, and its prompt=none sign-in got consent_required. Those claims are
+ * released by their scope all the same (the ID token and UserInfo carry the
+ * claims of the scopes asked for and consented to).
  */
 export function claimsOfConsentedScopesGiven(policy: interactionPolicy.Prompt[]): interactionPolicy.Prompt[] {
   const consent = policy.find((prompt) => prompt.name === 'consent');
@@ -91,14 +92,21 @@ export function claimsOfConsentedScopesGiven(policy: interactionPolicy.Prompt[])
   const missing = (ctx: KoaContextWithOIDC): string[] => {
     const { grant } = ctx.oidc;
     if (!grant) return [];
-    const given = new Set([...grant.getOIDCClaimsEncountered(), ...claimsReleasedBy(grant.getOIDCScope().split(' '))]);
+    // Only the scopes this request asks for (and the consent holds): the
+    // library releases a scope's claims for those alone, and a claim asked
+    // for by name only where the consent holds the claim itself.
+    const scopesGiven = grant.getOIDCScopeFiltered(ctx.oidc.requestParamOIDCScopes as Set<string>);
+    const given = new Set([...grant.getOIDCClaimsEncountered(), ...claimsReleasedBy(scopesGiven.split(' '))]);
     const requested = (ctx.oidc as unknown as { requestParamClaims: Set<string> }).requestParamClaims;
     return [...requested].filter((claim) => !given.has(claim) && !SIGN_IN_CLAIMS.includes(claim));
   };
   const { Check } = interactionPolicy;
+  // Its error too (consent_required, for prompt=none): the prompt gave it
+  // to the checks it was made with, not to one added after.
+  const { error } = consent.checks[at]!;
   consent.checks.remove('op_claims_missing');
   consent.checks.add(
-    new Check('op_claims_missing', 'requested claims not granted', (ctx) => missing(ctx).length > 0, (ctx) => ({ missingOIDCClaims: missing(ctx) })),
+    new Check('op_claims_missing', 'requested claims not granted', error!, (ctx) => missing(ctx).length > 0, (ctx) => ({ missingOIDCClaims: missing(ctx) })),
     at,
   );
   return policy;

@@ -244,6 +244,22 @@ describe('the claims parameter and what the person and the operator decided', ()
     expect(tokens.claims()!.email).toBe(person.email);
   });
 
+  it('a claim whose scope was consented to before, but is not asked for now, is asked for by name: given once allowed, consent_required silently', async () => {
+    const person = await newPerson();
+    const ua = new UserAgent();
+    await logIn(ua, app, 'openid email', person);
+    const asked = claims({ id_token: { email: { essential: true } }, userinfo: { email: null } });
+    // Silently: the claim is not given yet (a scope releases its claims only where it is asked for).
+    const silent = await authorizationRequest(app, 'openid', { prompt: 'none', ...asked });
+    const answer = new URL((await visit(ua, silent.url)).url);
+    expect([answer.searchParams.get('error'), answer.searchParams.get('state')]).toEqual(['consent_required', silent.state]);
+    // With the page: asked for, then in the ID token and UserInfo.
+    const { tokens, seen } = await logIn(ua, app, 'openid', person, asked);
+    expect(seen).toEqual(['consent']);
+    expect(tokens.claims()!.email).toBe(person.email);
+    expect((await oidc.fetchUserInfo(app, tokens.access_token, tokens.claims()!.sub)).email).toBe(person.email);
+  });
+
   it('lists a claim once on the consent page, not again beside the scope asked for that gives it', async () => {
     const person = await newPerson();
     const ua = new UserAgent();

@@ -83,6 +83,26 @@ describe('methods', () => {
       const answer = await rawExchange(pc.issuer, `${method} /jwks HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
       expect(answer.split('\r\n')[0], method).toBe('HTTP/1.1 501 Not Implemented');
     }
+    // Also after the empty line a server ignores before a request line (RFC 9112 §2.2).
+    const afterEmptyLine = await rawExchange(pc.issuer, '\r\nBREW / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    expect(afterEmptyLine.split('\r\n')[0]).toBe('HTTP/1.1 501 Not Implemented');
+  });
+
+  it('bytes that are no request line, after a whole request in the same packet, are not taken for that request\'s method', async () => {
+    const answer = await rawExchange(pc.issuer, 'POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc\u0001\u0002 not http at all\r\n\r\n');
+    const answers = [...answer.matchAll(/HTTP\/1\.1 (\d{3})[^\r]*\r\n[\s\S]*?(\{"error"[^}]*\})/g)].map((match) => ({ status: Number(match[1]), body: match[2] }));
+    expect(answers[0]?.status).toBe(401); // the POST, answered
+    // What followed: 400, or dropped; never a 501 naming POST.
+    expect(answers.slice(1).map((each) => each.status)).not.toContain(501);
+    expect(answer).not.toContain('the method POST');
+  });
+
+  it('a 405 is not stored, at a health probe too', async () => {
+    const response = await fetch(`${pc.issuer}/healthz`, { method: 'POST' });
+    expect([response.status, response.headers.get('cache-control')]).toEqual([405, 'no-store']);
+    // Nor does a refusal there answer another origin: the probes take no CORS (as their 200).
+    const crowded = await fetch(`${pc.issuer}/healthz?${'a=1&'.repeat(120)}`, { headers: { origin: 'http://localhost:5299' } });
+    expect([crowded.status, crowded.headers.get('access-control-allow-origin')]).toEqual([400, null]);
   });
 });
 
