@@ -32,6 +32,7 @@ import { DevicePolling, deviceFlowPages, UserCodes } from './device-flow.js';
 import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import { AssertionRefused } from './standards.js';
+import { REQUEST_OBJECT_ALGS, assertRequestObject, parametersSent } from './request-objects.js';
 import { resourceServers } from './resource-servers.js';
 import { NOT_YOURS_TO_REVOKE } from './structured-access-tokens.js';
 import type { NotifiedCache } from '../persistence/notified-cache.js';
@@ -152,14 +153,6 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // §4.2; any other prompt value (create) is refused as invalid_request.
     discovery: {
       prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
-      // Request objects (OIDC Core §6, RFC 9101) are not taken: `request` is
-      // answered request_not_supported. Said outright, and with no algorithm
-      // for them, signed or not (`none` absent): a client, or a conformance
-      // run, then knows not to send one, rather than learning it from a
-      // refusal that the parameters inside the object (its response_mode
-      // among them) cannot shape, since they are never read.
-      request_parameter_supported: false,
-      request_object_signing_alg_values_supported: [],
       introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
       revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
       // RFC 8414 §2: present wherever private_key_jwt is offered.
@@ -250,6 +243,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       userinfoSigningAlgValues: [...SIGNING_ALGS],
       introspectionSigningAlgValues: [...SIGNING_ALGS],
       authorizationSigningAlgValues: [...SIGNING_ALGS],
+      requestObjectSigningAlgValues: [...REQUEST_OBJECT_ALGS],
     },
     features: {
       devInteractions: { enabled: false },
@@ -310,6 +304,12 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // token or UserInfo; only those a client's scopes release, and no
       // essential acr (claims-parameter.ts). Consent lists them as it lists scopes.
       claimsParameter: { enabled: true, assertClaimsParameter },
+      // OpenID Connect Core §6.1, RFC 9101: the parameters as a JWT the
+      // client signed with a key it registered, at /auth (`request`), PAR
+      // and /device/auth (request-objects.ts). Not by reference (OIDC Core
+      // §6.2's request_uri, which we would have to fetch from wherever the
+      // client says): a pushed request is the way to keep them off the URL.
+      requestObjects: { enabled: true, requireSignedRequestObject: false, assertJwtClaimsAndHeader: assertRequestObject },
       // RFC 9449: a client that sends a DPoP proof gets access tokens bound to
       // its key (a public client's refresh tokens too), which an API accepts
       // only with a proof of that key (examples/resource-server/protect.ts).
@@ -549,7 +549,8 @@ async function sentAsUtf8(ctx: KoaContextWithOIDC): Promise<void> {
 /**
  * See allowOmittingSingleRegisteredRedirectUri: by now the library has filled
  * in a client's only redirect URI, so whether the request named one is read
- * from the request itself, as the library reads it (an empty value is none).
+ * from the request itself, as the library reads it (an empty value is none),
+ * or from its request object.
  * A pushed request was checked when it was pushed. Required in an OpenID
  * request, and of a native app, whose loopback port is chosen at request time
  * (RFC 8252 §7.3): the registered URI has none. A page, not a redirect: the
@@ -558,7 +559,7 @@ async function sentAsUtf8(ctx: KoaContextWithOIDC): Promise<void> {
 async function redirectUriWhereRequired(ctx: KoaContextWithOIDC, _value: unknown, client?: Client): Promise<void> {
   // A device authorization request (RFC 8628 §3.1) sends nobody anywhere.
   if (ctx.oidc.entities.PushedAuthorizationRequest || ctx.oidc.route === 'device_authorization') return;
-  const sent = (ctx.method === 'POST' ? ctx.oidc.body : ctx.query) as Record<string, unknown> | undefined;
+  const sent = parametersSent(ctx);
   if (typeof sent?.redirect_uri === 'string' && sent.redirect_uri !== '') return;
   const scope = ctx.oidc.params?.scope;
   const openid = typeof scope === 'string' && scope.split(' ').includes('openid');

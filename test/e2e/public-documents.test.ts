@@ -34,10 +34,9 @@ describe('discovery says what works', () => {
       introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'],
       revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
       prompt_values_supported: ['none', 'login', 'consent', 'select_account'],
-      // No request objects (OIDC Core §6), by value or by reference, signed or not.
-      request_parameter_supported: false,
+      // Request objects (OIDC Core §6) by value only, signed with a client's key (request-objects.test.ts).
+      request_parameter_supported: true,
       request_uri_parameter_supported: false,
-      request_object_signing_alg_values_supported: [],
     });
     // OpenID Connect Core §15.1: RS256 is mandatory to implement.
     expect(metadata.id_token_signing_alg_values_supported).toContain('RS256');
@@ -54,18 +53,6 @@ describe('discovery says what works', () => {
     } finally {
       await slashed.close();
     }
-  });
-
-  it('a request object sent anyway is request_not_supported, sent back to the client with its state (OIDC Core §3.1.2.6)', async () => {
-    const app = await pc.createClient({ name: 'Sends objects', redirectUris: [REDIRECT_URI] });
-    const object = [{ alg: 'none' }, { client_id: app.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, response_mode: 'form_post', nonce: 'n' }]
-      .map((part) => Buffer.from(JSON.stringify(part)).toString('base64url'))
-      .join('.');
-    const query = new URLSearchParams({ client_id: app.client_id, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, state: 'kept', request: `${object}.` });
-    const response = await fetch(`${pc.issuer}/auth?${query}`, { redirect: 'manual' });
-    expect(response.status).toBe(303);
-    const back = new URL(response.headers.get('location')!);
-    expect([back.origin + back.pathname, back.searchParams.get('error'), back.searchParams.get('state'), back.searchParams.get('iss')]).toEqual([REDIRECT_URI, 'request_not_supported', 'kept', pc.issuer]);
   });
 });
 
