@@ -30,6 +30,7 @@ import type { Sql } from './persistence/database.js';
 import type { SpaceWatch } from './persistence/disk-space.js';
 import type { ProviderHost } from './provider/host.js';
 import { keepRequestForms } from './provider/request-encoding.js';
+import { defuseNestedRequestObjects } from './provider/request-objects.js';
 import { ignoreResumeQuery } from './provider/resume-query.js';
 import { foldUserCodes } from './provider/device-flow.js';
 
@@ -89,6 +90,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         refuseCrowdedQueries(deps.config, addresses),
         ignoreResumeQuery(provider),
         keepRequestForms(provider),
+        defuseNestedRequestObjects(provider),
         foldUserCodes(provider),
         healthProbes(deps.sql, deps.space, deps.host, inFlight),
         refuseWithStaleKeys(deps.host, deps.config.issuerName),

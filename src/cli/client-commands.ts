@@ -25,6 +25,7 @@ const REGISTRATION_OPTIONS = {
   'backchannel-logout-uri': { type: 'string' },
   'require-par': { type: 'boolean' },
   'require-dpop': { type: 'boolean' },
+  'require-jar': { type: 'boolean' },
   json: { type: 'boolean' },
 } as const satisfies Options;
 
@@ -33,6 +34,7 @@ const UPDATE_OPTIONS = {
   ...REGISTRATION_OPTIONS,
   'no-require-par': { type: 'boolean' },
   'no-require-dpop': { type: 'boolean' },
+  'no-require-jar': { type: 'boolean' },
 } as const satisfies Options;
 
 /** The registration the shared options give; what they leave out stays undefined. */
@@ -53,6 +55,7 @@ function registrationOf(values: Record<string, unknown>): ClientChanges {
     // (`--no-…` is an option of update only: on create, neither is false.)
     requirePar: eitherFlag(values, 'require-par', 'no-require-par'),
     requireDpop: eitherFlag(values, 'require-dpop', 'no-require-dpop'),
+    requireJar: eitherFlag(values, 'require-jar', 'no-require-jar'),
   };
 }
 
@@ -177,6 +180,7 @@ const clientJson = (client: ClientView) => ({
   ...(client.backchannelLogoutUri ? { backchannel_logout_session_required: true } : {}),
   require_pushed_authorization_requests: client.requirePar,
   dpop_bound_access_tokens: client.requireDpop,
+  require_signed_request_object: client.requireJar,
   created_at: client.createdAt.toISOString(),
   disabled_at: client.disabledAt?.toISOString() ?? null,
 });
@@ -213,7 +217,7 @@ export const clientShow: Command = async (args, open, io) => {
       ['policy URI', shown.policy_uri],
       ['terms URI', shown.tos_uri],
       ['back-channel logout', shown.backchannel_logout_uri],
-      ['requires', [client.requirePar && 'pushed requests (PAR)', client.requireDpop && 'DPoP proofs'].filter(Boolean).join(', ') || undefined],
+      ['requires', [client.requirePar && 'pushed requests (PAR)', client.requireDpop && 'DPoP proofs', client.requireJar && 'signed requests (JAR)'].filter(Boolean).join(', ') || undefined],
       ['created', shown.created_at],
       ['disabled', shown.disabled_at ?? undefined],
       ['consented', `${client.consentedUsers} ${client.consentedUsers === 1 ? 'person' : 'people'}`],

@@ -6,7 +6,8 @@ Clients
                 [--scope "openid profile email offline_access"] [--scope ...] [--public | --native]
                 [--id-token-alg ES256|EdDSA|RS256] [--logo-uri URI] [--client-uri URI]
                 [--policy-uri URI] [--tos-uri URI] [--jwks-file PATH]
-                [--backchannel-logout-uri URI] [--require-par] [--require-dpop] [--json]
+                [--backchannel-logout-uri URI] [--require-par] [--require-dpop] [--require-jar]
+                [--json]
                                             --id-token-alg: RS256 (the default) or SIGNING_ALG's;
                                             --jwks-file: authenticates with its keys (a JWK Set of
                                             public keys; private_key_jwt), not a secret;
@@ -14,14 +15,17 @@ Clients
                                             with it ends here (OpenID Back-Channel Logout);
                                             --require-par: its sign-ins only through the PAR
                                             endpoint (RFC 9126); --require-dpop: its token
-                                            requests only with a DPoP proof (RFC 9449)
+                                            requests only with a DPoP proof (RFC 9449);
+                                            --require-jar: its authorization requests only as
+                                            request objects signed with its keys (RFC 9101)
   client list [--json]
   client show CLIENT_ID [--json]           its registration, and how many people consented to it
   client update CLIENT_ID [--name NAME] [--redirect-uri URI ...] [--post-logout-redirect-uri URI ...]
                 [--grant-type TYPE ...] [--scope SCOPES ...] [--id-token-alg ALG] [--logo-uri URI]
                 [--client-uri URI] [--policy-uri URI] [--tos-uri URI]
                 [--jwks-file PATH] [--backchannel-logout-uri URI]
-                [--require-par | --no-require-par] [--require-dpop | --no-require-dpop] [--json]
+                [--require-par | --no-require-par] [--require-dpop | --no-require-dpop]
+                [--require-jar | --no-require-jar] [--json]
                                             what is given replaces what was registered ("" removes
                                             a shown URI or the back-channel one); the id and secret
                                             stay, and what was issued within the new registration;

@@ -61,13 +61,19 @@ export interface NewClient {
    * is of no use without it.
    */
   requireDpop?: boolean;
+  /**
+   * Its authorization requests only as request objects signed with one of
+   * its keys (RFC 9101 §10.5, `require_signed_request_object`): nothing on
+   * the way can change their parameters, or send others in its name.
+   */
+  requireJar?: boolean;
 }
 
 /** What `client update` may change; absent: kept. An empty shown address removes it; false a requirement. */
 export type ClientChanges = Partial<
   Pick<
     NewClient,
-    'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'grantTypes' | 'scope' | 'idTokenSignedResponseAlg' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri' | 'jwks' | 'backchannelLogoutUri' | 'requirePar' | 'requireDpop'
+    'name' | 'redirectUris' | 'postLogoutRedirectUris' | 'grantTypes' | 'scope' | 'idTokenSignedResponseAlg' | 'logoUri' | 'clientUri' | 'policyUri' | 'tosUri' | 'jwks' | 'backchannelLogoutUri' | 'requirePar' | 'requireDpop' | 'requireJar'
   >
 >;
 
@@ -97,6 +103,7 @@ export interface ClientView {
   backchannelLogoutUri?: string;
   requirePar: boolean;
   requireDpop: boolean;
+  requireJar: boolean;
   createdAt: Date;
   /** Since when `client disable` has it refused (see Clients.disable). */
   disabledAt?: Date;
@@ -145,6 +152,8 @@ export interface StoredMetadata {
   require_pushed_authorization_requests?: true;
   /** RFC 9449 §5.2 (see NewClient.requireDpop); absent: false. */
   dpop_bound_access_tokens?: true;
+  /** RFC 9101 §10.5 (see NewClient.requireJar); absent: false. */
+  require_signed_request_object?: true;
 }
 
 export const DEFAULT_SCOPE = 'openid profile email offline_access';
@@ -330,6 +339,7 @@ function toView(row: { clientId: string; name: string; metadata: unknown; client
     backchannelLogoutUri: metadata.backchannel_logout_uri,
     requirePar: metadata.require_pushed_authorization_requests === true,
     requireDpop: metadata.dpop_bound_access_tokens === true,
+    requireJar: metadata.require_signed_request_object === true,
     createdAt: row.createdAt,
     ...(row.disabledAt ? { disabledAt: row.disabledAt } : {}),
   };
@@ -410,6 +420,7 @@ export class Clients {
       backchannelLogoutUri: changes.backchannelLogoutUri !== undefined ? orUnset(changes.backchannelLogoutUri) : stored.backchannel_logout_uri,
       requirePar: changes.requirePar ?? stored.require_pushed_authorization_requests === true,
       requireDpop: changes.requireDpop ?? stored.dpop_bound_access_tokens === true,
+      requireJar: changes.requireJar ?? stored.require_signed_request_object === true,
     }, {
       name: changes.name === undefined,
       redirectUris: changes.redirectUris === undefined,
@@ -517,6 +528,12 @@ export class Clients {
     if (input.requirePar && !grantTypes.includes('authorization_code')) {
       throw new ClientError('--require-par is for a client that signs people in with authorization_code: only its authorization requests can be pushed (client update --no-require-par drops the requirement)');
     }
+    if (input.requireJar && !keys) {
+      throw new ClientError('--require-jar is for a client made with keys (--jwks-file): its request objects are signed with one');
+    }
+    if (input.requireJar && !grantTypes.some((type) => SIGN_IN_GRANTS.includes(type))) {
+      throw new ClientError('--require-jar is for a client that signs people in (authorization_code or device_code): only authorization requests are signed (client update --no-require-jar drops the requirement)');
+    }
     const scopes = [...new Set((input.scope ?? DEFAULT_SCOPE).split(/\s+/).filter(Boolean))];
     const apiScopes = scopes.filter((scope) => !OIDC_SCOPES.includes(scope));
     const byApi = await this.apisDefining(apiScopes);
@@ -546,6 +563,7 @@ export class Clients {
         : {}),
       ...(input.requirePar ? { require_pushed_authorization_requests: true as const } : {}),
       ...(input.requireDpop ? { dpop_bound_access_tokens: true as const } : {}),
+      ...(input.requireJar ? { require_signed_request_object: true as const } : {}),
     };
     return { name, metadata };
   }

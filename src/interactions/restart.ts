@@ -47,13 +47,17 @@ export function authorizationForm(provider: Provider, fields: [string, string][]
  * The authorization request of an interaction, for its forms' `restart`
  * field (a query string); undefined for a pushed request (RFC 9126: its
  * parameters are kept off the browser, and its request_uri is used once;
- * the library remembers it as the interaction's parJti), for a device's
+ * the library remembers it as the interaction's parJti), for a request
+ * object's (RFC 9101: sent again, its parameters would pass through the
+ * browser unsigned, which a client requiring them signed is refused; the
+ * library keeps their names as `trusted`), for a device's
  * sign-in (RFC 8628: begun at /device, its device code used once), and for
  * one too long.
  */
-export function restartOf(interaction: { params: Record<string, unknown>; parJti?: string; deviceCode?: string }): string | undefined {
+export function restartOf(interaction: { params: Record<string, unknown>; parJti?: string; deviceCode?: string; trusted?: string[] }): string | undefined {
   const { params } = interaction;
   if (interaction.parJti !== undefined || interaction.deviceCode !== undefined || params.request_uri !== undefined || params.request !== undefined) return undefined;
+  if (interaction.trusted?.length) return undefined;
   const query = new URLSearchParams(requestFields(params)).toString();
   return query.length <= MAX_LENGTH ? query : undefined;
 }

@@ -142,18 +142,23 @@ const forDevice = (interaction: Interaction) => typeof (interaction as { deviceC
 /** Whether the sign-in's request came through the PAR endpoint (the library keeps its request_uri's id as parJti). */
 const pushed = (interaction: Interaction) => (interaction as { parJti?: unknown }).parJti !== undefined;
 
+/** Whether the sign-in's request came as a request object (the library keeps the names of its parameters as `trusted`). */
+const signed = (interaction: Interaction) => Array.isArray(interaction.trusted) && interaction.trusted.length > 0;
+
 /**
  * Whether "Use another account" goes on in this sign-in (anotherAccountLink)
  * rather than sending its request to /auth again (signInAgain): a device's,
  * which has no request to send, and a pushed request's (RFC 9126): its
  * parameters are kept off the browser, its request_uri was used once, and a
  * client registered with --require-par would be refused the request sent
- * again, its person sent back to the app with an error.
+ * again, its person sent back to the app with an error; and a request
+ * object's (RFC 9101), whose parameters would go again unsigned (refused to
+ * a client registered with --require-jar).
  */
-const switchesInPlace = (interaction: Interaction) => forDevice(interaction) || pushed(interaction);
+const switchesInPlace = (interaction: Interaction) => forDevice(interaction) || pushed(interaction) || signed(interaction);
 
 /**
- * "Use another account" in a device's or pushed request's sign-in: its own
+ * "Use another account" in a device's, pushed or signed request's sign-in: its own
  * sign-in page (a link, `?account=other`), whose sign-in ends the session of
  * whoever is signed in here, as signing in with prompt=login does; the
  * request goes on for the one who signed in (the library signs the other out
@@ -304,7 +309,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (!client) throw new errors.InvalidClient('client not found');
     // The client as registered now: `client update` may have removed the
     // redirect URI or a scope since the request arrived.
-    const change = outgrownRequest(client, interaction.params, { device: forDevice(interaction), pushed: pushed(interaction) });
+    const change = outgrownRequest(client, interaction.params, { device: forDevice(interaction), pushed: pushed(interaction), signed: signed(interaction) });
     if (change) throw new RequestOutgrown(interaction, change);
     return { provider, interaction, client };
   };
@@ -511,7 +516,7 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
 
   router.post('/login', async (ctx) => {
     const { interaction, client } = await details(ctx);
-    // A device's or pushed request's sign-in takes a sign-in at any of its steps ("Use another account", see switchesInPlace).
+    // A device's, pushed or signed request's sign-in takes a sign-in at any of its steps ("Use another account", see switchesInPlace).
     if (interaction.prompt.name !== 'login' && !(switchesInPlace(interaction) && PAGES.has(interaction.prompt.name))) throw new WrongPrompt('login');
     const form = await readForm(ctx);
     const email = form.email?.trim() ?? '';

@@ -18,3 +18,17 @@ export function jsonHoldsNul(json: string): boolean {
   // The plain search is enough almost always; the pattern rules out a literal backslash-u0000.
   return json.includes('\\u0000') && NUL_ESCAPE.test(json);
 }
+
+// JSON.stringify writes a surrogate escaped only where it is alone (RFC 8259
+// §8.2 lets a string hold one): a pair is written as the character it makes.
+const SURROGATE_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/;
+
+/**
+ * Whether JSON text written by JSON.stringify holds a lone surrogate, which
+ * jsonb refuses too ("invalid input syntax for type json"). A query or form
+ * cannot carry one (bytes that are not UTF-8 become U+FFFD); a request
+ * object's JSON can.
+ */
+export function jsonHoldsLoneSurrogate(json: string): boolean {
+  return json.includes('\\ud') && SURROGATE_ESCAPE.test(json);
+}

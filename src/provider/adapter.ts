@@ -9,13 +9,12 @@ import { errors, Provider } from 'oidc-provider';
 import type { Sql } from '../persistence/database.js';
 import { Batcher } from '../persistence/batcher.js';
 import { sha256 } from '../persistence/hash.js';
-import { jsonHoldsNul } from '../persistence/nul.js';
 import { SQL } from './artifact-statements.js';
 import { ArtifactWriter, type ArtifactRecord } from './artifact-writer.js';
 import { BROWSER_BINDING_KIND, type BrowserBinding } from './browser-binding.js';
 import type { DevicePolling, UserCodes } from './device-flow.js';
 import { DEVICE_CODE_CONTEXT, withLiveIds, withoutLiveIds, type PayloadSealer } from './interaction-payloads.js';
-import { presentedByPusher, pushedParamsHoldNul } from './pushed-requests.js';
+import { presentedByPusher, pushedParamsUnstorable, unstorableParameters } from './pushed-requests.js';
 import { deferUntilResponse, keep, peek, take } from './request-scope.js';
 import { DEVICE_ROUTES, grantsEndingWith, sessionForRoute, sessionStatesKept, sessionUidOf, withDeviceForm, type SessionPayload } from './session-payloads.js';
 
@@ -311,12 +310,12 @@ export class ArtifactAdapter implements Adapter {
               ? withDeviceForm(rest)
               : kept(this.kind, rest),
     );
-    // A request parameter with U+0000 (a state, a login_hint) ends up in the
-    // payload, which jsonb cannot store: the request is refused as OAuth
-    // invalid_request (an authorization request's error goes back to the client).
-    if (jsonHoldsNul(json) || (this.kind === 'PushedAuthorizationRequest' && pushedParamsHoldNul(payload))) {
-      throw new errors.InvalidRequest('request parameters must not contain the NUL character');
-    }
+    // A request parameter with U+0000 (a state, a login_hint), or a lone
+    // surrogate from a request object's JSON, ends up in the payload, which
+    // jsonb cannot store: the request is refused as OAuth invalid_request (an
+    // authorization request's error goes back to the client).
+    const refusal = unstorableParameters(json) ?? (this.kind === 'PushedAuthorizationRequest' ? pushedParamsUnstorable(payload) : undefined);
+    if (refusal) throw new errors.InvalidRequest(refusal);
     // The form states a session keeps as stored when this route saves it (see SQL.saveSessionKeeping).
     const statesKept = this.kind === 'Session' ? sessionStatesKept(route, payload.state) : [];
     if (this.kind === 'Session') {
@@ -454,12 +453,13 @@ export class ArtifactAdapter implements Adapter {
    */
   async claim(id: string, payload: AdapterPayload, expiresIn: number, until?: number): Promise<boolean> {
     const lifetime = Math.max(1, expiresIn) * 1000;
-    // As upsert(): a lifetime beyond what a Date holds, or a NUL jsonb refuses, is the request's fault.
+    // As upsert(): a lifetime beyond what a Date holds, or a character jsonb refuses, is the request's fault.
     if (Number.isNaN(new Date(Date.now() + lifetime).getTime()) || (until !== undefined && Number.isNaN(new Date(until * 1000).getTime()))) {
       throw new errors.InvalidRequest(`${this.kind} lifetime out of range`);
     }
     const json = JSON.stringify(payload);
-    if (jsonHoldsNul(json)) throw new errors.InvalidRequest('request parameters must not contain the NUL character');
+    const refusal = unstorableParameters(json);
+    if (refusal) throw new errors.InvalidRequest(refusal);
     const { rowCount } = await this.sql.query(SQL.claim, [this.kind, sha256(id), json, Math.round(lifetime), until ?? null]);
     return rowCount === 1;
   }

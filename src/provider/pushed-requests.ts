@@ -2,16 +2,35 @@
 // request (RFC 9126) as it is stored and presented.
 import type { AdapterPayload } from 'oidc-provider';
 import { Provider } from 'oidc-provider';
-import { jsonHoldsNul } from '../persistence/nul.js';
+import { jsonHoldsLoneSurrogate, jsonHoldsNul } from '../persistence/nul.js';
+
+/**
+ * Why a payload's JSON (as JSON.stringify writes it) cannot be stored, as the
+ * request whose parameters put it there is told; undefined if it can.
+ */
+export function unstorableParameters(json: string): string | undefined {
+  if (jsonHoldsNul(json)) return 'request parameters must not contain the NUL character';
+  if (jsonHoldsLoneSurrogate(json)) return 'request parameters must not contain a lone surrogate (U+D800 to U+DFFF, which is no character alone)';
+  return undefined;
+}
 
 /**
  * A pushed request keeps its parameters as a JWT, where a NUL is base64url
  * like the rest: stored, it would be refused only when used at /auth. Refused
  * at the push instead (RFC 9126 §2.1: validated as an authorization request).
+ * The JWT's JSON is the client's own writing (a request object), where a
+ * surrogate pair may be escaped too: written again first.
  */
-export function pushedParamsHoldNul(payload: AdapterPayload): boolean {
+export function pushedParamsUnstorable(payload: AdapterPayload): string | undefined {
   const claims = pushedClaims(payload);
-  return claims !== undefined && jsonHoldsNul(claims);
+  if (claims === undefined) return undefined;
+  if (jsonHoldsNul(claims)) return unstorableParameters(claims);
+  if (!claims.includes('\\u')) return undefined;
+  try {
+    return unstorableParameters(JSON.stringify(JSON.parse(claims)));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The JSON of a pushed request's parameters (the claims of its JWT: unsecured, or a signed request object). */

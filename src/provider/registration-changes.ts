@@ -34,7 +34,7 @@ export interface RegistrationChange {
  * order: the address first, since without a registered one no error can be
  * sent back to the client.
  */
-export function outgrownRequest(client: Client, params: Record<string, unknown>, { device = false, pushed = false } = {}): RegistrationChange | undefined {
+export function outgrownRequest(client: Client, params: Record<string, unknown>, { device = false, pushed = false, signed = false } = {}): RegistrationChange | undefined {
   // A device's sign-in (RFC 8628) names no address: its error goes to the device, which polls for it.
   if (device) {
     if (!client.grantTypeAllowed(DEVICE_CODE_GRANT)) {
@@ -52,6 +52,12 @@ export function outgrownRequest(client: Client, params: Record<string, unknown>,
   // --require-par registered since the request came straight to /auth: refused as /auth now refuses it.
   if (!device && !pushed && client.requirePushedAuthorizationRequests) {
     return { error: 'invalid_request', description: 'the client must now push its authorization requests (PAR, RFC 9126)', redirectable: true };
+  }
+  // --require-jar registered since the request came unsigned: refused as /auth
+  // now refuses it. (A pushed request was checked when pushed, as the library
+  // takes it at /auth; a device's does not say whether it came signed.)
+  if (!device && !pushed && !signed && client.requireSignedRequestObject) {
+    return { error: 'invalid_request', description: 'the client must now sign its authorization requests (request objects, RFC 9101)', redirectable: true };
   }
   // The library's allowlist check (checkScope): OpenID Connect scopes only,
   // as a registration with none holds a blank list (client-model.ts).

@@ -6,8 +6,11 @@
 // with the client's registered keys, and then uses its parameters alone
 // (RFC 9101 §6.3). This module is what it leaves to us.
 import { decodeJwt } from 'jose';
-import { errors, type Client, type KoaContextWithOIDC } from 'oidc-provider';
+import type Koa from 'koa';
+import { errors, type Client, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
 import { CLIENT_ASSERTION_ALGS } from '../clients/client-keys.js';
+import { routePattern } from '../http/methods.js';
+import { BODY_LIMIT } from './body-limit.js';
 
 /**
  * The algorithms a request object may be signed with: those of the keys a
@@ -53,10 +56,124 @@ export async function assertRequestObject(ctx: KoaContextWithOIDC, _claims: Reco
  */
 export function parametersSent(ctx: KoaContextWithOIDC): Record<string, unknown> | undefined {
   const sent = (ctx.method === 'POST' ? ctx.oidc.body : ctx.query) as Record<string, unknown> | undefined;
-  if (typeof sent?.request !== 'string' || 'PushedAuthorizationRequest' in ctx.oidc.entities) return sent;
+  if ('PushedAuthorizationRequest' in ctx.oidc.entities) return sent;
+  // As the library reads it (omitEmptyParameters, standards.ts): an empty
+  // value is none, and one left beside it is the object.
+  const objects = [sent?.request].flat().filter((value) => typeof value === 'string' && value !== '') as string[];
+  if (objects.length !== 1) return sent;
   try {
-    return decodeJwt(sent.request);
+    return decodeJwt(objects[0]!);
   } catch {
     return undefined;
   }
+}
+
+/**
+ * How deep a request object's header or claims may nest objects and arrays:
+ * far more than any parameter needs (claims-parameter.ts allows 6 within
+ * `claims`), far less than the few thousand levels at which the library,
+ * copying the object before it checks the signature, overflowed the stack.
+ */
+const MAX_NESTING = 32;
+
+/** Whether the JSON text `json` opens objects and arrays more than `max` deep (strings skipped). */
+function nestsDeeper(json: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** Whether the header or claims of the JWT `jwt` nest deeper than MAX_NESTING. */
+function nestedTooDeep(jwt: string): boolean {
+  return jwt
+    .split('.', 2)
+    .some((part) => nestsDeeper(Buffer.from(part, 'base64url').toString('utf8'), MAX_NESTING));
+}
+
+const decodeFormComponent = (text: string): string | undefined => {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * `form` (a query string or form body) with each `request` whose JWT nests
+ * too deep replaced by as many `x`s: no JWT, which the library refuses as
+ * invalid_request_object, answered as any other refusal (at the redirect
+ * URI a request named). The same length, as a body must keep its
+ * Content-Length. Undefined where nothing was replaced.
+ */
+function defused(form: string): string | undefined {
+  let replaced = false;
+  const parts = form.split('&').map((part) => {
+    const equals = part.indexOf('=');
+    if (equals < 0 || decodeFormComponent(part.slice(0, equals)) !== 'request') return part;
+    const value = part.slice(equals + 1);
+    const jwt = decodeFormComponent(value);
+    if (jwt === undefined || !nestedTooDeep(jwt)) return part;
+    replaced = true;
+    return `${part.slice(0, equals + 1)}${'x'.repeat(value.length)}`;
+  });
+  return replaced ? parts.join('&') : undefined;
+}
+
+/**
+ * Refuses, before the library reads them, request objects nested deeper
+ * than MAX_NESTING at the authorization, PAR and device authorization
+ * endpoints: the library parses an object, then copies it (and writes its
+ * `claims` out again) before checking whom it is from, so anyone knowing a
+ * client_id could have it overflow the stack (a 500). A form is held until
+ * it has all come (at most the library's limit: past it, passed on as it
+ * comes, for the library to refuse), then passed on, defused if need be.
+ */
+export function defuseNestedRequestObjects(provider: Provider): Koa.Middleware {
+  const routes = ['authorization', 'pushed_authorization_request', 'device_authorization'].map((route) => routePattern(provider, route));
+  return (ctx, next) => {
+    if (!routes.some((route) => route.test(ctx.path))) return next();
+    if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+      if (ctx.querystring.includes('=')) {
+        const query = defused(ctx.querystring);
+        if (query !== undefined) ctx.querystring = query;
+      }
+    } else if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
+      const req = ctx.req;
+      const iterator = req.iterator.bind(req);
+      req.iterator = (options) => heldUntilWhole(iterator(options));
+    }
+    return next();
+  };
+}
+
+async function* heldUntilWhole(source: AsyncIterableIterator<unknown>): AsyncGenerator<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let passing = false;
+  for await (const chunk of source) {
+    if (passing) {
+      yield chunk;
+      continue;
+    }
+    chunks.push(chunk as Buffer);
+    size += (chunk as Buffer).length;
+    if (size > BODY_LIMIT) {
+      passing = true;
+      yield* chunks;
+    }
+  }
+  if (passing) return;
+  const body = Buffer.concat(chunks).toString('latin1');
+  const form = body.includes('request=') ? defused(body) : undefined;
+  yield form === undefined ? Buffer.concat(chunks) : Buffer.from(form, 'latin1');
 }

@@ -24,6 +24,9 @@ export function resourceServers(apis: Pick<Apis, 'find'>, signingAlg: Config['si
     if (Array.isArray(named) && named.length > MAX_RESOURCES) {
       throw new errors.InvalidTarget(`at most ${MAX_RESOURCES} resource indicators may be requested at once`);
     }
+    // A query or form sends strings only; a request object's JSON (which the
+    // library takes as it is) may hold anything, an array inside the array.
+    if (typeof indicator !== 'string') throw new errors.InvalidTarget('each resource indicator must be a string (an absolute URI)');
     const key = `${client.clientId} ${indicator}`;
     let resolved = resolvedResources.get(ctx)?.get(key);
     if (!resolved) {

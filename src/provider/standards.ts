@@ -93,6 +93,22 @@ export function omitEmptyParameters(provider: Provider): void {
       this[params] = value;
     },
   });
+  // The PAR endpoint reads `request` from the body itself, to store it
+  // (`request=&request=…` was taken for an object: a 500): as in params.
+  const body = Symbol('body');
+  Object.defineProperty(provider.OIDCContext.prototype, 'body', {
+    configurable: true,
+    get(this: Record<symbol, unknown>) {
+      return this[body];
+    },
+    set(this: Record<symbol, unknown>, value: Record<string, unknown> | undefined) {
+      if (value && Array.isArray(value.request)) {
+        const given = value.request.filter((one) => one !== '');
+        value.request = given.length > 1 ? given : given[0];
+      }
+      this[body] = value;
+    },
+  });
 }
 
 /** The endpoints where a client authenticates. */

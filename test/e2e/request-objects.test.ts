@@ -213,4 +213,96 @@ describe('request objects', () => {
       'request client_id must equal the one in request parameters',
     ]);
   });
+
+  it('--require-jar: only signed requests, at /auth and PAR; made only for a client with keys that signs people in; dropped with --no-require-jar', async () => {
+    const key = await keyPair('ES256', 'jar-4');
+    const { clientId, rp } = await clientWithKey('Signs every request', key, ['--require-jar']);
+    const shown = await pc.cli(['client', 'show', clientId]);
+    expect(shown.stdout).toMatch(/^requires: +signed requests \(JAR\)$/m);
+    expect(JSON.parse((await pc.cli(['client', 'show', clientId, '--json'])).stdout)).toMatchObject({ require_signed_request_object: true, require_pushed_authorization_requests: false });
+
+    // Plain parameters: refused at the redirect URI before anyone signs in, and at the PAR endpoint.
+    const { parameters, checks } = await codeRequest();
+    const plain = await authorize({ client_id: clientId, response_type: 'code', ...parameters });
+    expect([plain.status, plain.back?.searchParams.get('error'), plain.back?.searchParams.get('error_description'), plain.back?.searchParams.get('state')]).toEqual([
+      303, 'invalid_request', 'Request Object must be used by this client', parameters.state,
+    ]);
+    await expect(oidc.buildAuthorizationUrlWithPAR(rp, parameters)).rejects.toMatchObject({ error: 'invalid_request' });
+
+    // Signed, straight or pushed: taken.
+    const ua = new UserAgent();
+    const { page } = await throughPages(ua, await visit(ua, await oidc.buildAuthorizationUrlWithJAR(rp, parameters, { key: key.privateKey, kid: key.kid })));
+    expect((await oidc.authorizationCodeGrant(rp, new URL(page.url), checks)).access_token).toBeTruthy();
+    const again = await codeRequest();
+    const pushed = await oidc.buildAuthorizationUrlWithPAR(rp, (await oidc.buildAuthorizationUrlWithJAR(rp, again.parameters, { key: key.privateKey, kid: key.kid })).searchParams);
+    const { page: pushedPage } = await throughPages(ua, await visit(ua, pushed));
+    expect((await oidc.authorizationCodeGrant(rp, new URL(pushedPage.url), again.checks)).access_token).toBeTruthy();
+
+    // Not for a client with a secret or none, nor one that signs nobody in.
+    const refusals = [
+      [['client', 'create', '--name', 'Secret', '--redirect-uri', REDIRECT_URI, '--require-jar'], '--require-jar is for a client made with keys (--jwks-file): its request objects are signed with one'],
+      [['client', 'create', '--name', 'Public', '--public', '--redirect-uri', REDIRECT_URI, '--require-jar'], '--require-jar is for a client made with keys (--jwks-file): its request objects are signed with one'],
+      [['client', 'update', clientId, '--grant-type', 'client_credentials'], '--require-jar is for a client that signs people in (authorization_code or device_code): only authorization requests are signed (client update --no-require-jar drops the requirement)'],
+    ] as const;
+    for (const [args, message] of refusals) {
+      const result = await pc.cli([...args]);
+      expect([result.code, result.stderr]).toEqual([1, `portcullis: ${message}\n`]);
+    }
+    const dropped = await pc.cli(['client', 'update', clientId, '--no-require-jar', '--json']);
+    expect(JSON.parse(dropped.stdout)).toMatchObject({ require_signed_request_object: false });
+    const next = await codeRequest();
+    expect((await authorize({ client_id: clientId, response_type: 'code', ...next.parameters })).back?.pathname).toMatch(/^\/interaction\//);
+  });
+
+  it('a sign-in begun with plain parameters before --require-jar was registered ends in invalid_request; a signed one goes on', async () => {
+    const key = await keyPair('ES256', 'jar-5');
+    const { clientId, rp } = await clientWithKey('Tightened', key);
+    const ua = new UserAgent();
+    const plain = await codeRequest();
+    const plainPage = await visit(ua, oidc.buildAuthorizationUrl(rp, plain.parameters));
+    expect(pageKind(plainPage)).toBe('login');
+    const signedRequest = await codeRequest();
+    const otherUa = new UserAgent();
+    const signedPage = await visit(otherUa, await oidc.buildAuthorizationUrlWithJAR(rp, signedRequest.parameters, { key: key.privateKey, kid: key.kid }));
+    expect(pageKind(signedPage)).toBe('login');
+
+    expect((await pc.cli(['client', 'update', clientId, '--require-jar'])).code).toBe(0);
+    const refused = await signIn(ua, plainPage, erin.email, erin.password);
+    const back = new URL(refused.url);
+    expect([back.origin + back.pathname, back.searchParams.get('error'), back.searchParams.get('error_description')]).toEqual([
+      REDIRECT_URI, 'invalid_request', 'the client must now sign its authorization requests (request objects, RFC 9101)',
+    ]);
+    const { page } = await throughPages(otherUa, signedPage);
+    expect((await oidc.authorizationCodeGrant(rp, new URL(page.url), signedRequest.checks)).access_token).toBeTruthy();
+  });
+
+  it('a signed request’s pages do not send its parameters again unsigned: no restart field, and "Use another account" stays in the sign-in', async () => {
+    const key = await keyPair('ES256', 'jar-6');
+    const { rp } = await clientWithKey('Kept signed', key, ['--require-jar']);
+    const ua = new UserAgent();
+    const first = await codeRequest();
+    const login = await visit(ua, await oidc.buildAuthorizationUrlWithJAR(rp, first.parameters, { key: key.privateKey, kid: key.kid }));
+    expect(pageKind(login)).toBe('login');
+    expect(login.html).not.toContain('name="restart"');
+    const { page } = await throughPages(ua, login);
+    await oidc.authorizationCodeGrant(rp, new URL(page.url), first.checks);
+
+    // Signed in already: the consent page for a new scope offers another account within this sign-in.
+    const second = await codeRequest({ scope: 'openid email' });
+    const consent = await visit(ua, await oidc.buildAuthorizationUrlWithJAR(rp, second.parameters, { key: key.privateKey, kid: key.kid }));
+    expect(pageKind(consent)).toBe('consent');
+    expect(consent.html).not.toContain('name="restart"');
+    const other = /<a href="([^"]+)">(?:Not you\? )?Use another account<\/a>/.exec(consent.html);
+    expect(other?.[1]).toMatch(/^\/interaction\/[^?]+\?account=other$/);
+  });
+
+  it('a device authorization request (RFC 8628) takes one too, and --require-jar holds there', async () => {
+    const key = await keyPair('EdDSA', 'jar-7');
+    const { clientId, rp } = await clientWithKey('Television', key, ['--grant-type', 'urn:ietf:params:oauth:grant-type:device_code', '--require-jar']);
+    const now = Math.floor(Date.now() / 1000);
+    const request = await signed(key, { client_id: clientId, scope: 'openid email', iss: clientId, aud: pc.issuer, iat: now, exp: now + 60 });
+    const started = await oidc.initiateDeviceAuthorization(rp, { request });
+    expect(started).toMatchObject({ device_code: expect.any(String), user_code: expect.stringMatching(/^[A-Z]{4}-[A-Z]{4}$/) });
+    await expect(oidc.initiateDeviceAuthorization(rp, { scope: 'openid email' })).rejects.toMatchObject({ error: 'invalid_request' });
+  });
 });
