@@ -87,13 +87,30 @@ function parsesAsConnectionString(url: string): boolean {
   return URL.canParse(url) || URL.canParse(url.replace(/@\//, '@localhost/'));
 }
 
+/** The sslmode values node-postgres's connection string parser knows. */
+const SSL_MODES: readonly string[] = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
+
 const databaseUrl = z
   .string()
   .regex(/^postgres(ql)?:\/\//, 'must be a postgresql:// connection string')
   .refine(parsesAsConnectionString, 'is not a valid URL (check the port, and percent-encode special characters in the user name and password)')
   // Prisma's own parameter, which the pg driver we connect with ignores:
   // the tables would go to `public` while the operator believed otherwise.
-  .refine((url) => !/[?&]schema=/i.test(url), 'must not set schema= (Portcullis keeps its tables in the public schema: give it a database of its own)');
+  .refine((url) => !/[?&]schema=/i.test(url), 'must not set schema= (Portcullis keeps its tables in the public schema: give it a database of its own)')
+  // The driver takes any other value for TLS with the certificate checked in
+  // full (a misspelt `disable` included), and then fails with a message that
+  // names no setting.
+  .refine((url) => sslModes(url).every((mode) => SSL_MODES.includes(mode)), `must set sslmode= to one of ${SSL_MODES.join(', ')}`);
+
+/** The sslmode= values of a connection string's query. */
+function sslModes(url: string): string[] {
+  const query = url.split('#')[0]!.split('?').slice(1).join('?');
+  try {
+    return new URLSearchParams(query).getAll('sslmode');
+  } catch {
+    return [];
+  }
+}
 
 /** What is wrong with `url` as a DATABASE_URL, or undefined (for the CLI's `copy --to`). */
 export function databaseUrlProblem(url: string): string | undefined {

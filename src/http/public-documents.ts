@@ -31,7 +31,9 @@ export function cacheablePublicDocuments(keys: { keyActivationDelay: number; key
     return next().then(() => {
       const route = (ctx as { oidc?: { route?: string } }).oidc?.route;
       const maxAge = route === undefined ? undefined : lifetimes[route];
-      if (maxAge === undefined || ctx.status !== 200 || ctx.body == null) return;
+      if (maxAge === undefined) return;
+      readableFromEveryOrigin(ctx);
+      if (ctx.status !== 200 || ctx.body == null) return;
       if (route === 'jwks') ctx.body = inStableOrder(ctx.body as { keys?: Array<{ kid?: string }> });
       if (route === 'discovery') ctx.body = withAlgorithmsSorted(ctx.body as Record<string, unknown>);
       // must-revalidate: a cache may not serve a copy past its age (when the server is unreachable, say).
@@ -46,6 +48,22 @@ export function cacheablePublicDocuments(keys: { keyActivationDelay: number; key
       if (matches(ctx.get('If-None-Match'), etag)) ctx.status = 304;
     });
   };
+}
+
+/**
+ * Any page may read them, and one copy serves every origin: the library's
+ * CORS answers with the caller's own origin and `Vary: Origin`, so a shared
+ * cache kept a copy per origin (and one fetched without an Origin, by a
+ * server, served no page). No credentials are involved: `*` says it all.
+ */
+function readableFromEveryOrigin(ctx: Parameters<Middleware>[0]): void {
+  ctx.set('Access-Control-Allow-Origin', '*');
+  const vary = ctx.response.get('Vary')
+    .split(',')
+    .map((name) => name.trim())
+    .filter((name) => name !== '' && name.toLowerCase() !== 'origin');
+  if (vary.length > 0) ctx.set('Vary', vary.join(', '));
+  else ctx.remove('Vary');
 }
 
 /**

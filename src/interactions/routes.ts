@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
-import { decodeJwt } from 'jose';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { errors, type InteractionResults } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import { emailAddressIn, type Accounts } from '../accounts/accounts.js';
@@ -142,8 +142,30 @@ const forDevice = (interaction: Interaction) => typeof (interaction as { deviceC
 /** Whether the sign-in's request came through the PAR endpoint (the library keeps its request_uri's id as parJti). */
 const pushed = (interaction: Interaction) => (interaction as { parJti?: unknown }).parJti !== undefined;
 
-/** Whether the sign-in's request came as a request object (the library keeps the names of its parameters as `trusted`). */
-const signed = (interaction: Interaction) => Array.isArray(interaction.trusted) && interaction.trusted.length > 0;
+/**
+ * Whether the sign-in's request came to /auth as a request object: the
+ * library keeps the names of its parameters as `trusted` (and of a pushed
+ * request's, signed or not, from a confidential client).
+ */
+const requestObject = (interaction: Interaction) => !pushed(interaction) && Array.isArray(interaction.trusted) && interaction.trusted.length > 0;
+
+/**
+ * Whether the sign-in's parameters came signed by the client (a request
+ * object, sent to /auth or pushed). A pushed request is looked up: kept
+ * while the sign-in lasts, it holds the object, or the unsecured JWT the
+ * library made of plain parameters (`alg: none`).
+ */
+async function cameSigned(provider: Provider, interaction: Interaction): Promise<boolean> {
+  if (!pushed(interaction)) return requestObject(interaction);
+  const parJti = (interaction as { parJti?: string }).parJti!;
+  const stored = await provider.PushedAuthorizationRequest.find(parJti).catch(() => undefined);
+  if (typeof stored?.request !== 'string') return true; // Gone: as the library would take it.
+  try {
+    return decodeProtectedHeader(stored.request).alg !== 'none';
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Whether "Use another account" goes on in this sign-in (anotherAccountLink)
@@ -155,7 +177,7 @@ const signed = (interaction: Interaction) => Array.isArray(interaction.trusted) 
  * object's (RFC 9101), whose parameters would go again unsigned (refused to
  * a client registered with --require-jar).
  */
-const switchesInPlace = (interaction: Interaction) => forDevice(interaction) || pushed(interaction) || signed(interaction);
+const switchesInPlace = (interaction: Interaction) => forDevice(interaction) || pushed(interaction) || requestObject(interaction);
 
 /**
  * "Use another account" in a device's, pushed or signed request's sign-in: its own
@@ -309,7 +331,9 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     if (!client) throw new errors.InvalidClient('client not found');
     // The client as registered now: `client update` may have removed the
     // redirect URI or a scope since the request arrived.
-    const change = outgrownRequest(client, interaction.params, { device: forDevice(interaction), pushed: pushed(interaction), signed: signed(interaction) });
+    // (How the request came is looked up only where the client requires it signed.)
+    const signed = client.requireSignedRequestObject ? await cameSigned(provider, interaction) : false;
+    const change = outgrownRequest(client, interaction.params, { device: forDevice(interaction), pushed: pushed(interaction), signed });
     if (change) throw new RequestOutgrown(interaction, change);
     return { provider, interaction, client };
   };

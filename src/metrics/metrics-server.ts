@@ -56,6 +56,8 @@ export async function startMetricsServer(metrics: Metrics, where: { host: string
 function answer(res: http.ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
   res.statusCode = status;
   res.setHeader('Content-Type', type);
+  // Text, to be read as text: as every answer of the issuer's says (security-headers.ts).
+  res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }

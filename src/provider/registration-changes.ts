@@ -53,10 +53,10 @@ export function outgrownRequest(client: Client, params: Record<string, unknown>,
   if (!device && !pushed && client.requirePushedAuthorizationRequests) {
     return { error: 'invalid_request', description: 'the client must now push its authorization requests (PAR, RFC 9126)', redirectable: true };
   }
-  // --require-jar registered since the request came unsigned: refused as /auth
-  // now refuses it. (A pushed request was checked when pushed, as the library
-  // takes it at /auth; a device's does not say whether it came signed.)
-  if (!device && !pushed && !signed && client.requireSignedRequestObject) {
+  // --require-jar registered since the request came unsigned (straight to
+  // /auth, or pushed): refused as /auth now refuses it. (A device's request
+  // does not say whether it came signed.)
+  if (!device && !signed && client.requireSignedRequestObject) {
     return { error: 'invalid_request', description: 'the client must now sign its authorization requests (request objects, RFC 9101)', redirectable: true };
   }
   // The library's allowlist check (checkScope): OpenID Connect scopes only,

@@ -5,6 +5,7 @@
 // `client_id`) and this server (`aud`), its time claims, and its signature
 // with the client's registered keys, and then uses its parameters alone
 // (RFC 9101 §6.3). This module is what it leaves to us.
+import querystring from 'node:querystring';
 import { decodeJwt } from 'jose';
 import type Koa from 'koa';
 import { errors, type Client, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
@@ -35,7 +36,13 @@ const TYPES = new Set(['oauth-authz-req+jwt', 'jwt']);
  * pushed request stored, which was checked when it was pushed).
  */
 export async function assertRequestObject(ctx: KoaContextWithOIDC, _claims: Record<string, unknown>, header: Record<string, unknown>, client: Client): Promise<void> {
-  if ('PushedAuthorizationRequest' in ctx.oidc.entities) return;
+  if ('PushedAuthorizationRequest' in ctx.oidc.entities) {
+    // Plain parameters pushed (the library stores them as an unsecured JWT)
+    // before the client was registered with --require-jar: refused as the
+    // push would be now. The library takes any pushed request at /auth.
+    if (header.alg === 'none' && client.requireSignedRequestObject) throw new errors.InvalidRequest('Request Object must be used by this client');
+    return;
+  }
   // Said outright: the library would try the object against no keys and
   // answer only that it could not be validated.
   if (client.clientAuthMethod !== 'private_key_jwt') {
@@ -100,13 +107,8 @@ function nestedTooDeep(jwt: string): boolean {
     .some((part) => nestsDeeper(Buffer.from(part, 'base64url').toString('utf8'), MAX_NESTING));
 }
 
-const decodeFormComponent = (text: string): string | undefined => {
-  try {
-    return decodeURIComponent(text.replace(/\+/g, ' '));
-  } catch {
-    return undefined;
-  }
-};
+/** As the library's parser (node:querystring) reads a name or value: a `%` that escapes nothing stays as it is. */
+const decodeFormComponent = (text: string): string => querystring.unescape(text.replace(/\+/g, ' '));
 
 /**
  * `form` (a query string or form body) with each `request` whose JWT nests
@@ -121,8 +123,7 @@ function defused(form: string): string | undefined {
     const equals = part.indexOf('=');
     if (equals < 0 || decodeFormComponent(part.slice(0, equals)) !== 'request') return part;
     const value = part.slice(equals + 1);
-    const jwt = decodeFormComponent(value);
-    if (jwt === undefined || !nestedTooDeep(jwt)) return part;
+    if (!nestedTooDeep(decodeFormComponent(value))) return part;
     replaced = true;
     return `${part.slice(0, equals + 1)}${'x'.repeat(value.length)}`;
   });
@@ -173,7 +174,7 @@ async function* heldUntilWhole(source: AsyncIterableIterator<unknown>): AsyncGen
     }
   }
   if (passing) return;
-  const body = Buffer.concat(chunks).toString('latin1');
-  const form = body.includes('request=') ? defused(body) : undefined;
+  // Every form: the name may be written percent-encoded (`r%65quest`).
+  const form = defused(Buffer.concat(chunks).toString('latin1'));
   yield form === undefined ? Buffer.concat(chunks) : Buffer.from(form, 'latin1');
 }

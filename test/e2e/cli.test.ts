@@ -2781,6 +2781,9 @@ describe('without a running server', () => {
     [{ DATABASE_URL: 'postgres://u:pw@127.0.0.1:notaport/x' }, ['DATABASE_URL', 'not a valid URL'], []],
     // Prisma's schema= is not the pg driver's: the tables went to public regardless.
     [{ DATABASE_URL: 'postgresql://127.0.0.1:5432/x?sslmode=disable&schema=auth' }, ['DATABASE_URL: must not set schema='], []],
+    // A misspelt sslmode was TLS with the certificate checked in full, and a driver's message naming no setting.
+    [{ DATABASE_URL: 'postgresql://127.0.0.1:5432/x?sslmode=disabel' }, ['DATABASE_URL: must set sslmode= to one of disable, prefer, require, verify-ca, verify-full, no-verify'], ['disabel']],
+    [{ PORT: '0x1', DATABASE_URL: 'postgresql://127.0.0.1:5432/x?sslrootcert=/ca.pem&sslmode=verify-full' }, ['PORT'], ['DATABASE_URL']],
     // Shown on every page, as client and people's names, which refuse the same.
     [{ ISSUER_NAME: 'Acme\u202eDI' }, ['ISSUER_NAME', 'bidirectional overrides'], []],
     // Choices take blanks around them as numbers do (a `.env` line's trailing space), and a wrong one names the choices.

@@ -84,7 +84,10 @@ describe('with METRICS_PORT', () => {
     // HEAD, as Allow says: GET's answer without its body.
     const head = await fetch(metricsUrl, { method: 'HEAD' });
     expect([head.status, await head.text()]).toEqual([200, '']);
-    expect((await fetch(metricsUrl.replace('/metrics', '/other'))).status).toBe(404);
+    const other = await fetch(metricsUrl.replace('/metrics', '/other'));
+    expect(other.status).toBe(404);
+    // Text, never sniffed as something else, whatever the answer.
+    for (const response of [head, posted, other]) expect(response.headers.get('x-content-type-options')).toBe('nosniff');
   });
 
   it('counts client-credentials tokens and the token endpoint errors by code, and times each route', async () => {

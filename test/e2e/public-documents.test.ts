@@ -57,6 +57,18 @@ describe('discovery says what works', () => {
 });
 
 describe('cacheable public documents', () => {
+  it('any page may read discovery and the JWKS, one copy for every origin: Access-Control-Allow-Origin *, no Vary: Origin', async () => {
+    for (const path of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', '/jwks']) {
+      for (const headers of [{}, { origin: 'https://spa.example' }, { origin: 'null' }] as Record<string, string>[]) {
+        const response = await get(path, headers);
+        expect([path, headers, response.status, response.headers.get('access-control-allow-origin')]).toEqual([path, headers, 200, '*']);
+        expect(response.headers.get('vary') ?? '').not.toMatch(/origin/i);
+        const revalidated = await get(path, { ...headers, 'if-none-match': response.headers.get('etag')! });
+        expect([revalidated.status, revalidated.headers.get('access-control-allow-origin')]).toEqual([304, '*']);
+      }
+    }
+  });
+
   it('the JWKS may be kept until a key published since could sign, and a refetch with its ETag is a 304', async () => {
     const first = await get('/jwks');
     expect(first.status).toBe(200);

@@ -156,6 +156,58 @@ describe('what a request object carries is treated as the same parameter sent pl
   });
 });
 
+describe('an object nested thousands deep is refused however the query or form writes it (review BH)', () => {
+  // A JWT nested deeper than any parameter needs, signed by nobody the server knows.
+  const forged = async (depth: number, claims: Record<string, unknown> = objectClaims()) => {
+    const { privateKey: strangers } = await generateKeyPair('ES256');
+    const nested = '['.repeat(depth) + ']'.repeat(depth);
+    const json = JSON.stringify(claims);
+    return new CompactSign(new TextEncoder().encode(`${json.slice(0, -1)},"unknown_member":${nested}}`)).setProtectedHeader({ alg: 'ES256', kid: key.kid }).sign(strangers);
+  };
+  const form = { 'content-type': 'application/x-www-form-urlencoded' };
+  const sentBack = async (response: Response) => {
+    const { status, back } = await answered(response);
+    return [status, back?.searchParams.get('error')];
+  };
+
+  // Node's parser keeps a `%` that no two hex digits follow as it is, and the library
+  // reads the object's header and claims alone: a stray `%zz` in the signature leaves
+  // the object as readable as before. It was passed on unchecked: a 500 for anyone.
+  it('with a percent sign that escapes nothing in its signature (GET and POST /auth)', async () => {
+    const errorsBefore = pc.errors.length;
+    const [head, claims] = (await forged(4000)).split('.');
+    const query = `client_id=${clientId}&redirect_uri=${encodeURIComponent(REDIRECT_URI)}&request=${head}.${claims}.%zz`;
+    expect(await sentBack(await fetch(`${pc.issuer}/auth?${query}`, { redirect: 'manual' }))).toEqual([303, 'invalid_request_object']);
+    const [head2, claims2] = (await forged(15000)).split('.');
+    const body = `client_id=${clientId}&redirect_uri=${encodeURIComponent(REDIRECT_URI)}&request=${head2}.${claims2}.%zz`;
+    expect(await sentBack(await fetch(`${pc.issuer}/auth`, { method: 'POST', redirect: 'manual', headers: form, body }))).toEqual([303, 'invalid_request_object']);
+    expect(pc.errors.slice(errorsBefore)).toEqual([]);
+  });
+
+  // The parser decodes names as it decodes values: `r%65quest` is `request`.
+  it('sent in a form under a percent-encoded name (POST /auth)', async () => {
+    const errorsBefore = pc.errors.length;
+    const body = `client_id=${clientId}&redirect_uri=${encodeURIComponent(REDIRECT_URI)}&r%65quest=${await forged(15000)}`;
+    expect(await sentBack(await fetch(`${pc.issuer}/auth`, { method: 'POST', redirect: 'manual', headers: form, body }))).toEqual([303, 'invalid_request_object']);
+    expect(pc.errors.slice(errorsBefore)).toEqual([]);
+  });
+
+  // A public client pushes without authenticating (RFC 9126 §2.1): the PAR endpoint is open to anyone who knows its id.
+  it('pushed in a public client’s name, either way', async () => {
+    const errorsBefore = pc.errors.length;
+    const created = await pc.cli(['client', 'create', '--name', 'Public', '--public', '--redirect-uri', REDIRECT_URI, '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const publicId = (JSON.parse(created.stdout) as { client_id: string }).client_id;
+    const object = await forged(15000, objectClaims({ client_id: publicId, iss: publicId }));
+    const [head, claims] = object.split('.');
+    for (const body of [`client_id=${publicId}&request=${head}.${claims}.%zz`, `client_id=${publicId}&r%65quest=${object}`]) {
+      const response = await fetch(`${pc.issuer}/request`, { method: 'POST', headers: form, body });
+      expect([response.status, ((await response.json()) as { error?: string }).error]).toEqual([400, 'invalid_request_object']);
+    }
+    expect(pc.errors.slice(errorsBefore)).toEqual([]);
+  });
+});
+
 describe('an empty `request` is no request (RFC 6749 §3.1: "treated as if they were omitted")', () => {
   const plain = () => ({
     client_id: clientId, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, state: 'plain', nonce: 'n',

@@ -276,6 +276,34 @@ describe('request objects', () => {
     expect((await oidc.authorizationCodeGrant(rp, new URL(page.url), signedRequest.checks)).access_token).toBeTruthy();
   });
 
+  // README (Requirements): "so does a sign-in begun with plain parameters and still in
+  // progress when the requirement was registered (not a device's ...)". A pushed request's
+  // parameters are plain too (oidc-client's buildAuthorizationUrlWithPAR without JAR).
+  it('a sign-in begun with plain parameters pushed (PAR) before --require-jar was registered ends in invalid_request (review BH)', async () => {
+    const key = await keyPair('ES256', 'jar-bh-1');
+    const { clientId, rp } = await clientWithKey('Tightened after a push', key);
+    const ua = new UserAgent();
+    const plain = await codeRequest();
+    const page = await visit(ua, await oidc.buildAuthorizationUrlWithPAR(rp, plain.parameters));
+    expect(pageKind(page)).toBe('login');
+    expect((await pc.cli(['client', 'update', clientId, '--require-jar'])).code).toBe(0);
+    const refused = await signIn(ua, page, erin.email, erin.password);
+    expect(pageKind(refused)).toBe('callback');
+    expect(new URL(refused.url).searchParams.get('error')).toBe('invalid_request');
+  });
+
+  // README (Requirements): with --require-jar "plain parameters get invalid_request ... at the
+  // redirect URI from /auth": a plain pushed request, pushed a moment before, is plain parameters.
+  it('a plain pushed request used at /auth after --require-jar was registered is refused (review BH)', async () => {
+    const key = await keyPair('ES256', 'jar-bh-2');
+    const { clientId, rp } = await clientWithKey('Tightened before use', key);
+    const plain = await codeRequest();
+    const pushed = await oidc.buildAuthorizationUrlWithPAR(rp, plain.parameters);
+    expect((await pc.cli(['client', 'update', clientId, '--require-jar'])).code).toBe(0);
+    const { status, back } = await authorize(Object.fromEntries(pushed.searchParams));
+    expect([status, back?.searchParams.get('error')]).toEqual([303, 'invalid_request']);
+  });
+
   it('a signed request’s pages do not send its parameters again unsigned: no restart field, and "Use another account" stays in the sign-in', async () => {
     const key = await keyPair('ES256', 'jar-6');
     const { rp } = await clientWithKey('Kept signed', key, ['--require-jar']);
