@@ -1,8 +1,42 @@
 // application/x-www-form-urlencoded bodies for our own form posts (login,
 // consent). Small and bounded: these forms carry a few short fields.
+import type { IncomingMessage } from 'node:http';
 import type { Context } from 'koa';
 
 const LIMIT = 16 * 1024;
+
+/**
+ * Has a form posted to one of oidc-provider's endpoints, which the library
+ * reads itself (through `req.iterator`) and checks against its
+ * Content-Length, rewritten by `rewrite` before it reads it: held until
+ * whole, at most `maxBytes` (past that, passed on as it comes, unread). A
+ * form is percent-encoded ASCII; latin1 keeps any other byte as it was.
+ * `rewrite` must keep the form's length.
+ */
+export function rewriteFormForTheLibrary(req: IncomingMessage, maxBytes: number, rewrite: (form: string) => string): void {
+  const iterator = req.iterator.bind(req);
+  req.iterator = (options) => rewritten(iterator(options), maxBytes, rewrite);
+}
+
+async function* rewritten(source: AsyncIterableIterator<unknown>, maxBytes: number, rewrite: (form: string) => string): AsyncGenerator<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let asSent = false;
+  for await (const chunk of source) {
+    if (asSent) {
+      yield chunk;
+      continue;
+    }
+    chunks.push(chunk as Buffer);
+    size += (chunk as Buffer).length;
+    if (size > maxBytes) {
+      asSent = true;
+      yield* chunks;
+    }
+  }
+  if (asSent) return;
+  yield Buffer.from(rewrite(Buffer.concat(chunks).toString('latin1')), 'latin1');
+}
 
 export class BodyError extends Error {
   override name = 'BodyError';

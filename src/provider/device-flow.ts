@@ -15,6 +15,7 @@ import type { Accounts } from '../accounts/accounts.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import { accountLabel } from '../display-text.js';
 import { faultReference, noteShownError } from '../http/error-pages.js';
+import { rewriteFormForTheLibrary } from '../http/form-body.js';
 import { routePattern } from '../http/methods.js';
 import { requestField } from '../http/request-id.js';
 import { renderPage, type PageContext } from '../http/views.js';
@@ -221,9 +222,7 @@ export function foldUserCodes(provider: Provider): Koa.Middleware {
     if (ctx.method === 'GET' && ctx.querystring.includes('user_code=')) {
       ctx.querystring = foldedUserCode(ctx.querystring);
     } else if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
-      const req = ctx.req;
-      const iterator = req.iterator.bind(req);
-      req.iterator = (options) => foldedForm(iterator(options));
+      rewriteFormForTheLibrary(ctx.req, FOLDED_FORM_BYTES, (form) => foldedUserCode(form).padEnd(form.length, '&'));
     }
     return next();
   };
@@ -232,27 +231,6 @@ export function foldUserCodes(provider: Provider): Koa.Middleware {
 /** The most of a posted form looked into: the code page's is a few hundred bytes. */
 const FOLDED_FORM_BYTES = 8 * 1024;
 
-async function* foldedForm(source: AsyncIterableIterator<unknown>): AsyncGenerator<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let asSent = false;
-  for await (const chunk of source) {
-    if (asSent) {
-      yield chunk;
-      continue;
-    }
-    chunks.push(chunk as Buffer);
-    size += (chunk as Buffer).length;
-    if (size > FOLDED_FORM_BYTES) {
-      asSent = true;
-      yield* chunks;
-    }
-  }
-  if (asSent) return;
-  // A form is percent-encoded ASCII; latin1 keeps any other byte as it was.
-  const form = Buffer.concat(chunks).toString('latin1');
-  yield Buffer.from(foldedUserCode(form).padEnd(form.length, '&'), 'latin1');
-}
 
 function foldedUserCode(form: string): string {
   const field = /(^|&)user_code=([^&]*)/.exec(form);

@@ -10,6 +10,7 @@ import { decodeJwt } from 'jose';
 import type Koa from 'koa';
 import { errors, type Client, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
 import { CLIENT_ASSERTION_ALGS } from '../clients/client-keys.js';
+import { rewriteFormForTheLibrary } from '../http/form-body.js';
 import { routePattern } from '../http/methods.js';
 import { BODY_LIMIT } from './body-limit.js';
 
@@ -149,32 +150,9 @@ export function defuseNestedRequestObjects(provider: Provider): Koa.Middleware {
         if (query !== undefined) ctx.querystring = query;
       }
     } else if (ctx.method === 'POST' && ctx.is('application/x-www-form-urlencoded')) {
-      const req = ctx.req;
-      const iterator = req.iterator.bind(req);
-      req.iterator = (options) => heldUntilWhole(iterator(options));
+      // Every form: the name may be written percent-encoded (`r%65quest`).
+      rewriteFormForTheLibrary(ctx.req, BODY_LIMIT, (form) => defused(form) ?? form);
     }
     return next();
   };
-}
-
-async function* heldUntilWhole(source: AsyncIterableIterator<unknown>): AsyncGenerator<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let passing = false;
-  for await (const chunk of source) {
-    if (passing) {
-      yield chunk;
-      continue;
-    }
-    chunks.push(chunk as Buffer);
-    size += (chunk as Buffer).length;
-    if (size > BODY_LIMIT) {
-      passing = true;
-      yield* chunks;
-    }
-  }
-  if (passing) return;
-  // Every form: the name may be written percent-encoded (`r%65quest`).
-  const form = defused(Buffer.concat(chunks).toString('latin1'));
-  yield form === undefined ? Buffer.concat(chunks) : Buffer.from(form, 'latin1');
 }

@@ -76,37 +76,33 @@ export function challengeOtherSchemesAtUserinfo(provider: Provider): void {
  * dropped there, before any check reads them.
  */
 export function omitEmptyParameters(provider: Provider): void {
-  const params = Symbol('params');
-  Object.defineProperty(provider.OIDCContext.prototype, 'params', {
-    configurable: true,
-    get(this: Record<symbol, unknown>) {
-      return this[params];
-    },
-    set(this: Record<symbol, unknown>, value: Record<string, unknown> | undefined) {
-      if (value) {
-        for (const [name, sent] of Object.entries(value)) {
-          if (!Array.isArray(sent)) continue;
-          const given = sent.filter((one) => one !== '');
-          value[name] = given.length > 1 ? given : given[0];
-        }
-      }
-      this[params] = value;
-    },
+  onAssignment(provider, 'params', (params) => {
+    for (const [name, sent] of Object.entries(params)) if (Array.isArray(sent)) params[name] = withoutEmpty(sent);
   });
   // The PAR endpoint reads `request` from the body itself, to store it
   // (`request=&request=…` was taken for an object: a 500): as in params.
-  const body = Symbol('body');
-  Object.defineProperty(provider.OIDCContext.prototype, 'body', {
+  onAssignment(provider, 'body', (body) => {
+    if (Array.isArray(body.request)) body.request = withoutEmpty(body.request);
+  });
+}
+
+/** The values of a parameter sent several times, empty ones left out: one left is the value; none, no value. */
+function withoutEmpty(sent: unknown[]): unknown {
+  const given = sent.filter((one) => one !== '');
+  return given.length > 1 ? given : given[0];
+}
+
+/** Has every assignment of `member` on the library's OIDCContext go through `normalize` first. */
+function onAssignment(provider: Provider, member: 'params' | 'body', normalize: (value: Record<string, unknown>) => void): void {
+  const slot = Symbol(member);
+  Object.defineProperty(provider.OIDCContext.prototype, member, {
     configurable: true,
     get(this: Record<symbol, unknown>) {
-      return this[body];
+      return this[slot];
     },
     set(this: Record<symbol, unknown>, value: Record<string, unknown> | undefined) {
-      if (value && Array.isArray(value.request)) {
-        const given = value.request.filter((one) => one !== '');
-        value.request = given.length > 1 ? given : given[0];
-      }
-      this[body] = value;
+      if (value) normalize(value);
+      this[slot] = value;
     },
   });
 }
