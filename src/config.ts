@@ -1,6 +1,7 @@
 // The only reader of process.env: environment → one typed, validated Config.
 import { statSync } from 'node:fs';
 import path from 'node:path';
+import querystring from 'node:querystring';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import type { PasswordPolicy } from './accounts/password-policy.js';
@@ -87,8 +88,9 @@ function parsesAsConnectionString(url: string): boolean {
   return URL.canParse(url) || URL.canParse(url.replace(/@\//, '@localhost/'));
 }
 
-/** The sslmode values node-postgres's connection string parser knows. */
+/** The sslmode values node-postgres's connection string parser knows; with uselibpqcompat=true, libpq's it knows. */
 const SSL_MODES: readonly string[] = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
+const LIBPQ_SSL_MODES: readonly string[] = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'];
 
 const databaseUrl = z
   .string()
@@ -100,16 +102,29 @@ const databaseUrl = z
   // The driver takes any other value for TLS with the certificate checked in
   // full (a misspelt `disable` included), and then fails with a message that
   // names no setting.
-  .refine((url) => sslModes(url).every((mode) => SSL_MODES.includes(mode)), `must set sslmode= to one of ${SSL_MODES.join(', ')}`);
+  .superRefine((url, ctx) => {
+    const problem = sslModeProblem(url);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  });
 
-/** The sslmode= values of a connection string's query. */
-function sslModes(url: string): string[] {
+/**
+ * What node-postgres would not read as written in the connection string's
+ * sslmode, or undefined. Only a value written as such: the driver decodes
+ * an escape in it only sometimes (not where a `%` escaping nothing, or a
+ * space, is elsewhere in the string). With uselibpqcompat=true it reads
+ * sslmode as libpq does, which has no no-verify.
+ */
+function sslModeProblem(url: string): string | undefined {
   const query = url.split('#')[0]!.split('?').slice(1).join('?');
-  try {
-    return new URLSearchParams(query).getAll('sslmode');
-  } catch {
-    return [];
-  }
+  const settings = query.split('&').map((part) => {
+    const equals = part.indexOf('=');
+    const name = equals < 0 ? part : part.slice(0, equals);
+    return { written: name, name: querystring.unescape(name), value: equals < 0 ? '' : part.slice(equals + 1) };
+  });
+  const libpq = settings.some(({ name, value }) => name === 'uselibpqcompat' && querystring.unescape(value) === 'true');
+  const modes = libpq ? LIBPQ_SSL_MODES : SSL_MODES;
+  const wrong = settings.some(({ written, name, value }) => name === 'sslmode' && (written !== 'sslmode' || !modes.includes(value)));
+  return wrong ? `must set sslmode= to one of ${modes.join(', ')}${libpq ? ' (with uselibpqcompat=true)' : ', written as such'}` : undefined;
 }
 
 /** What is wrong with `url` as a DATABASE_URL, or undefined (for the CLI's `copy --to`). */

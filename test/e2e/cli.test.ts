@@ -2784,6 +2784,12 @@ describe('without a running server', () => {
     // A misspelt sslmode was TLS with the certificate checked in full, and a driver's message naming no setting.
     [{ DATABASE_URL: 'postgresql://127.0.0.1:5432/x?sslmode=disabel' }, ['DATABASE_URL: must set sslmode= to one of disable, prefer, require, verify-ca, verify-full, no-verify'], ['disabel']],
     [{ PORT: '0x1', DATABASE_URL: 'postgresql://127.0.0.1:5432/x?sslrootcert=/ca.pem&sslmode=verify-full' }, ['PORT'], ['DATABASE_URL']],
+    // With uselibpqcompat=true the driver reads sslmode as libpq does, which has no no-verify: it was TLS checked in full (review BI).
+    [{ DATABASE_URL: 'postgresql://127.0.0.1:5432/x?uselibpqcompat=true&sslmode=no-verify' }, ['DATABASE_URL: must set sslmode= to one of disable, prefer, require, verify-ca, verify-full (with uselibpqcompat=true)'], []],
+    [{ PORT: '0x1', DATABASE_URL: 'postgresql://127.0.0.1:5432/x?uselibpqcompat=true&sslmode=require' }, ['PORT'], ['DATABASE_URL']],
+    // Written with an escape: the driver decodes it only sometimes (not beside a % that escapes nothing, as
+    // in this password), and then read `disab%6ce`, TLS checked in full (review BI).
+    [{ DATABASE_URL: 'postgresql://postgres:50%off@127.0.0.1:5432/x?sslmode=disab%6ce' }, ['DATABASE_URL: must set sslmode= to one of disable, prefer, require, verify-ca, verify-full, no-verify, written as such'], []],
     // Shown on every page, as client and people's names, which refuse the same.
     [{ ISSUER_NAME: 'Acme\u202eDI' }, ['ISSUER_NAME', 'bidirectional overrides'], []],
     // Choices take blanks around them as numbers do (a `.env` line's trailing space), and a wrong one names the choices.
