@@ -32,3 +32,13 @@ const SURROGATE_ESCAPE = /(?:^|[^\\])(?:\\\\)*\\ud[89a-f][0-9a-f]{2}/;
 export function jsonHoldsLoneSurrogate(json: string): boolean {
   return json.includes('\\ud') && SURROGATE_ESCAPE.test(json);
 }
+
+/**
+ * Why a payload's JSON (as JSON.stringify writes it) cannot be stored, as the
+ * request whose parameters put it there is told; undefined if it can.
+ */
+export function unstorableParameters(json: string): string | undefined {
+  if (jsonHoldsNul(json)) return 'request parameters must not contain the NUL character';
+  if (jsonHoldsLoneSurrogate(json)) return 'request parameters must not contain a lone surrogate (U+D800 to U+DFFF, which is no character alone)';
+  return undefined;
+}

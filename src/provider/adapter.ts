@@ -9,12 +9,13 @@ import { errors, Provider } from 'oidc-provider';
 import type { Sql } from '../persistence/database.js';
 import { Batcher } from '../persistence/batcher.js';
 import { sha256 } from '../persistence/hash.js';
+import { unstorableParameters } from '../persistence/nul.js';
 import { SQL } from './artifact-statements.js';
 import { ArtifactWriter, type ArtifactRecord } from './artifact-writer.js';
 import { BROWSER_BINDING_KIND, type BrowserBinding } from './browser-binding.js';
 import type { DevicePolling, UserCodes } from './device-flow.js';
 import { DEVICE_CODE_CONTEXT, withLiveIds, withoutLiveIds, type PayloadSealer } from './interaction-payloads.js';
-import { presentedByPusher, pushedParamsUnstorable, unstorableParameters } from './pushed-requests.js';
+import { presentedByPusher, pushedParamsUnstorable } from './pushed-requests.js';
 import { deferUntilResponse, keep, peek, take } from './request-scope.js';
 import { DEVICE_ROUTES, grantsEndingWith, sessionForRoute, sessionStatesKept, sessionUidOf, withDeviceForm, type SessionPayload } from './session-payloads.js';
 

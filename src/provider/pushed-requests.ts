@@ -2,17 +2,7 @@
 // request (RFC 9126) as it is stored and presented.
 import type { AdapterPayload } from 'oidc-provider';
 import { Provider } from 'oidc-provider';
-import { jsonHoldsLoneSurrogate, jsonHoldsNul } from '../persistence/nul.js';
-
-/**
- * Why a payload's JSON (as JSON.stringify writes it) cannot be stored, as the
- * request whose parameters put it there is told; undefined if it can.
- */
-export function unstorableParameters(json: string): string | undefined {
-  if (jsonHoldsNul(json)) return 'request parameters must not contain the NUL character';
-  if (jsonHoldsLoneSurrogate(json)) return 'request parameters must not contain a lone surrogate (U+D800 to U+DFFF, which is no character alone)';
-  return undefined;
-}
+import { jsonHoldsNul, unstorableParameters } from '../persistence/nul.js';
 
 /**
  * A pushed request keeps its parameters as a JWT, where a NUL is base64url
