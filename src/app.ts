@@ -5,6 +5,7 @@
 // own routes.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Koa from 'koa';
+import type { Subjects } from './accounts/subjects.js';
 import type Provider from 'oidc-provider';
 import type { Accounts } from './accounts/accounts.js';
 import type { DeviceCookies } from './accounts/device-cookies.js';
@@ -37,6 +38,8 @@ import { foldUserCodes } from './provider/device-flow.js';
 export interface AppDeps {
   config: Config;
   host: ProviderHost;
+  /** The `sub` each client knows a person by (accounts/subjects.ts). */
+  subjects: Subjects;
   accounts: Accounts;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;

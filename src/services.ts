@@ -1,6 +1,7 @@
 // Opens the database and builds the services both fronts (HTTP app, CLI) use.
 import path from 'node:path';
 import { Accounts } from './accounts/accounts.js';
+import { Subjects } from './accounts/subjects.js';
 import { PasswordHasher } from './accounts/passwords.js';
 import { SignInThrottle } from './accounts/sign-in-throttle.js';
 import { DeviceCookies } from './accounts/device-cookies.js';
@@ -9,6 +10,7 @@ import { Apis } from './apis/apis.js';
 import { Clients } from './clients/clients.js';
 import type { Config } from './config.js';
 import { loadSealer, openKeyFile, SecretSealer } from './keys/sealed-secrets.js';
+import { holdsServerSecrets, loadServerSecret } from './keys/server-secrets.js';
 import { ensureSigningKeys } from './keys/signing-keys.js';
 import { DatabaseUnavailable, openDatabase, type Database } from './persistence/database.js';
 import { describeFree, freeSpace, isFull } from './persistence/disk-space.js';
@@ -30,6 +32,12 @@ export interface Services {
   clients: Clients;
   /** Seals the secrets the database keeps for later use (signing and cookie keys). */
   sealer: SecretSealer;
+  /**
+   * The subject identifiers apps know people by (accounts/subjects.ts), from
+   * a secret made on first use: the server's start, or the first command
+   * that needs one.
+   */
+  subjects(): Promise<Subjects>;
   /** Whether the encryption key file was created by this start (no ENCRYPTION_KEYS, first run). */
   encryptionKeyGenerated: boolean;
   /** Whether the encryption key file may be read by others than its owner. */
@@ -97,11 +105,21 @@ export async function openServices(config: Config, role: EmbeddedRole, migrating
     apis: new Apis(database.prisma, config.issuer),
     clients: new Clients(database.prisma),
     sealer,
+    subjects: once(async () => new Subjects(await loadServerSecret(database, sealer, 'pairwise subjects', role === 'server'))),
     encryptionKeyGenerated: generated,
     encryptionKeyExposed: exposed,
     migrations,
     close: () => database.close(),
   };
+}
+
+/** `make`'s promise, made at the first call and kept, unless it failed (then made again at the next). */
+function once<T>(make: () => Promise<T>): () => Promise<T> {
+  let made: Promise<T> | undefined;
+  return () => (made ??= make().catch((error: unknown) => {
+    made = undefined;
+    throw error;
+  }));
 }
 
 /**
@@ -125,6 +143,7 @@ export async function closeWithin(services: Services, ms: number): Promise<boole
  */
 async function holdsNothingSealed(prisma: Database['prisma']): Promise<boolean> {
   if ((await prisma.signingKey.count({ where: { privateJwk: { not: null } } })) > 0) return false;
+  if (await holdsServerSecrets(prisma)) return false;
   const cookieKeys = await prisma.cookieKey.findMany({ select: { secret: true } });
   return !cookieKeys.some(({ secret }) => SecretSealer.isSealed(secret));
 }

@@ -1,7 +1,7 @@
 // `portcullis client …`: register, change, show, disable and remove applications.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { codesAndTokens, type Removed } from '../provider/removed.js';
-import { ClientError, DEVICE_CODE_GRANT, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType } from '../clients/clients.js';
+import { ClientError, DEVICE_CODE_GRANT, GRANT_TYPES, type ClientChanges, type ClientView, type GrantType, type SubjectType } from '../clients/clients.js';
 import { listSigningKeys } from '../keys/signing-keys.js';
 import type { Services } from '../services.js';
 import { eitherFlag, leadingArgument, parse, required, type Options } from './arguments.js';
@@ -93,7 +93,7 @@ function jwksFile(path: string): unknown {
 }
 
 export const clientCreate: Command = async (args, open, io) => {
-  const { values } = parse(args, { ...REGISTRATION_OPTIONS, public: { type: 'boolean' }, native: { type: 'boolean' } });
+  const { values } = parse(args, { ...REGISTRATION_OPTIONS, public: { type: 'boolean' }, native: { type: 'boolean' }, 'subject-type': { type: 'string' } });
   if (values.public && values.native) throw new UsageError('--public and --native exclude each other: a native app is public already');
   const registration = registrationOf(values);
   const name = required(values.name, '--name');
@@ -105,6 +105,7 @@ export const clientCreate: Command = async (args, open, io) => {
     redirectUris: registration.redirectUris ?? [],
     public: Boolean(values.public),
     native: Boolean(values.native),
+    subjectType: subjectType(values['subject-type']),
   });
   // As a registration response (RFC 7591 §3.2.1): the id, the secret, then what was registered.
   if (values.json) return io.out(json({ ...created, ...clientJson(await services.clients.find(created.client_id)) }));
@@ -114,7 +115,10 @@ export const clientCreate: Command = async (args, open, io) => {
 
 export const clientUpdate: Command = async (args, open, io) => {
   const [clientId, rest] = leadingArgument(args, 'expected the CLIENT_ID first: client update CLIENT_ID [options]');
-  const { values } = parse(rest, UPDATE_OPTIONS);
+  const { values } = parse(rest, { ...UPDATE_OPTIONS, 'subject-type': { type: 'string' } });
+  if (values['subject-type'] !== undefined) {
+    throw new UsageError("--subject-type is a client's for good (client create): another would give everyone another sub at the app, which would know none of its people again; register a new client for it");
+  }
   const changes = registrationOf(values);
   if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
   const services = await open();
@@ -131,6 +135,12 @@ function grantTypes(values: unknown): GrantType[] | undefined {
   const unknown = named.find((value) => !GRANT_TYPES.includes(value as GrantType));
   if (unknown !== undefined) throw new UsageError(`--grant-type must be authorization_code, refresh_token, client_credentials or device_code, not "${unknown}"`);
   return named as GrantType[];
+}
+
+function subjectType(value: unknown): SubjectType | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'public' && value !== 'pairwise') throw new UsageError('--subject-type must be public or pairwise');
+  return value;
 }
 
 function idTokenAlg(value: unknown): 'ES256' | 'EdDSA' | 'RS256' | undefined {
@@ -181,6 +191,7 @@ const clientJson = (client: ClientView) => ({
   require_pushed_authorization_requests: client.requirePar,
   dpop_bound_access_tokens: client.requireDpop,
   require_signed_request_object: client.requireJar,
+  subject_type: client.subjectType,
   created_at: client.createdAt.toISOString(),
   disabled_at: client.disabledAt?.toISOString() ?? null,
 });
@@ -217,6 +228,7 @@ export const clientShow: Command = async (args, open, io) => {
       ['policy URI', shown.policy_uri],
       ['terms URI', shown.tos_uri],
       ['back-channel logout', shown.backchannel_logout_uri],
+      ['subjects', client.sector ? `pairwise, made for ${client.sector}` : 'public (the user id)'],
       ['requires', [client.requirePar && 'pushed requests (PAR)', client.requireDpop && 'DPoP proofs', client.requireJar && 'signed requests (JAR)'].filter(Boolean).join(', ') || undefined],
       ['created', shown.created_at],
       ['disabled', shown.disabled_at ?? undefined],

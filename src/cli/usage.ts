@@ -7,7 +7,7 @@ Clients
                 [--id-token-alg ES256|EdDSA|RS256] [--logo-uri URI] [--client-uri URI]
                 [--policy-uri URI] [--tos-uri URI] [--jwks-file PATH]
                 [--backchannel-logout-uri URI] [--require-par] [--require-dpop] [--require-jar]
-                [--json]
+                [--subject-type public|pairwise] [--json]
                                             --id-token-alg: RS256 (the default) or SIGNING_ALG's;
                                             --jwks-file: authenticates with its keys (a JWK Set of
                                             public keys; private_key_jwt), not a secret;
@@ -17,7 +17,10 @@ Clients
                                             endpoint (RFC 9126); --require-dpop: its token
                                             requests only with a DPoP proof (RFC 9449);
                                             --require-jar: its authorization requests only as
-                                            request objects signed with its keys (RFC 9101)
+                                            request objects signed with its keys (RFC 9101);
+                                            --subject-type pairwise: its people's sub is one made
+                                            for the host of its redirect URIs (all on one), not
+                                            the user id (OpenID Connect Core §8); for good
   client list [--json]
   client show CLIENT_ID [--json]           its registration, and how many people consented to it
   client update CLIENT_ID [--name NAME] [--redirect-uri URI ...] [--post-logout-redirect-uri URI ...]
@@ -51,7 +54,10 @@ APIs (resource servers)
 Users
   user create --email EMAIL [--name NAME] --password-stdin [--email-verified] [--json]
   user list [--json]
-  user show EMAIL|ID [--json]       the user, their open sessions and the consents they gave
+  user show EMAIL|ID [--client CLIENT_ID] [--json]
+                                    the user, their open sessions and the consents they gave;
+                                    with --client, also the sub that client knows them by, and
+                                    the user that client's (pairwise) sub names
   user update EMAIL|ID [--email EMAIL] [--name NAME] [--email-verified | --email-unverified] [--json]
                                     a new email is unverified unless --email-verified
   user set-password EMAIL|ID --password-stdin [--json]   also signs the user out everywhere

@@ -1,5 +1,5 @@
 // `portcullis user …`: people's accounts, their passwords, and ending what they gave.
-import type { UserListing } from '../accounts/accounts.js';
+import { AccountError, type UserListing } from '../accounts/accounts.js';
 import { sendLogoutTokens, type LogoutDelivery, type SessionEnd } from '../clients/logout-tokens.js';
 import type { Removed } from '../provider/removed.js';
 import type { Services } from '../services.js';
@@ -57,9 +57,16 @@ export const userList: Command = async (args, open, io) => {
 };
 
 export const userShow: Command = async (args, open, io) => {
-  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const { values, positionals } = parse(args, { client: { type: 'string' }, json: { type: 'boolean' } }, 1);
   const services = await open();
-  const user = await services.accounts.show(positionals[0]!, services.config.ttl.sessionMaxAge);
+  const at = values.client === undefined ? undefined : await subjectsAt(services, values.client as string);
+  // With --client, also the sub that client knows the person by (its pairwise identifier, say: what its support desk has).
+  const named = at?.accountOf(positionals[0]!) ?? positionals[0]!;
+  const user = await services.accounts.show(named, services.config.ttl.sessionMaxAge).catch((error: unknown) => {
+    if (error instanceof AccountError && named !== positionals[0]) throw new AccountError(`no user ${positionals[0]} (as client ${at!.clientId} names people)`);
+    throw error;
+  });
+  const subject = at && { client_id: at.clientId, sub: at.of(user.id) };
   const consents = user.consents.map((consent) => ({
     client_id: consent.clientId,
     client_name: consent.clientName,
@@ -69,7 +76,7 @@ export const userShow: Command = async (args, open, io) => {
     expires_at: consent.expiresAt?.toISOString() ?? null,
     withdrawn_at: consent.withdrawnAt?.toISOString() ?? null,
   }));
-  if (values.json) return io.out(json({ ...userJson(user), password_set_at: user.passwordSetAt?.toISOString() ?? null, sessions: user.sessions, consents }));
+  if (values.json) return io.out(json({ ...userJson(user), password_set_at: user.passwordSetAt?.toISOString() ?? null, sessions: user.sessions, consents, ...(subject ? { subject } : {}) }));
   io.out(
     fields([
       ['id', user.id],
@@ -80,6 +87,7 @@ export const userShow: Command = async (args, open, io) => {
       ['disabled', user.disabledAt?.toISOString()],
       ['sessions', String(user.sessions)],
       ['consents', String(consents.length)],
+      ['sub', subject && `${subject.sub} (at client ${subject.client_id})`],
     ]),
   );
   // One line per consent: the app, then what it may do (its OpenID Connect scopes, then each API's).
@@ -91,6 +99,21 @@ export const userShow: Command = async (args, open, io) => {
     io.out(`  ${consent.client_id}  ${consent.client_name ?? '(deleted client)'}  ${granted}  (first given ${consent.first_given_at}${until}${withdrawn})\n`);
   }
 };
+
+/**
+ * How client `clientId` names people: its pairwise identifiers, or the user
+ * ids (public). Only an email or a user id is taken for the other kind of
+ * name: a public client's sub is the id.
+ */
+async function subjectsAt(services: Services, clientId: string) {
+  const sector = (await services.clients.find(clientId)).sector;
+  const subjects = await services.subjects();
+  return {
+    clientId,
+    of: (accountId: string) => subjects.of(accountId, sector),
+    accountOf: (sub: string) => (sector === undefined ? undefined : subjects.accountOf(sub, sector)),
+  };
+}
 
 const removedJson = (user: { id: string; email: string }, removed: Removed, told: LogoutDelivery[]) =>
   json({ id: user.id, email: user.email, removed, backchannel_logouts: deliveriesJson(told) });
@@ -104,7 +127,7 @@ const removedJson = (user: { id: string; email: string }, removed: Removed, told
 async function tellApps(services: Services, ended: SessionEnd[], io: Io): Promise<LogoutDelivery[]> {
   let told: LogoutDelivery[];
   try {
-    told = await sendLogoutTokens(services.database.prisma, services.sealer, services.config.issuer, ended);
+    told = await sendLogoutTokens(services.database.prisma, services.sealer, services.config.issuer, ended, services.subjects);
   } catch (error) {
     // The command's own change is made (committed) by now: it is reported as
     // done. (Which apps were due could not be read: the database went away.)

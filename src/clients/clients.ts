@@ -67,7 +67,15 @@ export interface NewClient {
    * the way can change their parameters, or send others in its name.
    */
   requireJar?: boolean;
+  /**
+   * The `sub` its people have there (OpenID Connect Core §8): `public`, the
+   * user's id (the default), or `pairwise`, one of the sector, the host of
+   * its redirect URIs, that apps on other hosts cannot match with theirs.
+   */
+  subjectType?: SubjectType;
 }
+
+export type SubjectType = 'public' | 'pairwise';
 
 /** What `client update` may change; absent: kept. An empty shown address removes it; false a requirement. */
 export type ClientChanges = Partial<
@@ -104,6 +112,9 @@ export interface ClientView {
   requirePar: boolean;
   requireDpop: boolean;
   requireJar: boolean;
+  subjectType: SubjectType;
+  /** For pairwise identifiers: the host they are made for (OpenID Connect Core §8.1). */
+  sector?: string;
   createdAt: Date;
   /** Since when `client disable` has it refused (see Clients.disable). */
   disabledAt?: Date;
@@ -154,6 +165,17 @@ export interface StoredMetadata {
   dpop_bound_access_tokens?: true;
   /** RFC 9101 §10.5 (see NewClient.requireJar); absent: false. */
   require_signed_request_object?: true;
+  /** OpenID Connect Core §8 (see NewClient.subjectType); absent: public. */
+  subject_type?: 'pairwise';
+}
+
+/**
+ * The sector a registration's pairwise identifiers are made for: the host of
+ * its redirect URIs, all on one (OpenID Connect Core §8.1; the library's
+ * Client.sectorIdentifier reads the first); undefined for public identifiers.
+ */
+export function sectorOfRegistration(metadata: Pick<StoredMetadata, 'subject_type' | 'redirect_uris'>): string | undefined {
+  return metadata.subject_type === 'pairwise' ? new URL(metadata.redirect_uris[0]!).host : undefined;
 }
 
 export const DEFAULT_SCOPE = 'openid profile email offline_access';
@@ -304,6 +326,30 @@ function checkBackchannelLogoutUri(uri: string, isPublic: boolean): string {
 const MAX_CLIENT_NAME_LENGTH = 200;
 
 /**
+ * What pairwise identifiers need: a sector, the one host of the client's
+ * redirect URIs (OpenID Connect Core §8.1). Core would take several hosts,
+ * or a device's sign-in without a redirect URI, with a sector_identifier_uri:
+ * a document on the client's server listing its addresses, which this server
+ * does not fetch (an operator's registration is where addresses are made
+ * and seen). A client per host does the same.
+ */
+function checkSector(redirectUris: string[], grantTypes: string[]): void {
+  if (!grantTypes.includes('authorization_code')) {
+    throw new ClientError('--subject-type pairwise is for a client that signs people in with authorization_code: its identifiers are made for the host of its redirect URIs');
+  }
+  if (grantTypes.includes(DEVICE_CODE_GRANT)) {
+    throw new ClientError("--subject-type pairwise cannot go with device_code: a device's sign-in has no redirect URI to make its identifiers for (register the device part as a client of its own)");
+  }
+  const hosts = new Set(redirectUris.map((uri) => new URL(uri).host));
+  if (hosts.has('')) {
+    throw new ClientError('--subject-type pairwise needs redirect URIs that name a host, which its identifiers are made for (OpenID Connect Core §8.1): a private-use scheme (com.example.app:/callback) names none; a claimed https address does');
+  }
+  if (hosts.size > 1) {
+    throw new ClientError(`--subject-type pairwise needs its redirect URIs on one host, which its identifiers are made for (OpenID Connect Core §8.1), not ${[...hosts].join(', ')}: register a client per host`);
+  }
+}
+
+/**
  * The keys a client registers to authenticate with (private_key_jwt), as
  * stored; undefined for one that uses a secret or none.
  */
@@ -340,6 +386,8 @@ function toView(row: { clientId: string; name: string; metadata: unknown; client
     requirePar: metadata.require_pushed_authorization_requests === true,
     requireDpop: metadata.dpop_bound_access_tokens === true,
     requireJar: metadata.require_signed_request_object === true,
+    subjectType: metadata.subject_type ?? 'public',
+    ...(metadata.subject_type === 'pairwise' ? { sector: sectorOfRegistration(metadata) } : {}),
     createdAt: row.createdAt,
     ...(row.disabledAt ? { disabledAt: row.disabledAt } : {}),
   };
@@ -421,6 +469,8 @@ export class Clients {
       requirePar: changes.requirePar ?? stored.require_pushed_authorization_requests === true,
       requireDpop: changes.requireDpop ?? stored.dpop_bound_access_tokens === true,
       requireJar: changes.requireJar ?? stored.require_signed_request_object === true,
+      // What it was made with: another would give everyone another `sub` at the app.
+      subjectType: stored.subject_type ?? 'public',
     }, {
       name: changes.name === undefined,
       redirectUris: changes.redirectUris === undefined,
@@ -431,6 +481,13 @@ export class Clients {
       tosUri: changes.tosUri === undefined,
       backchannelLogoutUri: changes.backchannelLogoutUri === undefined,
     });
+    // Pairwise identifiers are made for the host of the redirect URIs: on
+    // another, everyone would have another `sub` at the app, which would know
+    // none of its people again.
+    const sector = sectorOfRegistration(stored);
+    if (sector !== undefined && sectorOfRegistration(metadata) !== sector) {
+      throw new ClientError(`client ${clientId} has pairwise identifiers made for ${sector}: its redirect URIs stay on that host (on another, everyone would have another sub at the app; register a client for it)`);
+    }
     if (changes.scope === undefined) {
       // The API scopes stay as resolved when they were given (see StoredMetadata.api_scopes_by_api).
       if (stored.api_scopes) metadata.api_scopes = stored.api_scopes;
@@ -534,6 +591,7 @@ export class Clients {
     if (input.requireJar && !grantTypes.some((type) => SIGN_IN_GRANTS.includes(type))) {
       throw new ClientError('--require-jar is for a client that signs people in (authorization_code or device_code): only authorization requests are signed (client update --no-require-jar drops the requirement)');
     }
+    if (input.subjectType === 'pairwise') checkSector(redirectUris, grantTypes);
     const scopes = [...new Set((input.scope ?? DEFAULT_SCOPE).split(/\s+/).filter(Boolean))];
     const apiScopes = scopes.filter((scope) => !OIDC_SCOPES.includes(scope));
     const byApi = await this.apisDefining(apiScopes);
@@ -564,6 +622,7 @@ export class Clients {
       ...(input.requirePar ? { require_pushed_authorization_requests: true as const } : {}),
       ...(input.requireDpop ? { dpop_bound_access_tokens: true as const } : {}),
       ...(input.requireJar ? { require_signed_request_object: true as const } : {}),
+      ...(input.subjectType === 'pairwise' ? { subject_type: 'pairwise' as const } : {}),
     };
     return { name, metadata };
   }

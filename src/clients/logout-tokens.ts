@@ -10,7 +10,8 @@ import { randomUUID } from 'node:crypto';
 import type { Prisma } from '../persistence/database.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
 import { loadSigningKeys } from '../keys/signing-keys.js';
-import type { StoredMetadata } from './clients.js';
+import type { Subjects } from '../accounts/subjects.js';
+import { sectorOfRegistration, type StoredMetadata } from './clients.js';
 
 /** One app's part of a session that ended: the app is told the person (`sub`) and the session (`sid`). */
 export interface SessionEnd {
@@ -40,7 +41,13 @@ const LIFETIME_SECONDS = 120;
  * token per ended session, eight at a time. Answers how each fared; apps
  * without a URI are not in the answer.
  */
-export async function sendLogoutTokens(prisma: Prisma, sealer: SecretSealer, issuer: string, ends: SessionEnd[]): Promise<LogoutDelivery[]> {
+export async function sendLogoutTokens(
+  prisma: Prisma,
+  sealer: SecretSealer,
+  issuer: string,
+  ends: SessionEnd[],
+  subjects: () => Promise<Subjects>,
+): Promise<LogoutDelivery[]> {
   const clientIds = [...new Set(ends.map((end) => end.clientId))];
   if (clientIds.length === 0) return [];
   const rows = await prisma.client.findMany({ where: { clientId: { in: clientIds }, disabledAt: null }, select: { clientId: true, metadata: true } });
@@ -74,10 +81,13 @@ export async function sendLogoutTokens(prisma: Prisma, sealer: SecretSealer, iss
       const alg = metadata.id_token_signed_response_alg ?? 'RS256';
       const signer = await signerFor(alg);
       if (!signer) return { clientId, delivered: false, reason: `no signing key for ${alg}` };
+      // The person as the app knows them: its pairwise identifier, where it has them.
+      const sector = sectorOfRegistration(metadata);
+      const sub = sector === undefined ? accountId : (await subjects()).of(accountId, sector);
       const token = await new SignJWT({ events: { [BACKCHANNEL_EVENT]: {} }, sid })
         .setProtectedHeader({ alg, typ: 'logout+jwt', kid: signer.kid })
         .setIssuer(issuer)
-        .setSubject(accountId)
+        .setSubject(sub)
         .setAudience(clientId)
         .setIssuedAt()
         .setExpirationTime(`${LIFETIME_SECONDS}s`)

@@ -9,6 +9,7 @@ import { errors, type InteractionResults } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import { emailAddressIn, type Accounts } from '../accounts/accounts.js';
 import type { DeviceCookies } from '../accounts/device-cookies.js';
+import { sectorOf, type Subjects } from '../accounts/subjects.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
@@ -43,6 +44,8 @@ import { SIGN_IN_NOTICE_COOKIE, SignInNotices, type Refusal } from './sign-in-no
 
 export interface InteractionDeps {
   host: ProviderHost;
+  /** The `sub` each client knows a person by (accounts/subjects.ts). */
+  subjects: Subjects;
   accounts: Accounts;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;
@@ -123,7 +126,7 @@ function signInAgain(provider: Provider, params: Record<string, unknown>): Autho
 /**
  * The subject of a request's id_token_hint. The library verified the token
  * (signature, issuer, audience) when it took the request; its subject is the
- * account id (public subject identifiers).
+ * person as the client knows them (accounts/subjects.ts).
  */
 function hintedSubject(hint: unknown): string | undefined {
   if (typeof hint !== 'string') return undefined;
@@ -217,7 +220,7 @@ class RequestOutgrown extends Error {
   }
 }
 
-export function interactionRoutes({ host, accounts, signInThrottle, deviceCookies, signInNotices, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
+export function interactionRoutes({ host, subjects, accounts, signInThrottle, deviceCookies, signInNotices, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const current = new CurrentSignIn(sql, browsers, logger, PAGES);
   const finished = new FinishedSteps(config.ttl.interaction);
@@ -581,8 +584,9 @@ export function interactionRoutes({ host, accounts, signInThrottle, deviceCookie
     // (With a session and prompt=none the library checks both itself.)
     const hinted = hintedSubject(interaction.params.id_token_hint);
     const required = subjectRequiredBy(interaction.params);
-    if ((hinted !== undefined && hinted !== accountId) || (required !== undefined && required !== accountId)) {
-      const named = hinted !== undefined && hinted !== accountId ? 'id_token_hint names' : "claims parameter's sub value names";
+    const sub = subjects.of(accountId, sectorOf(client));
+    if ((hinted !== undefined && hinted !== sub) || (required !== undefined && required !== sub)) {
+      const named = hinted !== undefined && hinted !== sub ? 'id_token_hint names' : "claims parameter's sub value names";
       metrics?.signIn('refused');
       logger.info(`login refused: not the person the ${named}`, { ...requestField(ctx), interaction: interactionReference(interaction.uid) });
       const error = { error: 'login_required', error_description: `the End-User who signed in is not the one the ${named}` };

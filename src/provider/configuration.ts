@@ -5,6 +5,7 @@ import type { AdapterPayload, Client, Configuration, KoaContextWithOIDC } from '
 import { errors } from 'oidc-provider';
 import type { Accounts } from '../accounts/accounts.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
+import { sectorOf, type Subjects } from '../accounts/subjects.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
 import { CLIENT_ASSERTION_ALGS } from '../clients/client-keys.js';
@@ -48,6 +49,8 @@ export interface ProviderServices {
   logger: Logger;
   signingKeys: object[];
   cookieKeys: string[];
+  /** The `sub` each client knows a person by (accounts/subjects.ts). */
+  subjects: Subjects;
   /** 32 bytes, the same on every instance: DPoP nonces one instance issues, another accepts. */
   dpopNonceSecret: Buffer;
   /** Seals what a stored payload must keep but not in the plain (see interaction-payloads.ts). */
@@ -174,6 +177,13 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     // UserInfo; the library has loaded the client) and at introspection.
     findAccount: (ctx, sub, token) => (token && ctx.oidc?.client && !stillIssuedTo(ctx.oidc.client, token) ? undefined : accounts.findAccount(ctx, sub, token)),
     claims: OIDC_CLAIMS,
+    // OpenID Connect Core §8: the user's id for every client, or one per
+    // sector for a client registered with pairwise identifiers (the library
+    // asks for it wherever it writes a `sub`: ID and logout tokens, UserInfo,
+    // introspection, JWT access tokens, and its checks of an id_token_hint
+    // and of a claims parameter's sub value).
+    subjectTypes: ['public', 'pairwise'],
+    pairwiseIdentifier: async (_ctx, accountId, client) => services.subjects.of(accountId, sectorOf(client)),
     // `api`, `api_since`: set by ClientAdapter on the credentials of a registered API;
     // `tokens_since`, on a client enabled again after `client disable`.
     // `api_scopes` (and per API, `api_scopes_by_api`): the API scopes a client
@@ -353,13 +363,14 @@ export function buildConfiguration(services: ProviderServices): Configuration {
           // leaves it to the person to confirm).
           const accountId = ctx.oidc.session?.accountId;
           const signedIn = accountId ? await accounts.find(accountId) : undefined;
+          // (As the client the hint was issued to knows the person: the library took the client from it.)
           const hinted = (ctx.oidc.entities.IdTokenHint as { payload?: { sub?: unknown } } | undefined)?.payload?.sub;
           ctx.body = renderPage(page(ctx), 'logout', {
             form,
             clientName: ctx.oidc.client?.clientName,
             returnsTo,
             signedInAs: signedIn && accountLabel(signedIn),
-            hintNamesSomeoneElse: Boolean(signedIn && hinted !== undefined && hinted !== accountId),
+            hintNamesSomeoneElse: Boolean(signedIn && hinted !== undefined && hinted !== services.subjects.of(signedIn.id, sectorOf(ctx.oidc.client))),
           });
         },
         // Reached after either choice on the logout page: "Stay signed in"
@@ -395,7 +406,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       },
     },
     fetch: backchannelFetch,
-    interactions: { policy: claimsOfConsentedScopesGiven(interactionPolicyWithAccountSelection()), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { policy: claimsOfConsentedScopesGiven(interactionPolicyWithAccountSelection(services.subjects)), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     // Refresh tokens: with offline_access, for clients allowed the grant; a
     // new one on every use, and a reused one revokes its sign-in's tokens
     // (RFC 9700 §4.14.2), unless used again within REFRESH_TOKEN_REUSE_INTERVAL

@@ -63,6 +63,7 @@ export function createProvider(services: ProviderServices): Provider {
     new ArtifactAdapter('RevokedAccessToken', services.sql),
     // As for a stored token's (configuration.ts), but it ends this token alone: nothing stored names its sign-in.
     (ctx) => services.logger.info('tokens revoked', { ...requestField(ctx), route: ctx.oidc.route, client: ctx.oidc.client?.clientId, presented: 'AccessToken', format: 'jwt' }),
+    services.subjects,
   );
 
   // Runs around every route, before Koa sends what it built: a token response

@@ -7,12 +7,13 @@
 // as themselves, or sign in as someone else). Without a session the sign-in
 // page is the choice: the sign-in's result answers this prompt as well.
 import { interactionPolicy } from 'oidc-provider';
+import { sectorOf, type Subjects } from '../accounts/subjects.js';
 import { subjectRequiredBy } from './claims-parameter.js';
 
 export const SELECT_ACCOUNT = 'select_account';
 
 /** The library's policy (login, then consent), with the choice of account ahead of both. */
-export function interactionPolicyWithAccountSelection(): interactionPolicy.Prompt[] {
+export function interactionPolicyWithAccountSelection(subjects: Subjects): interactionPolicy.Prompt[] {
   const { Prompt, Check, base } = interactionPolicy;
   const policy = base();
   const selectAccount = new Prompt({ name: SELECT_ACCOUNT, requestable: true });
@@ -29,10 +30,11 @@ export function interactionPolicyWithAccountSelection(): interactionPolicy.Promp
     new Check(`${SELECT_ACCOUNT}_prompt`, 'account selection was requested', ({ oidc }) => {
       const accountId = oidc.session?.accountId;
       if (!oidc.prompts.has(SELECT_ACCOUNT) || !oidc.promptPending(SELECT_ACCOUNT) || !accountId) return false;
-      // Verified by the library on the authorization request (its checkIdTokenHint); public subject identifiers.
+      // Verified by the library on the authorization request (its checkIdTokenHint). Both name the person as the client knows them.
       const hinted = (oidc.entities as { IdTokenHint?: { payload: { sub?: unknown } } }).IdTokenHint?.payload.sub;
       const required = subjectRequiredBy(oidc.params as Record<string, unknown>);
-      return (hinted === undefined || hinted === accountId) && (required === undefined || required === accountId);
+      const sub = subjects.of(accountId, sectorOf(oidc.client));
+      return (hinted === undefined || hinted === sub) && (required === undefined || required === sub);
     }),
   );
   policy.add(selectAccount, 0);

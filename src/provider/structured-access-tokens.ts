@@ -16,6 +16,7 @@
 // does not end it at the API (README, Protecting an API).
 import { createLocalJWKSet, jwtVerify, type JWK, type JWTPayload } from 'jose';
 import type { AdapterPayload, Client, KoaContextWithOIDC } from 'oidc-provider';
+import { sectorOf, type Subjects } from '../accounts/subjects.js';
 import { publicPart } from '../keys/signing-keys.js';
 
 /** Why a confidential client may not revoke another client's token (RFC 7009 §2.1). */
@@ -49,6 +50,7 @@ export function structuredAccessTokens(
   allowedPolicy: AllowedPolicy,
   revoked: RevokedTokens,
   onRevoked: (ctx: KoaContextWithOIDC) => void,
+  subjects: Subjects,
 ) {
   const keys = createLocalJWKSet({ keys: (signingKeys as JWK[]).map(publicPart) });
 
@@ -90,15 +92,18 @@ export function structuredAccessTokens(
 
     const clientId = claims.client_id;
     // Not a token of a client deleted since, whose stored tokens went with it (a lookup, cached).
-    if (!(await ctx.oidc.provider.Client.find(clientId))) return;
-    // The person's, unless it is a client's own token (client credentials: RFC 9068 §2.2 makes the client its subject).
-    const token = {
-      kind: 'AccessToken',
-      clientId,
-      aud: claims.aud,
-      iat: claims.iat,
-      ...(claims.sub !== clientId ? { accountId: claims.sub } : {}),
-    };
+    const holder = await ctx.oidc.provider.Client.find(clientId);
+    if (!holder) return;
+    // The person's, unless it is a client's own token (client credentials:
+    // RFC 9068 §2.2 makes the client its subject). The `sub` is the person as
+    // the token's client knows them: its user id, or its pairwise identifier,
+    // turned back into the user id here (one that names nobody is no token of ours).
+    let accountId: string | undefined;
+    if (claims.sub !== clientId) {
+      accountId = subjects.accountOf(claims.sub, sectorOf(holder));
+      if (accountId === undefined) return;
+    }
+    const token = { kind: 'AccessToken', clientId, aud: claims.aud, iat: claims.iat, ...(accountId ? { accountId } : {}) };
     if (!(await allowedPolicy(ctx, client, token as never))) return;
     if (await revoked.find(claims.jti!)) return;
 
