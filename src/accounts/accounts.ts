@@ -700,6 +700,7 @@ function checkName(name: string | null): void {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-function isUuid(value: string): boolean {
+/** Whether `value` is written as a user id (any case). */
+export function isUuid(value: string): boolean {
   return UUID.test(value);
 }

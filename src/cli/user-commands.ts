@@ -1,5 +1,5 @@
 // `portcullis user …`: people's accounts, their passwords, and ending what they gave.
-import { AccountError, type UserListing } from '../accounts/accounts.js';
+import { AccountError, isUuid, type UserListing } from '../accounts/accounts.js';
 import { sendLogoutTokens, type LogoutDelivery, type SessionEnd } from '../clients/logout-tokens.js';
 import type { Removed } from '../provider/removed.js';
 import type { Services } from '../services.js';
@@ -61,9 +61,11 @@ export const userShow: Command = async (args, open, io) => {
   const services = await open();
   const at = values.client === undefined ? undefined : await subjectsAt(services, values.client as string);
   // With --client, also the sub that client knows the person by (its pairwise identifier, say: what its support desk has).
-  const named = at?.accountOf(positionals[0]!) ?? positionals[0]!;
-  const user = await services.accounts.show(named, services.config.ttl.sessionMaxAge).catch((error: unknown) => {
-    if (error instanceof AccountError && named !== positionals[0]) throw new AccountError(`no user ${positionals[0]} (as client ${at!.clientId} names people)`);
+  const who = positionals[0]!;
+  const asSub = at?.pairwise === true && !who.includes('@') && !isUuid(who);
+  const named = asSub ? at!.accountOf(who) : who;
+  const user = await (named === undefined ? Promise.reject(new AccountError(`no user ${who}`)) : services.accounts.show(named, services.config.ttl.sessionMaxAge)).catch((error: unknown) => {
+    if (error instanceof AccountError && asSub) throw new AccountError(`no user ${who} (as client ${at!.clientId} names people)`);
     throw error;
   });
   const subject = at && { client_id: at.clientId, sub: at.of(user.id) };
@@ -106,14 +108,17 @@ export const userShow: Command = async (args, open, io) => {
  * name: a public client's sub is the id.
  */
 async function subjectsAt(services: Services, clientId: string) {
-  const sector = (await services.clients.find(clientId)).sector;
+  // (Not an API's credentials, which sign no one in: `show` refuses them, saying where they are.)
+  const { sector } = await services.clients.show(clientId);
   const subjects = await services.subjects();
   return {
     clientId,
+    pairwise: sector !== undefined,
     of: (accountId: string) => subjects.of(accountId, sector),
-    accountOf: (sub: string) => (sector === undefined ? undefined : subjects.accountOf(sub, sector)),
+    accountOf: (sub: string) => subjects.accountOf(sub, sector),
   };
 }
+
 
 const removedJson = (user: { id: string; email: string }, removed: Removed, told: LogoutDelivery[]) =>
   json({ id: user.id, email: user.email, removed, backchannel_logouts: deliveriesJson(told) });

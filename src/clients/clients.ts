@@ -325,6 +325,11 @@ function checkBackchannelLogoutUri(uri: string, isPublic: boolean): string {
 
 const MAX_CLIENT_NAME_LENGTH = 200;
 
+/** A loopback host: 127.0.0.0/8, [::1], localhost and its subdomains (RFC 6761 §6.3). */
+function namesTheDevice(hostname: string): boolean {
+  return isLoopbackHost(hostname) || /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname.endsWith('.localhost');
+}
+
 /**
  * What pairwise identifiers need: a sector, the one host of the client's
  * redirect URIs (OpenID Connect Core §8.1). Core would take several hosts,
@@ -343,6 +348,12 @@ function checkSector(redirectUris: string[], grantTypes: string[]): void {
   const hosts = new Set(redirectUris.map((uri) => new URL(uri).host));
   if (hosts.has('')) {
     throw new ClientError('--subject-type pairwise needs redirect URIs that name a host, which its identifiers are made for (OpenID Connect Core §8.1): a private-use scheme (com.example.app:/callback) names none; a claimed https address does');
+  }
+  // A loopback address names the person's own machine, every app's on it: two
+  // unrelated apps there would be one sector, and see the same sub (§8).
+  const device = redirectUris.map((uri) => new URL(uri).hostname).find(namesTheDevice);
+  if (device !== undefined) {
+    throw new ClientError(`--subject-type pairwise needs redirect URIs on a host of the app's, which its identifiers are made for (OpenID Connect Core §8.1): ${device} is a loopback address, every app's on the person's machine, and unrelated apps there would share their people's sub; a claimed https address names the app's own`);
   }
   if (hosts.size > 1) {
     throw new ClientError(`--subject-type pairwise needs its redirect URIs on one host, which its identifiers are made for (OpenID Connect Core §8.1), not ${[...hosts].join(', ')}: register a client per host`);

@@ -160,9 +160,16 @@ describe('pairwise subject identifiers', () => {
     expect(JSON.parse(found.stdout)).toMatchObject({ id: erinId, email: erin.email, subject: { client_id: shop.clientId, sub: subs.shop } });
     const told = await pc.cli(['user', 'show', frank.email, '--client', mail.clientId]);
     expect(told.stdout).toContain(`sub:          ${other.claims()!.sub} (at client ${mail.clientId})\n`);
-    // Another sector's identifier names nobody at this client.
-    const elsewhere = await pc.cli(['user', 'show', subs.shop!, '--client', mail.clientId]);
-    expect([elsewhere.code, elsewhere.stderr]).toEqual([1, `portcullis: no user ${subs.shop} (as client ${mail.clientId} names people)\n`]);
+    // Another sector's identifier names nobody at this client, nor does one of another spelling (review BK).
+    for (const sub of [subs.shop!, `${subs.shop!.slice(0, 21)}${subs.shop!.at(-1) === 'A' ? 'B' : 'A'}`, 'not-an-identifier']) {
+      const elsewhere = await pc.cli(['user', 'show', sub, '--client', mail.clientId]);
+      expect([elsewhere.code, elsewhere.stderr]).toEqual([1, `portcullis: no user ${sub} (as client ${mail.clientId} names people)\n`]);
+    }
+    // An API's credentials sign no one in: no sub there.
+    const api = await pc.cli(['api', 'create', '--identifier', 'https://sectors.example.com', '--scope', 'read', '--json']);
+    const apiClient = (JSON.parse(api.stdout) as { client_id: string }).client_id;
+    const credentials = await pc.cli(['user', 'show', erin.email, '--client', apiClient]);
+    expect([credentials.code, credentials.stderr]).toEqual([1, `portcullis: client ${apiClient} holds the credentials of API https://sectors.example.com; \`portcullis api list\` shows it\n`]);
   });
 
   it("an API's JWT access token carries the client's pairwise sub, which introspection answers and turns back into the person: a disabled one's token is inactive", async () => {
@@ -288,10 +295,20 @@ describe('registering pairwise identifiers', () => {
       '--subject-type pairwise cannot go with device_code',
     );
     expect(await refused(['client', 'create', '--name', 'Typo', '--redirect-uri', 'https://a.example.com/cb', '--subject-type', 'pairwsie'], 2)).toContain('--subject-type must be public or pairwise\n');
-    // A port is part of the host (§8.1 takes the host as the URL has it), and so is a loopback address.
-    const ports = await pc.cli(['client', 'create', '--name', 'Ports', '--redirect-uri', 'http://127.0.0.1:3000/cb', '--redirect-uri', 'http://127.0.0.1:3000/other', '--subject-type', 'pairwise', '--json']);
-    expect(ports.code, ports.stderr).toBe(0);
-    expect(JSON.parse(ports.stdout)).toMatchObject({ subject_type: 'pairwise' });
+    // A port is part of the host (§8.1 takes the host as the URL has it): each port, another sector.
+    const ports = await pc.cli(['client', 'create', '--name', 'Ports', '--redirect-uri', 'https://a.example.com:8443/cb', '--redirect-uri', 'https://a.example.com/cb', '--subject-type', 'pairwise']);
+    expect(ports.stderr).toContain('not a.example.com:8443, a.example.com');
+  });
+
+  // Review BK: a loopback address names the person's own machine, which every
+  // native app on it shares (RFC 8252 §7.3), not a host of the app's: two
+  // unrelated apps there would be one sector, and see the same sub.
+  it('refuses loopback redirect URIs, native or web: unrelated apps there would share their people\'s sub', async () => {
+    for (const [kind, uri] of [['--native', 'http://127.0.0.1/callback'], ['--native', 'http://[::1]:8080/callback'], ['--public', 'http://localhost:8080/cb'], ['--public', 'https://127.0.0.2/cb'], ['--public', 'https://app.localhost/cb']] as const) {
+      expect(await refused(['client', 'create', '--name', 'Loopback', kind, '--redirect-uri', uri, '--scope', 'openid', '--subject-type', 'pairwise'])).toContain(
+        'is a loopback address, every app\'s on the person\'s machine, and unrelated apps there would share their people\'s sub',
+      );
+    }
   });
 
   it('is for good: an update keeps the subject type and the host, and says so', async () => {

@@ -1,4 +1,4 @@
-// Private signing keys and cookie keys are sealed in the database: what a dump
+// Private signing keys, cookie keys and the secret of pairwise identifiers are sealed in the database: what a dump
 // of it holds signs nothing, the server still signs with them, rows stored in
 // the plain by earlier versions are sealed in place, and a wrong encryption key
 // stops the server and the CLI before they change anything.
@@ -26,6 +26,7 @@ let pc: TestPortcullis;
 let server: RunningServer;
 let robot: { client_id: string; client_secret?: string };
 let web: { client_id: string; client_secret?: string };
+let pairwise: { client_id: string };
 
 interface KeyRow {
   kid: string;
@@ -45,6 +46,14 @@ async function query<T>(text: string, values: unknown[] = []): Promise<T[]> {
 
 const signingKeys = () => query<KeyRow>('SELECT kid, jwk, private_jwk FROM signing_keys ORDER BY kid');
 const cookieKeys = () => query<{ id: string; secret: string }>('SELECT id, secret FROM cookie_keys ORDER BY created_at DESC');
+const serverSecrets = () => query<{ name: string; secret: string }>('SELECT name, secret FROM server_secrets ORDER BY name');
+
+/** The sub a pairwise client knows Pat by, as the CLI (under `env`) derives it. */
+async function patsPairwiseSub(env: Record<string, string>): Promise<string> {
+  const shown = await runCli(['user', 'show', 'pat@example.com', '--client', pairwise.client_id, '--json'], env);
+  expect(shown.code, shown.stderr).toBe(0);
+  return (JSON.parse(shown.stdout) as { subject: { sub: string } }).subject.sub;
+}
 
 /** A JWT access token for the API, and the kid that signed it, verified against the served JWKS. */
 async function signedToken(): Promise<string> {
@@ -65,6 +74,10 @@ beforeAll(async () => {
   if (api.code !== 0) throw new Error(api.stderr);
   robot = await pc.createClient({ name: 'Sealed robot', grantTypes: ['client_credentials'], scope: 'read' });
   web = await pc.createClient({ name: 'Sealed web app', redirectUris: [REDIRECT_URI] });
+  const made = await pc.cli(['client', 'create', '--name', 'Pairwise app', '--redirect-uri', 'https://pairwise.example.com/cb', '--subject-type', 'pairwise', '--json']);
+  if (made.code !== 0) throw new Error(made.stderr);
+  pairwise = JSON.parse(made.stdout) as { client_id: string };
+  await pc.createUser('pat@example.com', 'pats long password');
 });
 
 afterAll(async () => {
@@ -181,6 +194,10 @@ it('stores only public JWKs and sealed private keys and cookie keys, and signs w
   const cookies = await cookieKeys();
   expect(cookies.length).toBeGreaterThan(0);
   for (const row of cookies) expect(row.secret).toMatch(SEALED);
+  // The secret of pairwise identifiers, made by the server's start.
+  const secrets = await serverSecrets();
+  expect(secrets.map((row) => row.name)).toEqual(['pairwise subjects']);
+  for (const row of secrets) expect(row.secret).toMatch(SEALED);
 
   expect(rows.map((row) => row.kid)).toContain(await signedToken());
 
@@ -289,6 +306,8 @@ it('upgrading a database from before keys were sealed, with no key file yet, mak
     try {
       await db.query('DELETE FROM signing_keys');
       await db.query('DELETE FROM cookie_keys');
+      // (Releases before sealing had no secret kept for good.)
+      await db.query('DELETE FROM server_secrets');
       await db.query(`INSERT INTO signing_keys (kid, alg, jwk, activates_at) VALUES ($1, 'ES256', $2, now())`, [kid, JSON.stringify({ ...exported, kid, alg: 'ES256', use: 'sig' })]);
       await db.query(`INSERT INTO cookie_keys (id, secret) VALUES ('legacy', 'an-earlier-versions-cookie-key-kept-in-the-plain')`);
     } finally {
@@ -343,11 +362,14 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   const before = await signingKeys();
   const oldId = keyIdOf(before[0]!.private_jwk!);
   for (const row of before) expect(keyIdOf(row.private_jwk!)).toBe(oldId);
+  const sub = await patsPairwiseSub(pc.env);
   // A CLI command run with the new list seals nothing again (only a server's start does): the
   // running servers, on the old key alone, could not start again.
   const tried = await runCli(['keys', 'list'], { ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` });
   expect(tried.code, tried.stderr).toBe(0);
+  expect(await patsPairwiseSub({ ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` })).toBe(sub);
   for (const row of await signingKeys()) expect(keyIdOf(row.private_jwk!)).toBe(oldId);
+  for (const row of await serverSecrets()) expect(keyIdOf(row.secret)).toBe(oldId);
 
   // A device's user code issued under the old key (kept as a keyed digest) is still found under the new list.
   const tv = await pc.createClient({ name: 'Rotating TV', public: true, grantTypes: ['device_code'], scope: 'openid' });
@@ -372,9 +394,12 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   expect(newId).not.toBe(oldId);
   for (const row of moved) expect(keyIdOf(row.private_jwk!)).toBe(newId);
   for (const row of await cookieKeys()) expect(keyIdOf(row.secret)).toBe(newId);
+  for (const row of await serverSecrets()) expect(keyIdOf(row.secret)).toBe(newId);
 
   await server.close();
   server = await restart({ ...pc.env, ENCRYPTION_KEYS: newKey });
+  // Sealed again, the secret is the same: every pairwise sub stays what the apps know.
+  expect(await patsPairwiseSub({ ...pc.env, ENCRYPTION_KEYS: newKey })).toBe(sub);
   expect(before.map((row) => row.kid)).toContain(await signedToken());
   const withOldKey = await runCli(['keys', 'list'], { ...pc.env, ENCRYPTION_KEYS: oldKey });
   expect(withOldKey.code).toBe(1);
