@@ -17,15 +17,21 @@
 // since?), an id_token_hint, and an operator handed an identifier by an app.
 import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
 
-/** What the library's Client model says of its subject type (its sectorIdentifier: the redirect URIs' host). */
+/**
+ * What the library's Client model says of its subject type: `pairwise_sector`
+ * the sector stored when the client was made (provider/client-adapter.ts),
+ * which its redirect URIs' host (the library's sectorIdentifier) stays.
+ */
 export interface SubjectTypeOf {
   subjectType?: string;
+  pairwise_sector?: unknown;
   sectorIdentifier?: string;
 }
 
 /** The sector of a client with pairwise identifiers; undefined for a public one. */
 export function sectorOf(client: SubjectTypeOf | undefined): string | undefined {
-  return client?.subjectType === 'pairwise' ? client.sectorIdentifier : undefined;
+  if (client?.subjectType !== 'pairwise') return undefined;
+  return typeof client.pairwise_sector === 'string' ? client.pairwise_sector : client.sectorIdentifier;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -173,8 +173,9 @@ export interface StoredMetadata {
  * The sector a registration's pairwise identifiers are made for: the host of
  * its redirect URIs, all on one (OpenID Connect Core §8.1; the library's
  * Client.sectorIdentifier reads the first); undefined for public identifiers.
+ * Stored with the client when it is made (clients.pairwise_sector), and kept.
  */
-export function sectorOfRegistration(metadata: Pick<StoredMetadata, 'subject_type' | 'redirect_uris'>): string | undefined {
+function sectorOfRegistration(metadata: Pick<StoredMetadata, 'subject_type' | 'redirect_uris'>): string | undefined {
   return metadata.subject_type === 'pairwise' ? new URL(metadata.redirect_uris[0]!).host : undefined;
 }
 
@@ -373,9 +374,9 @@ function registeredKeys(input: NewClient, isPublic: boolean): Pick<StoredMetadat
   return { jwks };
 }
 
-const VIEW_COLUMNS = { clientId: true, name: true, metadata: true, clientSecretHash: true, createdAt: true, disabledAt: true } as const;
+const VIEW_COLUMNS = { clientId: true, name: true, metadata: true, clientSecretHash: true, pairwiseSector: true, createdAt: true, disabledAt: true } as const;
 
-function toView(row: { clientId: string; name: string; metadata: unknown; clientSecretHash: string | null; createdAt: Date; disabledAt: Date | null }): ClientView {
+function toView(row: { clientId: string; name: string; metadata: unknown; clientSecretHash: string | null; pairwiseSector: string | null; createdAt: Date; disabledAt: Date | null }): ClientView {
   const metadata = row.metadata as StoredMetadata;
   return {
     clientId: row.clientId,
@@ -397,8 +398,9 @@ function toView(row: { clientId: string; name: string; metadata: unknown; client
     requirePar: metadata.require_pushed_authorization_requests === true,
     requireDpop: metadata.dpop_bound_access_tokens === true,
     requireJar: metadata.require_signed_request_object === true,
-    subjectType: metadata.subject_type ?? 'public',
-    ...(metadata.subject_type === 'pairwise' ? { sector: sectorOfRegistration(metadata) } : {}),
+    // By the column, which an earlier release's `client update` leaves alone (see the schema).
+    subjectType: row.pairwiseSector !== null ? 'pairwise' : 'public',
+    ...(row.pairwiseSector !== null ? { sector: row.pairwiseSector } : {}),
     createdAt: row.createdAt,
     ...(row.disabledAt ? { disabledAt: row.disabledAt } : {}),
   };
@@ -422,7 +424,7 @@ export class Clients {
     const clientId = randomBytes(16).toString('base64url');
     const secret = metadata.token_endpoint_auth_method === 'client_secret_basic' ? randomBytes(32).toString('base64url') : undefined;
     await this.prisma.client.create({
-      data: { clientId, name, metadata: metadata as object, clientSecretHash: secret ? sha256(secret) : null },
+      data: { clientId, name, metadata: metadata as object, clientSecretHash: secret ? sha256(secret) : null, pairwiseSector: sectorOfRegistration(metadata) ?? null },
     });
     return secret ? { client_id: clientId, client_secret: secret } : { client_id: clientId };
   }
@@ -448,7 +450,7 @@ export class Clients {
   private async updateOnce(clientId: string, changes: ClientChanges): Promise<ClientView | undefined> {
     const row = await this.prisma.client.findUnique({
       where: { clientId },
-      select: { name: true, metadata: true, clientSecretHash: true, updatedAt: true, api: { select: { identifier: true } } },
+      select: { name: true, metadata: true, clientSecretHash: true, pairwiseSector: true, updatedAt: true, api: { select: { identifier: true } } },
     });
     if (!row) throw new ClientError(`no client with id ${clientId}`);
     if (row.api) throw new ClientError(`client ${clientId} holds the credentials of API ${row.api.identifier}; it has nothing to update`);
@@ -481,7 +483,8 @@ export class Clients {
       requireDpop: changes.requireDpop ?? stored.dpop_bound_access_tokens === true,
       requireJar: changes.requireJar ?? stored.require_signed_request_object === true,
       // What it was made with: another would give everyone another `sub` at the app.
-      subjectType: stored.subject_type ?? 'public',
+      // (Its metadata says so again where an earlier release's update dropped it.)
+      subjectType: row.pairwiseSector !== null ? 'pairwise' : 'public',
     }, {
       name: changes.name === undefined,
       redirectUris: changes.redirectUris === undefined,
@@ -495,8 +498,8 @@ export class Clients {
     // Pairwise identifiers are made for the host of the redirect URIs: on
     // another, everyone would have another `sub` at the app, which would know
     // none of its people again.
-    const sector = sectorOfRegistration(stored);
-    if (sector !== undefined && sectorOfRegistration(metadata) !== sector) {
+    const sector = row.pairwiseSector;
+    if (sector !== null && sectorOfRegistration(metadata) !== sector) {
       throw new ClientError(`client ${clientId} has pairwise identifiers made for ${sector}: its redirect URIs stay on that host (on another, everyone would have another sub at the app; register a client for it)`);
     }
     if (changes.scope === undefined) {

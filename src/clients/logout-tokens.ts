@@ -11,7 +11,7 @@ import type { Prisma } from '../persistence/database.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
 import { loadSigningKeys } from '../keys/signing-keys.js';
 import type { Subjects } from '../accounts/subjects.js';
-import { sectorOfRegistration, type StoredMetadata } from './clients.js';
+import type { StoredMetadata } from './clients.js';
 
 /** One app's part of a session that ended: the app is told the person (`sub`) and the session (`sid`). */
 export interface SessionEnd {
@@ -50,10 +50,10 @@ export async function sendLogoutTokens(
 ): Promise<LogoutDelivery[]> {
   const clientIds = [...new Set(ends.map((end) => end.clientId))];
   if (clientIds.length === 0) return [];
-  const rows = await prisma.client.findMany({ where: { clientId: { in: clientIds }, disabledAt: null }, select: { clientId: true, metadata: true } });
+  const rows = await prisma.client.findMany({ where: { clientId: { in: clientIds }, disabledAt: null }, select: { clientId: true, metadata: true, pairwiseSector: true } });
   const told = new Map(
     rows
-      .map((row) => [row.clientId, row.metadata as unknown as StoredMetadata] as const)
+      .map((row) => [row.clientId, { ...(row.metadata as unknown as StoredMetadata), sector: row.pairwiseSector ?? undefined }] as const)
       .filter(([, metadata]) => metadata.backchannel_logout_uri !== undefined),
   );
   const due = ends.filter((end) => told.has(end.clientId));
@@ -82,7 +82,7 @@ export async function sendLogoutTokens(
       const signer = await signerFor(alg);
       if (!signer) return { clientId, delivered: false, reason: `no signing key for ${alg}` };
       // The person as the app knows them: its pairwise identifier, where it has them.
-      const sector = sectorOfRegistration(metadata);
+      const { sector } = metadata;
       const sub = sector === undefined ? accountId : (await subjects()).of(accountId, sector);
       const token = await new SignJWT({ events: { [BACKCHANNEL_EVENT]: {} }, sid })
         .setProtectedHeader({ alg, typ: 'logout+jwt', kid: signer.kid })

@@ -12,24 +12,42 @@ import { SealError, type SecretSealer } from './sealed-secrets.js';
 export type ServerSecretName = 'pairwise subjects';
 
 const sealContext = (name: ServerSecretName) => `server secret ${name}`;
+/** How errors name it: where it is. */
+const described = (name: ServerSecretName) => `the server secret '${name}' (table server_secrets)`;
 
 /**
- * The secret named `name`, 32 bytes, made on first use. One process at a
- * time (Database.exclusively): two instances making it at once would each
- * derive from its own. `reseal`: a server's start seals it again under a new
- * ENCRYPTION_KEYS' first key, as it does the other keys; a CLI command does
- * not (servers still on the old list could not open it at their next start).
+ * What has used each secret: made again while any of it exists, it would
+ * derive something else for them (every pairwise sub, for the clients that
+ * have them).
+ */
+const USERS_OF: Record<ServerSecretName, { count: (prisma: Database['prisma']) => Promise<number>; what: string }> = {
+  'pairwise subjects': { count: (prisma) => prisma.client.count({ where: { pairwiseSector: { not: null } } }), what: 'client(s) with pairwise identifiers' },
+};
+
+/**
+ * The secret named `name`, 32 bytes, made on first use: at most one row, two
+ * processes making it at once keep the first one's. Never made again where
+ * it was lost while something used it (a restore that left the table out):
+ * that stops the start or the command, as a missing encryption key does.
+ * `reseal`: a server's start seals it again under a new ENCRYPTION_KEYS'
+ * first key, as it does the other keys; a CLI command does not (servers
+ * still on the old list could not open it at their next start).
  */
 export async function loadServerSecret(database: Database, sealer: SecretSealer, name: ServerSecretName, reseal: boolean): Promise<Buffer> {
   const { prisma } = database;
   const stored = () => prisma.serverSecret.findUnique({ where: { name }, select: { secret: true } });
   let row = await stored();
   if (!row) {
-    row = await database.exclusively(async () => {
-      const now = await stored();
-      if (now) return now;
-      return prisma.serverSecret.create({ data: { name, secret: sealer.seal(randomBytes(32).toString('base64url'), sealContext(name)) }, select: { secret: true } });
-    });
+    const users = await USERS_OF[name].count(prisma);
+    if (users > 0) {
+      throw new SealError(
+        `the database holds ${users} ${USERS_OF[name].what} but not ${described(name)}, which they are made from: ` +
+          'restore that row from a backup of this database; a new secret would give every person another sub at those apps',
+      );
+    }
+    await prisma.serverSecret.createMany({ data: [{ name, secret: sealer.seal(randomBytes(32).toString('base64url'), sealContext(name)) }], skipDuplicates: true });
+    row = await stored();
+    if (!row) throw new SealError(`${described(name)} was made but is not there`);
   }
   const secret = sealer.open(row.secret, sealContext(name));
   if (reseal && !sealer.isCurrent(row.secret)) {
@@ -37,7 +55,7 @@ export async function loadServerSecret(database: Database, sealer: SecretSealer,
     await prisma.serverSecret.updateMany({ where: { name, secret: row.secret }, data: { secret: sealer.seal(secret, sealContext(name)) } });
   }
   const bytes = Buffer.from(secret, 'base64url');
-  if (bytes.length !== 32) throw new SealError(`${sealContext(name)} is not 32 bytes: the row was changed outside Portcullis`);
+  if (bytes.length !== 32) throw new SealError(`${described(name)} is not 32 bytes: the row was changed outside Portcullis`);
   return bytes;
 }
 

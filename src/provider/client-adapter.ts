@@ -11,7 +11,7 @@ import { storable } from '../persistence/nul.js';
 
 const FIND_CLIENT = {
   name: 'client-find',
-  text: `SELECT c.client_id, c.name, c.metadata, c.client_secret_hash, a.identifier AS api,
+  text: `SELECT c.client_id, c.name, c.metadata, c.client_secret_hash, c.pairwise_sector, a.identifier AS api,
                 floor(extract(epoch FROM a.created_at))::int AS api_since,
                 floor(extract(epoch FROM c.revoked_at))::int + 1 AS tokens_since
          FROM clients c LEFT JOIN apis a ON a.client_id = c.client_id
@@ -23,6 +23,7 @@ interface ClientRow {
   name: string;
   metadata: unknown;
   client_secret_hash: string | null;
+  pairwise_sector: string | null;
   api: string | null;
   api_since: number | null;
   tokens_since: number | null;
@@ -63,6 +64,10 @@ export class ClientAdapter implements Adapter {
       // count whole seconds: one of the disable's own second came before it
       // (none is issued to a disabled client), hence the second after.
       ...(row.tokens_since !== null ? { tokens_since: row.tokens_since } : {}),
+      // Pairwise by its column, whatever the metadata says (an earlier
+      // release's `client update` drops subject_type from it), for the sector
+      // it was made for (accounts/subjects.ts sectorOf).
+      ...(row.pairwise_sector !== null ? { subject_type: 'pairwise', pairwise_sector: row.pairwise_sector } : {}),
     }) as AdapterPayload;
   }
 

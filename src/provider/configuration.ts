@@ -186,10 +186,11 @@ export function buildConfiguration(services: ProviderServices): Configuration {
     pairwiseIdentifier: async (_ctx, accountId, client) => services.subjects.of(accountId, sectorOf(client)),
     // `api`, `api_since`: set by ClientAdapter on the credentials of a registered API;
     // `tokens_since`, on a client enabled again after `client disable`.
+    // `pairwise_sector`: the sector a pairwise client's identifiers are made for (ClientAdapter).
     // `api_scopes` (and per API, `api_scopes_by_api`): the API scopes a client
     // may obtain (`scope` holds only OpenID Connect scopes, which the library
     // validates against `scopes`).
-    extraClientMetadata: { properties: ['api', 'api_since', 'tokens_since', 'api_scopes', 'api_scopes_by_api'] },
+    extraClientMetadata: { properties: ['api', 'api_since', 'tokens_since', 'api_scopes', 'api_scopes_by_api', 'pairwise_sector'] },
     scopes: OIDC_SCOPES,
     // The ID token carries the claims of the scopes granted (name, email, ...),
     // as well as UserInfo: RP libraries (Auth.js, express-openid-connect) take

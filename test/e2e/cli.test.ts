@@ -2230,8 +2230,8 @@ describe('without a running server', () => {
     }
   });
 
-  // What the newest migration (prisma/migrations/*_server_secrets) made, undone: the database as a release before it left it.
-  const UNDO_NEWEST_MIGRATION = 'DROP TABLE "server_secrets"';
+  // What the newest migration (prisma/migrations/*_client_pairwise_sector) made, undone: the database as a release before it left it.
+  const UNDO_NEWEST_MIGRATION = 'ALTER TABLE "clients" DROP COLUMN "pairwise_sector"';
 
   it('a command on a database an earlier release migrated applies nothing and says what is pending; migrate applies it, recorded; a migration another tool left unfinished says how to resolve it', async () => {
     const database = await freshDatabase();
@@ -2242,7 +2242,7 @@ describe('without a running server', () => {
       // As a release before the newest migration left the database.
       const last = readdirSync('prisma/migrations').filter((name) => /^\d/.test(name)).sort().at(-1)!;
       // A migration added since is undone here as this one is (UNDO_NEWEST_MIGRATION).
-      expect(last).toMatch(/_server_secrets$/);
+      expect(last).toMatch(/_client_pairwise_sector$/);
       // Through the server's own connection, which it keeps (a CLI joins it on the embedded database); it migrates only at start.
       const sql = (query: string) => first.server.services.database.prisma.$queryRawUnsafe(query);
       await sql(`DELETE FROM "_prisma_migrations" WHERE migration_name = '${last}'`);
