@@ -5,10 +5,10 @@
 // own routes.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import Koa from 'koa';
-import type { Subjects } from './accounts/subjects.js';
 import type Provider from 'oidc-provider';
 import type { Accounts } from './accounts/accounts.js';
 import type { DeviceCookies } from './accounts/device-cookies.js';
+import type { Subjects } from './accounts/subjects.js';
 import type { SignInNotices } from './interactions/sign-in-notice.js';
 import type { SignInThrottle } from './accounts/sign-in-throttle.js';
 import type { Apis } from './apis/apis.js';

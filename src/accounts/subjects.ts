@@ -18,20 +18,20 @@
 import { createCipheriv, createDecipheriv, createHmac } from 'node:crypto';
 
 /**
- * What the library's Client model says of its subject type: `pairwise_sector`
- * the sector stored when the client was made (provider/client-adapter.ts),
- * which its redirect URIs' host (the library's sectorIdentifier) stays.
+ * What the library's Client model says of its subject type: pairwise, with
+ * `pairwise_sector` the sector stored when the client was made, or public
+ * (provider/client-adapter.ts gives it both from the same column).
  */
 export interface SubjectTypeOf {
   subjectType?: string;
   pairwise_sector?: unknown;
-  sectorIdentifier?: string;
 }
 
 /** The sector of a client with pairwise identifiers; undefined for a public one. */
 export function sectorOf(client: SubjectTypeOf | undefined): string | undefined {
   if (client?.subjectType !== 'pairwise') return undefined;
-  return typeof client.pairwise_sector === 'string' ? client.pairwise_sector : client.sectorIdentifier;
+  if (typeof client.pairwise_sector !== 'string') throw new TypeError('a pairwise client without its sector: see provider/client-adapter.ts');
+  return client.pairwise_sector;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

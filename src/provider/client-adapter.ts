@@ -48,7 +48,8 @@ export class ClientAdapter implements Adapter {
     const { rows } = await this.sql.query<ClientRow>(FIND_CLIENT, [id]);
     const row = rows[0];
     if (!row) return undefined;
-    const metadata = row.metadata as unknown as StoredMetadata;
+    // The subject type is the column's, whatever the metadata says (below).
+    const { subject_type: _byTheColumn, ...metadata } = row.metadata as unknown as StoredMetadata;
     return deepFreeze({
       ...metadata,
       client_id: row.client_id,
@@ -65,8 +66,9 @@ export class ClientAdapter implements Adapter {
       // (none is issued to a disabled client), hence the second after.
       ...(row.tokens_since !== null ? { tokens_since: row.tokens_since } : {}),
       // Pairwise by its column, whatever the metadata says (an earlier
-      // release's `client update` drops subject_type from it), for the sector
-      // it was made for (accounts/subjects.ts sectorOf).
+      // release's `client update` drops subject_type from it; a hand-made row
+      // may say pairwise with no sector), for the sector it was made for
+      // (accounts/subjects.ts sectorOf): the server and the CLI agree.
       ...(row.pairwise_sector !== null ? { subject_type: 'pairwise', pairwise_sector: row.pairwise_sector } : {}),
     }) as AdapterPayload;
   }
