@@ -99,17 +99,17 @@ export const clientCreate: Command = async (args, open, io) => {
   const name = required(values.name, '--name');
   const services = await open();
   await checkSigningKeyFor(services, registration.idTokenSignedResponseAlg);
-  const subjects = subjectType(values['subject-type']);
+  const subjectTypeGiven = subjectType(values['subject-type']);
   // The secret its people's identifiers come from, made first where no server
   // made it yet: once a pairwise client exists, none is ever made again (keys/server-secrets.ts).
-  if (subjects === 'pairwise') await services.subjects();
+  if (subjectTypeGiven === 'pairwise') await services.subjects();
   const created = await services.clients.create({
     ...registration,
     name,
     redirectUris: registration.redirectUris ?? [],
     public: Boolean(values.public),
     native: Boolean(values.native),
-    subjectType: subjects,
+    subjectType: subjectTypeGiven,
   });
   // As a registration response (RFC 7591 §3.2.1): the id, the secret, then what was registered.
   if (values.json) return io.out(json({ ...created, ...clientJson(await services.clients.find(created.client_id)) }));

@@ -54,10 +54,10 @@ APIs (resource servers)
 Users
   user create --email EMAIL [--name NAME] --password-stdin [--email-verified] [--json]
   user list [--json]
-  user show EMAIL|ID [--client CLIENT_ID] [--json]
-                                    the user, their open sessions and the consents they gave;
-                                    with --client, also the sub that client knows them by, and
-                                    the user that client's (pairwise) sub names
+  user show EMAIL|ID [--json]       the user, their open sessions and the consents they gave
+  user show EMAIL|ID|SUB --client CLIENT_ID [--json]
+                                    also the sub that client knows them by; SUB: the user a
+                                    pairwise client's sub names
   user update EMAIL|ID [--email EMAIL] [--name NAME] [--email-verified | --email-unverified] [--json]
                                     a new email is unverified unless --email-verified
   user set-password EMAIL|ID --password-stdin [--json]   also signs the user out everywhere

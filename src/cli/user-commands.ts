@@ -59,16 +59,11 @@ export const userList: Command = async (args, open, io) => {
 export const userShow: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { client: { type: 'string' }, json: { type: 'boolean' } }, 1);
   const services = await open();
-  const at = values.client === undefined ? undefined : await subjectsAt(services, values.client as string);
   // With --client, also the sub that client knows the person by (its pairwise identifier, say: what its support desk has).
   const who = positionals[0]!;
-  const asSub = at?.pairwise === true && !who.includes('@') && !isUuid(who);
-  const named = asSub ? at!.accountOf(who) : who;
-  const user = await (named === undefined ? Promise.reject(new AccountError(`no user ${who}`)) : services.accounts.show(named, services.config.ttl.sessionMaxAge)).catch((error: unknown) => {
-    if (error instanceof AccountError && asSub) throw new AccountError(`no user ${who} (as client ${at!.clientId} names people)`);
-    throw error;
-  });
-  const subject = at && { client_id: at.clientId, sub: at.of(user.id) };
+  const at = values.client === undefined ? undefined : await namesAt(services, values.client as string);
+  const user = at ? await at.userNamed(who) : await services.accounts.show(who, services.config.ttl.sessionMaxAge);
+  const subject = at && { client_id: at.clientId, sub: at.subOf(user.id) };
   const consents = user.consents.map((consent) => ({
     client_id: consent.clientId,
     client_name: consent.clientName,
@@ -107,18 +102,27 @@ export const userShow: Command = async (args, open, io) => {
  * ids (public). Only an email or a user id is taken for the other kind of
  * name: a public client's sub is the id.
  */
-async function subjectsAt(services: Services, clientId: string) {
+async function namesAt(services: Services, clientId: string) {
   // (Not an API's credentials, which sign no one in: `show` refuses them, saying where they are.)
   const { sector } = await services.clients.show(clientId);
-  const subjects = await services.subjects();
+  // A public client needs no secret: its people's sub is their id.
+  const subjects = sector === undefined ? undefined : await services.subjects();
+  const show = (named: string) => services.accounts.show(named, services.config.ttl.sessionMaxAge);
   return {
     clientId,
-    pairwise: sector !== undefined,
-    of: (accountId: string) => subjects.of(accountId, sector),
-    accountOf: (sub: string) => subjects.accountOf(sub, sector),
+    /** The user `who` names: an email or a user id, or the sub a pairwise client knows them by. */
+    async userNamed(who: string) {
+      if (!subjects || who.includes('@') || isUuid(who)) return show(who);
+      const unknown = new AccountError(`no user ${who} (as client ${clientId} names people)`);
+      const id = subjects.accountOf(who, sector);
+      if (id === undefined) throw unknown;
+      return show(id).catch((error: unknown) => {
+        throw error instanceof AccountError ? unknown : error;
+      });
+    },
+    subOf: (accountId: string) => subjects?.of(accountId, sector) ?? accountId,
   };
 }
-
 
 const removedJson = (user: { id: string; email: string }, removed: Removed, told: LogoutDelivery[]) =>
   json({ id: user.id, email: user.email, removed, backchannel_logouts: deliveriesJson(told) });

@@ -326,9 +326,23 @@ function checkBackchannelLogoutUri(uri: string, isPublic: boolean): string {
 
 const MAX_CLIENT_NAME_LENGTH = 200;
 
-/** A loopback host: 127.0.0.0/8, [::1], localhost and its subdomains (RFC 6761 §6.3). */
+/**
+ * A host that is the person's own machine, however written (as the URL
+ * parser serializes it): 127.0.0.0/8 and [::1], either mapped to IPv6
+ * (RFC 4291 §2.5.5.2), localhost and its subdomains, with or without the
+ * root's dot (RFC 6761 §6.3), and the unspecified addresses, which a
+ * connection reaches the machine at.
+ */
 function namesTheDevice(hostname: string): boolean {
-  return isLoopbackHost(hostname) || /^127\.\d+\.\d+\.\d+$/.test(hostname) || hostname.endsWith('.localhost');
+  const name = hostname.replace(/\.$/, '');
+  return (
+    isLoopbackHost(name) ||
+    name === 'localhost' ||
+    name.endsWith('.localhost') ||
+    /^127\.\d+\.\d+\.\d+$/.test(name) ||
+    /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(name) ||
+    ['0.0.0.0', '[::]', '[::ffff:0:0]'].includes(name)
+  );
 }
 
 /**
@@ -341,23 +355,23 @@ function namesTheDevice(hostname: string): boolean {
  */
 function checkSector(redirectUris: string[], grantTypes: string[]): void {
   if (!grantTypes.includes('authorization_code')) {
-    throw new ClientError('--subject-type pairwise is for a client that signs people in with authorization_code: its identifiers are made for the host of its redirect URIs');
+    throw new ClientError('pairwise identifiers are for a client that signs people in with authorization_code: they are made for the host of its redirect URIs');
   }
   if (grantTypes.includes(DEVICE_CODE_GRANT)) {
-    throw new ClientError("--subject-type pairwise cannot go with device_code: a device's sign-in has no redirect URI to make its identifiers for (register the device part as a client of its own)");
+    throw new ClientError("pairwise identifiers cannot go with device_code: a device's sign-in has no redirect URI to make them for (register the device part as a client of its own)");
   }
   const hosts = new Set(redirectUris.map((uri) => new URL(uri).host));
   if (hosts.has('')) {
-    throw new ClientError('--subject-type pairwise needs redirect URIs that name a host, which its identifiers are made for (OpenID Connect Core §8.1): a private-use scheme (com.example.app:/callback) names none; a claimed https address does');
+    throw new ClientError('pairwise identifiers need redirect URIs that name a host, which they are made for (OpenID Connect Core §8.1): a private-use scheme (com.example.app:/callback) names none; a claimed https address does');
   }
   // A loopback address names the person's own machine, every app's on it: two
   // unrelated apps there would be one sector, and see the same sub (§8).
   const device = redirectUris.map((uri) => new URL(uri).hostname).find(namesTheDevice);
   if (device !== undefined) {
-    throw new ClientError(`--subject-type pairwise needs redirect URIs on a host of the app's, which its identifiers are made for (OpenID Connect Core §8.1): ${device} is a loopback address, every app's on the person's machine, and unrelated apps there would share their people's sub; a claimed https address names the app's own`);
+    throw new ClientError(`pairwise identifiers need redirect URIs on a host of the app's, which they are made for (OpenID Connect Core §8.1): ${device} is a loopback address, every app's on the person's machine, and unrelated apps there would share their people's sub; a claimed https address names the app's own`);
   }
   if (hosts.size > 1) {
-    throw new ClientError(`--subject-type pairwise needs its redirect URIs on one host, which its identifiers are made for (OpenID Connect Core §8.1), not ${[...hosts].join(', ')}: register a client per host`);
+    throw new ClientError(`pairwise identifiers need the redirect URIs on one host, which they are made for (OpenID Connect Core §8.1), not ${[...hosts].join(', ')}: register a client per host`);
   }
 }
 

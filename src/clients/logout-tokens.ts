@@ -53,8 +53,8 @@ export async function sendLogoutTokens(
   const rows = await prisma.client.findMany({ where: { clientId: { in: clientIds }, disabledAt: null }, select: { clientId: true, metadata: true, pairwiseSector: true } });
   const told = new Map(
     rows
-      .map((row) => [row.clientId, { ...(row.metadata as unknown as StoredMetadata), sector: row.pairwiseSector ?? undefined }] as const)
-      .filter(([, metadata]) => metadata.backchannel_logout_uri !== undefined),
+      .map((row) => [row.clientId, { metadata: row.metadata as unknown as StoredMetadata, sector: row.pairwiseSector ?? undefined }] as const)
+      .filter(([, app]) => app.metadata.backchannel_logout_uri !== undefined),
   );
   const due = ends.filter((end) => told.has(end.clientId));
   if (due.length === 0) return [];
@@ -76,13 +76,12 @@ export async function sendLogoutTokens(
     return signers.get(alg)!;
   };
   const deliver = async ({ accountId, clientId, sid }: SessionEnd): Promise<LogoutDelivery> => {
-    const metadata = told.get(clientId)!;
+    const { metadata, sector } = told.get(clientId)!;
     try {
       const alg = metadata.id_token_signed_response_alg ?? 'RS256';
       const signer = await signerFor(alg);
       if (!signer) return { clientId, delivered: false, reason: `no signing key for ${alg}` };
       // The person as the app knows them: its pairwise identifier, where it has them.
-      const { sector } = metadata;
       const sub = sector === undefined ? accountId : (await subjects()).of(accountId, sector);
       const token = await new SignJWT({ events: { [BACKCHANNEL_EVENT]: {} }, sid })
         .setProtectedHeader({ alg, typ: 'logout+jwt', kid: signer.kid })

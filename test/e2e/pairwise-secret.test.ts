@@ -109,3 +109,38 @@ describe('a pairwise client rewritten by an earlier release', () => {
     }
   });
 });
+
+// Probe BM: 0.5.35 as first committed (d2ad0aa) made pairwise clients with
+// `subject_type` in their metadata alone; the column came with a later
+// migration (*_client_pairwise_sector), which fills it for none of them. The
+// server still reads the metadata's subject type (ClientAdapter spreads it,
+// sectorOf falls back to the library's sectorIdentifier), the CLI only the
+// column: they disagree about the sub, and the next `client update` drops the
+// subject type from the metadata, so that the app is handed user ids.
+describe('a pairwise client made before the column', () => {
+  it('keeps one sub, the same at the server and the CLI, through a client update', async () => {
+    const { pc: first, database, clientId, sub } = await deployment();
+    try {
+      // The database as the pairwise commit left it: no column, its migration not applied.
+      const last = (await first.outsideQuery<{ name: string }>(`SELECT migration_name AS name FROM "_prisma_migrations" WHERE migration_name LIKE '%_client_pairwise_sector'`)).rows[0]!.name;
+      await first.outsideQuery(`DELETE FROM "_prisma_migrations" WHERE migration_name = $1`, [last]);
+      await first.outsideQuery('ALTER TABLE "clients" DROP COLUMN "pairwise_sector"');
+    } finally {
+      await first.close();
+    }
+    // This release's start applies the migration.
+    const pc = await startPortcullis(KEYS, database);
+    try {
+      const shown = await pc.cli(['user', 'show', erin.email, '--client', clientId, '--json']);
+      expect(shown.code, shown.stderr).toBe(0);
+      const fromServer = (await signInAt(pc, clientId)).sub;
+      // The app knew Erin by `sub`; the server and the CLI name her alike.
+      expect(subOf(shown)).toBe(fromServer);
+      expect(fromServer).toBe(sub);
+      expect((await pc.cli(['client', 'update', clientId, '--name', 'Mail renamed'])).code).toBe(0);
+      expect((await signInAt(pc, clientId)).sub).toBe(fromServer);
+    } finally {
+      await pc.close();
+    }
+  });
+});

@@ -283,16 +283,16 @@ describe('registering pairwise identifiers', () => {
 
   it('needs the redirect URIs on one host that names one, and a code flow without device_code', async () => {
     expect(await refused(['client', 'create', '--name', 'Two hosts', '--redirect-uri', 'https://a.example.com/cb', '--redirect-uri', 'https://b.example.com/cb', '--subject-type', 'pairwise'])).toBe(
-      'portcullis: --subject-type pairwise needs its redirect URIs on one host, which its identifiers are made for (OpenID Connect Core §8.1), not a.example.com, b.example.com: register a client per host\n',
+      'portcullis: pairwise identifiers need the redirect URIs on one host, which they are made for (OpenID Connect Core §8.1), not a.example.com, b.example.com: register a client per host\n',
     );
     expect(await refused(['client', 'create', '--name', 'Native', '--native', '--redirect-uri', 'com.example.app:/callback', '--subject-type', 'pairwise'])).toContain(
       'a private-use scheme (com.example.app:/callback) names none',
     );
     expect(await refused(['client', 'create', '--name', 'Machine', '--grant-type', 'client_credentials', '--scope', 'openid', '--subject-type', 'pairwise'])).toContain(
-      '--subject-type pairwise is for a client that signs people in with authorization_code',
+      'pairwise identifiers are for a client that signs people in with authorization_code',
     );
     expect(await refused(['client', 'create', '--name', 'TV', '--redirect-uri', 'https://tv.example.com/cb', '--grant-type', 'authorization_code', '--grant-type', 'device_code', '--subject-type', 'pairwise'])).toContain(
-      '--subject-type pairwise cannot go with device_code',
+      'pairwise identifiers cannot go with device_code',
     );
     expect(await refused(['client', 'create', '--name', 'Typo', '--redirect-uri', 'https://a.example.com/cb', '--subject-type', 'pairwsie'], 2)).toContain('--subject-type must be public or pairwise\n');
     // A port is part of the host (§8.1 takes the host as the URL has it): each port, another sector.
@@ -308,6 +308,18 @@ describe('registering pairwise identifiers', () => {
       expect(await refused(['client', 'create', '--name', 'Loopback', kind, '--redirect-uri', uri, '--scope', 'openid', '--subject-type', 'pairwise'])).toContain(
         'is a loopback address, every app\'s on the person\'s machine, and unrelated apps there would share their people\'s sub',
       );
+    }
+  });
+
+  // Probe BM: the loopback refusal reads the host as written, and misses the
+  // spellings that name the same machine: the fully qualified localhost
+  // (RFC 6761 §6.3 names "localhost." and its subdomains), an IPv4-mapped
+  // 127.0.0.1 (RFC 4291 §2.5.5.2), and the unspecified addresses, which a
+  // connection reaches this machine at. Each is registered today, pairwise.
+  it('refuses the other spellings of a loopback address too', async () => {
+    for (const uri of ['https://localhost./cb', 'https://app.localhost./cb', 'https://[::ffff:7f00:1]/cb', 'https://0.0.0.0/cb', 'https://[::]/cb']) {
+      const result = await pc.cli(['client', 'create', '--name', 'Loopback', '--redirect-uri', uri, '--subject-type', 'pairwise']);
+      expect([uri, result.code, result.stderr]).toEqual([uri, 1, expect.stringContaining("every app's on the person's machine, and unrelated apps there would share their people's sub")]);
     }
   });
 
