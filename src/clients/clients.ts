@@ -337,7 +337,6 @@ function namesTheDevice(hostname: string): boolean {
   const name = hostname.replace(/\.$/, '');
   return (
     isLoopbackHost(name) ||
-    name === 'localhost' ||
     name.endsWith('.localhost') ||
     /^127\.\d+\.\d+\.\d+$/.test(name) ||
     /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(name) ||
