@@ -27,7 +27,8 @@ describe('discovery says what works', () => {
       userinfo_endpoint: `${pc.issuer}/me`,
       jwks_uri: `${pc.issuer}/jwks`,
       response_types_supported: ['code'],
-      subject_types_supported: ['public'],
+      // Pairwise for a client made with --subject-type pairwise (pairwise-subjects.test.ts).
+      subject_types_supported: ['public', 'pairwise'],
       code_challenge_methods_supported: ['S256'],
       token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
       // RFC 8414 §2 would read a missing list as client_secret_basic alone.
