@@ -9,6 +9,7 @@ import type Provider from 'oidc-provider';
 import type { Accounts } from './accounts/accounts.js';
 import type { DeviceCookies } from './accounts/device-cookies.js';
 import type { Subjects } from './accounts/subjects.js';
+import type { SecondFactors } from './accounts/second-factors.js';
 import type { SignInNotices } from './interactions/sign-in-notice.js';
 import type { SignInThrottle } from './accounts/sign-in-throttle.js';
 import type { Apis } from './apis/apis.js';
@@ -41,6 +42,8 @@ export interface AppDeps {
   /** The `sub` each client knows a person by (accounts/subjects.ts). */
   subjects: Subjects;
   accounts: Accounts;
+  /** People's TOTP keys, the sign-in's second step (accounts/second-factors.ts). */
+  secondFactors: SecondFactors;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;
   signInNotices: SignInNotices;

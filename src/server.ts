@@ -148,12 +148,15 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   try {
     const cookieKeys = await loadCookieKeys(services.database, services.sealer, config.cookieKeys);
     const subjects = await services.subjects();
+    // As the other sealed secrets are at a start: sealed again under a new ENCRYPTION_KEYS first key.
+    const resealed = await services.secondFactors.reseal();
+    if (resealed > 0) logger.info('TOTP keys sealed again under the current encryption key', { keys: resealed });
     const clientCache = await new NotifiedCache<AdapterPayload>().listen(services.database, CLIENT_CHANGES_CHANNEL);
     await services.accounts.listenForChanges(services.database);
     // Counted only where someone can read the counts.
     const metrics = config.metrics ? new Metrics({ pool: services.database.poolStats }) : undefined;
     const host = await ProviderHost.create({ config, prisma, exclusively: services.database.exclusively, sealer: services.sealer, browsers: services.browsers, sql: services.database.sql, clientCache, accounts: services.accounts, apis: services.apis, logger, cookieKeys, subjects, metrics, signInThrottle: services.signInThrottle });
-    const app = createApp({ config, host, subjects, accounts: services.accounts, signInThrottle: services.signInThrottle, deviceCookies: services.deviceCookies, signInNotices: services.signInNotices, browsers: services.browsers, apis: services.apis, logger, sql: services.database.sql, space: services.database.space, inFlight, metrics });
+    const app = createApp({ config, host, subjects, accounts: services.accounts, secondFactors: services.secondFactors, signInThrottle: services.signInThrottle, deviceCookies: services.deviceCookies, signInNotices: services.signInNotices, browsers: services.browsers, apis: services.apis, logger, sql: services.database.sql, space: services.database.space, inFlight, metrics });
 
     // First: an instance whose metrics cannot listen (the port taken) stops
     // before it serves anyone.

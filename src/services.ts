@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { Accounts } from './accounts/accounts.js';
 import { Subjects } from './accounts/subjects.js';
+import { holdsTotpKeys, SecondFactors } from './accounts/second-factors.js';
 import { PasswordHasher } from './accounts/passwords.js';
 import { SignInThrottle } from './accounts/sign-in-throttle.js';
 import { DeviceCookies } from './accounts/device-cookies.js';
@@ -22,6 +23,8 @@ export interface Services {
   config: Config;
   database: Database;
   accounts: Accounts;
+  /** People's TOTP keys, the sign-in's second step (accounts/second-factors.ts). */
+  secondFactors: SecondFactors;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;
   /** Why a sign-in was refused, carried to the page its form redirects to (interactions/sign-in-notice.ts). */
@@ -98,6 +101,7 @@ export async function openServices(config: Config, role: EmbeddedRole, migrating
     config,
     database,
     accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2), config.passwordPolicy),
+    secondFactors: new SecondFactors(database.prisma, sealer),
     signInThrottle: new SignInThrottle(database.sql, config.signInThrottle, sealer.keyedDigest('sign-in throttle keys v1')),
     deviceCookies: new DeviceCookies(sealer.keyedMac('device cookies v1')),
     signInNotices: new SignInNotices(sealer.keyedMac('sign-in notices v1')),
@@ -144,6 +148,7 @@ export async function closeWithin(services: Services, ms: number): Promise<boole
 async function holdsNothingSealed(prisma: Database['prisma']): Promise<boolean> {
   if ((await prisma.signingKey.count({ where: { privateJwk: { not: null } } })) > 0) return false;
   if (await holdsServerSecrets(prisma)) return false;
+  if (await holdsTotpKeys(prisma)) return false;
   const cookieKeys = await prisma.cookieKey.findMany({ select: { secret: true } });
   return !cookieKeys.some(({ secret }) => SecretSealer.isSealed(secret));
 }

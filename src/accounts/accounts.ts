@@ -105,7 +105,7 @@ export function emailAddressIn(text: string): string | undefined {
 // adapter's lookups (persistence/batcher.ts).
 const FIND_ACCOUNTS = {
   name: 'account-find-many',
-  text: 'SELECT id, email, name, email_verified, updated_at, signed_out_at, revoked_at, disabled_at FROM users WHERE id = ANY($1::uuid[])',
+  text: 'SELECT id, email, name, email_verified, updated_at, signed_out_at, revoked_at, disabled_at, totp_required FROM users WHERE id = ANY($1::uuid[])',
 } as const;
 
 // FOR SHARE: a user revoke or set-password still open holds these rows; the
@@ -224,6 +224,7 @@ interface AccountRow {
   signed_out_at: Date | null;
   revoked_at: Date | null;
   disabled_at: Date | null;
+  totp_required: boolean;
 }
 
 export class Accounts {
@@ -535,7 +536,8 @@ export class Accounts {
   }
 
   /** A user named as the CLI names them: by email (any case) or by id. */
-  private async resolve(who: string): Promise<UserView> {
+  /** The user `who` names: an email or a user id. */
+  async resolve(who: string): Promise<UserView> {
     const select = { id: true, email: true, name: true, emailVerified: true } as const;
     const email = normalizeEmail(who);
     const user = isUuid(who)
@@ -608,6 +610,12 @@ export class Accounts {
     if (!isUuid(id)) return undefined;
     const user = await this.load(id);
     return user && { id: user.id, email: user.email, name: user.name, emailVerified: user.email_verified };
+  }
+
+  /** Whether `accountId` must enter a TOTP code after the password (accounts/second-factors.ts); read from the cache, as every sign-in's step asks. */
+  async requiresTotp(accountId: string): Promise<boolean> {
+    const user = isUuid(accountId) ? await this.load(accountId) : undefined;
+    return Boolean(user?.totp_required);
   }
 
   /**

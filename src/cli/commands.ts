@@ -13,7 +13,7 @@ import { clientCreate, clientDelete, clientDisable, clientEnable, clientList, cl
 import { json, type Command } from './command.js';
 import { keysList, keysRetire, keysRotate } from './key-commands.js';
 import { UsageError } from './usage.js';
-import { userCreate, userDelete, userDisable, userEnable, userList, userRevoke, userSetPassword, userShow, userUpdate } from './user-commands.js';
+import { userCreate, userDelete, userDisable, userEnable, userList, userResetTotp, userRevoke, userSetPassword, userShow, userUpdate } from './user-commands.js';
 
 export type { Io } from './command.js';
 
@@ -141,6 +141,7 @@ export const COMMANDS: Record<string, Command> = {
   'user show': userShow,
   'user update': userUpdate,
   'user set-password': userSetPassword,
+  'user reset-totp': userResetTotp,
   'user revoke': userRevoke,
   'user disable': userDisable,
   'user enable': userEnable,

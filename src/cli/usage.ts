@@ -52,14 +52,19 @@ APIs (resource servers)
   api delete IDENTIFIER [--json]
 
 Users
-  user create --email EMAIL [--name NAME] --password-stdin [--email-verified] [--json]
+  user create --email EMAIL [--name NAME] --password-stdin [--email-verified] [--totp required|off] [--json]
   user list [--json]
   user show EMAIL|ID [--json]       the user, their open sessions and the consents they gave
   user show EMAIL|ID|SUB --client CLIENT_ID [--json]
                                     also the sub that client knows them by; SUB: the user a
                                     pairwise client's sub names
-  user update EMAIL|ID [--email EMAIL] [--name NAME] [--email-verified | --email-unverified] [--json]
-                                    a new email is unverified unless --email-verified
+  user update EMAIL|ID [--email EMAIL] [--name NAME] [--email-verified | --email-unverified]
+                       [--totp required|off] [--json]
+                                    a new email is unverified unless --email-verified; --totp
+                                    required: a code from an authenticator app after the password
+                                    (set up at the next sign-in); off: none, the app forgotten
+  user reset-totp EMAIL|ID [--json] forgets the user's authenticator app (a lost phone): they
+                                    set up a new one at their next sign-in
   user set-password EMAIL|ID --password-stdin [--json]   also signs the user out everywhere
   user revoke EMAIL|ID [--client CLIENT_ID] [--json]
                                     ends sessions, consents and the tokens issued under them;

@@ -1,5 +1,6 @@
 // `portcullis user …`: people's accounts, their passwords, and ending what they gave.
 import { AccountError, isUuid, type UserListing } from '../accounts/accounts.js';
+import type { TotpState } from '../accounts/second-factors.js';
 import { sendLogoutTokens, type LogoutDelivery, type SessionEnd } from '../clients/logout-tokens.js';
 import type { Removed } from '../provider/removed.js';
 import type { Services } from '../services.js';
@@ -13,9 +14,11 @@ export const userCreate: Command = async (args, open, io) => {
     name: { type: 'string' },
     'password-stdin': { type: 'boolean' },
     'email-verified': { type: 'boolean' },
+    totp: { type: 'string' },
     json: { type: 'boolean' },
   });
   const email = required(values.email, '--email');
+  const totp = totpOption(values.totp);
   // Passwords come only from stdin: arguments are visible to every user of the machine.
   if (!values['password-stdin']) throw new UsageError('--password-stdin is required (pipe the password in)');
   const password = await passwordFromStdin(io);
@@ -28,9 +31,26 @@ export const userCreate: Command = async (args, open, io) => {
   });
   // Guesses made at this address before the account existed are not the new account's.
   await services.signInThrottle.forgive(user.email);
-  if (values.json) return io.out(json({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified }));
-  io.out(`created user ${user.email} (${user.id})\n`);
+  // (Right after: the person can sign in only once the command has told who they are.)
+  if (totp) await services.secondFactors.require(user.id, true);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified, totp: totp ? 'required' : 'off' }));
+  io.out(`created user ${user.email} (${user.id})${totp ? '; a TOTP code is asked for after the password (set up at the first sign-in)' : ''}\n`);
 };
+
+/** `--totp required|off`: whether the person must enter a TOTP code after the password; undefined: not given. */
+function totpOption(value: unknown): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'required' && value !== 'off') throw new UsageError('--totp must be required or off');
+  return value === 'required';
+}
+
+/** What `user show` says of the person's second step, as `--json` spells it. */
+const totpJson = ({ required, setUpAt }: TotpState) => (setUpAt ? 'set_up' : required ? 'required' : 'off');
+
+function describeTotp({ required, setUpAt }: TotpState): string {
+  if (setUpAt) return `set up ${setUpAt.toISOString()}${required ? '' : ' (not required)'}`;
+  return required ? 'required, not set up yet' : 'off';
+}
 
 /** A user as `user list --json` shows them (and `user show --json` begins). */
 const userJson = (user: UserListing) => ({
@@ -64,6 +84,7 @@ export const userShow: Command = async (args, open, io) => {
   const at = values.client === undefined ? undefined : await namesAt(services, values.client as string);
   const user = at ? await at.userNamed(who) : await services.accounts.show(who, services.config.ttl.sessionMaxAge);
   const subject = at && { client_id: at.clientId, sub: at.subOf(user.id) };
+  const totp = await services.secondFactors.stateOf(user.id);
   const consents = user.consents.map((consent) => ({
     client_id: consent.clientId,
     client_name: consent.clientName,
@@ -73,7 +94,7 @@ export const userShow: Command = async (args, open, io) => {
     expires_at: consent.expiresAt?.toISOString() ?? null,
     withdrawn_at: consent.withdrawnAt?.toISOString() ?? null,
   }));
-  if (values.json) return io.out(json({ ...userJson(user), password_set_at: user.passwordSetAt?.toISOString() ?? null, sessions: user.sessions, consents, ...(subject ? { subject } : {}) }));
+  if (values.json) return io.out(json({ ...userJson(user), password_set_at: user.passwordSetAt?.toISOString() ?? null, totp: totpJson(totp), totp_set_up_at: totp.setUpAt?.toISOString() ?? null, sessions: user.sessions, consents, ...(subject ? { subject } : {}) }));
   io.out(
     fields([
       ['id', user.id],
@@ -82,6 +103,7 @@ export const userShow: Command = async (args, open, io) => {
       ['created', user.createdAt.toISOString()],
       ['password set', user.passwordSetAt?.toISOString() ?? 'never (cannot sign in)'],
       ['disabled', user.disabledAt?.toISOString()],
+      ['totp', describeTotp(totp)],
       ['sessions', String(user.sessions)],
       ['consents', String(consents.length)],
       ['sub', subject && `${subject.sub} (at client ${subject.client_id})`],
@@ -186,6 +208,7 @@ export const userUpdate: Command = async (args, open, io) => {
     name: { type: 'string' },
     'email-verified': { type: 'boolean' },
     'email-unverified': { type: 'boolean' },
+    totp: { type: 'string' },
     json: { type: 'boolean' },
   });
   const changes = {
@@ -193,10 +216,24 @@ export const userUpdate: Command = async (args, open, io) => {
     name: values.name as string | undefined,
     emailVerified: eitherFlag(values, 'email-verified', 'email-unverified'),
   };
-  if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
-  const updated = await (await open()).accounts.update(user, changes);
-  if (values.json) return io.out(json({ id: updated.id, email: updated.email, name: updated.name, email_verified: updated.emailVerified }));
-  io.out(`updated user ${updated.email} (${updated.id})\n`);
+  const totp = totpOption(values.totp);
+  if (Object.values(changes).every((value) => value === undefined) && totp === undefined) throw new UsageError('nothing to change: give at least one option');
+  const services = await open();
+  const updated = Object.values(changes).some((value) => value !== undefined) ? await services.accounts.update(user, changes) : await services.accounts.resolve(user);
+  if (totp !== undefined) await services.secondFactors.require(updated.id, totp);
+  const state = await services.secondFactors.stateOf(updated.id);
+  if (values.json) return io.out(json({ id: updated.id, email: updated.email, name: updated.name, email_verified: updated.emailVerified, totp: totpJson(state) }));
+  io.out(`updated user ${updated.email} (${updated.id})${totp === undefined ? '' : `; totp: ${describeTotp(state)}`}\n`);
+};
+
+export const userResetTotp: Command = async (args, open, io) => {
+  const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
+  const services = await open();
+  const user = await services.accounts.resolve(positionals[0]!);
+  if (!(await services.secondFactors.reset(user.id))) throw new AccountError(`${user.email} has no authenticator app to forget`);
+  const { required } = await services.secondFactors.stateOf(user.id);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, totp: required ? 'required' : 'off' }));
+  io.out(`forgot the authenticator app of ${user.email}${required ? ': they set up a new one at their next sign-in' : ''}\n`);
 };
 
 export const userRevoke: Command = async (args, open, io) => {

@@ -10,6 +10,8 @@ import type Provider from 'oidc-provider';
 import { emailAddressIn, type Accounts } from '../accounts/accounts.js';
 import type { DeviceCookies } from '../accounts/device-cookies.js';
 import { sectorOf, type Subjects } from '../accounts/subjects.js';
+import type { SecondFactors } from '../accounts/second-factors.js';
+import { codeIn } from '../accounts/totp.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
 import type { Config } from '../config.js';
@@ -34,7 +36,9 @@ import type { BrowserBinding } from '../provider/browser-binding.js';
 import { displayName, grantableApiScopes, linkableApplication } from '../provider/client-model.js';
 import type { ProviderHost } from '../provider/host.js';
 import { outgrownRequest, type RegistrationChange } from '../provider/registration-changes.js';
+import { SECOND_FACTOR, TWO_FACTOR_AMR } from '../provider/second-factor-prompt.js';
 import { asksToSelectAccount, SELECT_ACCOUNT } from '../provider/select-account.js';
+import { authenticatorSetup } from './authenticator-setup.js';
 import { claimsReleasedBy, OIDC_SCOPES } from '../oidc-scopes.js';
 import { CurrentSignIn } from './current-sign-in.js';
 import { FinishedSteps, renderFinishedStep, type Outcome } from './finished-steps.js';
@@ -47,6 +51,8 @@ export interface InteractionDeps {
   /** The `sub` each client knows a person by (accounts/subjects.ts). */
   subjects: Subjects;
   accounts: Accounts;
+  /** People's TOTP keys, the sign-in's second step (accounts/second-factors.ts). */
+  secondFactors: SecondFactors;
   signInThrottle: SignInThrottle;
   deviceCookies: DeviceCookies;
   signInNotices: SignInNotices;
@@ -67,6 +73,10 @@ const incomplete = (email: string) =>
   email ? { missing: ['password'], error: 'Enter your password.' } : { missing: ['email', 'password'], error: 'Enter your email and password.' };
 // Said only to someone who gave the right password (see Accounts.checkPassword).
 const DISABLED = 'This account is disabled. Ask whoever runs this service to enable it again.';
+const NO_CODE = 'Enter the 6-digit code from your authenticator app.';
+// One message for a code that is wrong and one used already: both are what an
+// onlooker replaying a code would see.
+const WRONG_CODE = 'That code is not right. Check your authenticator app and try again.';
 const tooManyFailures = (seconds: number) => {
   const minutes = Math.ceil(seconds / 60);
   return `Too many failed sign-ins. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
@@ -193,10 +203,10 @@ const OTHER_ACCOUNT = 'other';
 const anotherAccountLink = (interaction: Interaction) => ({ href: `/interaction/${encodeURIComponent(interaction.uid)}?account=${OTHER_ACCOUNT}` });
 
 /** The form whose post a step's outcome answered, for those worth sending again (see showFinished). */
-const ANSWER_OF: Partial<Record<Outcome, string[]>> = { allowed: ['/confirm'], signed_in: ['/login', '/select'] };
+const ANSWER_OF: Partial<Record<Outcome, string[]>> = { allowed: ['/confirm'], signed_in: ['/login', '/select', '/totp'] };
 
 /** The prompts that have a page here; any other is a WrongPrompt. */
-const PAGES = new Set(['login', SELECT_ACCOUNT, 'consent']);
+const PAGES = new Set(['login', SELECT_ACCOUNT, SECOND_FACTOR, 'consent']);
 
 class WrongPrompt extends Error {
   override name = 'WrongPrompt';
@@ -220,7 +230,7 @@ class RequestOutgrown extends Error {
   }
 }
 
-export function interactionRoutes({ host, subjects, accounts, signInThrottle, deviceCookies, signInNotices, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
+export function interactionRoutes({ host, subjects, accounts, secondFactors, signInThrottle, deviceCookies, signInNotices, browsers, apis, config, logger, metrics, sql }: InteractionDeps): Router {
   const router = new Router({ prefix: '/interaction/:uid' });
   const current = new CurrentSignIn(sql, browsers, logger, PAGES);
   const finished = new FinishedSteps(config.ttl.interaction);
@@ -409,6 +419,14 @@ export function interactionRoutes({ host, subjects, accounts, signInThrottle, de
     ctx.redirect(switchesInPlace(interaction) && interaction.prompt.name !== 'login' ? anotherAccountLink(interaction).href : `/interaction/${encodeURIComponent(uid)}`);
   };
 
+  /** A refused code, answered as a refused sign-in is: a redirect to the code's page, which says why. */
+  const refuseCode = (ctx: Context, interaction: Interaction, refusal: Refusal) => {
+    const { uid } = interaction;
+    ctx.cookies.set(SIGN_IN_NOTICE_COOKIE, signInNotices.seal(uid, { refusal, email: '' }), SignInNotices.cookieOptions(uid, ctx.secure));
+    ctx.status = 303;
+    ctx.redirect(`/interaction/${encodeURIComponent(uid)}`);
+  };
+
   /** The sign-in page's fields for the notice a refused sign-in left, read once; undefined without one. */
   const takeNotice = (ctx: Context, uid: string) => {
     // A HEAD (a link checker, a preview) shows nothing: the notice waits for the GET.
@@ -422,6 +440,8 @@ export function interactionRoutes({ host, subjects, accounts, signInThrottle, de
     if (refusal.reason === 'incomplete') return { email, ...incomplete(email) };
     if (refusal.reason === 'wrong_credentials') return { email, error: WRONG_CREDENTIALS };
     if (refusal.reason === 'disabled') return { email, error: DISABLED, disabled: true };
+    if (refusal.reason === 'no_code') return { email, error: NO_CODE };
+    if (refusal.reason === 'wrong_code') return { email, error: WRONG_CODE };
     const wait = refusal.until - Math.floor(Date.now() / 1000);
     // Seen after the wait is over (the page opened again later): nothing to say.
     return wait > 0 ? { email, error: tooManyFailures(wait), throttled: true } : { email };
@@ -447,6 +467,26 @@ export function interactionRoutes({ host, subjects, accounts, signInThrottle, de
       const hint = typeof sent === 'string' ? emailAddressIn(sent) : undefined;
       // (Not when someone else signs in to a device's sign-in: the hint most often names whom they replace.)
       return showLogin(ctx, interaction, clientName, takeNotice(ctx, interaction.uid) ?? { email: switching ? undefined : hint });
+    }
+    if (interaction.prompt.name === SECOND_FACTOR) {
+      const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
+      if (!user) throw new errors.SessionNotFound('no account in session');
+      // A key is shown until a code of it is entered; one set up, never again.
+      const key = await secondFactors.keyToSetUp(user.id);
+      const notice = takeNotice(ctx, interaction.uid);
+      ctx.type = 'html';
+      ctx.body = renderPage(page(ctx), 'second-factor', {
+        uid: interaction.uid,
+        clientName,
+        userLabel: accountLabel(user),
+        setup: key && (await authenticatorSetup(key, config.issuerName, user.email)),
+        error: notice?.error,
+        throttled: notice?.throttled,
+        switchAccount: switchesInPlace(interaction) ? anotherAccountLink(interaction) : signInAgain(provider, interaction.params),
+        restart: restartOf(interaction),
+        device: forDevice(interaction),
+      });
+      return;
     }
     if (interaction.prompt.name === SELECT_ACCOUNT) {
       const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
@@ -612,6 +652,43 @@ export function interactionRoutes({ host, subjects, accounts, signInThrottle, de
     noteFinished(ctx, interaction, 'signed_in');
     metrics?.signIn('success');
     logger.info('signed in', { ...requestField(ctx), interaction: interactionReference(interaction.uid), account: accountId, client: client.clientId });
+  });
+
+  // The second step (provider/second-factor-prompt.ts): a TOTP code of the
+  // person the password signed in. Wrong codes count as failed sign-ins of
+  // their email and of this address (sign-in-throttle.ts), so guessing the
+  // million codes stops where guessing passwords does; not a browser's own
+  // count: the device cookie came with the password, which is what a
+  // guesser here already has.
+  router.post('/totp', async (ctx) => {
+    const { provider, interaction, client } = await details(ctx, SECOND_FACTOR);
+    const form = await readForm(ctx);
+    const accountId = interaction.session?.accountId;
+    const user = accountId ? await accounts.find(accountId) : undefined;
+    if (!user) throw new errors.SessionNotFound('no account in session');
+    const logged = { ...requestField(ctx), interaction: interactionReference(interaction.uid), account: user.id, client: client.clientId };
+    const typed = form.code ?? '';
+    if (!typed.trim()) return refuseCode(ctx, interaction, { reason: 'no_code' });
+    const code = codeIn(typed);
+    const at = Date.now();
+    const outcome = await signInThrottle.signIn(user.email, addresses.of(ctx), async () => (code !== undefined && (await secondFactors.take(user.id, code, at)) ? user.id : undefined));
+    if (outcome.refused) {
+      logger.warn('verification code refused: too many failures', { ...logged, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
+      return refuseCode(ctx, interaction, { reason: 'throttled', until: Math.floor(Date.now() / 1000) + outcome.retryAfter });
+    }
+    if (!outcome.accountId) {
+      logger.info('verification code wrong or used before', logged);
+      return refuseCode(ctx, interaction, { reason: 'wrong_code' });
+    }
+    // The session the password signed in, as the sign-in's step left it:
+    // gone (signed out, `user set-password`), the code signs no one in. Its
+    // sign-in time stays the password's, which the cut-offs compare with.
+    const session = interaction.session?.uid ? await provider.Session.findByUid(interaction.session.uid) : undefined;
+    if (session?.accountId !== user.id) throw new errors.SessionNotFound('the session ended while the code was entered');
+    const login = { accountId: user.id, amr: TWO_FACTOR_AMR, ts: session.loginTs };
+    await finish(ctx, interaction, { login }, { mergeWithLastSubmission: true });
+    noteFinished(ctx, interaction, 'signed_in');
+    logger.info('verification code taken', logged);
   });
 
   router.post('/select', async (ctx) => {

@@ -18,6 +18,9 @@ export type Refusal =
   | { reason: 'incomplete' }
   | { reason: 'wrong_credentials' }
   | { reason: 'disabled' }
+  /** The second step's (a TOTP code): none entered, or not one of the person's (wrong, or used already). */
+  | { reason: 'no_code' }
+  | { reason: 'wrong_code' }
   /** `until`: when the throttle lets this email and address try again (seconds since the epoch). */
   | { reason: 'throttled'; until: number };
 
@@ -34,7 +37,7 @@ const NOTICE_MAX_AGE_MS = 5 * 60 * 1000;
 /** The longest address RFC 5321 lets through; a longer one is not kept (a cookie holds about 4 KiB). */
 const MAX_EMAIL_LENGTH = 320;
 
-const REASONS = new Set(['incomplete', 'wrong_credentials', 'disabled', 'throttled']);
+const REASONS = new Set(['incomplete', 'wrong_credentials', 'disabled', 'no_code', 'wrong_code', 'throttled']);
 
 export class SignInNotices {
   constructor(private readonly mac: KeyedMac) {}

@@ -31,6 +31,7 @@ import { ClientAdapter } from './client-adapter.js';
 import { linkableApplication } from './client-model.js';
 import { DevicePolling, deviceFlowPages, UserCodes } from './device-flow.js';
 import { invalidRequestPage, NOT_UTF8_PARAMETERS, parametersAreUtf8 } from './request-encoding.js';
+import { interactionPolicyWithSecondFactor } from './second-factor-prompt.js';
 import { interactionPolicyWithAccountSelection } from './select-account.js';
 import { AssertionRefused } from './standards.js';
 import { REQUEST_OBJECT_ALGS, assertRequestObject, parametersSent } from './request-objects.js';
@@ -407,7 +408,7 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       },
     },
     fetch: backchannelFetch,
-    interactions: { policy: claimsOfConsentedScopesGiven(interactionPolicyWithAccountSelection(services.subjects)), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { policy: claimsOfConsentedScopesGiven(interactionPolicyWithSecondFactor(interactionPolicyWithAccountSelection(services.subjects), accounts)), url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     // Refresh tokens: with offline_access, for clients allowed the grant; a
     // new one on every use, and a reused one revokes its sign-in's tokens
     // (RFC 9700 §4.14.2), unless used again within REFRESH_TOKEN_REUSE_INTERVAL

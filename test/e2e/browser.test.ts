@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as OTPAuth from 'otpauth';
 import { launchBrowser, snapshot } from '../support/browser.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { startRpApp, type RpApp } from '../support/rp-app.js';
@@ -741,6 +742,69 @@ describe('pages', () => {
     await page.goto(second.verification_uri_complete);
     await page.getByRole('heading', { name: 'Connect Kitchen TV?' }).waitFor();
     expect(await page.locator('#user-code').textContent()).toBe(second.user_code);
+    expect(problemsOf(page)).toEqual([]);
+    expect(found, `axe-core found:\n${found.join('\n')}`).toEqual([]);
+  });
+
+  it('two-step verification: the setup page (QR code, key, link) and the code page work by keyboard, announce a wrong code, fit 320 px, and pass an axe-core audit in both colour schemes', async () => {
+    const gabo = { email: 'gabo@example.com', password: 'gabos secret words' };
+    await pc.createUser(gabo.email, gabo.password, 'Gabriel García');
+    expect((await pc.cli(['user', 'update', gabo.email, '--totp', 'required'])).code).toBe(0);
+    const page = await newPage({ width: 320, height: 640 });
+    const found: string[] = [];
+    const audit = (step: string) => auditWithAxe(page, step, found);
+    const fitsWidth = async () => expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(320);
+    const signInAsGabo = async () => {
+      await page.getByLabel('Email').fill(gabo.email);
+      await page.getByLabel('Password').fill(gabo.password);
+      await page.keyboard.press('Enter');
+    };
+    await page.goto(`${photos.url}/login`);
+    await signInAsGabo();
+    await page.getByRole('heading', { name: 'Set up two-step verification' }).waitFor();
+    await snapshot(page, 'totp', '1-setup');
+    // The QR code is an image with a name; the key is what an app's "enter a setup key" takes.
+    await page.getByRole('img', { name: 'QR code for adding Acme Identity to an authenticator app.' }).waitFor();
+    const grouped = (await page.locator('#totp-key').textContent())!;
+    expect(grouped).toMatch(/^([A-Z2-7]{4} )+[A-Z2-7]{1,4}$/);
+    const uri = new URL((await page.getByRole('link', { name: 'open this link in the app' }).getAttribute('href'))!);
+    expect(uri.searchParams.get('secret')).toBe(grouped.replace(/ /g, ''));
+    const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(grouped.replace(/ /g, '')) });
+    await fitsWidth();
+    await audit('totp setup');
+    // The code field has the focus: typed and sent from the keyboard alone.
+    await page.keyboard.type('000000' === totp.generate() ? '111111' : '000000');
+    await page.keyboard.press('Enter');
+    await page.getByRole('alert').waitFor();
+    expect(await page.getByRole('alert').textContent()).toBe('That code is not right. Check your authenticator app and try again.');
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('code');
+    expect(await page.getByLabel('Code', { exact: true }).getAttribute('aria-invalid')).toBe('true');
+    await snapshot(page, 'totp', '2-wrong-code');
+    await audit('totp setup after a wrong code');
+    await page.keyboard.type(totp.generate());
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Allow' }).waitFor();
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.locator('#user').waitFor();
+    expect(await page.locator('#user').textContent()).toContain('Gabriel García');
+
+    // Signed out, and in again: the code page, with no key shown again.
+    await page.goto(`${pc.issuer}/session/end`);
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+    await page.getByRole('heading', { name: 'You are signed out' }).waitFor();
+    await page.goto(`${photos.url}/login`);
+    await signInAsGabo();
+    await page.getByRole('heading', { name: 'Enter your verification code' }).waitFor();
+    await snapshot(page, 'totp', '3-code');
+    expect(await page.locator('#totp-key, svg').count()).toBe(0);
+    await fitsWidth();
+    await audit('totp code');
+    // The next step's code: the one just taken is not taken again.
+    await page.keyboard.type(totp.generate({ timestamp: Date.now() + 30_000 }));
+    await page.keyboard.press('Enter');
+    // Asked again: a consent without offline_access ended with the sign-out.
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.locator('#user').waitFor();
     expect(problemsOf(page)).toEqual([]);
     expect(found, `axe-core found:\n${found.join('\n')}`).toEqual([]);
   });

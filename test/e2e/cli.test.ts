@@ -1221,7 +1221,7 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     const fresh = await show();
     expect(fresh).toEqual({
       id: expect.stringMatching(/^[0-9a-f-]{36}$/), email: 'olga@example.com', name: 'Olga', email_verified: false, created_at: expect.any(String), disabled_at: null,
-      password_set_at: expect.any(String), sessions: 0, consents: [],
+      password_set_at: expect.any(String), totp: 'off', totp_set_up_at: null, sessions: 0, consents: [],
     });
     expect(Date.parse(fresh.password_set_at as string)).toBeGreaterThanOrEqual(Date.parse(fresh.created_at as string));
     const id = fresh.id as string;
@@ -2230,8 +2230,8 @@ describe('without a running server', () => {
     }
   });
 
-  // What the newest migration (prisma/migrations/*_client_pairwise_sector) made, undone: the database as a release before it left it.
-  const UNDO_NEWEST_MIGRATION = 'ALTER TABLE "clients" DROP COLUMN "pairwise_sector"';
+  // What the newest migration (prisma/migrations/*_user_totp) made, undone: the database as a release before it left it.
+  const UNDO_NEWEST_MIGRATION = ['DROP TABLE "totp_secrets"', 'ALTER TABLE "users" DROP COLUMN "totp_required"'];
 
   it('a command on a database an earlier release migrated applies nothing and says what is pending; migrate applies it, recorded; a migration another tool left unfinished says how to resolve it', async () => {
     const database = await freshDatabase();
@@ -2242,11 +2242,11 @@ describe('without a running server', () => {
       // As a release before the newest migration left the database.
       const last = readdirSync('prisma/migrations').filter((name) => /^\d/.test(name)).sort().at(-1)!;
       // A migration added since is undone here as this one is (UNDO_NEWEST_MIGRATION).
-      expect(last).toMatch(/_client_pairwise_sector$/);
+      expect(last).toMatch(/_user_totp$/);
       // Through the server's own connection, which it keeps (a CLI joins it on the embedded database); it migrates only at start.
       const sql = (query: string) => first.server.services.database.prisma.$queryRawUnsafe(query);
       await sql(`DELETE FROM "_prisma_migrations" WHERE migration_name = '${last}'`);
-      await sql(UNDO_NEWEST_MIGRATION);
+      for (const statement of UNDO_NEWEST_MIGRATION) await sql(statement);
       for (const args of [['client', 'list', '--json'], ['client', 'update', client.client_id, '--name', 'After']]) {
         const refused = await runCli(args, env);
         expect([args, refused.code, refused.stdout]).toEqual([args, 1, '']);
@@ -2272,7 +2272,7 @@ describe('without a running server', () => {
           `mark it rolled back (UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE migration_name = '${last}' AND finished_at IS NULL), then start again\n`,
       );
       // Done as it says, the migration applies again.
-      await sql(UNDO_NEWEST_MIGRATION);
+      for (const statement of UNDO_NEWEST_MIGRATION) await sql(statement);
       await sql(`UPDATE "_prisma_migrations" SET rolled_back_at = now() WHERE migration_name = '${last}' AND finished_at IS NULL`);
       expect((await runCli(['migrate'], env)).stdout).toContain(`applied ${last}\n`);
 
@@ -2280,7 +2280,7 @@ describe('without a running server', () => {
       const previous = readdirSync('prisma/migrations').filter((name) => /^\d/.test(name)).sort().at(-2)!;
       await sql(`UPDATE "_prisma_migrations" SET finished_at = NULL WHERE migration_name = '${previous}'`);
       await sql(`DELETE FROM "_prisma_migrations" WHERE migration_name = '${last}'`);
-      await sql(UNDO_NEWEST_MIGRATION);
+      for (const statement of UNDO_NEWEST_MIGRATION) await sql(statement);
       for (const args of [['migrate'], ['client', 'list']]) {
         const refused = await runCli(args, env);
         expect([args, refused.code, refused.stderr.split(':').slice(0, 2).join(':')]).toEqual([args, 1, `portcullis: migration ${previous} was started by another tool and did not finish`]);

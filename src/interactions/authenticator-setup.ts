@@ -1,0 +1,22 @@
+// What the setup page shows of a new TOTP key (accounts/totp.ts): a QR code
+// of its otpauth:// URI for a phone's camera, the same URI as a link for an
+// app on the device itself, and the key as text for typing in by hand.
+import QRCode from 'qrcode';
+import { base32, keyUri } from '../accounts/totp.js';
+
+export interface AuthenticatorSetup {
+  /** The QR code, as SVG markup for the page (made here, from our own URI: nothing of the request's). */
+  qrSvg: string;
+  uri: string;
+  /** The base32 key in groups of four, as apps' "enter a setup key" forms show it. */
+  groupedKey: string;
+}
+
+export async function authenticatorSetup(key: Buffer, issuerName: string, email: string): Promise<AuthenticatorSetup> {
+  const uri = keyUri(key, issuerName, email);
+  // Error correction M: a phone reads it off a screen at a glance; the
+  // viewBox scales it, and the page sets its size.
+  const svg = await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
+  const qrSvg = svg.replace(/^<svg /, '<svg class="qr" role="img" aria-labelledby="qr-label" focusable="false" ');
+  return { qrSvg, uri, groupedKey: base32(key).replace(/(.{4})(?=.)/g, '$1 ') };
+}
