@@ -46,7 +46,7 @@ export interface ThrottlePolicy {
  * for longer than a sign-in waits its turn. For operators (the log), never
  * for the page: which limit was reached would tell a guesser what to change.
  */
-export type ThrottleLimit = 'account' | 'device' | 'address' | 'user-code' | 'busy';
+export type ThrottleLimit = 'account' | 'device' | 'address' | 'user-code' | 'code' | 'busy';
 
 /** A sign-in's outcome: refused (too many failures), or the verification's answer. */
 export type ThrottledSignIn = { refused: true; retryAfter: number; limits: ThrottleLimit[] } | { refused: false; accountId: string | undefined };
@@ -110,6 +110,27 @@ export class SignInThrottle {
   }
 
   /**
+   * Verifies a sign-in's second step, a TOTP code of account `accountId`
+   * (accounts/second-factors.ts), with `verify`, unless the account's codes
+   * or the address have no failures left. The account's wrong codes have a
+   * count of their own, which only a right code clears: in the email's, a
+   * right password would clear them (whoever guesses codes has the
+   * password), and a million codes would be guessed a few at a time.
+   */
+  async secondStep(accountId: string, address: string, verify: () => Promise<string | undefined>): Promise<ThrottledSignIn> {
+    return this.attempt(`address:${this.digest(networkOf(address))}`, this.codeKey(accountId), verify);
+  }
+
+  /** Clears an account's wrong codes: an operator has just reset its authenticator app. */
+  async forgiveCodes(accountId: string): Promise<void> {
+    await this.sql.query(CLEAR, [this.codeKey(accountId)]);
+  }
+
+  private codeKey(accountId: string): string {
+    return `code:${this.digest(accountId)}`;
+  }
+
+  /**
    * Looks up a user code someone typed at the device verification page
    * (RFC 8628 §3.3) with `find` (undefined: no such code) unless the client
    * address has entered too many wrong codes within the window, counted as
@@ -167,7 +188,8 @@ export class SignInThrottle {
             // browser it came from if that was counted instead (not the
             // email's then, which may be held by someone else's guesses; nor
             // the address's: one account an attacker owns must not reset
-            // their count against the others).
+            // their count against the others); a right code, the account's
+            // count of codes.
             else if (decision.countedHasFailures) await this.sql.query(CLEAR, [counted]);
           } finally {
             this.give(keys);

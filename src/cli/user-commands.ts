@@ -231,6 +231,8 @@ export const userResetTotp: Command = async (args, open, io) => {
   const services = await open();
   const user = await services.accounts.resolve(positionals[0]!);
   if (!(await services.secondFactors.reset(user.id))) throw new AccountError(`${user.email} has no authenticator app to forget`);
+  // Locked out by wrong codes? The new app's codes are taken at once.
+  await services.signInThrottle.forgiveCodes(user.id);
   const { required } = await services.secondFactors.stateOf(user.id);
   if (values.json) return io.out(json({ id: user.id, email: user.email, totp: required ? 'required' : 'off' }));
   io.out(`forgot the authenticator app of ${user.email}${required ? ': they set up a new one at their next sign-in' : ''}\n`);

@@ -655,11 +655,10 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
   });
 
   // The second step (provider/second-factor-prompt.ts): a TOTP code of the
-  // person the password signed in. Wrong codes count as failed sign-ins of
-  // their email and of this address (sign-in-throttle.ts), so guessing the
-  // million codes stops where guessing passwords does; not a browser's own
-  // count: the device cookie came with the password, which is what a
-  // guesser here already has.
+  // person the password signed in. Wrong codes count against the account and
+  // this address (sign-in-throttle.ts, secondStep), so guessing the million
+  // codes stops as guessing passwords does; never a browser's own count: the
+  // device cookie came with the password, which a guesser here already has.
   router.post('/totp', async (ctx) => {
     const { provider, interaction, client } = await details(ctx, SECOND_FACTOR);
     const form = await readForm(ctx);
@@ -671,7 +670,7 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
     if (!typed.trim()) return refuseCode(ctx, interaction, { reason: 'no_code' });
     const code = codeIn(typed);
     const at = Date.now();
-    const outcome = await signInThrottle.signIn(user.email, addresses.of(ctx), async () => (code !== undefined && (await secondFactors.take(user.id, code, at)) ? user.id : undefined));
+    const outcome = await signInThrottle.secondStep(user.id, addresses.of(ctx), async () => (code !== undefined && (await secondFactors.take(user.id, code, at)) ? user.id : undefined));
     if (outcome.refused) {
       logger.warn('verification code refused: too many failures', { ...logged, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
       return refuseCode(ctx, interaction, { reason: 'throttled', until: Math.floor(Date.now() / 1000) + outcome.retryAfter });

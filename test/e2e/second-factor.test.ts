@@ -356,6 +356,31 @@ describe('codes', () => {
     const tokens = await toApp(ua, await enterCode(ua, refused, right), request);
     expect(tokens.claims()!.amr).toEqual(OTP_AMR);
   });
+
+  it('a right password does not clear the wrong codes: whoever guesses codes has the password, and would sign in again between guesses', async () => {
+    const email = await person('hedy');
+    const { key } = await setUp(new UserAgent(), email);
+    const first = new UserAgent();
+    let current = (await passwordStep(first, email)).page;
+    for (let i = 0; i < 2; i++) current = await enterCode(first, current, wrongCode(key.totp));
+    expect(alertOn(current)).toBe(WRONG_CODE);
+    // The password again, in a browser without the device cookie (counted on the email, which it clears).
+    const again = new UserAgent();
+    const { page } = await passwordStep(again, email);
+    expect(page.html).toContain(ENTER_HEADING);
+    const third = await enterCode(again, page, wrongCode(key.totp));
+    expect(alertOn(third)).toBe(WRONG_CODE);
+    const refused = await enterCode(again, third, codeAt(key.totp, await freshStep(email)));
+    expect(alertOn(refused)).toMatch(/^Too many failed sign-ins\. Try again in /);
+    // `user reset-totp` lifts it: the new app's codes are taken at once.
+    await cliOk(['user', 'reset-totp', email]);
+    const ua = new UserAgent();
+    const renewed = await passwordStep(ua, email);
+    expect(renewed.page.html).toContain(SET_UP_HEADING);
+    const newKey = keyOn(renewed.page);
+    const tokens = await toApp(ua, await enterCode(ua, renewed.page, codeAt(newKey.totp, await freshStep(email))), renewed.request);
+    expect(tokens.claims()!.amr).toEqual(OTP_AMR);
+  });
 });
 
 describe('sessions', () => {
