@@ -1,4 +1,4 @@
-// Private signing keys, cookie keys and the secret of pairwise identifiers are sealed in the database: what a dump
+// Private signing keys, cookie keys, TOTP keys and the secret of pairwise identifiers are sealed in the database: what a dump
 // of it holds signs nothing, the server still signs with them, rows stored in
 // the plain by earlier versions are sealed in place, and a wrong encryption key
 // stops the server and the CLI before they change anything.
@@ -78,7 +78,19 @@ beforeAll(async () => {
   if (made.code !== 0) throw new Error(made.stderr);
   pairwise = JSON.parse(made.stdout) as { client_id: string };
   await pc.createUser('pat@example.com', 'pats long password');
+  const tess = await pc.cli(['user', 'create', '--email', 'tess@example.com', '--password-stdin', '--totp', 'required'], 'tess has a long password\n');
+  if (tess.code !== 0) throw new Error(tess.stderr);
 });
+
+const totpSecrets = () => query<{ secret: string }>('SELECT secret FROM totp_secrets');
+
+/** The TOTP key Tess's setup page shows (the same until she sets it up), after her password. */
+async function tessSetupKey(): Promise<string | undefined> {
+  const ua = new UserAgent();
+  const login = await visit(ua, (await authorizationRequest(await discover(pc.issuer, web.client_id, web.client_secret), 'openid')).url);
+  const setup = await signIn(ua, login, 'tess@example.com', 'tess has a long password');
+  return /<code[^>]*id="totp-key"[^>]*>([^<]*)</.exec(setup.html)?.[1];
+}
 
 afterAll(async () => {
   await server?.close();
@@ -363,6 +375,9 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   const oldId = keyIdOf(before[0]!.private_jwk!);
   for (const row of before) expect(keyIdOf(row.private_jwk!)).toBe(oldId);
   const sub = await patsPairwiseSub(pc.env);
+  const totpKey = await tessSetupKey();
+  expect(totpKey).toMatch(/^[A-Z2-7 ]{32,}$/);
+  expect((await totpSecrets()).map((row) => [SEALED.test(row.secret), keyIdOf(row.secret)])).toEqual([[true, oldId]]);
   // A CLI command run with the new list seals nothing again (only a server's start does): the
   // running servers, on the old key alone, could not start again.
   const tried = await runCli(['keys', 'list'], { ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` });
@@ -370,6 +385,7 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   expect(await patsPairwiseSub({ ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` })).toBe(sub);
   for (const row of await signingKeys()) expect(keyIdOf(row.private_jwk!)).toBe(oldId);
   for (const row of await serverSecrets()) expect(keyIdOf(row.secret)).toBe(oldId);
+  for (const row of await totpSecrets()) expect(keyIdOf(row.secret)).toBe(oldId);
 
   // A device's user code issued under the old key (kept as a keyed digest) is still found under the new list.
   const tv = await pc.createClient({ name: 'Rotating TV', public: true, grantTypes: ['device_code'], scope: 'openid' });
@@ -395,11 +411,14 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   for (const row of moved) expect(keyIdOf(row.private_jwk!)).toBe(newId);
   for (const row of await cookieKeys()) expect(keyIdOf(row.secret)).toBe(newId);
   for (const row of await serverSecrets()) expect(keyIdOf(row.secret)).toBe(newId);
+  for (const row of await totpSecrets()) expect(keyIdOf(row.secret)).toBe(newId);
 
   await server.close();
   server = await restart({ ...pc.env, ENCRYPTION_KEYS: newKey });
   // Sealed again, the secret is the same: every pairwise sub stays what the apps know.
   expect(await patsPairwiseSub({ ...pc.env, ENCRYPTION_KEYS: newKey })).toBe(sub);
+  // And a person's TOTP key too: the app she may have scanned it into goes on working.
+  expect(await tessSetupKey()).toBe(totpKey);
   expect(before.map((row) => row.kid)).toContain(await signedToken());
   const withOldKey = await runCli(['keys', 'list'], { ...pc.env, ENCRYPTION_KEYS: oldKey });
   expect(withOldKey.code).toBe(1);
