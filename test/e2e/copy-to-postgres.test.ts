@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { SERVER_URL, serverDatabase, type TestDatabase } from '../support/database.js';
 import { embedded } from '../support/locks.js';
 import { runCli, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, visit } from '../support/relying-party.js';
+import { authorizationRequest, discover, logIn, pageKind, REDIRECT_URI, signIn, visit } from '../support/relying-party.js';
 import { UserAgent } from '../support/user-agent.js';
 
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -66,6 +66,15 @@ describe.runIf(embedded)('portcullis copy --to', () => {
       password: 'correct horse battery staple',
     }, { prompt: 'consent' });
     expect(before.tokens.refresh_token).toBeTruthy();
+    // Someone in the middle of setting up TOTP: a sealed key, shown the same until set up.
+    expect((await source.cli(['user', 'create', '--email', 'tom@example.com', '--password-stdin', '--totp', 'required'], 'toms long passphrase\n')).code).toBe(0);
+    const totpKeyOf = async (issuer: string) => {
+      const ua = new UserAgent();
+      const setup = await signIn(ua, await visit(ua, (await authorizationRequest(await discover(issuer, client.client_id, client.client_secret), 'openid')).url), 'tom@example.com', 'toms long passphrase');
+      return /<code[^>]*id="totp-key"[^>]*>([^<]*)</.exec(setup.html)?.[1];
+    };
+    const totpKey = await totpKeyOf(source.issuer);
+    expect(totpKey).toMatch(/^[A-Z2-7 ]{32,}$/);
     const target = await newTarget();
 
     const whileRunning = await source.cli(['copy', '--to', target]);
@@ -80,7 +89,8 @@ describe.runIf(embedded)('portcullis copy --to', () => {
     expect(copied.stderr).toBe('');
     expect(copied.code).toBe(0);
     expect(copied.stdout).toMatch(/^copied clients: 2 row\(s\)$/m); // the app and the API's own credentials
-    expect(copied.stdout).toMatch(/^copied users: 1 row\(s\)$/m);
+    expect(copied.stdout).toMatch(/^copied users: 2 row\(s\)$/m);
+    expect(copied.stdout).toMatch(/^copied totp_secrets: 1 row\(s\)$/m);
     const keyFile = path.join(source.env.DATA_DIR!, 'encryption.key');
     expect(copied.stdout).toContain(`ENCRYPTION_KEYS set to the content of ${keyFile}`);
 
@@ -120,10 +130,12 @@ describe.runIf(embedded)('portcullis copy --to', () => {
     // The password (the client's secret authenticated the refresh above).
     const fresh = await logIn(new UserAgent(), config, 'openid', { email: 'ada@example.com', password: 'correct horse battery staple' });
     expect(fresh.seen).toEqual(['login']);
+    // The TOTP key, opened with the key that sealed it.
+    expect(await totpKeyOf(moved.issuer)).toBe(totpKey);
     // The audit trail came along, and goes on after the copied entries.
     expect((await moved.cli(['user', 'create', '--email', 'grace@example.com', '--password-stdin'], 'another long passphrase\n')).code).toBe(0);
     const trail = JSON.parse((await moved.cli(['audit', 'list', '--json'])).stdout) as { command: string }[];
-    expect(trail.map((event) => event.command)).toEqual(['client create', 'user create', 'api create', 'copy', 'user create']);
+    expect(trail.map((event) => event.command)).toEqual(['client create', 'user create', 'api create', 'user create', 'copy', 'user create']);
     expect(moved.errors).toEqual([]);
     // The embedded database's start said it is not for production; PostgreSQL's did not.
     const notForProduction = (log: string[]) => log.filter((line) => line.includes('the embedded database is for trying Portcullis and development')).length;
