@@ -148,9 +148,7 @@ export async function startServer(config: Config, logger: Logger = createLogger(
   try {
     const cookieKeys = await loadCookieKeys(services.database, services.sealer, config.cookieKeys);
     const subjects = await services.subjects();
-    // As the other sealed secrets are at a start: sealed again under a new ENCRYPTION_KEYS first key.
-    const resealed = await services.secondFactors.reseal();
-    if (resealed > 0) logger.info('TOTP keys sealed again under the current encryption key', { keys: resealed });
+    await services.secondFactors.loadKeys();
     const clientCache = await new NotifiedCache<AdapterPayload>().listen(services.database, CLIENT_CHANGES_CHANNEL);
     await services.accounts.listenForChanges(services.database);
     // Counted only where someone can read the counts.

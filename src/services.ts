@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { Accounts } from './accounts/accounts.js';
 import { Subjects } from './accounts/subjects.js';
-import { holdsTotpKeys, SecondFactors } from './accounts/second-factors.js';
+import { SecondFactors } from './accounts/second-factors.js';
 import { PasswordHasher } from './accounts/passwords.js';
 import { SignInThrottle } from './accounts/sign-in-throttle.js';
 import { DeviceCookies } from './accounts/device-cookies.js';
@@ -101,7 +101,8 @@ export async function openServices(config: Config, role: EmbeddedRole, migrating
     config,
     database,
     accounts: new Accounts(database.prisma, database.sql, new PasswordHasher(config.argon2), config.passwordPolicy),
-    secondFactors: new SecondFactors(database.prisma, sealer),
+    // People's TOTP keys are sealed under a server secret (keys/server-secrets.ts), not the encryption key itself.
+    secondFactors: new SecondFactors(database.prisma, once(async () => new SecretSealer([(await loadServerSecret(database, sealer, 'totp keys', role === 'server')).toString('base64url')]))),
     signInThrottle: new SignInThrottle(database.sql, config.signInThrottle, sealer.keyedDigest('sign-in throttle keys v1')),
     deviceCookies: new DeviceCookies(sealer.keyedMac('device cookies v1')),
     signInNotices: new SignInNotices(sealer.keyedMac('sign-in notices v1')),
@@ -148,7 +149,6 @@ export async function closeWithin(services: Services, ms: number): Promise<boole
 async function holdsNothingSealed(prisma: Database['prisma']): Promise<boolean> {
   if ((await prisma.signingKey.count({ where: { privateJwk: { not: null } } })) > 0) return false;
   if (await holdsServerSecrets(prisma)) return false;
-  if (await holdsTotpKeys(prisma)) return false;
   const cookieKeys = await prisma.cookieKey.findMany({ select: { secret: true } });
   return !cookieKeys.some(({ secret }) => SecretSealer.isSealed(secret));
 }

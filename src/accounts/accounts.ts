@@ -22,6 +22,8 @@ export interface UserChanges {
   email?: string;
   name?: string;
   emailVerified?: boolean;
+  /** A TOTP code after the password (accounts/second-factors.ts); false also forgets the person's key. */
+  totpRequired?: boolean;
 }
 
 export interface NewUser {
@@ -29,6 +31,7 @@ export interface NewUser {
   name?: string;
   password: string;
   emailVerified?: boolean;
+  totpRequired?: boolean;
 }
 
 export interface UserView {
@@ -267,6 +270,7 @@ export class Accounts {
         email,
         name,
         emailVerified: input.emailVerified ?? false,
+        totpRequired: input.totpRequired ?? false,
         password: { create: { hash } },
       },
       select: { id: true, email: true, name: true, emailVerified: true },
@@ -357,7 +361,7 @@ export class Accounts {
    */
   async update(who: string, changes: UserChanges): Promise<UserView> {
     const user = await this.resolve(who);
-    const data: { email?: string; name?: string | null; emailVerified?: boolean } = {};
+    const data: { email?: string; name?: string | null; emailVerified?: boolean; totpRequired?: boolean } = {};
     if (changes.email !== undefined) {
       const email = checkEmail(changes.email);
       if (email !== user.email) {
@@ -370,8 +374,14 @@ export class Accounts {
       checkName(data.name);
     }
     if (changes.emailVerified !== undefined) data.emailVerified = changes.emailVerified;
+    if (changes.totpRequired !== undefined) data.totpRequired = changes.totpRequired;
     if (data.email) await this.assertEmailFree(data.email);
-    return this.prisma.user.update({ where: { id: user.id }, data, select: { id: true, email: true, name: true, emailVerified: true } });
+    const [updated] = await this.prisma.$transaction([
+      this.prisma.user.update({ where: { id: user.id }, data, select: { id: true, email: true, name: true, emailVerified: true } }),
+      // Off forgets the key: required again, the person sets up an app anew.
+      ...(changes.totpRequired === false ? [this.prisma.totpSecret.deleteMany({ where: { userId: user.id } })] : []),
+    ]);
+    return updated;
   }
 
   /**
@@ -388,20 +398,56 @@ export class Accounts {
     const user = await this.resolve(who);
     await this.checkNewPassword(password, user.email);
     const hash = await this.hasher.hash(password);
-    // The consents first: they are found through the sessions the next statement deletes.
-    const [, signedOut, consents, signIns, kept] = await this.prisma.$transaction([
+    const [, ...signedOut] = await this.prisma.$transaction([
       this.prisma.password.upsert({ where: { userId: user.id }, update: { hash }, create: { userId: user.id, hash } }),
-      // A disabled user stays so (user enable is for that): the operator is told.
-      this.prisma.$queryRaw<{ disabled: boolean }[]>`UPDATE users SET signed_out_at = now() WHERE id = ${user.id}::uuid RETURNING disabled_at IS NOT NULL AS disabled`,
-      this.deleteArtifacts(CONSENTS_OF_SIGN_INS, user.id),
-      this.deleteArtifacts(SIGN_INS_OF_ACCOUNT, user.id),
-      // The consents that still give apps access without the person, for the
-      // operator to know (user revoke ends them).
-      this.prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM provider_artifacts
-        WHERE kind = 'Grant' AND account_id = ${user.id} AND (expires_at IS NULL OR expires_at > now())
-          AND 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' '))`,
+      ...this.signOutEverywhere(user.id),
     ]);
-    return { user, disabled: signedOut[0]?.disabled ?? false, removed: countByKind([...consents, ...signIns]), consentsKept: kept[0]?.n ?? 0, ended: appsOfEndedSessions(user.id, [...consents, ...signIns]) };
+    return { user, ...this.signedOut(user.id, signedOut) };
+  }
+
+  /**
+   * `user reset-totp`: forgets the person's TOTP key (a lost phone), and
+   * signs them out everywhere, as a new password does: a session that passed
+   * a code of that key (the phone's finder's, perhaps) would otherwise stay
+   * signed in. The next sign-in sets up a new app.
+   */
+  async resetTotp(who: string): Promise<{ user: UserView; disabled: boolean; removed: Removed; consentsKept: number; ended: SessionEnd[] }> {
+    const user = await this.resolve(who);
+    if (!(await this.prisma.totpSecret.findUnique({ where: { userId: user.id }, select: { userId: true } }))) {
+      throw new AccountError(`${user.email} has no authenticator app to forget`);
+    }
+    const [, ...signedOut] = await this.prisma.$transaction([this.prisma.totpSecret.deleteMany({ where: { userId: user.id } }), ...this.signOutEverywhere(user.id)]);
+    return { user, ...this.signedOut(user.id, signedOut) };
+  }
+
+  /**
+   * The statements that sign `userId` out everywhere, in one transaction
+   * with a change that calls for it (a new password, a forgotten TOTP key):
+   * the cut-off for sessions, their consents (found through the sessions,
+   * so first), the sessions and sign-ins in progress, and a count of the
+   * consents that still give apps access without the person, for the
+   * operator to know (user revoke ends them).
+   */
+  private signOutEverywhere(userId: string) {
+    return [
+      // A disabled user stays so (user enable is for that): the operator is told.
+      this.prisma.$queryRaw<{ disabled: boolean }[]>`UPDATE users SET signed_out_at = now() WHERE id = ${userId}::uuid RETURNING disabled_at IS NOT NULL AS disabled`,
+      this.deleteArtifacts(CONSENTS_OF_SIGN_INS, userId),
+      this.deleteArtifacts(SIGN_INS_OF_ACCOUNT, userId),
+      this.prisma.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM provider_artifacts
+        WHERE kind = 'Grant' AND account_id = ${userId} AND (expires_at IS NULL OR expires_at > now())
+          AND 'offline_access' = ANY (string_to_array(coalesce(payload #>> '{openid,scope}', ''), ' '))`,
+    ] as const;
+  }
+
+  /** What signOutEverywhere's statements answered, as the commands report it. */
+  private signedOut(userId: string, [signedOut, consents, signIns, kept]: [{ disabled: boolean }[], DeletedArtifact[], DeletedArtifact[], { n: number }[]]) {
+    return {
+      disabled: signedOut[0]?.disabled ?? false,
+      removed: countByKind([...consents, ...signIns]),
+      consentsKept: kept[0]?.n ?? 0,
+      ended: appsOfEndedSessions(userId, [...consents, ...signIns]),
+    };
   }
 
   /**

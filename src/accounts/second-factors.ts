@@ -1,49 +1,108 @@
 // The second step of a sign-in: a TOTP code (accounts/totp.ts) after the
 // password, for the people an operator requires it of (`user update --totp
-// required`). Each person's key is made when the setup page first shows it,
-// kept sealed (keys/sealed-secrets.ts: a database dump alone makes no codes),
-// and set up once the person entered a code of it. The step itself is a
-// prompt of the sign-in (provider/second-factor-prompt.ts), its page in
+// required`). Each person's key is made when the setup page shows it, kept
+// sealed (keys/sealed-secrets.ts: a database dump alone makes no codes), and
+// set up once the person entered a code of it. The step itself is a prompt
+// of the sign-in (provider/second-factor-prompt.ts), its page in
 // interactions/routes.ts.
-import type { Database, Prisma } from '../persistence/database.js';
+//
+// The keys are sealed (AES-256-GCM, bound to their row) under a key derived
+// from a server secret (keys/server-secrets.ts), itself sealed under
+// ENCRYPTION_KEYS: a new encryption key reseals that one row at a server's
+// start, while instances still on the old list, which hold the secret open,
+// go on reading every person's key.
+//
+// A key not set up yet belongs to the session it was shown to: the page
+// shown to another session (someone else who has the password) makes a new
+// key, so that a key seen once, and scanned into someone's app, does not
+// become the person's later. Whoever enters a code first still sets up the
+// app: the operator requires TOTP before the password is given out.
+import type { Prisma } from '../persistence/database.js';
 import type { SecretSealer } from '../keys/sealed-secrets.js';
+import { sha256 } from '../persistence/hash.js';
 import { matchingStep, newTotpKey } from './totp.js';
 
 /** What `user show` says of a person's second step: required or not, and since when their key is set up (null: not set up). */
 export interface TotpState {
   required: boolean;
   setUpAt: Date | null;
+  /** Whether the code step is locked (MAX_CONSECUTIVE_FAILURES wrong codes), until `user reset-totp`. */
+  locked: boolean;
 }
+
+/**
+ * Wrong codes in a row, whatever the time between them, after which the
+ * code step is locked until an operator resets it (`user reset-totp`): the
+ * sign-in throttle's window alone would let someone who has the password
+ * guess on for ever, a few codes at a time (NIST SP 800-63B §5.2.2 sets 100
+ * at most; RFC 4226 §7.3 asks for such a limit).
+ */
+export const MAX_CONSECUTIVE_FAILURES = 100;
 
 /** Bound to the row: a sealed key copied to another person's row does not open. */
 const sealContext = (userId: string) => `totp key of user ${userId}`;
 
+/** How a key not set up yet names the session it was shown to (its uid, which the session's cookie is not). */
+const shownTo = (sessionUid: string) => sha256(`totp setup of session ${sessionUid}`);
+
+/** What the second step asks of a person now: nothing (not required, or no longer), a code, or the setup of this key. */
+export type Step = { kind: 'not_required' } | { kind: 'code' } | { kind: 'setup'; key: Buffer };
+
+/** What became of a code: taken, wrong (or used before), or not checked (the step is locked). */
+export type CodeOutcome = 'taken' | 'wrong' | 'locked';
+
 export class SecondFactors {
+  /**
+   * `keys`: the sealer of people's keys, made from the server secret on
+   * first use (a server's start; a CLI command never needs it).
+   */
   constructor(
     private readonly prisma: Prisma,
-    private readonly sealer: SecretSealer,
+    private readonly keys: () => Promise<SecretSealer>,
   ) {}
 
   async stateOf(userId: string): Promise<TotpState> {
-    const user = await this.prisma.user.findUnique({ where: { id: userId }, select: { totpRequired: true, totpSecret: { select: { setUpAt: true } } } });
-    return { required: Boolean(user?.totpRequired), setUpAt: user?.totpSecret?.setUpAt ?? null };
+    const user = await this.prisma.user.findUnique({ where: { id: userId }, select: { totpRequired: true, totpSecret: { select: { setUpAt: true, failures: true } } } });
+    return { required: Boolean(user?.totpRequired), setUpAt: user?.totpSecret?.setUpAt ?? null, locked: (user?.totpSecret?.failures ?? 0) >= MAX_CONSECUTIVE_FAILURES };
+  }
+
+  /** Opens the server secret the keys are sealed under, or makes it (see keys/server-secrets.ts): a server's start, so that a lost row stops it. */
+  async loadKeys(): Promise<void> {
+    await this.keys();
   }
 
   /**
-   * The key the setup page shows: the one made when it was first shown, so
-   * that a reload (or a second tab) shows the key the app already scanned.
-   * Undefined once one is set up: a key in use is never shown again.
+   * What the step asks of the person signed in to session `sessionUid`, read
+   * from the database (an operator's `--totp off` while the page was open is
+   * heeded at once). For a setup, the key shown to this session before, so
+   * that a reload or a second tab shows the key the app already scanned; else
+   * a new one, which replaces a key shown to another session. A key set up is
+   * never shown again.
    */
-  async keyToSetUp(userId: string): Promise<Buffer | undefined> {
-    const stored = () => this.prisma.totpSecret.findUnique({ where: { userId }, select: { secret: true, setUpAt: true } });
-    let row = await stored();
-    if (!row) {
-      // Two pages shown at once keep the first one's key.
-      const sealed = this.sealer.seal(newTotpKey().toString('base64url'), sealContext(userId));
-      await this.prisma.totpSecret.createMany({ data: [{ userId, secret: sealed }], skipDuplicates: true });
-      row = await stored();
+  async stepFor(userId: string, sessionUid: string): Promise<Step> {
+    const shown = shownTo(sessionUid);
+    const keys = await this.keys();
+    for (let attempt = 0; ; attempt++) {
+      const user = await this.prisma.user.findUnique({ where: { id: userId }, select: { totpRequired: true, totpSecret: { select: { secret: true, shownTo: true, setUpAt: true } } } });
+      const row = user?.totpSecret;
+      if (!user?.totpRequired) return { kind: 'not_required' };
+      if (row?.setUpAt) return { kind: 'code' };
+      if (row?.shownTo === shown) return { kind: 'setup', key: open(keys, userId, row.secret) };
+      if (attempt > 0) throw new Error('the TOTP key made for this session was replaced at once by another session');
+      // Only while TOTP is required (FOR SHARE: a `--totp off` being
+      // committed is waited for), and never over a key set up meanwhile.
+      const sealed = keys.seal(newTotpKey().toString('base64url'), sealContext(userId));
+      await this.prisma.$executeRaw`
+        INSERT INTO totp_secrets (user_id, secret, shown_to)
+        SELECT id, ${sealed}, ${shown} FROM users WHERE id = ${userId}::uuid AND totp_required FOR SHARE
+        ON CONFLICT (user_id) DO UPDATE SET secret = EXCLUDED.secret, shown_to = EXCLUDED.shown_to, last_step = NULL, failures = 0, created_at = now()
+        WHERE totp_secrets.set_up_at IS NULL`;
     }
-    return row && row.setUpAt === null ? this.open(userId, row.secret) : undefined;
+  }
+
+  /** Whether the person must pass the step, read from the database (not the cache the prompt reads). */
+  async isRequired(userId: string): Promise<boolean> {
+    return Boolean((await this.prisma.user.findUnique({ where: { id: userId }, select: { totpRequired: true } }))?.totpRequired);
   }
 
   /**
@@ -51,55 +110,29 @@ export class SecondFactors {
    * before: the step it belongs to is recorded in the same statement that
    * checks it is later than the last one recorded, so that one code (seen
    * over a shoulder, replayed) signs in once, also when sent twice at once.
-   * A first code taken sets the key up. False for a wrong code, and for a
-   * person without a key (reset meanwhile).
+   * A first code taken sets the key up, only from the session it was shown
+   * to. Wrong for a person without a key (reset meanwhile) or whose key was
+   * shown to another session; each wrong code of a key counts towards
+   * MAX_CONSECUTIVE_FAILURES, and a right one clears the count.
    */
-  async take(userId: string, code: string, at: number): Promise<boolean> {
-    const row = await this.prisma.totpSecret.findUnique({ where: { userId }, select: { secret: true, lastStep: true } });
-    if (!row) return false;
-    const step = matchingStep(this.open(userId, row.secret), code, at, row.lastStep === null ? null : Number(row.lastStep));
-    if (step === undefined) return false;
+  async take(userId: string, sessionUid: string, code: string, at: number): Promise<CodeOutcome> {
+    const keys = await this.keys();
+    const row = await this.prisma.totpSecret.findUnique({ where: { userId }, select: { secret: true, lastStep: true, shownTo: true, setUpAt: true, failures: true } });
+    if (!row || (row.setUpAt === null && row.shownTo !== shownTo(sessionUid))) return 'wrong';
+    if (row.failures >= MAX_CONSECUTIVE_FAILURES) return 'locked';
+    const step = matchingStep(open(keys, userId, row.secret), code, at, row.lastStep === null ? null : Number(row.lastStep));
+    if (step === undefined) {
+      await this.prisma.$executeRaw`UPDATE totp_secrets SET failures = failures + 1 WHERE user_id = ${userId}::uuid AND secret = ${row.secret}`;
+      return 'wrong';
+    }
     // `secret` too: a key reset and made again meanwhile is another key.
     const taken = await this.prisma.$executeRaw`
-      UPDATE totp_secrets SET last_step = ${step}, set_up_at = coalesce(set_up_at, now())
-      WHERE user_id = ${userId}::uuid AND secret = ${row.secret} AND (last_step IS NULL OR last_step < ${step})`;
-    return taken === 1;
-  }
-
-  /** `user update --totp`: required from the person's next sign-in (and the sessions' next request), or not at all (the key forgotten). */
-  async require(userId: string, required: boolean): Promise<void> {
-    await this.prisma.$transaction([
-      this.prisma.user.update({ where: { id: userId }, data: { totpRequired: required } }),
-      ...(required ? [] : [this.prisma.totpSecret.deleteMany({ where: { userId } })]),
-    ]);
-  }
-
-  /** `user reset-totp`: forgets the person's key (a lost phone); false if there was none. */
-  async reset(userId: string): Promise<boolean> {
-    return (await this.prisma.totpSecret.deleteMany({ where: { userId } })).count > 0;
-  }
-
-  /**
-   * A server's start seals every key sealed under an encryption key that no
-   * longer seals again, as it does the signing keys. A row changed
-   * meanwhile (set up, reset) is left for the next start.
-   */
-  async reseal(): Promise<number> {
-    let resealed = 0;
-    const rows = await this.prisma.totpSecret.findMany({ where: { secret: { not: { startsWith: this.sealer.currentPrefix() } } }, select: { userId: true, secret: true } });
-    for (const { userId, secret } of rows) {
-      const again = this.sealer.seal(this.sealer.open(secret, sealContext(userId)), sealContext(userId));
-      resealed += (await this.prisma.totpSecret.updateMany({ where: { userId, secret }, data: { secret: again } })).count;
-    }
-    return resealed;
-  }
-
-  private open(userId: string, sealed: string): Buffer {
-    return Buffer.from(this.sealer.open(sealed, sealContext(userId)), 'base64url');
+      UPDATE totp_secrets SET last_step = ${step}, set_up_at = coalesce(set_up_at, now()), shown_to = NULL, failures = 0
+      WHERE user_id = ${userId}::uuid AND secret = ${row.secret} AND (last_step IS NULL OR last_step < ${step}) AND failures < ${MAX_CONSECUTIVE_FAILURES}`;
+    return taken === 1 ? 'taken' : 'wrong';
   }
 }
 
-/** Whether any TOTP key is stored (every one is sealed: the database then needs its encryption key). */
-export async function holdsTotpKeys(prisma: Database['prisma']): Promise<boolean> {
-  return (await prisma.totpSecret.count()) > 0;
+function open(keys: SecretSealer, userId: string, sealed: string): Buffer {
+  return Buffer.from(keys.open(sealed, sealContext(userId)), 'base64url');
 }

@@ -75,7 +75,8 @@ export function base32(bytes: Buffer): string {
  * parameter, which apps prefer to the label's, and the parameters spelled out.
  */
 export function keyUri(key: Buffer, issuer: string, account: string): string {
-  const label = `${encodeURIComponent(issuer)}:${encodeURIComponent(account)}`;
+  // Neither part of the label may hold a colon (the Key Uri Format): apps split it at the first.
+  const label = `${encodeURIComponent(issuer.replace(/:/g, ''))}:${encodeURIComponent(account.replace(/:/g, ''))}`;
   const params = new URLSearchParams({ secret: base32(key), issuer, algorithm: 'SHA1', digits: String(DIGITS), period: String(PERIOD_SECONDS) });
   return `otpauth://totp/${label}?${params.toString().replace(/\+/g, '%20')}`;
 }

@@ -1,6 +1,6 @@
 // `portcullis user …`: people's accounts, their passwords, and ending what they gave.
 import { AccountError, isUuid, type UserListing } from '../accounts/accounts.js';
-import type { TotpState } from '../accounts/second-factors.js';
+import { MAX_CONSECUTIVE_FAILURES, type TotpState } from '../accounts/second-factors.js';
 import { sendLogoutTokens, type LogoutDelivery, type SessionEnd } from '../clients/logout-tokens.js';
 import type { Removed } from '../provider/removed.js';
 import type { Services } from '../services.js';
@@ -28,11 +28,10 @@ export const userCreate: Command = async (args, open, io) => {
     name: values.name as string | undefined,
     password,
     emailVerified: Boolean(values['email-verified']),
+    totpRequired: totp,
   });
   // Guesses made at this address before the account existed are not the new account's.
   await services.signInThrottle.forgive(user.email);
-  // (Right after: the person can sign in only once the command has told who they are.)
-  if (totp) await services.secondFactors.require(user.id, true);
   if (values.json) return io.out(json({ id: user.id, email: user.email, name: user.name, email_verified: user.emailVerified, totp: totp ? 'required' : 'off' }));
   io.out(`created user ${user.email} (${user.id})${totp ? '; a TOTP code is asked for after the password (set up at the first sign-in)' : ''}\n`);
 };
@@ -47,8 +46,9 @@ function totpOption(value: unknown): boolean | undefined {
 /** What `user show` says of the person's second step, as `--json` spells it. */
 const totpJson = ({ required, setUpAt }: TotpState) => (setUpAt ? 'set_up' : required ? 'required' : 'off');
 
-function describeTotp({ required, setUpAt }: TotpState): string {
-  if (setUpAt) return `set up ${setUpAt.toISOString()}${required ? '' : ' (not required)'}`;
+function describeTotp({ required, setUpAt, locked }: TotpState): string {
+  const lock = locked ? `; locked after ${MAX_CONSECUTIVE_FAILURES} wrong codes in a row, until user reset-totp` : '';
+  if (setUpAt) return `set up ${setUpAt.toISOString()}${required ? '' : ' (not required)'}${lock}`;
   return required ? 'required, not set up yet' : 'off';
 }
 
@@ -94,7 +94,7 @@ export const userShow: Command = async (args, open, io) => {
     expires_at: consent.expiresAt?.toISOString() ?? null,
     withdrawn_at: consent.withdrawnAt?.toISOString() ?? null,
   }));
-  if (values.json) return io.out(json({ ...userJson(user), password_set_at: user.passwordSetAt?.toISOString() ?? null, totp: totpJson(totp), totp_set_up_at: totp.setUpAt?.toISOString() ?? null, sessions: user.sessions, consents, ...(subject ? { subject } : {}) }));
+  if (values.json) return io.out(json({ ...userJson(user), password_set_at: user.passwordSetAt?.toISOString() ?? null, totp: totpJson(totp), totp_set_up_at: totp.setUpAt?.toISOString() ?? null, totp_locked: totp.locked, sessions: user.sessions, consents, ...(subject ? { subject } : {}) }));
   io.out(
     fields([
       ['id', user.id],
@@ -211,16 +211,16 @@ export const userUpdate: Command = async (args, open, io) => {
     totp: { type: 'string' },
     json: { type: 'boolean' },
   });
+  const totp = totpOption(values.totp);
   const changes = {
     email: values.email as string | undefined,
     name: values.name as string | undefined,
     emailVerified: eitherFlag(values, 'email-verified', 'email-unverified'),
+    totpRequired: totp,
   };
-  const totp = totpOption(values.totp);
-  if (Object.values(changes).every((value) => value === undefined) && totp === undefined) throw new UsageError('nothing to change: give at least one option');
+  if (Object.values(changes).every((value) => value === undefined)) throw new UsageError('nothing to change: give at least one option');
   const services = await open();
-  const updated = Object.values(changes).some((value) => value !== undefined) ? await services.accounts.update(user, changes) : await services.accounts.resolve(user);
-  if (totp !== undefined) await services.secondFactors.require(updated.id, totp);
+  const updated = await services.accounts.update(user, changes);
   const state = await services.secondFactors.stateOf(updated.id);
   if (values.json) return io.out(json({ id: updated.id, email: updated.email, name: updated.name, email_verified: updated.emailVerified, totp: totpJson(state) }));
   io.out(`updated user ${updated.email} (${updated.id})${totp === undefined ? '' : `; totp: ${describeTotp(state)}`}\n`);
@@ -229,13 +229,15 @@ export const userUpdate: Command = async (args, open, io) => {
 export const userResetTotp: Command = async (args, open, io) => {
   const { values, positionals } = parse(args, { json: { type: 'boolean' } }, 1);
   const services = await open();
-  const user = await services.accounts.resolve(positionals[0]!);
-  if (!(await services.secondFactors.reset(user.id))) throw new AccountError(`${user.email} has no authenticator app to forget`);
+  const { user, removed, ended: sessions } = await services.accounts.resetTotp(positionals[0]!);
+  const told = await tellApps(services, sessions, io);
   // Locked out by wrong codes? The new app's codes are taken at once.
   await services.signInThrottle.forgiveCodes(user.id);
-  const { required } = await services.secondFactors.stateOf(user.id);
-  if (values.json) return io.out(json({ id: user.id, email: user.email, totp: required ? 'required' : 'off' }));
-  io.out(`forgot the authenticator app of ${user.email}${required ? ': they set up a new one at their next sign-in' : ''}\n`);
+  const state = await services.secondFactors.stateOf(user.id);
+  if (values.json) return io.out(json({ id: user.id, email: user.email, totp: totpJson(state), removed, backchannel_logouts: deliveriesJson(told) }));
+  const ended = describeRemoved(removed);
+  const next = state.required ? '; they set up a new one at their next sign-in' : '';
+  io.out(`forgot the authenticator app of ${user.email}; ${ended ? `signed out everywhere (ended ${ended})` : 'no session was open'}${toldApps(told)}${next}\n`);
 };
 
 export const userRevoke: Command = async (args, open, io) => {

@@ -10,7 +10,7 @@ import type Provider from 'oidc-provider';
 import { emailAddressIn, type Accounts } from '../accounts/accounts.js';
 import type { DeviceCookies } from '../accounts/device-cookies.js';
 import { sectorOf, type Subjects } from '../accounts/subjects.js';
-import type { SecondFactors } from '../accounts/second-factors.js';
+import { MAX_CONSECUTIVE_FAILURES, type CodeOutcome, type SecondFactors } from '../accounts/second-factors.js';
 import { codeIn } from '../accounts/totp.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Apis } from '../apis/apis.js';
@@ -74,9 +74,10 @@ const incomplete = (email: string) =>
 // Said only to someone who gave the right password (see Accounts.checkPassword).
 const DISABLED = 'This account is disabled. Ask whoever runs this service to enable it again.';
 const NO_CODE = 'Enter the 6-digit code from your authenticator app.';
-// One message for a code that is wrong and one used already: both are what an
-// onlooker replaying a code would see.
-const WRONG_CODE = 'That code is not right. Check your authenticator app and try again.';
+// One message for a code that is wrong and one used already (the same code
+// again within its 30 seconds, a second sign-in right after the first).
+const WRONG_CODE = 'That code is not right, or was used already. Enter the code your authenticator app shows now.';
+const LOCKED = 'Too many wrong codes. Ask whoever runs this service to reset your two-step verification.';
 const tooManyFailures = (seconds: number) => {
   const minutes = Math.ceil(seconds / 60);
   return `Too many failed sign-ins. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
@@ -442,6 +443,7 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
     if (refusal.reason === 'disabled') return { email, error: DISABLED, disabled: true };
     if (refusal.reason === 'no_code') return { email, error: NO_CODE };
     if (refusal.reason === 'wrong_code') return { email, error: WRONG_CODE };
+    if (refusal.reason === 'locked') return { email, error: LOCKED, throttled: true };
     const wait = refusal.until - Math.floor(Date.now() / 1000);
     // Seen after the wait is over (the page opened again later): nothing to say.
     return wait > 0 ? { email, error: tooManyFailures(wait), throttled: true } : { email };
@@ -469,17 +471,17 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
       return showLogin(ctx, interaction, clientName, takeNotice(ctx, interaction.uid) ?? { email: switching ? undefined : hint });
     }
     if (interaction.prompt.name === SECOND_FACTOR) {
-      const user = interaction.session?.accountId ? await accounts.find(interaction.session.accountId) : undefined;
-      if (!user) throw new errors.SessionNotFound('no account in session');
+      const { user, sessionUid } = await secondStepOf(interaction);
       // A key is shown until a code of it is entered; one set up, never again.
-      const key = await secondFactors.keyToSetUp(user.id);
+      const step = await secondFactors.stepFor(user.id, sessionUid);
+      if (step.kind === 'not_required') return passWithoutCode(ctx, interaction, user.id);
       const notice = takeNotice(ctx, interaction.uid);
       ctx.type = 'html';
       ctx.body = renderPage(page(ctx), 'second-factor', {
         uid: interaction.uid,
         clientName,
         userLabel: accountLabel(user),
-        setup: key && (await authenticatorSetup(key, config.issuerName, user.email)),
+        setup: step.kind === 'setup' && (await authenticatorSetup(step.key, config.issuerName, user.email)),
         error: notice?.error,
         throttled: notice?.throttled,
         switchAccount: switchesInPlace(interaction) ? anotherAccountLink(interaction) : signInAgain(provider, interaction.params),
@@ -660,35 +662,67 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
   // codes stops as guessing passwords does; never a browser's own count: the
   // device cookie came with the password, which a guesser here already has.
   router.post('/totp', async (ctx) => {
-    const { provider, interaction, client } = await details(ctx, SECOND_FACTOR);
+    const { interaction, client } = await details(ctx, SECOND_FACTOR);
     const form = await readForm(ctx);
-    const accountId = interaction.session?.accountId;
-    const user = accountId ? await accounts.find(accountId) : undefined;
-    if (!user) throw new errors.SessionNotFound('no account in session');
+    const { user, sessionUid } = await secondStepOf(interaction);
+    if (!(await secondFactors.isRequired(user.id))) return passWithoutCode(ctx, interaction, user.id);
     const logged = { ...requestField(ctx), interaction: interactionReference(interaction.uid), account: user.id, client: client.clientId };
     const typed = form.code ?? '';
     if (!typed.trim()) return refuseCode(ctx, interaction, { reason: 'no_code' });
     const code = codeIn(typed);
     const at = Date.now();
-    const outcome = await signInThrottle.secondStep(user.id, addresses.of(ctx), async () => (code !== undefined && (await secondFactors.take(user.id, code, at)) ? user.id : undefined));
+    let taken = 'wrong' as CodeOutcome; // (set by the throttle's callback, which TypeScript does not follow)
+    const outcome = await signInThrottle.secondStep(user.id, addresses.of(ctx), async () => {
+      if (code !== undefined) taken = await secondFactors.take(user.id, sessionUid, code, at);
+      return taken === 'taken' ? user.id : undefined;
+    });
     if (outcome.refused) {
+      metrics?.secondFactor('throttled');
       logger.warn('verification code refused: too many failures', { ...logged, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
       return refuseCode(ctx, interaction, { reason: 'throttled', until: Math.floor(Date.now() / 1000) + outcome.retryAfter });
     }
-    if (!outcome.accountId) {
+    metrics?.secondFactor(taken);
+    if (taken === 'locked') {
+      logger.warn(`verification code refused: locked after ${MAX_CONSECUTIVE_FAILURES} wrong codes in a row, until user reset-totp`, logged);
+      return refuseCode(ctx, interaction, { reason: 'locked' });
+    }
+    if (taken === 'wrong') {
       logger.info('verification code wrong or used before', logged);
       return refuseCode(ctx, interaction, { reason: 'wrong_code' });
     }
-    // The session the password signed in, as the sign-in's step left it:
-    // gone (signed out, `user set-password`), the code signs no one in. Its
-    // sign-in time stays the password's, which the cut-offs compare with.
-    const session = interaction.session?.uid ? await provider.Session.findByUid(interaction.session.uid) : undefined;
-    if (session?.accountId !== user.id) throw new errors.SessionNotFound('the session ended while the code was entered');
-    const login = { accountId: user.id, amr: TWO_FACTOR_AMR, ts: session.loginTs };
-    await finish(ctx, interaction, { login }, { mergeWithLastSubmission: true });
-    noteFinished(ctx, interaction, 'signed_in');
+    // Signed in now: the time the app's max_age is held to (auth_time).
+    await finishSecondStep(ctx, interaction, user.id, TWO_FACTOR_AMR, Math.floor(at / 1000));
     logger.info('verification code taken', logged);
   });
+
+  /** The person the password signed in, and their session's uid, at the second step. */
+  const secondStepOf = async (interaction: Interaction) => {
+    const accountId = interaction.session?.accountId;
+    const user = accountId ? await accounts.find(accountId) : undefined;
+    const sessionUid = interaction.session?.uid;
+    if (!user || !sessionUid) throw new errors.SessionNotFound('no account in session');
+    return { user, sessionUid };
+  };
+
+  /**
+   * Ends the second step, signed in with `amr` at `signedInAt` (epoch
+   * seconds; the password's time if undefined), in the session the password
+   * signed in, as the sign-in's step left it: gone (signed out since, `user
+   * set-password`: the lookup compares the cut-offs with the password's
+   * time), nobody is signed in. The resume looks the session up again.
+   */
+  const finishSecondStep = async (ctx: Context, interaction: Interaction, accountId: string, amr: string[], signedInAt?: number) => {
+    const session = await host.current.Session.findByUid(interaction.session!.uid!);
+    if (session?.accountId !== accountId) throw new errors.SessionNotFound('the session ended while the code was entered');
+    await finish(ctx, interaction, { login: { accountId, amr, ts: signedInAt ?? session.loginTs } }, { mergeWithLastSubmission: true });
+    noteFinished(ctx, interaction, 'signed_in');
+  };
+
+  /** The step, asked for when TOTP was required, with `--totp off` since: passed as the password left it. */
+  const passWithoutCode = async (ctx: Context, interaction: Interaction, accountId: string) => {
+    logger.info('verification code no longer required', { ...requestField(ctx), interaction: interactionReference(interaction.uid), account: accountId });
+    await finishSecondStep(ctx, interaction, accountId, interaction.session?.amr ?? ['pwd']);
+  };
 
   router.post('/select', async (ctx) => {
     const { interaction } = await details(ctx, SELECT_ACCOUNT);

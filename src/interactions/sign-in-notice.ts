@@ -21,6 +21,8 @@ export type Refusal =
   /** The second step's (a TOTP code): none entered, or not one of the person's (wrong, or used already). */
   | { reason: 'no_code' }
   | { reason: 'wrong_code' }
+  /** Too many wrong codes in a row: locked until an operator resets the person's TOTP. */
+  | { reason: 'locked' }
   /** `until`: when the throttle lets this email and address try again (seconds since the epoch). */
   | { reason: 'throttled'; until: number };
 
@@ -37,7 +39,7 @@ const NOTICE_MAX_AGE_MS = 5 * 60 * 1000;
 /** The longest address RFC 5321 lets through; a longer one is not kept (a cookie holds about 4 KiB). */
 const MAX_EMAIL_LENGTH = 320;
 
-const REASONS = new Set(['incomplete', 'wrong_credentials', 'disabled', 'no_code', 'wrong_code', 'throttled']);
+const REASONS = new Set(['incomplete', 'wrong_credentials', 'disabled', 'no_code', 'wrong_code', 'locked', 'throttled']);
 
 export class SignInNotices {
   constructor(private readonly mac: KeyedMac) {}

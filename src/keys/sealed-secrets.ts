@@ -118,11 +118,6 @@ export class SecretSealer {
     return sealed.split('.')[1] === this.keys[0]!.id;
   }
 
-  /** How every value sealed with the key that seals now begins (to find those that are not, in a query). */
-  currentPrefix(): string {
-    return `${VERSION}.${this.keys[0]!.id}.`;
-  }
-
   open(sealed: string, context: string): string {
     const [version, id, encoded] = sealed.split('.');
     if (version !== VERSION || !id || !encoded) throw new SealError(`${context} is not sealed in a format this version reads`);

@@ -2,14 +2,17 @@
 // never rotated: unlike a cookie or signing key, what one derives must stay
 // the same for good. The pairwise subject identifiers (accounts/subjects.ts)
 // are what apps know their people by; a new secret would make everyone a
-// stranger to them. An ENCRYPTION_KEYS change reseals the row, and leaves the
-// secret as it was.
+// stranger to them. People's TOTP keys (accounts/second-factors.ts) are
+// sealed under one: read at every sign-in, they cannot be resealed while
+// instances still on the old ENCRYPTION_KEYS run, which hold this secret
+// open since their start. An ENCRYPTION_KEYS change reseals the row, and
+// leaves the secret as it was.
 import { randomBytes } from 'node:crypto';
 import type { Database } from '../persistence/database.js';
 import { SealError, type SecretSealer } from './sealed-secrets.js';
 
 /** What each secret is for; its name is its row's key. */
-export type ServerSecretName = 'pairwise subjects';
+export type ServerSecretName = 'pairwise subjects' | 'totp keys';
 
 const sealContext = (name: ServerSecretName) => `server secret ${name}`;
 /** How errors name it: where it is. */
@@ -20,8 +23,17 @@ const described = (name: ServerSecretName) => `the server secret '${name}' (tabl
  * derive something else for them (every pairwise sub, for the clients that
  * have them).
  */
-const USERS_OF: Record<ServerSecretName, { count: (prisma: Database['prisma']) => Promise<number>; what: string }> = {
-  'pairwise subjects': { count: (prisma) => prisma.client.count({ where: { pairwiseSector: { not: null } } }), what: 'client(s) with pairwise identifiers' },
+const USERS_OF: Record<ServerSecretName, { count: (prisma: Database['prisma']) => Promise<number>; what: string; lost: string }> = {
+  'pairwise subjects': {
+    count: (prisma) => prisma.client.count({ where: { pairwiseSector: { not: null } } }),
+    what: 'client(s) with pairwise identifiers',
+    lost: 'a new secret would give every person another sub at those apps',
+  },
+  'totp keys': {
+    count: (prisma) => prisma.totpSecret.count(),
+    what: "people's TOTP key(s)",
+    lost: 'a new secret would open none of them, and each of those people would need `portcullis user reset-totp`',
+  },
 };
 
 /**
@@ -42,7 +54,7 @@ export async function loadServerSecret(database: Database, sealer: SecretSealer,
     if (users > 0) {
       throw new SealError(
         `the database holds ${users} ${USERS_OF[name].what} but not ${described(name)}, which they are made from: ` +
-          'restore that row from a backup of this database; a new secret would give every person another sub at those apps',
+          `restore that row from a backup of this database; ${USERS_OF[name].lost}`,
       );
     }
     await prisma.serverSecret.createMany({ data: [{ name, secret: sealer.seal(randomBytes(32).toString('base64url'), sealContext(name)) }], skipDuplicates: true });

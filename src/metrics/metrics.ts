@@ -12,6 +12,8 @@ import { VERSION } from '../version.js';
 import { SWEPT_TABLES, type SweptTable } from '../provider/artifacts.js';
 
 const SIGN_IN_OUTCOMES = ['success', 'wrong_credentials', 'throttled', 'refused'] as const;
+/** The TOTP step's codes (accounts/second-factors.ts): taken, wrong (or used before), refused by the throttle, refused while locked. */
+const SECOND_FACTOR_OUTCOMES = ['taken', 'wrong', 'throttled', 'locked'] as const;
 const CONSENT_DECISIONS = ['allow', 'deny'] as const;
 const REVOCATION_REASONS = ['replay', 'other'] as const;
 /** How a logout token POSTed to an app's back-channel logout URI fared: answered 200 or 204, or not (any other answer, no answer within 2.5 s). */
@@ -20,6 +22,7 @@ const BACKCHANNEL_OUTCOMES = ['delivered', 'failed'] as const;
 const BACKGROUND_TASKS = ['key_refresh', 'sweep', 'database_upkeep'] as const;
 export type BackgroundTask = (typeof BACKGROUND_TASKS)[number];
 export type SignInOutcome = (typeof SIGN_IN_OUTCOMES)[number];
+export type SecondFactorOutcome = (typeof SECOND_FACTOR_OUTCOMES)[number];
 export type ConsentDecision = (typeof CONSENT_DECISIONS)[number];
 
 /** The grant types this server issues tokens for; anything else counts as `other`. */
@@ -138,6 +141,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly secondFactors = new Counter({
+    name: 'portcullis_second_factor_codes_total',
+    help: 'TOTP codes entered at the sign-in\'s second step, by outcome: taken, wrong (or used before), throttled, locked (too many wrong codes in a row).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   private readonly consents = new Counter({
     name: 'portcullis_consents_total',
     help: 'Consent decisions made on the consent page.',
@@ -196,6 +206,7 @@ export class Metrics {
     // nothing before it, and an alert on it has no data rather than zero.
     for (const grantType of GRANT_TYPES) this.tokensIssued.inc({ grant_type: grantType }, 0);
     for (const outcome of SIGN_IN_OUTCOMES) this.signIns.inc({ outcome }, 0);
+    for (const outcome of SECOND_FACTOR_OUTCOMES) this.secondFactors.inc({ outcome }, 0);
     for (const decision of CONSENT_DECISIONS) this.consents.inc({ decision }, 0);
     for (const reason of REVOCATION_REASONS) this.grantsRevoked.inc({ reason }, 0);
     for (const outcome of BACKCHANNEL_OUTCOMES) this.backchannelLogouts.inc({ outcome }, 0);
@@ -254,6 +265,10 @@ export class Metrics {
 
   signIn(outcome: SignInOutcome): void {
     this.signIns.inc({ outcome });
+  }
+
+  secondFactor(outcome: SecondFactorOutcome): void {
+    this.secondFactors.inc({ outcome });
   }
 
   consent(decision: ConsentDecision): void {

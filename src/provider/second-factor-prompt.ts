@@ -22,7 +22,8 @@ export function interactionPolicyWithSecondFactor(policy: interactionPolicy.Prom
   const { Prompt, Check } = interactionPolicy;
   const secondFactor = new Prompt(
     { name: SECOND_FACTOR, requestable: false },
-    new Check('totp_required', 'End-User must enter a code from their authenticator app', 'interaction_required', async ({ oidc }) => {
+    // The library's own words for interaction_required: an app is not told that the person uses TOTP.
+    new Check('totp_required', 'interaction is required from the end-user', 'interaction_required', async ({ oidc }) => {
       const accountId = oidc.session?.accountId;
       if (!accountId || (oidc.session.amr ?? []).includes('otp')) return false;
       return accounts.requiresTotp(accountId);

@@ -776,7 +776,7 @@ describe('pages', () => {
     await page.keyboard.type('000000' === totp.generate() ? '111111' : '000000');
     await page.keyboard.press('Enter');
     await page.getByRole('alert').waitFor();
-    expect(await page.getByRole('alert').textContent()).toBe('That code is not right. Check your authenticator app and try again.');
+    expect(await page.getByRole('alert').textContent()).toBe('That code is not right, or was used already. Enter the code your authenticator app shows now.');
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('code');
     expect(await page.getByLabel('Code', { exact: true }).getAttribute('aria-invalid')).toBe('true');
     await snapshot(page, 'totp', '2-wrong-code');

@@ -1221,7 +1221,7 @@ describe('portcullis user: list, set-password, revoke, disable, delete', () => {
     const fresh = await show();
     expect(fresh).toEqual({
       id: expect.stringMatching(/^[0-9a-f-]{36}$/), email: 'olga@example.com', name: 'Olga', email_verified: false, created_at: expect.any(String), disabled_at: null,
-      password_set_at: expect.any(String), totp: 'off', totp_set_up_at: null, sessions: 0, consents: [],
+      password_set_at: expect.any(String), totp: 'off', totp_set_up_at: null, totp_locked: false, sessions: 0, consents: [],
     });
     expect(Date.parse(fresh.password_set_at as string)).toBeGreaterThanOrEqual(Date.parse(fresh.created_at as string));
     const id = fresh.id as string;

@@ -67,6 +67,7 @@ describe('with METRICS_PORT', () => {
     for (const series of [
       'portcullis_tokens_issued_total{grant_type="refresh_token"}',
       'portcullis_sign_ins_total{outcome="throttled"}',
+      'portcullis_second_factor_codes_total{outcome="wrong"}',
       'portcullis_consents_total{decision="deny"}',
       'portcullis_grant_revocations_total{reason="replay"}',
     ]) {
@@ -301,6 +302,14 @@ it('without METRICS_PORT no metrics are served', async () => {
   }
 });
 
+/** A free port other than `taken` (which nothing listens on, so freePort may name it again). */
+async function otherFreePort(taken: number): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port !== taken) return port;
+  }
+}
+
 // Read before any database is opened: once is enough.
 it.skipIf(process.env.TEST_DATABASE === 'postgres')('a METRICS_PORT that is not a port, or is PORT, or a METRICS_HOST of another machine, stops the server at start with the reason', async () => {
   const port = await freePort();
@@ -323,7 +332,8 @@ it.skipIf(process.env.TEST_DATABASE === 'postgres')('a METRICS_PORT that is not 
     // Said with the other bad variables, not only once they are fixed.
     start(String(port), { LOG_LEVEL: 'loud' }),
     // As HOST: configuration to fix (exit 2), not a failure to run. (It opens the database first: one of its own.)
-    start(String(await freePort()), { METRICS_HOST: '192.0.2.1', DATA_DIR: dataDir }),
+    // Another port than PORT: nothing holds PORT, so freePort may hand it out again.
+    start(String(await otherFreePort(port)), { METRICS_HOST: '192.0.2.1', DATA_DIR: dataDir }),
   ]);
   expect(outcomes).toEqual([
     [2, expect.stringContaining('METRICS_PORT: must be a whole number')],

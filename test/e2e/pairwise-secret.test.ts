@@ -55,7 +55,7 @@ async function signInAt(pc: TestPortcullis, clientId: string) {
   return (await oidc.authorizationCodeGrant(rp, new URL(page.url), { pkceCodeVerifier: verifier, expectedState: state })).claims()!;
 }
 
-const secrets = async (pc: TestPortcullis) => (await pc.outsideQuery<{ n: number }>('SELECT count(*)::int AS n FROM server_secrets')).rows[0]!.n;
+const secrets = async (pc: TestPortcullis) => (await pc.outsideQuery<{ n: number }>("SELECT count(*)::int AS n FROM server_secrets WHERE name = 'pairwise subjects'")).rows[0]!.n;
 const LOST = "the database holds 1 client(s) with pairwise identifiers but not the server secret 'pairwise subjects' (table server_secrets), which they are made from: restore that row from a backup of this database; a new secret would give every person another sub at those apps";
 
 describe('the pairwise secret, lost from the database', () => {

@@ -16,7 +16,7 @@ import { UserAgent, type Page } from '../support/user-agent.js';
 const PASSWORD = 'a long enough password';
 const WINDOW_SECONDS = 5;
 const STEP_MS = 30_000;
-const WRONG_CODE = 'That code is not right. Check your authenticator app and try again.';
+const WRONG_CODE = 'That code is not right, or was used already. Enter the code your authenticator app shows now.';
 const EMPTY_CODE = 'Enter the 6-digit code from your authenticator app.';
 const SET_UP_HEADING = '<h1>Set up two-step verification</h1>';
 const ENTER_HEADING = '<h1>Enter your verification code</h1>';

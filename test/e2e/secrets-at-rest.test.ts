@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, type JWK } from 'jose';
 import * as oidc from 'openid-client';
+import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
@@ -84,12 +85,21 @@ beforeAll(async () => {
 
 const totpSecrets = () => query<{ secret: string }>('SELECT secret FROM totp_secrets');
 
-/** The TOTP key Tess's setup page shows (the same until she sets it up), after her password. */
-async function tessSetupKey(): Promise<string | undefined> {
+/**
+ * Tess signs in to the web app with her password and a TOTP code (`totp`'s,
+ * of the step `step`), setting up the key her setup page shows if she has
+ * none yet: that key. Refused if the code is.
+ */
+async function tessSignsIn(step: number, totp?: OTPAuth.TOTP): Promise<OTPAuth.TOTP> {
   const ua = new UserAgent();
   const login = await visit(ua, (await authorizationRequest(await discover(pc.issuer, web.client_id, web.client_secret), 'openid')).url);
-  const setup = await signIn(ua, login, 'tess@example.com', 'tess has a long password');
-  return /<code[^>]*id="totp-key"[^>]*>([^<]*)</.exec(setup.html)?.[1];
+  const page = await signIn(ua, login, 'tess@example.com', 'tess has a long password');
+  const shown = /<code[^>]*id="totp-key"[^>]*>([^<]*)</.exec(page.html)?.[1];
+  const key = totp ?? new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(shown!.replace(/ /g, '')) });
+  let next = await ua.post(page, UserAgent.formAction(page, '/totp'), { ...UserAgent.formFields(page, '/totp'), code: key.generate({ timestamp: step * 30_000 }) }, REDIRECT_URI);
+  if (pageKind(next) === 'consent') next = await allow(ua, next);
+  expect(pageKind(next), next.html.slice(0, 500)).toBe('callback');
+  return key;
 }
 
 afterAll(async () => {
@@ -206,9 +216,9 @@ it('stores only public JWKs and sealed private keys and cookie keys, and signs w
   const cookies = await cookieKeys();
   expect(cookies.length).toBeGreaterThan(0);
   for (const row of cookies) expect(row.secret).toMatch(SEALED);
-  // The secret of pairwise identifiers, made by the server's start.
+  // The secrets of pairwise identifiers and of TOTP keys, made by the server's start.
   const secrets = await serverSecrets();
-  expect(secrets.map((row) => row.name)).toEqual(['pairwise subjects']);
+  expect(secrets.map((row) => row.name)).toEqual(['pairwise subjects', 'totp keys']);
   for (const row of secrets) expect(row.secret).toMatch(SEALED);
 
   expect(rows.map((row) => row.kid)).toContain(await signedToken());
@@ -375,9 +385,11 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   const oldId = keyIdOf(before[0]!.private_jwk!);
   for (const row of before) expect(keyIdOf(row.private_jwk!)).toBe(oldId);
   const sub = await patsPairwiseSub(pc.env);
-  const totpKey = await tessSetupKey();
-  expect(totpKey).toMatch(/^[A-Z2-7 ]{32,}$/);
-  expect((await totpSecrets()).map((row) => [SEALED.test(row.secret), keyIdOf(row.secret)])).toEqual([[true, oldId]]);
+  const step = Math.floor(Date.now() / 30_000);
+  const totp = await tessSignsIn(step);
+  // TOTP keys are sealed under a server secret (itself sealed under the encryption key), not the encryption key.
+  const totpRows = await totpSecrets();
+  expect(totpRows.map((row) => [SEALED.test(row.secret), keyIdOf(row.secret) === oldId])).toEqual([[true, false]]);
   // A CLI command run with the new list seals nothing again (only a server's start does): the
   // running servers, on the old key alone, could not start again.
   const tried = await runCli(['keys', 'list'], { ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` });
@@ -385,7 +397,6 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   expect(await patsPairwiseSub({ ...pc.env, ENCRYPTION_KEYS: `${newKey},${oldKey}` })).toBe(sub);
   for (const row of await signingKeys()) expect(keyIdOf(row.private_jwk!)).toBe(oldId);
   for (const row of await serverSecrets()) expect(keyIdOf(row.secret)).toBe(oldId);
-  for (const row of await totpSecrets()) expect(keyIdOf(row.secret)).toBe(oldId);
 
   // A device's user code issued under the old key (kept as a keyed digest) is still found under the new list.
   const tv = await pc.createClient({ name: 'Rotating TV', public: true, grantTypes: ['device_code'], scope: 'openid' });
@@ -411,14 +422,16 @@ it('moves every sealed secret to a new encryption key listed first, after which 
   for (const row of moved) expect(keyIdOf(row.private_jwk!)).toBe(newId);
   for (const row of await cookieKeys()) expect(keyIdOf(row.secret)).toBe(newId);
   for (const row of await serverSecrets()) expect(keyIdOf(row.secret)).toBe(newId);
-  for (const row of await totpSecrets()) expect(keyIdOf(row.secret)).toBe(newId);
+  // The server secret sealed again, the TOTP keys under it stay as they were: an instance still
+  // on the old list, which opened the secret at its start, goes on reading them.
+  expect(await totpSecrets()).toEqual(totpRows);
 
   await server.close();
   server = await restart({ ...pc.env, ENCRYPTION_KEYS: newKey });
   // Sealed again, the secret is the same: every pairwise sub stays what the apps know.
   expect(await patsPairwiseSub({ ...pc.env, ENCRYPTION_KEYS: newKey })).toBe(sub);
-  // And a person's TOTP key too: the app she may have scanned it into goes on working.
-  expect(await tessSetupKey()).toBe(totpKey);
+  // And a person's TOTP key opens under it: her app goes on working.
+  await tessSignsIn(step + 1, totp);
   expect(before.map((row) => row.kid)).toContain(await signedToken());
   const withOldKey = await runCli(['keys', 'list'], { ...pc.env, ENCRYPTION_KEYS: oldKey });
   expect(withOldKey.code).toBe(1);

@@ -1,0 +1,216 @@
+// The TOTP second factor (second-factor.test.ts) attacked by someone who
+// knows the person's password: what they must not be able to do without the
+// person's authenticator app. Each test here failed when written (review BN).
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as oidc from 'openid-client';
+import * as OTPAuth from 'otpauth';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit, type AuthorizationRequest } from '../support/relying-party.js';
+import { UserAgent, type Page } from '../support/user-agent.js';
+
+const PASSWORD = 'a long enough password';
+const MAX_FAILURES = 3;
+const STEP_MS = 30_000;
+const WRONG_CODE = 'That code is not right, or was used already. Enter the code your authenticator app shows now.';
+const SET_UP_HEADING = '<h1>Set up two-step verification</h1>';
+const ENTER_HEADING = '<h1>Enter your verification code</h1>';
+const SCOPE = 'openid email';
+
+let pc: TestPortcullis;
+let rp: oidc.Configuration;
+
+beforeAll(async () => {
+  // A window longer than any test here, and an address limit out of the way: the email's count is the one under test.
+  pc = await startPortcullis({ SIGN_IN_MAX_FAILURES: String(MAX_FAILURES), SIGN_IN_MAX_FAILURES_PER_ADDRESS: '1000', SIGN_IN_FAILURE_WINDOW: '10m' });
+  const app = await pc.createClient({ name: 'Second factor app', redirectUris: [REDIRECT_URI] });
+  rp = await discover(pc.issuer, app.client_id, app.client_secret);
+});
+
+afterAll(async () => {
+  expect(pc?.errors ?? []).toEqual([]);
+  await pc?.close();
+});
+
+async function person(name: string, totp = true): Promise<string> {
+  const email = `${name}@example.com`;
+  const made = await pc.cli(['user', 'create', '--email', email, '--password-stdin', ...(totp ? ['--totp', 'required'] : [])], `${PASSWORD}\n`);
+  expect(made.code, made.stderr).toBe(0);
+  return email;
+}
+
+async function cliOk(args: string[]): Promise<void> {
+  const result = await pc.cli(args);
+  expect(result.code, result.stderr).toBe(0);
+}
+
+async function totpState(email: string): Promise<string> {
+  const shown = await pc.cli(['user', 'show', email, '--json']);
+  expect(shown.code, shown.stderr).toBe(0);
+  return (JSON.parse(shown.stdout) as { totp: string }).totp;
+}
+
+const stepNow = () => Math.floor(Date.now() / STEP_MS);
+const codeAt = (totp: OTPAuth.TOTP, step: number) => totp.generate({ timestamp: step * STEP_MS });
+
+/** A step not used yet by this person: the current one or the next, waiting for the clock where needed (a code is taken once). */
+const lastStep = new Map<string, number>();
+async function freshStep(email: string): Promise<number> {
+  for (;;) {
+    const now = stepNow();
+    const step = Math.max(now, (lastStep.get(email) ?? -Infinity) + 1);
+    if (step <= now + 1) {
+      lastStep.set(email, step);
+      return step;
+    }
+    await sleep((now + 1) * STEP_MS - Date.now() + 100);
+  }
+}
+
+/** A 6-digit code, the `nth` of several, that is none of the key's codes around now. */
+function wrongCode(totp: OTPAuth.TOTP, nth: number): string {
+  const near = new Set([-3, -2, -1, 0, 1, 2, 3].map((delta) => codeAt(totp, stepNow() + delta)));
+  const candidates = ['000000', '111111', '222222', '333333', '444444', '555555', '666666', '777777', '888888', '999999', '123456', '424242'];
+  return candidates.filter((code) => !near.has(code))[nth % 8]!;
+}
+
+const isCodePage = (page: Page) => /<form[^>]*action="\/interaction\/[^"]+\/totp"/.test(page.html);
+const alertOn = (page: Page) => /<[^>]*role="alert"[^>]*>([^<]*)</.exec(page.html)?.[1]?.trim();
+
+function keyOn(page: Page): { secret: string; totp: OTPAuth.TOTP } {
+  const href = /<a[^>]*href="(otpauth:\/\/totp\/[^"]+)"/.exec(page.html)?.[1];
+  if (!href) throw new Error(`no otpauth:// link on ${page.url}:\n${page.html.slice(0, 3000)}`);
+  const uri = href.replace(/&amp;/g, '&');
+  const totp = OTPAuth.URI.parse(uri);
+  if (!(totp instanceof OTPAuth.TOTP)) throw new Error(`not a TOTP URI: ${uri}`);
+  return { secret: new URL(uri).searchParams.get('secret') ?? '', totp };
+}
+
+function enterCode(ua: UserAgent, page: Page, code: string): Promise<Page> {
+  return ua.post(page, UserAgent.formAction(page, '/totp'), { ...UserAgent.formFields(page, '/totp'), code }, REDIRECT_URI);
+}
+
+async function open(ua: UserAgent, extra: Record<string, string> = {}) {
+  const request = await authorizationRequest(rp, SCOPE, extra);
+  return { request, page: await visit(ua, request.url) };
+}
+
+async function passwordStep(ua: UserAgent, email: string, extra: Record<string, string> = {}) {
+  const { request, page } = await open(ua, extra);
+  expect(pageKind(page)).toBe('login');
+  return { request, page: await signIn(ua, page, email, PASSWORD) };
+}
+
+async function toApp(ua: UserAgent, page: Page, request: AuthorizationRequest) {
+  const current = pageKind(page) === 'consent' ? await allow(ua, page) : page;
+  expect(pageKind(current), current.html.slice(0, 2000)).toBe('callback');
+  return oidc.authorizationCodeGrant(rp, new URL(current.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+}
+
+/** A person's first sign-in in `ua`: password, set-up page, a code of the key shown; the key. */
+async function setUp(ua: UserAgent, email: string) {
+  const { request, page } = await passwordStep(ua, email);
+  expect(page.html).toContain(SET_UP_HEADING);
+  const key = keyOn(page);
+  await toApp(ua, await enterCode(ua, page, codeAt(key.totp, await freshStep(email))), request);
+  return key;
+}
+
+describe('guessing codes', () => {
+  it('a right password does not give the guesser of codes a new SIGN_IN_MAX_FAILURES: no more wrong codes of one person are checked in a window', async () => {
+    const email = await person('guessed');
+    const key = await setUp(new UserAgent(), email);
+    const answers: Array<string | undefined> = [];
+    // Each round a browser without a device cookie (the password is then
+    // counted on the email, as the code is): the password, then wrong codes
+    // while the email has failures left.
+    for (let round = 0; round < 3; round++) {
+      const ua = new UserAgent();
+      const { page } = await passwordStep(ua, email);
+      if (!isCodePage(page)) break; // the email refused: the guesser is stopped
+      let current = page;
+      for (let i = 0; i < MAX_FAILURES - 1; i++) {
+        current = await enterCode(ua, current, wrongCode(key.totp, round * MAX_FAILURES + i));
+        answers.push(alertOn(current));
+      }
+    }
+    // Codes checked (and found wrong): at most the email's limit in the window, as for passwords.
+    expect(answers.filter((answer) => answer === WRONG_CODE).length).toBeLessThanOrEqual(MAX_FAILURES);
+  });
+});
+
+describe('guessing passwords', () => {
+  it("someone else's wrong passwords for the email do not lock its owner's browser out at the code step (device cookies)", async () => {
+    const email = await person('owner');
+    const owner = new UserAgent();
+    const key = await setUp(owner, email); // the owner's browser has signed in: it holds a device cookie
+    for (let i = 0; i <= MAX_FAILURES; i++) {
+      const stranger = new UserAgent();
+      const { page } = await open(stranger);
+      await signIn(stranger, page, email, `not the password ${i}`);
+    }
+    // The owner's browser still signs in: the password (counted on its own)...
+    const { request, page } = await passwordStep(owner, email, { prompt: 'login' });
+    expect(page.html).toContain(ENTER_HEADING);
+    // ...and the code.
+    const answer = await enterCode(owner, page, codeAt(key.totp, await freshStep(email)));
+    expect(alertOn(answer)).toBeUndefined();
+    await toApp(owner, answer, request);
+  });
+});
+
+describe('setting up', () => {
+  it('a key shown to another browser before the person set up (someone with the password) makes no codes once the person has set up', async () => {
+    const email = await person('preread');
+    const attacker = new UserAgent();
+    const seen = await passwordStep(attacker, email);
+    expect(seen.page.html).toContain(SET_UP_HEADING);
+    const stolen = keyOn(seen.page);
+
+    // Later the person signs in on their own browser and sets up what their page shows.
+    await setUp(new UserAgent(), email);
+    expect(await totpState(email)).toBe('set_up');
+
+    // A code of the key the other browser was shown: refused.
+    const later = new UserAgent();
+    const again = await passwordStep(later, email);
+    expect(again.page.html).toContain(ENTER_HEADING);
+    const answer = await enterCode(later, again.page, codeAt(stolen.totp, await freshStep(email)));
+    expect(pageKind(answer)).not.toBe('callback');
+    expect(pageKind(answer)).not.toBe('consent');
+    expect([isCodePage(answer), alertOn(answer)]).toEqual([true, WRONG_CODE]);
+  });
+
+  it('--totp off while a code page is open: the page opened again sets up no key, and required again asks for a new one', async () => {
+    const email = await person('stale');
+    const ua = new UserAgent();
+    const { page } = await passwordStep(ua, email);
+    expect(page.html).toContain(SET_UP_HEADING);
+    await cliOk(['user', 'update', email, '--totp', 'off']);
+
+    const reopened = await ua.open(page.url, {}, REDIRECT_URI);
+    if (reopened.html.includes('otpauth://')) {
+      const key = keyOn(reopened);
+      await enterCode(ua, reopened, codeAt(key.totp, await freshStep(email)));
+    }
+    // "off: none, the app forgotten" (usage): no key set up behind the operator's back.
+    expect(await totpState(email)).toBe('off');
+    await cliOk(['user', 'update', email, '--totp', 'required']);
+    const { page: next } = await passwordStep(new UserAgent(), email);
+    expect(next.html).toContain(SET_UP_HEADING);
+  });
+});
+
+describe('the operator', () => {
+  it('reset-totp (a lost phone): a browser signed in with a code of the forgotten key is no longer signed in without a new one', async () => {
+    const email = await person('lost-phone');
+    const ua = new UserAgent();
+    await setUp(ua, email);
+    await cliOk(['user', 'reset-totp', email]);
+    const silent = await open(ua, { prompt: 'none' });
+    expect(pageKind(silent.page)).toBe('callback');
+    const answer = new URL(silent.page.url).searchParams;
+    expect(answer.get('code')).toBeNull();
+    expect(['interaction_required', 'login_required']).toContain(answer.get('error'));
+  });
+});

@@ -1,0 +1,241 @@
+// The second factor (TOTP) as operators run it: the sign-in throttle's device
+// exemption, auth_time and max_age across a slow second step, and a rolling
+// ENCRYPTION_KEYS change on several instances, wrong codes in a row, and the
+// server secret the keys are sealed under. (From review BO.)
+import { setTimeout as sleep } from 'node:timers/promises';
+import * as oidc from 'openid-client';
+import * as OTPAuth from 'otpauth';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { startServer } from '../../src/server.js';
+import { freshDatabase } from '../support/database.js';
+import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, signInRefusal, visit, type AuthorizationRequest } from '../support/relying-party.js';
+import { UserAgent, type Page } from '../support/user-agent.js';
+
+const PASSWORD = 'a long enough password';
+const STEP_MS = 30_000;
+const OLD_KEY = 'the-old-encryption-key-of-this-deployment-0123456789';
+const NEW_KEY = 'the-new-encryption-key-of-this-deployment-9876543210';
+
+let pc: TestPortcullis;
+let app: { client_id: string; client_secret?: string };
+let rp: oidc.Configuration;
+
+beforeAll(async () => {
+  pc = await startPortcullis({ SIGN_IN_MAX_FAILURES: '3', SIGN_IN_FAILURE_WINDOW: '60s', ENCRYPTION_KEYS: OLD_KEY });
+  app = await pc.createClient({ name: 'Second factor operations', redirectUris: [REDIRECT_URI] });
+  rp = await discover(pc.issuer, app.client_id, app.client_secret);
+});
+
+afterAll(async () => {
+  await pc?.close();
+});
+
+async function person(name: string): Promise<string> {
+  const email = `${name}@example.com`;
+  const made = await pc.cli(['user', 'create', '--email', email, '--password-stdin', '--totp', 'required'], `${PASSWORD}\n`);
+  expect(made.code, made.stderr).toBe(0);
+  return email;
+}
+
+const isCodePage = (page: Page) => /<form[^>]*action="\/interaction\/[^"]+\/totp"/.test(page.html);
+const alertOn = (page: Page) => /<[^>]*role="alert"[^>]*>([^<]*)</.exec(page.html)?.[1]?.trim();
+
+function keyOn(page: Page): OTPAuth.TOTP {
+  const href = /<a[^>]*href="(otpauth:\/\/totp\/[^"]+)"/.exec(page.html)?.[1];
+  if (!href) throw new Error(`no otpauth:// link on ${page.url}`);
+  return OTPAuth.URI.parse(href.replace(/&amp;/g, '&')) as OTPAuth.TOTP;
+}
+
+/** A code of a step not given for this person before (a code is taken once). */
+const lastStep = new Map<string, number>();
+async function freshCode(email: string, totp: OTPAuth.TOTP): Promise<string> {
+  for (;;) {
+    const now = Math.floor(Date.now() / STEP_MS);
+    const step = Math.max(now, (lastStep.get(email) ?? -Infinity) + 1);
+    if (step <= now + 1) {
+      lastStep.set(email, step);
+      return totp.generate({ timestamp: step * STEP_MS });
+    }
+    await sleep((now + 1) * STEP_MS - Date.now() + 100);
+  }
+}
+
+const enterCode = (ua: UserAgent, page: Page, code: string) =>
+  ua.post(page, UserAgent.formAction(page, '/totp'), { ...UserAgent.formFields(page, '/totp'), code }, REDIRECT_URI);
+
+async function toApp(ua: UserAgent, page: Page, request: AuthorizationRequest, config = rp) {
+  let current = page;
+  if (pageKind(current) === 'consent') current = await allow(ua, current);
+  expect(pageKind(current), `${current.status} ${alertOn(current) ?? current.html.slice(0, 300)}`).toBe('callback');
+  return oidc.authorizationCodeGrant(config, new URL(current.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+}
+
+describe('the sign-in throttle', () => {
+  it("someone else's wrong passwords, which leave the owner's own browser signing in, do not lock that browser out at the code step either", async () => {
+    const email = await person('owner');
+    const mine = new UserAgent();
+    // The owner's first sign-in: their browser now has its device cookie.
+    let request = await authorizationRequest(rp, 'openid');
+    let page = await signIn(mine, await visit(mine, request.url), email, PASSWORD);
+    const totp = keyOn(page);
+    await toApp(mine, await enterCode(mine, page, await freshCode(email, totp)), request);
+
+    // Someone who knows only the email fails until the email is locked for every other browser.
+    const stranger = new UserAgent();
+    let refusal: string | undefined;
+    for (let i = 0; i < 4 && refusal !== 'throttled'; i++) {
+      const tried = await authorizationRequest(rp, 'openid');
+      refusal = signInRefusal(await signIn(stranger, await visit(stranger, tried.url), email, 'not the password at all'));
+    }
+    expect(refusal).toBe('throttled');
+
+    // The owner's browser is counted on its own: its password goes through (sign-in-throttle.ts)...
+    request = await authorizationRequest(rp, 'openid', { prompt: 'login' });
+    page = await signIn(mine, await visit(mine, request.url), email, PASSWORD);
+    expect(isCodePage(page)).toBe(true);
+    // ...and so should its right code: the stranger never got past the password.
+    const after = await enterCode(mine, page, await freshCode(email, totp));
+    expect(alertOn(after)).toBeUndefined();
+    expect((await toApp(mine, after, request)).claims()!.amr).toEqual(['pwd', 'otp', 'mfa']);
+  });
+});
+
+describe('auth_time', () => {
+  it('is when the sign-in was complete (the code taken), so an app that asked max_age accepts the ID token of someone slow at setting up their app', async () => {
+    const email = await person('slow');
+    const ua = new UserAgent();
+    const request = await authorizationRequest(rp, 'openid', { max_age: '10' });
+    const setUp = await signIn(ua, await visit(ua, request.url), email, PASSWORD);
+    expect(isCodePage(setUp)).toBe(true);
+    const totp = keyOn(setUp);
+    // Installing the app and scanning the QR code: longer than max_age.
+    await sleep(12_000);
+    const code = await freshCode(email, totp);
+    const takenAt = Math.floor(Date.now() / 1000);
+    const claims = (await toApp(ua, await enterCode(ua, setUp, code), request)).claims()!;
+    expect(claims.amr).toEqual(['pwd', 'otp', 'mfa']);
+    // OpenID Connect Core §3.1.3.7 (13): an app that sent max_age checks auth_time + max_age against now.
+    expect(claims.auth_time).toBeGreaterThanOrEqual(takenAt - 1);
+  });
+});
+
+describe.skipIf(process.env.TEST_DATABASE !== 'postgres')('a rolling ENCRYPTION_KEYS change', () => {
+  it('an instance not yet given the new key goes on taking codes after another one started with new,old (as it goes on signing)', async () => {
+    const email = await person('rolling');
+    const ua = new UserAgent();
+    let request = await authorizationRequest(rp, 'openid');
+    let page = await signIn(ua, await visit(ua, request.url), email, PASSWORD);
+    const totp = keyOn(page);
+    await toApp(ua, await enterCode(ua, page, await freshCode(email, totp)), request);
+
+    // The first instance restarted in a rolling change of ENCRYPTION_KEYS: new key first, old after.
+    const port = await freePort();
+    const other = await startServer(loadConfig({ ...pc.env, ENCRYPTION_KEYS: `${NEW_KEY},${OLD_KEY}`, PORT: String(port), ISSUER: pc.issuer }), createLogger('silent'));
+    try {
+      // This instance, still on the old key alone (its turn to restart comes next), is ready...
+      expect((await fetch(`${pc.issuer}/readyz`)).status).toBe(200);
+      // ...and signs the person in.
+      const browser = new UserAgent();
+      request = await authorizationRequest(rp, 'openid');
+      page = await signIn(browser, await visit(browser, request.url), email, PASSWORD);
+      expect(isCodePage(page)).toBe(true);
+      const after = await enterCode(browser, page, await freshCode(email, totp));
+      expect(after.status).not.toBe(500);
+      expect((await toApp(browser, after, request)).claims()!.amr).toEqual(['pwd', 'otp', 'mfa']);
+    } finally {
+      await other.close();
+      pc.errors.length = 0;
+    }
+  });
+});
+
+describe('the otpauth:// URI', () => {
+  it('names the account apart from an ISSUER_NAME with a colon in it (Key Uri Format: neither issuer nor account name may contain one)', async () => {
+    const named = await startPortcullis({ ISSUER_NAME: 'Acme: Staff sign-in' });
+    try {
+      const made = await named.cli(['user', 'create', '--email', 'colon@example.com', '--password-stdin', '--totp', 'required'], `${PASSWORD}\n`);
+      expect(made.code, made.stderr).toBe(0);
+      const client = await named.createClient({ name: 'Colon app', redirectUris: [REDIRECT_URI] });
+      const config = await discover(named.issuer, client.client_id, client.client_secret);
+      const ua = new UserAgent();
+      const page = await signIn(ua, await visit(ua, (await authorizationRequest(config, 'openid')).url), 'colon@example.com', PASSWORD);
+      // As an authenticator app reads the label: issuer prefix, colon, account name.
+      const totp = keyOn(page);
+      expect(totp.label).toBe('colon@example.com');
+    } finally {
+      await named.close();
+    }
+  });
+});
+
+describe('wrong codes in a row', () => {
+  it(`lock the code step after 100 (NIST SP 800-63B §5.2.2), whatever the throttle's window, until user reset-totp`, async () => {
+    // A throttle that would let them all through: the lock is what stops them.
+    const patient = await startPortcullis({ SIGN_IN_MAX_FAILURES: '10000', SIGN_IN_MAX_FAILURES_PER_ADDRESS: '1000000' });
+    try {
+      const made = await patient.cli(['user', 'create', '--email', 'guessed@example.com', '--password-stdin', '--totp', 'required'], `${PASSWORD}\n`);
+      expect(made.code, made.stderr).toBe(0);
+      const client = await patient.createClient({ name: 'Guessed app', redirectUris: [REDIRECT_URI] });
+      const config = await discover(patient.issuer, client.client_id, client.client_secret);
+      const signInOnce = async () => {
+        const ua = new UserAgent();
+        const request = await authorizationRequest(config, 'openid');
+        return { ua, request, page: await signIn(ua, await visit(ua, request.url), 'guessed@example.com', PASSWORD) };
+      };
+      const first = await signInOnce();
+      const totp = keyOn(first.page);
+      await toApp(first.ua, await enterCode(first.ua, first.page, await freshCode('guessed@example.com', totp)), first.request, config);
+
+      const { ua, page } = await signInOnce();
+      const near = new Set([-2, -1, 0, 1, 2].map((delta) => totp.generate({ timestamp: Date.now() + delta * STEP_MS })));
+      const wrong = ['000000', '111111', '222222'].find((code) => !near.has(code))!;
+      let current = page;
+      for (let i = 0; i < 99; i++) current = await enterCode(ua, current, wrong);
+      expect(alertOn(current)).toBe('That code is not right, or was used already. Enter the code your authenticator app shows now.');
+      // The hundredth wrong one, then a right one: refused, and `user show` says why.
+      current = await enterCode(ua, current, wrong);
+      const right = await freshCode('guessed@example.com', totp);
+      current = await enterCode(ua, current, right);
+      expect(alertOn(current)).toBe('Too many wrong codes. Ask whoever runs this service to reset your two-step verification.');
+      const shown = JSON.parse((await patient.cli(['user', 'show', 'guessed@example.com', '--json'])).stdout) as { totp: string; totp_locked: boolean };
+      expect(shown).toMatchObject({ totp: 'set_up', totp_locked: true });
+      expect((await patient.cli(['user', 'show', 'guessed@example.com'])).stdout).toMatch(/^totp: +set up \S+; locked after 100 wrong codes in a row, until user reset-totp$/m);
+      // Still refused later in the same sign-in (the code not taken by the refusal).
+      expect(alertOn(await enterCode(ua, current, right))).toBe('Too many wrong codes. Ask whoever runs this service to reset your two-step verification.');
+
+      // The operator resets it: a new app, and the person signs in.
+      expect((await patient.cli(['user', 'reset-totp', 'guessed@example.com'])).code).toBe(0);
+      const again = await signInOnce();
+      const fresh = keyOn(again.page);
+      const tokens = await toApp(again.ua, await enterCode(again.ua, again.page, await freshCode('guessed@example.com', fresh)), again.request, config);
+      expect(tokens.claims()!.amr).toEqual(['pwd', 'otp', 'mfa']);
+    } finally {
+      await patient.close();
+    }
+  });
+});
+
+describe('the server secret TOTP keys are sealed under', () => {
+  it('lost from the database while keys use it, stops the start, saying to restore it: a new one would open none of them', async () => {
+    const database = await freshDatabase();
+    const keys = { ENCRYPTION_KEYS: OLD_KEY };
+    const lone = await startPortcullis(keys, database);
+    try {
+      expect((await lone.cli(['user', 'create', '--email', 'kept@example.com', '--password-stdin', '--totp', 'required'], `${PASSWORD}\n`)).code).toBe(0);
+      const client = await lone.createClient({ name: 'Kept app', redirectUris: [REDIRECT_URI] });
+      const ua = new UserAgent();
+      const page = await signIn(ua, await visit(ua, (await authorizationRequest(await discover(lone.issuer, client.client_id, client.client_secret), 'openid')).url), 'kept@example.com', PASSWORD);
+      expect(isCodePage(page)).toBe(true);
+      await lone.outsideQuery("DELETE FROM server_secrets WHERE name = 'totp keys'");
+    } finally {
+      await lone.close();
+    }
+    await expect(startPortcullis(keys, database)).rejects.toThrow(
+      "the database holds 1 people's TOTP key(s) but not the server secret 'totp keys' (table server_secrets), which they are made from: restore that row from a backup of this database; a new secret would open none of them, and each of those people would need `portcullis user reset-totp`",
+    );
+    await database.drop();
+  });
+});
