@@ -1,20 +1,15 @@
 // The TOTP second factor (second-factor.test.ts) attacked by someone who
 // knows the person's password: what they must not be able to do without the
 // person's authenticator app. Each test here failed when written (review BN).
-import { setTimeout as sleep } from 'node:timers/promises';
 import * as oidc from 'openid-client';
-import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit, type AuthorizationRequest } from '../support/relying-party.js';
+import { alertOn, CodeClock, codeAt, ENTER_HEADING, enterCode, isCodePage, keyOn, SET_UP_HEADING, WRONG_CODE, wrongCode } from '../support/totp.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const PASSWORD = 'a long enough password';
 const MAX_FAILURES = 3;
-const STEP_MS = 30_000;
-const WRONG_CODE = 'That code is not right, or was used already. Enter the code your authenticator app shows now.';
-const SET_UP_HEADING = '<h1>Set up two-step verification</h1>';
-const ENTER_HEADING = '<h1>Enter your verification code</h1>';
 const SCOPE = 'openid email';
 
 let pc: TestPortcullis;
@@ -50,45 +45,8 @@ async function totpState(email: string): Promise<string> {
   return (JSON.parse(shown.stdout) as { totp: string }).totp;
 }
 
-const stepNow = () => Math.floor(Date.now() / STEP_MS);
-const codeAt = (totp: OTPAuth.TOTP, step: number) => totp.generate({ timestamp: step * STEP_MS });
-
-/** A step not used yet by this person: the current one or the next, waiting for the clock where needed (a code is taken once). */
-const lastStep = new Map<string, number>();
-async function freshStep(email: string): Promise<number> {
-  for (;;) {
-    const now = stepNow();
-    const step = Math.max(now, (lastStep.get(email) ?? -Infinity) + 1);
-    if (step <= now + 1) {
-      lastStep.set(email, step);
-      return step;
-    }
-    await sleep((now + 1) * STEP_MS - Date.now() + 100);
-  }
-}
-
-/** A 6-digit code, the `nth` of several, that is none of the key's codes around now. */
-function wrongCode(totp: OTPAuth.TOTP, nth: number): string {
-  const near = new Set([-3, -2, -1, 0, 1, 2, 3].map((delta) => codeAt(totp, stepNow() + delta)));
-  const candidates = ['000000', '111111', '222222', '333333', '444444', '555555', '666666', '777777', '888888', '999999', '123456', '424242'];
-  return candidates.filter((code) => !near.has(code))[nth % 8]!;
-}
-
-const isCodePage = (page: Page) => /<form[^>]*action="\/interaction\/[^"]+\/totp"/.test(page.html);
-const alertOn = (page: Page) => /<[^>]*role="alert"[^>]*>([^<]*)</.exec(page.html)?.[1]?.trim();
-
-function keyOn(page: Page): { secret: string; totp: OTPAuth.TOTP } {
-  const href = /<a[^>]*href="(otpauth:\/\/totp\/[^"]+)"/.exec(page.html)?.[1];
-  if (!href) throw new Error(`no otpauth:// link on ${page.url}:\n${page.html.slice(0, 3000)}`);
-  const uri = href.replace(/&amp;/g, '&');
-  const totp = OTPAuth.URI.parse(uri);
-  if (!(totp instanceof OTPAuth.TOTP)) throw new Error(`not a TOTP URI: ${uri}`);
-  return { secret: new URL(uri).searchParams.get('secret') ?? '', totp };
-}
-
-function enterCode(ua: UserAgent, page: Page, code: string): Promise<Page> {
-  return ua.post(page, UserAgent.formAction(page, '/totp'), { ...UserAgent.formFields(page, '/totp'), code }, REDIRECT_URI);
-}
+const clock = new CodeClock();
+const freshStep = (email: string) => clock.freshStep(email);
 
 async function open(ua: UserAgent, extra: Record<string, string> = {}) {
   const request = await authorizationRequest(rp, SCOPE, extra);

@@ -12,10 +12,10 @@ import { startServer } from '../../src/server.js';
 import { freshDatabase } from '../support/database.js';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, signInRefusal, visit, type AuthorizationRequest } from '../support/relying-party.js';
+import { alertOn, CodeClock, enterCode, isCodePage, keyOn, LOCKED, OTP_AMR, WRONG_CODE, wrongCode } from '../support/totp.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const PASSWORD = 'a long enough password';
-const STEP_MS = 30_000;
 const OLD_KEY = 'the-old-encryption-key-of-this-deployment-0123456789';
 const NEW_KEY = 'the-new-encryption-key-of-this-deployment-9876543210';
 
@@ -40,31 +40,8 @@ async function person(name: string): Promise<string> {
   return email;
 }
 
-const isCodePage = (page: Page) => /<form[^>]*action="\/interaction\/[^"]+\/totp"/.test(page.html);
-const alertOn = (page: Page) => /<[^>]*role="alert"[^>]*>([^<]*)</.exec(page.html)?.[1]?.trim();
-
-function keyOn(page: Page): OTPAuth.TOTP {
-  const href = /<a[^>]*href="(otpauth:\/\/totp\/[^"]+)"/.exec(page.html)?.[1];
-  if (!href) throw new Error(`no otpauth:// link on ${page.url}`);
-  return OTPAuth.URI.parse(href.replace(/&amp;/g, '&')) as OTPAuth.TOTP;
-}
-
-/** A code of a step not given for this person before (a code is taken once). */
-const lastStep = new Map<string, number>();
-async function freshCode(email: string, totp: OTPAuth.TOTP): Promise<string> {
-  for (;;) {
-    const now = Math.floor(Date.now() / STEP_MS);
-    const step = Math.max(now, (lastStep.get(email) ?? -Infinity) + 1);
-    if (step <= now + 1) {
-      lastStep.set(email, step);
-      return totp.generate({ timestamp: step * STEP_MS });
-    }
-    await sleep((now + 1) * STEP_MS - Date.now() + 100);
-  }
-}
-
-const enterCode = (ua: UserAgent, page: Page, code: string) =>
-  ua.post(page, UserAgent.formAction(page, '/totp'), { ...UserAgent.formFields(page, '/totp'), code }, REDIRECT_URI);
+const clock = new CodeClock();
+const freshCode = (email: string, totp: OTPAuth.TOTP) => clock.freshCode(email, totp);
 
 async function toApp(ua: UserAgent, page: Page, request: AuthorizationRequest, config = rp) {
   let current = page;
@@ -80,7 +57,7 @@ describe('the sign-in throttle', () => {
     // The owner's first sign-in: their browser now has its device cookie.
     let request = await authorizationRequest(rp, 'openid');
     let page = await signIn(mine, await visit(mine, request.url), email, PASSWORD);
-    const totp = keyOn(page);
+    const totp = keyOn(page).totp;
     await toApp(mine, await enterCode(mine, page, await freshCode(email, totp)), request);
 
     // Someone who knows only the email fails until the email is locked for every other browser.
@@ -99,7 +76,7 @@ describe('the sign-in throttle', () => {
     // ...and so should its right code: the stranger never got past the password.
     const after = await enterCode(mine, page, await freshCode(email, totp));
     expect(alertOn(after)).toBeUndefined();
-    expect((await toApp(mine, after, request)).claims()!.amr).toEqual(['pwd', 'otp', 'mfa']);
+    expect((await toApp(mine, after, request)).claims()!.amr).toEqual(OTP_AMR);
   });
 });
 
@@ -110,13 +87,13 @@ describe('auth_time', () => {
     const request = await authorizationRequest(rp, 'openid', { max_age: '10' });
     const setUp = await signIn(ua, await visit(ua, request.url), email, PASSWORD);
     expect(isCodePage(setUp)).toBe(true);
-    const totp = keyOn(setUp);
+    const totp = keyOn(setUp).totp;
     // Installing the app and scanning the QR code: longer than max_age.
     await sleep(12_000);
     const code = await freshCode(email, totp);
     const takenAt = Math.floor(Date.now() / 1000);
     const claims = (await toApp(ua, await enterCode(ua, setUp, code), request)).claims()!;
-    expect(claims.amr).toEqual(['pwd', 'otp', 'mfa']);
+    expect(claims.amr).toEqual(OTP_AMR);
     // OpenID Connect Core §3.1.3.7 (13): an app that sent max_age checks auth_time + max_age against now.
     expect(claims.auth_time).toBeGreaterThanOrEqual(takenAt - 1);
   });
@@ -128,7 +105,7 @@ describe.skipIf(process.env.TEST_DATABASE !== 'postgres')('a rolling ENCRYPTION_
     const ua = new UserAgent();
     let request = await authorizationRequest(rp, 'openid');
     let page = await signIn(ua, await visit(ua, request.url), email, PASSWORD);
-    const totp = keyOn(page);
+    const totp = keyOn(page).totp;
     await toApp(ua, await enterCode(ua, page, await freshCode(email, totp)), request);
 
     // The first instance restarted in a rolling change of ENCRYPTION_KEYS: new key first, old after.
@@ -144,7 +121,7 @@ describe.skipIf(process.env.TEST_DATABASE !== 'postgres')('a rolling ENCRYPTION_
       expect(isCodePage(page)).toBe(true);
       const after = await enterCode(browser, page, await freshCode(email, totp));
       expect(after.status).not.toBe(500);
-      expect((await toApp(browser, after, request)).claims()!.amr).toEqual(['pwd', 'otp', 'mfa']);
+      expect((await toApp(browser, after, request)).claims()!.amr).toEqual(OTP_AMR);
     } finally {
       await other.close();
       pc.errors.length = 0;
@@ -163,7 +140,7 @@ describe('the otpauth:// URI', () => {
       const ua = new UserAgent();
       const page = await signIn(ua, await visit(ua, (await authorizationRequest(config, 'openid')).url), 'colon@example.com', PASSWORD);
       // As an authenticator app reads the label: issuer prefix, colon, account name.
-      const totp = keyOn(page);
+      const totp = keyOn(page).totp;
       expect(totp.label).toBe('colon@example.com');
     } finally {
       await named.close();
@@ -186,32 +163,31 @@ describe('wrong codes in a row', () => {
         return { ua, request, page: await signIn(ua, await visit(ua, request.url), 'guessed@example.com', PASSWORD) };
       };
       const first = await signInOnce();
-      const totp = keyOn(first.page);
+      const totp = keyOn(first.page).totp;
       await toApp(first.ua, await enterCode(first.ua, first.page, await freshCode('guessed@example.com', totp)), first.request, config);
 
       const { ua, page } = await signInOnce();
-      const near = new Set([-2, -1, 0, 1, 2].map((delta) => totp.generate({ timestamp: Date.now() + delta * STEP_MS })));
-      const wrong = ['000000', '111111', '222222'].find((code) => !near.has(code))!;
+      const wrong = wrongCode(totp);
       let current = page;
       for (let i = 0; i < 99; i++) current = await enterCode(ua, current, wrong);
-      expect(alertOn(current)).toBe('That code is not right, or was used already. Enter the code your authenticator app shows now.');
+      expect(alertOn(current)).toBe(WRONG_CODE);
       // The hundredth wrong one, then a right one: refused, and `user show` says why.
       current = await enterCode(ua, current, wrong);
       const right = await freshCode('guessed@example.com', totp);
       current = await enterCode(ua, current, right);
-      expect(alertOn(current)).toBe('Too many wrong codes. Ask whoever runs this service to reset your two-step verification.');
+      expect(alertOn(current)).toBe(LOCKED);
       const shown = JSON.parse((await patient.cli(['user', 'show', 'guessed@example.com', '--json'])).stdout) as { totp: string; totp_locked: boolean };
       expect(shown).toMatchObject({ totp: 'set_up', totp_locked: true });
       expect((await patient.cli(['user', 'show', 'guessed@example.com'])).stdout).toMatch(/^totp: +set up \S+; locked after 100 wrong codes in a row, until user reset-totp$/m);
       // Still refused later in the same sign-in (the code not taken by the refusal).
-      expect(alertOn(await enterCode(ua, current, right))).toBe('Too many wrong codes. Ask whoever runs this service to reset your two-step verification.');
+      expect(alertOn(await enterCode(ua, current, right))).toBe(LOCKED);
 
       // The operator resets it: a new app, and the person signs in.
       expect((await patient.cli(['user', 'reset-totp', 'guessed@example.com'])).code).toBe(0);
       const again = await signInOnce();
-      const fresh = keyOn(again.page);
+      const fresh = keyOn(again.page).totp;
       const tokens = await toApp(again.ua, await enterCode(again.ua, again.page, await freshCode('guessed@example.com', fresh)), again.request, config);
-      expect(tokens.claims()!.amr).toEqual(['pwd', 'otp', 'mfa']);
+      expect(tokens.claims()!.amr).toEqual(OTP_AMR);
     } finally {
       await patient.close();
     }

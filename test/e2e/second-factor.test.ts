@@ -11,15 +11,12 @@ import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { allow, authorizationRequest, deny, discover, logIn, pageKind, REDIRECT_URI, signIn, visit, type AuthorizationRequest } from '../support/relying-party.js';
+import { alertOn, CodeClock, codeAt, EMPTY_CODE, ENTER_HEADING, enterCode, isCodePage, keyOn, OTP_AMR, SET_UP_HEADING, stepNow, WRONG_CODE, wrongCode } from '../support/totp.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const PASSWORD = 'a long enough password';
 const WINDOW_SECONDS = 5;
 const STEP_MS = 30_000;
-const WRONG_CODE = 'That code is not right, or was used already. Enter the code your authenticator app shows now.';
-const EMPTY_CODE = 'Enter the 6-digit code from your authenticator app.';
-const SET_UP_HEADING = '<h1>Set up two-step verification</h1>';
-const ENTER_HEADING = '<h1>Enter your verification code</h1>';
 const SCOPE = 'openid email';
 
 let pc: TestPortcullis;
@@ -73,63 +70,18 @@ async function cliOk(args: string[]): Promise<void> {
 
 // --- codes ------------------------------------------------------------------
 
-const stepNow = () => Math.floor(Date.now() / STEP_MS);
-const codeAt = (totp: OTPAuth.TOTP, step: number) => totp.generate({ timestamp: step * STEP_MS });
-
 /** Waits, if needed, so that at least `marginMs` are left in the current 30-second step. */
 async function awayFromStepEnd(marginMs: number): Promise<void> {
   const into = Date.now() % STEP_MS;
   if (into > STEP_MS - marginMs) await sleep(STEP_MS - into + 100);
 }
 
-/**
- * The last step whose code each person has been given here: a code is taken
- * once per person, so each sign-in uses a later step than the last, the
- * current one or the next (both accepted), waiting for the clock where needed.
- */
-const lastStep = new Map<string, number>();
-async function freshStep(email: string): Promise<number> {
-  for (;;) {
-    const now = stepNow();
-    const step = Math.max(now, (lastStep.get(email) ?? -Infinity) + 1);
-    if (step <= now + 1) {
-      lastStep.set(email, step);
-      return step;
-    }
-    await sleep((now + 1) * STEP_MS - Date.now() + 100);
-  }
-}
-
-/** A 6-digit code that is none of the key's codes around now. */
-function wrongCode(totp: OTPAuth.TOTP): string {
-  const near = new Set([-3, -2, -1, 0, 1, 2, 3].map((delta) => codeAt(totp, stepNow() + delta)));
-  return ['000000', '123456', '999999', '424242'].find((code) => !near.has(code))!;
-}
+const clock = new CodeClock();
+const freshStep = (email: string) => clock.freshStep(email);
 
 // --- pages --------------------------------------------------------------------
 
 const uidOf = (page: Page) => /\/interaction\/([^/?#]+)/.exec(page.url)?.[1];
-const isCodePage = (page: Page) => /<form[^>]*action="\/interaction\/[^"]+\/totp"/.test(page.html);
-
-/** The key on a set-up page: its otpauth:// URI (as an authenticator reads it), the base32 secret, and the key as shown. */
-function keyOn(page: Page): { uri: string; secret: string; shown: string | undefined; totp: OTPAuth.TOTP } {
-  const href = /<a[^>]*href="(otpauth:\/\/totp\/[^"]+)"/.exec(page.html)?.[1];
-  if (!href) throw new Error(`no otpauth:// link on ${page.url}:\n${page.html.slice(0, 3000)}`);
-  const uri = href.replace(/&amp;/g, '&');
-  const secret = new URL(uri).searchParams.get('secret') ?? '';
-  const shown = /<code[^>]*id="totp-key"[^>]*>([^<]*)<\/code>/.exec(page.html)?.[1]?.trim();
-  const totp = OTPAuth.URI.parse(uri);
-  if (!(totp instanceof OTPAuth.TOTP)) throw new Error(`not a TOTP URI: ${uri}`);
-  return { uri, secret, shown, totp };
-}
-
-/** Posts `code` in the code page's form; follows redirects (to the app's redirect URI at most), or stops at `stopAt`. */
-function enterCode(ua: UserAgent, page: Page, code: string, stopAt = REDIRECT_URI): Promise<Page> {
-  return ua.post(page, UserAgent.formAction(page, '/totp'), { ...UserAgent.formFields(page, '/totp'), code }, stopAt);
-}
-
-/** The page's alert (role="alert"), its text. */
-const alertOn = (page: Page) => /<[^>]*role="alert"[^>]*>([^<]*)</.exec(page.html)?.[1]?.trim();
 
 /** A fresh authorization request of the app, opened in `ua`, and the first page (or the callback). */
 async function open(ua: UserAgent, extra: Record<string, string> = {}): Promise<{ request: AuthorizationRequest; page: Page }> {
@@ -168,8 +120,6 @@ async function signInWithCode(ua: UserAgent, email: string, totp: OTPAuth.TOTP) 
   expect(page.html).toContain(ENTER_HEADING);
   return toApp(ua, await enterCode(ua, page, codeAt(totp, await freshStep(email))), request);
 }
-
-const OTP_AMR = ['pwd', 'otp', 'mfa'];
 
 // --- the tests --------------------------------------------------------------------
 
@@ -298,12 +248,12 @@ describe('codes', () => {
     const { totp } = keyOn(page);
     const now = stepNow();
     for (const step of [now + 2, now - 2]) expect(alertOn(await enterCode(ua, page, codeAt(totp, step)))).toBe(WRONG_CODE);
-    lastStep.set(email, now - 1);
+    clock.taken(email, now - 1);
     expect((await toApp(ua, await enterCode(ua, page, codeAt(totp, now - 1)), request)).claims()!.amr).toEqual(OTP_AMR);
 
     await awayFromStepEnd(8_000);
     const next = stepNow() + 1;
-    lastStep.set(email, next);
+    clock.taken(email, next);
     const other = new UserAgent();
     const signingIn = await passwordStep(other, email);
     expect(signingIn.page.html).toContain(ENTER_HEADING);
@@ -314,14 +264,14 @@ describe('codes', () => {
     const email = await person('gia');
     await awayFromStepEnd(10_000);
     const first = stepNow();
-    lastStep.set(email, first);
+    clock.taken(email, first);
     const setUpBrowser = new UserAgent();
     const started = await passwordStep(setUpBrowser, email);
     const key = keyOn(started.page);
     await toApp(setUpBrowser, await enterCode(setUpBrowser, started.page, codeAt(key.totp, first)), started.request);
 
     const ua = new UserAgent();
-    lastStep.set(email, first + 1);
+    clock.taken(email, first + 1);
     const used = codeAt(key.totp, first + 1);
     const signingIn = await passwordStep(ua, email);
     expect((await toApp(ua, await enterCode(ua, signingIn.page, used), signingIn.request)).claims()!.amr).toEqual(OTP_AMR);
@@ -443,7 +393,7 @@ describe('the operator', () => {
     const fresh = keyOn(page);
     expect(fresh.secret).not.toBe(old.secret);
     // A code of the old key, of a step not used yet: refused.
-    const step = Math.max(stepNow(), lastStep.get(email)! + 1);
+    const step = clock.unusedStep(email);
     const refused = await enterCode(ua, page, codeAt(old.totp, step));
     expect(alertOn(refused)).toBe(WRONG_CODE);
     expect(keyOn(refused).secret).toBe(fresh.secret);
