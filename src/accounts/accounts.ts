@@ -582,7 +582,6 @@ export class Accounts {
   }
 
   /** A user named as the CLI names them: by email (any case) or by id. */
-  /** The user `who` names: an email or a user id. */
   async resolve(who: string): Promise<UserView> {
     const select = { id: true, email: true, name: true, emailVerified: true } as const;
     const email = normalizeEmail(who);

@@ -52,7 +52,8 @@ APIs (resource servers)
   api delete IDENTIFIER [--json]
 
 Users
-  user create --email EMAIL [--name NAME] --password-stdin [--email-verified] [--totp required|off] [--json]
+  user create --email EMAIL [--name NAME] --password-stdin [--email-verified]
+              [--totp required|off] [--json]
   user list [--json]
   user show EMAIL|ID [--json]       the user, their open sessions and the consents they gave
   user show EMAIL|ID|SUB --client CLIENT_ID [--json]
@@ -63,8 +64,9 @@ Users
                                     a new email is unverified unless --email-verified; --totp
                                     required: a code from an authenticator app after the password
                                     (set up at the next sign-in); off: none, the app forgotten
-  user reset-totp EMAIL|ID [--json] forgets the user's authenticator app (a lost phone): they
-                                    set up a new one at their next sign-in
+  user reset-totp EMAIL|ID [--json] forgets the user's authenticator app (a lost phone) and
+                                    signs them out everywhere: they set up a new one at their
+                                    next sign-in
   user set-password EMAIL|ID --password-stdin [--json]   also signs the user out everywhere
   user revoke EMAIL|ID [--client CLIENT_ID] [--json]
                                     ends sessions, consents and the tokens issued under them;
