@@ -416,8 +416,9 @@ export class Accounts {
     if (!(await this.prisma.totpSecret.findUnique({ where: { userId: user.id }, select: { userId: true } }))) {
       throw new AccountError(`${user.email} has no authenticator app to forget`);
     }
-    const [, ...signedOut] = await this.prisma.$transaction([this.prisma.totpSecret.deleteMany({ where: { userId: user.id } }), ...this.signOutEverywhere(user.id)]);
-    return { user, ...this.signedOut(user.id, signedOut) };
+    // The user's row first, as a setup page's key takes its locks (users, then totp_secrets): no deadlock.
+    const [signedOut, consents, signIns, kept] = await this.prisma.$transaction([...this.signOutEverywhere(user.id), this.prisma.totpSecret.deleteMany({ where: { userId: user.id } })]);
+    return { user, ...this.signedOut(user.id, [signedOut, consents, signIns, kept]) };
   }
 
   /**
@@ -582,7 +583,7 @@ export class Accounts {
   }
 
   /** A user named as the CLI names them: by email (any case) or by id. */
-  async resolve(who: string): Promise<UserView> {
+  private async resolve(who: string): Promise<UserView> {
     const select = { id: true, email: true, name: true, emailVerified: true } as const;
     const email = normalizeEmail(who);
     const user = isUuid(who)

@@ -15,10 +15,11 @@
 // A key not set up yet belongs to the session it was shown to: the page
 // shown to another session (someone else who has the password) makes a new
 // key, so that a key seen once, and scanned into someone's app, does not
-// become the person's later. Whoever enters a code first still sets up the
-// app: the operator requires TOTP before the password is given out.
+// become the person's later. Whoever was shown the key last and enters a
+// code of it sets up the app: the operator requires TOTP before the password
+// is given out.
 import type { Prisma } from '../persistence/database.js';
-import type { SecretSealer } from '../keys/sealed-secrets.js';
+import { SealError, type SecretSealer } from '../keys/sealed-secrets.js';
 import { sha256 } from '../persistence/hash.js';
 import { matchingStep, newTotpKey } from './totp.js';
 
@@ -66,9 +67,16 @@ export class SecondFactors {
     return { required: Boolean(user?.totpRequired), setUpAt: user?.totpSecret?.setUpAt ?? null, locked: (user?.totpSecret?.failures ?? 0) >= MAX_CONSECUTIVE_FAILURES };
   }
 
-  /** Opens the server secret the keys are sealed under, or makes it (see keys/server-secrets.ts): a server's start, so that a lost row stops it. */
+  /**
+   * Opens the server secret the keys are sealed under, or makes it (see
+   * keys/server-secrets.ts): a server's start, so that a lost row stops it,
+   * and so does another database's (a restore that mixed two backups), which
+   * opens none of the keys: a stored key is opened to tell.
+   */
   async loadKeys(): Promise<void> {
-    await this.keys();
+    const keys = await this.keys();
+    const sample = await this.prisma.totpSecret.findFirst({ select: { userId: true, secret: true } });
+    if (sample) open(keys, sample.userId, sample.secret);
   }
 
   /**
@@ -82,27 +90,27 @@ export class SecondFactors {
   async stepFor(userId: string, sessionUid: string): Promise<Step> {
     const shown = shownTo(sessionUid);
     const keys = await this.keys();
-    for (let attempt = 0; ; attempt++) {
+    // Sessions showing the page at once each replace the others' key: a few
+    // turns, and then the page fails rather than spin.
+    for (let attempt = 0; attempt < 5; attempt++) {
       const user = await this.prisma.user.findUnique({ where: { id: userId }, select: { totpRequired: true, totpSecret: { select: { secret: true, shownTo: true, setUpAt: true } } } });
       const row = user?.totpSecret;
       if (!user?.totpRequired) return { kind: 'not_required' };
       if (row?.setUpAt) return { kind: 'code' };
       if (row?.shownTo === shown) return { kind: 'setup', key: open(keys, userId, row.secret) };
-      if (attempt > 0) throw new Error('the TOTP key made for this session was replaced at once by another session');
       // Only while TOTP is required (FOR SHARE: a `--totp off` being
-      // committed is waited for), and never over a key set up meanwhile.
+      // committed is waited for), never over a key set up meanwhile, nor over
+      // one another tab of this session made meanwhile (the read above tells).
       const sealed = keys.seal(newTotpKey().toString('base64url'), sealContext(userId));
-      await this.prisma.$executeRaw`
+      const made = await this.prisma.$queryRaw<{ secret: string }[]>`
         INSERT INTO totp_secrets (user_id, secret, shown_to)
         SELECT id, ${sealed}, ${shown} FROM users WHERE id = ${userId}::uuid AND totp_required FOR SHARE
         ON CONFLICT (user_id) DO UPDATE SET secret = EXCLUDED.secret, shown_to = EXCLUDED.shown_to, last_step = NULL, failures = 0, created_at = now()
-        WHERE totp_secrets.set_up_at IS NULL`;
+        WHERE totp_secrets.set_up_at IS NULL AND totp_secrets.shown_to IS DISTINCT FROM EXCLUDED.shown_to
+        RETURNING secret`;
+      if (made[0]) return { kind: 'setup', key: open(keys, userId, made[0].secret) };
     }
-  }
-
-  /** Whether the person must pass the step, read from the database (not the cache the prompt reads). */
-  async isRequired(userId: string): Promise<boolean> {
-    return Boolean((await this.prisma.user.findUnique({ where: { id: userId }, select: { totpRequired: true } }))?.totpRequired);
+    throw new Error("the person's TOTP key was replaced by other sessions' setup pages as fast as it was made");
   }
 
   /**
@@ -119,20 +127,38 @@ export class SecondFactors {
     const keys = await this.keys();
     const row = await this.prisma.totpSecret.findUnique({ where: { userId }, select: { secret: true, lastStep: true, shownTo: true, setUpAt: true, failures: true } });
     if (!row || (row.setUpAt === null && row.shownTo !== shownTo(sessionUid))) return 'wrong';
-    if (row.failures >= MAX_CONSECUTIVE_FAILURES) return 'locked';
+    // Counted as a failure before it is checked, in a statement that refuses
+    // past the limit: codes sent at once cannot all read 99 and be checked.
+    // A right code clears the count below. (`secret` in each statement: a key
+    // reset and made again meanwhile is another key.)
+    const counted = await this.prisma.$executeRaw`
+      UPDATE totp_secrets SET failures = failures + 1
+      WHERE user_id = ${userId}::uuid AND secret = ${row.secret} AND failures < ${MAX_CONSECUTIVE_FAILURES}`;
+    if (counted === 0) return (await this.isLocked(userId)) ? 'locked' : 'wrong';
     const step = matchingStep(open(keys, userId, row.secret), code, at, row.lastStep === null ? null : Number(row.lastStep));
-    if (step === undefined) {
-      await this.prisma.$executeRaw`UPDATE totp_secrets SET failures = failures + 1 WHERE user_id = ${userId}::uuid AND secret = ${row.secret}`;
-      return 'wrong';
-    }
-    // `secret` too: a key reset and made again meanwhile is another key.
+    if (step === undefined) return 'wrong';
     const taken = await this.prisma.$executeRaw`
       UPDATE totp_secrets SET last_step = ${step}, set_up_at = coalesce(set_up_at, now()), shown_to = NULL, failures = 0
-      WHERE user_id = ${userId}::uuid AND secret = ${row.secret} AND (last_step IS NULL OR last_step < ${step}) AND failures < ${MAX_CONSECUTIVE_FAILURES}`;
+      WHERE user_id = ${userId}::uuid AND secret = ${row.secret} AND (last_step IS NULL OR last_step < ${step})`;
     return taken === 1 ? 'taken' : 'wrong';
+  }
+
+  private async isLocked(userId: string): Promise<boolean> {
+    const row = await this.prisma.totpSecret.findUnique({ where: { userId }, select: { failures: true } });
+    return (row?.failures ?? 0) >= MAX_CONSECUTIVE_FAILURES;
   }
 }
 
 function open(keys: SecretSealer, userId: string, sealed: string): Buffer {
-  return Buffer.from(keys.open(sealed, sealContext(userId)), 'base64url');
+  try {
+    return Buffer.from(keys.open(sealed, sealContext(userId)), 'base64url');
+  } catch (error) {
+    // The sealer's words would send the operator to ENCRYPTION_KEYS: it is the server secret that does not open it.
+    if (!(error instanceof SealError)) throw error;
+    throw new SealError(
+      `the TOTP key of user ${userId} does not open under the server secret 'totp keys' (table server_secrets): ` +
+        "the row is another database's (restore this database's own), or the key's was changed outside Portcullis (`portcullis user reset-totp` makes the person set up anew)",
+      { cause: error },
+    );
+  }
 }

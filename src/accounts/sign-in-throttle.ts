@@ -41,7 +41,9 @@ export interface ThrottlePolicy {
 
 /**
  * Which count refused a sign-in: the email's, the browser's (counted instead
- * of the email's, see device-cookies.ts), the client address's; or `busy`,
+ * of the email's, see device-cookies.ts), the client address's, the
+ * address's wrong user codes (device-flow.ts), the account's wrong TOTP codes
+ * (secondStep); or `busy`,
  * when other sign-ins for the same email or address held every failure left
  * for longer than a sign-in waits its turn. For operators (the log), never
  * for the page: which limit was reached would tell a guesser what to change.

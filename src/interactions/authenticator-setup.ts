@@ -5,8 +5,12 @@ import QRCode from 'qrcode';
 import { base32, keyUri } from '../accounts/totp.js';
 
 export interface AuthenticatorSetup {
-  /** The QR code, as SVG markup for the page (made here, from our own URI: nothing of the request's). */
-  qrSvg: string;
+  /**
+   * The QR code: the SVG's viewBox and its content (paths made here from our
+   * own URI, nothing of the request's), for the page to wrap in an <svg> with
+   * its own attributes (a name for screen readers).
+   */
+  qr: { viewBox: string; body: string };
   uri: string;
   /** The base32 key in groups of four, as apps' "enter a setup key" forms show it. */
   groupedKey: string;
@@ -17,6 +21,7 @@ export async function authenticatorSetup(key: Buffer, issuerName: string, email:
   // Error correction M: a phone reads it off a screen at a glance; the
   // viewBox scales it, and the page sets its size.
   const svg = await QRCode.toString(uri, { type: 'svg', errorCorrectionLevel: 'M', margin: 2 });
-  const qrSvg = svg.replace(/^<svg /, '<svg class="qr" role="img" aria-labelledby="qr-label" focusable="false" ');
-  return { qrSvg, uri, groupedKey: base32(key).replace(/(.{4})(?=.)/g, '$1 ') };
+  const parsed = /^<svg [^>]*viewBox="([\d .]+)"[^>]*>([\s\S]*)<\/svg>\s*$/.exec(svg);
+  if (!parsed) throw new Error('the QR code library made an SVG of another shape than expected');
+  return { qr: { viewBox: parsed[1]!, body: parsed[2]! }, uri, groupedKey: base32(key).replace(/(.{4})(?=.)/g, '$1 ') };
 }

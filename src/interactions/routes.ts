@@ -665,10 +665,17 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
     const { interaction, client } = await details(ctx, SECOND_FACTOR);
     const form = await readForm(ctx);
     const { user, sessionUid } = await secondStepOf(interaction);
-    if (!(await secondFactors.isRequired(user.id))) return passWithoutCode(ctx, interaction, user.id);
+    // From the database (not the cache the prompt reads): `--totp off` since the page was shown is heeded at once.
+    const state = await secondFactors.stateOf(user.id);
+    if (!state.required) return passWithoutCode(ctx, interaction, user.id);
     const logged = { ...requestField(ctx), interaction: interactionReference(interaction.uid), account: user.id, client: client.clientId };
     const typed = form.code ?? '';
     if (!typed.trim()) return refuseCode(ctx, interaction, { reason: 'no_code' });
+    // Said as such, and not counted by the throttle: waiting out its window would not help.
+    if (state.locked) {
+      metrics?.secondFactor('locked');
+      return refuseCode(ctx, interaction, { reason: 'locked' });
+    }
     const code = codeIn(typed);
     const at = Date.now();
     let taken = 'wrong' as CodeOutcome; // (set by the throttle's callback, which TypeScript does not follow)
@@ -707,9 +714,10 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
   /**
    * Ends the second step, signed in with `amr` at `signedInAt` (epoch
    * seconds; the password's time if undefined), in the session the password
-   * signed in, as the sign-in's step left it: gone (signed out since, `user
-   * set-password`: the lookup compares the cut-offs with the password's
-   * time), nobody is signed in. The resume looks the session up again.
+   * signed in. That session is looked up first, as any is (its password's
+   * time against the cut-offs): signed out since (`user set-password`,
+   * `revoke`), it is gone, and nobody is signed in. The resume looks it up
+   * again.
    */
   const finishSecondStep = async (ctx: Context, interaction: Interaction, accountId: string, amr: string[], signedInAt?: number) => {
     const session = await host.current.Session.findByUid(interaction.session!.uid!);

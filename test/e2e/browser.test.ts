@@ -763,8 +763,19 @@ describe('pages', () => {
     await signInAsGabo();
     await page.getByRole('heading', { name: 'Set up two-step verification' }).waitFor();
     await snapshot(page, 'totp', '1-setup');
+    // It opens at its top, the QR code in view: no autofocus scrolls it away on a small screen (review BP).
+    expect(await page.evaluate(() => window.scrollY)).toBe(0);
+    expect(await page.locator('svg.qr').evaluate((svg) => svg.getBoundingClientRect().top)).toBeGreaterThanOrEqual(0);
     // The QR code is an image with a name; the key is what an app's "enter a setup key" takes.
-    await page.getByRole('img', { name: 'QR code for adding Acme Identity to an authenticator app.' }).waitFor();
+    await page.getByRole('img', { name: 'QR code for adding Acme Identity to an authenticator app' }).waitFor();
+    // The field says what to enter when it has the focus; it takes a code as apps show it, with a space or a dash.
+    const field = page.getByLabel('Code', { exact: true });
+    expect(await field.evaluate((input) => (input.getAttribute('aria-describedby') ?? '').split(' ').map((id) => document.getElementById(id)?.textContent).join(' '))).toMatch(/6-digit code/);
+    for (const typed of ['123 456', '123-456']) {
+      await field.fill(typed);
+      expect([typed, await field.evaluate((input) => (input as HTMLInputElement).validity.valid)]).toEqual([typed, true]);
+    }
+    await field.fill('');
     const grouped = (await page.locator('#totp-key').textContent())!;
     expect(grouped).toMatch(/^([A-Z2-7]{4} )+[A-Z2-7]{1,4}$/);
     const uri = new URL((await page.getByRole('link', { name: 'open this link in the app' }).getAttribute('href'))!);
@@ -772,7 +783,8 @@ describe('pages', () => {
     const totp = new OTPAuth.TOTP({ secret: OTPAuth.Secret.fromBase32(grouped.replace(/ /g, '')) });
     await fitsWidth();
     await audit('totp setup');
-    // The code field has the focus: typed and sent from the keyboard alone.
+    // The field focused (a click, or Tab past the link), the code typed and sent from the keyboard alone.
+    await field.focus();
     await page.keyboard.type('000000' === totp.generate() ? '111111' : '000000');
     await page.keyboard.press('Enter');
     await page.getByRole('alert').waitFor();

@@ -151,7 +151,12 @@ describe('the otpauth:// URI', () => {
 describe('wrong codes in a row', () => {
   it(`lock the code step after 100 (NIST SP 800-63B §5.2.2), whatever the throttle's window, until user reset-totp`, async () => {
     // A throttle that would let them all through: the lock is what stops them.
-    const patient = await startPortcullis({ SIGN_IN_MAX_FAILURES: '10000', SIGN_IN_MAX_FAILURES_PER_ADDRESS: '1000000' });
+    const patient = await startPortcullis({ SIGN_IN_MAX_FAILURES: '10000', SIGN_IN_MAX_FAILURES_PER_ADDRESS: '1000000', METRICS_PORT: String(await freePort()) });
+    /** The count of portcullis_second_factor_codes_total for `outcome`. */
+    const counted = async (outcome: string) => {
+      const text = await (await fetch(patient.server.metricsUrl!)).text();
+      return Number(new RegExp(`^portcullis_second_factor_codes_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+    };
     try {
       const made = await patient.cli(['user', 'create', '--email', 'guessed@example.com', '--password-stdin', '--totp', 'required'], `${PASSWORD}\n`);
       expect(made.code, made.stderr).toBe(0);
@@ -188,6 +193,8 @@ describe('wrong codes in a row', () => {
       const fresh = keyOn(again.page).totp;
       const tokens = await toApp(again.ua, await enterCode(again.ua, again.page, await freshCode('guessed@example.com', fresh)), again.request, config);
       expect(tokens.claims()!.amr).toEqual(OTP_AMR);
+      // Each code counted once, by what became of it.
+      expect([await counted('taken'), await counted('wrong'), await counted('locked'), await counted('throttled')]).toEqual([2, 100, 2, 0]);
     } finally {
       await patient.close();
     }
