@@ -672,10 +672,7 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
     const typed = form.code ?? '';
     if (!typed.trim()) return refuseCode(ctx, interaction, { reason: 'no_code' });
     // Said as such, and not counted by the throttle: waiting out its window would not help.
-    if (state.locked) {
-      metrics?.secondFactor('locked');
-      return refuseCode(ctx, interaction, { reason: 'locked' });
-    }
+    if (state.locked) return refuseLocked(ctx, interaction, logged);
     const code = codeIn(typed);
     const at = Date.now();
     let taken = 'wrong' as CodeOutcome; // (set by the throttle's callback, which TypeScript does not follow)
@@ -688,11 +685,8 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
       logger.warn('verification code refused: too many failures', { ...logged, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
       return refuseCode(ctx, interaction, { reason: 'throttled', until: Math.floor(Date.now() / 1000) + outcome.retryAfter });
     }
+    if (taken === 'locked') return refuseLocked(ctx, interaction, logged);
     metrics?.secondFactor(taken);
-    if (taken === 'locked') {
-      logger.warn(`verification code refused: locked after ${MAX_CONSECUTIVE_FAILURES} wrong codes in a row, until user reset-totp`, logged);
-      return refuseCode(ctx, interaction, { reason: 'locked' });
-    }
     if (taken === 'wrong') {
       logger.info('verification code wrong or used before', logged);
       return refuseCode(ctx, interaction, { reason: 'wrong_code' });
@@ -701,6 +695,13 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
     await finishSecondStep(ctx, interaction, user.id, TWO_FACTOR_AMR, Math.floor(at / 1000));
     logger.info('verification code taken', logged);
   });
+
+  /** A code refused because the step is locked (accounts/second-factors.ts, MAX_CONSECUTIVE_FAILURES): said, counted and logged. */
+  const refuseLocked = (ctx: Context, interaction: Interaction, logged: Record<string, unknown>) => {
+    metrics?.secondFactor('locked');
+    logger.warn(`verification code refused: locked after ${MAX_CONSECUTIVE_FAILURES} wrong codes in a row, until user reset-totp`, logged);
+    refuseCode(ctx, interaction, { reason: 'locked' });
+  };
 
   /** The person the password signed in, and their session's uid, at the second step. */
   const secondStepOf = async (interaction: Interaction) => {

@@ -186,6 +186,8 @@ describe('wrong codes in a row', () => {
       expect((await patient.cli(['user', 'show', 'guessed@example.com'])).stdout).toMatch(/^totp: +set up \S+; locked after 100 wrong codes in a row, until user reset-totp$/m);
       // Still refused later in the same sign-in (the code not taken by the refusal).
       expect(alertOn(await enterCode(ua, current, right))).toBe(LOCKED);
+      // Each refusal logged at warn (review BQ).
+      expect(patient.log.filter((line) => line.includes('"level":"warn"') && line.includes('verification code refused: locked'))).toHaveLength(2);
 
       // The operator resets it: a new app, and the person signs in.
       expect((await patient.cli(['user', 'reset-totp', 'guessed@example.com'])).code).toBe(0);
