@@ -4,8 +4,8 @@
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit, type AuthorizationRequest } from '../support/relying-party.js';
-import { alertOn, CodeClock, codeAt, ENTER_HEADING, enterCode, isCodePage, keyOn, SET_UP_HEADING, WRONG_CODE, wrongCode } from '../support/totp.js';
+import { authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit, type AuthorizationRequest } from '../support/relying-party.js';
+import { alertOn, codeAt, CodeClock, ENTER_HEADING, enterCode, isCodePage, keyOn, passwordStep as passwordStepOf, SET_UP_HEADING, setUpTotp, toApp as toAppOf, totpPerson, WRONG_CODE, wrongCode } from '../support/totp.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const PASSWORD = 'a long enough password';
@@ -27,12 +27,7 @@ afterAll(async () => {
   await pc?.close();
 });
 
-async function person(name: string, totp = true): Promise<string> {
-  const email = `${name}@example.com`;
-  const made = await pc.cli(['user', 'create', '--email', email, '--password-stdin', ...(totp ? ['--totp', 'required'] : [])], `${PASSWORD}\n`);
-  expect(made.code, made.stderr).toBe(0);
-  return email;
-}
+const person = (name: string, totp = true) => totpPerson(pc, name, PASSWORD, totp);
 
 async function cliOk(args: string[]): Promise<void> {
   const result = await pc.cli(args);
@@ -53,26 +48,12 @@ async function open(ua: UserAgent, extra: Record<string, string> = {}) {
   return { request, page: await visit(ua, request.url) };
 }
 
-async function passwordStep(ua: UserAgent, email: string, extra: Record<string, string> = {}) {
-  const { request, page } = await open(ua, extra);
-  expect(pageKind(page)).toBe('login');
-  return { request, page: await signIn(ua, page, email, PASSWORD) };
-}
+const passwordStep = (ua: UserAgent, email: string, extra: Record<string, string> = {}) => passwordStepOf(ua, rp, email, PASSWORD, { scope: SCOPE, extra });
 
-async function toApp(ua: UserAgent, page: Page, request: AuthorizationRequest) {
-  const current = pageKind(page) === 'consent' ? await allow(ua, page) : page;
-  expect(pageKind(current), current.html.slice(0, 2000)).toBe('callback');
-  return oidc.authorizationCodeGrant(rp, new URL(current.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
-}
+const toApp = (ua: UserAgent, page: Page, request: AuthorizationRequest) => toAppOf(ua, page, request, rp);
 
 /** A person's first sign-in in `ua`: password, set-up page, a code of the key shown; the key. */
-async function setUp(ua: UserAgent, email: string) {
-  const { request, page } = await passwordStep(ua, email);
-  expect(page.html).toContain(SET_UP_HEADING);
-  const key = keyOn(page);
-  await toApp(ua, await enterCode(ua, page, codeAt(key.totp, await freshStep(email))), request);
-  return key;
-}
+const setUp = async (ua: UserAgent, email: string) => (await setUpTotp(ua, rp, email, PASSWORD, clock, SCOPE)).key;
 
 describe('guessing codes', () => {
   it('a right password does not give the guesser of codes a new SIGN_IN_MAX_FAILURES: no more wrong codes of one person are checked in a window', async () => {

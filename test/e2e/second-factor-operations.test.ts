@@ -11,8 +11,8 @@ import { createLogger } from '../../src/logger.js';
 import { startServer } from '../../src/server.js';
 import { freshDatabase } from '../support/database.js';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, signInRefusal, visit, type AuthorizationRequest } from '../support/relying-party.js';
-import { alertOn, CodeClock, enterCode, isCodePage, keyOn, LOCKED, OTP_AMR, WRONG_CODE, wrongCode } from '../support/totp.js';
+import { authorizationRequest, discover, REDIRECT_URI, signIn, signInRefusal, visit, type AuthorizationRequest } from '../support/relying-party.js';
+import { alertOn, CodeClock, enterCode, isCodePage, keyOn, LOCKED, OTP_AMR, toApp as toAppOf, totpPerson, WRONG_CODE, wrongCode } from '../support/totp.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const PASSWORD = 'a long enough password';
@@ -33,22 +33,14 @@ afterAll(async () => {
   await pc?.close();
 });
 
-async function person(name: string): Promise<string> {
-  const email = `${name}@example.com`;
-  const made = await pc.cli(['user', 'create', '--email', email, '--password-stdin', '--totp', 'required'], `${PASSWORD}\n`);
-  expect(made.code, made.stderr).toBe(0);
-  return email;
-}
+const person = (name: string) => totpPerson(pc, name, PASSWORD);
+
 
 const clock = new CodeClock();
 const freshCode = (email: string, totp: OTPAuth.TOTP) => clock.freshCode(email, totp);
 
-async function toApp(ua: UserAgent, page: Page, request: AuthorizationRequest, config = rp) {
-  let current = page;
-  if (pageKind(current) === 'consent') current = await allow(ua, current);
-  expect(pageKind(current), `${current.status} ${alertOn(current) ?? current.html.slice(0, 300)}`).toBe('callback');
-  return oidc.authorizationCodeGrant(config, new URL(current.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
-}
+const toApp = (ua: UserAgent, page: Page, request: AuthorizationRequest, config = rp) => toAppOf(ua, page, request, config);
+
 
 describe('the sign-in throttle', () => {
   it("someone else's wrong passwords, which leave the owner's own browser signing in, do not lock that browser out at the code step either", async () => {

@@ -7,8 +7,8 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase } from '../support/database.js';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit, type AuthorizationRequest } from '../support/relying-party.js';
-import { CodeClock, codeAt, enterCode, isCodePage, keyOn, SET_UP_HEADING, wrongCode } from '../support/totp.js';
+import { authorizationRequest, discover, pageKind, REDIRECT_URI, signIn, visit, type AuthorizationRequest } from '../support/relying-party.js';
+import { codeAt, CodeClock, enterCode, isCodePage, keyOn, passwordStep as passwordStepOf, SET_UP_HEADING, toApp as toAppOf, totpPerson, wrongCode } from '../support/totp.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const PASSWORD = 'a long enough password';
@@ -29,25 +29,14 @@ afterAll(async () => {
   await pc?.close();
 });
 
-async function person(name: string): Promise<string> {
-  const email = `${name}@example.com`;
-  const made = await pc.cli(['user', 'create', '--email', email, '--password-stdin', '--totp', 'required'], `${PASSWORD}\n`);
-  expect(made.code, made.stderr).toBe(0);
-  return email;
-}
+const person = (name: string) => totpPerson(pc, name, PASSWORD);
 
-async function passwordStep(ua: UserAgent, email: string) {
-  const request = await authorizationRequest(rp, 'openid');
-  const page = await visit(ua, request.url);
-  expect(pageKind(page)).toBe('login');
-  return { request, page: await signIn(ua, page, email, PASSWORD) };
-}
 
-async function toApp(ua: UserAgent, page: Page, request: AuthorizationRequest) {
-  const current = pageKind(page) === 'consent' ? await allow(ua, page) : page;
-  expect(pageKind(current), current.html.slice(0, 1500)).toBe('callback');
-  return oidc.authorizationCodeGrant(rp, new URL(current.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
-}
+const passwordStep = (ua: UserAgent, email: string) => passwordStepOf(ua, rp, email, PASSWORD);
+
+
+const toApp = (ua: UserAgent, page: Page, request: AuthorizationRequest) => toAppOf(ua, page, request, rp);
+
 
 const userId = async (email: string) => (await pc.outsideQuery<{ id: string }>('SELECT id FROM users WHERE email = $1', [email])).rows[0]!.id;
 const errorsSince = (from: number) => pc.errors.slice(from).map((line) => (JSON.parse(line) as { error?: string }).error?.split('\n')[0]);

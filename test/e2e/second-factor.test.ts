@@ -10,8 +10,8 @@ import * as oidc from 'openid-client';
 import * as OTPAuth from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
-import { allow, authorizationRequest, deny, discover, logIn, pageKind, REDIRECT_URI, signIn, visit, type AuthorizationRequest } from '../support/relying-party.js';
-import { alertOn, CodeClock, codeAt, EMPTY_CODE, ENTER_HEADING, enterCode, isCodePage, keyOn, OTP_AMR, SET_UP_HEADING, stepNow, WRONG_CODE, wrongCode } from '../support/totp.js';
+import { authorizationRequest, deny, discover, logIn, pageKind, REDIRECT_URI, signIn, visit, type AuthorizationRequest } from '../support/relying-party.js';
+import { alertOn, codeAt, CodeClock, EMPTY_CODE, ENTER_HEADING, enterCode, isCodePage, keyOn, OTP_AMR, passwordStep as passwordStepOf, SET_UP_HEADING, setUpTotp, stepNow, toApp as toAppOf, totpPerson, WRONG_CODE, wrongCode } from '../support/totp.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const PASSWORD = 'a long enough password';
@@ -35,14 +35,7 @@ afterAll(async () => {
 
 // --- people and the CLI ---------------------------------------------------
 
-/** A person made with the CLI, TOTP required (`--totp required`) unless `totp` is false. */
-async function person(name: string, totp = true): Promise<string> {
-  const email = `${name}@example.com`;
-  const args = ['user', 'create', '--email', email, '--password-stdin', ...(totp ? ['--totp', 'required'] : [])];
-  const made = await pc.cli(args, `${PASSWORD}\n`);
-  expect(made.code, made.stderr).toBe(0);
-  return email;
-}
+const person = (name: string, totp = true) => totpPerson(pc, name, PASSWORD, totp);
 
 interface Shown {
   id: string;
@@ -90,29 +83,12 @@ async function open(ua: UserAgent, extra: Record<string, string> = {}): Promise<
 }
 
 /** From the app's sign-in page, the password: the page that follows (the code page for those TOTP is required of). */
-async function passwordStep(ua: UserAgent, email: string, extra: Record<string, string> = {}) {
-  const { request, page } = await open(ua, extra);
-  expect(pageKind(page)).toBe('login');
-  const next = await signIn(ua, page, email, PASSWORD);
-  return { request, page: next };
-}
+const passwordStep = (ua: UserAgent, email: string, extra: Record<string, string> = {}) => passwordStepOf(ua, rp, email, PASSWORD, { scope: SCOPE, extra });
 
-/** Consent where asked, to the app's callback, and the tokens it gets there. */
-async function toApp(ua: UserAgent, page: Page, request: AuthorizationRequest) {
-  let current = page;
-  if (pageKind(current) === 'consent') current = await allow(ua, current);
-  expect(pageKind(current), current.html.slice(0, 2000)).toBe('callback');
-  return oidc.authorizationCodeGrant(rp, new URL(current.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
-}
+const toApp = (ua: UserAgent, page: Page, request: AuthorizationRequest) => toAppOf(ua, page, request, rp);
 
 /** A person's first sign-in: password, set-up page, a code of the new key; the key and the tokens. */
-async function setUp(ua: UserAgent, email: string) {
-  const { request, page } = await passwordStep(ua, email);
-  expect(page.html).toContain(SET_UP_HEADING);
-  const key = keyOn(page);
-  const tokens = await toApp(ua, await enterCode(ua, page, codeAt(key.totp, await freshStep(email))), request);
-  return { key, tokens };
-}
+const setUp = (ua: UserAgent, email: string) => setUpTotp(ua, rp, email, PASSWORD, clock, SCOPE);
 
 /** A sign-in of someone who has set up TOTP, in `ua`: password, code page, a fresh code, the app. */
 async function signInWithCode(ua: UserAgent, email: string, totp: OTPAuth.TOTP) {

@@ -3,8 +3,10 @@
 // own, reading the key from the page's otpauth:// URI as an authenticator app
 // scanning the QR code would.
 import { setTimeout as sleep } from 'node:timers/promises';
+import * as oidc from 'openid-client';
 import * as OTPAuth from 'otpauth';
-import { REDIRECT_URI } from './relying-party.js';
+import type { TestPortcullis } from './portcullis.js';
+import { allow, authorizationRequest, pageKind, REDIRECT_URI, signIn, visit, type AuthorizationRequest } from './relying-party.js';
 import { UserAgent, type Page } from './user-agent.js';
 
 export const SET_UP_HEADING = '<h1>Set up two-step verification</h1>';
@@ -82,4 +84,36 @@ export function wrongCode(totp: OTPAuth.TOTP, nth = 0): string {
   const near = new Set([-3, -2, -1, 0, 1, 2, 3].map((delta) => codeAt(totp, stepNow() + delta)));
   const candidates = ['000000', '111111', '222222', '333333', '444444', '555555', '666666', '777777', '888888', '999999', '123456', '424242'];
   return candidates.filter((code) => !near.has(code))[nth % 8]!;
+}
+
+/** A person made with the CLI (`--totp required` unless `totp` is false): their email, `NAME@example.com`. */
+export async function totpPerson(pc: TestPortcullis, name: string, password: string, totp = true): Promise<string> {
+  const email = `${name}@example.com`;
+  const made = await pc.cli(['user', 'create', '--email', email, '--password-stdin', ...(totp ? ['--totp', 'required'] : [])], `${password}\n`);
+  if (made.code !== 0) throw new Error(`user create ${email}: ${made.stderr}`);
+  return email;
+}
+
+/** An authorization request of `rp` opened in `ua`, and its sign-in page posted with the password: the request, and the page that follows. */
+export async function passwordStep(ua: UserAgent, rp: oidc.Configuration, email: string, password: string, { scope = 'openid', extra = {} }: { scope?: string; extra?: Record<string, string> } = {}): Promise<{ request: AuthorizationRequest; page: Page }> {
+  const request = await authorizationRequest(rp, scope, extra);
+  const page = await visit(ua, request.url);
+  if (pageKind(page) !== 'login') throw new Error(`not the sign-in page: ${page.url}\n${page.html.slice(0, 1500)}`);
+  return { request, page: await signIn(ua, page, email, password) };
+}
+
+/** From `page`, consent where asked, to the app's callback, and the tokens `rp` gets there. */
+export async function toApp(ua: UserAgent, page: Page, request: AuthorizationRequest, rp: oidc.Configuration) {
+  const current = pageKind(page) === 'consent' ? await allow(ua, page) : page;
+  if (pageKind(current) !== 'callback') throw new Error(`not back at the app (${current.status} ${current.url}): ${alertOn(current) ?? current.html.slice(0, 1500)}`);
+  return oidc.authorizationCodeGrant(rp, new URL(current.url), { pkceCodeVerifier: request.verifier, expectedState: request.state, expectedNonce: request.nonce });
+}
+
+/** A person's first sign-in in `ua`: the password, the setup page, a fresh code of the key it shows, the app: the key and the tokens. */
+export async function setUpTotp(ua: UserAgent, rp: oidc.Configuration, email: string, password: string, clock: CodeClock, scope = 'openid') {
+  const { request, page } = await passwordStep(ua, rp, email, password, { scope });
+  if (!page.html.includes(SET_UP_HEADING)) throw new Error(`not the setup page: ${page.url}\n${page.html.slice(0, 1500)}`);
+  const key = keyOn(page);
+  const tokens = await toApp(ua, await enterCode(ua, page, codeAt(key.totp, await clock.freshStep(email))), request, rp);
+  return { key, tokens };
 }
