@@ -35,6 +35,7 @@ import { keepRequestForms } from './provider/request-encoding.js';
 import { defuseNestedRequestObjects } from './provider/request-objects.js';
 import { ignoreResumeQuery } from './provider/resume-query.js';
 import { foldUserCodes } from './provider/device-flow.js';
+import { accountPages } from './self-service/account-pages.js';
 
 export interface AppDeps {
   config: Config;
@@ -101,6 +102,7 @@ export function createApp(deps: AppDeps): RequestHandler {
         healthProbes(deps.sql, deps.space, deps.host, inFlight),
         refuseWithStaleKeys(deps.host, deps.config.issuerName),
         homePage(deps.config.issuerName),
+        accountPages(deps),
         interactionPages(deps),
       ];
       for (const fn of middleware) provider.use(fn);

@@ -58,6 +58,37 @@ const explanations: Record<string, Explanation> = {
     message: 'Another site sent this form in your name, so we stopped here to keep you safe.',
     advice: START_AGAIN,
   },
+  // The account page's (self-service/account-pages.ts): each leads back to it.
+  account_cross_site_form: {
+    heading: 'This form did not come from our page',
+    message: 'Another site sent this form in your name, so we stopped here to keep you safe. Nothing was changed.',
+    advice: 'Make the change on your account page itself.',
+  },
+  account_form_too_large: {
+    heading: 'What you sent is too long',
+    message: 'The form held more than we accept: none of our forms needs that much. Nothing was changed.',
+    advice: 'Go back to your account page and try again.',
+  },
+  account_form_incomplete: {
+    heading: 'The form was incomplete',
+    message: 'The form did not say what to change, so nothing was changed.',
+    advice: 'Go back to your account page and try again.',
+  },
+  account_page_stale: {
+    heading: 'This account page is out of date',
+    message: 'It belongs to an earlier sign-in in this browser, so nothing was changed.',
+    advice: 'Open your account page again and make the change there.',
+  },
+  account_signed_out: {
+    heading: 'You are signed out',
+    message: 'You signed out (in another tab, say), or your sign-in ended, so nothing was changed.',
+    advice: 'Sign in again on your account page and make the change there.',
+  },
+  account_sign_in_stale: {
+    heading: 'This sign-in did not come from your account page',
+    message: 'The answer to the sign-in was not for this browser\'s account page: it is out of date (used already, or opened again from your history), or another site sent you here.',
+    advice: 'Open your account page again.',
+  },
   not_found: {
     heading: 'Page not found',
     message: 'There is nothing at this address.',
@@ -220,6 +251,8 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
     explanation = { ...explanation, advice: 'Go back to the form and try again.' };
     action = { url: inProgress.url, label: 'Back to signing in' };
   }
+  // The account page's errors lead back to it.
+  if (!action && out.error.startsWith('account_')) action = { url: '/account', label: 'Open your account page' };
   // Told to go back to the application, a person is given the way there
   // (not where the advice is to try again).
   if (!action && application && out.error !== 'server_error') {

@@ -55,6 +55,10 @@ export function allowedMethodsOf(provider: Provider): (path: string) => Address 
     [/^\/interaction\/[^/]+\/(select|confirm|abort)\/?$/i, page('interaction', ['POST'])],
     [/^\/(healthz|readyz)$/, api('health', ['GET'], false)], // health.ts: these paths exactly
     [/^\/$/, page('home', ['GET'])], // home-page.ts
+    // self-service/account-pages.ts
+    [/^\/account\/?$/i, page('account', ['GET'])],
+    [/^\/account\/callback\/?$/i, page('account', ['GET'])],
+    [/^\/account\/(apps\/remove|password)\/?$/i, page('account', ['POST'])],
   ];
   return (path) => table.find(([pattern]) => pattern.test(path))?.[1];
 }

@@ -20,6 +20,7 @@ import { errorReference, requestField } from '../http/request-id.js';
 import { outageLog } from '../http/outage-log.js';
 import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
 import { BodyError, readForm } from '../http/form-body.js';
+import { crossSitePost } from '../http/own-forms.js';
 import { interactionReference, loggedPath } from '../http/log-redaction.js';
 import { destinationOf, logoUrl, safeUrl } from '../http/safe-url.js';
 import { renderPage } from '../http/views.js';
@@ -298,24 +299,14 @@ export function interactionRoutes({ host, subjects, accounts, secondFactors, sig
     }
   });
 
-  // The forms are posted by our own pages only. SameSite=Lax cookies go with
-  // a form another site posts from the same site (a sibling subdomain, or
-  // another port over http), so the interaction's uid, which the attacker
-  // would need, is all that stands in the way. A browser says where a form
-  // came from (Fetch Metadata): only our own origin's is taken, and a post
-  // the person made themselves ('none': a reload of a form's answer, which
-  // some browsers mark so). A browser without Fetch Metadata (Safari before
-  // 16.4) still sends Origin with a POST: another origin there is refused
-  // too. `Origin: null` says nothing (our pages' no-referrer policy makes
-  // some browsers send it for their own forms), and clients that send
-  // neither header (scripts) are judged as before.
+  // The forms are posted by our own pages only (http/own-forms.ts): without
+  // that, the interaction's uid would be all that stands in the way of a
+  // form another page on the same site posts.
   const ownOrigin = new URL(config.issuer).origin;
   router.use(async (ctx: Context, next: Next) => {
-    const site = ctx.get('Sec-Fetch-Site');
-    const origin = ctx.get('Origin');
-    const crossSite = site !== '' ? site !== 'same-origin' && site !== 'none' : origin !== '' && origin !== 'null' && origin !== ownOrigin;
-    if (ctx.method === 'POST' && crossSite) {
-      logger.info('interaction form posted from another site', { ...requestField(ctx), site: (site || 'no Sec-Fetch-Site, another Origin').slice(0, 40), path: loggedPath(ctx.path) });
+    const site = crossSitePost(ctx, ownOrigin);
+    if (site) {
+      logger.info('interaction form posted from another site', { ...requestField(ctx), site, path: loggedPath(ctx.path) });
       ctx.status = 403;
       renderErrorPage(ctx, page(ctx), { error: 'cross_site_form' });
       return;

@@ -25,6 +25,7 @@ import { answerBodyTooLarge, BODY_TOO_LARGE, isBodyTooLarge } from './body-limit
 import { backchannelFetch } from './backchannel-logout.js';
 import { ArtifactAdapter, signInOf, withdrawnAt, type SignInEnded } from './adapter.js';
 import { findGrantId } from './artifacts.js';
+import { ACCOUNT_CLIENT_ID, accountClient } from '../self-service/account-client.js';
 import { assertClaimsParameter, claimsOfConsentedScopesGiven } from './claims-parameter.js';
 import type { BrowserBinding } from './browser-binding.js';
 import { ClientAdapter } from './client-adapter.js';
@@ -112,7 +113,8 @@ export function buildConfiguration(services: ProviderServices): Configuration {
             userCodes,
             polling,
           }),
-    clients: [],
+    // The account page (self-service/account-client.ts); every other client is in the database.
+    clients: [accountClient(config.issuer, config.issuerName)],
     clientDefaults: {
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
@@ -447,7 +449,9 @@ export function buildConfiguration(services: ProviderServices): Configuration {
       // and back), which is asked again as any new sign-in is.
       const withdrawn = held === undefined ? undefined : withdrawnAt(held);
       if (grant && (withdrawn === undefined || (session.loginTs ?? 0) < withdrawn)) return grant;
-      return accountId ? load(await findGrantId(sql, accountId, clientId)) : undefined;
+      const found = accountId ? await load(await findGrantId(sql, accountId, clientId)) : undefined;
+      // The account page is the server itself: nobody is asked to let it know who they are.
+      return found ?? (clientId === ACCOUNT_CLIENT_ID && accountId ? accountPageGrant(ctx.oidc.provider, accountId) : undefined);
     },
     // A consent given with offline_access outlives sign-outs: a code that
     // does not expire with the session marks the session's hold on its grant
@@ -538,6 +542,14 @@ const MAX_ASSERTION_LIFETIME = 3600 + ASSERTION_CLOCK_SKEW;
  * they stop working (RFC 7662 §2.2; a JWT access token is checked by its
  * `exp` alone). At least a second: the library takes only positive lifetimes.
  */
+/** The account page's grant (self-service/account-client.ts): who the person is, and nothing more. */
+async function accountPageGrant(provider: KoaContextWithOIDC['oidc']['provider'], accountId: string) {
+  const grant = new provider.Grant({ accountId, clientId: ACCOUNT_CLIENT_ID });
+  grant.addOIDCScope('openid');
+  await grant.save();
+  return grant;
+}
+
 function withinGrant(ctx: KoaContextWithOIDC | undefined, seconds: number): number {
   const grant = ctx?.oidc?.entities?.Grant as { exp?: number } | undefined;
   if (typeof grant?.exp !== 'number') return seconds;

@@ -1,0 +1,378 @@
+// The account page, /account: where a person sees the apps they let in and
+// takes that back, changes their password, and sees whether two-step
+// verification is on — without asking whoever runs the service. It signs
+// people in as an app of this server (account-client.ts); who is signed in
+// is then the browser's session here, as every app's sign-in reads it, so
+// a sign-out anywhere ends it too.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import Router from '@koa/router';
+import type Koa from 'koa';
+import type { Context, Next } from 'koa';
+import type Provider from 'oidc-provider';
+import { AccountError, type Accounts } from '../accounts/accounts.js';
+import { passwordProblem } from '../accounts/password-policy.js';
+import type { SecondFactors } from '../accounts/second-factors.js';
+import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
+import type { Apis, ApiView } from '../apis/apis.js';
+import type { Config } from '../config.js';
+import { accountLabel } from '../display-text.js';
+import { ClientAddresses } from '../http/client-address.js';
+import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
+import { BodyError, readForm } from '../http/form-body.js';
+import { loggedPath } from '../http/log-redaction.js';
+import { outageLog } from '../http/outage-log.js';
+import { crossSitePost } from '../http/own-forms.js';
+import { errorReference, requestField } from '../http/request-id.js';
+import { renderPage } from '../http/views.js';
+import { describeApiScopes, describeScopes } from '../interactions/scope-descriptions.js';
+import type { Logger } from '../logger.js';
+import { sha256 } from '../persistence/hash.js';
+import { databaseTrouble } from '../persistence/unavailable.js';
+import { displayName } from '../provider/client-model.js';
+import type { ProviderHost } from '../provider/host.js';
+import { ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID } from './account-client.js';
+
+export interface AccountPageDeps {
+  host: ProviderHost;
+  accounts: Accounts;
+  secondFactors: SecondFactors;
+  signInThrottle: SignInThrottle;
+  apis: Apis;
+  config: Config;
+  logger: Logger;
+}
+
+/** As @koa/router matches (and the 405 table, http/methods.ts): whatever the case. */
+const ACCOUNT_PATH = /^\/account(\/|$)/i;
+
+/**
+ * The sign-in the account page started (its state and PKCE verifier, RFC
+ * 7636), for its return to /account/callback. Signed, as the library's
+ * interaction cookies, and only ever sent to the account page's paths.
+ */
+const SIGN_IN_COOKIE = '_account_sign_in';
+const SIGN_IN_COOKIE_OPTIONS = { signed: true, httpOnly: true, sameSite: 'lax', path: '/account', overwrite: true } as const;
+
+type Session = Awaited<ReturnType<Provider['Session']['get']>>;
+interface SignedIn {
+  session: Session;
+  user: NonNullable<Awaited<ReturnType<Accounts['find']>>>;
+}
+
+/** What the page says above its sections after a form's answer. */
+type Notice = { kind: 'removed'; appName: string };
+
+interface PasswordFormState {
+  error: string;
+  /** The fields the error is about (aria-invalid). */
+  fields: ('current' | 'new' | 'again')[];
+}
+
+export function accountPages(deps: AccountPageDeps): Koa.Middleware {
+  const routes = accountRoutes(deps).routes() as unknown as Koa.Middleware;
+  return (ctx, next) => (ACCOUNT_PATH.test(ctx.path) ? routes(ctx, next) : next());
+}
+
+function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, config, logger }: AccountPageDeps): Router {
+  const router = new Router({ prefix: '/account' });
+  const addresses = new ClientAddresses(config.trustProxy, logger);
+  const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
+  const ownOrigin = new URL(config.issuer).origin;
+
+  router.use(async (ctx: Context, next: Next) => {
+    // Every answer here is one person's.
+    ctx.set('Cache-Control', 'no-store');
+    try {
+      const site = crossSitePost(ctx, ownOrigin);
+      if (site) {
+        logger.info('account form posted from another site', { ...requestField(ctx), site, path: loggedPath(ctx.path) });
+        ctx.status = 403;
+        renderErrorPage(ctx, page(ctx), { error: 'account_cross_site_form' });
+        return;
+      }
+      await next();
+    } catch (error) {
+      const trouble = databaseTrouble(error);
+      if (error instanceof BodyError) {
+        ctx.status = 413;
+        ctx.set('Connection', 'close'); // the rest of the body is not read
+        renderErrorPage(ctx, page(ctx), { error: 'account_form_too_large' });
+      } else if (ctx.req.aborted) {
+        logger.info('account page request aborted by the client', { ...requestField(ctx), path: loggedPath(ctx.path) });
+      } else if (trouble) {
+        outageLog(logger).failed(trouble, { ...requestField(ctx), route: 'account', error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) });
+        renderUnavailablePage(ctx, page(ctx));
+      } else {
+        const reference = errorReference(ctx);
+        logger.error('account page failed', { ...requestField(ctx), reference, error: error instanceof Error ? error.stack : String(error) });
+        ctx.status = 500;
+        renderErrorPage(ctx, page(ctx), { error: 'server_error' }, { reference });
+      }
+    }
+  });
+
+  /**
+   * Who this browser's session signed in, as an app's authorization request
+   * would take it: a session a sign-out or cut-off ended is not found
+   * (provider/sign-outs.ts), and one that passed the password only, of
+   * someone who must enter a code, is no sign-in here either
+   * (provider/second-factor-prompt.ts).
+   */
+  const signedIn = async (ctx: Context): Promise<SignedIn | undefined> => {
+    const session = await host.current.Session.get(ctx as never);
+    const accountId = session.accountId;
+    if (!accountId) return undefined;
+    if (!(session.amr ?? []).includes('otp') && (await accounts.requiresTotp(accountId))) return undefined;
+    const user = await accounts.find(accountId);
+    return user && { session, user };
+  };
+
+  /**
+   * The secret the page's forms carry: a digest of the session's id, which
+   * only this browser's cookie holds, so another site cannot write it into
+   * a form it makes the browser post (the session cookie goes with such a
+   * post: SameSite=None). A new sign-in in this browser makes a new one.
+   */
+  const formToken = (session: Session) => sha256(`account page forms of session ${session.jti}`);
+  const tokenMatches = (session: Session, sent: string | undefined) => equal(sent ?? '', formToken(session));
+
+  /** Sends the browser to sign in for the account page: an authorization request of its own client, with PKCE. */
+  const startSignIn = (ctx: Context) => {
+    const state = randomBytes(32).toString('base64url');
+    const verifier = randomBytes(32).toString('base64url');
+    ctx.cookies.set(SIGN_IN_COOKIE, `${state}.${verifier}`, { ...SIGN_IN_COOKIE_OPTIONS, maxAge: config.ttl.interaction * 1000 });
+    const query = new URLSearchParams({
+      client_id: ACCOUNT_CLIENT_ID,
+      response_type: 'code',
+      scope: 'openid',
+      redirect_uri: new URL(ACCOUNT_CALLBACK_PATH, config.issuer).href,
+      state,
+      code_challenge: s256(verifier),
+      code_challenge_method: 'S256',
+    });
+    ctx.status = 303;
+    ctx.redirect(`${host.current.pathFor('authorization')}?${query}`);
+  };
+
+  /**
+   * A form of the account page, from the person signed in on it: refused
+   * when nobody is signed in any more (a sign-out meanwhile) or the page
+   * is of an earlier sign-in (its secret is not this session's).
+   */
+  const formOfSignedIn = async (ctx: Context): Promise<{ who: SignedIn; form: Record<string, string> } | undefined> => {
+    const form = await readForm(ctx);
+    const who = await signedIn(ctx);
+    if (!who || !tokenMatches(who.session, form.token)) {
+      ctx.status = 403;
+      renderErrorPage(ctx, page(ctx), { error: who ? 'account_page_stale' : 'account_signed_out' });
+      return undefined;
+    }
+    return { who, form };
+  };
+
+  const render = async (ctx: Context, who: SignedIn, extras: { notice?: Notice; password?: PasswordFormState } = {}) => {
+    const { user, session } = who;
+    const [details, totp] = await Promise.all([accounts.show(user.id, config.ttl.sessionMaxAge), secondFactors.stateOf(user.id)]);
+    ctx.type = 'html';
+    ctx.body = renderPage(page(ctx), 'your-account', {
+      userLabel: accountLabel(user),
+      token: formToken(session),
+      apps: await appsOf(details.consents, apis),
+      totp,
+      minLength: config.passwordPolicy.minLength,
+      ...extras,
+    });
+  };
+
+  router.get('/', async (ctx) => {
+    const who = await signedIn(ctx);
+    if (!who) return startSignIn(ctx);
+    const removed = typeof ctx.query.removed === 'string' ? ctx.query.removed : undefined;
+    // Said only of an app that has nothing of this person's left, by its registered name.
+    const gone = removed && removed !== ACCOUNT_CLIENT_ID ? await host.current.Client.find(removed).catch(() => undefined) : undefined;
+    const details = gone ? await accounts.show(who.user.id, config.ttl.sessionMaxAge) : undefined;
+    const notice = gone && !details!.consents.some((consent) => consent.clientId === gone.clientId) ? { kind: 'removed' as const, appName: displayName(gone) } : undefined;
+    await render(ctx, who, { notice });
+  });
+
+  // The sign-in's return (RFC 6749 §4.1.2): the code is spent here, in the
+  // server, as a token request would (it asks for no token: the page reads
+  // the session the sign-in made), and only by the browser that started it
+  // (state and PKCE, whose verifier never left the server's cookie).
+  router.get('/callback', async (ctx) => {
+    const started = ctx.cookies.get(SIGN_IN_COOKIE, { signed: true });
+    const [state, verifier] = started?.split('.') ?? [];
+    const { query } = ctx;
+    // RFC 9207: the answer names who sent it, and it must be us.
+    const ours = state && verifier && typeof query.state === 'string' && equal(query.state, state) && (query.iss === undefined || query.iss === config.issuer);
+    if (!ours) {
+      // Not the sign-in this browser started last: an earlier one (two tabs
+      // opened the page), or one opened again from the history. Nothing of
+      // it is taken; a browser signed in all the same is shown its page, as
+      // the page itself would (the answer named nobody).
+      if (await signedIn(ctx)) return seeAccountPage(ctx);
+      ctx.status = 400;
+      renderErrorPage(ctx, page(ctx), { error: 'account_sign_in_stale' });
+      return;
+    }
+    ctx.cookies.set(SIGN_IN_COOKIE, null, SIGN_IN_COOKIE_OPTIONS);
+    if (typeof query.error === 'string') {
+      // Cancel on the sign-in page (access_denied), or a sign-in the server stopped.
+      ctx.status = 200;
+      ctx.type = 'html';
+      ctx.body = renderPage(page(ctx), 'account-not-signed-in', { cancelled: query.error === 'access_denied' });
+      return;
+    }
+    const code = typeof query.code === 'string' ? await host.current.AuthorizationCode.find(query.code) : undefined;
+    // (The typings leave out `consumed`, which a spent code has.)
+    const sound = code && !(code as unknown as { consumed?: number }).consumed && code.clientId === ACCOUNT_CLIENT_ID && code.codeChallenge === s256(verifier!);
+    if (!sound) {
+      ctx.status = 400;
+      renderErrorPage(ctx, page(ctx), { error: 'account_sign_in_stale' });
+      return;
+    }
+    await code.consume();
+    const who = await signedIn(ctx);
+    if (who?.user.id !== code.accountId) {
+      // Signed out (or in as someone else) in another tab since: sign in again.
+      return startSignIn(ctx);
+    }
+    seeAccountPage(ctx);
+  });
+
+  // Takes back what the person gave an app, as `user revoke --client` does:
+  // consents, tokens, and the app's part of their sessions (the app is told).
+  router.post('/apps/remove', async (ctx) => {
+    const posted = await formOfSignedIn(ctx);
+    if (!posted) return;
+    const { who, form } = posted;
+    const clientId = form.client_id ?? '';
+    if (!clientId || clientId === ACCOUNT_CLIENT_ID) {
+      ctx.status = 400;
+      renderErrorPage(ctx, page(ctx), { error: 'account_form_incomplete' });
+      return;
+    }
+    let ended: Awaited<ReturnType<Accounts['revokeClient']>>['ended'] = [];
+    try {
+      const revoked = await accounts.revokeClient(who.user.id, clientId);
+      ended = revoked.ended;
+      logger.info('access removed on the account page', { ...requestField(ctx), account: who.user.id, client: clientId, removed: revoked.removed });
+    } catch (error) {
+      // An app deleted meanwhile (or never there): nothing of it is left to remove.
+      if (!(error instanceof AccountError)) throw error;
+    }
+    await tellApps(ctx, host.current, ended);
+    ctx.status = 303;
+    ctx.redirect(`/account?${new URLSearchParams({ removed: clientId })}`);
+  });
+
+  // A new password, given the current one: counted as a sign-in against the
+  // throttle (a stolen session must not make a password-guessing oracle of
+  // this form), and checked by the operator's policy. It signs the person out
+  // everywhere, here too, as `user set-password` does: whoever knew the old
+  // password may have signed in with it.
+  router.post('/password', async (ctx) => {
+    const posted = await formOfSignedIn(ctx);
+    if (!posted) return;
+    const { who, form } = posted;
+    const current = form.current_password ?? '';
+    const next = form.new_password ?? '';
+    const again = form.new_password_again ?? '';
+    const refuse = async (status: number, state: PasswordFormState) => {
+      ctx.status = status;
+      await render(ctx, who, { password: state });
+    };
+    const missing = [...(current ? [] : ['current' as const]), ...(next ? [] : ['new' as const]), ...(again ? [] : ['again' as const])];
+    if (missing.length) return refuse(422, { error: 'Fill in all three password fields.', fields: missing });
+    const outcome = await signInThrottle.signIn(who.user.email, addresses.of(ctx), async () => (await accounts.checkPassword(who.user.email, current))?.accountId);
+    if (outcome.refused) {
+      logger.warn('password change refused: too many failures', { ...requestField(ctx), account: who.user.id, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
+      ctx.set('Retry-After', String(outcome.retryAfter));
+      return refuse(429, { error: tooManyFailures(outcome.retryAfter), fields: [] });
+    }
+    if (outcome.accountId !== who.user.id) {
+      logger.info('password change refused: the current password is not right', { ...requestField(ctx), account: who.user.id });
+      return refuse(422, { error: 'Your current password is not right.', fields: ['current'] });
+    }
+    if (next !== again) return refuse(422, { error: 'The two new passwords are not the same. Type the new password twice.', fields: ['new', 'again'] });
+    const problem = await passwordProblem(next, who.user.email, config.passwordPolicy);
+    if (problem) return refuse(422, { error: `${problem.replace(/^the password/, 'The new password')}.`, fields: ['new', 'again'] });
+    const { ended } = await accounts.setPassword(who.user.id, next);
+    logger.info('password changed on the account page', { ...requestField(ctx), account: who.user.id });
+    await tellApps(ctx, host.current, ended);
+    ctx.status = 200;
+    ctx.type = 'html';
+    ctx.body = renderPage(page(ctx), 'password-changed', {});
+  });
+
+  return router;
+}
+
+/** The apps a person let in, each once, with what they may do, oldest first; the account page itself is not one. */
+async function appsOf(consents: Awaited<ReturnType<Accounts['show']>>['consents'], apis: Apis) {
+  const byApp = new Map<string, { clientId: string; name: string; since: Date; scopes: Set<string>; apiScopes: Map<string, Set<string>> }>();
+  for (const consent of consents) {
+    if (consent.clientId === ACCOUNT_CLIENT_ID) continue;
+    const app = byApp.get(consent.clientId) ?? { clientId: consent.clientId, name: consent.clientName ?? consent.clientId, since: consent.firstGivenAt, scopes: new Set(), apiScopes: new Map() };
+    for (const scope of consent.scope.split(' ').filter(Boolean)) app.scopes.add(scope);
+    for (const [api, scope] of Object.entries(consent.apis)) {
+      const scopes = app.apiScopes.get(api) ?? new Set<string>();
+      for (const name of String(scope).split(' ').filter(Boolean)) scopes.add(name);
+      app.apiScopes.set(api, scopes);
+    }
+    byApp.set(consent.clientId, app);
+  }
+  const known = new Map<string, ApiView | undefined>();
+  const api = async (identifier: string) => {
+    if (!known.has(identifier)) known.set(identifier, await apis.find(identifier));
+    return known.get(identifier);
+  };
+  const apps = [];
+  for (const app of byApp.values()) {
+    const permissions = describeScopes(app.scopes);
+    for (const [identifier, scopes] of app.apiScopes) permissions.push(...describeApiScopes(await api(identifier), scopes));
+    apps.push({ clientId: app.clientId, name: app.name, since: app.since, permissions });
+  }
+  return apps;
+}
+
+/**
+ * Back-channel logout (OpenID Connect Back-Channel Logout 1.0) to the apps
+ * whose part of a session the page's form ended, as the library tells them
+ * at a sign-out, and reported through the same events
+ * (provider/backchannel-logout.ts logs each).
+ */
+async function tellApps(ctx: Context, provider: Provider, ended: { accountId: string; clientId: string; sid: string }[]): Promise<void> {
+  await Promise.all(
+    ended.map(async ({ accountId, clientId, sid }) => {
+      const client = await provider.Client.find(clientId).catch(() => undefined);
+      if (!client?.backchannelLogoutUri) return;
+      try {
+        // (Untyped in the library's typings; end_session calls it so.)
+        await (client.backchannelLogout as (sub: string, sid: string) => Promise<void>).call(client, accountId, sid);
+        provider.emit('backchannel.success', ctx, client, accountId, sid);
+      } catch (error) {
+        provider.emit('backchannel.error', ctx, error, client, accountId, sid);
+      }
+    }),
+  );
+}
+
+/** Post/Redirect/Get to the account page. */
+const seeAccountPage = (ctx: Context) => {
+  ctx.status = 303;
+  ctx.redirect('/account');
+};
+
+const s256 = (verifier: string) => createHash('sha256').update(verifier).digest('base64url');
+
+const equal = (a: string, b: string) => {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+};
+
+const tooManyFailures = (seconds: number) => {
+  const minutes = Math.ceil(seconds / 60);
+  return `Too many failed attempts. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
+};
