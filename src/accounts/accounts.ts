@@ -12,6 +12,7 @@ import type { PasswordHasher } from './passwords.js';
 import { passwordProblem, type PasswordPolicy } from './password-policy.js';
 import { countByKind, type Removed } from '../provider/removed.js';
 import type { SessionEnd } from '../clients/logout-tokens.js';
+import { ACCOUNT_CLIENT_ID } from '../self-service/account-client.js';
 
 export class AccountError extends Error {
   override name = 'AccountError';
@@ -311,7 +312,8 @@ export class Accounts {
    * (the server's SESSION_MAX_AGE: the CLI's environment must give the
    * same). A consent withdrawn at a sign-out (consumed_at, see adapter.ts)
    * is listed with when: the next sign-in to its app asks again, but
-   * sign-ins from before, in other browsers, still use it.
+   * sign-ins from before, in other browsers, still use it. The account
+   * page's own grant (self-service/account-client.ts) is nobody's consent.
    */
   async show(who: string, sessionMaxAge: number): Promise<UserDetails> {
     const { id } = await this.resolve(who);
@@ -331,6 +333,7 @@ export class Accounts {
                g.created_at AS first_given_at, g.expires_at, g.consumed_at AS withdrawn_at
         FROM provider_artifacts g LEFT JOIN clients c ON c.client_id = g.client_id
         WHERE g.kind = 'Grant' AND g.account_id = ${id} AND (g.expires_at IS NULL OR g.expires_at > now())
+          AND g.client_id <> ${ACCOUNT_CLIENT_ID}
         ORDER BY g.created_at, g.id`,
     ]);
     // Deleted since it was looked up.

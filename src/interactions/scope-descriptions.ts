@@ -7,7 +7,8 @@ const DESCRIPTIONS: Record<string, string> = {
   profile: 'See your name',
   email: 'See your email address and whether it is verified',
   // Honest about what lasts: a grant with offline_access outlives signing out
-  // (the provider keeps it, see README), and there is no self-service page to end it.
+  // (the provider keeps it, see README) until the person removes the app on their
+  // account page (self-service/account-pages.ts) or the operator revokes it.
   offline_access: 'Keep access while you are not using it, even after you sign out',
 };
 

@@ -105,6 +105,10 @@ describe('signing in to the account page', () => {
     expect(page.html).toContain('Off: signing in asks for your password only.');
     // Opened again: no sign-in.
     expect(isAccountPage(await ua.open(accountUrl()))).toBe(true);
+    // Nor is it a consent the operator is shown.
+    const shown = await pc.cli(['user', 'show', email, '--json']);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ sessions: 1, consents: [] });
   });
 
   it('is open at once to a browser signed in to an app (single sign-on), and closed after a sign-out', async () => {
