@@ -53,6 +53,14 @@ const ACCOUNT_PATH = /^\/account(\/|$)/i;
 const SIGN_IN_COOKIE = '_account_sign_in';
 const SIGN_IN_COOKIE_OPTIONS = { signed: true, httpOnly: true, sameSite: 'lax', path: '/account', overwrite: true } as const;
 
+/**
+ * Why the password form was refused, carried to the page it redirects to
+ * (Post/Redirect/Get, as the sign-in page's refusals: a reload does not send
+ * the passwords again). Signed; read once.
+ */
+const NOTICE_COOKIE = '_account_notice';
+const NOTICE_COOKIE_OPTIONS = { signed: true, httpOnly: true, sameSite: 'lax', path: '/account', overwrite: true } as const;
+
 type Session = Awaited<ReturnType<Provider['Session']['get']>>;
 interface SignedIn {
   session: Session;
@@ -192,7 +200,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     const gone = removed && removed !== ACCOUNT_CLIENT_ID ? await host.current.Client.find(removed).catch(() => undefined) : undefined;
     const details = gone ? await accounts.show(who.user.id, config.ttl.sessionMaxAge) : undefined;
     const notice = gone && !details!.consents.some((consent) => consent.clientId === gone.clientId) ? { kind: 'removed' as const, appName: displayName(gone) } : undefined;
-    await render(ctx, who, { notice });
+    await render(ctx, who, { notice, password: passwordRefusal(ctx) });
   });
 
   // The sign-in's return (RFC 6749 §4.1.2): the code is spent here, in the
@@ -278,25 +286,24 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     const current = form.current_password ?? '';
     const next = form.new_password ?? '';
     const again = form.new_password_again ?? '';
-    const refuse = async (status: number, state: PasswordFormState) => {
-      ctx.status = status;
-      await render(ctx, who, { password: state });
+    const refuse = (state: PasswordFormState) => {
+      ctx.cookies.set(NOTICE_COOKIE, Buffer.from(JSON.stringify(state)).toString('base64url'), { ...NOTICE_COOKIE_OPTIONS, maxAge: 60_000 });
+      seeAccountPage(ctx);
     };
     const missing = [...(current ? [] : ['current' as const]), ...(next ? [] : ['new' as const]), ...(again ? [] : ['again' as const])];
-    if (missing.length) return refuse(422, { error: 'Fill in all three password fields.', fields: missing });
+    if (missing.length) return refuse({ error: 'Fill in all three password fields.', fields: missing });
     const outcome = await signInThrottle.signIn(who.user.email, addresses.of(ctx), async () => (await accounts.checkPassword(who.user.email, current))?.accountId);
     if (outcome.refused) {
       logger.warn('password change refused: too many failures', { ...requestField(ctx), account: who.user.id, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
-      ctx.set('Retry-After', String(outcome.retryAfter));
-      return refuse(429, { error: tooManyFailures(outcome.retryAfter), fields: [] });
+      return refuse({ error: tooManyFailures(outcome.retryAfter), fields: [] });
     }
     if (outcome.accountId !== who.user.id) {
       logger.info('password change refused: the current password is not right', { ...requestField(ctx), account: who.user.id });
-      return refuse(422, { error: 'Your current password is not right.', fields: ['current'] });
+      return refuse({ error: 'Your current password is not right.', fields: ['current'] });
     }
-    if (next !== again) return refuse(422, { error: 'The two new passwords are not the same. Type the new password twice.', fields: ['new', 'again'] });
+    if (next !== again) return refuse({ error: 'The two new passwords are not the same. Type the new password twice.', fields: ['new', 'again'] });
     const problem = await passwordProblem(next, who.user.email, config.passwordPolicy);
-    if (problem) return refuse(422, { error: `${problem.replace(/^the password/, 'The new password')}.`, fields: ['new', 'again'] });
+    if (problem) return refuse({ error: `${problem.replace(/^the password/, 'The new password')}.`, fields: ['new', 'again'] });
     const { ended } = await accounts.setPassword(who.user.id, next);
     logger.info('password changed on the account page', { ...requestField(ctx), account: who.user.id });
     await tellApps(ctx, host.current, ended);
@@ -356,6 +363,21 @@ async function tellApps(ctx: Context, provider: Provider, ended: { accountId: st
       }
     }),
   );
+}
+
+/** The password form's refusal this browser was sent here with, if any (read once). */
+function passwordRefusal(ctx: Context): PasswordFormState | undefined {
+  const carried = ctx.cookies.get(NOTICE_COOKIE, { signed: true });
+  if (carried === undefined) return undefined;
+  ctx.cookies.set(NOTICE_COOKIE, null, NOTICE_COOKIE_OPTIONS);
+  try {
+    const state = JSON.parse(Buffer.from(carried, 'base64url').toString('utf8')) as PasswordFormState;
+    const fields = ['current', 'new', 'again'];
+    return typeof state.error === 'string' && Array.isArray(state.fields) && state.fields.every((field) => fields.includes(field)) ? state : undefined;
+  } catch {
+    // Signed by us, so never garbled but by a change of format between versions: no message then.
+    return undefined;
+  }
 }
 
 /** Post/Redirect/Get to the account page. */

@@ -821,6 +821,67 @@ describe('pages', () => {
     expect(found, `axe-core found:\n${found.join('\n')}`).toEqual([]);
   });
 
+  it('the account page: signed in by keyboard, an app removed, a refused and an accepted new password, at 320 px, passing an axe-core audit in both colour schemes', async () => {
+    const ines = { email: 'ines@example.com', password: 'ines secret words' };
+    await pc.createUser(ines.email, ines.password, 'Inés Suárez');
+    const page = await newPage({ width: 320, height: 640 });
+    const found: string[] = [];
+    const audit = (step: string) => auditWithAxe(page, step, found);
+    const fitsWidth = async () => expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(320);
+    // Signed in to an app first: the account page then opens without a sign-in, and lists it.
+    await page.goto(`${photos.url}/login`);
+    await page.getByLabel('Email').fill(ines.email);
+    await page.getByLabel('Password').fill(ines.password);
+    await page.keyboard.press('Enter');
+    await page.getByRole('button', { name: 'Allow' }).click();
+    await page.locator('#user').waitFor();
+    await page.goto(`${pc.issuer}/account`);
+    await page.getByRole('heading', { name: 'Your account', level: 1 }).waitFor();
+    expect(await page.title()).toBe('Your account · Acme Identity');
+    await snapshot(page, 'account', '1-page');
+    await fitsWidth();
+    await audit('account page');
+    // The button names its app for whoever hears it (its description), and takes the keyboard.
+    const remove = page.getByRole('button', { name: 'Remove access' });
+    expect(await remove.evaluate((button) => (button.getAttribute('aria-describedby') ?? '').split(' ').map((id) => document.getElementById(id)?.textContent).join(' '))).toMatch(/^Photo Album Removing an app's access/);
+    await remove.focus();
+    await page.keyboard.press('Enter');
+    await page.getByRole('status').waitFor();
+    expect(await page.getByRole('status').textContent()).toBe('Photo Album no longer has access to your account.');
+    expect(await page.getByRole('button', { name: 'Remove access' }).count()).toBe(0);
+    await audit('account page after removing an app');
+
+    // A wrong current password: said beside the form, the field focused and marked.
+    await page.getByLabel('Current password').fill('not my password');
+    await page.getByLabel('New password', { exact: true }).fill('a brand new passphrase');
+    await page.getByLabel('New password again').fill('a brand new passphrase');
+    await page.keyboard.press('Enter');
+    await page.getByRole('alert').waitFor();
+    expect(await page.getByRole('alert').textContent()).toBe('Your current password is not right.');
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('current-password');
+    expect(await page.getByLabel('Current password').getAttribute('aria-invalid')).toBe('true');
+    expect(await page.title()).toBe('Error: Your current password is not right – Your account · Acme Identity');
+    await snapshot(page, 'account', '2-wrong-password');
+    await fitsWidth();
+    await audit('account page after a wrong password');
+    await page.getByLabel('Current password').fill(ines.password);
+    await page.getByLabel('New password', { exact: true }).fill('a brand new passphrase');
+    await page.getByLabel('New password again').fill('a brand new passphrase');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Your password is changed' }).waitFor();
+    await snapshot(page, 'account', '3-changed');
+    await audit('password changed');
+    // Signed out everywhere: the page's link leads to a sign-in, which the new password passes.
+    await page.getByRole('link', { name: 'Sign in with your new password' }).click();
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    await page.getByLabel('Email').fill(ines.email);
+    await page.getByLabel('Password').fill('a brand new passphrase');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'Your account', level: 1 }).waitFor();
+    expect(problemsOf(page)).toEqual([]);
+    expect(found, `axe-core found:\n${found.join('\n')}`).toEqual([]);
+  });
+
   it('an expired or lost sign-in explains itself with no internals', async () => {
     const page = await newPage();
     await page.goto(`${photos.url}/login`);
