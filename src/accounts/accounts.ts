@@ -425,6 +425,16 @@ export class Accounts {
   }
 
   /**
+   * Signs the user out everywhere (the account page's "Sign out
+   * everywhere"): what a new password ends, and nothing else changes.
+   */
+  async endSessions(who: string): Promise<{ user: UserView; disabled: boolean; removed: Removed; consentsKept: number; ended: SessionEnd[] }> {
+    const user = await this.resolve(who);
+    const [signedOut, consents, signIns, kept] = await this.prisma.$transaction([...this.signOutEverywhere(user.id)]);
+    return { user, ...this.signedOut(user.id, [signedOut, consents, signIns, kept]) };
+  }
+
+  /**
    * The statements that sign `userId` out everywhere, in one transaction
    * with a change that calls for it (a new password, a forgotten TOTP key):
    * the cut-off for sessions, their consents (found through the sessions,

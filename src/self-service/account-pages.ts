@@ -312,6 +312,22 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     ctx.body = renderPage(page(ctx), 'password-changed', {});
   });
 
+  // Ends the person's sessions on every device, this one too, as a new
+  // password does (a browser left signed in on a shared computer), with the
+  // apps told; consents that outlive a sign-out (offline_access) stay, as
+  // the page says: "Remove access" ends those.
+  router.post('/sign-out-everywhere', async (ctx) => {
+    const posted = await formOfSignedIn(ctx);
+    if (!posted) return;
+    const { who } = posted;
+    const { ended } = await accounts.endSessions(who.user.id);
+    logger.info('signed out everywhere on the account page', { ...requestField(ctx), account: who.user.id });
+    await tellApps(ctx, host.current, ended);
+    ctx.status = 200;
+    ctx.type = 'html';
+    ctx.body = renderPage(page(ctx), 'signed-out-everywhere', {});
+  });
+
   return router;
 }
 

@@ -267,6 +267,38 @@ describe('the apps a person let in', () => {
   });
 });
 
+describe('signing out everywhere', () => {
+  it('ends the person\'s sessions in every browser, this one too, tells the apps, and leaves consents that outlive a sign-out', async () => {
+    const email = await person('Katherine');
+    const ua = new UserAgent();
+    const laptop = new UserAgent();
+    const { tokens } = await logIn(laptop, rp, 'openid offline_access', { email, password: PASSWORD }, { prompt: 'consent' });
+    const page = await openSignedIn(ua, email);
+    logouts = [];
+    const done = await ua.post(page, '/account/sign-out-everywhere', UserAgent.formFields(page, '/account/sign-out-everywhere'));
+    expect(done.status).toBe(200);
+    expect(done.html).toContain('<h1>You are signed out everywhere</h1>');
+    expect(pageKind(await ua.open(accountUrl()))).toBe('login');
+    expect(pageKind(await laptop.open(accountUrl()))).toBe('login');
+    // The app in the other browser was told; its offline access stays, as the page says.
+    expect(logouts).toHaveLength(1);
+    expect(decodeJwt(new URLSearchParams(logouts[0]!.body).get('logout_token')!).sid).toBe(decodeJwt(tokens.id_token!).sid);
+    expect(page.html).toContain('Apps that keep access after you sign out keep it');
+    expect(await refresh(tokens.refresh_token!)).toBe('refreshed');
+    // Nothing else changed: the password signs in.
+    await openSignedIn(new UserAgent(), email);
+  });
+
+  it('takes the form only with the page\'s secret', async () => {
+    const email = await person('Dorothy');
+    const ua = new UserAgent();
+    const page = await openSignedIn(ua, email);
+    const forged = await ua.post(page, '/account/sign-out-everywhere', { token: 'forged' });
+    expect(forged.status).toBe(403);
+    expect(isAccountPage(await ua.open(accountUrl()))).toBe(true);
+  });
+});
+
 describe('a new password', () => {
   it('needs the current password, the policy\'s length, the same twice; then signs the person out everywhere', async () => {
     const email = await person('Alan');
