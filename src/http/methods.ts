@@ -58,7 +58,7 @@ export function allowedMethodsOf(provider: Provider): (path: string) => Address 
     // self-service/account-pages.ts
     [/^\/account\/?$/i, page('account', ['GET'])],
     [/^\/account\/callback\/?$/i, page('account', ['GET'])],
-    [/^\/account\/(apps\/remove|password|sign-out-everywhere)\/?$/i, page('account', ['POST'])],
+    [/^\/account\/(apps\/remove|password|two-step|sign-out-everywhere)\/?$/i, page('account', ['POST'])],
   ];
   return (path) => table.find(([pattern]) => pattern.test(path))?.[1];
 }

@@ -70,11 +70,15 @@ interface SignedIn {
 /** What the page says above its sections after a form's answer. */
 type Notice = { kind: 'removed'; appName: string };
 
-interface PasswordFormState {
+/** A form of the page refused, and why: carried to the page (NOTICE_COOKIE), which says so beside that form. */
+interface FormRefusal {
+  form: 'password' | 'two-step';
   error: string;
-  /** The fields the error is about (aria-invalid). */
+  /** The fields the error is about (aria-invalid): the current password, the new one, the new one again. */
   fields: ('current' | 'new' | 'again')[];
 }
+const FORMS = ['password', 'two-step'];
+const FIELDS = ['current', 'new', 'again'];
 
 export function accountPages(deps: AccountPageDeps): Koa.Middleware {
   const routes = accountRoutes(deps).routes() as unknown as Koa.Middleware;
@@ -178,7 +182,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     return { who, form };
   };
 
-  const render = async (ctx: Context, who: SignedIn, extras: { notice?: Notice; password?: PasswordFormState } = {}) => {
+  const render = async (ctx: Context, who: SignedIn, extras: { notice?: Notice; refusal?: FormRefusal } = {}) => {
     const { user, session } = who;
     const [details, totp] = await Promise.all([accounts.show(user.id, config.ttl.sessionMaxAge), secondFactors.stateOf(user.id)]);
     ctx.type = 'html';
@@ -200,7 +204,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     const gone = removed && removed !== ACCOUNT_CLIENT_ID ? await host.current.Client.find(removed).catch(() => undefined) : undefined;
     const details = gone ? await accounts.show(who.user.id, config.ttl.sessionMaxAge) : undefined;
     const notice = gone && !details!.consents.some((consent) => consent.clientId === gone.clientId) ? { kind: 'removed' as const, appName: displayName(gone) } : undefined;
-    await render(ctx, who, { notice, password: passwordRefusal(ctx) });
+    await render(ctx, who, { notice, refusal: carriedRefusal(ctx) });
   });
 
   // The sign-in's return (RFC 6749 §4.1.2): the code is spent here, in the
@@ -286,24 +290,14 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     const current = form.current_password ?? '';
     const next = form.new_password ?? '';
     const again = form.new_password_again ?? '';
-    const refuse = (state: PasswordFormState) => {
-      ctx.cookies.set(NOTICE_COOKIE, Buffer.from(JSON.stringify(state)).toString('base64url'), { ...NOTICE_COOKIE_OPTIONS, maxAge: 60_000 });
-      seeAccountPage(ctx);
-    };
+    const refuse = (error: string, fields: FormRefusal['fields']) => refuseForm(ctx, { form: 'password', error, fields });
     const missing = [...(current ? [] : ['current' as const]), ...(next ? [] : ['new' as const]), ...(again ? [] : ['again' as const])];
-    if (missing.length) return refuse({ error: 'Fill in all three password fields.', fields: missing });
-    const outcome = await signInThrottle.signIn(who.user.email, addresses.of(ctx), async () => (await accounts.checkPassword(who.user.email, current))?.accountId);
-    if (outcome.refused) {
-      logger.warn('password change refused: too many failures', { ...requestField(ctx), account: who.user.id, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
-      return refuse({ error: tooManyFailures(outcome.retryAfter), fields: [] });
-    }
-    if (outcome.accountId !== who.user.id) {
-      logger.info('password change refused: the current password is not right', { ...requestField(ctx), account: who.user.id });
-      return refuse({ error: 'Your current password is not right.', fields: ['current'] });
-    }
-    if (next !== again) return refuse({ error: 'The two new passwords are not the same. Type the new password twice.', fields: ['new', 'again'] });
+    if (missing.length) return refuse('Fill in all three password fields.', missing);
+    const wrong = await currentPasswordRefused(ctx, who, current, 'password change');
+    if (wrong) return refuse(wrong, wrong === WRONG_CURRENT_PASSWORD ? ['current'] : []);
+    if (next !== again) return refuse('The two new passwords are not the same. Type the new password twice.', ['new', 'again']);
     const problem = await passwordProblem(next, who.user.email, config.passwordPolicy);
-    if (problem) return refuse({ error: `${problem.replace(/^the password/, 'The new password')}.`, fields: ['new', 'again'] });
+    if (problem) return refuse(`${problem.replace(/^the password/, 'The new password')}.`, ['new', 'again']);
     const { ended } = await accounts.setPassword(who.user.id, next);
     logger.info('password changed on the account page', { ...requestField(ctx), account: who.user.id });
     await tellApps(ctx, host.current, ended);
@@ -311,6 +305,45 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     ctx.type = 'html';
     ctx.body = renderPage(page(ctx), 'password-changed', {});
   });
+
+  // Two-step verification turned on by the person (the operator's `user
+  // update --totp required`), given the current password: a stolen session
+  // alone cannot tie the account to someone else's phone. The setup is the
+  // sign-in's own (provider/second-factor-prompt.ts): the page sends the
+  // browser through a sign-in for itself, which now asks this session,
+  // having passed no code, to set up an app, and comes back here. Left
+  // half-way, the next sign-in sets it up. Turning it off is the operator's.
+  router.post('/two-step', async (ctx) => {
+    const posted = await formOfSignedIn(ctx);
+    if (!posted) return;
+    const { who, form } = posted;
+    const current = form.current_password ?? '';
+    if (!current) return refuseForm(ctx, { form: 'two-step', error: 'Enter your current password.', fields: ['current'] });
+    const wrong = await currentPasswordRefused(ctx, who, current, 'two-step verification');
+    if (wrong) return refuseForm(ctx, { form: 'two-step', error: wrong, fields: wrong === WRONG_CURRENT_PASSWORD ? ['current'] : [] });
+    if (!(await accounts.requiresTotp(who.user.id))) {
+      await accounts.update(who.user.id, { totpRequired: true });
+      logger.info('two-step verification turned on on the account page', { ...requestField(ctx), account: who.user.id });
+    }
+    startSignIn(ctx);
+  });
+
+  /**
+   * Why the current password `given` on a form of `who`'s is refused, if it
+   * is: counted as a sign-in against the throttle (a stolen session must not
+   * make a password-guessing oracle of the page), so past the limit even the
+   * right one is refused for a while.
+   */
+  const currentPasswordRefused = async (ctx: Context, who: SignedIn, given: string, action: string): Promise<string | undefined> => {
+    const outcome = await signInThrottle.signIn(who.user.email, addresses.of(ctx), async () => (await accounts.checkPassword(who.user.email, given))?.accountId);
+    if (outcome.refused) {
+      logger.warn(`${action} refused: too many failures`, { ...requestField(ctx), account: who.user.id, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
+      return tooManyFailures(outcome.retryAfter);
+    }
+    if (outcome.accountId === who.user.id) return undefined;
+    logger.info(`${action} refused: the current password is not right`, { ...requestField(ctx), account: who.user.id });
+    return WRONG_CURRENT_PASSWORD;
+  };
 
   // Ends the person's sessions on every device, this one too, as a new
   // password does (a browser left signed in on a shared computer), with the
@@ -381,15 +414,23 @@ async function tellApps(ctx: Context, provider: Provider, ended: { accountId: st
   );
 }
 
-/** The password form's refusal this browser was sent here with, if any (read once). */
-function passwordRefusal(ctx: Context): PasswordFormState | undefined {
+const WRONG_CURRENT_PASSWORD = 'Your current password is not right.';
+
+/** Refuses a form of the page: back to the page (Post/Redirect/Get), which says why beside it. */
+function refuseForm(ctx: Context, refusal: FormRefusal): void {
+  ctx.cookies.set(NOTICE_COOKIE, Buffer.from(JSON.stringify(refusal)).toString('base64url'), { ...NOTICE_COOKIE_OPTIONS, maxAge: 60_000 });
+  seeAccountPage(ctx);
+}
+
+/** The refusal this browser was sent back to the page with, if any (read once). */
+function carriedRefusal(ctx: Context): FormRefusal | undefined {
   const carried = ctx.cookies.get(NOTICE_COOKIE, { signed: true });
   if (carried === undefined) return undefined;
   ctx.cookies.set(NOTICE_COOKIE, null, NOTICE_COOKIE_OPTIONS);
   try {
-    const state = JSON.parse(Buffer.from(carried, 'base64url').toString('utf8')) as PasswordFormState;
-    const fields = ['current', 'new', 'again'];
-    return typeof state.error === 'string' && Array.isArray(state.fields) && state.fields.every((field) => fields.includes(field)) ? state : undefined;
+    const refusal = JSON.parse(Buffer.from(carried, 'base64url').toString('utf8')) as FormRefusal;
+    const sound = FORMS.includes(refusal.form) && typeof refusal.error === 'string' && Array.isArray(refusal.fields) && refusal.fields.every((field) => FIELDS.includes(field));
+    return sound ? refusal : undefined;
   } catch {
     // Signed by us, so never garbled but by a change of format between versions: no message then.
     return undefined;

@@ -9,7 +9,7 @@ import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
 import { authorizationRequest, deny, discover, logIn, pageKind, REDIRECT_URI, signIn, signInRefusal, visit } from '../support/relying-party.js';
-import { alertOn, CodeClock, enterCode, setUpTotp, totpPerson } from '../support/totp.js';
+import { alertOn, CodeClock, ENTER_HEADING, enterCode, keyOn, SET_UP_HEADING, setUpTotp, totpPerson } from '../support/totp.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
 const PASSWORD = 'a long enough password';
@@ -264,6 +264,50 @@ describe('the apps a person let in', () => {
     expect(itself.status).toBe(400);
     const get = await ua.open(`${pc.issuer}/account/password`);
     expect(get.status).toBe(405);
+  });
+});
+
+describe('two-step verification turned on by the person', () => {
+  it('takes the current password, then sets up the app as a sign-in does, and from then on every sign-in asks for a code', async () => {
+    const email = await person('Radia');
+    const ua = new UserAgent();
+    let page = await openSignedIn(ua, email);
+    const turnOn = (password: string) => ua.post(page, '/account/two-step', { ...UserAgent.formFields(page, '/account/two-step'), current_password: password });
+    const totpOf = async () => (JSON.parse((await pc.cli(['user', 'show', email, '--json'])).stdout) as { totp: string }).totp;
+
+    page = await turnOn('not my password');
+    expect(isAccountPage(page)).toBe(true);
+    expect(/<div class="alert" role="alert" id="two-step-error">([^<]*)</.exec(page.html)?.[1]).toBe('Your current password is not right.');
+    expect(page.html).toMatch(/id="two-step-password"[^>]*aria-invalid="true"[^>]*autofocus/);
+    expect(await totpOf()).toBe('off');
+
+    const setup = await turnOn(PASSWORD);
+    expect(setup.html).toContain(SET_UP_HEADING);
+    expect(await totpOf()).toBe('required');
+    const key = keyOn(setup);
+    const clock = new CodeClock();
+    const back = await enterCode(ua, setup, await clock.freshCode(email, key.totp));
+    expect(isAccountPage(back), alertOn(back) ?? back.html.slice(0, 1000)).toBe(true);
+    expect(back.html).toContain('On: each sign-in asks for a code');
+    expect(back.html).not.toContain('Turn on two-step verification');
+    expect(await totpOf()).toBe('set_up');
+
+    // Another browser: the password is not enough any more.
+    const other = new UserAgent();
+    const codePage = await signIn(other, await other.open(accountUrl()), email, PASSWORD);
+    expect(codePage.html).toContain(ENTER_HEADING);
+    expect(isAccountPage(await enterCode(other, codePage, await clock.freshCode(email, key.totp)))).toBe(true);
+  });
+
+  it('cannot be turned on with a stolen session alone: an empty or wrong password changes nothing', async () => {
+    const email = await person('Shafi');
+    const ua = new UserAgent();
+    const page = await openSignedIn(ua, email);
+    const empty = await ua.post(page, '/account/two-step', { ...UserAgent.formFields(page, '/account/two-step'), current_password: '' });
+    expect(/id="two-step-error">([^<]*)</.exec(empty.html)?.[1]).toBe('Enter your current password.');
+    const forged = await ua.post(page, '/account/two-step', { token: 'forged', current_password: PASSWORD });
+    expect(forged.status).toBe(403);
+    expect((JSON.parse((await pc.cli(['user', 'show', email, '--json'])).stdout) as { totp: string }).totp).toBe('off');
   });
 });
 
