@@ -918,6 +918,7 @@ describe('other endpoints', () => {
       expect(html).toContain('<title>Signing in · ');
       expect(html).toContain('open the application you want to use');
       expect(html).toContain('<a href="/.well-known/openid-configuration">');
+      expect(html).toContain('<a href="/account">your account page</a>');
     }
     expect((await fetch(`${pc.issuer}/`, { method: 'HEAD' })).status).toBe(200);
     const posted = await fetch(`${pc.issuer}/`, { method: 'POST', headers: { accept: 'text/html' } });
