@@ -285,6 +285,23 @@ const NOT_SIGNED_OUT: Explanation = {
   advice: 'Try again in a minute.',
 };
 
+/**
+ * The account page's (self-service/account-pages.ts): a change its form asked
+ * for is made in one transaction, so one the database failed was not made,
+ * or was made whole (an answer lost after the commit): the page shows which.
+ */
+const ACCOUNT_PAGE = /^\/account(\/|$)/i;
+const ACCOUNT_UNAVAILABLE: Explanation = {
+  heading: 'We cannot open your account page right now',
+  message: 'Part of our service is not answering at the moment.',
+  advice: 'Try again in a minute.',
+};
+const CHANGE_NOT_MADE: Explanation = {
+  heading: 'We could not make your change right now',
+  message: 'Part of our service is not answering at the moment, so your change was most likely not made.',
+  advice: 'Try again in a minute: your account page then shows what is in effect.',
+};
+
 /** The page for a request the database could not serve (see persistence/unavailable.ts): 503, try again. */
 export function renderUnavailablePage(ctx: Context, page: PageContext): void {
   ctx.status = 503;
@@ -292,6 +309,7 @@ export function renderUnavailablePage(ctx: Context, page: PageContext): void {
   const retry = retryOf(ctx);
   const action = retry ? { url: retry, label: 'Try again' } : undefined;
   if (SIGNING_OUT.test(ctx.path)) showExplanation(ctx, page, 'temporarily_unavailable', NOT_SIGNED_OUT, { action });
+  else if (ACCOUNT_PAGE.test(ctx.path)) showExplanation(ctx, page, 'temporarily_unavailable', ctx.method === 'POST' ? CHANGE_NOT_MADE : ACCOUNT_UNAVAILABLE, { action: action ?? { url: '/account', label: 'Back to your account page' } });
   else showExplanation(ctx, page, 'temporarily_unavailable', explanations.temporarily_unavailable!, { action });
 }
 

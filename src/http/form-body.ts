@@ -42,15 +42,23 @@ export class BodyError extends Error {
   override name = 'BodyError';
 }
 
-export async function readForm(ctx: Context): Promise<Record<string, string>> {
+/**
+ * The largest form that holds three of the longest passwords (the account
+ * page's new password form: the current one, the new one twice), 12 KiB each
+ * form-encoded (accounts/password-policy.ts), and its few other fields.
+ */
+export const THREE_PASSWORDS_LIMIT = 40 * 1024;
+
+/** The form posted, at most `limit` bytes (a BodyError past that). */
+export async function readForm(ctx: Context, limit = LIMIT): Promise<Record<string, string>> {
   if (!ctx.is('application/x-www-form-urlencoded')) return {};
   // Refused before reading when announced: the connection then closes after the answer.
-  if (Number(ctx.get('content-length')) > LIMIT) throw new BodyError('request body too large');
+  if (Number(ctx.get('content-length')) > limit) throw new BodyError('request body too large');
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of ctx.req) {
     size += (chunk as Buffer).length;
-    if (size > LIMIT) throw new BodyError('request body too large');
+    if (size > limit) throw new BodyError('request body too large');
     chunks.push(chunk as Buffer);
   }
   const params = new URLSearchParams(Buffer.concat(chunks).toString('utf8'));

@@ -33,6 +33,7 @@ const GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_cred
  * Unknown paths (404s) are `other`.
  */
 const ROUTES = new Set([
+  'account',
   'authorization',
   'resume',
   'token',

@@ -18,7 +18,7 @@ import type { Config } from '../config.js';
 import { accountLabel } from '../display-text.js';
 import { ClientAddresses } from '../http/client-address.js';
 import { renderErrorPage, renderUnavailablePage } from '../http/error-pages.js';
-import { BodyError, readForm } from '../http/form-body.js';
+import { BodyError, readForm, THREE_PASSWORDS_LIMIT } from '../http/form-body.js';
 import { loggedPath } from '../http/log-redaction.js';
 import { outageLog } from '../http/outage-log.js';
 import { crossSitePost } from '../http/own-forms.js';
@@ -26,7 +26,9 @@ import { errorReference, requestField } from '../http/request-id.js';
 import { renderPage } from '../http/views.js';
 import { describeApiScopes, describeScopes } from '../interactions/scope-descriptions.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { sha256 } from '../persistence/hash.js';
+import { storable } from '../persistence/nul.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { displayName } from '../provider/client-model.js';
 import type { ProviderHost } from '../provider/host.js';
@@ -40,6 +42,8 @@ export interface AccountPageDeps {
   apis: Apis;
   config: Config;
   logger: Logger;
+  /** Counts the page's password checks with the sign-ins (a stolen session guessing shows as one). */
+  metrics?: Metrics;
 }
 
 /** As @koa/router matches (and the 405 table, http/methods.ts): whatever the case. */
@@ -54,9 +58,10 @@ const SIGN_IN_COOKIE = '_account_sign_in';
 const SIGN_IN_COOKIE_OPTIONS = { signed: true, httpOnly: true, sameSite: 'lax', path: '/account', overwrite: true } as const;
 
 /**
- * Why the password form was refused, carried to the page it redirects to
+ * What a form's answer says, carried to the page it redirects to
  * (Post/Redirect/Get, as the sign-in page's refusals: a reload does not send
- * the passwords again). Signed; read once.
+ * the passwords again): why it was refused, or which app's access was
+ * removed. Signed, so that only the page's own forms say it; read once.
  */
 const NOTICE_COOKIE = '_account_notice';
 const NOTICE_COOKIE_OPTIONS = { signed: true, httpOnly: true, sameSite: 'lax', path: '/account', overwrite: true } as const;
@@ -68,7 +73,10 @@ interface SignedIn {
 }
 
 /** What the page says above its sections after a form's answer. */
-type Notice = { kind: 'removed'; appName: string };
+interface Notice {
+  /** The app whose access the person removed, by its name then. */
+  removed: string;
+}
 
 /** A form of the page refused, and why: carried to the page (NOTICE_COOKIE), which says so beside that form. */
 interface FormRefusal {
@@ -80,18 +88,18 @@ interface FormRefusal {
 const FORMS = ['password', 'two-step'];
 const FIELDS = ['current', 'new', 'again'];
 
+/**
+ * The account page's routes, behind what every answer of theirs needs. Not
+ * as the router's own middleware: @koa/router matches a prefix's middleware
+ * by case, and its routes whatever the case, so /Account would skip it.
+ */
 export function accountPages(deps: AccountPageDeps): Koa.Middleware {
+  const { config, logger } = deps;
   const routes = accountRoutes(deps).routes() as unknown as Koa.Middleware;
-  return (ctx, next) => (ACCOUNT_PATH.test(ctx.path) ? routes(ctx, next) : next());
-}
-
-function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, config, logger }: AccountPageDeps): Router {
-  const router = new Router({ prefix: '/account' });
-  const addresses = new ClientAddresses(config.trustProxy, logger);
   const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
   const ownOrigin = new URL(config.issuer).origin;
-
-  router.use(async (ctx: Context, next: Next) => {
+  return async (ctx, next) => {
+    if (!ACCOUNT_PATH.test(ctx.path)) return next();
     // Every answer here is one person's.
     ctx.set('Cache-Control', 'no-store');
     try {
@@ -102,7 +110,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
         renderErrorPage(ctx, page(ctx), { error: 'account_cross_site_form' });
         return;
       }
-      await next();
+      await routes(ctx, next);
     } catch (error) {
       const trouble = databaseTrouble(error);
       if (error instanceof BodyError) {
@@ -121,7 +129,14 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
         renderErrorPage(ctx, page(ctx), { error: 'server_error' }, { reference });
       }
     }
-  });
+    return undefined;
+  };
+}
+
+function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, config, logger, metrics }: AccountPageDeps): Router {
+  const router = new Router({ prefix: '/account' });
+  const addresses = new ClientAddresses(config.trustProxy, logger);
+  const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
 
   /**
    * Who this browser's session signed in, as an app's authorization request
@@ -172,7 +187,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
    * is of an earlier sign-in (its secret is not this session's).
    */
   const formOfSignedIn = async (ctx: Context): Promise<{ who: SignedIn; form: Record<string, string> } | undefined> => {
-    const form = await readForm(ctx);
+    const form = await readForm(ctx, THREE_PASSWORDS_LIMIT);
     const who = await signedIn(ctx);
     if (!who || !tokenMatches(who.session, form.token)) {
       ctx.status = 403;
@@ -199,24 +214,22 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
   router.get('/', async (ctx) => {
     const who = await signedIn(ctx);
     if (!who) return startSignIn(ctx);
-    const removed = typeof ctx.query.removed === 'string' ? ctx.query.removed : undefined;
-    // Said only of an app that has nothing of this person's left, by its registered name.
-    const gone = removed && removed !== ACCOUNT_CLIENT_ID ? await host.current.Client.find(removed).catch(() => undefined) : undefined;
-    const details = gone ? await accounts.show(who.user.id, config.ttl.sessionMaxAge) : undefined;
-    const notice = gone && !details!.consents.some((consent) => consent.clientId === gone.clientId) ? { kind: 'removed' as const, appName: displayName(gone) } : undefined;
-    await render(ctx, who, { notice, refusal: carriedRefusal(ctx) });
+    await render(ctx, who, carried(ctx));
   });
 
   // The sign-in's return (RFC 6749 §4.1.2): the code is spent here, in the
-  // server, as a token request would (it asks for no token: the page reads
-  // the session the sign-in made), and only by the browser that started it
-  // (state and PKCE, whose verifier never left the server's cookie).
+  // server (it asks for no token: the page reads the session the sign-in
+  // made), and only by the browser that started it (state and PKCE, whose
+  // verifier never left the server's cookie). Spent by deleting it, not as
+  // the token endpoint does: a second use there is a replay that revokes
+  // the grant's tokens, where here it is the same browser loading the
+  // answer twice at once (a double navigation, a restored tab).
   router.get('/callback', async (ctx) => {
     const started = ctx.cookies.get(SIGN_IN_COOKIE, { signed: true });
     const [state, verifier] = started?.split('.') ?? [];
     const { query } = ctx;
-    // RFC 9207: the answer names who sent it, and it must be us.
-    const ours = state && verifier && typeof query.state === 'string' && equal(query.state, state) && (query.iss === undefined || query.iss === config.issuer);
+    // RFC 9207 §2.4: the answer names who sent it, and it must be us (who always say so).
+    const ours = state && verifier && typeof query.state === 'string' && equal(query.state, state) && query.iss === config.issuer;
     if (!ours) {
       // Not the sign-in this browser started last: an earlier one (two tabs
       // opened the page), or one opened again from the history. Nothing of
@@ -243,7 +256,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
       renderErrorPage(ctx, page(ctx), { error: 'account_sign_in_stale' });
       return;
     }
-    await code.consume();
+    await code.destroy();
     const who = await signedIn(ctx);
     if (who?.user.id !== code.accountId) {
       // Signed out (or in as someone else) in another tab since: sign in again.
@@ -264,18 +277,21 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
       renderErrorPage(ctx, page(ctx), { error: 'account_form_incomplete' });
       return;
     }
+    // An id no client has (a NUL, which no stored id holds, among them): nothing to remove.
+    const app = storable(clientId) ? await host.current.Client.find(clientId) : undefined;
+    if (!app) return seeAccountPage(ctx);
     let ended: Awaited<ReturnType<Accounts['revokeClient']>>['ended'] = [];
     try {
       const revoked = await accounts.revokeClient(who.user.id, clientId);
       ended = revoked.ended;
       logger.info('access removed on the account page', { ...requestField(ctx), account: who.user.id, client: clientId, removed: revoked.removed });
     } catch (error) {
-      // An app deleted meanwhile (or never there): nothing of it is left to remove.
+      // An app deleted meanwhile: nothing of it is left to remove.
       if (!(error instanceof AccountError)) throw error;
     }
     await tellApps(ctx, host.current, ended);
-    ctx.status = 303;
-    ctx.redirect(`/account?${new URLSearchParams({ removed: clientId })}`);
+    carry(ctx, { notice: { removed: displayName(app) } });
+    seeAccountPage(ctx);
   });
 
   // A new password, given the current one: counted as a sign-in against the
@@ -298,12 +314,13 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     if (next !== again) return refuse('The two new passwords are not the same. Type the new password twice.', ['new', 'again']);
     const problem = await passwordProblem(next, who.user.email, config.passwordPolicy);
     if (problem) return refuse(`${problem.replace(/^the password/, 'The new password')}.`, ['new', 'again']);
+    const keeping = await appsKeepingAccess(who.user.id);
     const { ended } = await accounts.setPassword(who.user.id, next);
     logger.info('password changed on the account page', { ...requestField(ctx), account: who.user.id });
     await tellApps(ctx, host.current, ended);
     ctx.status = 200;
     ctx.type = 'html';
-    ctx.body = renderPage(page(ctx), 'password-changed', {});
+    ctx.body = renderPage(page(ctx), 'password-changed', { keeping });
   });
 
   // Two-step verification turned on by the person (the operator's `user
@@ -329,6 +346,18 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
   });
 
   /**
+   * The apps that keep what the person gave them after a sign-out
+   * (offline_access), by name: signing out everywhere, a new password among
+   * them, leaves their access, and the page that says it was done must not
+   * let the person believe otherwise (`user set-password` tells the operator).
+   */
+  const appsKeepingAccess = async (userId: string) => {
+    const { consents } = await accounts.show(userId, config.ttl.sessionMaxAge);
+    const lasting = consents.filter((consent) => consent.scope.split(' ').includes('offline_access'));
+    return [...new Set(lasting.map((consent) => consent.clientName ?? consent.clientId))];
+  };
+
+  /**
    * Why the current password `given` on a form of `who`'s is refused, if it
    * is: counted as a sign-in against the throttle (a stolen session must not
    * make a password-guessing oracle of the page), so past the limit even the
@@ -337,10 +366,12 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
   const currentPasswordRefused = async (ctx: Context, who: SignedIn, given: string, action: string): Promise<string | undefined> => {
     const outcome = await signInThrottle.signIn(who.user.email, addresses.of(ctx), async () => (await accounts.checkPassword(who.user.email, given))?.accountId);
     if (outcome.refused) {
+      metrics?.signIn('throttled');
       logger.warn(`${action} refused: too many failures`, { ...requestField(ctx), account: who.user.id, limits: outcome.limits.join(' '), retryAfter: outcome.retryAfter });
       return tooManyFailures(outcome.retryAfter);
     }
     if (outcome.accountId === who.user.id) return undefined;
+    metrics?.signIn('wrong_credentials');
     logger.info(`${action} refused: the current password is not right`, { ...requestField(ctx), account: who.user.id });
     return WRONG_CURRENT_PASSWORD;
   };
@@ -353,12 +384,13 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     const posted = await formOfSignedIn(ctx);
     if (!posted) return;
     const { who } = posted;
+    const keeping = await appsKeepingAccess(who.user.id);
     const { ended } = await accounts.endSessions(who.user.id);
     logger.info('signed out everywhere on the account page', { ...requestField(ctx), account: who.user.id });
     await tellApps(ctx, host.current, ended);
     ctx.status = 200;
     ctx.type = 'html';
-    ctx.body = renderPage(page(ctx), 'signed-out-everywhere', {});
+    ctx.body = renderPage(page(ctx), 'signed-out-everywhere', { keeping });
   });
 
   return router;
@@ -418,22 +450,27 @@ const WRONG_CURRENT_PASSWORD = 'Your current password is not right.';
 
 /** Refuses a form of the page: back to the page (Post/Redirect/Get), which says why beside it. */
 function refuseForm(ctx: Context, refusal: FormRefusal): void {
-  ctx.cookies.set(NOTICE_COOKIE, Buffer.from(JSON.stringify(refusal)).toString('base64url'), { ...NOTICE_COOKIE_OPTIONS, maxAge: 60_000 });
+  carry(ctx, { refusal });
   seeAccountPage(ctx);
 }
 
-/** The refusal this browser was sent back to the page with, if any (read once). */
-function carriedRefusal(ctx: Context): FormRefusal | undefined {
-  const carried = ctx.cookies.get(NOTICE_COOKIE, { signed: true });
-  if (carried === undefined) return undefined;
+/** What the next load of the page is to say (see NOTICE_COOKIE). */
+function carry(ctx: Context, said: { notice?: Notice; refusal?: FormRefusal }): void {
+  ctx.cookies.set(NOTICE_COOKIE, Buffer.from(JSON.stringify(said)).toString('base64url'), { ...NOTICE_COOKIE_OPTIONS, maxAge: 60_000 });
+}
+
+/** What this browser was sent back to the page with, if anything (read once). */
+function carried(ctx: Context): { notice?: Notice; refusal?: FormRefusal } {
+  const value = ctx.cookies.get(NOTICE_COOKIE, { signed: true });
+  if (value === undefined) return {};
   ctx.cookies.set(NOTICE_COOKIE, null, NOTICE_COOKIE_OPTIONS);
   try {
-    const refusal = JSON.parse(Buffer.from(carried, 'base64url').toString('utf8')) as FormRefusal;
-    const sound = FORMS.includes(refusal.form) && typeof refusal.error === 'string' && Array.isArray(refusal.fields) && refusal.fields.every((field) => FIELDS.includes(field));
-    return sound ? refusal : undefined;
+    const { notice, refusal } = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as { notice?: Notice; refusal?: FormRefusal };
+    const soundRefusal = refusal && FORMS.includes(refusal.form) && typeof refusal.error === 'string' && Array.isArray(refusal.fields) && refusal.fields.every((field) => FIELDS.includes(field));
+    return { notice: typeof notice?.removed === 'string' ? notice : undefined, refusal: soundRefusal ? refusal : undefined };
   } catch {
     // Signed by us, so never garbled but by a change of format between versions: no message then.
-    return undefined;
+    return {};
   }
 }
 

@@ -206,9 +206,11 @@ describe('the apps a person let in', () => {
 
     logouts = [];
     const removed = await removeAccess(ua, page, appId);
-    expect(removed.url).toBe(`${accountUrl()}?removed=${appId}`);
+    expect(removed.url).toBe(accountUrl());
     expect(removed.html).toContain('<div class="notice" role="status"><bdi>Photo Album</bdi> no longer has access to your account.</div>');
     expect(appsOn(removed)).toEqual([]);
+    // Said once.
+    expect(await ua.open(accountUrl()).then((again) => again.html)).not.toContain('role="status"');
     expect(await refresh(tokens.refresh_token!)).toBe('invalid_grant');
     // The app was told its part of the session ended.
     expect(logouts).toHaveLength(1);
@@ -322,6 +324,8 @@ describe('signing out everywhere', () => {
     const done = await ua.post(page, '/account/sign-out-everywhere', UserAgent.formFields(page, '/account/sign-out-everywhere'));
     expect(done.status).toBe(200);
     expect(done.html).toContain('<h1>You are signed out everywhere</h1>');
+    // The app whose access outlives it is named (reviews BR, BT).
+    expect(done.html).toMatch(/<ul class="scopes" aria-labelledby="keeping-intro">\s*<li><bdi>Photo Album<\/bdi><\/li>/);
     expect(pageKind(await ua.open(accountUrl()))).toBe('login');
     expect(pageKind(await laptop.open(accountUrl()))).toBe('login');
     // The app in the other browser was told; its offline access stays, as the page says.
@@ -399,5 +403,65 @@ describe('a new password', () => {
     // Nothing changed: the old password still signs in (after the window, elsewhere: the throttle counts the address too).
     expect(pc.log.some((line) => line.includes('password change refused: too many failures'))).toBe(true);
     expect(pc.log.some((line) => line.includes(PASSWORD))).toBe(false);
+  });
+});
+
+describe('review BR', () => {
+  it('after a new password, does not tell the person every app asks again while an app with offline access keeps working', async () => {
+    const email = await person('Dorothy');
+    const ua = new UserAgent();
+    const { tokens } = await logIn(ua, rp, 'openid offline_access', { email, password: PASSWORD }, { prompt: 'consent' });
+    const page = await ua.open(accountUrl());
+    const changed = await changePassword(ua, page, PASSWORD, 'an even longer passphrase');
+    expect(changed.status).toBe(200);
+    expect(changed.html).toContain('<h1>Your password is changed</h1>');
+    // The page says "apps that were signed in with your old password ask you to
+    // sign in again". `user set-password` keeps consents with offline_access
+    // and tells the operator so ("the apps' refresh tokens keep working"):
+    // either the app's access ends too, or the page names the app that keeps it.
+    const keepsAccess = (await refresh(tokens.refresh_token!)) === 'refreshed';
+    expect(keepsAccess && !changed.html.includes('Photo Album'), 'Photo Album keeps its refresh token, and the page does not say so').toBe(false);
+  });
+
+  it("does not show the account page's own grant to the operator as a consent of a deleted client", async () => {
+    const email = await person('Frances');
+    await openSignedIn(new UserAgent(), email);
+    const text = await pc.cli(['user', 'show', email]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).not.toContain('(deleted client)');
+    const shown = await pc.cli(['user', 'show', email, '--json']);
+    const consents = (JSON.parse(shown.stdout) as { consents: { client_id: string; client_name: string | null }[] }).consents;
+    expect(consents.filter((consent) => consent.client_name === null)).toEqual([]);
+  });
+
+  it('answers a client_id with a NUL character with a page, never a 500', async () => {
+    const email = await person('Niklaus');
+    const ua = new UserAgent();
+    const page = await openSignedIn(ua, email);
+    const before = pc.errors.length;
+    const answer = await removeAccess(ua, page, `${appId}\u0000`);
+    const logged = pc.errors.splice(before);
+    expect(answer.status).not.toBe(500);
+    expect(logged).toEqual([]);
+  });
+
+  it('says an app "no longer has access" only of an app whose access was removed, not of any app named in the address', async () => {
+    const other = await pc.createClient({ name: 'Call 555-0100 to restore your account', redirectUris: [REDIRECT_URI] });
+    const email = await person('Ida');
+    const ua = new UserAgent();
+    await openSignedIn(ua, email);
+    const page = await ua.open(`${accountUrl()}?removed=${other.client_id}`);
+    expect(isAccountPage(page)).toBe(true);
+    expect(page.html).not.toContain('role="status"');
+  });
+
+  it('takes a new password as long as the password policy allows (at most 1024 characters)', async () => {
+    const email = await person('Kenji');
+    const ua = new UserAgent();
+    const page = await openSignedIn(ua, email);
+    const long = '日本語のパスフレーズ'.repeat(100); // 1,000 characters
+    const changed = await changePassword(ua, page, PASSWORD, long);
+    expect(changed.status, changed.html.match(/<h1>[^<]*/)?.[0]).toBe(200);
+    expect(changed.html).toContain('<h1>Your password is changed</h1>');
   });
 });
