@@ -7,7 +7,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import Router from '@koa/router';
 import type Koa from 'koa';
-import type { Context, Next } from 'koa';
+import type { Context } from 'koa';
 import type Provider from 'oidc-provider';
 import { AccountError, type Accounts } from '../accounts/accounts.js';
 import { passwordProblem } from '../accounts/password-policy.js';
