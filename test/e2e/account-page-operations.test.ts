@@ -6,11 +6,11 @@
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { ACCOUNT_PASSWORD, isAccountPage, openSignedIn as openSignedInOf, peopleOf, refreshOutcome } from '../support/account-page.js';
 import { discover, logIn, pageKind, signIn } from '../support/relying-party.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
-const PASSWORD = 'a long enough password';
-const ACCOUNT_HEADING = '<h1>Your account</h1>';
+const PASSWORD = ACCOUNT_PASSWORD;
 
 let pc: TestPortcullis;
 let rp: oidc.Configuration;
@@ -27,30 +27,10 @@ afterAll(async () => {
   await pc?.close();
 });
 
-let people = 0;
-async function person(name: string): Promise<string> {
-  const email = `${name.toLowerCase()}-${++people}@example.com`;
-  await pc.createUser(email, PASSWORD, name);
-  return email;
-}
-
+const person = peopleOf(() => pc);
 const accountUrl = () => `${pc.issuer}/account`;
-const isAccountPage = (page: Page) => page.status === 200 && page.html.includes(ACCOUNT_HEADING);
-
-async function openSignedIn(ua: UserAgent, email: string): Promise<Page> {
-  const login = await ua.open(accountUrl());
-  expect(pageKind(login)).toBe('login');
-  const page = await signIn(ua, login, email, PASSWORD);
-  expect(isAccountPage(page), page.html.slice(0, 1500)).toBe(true);
-  return page;
-}
-
-async function refresh(token: string) {
-  return oidc.refreshTokenGrant(rp, token).then(
-    () => 'refreshed',
-    (error: { error?: string }) => error.error ?? String(error),
-  );
-}
+const openSignedIn = (ua: UserAgent, email: string) => openSignedInOf(pc, ua, email);
+const refresh = (token: string) => refreshOutcome(rp, token);
 
 const metrics = async () => (await fetch(pc.server.metricsUrl!)).text();
 const sample = (text: string, series: string) => Number(new RegExp(`^${series.replace(/[{}"()[\]]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);

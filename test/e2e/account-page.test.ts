@@ -8,12 +8,12 @@ import { decodeJwt } from 'jose';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPortcullis, type TestPortcullis } from '../support/portcullis.js';
+import { ACCOUNT_HEADING, ACCOUNT_PASSWORD, changePassword, isAccountPage, openSignedIn as openSignedInOf, peopleOf, refreshOutcome } from '../support/account-page.js';
 import { authorizationRequest, deny, discover, logIn, pageKind, REDIRECT_URI, signIn, signInRefusal, visit } from '../support/relying-party.js';
 import { alertOn, CodeClock, ENTER_HEADING, enterCode, keyOn, SET_UP_HEADING, setUpTotp, totpPerson } from '../support/totp.js';
 import { UserAgent, type Page } from '../support/user-agent.js';
 
-const PASSWORD = 'a long enough password';
-const ACCOUNT_HEADING = '<h1>Your account</h1>';
+const PASSWORD = ACCOUNT_PASSWORD;
 
 let pc: TestPortcullis;
 let rp: oidc.Configuration;
@@ -47,25 +47,10 @@ afterAll(async () => {
   await new Promise((resolve) => appServer?.close(resolve));
 });
 
-let people = 0;
-/** A new person (`NAME-N@example.com`) with PASSWORD. */
-async function person(name: string): Promise<string> {
-  const email = `${name.toLowerCase()}-${++people}@example.com`;
-  await pc.createUser(email, PASSWORD, name);
-  return email;
-}
-
+const person = peopleOf(() => pc);
 const accountUrl = () => `${pc.issuer}/account`;
-const isAccountPage = (page: Page) => page.status === 200 && page.html.includes(ACCOUNT_HEADING);
-
-/** Opens /account in `ua` and signs in there: the account page. */
-async function openSignedIn(ua: UserAgent, email: string, password = PASSWORD): Promise<Page> {
-  const login = await ua.open(accountUrl());
-  expect(pageKind(login)).toBe('login');
-  const page = await signIn(ua, login, email, password);
-  expect(isAccountPage(page), page.html.slice(0, 1500)).toBe(true);
-  return page;
-}
+const openSignedIn = (ua: UserAgent, email: string, password = PASSWORD) => openSignedInOf(pc, ua, email, password);
+const refresh = (token: string) => refreshOutcome(rp, token);
 
 /** The names of the apps the page lists (each an <h3>). */
 const appsOn = (page: Page) => [...page.html.matchAll(/<h3 id="app-\d+"><bdi>([^<]*)<\/bdi><\/h3>/g)].map((match) => match[1]);
@@ -75,17 +60,6 @@ function removeAccess(ua: UserAgent, page: Page, clientId: string, fields: Recor
   return ua.post(page, '/account/apps/remove', { token: UserAgent.formFields(page, '/account/password').token!, client_id: clientId, ...fields });
 }
 
-/** Posts the page's password form. */
-function changePassword(ua: UserAgent, page: Page, current: string, next: string, again = next): Promise<Page> {
-  return ua.post(page, '/account/password', { ...UserAgent.formFields(page, '/account/password'), current_password: current, new_password: next, new_password_again: again });
-}
-
-async function refresh(token: string) {
-  return oidc.refreshTokenGrant(rp, token).then(
-    () => 'refreshed',
-    (error: { error?: string }) => error.error ?? String(error),
-  );
-}
 
 describe('signing in to the account page', () => {
   it('goes through the sign-in apps get, asks no consent, and shows who is signed in', async () => {
@@ -173,7 +147,7 @@ describe('signing in to the account page', () => {
   });
 
   it('asks a person who must use two-step verification for a code, and says it is on', async () => {
-    const email = await totpPerson(pc, `totp-${++people}`, PASSWORD);
+    const email = await totpPerson(pc, `totp-${Date.now()}`, PASSWORD);
     const clock = new CodeClock();
     const ua = new UserAgent();
     const { key } = await setUpTotp(ua, rp, email, PASSWORD, clock);
