@@ -122,6 +122,26 @@ const REHASH = { name: 'account-rehash', text: 'UPDATE passwords SET hash = $3 W
 // A page of `user list`, after the last one's final user. A row comparison,
 // where `created_at > $1 OR (created_at = $1 AND id > $2)` would read the
 // index from its start on every page (the users_created_at_id_idx).
+/** A user's consents in force ($1), but the account page's own grant ($2, self-service/account-client.ts), which is nobody's consent. */
+const CONSENTS_OF = {
+  name: 'account-consents',
+  text: `SELECT g.client_id, c.name AS client_name, coalesce(g.payload #>> '{openid,scope}', '') AS scope,
+                CASE jsonb_typeof(g.payload->'resources') WHEN 'object' THEN g.payload->'resources' ELSE '{}'::jsonb END AS apis,
+                g.created_at AS first_given_at, g.expires_at, g.consumed_at AS withdrawn_at
+         FROM provider_artifacts g LEFT JOIN clients c ON c.client_id = g.client_id
+         WHERE g.kind = 'Grant' AND g.account_id = $1 AND (g.expires_at IS NULL OR g.expires_at > now()) AND g.client_id <> $2
+         ORDER BY g.created_at, g.id`,
+} as const;
+interface ConsentRow {
+  client_id: string;
+  client_name: string | null;
+  scope: string;
+  apis: Record<string, string>;
+  first_given_at: Date;
+  expires_at: Date | null;
+  withdrawn_at: Date | null;
+}
+
 const LIST_PAGE = {
   name: 'account-list-page',
   text: `SELECT id, email, name, email_verified, created_at, disabled_at FROM users
@@ -317,7 +337,7 @@ export class Accounts {
    */
   async show(who: string, sessionMaxAge: number): Promise<UserDetails> {
     const { id } = await this.resolve(who);
-    const [user, sessions, consents] = await this.prisma.$transaction([
+    const [user, sessions] = await this.prisma.$transaction([
       this.prisma.user.findUnique({
         where: { id },
         select: { id: true, email: true, name: true, emailVerified: true, createdAt: true, disabledAt: true, password: { select: { updatedAt: true } } },
@@ -327,32 +347,29 @@ export class Accounts {
           AND u.disabled_at IS NULL AND s.consumed_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > now())
           AND (u.signed_out_at IS NULL OR (s.payload->>'loginTs')::numeric >= floor(extract(epoch FROM u.signed_out_at)))
           AND (jsonb_typeof(s.payload->'loginTs') <> 'number' OR (s.payload->>'loginTs')::numeric + ${sessionMaxAge} > extract(epoch FROM now()))`,
-      this.prisma.$queryRaw<{ client_id: string; client_name: string | null; scope: string; apis: Record<string, string>; first_given_at: Date; expires_at: Date | null; withdrawn_at: Date | null }[]>`
-        SELECT g.client_id, c.name AS client_name, coalesce(g.payload #>> '{openid,scope}', '') AS scope,
-               CASE jsonb_typeof(g.payload->'resources') WHEN 'object' THEN g.payload->'resources' ELSE '{}'::jsonb END AS apis,
-               g.created_at AS first_given_at, g.expires_at, g.consumed_at AS withdrawn_at
-        FROM provider_artifacts g LEFT JOIN clients c ON c.client_id = g.client_id
-        WHERE g.kind = 'Grant' AND g.account_id = ${id} AND (g.expires_at IS NULL OR g.expires_at > now())
-          AND g.client_id <> ${ACCOUNT_CLIENT_ID}
-        ORDER BY g.created_at, g.id`,
     ]);
     // Deleted since it was looked up.
     if (!user) throw new AccountError(`no user ${who}`);
     const { password, ...listing } = user;
-    return {
-      ...listing,
-      passwordSetAt: password?.updatedAt ?? null,
-      sessions: sessions[0]?.n ?? 0,
-      consents: consents.map((row) => ({
-        clientId: row.client_id,
-        clientName: row.client_name,
-        scope: row.scope,
-        apis: row.apis,
-        firstGivenAt: row.first_given_at,
-        expiresAt: row.expires_at,
-        withdrawnAt: row.withdrawn_at,
-      })),
-    };
+    return { ...listing, passwordSetAt: password?.updatedAt ?? null, sessions: sessions[0]?.n ?? 0, consents: await this.consentsOf(id) };
+  }
+
+  /**
+   * The consents of the user with id `userId` in force, oldest first (see
+   * show): one statement by the grants' account index, for the account page
+   * as much as `user show`.
+   */
+  async consentsOf(userId: string): Promise<UserDetails['consents']> {
+    const { rows } = await this.sql.query<ConsentRow>(CONSENTS_OF, [userId, ACCOUNT_CLIENT_ID]);
+    return rows.map((row) => ({
+      clientId: row.client_id,
+      clientName: row.client_name,
+      scope: row.scope,
+      apis: row.apis,
+      firstGivenAt: row.first_given_at,
+      expiresAt: row.expires_at,
+      withdrawnAt: row.withdrawn_at,
+    }));
   }
 
   /**

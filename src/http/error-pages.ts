@@ -85,9 +85,14 @@ const explanations: Record<string, Explanation> = {
     advice: 'Sign in again on your account page and make the change there.',
   },
   account_sign_in_stale: {
-    heading: 'This sign-in did not come from your account page',
-    message: 'The answer to the sign-in was not for this browser\'s account page: it is out of date (used already, or opened again from your history), or another site sent you here.',
+    heading: 'This sign-in link is out of date',
+    message: 'It belongs to a sign-in to your account page that is over (the link was used already, or opened again from your history), or another site sent you here.',
     advice: 'Open your account page again.',
+  },
+  account_method_not_allowed: {
+    heading: 'This page cannot be opened this way',
+    message: 'This address takes only the forms of your account page, not a link or bookmark.',
+    advice: 'Open your account page itself.',
   },
   not_found: {
     heading: 'Page not found',
@@ -217,8 +222,9 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
   if (signOut && out.error === 'invalid_request' && out.error_description === UNREGISTERED_RETURN) {
     explanation = { ...explanations.invalid_redirect_uri!, message: 'The application asked to send you back, once signed out, to an address it did not register, so we stopped here to keep you safe.' };
   }
-  // The method was wrong for the address: a page for links, or one that takes only our forms.
+  // The method was wrong for the address: a page for links, or one that takes only our forms (the account page's its own).
   if (out.error === 'method_not_allowed' && /\bGET\b/.test(ctx.response.get('Allow'))) explanation = OPENED_BY_LINKS;
+  else if (out.error === 'method_not_allowed' && ACCOUNT_PAGE.test(ctx.path)) explanation = explanations.account_method_not_allowed!;
   let action: Action | undefined;
   let startAgain: AuthorizationForm | undefined;
   // Nobody should walk away from a shared computer believing they signed out,
@@ -252,7 +258,7 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
     action = { url: inProgress.url, label: 'Back to signing in' };
   }
   // The account page's errors lead back to it.
-  if (!action && out.error.startsWith('account_')) action = { url: '/account', label: 'Open your account page' };
+  if (!action && (out.error.startsWith('account_') || ACCOUNT_PAGE.test(ctx.path))) action = { url: '/account', label: 'Open your account page' };
   // Told to go back to the application, a person is given the way there
   // (not where the advice is to try again).
   if (!action && application && out.error !== 'server_error') {

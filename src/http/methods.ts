@@ -59,6 +59,7 @@ export function allowedMethodsOf(provider: Provider): (path: string) => Address 
     [/^\/account\/?$/i, page('account', ['GET'])],
     [/^\/account\/callback\/?$/i, page('account', ['GET'])],
     [/^\/account\/(apps\/remove|password|two-step|sign-out-everywhere)\/?$/i, page('account', ['POST'])],
+    [/^\/account\/done\/?$/i, page('account', ['GET'])],
   ];
   return (path) => table.find(([pattern]) => pattern.test(path))?.[1];
 }

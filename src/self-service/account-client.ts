@@ -17,8 +17,8 @@ export const ACCOUNT_CALLBACK_PATH = '/account/callback';
 export function accountClient(issuer: string, issuerName: string): ClientMetadata {
   return {
     client_id: ACCOUNT_CLIENT_ID,
-    // Named on the sign-in page ("to continue to …") and the sign-out page.
-    client_name: `${issuerName} account`,
+    // Named on the sign-in page ("to continue to …").
+    client_name: `your ${issuerName} account page`,
     token_endpoint_auth_method: 'none',
     grant_types: ['authorization_code'],
     response_types: ['code'],

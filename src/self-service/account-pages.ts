@@ -78,6 +78,25 @@ interface Notice {
   removed: string;
 }
 
+/**
+ * A change that signed the person out everywhere (a new password, or the
+ * button), for the page that says so (GET /account/done), and the apps that
+ * keep access all the same (at most MAX_NAMED by name, the rest counted).
+ */
+interface Done {
+  what: 'password' | 'everywhere';
+  keeping: string[];
+  more: number;
+}
+const MAX_NAMED = 10;
+
+/** What a form's answer carries to the next page (NOTICE_COOKIE). */
+interface Carried {
+  notice?: Notice;
+  refusal?: FormRefusal;
+  done?: Done;
+}
+
 /** A form of the page refused, and why: carried to the page (NOTICE_COOKIE), which says so beside that form. */
 interface FormRefusal {
   form: 'password' | 'two-step';
@@ -197,14 +216,14 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     return { who, form };
   };
 
-  const render = async (ctx: Context, who: SignedIn, extras: { notice?: Notice; refusal?: FormRefusal } = {}) => {
+  const render = async (ctx: Context, who: SignedIn, extras: Carried = {}) => {
     const { user, session } = who;
-    const [details, totp] = await Promise.all([accounts.show(user.id, config.ttl.sessionMaxAge), secondFactors.stateOf(user.id)]);
+    const [consents, totp] = await Promise.all([accounts.consentsOf(user.id), secondFactors.stateOf(user.id)]);
     ctx.type = 'html';
     ctx.body = renderPage(page(ctx), 'your-account', {
       userLabel: accountLabel(user),
       token: formToken(session),
-      apps: await appsOf(details.consents, apis),
+      apps: await appsOf(consents, apis),
       totp,
       minLength: config.passwordPolicy.minLength,
       ...extras,
@@ -311,16 +330,14 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     if (missing.length) return refuse('Fill in all three password fields.', missing);
     const wrong = await currentPasswordRefused(ctx, who, current, 'password change');
     if (wrong) return refuse(wrong, wrong === WRONG_CURRENT_PASSWORD ? ['current'] : []);
-    if (next !== again) return refuse('The two new passwords are not the same. Type the new password twice.', ['new', 'again']);
+    if (next !== again) return refuse('The two new passwords are not the same. Enter your current password, then the new password twice.', ['new', 'again']);
     const problem = await passwordProblem(next, who.user.email, config.passwordPolicy);
-    if (problem) return refuse(`${problem.replace(/^the password/, 'The new password')}.`, ['new', 'again']);
+    if (problem) return refuse(`${problem.replace(/^the password/, 'The new password')}. Enter your current password, then another new password twice.`, ['new', 'again']);
     const keeping = await appsKeepingAccess(who.user.id);
     const { ended } = await accounts.setPassword(who.user.id, next);
     logger.info('password changed on the account page', { ...requestField(ctx), account: who.user.id });
     await tellApps(ctx, host.current, ended);
-    ctx.status = 200;
-    ctx.type = 'html';
-    ctx.body = renderPage(page(ctx), 'password-changed', { keeping });
+    showDone(ctx, { what: 'password', ...keeping });
   });
 
   // Two-step verification turned on by the person (the operator's `user
@@ -351,11 +368,24 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
    * them, leaves their access, and the page that says it was done must not
    * let the person believe otherwise (`user set-password` tells the operator).
    */
-  const appsKeepingAccess = async (userId: string) => {
-    const { consents } = await accounts.show(userId, config.ttl.sessionMaxAge);
-    const lasting = consents.filter((consent) => consent.scope.split(' ').includes('offline_access'));
-    return [...new Set(lasting.map((consent) => consent.clientName ?? consent.clientId))];
+  const appsKeepingAccess = async (userId: string): Promise<Pick<Done, 'keeping' | 'more'>> => {
+    const lasting = (await accounts.consentsOf(userId)).filter((consent) => consent.scope.split(' ').includes('offline_access'));
+    const names = [...new Set(lasting.map((consent) => consent.clientName ?? consent.clientId))];
+    return { keeping: names.slice(0, MAX_NAMED), more: Math.max(0, names.length - MAX_NAMED) };
   };
+
+  // The page after a change that signed the person out everywhere: the
+  // form's answer redirects here (Post/Redirect/Get), so that a reload shows
+  // it again rather than sending the form of a session that has ended. It
+  // reads what the form carried for the minute the cookie lives, and then
+  // leads to the account page.
+  router.get('/done', (ctx) => {
+    const { done } = carried(ctx, { keep: true });
+    if (!done) return seeAccountPage(ctx);
+    ctx.type = 'html';
+    ctx.body = renderPage(page(ctx), done.what === 'password' ? 'password-changed' : 'signed-out-everywhere', { ...done });
+    return undefined;
+  });
 
   /**
    * Why the current password `given` on a form of `who`'s is refused, if it
@@ -388,16 +418,14 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     const { ended } = await accounts.endSessions(who.user.id);
     logger.info('signed out everywhere on the account page', { ...requestField(ctx), account: who.user.id });
     await tellApps(ctx, host.current, ended);
-    ctx.status = 200;
-    ctx.type = 'html';
-    ctx.body = renderPage(page(ctx), 'signed-out-everywhere', { keeping });
+    showDone(ctx, { what: 'everywhere', ...keeping });
   });
 
   return router;
 }
 
 /** The apps a person let in, each once, with what they may do, oldest first; the account page itself is not one. */
-async function appsOf(consents: Awaited<ReturnType<Accounts['show']>>['consents'], apis: Apis) {
+async function appsOf(consents: Awaited<ReturnType<Accounts['consentsOf']>>, apis: Apis) {
   const byApp = new Map<string, { clientId: string; name: string; since: Date; scopes: Set<string>; apiScopes: Map<string, Set<string>> }>();
   for (const consent of consents) {
     if (consent.clientId === ACCOUNT_CLIENT_ID) continue;
@@ -455,19 +483,27 @@ function refuseForm(ctx: Context, refusal: FormRefusal): void {
 }
 
 /** What the next load of the page is to say (see NOTICE_COOKIE). */
-function carry(ctx: Context, said: { notice?: Notice; refusal?: FormRefusal }): void {
+/** Post/Redirect/Get to the page that says the change signed the person out everywhere. */
+function showDone(ctx: Context, done: Done): void {
+  carry(ctx, { done });
+  ctx.status = 303;
+  ctx.redirect('/account/done');
+}
+
+function carry(ctx: Context, said: Carried): void {
   ctx.cookies.set(NOTICE_COOKIE, Buffer.from(JSON.stringify(said)).toString('base64url'), { ...NOTICE_COOKIE_OPTIONS, maxAge: 60_000 });
 }
 
 /** What this browser was sent back to the page with, if anything (read once). */
-function carried(ctx: Context): { notice?: Notice; refusal?: FormRefusal } {
+function carried(ctx: Context, { keep = false } = {}): Carried {
   const value = ctx.cookies.get(NOTICE_COOKIE, { signed: true });
   if (value === undefined) return {};
-  ctx.cookies.set(NOTICE_COOKIE, null, NOTICE_COOKIE_OPTIONS);
+  if (!keep) ctx.cookies.set(NOTICE_COOKIE, null, NOTICE_COOKIE_OPTIONS);
   try {
-    const { notice, refusal } = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as { notice?: Notice; refusal?: FormRefusal };
+    const { notice, refusal, done } = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as Carried;
     const soundRefusal = refusal && FORMS.includes(refusal.form) && typeof refusal.error === 'string' && Array.isArray(refusal.fields) && refusal.fields.every((field) => FIELDS.includes(field));
-    return { notice: typeof notice?.removed === 'string' ? notice : undefined, refusal: soundRefusal ? refusal : undefined };
+    const soundDone = done && (done.what === 'password' || done.what === 'everywhere') && Array.isArray(done.keeping) && done.keeping.every((name) => typeof name === 'string') && Number.isInteger(done.more);
+    return { notice: typeof notice?.removed === 'string' ? notice : undefined, refusal: soundRefusal ? refusal : undefined, done: soundDone ? done : undefined };
   } catch {
     // Signed by us, so never garbled but by a change of format between versions: no message then.
     return {};
@@ -490,5 +526,6 @@ const equal = (a: string, b: string) => {
 
 const tooManyFailures = (seconds: number) => {
   const minutes = Math.ceil(seconds / 60);
-  return `Too many failed attempts. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
+  // As the sign-in page says it (the same count: signing in waits as long).
+  return `Too many failed sign-ins. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
 };

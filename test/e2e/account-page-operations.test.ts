@@ -112,7 +112,7 @@ describe('what the operator sees', () => {
     for (let attempt = 0; attempt < 4; attempt++) {
       page = await ua.post(page, '/account/password', { ...UserAgent.formFields(page, '/account/password'), current_password: `guess ${attempt}`, new_password: 'an even longer passphrase', new_password_again: 'an even longer passphrase' });
     }
-    expect(/role="alert" id="password-error">([^<]*)</.exec(page.html)?.[1]).toMatch(/^Too many failed attempts/);
+    expect(/role="alert" id="password-error">([^<]*)</.exec(page.html)?.[1]).toMatch(/^Too many failed sign-ins/);
     const after = await metrics();
     const series = 'portcullis_sign_ins_total{outcome="throttled"}';
     expect(sample(after, series)).toBeGreaterThan(sample(before, series));

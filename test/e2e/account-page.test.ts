@@ -111,7 +111,7 @@ describe('signing in to the account page', () => {
     // Another browser (no sign-in cookie): refused, and the code is not spent.
     const elsewhere = await new UserAgent().open(callback.url);
     expect(elsewhere.status).toBe(400);
-    expect(elsewhere.html).toContain('This sign-in did not come from your account page');
+    expect(elsewhere.html).toContain('This sign-in link is out of date');
     expect(elsewhere.html).toContain('href="/account"');
     const opened = await ua.open(callback.url);
     expect(isAccountPage(opened)).toBe(true);
@@ -121,7 +121,7 @@ describe('signing in to the account page', () => {
     ua.forgetCookies();
     const signedOut = await ua.open(callback.url);
     expect(signedOut.status).toBe(400);
-    expect(signedOut.html).toContain('This sign-in did not come from your account page');
+    expect(signedOut.html).toContain('This sign-in link is out of date');
   });
 
   it('refuses a callback whose state or code is not the one sent, with a page (never a 500)', async () => {
@@ -132,7 +132,7 @@ describe('signing in to the account page', () => {
     for (const query of ['', '?state=x', '?code=abc&state=', '?error=access_denied', '?code=abc&state=abc&iss=https%3A%2F%2Fevil.example']) {
       const page = await ua.open(`${pc.issuer}/account/callback${query}`);
       expect(page.status, query).toBe(400);
-      expect(page.html, query).toContain('This sign-in did not come from your account page');
+      expect(page.html, query).toContain('This sign-in link is out of date');
     }
   });
 
@@ -341,11 +341,11 @@ describe('a new password', () => {
 
     page = await changePassword(ua, page, PASSWORD, 'short');
     expect(page.status).toBe(200);
-    expect(alertOn(page)).toMatch(/^The new password must be at least \d+ characters\.$/);
+    expect(alertOn(page)).toMatch(/^The new password must be at least \d+ characters\. Enter your current password, then another new password twice\.$/);
 
     page = await changePassword(ua, page, PASSWORD, NEW, `${NEW}!`);
     expect(page.status).toBe(200);
-    expect(alertOn(page)).toBe('The two new passwords are not the same. Type the new password twice.');
+    expect(alertOn(page)).toBe('The two new passwords are not the same. Enter your current password, then the new password twice.');
 
     page = await changePassword(ua, page, '', NEW);
     expect(page.status).toBe(200);
@@ -373,7 +373,7 @@ describe('a new password', () => {
       expect(alertOn(page)).toBe('Your current password is not right.');
     }
     const refused = await changePassword(ua, page, PASSWORD, 'an even longer passphrase');
-    expect(alertOn(refused)).toMatch(/^Too many failed attempts\. Try again in/);
+    expect(alertOn(refused)).toMatch(/^Too many failed sign-ins\. Try again in/);
     // Nothing changed: the old password still signs in (after the window, elsewhere: the throttle counts the address too).
     expect(pc.log.some((line) => line.includes('password change refused: too many failures'))).toBe(true);
     expect(pc.log.some((line) => line.includes(PASSWORD))).toBe(false);
