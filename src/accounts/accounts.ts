@@ -119,9 +119,6 @@ const REVOKED_AT = { name: 'account-revoked-at', text: 'SELECT revoked_at FROM u
 const PASSWORD_NOW = { name: 'account-password-now', text: 'SELECT hash FROM passwords WHERE user_id = $1::uuid FOR SHARE' } as const;
 // Not updated_at: the password is the same one, only stored anew.
 const REHASH = { name: 'account-rehash', text: 'UPDATE passwords SET hash = $3 WHERE user_id = $1::uuid AND hash = $2' } as const;
-// A page of `user list`, after the last one's final user. A row comparison,
-// where `created_at > $1 OR (created_at = $1 AND id > $2)` would read the
-// index from its start on every page (the users_created_at_id_idx).
 /** A user's consents in force ($1), but the account page's own grant ($2, self-service/account-client.ts), which is nobody's consent. */
 const CONSENTS_OF = {
   name: 'account-consents',
@@ -142,6 +139,9 @@ interface ConsentRow {
   withdrawn_at: Date | null;
 }
 
+// A page of `user list`, after the last one's final user. A row comparison,
+// where `created_at > $1 OR (created_at = $1 AND id > $2)` would read the
+// index from its start on every page (the users_created_at_id_idx).
 const LIST_PAGE = {
   name: 'account-list-page',
   text: `SELECT id, email, name, email_verified, created_at, disabled_at FROM users
@@ -438,6 +438,23 @@ export class Accounts {
     }
     // The user's row first, as a setup page's key takes its locks (users, then totp_secrets): no deadlock.
     const [signedOut, consents, signIns, kept] = await this.prisma.$transaction([...this.signOutEverywhere(user.id), this.prisma.totpSecret.deleteMany({ where: { userId: user.id } })]);
+    return { user, ...this.signedOut(user.id, [signedOut, consents, signIns, kept]) };
+  }
+
+  /**
+   * Requires a TOTP code of the user from now on (the account page's "Turn
+   * on two-step verification"), and signs them out everywhere in the same
+   * transaction: a session that passed the password only would otherwise be
+   * offered the setup of the new key at its next request, and whoever holds
+   * it (someone who learned the password, a stolen cookie) would tie the
+   * account to their phone. The person signs in again and sets up the app.
+   */
+  async requireTotp(who: string): Promise<{ user: UserView; disabled: boolean; removed: Removed; consentsKept: number; ended: SessionEnd[] }> {
+    const user = await this.resolve(who);
+    const [, signedOut, consents, signIns, kept] = await this.prisma.$transaction([
+      this.prisma.user.update({ where: { id: user.id }, data: { totpRequired: true }, select: { id: true } }),
+      ...this.signOutEverywhere(user.id),
+    ]);
     return { user, ...this.signedOut(user.id, [signedOut, consents, signIns, kept]) };
   }
 

@@ -3,6 +3,7 @@
 import type { Context } from 'koa';
 import type { AuthorizationForm } from '../interactions/restart.js';
 import { databaseTrouble, UNAVAILABLE_RETRY_AFTER } from '../persistence/unavailable.js';
+import { ACCOUNT_PATH as ACCOUNT_PAGE } from '../self-service/account-client.js';
 import { errorReference } from './request-id.js';
 import { isolated, renderPage, type PageContext } from './views.js';
 
@@ -291,17 +292,17 @@ const NOT_SIGNED_OUT: Explanation = {
   advice: 'Try again in a minute.',
 };
 
-/**
- * The account page's (self-service/account-pages.ts): a change its form asked
- * for is made in one transaction, so one the database failed was not made,
- * or was made whole (an answer lost after the commit): the page shows which.
- */
-const ACCOUNT_PAGE = /^\/account(\/|$)/i;
+// The account page's (self-service/account-pages.ts).
 const ACCOUNT_UNAVAILABLE: Explanation = {
   heading: 'We cannot open your account page right now',
   message: 'Part of our service is not answering at the moment.',
   advice: 'Try again in a minute.',
 };
+/**
+ * A change the account page's form asked for is made in one transaction: one
+ * the database failed was not made, or was made whole (an answer lost after
+ * the commit), which the account page shows once it opens again.
+ */
 const CHANGE_NOT_MADE: Explanation = {
   heading: 'We could not make your change right now',
   message: 'Part of our service is not answering at the moment, so your change was most likely not made.',

@@ -45,7 +45,7 @@ import { CurrentSignIn } from './current-sign-in.js';
 import { FinishedSteps, renderFinishedStep, type Outcome } from './finished-steps.js';
 import { authorizationForm, requestFields, restartForm, restartOf, type AuthorizationForm } from './restart.js';
 import { describeApiScopes, describeClaims, describeScopes } from './scope-descriptions.js';
-import { SIGN_IN_NOTICE_COOKIE, SignInNotices, type Refusal } from './sign-in-notice.js';
+import { SIGN_IN_NOTICE_COOKIE, SignInNotices, tooManyFailures, type Refusal } from './sign-in-notice.js';
 
 export interface InteractionDeps {
   host: ProviderHost;
@@ -79,10 +79,6 @@ const NO_CODE = 'Enter the 6-digit code from your authenticator app.';
 // again within its 30 seconds, a second sign-in right after the first).
 const WRONG_CODE = 'That code is not right, or was used already. Enter the code your authenticator app shows now.';
 const LOCKED = 'Too many wrong codes. Ask whoever runs this service to reset your two-step verification.';
-const tooManyFailures = (seconds: number) => {
-  const minutes = Math.ceil(seconds / 60);
-  return `Too many failed sign-ins. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
-};
 
 type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
 

@@ -13,6 +13,12 @@
 
 import type { KeyedMac } from '../keys/sealed-secrets.js';
 
+/** What a page says of a sign-in the throttle refuses for `seconds` more (the sign-in page's, the account page's). */
+export function tooManyFailures(seconds: number): string {
+  const minutes = Math.ceil(seconds / 60);
+  return `Too many failed sign-ins. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
+}
+
 export type Refusal =
   /** A field left empty (a browser checks `required` first; not every one, nor every autofill, does). */
   | { reason: 'incomplete' }

@@ -535,13 +535,6 @@ const ASSERTION_CLOCK_SKEW = 60;
 /** How far ahead a client assertion may expire, in seconds (clock skew included). */
 const MAX_ASSERTION_LIFETIME = 3600 + ASSERTION_CLOCK_SKEW;
 
-/**
- * A token or code lives no longer than the consent (Grant) it was issued
- * under: once the grant is gone the library refuses them anyway (refresh,
- * code exchange, introspection, UserInfo), and their `exp` should say when
- * they stop working (RFC 7662 §2.2; a JWT access token is checked by its
- * `exp` alone). At least a second: the library takes only positive lifetimes.
- */
 /** The account page's grant (self-service/account-client.ts): who the person is, and nothing more. */
 async function accountPageGrant(provider: KoaContextWithOIDC['oidc']['provider'], accountId: string) {
   const grant = new provider.Grant({ accountId, clientId: ACCOUNT_CLIENT_ID });
@@ -550,6 +543,13 @@ async function accountPageGrant(provider: KoaContextWithOIDC['oidc']['provider']
   return grant;
 }
 
+/**
+ * A token or code lives no longer than the consent (Grant) it was issued
+ * under: once the grant is gone the library refuses them anyway (refresh,
+ * code exchange, introspection, UserInfo), and their `exp` should say when
+ * they stop working (RFC 7662 §2.2; a JWT access token is checked by its
+ * `exp` alone). At least a second: the library takes only positive lifetimes.
+ */
 function withinGrant(ctx: KoaContextWithOIDC | undefined, seconds: number): number {
   const grant = ctx?.oidc?.entities?.Grant as { exp?: number } | undefined;
   if (typeof grant?.exp !== 'number') return seconds;

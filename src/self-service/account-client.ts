@@ -10,6 +10,9 @@ import type { ClientMetadata } from 'oidc-provider';
 
 export const ACCOUNT_CLIENT_ID = 'portcullis-account';
 
+/** The account page's paths (self-service/account-pages.ts), whatever the case, as the routers match them. */
+export const ACCOUNT_PATH = /^\/account(\/|$)/i;
+
 /** Where the account page's sign-in comes back to. */
 export const ACCOUNT_CALLBACK_PATH = '/account/callback';
 

@@ -4,7 +4,7 @@
 // people in as an app of this server (account-client.ts); who is signed in
 // is then the browser's session here, as every app's sign-in reads it, so
 // a sign-out anywhere ends it too.
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import Router from '@koa/router';
 import type Koa from 'koa';
 import type { Context } from 'koa';
@@ -25,14 +25,15 @@ import { crossSitePost } from '../http/own-forms.js';
 import { errorReference, requestField } from '../http/request-id.js';
 import { renderPage } from '../http/views.js';
 import { describeApiScopes, describeScopes } from '../interactions/scope-descriptions.js';
+import { tooManyFailures } from '../interactions/sign-in-notice.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { sha256 } from '../persistence/hash.js';
+import { sameDigest, sha256 } from '../persistence/hash.js';
 import { storable } from '../persistence/nul.js';
 import { databaseTrouble } from '../persistence/unavailable.js';
 import { displayName } from '../provider/client-model.js';
 import type { ProviderHost } from '../provider/host.js';
-import { ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID } from './account-client.js';
+import { ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID, ACCOUNT_PATH } from './account-client.js';
 
 export interface AccountPageDeps {
   host: ProviderHost;
@@ -46,8 +47,6 @@ export interface AccountPageDeps {
   metrics?: Metrics;
 }
 
-/** As @koa/router matches (and the 405 table, http/methods.ts): whatever the case. */
-const ACCOUNT_PATH = /^\/account(\/|$)/i;
 
 /**
  * The sign-in the account page started (its state and PKCE verifier, RFC
@@ -60,13 +59,24 @@ const SIGN_IN_COOKIE_OPTIONS = { signed: true, httpOnly: true, sameSite: 'lax', 
 /**
  * What a form's answer says, carried to the page it redirects to
  * (Post/Redirect/Get, as the sign-in page's refusals: a reload does not send
- * the passwords again): why it was refused, or which app's access was
- * removed. Signed, so that only the page's own forms say it; read once.
+ * the passwords again): why it was refused, which app's access was removed
+ * (both read once, by the account page), or that a change signed the person
+ * out everywhere (read by /account/done for the minute the cookie lives, so
+ * that a reload shows that page again). Signed, so that only the page's own
+ * forms say it.
  */
 const NOTICE_COOKIE = '_account_notice';
 const NOTICE_COOKIE_OPTIONS = { signed: true, httpOnly: true, sameSite: 'lax', path: '/account', overwrite: true } as const;
 
 type Session = Awaited<ReturnType<Provider['Session']['get']>>;
+
+/**
+ * The secret the page's forms carry: a digest of the session's id, which
+ * only this browser's cookie holds, so another site cannot write it into
+ * a form it makes the browser post (the session cookie goes with such a
+ * post: SameSite=None). A new sign-in in this browser makes a new one.
+ */
+const formToken = (session: Session) => sha256(`account page forms of session ${session.jti}`);
 interface SignedIn {
   session: Session;
   user: NonNullable<Awaited<ReturnType<Accounts['find']>>>;
@@ -95,6 +105,13 @@ interface Carried {
   notice?: Notice;
   refusal?: FormRefusal;
   done?: Done;
+  /**
+   * The form token (formToken) of the session the notice and refusal are
+   * for: said only to it, so that a cookie of someone else's (one a sibling
+   * subdomain plants, signed for the planter's own session) puts no words
+   * on the person's page. The done page's is for a session that has ended.
+   */
+  to?: string;
 }
 
 /** A form of the page refused, and why: carried to the page (NOTICE_COOKIE), which says so beside that form. */
@@ -173,14 +190,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     return user && { session, user };
   };
 
-  /**
-   * The secret the page's forms carry: a digest of the session's id, which
-   * only this browser's cookie holds, so another site cannot write it into
-   * a form it makes the browser post (the session cookie goes with such a
-   * post: SameSite=None). A new sign-in in this browser makes a new one.
-   */
-  const formToken = (session: Session) => sha256(`account page forms of session ${session.jti}`);
-  const tokenMatches = (session: Session, sent: string | undefined) => equal(sent ?? '', formToken(session));
+  const tokenMatches = (session: Session, sent: string | undefined) => sameDigest(formToken(session), sent ?? '');
 
   /** Sends the browser to sign in for the account page: an authorization request of its own client, with PKCE. */
   const startSignIn = (ctx: Context) => {
@@ -233,7 +243,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
   router.get('/', async (ctx) => {
     const who = await signedIn(ctx);
     if (!who) return startSignIn(ctx);
-    await render(ctx, who, carried(ctx));
+    await render(ctx, who, carried(ctx, { to: who.session }));
   });
 
   // The sign-in's return (RFC 6749 §4.1.2): the code is spent here, in the
@@ -248,7 +258,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     const [state, verifier] = started?.split('.') ?? [];
     const { query } = ctx;
     // RFC 9207 §2.4: the answer names who sent it, and it must be us (who always say so).
-    const ours = state && verifier && typeof query.state === 'string' && equal(query.state, state) && query.iss === config.issuer;
+    const ours = state && verifier && typeof query.state === 'string' && sameDigest(state, query.state) && query.iss === config.issuer;
     if (!ours) {
       // Not the sign-in this browser started last: an earlier one (two tabs
       // opened the page), or one opened again from the history. Nothing of
@@ -261,10 +271,15 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     }
     ctx.cookies.set(SIGN_IN_COOKIE, null, SIGN_IN_COOKIE_OPTIONS);
     if (typeof query.error === 'string') {
-      // Cancel on the sign-in page (access_denied), or a sign-in the server stopped.
+      // Cancel on the sign-in page (access_denied), or a sign-in the server
+      // stopped. Cancelled at the setup of an authenticator app (after the
+      // password: the session names the person), two-step verification is
+      // required all the same, which the page says.
+      const { accountId } = await host.current.Session.get(ctx as never);
+      const totp = accountId ? await secondFactors.stateOf(accountId) : undefined;
       ctx.status = 200;
       ctx.type = 'html';
-      ctx.body = renderPage(page(ctx), 'account-not-signed-in', { cancelled: query.error === 'access_denied' });
+      ctx.body = renderPage(page(ctx), 'account-not-signed-in', { cancelled: query.error === 'access_denied', setupPending: Boolean(totp?.required && !totp.setUpAt) });
       return;
     }
     const code = typeof query.code === 'string' ? await host.current.AuthorizationCode.find(query.code) : undefined;
@@ -309,7 +324,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
       if (!(error instanceof AccountError)) throw error;
     }
     await tellApps(ctx, host.current, ended);
-    carry(ctx, { notice: { removed: displayName(app) } });
+    carry(ctx, { notice: { removed: displayName(app) }, to: formToken(who.session) });
     seeAccountPage(ctx);
   });
 
@@ -325,7 +340,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     const current = form.current_password ?? '';
     const next = form.new_password ?? '';
     const again = form.new_password_again ?? '';
-    const refuse = (error: string, fields: FormRefusal['fields']) => refuseForm(ctx, { form: 'password', error, fields });
+    const refuse = (error: string, fields: FormRefusal['fields']) => refuseForm(ctx, who, { form: 'password', error, fields });
     const missing = [...(current ? [] : ['current' as const]), ...(next ? [] : ['new' as const]), ...(again ? [] : ['again' as const])];
     if (missing.length) return refuse('Fill in all three password fields.', missing);
     const wrong = await currentPasswordRefused(ctx, who, current, 'password change');
@@ -341,24 +356,25 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
   });
 
   // Two-step verification turned on by the person (the operator's `user
-  // update --totp required`), given the current password: a stolen session
-  // alone cannot tie the account to someone else's phone. The setup is the
-  // sign-in's own (provider/second-factor-prompt.ts): the page sends the
-  // browser through a sign-in for itself, which now asks this session,
-  // having passed no code, to set up an app, and comes back here. Left
-  // half-way, the next sign-in sets it up. Turning it off is the operator's.
+  // update --totp required`), given the current password, and everyone
+  // signed out (Accounts.requireTotp): neither a stolen session alone nor
+  // one elsewhere that passed the password only can tie the account to
+  // someone else's phone. The setup is the sign-in's own
+  // (provider/second-factor-prompt.ts): the page sends the browser through a
+  // sign-in for itself, where the person gives the password again and sets
+  // up the app, and comes back here. Left half-way, the next sign-in sets it
+  // up. Turning it off is the operator's.
   router.post('/two-step', async (ctx) => {
     const posted = await formOfSignedIn(ctx);
     if (!posted) return;
     const { who, form } = posted;
     const current = form.current_password ?? '';
-    if (!current) return refuseForm(ctx, { form: 'two-step', error: 'Enter your current password.', fields: ['current'] });
+    if (!current) return refuseForm(ctx, who, { form: 'two-step', error: 'Enter your current password.', fields: ['current'] });
     const wrong = await currentPasswordRefused(ctx, who, current, 'two-step verification');
-    if (wrong) return refuseForm(ctx, { form: 'two-step', error: wrong, fields: wrong === WRONG_CURRENT_PASSWORD ? ['current'] : [] });
-    if (!(await accounts.requiresTotp(who.user.id))) {
-      await accounts.update(who.user.id, { totpRequired: true });
-      logger.info('two-step verification turned on on the account page', { ...requestField(ctx), account: who.user.id });
-    }
+    if (wrong) return refuseForm(ctx, who, { form: 'two-step', error: wrong, fields: wrong === WRONG_CURRENT_PASSWORD ? ['current'] : [] });
+    const { ended } = await accounts.requireTotp(who.user.id);
+    logger.info('two-step verification turned on on the account page', { ...requestField(ctx), account: who.user.id });
+    await tellApps(ctx, host.current, ended);
     startSignIn(ctx);
   });
 
@@ -380,7 +396,7 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
   // reads what the form carried for the minute the cookie lives, and then
   // leads to the account page.
   router.get('/done', (ctx) => {
-    const { done } = carried(ctx, { keep: true });
+    const { done } = carried(ctx, { keep: true, to: undefined });
     if (!done) return seeAccountPage(ctx);
     ctx.type = 'html';
     ctx.body = renderPage(page(ctx), done.what === 'password' ? 'password-changed' : 'signed-out-everywhere', { ...done });
@@ -424,11 +440,10 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
   return router;
 }
 
-/** The apps a person let in, each once, with what they may do, oldest first; the account page itself is not one. */
+/** The apps a person let in (Accounts.consentsOf: the account page itself is not one), each once, with what they may do, oldest first. */
 async function appsOf(consents: Awaited<ReturnType<Accounts['consentsOf']>>, apis: Apis) {
   const byApp = new Map<string, { clientId: string; name: string; since: Date; scopes: Set<string>; apiScopes: Map<string, Set<string>> }>();
   for (const consent of consents) {
-    if (consent.clientId === ACCOUNT_CLIENT_ID) continue;
     const app = byApp.get(consent.clientId) ?? { clientId: consent.clientId, name: consent.clientName ?? consent.clientId, since: consent.firstGivenAt, scopes: new Set(), apiScopes: new Map() };
     for (const scope of consent.scope.split(' ').filter(Boolean)) app.scopes.add(scope);
     for (const [api, scope] of Object.entries(consent.apis)) {
@@ -477,12 +492,11 @@ async function tellApps(ctx: Context, provider: Provider, ended: { accountId: st
 const WRONG_CURRENT_PASSWORD = 'Your current password is not right.';
 
 /** Refuses a form of the page: back to the page (Post/Redirect/Get), which says why beside it. */
-function refuseForm(ctx: Context, refusal: FormRefusal): void {
-  carry(ctx, { refusal });
+function refuseForm(ctx: Context, who: SignedIn, refusal: FormRefusal): void {
+  carry(ctx, { refusal, to: formToken(who.session) });
   seeAccountPage(ctx);
 }
 
-/** What the next load of the page is to say (see NOTICE_COOKIE). */
 /** Post/Redirect/Get to the page that says the change signed the person out everywhere. */
 function showDone(ctx: Context, done: Done): void {
   carry(ctx, { done });
@@ -490,20 +504,29 @@ function showDone(ctx: Context, done: Done): void {
   ctx.redirect('/account/done');
 }
 
+/** What the next load of the page is to say (see NOTICE_COOKIE). */
 function carry(ctx: Context, said: Carried): void {
   ctx.cookies.set(NOTICE_COOKIE, Buffer.from(JSON.stringify(said)).toString('base64url'), { ...NOTICE_COOKIE_OPTIONS, maxAge: 60_000 });
 }
 
-/** What this browser was sent back to the page with, if anything (read once). */
-function carried(ctx: Context, { keep = false } = {}): Carried {
+/**
+ * What this browser was sent back with, if anything: read once, unless
+ * `keep`; a notice or refusal only for the session `to` (see Carried.to).
+ */
+function carried(ctx: Context, { keep = false, to }: { keep?: boolean; to: Session | undefined }): Carried {
   const value = ctx.cookies.get(NOTICE_COOKIE, { signed: true });
   if (value === undefined) return {};
   if (!keep) ctx.cookies.set(NOTICE_COOKIE, null, NOTICE_COOKIE_OPTIONS);
   try {
-    const { notice, refusal, done } = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as Carried;
+    const { notice, refusal, done, to: addressee } = JSON.parse(Buffer.from(value, 'base64url').toString('utf8')) as Carried;
+    const forThisSession = to !== undefined && typeof addressee === 'string' && sameDigest(formToken(to), addressee);
     const soundRefusal = refusal && FORMS.includes(refusal.form) && typeof refusal.error === 'string' && Array.isArray(refusal.fields) && refusal.fields.every((field) => FIELDS.includes(field));
     const soundDone = done && (done.what === 'password' || done.what === 'everywhere') && Array.isArray(done.keeping) && done.keeping.every((name) => typeof name === 'string') && Number.isInteger(done.more);
-    return { notice: typeof notice?.removed === 'string' ? notice : undefined, refusal: soundRefusal ? refusal : undefined, done: soundDone ? done : undefined };
+    return {
+      notice: forThisSession && typeof notice?.removed === 'string' ? notice : undefined,
+      refusal: forThisSession && soundRefusal ? refusal : undefined,
+      done: soundDone ? done : undefined,
+    };
   } catch {
     // Signed by us, so never garbled but by a change of format between versions: no message then.
     return {};
@@ -518,14 +541,4 @@ const seeAccountPage = (ctx: Context) => {
 
 const s256 = (verifier: string) => createHash('sha256').update(verifier).digest('base64url');
 
-const equal = (a: string, b: string) => {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
-};
 
-const tooManyFailures = (seconds: number) => {
-  const minutes = Math.ceil(seconds / 60);
-  // As the sign-in page says it (the same count: signing in waits as long).
-  return `Too many failed sign-ins. Try again in ${minutes === 1 ? 'a minute' : `${minutes} minutes`}.`;
-};

@@ -166,6 +166,22 @@ describe('signing in to the account page', () => {
   });
 });
 
+describe('what the page carries from a form to the next page', () => {
+  it('is said only to the session it was for: a cookie planted from someone else\'s session (a sibling subdomain) puts no words on the page', async () => {
+    const planter = new UserAgent();
+    const theirs = await openSignedIn(planter, await person('Mallory'));
+    const victim = new UserAgent();
+    await openSignedIn(victim, await person('Alice'));
+    // The planter's own refusal, signed by the server for the planter's session, not read yet.
+    const carried = await planter.post(theirs, '/account/password', { ...UserAgent.formFields(theirs, '/account/password'), current_password: 'not my password', new_password: 'x', new_password_again: 'x' }, `${pc.issuer}/account`);
+    expect(carried.status).toBe(303);
+    expect(planter.plantCookies(victim, ['_account_notice', '_account_notice.sig'])).toEqual(['_account_notice', '_account_notice.sig']);
+    const page = await victim.open(accountUrl());
+    expect(isAccountPage(page)).toBe(true);
+    expect(alertOn(page)).toBeUndefined();
+  });
+});
+
 describe('the apps a person let in', () => {
   it('lists each app with what it may do, and removing one ends its tokens, tells it, and asks consent again', async () => {
     const email = await person('Margaret');
@@ -257,7 +273,13 @@ describe('two-step verification turned on by the person', () => {
     expect(page.html).toMatch(/id="two-step-password"[^>]*aria-invalid="true"[^>]*autofocus/);
     expect(await totpOf()).toBe('off');
 
-    const setup = await turnOn(PASSWORD);
+    // Everyone signed out, this browser too (review BU): the password again, then the setup.
+    const elsewhere = new UserAgent();
+    await openSignedIn(elsewhere, email);
+    const login = await turnOn(PASSWORD);
+    expect(pageKind(login)).toBe('login');
+    expect(pageKind(await elsewhere.open(accountUrl()))).toBe('login');
+    const setup = await signIn(ua, login, email, PASSWORD);
     expect(setup.html).toContain(SET_UP_HEADING);
     expect(await totpOf()).toBe('required');
     const key = keyOn(setup);
