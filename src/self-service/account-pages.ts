@@ -47,7 +47,6 @@ export interface AccountPageDeps {
   metrics?: Metrics;
 }
 
-
 /**
  * The sign-in the account page started (its state and PKCE verifier, RFC
  * 7636), for its return to /account/callback. Signed, as the library's
@@ -77,6 +76,7 @@ type Session = Awaited<ReturnType<Provider['Session']['get']>>;
  * post: SameSite=None). A new sign-in in this browser makes a new one.
  */
 const formToken = (session: Session) => sha256(`account page forms of session ${session.jti}`);
+
 interface SignedIn {
   session: Session;
   user: NonNullable<Awaited<ReturnType<Accounts['find']>>>;
