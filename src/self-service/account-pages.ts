@@ -286,6 +286,9 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     // (The typings leave out `consumed`, which a spent code has.)
     const sound = code && !(code as unknown as { consumed?: number }).consumed && code.clientId === ACCOUNT_CLIENT_ID && code.codeChallenge === s256(verifier!);
     if (!sound) {
+      // Spent by a load of the same answer a moment before (a double
+      // navigation): a browser signed in is shown its page, as above.
+      if (await signedIn(ctx)) return seeAccountPage(ctx);
       ctx.status = 400;
       renderErrorPage(ctx, page(ctx), { error: 'account_sign_in_stale' });
       return;
