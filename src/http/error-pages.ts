@@ -259,7 +259,7 @@ export function renderErrorPage(ctx: Context, page: PageContext, out: ErrorOut, 
     action = { url: inProgress.url, label: 'Back to signing in' };
   }
   // The account page's errors lead back to it.
-  if (!action && (out.error.startsWith('account_') || ACCOUNT_PAGE.test(ctx.path))) action = { url: '/account', label: 'Open your account page' };
+  if (!action && ACCOUNT_PAGE.test(ctx.path)) action = { url: '/account', label: 'Open your account page' };
   // Told to go back to the application, a person is given the way there
   // (not where the advice is to try again).
   if (!action && application && out.error !== 'server_error') {

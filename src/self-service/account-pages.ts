@@ -23,7 +23,7 @@ import { loggedPath } from '../http/log-redaction.js';
 import { outageLog } from '../http/outage-log.js';
 import { crossSitePost } from '../http/own-forms.js';
 import { errorReference, requestField } from '../http/request-id.js';
-import { renderPage } from '../http/views.js';
+import { renderPage, type PageContext } from '../http/views.js';
 import { describeApiScopes, describeScopes } from '../interactions/scope-descriptions.js';
 import { tooManyFailures } from '../interactions/sign-in-notice.js';
 import type { Logger } from '../logger.js';
@@ -131,8 +131,8 @@ const FIELDS = ['current', 'new', 'again'];
  */
 export function accountPages(deps: AccountPageDeps): Koa.Middleware {
   const { config, logger } = deps;
-  const routes = accountRoutes(deps).routes() as unknown as Koa.Middleware;
   const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
+  const routes = accountRoutes(deps, page).routes() as unknown as Koa.Middleware;
   const ownOrigin = new URL(config.issuer).origin;
   return async (ctx, next) => {
     if (!ACCOUNT_PATH.test(ctx.path)) return next();
@@ -169,10 +169,9 @@ export function accountPages(deps: AccountPageDeps): Koa.Middleware {
   };
 }
 
-function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, config, logger, metrics }: AccountPageDeps): Router {
+function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, config, logger, metrics }: AccountPageDeps, page: (ctx: Context) => PageContext): Router {
   const router = new Router({ prefix: '/account' });
   const addresses = new ClientAddresses(config.trustProxy, logger);
-  const page = (ctx: Context) => ({ res: ctx.res, issuerName: config.issuerName });
 
   /**
    * Who this browser's session signed in, as an app's authorization request
@@ -188,6 +187,17 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     if (!(session.amr ?? []).includes('otp') && (await accounts.requiresTotp(accountId))) return undefined;
     const user = await accounts.find(accountId);
     return user && { session, user };
+  };
+
+  /**
+   * An answer of a sign-in that is not this browser's to spend (see
+   * /callback): nothing of it is taken. A browser signed in all the same is
+   * shown its page, as the page itself would (the answer named nobody).
+   */
+  const answerStale = async (ctx: Context) => {
+    if (await signedIn(ctx)) return seeAccountPage(ctx);
+    ctx.status = 400;
+    renderErrorPage(ctx, page(ctx), { error: 'account_sign_in_stale' });
   };
 
   const tokenMatches = (session: Session, sent: string | undefined) => sameDigest(formToken(session), sent ?? '');
@@ -259,16 +269,9 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     const { query } = ctx;
     // RFC 9207 §2.4: the answer names who sent it, and it must be us (who always say so).
     const ours = state && verifier && typeof query.state === 'string' && sameDigest(state, query.state) && query.iss === config.issuer;
-    if (!ours) {
-      // Not the sign-in this browser started last: an earlier one (two tabs
-      // opened the page), or one opened again from the history. Nothing of
-      // it is taken; a browser signed in all the same is shown its page, as
-      // the page itself would (the answer named nobody).
-      if (await signedIn(ctx)) return seeAccountPage(ctx);
-      ctx.status = 400;
-      renderErrorPage(ctx, page(ctx), { error: 'account_sign_in_stale' });
-      return;
-    }
+    // Not the sign-in this browser started last: an earlier one (two tabs
+    // opened the page), or one opened again from the history.
+    if (!ours) return answerStale(ctx);
     ctx.cookies.set(SIGN_IN_COOKIE, null, SIGN_IN_COOKIE_OPTIONS);
     if (typeof query.error === 'string') {
       // Cancel on the sign-in page (access_denied), or a sign-in the server
@@ -285,14 +288,8 @@ function accountRoutes({ host, accounts, secondFactors, signInThrottle, apis, co
     const code = typeof query.code === 'string' ? await host.current.AuthorizationCode.find(query.code) : undefined;
     // (The typings leave out `consumed`, which a spent code has.)
     const sound = code && !(code as unknown as { consumed?: number }).consumed && code.clientId === ACCOUNT_CLIENT_ID && code.codeChallenge === s256(verifier!);
-    if (!sound) {
-      // Spent by a load of the same answer a moment before (a double
-      // navigation): a browser signed in is shown its page, as above.
-      if (await signedIn(ctx)) return seeAccountPage(ctx);
-      ctx.status = 400;
-      renderErrorPage(ctx, page(ctx), { error: 'account_sign_in_stale' });
-      return;
-    }
+    // Spent already: by a load of the same answer a moment before (a double navigation), say.
+    if (!sound) return answerStale(ctx);
     await code.destroy();
     const who = await signedIn(ctx);
     if (who?.user.id !== code.accountId) {
